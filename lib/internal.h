@@ -1,0 +1,63 @@
+/* lib/internal.h: helpers shared by every module of the library (tg__
+ * prefix: internal, never exported in public headers).
+ *
+ * Thread safety: all helpers here are thread-safe.
+ */
+#ifndef TG_INTERNAL_H
+#define TG_INTERNAL_H
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "tgraph/error.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "tgraph's formats assume a little-endian host"
+#endif
+
+/* "Can't happen, but survive it": asserts in debug builds, evaluates to the
+ * condition in release builds so the caller can take a safe path. */
+#ifdef NDEBUG
+#define TG_ALWAYS(x) (x)
+#define TG_NEVER(x) (x)
+#else
+#define TG_ALWAYS(x) ((x) ? 1 : (assert(0), 0))
+#define TG_NEVER(x) ((x) ? (assert(0), 1) : 0)
+#endif
+
+#define TG__LIKELY(x) __builtin_expect(!!(x), 1)
+#define TG__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TG__PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* Allocation goes through these so that one place can add accounting or
+ * fault injection. Same contracts as the libc functions. */
+void *tg__malloc(size_t n);
+void *tg__calloc(size_t count, size_t size);
+void *tg__realloc(void *p, size_t n);
+void tg__free(void *p);
+/* `align` a power of two >= sizeof(void *); size rounded up internally.
+ * Free with tg__free(). Never NULL for size 0 unless out of memory. */
+void *tg__aligned_alloc(size_t align, size_t size);
+
+static inline size_t tg__align_up(size_t n, size_t align) {
+  return (n + align - 1) & ~(align - 1);
+}
+
+/* Fill *err (when not NULL) and return `code`, so failures read
+ *   return tg__error_set(err, TG_EFORMAT, "list count %zu ...", n); */
+int tg__error_set(tg_error *err, int code, const char *fmt, ...)
+    TG__PRINTF(3, 4);
+/* Same with a byte offset; the message gets " at offset N" appended. */
+int tg__error_set_at(tg_error *err, int code, size_t offset, const char *fmt,
+                     ...) TG__PRINTF(4, 5);
+int tg__error_vset(tg_error *err, int code, const char *fmt, va_list ap);
+
+/* True when the len bytes at s are well-formed UTF-8 (no overlongs, no
+ * surrogates, nothing above U+10FFFF). NUL bytes are allowed. */
+bool tg__utf8_valid(const char *s, size_t len);
+
+#endif /* TG_INTERNAL_H */

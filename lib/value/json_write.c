@@ -1,0 +1,2 @@
+/* placeholder: being written */
+typedef int tg__placeholder_json_write;
