@@ -1,0 +1,123 @@
+/* include/tgraph/executor.h: a persistent pool of workers and futures, as
+ * concurrent.futures and dask.distributed's client offer them.
+ *
+ * Life-cycle:
+ *   1. tg_executor_new()       start a backend with N workers
+ *   2. tg_executor_submit() /  submit graph nodes or function calls; each
+ *      tg_executor_call()      gives a future; a future may be an argument
+ *                              of a later call (tg_arg_future)
+ *   3. tg_future_result() /   wait for results, poll, cancel, get called
+ *      tg_future_on_done() /   back, or iterate in completion order
+ *      tg_as_completed_*()
+ *   4. tg_future_free()        drop each future handle
+ *   5. tg_executor_free()      cancel what is queued, wait for what runs,
+ *                              stop the workers
+ *
+ * Futures are reference counted: the caller owns one handle per future
+ * returned; the executor keeps its own until the work is finished.
+ *
+ * Callbacks (tg_future_on_done) run exactly once: on the worker thread
+ * that finished the future, or at once in the registering thread if it is
+ * already done. They run in registration order and must not block.
+ *
+ * Thread safety: every call here is thread-safe: any thread may submit,
+ *   wait, cancel or free futures. tg_executor_free() must not race with
+ *   other calls on the same executor.
+ * Fork: do not use an executor in a child of fork().
+ */
+#ifndef TGRAPH_EXECUTOR_H
+#define TGRAPH_EXECUTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tgraph/graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Called for tg_task_log() lines; `key` is the task's key. */
+typedef void (*tg_log_fn)(void *ctx, const char *key, const char *line);
+
+#define TG_EXECUTOR_OPTS_V1 1
+typedef struct tg_executor_opts {
+  uint32_t version;    /* TG_EXECUTOR_OPTS_V1 */
+  const char *backend; /* "sync", "threads" (NULL), "processes", "tcp" */
+  unsigned workers;    /* 0: one per CPU */
+  tg_log_fn log;       /* NULL: lines go to stderr as "[key] line" */
+  void *log_ctx;
+  tg_cache *cache;     /* borrowed; NULL = no memoization */
+} tg_executor_opts;
+
+/* Start an executor over `reg` (borrowed: must outlive it). opts may be
+ * NULL. TG_EINVAL for an unknown backend name (the message lists the
+ * known ones). */
+int tg_executor_new(tg_registry *reg, const tg_executor_opts *opts,
+                    tg_executor **out /* OUT */);
+/* Cancel queued work, wait for running tasks, stop workers, free. Futures
+ * still held by the caller stay valid (finished or cancelled). ex may be
+ * NULL. */
+void tg_executor_free(tg_executor *ex);
+const char *tg_executor_backend(const tg_executor *ex);
+unsigned tg_executor_workers(const tg_executor *ex);
+/* Last error detail of calls on ex (per thread is not kept: read it right
+ * after the failing call). Owned by ex. */
+const char *tg_executor_errmsg(const tg_executor *ex);
+
+/* Submit the evaluation of node `node` of g. The part of g it needs is
+ * copied, so g may change or be freed afterwards. On success *out is a new
+ * future handle. */
+int tg_executor_submit(tg_executor *ex, tg_graph *g, tg_node node,
+                       tg_future **out /* OUT */);
+/* Submit several nodes as one run (shared inputs are computed once). */
+int tg_executor_submit_many(tg_executor *ex, tg_graph *g, const tg_node *nodes,
+                            size_t n, tg_future **out /* OUT: n futures */);
+/* Submit one call of `fn`; args are constants (taken) or futures
+ * (TG_ARG_FUTURE). Node arguments are TG_EINVAL here. */
+int tg_executor_call(tg_executor *ex, const char *fn, const tg_arg *args,
+                     size_t nargs, tg_future **out /* OUT */);
+
+/* ---- futures --------------------------------------------------------- */
+
+tg_future *tg_future_ref(tg_future *f);
+void tg_future_free(tg_future *f); /* drops a handle; f may be NULL */
+
+bool tg_future_done(const tg_future *f);      /* finished in any way */
+bool tg_future_running(const tg_future *f);   /* a task of it is running */
+bool tg_future_cancelled(const tg_future *f);
+/* Cancel: true when the future will not run (it was still queued, or was
+ * already cancelled); false when it is running or done. Work that only
+ * this future needed is dropped. */
+bool tg_future_cancel(tg_future *f);
+
+/* Wait until done, at most timeout seconds (< 0: forever). TG_OK or
+ * TG_ETIMEDOUT. */
+int tg_future_wait(tg_future *f, double timeout);
+/* Wait, then: TG_OK with *out a new reference to the result; or the
+ * failure (TG_ETASK, TG_ECANCELED, ...; see tg_future_errmsg); or
+ * TG_ETIMEDOUT with the future still pending. */
+int tg_future_result(tg_future *f, double timeout, tg_value **out /* OUT */);
+/* Why the future failed ("task 'x#3' failed: ..."); "" while not failed.
+ * Owned by f. */
+const char *tg_future_errmsg(const tg_future *f);
+
+typedef void (*tg_future_cb)(tg_future *f, void *ctx);
+/* Call cb(f, ctx) once when f is done (see Callbacks above). */
+int tg_future_on_done(tg_future *f, tg_future_cb cb, void *ctx);
+
+/* Iterate over futures in the order they finish; each is yielded exactly
+ * once. The iterator borrows the futures: keep them until it is freed. */
+typedef struct tg_as_completed tg_as_completed;
+int tg_as_completed_new(tg_future *const *fs, size_t n,
+                        tg_as_completed **out /* OUT */);
+/* Next finished future (borrowed) in *out: TG_OK; TG_ENOTFOUND when all
+ * were yielded; TG_ETIMEDOUT after `timeout` seconds (< 0: forever). */
+int tg_as_completed_next(tg_as_completed *it, double timeout,
+                         tg_future **out /* OUT */);
+void tg_as_completed_free(tg_as_completed *it);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TGRAPH_EXECUTOR_H */

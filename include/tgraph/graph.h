@@ -1,0 +1,192 @@
+/* include/tgraph/graph.h: building lazy task graphs and computing them.
+ *
+ * Life-cycle:
+ *   1. tg_graph_new()          an empty graph over a registry
+ *   2. tg_graph_add() /        add delayed calls; an argument is a constant
+ *      tg_call() /             value, another node's result, or one element
+ *      tg_graph_map()          of another node's list or map result
+ *   3. tg_compute()            evaluate some outputs, any number of times
+ *   4. tg_graph_free()         release the graph
+ *
+ * Nothing runs while building. tg_compute() runs only what the requested
+ * outputs need (culling), on a backend chosen by name ("sync", "threads",
+ * "processes", "tcp"; the CLI's --scheduler takes the same names).
+ *
+ * Nodes only reference nodes that already exist, so a graph is acyclic by
+ * construction. Node ids are dense (0, 1, 2, ... in order of creation)
+ * and valid until tg_graph_free().
+ *
+ * Keys: every node has a key, unique in its graph: the one given in
+ * tg_node_opts.key, or a generated "FN#ID" (e.g. "add#17"), stable for the
+ * same sequence of calls. Errors name tasks by key.
+ *
+ * Ownership: constant argument values (TG_ARG_VALUE) are TAKEN by the add
+ * calls, even when they fail, so constructors can be nested in the call:
+ *   tg_call(g, "add", 2, tg_arg_node(x), tg_arg_value(tg_int(1)));
+ * Strings (keys, function names) are copied.
+ *
+ * Errors: calls return TG_OK or a negative code; tg_graph_errmsg() then
+ * says what and where. A failed add leaves the graph unchanged.
+ *
+ * Thread safety: none for building; use a graph from one thread at a
+ *   time. tg_compute() runs tasks on worker threads internally and may be
+ *   called again after it returns.
+ * Fork: do not use a graph in a child of fork().
+ */
+#ifndef TGRAPH_GRAPH_H
+#define TGRAPH_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tgraph/error.h"
+#include "tgraph/registry.h"
+#include "tgraph/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tg_graph tg_graph;       /* opaque */
+typedef struct tg_executor tg_executor; /* see executor.h */
+typedef struct tg_future tg_future;     /* see executor.h */
+typedef struct tg_cache tg_cache;       /* see cache.h */
+typedef uint32_t tg_node;
+#define TG_NODE_NONE UINT32_MAX
+
+typedef enum tg_arg_kind {
+  TG_ARG_VALUE = 0,  /* a constant value (taken) */
+  TG_ARG_NODE = 1,   /* the result of `node` */
+  TG_ARG_ITEM = 2,   /* element `index` of node's list result (negative
+                        counts from the end) */
+  TG_ARG_KEY = 3,    /* the value under `key` in node's map result */
+  TG_ARG_FUTURE = 4, /* the result of a future (executor submissions only) */
+} tg_arg_kind;
+
+typedef struct tg_arg {
+  tg_arg_kind kind;
+  tg_node node;
+  int64_t index;
+  const char *key;   /* copied by the add call */
+  tg_value *value;   /* taken by the add call */
+  tg_future *future; /* borrowed; the submission takes its own reference */
+} tg_arg;
+
+static inline tg_arg tg_arg_value(tg_value *v) {
+  tg_arg a = {TG_ARG_VALUE, TG_NODE_NONE, 0, NULL, v, NULL};
+  return a;
+}
+static inline tg_arg tg_arg_node(tg_node n) {
+  tg_arg a = {TG_ARG_NODE, n, 0, NULL, NULL, NULL};
+  return a;
+}
+static inline tg_arg tg_arg_item(tg_node n, int64_t index) {
+  tg_arg a = {TG_ARG_ITEM, n, index, NULL, NULL, NULL};
+  return a;
+}
+static inline tg_arg tg_arg_key(tg_node n, const char *key) {
+  tg_arg a = {TG_ARG_KEY, n, 0, key, NULL, NULL};
+  return a;
+}
+static inline tg_arg tg_arg_future(tg_future *f) {
+  tg_arg a = {TG_ARG_FUTURE, TG_NODE_NONE, 0, NULL, NULL, f};
+  return a;
+}
+
+#define TG_NODE_OPTS_V1 1
+typedef struct tg_node_opts {
+  uint32_t version;  /* TG_NODE_OPTS_V1 */
+  const char *key;   /* NULL: generated "FN#ID"; else unique, non-empty */
+  int retries;       /* extra attempts after a failure (pure functions
+                        only); -1: the compute's default */
+  int cache;         /* -1: cache if the function is pure; 0: never;
+                        1: always (trust an impure function) */
+  double timeout;    /* seconds for one attempt, 0 = none (enforced by
+                        backends that can stop a task: processes, tcp;
+                        the threads backend flags the task cancelled) */
+} tg_node_opts;
+
+/* Create an empty graph over `reg` (borrowed: must outlive the graph). */
+int tg_graph_new(tg_registry *reg, tg_graph **out /* OUT */);
+void tg_graph_free(tg_graph *g); /* g may be NULL */
+
+/* Add a call of function `fn` (by name, or by handle with _fn). opts may
+ * be NULL. On success *out (may be NULL) is the new node. Errors:
+ * TG_ENOFUNC (unknown name; the message suggests the closest one),
+ * TG_EINVAL (wrong argument count for a function that declares one, an
+ * argument naming a node that does not exist, a TG_ARG_FUTURE, a NULL
+ * value), TG_EEXIST (duplicate key), TG_ENOMEM. */
+int tg_graph_add(tg_graph *g, const char *fn, const tg_arg *args,
+                 size_t nargs, const tg_node_opts *opts,
+                 tg_node *out /* OUT, may be NULL */);
+int tg_graph_add_fn(tg_graph *g, const tg_func *fn, const tg_arg *args,
+                    size_t nargs, const tg_node_opts *opts,
+                    tg_node *out /* OUT, may be NULL */);
+
+/* Short form: `nargs` tg_arg values follow. Returns the node, or
+ * TG_NODE_NONE on error (see tg_graph_errmsg). Any later node that uses
+ * TG_NODE_NONE as an argument fails too, so a chain of calls can be
+ * checked once at the end. */
+tg_node tg_call(tg_graph *g, const char *fn, size_t nargs, ...);
+
+/* Map `fn` over n inputs (each a tg_arg: constants are taken, nodes
+ * referenced), giving one node whose result is the list of fn(input_i),
+ * in order. `extra` arguments (taken/referenced likewise) follow each
+ * input in every call. Inputs are grouped into chunks of `chunksize`
+ * calls per task; 0 picks a size that gives about 8 tasks per CPU, at
+ * most 4096 calls each. */
+int tg_graph_map(tg_graph *g, const char *fn, const tg_arg *inputs, size_t n,
+                 const tg_arg *extra, size_t nextra, size_t chunksize,
+                 const tg_node_opts *opts, tg_node *out /* OUT */);
+
+size_t tg_graph_size(const tg_graph *g);  /* number of nodes */
+/* The node with this key, or TG_NODE_NONE. */
+tg_node tg_graph_find(const tg_graph *g, const char *key);
+/* Write node n's key into buf (NUL-terminated, truncated to size) and
+ * return its full length, as snprintf does; -1 if n does not exist. */
+int tg_node_key(const tg_graph *g, tg_node n, char *buf, size_t size);
+const tg_func *tg_node_func(const tg_graph *g, tg_node n);
+/* Last error detail of g: owned by g, valid until the next call on g. */
+const char *tg_graph_errmsg(const tg_graph *g);
+
+/* ---- compute ------------------------------------------------------------ */
+
+typedef struct tg_compute_stats {
+  size_t tasks_total;   /* tasks the outputs needed (after culling) */
+  size_t tasks_run;     /* function calls made (retries included) */
+  size_t tasks_cached;  /* tasks served from the cache */
+  size_t tasks_failed;  /* attempts that failed */
+  size_t tasks_skipped; /* tasks not run because the compute stopped */
+  size_t peak_live;     /* most intermediate results alive at once */
+  double wall_seconds;
+  tg_node failed_node;  /* first failing node, TG_NODE_NONE if none */
+} tg_compute_stats;
+
+#define TG_COMPUTE_OPTS_V1 1
+typedef struct tg_compute_opts {
+  uint32_t version;       /* TG_COMPUTE_OPTS_V1 */
+  const char *scheduler;  /* "sync", "threads" (NULL), "processes", "tcp" */
+  unsigned workers;       /* 0: one per CPU */
+  tg_executor *executor;  /* borrowed; when set, run there (scheduler and
+                             workers are then ignored) */
+  double timeout;         /* seconds for the whole compute; 0 = none */
+  int retries;            /* default extra attempts for pure tasks */
+  tg_cache *cache;        /* borrowed; NULL = no memoization */
+  tg_compute_stats *stats;/* OUT, may be NULL: filled on return */
+} tg_compute_opts;
+
+/* Evaluate outputs[0..n-1] and store a new reference to each result in
+ * results[i] (the caller unrefs them). opts may be NULL (threads, one
+ * worker per CPU). On error every results[i] is NULL, no new task starts,
+ * running ones finish (or see tg_task_cancelled()), nothing leaks, and
+ * tg_graph_errmsg() names the failing task's key and its message
+ * ("task 'parse#3' failed: TG_EINVAL: bad header"). Errors: TG_ETASK (a
+ * task failed after its retries), TG_ETIMEDOUT, TG_ECANCELED, TG_EINVAL,
+ * TG_ENOMEM, and the backend's own (TG_EWORKER). */
+int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
+               const tg_compute_opts *opts, tg_value **results /* OUT */);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TGRAPH_GRAPH_H */

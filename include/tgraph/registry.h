@@ -1,0 +1,126 @@
+/* include/tgraph/registry.h: named task functions and the context a task
+ * runs with.
+ *
+ * Life-cycle:
+ *   1. tg_registry_new()        create an empty registry
+ *   2. tg_registry_add() /      register functions (name, version, purity,
+ *      tg_register()            arity); later issues add builtins/plugins
+ *   3. build graphs and executors over it (they borrow it)
+ *   4. tg_registry_free()       after every graph and executor using it
+ *
+ * A task function receives its context and its argument values (borrowed:
+ * valid for the duration of the call) and returns TG_OK with *out set to a
+ * new reference, or a negative code, ideally after tg_task_fail() to say
+ * what went wrong. A function must not keep the argument pointers after
+ * returning unless it takes references.
+ *
+ * Pure functions (TG_FUNC_PURE) are deterministic and side-effect free:
+ * their results may be cached and they may be run again after a failure
+ * (retries) or on another worker.
+ *
+ * Thread safety: registering is not thread-safe; once graphs are built the
+ *   registry is read-only and any number of threads may look functions up.
+ *   Task functions are called concurrently from several worker threads.
+ * Fork: a registry is usable in a child of fork() (the processes backend
+ *   relies on this: workers call functions by name).
+ */
+#ifndef TGRAPH_REGISTRY_H
+#define TGRAPH_REGISTRY_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tgraph/error.h"
+#include "tgraph/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tg_registry tg_registry; /* opaque */
+typedef struct tg_func tg_func;         /* opaque; lives as long as the registry */
+typedef struct tg_task_ctx tg_task_ctx; /* opaque; valid during one call */
+
+/* args: nargs borrowed values. On success set *out to a new reference. */
+typedef int (*tg_task_fn)(tg_task_ctx *ctx, tg_value *const *args,
+                          size_t nargs, tg_value **out /* OUT */);
+
+enum {
+  TG_FUNC_PURE = 1, /* deterministic, no side effects: cacheable, re-runnable */
+};
+
+#define TG_FUNC_DEF_V1 1
+typedef struct tg_func_def {
+  uint32_t version;       /* TG_FUNC_DEF_V1 */
+  const char *name;       /* unique in the registry, e.g. "wordcount.count";
+                             copied */
+  const char *fn_version; /* part of the function's identity and of cache
+                             keys: change it when results change; copied;
+                             NULL = "0" */
+  tg_task_fn fn;
+  unsigned flags;         /* TG_FUNC_* */
+  int nargs;              /* exact argument count, or -1 for any */
+  void *user;             /* handed to the function via tg_task_user() */
+  const char *doc;        /* one line of help; copied; may be NULL */
+} tg_func_def;
+
+/* Create an empty registry. On error *out is NULL. */
+int tg_registry_new(tg_registry **out /* OUT */);
+/* Free the registry and its functions; reg may be NULL. */
+void tg_registry_free(tg_registry *reg);
+
+/* Register a function. TG_EEXIST when the name is taken, TG_EINVAL for a
+ * missing name or fn, a name that is empty, longer than 255 bytes or not
+ * printable ASCII/UTF-8. On success *out (may be NULL) is the handle. On
+ * error the registry is unchanged. */
+int tg_registry_add(tg_registry *reg, const tg_func_def *def,
+                    const tg_func **out /* OUT, may be NULL */);
+
+/* Short form: version "0", any number of arguments. */
+int tg_register(tg_registry *reg, const char *name, tg_task_fn fn,
+                unsigned flags);
+
+/* Look a function up by name; NULL when absent. O(1) on average. */
+const tg_func *tg_registry_find(const tg_registry *reg, const char *name);
+/* Number of functions, and the i-th in registration order. */
+size_t tg_registry_count(const tg_registry *reg);
+const tg_func *tg_registry_at(const tg_registry *reg, size_t i);
+/* The registered name closest to `name` (edit distance), for "did you
+ * mean" messages; NULL when the registry is empty. */
+const char *tg_registry_suggest(const tg_registry *reg, const char *name);
+
+const char *tg_func_name(const tg_func *f);
+const char *tg_func_version(const tg_func *f);
+unsigned tg_func_flags(const tg_func *f);
+int tg_func_nargs(const tg_func *f);
+const char *tg_func_doc(const tg_func *f);   /* "" when none */
+
+/* ---- inside a task ---------------------------------------------------- */
+
+/* Record why the task failed and return `code`, so a task can end with
+ *   return tg_task_fail(ctx, TG_EINVAL, "expected an int, got %s", ...); */
+int tg_task_fail(tg_task_ctx *ctx, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* True once the compute was cancelled, failed elsewhere or timed out: a
+ * long task should check it and return TG_ECANCELED. */
+bool tg_task_cancelled(const tg_task_ctx *ctx);
+/* Report progress of this task, 0.0 .. 1.0 (shown by progress displays). */
+void tg_task_progress(tg_task_ctx *ctx, double fraction);
+/* Log a line attributed to this task (to the executor's log callback,
+ * stderr by default). */
+void tg_task_log(tg_task_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The function's `user` pointer from its definition. */
+void *tg_task_user(const tg_task_ctx *ctx);
+/* The key of the node being run (borrowed, valid during the call). */
+const char *tg_task_key(const tg_task_ctx *ctx);
+/* Index of the worker running the task (0-based). */
+int tg_task_worker(const tg_task_ctx *ctx);
+/* Which attempt this is: 0 first, 1 first retry, ... */
+int tg_task_attempt(const tg_task_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TGRAPH_REGISTRY_H */
