@@ -1,0 +1,134 @@
+/* include/tgraph/cache.h: the memoizing cache, an LMDB environment in a
+ * directory plus content-addressed blob files for large values.
+ *
+ * Life-cycle:
+ *   1. tg_cache_open()       open (creating) a cache directory
+ *   2. pass it to tg_compute()/executors (tg_compute_opts.cache), or use
+ *      tg_cache_get()/tg_cache_put() directly with your own keys
+ *   3. tg_cache_close()      flush queued writes and close
+ *
+ * Keys are 128-bit digests (see tg_value_hash and the Merkle keys of
+ * graph nodes). Entries hold a value in the tgraph serial format: small
+ * ones inline in LMDB, large ones in blob files written atomically and
+ * read back with mmap (arrays are zero-copy). Every entry is checksummed
+ * and verified when read: a corrupt or missing entry is a miss (it is
+ * removed), never a wrong value.
+ *
+ * Writes are queued to one writer thread that commits them in batches.
+ * Several processes may use one directory at once, and kill -9 at any
+ * moment leaves a consistent cache (LMDB transactions; blobs renamed into
+ * place before their entry is committed). A directory the process may not
+ * write still serves hits: the cache opens read-only, stores nothing and
+ * says so in tg_cache_warning().
+ *
+ * Thread safety: every call is thread-safe.
+ * Fork: do not use a cache in a child of fork(); the opener's pid is
+ *   recorded and checked (children get TG_ESTATE).
+ */
+#ifndef TGRAPH_CACHE_H
+#define TGRAPH_CACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tgraph/error.h"
+#include "tgraph/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tg_cache tg_cache; /* opaque */
+
+#define TG_CACHE_OPTS_V1 1
+typedef struct tg_cache_opts {
+  uint32_t version;     /* TG_CACHE_OPTS_V1 */
+  uint64_t max_size;    /* bytes (inline + blobs); 0 = no limit. Over the
+                           limit, least recently used entries are pruned
+                           after each batch of writes. */
+  size_t inline_max;    /* encoded values up to this size live in LMDB;
+                           larger in blob files. 0 = 64 KiB */
+  int compress;         /* zstd level for stored values, 0 = none */
+  bool readonly;        /* open read-only even if writable */
+} tg_cache_opts;
+
+/* Open or create the cache in `dir` (created with parents if missing).
+ * opts may be NULL. On error *out is NULL and err says why. */
+int tg_cache_open(const char *dir, const tg_cache_opts *opts,
+                  tg_cache **out /* OUT */, tg_error *err);
+/* Flush queued writes, stop the writer, close. c may be NULL. */
+void tg_cache_close(tg_cache *c);
+
+bool tg_cache_is_readonly(const tg_cache *c);
+/* A warning for the user ("cache directory X is read-only: results will
+ * not be stored"), or NULL. Owned by c. */
+const char *tg_cache_warning(const tg_cache *c);
+/* Detail of the last failed call on c. Owned by c. */
+const char *tg_cache_errmsg(const tg_cache *c);
+
+/* What tg_cache_put records besides the value. */
+typedef struct tg_cache_meta {
+  const char *function;    /* name of the function that made it; copied */
+  double compute_seconds;  /* how long computing it took */
+} tg_cache_meta;
+
+/* Look key up. TG_OK and *out a new reference on a hit; TG_ENOTFOUND on a
+ * miss (including a corrupt entry, which is removed). Marks the entry as
+ * used (recorded by the writer, not on this thread). */
+int tg_cache_get(tg_cache *c, tg_digest key, tg_value **out /* OUT */);
+/* True when key has an entry (not verified, no value loaded). */
+bool tg_cache_contains(tg_cache *c, tg_digest key);
+/* Queue v under key (a reference is taken; v is not copied). meta may be
+ * NULL. Returns at once; TG_OK even when read-only (nothing is stored). */
+int tg_cache_put(tg_cache *c, tg_digest key, tg_value *v,
+                 const tg_cache_meta *meta);
+/* Wait until every queued write is committed (or failed: the error). */
+int tg_cache_flush(tg_cache *c);
+int tg_cache_remove(tg_cache *c, tg_digest key);
+/* Remove every entry and blob. */
+int tg_cache_clear(tg_cache *c);
+/* Remove least recently used entries until the total is <= max_size.
+ * *removed (may be NULL) gets the number of entries removed. */
+int tg_cache_prune(tg_cache *c, uint64_t max_size, uint64_t *removed);
+
+typedef struct tg_cache_entry_info {
+  tg_digest key;
+  uint64_t size;           /* stored bytes */
+  double created;          /* Unix time, seconds */
+  double last_used;        /* Unix time, seconds */
+  double compute_seconds;
+  bool in_blob;            /* stored in a blob file */
+  char function[128];      /* truncated name */
+} tg_cache_entry_info;
+
+/* Call cb for every entry (any order) until it returns non-zero. */
+int tg_cache_list(tg_cache *c,
+                  int (*cb)(void *ctx, const tg_cache_entry_info *e),
+                  void *ctx);
+
+typedef struct tg_cache_info {
+  uint64_t entries;
+  uint64_t bytes;          /* inline + blob bytes */
+  uint64_t blob_bytes;
+  uint64_t max_size;
+  uint64_t map_size;       /* current LMDB map size */
+} tg_cache_info;
+int tg_cache_get_info(tg_cache *c, tg_cache_info *out /* OUT */);
+
+/* Counters since open (this process only). */
+typedef struct tg_cache_counters {
+  uint64_t hits, misses, stores, corrupt;
+  uint64_t bytes_read, bytes_written;
+} tg_cache_counters;
+void tg_cache_get_counters(const tg_cache *c, tg_cache_counters *out /* OUT */);
+
+/* XXH3-128 of a file's content. With a cache, a file whose (path, size,
+ * mtime_ns, inode) match the recorded ones is not read again. c may be
+ * NULL (always reads). */
+int tg_cache_file_hash(tg_cache *c, const char *path, tg_digest *out /* OUT */,
+                       tg_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TGRAPH_CACHE_H */
