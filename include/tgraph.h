@@ -1,0 +1,13 @@
+/* include/tgraph.h: everything public in one include. */
+#ifndef TGRAPH_H
+#define TGRAPH_H
+
+#include "tgraph/error.h"
+#include "tgraph/value.h"
+#include "tgraph/serial.h"
+#include "tgraph/registry.h"
+#include "tgraph/graph.h"
+#include "tgraph/executor.h"
+#include "tgraph/cache.h"
+
+#endif /* TGRAPH_H */
