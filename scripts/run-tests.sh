@@ -1,0 +1,86 @@
+#!/bin/sh
+# scripts/run-tests.sh: the whole test suite, in the order that fails
+# fastest. Called by scripts/quickstart.sh test (which installs what is
+# needed first) and so by CI.
+#
+#   1. release build with warnings as errors, every suite
+#   2. ASan+UBSan debug build, every suite
+#   3. TSan debug build, the suites that run threads
+#   4. libFuzzer on the decoders for a bounded time (TG_FUZZ_SECONDS, 60)
+#   5. valgrind --leak-check=full on the examples
+# Ends with one line "tests: N passed, M failed" over every Criterion test.
+set -eu
+cd "$(dirname "$0")/.."
+
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+status=0
+
+setup() {
+  dir=$1; shift
+  [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
+  ninja -C "$dir" >/dev/null
+}
+
+run_suites() { # name dir [suites...]
+  name=$1; dir=$2; shift 2
+  echo "== $name"
+  if meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" \
+      >"$log/$name.out" 2>&1; then
+    grep -E "^(Ok|Fail|Timeout|Expected Fail|Unexpected Pass|Skipped):" \
+      "$log/$name.out" | tr '\n' ' '; echo
+  else
+    cat "$log/$name.out"
+    status=1
+  fi
+  # Criterion prints one synthesis line per suite into the test log.
+  grep -h "Synthesis:" "$dir/meson-logs/testlog.txt" >>"$log/synthesis" || true
+}
+
+setup build --buildtype=release -Dwerror=true
+run_suites release build
+
+setup build-asan --buildtype=debug -Db_sanitize=address,undefined \
+  -Db_lundef=false -Dwerror=true -Dbench=false
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+ASAN_OPTIONS=detect_leaks=1 \
+  run_suites asan+ubsan build-asan
+
+if [ -f tests/tsan-suites.txt ]; then
+  setup build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false \
+    -Dbench=false
+  # shellcheck disable=SC2046
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    run_suites tsan build-tsan $(cat tests/tsan-suites.txt)
+fi
+
+if command -v clang >/dev/null 2>&1 && [ -x scripts/fuzz.sh ]; then
+  echo "== fuzz (${TG_FUZZ_SECONDS:-60} s)"
+  if ! ./scripts/fuzz.sh "${TG_FUZZ_SECONDS:-60}" >"$log/fuzz.out" 2>&1; then
+    tail -40 "$log/fuzz.out"
+    status=1
+  else
+    tail -3 "$log/fuzz.out"
+  fi
+fi
+
+if command -v valgrind >/dev/null 2>&1 && [ -x scripts/valgrind-examples.sh ]; then
+  echo "== valgrind on the examples"
+  if ! ./scripts/valgrind-examples.sh build >"$log/valgrind.out" 2>&1; then
+    cat "$log/valgrind.out"
+    status=1
+  else
+    tail -3 "$log/valgrind.out"
+  fi
+fi
+
+# Sum Criterion's per-suite synthesis lines:
+# "[====] Synthesis: Tested: 27 | Passing: 27 | Failing: 0 | Crashing: 0"
+awk -F'|' '
+  { for (i = 1; i <= NF; i++) {
+      if ($i ~ /Passing:/) { sub(/.*Passing: */, "", $i); p += $i }
+      if ($i ~ /Failing:/) { sub(/.*Failing: */, "", $i); f += $i }
+      if ($i ~ /Crashing:/) { sub(/.*Crashing: */, "", $i); f += $i } } }
+  END { printf "tests: %d passed, %d failed\n", p, f + 0 }' \
+  "$log/synthesis" 2>/dev/null || echo "tests: 0 passed, 0 failed"
+exit "$status"

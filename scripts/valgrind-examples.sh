@@ -1,0 +1,22 @@
+#!/bin/sh
+# scripts/valgrind-examples.sh BUILDDIR: run every example program under
+# valgrind's memcheck with full leak checking, on small inputs; fails on
+# any error or leak.
+set -eu
+dir=${1:-build}
+fail=0
+check() { # program [args...]
+  if valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible \
+      --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 \
+      "$@" >/dev/null 2>"$dir/valgrind-$(basename "$1").log"; then
+    echo "valgrind: $(basename "$1"): clean"
+  else
+    echo "valgrind: $(basename "$1"): FAILED"; cat "$dir/valgrind-$(basename "$1").log"
+    fail=1
+  fi
+}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+check "$dir/examples/dump_load" "$tmp/record.tgv" 4
+[ -x "$dir/examples/graph_basic" ] && check "$dir/examples/graph_basic"
+exit $fail
