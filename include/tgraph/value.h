@@ -244,8 +244,11 @@ bool tg_digest_equal(tg_digest a, tg_digest b);
  *                                     "data": [flat row-major numbers]}}
  *     a map whose only key starts with '$' (so it is not mistaken for the
  *     above)           {"$map": {the map}}
- *   Reading also accepts "$ndarray" data as a base64 string of the raw
- *   little-endian bytes.
+ *     a map with a NUL byte in a key (JSON readers reject those keys)
+ *                      {"$map": [[key, value], ...]}
+ *   "$ndarray" data is a base64 string of the raw little-endian bytes
+ *   instead when numbers cannot carry it exactly (NaN or infinite floats,
+ *   u64 above INT64_MAX); reading accepts either for any dtype.
  */
 enum {
   TG_JSON_PRETTY = 1, /* indent by two spaces, one entry per line */
