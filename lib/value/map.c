@@ -98,6 +98,11 @@ int tg_map_put(tg_value *map, const char *key, size_t keylen, tg_value *val) {
     tg_value_unref(val);
     return TG_EINVAL;
   }
+  if (val == map) { /* would be a cycle that is never freed */
+    tg_value_unref(val);
+    return TG_EINVAL;
+  }
+  if (!key) key = ""; /* keylen is 0; memcmp must not see NULL */
   if (tg__depth(val) + 1 > TG_DEPTH_MAX) {
     tg_value_unref(val);
     return TG_EDEPTH;
@@ -164,6 +169,7 @@ size_t tg_map_len(const tg_value *v) {
 tg_value *tg_map_get(const tg_value *v, const char *key, size_t keylen) {
   const tg__map *m = tg__as_map(v);
   if (!m || (!key && keylen)) return NULL;
+  if (!key) key = ""; /* keylen is 0; memcmp must not see NULL */
   ptrdiff_t at = tg__map_find(m, key, keylen, tg__map_key_hash(key, keylen));
   return at >= 0 ? m->entries[at].val : NULL;
 }

@@ -320,7 +320,7 @@ tg_value *tg_list_alloc(size_t n) {
 
 int tg_list_init_item(tg_value *list, size_t i, tg_value *item) {
   if (!list || tg__is_imm(list) || list->type != TG_LIST || !item ||
-      i >= ((tg__list *)list)->len) {
+      item == list || i >= ((tg__list *)list)->len) {
     tg_value_unref(item);
     return TG_EINVAL;
   }
