@@ -646,6 +646,47 @@ Test(json_round_trip, random_floats_bit_exact) {
   tg_value_unref(a);
 }
 
+/* Damaged JSON either fails with a message or gives a value that itself
+ * round-trips; it never crashes (the sanitizer build checks the rest). */
+Test(json_round_trip, mutated_texts) {
+  uint64_t rng = 7;
+  static const char alphabet[] = "[]{}\",:$0123456789.eE+-\\u0000tfn \n";
+  int ok = 0, failed = 0;
+  for (int i = 0; i < 2000; i++) {
+    tg_value *v = tg_test_random_value(&rng, 3);
+    size_t len;
+    char *s = to_json(v, (i & 1) ? TG_JSON_PRETTY : 0, &len);
+    tg_value_unref(v);
+    for (int k = 0, n = 1 + (int)tg_test_below(&rng, 3); k < n && len; k++) {
+      size_t at = (size_t)tg_test_below(&rng, len);
+      switch (tg_test_below(&rng, 3)) {
+        case 0: s[at] = alphabet[tg_test_below(&rng, sizeof alphabet - 1)]; break;
+        case 1: len = at; break; /* truncate */
+        default: s[at] = (char)tg_test_rand(&rng); break;
+      }
+    }
+    tg_value *back = NULL;
+    tg_error err;
+    tg_error_clear(&err);
+    int rc = tg_value_from_json(s, len, &back, &err);
+    if (rc == TG_OK) {
+      ok++;
+      round_trip(back, 0);
+      tg_value_unref(back);
+    } else {
+      failed++;
+      cr_assert_null(back);
+      cr_assert(rc == TG_EJSON || rc == TG_EDEPTH, "%s", tg_err_name(rc));
+      cr_assert_eq(err.code, rc);
+      cr_assert_gt(strlen(err.msg), 10);
+    }
+    free(s);
+  }
+  cr_log_info("mutated texts: %d read, %d rejected", ok, failed);
+  cr_assert_gt(ok, 100);
+  cr_assert_gt(failed, 1000);
+}
+
 /* ---- speed ------------------------------------------------------------------------- */
 
 static double now_ms(void) {

@@ -151,7 +151,9 @@ static void put_float32(jbuf *b, float f) {
   char s[40];
   for (int prec = 6; prec <= 9; prec++) {
     snprintf(s, sizeof s, "%.*g", prec, (double)f);
-    if (same_bits32((float)strtod(s, NULL), f)) {
+    double d = strtod(s, NULL);
+    /* (float)d is defined only below the rounding boundary past FLT_MAX. */
+    if (fabs(d) < 0x1.ffffffp127 && same_bits32((float)d, f)) {
       put_g_text(b, s);
       return;
     }
