@@ -458,6 +458,8 @@ Test(json_read, malformed_dollar_forms) {
                      "\"$float\" is not \"nan\", \"inf\" or \"-inf\" (at /$float)");
   expect_parse_error("[{\"$float\":1.5}]", TG_EJSON,
                      "\"$float\" is not \"nan\", \"inf\" or \"-inf\" (at /0/$float)");
+  expect_parse_error("{\"$float\":\"nan\\u0000\"}", TG_EJSON,
+                     "\"$float\" is not \"nan\", \"inf\" or \"-inf\" (at /$float)");
   expect_parse_error("{\"$bytes\":\"Zg=\"}", TG_EJSON, "\"$bytes\" is not a base64 string (at /$bytes)");
   expect_parse_error("{\"$bytes\":\"Z===\"}", TG_EJSON, "\"$bytes\" is not a base64 string (at /$bytes)");
   expect_parse_error("{\"$bytes\":\"Zg=A\"}", TG_EJSON, "\"$bytes\" is not a base64 string (at /$bytes)");
@@ -488,6 +490,8 @@ Test(json_read, malformed_ndarrays) {
   expect_parse_error(ND("{\"dtype\":\"f64\",\"shape\":[],\"data\":[1],\"order\":\"C\"}"), TG_EJSON,
                      "\"$ndarray\" has an unknown key \"order\" (at /$ndarray)");
   expect_parse_error(ND("{\"dtype\":\"f16\",\"shape\":[],\"data\":[1]}"), TG_EJSON,
+                     "\"$ndarray\" dtype is not a known dtype name (at /$ndarray)");
+  expect_parse_error(ND("{\"dtype\":\"f64\\u0000\",\"shape\":[],\"data\":[1]}"), TG_EJSON,
                      "\"$ndarray\" dtype is not a known dtype name (at /$ndarray)");
   expect_parse_error(ND("{\"dtype\":\"f64\",\"shape\":3,\"data\":[1]}"), TG_EJSON,
                      "\"$ndarray\" shape is not a list of at most 32 sizes (at /$ndarray)");

@@ -64,6 +64,12 @@ static int fail(tg_error *err, int code, const jpath *at, const char *fmt, ...) 
 static int convert(const json_t *j, unsigned level, const jpath *at, tg_value **out,
                    tg_error *err);
 
+/* True when j is exactly the string lit (JSON strings may hold NUL). */
+static bool str_is(const json_t *j, const char *lit) {
+  return json_is_string(j) && json_string_length(j) == strlen(lit) &&
+         memcmp(json_string_value(j), lit, strlen(lit)) == 0;
+}
+
 /* ---- base64 ---------------------------------------------------------------- */
 
 static int b64_digit(unsigned char c) {
@@ -190,7 +196,10 @@ static int array_header(const json_t *spec, const jpath *at, tg_dtype *dt, int *
   const json_t *jdt = json_object_get(spec, "dtype"), *jsh = json_object_get(spec, "shape");
   if (!jdt || !jsh || !json_object_get(spec, "data"))
     return fail(err, TG_EJSON, at, "\"$ndarray\" needs \"dtype\", \"shape\" and \"data\"");
-  *dt = json_is_string(jdt) ? tg_dtype_from_name(json_string_value(jdt)) : (tg_dtype)0;
+  /* The length check keeps "f64\u0000x" from passing as "f64". */
+  *dt = json_is_string(jdt) && strlen(json_string_value(jdt)) == json_string_length(jdt)
+            ? tg_dtype_from_name(json_string_value(jdt))
+            : (tg_dtype)0;
   if (!*dt) return fail(err, TG_EJSON, at, "\"$ndarray\" dtype is not a known dtype name");
   if (!json_is_array(jsh) || json_array_size(jsh) > TG_NDIM_MAX)
     return fail(err, TG_EJSON, at, "\"$ndarray\" shape is not a list of at most %d sizes",
@@ -223,14 +232,13 @@ static int convert_ndarray(const json_t *spec, const jpath *at, tg_value **out, 
    * cannot ask for a huge array. */
   size_t size = 0, nbytes = 0, b64 = 0;
   tg__shape_size(dt, ndim, shape, &size, &nbytes);
-  if (json_is_array(data) ? json_array_size(data) != size
-                          : (!b64_size(json_string_value(data), json_string_length(data), &b64) ||
-                             b64 != nbytes))
-    return json_is_array(data)
-               ? fail(err, TG_EJSON, at, "\"$ndarray\" data has %zu elements, its shape needs %zu",
-                      json_array_size(data), size)
-               : fail(err, TG_EJSON, at, "\"$ndarray\" data is not base64 of exactly %zu bytes",
-                      nbytes);
+  if (json_is_array(data) && json_array_size(data) != size)
+    return fail(err, TG_EJSON, at, "\"$ndarray\" data has %zu elements, its shape needs %zu",
+                json_array_size(data), size);
+  if (json_is_string(data) &&
+      (!b64_size(json_string_value(data), json_string_length(data), &b64) || b64 != nbytes))
+    return fail(err, TG_EJSON, at, "\"$ndarray\" data is not base64 of exactly %zu bytes",
+                nbytes);
   tg_value *a = tg_ndarray_new(dt, ndim, shape);
   if (!a) return fail(err, TG_ENOMEM, at, "out of memory for an array of %zu bytes", nbytes);
   rc = json_is_array(data) ? array_from_list(data, a, at, err)
@@ -335,10 +343,11 @@ static int convert_special(const json_t *j, unsigned level, const jpath *at, tg_
   const json_t *v = json_object_iter_value(it);
   jpath here = {.up = at, .key = key, .keylen = keylen};
   if (strcmp(key, "$float") == 0) {
-    const char *s = json_string_value(v);
-    double d = !s ? 0 : strcmp(s, "nan") == 0 ? NAN : strcmp(s, "inf") == 0 ? INFINITY
-                                                : strcmp(s, "-inf") == 0    ? -INFINITY : 0;
-    if (d == 0) return fail(err, TG_EJSON, &here, "\"$float\" is not \"nan\", \"inf\" or \"-inf\"");
+    double d;
+    if (str_is(v, "nan")) d = NAN;
+    else if (str_is(v, "inf")) d = INFINITY;
+    else if (str_is(v, "-inf")) d = -INFINITY;
+    else return fail(err, TG_EJSON, &here, "\"$float\" is not \"nan\", \"inf\" or \"-inf\"");
     return (*out = tg_float(d)) ? TG_OK : fail(err, TG_ENOMEM, at, "out of memory");
   }
   if (strcmp(key, "$bytes") == 0) {
