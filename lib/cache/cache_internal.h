@@ -1,0 +1,196 @@
+/* lib/cache/cache_internal.h: the tg_cache object and the internal calls
+ * shared by the cache's files (env.c: LMDB environment and read
+ * transactions, record.c: stored record layouts, blob.c: blob files,
+ * writer.c: the writer thread and its batches, store.c: the public API,
+ * filehash.c: tg_cache_file_hash).
+ *
+ * On-disk layout of a cache directory DIR:
+ *   DIR/data.mdb, DIR/lock.mdb   one LMDB environment, named databases:
+ *     "entries"  key (16 bytes) -> entry record (record.c)
+ *     "used"     key (16 bytes) -> f64 last-used time (kept apart so a hit
+ *                only rewrites 8 bytes, never the whole entry)
+ *     "blobs"    blob digest (16) -> blob record: references, size
+ *     "files"    XXH3-128 of a path (16) -> file record (filehash.c)
+ *     "meta"     "stats" -> entries, inline bytes, blob bytes
+ *   DIR/blobs/ab/cdef...         blob files, named by the XXH3-128 of their
+ *                                bytes (32 hex digits, hi then lo)
+ *
+ * Locking: `maplock` is a writer-preferring rwlock. Every thread of this
+ * process holds it shared while it has an LMDB transaction open (read or
+ * write), and exclusively while it changes the map size, because LMDB
+ * allows mdb_env_set_mapsize() only when no transaction of the process is
+ * active. Never take it shared twice on one thread (a waiting exclusive
+ * locker would deadlock it). Lock order: maplock, then pool_mu / q_mu.
+ *
+ * Blob files are created and deleted only inside an LMDB write
+ * transaction, whose lock is exclusive across processes, so a blob
+ * reference and its file change together.
+ */
+#ifndef TG_CACHE_INTERNAL_H
+#define TG_CACHE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "internal.h"
+#include "tgraph/cache.h"
+
+enum {
+  TG__OP_PUT = 1,   /* store value under key */
+  TG__OP_TOUCH,     /* record a hit: last_used = time */
+  TG__OP_DROP,      /* remove a corrupt entry (if its checksum still matches) */
+  TG__OP_REMOVE,    /* tg_cache_remove */
+  TG__OP_FILEREC,   /* store a "files" record */
+  TG__OP_CLEAR,     /* tg_cache_clear */
+  TG__OP_PRUNE,     /* tg_cache_prune */
+};
+
+/* One queued write. Synchronous ops (REMOVE, CLEAR, PRUNE) point into the
+ * waiting caller's stack for their results. */
+typedef struct tg__cache_op {
+  int type;
+  tg_digest key;
+  double time;             /* PUT: created; TOUCH: last used */
+  tg_value *value;         /* PUT: a reference, released by the writer */
+  char *function;          /* PUT: copy, may be NULL */
+  double compute_seconds;  /* PUT */
+  uint64_t checksum;       /* DROP */
+  uint64_t max_size;       /* PRUNE */
+  void *rec;               /* FILEREC: tg__malloc'ed record bytes */
+  size_t rec_len;
+  int *result;             /* sync ops: status */
+  uint64_t *removed;       /* PRUNE: entries removed */
+} tg__cache_op;
+
+struct tg_cache {
+  char *dir;
+  pid_t pid;                /* opener; other processes get TG_ESTATE */
+  bool readonly;
+  char *warning;            /* NULL or tg__malloc'ed */
+  uint64_t max_size;
+  size_t inline_max;
+  int compress;
+
+  pthread_mutex_t err_mu;   /* guards errmsg */
+  char errmsg[256];
+
+  MDB_env *env;             /* NULL: read-only without a database */
+  bool nolock;              /* opened MDB_NOLOCK (read-only directory) */
+  MDB_dbi db_entries, db_used, db_blobs, db_files, db_meta;
+  pthread_rwlock_t maplock; /* see the file comment */
+  pthread_mutex_t pool_mu;  /* guards pool: reset read transactions */
+  MDB_txn **pool;
+  size_t pool_n, pool_cap;
+
+  _Atomic uint64_t hits, misses, stores, corrupt, bytes_read, bytes_written;
+  _Atomic uint64_t file_reads; /* tg_cache_file_hash calls that read */
+
+  /* writer (read-write caches only) */
+  pthread_t thread;
+  bool thread_started;
+  pthread_mutex_t q_mu;     /* guards everything below */
+  pthread_cond_t q_cv;      /* wakes the writer */
+  pthread_cond_t done_cv;   /* wakes callers waiting for seq_done */
+  tg__cache_op *ops;
+  size_t n_ops, cap_ops;
+  size_t n_urgent;          /* queued ops other than TOUCH */
+  bool flush_wanted;        /* a caller waits: commit even TOUCH-only */
+  bool stop;
+  uint64_t seq_queued, seq_done;
+  int first_err;            /* first failure since the last flush */
+  char first_msg[256];
+  double last_reader_check;
+};
+
+/* Stored totals ("meta" / "stats"). */
+typedef struct tg__cache_stats {
+  uint64_t entries, inline_bytes, blob_bytes;
+} tg__cache_stats;
+
+/* Parsed entry record (record.c). Pointers borrow the record's bytes. */
+typedef struct tg__entry {
+  bool in_blob;
+  uint64_t size;           /* stored bytes */
+  uint64_t checksum;       /* XXH3-64 of the stored bytes */
+  double created, compute_seconds;
+  const char *function;
+  size_t function_len;
+  const void *payload;     /* inline: the encoded value */
+  tg_digest blob;          /* blob: its digest */
+} tg__entry;
+
+/* ---- record.c ------------------------------------------------------------ */
+#define TG__REC_HEADER 40
+size_t tg__entry_rec_len(const tg__entry *e);
+/* Write e into rec (tg__entry_rec_len bytes; payload copied when inline). */
+void tg__entry_pack(const tg__entry *e, void *rec);
+/* Parse and bounds-check a record; false when malformed. */
+bool tg__entry_parse(const void *rec, size_t len, tg__entry *e /* OUT */);
+void tg__stats_pack(const tg__cache_stats *s, unsigned char out[32]);
+bool tg__stats_parse(const void *p, size_t len, tg__cache_stats *s /* OUT */);
+void tg__digest_pack(tg_digest d, unsigned char out[16]);
+tg_digest tg__digest_unpack(const void *p);
+
+/* ---- store.c --------------------------------------------------------------- */
+/* Set c's last error message (thread-safe) and return code. */
+int tg__cache_fail(tg_cache *c, int code, const char *fmt, ...) TG__PRINTF(3, 4);
+double tg__cache_now(void); /* Unix time, seconds */
+/* TG_OK when c may be used by this process (TG_ESTATE after fork()). */
+int tg__cache_usable(tg_cache *c);
+/* tg_cache_open with an initial LMDB map size (0 = default); for tests. */
+int tg__cache_open_mapsize(const char *dir, const tg_cache_opts *opts,
+                           size_t mapsize, tg_cache **out, tg_error *err);
+/* Number of tg_cache_file_hash calls on c that read the file. */
+uint64_t tg__cache_file_reads(const tg_cache *c);
+
+/* ---- env.c ------------------------------------------------------------------ */
+/* Open c->env in c->dir (decides read-only mode, sets warning). */
+int tg__env_open(tg_cache *c, size_t mapsize, tg_error *err);
+void tg__env_close(tg_cache *c);
+/* Begin a read transaction: takes maplock shared and a pooled handle.
+ * Adopts a map grown by another process. On error nothing is held. */
+int tg__read_begin(tg_cache *c, MDB_txn **txn /* OUT */);
+/* End it: returns the handle to the pool and releases maplock. */
+void tg__read_end(tg_cache *c, MDB_txn *txn);
+/* Grow the map (exclusive maplock): adopt a larger size set by another
+ * process, else double ours. Call with no transaction held. */
+int tg__env_grow(tg_cache *c);
+/* Adopt a larger map size set by another process (MDB_MAP_RESIZED). */
+int tg__env_adopt(tg_cache *c);
+/* mdb_reader_check: clear reader slots of dead processes. */
+void tg__env_reader_check(tg_cache *c);
+/* Map an LMDB status to a TG_* code. */
+int tg__mdb_code(int rc);
+int tg__stats_get(tg_cache *c, MDB_txn *txn, tg__cache_stats *s /* OUT */);
+
+/* ---- blob.c ----------------------------------------------------------------- */
+/* DIR/blobs/ab/cdef... into path (size >= 64 + strlen(dir)). */
+void tg__blob_path(const tg_cache *c, tg_digest d, char *path, size_t size);
+/* Write len bytes as blob d unless a file of that size is already there
+ * (temporary file + rename). Call inside a write transaction. */
+int tg__blob_write(tg_cache *c, tg_digest d, const void *buf, size_t len);
+/* Load blob d (mmap, verified); TG_ENOTFOUND when missing, TG_ECHECKSUM
+ * (or the serializer's code) when its size or content is wrong. */
+int tg__blob_read(tg_cache *c, tg_digest d, uint64_t size, tg_value **out);
+void tg__blob_unlink(tg_cache *c, tg_digest d);
+/* Delete blob files not listed in "blobs" and stale temporary files
+ * (older than an hour). all: delete every file. Inside a write txn. */
+int tg__blob_sweep(tg_cache *c, MDB_txn *txn, bool all);
+
+/* ---- writer.c ---------------------------------------------------------------- */
+int tg__writer_start(tg_cache *c);
+/* Flush, stop and join the writer. */
+void tg__writer_stop(tg_cache *c);
+/* Queue op (ownership of its value/function/rec passes to the queue, even
+ * on failure). urgent: wake the writer now. Returns the op's sequence
+ * number, or 0 when the writer is stopped (the op is dropped). */
+uint64_t tg__writer_queue(tg_cache *c, tg__cache_op *op);
+/* Wait until every op queued so far is done; the first error since the
+ * last flush (its message goes to c's errmsg). */
+int tg__writer_flush(tg_cache *c);
+/* Queue a synchronous op and wait for it; returns its result. */
+int tg__writer_call(tg_cache *c, tg__cache_op *op);
+
+#endif /* TG_CACHE_INTERNAL_H */

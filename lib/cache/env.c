@@ -1,0 +1,264 @@
+/* lib/cache/env.c: the cache's LMDB environment: opening it read-write or
+ * read-only, pooled read transactions, and map growth.
+ *
+ * Flags: MDB_NOTLS, because reads come from any thread and a pooled
+ * handle owns its reader slot instead of the thread. MDB_NOMETASYNC:
+ * each commit still syncs the data pages, but not the meta page, so an OS
+ * crash may undo the last committed batch and never corrupts (kill -9 of
+ * the process never loses a commit at all: the OS keeps the writes).
+ *
+ * Map size: starts at DEFAULT_MAP (sparse on Linux: the file only grows
+ * as data is written). A writer that gets MDB_MAP_FULL aborts, grows the
+ * map with no transaction of this process active (the exclusive
+ * maplock), and retries; a reader or writer that gets MDB_MAP_RESIZED
+ * (another process grew it) adopts the new size with
+ * mdb_env_set_mapsize(env, 0) the same way.
+ *
+ * Read-only: a directory (or data file) this process cannot write is
+ * opened MDB_RDONLY. LMDB still needs write access to lock.mdb to
+ * register readers (only a read-only file system lets it skip the lock);
+ * when lock.mdb is not writable either we fall back to MDB_NOLOCK: reads
+ * are then not coordinated with a writer in another process, so a read
+ * racing a commit may see garbage, which the entry checksums turn into a
+ * miss. The warning says so.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache_internal.h"
+
+#define DEFAULT_MAP ((size_t)1 << 30)
+#define MAX_READERS 1024
+#define POOL_MAX 64
+
+int tg__mdb_code(int rc) {
+  switch (rc) {
+    case MDB_SUCCESS:
+      return TG_OK;
+    case MDB_NOTFOUND:
+      return TG_ENOTFOUND;
+    case MDB_MAP_FULL:
+      return TG_ENOSPC;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+      return TG_EFORMAT;
+    default:
+      return rc > 0 ? -rc : TG_EIO;
+  }
+}
+
+static void path_in(const tg_cache *c, const char *name, char *out, size_t n) {
+  snprintf(out, n, "%s/%s", c->dir, name);
+}
+
+/* A file we could write, or none there (so we could create it). */
+static bool writable_or_absent(const char *path) {
+  return access(path, W_OK) == 0 || errno == ENOENT;
+}
+
+static bool exists(const char *path) { return access(path, F_OK) == 0; }
+
+static int open_dbis(tg_cache *c, bool rw) {
+  MDB_txn *txn;
+  unsigned f = rw ? MDB_CREATE : 0;
+  int rc = mdb_txn_begin(c->env, NULL, rw ? 0 : MDB_RDONLY, &txn);
+  if (rc) return rc;
+  if (!(rc = mdb_dbi_open(txn, "entries", f, &c->db_entries)) &&
+      !(rc = mdb_dbi_open(txn, "used", f, &c->db_used)) &&
+      !(rc = mdb_dbi_open(txn, "blobs", f, &c->db_blobs)) &&
+      !(rc = mdb_dbi_open(txn, "files", f, &c->db_files)) &&
+      !(rc = mdb_dbi_open(txn, "meta", f, &c->db_meta)))
+    return mdb_txn_commit(txn); /* commit exports the handles */
+  mdb_txn_abort(txn);
+  return rc;
+}
+
+/* Create and open the environment with flags; on failure c->env is NULL
+ * and the LMDB status is returned. */
+static int env_try(tg_cache *c, unsigned flags, size_t mapsize) {
+  char data[4096];
+  path_in(c, "data.mdb", data, sizeof data);
+  bool fresh = !exists(data);
+  MDB_env *env;
+  int rc = mdb_env_create(&env);
+  if (rc) return rc;
+  mdb_env_set_maxdbs(env, 8);
+  mdb_env_set_maxreaders(env, MAX_READERS);
+  /* An existing file keeps the size its writers grew it to. */
+  if (mapsize || fresh) mdb_env_set_mapsize(env, mapsize ? mapsize : DEFAULT_MAP);
+  rc = mdb_env_open(env, c->dir, flags, 0644);
+  if (!rc && !mapsize && !(flags & MDB_RDONLY)) {
+    MDB_envinfo info;
+    mdb_env_info(env, &info);
+    if (info.me_mapsize < DEFAULT_MAP) rc = mdb_env_set_mapsize(env, DEFAULT_MAP);
+  }
+  if (rc) {
+    mdb_env_close(env);
+    return rc;
+  }
+  c->env = env;
+  c->nolock = (flags & MDB_NOLOCK) != 0;
+  tg__env_reader_check(c);
+  rc = open_dbis(c, !(flags & MDB_RDONLY));
+  if (rc) {
+    mdb_env_close(env);
+    c->env = NULL;
+  }
+  return rc;
+}
+
+static int set_warning(tg_cache *c, const char *why) {
+  char buf[4200];
+  snprintf(buf, sizeof buf, "cache directory %s %s: results will not be stored",
+           c->dir, why);
+  c->warning = tg__malloc(strlen(buf) + 1);
+  if (!c->warning) return TG_ENOMEM;
+  strcpy(c->warning, buf);
+  return TG_OK;
+}
+
+static int open_readonly(tg_cache *c, tg_error *err) {
+  char data[4096], lock[4096];
+  path_in(c, "data.mdb", data, sizeof data);
+  path_in(c, "lock.mdb", lock, sizeof lock);
+  c->readonly = true;
+  if (!exists(data)) return TG_OK; /* nothing stored: every get misses */
+  bool lock_ok = exists(lock) ? access(lock, W_OK) == 0 : access(c->dir, W_OK) == 0;
+  unsigned flags = MDB_RDONLY | MDB_NOTLS | (lock_ok ? 0 : MDB_NOLOCK);
+  int rc = env_try(c, flags, 0);
+  if ((rc == EACCES || rc == EPERM) && lock_ok)
+    rc = env_try(c, flags | MDB_NOLOCK, 0);
+  if (rc == MDB_NOTFOUND) return TG_OK; /* no tgraph databases in it yet */
+  if (rc)
+    return tg__error_set(err, tg__mdb_code(rc), "cache %s: opening read-only: %s",
+                         c->dir, mdb_strerror(rc));
+  return TG_OK;
+}
+
+int tg__env_open(tg_cache *c, size_t mapsize, tg_error *err) {
+  char data[4096], lock[4096];
+  path_in(c, "data.mdb", data, sizeof data);
+  path_in(c, "lock.mdb", lock, sizeof lock);
+  if (c->readonly) {
+    int rc = set_warning(c, "is opened read-only on request");
+    return rc ? rc : open_readonly(c, err);
+  }
+  if (access(c->dir, W_OK) == 0 && writable_or_absent(data) &&
+      writable_or_absent(lock)) {
+    int rc = env_try(c, MDB_NOTLS | MDB_NOMETASYNC, mapsize);
+    if (!rc) return TG_OK;
+    if (rc != EACCES && rc != EPERM && rc != EROFS)
+      return tg__error_set(err, tg__mdb_code(rc), "cache %s: opening: %s", c->dir,
+                           mdb_strerror(rc));
+  }
+  int rc = set_warning(c, "is read-only");
+  return rc ? rc : open_readonly(c, err);
+}
+
+void tg__env_close(tg_cache *c) {
+  for (size_t i = 0; i < c->pool_n; i++) mdb_txn_abort(c->pool[i]);
+  c->pool_n = 0;
+  if (c->env) mdb_env_close(c->env);
+  c->env = NULL;
+}
+
+void tg__env_reader_check(tg_cache *c) {
+  int dead = 0;
+  if (c->env && !c->nolock) mdb_reader_check(c->env, &dead);
+}
+
+static MDB_txn *pool_pop(tg_cache *c) {
+  MDB_txn *t = NULL;
+  pthread_mutex_lock(&c->pool_mu);
+  if (c->pool_n) t = c->pool[--c->pool_n];
+  pthread_mutex_unlock(&c->pool_mu);
+  return t;
+}
+
+/* Keep a reset handle for reuse (it keeps its reader slot), or free it. */
+static void pool_push(tg_cache *c, MDB_txn *t) {
+  pthread_mutex_lock(&c->pool_mu);
+  if (c->pool_n < POOL_MAX) {
+    if (c->pool_n == c->pool_cap) {
+      size_t cap = c->pool_cap ? 2 * c->pool_cap : 8;
+      MDB_txn **p = tg__realloc(c->pool, cap * sizeof *p);
+      if (p) c->pool = p, c->pool_cap = cap;
+    }
+    if (c->pool_n < c->pool_cap) {
+      c->pool[c->pool_n++] = t;
+      t = NULL;
+    }
+  }
+  pthread_mutex_unlock(&c->pool_mu);
+  if (t) mdb_txn_abort(t);
+}
+
+int tg__read_begin(tg_cache *c, MDB_txn **out) {
+  int rc = TG_EIO;
+  for (int attempt = 0; attempt < 8; attempt++) {
+    pthread_rwlock_rdlock(&c->maplock);
+    MDB_txn *t = pool_pop(c);
+    if (t) {
+      rc = mdb_txn_renew(t);
+      if (rc == MDB_MAP_RESIZED) pool_push(c, t); /* still a reset handle */
+      else if (rc) mdb_txn_abort(t);
+    } else {
+      rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &t);
+    }
+    if (!rc) {
+      *out = t;
+      return TG_OK;
+    }
+    pthread_rwlock_unlock(&c->maplock);
+    if (rc == MDB_MAP_RESIZED) {
+      tg__env_adopt(c);
+    } else if (rc == MDB_READERS_FULL && attempt == 0) {
+      tg__env_reader_check(c);
+    } else {
+      break;
+    }
+  }
+  return tg__mdb_code(rc);
+}
+
+void tg__read_end(tg_cache *c, MDB_txn *txn) {
+  mdb_txn_reset(txn);
+  pool_push(c, txn);
+  pthread_rwlock_unlock(&c->maplock);
+}
+
+int tg__env_adopt(tg_cache *c) {
+  pthread_rwlock_wrlock(&c->maplock);
+  int rc = mdb_env_set_mapsize(c->env, 0);
+  pthread_rwlock_unlock(&c->maplock);
+  return tg__mdb_code(rc);
+}
+
+int tg__env_grow(tg_cache *c) {
+  MDB_envinfo before, after;
+  pthread_rwlock_wrlock(&c->maplock);
+  mdb_env_info(c->env, &before);
+  int rc = mdb_env_set_mapsize(c->env, 0); /* another process's larger size? */
+  mdb_env_info(c->env, &after);
+  if (!rc && after.me_mapsize <= before.me_mapsize) {
+    size_t want = before.me_mapsize * 2;
+    if (want < before.me_mapsize) rc = MDB_MAP_FULL; /* overflow */
+    else rc = mdb_env_set_mapsize(c->env, want);
+  }
+  pthread_rwlock_unlock(&c->maplock);
+  return tg__mdb_code(rc);
+}
+
+int tg__stats_get(tg_cache *c, MDB_txn *txn, tg__cache_stats *s) {
+  MDB_val k = {5, "stats"}, v;
+  memset(s, 0, sizeof *s);
+  int rc = mdb_get(txn, c->db_meta, &k, &v);
+  if (rc == MDB_NOTFOUND) return TG_OK;
+  if (rc) return tg__mdb_code(rc);
+  return tg__stats_parse(v.mv_data, v.mv_size, s) ? TG_OK : TG_EFORMAT;
+}

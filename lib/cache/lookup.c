@@ -1,0 +1,182 @@
+/* lib/cache/lookup.c: reading the cache on the calling thread:
+ * tg_cache_get (verified), tg_cache_contains, tg_cache_list and
+ * tg_cache_get_info. Each runs in one pooled read transaction (env.c),
+ * released before anything slow (blob files) or user code (callbacks)
+ * runs, so a map resize never waits on them for long.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "cache_internal.h"
+#include "tgraph/serial.h"
+
+/* A corrupt or missing entry: count it and have the writer remove it
+ * (only while its checksum is still `checksum`: a concurrent put of a
+ * good value stays). */
+static int corrupt(tg_cache *c, tg_digest key, uint64_t checksum) {
+  char hex[33];
+  atomic_fetch_add(&c->corrupt, 1);
+  atomic_fetch_add(&c->misses, 1);
+  if (!c->readonly) {
+    tg__cache_op op = {.type = TG__OP_DROP, .key = key, .checksum = checksum};
+    tg__writer_queue(c, &op);
+  }
+  tg_digest_hex(key, hex);
+  return tg__cache_fail(c, TG_ENOTFOUND, "cache: entry %s is corrupt: removed", hex);
+}
+
+static int miss(tg_cache *c) {
+  atomic_fetch_add(&c->misses, 1);
+  return TG_ENOTFOUND;
+}
+
+static int read_fail(tg_cache *c, int rc) {
+  return tg__cache_fail(c, rc, "cache %s: reading: %s", c->dir, tg_strerror(rc));
+}
+
+/* Verify and decode an inline entry while the transaction is open. */
+static bool decode_inline(const tg__entry *e, tg_value **out) {
+  return XXH3_64bits(e->payload, e->size) == e->checksum &&
+         tg_decode(e->payload, e->size, out, NULL) == TG_OK;
+}
+
+int tg_cache_get(tg_cache *c, tg_digest key, tg_value **out) {
+  if (out) *out = NULL;
+  int rc = tg__cache_usable(c);
+  if (rc) return rc;
+  if (!out) return tg__cache_fail(c, TG_EINVAL, "cache: get without an output");
+  if (!c->env) return miss(c);
+  MDB_txn *txn;
+  if ((rc = tg__read_begin(c, &txn))) return read_fail(c, rc);
+  unsigned char k[16];
+  tg__digest_pack(key, k);
+  MDB_val kv = {16, k}, v;
+  int mrc = mdb_get(txn, c->db_entries, &kv, &v);
+  if (mrc) {
+    tg__read_end(c, txn);
+    if (mrc == MDB_NOTFOUND) return miss(c);
+    if (tg__mdb_code(mrc) == TG_EFORMAT) return corrupt(c, key, 0);
+    return read_fail(c, tg__mdb_code(mrc));
+  }
+  tg__entry e;
+  tg_value *val = NULL;
+  bool ok = tg__entry_parse(v.mv_data, v.mv_size, &e);
+  uint64_t checksum = ok ? e.checksum : 0, size = ok ? e.size : 0;
+  if (ok && !e.in_blob) {
+    ok = decode_inline(&e, &val);
+    tg__read_end(c, txn);
+  } else {
+    tg_digest blob = ok ? e.blob : key;
+    tg__read_end(c, txn);
+    ok = ok && tg__blob_read(c, blob, size, &val) == TG_OK;
+  }
+  if (!ok) return corrupt(c, key, checksum);
+  atomic_fetch_add(&c->hits, 1);
+  atomic_fetch_add(&c->bytes_read, size);
+  if (!c->readonly) {
+    tg__cache_op op = {.type = TG__OP_TOUCH, .key = key, .time = tg__cache_now()};
+    tg__writer_queue(c, &op);
+  }
+  *out = val;
+  return TG_OK;
+}
+
+bool tg_cache_contains(tg_cache *c, tg_digest key) {
+  MDB_txn *txn;
+  if (tg__cache_usable(c) || !c->env || tg__read_begin(c, &txn)) return false;
+  unsigned char k[16];
+  tg__digest_pack(key, k);
+  MDB_val kv = {16, k}, v;
+  bool found = mdb_get(txn, c->db_entries, &kv, &v) == MDB_SUCCESS;
+  tg__read_end(c, txn);
+  return found;
+}
+
+/* Fill info from a record; false when it is malformed. */
+static bool entry_info(tg_cache *c, MDB_txn *txn, MDB_val *k, MDB_val *v,
+                       tg_cache_entry_info *info) {
+  tg__entry e;
+  MDB_val u;
+  if (k->mv_size != 16 || !tg__entry_parse(v->mv_data, v->mv_size, &e)) return false;
+  memset(info, 0, sizeof *info);
+  info->key = tg__digest_unpack(k->mv_data);
+  info->size = e.size;
+  info->created = e.created;
+  info->last_used = e.created;
+  if (mdb_get(txn, c->db_used, k, &u) == MDB_SUCCESS && u.mv_size == 8)
+    memcpy(&info->last_used, u.mv_data, 8);
+  info->compute_seconds = e.compute_seconds;
+  info->in_blob = e.in_blob;
+  size_t n = e.function_len < sizeof info->function - 1 ? e.function_len
+                                                        : sizeof info->function - 1;
+  memcpy(info->function, e.function, n);
+  return true;
+}
+
+/* Every entry's info, collected so callbacks run with no transaction. */
+static int collect(tg_cache *c, tg_cache_entry_info **out, size_t *n) {
+  MDB_txn *txn;
+  MDB_cursor *cur;
+  MDB_val k, v;
+  size_t cap = 0;
+  *out = NULL;
+  *n = 0;
+  int rc = tg__read_begin(c, &txn);
+  if (rc) return rc;
+  int mrc = mdb_cursor_open(txn, c->db_entries, &cur);
+  bool opened = mrc == MDB_SUCCESS;
+  while (!mrc && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == MDB_SUCCESS) {
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 64;
+      tg_cache_entry_info *p = tg__realloc(*out, cap * sizeof *p);
+      if (!p) {
+        rc = TG_ENOMEM;
+        break;
+      }
+      *out = p;
+    }
+    if (entry_info(c, txn, &k, &v, &(*out)[*n])) (*n)++;
+  }
+  if (!rc && mrc != MDB_NOTFOUND) rc = tg__mdb_code(mrc);
+  if (opened) mdb_cursor_close(cur);
+  tg__read_end(c, txn);
+  return rc;
+}
+
+int tg_cache_list(tg_cache *c, int (*cb)(void *ctx, const tg_cache_entry_info *e),
+                  void *ctx) {
+  int rc = tg__cache_usable(c);
+  if (rc) return rc;
+  if (!cb) return tg__cache_fail(c, TG_EINVAL, "cache: list without a callback");
+  if (!c->env) return TG_OK;
+  tg_cache_entry_info *all;
+  size_t n;
+  rc = collect(c, &all, &n);
+  for (size_t i = 0; !rc && i < n; i++)
+    if (cb(ctx, &all[i])) break;
+  tg__free(all);
+  return rc ? read_fail(c, rc) : TG_OK;
+}
+
+int tg_cache_get_info(tg_cache *c, tg_cache_info *out) {
+  int rc = tg__cache_usable(c);
+  if (rc) return rc;
+  if (!out) return tg__cache_fail(c, TG_EINVAL, "cache: info without an output");
+  memset(out, 0, sizeof *out);
+  out->max_size = c->max_size;
+  if (!c->env) return TG_OK;
+  MDB_txn *txn;
+  tg__cache_stats st;
+  if ((rc = tg__read_begin(c, &txn))) return read_fail(c, rc);
+  rc = tg__stats_get(c, txn, &st);
+  MDB_envinfo info;
+  mdb_env_info(c->env, &info);
+  tg__read_end(c, txn);
+  if (rc) return read_fail(c, rc);
+  out->entries = st.entries;
+  out->bytes = st.inline_bytes + st.blob_bytes;
+  out->blob_bytes = st.blob_bytes;
+  out->map_size = info.me_mapsize;
+  return TG_OK;
+}

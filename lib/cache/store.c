@@ -1,0 +1,231 @@
+/* lib/cache/store.c: the public cache API (include/tgraph/cache.h): open
+ * and close, lookups on the calling thread, writes handed to the writer.
+ *
+ * A lookup runs in a pooled LMDB read transaction and verifies what it
+ * reads: an inline value's XXH3-64 checksum before decoding it, a blob
+ * through blob.c. Anything wrong is a miss, counted in `corrupt`, and the
+ * entry is queued for removal.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "cache_internal.h"
+#include "tgraph/serial.h"
+
+#define DEFAULT_INLINE_MAX ((size_t)64 << 10)
+
+int tg__cache_fail(tg_cache *c, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  pthread_mutex_lock(&c->err_mu);
+  vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+  pthread_mutex_unlock(&c->err_mu);
+  va_end(ap);
+  return code;
+}
+
+double tg__cache_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t tg__cache_file_reads(const tg_cache *c) {
+  return atomic_load(&((tg_cache *)c)->file_reads);
+}
+
+/* mkdir -p */
+static int make_path(const char *dir) {
+  char buf[4096];
+  size_t n = strlen(dir);
+  if (n == 0 || n >= sizeof buf) return TG_EINVAL;
+  memcpy(buf, dir, n + 1);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) && errno != EEXIST) return -errno;
+    *p = '/';
+  }
+  if (mkdir(buf, 0755) && errno != EEXIST) return -errno;
+  return TG_OK;
+}
+
+static tg_cache *cache_new(const char *dir, const tg_cache_opts *opts) {
+  tg_cache *c = tg__calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->dir = tg__malloc(strlen(dir) + 1);
+  if (!c->dir) {
+    tg__free(c);
+    return NULL;
+  }
+  strcpy(c->dir, dir);
+  c->pid = getpid();
+  c->readonly = opts && opts->readonly;
+  c->max_size = opts ? opts->max_size : 0;
+  c->inline_max = opts && opts->inline_max ? opts->inline_max : DEFAULT_INLINE_MAX;
+  c->compress = opts ? opts->compress : 0;
+  pthread_rwlockattr_t ra;
+  pthread_rwlockattr_init(&ra);
+  /* Writer preference, so a map resize is not starved by lookups. */
+  pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&c->maplock, &ra);
+  pthread_rwlockattr_destroy(&ra);
+  pthread_mutex_init(&c->err_mu, NULL);
+  pthread_mutex_init(&c->pool_mu, NULL);
+  pthread_mutex_init(&c->q_mu, NULL);
+  pthread_cond_init(&c->q_cv, NULL);
+  pthread_cond_init(&c->done_cv, NULL);
+  return c;
+}
+
+static void cache_free(tg_cache *c) {
+  tg__env_close(c);
+  pthread_rwlock_destroy(&c->maplock);
+  pthread_mutex_destroy(&c->err_mu);
+  pthread_mutex_destroy(&c->pool_mu);
+  pthread_mutex_destroy(&c->q_mu);
+  pthread_cond_destroy(&c->q_cv);
+  pthread_cond_destroy(&c->done_cv);
+  tg__free(c->pool);
+  tg__free(c->warning);
+  tg__free(c->dir);
+  tg__free(c);
+}
+
+int tg__cache_open_mapsize(const char *dir, const tg_cache_opts *opts,
+                           size_t mapsize, tg_cache **out, tg_error *err) {
+  if (out) *out = NULL;
+  if (!dir || !*dir || !out)
+    return tg__error_set(err, TG_EINVAL, "cache: no directory or output given");
+  if (opts && opts->version != TG_CACHE_OPTS_V1)
+    return tg__error_set(err, TG_EINVAL, "cache: unknown options version %u",
+                         (unsigned)opts->version);
+  struct stat st;
+  int rc = make_path(dir);
+  if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+    return tg__error_set(err, TG_EEXIST, "cache: %s exists and is not a directory", dir);
+  if (rc && stat(dir, &st))
+    return tg__error_set(err, rc, "cache: creating directory %s: %s", dir,
+                         tg_strerror(rc));
+  tg_cache *c = cache_new(dir, opts);
+  if (!c) return tg__error_set(err, TG_ENOMEM, "cache: out of memory");
+  rc = tg__env_open(c, mapsize, err);
+  if (!rc && !c->readonly) rc = tg__writer_start(c);
+  if (rc) {
+    if (err && err->code != rc)
+      tg__error_set(err, rc, "cache %s: %s", dir, c->errmsg);
+    cache_free(c);
+    return rc;
+  }
+  *out = c;
+  return TG_OK;
+}
+
+int tg_cache_open(const char *dir, const tg_cache_opts *opts, tg_cache **out,
+                  tg_error *err) {
+  return tg__cache_open_mapsize(dir, opts, 0, out, err);
+}
+
+void tg_cache_close(tg_cache *c) {
+  if (!c) return;
+  /* In a child of fork() the environment, its locks and the writer
+   * thread belong to the parent: touching them could corrupt the
+   * parent's reader table, so release nothing. */
+  if (c->pid != getpid()) return;
+  tg__writer_stop(c);
+  cache_free(c);
+}
+
+bool tg_cache_is_readonly(const tg_cache *c) { return c && c->readonly; }
+
+const char *tg_cache_warning(const tg_cache *c) { return c ? c->warning : NULL; }
+
+const char *tg_cache_errmsg(const tg_cache *c) { return c ? c->errmsg : ""; }
+
+void tg_cache_get_counters(const tg_cache *c, tg_cache_counters *out) {
+  tg_cache *m = (tg_cache *)c; /* atomics are read, not changed */
+  if (!out) return;
+  memset(out, 0, sizeof *out);
+  if (!c) return;
+  out->hits = atomic_load(&m->hits);
+  out->misses = atomic_load(&m->misses);
+  out->stores = atomic_load(&m->stores);
+  out->corrupt = atomic_load(&m->corrupt);
+  out->bytes_read = atomic_load(&m->bytes_read);
+  out->bytes_written = atomic_load(&m->bytes_written);
+}
+
+int tg__cache_usable(tg_cache *c) {
+  if (!c) return TG_EINVAL;
+  if (c->pid == getpid()) return TG_OK;
+  /* No lock: a parent's thread may have held err_mu at fork(). */
+  snprintf(c->errmsg, sizeof c->errmsg,
+           "cache %s: used in a child of fork(); open it again there", c->dir);
+  return TG_ESTATE;
+}
+
+int tg_cache_put(tg_cache *c, tg_digest key, tg_value *v, const tg_cache_meta *meta) {
+  int rc = tg__cache_usable(c);
+  if (rc) return rc;
+  if (!v) return tg__cache_fail(c, TG_EINVAL, "cache: put of a NULL value");
+  if (c->readonly) return TG_OK;
+  tg__cache_op op = {.type = TG__OP_PUT, .key = key, .time = tg__cache_now()};
+  if (meta && meta->function) {
+    size_t n = strlen(meta->function);
+    if (!(op.function = tg__malloc(n + 1)))
+      return tg__cache_fail(c, TG_ENOMEM, "cache: out of memory");
+    memcpy(op.function, meta->function, n + 1);
+  }
+  op.compute_seconds = meta ? meta->compute_seconds : 0.0;
+  op.value = tg_value_ref(v);
+  if (!tg__writer_queue(c, &op))
+    return tg__cache_fail(c, TG_ENOMEM, "cache: queueing a write failed");
+  return TG_OK;
+}
+
+int tg_cache_flush(tg_cache *c) {
+  int rc = tg__cache_usable(c);
+  return rc ? rc : tg__writer_flush(c);
+}
+
+/* Run a synchronous op on the writer; read-only caches refuse. */
+static int call(tg_cache *c, tg__cache_op *op, const char *what) {
+  int rc = tg__cache_usable(c);
+  if (rc) return rc;
+  if (c->readonly)
+    return tg__cache_fail(c, TG_EACCES, "cache %s is read-only: cannot %s", c->dir,
+                          what);
+  int res = TG_OK;
+  op->result = &res;
+  return tg__writer_call(c, op);
+}
+
+int tg_cache_remove(tg_cache *c, tg_digest key) {
+  tg__cache_op op = {.type = TG__OP_REMOVE, .key = key};
+  int rc = call(c, &op, "remove an entry");
+  if (rc == TG_ENOTFOUND) {
+    char hex[33];
+    tg_digest_hex(key, hex);
+    tg__cache_fail(c, rc, "cache: no entry for key %s", hex);
+  }
+  return rc;
+}
+
+int tg_cache_clear(tg_cache *c) {
+  tg__cache_op op = {.type = TG__OP_CLEAR};
+  return call(c, &op, "clear");
+}
+
+int tg_cache_prune(tg_cache *c, uint64_t max_size, uint64_t *removed) {
+  uint64_t n = 0;
+  tg__cache_op op = {.type = TG__OP_PRUNE, .max_size = max_size, .removed = &n};
+  int rc = call(c, &op, "prune");
+  if (removed) *removed = n;
+  return rc;
+}
