@@ -89,16 +89,19 @@ static int wr_flush(writer *w) {
   return TG_OK;
 }
 
+/* Queue len bytes; batches are cut at multiples of IO_CHUNK in the file,
+ * so every write covers whole pages (unaligned writes are much slower). */
 static int wr_add(writer *w, const void *data, size_t len, bool hashed) {
   const char *p = data;
   while (len) {
-    size_t piece = len < IO_CHUNK ? len : IO_CHUNK;
+    size_t room = IO_CHUNK - ((size_t)w->off + w->bytes) % IO_CHUNK;
+    size_t piece = len < room ? len : room;
     w->iov[w->n] = (struct iovec){.iov_base = (void *)p, .iov_len = piece};
     w->hashed[w->n++] = hashed;
     w->bytes += piece;
     p += piece;
     len -= piece;
-    if (w->n == IO_BATCH || w->bytes >= IO_CHUNK) {
+    if (w->n == IO_BATCH || piece == room) {
       int rc = wr_flush(w);
       if (rc != TG_OK) return rc;
     }
@@ -106,19 +109,21 @@ static int wr_add(writer *w, const void *data, size_t len, bool hashed) {
   return TG_OK;
 }
 
-/* Write the body of plan p from offset 64, then the header at offset 0
- * once the payload hash is known. */
+/* Write the encoding of plan p, the header last (at offset 0) once the
+ * payload hash is known. */
 static int write_plan(int fd, const tg__plan *p) {
   static const uint8_t zeros[TG__ALIGN];
   writer *w = tg__aligned_alloc(TG__ALIGN, sizeof *w); /* XXH3 state: 64-aligned */
   if (!w) return TG_ENOMEM;
   w->fd = fd;
-  w->off = TG_HEADER_SIZE;
+  w->off = 0;
   w->n = 0;
   w->bytes = 0;
   XXH3_64bits_reset(&w->st);
   size_t span = (size_t)tg__meta_span(p->meta_len), end = 0;
-  int rc = wr_add(w, p->meta, p->meta_len, false);
+  /* Zeros hold the header's place so that writes start at offset 0. */
+  int rc = wr_add(w, zeros, TG_HEADER_SIZE, false);
+  if (rc == TG_OK) rc = wr_add(w, p->meta, p->meta_len, false);
   if (rc == TG_OK) rc = wr_add(w, zeros, span - p->meta_len, false);
   for (size_t i = 0; rc == TG_OK && i < p->nitems; i++) {
     rc = wr_add(w, zeros, p->items[i].off - end, true);
@@ -246,7 +251,9 @@ static int pread_all(int fd, void *buf, size_t len) {
 /* Arrays point into a read-only mapping that lives as long as they do. */
 static int load_mapped(int fd, size_t size, unsigned flags, const char *path,
                        tg_value **out, tg_error *err) {
-  void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+  /* Without VERIFY nothing reads the payload here: map it lazily, O(1). */
+  int populate = (flags & TG_LOAD_VERIFY) ? MAP_POPULATE : 0;
+  void *map = mmap(NULL, size, PROT_READ, MAP_SHARED | populate, fd, 0);
   if (map == MAP_FAILED) return sys_fail(err, "cannot map", path);
   tg__region *r = tg__region_new(map, unmap_release, (void *)(uintptr_t)size);
   if (!r) return tg__error_set(err, TG_ENOMEM, "out of memory");

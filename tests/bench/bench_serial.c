@@ -1,0 +1,300 @@
+/* tests/bench/bench_serial.c: serializer throughput against the machine's
+ * own limits, measured in the same run: memcpy into a pre-faulted buffer,
+ * raw write(2)/read(2) of the same bytes to a file next to the dump, raw
+ * XXH3-128. Each figure is the median of REPS runs, baselines and tgraph
+ * alternating. Prints a markdown table; exits non-zero if any call fails
+ * or a round trip differs.
+ *
+ * Usage: bench_serial [scale]   scale 1 (default) = a 200 MB f64 array,
+ *                               1,000,000 ints, 100,000 map keys; a small
+ *                               scale (0.01) is a quick smoke run. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "tgraph/serial.h"
+
+#define REPS 7
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, int rc, const tg_error *e) {
+  fprintf(stderr, "bench_serial: %s: %s (%s)\n", what, tg_err_name(rc),
+          e && e->code ? e->msg : tg_strerror(rc));
+  exit(1);
+}
+
+static void check(bool ok, const char *what) {
+  if (!ok) {
+    fprintf(stderr, "bench_serial: %s\n", what);
+    exit(1);
+  }
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v) {
+  qsort(v, REPS, sizeof *v, cmp_double);
+  return v[REPS / 2];
+}
+
+/* Keeps the compiler from dropping work whose result is unused. */
+static volatile uint64_t sink;
+
+/* ---- the figures --------------------------------------------------------- */
+
+typedef struct ctx {
+  tg_value *arr, *ints, *map;
+  size_t nbytes;
+  void *prefaulted;  /* destination for the memcpy and read baselines */
+  char dir[64], raw[96], dump[96];
+} ctx;
+
+enum {
+  F_MEMCPY, F_WRITE, F_READ, F_READ_NEW, F_XXH, F_ENCODE, F_DECODE, F_BORROW,
+  F_DUMP, F_LOAD, F_MMAP, F_MMAP_VERIFY, F_HASH,
+  F_LIST_ENC, F_LIST_DEC, F_MAP_ENC, F_MAP_DEC, F_COUNT
+};
+
+static void raw_write(ctx *c) {
+  unlink(c->raw); /* a new file each time, as tg_dump makes */
+  int fd = open(c->raw, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  check(fd >= 0, "cannot create the raw file");
+  const char *p = tg_ndarray_data(c->arr);
+  for (size_t done = 0; done < c->nbytes;) {
+    ssize_t w = write(fd, p + done, c->nbytes - done);
+    check(w > 0, "raw write failed");
+    done += (size_t)w;
+  }
+  close(fd);
+}
+
+static void raw_read(ctx *c, void *dst) {
+  int fd = open(c->raw, O_RDONLY);
+  check(fd >= 0, "cannot open the raw file");
+  for (size_t done = 0; done < c->nbytes;) {
+    ssize_t r = read(fd, (char *)dst + done, c->nbytes - done);
+    check(r > 0, "raw read failed");
+    done += (size_t)r;
+  }
+  close(fd);
+}
+
+/* read(2) into memory allocated for it, as any loader must (huge pages
+ * asked for, which helps): shown for context. */
+static void raw_read_new(ctx *c) {
+  void *p;
+  check(posix_memalign(&p, 64, c->nbytes) == 0, "out of memory");
+  uintptr_t a = ((uintptr_t)p + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1);
+  uintptr_t e = ((uintptr_t)p + c->nbytes) & ~(uintptr_t)((2u << 20) - 1);
+  if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
+  raw_read(c, p);
+  sink += ((uint8_t *)p)[c->nbytes / 2];
+  free(p);
+}
+
+static double time_encode(tg_value *v, bool check_back) {
+  void *buf;
+  size_t len;
+  tg_error e;
+  double t = now();
+  int rc = tg_encode(v, NULL, &buf, &len, &e);
+  t = now() - t;
+  if (rc) die("tg_encode", rc, &e);
+  if (check_back) {
+    tg_value *back;
+    if ((rc = tg_decode(buf, len, &back, &e))) die("tg_decode", rc, &e);
+    check(tg_value_equal(back, v), "round trip differs");
+    tg_value_unref(back);
+  }
+  free(buf);
+  return t;
+}
+
+static double time_decode(tg_value *v, bool borrow) {
+  void *buf;
+  size_t len;
+  tg_error e;
+  int rc = tg_encode(v, NULL, &buf, &len, &e);
+  if (rc) die("tg_encode", rc, &e);
+  tg_value *back;
+  double t = now();
+  if (borrow)
+    rc = tg_decode_borrow(buf, len, NULL, NULL, &back, &e);
+  else
+    rc = tg_decode(buf, len, &back, &e);
+  t = now() - t;
+  if (rc) die("tg_decode", rc, &e);
+  tg_value_unref(back);
+  free(buf);
+  return t;
+}
+
+static double time_load(ctx *c, unsigned flags) {
+  tg_value *v;
+  tg_error e;
+  double t = now();
+  int rc = tg_load(c->dump, flags, &v, &e);
+  t = now() - t;
+  if (rc) die("tg_load", rc, &e);
+  check(tg_ndarray_nbytes(v) == c->nbytes, "loaded array has the wrong size");
+  tg_value_unref(v);
+  return t;
+}
+
+static double run(ctx *c, int f) {
+  double t = now();
+  tg_error e;
+  int rc;
+  switch (f) {
+    case F_MEMCPY:
+      memcpy(c->prefaulted, tg_ndarray_data(c->arr), c->nbytes);
+      sink += ((uint8_t *)c->prefaulted)[c->nbytes - 1];
+      break;
+    case F_WRITE: raw_write(c); break;
+    case F_READ: raw_read(c, c->prefaulted); break;
+    case F_READ_NEW: raw_read_new(c); break;
+    case F_XXH: sink += XXH3_128bits(tg_ndarray_data(c->arr), c->nbytes).low64; break;
+    case F_ENCODE: return time_encode(c->arr, false);
+    case F_DECODE: return time_decode(c->arr, false);
+    case F_BORROW: return time_decode(c->arr, true);
+    case F_DUMP:
+      if ((rc = tg_dump(c->arr, c->dump, NULL, &e))) die("tg_dump", rc, &e);
+      break;
+    case F_LOAD: return time_load(c, 0);
+    case F_MMAP: return time_load(c, TG_LOAD_MMAP);
+    case F_MMAP_VERIFY: return time_load(c, TG_LOAD_MMAP | TG_LOAD_VERIFY);
+    case F_HASH: sink += tg_value_hash(c->arr).lo; break;
+    case F_LIST_ENC: return time_encode(c->ints, false);
+    case F_LIST_DEC: return time_decode(c->ints, false);
+    case F_MAP_ENC: return time_encode(c->map, false);
+    case F_MAP_DEC: return time_decode(c->map, false);
+  }
+  return now() - t;
+}
+
+/* ---- setup and report ---------------------------------------------------- */
+
+static void setup(ctx *c, double scale) {
+  int64_t n = (int64_t)(25e6 * scale); /* 25e6 f64 = 200 MB */
+  if (n < 1024) n = 1024;
+  c->arr = tg_ndarray_new(TG_DT_F64, 1, &n);
+  check(c->arr != NULL, "out of memory");
+  double *d = tg_ndarray_data_mut(c->arr);
+  for (int64_t i = 0; i < n; i++) d[i] = (double)i * 1.000001;
+  c->nbytes = tg_ndarray_nbytes(c->arr);
+  check(posix_memalign(&c->prefaulted, 64, c->nbytes) == 0, "out of memory");
+  memset(c->prefaulted, 1, c->nbytes);
+
+  size_t ni = (size_t)(1e6 * scale), nk = (size_t)(1e5 * scale);
+  if (ni < 100) ni = 100;
+  if (nk < 100) nk = 100;
+  c->ints = tg_list_alloc(ni);
+  for (size_t i = 0; i < ni; i++)
+    check(tg_list_init_item(c->ints, i, tg_int((int64_t)(i * 7919 % 1000003) - 500000)) == TG_OK,
+          "list");
+  c->map = tg_map_new(nk);
+  for (size_t i = 0; i < nk; i++) {
+    char key[32];
+    int kl = snprintf(key, sizeof key, "key_%zu", i * 2654435761u % 100000007u);
+    check(tg_map_put(c->map, key, (size_t)kl, tg_int((int64_t)(i % 1000))) == TG_OK, "map");
+  }
+  const char *tmp = getenv("TMPDIR");
+  snprintf(c->dir, sizeof c->dir, "%s/tgbench_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  check(mkdtemp(c->dir) != NULL, "cannot create a temporary directory");
+  snprintf(c->raw, sizeof c->raw, "%s/raw.bin", c->dir);
+  snprintf(c->dump, sizeof c->dump, "%s/dump.tgv", c->dir);
+}
+
+static void teardown(ctx *c) {
+  unlink(c->raw);
+  unlink(c->dump);
+  rmdir(c->dir);
+  tg_value_unref(c->arr);
+  tg_value_unref(c->ints);
+  tg_value_unref(c->map);
+  free(c->prefaulted);
+}
+
+/* Round trips of every path once, so the smoke run tests something. */
+static void verify(ctx *c) {
+  time_encode(c->arr, true);
+  time_encode(c->ints, true);
+  time_encode(c->map, true);
+  tg_error e;
+  int rc = tg_dump(c->map, c->dump, NULL, &e);
+  if (rc) die("tg_dump", rc, &e);
+  for (unsigned flags = 0; flags <= TG_LOAD_MMAP; flags += TG_LOAD_MMAP) {
+    tg_value *v;
+    if ((rc = tg_load(c->dump, flags, &v, &e))) die("tg_load", rc, &e);
+    check(tg_value_equal(v, c->map), "load differs");
+    tg_value_unref(v);
+  }
+}
+
+int main(int argc, char **argv) {
+  double scale = argc > 1 ? atof(argv[1]) : 1.0;
+  if (!(scale > 0 && scale <= 10)) {
+    fprintf(stderr, "usage: bench_serial [scale in (0, 10]]\n");
+    return 2;
+  }
+  ctx c = {0};
+  setup(&c, scale);
+  verify(&c);
+  raw_write(&c);
+  check(tg_dump(c.arr, c.dump, NULL, NULL) == TG_OK, "tg_dump failed");
+  double t[F_COUNT][REPS];
+  for (int r = 0; r < REPS; r++) /* alternate: every figure once per round */
+    for (int f = 0; f < F_COUNT; f++) t[f][r] = run(&c, f); /* loads read this round's dump */
+  double m[F_COUNT];
+  for (int f = 0; f < F_COUNT; f++) m[f] = median(t[f]);
+
+  double gb = (double)c.nbytes / 1e9;
+#define GBS(f) (gb / m[f])
+  printf("tgraph serializer, f64 array of %.1f MB, %zu ints, %zu map keys; "
+         "median of %d, GB/s = 1e9 bytes/s\n\n",
+         (double)c.nbytes / 1e6, tg_list_len(c.ints), tg_map_len(c.map), REPS);
+  printf("| figure | tgraph | machine limit | ratio |\n|---|---|---|---|\n");
+  printf("| memcpy into a pre-faulted buffer | | %.2f GB/s | |\n", GBS(F_MEMCPY));
+  printf("| raw write() to a new file | | %.2f GB/s | |\n", GBS(F_WRITE));
+  printf("| raw read() into a pre-faulted buffer | | %.2f GB/s | |\n", GBS(F_READ));
+  printf("| raw read() into a new buffer | | %.2f GB/s | |\n", GBS(F_READ_NEW));
+  printf("| raw XXH3-128 | | %.2f GB/s | |\n", GBS(F_XXH));
+  printf("| tg_encode (new buffer) | %.2f GB/s | memcpy %.2f | %.0f%% |\n", GBS(F_ENCODE),
+         GBS(F_MEMCPY), 100 * m[F_MEMCPY] / m[F_ENCODE]);
+  printf("| tg_decode (copy + verify) | %.2f GB/s | memcpy %.2f | %.0f%% |\n", GBS(F_DECODE),
+         GBS(F_MEMCPY), 100 * m[F_MEMCPY] / m[F_DECODE]);
+  printf("| tg_decode_borrow (verify) | %.2f GB/s | XXH3 %.2f | %.0f%% |\n", GBS(F_BORROW),
+         GBS(F_XXH), 100 * m[F_XXH] / m[F_BORROW]);
+  printf("| tg_dump | %.2f GB/s | write() %.2f | %.0f%% |\n", GBS(F_DUMP), GBS(F_WRITE),
+         100 * m[F_WRITE] / m[F_DUMP]);
+  printf("| tg_load (copy + verify) | %.2f GB/s | read() pre-faulted %.2f | %.0f%% |\n",
+         GBS(F_LOAD), GBS(F_READ), 100 * m[F_READ] / m[F_LOAD]);
+  printf("| tg_load (copy + verify) | %.2f GB/s | read() new buffer %.2f | %.0f%% |\n",
+         GBS(F_LOAD), GBS(F_READ_NEW), 100 * m[F_READ_NEW] / m[F_LOAD]);
+  printf("| tg_load TG_LOAD_MMAP | %.1f us | | |\n", m[F_MMAP] * 1e6);
+  printf("| tg_load TG_LOAD_MMAP + VERIFY | %.2f GB/s | XXH3 %.2f | %.0f%% |\n",
+         GBS(F_MMAP_VERIFY), GBS(F_XXH), 100 * m[F_XXH] / m[F_MMAP_VERIFY]);
+  printf("| tg_value_hash of the array | %.2f GB/s | XXH3-128 %.2f | %.0f%% |\n", GBS(F_HASH),
+         GBS(F_XXH), 100 * m[F_XXH] / m[F_HASH]);
+  printf("| encode list of %zu ints | %.2f ms | | |\n", tg_list_len(c.ints), m[F_LIST_ENC] * 1e3);
+  printf("| decode list of %zu ints | %.2f ms | | |\n", tg_list_len(c.ints), m[F_LIST_DEC] * 1e3);
+  printf("| encode map of %zu str -> int | %.2f ms | | |\n", tg_map_len(c.map),
+         m[F_MAP_ENC] * 1e3);
+  printf("| decode map of %zu str -> int | %.2f ms | | |\n", tg_map_len(c.map),
+         m[F_MAP_DEC] * 1e3);
+  teardown(&c);
+  return 0;
+}
