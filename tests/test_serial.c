@@ -543,6 +543,16 @@ Test(serial, lying_lengths_and_counts) {
   b = seal("08 01 21", &len);
   expect_error(b, len, TG_EFORMAT, "ndim 33 exceeds 32 at offset 66");
   free(b);
+  b = seal("08", &len);
+  expect_error(b, len, TG_EFORMAT, "ndarray needs dtype and ndim, 0 bytes left at offset 65");
+  free(b);
+  b = seal("00", &len);
+  uint64_t huge = UINT64_MAX - 10;
+  memcpy(b + 8, &huge, 8);
+  reseal_header(b);
+  expect_error(b, len, TG_EFORMAT,
+               "meta length 18446744073709551605 and payload length 0 overflow at offset 8");
+  free(b);
   b = seal("04 0000", &len);
   expect_error(b, len, TG_EFORMAT, "float needs 8 bytes, 2 left at offset 65");
   free(b);
@@ -784,9 +794,17 @@ Test(serial, decode_borrow_points_into_the_buffer) {
   cr_assert_eq(tg_decode_borrow(buf, len, count_release, &releases, &a, NULL), TG_OK);
   cr_assert_eq(releases, 1);
   tg_value_unref(a);
+  int64_t zero = 0;
+  tg_value *empty = tg_ndarray_new(TG_DT_F64, 1, &zero);
+  buf = encode(empty, 0, &len);
+  cr_assert_eq(tg_decode_borrow(buf, len, count_release, &releases, &a, NULL), TG_OK);
+  cr_assert_eq(releases, 2, "empty arrays borrow nothing");
+  assert_same(a, empty);
+  tg_value_unref(a);
+  tg_value_unref(empty);
   buf = encode(v, 1, &len);
   cr_assert_eq(tg_decode_borrow(buf, len, count_release, &releases, &a, NULL), TG_OK);
-  cr_assert_eq(releases, 2);
+  cr_assert_eq(releases, 3);
   assert_same(a, v);
   tg_value_unref(a);
   buf = encode(small, 0, &len);
@@ -943,6 +961,10 @@ Test(serial, encode_options) {
   cr_assert_eq(tg_encode(NULL, NULL, &buf, &len, &e), TG_EINVAL);
   cr_assert_str_eq(e.msg, "cannot encode a NULL value");
   cr_assert_eq(tg_dump(tg_null(), "/tmp/x", &o, &e), TG_EINVAL);
+  cr_assert_eq(tg_dump(NULL, "/tmp/x", NULL, &e), TG_EINVAL);
+  cr_assert_str_eq(e.msg, "a value and a path are required");
+  cr_assert_eq(tg_decode("x", 1, NULL, &e), TG_EINVAL);
+  cr_assert_eq(tg_encode(tg_null(), NULL, NULL, &len, &e), TG_EINVAL);
   /* compression shrinks compressible data, negative levels work */
   tg_value *v = big_array(100000, 0.0);
   uint8_t *plain = encode(v, 0, &len);

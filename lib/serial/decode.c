@@ -260,8 +260,9 @@ static int dec_array(dec *d, tg_value **out) {
   int rc = rd_payload(d, nbytes, "ndarray", &off);
   if (rc != TG_OK) return rc;
   void *data = (void *)(d->pay + off);
-  *out = d->region ? tg__array_borrow((tg_dtype)dt, ndim, shape, data, d->region)
-                   : array_copy((tg_dtype)dt, ndim, shape, data, nbytes);
+  /* Empty arrays borrow nothing, so they do not keep a mapping alive. */
+  *out = d->region && nbytes ? tg__array_borrow((tg_dtype)dt, ndim, shape, data, d->region)
+                             : array_copy((tg_dtype)dt, ndim, shape, data, nbytes);
   return *out ? TG_OK : TG_ENOMEM;
 }
 
