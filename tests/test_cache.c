@@ -1019,6 +1019,48 @@ Test(cache, file_hash_without_cache_and_errors) {
   cr_assert_eq(tg_cache_file_hash(NULL, dir, &d, &err), TG_EINVAL);
 }
 
+Test(cache, second_open_in_one_process_is_refused) {
+  tg_cache *c = open_cache(NULL), *c2 = NULL;
+  tg_error err;
+  char alias[512];
+  snprintf(alias, sizeof alias, "%s/.", dir); /* same directory, other spelling */
+  cr_assert_eq(tg_cache_open(alias, NULL, &c2, &err), TG_EEXIST);
+  cr_assert_null(c2);
+  cr_assert_neq(strstr(err.msg, "already open"), NULL, "%s", err.msg);
+  pid_t pid = fork();
+  if (pid == 0) { /* a child may open it: the parent's handle is not its own */
+    int ok = tg_cache_open(dir, NULL, &c2, NULL) == TG_OK;
+    tg_cache_close(c2);
+    _exit(ok ? 0 : 1);
+  }
+  int status;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  tg_cache_close(c);
+  cr_assert_eq(tg_cache_open(alias, NULL, &c2, &err), TG_OK, "%s", err.msg);
+  tg_cache_close(c2);
+}
+
+Test(cache, compressed_values_round_trip) {
+  tg_cache_opts o = {TG_CACHE_OPTS_V1, 0, 0, 3, false};
+  tg_cache *c = open_cache(&o);
+  tg_value *big = big_array(2, 1 << 17), *got;
+  put_flush(c, 1);
+  cr_assert_eq(tg_cache_put(c, key_of(2), big, NULL), TG_OK);
+  cr_assert_eq(tg_cache_flush(c), TG_OK);
+  cr_assert_eq(tg_cache_get(c, key_of(1), &got), TG_OK);
+  check_value(got, 1);
+  tg_value_unref(got);
+  cr_assert_eq(tg_cache_get(c, key_of(2), &got), TG_OK);
+  cr_assert(tg_value_equal(got, big));
+  tg_value_unref(got);
+  tg_cache_info info;
+  cr_assert_eq(tg_cache_get_info(c, &info), TG_OK);
+  cr_assert_lt(info.blob_bytes, tg_ndarray_nbytes(big) / 2, "compressed");
+  tg_value_unref(big);
+  tg_cache_close(c);
+}
+
 Test(cache, open_rejects_bad_arguments) {
   tg_cache *c = (tg_cache *)1;
   tg_error err;

@@ -66,6 +66,9 @@ typedef struct tg__cache_op {
 
 struct tg_cache {
   char *dir;
+  dev_t dir_dev;            /* the directory's identity (opened.c) */
+  ino_t dir_ino;
+  bool registered;          /* listed in opened.c */
   pid_t pid;                /* opener; other processes get TG_ESTATE */
   bool readonly;
   char *warning;            /* NULL or tg__malloc'ed */
@@ -144,6 +147,12 @@ int tg__cache_open_mapsize(const char *dir, const tg_cache_opts *opts,
                            size_t mapsize, tg_cache **out, tg_error *err);
 /* Number of tg_cache_file_hash calls on c that read the file. */
 uint64_t tg__cache_file_reads(const tg_cache *c);
+
+/* ---- opened.c ------------------------------------------------------------ */
+/* Note that this process opened directory (dev, ino): TG_EEXIST if it
+ * already has it open. */
+int tg__opened_add(dev_t dev, ino_t ino);
+void tg__opened_remove(dev_t dev, ino_t ino);
 
 /* ---- env.c ------------------------------------------------------------------ */
 /* Open c->env in c->dir (decides read-only mode, sets warning). */

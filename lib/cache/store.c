@@ -86,6 +86,7 @@ static tg_cache *cache_new(const char *dir, const tg_cache_opts *opts) {
 
 static void cache_free(tg_cache *c) {
   tg__env_close(c);
+  if (c->registered) tg__opened_remove(c->dir_dev, c->dir_ino);
   pthread_rwlock_destroy(&c->maplock);
   pthread_mutex_destroy(&c->err_mu);
   pthread_mutex_destroy(&c->pool_mu);
@@ -108,18 +109,25 @@ int tg__cache_open_mapsize(const char *dir, const tg_cache_opts *opts,
                          (unsigned)opts->version);
   struct stat st;
   int rc = make_path(dir);
-  if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
-    return tg__error_set(err, TG_EEXIST, "cache: %s exists and is not a directory", dir);
-  if (rc && stat(dir, &st))
+  if (stat(dir, &st)) {
+    rc = rc ? rc : -errno;
     return tg__error_set(err, rc, "cache: creating directory %s: %s", dir,
                          tg_strerror(rc));
+  }
+  if (!S_ISDIR(st.st_mode))
+    return tg__error_set(err, TG_EEXIST, "cache: %s exists and is not a directory", dir);
+  if ((rc = tg__opened_add(st.st_dev, st.st_ino)))
+    return tg__error_set(err, rc, "cache: %s is already open in this process "
+                         "(share that handle)", dir);
   tg_cache *c = cache_new(dir, opts);
-  if (!c) return tg__error_set(err, TG_ENOMEM, "cache: out of memory");
-  rc = tg__env_open(c, mapsize, err);
-  if (!rc && !c->readonly) rc = tg__writer_start(c);
-  if (rc) {
-    if (err && err->code != rc)
-      tg__error_set(err, rc, "cache %s: %s", dir, c->errmsg);
+  if (!c) {
+    tg__opened_remove(st.st_dev, st.st_ino);
+    return tg__error_set(err, TG_ENOMEM, "cache: out of memory");
+  }
+  c->dir_dev = st.st_dev, c->dir_ino = st.st_ino, c->registered = true;
+  if ((rc = tg__env_open(c, mapsize, err)) ||
+      (!c->readonly && (rc = tg__writer_start(c)) &&
+       tg__error_set(err, rc, "cache %s: %s", dir, c->errmsg))) {
     cache_free(c);
     return rc;
   }
