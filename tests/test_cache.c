@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -413,6 +414,32 @@ Test(cache, missing_blob_is_a_miss) {
   tg_cache_close(c);
 }
 
+Test(cache, failing_to_open_a_blob_keeps_the_entry) {
+  tg_cache *c = open_cache(NULL);
+  put_flush(c, 4);
+  struct rlimit old, low;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  int lowest = dup(0); /* the lowest free descriptor */
+  close(lowest);
+  low = old;
+  low.rlim_cur = (rlim_t)lowest; /* no descriptor left for the blob */
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+  tg_value *got = NULL;
+  int rc = tg_cache_get(c, key_of(4), &got);
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  cr_assert_eq(rc, TG_ENOTFOUND);
+  cr_assert_neq(strstr(tg_cache_errmsg(c), "(kept)"), NULL, "%s", tg_cache_errmsg(c));
+  cr_assert_eq(tg_cache_flush(c), TG_OK);
+  tg_cache_counters k;
+  counters(c, &k);
+  cr_assert_eq(k.corrupt, 0);
+  cr_assert_eq(k.misses, 1);
+  cr_assert_eq(tg_cache_get(c, key_of(4), &got), TG_OK, "the entry was kept");
+  check_value(got, 4);
+  tg_value_unref(got);
+  tg_cache_close(c);
+}
+
 /* Flip one byte of key i's record with a raw LMDB transaction (at
  * from_end bytes before the record's end). */
 static void corrupt_record(uint64_t i, size_t from_end) {
@@ -782,7 +809,7 @@ Test(cache, threads_read_while_the_map_grows) {
   tg_cache_info info;
   cr_assert_eq(tg_cache_get_info(c, &info), TG_OK);
   cr_assert_eq(info.entries, 2000);
-  cr_assert_gt(info.map_size, 16 * tiny);
+  cr_assert_geq(info.map_size, 4 * tiny);
   tg_cache_close(c);
 }
 

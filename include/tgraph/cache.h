@@ -63,7 +63,7 @@ typedef struct tg_cache_opts {
   uint32_t version;     /* TG_CACHE_OPTS_V1 */
   uint64_t max_size;    /* bytes (inline + blobs); 0 = no limit. Over the
                            limit, least recently used entries are pruned
-                           after each batch of writes. */
+                           after each batch of writes, down to 90% of it. */
   size_t inline_max;    /* encoded values up to this size live in LMDB;
                            larger in blob files. 0 = 64 KiB */
   int compress;         /* zstd level for stored values, 0 = none */

@@ -309,7 +309,11 @@ static int apply_all(txctx *t, const tg__cache_op *ops, size_t n, slot *slots) {
     rc = apply_op(t, &ops[i], &slots[i]);
   }
   uint64_t pruned = 0;
-  if (!rc && t->c->max_size) rc = prune_to(t, t->c->max_size, &pruned);
+  /* Over the limit, prune to 90% of it, so a cache kept full does not
+   * rescan its entries after every batch. */
+  uint64_t max = t->c->max_size;
+  if (!rc && max && t->st.inline_bytes + t->st.blob_bytes > max)
+    rc = prune_to(t, max - max / 10, &pruned);
   if (!rc && t->dirty) {
     unsigned char b[32];
     tg__stats_pack(&t->st, b);

@@ -36,9 +36,17 @@ static int read_fail(tg_cache *c, int rc) {
 }
 
 /* Verify and decode an inline entry while the transaction is open. */
-static bool decode_inline(const tg__entry *e, tg_value **out) {
-  return XXH3_64bits(e->payload, e->size) == e->checksum &&
-         tg_decode(e->payload, e->size, out, NULL) == TG_OK;
+static int decode_inline(const tg__entry *e, tg_value **out) {
+  if (XXH3_64bits(e->payload, e->size) != e->checksum) return TG_ECHECKSUM;
+  return tg_decode(e->payload, e->size, out, NULL);
+}
+
+/* Does failure rc mean the stored bytes are bad (rather than, say, memory
+ * or descriptors running out, which must not cost the entry)? */
+static bool is_bad_data(int rc) {
+  return rc == TG_ECHECKSUM || rc == TG_EFORMAT || rc == TG_EVERSION ||
+         rc == TG_ECOMPRESS || rc == TG_EDEPTH || rc == TG_ELIMIT ||
+         rc == TG_ENOTFOUND || rc == TG_ENOENT;
 }
 
 int tg_cache_get(tg_cache *c, tg_digest key, tg_value **out) {
@@ -61,17 +69,25 @@ int tg_cache_get(tg_cache *c, tg_digest key, tg_value **out) {
   }
   tg__entry e;
   tg_value *val = NULL;
-  bool ok = tg__entry_parse(v.mv_data, v.mv_size, &e);
-  uint64_t checksum = ok ? e.checksum : 0, size = ok ? e.size : 0;
-  if (ok && !e.in_blob) {
-    ok = decode_inline(&e, &val);
+  bool parsed = tg__entry_parse(v.mv_data, v.mv_size, &e);
+  uint64_t checksum = parsed ? e.checksum : 0, size = parsed ? e.size : 0;
+  if (!parsed) {
+    tg__read_end(c, txn);
+    rc = TG_EFORMAT;
+  } else if (!e.in_blob) {
+    rc = decode_inline(&e, &val);
     tg__read_end(c, txn);
   } else {
-    tg_digest blob = ok ? e.blob : key;
+    tg_digest blob = e.blob;
     tg__read_end(c, txn);
-    ok = ok && tg__blob_read(c, blob, size, &val) == TG_OK;
+    rc = tg__blob_read(c, blob, size, &val);
   }
-  if (!ok) return corrupt(c, key, checksum);
+  if (rc && is_bad_data(rc)) return corrupt(c, key, checksum);
+  if (rc) {
+    miss(c);
+    return tg__cache_fail(c, TG_ENOTFOUND, "cache %s: reading an entry: %s (kept)",
+                          c->dir, tg_strerror(rc));
+  }
   atomic_fetch_add(&c->hits, 1);
   atomic_fetch_add(&c->bytes_read, size);
   if (!c->readonly) {
