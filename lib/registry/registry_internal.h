@@ -1,0 +1,63 @@
+/* lib/registry/registry_internal.h: the layout of registered functions and
+ * of the context a task runs with, shared by the registry, graph and
+ * scheduler modules.
+ *
+ * Thread safety: a tg_func is immutable once registered. A tg_task_ctx
+ * belongs to the one thread running the task.
+ */
+#ifndef TG_REGISTRY_INTERNAL_H
+#define TG_REGISTRY_INTERNAL_H
+
+#include "internal.h"
+#include "tgraph/registry.h"
+
+#define TG__NAME_MAX 255 /* longest function name, in bytes */
+
+struct tg_func {
+  tg_task_fn fn;
+  void *user;       /* from the definition, for tg_task_user() */
+  unsigned flags;   /* TG_FUNC_* */
+  int nargs;        /* exact argument count or -1 */
+  uint32_t hash;    /* of the name, for the index */
+  uint32_t name_len;
+  const char *name; /* these three point into the same allocation */
+  const char *version;
+  const char *doc;
+};
+
+struct tg__run; /* lib/sched: the compute a task belongs to */
+
+/* Filled by the scheduler on its stack for every call of a task function
+ * (and again for every retry). `msg` is written only by tg_task_fail. */
+struct tg_task_ctx {
+  const tg_func *fn;
+  struct tg__run *run; /* NULL outside a scheduler (direct calls in tests) */
+  uint32_t node;       /* node id in the run's graph */
+  int worker;          /* 0-based worker index */
+  int attempt;         /* 0 first, 1 first retry, ... */
+  int fail_code;       /* code given to tg_task_fail, 0 when not called */
+  double deadline;     /* monotonic seconds after which the attempt is over;
+                          0 = none */
+  double progress;     /* last tg_task_progress() value */
+  const char *key;     /* NULL until tg_task_key() formats it */
+  char keybuf[TG__NAME_MAX + 32];
+  char msg[256];       /* tg_task_fail message, valid when fail_code != 0 */
+};
+
+/* Reset ctx for one attempt of a call of fn. */
+static inline void tg__task_ctx_init(tg_task_ctx *ctx, const tg_func *fn,
+                                     struct tg__run *run, uint32_t node,
+                                     int worker, int attempt) {
+  ctx->fn = fn;
+  ctx->run = run;
+  ctx->node = node;
+  ctx->worker = worker;
+  ctx->attempt = attempt;
+  ctx->fail_code = 0;
+  ctx->deadline = 0;
+  ctx->progress = 0;
+  ctx->key = NULL;
+  ctx->msg[0] = '\0';
+}
+
+#endif /* TG_REGISTRY_INTERNAL_H */
