@@ -1,0 +1,134 @@
+/* lib/graph/graph_internal.h: the compact storage of a graph, read by the
+ * scheduler.
+ *
+ * A graph is a handful of growable arrays, never one allocation per node:
+ *   nodes[]  one 32-byte record per node: function, a slice of args[],
+ *            options, the user key (an offset into the key arena);
+ *   args[]   one 16-byte tagged record per argument of every node;
+ *   keys     an arena of NUL-terminated strings: user node keys and the
+ *            keys of TG_ARG_KEY arguments;
+ *   kindex   open-addressing index of user node keys.
+ * Generated keys ("FN#ID") are formatted on demand, never stored.
+ *
+ * Thread safety: as tg_graph (graph.h). While a compute runs, the graph is
+ * read concurrently by workers and must not change.
+ */
+#ifndef TG_GRAPH_INTERNAL_H
+#define TG_GRAPH_INTERNAL_H
+
+#include "internal.h"
+#include "registry/registry_internal.h"
+#include "tgraph/graph.h"
+
+/* What a node does when it runs. */
+enum {
+  TG__NK_CALL = 0,   /* fn(args...) */
+  TG__NK_CHUNK = 1,  /* a list of fn(in_i, extras...) for the first `aux`
+                        arguments in_i; the rest are the extras */
+  TG__NK_CONCAT = 2, /* the concatenation of its arguments (lists) */
+};
+
+typedef struct tg__gnode {
+  const tg_func *fn; /* for CONCAT the mapped function (names the key) */
+  uint32_t arg_off;  /* first argument in args[] */
+  uint32_t nargs;
+  uint32_t key;      /* 0: generated key; else 1 + arena offset */
+  uint32_t aux;      /* CHUNK: number of mapped inputs */
+  int16_t retries;   /* -1: the compute's default */
+  int8_t cache;      /* -1, 0, 1 as tg_node_opts.cache */
+  uint8_t kind;      /* TG__NK_* */
+  float timeout;     /* seconds per attempt, 0 = none */
+} tg__gnode;
+
+typedef struct tg__garg {
+  uint8_t kind; /* tg_arg_kind */
+  uint8_t pad[3];
+  uint32_t node; /* NODE, ITEM, KEY: the node referenced */
+  union {
+    tg_value *value;   /* VALUE: an owned reference */
+    int64_t index;     /* ITEM */
+    uint64_t key;      /* KEY: arena offset of the key */
+    tg_future *future; /* FUTURE: an owned handle (executor graphs only) */
+  } u;
+} tg__garg;
+
+struct tg_graph {
+  tg_registry *reg;         /* borrowed */
+  tg__gnode *nodes;
+  size_t n, cap;
+  tg__garg *args;
+  size_t nargs, args_cap;
+  char *keys;               /* the key arena */
+  size_t keys_len, keys_cap;
+  uint32_t *kindex;         /* slots: node id + 1, 0 = empty */
+  size_t kindex_cap, nkeys; /* slots (power of two) / user keys */
+  uint32_t *orig;           /* NULL, or for copies the original node ids,
+                               which generated keys keep */
+  const tg_func *last_fn;   /* last function looked up by name */
+  char errmsg[512];
+};
+
+static inline const tg__garg *tg__node_args(const tg_graph *g,
+                                            const tg__gnode *n) {
+  return g->args + n->arg_off;
+}
+
+/* True for argument kinds that reference another node. */
+static inline bool tg__arg_is_node(unsigned kind) {
+  return kind == TG_ARG_NODE || kind == TG_ARG_ITEM || kind == TG_ARG_KEY;
+}
+
+/* The key of node n: a pointer into the arena for a user key, else the
+ * generated key formatted into buf (truncated to size). Never NULL. */
+const char *tg__graph_key(const tg_graph *g, tg_node n, char *buf,
+                          size_t size);
+
+/* Set g's error message and return code. */
+int tg__graph_fail(tg_graph *g, int code, const char *fmt, ...)
+    TG__PRINTF(3, 4);
+
+/* Add a node (all checks of tg_graph_add_fn). allow_future admits
+ * TG_ARG_FUTURE arguments (executor calls); kind/aux as tg__gnode.
+ * Constants are taken even on failure; futures are referenced on
+ * success only. */
+int tg__graph_add(tg_graph *g, const tg_func *fn, const tg_arg *args,
+                  size_t nargs, const tg_node_opts *opts, unsigned kind,
+                  uint32_t aux, bool allow_future, tg_node *out);
+
+/* The pieces of an add, for callers adding several nodes atomically:
+ * check arguments (*keybytes: arena bytes their KEY strings need) and
+ * options (*keylen: length of opts->key, 0 when none), reserve room, then
+ * append (which cannot fail). */
+int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
+                         size_t nargs, bool allow_future, size_t *keybytes);
+int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen);
+int tg__graph_reserve(tg_graph *g, size_t nodes, size_t nargs,
+                      size_t keybytes, size_t nkeys);
+tg_node tg__graph_append(tg_graph *g, const tg_func *fn, const tg_arg *args,
+                         size_t nargs, const tg_node_opts *opts, size_t keylen,
+                         unsigned kind, uint32_t aux);
+/* Release the constants of args (they are taken even by failed adds). */
+void tg__graph_drop_values(const tg_arg *args, size_t nargs);
+/* Function by name, caching the last hit; NULL when unknown. */
+const tg_func *tg__graph_lookup(tg_graph *g, const char *fn);
+
+/* A new graph holding copies of the nodes order[0..n-1] of g, node i of
+ * the copy being order[i]; remap[old] gives the new id of every node an
+ * argument references. Constants and futures are referenced, strings
+ * copied; generated keys keep the original ids. */
+int tg__graph_extract(const tg_graph *g, const uint32_t *order, size_t n,
+                      const uint32_t *remap, tg_graph **out);
+
+/* Ensure room for `more` bytes in the key arena; TG_ENOMEM or TG_ELIMIT. */
+int tg__graph_reserve_keys(tg_graph *g, size_t more);
+/* Append a NUL-terminated copy of s (room reserved) and return its
+ * offset. */
+size_t tg__graph_put_key(tg_graph *g, const char *s, size_t len);
+/* Index node n under its user key (room reserved by
+ * tg__graph_reserve_index). */
+void tg__graph_index_key(tg_graph *g, tg_node n);
+int tg__graph_reserve_index(tg_graph *g, size_t more);
+/* The node with user key s, or TG_NODE_NONE. */
+tg_node tg__graph_find_user(const tg_graph *g, const char *s, size_t len);
+
+#endif /* TG_GRAPH_INTERNAL_H */
