@@ -1,0 +1,18 @@
+/* lib/backends/backends.c: the table of backends by name. */
+#include <string.h>
+
+#include "sched/backend.h"
+
+static const tg__backend_ops *const known[] = {
+    &tg__backend_sync,
+    &tg__backend_threads,
+};
+
+const tg__backend_ops *tg__backend_find(const char *name) {
+  if (!name) name = "threads";
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (strcmp(known[i]->name, name) == 0) return known[i];
+  return NULL;
+}
+
+const char *tg__backend_names(void) { return "sync, threads"; }

@@ -1,0 +1,128 @@
+/* lib/backends/sync.c: the sync backend: tasks run in the thread that
+ * submits them, one at a time, most urgent (lowest priority number) first,
+ * so every compute runs in the same order: for debugging and for tests. */
+#include <string.h>
+
+#include "sched/backend.h"
+
+typedef struct sync_backend {
+  tg__backend base;
+  pthread_mutex_t mu;  /* guards everything below */
+  tg__task **heap;     /* ready tasks, a min-heap by (run, priority) */
+  size_t n, cap;
+  tg__task *overflow;  /* ready tasks the heap had no room for */
+  bool draining;       /* a thread is running tasks */
+  tg__wctx w;          /* used by the draining thread */
+} sync_backend;
+
+static bool before(const tg__task *a, const tg__task *b) {
+  if (a->run != b->run) return a->run->seq < b->run->seq;
+  return a < b; /* tasks are stored in priority order */
+}
+
+static void heap_push(sync_backend *s, tg__task *t) {
+  if (s->n == s->cap) {
+    size_t c = s->cap ? s->cap * 2 : 256;
+    tg__task **h = tg__realloc(s->heap, c * sizeof *h);
+    if (!h) { /* no room: keep it aside, it still runs */
+      t->next = s->overflow;
+      s->overflow = t;
+      return;
+    }
+    s->heap = h;
+    s->cap = c;
+  }
+  size_t i = s->n++;
+  while (i > 0 && before(t, s->heap[(i - 1) / 2])) {
+    s->heap[i] = s->heap[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  s->heap[i] = t;
+}
+
+static tg__task *heap_pop(sync_backend *s) {
+  if (s->n == 0) {
+    tg__task *t = s->overflow;
+    if (t) s->overflow = t->next;
+    return t;
+  }
+  tg__task *top = s->heap[0], *last = s->heap[--s->n];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= s->n) break;
+    if (c + 1 < s->n && before(s->heap[c + 1], s->heap[c])) c++;
+    if (!before(s->heap[c], last)) break;
+    s->heap[i] = s->heap[c];
+    i = c;
+  }
+  if (s->n) s->heap[i] = last;
+  return top;
+}
+
+/* Move the tasks the last one made ready into the heap (s->mu held). */
+static void take_ready(sync_backend *s) {
+  tg__task *t = s->w.ready_first, *rest = s->w.ready_rest;
+  s->w.ready_first = s->w.ready_rest = NULL;
+  if (t) heap_push(s, t);
+  while (rest) {
+    t = rest;
+    rest = rest->next;
+    heap_push(s, t);
+  }
+}
+
+static void sync_submit(tg__backend *b, tg__task *const *tasks, size_t n) {
+  sync_backend *s = (sync_backend *)b;
+  pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < n; i++) heap_push(s, tasks[i]);
+  if (s->draining) { /* the draining thread will run them */
+    pthread_mutex_unlock(&s->mu);
+    return;
+  }
+  s->draining = true;
+  for (;;) {
+    tg__task *t = heap_pop(s);
+    if (!t) {
+      /* Publishing counts may finish runs and run callbacks that submit
+       * more: flush unlocked, then look again. */
+      pthread_mutex_unlock(&s->mu);
+      tg__wctx_flush(&s->w);
+      pthread_mutex_lock(&s->mu);
+      if (s->n || s->overflow) continue;
+      break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    tg__task_exec(&s->w, t);
+    pthread_mutex_lock(&s->mu);
+    take_ready(s);
+  }
+  s->draining = false;
+  pthread_mutex_unlock(&s->mu);
+}
+
+static int sync_create(const tg__backend_cfg *cfg, tg__backend **out,
+                       tg_error *err) {
+  (void)cfg;
+  sync_backend *s = tg__calloc(1, sizeof *s);
+  if (!s) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  s->base.ops = &tg__backend_sync;
+  s->base.workers = 1;
+  pthread_mutex_init(&s->mu, NULL);
+  tg__wctx_init(&s->w, 0);
+  *out = &s->base;
+  return TG_OK;
+}
+
+static void sync_destroy(tg__backend *b) {
+  sync_backend *s = (sync_backend *)b;
+  if (!s) return;
+  tg__wctx_destroy(&s->w);
+  tg__free(s->heap);
+  pthread_mutex_destroy(&s->mu);
+  tg__free(s);
+}
+
+const tg__backend_ops tg__backend_sync = {
+    TG__BACKEND_OPS_V1, "sync", sync_create, sync_submit, sync_destroy,
+};

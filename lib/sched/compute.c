@@ -1,0 +1,84 @@
+/* lib/sched/compute.c: tg_compute: one run of a graph's outputs on an
+ * executor (the caller's, or a temporary one of the requested backend),
+ * waited for with the compute's timeout. */
+#include <math.h>
+#include <string.h>
+
+#include "sched_internal.h"
+
+static int check_opts(tg_graph *g, const tg_compute_opts *o) {
+  if (!o) return TG_OK;
+  if (o->version != TG_COMPUTE_OPTS_V1)
+    return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.version is %u, expected %d",
+                          o->version, TG_COMPUTE_OPTS_V1);
+  if (!(o->timeout >= 0) || isinf(o->timeout))
+    return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.timeout must be >= 0 and finite");
+  if (o->retries < 0 || o->retries > INT16_MAX)
+    return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.retries %d is out of range",
+                          o->retries);
+  return TG_OK;
+}
+
+static void fill_stats(tg_compute_stats *st, const tg__run *r, size_t ntasks) {
+  st->tasks_total = ntasks;
+  st->tasks_run = atomic_load(&r->ran);
+  st->tasks_cached = 0;
+  st->tasks_failed = atomic_load(&r->failed);
+  st->tasks_skipped = atomic_load(&r->skipped);
+  st->peak_live = (size_t)atomic_load(&r->peak);
+  st->wall_seconds = r->wall;
+  st->failed_node = r->err_code == TG_ETASK ? r->err_node : TG_NODE_NONE;
+}
+
+/* Run outputs on ex and wait; results or the run's failure. */
+static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n,
+                  const tg_compute_opts *opts, tg_value **results) {
+  tg__run *r;
+  char msg[256];
+  int rc = tg__run_new(ex, g, NULL, outputs, n, false, opts ? opts->retries : 0, &r,
+                       msg, sizeof msg);
+  if (rc) return tg__graph_fail(g, rc, "%s", msg);
+  size_t ntasks = r->plan.ntasks; /* the plan is gone once finished */
+  double timeout = opts && opts->timeout > 0 ? opts->timeout : -1;
+  r->timeout = timeout;
+  tg__run_start(r); /* tasks check the deadline too (the sync backend) */
+  if (tg__run_wait(r, timeout) == TG_ETIMEDOUT) {
+    tg__run_expired(r);
+    tg__run_wait(r, -1);
+  }
+  rc = r->err_code;
+  if (rc) tg__graph_fail(g, rc, "%s", r->err_msg);
+  for (size_t i = 0; i < n && rc == TG_OK; i++) results[i] = tg_value_ref(r->out[i]);
+  if (opts && opts->stats) fill_stats(opts->stats, r, ntasks);
+  tg__run_unref(r);
+  return rc;
+}
+
+int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
+               const tg_compute_opts *opts, tg_value **results) {
+  if (!g) return TG_EINVAL;
+  if (n && (!outputs || !results))
+    return tg__graph_fail(g, TG_EINVAL, "tg_compute: missing outputs or results");
+  for (size_t i = 0; i < n; i++) results[i] = NULL;
+  int rc = check_opts(g, opts);
+  if (rc) return rc;
+  if (opts && opts->stats) {
+    memset(opts->stats, 0, sizeof *opts->stats);
+    opts->stats->failed_node = TG_NODE_NONE;
+  }
+  if (n == 0) return TG_OK;
+  tg_executor *ex = opts ? opts->executor : NULL, *tmp = NULL;
+  if (!ex) {
+    tg_executor_opts eo = {TG_EXECUTOR_OPTS_V1, opts ? opts->scheduler : NULL,
+                           opts ? opts->workers : 0, NULL, NULL,
+                           opts ? opts->cache : NULL};
+    tg_error err;
+    tg_error_clear(&err);
+    if ((rc = tg__executor_create(g->reg, &eo, &tmp, &err)))
+      return tg__graph_fail(g, rc, "%s", err.msg);
+    ex = tmp;
+  }
+  rc = run_on(ex, g, outputs, n, opts, results);
+  tg_executor_free(tmp);
+  return rc;
+}

@@ -1,0 +1,310 @@
+/* lib/sched/run.c: the life of a run: creation from a graph's outputs,
+ * start, failure and stop, outputs, cancellation of output slots, and the
+ * finish that releases everything and wakes the waiters. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backend.h"
+#include "futex.h"
+#include "sched_internal.h"
+
+static void run_free(tg__run *r) {
+  tg__runplan_free(&r->plan);
+  tg_graph_free(r->owned);
+  for (size_t s = 0; r->out && s < r->nout; s++) tg_value_unref(r->out[s]);
+  for (size_t s = 0; r->futures && s < r->nout; s++) tg_future_free(r->futures[s]);
+  tg__free(r->out);
+  tg__free(r->hold_gone);
+  tg__free(r->futures);
+  pthread_mutex_destroy(&r->err_mu);
+  tg__free(r);
+}
+
+void tg__run_ref(tg__run *r) {
+  atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
+void tg__run_unref(tg__run *r) {
+  if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+    run_free(r);
+}
+
+int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
+                const tg_node *outputs, size_t nout, bool with_futures,
+                int retries, tg__run **out, char *err, size_t errsize) {
+  tg__run *r = tg__calloc(1, sizeof *r);
+  if (!r) {
+    tg_graph_free(owned);
+    snprintf(err, errsize, "out of memory creating a run");
+    return TG_ENOMEM;
+  }
+  pthread_mutex_init(&r->err_mu, NULL);
+  r->g = g;
+  r->owned = owned;
+  r->ex = ex;
+  r->backend = ex->backend;
+  r->retries = retries;
+  r->nout = nout;
+  r->err_node = TG_NODE_NONE;
+  atomic_init(&r->refs, 2); /* execution + the caller */
+  int rc = tg__runplan_compile(g, outputs, nout, r, &r->plan, err, errsize);
+  if (rc) goto fail;
+  rc = TG_ENOMEM;
+  r->out = tg__calloc(nout ? nout : 1, sizeof *r->out);
+  r->hold_gone = tg__calloc(nout ? nout : 1, sizeof *r->hold_gone);
+  if (!r->out || !r->hold_gone) goto nomem;
+  if (with_futures) {
+    r->futures = tg__calloc(nout ? nout : 1, sizeof *r->futures);
+    if (!r->futures) goto nomem;
+    for (size_t s = 0; s < nout; s++)
+      if (!(r->futures[s] = tg__future_new(r, s))) goto nomem;
+  }
+  /* every task retires once; +1 held by tg__run_start until it is done */
+  atomic_init(&r->unretired, r->plan.ntasks + 1);
+  *out = r;
+  return TG_OK;
+nomem:
+  snprintf(err, errsize, "out of memory creating a run of %u tasks", r->plan.ntasks);
+fail:
+  {
+    size_t made = 0; /* each future made holds a run reference */
+    while (r->futures && made < nout && r->futures[made]) made++;
+    atomic_store(&r->refs, (uint32_t)(1 + made));
+    for (size_t s = 0; s < made; s++) {
+      tg_future *f = r->futures[s];
+      r->futures[s] = NULL;
+      tg_future_free(f);
+    }
+  }
+  tg__run_unref(r);
+  return rc;
+}
+
+/* A future argument finished: one input fewer for its task. */
+static void future_dep_done(tg_future *f, void *ctx) {
+  (void)f;
+  tg__task *t = ctx;
+  if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) == 1)
+    tg__backend_submit(t->run->backend, &t, 1);
+}
+
+static void wire_futures(tg__run *r) {
+  const tg__runplan *p = &r->plan;
+  for (uint32_t i = 0; i < p->ntasks; i++) {
+    tg__task *t = &p->tasks[i];
+    if (!(t->flags & TG__T_FUTURES)) continue;
+    const tg__gnode *nd = &r->g->nodes[t->node];
+    const tg__garg *a = tg__node_args(r->g, nd);
+    for (uint32_t j = 0; j < nd->nargs; j++) {
+      if (a[j].kind != TG_ARG_FUTURE) continue;
+      if (tg_future_on_done(a[j].u.future, future_dep_done, t) != TG_OK) {
+        tg__run_stop(r, TG_ENOMEM, TG_NODE_NONE, "out of memory waiting on a future");
+        future_dep_done(a[j].u.future, t); /* the task will be skipped */
+      }
+    }
+  }
+}
+
+void tg__run_start(tg__run *r) {
+  const tg__runplan *p = &r->plan;
+  tg__executor_add_run(r->ex, r);
+  r->t0 = tg__now();
+  if (r->timeout > 0) r->deadline = r->t0 + r->timeout;
+  tg__task *local[256];
+  tg__task **ready = p->nready <= 256 ? local : tg__malloc(p->nready * sizeof *ready);
+  size_t step = ready ? p->nready : 256; /* out of memory: in pieces */
+  if (!ready) ready = local;
+  for (uint32_t i = 0; i < p->nready; i += (uint32_t)step) {
+    size_t n = p->nready - i < step ? p->nready - i : step;
+    for (size_t k = 0; k < n; k++) ready[k] = &p->tasks[p->ready[i + k]];
+    tg__backend_submit(r->backend, ready, n);
+  }
+  if (ready != local) tg__free(ready);
+  if (p->has_futures) wire_futures(r);
+  tg__run_retire(r, 1);
+}
+
+int tg__run_wait(tg__run *r, double timeout) {
+  double deadline = timeout >= 0 ? tg__now() + timeout : 0;
+  while (!atomic_load_explicit(&r->done, memory_order_acquire)) {
+    double left = -1;
+    if (timeout >= 0 && (left = deadline - tg__now()) <= 0) return TG_ETIMEDOUT;
+    tg__futex_wait(&r->done, 0, left);
+  }
+  return TG_OK;
+}
+
+static void record(tg__run *r, int code, uint32_t node, const char *fmt,
+                   va_list ap) {
+  pthread_mutex_lock(&r->err_mu);
+  if (r->err_code == TG_OK) {
+    r->err_code = code;
+    r->err_node = node;
+    vsnprintf(r->err_msg, sizeof r->err_msg, fmt, ap);
+  }
+  pthread_mutex_unlock(&r->err_mu);
+  atomic_store_explicit(&r->stop, 1, memory_order_release);
+}
+
+void tg__run_stop(tg__run *r, int code, uint32_t node, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  record(r, code, node, fmt, ap);
+  va_end(ap);
+  atomic_store_explicit(&r->cancel, 1, memory_order_release);
+}
+
+static void halt(tg__run *r, int code, const char *fmt, ...) TG__PRINTF(3, 4);
+static void halt(tg__run *r, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  record(r, code, TG_NODE_NONE, fmt, ap);
+  va_end(ap);
+}
+
+void tg__run_halt(tg__run *r, int code, const char *msg) { halt(r, code, "%s", msg); }
+
+bool tg__run_expired(tg__run *r) {
+  if (tg__run_cancelled(r)) return true;
+  if (r->deadline <= 0 || tg__now() <= r->deadline) return false;
+  tg__run_stop(r, TG_ETIMEDOUT, TG_NODE_NONE, "the compute timed out after %g s",
+               r->timeout);
+  return true;
+}
+
+void tg__run_live(tg__run *r, int64_t delta) {
+  int64_t now = atomic_fetch_add_explicit(&r->live, delta, memory_order_relaxed) + delta;
+  if (delta <= 0) return;
+  int64_t peak = atomic_load_explicit(&r->peak, memory_order_relaxed);
+  while (now > peak && !atomic_compare_exchange_weak_explicit(
+                           &r->peak, &peak, now, memory_order_relaxed,
+                           memory_order_relaxed)) {
+  }
+}
+
+/* The slots naming task ti: out_order[*lo .. *hi). */
+static void slots_of(const tg__runplan *p, uint32_t ti, size_t *lo, size_t *hi) {
+  size_t a = 0, b = p->nout;
+  while (a < b) {
+    size_t m = a + (b - a) / 2;
+    if (p->out_task[p->out_order[m]] < ti) a = m + 1;
+    else b = m;
+  }
+  *lo = a;
+  while (a < p->nout && p->out_task[p->out_order[a]] == ti) a++;
+  *hi = a;
+}
+
+void tg__run_output_done(tg__run *r, tg__task *t) {
+  const tg__runplan *p = &r->plan;
+  size_t lo, hi;
+  slots_of(p, (uint32_t)(t - p->tasks), &lo, &hi);
+  int code = TG_ECANCELED;
+  char msg[sizeof r->err_msg] = "cancelled";
+  if (!t->result) {
+    pthread_mutex_lock(&r->err_mu);
+    if (r->err_code) {
+      code = r->err_code;
+      memcpy(msg, r->err_msg, sizeof msg);
+    }
+    pthread_mutex_unlock(&r->err_mu);
+  }
+  for (size_t k = lo; k < hi; k++) {
+    size_t s = p->out_order[k];
+    if (t->result) r->out[s] = tg_value_ref(t->result);
+    if (r->futures) tg__future_resolve(r->futures[s], t->result ? TG_OK : code,
+                                       t->result, msg);
+  }
+}
+
+void tg__run_cancel_slot(tg__run *r, size_t slot) {
+  if (!atomic_exchange_explicit(&r->hold_gone[slot], 1, memory_order_acq_rel))
+    tg__run_release_edge(r, r->plan.out_task[slot]);
+}
+
+/* One reference of task ti released; returns whether it was dropped. */
+static bool release_one(tg__run *r, uint32_t ti) {
+  tg__task *t = &r->plan.tasks[ti];
+  uint32_t c = atomic_fetch_sub_explicit(&t->consumers, 1, memory_order_acq_rel) - 1;
+  if (c == 0) { /* finished, and this was the last reference */
+    tg_value *v = t->result;
+    t->result = NULL;
+    if (v && !(t->flags & TG__T_OUTPUT)) tg__run_live(r, -1);
+    tg_value_unref(v);
+    return false;
+  }
+  uint8_t st = TG__T_NEW; /* c == 1 and not started: only its own is left */
+  return c == 1 && atomic_compare_exchange_strong_explicit(
+                       &t->state, &st, TG__T_DROPPED, memory_order_acq_rel,
+                       memory_order_acquire);
+}
+
+void tg__run_release_edge(tg__run *r, uint32_t ti) {
+  uint32_t *st = NULL;
+  size_t n = 0, cap = 0;
+  uint32_t x = ti;
+  for (;;) {
+    if (release_one(r, x)) { /* dropped: its inputs lose a consumer */
+      const tg__gnode *nd = &r->g->nodes[r->plan.tasks[x].node];
+      const tg__garg *a = tg__node_args(r->g, nd);
+      for (uint32_t j = 0; j < nd->nargs; j++) {
+        if (!tg__arg_is_node(a[j].kind)) continue;
+        uint32_t in = r->plan.task_of[a[j].node];
+        if (n == cap) {
+          size_t c = cap ? cap * 2 : 64;
+          uint32_t *p = tg__realloc(st, c * sizeof *p);
+          if (!p) { /* out of memory: recurse instead */
+            tg__run_release_edge(r, in);
+            continue;
+          }
+          st = p;
+          cap = c;
+        }
+        st[n++] = in;
+      }
+    }
+    if (n == 0) break;
+    x = st[--n];
+  }
+  tg__free(st);
+}
+
+/* Every task retired: release what is left, wake waiters, unlink. */
+static void run_finish(tg__run *r) {
+  for (size_t s = 0; s < r->nout; s++) tg__run_cancel_slot(r, s);
+  r->wall = tg__now() - r->t0;
+  for (size_t s = 0; r->futures && s < r->nout; s++) {
+    tg__future_resolve(r->futures[s], TG_ECANCELED, NULL, "cancelled");
+    tg_future_free(r->futures[s]);
+  }
+  tg__free(r->futures);
+  r->futures = NULL;
+#ifndef NDEBUG
+  for (uint32_t i = 0; i < r->plan.ntasks; i++) assert(!r->plan.tasks[i].result);
+#endif
+  tg__runplan_free(&r->plan);
+  tg_graph_free(r->owned);
+  r->owned = NULL;
+  r->g = NULL;
+  atomic_store_explicit(&r->done, 1, memory_order_release);
+  tg__futex_wake(&r->done, INT_MAX);
+  tg__executor_remove_run(r->ex, r);
+  tg__run_unref(r);
+}
+
+void tg__run_retire(tg__run *r, uint32_t n) {
+  if (atomic_fetch_sub_explicit(&r->unretired, n, memory_order_acq_rel) == n)
+    run_finish(r);
+}
+
+const char *tg__run_key(const tg__run *r, uint32_t node, char *buf,
+                        size_t size) {
+  return tg__graph_key(r->g, node, buf, size);
+}
+
+void tg__run_log(const tg__run *r, const char *key, const char *line) {
+  if (r->ex && r->ex->log)
+    r->ex->log(r->ex->log_ctx, key, line);
+  else
+    fprintf(stderr, "[%s] %s\n", key, line);
+}

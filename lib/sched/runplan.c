@@ -1,0 +1,199 @@
+/* lib/sched/runplan.c: compiling the outputs of a graph into a run's plan:
+ * culling, priorities (depth-first post-order), dependency counters and
+ * the dependents in CSR arrays. Iterative throughout: a chain of any
+ * length compiles without deep recursion. */
+#include <stdio.h>
+#include <string.h>
+
+#include "sched_internal.h"
+
+#define VISITING (UINT32_MAX - 1) /* task_of mark while on the DFS stack */
+
+typedef struct frame {
+  uint32_t node, arg; /* node, next argument to look at */
+} frame;
+
+typedef struct vec32 {
+  uint32_t *v;
+  size_t n, cap;
+} vec32;
+
+static bool push32(vec32 *s, uint32_t x) {
+  if (s->n == s->cap) {
+    size_t c = s->cap ? s->cap * 2 : 256;
+    uint32_t *p = tg__realloc(s->v, c * sizeof *p);
+    if (!p) return false;
+    s->v = p;
+    s->cap = c;
+  }
+  s->v[s->n++] = x;
+  return true;
+}
+
+typedef struct stack {
+  frame *f;
+  size_t n, cap;
+} stack;
+
+static bool push_frame(stack *s, uint32_t node, uint32_t *task_of) {
+  if (s->n == s->cap) {
+    size_t c = s->cap ? s->cap * 2 : 64;
+    frame *p = tg__realloc(s->f, c * sizeof *p);
+    if (!p) return false;
+    s->f = p;
+    s->cap = c;
+  }
+  s->f[s->n++] = (frame){node, 0};
+  task_of[node] = VISITING;
+  return true;
+}
+
+/* Post-order from outputs: order gets node ids, task_of their index.
+ * Inputs are visited in argument order, so a branch is finished before
+ * the next starts. */
+static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
+                       uint32_t *task_of, vec32 *order) {
+  stack st = {0};
+  int rc = TG_OK;
+  for (size_t o = 0; o < nout && rc == TG_OK; o++) {
+    if (task_of[outs[o]] != UINT32_MAX) continue;
+    if (!push_frame(&st, outs[o], task_of)) rc = TG_ENOMEM;
+    while (st.n && rc == TG_OK) {
+      frame *f = &st.f[st.n - 1];
+      const tg__gnode *nd = &g->nodes[f->node];
+      const tg__garg *a = tg__node_args(g, nd);
+      uint32_t child = UINT32_MAX;
+      while (f->arg < nd->nargs) {
+        const tg__garg *x = &a[f->arg++];
+        if (tg__arg_is_node(x->kind) && task_of[x->node] == UINT32_MAX) {
+          child = x->node;
+          break;
+        }
+      }
+      if (child != UINT32_MAX) {
+        if (!push_frame(&st, child, task_of)) rc = TG_ENOMEM;
+        continue;
+      }
+      task_of[f->node] = (uint32_t)order->n; /* all inputs placed */
+      if (!push32(order, f->node)) rc = TG_ENOMEM;
+      st.n--;
+    }
+  }
+  tg__free(st.f);
+  return rc;
+}
+
+/* Counters, dependents (CSR) and the initial ready list. */
+static int link_tasks(const tg_graph *g, tg__runplan *p, tg__run *r) {
+  uint32_t n = p->ntasks;
+  size_t edges = 0;
+  p->dep_off = tg__calloc((size_t)n + 1, sizeof *p->dep_off);
+  if (!p->dep_off) return TG_ENOMEM;
+  for (uint32_t i = 0; i < n; i++) { /* count edges into dep_off[input] */
+    tg__task *t = &p->tasks[i];
+    const tg__gnode *nd = &g->nodes[t->node];
+    const tg__garg *a = tg__node_args(g, nd);
+    uint32_t pend = 0;
+    for (uint32_t j = 0; j < nd->nargs; j++) {
+      if (tg__arg_is_node(a[j].kind)) {
+        p->dep_off[p->task_of[a[j].node]]++;
+        pend++;
+      } else if (a[j].kind == TG_ARG_FUTURE) {
+        t->flags |= TG__T_FUTURES;
+        p->has_futures = true;
+        pend++;
+      }
+    }
+    t->run = r;
+    atomic_init(&t->pending, pend);
+    edges += pend;
+  }
+  size_t sum = 0; /* dep_off[i] becomes the end of i's segment */
+  for (uint32_t i = 0; i < n; i++) {
+    atomic_init(&p->tasks[i].consumers, p->dep_off[i] + 1);
+    sum += p->dep_off[i];
+    p->dep_off[i] = (uint32_t)sum;
+  }
+  p->dep_off[n] = (uint32_t)sum;
+  if (edges > UINT32_MAX) return TG_ENOMEM;
+  p->deps = tg__malloc((sum ? sum : 1) * sizeof *p->deps);
+  p->ready = tg__malloc((size_t)(n ? n : 1) * sizeof *p->ready);
+  if (!p->deps || !p->ready) return TG_ENOMEM;
+  for (uint32_t i = n; i-- > 0;) { /* backwards: each list ascending */
+    const tg__gnode *nd = &g->nodes[p->tasks[i].node];
+    const tg__garg *a = tg__node_args(g, nd);
+    for (uint32_t j = nd->nargs; j-- > 0;)
+      if (tg__arg_is_node(a[j].kind))
+        p->deps[--p->dep_off[p->task_of[a[j].node]]] = i;
+  }
+  for (uint32_t i = 0; i < n; i++)
+    if (atomic_load_explicit(&p->tasks[i].pending, memory_order_relaxed) == 0)
+      p->ready[p->nready++] = i;
+  return TG_OK;
+}
+
+static int link_outputs(tg__runplan *p, const tg_node *outs, size_t nout) {
+  p->out_task = tg__malloc((nout ? nout : 1) * sizeof *p->out_task);
+  p->out_order = tg__malloc((nout ? nout : 1) * sizeof *p->out_order);
+  if (!p->out_task || !p->out_order) return TG_ENOMEM;
+  p->nout = nout;
+  for (size_t s = 0; s < nout; s++) {
+    tg__task *t = &p->tasks[p->task_of[outs[s]]];
+    p->out_task[s] = p->task_of[outs[s]];
+    t->flags |= TG__T_OUTPUT;
+    atomic_fetch_add_explicit(&t->consumers, 1, memory_order_relaxed);
+  }
+  /* out_order: slots by task, then slot (insertion sort is fine for the
+   * usual handful; larger output lists are rare and still bounded). */
+  for (size_t s = 0; s < nout; s++) {
+    size_t k = s;
+    while (k > 0 && p->out_task[p->out_order[k - 1]] > p->out_task[s]) {
+      p->out_order[k] = p->out_order[k - 1];
+      k--;
+    }
+    p->out_order[k] = (uint32_t)s;
+  }
+  return TG_OK;
+}
+
+int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
+                     tg__run *r, tg__runplan *p, char *err, size_t errsize) {
+  memset(p, 0, sizeof *p);
+  for (size_t s = 0; s < nout; s++)
+    if (outputs[s] >= g->n) {
+      snprintf(err, errsize, "output %zu is node %u, but the graph has %zu nodes", s,
+               outputs[s], g->n);
+      return TG_EINVAL;
+    }
+  vec32 order = {0};
+  int rc = TG_ENOMEM;
+  p->task_of = tg__malloc((g->n ? g->n : 1) * sizeof *p->task_of);
+  if (!p->task_of) goto fail;
+  memset(p->task_of, 0xff, g->n * sizeof *p->task_of);
+  if ((rc = order_nodes(g, outputs, nout, p->task_of, &order))) goto fail;
+  rc = TG_ENOMEM;
+  p->ntasks = (uint32_t)order.n;
+  p->tasks = tg__calloc(order.n ? order.n : 1, sizeof *p->tasks);
+  if (!p->tasks) goto fail;
+  for (size_t i = 0; i < order.n; i++) p->tasks[i].node = order.v[i];
+  tg__free(order.v);
+  order.v = NULL;
+  if ((rc = link_tasks(g, p, r)) || (rc = link_outputs(p, outputs, nout))) goto fail;
+  return TG_OK;
+fail:
+  tg__free(order.v);
+  tg__runplan_free(p);
+  snprintf(err, errsize, "out of memory compiling a plan of %zu nodes", g->n);
+  return rc;
+}
+
+void tg__runplan_free(tg__runplan *p) {
+  tg__free(p->tasks);
+  tg__free(p->task_of);
+  tg__free(p->dep_off);
+  tg__free(p->deps);
+  tg__free(p->ready);
+  tg__free(p->out_task);
+  tg__free(p->out_order);
+  memset(p, 0, sizeof *p);
+}

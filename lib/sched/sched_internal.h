@@ -1,0 +1,245 @@
+/* lib/sched/sched_internal.h: runs, tasks and worker contexts: the state
+ * machine every backend drives.
+ *
+ * A run is one evaluation of some outputs of a graph. Compiling it
+ * (runplan.c) culls the graph to what the outputs need and numbers the tasks
+ * in a depth-first post-order from the outputs, so a task's index is its
+ * priority (lower runs first: finish a branch before starting the next)
+ * and every task's inputs have lower indices.
+ *
+ * Life of a task: pending counts its unfinished inputs; when it drops to
+ * zero the task is ready and handed to the backend, which runs it with
+ * tg__task_exec() (in-process backends) or tg__task_begin() /
+ * tg__task_end() (backends that run the function elsewhere). Finishing
+ * stores the result, releases each input whose last consumer this was,
+ * and decrements the dependents' pending counters; the ones reaching zero
+ * are collected in the worker context (w->ready*) for the backend to
+ * queue. Every task passes through this exactly once, also when the run
+ * has stopped (it is then skipped: no call) or when cancellation dropped
+ * it, so that a run always drains and every reference is released.
+ *
+ * Reference counts on a task's result: `consumers` starts at (number of
+ * input edges to other tasks) + (one per output slot naming the task) + 1
+ * for the task itself. Each consumer edge, output slot and the task's own
+ * completion decrements it once; whoever brings it to zero releases the
+ * result. A cancelled output slot that brings a not-yet-started task down
+ * to its own reference alone marks it dropped (TG__T_DROPPED).
+ *
+ * Retirement: r->unretired counts tasks not yet finished plus temporary
+ * holds. Workers batch their retirements per run in their tg__wctx and
+ * publish them when they switch runs or go idle; the thread that brings it
+ * to zero finishes the run (outputs collected, memory released, waiters
+ * woken). Nobody touches a run's plan after that.
+ *
+ * Thread safety: atomics as marked; the rest of a run is written before it
+ * starts or by the single thread finishing a task.
+ */
+#ifndef TG_SCHED_INTERNAL_H
+#define TG_SCHED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "graph/graph_internal.h"
+#include "tgraph/executor.h"
+
+typedef struct tg__run tg__run;
+typedef struct tg__backend tg__backend;
+typedef struct tg__backend_ops tg__backend_ops;
+
+enum { TG__T_NEW = 0, TG__T_STARTED = 1, TG__T_DROPPED = 2 }; /* state */
+enum { TG__T_OUTPUT = 1, TG__T_FUTURES = 2 };                  /* flags */
+
+typedef struct tg__task {
+  tg__run *run;
+  struct tg__task *next;       /* intrusive link while queued (ready lists,
+                                  injection, overflow): one list at a time */
+  tg_value *result;            /* written by the finisher before it
+                                  decrements dependents */
+  _Atomic uint32_t pending;    /* inputs (tasks and futures) not finished */
+  _Atomic uint32_t consumers;  /* see the header comment */
+  uint32_t node;               /* node id in the run's graph */
+  _Atomic uint8_t state;       /* TG__T_NEW/STARTED/DROPPED */
+  uint8_t flags;               /* TG__T_OUTPUT, TG__T_FUTURES */
+} tg__task;
+
+typedef struct tg__runplan {
+  tg__task *tasks;     /* priority order */
+  uint32_t ntasks;
+  uint32_t *task_of;   /* graph node -> task index, UINT32_MAX if culled */
+  uint32_t *dep_off;   /* ntasks + 1 offsets into deps */
+  uint32_t *deps;      /* dependents of each task, ascending, one entry per
+                          input edge */
+  uint32_t *ready;     /* tasks ready at the start, ascending */
+  uint32_t nready;
+  uint32_t *out_task;  /* per output slot: its task */
+  uint32_t *out_order; /* output slots sorted by task */
+  size_t nout;
+  bool has_futures;    /* some task has TG_ARG_FUTURE arguments */
+} tg__runplan;
+
+/* Compile the plan for outputs[0..nout-1] of g; every task's run is set
+ * to r. On error returns TG_EINVAL/TG_ENOMEM with a message in err. */
+int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
+                     tg__run *r, tg__runplan *p, char *err, size_t errsize);
+void tg__runplan_free(tg__runplan *p);
+
+/* ---- runs ---------------------------------------------------------------- */
+
+struct tg__run {
+  _Atomic uint32_t refs;      /* execution (until finished), the creator,
+                                 each future */
+  _Atomic uint32_t unretired; /* see the header comment */
+  _Atomic int stop;           /* set once: no task starts after it */
+  _Atomic int cancel;         /* running tasks should give up (failure,
+                                 timeout); not set by a shutdown */
+  _Atomic int started;        /* a task function was called */
+  _Atomic uint32_t done;      /* 0 -> 1 when finished (a futex word) */
+  _Atomic int64_t live;       /* intermediate results alive */
+  _Atomic int64_t peak;
+  _Atomic size_t ran, failed, skipped;
+  const tg_graph *g;          /* borrowed, or == owned */
+  tg_graph *owned;            /* copies made for submissions; NULL */
+  tg__runplan plan;
+  tg_executor *ex;
+  tg__backend *backend;
+  uint64_t seq;               /* submission number in the executor */
+  int retries;                /* default extra attempts of pure tasks */
+  double t0, wall;            /* start time; seconds from start to finish */
+  double timeout, deadline;   /* the compute's limit; deadline 0 = none */
+  size_t nout;                /* output slots */
+  tg_value **out;             /* per output slot: a reference or NULL */
+  _Atomic uint8_t *hold_gone; /* per output slot: its hold was released */
+  tg_future **futures;        /* per output slot, or NULL (compute) */
+  pthread_mutex_t err_mu;     /* guards the first failure below */
+  int err_code;               /* TG_OK while nothing failed */
+  uint32_t err_node;          /* graph node, TG_NODE_NONE when not a task */
+  char err_msg[512];
+  tg__run *prev, *next;       /* the executor's active runs (ex->mu) */
+};
+
+/* Create a run of outputs of g (borrowed, or `owned`, which the run then
+ * frees). with_futures: one future per output, in r->futures. The run
+ * holds one reference for its execution and returns one to the caller.
+ * On error: message in err (TG_EINVAL, TG_ENOMEM); `owned` is freed. */
+int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
+                const tg_node *outputs, size_t nout, bool with_futures,
+                int retries, tg__run **out, char *err, size_t errsize);
+/* Hand the initial tasks to the backend and wire future arguments. */
+void tg__run_start(tg__run *r);
+void tg__run_ref(tg__run *r);
+void tg__run_unref(tg__run *r);
+/* Wait until finished; TG_OK or TG_ETIMEDOUT (timeout < 0: forever). */
+int tg__run_wait(tg__run *r, double timeout);
+/* Record the first failure (code, node or TG_NODE_NONE, message) and stop:
+ * no task starts afterwards; queued ones are skipped; running ones see
+ * tg_task_cancelled(). */
+void tg__run_stop(tg__run *r, int code, uint32_t node, const char *fmt, ...)
+    TG__PRINTF(4, 5);
+/* The same for a shutdown: queued tasks are skipped with `code`, running
+ * ones finish undisturbed (and their outputs still resolve). */
+void tg__run_halt(tg__run *r, int code, const char *msg);
+/* Publish n retirements; the last one finishes the run. */
+void tg__run_retire(tg__run *r, uint32_t n);
+/* Release output slot s (cancelled future): drops work only it needed. */
+void tg__run_cancel_slot(tg__run *r, size_t slot);
+/* Called by task.c when an output task finishes (result may be NULL). */
+void tg__run_output_done(tg__run *r, tg__task *t);
+/* Release one consumer reference of task index ti (see header comment),
+ * dropping tasks nobody needs any more; used by cancellation. */
+void tg__run_release_edge(tg__run *r, uint32_t ti);
+/* Account intermediate results becoming alive (+) or released (-). */
+void tg__run_live(tg__run *r, int64_t delta);
+
+static inline bool tg__run_stopped(const tg__run *r) {
+  return atomic_load_explicit(&r->stop, memory_order_relaxed) != 0;
+}
+static inline bool tg__run_cancelled(const tg__run *r) {
+  return atomic_load_explicit(&r->cancel, memory_order_relaxed) != 0;
+}
+/* Stop r with TG_ETIMEDOUT if its deadline has passed; true if r is
+ * cancelled (timed out or failed). */
+bool tg__run_expired(tg__run *r);
+/* Key of node n (see tg__graph_key). */
+const char *tg__run_key(const tg__run *r, uint32_t node, char *buf,
+                        size_t size);
+/* A tg_task_log() line: to the executor's log callback or stderr. */
+void tg__run_log(const tg__run *r, const char *key, const char *line);
+
+/* ---- executing tasks -------------------------------------------------------- */
+
+/* Per worker thread (or per draining caller): batched counters and the
+ * tasks the last finished task made ready. Owned by one thread. */
+typedef struct tg__wctx {
+  int worker;            /* index reported by tg_task_worker() */
+  tg__run *run;          /* run of the batched counts, or NULL */
+  uint32_t retired, ran, skipped;
+  tg__task *ready_first; /* the most urgent newly ready task, or NULL */
+  tg__task *ready_rest;  /* the others, linked, least urgent first */
+  tg_value **scratch;    /* argument arrays */
+  size_t scratch_cap;
+} tg__wctx;
+
+void tg__wctx_init(tg__wctx *w, int worker);
+/* Publish batched counts (may finish a run). Call before idling. */
+void tg__wctx_flush(tg__wctx *w);
+void tg__wctx_destroy(tg__wctx *w); /* flushes first */
+
+/* Run ready task t here (or skip it), finish it and retire it. Newly
+ * ready tasks are left in w->ready_first / ready_rest. */
+void tg__task_exec(tg__wctx *w, tg__task *t);
+
+/* For backends running functions elsewhere: claim ready task t and gather
+ * its argument values (borrowed; valid until tg__task_end). Returns true
+ * when the function must be called with *args and *nargs; false when the task
+ * was skipped or failed here, and is already finished. */
+bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
+                    size_t *nargs);
+/* Finish a task begun with tg__task_begin: rc and result (taken) of the
+ * call; msg (may be NULL) says why it failed. */
+void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
+                  const char *msg);
+
+/* ---- executor ------------------------------------------------------------------- */
+
+struct tg_executor {
+  tg_registry *reg;       /* borrowed */
+  const tg__backend_ops *ops;
+  tg__backend *backend;
+  unsigned workers;
+  tg_log_fn log;
+  void *log_ctx;
+  tg_cache *cache;        /* borrowed */
+  pthread_mutex_t mu;     /* guards runs, nactive, seq */
+  pthread_cond_t idle;    /* signalled when nactive drops to 0 */
+  tg__run *runs;          /* active (unfinished) runs */
+  size_t nactive;
+  uint64_t seq;
+  char errmsg[512];
+};
+
+/* Number of CPUs online (at least 1). */
+unsigned tg__ncpus(void);
+/* Monotonic clock, seconds. */
+double tg__now(void);
+
+/* tg_executor_new, with the reason for a failure in err (may be NULL). */
+int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
+                        tg_executor **out, tg_error *err);
+/* Link r into ex's active runs / unlink it (when finished). */
+void tg__executor_add_run(tg_executor *ex, tg__run *r);
+void tg__executor_remove_run(tg_executor *ex, tg__run *r);
+
+/* ---- futures -------------------------------------------------------------------- */
+
+/* A new pending future for output slot `slot` of r (takes a run ref). */
+tg_future *tg__future_new(tg__run *r, size_t slot);
+/* Resolve f once: code TG_OK with result (a new reference is taken), or a
+ * failure with msg. Later calls do nothing. Runs the callbacks. */
+void tg__future_resolve(tg_future *f, int code, tg_value *result,
+                        const char *msg);
+/* Whether f is done; its code and result (borrowed) when it is. */
+bool tg__future_outcome(const tg_future *f, int *code, tg_value **result,
+                        const char **msg);
+
+#endif /* TG_SCHED_INTERNAL_H */

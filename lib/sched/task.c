@@ -1,0 +1,361 @@
+/* lib/sched/task.c: running one task: claiming it, gathering its
+ * arguments (resolving item and key arguments), calling the function with
+ * retries, and finishing it (releases, dependents, retirement). The hot
+ * path of every backend. */
+#include <stdio.h>
+#include <string.h>
+
+#include "sched_internal.h"
+
+void tg__wctx_init(tg__wctx *w, int worker) {
+  memset(w, 0, sizeof *w);
+  w->worker = worker;
+}
+
+void tg__wctx_flush(tg__wctx *w) {
+  tg__run *r = w->run;
+  if (!r) return;
+  if (w->ran) atomic_fetch_add_explicit(&r->ran, w->ran, memory_order_relaxed);
+  if (w->skipped)
+    atomic_fetch_add_explicit(&r->skipped, w->skipped, memory_order_relaxed);
+  uint32_t n = w->retired;
+  w->run = NULL;
+  w->retired = w->ran = w->skipped = 0;
+  if (n) tg__run_retire(r, n);
+}
+
+void tg__wctx_destroy(tg__wctx *w) {
+  tg__wctx_flush(w);
+  tg__free(w->scratch);
+  w->scratch = NULL;
+  w->scratch_cap = 0;
+}
+
+/* ---- finishing ------------------------------------------------------------ */
+
+/* A task made ready: the first (most urgent) is kept apart, the others are
+ * linked least urgent first, which is the order to push them on a LIFO. */
+static inline void ready_add(tg__wctx *w, tg__task *t) {
+  if (!w->ready_first) {
+    w->ready_first = t;
+  } else {
+    t->next = w->ready_rest;
+    w->ready_rest = t;
+  }
+}
+
+/* Drop one consumer reference of input i; release its result if last. */
+static inline int64_t release_input(tg__task *i) {
+  if (atomic_fetch_sub_explicit(&i->consumers, 1, memory_order_acq_rel) != 1)
+    return 0;
+  tg_value *v = i->result;
+  i->result = NULL;
+  tg_value_unref(v);
+  return v && !(i->flags & TG__T_OUTPUT) ? -1 : 0;
+}
+
+/* Store res (taken; NULL when skipped or failed) and finish t. */
+static void finish(tg__wctx *w, tg__task *t, tg_value *res, bool release) {
+  tg__run *r = t->run;
+  const tg__runplan *p = &r->plan;
+  int64_t dlive = 0;
+  t->result = res;
+  if (release) {
+    const tg_graph *g = r->g;
+    const tg__gnode *nd = &g->nodes[t->node];
+    const tg__garg *a = tg__node_args(g, nd);
+    for (uint32_t j = 0; j < nd->nargs; j++)
+      if (tg__arg_is_node(a[j].kind))
+        dlive += release_input(&p->tasks[p->task_of[a[j].node]]);
+  }
+  if (atomic_fetch_sub_explicit(&t->consumers, 1, memory_order_acq_rel) == 1) {
+    t->result = NULL; /* nobody wants it (dropped while running) */
+    tg_value_unref(res);
+  } else if (res && !(t->flags & TG__T_OUTPUT)) {
+    dlive++;
+  }
+  if (dlive) tg__run_live(r, dlive);
+  if (t->flags & TG__T_OUTPUT) tg__run_output_done(r, t);
+  uint32_t ti = (uint32_t)(t - p->tasks);
+  for (uint32_t k = p->dep_off[ti], e = p->dep_off[ti + 1]; k < e; k++) {
+    tg__task *d = &p->tasks[p->deps[k]];
+    if (atomic_fetch_sub_explicit(&d->pending, 1, memory_order_acq_rel) == 1)
+      ready_add(w, d);
+  }
+  w->retired++; /* last: nothing of r is touched after a flush */
+}
+
+/* ---- failing --------------------------------------------------------------- */
+
+/* The node a failure is reported on: a map's chunk is named by the map
+ * node assembling it (the node the user knows), when that is computed. */
+static uint32_t reported_node(const tg__run *r, const tg__task *t) {
+  const tg__runplan *p = &r->plan;
+  if (r->g->nodes[t->node].kind != TG__NK_CHUNK) return t->node;
+  uint32_t ti = (uint32_t)(t - p->tasks);
+  for (uint32_t k = p->dep_off[ti]; k < p->dep_off[ti + 1]; k++) {
+    uint32_t n = p->tasks[p->deps[k]].node;
+    if (r->g->nodes[n].kind == TG__NK_CONCAT) return n;
+  }
+  return t->node;
+}
+
+static void fail_task(tg__run *r, const tg__task *t, int code, const char *msg) {
+  char kb[TG__NAME_MAX + 32];
+  const char *key = tg__run_key(r, reported_node(r, t), kb, sizeof kb);
+  tg__run_stop(r, TG_ETASK, t->node, "task '%s' failed: %s: %s", key,
+               tg_err_name(code), msg && *msg ? msg : tg_strerror(code));
+}
+
+/* ---- arguments --------------------------------------------------------------- */
+
+static bool reserve_scratch(tg__wctx *w, size_t n) {
+  if (n <= w->scratch_cap) return true;
+  size_t c = w->scratch_cap ? w->scratch_cap : 64;
+  while (c < n) c *= 2;
+  tg_value **s = tg__realloc(w->scratch, c * sizeof *s);
+  if (!s) return false;
+  w->scratch = s;
+  w->scratch_cap = c;
+  return true;
+}
+
+/* Element of an item/key argument; on error writes msg, returns NULL. */
+static tg_value *getitem(const tg__run *r, const tg__garg *a, tg_value *v,
+                         size_t j, int *code, char *msg, size_t msize) {
+  char kb[TG__NAME_MAX + 32];
+  const char *src = tg__run_key(r, a->node, kb, sizeof kb);
+  if (a->kind == TG_ARG_ITEM) {
+    if (tg_value_type(v) != TG_LIST) {
+      *code = TG_ETYPE;
+      snprintf(msg, msize, "argument %zu: item %lld of '%s', which is a %s, not a list",
+               j, (long long)a->u.index, src, tg_type_name(tg_value_type(v)));
+      return NULL;
+    }
+    size_t len = tg_list_len(v);
+    int64_t i = a->u.index < 0 ? a->u.index + (int64_t)len : a->u.index;
+    if (i < 0 || (uint64_t)i >= len) {
+      *code = TG_ERANGE;
+      snprintf(msg, msize, "argument %zu: index %lld out of range for the list of %zu from '%s'",
+               j, (long long)a->u.index, len, src);
+      return NULL;
+    }
+    return tg_list_get(v, (size_t)i);
+  }
+  const char *key = r->g->keys + a->u.key;
+  if (tg_value_type(v) != TG_MAP) {
+    *code = TG_ETYPE;
+    snprintf(msg, msize, "argument %zu: key '%s' of '%s', which is a %s, not a map", j,
+             key, src, tg_type_name(tg_value_type(v)));
+    return NULL;
+  }
+  tg_value *x = tg_map_get_c(v, key);
+  if (!x) {
+    *code = TG_ENOTFOUND;
+    snprintf(msg, msize, "argument %zu: key '%s' not found in the map from '%s'", j, key, src);
+  }
+  return x;
+}
+
+/* Fill w->scratch with t's argument values (borrowed). TG_OK, a failure
+ * (code + msg), or 1 when an input is missing because the run stopped. */
+static int gather(tg__wctx *w, const tg__run *r, const tg__gnode *nd,
+                  char *msg, size_t msize) {
+  const tg__runplan *p = &r->plan;
+  const tg__garg *a = tg__node_args(r->g, nd);
+  if (!reserve_scratch(w, nd->nargs)) {
+    snprintf(msg, msize, "out of memory gathering %u arguments", nd->nargs);
+    return TG_ENOMEM;
+  }
+  for (uint32_t j = 0; j < nd->nargs; j++) {
+    tg_value *v;
+    int code = TG_OK;
+    switch (a[j].kind) {
+      case TG_ARG_VALUE: v = a[j].u.value; break;
+      case TG_ARG_FUTURE: {
+        const char *fm;
+        tg__future_outcome(a[j].u.future, &code, &v, &fm);
+        if (code) {
+          snprintf(msg, msize, "argument %u: its future failed: %s", j, fm);
+          return code;
+        }
+        break;
+      }
+      default:
+        v = p->tasks[p->task_of[a[j].node]].result;
+        if (!v) return 1; /* its producer was skipped: the run stopped */
+        if (a[j].kind != TG_ARG_NODE) {
+          v = getitem(r, &a[j], v, j, &code, msg, msize);
+          if (!v) return code;
+        }
+    }
+    w->scratch[j] = v;
+  }
+  return TG_OK;
+}
+
+/* ---- calling ------------------------------------------------------------------ */
+
+/* A list of fn(in_i, extras...) over the first nd->aux arguments. */
+static int call_chunk(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
+                      tg_value **out) {
+  size_t k = nd->aux, nextra = nd->nargs - k;
+  tg_value *stack[16];
+  tg_value **ea = nextra < 16 ? stack : tg__malloc((nextra + 1) * sizeof *ea);
+  tg_value *list = ea ? tg_list_alloc(k) : NULL;
+  int rc = list ? TG_OK : tg_task_fail(ctx, TG_ENOMEM, "out of memory");
+  if (ea) memcpy(ea + 1, args + k, nextra * sizeof *ea);
+  for (size_t i = 0; i < k && rc == TG_OK; i++) {
+    tg_value *v = NULL;
+    ea[0] = args[i];
+    rc = nd->fn->fn(ctx, ea, nextra + 1, &v);
+    if (rc == TG_OK && !v) rc = tg_task_fail(ctx, TG_EINVAL, "returned no value");
+    if (rc == TG_OK) rc = tg_list_init_item(list, i, v);
+    else tg_value_unref(v);
+    if (rc != TG_OK) { /* say which call of the chunk failed */
+      char m[sizeof ctx->msg];
+      snprintf(m, sizeof m, "%s (element %zu of chunk '%s')",
+               ctx->fail_code ? ctx->msg : tg_strerror(rc), i, tg_task_key(ctx));
+      tg_task_fail(ctx, rc, "%s", m);
+    }
+  }
+  if (ea != stack) tg__free(ea);
+  if (rc != TG_OK) tg_value_unref(list);
+  else *out = list;
+  return rc;
+}
+
+/* The concatenation of list arguments (one list is passed through). */
+static int call_concat(tg_task_ctx *ctx, size_t n, tg_value **args,
+                       tg_value **out) {
+  if (n == 1) {
+    *out = tg_value_ref(args[0]);
+    return TG_OK;
+  }
+  size_t total = 0, at = 0;
+  for (size_t i = 0; i < n; i++) total += tg_list_len(args[i]);
+  tg_value *list = tg_list_alloc(total);
+  if (!list) return tg_task_fail(ctx, TG_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    tg_value *const *it = tg_list_items(args[i]);
+    for (size_t j = 0, m = tg_list_len(args[i]); j < m; j++)
+      tg_list_init_item(list, at++, tg_value_ref(it[j]));
+  }
+  *out = list;
+  return TG_OK;
+}
+
+static int invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
+                  tg_value **out) {
+  switch (nd->kind) {
+    case TG__NK_CHUNK: return call_chunk(ctx, nd, args, out);
+    case TG__NK_CONCAT: return call_concat(ctx, nd->nargs, args, out);
+    default: return nd->fn->fn(ctx, args, nd->nargs, out);
+  }
+}
+
+static int attempts_of(const tg__run *r, const tg__gnode *nd) {
+  if (nd->kind == TG__NK_CONCAT) return 1;
+  if (!(nd->fn->flags & TG_FUNC_PURE)) return 1;
+  return 1 + (nd->retries >= 0 ? nd->retries : r->retries);
+}
+
+/* Call t's function with retries; its result, or NULL (failed: recorded). */
+static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t) {
+  const tg__gnode *nd = &r->g->nodes[t->node];
+  tg_task_ctx ctx;
+  int rc = gather(w, r, nd, ctx.msg, sizeof ctx.msg);
+  if (rc) {
+    if (rc != 1) fail_task(r, t, rc, ctx.msg);
+    return NULL;
+  }
+  if (!atomic_load_explicit(&r->started, memory_order_relaxed))
+    atomic_store_explicit(&r->started, 1, memory_order_relaxed);
+  for (int at = 0, n = attempts_of(r, nd);; at++) {
+    tg__task_ctx_init(&ctx, nd->fn, r, t->node, w->worker, at);
+    if (nd->timeout > 0) ctx.deadline = tg__now() + nd->timeout;
+    tg_value *out = NULL;
+    rc = invoke(&ctx, nd, w->scratch, &out);
+    w->ran++;
+    if (rc == TG_OK && !out) rc = tg_task_fail(&ctx, TG_EINVAL, "returned no value");
+    if (rc == TG_OK && ctx.deadline > 0 && tg__now() > ctx.deadline)
+      rc = tg_task_fail(&ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
+                        (double)nd->timeout);
+    if (rc == TG_OK) return out;
+    tg_value_unref(out);
+    if (rc > 0) rc = tg_task_fail(&ctx, TG_ETASK, "returned status %d", rc);
+    atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
+    if (at + 1 >= n || tg__run_stopped(r)) {
+      fail_task(r, t, rc, ctx.fail_code ? ctx.msg : NULL);
+      return NULL;
+    }
+  }
+}
+
+/* ---- entry points --------------------------------------------------------------- */
+
+static inline void switch_run(tg__wctx *w, tg__run *r) {
+  if (w->run != r) {
+    tg__wctx_flush(w);
+    w->run = r;
+  }
+}
+
+/* Claim t: false when it was dropped (finished here as skipped). */
+static inline bool claim(tg__wctx *w, tg__task *t) {
+  uint8_t st = TG__T_NEW;
+  if (atomic_compare_exchange_strong_explicit(&t->state, &st, TG__T_STARTED,
+                                              memory_order_acq_rel,
+                                              memory_order_acquire))
+    return true;
+  w->skipped++;
+  finish(w, t, NULL, false); /* the drop released its inputs already */
+  return false;
+}
+
+void tg__task_exec(tg__wctx *w, tg__task *t) {
+  tg__run *r = t->run;
+  switch_run(w, r);
+  if (!claim(w, t)) return;
+  tg_value *res = NULL;
+  if (tg__run_stopped(r) || (r->deadline > 0 && tg__run_expired(r)))
+    w->skipped++;
+  else
+    res = call(w, r, t);
+  finish(w, t, res, true);
+}
+
+bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
+                    size_t *nargs) {
+  tg__run *r = t->run;
+  switch_run(w, r);
+  if (!claim(w, t)) return false;
+  const tg__gnode *nd = &r->g->nodes[t->node];
+  char msg[256];
+  int rc = tg__run_stopped(r) ? 1 : gather(w, r, nd, msg, sizeof msg);
+  if (rc == TG_OK) {
+    atomic_store_explicit(&r->started, 1, memory_order_relaxed);
+    *args = w->scratch;
+    *nargs = nd->nargs;
+    return true;
+  }
+  if (rc == 1) w->skipped++;
+  else fail_task(r, t, rc, msg);
+  finish(w, t, NULL, true);
+  return false;
+}
+
+void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
+                  const char *msg) {
+  tg__run *r = t->run;
+  switch_run(w, r);
+  w->ran++;
+  if (rc == TG_OK && result) {
+    finish(w, t, result, true);
+    return;
+  }
+  tg_value_unref(result);
+  atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
+  fail_task(r, t, rc < 0 ? rc : TG_ETASK, msg);
+  finish(w, t, NULL, true);
+}
