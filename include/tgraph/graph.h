@@ -96,7 +96,9 @@ static inline tg_arg tg_arg_future(tg_future *f) {
 #define TG_NODE_OPTS_V1 1
 typedef struct tg_node_opts {
   uint32_t version;  /* TG_NODE_OPTS_V1 */
-  const char *key;   /* NULL: generated "FN#ID"; else unique, non-empty */
+  const char *key;   /* NULL: generated "FN#ID"; else unique, non-empty
+                        UTF-8, and not of the form NAME#DIGITS, which is
+                        reserved for generated keys (TG_EEXIST) */
   int retries;       /* extra attempts after a failure (pure functions
                         only); -1: the compute's default */
   int cache;         /* -1: cache if the function is pure; 0: never;
