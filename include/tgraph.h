@@ -1,4 +1,4 @@
-/* include/tgraph.h: the whole public API of tgraph in one include. */
+/* include/tgraph.h: everything public in one include. */
 #ifndef TGRAPH_H
 #define TGRAPH_H
 
@@ -8,5 +8,6 @@
 #include "tgraph/registry.h"
 #include "tgraph/graph.h"
 #include "tgraph/executor.h"
+#include "tgraph/cache.h"
 
 #endif /* TGRAPH_H */
