@@ -1,8 +1,10 @@
 /* lib/cache/cache_internal.h: the tg_cache object and the internal calls
- * shared by the cache's files (env.c: LMDB environment and read
- * transactions, record.c: stored record layouts, blob.c: blob files,
- * writer.c: the writer thread and its batches, store.c: the public API,
- * filehash.c: tg_cache_file_hash).
+ * shared by the cache's files: store.c (open, close, the write calls),
+ * lookup.c (get, contains, list, info), env.c (LMDB environment, read
+ * transactions, map growth), record.c (stored record layouts), blob.c
+ * (blob files), writer.c (the writer thread and its queue), batch.c (a
+ * batch in one write transaction), filehash.c (tg_cache_file_hash),
+ * opened.c (directories open in this process). key.h is the scheduler's.
  *
  * On-disk layout of a cache directory DIR:
  *   DIR/data.mdb, DIR/lock.mdb   one LMDB environment, named databases:
