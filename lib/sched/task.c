@@ -68,6 +68,9 @@ static void finish(tg__wctx *w, tg__task *t, tg_value *res, bool release) {
       if (tg__arg_is_node(a[j].kind))
         dlive += release_input(&p->tasks[p->task_of[a[j].node]]);
   }
+  /* Outputs are handed over while t's own reference keeps the result:
+   * a cancelled output slot may drop the last other one meanwhile. */
+  if (t->flags & TG__T_OUTPUT) tg__run_output_done(r, t);
   if (atomic_fetch_sub_explicit(&t->consumers, 1, memory_order_acq_rel) == 1) {
     t->result = NULL; /* nobody wants it (dropped while running) */
     tg_value_unref(res);
@@ -75,7 +78,6 @@ static void finish(tg__wctx *w, tg__task *t, tg_value *res, bool release) {
     dlive++;
   }
   if (dlive) tg__run_live(r, dlive);
-  if (t->flags & TG__T_OUTPUT) tg__run_output_done(r, t);
   uint32_t ti = (uint32_t)(t - p->tasks);
   for (uint32_t k = p->dep_off[ti], e = p->dep_off[ti + 1]; k < e; k++) {
     tg__task *d = &p->tasks[p->deps[k]];
@@ -213,7 +215,7 @@ static int call_chunk(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
     if (rc == TG_OK) rc = tg_list_init_item(list, i, v);
     else tg_value_unref(v);
     if (rc != TG_OK) { /* say which call of the chunk failed */
-      char m[sizeof ctx->msg];
+      char m[sizeof ctx->msg + sizeof ctx->keybuf + 64];
       snprintf(m, sizeof m, "%s (element %zu of chunk '%s')",
                ctx->fail_code ? ctx->msg : tg_strerror(rc), i, tg_task_key(ctx));
       tg_task_fail(ctx, rc, "%s", m);
