@@ -5,11 +5,20 @@
 
 #include "sched/backend.h"
 
+/* A sorted array of submitted tasks, consumed from pos: a run's initial
+ * tasks arrive sorted, and keeping them so spares a million heap sifts. */
+typedef struct batch {
+  struct batch *next;
+  size_t pos, n;
+  tg__task *t[];
+} batch;
+
 typedef struct sync_backend {
   tg__backend base;
   pthread_mutex_t mu;  /* guards everything below */
   tg__task **heap;     /* ready tasks, a min-heap by (run, priority) */
   size_t n, cap;
+  batch *batches;      /* more ready tasks, each batch sorted */
   tg__task *overflow;  /* ready tasks the heap had no room for */
   bool draining;       /* a thread is running tasks */
   tg__wctx w;          /* used by the draining thread */
@@ -41,11 +50,6 @@ static void heap_push(sync_backend *s, tg__task *t) {
 }
 
 static tg__task *heap_pop(sync_backend *s) {
-  if (s->n == 0) {
-    tg__task *t = s->overflow;
-    if (t) s->overflow = t->next;
-    return t;
-  }
   tg__task *top = s->heap[0], *last = s->heap[--s->n];
   size_t i = 0;
   for (;;) {
@@ -58,6 +62,40 @@ static tg__task *heap_pop(sync_backend *s) {
   }
   if (s->n) s->heap[i] = last;
   return top;
+}
+
+/* The most urgent ready task (the same order as one heap would give). */
+static tg__task *next_task(sync_backend *s) {
+  batch **best = NULL;
+  for (batch **b = &s->batches; *b; b = &(*b)->next)
+    if (!best || before((*b)->t[(*b)->pos], (*best)->t[(*best)->pos])) best = b;
+  if (best && (s->n == 0 || before((*best)->t[(*best)->pos], s->heap[0]))) {
+    batch *b = *best;
+    tg__task *t = b->t[b->pos++];
+    if (b->pos == b->n) {
+      *best = b->next;
+      tg__free(b);
+    }
+    return t;
+  }
+  if (s->n) return heap_pop(s);
+  tg__task *t = s->overflow;
+  if (t) s->overflow = t->next;
+  return t;
+}
+
+/* Queue tasks (sorted, most urgent first) with s->mu held. */
+static void enqueue(sync_backend *s, tg__task *const *tasks, size_t n) {
+  batch *b = n > 16 ? tg__malloc(sizeof *b + n * sizeof b->t[0]) : NULL;
+  if (!b) {
+    for (size_t i = 0; i < n; i++) heap_push(s, tasks[i]);
+    return;
+  }
+  memcpy(b->t, tasks, n * sizeof b->t[0]);
+  b->pos = 0;
+  b->n = n;
+  b->next = s->batches;
+  s->batches = b;
 }
 
 /* Move the tasks the last one made ready into the heap (s->mu held). */
@@ -75,21 +113,21 @@ static void take_ready(sync_backend *s) {
 static void sync_submit(tg__backend *b, tg__task *const *tasks, size_t n) {
   sync_backend *s = (sync_backend *)b;
   pthread_mutex_lock(&s->mu);
-  for (size_t i = 0; i < n; i++) heap_push(s, tasks[i]);
+  enqueue(s, tasks, n);
   if (s->draining) { /* the draining thread will run them */
     pthread_mutex_unlock(&s->mu);
     return;
   }
   s->draining = true;
   for (;;) {
-    tg__task *t = heap_pop(s);
+    tg__task *t = next_task(s);
     if (!t) {
       /* Publishing counts may finish runs and run callbacks that submit
        * more: flush unlocked, then look again. */
       pthread_mutex_unlock(&s->mu);
       tg__wctx_flush(&s->w);
       pthread_mutex_lock(&s->mu);
-      if (s->n || s->overflow) continue;
+      if (s->n || s->batches || s->overflow) continue;
       break;
     }
     pthread_mutex_unlock(&s->mu);
@@ -118,6 +156,11 @@ static void sync_destroy(tg__backend *b) {
   sync_backend *s = (sync_backend *)b;
   if (!s) return;
   tg__wctx_destroy(&s->w);
+  while (s->batches) { /* empty when no run is active; be safe */
+    batch *b = s->batches;
+    s->batches = b->next;
+    tg__free(b);
+  }
   tg__free(s->heap);
   pthread_mutex_destroy(&s->mu);
   tg__free(s);
