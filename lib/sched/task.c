@@ -104,8 +104,9 @@ static uint32_t reported_node(const tg__run *r, const tg__task *t) {
 
 static void fail_task(tg__run *r, const tg__task *t, int code, const char *msg) {
   char kb[TG__NAME_MAX + 32];
-  const char *key = tg__run_key(r, reported_node(r, t), kb, sizeof kb);
-  tg__run_stop(r, TG_ETASK, t->node, "task '%s' failed: %s: %s", key,
+  uint32_t node = reported_node(r, t);
+  const char *key = tg__run_key(r, node, kb, sizeof kb);
+  tg__run_stop(r, TG_ETASK, node, "task '%s' failed: %s: %s", key,
                tg_err_name(code), msg && *msg ? msg : tg_strerror(code));
 }
 
