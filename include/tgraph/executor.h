@@ -84,11 +84,14 @@ tg_future *tg_future_ref(tg_future *f);
 void tg_future_free(tg_future *f); /* drops a handle; f may be NULL */
 
 bool tg_future_done(const tg_future *f);      /* finished in any way */
-bool tg_future_running(const tg_future *f);   /* a task of it is running */
+/* Not done, and a task of its submission has started. */
+bool tg_future_running(const tg_future *f);
 bool tg_future_cancelled(const tg_future *f);
-/* Cancel: true when the future will not run (it was still queued, or was
- * already cancelled); false when it is running or done. Work that only
- * this future needed is dropped. */
+/* Cancel: true when the future will not run (its own task had not
+ * started, or it was already cancelled): it is then done and cancelled
+ * (TG_ECANCELED). False when its task has started or it is done. Work
+ * that only this future needed is dropped (tasks of it already running
+ * finish; their results are released). */
 bool tg_future_cancel(tg_future *f);
 
 /* Wait until done, at most timeout seconds (< 0: forever). TG_OK or
