@@ -9,10 +9,13 @@ int tg_task_fail(tg_task_ctx *ctx, int code, const char *fmt, ...) {
   if (code >= 0) code = TG_ETASK; /* failing with "success" is a failure */
   if (!ctx) return code;
   ctx->fail_code = code;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(ctx->msg, sizeof ctx->msg, fmt ? fmt : "", ap);
-  va_end(ap);
+  ctx->msg[0] = '\0';
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
+    va_end(ap);
+  }
   return code;
 }
 
