@@ -1,0 +1,171 @@
+/* lib/builtins/files.c: builtins that touch the file system: file,
+ * read_text, glob, write_file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "builtins/builtins_internal.h"
+
+int tg__bi_read_file(tg_task_ctx *ctx, const char *fn, const char *path,
+                     char **data, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return tg_task_fail(ctx, -errno, "%s: cannot open '%s': %s", fn, path,
+                        strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return tg_task_fail(ctx, TG_EINVAL, "%s: '%s' is not a regular file", fn,
+                        path);
+  }
+  size_t cap = (size_t)st.st_size + 1, n = 0;
+  char *buf = tg__malloc(cap);
+  while (buf != NULL) {
+    if (n + 1 >= cap) { /* the file grew while we read it */
+      char *nb = tg__realloc(buf, cap * 2);
+      if (nb == NULL) break;
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, buf + n, cap - n - 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      tg__free(buf);
+      close(fd);
+      return tg_task_fail(ctx, -e, "%s: cannot read '%s': %s", fn, path,
+                          strerror(e));
+    }
+    if (r == 0) {
+      close(fd);
+      buf[n] = '\0';
+      *data = buf;
+      *len = n;
+      return TG_OK;
+    }
+    n += (size_t)r;
+  }
+  tg__free(buf);
+  close(fd);
+  return tg_task_fail(ctx, TG_ENOMEM, "%s: out of memory reading '%s'", fn,
+                      path);
+}
+
+TG__BI(file) {
+  (void)nargs;
+  char *path = tg__bi_cstr(ctx, "file", 0, args[0]);
+  if (path == NULL) return TG_EINVAL;
+  char *data;
+  size_t len;
+  int rc = tg__bi_read_file(ctx, "file", path, &data, &len);
+  tg__free(path);
+  if (rc != TG_OK) return rc;
+  *out = tg_bytes(data, len);
+  tg__free(data);
+  return *out ? TG_OK : tg_task_fail(ctx, TG_ENOMEM, "file: out of memory");
+}
+
+TG__BI(read_text) {
+  (void)nargs;
+  char *path = tg__bi_cstr(ctx, "read_text", 0, args[0]);
+  if (path == NULL) return TG_EINVAL;
+  char *data;
+  size_t len;
+  int rc = tg__bi_read_file(ctx, "read_text", path, &data, &len);
+  if (rc == TG_OK && !tg__utf8_valid(data, len)) {
+    rc = tg_task_fail(ctx, TG_EINVAL, "read_text: '%s' is not valid UTF-8",
+                      path);
+    tg__free(data);
+  }
+  tg__free(path);
+  if (rc != TG_OK) return rc;
+  *out = tg_str(data, len);
+  tg__free(data);
+  return *out ? TG_OK
+              : tg_task_fail(ctx, TG_ENOMEM, "read_text: out of memory");
+}
+
+TG__BI(glob) {
+  (void)nargs;
+  char *pat = tg__bi_cstr(ctx, "glob", 0, args[0]);
+  if (pat == NULL) return TG_EINVAL;
+  glob_t g;
+  int grc = glob(pat, 0, NULL, &g); /* glob sorts its matches */
+  tg__free(pat);
+  if (grc == GLOB_NOMATCH) {
+    *out = tg_list_alloc(0);
+    return *out ? TG_OK : TG_ENOMEM;
+  }
+  if (grc != 0)
+    return tg_task_fail(ctx, grc == GLOB_NOSPACE ? TG_ENOMEM : TG_EIO,
+                        "glob: cannot read a directory of the pattern");
+  tg_value *list = tg_list_alloc(g.gl_pathc);
+  int rc = list ? TG_OK : TG_ENOMEM;
+  for (size_t i = 0; rc == TG_OK && i < g.gl_pathc; i++) {
+    tg_value *s = tg_str_c(g.gl_pathv[i]);
+    rc = s ? tg_list_init_item(list, i, s) : TG_EINVAL;
+  }
+  globfree(&g);
+  if (rc != TG_OK) {
+    tg_value_unref(list);
+    return tg_task_fail(ctx, rc, "glob: a match is not valid UTF-8 or memory "
+                        "ran out");
+  }
+  *out = list;
+  return TG_OK;
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -errno;
+    p += w;
+    n -= (size_t)w;
+  }
+  return TG_OK;
+}
+
+TG__BI(write_file) {
+  (void)nargs;
+  char *path = tg__bi_cstr(ctx, "write_file", 0, args[0]);
+  if (path == NULL) return TG_EINVAL;
+  const tg_value *v = args[1];
+  char *json = NULL;
+  const char *data;
+  size_t len;
+  if (tg_value_type(v) == TG_STR) {
+    data = tg_str_data(v, &len);
+  } else if (tg_value_type(v) == TG_BYTES) {
+    data = tg_bytes_data(v, &len);
+  } else {
+    int rc = tg_value_to_json(v, 0, &json, &len, NULL);
+    if (rc != TG_OK) {
+      tg__free(path);
+      return tg_task_fail(ctx, rc, "write_file: cannot write the value as "
+                          "JSON");
+    }
+    data = json;
+  }
+  int rc = TG_OK, fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                            0666);
+  if (fd < 0) rc = -errno;
+  if (fd >= 0) {
+    rc = write_all(fd, data, len);
+    if (close(fd) != 0 && rc == TG_OK) rc = -errno;
+  }
+  free(json);
+  if (rc != TG_OK) {
+    rc = tg_task_fail(ctx, rc, "write_file: cannot write '%s': %s", path,
+                      strerror(-rc));
+    tg__free(path);
+    return rc;
+  }
+  *out = tg_str_c(path);
+  tg__free(path);
+  return *out ? TG_OK : TG_ENOMEM;
+}
