@@ -1,0 +1,130 @@
+/* include/tgraph/graphjson.h: reading a graph.json file into a graph.
+ *
+ * The format (docs/graph.schema.json has the JSON Schema):
+ *
+ *   {
+ *     "tgraph": 1,
+ *     "plugins": ["wordcount", "lib/libmine.so"],
+ *     "tasks": {
+ *       "KEY": {"fn": NAME, "args": [ARG...], "cache": BOOL,
+ *               "retries": INT, "timeout": SECONDS},
+ *       ...
+ *     },
+ *     "outputs": ["KEY", ...]
+ *   }
+ *
+ * Only "tgraph" and "tasks" are required; "args" defaults to []. An ARG is
+ * any JSON value, a constant, except that
+ *   {"ref": KEY}                 is the result of task KEY,
+ *   {"ref": KEY, "get": I}       element I of it (an int indexes a list,
+ *                                negative from the end; a string is a
+ *                                map key),
+ *   {"const": ANY}               is ANY taken literally (no refs inside),
+ * and refs may be nested anywhere inside lists and objects: such an
+ * argument is assembled when the task runs (by the builtin "tg.build",
+ * as a node keyed "KEY/args[I]"). Objects with a single "$"-key are read
+ * as tg_value_from_json() reads them ({"$bytes": ...}, {"$float": "nan"},
+ * {"$ndarray": ...}). Tasks may be listed in any order.
+ *
+ * A plugin entry without '/' is a name: lib<name>.so is searched in the
+ * directories of TGRAPH_PLUGIN_PATH (':'-separated), then in the options'
+ * plugin_dirs, then next to the graph file. An entry with '/' is a path,
+ * relative to the graph file's directory when not absolute.
+ *
+ * Errors: every mistake stops the load before anything is added to a
+ * registry's graph, with err->msg "FILE:LINE:COLUMN: what is wrong" (lines
+ * and columns count from 1, columns in characters) and err->offset the
+ * byte offset. Codes: TG_EJSON (not JSON: the position of the first bad
+ * character), TG_EFORMAT (valid JSON that is not a graph: a missing or
+ * misspelt field, a field of the wrong type, a duplicate key, a ref to a
+ * missing task, a cycle (listing its keys), an output that is not a
+ * task), TG_ENOFUNC (unknown function, with the closest known name),
+ * TG_EINVAL (wrong argument count for a function that declares one), a
+ * plugin's error (its entry's position; for opts->plugins the message
+ * starts with the plugin instead), and -errno when the file cannot be
+ * read.
+ *
+ * Thread safety: a load registers plugins into the registry, so no other
+ *   thread may use that registry during the call.
+ */
+#ifndef TGRAPH_GRAPHJSON_H
+#define TGRAPH_GRAPHJSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tgraph/graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One task of the file. */
+typedef struct tg_graphjson_task {
+  const char *key;     /* the task's key */
+  const char *fn;      /* its function's name */
+  tg_node node;        /* its node in the graph */
+  unsigned line, column; /* where its key is in the file */
+  int cache;           /* -1 (not given), 0 or 1 */
+  int retries;         /* -1 when not given */
+  double timeout;      /* 0 when not given */
+} tg_graphjson_task;
+
+/* A plugin the load loaded. */
+typedef struct tg_graphjson_plugin {
+  const char *path;    /* as resolved */
+  tg_digest digest;    /* XXH3-128 of the file */
+  size_t nfuncs;       /* functions it registered */
+} tg_graphjson_plugin;
+
+/* What the file said besides the graph. Strings are owned by the info. */
+typedef struct tg_graphjson_info {
+  size_t ntasks;
+  tg_graphjson_task *tasks;   /* in file order */
+  size_t noutputs;
+  const char **outputs;       /* output keys in file order */
+  tg_node *output_nodes;      /* their nodes */
+  size_t nplugins;
+  tg_graphjson_plugin *plugins; /* every plugin loaded, in load order */
+} tg_graphjson_info;
+
+#define TG_GRAPHJSON_OPTS_V1 1
+typedef struct tg_graphjson_opts {
+  uint32_t version;                /* TG_GRAPHJSON_OPTS_V1 */
+  const char *const *plugin_dirs;  /* extra directories for plugin names */
+  size_t nplugin_dirs;
+  const char *const *plugins;      /* more plugins (paths or names, as in
+                                      the file), loaded before the file's;
+                                      a file loaded twice loads once */
+  size_t nplugins;
+  bool no_plugins;                 /* load no plugin at all (the caller
+                                      loaded what the graph needs) */
+} tg_graphjson_opts;
+
+/* Read the graph.json at path. On success *graph is a new graph over reg
+ * (free with tg_graph_free; reg must outlive it) and *info (may be NULL
+ * when not wanted) describes the file (free with tg_graphjson_info_free).
+ * The file's plugins are loaded into reg first (unless opts say not).
+ * opts may be NULL. On error *graph and *info are NULL and err says what
+ * and where (see the header comment). */
+int tg_graphjson_load(const char *path, tg_registry *reg,
+                      const tg_graphjson_opts *opts, tg_graph **graph /* OUT */,
+                      tg_graphjson_info **info /* OUT, may be NULL */,
+                      tg_error *err);
+
+/* Same over len bytes of text in memory; `name` is the file name used in
+ * messages and `base_dir` the directory that relative plugin paths start
+ * from (NULL: the current directory). */
+int tg_graphjson_parse(const char *text, size_t len, const char *name,
+                       const char *base_dir, tg_registry *reg,
+                       const tg_graphjson_opts *opts,
+                       tg_graph **graph /* OUT */,
+                       tg_graphjson_info **info /* OUT, may be NULL */,
+                       tg_error *err);
+
+void tg_graphjson_info_free(tg_graphjson_info *info); /* info may be NULL */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TGRAPH_GRAPHJSON_H */

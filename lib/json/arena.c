@@ -1,0 +1,54 @@
+/* lib/json/arena.c: a bump allocator for the graph.json reader, so a
+ * million tasks cost a few hundred allocations, all freed at once. */
+#include <string.h>
+
+#include "json/gj_internal.h"
+
+#define CHUNK (1u << 20)
+
+struct gj_chunk {
+  gj_chunk *next;
+  max_align_t pad[]; /* data follows, aligned */
+};
+
+static gj_chunk *chunk_new(gj_arena *a, size_t size) {
+  gj_chunk *c = tg__malloc(sizeof *c + size);
+  if (c == NULL) return NULL;
+  c->next = a->head;
+  a->head = c;
+  return c;
+}
+
+void *tg__gj_alloc(gj_arena *a, size_t n) {
+  n = tg__align_up(n ? n : 1, 8);
+  if (n > CHUNK / 4) { /* a big block of its own; the current chunk stays */
+    gj_chunk *c = chunk_new(a, n);
+    return c ? (void *)c->pad : NULL;
+  }
+  if ((size_t)(a->end - a->cur) < n) {
+    gj_chunk *c = chunk_new(a, CHUNK);
+    if (c == NULL) return NULL;
+    a->cur = (char *)c->pad;
+    a->end = a->cur + CHUNK;
+  }
+  void *p = a->cur;
+  a->cur += n;
+  return p;
+}
+
+char *tg__gj_strdup(gj_arena *a, const char *s, size_t n) {
+  char *p = tg__gj_alloc(a, n + 1);
+  if (p == NULL) return NULL;
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+void tg__gj_arena_free(gj_arena *a) {
+  for (gj_chunk *c = a->head, *next; c != NULL; c = next) {
+    next = c->next;
+    tg__free(c);
+  }
+  a->head = NULL;
+  a->cur = a->end = NULL;
+}

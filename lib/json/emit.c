@@ -1,0 +1,185 @@
+/* lib/json/emit.c: adding the parsed tasks to a graph, dependencies
+ * first (an iterative depth-first walk that also finds cycles), with
+ * nested refs assembled by tg.build nodes. */
+#include <stdio.h>
+#include <string.h>
+
+#include "json/gj_internal.h"
+
+enum { WHITE, GREY, BLACK };
+
+typedef struct argvec {
+  tg_arg *v;
+  size_t n, cap;
+} argvec;
+
+static int argvec_push(argvec *a, tg_arg x) {
+  if (a->n == a->cap) {
+    size_t cap = a->cap ? a->cap * 2 : 16;
+    tg_arg *v = tg__realloc(a->v, cap * sizeof *v);
+    if (v == NULL) return TG_ENOMEM;
+    a->v = v;
+    a->cap = cap;
+  }
+  a->v[a->n++] = x;
+  return TG_OK;
+}
+
+static tg_arg ref_arg(const gj_doc *d, const gj_arg *a) {
+  tg_node n = d->tasks[a->u.ref.task].node;
+  if (a->get == GJ_GET_INDEX) return tg_arg_item(n, a->u.ref.index);
+  if (a->get == GJ_GET_KEY) return tg_arg_key(n, a->u.ref.gkey);
+  return tg_arg_node(n);
+}
+
+static tg_value *tagged(const char *tag, tg_value *payload) {
+  return tg_list_of(2, tg_str_c(tag), payload);
+}
+
+/* The tg.build template of a, its refs appended to inputs. The constants
+ * are taken from the tree. NULL when memory runs out. */
+static tg_value *template_of(const gj_doc *d, gj_arg *a, argvec *inputs) {
+  if (a->kind == GJ_CONST) {
+    tg_value *v = a->u.value;
+    a->u.value = NULL;
+    return tagged("c", v);
+  }
+  if (a->kind == GJ_REF) {
+    if (argvec_push(inputs, ref_arg(d, a)) != TG_OK) return NULL;
+    return tagged("s", tg_int((int64_t)inputs->n - 2)); /* 0 is the template */
+  }
+  tg_value *seq = a->kind == GJ_LIST ? tg_list_alloc(a->u.seq.n)
+                                     : tg_map_new(a->u.seq.n);
+  for (size_t i = 0; seq != NULL && i < a->u.seq.n; i++) {
+    tg_value *t = template_of(d, a->u.seq.items[i], inputs);
+    int rc = t == NULL ? TG_ENOMEM
+             : a->kind == GJ_LIST
+                 ? tg_list_init_item(seq, i, t)
+                 : tg_map_put(seq, a->u.seq.keys[i], a->u.seq.keylens[i], t);
+    if (rc != TG_OK) {
+      tg_value_unref(seq);
+      seq = NULL;
+    }
+  }
+  return seq ? tagged(a->kind == GJ_LIST ? "l" : "m", seq) : NULL;
+}
+
+/* A tg.build node for argument i of task t; its node in *out. */
+static int build_node(gj_doc *d, tg_graph *g, gj_task *t, size_t i,
+                      tg_arg *out) {
+  argvec inputs = {0};
+  int rc = argvec_push(&inputs, tg_arg_value(NULL)); /* the template */
+  tg_value *tmpl = rc == TG_OK ? template_of(d, t->args[i], &inputs) : NULL;
+  if (tmpl == NULL) {
+    tg__free(inputs.v);
+    return tg__gj_fail(d, t->args[i]->off, TG_ENOMEM, "out of memory");
+  }
+  inputs.v[0] = tg_arg_value(tmpl);
+  char key[320];
+  snprintf(key, sizeof key, "%.280s/args[%u]", t->key, (unsigned)i);
+  tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, -1, 0};
+  if (tg__gj_find(d, key, strlen(key)) != UINT32_MAX || strlen(t->key) > 280)
+    o.key = NULL; /* the name is taken: let the graph make one */
+  tg_node n;
+  rc = tg_graph_add_fn(g, d->build, inputs.v, inputs.n, &o, &n);
+  tg__free(inputs.v);
+  if (rc != TG_OK)
+    return tg__gj_fail(d, t->args[i]->off, rc, "%s", tg_graph_errmsg(g));
+  *out = tg_arg_node(n);
+  return TG_OK;
+}
+
+static int emit_task(gj_doc *d, tg_graph *g, gj_task *t) {
+  tg_arg local[8], *args = local;
+  if (t->nargs > 8 && (args = tg__malloc(t->nargs * sizeof *args)) == NULL)
+    return tg__gj_fail(d, t->off, TG_ENOMEM, "out of memory");
+  int rc = TG_OK;
+  size_t i = 0;
+  for (; rc == TG_OK && i < t->nargs; i++) {
+    gj_arg *a = t->args[i];
+    if (a->kind == GJ_CONST) {
+      args[i] = tg_arg_value(a->u.value);
+      a->u.value = NULL; /* the graph takes it */
+    } else if (a->kind == GJ_REF) {
+      args[i] = ref_arg(d, a);
+    } else {
+      rc = build_node(d, g, t, i, &args[i]);
+    }
+  }
+  if (rc == TG_OK) {
+    tg_node_opts o = {TG_NODE_OPTS_V1, t->key, t->retries, t->cache,
+                      t->timeout};
+    rc = tg_graph_add_fn(g, t->func, args, t->nargs, &o, &t->node);
+    if (rc != TG_OK)
+      rc = tg__gj_fail(d, t->off, rc, "%s", tg_graph_errmsg(g));
+  } else {
+    /* Constants already moved into args[] are ours to drop now. */
+    for (size_t j = 0; j + 1 < i; j++)
+      if (args[j].kind == TG_ARG_VALUE) tg_value_unref(args[j].value);
+  }
+  if (args != local) tg__free(args);
+  return rc;
+}
+
+typedef struct frame {
+  uint32_t task, next; /* next: index into the task's refs */
+} frame;
+
+/* "cycle: a -> b -> a" for the stack from the task at `from` up. */
+static int cycle_error(gj_doc *d, const frame *st, size_t top, size_t from,
+                       const gj_arg *closing) {
+  char msg[200];
+  size_t n = (size_t)snprintf(msg, sizeof msg, "cycle: ");
+  for (size_t i = from; i <= top && n < sizeof msg; i++) {
+    const char *k = d->tasks[st[i].task].key;
+    if (n + strlen(k) + 20 > sizeof msg) {
+      n += (size_t)snprintf(msg + n, sizeof msg - n, "... -> ");
+      break;
+    }
+    n += (size_t)snprintf(msg + n, sizeof msg - n, "%s -> ", k);
+  }
+  if (n < sizeof msg)
+    snprintf(msg + n, sizeof msg - n, "%s", d->tasks[st[from].task].key);
+  return tg__gj_fail(d, closing->off, TG_ECYCLE, "%s", msg);
+}
+
+/* Depth-first from root: every task after the tasks it refs. */
+static int walk(gj_doc *d, tg_graph *g, uint32_t root, frame *st) {
+  size_t top = 0;
+  st[0] = (frame){root, 0};
+  d->tasks[root].mark = GREY;
+  for (;;) {
+    frame *f = &st[top];
+    gj_task *t = &d->tasks[f->task];
+    if (f->next < t->nrefs) {
+      gj_arg *ref = t->refs[f->next++];
+      gj_task *dep = &d->tasks[ref->u.ref.task];
+      if (dep->mark == GREY) {
+        size_t from = top;
+        while (st[from].task != ref->u.ref.task) from--;
+        return cycle_error(d, st, top, from, ref);
+      }
+      if (dep->mark == WHITE) {
+        dep->mark = GREY;
+        st[++top] = (frame){ref->u.ref.task, 0};
+      }
+      continue;
+    }
+    int rc = emit_task(d, g, t);
+    if (rc != TG_OK) return rc;
+    t->mark = BLACK;
+    if (top == 0) return TG_OK;
+    top--;
+  }
+}
+
+int tg__gj_emit(gj_doc *d, tg_graph *g) {
+  /* The walk's stack is at most one frame per task. */
+  frame *st = tg__malloc((d->ntasks ? d->ntasks : 1) * sizeof *st);
+  if (st == NULL) return tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
+  int rc = TG_OK;
+  for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++)
+    if (d->tasks[i].mark == WHITE) rc = walk(d, g, (uint32_t)i, st);
+  tg__free(st);
+  return rc;
+}

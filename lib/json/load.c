@@ -1,0 +1,301 @@
+/* lib/json/load.c: the graph.json reader's entry points: read the file,
+ * load its plugins, then parse, resolve and emit into a new graph. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "json/gj_internal.h"
+#include "tgraph/plugin.h"
+
+/* The info and the arena its strings live in. */
+typedef struct info_impl {
+  tg_graphjson_info pub;
+  gj_arena arena;
+} info_impl;
+
+void tg__gj_release(gj_doc *d) {
+  for (size_t i = 0; i < d->ntasks; i++)
+    for (size_t j = 0; j < d->tasks[i].nargs; j++)
+      tg__gj_release_arg(d->tasks[i].args[j]);
+}
+
+void tg_graphjson_info_free(tg_graphjson_info *info) {
+  if (info == NULL) return;
+  info_impl *im = (info_impl *)info;
+  tg__free(info->tasks);
+  tg__free(info->outputs);
+  tg__free(info->output_nodes);
+  tg__free(info->plugins);
+  tg__gj_arena_free(&im->arena);
+  tg__free(im);
+}
+
+/* ---- plugins ---- */
+
+typedef struct plugins {
+  tg_graphjson_plugin *v;
+  char **real; /* realpath of each, to load a file once */
+  size_t n, cap;
+} plugins;
+
+static bool readable(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Look for lib<name>.so in the ':'-separated dirs; true when found. */
+static bool search(const char *dirs, const char *name, char *out,
+                   size_t size) {
+  for (const char *p = dirs; p != NULL && *p != '\0';) {
+    const char *colon = strchr(p, ':');
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    if (n > 0 &&
+        (size_t)snprintf(out, size, "%.*s/lib%s.so", (int)n, p, name) < size &&
+        readable(out))
+      return true;
+    p = colon ? colon + 1 : NULL;
+  }
+  return false;
+}
+
+/* Where plugin entry `e` is: out gets the path. */
+static int resolve_plugin(const char *e, const char *base,
+                          const tg_graphjson_opts *o, char *out, size_t size,
+                          char *looked, size_t lsize) {
+  if (strchr(e, '/') != NULL) {
+    if (e[0] == '/' || base == NULL) snprintf(out, size, "%s", e);
+    else snprintf(out, size, "%s/%s", base, e);
+    return TG_OK; /* loading says what is wrong with it */
+  }
+  const char *env = getenv("TGRAPH_PLUGIN_PATH");
+  if (search(env, e, out, size)) return TG_OK;
+  for (size_t i = 0; o != NULL && i < o->nplugin_dirs; i++)
+    if (search(o->plugin_dirs[i], e, out, size)) return TG_OK;
+  if (search(base ? base : ".", e, out, size)) return TG_OK;
+  size_t n = (size_t)snprintf(looked, lsize, "TGRAPH_PLUGIN_PATH%s",
+                              env && *env ? "" : " (unset)");
+  for (size_t i = 0; o != NULL && i < o->nplugin_dirs && n < lsize; i++)
+    n += (size_t)snprintf(looked + n, lsize - n, ", %s", o->plugin_dirs[i]);
+  if (n < lsize) snprintf(looked + n, lsize - n, ", %s", base ? base : ".");
+  return TG_ENOTFOUND;
+}
+
+static int load_one(gj_doc *d, tg_registry *reg, plugins *pl, const char *e,
+                    const char *base, const tg_graphjson_opts *o, tg_error *e2) {
+  char path[PATH_MAX], looked[160];
+  if (resolve_plugin(e, base, o, path, sizeof path, looked, sizeof looked) !=
+      TG_OK)
+    return tg__error_set(e2, TG_ENOTFOUND,
+                         "plugin '%s' not found: no lib%s.so in %s", e, e,
+                         looked);
+  char *real = realpath(path, NULL);
+  for (size_t i = 0; real != NULL && i < pl->n; i++)
+    if (strcmp(pl->real[i], real) == 0) {
+      free(real);
+      return TG_OK; /* already loaded */
+    }
+  if (pl->n == pl->cap) {
+    size_t cap = pl->cap ? pl->cap * 2 : 4;
+    tg_graphjson_plugin *v = tg__realloc(pl->v, cap * sizeof *v);
+    if (v != NULL) pl->v = v;
+    char **r = v ? tg__realloc(pl->real, cap * sizeof *r) : NULL;
+    if (r == NULL) {
+      free(real);
+      return tg__error_set(e2, TG_ENOMEM, "out of memory");
+    }
+    pl->real = r;
+    pl->cap = cap;
+  }
+  tg_plugin_info info;
+  int rc = tg_registry_load_plugin_info(reg, path, &info, e2);
+  const char *copy = tg__gj_strdup(&d->arena, path, strlen(path));
+  if (rc == TG_OK && copy == NULL) rc = tg__error_set(e2, TG_ENOMEM, "out of memory");
+  if (rc != TG_OK) {
+    free(real);
+    return rc;
+  }
+  pl->v[pl->n] = (tg_graphjson_plugin){copy, info.digest, info.nfuncs};
+  pl->real[pl->n++] = real ? real : strdup(path);
+  return TG_OK;
+}
+
+static int load_plugins(gj_doc *d, tg_registry *reg,
+                        const tg_graphjson_opts *o, plugins *pl) {
+  if (o != NULL && o->no_plugins) return TG_OK;
+  tg_error e;
+  for (size_t i = 0; o != NULL && i < o->nplugins; i++) {
+    tg_error_clear(&e);
+    int rc = load_one(d, reg, pl, o->plugins[i], NULL, o, &e);
+    if (rc != TG_OK) {
+      if (d->err) *d->err = e;
+      return rc;
+    }
+  }
+  for (size_t i = 0; i < d->nplugins; i++) {
+    tg_error_clear(&e);
+    int rc = load_one(d, reg, pl, d->plugins[i].s, d->base_dir, o, &e);
+    if (rc != TG_OK) return tg__gj_fail(d, d->plugins[i].off, rc, "%s", e.msg);
+  }
+  return TG_OK;
+}
+
+/* ---- info ---- */
+
+static int make_info(gj_doc *d, plugins *pl, tg_graphjson_info **out) {
+  info_impl *im = tg__calloc(1, sizeof *im);
+  if (im == NULL) return TG_ENOMEM;
+  tg_graphjson_info *in = &im->pub;
+  in->tasks = tg__calloc(d->ntasks ? d->ntasks : 1, sizeof *in->tasks);
+  in->outputs = tg__calloc(d->noutputs ? d->noutputs : 1, sizeof(char *));
+  in->output_nodes = tg__calloc(d->noutputs ? d->noutputs : 1, sizeof(tg_node));
+  if (!in->tasks || !in->outputs || !in->output_nodes) {
+    tg_graphjson_info_free(in);
+    return TG_ENOMEM;
+  }
+  /* Tasks are in file order: count lines in one pass over the text. */
+  size_t at = 0, line_start = 0;
+  unsigned line = 1;
+  for (size_t i = 0; i < d->ntasks; i++) {
+    const gj_task *t = &d->tasks[i];
+    tg_graphjson_task *o = &in->tasks[i];
+    for (const char *p = d->text + at, *end = d->text + t->off;
+         (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
+      line++;
+      line_start = (size_t)(p - d->text) + 1;
+    }
+    at = t->off;
+    unsigned dummy, col;
+    tg__gj_position(d->text + line_start, t->off - line_start, &dummy, &col);
+    *o = (tg_graphjson_task){t->key, t->fn, t->node, line, col, t->cache,
+                             t->retries, t->timeout};
+  }
+  in->ntasks = d->ntasks;
+  for (size_t i = 0; i < d->noutputs; i++) {
+    in->outputs[i] = d->outputs[i].s;
+    in->output_nodes[i] = d->tasks[d->output_tasks[i]].node;
+  }
+  in->noutputs = d->noutputs;
+  in->plugins = pl->v;
+  in->nplugins = pl->n;
+  pl->v = NULL;
+  /* The strings above live in the document's arena: the info keeps it. */
+  im->arena = d->arena;
+  memset(&d->arena, 0, sizeof d->arena);
+  *out = in;
+  return TG_OK;
+}
+
+/* ---- entry points ---- */
+
+static void doc_free(gj_doc *d, plugins *pl) {
+  tg__gj_release(d);
+  tg__free(d->tasks);
+  tg__free(d->table);
+  tg__free(d->outputs);
+  tg__free(d->plugins);
+  tg__free(d->output_tasks);
+  tg__gj_arena_free(&d->arena);
+  for (size_t i = 0; i < pl->n; i++) free(pl->real[i]);
+  tg__free(pl->real);
+  tg__free(pl->v);
+}
+
+static int run(gj_doc *d, tg_registry *reg, const tg_graphjson_opts *o,
+               plugins *pl, tg_graph **graph, tg_graphjson_info **info) {
+  int rc = tg__gj_parse(d);
+  if (rc == TG_OK) rc = load_plugins(d, reg, o, pl);
+  if (rc == TG_OK) rc = tg__gj_resolve(d, reg);
+  if (rc != TG_OK) return rc;
+  if ((rc = tg_graph_new(reg, graph)) != TG_OK)
+    return tg__gj_fail(d, 0, rc, "cannot create a graph: %s", tg_strerror(rc));
+  rc = tg__gj_emit(d, *graph);
+  if (rc == TG_OK && info != NULL && make_info(d, pl, info) != TG_OK)
+    rc = tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
+  if (rc != TG_OK) {
+    tg_graph_free(*graph);
+    *graph = NULL;
+  }
+  return rc;
+}
+
+int tg_graphjson_parse(const char *text, size_t len, const char *name,
+                       const char *base_dir, tg_registry *reg,
+                       const tg_graphjson_opts *opts, tg_graph **graph,
+                       tg_graphjson_info **info, tg_error *err) {
+  if (graph) *graph = NULL;
+  if (info) *info = NULL;
+  if (text == NULL || reg == NULL || graph == NULL)
+    return tg__error_set(err, TG_EINVAL, "graph.json: missing argument");
+  if (text[len] != '\0') /* the parser relies on a NUL after the text */
+    return tg__error_set(err, TG_EINVAL,
+                         "graph.json text must be followed by a NUL byte");
+  gj_doc d = {.text = text, .len = len, .name = name ? name : "<graph>",
+              .base_dir = base_dir, .err = err};
+  plugins pl = {0};
+  int rc = run(&d, reg, opts, &pl, graph, info);
+  doc_free(&d, &pl);
+  return rc;
+}
+
+/* The whole file with a NUL after it. */
+static int read_all(const char *path, char **out, size_t *len, tg_error *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    return tg__error_set(err, -e, "%s: %s", path, strerror(e));
+  }
+  size_t n = 0, cap = (size_t)st.st_size + 1;
+  char *buf = tg__malloc(cap);
+  while (buf != NULL) {
+    if (n + 1 == cap) {
+      char *b = tg__realloc(buf, cap *= 2);
+      if (b == NULL) break;
+      buf = b;
+    }
+    ssize_t r = read(fd, buf + n, cap - n - 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      tg__free(buf);
+      close(fd);
+      return tg__error_set(err, -e, "%s: %s", path, strerror(e));
+    }
+    if (r == 0) {
+      buf[n] = '\0';
+      close(fd);
+      *out = buf;
+      *len = n;
+      return TG_OK;
+    }
+    n += (size_t)r;
+  }
+  tg__free(buf);
+  close(fd);
+  return tg__error_set(err, TG_ENOMEM, "%s: out of memory", path);
+}
+
+int tg_graphjson_load(const char *path, tg_registry *reg,
+                      const tg_graphjson_opts *opts, tg_graph **graph,
+                      tg_graphjson_info **info, tg_error *err) {
+  if (graph) *graph = NULL;
+  if (info) *info = NULL;
+  if (path == NULL) return tg__error_set(err, TG_EINVAL, "no graph.json path");
+  char *text = NULL;
+  size_t len = 0;
+  int rc = read_all(path, &text, &len, err);
+  if (rc != TG_OK) return rc;
+  char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
+  const char *base = dir == NULL ? NULL : slash == NULL ? "." : dir;
+  if (slash == dir && dir != NULL) slash[1] = '\0'; /* "/x.json" */
+  else if (slash != NULL) *slash = '\0';
+  rc = tg_graphjson_parse(text, len, path, base, reg, opts, graph, info, err);
+  free(dir);
+  tg__free(text);
+  return rc;
+}

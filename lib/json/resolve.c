@@ -1,0 +1,173 @@
+/* lib/json/resolve.c: the checks between parsing and building: functions
+ * exist and take the given number of arguments, refs and outputs name
+ * tasks. Each failure points at the offending text. */
+#include <stdio.h>
+#include <string.h>
+
+#include "json/gj_internal.h"
+
+typedef struct refvec {
+  gj_arg **v;
+  size_t n, cap;
+} refvec;
+
+static int refvec_push(refvec *r, gj_arg *a) {
+  if (r->n == r->cap) {
+    size_t cap = r->cap ? r->cap * 2 : 16;
+    gj_arg **v = tg__realloc(r->v, cap * sizeof *v);
+    if (v == NULL) return TG_ENOMEM;
+    r->v = v;
+    r->cap = cap;
+  }
+  r->v[r->n++] = a;
+  return TG_OK;
+}
+
+/* Edit distance of a and b, giving up (returning max + 1) beyond max. */
+static size_t distance(const char *a, const char *b, size_t max) {
+  size_t la = strlen(a), lb = strlen(b);
+  if ((la > lb ? la - lb : lb - la) > max || lb > 255) return max + 1;
+  size_t row[256];
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0], best = row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t sub = diag + (a[i - 1] != b[j - 1]);
+      size_t v = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+      row[j] = v < sub ? v : sub;
+      diag = up;
+      if (row[j] < best) best = row[j];
+    }
+    if (best > max) return max + 1;
+  }
+  return row[lb];
+}
+
+/* " (did you mean 'x'?)" for the task key closest to key, or "". Only
+ * tried on graphs small enough for the search to be instant. */
+static void suggest_key(const gj_doc *d, const char *key, char *out,
+                        size_t size) {
+  out[0] = '\0';
+  if (d->ntasks > 100000) return;
+  size_t best = 3;
+  const char *hit = NULL;
+  for (size_t i = 0; i < d->ntasks; i++) {
+    size_t dist = distance(key, d->tasks[i].key, best - 1);
+    if (dist < best) best = dist, hit = d->tasks[i].key;
+  }
+  if (hit != NULL) snprintf(out, size, " (did you mean '%.60s'?)", hit);
+}
+
+/* Resolve the refs of one argument tree into the task's ref list. */
+static int refs_of(gj_doc *d, gj_arg *a, refvec *rv, bool *nested,
+                   unsigned depth) {
+  if (a->kind == GJ_CONST) return TG_OK;
+  if (a->kind == GJ_REF) {
+    const char *k = a->u.ref.key;
+    uint32_t t = tg__gj_find(d, k, a->keylen);
+    if (t == UINT32_MAX) {
+      char hint[96];
+      suggest_key(d, k, hint, sizeof hint);
+      return tg__gj_fail(d, a->off, TG_EFORMAT, "ref to a missing task '%s'%s",
+                         k, hint);
+    }
+    a->u.ref.task = t;
+    return refvec_push(rv, a) == TG_OK
+               ? TG_OK
+               : tg__gj_fail(d, a->off, TG_ENOMEM, "out of memory");
+  }
+  if (depth == 0) *nested = true;
+  for (size_t i = 0; i < a->u.seq.n; i++) {
+    int rc = refs_of(d, a->u.seq.items[i], rv, nested, depth + 1);
+    if (rc != TG_OK) return rc;
+  }
+  return TG_OK;
+}
+
+static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
+                      bool *nested) {
+  t->func = tg_registry_find(reg, t->fn);
+  if (t->func == NULL) {
+    const char *s = tg_registry_suggest(reg, t->fn);
+    return tg__gj_fail(d, t->fn_off, TG_ENOFUNC,
+                       "unknown function '%s'%s%.80s%s", t->fn,
+                       s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
+  }
+  int want = tg_func_nargs(t->func);
+  if (want >= 0 && (size_t)want != t->nargs)
+    return tg__gj_fail(d, t->nargs ? t->args_off : t->fn_off, TG_EINVAL,
+                       "function '%s' takes %d argument%s, got %zu", t->fn,
+                       want, want == 1 ? "" : "s", t->nargs);
+  rv->n = 0;
+  for (size_t i = 0; i < t->nargs; i++) {
+    int rc = refs_of(d, t->args[i], rv, nested, 0);
+    if (rc != TG_OK) return rc;
+  }
+  t->nrefs = (uint32_t)rv->n;
+  if (rv->n == 0) return TG_OK;
+  t->refs = tg__gj_alloc(&d->arena, rv->n * sizeof(gj_arg *));
+  if (t->refs == NULL) return tg__gj_fail(d, t->off, TG_ENOMEM, "out of memory");
+  memcpy(t->refs, rv->v, rv->n * sizeof(gj_arg *));
+  return TG_OK;
+}
+
+/* Without "outputs", every task no other task uses is an output. */
+static int default_outputs(gj_doc *d) {
+  bool *used = tg__calloc(d->ntasks ? d->ntasks : 1, sizeof *used);
+  if (used == NULL) return tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
+  for (size_t i = 0; i < d->ntasks; i++)
+    for (uint32_t j = 0; j < d->tasks[i].nrefs; j++)
+      used[d->tasks[i].refs[j]->u.ref.task] = true;
+  size_t n = 0;
+  for (size_t i = 0; i < d->ntasks; i++) n += !used[i];
+  d->outputs = tg__calloc(n ? n : 1, sizeof *d->outputs);
+  d->output_tasks = tg__calloc(n ? n : 1, sizeof *d->output_tasks);
+  if (d->outputs == NULL || d->output_tasks == NULL) {
+    tg__free(used);
+    return tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < d->ntasks; i++) {
+    if (used[i]) continue;
+    d->outputs[d->noutputs] =
+        (gj_str){d->tasks[i].key, d->tasks[i].keylen, d->tasks[i].off};
+    d->output_tasks[d->noutputs++] = (uint32_t)i;
+  }
+  tg__free(used);
+  return TG_OK;
+}
+
+static int check_outputs(gj_doc *d) {
+  if (!d->has_outputs) return default_outputs(d);
+  d->output_tasks = tg__calloc(d->noutputs ? d->noutputs : 1, sizeof(uint32_t));
+  if (d->output_tasks == NULL) return tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
+  for (size_t i = 0; i < d->noutputs; i++) {
+    uint32_t t = tg__gj_find(d, d->outputs[i].s, d->outputs[i].len);
+    if (t == UINT32_MAX) {
+      char hint[96];
+      suggest_key(d, d->outputs[i].s, hint, sizeof hint);
+      return tg__gj_fail(d, d->outputs[i].off, TG_EFORMAT,
+                         "output '%s' is not a task%s", d->outputs[i].s, hint);
+    }
+    d->output_tasks[i] = t;
+  }
+  return TG_OK;
+}
+
+int tg__gj_resolve(gj_doc *d, tg_registry *reg) {
+  refvec rv = {0};
+  int rc = TG_OK;
+  for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++) {
+    bool nested = false;
+    rc = check_task(d, reg, &d->tasks[i], &rv, &nested);
+    if (rc == TG_OK && nested && d->build == NULL) {
+      d->build = tg_registry_find(reg, "tg.build");
+      if (d->build == NULL)
+        rc = tg__gj_fail(d, d->tasks[i].args_off, TG_ENOFUNC,
+                         "refs nested in an argument need the builtin "
+                         "tg.build (tg_registry_add_builtins)");
+    }
+  }
+  tg__free(rv.v);
+  return rc == TG_OK ? check_outputs(d) : rc;
+}

@@ -1,0 +1,262 @@
+/* tests/test_graphjson.c: the graph.json reader through its public API:
+ * what a good file builds, and the exact message and position of every
+ * kind of mistake. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tgraph.h"
+#include "tgraph/builtins.h"
+#include "tgraph/graphjson.h"
+
+static tg_registry *reg;
+
+static void setup(void) {
+  cr_assert_eq(tg_registry_new(&reg), TG_OK);
+  cr_assert_eq(tg_registry_add_builtins(reg), TG_OK);
+}
+static void teardown(void) { tg_registry_free(reg); }
+TestSuite(graphjson, .init = setup, .fini = teardown);
+
+static tg_error err;
+
+/* Parse text; returns the status, the graph and info in *g / *info. */
+static int parse(const char *text, tg_graph **g, tg_graphjson_info **info) {
+  tg_error_clear(&err);
+  return tg_graphjson_parse(text, strlen(text), "g.json", NULL, reg, NULL, g,
+                            info, &err);
+}
+
+/* The text must fail with code and exactly this message. */
+static void bad(const char *text, int code, const char *msg) {
+  tg_graph *g = (tg_graph *)1;
+  tg_graphjson_info *info = (tg_graphjson_info *)1;
+  int rc = parse(text, &g, &info);
+  cr_assert_eq(rc, code, "rc %s for %s (%s)", tg_err_name(rc), text, err.msg);
+  cr_assert_null(g);
+  cr_assert_null(info);
+  cr_assert_str_eq(err.msg, msg);
+}
+
+/* Compute output i of a parsed graph as compact JSON into buf. */
+static void output_json(tg_graph *g, tg_graphjson_info *info, size_t i,
+                        char *buf, size_t size) {
+  tg_compute_opts o = {TG_COMPUTE_OPTS_V1, "sync", 1, NULL, 0, 0, NULL, NULL};
+  tg_value *v;
+  cr_assert_eq(tg_compute(g, &info->output_nodes[i], 1, &o, &v), TG_OK, "%s",
+               tg_graph_errmsg(g));
+  char *s;
+  cr_assert_eq(tg_value_to_json(v, 0, &s, NULL, NULL), TG_OK);
+  snprintf(buf, size, "%s", s);
+  free(s);
+  tg_value_unref(v);
+}
+
+Test(graphjson, builds_refs_gets_nested_and_consts) {
+  const char *text =
+      "{\"tgraph\": 1,\n"
+      " \"tasks\": {\n"
+      "  \"n\": {\"fn\": \"concat\", \"args\": [[{\"ref\": \"s\"}, 1,"
+      " {\"a\": {\"ref\": \"x\", \"get\": -1}}], [{\"const\": {\"ref\": \"zz\"}}]]},\n"
+      "  \"x\": {\"fn\": \"range\", \"args\": [4], \"cache\": false, \"retries\": 2,"
+      " \"timeout\": 1.5},\n"
+      "  \"s\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"x\"}]},\n"
+      "  \"m\": {\"fn\": \"identity\", \"args\": [{\"k\": [1, {\"$bytes\": \"aGk=\"}]}]},\n"
+      "  \"g\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"m\", \"get\": \"k\"}]}\n"
+      " },\n"
+      " \"outputs\": [\"n\", \"s\", \"g\"]\n}\n";
+  tg_graph *g;
+  tg_graphjson_info *info;
+  cr_assert_eq(parse(text, &g, &info), TG_OK, "%s", err.msg);
+  cr_assert_eq(info->ntasks, 5);
+  cr_assert_str_eq(info->tasks[0].key, "n");
+  cr_assert_eq(info->tasks[0].line, 3);
+  cr_assert_eq(info->tasks[0].column, 3);
+  cr_assert_str_eq(info->tasks[1].fn, "range");
+  cr_assert_eq(info->tasks[1].cache, 0);
+  cr_assert_eq(info->tasks[1].retries, 2);
+  cr_assert_float_eq(info->tasks[1].timeout, 1.5, 1e-12);
+  cr_assert_eq(info->tasks[2].cache, -1);
+  cr_assert_eq(info->noutputs, 3);
+  cr_assert_eq(tg_graph_size(g), 6); /* five tasks and one tg.build */
+  cr_assert_neq(tg_graph_find(g, "n/args[0]"), TG_NODE_NONE);
+  char buf[256];
+  output_json(g, info, 0, buf, sizeof buf);
+  cr_assert_str_eq(buf, "[6,1,{\"a\":3},{\"ref\":\"zz\"}]");
+  output_json(g, info, 1, buf, sizeof buf);
+  cr_assert_str_eq(buf, "6");
+  output_json(g, info, 2, buf, sizeof buf);
+  cr_assert_str_eq(buf, "[1,{\"$bytes\":\"aGk=\"}]");
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+}
+
+Test(graphjson, default_outputs_are_the_sinks) {
+  tg_graph *g;
+  tg_graphjson_info *info;
+  cr_assert_eq(parse("{\"tgraph\": 1, \"tasks\": {"
+                     "\"a\": {\"fn\": \"identity\", \"args\": [1]},"
+                     "\"b\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"a\"}]},"
+                     "\"c\": {\"fn\": \"add\"}}}",
+                     &g, &info),
+               TG_OK, "%s", err.msg);
+  cr_assert_eq(info->noutputs, 2);
+  cr_assert_str_eq(info->outputs[0], "b");
+  cr_assert_str_eq(info->outputs[1], "c");
+  char buf[64];
+  output_json(g, info, 1, buf, sizeof buf);
+  cr_assert_str_eq(buf, "0");
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+}
+
+Test(graphjson, syntax_errors_have_positions) {
+  bad("", TG_EJSON, "g.json:1:1: the file is empty");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"args\": [1, 2,]}}}",
+      TG_EJSON, "g.json:1:58: unexpected ']', expected a value");
+  bad("{\"tgraph\": 1,\n \"tasks\": {\n  \"a\": {\"fn\": \"add\" \"args\": []}}}",
+      TG_EJSON, "g.json:3:21: unexpected '\"', expected ',' or '}' in a task");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"args\": [01]}}}",
+      TG_EJSON, "g.json:1:54: unexpected '1', numbers may not have leading zeros");
+  bad("{\"tgraph\": 1, \"tasks\": {}} x", TG_EJSON,
+      "g.json:1:28: unexpected 'x', expected the end of file");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"a\\qb\"}}}", TG_EJSON,
+      "g.json:1:40: unexpected 'q', not a valid escape after '\\'");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"args\": ["
+      "99999999999999999999]}}}",
+      TG_EJSON, "g.json:1:53: integer does not fit in 64 bits");
+  bad("{\"tgraph\": 1, \"tasks\": {\"\xc3\xa9\": {\"fn\": \"add\", \"args\": [tru]}}}",
+      TG_EJSON, "g.json:1:53: unexpected 't', expected a value");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"args\": [\"\xff\"]}}}",
+      TG_EJSON, "g.json:1:53: string is not valid UTF-8");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"args\": [[1, 2}]}}",
+      TG_EJSON, "g.json:1:58: unexpected '}', expected ',' or ']' in a list");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"args\": [\"\\ud800\"]}}}",
+      TG_EJSON, "g.json:1:54: high surrogate \\uD800 without a low one");
+}
+
+Test(graphjson, structure_errors) {
+  bad("[1]", TG_EFORMAT,
+      "g.json:1:1: a graph.json must be an object {\"tgraph\": 1, \"tasks\": {...}}");
+  bad("{\"tasks\": {}}", TG_EFORMAT,
+      "g.json:1:1: missing \"tgraph\": 1 (the format version)");
+  bad("{\"tgraph\": 1}", TG_EFORMAT, "g.json:1:1: missing \"tasks\"");
+  bad("{\"tgraph\": 2, \"tasks\": {}}", TG_EVERSION,
+      "g.json:1:12: graph.json version 2 is not supported (this tgraph reads "
+      "version 1)");
+  bad("{\"tgraph\": 1, \"task\": {}}", TG_EFORMAT,
+      "g.json:1:15: unknown field 'task' (a graph has tgraph, plugins, tasks "
+      "and outputs)");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"arg\": []}}}",
+      TG_EFORMAT,
+      "g.json:1:44: unknown field 'arg' in task 'a' (a task has fn, args, "
+      "cache, retries and timeout)");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"args\": []}}}", TG_EFORMAT,
+      "g.json:1:25: task 'a' has no \"fn\"");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": 3}}}", TG_EFORMAT,
+      "g.json:1:37: \"fn\" must be a function name (a string)");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"cache\": 1}}}",
+      TG_EFORMAT, "g.json:1:53: \"cache\" must be true or false");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"retries\": -1}}}",
+      TG_EFORMAT, "g.json:1:55: \"retries\" must be a non-negative int");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": 5}}", TG_EFORMAT,
+      "g.json:1:30: task 'a' must be an object {\"fn\": ..., \"args\": [...]}");
+  bad("{\"tgraph\": 1, \"tasks\": {}, \"outputs\": [1]}", TG_EFORMAT,
+      "g.json:1:40: \"outputs\" must be a list of strings");
+}
+
+Test(graphjson, duplicate_keys) {
+  bad("{\"tgraph\": 1, \"tasks\": {\n\"a\": {\"fn\": \"add\"},\n\"a\": {\"fn\": \"add\"}}}",
+      TG_EFORMAT, "g.json:3:1: duplicate task key 'a' (first at line 2)");
+  bad("{\"tgraph\": 1, \"tgraph\": 1, \"tasks\": {}}", TG_EFORMAT,
+      "g.json:1:15: duplicate key 'tgraph'");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"fn\": \"add\"}}}",
+      TG_EFORMAT, "g.json:1:44: duplicate key 'fn'");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\", \"args\": "
+      "[{\"k\": 1, \"k\": 2}]}}}",
+      TG_EFORMAT, "g.json:1:67: duplicate key 'k'");
+}
+
+Test(graphjson, unknown_function_suggests) {
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"ad\", \"args\": [1, 2]}}}",
+      TG_ENOFUNC, "g.json:1:37: unknown function 'ad' (did you mean 'add'?)");
+}
+
+Test(graphjson, wrong_argument_count) {
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"len\", \"args\": [1, 2]}}}",
+      TG_EINVAL, "g.json:1:52: function 'len' takes 1 argument, got 2");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"write_file\"}}}", TG_EINVAL,
+      "g.json:1:37: function 'write_file' takes 2 arguments, got 0");
+}
+
+Test(graphjson, refs_and_outputs_must_name_tasks) {
+  bad("{\"tgraph\": 1, \"tasks\": {\"abc\": {\"fn\": \"identity\", \"args\": "
+      "[[{\"ref\": \"abd\"}]]}}}",
+      TG_EFORMAT, "g.json:1:61: ref to a missing task 'abd' (did you mean 'abc'?)");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\"}}, \"outputs\": [\"a\", "
+      "\"zzzzz\"]}",
+      TG_EFORMAT, "g.json:1:63: output 'zzzzz' is not a task");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\", \"args\": "
+      "[{\"ref\": \"a\", \"x\": 1}]}}}",
+      TG_EFORMAT, "g.json:1:71: a ref takes only \"ref\" and \"get\", not 'x'");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\", \"args\": "
+      "[{\"ref\": \"a\", \"get\": 1.5}]}}}",
+      TG_EFORMAT,
+      "g.json:1:78: \"get\" must be an int (list index) or a string (map key)");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\", \"args\": "
+      "[{\"x\": 1, \"ref\": \"a\"}]}}}",
+      TG_EFORMAT,
+      "g.json:1:67: \"ref\" must be the only key of its object (\"get\" may go "
+      "with \"ref\"); wrap a literal map in {\"const\": ...}");
+}
+
+Test(graphjson, cycles_list_their_keys) {
+  bad("{\"tgraph\": 1, \"tasks\": {\n"
+      "  \"a\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"b\"}]},\n"
+      "  \"b\": {\"fn\": \"identity\", \"args\": [[{\"ref\": \"c\"}]]},\n"
+      "  \"c\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"a\"}]}}}",
+      TG_ECYCLE, "g.json:4:36: cycle: a -> b -> c -> a");
+  bad("{\"tgraph\": 1, \"tasks\": {\"s\": {\"fn\": \"identity\", \"args\": "
+      "[{\"ref\": \"s\"}]}}}",
+      TG_ECYCLE, "g.json:1:58: cycle: s -> s");
+}
+
+Test(graphjson, missing_plugin_is_reported_at_its_entry) {
+  tg_graph *g;
+  int rc = parse("{\"tgraph\": 1, \"plugins\": [\"nosuchplugin\"], \"tasks\": {}}",
+                 &g, NULL);
+  cr_assert_eq(rc, TG_ENOTFOUND);
+  cr_assert(strncmp(err.msg, "g.json:1:27: plugin 'nosuchplugin' not found: "
+                    "no libnosuchplugin.so in TGRAPH_PLUGIN_PATH", 86) == 0,
+            "%s", err.msg);
+  rc = parse("{\"tgraph\": 1, \"plugins\": [\"./nope/libx.so\"], \"tasks\": {}}",
+             &g, NULL);
+  cr_assert_eq(rc, -ENOENT);
+  cr_assert_str_eq(err.msg, "g.json:1:27: plugin './nope/libx.so': No such file "
+                   "or directory");
+}
+
+Test(graphjson, load_reads_files) {
+  tg_graph *g;
+  tg_error e;
+  cr_assert_eq(tg_graphjson_load("/nonexistent/g.json", reg, NULL, &g, NULL, &e),
+               -ENOENT);
+  cr_assert_str_eq(e.msg, "/nonexistent/g.json: No such file or directory");
+  char path[] = "/tmp/tg_gj_XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  const char *text = "{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", "
+                     "\"args\": [1, 2]}}}";
+  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+  tg_graphjson_info *info;
+  cr_assert_eq(tg_graphjson_load(path, reg, NULL, &g, &info, &e), TG_OK, "%s",
+               e.msg);
+  char buf[32];
+  output_json(g, info, 0, buf, sizeof buf);
+  cr_assert_str_eq(buf, "3");
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  unlink(path);
+}
