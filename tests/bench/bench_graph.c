@@ -1,0 +1,557 @@
+/* tests/bench/bench_graph.c: overhead and scaling of task graphs on each
+ * backend, printed as a markdown table beside this machine's own
+ * baselines (an indirect call, a mutex+condvar handoff between two threads
+ * and a spinning one), all measured in the same run.
+ *
+ *   bench_graph [--quick] [--backend NAME[:WORKERS]]...
+ *
+ * Backends sync and threads:2 always run; --backend adds more (processes,
+ * tcp). --quick shrinks every workload for a smoke test. Every workload
+ * checks its result; the exit status is 1 when one is wrong.
+ *
+ * Workloads (times include building the graph; executors are started
+ * beforehand, so pool start-up is not counted):
+ *   W1  10,000 independent inc(i) tasks and a sum of all    us per task
+ *   W2  a chain of 2,000 dependent inc tasks                 us per task
+ *   W3  4,096 leaves returning their index, summed pairwise  us per task
+ *   W4  8 Monte-Carlo pi tasks of 5,000,000 samples each     speedup over
+ *       sync, median of alternating sync/backend pairs
+ *   W8  a 1,000,000-node wide map-reduce (990,000 leaves, sums of 100),
+ *       run in a fresh child process: wall seconds, peak RSS, and bytes of
+ *       graph + scheduler state per node (RSS growth / nodes)
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tgraph/executor.h"
+#include "tgraph/graph.h"
+#include "../test_funcs.h"
+
+#define MAX_BACKENDS 8
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+typedef struct backend {
+  char name[32];
+  unsigned workers;
+  tg_executor *ex;
+} backend;
+
+typedef struct sizes {
+  int reps;          /* repetitions per figure (median) */
+  int pairs;         /* W4 sync/backend pairs */
+  int w1_tasks, w2_len, w3_leaves, w4_tasks;
+  int64_t w4_samples;
+  int w8_leaves;     /* leaves; sums of 100 on top */
+  long calls, handoffs, spins; /* baseline loop counts */
+} sizes;
+
+static const sizes full = {7, 5, 10000, 2000, 4096, 8, 5000000, 990000,
+                           100000000, 20000, 1000000};
+static const sizes quick = {3, 2, 1000, 200, 256, 8, 50000, 19800,
+                            10000000, 2000, 100000};
+
+static int failed;
+
+static void check(bool ok, const char *what) {
+  if (!ok) {
+    fprintf(stderr, "bench_graph: wrong result: %s\n", what);
+    failed = 1;
+  }
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* ---- task functions (no counters: measure the engine, not the test) ---- */
+
+static int b_inc(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
+  (void)c;
+  (void)n;
+  *o = tg_int(tg_value_int(a[0]) + 1);
+  return *o ? TG_OK : TG_ENOMEM;
+}
+
+static int b_ident(tg_task_ctx *c, tg_value *const *a, size_t n,
+                   tg_value **o) {
+  (void)c;
+  (void)n;
+  *o = tg_value_ref(a[0]);
+  return TG_OK;
+}
+
+static int b_add(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
+  (void)c;
+  (void)n;
+  *o = tg_int(tg_value_int(a[0]) + tg_value_int(a[1]));
+  return *o ? TG_OK : TG_ENOMEM;
+}
+
+static int b_sum(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
+  (void)c;
+  int64_t s = 0;
+  for (size_t i = 0; i < n; i++) s += tg_value_int(a[i]);
+  *o = tg_int(s);
+  return *o ? TG_OK : TG_ENOMEM;
+}
+
+static int b_pi(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
+  (void)c;
+  (void)n;
+  *o = tg_float(tgt_mc_pi((uint64_t)tg_value_int(a[0]), tg_value_int(a[1])));
+  return *o ? TG_OK : TG_ENOMEM;
+}
+
+static tg_registry *bench_registry(void) {
+  tg_registry *reg = NULL;
+  if (tg_registry_new(&reg) != TG_OK) return NULL;
+  struct { const char *name; tg_task_fn fn; int nargs; } defs[] = {
+      {"inc", b_inc, 1}, {"ident", b_ident, 1}, {"add", b_add, 2},
+      {"sum", b_sum, -1}, {"mc_pi", b_pi, 2}};
+  for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn,
+                     TG_FUNC_PURE, defs[i].nargs, NULL, NULL};
+    if (tg_registry_add(reg, &d, NULL) != TG_OK) {
+      tg_registry_free(reg);
+      return NULL;
+    }
+  }
+  return reg;
+}
+
+/* ---- baselines ------------------------------------------------------------ */
+
+static int __attribute__((noinline)) plus_one(int x) { return x + 1; }
+static int (*volatile call_target)(int) = plus_one;
+
+/* ns per call through a function pointer the compiler cannot see through. */
+static double base_indirect_call(long n) {
+  int (*f)(int) = call_target;
+  volatile int sink = 0;
+  int x = 0;
+  double t0 = tgt_now();
+  for (long i = 0; i < n; i++) {
+    x = f(x);
+    f = call_target;
+  }
+  sink = x;
+  (void)sink;
+  return (tgt_now() - t0) * 1e9 / (double)n;
+}
+
+typedef struct pingpong {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  long turn; /* odd: the responder's move */
+  long n;
+  atomic_long spin;
+} pingpong;
+
+static void *condvar_responder(void *arg) {
+  pingpong *p = arg;
+  pthread_mutex_lock(&p->mu);
+  for (long i = 0; i < p->n; i++) {
+    while (p->turn % 2 == 0) pthread_cond_wait(&p->cv, &p->mu);
+    p->turn++;
+    pthread_cond_signal(&p->cv);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+/* us per round trip: hand a token to another thread and get it back. */
+static double base_condvar_handoff(long n) {
+  pingpong p = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, n, 0};
+  pthread_t th;
+  pthread_create(&th, NULL, condvar_responder, &p);
+  double t0 = tgt_now();
+  pthread_mutex_lock(&p.mu);
+  for (long i = 0; i < n; i++) {
+    p.turn++;
+    pthread_cond_signal(&p.cv);
+    while (p.turn % 2 == 1) pthread_cond_wait(&p.cv, &p.mu);
+  }
+  pthread_mutex_unlock(&p.mu);
+  double dt = tgt_now() - t0;
+  pthread_join(th, NULL);
+  return dt * 1e6 / (double)n;
+}
+
+static void *spin_responder(void *arg) {
+  pingpong *p = arg;
+  for (long i = 0; i < p->n; i++) {
+    while (atomic_load_explicit(&p->spin, memory_order_acquire) != 2 * i + 1)
+      CPU_RELAX();
+    atomic_store_explicit(&p->spin, 2 * i + 2, memory_order_release);
+  }
+  return NULL;
+}
+
+/* ns per round trip with both threads spinning on one atomic. */
+static double base_spin_handoff(long n) {
+  pingpong p = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, n, 0};
+  pthread_t th;
+  pthread_create(&th, NULL, spin_responder, &p);
+  double t0 = tgt_now();
+  for (long i = 0; i < n; i++) {
+    atomic_store_explicit(&p.spin, 2 * i + 1, memory_order_release);
+    while (atomic_load_explicit(&p.spin, memory_order_acquire) != 2 * i + 2)
+      CPU_RELAX();
+  }
+  double dt = tgt_now() - t0;
+  pthread_join(th, NULL);
+  return dt * 1e9 / (double)n;
+}
+
+/* ---- workloads --------------------------------------------------------------- */
+
+/* Compute outs on b into res; a failure is reported and remembered. */
+static void run_graph(tg_graph *g, const tg_node *outs, size_t n,
+                        backend *b, tg_value **res) {
+  tg_compute_opts o;
+  memset(&o, 0, sizeof o);
+  o.version = TG_COMPUTE_OPTS_V1;
+  o.executor = b->ex;
+  int rc = tg_compute(g, outs, n, &o, res);
+  if (rc != TG_OK) {
+    fprintf(stderr, "bench_graph: %s: %s: %s\n", b->name, tg_err_name(rc),
+            tg_graph_errmsg(g));
+    failed = 1;
+  }
+}
+
+static int64_t compute_int(tg_graph *g, tg_node out, backend *b) {
+  tg_value *v = NULL;
+  run_graph(g, &out, 1, b, &v);
+  int64_t r = v ? tg_value_int(v) : INT64_MIN;
+  tg_value_unref(v);
+  return r;
+}
+
+/* us per task of W1: n independent inc(i) and one sum. */
+static double w1(tg_registry *reg, backend *b, int n) {
+  double t0 = tgt_now();
+  tg_graph *g = NULL;
+  tg_graph_new(reg, &g);
+  tg_arg *args = malloc((size_t)n * sizeof *args);
+  for (int i = 0; i < n; i++)
+    args[i] = tg_arg_node(tg_call(g, "inc", 1, tg_arg_value(tg_int(i))));
+  tg_node sum = TG_NODE_NONE;
+  tg_graph_add(g, "sum", args, (size_t)n, NULL, &sum);
+  int64_t r = compute_int(g, sum, b);
+  double dt = tgt_now() - t0;
+  check(r == (int64_t)n * (n + 1) / 2, "W1 sum");
+  tg_graph_free(g);
+  free(args);
+  return dt * 1e6 / (n + 1);
+}
+
+/* us per task of W2: a chain of n incs. */
+static double w2(tg_registry *reg, backend *b, int n) {
+  double t0 = tgt_now();
+  tg_graph *g = NULL;
+  tg_graph_new(reg, &g);
+  tg_node x = tg_call(g, "inc", 1, tg_arg_value(tg_int(0)));
+  for (int i = 1; i < n; i++) x = tg_call(g, "inc", 1, tg_arg_node(x));
+  int64_t r = compute_int(g, x, b);
+  double dt = tgt_now() - t0;
+  check(r == n, "W2 chain");
+  tg_graph_free(g);
+  return dt * 1e6 / n;
+}
+
+/* us per task of W3: n leaves (a power of two) summed pairwise. */
+static double w3(tg_registry *reg, backend *b, int n) {
+  double t0 = tgt_now();
+  tg_graph *g = NULL;
+  tg_graph_new(reg, &g);
+  tg_node *lv = malloc((size_t)n * sizeof *lv);
+  for (int i = 0; i < n; i++)
+    lv[i] = tg_call(g, "ident", 1, tg_arg_value(tg_int(i)));
+  for (int m = n; m > 1; m /= 2)
+    for (int i = 0; i < m / 2; i++)
+      lv[i] = tg_call(g, "add", 2, tg_arg_node(lv[2 * i]),
+                      tg_arg_node(lv[2 * i + 1]));
+  int64_t r = compute_int(g, lv[0], b);
+  double dt = tgt_now() - t0;
+  check(r == (int64_t)n * (n - 1) / 2, "W3 tree");
+  tg_graph_free(g);
+  free(lv);
+  return dt * 1e6 / (2 * n - 1);
+}
+
+/* Seconds for W4: `tasks` Monte-Carlo pi estimates. */
+static double w4(tg_registry *reg, backend *b, int tasks, int64_t samples) {
+  double t0 = tgt_now();
+  tg_graph *g = NULL;
+  tg_graph_new(reg, &g);
+  tg_node outs[64];
+  tg_value *res[64];
+  for (int i = 0; i < tasks; i++)
+    outs[i] = tg_call(g, "mc_pi", 2, tg_arg_value(tg_int(1000 + i)),
+                      tg_arg_value(tg_int(samples)));
+  run_graph(g, outs, (size_t)tasks, b, res);
+  double dt = tgt_now() - t0;
+  for (int i = 0; i < tasks && !failed; i++) {
+    check(tg_value_float(res[i]) == tgt_mc_pi((uint64_t)(1000 + i), samples),
+          "W4 pi");
+    tg_value_unref(res[i]);
+  }
+  tg_graph_free(g);
+  return dt;
+}
+
+/* ---- W8 in a child process ------------------------------------------------------ */
+
+static long rss_now_kb(void) {
+  long pages = 0, resident = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+  fclose(f);
+  return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Child side: build and compute the map-reduce, print
+ * "wall_s base_kb peak_kb nodes" on stdout. */
+static int w8_child(const char *name, unsigned workers, int leaves) {
+  tg_registry *reg = bench_registry();
+  tg_executor_opts eo = {TG_EXECUTOR_OPTS_V1, name, workers, NULL, NULL, NULL};
+  tg_executor *ex = NULL;
+  if (!reg || tg_executor_new(reg, &eo, &ex) != TG_OK) return 2;
+  backend b = {"", workers, ex};
+  snprintf(b.name, sizeof b.name, "%s", name);
+  long base = rss_now_kb();
+  double t0 = tgt_now();
+  tg_graph *g = NULL;
+  tg_graph_new(reg, &g);
+  int n = leaves;
+  tg_node *lv = malloc((size_t)n * sizeof *lv);
+  tg_arg *args = malloc(100 * sizeof *args);
+  for (int i = 0; i < n; i++)
+    lv[i] = tg_call(g, "inc", 1, tg_arg_value(tg_int(i)));
+  while (n > 1) {
+    int m = 0;
+    for (int i = 0; i < n; i += 100) {
+      int k = n - i < 100 ? n - i : 100;
+      for (int j = 0; j < k; j++) args[j] = tg_arg_node(lv[i + j]);
+      tg_graph_add(g, "sum", args, (size_t)k, NULL, &lv[m++]);
+    }
+    n = m;
+  }
+  int64_t r = compute_int(g, lv[0], &b);
+  double dt = tgt_now() - t0;
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  size_t nodes = tg_graph_size(g);
+  check(r == (int64_t)leaves * (leaves + 1) / 2, "W8 map-reduce");
+  printf("%.6f %ld %ld %zu\n", dt, base, ru.ru_maxrss, nodes);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+  tg_registry_free(reg);
+  free(lv);
+  free(args);
+  return failed;
+}
+
+typedef struct w8_result {
+  double wall, peak_mb, bytes_per_node;
+  size_t nodes;
+} w8_result;
+
+/* Parent side: one W8 run in a fresh process (so its RSS is its own). */
+static int w8_run(const char *self, backend *b, int leaves, w8_result *out) {
+  int fd[2];
+  if (pipe(fd) != 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    dup2(fd[1], 1);
+    close(fd[0]);
+    close(fd[1]);
+    char w[16], l[16];
+    snprintf(w, sizeof w, "%u", b->workers);
+    snprintf(l, sizeof l, "%d", leaves);
+    execl(self, self, "--w8-child", b->name, w, l, (char *)NULL);
+    _exit(127);
+  }
+  close(fd[1]);
+  FILE *f = fdopen(fd[0], "r");
+  double wall = 0;
+  long base = 0, peak = 0;
+  size_t nodes = 0;
+  int got = fscanf(f, "%lf %ld %ld %zu", &wall, &base, &peak, &nodes);
+  fclose(f);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (got != 4 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  out->wall = wall;
+  out->peak_mb = (double)peak / 1024.0;
+  out->bytes_per_node = (double)(peak - base) * 1024.0 / (double)nodes;
+  out->nodes = nodes;
+  return 0;
+}
+
+/* ---- driver ---------------------------------------------------------------------- */
+
+typedef struct baselines {
+  double call_ns, condvar_us, spin_ns;
+} baselines;
+
+static void row_per_task(const char *w, const backend *b, double us,
+                         const baselines *bl) {
+  printf("| %s | %s:%u | %.3f us/task | %.0fx | %.2fx | %.1fx |\n", w,
+         b->name, b->workers, us, us * 1e3 / bl->call_ns, us / bl->condvar_us,
+         us * 1e3 / bl->spin_ns);
+}
+
+static double median_of(int reps, double (*fn)(tg_registry *, backend *, int),
+                        tg_registry *reg, backend *b, int size) {
+  double v[64];
+  fn(reg, b, size); /* warm-up */
+  for (int i = 0; i < reps; i++) v[i] = fn(reg, b, size);
+  return median(v, reps);
+}
+
+static int parse_backend(const char *arg, backend *b) {
+  const char *colon = strchr(arg, ':');
+  size_t len = colon ? (size_t)(colon - arg) : strlen(arg);
+  if (len == 0 || len >= sizeof b->name) return -1;
+  memcpy(b->name, arg, len);
+  b->name[len] = '\0';
+  b->workers = colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 2;
+  b->ex = NULL;
+  return 0;
+}
+
+static baselines measure_baselines(const sizes *sz) {
+  double c[64], h[64], s[64];
+  for (int i = 0; i < sz->reps; i++) {
+    c[i] = base_indirect_call(sz->calls);
+    h[i] = base_condvar_handoff(sz->handoffs);
+    s[i] = base_spin_handoff(sz->spins);
+  }
+  baselines bl = {median(c, sz->reps), median(h, sz->reps),
+                  median(s, sz->reps)};
+  return bl;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 5 && strcmp(argv[1], "--w8-child") == 0)
+    return w8_child(argv[2], (unsigned)atoi(argv[3]), atoi(argv[4]));
+  const sizes *sz = &full;
+  backend bs[MAX_BACKENDS] = {{"sync", 1, NULL}, {"threads", 2, NULL}};
+  int nb = 2;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--quick") == 0) {
+      sz = &quick;
+    } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc &&
+               nb < MAX_BACKENDS && parse_backend(argv[++i], &bs[nb]) == 0) {
+      nb++;
+    } else {
+      fprintf(stderr, "usage: %s [--quick] [--backend NAME[:WORKERS]]...\n",
+              argv[0]);
+      return 2;
+    }
+  }
+  tg_registry *reg = bench_registry();
+  if (!reg) return 1;
+  for (int i = 0; i < nb; i++) {
+    tg_executor_opts eo = {TG_EXECUTOR_OPTS_V1, bs[i].name, bs[i].workers,
+                           NULL, NULL, NULL};
+    int rc = tg_executor_new(reg, &eo, &bs[i].ex);
+    if (rc != TG_OK) {
+      fprintf(stderr, "bench_graph: backend %s: %s\n", bs[i].name,
+              tg_err_name(rc));
+      return 1;
+    }
+  }
+
+  baselines bl = measure_baselines(sz);
+  printf("## tgraph graph benchmark%s\n\n", sz == &quick ? " (quick)" : "");
+  printf("Baselines (median of %d): indirect call %.2f ns, mutex+condvar "
+         "round-trip handoff %.2f us, spinning round-trip handoff %.0f ns.\n\n",
+         sz->reps, bl.call_ns, bl.condvar_us, bl.spin_ns);
+  printf("| workload | backend | median | / indirect call | / condvar "
+         "handoff | / spin handoff |\n");
+  printf("|---|---|---|---|---|---|\n");
+  fflush(stdout);
+
+  char w[64];
+  for (int i = 0; i < nb; i++) {
+    snprintf(w, sizeof w, "W1 %d independent + sum", sz->w1_tasks);
+    row_per_task(w, &bs[i], median_of(sz->reps, w1, reg, &bs[i], sz->w1_tasks),
+                 &bl);
+  }
+  for (int i = 0; i < nb; i++) {
+    snprintf(w, sizeof w, "W2 chain of %d", sz->w2_len);
+    row_per_task(w, &bs[i], median_of(sz->reps, w2, reg, &bs[i], sz->w2_len),
+                 &bl);
+  }
+  for (int i = 0; i < nb; i++) {
+    snprintf(w, sizeof w, "W3 tree of %d leaves", sz->w3_leaves);
+    row_per_task(w, &bs[i],
+                 median_of(sz->reps, w3, reg, &bs[i], sz->w3_leaves), &bl);
+  }
+  fflush(stdout);
+
+  /* W4: alternate sync and the backend so both see the same machine load. */
+  for (int i = 1; i < nb; i++) {
+    double sp[64], ts[64];
+    for (int p = 0; p < sz->pairs; p++) {
+      double t_sync = w4(reg, &bs[0], sz->w4_tasks, sz->w4_samples);
+      ts[p] = w4(reg, &bs[i], sz->w4_tasks, sz->w4_samples);
+      sp[p] = t_sync / ts[p];
+    }
+    double ms = median(ts, sz->pairs) * 1e3;
+    printf("| W4 %d x pi(%lld samples) | %s:%u | %.2fx speedup over sync "
+           "(%.0f ms) | - | - | - |\n",
+           sz->w4_tasks, (long long)sz->w4_samples, bs[i].name, bs[i].workers,
+           median(sp, sz->pairs), ms);
+    fflush(stdout);
+  }
+
+  const char *self = "/proc/self/exe";
+  for (int i = 0; i < nb; i++) {
+    double wall[64], mb[64], bpn[64];
+    int reps = 0;
+    w8_result res = {0, 0, 0, 0};
+    for (int r = 0; r < sz->reps; r++) {
+      if (w8_run(self, &bs[i], sz->w8_leaves, &res) != 0) {
+        fprintf(stderr, "bench_graph: W8 on %s failed\n", bs[i].name);
+        failed = 1;
+        break;
+      }
+      wall[reps] = res.wall;
+      mb[reps] = res.peak_mb;
+      bpn[reps++] = res.bytes_per_node;
+    }
+    if (!reps) continue;
+    printf("| W8 map-reduce of %zu nodes | %s:%u | %.3f s, peak RSS %.1f MB, "
+           "%.0f B/node | - | - | - |\n",
+           res.nodes, bs[i].name, bs[i].workers, median(wall, reps),
+           median(mb, reps), median(bpn, reps));
+    fflush(stdout);
+  }
+
+  for (int i = 0; i < nb; i++) tg_executor_free(bs[i].ex);
+  tg_registry_free(reg);
+  return failed;
+}
