@@ -68,6 +68,8 @@ typedef struct tg_graphjson_task {
   int cache;           /* -1 (not given), 0 or 1 */
   int retries;         /* -1 when not given */
   double timeout;      /* 0 when not given */
+  const uint32_t *deps; /* indexes in tasks[] of the tasks it refs, in */
+  size_t ndeps;         /* argument order (a task refd twice is twice) */
 } tg_graphjson_task;
 
 /* A plugin the load loaded. */

@@ -170,8 +170,14 @@ static int make_info(gj_doc *d, plugins *pl, tg_graphjson_info **out) {
     at = t->off;
     unsigned dummy, col;
     tg__gj_position(d->text + line_start, t->off - line_start, &dummy, &col);
+    uint32_t *deps = tg__gj_alloc(&d->arena, (t->nrefs + 1) * sizeof *deps);
+    if (deps == NULL) {
+      tg_graphjson_info_free(in);
+      return TG_ENOMEM;
+    }
+    for (uint32_t j = 0; j < t->nrefs; j++) deps[j] = t->refs[j]->u.ref.task;
     *o = (tg_graphjson_task){t->key, t->fn, t->node, line, col, t->cache,
-                             t->retries, t->timeout};
+                             t->retries, t->timeout, deps, t->nrefs};
   }
   in->ntasks = d->ntasks;
   for (size_t i = 0; i < d->noutputs; i++) {

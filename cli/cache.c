@@ -1,0 +1,173 @@
+/* cli/cache.c: `tgraph cache info|list|clear|prune`: look after the
+ * result cache. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: tgraph cache [--cache-dir DIR] info|list|clear|prune [options]\n"
+    "\n"
+    "  info                   entries, sizes and the size limit\n"
+    "  list                   one line per entry, most recently used first\n"
+    "  clear                  remove every entry\n"
+    "  prune --max-size SIZE  remove least recently used entries until the\n"
+    "                         cache holds at most SIZE (e.g. 500M, 2G)\n"
+    "\n"
+    "The directory is --cache-dir, else $TGRAPH_CACHE_DIR, else\n"
+    "$XDG_CACHE_HOME/tgraph, else ~/.cache/tgraph.\n";
+
+typedef struct entries {
+  tg_cache_entry_info *v;
+  size_t n, cap;
+} entries;
+
+static int collect(void *ctx, const tg_cache_entry_info *e) {
+  entries *es = ctx;
+  if (es->n == es->cap) {
+    size_t cap = es->cap ? es->cap * 2 : 64;
+    tg_cache_entry_info *v = realloc(es->v, cap * sizeof *v);
+    if (v == NULL) return 1;
+    es->v = v;
+    es->cap = cap;
+  }
+  es->v[es->n++] = *e;
+  return 0;
+}
+
+static int by_last_used(const void *a, const void *b) {
+  double x = ((const tg_cache_entry_info *)a)->last_used,
+         y = ((const tg_cache_entry_info *)b)->last_used;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void when(double t, char *buf, size_t size) {
+  time_t s = (time_t)t;
+  struct tm tm;
+  localtime_r(&s, &tm);
+  strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static int list(tg_cache *c) {
+  entries es = {0};
+  int rc = tg_cache_list(c, collect, &es);
+  if (rc != TG_OK) {
+    free(es.v);
+    cli_error("cannot list the cache: %s", tg_cache_errmsg(c));
+    return CLI_TASK_FAILED;
+  }
+  qsort(es.v, es.n, sizeof *es.v, by_last_used);
+  printf("%-32s %10s  %-19s  %8s  %s\n", "key", "size", "last used",
+         "compute", "function");
+  for (size_t i = 0; i < es.n; i++) {
+    char hex[33], size[32], used[32];
+    tg_digest_hex(es.v[i].key, hex);
+    when(es.v[i].last_used, used, sizeof used);
+    printf("%s %10s  %s  %7.3fs  %s\n", hex,
+           cli_format_size(es.v[i].size, size, sizeof size), used,
+           es.v[i].compute_seconds, es.v[i].function);
+  }
+  free(es.v);
+  return CLI_OK;
+}
+
+static int info(tg_cache *c, const char *dir) {
+  tg_cache_info in;
+  if (tg_cache_get_info(c, &in) != TG_OK) {
+    cli_error("cannot read the cache: %s", tg_cache_errmsg(c));
+    return CLI_TASK_FAILED;
+  }
+  char a[32], b[32], m[32];
+  printf("directory: %s\n", dir);
+  printf("entries:   %llu\n", (unsigned long long)in.entries);
+  printf("size:      %s (%s in blob files)\n", cli_format_size(in.bytes, a, sizeof a),
+         cli_format_size(in.blob_bytes, b, sizeof b));
+  printf("limit:     %s\n", in.max_size ? cli_format_size(in.max_size, m, sizeof m)
+                                        : "none");
+  return CLI_OK;
+}
+
+static int prune(tg_cache *c, int argc, char **argv) {
+  uint64_t max = 0;
+  bool have = false;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--max-size") == 0 && i + 1 < argc &&
+        cli_parse_size(argv[i + 1], &max)) {
+      have = true;
+      i++;
+    } else if (strncmp(argv[i], "--max-size=", 11) == 0 &&
+               cli_parse_size(argv[i] + 11, &max)) {
+      have = true;
+    } else {
+      fprintf(stderr, "tgraph cache prune: unexpected '%s'\n", argv[i]);
+      return CLI_USAGE;
+    }
+  }
+  if (!have) {
+    fprintf(stderr, "tgraph cache prune: needs --max-size SIZE (e.g. 500M)\n");
+    return CLI_USAGE;
+  }
+  uint64_t removed = 0;
+  if (tg_cache_prune(c, max, &removed) != TG_OK) {
+    cli_error("cannot prune the cache: %s", tg_cache_errmsg(c));
+    return CLI_TASK_FAILED;
+  }
+  printf("removed %llu entr%s\n", (unsigned long long)removed,
+         removed == 1 ? "y" : "ies");
+  return CLI_OK;
+}
+
+int cli_cache(int argc, char **argv) {
+  const char *dir = NULL;
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      fputs(usage, stdout);
+      return CLI_OK;
+    } else if (strcmp(argv[i], "--cache-dir") == 0 && i + 1 < argc) {
+      dir = argv[++i];
+    } else if (strncmp(argv[i], "--cache-dir=", 12) == 0) {
+      dir = argv[i] + 12;
+    } else {
+      fprintf(stderr, "tgraph cache: unexpected '%s'\n(see tgraph cache --help)\n",
+              argv[i]);
+      return CLI_USAGE;
+    }
+  }
+  const char *sub = i < argc ? argv[i] : NULL;
+  if (sub == NULL || (strcmp(sub, "info") && strcmp(sub, "list") &&
+                      strcmp(sub, "clear") && strcmp(sub, "prune"))) {
+    fprintf(stderr, "tgraph cache: %s%s%s\n%s", sub ? "unknown command '" : "",
+            sub ? sub : "missing command", sub ? "'" : "", usage);
+    return CLI_USAGE;
+  }
+  if (strcmp(sub, "prune") != 0 && i + 1 < argc) {
+    fprintf(stderr, "tgraph cache %s: unexpected '%s'\n", sub, argv[i + 1]);
+    return CLI_USAGE;
+  }
+  char buf[4096];
+  if (dir == NULL && !cli_default_cache_dir(buf, sizeof buf)) {
+    cli_error("no cache directory: set TGRAPH_CACHE_DIR or pass --cache-dir");
+    return CLI_USAGE;
+  }
+  if (dir == NULL) dir = buf;
+  tg_cache *c;
+  tg_error err;
+  tg_error_clear(&err);
+  if (tg_cache_open(dir, NULL, &c, &err) != TG_OK) {
+    cli_error("cannot open the cache: %s", err.msg);
+    return CLI_TASK_FAILED;
+  }
+  int rc;
+  if (strcmp(sub, "info") == 0) rc = info(c, dir);
+  else if (strcmp(sub, "list") == 0) rc = list(c);
+  else if (strcmp(sub, "prune") == 0) rc = prune(c, argc - i, argv + i);
+  else if (tg_cache_clear(c) == TG_OK) rc = (printf("cleared %s\n", dir), CLI_OK);
+  else {
+    cli_error("cannot clear the cache: %s", tg_cache_errmsg(c));
+    rc = CLI_TASK_FAILED;
+  }
+  tg_cache_close(c);
+  return rc;
+}

@@ -1,0 +1,113 @@
+/* cli/cli.h: what the tgraph program's files share: one entry point per
+ * subcommand, the run's event recorder, and small helpers. The program
+ * uses only the public API of libtgraph. */
+#ifndef TGRAPH_CLI_H
+#define TGRAPH_CLI_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tgraph.h"
+#include "tgraph/graphjson.h"
+#include "tgraph/observe.h"
+
+/* Exit statuses. */
+enum { CLI_OK = 0, CLI_TASK_FAILED = 1, CLI_USAGE = 2 };
+
+/* Subcommands: argv[0] is the subcommand's name. Return the exit status. */
+int cli_run(int argc, char **argv);
+int cli_inspect(int argc, char **argv);
+int cli_cache(int argc, char **argv);
+int cli_version(int argc, char **argv);
+
+/* ---- util.c ---- */
+extern int cli_verbosity; /* -1 quiet, 0 normal, 1 verbose */
+/* "tgraph: error: ..." / "tgraph: warning: ..." / "tgraph: ..." on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Colour on stderr: it is a terminal, NO_COLOR is unset, TERM is not dumb. */
+bool cli_color(void);
+/* "123", "10K", "1.5M", "2G", "3GiB" (1024-based) into bytes. */
+bool cli_parse_size(const char *s, uint64_t *out);
+/* "1.2 MiB" into buf. */
+const char *cli_format_size(uint64_t bytes, char *buf, size_t size);
+bool cli_parse_uint(const char *s, unsigned long max, unsigned long *out);
+bool cli_parse_seconds(const char *s, double *out);
+/* The cache directory: TGRAPH_CACHE_DIR, $XDG_CACHE_HOME/tgraph or
+ * ~/.cache/tgraph (in that order) into buf; false when none applies. */
+bool cli_default_cache_dir(char *buf, size_t size);
+/* Write s as a JSON string (quoted, escaped) to f. */
+void cli_json_string(FILE *f, const char *s);
+/* Directories where plugins named without '/' are looked for besides
+ * TGRAPH_PLUGIN_PATH: next to the program (../examples/plugins in a
+ * build tree) and the installed plugin directory. */
+size_t cli_plugin_dirs(const char *dirs[], size_t max);
+/* Seconds on the monotonic clock. */
+double cli_now(void);
+
+/* ---- events.c: what happened to each task during a run ---- */
+typedef enum cli_state {
+  CLI_ST_UNNEEDED = 0, /* not needed by the outputs */
+  CLI_ST_PENDING,      /* needed, not started */
+  CLI_ST_RUNNING,
+  CLI_ST_RAN,
+  CLI_ST_FAILED,
+  CLI_ST_CACHED,       /* needed, never called, the run succeeded */
+  CLI_ST_SKIPPED,      /* needed, never called, the run failed */
+} cli_state;
+
+typedef struct cli_call {
+  uint32_t task; /* index in info->tasks, or UINT32_MAX (an internal node) */
+  int worker, status;
+  double start, end; /* seconds since the run's start */
+  const char *key;   /* borrowed from the info, or an owned copy */
+  bool key_owned;
+} cli_call;
+
+typedef struct cli_events {
+  const tg_graphjson_info *info;
+  pthread_mutex_t mu;
+  double t0;
+  _Atomic uint8_t *state; /* per task: cli_state */
+  size_t needed;          /* tasks the outputs need */
+  _Atomic size_t running, done, failed;
+  cli_call *calls;        /* finished calls, under mu */
+  size_t ncalls, cap;
+  double *starts;         /* per worker: start of its current call */
+  size_t nworkers;
+  void *index;            /* key -> task (events.c) */
+  int max_worker;
+} cli_events;
+
+int cli_events_init(cli_events *ev, const tg_graphjson_info *info,
+                    const bool *needed, unsigned workers);
+void cli_events_free(cli_events *ev);
+void cli_events_observe(void *ctx, const tg_call_event *e);
+/* After the run: needed tasks never called become cached (ok) or skipped. */
+void cli_events_finish(cli_events *ev, bool ok);
+
+/* ---- progress.c ---- */
+typedef struct cli_progress cli_progress;
+cli_progress *cli_progress_start(cli_events *ev);
+void cli_progress_stop(cli_progress *p); /* clears the line; p may be NULL */
+
+/* ---- report.c ---- */
+/* Tasks each output needs: needed[i] for every task reachable from the
+ * outputs. */
+void cli_mark_needed(const tg_graphjson_info *info, bool *needed);
+int cli_write_dot(const char *path, const tg_graphjson_info *info,
+                  const cli_events *ev);
+int cli_write_trace(const char *path, const cli_events *ev);
+/* The outputs that depend on task `failed`, each with its chain. */
+void cli_print_blocked(const tg_graphjson_info *info, uint32_t failed);
+
+/* ---- explain.c ---- */
+int cli_explain(const tg_graphjson_info *info, const bool *needed,
+                tg_registry *reg, tg_cache *cache, const char *cache_dir);
+
+#endif /* TGRAPH_CLI_H */

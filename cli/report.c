@@ -1,0 +1,219 @@
+/* cli/report.c: what a run leaves behind besides its results: the tasks
+ * the outputs need, the outputs a failure blocked, the Graphviz picture
+ * (--dot) and the Chrome trace (--trace). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Task index of each output (UINT32_MAX when none), through a node ->
+ * task map. Caller frees. */
+static uint32_t *output_tasks(const tg_graphjson_info *info) {
+  tg_node max = 0;
+  for (size_t i = 0; i < info->ntasks; i++)
+    if (info->tasks[i].node > max) max = info->tasks[i].node;
+  uint32_t *map = malloc(((size_t)max + 1) * sizeof *map);
+  uint32_t *out = malloc((info->noutputs + 1) * sizeof *out);
+  if (map == NULL || out == NULL) {
+    free(map);
+    free(out);
+    return NULL;
+  }
+  for (size_t i = 0; i <= max; i++) map[i] = UINT32_MAX;
+  for (size_t i = 0; i < info->ntasks; i++) map[info->tasks[i].node] = (uint32_t)i;
+  for (size_t o = 0; o < info->noutputs; o++)
+    out[o] = info->output_nodes[o] <= max ? map[info->output_nodes[o]]
+                                          : UINT32_MAX;
+  free(map);
+  return out;
+}
+
+void cli_mark_needed(const tg_graphjson_info *info, bool *needed) {
+  memset(needed, 0, info->ntasks * sizeof *needed);
+  uint32_t *stack = malloc((info->ntasks + 1) * sizeof *stack);
+  uint32_t *outs = output_tasks(info);
+  if (stack == NULL || outs == NULL) { /* cannot tell: all are needed */
+    memset(needed, 1, info->ntasks * sizeof *needed);
+    free(stack);
+    free(outs);
+    return;
+  }
+  size_t top = 0;
+  for (size_t o = 0; o < info->noutputs; o++) {
+    if (outs[o] == UINT32_MAX || needed[outs[o]]) continue;
+    needed[outs[o]] = true;
+    stack[top++] = outs[o];
+    while (top > 0) {
+      const tg_graphjson_task *t = &info->tasks[stack[--top]];
+      for (size_t d = 0; d < t->ndeps; d++)
+        if (!needed[t->deps[d]]) {
+          needed[t->deps[d]] = true;
+          stack[top++] = t->deps[d];
+        }
+    }
+  }
+  free(stack);
+  free(outs);
+}
+
+/* ---- blocked outputs ---- */
+
+/* is_out[i]: task i is an output. Caller frees. */
+static bool *output_flags(const tg_graphjson_info *info) {
+  bool *flags = calloc(info->ntasks + 1, sizeof *flags);
+  uint32_t *outs = output_tasks(info);
+  if (flags != NULL && outs != NULL)
+    for (size_t o = 0; o < info->noutputs; o++)
+      if (outs[o] != UINT32_MAX) flags[outs[o]] = true;
+  free(outs);
+  return flags;
+}
+
+/* Users of each task, as compressed rows: users of t are
+ * user[first[t] .. first[t + 1]). */
+static bool reverse_edges(const tg_graphjson_info *info, size_t **first,
+                          uint32_t **user) {
+  size_t n = info->ntasks, m = 0;
+  for (size_t i = 0; i < n; i++) m += info->tasks[i].ndeps;
+  *first = calloc(n + 2, sizeof **first);
+  *user = malloc((m + 1) * sizeof **user);
+  if (*first == NULL || *user == NULL) return false;
+  for (size_t i = 0; i < n; i++)
+    for (size_t d = 0; d < info->tasks[i].ndeps; d++)
+      (*first)[info->tasks[i].deps[d] + 2]++;
+  for (size_t t = 2; t < n + 2; t++) (*first)[t] += (*first)[t - 1];
+  for (size_t i = 0; i < n; i++)
+    for (size_t d = 0; d < info->tasks[i].ndeps; d++)
+      (*user)[(*first)[info->tasks[i].deps[d] + 1]++] = (uint32_t)i;
+  return true;
+}
+
+static void print_chain(const tg_graphjson_info *info, const uint32_t *from,
+                        uint32_t failed, uint32_t o) {
+  fprintf(stderr, "tgraph:   blocked output '%s'", info->tasks[o].key);
+  if (o != failed) {
+    uint32_t chain[64]; /* from the failed task up to the output */
+    size_t len = 0;
+    for (uint32_t t = o; len < 64; t = from[t]) {
+      chain[len++] = t;
+      if (t == failed) break;
+    }
+    fprintf(stderr, " (%s", len == 64 ? "... -> " : "");
+    for (size_t j = len; j-- > 0;)
+      fprintf(stderr, "%s%s", info->tasks[chain[j]].key, j ? " -> " : ")");
+  }
+  fputc('\n', stderr);
+}
+
+void cli_print_blocked(const tg_graphjson_info *info, uint32_t failed) {
+  size_t n = info->ntasks, *first = NULL;
+  uint32_t *user = NULL, *from = malloc((n + 1) * sizeof *from),
+           *queue = malloc((n + 1) * sizeof *queue);
+  bool *is_out = output_flags(info);
+  if (from && queue && is_out && reverse_edges(info, &first, &user)) {
+    for (size_t i = 0; i < n; i++) from[i] = UINT32_MAX;
+    from[failed] = failed;
+    size_t head = 0, tail = 0;
+    queue[tail++] = failed;
+    while (head < tail) { /* breadth-first: the shortest chains */
+      uint32_t t = queue[head++];
+      if (is_out[t]) print_chain(info, from, failed, t);
+      for (size_t k = first[t]; k < first[t + 1]; k++)
+        if (from[user[k]] == UINT32_MAX) {
+          from[user[k]] = t;
+          queue[tail++] = user[k];
+        }
+    }
+  }
+  free(first);
+  free(user);
+  free(from);
+  free(queue);
+  free(is_out);
+}
+
+/* ---- --dot ---- */
+
+static void dot_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '\n') {
+      fputs("\\n", f);
+      continue;
+    }
+    if (*s == '"' || *s == '\\') fputc('\\', f);
+    fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+static const char *const state_name[] = {"not needed", "pending", "running",
+                                         "ran", "failed", "cached", "skipped"};
+static const char *const state_color[] = {"#ffffff", "#d9d9d9", "#d9d9d9",
+                                          "#a6d96a", "#f46d43", "#abd9e9",
+                                          "#fee08b"};
+
+int cli_write_dot(const char *path, const tg_graphjson_info *info,
+                  const cli_events *ev) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL) return -errno;
+  fprintf(f, "digraph tgraph {\n  rankdir=LR;\n"
+             "  node [shape=box, style=filled, fontname=\"Helvetica\"];\n"
+             "  // colours: ran green, cached blue, failed red, skipped "
+             "yellow, not needed white\n");
+  bool *is_out = output_flags(info);
+  for (size_t i = 0; i < info->ntasks; i++) {
+    const tg_graphjson_task *t = &info->tasks[i];
+    int st = ev->state[i];
+    fprintf(f, "  ");
+    dot_string(f, t->key);
+    fprintf(f, " [label=");
+    char label[600];
+    snprintf(label, sizeof label, "%s\n%s", t->key, t->fn);
+    dot_string(f, label);
+    fprintf(f, ", fillcolor=\"%s\", tooltip=\"%s\"%s%s];\n", state_color[st],
+            state_name[st], st == CLI_ST_UNNEEDED ? ", style=dashed" : "",
+            is_out && is_out[i] ? ", peripheries=2" : "");
+  }
+  for (size_t i = 0; i < info->ntasks; i++)
+    for (size_t d = 0; d < info->tasks[i].ndeps; d++) {
+      fprintf(f, "  ");
+      dot_string(f, info->tasks[info->tasks[i].deps[d]].key);
+      fprintf(f, " -> ");
+      dot_string(f, info->tasks[i].key);
+      fprintf(f, ";\n");
+    }
+  fprintf(f, "}\n");
+  free(is_out);
+  return fclose(f) == 0 ? TG_OK : -errno;
+}
+
+/* ---- --trace ---- */
+
+int cli_write_trace(const char *path, const cli_events *ev) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL) return -errno;
+  fprintf(f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
+  fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, "
+             "\"args\": {\"name\": \"tgraph run\"}}");
+  for (int w = 0; w <= ev->max_worker; w++)
+    fprintf(f, ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 1, "
+               "\"tid\": %d, \"args\": {\"name\": \"worker %d\"}}", w, w);
+  for (size_t i = 0; i < ev->ncalls; i++) {
+    const cli_call *c = &ev->calls[i];
+    const char *fn = c->task != UINT32_MAX ? ev->info->tasks[c->task].fn
+                                           : "tg.build";
+    fprintf(f, ",\n{\"name\": ");
+    cli_json_string(f, c->key);
+    fprintf(f, ", \"cat\": ");
+    cli_json_string(f, fn);
+    double dur = (c->end - c->start) * 1e6;
+    fprintf(f, ", \"ph\": \"X\", \"ts\": %.3f, \"dur\": %.3f, \"pid\": 1, "
+               "\"tid\": %d, \"args\": {\"status\": \"%s\"}}",
+            c->start * 1e6, dur < 0 ? 0 : dur, c->worker,
+            c->status == TG_OK ? "ok" : tg_err_name(c->status));
+  }
+  fprintf(f, "\n]}\n");
+  return fclose(f) == 0 ? TG_OK : -errno;
+}

@@ -1,0 +1,384 @@
+/* cli/run.c: `tgraph run GRAPH.json`: load the graph and its plugins,
+ * open the cache, compute the outputs, print them as one JSON object on
+ * stdout and a summary on stderr. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "tgraph/builtins.h"
+
+static const char usage[] =
+    "usage: tgraph run [options] GRAPH.json\n"
+    "\n"
+    "Compute the outputs of a graph.json and print them as one JSON object\n"
+    "keyed by output name on stdout; a summary goes to stderr.\n"
+    "\n"
+    "options:\n"
+    "  --scheduler NAME   sync, threads (default), processes or tcp\n"
+    "  --workers N        worker count (default: one per CPU)\n"
+    "  --cache-dir DIR    cache directory (default: $TGRAPH_CACHE_DIR,\n"
+    "                     $XDG_CACHE_HOME/tgraph or ~/.cache/tgraph)\n"
+    "  --no-cache         neither read nor write the cache\n"
+    "  --plugin LIB.so    load a plugin (repeatable; also by name, see\n"
+    "                     TGRAPH_PLUGIN_PATH)\n"
+    "  --output DIR       also write each output to DIR/NAME.tgv (tg_dump)\n"
+    "  --explain          dry run: say which tasks would run and why\n"
+    "  --dot FILE         write the graph for Graphviz, nodes coloured by\n"
+    "                     state (ran, cached, failed, skipped)\n"
+    "  --trace FILE       write a Chrome trace-event JSON (Perfetto), one\n"
+    "                     track per worker\n"
+    "  --timeout SECONDS  give up on the whole run after this long\n"
+    "  --retries N        extra attempts for failing pure tasks\n"
+    "  --progress         show progress when stderr is a terminal (default)\n"
+    "  --no-progress      never show progress\n"
+    "  -q, --quiet        no summary, only errors\n"
+    "  -v, --verbose      more detail (plugins, cache, per-task timings)\n"
+    "  -h, --help         this help\n"
+    "\n"
+    "exit status: 0 success, 1 a task failed, 2 usage or graph error\n";
+
+typedef struct run_opts {
+  const char *graph, *scheduler, *cache_dir, *output, *dot, *trace;
+  const char **plugins;
+  size_t nplugins;
+  unsigned workers;
+  int retries;
+  double timeout;
+  bool no_cache, explain;
+  int progress; /* -1 auto, 0 off */
+} run_opts;
+
+enum { O_SCHED = 256, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
+       O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
+       O_NO_PROGRESS };
+
+static const struct option longopts[] = {
+    {"scheduler", required_argument, NULL, O_SCHED},
+    {"workers", required_argument, NULL, O_WORKERS},
+    {"cache-dir", required_argument, NULL, O_CACHE_DIR},
+    {"no-cache", no_argument, NULL, O_NO_CACHE},
+    {"plugin", required_argument, NULL, O_PLUGIN},
+    {"output", required_argument, NULL, O_OUTPUT},
+    {"explain", no_argument, NULL, O_EXPLAIN},
+    {"dot", required_argument, NULL, O_DOT},
+    {"trace", required_argument, NULL, O_TRACE},
+    {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"retries", required_argument, NULL, O_RETRIES},
+    {"progress", no_argument, NULL, O_PROGRESS},
+    {"no-progress", no_argument, NULL, O_NO_PROGRESS},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+static int bad_usage(const char *fmt, const char *arg) {
+  fprintf(stderr, "tgraph run: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n(see tgraph run --help)\n");
+  return CLI_USAGE;
+}
+
+static const char *bad_arg; /* the argument getopt stopped at */
+
+/* One option; returns -1 to go on, or an exit status. */
+static int option(run_opts *o, int c) {
+  unsigned long n;
+  switch (c) {
+    case O_SCHED: o->scheduler = optarg; break;
+    case O_WORKERS:
+      if (!cli_parse_uint(optarg, 4096, &n))
+        return bad_usage("--workers needs a count from 0 to 4096, not '%s'",
+                         optarg);
+      o->workers = (unsigned)n;
+      break;
+    case O_CACHE_DIR: o->cache_dir = optarg; break;
+    case O_NO_CACHE: o->no_cache = true; break;
+    case O_PLUGIN: o->plugins[o->nplugins++] = optarg; break;
+    case O_OUTPUT: o->output = optarg; break;
+    case O_EXPLAIN: o->explain = true; break;
+    case O_DOT: o->dot = optarg; break;
+    case O_TRACE: o->trace = optarg; break;
+    case O_TIMEOUT:
+      if (!cli_parse_seconds(optarg, &o->timeout))
+        return bad_usage("--timeout needs seconds (e.g. 30, 1.5, 500ms, 2m), "
+                         "not '%s'", optarg);
+      break;
+    case O_RETRIES:
+      if (!cli_parse_uint(optarg, 1000, &n))
+        return bad_usage("--retries needs a count from 0 to 1000, not '%s'",
+                         optarg);
+      o->retries = (int)n;
+      break;
+    case O_PROGRESS: o->progress = -1; break;
+    case O_NO_PROGRESS: o->progress = 0; break;
+    case 'q': cli_verbosity = -1; break;
+    case 'v': cli_verbosity = 1; break;
+    case 'h': fputs(usage, stdout); return CLI_OK;
+    case ':': return bad_usage("option '%s' needs a value", bad_arg);
+    default: return bad_usage("unknown option '%s'", bad_arg);
+  }
+  return -1;
+}
+
+static int parse_args(int argc, char **argv, run_opts *o) {
+  o->plugins = calloc((size_t)argc + 1, sizeof *o->plugins);
+  o->progress = -1;
+  o->scheduler = "threads";
+  int c;
+  optind = 1;
+  opterr = 0; /* our messages, not getopt's */
+  while ((c = getopt_long(argc, argv, ":qvh", longopts, NULL)) != -1) {
+    bad_arg = argv[optind - 1 < argc ? optind - 1 : argc - 1];
+    int rc = option(o, c);
+    if (rc >= 0) return rc;
+  }
+  if (optind >= argc) return bad_usage("%s", "missing GRAPH.json");
+  if (optind + 1 < argc)
+    return bad_usage("one graph at a time ('%s' is extra)", argv[optind + 1]);
+  o->graph = argv[optind];
+  return -1;
+}
+
+/* ---- the run ---- */
+
+typedef struct run_state {
+  run_opts o;
+  tg_registry *reg;
+  tg_graph *g;
+  tg_graphjson_info *info;
+  tg_cache *cache;
+  char cache_dir[4096];
+  bool *needed;
+  cli_events ev;
+  bool ev_ok;
+  tg_observation *obs;
+  cli_progress *progress;
+  tg_value **results;
+} run_state;
+
+static int load(run_state *s) {
+  const char *dirs[4];
+  size_t ndirs = cli_plugin_dirs(dirs, 4);
+  tg_graphjson_opts go = {TG_GRAPHJSON_OPTS_V1, dirs, ndirs,
+                          s->o.plugins, s->o.nplugins, false};
+  tg_error err;
+  tg_error_clear(&err);
+  if (tg_registry_new(&s->reg) != TG_OK || tg_registry_add_builtins(s->reg) != TG_OK) {
+    cli_error("out of memory");
+    return CLI_USAGE;
+  }
+  int rc = tg_graphjson_load(s->o.graph, s->reg, &go, &s->g, &s->info, &err);
+  if (rc != TG_OK) {
+    /* Graph errors already read FILE:LINE:COLUMN: what is wrong. */
+    fprintf(stderr, "%s\n", err.msg);
+    return CLI_USAGE;
+  }
+  for (size_t i = 0; cli_verbosity > 0 && i < s->info->nplugins; i++) {
+    char hex[33];
+    tg_digest_hex(s->info->plugins[i].digest, hex);
+    cli_info("plugin %s: %zu functions, digest %s", s->info->plugins[i].path,
+             s->info->plugins[i].nfuncs, hex);
+  }
+  s->needed = calloc(s->info->ntasks + 1, sizeof *s->needed);
+  if (s->needed == NULL) return CLI_USAGE;
+  cli_mark_needed(s->info, s->needed);
+  return -1;
+}
+
+static int open_cache(run_state *s) {
+  if (s->o.no_cache) return -1;
+  bool given = s->o.cache_dir != NULL;
+  if (given)
+    snprintf(s->cache_dir, sizeof s->cache_dir, "%s", s->o.cache_dir);
+  else if (!cli_default_cache_dir(s->cache_dir, sizeof s->cache_dir)) {
+    cli_warn("no cache directory (set TGRAPH_CACHE_DIR or HOME); running "
+             "without a cache");
+    return -1;
+  }
+  tg_error err;
+  tg_error_clear(&err);
+  if (tg_cache_open(s->cache_dir, NULL, &s->cache, &err) != TG_OK) {
+    if (given) {
+      cli_error("cannot open the cache: %s", err.msg);
+      return CLI_USAGE;
+    }
+    cli_warn("cannot open the cache, running without it: %s", err.msg);
+    return -1;
+  }
+  if (tg_cache_warning(s->cache) != NULL) cli_warn("%s", tg_cache_warning(s->cache));
+  if (cli_verbosity > 0) cli_info("cache: %s", s->cache_dir);
+  return -1;
+}
+
+/* Watch calls when something shows or records them. */
+static int start_watch(run_state *s) {
+  bool show = s->o.progress != 0 && cli_verbosity >= 0 && isatty(2);
+  if (!show && s->o.dot == NULL && s->o.trace == NULL && cli_verbosity < 1)
+    return -1;
+  if (cli_events_init(&s->ev, s->info, s->needed, s->o.workers) != TG_OK ||
+      tg_registry_observe(s->reg, cli_events_observe, &s->ev, &s->obs) != TG_OK) {
+    cli_error("out of memory");
+    return CLI_USAGE;
+  }
+  s->ev_ok = true;
+  if (show) s->progress = cli_progress_start(&s->ev);
+  return -1;
+}
+
+/* "name" with '/' and leading dots made safe for a file name. */
+static void file_name(const char *key, char *out, size_t size) {
+  size_t n = 0;
+  for (const char *p = key; *p && n + 1 < size; p++, n++)
+    out[n] = (*p == '/' || (n == 0 && *p == '.')) ? '_' : *p;
+  out[n] = '\0';
+}
+
+static int write_outputs(run_state *s) {
+  if (mkdir(s->o.output, 0777) != 0 && errno != EEXIST) {
+    cli_error("cannot create '%s': %s", s->o.output, strerror(errno));
+    return CLI_USAGE;
+  }
+  for (size_t i = 0; i < s->info->noutputs; i++) {
+    char name[512], path[4096 + 600];
+    file_name(s->info->outputs[i], name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s.tgv", s->o.output, name);
+    tg_error err;
+    tg_error_clear(&err);
+    if (tg_dump(s->results[i], path, NULL, &err) != TG_OK) {
+      cli_error("cannot write '%s': %s", path, err.msg);
+      return CLI_USAGE;
+    }
+    if (cli_verbosity > 0) cli_info("wrote %s", path);
+  }
+  return -1;
+}
+
+static int print_results(run_state *s) {
+  tg_value *all = tg_map_new(s->info->noutputs);
+  for (size_t i = 0; all != NULL && i < s->info->noutputs; i++)
+    if (tg_map_put_c(all, s->info->outputs[i],
+                     tg_value_ref(s->results[i])) != TG_OK) {
+      tg_value_unref(all);
+      all = NULL;
+    }
+  char *json = NULL;
+  tg_error err;
+  tg_error_clear(&err);
+  int rc = all ? tg_value_to_json(all, isatty(1) ? TG_JSON_PRETTY : 0, &json,
+                                  NULL, &err)
+               : TG_ENOMEM;
+  tg_value_unref(all);
+  if (rc != TG_OK) {
+    cli_error("cannot write the results as JSON: %s", err.msg);
+    return CLI_USAGE;
+  }
+  fputs(json, stdout);
+  fputc('\n', stdout);
+  free(json);
+  return fflush(stdout) == 0 ? -1 : CLI_USAGE;
+}
+
+/* The task a failing node belongs to (a tg.build node belongs to the task
+ * whose argument it assembles). */
+static uint32_t task_of_node(const run_state *s, tg_node n) {
+  char key[600];
+  if (n == TG_NODE_NONE || tg_node_key(s->g, n, key, sizeof key) < 0)
+    return UINT32_MAX;
+  char *cut = strstr(key, "/args[");
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < s->info->ntasks; i++)
+      if (strcmp(s->info->tasks[i].key, key) == 0) return (uint32_t)i;
+    if (cut == NULL) break;
+    *cut = '\0';
+  }
+  return UINT32_MAX;
+}
+
+static void summary(const run_state *s, const tg_compute_stats *st) {
+  if (cli_verbosity < 0) return;
+  cli_info("%zu task%s: %zu run, %zu cached, %zu failed in %.3f s",
+           st->tasks_total, st->tasks_total == 1 ? "" : "s", st->tasks_run,
+           st->tasks_cached, st->tasks_failed, st->wall_seconds);
+  if (cli_verbosity < 1 || !s->ev_ok) return;
+  for (size_t i = 0; i < s->ev.ncalls; i++)
+    cli_info("  %-24s worker %d  %.3f s%s", s->ev.calls[i].key,
+             s->ev.calls[i].worker, s->ev.calls[i].end - s->ev.calls[i].start,
+             s->ev.calls[i].status == TG_OK ? "" : "  failed");
+}
+
+static int compute(run_state *s) {
+  size_t n = s->info->noutputs;
+  s->results = calloc(n + 1, sizeof *s->results);
+  if (s->results == NULL) return CLI_USAGE;
+  tg_compute_stats st;
+  memset(&st, 0, sizeof st);
+  tg_compute_opts co = {TG_COMPUTE_OPTS_V1, s->o.scheduler, s->o.workers,
+                        NULL, s->o.timeout, s->o.retries, s->cache, &st};
+  int rc = tg_compute(s->g, s->info->output_nodes, n, &co, s->results);
+  cli_progress_stop(s->progress);
+  s->progress = NULL;
+  if (s->ev_ok) cli_events_finish(&s->ev, rc == TG_OK);
+  if (rc == TG_EINVAL && st.tasks_run == 0 && st.failed_node == TG_NODE_NONE) {
+    cli_error("%s", tg_graph_errmsg(s->g)); /* e.g. an unknown scheduler */
+    return CLI_USAGE;
+  }
+  summary(s, &st);
+  if (rc != TG_OK) {
+    cli_error("%s", tg_graph_errmsg(s->g));
+    uint32_t t = task_of_node(s, st.failed_node);
+    if (t != UINT32_MAX) cli_print_blocked(s->info, t);
+    return CLI_TASK_FAILED;
+  }
+  return -1;
+}
+
+static void report_files(run_state *s, int *status) {
+  if (!s->ev_ok) return;
+  int rc;
+  if (s->o.dot && (rc = cli_write_dot(s->o.dot, s->info, &s->ev)) != TG_OK) {
+    cli_error("cannot write '%s': %s", s->o.dot, tg_strerror(rc));
+    if (*status == CLI_OK) *status = CLI_USAGE;
+  }
+  if (s->o.trace && (rc = cli_write_trace(s->o.trace, &s->ev)) != TG_OK) {
+    cli_error("cannot write '%s': %s", s->o.trace, tg_strerror(rc));
+    if (*status == CLI_OK) *status = CLI_USAGE;
+  }
+}
+
+static void cleanup(run_state *s) {
+  cli_progress_stop(s->progress);
+  tg_observation_end(s->obs);
+  if (s->ev_ok) cli_events_free(&s->ev);
+  for (size_t i = 0; s->results && i < s->info->noutputs; i++)
+    tg_value_unref(s->results[i]);
+  free(s->results);
+  free(s->needed);
+  tg_graphjson_info_free(s->info);
+  tg_graph_free(s->g);
+  tg_cache_close(s->cache);
+  tg_registry_free(s->reg);
+  free(s->o.plugins);
+}
+
+int cli_run(int argc, char **argv) {
+  run_state s;
+  memset(&s, 0, sizeof s);
+  int rc = parse_args(argc, argv, &s.o);
+  if (rc < 0) rc = load(&s);
+  if (rc < 0) rc = open_cache(&s);
+  if (rc < 0 && s.o.explain) {
+    rc = cli_explain(s.info, s.needed, s.reg, s.cache, s.cache_dir);
+  } else if (rc < 0) {
+    if ((rc = start_watch(&s)) < 0) rc = compute(&s);
+    if (rc < 0 && s.o.output) rc = write_outputs(&s);
+    if (rc < 0) rc = print_results(&s);
+    if (rc < 0) rc = CLI_OK;
+    if (s.info != NULL) report_files(&s, &rc);
+  }
+  cleanup(&s);
+  return rc;
+}
