@@ -1,0 +1,545 @@
+/* tests/test_cli.c: end-to-end tests of the tgraph program: each runs the
+ * built binary (TGRAPH_BIN) with fork/exec and checks its exit status,
+ * stdout and stderr exactly. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tgraph.h"
+
+static char dir[64];  /* a fresh directory per test, also the cwd */
+static const char *bin, *root;
+
+static void setup(void) {
+  bin = getenv("TGRAPH_BIN");
+  root = getenv("TG_SOURCE_ROOT");
+  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  cr_assert_not_null(root, "TG_SOURCE_ROOT is not set");
+  strcpy(dir, "/tmp/tg_cli_XXXXXX");
+  cr_assert_not_null(mkdtemp(dir));
+  cr_assert_eq(chdir(dir), 0);
+  setenv("TGRAPH_CACHE_DIR", "cache", 1);
+  unsetenv("TGRAPH_PLUGIN_PATH");
+  unsetenv("NO_COLOR");
+}
+
+static void teardown(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_assert_eq(chdir("/"), 0);
+  cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
+
+typedef struct result {
+  int status;
+  char *out, *err;
+  size_t outlen, errlen;
+} result;
+
+static void append(char **buf, size_t *len, const char *s, size_t n) {
+  *buf = realloc(*buf, *len + n + 1);
+  memcpy(*buf + *len, s, n);
+  *len += n;
+  (*buf)[*len] = '\0';
+}
+
+/* Run tgraph with the NULL-terminated arguments; stdin is /dev/null. */
+static result run_argv(char *const *args) {
+  int o[2], e[2];
+  cr_assert_eq(pipe(o), 0);
+  cr_assert_eq(pipe(e), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    int in = open("/dev/null", O_RDONLY);
+    dup2(in, 0);
+    dup2(o[1], 1);
+    dup2(e[1], 2);
+    close(o[0]), close(e[0]), close(o[1]), close(e[1]);
+    execv(bin, args);
+    _exit(127);
+  }
+  close(o[1]);
+  close(e[1]);
+  result r = {0, calloc(1, 1), calloc(1, 1), 0, 0};
+  struct pollfd p[2] = {{o[0], POLLIN, 0}, {e[0], POLLIN, 0}};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    poll(p, 2, -1);
+    for (int i = 0; i < 2; i++) {
+      if (p[i].fd < 0 || p[i].revents == 0) continue;
+      char buf[4096];
+      ssize_t n = read(p[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        close(p[i].fd);
+        p[i].fd = -1;
+        open_fds--;
+      } else if (i == 0) {
+        append(&r.out, &r.outlen, buf, (size_t)n);
+      } else {
+        append(&r.err, &r.errlen, buf, (size_t)n);
+      }
+    }
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+#define run(...) run_argv((char *const[]){"tgraph", __VA_ARGS__, NULL})
+
+static void result_free(result *r) {
+  free(r->out);
+  free(r->err);
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+/* The example's path in the source tree. */
+static const char *example(const char *name) {
+  static char buf[4][512];
+  static int k;
+  char *p = buf[k++ % 4];
+  snprintf(p, 512, "%s/examples/%s", root, name);
+  return p;
+}
+
+static void expect(result r, int status, const char *out, const char *err) {
+  cr_expect_eq(r.status, status, "status %d, stderr: %s", r.status, r.err);
+  if (out) cr_expect_str_eq(r.out, out);
+  if (err) cr_expect_str_eq(r.err, err);
+}
+
+/* stderr is exactly the summary line for these counts (any wall time). */
+static void expect_summary(const char *err, const char *counts) {
+  char want[256];
+  snprintf(want, sizeof want, "tgraph: %s in ", counts);
+  cr_expect(strncmp(err, want, strlen(want)) == 0, "stderr: %s", err);
+  size_t n = strlen(err);
+  cr_expect(n > 3 && strcmp(err + n - 3, " s\n") == 0, "stderr: %s", err);
+  cr_expect(strchr(err, '\n') == err + n - 1, "one line: %s", err);
+}
+
+/* ---- the program and its help ---- */
+
+Test(cli, version) {
+  char want[128];
+  snprintf(want, sizeof want, "tgraph %s\ngraph.json format 1\ndump format 1\n",
+           getenv("TGRAPH_VERSION"));
+  result r = run("version");
+  expect(r, 0, want, "");
+  result_free(&r);
+  r = run("--version");
+  expect(r, 0, want, "");
+  result_free(&r);
+  r = run("version", "x");
+  expect(r, 2, "", "tgraph version: unexpected argument 'x'\n");
+  result_free(&r);
+}
+
+Test(cli, help_for_every_command) {
+  const char *cmds[] = {"run", "inspect", "cache", "version"};
+  for (size_t i = 0; i < 4; i++) {
+    result r = run((char *)cmds[i], "--help");
+    char want[64];
+    snprintf(want, sizeof want, "usage: tgraph %s", cmds[i]);
+    cr_expect_eq(r.status, 0, "%s", cmds[i]);
+    cr_expect(strncmp(r.out, want, strlen(want)) == 0, "%s: %s", cmds[i], r.out);
+    cr_expect_str_eq(r.err, "");
+    result_free(&r);
+  }
+  result r = run("--help");
+  cr_expect_eq(r.status, 0);
+  cr_expect(strncmp(r.out, "usage: tgraph COMMAND", 21) == 0);
+  result_free(&r);
+  r = run_argv((char *const[]){"tgraph", NULL});
+  cr_expect_eq(r.status, 2);
+  cr_expect(strncmp(r.err, "usage: tgraph COMMAND", 21) == 0);
+  result_free(&r);
+  r = run("frobnicate");
+  cr_expect_eq(r.status, 2);
+  cr_expect(strncmp(r.err, "tgraph: unknown command 'frobnicate'\n", 37) == 0);
+  result_free(&r);
+}
+
+Test(cli, run_usage_errors) {
+  struct { char *a, *b; const char *err; } cases[] = {
+      {"--workers", "abc", "tgraph run: --workers needs a count from 0 to 4096, "
+                           "not 'abc'\n(see tgraph run --help)\n"},
+      {"--retries", "-1", "tgraph run: --retries needs a count from 0 to 1000, "
+                          "not '-1'\n(see tgraph run --help)\n"},
+      {"--timeout", "soon", "tgraph run: --timeout needs seconds (e.g. 30, 1.5, "
+                            "500ms, 2m), not 'soon'\n(see tgraph run --help)\n"},
+      {"--bogus", "g.json", "tgraph run: unknown option '--bogus'\n(see tgraph "
+                            "run --help)\n"},
+      {"g.json", "h.json", "tgraph run: one graph at a time ('h.json' is "
+                           "extra)\n(see tgraph run --help)\n"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    result r = run("run", cases[i].a, cases[i].b);
+    expect(r, 2, "", cases[i].err);
+    result_free(&r);
+  }
+  result r = run("run");
+  expect(r, 2, "", "tgraph run: missing GRAPH.json\n(see tgraph run --help)\n");
+  result_free(&r);
+  r = run("run", "g.json", "--dot");
+  expect(r, 2, "", "tgraph run: option '--dot' needs a value\n(see tgraph run "
+         "--help)\n");
+  result_free(&r);
+}
+
+/* ---- running graphs ---- */
+
+static const char builtins_out[] =
+    "{\"report\":{\"count\":2,\"total\":55,\"product\":165.0,\"first\":[1,2],"
+    "\"joined\":[\"alpha\",\"beta\",\"delta\"],\"literal\":{\"ref\":\"not a "
+    "ref\"}}}\n";
+
+Test(cli, runs_builtins_on_every_local_scheduler) {
+  const char *scheds[] = {"--scheduler=sync", "--scheduler=threads"};
+  for (size_t i = 0; i < 2; i++) {
+    result r = run("run", (char *)scheds[i], "--workers", "2",
+                   (char *)example("builtins.json"));
+    expect(r, 0, builtins_out, NULL);
+    expect_summary(r.err, "10 tasks: 10 run, 0 cached, 0 failed");
+    result_free(&r);
+  }
+  result r = run("run", "-q", "--no-cache", (char *)example("builtins.json"));
+  expect(r, 0, builtins_out, "");
+  result_free(&r);
+}
+
+Test(cli, unknown_scheduler_is_a_usage_error) {
+  result r = run("run", "--scheduler", "nope", (char *)example("builtins.json"));
+  cr_expect_eq(r.status, 2);
+  cr_expect_str_eq(r.out, "");
+  cr_expect(strncmp(r.err, "tgraph: error: unknown backend 'nope'", 37) == 0,
+            "%s", r.err);
+  result_free(&r);
+}
+
+Test(cli, task_failure_names_task_and_blocked_outputs) {
+  write_file("fail.json",
+             "{\"tgraph\": 1, \"tasks\": {\n"
+             "  \"bad\": {\"fn\": \"sh\", \"args\": [\"echo boom >&2; exit 3\"]},\n"
+             "  \"mid\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"bad\"}]},\n"
+             "  \"out\": {\"fn\": \"identity\", \"args\": [[{\"ref\": \"mid\"}]]},\n"
+             "  \"other\": {\"fn\": \"identity\", \"args\": [1]}},\n"
+             " \"outputs\": [\"other\", \"out\"]}\n");
+  result r = run("run", "--scheduler=sync", "-q", "fail.json", "--dot", "f.dot");
+  expect(r, 1, "",
+         "tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3: boom\n"
+         "tgraph:   blocked output 'out' (bad -> mid -> out)\n");
+  result_free(&r);
+  FILE *f = fopen("f.dot", "r");
+  cr_assert_not_null(f);
+  char text[4096] = "";
+  cr_assert_gt(fread(text, 1, sizeof text - 1, f), 0);
+  fclose(f);
+  cr_expect(strstr(text, "\"bad\" [label=\"bad\\nsh\", fillcolor=\"#f46d43\", "
+                         "tooltip=\"failed\"];") != NULL, "%s", text);
+  cr_expect(strstr(text, "\"mid\" [label=\"mid\\nidentity\", fillcolor=\"#fee08b\", "
+                         "tooltip=\"skipped\"];") != NULL, "%s", text);
+  cr_expect(strstr(text, "\"bad\" -> \"mid\";") != NULL, "%s", text);
+}
+
+Test(cli, timeout_stops_the_run) {
+  write_file("slow.json", "{\"tgraph\": 1, \"tasks\": {\"s\": {\"fn\": "
+                          "\"sleep_ms\", \"args\": [20000]}}}");
+  result r = run("run", "-q", "--timeout", "200ms", "slow.json");
+  expect(r, 1, "", "tgraph: error: the compute timed out after 0.2 s\n");
+  result_free(&r);
+}
+
+/* ---- graph errors: FILE:LINE:COLUMN: what, exit 2, nothing runs ---- */
+
+Test(cli, graph_errors_have_positions_and_run_nothing) {
+  struct { const char *text, *err; } cases[] = {
+      {"{\"tgraph\": 1, \"tasks\": {\n  \"a\": {\"fn\": \"add\", \"args\": [1,]}}}",
+       "g.json:2:33: unexpected ']', expected a value\n"},
+      {"{\"tgraph\": 1, \"tasks\": {\n  \"w\": {\"fn\": \"write_file\", \"args\": "
+       "[\"ran\", \"x\"]},\n  \"a\": {\"fn\": \"ad\", \"args\": [1, 2]}}}",
+       "g.json:3:15: unknown function 'ad' (did you mean 'add'?)\n"},
+      {"{\"tgraph\": 1, \"tasks\": {\n  \"w\": {\"fn\": \"write_file\", \"args\": "
+       "[\"ran\", \"x\"]},\n  \"a\": {\"fn\": \"add\", \"args\": [{\"ref\": \"nope\"}]}}}",
+       "g.json:3:31: ref to a missing task 'nope'\n"},
+      {"{\"tgraph\": 1, \"tasks\": {\n  \"a\": {\"fn\": \"identity\", \"args\": "
+       "[{\"ref\": \"b\"}]},\n  \"b\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"a\"}]}}}",
+       "g.json:3:36: cycle: a -> b -> a\n"},
+      {"{\"tgraph\": 1, \"tasks\": {\n  \"a\": {\"fn\": \"add\"},\n  \"a\": {\"fn\": \"add\"}}}",
+       "g.json:3:3: duplicate task key 'a' (first at line 2)\n"},
+      {"{\"tgraph\": 1, \"tasks\": {\n  \"a\": {\"fn\": \"len\", \"args\": [1, 2]}}}",
+       "g.json:2:30: function 'len' takes 1 argument, got 2\n"},
+      {"{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\"}},\n \"outputs\": [\"b\"]}",
+       "g.json:2:14: output 'b' is not a task (did you mean 'a'?)\n"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    write_file("g.json", cases[i].text);
+    result r = run("run", "g.json");
+    expect(r, 2, "", cases[i].err);
+    result_free(&r);
+    cr_expect_neq(access("ran", F_OK), 0, "case %zu ran a task", i);
+  }
+  result r = run("run", "missing.json");
+  expect(r, 2, "", "missing.json: No such file or directory\n");
+  result_free(&r);
+}
+
+/* ---- plugins ---- */
+
+static void copy_file(const char *from, const char *to) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+  cr_assert_eq(system(cmd), 0);
+}
+
+Test(cli, plugin_failures_are_clear) {
+  write_file("g.json", "{\"tgraph\": 1, \"plugins\": [\"nosuch\"], \"tasks\": {}}");
+  result r = run("run", "g.json");
+  cr_expect_eq(r.status, 2);
+  cr_expect(strncmp(r.err, "g.json:1:27: plugin 'nosuch' not found: no "
+                    "libnosuch.so in TGRAPH_PLUGIN_PATH (unset), ", 86) == 0,
+            "%s", r.err);
+  result_free(&r);
+  write_file("g.json", "{\"tgraph\": 1, \"tasks\": {}}");
+  r = run("run", "--plugin", "./libnope.so", "g.json");
+  expect(r, 2, "", "plugin './libnope.so': No such file or directory\n");
+  result_free(&r);
+  write_file("libjunk.so", "not an ELF file");
+  r = run("run", "--plugin", "./libjunk.so", "g.json");
+  cr_expect_eq(r.status, 2);
+  cr_expect(strncmp(r.err, "plugin './libjunk.so' cannot be loaded: ", 40) == 0,
+            "%s", r.err);
+  result_free(&r);
+  r = run("run", "--plugin", "/lib/x86_64-linux-gnu/libm.so.6", "g.json");
+  expect(r, 2, "", "plugin '/lib/x86_64-linux-gnu/libm.so.6' has no "
+         "tg_plugin_init function\n");
+  result_free(&r);
+  /* A second copy registers the same names: its init fails. */
+  char lib[1024]; /* BUILD/cli/tgraph -> BUILD/examples/plugins/... */
+  snprintf(lib, sizeof lib, "%s", bin);
+  strcpy(strrchr(lib, '/'), "/../examples/plugins/libwordcount.so");
+  copy_file(lib, "libwc2.so");
+  r = run("run", "--plugin", lib, "--plugin", "./libwc2.so", "g.json");
+  expect(r, 2, "", "plugin './libwc2.so': tg_plugin_init failed: already "
+         "exists\n");
+  result_free(&r);
+  /* The same file twice loads once. */
+  r = run("run", "-q", "--plugin", lib, "--plugin", lib, "g.json");
+  expect(r, 0, "{}\n", "");
+  result_free(&r);
+}
+
+/* ---- outputs, inspect, dot, trace, explain, progress ---- */
+
+Test(cli, output_dir_and_inspect) {
+  result r = run("run", "-q", "--output", "out", (char *)example("builtins.json"));
+  expect(r, 0, builtins_out, "");
+  result_free(&r);
+  r = run("inspect", "out/report.tgv", "--preview", "20");
+  cr_expect_eq(r.status, 0);
+  struct stat st;
+  cr_assert_eq(stat("out/report.tgv", &st), 0);
+  char want[512];
+  char size[32];
+  if (st.st_size < 1024) snprintf(size, sizeof size, "%lld B", (long long)st.st_size);
+  else snprintf(size, sizeof size, "%.1f KiB", (double)st.st_size / 1024);
+  snprintf(want, sizeof want, "file:    out/report.tgv (%s)\ntype:    map of 6\n"
+           "preview: {\"count\":2,\"total\":5 ...\n", size);
+  cr_expect_str_eq(r.out, want);
+  result_free(&r);
+  r = run("inspect", "nothere.tgv");
+  cr_expect_eq(r.status, 1);
+  cr_expect(strncmp(r.err, "tgraph: error: nothere.tgv: ", 28) == 0, "%s", r.err);
+  result_free(&r);
+  r = run("inspect");
+  expect(r, 2, "", "tgraph inspect: missing FILE\n(see tgraph inspect --help)\n");
+  result_free(&r);
+}
+
+Test(cli, trace_is_json_with_one_event_per_task) {
+  result r = run("run", "-q", "--workers", "2", "--trace", "t.json",
+                 (char *)example("pi.json"));
+  expect(r, 0, "{\"pi\":3.14134125}\n", "");
+  result_free(&r);
+  FILE *f = fopen("t.json", "r");
+  cr_assert_not_null(f);
+  static char text[1 << 16];
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  tg_value *v;
+  tg_error e;
+  cr_assert_eq(tg_value_from_json(text, n, &v, &e), TG_OK, "%s", e.msg);
+  const tg_value *events = tg_map_get_c(v, "traceEvents");
+  cr_assert_not_null(events);
+  size_t calls = 0, threads = 0;
+  for (size_t i = 0; i < tg_list_len(events); i++) {
+    const tg_value *ev = tg_list_get(events, i);
+    size_t len;
+    const char *ph = tg_str_data(tg_map_get_c(ev, "ph"), &len);
+    if (len == 1 && ph[0] == 'X') {
+      calls++;
+      cr_expect_not_null(tg_map_get_c(ev, "ts"));
+      cr_expect_not_null(tg_map_get_c(ev, "dur"));
+      cr_expect_lt(tg_value_int(tg_map_get_c(ev, "tid")), 2);
+    }
+    const tg_value *name = tg_map_get_c(ev, "name");
+    const char *s = tg_str_data(name, &len);
+    threads += len == 11 && memcmp(s, "thread_name", 11) == 0;
+  }
+  /* 16 samplers, the reduce, and the tg.build node assembling the
+   * reduce's list argument: one event per task run. */
+  cr_expect_eq(calls, 18);
+  cr_expect_geq(threads, 1);
+  cr_expect_leq(threads, 2);
+  tg_value_unref(v);
+}
+
+Test(cli, explain_runs_nothing) {
+  write_file("g.json",
+             "{\"tgraph\": 1, \"tasks\": {\n"
+             "  \"w\": {\"fn\": \"write_file\", \"args\": [\"ran\", \"x\"]},\n"
+             "  \"s\": {\"fn\": \"range\", \"args\": [3], \"cache\": false},\n"
+             "  \"t\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"s\"}]},\n"
+             "  \"u\": {\"fn\": \"identity\", \"args\": [1]}},\n"
+             " \"outputs\": [\"w\", \"t\"]}\n");
+  result r = run("run", "--explain", "--no-cache", "g.json");
+  expect(r, 0,
+         "explain: no cache\n"
+         "  run     w                    write_file       impure function: "
+         "never cached (add \"cache\": true to allow)\n"
+         "  run     s                    range            the task says "
+         "\"cache\": false\n"
+         "  run     t                    sum              no cache\n"
+         "3 tasks would run; 1 not needed by the outputs\n",
+         "");
+  result_free(&r);
+  cr_expect_neq(access("ran", F_OK), 0);
+}
+
+Test(cli, progress_only_on_a_terminal) {
+  result r = run("run", "--progress", "--no-cache",
+                 (char *)example("builtins.json"));
+  cr_expect_eq(r.status, 0);
+  cr_expect_null(strchr(r.err, '\r'), "progress on a pipe: %s", r.err);
+  result_free(&r);
+  /* With stderr on a terminal the line is drawn (and cleared). */
+  int master;
+  pid_t pid = forkpty(&master, NULL, NULL, NULL);
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    execl(bin, "tgraph", "run", "--no-cache", example("cached.json"), NULL);
+    _exit(127);
+  }
+  char *tty = calloc(1, 1);
+  size_t len = 0;
+  char buf[1024];
+  ssize_t n;
+  while ((n = read(master, buf, sizeof buf)) > 0) append(&tty, &len, buf, (size_t)n);
+  int st;
+  waitpid(pid, &st, 0);
+  cr_expect_eq(WEXITSTATUS(st), 0);
+  cr_expect_not_null(strstr(tty, "\r\033[K[0/4] running 1, failed 0"), "%s", tty);
+  cr_expect_not_null(strstr(tty, "tgraph: 4 tasks: 4 run"), "%s", tty);
+  free(tty);
+  close(master);
+}
+
+/* ---- the examples, as the README runs them ---- */
+
+Test(cli, example_pi) {
+  result r = run("run", "-q", (char *)example("pi.json"));
+  expect(r, 0, "{\"pi\":3.14134125}\n", "");
+  result_free(&r);
+}
+
+Test(cli, example_wordcount) {
+  result r = run("run", "-q", (char *)example("wordcount.json"));
+  expect(r, 0,
+         "{\"top\":[[\"the\",1897],[\"of\",1156],[\"to\",785],[\"or\",738],"
+         "[\"a\",697],[\"and\",602],[\"you\",551],[\"license\",516],"
+         "[\"this\",436],[\"in\",408]],\"words\":2075}\n",
+         "");
+  result_free(&r);
+}
+
+Test(cli, example_distance) {
+  result r = run("run", "-q", (char *)example("distance.json"));
+  expect(r, 0,
+         "{\"stats\":{\"shape\":[2000,2000],\"min\":0.0,\"max\":"
+         "2.710558722781119,\"mean\":1.6092157480104639}}\n",
+         "");
+  result_free(&r);
+}
+
+Test(cli, example_blur) {
+  result r = run("run", "-q", (char *)example("blur.json"));
+  expect(r, 0,
+         "{\"files\":[\"/tmp/tgraph-blur-out0.pgm\",\"/tmp/tgraph-blur-out1.pgm\","
+         "\"/tmp/tgraph-blur-out2.pgm\",\"/tmp/tgraph-blur-out3.pgm\"],"
+         "\"means\":{\"before\":[96.89723205566406,90.70747375488281,"
+         "79.51846694946289,89.24578857421875],\"after\":[96.89098739624023,"
+         "90.70209884643555,79.51021194458008,89.24139785766602]}}\n",
+         "");
+  result_free(&r);
+  FILE *f = fopen("/tmp/tgraph-blur-out3.pgm", "rb");
+  cr_assert_not_null(f);
+  char head[16] = "";
+  cr_expect_eq(fread(head, 1, 15, f), 15);
+  fclose(f);
+  cr_expect_str_eq(head, "P5\n512 512\n255\n");
+}
+
+Test(cli, example_cached_pipeline) {
+  result r = run("run", "-q", (char *)example("cached.json"));
+  expect(r, 0, "{\"report\":6562}\n", "");
+  result_free(&r);
+}
+
+/* ---- cache subcommands ---- */
+
+Test(cli, cache_commands) {
+  result r = run("cache", "--cache-dir", "c", "info");
+  expect(r, 0, "directory: c\nentries:   0\nsize:      0 B (0 B in blob "
+         "files)\nlimit:     none\n", "");
+  result_free(&r);
+  r = run("cache", "--cache-dir", "c", "list");
+  expect(r, 0, "key                                    size  last used         "
+         "    compute  function\n", "");
+  result_free(&r);
+  r = run("cache", "--cache-dir", "c", "prune", "--max-size", "1M");
+  expect(r, 0, "removed 0 entries\n", "");
+  result_free(&r);
+  r = run("cache", "--cache-dir", "c", "prune");
+  expect(r, 2, "", "tgraph cache prune: needs --max-size SIZE (e.g. 500M)\n");
+  result_free(&r);
+  r = run("cache", "--cache-dir", "c", "prune", "--max-size", "lots");
+  expect(r, 2, "", "tgraph cache prune: unexpected '--max-size'\n");
+  result_free(&r);
+  r = run("cache", "--cache-dir", "c", "clear");
+  expect(r, 0, "cleared c\n", "");
+  result_free(&r);
+  r = run("cache", "--cache-dir", "c", "fly");
+  cr_expect_eq(r.status, 2);
+  cr_expect(strncmp(r.err, "tgraph cache: unknown command 'fly'\n", 36) == 0);
+  result_free(&r);
+}
