@@ -57,7 +57,7 @@ static int list(tg_cache *c) {
     cli_error("cannot list the cache: %s", tg_cache_errmsg(c));
     return CLI_TASK_FAILED;
   }
-  qsort(es.v, es.n, sizeof *es.v, by_last_used);
+  if (es.n > 1) qsort(es.v, es.n, sizeof *es.v, by_last_used);
   printf("%-32s %10s  %-19s  %8s  %s\n", "key", "size", "last used",
          "compute", "function");
   for (size_t i = 0; i < es.n; i++) {
