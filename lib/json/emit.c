@@ -26,7 +26,7 @@ static int argvec_push(argvec *a, tg_arg x) {
 }
 
 static tg_arg ref_arg(const gj_doc *d, const gj_arg *a) {
-  tg_node n = d->tasks[a->u.ref.task].node;
+  tg_node n = d->nodes[a->u.ref.task];
   if (a->get == GJ_GET_INDEX) return tg_arg_item(n, a->u.ref.index);
   if (a->get == GJ_GET_KEY) return tg_arg_key(n, a->u.ref.gkey);
   return tg_arg_node(n);
@@ -110,6 +110,7 @@ static int emit_task(gj_doc *d, tg_graph *g, gj_task *t) {
     tg_node_opts o = {TG_NODE_OPTS_V1, t->key, t->retries, t->cache,
                       t->timeout};
     rc = tg_graph_add_fn(g, t->func, args, t->nargs, &o, &t->node);
+    d->nodes[t - d->tasks] = t->node;
     if (rc != TG_OK)
       rc = tg__gj_fail(d, t->off, rc, "%s", tg_graph_errmsg(g));
   } else {
@@ -147,39 +148,46 @@ static int cycle_error(gj_doc *d, const frame *st, size_t top, size_t from,
 static int walk(gj_doc *d, tg_graph *g, uint32_t root, frame *st) {
   size_t top = 0;
   st[0] = (frame){root, 0};
-  d->tasks[root].mark = GREY;
+  uint8_t *mark = d->marks;
+  mark[root] = GREY;
   for (;;) {
     frame *f = &st[top];
     gj_task *t = &d->tasks[f->task];
     if (f->next < t->nrefs) {
       gj_arg *ref = t->refs[f->next++];
-      gj_task *dep = &d->tasks[ref->u.ref.task];
-      if (dep->mark == GREY) {
+      uint32_t dep = ref->u.ref.task;
+      if (mark[dep] == GREY) {
         size_t from = top;
         while (st[from].task != ref->u.ref.task) from--;
         return cycle_error(d, st, top, from, ref);
       }
-      if (dep->mark == WHITE) {
-        dep->mark = GREY;
-        st[++top] = (frame){ref->u.ref.task, 0};
+      if (mark[dep] == WHITE) {
+        mark[dep] = GREY;
+        st[++top] = (frame){dep, 0};
       }
       continue;
     }
     int rc = emit_task(d, g, t);
     if (rc != TG_OK) return rc;
-    t->mark = BLACK;
+    mark[f->task] = BLACK;
     if (top == 0) return TG_OK;
     top--;
   }
 }
 
 int tg__gj_emit(gj_doc *d, tg_graph *g) {
-  /* The walk's stack is at most one frame per task. */
-  frame *st = tg__malloc((d->ntasks ? d->ntasks : 1) * sizeof *st);
-  if (st == NULL) return tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
-  int rc = TG_OK;
+  /* The walk's stack is at most one frame per task. Marks and nodes live
+   * in arrays of their own: the walk reads them at random, and small
+   * arrays stay in cache where the tasks would not. */
+  size_t n = d->ntasks ? d->ntasks : 1;
+  frame *st = tg__malloc(n * sizeof *st);
+  d->marks = tg__calloc(n, sizeof *d->marks);
+  d->nodes = tg__malloc(n * sizeof *d->nodes);
+  int rc = st && d->marks && d->nodes
+               ? TG_OK
+               : tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
   for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++)
-    if (d->tasks[i].mark == WHITE) rc = walk(d, g, (uint32_t)i, st);
+    if (d->marks[i] == WHITE) rc = walk(d, g, (uint32_t)i, st);
   tg__free(st);
   return rc;
 }

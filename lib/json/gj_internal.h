@@ -59,7 +59,6 @@ typedef struct gj_task {
   const tg_func *func;
   gj_arg **refs;   /* every ref in its arguments, in order */
   uint32_t nrefs;
-  uint8_t mark;    /* DFS colour */
   tg_node node;
 } gj_task;
 
@@ -92,6 +91,8 @@ typedef struct gj_doc {
   bool has_outputs;
   uint32_t *output_tasks; /* task index of each output */
   const tg_func *build;   /* tg.build, when an argument nests refs */
+  uint8_t *marks;         /* emit: per task, its colour in the walk */
+  tg_node *nodes;         /* emit: per task, its node once added */
 } gj_doc;
 
 /* ---- steps ---- */

@@ -204,6 +204,8 @@ static void doc_free(gj_doc *d, plugins *pl) {
   tg__free(d->outputs);
   tg__free(d->plugins);
   tg__free(d->output_tasks);
+  tg__free(d->marks);
+  tg__free(d->nodes);
   tg__gj_arena_free(&d->arena);
   for (size_t i = 0; i < pl->n; i++) free(pl->real[i]);
   tg__free(pl->real);
