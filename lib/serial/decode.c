@@ -133,9 +133,32 @@ static int varint_slow(dec *d, uint64_t *u, const char *what) {
   }
 }
 
+/* A well-formed varint at p, which has at least TG__VARINT_MAX bytes:
+ * no bounds checks. False for anything unusual; varint_slow() then says
+ * what is wrong. */
+static inline bool varint_fast(const uint8_t *p, uint64_t *u, size_t *n) {
+  uint64_t v = 0;
+  for (unsigned i = 0; i < TG__VARINT_MAX; i++) {
+    uint8_t b = p[i];
+    v |= (uint64_t)(b & 0x7F) << (7 * i);
+    if (b < 0x80) {
+      if ((b == 0 && i > 0) || (i == TG__VARINT_MAX - 1 && b > 1)) return false;
+      *u = v;
+      *n = i + 1;
+      return true;
+    }
+  }
+  return false;
+}
+
 static inline int rd_varint(dec *d, uint64_t *u, const char *what) {
   if (TG__LIKELY(d->pos < d->len && d->m[d->pos] < 0x80)) {
     *u = d->m[d->pos++];
+    return TG_OK;
+  }
+  size_t n;
+  if (TG__LIKELY(LEFT(d) >= TG__VARINT_MAX && varint_fast(d->m + d->pos, u, &n))) {
+    d->pos += n;
     return TG_OK;
   }
   return varint_slow(d, u, what);
@@ -293,9 +316,7 @@ static int dec_int_list(dec *d, unsigned level, tg_value **out) {
   tg_value **items = l->items;
   for (size_t i = 0; i < n; i++) {
     uint64_t u;
-    if (TG__LIKELY(d->pos < d->len && d->m[d->pos] < 0x80)) {
-      u = d->m[d->pos++];
-    } else if ((rc = varint_slow(d, &u, "int")) != TG_OK) {
+    if ((rc = rd_varint(d, &u, "int")) != TG_OK) {
       tg_value_unref(&l->h);
       return rc;
     }
@@ -339,13 +360,15 @@ static int dec_entry(dec *d, unsigned level, tg_value *m) {
   if (klen > UINT32_MAX)
     return fail(d, TG_EFORMAT, at, "map key of %" PRIu64 " bytes is too long", klen);
   const char *key = (const char *)d->m + d->pos;
-  if (!tg__utf8_valid(key, (size_t)klen))
-    return fail(d, TG_EFORMAT, d->pos, "map key is not valid UTF-8");
+  size_t key_at = d->pos;
   d->pos += (size_t)klen;
   tg_value *v;
   if ((rc = dec_value(d, level + 1, &v)) != TG_OK) return rc;
   size_t before = tg_map_len(m);
-  if ((rc = tg_map_put(m, key, (size_t)klen, v)) != TG_OK) return rc;
+  /* tg_map_put checks the key's UTF-8 (the only EINVAL left here). */
+  if ((rc = tg_map_put(m, key, (size_t)klen, v)) == TG_EINVAL)
+    return fail(d, TG_EFORMAT, key_at, "map key is not valid UTF-8");
+  if (rc != TG_OK) return rc;
   if (tg_map_len(m) == before) {
     int shown = klen > 40 ? 40 : (int)klen;
     return fail(d, TG_EFORMAT, at, "duplicate map key \"%.*s\"%s", shown, key,
@@ -397,7 +420,7 @@ static int dec_value(dec *d, unsigned level, tg_value **out) {
 static int decode_body(const uint8_t *body, const tg__header *h, tg__region *region,
                        unsigned flags, tg_value **out, tg_error *err) {
   size_t meta_len = (size_t)h->meta_len, span = (size_t)tg__meta_span(h->meta_len);
-  uint64_t mh = XXH3_64bits(body, meta_len);
+  uint64_t mh = tg__xxh3_bulk(body, meta_len);
   if (mh != h->meta_hash)
     return tg__error_set_at(err, TG_ECHECKSUM, TG_HEADER_SIZE,
                             "meta section checksum %016" PRIx64
@@ -408,7 +431,7 @@ static int decode_body(const uint8_t *body, const tg__header *h, tg__region *reg
       return tg__error_set_at(err, TG_EFORMAT, AT(i),
                               "padding after the meta section is not zero");
   if (!(flags & TG__DEC_SKIP_PAYLOAD_HASH)) {
-    uint64_t ph = XXH3_64bits(body + span, (size_t)h->payload_len);
+    uint64_t ph = tg__xxh3_bulk(body + span, (size_t)h->payload_len);
     if (ph != h->payload_hash)
       return tg__error_set_at(err, TG_ECHECKSUM, AT(span),
                               "payload checksum %016" PRIx64

@@ -226,8 +226,8 @@ static void assemble(const tg__plan *p, uint8_t *out, tg__header *h) {
                     .meta_len = p->meta_len,
                     .payload_len = p->payload_len,
                     .stored_len = span + p->payload_len,
-                    .meta_hash = XXH3_64bits(p->meta, p->meta_len),
-                    .payload_hash = XXH3_64bits(pay, p->payload_len)};
+                    .meta_hash = tg__xxh3_bulk(p->meta, p->meta_len),
+                    .payload_hash = tg__xxh3_bulk(pay, p->payload_len)};
 }
 
 static int compress_body(const uint8_t *body, tg__header *h, int level,

@@ -9,9 +9,6 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "serial/format.h"
 
 /* Writes go out in batches of about this many bytes, each hashed right
@@ -50,7 +47,7 @@ typedef struct writer {
   bool hashed[IO_BATCH];       /* piece belongs to the payload */
   int n;
   size_t bytes;
-  XXH3_state_t st;             /* payload hash */
+  tg__bulk_hasher *hash;       /* of the payload */
 } writer;
 
 static int pwritev_all(int fd, struct iovec *iov, int n, off_t off) {
@@ -82,7 +79,7 @@ static int wr_flush(writer *w) {
   int rc = pwritev_all(w->fd, copy, w->n, w->off);
   if (rc != TG_OK) return rc;
   for (int i = 0; i < w->n; i++)
-    if (w->hashed[i]) XXH3_64bits_update(&w->st, w->iov[i].iov_base, w->iov[i].iov_len);
+    if (w->hashed[i]) tg__bulk_hasher_update(w->hash, w->iov[i].iov_base, w->iov[i].iov_len);
   w->off += (off_t)w->bytes;
   w->n = 0;
   w->bytes = 0;
@@ -113,13 +110,13 @@ static int wr_add(writer *w, const void *data, size_t len, bool hashed) {
  * payload hash is known. */
 static int write_plan(int fd, const tg__plan *p) {
   static const uint8_t zeros[TG__ALIGN];
-  writer *w = tg__aligned_alloc(TG__ALIGN, sizeof *w); /* XXH3 state: 64-aligned */
+  writer *w = tg__malloc(sizeof *w);
   if (!w) return TG_ENOMEM;
-  w->fd = fd;
-  w->off = 0;
-  w->n = 0;
-  w->bytes = 0;
-  XXH3_64bits_reset(&w->st);
+  *w = (writer){.fd = fd, .hash = tg__bulk_hasher_new()};
+  if (!w->hash) {
+    tg__free(w);
+    return TG_ENOMEM;
+  }
   size_t span = (size_t)tg__meta_span(p->meta_len), end = 0;
   /* Zeros hold the header's place so that writes start at offset 0. */
   int rc = wr_add(w, zeros, TG_HEADER_SIZE, false);
@@ -131,20 +128,19 @@ static int write_plan(int fd, const tg__plan *p) {
     end = p->items[i].off + p->items[i].len;
   }
   if (rc == TG_OK) rc = wr_flush(w);
-  if (rc == TG_OK) {
-    tg__header h = {.version = TG_FORMAT_VERSION,
-                    .meta_len = p->meta_len,
-                    .payload_len = p->payload_len,
-                    .stored_len = span + p->payload_len,
-                    .meta_hash = XXH3_64bits(p->meta, p->meta_len),
-                    .payload_hash = XXH3_64bits_digest(&w->st)};
-    uint8_t hdr[TG_HEADER_SIZE];
-    tg__header_write(hdr, &h);
-    struct iovec iov = {.iov_base = hdr, .iov_len = sizeof hdr};
-    rc = pwritev_all(fd, &iov, 1, 0);
-  }
+  uint64_t payload_hash = tg__bulk_hasher_final(w->hash);
   tg__free(w);
-  return rc;
+  if (rc != TG_OK) return rc;
+  tg__header h = {.version = TG_FORMAT_VERSION,
+                  .meta_len = p->meta_len,
+                  .payload_len = p->payload_len,
+                  .stored_len = span + p->payload_len,
+                  .meta_hash = tg__xxh3_bulk(p->meta, p->meta_len),
+                  .payload_hash = payload_hash};
+  uint8_t hdr[TG_HEADER_SIZE];
+  tg__header_write(hdr, &h);
+  struct iovec iov = {.iov_base = hdr, .iov_len = sizeof hdr};
+  return pwritev_all(fd, &iov, 1, 0);
 }
 
 static int write_buf(int fd, const void *buf, size_t len) {

@@ -107,6 +107,17 @@ static inline void *tg__big_alloc(size_t n) {
 
 void tg__release_free(void *ctx, void *data); /* tg__free(data) */
 
+/* ---- hashing of large data (bulkhash.c) ---------------------------------- */
+
+/* XXH3-64 (seed 0) of len bytes, using the fastest code the CPU runs. */
+uint64_t tg__xxh3_bulk(const void *data, size_t len);
+/* Streaming form: new (NULL when out of memory), update any number of
+ * times, final (returns the digest and frees the hasher). */
+typedef struct tg__bulk_hasher tg__bulk_hasher;
+tg__bulk_hasher *tg__bulk_hasher_new(void);
+void tg__bulk_hasher_update(tg__bulk_hasher *h, const void *data, size_t len);
+uint64_t tg__bulk_hasher_final(tg__bulk_hasher *h);
+
 /* ---- encoder (encode.c) -------------------------------------------------- */
 
 /* One payload item: `len` bytes at `data` (borrowed from the value being
