@@ -67,11 +67,15 @@ typedef struct gj_str {
   size_t len, off;
 } gj_str;
 
+#define GJ_INLINE 16 /* keys up to this long are compared in the slot */
 typedef struct gj_slot {
-  const char *key; /* the task's key (arena) */
+  uint64_t hash;   /* of the key, so growing never reads keys again */
   uint32_t index;  /* task index + 1; 0 = empty */
   uint32_t keylen;
-  uint64_t hash;   /* of the key, so growing never reads keys again */
+  union {
+    char bytes[GJ_INLINE]; /* short keys, zero-padded */
+    const char *ptr;       /* longer keys (arena) */
+  } key;
 } gj_slot;
 
 /* Everything known about one file while it is being read. */
@@ -89,6 +93,7 @@ typedef struct gj_doc {
   gj_str *outputs, *plugins;
   size_t noutputs, nplugins;
   bool has_outputs;
+  bool handed_over;       /* emit succeeded: the graph owns the constants */
   uint32_t *output_tasks; /* task index of each output */
   const tg_func *build;   /* tg.build, when an argument nests refs */
   uint8_t *marks;         /* emit: per task, its colour in the walk */

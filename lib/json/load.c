@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -198,7 +199,7 @@ static int make_info(gj_doc *d, plugins *pl, tg_graphjson_info **out) {
 /* ---- entry points ---- */
 
 static void doc_free(gj_doc *d, plugins *pl) {
-  tg__gj_release(d);
+  if (!d->handed_over) tg__gj_release(d);
   tg__free(d->tasks);
   tg__free(d->table);
   tg__free(d->outputs);
@@ -221,6 +222,7 @@ static int run(gj_doc *d, tg_registry *reg, const tg_graphjson_opts *o,
   if ((rc = tg_graph_new(reg, graph)) != TG_OK)
     return tg__gj_fail(d, 0, rc, "cannot create a graph: %s", tg_strerror(rc));
   rc = tg__gj_emit(d, *graph);
+  d->handed_over = rc == TG_OK; /* every constant now belongs to the graph */
   if (rc == TG_OK && info != NULL && make_info(d, pl, info) != TG_OK)
     rc = tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
   if (rc != TG_OK) {
@@ -249,8 +251,23 @@ int tg_graphjson_parse(const char *text, size_t len, const char *name,
   return rc;
 }
 
-/* The whole file with a NUL after it. */
-static int read_all(const char *path, char **out, size_t *len, tg_error *err) {
+/* A mapping of the file when the zero fill of its last page gives the
+ * NUL the parser wants after the text; NULL otherwise. */
+static char *map_file(int fd, const struct stat *st) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (!S_ISREG(st->st_mode) || st->st_size == 0 || page <= 0 ||
+      st->st_size % page == 0)
+    return NULL;
+  void *p = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (p == MAP_FAILED) return NULL;
+  madvise(p, (size_t)st->st_size, MADV_SEQUENTIAL);
+  return p;
+}
+
+/* The whole file with a NUL after it: mapped (*mapped = true; munmap it)
+ * or read into a buffer (tg__free it). */
+static int read_all(const char *path, char **out, size_t *len, bool *mapped,
+                    tg_error *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0) {
@@ -258,6 +275,13 @@ static int read_all(const char *path, char **out, size_t *len, tg_error *err) {
     if (fd >= 0) close(fd);
     return tg__error_set(err, -e, "%s: %s", path, strerror(e));
   }
+  if ((*out = map_file(fd, &st)) != NULL) {
+    close(fd);
+    *len = (size_t)st.st_size;
+    *mapped = true;
+    return TG_OK;
+  }
+  *mapped = false;
   size_t n = 0, cap = (size_t)st.st_size + 1;
   char *buf = tg__malloc(cap);
   while (buf != NULL) {
@@ -296,7 +320,8 @@ int tg_graphjson_load(const char *path, tg_registry *reg,
   if (path == NULL) return tg__error_set(err, TG_EINVAL, "no graph.json path");
   char *text = NULL;
   size_t len = 0;
-  int rc = read_all(path, &text, &len, err);
+  bool mapped = false;
+  int rc = read_all(path, &text, &len, &mapped, err);
   if (rc != TG_OK) return rc;
   char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
   const char *base = dir == NULL ? NULL : slash == NULL ? "." : dir;
@@ -304,6 +329,7 @@ int tg_graphjson_load(const char *path, tg_registry *reg,
   else if (slash != NULL) *slash = '\0';
   rc = tg_graphjson_parse(text, len, path, base, reg, opts, graph, info, err);
   free(dir);
-  tg__free(text);
+  if (mapped) munmap(text, len);
+  else tg__free(text);
   return rc;
 }

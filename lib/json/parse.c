@@ -21,6 +21,7 @@ typedef struct P {
   char *scratch; /* decoded escaped strings */
   size_t scratch_cap;
   const char *last_fn; /* the previous task's function name */
+  size_t last_fn_len;
   stack_item *stack; /* items of the containers being parsed */
   size_t top, cap;
 } P;
@@ -453,9 +454,8 @@ static int members(P *p, unsigned depth, bool literal, const char *key,
   return TG_OK;
 }
 
-static inline bool is(const char *s, size_t n, const char *w) {
-  return n == strlen(w) && memcmp(s, w, n) == 0;
-}
+/* s (n bytes) is the string literal w. */
+#define is(s, n, w) ((n) == sizeof(w) - 1 && memcmp((s), (w), (n)) == 0)
 
 /* The value of "ref" in a ref object. */
 static int ref_key(P *p, gj_arg *a) {
@@ -692,10 +692,12 @@ static int task_field(P *p, gj_task *t, const char *field, size_t keyoff,
   if (memchr(raw, '\0', n) != NULL)
     return tg__gj_fail(p->d, at, TG_EFORMAT, "\"fn\" holds a NUL byte");
   /* Most graphs call few functions many times: share the name. */
-  if (p->last_fn != NULL && is(raw, n, p->last_fn)) {
+  if (p->last_fn != NULL && n == p->last_fn_len &&
+      memcmp(raw, p->last_fn, n) == 0) {
     t->fn = p->last_fn;
     return TG_OK;
   }
+  p->last_fn_len = n;
   t->fn = p->last_fn = tg__gj_strdup(&p->d->arena, raw, n);
   return t->fn ? TG_OK : tg__gj_fail(p->d, at, TG_ENOMEM, "out of memory");
 }
