@@ -9,10 +9,11 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
 #include "serial/format.h"
 
-/* Writes go out in batches of about this many bytes, each hashed right
- * after it is written, while it is still in cache. */
+/* Writes go out in batches ending at multiples of this file offset, each
+ * hashed right after it is written, while it is still in cache. */
 #define IO_CHUNK ((size_t)1 << 20)
 #define IO_BATCH 64 /* iovecs per pwritev */
 /* Files at least this large are copied through a temporary mapping: one
