@@ -92,6 +92,20 @@ Test(graphjson, builds_refs_gets_nested_and_consts) {
   tg_graph_free(g);
 }
 
+Test(graphjson, write_file_is_never_cached) {
+  tg_graph *g;
+  tg_graphjson_info *info;
+  cr_assert_eq(parse("{\"tgraph\": 1, \"tasks\": {\"w\": {\"fn\": \"write_file\", "
+                     "\"args\": [\"p\", \"x\"], \"cache\": true}, \"s\": {\"fn\": "
+                     "\"sh\", \"args\": [\"true\"], \"cache\": true}}}",
+                     &g, &info),
+               TG_OK, "%s", err.msg);
+  cr_assert_eq(info->tasks[0].cache, 0);
+  cr_assert_eq(info->tasks[1].cache, 1);
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+}
+
 Test(graphjson, default_outputs_are_the_sinks) {
   tg_graph *g;
   tg_graphjson_info *info;

@@ -20,6 +20,8 @@
  *   write_file  (path, data)              path (str); data str or  impure,
  *                                         bytes is written as is,  never
  *                                         anything else as JSON    cached
+ *                                         (the graph.json reader
+ *                                         ignores "cache": true)
  *   sh          (cmd, arg...)             stdout bytes             impure
  *               or ({"cmd": str,
  *                    "args": [...],

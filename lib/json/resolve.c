@@ -94,6 +94,8 @@ static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
                        "unknown function '%s'%s%.80s%s", t->fn,
                        s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
   }
+  /* write_file is a side effect: a cached result would skip the write. */
+  if (strcmp(t->fn, "write_file") == 0) t->cache = 0;
   int want = tg_func_nargs(t->func);
   if (want >= 0 && (size_t)want != t->nargs)
     return tg__gj_fail(d, t->nargs ? t->args_off : t->fn_off, TG_EINVAL,
