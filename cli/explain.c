@@ -9,9 +9,10 @@
 static const char *reason(const tg_graphjson_task *t, const tg_func *f,
                           const tg_cache *cache) {
   bool pure = (tg_func_flags(f) & TG_FUNC_PURE) != 0;
-  if (t->cache == 0) return "the task says \"cache\": false";
+  if (strcmp(t->fn, "write_file") == 0) return "a side effect: never cached";
   if (!pure && t->cache != 1)
     return "impure function: never cached (add \"cache\": true to allow)";
+  if (t->cache == 0) return "the task says \"cache\": false";
   if (cache == NULL) return "no cache";
   return "pure: computed unless its result is in the cache";
 }

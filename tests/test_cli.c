@@ -418,17 +418,20 @@ Test(cli, explain_runs_nothing) {
              "  \"w\": {\"fn\": \"write_file\", \"args\": [\"ran\", \"x\"]},\n"
              "  \"s\": {\"fn\": \"range\", \"args\": [3], \"cache\": false},\n"
              "  \"t\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"s\"}]},\n"
-             "  \"u\": {\"fn\": \"identity\", \"args\": [1]}},\n"
-             " \"outputs\": [\"w\", \"t\"]}\n");
+             "  \"u\": {\"fn\": \"identity\", \"args\": [1]},\n"
+             "  \"z\": {\"fn\": \"sleep_ms\", \"args\": [1]}},\n"
+             " \"outputs\": [\"w\", \"t\", \"z\"]}\n");
   result r = run("run", "--explain", "--no-cache", "g.json");
   expect(r, 0,
          "explain: no cache\n"
-         "  run     w                    write_file       impure function: "
-         "never cached (add \"cache\": true to allow)\n"
+         "  run     w                    write_file       a side effect: never "
+         "cached\n"
          "  run     s                    range            the task says "
          "\"cache\": false\n"
          "  run     t                    sum              no cache\n"
-         "3 tasks would run; 1 not needed by the outputs\n",
+         "  run     z                    sleep_ms         impure function: "
+         "never cached (add \"cache\": true to allow)\n"
+         "4 tasks would run; 1 not needed by the outputs\n",
          "");
   result_free(&r);
   cr_expect_neq(access("ran", F_OK), 0);
