@@ -32,8 +32,10 @@ static tg_arg ref_arg(const gj_doc *d, const gj_arg *a) {
   return tg_arg_node(n);
 }
 
-static tg_value *tagged(const char *tag, tg_value *payload) {
-  return tg_list_of(2, tg_str_c(tag), payload);
+/* [tag, payload]; the four tag strings are made once per document. */
+static tg_value *tagged(const gj_doc *d, char tag, tg_value *payload) {
+  int i = tag == 'c' ? 0 : tag == 's' ? 1 : tag == 'l' ? 2 : 3;
+  return tg_list_of(2, tg_value_ref(d->tags[i]), payload);
 }
 
 /* The tg.build template of a, its refs appended to inputs. The constants
@@ -42,11 +44,11 @@ static tg_value *template_of(const gj_doc *d, gj_arg *a, argvec *inputs) {
   if (a->kind == GJ_CONST) {
     tg_value *v = a->u.value;
     a->u.value = NULL;
-    return tagged("c", v);
+    return tagged(d, 'c', v);
   }
   if (a->kind == GJ_REF) {
     if (argvec_push(inputs, ref_arg(d, a)) != TG_OK) return NULL;
-    return tagged("s", tg_int((int64_t)inputs->n - 2)); /* 0 is the template */
+    return tagged(d, 's', tg_int((int64_t)inputs->n - 2)); /* 0: template */
   }
   tg_value *seq = a->kind == GJ_LIST ? tg_list_alloc(a->u.seq.n)
                                      : tg_map_new(a->u.seq.n);
@@ -61,7 +63,7 @@ static tg_value *template_of(const gj_doc *d, gj_arg *a, argvec *inputs) {
       seq = NULL;
     }
   }
-  return seq ? tagged(a->kind == GJ_LIST ? "l" : "m", seq) : NULL;
+  return seq ? tagged(d, a->kind == GJ_LIST ? 'l' : 'm', seq) : NULL;
 }
 
 /* A tg.build node for argument i of task t; its node in *out. */
@@ -183,11 +185,15 @@ int tg__gj_emit(gj_doc *d, tg_graph *g) {
   frame *st = tg__malloc(n * sizeof *st);
   d->marks = tg__calloc(n, sizeof *d->marks);
   d->nodes = tg__malloc(n * sizeof *d->nodes);
-  int rc = st && d->marks && d->nodes
+  static const char *const names[4] = {"c", "s", "l", "m"};
+  for (int i = 0; i < 4; i++) d->tags[i] = tg_str_c(names[i]);
+  int rc = st && d->marks && d->nodes && d->tags[0] && d->tags[1] &&
+                   d->tags[2] && d->tags[3]
                ? TG_OK
                : tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
   for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++)
     if (d->marks[i] == WHITE) rc = walk(d, g, (uint32_t)i, st);
   tg__free(st);
+  for (int i = 0; i < 4; i++) tg_value_unref(d->tags[i]);
   return rc;
 }

@@ -98,6 +98,7 @@ typedef struct gj_doc {
   const tg_func *build;   /* tg.build, when an argument nests refs */
   uint8_t *marks;         /* emit: per task, its colour in the walk */
   tg_node *nodes;         /* emit: per task, its node once added */
+  tg_value *tags[4];      /* emit: "c", "s", "l", "m" for tg.build */
 } gj_doc;
 
 /* ---- steps ---- */
@@ -112,11 +113,16 @@ void tg__gj_release_arg(gj_arg *a);
 /* Drop every constant value the document still owns. */
 void tg__gj_release(gj_doc *d);
 
+/* Index every task by key; a duplicate key is an error (at the later
+ * one). */
+int tg__gj_index(gj_doc *d);
 /* Task index of key, or UINT32_MAX. */
 uint32_t tg__gj_find(const gj_doc *d, const char *key, size_t len);
-/* Insert task i; returns the index of an existing task with that key,
- * or UINT32_MAX when inserted. TG_ENOMEM as UINT32_MAX - 1. */
-uint32_t tg__gj_insert(gj_doc *d, uint32_t i);
+/* out[i] = the task index of refs[i]'s key, or UINT32_MAX; many lookups
+ * at once go faster than one at a time (their memory is fetched
+ * together). */
+void tg__gj_find_many(const gj_doc *d, gj_arg *const *refs, size_t n,
+                      uint32_t *out);
 
 /* Fill d->err with "NAME:LINE:COL: message" for byte offset off; returns
  * code. */

@@ -216,6 +216,7 @@ static void doc_free(gj_doc *d, plugins *pl) {
 static int run(gj_doc *d, tg_registry *reg, const tg_graphjson_opts *o,
                plugins *pl, tg_graph **graph, tg_graphjson_info **info) {
   int rc = tg__gj_parse(d);
+  if (rc == TG_OK) rc = tg__gj_index(d);
   if (rc == TG_OK) rc = load_plugins(d, reg, o, pl);
   if (rc == TG_OK) rc = tg__gj_resolve(d, reg);
   if (rc != TG_OK) return rc;

@@ -589,16 +589,6 @@ static int add_task(P *p, const char *key, size_t keylen, size_t off,
   memset(t, 0, sizeof *t);
   *t = (gj_task){.key = key, .keylen = keylen, .off = off, .cache = -1,
                  .retries = -1, .node = TG_NODE_NONE};
-  uint32_t prev = tg__gj_insert(d, (uint32_t)d->ntasks);
-  if (prev == UINT32_MAX - 1)
-    return tg__gj_fail(d, off, TG_ENOMEM, "out of memory");
-  if (prev != UINT32_MAX) {
-    unsigned line, col;
-    tg__gj_position(d->text, d->tasks[prev].off, &line, &col);
-    return tg__gj_fail(d, off, TG_EFORMAT,
-                       "duplicate task key '%s' (first at line %u)", key,
-                       line);
-  }
   d->ntasks++;
   *out = t;
   return TG_OK;

@@ -59,24 +59,14 @@ static void suggest_key(const gj_doc *d, const char *key, char *out,
   if (hit != NULL) snprintf(out, size, " (did you mean '%.60s'?)", hit);
 }
 
-/* Resolve the refs of one argument tree into the task's ref list. */
+/* Collect the refs of one argument tree into the task's ref list. */
 static int refs_of(gj_doc *d, gj_arg *a, refvec *rv, bool *nested,
                    unsigned depth) {
   if (a->kind == GJ_CONST) return TG_OK;
-  if (a->kind == GJ_REF) {
-    const char *k = a->u.ref.key;
-    uint32_t t = tg__gj_find(d, k, a->keylen);
-    if (t == UINT32_MAX) {
-      char hint[96];
-      suggest_key(d, k, hint, sizeof hint);
-      return tg__gj_fail(d, a->off, TG_EFORMAT, "ref to a missing task '%s'%s",
-                         k, hint);
-    }
-    a->u.ref.task = t;
+  if (a->kind == GJ_REF) /* resolved later, all at once */
     return refvec_push(rv, a) == TG_OK
                ? TG_OK
                : tg__gj_fail(d, a->off, TG_ENOMEM, "out of memory");
-  }
   if (depth == 0) *nested = true;
   for (size_t i = 0; i < a->u.seq.n; i++) {
     int rc = refs_of(d, a->u.seq.items[i], rv, nested, depth + 1);
@@ -156,6 +146,30 @@ static int check_outputs(gj_doc *d) {
   return TG_OK;
 }
 
+/* Every ref's task, looked up in batches; the first missing one (in file
+ * order) is the error. */
+static int resolve_refs(gj_doc *d) {
+  size_t n = 0;
+  for (size_t i = 0; i < d->ntasks; i++) n += d->tasks[i].nrefs;
+  gj_arg **all = tg__malloc((n + 1) * sizeof *all);
+  uint32_t *found = tg__malloc((n + 1) * sizeof *found);
+  int rc = all && found ? TG_OK : tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
+  for (size_t i = 0, k = 0; rc == TG_OK && i < d->ntasks; i++)
+    for (uint32_t j = 0; j < d->tasks[i].nrefs; j++) all[k++] = d->tasks[i].refs[j];
+  if (rc == TG_OK) tg__gj_find_many(d, all, n, found);
+  for (size_t k = 0; rc == TG_OK && k < n; k++) {
+    all[k]->u.ref.task = found[k];
+    if (found[k] != UINT32_MAX) continue;
+    char hint[96];
+    suggest_key(d, all[k]->u.ref.key, hint, sizeof hint);
+    rc = tg__gj_fail(d, all[k]->off, TG_EFORMAT, "ref to a missing task '%s'%s",
+                     all[k]->u.ref.key, hint);
+  }
+  tg__free(all);
+  tg__free(found);
+  return rc;
+}
+
 int tg__gj_resolve(gj_doc *d, tg_registry *reg) {
   refvec rv = {0};
   int rc = TG_OK;
@@ -171,5 +185,6 @@ int tg__gj_resolve(gj_doc *d, tg_registry *reg) {
     }
   }
   tg__free(rv.v);
+  if (rc == TG_OK) rc = resolve_refs(d);
   return rc == TG_OK ? check_outputs(d) : rc;
 }
