@@ -14,6 +14,12 @@
 /* Arrays at least this large are copied into huge-page backed memory. */
 #define BIG_COPY ((size_t)1 << 20)
 
+/* Release of buffers the decoder and loader allocate. */
+void tg__release_free(void *ctx, void *data) {
+  (void)ctx;
+  tg__free(data);
+}
+
 /* ---- header -------------------------------------------------------------- */
 
 static int check_sizes(const tg__header *h, size_t len, tg_error *err) {

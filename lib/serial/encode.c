@@ -6,11 +6,6 @@
 
 #include "serial/format.h"
 
-void tg__release_free(void *ctx, void *data) {
-  (void)ctx;
-  tg__free(data);
-}
-
 /* ---- the meta section ---------------------------------------------------- */
 
 /* Make room for n more meta bytes. */

@@ -105,7 +105,7 @@ static inline void *tg__big_alloc(size_t n) {
   return p;
 }
 
-void tg__release_free(void *ctx, void *data); /* tg__free(data) */
+void tg__release_free(void *ctx, void *data); /* tg__free(data); decode.c */
 
 /* ---- hashing of large data (bulkhash.c) ---------------------------------- */
 
