@@ -87,8 +87,10 @@ int cli_inspect(int argc, char **argv) {
     if (tg_value_type(v) == TG_NDARRAY)
       printf("data:    %s\n", cli_format_size(tg_ndarray_nbytes(v), fsize,
                                               sizeof fsize));
-    printf("preview: %.*s%s\n", (int)(len < preview ? len : preview), json,
-           len > preview ? " ..." : "");
+    size_t cut = len < preview ? len : preview;
+    while (cut > 0 && cut < len && ((unsigned char)json[cut] & 0xC0) == 0x80)
+      cut--; /* do not split a UTF-8 sequence */
+    printf("preview: %.*s%s\n", (int)cut, json, len > cut ? " ..." : "");
   } else {
     cli_error("%s: cannot show it as JSON: %s", path, err.msg);
   }

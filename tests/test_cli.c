@@ -467,6 +467,18 @@ Test(cli, progress_only_on_a_terminal) {
   close(master);
 }
 
+Test(cli, verbose_names_plugins_and_task_timings) {
+  result r = run("run", "-v", "--no-cache", "--scheduler=sync",
+                 (char *)example("pi.json"));
+  expect(r, 0, "{\"pi\":3.14134125}\n", NULL);
+  cr_expect(strncmp(r.err, "tgraph: plugin ", 15) == 0, "%s", r.err);
+  cr_expect_not_null(strstr(r.err, "/libnumeric.so: 7 functions, digest "));
+  cr_expect_not_null(strstr(r.err, "tgraph: 18 tasks: 18 run, 0 cached, 0 failed"));
+  cr_expect_not_null(strstr(r.err, "\ntgraph:   hits0 "), "%s", r.err);
+  cr_expect_not_null(strstr(r.err, "\ntgraph:   pi/args[0] "), "%s", r.err);
+  result_free(&r);
+}
+
 /* ---- the examples, as the README runs them ---- */
 
 Test(cli, example_pi) {

@@ -74,7 +74,7 @@ typedef struct tg_graphjson_task {
 
 /* A plugin the load loaded. */
 typedef struct tg_graphjson_plugin {
-  const char *path;    /* as resolved */
+  const char *path;    /* as resolved (canonical: realpath(3)) */
   tg_digest digest;    /* XXH3-128 of the file */
   size_t nfuncs;       /* functions it registered */
 } tg_graphjson_plugin;

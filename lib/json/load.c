@@ -113,7 +113,8 @@ static int load_one(gj_doc *d, tg_registry *reg, plugins *pl, const char *e,
   }
   tg_plugin_info info;
   int rc = tg_registry_load_plugin_info(reg, path, &info, e2);
-  const char *copy = tg__gj_strdup(&d->arena, path, strlen(path));
+  const char *shown = real ? real : path; /* without "dir/../" detours */
+  const char *copy = tg__gj_strdup(&d->arena, shown, strlen(shown));
   if (rc == TG_OK && copy == NULL) rc = tg__error_set(e2, TG_ENOMEM, "out of memory");
   if (rc != TG_OK) {
     free(real);
