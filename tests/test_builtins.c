@@ -151,6 +151,9 @@ Test(builtins, write_file_writes_str_bytes_and_json) {
   struct stat st;
   cr_assert_eq(stat(path_in("o2"), &st), 0);
   cr_assert_eq(st.st_size, 2);
+  cr_assert_eq(st.st_mode & 0777, 0644);
+  /* Written through a temporary file renamed into place: none is left. */
+  cr_assert_str_eq(json(call("glob", 1, tg_str_c(path_in("*.tmp.*")))), "[]");
   json(call("write_file", 2, tg_str_c(path_in("o3")),
             tg_list_of(2, tg_int(1), tg_str_c("a"))));
   cr_assert_str_eq(json(call("read_text", 1, tg_str_c(path_in("o3")))),

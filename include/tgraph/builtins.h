@@ -21,7 +21,10 @@
  *                                         bytes is written as is,  never
  *                                         anything else as JSON    cached
  *                                         (the graph.json reader
- *                                         ignores "cache": true)
+ *                                         ignores "cache": true);
+ *                                         written atomically (a
+ *                                         temporary file renamed
+ *                                         into place, mode 0644)
  *   sh          (cmd, arg...)             stdout bytes             impure
  *               or ({"cmd": str,
  *                    "args": [...],
