@@ -106,6 +106,26 @@ Test(graphjson, write_file_is_never_cached) {
   tg_graph_free(g);
 }
 
+Test(graphjson, build_node_names_never_take_a_user_key) {
+  tg_graph *g;
+  tg_graphjson_info *info;
+  cr_assert_eq(parse("{\"tgraph\": 1, \"tasks\": {"
+                     "\"x/args[0]\": {\"fn\": \"identity\", \"args\": [5]},"
+                     "\"x\": {\"fn\": \"identity\", \"args\": [[{\"ref\": "
+                     "\"x/args[0]\"}]]}}, \"outputs\": [\"x\"]}",
+                     &g, &info),
+               TG_OK, "%s", err.msg);
+  cr_assert_eq(tg_graph_size(g), 3);
+  char key[64];
+  tg_node_key(g, info->tasks[0].node, key, sizeof key);
+  cr_assert_str_eq(key, "x/args[0]");
+  char buf[32];
+  output_json(g, info, 0, buf, sizeof buf);
+  cr_assert_str_eq(buf, "[5]");
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+}
+
 Test(graphjson, default_outputs_are_the_sinks) {
   tg_graph *g;
   tg_graphjson_info *info;

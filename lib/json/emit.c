@@ -80,7 +80,8 @@ static int build_node(gj_doc *d, tg_graph *g, gj_task *t, size_t i,
   char key[320];
   snprintf(key, sizeof key, "%.280s/args[%u]", t->key, (unsigned)i);
   tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, -1, 0};
-  if (tg__gj_find(d, key, strlen(key)) != UINT32_MAX || strlen(t->key) > 280)
+  if (strlen(t->key) > 280 ||
+      (d->slash_keys && tg__gj_find(d, key, strlen(key)) != UINT32_MAX))
     o.key = NULL; /* the name is taken: let the graph make one */
   tg_node n;
   rc = tg_graph_add_fn(g, d->build, inputs.v, inputs.n, &o, &n);

@@ -94,6 +94,7 @@ typedef struct gj_doc {
   size_t noutputs, nplugins;
   bool has_outputs;
   bool handed_over;       /* emit succeeded: the graph owns the constants */
+  bool slash_keys;        /* some task key holds a '/' */
   uint32_t *output_tasks; /* task index of each output */
   const tg_func *build;   /* tg.build, when an argument nests refs */
   uint8_t *marks;         /* emit: per task, its colour in the walk */

@@ -63,6 +63,9 @@ int tg__gj_index(gj_doc *d) {
     size_t n = d->ntasks - base < BATCH ? d->ntasks - base : BATCH;
     for (size_t j = 0; j < n; j++) {
       const gj_task *t = &d->tasks[base + j];
+      /* Could a tg.build node's name "KEY/args[I]" be taken? */
+      if (!d->slash_keys && memchr(t->key, '/', t->keylen) != NULL)
+        d->slash_keys = true;
       h[j] = XXH3_64bits(t->key, t->keylen);
       __builtin_prefetch(&d->table[h[j] & d->table_mask], 1);
     }
