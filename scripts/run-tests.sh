@@ -33,6 +33,15 @@ run_suites() { # name dir [suites...]
     cat "$log/$name.out"
     status=1
   fi
+  # A sanitizer report inside a test that Criterion still counts as passed
+  # (LeakSanitizer reports at exit do not change its status) fails the run.
+  if grep -qE "ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|WARNING: ThreadSanitizer" \
+      "$dir/meson-logs/testlog.txt"; then
+    echo "$name: sanitizer report in the test log:"
+    grep -E -A12 "ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|WARNING: ThreadSanitizer" \
+      "$dir/meson-logs/testlog.txt" | head -60
+    status=1
+  fi
   # Criterion prints one synthesis line per suite into the test log.
   grep -h "Synthesis:" "$dir/meson-logs/testlog.txt" >>"$log/synthesis" || true
 }
