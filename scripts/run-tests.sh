@@ -5,10 +5,12 @@
 #
 #   1. release build with warnings as errors, every suite
 #   2. ASan+UBSan debug build, every suite
-#   3. TSan debug build, the suites that run threads
+#   3. TSan debug build, the stress programs of the threaded parts (suite
+#      'stress': Criterion itself cannot start under TSan)
 #   4. libFuzzer on the decoders for a bounded time (TG_FUZZ_SECONDS, 60)
 #   5. valgrind --leak-check=full on the examples
-# Ends with one line "tests: N passed, M failed" over every Criterion test.
+# Ends with one line "tests: N passed, M failed" over every Criterion test
+# and every stress program's cases.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -42,8 +44,10 @@ run_suites() { # name dir [suites...]
       "$dir/meson-logs/testlog.txt" | head -60
     status=1
   fi
-  # Criterion prints one synthesis line per suite into the test log.
-  grep -h "Synthesis:" "$dir/meson-logs/testlog.txt" >>"$log/synthesis" || true
+  # Criterion prints one synthesis line per suite into the test log, the
+  # stress programs one "PROGRAM: N passed, M failed" line each.
+  grep -hE "Synthesis:|^[A-Za-z_]+: [0-9]+ passed, [0-9]+ failed$" \
+    "$dir/meson-logs/testlog.txt" >>"$log/synthesis" || true
 }
 
 setup build --buildtype=release -Dwerror=true
@@ -55,13 +59,10 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 ASAN_OPTIONS=detect_leaks=1 \
   run_suites asan+ubsan build-asan
 
-if [ -f tests/tsan-suites.txt ]; then
-  setup build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false \
-    -Dbench=false
-  # shellcheck disable=SC2046
-  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    run_suites tsan build-tsan $(cat tests/tsan-suites.txt)
-fi
+setup build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false \
+  -Dbench=false
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  run_suites tsan build-tsan --suite stress
 
 if command -v clang >/dev/null 2>&1 && [ -x scripts/fuzz.sh ]; then
   echo "== fuzz (${TG_FUZZ_SECONDS:-60} s)"
@@ -83,9 +84,11 @@ if command -v valgrind >/dev/null 2>&1 && [ -x scripts/valgrind-examples.sh ]; t
   fi
 fi
 
-# Sum Criterion's per-suite synthesis lines:
-# "[====] Synthesis: Tested: 27 | Passing: 27 | Failing: 0 | Crashing: 0"
+# Sum Criterion's per-suite synthesis lines,
+# "[====] Synthesis: Tested: 27 | Passing: 27 | Failing: 0 | Crashing: 0",
+# and the stress programs' "stress_cache: 3 passed, 0 failed".
 awk -F'|' '
+  / passed, [0-9]+ failed$/ { split($0, w, " "); p += w[2]; f += w[4]; next }
   { for (i = 1; i <= NF; i++) {
       if ($i ~ /Passing:/) { sub(/.*Passing: */, "", $i); p += $i }
       if ($i ~ /Failing:/) { sub(/.*Failing: */, "", $i); f += $i }
