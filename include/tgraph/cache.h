@@ -68,7 +68,18 @@ typedef struct tg_cache_opts {
                            larger in blob files. 0 = 64 KiB */
   int compress;         /* zstd level for stored values, 0 = none */
   bool readonly;        /* open read-only even if writable */
+  double min_compute_seconds; /* computes store a task's result only when
+                           the call took at least this long (a result
+                           cheaper to recompute than to store and look up
+                           is not worth an entry); 0 = the default,
+                           TG_CACHE_MIN_SECONDS_DEFAULT; negative (e.g.
+                           TG_CACHE_STORE_ALL) = store every result.
+                           Nodes with tg_node_opts.cache = 1 are always
+                           stored. See graph.h, "Memoization". */
 } tg_cache_opts;
+
+#define TG_CACHE_MIN_SECONDS_DEFAULT 0.001
+#define TG_CACHE_STORE_ALL (-1.0)
 
 /* Open or create the cache in `dir` (created with parents if missing).
  * opts may be NULL. On error *out is NULL and err says why. */

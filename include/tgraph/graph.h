@@ -162,6 +162,12 @@ typedef struct tg_compute_stats {
   size_t peak_live;     /* most intermediate results alive at once */
   double wall_seconds;
   tg_node failed_node;  /* first failing node, TG_NODE_NONE if none */
+  /* With a cache (see Memoization below): */
+  size_t cache_hits;    /* lookups that found a result (== tasks_cached) */
+  size_t cache_misses;  /* lookups that found none (or a corrupt entry) */
+  size_t cache_stores;  /* results stored (committed before the return) */
+  uint64_t cache_bytes_read;    /* stored bytes of the hits */
+  uint64_t cache_bytes_written; /* stored bytes of the stores */
 } tg_compute_stats;
 
 #define TG_COMPUTE_OPTS_V1 1
@@ -187,6 +193,85 @@ typedef struct tg_compute_opts {
  * TG_ENOMEM, and the backend's own (TG_EWORKER). */
 int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
                const tg_compute_opts *opts, tg_value **results /* OUT */);
+
+/* ---- memoization ----------------------------------------------------------
+ *
+ * With a cache (tg_compute_opts.cache, or the executor's), results are
+ * memoized under Merkle keys: XXH3-128 over the function's identity
+ * (name, version, and for a plugin's function the plugin file's content
+ * digest) and per argument the constant's canonical hash, or the
+ * producing node's key (with the item index or map key of a selector),
+ * or for the path argument of a TG_FUNC_FILE_SOURCE function the file's
+ * content digest. Keys are known before anything runs.
+ *
+ * Which nodes: a node is cacheable when tg_node_opts.cache is 1, or -1
+ * and its function is pure (TG_FUNC_PURE); 0 opts out. A node depending
+ * on an impure node (not opted in), or a file source whose path is not a
+ * constant string or whose file cannot be read, is not cacheable.
+ *
+ * Lookups, top-down: before anything runs, each output is looked up; a
+ * hit needs nothing upstream, so none of it runs and no intermediate
+ * value is loaded. A miss looks its inputs up in turn. A node is looked
+ * up only when its function has entries in the cache (the cache counts
+ * them per function name), or when it has cache = 1, so functions never
+ * stored cost no lookup.
+ *
+ * Stores: a result is stored (on the cache's writer thread, with the
+ * function's name and the call's time) when the call took at least the
+ * cache's threshold, tg_cache_opts.min_compute_seconds (default 1 ms;
+ * negative: every result); nodes with cache = 1 always. A result cheaper
+ * than that costs more to store and look up than to recompute. To keep
+ * trivial tasks free of clock reads, calls of a function that were timed
+ * TG__MEMO_STREAK (16) times in a row under an eighth of the threshold
+ * are timed one in 64 only: a rare slow call of such a function is then
+ * usually not stored (give such a node cache = 1 to store it always).
+ * tg_compute() waits for the commit of what it stored before returning.
+ *
+ * A corrupt entry is a miss (and is removed): the task runs again. Cache
+ * reads and writes happen in the calling process only (forked workers of
+ * the processes backend never touch it). A failing cache never fails a
+ * compute: it costs hits or stores.
+ */
+
+/* What a dry run says of one task. */
+typedef enum tg_explain_state {
+  TG_EXPLAIN_CACHED = 0,       /* served from the cache: nothing upstream
+                                  of it runs */
+  TG_EXPLAIN_RUN = 1,          /* runs: its result is not in the cache */
+  TG_EXPLAIN_INPUT_CHANGED = 2,/* runs: a result was stored for this node,
+                                  but an input has changed since */
+  TG_EXPLAIN_FUNC_CHANGED = 3, /* runs: a result was stored for this node
+                                  with another version of its function */
+  TG_EXPLAIN_UNCACHEABLE = 4,  /* runs, always: impure, opted out, an
+                                  impure input, an unusable file path */
+} tg_explain_state;
+
+typedef struct tg_explain_task {
+  tg_node node;
+  const char *key;        /* the node's key ("add#3", or the user's) */
+  const char *function;   /* its function's name */
+  tg_explain_state state;
+  const char *why;        /* the state in words ("not in the cache",
+                             "impure function", ...); static */
+  char cache_key[33];     /* its Merkle key in hex (also for tasks that
+                             are not cacheable: what it would be) */
+} tg_explain_task;
+
+/* Called per task; a non-zero return stops the walk. Pointers in t are
+ * valid during the call. */
+typedef int (*tg_explain_cb)(void *ctx, const tg_explain_task *t);
+
+/* A dry run: which tasks computing outputs[0..n-1] with opts would run,
+ * and why. Nothing runs and no value is loaded (an entry is taken as a
+ * hit when present, without reading it). cb is called once per task the
+ * outputs need, in the order a sync compute would start them (inputs
+ * first); tasks below a hit are not needed and not reported. Without a
+ * cache every task is TG_EXPLAIN_RUN ("no cache"). Returns TG_OK (also
+ * when cb stopped the walk), TG_EINVAL or TG_ENOMEM (see
+ * tg_graph_errmsg). */
+int tg_compute_explain(tg_graph *g, const tg_node *outputs, size_t n,
+                       const tg_compute_opts *opts, tg_explain_cb cb,
+                       void *ctx);
 
 #ifdef __cplusplus
 }

@@ -48,6 +48,12 @@ typedef int (*tg_task_fn)(tg_task_ctx *ctx, tg_value *const *args,
 
 enum {
   TG_FUNC_PURE = 1, /* deterministic, no side effects: cacheable, re-runnable */
+  TG_FUNC_FILE_SOURCE = 2, /* reads a file: argument 0 is its path (str);
+                              cache keys use the file's content digest
+                              (tg_cache_file_hash) instead of the path
+                              string, so editing the file invalidates the
+                              results. A path computed by another node
+                              makes the call uncacheable. */
 };
 
 #define TG_FUNC_DEF_V1 1

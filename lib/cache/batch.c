@@ -22,6 +22,7 @@
 #include <xxhash.h>
 
 #include "batch.h"
+#include "cache_memo.h"
 #include "tgraph/serial.h"
 
 #define FUNCTION_MAX 255
@@ -136,7 +137,12 @@ static int del_entry(txctx *t, unsigned char k[16], const uint64_t *expect,
   uint64_t inline_size = ok ? e.size : sub_clamp(v.mv_size, TG__REC_HEADER);
   bool in_blob = ok && e.in_blob;
   tg_digest blob = e.blob;
+  char fname[FUNCTION_MAX];
+  bool counted = ok && e.function_len <= FUNCTION_MAX; /* as put_op wrote it */
+  size_t flen = counted ? e.function_len : 0;
+  if (flen) memcpy(fname, e.function, flen); /* copied: the record moves */
   if ((rc = mdb_del(t->txn, t->c->db_entries, &key, NULL))) return rc;
+  if (counted && (rc = tg__funcs_adjust(t->c, t->txn, fname, flen, -1))) return rc;
   rc = mdb_del(t->txn, t->c->db_used, &key, NULL);
   if (rc && rc != MDB_NOTFOUND) return rc;
   *found = true;
@@ -176,19 +182,22 @@ static bool same_entry(txctx *t, unsigned char k[16], const slot *s) {
 static int put_op(txctx *t, const tg__cache_op *op, slot *s) {
   unsigned char k[16];
   bool found;
+  int rc;
   if (s->res) return MDB_SUCCESS; /* encoding failed */
   tg__digest_pack(op->key, k);
+  if (op->has_lineage && (rc = tg__lineage_put(t->c, t->txn, op))) return rc;
   if (same_entry(t, k, s)) {
     if (s->in_blob) s->res = tg__blob_write(t->c, s->blob, s->buf, s->len);
     return set_used(t, k, op->time, true);
   }
-  int rc = del_entry(t, k, NULL, false, &found);
+  rc = del_entry(t, k, NULL, false, &found);
   if (!rc && s->in_blob) rc = blob_ref(t, s, &s->res);
   if (rc || s->res) return rc;
   size_t flen = op->function ? strlen(op->function) : 0;
+  if (flen > FUNCTION_MAX) flen = FUNCTION_MAX;
+  if ((rc = tg__funcs_adjust(t->c, t->txn, op->function, flen, +1))) return rc;
   tg__entry e = {s->in_blob, s->len, s->checksum, op->time, op->compute_seconds,
-                 op->function, flen > FUNCTION_MAX ? FUNCTION_MAX : flen,
-                 s->buf, s->blob};
+                 op->function, flen, s->buf, s->blob};
   MDB_val key = {16, k}, v = {tg__entry_rec_len(&e), NULL};
   if ((rc = mdb_put(t->txn, t->c->db_entries, &key, &v, MDB_RESERVE))) return rc;
   tg__entry_pack(&e, v.mv_data);
@@ -261,7 +270,8 @@ static int clear_all(txctx *t) {
   int rc;
   if ((rc = mdb_drop(t->txn, t->c->db_entries, 0)) ||
       (rc = mdb_drop(t->txn, t->c->db_used, 0)) ||
-      (rc = mdb_drop(t->txn, t->c->db_blobs, 0)))
+      (rc = mdb_drop(t->txn, t->c->db_blobs, 0)) ||
+      (rc = tg__funcs_clear(t->c, t->txn)))
     return rc;
   memset(&t->st, 0, sizeof t->st);
   t->dirty = true;
@@ -409,6 +419,10 @@ static int finish(tg_cache *c, tg__cache_op *ops, size_t n, slot *slots, int fat
     if (!res) {
       atomic_fetch_add(&c->stores, 1);
       atomic_fetch_add(&c->bytes_written, slots[i].len);
+      if (ops[i].tally) {
+        atomic_fetch_add(&ops[i].tally->stores, 1);
+        atomic_fetch_add(&ops[i].tally->bytes, slots[i].len);
+      }
     }
   }
   return first;

@@ -4,7 +4,8 @@
  * transactions, map growth), record.c (stored record layouts), blob.c
  * (blob files), writer.c (the writer thread and its queue), batch.c (a
  * batch in one write transaction), filehash.c (tg_cache_file_hash),
- * opened.c (directories open in this process). key.h is the scheduler's.
+ * opened.c (directories open in this process), memo_meta.c (function
+ * counts, lineage, tallies). key.h and cache_memo.h are the scheduler's.
  *
  * On-disk layout of a cache directory DIR:
  *   DIR/data.mdb, DIR/lock.mdb   one LMDB environment, named databases:
@@ -13,7 +14,10 @@
  *                only rewrites 8 bytes, never the whole entry)
  *     "blobs"    blob digest (16) -> blob record: references, size
  *     "files"    XXH3-128 of a path (16) -> file record (filehash.c)
- *     "meta"     "stats" -> entries, inline bytes, blob bytes
+ *     "meta"     "stats" -> entries, inline bytes, blob bytes;
+ *                "funcs" -> u64 1 once "funcs" holds every entry's count
+ *     "funcs"    function name -> u64 entries made by it (cache_memo.h)
+ *     "nodes"    lineage id (16) -> Merkle key (16), function id (16)
  *   DIR/blobs/ab/cdef...         blob files, named by the XXH3-128 of their
  *                                bytes (32 hex digits, hi then lo)
  *
@@ -22,7 +26,8 @@
  * write), and exclusively while it changes the map size, because LMDB
  * allows mdb_env_set_mapsize() only when no transaction of the process is
  * active. Never take it shared twice on one thread (a waiting exclusive
- * locker would deadlock it). Lock order: maplock, then pool_mu / q_mu.
+ * locker would deadlock it). Lock order: maplock, then pool_mu / q_mu /
+ * funcs_mu.
  *
  * Blob files are created and deleted only inside an LMDB write
  * transaction, whose lock is exclusive across processes, so a blob
@@ -58,6 +63,9 @@ typedef struct tg__cache_op {
   tg_value *value;         /* PUT: a reference, released by the writer */
   char *function;          /* PUT: copy, may be NULL */
   double compute_seconds;  /* PUT */
+  bool has_lineage;        /* PUT: record lineage -> (key, fnid) */
+  tg_digest lineage, fnid; /* PUT */
+  struct tg__cache_tally *tally; /* PUT: NULL or a reference */
   uint64_t checksum;       /* DROP */
   uint64_t max_size;       /* PRUNE */
   void *rec;               /* FILEREC: tg__malloc'ed record bytes */
@@ -77,13 +85,14 @@ struct tg_cache {
   uint64_t max_size;
   size_t inline_max;
   int compress;
+  double min_seconds;       /* store threshold (cache_memo.h) */
 
   pthread_mutex_t err_mu;   /* guards errmsg */
   char errmsg[256];
 
   MDB_env *env;             /* NULL: read-only without a database */
   bool nolock;              /* opened MDB_NOLOCK (read-only directory) */
-  MDB_dbi db_entries, db_used, db_blobs, db_files, db_meta;
+  MDB_dbi db_entries, db_used, db_blobs, db_files, db_meta, db_funcs, db_nodes;
   pthread_rwlock_t maplock; /* see the file comment */
   pthread_mutex_t pool_mu;  /* guards pool: reset read transactions */
   MDB_txn **pool;
@@ -91,6 +100,14 @@ struct tg_cache {
 
   _Atomic uint64_t hits, misses, stores, corrupt, bytes_read, bytes_written;
   _Atomic uint64_t file_reads; /* tg_cache_file_hash calls that read */
+
+  /* names of functions with entries (memo_meta.c) */
+  pthread_mutex_t funcs_mu; /* guards the fields below */
+  char **fnames;            /* open addressing, NULL = empty slot */
+  size_t fnames_cap, fnames_n;
+  bool funcs_loaded;        /* loaded at least once */
+  bool funcs_unknown;       /* no counts stored: assume every function */
+  size_t funcs_txnid;       /* LMDB transaction id of the last load */
 
   /* writer (read-write caches only) */
   pthread_t thread;
@@ -149,6 +166,22 @@ int tg__cache_open_mapsize(const char *dir, const tg_cache_opts *opts,
                            size_t mapsize, tg_cache **out, tg_error *err);
 /* Number of tg_cache_file_hash calls on c that read the file. */
 uint64_t tg__cache_file_reads(const tg_cache *c);
+
+/* ---- memo_meta.c --------------------------------------------------------- */
+/* Inside a write transaction: add delta to the entry count of function
+ * name[0..len) (the record goes at zero). */
+int tg__funcs_adjust(tg_cache *c, MDB_txn *txn, const char *name, size_t len,
+                     int delta);
+/* Inside the opening write transaction: count every entry's function
+ * unless "meta"/"funcs" says the counts are there. An LMDB status. */
+int tg__funcs_init(tg_cache *c, MDB_txn *txn);
+/* Clear the counts (tg_cache_clear). An LMDB status. */
+int tg__funcs_clear(tg_cache *c, MDB_txn *txn);
+/* Record lineage of a PUT op. An LMDB status. */
+int tg__lineage_put(tg_cache *c, MDB_txn *txn, const tg__cache_op *op);
+void tg__funcs_free(tg_cache *c);
+/* This process just queued an entry of function `name`. */
+void tg__funcs_note(tg_cache *c, const char *name);
 
 /* ---- opened.c ------------------------------------------------------------ */
 /* Note that this process opened directory (dev, ino): TG_EEXIST if it

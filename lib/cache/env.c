@@ -63,6 +63,19 @@ static bool writable_or_absent(const char *path) {
 
 static bool exists(const char *path) { return access(path, F_OK) == 0; }
 
+/* "funcs" and "nodes" (cache_memo.h), which caches made before them lack:
+ * read-only, their absence only means every function may have entries. */
+static int open_memo_dbis(tg_cache *c, MDB_txn *txn, bool rw) {
+  int rc = mdb_dbi_open(txn, "funcs", rw ? MDB_CREATE : 0, &c->db_funcs);
+  if (!rc) rc = mdb_dbi_open(txn, "nodes", rw ? MDB_CREATE : 0, &c->db_nodes);
+  if (rc == MDB_NOTFOUND && !rw) {
+    c->db_funcs = c->db_nodes = 0; /* never used: funcs_unknown */
+    c->funcs_unknown = true;
+    return MDB_SUCCESS;
+  }
+  return rc ? rc : rw ? tg__funcs_init(c, txn) : MDB_SUCCESS;
+}
+
 static int open_dbis(tg_cache *c, bool rw) {
   MDB_txn *txn;
   unsigned f = rw ? MDB_CREATE : 0;
@@ -72,7 +85,8 @@ static int open_dbis(tg_cache *c, bool rw) {
       !(rc = mdb_dbi_open(txn, "used", f, &c->db_used)) &&
       !(rc = mdb_dbi_open(txn, "blobs", f, &c->db_blobs)) &&
       !(rc = mdb_dbi_open(txn, "files", f, &c->db_files)) &&
-      !(rc = mdb_dbi_open(txn, "meta", f, &c->db_meta)))
+      !(rc = mdb_dbi_open(txn, "meta", f, &c->db_meta)) &&
+      !(rc = open_memo_dbis(c, txn, rw)))
     return mdb_txn_commit(txn); /* commit exports the handles */
   mdb_txn_abort(txn);
   return rc;

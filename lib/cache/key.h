@@ -20,6 +20,8 @@
  *     0x03 list item   16 bytes node key, i64 index (as given: -1 and
  *                      len-1 give different keys)
  *     0x04 map item    16 bytes node key, u64 key length, key bytes
+ *     0x05 file        16 bytes: XXH3-128 of a file's content (the path
+ *                      argument of a TG_FUNC_FILE_SOURCE function)
  *
  * Thread safety: pure function, thread-safe.
  */
@@ -36,6 +38,7 @@ typedef enum tg__key_arg_kind {
   TG__KEY_NODE = 2,   /* digest = the producing node's key */
   TG__KEY_ITEM = 3,   /* digest = node key; index */
   TG__KEY_MAPKEY = 4, /* digest = node key; key, key_len */
+  TG__KEY_FILE = 5,   /* digest = tg_cache_file_hash of the path */
 } tg__key_arg_kind;
 
 typedef struct tg__key_arg {

@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "cache_internal.h"
+#include "cache_memo.h"
 #include "tgraph/serial.h"
 
 /* A corrupt or missing entry: count it and have the writer remove it
@@ -50,6 +51,12 @@ static bool is_bad_data(int rc) {
 }
 
 int tg_cache_get(tg_cache *c, tg_digest key, tg_value **out) {
+  uint64_t size;
+  return tg__cache_get_sized(c, key, out, &size);
+}
+
+int tg__cache_get_sized(tg_cache *c, tg_digest key, tg_value **out, uint64_t *stored) {
+  *stored = 0;
   if (out) *out = NULL;
   int rc = tg__cache_usable(c);
   if (rc) return rc;
@@ -90,6 +97,7 @@ int tg_cache_get(tg_cache *c, tg_digest key, tg_value **out) {
   }
   atomic_fetch_add(&c->hits, 1);
   atomic_fetch_add(&c->bytes_read, size);
+  *stored = size;
   if (!c->readonly) {
     tg__cache_op op = {.type = TG__OP_TOUCH, .key = key, .time = tg__cache_now()};
     tg__writer_queue(c, &op);

@@ -7,6 +7,7 @@
  * entry is queued for removal.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <xxhash.h>
 
 #include "cache_internal.h"
+#include "cache_memo.h"
 #include "tgraph/serial.h"
 
 #define DEFAULT_INLINE_MAX ((size_t)64 << 10)
@@ -70,6 +72,9 @@ static tg_cache *cache_new(const char *dir, const tg_cache_opts *opts) {
   c->max_size = opts ? opts->max_size : 0;
   c->inline_max = opts && opts->inline_max ? opts->inline_max : DEFAULT_INLINE_MAX;
   c->compress = opts ? opts->compress : 0;
+  c->min_seconds = opts && opts->min_compute_seconds != 0 ? opts->min_compute_seconds
+                                                          : TG_CACHE_MIN_SECONDS_DEFAULT;
+  if (c->min_seconds < 0) c->min_seconds = TG_CACHE_STORE_ALL;
   pthread_rwlockattr_t ra;
   pthread_rwlockattr_init(&ra);
   /* Writer preference, so a map resize is not starved by lookups. */
@@ -79,6 +84,7 @@ static tg_cache *cache_new(const char *dir, const tg_cache_opts *opts) {
   pthread_mutex_init(&c->err_mu, NULL);
   pthread_mutex_init(&c->pool_mu, NULL);
   pthread_mutex_init(&c->q_mu, NULL);
+  pthread_mutex_init(&c->funcs_mu, NULL);
   pthread_cond_init(&c->q_cv, NULL);
   pthread_cond_init(&c->done_cv, NULL);
   return c;
@@ -91,6 +97,8 @@ static void cache_free(tg_cache *c) {
   pthread_mutex_destroy(&c->err_mu);
   pthread_mutex_destroy(&c->pool_mu);
   pthread_mutex_destroy(&c->q_mu);
+  pthread_mutex_destroy(&c->funcs_mu);
+  tg__funcs_free(c);
   pthread_cond_destroy(&c->q_cv);
   pthread_cond_destroy(&c->done_cv);
   tg__free(c->pool);
@@ -107,6 +115,8 @@ int tg__cache_open_mapsize(const char *dir, const tg_cache_opts *opts,
   if (opts && opts->version != TG_CACHE_OPTS_V1)
     return tg__error_set(err, TG_EINVAL, "cache: unknown options version %u",
                          (unsigned)opts->version);
+  if (opts && !isfinite(opts->min_compute_seconds))
+    return tg__error_set(err, TG_EINVAL, "cache: min_compute_seconds must be finite");
   struct stat st;
   int rc = make_path(dir);
   if (stat(dir, &st)) {
@@ -178,24 +188,38 @@ int tg__cache_usable(tg_cache *c) {
   return TG_ESTATE;
 }
 
-int tg_cache_put(tg_cache *c, tg_digest key, tg_value *v, const tg_cache_meta *meta) {
+int tg__cache_put_ex(tg_cache *c, tg_digest key, tg_value *v,
+                     const tg__cache_putx *x) {
   int rc = tg__cache_usable(c);
   if (rc) return rc;
   if (!v) return tg__cache_fail(c, TG_EINVAL, "cache: put of a NULL value");
   if (c->readonly) return TG_OK;
   tg__cache_op op = {.type = TG__OP_PUT, .key = key, .time = tg__cache_now()};
-  if (meta && meta->function) {
-    size_t n = strlen(meta->function);
+  if (x->function) {
+    size_t n = strlen(x->function);
     if (!(op.function = tg__malloc(n + 1)))
       return tg__cache_fail(c, TG_ENOMEM, "cache: out of memory");
-    memcpy(op.function, meta->function, n + 1);
+    memcpy(op.function, x->function, n + 1);
   }
-  op.compute_seconds = meta ? meta->compute_seconds : 0.0;
+  op.compute_seconds = x->compute_seconds;
+  op.has_lineage = x->has_lineage;
+  op.lineage = x->lineage;
+  op.fnid = x->fnid;
+  if ((op.tally = x->tally)) tg__cache_tally_ref(op.tally);
   op.value = tg_value_ref(v);
   if (!tg__writer_queue(c, &op))
     return tg__cache_fail(c, TG_ENOMEM, "cache: queueing a write failed");
+  tg__funcs_note(c, x->function ? x->function : "");
   return TG_OK;
 }
+
+int tg_cache_put(tg_cache *c, tg_digest key, tg_value *v, const tg_cache_meta *meta) {
+  tg__cache_putx x = {meta ? meta->function : NULL, meta ? meta->compute_seconds : 0.0,
+                      false, {0, 0}, {0, 0}, NULL};
+  return tg__cache_put_ex(c, key, v, &x);
+}
+
+double tg__cache_min_seconds(const tg_cache *c) { return c->min_seconds; }
 
 int tg_cache_flush(tg_cache *c) {
   int rc = tg__cache_usable(c);

@@ -17,6 +17,7 @@
 
 #include "batch.h"
 #include "cache_internal.h"
+#include "cache_memo.h"
 
 #define TOUCH_DELAY 1.0
 #define TOUCH_MAX 65536
@@ -26,6 +27,8 @@ static void op_release(tg__cache_op *op) {
   tg_value_unref(op->value);
   tg__free(op->function);
   tg__free(op->rec);
+  tg__cache_tally_unref(op->tally);
+  op->tally = NULL;
   op->value = NULL;
   op->function = NULL;
   op->rec = NULL;

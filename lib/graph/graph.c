@@ -29,6 +29,7 @@ void tg_graph_free(tg_graph *g) {
   tg__free(g->keys);
   tg__free(g->kindex);
   tg__free(g->orig);
+  tg__graph_chash_free(g);
   tg__free(g);
 }
 

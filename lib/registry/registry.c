@@ -95,7 +95,15 @@ static tg_func *func_new(const tg_func_def *def) {
   f->nargs = def->nargs;
   f->name_len = (uint32_t)ln;
   f->hash = tg__map_key_hash(def->name, ln);
+  f->has_origin = false;
+  f->origin = (tg_digest){0, 0};
   return f;
+}
+
+void tg__func_set_origin(const tg_func *f, tg_digest d) {
+  tg_func *m = (tg_func *)f; /* registry-owned: written before any use */
+  m->origin = d;
+  m->has_origin = true;
 }
 
 int tg_registry_add(tg_registry *reg, const tg_func_def *def,
@@ -116,6 +124,7 @@ int tg_registry_add(tg_registry *reg, const tg_func_def *def,
   }
   tg_func *f = func_new(def);
   if (!f) return TG_ENOMEM;
+  f->index = (uint32_t)reg->n;
   reg->index[slot_of(reg, f->name, f->name_len, f->hash)] = (uint32_t)reg->n + 1;
   reg->funcs[reg->n++] = f;
   if (out) *out = f;

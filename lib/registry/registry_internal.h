@@ -23,7 +23,16 @@ struct tg_func {
   const char *name; /* these three point into the same allocation */
   const char *version;
   const char *doc;
+  uint32_t index;   /* registration order: indexes per-run tables */
+  bool has_origin;  /* origin is set (the function came from a plugin) */
+  tg_digest origin; /* content digest of the plugin providing it: part of
+                       the function's identity in cache keys */
 };
+
+/* Record that f comes from a plugin whose file has content digest d (the
+ * plugin loader calls this for each function the plugin registered, right
+ * after its init and before any graph uses them). */
+void tg__func_set_origin(const tg_func *f, tg_digest d);
 
 struct tg__run; /* lib/sched: the compute a task belongs to */
 

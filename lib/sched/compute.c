@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "memo.h"
 #include "sched_internal.h"
 
 static int check_opts(tg_graph *g, const tg_compute_opts *o) {
@@ -19,15 +20,26 @@ static int check_opts(tg_graph *g, const tg_compute_opts *o) {
   return TG_OK;
 }
 
-static void fill_stats(tg_compute_stats *st, const tg__run *r, size_t ntasks) {
+/* The cache's counts of r's lookups and committed stores. */
+static void fill_cache_stats(tg_compute_stats *st, tg__memo *m) {
+  st->cache_hits = atomic_load(&m->hits);
+  st->cache_misses = atomic_load(&m->misses);
+  st->cache_bytes_read = atomic_load(&m->bytes_read);
+  st->cache_stores = atomic_load(&m->tally->stores);
+  st->cache_bytes_written = atomic_load(&m->tally->bytes);
+}
+
+static void fill_stats(tg_compute_stats *st, const tg__run *r, size_t ntasks,
+                       size_t ncached) {
   st->tasks_total = ntasks;
   st->tasks_run = atomic_load(&r->ran);
-  st->tasks_cached = 0;
+  st->tasks_cached = ncached;
   st->tasks_failed = atomic_load(&r->failed);
   st->tasks_skipped = atomic_load(&r->skipped);
   st->peak_live = (size_t)atomic_load(&r->peak);
   st->wall_seconds = r->wall;
   st->failed_node = r->err_code == TG_ETASK ? r->err_node : TG_NODE_NONE;
+  if (r->memo) fill_cache_stats(st, r->memo);
 }
 
 /* Run outputs on ex and wait; results or the run's failure. */
@@ -35,10 +47,11 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
                   const tg_compute_opts *opts, tg_value **results) {
   tg__run *r;
   char msg[256];
-  int rc = tg__run_new(ex, g, NULL, outputs, n, false, opts ? opts->retries : 0, &r,
-                       msg, sizeof msg);
+  tg_cache *cache = opts && opts->cache ? opts->cache : ex->cache;
+  int rc = tg__run_new(ex, g, NULL, outputs, n, false, opts ? opts->retries : 0, cache,
+                       &r, msg, sizeof msg);
   if (rc) return tg__graph_fail(g, rc, "%s", msg);
-  size_t ntasks = r->plan.ntasks; /* the plan is gone once finished */
+  size_t ntasks = r->plan.ntasks, ncached = r->plan.ncached; /* gone once finished */
   double timeout = opts && opts->timeout > 0 ? opts->timeout : -1;
   r->timeout = timeout;
   tg__run_start(r); /* tasks check the deadline too (the sync backend) */
@@ -46,10 +59,14 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
     tg__run_expired(r);
     tg__run_wait(r, -1);
   }
+  /* What the compute stored is committed before it returns: another
+   * process (or a crash) then finds it. Cache failures are not the
+   * compute's: they only cost entries. */
+  if (r->memo && atomic_load(&r->memo->stores)) tg_cache_flush(cache);
   rc = r->err_code;
   if (rc) tg__graph_fail(g, rc, "%s", r->err_msg);
   for (size_t i = 0; i < n && rc == TG_OK; i++) results[i] = tg_value_ref(r->out[i]);
-  if (opts && opts->stats) fill_stats(opts->stats, r, ntasks);
+  if (opts && opts->stats) fill_stats(opts->stats, r, ntasks, ncached);
   tg__run_unref(r);
   return rc;
 }

@@ -113,7 +113,7 @@ static int copy_needed(tg_executor *ex, const tg_graph *g, const tg_node *nodes,
                        size_t n, tg_graph **copy, tg_node *outs) {
   tg__runplan p;
   char msg[256];
-  int rc = tg__runplan_compile(g, nodes, n, NULL, &p, msg, sizeof msg);
+  int rc = tg__runplan_compile(g, nodes, n, NULL, NULL, &p, msg, sizeof msg);
   if (rc) return ex_fail(ex, rc, "%s", msg);
   uint32_t *order = tg__malloc((p.ntasks ? p.ntasks : 1) * sizeof *order);
   if (!order) {
@@ -142,7 +142,7 @@ int tg_executor_submit_many(tg_executor *ex, tg_graph *g, const tg_node *nodes,
   char msg[256];
   int rc = copy_needed(ex, g, nodes, n, &copy, outs);
   if (rc == TG_OK) {
-    rc = tg__run_new(ex, copy, copy, outs, n, true, 0, &r, msg, sizeof msg);
+    rc = tg__run_new(ex, copy, copy, outs, n, true, 0, ex->cache, &r, msg, sizeof msg);
     if (rc) ex_fail(ex, rc, "%s", msg);
     else launch(r, n, out);
   }
@@ -185,7 +185,7 @@ int tg_executor_call(tg_executor *ex, const char *fn, const tg_arg *args,
   }
   tg__run *r;
   char msg[256];
-  if ((rc = tg__run_new(ex, g, g, &node, 1, true, 0, &r, msg, sizeof msg)))
+  if ((rc = tg__run_new(ex, g, g, &node, 1, true, 0, ex->cache, &r, msg, sizeof msg)))
     return ex_fail(ex, rc, "%s", msg);
   launch(r, 1, out);
   return TG_OK;

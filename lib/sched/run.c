@@ -6,10 +6,12 @@
 
 #include "backend.h"
 #include "futex.h"
+#include "memo.h"
 #include "sched_internal.h"
 
 static void run_free(tg__run *r) {
   tg__runplan_free(&r->plan);
+  tg__memo_free(r->memo);
   tg_graph_free(r->owned);
   for (size_t s = 0; r->out && s < r->nout; s++) tg_value_unref(r->out[s]);
   for (size_t s = 0; r->futures && s < r->nout; s++) tg_future_free(r->futures[s]);
@@ -29,9 +31,16 @@ void tg__run_unref(tg__run *r) {
     run_free(r);
 }
 
+/* Backends calling functions in this process time them in task.c; the
+ * others need per-task start times (tg__task_begin/end). */
+static bool remote_backend(const tg_executor *ex) {
+  return ex->ops != &tg__backend_sync && ex->ops != &tg__backend_threads;
+}
+
 int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
                 const tg_node *outputs, size_t nout, bool with_futures,
-                int retries, tg__run **out, char *err, size_t errsize) {
+                int retries, tg_cache *cache, tg__run **out, char *err,
+                size_t errsize) {
   tg__run *r = tg__calloc(1, sizeof *r);
   if (!r) {
     tg_graph_free(owned);
@@ -47,8 +56,10 @@ int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
   r->nout = nout;
   r->err_node = TG_NODE_NONE;
   atomic_init(&r->refs, 2); /* execution + the caller */
-  int rc = tg__runplan_compile(g, outputs, nout, r, &r->plan, err, errsize);
+  if (cache) r->memo = tg__memo_new(g, cache, false); /* NULL: no caching */
+  int rc = tg__runplan_compile(g, outputs, nout, r, r->memo, &r->plan, err, errsize);
   if (rc) goto fail;
+  if (r->memo && remote_backend(ex)) tg__memo_remote_timing(r->memo, r->plan.ntasks);
   rc = TG_ENOMEM;
   r->out = tg__calloc(nout ? nout : 1, sizeof *r->out);
   r->hold_gone = tg__calloc(nout ? nout : 1, sizeof *r->hold_gone);
@@ -247,7 +258,8 @@ void tg__run_release_edge(tg__run *r, uint32_t ti) {
     if (release_one(r, x)) { /* dropped: its inputs lose a consumer */
       const tg__gnode *nd = &r->g->nodes[r->plan.tasks[x].node];
       const tg__garg *a = tg__node_args(r->g, nd);
-      for (uint32_t j = 0; j < nd->nargs; j++) {
+      uint32_t nargs = r->plan.tasks[x].flags & TG__T_CACHED ? 0 : nd->nargs;
+      for (uint32_t j = 0; j < nargs; j++) {
         if (!tg__arg_is_node(a[j].kind)) continue;
         uint32_t in = r->plan.task_of[a[j].node];
         if (n == cap) {

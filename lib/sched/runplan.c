@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "memo.h"
 #include "sched_internal.h"
 
 #define VISITING (UINT32_MAX - 1) /* task_of mark while on the DFS stack */
@@ -48,28 +49,59 @@ static bool push_frame(stack *s, uint32_t node, uint32_t *task_of) {
   return true;
 }
 
+/* Cache hits found while ordering: node ids and values, in pairs. */
+typedef struct hits {
+  vec32 nodes;
+  tg_value **vals;
+  size_t cap;
+} hits;
+
+/* Look node up (memo set): a hit is placed at once, as a leaf. Returns
+ * true when placed (or *rc set on failure). */
+static bool placed_hit(const tg_graph *g, tg__memo *m, uint32_t node, uint32_t *task_of,
+                       vec32 *order, hits *h, int *rc) {
+  tg_value *v = NULL;
+  if (!m || !tg__memo_lookup(m, g, node, &v)) return false;
+  if (h->nodes.n == h->cap) {
+    size_t c = h->cap ? 2 * h->cap : 16;
+    tg_value **p = tg__realloc(h->vals, c * sizeof *p);
+    if (p) h->vals = p, h->cap = c;
+  }
+  if (h->nodes.n == h->cap || !push32(&h->nodes, node) || !push32(order, node)) {
+    tg_value_unref(v);
+    *rc = TG_ENOMEM;
+    return true;
+  }
+  h->vals[h->nodes.n - 1] = v;
+  task_of[node] = (uint32_t)order->n - 1;
+  return true;
+}
+
 /* Post-order from outputs: order gets node ids, task_of their index.
  * Inputs are visited in argument order, so a branch is finished before
- * the next starts. */
+ * the next starts. With a memo, cache hits are leaves (in h). */
 static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
-                       uint32_t *task_of, vec32 *order) {
+                       uint32_t *task_of, vec32 *order, tg__memo *m, hits *h) {
   stack st = {0};
   int rc = TG_OK;
   for (size_t o = 0; o < nout && rc == TG_OK; o++) {
     if (task_of[outs[o]] != UINT32_MAX) continue;
+    if (placed_hit(g, m, outs[o], task_of, order, h, &rc)) continue;
     if (!push_frame(&st, outs[o], task_of)) rc = TG_ENOMEM;
     while (st.n && rc == TG_OK) {
       frame *f = &st.f[st.n - 1];
       const tg__gnode *nd = &g->nodes[f->node];
       const tg__garg *a = tg__node_args(g, nd);
       uint32_t child = UINT32_MAX;
-      while (f->arg < nd->nargs) {
+      while (f->arg < nd->nargs && rc == TG_OK) {
         const tg__garg *x = &a[f->arg++];
-        if (tg__arg_is_node(x->kind) && task_of[x->node] == UINT32_MAX) {
+        if (tg__arg_is_node(x->kind) && task_of[x->node] == UINT32_MAX &&
+            !placed_hit(g, m, x->node, task_of, order, h, &rc)) {
           child = x->node;
           break;
         }
       }
+      if (rc) break;
       if (child != UINT32_MAX) {
         if (!push_frame(&st, child, task_of)) rc = TG_ENOMEM;
         continue;
@@ -94,7 +126,8 @@ static int link_tasks(const tg_graph *g, tg__runplan *p, tg__run *r) {
     const tg__gnode *nd = &g->nodes[t->node];
     const tg__garg *a = tg__node_args(g, nd);
     uint32_t pend = 0;
-    for (uint32_t j = 0; j < nd->nargs; j++) {
+    uint32_t nargs = t->flags & TG__T_CACHED ? 0 : nd->nargs; /* no inputs */
+    for (uint32_t j = 0; j < nargs; j++) {
       if (tg__arg_is_node(a[j].kind)) {
         p->dep_off[p->task_of[a[j].node]]++;
         pend++;
@@ -122,7 +155,8 @@ static int link_tasks(const tg_graph *g, tg__runplan *p, tg__run *r) {
   for (uint32_t i = n; i-- > 0;) { /* backwards: each list ascending */
     const tg__gnode *nd = &g->nodes[p->tasks[i].node];
     const tg__garg *a = tg__node_args(g, nd);
-    for (uint32_t j = nd->nargs; j-- > 0;)
+    uint32_t nargs = p->tasks[i].flags & TG__T_CACHED ? 0 : nd->nargs;
+    for (uint32_t j = nargs; j-- > 0;)
       if (tg__arg_is_node(a[j].kind))
         p->deps[--p->dep_off[p->task_of[a[j].node]]] = i;
   }
@@ -156,8 +190,26 @@ static int link_outputs(tg__runplan *p, const tg_node *outs, size_t nout) {
   return TG_OK;
 }
 
+/* Mark the hits as CACHED tasks holding their values (taken from h). */
+static void set_hits(tg__runplan *p, hits *h) {
+  for (size_t i = 0; i < h->nodes.n; i++) {
+    tg__task *t = &p->tasks[p->task_of[h->nodes.v[i]]];
+    t->flags |= TG__T_CACHED;
+    t->result = h->vals[i];
+  }
+  p->ncached = (uint32_t)h->nodes.n;
+  h->nodes.n = 0;
+}
+
+static void hits_free(hits *h) {
+  for (size_t i = 0; i < h->nodes.n; i++) tg_value_unref(h->vals[i]);
+  tg__free(h->nodes.v);
+  tg__free(h->vals);
+}
+
 int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
-                     tg__run *r, tg__runplan *p, char *err, size_t errsize) {
+                        tg__run *r, tg__memo *memo, tg__runplan *p, char *err,
+                        size_t errsize) {
   memset(p, 0, sizeof *p);
   for (size_t s = 0; s < nout; s++)
     if (outputs[s] >= g->n) {
@@ -166,11 +218,12 @@ int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
       return TG_EINVAL;
     }
   vec32 order = {0};
+  hits h = {{0}, NULL, 0};
   int rc = TG_ENOMEM;
   p->task_of = tg__malloc((g->n ? g->n : 1) * sizeof *p->task_of);
   if (!p->task_of) goto fail;
   memset(p->task_of, 0xff, g->n * sizeof *p->task_of);
-  if ((rc = order_nodes(g, outputs, nout, p->task_of, &order))) goto fail;
+  if ((rc = order_nodes(g, outputs, nout, p->task_of, &order, memo, &h))) goto fail;
   rc = TG_ENOMEM;
   p->ntasks = (uint32_t)order.n;
   p->tasks = tg__calloc(order.n ? order.n : 1, sizeof *p->tasks);
@@ -178,16 +231,21 @@ int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
   for (size_t i = 0; i < order.n; i++) p->tasks[i].node = order.v[i];
   tg__free(order.v);
   order.v = NULL;
+  set_hits(p, &h);
+  hits_free(&h);
   if ((rc = link_tasks(g, p, r)) || (rc = link_outputs(p, outputs, nout))) goto fail;
   return TG_OK;
 fail:
   tg__free(order.v);
+  hits_free(&h);
   tg__runplan_free(p);
   snprintf(err, errsize, "out of memory compiling a plan of %zu nodes", g->n);
   return rc;
 }
 
 void tg__runplan_free(tg__runplan *p) {
+  /* Results left only when a run never started (cache hits) */
+  for (uint32_t i = 0; p->tasks && i < p->ntasks; i++) tg_value_unref(p->tasks[i].result);
   tg__free(p->tasks);
   tg__free(p->task_of);
   tg__free(p->dep_off);

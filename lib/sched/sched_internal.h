@@ -46,9 +46,12 @@
 typedef struct tg__run tg__run;
 typedef struct tg__backend tg__backend;
 typedef struct tg__backend_ops tg__backend_ops;
+typedef struct tg__memo tg__memo; /* memo.h */
 
 enum { TG__T_NEW = 0, TG__T_STARTED = 1, TG__T_DROPPED = 2 }; /* state */
-enum { TG__T_OUTPUT = 1, TG__T_FUTURES = 2 };                  /* flags */
+/* flags. A CACHED task was served from the cache while compiling: its
+ * result is set, it has no input edges, and running it only finishes it. */
+enum { TG__T_OUTPUT = 1, TG__T_FUTURES = 2, TG__T_CACHED = 4 };
 
 typedef struct tg__task {
   tg__run *run;
@@ -75,13 +78,17 @@ typedef struct tg__runplan {
   uint32_t *out_task;  /* per output slot: its task */
   uint32_t *out_order; /* output slots sorted by task */
   size_t nout;
+  uint32_t ncached;    /* tasks served from the cache */
   bool has_futures;    /* some task has TG_ARG_FUTURE arguments */
 } tg__runplan;
 
 /* Compile the plan for outputs[0..nout-1] of g; every task's run is set
- * to r. On error returns TG_EINVAL/TG_ENOMEM with a message in err. */
+ * to r. With a memo, nodes are looked up top-down as they are reached
+ * (tg__memo_lookup): a hit becomes a CACHED task and its inputs are not
+ * visited. On error returns TG_EINVAL/TG_ENOMEM with a message in err. */
 int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
-                     tg__run *r, tg__runplan *p, char *err, size_t errsize);
+                        tg__run *r, tg__memo *memo, tg__runplan *p, char *err,
+                        size_t errsize);
 void tg__runplan_free(tg__runplan *p);
 
 /* ---- runs ---------------------------------------------------------------- */
@@ -101,6 +108,7 @@ struct tg__run {
   const tg_graph *g;          /* borrowed, or == owned */
   tg_graph *owned;            /* copies made for submissions; NULL */
   tg__runplan plan;
+  tg__memo *memo;             /* NULL: no cache */
   tg_executor *ex;
   tg__backend *backend;
   uint64_t seq;               /* submission number in the executor */
@@ -119,12 +127,15 @@ struct tg__run {
 };
 
 /* Create a run of outputs of g (borrowed, or `owned`, which the run then
- * frees). with_futures: one future per output, in r->futures. The run
- * holds one reference for its execution and returns one to the caller.
- * On error: message in err (TG_EINVAL, TG_ENOMEM); `owned` is freed. */
+ * frees). with_futures: one future per output, in r->futures. cache
+ * (borrowed, may be NULL) memoizes its tasks (memo.h); lookups happen
+ * here. The run holds one reference for its execution and returns one to
+ * the caller. On error: message in err (TG_EINVAL, TG_ENOMEM); `owned` is
+ * freed. */
 int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
                 const tg_node *outputs, size_t nout, bool with_futures,
-                int retries, tg__run **out, char *err, size_t errsize);
+                int retries, tg_cache *cache, tg__run **out, char *err,
+                size_t errsize);
 /* Hand the initial tasks to the backend and wire future arguments. */
 void tg__run_start(tg__run *r);
 void tg__run_ref(tg__run *r);
@@ -174,6 +185,7 @@ typedef struct tg__wctx {
   int worker;            /* index reported by tg_task_worker() */
   tg__run *run;          /* run of the batched counts, or NULL */
   uint32_t retired, ran, skipped;
+  uint32_t memo_sample;  /* calls until the next sampled timing (memo.h) */
   tg__task *ready_first; /* the most urgent newly ready task, or NULL */
   tg__task *ready_rest;  /* the others, linked, least urgent first */
   tg_value **scratch;    /* argument arrays */

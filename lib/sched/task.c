@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "memo.h"
 #include "sched_internal.h"
 
 void tg__wctx_init(tg__wctx *w, int worker) {
   memset(w, 0, sizeof *w);
   w->worker = worker;
+  w->memo_sample = TG__MEMO_SAMPLE;
 }
 
 void tg__wctx_flush(tg__wctx *w) {
@@ -274,17 +276,23 @@ static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t) {
   }
   if (!atomic_load_explicit(&r->started, memory_order_relaxed))
     atomic_store_explicit(&r->started, 1, memory_order_relaxed);
+  bool timed = r->memo && tg__memo_timed(r->memo, w, nd);
   for (int at = 0, n = attempts_of(r, nd);; at++) {
     tg__task_ctx_init(&ctx, nd->fn, r, t->node, w->worker, at);
-    if (nd->timeout > 0) ctx.deadline = tg__now() + nd->timeout;
+    double t0 = timed || nd->timeout > 0 ? tg__now() : 0;
+    if (nd->timeout > 0) ctx.deadline = t0 + nd->timeout;
     tg_value *out = NULL;
     rc = invoke(&ctx, nd, w->scratch, &out);
     w->ran++;
+    double t1 = timed || ctx.deadline > 0 ? tg__now() : 0;
     if (rc == TG_OK && !out) rc = tg_task_fail(&ctx, TG_EINVAL, "returned no value");
-    if (rc == TG_OK && ctx.deadline > 0 && tg__now() > ctx.deadline)
+    if (rc == TG_OK && ctx.deadline > 0 && t1 > ctx.deadline)
       rc = tg_task_fail(&ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
                         (double)nd->timeout);
-    if (rc == TG_OK) return out;
+    if (rc == TG_OK) {
+      if (timed) tg__memo_done(r->memo, r, t->node, out, t1 - t0);
+      return out;
+    }
     tg_value_unref(out);
     if (rc > 0) rc = tg_task_fail(&ctx, TG_ETASK, "returned status %d", rc);
     atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
@@ -312,14 +320,27 @@ static inline bool claim(tg__wctx *w, tg__task *t) {
                                               memory_order_acquire))
     return true;
   w->skipped++;
+  tg_value *hit = t->flags & TG__T_CACHED ? t->result : NULL; /* not needed now */
   finish(w, t, NULL, false); /* the drop released its inputs already */
+  tg_value_unref(hit);
   return false;
+}
+
+/* Finish claimed task t with the value the cache gave it (no inputs). */
+static void finish_cached(tg__wctx *w, tg__task *t) {
+  tg_value *res = t->result;
+  t->result = NULL;
+  finish(w, t, res, false);
 }
 
 void tg__task_exec(tg__wctx *w, tg__task *t) {
   tg__run *r = t->run;
   switch_run(w, r);
   if (!claim(w, t)) return;
+  if (TG__UNLIKELY(t->flags & TG__T_CACHED)) {
+    finish_cached(w, t);
+    return;
+  }
   tg_value *res = NULL;
   if (tg__run_stopped(r) || (r->deadline > 0 && tg__run_expired(r)))
     w->skipped++;
@@ -333,11 +354,17 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
   tg__run *r = t->run;
   switch_run(w, r);
   if (!claim(w, t)) return false;
+  if (t->flags & TG__T_CACHED) {
+    finish_cached(w, t);
+    return false;
+  }
   const tg__gnode *nd = &r->g->nodes[t->node];
   char msg[256];
   int rc = tg__run_stopped(r) ? 1 : gather(w, r, nd, msg, sizeof msg);
   if (rc == TG_OK) {
     atomic_store_explicit(&r->started, 1, memory_order_relaxed);
+    if (r->memo && r->memo->t0 && tg__memo_timed(r->memo, w, nd))
+      r->memo->t0[t - r->plan.tasks] = tg__now();
     *args = w->scratch;
     *nargs = nd->nargs;
     return true;
@@ -354,6 +381,8 @@ void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
   switch_run(w, r);
   w->ran++;
   if (rc == TG_OK && result) {
+    double *t0 = r->memo && r->memo->t0 ? &r->memo->t0[t - r->plan.tasks] : NULL;
+    if (t0 && *t0 > 0) tg__memo_done(r->memo, r, t->node, result, tg__now() - *t0);
     finish(w, t, result, true);
     return;
   }

@@ -1,0 +1,86 @@
+/* lib/cache/cache_memo.h: what the scheduler's memoization uses of the
+ * cache beyond the public API: sized lookups, puts that record a node's
+ * lineage and are tallied per compute, the per-function entry counts that
+ * decide whether a lookup is worth making, and the store threshold.
+ *
+ * Per-function counts ("funcs" database: function name -> u64 number of
+ * entries made by it) are kept in the same write transactions as the
+ * entries, so they are exact across processes, except that an entry
+ * removed as corrupt (its record unreadable) keeps its count: a stale
+ * count only costs lookups. This process keeps the set of names with
+ * entries in memory, reloaded when another commit happened (LMDB's last
+ * transaction id changed) and extended at once by its own puts; names
+ * are never dropped from it while the cache is open (again: only lookups
+ * are lost). A cache created before the counts existed has them rebuilt
+ * when it is first opened writable; read-only, every function is assumed
+ * to have entries.
+ *
+ * Lineage ("nodes" database): per node identity (function name and node
+ * key, see tg__lineage_id) the Merkle key and function identity of the
+ * last result stored for it, so a dry run can say why a node misses
+ * ("an input changed", "the function changed").
+ *
+ * Thread safety: every call is thread-safe. A tally is shared by the
+ * compute that made it and the writer; it is freed by its last unref.
+ */
+#ifndef TG_CACHE_MEMO_H
+#define TG_CACHE_MEMO_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tgraph/cache.h"
+
+/* Committed stores of one compute, counted by the writer. */
+typedef struct tg__cache_tally {
+  _Atomic uint32_t refs;
+  _Atomic uint64_t stores; /* committed puts */
+  _Atomic uint64_t bytes;  /* their stored (encoded) bytes */
+} tg__cache_tally;
+
+/* A new tally with one reference; NULL when out of memory. */
+tg__cache_tally *tg__cache_tally_new(void);
+void tg__cache_tally_ref(tg__cache_tally *t);
+void tg__cache_tally_unref(tg__cache_tally *t); /* t may be NULL */
+
+/* What tg__cache_put_ex records besides the value. */
+typedef struct tg__cache_putx {
+  const char *function;     /* name of the function (copied); NULL = none */
+  double compute_seconds;
+  bool has_lineage;         /* record lineage -> (key, fnid) */
+  tg_digest lineage;        /* tg__lineage_id of the node */
+  tg_digest fnid;           /* the function's identity digest */
+  tg__cache_tally *tally;   /* NULL, or counts the put once committed (a
+                               reference is taken) */
+} tg__cache_putx;
+
+/* tg_cache_put with lineage and a tally. Marks the function as having
+ * entries in this process at once. */
+int tg__cache_put_ex(tg_cache *c, tg_digest key, tg_value *v,
+                     const tg__cache_putx *x);
+
+/* tg_cache_get that also gives the stored bytes of a hit in *size. */
+int tg__cache_get_sized(tg_cache *c, tg_digest key, tg_value **out /* OUT */,
+                        uint64_t *size /* OUT */);
+
+/* Reload the names of functions with entries if another commit happened
+ * since the last load. Call once before a series of tg__cache_fn_has. */
+void tg__cache_funcs_refresh(tg_cache *c);
+/* Whether function `name` may have entries (see the file comment). */
+bool tg__cache_fn_has(tg_cache *c, const char *name);
+
+/* Identity of a node for its lineage: XXH3-128 over "tgline1", then the
+ * function name and the node key, each as u64 length + bytes. */
+tg_digest tg__lineage_id(const char *function, const char *node_key);
+/* The Merkle key and function identity last stored for lineage id:
+ * TG_OK, or TG_ENOTFOUND. */
+int tg__cache_lineage_get(tg_cache *c, tg_digest id, tg_digest *key /* OUT */,
+                          tg_digest *fnid /* OUT */);
+
+/* The cache's store threshold in seconds (tg_cache_opts
+ * .min_compute_seconds resolved: the default for 0; negative: store
+ * every result). */
+double tg__cache_min_seconds(const tg_cache *c);
+
+#endif /* TG_CACHE_MEMO_H */

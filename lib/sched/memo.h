@@ -1,0 +1,92 @@
+/* lib/sched/memo.h: memoization of a run's tasks in a tg_cache: which
+ * tasks are looked up before the run (top-down), which results are
+ * stored after their call, and the cheap test on the hot path that
+ * decides whether a call is timed.
+ *
+ * Policy (documented for users in graph.h, "Memoization"):
+ *   - a node is cacheable when tg_node_opts.cache is 1, or -1 and its
+ *     function is pure; its key must also be usable (no impure input, a
+ *     file source's file readable: keys_merkle.c);
+ *   - lookups: while compiling the plan, each cacheable node reached
+ *     from the outputs through misses is looked up when its function has
+ *     entries in the cache (or the node has cache = 1); a hit is a leaf
+ *     of the plan, so nothing upstream of it runs or is loaded;
+ *   - stores: a result is stored when its call took at least the cache's
+ *     threshold (tg__cache_min_seconds; every result when negative;
+ *     always for cache = 1).
+ *
+ * Timing every call would cost more than a trivial task (two clock reads
+ * are ~40 ns here, a W1 task ~120 ns), so calls of a function that has
+ * been timed TG__MEMO_STREAK times in a row at under an eighth of the
+ * threshold are timed one in TG__MEMO_SAMPLE only (per worker); a sampled
+ * call over that resets the streak. A slow call of such a function that
+ * is not sampled is not stored: the price of the fast path.
+ *
+ * Thread safety: lookups run on the compiling thread before the run
+ * starts; tg__memo_timed and tg__memo_done on any worker; the keyer is
+ * guarded by mu, counters are atomics.
+ */
+#ifndef TG_SCHED_MEMO_H
+#define TG_SCHED_MEMO_H
+
+#include "cache/cache_memo.h"
+#include "sched_internal.h"
+
+#define TG__MEMO_STREAK 16
+#define TG__MEMO_SAMPLE 64
+
+typedef struct tg__memo_fn {
+  _Atomic uint32_t fast; /* timed calls in a row well under the threshold */
+  uint8_t lookup;        /* 0 not decided, 1 look up, 2 no entries */
+} tg__memo_fn;
+
+struct tg__memo {
+  tg_cache *cache;          /* borrowed */
+  double min_seconds;       /* store threshold; < 0: store everything */
+  bool probe;               /* dry run: lookups only test presence */
+  pthread_mutex_t mu;       /* guards keyer */
+  tg__keyer keyer;
+  tg__memo_fn *fns;         /* per registry function (tg_func.index) */
+  size_t nfns;
+  tg__cache_tally *tally;   /* this run's committed stores */
+  double *t0;               /* per task: start of a timed remote call, or
+                               0 (tg__task_begin/end); NULL until needed */
+  _Atomic uint64_t hits, misses, stores, bytes_read;
+};
+
+/* A memo for runs of g on cache (probe: a dry run). NULL when out of
+ * memory (the run then goes without the cache). */
+tg__memo *tg__memo_new(const tg_graph *g, tg_cache *cache, bool probe);
+void tg__memo_free(tg__memo *m); /* m may be NULL */
+/* Make room to time remote calls of a plan of ntasks; false when out of
+ * memory (they are then not timed: not stored). */
+bool tg__memo_remote_timing(tg__memo *m, uint32_t ntasks);
+
+/* Whether node nd may be cached by policy (before its key is known). */
+static inline bool tg__memo_cacheable(const tg__gnode *nd) {
+  return nd->cache == 1 || (nd->cache < 0 && (nd->fn->flags & TG_FUNC_PURE));
+}
+
+/* Look node n of g up (compile time). True when it is served from the
+ * cache: *out is the value (NULL for a probe). */
+bool tg__memo_lookup(tg__memo *m, const tg_graph *g, uint32_t n,
+                     tg_value **out /* OUT */);
+
+/* Whether a call of nd is to be timed (and its result perhaps stored). */
+static inline bool tg__memo_timed(tg__memo *m, tg__wctx *w, const tg__gnode *nd) {
+  if (!tg__memo_cacheable(nd)) return false;
+  if (nd->cache == 1 || m->min_seconds < 0) return true;
+  if (atomic_load_explicit(&m->fns[nd->fn->index].fast, memory_order_relaxed) <
+      TG__MEMO_STREAK)
+    return true;
+  if (--w->memo_sample) return false;
+  w->memo_sample = TG__MEMO_SAMPLE;
+  return true;
+}
+
+/* A timed call of node `node` returned v (borrowed) after `seconds`:
+ * learn, and store v if it is worth it. */
+void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
+                   double seconds);
+
+#endif /* TG_SCHED_MEMO_H */
