@@ -134,15 +134,16 @@ bool tg_future_cancel(tg_future *f) {
   /* Pending, so its output task has not finished and the run's plan is
    * alive; the hold keeps it so while the work is dropped. */
   tg__run *r = f->run;
-  const tg__task *t = &r->plan.tasks[r->plan.out_task[f->slot]];
-  if (atomic_load_explicit(&t->state, memory_order_acquire) == TG__T_STARTED) {
+  atomic_fetch_add_explicit(&r->unretired, 1, memory_order_relaxed);
+  /* Dropping the task and deciding are one step: a worker that claims it
+   * meanwhile wins, and the future then resolves with its result. */
+  if (!tg__run_cancel_slot_unstarted(r, f->slot)) {
     pthread_mutex_unlock(&f->mu);
+    tg__run_retire(r, 1);
     return false;
   }
-  atomic_fetch_add_explicit(&r->unretired, 1, memory_order_relaxed);
   settle(f, TG_ECANCELED, NULL, "cancelled");
   dispatch(f);
-  tg__run_cancel_slot(r, f->slot);
   tg__run_retire(r, 1);
   return true;
 }

@@ -228,13 +228,13 @@ void tg__run_output_done(tg__run *r, tg__task *t) {
   }
 }
 
-void tg__run_cancel_slot(tg__run *r, size_t slot) {
-  if (!atomic_exchange_explicit(&r->hold_gone[slot], 1, memory_order_acq_rel))
-    tg__run_release_edge(r, r->plan.out_task[slot]);
-}
+/* Outcome of releasing one reference of a task. */
+enum { KEPT, DROPPED, LOST_TO_START };
 
-/* One reference of task ti released; returns whether it was dropped. */
-static bool release_one(tg__run *r, uint32_t ti) {
+/* One reference of task ti released: dropped when only the task's own is
+ * left and it had not started; LOST_TO_START when a worker claimed it
+ * first (it runs and releases its result itself). */
+static int release_one(tg__run *r, uint32_t ti) {
   tg__task *t = &r->plan.tasks[ti];
   uint32_t c = atomic_fetch_sub_explicit(&t->consumers, 1, memory_order_acq_rel) - 1;
   if (c == 0) { /* finished, and this was the last reference */
@@ -242,20 +242,27 @@ static bool release_one(tg__run *r, uint32_t ti) {
     t->result = NULL;
     if (v && !(t->flags & TG__T_OUTPUT)) tg__run_live(r, -1);
     tg_value_unref(v);
-    return false;
+    return KEPT;
   }
-  uint8_t st = TG__T_NEW; /* c == 1 and not started: only its own is left */
-  return c == 1 && atomic_compare_exchange_strong_explicit(
-                       &t->state, &st, TG__T_DROPPED, memory_order_acq_rel,
-                       memory_order_acquire);
+  if (c != 1) return KEPT;
+  uint8_t st = TG__T_NEW; /* only its own reference is left */
+  if (atomic_compare_exchange_strong_explicit(&t->state, &st, TG__T_DROPPED,
+                                              memory_order_acq_rel, memory_order_acquire))
+    return DROPPED;
+  return st == TG__T_STARTED ? LOST_TO_START : KEPT;
 }
 
-void tg__run_release_edge(tg__run *r, uint32_t ti) {
+/* Release ti's reference and everything a drop leaves unneeded. Returns
+ * release_one's outcome for ti itself. */
+static int release_edge(tg__run *r, uint32_t ti) {
   uint32_t *st = NULL;
   size_t n = 0, cap = 0;
   uint32_t x = ti;
+  int first = -1;
   for (;;) {
-    if (release_one(r, x)) { /* dropped: its inputs lose a consumer */
+    int o = release_one(r, x);
+    if (first < 0) first = o;
+    if (o == DROPPED) { /* its inputs lose a consumer */
       const tg__gnode *nd = &r->g->nodes[r->plan.tasks[x].node];
       const tg__garg *a = tg__node_args(r->g, nd);
       uint32_t nargs = r->plan.tasks[x].flags & TG__T_CACHED ? 0 : nd->nargs;
@@ -266,7 +273,7 @@ void tg__run_release_edge(tg__run *r, uint32_t ti) {
           size_t c = cap ? cap * 2 : 64;
           uint32_t *p = tg__realloc(st, c * sizeof *p);
           if (!p) { /* out of memory: recurse instead */
-            tg__run_release_edge(r, in);
+            release_edge(r, in);
             continue;
           }
           st = p;
@@ -279,6 +286,23 @@ void tg__run_release_edge(tg__run *r, uint32_t ti) {
     x = st[--n];
   }
   tg__free(st);
+  return first;
+}
+
+void tg__run_release_edge(tg__run *r, uint32_t ti) { release_edge(r, ti); }
+
+void tg__run_cancel_slot(tg__run *r, size_t slot) {
+  if (!atomic_exchange_explicit(&r->hold_gone[slot], 1, memory_order_acq_rel))
+    release_edge(r, r->plan.out_task[slot]);
+}
+
+bool tg__run_cancel_slot_unstarted(tg__run *r, size_t slot) {
+  const tg__task *t = &r->plan.tasks[r->plan.out_task[slot]];
+  if (atomic_load_explicit(&t->state, memory_order_acquire) == TG__T_STARTED)
+    return false;
+  if (atomic_exchange_explicit(&r->hold_gone[slot], 1, memory_order_acq_rel))
+    return true;
+  return release_edge(r, r->plan.out_task[slot]) != LOST_TO_START;
 }
 
 /* Every task retired: release what is left, wake waiters, unlink. */

@@ -154,6 +154,10 @@ void tg__run_halt(tg__run *r, int code, const char *msg);
 void tg__run_retire(tg__run *r, uint32_t n);
 /* Release output slot s (cancelled future): drops work only it needed. */
 void tg__run_cancel_slot(tg__run *r, size_t slot);
+/* For tg_future_cancel: release slot's hold unless its task has started;
+ * false when the task started first (it runs; the slot is released but
+ * its future still resolves with the result). */
+bool tg__run_cancel_slot_unstarted(tg__run *r, size_t slot);
 /* Called by task.c when an output task finishes (result may be NULL). */
 void tg__run_output_done(tg__run *r, tg__task *t);
 /* Release one consumer reference of task index ti (see header comment),
