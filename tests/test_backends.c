@@ -271,7 +271,7 @@ Test(backends, random_dags_match_sync, .init = setup, .fini = teardown,
   for (size_t c = 1; c < NCONFIGS; c++) {
     tg_executor_opts eo = {TG_EXECUTOR_OPTS_V1, configs[c].name,
                            configs[c].workers, NULL, NULL, NULL};
-    cr_assert_eq(tg_executor_new(reg, &eo, &exs[c]), TG_OK);
+    cr_assert_eq(tg_executor_new(reg, &eo, &exs[c], NULL), TG_OK);
   }
   uint64_t rng = 20240611;
   int failures = 0, oks = 0;

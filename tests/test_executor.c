@@ -20,7 +20,7 @@ static tg_executor *new_executor(const char *backend, unsigned workers) {
   o.backend = backend;
   o.workers = workers;
   tg_executor *e = NULL;
-  int rc = tg_executor_new(reg, &o, &e);
+  int rc = tg_executor_new(reg, &o, &e, NULL);
   cr_assert_eq(rc, TG_OK, "%s/%u: %s", backend, workers, tg_err_name(rc));
   cr_assert_not_null(e);
   return e;
@@ -68,7 +68,7 @@ static int64_t result_int(tg_future *f) {
 Test(executor, new_and_free) {
   reg = tgt_registry_new();
   tg_executor *e = NULL;
-  cr_assert_eq(tg_executor_new(reg, NULL, &e), TG_OK);
+  cr_assert_eq(tg_executor_new(reg, NULL, &e, NULL), TG_OK);
   cr_assert_str_eq(tg_executor_backend(e), "threads");
   cr_assert_geq(tg_executor_workers(e), 1);
   tg_executor_free(e);
@@ -83,7 +83,7 @@ Test(executor, new_and_free) {
 
   tg_executor_opts o = {TG_EXECUTOR_OPTS_V1, "nosuch", 1, NULL, NULL, NULL};
   e = (tg_executor *)&o;
-  cr_assert_eq(tg_executor_new(reg, &o, &e), TG_EINVAL);
+  cr_assert_eq(tg_executor_new(reg, &o, &e, NULL), TG_EINVAL);
   cr_assert_null(e);
   tg_registry_free(reg);
 }
@@ -530,7 +530,7 @@ Test(executor, task_log_goes_to_callback) {
   tg_executor_opts o = {TG_EXECUTOR_OPTS_V1, "threads", 2, sink_fn, &sink,
                         NULL};
   tg_executor *e = NULL;
-  cr_assert_eq(tg_executor_new(reg, &o, &e), TG_OK);
+  cr_assert_eq(tg_executor_new(reg, &o, &e, NULL), TG_OK);
   tg_graph *g = NULL;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_node_opts no = {TG_NODE_OPTS_V1, "talker", -1, -1, 0};

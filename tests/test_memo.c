@@ -870,9 +870,9 @@ Test(memo, map_results_are_cached) {
 
 Test(memo, executors_use_their_cache) {
   tg_cache *c = open_cache(TG_CACHE_STORE_ALL);
-  tg_executor_opts eo = {TG_EXECUTOR_OPTS_V1, "threads", 2, NULL, NULL, c};
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "threads", .workers = 2, .cache = c};
   tg_executor *ex;
-  cr_assert_eq(tg_executor_new(reg, &eo, &ex), TG_OK);
+  cr_assert_eq(tg_executor_new(reg, &eo, &ex, NULL), TG_OK);
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_node a = ADD(g, "g", NULL, INT(1));

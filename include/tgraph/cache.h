@@ -92,7 +92,8 @@ bool tg_cache_is_readonly(const tg_cache *c);
 /* A warning for the user ("cache directory X is read-only: results will
  * not be stored"), or NULL. Owned by c. */
 const char *tg_cache_warning(const tg_cache *c);
-/* Detail of the last failed call on c. Owned by c. */
+/* Detail of the last failed call on c (from any thread): a copy in a
+ * buffer of the calling thread, valid until its next call here. */
 const char *tg_cache_errmsg(const tg_cache *c);
 
 /* What tg_cache_put records besides the value. */

@@ -51,18 +51,20 @@ typedef struct tg_executor_opts {
 } tg_executor_opts;
 
 /* Start an executor over `reg` (borrowed: must outlive it). opts may be
- * NULL. TG_EINVAL for an unknown backend name (the message lists the
- * known ones). */
+ * NULL. On error *out is NULL and err (may be NULL) says why: TG_EINVAL
+ * for an unknown backend name (the message lists the known ones), or the
+ * backend's own failure to start. */
 int tg_executor_new(tg_registry *reg, const tg_executor_opts *opts,
-                    tg_executor **out /* OUT */);
+                    tg_executor **out /* OUT */, tg_error *err);
 /* Cancel queued work, wait for running tasks, stop workers, free. Futures
  * still held by the caller stay valid (finished or cancelled). ex may be
  * NULL. */
 void tg_executor_free(tg_executor *ex);
 const char *tg_executor_backend(const tg_executor *ex);
 unsigned tg_executor_workers(const tg_executor *ex);
-/* Last error detail of calls on ex (per thread is not kept: read it right
- * after the failing call). Owned by ex. */
+/* Last error detail of calls on ex, from whichever thread failed last:
+ * read it right after the failing call. The text is a copy in a buffer of
+ * the calling thread, valid until its next call here. */
 const char *tg_executor_errmsg(const tg_executor *ex);
 
 /* Submit the evaluation of node `node` of g. The part of g it needs is

@@ -164,7 +164,17 @@ bool tg_cache_is_readonly(const tg_cache *c) { return c && c->readonly; }
 
 const char *tg_cache_warning(const tg_cache *c) { return c ? c->warning : NULL; }
 
-const char *tg_cache_errmsg(const tg_cache *c) { return c ? c->errmsg : ""; }
+const char *tg_cache_errmsg(const tg_cache *c) {
+  /* Copied under err_mu into this thread's buffer: a failure on another
+   * thread cannot tear the text being read. */
+  static _Thread_local char copy[sizeof c->errmsg];
+  if (!c) return "";
+  tg_cache *m = (tg_cache *)c; /* the lock is not part of the value */
+  pthread_mutex_lock(&m->err_mu);
+  memcpy(copy, c->errmsg, sizeof copy);
+  pthread_mutex_unlock(&m->err_mu);
+  return copy;
+}
 
 void tg_cache_get_counters(const tg_cache *c, tg_cache_counters *out) {
   tg_cache *m = (tg_cache *)c; /* atomics are read, not changed */

@@ -57,8 +57,8 @@ int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
 }
 
 int tg_executor_new(tg_registry *reg, const tg_executor_opts *opts,
-                    tg_executor **out) {
-  return tg__executor_create(reg, opts, out, NULL);
+                    tg_executor **out, tg_error *err) {
+  return tg__executor_create(reg, opts, out, err);
 }
 
 void tg_executor_free(tg_executor *ex) {
@@ -98,7 +98,17 @@ const char *tg_executor_backend(const tg_executor *ex) {
   return ex ? ex->ops->name : NULL;
 }
 unsigned tg_executor_workers(const tg_executor *ex) { return ex ? ex->workers : 0; }
-const char *tg_executor_errmsg(const tg_executor *ex) { return ex ? ex->errmsg : ""; }
+const char *tg_executor_errmsg(const tg_executor *ex) {
+  /* Copied under the lock that writers hold, into this thread's buffer,
+   * so a failure on another thread cannot tear the text being read. */
+  static _Thread_local char copy[sizeof ex->errmsg];
+  if (!ex) return "";
+  tg_executor *mex = (tg_executor *)ex; /* the lock is not part of the value */
+  pthread_mutex_lock(&mex->mu);
+  memcpy(copy, ex->errmsg, sizeof copy);
+  pthread_mutex_unlock(&mex->mu);
+  return copy;
+}
 
 /* Start run r and hand its futures to the caller. */
 static void launch(tg__run *r, size_t n, tg_future **out) {

@@ -333,9 +333,9 @@ static long rss_now_kb(void) {
  * "wall_s base_kb peak_kb nodes" on stdout. */
 static int w8_child(const char *name, unsigned workers, int leaves) {
   tg_registry *reg = bench_registry();
-  tg_executor_opts eo = {TG_EXECUTOR_OPTS_V1, name, workers, NULL, NULL, NULL};
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = name, .workers = workers};
   tg_executor *ex = NULL;
-  if (!reg || tg_executor_new(reg, &eo, &ex) != TG_OK) return 2;
+  if (!reg || tg_executor_new(reg, &eo, &ex, NULL) != TG_OK) return 2;
   backend b = {"", workers, ex};
   snprintf(b.name, sizeof b.name, "%s", name);
   long base = rss_now_kb();
@@ -477,9 +477,9 @@ int main(int argc, char **argv) {
   tg_registry *reg = bench_registry();
   if (!reg) return 1;
   for (int i = 0; i < nb; i++) {
-    tg_executor_opts eo = {TG_EXECUTOR_OPTS_V1, bs[i].name, bs[i].workers,
-                           NULL, NULL, NULL};
-    int rc = tg_executor_new(reg, &eo, &bs[i].ex);
+    tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = bs[i].name,
+                           .workers = bs[i].workers};
+    int rc = tg_executor_new(reg, &eo, &bs[i].ex, NULL);
     if (rc != TG_OK) {
       fprintf(stderr, "bench_graph: backend %s: %s\n", bs[i].name,
               tg_err_name(rc));

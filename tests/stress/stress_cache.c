@@ -347,7 +347,7 @@ static void computes_with_cache(void) {
   tg_registry *reg = tgt_registry_new();
   tg_executor_opts eo = {TG_EXECUTOR_OPTS_V1, "threads", 2, NULL, NULL, cache};
   tg_executor *ex = NULL;
-  if (!CHECK(reg && tg_executor_new(reg, &eo, &ex) == TG_OK)) return;
+  if (!CHECK(reg && tg_executor_new(reg, &eo, &ex, NULL) == TG_OK)) return;
   atomic_int stop = 0;
   crew c = {.n = 0};
   pthread_t th[3];

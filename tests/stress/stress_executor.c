@@ -45,7 +45,7 @@ static void marks_reset(void) {
 static tg_executor *executor(const char *backend, unsigned workers) {
   tg_executor_opts o = {TG_EXECUTOR_OPTS_V1, backend, workers, NULL, NULL, NULL};
   tg_executor *ex = NULL;
-  int rc = tg_executor_new(reg, &o, &ex);
+  int rc = tg_executor_new(reg, &o, &ex, NULL);
   CHECK_MSG(rc == TG_OK && ex, "executor %s/%u: %s", backend, workers,
             tg_err_name(rc));
   return ex;
@@ -521,7 +521,7 @@ static void task_logs(void) {
   s.seen = calloc((size_t)s.n, sizeof *s.seen);
   tg_executor_opts o = {TG_EXECUTOR_OPTS_V1, "threads", 4, sink_line, &s, NULL};
   tg_executor *ex = NULL;
-  CHECK_EQ_INT(tg_executor_new(reg, &o, &ex), TG_OK);
+  CHECK_EQ_INT(tg_executor_new(reg, &o, &ex, NULL), TG_OK);
   tg_future **fs = calloc((size_t)s.n, sizeof *fs);
   for (int i = 0; ex && i < s.n; i++)
     fs[i] = call(ex, "logline", 1, (tg_arg[]){tg_arg_value(tg_int(i))});

@@ -23,7 +23,7 @@ static tg_registry *reg;
 static tg_executor *executor(const char *backend, unsigned workers) {
   tg_executor_opts o = {TG_EXECUTOR_OPTS_V1, backend, workers, NULL, NULL, NULL};
   tg_executor *ex = NULL;
-  int rc = tg_executor_new(reg, &o, &ex);
+  int rc = tg_executor_new(reg, &o, &ex, NULL);
   CHECK_MSG(rc == TG_OK && ex, "executor %s/%u: %s", backend, workers,
             tg_err_name(rc));
   return ex;
