@@ -53,7 +53,7 @@ static int fn_sum(tg_task_ctx *ctx, tg_value *const *args, size_t n, tg_value **
 /* slow(ms, tag, ...): sleeps, then as fn_sum over (tag, ...). */
 static int fn_slow(tg_task_ctx *ctx, tg_value *const *args, size_t n, tg_value **out) {
   struct timespec ts = {0, (long)tg_value_int(args[0]) * 1000000L};
-  nanosleep(&ts, NULL);
+  if (ts.tv_nsec) nanosleep(&ts, NULL);
   return fn_sum(ctx, args + 1, n - 1, out);
 }
 
@@ -190,7 +190,8 @@ static tg_node add(tg_graph *g, const char *fn, const char *key, int cache, size
 /* Compute outputs; every result must be an int. */
 static void compute(tg_graph *g, const tg_node *outs, size_t n, const tg_compute_opts *o,
                     int64_t *vals) {
-  tg_value *res[64];
+  tg_value *res[128];
+  cr_assert_leq(n, 128);
   int rc = tg_compute(g, outs, n, o, res);
   cr_assert_eq(rc, TG_OK, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
   for (size_t i = 0; i < n; i++) {
@@ -305,6 +306,40 @@ Test(memo, golden_node_keys) {
   tg_digest_hex(kc, want);
   cr_assert_str_eq(hc, want);
   tg_value_unref(zero), tg_value_unref(one), tg_value_unref(three);
+  tg_graph_free(g);
+}
+
+/* 40 arguments: a stream too long for one buffer is hashed in pieces,
+ * to the same definition. */
+Test(memo, long_argument_lists_keep_the_definition) {
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_arg args[40];
+  for (int i = 0; i < 40; i++) args[i] = INT(i);
+  tg_node n = add(g, "f", NULL, -1, 40, args);
+  unsigned char buf[1024];
+  size_t len = 0;
+  uint64_t x;
+#define PUT(p, k) (memcpy(buf + len, (p), (k)), len += (k))
+  PUT("tgkey1", 6);
+  x = 1, PUT(&x, 8), PUT("f", 1);
+  x = 1, PUT(&x, 8), PUT("1", 1);
+  x = 0, PUT(&x, 8), PUT(&x, 8);
+  x = 40, PUT(&x, 8);
+  for (int i = 0; i < 40; i++) {
+    tg_value *v = tg_int(i);
+    tg_digest d = tg_value_hash(v);
+    uint8_t kind = TG__KEY_CONST;
+    PUT(&kind, 1), PUT(&d.lo, 8), PUT(&d.hi, 8);
+    tg_value_unref(v);
+  }
+#undef PUT
+  cr_assert_gt(len, 512);
+  XXH128_hash_t h = XXH3_128bits(buf, len);
+  char want[33], got[33];
+  tg_digest_hex((tg_digest){h.low64, h.high64}, want);
+  key_hex(g, n, got);
+  cr_assert_str_eq(got, want);
   tg_graph_free(g);
 }
 
@@ -630,6 +665,19 @@ Test(memo, store_all_threshold_stores_every_result) {
   tg_cache_close(c);
 }
 
+/* The key of threshold_graph's "slow" node (node 1). */
+static tg_digest slow_key(tg_graph *g) {
+  char hex[33];
+  key_hex(g, 1, hex);
+  tg_digest d = {0, 0};
+  for (int i = 0; i < 32; i++) { /* tg_digest_hex: hi then lo */
+    unsigned x = (unsigned)(hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
+    if (i < 16) d.hi = d.hi << 4 | x;
+    else d.lo = d.lo << 4 | x;
+  }
+  return d;
+}
+
 /* Counts per function survive reopening: a fresh handle looks "slow" up. */
 Test(memo, function_counts_persist) {
   tg_cache *c = open_cache(0);
@@ -644,10 +692,37 @@ Test(memo, function_counts_persist) {
   o.cache = c;
   compute(g, &out, 1, &o, NULL);
   cr_assert_eq(st.cache_hits, 1);
-  cr_assert_eq(tg_cache_clear(c), TG_OK);
+  cr_assert_eq(tg_cache_remove(c, slow_key(g)), TG_OK);
   compute(g, &out, 1, &o, NULL);
   cr_assert_eq(st.cache_hits, 0);
-  cr_assert_eq(st.cache_misses, 1, "names stay known: one useless lookup");
+  cr_assert_eq(st.cache_misses, 1, "the name stays known: one useless lookup");
+  cr_assert_eq(tg_cache_clear(c), TG_OK);
+  compute(g, &out, 1, &o, NULL);
+  cr_assert_eq(st.cache_hits + st.cache_misses, 0, "a clear forgets the names");
+  tg_graph_free(g);
+  tg_cache_close(c);
+}
+
+/* A function known to be fast (16 timed calls under an eighth of the
+ * threshold) is timed one call in 64; a sampled slow call only ends the
+ * streak, and the calls after it are timed and stored again. */
+Test(memo, fast_functions_are_sampled) {
+  tg_cache *c = open_cache(0);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node outs[90];
+  for (int i = 0; i < 90; i++) /* calls 1..20 fast, 21..90 sleep 2 ms */
+    outs[i] = ADD(g, "slow", NULL, INT(i < 20 ? 0 : 2), INT(i));
+  tg_compute_stats st;
+  tg_compute_opts o = copts("sync", c, &st);
+  compute(g, outs, 90, &o, NULL);
+  /* call 80 is the 64th after the streak: sampled, slow, not stored;
+   * calls 81..90 are timed again and stored */
+  cr_assert_eq(st.cache_stores, 10);
+  compute(g, outs, 90, &o, NULL);
+  cr_assert_eq(st.cache_hits, 10);
+  cr_assert_eq(ncalls(79), 2);
+  cr_assert_eq(ncalls(80), 1);
   tg_graph_free(g);
   tg_cache_close(c);
 }

@@ -213,8 +213,8 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
  * hit needs nothing upstream, so none of it runs and no intermediate
  * value is loaded. A miss looks its inputs up in turn. A node is looked
  * up only when its function has entries in the cache (the cache counts
- * them per function name), or when it has cache = 1, so functions never
- * stored cost no lookup.
+ * them per function name; tg_cache_clear forgets them), or when it has
+ * cache = 1, so functions never stored cost no lookup.
  *
  * Stores: a result is stored (on the cache's writer thread, with the
  * function's name and the call's time) when the call took at least the
@@ -224,7 +224,9 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
  * trivial tasks free of clock reads, calls of a function that were timed
  * TG__MEMO_STREAK (16) times in a row under an eighth of the threshold
  * are timed one in 64 only: a rare slow call of such a function is then
- * usually not stored (give such a node cache = 1 to store it always).
+ * usually not stored (give such a node cache = 1 to store it always); a
+ * sampled slow call is not stored either (most likely it was preempted),
+ * but it has the function's calls timed again.
  * tg_compute() waits for the commit of what it stored before returning.
  *
  * A corrupt entry is a miss (and is removed): the task runs again. Cache

@@ -182,6 +182,8 @@ int tg__lineage_put(tg_cache *c, MDB_txn *txn, const tg__cache_op *op);
 void tg__funcs_free(tg_cache *c);
 /* This process just queued an entry of function `name`. */
 void tg__funcs_note(tg_cache *c, const char *name);
+/* Forget the names (after tg_cache_clear). */
+void tg__funcs_forget(tg_cache *c);
 
 /* ---- opened.c ------------------------------------------------------------ */
 /* Note that this process opened directory (dev, ino): TG_EEXIST if it

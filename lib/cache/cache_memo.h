@@ -10,8 +10,8 @@
  * count only costs lookups. This process keeps the set of names with
  * entries in memory, reloaded when another commit happened (LMDB's last
  * transaction id changed) and extended at once by its own puts; names
- * are never dropped from it while the cache is open (again: only lookups
- * are lost). A cache created before the counts existed has them rebuilt
+ * are dropped from it only by tg_cache_clear (a name whose entries were
+ * pruned or removed again only costs lookups). A cache created before the counts existed has them rebuilt
  * when it is first opened writable; read-only, every function is assumed
  * to have entries.
  *

@@ -121,6 +121,13 @@ void tg__funcs_note(tg_cache *c, const char *name) {
   pthread_mutex_unlock(&c->funcs_mu);
 }
 
+void tg__funcs_forget(tg_cache *c) {
+  pthread_mutex_lock(&c->funcs_mu);
+  tg__funcs_free(c);
+  c->funcs_loaded = false;
+  pthread_mutex_unlock(&c->funcs_mu);
+}
+
 void tg__funcs_free(tg_cache *c) {
   for (size_t i = 0; i < c->fnames_cap; i++) tg__free(c->fnames[i]);
   tg__free(c->fnames);

@@ -261,7 +261,9 @@ int tg_cache_remove(tg_cache *c, tg_digest key) {
 
 int tg_cache_clear(tg_cache *c) {
   tg__cache_op op = {.type = TG__OP_CLEAR};
-  return call(c, &op, "clear");
+  int rc = call(c, &op, "clear");
+  if (rc == TG_OK) tg__funcs_forget(c);
+  return rc;
 }
 
 int tg_cache_prune(tg_cache *c, uint64_t max_size, uint64_t *removed) {

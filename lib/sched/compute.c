@@ -86,9 +86,10 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
   if (n == 0) return TG_OK;
   tg_executor *ex = opts ? opts->executor : NULL, *tmp = NULL;
   if (!ex) {
-    tg_executor_opts eo = {TG_EXECUTOR_OPTS_V1, opts ? opts->scheduler : NULL,
-                           opts ? opts->workers : 0, NULL, NULL,
-                           opts ? opts->cache : NULL};
+    tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1,
+                           .backend = opts ? opts->scheduler : NULL,
+                           .workers = opts ? opts->workers : 0,
+                           .cache = opts ? opts->cache : NULL};
     tg_error err;
     tg_error_clear(&err);
     if ((rc = tg__executor_create(g->reg, &eo, &tmp, &err)))

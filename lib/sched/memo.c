@@ -75,9 +75,10 @@ bool tg__memo_lookup(tg__memo *m, const tg_graph *g, uint32_t n, tg_value **out)
 }
 
 /* Learn how fast f is: the streak of timed calls well under the
- * threshold (memo.h). Written only while it changes. */
-static void learn(tg__memo *m, const tg_func *f, double seconds) {
-  if (m->min_seconds <= 0 || !TG_ALWAYS(f->index < m->nfns)) return;
+ * threshold (memo.h), written only while it changes. Returns whether f
+ * was known to be fast before this call. */
+static bool learn(tg__memo *m, const tg_func *f, double seconds) {
+  if (m->min_seconds <= 0 || !TG_ALWAYS(f->index < m->nfns)) return false;
   _Atomic uint32_t *fast = &m->fns[f->index].fast;
   uint32_t now = atomic_load_explicit(fast, memory_order_relaxed);
   if (seconds < m->min_seconds / 8) {
@@ -85,6 +86,7 @@ static void learn(tg__memo *m, const tg_func *f, double seconds) {
   } else if (now) {
     atomic_store_explicit(fast, 0, memory_order_relaxed);
   }
+  return now >= TG__MEMO_STREAK;
 }
 
 void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
@@ -92,9 +94,14 @@ void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
   const tg__gnode *nd = &r->g->nodes[node];
   const tg_func *f = nd->fn;
   tg_digest key;
-  learn(m, f, seconds);
+  bool was_fast = learn(m, f, seconds);
   bool always = nd->cache == 1 || m->min_seconds < 0;
-  if (m->probe || (!always && seconds < m->min_seconds) || !usable_key(m, node, &key))
+  /* One slow call of a function known to be fast is most likely a
+   * preempted one: it only ends the streak (the next slow call is
+   * stored). Storing it would make every later compute look the
+   * function's nodes up. */
+  if (m->probe || (!always && (seconds < m->min_seconds || was_fast)) ||
+      !usable_key(m, node, &key))
     return;
   char kb[TG__NAME_MAX + 32];
   const char *nkey = tg__graph_key(r->g, node, kb, sizeof kb);

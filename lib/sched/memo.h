@@ -19,8 +19,15 @@
  * are ~40 ns here, a W1 task ~120 ns), so calls of a function that has
  * been timed TG__MEMO_STREAK times in a row at under an eighth of the
  * threshold are timed one in TG__MEMO_SAMPLE only (per worker); a sampled
- * call over that resets the streak. A slow call of such a function that
- * is not sampled is not stored: the price of the fast path.
+ * call over that resets the streak and is not stored (on a busy machine
+ * it is most likely a preempted call), but the function's calls are then
+ * all timed again. A slow call of such a function that is not sampled is
+ * not stored: the price of the fast path.
+ *
+ * A function gets looked up as soon as it has one entry, so a trivial
+ * call preempted past the threshold among its first timed calls (before
+ * a streak) makes its later nodes cost a lookup each (~1 us); clearing
+ * the cache forgets it.
  *
  * Thread safety: lookups run on the compiling thread before the run
  * starts; tg__memo_timed and tg__memo_done on any worker; the keyer is
