@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "cache/cache_memo.h"
 #include "cache/key.h"
 #include "registry/registry_internal.h"
 #include "tgraph/cache.h"
@@ -376,7 +377,7 @@ Test(memo, deep_chain_keys_and_hit) {
   lines l;
   explain(g, &out, 1, NULL, false, &l);
   cr_assert_eq(l.n, 100000);
-  tg_cache *c = open_cache(0); /* default threshold: only "out" (cache = 1) is stored */
+  tg_cache *c = open_cache(0.5); /* only "out" (cache = 1) is stored */
   tg_compute_stats st;
   tg_compute_opts o = copts("sync", c, &st);
   int64_t v;
@@ -407,12 +408,14 @@ static void change_graph(tg_registry *r, int64_t k, tg_graph **g, tg_node outs[3
   outs[2] = e;
 }
 
+static tg_compute_stats change_stats;
+
 static void run_change(tg_registry *r, int64_t k, tg_cache *c, int64_t want_out) {
   tg_graph *g;
   tg_node outs[3];
   int64_t v[3];
   change_graph(r, k, &g, outs);
-  tg_compute_opts o = copts("threads", c, NULL);
+  tg_compute_opts o = copts("threads", c, &change_stats);
   compute(g, outs, 3, &o, v);
   cr_assert_eq(v[0], want_out);
   cr_assert_eq(v[1], 3000);
@@ -434,6 +437,12 @@ Test(memo, function_version_invalidates_downstream_only) {
   tg_registry *r2 = reg_new("2");
   run_change(r2, 7, c, 11007);
   expect_calls((long[]){0, 1, 1, 0, 0, 1}, 6); /* b, c, out */
+  /* looked up: out, c, b (misses), then a, d, e (hits: the only values
+   * read, a being the input of a task that runs) */
+  cr_assert_eq(change_stats.cache_misses, 3);
+  cr_assert_eq(change_stats.cache_hits, 3);
+  cr_assert_eq(change_stats.tasks_total, 6);
+  cr_assert_eq(change_stats.tasks_cached, 3);
   tg_registry_free(r2);
   tg_cache_close(c);
 }
@@ -607,12 +616,31 @@ Test(memo, opt_out_and_opt_in) {
 static void threshold_graph(tg_graph **g, tg_node *out) {
   cr_assert_eq(tg_graph_new(reg, g), TG_OK);
   tg_node fast = ADD(*g, "g", NULL, INT(0));
-  tg_node s = ADD(*g, "slow", NULL, INT(30), INT(1), tg_arg_node(fast));
+  tg_node s = ADD(*g, "slow", NULL, INT(60), INT(1), tg_arg_node(fast));
   *out = ADD(*g, "g", NULL, INT(2), tg_arg_node(s));
 }
 
-Test(memo, default_threshold_stores_slow_results_only) {
+/* 0 means the default threshold, 1 ms. */
+Test(memo, default_threshold_is_one_millisecond) {
   tg_cache *c = open_cache(0);
+  cr_assert_eq(tg__cache_min_seconds(c), 0.001);
+  cr_assert_eq(TG_CACHE_MIN_SECONDS_DEFAULT, 0.001);
+  tg_cache_close(c);
+  c = open_cache(-5);
+  cr_assert_eq(tg__cache_min_seconds(c), TG_CACHE_STORE_ALL);
+  tg_cache_close(c);
+  char path[300];
+  snprintf(path, sizeof path, "%s/cache", dir);
+  tg_cache_opts o = {.version = TG_CACHE_OPTS_V1, .min_compute_seconds = 0.0 / 0.0};
+  tg_error err;
+  cr_assert_eq(tg_cache_open(path, &o, &c, &err), TG_EINVAL);
+  cr_assert_str_eq(err.msg, "cache: min_compute_seconds must be finite");
+}
+
+/* A 20 ms threshold (not the default 1 ms, so that a trivial call
+ * preempted on a busy machine cannot pass it). */
+Test(memo, threshold_stores_slow_results_only) {
+  tg_cache *c = open_cache(0.02);
   tg_graph *g;
   tg_node out;
   threshold_graph(&g, &out);
@@ -621,7 +649,7 @@ Test(memo, default_threshold_stores_slow_results_only) {
   int64_t v;
   compute(g, &out, 1, &o, &v);
   cr_assert_eq(v, 2000 + 1000);
-  cr_assert_eq(st.cache_stores, 1, "the 30 ms call alone");
+  cr_assert_eq(st.cache_stores, 1, "the 60 ms call alone");
   compute(g, &out, 1, &o, &v);
   cr_assert_eq(v, 3000);
   /* "g" has no entries: its node is not looked up and runs; "slow" is */
@@ -680,7 +708,7 @@ static tg_digest slow_key(tg_graph *g) {
 
 /* Counts per function survive reopening: a fresh handle looks "slow" up. */
 Test(memo, function_counts_persist) {
-  tg_cache *c = open_cache(0);
+  tg_cache *c = open_cache(0.02);
   tg_graph *g;
   tg_node out;
   threshold_graph(&g, &out);
@@ -688,7 +716,7 @@ Test(memo, function_counts_persist) {
   tg_compute_opts o = copts("sync", c, &st);
   compute(g, &out, 1, &o, NULL);
   tg_cache_close(c);
-  c = open_cache(0);
+  c = open_cache(0.02);
   o.cache = c;
   compute(g, &out, 1, &o, NULL);
   cr_assert_eq(st.cache_hits, 1);
@@ -707,12 +735,12 @@ Test(memo, function_counts_persist) {
  * threshold) is timed one call in 64; a sampled slow call only ends the
  * streak, and the calls after it are timed and stored again. */
 Test(memo, fast_functions_are_sampled) {
-  tg_cache *c = open_cache(0);
+  tg_cache *c = open_cache(0.008);
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_node outs[90];
-  for (int i = 0; i < 90; i++) /* calls 1..20 fast, 21..90 sleep 2 ms */
-    outs[i] = ADD(g, "slow", NULL, INT(i < 20 ? 0 : 2), INT(i));
+  for (int i = 0; i < 90; i++) /* calls 1..79 fast, 80..90 sleep 10 ms */
+    outs[i] = ADD(g, "slow", NULL, INT(i < 79 ? 0 : 10), INT(i));
   tg_compute_stats st;
   tg_compute_opts o = copts("sync", c, &st);
   compute(g, outs, 90, &o, NULL);
@@ -721,7 +749,8 @@ Test(memo, fast_functions_are_sampled) {
   cr_assert_eq(st.cache_stores, 10);
   compute(g, outs, 90, &o, NULL);
   cr_assert_eq(st.cache_hits, 10);
-  cr_assert_eq(ncalls(79), 2);
+  cr_assert_eq(ncalls(78), 2, "fast: not stored");
+  cr_assert_eq(ncalls(79), 2, "the sampled slow call: not stored");
   cr_assert_eq(ncalls(80), 1);
   tg_graph_free(g);
   tg_cache_close(c);
