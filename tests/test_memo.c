@@ -494,6 +494,25 @@ Test(memo, file_content_change_invalidates_downstream_only) {
   tg_cache_close(c);
 }
 
+Test(memo, file_sources_need_a_readable_constant_path) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/missing.txt", dir);
+  tg_cache *c = open_cache(TG_CACHE_STORE_ALL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node p = add(g, "text", "p", -1, 1, A(INT(1)));
+  tg_node a = add(g, "readf", "a", -1, 2, A(tg_arg_node(p), INT(2)));
+  tg_node b = add(g, "readf", "b", -1, 2, A(tg_arg_value(tg_str_c(path)), INT(3)));
+  tg_node outs[2] = {a, b};
+  lines l;
+  cr_assert_str_eq(explain(g, outs, 2, c, false, &l),
+                   "p text run: not in the cache\n"
+                   "a readf uncacheable: reads a file whose path is not a constant string\n"
+                   "b readf uncacheable: reads a file that cannot be read\n");
+  tg_graph_free(g);
+  tg_cache_close(c);
+}
+
 /* ---- re-runs ---------------------------------------------------------------------- */
 
 static uint64_t entry_size_sum;

@@ -67,13 +67,14 @@ static bool placed_hit(const tg_graph *g, tg__memo *m, uint32_t node, uint32_t *
     tg_value **p = tg__realloc(h->vals, c * sizeof *p);
     if (p) h->vals = p, h->cap = c;
   }
-  if (h->nodes.n == h->cap || !push32(&h->nodes, node) || !push32(order, node)) {
+  if (h->nodes.n == h->cap || !push32(&h->nodes, node)) {
     tg_value_unref(v);
     *rc = TG_ENOMEM;
     return true;
   }
-  h->vals[h->nodes.n - 1] = v;
-  task_of[node] = (uint32_t)order->n - 1;
+  h->vals[h->nodes.n - 1] = v; /* h owns it from here */
+  if (!push32(order, node)) *rc = TG_ENOMEM;
+  else task_of[node] = (uint32_t)order->n - 1;
   return true;
 }
 
