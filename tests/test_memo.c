@@ -967,6 +967,36 @@ Test(memo, same_results_on_every_backend) {
   tg_graph_free(g);
 }
 
+/* Cache reads and writes stay in the calling process: workers of the
+ * processes backend compute, the parent looks up and stores. */
+Test(memo, processes_backend_memoizes_in_the_parent) {
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "processes",
+                         .workers = 2};
+  tg_executor *ex = NULL;
+  if (tg_executor_new(reg, &eo, &ex, NULL) != TG_OK) cr_skip_test("no processes backend");
+  tg_graph *g;
+  tg_node outs[8];
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  random_graph(g, outs, 8);
+  int64_t plain[8], v[8];
+  tg_compute_opts o = copts("sync", NULL, NULL);
+  compute(g, outs, 8, &o, plain);
+  tg_cache *c = open_cache(TG_CACHE_STORE_ALL);
+  for (int round = 0; round < 3; round++) {
+    tg_compute_stats st;
+    o = copts(NULL, c, &st);
+    o.executor = round < 2 ? ex : NULL; /* then threads reads what it stored */
+    o.scheduler = "threads";
+    compute(g, outs, 8, &o, v);
+    for (int k = 0; k < 8; k++) cr_assert_eq(v[k], plain[k], "round %d, output %d", round, k);
+    cr_assert_eq(st.tasks_run == 0, round > 0, "round %d: %zu run", round, st.tasks_run);
+    if (round == 0) cr_assert_eq(st.cache_stores, st.tasks_run);
+  }
+  tg_executor_free(ex);
+  tg_cache_close(c);
+  tg_graph_free(g);
+}
+
 Test(memo, map_results_are_cached) {
   tg_cache *c = open_cache(TG_CACHE_STORE_ALL);
   tg_graph *g;

@@ -116,11 +116,48 @@ static void wire_futures(tg__run *r) {
   }
 }
 
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Finish the cache hits (all initially ready: they have no inputs) here,
+ * on the starting thread, so backends never see them, and put the tasks
+ * they make ready among the initial ones. */
+static void finish_hits(tg__run *r) {
+  tg__runplan *p = &r->plan;
+  tg__wctx w;
+  uint32_t keep = 0, nmade = 0;
+  uint32_t room = p->ntasks - p->nready; /* tasks not ready yet */
+  uint32_t *made = tg__malloc((room ? room : 1) * sizeof *made);
+  tg__wctx_init(&w, 0);
+  for (uint32_t i = 0; i < p->nready; i++) {
+    tg__task *t = &p->tasks[p->ready[i]];
+    if (!(t->flags & TG__T_CACHED)) {
+      p->ready[keep++] = p->ready[i];
+      continue;
+    }
+    tg__task_exec(&w, t);
+    for (tg__task *x = w.ready_first, *next; x; x = next) {
+      next = x == w.ready_first ? w.ready_rest : x->next;
+      if (made) made[nmade++] = (uint32_t)(x - p->tasks);
+      else tg__backend_submit(r->backend, &x, 1); /* out of memory: at once */
+    }
+    w.ready_first = w.ready_rest = NULL;
+  }
+  tg__wctx_destroy(&w); /* retires them; the start's hold keeps r running */
+  memcpy(p->ready + keep, made ? made : p->ready, nmade * sizeof *made);
+  p->nready = keep + nmade;
+  qsort(p->ready, p->nready, sizeof *p->ready, cmp_u32); /* priority order */
+  tg__free(made);
+}
+
 void tg__run_start(tg__run *r) {
   const tg__runplan *p = &r->plan;
   tg__executor_add_run(r->ex, r);
   r->t0 = tg__now();
   if (r->timeout > 0) r->deadline = r->t0 + r->timeout;
+  if (p->ncached) finish_hits(r);
   tg__task *local[256];
   tg__task **ready = p->nready <= 256 ? local : tg__malloc(p->nready * sizeof *ready);
   size_t step = ready ? p->nready : 256; /* out of memory: in pieces */
