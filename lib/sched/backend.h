@@ -69,5 +69,6 @@ const char *tg__backend_names(void);
 
 extern const tg__backend_ops tg__backend_sync;
 extern const tg__backend_ops tg__backend_threads;
+extern const tg__backend_ops tg__backend_processes;
 
 #endif /* TG_SCHED_BACKEND_H */

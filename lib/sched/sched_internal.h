@@ -215,6 +215,11 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
  * call; msg (may be NULL) says why it failed. */
 void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
                   const char *msg);
+/* One call of node nd's function (or the list of calls of a map chunk)
+ * on args, as task execution makes it: for worker processes, which run
+ * calls outside any run (nd needs fn, kind, nargs and aux). */
+int tg__task_invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
+                    tg_value **out);
 
 /* ---- executor ------------------------------------------------------------------- */
 

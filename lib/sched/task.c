@@ -259,6 +259,11 @@ static int invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
   }
 }
 
+int tg__task_invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
+                    tg_value **out) {
+  return invoke(ctx, nd, args, out);
+}
+
 static int attempts_of(const tg__run *r, const tg__gnode *nd) {
   if (nd->kind == TG__NK_CONCAT) return 1;
   if (!(nd->fn->flags & TG_FUNC_PURE)) return 1;

@@ -204,9 +204,14 @@ static tg__array *tg__array_alloc(tg_dtype dtype, int ndim, const int64_t *shape
   return a;
 }
 
+_Thread_local tg__array_alloc_fn tg__array_alloc_hook;
+
 tg_value *tg_ndarray_new(tg_dtype dtype, int ndim, const int64_t *shape) {
   tg__array *a = tg__array_alloc(dtype, ndim, shape);
   if (!a) return NULL;
+  if (TG__UNLIKELY(tg__array_alloc_hook != NULL) &&
+      (a->data = tg__array_alloc_hook(a->nbytes, true, &a->region)))
+    return &a->h;
   a->data = tg__aligned_alloc(TG_ARRAY_ALIGN, a->nbytes);
   if (!a->data) {
     tg__free(a);
@@ -223,6 +228,11 @@ tg_value *tg_ndarray_copy(tg_dtype dtype, int ndim, const int64_t *shape,
   if (a->nbytes && !data) {
     tg__free(a);
     return NULL;
+  }
+  if (TG__UNLIKELY(tg__array_alloc_hook != NULL) &&
+      (a->data = tg__array_alloc_hook(a->nbytes, false, &a->region))) {
+    memcpy(a->data, data, a->nbytes);
+    return &a->h;
   }
   a->data = tg__aligned_alloc(TG_ARRAY_ALIGN, a->nbytes);
   if (!a->data) {

@@ -139,6 +139,15 @@ tg_value *tg__blob_borrow(tg_type type, const char *data, size_t len,
 tg_value *tg__array_borrow(tg_dtype dtype, int ndim, const int64_t *shape,
                            void *data, tg__region *region);
 
+/* Where this thread's large arrays get their data (the processes
+ * backend's workers allocate them in shared memory so that results cross
+ * with no copy). NULL, or a function returning TG_ARRAY_ALIGN-aligned
+ * memory for nbytes (zero-filled when `zero`) owned by *region (one
+ * reference, given to the array); it returns NULL to use the heap. */
+typedef void *(*tg__array_alloc_fn)(size_t nbytes, bool zero,
+                                    tg__region **region);
+extern _Thread_local tg__array_alloc_fn tg__array_alloc_hook;
+
 /* Compute the element count of a shape, failing (false) on overflow or a
  * negative dimension; also checks count * dtype size against SIZE_MAX. */
 bool tg__shape_size(tg_dtype dtype, int ndim, const int64_t *shape,

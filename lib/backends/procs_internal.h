@@ -1,0 +1,609 @@
+/* lib/backends/procs_internal.h: the parts of the processes backend and
+ * the interfaces between them.
+ *
+ * Processes (all on this machine):
+ *   parent   the program: an IO thread runs the scheduling side (batches
+ *            out, results in, faults), a spawner thread forks workers, an
+ *            output thread forwards their stdout/stderr line by line;
+ *   workers  N children forked from the spawner thread after the registry
+ *            was set up; each runs tasks by registry index, one at a time.
+ *
+ * Files:
+ *   processes.c      the backend table, the pool's life, the IO thread loop
+ *   procs_dispatch.c ready queues, duration estimates, batches out, retries
+ *   procs_results.c  messages from workers: results, acknowledgements, logs;
+ *                    forgetting segments; flushing sockets
+ *   procs_faults.c   dead workers, timeouts, cancellation, respawning
+ *   procs_wire.c     byte buffers and framed messages with passed fds
+ *   procs_codec.c    values on the wire (the serializer's tags + segments)
+ *   procs_seg.c      memfd segments, size classes and pools
+ *   procs_pseg.c     the parent's table of segments shared with workers
+ *   procs_wseg.c     a worker's table of segments and its array allocator
+ *   procs_spawn.c    the spawner thread, fork and child set-up, fd hygiene
+ *   procs_output.c   forwarding workers' output, each line whole
+ *   procs_worker.c   the worker's main loop
+ *
+ * Wire: one AF_UNIX stream socketpair per worker carrying framed messages
+ * (procs_wire.c). Small values travel inline in the serializer's meta tags
+ * and varints; arrays and bytes of TG__PROCS_SHM_MIN bytes or more travel as
+ * a reference into a memfd segment whose fd is passed once (SCM_RIGHTS) and
+ * then named by id, so data never crosses the socket.
+ *
+ * Segments: each is created by one process (its creator) and mapped by the
+ * others. The parent is the hub: it knows every segment a worker mapped
+ * (holder bits), tells a worker to forget one when no parent value uses
+ * it, waits for the acknowledgement (the worker handles messages in
+ * order), and then tells the creating worker to release it for reuse, or
+ * reuses it itself. Ids are (creator spawn number << 32 | counter); the
+ * parent's spawn number is 0.
+ *
+ * Thread safety: see each section.
+ */
+#ifndef TG_PROCS_INTERNAL_H
+#define TG_PROCS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "backends/processes.h"
+#include "sched/backend.h"
+#include "serial/format.h"
+#include "value/value_internal.h"
+
+/* Arrays and bytes at least this large cross in shared memory. */
+#define TG__PROCS_SHM_MIN ((size_t)64 << 10)
+
+/* ---- byte buffers (procs_wire.c) ---------------------------------------- */
+
+typedef struct tg__pbuf {
+  uint8_t *p;
+  size_t len, cap;
+} tg__pbuf;
+
+int tg__pbuf_grow(tg__pbuf *b, size_t more); /* TG_OK or TG_ENOMEM */
+void tg__pbuf_free(tg__pbuf *b);
+
+static inline int tg__pbuf_reserve(tg__pbuf *b, size_t more) {
+  return TG__LIKELY(b->cap - b->len >= more) ? TG_OK : tg__pbuf_grow(b, more);
+}
+/* Unchecked writes, after tg__pbuf_reserve. */
+static inline void tg__pbuf_u8(tg__pbuf *b, uint8_t x) { b->p[b->len++] = x; }
+static inline void tg__pbuf_varint(tg__pbuf *b, uint64_t u) {
+  b->len += tg__varint_put(b->p + b->len, u);
+}
+static inline void tg__pbuf_mem(tg__pbuf *b, const void *d, size_t n) {
+  if (n) memcpy(b->p + b->len, d, n);
+  b->len += n;
+}
+
+/* ---- framed messages (procs_wire.c) --------------------------------------- */
+
+enum {
+  TG__PM_HELLO = 1,   /* worker -> parent: started (body: varint pid) */
+  TG__PM_BATCH = 2,   /* parent -> worker: tasks to run */
+  TG__PM_CONTROL = 3, /* parent -> worker: segments to forget / release */
+  TG__PM_RESULTS = 4, /* worker -> parent: the outcomes of one batch */
+  TG__PM_ACK = 5,     /* worker -> parent: a control message was handled */
+  TG__PM_LOG = 6,     /* worker -> parent: a tg_task_log() line */
+};
+
+/* Header: u32 body length, u8 type, u8 0, u16 fds passed with it, u32 seq
+ * (the sender's message number; for results, the batch's), u32 ack (a
+ * worker's last handled parent message). */
+#define TG__PMSG_HDR 16
+#define TG__PMSG_MAX ((size_t)1 << 31) /* longest body accepted */
+
+typedef struct tg__pmsg {
+  uint8_t type;
+  uint16_t nfds;
+  uint32_t seq, ack;
+  const uint8_t *body; /* valid until the next tg__pconn_fill */
+  size_t len;
+} tg__pmsg;
+
+/* One end of a socket: queued output with the fds to pass along, and
+ * received bytes with the fds that came with them.
+ * Thread safety: one thread at a time. */
+typedef struct tg__pconn {
+  int fd;
+  tg__pbuf out;           /* framed messages not yet sent */
+  size_t out_pos;         /* bytes of out already sent */
+  int *ofd;               /* fds to pass (borrowed: kept open by the
+                             sender until sent) */
+  size_t nofd, ofd_cap, ofd_pos;
+  size_t msg_at;          /* offset of the message being written */
+  uint16_t msg_fds;       /* fds queued for it */
+  tg__pbuf in;            /* bytes received */
+  size_t in_pos;          /* start of the first unhandled message */
+  int *ifd;               /* fds received, not yet taken (owned) */
+  size_t nifd, ifd_cap, ifd_pos;
+  size_t msg_fd_end;      /* fds of the current message end here */
+  uint64_t sent, received; /* bytes, for statistics */
+} tg__pconn;
+
+void tg__pconn_init(tg__pconn *c, int fd);
+/* Close the socket and every received fd; free the buffers. */
+void tg__pconn_close(tg__pconn *c);
+/* Start a message; write its body to c->out, queue its fds with
+ * tg__pconn_add_fd, then call tg__pconn_end. */
+int tg__pconn_begin(tg__pconn *c, uint8_t type, uint32_t seq, uint32_t ack);
+int tg__pconn_add_fd(tg__pconn *c, int fd);
+void tg__pconn_end(tg__pconn *c);
+/* Drop the message being written (its fds too). */
+void tg__pconn_abort(tg__pconn *c);
+/* Send what is queued. TG_OK when all went, 1 when a non-blocking socket
+ * is full, a negative errno code when the peer is gone. */
+int tg__pconn_flush(tg__pconn *c, bool block);
+/* Receive what is there (block: wait for something). Returns the bytes
+ * read (> 0), 0 at end of stream, 1 never; TG_EAGAIN-like: -EAGAIN when a
+ * non-blocking socket has nothing; another negative errno on error. */
+ssize_t tg__pconn_fill(tg__pconn *c, bool block);
+/* The next complete message: 1 (in *m), 0 when none yet, TG_EPROTO when
+ * the stream is malformed. */
+int tg__pconn_next(tg__pconn *c, tg__pmsg *m);
+/* The next fd of the current message (owned by the caller), or -1. */
+int tg__pconn_take_fd(tg__pconn *c);
+/* The current message is handled: close fds of it nobody took, and
+ * compact the input now and then. */
+void tg__pconn_done(tg__pconn *c);
+
+/* ---- values on the wire (procs_codec.c) ------------------------------------ */
+
+/* Tags beyond the serializer's meta tags (format.h), wire only. */
+enum {
+  TG__TAG_ARRAY_INLINE = 0x40, /* u8 dtype, u8 ndim, dims, raw bytes */
+  TG__TAG_SEG_ARRAY = 0x41,    /* u8 dtype, u8 ndim, dims, segment ref */
+  TG__TAG_SEG_BYTES = 0x42,    /* varint len, segment ref */
+};
+
+/* A reference to data in a segment: varint id, varint segment size,
+ * varint offset, u8 1 when the segment's fd comes with the message. */
+typedef struct tg__pref {
+  tg_type type;     /* TG_NDARRAY or TG_BYTES */
+  tg_dtype dtype;
+  int ndim;
+  int64_t shape[TG_NDIM_MAX];
+  size_t nbytes;    /* data bytes */
+  uint64_t id;      /* segment id */
+  uint64_t size;    /* segment bytes */
+  uint64_t off;     /* data offset in the segment */
+  bool has_fd;
+} tg__pref;
+
+/* For arrays and bytes of TG__PROCS_SHM_MIN bytes or more: fill id, size,
+ * off and has_fd (queuing the fd). TG_OK, 1 to send the data inline, or a
+ * negative code. */
+typedef int (*tg__penc_seg_fn)(void *ctx, const tg_value *v, tg__pref *ref);
+/* Make the value a received reference names; TG_OK or a negative code. */
+typedef int (*tg__pdec_seg_fn)(void *ctx, const tg__pref *ref, tg_value **out);
+
+/* Append v. On error b may hold a partial value: the caller truncates. */
+int tg__penc_value(tg__pbuf *b, const tg_value *v, tg__penc_seg_fn seg,
+                   void *ctx);
+
+typedef struct tg__pdec {
+  const uint8_t *p, *end;
+  tg__pdec_seg_fn seg;
+  void *ctx;
+  const char *err;   /* set on a malformed input: what was wrong */
+} tg__pdec;
+
+int tg__pdec_value(tg__pdec *d, tg_value **out);
+int tg__pdec_varint(tg__pdec *d, uint64_t *u);
+int tg__pdec_u32(tg__pdec *d, uint32_t *x); /* 4 bytes, little-endian */
+int tg__pdec_u8(tg__pdec *d, uint8_t *x);
+/* A varint length and that many bytes (borrowed from the input). */
+int tg__pdec_str(tg__pdec *d, const char **s, size_t *len);
+/* Append a varint length and the bytes. */
+int tg__penc_str(tg__pbuf *b, const char *s, size_t len);
+
+/* ---- segments (procs_seg.c) ------------------------------------------------ */
+
+typedef struct tg__seg {
+  int fd;            /* memfd, or -1 once closed */
+  void *map;         /* the whole segment */
+  size_t size;       /* bytes, a multiple of the page size */
+  bool fresh;        /* never written: still all zero */
+  double idle_since; /* while in a pool */
+} tg__seg;
+
+/* The segment size used for nbytes of data (size classes make reuse
+ * likely; at most 1/8 is wasted). */
+size_t tg__seg_class(size_t nbytes);
+/* A new memfd segment of `size` bytes mapped read-write and kept out of
+ * forked children. track: register the fd so children close it. */
+int tg__seg_create(size_t size, bool track, tg__seg *s);
+/* Map a received segment fd (checked to hold `size` bytes). */
+int tg__seg_map(int fd, size_t size, bool writable, void **map);
+/* Unmap and close. */
+void tg__seg_destroy(tg__seg *s, bool tracked);
+
+/* Free segments kept for reuse (their pages stay allocated and mapped,
+ * which is what makes reuse fast: fresh shared pages cost a fault each). */
+typedef struct tg__segpool {
+  tg__seg *v;
+  size_t n, cap;
+  size_t bytes, max_bytes;
+  bool tracked;
+} tg__segpool;
+
+/* A pooled segment of exactly `size` bytes, or false. */
+bool tg__segpool_take(tg__segpool *p, size_t size, tg__seg *out);
+/* Keep s for reuse, or destroy it when the pool is full. */
+void tg__segpool_put(tg__segpool *p, tg__seg *s, double now);
+/* Destroy segments idle since before `before`; returns how many remain. */
+size_t tg__segpool_trim(tg__segpool *p, double before);
+void tg__segpool_free(tg__segpool *p);
+
+/* ---- fds forked workers must not keep (procs_spawn.c) ---------------------- */
+
+/* The process's internal fds of every processes backend: a child closes
+ * them all right after fork, so that a worker never keeps another
+ * worker's socket (EOF detection) or a segment (memory) alive. Process-wide
+ * by nature, as fork is. Thread-safe. */
+void tg__procs_fd_track(int fd);
+void tg__procs_fd_untrack(int fd);
+
+/* ---- the parent's segment table (procs_pseg.c) ----------------------------- */
+
+typedef struct tg__plink tg__plink;
+
+typedef struct tg__pseg {
+  uint64_t id;
+  tg__seg seg;             /* fd kept open while the parent has it */
+  uint32_t creator;        /* creating worker's spawn number, 0 = parent */
+  int creator_slot;        /* its worker slot, -1 for the parent */
+  uint64_t holders;        /* worker slots (< 64) that have it mapped */
+  uint32_t pending;        /* forgets sent, not yet acknowledged */
+  _Atomic uint32_t nlive;  /* parent regions alive (values using it) */
+  uint32_t cached;         /* copy-cache entries using it */
+  bool retiring;           /* forgets went out: retire when acknowledged */
+  bool queued, orphan;     /* guarded by link->mu */
+  struct tg__pseg *hnext;  /* hash chain */
+  struct tg__pseg *qnext;  /* link's notice list */
+  tg__plink *link;
+} tg__pseg;
+
+/* What segment releases talk to: outlives the backend while parent values
+ * still use its segments. */
+struct tg__plink {
+  pthread_mutex_t mu;      /* guards everything below and psegs' queued,
+                              orphan */
+  uint32_t refs;           /* the backend + orphaned segments */
+  bool alive;              /* the backend runs */
+  int wake_fd;             /* eventfd of the IO thread */
+  tg__pseg *notices;       /* segments whose last parent value went */
+};
+
+typedef struct tg__pcopy {
+  tg_value *src;           /* a reference to the array copied */
+  tg__pseg *seg;           /* where its copy is */
+} tg__pcopy;
+
+/* The table; owned by the IO thread except where noted. */
+typedef struct tg__psegs {
+  tg__pseg **tab;
+  size_t cap, n;
+  tg__segpool pool;        /* the parent's free segments */
+  tg__plink *link;
+  uint32_t next_id;
+  tg__pcopy *copies;       /* copies of user arrays, while busy */
+  size_t ncopies, copies_cap;
+  tg__pseg **nbuf;         /* tg__psegs_notices' array */
+  size_t nbuf_cap;
+  tg__pstats *stats;
+} tg__psegs;
+
+int tg__psegs_init(tg__psegs *ps, int wake_fd, tg__pstats *stats);
+/* The backend is going: free what nobody uses, orphan the rest (their
+ * last release frees them). */
+void tg__psegs_free(tg__psegs *ps);
+tg__pseg *tg__psegs_find(const tg__psegs *ps, uint64_t id);
+/* A received reference (from worker slot `slot`, spawn `spawn`; a passed
+ * fd is taken) as a parent value. */
+int tg__psegs_value(tg__psegs *ps, const tg__pref *ref, int fd, int slot,
+                    uint32_t spawn, tg_value **out);
+/* The segment (and whether to pass its fd) for sending v to worker slot
+ * `slot`: a segment v already lives in, or a copy made now. */
+int tg__psegs_ref(tg__psegs *ps, const tg_value *v, int slot, tg__pref *ref,
+                  tg__pseg **seg);
+/* The parent segment v's data lives in, or NULL. */
+tg__pseg *tg__psegs_of(const tg_value *v);
+/* Segments whose last parent value (or copy-cache entry) went since the
+ * last call: their number, and the array (owned by ps) in *out. */
+size_t tg__psegs_notices(tg__psegs *ps, tg__pseg ***out);
+/* Drop the copy cache (when idle). */
+void tg__psegs_drop_copies(tg__psegs *ps);
+/* Unlink s from the table and reuse or destroy it; false (nothing done)
+ * when a newer release of it is queued. */
+bool tg__psegs_retire(tg__psegs *ps, tg__pseg *s);
+/* Worker slot `slot` died: it holds nothing any more. */
+void tg__psegs_forget_slot(tg__psegs *ps, int slot);
+/* Call fn on every segment. */
+void tg__psegs_each(tg__psegs *ps, void (*fn)(void *ctx, tg__pseg *s),
+                    void *ctx);
+
+/* ---- a worker's segment table (procs_wseg.c) -------------------------------- */
+
+typedef struct tg__wsegs tg__wsegs;
+
+/* Set up the worker's table and install its array allocator for this
+ * thread (tg__array_alloc_hook). conn: where fds are queued. */
+tg__wsegs *tg__wsegs_new(uint32_t spawn, tg__pconn *conn);
+/* The codec callbacks of a worker. */
+int tg__wsegs_enc(void *ctx, const tg_value *v, tg__pref *ref);
+int tg__wsegs_dec(void *ctx, const tg__pref *ref, tg_value **out);
+/* Control messages from the parent. */
+void tg__wsegs_forget(tg__wsegs *ws, uint64_t id);
+void tg__wsegs_release(tg__wsegs *ws, uint64_t id);
+/* Free pooled segments idle since before `before`; true if some remain. */
+bool tg__wsegs_trim(tg__wsegs *ws, double before);
+
+/* ---- spawning (procs_spawn.c) ----------------------------------------------- */
+
+typedef struct tg__spawned {
+  pid_t pid;
+  int pidfd;       /* -1 when the kernel has no pidfd_open */
+  int sock;        /* the parent's end of the socketpair */
+  int out_fd;      /* read ends of the worker's stdout and stderr pipes */
+  int err_fd;
+} tg__spawned;
+
+/* Runs in the child after set-up (fds closed, pipes in place, own process
+ * group, death signal armed); must not return. */
+typedef void (*tg__child_fn)(void *ctx, int slot, uint32_t spawn, int sock);
+/* Called on the spawner thread with a new worker (rc TG_OK) or why none
+ * could be started (the fds are the callee's). */
+typedef void (*tg__spawned_fn)(void *ctx, int slot, uint32_t spawn, int rc,
+                               const tg__spawned *sp);
+
+typedef struct tg__spawner tg__spawner;
+
+int tg__spawner_start(tg__child_fn child, tg__spawned_fn done, void *ctx,
+                      tg__spawner **out, tg_error *err);
+/* Ask for a worker in `slot` (asynchronous: `done` reports). */
+void tg__spawner_request(tg__spawner *s, int slot, uint32_t spawn);
+/* Stop and join the thread (children it forked get their death signal
+ * when it exits: stop only after they were reaped). */
+void tg__spawner_stop(tg__spawner *s);
+
+/* "was killed by signal 11 (Segmentation fault)", "exited with status 3". */
+void tg__describe_status(int status, char *buf, size_t size);
+
+/* ---- output forwarding (procs_output.c) ------------------------------------ */
+
+typedef struct tg__pout tg__pout;
+
+int tg__pout_start(tg__pout **out, tg_error *err);
+/* Forward fd (taken) to dest (1 or 2) line by line. Thread-safe. */
+void tg__pout_add(tg__pout *o, int fd, int dest);
+/* Forward what is still readable, close everything, join. */
+void tg__pout_stop(tg__pout *o);
+
+/* ---- the worker side (procs_worker.c) -------------------------------------- */
+
+/* Shared between the parent and one worker slot (a MAP_SHARED mapping made
+ * before any fork): where the worker is, and its stand-in run, whose
+ * `cancel` the parent sets so that tg_task_cancelled() works in workers. */
+typedef struct tg__pshared {
+  _Atomic uint64_t cur;      /* (batch seq << 32) | (task index << 1) |
+                                running */
+  _Atomic int64_t start_ns;  /* CLOCK_MONOTONIC start of the running task */
+  tg__run run;               /* the worker's stand-in run */
+} tg__pshared;
+
+typedef struct tg__pworker_cfg {
+  tg_registry *reg;
+  size_t nfuncs;            /* functions in the registry at fork */
+  tg__pshared *shared;      /* this slot's */
+  int slot;
+  uint32_t spawn;
+  int sock;
+} tg__pworker_cfg;
+
+/* The worker: handle messages until the parent goes; never returns. */
+_Noreturn void tg__pworker_main(const tg__pworker_cfg *cfg);
+
+/* Exit status of a worker that received a malformed message. */
+#define TG__PWORKER_EPROTO 70
+
+int64_t tg__pnow_ns(void);
+
+/* ---- the parent side (processes.c, procs_dispatch.c, procs_faults.c) -------- */
+
+/* The task's call as a worker needs it: registry index, kind, and the key
+ * (generated keys are rebuilt from the node id). */
+typedef struct tg__ptask {
+  tg__task *t;            /* NULL once finished */
+  tg_value **args;        /* retry records: an owned array of the borrowed
+                             argument values; in batches NULL (see argi) */
+  uint32_t argi, nargs;   /* in batches: args at batch->argv + argi */
+  uint16_t attempt;       /* 0 first */
+  float timeout;          /* seconds per attempt, 0 = none */
+  const tg_func *fn;
+} tg__ptask;
+
+/* Tasks sent to a worker in one message, in flight until its results. */
+typedef struct tg__pbatch {
+  struct tg__pbatch *next;
+  uint32_t seq;
+  uint32_t n, cap;
+  double est;             /* estimated seconds of work */
+  bool unknown;           /* some task's duration was not known */
+  bool timeouts;          /* some task has a timeout */
+  tg__run *run;           /* the run of all its tasks, or NULL if mixed */
+  tg_value **argv;        /* all tasks' argument pointers */
+  size_t nargv, argv_cap;
+  tg__ptask t[];
+} tg__pbatch;
+
+/* A slot's worker: DOWN (none; DISABLED if it keeps failing to start),
+ * SPAWNING (asked the spawner), STARTING (forked, no hello yet), UP,
+ * DYING (socket closed or killed, not reaped yet). */
+enum {
+  TG__PW_DOWN = 0,
+  TG__PW_DISABLED,
+  TG__PW_SPAWNING,
+  TG__PW_STARTING,
+  TG__PW_UP,
+  TG__PW_DYING,
+};
+
+typedef struct tg__pforget {
+  uint32_t seq;
+  tg__pseg *seg;
+} tg__pforget;
+
+typedef struct tg__pworker {
+  int slot;
+  int state;              /* TG__PW_* */
+  uint32_t spawn;         /* this incarnation's number */
+  pid_t pid;
+  int pidfd;
+  tg__pconn c;
+  bool want_out;          /* EPOLLOUT armed */
+  uint32_t seq;           /* last message number sent */
+  uint32_t acked;         /* last acknowledged */
+  tg__pbatch *head, *tail;/* in flight, oldest first */
+  uint32_t nbatches;
+  double est_out;         /* estimated seconds of work in flight */
+  uint32_t unknown_out;   /* batches in flight with unknown durations */
+  uint32_t timeouts_out;  /* batches in flight with timeouts */
+  tg__pseg **forget;      /* segments to forget (next control message) */
+  size_t nforget, forget_cap;
+  uint64_t *release;      /* ids to release (this worker created them) */
+  size_t nrelease, release_cap;
+  tg__pforget *acks;      /* forgets awaiting acknowledgement, by seq */
+  size_t nacks, acks_cap, acks_pos;
+  tg__task **affine;      /* ready tasks whose big inputs are here (LIFO) */
+  size_t naffine, affine_cap;
+  double started;         /* when this incarnation was forked */
+  double kill_at;         /* 0, or when to SIGKILL it (EOF seen) */
+  double respawn_at;      /* 0, or when to ask for a new worker */
+  int quick_deaths;       /* deaths soon after start, in a row */
+  int kill_code;          /* TG_OK, or why we killed it: TG_ETIMEDOUT,
+                             TG_EPROTO */
+  char kill_why[256];     /* ... in words */
+  uint64_t kill_cur;      /* shared->cur when we killed it */
+} tg__pworker;
+
+/* Per-function running estimates of task durations. */
+typedef struct tg__pest {
+  const tg_func *fn;
+  uint32_t index;         /* registry index, UINT32_MAX = not in workers */
+  double secs;            /* < 0: unknown */
+} tg__pest;
+
+typedef struct tg__ppool {
+  tg__backend base;
+  tg_executor *ex;
+  tg_registry *reg;
+  size_t nfuncs;          /* functions when the pool started */
+  unsigned nw;
+  tg__pworker *ws;
+  tg__pshared *shared;    /* nw slots */
+  size_t shared_len;
+  pid_t self;
+  /* IO thread */
+  pthread_t io;
+  bool io_started;
+  int ep;                 /* epoll */
+  int wake_fd;            /* eventfd: submissions, spawns, releases */
+  _Atomic int stopping;
+  tg__wctx w;             /* the IO thread's */
+  tg__task **ready;       /* ready tasks, most urgent last (LIFO) */
+  size_t nready, ready_cap;
+  tg__ptask *retry;       /* begun tasks to run again */
+  size_t nretry, retry_cap;
+  tg__pest *est;          /* open addressing by fn pointer */
+  size_t est_cap, nest;
+  tg__psegs segs;
+  tg__pstats stats;       /* the IO thread's counters */
+  tg__pstats stats_pub;   /* a copy others may read (under mu) */
+  unsigned rr;            /* round-robin start of dispatching */
+  uint32_t next_spawn;
+  double next_poll;       /* cancellation/timeout polling */
+  double last_trim;
+  /* shared with other threads, under mu */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  tg__task *inj_head, *inj_tail; /* submitted, most urgent first */
+  tg__spawned *born;      /* per slot: a new worker to adopt */
+  int *born_rc;           /* per slot: 1 = waiting in born, <0 failed */
+  uint32_t *born_spawn;
+  _Atomic int born_any;   /* something in born_rc */
+  unsigned nup;           /* workers that said hello, for create */
+  int start_rc;           /* the pool cannot start: why */
+  char start_msg[256];
+  /* helpers */
+  tg__spawner *spawner;
+  tg__pout *out;
+} tg__ppool;
+
+/* Message numbers wrap: a is at or before b. */
+static inline bool tg__seq_le(uint32_t a, uint32_t b) { return (int32_t)(a - b) <= 0; }
+
+/* procs_dispatch.c */
+void tg__pd_push_ready(tg__ppool *p, tg__task *t);
+void tg__pd_take_made_ready(tg__ppool *p);
+/* Send batches to every worker that can take one. */
+void tg__pd_dispatch(tg__ppool *p);
+/* A message from worker w. TG_OK, or TG_EPROTO (the worker is broken). */
+int tg__pd_message(tg__ppool *p, tg__pworker *w, const tg__pmsg *m);
+/* Finish a begun task (arguments args) whose attempt failed with rc/msg,
+ * or queue it again when it has attempts left. */
+void tg__pd_task_failed(tg__ppool *p, const tg__ptask *pt, tg_value *const *args,
+                        int rc, const char *msg);
+/* Queue a begun task to run again as it is (a copy of args is kept). */
+void tg__pd_requeue(tg__ppool *p, const tg__ptask *pt, tg_value *const *args);
+/* A task of a batch in flight: its argument values. */
+static inline tg_value *const *tg__pd_args(const tg__pbatch *b, const tg__ptask *pt) {
+  return b->argv + pt->argi;
+}
+/* Write w's pending forget/release instructions as a control message
+ * (before any batch that follows them in the parent's decisions). */
+void tg__pd_emit_control(tg__ppool *p, tg__pworker *w);
+/* Emit control messages and send what is queued on every socket. */
+void tg__pd_flush(tg__ppool *p);
+/* Fold measured durations (sum seconds over n tasks of fn) in. */
+void tg__pd_est_update(tg__ppool *p, const tg_func *fn, double sum, uint32_t n);
+/* Segments whose last parent value went: tell holders to forget them. */
+void tg__pd_segments(tg__ppool *p);
+bool tg__pd_idle(const tg__ppool *p);
+void tg__pd_free(tg__ppool *p);
+void tg__pd_free_batch(tg__pbatch *b);
+
+/* Every forget awaiting w's acknowledgement is resolved (w died). */
+void tg__pd_acks_lost(tg__ppool *p, tg__pworker *w);
+
+/* procs_faults.c */
+/* Worker w's process is gone (reaped with `status`). */
+void tg__pf_dead(tg__ppool *p, tg__pworker *w, int status);
+/* The socket of w hit EOF or an error. */
+void tg__pf_eof(tg__ppool *p, tg__pworker *w);
+/* Kill workers running tasks past their timeout; flag cancelled runs.
+ * Returns seconds until the next check is due (< 0: none needed). */
+double tg__pf_poll(tg__ppool *p, double now);
+/* Reap w if its process ended; true when it did. */
+bool tg__pf_reap(tg__ppool *p, tg__pworker *w, bool block);
+/* Start a new worker in w's slot. */
+void tg__pf_respawn(tg__ppool *p, tg__pworker *w);
+/* Adopt workers the spawner made. */
+void tg__pf_adopt(tg__ppool *p);
+/* Kill w on purpose (code TG_ETIMEDOUT or TG_EPROTO, reason in words). */
+void tg__pf_kill(tg__ppool *p, tg__pworker *w, int code, const char *why);
+/* Fail every queued task when no worker can run them. */
+void tg__pf_no_workers(tg__ppool *p, const char *why);
+/* Shut every worker down: close sockets, wait a grace period, kill, reap. */
+void tg__pf_shutdown(tg__ppool *p);
+
+/* processes.c */
+void tg__pp_wake(tg__ppool *p);
+int tg__pp_watch(tg__ppool *p, tg__pworker *w);
+void tg__pp_unwatch(tg__ppool *p, tg__pworker *w);
+void tg__pp_unwatch_sock(tg__ppool *p, tg__pworker *w);
+void tg__pp_want_out(tg__ppool *p, tg__pworker *w, bool on);
+
+#endif /* TG_PROCS_INTERNAL_H */

@@ -1,0 +1,258 @@
+/* lib/backends/procs_spawn.c: starting worker processes: the spawner
+ * thread that forks them, the child's set-up, and the process-wide list
+ * of internal fds a child must close.
+ *
+ * Workers are forked from one long-lived thread per pool because
+ * PR_SET_PDEATHSIG fires when the thread that forked a child exits, not
+ * the process: tied to this thread, the death signal arrives exactly when
+ * the pool (or the whole parent, killed by anything) goes.
+ *
+ * A child, right after fork: drops the parent's buffered stdio output,
+ * closes the parent's internal fds, takes its pipes as stdout/stderr and
+ * /dev/null as stdin, moves to its own process group (a terminal's Ctrl-C
+ * reaches only the parent, whose death then takes the workers), arms
+ * SIGKILL as its death signal and re-checks that the parent is still
+ * there, unblocks signals, and runs the worker. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdio_ext.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "procs_internal.h"
+
+#define SOCK_BUF (4 << 20) /* socket buffer bytes: room for big batches */
+
+/* ---- internal fds ---------------------------------------------------------------- */
+
+/* Bit per fd number. Process-wide: every pool's children must close every
+ * pool's fds. Held across fork so a child sees a consistent set. */
+static pthread_mutex_t fds_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t *fds_bits;
+static size_t fds_words;
+
+void tg__procs_fd_track(int fd) {
+  if (fd < 0) return;
+  size_t w = (size_t)fd / 64;
+  pthread_mutex_lock(&fds_mu);
+  if (w >= fds_words) {
+    size_t n = w + 1 > 2 * fds_words ? w + 1 : 2 * fds_words;
+    uint64_t *b = tg__realloc(fds_bits, n * sizeof *b);
+    if (!b) { /* a child may keep this one: only memory, never correctness */
+      pthread_mutex_unlock(&fds_mu);
+      return;
+    }
+    memset(b + fds_words, 0, (n - fds_words) * sizeof *b);
+    fds_bits = b;
+    fds_words = n;
+  }
+  fds_bits[w] |= UINT64_C(1) << (fd % 64);
+  pthread_mutex_unlock(&fds_mu);
+}
+
+void tg__procs_fd_untrack(int fd) {
+  if (fd < 0) return;
+  size_t w = (size_t)fd / 64;
+  pthread_mutex_lock(&fds_mu);
+  if (w < fds_words) fds_bits[w] &= ~(UINT64_C(1) << (fd % 64));
+  pthread_mutex_unlock(&fds_mu);
+}
+
+/* In the child: the lock was held across fork by the forking thread. */
+static void close_tracked(void) {
+  for (size_t w = 0; w < fds_words; w++)
+    for (uint64_t b = fds_bits[w]; b; b &= b - 1)
+      close((int)(w * 64 + (size_t)__builtin_ctzll(b)));
+}
+
+/* ---- exit statuses --------------------------------------------------------------- */
+
+void tg__describe_status(int status, char *buf, size_t size) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    const char *d = sigdescr_np(sig);
+    snprintf(buf, size, "was killed by signal %d (%s)", sig, d ? d : "unknown signal");
+  } else if (WIFEXITED(status)) {
+    int code = WEXITSTATUS(status);
+    snprintf(buf, size, "exited with status %d%s", code,
+             code == TG__PWORKER_EPROTO ? " (it received a malformed message)" : "");
+  } else {
+    snprintf(buf, size, "ended with wait status 0x%x", (unsigned)status);
+  }
+}
+
+/* ---- the spawner thread ------------------------------------------------------------ */
+
+typedef struct request {
+  int slot;
+  uint32_t spawn;
+} request;
+
+struct tg__spawner {
+  pthread_t th;
+  pthread_mutex_t mu;  /* guards q, n, cap, stop */
+  pthread_cond_t cv;
+  request *q;
+  size_t n, cap;
+  bool stop;
+  tg__child_fn child;
+  tg__spawned_fn done;
+  void *ctx;
+  pid_t parent;
+};
+
+static _Noreturn void child_main(tg__spawner *s, int slot, uint32_t spawn,
+                                 int sock, int out_w, int err_w) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != s->parent) _exit(0); /* the parent died before that */
+  __fpurge(stdout); /* the parent's unwritten output is not ours to write */
+  __fpurge(stderr);
+  close_tracked();
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (devnull >= 0 && devnull != 0) {
+    dup2(devnull, 0);
+    close(devnull);
+  }
+  if (dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0) _exit(127);
+  if (out_w > 2) close(out_w);
+  if (err_w > 2) close(err_w);
+  setvbuf(stdout, NULL, _IOLBF, 0); /* a line reaches the parent when done */
+  setpgid(0, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  pthread_sigmask(SIG_SETMASK, &none, NULL);
+  s->child(s->ctx, slot, spawn, sock);
+  _exit(127);
+}
+
+static void set_bufs(int fd) {
+  int n = SOCK_BUF;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &n, sizeof n);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &n, sizeof n);
+}
+
+static int pidfd_of(pid_t pid) {
+#ifdef SYS_pidfd_open
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+  (void)pid;
+  return -1;
+#endif
+}
+
+static void spawn_one(tg__spawner *s, int slot, uint32_t spawn) {
+  int sv[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  int rc = TG_OK;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
+      pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+    rc = -errno;
+  if (rc == TG_OK) {
+    set_bufs(sv[0]);
+    set_bufs(sv[1]);
+    tg__procs_fd_track(sv[0]);
+    tg__procs_fd_track(out[0]);
+    tg__procs_fd_track(err[0]);
+    pthread_mutex_lock(&fds_mu);
+    pid_t pid = fork();
+    if (pid == 0) child_main(s, slot, spawn, sv[1], out[1], err[1]);
+    int e = errno;
+    pthread_mutex_unlock(&fds_mu);
+    close(sv[1]);
+    close(out[1]);
+    close(err[1]);
+    if (pid > 0) {
+      tg__spawned sp = {pid, pidfd_of(pid), sv[0], out[0], err[0]};
+      tg__procs_fd_track(sp.pidfd);
+      fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+      s->done(s->ctx, slot, spawn, TG_OK, &sp);
+      return;
+    }
+    rc = -e;
+    tg__procs_fd_untrack(sv[0]);
+    tg__procs_fd_untrack(out[0]);
+    tg__procs_fd_untrack(err[0]);
+    sv[1] = out[1] = err[1] = -1;
+  }
+  int fds[] = {sv[0], sv[1], out[0], out[1], err[0], err[1]};
+  for (size_t i = 0; i < 6; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  s->done(s->ctx, slot, spawn, rc, NULL);
+}
+
+static void *spawner_main(void *arg) {
+  tg__spawner *s = arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, NULL);
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (s->n == 0 && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+    if (s->n == 0) break;
+    request r = s->q[0];
+    memmove(s->q, s->q + 1, --s->n * sizeof *s->q);
+    pthread_mutex_unlock(&s->mu);
+    spawn_one(s, r.slot, r.spawn);
+    pthread_mutex_lock(&s->mu);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+int tg__spawner_start(tg__child_fn child, tg__spawned_fn done, void *ctx,
+                      tg__spawner **out, tg_error *err) {
+  tg__spawner *s = tg__calloc(1, sizeof *s);
+  if (!s) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  s->child = child;
+  s->done = done;
+  s->ctx = ctx;
+  s->parent = getpid();
+  int rc = pthread_create(&s->th, NULL, spawner_main, s);
+  if (rc != 0) {
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    tg__free(s);
+    return tg__error_set(err, -rc, "cannot start the spawner thread");
+  }
+  *out = s;
+  return TG_OK;
+}
+
+void tg__spawner_request(tg__spawner *s, int slot, uint32_t spawn) {
+  pthread_mutex_lock(&s->mu);
+  if (s->n == s->cap) {
+    size_t c = s->cap ? s->cap * 2 : 16;
+    request *q = tg__realloc(s->q, c * sizeof *q);
+    if (!q) {
+      pthread_mutex_unlock(&s->mu);
+      s->done(s->ctx, slot, spawn, TG_ENOMEM, NULL);
+      return;
+    }
+    s->q = q;
+    s->cap = c;
+  }
+  s->q[s->n++] = (request){slot, spawn};
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+void tg__spawner_stop(tg__spawner *s) {
+  if (!s) return;
+  pthread_mutex_lock(&s->mu);
+  s->stop = true;
+  s->n = 0; /* nobody wants them any more */
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->th, NULL);
+  pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->mu);
+  tg__free(s->q);
+  tg__free(s);
+}
