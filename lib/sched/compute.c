@@ -25,8 +25,8 @@ static void fill_cache_stats(tg_compute_stats *st, tg__memo *m) {
   st->cache_hits = atomic_load(&m->hits);
   st->cache_misses = atomic_load(&m->misses);
   st->cache_bytes_read = atomic_load(&m->bytes_read);
-  st->cache_stores = atomic_load(&m->tally->stores);
-  st->cache_bytes_written = atomic_load(&m->tally->bytes);
+  st->cache_stores = m->tally ? atomic_load(&m->tally->stores) : 0;
+  st->cache_bytes_written = m->tally ? atomic_load(&m->tally->bytes) : 0;
 }
 
 static void fill_stats(tg_compute_stats *st, const tg__run *r, size_t ntasks,

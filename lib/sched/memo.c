@@ -7,20 +7,15 @@
 #include "memo.h"
 
 tg__memo *tg__memo_new(const tg_graph *g, tg_cache *cache, bool probe) {
-  tg__memo *m = tg__calloc(1, sizeof *m);
+  size_t nfns = tg_registry_count(g->reg);
+  /* one allocation: a compute that stores nothing allocates no more */
+  tg__memo *m = tg__calloc(1, sizeof *m + (nfns ? nfns : 1) * sizeof *m->fns);
   if (!m) return NULL;
   m->cache = cache;
   m->min_seconds = tg__cache_min_seconds(cache);
   m->probe = probe;
-  m->nfns = tg_registry_count(g->reg);
-  m->fns = tg__calloc(m->nfns ? m->nfns : 1, sizeof *m->fns);
-  m->tally = probe ? NULL : tg__cache_tally_new();
-  if (!m->fns || (!probe && !m->tally)) {
-    tg__free(m->fns);
-    tg__cache_tally_unref(m->tally);
-    tg__free(m);
-    return NULL;
-  }
+  m->nfns = nfns;
+  m->fns = (tg__memo_fn *)(m + 1);
   pthread_mutex_init(&m->mu, NULL);
   tg__keyer_init(&m->keyer, g, cache);
   tg__cache_funcs_refresh(cache);
@@ -32,7 +27,6 @@ void tg__memo_free(tg__memo *m) {
   tg__keyer_free(&m->keyer);
   pthread_mutex_destroy(&m->mu);
   tg__cache_tally_unref(m->tally);
-  tg__free(m->fns);
   tg__free(m->t0);
   tg__free(m);
 }
@@ -42,13 +36,16 @@ bool tg__memo_remote_timing(tg__memo *m, uint32_t ntasks) {
   return m->t0 != NULL;
 }
 
-/* The key of node n when it can serve the cache. */
-static bool usable_key(tg__memo *m, uint32_t n, tg_digest *key) {
+/* The key of node n when it can serve the cache. For a store (tally
+ * set), also the run's tally, made by the first store. */
+static bool usable_key(tg__memo *m, uint32_t n, tg_digest *key, tg__cache_tally **tally) {
   int why = 0;
   pthread_mutex_lock(&m->mu);
   int rc = tg__keyer_get(&m->keyer, n, key, &why);
+  if (tally && !m->tally) m->tally = tg__cache_tally_new();
+  if (tally) *tally = m->tally;
   pthread_mutex_unlock(&m->mu);
-  return rc == TG_OK && why == TG__WHY_OK;
+  return rc == TG_OK && why == TG__WHY_OK && (!tally || *tally);
 }
 
 /* Whether f's results may be in the cache (decided once per run). */
@@ -64,7 +61,7 @@ bool tg__memo_lookup(tg__memo *m, const tg_graph *g, uint32_t n, tg_value **out)
   tg_digest key;
   *out = NULL;
   if (!tg__memo_cacheable(nd) || (nd->cache != 1 && !worth_lookup(m, nd->fn)) ||
-      !usable_key(m, n, &key))
+      !usable_key(m, n, &key, NULL))
     return false;
   uint64_t size = 0;
   bool hit = m->probe ? tg_cache_contains(m->cache, key)
@@ -94,6 +91,7 @@ void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
   const tg__gnode *nd = &r->g->nodes[node];
   const tg_func *f = nd->fn;
   tg_digest key;
+  tg__cache_tally *tally = NULL;
   bool was_fast = learn(m, f, seconds);
   bool always = nd->cache == 1 || m->min_seconds < 0;
   /* One slow call of a function known to be fast is most likely a
@@ -101,12 +99,12 @@ void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
    * stored). Storing it would make every later compute look the
    * function's nodes up. */
   if (m->probe || (!always && (seconds < m->min_seconds || was_fast)) ||
-      !usable_key(m, node, &key))
+      !usable_key(m, node, &key, &tally))
     return;
   char kb[TG__NAME_MAX + 32];
   const char *nkey = tg__graph_key(r->g, node, kb, sizeof kb);
   tg__cache_putx x = {f->name,   seconds, true, tg__lineage_id(f->name, nkey),
-                      tg__func_identity(f), m->tally};
+                      tg__func_identity(f), tally};
   if (tg__cache_put_ex(m->cache, key, v, &x) == TG_OK)
     atomic_fetch_add_explicit(&m->stores, 1, memory_order_relaxed);
 }

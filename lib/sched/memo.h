@@ -53,9 +53,11 @@ struct tg__memo {
   bool probe;               /* dry run: lookups only test presence */
   pthread_mutex_t mu;       /* guards keyer */
   tg__keyer keyer;
-  tg__memo_fn *fns;         /* per registry function (tg_func.index) */
+  tg__memo_fn *fns;         /* per registry function (tg_func.index);
+                               allocated with the memo */
   size_t nfns;
-  tg__cache_tally *tally;   /* this run's committed stores */
+  tg__cache_tally *tally;   /* this run's committed stores; made by the
+                               first store (under mu) */
   double *t0;               /* per task: start of a timed remote call, or
                                0 (tg__task_begin/end); NULL until needed */
   _Atomic uint64_t hits, misses, stores, bytes_read;
@@ -72,6 +74,13 @@ bool tg__memo_remote_timing(tg__memo *m, uint32_t ntasks);
 /* Whether node nd may be cached by policy (before its key is known). */
 static inline bool tg__memo_cacheable(const tg__gnode *nd) {
   return nd->cache == 1 || (nd->cache < 0 && (nd->fn->flags & TG_FUNC_PURE));
+}
+
+/* Whether node nd might be looked up: cacheable, and opted in or its
+ * function not known to have no entries. The inline test that keeps
+ * compiling a plan cheap when nothing is looked up. */
+static inline bool tg__memo_may_look_up(const tg__memo *m, const tg__gnode *nd) {
+  return tg__memo_cacheable(nd) && (nd->cache == 1 || m->fns[nd->fn->index].lookup != 2);
 }
 
 /* Look node n of g up (compile time). True when it is served from the

@@ -58,10 +58,11 @@ typedef struct hits {
 
 /* Look node up (memo set): a hit is placed at once, as a leaf. Returns
  * true when placed (or *rc set on failure). */
-static bool placed_hit(const tg_graph *g, tg__memo *m, uint32_t node, uint32_t *task_of,
+static inline bool placed_hit(const tg_graph *g, tg__memo *m, uint32_t node, uint32_t *task_of,
                        vec32 *order, hits *h, int *rc) {
   tg_value *v = NULL;
-  if (!m || !tg__memo_lookup(m, g, node, &v)) return false;
+  if (!m || !tg__memo_may_look_up(m, &g->nodes[node]) || !tg__memo_lookup(m, g, node, &v))
+    return false;
   if (h->nodes.n == h->cap) {
     size_t c = h->cap ? 2 * h->cap : 16;
     tg_value **p = tg__realloc(h->vals, c * sizeof *p);
