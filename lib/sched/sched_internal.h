@@ -50,7 +50,8 @@ typedef struct tg__memo tg__memo; /* memo.h */
 
 enum { TG__T_NEW = 0, TG__T_STARTED = 1, TG__T_DROPPED = 2 }; /* state */
 /* flags. A CACHED task was served from the cache while compiling: its
- * result is set, it has no input edges, and running it only finishes it. */
+ * result is set and it has no input edges; tg__run_start finishes it on
+ * the starting thread, so backends never see one. */
 enum { TG__T_OUTPUT = 1, TG__T_FUTURES = 2, TG__T_CACHED = 4 };
 
 typedef struct tg__task {
