@@ -23,6 +23,8 @@ int cli_run(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_cache(int argc, char **argv);
 int cli_version(int argc, char **argv);
+int cli_worker(int argc, char **argv);
+int cli_keys(int argc, char **argv);
 
 /* ---- util.c ---- */
 extern int cli_verbosity; /* -1 quiet, 0 normal, 1 verbose */
@@ -105,6 +107,22 @@ int cli_write_dot(const char *path, const tg_graphjson_info *info,
 int cli_write_trace(const char *path, const cli_events *ev);
 /* The outputs that depend on task `failed`, each with its chain. */
 void cli_print_blocked(const tg_graphjson_info *info, uint32_t failed);
+
+/* ---- connect.c: the workers of --scheduler=tcp ---- */
+typedef struct cli_workers {
+  char **addr;
+  size_t n, cap;
+} cli_workers;
+/* Add a comma-separated list / the lines of a file ('#' comments). 0 or
+ * -1 (out of memory, unreadable file: said on stderr). */
+int cli_workers_add_list(cli_workers *w, const char *list);
+int cli_workers_add_file(cli_workers *w, const char *path);
+void cli_workers_free(cli_workers *w);
+/* A tcp executor over them: -1 on success, else an exit status (said). */
+int cli_workers_executor(const cli_workers *w, const char *keys, tg_registry *reg,
+                         tg_executor **out);
+/* With -v: traffic figures of a tcp executor. */
+void cli_workers_report(tg_executor *ex);
 
 /* ---- explain.c ---- */
 int cli_explain(const tg_graphjson_info *info, const bool *needed,

@@ -11,6 +11,8 @@ static const char usage[] =
     "  run GRAPH.json     compute a graph's outputs (tgraph run --help)\n"
     "  inspect FILE       show what a dump file holds\n"
     "  cache info|list|clear|prune   look after the result cache\n"
+    "  worker             serve task functions to remote runs\n"
+    "  keys generate DIR  make keys for workers and runs\n"
     "  version            versions of tgraph and its formats\n"
     "\n"
     "tgraph COMMAND --help shows a command's options.\n";
@@ -24,6 +26,8 @@ static const command commands[] = {
     {"run", cli_run},
     {"inspect", cli_inspect},
     {"cache", cli_cache},
+    {"worker", cli_worker},
+    {"keys", cli_keys},
     {"version", cli_version},
 };
 

@@ -20,6 +20,9 @@ static const char usage[] =
     "options:\n"
     "  --scheduler NAME   sync, threads (default), processes or tcp\n"
     "  --workers N        worker count (default: one per CPU)\n"
+    "  --connect ADDRS    tcp: workers, tcp://HOST:PORT[,...] (repeatable)\n"
+    "  --workers-file FILE  tcp: workers, one address per line\n"
+    "  --keys DIR         tcp: client keys (tgraph keys generate)\n"
     "  --cache-dir DIR    cache directory (default: $TGRAPH_CACHE_DIR,\n"
     "                     $XDG_CACHE_HOME/tgraph or ~/.cache/tgraph)\n"
     "  --no-cache         neither read nor write the cache\n"
@@ -42,7 +45,8 @@ static const char usage[] =
     "exit status: 0 success, 1 a task failed, 2 usage or graph error\n";
 
 typedef struct run_opts {
-  const char *graph, *scheduler, *cache_dir, *output, *dot, *trace;
+  const char *graph, *scheduler, *cache_dir, *output, *dot, *trace, *keys;
+  cli_workers connect;
   const char **plugins;
   size_t nplugins;
   unsigned workers;
@@ -54,7 +58,7 @@ typedef struct run_opts {
 
 enum { O_SCHED = 256, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
-       O_NO_PROGRESS };
+       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS };
 
 static const struct option longopts[] = {
     {"scheduler", required_argument, NULL, O_SCHED},
@@ -70,6 +74,9 @@ static const struct option longopts[] = {
     {"retries", required_argument, NULL, O_RETRIES},
     {"progress", no_argument, NULL, O_PROGRESS},
     {"no-progress", no_argument, NULL, O_NO_PROGRESS},
+    {"connect", required_argument, NULL, O_CONNECT},
+    {"workers-file", required_argument, NULL, O_WORKERS_FILE},
+    {"keys", required_argument, NULL, O_KEYS},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -115,6 +122,13 @@ static int option(run_opts *o, int c) {
       break;
     case O_PROGRESS: o->progress = -1; break;
     case O_NO_PROGRESS: o->progress = 0; break;
+    case O_CONNECT:
+      if (cli_workers_add_list(&o->connect, optarg) != 0) return CLI_USAGE;
+      break;
+    case O_WORKERS_FILE:
+      if (cli_workers_add_file(&o->connect, optarg) != 0) return CLI_USAGE;
+      break;
+    case O_KEYS: o->keys = optarg; break;
     case 'q': cli_verbosity = -1; break;
     case 'v': cli_verbosity = 1; break;
     case 'h': fputs(usage, stdout); return CLI_OK;
@@ -318,7 +332,15 @@ static int compute(run_state *s) {
   memset(&st, 0, sizeof st);
   tg_compute_opts co = {TG_COMPUTE_OPTS_V1, s->o.scheduler, s->o.workers,
                         NULL, s->o.timeout, s->o.retries, s->cache, &st};
+  tg_executor *remote = NULL;
+  if (strcmp(s->o.scheduler, "tcp") == 0) {
+    int urc = cli_workers_executor(&s->o.connect, s->o.keys, s->reg, &remote);
+    if (urc >= 0) return urc;
+    co.executor = remote;
+  }
   int rc = tg_compute(s->g, s->info->output_nodes, n, &co, s->results);
+  if (remote) cli_workers_report(remote);
+  tg_executor_free(remote);
   cli_progress_stop(s->progress);
   s->progress = NULL;
   if (s->ev_ok) cli_events_finish(&s->ev, rc == TG_OK);
@@ -362,6 +384,7 @@ static void cleanup(run_state *s) {
   tg_cache_close(s->cache);
   tg_registry_free(s->reg);
   free(s->o.plugins);
+  cli_workers_free(&s->o.connect);
 }
 
 int cli_run(int argc, char **argv) {

@@ -81,7 +81,7 @@ Test(executor, new_and_free) {
   tg_executor_free(e);
   tg_executor_free(NULL);
 
-  tg_executor_opts o = {TG_EXECUTOR_OPTS_V1, "nosuch", 1, NULL, NULL, NULL};
+  tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = "nosuch", .workers = 1};
   e = (tg_executor *)&o;
   cr_assert_eq(tg_executor_new(reg, &o, &e, NULL), TG_EINVAL);
   cr_assert_null(e);
@@ -527,8 +527,8 @@ static void sink_fn(void *ctx, const char *key, const char *line) {
 Test(executor, task_log_goes_to_callback) {
   reg = tgt_registry_new();
   log_sink sink = {.mu = PTHREAD_MUTEX_INITIALIZER};
-  tg_executor_opts o = {TG_EXECUTOR_OPTS_V1, "threads", 2, sink_fn, &sink,
-                        NULL};
+  tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = "threads", .workers = 2,
+                        .log = sink_fn, .log_ctx = &sink};
   tg_executor *e = NULL;
   cr_assert_eq(tg_executor_new(reg, &o, &e, NULL), TG_OK);
   tg_graph *g = NULL;

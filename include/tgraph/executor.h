@@ -48,6 +48,17 @@ typedef struct tg_executor_opts {
   tg_log_fn log;       /* NULL: lines go to stderr as "[key] line" */
   void *log_ctx;
   tg_cache *cache;     /* borrowed; NULL = no memoization */
+  /* tcp backend (see remote.h); zero means the default: */
+  const char *const *connect; /* worker addresses, "tcp://HOST:PORT"; copied */
+  size_t nconnect;
+  const char *keys_dir;   /* client keys (tg_keys_generate); NULL: none,
+                             which allows loopback workers only */
+  double connect_timeout; /* seconds a run waits while no worker is
+                             connected before it fails; 0: 30 */
+  double heartbeat;       /* seconds of silence after which a worker
+                             counts as lost; 0: 10 */
+  size_t keep_min;        /* results of at least this many bytes stay on
+                             the worker that made them; 0: 4096 */
 } tg_executor_opts;
 
 /* Start an executor over `reg` (borrowed: must outlive it). opts may be

@@ -7,6 +7,7 @@ static const tg__backend_ops *const known[] = {
     &tg__backend_sync,
     &tg__backend_threads,
     &tg__backend_processes,
+    &tg__backend_tcp,
 };
 
 const tg__backend_ops *tg__backend_find(const char *name) {
@@ -16,4 +17,4 @@ const tg__backend_ops *tg__backend_find(const char *name) {
   return NULL;
 }
 
-const char *tg__backend_names(void) { return "sync, threads, processes"; }
+const char *tg__backend_names(void) { return "sync, threads, processes, tcp"; }

@@ -40,6 +40,9 @@ typedef struct tg__backend_cfg {
   uint32_t version;   /* TG__BACKEND_OPS_V1 */
   unsigned workers;   /* >= 1 */
   tg_executor *ex;    /* the owner */
+  const tg_executor_opts *opts; /* the executor's options (may be NULL),
+                                   for backend settings; borrowed during
+                                   create only */
 } tg__backend_cfg;
 
 struct tg__backend_ops {
@@ -70,5 +73,6 @@ const char *tg__backend_names(void);
 extern const tg__backend_ops tg__backend_sync;
 extern const tg__backend_ops tg__backend_threads;
 extern const tg__backend_ops tg__backend_processes;
+extern const tg__backend_ops tg__backend_tcp;
 
 #endif /* TG_SCHED_BACKEND_H */

@@ -44,7 +44,7 @@ int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
   ex->cache = opts ? opts->cache : NULL;
   pthread_mutex_init(&ex->mu, NULL);
   pthread_cond_init(&ex->idle, NULL);
-  tg__backend_cfg cfg = {TG__BACKEND_OPS_V1, ex->workers, ex};
+  tg__backend_cfg cfg = {TG__BACKEND_OPS_V1, ex->workers, ex, opts};
   int rc = ops->create(&cfg, &ex->backend, err);
   if (rc) {
     pthread_mutex_destroy(&ex->mu);

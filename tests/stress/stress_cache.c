@@ -345,7 +345,8 @@ static void *compute_with_cache(void *arg) {
 
 static void computes_with_cache(void) {
   tg_registry *reg = tgt_registry_new();
-  tg_executor_opts eo = {TG_EXECUTOR_OPTS_V1, "threads", 2, NULL, NULL, cache};
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "threads", .workers = 2,
+                         .cache = cache};
   tg_executor *ex = NULL;
   if (!CHECK(reg && tg_executor_new(reg, &eo, &ex, NULL) == TG_OK)) return;
   atomic_int stop = 0;

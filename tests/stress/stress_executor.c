@@ -43,7 +43,7 @@ static void marks_reset(void) {
 /* ---- helpers --------------------------------------------------------------- */
 
 static tg_executor *executor(const char *backend, unsigned workers) {
-  tg_executor_opts o = {TG_EXECUTOR_OPTS_V1, backend, workers, NULL, NULL, NULL};
+  tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = backend, .workers = workers};
   tg_executor *ex = NULL;
   int rc = tg_executor_new(reg, &o, &ex, NULL);
   CHECK_MSG(rc == TG_OK && ex, "executor %s/%u: %s", backend, workers,
@@ -519,7 +519,8 @@ static void sink_line(void *ctx, const char *key, const char *line) {
 static void task_logs(void) {
   log_sink s = {PTHREAD_MUTEX_INITIALIZER, NULL, 500 * chk.scale, 0};
   s.seen = calloc((size_t)s.n, sizeof *s.seen);
-  tg_executor_opts o = {TG_EXECUTOR_OPTS_V1, "threads", 4, sink_line, &s, NULL};
+  tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = "threads", .workers = 4,
+                        .log = sink_line, .log_ctx = &s};
   tg_executor *ex = NULL;
   CHECK_EQ_INT(tg_executor_new(reg, &o, &ex, NULL), TG_OK);
   tg_future **fs = calloc((size_t)s.n, sizeof *fs);

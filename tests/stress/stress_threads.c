@@ -21,7 +21,7 @@ static tg_registry *reg;
 /* ---- helpers ------------------------------------------------------------- */
 
 static tg_executor *executor(const char *backend, unsigned workers) {
-  tg_executor_opts o = {TG_EXECUTOR_OPTS_V1, backend, workers, NULL, NULL, NULL};
+  tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = backend, .workers = workers};
   tg_executor *ex = NULL;
   int rc = tg_executor_new(reg, &o, &ex, NULL);
   CHECK_MSG(rc == TG_OK && ex, "executor %s/%u: %s", backend, workers,

@@ -1,0 +1,119 @@
+/* include/tgraph/remote.h: remote workers for the tcp backend: serving a
+ * registry's functions to runs on other machines, the key files that
+ * authenticate both ends, and the traffic figures of a tcp executor.
+ *
+ * A worker is a long-lived process (or a thread of any program) that
+ * listens on a ZeroMQ tcp:// address. Runs connect to it (executor option
+ * `connect`, or `tgraph run --scheduler=tcp --connect ...`), check that
+ * it has the functions they need with the same versions, send it ready
+ * tasks and get results back. Results above a size stay on the worker
+ * that made them until a task elsewhere, or the caller, needs them.
+ *
+ * Security: without keys a worker listens on loopback only (127.0.0.0/8,
+ * ::1, localhost) and refuses any other address. With keys (a directory
+ * made by tg_keys_generate), connections are CURVE-encrypted and only
+ * clients whose public key is listed in the directory's
+ * authorized_clients file get past the handshake; the others are refused
+ * before any message of theirs is read. A peer sending malformed or
+ * oversized messages is dropped; the worker goes on serving the others.
+ *
+ * Life-cycle of a worker:
+ *   1. build a registry with the functions to serve (and plugins)
+ *   2. tg_worker_serve(): listens and serves until *opts->stop is set
+ *      (or a fatal error), then drops every client's state and returns
+ *
+ * Thread safety: tg_worker_serve runs in the calling thread (plus its own
+ *   pool); the registry must not change while it runs. Several workers
+ *   may serve in one process on different addresses.
+ * Fork: call tg_worker_serve in a child only if the child does not
+ *   inherit a running worker or tcp executor of the parent.
+ */
+#ifndef TGRAPH_REMOTE_H
+#define TGRAPH_REMOTE_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tgraph/error.h"
+#include "tgraph/executor.h"
+#include "tgraph/registry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of the worker protocol this library speaks. Both ends must
+ * speak the same one (the handshake says which each has). */
+#define TG_REMOTE_PROTOCOL 1
+
+/* Default address of a worker, and its default port. */
+#define TG_WORKER_DEFAULT_LISTEN "tcp://127.0.0.1:7070"
+
+#define TG_WORKER_OPTS_V1 1
+typedef struct tg_worker_opts {
+  uint32_t version;        /* TG_WORKER_OPTS_V1 */
+  const char *listen;      /* "tcp://HOST:PORT"; NULL: the default above.
+                              PORT "*" or 0 picks a free port (see
+                              on_ready). HOST other than loopback needs
+                              keys_dir. */
+  unsigned nthreads;       /* threads running tasks; 0: one per CPU */
+  const char *keys_dir;    /* NULL: no keys; else a tg_keys_generate
+                              directory: server.key, server.pub,
+                              authorized_clients */
+  size_t max_message;      /* largest message part accepted, in bytes (a
+                              bigger one drops its peer); 0: 2 GiB - 1 */
+  double session_timeout;  /* seconds of silence after which a client's
+                              state (its results, its running tasks) is
+                              dropped; 0: 20 */
+  const volatile sig_atomic_t *stop; /* serve until *stop != 0 (looked at
+                              every 50 ms); NULL: until an error */
+  /* Called once, before serving, with the address actually bound (the
+   * port filled in); may be NULL. */
+  void (*on_ready)(void *ctx, const char *endpoint);
+  void *ctx;
+  int verbose;             /* 1: a line on stderr per client and refusal */
+} tg_worker_opts;
+
+/* Serve reg's functions to runs that connect, until *opts->stop is set.
+ * reg is borrowed. Returns TG_OK after a stop; TG_EINVAL for bad options
+ * (a non-loopback address without keys: the message says so), TG_EACCES /
+ * -errno for key files that cannot be read, TG_EIO when the address
+ * cannot be bound; err says which and why. */
+int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts,
+                    tg_error *err);
+
+/* Write a new set of keys into dir (created if missing, mode 0700):
+ *   server.key, server.pub   the workers' key pair (Z85 text)
+ *   client.key, client.pub   the runs' key pair
+ *   authorized_clients       client public keys a worker accepts, one per
+ *                            line ('#' comments); client.pub to begin with
+ * Secret keys are written with mode 0600. Existing files are not
+ * overwritten (TG_EEXIST). Workers use server.* and authorized_clients,
+ * runs use client.* and server.pub: copy the directory to both. */
+int tg_keys_generate(const char *dir, tg_error *err);
+
+/* Traffic and recovery figures of a tcp executor, since it was created. */
+typedef struct tg_remote_stats {
+  uint64_t tasks_sent;       /* task messages sent (recomputations too) */
+  uint64_t batches_sent;     /* messages carrying them */
+  uint64_t bytes_sent;       /* value bytes sent to workers (arguments,
+                                transfers) */
+  uint64_t bytes_received;   /* value bytes received (results, fetches) */
+  uint64_t values_moved;     /* results fetched from one worker to be sent
+                                to another */
+  uint64_t bytes_moved;      /* their bytes */
+  uint64_t results_kept;     /* results left on the worker that made them */
+  uint64_t workers_lost;     /* workers lost (died, hung, disconnected) */
+  uint64_t tasks_retried;    /* in-flight tasks sent again after a loss */
+  uint64_t tasks_recomputed; /* lost results computed again */
+  unsigned workers_ready;    /* workers connected now */
+} tg_remote_stats;
+
+/* Fill *out for ex. TG_EINVAL when ex is not a tcp executor. */
+int tg_remote_stats_get(tg_executor *ex, tg_remote_stats *out /* OUT */);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TGRAPH_REMOTE_H */

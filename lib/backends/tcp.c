@@ -1,0 +1,340 @@
+/* lib/backends/tcp.c: the tcp backend: tasks run on `tgraph worker`
+ * processes (or any program in tg_worker_serve) reached over ZeroMQ.
+ * This file: options, the I/O thread's loop, the queues it keeps, submit,
+ * shutdown and the traffic figures. See tcp_internal.h for the design. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "backends/tcp_internal.h"
+
+#define LOOP_MS 50 /* longest sleep: heartbeats, timeouts, cancellations */
+
+void tcp_wake(tcp *b) {
+  uint64_t one = 1;
+  ssize_t w = write(b->wake_fd, &one, sizeof one);
+  (void)w;
+}
+
+/* ---- queues ---------------------------------------------------------------- */
+
+static bool before(const tg__task *a, const tg__task *b) {
+  if (a->run != b->run) return a->run->seq < b->run->seq;
+  return a < b; /* tasks are stored in priority order */
+}
+
+static bool heap_push(tcp *b, tg__task *t) {
+  if (b->nheap == b->cap_heap) {
+    size_t c = b->cap_heap ? b->cap_heap * 2 : 1024;
+    tg__task **h = tg__realloc(b->heap, c * sizeof *h);
+    if (!h) return false;
+    b->heap = h;
+    b->cap_heap = c;
+  }
+  size_t i = b->nheap++;
+  while (i > 0 && before(t, b->heap[(i - 1) / 2])) {
+    b->heap[i] = b->heap[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  b->heap[i] = t;
+  return true;
+}
+
+void tcp_queue_task(tcp *b, tg__task *t) {
+  tcp_run *rs = tcp_run_get(b, t->run);
+  if (rs && heap_push(b, t)) {
+    rs->users++;
+    rs->live++;
+    return;
+  }
+  tg_value *const *args; /* out of memory: fail it right here */
+  size_t n;
+  if (tg__task_begin(&b->w, t, &args, &n))
+    tg__task_end(&b->w, t, TG_ENOMEM, NULL, "out of memory queueing a task");
+  if (rs && !rs->users) { /* made for nothing */
+    rs->users = 1;
+    tcp_run_unuse(b, rs);
+  }
+}
+
+tg__task *tcp_heap_pop(tcp *b) {
+  if (!b->nheap) return NULL;
+  tg__task *top = b->heap[0], *last = b->heap[--b->nheap];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= b->nheap) break;
+    if (c + 1 < b->nheap && before(b->heap[c + 1], b->heap[c])) c++;
+    if (!before(b->heap[c], last)) break;
+    b->heap[i] = b->heap[c];
+    i = c;
+  }
+  if (b->nheap) b->heap[i] = last;
+  return top;
+}
+
+
+void tcp_take_ready(tcp *b) {
+  /* Queueing may fail a task, which can make more ready: loop. */
+  while (b->w.ready_first || b->w.ready_rest) {
+    tg__task *t = b->w.ready_first, *rest = b->w.ready_rest;
+    b->w.ready_first = b->w.ready_rest = NULL;
+    if (t) tcp_queue_task(b, t);
+    while (rest) {
+      tg__task *x = rest;
+      rest = rest->next;
+      tcp_queue_task(b, x);
+    }
+  }
+}
+
+void tcp_retry_push(tcp *b, tcp_rec *rec) {
+  rec->next = NULL;
+  if (b->retry_tail) b->retry_tail->next = rec;
+  else b->retry_head = rec;
+  b->retry_tail = rec;
+}
+
+/* Move submitted tasks into the heap. */
+static void take_inbox(tcp *b) {
+  pthread_mutex_lock(&b->mu);
+  tg__task *t = b->in_head;
+  b->in_head = b->in_tail = NULL;
+  pthread_mutex_unlock(&b->mu);
+  while (t) {
+    tg__task *next = t->next;
+    tcp_queue_task(b, t);
+    t = next;
+  }
+}
+
+/* ---- the loop ----------------------------------------------------------------- */
+
+/* One pass over everything that may have happened. */
+static void turn(tcp *b, zmq_pollitem_t *it) {
+  uint64_t x;
+  if (it[0].revents & ZMQ_POLLIN) {
+    ssize_t r = read(b->wake_fd, &x, sizeof x);
+    (void)r;
+  }
+  take_inbox(b);
+  tcp_handles_reap(b);
+  for (int i = 0; i < b->nconns; i++) {
+    tcp_conn *c = &b->conns[i];
+    tcp_conn_poll(b, c, it[1 + 2 * i].revents & ZMQ_POLLIN,
+                  it[2 + 2 * i].revents & ZMQ_POLLIN);
+  }
+  double now = tg__now();
+  unsigned ready = 0;
+  for (int i = 0; i < b->nconns; i++) {
+    tcp_conn_tick(b, &b->conns[i], now);
+    ready += b->conns[i].state == CS_READY;
+  }
+  atomic_store(&b->st_ready, ready);
+  tcp_cancel_runs(b);
+  tcp_dispatch(b);
+  for (int i = 0; i < b->nconns; i++) tcp_conn_flush(b, &b->conns[i]);
+  tcp_handles_reap(b);
+}
+
+/* No worker has been ready while work waits: give up after the timeout,
+ * or at once when every worker refused us for good. */
+static void watch_workers(tcp *b) {
+  bool waiting = tcp_work_waiting(b), any = false, all_fatal = true;
+  for (int i = 0; i < b->nconns; i++) {
+    any |= b->conns[i].state == CS_READY;
+    all_fatal &= b->conns[i].fatal;
+  }
+  if (!waiting || any) {
+    b->no_worker_since = 0;
+    return;
+  }
+  double now = tg__now();
+  if (b->no_worker_since == 0) b->no_worker_since = now;
+  if (!all_fatal && now - b->no_worker_since < b->connect_timeout) return;
+  char why[1024];
+  size_t n = (size_t)snprintf(why, sizeof why, all_fatal ? "no worker accepts this run"
+                              : "no worker reachable for %g s", b->connect_timeout);
+  for (int i = 0; i < b->nconns && n < sizeof why; i++)
+    n += (size_t)snprintf(why + n, sizeof why - n, "; %s: %s", b->conns[i].addr,
+                          b->conns[i].why[0] ? b->conns[i].why : "no answer");
+  tcp_fail_waiting(b, why);
+  b->no_worker_since = 0;
+}
+
+static void *io_main(void *arg) {
+  tcp *b = arg;
+  zmq_pollitem_t *it = tg__calloc(1 + 2 * (size_t)b->nconns, sizeof *it);
+  for (;;) {
+    pthread_mutex_lock(&b->mu);
+    bool stop = b->stopping && !b->in_head;
+    pthread_mutex_unlock(&b->mu);
+    if (stop) break;
+    it[0] = (zmq_pollitem_t){NULL, b->wake_fd, ZMQ_POLLIN, 0};
+    for (int i = 0; i < b->nconns; i++) {
+      it[1 + 2 * i] = (zmq_pollitem_t){b->conns[i].sock, 0, ZMQ_POLLIN, 0};
+      it[2 + 2 * i] = (zmq_pollitem_t){b->conns[i].mon, 0, ZMQ_POLLIN, 0};
+    }
+    zmq_poll(it, 1 + 2 * b->nconns, LOOP_MS);
+    turn(b, it);
+    watch_workers(b);
+    tcp_take_ready(b);
+    /* Publishing counts may finish runs, whose callbacks may submit. */
+    tg__wctx_flush(&b->w);
+  }
+  tg__free(it);
+  for (int i = 0; i < b->nconns; i++) tcp_conn_close(b, &b->conns[i], true);
+  tcp_handles_reap(b);
+  tg__wctx_destroy(&b->w);
+  return NULL;
+}
+
+/* ---- the backend ------------------------------------------------------------- */
+
+static void tcp_submit(tg__backend *be, tg__task *const *tasks, size_t n) {
+  tcp *b = (tcp *)be;
+  if (!n) return;
+  pthread_mutex_lock(&b->mu);
+  bool was_empty = b->in_head == NULL;
+  for (size_t i = 0; i < n; i++) {
+    tasks[i]->next = NULL;
+    if (b->in_tail) b->in_tail->next = tasks[i];
+    else b->in_head = tasks[i];
+    b->in_tail = tasks[i];
+  }
+  pthread_mutex_unlock(&b->mu);
+  if (was_empty) tcp_wake(b);
+}
+
+static int read_keys(tcp *b, tg_error *err) {
+  int rc = tg__key_read(b->keys_dir, "client.pub", b->client_pub, err);
+  if (rc == TG_OK) rc = tg__key_read(b->keys_dir, "client.key", b->client_sec, err);
+  if (rc == TG_OK) rc = tg__key_read(b->keys_dir, "server.pub", b->server_pub, err);
+  return rc;
+}
+
+static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
+  if (!o || !o->connect || o->nconnect == 0)
+    return tg__error_set(err, TG_EINVAL, "the tcp backend needs worker addresses "
+                         "(tg_executor_opts.connect, or tgraph run --connect)");
+  if (o->nconnect > TCP_MAX_CONNS)
+    return tg__error_set(err, TG_EINVAL, "%zu workers: at most %d", o->nconnect,
+                         TCP_MAX_CONNS);
+  b->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : 30;
+  b->heartbeat = o->heartbeat > 0 ? o->heartbeat : 10;
+  b->keep_min = o->keep_min ? o->keep_min : 4096;
+  if (o->keys_dir) {
+    if (!(b->keys_dir = tg__malloc(strlen(o->keys_dir) + 1)))
+      return tg__error_set(err, TG_ENOMEM, "out of memory");
+    strcpy(b->keys_dir, o->keys_dir);
+    int rc = read_keys(b, err);
+    if (rc != TG_OK) return rc;
+  }
+  b->conns = tg__calloc(o->nconnect, sizeof *b->conns);
+  if (!b->conns) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  for (size_t i = 0; i < o->nconnect; i++) {
+    bool loop;
+    int rc = tg__addr_check(o->connect[i], false, &loop, err);
+    if (rc != TG_OK) return rc;
+    if (!loop && !o->keys_dir)
+      return tg__error_set(err, TG_EINVAL, "worker %s is not on this machine: connecting "
+                           "to it needs keys (tg_executor_opts.keys_dir, or --keys DIR)",
+                           o->connect[i]);
+    if (strlen(o->connect[i]) >= sizeof b->conns[i].addr)
+      return tg__error_set(err, TG_EINVAL, "address too long: %s", o->connect[i]);
+    snprintf(b->conns[i].addr, sizeof b->conns[i].addr, "%s", o->connect[i]);
+    b->conns[i].idx = (int)i;
+    b->nconns++;
+  }
+  return TG_OK;
+}
+
+static void tcp_free(tcp *b) {
+  for (int i = 0; i < b->nconns; i++) tcp_conn_close(b, &b->conns[i], false);
+  if (b->zctx) zmq_ctx_term(b->zctx);
+  for (int i = 0; b->conns && i < b->nconns; i++) tcp_conn_free(&b->conns[i]);
+  tg__free(b->parts);
+  if (b->wake_fd >= 0) close(b->wake_fd);
+  for (tcp_run *rs = b->runs, *next; rs; rs = next) { /* none after a clean run */
+    next = rs->next;
+    rs->users = 1;
+    tcp_run_unuse(b, rs);
+  }
+  tcp_handles_reap(b);
+  tg__idmap_free(&b->handles);
+  tg__idmap_free(&b->runs_by_seq);
+  tg__free(b->heap);
+  tg__free(b->conns);
+  tg__free(b->keys_dir);
+  memset(b->client_sec, 0, sizeof b->client_sec);
+  pthread_mutex_destroy(&b->mu);
+  tg__free(b);
+}
+
+static int tcp_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *err) {
+  tcp *b = tg__calloc(1, sizeof *b);
+  if (!b) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  b->base.ops = &tg__backend_tcp;
+  b->ex = cfg->ex;
+  b->wake_fd = -1;
+  b->next_id = 1;
+  b->parts = tg__malloc(TCP_MAX_PARTS * sizeof *b->parts);
+  if (!b->parts) {
+    tg__free(b);
+    return tg__error_set(err, TG_ENOMEM, "out of memory");
+  }
+  pthread_mutex_init(&b->mu, NULL);
+  tg__wctx_init(&b->w, 0);
+  int rc = configure(b, cfg->opts, err);
+  if (rc == TG_OK) {
+    b->base.workers = (unsigned)b->nconns;
+    b->zctx = zmq_ctx_new();
+    b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!b->zctx || b->wake_fd < 0)
+      rc = tg__error_set(err, TG_EIO, "cannot set up ZeroMQ: %s", strerror(errno));
+  }
+  if (rc == TG_OK) zmq_ctx_set(b->zctx, ZMQ_BLOCKY, 0);
+  for (int i = 0; rc == TG_OK && i < b->nconns; i++) rc = tcp_conn_open(b, &b->conns[i], err);
+  if (rc == TG_OK && pthread_create(&b->io, NULL, io_main, b) != 0)
+    rc = tg__error_set(err, TG_ENOMEM, "cannot start the tcp backend's thread");
+  if (rc != TG_OK) {
+    tg__wctx_destroy(&b->w);
+    tcp_free(b);
+    return rc;
+  }
+  *out = &b->base;
+  return TG_OK;
+}
+
+static void tcp_destroy(tg__backend *be) {
+  tcp *b = (tcp *)be;
+  if (!b) return;
+  pthread_mutex_lock(&b->mu);
+  b->stopping = true;
+  pthread_mutex_unlock(&b->mu);
+  tcp_wake(b);
+  pthread_join(b->io, NULL);
+  tcp_free(b);
+}
+
+const tg__backend_ops tg__backend_tcp = {
+    TG__BACKEND_OPS_V1, "tcp", tcp_create, tcp_submit, tcp_destroy,
+};
+
+int tg_remote_stats_get(tg_executor *ex, tg_remote_stats *out) {
+  if (!ex || !out || ex->ops != &tg__backend_tcp) return TG_EINVAL;
+  tcp *b = (tcp *)ex->backend;
+  out->tasks_sent = atomic_load(&b->st_tasks);
+  out->batches_sent = atomic_load(&b->st_batches);
+  out->bytes_sent = atomic_load(&b->st_sent);
+  out->bytes_received = atomic_load(&b->st_recv);
+  out->values_moved = atomic_load(&b->st_moved_n);
+  out->bytes_moved = atomic_load(&b->st_moved);
+  out->results_kept = atomic_load(&b->st_kept);
+  out->workers_lost = atomic_load(&b->st_lost);
+  out->tasks_retried = atomic_load(&b->st_retried);
+  out->tasks_recomputed = atomic_load(&b->st_recomputed);
+  out->workers_ready = atomic_load(&b->st_ready);
+  return TG_OK;
+}

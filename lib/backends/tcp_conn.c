@@ -1,0 +1,377 @@
+/* lib/backends/tcp_conn.c: one connection per worker: the DEALER socket
+ * (CURVE client when keys are set, heartbeats, a monitor that reports
+ * disconnections and refused handshakes), HELLO and WELCOME, pings, the
+ * function definitions a worker has been sent, flushing pending messages,
+ * and what happens when a worker is lost. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/tcp_internal.h"
+#include "remote/wire.h"
+
+
+static int setopt(void *s, int opt, int v) { return zmq_setsockopt(s, opt, &v, sizeof v); }
+
+static void hello(tcp *b, tcp_conn *c) {
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_HELLO);
+  tg__wbuf_bytes(&h, TG__PROTO_MAGIC, 4);
+  tg__wbuf_varint(&h, TG_REMOTE_PROTOCOL);
+  tg__wbuf_varint(&h, b->keep_min);
+  tg__wbuf_cstr(&h, "tgraph");
+  tcp_conn_send(b, c, &h, NULL);
+  tg__wbuf_free(&h);
+}
+
+int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
+  char ep[64];
+  c->gen++;
+  snprintf(ep, sizeof ep, "inproc://tcp-mon-%p-%d-%u", (void *)b, c->idx, c->gen);
+  c->sock = zmq_socket(b->zctx, ZMQ_DEALER);
+  c->mon = c->sock ? zmq_socket(b->zctx, ZMQ_PAIR) : NULL;
+  if (!c->mon) return tg__error_set(err, TG_EIO, "zmq_socket: %s", zmq_strerror(errno));
+  int hb = (int)(b->heartbeat * 1000);
+  setopt(c->sock, ZMQ_LINGER, 0);
+  setopt(c->sock, ZMQ_SNDHWM, 0);
+  setopt(c->sock, ZMQ_RCVHWM, 0);
+  setopt(c->sock, ZMQ_HEARTBEAT_IVL, hb / 4 > 0 ? hb / 4 : 1);
+  setopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, hb);
+  setopt(c->sock, ZMQ_HEARTBEAT_TTL, hb);
+  setopt(c->sock, ZMQ_RECONNECT_IVL, 100);
+  setopt(c->sock, ZMQ_RECONNECT_IVL_MAX, 1000);
+  if (b->keys_dir) {
+    zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
+    zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
+    zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, b->client_sec, 40);
+  }
+  int events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+               ZMQ_EVENT_CONNECT_RETRIED;
+  if (zmq_socket_monitor(c->sock, ep, events) != 0 || zmq_connect(c->mon, ep) != 0 ||
+      zmq_connect(c->sock, c->addr) != 0)
+    return tg__error_set(err, TG_EIO, "cannot connect to %s: %s", c->addr,
+                         zmq_strerror(errno));
+  c->state = CS_CONNECTING;
+  c->last_rx = c->last_ping = tg__now();
+  hello(b, c); /* queued until the connection is up */
+  return TG_OK;
+}
+
+void tcp_conn_close(tcp *b, tcp_conn *c, bool bye) {
+  (void)b;
+  if (c->sock && bye && c->state == CS_READY) {
+    int linger = 200; /* time for the goodbye to leave */
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_send(c->sock, (uint8_t[]){TG__M_BYE}, 1, ZMQ_DONTWAIT);
+  }
+  if (c->sock) {
+    zmq_socket_monitor(c->sock, NULL, 0);
+    zmq_close(c->sock);
+  }
+  if (c->mon) zmq_close(c->mon);
+  c->sock = c->mon = NULL;
+}
+
+/* Forget what the worker's session knew: definitions, pending messages. */
+static void reset_session(tcp_conn *c) {
+  for (size_t i = 0; i < c->nbvals; i++) tg_value_unref(c->bvals[i]);
+  c->nbvals = 0;
+  tg__idmap_free(&c->fns);
+  c->nfns = c->nfuncs = c->nfrees = c->nbatch = 0;
+  tg__wbuf_reset(&c->funcs);
+  tg__wbuf_reset(&c->frees);
+  tg__wbuf_reset(&c->batch);
+}
+
+void tcp_conn_free(tcp_conn *c) {
+  reset_session(c);
+  tg__free(c->bvals);
+  tg__wbuf_free(&c->batch);
+  tg__wbuf_free(&c->funcs);
+  tg__wbuf_free(&c->frees);
+  tg__idmap_free(&c->recs);
+  tg__free(c->fn_of);
+  memset(c, 0, sizeof *c);
+}
+
+bool tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v) {
+  uint64_t bytes = 0;
+  if (!c->sock || h->oom) return false;
+  if (zmq_send(c->sock, h->p, h->len, v ? ZMQ_SNDMORE : 0) < 0 ||
+      (v && tg__wire_send(c->sock, v, true, &bytes, NULL) != TG_OK)) {
+    tcp_conn_lost(b, c, "sending to it failed", false);
+    return false;
+  }
+  atomic_fetch_add(&b->st_sent, bytes);
+  return true;
+}
+
+/* ---- functions ------------------------------------------------------------ */
+
+uint64_t tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f) {
+  (void)b;
+  uint64_t id1 = (uint64_t)(uintptr_t)tg__idmap_get(&c->fns, (uint64_t)(uintptr_t)f);
+  if (id1) return id1 - 1;
+  if (c->nfns == c->cap_fns) {
+    size_t cap = c->cap_fns ? c->cap_fns * 2 : 32;
+    const tg_func **p = tg__realloc(c->fn_of, cap * sizeof *p);
+    if (!p) return UINT64_MAX;
+    c->fn_of = p;
+    c->cap_fns = cap;
+  }
+  uint64_t id = c->nfns;
+  if (!tg__idmap_put(&c->fns, (uint64_t)(uintptr_t)f, (void *)(uintptr_t)(id + 1)))
+    return UINT64_MAX;
+  c->fn_of[c->nfns++] = f;
+  tg__wbuf_varint(&c->funcs, id);
+  tg__wbuf_cstr(&c->funcs, tg_func_name(f));
+  tg__wbuf_cstr(&c->funcs, tg_func_version(f));
+  tg__wbuf_u8(&c->funcs, f->has_origin);
+  if (f->has_origin) {
+    tg__wbuf_bytes(&c->funcs, &f->origin.lo, 8);
+    tg__wbuf_bytes(&c->funcs, &f->origin.hi, 8);
+  }
+  c->nfuncs++;
+  return id;
+}
+
+/* ---- flushing ----------------------------------------------------------------- */
+
+static void send_counted(tcp *b, tcp_conn *c, uint8_t type, tg__wbuf *body,
+                         uint32_t *n) {
+  if (!*n) return;
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, type);
+  tg__wbuf_varint(&h, *n);
+  tg__wbuf_bytes(&h, body->p, body->len);
+  if (body->oom) h.oom = true;
+  tg__wbuf_reset(body);
+  *n = 0;
+  if (h.oom) tcp_conn_lost(b, c, "out of memory", false);
+  else tcp_conn_send(b, c, &h, NULL);
+  tg__wbuf_free(&h);
+}
+
+void tcp_conn_flush(tcp *b, tcp_conn *c) {
+  if (c->state != CS_READY) return;
+  send_counted(b, c, TG__M_FUNCS, &c->funcs, &c->nfuncs);
+  send_counted(b, c, TG__M_FREE, &c->frees, &c->nfrees);
+  if (!c->nbatch || c->state != CS_READY) return;
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_TASKS);
+  tg__wbuf_varint(&h, c->batch_run);
+  tg__wbuf_varint(&h, c->nbatch);
+  tg__wbuf_bytes(&h, c->batch.p, c->batch.len);
+  if (c->batch.oom) h.oom = true;
+  tg_value *vals = tg_list_take(c->nbvals, c->bvals); /* takes the references */
+  c->nbvals = 0;
+  atomic_fetch_add(&b->st_tasks, c->nbatch);
+  atomic_fetch_add(&b->st_batches, 1);
+  tg__wbuf_reset(&c->batch);
+  c->nbatch = 0;
+  if (!vals || h.oom) tcp_conn_lost(b, c, "out of memory", false);
+  else tcp_conn_send(b, c, &h, vals);
+  tg_value_unref(vals);
+  tg__wbuf_free(&h);
+}
+
+uint32_t tcp_conn_cap(const tcp_conn *c) {
+  uint32_t n = c->nthreads ? c->nthreads : 1;
+  if (c->avg <= 0) return 2 * n; /* nothing measured yet: go slowly */
+  double extra = n * 0.004 / c->avg; /* enough to cover a few ms of latency */
+  if (extra < 2) extra = 2;
+  if (extra > 2048) extra = 2048;
+  return n + (uint32_t)extra;
+}
+
+/* ---- losing a worker --------------------------------------------------------- */
+
+/* Requeue the records sent to c (engine tasks) and drop recomputations. */
+static void give_back(tcp *b, tcp_conn *c, const char *why) {
+  tg__idmap recs = c->recs;
+  memset(&c->recs, 0, sizeof c->recs);
+  for (size_t i = 0; recs.s && i <= recs.mask; i++) {
+    if (!recs.s[i].key) continue;
+    tcp_rec *rec = recs.s[i].val;
+    tcp_rec_requeue(b, rec, why);
+  }
+  tg__idmap_free(&recs);
+  for (tcp_rec *rec = c->staged; rec; rec = rec->next) rec->replan = true;
+  c->load = 0;
+  for (tcp_rec *rec = c->staged; rec; rec = rec->next) c->load++;
+}
+
+/* Handles lose c as a holder; fetches from c fail. */
+static void forget_holder(tcp *b, tcp_conn *c) {
+  uint64_t bit = UINT64_C(1) << c->idx;
+  for (size_t i = 0; b->handles.s && i <= b->handles.mask; i++) {
+    if (!b->handles.s[i].key) continue;
+    tcp_handle *h = b->handles.s[i].val;
+    h->locs &= ~bit;
+    if (h->fetching == c->idx) tcp_fetch_done(b, h, NULL);
+  }
+}
+
+void tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
+  bool was_ready = c->state == CS_READY;
+  snprintf(c->why, sizeof c->why, "%s", why);
+  c->fatal = fatal;
+  tcp_conn_close(b, c, false);
+  c->state = CS_IDLE;
+  reset_session(c);
+  if (was_ready) atomic_fetch_add(&b->st_lost, 1);
+  give_back(b, c, why);
+  forget_holder(b, c);
+  /* A fresh socket (a fresh session on the worker), retried in the
+   * background by ZeroMQ; a refusal is not retried at once. */
+  c->retry_at = tg__now() + (fatal ? 2.0 : 0);
+  c->state = CS_FAILED;
+}
+
+/* ---- receiving ----------------------------------------------------------------- */
+
+static void welcome(tcp *b, tcp_conn *c, tg__rbuf *r) {
+  const uint8_t *magic = tg__rbuf_bytes(r, 4);
+  uint64_t proto = tg__rbuf_varint(r);
+  uint8_t status = tg__rbuf_u8(r);
+  uint64_t nthreads = tg__rbuf_count(r, 1u << 20);
+  char name[TG__MAX_NAME + 1], msg[200];
+  tg__rbuf_cstr(r, name, TG__MAX_NAME);
+  tg__rbuf_cstr(r, msg, sizeof msg - 1);
+  char why[300];
+  if (r->bad || !magic || memcmp(magic, TG__PROTO_MAGIC, 4) != 0) {
+    tcp_conn_lost(b, c, "it does not speak the tgraph worker protocol", true);
+  } else if (proto != TG_REMOTE_PROTOCOL) {
+    snprintf(why, sizeof why, "protocol version mismatch: the worker speaks version "
+             "%llu, this program version %d", (unsigned long long)proto,
+             TG_REMOTE_PROTOCOL);
+    tcp_conn_lost(b, c, why, true);
+  } else if (status != 0) {
+    snprintf(why, sizeof why, "the worker refused this client: %s", msg);
+    tcp_conn_lost(b, c, why, true);
+  } else {
+    c->state = CS_READY;
+    c->nthreads = nthreads ? (unsigned)nthreads : 1;
+    c->why[0] = '\0';
+    c->fatal = false;
+  }
+}
+
+static void monitor_event(tcp *b, tcp_conn *c) {
+  zmq_msg_t m[2];
+  zmq_msg_init(&m[0]);
+  zmq_msg_init(&m[1]);
+  if (zmq_msg_recv(&m[0], c->mon, ZMQ_DONTWAIT) < 0) goto out;
+  if (zmq_msg_more(&m[0])) zmq_msg_recv(&m[1], c->mon, 0);
+  if (zmq_msg_size(&m[0]) < 6) goto out;
+  uint16_t ev;
+  uint32_t val;
+  memcpy(&ev, zmq_msg_data(&m[0]), 2);
+  memcpy(&val, (uint8_t *)zmq_msg_data(&m[0]) + 2, 4);
+  switch (ev) {
+    case ZMQ_EVENT_DISCONNECTED:
+      if (c->state == CS_READY) tcp_conn_lost(b, c, "disconnected", false);
+      break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+      tcp_conn_lost(b, c, "the worker refused this client's key (it is not in the "
+                    "worker's authorized_clients)", true);
+      break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      tcp_conn_lost(b, c, b->keys_dir ? "the secure handshake failed (wrong server key, "
+                    "or the worker runs without keys)" : "the handshake failed (the "
+                    "worker needs keys: pass the key directory)", true);
+      break;
+    case ZMQ_EVENT_CONNECT_RETRIED:
+      if (!c->why[0] || !c->fatal)
+        snprintf(c->why, sizeof c->why, "cannot connect (is a worker listening there?)");
+      break;
+    default: break;
+  }
+out:
+  zmq_msg_close(&m[0]);
+  zmq_msg_close(&m[1]);
+}
+
+/* Read one whole message of c into parts (at most TCP_MAX_PARTS). */
+static size_t recv_message(tcp_conn *c, zmq_msg_t *parts, bool *too_many) {
+  size_t n = 0;
+  *too_many = false;
+  for (int more = 1; more;) {
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, c->sock, n || *too_many ? 0 : ZMQ_DONTWAIT) < 0) {
+      zmq_msg_close(&m);
+      break;
+    }
+    more = zmq_msg_more(&m);
+    if (n < TCP_MAX_PARTS) parts[n++] = m;
+    else {
+      *too_many = true;
+      zmq_msg_close(&m);
+    }
+  }
+  return n;
+}
+
+void tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
+  (void)sock_ready;
+  (void)mon_ready;
+  for (int i = 0; i < 64 && c->mon; i++) { /* events first: a loss resets c */
+    zmq_pollitem_t it = {c->mon, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 0) <= 0) break;
+    monitor_event(b, c);
+  }
+  zmq_msg_t *parts = b->parts;
+  for (int i = 0; i < 1024 && c->sock; i++) {
+    bool too_many;
+    size_t n = recv_message(c, parts, &too_many);
+    if (!n) break;
+    c->last_rx = tg__now();
+    tg__rbuf r;
+    tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
+    uint8_t type = tg__rbuf_u8(&r);
+    if (too_many) {
+      tcp_conn_lost(b, c, "it sent a malformed message", true);
+    } else if (type == TG__M_WELCOME && c->state == CS_CONNECTING) {
+      welcome(b, c, &r);
+    } else if (type == TG__M_ERROR) {
+      char msg[TG__MAX_MSG + 1], why[TG__MAX_MSG + 40];
+      tg__rbuf_cstr(&r, msg, TG__MAX_MSG);
+      snprintf(why, sizeof why, "the worker dropped this client: %s", msg);
+      tcp_conn_lost(b, c, why, false);
+    } else if (c->state == CS_READY) {
+      tcp_results_handle(b, c, parts, n);
+    }
+    for (size_t k = 0; k < n; k++) zmq_msg_close(&parts[k]);
+  }
+}
+
+void tcp_conn_tick(tcp *b, tcp_conn *c, double now) {
+  if (c->state == CS_FAILED && now >= c->retry_at) {
+    tg_error err;
+    tg_error_clear(&err);
+    if (tcp_conn_open(b, c, &err) != TG_OK) {
+      tcp_conn_close(b, c, false);
+      c->state = CS_FAILED;
+      c->retry_at = now + 1;
+      snprintf(c->why, sizeof c->why, "%s", err.msg);
+    }
+    return;
+  }
+  if (c->state != CS_READY) return;
+  if (now - c->last_rx > b->heartbeat) {
+    char why[100];
+    snprintf(why, sizeof why, "no sign of life for %.1f s (heartbeat)", now - c->last_rx);
+    tcp_conn_lost(b, c, why, false);
+    return;
+  }
+  if (now - c->last_ping >= b->heartbeat / 4) {
+    tg__wbuf h = {0};
+    tg__wbuf_u8(&h, TG__M_PING);
+    tg__wbuf_varint(&h, (uint64_t)(now * 1000));
+    c->last_ping = now;
+    tcp_conn_send(b, c, &h, NULL);
+    tg__wbuf_free(&h);
+  }
+}

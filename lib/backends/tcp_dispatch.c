@@ -1,0 +1,582 @@
+/* lib/backends/tcp_dispatch.c: sending tasks to workers. For each ready
+ * task: its arguments' handles (results kept on workers, large
+ * constants), the worker where it costs least (bytes to move, then load),
+ * moving what that worker lacks (a constant is sent, a result is fetched
+ * from its holder and sent on, a lost result is computed again there from
+ * the graph), and the task record in that worker's next batch. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/tcp_internal.h"
+#include "remote/wire.h"
+#include "sched/memo.h"
+
+/* ---- records ------------------------------------------------------------- */
+
+static tcp_rec *rec_new(tcp_run *rs, tg__task *t, uint32_t nargs) {
+  size_t n = nargs ? nargs : 1;
+  tcp_rec *rec = tg__calloc(1, sizeof *rec + n * (sizeof(tg_value *) + sizeof(tcp_handle *)));
+  if (!rec) return NULL;
+  rec->args = (tg_value **)(rec + 1);
+  rec->hargs = (tcp_handle **)(rec->args + n);
+  rec->t = t;
+  rec->rs = rs;
+  rec->nargs = nargs;
+  rec->conn = -1;
+  rs->users++;
+  if (t) rs->live++;
+  return rec;
+}
+
+static void release_args(tcp *b, tcp_rec *rec) {
+  for (uint32_t j = 0; j < rec->nargs; j++) {
+    tcp_handle_unref(b, rec->hargs[j]);
+    rec->hargs[j] = NULL;
+  }
+}
+
+static void detach(tcp *b, tcp_rec *rec) {
+  if (rec->conn >= 0) b->conns[rec->conn].load--;
+  rec->conn = -1;
+}
+
+void tcp_rec_free(tcp *b, tcp_rec *rec) {
+  release_args(b, rec);
+  tcp_handle_unref(b, rec->out);
+  if (rec->t) rec->rs->live--;
+  tcp_run_unuse(b, rec->rs);
+  tg__free(rec);
+}
+
+void tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg) {
+  detach(b, rec);
+  if (rec->t) {
+    tg__task_end(&b->w, rec->t, code, NULL, msg);
+    tcp_take_ready(b);
+  }
+  tcp_rec_free(b, rec);
+}
+
+void tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
+  detach(b, rec);
+  release_args(b, rec);
+  rec->id = 0;
+  rec->waits = 0;
+  rec->replan = false;
+  if (!rec->t || rec->abort) { /* recomputations are made again on demand */
+    if (rec->t) tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+    else tcp_rec_free(b, rec);
+    return;
+  }
+  if (++rec->losses > TCP_MAX_LOSSES) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "lost its worker %d times (last: %s)", rec->losses, why);
+    tcp_rec_fail(b, rec, TG_EWORKER, msg);
+    return;
+  }
+  atomic_fetch_add(&b->st_retried, 1);
+  tcp_retry_push(b, rec);
+}
+
+/* ---- the batch record ---------------------------------------------------- */
+
+static int attempts_of(const tg__run *r, const tg__gnode *nd) {
+  if (nd->kind == TG__NK_CONCAT || !(nd->fn->flags & TG_FUNC_PURE)) return 1;
+  return 1 + (nd->retries >= 0 ? nd->retries : r->retries);
+}
+
+static void put_arg(tcp_conn *c, tcp_rec *rec, uint32_t j, const tg__garg *a) {
+  tcp_handle *h = rec->hargs[j];
+  tg__wbuf *w = &c->batch;
+  if (!h) {
+    tg__wbuf_u8(w, TG__ARG_INLINE);
+    tg__wbuf_varint(w, c->nbvals);
+    if (c->nbvals == c->cap_bvals) {
+      size_t cap = c->cap_bvals ? c->cap_bvals * 2 : 256;
+      tg_value **p = tg__realloc(c->bvals, cap * sizeof *p);
+      if (!p) {
+        w->oom = true;
+        return;
+      }
+      c->bvals = p;
+      c->cap_bvals = cap;
+    }
+    c->bvals[c->nbvals++] = tg_value_ref(rec->args[j]);
+    return;
+  }
+  if (h->kind == H_ELEM) { /* an item the engine selected */
+    tg__wbuf_u8(w, h->key ? TG__ARG_ENTRY : TG__ARG_ELEM);
+    tg__wbuf_varint(w, h->parent->id);
+    if (h->key) tg__wbuf_cstr(w, h->key);
+    else tg__wbuf_svarint(w, h->index);
+  } else if (!rec->t && a->kind == TG_ARG_ITEM) { /* recomputation: from the graph */
+    tg__wbuf_u8(w, TG__ARG_ELEM);
+    tg__wbuf_varint(w, h->id);
+    tg__wbuf_svarint(w, a->u.index);
+  } else if (!rec->t && a->kind == TG_ARG_KEY) {
+    tg__wbuf_u8(w, TG__ARG_ENTRY);
+    tg__wbuf_varint(w, h->id);
+    tg__wbuf_cstr(w, rec->rs->r->g->keys + a->u.key);
+  } else {
+    tg__wbuf_u8(w, TG__ARG_OBJ);
+    tg__wbuf_varint(w, h->id);
+  }
+}
+
+/* Flags, store id and time threshold of rec. */
+static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min_us) {
+  *min_us = 0;
+  if (!rec->t) {
+    rec->store = rec->out->id;
+    return TG__RF_KEEP;
+  }
+  const tg__run *r = rec->rs->r;
+  uint8_t f = 0;
+  if (rec->t->flags & TG__T_OUTPUT) {
+    f |= TG__RF_RETURN;
+  } else {
+    rec->store = b->next_id++;
+    if (rec->rs->flags[rec->task] & RF_SELECTED) f |= TG__RF_SHAPE;
+  }
+  tg__memo *m = r->memo;
+  if (m && m->t0 && m->t0[rec->task] > 0) { /* the cache may store it: get it back */
+    f |= TG__RF_TIMED;
+    if (nd->cache != 1 && m->min_seconds > 0) *min_us = (uint64_t)(m->min_seconds * 1e6);
+  }
+  return f;
+}
+
+static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
+  if (c->nbatch && (c->batch_run != rec->rs->seq || c->nbatch >= TCP_BATCH_MAX))
+    tcp_conn_flush(b, c); /* one run per message */
+  if (c->state != CS_READY) { /* the flush lost it */
+    tcp_rec_requeue(b, rec, c->why);
+    return;
+  }
+  const tg__run *r = rec->rs->r;
+  const tg__gnode *nd = &r->g->nodes[rec->node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  uint64_t fn = tcp_conn_fn(b, c, nd->fn), min_us;
+  rec->id = ++c->next_id;
+  if (fn == UINT64_MAX || !tg__idmap_put(&c->recs, rec->id, rec)) {
+    tcp_rec_fail(b, rec, TG_ENOMEM, "out of memory sending a task");
+    return;
+  }
+  c->batch_run = rec->rs->seq;
+  uint8_t flags = flags_of(b, rec, nd, &min_us);
+  char kb[TG__NAME_MAX + 32];
+  tg__wbuf *w = &c->batch;
+  tg__wbuf_varint(w, rec->id);
+  tg__wbuf_varint(w, fn);
+  tg__wbuf_u8(w, nd->kind);
+  tg__wbuf_varint(w, nd->aux);
+  tg__wbuf_varint(w, (uint64_t)attempts_of(r, nd));
+  tg__wbuf_varint(w, nd->timeout > 0 ? (uint64_t)(nd->timeout * 1000 + 0.999) : 0);
+  tg__wbuf_u8(w, flags);
+  tg__wbuf_varint(w, rec->store);
+  tg__wbuf_varint(w, min_us);
+  tg__wbuf_cstr(w, tg__run_key(r, rec->node, kb, sizeof kb));
+  tg__wbuf_varint(w, rec->nargs);
+  for (uint32_t j = 0; j < rec->nargs; j++) put_arg(c, rec, j, &a[j]);
+  c->nbatch++;
+}
+
+/* ---- moving inputs --------------------------------------------------------- */
+
+static void put(tcp *b, tcp_conn *c, tcp_handle *h) {
+  tg__wbuf w = {0};
+  tg__wbuf_u8(&w, TG__M_PUT);
+  tg__wbuf_varint(&w, h->id);
+  if (tcp_conn_send(b, c, &w, h->local)) h->locs |= UINT64_C(1) << c->idx;
+  tg__wbuf_free(&w);
+}
+
+static void fetch(tcp *b, tcp_handle *h, tcp_rec *rec) {
+  if (h->nwait == h->cap_wait) {
+    size_t cap = h->cap_wait ? h->cap_wait * 2 : 4;
+    tcp_rec **p = tg__realloc(h->waiters, cap * sizeof *p);
+    if (!p) {
+      rec->replan = true; /* try again later */
+      return;
+    }
+    h->waiters = p;
+    h->cap_wait = cap;
+  }
+  if (h->fetching < 0) {
+    for (int i = 0; i < b->nconns && h->fetching < 0; i++) {
+      if (!(h->locs & (UINT64_C(1) << i)) || b->conns[i].state != CS_READY) continue;
+      tg__wbuf w = {0};
+      tg__wbuf_u8(&w, TG__M_FETCH);
+      tg__wbuf_varint(&w, h->id);
+      if (tcp_conn_send(b, &b->conns[i], &w, NULL)) h->fetching = i;
+      tg__wbuf_free(&w);
+    }
+    if (h->fetching < 0) {
+      rec->replan = true;
+      return;
+    }
+  }
+  h->waiters[h->nwait++] = rec;
+  rec->waits++;
+}
+
+static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h);
+
+/* Make h available on c for rec (now, or rec waits for a fetch). */
+static void ensure(tcp *b, tcp_conn *c, tcp_rec *rec, tcp_handle *h) {
+  if (h->kind == H_ELEM) h = h->parent;
+  if (h->locs & (UINT64_C(1) << c->idx)) return;
+  if (h->local) put(b, c, h);
+  else if (h->locs) fetch(b, h, rec);
+  else rebuild(b, c, h);
+}
+
+static void staged_done(tcp *b, tcp_rec *rec) {
+  tcp_conn *c = &b->conns[rec->conn];
+  for (tcp_rec **p = &c->staged; *p; p = &(*p)->next)
+    if (*p == rec) {
+      *p = rec->next;
+      break;
+    }
+  rec->next = NULL;
+  if (rec->abort) tcp_rec_requeue(b, rec, "cancelled");
+  else if (rec->replan || c->state != CS_READY) tcp_rec_requeue(b, rec, c->why);
+  else append(b, c, rec);
+}
+
+void tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v) {
+  int from = h->fetching;
+  h->fetching = -1;
+  if (v) {
+    tg_value_unref(h->local);
+    h->local = v;
+    atomic_fetch_add(&b->st_moved_n, 1);
+    atomic_fetch_add(&b->st_moved, h->bytes);
+  } else if (from >= 0) {
+    h->locs &= ~(UINT64_C(1) << from); /* it does not have it after all */
+  }
+  tcp_rec **w = h->waiters;
+  size_t n = h->nwait;
+  h->waiters = NULL;
+  h->nwait = h->cap_wait = 0;
+  tcp_handle_ref(h); /* the waiters may release the last reference */
+  for (size_t i = 0; i < n; i++) {
+    tcp_rec *rec = w[i];
+    rec->waits--;
+    if (!v) rec->replan = true;
+    else if (!rec->replan && !rec->abort && b->conns[rec->conn].state == CS_READY)
+      ensure(b, &b->conns[rec->conn], rec, h);
+    if (rec->waits == 0) staged_done(b, rec);
+  }
+  tg__free(w);
+  if (h->kind == H_OBJ) { /* sent on: no need to keep a copy here */
+    tg_value_unref(h->local);
+    h->local = NULL;
+  }
+  tcp_handle_unref(b, h);
+}
+
+/* ---- recomputing lost results ---------------------------------------------- */
+
+/* The live handle of task ti's result (a new reference), or NULL. */
+static tcp_handle *producer(tcp_run *rs, uint32_t ti) {
+  tcp_handle *h = rs->handle_of[ti];
+  return h && tcp_handle_ref_alive(h) ? h : NULL;
+}
+
+/* A recomputation of x on c; its inputs are there already. */
+static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
+  tcp_run *rs = x->run;
+  tg__run *r = rs->r;
+  const tg__runplan *p = &r->plan;
+  uint32_t node = p->tasks[x->task].node;
+  const tg__gnode *nd = &r->g->nodes[node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  char kb[TG__NAME_MAX + 32];
+  if (++rs->rebuilds[x->task] > TCP_MAX_REBUILDS) {
+    tg__run_stop(r, TG_EWORKER, node, "task '%s': its result was lost with its worker "
+                 "%d times", tg__run_key(r, node, kb, sizeof kb), TCP_MAX_REBUILDS);
+    return;
+  }
+  tcp_rec *rec = rec_new(rs, NULL, nd->nargs);
+  if (!rec) return;
+  rec->task = x->task;
+  rec->node = node;
+  tcp_handle_ref(x);
+  rec->out = x;
+  for (uint32_t j = 0; j < nd->nargs; j++) {
+    int code;
+    const char *m;
+    if (a[j].kind == TG_ARG_VALUE) {
+      rec->args[j] = a[j].u.value;
+      if (tg__wire_estimate(rec->args[j], b->keep_min) >= b->keep_min &&
+          (rec->hargs[j] = tcp_run_const(b, rs, rec->args[j]))) {
+        tcp_handle_ref(rec->hargs[j]);
+        ensure(b, c, rec, rec->hargs[j]);
+      }
+    } else if (a[j].kind == TG_ARG_FUTURE) {
+      tg__future_outcome(a[j].u.future, &code, &rec->args[j], &m);
+      if (!rec->args[j]) rec->args[j] = tg_null(); /* failed: the run stops */
+    } else {
+      rec->hargs[j] = producer(rs, p->task_of[a[j].node]); /* made on c before */
+    }
+  }
+  x->locs |= UINT64_C(1) << c->idx;
+  atomic_fetch_add(&b->st_recomputed, 1);
+  rec->conn = c->idx;
+  c->load++;
+  append(b, c, rec);
+}
+
+/* Whether task ti of rs can be computed from the graph again. */
+static bool recomputable(const tcp_run *rs, uint32_t ti) {
+  const tg__runplan *p = &rs->r->plan;
+  if (p->tasks[ti].flags & TG__T_CACHED) return false; /* its inputs were never here */
+  const tg__gnode *nd = &rs->r->g->nodes[p->tasks[ti].node];
+  const tg__garg *a = tg__node_args(rs->r->g, nd);
+  for (uint32_t j = 0; j < nd->nargs; j++)
+    if (tg__arg_is_node(a[j].kind) && p->task_of[a[j].node] == UINT32_MAX) return false;
+  return true;
+}
+
+typedef struct frame {
+  tcp_handle *h; /* a reference */
+  uint32_t j;    /* next argument to look at */
+} frame;
+
+/* Compute lost result h again on c, with whatever of its upstream is not
+ * on c (depth first, inputs before their consumers). */
+static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
+  uint64_t bit = UINT64_C(1) << c->idx;
+  frame *st = tg__malloc(16 * sizeof *st);
+  size_t n = 0, cap = 16;
+  if (!st) return;
+  tcp_handle_ref(h);
+  st[n++] = (frame){h, 0};
+  while (n) {
+    frame *f = &st[n - 1];
+    tcp_run *rs = f->h->run;
+    const tg__runplan *p = &rs->r->plan;
+    const tg__gnode *nd = &rs->r->g->nodes[p->tasks[f->h->task].node];
+    const tg__garg *a = tg__node_args(rs->r->g, nd);
+    tcp_handle *next = NULL;
+    if (!recomputable(rs, f->h->task) || tg__run_stopped(rs->r)) {
+      char kb[TG__NAME_MAX + 32];
+      tg__run_stop(rs->r, TG_EWORKER, p->tasks[f->h->task].node,
+                   "task '%s': its result was lost with its worker and cannot be "
+                   "computed again here", tg__run_key(rs->r, p->tasks[f->h->task].node,
+                                                      kb, sizeof kb));
+      f->j = nd->nargs;
+    }
+    for (; f->j < nd->nargs && !next; f->j++) {
+      if (!tg__arg_is_node(a[f->j].kind)) continue;
+      uint32_t pi = p->task_of[a[f->j].node];
+      tcp_handle *ph = producer(rs, pi);
+      if (ph && (ph->locs & bit)) {
+        tcp_handle_unref(b, ph);
+        continue;
+      }
+      if (!ph && (ph = tcp_handle_new(b, H_OBJ, 0))) { /* released: make it again */
+        ph->run = rs;
+        ph->task = pi;
+        rs->users++;
+        rs->handle_of[pi] = ph;
+      }
+      next = ph;
+    }
+    if (next) {
+      if (n == cap) {
+        frame *s = tg__realloc(st, 2 * cap * sizeof *st);
+        if (!s) {
+          tcp_handle_unref(b, next);
+          break;
+        }
+        st = s;
+        cap *= 2;
+      }
+      st[n++] = (frame){next, 0};
+      continue;
+    }
+    if (!tg__run_stopped(rs->r)) emit(b, c, f->h);
+    tcp_handle_unref(b, f->h);
+    n--;
+  }
+  while (n) tcp_handle_unref(b, st[--n].h);
+  tg__free(st);
+}
+
+/* ---- choosing a worker ------------------------------------------------------ */
+
+static bool has_room(const tcp_conn *c) {
+  return c->state == CS_READY && c->load < tcp_conn_cap(c);
+}
+
+/* The worker where rec costs least: seconds to move its inputs there
+ * (about 1 GB/s), plus its queue (tasks per thread times their time). */
+static int choose(tcp *b, const tcp_rec *rec) {
+  int best = -1;
+  double best_cost = 0;
+  for (int i = 0; i < b->nconns; i++) {
+    const tcp_conn *c = &b->conns[i];
+    if (!has_room(c)) continue;
+    double miss = 0;
+    for (uint32_t j = 0; j < rec->nargs; j++) {
+      const tcp_handle *h = rec->hargs[j];
+      if (h && h->kind == H_ELEM) h = h->parent;
+      if (h && !(h->locs & (UINT64_C(1) << i)) && (h->locs || h->kind == H_CONST))
+        miss += (double)h->bytes;
+    }
+    double per = c->avg > 0 ? c->avg : 1e-3;
+    double cost = miss * 1e-9 + (double)(c->load + 1) / c->nthreads * per;
+    if (best < 0 || cost < best_cost) {
+      best = i;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
+/* The handles of rec's arguments (results on workers, large constants). */
+static void find_handles(tcp *b, tcp_rec *rec) {
+  const tg__run *r = rec->rs->r;
+  const tg__gnode *nd = &r->g->nodes[rec->node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  for (uint32_t j = 0; j < rec->nargs; j++) {
+    tcp_handle *h = tcp_handle_of_value(b, rec->args[j]);
+    if (!h && a[j].kind == TG_ARG_VALUE &&
+        tg__wire_estimate(rec->args[j], b->keep_min) >= b->keep_min)
+      h = tcp_run_const(b, rec->rs, rec->args[j]);
+    if (h) tcp_handle_ref(h);
+    rec->hargs[j] = h;
+  }
+}
+
+static void place(tcp *b, tcp_rec *rec) {
+  find_handles(b, rec);
+  int ci = choose(b, rec);
+  tcp_conn *c = &b->conns[ci];
+  rec->conn = ci;
+  c->load++;
+  for (uint32_t j = 0; j < rec->nargs && c->state == CS_READY; j++)
+    if (rec->hargs[j]) ensure(b, c, rec, rec->hargs[j]);
+  if (c->state != CS_READY || (rec->replan && rec->waits == 0)) {
+    tcp_rec_requeue(b, rec, c->why);
+  } else if (rec->waits) {
+    rec->next = c->staged;
+    c->staged = rec;
+  } else {
+    append(b, c, rec);
+  }
+}
+
+/* Begin ready task t in the engine: its record, or NULL when it finished
+ * there (skipped, from the cache, failed). */
+static tcp_rec *begin(tcp *b, tg__task *t) {
+  tcp_run *rs = tcp_run_get(b, t->run); /* exists: the heap entry uses it */
+  tg_value *const *args;
+  size_t n;
+  tcp_rec *rec = NULL;
+  if (tg__task_begin(&b->w, t, &args, &n)) {
+    rec = rec_new(rs, t, (uint32_t)n);
+    if (rec) {
+      memcpy(rec->args, args, n * sizeof *args);
+      rec->task = (uint32_t)(t - rs->r->plan.tasks);
+      rec->node = t->node;
+    } else {
+      tg__task_end(&b->w, t, TG_ENOMEM, NULL, "out of memory");
+    }
+  }
+  tcp_take_ready(b);
+  rs->live--; /* the heap's use */
+  tcp_run_unuse(b, rs);
+  return rec;
+}
+
+static bool any_room(const tcp *b) {
+  for (int i = 0; i < b->nconns; i++)
+    if (has_room(&b->conns[i])) return true;
+  return false;
+}
+
+void tcp_dispatch(tcp *b) {
+  while (any_room(b)) {
+    tcp_rec *rec = b->retry_head;
+    if (rec) {
+      b->retry_head = rec->next;
+      if (!b->retry_head) b->retry_tail = NULL;
+      rec->next = NULL;
+      if (rec->abort || tg__run_stopped(rec->rs->r)) {
+        tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+        continue;
+      }
+    } else {
+      tg__task *t = tcp_heap_pop(b);
+      if (!t) return;
+      if (!(rec = begin(b, t))) continue;
+    }
+    place(b, rec);
+  }
+}
+
+/* ---- giving up ---------------------------------------------------------------- */
+
+bool tcp_work_waiting(const tcp *b) { return b->nheap || b->retry_head; }
+
+/* Finish every queued task (their runs are stopped: they are skipped). */
+static void drain(tcp *b) {
+  for (tg__task *t; (t = tcp_heap_pop(b));) {
+    tcp_rec *rec = begin(b, t);
+    if (rec) tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+  }
+  while (b->retry_head) {
+    tcp_rec *rec = b->retry_head;
+    b->retry_head = rec->next;
+    if (!b->retry_head) b->retry_tail = NULL;
+    tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+  }
+}
+
+void tcp_fail_waiting(tcp *b, const char *why) {
+  for (tcp_run *rs = b->runs; rs; rs = rs->next)
+    if (rs->live) tg__run_stop(rs->r, TG_EWORKER, TG_NODE_NONE, "%s", why);
+  drain(b);
+}
+
+/* Give up cancelled run rs's tasks on workers (they are told to stop). */
+static void cancel_run(tcp *b, tcp_run *rs) {
+  rs->cancelled = true;
+  tg__wbuf w = {0};
+  tg__wbuf_u8(&w, TG__M_CANCEL);
+  tg__wbuf_varint(&w, rs->seq);
+  for (int i = 0; i < b->nconns; i++) {
+    tcp_conn *c = &b->conns[i];
+    if (c->state != CS_READY) continue;
+    tcp_conn_flush(b, c);
+    tcp_conn_send(b, c, &w, NULL);
+    for (tcp_rec *rec = c->staged; rec; rec = rec->next)
+      if (rec->rs == rs) rec->abort = true;
+    size_t n = 0;
+    tcp_rec **mine = tg__malloc((c->recs.n ? c->recs.n : 1) * sizeof *mine);
+    for (size_t k = 0; mine && c->recs.s && k <= c->recs.mask; k++) {
+      tcp_rec *rec = c->recs.s[k].val;
+      if (c->recs.s[k].key && rec->rs == rs) mine[n++] = rec;
+    }
+    for (size_t k = 0; k < n; k++) {
+      tg__idmap_del(&c->recs, mine[k]->id);
+      tcp_rec_fail(b, mine[k], TG_ECANCELED, "cancelled");
+    }
+    tg__free(mine);
+  }
+  tg__wbuf_free(&w);
+}
+
+void tcp_cancel_runs(tcp *b) {
+  for (tcp_run *rs = b->runs; rs; rs = rs->next) {
+    if (rs->cancelled || !rs->live || !tg__run_cancelled(rs->r)) continue;
+    rs->users++; /* the run state must outlive the loop over it */
+    cancel_run(b, rs);
+    bool last = rs->users == 1;
+    tcp_run_unuse(b, rs);
+    if (last) return; /* the list changed: next turn */
+  }
+}

@@ -1,0 +1,226 @@
+/* lib/backends/tcp_handle.c: results kept on workers: handles, the
+ * placeholder values standing for them in the engine (released through
+ * an empty array's release callback, on any thread), freeing them on the
+ * workers, and the per-run state the backend keeps. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/tcp_internal.h"
+#include "remote/wire.h"
+
+/* ---- handles -------------------------------------------------------------- */
+
+tcp_handle *tcp_handle_new(tcp *b, uint8_t kind, uint64_t id) {
+  tcp_handle *h = tg__calloc(1, sizeof *h);
+  if (!h) return NULL;
+  atomic_init(&h->refs, 1);
+  h->kind = kind;
+  h->id = id ? id : b->next_id++;
+  h->fetching = -1;
+  if (!tg__idmap_put(&b->handles, h->id, h)) {
+    tg__free(h);
+    return NULL;
+  }
+  return h;
+}
+
+void tcp_handle_ref(tcp_handle *h) { atomic_fetch_add(&h->refs, 1); }
+
+bool tcp_handle_ref_alive(tcp_handle *h) {
+  uint32_t r = atomic_load(&h->refs);
+  while (r > 0)
+    if (atomic_compare_exchange_weak(&h->refs, &r, r + 1)) return true;
+  return false;
+}
+
+void tcp_handle_unref(tcp *b, tcp_handle *h) {
+  if (!h || atomic_fetch_sub(&h->refs, 1) != 1) return;
+  if (atomic_exchange(&h->queued, 1)) return; /* already queued */
+  pthread_mutex_lock(&b->mu);
+  bool first = b->freeq == NULL;
+  h->qnext = b->freeq;
+  b->freeq = h;
+  pthread_mutex_unlock(&b->mu);
+  if (first) tcp_wake(b);
+}
+
+/* Tell the workers holding h to drop it. */
+static void free_remote(tcp *b, tcp_handle *h) {
+  for (int i = 0; i < b->nconns && h->locs; i++) {
+    tcp_conn *c = &b->conns[i];
+    if (!(h->locs & (UINT64_C(1) << i)) || c->state != CS_READY) continue;
+    tg__wbuf_varint(&c->frees, h->id);
+    c->nfrees++;
+  }
+}
+
+static void handle_free(tcp *b, tcp_handle *h) {
+  tg__idmap_del(&b->handles, h->id);
+  if (h->kind != H_ELEM) free_remote(b, h);
+  if (h->run) {
+    if (h->run->handle_of && h->run->handle_of[h->task] == h) h->run->handle_of[h->task] = NULL;
+    tcp_run_unuse(b, h->run);
+  }
+  if (h->parent) tcp_handle_unref(b, h->parent);
+  tg_value_unref(h->local);
+  tg__free(h->key);
+  tg__free(h->waiters);
+  tg__free(h);
+}
+
+void tcp_handles_reap(tcp *b) {
+  for (;;) {
+    pthread_mutex_lock(&b->mu);
+    tcp_handle *h = b->freeq;
+    b->freeq = NULL;
+    pthread_mutex_unlock(&b->mu);
+    if (!h) return;
+    while (h) {
+      tcp_handle *next = h->qnext;
+      atomic_store(&h->queued, 0);
+      if (atomic_load(&h->refs) == 0) handle_free(b, h); /* may queue a parent */
+      h = next;
+    }
+  }
+}
+
+/* ---- placeholders ------------------------------------------------------------ */
+
+static void ph_release(void *ctx, void *data) { tcp_handle_unref(ctx, data); }
+
+/* An empty u8 array of shape (0, TCP_MAGIC, id) whose data pointer is h. */
+static tg_value *marker(tcp *b, tcp_handle *h) {
+  int64_t shape[3] = {0, TCP_MAGIC, (int64_t)h->id};
+  tcp_handle_ref(h); /* the marker's; released by wrap on failure too */
+  return tg_ndarray_wrap(TG_DT_U8, 3, shape, h, ph_release, b);
+}
+
+/* ELEM handle of parent for item i (key NULL) or map key. */
+static tg_value *elem(tcp *b, tcp_handle *parent, int64_t i, const char *key,
+                      size_t keylen) {
+  tcp_handle *e = tcp_handle_new(b, H_ELEM, 0);
+  if (!e) return NULL;
+  tcp_handle_ref(parent);
+  e->parent = parent;
+  e->index = i;
+  if (key && (e->key = tg__malloc(keylen + 1))) {
+    memcpy(e->key, key, keylen);
+    e->key[keylen] = '\0';
+  }
+  tg_value *v = (!key || e->key) ? marker(b, e) : NULL;
+  tcp_handle_unref(b, e); /* the marker holds it now */
+  return v;
+}
+
+tg_value *tcp_placeholder(tcp *b, tcp_handle *h, uint8_t shape, size_t n,
+                          const char **keys, const size_t *keylen) {
+  if (shape == TG__SHAPE_NONE || n == 0) return marker(b, h);
+  tg_value *v = shape == TG__SHAPE_LIST ? tg_list_alloc(n) : tg_map_new(n);
+  for (size_t i = 0; v && i < n; i++) {
+    tg_value *x = shape == TG__SHAPE_LIST ? elem(b, h, (int64_t)i, NULL, 0)
+                                          : elem(b, h, 0, keys[i], keylen[i]);
+    int rc = !x ? TG_ENOMEM
+             : shape == TG__SHAPE_LIST ? tg_list_init_item(v, i, x)
+                                       : tg_map_put(v, keys[i], keylen[i], x);
+    if (rc == TG_OK && shape == TG__SHAPE_MAP && tg_map_len(v) != i + 1) rc = TG_EINVAL;
+    if (rc != TG_OK) {
+      tg_value_unref(v);
+      v = NULL;
+    }
+  }
+  h->container = v;
+  return v;
+}
+
+static tcp_handle *marker_handle(tcp *b, const tg_value *v) {
+  if (tg_value_type(v) != TG_NDARRAY || tg_ndarray_ndim(v) != 3) return NULL;
+  const int64_t *s = tg_ndarray_shape(v);
+  if (s[0] != 0 || s[1] != TCP_MAGIC) return NULL;
+  tcp_handle *h = tg__idmap_get(&b->handles, (uint64_t)s[2]);
+  return h && (const void *)h == tg_ndarray_data(v) ? h : NULL;
+}
+
+tcp_handle *tcp_handle_of_value(tcp *b, const tg_value *v) {
+  tcp_handle *h = marker_handle(b, v);
+  if (h) return h;
+  tg_type t = tg_value_type(v);
+  const tg_value *first = t == TG_LIST && tg_list_len(v) ? tg_list_get(v, 0)
+                          : t == TG_MAP && tg_map_len(v) ? tg_map_value_at(v, 0)
+                                                         : NULL;
+  tcp_handle *e = first ? marker_handle(b, first) : NULL;
+  return e && e->kind == H_ELEM && e->parent->container == v ? e->parent : NULL;
+}
+
+/* ---- runs --------------------------------------------------------------------- */
+
+/* Which tasks have dependents that select an item or key of them. */
+static void mark_selected(tcp_run *rs) {
+  const tg__run *r = rs->r;
+  const tg__runplan *p = &r->plan;
+  for (uint32_t i = 0; i < p->ntasks; i++) {
+    const tg__gnode *nd = &r->g->nodes[p->tasks[i].node];
+    const tg__garg *a = tg__node_args(r->g, nd);
+    if (p->tasks[i].flags & TG__T_CACHED) continue;
+    for (uint32_t j = 0; j < nd->nargs; j++)
+      if (a[j].kind == TG_ARG_ITEM || a[j].kind == TG_ARG_KEY) {
+        uint32_t ti = p->task_of[a[j].node];
+        if (ti != UINT32_MAX) rs->flags[ti] |= RF_SELECTED;
+      }
+  }
+}
+
+tcp_run *tcp_run_get(tcp *b, tg__run *r) {
+  tcp_run *rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
+  if (rs) return rs;
+  rs = tg__calloc(1, sizeof *rs);
+  if (!rs) return NULL;
+  rs->r = r;
+  rs->seq = r->seq;
+  rs->ntasks = r->plan.ntasks;
+  size_t n = rs->ntasks ? rs->ntasks : 1;
+  rs->flags = tg__calloc(n, 1);
+  rs->rebuilds = tg__calloc(n, 1);
+  rs->handle_of = tg__calloc(n, sizeof *rs->handle_of);
+  if (!rs->flags || !rs->rebuilds || !rs->handle_of ||
+      !tg__idmap_put(&b->runs_by_seq, r->seq + 1, rs)) {
+    tg__free(rs->flags);
+    tg__free(rs->rebuilds);
+    tg__free(rs->handle_of);
+    tg__free(rs);
+    return NULL;
+  }
+  mark_selected(rs);
+  rs->next = b->runs;
+  b->runs = rs;
+  return rs;
+}
+
+void tcp_run_unuse(tcp *b, tcp_run *rs) {
+  if (--rs->users) return;
+  tg__idmap_del(&b->runs_by_seq, rs->seq + 1);
+  for (tcp_run **p = &b->runs; *p; p = &(*p)->next)
+    if (*p == rs) {
+      *p = rs->next;
+      break;
+    }
+  for (size_t i = 0; rs->consts.s && i <= rs->consts.mask; i++)
+    if (rs->consts.s[i].key) tcp_handle_unref(b, rs->consts.s[i].val);
+  tg__idmap_free(&rs->consts);
+  tg__free(rs->flags);
+  tg__free(rs->rebuilds);
+  tg__free(rs->handle_of);
+  tg__free(rs);
+}
+
+tcp_handle *tcp_run_const(tcp *b, tcp_run *rs, tg_value *v) {
+  tcp_handle *h = tg__idmap_get(&rs->consts, (uint64_t)(uintptr_t)v);
+  if (h) return h;
+  if (!(h = tcp_handle_new(b, H_CONST, 0))) return NULL;
+  h->local = tg_value_ref(v);
+  h->bytes = tg__wire_estimate(v, SIZE_MAX);
+  if (!tg__idmap_put(&rs->consts, (uint64_t)(uintptr_t)v, h)) {
+    tcp_handle_unref(b, h);
+    return NULL;
+  }
+  return h;
+}

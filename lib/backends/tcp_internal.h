@@ -1,0 +1,255 @@
+/* lib/backends/tcp_internal.h: the tcp backend's state, shared by its
+ * files: tcp.c (life-cycle, the I/O thread's loop, statistics),
+ * tcp_conn.c (one connection per worker: sockets, handshake, heartbeats,
+ * loss), tcp_handle.c (results kept on workers and the placeholder values
+ * standing for them), tcp_dispatch.c (choosing a worker per task, moving
+ * and recomputing inputs, batches), tcp_results.c (replies).
+ *
+ * One I/O thread does everything but `submit`: it owns the sockets (a
+ * ZeroMQ socket belongs to one thread), calls tg__task_begin and
+ * tg__task_end, and holds the tables below without locks. Other threads
+ * only append to the inbox and to the free queue (under `mu`) and wake it
+ * with an eventfd.
+ *
+ * Results: a small result comes back with its reply and becomes the
+ * task's value. A larger one (keep_min bytes) stays on its worker: the
+ * task's value is then a placeholder, an empty array tagged with the
+ * handle id (an array's release callback tells us when the engine drops
+ * it), or, when some dependent selects an item or key of it, a real
+ * list/map of such placeholders made from the shape the worker reported.
+ * Outputs, and results the cache may store, always come back.
+ *
+ * Thread safety: as above; the statistics are atomics.
+ */
+#ifndef TG_BACKENDS_TCP_INTERNAL_H
+#define TG_BACKENDS_TCP_INTERNAL_H
+
+#include <zmq.h>
+
+#include "remote/buf.h"
+#include "remote/idmap.h"
+#include "remote/proto.h"
+#include "sched/backend.h"
+#include "tgraph/remote.h"
+
+#define TCP_MAX_CONNS 64      /* handles record holders in a 64-bit mask */
+#define TCP_MAGIC INT64_C(0x7467726d74637031) /* placeholder tag */
+#define TCP_MAX_LOSSES 3      /* times a task may lose its worker */
+#define TCP_MAX_REBUILDS 4    /* times a result may be computed again */
+#define TCP_BATCH_MAX 512     /* tasks per message */
+#define TCP_MAX_PARTS 4096    /* parts of a worker's message */
+
+typedef struct tcp tcp;
+typedef struct tcp_conn tcp_conn;
+typedef struct tcp_rec tcp_rec;
+typedef struct tcp_handle tcp_handle;
+typedef struct tcp_run tcp_run;
+
+enum { H_OBJ = 0, H_ELEM = 1, H_CONST = 2 };
+
+/* Something a worker may hold: a kept result (OBJ), an item or entry of
+ * one (ELEM), or a large constant sent once per worker (CONST). */
+struct tcp_handle {
+  _Atomic uint32_t refs;   /* placeholders, records using it, children */
+  _Atomic uint8_t queued;  /* on the free queue */
+  uint8_t kind;
+  uint64_t id;             /* also the object id on workers (OBJ, CONST) */
+  tcp_handle *qnext;       /* free queue link */
+  tcp_handle *parent;      /* ELEM: the object (a reference) */
+  int64_t index;           /* ELEM: list index, when key is NULL */
+  char *key;               /* ELEM: map key */
+  uint64_t locs;           /* OBJ, CONST: workers holding it (bit = conn) */
+  uint64_t bytes;          /* its size, about */
+  tcp_run *run;            /* OBJ: the run and task that made it */
+  uint32_t task;
+  const tg_value *container; /* OBJ with a shape: the list/map standing for
+                                it (weak; never dereferenced) */
+  tg_value *local;         /* CONST: the value; OBJ: a fetched copy while
+                              records wait for it */
+  int fetching;            /* conn fetching it, -1 */
+  tcp_rec **waiters;       /* records waiting for the fetch */
+  size_t nwait, cap_wait;
+};
+
+enum { RF_SELECTED = 1 }; /* per task of a run */
+
+/* What the backend knows of one run of the engine. */
+struct tcp_run {
+  tcp_run *next;
+  tg__run *r;              /* valid while tasks of it are here */
+  uint64_t seq;
+  uint32_t users;          /* queued tasks, records, OBJ handles */
+  uint32_t live;           /* queued tasks and records of engine tasks:
+                              while > 0 the engine's run (r) is alive */
+  uint32_t ntasks;
+  uint8_t *flags;          /* per task: RF_* */
+  tcp_handle **handle_of;  /* per task: its OBJ handle (weak) */
+  uint8_t *rebuilds;       /* per task: times computed again */
+  tg__idmap consts;        /* constant value -> CONST handle (a ref) */
+  bool cancelled;          /* its in-flight tasks were given up */
+};
+
+/* A task on its way to a worker: begun in the engine (t), or the
+ * recomputation of a lost result (t NULL, out set). */
+struct tcp_rec {
+  tcp_rec *next;           /* retry queue / conn's staged list */
+  tg__task *t;
+  tcp_run *rs;
+  uint32_t task, node;     /* task index in the plan, graph node */
+  int conn;                /* assigned worker, -1 */
+  uint64_t id;             /* wire id on conn, 0 while not sent */
+  uint64_t store;          /* object id for a kept result */
+  uint32_t nargs;
+  tg_value **args;         /* engine tasks: borrowed until tg__task_end;
+                              recomputations: borrowed from the graph */
+  tcp_handle **hargs;      /* per argument: the handle it refers to (ref) */
+  tcp_handle *out;         /* recomputation: what it makes (a ref) */
+  uint32_t waits;          /* fetches it waits for */
+  uint8_t losses;
+  bool replan;             /* its worker or a fetch was lost meanwhile */
+  bool abort;              /* its run was cancelled meanwhile */
+};
+
+enum { CS_IDLE = 0, CS_CONNECTING = 1, CS_READY = 2, CS_FAILED = 3 };
+
+struct tcp_conn {
+  int idx;
+  char addr[256];
+  void *sock, *mon;        /* DEALER and its monitor's PAIR */
+  int state;
+  char why[300];           /* the last problem, for messages */
+  bool fatal;              /* why will not go away by waiting */
+  double retry_at;         /* CS_FAILED: when to try again */
+  unsigned nthreads;
+  double last_rx, last_ping;
+  unsigned gen;            /* socket generation (monitor endpoints) */
+  tg__idmap recs;          /* wire id -> record sent */
+  uint64_t next_id;
+  uint32_t load;           /* records sent or staged here */
+  tcp_rec *staged;         /* records waiting for fetches, to go here */
+  tg__idmap fns;           /* tg_func* -> fn id + 1 */
+  const tg_func **fn_of;   /* fn id -> function */
+  size_t nfns, cap_fns;
+  tg__wbuf funcs;          /* definitions not yet sent */
+  uint32_t nfuncs;
+  tg__wbuf batch;          /* task records not yet sent */
+  uint32_t nbatch;
+  uint64_t batch_run;
+  tg_value **bvals;        /* their inline arguments (references) */
+  size_t nbvals, cap_bvals;
+  tg__wbuf frees;          /* object ids to free */
+  uint32_t nfrees;
+  double avg;              /* seconds per task, moving average (0: none) */
+};
+
+struct tcp {
+  tg__backend base;
+  tg_executor *ex;
+  /* settings */
+  char *keys_dir;
+  char client_pub[41], client_sec[41], server_pub[41];
+  double connect_timeout, heartbeat;
+  size_t keep_min;
+  /* threads */
+  pthread_t io;
+  int wake_fd;
+  pthread_mutex_t mu;      /* guards inbox, freeq, stopping */
+  tg__task *in_head, *in_tail;
+  tcp_handle *freeq;
+  bool stopping;
+  /* I/O thread only */
+  void *zctx;
+  tcp_conn *conns;
+  int nconns;
+  tg__wctx w;
+  tg__task **heap;         /* ready tasks, by (run, priority) */
+  size_t nheap, cap_heap;
+  tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
+  tg__idmap handles;       /* id -> handle */
+  uint64_t next_id;        /* handle / object ids */
+  tg__idmap runs_by_seq;   /* run seq + 1 -> tcp_run */
+  tcp_run *runs;
+  double no_worker_since;  /* work waiting and no worker ready, or 0 */
+  zmq_msg_t *parts;        /* a message being read (TCP_MAX_PARTS) */
+  /* statistics */
+  _Atomic uint64_t st_tasks, st_batches, st_sent, st_recv, st_moved_n, st_moved,
+      st_kept, st_lost, st_retried, st_recomputed;
+  _Atomic unsigned st_ready;
+};
+
+/* ---- tcp.c ---- */
+void tcp_wake(tcp *b);
+/* Queue ready tasks the engine left in b->w (after begin/end). */
+void tcp_take_ready(tcp *b);
+/* Queue ready task t (its run state counts it). */
+void tcp_queue_task(tcp *b, tg__task *t);
+tg__task *tcp_heap_pop(tcp *b);
+void tcp_retry_push(tcp *b, tcp_rec *rec);
+
+/* ---- tcp_conn.c ---- */
+int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err);
+/* Close c's sockets (bye: say goodbye to a ready worker first). */
+void tcp_conn_close(tcp *b, tcp_conn *c, bool bye);
+/* Free c's buffers and tables (the sockets are closed). */
+void tcp_conn_free(tcp_conn *c);
+/* c was lost (why is kept for messages): give its work back. */
+void tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal);
+/* Read what c and its monitor have for us. */
+void tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready);
+/* Pings, heartbeat deadlines, retries of failed connections. */
+void tcp_conn_tick(tcp *b, tcp_conn *c, double now);
+/* Send a header frame (plus a value when v is set) on c; false when the
+ * socket failed (c is then lost). */
+bool tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v);
+/* Send what is pending on c: definitions, frees, the batch. */
+void tcp_conn_flush(tcp *b, tcp_conn *c);
+/* Load c may take: tasks in flight it is given at most. */
+uint32_t tcp_conn_cap(const tcp_conn *c);
+/* Make sure c knows function f; its id there. */
+uint64_t tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f);
+
+/* ---- tcp_handle.c ---- */
+/* A new handle (one reference) under id, or a fresh id when 0. */
+tcp_handle *tcp_handle_new(tcp *b, uint8_t kind, uint64_t id);
+void tcp_handle_ref(tcp_handle *h);
+/* A reference when h is still alive (refs > 0), else false. */
+bool tcp_handle_ref_alive(tcp_handle *h);
+/* Drop a reference from any thread; the last queues h for freeing. */
+void tcp_handle_unref(tcp *b, tcp_handle *h);
+/* Free the handles queued (I/O thread): FREE messages to their workers. */
+void tcp_handles_reap(tcp *b);
+/* The value standing for kept result h (taking a reference to h), with
+ * its shape: n list items or n map keys (keys: n strings of keylen[i]). */
+tg_value *tcp_placeholder(tcp *b, tcp_handle *h, uint8_t shape, size_t n,
+                          const char **keys, const size_t *keylen);
+/* The handle an argument value stands for (the object, for an item), or
+ * NULL for a real value. */
+tcp_handle *tcp_handle_of_value(tcp *b, const tg_value *v);
+/* The run state of r, created on first sight (NULL when out of memory). */
+tcp_run *tcp_run_get(tcp *b, tg__run *r);
+void tcp_run_unuse(tcp *b, tcp_run *rs);
+/* The CONST handle for constant v of rs (interned), or NULL. */
+tcp_handle *tcp_run_const(tcp *b, tcp_run *rs, tg_value *v);
+
+/* ---- tcp_dispatch.c ---- */
+/* Send ready work to workers while they have room. */
+void tcp_dispatch(tcp *b);
+/* A fetched value for h arrived (v taken, NULL when the worker lost it). */
+void tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v);
+/* Release what rec holds (not the engine task) and free it. */
+void tcp_rec_free(tcp *b, tcp_rec *rec);
+/* rec lost its worker or a fetch: send it again, or give up. */
+void tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why);
+/* Finish rec's engine task with a failure. */
+void tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg);
+/* Give up the in-flight work of cancelled runs. */
+void tcp_cancel_runs(tcp *b);
+/* No worker for too long: fail the waiting work with why. */
+void tcp_fail_waiting(tcp *b, const char *why);
+bool tcp_work_waiting(const tcp *b);
+
+/* ---- tcp_results.c ---- */
+/* Handle a message of c (parts[0] is the header). */
+void tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n);
+
+#endif /* TG_BACKENDS_TCP_INTERNAL_H */

@@ -1,0 +1,208 @@
+/* lib/backends/tcp_results.c: what workers send back: task results
+ * (inline values, results kept there with their shape, failures), fetched
+ * values, and the verdicts on function definitions. A worker's replies
+ * are checked like any input; a malformed one loses that worker. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/tcp_internal.h"
+#include "remote/wire.h"
+#include "sched/memo.h"
+
+#define MAX_SHAPE_KEYS (1u << 24)
+
+/* ---- task results ----------------------------------------------------------- */
+
+typedef struct shape {
+  uint8_t kind;
+  size_t n;
+  const char **keys; /* borrowed from the message */
+  size_t *keylen;
+} shape;
+
+static bool read_shape(tg__rbuf *r, shape *s) {
+  s->kind = tg__rbuf_u8(r);
+  s->n = 0;
+  if (s->kind == TG__SHAPE_NONE) return !r->bad;
+  s->n = (size_t)tg__rbuf_count(r, s->kind == TG__SHAPE_MAP ? r->len - r->pos : UINT32_MAX);
+  if (s->kind == TG__SHAPE_LIST) return !r->bad;
+  if (s->kind != TG__SHAPE_MAP || r->bad) return false;
+  s->keys = tg__malloc((s->n ? s->n : 1) * sizeof *s->keys);
+  s->keylen = tg__malloc((s->n ? s->n : 1) * sizeof *s->keylen);
+  if (!s->keys || !s->keylen) return false;
+  for (size_t i = 0; i < s->n && !r->bad; i++)
+    s->keys[i] = tg__rbuf_str(r, TG__MAX_KEY, &s->keylen[i]);
+  return !r->bad;
+}
+
+/* The value of kept result `store` of rec's task, on conn c. */
+static tg_value *kept(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t bytes,
+                      const shape *s) {
+  tcp_handle *h = tcp_handle_new(b, H_OBJ, rec->store); /* the id it is stored as */
+  if (!h) return NULL;
+  h->locs = UINT64_C(1) << c->idx;
+  h->bytes = bytes;
+  h->run = rec->rs;
+  h->task = rec->task;
+  rec->rs->users++;
+  rec->rs->handle_of[rec->task] = h;
+  tg_value *v = tcp_placeholder(b, h, s->kind, s->n, s->keys, s->keylen);
+  tcp_handle_unref(b, h); /* the placeholder holds it (or nothing does) */
+  atomic_fetch_add(&b->st_kept, 1);
+  return v;
+}
+
+/* Result of a recomputation: nothing to tell the engine, unless it failed. */
+static void recomputed(tcp_conn *c, tcp_rec *rec, int code, const char *msg) {
+  if (code == TG_OK || !rec->rs->live) return;
+  tg__run *r = rec->rs->r;
+  char kb[TG__NAME_MAX + 32];
+  rec->out->locs &= ~(UINT64_C(1) << c->idx);
+  tg__run_stop(r, TG_ETASK, rec->node, "task '%s' failed when computed again: %s: %s",
+               tg__run_key(r, rec->node, kb, sizeof kb), tg_err_name(code),
+               msg && *msg ? msg : tg_strerror(code));
+}
+
+/* One result record; false when malformed. */
+static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
+  uint64_t id = tg__rbuf_varint(r), calls = tg__rbuf_varint(r), fails = tg__rbuf_varint(r);
+  double secs = (double)tg__rbuf_varint(r) * 1e-6;
+  uint8_t st = tg__rbuf_u8(r);
+  tg_value *v = NULL;
+  int code = TG_OK;
+  char msg[TG__MAX_MSG + 1] = "";
+  uint64_t bytes = 0;
+  shape s = {0};
+  bool ok = !r->bad;
+  if (st == TG__RS_INLINE) {
+    uint64_t i = tg__rbuf_varint(r);
+    ok = ok && !r->bad && i < tg_list_len(vals);
+    if (ok) v = tg_value_ref(tg_list_get(vals, (size_t)i));
+  } else if (st == TG__RS_KEPT) {
+    bytes = tg__rbuf_varint(r);
+    ok = ok && read_shape(r, &s);
+  } else if (st == TG__RS_FAILED) {
+    code = (int)tg__rbuf_svarint(r);
+    tg__rbuf_cstr(r, msg, TG__MAX_MSG);
+    if (code >= 0) code = TG_ETASK;
+    ok = ok && !r->bad;
+  } else {
+    ok = false;
+  }
+  tcp_rec *rec = ok ? tg__idmap_del(&c->recs, id) : NULL;
+  if (rec) {
+    c->avg = c->avg > 0 ? 0.8 * c->avg + 0.2 * secs : secs;
+    if (st == TG__RS_KEPT && rec->t) v = kept(b, c, rec, bytes, &s);
+    if (!rec->t) {
+      recomputed(c, rec, code, msg);
+    } else {
+      tg__run *run = rec->rs->r;
+      if (calls > 1) atomic_fetch_add(&run->ran, calls - 1); /* retries ran there */
+      if (fails > (code != TG_OK)) atomic_fetch_add(&run->failed, fails - (code != TG_OK));
+      if (st == TG__RS_KEPT && run->memo && run->memo->t0)
+        run->memo->t0[rec->task] = 0; /* a placeholder is nothing to cache */
+      if (st != TG__RS_FAILED && !v) code = TG_ENOMEM;
+      tg__task_end(&b->w, rec->t, code, code == TG_OK ? v : NULL,
+                   code == TG_ENOMEM && !*msg ? "out of memory" : msg[0] ? msg : NULL);
+      if (code != TG_OK) tg_value_unref(v);
+      v = NULL;
+      tcp_take_ready(b);
+    }
+    b->conns[rec->conn].load--;
+    rec->conn = -1;
+    tcp_rec_free(b, rec);
+  }
+  tg_value_unref(v);
+  tg__free(s.keys);
+  tg__free(s.keylen);
+  return ok;
+}
+
+static bool results(tcp *b, tcp_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n) {
+  uint64_t count = tg__rbuf_count(r, TG__MAX_BATCH);
+  tg_value *vals = NULL;
+  size_t used;
+  uint64_t bytes = 0;
+  if (r->bad || tg__wire_recv(parts + 1, n - 1, &used, &vals, &bytes, NULL) != TG_OK ||
+      tg_value_type(vals) != TG_LIST || used + 1 != n) {
+    tg_value_unref(vals);
+    return false;
+  }
+  atomic_fetch_add(&b->st_recv, bytes);
+  bool ok = true;
+  for (uint64_t i = 0; i < count && ok && c->state == CS_READY; i++)
+    ok = result(b, c, r, vals);
+  tg_value_unref(vals);
+  return ok;
+}
+
+/* ---- fetched values ------------------------------------------------------------- */
+
+static bool value(tcp *b, tcp_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n) {
+  uint64_t id = tg__rbuf_varint(r);
+  uint8_t st = tg__rbuf_u8(r);
+  tg_value *v = NULL;
+  size_t used = 0;
+  uint64_t bytes = 0;
+  if (r->bad || (st == 0 && (tg__wire_recv(parts + 1, n - 1, &used, &v, &bytes, NULL) ||
+                             used + 1 != n))) {
+    tg_value_unref(v);
+    return false;
+  }
+  atomic_fetch_add(&b->st_recv, bytes);
+  tcp_handle *h = tg__idmap_get(&b->handles, id);
+  if (h && h->fetching == c->idx) tcp_fetch_done(b, h, v);
+  else tg_value_unref(v);
+  return true;
+}
+
+/* ---- function verdicts ------------------------------------------------------------ */
+
+static bool uses(const tg__run *r, const tg_func *f) {
+  for (uint32_t i = 0; i < r->plan.ntasks; i++)
+    if (r->g->nodes[r->plan.tasks[i].node].fn == f) return true;
+  return false;
+}
+
+static bool funcs(tcp *b, tcp_conn *c, tg__rbuf *r) {
+  uint64_t n = tg__rbuf_count(r, TG__MAX_FUNCS);
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t id = tg__rbuf_varint(r);
+    uint8_t st = tg__rbuf_u8(r);
+    char detail[TG__MAX_MSG + 1], msg[2 * TG__MAX_MSG];
+    tg__rbuf_cstr(r, detail, TG__MAX_MSG);
+    if (r->bad || id >= c->nfns) return false;
+    if (st == TG__FN_OK) continue;
+    const tg_func *f = c->fn_of[id];
+    int code = st == TG__FN_MISSING ? TG_ENOFUNC : TG_EVERSION;
+    if (st == TG__FN_MISSING)
+      snprintf(msg, sizeof msg, "function '%s' is not registered on worker %s (load its "
+               "plugin there)", tg_func_name(f), c->addr);
+    else if (st == TG__FN_VERSION)
+      snprintf(msg, sizeof msg, "function '%s' has version '%s' in this program and "
+               "version '%s' on worker %s", tg_func_name(f), tg_func_version(f), detail,
+               c->addr);
+    else
+      snprintf(msg, sizeof msg, "function '%s' comes from another build of its plugin on "
+               "worker %s (digest %s there)", tg_func_name(f), c->addr, detail);
+    for (tcp_run *rs = b->runs; rs; rs = rs->next)
+      if (rs->live && uses(rs->r, f)) tg__run_stop(rs->r, code, TG_NODE_NONE, "%s", msg);
+  }
+  return !r->bad && tg__rbuf_end(r);
+}
+
+void tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n) {
+  tg__rbuf r;
+  tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
+  uint8_t type = tg__rbuf_u8(&r);
+  bool ok;
+  switch (type) {
+    case TG__M_RESULTS: ok = results(b, c, &r, parts, n); break;
+    case TG__M_VALUE: ok = value(b, c, &r, parts, n); break;
+    case TG__M_FUNCS_OK: ok = n == 1 && funcs(b, c, &r); break;
+    case TG__M_PONG: ok = n == 1; break;
+    default: ok = false;
+  }
+  if (!ok && c->state == CS_READY)
+    tcp_conn_lost(b, c, "it sent a malformed message", true);
+}

@@ -1,0 +1,136 @@
+/* lib/remote/proto.h: the worker protocol spoken between a tcp executor
+ * (a ZeroMQ DEALER per worker) and a worker (a ROUTER): message types,
+ * record layouts, flags and limits, and helpers shared by both ends.
+ *
+ * Every message is multipart. Its first part (after the ROUTER's routing
+ * id) is a binary header: u8 type, then fields as below (varint = LEB128,
+ * svarint = zigzag LEB128, str = varint length + UTF-8 bytes). Values
+ * follow as parts of their own (remote/wire.h).
+ *
+ * Client to worker:
+ *   HELLO   "TGRW", varint protocol, varint keep_min, str client name.
+ *           Must come first; anything else before it drops the peer.
+ *   FUNCS   varint n, n x (varint fn id, str name, str version,
+ *           u8 has_digest, [16 bytes digest lo, hi LE]). Ids are the
+ *           client's, dense from 0.
+ *   TASKS   varint run, varint n, n task records; then one value: the
+ *           list of inline arguments the records index.
+ *     task: varint id, varint fn, u8 kind (0 call, 1 chunk, 2 concat),
+ *           varint aux, varint attempts, varint timeout_ms, u8 flags
+ *           (TG__RF_*), varint store id (0: none), varint min_us (with
+ *           TG__RF_TIMED), str key, varint nargs, nargs x arg:
+ *             u8 0 inline: varint index into the argument list
+ *             u8 1 object: varint id
+ *             u8 2 element: varint id, svarint index (of a list object)
+ *             u8 3 entry: varint id, str key (of a map object)
+ *   PUT     varint id; then one value: store it as object id.
+ *   FETCH   varint id: send object id back (VALUE).
+ *   FREE    varint n, n x varint id.
+ *   CANCEL  varint run: tasks of that run see tg_task_cancelled().
+ *   PING    varint token.
+ *   BYE     (nothing): forget this client now.
+ * Worker to client:
+ *   WELCOME "TGRW", varint protocol, u8 status (0 ok, 1 refused), varint
+ *           nthreads, str worker name, str message (why refused).
+ *   FUNCS   varint n, n x (varint fn id, u8 status TG__FN_*, str msg).
+ *   RESULTS varint n, n result records; then one value: the list of
+ *           inline results the records index.
+ *     result: varint task id, varint calls, varint failed calls,
+ *           varint micro-seconds, u8 status:
+ *             0 inline: varint index
+ *             1 kept: varint bytes, u8 shape (0 none, 1 list: varint n,
+ *               2 map: varint n, n x str key)
+ *             2 failed: svarint code, str message ("" when none)
+ *   VALUE   varint id, u8 status (0 ok: one value follows; 1 unknown)
+ *   PONG    varint token.
+ *   ERROR   str message: the worker dropped this client.
+ *
+ * Objects are results kept on the worker (or PUT there), named by ids the
+ * client chooses; a task naming an object that a TASKS message earlier in
+ * the stream will produce (TG__RF_KEEP with that store id) waits for it.
+ *
+ * Thread safety: constants and pure helpers only.
+ */
+#ifndef TG_REMOTE_PROTO_H
+#define TG_REMOTE_PROTO_H
+
+#include <stdint.h>
+
+#include "remote/buf.h"
+#include "tgraph/remote.h"
+
+#define TG__PROTO_MAGIC "TGRW"
+
+enum { /* message types */
+  TG__M_HELLO = 1,
+  TG__M_FUNCS = 2,
+  TG__M_TASKS = 3,
+  TG__M_PUT = 4,
+  TG__M_FETCH = 5,
+  TG__M_FREE = 6,
+  TG__M_CANCEL = 7,
+  TG__M_PING = 8,
+  TG__M_BYE = 9,
+  TG__M_WELCOME = 64,
+  TG__M_FUNCS_OK = 65,
+  TG__M_RESULTS = 66,
+  TG__M_VALUE = 67,
+  TG__M_PONG = 68,
+  TG__M_ERROR = 69,
+};
+
+enum { /* task flags */
+  TG__RF_RETURN = 1,  /* send the result back whatever its size */
+  TG__RF_KEEP = 2,    /* keep the result as the store id whatever its size
+                         (recomputing a lost result) */
+  TG__RF_SHAPE = 4,   /* when kept and a list or map: say its length/keys */
+  TG__RF_TIMED = 8,   /* send the result back if the call took >= min_us
+                         (the caller may cache it) */
+};
+
+enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3 };
+enum { TG__RS_INLINE = 0, TG__RS_KEPT = 1, TG__RS_FAILED = 2 };
+enum { TG__SHAPE_NONE = 0, TG__SHAPE_LIST = 1, TG__SHAPE_MAP = 2 };
+enum { /* function check results */
+  TG__FN_OK = 0,
+  TG__FN_MISSING = 1,
+  TG__FN_VERSION = 2,
+  TG__FN_DIGEST = 3,
+};
+
+/* Limits a worker enforces on what a client sends. */
+#define TG__MAX_PARTS 65536        /* parts in one message */
+#define TG__MAX_BATCH 65536        /* task records in one TASKS message */
+#define TG__MAX_TASK_ARGS (1u << 24)
+#define TG__MAX_FUNCS 65536        /* functions one client may define */
+#define TG__MAX_KEY 4096           /* bytes of a task key or map key */
+#define TG__MAX_NAME 255           /* bytes of a function name / version */
+#define TG__MAX_MSG 1024           /* bytes of a message string */
+
+/* A default port, also used when an address has none. */
+#define TG__DEFAULT_PORT 7070
+
+/* ---- addresses (addr.c) -------------------------------------------------- */
+
+/* Check a "tcp://HOST:PORT" address (PORT may be "*" for binding) and say
+ * whether HOST is loopback. Fills err for anything else (TG_EINVAL). */
+int tg__addr_check(const char *addr, bool for_bind, bool *loopback /* OUT */,
+                   tg_error *err);
+
+/* ---- keys (keys.c) -------------------------------------------------------- */
+
+/* Z85 keys as text: 40 characters and a NUL. */
+typedef struct tg__keypair {
+  char pub[41], sec[41];
+} tg__keypair;
+
+/* Read the 40-character Z85 key in file dir/name (trailing whitespace
+ * allowed). */
+int tg__key_read(const char *dir, const char *name, char out[41], tg_error *err);
+/* Read dir/authorized_clients: *keys gets n decoded 32-byte keys (free
+ * with tg__free). Blank lines and '#' comments are skipped; a bad line is
+ * an error naming it. */
+int tg__keys_authorized(const char *dir, uint8_t (**keys)[32], size_t *n,
+                        tg_error *err);
+
+#endif /* TG_REMOTE_PROTO_H */

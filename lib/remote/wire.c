@@ -1,0 +1,405 @@
+/* lib/remote/wire.c: values as ZeroMQ message parts (see wire.h): the
+ * skeleton walk that lifts large leaves out of a value, zero-copy sends,
+ * and the decoder that puts received leaves back in place. */
+#include <stdlib.h>
+
+#include "remote/buf.h"
+#include "remote/wire.h"
+#include "tgraph/serial.h"
+#include "value/value_internal.h"
+
+/* ---- sending ---------------------------------------------------------- */
+
+typedef struct leaf {
+  const tg_value *v;
+  size_t path_off, depth; /* path[path_off .. path_off + depth) */
+} leaf;
+
+typedef struct walker {
+  leaf *leaves;
+  size_t n, cap;
+  size_t *paths;
+  size_t npaths, cap_paths;
+  size_t stack[TG_DEPTH_MAX + 1];
+  size_t depth;
+  int err;
+} walker;
+
+static bool is_large(const tg_value *v) {
+  if (tg__is_imm(v)) return false;
+  if (v->type == TG_NDARRAY) return ((const tg__array *)v)->nbytes >= TG__WIRE_PART_MIN;
+  if (v->type == TG_BYTES) return ((const tg__blob *)v)->len >= TG__WIRE_PART_MIN;
+  return false;
+}
+
+static void add_leaf(walker *w, const tg_value *v) {
+  if (w->n == w->cap) {
+    size_t c = w->cap ? w->cap * 2 : 8;
+    leaf *l = tg__realloc(w->leaves, c * sizeof *l);
+    if (!l) {
+      w->err = TG_ENOMEM;
+      return;
+    }
+    w->leaves = l;
+    w->cap = c;
+  }
+  if (w->cap_paths - w->npaths < w->depth) {
+    size_t c = w->cap_paths ? w->cap_paths * 2 : 64;
+    while (c - w->npaths < w->depth) c *= 2;
+    size_t *p = tg__realloc(w->paths, c * sizeof *p);
+    if (!p) {
+      w->err = TG_ENOMEM;
+      return;
+    }
+    w->paths = p;
+    w->cap_paths = c;
+  }
+  memcpy(w->paths + w->npaths, w->stack, w->depth * sizeof *w->paths);
+  w->leaves[w->n++] = (leaf){v, w->npaths, w->depth};
+  w->npaths += w->depth;
+}
+
+static tg_value *strip(walker *w, tg_value *v);
+
+/* A copy of list v with item i onwards replaced by their stripped forms;
+ * items before `from` are unchanged (first_new is item `from`'s). */
+static tg_value *strip_list(walker *w, tg_value *v, size_t from,
+                            tg_value *first_new) {
+  size_t n = tg_list_len(v);
+  tg_value *const *it = tg_list_items(v);
+  tg_value *out = tg_list_alloc(n);
+  if (!out) {
+    tg_value_unref(first_new);
+    w->err = TG_ENOMEM;
+    return NULL;
+  }
+  for (size_t i = 0; i < from; i++) tg_list_init_item(out, i, tg_value_ref(it[i]));
+  tg_list_init_item(out, from, first_new);
+  for (size_t i = from + 1; i < n && !w->err; i++) {
+    w->stack[w->depth++] = i;
+    tg_value *x = strip(w, it[i]);
+    w->depth--;
+    if (x) tg_list_init_item(out, i, x);
+  }
+  if (w->err) {
+    tg_value_unref(out);
+    return NULL;
+  }
+  return out;
+}
+
+static tg_value *strip_map(walker *w, tg_value *v, size_t from,
+                           tg_value *first_new) {
+  size_t n = tg_map_len(v), kl;
+  tg_value *out = tg_map_new(n);
+  if (!out) {
+    tg_value_unref(first_new);
+    w->err = TG_ENOMEM;
+    return NULL;
+  }
+  for (size_t i = 0; i < n && !w->err; i++) {
+    const char *k = tg_map_key_at(v, i, &kl);
+    tg_value *x;
+    if (i < from) {
+      x = tg_value_ref(tg_map_value_at(v, i));
+    } else if (i == from) {
+      x = first_new;
+    } else {
+      w->stack[w->depth++] = i;
+      x = strip(w, tg_map_value_at(v, i));
+      w->depth--;
+    }
+    if (x && tg_map_put(out, k, kl, x) != TG_OK) w->err = TG_ENOMEM;
+  }
+  if (w->err) {
+    tg_value_unref(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* v itself (a new reference) when it holds no large leaf, else its
+ * skeleton; NULL on error (w->err). */
+static tg_value *strip(walker *w, tg_value *v) {
+  if (is_large(v)) {
+    add_leaf(w, v);
+    return w->err ? NULL : tg_null();
+  }
+  tg_type t = tg_value_type(v);
+  if (t != TG_LIST && t != TG_MAP) return tg_value_ref(v);
+  size_t n = t == TG_LIST ? tg_list_len(v) : tg_map_len(v);
+  for (size_t i = 0; i < n; i++) {
+    tg_value *c = t == TG_LIST ? tg_list_get(v, i) : tg_map_value_at(v, i);
+    w->stack[w->depth++] = i;
+    tg_value *x = strip(w, c);
+    w->depth--;
+    if (!x) return NULL;
+    if (x == c) { /* unchanged (a reference to the same value) */
+      tg_value_unref(x);
+      continue;
+    }
+    return t == TG_LIST ? strip_list(w, v, i, x) : strip_map(w, v, i, x);
+  }
+  return tg_value_ref(v);
+}
+
+static void free_buf(void *data, void *hint) {
+  (void)hint;
+  free(data);
+}
+
+static void unref_hint(void *data, void *hint) {
+  (void)data;
+  tg_value_unref(hint);
+}
+
+static void describe(tg__wbuf *d, const walker *w) {
+  tg__wbuf_u8(d, 1);
+  tg__wbuf_varint(d, w->n);
+  for (size_t i = 0; i < w->n; i++) {
+    const leaf *l = &w->leaves[i];
+    tg__wbuf_varint(d, l->depth);
+    for (size_t k = 0; k < l->depth; k++) tg__wbuf_varint(d, w->paths[l->path_off + k]);
+    if (l->v->type == TG_NDARRAY) {
+      const tg__array *a = (const tg__array *)l->v;
+      tg__wbuf_u8(d, TG_NDARRAY);
+      tg__wbuf_u8(d, a->dtype);
+      tg__wbuf_u8(d, a->ndim);
+      for (int k = 0; k < a->ndim; k++) tg__wbuf_varint(d, (uint64_t)a->shape[k]);
+    } else {
+      tg__wbuf_u8(d, TG_BYTES);
+      tg__wbuf_varint(d, ((const tg__blob *)l->v)->len);
+    }
+  }
+}
+
+static int send_leaves(void *sock, const walker *w, bool last, uint64_t *bytes,
+                       tg_error *err) {
+  for (size_t i = 0; i < w->n; i++) {
+    const tg_value *v = w->leaves[i].v;
+    const void *data;
+    size_t len;
+    if (v->type == TG_NDARRAY) {
+      data = ((const tg__array *)v)->data;
+      len = ((const tg__array *)v)->nbytes;
+    } else {
+      data = ((const tg__blob *)v)->data;
+      len = ((const tg__blob *)v)->len;
+    }
+    zmq_msg_t m;
+    tg_value *hold = tg_value_ref((tg_value *)v);
+    if (zmq_msg_init_data(&m, (void *)data, len, unref_hint, hold) != 0) {
+      tg_value_unref(hold);
+      return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
+    }
+    if (zmq_msg_send(&m, sock, last && i + 1 == w->n ? 0 : ZMQ_SNDMORE) < 0) {
+      zmq_msg_close(&m);
+      return tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(errno));
+    }
+    if (bytes) *bytes += len;
+  }
+  return TG_OK;
+}
+
+static int send_parts(void *sock, walker *w, const tg_value *skel, bool last,
+                      uint64_t *bytes, tg_error *err) {
+  tg__wbuf d = {0};
+  describe(&d, w);
+  void *enc = NULL;
+  size_t elen = 0;
+  int rc = d.oom ? tg__error_set(err, TG_ENOMEM, "out of memory sending a value")
+                 : tg_encode(skel, NULL, &enc, &elen, err);
+  if (rc == TG_OK && zmq_send(sock, d.p, d.len, ZMQ_SNDMORE) < 0)
+    rc = tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(errno));
+  tg__wbuf_free(&d);
+  if (rc != TG_OK) {
+    free(enc);
+    return rc;
+  }
+  zmq_msg_t m;
+  if (zmq_msg_init_data(&m, enc, elen, free_buf, NULL) != 0) {
+    free(enc);
+    return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
+  }
+  if (zmq_msg_send(&m, sock, last && w->n == 0 ? 0 : ZMQ_SNDMORE) < 0) {
+    zmq_msg_close(&m);
+    return tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(errno));
+  }
+  if (bytes) *bytes += elen;
+  return send_leaves(sock, w, last, bytes, err);
+}
+
+int tg__wire_send(void *sock, const tg_value *v, bool last, uint64_t *bytes,
+                  tg_error *err) {
+  walker *w = tg__calloc(1, sizeof *w);
+  if (!w) return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
+  int rc = TG_OK;
+  tg_value *skel = strip(w, (tg_value *)v);
+  if (!skel) rc = tg__error_set(err, w->err ? w->err : TG_ENOMEM,
+                                "out of memory sending a value");
+  for (size_t i = 0; rc == TG_OK && i < w->n; i++) {
+    const tg_value *l = w->leaves[i].v;
+    size_t len = l->type == TG_NDARRAY ? ((const tg__array *)l)->nbytes
+                                       : ((const tg__blob *)l)->len;
+    if (len > TG__WIRE_PART_MAX)
+      rc = tg__error_set(err, TG_ELIMIT, "a value of %zu bytes is more than one "
+                         "message part can carry (%zu)", len, TG__WIRE_PART_MAX);
+  }
+  if (rc == TG_OK) rc = send_parts(sock, w, skel, last, bytes, err);
+  tg_value_unref(skel);
+  tg__free(w->leaves);
+  tg__free(w->paths);
+  tg__free(w);
+  return rc;
+}
+
+/* ---- receiving ---------------------------------------------------------- */
+
+typedef struct zpart {
+  zmq_msg_t m;
+} zpart;
+
+static void zpart_release(void *ctx, void *data) {
+  (void)data;
+  zmq_msg_close(&((zpart *)ctx)->m);
+  tg__free(ctx);
+}
+
+/* Take over part m (left empty) as the owner of its data. */
+static zpart *adopt(zmq_msg_t *m) {
+  zpart *z = tg__malloc(sizeof *z);
+  if (!z) return NULL;
+  zmq_msg_init(&z->m);
+  zmq_msg_move(&z->m, m);
+  return z;
+}
+
+/* The leaf described at r from part m; NULL on error (err set). */
+static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, tg_error *err) {
+  uint8_t type = tg__rbuf_u8(r);
+  size_t len = zmq_msg_size(m);
+  void *data = zmq_msg_data(m);
+  if (type == TG_BYTES) {
+    if (tg__rbuf_varint(r) != len || r->bad) goto bad;
+    zpart *z = adopt(m);
+    tg__region *reg = z ? tg__region_new(data, zpart_release, z) : NULL;
+    tg_value *v = reg ? tg__blob_borrow(TG_BYTES, data, len, reg) : NULL;
+    tg__region_unref(reg);
+    if (!v) tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
+    return v;
+  }
+  if (type != TG_NDARRAY) goto bad;
+  uint8_t dt = tg__rbuf_u8(r), ndim = tg__rbuf_u8(r);
+  int64_t shape[TG_NDIM_MAX];
+  if (ndim > TG_NDIM_MAX || !tg_dtype_size((tg_dtype)dt)) goto bad;
+  for (int k = 0; k < ndim; k++) shape[k] = (int64_t)tg__rbuf_count(r, INT64_MAX);
+  size_t size, nbytes;
+  if (r->bad || !tg__shape_size((tg_dtype)dt, ndim, shape, &size, &nbytes) ||
+      nbytes != len)
+    goto bad;
+  tg_value *v;
+  if ((uintptr_t)data % TG_ARRAY_ALIGN == 0) { /* use ZeroMQ's buffer */
+    zpart *z = adopt(m);
+    v = z ? tg_ndarray_wrap((tg_dtype)dt, ndim, shape, data, zpart_release, z) : NULL;
+  } else {
+    v = tg_ndarray_copy((tg_dtype)dt, ndim, shape, data);
+  }
+  if (!v) tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
+  return v;
+bad:
+  tg__error_set(err, TG_EFORMAT, "bad large-value descriptor");
+  return NULL;
+}
+
+/* Put leaf x (taken) at path[0..depth) of *root. */
+static int place(tg_value **root, const size_t *path, size_t depth, tg_value *x,
+                 tg_error *err) {
+  tg_value **slot = root;
+  for (size_t k = 0; k < depth; k++) {
+    tg_value *c = *slot;
+    size_t i = path[k];
+    /* Only fresh containers of the skeleton may be written. */
+    if (tg__is_imm(c) || atomic_load(&c->refs) != 1) break;
+    if (c->type == TG_LIST && i < ((tg__list *)c)->len)
+      slot = &((tg__list *)c)->items[i];
+    else if (c->type == TG_MAP && i < ((tg__map *)c)->len)
+      slot = &((tg__map *)c)->entries[i].val;
+    else
+      break;
+    if (k + 1 < depth) continue;
+    if (*slot != tg_null()) break;
+    *slot = x; /* null is immortal: nothing to release */
+    return TG_OK;
+  }
+  if (depth == 0 && *root == tg_null()) {
+    *root = x;
+    return TG_OK;
+  }
+  tg_value_unref(x);
+  return tg__error_set(err, TG_EFORMAT, "large value placed at a bad path");
+}
+
+int tg__wire_recv(zmq_msg_t *parts, size_t n, size_t *used, tg_value **out,
+                  uint64_t *bytes, tg_error *err) {
+  *out = NULL;
+  *used = 0;
+  if (n < 2) return tg__error_set(err, TG_EFORMAT, "a value needs 2 message parts");
+  tg__rbuf r;
+  tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
+  uint64_t nl = tg__rbuf_u8(&r) == 1 ? tg__rbuf_count(&r, n - 2) : 0;
+  if (r.bad) return tg__error_set(err, TG_EFORMAT, "bad value descriptor");
+  tg_value *v = NULL;
+  int rc = tg_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &v, err);
+  if (rc != TG_OK) return rc;
+  if (bytes) *bytes += zmq_msg_size(&parts[1]);
+  size_t path[TG_DEPTH_MAX];
+  for (uint64_t i = 0; i < nl && rc == TG_OK; i++) {
+    size_t depth = (size_t)tg__rbuf_count(&r, TG_DEPTH_MAX);
+    for (size_t k = 0; k < depth; k++) path[k] = (size_t)tg__rbuf_varint(&r);
+    size_t len = zmq_msg_size(&parts[2 + i]);
+    tg_value *x = r.bad ? NULL : leaf_value(&r, &parts[2 + i], err);
+    if (!x) {
+      rc = r.bad ? tg__error_set(err, TG_EFORMAT, "bad value descriptor")
+                 : (err && err->code ? err->code : TG_ENOMEM);
+      break;
+    }
+    if (bytes) *bytes += len;
+    rc = place(&v, path, depth, x, err);
+  }
+  if (rc != TG_OK) {
+    tg_value_unref(v);
+    return rc;
+  }
+  *out = v;
+  *used = 2 + (size_t)nl;
+  return TG_OK;
+}
+
+/* ---- size estimate -------------------------------------------------------- */
+
+static size_t estimate(const tg_value *v, size_t limit, size_t acc) {
+  if (tg__is_imm(v)) return acc + 9;
+  switch (v->type) {
+    case TG_STR:
+    case TG_BYTES: return acc + 10 + ((const tg__blob *)v)->len;
+    case TG_NDARRAY: return acc + 16 + ((const tg__array *)v)->nbytes;
+    case TG_LIST: {
+      acc += 10;
+      const tg__list *l = (const tg__list *)v;
+      for (size_t i = 0; i < l->len && acc <= limit; i++) acc = estimate(l->items[i], limit, acc);
+      return acc;
+    }
+    case TG_MAP: {
+      acc += 10;
+      const tg__map *m = (const tg__map *)v;
+      for (size_t i = 0; i < m->len && acc <= limit; i++)
+        acc = estimate(m->entries[i].val, limit, acc + 10 + m->entries[i].key_len);
+      return acc;
+    }
+    default: return acc + 9;
+  }
+}
+
+size_t tg__wire_estimate(const tg_value *v, size_t limit) {
+  return estimate(v, limit, 0);
+}

@@ -1,0 +1,460 @@
+/* lib/remote/worker.c: tg_worker_serve: binding the ROUTER (with CURVE
+ * and the authentication handler when keys are given), the loop that
+ * reads clients' messages, sessions (HELLO, function checks, expiry,
+ * dropping misbehaving peers) and replies. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "remote/wire.h"
+#include "remote/worker.h"
+
+#define LOOP_MS 50 /* how often the stop flag and expiries are looked at */
+
+/* ---- sessions ---------------------------------------------------------------- */
+
+static uint64_t rid_hash(const void *p, size_t n) {
+  uint64_t h = UINT64_C(1469598103934665603);
+  for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * UINT64_C(1099511628211);
+  return h | 1; /* never 0, which the map reserves */
+}
+
+static wsess *sess_find(tg__worker *wk, const void *rid, size_t n, uint64_t h) {
+  for (wsess *s = tg__idmap_get(&wk->by_hash, h); s; s = s->hnext)
+    if (s->rid_len == n && memcmp(s->rid, rid, n) == 0) return s;
+  return NULL;
+}
+
+static void sess_unlink(tg__worker *wk, wsess *s) {
+  for (wsess **p = &wk->sessions; *p; p = &(*p)->next)
+    if (*p == s) {
+      *p = s->next;
+      break;
+    }
+  wsess *first = tg__idmap_get(&wk->by_hash, s->hash);
+  if (first == s) {
+    if (s->hnext) tg__idmap_put(&wk->by_hash, s->hash, s->hnext); /* replaces */
+    else tg__idmap_del(&wk->by_hash, s->hash);
+  } else {
+    for (wsess *x = first; x; x = x->hnext)
+      if (x->hnext == s) {
+        x->hnext = s->hnext;
+        break;
+      }
+  }
+}
+
+void tg__wk_sess_unref(tg__worker *wk, wsess *s) {
+  (void)wk;
+  if (--s->refs) return;
+  for (size_t i = 0; i < s->nfns; i++) tg__free(s->fns[i].msg);
+  tg__free(s->fns);
+  tg__free(s->vals);
+  tg__wbuf_free(&s->res);
+  tg__free(s);
+}
+
+static void ban(tg__worker *wk, uint64_t h) {
+  if (wk->banned.n > 4096) tg__idmap_free(&wk->banned); /* bounded memory */
+  tg__idmap_put(&wk->banned, h, (void *)1);
+}
+
+static void send_error(tg__worker *wk, const void *rid, size_t n, const char *msg) {
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_ERROR);
+  tg__wbuf_cstr(&h, msg);
+  if (!h.oom && zmq_send(wk->router, rid, n, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+    zmq_send(wk->router, h.p, h.len, ZMQ_DONTWAIT);
+  tg__wbuf_free(&h);
+}
+
+void tg__wk_drop(tg__worker *wk, wsess *s, const char *msg, bool banned) {
+  if (s->dead) return;
+  if (msg) {
+    send_error(wk, s->rid, s->rid_len, msg);
+    if (wk->o.verbose)
+      fprintf(stderr, "tgraph worker: dropped client '%s': %s\n", s->name, msg);
+  }
+  if (banned) ban(wk, s->hash);
+  s->dead = true;
+  sess_unlink(wk, s);
+  tg__wk_sess_clear(wk, s);
+  tg__wk_sess_unref(wk, s);
+}
+
+bool tg__wk_send(tg__worker *wk, wsess *s, const tg__wbuf *h, const tg_value *v) {
+  if (s->dead) return false;
+  int more = v ? ZMQ_SNDMORE : 0;
+  if (zmq_send(wk->router, s->rid, s->rid_len, ZMQ_SNDMORE) < 0) {
+    /* ROUTER_MANDATORY: the peer is gone */
+    tg__wk_drop(wk, s, NULL, false);
+    return false;
+  }
+  if (zmq_send(wk->router, h->p, h->len, more) < 0 ||
+      (v && tg__wire_send(wk->router, v, true, NULL, NULL) != TG_OK)) {
+    tg__wk_drop(wk, s, NULL, false);
+    return false;
+  }
+  return true;
+}
+
+/* ---- handshake ---------------------------------------------------------------- */
+
+static void welcome(tg__worker *wk, const void *rid, size_t n, bool ok,
+                    const char *msg) {
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_WELCOME);
+  tg__wbuf_bytes(&h, TG__PROTO_MAGIC, 4);
+  tg__wbuf_varint(&h, TG_REMOTE_PROTOCOL);
+  tg__wbuf_u8(&h, ok ? 0 : 1);
+  tg__wbuf_varint(&h, wk->nthreads);
+  tg__wbuf_cstr(&h, "tgraph worker");
+  tg__wbuf_cstr(&h, msg);
+  if (!h.oom && zmq_send(wk->router, rid, n, ZMQ_SNDMORE) >= 0)
+    zmq_send(wk->router, h.p, h.len, 0);
+  tg__wbuf_free(&h);
+}
+
+/* HELLO from a peer (an existing session of it starts over). */
+static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
+                  uint64_t hash, tg__rbuf *r) {
+  const uint8_t *magic = tg__rbuf_bytes(r, 4);
+  uint64_t proto = tg__rbuf_varint(r), keep = tg__rbuf_varint(r);
+  char name[TG__MAX_NAME + 1];
+  tg__rbuf_cstr(r, name, TG__MAX_NAME);
+  if (r->bad || memcmp(magic, TG__PROTO_MAGIC, 4) != 0) return false;
+  if (old) tg__wk_drop(wk, old, NULL, false);
+  if (proto != TG_REMOTE_PROTOCOL) {
+    char m[200];
+    snprintf(m, sizeof m, "the worker speaks protocol version %d, the client %llu",
+             TG_REMOTE_PROTOCOL, (unsigned long long)proto);
+    welcome(wk, rid, n, false, m);
+    return true;
+  }
+  wsess *s = tg__calloc(1, sizeof *s);
+  if (!s || !tg__idmap_put(&wk->by_hash, hash, s)) {
+    tg__free(s);
+    welcome(wk, rid, n, false, "out of memory");
+    return true;
+  }
+  memcpy(s->rid, rid, n);
+  s->rid_len = n;
+  s->hash = hash;
+  s->hnext = NULL;
+  s->refs = 1;
+  s->keep_min = keep ? (size_t)keep : 4096;
+  s->last_seen = tg__now();
+  snprintf(s->name, sizeof s->name, "%s", name);
+  s->next = wk->sessions;
+  wk->sessions = s;
+  if (wk->o.verbose) fprintf(stderr, "tgraph worker: client '%s' connected\n", s->name);
+  welcome(wk, rid, n, true, "");
+  return true;
+}
+
+/* Check one function definition of s against the registry. d->msg is
+ * what tasks using it fail with; *detail what the client is told (the
+ * worker's version or plugin digest). */
+static void check_fn(tg__worker *wk, wfn *d, const char *name, const char *ver,
+                     bool has_digest, tg_digest dg, char detail[64]) {
+  const tg_func *f = tg_registry_find(wk->reg, name);
+  char m[TG__MAX_MSG];
+  d->status = TG__FN_OK;
+  detail[0] = '\0';
+  if (!f) {
+    d->status = TG__FN_MISSING;
+    snprintf(m, sizeof m, "function '%s' is not registered on this worker", name);
+  } else if (strcmp(tg_func_version(f), ver) != 0) {
+    d->status = TG__FN_VERSION;
+    snprintf(detail, 64, "%s", tg_func_version(f));
+    snprintf(m, sizeof m, "function '%s' has version '%s' in the program and version "
+             "'%s' on this worker", name, ver, tg_func_version(f));
+  } else if (has_digest && f->has_origin && !tg_digest_equal(dg, f->origin)) {
+    char a[33];
+    tg_digest_hex(f->origin, a);
+    d->status = TG__FN_DIGEST;
+    snprintf(detail, 64, "%s", a);
+    snprintf(m, sizeof m, "function '%s' comes from another build of its plugin on "
+             "this worker (digest %s)", name, a);
+  }
+  d->f = d->status == TG__FN_OK ? f : NULL;
+  if (d->status != TG__FN_OK && (d->msg = tg__malloc(strlen(m) + 1))) strcpy(d->msg, m);
+}
+
+static bool funcs(tg__worker *wk, wsess *s, tg__rbuf *r) {
+  uint64_t n = tg__rbuf_count(r, TG__MAX_FUNCS);
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_FUNCS_OK);
+  tg__wbuf_varint(&h, n);
+  for (uint64_t i = 0; i < n && !r->bad; i++) {
+    uint64_t id = tg__rbuf_varint(r);
+    char name[TG__MAX_NAME + 1], ver[TG__MAX_NAME + 1];
+    tg__rbuf_cstr(r, name, TG__MAX_NAME);
+    tg__rbuf_cstr(r, ver, TG__MAX_NAME);
+    bool has = tg__rbuf_u8(r) != 0;
+    tg_digest dg = {0, 0};
+    const uint8_t *d = has ? tg__rbuf_bytes(r, 16) : NULL;
+    if (d) {
+      memcpy(&dg.lo, d, 8);
+      memcpy(&dg.hi, d + 8, 8);
+    }
+    if (r->bad || id != s->nfns) break; /* ids are dense, in order */
+    wfn *fns = tg__realloc(s->fns, (s->nfns + 1) * sizeof *fns);
+    if (!fns) {
+      h.oom = true;
+      break;
+    }
+    s->fns = fns;
+    wfn *f = &s->fns[s->nfns++];
+    memset(f, 0, sizeof *f);
+    char detail[64];
+    check_fn(wk, f, name, ver, has, dg, detail);
+    tg__wbuf_varint(&h, id);
+    tg__wbuf_u8(&h, f->status);
+    tg__wbuf_cstr(&h, detail);
+  }
+  bool ok = !r->bad && tg__rbuf_end(r) && s->nfns <= TG__MAX_FUNCS;
+  if (ok && !h.oom) tg__wk_send(wk, s, &h, NULL);
+  else if (ok) tg__wk_drop(wk, s, "out of memory", false);
+  tg__wbuf_free(&h);
+  return ok;
+}
+
+/* ---- one message -------------------------------------------------------------- */
+
+static bool ping(tg__worker *wk, wsess *s, tg__rbuf *r) {
+  uint64_t token = tg__rbuf_varint(r);
+  if (r->bad) return false;
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_PONG);
+  tg__wbuf_varint(&h, token);
+  tg__wk_send(wk, s, &h, NULL);
+  tg__wbuf_free(&h);
+  return true;
+}
+
+static void handle(tg__worker *wk) {
+  zmq_msg_t *p = wk->parts;
+  const void *rid = zmq_msg_data(&p[0]);
+  size_t n = zmq_msg_size(&p[0]);
+  uint64_t h = rid_hash(rid, n);
+  if (tg__idmap_get(&wk->banned, h) || n > sizeof ((wsess *)0)->rid) return;
+  wsess *s = sess_find(wk, rid, n, h);
+  tg__rbuf r;
+  tg__rbuf_init(&r, wk->nparts > 1 ? zmq_msg_data(&p[1]) : "", wk->nparts > 1 ? zmq_msg_size(&p[1]) : 0);
+  uint8_t type = tg__rbuf_u8(&r);
+  if (type == TG__M_HELLO && wk->nparts == 2 && hello(wk, s, rid, n, h, &r)) return;
+  if (!s || type == TG__M_HELLO) { /* no session: nothing of it is read */
+    send_error(wk, rid, n, s ? "malformed HELLO" : "no HELLO first: dropped");
+    if (s) tg__wk_drop(wk, s, NULL, true);
+    else ban(wk, h);
+    return;
+  }
+  s->last_seen = tg__now();
+  bool ok = false, values = type == TG__M_TASKS || type == TG__M_PUT;
+  if (values || wk->nparts == 2) {
+    switch (type) {
+      case TG__M_FUNCS: ok = funcs(wk, s, &r); break;
+      case TG__M_TASKS: ok = tg__wk_tasks(wk, s, &r); break;
+      case TG__M_PUT: ok = tg__wk_put(wk, s, &r); break;
+      case TG__M_FETCH: ok = tg__wk_fetch(wk, s, &r); break;
+      case TG__M_FREE: ok = tg__wk_free(wk, s, &r); break;
+      case TG__M_CANCEL: ok = tg__wk_cancel(wk, s, &r); break;
+      case TG__M_PING: ok = ping(wk, s, &r); break;
+      case TG__M_BYE:
+        tg__wk_drop(wk, s, NULL, false);
+        return;
+      default: ok = false;
+    }
+  }
+  if (!ok) tg__wk_drop(wk, s, "malformed message: dropped", true);
+}
+
+/* Read one whole message into wk->parts: 1, or 0 when there is none, or
+ * -1 when it had too many parts (its sender is dropped, nothing is read). */
+static int recv_message(tg__worker *wk) {
+  for (size_t i = 0; i < wk->nparts; i++) zmq_msg_close(&wk->parts[i]);
+  wk->nparts = 0;
+  bool too_many = false;
+  for (int more = 1; more;) {
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, wk->router, wk->nparts || too_many ? 0 : ZMQ_DONTWAIT) < 0) {
+      zmq_msg_close(&m);
+      return wk->nparts > 0 ? 1 : 0;
+    }
+    more = zmq_msg_more(&m);
+    if (wk->nparts == wk->cap_parts && wk->cap_parts <= TG__MAX_PARTS) {
+      size_t c = wk->cap_parts ? wk->cap_parts * 2 : 16;
+      zmq_msg_t *np = tg__realloc(wk->parts, c * sizeof *np);
+      if (np) {
+        wk->parts = np;
+        wk->cap_parts = c;
+      }
+    }
+    if (wk->nparts < wk->cap_parts && wk->nparts <= TG__MAX_PARTS) {
+      wk->parts[wk->nparts++] = m;
+    } else { /* read the rest, keep only the routing id */
+      too_many = true;
+      zmq_msg_close(&m);
+    }
+  }
+  if (!too_many) return 1;
+  const void *rid = zmq_msg_data(&wk->parts[0]);
+  size_t n = zmq_msg_size(&wk->parts[0]);
+  uint64_t h = rid_hash(rid, n);
+  wsess *s = sess_find(wk, rid, n, h);
+  if (s) tg__wk_drop(wk, s, "message with too many parts: dropped", true);
+  else ban(wk, h);
+  return -1;
+}
+
+/* ---- set-up and the loop ---------------------------------------------------- */
+
+static int setopt(void *sock, int opt, int v) {
+  return zmq_setsockopt(sock, opt, &v, sizeof v);
+}
+
+static int bind_router(tg__worker *wk, const char *addr, tg_error *err) {
+  char secret[41], pub[41];
+  int64_t maxmsg = wk->o.max_message ? (int64_t)wk->o.max_message : INT32_MAX;
+  wk->router = zmq_socket(wk->zctx, ZMQ_ROUTER);
+  if (!wk->router) return tg__error_set(err, TG_EIO, "zmq_socket: %s", zmq_strerror(errno));
+  setopt(wk->router, ZMQ_LINGER, 0);
+  setopt(wk->router, ZMQ_ROUTER_MANDATORY, 1);
+  setopt(wk->router, ZMQ_SNDHWM, 0);
+  setopt(wk->router, ZMQ_RCVHWM, 10000);
+  setopt(wk->router, ZMQ_HEARTBEAT_IVL, 1000);
+  setopt(wk->router, ZMQ_HEARTBEAT_TIMEOUT, 10000);
+  zmq_setsockopt(wk->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+  if (wk->o.keys_dir) {
+    int rc = tg__key_read(wk->o.keys_dir, "server.key", secret, err);
+    if (rc == TG_OK) rc = tg__key_read(wk->o.keys_dir, "server.pub", pub, err);
+    if (rc != TG_OK) return rc;
+    setopt(wk->router, ZMQ_CURVE_SERVER, 1);
+    zmq_setsockopt(wk->router, ZMQ_CURVE_SECRETKEY, secret, 40);
+    zmq_setsockopt(wk->router, ZMQ_CURVE_PUBLICKEY, pub, 40);
+    zmq_setsockopt(wk->router, ZMQ_ZAP_DOMAIN, "tgraph", 6);
+    memset(secret, 0, sizeof secret);
+  }
+  if (zmq_bind(wk->router, addr) != 0)
+    return tg__error_set(err, TG_EIO, "cannot listen on %s: %s", addr, zmq_strerror(errno));
+  size_t len = sizeof wk->endpoint;
+  if (zmq_getsockopt(wk->router, ZMQ_LAST_ENDPOINT, wk->endpoint, &len) != 0)
+    snprintf(wk->endpoint, sizeof wk->endpoint, "%s", addr);
+  return TG_OK;
+}
+
+static int check_opts(const tg_worker_opts *o, char *addr, size_t size, tg_error *err) {
+  if (!o || o->version != TG_WORKER_OPTS_V1)
+    return tg__error_set(err, TG_EINVAL, "tg_worker_opts.version must be %d",
+                         TG_WORKER_OPTS_V1);
+  const char *listen = o->listen ? o->listen : TG_WORKER_DEFAULT_LISTEN;
+  bool loop;
+  int rc = tg__addr_check(listen, true, &loop, err);
+  if (rc != TG_OK) return rc;
+  if (!loop && !o->keys_dir)
+    return tg__error_set(err, TG_EINVAL, "refusing to listen on %s without keys: only "
+                         "loopback addresses (127.0.0.1, ::1, localhost) may go without; "
+                         "make keys with 'tgraph keys generate DIR' and pass --keys DIR",
+                         listen);
+  snprintf(addr, size, "%s", listen);
+  size_t n = strlen(addr);
+  if (n >= 2 && strcmp(addr + n - 2, ":0") == 0) strcpy(addr + n - 1, "*");
+  if (strncmp(addr + 6, "localhost:", 10) == 0) /* ZeroMQ binds interfaces */
+    memmove(addr + 6, "127.0.0.1:", 10);
+  return TG_OK;
+}
+
+static int start(tg__worker *wk, const char *addr, tg_error *err) {
+  wk->zctx = zmq_ctx_new();
+  wk->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!wk->zctx || wk->wake_fd < 0)
+    return tg__error_set(err, TG_EIO, "cannot set up the worker: %s", strerror(errno));
+  zmq_ctx_set(wk->zctx, ZMQ_BLOCKY, 0);
+  if (wk->o.keys_dir) {
+    uint8_t(*keys)[32];
+    size_t n;
+    if (!zmq_has("curve"))
+      return tg__error_set(err, TG_EINVAL, "this libzmq has no CURVE: keys cannot be used");
+    int rc = tg__keys_authorized(wk->o.keys_dir, &keys, &n, err);
+    if (rc == TG_OK) rc = tg__zap_start(wk->zctx, keys, n, wk->o.verbose, &wk->zap, err);
+    if (rc != TG_OK) return rc;
+  }
+  int rc = bind_router(wk, addr, err);
+  if (rc == TG_OK) rc = tg__wk_pool_start(wk, err);
+  return rc;
+}
+
+static void expire(tg__worker *wk, double now) {
+  double limit = wk->o.session_timeout > 0 ? wk->o.session_timeout : 20;
+  for (wsess *s = wk->sessions, *next; s; s = next) {
+    next = s->next;
+    if (now - s->last_seen > limit) {
+      if (wk->o.verbose)
+        fprintf(stderr, "tgraph worker: client '%s' silent for %.0f s: state dropped\n",
+                s->name, now - s->last_seen);
+      tg__wk_drop(wk, s, NULL, false);
+    }
+  }
+}
+
+static void loop(tg__worker *wk) {
+  zmq_pollitem_t it[2] = {{wk->router, 0, ZMQ_POLLIN, 0}, {NULL, wk->wake_fd, ZMQ_POLLIN, 0}};
+  double last_expiry = tg__now();
+  while (!(wk->o.stop && *wk->o.stop)) {
+    if (zmq_poll(it, 2, LOOP_MS) < 0 && errno != EINTR) break;
+    /* A bounded number of messages per turn keeps results flowing. */
+    for (int i = 0, got; i < 256 && (got = recv_message(wk)) != 0; i++)
+      if (got > 0) handle(wk);
+    tg__wk_collect(wk);
+    double now = tg__now();
+    if (now - last_expiry > 0.5) {
+      expire(wk, now);
+      last_expiry = now;
+    }
+  }
+}
+
+static void teardown(tg__worker *wk) {
+  while (wk->sessions) tg__wk_drop(wk, wk->sessions, NULL, false);
+  if (wk->threads) tg__wk_pool_stop(wk);
+  tg__wk_collect(wk); /* tasks that were running: release them */
+  for (size_t i = 0; i < wk->nparts; i++) zmq_msg_close(&wk->parts[i]);
+  tg__free(wk->parts);
+  if (wk->router) zmq_close(wk->router);
+  tg__zap_stop(wk->zap);
+  if (wk->zctx) zmq_ctx_term(wk->zctx);
+  if (wk->wake_fd >= 0) close(wk->wake_fd);
+  tg__idmap_free(&wk->by_hash);
+  tg__idmap_free(&wk->banned);
+  pthread_mutex_destroy(&wk->mu);
+  pthread_cond_destroy(&wk->cv);
+}
+
+int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err) {
+  char addr[512];
+  if (!reg) return tg__error_set(err, TG_EINVAL, "tg_worker_serve: no registry");
+  int rc = check_opts(opts, addr, sizeof addr, err);
+  if (rc != TG_OK) return rc;
+  tg__worker *wk = tg__calloc(1, sizeof *wk);
+  if (!wk) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  wk->reg = reg;
+  wk->o = *opts;
+  wk->nthreads = opts->nthreads ? opts->nthreads : tg__ncpus();
+  wk->wake_fd = -1;
+  pthread_mutex_init(&wk->mu, NULL);
+  pthread_cond_init(&wk->cv, NULL);
+  rc = start(wk, addr, err);
+  if (rc == TG_OK) {
+    if (opts->on_ready) opts->on_ready(opts->ctx, wk->endpoint);
+    if (opts->verbose)
+      fprintf(stderr, "tgraph worker: listening on %s with %u threads%s\n", wk->endpoint,
+              wk->nthreads, opts->keys_dir ? ", CURVE keys" : "");
+    loop(wk);
+  }
+  teardown(wk);
+  tg__free(wk);
+  return rc;
+}

@@ -1,0 +1,169 @@
+/* lib/remote/worker.h: the state of a serving worker (tg_worker_serve),
+ * shared by its files: the loop and sessions (worker.c), task messages,
+ * objects and replies (worker_tasks.c), and the thread pool that calls
+ * the functions (worker_pool.c).
+ *
+ * One thread, the loop, owns the ROUTER socket, the sessions and their
+ * objects. A session is one connected client (one executor's connection):
+ * its function table, its objects (results kept here, values PUT here),
+ * its runs' cancellation tokens and its pending replies. Pool threads see
+ * only the tasks handed to them, and hand them back finished through the
+ * `done` list, waking the loop with an eventfd.
+ *
+ * Thread safety: sessions, objects and replies: loop thread only. The
+ * queue and done lists: under mu. A task belongs to the loop until it is
+ * queued, to one pool thread while it runs, and to the loop again once
+ * done.
+ */
+#ifndef TG_REMOTE_WORKER_H
+#define TG_REMOTE_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <zmq.h>
+
+#include "remote/buf.h"
+#include "remote/idmap.h"
+#include "remote/proto.h"
+#include "remote/zap.h"
+#include "sched/sched_internal.h"
+
+typedef struct wsess wsess;
+typedef struct wtask wtask;
+
+/* A client run seen here: its cancellation token. The token is a zeroed
+ * tg__run whose `cancel` flag tg_task_cancelled() reads. */
+typedef struct wrun {
+  uint64_t seq;
+  tg__run *token;
+  uint32_t refs;        /* tasks holding it */
+  struct wrun *next;
+} wrun;
+
+/* A task waiting for an object, or (t NULL) a FETCH waiting to be
+ * answered. */
+typedef struct wwait {
+  struct wwait *next;
+  wtask *t;
+  uint32_t arg;         /* argument slot of t */
+  uint8_t sel;          /* TG__ARG_OBJ / _ELEM / _ENTRY */
+  int64_t index;
+  char *key;            /* owned (ENTRY) */
+} wwait;
+
+enum { O_PENDING = 0, O_READY = 1, O_FAILED = 2 };
+
+typedef struct wobj {
+  uint64_t id;
+  tg_value *v;          /* O_READY */
+  uint8_t state;
+  bool freed;           /* FREE came while pending: drop it when done */
+  int code;             /* O_FAILED */
+  char *msg;            /* O_FAILED, owned */
+  wwait *waiters;
+} wobj;
+
+typedef struct wfn {
+  const tg_func *f;     /* NULL unless status is TG__FN_OK */
+  uint8_t status;
+  char *msg;            /* owned: why not */
+} wfn;
+
+struct wsess {
+  wsess *next, *hnext;  /* the worker's list / hash chain */
+  uint8_t rid[256];     /* ZeroMQ routing id */
+  size_t rid_len;
+  uint64_t hash;
+  bool dead;            /* dropped: tasks still running for it finish
+                           into the void */
+  uint32_t refs;        /* the worker's list + tasks not yet done */
+  double last_seen;
+  size_t keep_min;
+  char name[TG__MAX_NAME + 1];
+  wfn *fns;
+  size_t nfns;
+  tg__idmap objs;       /* id -> wobj */
+  wrun *runs;
+  tg__wbuf res;         /* result records not yet sent */
+  uint32_t nres;
+  tg_value **vals;      /* inline results of those records */
+  size_t nvals, cap_vals;
+};
+
+struct wtask {
+  wtask *next;
+  wsess *s;
+  wrun *run;
+  uint64_t id, store, min_us;
+  const tg_func *fn;
+  uint8_t kind, flags;
+  uint32_t aux, attempts, nargs, waits;
+  double timeout;
+  char *key;            /* owned */
+  tg_value **args;      /* owned references (NULL while waited for) */
+  bool prefailed;       /* failed before running (rc, msg set) */
+  int worker;           /* pool thread that ran it */
+  int rc;
+  tg_value *out;
+  char msg[256];
+  uint32_t calls, fails;
+  double secs;
+};
+
+typedef struct tg__worker {
+  tg_registry *reg;
+  tg_worker_opts o;
+  void *zctx, *router;
+  tg__zap *zap;
+  int wake_fd;          /* eventfd: tasks are done */
+  pthread_t *threads;
+  unsigned nthreads;
+  pthread_mutex_t mu;   /* guards queue, done, stopping */
+  pthread_cond_t cv;
+  wtask *q_head, *q_tail;
+  wtask *done;
+  bool stopping;
+  wsess *sessions;
+  tg__idmap by_hash;    /* routing id hash -> first session of the chain */
+  tg__idmap banned;     /* routing id hash -> (void *)1: dropped peers */
+  zmq_msg_t *parts;     /* the message being handled */
+  size_t nparts, cap_parts;
+  uint64_t tasks_done;
+  char endpoint[256];
+} tg__worker;
+
+/* ---- worker.c ---- */
+/* Drop session s: error message to the peer (msg may be NULL), state
+ * freed, routing id banned when `ban`. */
+void tg__wk_drop(tg__worker *wk, wsess *s, const char *msg, bool ban);
+/* Send the header buffer h and then (when v is not NULL) a value to s;
+ * false when the peer is gone (s is then dropped). */
+bool tg__wk_send(tg__worker *wk, wsess *s, const tg__wbuf *h, const tg_value *v);
+void tg__wk_sess_unref(tg__worker *wk, wsess *s);
+
+/* ---- worker_tasks.c ---- */
+/* Handle a TASKS / PUT / FETCH / FREE / CANCEL message of s (header at r,
+ * values in wk->parts from index 2). False on a protocol error (s is
+ * dropped). */
+bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r);
+bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r);
+bool tg__wk_fetch(tg__worker *wk, wsess *s, tg__rbuf *r);
+bool tg__wk_free(tg__worker *wk, wsess *s, tg__rbuf *r);
+bool tg__wk_cancel(tg__worker *wk, wsess *s, tg__rbuf *r);
+/* Take the finished tasks from the pool, record their results and send
+ * the replies. */
+void tg__wk_collect(tg__worker *wk);
+/* Free s's objects, runs and waiting tasks (on drop). */
+void tg__wk_sess_clear(tg__worker *wk, wsess *s);
+
+/* ---- worker_pool.c ---- */
+int tg__wk_pool_start(tg__worker *wk, tg_error *err);
+void tg__wk_pool_stop(tg__worker *wk);
+/* Queue the tasks of the list (linked by next) to run. */
+void tg__wk_pool_push(tg__worker *wk, wtask *head, wtask *tail);
+/* Hand a finished task back to the loop. */
+void tg__wk_pool_done(tg__worker *wk, wtask *t);
+/* Release what a task owns (its outcome included) and free it. */
+void tg__wk_task_free(wtask *t);
+
+#endif /* TG_REMOTE_WORKER_H */

@@ -1,0 +1,190 @@
+/* lib/remote/worker_pool.c: the worker's threads that call task
+ * functions: a shared queue, the call with its retries and timeout (as
+ * the in-process backends make it), mapped chunks and concatenations. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "remote/worker.h"
+
+typedef struct pool_arg {
+  tg__worker *wk;
+  int index;
+} pool_arg;
+
+/* ---- calling --------------------------------------------------------------- */
+
+/* A list of fn(in_i, extras...) over the first aux arguments. */
+static int call_chunk(tg_task_ctx *ctx, wtask *t, tg_value **out) {
+  size_t k = t->aux, nextra = t->nargs - k;
+  tg_value **ea = tg__malloc((nextra + 1) * sizeof *ea);
+  tg_value *list = ea ? tg_list_alloc(k) : NULL;
+  int rc = list ? TG_OK : tg_task_fail(ctx, TG_ENOMEM, "out of memory");
+  if (ea) memcpy(ea + 1, t->args + k, nextra * sizeof *ea);
+  for (size_t i = 0; i < k && rc == TG_OK; i++) {
+    tg_value *v = NULL;
+    ea[0] = t->args[i];
+    rc = t->fn->fn(ctx, ea, nextra + 1, &v);
+    if (rc == TG_OK && !v) rc = tg_task_fail(ctx, TG_EINVAL, "returned no value");
+    if (rc == TG_OK) rc = tg_list_init_item(list, i, v);
+    else tg_value_unref(v);
+    if (rc != TG_OK) { /* say which call of the chunk failed */
+      char m[sizeof ctx->msg + sizeof ctx->keybuf + 64];
+      snprintf(m, sizeof m, "%s (element %zu of chunk '%s')",
+               ctx->fail_code ? ctx->msg : tg_strerror(rc), i, tg_task_key(ctx));
+      tg_task_fail(ctx, rc, "%s", m);
+    }
+  }
+  tg__free(ea);
+  if (rc != TG_OK) tg_value_unref(list);
+  else *out = list;
+  return rc;
+}
+
+static int call_concat(tg_task_ctx *ctx, wtask *t, tg_value **out) {
+  size_t total = 0, at = 0;
+  for (size_t i = 0; i < t->nargs; i++) {
+    if (tg_value_type(t->args[i]) != TG_LIST)
+      return tg_task_fail(ctx, TG_ETYPE, "concatenating a %s, not a list",
+                          tg_type_name(tg_value_type(t->args[i])));
+    total += tg_list_len(t->args[i]);
+  }
+  if (t->nargs == 1) {
+    *out = tg_value_ref(t->args[0]);
+    return TG_OK;
+  }
+  tg_value *list = tg_list_alloc(total);
+  if (!list) return tg_task_fail(ctx, TG_ENOMEM, "out of memory");
+  for (size_t i = 0; i < t->nargs; i++) {
+    tg_value *const *it = tg_list_items(t->args[i]);
+    for (size_t j = 0, m = tg_list_len(t->args[i]); j < m; j++)
+      tg_list_init_item(list, at++, tg_value_ref(it[j]));
+  }
+  *out = list;
+  return TG_OK;
+}
+
+static int invoke(tg_task_ctx *ctx, wtask *t, tg_value **out) {
+  switch (t->kind) {
+    case TG__NK_CHUNK: return call_chunk(ctx, t, out);
+    case TG__NK_CONCAT: return call_concat(ctx, t, out);
+    default: return t->fn->fn(ctx, t->args, t->nargs, out);
+  }
+}
+
+/* Call t's function with retries; the outcome goes into t. */
+static void run_task(wtask *t, int worker) {
+  tg_task_ctx ctx;
+  double t0 = tg__now();
+  t->worker = worker;
+  for (uint32_t at = 0;; at++) {
+    tg__task_ctx_init(&ctx, t->fn, t->run->token, 0, worker, (int)at);
+    ctx.key = t->key; /* already known: no run graph to format it from */
+    if (t->timeout > 0) ctx.deadline = tg__now() + t->timeout;
+    tg_value *out = NULL;
+    int rc = invoke(&ctx, t, &out);
+    t->calls++;
+    if (rc == TG_OK && !out) rc = tg_task_fail(&ctx, TG_EINVAL, "returned no value");
+    if (rc == TG_OK && ctx.deadline > 0 && tg__now() > ctx.deadline)
+      rc = tg_task_fail(&ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
+                        t->timeout);
+    if (rc == TG_OK) {
+      t->rc = TG_OK;
+      t->out = out;
+      break;
+    }
+    tg_value_unref(out);
+    if (rc > 0) rc = tg_task_fail(&ctx, TG_ETASK, "returned status %d", rc);
+    t->fails++;
+    if (at + 1 >= t->attempts || tg__run_cancelled(t->run->token)) {
+      t->rc = rc;
+      snprintf(t->msg, sizeof t->msg, "%s", ctx.fail_code ? ctx.msg : "");
+      break;
+    }
+  }
+  t->secs = tg__now() - t0;
+}
+
+/* ---- the threads ------------------------------------------------------------- */
+
+static void *pool_main(void *arg) {
+  pool_arg pa = *(pool_arg *)arg;
+  tg__free(arg);
+  tg__worker *wk = pa.wk;
+  pthread_mutex_lock(&wk->mu);
+  for (;;) {
+    while (!wk->q_head && !wk->stopping) pthread_cond_wait(&wk->cv, &wk->mu);
+    if (!wk->q_head) break; /* stopping and nothing left */
+    wtask *t = wk->q_head;
+    wk->q_head = t->next;
+    if (!wk->q_head) wk->q_tail = NULL;
+    pthread_mutex_unlock(&wk->mu);
+    if (!wk->stopping) run_task(t, pa.index);
+    else t->rc = TG_ECANCELED;
+    tg__wk_pool_done(wk, t);
+    pthread_mutex_lock(&wk->mu);
+  }
+  pthread_mutex_unlock(&wk->mu);
+  return NULL;
+}
+
+int tg__wk_pool_start(tg__worker *wk, tg_error *err) {
+  wk->threads = tg__calloc(wk->nthreads, sizeof *wk->threads);
+  if (!wk->threads) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  for (unsigned i = 0; i < wk->nthreads; i++) {
+    pool_arg *pa = tg__malloc(sizeof *pa);
+    if (pa) *pa = (pool_arg){wk, (int)i};
+    if (!pa || pthread_create(&wk->threads[i], NULL, pool_main, pa) != 0) {
+      tg__free(pa);
+      wk->nthreads = i;
+      tg__wk_pool_stop(wk);
+      return tg__error_set(err, TG_ENOMEM, "cannot start worker thread %u", i);
+    }
+  }
+  return TG_OK;
+}
+
+void tg__wk_pool_stop(tg__worker *wk) {
+  pthread_mutex_lock(&wk->mu);
+  wk->stopping = true;
+  pthread_cond_broadcast(&wk->cv);
+  pthread_mutex_unlock(&wk->mu);
+  for (unsigned i = 0; i < wk->nthreads; i++) pthread_join(wk->threads[i], NULL);
+  tg__free(wk->threads);
+  wk->threads = NULL;
+  wk->nthreads = 0;
+}
+
+void tg__wk_pool_push(tg__worker *wk, wtask *head, wtask *tail) {
+  if (!head) return;
+  pthread_mutex_lock(&wk->mu);
+  if (wk->q_tail) wk->q_tail->next = head;
+  else wk->q_head = head;
+  wk->q_tail = tail;
+  tail->next = NULL;
+  pthread_cond_broadcast(&wk->cv);
+  pthread_mutex_unlock(&wk->mu);
+}
+
+void tg__wk_pool_done(tg__worker *wk, wtask *t) {
+  pthread_mutex_lock(&wk->mu);
+  bool first = wk->done == NULL;
+  t->next = wk->done;
+  wk->done = t;
+  pthread_mutex_unlock(&wk->mu);
+  if (first) { /* the loop drains the whole list per wake-up */
+    uint64_t one = 1;
+    ssize_t w = write(wk->wake_fd, &one, sizeof one);
+    (void)w;
+  }
+}
+
+void tg__wk_task_free(wtask *t) {
+  if (!t) return;
+  for (uint32_t i = 0; t->args && i < t->nargs; i++) tg_value_unref(t->args[i]);
+  tg__free(t->args);
+  tg__free(t->key);
+  tg_value_unref(t->out);
+  tg__free(t);
+}
