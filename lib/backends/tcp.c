@@ -41,6 +41,19 @@ static bool heap_push(tcp *b, tg__task *t) {
   return true;
 }
 
+void tcp_heap_repush(tcp *b, tg__task *t) {
+  if (!heap_push(b, t)) { /* no room: it was in the heap a moment ago */
+    tg_value *const *args;
+    size_t n;
+    if (tg__task_begin(&b->w, t, &args, &n))
+      tg__task_end(&b->w, t, TG_ENOMEM, NULL, "out of memory queueing a task");
+    tcp_take_ready(b);
+    tcp_run *rs = tcp_run_get(b, t->run);
+    rs->live--;
+    tcp_run_unuse(b, rs);
+  }
+}
+
 void tcp_queue_task(tcp *b, tg__task *t) {
   tcp_run *rs = tcp_run_get(b, t->run);
   if (rs && heap_push(b, t)) {
@@ -150,6 +163,8 @@ static void watch_workers(tcp *b) {
     b->no_worker_since = 0;
     return;
   }
+  tcp_drop_stopped(b); /* a stopped run need not wait for workers */
+  if (!tcp_work_waiting(b)) return;
   double now = tg__now();
   if (b->no_worker_since == 0) b->no_worker_since = now;
   if (!all_fatal && now - b->no_worker_since < b->connect_timeout) return;

@@ -187,7 +187,13 @@ static void put(tcp *b, tcp_conn *c, tcp_handle *h) {
   tg__wbuf w = {0};
   tg__wbuf_u8(&w, TG__M_PUT);
   tg__wbuf_varint(&w, h->id);
-  if (tcp_conn_send(b, c, &w, h->local)) h->locs |= UINT64_C(1) << c->idx;
+  if (tcp_conn_send(b, c, &w, h->local)) {
+    h->locs |= UINT64_C(1) << c->idx;
+    if (h->kind == H_OBJ) { /* a result sent on to another worker */
+      atomic_fetch_add(&b->st_moved_n, 1);
+      atomic_fetch_add(&b->st_moved, h->bytes);
+    }
+  }
   tg__wbuf_free(&w);
 }
 
@@ -250,8 +256,6 @@ void tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v) {
   if (v) {
     tg_value_unref(h->local);
     h->local = v;
-    atomic_fetch_add(&b->st_moved_n, 1);
-    atomic_fetch_add(&b->st_moved, h->bytes);
   } else if (from >= 0) {
     h->locs &= ~(UINT64_C(1) << from); /* it does not have it after all */
   }
@@ -534,6 +538,40 @@ static void drain(tcp *b) {
     if (!b->retry_head) b->retry_tail = NULL;
     tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
   }
+}
+
+void tcp_drop_stopped(tcp *b) {
+  tcp_rec *keep = NULL, **tail = &keep;
+  while (b->retry_head) {
+    tcp_rec *rec = b->retry_head;
+    b->retry_head = rec->next;
+    rec->next = NULL;
+    if (rec->abort || tg__run_stopped(rec->rs->r)) {
+      tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+    } else {
+      *tail = rec;
+      tail = &rec->next;
+    }
+  }
+  b->retry_head = NULL;
+  b->retry_tail = NULL;
+  for (tcp_rec *rec = keep, *next; rec; rec = next) {
+    next = rec->next;
+    tcp_retry_push(b, rec);
+  }
+  size_t n = b->nheap, k = 0;
+  tg__task **all = n ? tg__malloc(n * sizeof *all) : NULL;
+  if (!all) return;
+  for (tg__task *t; (t = tcp_heap_pop(b));) all[k++] = t;
+  for (size_t i = 0; i < k; i++) {
+    if (!tg__run_stopped(all[i]->run)) {
+      tcp_heap_repush(b, all[i]);
+      continue;
+    }
+    tcp_rec *rec = begin(b, all[i]); /* skipped in the engine */
+    if (rec) tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+  }
+  tg__free(all);
 }
 
 void tcp_fail_waiting(tcp *b, const char *why) {

@@ -184,6 +184,8 @@ void tcp_take_ready(tcp *b);
 /* Queue ready task t (its run state counts it). */
 void tcp_queue_task(tcp *b, tg__task *t);
 tg__task *tcp_heap_pop(tcp *b);
+/* Put back a task popped from the heap (its run state still counts it). */
+void tcp_heap_repush(tcp *b, tg__task *t);
 void tcp_retry_push(tcp *b, tcp_rec *rec);
 
 /* ---- tcp_conn.c ---- */
@@ -247,6 +249,8 @@ void tcp_cancel_runs(tcp *b);
 /* No worker for too long: fail the waiting work with why. */
 void tcp_fail_waiting(tcp *b, const char *why);
 bool tcp_work_waiting(const tcp *b);
+/* Finish the waiting work of stopped runs (when no worker can take it). */
+void tcp_drop_stopped(tcp *b);
 
 /* ---- tcp_results.c ---- */
 /* Handle a message of c (parts[0] is the header). */

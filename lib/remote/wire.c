@@ -54,7 +54,7 @@ static void add_leaf(walker *w, const tg_value *v) {
     w->paths = p;
     w->cap_paths = c;
   }
-  memcpy(w->paths + w->npaths, w->stack, w->depth * sizeof *w->paths);
+  if (w->depth) memcpy(w->paths + w->npaths, w->stack, w->depth * sizeof *w->paths);
   w->leaves[w->n++] = (leaf){v, w->npaths, w->depth};
   w->npaths += w->depth;
 }

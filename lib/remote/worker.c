@@ -71,11 +71,11 @@ static void send_error(tg__worker *wk, const void *rid, size_t n, const char *ms
 
 void tg__wk_drop(tg__worker *wk, wsess *s, const char *msg, bool banned) {
   if (s->dead) return;
-  if (msg) {
-    send_error(wk, s->rid, s->rid_len, msg);
-    if (wk->o.verbose)
-      fprintf(stderr, "tgraph worker: dropped client '%s': %s\n", s->name, msg);
-  }
+  if (msg) send_error(wk, s->rid, s->rid_len, msg);
+  if (wk->o.verbose && msg)
+    fprintf(stderr, "tgraph worker: dropped client '%s': %s\n", s->name, msg);
+  else if (wk->o.verbose)
+    fprintf(stderr, "tgraph worker: client '%s' gone: state dropped\n", s->name);
   if (banned) ban(wk, s->hash);
   s->dead = true;
   sess_unlink(wk, s);
@@ -252,6 +252,7 @@ static void handle(tg__worker *wk) {
     return;
   }
   s->last_seen = tg__now();
+  s->refs++; /* a failed send while handling drops s: keep it allocated */
   bool ok = false, values = type == TG__M_TASKS || type == TG__M_PUT;
   if (values || wk->nparts == 2) {
     switch (type) {
@@ -264,11 +265,13 @@ static void handle(tg__worker *wk) {
       case TG__M_PING: ok = ping(wk, s, &r); break;
       case TG__M_BYE:
         tg__wk_drop(wk, s, NULL, false);
-        return;
+        ok = true;
+        break;
       default: ok = false;
     }
   }
   if (!ok) tg__wk_drop(wk, s, "malformed message: dropped", true);
+  tg__wk_sess_unref(wk, s);
 }
 
 /* Read one whole message into wk->parts: 1, or 0 when there is none, or
@@ -393,8 +396,8 @@ static void expire(tg__worker *wk, double now) {
     next = s->next;
     if (now - s->last_seen > limit) {
       if (wk->o.verbose)
-        fprintf(stderr, "tgraph worker: client '%s' silent for %.0f s: state dropped\n",
-                s->name, now - s->last_seen);
+        fprintf(stderr, "tgraph worker: client '%s' silent for %.1f s\n", s->name,
+                now - s->last_seen);
       tg__wk_drop(wk, s, NULL, false);
     }
   }

@@ -484,8 +484,10 @@ void tg__wk_collect(tg__worker *wk) {
     }
     start_tasks(wk, ready); /* failed ones come back on the done list */
   }
-  for (wsess *s = wk->sessions; s; s = s->next)
+  for (wsess *s = wk->sessions, *next; s; s = next) {
+    next = s->next; /* a failed send drops s */
     if (s->nres && !s->dead) flush(wk, s);
+  }
 }
 
 /* Tasks waiting on o's waiters lose that wait; the last frees them. */

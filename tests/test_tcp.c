@@ -1,0 +1,1131 @@
+/* tests/test_tcp.c: the tcp backend against worker processes forked by
+ * the test (each serving the test's own functions with tg_worker_serve on
+ * a free loopback port): results equal to sync on a set of graphs, results
+ * kept where they were made and moved at most once per worker, a worker
+ * killed mid-run, a run waiting for a late worker, keys (missing, wrong,
+ * refused), protocol and function version mismatches, random bytes,
+ * oversized frames and malformed messages sent to a worker, a client
+ * vanishing mid-run; every worker is killed and reaped after each test. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "remote/proto.h"
+#include "tgraph/executor.h"
+#include "tgraph/graph.h"
+#include "tgraph/remote.h"
+#include "test_funcs.h"
+
+/* ---- functions of the tests (besides test_funcs.h) ---------------------------- */
+
+static int want_ints(tg_task_ctx *ctx, tg_value *const *args, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (tg_value_type(args[i]) != TG_INT)
+      return tg_task_fail(ctx, TG_ETYPE, "argument %zu: expected int", i);
+  return TG_OK;
+}
+
+static tg_value *f64_array(int64_t n, double v) {
+  tg_value *a = tg_ndarray_new(TG_DT_F64, 1, &n);
+  double *d = a ? tg_ndarray_data_mut(a) : NULL;
+  for (int64_t i = 0; d && i < n; i++) d[i] = v + (double)i * 0.5;
+  return a;
+}
+
+/* big(n, v): n f64 values v, v + 0.5, v + 1, ... */
+static int fn_big(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  int rc = want_ints(ctx, a, n);
+  if (rc) return rc;
+  *out = f64_array(tg_value_int(a[0]), (double)tg_value_int(a[1]));
+  return *out ? TG_OK : TG_ENOMEM;
+}
+
+static bool is_f64(const tg_value *v) {
+  return tg_value_type(v) == TG_NDARRAY && tg_ndarray_dtype(v) == TG_DT_F64;
+}
+
+/* big_add(a, b): elementwise sum of two f64 arrays of one size. */
+static int fn_big_add(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  (void)n;
+  if (!is_f64(a[0]) || !is_f64(a[1]) || tg_ndarray_size(a[0]) != tg_ndarray_size(a[1]))
+    return tg_task_fail(ctx, TG_ETYPE, "big_add needs two f64 arrays of one size");
+  int64_t len = (int64_t)tg_ndarray_size(a[0]);
+  tg_value *r = tg_ndarray_new(TG_DT_F64, 1, &len);
+  if (!r) return TG_ENOMEM;
+  const double *x = tg_ndarray_data(a[0]), *y = tg_ndarray_data(a[1]);
+  double *z = tg_ndarray_data_mut(r);
+  for (int64_t i = 0; i < len; i++) z[i] = x[i] + y[i];
+  *out = r;
+  return TG_OK;
+}
+
+/* big_sum(a, k): k + the sum of f64 array a (a float). */
+static int fn_big_sum(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  (void)n;
+  if (!is_f64(a[0]) || tg_value_type(a[1]) != TG_INT)
+    return tg_task_fail(ctx, TG_ETYPE, "big_sum needs an f64 array and an int");
+  const double *x = tg_ndarray_data(a[0]);
+  double s = (double)tg_value_int(a[1]);
+  for (size_t i = 0; i < tg_ndarray_size(a[0]); i++) s += x[i];
+  *out = tg_float(s);
+  return TG_OK;
+}
+
+/* big_split(k, n): a list of k arrays big(n, i). */
+static int fn_big_split(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  int rc = want_ints(ctx, a, n);
+  if (rc) return rc;
+  size_t k = (size_t)tg_value_int(a[0]);
+  tg_value *l = tg_list_alloc(k);
+  for (size_t i = 0; l && i < k; i++)
+    if (tg_list_init_item(l, i, f64_array(tg_value_int(a[1]), (double)i)) != TG_OK) {
+      tg_value_unref(l);
+      l = NULL;
+    }
+  *out = l;
+  return l ? TG_OK : TG_ENOMEM;
+}
+
+/* big_dict(n): {"one": big(n, 1), "two": big(n, 2)}. */
+static int fn_big_dict(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  int rc = want_ints(ctx, a, n);
+  if (rc) return rc;
+  tg_value *m = tg_map_new(2);
+  if (!m || tg_map_put_c(m, "one", f64_array(tg_value_int(a[0]), 1)) ||
+      tg_map_put_c(m, "two", f64_array(tg_value_int(a[0]), 2))) {
+    tg_value_unref(m);
+    return TG_ENOMEM;
+  }
+  *out = m;
+  return TG_OK;
+}
+
+/* slow(x, ms): x + 1 after ms milliseconds. */
+static int fn_slow(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  int rc = want_ints(ctx, a, n);
+  if (rc) return rc;
+  tgt_sleep_ms(tg_value_int(a[1]));
+  *out = tg_int(tg_value_int(a[0]) + 1);
+  return TG_OK;
+}
+
+/* slow_big(n, ms): big(n, 7) after ms milliseconds. */
+static int fn_slow_big(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  int rc = want_ints(ctx, a, n);
+  if (rc) return rc;
+  tgt_sleep_ms(tg_value_int(a[1]));
+  *out = f64_array(tg_value_int(a[0]), 7);
+  return TG_OK;
+}
+
+/* The registry workers and tests share; "versioned" has version `ver`. */
+static tg_registry *make_reg(const char *ver) {
+  tg_registry *r = tgt_registry_new();
+  struct {
+    const char *name;
+    tg_task_fn fn;
+    int nargs;
+  } defs[] = {{"big", fn_big, 2},           {"big_add", fn_big_add, 2},
+              {"big_sum", fn_big_sum, 2},   {"big_split", fn_big_split, 2},
+              {"big_dict", fn_big_dict, 1}, {"slow", fn_slow, 2},
+              {"slow_big", fn_slow_big, 2}, {"versioned", tgt_fn_inc, 1}};
+  for (size_t i = 0; r && i < sizeof defs / sizeof defs[0]; i++) {
+    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, i == 7 ? ver : "1", defs[i].fn,
+                     TG_FUNC_PURE, defs[i].nargs, NULL, NULL};
+    cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
+  }
+  return r;
+}
+
+/* ---- worker processes ------------------------------------------------------------ */
+
+#define MAXW 8
+static pid_t pids[MAXW];
+static char eps[MAXW][128];
+static int npids;
+static tg_registry *reg;
+
+typedef struct wspec {
+  const char *listen, *keys, *ver, *log;
+  unsigned nthreads;
+  size_t max_message;
+  double session_timeout;
+} wspec;
+
+static volatile sig_atomic_t child_stop;
+static void child_term(int s) {
+  (void)s;
+  child_stop = 1;
+}
+static void child_ready(void *ctx, const char *ep) { dprintf(*(int *)ctx, "%s\n", ep); }
+
+static void child(const wspec *sp, int fd) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+  signal(SIGTERM, child_term);
+  if (sp->log) {
+    int lf = open(sp->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(lf, 2);
+  }
+  tg_registry *r = make_reg(sp->ver ? sp->ver : "1");
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V1,
+                      .listen = sp->listen ? sp->listen : "tcp://127.0.0.1:*",
+                      .nthreads = sp->nthreads ? sp->nthreads : 2,
+                      .keys_dir = sp->keys,
+                      .max_message = sp->max_message,
+                      .session_timeout = sp->session_timeout,
+                      .stop = &child_stop,
+                      .on_ready = child_ready,
+                      .ctx = &fd,
+                      .verbose = sp->log != NULL};
+  tg_error err;
+  tg_error_clear(&err);
+  int rc = tg_worker_serve(r, &o, &err);
+  if (rc) dprintf(fd, "ERROR %s\n", err.msg);
+  _exit(rc ? 1 : 0);
+}
+
+/* Fork a worker; its index in pids/eps. On failure to listen, *msg gets
+ * the error (and -1 is returned). */
+static int start_worker(const wspec *sp, char *msg, size_t msize) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    close(p[0]);
+    child(sp, p[1]);
+  }
+  close(p[1]);
+  cr_assert_lt(npids, MAXW);
+  int i = npids++;
+  pids[i] = pid;
+  char line[512] = "";
+  size_t n = 0;
+  struct pollfd pf = {p[0], POLLIN, 0};
+  while (n + 1 < sizeof line && poll(&pf, 1, 10000) > 0) {
+    ssize_t r = read(p[0], line + n, 1);
+    if (r <= 0 || line[n] == '\n') break;
+    n++;
+  }
+  line[n] = '\0';
+  close(p[0]);
+  if (strncmp(line, "tcp://", 6) != 0) {
+    if (msg) snprintf(msg, msize, "%s", line);
+    return -1;
+  }
+  cr_assert_lt(n, sizeof eps[i]);
+  memcpy(eps[i], line, n + 1);
+  return i;
+}
+
+static int start(void) {
+  wspec sp = {0};
+  int i = start_worker(&sp, NULL, 0);
+  cr_assert_geq(i, 0, "worker did not start");
+  return i;
+}
+
+/* Whether worker i runs (reaping it when it has ended). */
+static int last_status; /* of the worker alive() found ended */
+
+static bool alive(int i) {
+  pid_t r = waitpid(pids[i], &last_status, WNOHANG);
+  if (r == pids[i]) pids[i] = 0;
+  return r == 0;
+}
+
+static void setup(void) {
+  reg = make_reg("1");
+  cr_assert_not_null(reg);
+}
+
+/* Kill every worker and reap it: no process is left behind. */
+static void teardown(void) {
+  for (int i = 0; i < npids; i++) {
+    if (pids[i] <= 0) continue;
+    kill(pids[i], SIGKILL);
+    int st;
+    cr_expect_eq(waitpid(pids[i], &st, 0), pids[i]);
+  }
+  npids = 0;
+  cr_expect_eq(waitpid(-1, NULL, WNOHANG), -1, "a child process is left");
+  tg_registry_free(reg);
+}
+
+TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ---- executors ---------------------------------------------------------------------- */
+
+typedef struct xopt {
+  const char *keys;
+  size_t keep_min;
+  double connect_timeout, heartbeat;
+} xopt;
+
+static tg_executor *tcp_ex(const int *w, int n, const xopt *x) {
+  const char *addr[MAXW];
+  for (int i = 0; i < n; i++) addr[i] = eps[w[i]];
+  tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp",
+                        .connect = addr, .nconnect = (size_t)n};
+  if (x) {
+    o.keys_dir = x->keys;
+    o.keep_min = x->keep_min;
+    o.connect_timeout = x->connect_timeout;
+    o.heartbeat = x->heartbeat;
+  }
+  tg_executor *ex = NULL;
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg_executor_new(reg, &o, &ex, &err), TG_OK, "%s", err.msg);
+  return ex;
+}
+
+static tg_executor *three(const xopt *x) {
+  int w[3] = {start(), start(), start()};
+  return tcp_ex(w, 3, x);
+}
+
+static tg_remote_stats stats_of(tg_executor *ex) {
+  tg_remote_stats st;
+  cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
+  return st;
+}
+
+/* Compute outs on ex (NULL: sync): rc; results into res. */
+static int run(tg_graph *g, const tg_node *outs, size_t n, tg_executor *ex,
+               tg_value **res, tg_compute_stats *st) {
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync",
+                       .executor = ex, .stats = st};
+  return tg_compute(g, outs, n, &o, res);
+}
+
+/* outs of g give equal results (or equal failures) on sync and on ex. */
+static void same_as_sync(tg_graph *g, const tg_node *outs, size_t n, tg_executor *ex) {
+  tg_value *a[16] = {0}, *b[16] = {0};
+  tg_compute_stats sa, sb;
+  char msg[512];
+  int ra = run(g, outs, n, NULL, a, &sa);
+  snprintf(msg, sizeof msg, "%s", tg_graph_errmsg(g));
+  int rb = run(g, outs, n, ex, b, &sb);
+  cr_assert_eq(rb, ra, "tcp: %s (sync: %s)", tg_graph_errmsg(g), msg);
+  if (ra != TG_OK) {
+    cr_assert_str_eq(tg_graph_errmsg(g), msg);
+    return;
+  }
+  cr_assert_eq(sb.tasks_total, sa.tasks_total);
+  cr_assert_eq(sb.tasks_run, sa.tasks_run);
+  for (size_t i = 0; i < n; i++) {
+    cr_assert(tg_value_equal(a[i], b[i]), "output %zu differs", i);
+    tg_value_unref(a[i]);
+    tg_value_unref(b[i]);
+  }
+}
+
+/* ---- graphs -------------------------------------------------------------------------- */
+
+#define V(x) tg_arg_value(x)
+#define N(x) tg_arg_node(x)
+
+/* 200 independent inc tasks and their sum. */
+static tg_node g_fan(tg_graph *g) {
+  tg_arg args[200];
+  for (int i = 0; i < 200; i++) args[i] = N(tg_call(g, "inc", 1, V(tg_int(i))));
+  tg_node s;
+  cr_assert_eq(tg_graph_add(g, "sum_args", args, 200, NULL, &s), TG_OK);
+  return s;
+}
+
+/* A binary tree of adds over 128 leaves. */
+static tg_node g_tree(tg_graph *g) {
+  tg_node level[128];
+  for (int i = 0; i < 128; i++) level[i] = tg_call(g, "inc", 1, V(tg_int(i * 3)));
+  for (int n = 128; n > 1; n /= 2)
+    for (int i = 0; i < n / 2; i++)
+      level[i] = tg_call(g, "add", 2, N(level[2 * i]), N(level[2 * i + 1]));
+  return level[0];
+}
+
+/* Arrays of 400 KB (kept on workers) added in a chain, summed. */
+static tg_node g_arrays(tg_graph *g, tg_node *last) {
+  tg_node acc = tg_call(g, "big", 2, V(tg_int(50000)), V(tg_int(0)));
+  for (int i = 1; i < 6; i++)
+    acc = tg_call(g, "big_add", 2, N(acc), N(tg_call(g, "big", 2, V(tg_int(50000)), V(tg_int(i)))));
+  *last = acc;
+  return tg_call(g, "big_sum", 2, N(acc), V(tg_int(1)));
+}
+
+/* Items and keys selected from kept lists and maps. */
+static tg_node g_select(tg_graph *g) {
+  tg_node l = tg_call(g, "big_split", 2, V(tg_int(3)), V(tg_int(20000)));
+  tg_node m = tg_call(g, "big_dict", 1, V(tg_int(20000)));
+  tg_node s0 = tg_call(g, "big_sum", 2, tg_arg_item(l, 0), V(tg_int(0)));
+  tg_node s2 = tg_call(g, "big_sum", 2, tg_arg_item(l, -1), V(tg_int(0)));
+  tg_node sk = tg_call(g, "big_sum", 2, tg_arg_key(m, "two"), V(tg_int(0)));
+  tg_node both = tg_call(g, "big_add", 2, tg_arg_item(l, 1), tg_arg_key(m, "one"));
+  tg_node sb = tg_call(g, "big_sum", 2, N(both), V(tg_int(0)));
+  return tg_call(g, "pack", 4, N(s0), N(s2), N(sk), N(sb));
+}
+
+/* A mapped function in chunks, then the sum. */
+static tg_node g_map(tg_graph *g) {
+  tg_arg in[100];
+  for (int i = 0; i < 100; i++) in[i] = V(tg_int(i));
+  tg_node m;
+  cr_assert_eq(tg_graph_map(g, "inc", in, 100, NULL, 0, 7, NULL, &m), TG_OK);
+  return tg_call(g, "sum", 1, N(m));
+}
+
+static void all_graphs(tg_executor *ex) {
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node last, outs[6] = {g_fan(g), g_tree(g), g_arrays(g, &last), g_select(g), g_map(g)};
+  outs[5] = last; /* a 400 KB array comes back as an output */
+  cr_assert_neq(outs[3], TG_NODE_NONE, "%s", tg_graph_errmsg(g));
+  same_as_sync(g, outs, 6, ex);
+  for (int i = 0; i < 6; i++) same_as_sync(g, &outs[i], 1, ex);
+  tg_graph_free(g);
+}
+
+/* ---- results ----------------------------------------------------------------------------- */
+
+Test(tcp, three_workers_same_as_sync) {
+  tg_executor *ex = three(NULL);
+  all_graphs(ex);
+  tg_remote_stats st = stats_of(ex);
+  cr_expect_eq(st.workers_ready, 3);
+  cr_expect_gt(st.results_kept, 0, "large results stay on workers");
+  cr_expect_eq(st.workers_lost, 0);
+  tg_executor_free(ex);
+}
+
+Test(tcp, everything_kept_on_workers_same_as_sync) {
+  xopt x = {.keep_min = 1}; /* every result stays where it was made */
+  tg_executor *ex = three(&x);
+  all_graphs(ex);
+  tg_remote_stats st = stats_of(ex);
+  cr_expect_gt(st.values_moved, 0, "some inputs had to move");
+  tg_executor_free(ex);
+}
+
+Test(tcp, failures_and_retries_same_as_sync) {
+  tg_executor *ex = three(NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node ok = tg_call(g, "inc", 1, V(tg_int(1)));
+  tg_node bad = tg_call(g, "fail", 1, N(ok));
+  tg_node after = tg_call(g, "inc", 1, N(bad));
+  same_as_sync(g, &after, 1, ex);
+  cr_expect_eq(strcmp(tg_graph_errmsg(g), "task 'fail#1' failed: TG_EINVAL: always fails"), 0,
+               "%s", tg_graph_errmsg(g));
+  tg_node_opts no = {TG_NODE_OPTS_V1, NULL, 2, -1, 0};
+  tg_node flaky;
+  tg_arg fa[2] = {V(tg_int(2)), V(tg_int(42))};
+  cr_assert_eq(tg_graph_add(g, "fail_first", fa, 2, &no, &flaky), TG_OK);
+  same_as_sync(g, &flaky, 1, ex); /* 3 calls counted on both */
+  tg_arg in[10];
+  for (int i = 0; i < 10; i++) in[i] = V(i == 6 ? tg_str_c("x") : tg_int(i));
+  tg_node m;
+  cr_assert_eq(tg_graph_map(g, "inc", in, 10, NULL, 0, 4, NULL, &m), TG_OK);
+  same_as_sync(g, &m, 1, ex); /* a chunk's element fails */
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* A dependent goes where its input is; a value reaches a worker once. */
+Test(tcp, values_stay_and_move_once) {
+  tg_executor *ex = three(NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node a = tg_call(g, "big", 2, V(tg_int(100000)), V(tg_int(3))); /* 800 KB */
+  tg_node one = tg_call(g, "big_sum", 2, N(a), V(tg_int(0)));
+  tg_value *r = NULL;
+  cr_assert_eq(run(g, &one, 1, ex, &r, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  tg_value_unref(r);
+  tg_remote_stats st = stats_of(ex);
+  cr_expect_eq(st.results_kept, 1);
+  cr_expect_eq(st.values_moved, 0, "the sum ran where the array was");
+  cr_expect_lt(st.bytes_received, 10000, "the array never came back");
+  tg_node sums[12];
+  for (int i = 0; i < 12; i++) sums[i] = tg_call(g, "big_sum", 2, N(a), V(tg_int(i)));
+  tg_node all = tg_call(g, "pack", 12, N(sums[0]), N(sums[1]), N(sums[2]), N(sums[3]),
+                        N(sums[4]), N(sums[5]), N(sums[6]), N(sums[7]), N(sums[8]),
+                        N(sums[9]), N(sums[10]), N(sums[11]));
+  same_as_sync(g, &all, 1, ex);
+  tg_remote_stats st2 = stats_of(ex);
+  uint64_t moved = st2.values_moved - st.values_moved;
+  cr_expect_leq(moved, 2, "moved %llu times: at most once to each other worker",
+                (unsigned long long)moved);
+  cr_expect_leq(st2.bytes_moved - st.bytes_moved, 2 * 800100);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* A graph constant of 800 KB is sent once per worker, not per task. */
+Test(tcp, large_constant_sent_once_per_worker) {
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_value *big = f64_array(100000, 1);
+  tg_node sums[8];
+  for (int i = 0; i < 8; i++)
+    sums[i] = tg_call(g, "big_sum", 2, V(tg_value_ref(big)), V(tg_int(i)));
+  tg_value_unref(big);
+  tg_node all = tg_call(g, "pack", 8, N(sums[0]), N(sums[1]), N(sums[2]), N(sums[3]),
+                        N(sums[4]), N(sums[5]), N(sums[6]), N(sums[7]));
+  same_as_sync(g, &all, 1, ex);
+  tg_remote_stats st = stats_of(ex);
+  cr_expect_lt(st.bytes_sent, 2 * 800000, "sent %llu bytes", (unsigned long long)st.bytes_sent);
+  cr_expect_gt(st.bytes_sent, 800000);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* ---- faults -------------------------------------------------------------------------------- */
+
+typedef struct killer {
+  pid_t pid;
+  int ms;
+} killer;
+
+static void *kill_later(void *arg) {
+  killer *k = arg;
+  tgt_sleep_ms(k->ms);
+  kill(k->pid, SIGKILL);
+  return NULL;
+}
+
+/* 48 slow tasks (40 ms) whose 80 KB results stay on workers, then their
+ * sums packed in a chain. */
+static tg_node g_slow(tg_graph *g) {
+  tg_node level[48];
+  for (int i = 0; i < 48; i++) {
+    tg_node b = tg_call(g, "slow_big", 2, V(tg_int(10000 + i)), V(tg_int(40)));
+    level[i] = tg_call(g, "big_sum", 2, N(b), V(tg_int(i)));
+  }
+  tg_node acc = level[0];
+  for (int i = 1; i < 48; i++) acc = tg_call(g, "pack", 2, N(acc), N(level[i]));
+  return acc;
+}
+
+/* The expected result of g_slow, from 12 threads (sync would take 2 s). */
+static tg_value *expect_slow(tg_graph *g, tg_node out) {
+  tg_value *want = NULL;
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "threads", .workers = 12};
+  cr_assert_eq(tg_compute(g, &out, 1, &o, &want), TG_OK);
+  return want;
+}
+
+Test(tcp, worker_killed_mid_run) {
+  xopt x = {.keep_min = 1}; /* results live on workers: losing one loses them */
+  tg_executor *ex = three(&x);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node out = g_slow(g);
+  tg_value *want = expect_slow(g, out), *got = NULL;
+  killer k = {pids[1], 150};
+  pthread_t th;
+  pthread_create(&th, NULL, kill_later, &k);
+  int rc = run(g, &out, 1, ex, &got, NULL);
+  pthread_join(th, NULL);
+  cr_assert_eq(rc, TG_OK, "%s", tg_graph_errmsg(g));
+  cr_assert(tg_value_equal(want, got));
+  tg_remote_stats st = stats_of(ex);
+  cr_expect_eq(st.workers_lost, 1);
+  cr_expect_gt(st.tasks_retried + st.tasks_recomputed, 0);
+  cr_expect_eq(st.workers_ready, 2);
+  cr_expect(!alive(1));
+  /* and the next run goes on with the two left */
+  tg_value_unref(got);
+  cr_assert_eq(run(g, &out, 1, ex, &got, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  cr_assert(tg_value_equal(want, got));
+  tg_value_unref(want);
+  tg_value_unref(got);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+Test(tcp, hung_worker_is_given_up) {
+  xopt x = {.keep_min = 1, .heartbeat = 1};
+  tg_executor *ex = three(&x);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node out = g_slow(g);
+  tg_value *want = expect_slow(g, out), *got = NULL;
+  kill(pids[2], SIGSTOP); /* alive, but silent */
+  cr_assert_eq(run(g, &out, 1, ex, &got, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  cr_assert(tg_value_equal(want, got));
+  cr_expect_eq(stats_of(ex).workers_lost, 1);
+  kill(pids[2], SIGCONT);
+  tg_value_unref(want);
+  tg_value_unref(got);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+Test(tcp, no_worker_fails_after_the_timeout) {
+  int w = start();
+  kill(pids[w], SIGKILL); /* its port is free now */
+  waitpid(pids[w], NULL, 0);
+  pids[w] = 0;
+  xopt x = {.connect_timeout = 0.3};
+  tg_executor *ex = tcp_ex(&w, 1, &x);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "inc", 1, V(tg_int(1)));
+  tg_value *r = NULL;
+  double t0 = tgt_now();
+  cr_assert_eq(run(g, &n, 1, ex, &r, NULL), TG_EWORKER);
+  cr_expect_geq(tgt_now() - t0, 0.3);
+  char want[300];
+  snprintf(want, sizeof want, "no worker reachable for 0.3 s; %s: cannot connect (is a "
+           "worker listening there?)", eps[w]);
+  cr_expect_str_eq(tg_graph_errmsg(g), want);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+typedef struct late {
+  const char *listen;
+  int ms;
+  atomic_int done; /* the forking thread lives until then: a worker gets
+                      SIGKILL when the thread that forked it ends */
+} late;
+
+static void *start_late(void *arg) {
+  late *l = arg;
+  tgt_sleep_ms(l->ms);
+  wspec sp = {.listen = l->listen};
+  start_worker(&sp, NULL, 0);
+  while (!atomic_load(&l->done)) tgt_sleep_ms(10);
+  return NULL;
+}
+
+Test(tcp, run_waits_for_a_late_worker) {
+  int w = start();
+  char listen[128];
+  snprintf(listen, sizeof listen, "%s", eps[w]);
+  kill(pids[w], SIGKILL);
+  waitpid(pids[w], NULL, 0);
+  pids[w] = 0;
+  xopt x = {.connect_timeout = 20};
+  tg_executor *ex = tcp_ex(&w, 1, &x);
+  late l = {listen, 300, 0};
+  pthread_t th;
+  pthread_create(&th, NULL, start_late, &l);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = g_tree(g);
+  same_as_sync(g, &n, 1, ex);
+  tg_executor_free(ex);
+  atomic_store(&l.done, 1);
+  tg_graph_free(g);
+}
+
+/* A client that vanishes mid-run: the worker drops its state and serves on. */
+Test(tcp, vanished_client_state_dropped) {
+  char log[] = "/tmp/tg_tcp_logXXXXXX";
+  int fd = mkstemp(log);
+  cr_assert_geq(fd, 0);
+  close(fd);
+  wspec sp = {.log = log, .session_timeout = 0.5};
+  int w = start_worker(&sp, NULL, 0);
+  cr_assert_geq(w, 0);
+  pid_t c = fork();
+  if (c == 0) { /* a run that dies with results kept and tasks running */
+    xopt x = {.keep_min = 1};
+    tg_executor *ex = tcp_ex(&w, 1, &x);
+    tg_graph *g;
+    tg_graph_new(reg, &g);
+    tg_node out = g_slow(g);
+    tg_future *f;
+    tg_executor_submit(ex, g, out, &f);
+    tgt_sleep_ms(200);
+    _exit(0); /* no goodbye */
+  }
+  waitpid(c, NULL, 0);
+  tgt_sleep_ms(1500);
+  char text[4096] = "";
+  FILE *f = fopen(log, "r");
+  size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  text[n] = '\0';
+  if (f) fclose(f);
+  unlink(log);
+  cr_expect(strstr(text, "state dropped") != NULL, "worker log: %s", text);
+  cr_assert(alive(w), "status %d, log: %s", last_status, text);
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node t = g_tree(g);
+  same_as_sync(g, &t, 1, ex);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* ---- keys ------------------------------------------------------------------------------------ */
+
+static void tmpdir(char *buf) {
+  strcpy(buf, "/tmp/tg_tcp_keysXXXXXX");
+  cr_assert_not_null(mkdtemp(buf));
+}
+
+static void rm_keys(const char *dir) {
+  const char *names[] = {"server.key", "server.pub", "client.key", "client.pub",
+                         "authorized_clients"};
+  char p[300];
+  for (int i = 0; i < 5; i++) {
+    snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+    unlink(p);
+  }
+  rmdir(dir);
+}
+
+static mode_t mode_of(const char *dir, const char *name) {
+  char p[300];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  cr_assert_eq(stat(p, &st), 0, "%s", p);
+  return st.st_mode & 0777;
+}
+
+Test(tcp, keys_generate_files) {
+  char d[64];
+  tmpdir(d);
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg_keys_generate(d, &err), TG_OK, "%s", err.msg);
+  cr_expect_eq(mode_of(d, "server.key"), 0600);
+  cr_expect_eq(mode_of(d, "client.key"), 0600);
+  cr_expect_eq(mode_of(d, "server.pub"), 0644);
+  char pub[41], authorized[4096] = "", p[300];
+  cr_assert_eq(tg__key_read(d, "client.pub", pub, &err), TG_OK);
+  snprintf(p, sizeof p, "%s/authorized_clients", d);
+  FILE *f = fopen(p, "r");
+  size_t n = fread(authorized, 1, sizeof authorized - 1, f);
+  authorized[n] = '\0';
+  fclose(f);
+  cr_expect(strstr(authorized, pub) != NULL);
+  cr_expect_eq(tg_keys_generate(d, &err), TG_EEXIST, "never overwritten");
+  rm_keys(d);
+}
+
+Test(tcp, keys_required_off_loopback) {
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://0.0.0.0:*"};
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg_worker_serve(reg, &o, &err), TG_EINVAL);
+  cr_expect_str_eq(err.msg, "refusing to listen on tcp://0.0.0.0:* without keys: only "
+                   "loopback addresses (127.0.0.1, ::1, localhost) may go without; make "
+                   "keys with 'tgraph keys generate DIR' and pass --keys DIR");
+  const char *addr[1] = {"tcp://192.0.2.1:7070"};
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp", .connect = addr,
+                         .nconnect = 1};
+  tg_executor *ex = NULL;
+  cr_assert_eq(tg_executor_new(reg, &eo, &ex, &err), TG_EINVAL);
+  cr_expect_str_eq(err.msg, "worker tcp://192.0.2.1:7070 is not on this machine: "
+                   "connecting to it needs keys (tg_executor_opts.keys_dir, or --keys DIR)");
+}
+
+static int keyed_run(int w, const char *keys, char *msg, size_t size) {
+  xopt x = {.keys = keys, .connect_timeout = 5};
+  tg_executor *ex = tcp_ex(&w, 1, &x);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = g_tree(g);
+  tg_value *r = NULL;
+  int rc = run(g, &n, 1, ex, &r, NULL);
+  snprintf(msg, size, "%s", tg_graph_errmsg(g));
+  tg_value_unref(r);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+  return rc;
+}
+
+Test(tcp, keys_refuse_strangers) {
+  char good[64], other[64], msg[600], want[600];
+  tmpdir(good);
+  tmpdir(other);
+  cr_assert_eq(tg_keys_generate(good, NULL), TG_OK);
+  cr_assert_eq(tg_keys_generate(other, NULL), TG_OK);
+  wspec sp = {.keys = good};
+  int w = start_worker(&sp, NULL, 0);
+  cr_assert_geq(w, 0);
+  cr_assert_eq(keyed_run(w, good, msg, sizeof msg), TG_OK, "%s", msg);
+  /* no keys at all */
+  cr_assert_eq(keyed_run(w, NULL, msg, sizeof msg), TG_EWORKER);
+  snprintf(want, sizeof want, "no worker accepts this run; %s: the handshake failed (the "
+           "worker needs keys: pass the key directory)", eps[w]);
+  cr_expect_str_eq(msg, want);
+  /* keys of another set: the wrong server key and an unknown client */
+  cr_assert_eq(keyed_run(w, other, msg, sizeof msg), TG_EWORKER);
+  snprintf(want, sizeof want, "no worker accepts this run; %s: the secure handshake failed "
+           "(wrong server key, or the worker runs without keys)", eps[w]);
+  cr_expect_str_eq(msg, want);
+  /* the right server key, a client key the worker does not know */
+  char mixed[64], p[300], q[300];
+  tmpdir(mixed);
+  const char *names[] = {"client.key", "client.pub"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(p, sizeof p, "%s/%s", other, names[i]);
+    snprintf(q, sizeof q, "%s/%s", mixed, names[i]);
+    cr_assert_eq(link(p, q), 0);
+  }
+  snprintf(p, sizeof p, "%s/server.pub", good);
+  snprintf(q, sizeof q, "%s/server.pub", mixed);
+  cr_assert_eq(link(p, q), 0);
+  cr_assert_eq(keyed_run(w, mixed, msg, sizeof msg), TG_EWORKER);
+  snprintf(want, sizeof want, "no worker accepts this run; %s: the worker refused this "
+           "client's key (it is not in the worker's authorized_clients)", eps[w]);
+  cr_expect_str_eq(msg, want);
+  /* and the worker serves its own clients still */
+  cr_assert(alive(w));
+  cr_assert_eq(keyed_run(w, good, msg, sizeof msg), TG_OK, "%s", msg);
+  rm_keys(good);
+  rm_keys(other);
+  rm_keys(mixed);
+}
+
+/* ---- versions ------------------------------------------------------------------------------ */
+
+Test(tcp, function_version_mismatch) {
+  wspec sp = {.ver = "1"};
+  int w = start_worker(&sp, NULL, 0);
+  tg_registry_free(reg);
+  reg = make_reg("2"); /* this program's "versioned" is version 2 */
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "versioned", 1, V(tg_int(1)));
+  tg_value *r = NULL;
+  cr_assert_eq(run(g, &n, 1, ex, &r, NULL), TG_EVERSION);
+  char want[300];
+  snprintf(want, sizeof want, "function 'versioned' has version '2' in this program and "
+           "version '1' on worker %s", eps[w]);
+  cr_expect_str_eq(tg_graph_errmsg(g), want);
+  /* functions that match still run there */
+  tg_node ok = tg_call(g, "inc", 1, V(tg_int(1)));
+  cr_assert_eq(run(g, &ok, 1, ex, &r, NULL), TG_OK);
+  cr_expect_eq(tg_value_int(r), 2);
+  tg_value_unref(r);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+Test(tcp, function_missing_on_worker) {
+  int w = start();
+  tg_func_def d = {TG_FUNC_DEF_V1, "only_here", "1", tgt_fn_inc, TG_FUNC_PURE, 1, NULL, NULL};
+  cr_assert_eq(tg_registry_add(reg, &d, NULL), TG_OK);
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "only_here", 1, V(tg_int(1)));
+  tg_value *r = NULL;
+  cr_assert_eq(run(g, &n, 1, ex, &r, NULL), TG_ENOFUNC);
+  char want[300];
+  snprintf(want, sizeof want, "function 'only_here' is not registered on worker %s (load "
+           "its plugin there)", eps[w]);
+  cr_expect_str_eq(tg_graph_errmsg(g), want);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* A fake worker answering every HELLO with protocol version 99. */
+typedef struct fake {
+  void *ctx, *sock;
+  char ep[128];
+  volatile int stop;
+} fake;
+
+static void *fake_main(void *arg) {
+  fake *f = arg;
+  while (!f->stop) {
+    zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 50) <= 0) continue;
+    zmq_msg_t id;
+    zmq_msg_init(&id);
+    zmq_msg_recv(&id, f->sock, 0);
+    for (int more = zmq_msg_more(&id); more;) { /* the HELLO: not looked at */
+      zmq_msg_t m;
+      zmq_msg_init(&m);
+      zmq_msg_recv(&m, f->sock, 0);
+      more = zmq_msg_more(&m);
+      zmq_msg_close(&m);
+    }
+    tg__wbuf h = {0};
+    tg__wbuf_u8(&h, TG__M_WELCOME);
+    tg__wbuf_bytes(&h, TG__PROTO_MAGIC, 4);
+    tg__wbuf_varint(&h, 99);
+    tg__wbuf_u8(&h, 0);
+    tg__wbuf_varint(&h, 1);
+    tg__wbuf_cstr(&h, "fake");
+    tg__wbuf_cstr(&h, "");
+    zmq_msg_send(&id, f->sock, ZMQ_SNDMORE);
+    zmq_send(f->sock, h.p, h.len, 0);
+    tg__wbuf_free(&h);
+  }
+  return NULL;
+}
+
+Test(tcp, protocol_version_mismatch) {
+  /* the client side: a worker speaking another version */
+  fake f = {0};
+  f.ctx = zmq_ctx_new();
+  f.sock = zmq_socket(f.ctx, ZMQ_ROUTER);
+  cr_assert_eq(zmq_bind(f.sock, "tcp://127.0.0.1:*"), 0);
+  size_t len = sizeof f.ep;
+  zmq_getsockopt(f.sock, ZMQ_LAST_ENDPOINT, f.ep, &len);
+  pthread_t th;
+  pthread_create(&th, NULL, fake_main, &f);
+  const char *addr[1] = {f.ep};
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp", .connect = addr,
+                         .nconnect = 1};
+  tg_executor *ex = NULL;
+  cr_assert_eq(tg_executor_new(reg, &eo, &ex, NULL), TG_OK);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "inc", 1, V(tg_int(1)));
+  tg_value *r = NULL;
+  cr_assert_eq(run(g, &n, 1, ex, &r, NULL), TG_EWORKER);
+  char want[300];
+  snprintf(want, sizeof want, "no worker accepts this run; %s: protocol version mismatch: "
+           "the worker speaks version 99, this program version %d", f.ep, TG_REMOTE_PROTOCOL);
+  cr_expect_str_eq(tg_graph_errmsg(g), want);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+  f.stop = 1;
+  pthread_join(th, NULL);
+  zmq_close(f.sock);
+  zmq_ctx_term(f.ctx);
+
+  /* the worker side: a client speaking another version */
+  int w = start();
+  void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 0, tmo = 5000;
+  zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+  cr_assert_eq(zmq_connect(s, eps[w]), 0);
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_HELLO);
+  tg__wbuf_bytes(&h, TG__PROTO_MAGIC, 4);
+  tg__wbuf_varint(&h, 99);
+  tg__wbuf_varint(&h, 0);
+  tg__wbuf_cstr(&h, "old client");
+  zmq_send(s, h.p, h.len, 0);
+  tg__wbuf_free(&h);
+  uint8_t buf[512];
+  int got = zmq_recv(s, buf, sizeof buf, 0);
+  cr_assert_gt(got, 0);
+  tg__rbuf rb;
+  tg__rbuf_init(&rb, buf, (size_t)got);
+  cr_expect_eq(tg__rbuf_u8(&rb), TG__M_WELCOME);
+  tg__rbuf_bytes(&rb, 4);
+  cr_expect_eq(tg__rbuf_varint(&rb), TG_REMOTE_PROTOCOL);
+  cr_expect_eq(tg__rbuf_u8(&rb), 1, "refused");
+  tg__rbuf_varint(&rb);
+  char name[300], msg[300];
+  tg__rbuf_cstr(&rb, name, 255);
+  tg__rbuf_cstr(&rb, msg, 255);
+  char want2[200];
+  snprintf(want2, sizeof want2, "the worker speaks protocol version %d, the client 99",
+           TG_REMOTE_PROTOCOL);
+  cr_expect_str_eq(msg, want2);
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+}
+
+/* ---- hostile input ------------------------------------------------------------------------- */
+
+static int port_of(const char *ep) { return atoi(strrchr(ep, ':') + 1); }
+
+static void raw_send(const char *ep, const void *data, size_t n) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port_of(ep))};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_eq(connect(s, (struct sockaddr *)&a, sizeof a), 0);
+  ssize_t w = send(s, data, n, MSG_NOSIGNAL);
+  (void)w;
+  tgt_sleep_ms(50);
+  close(s);
+}
+
+/* A ZMTP 3.0 greeting (NULL mechanism) and READY from a DEALER. */
+static size_t zmtp_hello(uint8_t *p) {
+  size_t n = 0;
+  memset(p, 0, 64);
+  p[0] = 0xff;
+  p[9] = 0x7f;
+  p[10] = 3;
+  memcpy(p + 12, "NULL", 4);
+  n = 64;
+  const uint8_t ready[] = {0x04, 28, 5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k', 'e',
+                           't', '-', 'T', 'y', 'p', 'e', 0, 0, 0, 6, 'D', 'E', 'A', 'L',
+                           'E', 'R'};
+  memcpy(p + n, ready, sizeof ready);
+  return n + sizeof ready;
+}
+
+/* Send parts as one message from a fresh DEALER; the worker's reply. */
+static int dealer_exchange(const char *ep, const char *const *parts, const size_t *lens,
+                           size_t n, char *reply, size_t size, int tmo) {
+  void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 0;
+  zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+  zmq_connect(s, ep);
+  for (size_t i = 0; i < n; i++) zmq_send(s, parts[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0);
+  int got = zmq_recv(s, reply, size - 1, 0);
+  if (got >= 0) reply[got < (int)size - 1 ? got : (int)size - 1] = '\0';
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+  return got;
+}
+
+static char *hello_bytes(size_t *n) {
+  static char h[64];
+  tg__wbuf b = {0};
+  tg__wbuf_u8(&b, TG__M_HELLO);
+  tg__wbuf_bytes(&b, TG__PROTO_MAGIC, 4);
+  tg__wbuf_varint(&b, TG_REMOTE_PROTOCOL);
+  tg__wbuf_varint(&b, 0);
+  tg__wbuf_cstr(&b, "probe");
+  memcpy(h, b.p, b.len);
+  *n = b.len;
+  tg__wbuf_free(&b);
+  return h;
+}
+
+Test(tcp, hostile_bytes_do_not_hurt) {
+  wspec sp = {.max_message = 1 << 20};
+  int w = start_worker(&sp, NULL, 0);
+  cr_assert_geq(w, 0);
+  /* random bytes */
+  uint8_t junk[4096];
+  uint64_t x = 88172645463325252ull;
+  for (size_t i = 0; i < sizeof junk; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    junk[i] = (uint8_t)x;
+  }
+  for (int i = 0; i < 5; i++) raw_send(eps[w], junk + i * 100, sizeof junk - (size_t)i * 100);
+  /* a valid greeting, then a frame claiming 2^40 bytes, then one of 2^62 */
+  uint8_t msg[256];
+  for (int k = 0; k < 2; k++) {
+    size_t n = zmtp_hello(msg);
+    msg[n++] = 0x02; /* long frame */
+    uint64_t big = k ? (uint64_t)1 << 62 : (uint64_t)1 << 40;
+    for (int i = 7; i >= 0; i--) msg[n++] = (uint8_t)(big >> (8 * i));
+    memset(msg + n, 0xab, 64);
+    raw_send(eps[w], msg, n + 64);
+  }
+  /* an oversized part through ZeroMQ itself (limit 1 MiB) */
+  size_t hn;
+  char *hb = hello_bytes(&hn);
+  char *huge = calloc(1, 2 << 20);
+  const char *parts[2] = {hb, huge};
+  size_t lens[2] = {hn, 2 << 20};
+  char reply[512];
+  cr_expect_lt(dealer_exchange(eps[w], parts, lens, 2, reply, sizeof reply, 500), 0,
+               "dropped");
+  free(huge);
+  /* well-framed nonsense: no HELLO, a bad header, a task naming nothing */
+  const char *nohello[1] = {"\x03\x01\x01"};
+  size_t l1 = 3;
+  cr_assert_gt(dealer_exchange(eps[w], nohello, &l1, 1, reply, sizeof reply, 3000), 0);
+  cr_expect_eq(reply[0], TG__M_ERROR);
+  cr_expect(strstr(reply + 2, "no HELLO first") != NULL);
+  void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 0, tmo = 3000;
+  zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+  zmq_connect(s, eps[w]);
+  zmq_send(s, hb, hn, 0);
+  cr_assert_gt(zmq_recv(s, reply, sizeof reply, 0), 0); /* welcome */
+  zmq_send(s, "\x03\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 12, 0);
+  int got = zmq_recv(s, reply, sizeof reply - 1, 0);
+  cr_assert_gt(got, 0);
+  reply[got] = '\0';
+  cr_expect_eq(reply[0], TG__M_ERROR);
+  cr_expect(strstr(reply + 2, "malformed message") != NULL, "%s", reply + 2);
+  tmo = 300;
+  zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+  zmq_send(s, "\x08\x01", 2, 0); /* dropped: nothing of it is read now */
+  cr_expect_lt(zmq_recv(s, reply, sizeof reply, 0), 0);
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+  /* the worker lives and serves */
+  cr_assert(alive(w));
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node last, outs[2] = {g_tree(g), g_arrays(g, &last)};
+  same_as_sync(g, outs, 2, ex);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* ---- a worker in a thread of this process ---------------------------------------------- */
+
+typedef struct inproc {
+  tg_registry *reg;
+  volatile sig_atomic_t stop;
+  char ep[128];
+  atomic_int ready;
+  int rc;
+} inproc;
+
+static void inproc_ready(void *ctx, const char *ep) {
+  inproc *w = ctx;
+  snprintf(w->ep, sizeof w->ep, "%s", ep);
+  atomic_store(&w->ready, 1);
+}
+
+static void *inproc_main(void *arg) {
+  inproc *w = arg;
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://localhost:0",
+                      .nthreads = 2, .stop = &w->stop, .on_ready = inproc_ready, .ctx = w};
+  w->rc = tg_worker_serve(w->reg, &o, NULL);
+  return NULL;
+}
+
+/* tg_worker_serve in a thread: a program serving its own functions, and a
+ * stop that releases everything (the sanitizers check the leaks). */
+Test(tcp, worker_thread_serves_and_stops) {
+  inproc w = {.reg = reg};
+  pthread_t th;
+  pthread_create(&th, NULL, inproc_main, &w);
+  while (!atomic_load(&w.ready)) tgt_sleep_ms(1);
+  cr_assert_eq(strncmp(w.ep, "tcp://127.0.0.1:", 16), 0, "%s", w.ep);
+  snprintf(eps[0], sizeof eps[0], "%s", w.ep);
+  int i = 0;
+  xopt x = {.keep_min = 1};
+  tg_executor *ex = tcp_ex(&i, 1, &x);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node last, outs[3] = {g_tree(g), g_arrays(g, &last), g_select(g)};
+  same_as_sync(g, outs, 3, ex);
+  /* a run still going when the worker stops fails cleanly */
+  tg_future *f;
+  tg_node slow = tg_call(g, "slow", 2, V(tg_int(1)), V(tg_int(300)));
+  cr_assert_eq(tg_executor_submit(ex, g, slow, &f), TG_OK);
+  tgt_sleep_ms(50);
+  w.stop = 1;
+  pthread_join(th, NULL);
+  cr_assert_eq(w.rc, TG_OK);
+  tg_executor_free(ex); /* the future is cancelled or lost its worker */
+  cr_expect(tg_future_done(f));
+  tg_future_free(f);
+  tg_graph_free(g);
+}
