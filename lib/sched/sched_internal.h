@@ -216,6 +216,12 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
  * call; msg (may be NULL) says why it failed. */
 void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
                   const char *msg);
+/* The same with the call's duration as the worker measured it (seconds;
+ * negative: unknown). With a cache it decides whether the result is
+ * worth storing; without one, the time from tg__task_begin is used,
+ * which includes queueing and transfer. */
+void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
+                        const char *msg, double seconds);
 /* One call of node nd's function (or the list of calls of a map chunk)
  * on args, as task execution makes it: for worker processes, which run
  * calls outside any run (nd needs fn, kind, nargs and aux). */

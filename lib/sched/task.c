@@ -380,14 +380,15 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
   return false;
 }
 
-void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
-                  const char *msg) {
+void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
+                        const char *msg, double seconds) {
   tg__run *r = t->run;
   switch_run(w, r);
   w->ran++;
   if (rc == TG_OK && result) {
     double *t0 = r->memo && r->memo->t0 ? &r->memo->t0[t - r->plan.tasks] : NULL;
-    if (t0 && *t0 > 0) tg__memo_done(r->memo, r, t->node, result, tg__now() - *t0);
+    if (t0 && *t0 > 0) /* timed: tg__memo_timed said so at the begin */
+      tg__memo_done(r->memo, r, t->node, result, seconds >= 0 ? seconds : tg__now() - *t0);
     finish(w, t, result, true);
     return;
   }
@@ -395,4 +396,9 @@ void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
   atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
   fail_task(r, t, rc < 0 ? rc : TG_ETASK, msg);
   finish(w, t, NULL, true);
+}
+
+void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
+                  const char *msg) {
+  tg__task_end_timed(w, t, rc, result, msg, -1);
 }
