@@ -19,6 +19,7 @@
 
 #include "cache/cache_memo.h"
 #include "cache/key.h"
+#include "graph/graph_internal.h"
 #include "registry/registry_internal.h"
 #include "tgraph/cache.h"
 #include "tgraph/executor.h"
@@ -509,6 +510,64 @@ Test(memo, file_sources_need_a_readable_constant_path) {
                    "p text run: not in the cache\n"
                    "a readf uncacheable: reads a file whose path is not a constant string\n"
                    "b readf uncacheable: reads a file that cannot be read\n");
+  tg_graph_free(g);
+  tg_cache_close(c);
+}
+
+/* A large constant is hashed once per graph, however many computes. */
+Test(memo, large_constants_are_hashed_once_per_graph) {
+  tg_cache *c = open_cache(TG_CACHE_STORE_ALL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  int64_t shape[1] = {1 << 17}; /* 1 MB */
+  tg_value *arr = tg_ndarray_new(TG_DT_F64, 1, shape);
+  memset(tg_ndarray_data_mut(arr), 7, tg_ndarray_nbytes(arr));
+  tg_node a = ADD(g, "g", NULL, INT(1), tg_arg_value(arr), INT(2));
+  tg_node outs[1] = {a};
+  tg_compute_stats st;
+  tg_compute_opts o = copts("sync", c, &st);
+  cr_assert_eq(tg__graph_chash_count(g), 0, "nothing hashed before a key is needed");
+  for (int round = 0; round < 3; round++) {
+    int64_t v;
+    compute(g, outs, 1, &o, &v);
+    cr_assert_eq(v, 1002);
+    cr_assert_eq(tg__graph_chash_count(g), 1, "the array alone, once (round %d)", round);
+    cr_assert_eq(st.tasks_run, round ? 0 : 1);
+  }
+  tg_graph_free(g);
+  tg_cache_close(c);
+}
+
+/* A read-only cache serves hits and stores nothing. */
+Test(memo, read_only_cache_serves_hits) {
+  tg_cache *c = open_cache(TG_CACHE_STORE_ALL);
+  tg_graph *g;
+  tg_node outs[3];
+  change_graph(reg, 7, &g, outs);
+  tg_compute_opts o = copts("sync", c, NULL);
+  compute(g, outs, 3, &o, NULL);
+  tg_cache_close(c);
+  char path[300];
+  snprintf(path, sizeof path, "%s/cache", dir);
+  tg_cache_opts ro = {.version = TG_CACHE_OPTS_V1, .readonly = true,
+                      .min_compute_seconds = TG_CACHE_STORE_ALL};
+  cr_assert_eq(tg_cache_open(path, &ro, &c, NULL), TG_OK);
+  cr_assert_not_null(tg_cache_warning(c));
+  tg_compute_stats st;
+  o = copts("threads", c, &st);
+  int64_t v[3];
+  compute(g, outs, 3, &o, v);
+  cr_assert_eq(v[0], 11007);
+  cr_assert_eq(st.tasks_run, 0);
+  cr_assert_eq(st.cache_hits, 3);
+  tg_graph_free(g);
+  change_graph(reg, 8, &g, outs); /* b, c and out change */
+  compute(g, outs, 3, &o, v);
+  cr_assert_eq(v[0], 11008);
+  cr_assert_eq(st.tasks_run, 3);
+  cr_assert_eq(st.cache_stores, 0);
+  compute(g, outs, 3, &o, v);
+  cr_assert_eq(st.tasks_run, 3, "still nothing stored");
   tg_graph_free(g);
   tg_cache_close(c);
 }

@@ -172,5 +172,7 @@ int tg__keyer_get(tg__keyer *k, tg_node n, tg_digest *key /* OUT */,
 tg_digest tg__func_identity(const tg_func *f);
 /* Free the constant digests of g (tg_graph_free). */
 void tg__graph_chash_free(tg_graph *g);
+/* Number of constant digests g keeps (for tests). */
+size_t tg__graph_chash_count(const tg_graph *g);
 
 #endif /* TG_GRAPH_INTERNAL_H */

@@ -44,6 +44,8 @@ void tg__graph_chash_free(tg_graph *g) {
   g->chash = NULL;
 }
 
+size_t tg__graph_chash_count(const tg_graph *g) { return g->chash ? g->chash->n : 0; }
+
 static bool worth_keeping(const tg_value *v) {
   size_t len = 0;
   switch (tg_value_type(v)) {
