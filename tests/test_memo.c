@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <lmdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -831,6 +832,63 @@ Test(memo, fast_functions_are_sampled) {
   cr_assert_eq(ncalls(79), 2, "the sampled slow call: not stored");
   cr_assert_eq(ncalls(80), 1);
   tg_graph_free(g);
+  tg_cache_close(c);
+}
+
+/* Make the cache in dir look like one written before function counts:
+ * no "funcs" or "nodes" database, no marker in "meta". */
+static void drop_counts(const char *path) {
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi funcs, nodes, meta;
+  cr_assert_eq(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 8);
+  cr_assert_eq(mdb_env_open(env, path, 0, 0644), 0);
+  cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  cr_assert_eq(mdb_dbi_open(txn, "funcs", 0, &funcs), 0);
+  cr_assert_eq(mdb_dbi_open(txn, "nodes", 0, &nodes), 0);
+  cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+  MDB_val k = {5, "funcs"};
+  cr_assert_eq(mdb_del(txn, meta, &k, NULL), 0);
+  cr_assert_eq(mdb_drop(txn, funcs, 1), 0);
+  cr_assert_eq(mdb_drop(txn, nodes, 1), 0);
+  cr_assert_eq(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+/* Caches made before the counts: read-only, every function may have
+ * entries; writable, the counts are rebuilt from the entries. */
+Test(memo, counts_of_older_caches) {
+  tg_cache *c = open_cache(0);
+  tg_value *v = tg_int(5);
+  tg_cache_meta meta = {"slow", 0.5};
+  cr_assert_eq(tg_cache_put(c, (tg_digest){1, 2}, v, &meta), TG_OK);
+  cr_assert_eq(tg_cache_put(c, (tg_digest){3, 4}, v, &meta), TG_OK);
+  tg_value_unref(v);
+  tg_cache_close(c);
+  char path[300];
+  snprintf(path, sizeof path, "%s/cache", dir);
+  drop_counts(path);
+  tg_cache_opts ro = {.version = TG_CACHE_OPTS_V1, .readonly = true};
+  cr_assert_eq(tg_cache_open(path, &ro, &c, NULL), TG_OK);
+  tg__cache_funcs_refresh(c);
+  cr_assert(tg__cache_fn_has(c, "slow"));
+  cr_assert(tg__cache_fn_has(c, "anything"), "unknown: assume entries");
+  tg_cache_close(c);
+  c = open_cache(0); /* writable: counted again */
+  tg__cache_funcs_refresh(c);
+  cr_assert(tg__cache_fn_has(c, "slow"));
+  cr_assert_not(tg__cache_fn_has(c, "anything"));
+  cr_assert_eq(tg_cache_remove(c, (tg_digest){1, 2}), TG_OK);
+  tg_cache_close(c);
+  c = open_cache(0);
+  tg__cache_funcs_refresh(c);
+  cr_assert(tg__cache_fn_has(c, "slow"), "one entry left");
+  cr_assert_eq(tg_cache_remove(c, (tg_digest){3, 4}), TG_OK);
+  tg_cache_close(c);
+  c = open_cache(0);
+  tg__cache_funcs_refresh(c);
+  cr_assert_not(tg__cache_fn_has(c, "slow"), "none left");
   tg_cache_close(c);
 }
 
