@@ -125,7 +125,8 @@ int cli_workers_executor(const cli_workers *w, const char *keys, tg_registry *re
 void cli_workers_report(tg_executor *ex);
 
 /* ---- explain.c ---- */
-int cli_explain(const tg_graphjson_info *info, const bool *needed,
-                tg_registry *reg, tg_cache *cache, const char *cache_dir);
+/* Print the dry run of g's outputs with cache (may be NULL); exit status. */
+int cli_explain(const tg_graphjson_info *info, const bool *needed, tg_graph *g,
+                tg_cache *cache, const char *cache_dir);
 
 #endif /* TGRAPH_CLI_H */

@@ -29,7 +29,8 @@ static const char usage[] =
     "  --plugin LIB.so    load a plugin (repeatable; also by name, see\n"
     "                     TGRAPH_PLUGIN_PATH)\n"
     "  --output DIR       also write each output to DIR/NAME.tgv (tg_dump)\n"
-    "  --explain          dry run: say which tasks would run and why\n"
+    "  --explain          dry run: which tasks the cache serves, which would\n"
+    "                     run and why\n"
     "  --dot FILE         write the graph for Graphviz, nodes coloured by\n"
     "                     state (ran, cached, failed, skipped)\n"
     "  --trace FILE       write a Chrome trace-event JSON (Perfetto), one\n"
@@ -394,7 +395,7 @@ int cli_run(int argc, char **argv) {
   if (rc < 0) rc = load(&s);
   if (rc < 0) rc = open_cache(&s);
   if (rc < 0 && s.o.explain) {
-    rc = cli_explain(s.info, s.needed, s.reg, s.cache, s.cache_dir);
+    rc = cli_explain(s.info, s.needed, s.g, s.cache, s.cache_dir);
   } else if (rc < 0) {
     if ((rc = start_watch(&s)) < 0) rc = compute(&s);
     if (rc < 0 && s.o.output) rc = write_outputs(&s);

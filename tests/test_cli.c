@@ -419,8 +419,9 @@ Test(cli, explain_runs_nothing) {
              "  \"s\": {\"fn\": \"range\", \"args\": [3], \"cache\": false},\n"
              "  \"t\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"s\"}]},\n"
              "  \"u\": {\"fn\": \"identity\", \"args\": [1]},\n"
-             "  \"z\": {\"fn\": \"sleep_ms\", \"args\": [1]}},\n"
-             " \"outputs\": [\"w\", \"t\", \"z\"]}\n");
+             "  \"z\": {\"fn\": \"sleep_ms\", \"args\": [1]},\n"
+             "  \"v\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"z\"}]}},\n"
+             " \"outputs\": [\"w\", \"t\", \"v\"]}\n");
   result r = run("run", "--explain", "--no-cache", "g.json");
   expect(r, 0,
          "explain: no cache\n"
@@ -431,10 +432,96 @@ Test(cli, explain_runs_nothing) {
          "  run     t                    sum              no cache\n"
          "  run     z                    sleep_ms         impure function: "
          "never cached (add \"cache\": true to allow)\n"
-         "4 tasks would run; 1 not needed by the outputs\n",
+         "  run     v                    identity         no cache\n"
+         "5 tasks would run, 0 cached; skipped: 0 below cached results, 1 not "
+         "needed by the outputs\n",
+         "");
+  result_free(&r);
+  /* With a cache, the scheduler's own reasons. */
+  r = run("run", "--explain", "--cache-dir", "c", "g.json");
+  expect(r, 0,
+         "explain: c\n"
+         "  run     w                    write_file       a side effect: never "
+         "cached\n"
+         "  run     s                    range            the task says "
+         "\"cache\": false\n"
+         "  run     t                    sum              not in the cache\n"
+         "  run     z                    sleep_ms         impure function: "
+         "never cached (add \"cache\": true to allow)\n"
+         "  run     v                    identity         depends on a task that "
+         "cannot be cached\n"
+         "5 tasks would run, 0 cached; skipped: 0 below cached results, 1 not "
+         "needed by the outputs\n",
          "");
   result_free(&r);
   cr_expect_neq(access("ran", F_OK), 0);
+}
+
+/* The text of file `path` (static buffer). */
+static const char *slurp(const char *path) {
+  static char text[1 << 16];
+  FILE *f = fopen(path, "r");
+  cr_assert_not_null(f, "%s", path);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  return text;
+}
+
+/* `text` with its one occurrence of `from` replaced by `to`, into path. */
+static void write_edited(const char *path, const char *text, const char *from,
+                         const char *to) {
+  const char *at = strstr(text, from);
+  cr_assert_not_null(at, "'%s' not found", from);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+  fclose(f);
+}
+
+Test(cli, explain_uses_the_cache) {
+  const char *graph = example("cached.json");
+  result r = run("run", "--explain", "--cache-dir", "c", (char *)graph);
+  expect(r, 0,
+         "explain: c\n"
+         "  run     load                 num.slow         not in the cache\n"
+         "  run     clean                num.slow         not in the cache\n"
+         "  run     model                num.slow         not in the cache\n"
+         "  run     report               add              not in the cache\n"
+         "4 tasks would run, 0 cached; skipped: 0 below cached results, 0 not "
+         "needed by the outputs\n",
+         "");
+  result_free(&r);
+  r = run("run", "-q", "--cache-dir", "c", (char *)graph);
+  expect(r, 0, "{\"report\":6562}\n", "");
+  result_free(&r);
+  /* The output is served whole: nothing upstream of it is even looked at. */
+  r = run("run", "--explain", "--cache-dir", "c", (char *)graph);
+  expect(r, 0,
+         "explain: c\n"
+         "  cached  report               add              in the cache\n"
+         "0 tasks would run, 1 cached; skipped: 3 below cached results, 0 not "
+         "needed by the outputs\n",
+         "");
+  result_free(&r);
+  /* A changed constant: exactly the tasks downstream of it run. */
+  write_edited("g.json", slurp(graph), "{\"ref\": \"load\"}, 400",
+               "{\"ref\": \"load\"}, 401");
+  r = run("run", "--explain", "--cache-dir", "c", "g.json");
+  expect(r, 0,
+         "explain: c\n"
+         "  cached  load                 num.slow         in the cache\n"
+         "  run     clean                num.slow         an input changed\n"
+         "  run     model                num.slow         an input changed\n"
+         "  run     report               add              an input changed\n"
+         "3 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
+         "needed by the outputs\n",
+         "");
+  result_free(&r);
+  r = run("run", "--cache-dir", "c", "g.json");
+  cr_expect_eq(r.status, 0);
+  expect_summary(r.err, "4 tasks: 3 run, 1 cached, 0 failed");
+  result_free(&r);
 }
 
 Test(cli, progress_only_on_a_terminal) {
