@@ -92,8 +92,11 @@ static void write_text(const char *path, const char *text) {
 
 Test(builtins, registry_lists_purity_and_arity) {
   const tg_func *f = tg_registry_find(reg, "file");
-  cr_assert_eq(tg_func_flags(f) & TG_FUNC_PURE, TG_FUNC_PURE);
+  cr_assert_eq(tg_func_flags(f), TG_FUNC_PURE | TG_FUNC_FILE_SOURCE);
   cr_assert_eq(tg_func_nargs(f), 1);
+  cr_assert_eq(tg_func_flags(tg_registry_find(reg, "read_text")),
+               TG_FUNC_PURE | TG_FUNC_FILE_SOURCE);
+  cr_assert_eq(tg_func_flags(tg_registry_find(reg, "lines")), TG_FUNC_PURE);
   cr_assert_eq(tg_func_flags(tg_registry_find(reg, "sh")) & TG_FUNC_PURE, 0);
   cr_assert_eq(tg_func_flags(tg_registry_find(reg, "write_file")), 0);
   cr_assert_eq(tg_func_flags(tg_registry_find(reg, "sleep_ms")), 0);

@@ -524,6 +524,57 @@ Test(cli, explain_uses_the_cache) {
   result_free(&r);
 }
 
+/* file and read_text are keyed by the file's content: an edit reruns
+ * exactly what was computed from the file, a rewrite with the same bytes
+ * nothing. */
+Test(cli, file_sources_are_keyed_by_content) {
+  write_file("data.txt", "one\ntwo\n");
+  write_file("g.json",
+             "{\"tgraph\": 1, \"tasks\": {\n"
+             "  \"text\": {\"fn\": \"read_text\", \"args\": [\"data.txt\"], \"cache\": true},\n"
+             "  \"ls\": {\"fn\": \"lines\", \"args\": [{\"ref\": \"text\"}], \"cache\": true},\n"
+             "  \"n\": {\"fn\": \"len\", \"args\": [{\"ref\": \"ls\"}], \"cache\": true},\n"
+             "  \"raw\": {\"fn\": \"file\", \"args\": [\"data.txt\"], \"cache\": true},\n"
+             "  \"size\": {\"fn\": \"len\", \"args\": [{\"ref\": \"raw\"}], \"cache\": true},\n"
+             "  \"other\": {\"fn\": \"range\", \"args\": [3], \"cache\": true}},\n"
+             " \"outputs\": [\"n\", \"size\", \"other\"]}\n");
+  const char *first = "{\"n\":2,\"size\":8,\"other\":[0,1,2]}\n";
+  result r = run("run", "--cache-dir", "c", "g.json");
+  expect(r, 0, first, NULL);
+  expect_summary(r.err, "6 tasks: 6 run, 0 cached, 0 failed");
+  result_free(&r);
+  r = run("run", "--cache-dir", "c", "g.json"); /* untouched: all cached */
+  expect(r, 0, first, NULL);
+  expect_summary(r.err, "3 tasks: 0 run, 3 cached, 0 failed");
+  result_free(&r);
+  write_file("data.txt", "one\ntwo\n"); /* the same bytes again */
+  r = run("run", "--cache-dir", "c", "g.json");
+  expect(r, 0, first, NULL);
+  expect_summary(r.err, "3 tasks: 0 run, 3 cached, 0 failed");
+  result_free(&r);
+  write_file("data.txt", "one\ntwo\nthree\n"); /* edited: its readers rerun */
+  r = run("run", "--explain", "--cache-dir", "c", "g.json");
+  expect(r, 0,
+         "explain: c\n"
+         "  run     text                 read_text        an input changed\n"
+         "  run     ls                   lines            an input changed\n"
+         "  run     n                    len              an input changed\n"
+         "  run     raw                  file             an input changed\n"
+         "  run     size                 len              an input changed\n"
+         "  cached  other                range            in the cache\n"
+         "5 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
+         "needed by the outputs\n",
+         "");
+  result_free(&r);
+  r = run("run", "--cache-dir", "c", "g.json");
+  expect(r, 0, "{\"n\":3,\"size\":14,\"other\":[0,1,2]}\n", NULL);
+  expect_summary(r.err, "6 tasks: 5 run, 1 cached, 0 failed");
+  result_free(&r);
+  r = run("run", "--cache-dir", "c", "g.json");
+  expect_summary(r.err, "3 tasks: 0 run, 3 cached, 0 failed");
+  result_free(&r);
+}
+
 Test(cli, progress_only_on_a_terminal) {
   result r = run("run", "--progress", "--no-cache",
                  (char *)example("builtins.json"));

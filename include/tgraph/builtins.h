@@ -56,9 +56,11 @@
  *                                         task results slotted in
  *                                         (see below)
  *
- * (*) file and read_text are sources: their results depend on the file's
- *     content, not only on the path. Today they are keyed by the path;
- *     keying by content (tg_cache_file_hash) is planned.
+ * (*) file and read_text are sources (TG_FUNC_FILE_SOURCE): their cache
+ *     keys hold the file's content digest (tg_cache_file_hash), not the
+ *     path, so editing the file invalidates exactly what was computed
+ *     from it, and an unchanged file keeps its results. A path computed
+ *     by another task makes the call uncacheable.
  *
  * Integer arithmetic (sum, add, mul) fails with TG_ERANGE on int64
  * overflow instead of wrapping; any float operand makes the result float.

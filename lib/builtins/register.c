@@ -15,9 +15,10 @@ typedef struct bi_entry {
 } bi_entry;
 
 #define P TG_FUNC_PURE
+#define SRC (TG_FUNC_PURE | TG_FUNC_FILE_SOURCE) /* keyed by the file's content */
 static const bi_entry entries[] = {
-    {"file", tg__bi_file, P, 1, "file(path): the file's bytes"},
-    {"read_text", tg__bi_read_text, P, 1, "read_text(path): the file as text"},
+    {"file", tg__bi_file, SRC, 1, "file(path): the file's bytes"},
+    {"read_text", tg__bi_read_text, SRC, 1, "read_text(path): the file as text"},
     {"glob", tg__bi_glob, 0, 1, "glob(pattern): sorted matching paths"},
     {"write_file", tg__bi_write_file, 0, 2,
      "write_file(path, data): write data, return path"},
@@ -36,6 +37,7 @@ static const bi_entry entries[] = {
      "tg.build(template, input...): nest task results in a value"},
 };
 #undef P
+#undef SRC
 
 int tg_registry_add_builtins(tg_registry *reg) {
   if (reg == NULL) return TG_EINVAL;
