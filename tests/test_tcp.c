@@ -871,6 +871,7 @@ static void *fake_main(void *arg) {
     tg__wbuf_varint(&h, 1);
     tg__wbuf_cstr(&h, "fake");
     tg__wbuf_cstr(&h, "");
+    tg__wbuf_varint(&h, 0);
     zmq_msg_send(&id, f->sock, ZMQ_SNDMORE);
     zmq_send(f->sock, h.p, h.len, 0);
     tg__wbuf_free(&h);
@@ -922,6 +923,7 @@ Test(tcp, protocol_version_mismatch) {
   tg__wbuf_varint(&h, 99);
   tg__wbuf_varint(&h, 0);
   tg__wbuf_cstr(&h, "old client");
+  tg__wbuf_varint(&h, 0);
   zmq_send(s, h.p, h.len, 0);
   tg__wbuf_free(&h);
   uint8_t buf[512];
@@ -1000,6 +1002,7 @@ static char *hello_bytes(size_t *n) {
   tg__wbuf_varint(&b, TG_REMOTE_PROTOCOL);
   tg__wbuf_varint(&b, 0);
   tg__wbuf_cstr(&b, "probe");
+  tg__wbuf_varint(&b, 0);
   memcpy(h, b.p, b.len);
   *n = b.len;
   tg__wbuf_free(&b);

@@ -19,6 +19,7 @@ static void hello(tcp *b, tcp_conn *c) {
   tg__wbuf_varint(&h, TG_REMOTE_PROTOCOL);
   tg__wbuf_varint(&h, b->keep_min);
   tg__wbuf_cstr(&h, "tgraph");
+  tg__wbuf_varint(&h, (uint64_t)tg__wire_misalign());
   tcp_conn_send(b, c, &h, NULL);
   tg__wbuf_free(&h);
 }
@@ -98,7 +99,7 @@ bool tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v) {
   uint64_t bytes = 0;
   if (!c->sock || h->oom) return false;
   if (zmq_send(c->sock, h->p, h->len, v ? ZMQ_SNDMORE : 0) < 0 ||
-      (v && tg__wire_send(c->sock, v, true, &bytes, NULL) != TG_OK)) {
+      (v && tg__wire_send(c->sock, v, true, c->peer_mis, &bytes, NULL) != TG_OK)) {
     tcp_conn_lost(b, c, "sending to it failed", false);
     return false;
   }
@@ -238,6 +239,7 @@ static void welcome(tcp *b, tcp_conn *c, tg__rbuf *r) {
   char name[TG__MAX_NAME + 1], msg[200];
   tg__rbuf_cstr(r, name, TG__MAX_NAME);
   tg__rbuf_cstr(r, msg, sizeof msg - 1);
+  uint64_t mis = tg__rbuf_count(r, TG_ARRAY_ALIGN - 1);
   char why[300];
   if (r->bad || !magic || memcmp(magic, TG__PROTO_MAGIC, 4) != 0) {
     tcp_conn_lost(b, c, "it does not speak the tgraph worker protocol", true);
@@ -252,6 +254,7 @@ static void welcome(tcp *b, tcp_conn *c, tg__rbuf *r) {
   } else {
     c->state = CS_READY;
     c->nthreads = nthreads ? (unsigned)nthreads : 1;
+    c->peer_mis = (int)mis;
     c->why[0] = '\0';
     c->fatal = false;
   }

@@ -121,6 +121,7 @@ struct tcp_conn {
   bool fatal;              /* why will not go away by waiting */
   double retry_at;         /* CS_FAILED: when to try again */
   unsigned nthreads;
+  int peer_mis;            /* the worker's misalignment (remote/wire.h) */
   double last_rx, last_ping;
   unsigned gen;            /* socket generation (monitor endpoints) */
   tg__idmap recs;          /* wire id -> record sent */

@@ -8,7 +8,8 @@
  * follow as parts of their own (remote/wire.h).
  *
  * Client to worker:
- *   HELLO   "TGRW", varint protocol, varint keep_min, str client name.
+ *   HELLO   "TGRW", varint protocol, varint keep_min, str client name,
+ *           varint misalignment of large parts received (remote/wire.h).
  *           Must come first; anything else before it drops the peer.
  *   FUNCS   varint n, n x (varint fn id, str name, str version,
  *           u8 has_digest, [16 bytes digest lo, hi LE]). Ids are the
@@ -31,7 +32,8 @@
  *   BYE     (nothing): forget this client now.
  * Worker to client:
  *   WELCOME "TGRW", varint protocol, u8 status (0 ok, 1 refused), varint
- *           nthreads, str worker name, str message (why refused).
+ *           nthreads, str worker name, str message (why refused), varint
+ *           misalignment.
  *   FUNCS   varint n, n x (varint fn id, u8 status TG__FN_*, str msg).
  *   RESULTS varint n, n result records; then one value: the list of
  *           inline results the records index.

@@ -2,6 +2,7 @@
  * skeleton walk that lifts large leaves out of a value, zero-copy sends,
  * and the decoder that puts received leaves back in place. */
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "remote/buf.h"
 #include "remote/wire.h"
@@ -13,6 +14,7 @@
 typedef struct leaf {
   const tg_value *v;
   size_t path_off, depth; /* path[path_off .. path_off + depth) */
+  size_t pad;             /* bytes sent before the data (see wire.h) */
 } leaf;
 
 typedef struct walker {
@@ -55,7 +57,7 @@ static void add_leaf(walker *w, const tg_value *v) {
     w->cap_paths = c;
   }
   if (w->depth) memcpy(w->paths + w->npaths, w->stack, w->depth * sizeof *w->paths);
-  w->leaves[w->n++] = (leaf){v, w->npaths, w->depth};
+  w->leaves[w->n++] = (leaf){v, w->npaths, w->depth, 0};
   w->npaths += w->depth;
 }
 
@@ -143,6 +145,8 @@ static tg_value *strip(walker *w, tg_value *v) {
   return tg_value_ref(v);
 }
 
+static size_t pad_for(const tg_value *v, int mis);
+
 static void free_buf(void *data, void *hint) {
   (void)hint;
   free(data);
@@ -158,6 +162,7 @@ static void describe(tg__wbuf *d, const walker *w) {
   tg__wbuf_varint(d, w->n);
   for (size_t i = 0; i < w->n; i++) {
     const leaf *l = &w->leaves[i];
+    tg__wbuf_varint(d, l->pad);
     tg__wbuf_varint(d, l->depth);
     for (size_t k = 0; k < l->depth; k++) tg__wbuf_varint(d, w->paths[l->path_off + k]);
     if (l->v->type == TG_NDARRAY) {
@@ -188,6 +193,8 @@ static int send_leaves(void *sock, const walker *w, bool last, uint64_t *bytes,
     }
     zmq_msg_t m;
     tg_value *hold = tg_value_ref((tg_value *)v);
+    data = (const char *)data - w->leaves[i].pad; /* zero bytes of ours */
+    len += w->leaves[i].pad;
     if (zmq_msg_init_data(&m, (void *)data, len, unref_hint, hold) != 0) {
       tg_value_unref(hold);
       return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
@@ -229,8 +236,8 @@ static int send_parts(void *sock, walker *w, const tg_value *skel, bool last,
   return send_leaves(sock, w, last, bytes, err);
 }
 
-int tg__wire_send(void *sock, const tg_value *v, bool last, uint64_t *bytes,
-                  tg_error *err) {
+int tg__wire_send(void *sock, const tg_value *v, bool last, int peer_misalign,
+                  uint64_t *bytes, tg_error *err) {
   walker *w = tg__calloc(1, sizeof *w);
   if (!w) return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
   int rc = TG_OK;
@@ -245,6 +252,8 @@ int tg__wire_send(void *sock, const tg_value *v, bool last, uint64_t *bytes,
       rc = tg__error_set(err, TG_ELIMIT, "a value of %zu bytes is more than one "
                          "message part can carry (%zu)", len, TG__WIRE_PART_MAX);
   }
+  for (size_t i = 0; rc == TG_OK && peer_misalign > 0 && i < w->n; i++)
+    w->leaves[i].pad = pad_for(w->leaves[i].v, peer_misalign);
   if (rc == TG_OK) rc = send_parts(sock, w, skel, last, bytes, err);
   tg_value_unref(skel);
   tg__free(w->leaves);
@@ -255,9 +264,20 @@ int tg__wire_send(void *sock, const tg_value *v, bool last, uint64_t *bytes,
 
 /* ---- receiving ---------------------------------------------------------- */
 
+/* Owners of received array data. Both know how many bytes of zeros (of
+ * ours) lie before the data, so that sending the array on can put padding
+ * in front of it without a copy. */
 typedef struct zpart {
+  size_t prefix; /* first: read through either type */
   zmq_msg_t m;
 } zpart;
+
+typedef struct pbuf {
+  size_t prefix;
+  void *mem;
+} pbuf;
+
+#define PBUF_PREFIX 64
 
 static void zpart_release(void *ctx, void *data) {
   (void)data;
@@ -265,25 +285,80 @@ static void zpart_release(void *ctx, void *data) {
   tg__free(ctx);
 }
 
+static void pbuf_release(void *ctx, void *data) {
+  (void)data;
+  tg__free(((pbuf *)ctx)->mem);
+  tg__free(ctx);
+}
+
 /* Take over part m (left empty) as the owner of its data. */
-static zpart *adopt(zmq_msg_t *m) {
+static zpart *adopt(zmq_msg_t *m, size_t prefix) {
   zpart *z = tg__malloc(sizeof *z);
   if (!z) return NULL;
+  z->prefix = prefix;
   zmq_msg_init(&z->m);
   zmq_msg_move(&z->m, m);
   return z;
 }
 
+/* Padding to send before leaf v so that it lands aligned where the
+ * receiver's buffers start `mis` bytes past a 64-byte boundary: only when
+ * the bytes before the data are zeros of ours. */
+static size_t pad_for(const tg_value *v, int mis) {
+  size_t want = (size_t)(TG_ARRAY_ALIGN - mis) % TG_ARRAY_ALIGN;
+  if (v->type != TG_NDARRAY || want == 0) return 0;
+  const tg__region *r = ((const tg__array *)v)->region;
+  if (!r || (r->release != zpart_release && r->release != pbuf_release)) return 0;
+  return *(const size_t *)r->ctx >= want ? want : 0;
+}
+
+int tg__wire_misalign(void) {
+  static _Atomic int mis = -1;
+  int m = atomic_load(&mis);
+  if (m >= 0) return m;
+  /* Large parts are received into buffers allocated as this one is (not
+   * touched: no memory is used). */
+  zmq_msg_t t;
+  if (zmq_msg_init_size(&t, (size_t)64 << 20) != 0) return 0;
+  m = (int)((uintptr_t)zmq_msg_data(&t) % TG_ARRAY_ALIGN);
+  zmq_msg_close(&t);
+  atomic_store(&mis, m);
+  return m;
+}
+
+/* An aligned copy of len bytes, zeros before it. */
+static tg_value *copy_array(tg_dtype dt, int ndim, const int64_t *shape,
+                            const void *data, size_t len) {
+  pbuf *b = tg__malloc(sizeof *b);
+  uint8_t *mem = b ? tg__aligned_alloc(TG_ARRAY_ALIGN, PBUF_PREFIX + len) : NULL;
+  if (!mem) {
+    tg__free(b);
+    return NULL;
+  }
+  /* Fresh memory costs a fault per 4 KiB page on first touch, more than
+   * the copy: ask for huge pages where they fit. */
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  uintptr_t lo = ((uintptr_t)mem + huge - 1) & ~(huge - 1);
+  uintptr_t hi = ((uintptr_t)mem + PBUF_PREFIX + len) & ~(huge - 1);
+  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* a hint */
+  b->prefix = PBUF_PREFIX;
+  b->mem = mem;
+  memset(mem, 0, PBUF_PREFIX);
+  memcpy(mem + PBUF_PREFIX, data, len);
+  return tg_ndarray_wrap(dt, ndim, shape, mem + PBUF_PREFIX, pbuf_release, b);
+}
+
 /* The leaf described at r from part m; NULL on error (err set). */
-static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, tg_error *err) {
+static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, size_t pad, tg_error *err) {
   uint8_t type = tg__rbuf_u8(r);
-  size_t len = zmq_msg_size(m);
-  void *data = zmq_msg_data(m);
+  if (pad >= TG_ARRAY_ALIGN || pad > zmq_msg_size(m)) goto bad;
+  size_t len = zmq_msg_size(m) - pad;
+  uint8_t *data = (uint8_t *)zmq_msg_data(m) + pad;
   if (type == TG_BYTES) {
     if (tg__rbuf_varint(r) != len || r->bad) goto bad;
-    zpart *z = adopt(m);
+    zpart *z = adopt(m, 0);
     tg__region *reg = z ? tg__region_new(data, zpart_release, z) : NULL;
-    tg_value *v = reg ? tg__blob_borrow(TG_BYTES, data, len, reg) : NULL;
+    tg_value *v = reg ? tg__blob_borrow(TG_BYTES, (const char *)data, len, reg) : NULL;
     tg__region_unref(reg);
     if (!v) tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
     return v;
@@ -298,11 +373,13 @@ static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, tg_error *err) {
       nbytes != len)
     goto bad;
   tg_value *v;
+  for (size_t i = 0; i < pad; i++) /* the padding is zeros, checked: sent on later */
+    if (data[(ptrdiff_t)i - (ptrdiff_t)pad]) goto bad;
   if ((uintptr_t)data % TG_ARRAY_ALIGN == 0) { /* use ZeroMQ's buffer */
-    zpart *z = adopt(m);
+    zpart *z = adopt(m, pad);
     v = z ? tg_ndarray_wrap((tg_dtype)dt, ndim, shape, data, zpart_release, z) : NULL;
   } else {
-    v = tg_ndarray_copy((tg_dtype)dt, ndim, shape, data);
+    v = copy_array((tg_dtype)dt, ndim, shape, data, len);
   }
   if (!v) tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
   return v;
@@ -354,10 +431,11 @@ int tg__wire_recv(zmq_msg_t *parts, size_t n, size_t *used, tg_value **out,
   if (bytes) *bytes += zmq_msg_size(&parts[1]);
   size_t path[TG_DEPTH_MAX];
   for (uint64_t i = 0; i < nl && rc == TG_OK; i++) {
+    size_t pad = (size_t)tg__rbuf_count(&r, TG_ARRAY_ALIGN - 1);
     size_t depth = (size_t)tg__rbuf_count(&r, TG_DEPTH_MAX);
     for (size_t k = 0; k < depth; k++) path[k] = (size_t)tg__rbuf_varint(&r);
     size_t len = zmq_msg_size(&parts[2 + i]);
-    tg_value *x = r.bad ? NULL : leaf_value(&r, &parts[2 + i], err);
+    tg_value *x = r.bad ? NULL : leaf_value(&r, &parts[2 + i], pad, err);
     if (!x) {
       rc = r.bad ? tg__error_set(err, TG_EFORMAT, "bad value descriptor")
                  : (err && err->code ? err->code : TG_ENOMEM);

@@ -92,7 +92,7 @@ bool tg__wk_send(tg__worker *wk, wsess *s, const tg__wbuf *h, const tg_value *v)
     return false;
   }
   if (zmq_send(wk->router, h->p, h->len, more) < 0 ||
-      (v && tg__wire_send(wk->router, v, true, NULL, NULL) != TG_OK)) {
+      (v && tg__wire_send(wk->router, v, true, s->peer_mis, NULL, NULL) != TG_OK)) {
     tg__wk_drop(wk, s, NULL, false);
     return false;
   }
@@ -111,6 +111,7 @@ static void welcome(tg__worker *wk, const void *rid, size_t n, bool ok,
   tg__wbuf_varint(&h, wk->nthreads);
   tg__wbuf_cstr(&h, "tgraph worker");
   tg__wbuf_cstr(&h, msg);
+  tg__wbuf_varint(&h, (uint64_t)tg__wire_misalign());
   if (!h.oom && zmq_send(wk->router, rid, n, ZMQ_SNDMORE) >= 0)
     zmq_send(wk->router, h.p, h.len, 0);
   tg__wbuf_free(&h);
@@ -123,6 +124,7 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   uint64_t proto = tg__rbuf_varint(r), keep = tg__rbuf_varint(r);
   char name[TG__MAX_NAME + 1];
   tg__rbuf_cstr(r, name, TG__MAX_NAME);
+  uint64_t mis = tg__rbuf_count(r, TG_ARRAY_ALIGN - 1);
   if (r->bad || memcmp(magic, TG__PROTO_MAGIC, 4) != 0) return false;
   if (old) tg__wk_drop(wk, old, NULL, false);
   if (proto != TG_REMOTE_PROTOCOL) {
@@ -144,6 +146,7 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   s->hnext = NULL;
   s->refs = 1;
   s->keep_min = keep ? (size_t)keep : 4096;
+  s->peer_mis = (int)mis;
   s->last_seen = tg__now();
   snprintf(s->name, sizeof s->name, "%s", name);
   s->next = wk->sessions;

@@ -79,6 +79,7 @@ struct wsess {
   uint32_t refs;        /* the worker's list + tasks not yet done */
   double last_seen;
   size_t keep_min;
+  int peer_mis;         /* the client's misalignment (remote/wire.h) */
   char name[TG__MAX_NAME + 1];
   wfn *fns;
   size_t nfns;
