@@ -575,6 +575,55 @@ Test(cli, file_sources_are_keyed_by_content) {
   result_free(&r);
 }
 
+/* A plugin's content digest is part of its functions' identity: a
+ * rebuilt plugin (here: a copy with bytes appended, which ELF loaders
+ * ignore) invalidates what its functions computed, and whatever used it. */
+Test(cli, rebuilt_plugin_invalidates_its_results) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "mkdir -p p && cp \"$(dirname '%s')/../examples/plugins/"
+           "libnumeric.so\" p/orig.so && cp p/orig.so p/libnumeric.so && "
+           "cp p/orig.so p/rebuilt.so && printf 'rebuilt' >> p/rebuilt.so", bin);
+  cr_assert_eq(system(cmd), 0);
+  write_file("g.json",
+             "{\"tgraph\": 1, \"plugins\": [\"p/libnumeric.so\"], \"tasks\": {\n"
+             "  \"a\": {\"fn\": \"num.slow\", \"args\": [3, 1], \"cache\": true},\n"
+             "  \"b\": {\"fn\": \"add\", \"args\": [{\"ref\": \"a\"}, 1], \"cache\": true},\n"
+             "  \"c\": {\"fn\": \"range\", \"args\": [2], \"cache\": true}},\n"
+             " \"outputs\": [\"b\", \"c\"]}\n");
+  const char *out = "{\"b\":10,\"c\":[0,1]}\n";
+  result r = run("run", "--cache-dir", "c", "g.json");
+  expect(r, 0, out, NULL);
+  expect_summary(r.err, "3 tasks: 3 run, 0 cached, 0 failed");
+  result_free(&r);
+  r = run("run", "--cache-dir", "c", "g.json");
+  expect_summary(r.err, "2 tasks: 0 run, 2 cached, 0 failed");
+  result_free(&r);
+  cr_assert_eq(system("cp p/rebuilt.so p/libnumeric.so"), 0);
+  r = run("run", "--explain", "--cache-dir", "c", "g.json");
+  expect(r, 0,
+         "explain: c\n"
+         "  run     a                    num.slow         its function changed "
+         "(version or plugin)\n"
+         "  run     b                    add              an input changed\n"
+         "  cached  c                    range            in the cache\n"
+         "2 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
+         "needed by the outputs\n",
+         "");
+  result_free(&r);
+  r = run("run", "--cache-dir", "c", "g.json");
+  expect(r, 0, out, NULL);
+  expect_summary(r.err, "3 tasks: 2 run, 1 cached, 0 failed");
+  result_free(&r);
+  r = run("run", "--cache-dir", "c", "g.json");
+  expect_summary(r.err, "2 tasks: 0 run, 2 cached, 0 failed");
+  result_free(&r);
+  /* The original build's entries are still there. */
+  cr_assert_eq(system("cp p/orig.so p/libnumeric.so"), 0);
+  r = run("run", "--cache-dir", "c", "g.json");
+  expect_summary(r.err, "2 tasks: 0 run, 2 cached, 0 failed");
+  result_free(&r);
+}
+
 Test(cli, progress_only_on_a_terminal) {
   result r = run("run", "--progress", "--no-cache",
                  (char *)example("builtins.json"));

@@ -12,9 +12,10 @@
  * it, which must export them (link libtgraph as a shared library, or
  * link it whole with -rdynamic).
  *
- * Identity: the XXH3-128 of the plugin file's bytes is its digest. It is
- * meant to join its functions' identity in cache keys, so that rebuilding
- * a plugin invalidates what it computed.
+ * Identity: the XXH3-128 of the plugin file's bytes is its digest. It
+ * joins the identity of every function the plugin registers in cache keys
+ * (with the function's name and version), so that rebuilding a plugin
+ * invalidates what it computed.
  *
  * A loaded plugin stays loaded until the process ends: its functions live
  * in the registry, and nothing tracks which graphs still use them.

@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "internal.h"
+#include "registry/registry_internal.h"
 #include "tgraph/plugin.h"
 
 int tg_plugin_digest_of(const char *path, tg_digest *out, tg_error *err) {
@@ -80,6 +81,10 @@ int tg_registry_load_plugin_info(tg_registry *reg, const char *path,
   }
   size_t before = tg_registry_count(reg);
   rc = init(reg);
+  /* What it registered is its: the file's digest joins those functions'
+   * identity in cache keys, so a rebuilt plugin invalidates its results. */
+  for (size_t i = before; i < tg_registry_count(reg); i++)
+    tg__func_set_origin(tg_registry_at(reg, i), d);
   if (rc != TG_OK) {
     /* Keep the object mapped: init may have registered functions. */
     return tg__error_set(err, rc < 0 ? rc : TG_EINVAL,
