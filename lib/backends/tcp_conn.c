@@ -32,6 +32,8 @@ int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
   c->mon = c->sock ? zmq_socket(b->zctx, ZMQ_PAIR) : NULL;
   if (!c->mon) return tg__error_set(err, TG_EIO, "zmq_socket: %s", zmq_strerror(errno));
   int hb = (int)(b->heartbeat * 1000);
+  int64_t maxmsg = INT32_MAX; /* as a worker's: ZeroMQ cannot send more */
+  zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
   setopt(c->sock, ZMQ_LINGER, 0);
   setopt(c->sock, ZMQ_SNDHWM, 0);
   setopt(c->sock, ZMQ_RCVHWM, 0);

@@ -89,7 +89,13 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   } else {
     ok = false;
   }
-  tcp_rec *rec = ok ? tg__idmap_del(&c->recs, id) : NULL;
+  tcp_rec *rec = ok ? tg__idmap_get(&c->recs, id) : NULL;
+  /* What was asked: an output comes back, a recomputation stays there. */
+  if (rec && ((st == TG__RS_KEPT && (!rec->store || (rec->t && rec->t->flags & TG__T_OUTPUT))) ||
+              (st == TG__RS_INLINE && !rec->t)))
+    ok = false;
+  if (ok && rec) tg__idmap_del(&c->recs, id);
+  else rec = NULL;
   if (rec) {
     c->avg = c->avg > 0 ? 0.8 * c->avg + 0.2 * secs : secs;
     if (st == TG__RS_KEPT && rec->t) v = kept(b, c, rec, bytes, &s);
