@@ -171,6 +171,7 @@ static void *io_main(void *arg) {
   sigaddset(&pipe_only, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
   struct epoll_event evs[64];
+  tg__procs_busy();
   while (!atomic_load(&p->stopping)) {
     if (atomic_load(&p->born_any)) tg__pf_adopt(p);
     take_injected(p);
@@ -188,10 +189,13 @@ static void *io_main(void *arg) {
     tg__wctx_flush(&p->w); /* may finish runs, whose callbacks may submit */
     if (can_dispatch(p)) continue;
     int timeout = next < 0 ? -1 : (int)ceil(next * 1000);
+    tg__procs_idle();
     int k = epoll_wait(p->ep, evs, 64, timeout);
+    tg__procs_busy();
     for (int i = 0; i < k; i++) on_event(p, &evs[i]);
   }
   tg__pf_adopt(p);
+  tg__procs_idle();
   tg__pf_shutdown(p);
   tg__wctx_flush(&p->w);
   return NULL;
@@ -248,7 +252,6 @@ static void pool_free(tg__ppool *p) {
     tg__pconn_close(&w->c);
     tg__free(w->forget);
     tg__free(w->release);
-    tg__free(w->acks);
     tg__free(w->affine);
   }
   tg__psegs_free(&p->segs);

@@ -9,8 +9,8 @@
  * worker (guided self-scheduling: at most a 1/(2N) share of what is
  * ready). A worker gets another batch while it has less than PIPE_SECS of
  * estimated work (and at most MAX_INFLIGHT batches), so it never waits for
- * the parent between batches; long tasks are never queued behind one
- * another, so the pool stays balanced.
+ * the parent between batches; behind long tasks, only while there is
+ * work left for every worker, so the pool stays balanced at the end.
  *
  * Locality: a ready task whose inputs include large values already mapped
  * in some worker goes to that worker's own queue (other idle workers may
@@ -308,11 +308,11 @@ static void pop(tg__ppool *p, tg__pworker *w, int src, tg__pworker *victim) {
   }
 }
 
+static size_t queued(const tg__ppool *p);
+
 /* How many tasks this batch may take: a share of what is ready. */
 static uint32_t batch_cap(const tg__ppool *p) {
-  size_t queued = p->nready + p->nretry;
-  for (unsigned i = 0; i < p->nw; i++) queued += p->ws[i].naffine;
-  size_t share = queued / (2 * (size_t)p->nw);
+  size_t share = queued(p) / (2 * (size_t)p->nw);
   if (share < 1) share = 1;
   return share < MAX_BATCH ? (uint32_t)share : MAX_BATCH;
 }
@@ -354,7 +354,7 @@ static int add_one(tg__ppool *p, tg__pworker *w, tg__pbatch **bp, size_t msg_sta
     return 0;
   }
   pt.argi = (uint32_t)b->nargv;
-  memcpy(b->argv + b->nargv, args, pt.nargs * sizeof *args);
+  if (pt.nargs) memcpy(b->argv + b->nargv, args, pt.nargs * sizeof *args);
   b->nargv += pt.nargs;
   tg__free(pt.args);
   pt.args = NULL;
@@ -404,9 +404,23 @@ static bool send_batch(tg__ppool *p, tg__pworker *w) {
   return true;
 }
 
-static bool can_take(const tg__pworker *w) {
+/* Tasks waiting to be sent. */
+static size_t queued(const tg__ppool *p) {
+  size_t n = p->nready + p->nretry;
+  for (unsigned i = 0; i < p->nw; i++) n += p->ws[i].naffine;
+  return n;
+}
+
+/* Whether w may get another batch now. Short work is pipelined; behind
+ * long work one more batch waits only while every other worker has work
+ * left too, so the last tasks never queue behind a long one while a
+ * worker idles. */
+static bool can_take(const tg__ppool *p, const tg__pworker *w) {
   if (w->state != TG__PW_UP || w->nbatches >= MAX_INFLIGHT) return false;
-  return w->nbatches == 0 || (w->unknown_out == 0 && w->est_out < PIPE_SECS);
+  if (w->nbatches == 0) return true;
+  if (w->unknown_out) return false;
+  if (w->est_out < PIPE_SECS) return true;
+  return w->nbatches < 2 && queued(p) >= p->nw;
 }
 
 void tg__pd_dispatch(tg__ppool *p) {
@@ -414,7 +428,7 @@ void tg__pd_dispatch(tg__ppool *p) {
     progress = false;
     for (unsigned k = 0; k < p->nw; k++) {
       tg__pworker *w = &p->ws[(p->rr + k) % p->nw];
-      if (can_take(w) && send_batch(p, w)) progress = true;
+      if (can_take(p, w) && send_batch(p, w)) progress = true;
     }
     p->rr++;
   }

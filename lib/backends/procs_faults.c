@@ -109,7 +109,7 @@ void tg__pf_adopt(tg__ppool *p) {
     tg__pconn_init(&w->c, sp.sock);
     w->state = TG__PW_STARTING;
     w->started = tg__now();
-    w->seq = w->acked = 0;
+    w->seq = 0;
     w->kill_at = 0;
     w->kill_code = TG_OK;
     if (tg__pp_watch(p, w) != TG_OK) tg__pf_kill(p, w, TG_EPROTO, "could not be watched");
@@ -204,7 +204,7 @@ void tg__pf_dead(tg__ppool *p, tg__pworker *w, int status) {
   w->kill_code = TG_OK;
   w->kill_at = 0;
   tg__psegs_forget_slot(&p->segs, w->slot);
-  tg__pd_acks_lost(p, w);
+  w->nforget = w->nrelease = 0;
   size_t n = w->naffine; /* its own queue goes to the others */
   w->naffine = 0;
   for (size_t i = 0; i < n; i++) tg__pd_push_ready(p, w->affine[i]);

@@ -31,11 +31,13 @@
  *
  * Segments: each is created by one process (its creator) and mapped by the
  * others. The parent is the hub: it knows every segment a worker mapped
- * (holder bits), tells a worker to forget one when no parent value uses
- * it, waits for the acknowledgement (the worker handles messages in
- * order), and then tells the creating worker to release it for reuse, or
- * reuses it itself. Ids are (creator spawn number << 32 | counter); the
- * parent's spawn number is 0.
+ * (holder bits). A task in flight holds its arguments, and results become
+ * parent values on arrival, so once no parent value (nor a copy kept for
+ * sending) uses a segment, no task anywhere uses it: the parent reuses it
+ * at once if it made it, or tells the worker that made it to reuse it,
+ * and tells the others to unmap it. A reused segment gets a new id, so a
+ * stale mapping can never be taken for the new data. Ids are (creator
+ * spawn number << 32 | counter); the parent's spawn number is 0.
  *
  * Thread safety: see each section.
  */
@@ -85,13 +87,12 @@ enum {
   TG__PM_BATCH = 2,   /* parent -> worker: tasks to run */
   TG__PM_CONTROL = 3, /* parent -> worker: segments to forget / release */
   TG__PM_RESULTS = 4, /* worker -> parent: the outcomes of one batch */
-  TG__PM_ACK = 5,     /* worker -> parent: a control message was handled */
   TG__PM_LOG = 6,     /* worker -> parent: a tg_task_log() line */
 };
 
 /* Header: u32 body length, u8 type, u8 0, u16 fds passed with it, u32 seq
  * (the sender's message number; for results, the batch's), u32 ack (a
- * worker's last handled parent message). */
+ * worker's last handled parent message, for diagnostics). */
 #define TG__PMSG_HDR 16
 #define TG__PMSG_MAX ((size_t)1 << 31) /* longest body accepted */
 
@@ -246,6 +247,14 @@ void tg__segpool_free(tg__segpool *p);
 void tg__procs_fd_track(int fd);
 void tg__procs_fd_untrack(int fd);
 
+/* The pool's own threads hold this (shared) while they run and release it
+ * when they block; fork takes it exclusively. So no thread of ours is in
+ * the middle of an allocation when a worker is forked: an allocator that
+ * is not fork-safe (the sanitizers' are not) cannot leave the child with
+ * a lock held forever. Process-wide, as fork is. */
+void tg__procs_busy(void);
+void tg__procs_idle(void);
+
 /* ---- the parent's segment table (procs_pseg.c) ----------------------------- */
 
 typedef struct tg__plink tg__plink;
@@ -256,10 +265,8 @@ typedef struct tg__pseg {
   uint32_t creator;        /* creating worker's spawn number, 0 = parent */
   int creator_slot;        /* its worker slot, -1 for the parent */
   uint64_t holders;        /* worker slots (< 64) that have it mapped */
-  uint32_t pending;        /* forgets sent, not yet acknowledged */
   _Atomic uint32_t nlive;  /* parent regions alive (values using it) */
   uint32_t cached;         /* copy-cache entries using it */
-  bool retiring;           /* forgets went out: retire when acknowledged */
   bool queued, orphan;     /* guarded by link->mu */
   struct tg__pseg *hnext;  /* hash chain */
   struct tg__pseg *qnext;  /* link's notice list */
@@ -451,11 +458,6 @@ enum {
   TG__PW_DYING,
 };
 
-typedef struct tg__pforget {
-  uint32_t seq;
-  tg__pseg *seg;
-} tg__pforget;
-
 typedef struct tg__pworker {
   int slot;
   int state;              /* TG__PW_* */
@@ -465,18 +467,15 @@ typedef struct tg__pworker {
   tg__pconn c;
   bool want_out;          /* EPOLLOUT armed */
   uint32_t seq;           /* last message number sent */
-  uint32_t acked;         /* last acknowledged */
   tg__pbatch *head, *tail;/* in flight, oldest first */
   uint32_t nbatches;
   double est_out;         /* estimated seconds of work in flight */
   uint32_t unknown_out;   /* batches in flight with unknown durations */
   uint32_t timeouts_out;  /* batches in flight with timeouts */
-  tg__pseg **forget;      /* segments to forget (next control message) */
+  uint64_t *forget;       /* ids to unmap (next control message) */
   size_t nforget, forget_cap;
-  uint64_t *release;      /* ids to release (this worker created them) */
+  uint64_t *release;      /* ids to reuse (this worker created them) */
   size_t nrelease, release_cap;
-  tg__pforget *acks;      /* forgets awaiting acknowledgement, by seq */
-  size_t nacks, acks_cap, acks_pos;
   tg__task **affine;      /* ready tasks whose big inputs are here (LIFO) */
   size_t naffine, affine_cap;
   double started;         /* when this incarnation was forked */
@@ -574,9 +573,6 @@ void tg__pd_segments(tg__ppool *p);
 bool tg__pd_idle(const tg__ppool *p);
 void tg__pd_free(tg__ppool *p);
 void tg__pd_free_batch(tg__pbatch *b);
-
-/* Every forget awaiting w's acknowledgement is resolved (w died). */
-void tg__pd_acks_lost(tg__ppool *p, tg__pworker *w);
 
 /* procs_faults.c */
 /* Worker w's process is gone (reaped with `status`). */

@@ -69,12 +69,20 @@ static void emit(source *s, bool end) {
   }
 }
 
+/* Room to read into (allocating only while no fork can happen). */
+static int reserve(source *s) {
+  tg__procs_busy();
+  int rc = tg__pbuf_reserve(&s->buf, 16 << 10);
+  tg__procs_idle();
+  return rc;
+}
+
 /* Read what is there; false at end of stream. */
 static bool drain(source *s) {
   for (;;) {
-    if (tg__pbuf_reserve(&s->buf, 16 << 10) != TG_OK) {
+    if (reserve(s) != TG_OK) {
       emit(s, true); /* no memory: write what we have, unsplit */
-      if (tg__pbuf_reserve(&s->buf, 16 << 10) != TG_OK) return false;
+      if (reserve(s) != TG_OK) return false;
     }
     ssize_t k = read(s->fd, s->buf.p + s->buf.len, s->buf.cap - s->buf.len);
     if (k > 0) {
@@ -89,6 +97,7 @@ static bool drain(source *s) {
 
 static void close_source(tg__pout *o, source *s) {
   emit(s, true);
+  tg__procs_busy();
   epoll_ctl(o->ep, EPOLL_CTL_DEL, s->fd, NULL);
   tg__procs_fd_untrack(s->fd);
   close(s->fd);
@@ -99,11 +108,13 @@ static void close_source(tg__pout *o, source *s) {
       break;
     }
   tg__free(s);
+  tg__procs_idle();
 }
 
 static void adopt(tg__pout *o) {
   uint64_t x;
   (void)!read(o->wake, &x, sizeof x);
+  tg__procs_busy();
   pthread_mutex_lock(&o->mu);
   for (size_t i = 0; i < o->nadded; i++) {
     source *s = o->added[i];
@@ -126,6 +137,7 @@ static void adopt(tg__pout *o) {
   }
   o->nadded = 0;
   pthread_mutex_unlock(&o->mu);
+  tg__procs_idle();
 }
 
 static void *out_main(void *arg) {

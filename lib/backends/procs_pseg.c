@@ -161,7 +161,6 @@ static void pseg_release(void *ctx, void *data) {
 /* A parent value over `nbytes` at `off` in s. */
 static int value_over(tg__pseg *s, const tg__pref *ref, tg_value **out) {
   atomic_fetch_add_explicit(&s->nlive, 1, memory_order_acq_rel);
-  s->retiring = false; /* used again before its forgets were acknowledged */
   tg__region *rg = tg__region_new(s->seg.map, pseg_release, s);
   if (!rg) return TG_ENOMEM; /* the release already counted it down */
   char *data = (char *)s->seg.map + ref->off;

@@ -1,13 +1,12 @@
 /* lib/backends/procs_results.c: what comes back from workers (hellos,
- * results, acknowledgements, log lines), the forgetting of segments no
- * parent value uses any more, and sending what is queued.
+ * results, log lines), the giving up of segments no parent value uses any
+ * more, and sending what is queued.
  *
- * Forgetting a segment: its holders are told to forget it (control
- * messages go out before any batch decided later, so a worker's view
- * follows the parent's decisions in order); once every one of them
- * acknowledged, and no parent value took it up again meanwhile, the parent
- * reuses the segment if it made it, or tells the worker that made it to
- * reuse it.
+ * Giving a segment up (see procs_internal.h for why this is safe at once):
+ * the parent reuses it if it made it, tells the worker that made it to
+ * reuse it, and tells the other holders to unmap it. Control messages go
+ * out before any batch decided later, so a worker's table follows the
+ * parent's decisions in order.
  *
  * Thread safety: the IO thread only. */
 #include <stdio.h>
@@ -16,42 +15,20 @@
 
 /* ---- segments ---------------------------------------------------------------------- */
 
-static bool push_ptr(void ***v, size_t *n, size_t *cap, void *x) {
+static bool push_id(uint64_t **v, size_t *n, size_t *cap, uint64_t id) {
   if (*n == *cap) {
     size_t c = *cap ? *cap * 2 : 16;
-    void **nv = tg__realloc(*v, c * sizeof *nv);
-    if (!nv) return false;
+    uint64_t *nv = tg__realloc(*v, c * sizeof *nv);
+    if (!nv) return false; /* the worker keeps a mapping: memory only */
     *v = nv;
     *cap = c;
   }
-  (*v)[(*n)++] = x;
+  (*v)[(*n)++] = id;
   return true;
 }
 
 static bool alive(const tg__pworker *w) {
   return w->state == TG__PW_STARTING || w->state == TG__PW_UP;
-}
-
-static void maybe_retire(tg__ppool *p, tg__pseg *s);
-
-/* Retire s if nothing uses or awaits it any more. */
-static void maybe_retire(tg__ppool *p, tg__pseg *s) {
-  if (!s->retiring || s->pending || s->cached || atomic_load(&s->nlive)) return;
-  uint32_t creator = s->creator;
-  int cs = s->creator_slot;
-  uint64_t id = s->id;
-  if (!tg__psegs_retire(&p->segs, s)) return;
-  if (!creator || cs < 0) return;
-  tg__pworker *w = &p->ws[cs];
-  if (w->spawn != creator || !alive(w)) return;
-  if (w->nrelease == w->release_cap) {
-    size_t c = w->release_cap ? w->release_cap * 2 : 16;
-    uint64_t *v = tg__realloc(w->release, c * sizeof *v);
-    if (!v) return; /* the worker keeps it: memory, not correctness */
-    w->release = v;
-    w->release_cap = c;
-  }
-  w->release[w->nrelease++] = id;
 }
 
 void tg__pd_segments(tg__ppool *p) {
@@ -60,74 +37,43 @@ void tg__pd_segments(tg__ppool *p) {
   for (size_t i = 0; i < n; i++) {
     tg__pseg *s = v[i];
     if (atomic_load(&s->nlive) || s->cached) continue; /* taken up again */
-    s->retiring = true;
+    int cs = s->creator_slot;
+    tg__pworker *cw = cs >= 0 ? &p->ws[cs] : NULL;
+    bool creator_up = cw && cw->spawn == s->creator && alive(cw);
     for (unsigned k = 0; k < p->nw && k < 64; k++) {
-      if (!(s->holders & (UINT64_C(1) << k))) continue;
       tg__pworker *w = &p->ws[k];
-      if (!alive(w) || !push_ptr((void ***)&w->forget, &w->nforget, &w->forget_cap, s))
-        continue;
-      s->pending++;
+      if ((s->holders & (UINT64_C(1) << k)) && alive(w) && w != cw)
+        push_id(&w->forget, &w->nforget, &w->forget_cap, s->id);
     }
-    s->holders = 0;
-    maybe_retire(p, s);
+    uint64_t id = s->id;
+    if (tg__psegs_retire(&p->segs, s) && creator_up)
+      push_id(&cw->release, &cw->nrelease, &cw->release_cap, id);
   }
   for (unsigned k = 0; k < p->nw; k++) tg__pd_emit_control(p, &p->ws[k]);
 }
 
-static void put_ids(tg__pbuf *b, uint64_t n, const uint64_t *ids, tg__pseg *const *segs) {
+static void put_ids(tg__pbuf *b, uint64_t n, const uint64_t *ids) {
   tg__pbuf_varint(b, n);
-  for (uint64_t i = 0; i < n; i++) tg__pbuf_varint(b, ids ? ids[i] : segs[i]->id);
+  for (uint64_t i = 0; i < n; i++) tg__pbuf_varint(b, ids[i]);
 }
 
 void tg__pd_emit_control(tg__ppool *p, tg__pworker *w) {
   (void)p;
   if (!w->nforget && !w->nrelease) return;
-  if (!alive(w) || w->c.fd < 0) return; /* its death will resolve them */
-  uint32_t seq = w->seq + 1;
-  if (w->acks_cap - w->nacks < w->nforget) {
-    size_t c = w->nacks + w->nforget + 16;
-    tg__pforget *a = tg__realloc(w->acks, c * sizeof *a);
-    if (!a) return; /* try again later */
-    w->acks = a;
-    w->acks_cap = c;
+  if (!alive(w) || w->c.fd < 0) { /* it unmaps everything by dying */
+    w->nforget = w->nrelease = 0;
+    return;
   }
+  uint32_t seq = w->seq + 1;
   if (tg__pconn_begin(&w->c, TG__PM_CONTROL, seq, 0) != TG_OK ||
       tg__pbuf_reserve(&w->c.out, (2 + w->nforget + w->nrelease) * TG__VARINT_MAX) != TG_OK) {
     tg__pconn_abort(&w->c);
     return;
   }
-  put_ids(&w->c.out, w->nforget, NULL, w->forget);
-  put_ids(&w->c.out, w->nrelease, w->release, NULL);
+  put_ids(&w->c.out, w->nforget, w->forget);
+  put_ids(&w->c.out, w->nrelease, w->release);
   tg__pconn_end(&w->c);
   w->seq = seq;
-  for (size_t i = 0; i < w->nforget; i++)
-    w->acks[w->nacks++] = (tg__pforget){seq, w->forget[i]};
-  w->nforget = w->nrelease = 0;
-}
-
-/* Worker w handled our messages up to `ack`. */
-static void on_ack(tg__ppool *p, tg__pworker *w, uint32_t ack) {
-  if (!tg__seq_le(ack, w->acked)) w->acked = ack;
-  while (w->acks_pos < w->nacks && tg__seq_le(w->acks[w->acks_pos].seq, w->acked)) {
-    tg__pseg *s = w->acks[w->acks_pos++].seg;
-    s->pending--;
-    maybe_retire(p, s);
-  }
-  if (w->acks_pos == w->nacks) w->acks_pos = w->nacks = 0;
-}
-
-void tg__pd_acks_lost(tg__ppool *p, tg__pworker *w) {
-  size_t from = w->acks_pos, to = w->nacks;
-  w->acks_pos = w->nacks = 0;
-  for (size_t i = from; i < to; i++) {
-    tg__pseg *s = w->acks[i].seg;
-    s->pending--;
-    maybe_retire(p, s);
-  }
-  for (size_t i = 0; i < w->nforget; i++) { /* never sent */
-    w->forget[i]->pending--;
-    maybe_retire(p, w->forget[i]);
-  }
   w->nforget = w->nrelease = 0;
 }
 
@@ -249,11 +195,9 @@ int tg__pd_message(tg__ppool *p, tg__pworker *w, const tg__pmsg *m) {
   switch (m->type) {
     case TG__PM_HELLO: rc = on_hello(p, w, m); break;
     case TG__PM_RESULTS: rc = on_results(p, w, m); break;
-    case TG__PM_ACK: rc = TG_OK; break;
     case TG__PM_LOG: rc = on_log(p, m); break;
     default: rc = TG_EPROTO;
   }
-  if (rc == TG_OK && m->type != TG__PM_HELLO) on_ack(p, w, m->ack);
   return rc;
 }
 

@@ -64,6 +64,27 @@ void tg__procs_fd_untrack(int fd) {
   pthread_mutex_unlock(&fds_mu);
 }
 
+/* ---- quiet forks ----------------------------------------------------------------- */
+
+static pthread_rwlock_t busy_lock;
+static pthread_once_t busy_once = PTHREAD_ONCE_INIT;
+
+static void busy_init(void) {
+  pthread_rwlockattr_t a;
+  pthread_rwlockattr_init(&a);
+  /* A fork must not wait behind a stream of readers taking turns. */
+  pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&busy_lock, &a);
+  pthread_rwlockattr_destroy(&a);
+}
+
+void tg__procs_busy(void) {
+  pthread_once(&busy_once, busy_init);
+  pthread_rwlock_rdlock(&busy_lock);
+}
+
+void tg__procs_idle(void) { pthread_rwlock_unlock(&busy_lock); }
+
 /* In the child: the lock was held across fork by the forking thread. */
 static void close_tracked(void) {
   for (size_t w = 0; w < fds_words; w++)
@@ -158,11 +179,14 @@ static void spawn_one(tg__spawner *s, int slot, uint32_t spawn) {
     tg__procs_fd_track(sv[0]);
     tg__procs_fd_track(out[0]);
     tg__procs_fd_track(err[0]);
+    pthread_once(&busy_once, busy_init);
+    pthread_rwlock_wrlock(&busy_lock);
     pthread_mutex_lock(&fds_mu);
     pid_t pid = fork();
     if (pid == 0) child_main(s, slot, spawn, sv[1], out[1], err[1]);
     int e = errno;
     pthread_mutex_unlock(&fds_mu);
+    pthread_rwlock_unlock(&busy_lock);
     close(sv[1]);
     close(out[1]);
     close(err[1]);

@@ -232,9 +232,6 @@ static void control(wk *k, const tg__pmsg *m) {
       else tg__wsegs_release(k->segs, id);
     }
   }
-  if (tg__pconn_begin(&k->c, TG__PM_ACK, m->seq, m->seq) != TG_OK) leave(TG__PWORKER_EPROTO);
-  tg__pconn_end(&k->c);
-  flush(k);
 }
 
 /* Wait until the socket is readable, trimming idle segments meanwhile. */

@@ -19,6 +19,12 @@
  *   W8  a 1,000,000-node wide map-reduce (990,000 leaves, sums of 100),
  *       run in a fresh child process: wall seconds, peak RSS, and bytes of
  *       graph + scheduler state per node (RSS growth / nodes)
+ *   WA  a 200 MiB f64 array passed to a task that returns it: GB/s (array
+ *       bytes / seconds, median), beside this machine's memcpy GB/s between
+ *       two buffers already in memory
+ *
+ * For the processes backend, the bytes each workload moved through the
+ * worker sockets and through shared memory follow the table.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -29,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backends/processes.h" /* traffic counters of the processes backend */
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "../test_funcs.h"
@@ -54,12 +61,13 @@ typedef struct sizes {
   int64_t w4_samples;
   int w8_leaves;     /* leaves; sums of 100 on top */
   long calls, handoffs, spins; /* baseline loop counts */
+  int64_t wa_elems;  /* f64 elements of the WA array */
 } sizes;
 
 static const sizes full = {7, 5, 10000, 2000, 4096, 8, 5000000, 990000,
-                           100000000, 20000, 1000000};
+                           100000000, 20000, 1000000, 25 << 20};
 static const sizes quick = {3, 2, 1000, 200, 256, 8, 50000, 19800,
-                            10000000, 2000, 100000};
+                            10000000, 2000, 100000, 1 << 20};
 
 static int failed;
 
@@ -318,6 +326,109 @@ static double w4(tg_registry *reg, backend *b, int tasks, int64_t samples) {
   return dt;
 }
 
+/* ---- WA: a large array through a task -------------------------------------------- */
+
+/* Seconds to compute ident(a) and get the array back (checked). */
+static double wa(tg_registry *reg, backend *b, tg_value *a) {
+  double t0 = tgt_now();
+  tg_graph *g = NULL;
+  tg_graph_new(reg, &g);
+  tg_node n = tg_call(g, "ident", 1, tg_arg_value(tg_value_ref(a)));
+  tg_value *v = NULL;
+  run_graph(g, &n, 1, b, &v);
+  double dt = tgt_now() - t0;
+  check(v && tg_ndarray_nbytes(v) == tg_ndarray_nbytes(a), "WA array size");
+  if (v) { /* spot checks: a full compare would cost more than the trip */
+    const double *x = tg_ndarray_data(a), *y = tg_ndarray_data(v);
+    size_t n = tg_ndarray_size(a);
+    for (size_t i = 0; i < n; i += n / 97 + 1) check(x[i] == y[i], "WA array data");
+    check(x[n - 1] == y[n - 1], "WA array data");
+  }
+  tg_value_unref(v);
+  tg_graph_free(g);
+  return dt;
+}
+
+/* GB/s of memcpy between two buffers of `bytes` already in memory. */
+static double memcpy_gbs(size_t bytes, int reps) {
+  char *src = malloc(bytes), *dst = malloc(bytes);
+  memset(src, 1, bytes);
+  memset(dst, 2, bytes);
+  double v[64];
+  for (int i = 0; i < reps; i++) {
+    double t0 = tgt_now();
+    memcpy(dst, src, bytes);
+    v[i] = (double)bytes / (tgt_now() - t0) * 1e-9;
+    check(dst[bytes / 3] == 1, "memcpy baseline");
+  }
+  free(src);
+  free(dst);
+  return median(v, reps);
+}
+
+static void row_array(const backend *b, tg_registry *reg, tg_value *a, int reps,
+                      double copy_gbs) {
+  double v[64];
+  wa(reg, (backend *)b, a); /* warm-up: workers' and parent's segment pools */
+  for (int i = 0; i < reps; i++) v[i] = wa(reg, (backend *)b, a);
+  double s = median(v, reps), gbs = (double)tg_ndarray_nbytes(a) / s * 1e-9;
+  printf("| WA %.0f MiB f64 array in and out | %s:%u | %.2f GB/s (%.1f ms), %.0f%% of "
+         "memcpy (%.2f GB/s) | - | - | - |\n",
+         (double)tg_ndarray_nbytes(a) / 1048576.0, b->name, b->workers, gbs, s * 1e3,
+         100 * gbs / copy_gbs, copy_gbs);
+}
+
+/* ---- traffic of the processes backend ---------------------------------------------- */
+
+typedef struct traffic {
+  char what[64];
+  const backend *b;
+  tg__pstats d; /* counters over the workload */
+} traffic;
+
+static traffic traffics[64];
+static int ntraffic;
+
+static void traffic_start(const backend *b, tg__pstats *st) {
+  memset(st, 0, sizeof *st);
+  tg__processes_stats(b->ex, st);
+}
+
+static void traffic_end(const backend *b, const char *what, const tg__pstats *st) {
+  tg__pstats now;
+  if (tg__processes_stats(b->ex, &now) != TG_OK || ntraffic == 64) return;
+  traffic *t = &traffics[ntraffic++];
+  snprintf(t->what, sizeof t->what, "%s", what);
+  t->b = b;
+  t->d.sock_out = now.sock_out - st->sock_out;
+  t->d.sock_in = now.sock_in - st->sock_in;
+  t->d.shm_copied = now.shm_copied - st->shm_copied;
+  t->d.shm_passed = now.shm_passed - st->shm_passed;
+  t->d.fds_passed = now.fds_passed - st->fds_passed;
+  t->d.local_hits = now.local_hits - st->local_hits;
+  t->d.batches = now.batches - st->batches;
+  t->d.tasks = now.tasks - st->tasks;
+}
+
+static void print_traffic(void) {
+  if (!ntraffic) return;
+  printf("\nTraffic of the processes backend per workload (all repetitions): "
+         "bytes through the worker sockets, bytes that crossed as shared memory "
+         "(of which copied into it by the parent), segment fds passed, tasks "
+         "sent to the worker already holding their large inputs, tasks per "
+         "batch.\n\n| workload | backend | socket out / in | shared memory "
+         "(copied) | fds | local | tasks/batch |\n|---|---|---|---|---|---|---|\n");
+  for (int i = 0; i < ntraffic; i++) {
+    const traffic *t = &traffics[i];
+    printf("| %s | %s:%u | %.2f / %.2f MB | %.1f MB (%.1f MB) | %llu | %llu | %.1f |\n",
+           t->what, t->b->name, t->b->workers, (double)t->d.sock_out / 1e6,
+           (double)t->d.sock_in / 1e6, (double)t->d.shm_passed / 1e6,
+           (double)t->d.shm_copied / 1e6, (unsigned long long)t->d.fds_passed,
+           (unsigned long long)t->d.local_hits,
+           t->d.batches ? (double)t->d.tasks / (double)t->d.batches : 0.0);
+  }
+}
+
 /* ---- W8 in a child process ------------------------------------------------------ */
 
 static long rss_now_kb(void) {
@@ -498,20 +609,27 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   char w[64];
+  tg__pstats st;
   for (int i = 0; i < nb; i++) {
     snprintf(w, sizeof w, "W1 %d independent + sum", sz->w1_tasks);
+    traffic_start(&bs[i], &st);
     row_per_task(w, &bs[i], median_of(sz->reps, w1, reg, &bs[i], sz->w1_tasks),
                  &bl);
+    traffic_end(&bs[i], w, &st);
   }
   for (int i = 0; i < nb; i++) {
     snprintf(w, sizeof w, "W2 chain of %d", sz->w2_len);
+    traffic_start(&bs[i], &st);
     row_per_task(w, &bs[i], median_of(sz->reps, w2, reg, &bs[i], sz->w2_len),
                  &bl);
+    traffic_end(&bs[i], w, &st);
   }
   for (int i = 0; i < nb; i++) {
     snprintf(w, sizeof w, "W3 tree of %d leaves", sz->w3_leaves);
+    traffic_start(&bs[i], &st);
     row_per_task(w, &bs[i],
                  median_of(sz->reps, w3, reg, &bs[i], sz->w3_leaves), &bl);
+    traffic_end(&bs[i], w, &st);
   }
   fflush(stdout);
 
@@ -529,6 +647,21 @@ int main(int argc, char **argv) {
            median(sp, sz->pairs), median(tb, sz->pairs) * 1e3,
            median(ts, sz->pairs) * 1e3);
     fflush(stdout);
+  }
+
+  {
+    tg_value *a = tg_ndarray_new(TG_DT_F64, 1, &sz->wa_elems);
+    double *d = tg_ndarray_data_mut(a);
+    for (int64_t i = 0; i < sz->wa_elems; i++) d[i] = (double)i * 0.5;
+    double copy_gbs = memcpy_gbs(tg_ndarray_nbytes(a), sz->reps);
+    for (int i = 0; i < nb; i++) {
+      traffic_start(&bs[i], &st);
+      row_array(&bs[i], reg, a, sz->reps, copy_gbs);
+      snprintf(w, sizeof w, "WA %.0f MiB array", (double)tg_ndarray_nbytes(a) / 1048576.0);
+      traffic_end(&bs[i], w, &st);
+      fflush(stdout);
+    }
+    tg_value_unref(a);
   }
 
   const char *self = "/proc/self/exe";
@@ -554,6 +687,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
   }
 
+  print_traffic();
   for (int i = 0; i < nb; i++) tg_executor_free(bs[i].ex);
   tg_registry_free(reg);
   return failed;
