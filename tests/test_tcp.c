@@ -1132,3 +1132,23 @@ Test(tcp, worker_thread_serves_and_stops) {
   tg_future_free(f);
   tg_graph_free(g);
 }
+
+/* A compute timeout gives up tasks still running on workers at once. */
+Test(tcp, timeout_gives_up_remote_tasks) {
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "slow", 2, V(tg_int(1)), V(tg_int(3000)));
+  tg_value *r = NULL;
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .executor = ex, .timeout = 0.3};
+  double t0 = tgt_now();
+  cr_assert_eq(tg_compute(g, &n, 1, &o, &r), TG_ETIMEDOUT);
+  cr_expect_lt(tgt_now() - t0, 1.5);
+  cr_expect_str_eq(tg_graph_errmsg(g), "the compute timed out after 0.3 s");
+  /* the executor still works */
+  tg_node t = g_tree(g);
+  same_as_sync(g, &t, 1, ex);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
