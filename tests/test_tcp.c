@@ -1152,3 +1152,23 @@ Test(tcp, timeout_gives_up_remote_tasks) {
   tg_graph_free(g);
   tg_executor_free(ex);
 }
+
+/* A task over its timeout fails then, though the worker cannot stop it. */
+Test(tcp, task_timeout_enforced) {
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node_opts no = {TG_NODE_OPTS_V1, "stuck", 0, -1, 0.2};
+  tg_arg a[2] = {V(tg_int(1)), V(tg_int(5000))};
+  tg_node n;
+  cr_assert_eq(tg_graph_add(g, "slow", a, 2, &no, &n), TG_OK);
+  tg_value *r = NULL;
+  double t0 = tgt_now();
+  cr_assert_eq(run(g, &n, 1, ex, &r, NULL), TG_ETASK);
+  cr_expect_lt(tgt_now() - t0, 2.0);
+  cr_expect_str_eq(tg_graph_errmsg(g), "task 'stuck' failed: TG_ETIMEDOUT: took longer than "
+                   "its timeout of 0.2 s");
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}

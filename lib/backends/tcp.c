@@ -145,6 +145,7 @@ static void turn(tcp *b, zmq_pollitem_t *it) {
     ready += b->conns[i].state == CS_READY;
   }
   atomic_store(&b->st_ready, ready);
+  if (b->ntimed) tcp_expire_tasks(b, now);
   tcp_cancel_runs(b);
   tcp_dispatch(b);
   for (int i = 0; i < b->nconns; i++) tcp_conn_flush(b, &b->conns[i]);
@@ -270,6 +271,7 @@ static void tcp_free(tcp *b) {
   if (b->zctx) zmq_ctx_term(b->zctx);
   for (int i = 0; b->conns && i < b->nconns; i++) tcp_conn_free(&b->conns[i]);
   tg__free(b->parts);
+  tg__free(b->timed);
   if (b->wake_fd >= 0) close(b->wake_fd);
   for (tcp_run *rs = b->runs, *next; rs; rs = next) { /* none after a clean run */
     next = rs->next;

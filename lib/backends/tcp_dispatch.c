@@ -146,6 +146,38 @@ static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min
   return f;
 }
 
+/* Remember when rec's attempts are over (plus a grace for the reply). */
+static void watch(tcp *b, tcp_conn *c, tcp_rec *rec, double seconds) {
+  if (b->ntimed == b->cap_timed) {
+    size_t cap = b->cap_timed ? b->cap_timed * 2 : 16;
+    struct tcp_timed *p = tg__realloc(b->timed, cap * sizeof *p);
+    if (!p) return; /* then only the worker's own check applies */
+    b->timed = p;
+    b->cap_timed = cap;
+  }
+  b->timed[b->ntimed++] = (struct tcp_timed){c->idx, rec->id, tg__now() + seconds + 0.5};
+}
+
+void tcp_expire_tasks(tcp *b, double now) {
+  size_t k = 0;
+  for (size_t i = 0; i < b->ntimed; i++) {
+    struct tcp_timed x = b->timed[i];
+    tcp_conn *c = &b->conns[x.conn];
+    tcp_rec *rec = tg__idmap_get(&c->recs, x.id);
+    if (!rec || !rec->t) continue; /* done, or sent again under a new id */
+    if (now < x.deadline) {
+      b->timed[k++] = x;
+      continue;
+    }
+    const tg__gnode *nd = &rec->rs->r->g->nodes[rec->node];
+    char msg[100];
+    snprintf(msg, sizeof msg, "took longer than its timeout of %g s", (double)nd->timeout);
+    tg__idmap_del(&c->recs, x.id);
+    tcp_rec_fail(b, rec, TG_ETIMEDOUT, msg);
+  }
+  b->ntimed = k;
+}
+
 static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   if (c->nbatch && (c->batch_run != rec->rs->seq || c->nbatch >= TCP_BATCH_MAX))
     tcp_conn_flush(b, c); /* one run per message */
@@ -179,6 +211,7 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   tg__wbuf_varint(w, rec->nargs);
   for (uint32_t j = 0; j < rec->nargs; j++) put_arg(c, rec, j, &a[j]);
   c->nbatch++;
+  if (nd->timeout > 0 && rec->t) watch(b, c, rec, nd->timeout * attempts_of(r, nd));
 }
 
 /* ---- moving inputs --------------------------------------------------------- */

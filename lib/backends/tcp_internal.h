@@ -172,6 +172,13 @@ struct tcp {
   tcp_run *runs;
   double no_worker_since;  /* work waiting and no worker ready, or 0 */
   zmq_msg_t *parts;        /* a message being read (TCP_MAX_PARTS) */
+  struct tcp_timed {       /* sent tasks with a timeout (by id: the record
+                              may be gone) */
+    int conn;
+    uint64_t id;
+    double deadline;
+  } *timed;
+  size_t ntimed, cap_timed;
   /* statistics */
   _Atomic uint64_t st_tasks, st_batches, st_sent, st_recv, st_moved_n, st_moved,
       st_kept, st_lost, st_retried, st_recomputed;
@@ -247,6 +254,9 @@ void tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why);
 void tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg);
 /* Give up the in-flight work of cancelled runs. */
 void tcp_cancel_runs(tcp *b);
+/* Fail sent tasks that overran their timeout (a worker cannot stop a
+ * call; its late reply is ignored). */
+void tcp_expire_tasks(tcp *b, double now);
 /* No worker for too long: fail the waiting work with why. */
 void tcp_fail_waiting(tcp *b, const char *why);
 bool tcp_work_waiting(const tcp *b);
