@@ -279,8 +279,13 @@ static tg_node mixed_graph(void) {
                       tg_arg_value(tg_bytes("\0\1\2", 3)), tg_arg_value(tg_null()));
   tg_node r = tg_call(g, "ramp", 2, tg_arg_value(tg_int(20000)), tg_arg_value(tg_int(1)));
   tg_node small = tg_call(g, "ramp", 2, tg_arg_value(tg_int(100)), tg_arg_value(tg_int(2)));
-  return tg_call(g, "pack", 4, tg_arg_node(l), tg_arg_node(r), tg_arg_node(small),
-                 tg_arg_key(pm, "k0"));
+  char *big = malloc(100000); /* large bytes cross in shared memory too */
+  for (int i = 0; i < 100000; i++) big[i] = (char)(i * 7);
+  tg_node bb = tg_call(g, "identity", 1, tg_arg_value(tg_bytes(big, 100000)));
+  free(big);
+  tg_node arrs = tg_call(g, "pack", 3, tg_arg_node(r), tg_arg_node(bb), tg_arg_node(r));
+  return tg_call(g, "pack", 5, tg_arg_node(l), tg_arg_node(arrs), tg_arg_node(small),
+                 tg_arg_key(pm, "k0"), tg_arg_item(arrs, 1));
 }
 
 Test(processes, results_equal_sync, .init = setup, .fini = teardown, .timeout = 60) {
@@ -365,6 +370,47 @@ Test(processes, abort, .init = setup, .fini = teardown, .timeout = 30) {
 
 Test(processes, exit_3, .init = setup, .fini = teardown, .timeout = 30) {
   expect_death("exit3", "exited with status 3");
+}
+
+/* A crash fails its own run only: the tasks queued behind it in the dead
+ * worker run elsewhere. */
+Test(processes, crash_spares_other_runs, .init = setup, .fini = teardown, .timeout = 30) {
+  enum { N = 3000 };
+  tg_executor *ex = pool(2);
+  tg_arg *args = malloc(N * sizeof *args);
+  for (int i = 0; i < N; i++) args[i] = tg_arg_node(tg_call(g, "inc", 1, tg_arg_value(tg_int(i))));
+  tg_node sum = TG_NODE_NONE;
+  cr_assert_eq(tg_graph_add(g, "sum_args", args, N, NULL, &sum), TG_OK);
+  free(args);
+  tg_node bad = add_opts("segv", NULL, 0, "boom", 0, 0);
+  tg_future *fs[4];
+  cr_assert_eq(tg_executor_submit(ex, g, sum, &fs[0]), TG_OK);
+  cr_assert_eq(tg_executor_submit(ex, g, bad, &fs[1]), TG_OK);
+  cr_assert_eq(tg_executor_submit(ex, g, sum, &fs[2]), TG_OK);
+  cr_assert_eq(tg_executor_submit(ex, g, bad, &fs[3]), TG_OK);
+  for (int i = 0; i < 4; i++) {
+    tg_value *v = NULL;
+    int rc = tg_future_result(fs[i], 20, &v);
+    if (i % 2 == 0) {
+      cr_assert_eq(rc, TG_OK, "%s", tg_future_errmsg(fs[i]));
+      cr_assert_eq(tg_value_int(v), (int64_t)N * (N + 1) / 2);
+    } else {
+      cr_assert_eq(rc, TG_ETASK);
+      cr_assert(strstr(tg_future_errmsg(fs[i]), "was killed by signal 11 (Segmentation fault) "
+                                                "while running task 'boom'"),
+                "%s", tg_future_errmsg(fs[i]));
+    }
+    tg_value_unref(v);
+    tg_future_free(fs[i]);
+  }
+  /* A compute returns after the counters of all earlier work are out. */
+  tg_node ok = tg_call(g, "inc", 1, tg_arg_value(tg_int(1)));
+  cr_assert_eq(compute_int_on(ex, ok), 2, "the pool goes on");
+  tg__pstats st;
+  cr_assert_eq(tg__processes_stats(ex, &st), TG_OK);
+  cr_assert_eq(st.deaths, 2);
+  tg_executor_free(ex);
+  expect_clean();
 }
 
 Test(processes, retry_after_crash, .init = setup, .fini = teardown, .timeout = 30) {
@@ -471,6 +517,39 @@ Test(processes, big_arrays_cross_without_copy, .init = setup, .fini = teardown,
   cr_assert_lt(after.sock_out + after.sock_in - before.sock_out - before.sock_in, 4096,
                "array bytes went through a socket");
   cr_assert_eq(after.shm_copied - before.shm_copied, (uint64_t)len * 8, "one copy, in");
+  tg_value_unref(a);
+  tg_executor_free(ex);
+  expect_clean();
+}
+
+/* A large constant used by many tasks is copied to shared memory once and
+ * each worker gets its fd once. */
+Test(processes, one_copy_for_many_tasks, .init = setup, .fini = teardown, .timeout = 60) {
+  enum { N = 40 };
+  tg_executor *ex = pool(2);
+  int64_t len = 1 << 16; /* 512 KB */
+  tg_value *a = tg_ndarray_new(TG_DT_F64, 1, &len);
+  double *d = tg_ndarray_data_mut(a);
+  for (int64_t i = 0; i < len; i++) d[i] = (double)i / 3;
+  tg_arg args[N];
+  for (int i = 0; i < N; i++)
+    args[i] = tg_arg_node(tg_call(g, "probe", 1, tg_arg_value(tg_value_ref(a))));
+  tg_node all = TG_NODE_NONE;
+  cr_assert_eq(tg_graph_add(g, "pack", args, N, NULL, &all), TG_OK);
+  tg_value *v = NULL;
+  cr_assert_eq(compute_on(ex, all, &v, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  for (int i = 0; i < N; i++) {
+    const tg_value *r = tg_list_get(v, (size_t)i);
+    cr_assert(tg_value_bool(tg_list_get(r, 0)));
+    cr_assert(tg_value_equal(tg_list_get(r, 1), a));
+    cr_assert(in_memfd(tg_ndarray_data(tg_list_get(r, 1))));
+  }
+  tg_value_unref(v);
+  tg__pstats st;
+  cr_assert_eq(tg__processes_stats(ex, &st), TG_OK);
+  cr_assert_eq(st.shm_copied, (uint64_t)len * 8, "copied more than once");
+  cr_assert_leq(st.fds_passed, 2, "an fd passed more than once per worker");
+  cr_assert_lt(st.sock_in + st.sock_out, 65536, "array bytes went through a socket");
   tg_value_unref(a);
   tg_executor_free(ex);
   expect_clean();

@@ -106,6 +106,23 @@ static void take_injected(tg__ppool *p) {
 
 /* ---- the IO thread --------------------------------------------------------------------- */
 
+int tg__pp_read(tg__ppool *p, tg__pworker *w) {
+  for (;;) {
+    ssize_t n = tg__pconn_fill(&w->c, false);
+    if (n == -EAGAIN) return TG_OK;
+    if (n <= 0) return n == 0 ? 1 : (int)n;
+    p->stats.sock_in += (uint64_t)n;
+    tg__pmsg m;
+    int r;
+    while ((r = tg__pconn_next(&w->c, &m)) == 1) {
+      r = tg__pd_message(p, w, &m);
+      tg__pconn_done(&w->c);
+      if (r != TG_OK) break;
+    }
+    if (r < 0) return TG_EPROTO;
+  }
+}
+
 static void on_socket(tg__ppool *p, tg__pworker *w, uint32_t events) {
   if (events & EPOLLOUT) {
     size_t before = w->c.sent;
@@ -118,27 +135,9 @@ static void on_socket(tg__ppool *p, tg__pworker *w, uint32_t events) {
     tg__pp_want_out(p, w, rc == 1);
   }
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-  for (;;) {
-    ssize_t n = tg__pconn_fill(&w->c, false);
-    if (n == -EAGAIN) return;
-    if (n <= 0) {
-      tg__pf_eof(p, w);
-      return;
-    }
-    p->stats.sock_in += (uint64_t)n;
-    tg__pmsg m;
-    int r;
-    while ((r = tg__pconn_next(&w->c, &m)) == 1) {
-      int rc = tg__pd_message(p, w, &m);
-      tg__pconn_done(&w->c);
-      if (rc != TG_OK) r = rc;
-      if (rc != TG_OK) break;
-    }
-    if (r < 0) {
-      tg__pf_kill(p, w, TG_EPROTO, "sent a malformed message");
-      return;
-    }
-  }
+  int rc = tg__pp_read(p, w);
+  if (rc == TG_EPROTO) tg__pf_kill(p, w, TG_EPROTO, "sent a malformed message");
+  else if (rc != TG_OK) tg__pf_eof(p, w);
 }
 
 static void on_event(tg__ppool *p, const struct epoll_event *ev) {

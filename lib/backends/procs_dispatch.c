@@ -165,6 +165,7 @@ bool tg__pd_idle(const tg__ppool *p) {
 typedef struct encctx {
   tg__ppool *p;
   tg__pworker *w;
+  tg__pbatch *b;
   tg__pseg *added[16]; /* segments whose fd this task passes, for undo */
   size_t nadded;
   bool overflow;
@@ -173,8 +174,24 @@ typedef struct encctx {
 static int enc_seg(void *ctx, const tg_value *v, tg__pref *ref) {
   encctx *e = ctx;
   tg__pseg *s;
-  int rc = tg__psegs_ref(&e->p->segs, v, e->w->slot, ref, &s);
-  if (rc != TG_OK || !ref->has_fd) return rc;
+  bool held;
+  int rc = tg__psegs_ref(&e->p->segs, v, e->w->slot, ref, &s, &held);
+  if (rc != TG_OK) return rc;
+  if (held) { /* a copy: the batch holds it until its tasks are done */
+    tg__pbatch *b = e->b;
+    if (b->nholds == b->holds_cap) {
+      size_t c = b->holds_cap ? b->holds_cap * 2 : 4;
+      tg__pseg **h = tg__realloc(b->holds, c * sizeof *h);
+      if (!h) {
+        tg__psegs_unhold(&e->p->segs, s);
+        return TG_ENOMEM;
+      }
+      b->holds = h;
+      b->holds_cap = c;
+    }
+    b->holds[b->nholds++] = s;
+  }
+  if (!ref->has_fd) return TG_OK;
   if (e->nadded < 16) e->added[e->nadded++] = s;
   else e->overflow = true;
   return tg__pconn_add_fd(&e->w->c, s->seg.fd);
@@ -192,8 +209,8 @@ static bool reserve_argv(tg__pbatch *b, size_t n) {
 }
 
 /* Append pt's call to w's message; on failure nothing is left of it. */
-static int encode_task(tg__ppool *p, tg__pworker *w, const tg__ptask *pt,
-                       tg_value *const *args, uint32_t index) {
+static int encode_task(tg__ppool *p, tg__pworker *w, tg__pbatch *bt,
+                       const tg__ptask *pt, tg_value *const *args, uint32_t index) {
   const tg__run *r = pt->t->run;
   const tg__gnode *nd = &r->g->nodes[pt->t->node];
   uint32_t orig = r->g->orig ? r->g->orig[pt->t->node] : pt->t->node;
@@ -212,11 +229,13 @@ static int encode_task(tg__ppool *p, tg__pworker *w, const tg__ptask *pt,
     }
   }
   if (rc == TG_OK && (rc = tg__pbuf_reserve(b, 3 * TG__VARINT_MAX)) == TG_OK) {
+    uint32_t tbits; /* the float itself: messages print it as task.c does */
+    memcpy(&tbits, &pt->timeout, 4);
     tg__pbuf_varint(b, pt->attempt);
-    tg__pbuf_varint(b, pt->timeout > 0 ? (uint64_t)(pt->timeout * 1e6) + 1 : 0);
+    tg__pbuf_varint(b, pt->timeout > 0 ? tbits : 0);
     tg__pbuf_varint(b, pt->nargs);
   }
-  encctx e = {p, w, {NULL}, 0, false};
+  encctx e = {p, w, bt, {NULL}, 0, false};
   for (uint32_t j = 0; j < pt->nargs && rc == TG_OK; j++)
     rc = tg__penc_value(b, args[j], enc_seg, &e);
   if (rc == TG_OK) return TG_OK;
@@ -346,7 +365,7 @@ static int add_one(tg__ppool *p, tg__pworker *w, tg__pbatch **bp, size_t msg_sta
     return -1;
   }
   b = *bp;
-  int rc = encode_task(p, w, &pt, args, e->index);
+  int rc = encode_task(p, w, b, &pt, args, e->index);
   if (rc != TG_OK) {
     tg__task_end(&p->w, pt.t, rc, NULL, "cannot send the arguments to a worker");
     tg__pd_take_made_ready(p);
@@ -371,6 +390,7 @@ static int add_one(tg__ppool *p, tg__pworker *w, tg__pbatch **bp, size_t msg_sta
 static bool send_batch(tg__ppool *p, tg__pworker *w) {
   tg__pbatch *b = tg__calloc(1, sizeof *b + 64 * sizeof b->t[0]);
   if (!b) return false;
+  p->w.worker = (int)w->slot; /* task events name the worker */
   b->cap = 64;
   tg__pd_emit_control(p, w);
   b->seq = w->seq + 1;
@@ -386,7 +406,7 @@ static bool send_batch(tg__ppool *p, tg__pworker *w) {
     if (add_one(p, w, &b, at) != 0) break;
   if (b->n == 0) {
     tg__pconn_abort(&w->c);
-    tg__pd_free_batch(b);
+    tg__pd_free_batch(p, b);
     return false;
   }
   memcpy(w->c.out.p + at, &b->n, 4);
@@ -434,7 +454,9 @@ void tg__pd_dispatch(tg__ppool *p) {
   }
 }
 
-void tg__pd_free_batch(tg__pbatch *b) {
+void tg__pd_free_batch(tg__ppool *p, tg__pbatch *b) {
+  for (size_t i = 0; i < b->nholds; i++) tg__psegs_unhold(&p->segs, b->holds[i]);
+  tg__free(b->holds);
   tg__free(b->argv);
   tg__free(b);
 }
@@ -483,7 +505,7 @@ void tg__pd_free(tg__ppool *p) {
   for (unsigned i = 0; p->ws && i < p->nw; i++)
     for (tg__pbatch *b = p->ws[i].head, *nb; b; b = nb) {
       nb = b->next;
-      tg__pd_free_batch(b);
+      tg__pd_free_batch(p, b);
     }
   tg__free(p->retry);
   tg__free(p->ready);

@@ -124,6 +124,7 @@ void tg__pf_kill(tg__ppool *p, tg__pworker *w, int code, const char *why) {
   w->kill_cur = atomic_load(&p->shared[w->slot].cur);
   snprintf(w->kill_why, sizeof w->kill_why, "%s", why);
   kill(w->pid, SIGKILL);
+  tg__pp_unwatch_sock(p, w); /* its end of stream would wake us in a loop */
   w->state = TG__PW_DYING;
   w->kill_at = 0;
 }
@@ -183,7 +184,7 @@ static bool settle_tasks(tg__ppool *p, tg__pworker *w, int status) {
         tg__pd_requeue(p, &pt, tg__pd_args(b, &pt));
       }
     }
-    tg__pd_free_batch(b);
+    tg__pd_free_batch(p, b);
   }
   w->head = w->tail = NULL;
   w->nbatches = w->unknown_out = w->timeouts_out = 0;
@@ -192,6 +193,10 @@ static bool settle_tasks(tg__ppool *p, tg__pworker *w, int status) {
 }
 
 void tg__pf_dead(tg__ppool *p, tg__pworker *w, int status) {
+  /* What it sent before it died still counts (its pidfd may be seen
+   * before the data on its socket). */
+  if (w->c.fd >= 0 && w->kill_code != TG_EPROTO && !atomic_load(&p->stopping))
+    tg__pp_read(p, w);
   bool blamed = settle_tasks(p, w, status);
   if (!atomic_load(&p->stopping) && !w->kill_code) p->stats.deaths++;
   char how[320];

@@ -11,8 +11,8 @@
  * Files:
  *   processes.c      the backend table, the pool's life, the IO thread loop
  *   procs_dispatch.c ready queues, duration estimates, batches out, retries
- *   procs_results.c  messages from workers: results, acknowledgements, logs;
- *                    forgetting segments; flushing sockets
+ *   procs_results.c  messages from workers (hellos, results, logs), giving
+ *                    segments up, flushing sockets
  *   procs_faults.c   dead workers, timeouts, cancellation, respawning
  *   procs_wire.c     byte buffers and framed messages with passed fds
  *   procs_codec.c    values on the wire (the serializer's tags + segments)
@@ -31,13 +31,14 @@
  *
  * Segments: each is created by one process (its creator) and mapped by the
  * others. The parent is the hub: it knows every segment a worker mapped
- * (holder bits). A task in flight holds its arguments, and results become
- * parent values on arrival, so once no parent value (nor a copy kept for
- * sending) uses a segment, no task anywhere uses it: the parent reuses it
- * at once if it made it, or tells the worker that made it to reuse it,
- * and tells the others to unmap it. A reused segment gets a new id, so a
- * stale mapping can never be taken for the new data. Ids are (creator
- * spawn number << 32 | counter); the parent's spawn number is 0.
+ * (holder bits). A task in flight holds its arguments (a segment holding
+ * a copy of a user array is held by the batch that sends it), and results
+ * become parent values on arrival, so once no parent value and no hold
+ * uses a segment, no task anywhere uses it: the parent reuses it at once
+ * if it made it, or tells the worker that made it to reuse it, and tells
+ * the others to unmap it. A reused segment gets a new id, so a stale
+ * mapping can never be taken for the new data. Ids are (creator spawn
+ * number << 32 | counter); the parent's spawn number is 0.
  *
  * Thread safety: see each section.
  */
@@ -266,7 +267,8 @@ typedef struct tg__pseg {
   int creator_slot;        /* its worker slot, -1 for the parent */
   uint64_t holders;        /* worker slots (< 64) that have it mapped */
   _Atomic uint32_t nlive;  /* parent regions alive (values using it) */
-  uint32_t cached;         /* copy-cache entries using it */
+  uint32_t holds;          /* copy-cache entries and batches in flight
+                              using it (copies of user arrays only) */
   bool queued, orphan;     /* guarded by link->mu */
   struct tg__pseg *hnext;  /* hash chain */
   struct tg__pseg *qnext;  /* link's notice list */
@@ -296,8 +298,9 @@ typedef struct tg__psegs {
   tg__segpool pool;        /* the parent's free segments */
   tg__plink *link;
   uint32_t next_id;
-  tg__pcopy *copies;       /* copies of user arrays, while busy */
-  size_t ncopies, copies_cap;
+  tg__pcopy *copies;       /* copies of user arrays, oldest first: reused
+                              for other tasks until idle (or evicted) */
+  size_t ncopies, copies_cap, copies_bytes;
   tg__pseg **nbuf;         /* tg__psegs_notices' array */
   size_t nbuf_cap;
   tg__pstats *stats;
@@ -313,9 +316,13 @@ tg__pseg *tg__psegs_find(const tg__psegs *ps, uint64_t id);
 int tg__psegs_value(tg__psegs *ps, const tg__pref *ref, int fd, int slot,
                     uint32_t spawn, tg_value **out);
 /* The segment (and whether to pass its fd) for sending v to worker slot
- * `slot`: a segment v already lives in, or a copy made now. */
+ * `slot`: a segment v already lives in, or a copy (made now, or earlier
+ * for another task) with a hold taken for the caller: a copy is no parent
+ * value, so the batch sending it holds it until its tasks are done. */
 int tg__psegs_ref(tg__psegs *ps, const tg_value *v, int slot, tg__pref *ref,
-                  tg__pseg **seg);
+                  tg__pseg **seg, bool *held);
+/* Drop a hold taken by tg__psegs_ref. */
+void tg__psegs_unhold(tg__psegs *ps, tg__pseg *s);
 /* The parent segment v's data lives in, or NULL. */
 tg__pseg *tg__psegs_of(const tg_value *v);
 /* Segments whose last parent value (or copy-cache entry) went since the
@@ -413,8 +420,10 @@ typedef struct tg__pworker_cfg {
 /* The worker: handle messages until the parent goes; never returns. */
 _Noreturn void tg__pworker_main(const tg__pworker_cfg *cfg);
 
-/* Exit status of a worker that received a malformed message. */
+/* Exit statuses of a worker that received a malformed message, or ran
+ * out of memory outside a task. */
 #define TG__PWORKER_EPROTO 70
+#define TG__PWORKER_ENOMEM 71
 
 int64_t tg__pnow_ns(void);
 
@@ -443,6 +452,8 @@ typedef struct tg__pbatch {
   tg__run *run;           /* the run of all its tasks, or NULL if mixed */
   tg_value **argv;        /* all tasks' argument pointers */
   size_t nargv, argv_cap;
+  tg__pseg **holds;       /* copies of user arrays its tasks use */
+  size_t nholds, holds_cap;
   tg__ptask t[];
 } tg__pbatch;
 
@@ -572,7 +583,8 @@ void tg__pd_est_update(tg__ppool *p, const tg_func *fn, double sum, uint32_t n);
 void tg__pd_segments(tg__ppool *p);
 bool tg__pd_idle(const tg__ppool *p);
 void tg__pd_free(tg__ppool *p);
-void tg__pd_free_batch(tg__pbatch *b);
+/* Free a batch whose tasks are done (or requeued). */
+void tg__pd_free_batch(tg__ppool *p, tg__pbatch *b);
 
 /* procs_faults.c */
 /* Worker w's process is gone (reaped with `status`). */
@@ -596,6 +608,9 @@ void tg__pf_no_workers(tg__ppool *p, const char *why);
 void tg__pf_shutdown(tg__ppool *p);
 
 /* processes.c */
+/* Read and handle what w sent: TG_OK when its socket is drained, 1 at
+ * its end, TG_EPROTO for a malformed message, or a negative errno. */
+int tg__pp_read(tg__ppool *p, tg__pworker *w);
 void tg__pp_wake(tg__ppool *p);
 int tg__pp_watch(tg__ppool *p, tg__pworker *w);
 void tg__pp_unwatch(tg__ppool *p, tg__pworker *w);

@@ -16,6 +16,8 @@
 #include "procs_internal.h"
 
 #define POOL_MAX ((size_t)512 << 20) /* free segment bytes the parent keeps */
+#define COPIES_MAX 32                 /* copies of user arrays kept for reuse */
+#define COPIES_BYTES ((size_t)1 << 30)
 
 static void pseg_release(void *ctx, void *data);
 
@@ -202,11 +204,31 @@ int tg__psegs_value(tg__psegs *ps, const tg__pref *ref, int fd, int slot,
 
 /* ---- sending: segments for values ------------------------------------------------ */
 
+static void notice_locked(tg__plink *l, tg__pseg *s);
+
+void tg__psegs_unhold(tg__psegs *ps, tg__pseg *s) {
+  if (--s->holds || atomic_load(&s->nlive)) return;
+  pthread_mutex_lock(&ps->link->mu);
+  notice_locked(ps->link, s);
+  pthread_mutex_unlock(&ps->link->mu);
+}
+
+/* Forget the oldest copy (in-flight batches keep their own holds). */
+static void evict_copy(tg__psegs *ps) {
+  tg__pcopy c = ps->copies[0];
+  memmove(ps->copies, ps->copies + 1, --ps->ncopies * sizeof *ps->copies);
+  ps->copies_bytes -= c.seg->seg.size;
+  tg_value_unref(c.src);
+  tg__psegs_unhold(ps, c.seg);
+}
+
 /* The segment holding a copy of v, made now if there is none. */
 static tg__pseg *copy_of(tg__psegs *ps, const tg_value *v, const void *data,
                          size_t nbytes) {
   for (size_t i = 0; i < ps->ncopies; i++)
     if (ps->copies[i].src == v) return ps->copies[i].seg;
+  while (ps->ncopies && (ps->ncopies >= COPIES_MAX || ps->copies_bytes + nbytes > COPIES_BYTES))
+    evict_copy(ps);
   if (ps->ncopies == ps->copies_cap) {
     size_t c = ps->copies_cap ? ps->copies_cap * 2 : 8;
     tg__pcopy *nc = tg__realloc(ps->copies, c * sizeof *nc);
@@ -225,14 +247,15 @@ static tg__pseg *copy_of(tg__psegs *ps, const tg_value *v, const void *data,
     tg__segpool_put(&ps->pool, &seg, tg__now());
     return NULL;
   }
-  s->cached = 1;
+  s->holds = 1; /* the cache's */
   ps->copies[ps->ncopies++] = (tg__pcopy){tg_value_ref((tg_value *)v), s};
+  ps->copies_bytes += s->seg.size;
   ps->stats->shm_copied += nbytes;
   return s;
 }
 
 int tg__psegs_ref(tg__psegs *ps, const tg_value *v, int slot, tg__pref *ref,
-                  tg__pseg **seg) {
+                  tg__pseg **seg, bool *held) {
   const void *data;
   size_t nbytes;
   if (v->type == TG_NDARRAY) {
@@ -243,9 +266,11 @@ int tg__psegs_ref(tg__psegs *ps, const tg_value *v, int slot, tg__pref *ref,
     nbytes = ((const tg__blob *)v)->len;
   }
   tg__pseg *s = tg__psegs_of(v);
+  *held = !s;
   if (!s) {
     if (!(s = copy_of(ps, v, data, nbytes))) return 1; /* inline */
     data = s->seg.map; /* the copy is what goes */
+    s->holds++;        /* the caller's */
   }
   ref->id = s->id;
   ref->size = s->seg.size;
@@ -269,16 +294,7 @@ static void notice_locked(tg__plink *l, tg__pseg *s) {
 }
 
 void tg__psegs_drop_copies(tg__psegs *ps) {
-  for (size_t i = 0; i < ps->ncopies; i++) {
-    tg__pseg *s = ps->copies[i].seg;
-    tg_value_unref(ps->copies[i].src);
-    if (--s->cached == 0 && atomic_load(&s->nlive) == 0) {
-      pthread_mutex_lock(&ps->link->mu);
-      notice_locked(ps->link, s);
-      pthread_mutex_unlock(&ps->link->mu);
-    }
-  }
-  ps->ncopies = 0;
+  while (ps->ncopies) evict_copy(ps);
 }
 
 size_t tg__psegs_notices(tg__psegs *ps, tg__pseg ***out) {

@@ -36,7 +36,7 @@ void tg__pd_segments(tg__ppool *p) {
   size_t n = tg__psegs_notices(&p->segs, &v);
   for (size_t i = 0; i < n; i++) {
     tg__pseg *s = v[i];
-    if (atomic_load(&s->nlive) || s->cached) continue; /* taken up again */
+    if (atomic_load(&s->nlive) || s->holds) continue; /* taken up again */
     int cs = s->creator_slot;
     tg__pworker *cw = cs >= 0 ? &p->ws[cs] : NULL;
     bool creator_up = cw && cw->spawn == s->creator && alive(cw);
@@ -119,7 +119,7 @@ static int one_result(tg__ppool *p, tg__pbatch *b, tg__ptask *pt, tg__pdec *d,
   return TG_OK;
 }
 
-static void unlink_head(tg__pworker *w) {
+static void unlink_head(tg__ppool *p, tg__pworker *w) {
   tg__pbatch *b = w->head;
   w->head = b->next;
   if (!w->head) w->tail = NULL;
@@ -127,7 +127,7 @@ static void unlink_head(tg__pworker *w) {
   w->est_out = w->nbatches ? w->est_out - b->est : 0;
   w->unknown_out -= b->unknown;
   w->timeouts_out -= b->timeouts;
-  tg__pd_free_batch(b);
+  tg__pd_free_batch(p, b);
 }
 
 static int on_results(tg__ppool *p, tg__pworker *w, const tg__pmsg *m) {
@@ -156,7 +156,7 @@ static int on_results(tg__ppool *p, tg__pworker *w, const tg__pmsg *m) {
   }
   tg__pd_est_update(p, fn, sum, cnt);
   if (d.p != d.end) return TG_EPROTO;
-  unlink_head(w);
+  unlink_head(p, w);
   w->quick_deaths = 0;
   return TG_OK;
 }
@@ -192,6 +192,7 @@ static int on_hello(tg__ppool *p, tg__pworker *w, const tg__pmsg *m) {
 
 int tg__pd_message(tg__ppool *p, tg__pworker *w, const tg__pmsg *m) {
   int rc;
+  p->w.worker = (int)w->slot; /* task events name the worker */
   switch (m->type) {
     case TG__PM_HELLO: rc = on_hello(p, w, m); break;
     case TG__PM_RESULTS: rc = on_results(p, w, m); break;

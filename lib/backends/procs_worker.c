@@ -94,7 +94,8 @@ static void log_line(void *ctx, const char *key, const char *line) {
 typedef struct call {
   const tg_func *fn;
   uint8_t kind;
-  uint64_t aux, attempt, timeout_us, nargs;
+  uint64_t aux, attempt, nargs;
+  float timeout; /* seconds per attempt, 0 = none */
 } call;
 
 /* Read a task's header and arguments into c and k->args. */
@@ -112,7 +113,7 @@ static void read_task(wk *k, tg__pdec *d, call *c) {
     if (tg__pdec_str(d, &s, &n)) proto_fail(d->err);
     if (n + 1 > k->key_cap) {
       char *nk = tg__realloc(k->key, n + 1);
-      if (!nk) leave(TG__PWORKER_EPROTO);
+      if (!nk) leave(TG__PWORKER_ENOMEM);
       k->key = nk;
       k->key_cap = n + 1;
     }
@@ -120,20 +121,24 @@ static void read_task(wk *k, tg__pdec *d, call *c) {
     k->key[n] = '\0';
     k->g.keys = k->key;
   }
-  if (tg__pdec_varint(d, &c->attempt) || tg__pdec_varint(d, &c->timeout_us) ||
-      tg__pdec_varint(d, &c->nargs))
-    proto_fail(d->err);
+  uint64_t tbits;
+  if (tg__pdec_varint(d, &c->attempt) || tg__pdec_varint(d, &tbits) ||
+      tg__pdec_varint(d, &c->nargs) || tbits > UINT32_MAX)
+    proto_fail(d->err ? d->err : "bad timeout");
+  uint32_t t32 = (uint32_t)tbits;
+  memcpy(&c->timeout, &t32, 4);
+  if (!(c->timeout >= 0)) c->timeout = 0;
   if (c->nargs > (size_t)(d->end - d->p)) proto_fail("argument count too large");
   if (c->nargs > k->args_cap) {
     tg_value **a = tg__realloc(k->args, c->nargs * sizeof *a);
-    if (!a) leave(TG__PWORKER_EPROTO);
+    if (!a) leave(TG__PWORKER_ENOMEM);
     k->args = a;
     k->args_cap = c->nargs;
   }
   for (size_t j = 0; j < c->nargs; j++) {
     int rc = tg__pdec_value(d, &k->args[j]);
     if (rc == TG_EPROTO) proto_fail(d->err);
-    if (rc != TG_OK) leave(TG__PWORKER_EPROTO); /* out of memory */
+    if (rc != TG_OK) leave(TG__PWORKER_ENOMEM);
   }
 }
 
@@ -154,18 +159,18 @@ static int invoke(wk *k, const call *c, tg_task_ctx *ctx, tg_value **out) {
   if (rc == TG_OK && !*out) rc = tg_task_fail(ctx, TG_EINVAL, "returned no value");
   if (rc == TG_OK && ctx->deadline > 0 && tg__now() > ctx->deadline)
     rc = tg_task_fail(ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
-                      (double)c->timeout_us * 1e-6);
+                      (double)c->timeout);
   if (rc > 0) rc = tg_task_fail(ctx, TG_ETASK, "returned status %d", rc);
   return rc;
 }
 
 static void put_failure(wk *k, int64_t dur, int rc, const char *msg) {
   tg__pbuf *b = &k->c.out;
-  if (tg__pbuf_reserve(b, 1 + 2 * TG__VARINT_MAX) != TG_OK) leave(TG__PWORKER_EPROTO);
+  if (tg__pbuf_reserve(b, 1 + 2 * TG__VARINT_MAX) != TG_OK) leave(TG__PWORKER_ENOMEM);
   tg__pbuf_u8(b, 1);
   tg__pbuf_varint(b, (uint64_t)dur);
   tg__pbuf_varint(b, tg__zigzag(rc));
-  if (tg__penc_str(b, msg, strlen(msg)) != TG_OK) leave(TG__PWORKER_EPROTO);
+  if (tg__penc_str(b, msg, strlen(msg)) != TG_OK) leave(TG__PWORKER_ENOMEM);
 }
 
 static void run_task(wk *k, uint32_t seq, uint32_t i, tg__pdec *d) {
@@ -174,7 +179,7 @@ static void run_task(wk *k, uint32_t seq, uint32_t i, tg__pdec *d) {
   tg_task_ctx ctx;
   tg__task_ctx_init(&ctx, c.fn, &k->sh->run, 0, k->cfg->slot, (int)c.attempt);
   int64_t t0 = tg__pnow_ns();
-  if (c.timeout_us) ctx.deadline = (double)t0 * 1e-9 + (double)c.timeout_us * 1e-6;
+  if (c.timeout > 0) ctx.deadline = (double)t0 * 1e-9 + (double)c.timeout;
   atomic_store_explicit(&k->sh->start_ns, t0, memory_order_relaxed);
   uint64_t cur = (uint64_t)seq << 32 | (uint64_t)i << 1;
   atomic_store_explicit(&k->sh->cur, cur | 1, memory_order_release);
@@ -185,8 +190,6 @@ static void run_task(wk *k, uint32_t seq, uint32_t i, tg__pdec *d) {
   for (size_t j = 0; j < c.nargs; j++) tg_value_unref(k->args[j]);
   if (rc == TG_OK) {
     tg__pbuf *b = &k->c.out;
-    size_t at = b->len, fds = k->c.nofd;
-    uint16_t mfds = k->c.msg_fds;
     int erc = tg__pbuf_reserve(b, 1 + TG__VARINT_MAX);
     if (erc == TG_OK) {
       tg__pbuf_u8(b, 0);
@@ -194,11 +197,9 @@ static void run_task(wk *k, uint32_t seq, uint32_t i, tg__pdec *d) {
       erc = tg__penc_value(b, out, tg__wsegs_enc, k->segs);
     }
     tg_value_unref(out);
-    if (erc == TG_OK) return;
-    b->len = at; /* send the failure instead */
-    k->c.nofd = fds;
-    k->c.msg_fds = mfds;
-    put_failure(k, dur, erc, "cannot send the result to the parent");
+    /* Out of memory half-way: segments may count as passed already, so
+     * the parent's view cannot be kept right; end, the parent retries. */
+    if (erc != TG_OK) leave(TG__PWORKER_ENOMEM);
     return;
   }
   tg_value_unref(out);
@@ -213,7 +214,7 @@ static void run_batch(wk *k, const tg__pmsg *m) {
   if (tg__pdec_u32(&d, &n) || n > m->len) proto_fail(d.err);
   if (tg__pconn_begin(&k->c, TG__PM_RESULTS, m->seq, m->seq) != TG_OK ||
       tg__pbuf_reserve(&k->c.out, 4) != TG_OK)
-    leave(TG__PWORKER_EPROTO);
+    leave(TG__PWORKER_ENOMEM);
   tg__pbuf_mem(&k->c.out, &n, 4);
   for (uint32_t i = 0; i < n; i++) run_task(k, m->seq, i, &d);
   if (d.p != d.end) proto_fail("trailing bytes after the tasks");
@@ -252,7 +253,7 @@ static void setup(wk *k, const tg__pworker_cfg *cfg) {
   k->sh = cfg->shared;
   tg__pconn_init(&k->c, cfg->sock);
   k->segs = tg__wsegs_new(cfg->spawn, &k->c);
-  if (!k->segs) leave(TG__PWORKER_EPROTO);
+  if (!k->segs) leave(TG__PWORKER_ENOMEM);
   k->g.nodes = &k->node;
   k->g.n = 1;
   k->g.orig = &k->orig;
@@ -270,7 +271,7 @@ _Noreturn void tg__pworker_main(const tg__pworker_cfg *cfg) {
   setup(&k, cfg);
   if (tg__pconn_begin(&k.c, TG__PM_HELLO, 0, 0) != TG_OK ||
       tg__pbuf_reserve(&k.c.out, TG__VARINT_MAX) != TG_OK)
-    leave(TG__PWORKER_EPROTO);
+    leave(TG__PWORKER_ENOMEM);
   tg__pbuf_varint(&k.c.out, (uint64_t)getpid());
   tg__pconn_end(&k.c);
   flush(&k);
