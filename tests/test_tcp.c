@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "registry/registry_internal.h" /* plugin digests, set by hand */
 #include "remote/proto.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
@@ -159,6 +160,7 @@ static tg_registry *reg;
 
 typedef struct wspec {
   const char *listen, *keys, *ver, *log;
+  uint64_t digest; /* plugin digest of "versioned" (0: none) */
   unsigned nthreads;
   size_t max_message;
   double session_timeout;
@@ -179,6 +181,8 @@ static void child(const wspec *sp, int fd) {
     dup2(lf, 2);
   }
   tg_registry *r = make_reg(sp->ver ? sp->ver : "1");
+  if (sp->digest)
+    tg__func_set_origin(tg_registry_find(r, "versioned"), (tg_digest){sp->digest, 0});
   tg_worker_opts o = {.version = TG_WORKER_OPTS_V1,
                       .listen = sp->listen ? sp->listen : "tcp://127.0.0.1:*",
                       .nthreads = sp->nthreads ? sp->nthreads : 2,
@@ -819,6 +823,25 @@ Test(tcp, function_version_mismatch) {
   cr_assert_eq(run(g, &ok, 1, ex, &r, NULL), TG_OK);
   cr_expect_eq(tg_value_int(r), 2);
   tg_value_unref(r);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+Test(tcp, plugin_digest_mismatch) {
+  wspec sp = {.digest = 0x1111};
+  int w = start_worker(&sp, NULL, 0);
+  tg__func_set_origin(tg_registry_find(reg, "versioned"), (tg_digest){0x2222, 0});
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "versioned", 1, V(tg_int(1)));
+  tg_value *r = NULL;
+  cr_assert_eq(run(g, &n, 1, ex, &r, NULL), TG_EVERSION);
+  char want[300];
+  snprintf(want, sizeof want, "function 'versioned' comes from a plugin with digest "
+           "00000000000000000000000000002222 in this program and "
+           "00000000000000000000000000001111 on worker %s", eps[w]);
+  cr_expect_str_eq(tg_graph_errmsg(g), want);
   tg_graph_free(g);
   tg_executor_free(ex);
 }

@@ -188,9 +188,12 @@ static bool funcs(tcp *b, tcp_conn *c, tg__rbuf *r) {
       snprintf(msg, sizeof msg, "function '%s' has version '%s' in this program and "
                "version '%s' on worker %s", tg_func_name(f), tg_func_version(f), detail,
                c->addr);
-    else
-      snprintf(msg, sizeof msg, "function '%s' comes from another build of its plugin on "
-               "worker %s (digest %s there)", tg_func_name(f), c->addr, detail);
+    else {
+      char here[33] = "none";
+      if (f->has_origin) tg_digest_hex(f->origin, here);
+      snprintf(msg, sizeof msg, "function '%s' comes from a plugin with digest %s in this "
+               "program and %s on worker %s", tg_func_name(f), here, detail, c->addr);
+    }
     for (tcp_run *rs = b->runs; rs; rs = rs->next)
       if (rs->live && uses(rs->r, f)) tg__run_stop(rs->r, code, TG_NODE_NONE, "%s", msg);
   }
@@ -202,6 +205,7 @@ void tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n) {
   tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
   uint8_t type = tg__rbuf_u8(&r);
   bool ok;
+  b->w.worker = (int)(c - b->conns); /* task events name the worker */
   switch (type) {
     case TG__M_RESULTS: ok = results(b, c, &r, parts, n); break;
     case TG__M_VALUE: ok = value(b, c, &r, parts, n); break;
