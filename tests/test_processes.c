@@ -720,6 +720,22 @@ Test(processes, workers_die_with_their_parent, .init = setup, .fini = teardown,
   expect_clean();
 }
 
+/* A worker that does not exit when told (stopped here) is killed after a
+ * grace period, and reaped. */
+Test(processes, shutdown_kills_a_stuck_worker, .init = setup, .fini = teardown,
+     .timeout = 30) {
+  tg_executor *ex = pool(2);
+  cr_assert_eq(compute_int_on(ex, tg_call(g, "inc", 1, tg_arg_value(tg_int(1)))), 2);
+  pid_t w[2];
+  cr_assert_eq(children(w, 2), 2);
+  cr_assert_eq(kill(w[0], SIGSTOP), 0);
+  double t0 = tgt_now();
+  tg_executor_free(ex);
+  double dt = tgt_now() - t0;
+  cr_assert(dt > 0.5 && dt < 5, "%.3f s", dt);
+  expect_clean();
+}
+
 /* ---- misc --------------------------------------------------------------------------- */
 
 Test(processes, late_function_fails_clearly, .init = setup, .fini = teardown) {
