@@ -13,7 +13,6 @@
 
 #include "tgraph.h"
 #include "tgraph/graphjson.h"
-#include "tgraph/observe.h"
 
 /* Exit statuses. */
 enum { CLI_OK = 0, CLI_TASK_FAILED = 1, CLI_USAGE = 2 };
@@ -55,43 +54,50 @@ double cli_now(void);
 /* ---- events.c: what happened to each task during a run ---- */
 typedef enum cli_state {
   CLI_ST_UNNEEDED = 0, /* not needed by the outputs */
-  CLI_ST_PENDING,      /* needed, not started */
+  CLI_ST_PENDING,      /* needed, no event yet */
   CLI_ST_RUNNING,
   CLI_ST_RAN,
   CLI_ST_FAILED,
-  CLI_ST_CACHED,       /* needed, never called, the run succeeded */
-  CLI_ST_SKIPPED,      /* needed, never called, the run failed */
+  CLI_ST_CACHED,       /* served from the cache */
+  CLI_ST_SKIPPED,      /* never called: the run stopped */
+  CLI_ST_BELOW_CACHED, /* needed only by cached results: not part of the run */
 } cli_state;
 
+/* A task's closing event. */
 typedef struct cli_call {
   uint32_t task; /* index in info->tasks, or UINT32_MAX (an internal node) */
-  int worker, status;
+  tg_event_kind kind; /* FINISHED, FAILED, CACHED or SKIPPED */
+  int worker, status; /* worker -1: not called */
   double start, end; /* seconds since the run's start */
   const char *key;   /* borrowed from the info, or an owned copy */
   bool key_owned;
 } cli_call;
 
+/* Filled by cli_events_on from any thread; counters are read unlocked
+ * by the progress line. */
 typedef struct cli_events {
   const tg_graphjson_info *info;
-  pthread_mutex_t mu;
+  pthread_mutex_t mu;     /* guards calls and the state changes */
   double t0;
-  _Atomic uint8_t *state; /* per task: cli_state */
-  size_t needed;          /* tasks the outputs need */
-  _Atomic size_t running, done, failed;
-  cli_call *calls;        /* finished calls, under mu */
+  _Atomic uint8_t *state; /* per graph node: cli_state */
+  uint32_t *task_of;      /* graph node -> index in info->tasks or UINT32_MAX */
+  size_t nnodes;
+  _Atomic size_t total;   /* tasks of the run (needed ones until its first
+                             event tells) */
+  _Atomic size_t running, done, cached, failed, skipped;
+  cli_call *calls;        /* closing events, in the order they came */
   size_t ncalls, cap;
-  double *starts;         /* per worker: start of its current call */
-  size_t nworkers;
-  void *index;            /* key -> task (events.c) */
   int max_worker;
 } cli_events;
 
 int cli_events_init(cli_events *ev, const tg_graphjson_info *info,
-                    const bool *needed, unsigned workers);
+                    const bool *needed, const tg_graph *g);
 void cli_events_free(cli_events *ev);
-void cli_events_observe(void *ctx, const tg_call_event *e);
-/* After the run: needed tasks never called become cached (ok) or skipped. */
-void cli_events_finish(cli_events *ev, bool ok);
+/* The tg_event_fn of a run: ctx is the cli_events. */
+void cli_events_on(void *ctx, const tg_event *e);
+/* After the run: needed tasks it did not report were below cached results. */
+void cli_events_finish(cli_events *ev);
+cli_state cli_events_state(const cli_events *ev, size_t task);
 
 /* ---- progress.c ---- */
 typedef struct cli_progress cli_progress;

@@ -1,65 +1,29 @@
 /* cli/events.c: recording what happens to each task of a run, from the
- * call observer (start/end on every worker), for progress, --dot and
- * --trace. */
+ * scheduler's task events (started, finished, failed, cached, skipped on
+ * every backend), for progress, --dot, --trace and -v. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
-/* Key -> task index, open addressing (FNV-1a). */
-typedef struct key_index {
-  uint32_t *slots; /* task + 1; 0 empty */
-  size_t mask;
-  const tg_graphjson_info *info;
-} key_index;
-
-static uint64_t fnv(const char *s) {
-  uint64_t h = 1469598103934665603u;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211u;
-  return h;
-}
-
-static key_index *index_new(const tg_graphjson_info *info) {
-  key_index *ix = calloc(1, sizeof *ix);
-  size_t cap = 16;
-  while (cap < info->ntasks * 2) cap *= 2;
-  if (ix == NULL || (ix->slots = calloc(cap, sizeof *ix->slots)) == NULL) {
-    free(ix);
-    return NULL;
-  }
-  ix->mask = cap - 1;
-  ix->info = info;
-  for (size_t i = 0; i < info->ntasks; i++) {
-    size_t s = fnv(info->tasks[i].key) & ix->mask;
-    while (ix->slots[s] != 0) s = (s + 1) & ix->mask;
-    ix->slots[s] = (uint32_t)i + 1;
-  }
-  return ix;
-}
-
-static uint32_t index_find(const key_index *ix, const char *key) {
-  for (size_t s = fnv(key) & ix->mask;; s = (s + 1) & ix->mask) {
-    uint32_t v = ix->slots[s];
-    if (v == 0) return UINT32_MAX;
-    if (strcmp(ix->info->tasks[v - 1].key, key) == 0) return v - 1;
-  }
-}
-
 int cli_events_init(cli_events *ev, const tg_graphjson_info *info,
-                    const bool *needed, unsigned workers) {
+                    const bool *needed, const tg_graph *g) {
   memset(ev, 0, sizeof *ev);
   ev->info = info;
   ev->t0 = cli_now();
   pthread_mutex_init(&ev->mu, NULL);
-  ev->state = calloc(info->ntasks ? info->ntasks : 1, 1);
-  ev->nworkers = workers > 0 ? workers : 64;
-  ev->starts = calloc(ev->nworkers, sizeof *ev->starts);
-  ev->index = index_new(info);
-  if (!ev->state || !ev->starts || !ev->index) return TG_ENOMEM;
+  ev->nnodes = tg_graph_size(g);
+  ev->state = calloc(ev->nnodes + 1, 1);
+  ev->task_of = malloc((ev->nnodes + 1) * sizeof *ev->task_of);
+  if (!ev->state || !ev->task_of) return TG_ENOMEM;
+  for (size_t n = 0; n < ev->nnodes; n++) ev->task_of[n] = UINT32_MAX;
+  size_t total = 0;
   for (size_t i = 0; i < info->ntasks; i++) {
-    ev->state[i] = needed[i] ? CLI_ST_PENDING : CLI_ST_UNNEEDED;
-    ev->needed += needed[i];
+    ev->task_of[info->tasks[i].node] = (uint32_t)i;
+    ev->state[info->tasks[i].node] = needed[i] ? CLI_ST_PENDING : CLI_ST_UNNEEDED;
+    total += needed[i];
   }
+  ev->total = total; /* until the run's events say how many it has */
   ev->max_worker = -1;
   return TG_OK;
 }
@@ -69,73 +33,64 @@ void cli_events_free(cli_events *ev) {
     if (ev->calls[i].key_owned) free((char *)ev->calls[i].key);
   free(ev->calls);
   free((void *)ev->state);
-  free(ev->starts);
-  key_index *ix = ev->index;
-  if (ix != NULL) free(ix->slots);
-  free(ix);
+  free(ev->task_of);
   pthread_mutex_destroy(&ev->mu);
 }
 
-/* Per-worker start times grow on demand (under mu). */
-static double *start_slot(cli_events *ev, int worker) {
-  size_t w = worker < 0 ? 0 : (size_t)worker;
-  if (w >= ev->nworkers) {
-    size_t n = ev->nworkers * 2 > w + 1 ? ev->nworkers * 2 : w + 1;
-    double *s = realloc(ev->starts, n * sizeof *s);
-    if (s == NULL) return NULL;
-    memset(s + ev->nworkers, 0, (n - ev->nworkers) * sizeof *s);
-    ev->starts = s;
-    ev->nworkers = n;
-  }
-  return &ev->starts[w];
-}
-
-static void record_end(cli_events *ev, uint32_t task, const tg_call_event *e) {
+/* A task's closing event (under mu). Out of memory: the trace loses it. */
+static void record_call(cli_events *ev, uint32_t task, const tg_event *e) {
   if (ev->ncalls == ev->cap) {
     size_t cap = ev->cap ? ev->cap * 2 : 256;
     cli_call *c = realloc(ev->calls, cap * sizeof *c);
-    if (c == NULL) return; /* the trace loses a call; the run goes on */
+    if (c == NULL) return;
     ev->calls = c;
     ev->cap = cap;
   }
-  double *start = start_slot(ev, e->worker);
   cli_call *c = &ev->calls[ev->ncalls++];
-  *c = (cli_call){task, e->worker, e->status, start ? *start : 0,
-                  e->time - ev->t0, NULL, false};
+  *c = (cli_call){task, e->kind, e->worker, e->status, e->start - ev->t0,
+                  e->end - ev->t0, NULL, false};
   if (task != UINT32_MAX) {
     c->key = ev->info->tasks[task].key;
-  } else {
+  } else { /* a node the reader made (tg.build) */
     c->key = strdup(e->key);
     c->key_owned = c->key != NULL;
     if (c->key == NULL) c->key = "?";
   }
 }
 
-void cli_events_observe(void *ctx, const tg_call_event *e) {
+void cli_events_on(void *ctx, const tg_event *e) {
   cli_events *ev = ctx;
-  uint32_t task = index_find(ev->index, e->key);
+  bool known = e->node < ev->nnodes;
+  uint32_t task = known ? ev->task_of[e->node] : UINT32_MAX;
+  ev->total = e->tasks;
   pthread_mutex_lock(&ev->mu);
   if (e->worker > ev->max_worker) ev->max_worker = e->worker;
-  if (e->phase == TG_CALL_START) {
-    double *s = start_slot(ev, e->worker);
-    if (s != NULL) *s = e->time - ev->t0;
-    if (task != UINT32_MAX) ev->state[task] = CLI_ST_RUNNING;
-    ev->running++;
-  } else {
-    record_end(ev, task, e);
-    if (task != UINT32_MAX)
-      ev->state[task] = e->status == TG_OK ? CLI_ST_RAN : CLI_ST_FAILED;
-    ev->running--;
-    if (task != UINT32_MAX) {
-      if (e->status == TG_OK) ev->done++;
-      else ev->failed++;
-    }
+  bool was_running = known && ev->state[e->node] == CLI_ST_RUNNING;
+  uint8_t st = CLI_ST_PENDING;
+  switch (e->kind) {
+    case TG_EVENT_STARTED: st = CLI_ST_RUNNING, ev->running++; break;
+    case TG_EVENT_FINISHED: st = CLI_ST_RAN, ev->done++; break;
+    case TG_EVENT_FAILED: st = CLI_ST_FAILED, ev->failed++; break;
+    case TG_EVENT_CACHED: st = CLI_ST_CACHED, ev->cached++; break;
+    case TG_EVENT_SKIPPED: st = CLI_ST_SKIPPED, ev->skipped++; break;
   }
+  if (e->kind != TG_EVENT_STARTED) {
+    if (was_running) ev->running--;
+    record_call(ev, task, e);
+  }
+  if (known) ev->state[e->node] = st;
   pthread_mutex_unlock(&ev->mu);
 }
 
-void cli_events_finish(cli_events *ev, bool ok) {
-  for (size_t i = 0; i < ev->info->ntasks; i++)
-    if (ev->state[i] == CLI_ST_PENDING || ev->state[i] == CLI_ST_RUNNING)
-      ev->state[i] = ok ? CLI_ST_CACHED : CLI_ST_SKIPPED;
+void cli_events_finish(cli_events *ev) {
+  /* The run reported every task it had: needed ones without an event
+   * were culled below a cached result. */
+  for (size_t i = 0; i < ev->info->ntasks; i++) {
+    tg_node n = ev->info->tasks[i].node;
+    if (ev->state[n] == CLI_ST_PENDING) ev->state[n] = CLI_ST_BELOW_CACHED;
+  }
+}
+
+cli_state cli_events_state(const cli_events *ev, size_t task) {
+  return (cli_state)ev->state[ev->info->tasks[task].node];
 }

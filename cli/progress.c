@@ -1,6 +1,6 @@
 /* cli/progress.c: the one-line progress display on stderr (only when it
- * is a terminal): done/total, running, failed, rate and ETA, redrawn in
- * place five times a second. */
+ * is a terminal): tasks closed/total, running, cached, failed, rate and
+ * ETA, redrawn in place five times a second from the run's events. */
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,13 +16,15 @@ struct cli_progress {
 };
 
 static void draw(const cli_events *ev) {
-  size_t done = ev->done, failed = ev->failed, running = ev->running;
+  size_t done = ev->done, cached = ev->cached, failed = ev->failed;
+  size_t closed = done + cached + failed + ev->skipped, total = ev->total;
   double el = cli_now() - ev->t0, rate = el > 0 ? (double)done / el : 0;
   char eta[32] = "?";
-  if (rate > 0 && ev->needed >= done)
-    snprintf(eta, sizeof eta, "%.0fs", (double)(ev->needed - done) / rate);
-  fprintf(stderr, "\r\033[K[%zu/%zu] running %zu, failed %zu, %.1f tasks/s, "
-          "ETA %s", done, ev->needed, running, failed, rate, eta);
+  if (rate > 0 && total >= closed)
+    snprintf(eta, sizeof eta, "%.0fs", (double)(total - closed) / rate);
+  fprintf(stderr, "\r\033[K[%zu/%zu] running %zu, cached %zu, failed %zu, "
+          "%.1f tasks/s, ETA %s", closed, total, (size_t)ev->running, cached, failed,
+          rate, eta);
   fflush(stderr);
 }
 

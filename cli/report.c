@@ -148,11 +148,12 @@ static void dot_string(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-static const char *const state_name[] = {"not needed", "pending", "running",
-                                         "ran", "failed", "cached", "skipped"};
-static const char *const state_color[] = {"#ffffff", "#d9d9d9", "#d9d9d9",
-                                          "#a6d96a", "#f46d43", "#abd9e9",
-                                          "#fee08b"};
+/* Per cli_state. */
+static const char *const state_name[] = {
+    "not needed", "pending", "running", "ran", "failed", "cached", "skipped",
+    "not needed: below a cached result"};
+static const char *const state_color[] = {"#ffffff", "#d9d9d9", "#d9d9d9", "#a6d96a",
+                                          "#f46d43", "#abd9e9", "#fee08b", "#ffffff"};
 
 int cli_write_dot(const char *path, const tg_graphjson_info *info,
                   const cli_events *ev) {
@@ -161,11 +162,11 @@ int cli_write_dot(const char *path, const tg_graphjson_info *info,
   fprintf(f, "digraph tgraph {\n  rankdir=LR;\n"
              "  node [shape=box, style=filled, fontname=\"Helvetica\"];\n"
              "  // colours: ran green, cached blue, failed red, skipped "
-             "yellow, not needed white\n");
+             "yellow, not needed white (dashed)\n");
   bool *is_out = output_flags(info);
   for (size_t i = 0; i < info->ntasks; i++) {
     const tg_graphjson_task *t = &info->tasks[i];
-    int st = ev->state[i];
+    cli_state st = cli_events_state(ev, i);
     fprintf(f, "  ");
     dot_string(f, t->key);
     fprintf(f, " [label=");
@@ -173,7 +174,8 @@ int cli_write_dot(const char *path, const tg_graphjson_info *info,
     snprintf(label, sizeof label, "%s\n%s", t->key, t->fn);
     dot_string(f, label);
     fprintf(f, ", fillcolor=\"%s\", tooltip=\"%s\"%s%s];\n", state_color[st],
-            state_name[st], st == CLI_ST_UNNEEDED ? ", style=dashed" : "",
+            state_name[st],
+            st == CLI_ST_UNNEEDED || st == CLI_ST_BELOW_CACHED ? ", style=\"filled,dashed\"" : "",
             is_out && is_out[i] ? ", peripheries=2" : "");
   }
   for (size_t i = 0; i < info->ntasks; i++)
@@ -191,29 +193,43 @@ int cli_write_dot(const char *path, const tg_graphjson_info *info,
 
 /* ---- --trace ---- */
 
+/* One event per task of the run: a complete event ("X") on its worker's
+ * track for a call, an instant ("i") on a track of their own for tasks
+ * served from the cache or skipped. */
+static void trace_event(FILE *f, const cli_events *ev, const cli_call *c, int idle_tid) {
+  static const char *const what[] = {"started", "ran", "failed", "cached", "skipped"};
+  const char *fn = c->task != UINT32_MAX ? ev->info->tasks[c->task].fn : "tg.build";
+  bool called = c->kind == TG_EVENT_FINISHED || c->kind == TG_EVENT_FAILED;
+  fprintf(f, ",\n{\"name\": ");
+  cli_json_string(f, c->key);
+  fprintf(f, ", \"cat\": ");
+  cli_json_string(f, fn);
+  if (called) {
+    double dur = (c->end - c->start) * 1e6;
+    fprintf(f, ", \"ph\": \"X\", \"ts\": %.3f, \"dur\": %.3f", c->start * 1e6,
+            dur < 0 ? 0 : dur);
+  } else {
+    fprintf(f, ", \"ph\": \"i\", \"s\": \"t\", \"ts\": %.3f", c->end * 1e6);
+  }
+  fprintf(f, ", \"pid\": 1, \"tid\": %d, \"args\": {\"state\": \"%s\", "
+             "\"status\": \"%s\"}}",
+          called && c->worker >= 0 ? c->worker : idle_tid, what[c->kind],
+          c->status == TG_OK ? "ok" : tg_err_name(c->status));
+}
+
 int cli_write_trace(const char *path, const cli_events *ev) {
   FILE *f = fopen(path, "w");
   if (f == NULL) return -errno;
+  int idle_tid = ev->max_worker + 1;
   fprintf(f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
   fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, "
              "\"args\": {\"name\": \"tgraph run\"}}");
   for (int w = 0; w <= ev->max_worker; w++)
     fprintf(f, ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 1, "
                "\"tid\": %d, \"args\": {\"name\": \"worker %d\"}}", w, w);
-  for (size_t i = 0; i < ev->ncalls; i++) {
-    const cli_call *c = &ev->calls[i];
-    const char *fn = c->task != UINT32_MAX ? ev->info->tasks[c->task].fn
-                                           : "tg.build";
-    fprintf(f, ",\n{\"name\": ");
-    cli_json_string(f, c->key);
-    fprintf(f, ", \"cat\": ");
-    cli_json_string(f, fn);
-    double dur = (c->end - c->start) * 1e6;
-    fprintf(f, ", \"ph\": \"X\", \"ts\": %.3f, \"dur\": %.3f, \"pid\": 1, "
-               "\"tid\": %d, \"args\": {\"status\": \"%s\"}}",
-            c->start * 1e6, dur < 0 ? 0 : dur, c->worker,
-            c->status == TG_OK ? "ok" : tg_err_name(c->status));
-  }
+  fprintf(f, ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 1, "
+             "\"tid\": %d, \"args\": {\"name\": \"cached or skipped\"}}", idle_tid);
+  for (size_t i = 0; i < ev->ncalls; i++) trace_event(f, ev, &ev->calls[i], idle_tid);
   fprintf(f, "\n]}\n");
   return fclose(f) == 0 ? TG_OK : -errno;
 }

@@ -169,8 +169,7 @@ typedef struct run_state {
   char cache_dir[4096];
   bool *needed;
   cli_events ev;
-  bool ev_ok;
-  tg_observation *obs;
+  bool ev_ok;   /* ev records the run's task events */
   cli_progress *progress;
   tg_value **results;
 } run_state;
@@ -229,13 +228,13 @@ static int open_cache(run_state *s) {
   return -1;
 }
 
-/* Watch calls when something shows or records them. */
+/* Record task events when something shows or writes them. */
 static int start_watch(run_state *s) {
   bool show = s->o.progress != 0 && cli_verbosity >= 0 && isatty(2);
   if (!show && s->o.dot == NULL && s->o.trace == NULL && cli_verbosity < 1)
     return -1;
-  if (cli_events_init(&s->ev, s->info, s->needed, s->o.workers) != TG_OK ||
-      tg_registry_observe(s->reg, cli_events_observe, &s->ev, &s->obs) != TG_OK) {
+  if (cli_events_init(&s->ev, s->info, s->needed, s->g) != TG_OK) {
+    cli_events_free(&s->ev);
     cli_error("out of memory");
     return CLI_USAGE;
   }
@@ -319,10 +318,14 @@ static void summary(const run_state *s, const tg_compute_stats *st) {
            st->tasks_total, st->tasks_total == 1 ? "" : "s", st->tasks_run,
            st->tasks_cached, st->tasks_failed, st->wall_seconds);
   if (cli_verbosity < 1 || !s->ev_ok) return;
-  for (size_t i = 0; i < s->ev.ncalls; i++)
-    cli_info("  %-24s worker %d  %.3f s%s", s->ev.calls[i].key,
-             s->ev.calls[i].worker, s->ev.calls[i].end - s->ev.calls[i].start,
-             s->ev.calls[i].status == TG_OK ? "" : "  failed");
+  for (size_t i = 0; i < s->ev.ncalls; i++) {
+    const cli_call *c = &s->ev.calls[i];
+    if (c->kind == TG_EVENT_CACHED || c->kind == TG_EVENT_SKIPPED)
+      cli_info("  %-24s %s", c->key, c->kind == TG_EVENT_CACHED ? "cached" : "skipped");
+    else
+      cli_info("  %-24s worker %d  %.3f s%s", c->key, c->worker, c->end - c->start,
+               c->status == TG_OK ? "" : "  failed");
+  }
 }
 
 static int compute(run_state *s) {
@@ -331,8 +334,15 @@ static int compute(run_state *s) {
   if (s->results == NULL) return CLI_USAGE;
   tg_compute_stats st;
   memset(&st, 0, sizeof st);
-  tg_compute_opts co = {TG_COMPUTE_OPTS_V1, s->o.scheduler, s->o.workers,
-                        NULL, s->o.timeout, s->o.retries, s->cache, &st};
+  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V1,
+                        .scheduler = s->o.scheduler,
+                        .workers = s->o.workers,
+                        .timeout = s->o.timeout,
+                        .retries = s->o.retries,
+                        .cache = s->cache,
+                        .stats = &st,
+                        .on_event = s->ev_ok ? cli_events_on : NULL,
+                        .event_ctx = &s->ev};
   tg_executor *remote = NULL;
   if (strcmp(s->o.scheduler, "tcp") == 0) {
     int urc = cli_workers_executor(&s->o.connect, s->o.keys, s->reg, &remote);
@@ -344,7 +354,7 @@ static int compute(run_state *s) {
   tg_executor_free(remote);
   cli_progress_stop(s->progress);
   s->progress = NULL;
-  if (s->ev_ok) cli_events_finish(&s->ev, rc == TG_OK);
+  if (s->ev_ok) cli_events_finish(&s->ev);
   if (rc == TG_EINVAL && st.tasks_run == 0 && st.failed_node == TG_NODE_NONE) {
     cli_error("%s", tg_graph_errmsg(s->g)); /* e.g. an unknown scheduler */
     return CLI_USAGE;
@@ -374,7 +384,6 @@ static void report_files(run_state *s, int *status) {
 
 static void cleanup(run_state *s) {
   cli_progress_stop(s->progress);
-  tg_observation_end(s->obs);
   if (s->ev_ok) cli_events_free(&s->ev);
   for (size_t i = 0; s->results && i < s->info->noutputs; i++)
     tg_value_unref(s->results[i]);

@@ -49,7 +49,7 @@ static tg_value *call(const char *fn, size_t n, ...) {
   tg_node node;
   int rc = tg_graph_add(g, fn, args, n, NULL, &node);
   cr_assert_eq(rc, TG_OK, "add %s: %s", fn, tg_graph_errmsg(g));
-  tg_compute_opts o = {TG_COMPUTE_OPTS_V1, "sync", 1, NULL, 0, 0, NULL, NULL};
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync", .workers = 1};
   tg_value *res = NULL;
   errmsg[0] = '\0';
   if (tg_compute(g, &node, 1, &o, &res) != TG_OK)
@@ -322,7 +322,7 @@ Test(builtins, build_assembles_templates) {
   tg_node n = tg_call(g, "tg.build", 3, tg_arg_value(t), tg_arg_node(a),
                       tg_arg_node(b));
   cr_assert_neq(n, TG_NODE_NONE, "%s", tg_graph_errmsg(g));
-  tg_compute_opts o = {TG_COMPUTE_OPTS_V1, "sync", 1, NULL, 0, 0, NULL, NULL};
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync", .workers = 1};
   tg_value *res;
   cr_assert_eq(tg_compute(g, &n, 1, &o, &res), TG_OK, "%s", tg_graph_errmsg(g));
   cr_assert_str_eq(json(res), "[[0,1],{\"k\":\"b\",\"c\":7}]");

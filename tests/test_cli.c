@@ -3,6 +3,7 @@
  * stdout and stderr exactly. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <poll.h>
 #include <pty.h>
 #include <stdarg.h>
@@ -349,6 +350,29 @@ Test(cli, plugin_failures_are_clear) {
 
 /* ---- outputs, inspect, dot, trace, explain, progress ---- */
 
+/* The text of file `path` (static buffer). */
+static const char *slurp(const char *path) {
+  static char text[1 << 16];
+  FILE *f = fopen(path, "r");
+  cr_assert_not_null(f, "%s", path);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  return text;
+}
+
+/* `text` with its one occurrence of `from` replaced by `to`, into path. */
+static void write_edited(const char *path, const char *text, const char *from,
+                         const char *to) {
+  const char *at = strstr(text, from);
+  cr_assert_not_null(at, "'%s' not found", from);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+  fclose(f);
+}
+
+
 Test(cli, output_dir_and_inspect) {
   result r = run("run", "-q", "--output", "out", (char *)example("builtins.json"));
   expect(r, 0, builtins_out, "");
@@ -374,42 +398,141 @@ Test(cli, output_dir_and_inspect) {
   result_free(&r);
 }
 
-Test(cli, trace_is_json_with_one_event_per_task) {
-  result r = run("run", "-q", "--workers", "2", "--trace", "t.json",
-                 (char *)example("pi.json"));
-  expect(r, 0, "{\"pi\":3.14134125}\n", "");
-  result_free(&r);
-  FILE *f = fopen("t.json", "r");
-  cr_assert_not_null(f);
-  static char text[1 << 16];
-  size_t n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  tg_value *v;
-  tg_error e;
-  cr_assert_eq(tg_value_from_json(text, n, &v, &e), TG_OK, "%s", e.msg);
-  const tg_value *events = tg_map_get_c(v, "traceEvents");
-  cr_assert_not_null(events);
-  size_t calls = 0, threads = 0;
-  for (size_t i = 0; i < tg_list_len(events); i++) {
-    const tg_value *ev = tg_list_get(events, i);
-    size_t len;
-    const char *ph = tg_str_data(tg_map_get_c(ev, "ph"), &len);
-    if (len == 1 && ph[0] == 'X') {
-      calls++;
-      cr_expect_not_null(tg_map_get_c(ev, "ts"));
-      cr_expect_not_null(tg_map_get_c(ev, "dur"));
-      cr_expect_lt(tg_value_int(tg_map_get_c(ev, "tid")), 2);
+/* What a --trace file holds, checked event by event. */
+typedef struct trace_seen {
+  size_t complete, instant;   /* "X" and "i" events */
+  size_t tracks;              /* thread_name entries */
+  bool named[64];             /* per complete/instant event name index */
+} trace_seen;
+
+/* Parse path with jansson; every event's fields are checked; names[] are
+ * the task keys expected, each exactly once, with ph[i] 'X' or 'i'. */
+static trace_seen check_trace(const char *path, int workers, const char *const *names,
+                              const char *ph, size_t nnames) {
+  trace_seen t;
+  memset(&t, 0, sizeof t);
+  json_error_t je;
+  json_t *root = json_load_file(path, 0, &je);
+  cr_assert_not_null(root, "%s:%d: %s", path, je.line, je.text);
+  json_t *events = json_object_get(root, "traceEvents");
+  cr_assert(json_is_array(events));
+  size_t i;
+  json_t *e;
+  json_array_foreach(events, i, e) {
+    const char *p = json_string_value(json_object_get(e, "ph"));
+    const char *name = json_string_value(json_object_get(e, "name"));
+    cr_assert_not_null(p);
+    cr_assert_not_null(name);
+    if (strcmp(p, "M") == 0) {
+      t.tracks += strcmp(name, "thread_name") == 0;
+      continue;
     }
-    const tg_value *name = tg_map_get_c(ev, "name");
-    const char *s = tg_str_data(name, &len);
-    threads += len == 11 && memcmp(s, "thread_name", 11) == 0;
+    cr_assert(strcmp(p, "X") == 0 || strcmp(p, "i") == 0, "ph %s", p);
+    json_int_t tid = json_integer_value(json_object_get(e, "tid"));
+    cr_expect(json_is_number(json_object_get(e, "ts")));
+    if (p[0] == 'X') {
+      t.complete++;
+      cr_expect(json_is_number(json_object_get(e, "dur")));
+      cr_expect(tid >= 0 && tid < workers, "%s on track %lld", name, (long long)tid);
+    } else {
+      t.instant++;
+      cr_expect_eq(tid, workers, "%s on track %lld", name, (long long)tid);
+    }
+    size_t k = 0;
+    while (k < nnames && strcmp(names[k], name) != 0) k++;
+    cr_assert_lt(k, nnames, "unexpected event '%s'", name);
+    cr_expect(!t.named[k], "two events for '%s'", name);
+    cr_expect_eq(p[0], ph[k], "'%s' is '%s'", name, p);
+    t.named[k] = true;
   }
-  /* 16 samplers, the reduce, and the tg.build node assembling the
-   * reduce's list argument: one event per task run. */
-  cr_expect_eq(calls, 18);
-  cr_expect_geq(threads, 1);
-  cr_expect_leq(threads, 2);
-  tg_value_unref(v);
+  json_decref(root);
+  for (size_t k = 0; k < nnames; k++) cr_expect(t.named[k], "no event for '%s'", names[k]);
+  return t;
+}
+
+/* One event per task: a complete event per call, on its worker's track,
+ * whatever the backend; cached tasks as instants on a track of their own. */
+Test(cli, trace_is_json_with_one_event_per_task) {
+  const char *names[18];
+  char buf[16][8];
+  for (int i = 0; i < 16; i++) snprintf(buf[i], sizeof buf[i], "hits%d", i), names[i] = buf[i];
+  names[16] = "pi/args[0]"; /* the tg.build node assembling the reduce's list */
+  names[17] = "pi";
+  const char *sched[] = {"--scheduler=threads", "--scheduler=processes"};
+  for (int k = 0; k < 2; k++) {
+    result r = run("run", "-q", "--no-cache", (char *)sched[k], "--workers", "2",
+                   "--trace", "t.json", (char *)example("pi.json"));
+    expect(r, 0, "{\"pi\":3.14134125}\n", "");
+    result_free(&r);
+    trace_seen t = check_trace("t.json", 2, names, "XXXXXXXXXXXXXXXXXX", 18);
+    cr_expect_eq(t.complete, 18, "%s", sched[k]);
+    cr_expect_eq(t.instant, 0);
+    cr_expect_eq(t.tracks, 3); /* worker 0, worker 1, cached or skipped */
+  }
+  write_file("g.json",
+             "{\"tgraph\": 1, \"tasks\": {\n"
+             "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
+             "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true},\n"
+             "  \"c\": {\"fn\": \"identity\", \"args\": [7], \"cache\": false}},\n"
+             " \"outputs\": [\"b\", \"c\"]}\n");
+  result r = run("run", "-q", "--cache-dir", "c", "--workers", "1", "--trace", "t.json",
+                 "g.json");
+  expect(r, 0, "{\"b\":3,\"c\":7}\n", "");
+  result_free(&r);
+  check_trace("t.json", 1, (const char *[]){"a", "b", "c"}, "XXX", 3);
+  r = run("run", "-q", "--cache-dir", "c", "--workers", "1", "--scheduler=processes",
+          "--trace", "t.json", "g.json");
+  expect(r, 0, "{\"b\":3,\"c\":7}\n", "");
+  result_free(&r);
+  trace_seen t = check_trace("t.json", 1, (const char *[]){"b", "c"}, "iX", 2);
+  cr_expect_eq(t.complete, 1);
+  cr_expect_eq(t.instant, 1);
+}
+
+/* The dot node of `key` in text: its line, which must exist once. */
+static void expect_dot_node(const char *text, const char *key, const char *fn,
+                            const char *color, const char *state, const char *extra) {
+  char want[512];
+  snprintf(want, sizeof want, "\n  \"%s\" [label=\"%s\\n%s\", fillcolor=\"%s\", "
+           "tooltip=\"%s\"%s];\n", key, key, fn, color, state, extra);
+  const char *at = strstr(text, want);
+  cr_expect_not_null(at, "no '%s' in:\n%s", want, text);
+  if (at) cr_expect_null(strstr(at + 1, want), "twice: %s", want);
+}
+
+Test(cli, dot_colours_each_task_by_state) {
+  write_file("g1.json",
+             "{\"tgraph\": 1, \"tasks\": {\n"
+             "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
+             "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true}},\n"
+             " \"outputs\": [\"b\"]}\n");
+  result r = run("run", "-q", "--cache-dir", "c", "g1.json");
+  expect(r, 0, "{\"b\":3}\n", "");
+  result_free(&r);
+  write_file("g2.json",
+             "{\"tgraph\": 1, \"tasks\": {\n"
+             "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
+             "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true},\n"
+             "  \"x\": {\"fn\": \"identity\", \"args\": [1]},\n"
+             "  \"f\": {\"fn\": \"sh\", \"args\": [\"exit 3\"]},\n"
+             "  \"s\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"f\"}]},\n"
+             "  \"u\": {\"fn\": \"identity\", \"args\": [2]}},\n"
+             " \"outputs\": [\"x\", \"b\", \"s\"]}\n");
+  r = run("run", "-q", "--scheduler=sync", "--cache-dir", "c", "--dot", "g.dot", "g2.json");
+  cr_expect_eq(r.status, 1);
+  result_free(&r);
+  const char *text = slurp("g.dot");
+  size_t nodes = 0;
+  for (const char *p = text; (p = strstr(p, " [label=")) != NULL; p++) nodes++;
+  cr_expect_eq(nodes, 6, "%s", text);
+  const char *dashed = ", style=\"filled,dashed\"", *output = ", peripheries=2";
+  expect_dot_node(text, "a", "range", "#ffffff", "not needed: below a cached result", dashed);
+  expect_dot_node(text, "b", "sum", "#abd9e9", "cached", output);
+  expect_dot_node(text, "x", "identity", "#a6d96a", "ran", output);
+  expect_dot_node(text, "f", "sh", "#f46d43", "failed", "");
+  expect_dot_node(text, "s", "identity", "#fee08b", "skipped", output);
+  expect_dot_node(text, "u", "identity", "#ffffff", "not needed", dashed);
+  cr_expect_not_null(strstr(text, "  \"a\" -> \"b\";\n  \"f\" -> \"s\";\n}\n"), "%s", text);
 }
 
 Test(cli, explain_runs_nothing) {
@@ -455,28 +578,6 @@ Test(cli, explain_runs_nothing) {
          "");
   result_free(&r);
   cr_expect_neq(access("ran", F_OK), 0);
-}
-
-/* The text of file `path` (static buffer). */
-static const char *slurp(const char *path) {
-  static char text[1 << 16];
-  FILE *f = fopen(path, "r");
-  cr_assert_not_null(f, "%s", path);
-  size_t n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[n] = '\0';
-  return text;
-}
-
-/* `text` with its one occurrence of `from` replaced by `to`, into path. */
-static void write_edited(const char *path, const char *text, const char *from,
-                         const char *to) {
-  const char *at = strstr(text, from);
-  cr_assert_not_null(at, "'%s' not found", from);
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
-  fclose(f);
 }
 
 Test(cli, explain_uses_the_cache) {
@@ -648,7 +749,7 @@ Test(cli, progress_only_on_a_terminal) {
   int st;
   waitpid(pid, &st, 0);
   cr_expect_eq(WEXITSTATUS(st), 0);
-  cr_expect_not_null(strstr(tty, "\r\033[K[0/4] running 1, failed 0"), "%s", tty);
+  cr_expect_not_null(strstr(tty, "\r\033[K[0/4] running 1, cached 0, failed 0"), "%s", tty);
   cr_expect_not_null(strstr(tty, "tgraph: 4 tasks: 4 run"), "%s", tty);
   free(tty);
   close(master);

@@ -42,7 +42,7 @@ static void bad(const char *text, int code, const char *msg) {
 /* Compute output i of a parsed graph as compact JSON into buf. */
 static void output_json(tg_graph *g, tg_graphjson_info *info, size_t i,
                         char *buf, size_t size) {
-  tg_compute_opts o = {TG_COMPUTE_OPTS_V1, "sync", 1, NULL, 0, 0, NULL, NULL};
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync", .workers = 1};
   tg_value *v;
   cr_assert_eq(tg_compute(g, &info->output_nodes[i], 1, &o, &v), TG_OK, "%s",
                tg_graph_errmsg(g));

@@ -59,6 +59,10 @@ typedef struct tg_executor_opts {
                              counts as lost; 0: 10 */
   size_t keep_min;        /* results of at least this many bytes stay on
                              the worker that made them; 0: 4096 */
+  tg_event_fn on_event;   /* NULL: none; else called per task of every run
+                             (graph.h, "task events"), unless the compute
+                             gives its own */
+  void *event_ctx;        /* handed to on_event */
 } tg_executor_opts;
 
 /* Start an executor over `reg` (borrowed: must outlive it). opts may be

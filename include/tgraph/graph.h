@@ -170,6 +170,53 @@ typedef struct tg_compute_stats {
   uint64_t cache_bytes_written; /* stored bytes of the stores */
 } tg_compute_stats;
 
+/* ---- task events ------------------------------------------------------------
+ *
+ * With an event callback (tg_compute_opts.on_event, or
+ * tg_executor_opts.on_event for every run of an executor) the scheduler
+ * reports what happens to each task of a run, on every backend. Each task
+ * the run needs gets exactly one closing event: FINISHED or FAILED
+ * (preceded by one STARTED, unless it failed before its call could be
+ * made), CACHED, or SKIPPED. Retries happen between STARTED and the
+ * closing event. Tasks upstream of a cached result are not part of the
+ * run and get no event.
+ *
+ * Thread safety: the callback is called from worker threads (several at
+ *   once) and, for cached tasks, from the thread starting the run: it must
+ *   be thread-safe and quick (it delays the task's dependents), and must
+ *   not call back into the compute.
+ */
+typedef enum tg_event_kind {
+  TG_EVENT_STARTED = 0,  /* the task's call began */
+  TG_EVENT_FINISHED = 1, /* it returned a result */
+  TG_EVENT_FAILED = 2,   /* it failed (after its retries) */
+  TG_EVENT_CACHED = 3,   /* served from the cache: never called */
+  TG_EVENT_SKIPPED = 4,  /* never called: the compute stopped (a failure, a
+                            timeout, a shutdown) or nothing needs it any more */
+} tg_event_kind;
+
+typedef struct tg_event {
+  tg_event_kind kind;
+  tg_node node;     /* the task's node in the run's graph (tg_compute: the
+                       caller's; executor submissions run a copy, whose
+                       node ids differ: use the key) */
+  const char *key;  /* the node's key; valid during the callback */
+  int worker;       /* 0-based worker running it (STARTED, FINISHED,
+                       FAILED); -1 for CACHED and SKIPPED, and for STARTED
+                       on tcp (sent before a worker is chosen) */
+  int status;       /* FAILED: the error code; TG_OK otherwise */
+  double start;     /* CLOCK_MONOTONIC seconds when the call began: on
+                       processes and tcp, the worker's measured duration
+                       before the end when it reports one, else when the
+                       task was sent; == end for CACHED, SKIPPED and a
+                       failure before the call */
+  double end;       /* when the event happened (STARTED: == start) */
+  size_t tasks;     /* tasks in the run: the same in each of its events */
+} tg_event;
+
+/* ev and the strings in it are valid during the call only. */
+typedef void (*tg_event_fn)(void *ctx, const tg_event *ev);
+
 #define TG_COMPUTE_OPTS_V1 1
 typedef struct tg_compute_opts {
   uint32_t version;       /* TG_COMPUTE_OPTS_V1 */
@@ -181,6 +228,9 @@ typedef struct tg_compute_opts {
   int retries;            /* default extra attempts for pure tasks */
   tg_cache *cache;        /* borrowed; NULL = no memoization */
   tg_compute_stats *stats;/* OUT, may be NULL: filled on return */
+  tg_event_fn on_event;   /* NULL: no events; else called per task (see
+                             "task events"; replaces the executor's) */
+  void *event_ctx;        /* handed to on_event */
 } tg_compute_opts;
 
 /* Evaluate outputs[0..n-1] and store a new reference to each result in

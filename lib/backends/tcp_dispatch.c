@@ -513,6 +513,7 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
   tg_value *const *args;
   size_t n;
   tcp_rec *rec = NULL;
+  b->w.worker = -1; /* task events: no worker is chosen yet */
   if (tg__task_begin(&b->w, t, &args, &n)) {
     rec = rec_new(rs, t, (uint32_t)n);
     if (rec) {

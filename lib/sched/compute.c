@@ -54,6 +54,7 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   size_t ntasks = r->plan.ntasks, ncached = r->plan.ncached; /* gone once finished */
   double timeout = opts && opts->timeout > 0 ? opts->timeout : -1;
   r->timeout = timeout;
+  if (opts && opts->on_event) tg__run_set_events(r, opts->on_event, opts->event_ctx);
   tg__run_start(r); /* tasks check the deadline too (the sync backend) */
   if (tg__run_wait(r, timeout) == TG_ETIMEDOUT) {
     tg__run_expired(r);

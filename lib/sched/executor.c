@@ -41,6 +41,8 @@ int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
   if (ops == &tg__backend_sync) ex->workers = 1;
   ex->log = opts ? opts->log : NULL;
   ex->log_ctx = opts ? opts->log_ctx : NULL;
+  ex->on_event = opts ? opts->on_event : NULL;
+  ex->event_ctx = opts ? opts->event_ctx : NULL;
   ex->cache = opts ? opts->cache : NULL;
   pthread_mutex_init(&ex->mu, NULL);
   pthread_cond_init(&ex->idle, NULL);

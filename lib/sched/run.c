@@ -12,6 +12,7 @@
 static void run_free(tg__run *r) {
   tg__runplan_free(&r->plan);
   tg__memo_free(r->memo);
+  tg__free(r->ev_start);
   tg_graph_free(r->owned);
   for (size_t s = 0; r->out && s < r->nout; s++) tg_value_unref(r->out[s]);
   for (size_t s = 0; r->futures && s < r->nout; s++) tg_future_free(r->futures[s]);
@@ -60,6 +61,7 @@ int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
   int rc = tg__runplan_compile(g, outputs, nout, r, r->memo, &r->plan, err, errsize);
   if (rc) goto fail;
   if (r->memo && remote_backend(ex)) tg__memo_remote_timing(r->memo, r->plan.ntasks);
+  tg__run_set_events(r, ex->on_event, ex->event_ctx);
   rc = TG_ENOMEM;
   r->out = tg__calloc(nout ? nout : 1, sizeof *r->out);
   r->hold_gone = tg__calloc(nout ? nout : 1, sizeof *r->hold_gone);
@@ -89,6 +91,15 @@ fail:
   }
   tg__run_unref(r);
   return rc;
+}
+
+void tg__run_set_events(tg__run *r, tg_event_fn fn, void *ctx) {
+  r->on_event = fn;
+  r->event_ctx = ctx;
+  /* out of memory: remote tasks without a measured duration start and
+   * end at their end */
+  if (fn && remote_backend(r->ex) && !r->ev_start)
+    r->ev_start = tg__calloc(r->plan.ntasks ? r->plan.ntasks : 1, sizeof *r->ev_start);
 }
 
 /* A future argument finished: one input fewer for its task. */

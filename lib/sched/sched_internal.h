@@ -110,6 +110,11 @@ struct tg__run {
   tg_graph *owned;            /* copies made for submissions; NULL */
   tg__runplan plan;
   tg__memo *memo;             /* NULL: no cache */
+  tg_event_fn on_event;       /* NULL: no task events (tested once per task
+                                 on the hot path) */
+  void *event_ctx;
+  double *ev_start;           /* per task: when tg__task_begin sent it, for
+                                 events on remote backends; else NULL */
   tg_executor *ex;
   tg__backend *backend;
   uint64_t seq;               /* submission number in the executor */
@@ -137,6 +142,9 @@ int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
                 const tg_node *outputs, size_t nout, bool with_futures,
                 int retries, tg_cache *cache, tg__run **out, char *err,
                 size_t errsize);
+/* Report r's task events to fn(ctx, ...) (fn NULL: none). Call before
+ * tg__run_start. */
+void tg__run_set_events(tg__run *r, tg_event_fn fn, void *ctx);
 /* Hand the initial tasks to the backend and wire future arguments. */
 void tg__run_start(tg__run *r);
 void tg__run_ref(tg__run *r);
@@ -237,6 +245,8 @@ struct tg_executor {
   unsigned workers;
   tg_log_fn log;
   void *log_ctx;
+  tg_event_fn on_event;   /* every run's task events, or NULL */
+  void *event_ctx;
   tg_cache *cache;        /* borrowed */
   pthread_mutex_t mu;     /* guards runs, nactive, seq */
   pthread_cond_t idle;    /* signalled when nactive drops to 0 */

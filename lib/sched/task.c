@@ -89,6 +89,26 @@ static void finish(tg__wctx *w, tg__task *t, tg_value *res, bool release) {
   w->retired++; /* last: nothing of r is touched after a flush */
 }
 
+/* ---- events ---------------------------------------------------------------- */
+
+/* Report an event of t to the run's callback (set: callers test it).
+ * Kept out of line: the hot path only tests whether a callback is set. */
+static __attribute__((cold, noinline)) void emit(const tg__run *r, const tg__task *t,
+                                                 tg_event_kind kind, int worker, int status,
+                                                 double start, double end) {
+  char kb[TG__NAME_MAX + 32];
+  tg_event ev = {kind, t->node, tg__run_key(r, t->node, kb, sizeof kb), worker, status,
+                 start, end, r->plan.ntasks};
+  r->on_event(r->event_ctx, &ev);
+}
+
+/* An event without a call: at one instant. */
+static void emit_now(const tg__run *r, const tg__task *t, tg_event_kind kind, int worker,
+                     int status) {
+  double now = tg__now();
+  emit(r, t, kind, worker, status, now, now);
+}
+
 /* ---- failing --------------------------------------------------------------- */
 
 /* The node a failure is reported on: a map's chunk is named by the map
@@ -270,17 +290,25 @@ static int attempts_of(const tg__run *r, const tg__gnode *nd) {
   return 1 + (nd->retries >= 0 ? nd->retries : r->retries);
 }
 
-/* Call t's function with retries; its result, or NULL (failed: recorded). */
-static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t) {
+/* Call t's function with retries; its result, or NULL with *code the
+ * failure (recorded) or 1 (an input is missing: the run stopped). With
+ * events (obs), STARTED is reported before the first attempt, at *start. */
+static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t, bool obs, double *start,
+                      int *code) {
   const tg__gnode *nd = &r->g->nodes[t->node];
   tg_task_ctx ctx;
   int rc = gather(w, r, nd, ctx.msg, sizeof ctx.msg);
   if (rc) {
     if (rc != 1) fail_task(r, t, rc, ctx.msg);
+    *code = rc;
     return NULL;
   }
   if (!atomic_load_explicit(&r->started, memory_order_relaxed))
     atomic_store_explicit(&r->started, 1, memory_order_relaxed);
+  if (TG__UNLIKELY(obs)) {
+    *start = tg__now();
+    emit(r, t, TG_EVENT_STARTED, w->worker, TG_OK, *start, *start);
+  }
   bool timed = r->memo && tg__memo_timed(r->memo, w, nd);
   for (int at = 0, n = attempts_of(r, nd);; at++) {
     tg__task_ctx_init(&ctx, nd->fn, r, t->node, w->worker, at);
@@ -303,6 +331,7 @@ static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t) {
     atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
     if (at + 1 >= n || tg__run_stopped(r)) {
       fail_task(r, t, rc, ctx.fail_code ? ctx.msg : NULL);
+      *code = rc;
       return NULL;
     }
   }
@@ -326,6 +355,7 @@ static inline bool claim(tg__wctx *w, tg__task *t) {
     return true;
   w->skipped++;
   tg_value *hit = t->flags & TG__T_CACHED ? t->result : NULL; /* not needed now */
+  if (t->run->on_event) emit_now(t->run, t, TG_EVENT_SKIPPED, -1, TG_OK);
   finish(w, t, NULL, false); /* the drop released its inputs already */
   tg_value_unref(hit);
   return false;
@@ -335,7 +365,24 @@ static inline bool claim(tg__wctx *w, tg__task *t) {
 static void finish_cached(tg__wctx *w, tg__task *t) {
   tg_value *res = t->result;
   t->result = NULL;
+  if (t->run->on_event) emit_now(t->run, t, TG_EVENT_CACHED, -1, TG_OK);
   finish(w, t, res, false);
+}
+
+/* tg__task_exec of a run with events: the call and its closing event. */
+static __attribute__((noinline)) void exec_observed(tg__wctx *w, tg__run *r, tg__task *t) {
+  tg_value *res = NULL;
+  int code = 1;
+  double start = 0;
+  if (tg__run_stopped(r) || (r->deadline > 0 && tg__run_expired(r)))
+    w->skipped++;
+  else
+    res = call(w, r, t, true, &start, &code);
+  double end = tg__now();
+  if (res) emit(r, t, TG_EVENT_FINISHED, w->worker, TG_OK, start, end);
+  else if (code == 1) emit(r, t, TG_EVENT_SKIPPED, -1, TG_OK, end, end);
+  else emit(r, t, TG_EVENT_FAILED, w->worker, code, start > 0 ? start : end, end);
+  finish(w, t, res, true);
 }
 
 void tg__task_exec(tg__wctx *w, tg__task *t) {
@@ -346,11 +393,17 @@ void tg__task_exec(tg__wctx *w, tg__task *t) {
     finish_cached(w, t);
     return;
   }
+  if (TG__UNLIKELY(r->on_event != NULL)) {
+    exec_observed(w, r, t);
+    return;
+  }
   tg_value *res = NULL;
+  double start;
+  int code;
   if (tg__run_stopped(r) || (r->deadline > 0 && tg__run_expired(r)))
     w->skipped++;
   else
-    res = call(w, r, t);
+    res = call(w, r, t, false, &start, &code);
   finish(w, t, res, true);
 }
 
@@ -370,14 +423,34 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
     atomic_store_explicit(&r->started, 1, memory_order_relaxed);
     if (r->memo && r->memo->t0 && tg__memo_timed(r->memo, w, nd))
       r->memo->t0[t - r->plan.tasks] = tg__now();
+    if (TG__UNLIKELY(r->on_event != NULL)) {
+      double now = tg__now();
+      if (r->ev_start) r->ev_start[t - r->plan.tasks] = now;
+      emit(r, t, TG_EVENT_STARTED, w->worker, TG_OK, now, now);
+    }
     *args = w->scratch;
     *nargs = nd->nargs;
     return true;
   }
   if (rc == 1) w->skipped++;
   else fail_task(r, t, rc, msg);
+  if (r->on_event)
+    emit_now(r, t, rc == 1 ? TG_EVENT_SKIPPED : TG_EVENT_FAILED, rc == 1 ? -1 : w->worker,
+             rc == 1 ? TG_OK : rc);
   finish(w, t, NULL, true);
   return false;
+}
+
+/* The closing event of a task begun with tg__task_begin: it started
+ * `seconds` before now when the worker measured it, else when it was
+ * sent. */
+static void end_event(tg__wctx *w, tg__run *r, tg__task *t, int status, double seconds) {
+  double end = tg__now(), start = end;
+  if (seconds >= 0) start = end - seconds;
+  else if (r->ev_start && r->ev_start[t - r->plan.tasks] > 0)
+    start = r->ev_start[t - r->plan.tasks];
+  emit(r, t, status == TG_OK ? TG_EVENT_FINISHED : TG_EVENT_FAILED, w->worker, status,
+       start, end);
 }
 
 void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
@@ -389,12 +462,14 @@ void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
     double *t0 = r->memo && r->memo->t0 ? &r->memo->t0[t - r->plan.tasks] : NULL;
     if (t0 && *t0 > 0) /* timed: tg__memo_timed said so at the begin */
       tg__memo_done(r->memo, r, t->node, result, seconds >= 0 ? seconds : tg__now() - *t0);
+    if (TG__UNLIKELY(r->on_event != NULL)) end_event(w, r, t, TG_OK, seconds);
     finish(w, t, result, true);
     return;
   }
   tg_value_unref(result);
   atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
   fail_task(r, t, rc < 0 ? rc : TG_ETASK, msg);
+  if (r->on_event) end_event(w, r, t, rc < 0 ? rc : TG_ETASK, seconds);
   finish(w, t, NULL, true);
 }
 
