@@ -1,7 +1,8 @@
 #!/bin/sh
 # scripts/quickstart.sh: install what is missing, build, and run.
 #
-#   scripts/quickstart.sh example   build (release) and run the main example
+#   scripts/quickstart.sh example   build (release) and run the word-count
+#                                   example on the processes backend
 #   scripts/quickstart.sh test      build and run the whole test suite:
 #                                   release build, ASan+UBSan build, TSan
 #                                   build of the threaded suites, a bounded
@@ -55,7 +56,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 if [ "$mode" = example ]; then
   setup build --buildtype=release
-  exec ./build/examples/dump_load
+  # A word count over the system's licence texts, on forked worker processes.
+  exec ./build/cli/tgraph run examples/wordcount.json --scheduler=processes
 fi
 
 exec ./scripts/run-tests.sh
