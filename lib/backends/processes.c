@@ -14,6 +14,7 @@
  * Thread safety: submit from any thread; create/destroy by the owner. */
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -26,6 +27,8 @@
 #include "procs_internal.h"
 
 #define START_TIMEOUT 60.0 /* seconds create waits for the workers' hellos */
+#define SPIN_WORK 100e-6   /* work in flight below which results are awaited */
+#define SPIN_SECS 50e-6    /*   by looking for them this long before sleeping */
 
 enum { EV_WAKE = 0, EV_SOCK = 1, EV_PID = 2 };
 
@@ -155,6 +158,21 @@ static void on_event(tg__ppool *p, const struct epoll_event *ev) {
   else if (w->state != TG__PW_DYING) on_socket(p, w, ev->events);
 }
 
+/* Whether a result is due so soon that looking for it beats sleeping:
+ * little known work in flight (a chain of short tasks, say). */
+static bool result_soon(const tg__ppool *p) {
+  double est = 0;
+  bool any = false;
+  for (unsigned i = 0; i < p->nw; i++) {
+    const tg__pworker *w = &p->ws[i];
+    if (!w->nbatches || w->state != TG__PW_UP) continue;
+    if (w->unknown_out) return false;
+    est += w->est_out;
+    any = true;
+  }
+  return any && est < SPIN_WORK;
+}
+
 static bool can_dispatch(const tg__ppool *p) {
   if (!p->nready && !p->nretry) return false;
   for (unsigned i = 0; i < p->nw; i++)
@@ -189,7 +207,12 @@ static void *io_main(void *arg) {
     if (can_dispatch(p)) continue;
     int timeout = next < 0 ? -1 : (int)ceil(next * 1000);
     tg__procs_idle();
-    int k = epoll_wait(p->ep, evs, 64, timeout);
+    int k = 0;
+    for (double until = result_soon(p) ? tg__now() + SPIN_SECS : 0; k == 0 && tg__now() < until;) {
+      k = epoll_wait(p->ep, evs, 64, 0);
+      if (k == 0) sched_yield();
+    }
+    if (k == 0) k = epoll_wait(p->ep, evs, 64, timeout);
     tg__procs_busy();
     for (int i = 0; i < k; i++) on_event(p, &evs[i]);
   }
