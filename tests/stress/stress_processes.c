@@ -3,8 +3,8 @@
  * arrays made and passed on in shared memory, tasks that crash once and
  * are retried, cancellations, callbacks submitting more), results dropped
  * on other threads than the IO thread, counters read meanwhile; then pools
- * created and freed in a loop. Every result is checked; exit status 1 on a
- * wrong one. No Criterion, so it runs under ThreadSanitizer.
+ * created and freed in a loop. Every result is checked (check.h). No
+ * Criterion, so it runs under ThreadSanitizer.
  *
  *   stress_processes [SCALE]      SCALE multiplies the rounds (default 1)
  */
@@ -18,19 +18,15 @@
 #include <unistd.h>
 
 #include "backends/processes.h"
+#include "check.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "../test_funcs.h"
 
 #define THREADS 4
 
-static atomic_int failures;
 static atomic_int *crashed; /* shared with workers: crash_once calls */
-
-static void fail(const char *what, const char *detail) {
-  fprintf(stderr, "stress_processes: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
-  atomic_fetch_add(&failures, 1);
-}
+static tg_registry *reg;
 
 /* f64 array of args[0] elements, element i = i + args[1]. */
 static int f_ramp(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
@@ -90,10 +86,9 @@ static void follow(tg_future *f, void *ctx) {
   job *j = ctx;
   tg_future *next = NULL;
   tg_arg a = tg_arg_future(f);
-  if (tg_executor_call(j->ex, "inc", &a, 1, &next) != TG_OK) {
-    fail("callback submission", tg_executor_errmsg(j->ex));
+  if (!CHECK_MSG(tg_executor_call(j->ex, "inc", &a, 1, &next) == TG_OK,
+                 "callback submission: %s", tg_executor_errmsg(j->ex)))
     return;
-  }
   tg_future_free(next); /* the executor keeps it until done */
   atomic_fetch_sub(j->followups, 1);
 }
@@ -112,10 +107,10 @@ static void one_round(job *j, int r) {
   tg_node slow = tg_call(g, "sleep_ms", 1, tg_arg_value(tg_int(200)));
   tg_node outs[3] = {arr, tot, x};
   tg_future *f[5];
-  if (tg_executor_submit_many(j->ex, g, outs, 3, f) != TG_OK ||
-      tg_executor_submit(j->ex, g, c, &f[3]) != TG_OK || /* a run of its own */
-      tg_executor_submit(j->ex, g, slow, &f[4]) != TG_OK) {
-    fail("submit", tg_executor_errmsg(j->ex));
+  if (!CHECK_MSG(tg_executor_submit_many(j->ex, g, outs, 3, f) == TG_OK &&
+                     tg_executor_submit(j->ex, g, c, &f[3]) == TG_OK && /* its own run */
+                     tg_executor_submit(j->ex, g, slow, &f[4]) == TG_OK,
+                 "submit: %s", tg_executor_errmsg(j->ex))) {
     tg_graph_free(g);
     return;
   }
@@ -126,19 +121,22 @@ static void one_round(job *j, int r) {
   tg_value *v[4] = {NULL, NULL, NULL, NULL};
   for (int i = 0; i < 4; i++) {
     int rc = tg_future_result(f[i], 60, &v[i]);
-    if (rc != TG_OK && !(i == 3 && r % 5 != 0 && rc == TG_ETASK))
-      fail("result", tg_future_errmsg(f[i]));
+    bool crash_fails = i == 3 && r % 5 != 0; /* no retries: fails */
+    CHECK_MSG(rc == (crash_fails ? TG_ETASK : TG_OK), "output %d of round %d: %s", i, r,
+              tg_future_errmsg(f[i]));
   }
   double want = (double)len * (double)(len - 1) / 2 + (double)len * r;
-  if (v[0] && (tg_ndarray_size(v[0]) != (size_t)len || ((const double *)tg_ndarray_data(v[0]))[7] != 7 + r))
-    fail("array", NULL);
-  if (v[1] && tg_value_int(v[1]) != (int64_t)want) fail("array total", NULL);
-  if (v[2] && tg_value_int(v[2]) != r + 51) fail("chain", NULL);
-  if (v[3] && tg_value_int(v[3]) != 7) fail("retried crash", NULL);
+  if (v[0]) {
+    CHECK_EQ_INT(tg_ndarray_size(v[0]), len);
+    CHECK(((const double *)tg_ndarray_data(v[0]))[7] == 7 + r);
+  }
+  if (v[1]) CHECK_EQ_INT(tg_value_int(v[1]), (int64_t)want);
+  if (v[2]) CHECK_EQ_INT(tg_value_int(v[2]), r + 51);
+  if (v[3]) CHECK_EQ_INT(tg_value_int(v[3]), 7);
   for (int i = 0; i < 4; i++) tg_value_unref(v[i]); /* releases off the IO thread */
   for (int i = 0; i < 5; i++) tg_future_free(f[i]);
   tg__pstats st;
-  if (tg__processes_stats(j->ex, &st) != TG_OK) fail("stats", NULL);
+  CHECK(tg__processes_stats(j->ex, &st) == TG_OK);
 }
 
 static void *submitter(void *arg) {
@@ -147,41 +145,46 @@ static void *submitter(void *arg) {
   return NULL;
 }
 
-int main(int argc, char **argv) {
-  int scale = argc > 1 ? atoi(argv[1]) : 1;
-  if (scale < 1) scale = 1;
-  crashed = mmap(NULL, sizeof *crashed, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                 -1, 0);
-  tg_registry *reg = registry();
-  if (!reg || crashed == MAP_FAILED) return 2;
+static tg_executor *pool(void) {
   tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "processes", .workers = 2};
   tg_executor *ex = NULL;
   tg_error err;
-  if (tg_executor_new(reg, &eo, &ex, &err) != TG_OK) {
-    fprintf(stderr, "stress_processes: %s\n", err.msg);
-    return 2;
-  }
+  CHECK_MSG(tg_executor_new(reg, &eo, &ex, &err) == TG_OK, "pool: %s", err.msg);
+  return ex;
+}
+
+/* Threads submitting at once to one pool. */
+static void concurrent_use(void) {
+  tg_executor *ex = pool();
+  if (!ex) return;
   atomic_int followups = 0;
   job jobs[THREADS];
   pthread_t th[THREADS];
+  int before = atomic_load(crashed);
   for (int i = 0; i < THREADS; i++) {
-    jobs[i] = (job){ex, reg, i, 6 * scale, &followups};
+    jobs[i] = (job){ex, reg, i, 6 * chk.scale, &followups};
     pthread_create(&th[i], NULL, submitter, &jobs[i]);
   }
   for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
   for (int i = 0; i < 5000 && atomic_load(&followups); i++) usleep(1000);
-  if (atomic_load(&followups)) fail("callbacks did not all run", NULL);
+  CHECK_EQ_INT(atomic_load(&followups), 0);
+  CHECK_EQ_INT(atomic_load(crashed) - before, THREADS * 6 * chk.scale);
   tg_executor_free(ex);
-  for (int i = 0; i < 3 * scale; i++) { /* pools come and go */
-    if (tg_executor_new(reg, &eo, &ex, &err) != TG_OK) {
-      fail("pool", err.msg);
-      break;
-    }
-    tg_executor_free(ex);
-  }
+}
+
+/* Pools come and go (forks, reaping, output threads). */
+static void pools_come_and_go(void) {
+  for (int i = 0; i < 3 * chk.scale; i++) tg_executor_free(pool());
+}
+
+int main(int argc, char **argv) {
+  chk_init(argc, argv);
+  crashed = mmap(NULL, sizeof *crashed, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                 -1, 0);
+  reg = registry();
+  if (!reg || crashed == MAP_FAILED) return 2;
+  CHK_RUN(concurrent_use);
+  CHK_RUN(pools_come_and_go);
   tg_registry_free(reg);
-  int n = atomic_load(&failures);
-  printf("stress_processes: %d threads x %d rounds, %d worker crashes, %s\n", THREADS,
-         6 * scale, atomic_load(crashed), n ? "FAILED" : "ok");
-  return n ? 1 : 0;
+  return chk_finish("stress_processes");
 }
