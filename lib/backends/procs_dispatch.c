@@ -300,9 +300,12 @@ static int next_source(tg__ppool *p, tg__pworker *w, tg__pworker **victim) {
   if (w->naffine) return SRC_AFFINE;
   if (p->nready) return SRC_READY;
   if (w->nbatches) return SRC_NONE; /* steal only when idle */
-  tg__pworker *best = NULL;
-  for (unsigned i = 0; i < p->nw; i++)
-    if (p->ws[i].naffine > 1 && (!best || p->ws[i].naffine > best->naffine)) best = &p->ws[i];
+  tg__pworker *best = NULL; /* from a worker with more than it can start now */
+  for (unsigned i = 0; i < p->nw; i++) {
+    const tg__pworker *v = &p->ws[i];
+    if (v->naffine > (v->nbatches ? 0u : 1u) && (!best || v->naffine > best->naffine))
+      best = &p->ws[i];
+  }
   *victim = best;
   return best ? SRC_STEAL : SRC_NONE;
 }
@@ -351,6 +354,12 @@ static int add_one(tg__ppool *p, tg__pworker *w, tg__pbatch **bp, size_t msg_sta
     if (b->n && (!e || e->secs < 0)) return -1;
     p->nretry--;
     args = pt.args;
+    if (tg__run_stopped(pt.t->run)) { /* no point running it again */
+      tg__task_end(&p->w, pt.t, TG_ECANCELED, NULL, "the compute stopped");
+      tg__pd_take_made_ready(p);
+      tg__free(pt.args);
+      return 0;
+    }
   } else {
     tg__task *t = peek(p, w, src, victim);
     e = est_of(p, t->run->g->nodes[t->node].fn);
