@@ -180,14 +180,18 @@ static int f_plus1(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
   return TG_OK;
 }
 
-/* Prints args[1] lines of args[2] characters, tagged with args[0]. */
+/* Prints args[1] lines of args[2] characters, tagged with args[0], to
+ * stdout and to stderr. */
 static int f_print(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
   (void)c, (void)n;
   int64_t id = tg_value_int(a[0]), lines = tg_value_int(a[1]), len = tg_value_int(a[2]);
   char *body = malloc((size_t)len + 1);
   for (int64_t i = 0; i < len; i++) body[i] = (char)('a' + (i + id) % 26);
   body[len] = '\0';
-  for (int64_t i = 0; i < lines; i++) printf("W%lld:%lld:%s\n", (long long)id, (long long)i, body);
+  for (int64_t i = 0; i < lines; i++) {
+    printf("W%lld:%lld:%s\n", (long long)id, (long long)i, body);
+    fprintf(stderr, "W%lld:%lld:%s\n", (long long)id, (long long)i, body);
+  }
   free(body);
   *o = tg_int(id);
   return TG_OK;
@@ -601,50 +605,69 @@ static void *read_all(void *arg) {
   return NULL;
 }
 
-Test(processes, output_lines_stay_whole, .init = setup, .fini = teardown) {
-  enum { LINES = 400, LEN = 6000 }; /* lines longer than PIPE_BUF */
+/* Every line of what was read: "W<id>:<seq>:<body>", in order per id. */
+static void expect_lines(const reader *rd, int lines, int len) {
+  int next[2] = {0, 0};
+  char *body = malloc((size_t)len + 1);
+  size_t pos = 0;
+  while (pos < rd->len) {
+    char *nl = memchr(rd->buf + pos, '\n', rd->len - pos);
+    cr_assert_not_null(nl, "an unfinished last line");
+    *nl = '\0';
+    int id, seq, off;
+    cr_assert_eq(sscanf(rd->buf + pos, "W%d:%d:%n", &id, &seq, &off), 2, "mangled line");
+    cr_assert(id == 0 || id == 1);
+    cr_assert_eq(seq, next[id]++, "line %d of worker %d out of order", seq, id);
+    for (int i = 0; i < len; i++) body[i] = (char)('a' + (i + id) % 26);
+    body[len] = '\0';
+    cr_assert_str_eq(rd->buf + pos + off, body, "line %d of %d mangled", seq, id);
+    pos = (size_t)(nl - rd->buf) + 1;
+  }
+  cr_assert_eq(next[0], lines);
+  cr_assert_eq(next[1], lines);
+  free(body);
+}
+
+/* Redirect fd to a pipe read by a thread; the saved fd. */
+static int capture(int fd, reader *rd, pthread_t *th) {
   int pfd[2];
   cr_assert_eq(pipe(pfd), 0);
-  fflush(stdout);
-  int saved = dup(1);
-  dup2(pfd[1], 1);
+  int saved = dup(fd);
+  dup2(pfd[1], fd);
   close(pfd[1]);
-  reader rd = {pfd[0], NULL, 0, 0};
-  pthread_t th;
-  pthread_create(&th, NULL, read_all, &rd);
+  *rd = (reader){pfd[0], NULL, 0, 0};
+  pthread_create(th, NULL, read_all, rd);
+  return saved;
+}
+
+static void uncapture(int fd, int saved, reader *rd, pthread_t th) {
+  dup2(saved, fd);
+  close(saved);
+  pthread_join(th, NULL);
+  close(rd->fd);
+}
+
+Test(processes, output_lines_stay_whole, .init = setup, .fini = teardown) {
+  enum { LINES = 400, LEN = 6000 }; /* lines longer than PIPE_BUF */
+  fflush(stdout);
+  reader out, err;
+  pthread_t to, te;
+  int so = capture(1, &out, &to), se = capture(2, &err, &te);
   tg_executor *ex = pool(2);
   tg_node a = tg_call(g, "print", 3, tg_arg_value(tg_int(0)), tg_arg_value(tg_int(LINES)),
                       tg_arg_value(tg_int(LEN)));
   tg_node b = tg_call(g, "print", 3, tg_arg_value(tg_int(1)), tg_arg_value(tg_int(LINES)),
                       tg_arg_value(tg_int(LEN)));
-  tg_node out = tg_call(g, "add", 2, tg_arg_node(a), tg_arg_node(b));
-  int64_t r = compute_int_on(ex, out);
-  tg_executor_free(ex);
-  dup2(saved, 1);
-  close(saved);
-  pthread_join(th, NULL);
-  close(pfd[0]);
+  tg_node sum = tg_call(g, "add", 2, tg_arg_node(a), tg_arg_node(b));
+  int64_t r = compute_int_on(ex, sum);
+  tg_executor_free(ex); /* the rest of the output is forwarded by then */
+  uncapture(1, so, &out, to);
+  uncapture(2, se, &err, te);
   cr_assert_eq(r, 1);
-  int next[2] = {0, 0};
-  char *body = malloc(LEN + 1);
-  size_t pos = 0;
-  while (pos < rd.len) {
-    char *nl = memchr(rd.buf + pos, '\n', rd.len - pos);
-    cr_assert_not_null(nl, "an unfinished last line");
-    *nl = '\0';
-    int id, seq, off;
-    cr_assert_eq(sscanf(rd.buf + pos, "W%d:%d:%n", &id, &seq, &off), 2, "mangled line");
-    cr_assert(id == 0 || id == 1);
-    cr_assert_eq(seq, next[id]++, "line %d of worker %d out of order", seq, id);
-    for (int i = 0; i < LEN; i++) body[i] = (char)('a' + (i + id) % 26);
-    body[LEN] = '\0';
-    cr_assert_str_eq(rd.buf + pos + off, body, "line %d of %d mangled", seq, id);
-    pos = (size_t)(nl - rd.buf) + 1;
-  }
-  cr_assert_eq(next[0], LINES);
-  cr_assert_eq(next[1], LINES);
-  free(body);
-  free(rd.buf);
+  expect_lines(&out, LINES, LEN);
+  expect_lines(&err, LINES, LEN);
+  free(out.buf);
+  free(err.buf);
   expect_clean();
 }
 
