@@ -11,6 +11,11 @@
  * segments, dispatch, flush, then sleep in epoll_wait until a socket, a
  * pidfd, the eventfd or the next timeout/cancellation check.
  *
+ * Future callbacks of tasks finished here run on the IO thread, which
+ * holds the pool's share of the fork lock (tg__procs_busy): besides not
+ * blocking (executor.h), they must not create or free a processes
+ * executor (its forks would wait for this thread).
+ *
  * Thread safety: submit from any thread; create/destroy by the owner. */
 #include <errno.h>
 #include <math.h>
