@@ -57,6 +57,7 @@ setup build-asan --buildtype=debug -Db_sanitize=address,undefined \
   -Db_lundef=false -Dwerror=true -Dbench=false
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 ASAN_OPTIONS=detect_leaks=1 \
+LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0" \
   run_suites asan+ubsan build-asan
 
 setup build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false \
