@@ -15,7 +15,7 @@
 
 #include "procs_internal.h"
 
-#define LINE_MAX_BYTES ((size_t)64 << 10)
+#define LINE_MAX_BYTES ((size_t)1 << 20)
 
 typedef struct source {
   int fd;
