@@ -218,6 +218,27 @@ Test(builtins, sh_feeds_stdin) {
   fails_with(call("sh", 1, m), "sh: \"args\" must be a list");
 }
 
+/* A command that writes while it reads (cat) must get all its input:
+ * stdin is fed between reads of its output, never by one blocking write
+ * that waits on a command itself blocked writing its full stdout pipe. */
+Test(builtins, sh_streams_big_stdin_through_cat) {
+  size_t n = (size_t)1 << 20;
+  char *big = malloc(n);
+  cr_assert_not_null(big);
+  for (size_t i = 0; i < n; i++) big[i] = (char)('a' + i % 26);
+  tg_value *m = tg_map_new(2);
+  tg_map_put_c(m, "cmd", tg_str_c("cat"));
+  tg_map_put_c(m, "stdin", tg_bytes(big, n));
+  tg_value *v = call("sh", 1, m);
+  cr_assert_not_null(v, "sh failed: %s", errmsg);
+  size_t len;
+  const char *got = tg_bytes_data(v, &len);
+  cr_assert_eq(len, n);
+  cr_assert(memcmp(got, big, n) == 0);
+  tg_value_unref(v);
+  free(big);
+}
+
 Test(builtins, sh_failure_carries_stderr_tail) {
   fails_with(call("sh", 1, tg_str_c("echo one >&2; echo two >&2; exit 3")),
              "sh: exit status 3: one | two");

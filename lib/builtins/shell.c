@@ -210,7 +210,7 @@ static int pump(tg_task_ctx *ctx, const sh_job *job, int in, int outfd,
                       ? write(in, job->in + sent, job->inlen - sent)
                       : -1;
       if (n > 0) sent += (size_t)n;
-      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       /* The command may stop reading early (EPIPE): that is its right. */
       if (n < 0 || sent == job->inlen) {
         close(in);
@@ -268,6 +268,11 @@ static int run_job(tg_task_ctx *ctx, const sh_job *job, char **argv, buf *out,
     close(fds[0][1]), close(fds[1][0]), close(fds[2][0]);
     return tg_task_fail(ctx, rc, "sh: cannot run /bin/sh: %s", strerror(-rc));
   }
+  /* Our end of stdin does not block: a blocking write of the whole input
+   * would wait on a command that is itself waiting for us to drain its
+   * stdout (cat with more input than a pipe holds): a deadlock. */
+  int fl = fcntl(fds[0][1], F_GETFL);
+  if (fl >= 0) (void)fcntl(fds[0][1], F_SETFL, fl | O_NONBLOCK);
   /* A command that closes its stdin early must not kill us with SIGPIPE:
    * block it on this thread and drop the pending one afterwards. */
   sigset_t pipe_set, old;
