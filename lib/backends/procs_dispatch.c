@@ -365,6 +365,7 @@ static int add_one(tg__ppool *p, tg__pworker *w, tg__pbatch **bp, size_t msg_sta
     e = est_of(p, t->run->g->nodes[t->node].fn);
     if (b->n && (!e || e->secs < 0)) return -1; /* unknown: alone */
     pop(p, w, src, victim);
+    p->w.worker = w->slot; /* for task events */
     if (!begin(p, t, e, &pt, &args)) return 0;
     if (src == SRC_AFFINE) p->stats.local_hits++;
   }
@@ -494,7 +495,7 @@ void tg__pd_requeue(tg__ppool *p, const tg__ptask *pt, tg_value *const *args) {
 }
 
 void tg__pd_task_failed(tg__ppool *p, const tg__ptask *pt, tg_value *const *args,
-                        int rc, const char *msg) {
+                        int rc, const char *msg, double seconds) {
   tg__run *r = pt->t->run;
   const tg__gnode *nd = &r->g->nodes[pt->t->node];
   if (pt->attempt + 1 < attempts_of(r, nd) && !tg__run_stopped(r)) {
@@ -505,7 +506,7 @@ void tg__pd_task_failed(tg__ppool *p, const tg__ptask *pt, tg_value *const *args
     tg__pd_requeue(p, &again, args);
     return;
   }
-  tg__task_end(&p->w, pt->t, rc, NULL, msg && *msg ? msg : NULL);
+  tg__task_end_timed(&p->w, pt->t, rc, NULL, msg && *msg ? msg : NULL, seconds);
   tg__pd_take_made_ready(p);
 }
 

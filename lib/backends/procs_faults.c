@@ -178,7 +178,9 @@ static bool settle_tasks(tg__ppool *p, tg__pworker *w, int status) {
         char kb[TG__NAME_MAX + 32], msg[512];
         const char *key = tg__run_key(pt.t->run, pt.t->node, kb, sizeof kb);
         int code = blame(w, status, key, msg, sizeof msg);
-        tg__pd_task_failed(p, &pt, tg__pd_args(b, &pt), code, msg);
+        double ran = (double)(tg__pnow_ns() - atomic_load(&p->shared[w->slot].start_ns)) * 1e-9;
+        p->w.worker = w->slot;
+        tg__pd_task_failed(p, &pt, tg__pd_args(b, &pt), code, msg, ran);
         blamed = true;
       } else {
         tg__pd_requeue(p, &pt, tg__pd_args(b, &pt));

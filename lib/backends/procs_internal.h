@@ -562,10 +562,11 @@ void tg__pd_take_made_ready(tg__ppool *p);
 void tg__pd_dispatch(tg__ppool *p);
 /* A message from worker w. TG_OK, or TG_EPROTO (the worker is broken). */
 int tg__pd_message(tg__ppool *p, tg__pworker *w, const tg__pmsg *m);
-/* Finish a begun task (arguments args) whose attempt failed with rc/msg,
- * or queue it again when it has attempts left. */
+/* Finish a begun task (arguments args) whose attempt failed with rc/msg
+ * after `seconds` in its worker (negative: unknown), or queue it again
+ * when it has attempts left. */
 void tg__pd_task_failed(tg__ppool *p, const tg__ptask *pt, tg_value *const *args,
-                        int rc, const char *msg);
+                        int rc, const char *msg, double seconds);
 /* Queue a begun task to run again as it is (a copy of args is kept). */
 void tg__pd_requeue(tg__ppool *p, const tg__ptask *pt, tg_value *const *args);
 /* A task of a batch in flight: its argument values. */

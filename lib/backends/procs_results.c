@@ -98,12 +98,14 @@ static int one_result(tg__ppool *p, tg__pbatch *b, tg__ptask *pt, tg__pdec *d,
   uint8_t st;
   if (tg__pdec_u8(d, &st) || tg__pdec_varint(d, dur)) return TG_EPROTO;
   tg__ptask done = *pt;
+  double secs = (double)*dur * 1e-9;
   if (st == 0) {
     tg_value *v = NULL;
     int rc = tg__pdec_value(d, &v);
     if (rc == TG_EPROTO) return rc;
     pt->t = NULL;
-    tg__task_end(&p->w, done.t, rc, v, rc ? "cannot take the result from the worker" : NULL);
+    tg__task_end_timed(&p->w, done.t, rc, v,
+                       rc ? "cannot take the result from the worker" : NULL, secs);
     tg__pd_take_made_ready(p);
     return TG_OK;
   }
@@ -115,7 +117,7 @@ static int one_result(tg__ppool *p, tg__pbatch *b, tg__ptask *pt, tg__pdec *d,
   snprintf(buf, sizeof buf, "%.*s", (int)(len < sizeof buf ? len : sizeof buf - 1), msg);
   int rc = (int)tg__unzigzag(code);
   pt->t = NULL;
-  tg__pd_task_failed(p, &done, tg__pd_args(b, &done), rc < 0 ? rc : TG_ETASK, buf);
+  tg__pd_task_failed(p, &done, tg__pd_args(b, &done), rc < 0 ? rc : TG_ETASK, buf, secs);
   return TG_OK;
 }
 
@@ -137,6 +139,7 @@ static int on_results(tg__ppool *p, tg__pworker *w, const tg__pmsg *m) {
   tg__pdec d = {m->body, m->body + m->len, dec_seg, &c, NULL};
   uint32_t n;
   if (tg__pdec_u32(&d, &n) || n != b->n) return TG_EPROTO;
+  p->w.worker = w->slot; /* for task events */
   const tg_func *fn = NULL;
   double sum = 0;
   uint32_t cnt = 0;
