@@ -328,6 +328,31 @@ Test(builtins, sleep_ms_sleeps_and_identity_passes) {
   cr_assert_str_eq(json(call("identity", 1, tg_str_c("x"))), "\"x\"");
 }
 
+/* A huge sleep (up to INT64_MAX ms) sleeps until stopped: the time left
+ * is computed without overflowing, so it is never taken for "done". */
+Test(builtins, sleep_ms_huge_sleeps_until_cancelled) {
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_arg arg = tg_arg_value(tg_int(INT64_MAX));
+  tg_node_opts no = {TG_NODE_OPTS_V1, "nap", -1, -1, 0.2};
+  tg_node node;
+  cr_assert_eq(tg_graph_add(g, "sleep_ms", &arg, 1, &no, &node), TG_OK);
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "threads",
+                       .workers = 1};
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  tg_value *res = NULL;
+  int rc = tg_compute(g, &node, 1, &o, &res);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  double s = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+  cr_assert_neq(rc, TG_OK, "sleep_ms(INT64_MAX) returned after %.3f s", s);
+  cr_assert_null(res);
+  cr_assert(strstr(tg_graph_errmsg(g), "sleep_ms: cancelled") != NULL, "%s",
+            tg_graph_errmsg(g));
+  cr_assert_geq(s, 0.15);
+  tg_graph_free(g);
+}
+
 Test(builtins, build_assembles_templates) {
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);

@@ -111,8 +111,10 @@ TG__BI(sleep_ms) {
     if (tg_task_cancelled(ctx))
       return tg_task_fail(ctx, TG_ECANCELED, "sleep_ms: cancelled");
     clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t left = (int64_t)(end.tv_sec - now.tv_sec) * 1000000000 +
-                   (end.tv_nsec - now.tv_nsec);
+    /* Whole seconds first: ms up to INT64_MAX would overflow in ns. */
+    int64_t secs = (int64_t)(end.tv_sec - now.tv_sec);
+    int64_t left = secs > 1 ? 10000000
+                            : secs * 1000000000 + (end.tv_nsec - now.tv_nsec);
     if (left <= 0) break;
     if (left > 10000000) left = 10000000;
     struct timespec d = {0, (long)left};
