@@ -959,6 +959,24 @@ Test(serial, load_errors, .init = make_tmpdir, .fini = rm_tmpdir) {
   cr_assert_eq(tg_load(path, 4, &a, &e), TG_EINVAL);
 }
 
+/* A FIFO is refused like any other non-regular file, at once: opening
+ * it must not wait for a writer that never comes. */
+Test(serial, load_refuses_a_fifo_without_waiting, .init = make_tmpdir, .fini = rm_tmpdir) {
+  char path[128], want[200];
+  snprintf(path, sizeof path, "%s/fifo", tmpdir);
+  cr_assert_eq(mkfifo(path, 0600), 0);
+  tg_value *a;
+  tg_error e;
+  for (unsigned flags = 0; flags <= TG_LOAD_MMAP; flags += TG_LOAD_MMAP) {
+    alarm(5); /* a hang fails the test instead of stalling the suite */
+    cr_assert_eq(tg_load(path, flags, &a, &e), TG_EINVAL);
+    alarm(0);
+    snprintf(want, sizeof want, "'%s' is not a regular file", path);
+    cr_assert_str_eq(e.msg, want);
+    cr_assert_null(a);
+  }
+}
+
 Test(serial, encode_options) {
   void *buf;
   size_t len;

@@ -300,7 +300,9 @@ int tg_load(const char *path, unsigned flags, tg_value **out, tg_error *err) {
   if (out) *out = NULL;
   if (!path || !out || (flags & ~(unsigned)(TG_LOAD_MMAP | TG_LOAD_VERIFY)))
     return tg__error_set(err, TG_EINVAL, "a path, out and known flags are required");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer before
+   * fstat could refuse it. It changes nothing for regular files. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return sys_fail(err, "cannot open", path);
   struct stat st;
   int rc = TG_OK;
