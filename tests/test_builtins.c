@@ -123,6 +123,17 @@ Test(builtins, file_reads_bytes) {
   fails_with(call("file", 1, tg_str_c(tmpdir)), "' is not a regular file");
 }
 
+/* A FIFO is refused at once, not waited on for a writer. */
+Test(builtins, file_refuses_a_fifo_without_waiting) {
+  cr_assert_eq(mkfifo(path_in("fifo"), 0600), 0);
+  alarm(5); /* a hang fails the test instead of stalling the suite */
+  fails_with(call("file", 1, tg_str_c(path_in("fifo"))),
+             "/fifo' is not a regular file");
+  fails_with(call("read_text", 1, tg_str_c(path_in("fifo"))),
+             "/fifo' is not a regular file");
+  alarm(0);
+}
+
 Test(builtins, read_text_checks_utf8) {
   write_text(path_in("t.txt"), "h\xc3\xa9");
   cr_assert_str_eq(json(call("read_text", 1, tg_str_c(path_in("t.txt")))),

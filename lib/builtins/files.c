@@ -13,7 +13,9 @@
 
 int tg__bi_read_file(tg_task_ctx *ctx, const char *fn, const char *path,
                      char **data, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO would otherwise block the open until a writer
+   * comes, before fstat could refuse it. No effect on regular files. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     return tg_task_fail(ctx, -errno, "%s: cannot open '%s': %s", fn, path,
                         strerror(errno));
