@@ -200,6 +200,18 @@ Test(graphjson, structure_errors) {
       "g.json:1:40: \"outputs\" must be a list of strings");
 }
 
+/* A field name with a NUL in it (escaped as \u0000) is not the field its
+ * first bytes spell. */
+Test(graphjson, field_names_with_nul_are_unknown) {
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\\u0000x\": \"add\", \"args\": []}}}",
+      TG_EFORMAT,
+      "g.json:1:31: unknown field 'fn?x' in task 'a' (a task has fn, args, "
+      "cache, retries and timeout)");
+  bad("{\"tgraph\\u0000\": 1, \"tasks\": {}}", TG_EFORMAT,
+      "g.json:1:2: unknown field 'tgraph?' (a graph has tgraph, plugins, tasks "
+      "and outputs)");
+}
+
 Test(graphjson, duplicate_keys) {
   bad("{\"tgraph\": 1, \"tasks\": {\n\"a\": {\"fn\": \"add\"},\n\"a\": {\"fn\": \"add\"}}}",
       TG_EFORMAT, "g.json:3:1: duplicate task key 'a' (first at line 2)");

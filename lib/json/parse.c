@@ -715,7 +715,8 @@ static int task(P *p) {
       char name[20]; /* every known field fits; others are cut for the
                         message */
       size_t k = n < sizeof name - 4 ? n : sizeof name - 4;
-      memcpy(name, field, k);
+      for (size_t i = 0; i < k; i++) /* "fn\u0000x" is not "fn" */
+        name[i] = field[i] ? field[i] : '?';
       strcpy(name + k, k < n ? "..." : "");
       if ((rc = task_field(p, t, name, foff, &seen)) != TG_OK) return rc;
     } while (eat(p, ','));
@@ -826,6 +827,10 @@ static int document(P *p) {
       size_t keyoff = p->pos, n;
       const char *key;
       int rc = string_arena(p, &key, &n);
+      /* A NUL (from \u0000) must not cut the key into a known field's
+       * name; the arena copy is ours to change. */
+      for (size_t i = 0; rc == TG_OK && i < n; i++)
+        if (key[i] == '\0') ((char *)key)[i] = '?';
       if (rc == TG_OK) rc = top_field(p, key, keyoff, &seen);
       if (rc != TG_OK) return rc;
     } while (eat(p, ','));
