@@ -250,6 +250,30 @@ Test(builtins, sh_streams_big_stdin_through_cat) {
   free(big);
 }
 
+/* A command that closes its outputs and runs on is still stopped when its
+ * task is cancelled (here by its timeout), not waited for to the end. */
+Test(builtins, sh_cancel_reaches_a_command_without_outputs) {
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_arg arg = tg_arg_value(tg_str_c("exec >/dev/null 2>&1; sleep 20"));
+  tg_node_opts no = {TG_NODE_OPTS_V1, "quiet", -1, -1, 0.2};
+  tg_node node;
+  cr_assert_eq(tg_graph_add(g, "sh", &arg, 1, &no, &node), TG_OK);
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "threads",
+                       .workers = 1};
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  tg_value *res = NULL;
+  int rc = tg_compute(g, &node, 1, &o, &res);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  double s = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+  cr_assert_neq(rc, TG_OK);
+  cr_assert_str_eq(tg_graph_errmsg(g),
+                   "task 'quiet' failed: TG_ECANCELED: sh: cancelled");
+  cr_assert_lt(s, 5.0, "the command ran on for %.1f s after its timeout", s);
+  tg_graph_free(g);
+}
+
 Test(builtins, sh_failure_carries_stderr_tail) {
   fails_with(call("sh", 1, tg_str_c("echo one >&2; echo two >&2; exit 3")),
              "sh: exit status 3: one | two");

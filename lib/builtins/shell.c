@@ -250,6 +250,27 @@ static void tail_line(const buf *err, char *msg, size_t size) {
   msg[k] = '\0';
 }
 
+/* Wait for the command to exit after its outputs closed (it may run on
+ * without them: "exec >log 2>&1; ..."), still heeding cancellation. The
+ * caller reaps it. */
+static int await_exit(tg_task_ctx *ctx, pid_t pid) {
+  long ns = 100000; /* most commands exit as their outputs close */
+  for (;;) {
+    siginfo_t si;
+    si.si_pid = 0;
+    int w = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT);
+    if ((w == 0 && si.si_pid == pid) || (w < 0 && errno != EINTR))
+      return TG_OK; /* exited, or not ours to wait for: waitpid says */
+    if (tg_task_cancelled(ctx)) {
+      kill(-pid, SIGKILL);
+      return TG_ECANCELED;
+    }
+    struct timespec d = {0, ns};
+    nanosleep(&d, NULL);
+    if (ns < 10000000) ns *= 2;
+  }
+}
+
 static int run_job(tg_task_ctx *ctx, const sh_job *job, char **argv, buf *out,
                    buf *err, int *status) {
   int fds[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
@@ -284,6 +305,7 @@ static int run_job(tg_task_ctx *ctx, const sh_job *job, char **argv, buf *out,
   while (sigtimedwait(&pipe_set, NULL, &zero) > 0) {
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc == TG_OK) rc = await_exit(ctx, pid);
   while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
   }
   if (rc == TG_ECANCELED) return tg_task_fail(ctx, rc, "sh: cancelled");
