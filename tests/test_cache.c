@@ -1046,6 +1046,20 @@ Test(cache, file_hash_without_cache_and_errors) {
   cr_assert_eq(tg_cache_file_hash(NULL, dir, &d, &err), TG_EINVAL);
 }
 
+/* A FIFO is refused at once: opening it must not wait for a writer. */
+Test(cache, file_hash_refuses_a_fifo_without_waiting) {
+  char path[512], want[600];
+  snprintf(path, sizeof path, "%s/fifo", dir);
+  cr_assert_eq(mkfifo(path, 0600), 0);
+  tg_digest d;
+  tg_error err;
+  alarm(5); /* a hang fails the test instead of stalling the suite */
+  cr_assert_eq(tg_cache_file_hash(NULL, path, &d, &err), TG_EINVAL);
+  alarm(0);
+  snprintf(want, sizeof want, "file hash: %s is not a regular file", path);
+  cr_assert_str_eq(err.msg, want);
+}
+
 Test(cache, second_open_in_one_process_is_refused) {
   tg_cache *c = open_cache(NULL), *c2 = NULL;
   tg_error err;

@@ -97,7 +97,9 @@ int tg_cache_file_hash(tg_cache *c, const char *path, tg_digest *out, tg_error *
   struct timespec now;
   struct stat st, after;
   clock_gettime(CLOCK_REALTIME_COARSE, &now);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO would block the open until a writer comes, before
+   * fstat could refuse it. No effect on regular files. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0 || fstat(fd, &st)) {
     int rc = -errno;
     if (fd >= 0) close(fd);
