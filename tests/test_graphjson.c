@@ -2,7 +2,9 @@
  * what a good file builds, and the exact message and position of every
  * kind of mistake. */
 #include <criterion/criterion.h>
+#include <locale.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -51,6 +53,32 @@ static void output_json(tg_graph *g, tg_graphjson_info *info, size_t i,
   snprintf(buf, size, "%s", s);
   free(s);
   tg_value_unref(v);
+}
+
+/* Numbers read the same whatever the program's locale: under one with a
+ * decimal comma (made here with localedef), 1.5 must not become 1. */
+Test(graphjson, numbers_ignore_the_locale) {
+  char dir[] = "/tmp/tg_gj_locale_XXXXXX", cmd[200];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(cmd, sizeof cmd,
+           "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+  int made = system(cmd);
+  setenv("LOCPATH", dir, 1);
+  bool comma = made == 0 && setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL;
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_assert_eq(system(cmd), 0);
+  cr_assert(comma, "cannot make a decimal-comma locale with localedef");
+  tg_graph *g;
+  tg_graphjson_info *info;
+  cr_assert_eq(parse("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\","
+                     " \"args\": [[1.5, -2.25e1, 0.5]]}}}",
+                     &g, &info),
+               TG_OK, "%s", err.msg);
+  char out[64];
+  output_json(g, info, 0, out, sizeof out);
+  cr_assert_str_eq(out, "[1.5,-22.5,0.5]");
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
 }
 
 Test(graphjson, builds_refs_gets_nested_and_consts) {

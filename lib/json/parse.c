@@ -2,8 +2,11 @@
  * over the text builds the tasks, their arguments (constants become
  * tg_values at once) and the outputs and plugins, recording the byte
  * offset of everything a later error may point at. */
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json/gj_internal.h"
@@ -191,6 +194,19 @@ static int string_arena(P *p, const char **out, size_t *outlen) {
 
 /* ---- scalars ---- */
 
+/* JSON numbers use '.' whatever LC_NUMERIC the program set: parse them
+ * in the C locale (made once; NULL if that failed: plain strtod). */
+static locale_t c_numeric;
+static void c_numeric_init(void) {
+  c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+}
+
+static double c_strtod(const char *s) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, c_numeric_init);
+  return c_numeric ? strtod_l(s, NULL, c_numeric) : strtod(s, NULL);
+}
+
 static int number(P *p, tg_value **out) {
   const char *s = p->s;
   size_t i = p->pos, start = i;
@@ -223,7 +239,7 @@ static int number(P *p, tg_value **out) {
   if (is_float) {
     /* The text ends with a NUL and the number was validated above, so
      * strtod stops exactly where we did. */
-    double d = strtod(s + start, NULL);
+    double d = c_strtod(s + start);
     if (isinf(d))
       return tg__gj_fail(p->d, start, TG_EJSON, "number out of range");
     *out = tg_float(d);
