@@ -2,6 +2,7 @@
  * one call, computed on the sync backend, with exact results and the
  * exact text of each error. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,6 +273,26 @@ Test(builtins, sh_cancel_reaches_a_command_without_outputs) {
                    "task 'quiet' failed: TG_ECANCELED: sh: cancelled");
   cr_assert_lt(s, 5.0, "the command ran on for %.1f s after its timeout", s);
   tg_graph_free(g);
+}
+
+/* A command that closes its stdin before reading it all, then runs on:
+ * sh stops feeding it at once rather than spinning on the closed pipe
+ * (whatever errno the calling thread had). */
+Test(builtins, sh_stdin_closed_early_does_not_spin) {
+  size_t n = (size_t)1 << 20;
+  char *big = calloc(1, n);
+  cr_assert_not_null(big);
+  tg_value *m = tg_map_new(2);
+  tg_map_put_c(m, "cmd", tg_str_c("exec 0<&-; sleep 0.5; echo done"));
+  tg_map_put_c(m, "stdin", tg_bytes(big, n));
+  free(big);
+  struct timespec a, b;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+  errno = EAGAIN; /* a stale errno must not pass for the write's */
+  cr_assert_str_eq(json(call("sh", 1, m)), "{\"$bytes\":\"ZG9uZQo=\"}");
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+  double cpu = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+  cr_assert_lt(cpu, 0.2, "sh used %.2f s of CPU waiting for a sleeping command", cpu);
 }
 
 Test(builtins, sh_failure_carries_stderr_tail) {

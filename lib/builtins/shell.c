@@ -206,11 +206,14 @@ static int pump(tg_task_ctx *ctx, const sh_job *job, int in, int outfd,
     }
     if (rc != TG_OK) break;
     if (in >= 0 && p[2].revents != 0) {
-      ssize_t n = (p[2].revents & POLLOUT)
-                      ? write(in, job->in + sent, job->inlen - sent)
-                      : -1;
+      ssize_t n = -1;
+      int e = EPIPE; /* POLLERR or POLLHUP alone: the reader is gone */
+      if (p[2].revents & POLLOUT) {
+        n = write(in, job->in + sent, job->inlen - sent);
+        e = errno;
+      }
       if (n > 0) sent += (size_t)n;
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n < 0 && (e == EINTR || e == EAGAIN)) continue;
       /* The command may stop reading early (EPIPE): that is its right. */
       if (n < 0 || sent == job->inlen) {
         close(in);
