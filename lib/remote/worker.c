@@ -134,6 +134,10 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
     welcome(wk, rid, n, false, m);
     return true;
   }
+  /* Sessions whose routing ids hash alike share a chain: the new one
+   * becomes its head, so an older one stays reachable (clients choose
+   * their routing ids, so collisions can be made on purpose). */
+  wsess *head = tg__idmap_get(&wk->by_hash, hash);
   wsess *s = tg__calloc(1, sizeof *s);
   if (!s || !tg__idmap_put(&wk->by_hash, hash, s)) {
     tg__free(s);
@@ -143,7 +147,7 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   memcpy(s->rid, rid, n);
   s->rid_len = n;
   s->hash = hash;
-  s->hnext = NULL;
+  s->hnext = head;
   s->refs = 1;
   s->keep_min = keep ? (size_t)keep : 4096;
   s->peer_mis = (int)mis;
