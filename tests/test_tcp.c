@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -296,9 +297,20 @@ static tg_executor *tcp_ex(const int *w, int n, const xopt *x) {
   return ex;
 }
 
+/* Three workers, all connected: a run starts as soon as one worker is
+ * ready, so tests that count where tasks and values went wait for the
+ * handshakes of all three first (a loaded machine can delay one). */
 static tg_executor *three(const xopt *x) {
   int w[3] = {start(), start(), start()};
-  return tcp_ex(w, 3, x);
+  tg_executor *ex = tcp_ex(w, 3, x);
+  tg_remote_stats st = {0};
+  for (int i = 0; i < 1000; i++) {
+    cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
+    if (st.workers_ready == 3) break;
+    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+  }
+  cr_assert_eq(st.workers_ready, 3, "the three workers did not all connect in 10 s");
+  return ex;
 }
 
 static tg_remote_stats stats_of(tg_executor *ex) {
