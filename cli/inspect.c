@@ -68,7 +68,7 @@ int cli_inspect(int argc, char **argv) {
   tg_error err;
   tg_error_clear(&err);
   if (tg_load(path, TG_LOAD_MMAP, &v, &err) != TG_OK) {
-    cli_error("%s: %s", path, err.msg);
+    cli_error("%s", err.msg); /* the message names the file already */
     return CLI_TASK_FAILED;
   }
   char *json = NULL;
