@@ -22,7 +22,9 @@
  *
  * Reading never trusts its input: every length is checked against the
  * bytes that remain before anything is allocated, so memory used is
- * bounded by a small multiple of the input size; nesting is bounded by
+ * bounded by a small multiple of the input size (for zstd-compressed
+ * input, of the declared uncompressed size, itself capped at 32768 times
+ * the stored size and at 64 GiB); nesting is bounded by
  * TG_DEPTH_MAX; every failure is an error code plus a message naming what
  * is wrong and the byte offset.
  *
