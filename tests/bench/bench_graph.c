@@ -64,7 +64,7 @@ typedef struct sizes {
   int64_t wa_elems;  /* f64 elements of the WA array */
 } sizes;
 
-static const sizes full = {7, 5, 10000, 2000, 4096, 8, 5000000, 990000,
+static const sizes full = {7, 11, 10000, 2000, 4096, 8, 5000000, 990000,
                            100000000, 20000, 1000000, 25 << 20};
 static const sizes quick = {3, 2, 1000, 200, 256, 8, 50000, 19800,
                             10000000, 2000, 100000, 1 << 20};
@@ -324,6 +324,36 @@ static double w4(tg_registry *reg, backend *b, int tasks, int64_t samples) {
   }
   tg_graph_free(g);
   return dt;
+}
+
+/* The machine's own W4 limit: the same pi work split over two plain
+ * pthreads, against one thread, measured beside each W4 pair. */
+typedef struct raw_half {
+  int first, count;
+  int64_t samples;
+  volatile double sink; /* keeps the work from being optimized away */
+} raw_half;
+
+static void *raw_pi(void *arg) {
+  raw_half *h = arg;
+  for (int i = h->first; i < h->first + h->count; i++)
+    h->sink += tgt_mc_pi((uint64_t)(1000 + i), h->samples);
+  return NULL;
+}
+
+/* Speedup of two threads over one on `tasks` pi estimates. */
+static double raw_w4(int tasks, int64_t samples) {
+  raw_half all = {0, tasks, samples, 0};
+  double t0 = tgt_now();
+  raw_pi(&all);
+  double t1 = tgt_now();
+  raw_half a = {0, tasks / 2, samples, 0}, b = {tasks / 2, tasks - tasks / 2, samples, 0};
+  pthread_t th;
+  pthread_create(&th, NULL, raw_pi, &b);
+  raw_pi(&a);
+  pthread_join(th, NULL);
+  double t2 = tgt_now();
+  return (t1 - t0) / (t2 - t1);
 }
 
 /* ---- WA: a large array through a task -------------------------------------------- */
@@ -638,17 +668,19 @@ int main(int argc, char **argv) {
 
   /* W4: alternate sync and the backend so both see the same machine load. */
   for (int i = 1; i < nb; i++) {
-    double sp[64], ts[64], tb[64];
+    double sp[64], ts[64], tb[64], raw[64];
     for (int p = 0; p < sz->pairs; p++) {
+      raw[p] = raw_w4(sz->w4_tasks, sz->w4_samples);
       ts[p] = w4(reg, &bs[0], sz->w4_tasks, sz->w4_samples);
       tb[p] = w4(reg, &bs[i], sz->w4_tasks, sz->w4_samples);
       sp[p] = ts[p] / tb[p];
     }
     printf("| W4 %d x pi(%lld samples) | %s:%u | %.2fx speedup over sync "
-           "(%.0f ms vs %.0f ms) | - | - | - |\n",
+           "(%.0f ms vs %.0f ms); two plain pthreads on the same work: "
+           "%.2fx | - | - | - |\n",
            sz->w4_tasks, (long long)sz->w4_samples, bs[i].name, bs[i].workers,
            median(sp, sz->pairs), median(tb, sz->pairs) * 1e3,
-           median(ts, sz->pairs) * 1e3);
+           median(ts, sz->pairs) * 1e3, median(raw, sz->pairs));
     fflush(stdout);
   }
 
