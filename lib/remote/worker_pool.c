@@ -119,8 +119,9 @@ static void *pool_main(void *arg) {
     wtask *t = wk->q_head;
     wk->q_head = t->next;
     if (!wk->q_head) wk->q_tail = NULL;
+    bool stopping = wk->stopping; /* read under mu, where it is written */
     pthread_mutex_unlock(&wk->mu);
-    if (!wk->stopping) run_task(t, pa.index);
+    if (!stopping) run_task(t, pa.index);
     else t->rc = TG_ECANCELED;
     tg__wk_pool_done(wk, t);
     pthread_mutex_lock(&wk->mu);
