@@ -188,7 +188,11 @@ int cli_write_dot(const char *path, const tg_graphjson_info *info,
     }
   fprintf(f, "}\n");
   free(is_out);
-  return fclose(f) == 0 ? TG_OK : -errno;
+  /* A failed write (disk full) sets the stream's error flag; fclose alone
+   * would report success for it. */
+  bool bad = ferror(f) != 0;
+  if (fclose(f) != 0 || bad) return errno ? -errno : TG_EIO;
+  return TG_OK;
 }
 
 /* ---- --trace ---- */
@@ -231,5 +235,9 @@ int cli_write_trace(const char *path, const cli_events *ev) {
              "\"tid\": %d, \"args\": {\"name\": \"cached or skipped\"}}", idle_tid);
   for (size_t i = 0; i < ev->ncalls; i++) trace_event(f, ev, &ev->calls[i], idle_tid);
   fprintf(f, "\n]}\n");
-  return fclose(f) == 0 ? TG_OK : -errno;
+  /* A failed write (disk full) sets the stream's error flag; fclose alone
+   * would report success for it. */
+  bool bad = ferror(f) != 0;
+  if (fclose(f) != 0 || bad) return errno ? -errno : TG_EIO;
+  return TG_OK;
 }
