@@ -111,17 +111,19 @@ static int load_one(gj_doc *d, tg_registry *reg, plugins *pl, const char *e,
     pl->real = r;
     pl->cap = cap;
   }
+  char *keep = real ? real : strdup(path); /* compared by later loads */
+  if (keep == NULL) return tg__error_set(e2, TG_ENOMEM, "out of memory");
   tg_plugin_info info;
   int rc = tg_registry_load_plugin_info(reg, path, &info, e2);
   const char *shown = real ? real : path; /* without "dir/../" detours */
   const char *copy = tg__gj_strdup(&d->arena, shown, strlen(shown));
   if (rc == TG_OK && copy == NULL) rc = tg__error_set(e2, TG_ENOMEM, "out of memory");
   if (rc != TG_OK) {
-    free(real);
+    free(keep);
     return rc;
   }
   pl->v[pl->n] = (tg_graphjson_plugin){copy, info.digest, info.nfuncs};
-  pl->real[pl->n++] = real ? real : strdup(path);
+  pl->real[pl->n++] = keep;
   return TG_OK;
 }
 
