@@ -233,6 +233,10 @@ void tg__writer_stop(tg_cache *c);
  * on failure). urgent: wake the writer now. Returns the op's sequence
  * number, or 0 when the writer is stopped (the op is dropped). */
 uint64_t tg__writer_queue(tg_cache *c, tg__cache_op *op);
+/* Why tg__writer_queue() refused an op, as the code and message of a
+ * failed call on c: TG_ESTATE when the writer has stopped, TG_ENOMEM when
+ * there was no room for the op. */
+int tg__writer_refused(tg_cache *c);
 /* Wait until every op queued so far is done; the first error since the
  * last flush (its message goes to c's errmsg). */
 int tg__writer_flush(tg_cache *c);

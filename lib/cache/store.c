@@ -217,8 +217,7 @@ int tg__cache_put_ex(tg_cache *c, tg_digest key, tg_value *v,
   op.fnid = x->fnid;
   if ((op.tally = x->tally)) tg__cache_tally_ref(op.tally);
   op.value = tg_value_ref(v);
-  if (!tg__writer_queue(c, &op))
-    return tg__cache_fail(c, TG_ENOMEM, "cache: queueing a write failed");
+  if (!tg__writer_queue(c, &op)) return tg__writer_refused(c);
   tg__funcs_note(c, x->function ? x->function : "");
   return TG_OK;
 }

@@ -166,9 +166,17 @@ int tg__writer_flush(tg_cache *c) {
   return rc;
 }
 
+int tg__writer_refused(tg_cache *c) {
+  pthread_mutex_lock(&c->q_mu);
+  bool running = c->thread_started && !c->stop;
+  pthread_mutex_unlock(&c->q_mu);
+  return running ? tg__cache_fail(c, TG_ENOMEM, "cache: out of memory queueing a write")
+                 : tg__cache_fail(c, TG_ESTATE, "cache: the writer is not running");
+}
+
 int tg__writer_call(tg_cache *c, tg__cache_op *op) {
   uint64_t seq = tg__writer_queue(c, op);
-  if (!seq) return tg__cache_fail(c, TG_ESTATE, "cache: the writer is not running");
+  if (!seq) return tg__writer_refused(c);
   pthread_mutex_lock(&c->q_mu);
   wait_done(c, seq);
   pthread_mutex_unlock(&c->q_mu);
