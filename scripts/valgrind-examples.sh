@@ -19,4 +19,13 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 check "$dir/examples/dump_load" "$tmp/record.tgv" 4
 [ -x "$dir/examples/graph_basic" ] && check "$dir/examples/graph_basic"
+# The command on graph.json examples: plugins, builtins, and the cache
+# (cold, then warm) on the threads backend. Forked backends are checked by
+# their own suites under ASan.
+if [ -x "$dir/cli/tgraph" ]; then
+  check "$dir/cli/tgraph" run -q --no-cache --scheduler=threads examples/wordcount.json
+  check "$dir/cli/tgraph" run -q --no-cache --scheduler=threads examples/pi.json
+  check "$dir/cli/tgraph" run -q --cache-dir "$tmp/cache" --scheduler=threads examples/cached.json
+  check "$dir/cli/tgraph" run -q --cache-dir "$tmp/cache" --scheduler=threads examples/cached.json
+fi
 exit $fail
