@@ -56,7 +56,7 @@ run_suites() { # name dir [suites...]
   fi
   cp "$dir/meson-logs/testlog.txt" "$log/$name.testlog"
   scan_log "$name" "$log/$name.testlog"
-  timedout=$(sed -n 's#^ *[0-9]*/[0-9]* [^ ]* / \([^ ]*\) *TIMEOUT .*#\1#p' "$log/$name.out")
+  timedout=$(sed -n 's#^ *[0-9]*/[0-9]* [^ ]* / \([^ ]*\) *TIMEOUT .*#\1#p' "$log/$name.out" | sort -u)
   failed=$(grep -cE "^ *[0-9]+/[0-9]+ .* (FAIL|ERROR|UNEXPECTEDPASS) " "$log/$name.out" || true)
   if [ -z "$timedout" ] || [ "$failed" -ne 0 ]; then
     cat "$log/$name.out"
