@@ -45,7 +45,7 @@ extern "C" {
 
 /* Version of the worker protocol this library speaks. Both ends must
  * speak the same one (the handshake says which each has). */
-#define TG_REMOTE_PROTOCOL 1
+#define TG_REMOTE_PROTOCOL 2
 
 /* Default address of a worker, and its default port. */
 #define TG_WORKER_DEFAULT_LISTEN "tcp://127.0.0.1:7070"
@@ -61,8 +61,11 @@ typedef struct tg_worker_opts {
   const char *keys_dir;    /* NULL: no keys; else a tg_keys_generate
                               directory: server.key, server.pub,
                               authorized_clients */
-  size_t max_message;      /* largest message part accepted, in bytes (a
-                              bigger one drops its peer); 0: 2 GiB - 1 */
+  size_t max_message;      /* largest message part accepted, in bytes,
+                              and most bytes of large values a client may
+                              have streamed in and not yet used (more
+                              drops the client); 0: parts up to 2 GiB - 1,
+                              streamed values as memory allows */
   double session_timeout;  /* seconds of silence after which a client's
                               state (its results, its running tasks) is
                               dropped; 0: 20 */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "backends/tcp_internal.h"
+#include "util/bigbuf.h"
 
 #define LOOP_MS 50 /* longest sleep: heartbeats, timeouts, cancellations */
 
@@ -148,6 +149,7 @@ static void turn(tcp *b, zmq_pollitem_t *it) {
   if (b->ntimed) tcp_expire_tasks(b, now);
   tcp_cancel_runs(b);
   tcp_dispatch(b);
+  tg__bigbuf_sweep(); /* receive buffers kept idle too long */
   for (int i = 0; i < b->nconns; i++) tcp_conn_flush(b, &b->conns[i]);
   tcp_handles_reap(b);
 }
@@ -262,6 +264,8 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
       return tg__error_set(err, TG_EINVAL, "address too long: %s", o->connect[i]);
     snprintf(b->conns[i].addr, sizeof b->conns[i].addr, "%s", o->connect[i]);
     b->conns[i].idx = (int)i;
+    /* Workers are the run's own machines: values as large as memory. */
+    tg__stream_init(&b->conns[i].stream, (uint64_t)1 << 62);
     b->nconns++;
   }
   return TG_OK;

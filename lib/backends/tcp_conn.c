@@ -84,6 +84,7 @@ static void reset_session(tcp_conn *c) {
   tg__wbuf_reset(&c->funcs);
   tg__wbuf_reset(&c->frees);
   tg__wbuf_reset(&c->batch);
+  tg__stream_reset(&c->stream);
 }
 
 void tcp_conn_free(tcp_conn *c) {
@@ -100,8 +101,7 @@ void tcp_conn_free(tcp_conn *c) {
 bool tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v) {
   uint64_t bytes = 0;
   if (!c->sock || h->oom) return false;
-  if (zmq_send(c->sock, h->p, h->len, v ? ZMQ_SNDMORE : 0) < 0 ||
-      (v && tg__wire_send(c->sock, v, true, c->peer_mis, &bytes, NULL) != TG_OK)) {
+  if (tg__wire_send(c->sock, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL) != TG_OK) {
     tcp_conn_lost(b, c, "sending to it failed", false);
     return false;
   }
@@ -345,6 +345,9 @@ void tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
       tg__rbuf_cstr(&r, msg, TG__MAX_MSG);
       snprintf(why, sizeof why, "the worker dropped this client: %s", msg);
       tcp_conn_lost(b, c, why, false);
+    } else if (type == TG__M_BULK && c->state == CS_READY) {
+      if (tg__stream_recv(&c->stream, parts, n, NULL) != TG_OK)
+        tcp_conn_lost(b, c, "it sent a malformed message", true);
     } else if (c->state == CS_READY) {
       tcp_results_handle(b, c, parts, n);
     }

@@ -29,6 +29,7 @@
 #include "remote/buf.h"
 #include "remote/idmap.h"
 #include "remote/proto.h"
+#include "remote/stream.h"
 #include "sched/backend.h"
 #include "tgraph/remote.h"
 
@@ -122,6 +123,7 @@ struct tcp_conn {
   double retry_at;         /* CS_FAILED: when to try again */
   unsigned nthreads;
   int peer_mis;            /* the worker's misalignment (remote/wire.h) */
+  tg__stream stream;       /* large values streamed either way */
   double last_rx, last_ping;
   unsigned gen;            /* socket generation (monitor endpoints) */
   tg__idmap recs;          /* wire id -> record sent */

@@ -24,7 +24,10 @@ static bool read_shape(tg__rbuf *r, shape *s) {
   s->kind = tg__rbuf_u8(r);
   s->n = 0;
   if (s->kind == TG__SHAPE_NONE) return !r->bad;
-  s->n = (size_t)tg__rbuf_count(r, s->kind == TG__SHAPE_MAP ? r->len - r->pos : UINT32_MAX);
+  /* Bounded: a placeholder is made per item (a map's keys are in the
+   * message itself). */
+  s->n = (size_t)tg__rbuf_count(r, s->kind == TG__SHAPE_MAP ? r->len - r->pos
+                                                            : TG__MAX_SHAPE_LIST);
   if (s->kind == TG__SHAPE_LIST) return !r->bad;
   if (s->kind != TG__SHAPE_MAP || r->bad) return false;
   s->keys = tg__malloc((s->n ? s->n : 1) * sizeof *s->keys);
@@ -129,7 +132,7 @@ static bool results(tcp *b, tcp_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n
   tg_value *vals = NULL;
   size_t used;
   uint64_t bytes = 0;
-  if (r->bad || tg__wire_recv(parts + 1, n - 1, &used, &vals, &bytes, NULL) != TG_OK ||
+  if (r->bad || tg__wire_recv(parts + 1, n - 1, &c->stream, &used, &vals, &bytes, NULL) != TG_OK ||
       tg_value_type(vals) != TG_LIST || used + 1 != n) {
     tg_value_unref(vals);
     return false;
@@ -150,7 +153,7 @@ static bool value(tcp *b, tcp_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n) 
   tg_value *v = NULL;
   size_t used = 0;
   uint64_t bytes = 0;
-  if (r->bad || (st == 0 && (tg__wire_recv(parts + 1, n - 1, &used, &v, &bytes, NULL) ||
+  if (r->bad || (st == 0 && (tg__wire_recv(parts + 1, n - 1, &c->stream, &used, &v, &bytes, NULL) ||
                              used + 1 != n))) {
     tg_value_unref(v);
     return false;

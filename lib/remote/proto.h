@@ -73,6 +73,7 @@ enum { /* message types */
   TG__M_CANCEL = 7,
   TG__M_PING = 8,
   TG__M_BYE = 9,
+  TG__M_BULK = 10, /* either way: a chunk of a streamed value (remote/stream.h) */
   TG__M_WELCOME = 64,
   TG__M_FUNCS_OK = 65,
   TG__M_RESULTS = 66,
@@ -93,6 +94,9 @@ enum { /* task flags */
 enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3 };
 enum { TG__RS_INLINE = 0, TG__RS_KEPT = 1, TG__RS_FAILED = 2 };
 enum { TG__SHAPE_NONE = 0, TG__SHAPE_LIST = 1, TG__SHAPE_MAP = 2 };
+/* Longest list whose shape is sent: the client makes a placeholder per
+ * item, so a longer one is sent back whole instead of kept. */
+#define TG__MAX_SHAPE_LIST ((uint64_t)1 << 20)
 enum { /* function check results */
   TG__FN_OK = 0,
   TG__FN_MISSING = 1,

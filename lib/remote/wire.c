@@ -5,7 +5,9 @@
 #include <sys/mman.h>
 
 #include "remote/buf.h"
+#include "remote/stream.h"
 #include "remote/wire.h"
+#include "util/bigbuf.h"
 #include "tgraph/serial.h"
 #include "value/value_internal.h"
 
@@ -15,6 +17,8 @@ typedef struct leaf {
   const tg_value *v;
   size_t path_off, depth; /* path[path_off .. path_off + depth) */
   size_t pad;             /* bytes sent before the data (see wire.h) */
+  bool streamed;          /* sent ahead as BULK messages, number seq */
+  uint64_t seq;
 } leaf;
 
 typedef struct walker {
@@ -57,7 +61,7 @@ static void add_leaf(walker *w, const tg_value *v) {
     w->cap_paths = c;
   }
   if (w->depth) memcpy(w->paths + w->npaths, w->stack, w->depth * sizeof *w->paths);
-  w->leaves[w->n++] = (leaf){v, w->npaths, w->depth, 0};
+  w->leaves[w->n++] = (leaf){v, w->npaths, w->depth, 0, false, 0};
   w->npaths += w->depth;
 }
 
@@ -162,7 +166,8 @@ static void describe(tg__wbuf *d, const walker *w) {
   tg__wbuf_varint(d, w->n);
   for (size_t i = 0; i < w->n; i++) {
     const leaf *l = &w->leaves[i];
-    tg__wbuf_varint(d, l->pad);
+    tg__wbuf_u8(d, l->streamed);
+    tg__wbuf_varint(d, l->streamed ? l->seq : l->pad);
     tg__wbuf_varint(d, l->depth);
     for (size_t k = 0; k < l->depth; k++) tg__wbuf_varint(d, w->paths[l->path_off + k]);
     if (l->v->type == TG_NDARRAY) {
@@ -178,19 +183,24 @@ static void describe(tg__wbuf *d, const walker *w) {
   }
 }
 
-static int send_leaves(void *sock, const walker *w, bool last, uint64_t *bytes,
-                       tg_error *err) {
+static const void *leaf_data(const tg_value *v, size_t *len) {
+  if (v->type == TG_NDARRAY) {
+    *len = ((const tg__array *)v)->nbytes;
+    return ((const tg__array *)v)->data;
+  }
+  *len = ((const tg__blob *)v)->len;
+  return ((const tg__blob *)v)->data;
+}
+
+static int send_leaves(void *sock, const walker *w, uint64_t *bytes, tg_error *err) {
+  size_t last = w->n;
+  for (size_t i = 0; i < w->n; i++)
+    if (!w->leaves[i].streamed) last = i;
   for (size_t i = 0; i < w->n; i++) {
+    if (w->leaves[i].streamed) continue;
     const tg_value *v = w->leaves[i].v;
-    const void *data;
     size_t len;
-    if (v->type == TG_NDARRAY) {
-      data = ((const tg__array *)v)->data;
-      len = ((const tg__array *)v)->nbytes;
-    } else {
-      data = ((const tg__blob *)v)->data;
-      len = ((const tg__blob *)v)->len;
-    }
+    const void *data = leaf_data(v, &len);
     zmq_msg_t m;
     tg_value *hold = tg_value_ref((tg_value *)v);
     data = (const char *)data - w->leaves[i].pad; /* zero bytes of ours */
@@ -199,7 +209,7 @@ static int send_leaves(void *sock, const walker *w, bool last, uint64_t *bytes,
       tg_value_unref(hold);
       return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
     }
-    if (zmq_msg_send(&m, sock, last && i + 1 == w->n ? 0 : ZMQ_SNDMORE) < 0) {
+    if (zmq_msg_send(&m, sock, i == last ? 0 : ZMQ_SNDMORE) < 0) {
       zmq_msg_close(&m);
       return tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(errno));
     }
@@ -208,7 +218,9 @@ static int send_leaves(void *sock, const walker *w, bool last, uint64_t *bytes,
   return TG_OK;
 }
 
-static int send_parts(void *sock, walker *w, const tg_value *skel, bool last,
+/* The message: [rid], head, descriptor, skeleton, leaf parts. */
+static int send_parts(void *sock, const void *rid, size_t rid_len,
+                      const tg__wbuf *head, walker *w, const tg_value *skel,
                       uint64_t *bytes, tg_error *err) {
   tg__wbuf d = {0};
   describe(&d, w);
@@ -216,7 +228,11 @@ static int send_parts(void *sock, walker *w, const tg_value *skel, bool last,
   size_t elen = 0;
   int rc = d.oom ? tg__error_set(err, TG_ENOMEM, "out of memory sending a value")
                  : tg_encode(skel, NULL, &enc, &elen, err);
-  if (rc == TG_OK && zmq_send(sock, d.p, d.len, ZMQ_SNDMORE) < 0)
+  bool parts = false;
+  for (size_t i = 0; i < w->n; i++) parts |= !w->leaves[i].streamed;
+  if (rc == TG_OK && ((rid_len && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE) < 0) ||
+                      zmq_send(sock, head->p, head->len, ZMQ_SNDMORE) < 0 ||
+                      zmq_send(sock, d.p, d.len, ZMQ_SNDMORE) < 0))
     rc = tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(errno));
   tg__wbuf_free(&d);
   if (rc != TG_OK) {
@@ -228,33 +244,44 @@ static int send_parts(void *sock, walker *w, const tg_value *skel, bool last,
     free(enc);
     return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
   }
-  if (zmq_msg_send(&m, sock, last && w->n == 0 ? 0 : ZMQ_SNDMORE) < 0) {
+  if (zmq_msg_send(&m, sock, parts ? ZMQ_SNDMORE : 0) < 0) {
     zmq_msg_close(&m);
     return tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(errno));
   }
   if (bytes) *bytes += elen;
-  return send_leaves(sock, w, last, bytes, err);
+  return send_leaves(sock, w, bytes, err);
 }
 
-int tg__wire_send(void *sock, const tg_value *v, bool last, int peer_misalign,
+int tg__wire_send(void *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
+                  const tg_value *v, int peer_misalign, tg__stream *st,
                   uint64_t *bytes, tg_error *err) {
+  if (head->oom) return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
+  if (!v) {
+    if ((rid_len && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE) < 0) ||
+        zmq_send(sock, head->p, head->len, 0) < 0)
+      return tg__error_set(err, TG_EIO, "sending: %s", zmq_strerror(errno));
+    return TG_OK;
+  }
   walker *w = tg__calloc(1, sizeof *w);
   if (!w) return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
   int rc = TG_OK;
   tg_value *skel = strip(w, (tg_value *)v);
   if (!skel) rc = tg__error_set(err, w->err ? w->err : TG_ENOMEM,
                                 "out of memory sending a value");
+  /* Streamed leaves go first, as messages of their own. */
   for (size_t i = 0; rc == TG_OK && i < w->n; i++) {
-    const tg_value *l = w->leaves[i].v;
-    size_t len = l->type == TG_NDARRAY ? ((const tg__array *)l)->nbytes
-                                       : ((const tg__blob *)l)->len;
-    if (len > TG__WIRE_PART_MAX)
-      rc = tg__error_set(err, TG_ELIMIT, "a value of %zu bytes is more than one "
-                         "message part can carry (%zu)", len, TG__WIRE_PART_MAX);
+    leaf *l = &w->leaves[i];
+    size_t len;
+    const void *data = leaf_data(l->v, &len);
+    if (len < TG__STREAM_MIN) {
+      if (peer_misalign > 0) l->pad = pad_for(l->v, peer_misalign);
+      continue;
+    }
+    l->streamed = true;
+    rc = tg__stream_send(sock, rid, rid_len, data, len, (tg_value *)l->v, st, &l->seq,
+                         bytes, err);
   }
-  for (size_t i = 0; rc == TG_OK && peer_misalign > 0 && i < w->n; i++)
-    w->leaves[i].pad = pad_for(w->leaves[i].v, peer_misalign);
-  if (rc == TG_OK) rc = send_parts(sock, w, skel, last, bytes, err);
+  if (rc == TG_OK) rc = send_parts(sock, rid, rid_len, head, w, skel, bytes, err);
   tg_value_unref(skel);
   tg__free(w->leaves);
   tg__free(w->paths);
@@ -348,31 +375,63 @@ static tg_value *copy_array(tg_dtype dt, int ndim, const int64_t *shape,
   return tg_ndarray_wrap(dt, ndim, shape, mem + PBUF_PREFIX, pbuf_release, b);
 }
 
-/* The leaf described at r from part m; NULL on error (err set). */
-static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, size_t pad, tg_error *err) {
+static void bigbuf_release(void *ctx, void *data) {
+  tg__bigbuf_free(data, (size_t)(uintptr_t)ctx);
+}
+
+/* The leaf described at r: from part m, or (m NULL) streamed value seq of
+ * st. NULL on error (err set). */
+static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, size_t pad, tg__stream *st,
+                            uint64_t seq, tg_error *err) {
   uint8_t type = tg__rbuf_u8(r);
-  if (pad >= TG_ARRAY_ALIGN || pad > zmq_msg_size(m)) goto bad;
-  size_t len = zmq_msg_size(m) - pad;
-  uint8_t *data = (uint8_t *)zmq_msg_data(m) + pad;
+  uint64_t blen = 0;
+  int64_t shape[TG_NDIM_MAX];
+  uint8_t dt = 0, ndim = 0;
+  size_t size, nbytes = 0;
   if (type == TG_BYTES) {
-    if (tg__rbuf_varint(r) != len || r->bad) goto bad;
-    zpart *z = adopt(m, 0);
-    tg__region *reg = z ? tg__region_new(data, zpart_release, z) : NULL;
-    tg_value *v = reg ? tg__blob_borrow(TG_BYTES, (const char *)data, len, reg) : NULL;
-    tg__region_unref(reg);
+    blen = tg__rbuf_varint(r);
+  } else if (type == TG_NDARRAY) {
+    dt = tg__rbuf_u8(r), ndim = tg__rbuf_u8(r);
+    if (ndim > TG_NDIM_MAX || !tg_dtype_size((tg_dtype)dt)) goto bad;
+    for (int k = 0; k < ndim; k++) shape[k] = (int64_t)tg__rbuf_count(r, INT64_MAX);
+    if (r->bad || !tg__shape_size((tg_dtype)dt, ndim, shape, &size, &nbytes)) goto bad;
+  } else {
+    goto bad;
+  }
+  if (r->bad) goto bad;
+  size_t want = type == TG_BYTES ? (size_t)blen : nbytes;
+  if (type == TG_BYTES && blen != want) goto bad;
+  tg_value *v;
+  if (!m) {
+    void *p;
+    size_t cap;
+    if (tg__stream_take(st, seq, want, &p, &cap, err) != TG_OK) return NULL;
+    if (type == TG_BYTES) {
+      tg__region *reg = tg__region_new(p, bigbuf_release, (void *)(uintptr_t)cap);
+      v = reg ? tg__blob_borrow(TG_BYTES, p, want, reg) : NULL;
+      if (reg) tg__region_unref(reg);
+      else tg__bigbuf_free(p, cap);
+    } else {
+      v = tg_ndarray_wrap((tg_dtype)dt, ndim, shape, p, bigbuf_release,
+                          (void *)(uintptr_t)cap);
+      if (!v) tg__bigbuf_free(p, cap);
+    }
     if (!v) tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
     return v;
   }
-  if (type != TG_NDARRAY) goto bad;
-  uint8_t dt = tg__rbuf_u8(r), ndim = tg__rbuf_u8(r);
-  int64_t shape[TG_NDIM_MAX];
-  if (ndim > TG_NDIM_MAX || !tg_dtype_size((tg_dtype)dt)) goto bad;
-  for (int k = 0; k < ndim; k++) shape[k] = (int64_t)tg__rbuf_count(r, INT64_MAX);
-  size_t size, nbytes;
-  if (r->bad || !tg__shape_size((tg_dtype)dt, ndim, shape, &size, &nbytes) ||
-      nbytes != len)
-    goto bad;
-  tg_value *v;
+  if (pad >= TG_ARRAY_ALIGN || pad > zmq_msg_size(m)) goto bad;
+  size_t len = zmq_msg_size(m) - pad;
+  uint8_t *data = (uint8_t *)zmq_msg_data(m) + pad;
+  if (len != want) goto bad;
+  if (type == TG_BYTES) {
+    zpart *z = adopt(m, 0);
+    tg__region *reg = z ? tg__region_new(data, zpart_release, z) : NULL;
+    v = reg ? tg__blob_borrow(TG_BYTES, (const char *)data, len, reg) : NULL;
+    if (reg) tg__region_unref(reg);
+    else if (z) zpart_release(z, data);
+    if (!v) tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
+    return v;
+  }
   for (size_t i = 0; i < pad; i++) /* the padding is zeros, checked: sent on later */
     if (data[(ptrdiff_t)i - (ptrdiff_t)pad]) goto bad;
   if ((uintptr_t)data % TG_ARRAY_ALIGN == 0) { /* use ZeroMQ's buffer */
@@ -416,31 +475,38 @@ static int place(tg_value **root, const size_t *path, size_t depth, tg_value *x,
   return tg__error_set(err, TG_EFORMAT, "large value placed at a bad path");
 }
 
-int tg__wire_recv(zmq_msg_t *parts, size_t n, size_t *used, tg_value **out,
-                  uint64_t *bytes, tg_error *err) {
+int tg__wire_recv(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
+                  tg_value **out, uint64_t *bytes, tg_error *err) {
   *out = NULL;
   *used = 0;
   if (n < 2) return tg__error_set(err, TG_EFORMAT, "a value needs 2 message parts");
   tg__rbuf r;
   tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
-  uint64_t nl = tg__rbuf_u8(&r) == 1 ? tg__rbuf_count(&r, n - 2) : 0;
+  /* Every leaf is a part present or a streamed value received. */
+  uint64_t nl = tg__rbuf_u8(&r) == 1 ? tg__rbuf_count(&r, n - 2 + st->nin) : 0;
   if (r.bad) return tg__error_set(err, TG_EFORMAT, "bad value descriptor");
   tg_value *v = NULL;
   int rc = tg_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &v, err);
   if (rc != TG_OK) return rc;
   if (bytes) *bytes += zmq_msg_size(&parts[1]);
-  size_t path[TG_DEPTH_MAX];
+  size_t path[TG_DEPTH_MAX], next_part = 2;
+  tg_error local;
+  tg_error *e = err ? err : &local;
+  tg_error_clear(e);
   for (uint64_t i = 0; i < nl && rc == TG_OK; i++) {
-    size_t pad = (size_t)tg__rbuf_count(&r, TG_ARRAY_ALIGN - 1);
+    bool streamed = tg__rbuf_u8(&r) != 0;
+    uint64_t pad_or_seq = tg__rbuf_varint(&r);
     size_t depth = (size_t)tg__rbuf_count(&r, TG_DEPTH_MAX);
     for (size_t k = 0; k < depth; k++) path[k] = (size_t)tg__rbuf_varint(&r);
-    size_t len = zmq_msg_size(&parts[2 + i]);
-    tg_value *x = r.bad ? NULL : leaf_value(&r, &parts[2 + i], pad, err);
+    zmq_msg_t *m = streamed || next_part >= n ? NULL : &parts[next_part++];
+    size_t len = m ? zmq_msg_size(m) : 0;
+    if (!streamed && (!m || pad_or_seq >= TG_ARRAY_ALIGN)) r.bad = true;
+    tg_value *x = r.bad ? NULL : leaf_value(&r, m, (size_t)pad_or_seq, st, pad_or_seq, e);
     if (!x) {
-      rc = r.bad ? tg__error_set(err, TG_EFORMAT, "bad value descriptor")
-                 : (err && err->code ? err->code : TG_ENOMEM);
+      rc = r.bad ? tg__error_set(e, TG_EFORMAT, "bad value descriptor") : e->code;
       break;
     }
+    if (streamed) leaf_data(x, &len);
     if (bytes) *bytes += len;
     rc = place(&v, path, depth, x, err);
   }
@@ -449,7 +515,7 @@ int tg__wire_recv(zmq_msg_t *parts, size_t n, size_t *used, tg_value **out,
     return rc;
   }
   *out = v;
-  *used = 2 + (size_t)nl;
+  *used = next_part;
   return TG_OK;
 }
 

@@ -9,6 +9,7 @@
 
 #include "remote/wire.h"
 #include "remote/worker.h"
+#include "util/bigbuf.h"
 
 #define LOOP_MS 50 /* how often the stop flag and expiries are looked at */
 
@@ -52,6 +53,7 @@ void tg__wk_sess_unref(tg__worker *wk, wsess *s) {
   tg__free(s->fns);
   tg__free(s->vals);
   tg__wbuf_free(&s->res);
+  tg__stream_reset(&s->stream);
   tg__free(s);
 }
 
@@ -85,14 +87,9 @@ void tg__wk_drop(tg__worker *wk, wsess *s, const char *msg, bool banned) {
 
 bool tg__wk_send(tg__worker *wk, wsess *s, const tg__wbuf *h, const tg_value *v) {
   if (s->dead) return false;
-  int more = v ? ZMQ_SNDMORE : 0;
-  if (zmq_send(wk->router, s->rid, s->rid_len, ZMQ_SNDMORE) < 0) {
-    /* ROUTER_MANDATORY: the peer is gone */
-    tg__wk_drop(wk, s, NULL, false);
-    return false;
-  }
-  if (zmq_send(wk->router, h->p, h->len, more) < 0 ||
-      (v && tg__wire_send(wk->router, v, true, s->peer_mis, NULL, NULL) != TG_OK)) {
+  /* A failure is also how ROUTER_MANDATORY says the peer is gone. */
+  if (tg__wire_send(wk->router, s->rid, s->rid_len, h, v, s->peer_mis, &s->stream,
+                    NULL, NULL) != TG_OK) {
     tg__wk_drop(wk, s, NULL, false);
     return false;
   }
@@ -151,6 +148,7 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   s->refs = 1;
   s->keep_min = keep ? (size_t)keep : 4096;
   s->peer_mis = (int)mis;
+  tg__stream_init(&s->stream, wk->o.max_message ? wk->o.max_message : (uint64_t)1 << 62);
   s->last_seen = tg__now();
   snprintf(s->name, sizeof s->name, "%s", name);
   s->next = wk->sessions;
@@ -260,7 +258,8 @@ static void handle(tg__worker *wk) {
   }
   s->last_seen = tg__now();
   s->refs++; /* a failed send while handling drops s: keep it allocated */
-  bool ok = false, values = type == TG__M_TASKS || type == TG__M_PUT;
+  bool ok = false, values = type == TG__M_TASKS || type == TG__M_PUT ||
+                            type == TG__M_BULK;
   if (values || wk->nparts == 2) {
     switch (type) {
       case TG__M_FUNCS: ok = funcs(wk, s, &r); break;
@@ -270,6 +269,9 @@ static void handle(tg__worker *wk) {
       case TG__M_FREE: ok = tg__wk_free(wk, s, &r); break;
       case TG__M_CANCEL: ok = tg__wk_cancel(wk, s, &r); break;
       case TG__M_PING: ok = ping(wk, s, &r); break;
+      case TG__M_BULK:
+        ok = tg__stream_recv(&s->stream, p + 1, wk->nparts - 1, NULL) == TG_OK;
+        break;
       case TG__M_BYE:
         tg__wk_drop(wk, s, NULL, false);
         ok = true;
@@ -419,6 +421,7 @@ static void loop(tg__worker *wk) {
     for (int i = 0, got; i < 256 && (got = recv_message(wk)) != 0; i++)
       if (got > 0) handle(wk);
     tg__wk_collect(wk);
+    tg__bigbuf_sweep();
     double now = tg__now();
     if (now - last_expiry > 0.5) {
       expire(wk, now);

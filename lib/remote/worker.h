@@ -25,6 +25,7 @@
 #include "remote/buf.h"
 #include "remote/idmap.h"
 #include "remote/proto.h"
+#include "remote/stream.h"
 #include "remote/zap.h"
 #include "sched/sched_internal.h"
 
@@ -80,6 +81,7 @@ struct wsess {
   double last_seen;
   size_t keep_min;
   int peer_mis;         /* the client's misalignment (remote/wire.h) */
+  tg__stream stream;    /* large values streamed either way */
   char name[TG__MAX_NAME + 1];
   wfn *fns;
   size_t nfns;

@@ -262,7 +262,7 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
   uint64_t n = tg__rbuf_count(r, TG__MAX_BATCH);
   tg_value *vals = NULL;
   size_t used;
-  if (r->bad || tg__wire_recv(wk->parts + 2, wk->nparts - 2, &used, &vals, NULL, NULL) ||
+  if (r->bad || tg__wire_recv(wk->parts + 2, wk->nparts - 2, &s->stream, &used, &vals, NULL, NULL) ||
       tg_value_type(vals) != TG_LIST || 2 + used != wk->nparts) {
     tg_value_unref(vals);
     return false;
@@ -299,7 +299,7 @@ bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r) {
   tg_value *v = NULL;
   size_t used;
   if (r->bad || !tg__rbuf_end(r) || id == 0 ||
-      tg__wire_recv(wk->parts + 2, wk->nparts - 2, &used, &v, NULL, NULL) ||
+      tg__wire_recv(wk->parts + 2, wk->nparts - 2, &s->stream, &used, &v, NULL, NULL) ||
       2 + used != wk->nparts) {
     tg_value_unref(v);
     return false;
@@ -421,7 +421,9 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
   bool ok = t->rc == TG_OK;
   bool back = ok && ((t->flags & TG__RF_RETURN) ||
                      (t->flags & TG__RF_TIMED && t->secs * 1e6 >= (double)t->min_us));
-  bool kept = ok && !back && t->store &&
+  bool too_long = ok && (t->flags & TG__RF_SHAPE) && tg_value_type(t->out) == TG_LIST &&
+                  tg_list_len(t->out) > TG__MAX_SHAPE_LIST;
+  bool kept = ok && !back && t->store && !too_long &&
               ((t->flags & TG__RF_KEEP) || tg__wire_estimate(t->out, s->keep_min) >= s->keep_min);
   if ((t->flags & TG__RF_KEEP || kept) && t->store) keep(wk, s, t, ready);
   tg__wbuf_varint(b, t->id);
@@ -518,4 +520,5 @@ void tg__wk_sess_clear(tg__worker *wk, wsess *s) {
   s->nvals = 0;
   tg__wbuf_reset(&s->res);
   s->nres = 0;
+  tg__stream_reset(&s->stream);
 }

@@ -365,9 +365,11 @@ static void report(tg_executor *ex, const char *what) {
   tg_remote_stats st;
   tg_remote_stats_get(ex, &st);
   printf("  after %s: %llu tasks in %llu messages, %.1f MB sent, %.1f MB received, "
-         "%llu values moved between workers\n", what, (unsigned long long)st.tasks_sent,
-         (unsigned long long)st.batches_sent, (double)st.bytes_sent * 1e-6,
-         (double)st.bytes_received * 1e-6, (unsigned long long)st.values_moved);
+         "%llu values moved between workers, %llu workers lost, %llu tasks retried\n",
+         what, (unsigned long long)st.tasks_sent, (unsigned long long)st.batches_sent,
+         (double)st.bytes_sent * 1e-6, (double)st.bytes_received * 1e-6,
+         (unsigned long long)st.values_moved, (unsigned long long)st.workers_lost,
+         (unsigned long long)st.tasks_retried);
 }
 
 int main(int argc, char **argv) {

@@ -1,0 +1,111 @@
+/* lib/remote/stream.c: large values as runs of BULK messages (see
+ * stream.h). */
+#include "remote/stream.h"
+
+#include <errno.h>
+
+#include "remote/buf.h"
+#include "remote/proto.h"
+#include "util/bigbuf.h"
+
+void tg__stream_init(tg__stream *s, uint64_t limit) {
+  memset(s, 0, sizeof *s);
+  s->limit = limit;
+}
+
+void tg__stream_reset(tg__stream *s) {
+  for (size_t i = 0; i < s->nin; i++) tg__bigbuf_free(s->in[i].p, s->in[i].cap);
+  tg__free(s->in);
+  tg__stream_init(s, s->limit);
+}
+
+static void unref_hint(void *data, void *hint) {
+  (void)data;
+  tg_value_unref(hint);
+}
+
+int tg__stream_send(void *sock, const void *rid, size_t rid_len, const void *data,
+                    size_t len, tg_value *hold, tg__stream *s, uint64_t *seq,
+                    uint64_t *bytes, tg_error *err) {
+  *seq = s->out_seq++;
+  uint8_t head[32];
+  for (size_t off = 0; off < len; off += TG__STREAM_CHUNK) {
+    size_t n = len - off < TG__STREAM_CHUNK ? len - off : TG__STREAM_CHUNK;
+    tg__wbuf h = {head, 0, sizeof head, false};
+    tg__wbuf_u8(&h, TG__M_BULK);
+    tg__wbuf_varint(&h, *seq);
+    tg__wbuf_varint(&h, len);
+    tg__wbuf_varint(&h, off);
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, (uint8_t *)data + off, n, unref_hint, tg_value_ref(hold))) {
+      tg_value_unref(hold);
+      return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
+    }
+    if ((rid_len && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE) < 0) ||
+        zmq_send(sock, h.p, h.len, ZMQ_SNDMORE) < 0 || zmq_msg_send(&m, sock, 0) < 0) {
+      int e = errno;
+      zmq_msg_close(&m);
+      return tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(e));
+    }
+    if (bytes) *bytes += n;
+  }
+  return TG_OK;
+}
+
+static int bad(tg_error *err, const char *what) {
+  return tg__error_set(err, TG_EFORMAT, "bad streamed value: %s", what);
+}
+
+int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err) {
+  if (n != 2) return bad(err, "a chunk needs 2 message parts");
+  tg__rbuf r;
+  tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
+  (void)tg__rbuf_u8(&r);
+  uint64_t seq = tg__rbuf_varint(&r), total = tg__rbuf_varint(&r),
+           off = tg__rbuf_varint(&r);
+  size_t len = zmq_msg_size(&parts[1]);
+  if (r.bad || r.pos != r.len) return bad(err, "malformed chunk header");
+  tg__bulk *b = s->nin ? &s->in[s->nin - 1] : NULL;
+  if (!b || b->got == b->total) { /* the first chunk of the next value */
+    if (seq != s->in_seq || off != 0) return bad(err, "out of sequence");
+    if (total == 0 || total > s->limit - s->in_bytes)
+      return tg__error_set(err, TG_EFORMAT, "bad streamed value: %llu bytes is over "
+                           "the limit of %llu", (unsigned long long)total,
+                           (unsigned long long)(s->limit - s->in_bytes));
+    if (s->nin == s->cap_in) {
+      size_t c = s->cap_in ? s->cap_in * 2 : 4;
+      tg__bulk *nb = tg__realloc(s->in, c * sizeof *nb);
+      if (!nb) return tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
+      s->in = nb;
+      s->cap_in = c;
+    }
+    size_t cap;
+    uint8_t *p = tg__bigbuf_alloc((size_t)total, &cap);
+    if (!p) return tg__error_set(err, TG_ENOMEM, "out of memory receiving a value "
+                                 "of %llu bytes", (unsigned long long)total);
+    b = &s->in[s->nin++];
+    *b = (tg__bulk){seq, p, cap, (size_t)total, 0};
+    s->in_seq++;
+    s->in_bytes += total;
+  } else if (seq != b->seq || off != b->got || total != b->total) {
+    return bad(err, "out of sequence");
+  }
+  if (len == 0 || len > TG__STREAM_CHUNK || len > b->total - b->got)
+    return bad(err, "bad chunk size");
+  memcpy(b->p + b->got, zmq_msg_data(&parts[1]), len);
+  b->got += len;
+  return TG_OK;
+}
+
+int tg__stream_take(tg__stream *s, uint64_t seq, size_t len, void **p, size_t *cap,
+                    tg_error *err) {
+  /* Values are used in the order they were sent. */
+  if (!s->nin || s->in[0].seq != seq || s->in[0].got != s->in[0].total ||
+      s->in[0].total != len)
+    return bad(err, "no such value");
+  *p = s->in[0].p;
+  *cap = s->in[0].cap;
+  s->in_bytes -= len;
+  memmove(s->in, s->in + 1, --s->nin * sizeof *s->in);
+  return TG_OK;
+}

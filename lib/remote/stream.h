@@ -1,0 +1,75 @@
+/* lib/remote/stream.h: large values streamed as a run of BULK messages
+ * sent just before the message that carries the value (remote/wire.h).
+ *
+ * ZeroMQ hands a multipart message to the reader only once every part has
+ * arrived, into a fresh buffer per part: a 200 MiB array sent as one part
+ * costs the receiver a page fault per 4 KiB of it, which runs slower than
+ * loopback TCP. Sent as separate messages of TG__STREAM_CHUNK bytes, each
+ * chunk is copied into the value's buffer (tg__bigbuf: recycled, so
+ * usually without faults) while the next is still on the wire, and
+ * ZeroMQ's chunk buffers are reused by malloc while still warm.
+ *
+ *   BULK   u8 TG__M_BULK, varint seq, varint total, varint offset; then one
+ *          part of chunk data (1 .. TG__STREAM_CHUNK bytes).
+ *
+ * Both ends of a connection number their streamed values 0, 1, 2, ... in
+ * sending order; the chunks of one value come in order, whole, before the
+ * next value's. Anything else (a gap, an overlap, a value over the
+ * receiver's limit, a total that does not match the value's descriptor)
+ * is a malformed message: the caller drops the peer.
+ *
+ * Thread safety: a tg__stream belongs to the thread that owns its
+ * connection; buffers taken from it may be released from any thread.
+ */
+#ifndef TG_REMOTE_STREAM_H
+#define TG_REMOTE_STREAM_H
+
+#include <stdint.h>
+#include <zmq.h>
+
+#include "internal.h"
+#include "tgraph/value.h"
+
+#define TG__STREAM_MIN ((size_t)4 << 20)   /* leaves from here are streamed */
+#define TG__STREAM_CHUNK ((size_t)1 << 20) /* bytes per BULK message */
+
+typedef struct tg__bulk {
+  uint64_t seq;
+  uint8_t *p;
+  size_t cap, total, got;
+} tg__bulk;
+
+typedef struct tg__stream {
+  uint64_t out_seq; /* next number this end sends */
+  uint64_t in_seq;  /* next number expected from the peer */
+  tg__bulk *in;     /* received values not yet taken, in order */
+  size_t nin, cap_in;
+  uint64_t in_bytes; /* their total size */
+  uint64_t limit;    /* most bytes held for the peer at once */
+} tg__stream;
+
+/* An empty stream state allowing `limit` bytes of pending values. */
+void tg__stream_init(tg__stream *s, uint64_t limit);
+/* Forget everything (a new session): buffers are released. */
+void tg__stream_reset(tg__stream *s);
+
+/* Send len bytes at data as the next streamed value on sock, each message
+ * prefixed by the routing id rid (rid_len 0: none). `hold` is referenced
+ * once per chunk until ZeroMQ has sent it (data must live in it). *seq
+ * receives the value's number; *bytes (may be NULL) grows by len.
+ * TG_ENOMEM, TG_EIO (errno says why). */
+int tg__stream_send(void *sock, const void *rid, size_t rid_len, const void *data,
+                    size_t len, tg_value *hold, tg__stream *s, uint64_t *seq,
+                    uint64_t *bytes, tg_error *err);
+
+/* Take in one BULK message (parts[0] its header, parts[1] the chunk).
+ * TG_EFORMAT when it breaks the rules above, TG_ENOMEM. */
+int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err);
+
+/* Take over the buffer of value `seq` (complete, exactly len bytes): *p
+ * and *cap are for tg__bigbuf_free. TG_EFORMAT when there is no such
+ * value. */
+int tg__stream_take(tg__stream *s, uint64_t seq, size_t len, void **p, size_t *cap,
+                    tg_error *err);
+
+#endif /* TG_REMOTE_STREAM_H */
