@@ -285,6 +285,7 @@ static void tcp_free(tcp *b) {
   }
   tcp_handles_reap(b);
   tg__idmap_free(&b->handles);
+  tg__idmap_free(&b->task_secs);
   tg__idmap_free(&b->runs_by_seq);
   tg__free(b->heap);
   tg__free(b->conns);

@@ -178,13 +178,38 @@ void tcp_conn_flush(tcp *b, tcp_conn *c) {
   tg__wbuf_free(&h);
 }
 
-uint32_t tcp_conn_cap(const tcp_conn *c) {
+bool tcp_conn_has_room(const tcp_conn *c) {
+  if (c->state != CS_READY) return false;
   uint32_t n = c->nthreads ? c->nthreads : 1;
-  if (c->avg <= 0) return 2 * n; /* nothing measured yet: go slowly */
-  double extra = n * 0.004 / c->avg; /* enough to cover a few ms of latency */
-  if (extra < 2) extra = 2;
-  if (extra > 2048) extra = 2048;
-  return n + (uint32_t)extra;
+  return c->load < n + 1 || (c->queued < n * 0.004 && c->load < n + 2048);
+}
+
+void tcp_conn_add(tcp_conn *c, tcp_rec *rec) {
+  c->load++;
+  c->queued += rec->est;
+}
+
+void tcp_conn_remove(tcp_conn *c, tcp_rec *rec) {
+  c->load--;
+  c->queued -= rec->est;
+  if (c->load == 0 || c->queued < 0) c->queued = 0; /* no drift from rounding */
+}
+
+/* Estimates are stored in the map as the bits of the double. */
+double tcp_task_secs(const tcp *b, uint64_t kind_key) {
+  uint64_t bits = (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
+  double s;
+  memcpy(&s, &bits, sizeof s);
+  return bits ? s : 1e-3;
+}
+
+void tcp_task_measured(tcp *b, uint64_t kind_key, double secs) {
+  uint64_t old = (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
+  double s = secs > 1e-9 ? secs : 1e-9;
+  if (old) s = 0.8 * tcp_task_secs(b, kind_key) + 0.2 * s;
+  uint64_t bits;
+  memcpy(&bits, &s, sizeof bits);
+  tg__idmap_put(&b->task_secs, kind_key, (void *)(uintptr_t)bits); /* a hint: OOM is fine */
 }
 
 /* ---- losing a worker --------------------------------------------------------- */
@@ -201,7 +226,8 @@ static void give_back(tcp *b, tcp_conn *c, const char *why) {
   tg__idmap_free(&recs);
   for (tcp_rec *rec = c->staged; rec; rec = rec->next) rec->replan = true;
   c->load = 0;
-  for (tcp_rec *rec = c->staged; rec; rec = rec->next) c->load++;
+  c->queued = 0;
+  for (tcp_rec *rec = c->staged; rec; rec = rec->next) tcp_conn_add(c, rec);
 }
 
 /* Handles lose c as a holder; fetches from c fail. */

@@ -36,7 +36,7 @@ static void release_args(tcp *b, tcp_rec *rec) {
 }
 
 static void detach(tcp *b, tcp_rec *rec) {
-  if (rec->conn >= 0) b->conns[rec->conn].load--;
+  if (rec->conn >= 0) tcp_conn_remove(&b->conns[rec->conn], rec);
   rec->conn = -1;
 }
 
@@ -339,6 +339,8 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
   if (!rec) return;
   rec->task = x->task;
   rec->node = node;
+  rec->kind_key = (uint64_t)(uintptr_t)nd->fn + nd->kind;
+  rec->est = tcp_task_secs(b, rec->kind_key);
   tcp_handle_ref(x);
   rec->out = x;
   for (uint32_t j = 0; j < nd->nargs; j++) {
@@ -361,7 +363,7 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
   x->locs |= UINT64_C(1) << c->idx;
   atomic_fetch_add(&b->st_recomputed, 1);
   rec->conn = c->idx;
-  c->load++;
+  tcp_conn_add(c, rec);
   append(b, c, rec);
 }
 
@@ -444,18 +446,17 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
 
 /* ---- choosing a worker ------------------------------------------------------ */
 
-static bool has_room(const tcp_conn *c) {
-  return c->state == CS_READY && c->load < tcp_conn_cap(c);
-}
-
 /* The worker where rec costs least: seconds to move its inputs there
- * (about 1 GB/s), plus its queue (tasks per thread times their time). */
+ * (about 1 GB/s), plus when it would start and end there (the expected
+ * seconds of what is queued, per thread, then its own). Expected times are
+ * per function, so that a worker busy with long tasks is not taken for
+ * one that runs short ones. */
 static int choose(tcp *b, const tcp_rec *rec) {
   int best = -1;
   double best_cost = 0;
   for (int i = 0; i < b->nconns; i++) {
     const tcp_conn *c = &b->conns[i];
-    if (!has_room(c)) continue;
+    if (!tcp_conn_has_room(c)) continue;
     double miss = 0;
     for (uint32_t j = 0; j < rec->nargs; j++) {
       const tcp_handle *h = rec->hargs[j];
@@ -463,8 +464,7 @@ static int choose(tcp *b, const tcp_rec *rec) {
       if (h && !(h->locs & (UINT64_C(1) << i)) && (h->locs || h->kind == H_CONST))
         miss += (double)h->bytes;
     }
-    double per = c->avg > 0 ? c->avg : 1e-3;
-    double cost = miss * 1e-9 + (double)(c->load + 1) / c->nthreads * per;
+    double cost = miss * 1e-9 + (c->queued + rec->est) / c->nthreads;
     if (best < 0 || cost < best_cost) {
       best = i;
       best_cost = cost;
@@ -493,7 +493,7 @@ static void place(tcp *b, tcp_rec *rec) {
   int ci = choose(b, rec);
   tcp_conn *c = &b->conns[ci];
   rec->conn = ci;
-  c->load++;
+  tcp_conn_add(c, rec);
   for (uint32_t j = 0; j < rec->nargs && c->state == CS_READY; j++)
     if (rec->hargs[j]) ensure(b, c, rec, rec->hargs[j]);
   if (c->state != CS_READY || (rec->replan && rec->waits == 0)) {
@@ -520,6 +520,9 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
       memcpy(rec->args, args, n * sizeof *args);
       rec->task = (uint32_t)(t - rs->r->plan.tasks);
       rec->node = t->node;
+      const tg__gnode *nd = &rs->r->g->nodes[t->node];
+      rec->kind_key = (uint64_t)(uintptr_t)nd->fn + nd->kind;
+      rec->est = tcp_task_secs(b, rec->kind_key);
     } else {
       tg__task_end(&b->w, t, TG_ENOMEM, NULL, "out of memory");
     }
@@ -532,7 +535,7 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
 
 static bool any_room(const tcp *b) {
   for (int i = 0; i < b->nconns; i++)
-    if (has_room(&b->conns[i])) return true;
+    if (tcp_conn_has_room(&b->conns[i])) return true;
   return false;
 }
 

@@ -106,6 +106,8 @@ struct tcp_rec {
   tcp_handle **hargs;      /* per argument: the handle it refers to (ref) */
   tcp_handle *out;         /* recomputation: what it makes (a ref) */
   uint32_t waits;          /* fetches it waits for */
+  uint64_t kind_key;       /* its function and node kind (tcp_task_secs) */
+  double est;              /* seconds it is expected to take on a worker */
   uint8_t losses;
   bool replan;             /* its worker or a fetch was lost meanwhile */
   bool abort;              /* its run was cancelled meanwhile */
@@ -129,6 +131,7 @@ struct tcp_conn {
   tg__idmap recs;          /* wire id -> record sent */
   uint64_t next_id;
   uint32_t load;           /* records sent or staged here */
+  double queued;           /* the sum of their `est` */
   tcp_rec *staged;         /* records waiting for fetches, to go here */
   tg__idmap fns;           /* tg_func* -> fn id + 1 */
   const tg_func **fn_of;   /* fn id -> function */
@@ -142,7 +145,6 @@ struct tcp_conn {
   size_t nbvals, cap_bvals;
   tg__wbuf frees;          /* object ids to free */
   uint32_t nfrees;
-  double avg;              /* seconds per task, moving average (0: none) */
 };
 
 struct tcp {
@@ -169,6 +171,7 @@ struct tcp {
   size_t nheap, cap_heap;
   tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
   tg__idmap handles;       /* id -> handle */
+  tg__idmap task_secs;     /* kind key -> seconds (tcp_task_secs), bits */
   uint64_t next_id;        /* handle / object ids */
   tg__idmap runs_by_seq;   /* run seq + 1 -> tcp_run */
   tcp_run *runs;
@@ -216,7 +219,19 @@ bool tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v);
 /* Send what is pending on c: definitions, frees, the batch. */
 void tcp_conn_flush(tcp *b, tcp_conn *c);
 /* Load c may take: tasks in flight it is given at most. */
-uint32_t tcp_conn_cap(const tcp_conn *c);
+/* Whether c may take one more record: one beyond its threads (long tasks
+ * then wait here, free to go to whichever worker is first done), more
+ * while its queue holds under ~4 ms of work per thread (what it takes to
+ * hide the network's latency behind short tasks). */
+bool tcp_conn_has_room(const tcp_conn *c);
+
+/* Seconds a record of this kind (function and node kind) took on workers,
+ * a moving average of what they measured; 1 ms until one has run. */
+double tcp_task_secs(const tcp *b, uint64_t kind_key);
+void tcp_task_measured(tcp *b, uint64_t kind_key, double secs);
+/* Put rec on / take it off conn c's load. */
+void tcp_conn_add(tcp_conn *c, tcp_rec *rec);
+void tcp_conn_remove(tcp_conn *c, tcp_rec *rec);
 /* Make sure c knows function f; its id there. */
 uint64_t tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f);
 

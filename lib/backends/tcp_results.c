@@ -100,7 +100,7 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   if (ok && rec) tg__idmap_del(&c->recs, id);
   else rec = NULL;
   if (rec) {
-    c->avg = c->avg > 0 ? 0.8 * c->avg + 0.2 * secs : secs;
+    tcp_task_measured(b, rec->kind_key, secs);
     if (st == TG__RS_KEPT && rec->t) v = kept(b, c, rec, bytes, &s);
     if (!rec->t) {
       recomputed(c, rec, code, msg);
@@ -117,7 +117,7 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
       v = NULL;
       tcp_take_ready(b);
     }
-    b->conns[rec->conn].load--;
+    tcp_conn_remove(&b->conns[rec->conn], rec);
     rec->conn = -1;
     tcp_rec_free(b, rec);
   }
