@@ -203,6 +203,22 @@ static bool funcs(tcp *b, tcp_conn *c, tg__rbuf *r) {
   return !r->bad && tg__rbuf_end(r);
 }
 
+/* A task's tg_task_log() line: to the executor's log, as in-process. */
+static bool log_line(tcp *b, tg__rbuf *r) {
+  (void)tg__rbuf_varint(r); /* the run: one log serves all runs */
+  char key[TG__MAX_KEY + 1], line[TG__MAX_MSG + 1];
+  size_t kl, ll;
+  const char *k = tg__rbuf_str(r, TG__MAX_KEY, &kl), *l = tg__rbuf_str(r, TG__MAX_MSG, &ll);
+  if (r->bad || !tg__rbuf_end(r)) return false;
+  /* As a task wrote it (in-process logs are not checked either), but C
+   * strings: a NUL byte becomes '?'. */
+  for (size_t i = 0; i <= kl; i++) key[i] = i == kl ? '\0' : k[i] ? k[i] : '?';
+  for (size_t i = 0; i <= ll; i++) line[i] = i == ll ? '\0' : l[i] ? l[i] : '?';
+  if (b->ex->log) b->ex->log(b->ex->log_ctx, key, line);
+  else fprintf(stderr, "[%s] %s\n", key, line);
+  return true;
+}
+
 void tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n) {
   tg__rbuf r;
   tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
@@ -214,6 +230,7 @@ void tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n) {
     case TG__M_VALUE: ok = value(b, c, &r, parts, n); break;
     case TG__M_FUNCS_OK: ok = n == 1 && funcs(b, c, &r); break;
     case TG__M_PONG: ok = n == 1; break;
+    case TG__M_LOG: ok = n == 1 && log_line(b, &r); break;
     default: ok = false;
   }
   if (!ok && c->state == CS_READY)

@@ -46,6 +46,11 @@
  *   VALUE   varint id, u8 status (0 ok: one value follows; 1 unknown)
  *   PONG    varint token.
  *   ERROR   str message: the worker dropped this client.
+ *   LOG     varint run, str task key, str line: a tg_task_log() line of a
+ *           task of that run, sent before the task's result.
+ * Either way:
+ *   BULK    a chunk of a large value sent ahead of the message that
+ *           carries it (remote/stream.h).
  *
  * Objects are results kept on the worker (or PUT there), named by ids the
  * client chooses; a task naming an object that a TASKS message earlier in
@@ -80,6 +85,7 @@ enum { /* message types */
   TG__M_VALUE = 67,
   TG__M_PONG = 68,
   TG__M_ERROR = 69,
+  TG__M_LOG = 70,
 };
 
 enum { /* task flags */

@@ -33,10 +33,14 @@ typedef struct wsess wsess;
 typedef struct wtask wtask;
 
 /* A client run seen here: its cancellation token. The token is a zeroed
- * tg__run whose `cancel` flag tg_task_cancelled() reads. */
+ * tg__run whose `cancel` flag tg_task_cancelled() reads, and whose
+ * executor `logex` takes tg_task_log() lines for the client. */
 typedef struct wrun {
   uint64_t seq;
   tg__run *token;
+  struct tg_executor logex; /* only log and log_ctx (this run) are set */
+  struct tg__worker *wk;
+  wsess *s;
   uint32_t refs;        /* tasks holding it */
   struct wrun *next;
 } wrun;
@@ -113,6 +117,16 @@ struct wtask {
   double secs;
 };
 
+/* A tg_task_log() line waiting to go to its client. */
+typedef struct wlog {
+  struct wlog *next;
+  wsess *s;             /* alive: the task that logged holds it */
+  uint64_t run;
+  char *key, *line;     /* owned */
+} wlog;
+
+#define TG__WK_MAX_LOGS 10000 /* lines queued at once; more are counted */
+
 typedef struct tg__worker {
   tg_registry *reg;
   tg_worker_opts o;
@@ -125,6 +139,8 @@ typedef struct tg__worker {
   pthread_cond_t cv;
   wtask *q_head, *q_tail;
   wtask *done;
+  wlog *logs, **logs_tail; /* guarded by mu */
+  size_t nlogs, logs_dropped;
   bool stopping;
   wsess *sessions;
   tg__idmap by_hash;    /* routing id hash -> first session of the chain */
@@ -154,8 +170,11 @@ bool tg__wk_fetch(tg__worker *wk, wsess *s, tg__rbuf *r);
 bool tg__wk_free(tg__worker *wk, wsess *s, tg__rbuf *r);
 bool tg__wk_cancel(tg__worker *wk, wsess *s, tg__rbuf *r);
 /* Take the finished tasks from the pool, record their results and send
- * the replies. */
+ * the replies (log lines first). */
 void tg__wk_collect(tg__worker *wk);
+/* A tg_executor log callback (any thread): queue the line for the client
+ * of run ctx (a wrun) and wake the loop. */
+void tg__wk_log_line(void *ctx, const char *key, const char *line);
 /* Free s's objects, runs and waiting tasks (on drop). */
 void tg__wk_sess_clear(tg__worker *wk, wsess *s);
 

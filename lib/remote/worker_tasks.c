@@ -11,7 +11,7 @@
 
 /* ---- runs (cancellation tokens) ------------------------------------------- */
 
-static wrun *run_get(wsess *s, uint64_t seq) {
+static wrun *run_get(tg__worker *wk, wsess *s, uint64_t seq) {
   for (wrun *r = s->runs; r; r = r->next)
     if (r->seq == seq) return r;
   wrun *r = tg__calloc(1, sizeof *r);
@@ -22,6 +22,11 @@ static wrun *run_get(wsess *s, uint64_t seq) {
     return NULL;
   }
   r->seq = seq;
+  r->s = s;
+  r->wk = wk;
+  r->logex.log = tg__wk_log_line;
+  r->logex.log_ctx = r;
+  r->token->ex = &r->logex;
   r->next = s->runs;
   s->runs = r;
   return r;
@@ -267,7 +272,7 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
     tg_value_unref(vals);
     return false;
   }
-  wrun *run = run_get(s, seq);
+  wrun *run = run_get(wk, s, seq);
   if (!run) {
     tg_value_unref(vals);
     tg__wk_drop(wk, s, "out of memory", false);
@@ -466,6 +471,63 @@ static void flush(tg__worker *wk, wsess *s) {
   s->nres = 0;
 }
 
+void tg__wk_log_line(void *ctx, const char *key, const char *line) {
+  wrun *r = ctx;
+  tg__worker *wk = r->wk;
+  wlog *l = tg__calloc(1, sizeof *l);
+  if (l) {
+    l->key = tg__malloc(strlen(key) + 1);
+    l->line = tg__malloc(strlen(line) + 1);
+  }
+  if (!l || !l->key || !l->line) {
+    if (l) tg__free(l->key), tg__free(l->line);
+    tg__free(l);
+    return;
+  }
+  strcpy(l->key, key);
+  strcpy(l->line, line);
+  l->s = r->s;
+  l->run = r->seq;
+  pthread_mutex_lock(&wk->mu);
+  if (wk->nlogs < TG__WK_MAX_LOGS) {
+    *(wk->logs ? wk->logs_tail : &wk->logs) = l;
+    wk->logs_tail = &l->next;
+    wk->nlogs++;
+    l = NULL;
+  } else {
+    wk->logs_dropped++;
+  }
+  pthread_mutex_unlock(&wk->mu);
+  if (l) tg__free(l->key), tg__free(l->line), tg__free(l);
+  uint64_t one = 1;
+  ssize_t w = write(wk->wake_fd, &one, sizeof one);
+  (void)w;
+}
+
+/* Send queued log lines to their clients: before the results of the tasks
+ * that logged them, which still hold their sessions. */
+static void send_logs(tg__worker *wk, wlog *l, size_t dropped) {
+  while (l) {
+    wlog *next = l->next;
+    if (!l->s->dead) {
+      tg__wbuf h = {0};
+      tg__wbuf_u8(&h, TG__M_LOG);
+      tg__wbuf_varint(&h, l->run);
+      tg__wbuf_cstr(&h, l->key);
+      tg__wbuf_cstr(&h, l->line);
+      tg__wk_send(wk, l->s, &h, NULL);
+      tg__wbuf_free(&h);
+    }
+    tg__free(l->key);
+    tg__free(l->line);
+    tg__free(l);
+    l = next;
+  }
+  if (dropped && wk->o.verbose)
+    fprintf(stderr, "tgraph worker: %zu task log lines dropped (more than %d queued)\n",
+            dropped, TG__WK_MAX_LOGS);
+}
+
 void tg__wk_collect(tg__worker *wk) {
   uint64_t x;
   ssize_t rd = read(wk->wake_fd, &x, sizeof x);
@@ -474,7 +536,12 @@ void tg__wk_collect(tg__worker *wk) {
     pthread_mutex_lock(&wk->mu);
     wtask *list = wk->done;
     wk->done = NULL;
+    wlog *logs = wk->logs;
+    size_t dropped = wk->logs_dropped;
+    wk->logs = NULL;
+    wk->nlogs = wk->logs_dropped = 0;
     pthread_mutex_unlock(&wk->mu);
+    send_logs(wk, logs, dropped);
     if (!list) break;
     wtask *ready = NULL;
     while (list) {
