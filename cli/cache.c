@@ -1,7 +1,9 @@
 /* cli/cache.c: `tgraph cache info|list|clear|prune`: look after the
  * result cache. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli.h"
@@ -49,9 +51,10 @@ static void when(double t, char *buf, size_t size) {
   strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+/* c is NULL for a cache directory that does not exist (yet). */
 static int list(tg_cache *c) {
   entries es = {0};
-  int rc = tg_cache_list(c, collect, &es);
+  int rc = c ? tg_cache_list(c, collect, &es) : TG_OK;
   if (rc != TG_OK) {
     free(es.v);
     cli_error("cannot list the cache: %s", tg_cache_errmsg(c));
@@ -73,13 +76,13 @@ static int list(tg_cache *c) {
 }
 
 static int info(tg_cache *c, const char *dir) {
-  tg_cache_info in;
-  if (tg_cache_get_info(c, &in) != TG_OK) {
+  tg_cache_info in = {0};
+  if (c && tg_cache_get_info(c, &in) != TG_OK) {
     cli_error("cannot read the cache: %s", tg_cache_errmsg(c));
     return CLI_TASK_FAILED;
   }
   char a[32], b[32], m[32];
-  printf("directory: %s\n", dir);
+  printf("directory: %s%s\n", dir, c ? "" : " (does not exist yet)");
   printf("entries:   %llu\n", (unsigned long long)in.entries);
   printf("size:      %s (%s in blob files)\n", cli_format_size(in.bytes, a, sizeof a),
          cli_format_size(in.blob_bytes, b, sizeof b));
@@ -109,7 +112,7 @@ static int prune(tg_cache *c, int argc, char **argv) {
     return CLI_USAGE;
   }
   uint64_t removed = 0;
-  if (tg_cache_prune(c, max, &removed) != TG_OK) {
+  if (c && tg_cache_prune(c, max, &removed) != TG_OK) {
     cli_error("cannot prune the cache: %s", tg_cache_errmsg(c));
     return CLI_TASK_FAILED;
   }
@@ -152,10 +155,14 @@ int cli_cache(int argc, char **argv) {
     return CLI_USAGE;
   }
   if (dir == NULL) dir = buf;
-  tg_cache *c;
+  tg_cache *c = NULL;
   tg_error err;
   tg_error_clear(&err);
-  if (tg_cache_open(dir, NULL, &c, &err) != TG_OK) {
+  struct stat st;
+  /* Looking at a cache must not create one: a missing directory is an
+   * empty cache. */
+  bool missing = stat(dir, &st) != 0 && errno == ENOENT;
+  if (!missing && tg_cache_open(dir, NULL, &c, &err) != TG_OK) {
     cli_error("cannot open the cache: %s", err.msg);
     return CLI_TASK_FAILED;
   }
@@ -163,11 +170,11 @@ int cli_cache(int argc, char **argv) {
   if (strcmp(sub, "info") == 0) rc = info(c, dir);
   else if (strcmp(sub, "list") == 0) rc = list(c);
   else if (strcmp(sub, "prune") == 0) rc = prune(c, argc - i, argv + i);
-  else if (tg_cache_clear(c) == TG_OK) rc = (printf("cleared %s\n", dir), CLI_OK);
+  else if (!c || tg_cache_clear(c) == TG_OK) rc = (printf("cleared %s\n", dir), CLI_OK);
   else {
     cli_error("cannot clear the cache: %s", tg_cache_errmsg(c));
     rc = CLI_TASK_FAILED;
   }
-  tg_cache_close(c);
+  if (c) tg_cache_close(c);
   return rc;
 }

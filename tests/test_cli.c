@@ -821,7 +821,24 @@ Test(cli, example_cached_pipeline) {
 /* ---- cache subcommands ---- */
 
 Test(cli, cache_commands) {
+  /* looking at a cache that does not exist does not create it */
   result r = run("cache", "--cache-dir", "c", "info");
+  expect(r, 0, "directory: c (does not exist yet)\nentries:   0\nsize:      0 B (0 B in "
+         "blob files)\nlimit:     none\n", "");
+  result_free(&r);
+  struct stat st;
+  cr_expect_neq(stat("c", &st), 0, "info created the cache directory");
+  r = run("cache", "--cache-dir", "c", "list");
+  expect(r, 0, "key                                    size  last used         "
+         "    compute  function\n", "");
+  result_free(&r);
+  r = run("cache", "--cache-dir", "c", "prune", "--max-size", "1M");
+  expect(r, 0, "removed 0 entries\n", "");
+  result_free(&r);
+  cr_expect_neq(stat("c", &st), 0, "list or prune created the cache directory");
+  /* an existing cache */
+  cr_assert_eq(mkdir("c", 0700), 0);
+  r = run("cache", "--cache-dir", "c", "info");
   expect(r, 0, "directory: c\nentries:   0\nsize:      0 B (0 B in blob "
          "files)\nlimit:     none\n", "");
   result_free(&r);
