@@ -3,6 +3,7 @@
  * exact text of each error. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +205,26 @@ Test(builtins, sh_passes_arguments_and_returns_stdout) {
   cr_assert_str_eq(json(call("sh", 2, tg_str_c("printf %s \"$1\""),
                              tg_list_of(1, tg_int(1)))),
                    "{\"$bytes\":\"WzFd\"}"); /* "[1]" */
+}
+
+/* Floats reach the shell as the shortest text that reads back to them,
+ * with a '.' even under a decimal-comma locale (made here with localedef,
+ * as test_graphjson does). */
+Test(builtins, sh_float_arguments_ignore_the_locale) {
+  char dir[] = "/tmp/tg_sh_locale_XXXXXX", cmd[200];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(cmd, sizeof cmd,
+           "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+  int made = system(cmd);
+  setenv("LOCPATH", dir, 1);
+  bool comma = made == 0 && setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL;
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_assert_eq(system(cmd), 0);
+  cr_assert(comma, "cannot make a decimal-comma locale with localedef");
+  cr_assert_str_eq(json(call("sh", 4, tg_str_c("printf '%s %s %s' \"$1\" \"$2\" \"$3\""),
+                             tg_float(0.1), tg_float(-2.5e-7), tg_float(3.0))),
+                   "{\"$bytes\":\"MC4xIC0yLjVlLTA3IDM=\"}"); /* "0.1 -2.5e-07 3" */
+  setlocale(LC_NUMERIC, "C");
 }
 
 Test(builtins, sh_feeds_stdin) {

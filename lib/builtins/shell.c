@@ -1,6 +1,7 @@
 /* lib/builtins/shell.c: the sh builtin: run a command through /bin/sh -c,
  * feed it stdin, collect stdout (the result) and the tail of stderr (the
  * error message when it fails). */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -8,6 +9,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,6 +41,28 @@ static int buf_add(buf *b, const char *s, size_t n) {
   return TG_OK;
 }
 
+/* x as the shortest of %.15g/%.16g/%.17g that reads back to it, with a
+ * '.' whatever the program's locale (a shell script cannot know it). */
+static size_t float_text(double x, char *out, size_t size) {
+  char s[64];
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(s, sizeof s, "%.*g", prec, x);
+    if (prec == 17 || strtod(s, NULL) == x) break;
+  }
+  size_t n = 0;
+  for (const char *p = s; *p && n + 1 < size;) {
+    unsigned char c = (unsigned char)*p;
+    if (isalnum(c) || c == '-' || c == '+') { /* digits, e, inf, nan */
+      out[n++] = *p++;
+    } else { /* the decimal point, possibly several bytes */
+      out[n++] = '.';
+      while (*p && !isalnum((unsigned char)*p)) p++;
+    }
+  }
+  out[n] = '\0';
+  return n;
+}
+
 /* The argument as the string the shell sees. */
 static int arg_text(const tg_value *v, buf *b) {
   char num[64];
@@ -53,7 +77,7 @@ static int arg_text(const tg_value *v, buf *b) {
       s = num;
       break;
     case TG_FLOAT:
-      len = (size_t)snprintf(num, sizeof num, "%.17g", tg_value_float(v));
+      len = float_text(tg_value_float(v), num, sizeof num);
       s = num;
       break;
     default: {
