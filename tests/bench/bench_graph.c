@@ -5,12 +5,14 @@
  *
  *   bench_graph [--quick] [--backend NAME[:WORKERS]]...
  *
- * Backends sync and threads:2 always run; --backend adds more (processes,
- * tcp). --quick shrinks every workload for a smoke test. Every workload
- * checks its result; the exit status is 1 when one is wrong.
+ * Backends sync and threads:2 always run; --backend adds more (processes;
+ * tcp needs workers to connect to: bench_tcp measures it). --quick
+ * shrinks every workload for a smoke test. Every workload checks its
+ * result; the exit status is 1 when one is wrong.
  *
- * Workloads (times include building the graph; executors are started
- * beforehand, so pool start-up is not counted):
+ * Workloads (W1, W3, W4 and WA are bench_tcp's too: workloads.c; times
+ * include building the graph; executors are started beforehand, so pool
+ * start-up is not counted):
  *   W1  10,000 independent inc(i) tasks and a sum of all    us per task
  *   W2  a chain of 2,000 dependent inc tasks                 us per task
  *   W3  4,096 leaves returning their index, summed pairwise  us per task
@@ -39,6 +41,7 @@
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "../test_funcs.h"
+#include "workloads.h"
 
 #define MAX_BACKENDS 8
 
@@ -68,81 +71,6 @@ static const sizes full = {7, 11, 10000, 2000, 4096, 8, 5000000, 990000,
                            100000000, 20000, 1000000, 25 << 20};
 static const sizes quick = {3, 2, 1000, 200, 256, 8, 50000, 19800,
                             10000000, 2000, 100000, 1 << 20};
-
-static int failed;
-
-static void check(bool ok, const char *what) {
-  if (!ok) {
-    fprintf(stderr, "bench_graph: wrong result: %s\n", what);
-    failed = 1;
-  }
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* ---- task functions (no counters: measure the engine, not the test) ---- */
-
-static int b_inc(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
-  (void)c;
-  (void)n;
-  *o = tg_int(tg_value_int(a[0]) + 1);
-  return *o ? TG_OK : TG_ENOMEM;
-}
-
-static int b_ident(tg_task_ctx *c, tg_value *const *a, size_t n,
-                   tg_value **o) {
-  (void)c;
-  (void)n;
-  *o = tg_value_ref(a[0]);
-  return TG_OK;
-}
-
-static int b_add(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
-  (void)c;
-  (void)n;
-  *o = tg_int(tg_value_int(a[0]) + tg_value_int(a[1]));
-  return *o ? TG_OK : TG_ENOMEM;
-}
-
-static int b_sum(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
-  (void)c;
-  int64_t s = 0;
-  for (size_t i = 0; i < n; i++) s += tg_value_int(a[i]);
-  *o = tg_int(s);
-  return *o ? TG_OK : TG_ENOMEM;
-}
-
-static int b_pi(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
-  (void)c;
-  (void)n;
-  *o = tg_float(tgt_mc_pi((uint64_t)tg_value_int(a[0]), tg_value_int(a[1])));
-  return *o ? TG_OK : TG_ENOMEM;
-}
-
-static tg_registry *bench_registry(void) {
-  tg_registry *reg = NULL;
-  if (tg_registry_new(&reg) != TG_OK) return NULL;
-  struct { const char *name; tg_task_fn fn; int nargs; } defs[] = {
-      {"inc", b_inc, 1}, {"ident", b_ident, 1}, {"add", b_add, 2},
-      {"sum", b_sum, -1}, {"mc_pi", b_pi, 2}};
-  for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
-    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn,
-                     TG_FUNC_PURE, defs[i].nargs, NULL, NULL};
-    if (tg_registry_add(reg, &d, NULL) != TG_OK) {
-      tg_registry_free(reg);
-      return NULL;
-    }
-  }
-  return reg;
-}
 
 /* ---- baselines ------------------------------------------------------------ */
 
@@ -228,163 +156,31 @@ static double base_spin_handoff(long n) {
   return dt * 1e9 / (double)n;
 }
 
-/* ---- workloads --------------------------------------------------------------- */
-
-/* Compute outs on b into res; a failure is reported and remembered. */
-static void run_graph(tg_graph *g, const tg_node *outs, size_t n,
-                        backend *b, tg_value **res) {
-  tg_compute_opts o;
-  memset(&o, 0, sizeof o);
-  o.version = TG_COMPUTE_OPTS_V1;
-  o.executor = b->ex;
-  int rc = tg_compute(g, outs, n, &o, res);
-  if (rc != TG_OK) {
-    fprintf(stderr, "bench_graph: %s: %s: %s\n", b->name, tg_err_name(rc),
-            tg_graph_errmsg(g));
-    failed = 1;
-  }
-}
-
-static int64_t compute_int(tg_graph *g, tg_node out, backend *b) {
-  tg_value *v = NULL;
-  run_graph(g, &out, 1, b, &v);
-  int64_t r = v ? tg_value_int(v) : INT64_MIN;
-  tg_value_unref(v);
-  return r;
-}
-
-/* us per task of W1: n independent inc(i) and one sum. */
-static double w1(tg_registry *reg, backend *b, int n) {
-  double t0 = tgt_now();
-  tg_graph *g = NULL;
-  tg_graph_new(reg, &g);
-  tg_arg *args = malloc((size_t)n * sizeof *args);
-  for (int i = 0; i < n; i++)
-    args[i] = tg_arg_node(tg_call(g, "inc", 1, tg_arg_value(tg_int(i))));
-  tg_node sum = TG_NODE_NONE;
-  tg_graph_add(g, "sum", args, (size_t)n, NULL, &sum);
-  int64_t r = compute_int(g, sum, b);
-  double dt = tgt_now() - t0;
-  check(r == (int64_t)n * (n + 1) / 2, "W1 sum");
-  tg_graph_free(g);
-  free(args);
-  return dt * 1e6 / (n + 1);
-}
+/* ---- workloads (the others are shared: workloads.h) ------------------------ */
 
 /* us per task of W2: a chain of n incs. */
-static double w2(tg_registry *reg, backend *b, int n) {
+static double w2(tg_registry *reg, tg_executor *ex, int n) {
   double t0 = tgt_now();
   tg_graph *g = NULL;
   tg_graph_new(reg, &g);
   tg_node x = tg_call(g, "inc", 1, tg_arg_value(tg_int(0)));
   for (int i = 1; i < n; i++) x = tg_call(g, "inc", 1, tg_arg_node(x));
-  int64_t r = compute_int(g, x, b);
+  int64_t r = bench_run_int(g, x, ex);
   double dt = tgt_now() - t0;
-  check(r == n, "W2 chain");
+  bench_check(r == n, "W2 chain");
   tg_graph_free(g);
   return dt * 1e6 / n;
 }
 
-/* us per task of W3: n leaves (a power of two) summed pairwise. */
-static double w3(tg_registry *reg, backend *b, int n) {
-  double t0 = tgt_now();
-  tg_graph *g = NULL;
-  tg_graph_new(reg, &g);
-  tg_node *lv = malloc((size_t)n * sizeof *lv);
-  for (int i = 0; i < n; i++)
-    lv[i] = tg_call(g, "ident", 1, tg_arg_value(tg_int(i)));
-  for (int m = n; m > 1; m /= 2)
-    for (int i = 0; i < m / 2; i++)
-      lv[i] = tg_call(g, "add", 2, tg_arg_node(lv[2 * i]),
-                      tg_arg_node(lv[2 * i + 1]));
-  int64_t r = compute_int(g, lv[0], b);
-  double dt = tgt_now() - t0;
-  check(r == (int64_t)n * (n - 1) / 2, "W3 tree");
-  tg_graph_free(g);
-  free(lv);
-  return dt * 1e6 / (2 * n - 1);
-}
-
-/* Seconds for W4: `tasks` Monte-Carlo pi estimates. */
-static double w4(tg_registry *reg, backend *b, int tasks, int64_t samples) {
-  double t0 = tgt_now();
-  tg_graph *g = NULL;
-  tg_graph_new(reg, &g);
-  tg_node outs[64];
-  tg_value *res[64];
-  for (int i = 0; i < tasks; i++)
-    outs[i] = tg_call(g, "mc_pi", 2, tg_arg_value(tg_int(1000 + i)),
-                      tg_arg_value(tg_int(samples)));
-  run_graph(g, outs, (size_t)tasks, b, res);
-  double dt = tgt_now() - t0;
-  for (int i = 0; i < tasks && !failed; i++) {
-    check(tg_value_float(res[i]) == tgt_mc_pi((uint64_t)(1000 + i), samples),
-          "W4 pi");
-    tg_value_unref(res[i]);
-  }
-  tg_graph_free(g);
-  return dt;
-}
-
-/* The machine's own W4 limit: the same pi work split over two plain
- * pthreads, against one thread, measured beside each W4 pair. */
-typedef struct raw_half {
-  int first, count;
-  int64_t samples;
-  volatile double sink; /* keeps the work from being optimized away */
-} raw_half;
-
-static void *raw_pi(void *arg) {
-  raw_half *h = arg;
-  for (int i = h->first; i < h->first + h->count; i++)
-    h->sink += tgt_mc_pi((uint64_t)(1000 + i), h->samples);
-  return NULL;
-}
-
-/* Speedup of two threads over one on `tasks` pi estimates. */
-static double raw_w4(int tasks, int64_t samples) {
-  raw_half all = {0, tasks, samples, 0};
-  double t0 = tgt_now();
-  raw_pi(&all);
-  double t1 = tgt_now();
-  raw_half a = {0, tasks / 2, samples, 0}, b = {tasks / 2, tasks - tasks / 2, samples, 0};
-  pthread_t th;
-  pthread_create(&th, NULL, raw_pi, &b);
-  raw_pi(&a);
-  pthread_join(th, NULL);
-  double t2 = tgt_now();
-  return (t1 - t0) / (t2 - t1);
-}
-
 /* ---- WA: a large array through a task -------------------------------------------- */
 
-/* Seconds to compute ident(a) and get the array back (checked). */
-static double wa(tg_registry *reg, backend *b, tg_value *a) {
-  double t0 = tgt_now();
-  tg_graph *g = NULL;
-  tg_graph_new(reg, &g);
-  tg_node n = tg_call(g, "ident", 1, tg_arg_value(tg_value_ref(a)));
-  tg_value *v = NULL;
-  run_graph(g, &n, 1, b, &v);
-  double dt = tgt_now() - t0;
-  check(v && tg_ndarray_nbytes(v) == tg_ndarray_nbytes(a), "WA array size");
-  if (v) { /* spot checks: a full compare would cost more than the trip */
-    const double *x = tg_ndarray_data(a), *y = tg_ndarray_data(v);
-    size_t n = tg_ndarray_size(a);
-    for (size_t i = 0; i < n; i += n / 97 + 1) check(x[i] == y[i], "WA array data");
-    check(x[n - 1] == y[n - 1], "WA array data");
-  }
-  tg_value_unref(v);
-  tg_graph_free(g);
-  return dt;
-}
 
 /* Seconds of a memcpy between two buffers of `bytes` already in memory. */
 static double memcpy_secs(char *dst, const char *src, size_t bytes) {
   double t0 = tgt_now();
   memcpy(dst, src, bytes);
   double dt = tgt_now() - t0;
-  check(dst[bytes / 3] == src[bytes / 3], "memcpy baseline");
+  bench_check(dst[bytes / 3] == src[bytes / 3], "memcpy baseline");
   return dt;
 }
 
@@ -396,15 +192,15 @@ static void row_array(const backend *b, tg_registry *reg, tg_value *a, int reps)
   memset(src, 1, bytes);
   memset(dst, 2, bytes);
   double v[64], c[64];
-  wa(reg, (backend *)b, a); /* warm-up: workers' and parent's segment pools */
+  bench_wa(reg, b->ex, a); /* warm-up: workers' and parent's segment pools */
   for (int i = 0; i < reps; i++) {
     c[i] = memcpy_secs(dst, src, bytes);
-    v[i] = wa(reg, (backend *)b, a);
+    v[i] = bench_wa(reg, b->ex, a);
   }
   free(src);
   free(dst);
-  double s = median(v, reps), gbs = (double)bytes / s * 1e-9;
-  double copy_gbs = (double)bytes / median(c, reps) * 1e-9;
+  double s = bench_median(v, reps), gbs = (double)bytes / s * 1e-9;
+  double copy_gbs = (double)bytes / bench_median(c, reps) * 1e-9;
   printf("| WA %.0f MiB f64 array in and out | %s:%u | %.2f GB/s (%.1f ms), %.0f%% of "
          "memcpy (%.2f GB/s) | - | - | - |\n",
          (double)bytes / 1048576.0, b->name, b->workers, gbs, s * 1e3, 100 * gbs / copy_gbs,
@@ -480,8 +276,6 @@ static int w8_child(const char *name, unsigned workers, int leaves) {
   tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = name, .workers = workers};
   tg_executor *ex = NULL;
   if (!reg || tg_executor_new(reg, &eo, &ex, NULL) != TG_OK) return 2;
-  backend b = {"", workers, ex};
-  snprintf(b.name, sizeof b.name, "%s", name);
   long base = rss_now_kb();
   double t0 = tgt_now();
   tg_graph *g = NULL;
@@ -500,19 +294,19 @@ static int w8_child(const char *name, unsigned workers, int leaves) {
     }
     n = m;
   }
-  int64_t r = compute_int(g, lv[0], &b);
+  int64_t r = bench_run_int(g, lv[0], ex);
   double dt = tgt_now() - t0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   size_t nodes = tg_graph_size(g);
-  check(r == (int64_t)leaves * (leaves + 1) / 2, "W8 map-reduce");
+  bench_check(r == (int64_t)leaves * (leaves + 1) / 2, "W8 map-reduce");
   printf("%.6f %ld %ld %zu\n", dt, base, ru.ru_maxrss, nodes);
   tg_graph_free(g);
   tg_executor_free(ex);
   tg_registry_free(reg);
   free(lv);
   free(args);
-  return failed;
+  return bench_failed;
 }
 
 typedef struct w8_result {
@@ -569,14 +363,6 @@ static void row_per_task(const char *w, const backend *b, double us,
          us * 1e3 / bl->spin_ns);
 }
 
-static double median_of(int reps, double (*fn)(tg_registry *, backend *, int),
-                        tg_registry *reg, backend *b, int size) {
-  double v[64];
-  fn(reg, b, size); /* warm-up */
-  for (int i = 0; i < reps; i++) v[i] = fn(reg, b, size);
-  return median(v, reps);
-}
-
 static int parse_backend(const char *arg, backend *b) {
   const char *colon = strchr(arg, ':');
   size_t len = colon ? (size_t)(colon - arg) : strlen(arg);
@@ -595,12 +381,13 @@ static baselines measure_baselines(const sizes *sz) {
     h[i] = base_condvar_handoff(sz->handoffs);
     s[i] = base_spin_handoff(sz->spins);
   }
-  baselines bl = {median(c, sz->reps), median(h, sz->reps),
-                  median(s, sz->reps)};
+  baselines bl = {bench_median(c, sz->reps), bench_median(h, sz->reps),
+                  bench_median(s, sz->reps)};
   return bl;
 }
 
 int main(int argc, char **argv) {
+  bench_set_name("bench_graph");
   if (argc == 5 && strcmp(argv[1], "--w8-child") == 0)
     return w8_child(argv[2], (unsigned)atoi(argv[3]), atoi(argv[4]));
   const sizes *sz = &full;
@@ -646,22 +433,21 @@ int main(int argc, char **argv) {
   for (int i = 0; i < nb; i++) {
     snprintf(w, sizeof w, "W1 %d independent + sum", sz->w1_tasks);
     traffic_start(&bs[i], &st);
-    row_per_task(w, &bs[i], median_of(sz->reps, w1, reg, &bs[i], sz->w1_tasks),
-                 &bl);
+    row_per_task(w, &bs[i],
+                 bench_median_of(sz->reps, bench_w1, reg, bs[i].ex, sz->w1_tasks), &bl);
     traffic_end(&bs[i], w, &st);
   }
   for (int i = 0; i < nb; i++) {
     snprintf(w, sizeof w, "W2 chain of %d", sz->w2_len);
     traffic_start(&bs[i], &st);
-    row_per_task(w, &bs[i], median_of(sz->reps, w2, reg, &bs[i], sz->w2_len),
-                 &bl);
+    row_per_task(w, &bs[i], bench_median_of(sz->reps, w2, reg, bs[i].ex, sz->w2_len), &bl);
     traffic_end(&bs[i], w, &st);
   }
   for (int i = 0; i < nb; i++) {
     snprintf(w, sizeof w, "W3 tree of %d leaves", sz->w3_leaves);
     traffic_start(&bs[i], &st);
     row_per_task(w, &bs[i],
-                 median_of(sz->reps, w3, reg, &bs[i], sz->w3_leaves), &bl);
+                 bench_median_of(sz->reps, bench_w3, reg, bs[i].ex, sz->w3_leaves), &bl);
     traffic_end(&bs[i], w, &st);
   }
   fflush(stdout);
@@ -670,17 +456,17 @@ int main(int argc, char **argv) {
   for (int i = 1; i < nb; i++) {
     double sp[64], ts[64], tb[64], raw[64];
     for (int p = 0; p < sz->pairs; p++) {
-      raw[p] = raw_w4(sz->w4_tasks, sz->w4_samples);
-      ts[p] = w4(reg, &bs[0], sz->w4_tasks, sz->w4_samples);
-      tb[p] = w4(reg, &bs[i], sz->w4_tasks, sz->w4_samples);
+      raw[p] = bench_raw_w4(sz->w4_tasks, sz->w4_samples);
+      ts[p] = bench_w4(reg, bs[0].ex, sz->w4_tasks, sz->w4_samples);
+      tb[p] = bench_w4(reg, bs[i].ex, sz->w4_tasks, sz->w4_samples);
       sp[p] = ts[p] / tb[p];
     }
     printf("| W4 %d x pi(%lld samples) | %s:%u | %.2fx speedup over sync "
            "(%.0f ms vs %.0f ms); two plain pthreads on the same work: "
            "%.2fx | - | - | - |\n",
            sz->w4_tasks, (long long)sz->w4_samples, bs[i].name, bs[i].workers,
-           median(sp, sz->pairs), median(tb, sz->pairs) * 1e3,
-           median(ts, sz->pairs) * 1e3, median(raw, sz->pairs));
+           bench_median(sp, sz->pairs), bench_median(tb, sz->pairs) * 1e3,
+           bench_median(ts, sz->pairs) * 1e3, bench_median(raw, sz->pairs));
     fflush(stdout);
   }
 
@@ -706,7 +492,7 @@ int main(int argc, char **argv) {
     for (int r = 0; r < sz->reps; r++) {
       if (w8_run(self, &bs[i], sz->w8_leaves, &res) != 0) {
         fprintf(stderr, "bench_graph: W8 on %s failed\n", bs[i].name);
-        failed = 1;
+        bench_failed = 1;
         break;
       }
       wall[reps] = res.wall;
@@ -716,13 +502,13 @@ int main(int argc, char **argv) {
     if (!reps) continue;
     printf("| W8 map-reduce of %zu nodes | %s:%u | %.3f s, peak RSS %.1f MB, "
            "%.0f B/node | - | - | - |\n",
-           res.nodes, bs[i].name, bs[i].workers, median(wall, reps),
-           median(mb, reps), median(bpn, reps));
+           res.nodes, bs[i].name, bs[i].workers, bench_median(wall, reps),
+           bench_median(mb, reps), bench_median(bpn, reps));
     fflush(stdout);
   }
 
   print_traffic();
   for (int i = 0; i < nb; i++) tg_executor_free(bs[i].ex);
   tg_registry_free(reg);
-  return failed;
+  return bench_failed;
 }
