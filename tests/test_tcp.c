@@ -1,11 +1,14 @@
 /* tests/test_tcp.c: the tcp backend against worker processes forked by
  * the test (each serving the test's own functions with tg_worker_serve on
  * a free loopback port): results equal to sync on a set of graphs, results
- * kept where they were made and moved at most once per worker, a worker
+ * kept where they were made and moved at most once per worker, values
+ * streamed in chunks (results, elements and constants across the 4 MiB
+ * line, repeated round trips through recycled buffers), a worker
  * killed mid-run, a run waiting for a late worker, keys (missing, wrong,
  * refused), protocol and function version mismatches, random bytes,
- * oversized frames and malformed messages sent to a worker, a client
- * vanishing mid-run; every worker is killed and reaped after each test. */
+ * oversized frames, malformed messages and broken streams sent to a
+ * worker, a client vanishing mid-run; every worker is killed and reaped
+ * after each test. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -25,9 +28,11 @@
 
 #include "registry/registry_internal.h" /* plugin digests, set by hand */
 #include "remote/proto.h"
+#include "remote/stream.h" /* TG__STREAM_MIN, TG__STREAM_CHUNK */
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
+#include "tgraph/serial.h"
 #include "test_funcs.h"
 
 /* ---- functions of the tests (besides test_funcs.h) ---------------------------- */
@@ -132,6 +137,38 @@ static int fn_slow_big(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value 
   return TG_OK;
 }
 
+/* n bytes, byte i = (i * 31 + 7) & 0xff (NULL when memory runs out). */
+static tg_value *blob_value(size_t n) {
+  uint8_t *p = malloc(n ? n : 1);
+  if (!p) return NULL;
+  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)((i * 31 + 7) & 0xff);
+  tg_value *v = tg_bytes(p, n);
+  free(p);
+  return v;
+}
+
+/* blob(n): blob_value(n). */
+static int fn_blob(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  int rc = want_ints(ctx, a, n);
+  if (rc) return rc;
+  if (tg_value_int(a[0]) < 0) return tg_task_fail(ctx, TG_EINVAL, "blob needs n >= 0");
+  *out = blob_value((size_t)tg_value_int(a[0]));
+  return *out ? TG_OK : TG_ENOMEM;
+}
+
+/* blob_sum(b): the sum of the bytes of b (an int). */
+static int fn_blob_sum(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  (void)n;
+  if (tg_value_type(a[0]) != TG_BYTES)
+    return tg_task_fail(ctx, TG_ETYPE, "blob_sum needs bytes");
+  size_t len;
+  const uint8_t *p = tg_bytes_data(a[0], &len);
+  int64_t s = 0;
+  for (size_t i = 0; i < len; i++) s += p[i];
+  *out = tg_int(s);
+  return TG_OK;
+}
+
 /* The registry workers and tests share; "versioned" has version `ver`. */
 static tg_registry *make_reg(const char *ver) {
   tg_registry *r = tgt_registry_new();
@@ -142,9 +179,11 @@ static tg_registry *make_reg(const char *ver) {
   } defs[] = {{"big", fn_big, 2},           {"big_add", fn_big_add, 2},
               {"big_sum", fn_big_sum, 2},   {"big_split", fn_big_split, 2},
               {"big_dict", fn_big_dict, 1}, {"slow", fn_slow, 2},
-              {"slow_big", fn_slow_big, 2}, {"versioned", tgt_fn_inc, 1}};
+              {"slow_big", fn_slow_big, 2}, {"versioned", tgt_fn_inc, 1},
+              {"blob", fn_blob, 1},         {"blob_sum", fn_blob_sum, 1}};
   for (size_t i = 0; r && i < sizeof defs / sizeof defs[0]; i++) {
-    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, i == 7 ? ver : "1", defs[i].fn,
+    bool versioned = strcmp(defs[i].name, "versioned") == 0;
+    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, versioned ? ver : "1", defs[i].fn,
                      TG_FUNC_PURE, defs[i].nargs, NULL, NULL};
     cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   }
@@ -277,6 +316,8 @@ typedef struct xopt {
   const char *keys;
   size_t keep_min;
   double connect_timeout, heartbeat;
+  tg_event_fn on_event;
+  void *event_ctx;
 } xopt;
 
 static tg_executor *tcp_ex(const int *w, int n, const xopt *x) {
@@ -289,6 +330,8 @@ static tg_executor *tcp_ex(const int *w, int n, const xopt *x) {
     o.keep_min = x->keep_min;
     o.connect_timeout = x->connect_timeout;
     o.heartbeat = x->heartbeat;
+    o.on_event = x->on_event;
+    o.event_ctx = x->event_ctx;
   }
   tg_executor *ex = NULL;
   tg_error err;
@@ -506,6 +549,217 @@ Test(tcp, large_constant_sent_once_per_worker) {
   cr_expect_lt(st.bytes_sent, 2 * 800000, "sent %llu bytes", (unsigned long long)st.bytes_sent);
   cr_expect_gt(st.bytes_sent, 800000);
   tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* ---- streamed values ------------------------------------------------------------------ */
+
+/* Which worker made each result: FINISHED events of a tcp executor. */
+#define MADE_MAX 128
+typedef struct made_at {
+  pthread_mutex_t mu;
+  size_t n;
+  struct {
+    char key[48];
+    int worker;
+  } e[MADE_MAX];
+} made_at;
+
+static void record_made(void *ctx, const tg_event *ev) {
+  made_at *m = ctx;
+  if (ev->kind != TG_EVENT_FINISHED) return;
+  pthread_mutex_lock(&m->mu);
+  if (m->n < MADE_MAX) {
+    snprintf(m->e[m->n].key, sizeof m->e[m->n].key, "%s", ev->key);
+    m->e[m->n].worker = ev->worker;
+  }
+  m->n++;
+  pthread_mutex_unlock(&m->mu);
+}
+
+/* The worker that made node n's result (which finished exactly once). */
+static int made_on(const made_at *m, tg_graph *g, tg_node n) {
+  char key[48];
+  cr_assert_lt(tg_node_key(g, n, key, sizeof key), (int)sizeof key);
+  int w = -1, seen = 0;
+  for (size_t i = 0; i < m->n && i < MADE_MAX; i++)
+    if (strcmp(m->e[i].key, key) == 0) {
+      w = m->e[i].worker;
+      seen++;
+    }
+  cr_assert_eq(seen, 1, "task %s finished %d times", key, seen);
+  cr_assert(w >= 0 && w < 3, "task %s: worker %d", key, w);
+  return w;
+}
+
+/* Values that must reach the workers running their consumers: a constant
+ * (node TG_NODE_NONE: it starts here) or a result (or one element of it),
+ * `bytes` of array or bytes data. An output comes back to the client
+ * whole; the rest stays on the worker that made it (keep_min 4096). */
+typedef struct source {
+  tg_node node;
+  uint64_t bytes;
+  bool output;
+} source;
+
+typedef struct flow {
+  int src;    /* index into the sources */
+  tg_node to; /* a task that needs it */
+} flow;
+
+typedef struct needs {
+  uint64_t sent;        /* bytes the client sent at least */
+  uint64_t moves;       /* kept results sent on to another worker */
+  uint64_t moved_bytes; /* their bytes at least */
+} needs;
+
+/* From where each task ran: what the client must have sent (each source
+ * once per worker that needed it and did not make it), and how many kept
+ * results it must have moved (whole or by element: one per result and
+ * worker). */
+static needs needed(const made_at *m, tg_graph *g, const source *src, size_t nsrc,
+                    const flow *fl, size_t nfl) {
+  needs n = {0, 0, 0};
+  bool sent[32][3] = {{false}};
+  cr_assert_leq(nsrc, 32);
+  for (size_t i = 0; i < nfl; i++) {
+    const source *s = &src[fl[i].src];
+    int to = made_on(m, g, fl[i].to);
+    int from = s->node == TG_NODE_NONE ? -1 : made_on(m, g, s->node);
+    if (from == to || sent[fl[i].src][to]) continue;
+    bool result_there = false; /* another element of it went there before */
+    for (size_t k = 0; k < nsrc; k++) result_there |= src[k].node == s->node && sent[k][to];
+    sent[fl[i].src][to] = true;
+    n.sent += s->bytes;
+    if (from < 0 || s->output) continue;
+    n.moved_bytes += s->bytes;
+    if (!result_there) n.moves++;
+  }
+  return n;
+}
+
+#define F64B(n) ((uint64_t)(n) * 8)
+#define NS 600001 /* f64 elements: 4.8 MB, streamed, its last chunk partial */
+
+static tg_node big_node(tg_graph *g, int64_t n, int64_t v) {
+  return tg_call(g, "big", 2, V(tg_int(n)), V(tg_int(v)));
+}
+
+/* Results and arguments on both sides of the 4 MiB line, in every shape:
+ * outputs of every size, lists and maps of streamed arrays whose items
+ * and entries other tasks select, sums of arrays made on different
+ * workers, streamed constants (an array and bytes) used by several tasks. */
+Test(tcp, large_values_streamed_same_as_sync) {
+  made_at m = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  xopt x = {.on_event = record_made, .event_ctx = &m};
+  tg_executor *ex = three(&x);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  const int64_t at = (int64_t)(TG__STREAM_MIN / 8); /* exactly 4 MiB */
+  tg_node exact = big_node(g, at, 1), below = big_node(g, at - 1, 2);
+  tg_node odd = big_node(g, 700001, 3); /* 5.6 MB: 5 chunks and a partial one */
+  tg_node xa = big_node(g, NS, 4), xb = big_node(g, NS, 5);
+  tg_node xsum = tg_call(g, "big_add", 2, N(xa), N(xb));
+  tg_node l = tg_call(g, "big_split", 2, V(tg_int(2)), V(tg_int(NS)));
+  tg_node d = tg_call(g, "big_dict", 1, V(tg_int(NS)));
+  tg_node ladd = tg_call(g, "big_add", 2, tg_arg_item(l, 0), tg_arg_item(l, -1));
+  tg_node dadd = tg_call(g, "big_add", 2, tg_arg_key(d, "one"), tg_arg_item(l, 1));
+  tg_node s_l0 = tg_call(g, "big_sum", 2, tg_arg_item(l, 0), V(tg_int(0)));
+  tg_node s_d2 = tg_call(g, "big_sum", 2, tg_arg_key(d, "two"), V(tg_int(2)));
+  /* the constants: 5 MB of f64 (for 6 tasks) and 4 MiB + 1000 bytes */
+  tg_value *c = f64_array(625000, 0.25), *bc = blob_value(TG__STREAM_MIN + 1000);
+  cr_assert(c && bc);
+  tg_node cuse[6];
+  for (int i = 0; i < 5; i++)
+    cuse[i] = tg_call(g, "big_sum", 2, V(tg_value_ref(c)), V(tg_int(i)));
+  tg_node c9 = big_node(g, 625000, 9);
+  cuse[5] = tg_call(g, "big_add", 2, V(tg_value_ref(c)), N(c9));
+  tg_node buse = tg_call(g, "blob_sum", 1, V(tg_value_ref(bc)));
+  tg_node blob = tg_call(g, "blob", 1, V(tg_int((int64_t)TG__STREAM_MIN + 3)));
+  tg_node bsum = tg_call(g, "blob_sum", 1, N(blob));
+  tg_node scal = tg_call(g, "pack", 9, N(s_l0), N(s_d2), N(cuse[0]), N(cuse[1]),
+                         N(cuse[2]), N(cuse[3]), N(cuse[4]), N(buse), N(bsum));
+  tg_node outs[11] = {exact, below, odd, xsum, l, d, ladd, dadd, cuse[5], blob, scal};
+  cr_assert_neq(scal, TG_NODE_NONE, "%s", tg_graph_errmsg(g));
+  same_as_sync(g, outs, 11, ex);
+  cr_assert_lt(m.n, MADE_MAX);
+
+  tg_remote_stats st = stats_of(ex);
+  cr_expect_eq(st.workers_lost, 0);
+  cr_expect_eq(st.tasks_recomputed, 0);
+  /* sent: each constant to every worker that ran a task using it, each
+   * result (or element) to every worker that used it and did not make it */
+  source src[] = {{TG_NODE_NONE, F64B(625000), false},
+                  {TG_NODE_NONE, TG__STREAM_MIN + 1000, false},
+                  {xa, F64B(NS), false},
+                  {xb, F64B(NS), false},
+                  {l, F64B(NS), true}, /* item 0 */
+                  {l, F64B(NS), true}, /* item 1 */
+                  {d, F64B(NS), true}, /* "one" */
+                  {d, F64B(NS), true}, /* "two" */
+                  {c9, F64B(625000), false},
+                  {blob, TG__STREAM_MIN + 3, true}};
+  flow fl[] = {{0, cuse[0]}, {0, cuse[1]}, {0, cuse[2]}, {0, cuse[3]}, {0, cuse[4]},
+               {0, cuse[5]}, {1, buse},    {2, xsum},    {3, xsum},    {4, ladd},
+               {5, ladd},    {5, dadd},    {4, s_l0},    {6, dadd},    {7, s_d2},
+               {8, cuse[5]}, {9, bsum}};
+  needs nd = needed(&m, g, src, sizeof src / sizeof src[0], fl, sizeof fl / sizeof fl[0]);
+  cr_expect_geq(st.bytes_sent, nd.sent, "sent %llu bytes, %llu needed",
+                (unsigned long long)st.bytes_sent, (unsigned long long)nd.sent);
+  cr_expect_geq(st.values_moved, nd.moves, "moved %llu values, %llu needed",
+                (unsigned long long)st.values_moved, (unsigned long long)nd.moves);
+  cr_expect_geq(st.bytes_moved, nd.moved_bytes, "moved %llu bytes, %llu needed",
+                (unsigned long long)st.bytes_moved, (unsigned long long)nd.moved_bytes);
+  /* received: every output's data at least */
+  uint64_t outb = F64B(at) + F64B(at - 1) + F64B(700001) + F64B(NS) /* xsum */ +
+                  2 * F64B(NS) /* l */ + 2 * F64B(NS) /* d */ + 2 * F64B(NS) /* ladd, dadd */ +
+                  F64B(625000) /* cuse[5] */ + TG__STREAM_MIN + 3 /* blob */;
+  cr_expect_geq(st.bytes_received, outb, "received %llu bytes, outputs %llu",
+                (unsigned long long)st.bytes_received, (unsigned long long)outb);
+  tg_value_unref(c);
+  tg_value_unref(bc);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* v is a 1-d f64 array with exactly the bytes of want. */
+static void same_f64(const tg_value *v, const tg_value *want, int run) {
+  cr_assert(v && is_f64(v), "run %d: not an f64 array", run);
+  cr_assert_eq(tg_ndarray_ndim(v), 1);
+  cr_assert_eq(tg_ndarray_nbytes(v), tg_ndarray_nbytes(want), "run %d", run);
+  cr_assert_eq(memcmp(tg_ndarray_data(v), tg_ndarray_data(want), tg_ndarray_nbytes(want)),
+               0, "run %d: the data differs", run);
+}
+
+/* 8 MiB arrays each way, five times on one executor: receive buffers are
+ * recycled on both ends, and every byte must come through each time. */
+Test(tcp, streamed_round_trips_repeated) {
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  const int64_t n = 1 << 20; /* 8 MiB: 8 chunks */
+  for (int i = 0; i < 5; i++) {
+    tg_graph *g;
+    cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+    tg_value *want_c = f64_array(n, i), *want_b = f64_array(n, 100 + i);
+    tg_node outs[2] = {tg_call(g, "identity", 1, V(tg_value_ref(want_c))),
+                       big_node(g, n, 100 + i)};
+    tg_remote_stats before = stats_of(ex);
+    tg_value *got[2] = {NULL, NULL};
+    cr_assert_eq(run(g, outs, 2, ex, got, NULL), TG_OK, "run %d: %s", i,
+                 tg_graph_errmsg(g));
+    tg_remote_stats after = stats_of(ex);
+    same_f64(got[0], want_c, i); /* there and back */
+    same_f64(got[1], want_b, i); /* made there */
+    /* a new constant each run: it went out, and both results came back */
+    cr_expect_geq(after.bytes_sent - before.bytes_sent, F64B(n), "run %d", i);
+    cr_expect_geq(after.bytes_received - before.bytes_received, 2 * F64B(n), "run %d", i);
+    for (int k = 0; k < 2; k++) tg_value_unref(got[k]);
+    tg_value_unref(want_c);
+    tg_value_unref(want_b);
+    tg_graph_free(g);
+  }
+  cr_expect_eq(stats_of(ex).workers_lost, 0);
+  cr_assert(alive(w));
   tg_executor_free(ex);
 }
 
@@ -1110,6 +1364,229 @@ Test(tcp, hostile_bytes_do_not_hurt) {
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_node last, outs[2] = {g_tree(g), g_arrays(g, &last)};
   same_as_sync(g, outs, 2, ex);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* ---- hostile streams ------------------------------------------------------------------- */
+
+/* A DEALER on ctx past its HELLO and an accepting WELCOME from ep. */
+static void *greeted(void *ctx, const char *ep) {
+  void *s = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 0, tmo = 3000;
+  zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+  cr_assert_eq(zmq_connect(s, ep), 0);
+  size_t hn;
+  char *hb = hello_bytes(&hn);
+  cr_assert_eq(zmq_send(s, hb, hn, 0), (int)hn);
+  uint8_t buf[512];
+  int got = zmq_recv(s, buf, sizeof buf, 0);
+  cr_assert_gt(got, 0, "no WELCOME");
+  tg__rbuf r;
+  tg__rbuf_init(&r, buf, (size_t)got);
+  cr_assert_eq(tg__rbuf_u8(&r), TG__M_WELCOME);
+  tg__rbuf_bytes(&r, 4);
+  cr_assert_eq(tg__rbuf_varint(&r), TG_REMOTE_PROTOCOL);
+  cr_assert_eq(tg__rbuf_u8(&r), 0, "refused");
+  return s;
+}
+
+/* Send a message of the given parts on s. */
+static void send_parts(void *s, const void *const *parts, const size_t *lens, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    cr_assert_eq(zmq_send(s, parts[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0), (int)lens[i]);
+}
+
+/* A BULK message: its header (and `junk` bytes of garbage after it), then
+ * len bytes of data (no data part when data is NULL). */
+static void send_bulk(void *s, uint64_t seq, uint64_t total, uint64_t off, const void *data,
+                      size_t len, size_t junk) {
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_BULK);
+  tg__wbuf_varint(&h, seq);
+  tg__wbuf_varint(&h, total);
+  tg__wbuf_varint(&h, off);
+  for (size_t i = 0; i < junk; i++) tg__wbuf_u8(&h, 0xee);
+  cr_assert(!h.oom);
+  const void *parts[2] = {h.p, data};
+  size_t lens[2] = {h.len, len};
+  send_parts(s, parts, lens, data ? 2 : 1);
+  tg__wbuf_free(&h);
+}
+
+/* The next whole message on s into parts[0..max) (sizes in lens, the
+ * first 64 KiB of each); its part count, or 0 after the 3 s timeout. */
+static size_t recv_msg(void *s, uint8_t (*parts)[1 << 16], size_t *lens, size_t max) {
+  size_t n = 0;
+  for (int more = 1; more;) {
+    uint8_t sink[16];
+    int got = zmq_recv(s, n < max ? parts[n] : sink, n < max ? sizeof parts[n] : 0, 0);
+    if (got < 0) return 0;
+    if (n < max) lens[n] = (size_t)got < sizeof parts[n] ? (size_t)got : sizeof parts[n];
+    n++;
+    size_t ml = sizeof more;
+    zmq_getsockopt(s, ZMQ_RCVMORE, &more, &ml);
+  }
+  return n;
+}
+
+static uint8_t (*replies)[1 << 16]; /* 4 parts of replies */
+
+/* PING s and expect its PONG next: the worker read everything before. */
+static void expect_pong(void *s, uint64_t token, const char *what) {
+  uint8_t p[16] = {TG__M_PING};
+  tg__wbuf h = {p, 1, sizeof p, false};
+  tg__wbuf_varint(&h, token);
+  cr_assert_eq(zmq_send(s, h.p, h.len, 0), (int)h.len);
+  size_t lens[4];
+  cr_assert_eq(recv_msg(s, replies, lens, 4), 1, "%s: no PONG", what);
+  tg__rbuf r;
+  tg__rbuf_init(&r, replies[0], lens[0]);
+  cr_assert_eq(tg__rbuf_u8(&r), TG__M_PONG, "%s: got message type %d", what, replies[0][0]);
+  cr_assert_eq(tg__rbuf_varint(&r), token, "%s", what);
+}
+
+/* Replies on s until an ERROR saying "malformed message" (within 3 s). */
+static void expect_malformed(void *s, const char *what) {
+  double end = tgt_now() + 3;
+  while (tgt_now() < end) {
+    int tmo = (int)((end - tgt_now()) * 1000) + 1;
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    size_t lens[4];
+    if (recv_msg(s, replies, lens, 4) == 0) break;
+    if (lens[0] == 0 || replies[0][0] != TG__M_ERROR) continue;
+    tg__rbuf r;
+    tg__rbuf_init(&r, replies[0], lens[0]);
+    tg__rbuf_u8(&r);
+    char msg[TG__MAX_MSG + 1];
+    cr_assert(tg__rbuf_cstr(&r, msg, TG__MAX_MSG), "%s: a bad ERROR", what);
+    cr_assert(strstr(msg, "malformed message") != NULL, "%s: %s", what, msg);
+    return;
+  }
+  cr_assert_fail("%s: no ERROR within 3 s", what);
+}
+
+/* A PUT of object id whose value is 100 bytes streamed as value seq. */
+static void put_streamed(void *s, uint64_t id, uint64_t seq) {
+  tg__wbuf h = {0}, d = {0};
+  tg__wbuf_u8(&h, TG__M_PUT);
+  tg__wbuf_varint(&h, id);
+  tg__wbuf_u8(&d, 1);       /* a descriptor */
+  tg__wbuf_varint(&d, 1);   /* of one large leaf: */
+  tg__wbuf_u8(&d, 1);       /* streamed, */
+  tg__wbuf_varint(&d, seq); /* as value seq, */
+  tg__wbuf_varint(&d, 0);   /* the root, */
+  tg__wbuf_u8(&d, TG_BYTES);
+  tg__wbuf_varint(&d, 100); /* of 100 bytes */
+  void *skel = NULL;
+  size_t sl = 0;
+  cr_assert_eq(tg_encode(tg_null(), NULL, &skel, &sl, NULL), TG_OK);
+  const void *parts[3] = {h.p, d.p, skel};
+  size_t lens[3] = {h.len, d.len, sl};
+  send_parts(s, parts, lens, 3);
+  free(skel);
+  tg__wbuf_free(&h);
+  tg__wbuf_free(&d);
+}
+
+/* FETCH object 7 on s: the 100 bytes of data that put_streamed stored. */
+static void fetch_object_7(void *s, const uint8_t *data) {
+  uint8_t fetch[2] = {TG__M_FETCH, 7};
+  cr_assert_eq(zmq_send(s, fetch, 2, 0), 2);
+  size_t lens[4];
+  cr_assert_eq(recv_msg(s, replies, lens, 4), 3, "VALUE: header, descriptor, skeleton");
+  cr_assert_eq(lens[0], 3);
+  cr_assert_eq(memcmp(replies[0], (uint8_t[]){TG__M_VALUE, 7, 0}, 3), 0);
+  tg_value *v = NULL, *want = tg_bytes(data, 100);
+  cr_assert_eq(tg_decode(replies[2], lens[2], &v, NULL), TG_OK);
+  cr_assert(tg_value_equal(v, want));
+  tg_value_unref(v);
+  tg_value_unref(want);
+}
+
+/* Streamed values breaking stream.h's rules drop their client only. */
+Test(tcp, hostile_stream_messages_drop_only_that_client) {
+  wspec sp = {.max_message = 2 << 20}; /* per part, and streamed bytes held */
+  int w = start_worker(&sp, NULL, 0);
+  cr_assert_geq(w, 0);
+  const size_t mib = TG__STREAM_CHUNK;
+  uint8_t *data = calloc(1, 2 * mib);
+  replies = malloc(4 * sizeof *replies);
+  cr_assert(data && replies);
+  for (size_t i = 0; i < 2 * mib; i++) data[i] = (uint8_t)(i * 31 + 7);
+  void *ctx = zmq_ctx_new();
+
+  /* a well-formed stream first: 100 bytes streamed, PUT, FETCHed back;
+   * this client stays connected through all that follows */
+  void *good = greeted(ctx, eps[w]);
+  send_bulk(good, 0, 100, 0, data, 100, 0);
+  put_streamed(good, 7, 0);
+  fetch_object_7(good, data);
+
+  /* (a) a first value numbered 5 */
+  void *s = greeted(ctx, eps[w]);
+  send_bulk(s, 5, 100, 0, data, 100, 0);
+  expect_malformed(s, "(a) seq 5 first");
+  zmq_close(s);
+  /* (b) 2^40 bytes announced; then just over the limit of 2 MiB */
+  s = greeted(ctx, eps[w]);
+  send_bulk(s, 0, (uint64_t)1 << 40, 0, data, mib, 0);
+  expect_malformed(s, "(b) total 2^40");
+  zmq_close(s);
+  s = greeted(ctx, eps[w]);
+  send_bulk(s, 0, 2 * mib + 1, 0, data, mib, 0);
+  expect_malformed(s, "(b) total 2 MiB + 1");
+  zmq_close(s);
+  /* (c) a gap: [0, 1 MiB) of 2 MiB accepted (the whole limit: a value of
+   * 3 MiB would be refused at its first chunk), then a chunk at 1.5 MiB */
+  s = greeted(ctx, eps[w]);
+  send_bulk(s, 0, 2 * mib, 0, data, mib, 0);
+  expect_pong(s, 2, "(c) the first chunk");
+  send_bulk(s, 0, 2 * mib, mib + mib / 2, data, mib / 2, 0);
+  expect_malformed(s, "(c) a gap");
+  zmq_close(s);
+  /* (d) a chunk of 1 MiB + 1 bytes (under the 2 MiB part limit) */
+  s = greeted(ctx, eps[w]);
+  send_bulk(s, 0, 2 * mib, 0, data, mib + 1, 0);
+  expect_malformed(s, "(d) chunk of 1 MiB + 1");
+  zmq_close(s);
+  /* (e) garbage after the header */
+  s = greeted(ctx, eps[w]);
+  send_bulk(s, 0, 100, 0, data, 100, 3);
+  expect_malformed(s, "(e) trailing bytes");
+  zmq_close(s);
+  /* (f) no data part */
+  s = greeted(ctx, eps[w]);
+  send_bulk(s, 0, 100, 0, NULL, 0, 0);
+  expect_malformed(s, "(f) one part");
+  zmq_close(s);
+  /* (g) value 0 received whole, a PUT naming value 1 */
+  s = greeted(ctx, eps[w]);
+  send_bulk(s, 0, 100, 0, data, 100, 0);
+  expect_pong(s, 3, "(g) value 0");
+  put_streamed(s, 7, 1);
+  expect_malformed(s, "(g) PUT of value 1");
+  zmq_close(s);
+  /* the first client was not dropped: its object is still there */
+  expect_pong(good, 4, "the well-formed client");
+  fetch_object_7(good, data);
+  zmq_close(good);
+  zmq_ctx_term(ctx);
+  free(data);
+  free(replies);
+
+  /* the worker serves on: streamed results from it, same as sync (an
+   * output goes back to the client only, so one that a task used would
+   * be sent to the worker again: over its limit here) */
+  cr_assert(alive(w));
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node a = big_node(g, NS, 3), kept = big_node(g, NS, 4);
+  tg_node outs[3] = {a, tg_call(g, "big_sum", 2, N(kept), V(tg_int(1))), g_tree(g)};
+  same_as_sync(g, outs, 3, ex);
+  cr_expect_eq(stats_of(ex).workers_lost, 0);
   tg_graph_free(g);
   tg_executor_free(ex);
 }
