@@ -103,9 +103,12 @@ typedef struct tg_remote_stats {
   uint64_t bytes_sent;       /* value bytes sent to workers (arguments,
                                 transfers) */
   uint64_t bytes_received;   /* value bytes received (results, fetches) */
-  uint64_t values_moved;     /* results sent from the worker that made
-                                them to another one (through this process;
-                                never to a worker that has them) */
+  uint64_t values_moved;     /* results kept on the worker that made them
+                                and sent on to another one (through this
+                                process; never to a worker that has them).
+                                Outputs come back to this process and are
+                                counted in bytes_sent if a task elsewhere
+                                needs them */
   uint64_t bytes_moved;      /* their bytes */
   uint64_t results_kept;     /* results left on the worker that made them */
   uint64_t workers_lost;     /* workers lost (died, hung, disconnected) */

@@ -452,6 +452,7 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
 }
 
 static void flush(tg__worker *wk, wsess *s) {
+  s->refs++; /* a failed send drops s: keep it allocated until the end */
   tg__wbuf h = {0};
   tg_value *list = NULL;
   if (!s->res.oom) {
@@ -469,6 +470,7 @@ static void flush(tg__worker *wk, wsess *s) {
   tg__wbuf_free(&h);
   tg__wbuf_reset(&s->res);
   s->nres = 0;
+  tg__wk_sess_unref(wk, s);
 }
 
 void tg__wk_log_line(void *ctx, const char *key, const char *line) {
