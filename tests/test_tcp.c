@@ -318,6 +318,8 @@ typedef struct xopt {
   double connect_timeout, heartbeat;
   tg_event_fn on_event;
   void *event_ctx;
+  tg_log_fn log;
+  void *log_ctx;
 } xopt;
 
 static tg_executor *tcp_ex(const int *w, int n, const xopt *x) {
@@ -332,6 +334,8 @@ static tg_executor *tcp_ex(const int *w, int n, const xopt *x) {
     o.heartbeat = x->heartbeat;
     o.on_event = x->on_event;
     o.event_ctx = x->event_ctx;
+    o.log = x->log;
+    o.log_ctx = x->log_ctx;
   }
   tg_executor *ex = NULL;
   tg_error err;
@@ -761,6 +765,86 @@ Test(tcp, streamed_round_trips_repeated) {
   cr_expect_eq(stats_of(ex).workers_lost, 0);
   cr_assert(alive(w));
   tg_executor_free(ex);
+}
+
+/* ---- task logs ------------------------------------------------------------------------------ */
+
+#define NLOG 40
+
+/* Order of log lines and FINISHED events, by task (both come from the
+ * client's I/O thread; a mutex keeps the test honest anyway). */
+typedef struct logs_seen {
+  pthread_mutex_t mu;
+  int tick;
+  int logged_at[NLOG], finished_at[NLOG], lines[NLOG];
+  char line[NLOG][64];
+  int strays;
+} logs_seen;
+
+static int log_index(const char *key) {
+  int i;
+  return sscanf(key, "log-%d", &i) == 1 && i >= 0 && i < NLOG ? i : -1;
+}
+
+static void on_log(void *ctx, const char *key, const char *line) {
+  logs_seen *s = ctx;
+  pthread_mutex_lock(&s->mu);
+  int i = log_index(key);
+  if (i < 0) {
+    s->strays++;
+  } else {
+    s->lines[i]++;
+    s->logged_at[i] = ++s->tick;
+    snprintf(s->line[i], sizeof s->line[i], "%s", line);
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void on_log_event(void *ctx, const tg_event *e) {
+  logs_seen *s = ctx;
+  int i = log_index(e->key);
+  if (e->kind != TG_EVENT_FINISHED || i < 0) return;
+  pthread_mutex_lock(&s->mu);
+  s->finished_at[i] = ++s->tick;
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* tg_task_log in a remote task reaches the executor's log callback once,
+ * with the task's key and the line, before the task's result. */
+Test(tcp, task_logs_reach_the_client) {
+  logs_seen s = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  int w[2] = {start(), start()};
+  xopt x = {.log = on_log, .log_ctx = &s, .on_event = on_log_event, .event_ctx = &s};
+  tg_executor *ex = tcp_ex(w, 2, &x);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node outs[NLOG];
+  for (int i = 0; i < NLOG; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "log-%d", i);
+    tg_node_opts no = {TG_NODE_OPTS_V1, key, -1, -1, 0};
+    tg_node n;
+    tg_arg a = V(tg_int(1000 + i));
+    cr_assert_eq(tg_graph_add(g, "logline", &a, 1, &no, &n), TG_OK, "%s", tg_graph_errmsg(g));
+    outs[i] = n;
+  }
+  tg_value *r[NLOG] = {0};
+  cr_assert_eq(run(g, outs, NLOG, ex, r, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  for (int i = 0; i < NLOG; i++) {
+    cr_expect_eq(tg_value_int(r[i]), 1000 + i);
+    tg_value_unref(r[i]);
+  }
+  tg_executor_free(ex); /* every callback has returned */
+  cr_expect_eq(s.strays, 0);
+  for (int i = 0; i < NLOG; i++) {
+    char want[64];
+    snprintf(want, sizeof want, "value %d", 1000 + i);
+    cr_expect_eq(s.lines[i], 1, "log-%d: %d lines", i, s.lines[i]);
+    cr_expect_str_eq(s.line[i], want);
+    cr_expect(s.logged_at[i] > 0 && s.logged_at[i] < s.finished_at[i],
+              "log-%d: line at %d, result at %d", i, s.logged_at[i], s.finished_at[i]);
+  }
+  tg_graph_free(g);
 }
 
 /* ---- faults -------------------------------------------------------------------------------- */
