@@ -535,6 +535,26 @@ Test(tcp, values_stay_and_move_once) {
   tg_executor_free(ex);
 }
 
+/* An output that other tasks also use stays on its worker as well: its
+ * dependents find it there, and it is never sent back out. */
+Test(tcp, output_used_by_others_is_not_sent_back) {
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node outs[7];
+  outs[0] = tg_call(g, "big", 2, V(tg_int(100000)), V(tg_int(3))); /* 800 KB */
+  for (int i = 1; i < 7; i++) outs[i] = tg_call(g, "big_sum", 2, N(outs[0]), V(tg_int(i)));
+  same_as_sync(g, outs, 7, ex);
+  tg_remote_stats st = stats_of(ex);
+  cr_expect_lt(st.bytes_sent, 100000, "sent %llu bytes", (unsigned long long)st.bytes_sent);
+  cr_expect_geq(st.bytes_received, 800000, "the output came back");
+  cr_expect_lt(st.bytes_received, 2 * 800000, "once");
+  cr_expect_eq(st.values_moved, 0);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
 /* A graph constant of 800 KB is sent once per worker, not per task. */
 Test(tcp, large_constant_sent_once_per_worker) {
   int w = start();

@@ -138,6 +138,12 @@ static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min
     rec->store = b->next_id++;
     if (rec->rs->flags[rec->task] & RF_SELECTED) f |= TG__RF_SHAPE;
   }
+  /* A result that comes back (an output, or one the cache may store) and
+   * that other tasks use stays there too: they need not send it back. */
+  if (r->plan.dep_off[rec->task + 1] > r->plan.dep_off[rec->task]) {
+    if (!rec->store) rec->store = b->next_id++;
+    f |= TG__RF_ALSO_KEEP;
+  }
   tg__memo *m = r->memo;
   if (m && m->t0 && m->t0[rec->task] > 0) { /* the cache may store it: get it back */
     f |= TG__RF_TIMED;
@@ -475,13 +481,11 @@ static int choose(tcp *b, const tcp_rec *rec) {
 
 /* The handles of rec's arguments (results on workers, large constants). */
 static void find_handles(tcp *b, tcp_rec *rec) {
-  const tg__run *r = rec->rs->r;
-  const tg__gnode *nd = &r->g->nodes[rec->node];
-  const tg__garg *a = tg__node_args(r->g, nd);
   for (uint32_t j = 0; j < rec->nargs; j++) {
     tcp_handle *h = tcp_handle_of_value(b, rec->args[j]);
-    if (!h && a[j].kind == TG_ARG_VALUE &&
-        tg__wire_estimate(rec->args[j], b->keep_min) >= b->keep_min)
+    /* A large constant, or a large result that came back here: sent to a
+     * worker once, then named. */
+    if (!h && tg__wire_estimate(rec->args[j], b->keep_min) >= b->keep_min)
       h = tcp_run_const(b, rec->rs, rec->args[j]);
     if (h) tcp_handle_ref(h);
     rec->hargs[j] = h;

@@ -212,6 +212,20 @@ void tcp_run_unuse(tcp *b, tcp_run *rs) {
   tg__free(rs);
 }
 
+bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint64_t id, int c) {
+  if (tg__idmap_get(&rs->consts, (uint64_t)(uintptr_t)v)) return true;
+  tcp_handle *h = tcp_handle_new(b, H_CONST, id);
+  if (!h) return false;
+  h->local = tg_value_ref(v);
+  h->bytes = tg__wire_estimate(v, SIZE_MAX);
+  h->locs = UINT64_C(1) << c;
+  if (!tg__idmap_put(&rs->consts, (uint64_t)(uintptr_t)v, h)) {
+    tcp_handle_unref(b, h); /* a FREE of id goes to c */
+    return false;
+  }
+  return true;
+}
+
 tcp_handle *tcp_run_const(tcp *b, tcp_run *rs, tg_value *v) {
   tcp_handle *h = tg__idmap_get(&rs->consts, (uint64_t)(uintptr_t)v);
   if (h) return h;

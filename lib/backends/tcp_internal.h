@@ -257,6 +257,9 @@ tcp_run *tcp_run_get(tcp *b, tg__run *r);
 void tcp_run_unuse(tcp *b, tcp_run *rs);
 /* The CONST handle for constant v of rs (interned), or NULL. */
 tcp_handle *tcp_run_const(tcp *b, tcp_run *rs, tg_value *v);
+/* Result v of rs came back and is also kept as object id on conn c: the
+ * CONST handle that names it there (false when out of memory). */
+bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint64_t id, int c);
 
 /* ---- tcp_dispatch.c ---- */
 /* Send ready work to workers while they have room. */

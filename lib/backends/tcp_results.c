@@ -77,7 +77,7 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   uint64_t bytes = 0;
   shape s = {0};
   bool ok = !r->bad;
-  if (st == TG__RS_INLINE) {
+  if (st == TG__RS_INLINE || st == TG__RS_BOTH) {
     uint64_t i = tg__rbuf_varint(r);
     ok = ok && !r->bad && i < tg_list_len(vals);
     if (ok) v = tg_value_ref(tg_list_get(vals, (size_t)i));
@@ -95,7 +95,8 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   tcp_rec *rec = ok ? tg__idmap_get(&c->recs, id) : NULL;
   /* What was asked: an output comes back, a recomputation stays there. */
   if (rec && ((st == TG__RS_KEPT && (!rec->store || (rec->t && rec->t->flags & TG__T_OUTPUT))) ||
-              (st == TG__RS_INLINE && !rec->t)))
+              (st == TG__RS_INLINE && !rec->t) ||
+              (st == TG__RS_BOTH && (!rec->t || !rec->store))))
     ok = false;
   if (ok && rec) tg__idmap_del(&c->recs, id);
   else rec = NULL;
@@ -111,6 +112,11 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
       if (st == TG__RS_KEPT && run->memo && run->memo->t0)
         run->memo->t0[rec->task] = 0; /* a placeholder is nothing to cache */
       if (st != TG__RS_FAILED && !v) code = TG_ENOMEM;
+      /* Kept there too: its dependents name it on that worker. */
+      if (st == TG__RS_BOTH && v && !tcp_run_const_held(b, rec->rs, v, rec->store, c->idx)) {
+        tg__wbuf_varint(&c->frees, rec->store); /* not named: let it go there */
+        c->nfrees++;
+      }
       tg__task_end(&b->w, rec->t, code, code == TG_OK ? v : NULL,
                    code == TG_ENOMEM && !*msg ? "out of memory" : msg[0] ? msg : NULL);
       if (code != TG_OK) tg_value_unref(v);

@@ -43,6 +43,7 @@
  *             1 kept: varint bytes, u8 shape (0 none, 1 list: varint n,
  *               2 map: varint n, n x str key)
  *             2 failed: svarint code, str message ("" when none)
+ *             3 inline and kept (TG__RF_ALSO_KEEP): varint index
  *   VALUE   varint id, u8 status (0 ok: one value follows; 1 unknown)
  *   PONG    varint token.
  *   ERROR   str message: the worker dropped this client.
@@ -95,10 +96,13 @@ enum { /* task flags */
   TG__RF_SHAPE = 4,   /* when kept and a list or map: say its length/keys */
   TG__RF_TIMED = 8,   /* send the result back if the call took >= min_us
                          (the caller may cache it) */
+  TG__RF_ALSO_KEEP = 16, /* when sent back and of keep_min bytes or more,
+                         keep it too as the store id (other tasks use it) */
 };
 
 enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3 };
-enum { TG__RS_INLINE = 0, TG__RS_KEPT = 1, TG__RS_FAILED = 2 };
+enum { TG__RS_INLINE = 0, TG__RS_KEPT = 1, TG__RS_FAILED = 2,
+       TG__RS_BOTH = 3 /* inline, and kept as the store id */ };
 enum { TG__SHAPE_NONE = 0, TG__SHAPE_LIST = 1, TG__SHAPE_MAP = 2 };
 /* Longest list whose shape is sent: the client makes a placeholder per
  * item, so a longer one is sent back whole instead of kept. */

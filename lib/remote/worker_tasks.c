@@ -430,7 +430,9 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
                   tg_list_len(t->out) > TG__MAX_SHAPE_LIST;
   bool kept = ok && !back && t->store && !too_long &&
               ((t->flags & TG__RF_KEEP) || tg__wire_estimate(t->out, s->keep_min) >= s->keep_min);
-  if ((t->flags & TG__RF_KEEP || kept) && t->store) keep(wk, s, t, ready);
+  bool both = back && t->store && (t->flags & TG__RF_ALSO_KEEP) &&
+              tg__wire_estimate(t->out, s->keep_min) >= s->keep_min;
+  if (((t->flags & TG__RF_KEEP || kept) && t->store) || both) keep(wk, s, t, ready);
   tg__wbuf_varint(b, t->id);
   tg__wbuf_varint(b, t->calls);
   tg__wbuf_varint(b, t->fails);
@@ -444,7 +446,7 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
     tg__wbuf_varint(b, tg__wire_estimate(t->out, SIZE_MAX));
     put_shape(b, t->out, t->flags & TG__RF_SHAPE);
   } else {
-    tg__wbuf_u8(b, TG__RS_INLINE);
+    tg__wbuf_u8(b, both ? TG__RS_BOTH : TG__RS_INLINE);
     tg__wbuf_varint(b, s->nvals);
     if (!push_val(s, tg_value_ref(t->out))) b->oom = true;
   }
