@@ -98,7 +98,7 @@ LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0" \
 
 setup build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false \
   -Dbench=false
-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$(pwd)/tests/tsan.supp" \
   run_suites tsan build-tsan --suite stress
 
 if command -v clang >/dev/null 2>&1 && [ -x scripts/fuzz.sh ]; then
