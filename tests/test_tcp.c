@@ -1238,12 +1238,12 @@ Test(tcp, function_missing_on_worker) {
 typedef struct fake {
   void *ctx, *sock;
   char ep[128];
-  volatile int stop;
+  atomic_int stop;
 } fake;
 
 static void *fake_main(void *arg) {
   fake *f = arg;
-  while (!f->stop) {
+  while (!atomic_load(&f->stop)) {
     zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
     if (zmq_poll(&it, 1, 50) <= 0) continue;
     zmq_msg_t id;
@@ -1298,7 +1298,7 @@ Test(tcp, protocol_version_mismatch) {
   cr_expect_str_eq(tg_graph_errmsg(g), want);
   tg_graph_free(g);
   tg_executor_free(ex);
-  f.stop = 1;
+  atomic_store(&f.stop, 1);
   pthread_join(th, NULL);
   zmq_close(f.sock);
   zmq_ctx_term(f.ctx);
@@ -1740,7 +1740,7 @@ Test(tcp, worker_thread_serves_and_stops) {
   tg_node slow = tg_call(g, "slow", 2, V(tg_int(1)), V(tg_int(300)));
   cr_assert_eq(tg_executor_submit(ex, g, slow, &f), TG_OK);
   tgt_sleep_ms(50);
-  w.stop = 1;
+  __atomic_store_n(&w.stop, 1, __ATOMIC_RELAXED); /* another thread: atomic */
   pthread_join(th, NULL);
   cr_assert_eq(w.rc, TG_OK);
   tg_executor_free(ex); /* the future is cancelled or lost its worker */

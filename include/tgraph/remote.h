@@ -70,7 +70,10 @@ typedef struct tg_worker_opts {
                               state (its results, its running tasks) is
                               dropped; 0: 20 */
   const volatile sig_atomic_t *stop; /* serve until *stop != 0 (looked at
-                              every 50 ms); NULL: until an error */
+                              every 50 ms); NULL: until an error. Set it
+                              from a signal handler, or from another
+                              thread with an atomic store:
+                              __atomic_store_n(&flag, 1, __ATOMIC_RELAXED) */
   /* Called once, before serving, with the address actually bound (the
    * port filled in); may be NULL. */
   void (*on_ready)(void *ctx, const char *endpoint);

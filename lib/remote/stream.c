@@ -7,6 +7,7 @@
 #include "remote/buf.h"
 #include "remote/proto.h"
 #include "util/bigbuf.h"
+#include "util/tsan.h"
 
 void tg__stream_init(tg__stream *s, uint64_t limit) {
   memset(s, 0, sizeof *s);
@@ -19,8 +20,9 @@ void tg__stream_reset(tg__stream *s) {
   tg__stream_init(s, s->limit);
 }
 
-static void unref_hint(void *data, void *hint) {
+void tg__zmq_unref_hint(void *data, void *hint) {
   (void)data;
+  tg__tsan_acquire(hint); /* the sender's tg__tsan_release */
   tg_value_unref(hint);
 }
 
@@ -37,7 +39,9 @@ int tg__stream_send(void *sock, const void *rid, size_t rid_len, const void *dat
     tg__wbuf_varint(&h, len);
     tg__wbuf_varint(&h, off);
     zmq_msg_t m;
-    if (zmq_msg_init_data(&m, (uint8_t *)data + off, n, unref_hint, tg_value_ref(hold))) {
+    tg__tsan_release(hold);
+    if (zmq_msg_init_data(&m, (uint8_t *)data + off, n, tg__zmq_unref_hint,
+                          tg_value_ref(hold))) {
       tg_value_unref(hold);
       return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
     }

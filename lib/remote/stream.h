@@ -62,6 +62,11 @@ int tg__stream_send(void *sock, const void *rid, size_t rid_len, const void *dat
                     size_t len, tg_value *hold, tg__stream *s, uint64_t *seq,
                     uint64_t *bytes, tg_error *err);
 
+/* A zmq_free_fn for zero-copy sends: drops the reference `hint` (a
+ * tg_value) once ZeroMQ is done with the data (on its I/O thread; the
+ * sender calls tg__tsan_release(hint) before the hand-over). */
+void tg__zmq_unref_hint(void *data, void *hint);
+
 /* Take in one BULK message (parts[0] its header, parts[1] the chunk).
  * TG_EFORMAT when it breaks the rules above, TG_ENOMEM. */
 int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err);

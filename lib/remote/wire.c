@@ -8,6 +8,7 @@
 #include "remote/stream.h"
 #include "remote/wire.h"
 #include "util/bigbuf.h"
+#include "util/tsan.h"
 #include "tgraph/serial.h"
 #include "value/value_internal.h"
 
@@ -153,12 +154,8 @@ static size_t pad_for(const tg_value *v, int mis);
 
 static void free_buf(void *data, void *hint) {
   (void)hint;
+  tg__tsan_acquire(data); /* written by the sender: see util/tsan.h */
   free(data);
-}
-
-static void unref_hint(void *data, void *hint) {
-  (void)data;
-  tg_value_unref(hint);
 }
 
 static void describe(tg__wbuf *d, const walker *w) {
@@ -205,7 +202,8 @@ static int send_leaves(void *sock, const walker *w, uint64_t *bytes, tg_error *e
     tg_value *hold = tg_value_ref((tg_value *)v);
     data = (const char *)data - w->leaves[i].pad; /* zero bytes of ours */
     len += w->leaves[i].pad;
-    if (zmq_msg_init_data(&m, (void *)data, len, unref_hint, hold) != 0) {
+    tg__tsan_release(hold);
+    if (zmq_msg_init_data(&m, (void *)data, len, tg__zmq_unref_hint, hold) != 0) {
       tg_value_unref(hold);
       return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
     }
@@ -240,6 +238,7 @@ static int send_parts(void *sock, const void *rid, size_t rid_len,
     return rc;
   }
   zmq_msg_t m;
+  tg__tsan_release(enc);
   if (zmq_msg_init_data(&m, enc, elen, free_buf, NULL) != 0) {
     free(enc);
     return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");

@@ -415,7 +415,9 @@ static void expire(tg__worker *wk, double now) {
 static void loop(tg__worker *wk) {
   zmq_pollitem_t it[2] = {{wk->router, 0, ZMQ_POLLIN, 0}, {NULL, wk->wake_fd, ZMQ_POLLIN, 0}};
   double last_expiry = tg__now();
-  while (!(wk->o.stop && *wk->o.stop)) {
+  /* An atomic read: the flag may be set from another thread as well as
+   * from a signal handler (see remote.h). */
+  while (!(wk->o.stop && __atomic_load_n(wk->o.stop, __ATOMIC_RELAXED))) {
     if (zmq_poll(it, 2, LOOP_MS) < 0 && errno != EINTR) break;
     /* A bounded number of messages per turn keeps results flowing. */
     for (int i = 0, got; i < 256 && (got = recv_message(wk)) != 0; i++)
