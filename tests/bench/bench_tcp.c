@@ -15,7 +15,7 @@
  *   W3  4,096 leaves returning their index, summed pairwise  us per task
  *       (8,191 tasks)
  *   W4  8 Monte-Carlo pi tasks of 5,000,000 samples each     speedup over
- *       sync, median of 5 alternating sync/tcp pairs, beside the same pi
+ *       sync, median of 11 alternating sync/tcp pairs, beside the same pi
  *       work on two plain pthreads against one, measured with each pair:
  *       what the two vCPUs give at that moment
  *   WA  a 200 MiB f64 array passed to a task that returns it: GB/s as
@@ -51,7 +51,7 @@ typedef struct sizes {
   int64_t w4_samples, wa_elems;
 } sizes;
 
-static const sizes full = {7, 5, 10000, 4096, 8, 5000000, 25 << 20};
+static const sizes full = {7, 11, 10000, 4096, 8, 5000000, 25 << 20};
 static const sizes quick = {3, 2, 1000, 256, 8, 50000, 1 << 20};
 
 /* ---- workers ------------------------------------------------------------------ */
@@ -319,6 +319,8 @@ static double wa_median(tg_registry *reg, tg_executor *ex, tg_value *a, int reps
   double v[64];
   bench_wa(reg, ex, a);
   for (int i = 0; i < reps; i++) v[i] = bench_wa(reg, ex, a);
+  if (getenv("BENCH_TCP_REPS")) /* every repetition, to see the spread */
+    for (int i = 0; i < reps; i++) fprintf(stderr, "WA rep %d: %.0f ms\n", i, v[i] * 1e3);
   return bench_median(v, reps);
 }
 
