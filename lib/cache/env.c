@@ -76,7 +76,7 @@ static int open_memo_dbis(tg_cache *c, MDB_txn *txn, bool rw) {
   return rc ? rc : rw ? tg__funcs_init(c, txn) : MDB_SUCCESS;
 }
 
-static int open_dbis(tg_cache *c, bool rw) {
+static int open_dbis_once(tg_cache *c, bool rw) {
   MDB_txn *txn;
   unsigned f = rw ? MDB_CREATE : 0;
   int rc = mdb_txn_begin(c->env, NULL, rw ? 0 : MDB_RDONLY, &txn);
@@ -89,6 +89,26 @@ static int open_dbis(tg_cache *c, bool rw) {
       !(rc = open_memo_dbis(c, txn, rw)))
     return mdb_txn_commit(txn); /* commit exports the handles */
   mdb_txn_abort(txn);
+  return rc;
+}
+
+/* Between this process's mdb_env_open and its first transaction another
+ * one may have committed past our map (MDB_MAP_RESIZED: adopt its size)
+ * or filled it (MDB_MAP_FULL creating the tables: grow it), as the
+ * readers and the writer do later. No transaction of ours is open yet. */
+static int open_dbis(tg_cache *c, bool rw) {
+  int rc = MDB_SUCCESS;
+  for (int attempt = 0; attempt < 8; attempt++) {
+    rc = open_dbis_once(c, rw);
+    MDB_envinfo info;
+    if (rc == MDB_MAP_RESIZED) {
+      mdb_env_set_mapsize(c->env, 0);
+    } else if (rc == MDB_MAP_FULL && rw && !mdb_env_info(c->env, &info)) {
+      mdb_env_set_mapsize(c->env, info.me_mapsize * 2);
+    } else {
+      break;
+    }
+  }
   return rc;
 }
 
