@@ -188,7 +188,12 @@ static int put_op(txctx *t, const tg__cache_op *op, slot *s) {
   if (op->has_lineage && (rc = tg__lineage_put(t->c, t->txn, op))) return rc;
   if (same_entry(t, k, s)) {
     if (s->in_blob) s->res = tg__blob_write(t->c, s->blob, s->buf, s->len);
-    return set_used(t, k, op->time, true);
+    /* Puts of one key from several threads may reach the writer out of
+     * their time order: last_used only moves forward (never before the
+     * entry's creation), unless it is missing. */
+    MDB_val key = {16, k}, u;
+    bool has_used = mdb_get(t->txn, t->c->db_used, &key, &u) == MDB_SUCCESS;
+    return set_used(t, k, op->time, !has_used);
   }
   rc = del_entry(t, k, NULL, false, &found);
   if (!rc && s->in_blob) rc = blob_ref(t, s, &s->res);
