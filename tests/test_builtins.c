@@ -14,6 +14,7 @@
 
 #include "tgraph.h"
 #include "tgraph/builtins.h"
+#include "test_funcs.h"
 
 static tg_registry *reg;
 static char errmsg[512];
@@ -211,16 +212,7 @@ Test(builtins, sh_passes_arguments_and_returns_stdout) {
  * with a '.' even under a decimal-comma locale (made here with localedef,
  * as test_graphjson does). */
 Test(builtins, sh_float_arguments_ignore_the_locale) {
-  char dir[] = "/tmp/tg_sh_locale_XXXXXX", cmd[200];
-  cr_assert_not_null(mkdtemp(dir));
-  snprintf(cmd, sizeof cmd,
-           "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
-  int made = system(cmd);
-  setenv("LOCPATH", dir, 1);
-  bool comma = made == 0 && setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL;
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  cr_assert_eq(system(cmd), 0);
-  cr_assert(comma, "cannot make a decimal-comma locale with localedef");
+  cr_assert(tgt_decimal_comma_locale(), "cannot make a decimal-comma locale with localedef");
   cr_assert_str_eq(json(call("sh", 4, tg_str_c("printf '%s %s %s' \"$1\" \"$2\" \"$3\""),
                              tg_float(0.1), tg_float(-2.5e-7), tg_float(3.0))),
                    "{\"$bytes\":\"MC4xIC0yLjVlLTA3IDM=\"}"); /* "0.1 -2.5e-07 3" */

@@ -36,7 +36,9 @@
 #ifndef TG_TEST_FUNCS_H
 #define TG_TEST_FUNCS_H
 
+#include <locale.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +87,21 @@ static inline void tgt_sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0) {
   }
+}
+
+/* Switch LC_NUMERIC to a decimal-comma locale (de_DE, built with localedef
+ * into a temporary directory): for tests that text and numbers do not
+ * depend on the program's locale. False when it cannot be made. */
+static inline bool tgt_decimal_comma_locale(void) {
+  char dir[] = "/tmp/tg_locale_XXXXXX", cmd[200];
+  if (!mkdtemp(dir)) return false;
+  snprintf(cmd, sizeof cmd,
+           "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+  int made = system(cmd);
+  setenv("LOCPATH", dir, 1);
+  bool comma = made == 0 && setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL;
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir); /* the locale stays loaded */
+  return system(cmd) == 0 && comma;
 }
 
 static inline double tgt_now(void) {

@@ -11,6 +11,7 @@
 #include "tgraph.h"
 #include "tgraph/builtins.h"
 #include "tgraph/graphjson.h"
+#include "test_funcs.h"
 
 static tg_registry *reg;
 
@@ -58,16 +59,7 @@ static void output_json(tg_graph *g, tg_graphjson_info *info, size_t i,
 /* Numbers read the same whatever the program's locale: under one with a
  * decimal comma (made here with localedef), 1.5 must not become 1. */
 Test(graphjson, numbers_ignore_the_locale) {
-  char dir[] = "/tmp/tg_gj_locale_XXXXXX", cmd[200];
-  cr_assert_not_null(mkdtemp(dir));
-  snprintf(cmd, sizeof cmd,
-           "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
-  int made = system(cmd);
-  setenv("LOCPATH", dir, 1);
-  bool comma = made == 0 && setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL;
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  cr_assert_eq(system(cmd), 0);
-  cr_assert(comma, "cannot make a decimal-comma locale with localedef");
+  cr_assert(tgt_decimal_comma_locale(), "cannot make a decimal-comma locale with localedef");
   tg_graph *g;
   tg_graphjson_info *info;
   cr_assert_eq(parse("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\","
