@@ -1551,8 +1551,8 @@ static void expect_pong(void *s, uint64_t token, const char *what) {
   cr_assert_eq(tg__rbuf_varint(&r), token, "%s", what);
 }
 
-/* Replies on s until an ERROR saying "malformed message" (within 3 s). */
-static void expect_malformed(void *s, const char *what) {
+/* Replies on s until an ERROR containing `want` (within 3 s). */
+static void expect_error(void *s, const char *what, const char *want) {
   double end = tgt_now() + 3;
   while (tgt_now() < end) {
     int tmo = (int)((end - tgt_now()) * 1000) + 1;
@@ -1565,14 +1565,25 @@ static void expect_malformed(void *s, const char *what) {
     tg__rbuf_u8(&r);
     char msg[TG__MAX_MSG + 1];
     cr_assert(tg__rbuf_cstr(&r, msg, TG__MAX_MSG), "%s: a bad ERROR", what);
-    cr_assert(strstr(msg, "malformed message") != NULL, "%s: %s", what, msg);
+    cr_assert(strstr(msg, want) != NULL, "%s: %s", what, msg);
     return;
   }
   cr_assert_fail("%s: no ERROR within 3 s", what);
 }
 
-/* A PUT of object id whose value is 100 bytes streamed as value seq. */
-static void put_streamed(void *s, uint64_t id, uint64_t seq) {
+static void expect_malformed(void *s, const char *what) {
+  expect_error(s, what, "malformed message");
+}
+
+/* Stream len bytes of data on s as value seq, in whole chunks. */
+static void stream_value(void *s, uint64_t seq, const uint8_t *data, size_t len) {
+  for (size_t off = 0; off < len; off += TG__STREAM_CHUNK)
+    send_bulk(s, seq, len, off, data + off,
+              len - off < TG__STREAM_CHUNK ? len - off : TG__STREAM_CHUNK, 0);
+}
+
+/* A PUT of object id whose value is `len` bytes streamed as value seq. */
+static void put_streamed(void *s, uint64_t id, uint64_t seq, size_t len) {
   tg__wbuf h = {0}, d = {0};
   tg__wbuf_u8(&h, TG__M_PUT);
   tg__wbuf_varint(&h, id);
@@ -1582,7 +1593,7 @@ static void put_streamed(void *s, uint64_t id, uint64_t seq) {
   tg__wbuf_varint(&d, seq); /* as value seq, */
   tg__wbuf_varint(&d, 0);   /* the root, */
   tg__wbuf_u8(&d, TG_BYTES);
-  tg__wbuf_varint(&d, 100); /* of 100 bytes */
+  tg__wbuf_varint(&d, len); /* of len bytes */
   void *skel = NULL;
   size_t sl = 0;
   cr_assert_eq(tg_encode(tg_null(), NULL, &skel, &sl, NULL), TG_OK);
@@ -1594,101 +1605,128 @@ static void put_streamed(void *s, uint64_t id, uint64_t seq) {
   tg__wbuf_free(&d);
 }
 
-/* FETCH object 7 on s: the 100 bytes of data that put_streamed stored. */
-static void fetch_object_7(void *s, const uint8_t *data) {
+/* FETCH object 7 on s: the len bytes of data that put_streamed stored
+ * come back streamed (as the worker's value `seq`), then the VALUE. */
+static void fetch_object_7(void *s, const uint8_t *data, size_t len, uint64_t seq) {
   uint8_t fetch[2] = {TG__M_FETCH, 7};
   cr_assert_eq(zmq_send(s, fetch, 2, 0), 2);
+  for (size_t off = 0; off < len; off += TG__STREAM_CHUNK) {
+    zmq_msg_t m[2];
+    for (int k = 0; k < 2; k++) {
+      zmq_msg_init(&m[k]);
+      cr_assert_geq(zmq_msg_recv(&m[k], s, 0), 0, "a chunk at %zu", off);
+    }
+    cr_assert(!zmq_msg_more(&m[1]));
+    tg__rbuf r;
+    tg__rbuf_init(&r, zmq_msg_data(&m[0]), zmq_msg_size(&m[0]));
+    cr_assert_eq(tg__rbuf_u8(&r), TG__M_BULK);
+    cr_assert_eq(tg__rbuf_varint(&r), seq);
+    cr_assert_eq(tg__rbuf_varint(&r), len);
+    cr_assert_eq(tg__rbuf_varint(&r), off);
+    size_t n = len - off < TG__STREAM_CHUNK ? len - off : TG__STREAM_CHUNK;
+    cr_assert_eq(zmq_msg_size(&m[1]), n);
+    cr_assert_eq(memcmp(zmq_msg_data(&m[1]), data + off, n), 0, "chunk at %zu", off);
+    zmq_msg_close(&m[0]);
+    zmq_msg_close(&m[1]);
+  }
   size_t lens[4];
   cr_assert_eq(recv_msg(s, replies, lens, 4), 3, "VALUE: header, descriptor, skeleton");
   cr_assert_eq(lens[0], 3);
   cr_assert_eq(memcmp(replies[0], (uint8_t[]){TG__M_VALUE, 7, 0}, 3), 0);
-  tg_value *v = NULL, *want = tg_bytes(data, 100);
-  cr_assert_eq(tg_decode(replies[2], lens[2], &v, NULL), TG_OK);
-  cr_assert(tg_value_equal(v, want));
-  tg_value_unref(v);
-  tg_value_unref(want);
+  tg__rbuf r; /* one streamed bytes leaf at the root: value seq */
+  tg__rbuf_init(&r, replies[1], lens[1]);
+  cr_assert_eq(tg__rbuf_u8(&r), 1);
+  cr_assert_eq(tg__rbuf_varint(&r), 1);
+  cr_assert_eq(tg__rbuf_u8(&r), 1, "streamed");
+  cr_assert_eq(tg__rbuf_varint(&r), seq);
+  cr_assert_eq(tg__rbuf_varint(&r), 0);
+  cr_assert_eq(tg__rbuf_u8(&r), TG_BYTES);
+  cr_assert_eq(tg__rbuf_varint(&r), len);
 }
 
 /* Streamed values breaking stream.h's rules drop their client only. */
 Test(tcp, hostile_stream_messages_drop_only_that_client) {
-  wspec sp = {.max_message = 2 << 20}; /* per part, and streamed bytes held */
+  wspec sp = {.max_message = 5 << 20}; /* per part, and streamed bytes held */
   int w = start_worker(&sp, NULL, 0);
   cr_assert_geq(w, 0);
-  const size_t mib = TG__STREAM_CHUNK;
-  uint8_t *data = calloc(1, 2 * mib);
+  const size_t mib = TG__STREAM_CHUNK, len = TG__STREAM_MIN; /* 1 and 4 MiB */
+  uint8_t *data = calloc(1, 6 * mib);
   replies = malloc(4 * sizeof *replies);
   cr_assert(data && replies);
-  for (size_t i = 0; i < 2 * mib; i++) data[i] = (uint8_t)(i * 31 + 7);
+  for (size_t i = 0; i < 6 * mib; i++) data[i] = (uint8_t)(i * 31 + 7);
   void *ctx = zmq_ctx_new();
 
-  /* a well-formed stream first: 100 bytes streamed, PUT, FETCHed back;
-   * this client stays connected through all that follows */
+  /* a well-formed stream first: 4 MiB streamed, PUT, FETCHed back (it
+   * comes back streamed); this client stays connected through the rest */
   void *good = greeted(ctx, eps[w]);
-  send_bulk(good, 0, 100, 0, data, 100, 0);
-  put_streamed(good, 7, 0);
-  fetch_object_7(good, data);
+  stream_value(good, 0, data, len);
+  put_streamed(good, 7, 0, len);
+  fetch_object_7(good, data, len, 0);
 
   /* (a) a first value numbered 5 */
   void *s = greeted(ctx, eps[w]);
-  send_bulk(s, 5, 100, 0, data, 100, 0);
+  send_bulk(s, 5, len, 0, data, mib, 0);
   expect_malformed(s, "(a) seq 5 first");
   zmq_close(s);
-  /* (b) 2^40 bytes announced; then just over the limit of 2 MiB */
+  /* (b) 2^40 bytes announced; then just over the limit of 5 MiB (held
+   * buffers count whole pages); then a value too small to be streamed */
   s = greeted(ctx, eps[w]);
   send_bulk(s, 0, (uint64_t)1 << 40, 0, data, mib, 0);
-  expect_malformed(s, "(b) total 2^40");
+  expect_error(s, "(b) total 2^40", "is over the limit of 5242880 bytes held at once");
   zmq_close(s);
   s = greeted(ctx, eps[w]);
-  send_bulk(s, 0, 2 * mib + 1, 0, data, mib, 0);
-  expect_malformed(s, "(b) total 2 MiB + 1");
+  send_bulk(s, 0, 5 * mib + 1, 0, data, mib, 0);
+  expect_error(s, "(b) total 5 MiB + 1", "a streamed value of 5242881 bytes is over");
   zmq_close(s);
-  /* (c) a gap: [0, 1 MiB) of 2 MiB accepted (the whole limit: a value of
-   * 3 MiB would be refused at its first chunk), then a chunk at 1.5 MiB */
   s = greeted(ctx, eps[w]);
-  send_bulk(s, 0, 2 * mib, 0, data, mib, 0);
+  send_bulk(s, 0, 100, 0, data, 100, 0);
+  expect_malformed(s, "(b) a streamed value of 100 bytes");
+  zmq_close(s);
+  /* (c) a gap: [0, 1 MiB) of 4 MiB accepted, then a chunk at 1.5 MiB */
+  s = greeted(ctx, eps[w]);
+  send_bulk(s, 0, len, 0, data, mib, 0);
   expect_pong(s, 2, "(c) the first chunk");
-  send_bulk(s, 0, 2 * mib, mib + mib / 2, data, mib / 2, 0);
+  send_bulk(s, 0, len, mib + mib / 2, data, mib / 2, 0);
   expect_malformed(s, "(c) a gap");
   zmq_close(s);
-  /* (d) a chunk of 1 MiB + 1 bytes (under the 2 MiB part limit) */
+  /* (d) a chunk of 1 MiB + 1 bytes (under the 5 MiB part limit) */
   s = greeted(ctx, eps[w]);
-  send_bulk(s, 0, 2 * mib, 0, data, mib + 1, 0);
+  send_bulk(s, 0, len, 0, data, mib + 1, 0);
   expect_malformed(s, "(d) chunk of 1 MiB + 1");
   zmq_close(s);
   /* (e) garbage after the header */
   s = greeted(ctx, eps[w]);
-  send_bulk(s, 0, 100, 0, data, 100, 3);
+  send_bulk(s, 0, len, 0, data, mib, 3);
   expect_malformed(s, "(e) trailing bytes");
   zmq_close(s);
   /* (f) no data part */
   s = greeted(ctx, eps[w]);
-  send_bulk(s, 0, 100, 0, NULL, 0, 0);
+  send_bulk(s, 0, len, 0, NULL, 0, 0);
   expect_malformed(s, "(f) one part");
   zmq_close(s);
   /* (g) value 0 received whole, a PUT naming value 1 */
   s = greeted(ctx, eps[w]);
-  send_bulk(s, 0, 100, 0, data, 100, 0);
+  stream_value(s, 0, data, len);
   expect_pong(s, 3, "(g) value 0");
-  put_streamed(s, 7, 1);
+  put_streamed(s, 7, 1, len);
   expect_malformed(s, "(g) PUT of value 1");
   zmq_close(s);
   /* the first client was not dropped: its object is still there */
   expect_pong(good, 4, "the well-formed client");
-  fetch_object_7(good, data);
+  fetch_object_7(good, data, len, 1);
   zmq_close(good);
   zmq_ctx_term(ctx);
   free(data);
   free(replies);
 
-  /* the worker serves on: streamed results from it, same as sync (an
-   * output goes back to the client only, so one that a task used would
-   * be sent to the worker again: over its limit here) */
+  /* the worker serves on: streamed results from it, same as sync, one
+   * of them an output that a task there also uses */
   cr_assert(alive(w));
   tg_executor *ex = tcp_ex(&w, 1, NULL);
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  tg_node a = big_node(g, NS, 3), kept = big_node(g, NS, 4);
-  tg_node outs[3] = {a, tg_call(g, "big_sum", 2, N(kept), V(tg_int(1))), g_tree(g)};
+  tg_node a = big_node(g, NS, 3);
+  tg_node outs[3] = {a, tg_call(g, "big_sum", 2, N(a), V(tg_int(1))), g_tree(g)};
   same_as_sync(g, outs, 3, ex);
   cr_expect_eq(stats_of(ex).workers_lost, 0);
   tg_graph_free(g);

@@ -372,8 +372,14 @@ void tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
       snprintf(why, sizeof why, "the worker dropped this client: %s", msg);
       tcp_conn_lost(b, c, why, false);
     } else if (type == TG__M_BULK && c->state == CS_READY) {
-      if (tg__stream_recv(&c->stream, parts, n, NULL) != TG_OK)
-        tcp_conn_lost(b, c, "it sent a malformed message", true);
+      tg_error e;
+      tg_error_clear(&e);
+      if (tg__stream_recv(&c->stream, parts, n, &e) != TG_OK) {
+        char why[sizeof e.msg + 40];
+        snprintf(why, sizeof why, "receiving a value from it: %s", e.msg);
+        tcp_conn_lost(b, c, e.code == TG_EFORMAT ? "it sent a malformed message" : why,
+                      e.code == TG_EFORMAT);
+      }
     } else if (c->state == CS_READY) {
       tcp_results_handle(b, c, parts, n);
     }

@@ -481,12 +481,18 @@ static int choose(tcp *b, const tcp_rec *rec) {
 
 /* The handles of rec's arguments (results on workers, large constants). */
 static void find_handles(tcp *b, tcp_rec *rec) {
+  const tg__run *r = rec->rs->r;
+  const tg__gnode *nd = &r->g->nodes[rec->node];
+  const tg__garg *a = tg__node_args(r->g, nd);
   for (uint32_t j = 0; j < rec->nargs; j++) {
     tcp_handle *h = tcp_handle_of_value(b, rec->args[j]);
-    /* A large constant, or a large result that came back here: sent to a
-     * worker once, then named. */
-    if (!h && tg__wire_estimate(rec->args[j], b->keep_min) >= b->keep_min)
+    /* A large constant is sent to a worker once, then named; a result
+     * that came back is named where it is still kept (tcp_run_const_held). */
+    if (!h && a[j].kind == TG_ARG_VALUE &&
+        tg__wire_estimate(rec->args[j], b->keep_min) >= b->keep_min)
       h = tcp_run_const(b, rec->rs, rec->args[j]);
+    else if (!h && a[j].kind != TG_ARG_VALUE)
+      h = tcp_run_const_find(rec->rs, rec->args[j]);
     if (h) tcp_handle_ref(h);
     rec->hargs[j] = h;
   }

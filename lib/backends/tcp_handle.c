@@ -181,11 +181,13 @@ tcp_run *tcp_run_get(tcp *b, tg__run *r) {
   rs->flags = tg__calloc(n, 1);
   rs->rebuilds = tg__calloc(n, 1);
   rs->handle_of = tg__calloc(n, sizeof *rs->handle_of);
-  if (!rs->flags || !rs->rebuilds || !rs->handle_of ||
+  rs->held = tg__calloc(n, sizeof *rs->held);
+  if (!rs->flags || !rs->rebuilds || !rs->handle_of || !rs->held ||
       !tg__idmap_put(&b->runs_by_seq, r->seq + 1, rs)) {
     tg__free(rs->flags);
     tg__free(rs->rebuilds);
     tg__free(rs->handle_of);
+    tg__free(rs->held);
     tg__free(rs);
     return NULL;
   }
@@ -209,21 +211,53 @@ void tcp_run_unuse(tcp *b, tcp_run *rs) {
   tg__free(rs->flags);
   tg__free(rs->rebuilds);
   tg__free(rs->handle_of);
+  tg__free(rs->held);
   tg__free(rs);
 }
 
-bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint64_t id, int c) {
-  if (tg__idmap_get(&rs->consts, (uint64_t)(uintptr_t)v)) return true;
+tcp_handle *tcp_run_const_find(tcp_run *rs, const tg_value *v) {
+  return tg__idmap_get(&rs->consts, (uint64_t)(uintptr_t)v);
+}
+
+/* Dependents of ti that will run (not served from the cache). */
+static uint32_t runnable_dependents(const tcp_run *rs, uint32_t ti) {
+  const tg__runplan *p = &rs->r->plan;
+  uint32_t n = 0;
+  for (uint32_t k = p->dep_off[ti]; k < p->dep_off[ti + 1]; k++)
+    n += !(p->tasks[p->deps[k]].flags & TG__T_CACHED);
+  return n;
+}
+
+bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t id, int c) {
+  uint32_t uses = runnable_dependents(rs, ti);
+  if (!uses || rs->held[ti] || tcp_run_const_find(rs, v)) return false;
   tcp_handle *h = tcp_handle_new(b, H_CONST, id);
   if (!h) return false;
   h->local = tg_value_ref(v);
   h->bytes = tg__wire_estimate(v, SIZE_MAX);
   h->locs = UINT64_C(1) << c;
+  h->uses_left = uses;
   if (!tg__idmap_put(&rs->consts, (uint64_t)(uintptr_t)v, h)) {
-    tcp_handle_unref(b, h); /* a FREE of id goes to c */
-    return false;
+    tcp_handle_unref(b, h); /* its FREE goes to c */
+    return true;
   }
+  rs->held[ti] = h;
   return true;
+}
+
+void tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti) {
+  const tg__run *r = rs->r;
+  const tg__gnode *nd = &r->g->nodes[r->plan.tasks[ti].node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  for (uint32_t j = 0; j < nd->nargs; j++) {
+    if (!tg__arg_is_node(a[j].kind)) continue;
+    uint32_t pi = r->plan.task_of[a[j].node];
+    tcp_handle *h = pi != UINT32_MAX ? rs->held[pi] : NULL;
+    if (!h || --h->uses_left) continue;
+    rs->held[pi] = NULL;
+    tg__idmap_del(&rs->consts, (uint64_t)(uintptr_t)h->local);
+    tcp_handle_unref(b, h); /* freed here and on workers once unused */
+  }
 }
 
 tcp_handle *tcp_run_const(tcp *b, tcp_run *rs, tg_value *v) {

@@ -69,6 +69,7 @@ struct tcp_handle {
                               records wait for it */
   int fetching;            /* conn fetching it, -1 */
   tcp_rec **waiters;       /* records waiting for the fetch */
+  uint32_t uses_left;      /* CONST held for a task: dependents to finish */
   size_t nwait, cap_wait;
 };
 
@@ -87,6 +88,9 @@ struct tcp_run {
   tcp_handle **handle_of;  /* per task: its OBJ handle (weak) */
   uint8_t *rebuilds;       /* per task: times computed again */
   tg__idmap consts;        /* constant value -> CONST handle (a ref) */
+  tcp_handle **held;       /* per task: its result kept on a worker as a
+                              CONST handle while dependents remain (weak:
+                              consts owns it) */
   bool cancelled;          /* its in-flight tasks were given up */
 };
 
@@ -257,9 +261,17 @@ tcp_run *tcp_run_get(tcp *b, tg__run *r);
 void tcp_run_unuse(tcp *b, tcp_run *rs);
 /* The CONST handle for constant v of rs (interned), or NULL. */
 tcp_handle *tcp_run_const(tcp *b, tcp_run *rs, tg_value *v);
-/* Result v of rs came back and is also kept as object id on conn c: the
- * CONST handle that names it there (false when out of memory). */
-bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint64_t id, int c);
+/* The CONST handle interned for v in rs, or NULL. */
+tcp_handle *tcp_run_const_find(tcp_run *rs, const tg_value *v);
+/* Result v of task ti of rs came back and is also kept as object id on
+ * conn c: a CONST handle names it there until ti's dependents have
+ * finished (tcp_run_task_done). False when nothing will name it (out of
+ * memory, no dependent left to run, v already named): the caller frees
+ * the object. */
+bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t id, int c);
+/* Engine task ti of rs is done: its inputs held for it lose a user, the
+ * last one frees them here and on workers. */
+void tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti);
 
 /* ---- tcp_dispatch.c ---- */
 /* Send ready work to workers while they have room. */

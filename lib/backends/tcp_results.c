@@ -9,8 +9,6 @@
 #include "remote/wire.h"
 #include "sched/memo.h"
 
-#define MAX_SHAPE_KEYS (1u << 24)
-
 /* ---- task results ----------------------------------------------------------- */
 
 typedef struct shape {
@@ -24,10 +22,11 @@ static bool read_shape(tg__rbuf *r, shape *s) {
   s->kind = tg__rbuf_u8(r);
   s->n = 0;
   if (s->kind == TG__SHAPE_NONE) return !r->bad;
-  /* Bounded: a placeholder is made per item (a map's keys are in the
-   * message itself). */
-  s->n = (size_t)tg__rbuf_count(r, s->kind == TG__SHAPE_MAP ? r->len - r->pos
-                                                            : TG__MAX_SHAPE_LIST);
+  /* Bounded: a placeholder is made per item (a map's keys must also be in
+   * the message itself). */
+  uint64_t max = s->kind == TG__SHAPE_MAP && r->len - r->pos < TG__MAX_SHAPE
+                     ? r->len - r->pos : TG__MAX_SHAPE;
+  s->n = (size_t)tg__rbuf_count(r, max);
   if (s->kind == TG__SHAPE_LIST) return !r->bad;
   if (s->kind != TG__SHAPE_MAP || r->bad) return false;
   s->keys = tg__malloc((s->n ? s->n : 1) * sizeof *s->keys);
@@ -112,8 +111,10 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
       if (st == TG__RS_KEPT && run->memo && run->memo->t0)
         run->memo->t0[rec->task] = 0; /* a placeholder is nothing to cache */
       if (st != TG__RS_FAILED && !v) code = TG_ENOMEM;
+      tcp_run_task_done(b, rec->rs, rec->task); /* before the run may end */
       /* Kept there too: its dependents name it on that worker. */
-      if (st == TG__RS_BOTH && v && !tcp_run_const_held(b, rec->rs, v, rec->store, c->idx)) {
+      if (st == TG__RS_BOTH && v &&
+          !tcp_run_const_held(b, rec->rs, v, rec->task, rec->store, c->idx)) {
         tg__wbuf_varint(&c->frees, rec->store); /* not named: let it go there */
         c->nfrees++;
       }

@@ -104,9 +104,9 @@ enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3 
 enum { TG__RS_INLINE = 0, TG__RS_KEPT = 1, TG__RS_FAILED = 2,
        TG__RS_BOTH = 3 /* inline, and kept as the store id */ };
 enum { TG__SHAPE_NONE = 0, TG__SHAPE_LIST = 1, TG__SHAPE_MAP = 2 };
-/* Longest list whose shape is sent: the client makes a placeholder per
- * item, so a longer one is sent back whole instead of kept. */
-#define TG__MAX_SHAPE_LIST ((uint64_t)1 << 20)
+/* Most items (list) or entries (map) of a shape: the client makes a
+ * placeholder per item, so a longer one is sent back whole, not kept. */
+#define TG__MAX_SHAPE ((uint64_t)1 << 20)
 enum { /* function check results */
   TG__FN_OK = 0,
   TG__FN_MISSING = 1,

@@ -72,9 +72,13 @@ int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err) {
   tg__bulk *b = s->nin ? &s->in[s->nin - 1] : NULL;
   if (!b || b->got == b->total) { /* the first chunk of the next value */
     if (seq != s->in_seq || off != 0) return bad(err, "out of sequence");
-    if (total == 0 || total > s->limit - s->in_bytes)
-      return tg__error_set(err, TG_EFORMAT, "bad streamed value: %llu bytes is over "
-                           "the limit of %llu", (unsigned long long)total,
+    /* Only large values are streamed: a small one would cost a page or
+     * more here for a few bytes on the wire. */
+    if (total < TG__STREAM_MIN) return bad(err, "too small to be streamed");
+    if (total > s->limit - s->in_bytes)
+      return tg__error_set(err, TG_ELIMIT, "a streamed value of %llu bytes is over the "
+                           "limit of %llu bytes held at once (--max-message)",
+                           (unsigned long long)total,
                            (unsigned long long)(s->limit - s->in_bytes));
     if (s->nin == s->cap_in) {
       size_t c = s->cap_in ? s->cap_in * 2 : 4;
@@ -90,7 +94,7 @@ int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err) {
     b = &s->in[s->nin++];
     *b = (tg__bulk){seq, p, cap, (size_t)total, 0};
     s->in_seq++;
-    s->in_bytes += total;
+    s->in_bytes += cap; /* what it costs here, not what it says */
   } else if (seq != b->seq || off != b->got || total != b->total) {
     return bad(err, "out of sequence");
   }
@@ -109,7 +113,7 @@ int tg__stream_take(tg__stream *s, uint64_t seq, size_t len, void **p, size_t *c
     return bad(err, "no such value");
   *p = s->in[0].p;
   *cap = s->in[0].cap;
-  s->in_bytes -= len;
+  s->in_bytes -= s->in[0].cap;
   memmove(s->in, s->in + 1, --s->nin * sizeof *s->in);
   return TG_OK;
 }

@@ -14,9 +14,11 @@
  *
  * Both ends of a connection number their streamed values 0, 1, 2, ... in
  * sending order; the chunks of one value come in order, whole, before the
- * next value's. Anything else (a gap, an overlap, a value over the
- * receiver's limit, a total that does not match the value's descriptor)
- * is a malformed message: the caller drops the peer.
+ * next value's, and a streamed value has TG__STREAM_MIN bytes or more.
+ * Anything else (a gap, an overlap, a small value, a total that does not
+ * match the value's descriptor) is malformed (TG_EFORMAT); a value over
+ * what the receiver's limit has left is TG_ELIMIT (the limit counts the
+ * page-rounded buffers held). Either way the caller drops the peer.
  *
  * Thread safety: a tg__stream belongs to the thread that owns its
  * connection; buffers taken from it may be released from any thread.
@@ -68,7 +70,8 @@ int tg__stream_send(void *sock, const void *rid, size_t rid_len, const void *dat
 void tg__zmq_unref_hint(void *data, void *hint);
 
 /* Take in one BULK message (parts[0] its header, parts[1] the chunk).
- * TG_EFORMAT when it breaks the rules above, TG_ENOMEM. */
+ * TG_EFORMAT when it breaks the rules above, TG_ELIMIT, TG_ENOMEM; err
+ * says which. */
 int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err);
 
 /* Take over the buffer of value `seq` (complete, exactly len bytes): *p

@@ -405,15 +405,14 @@ static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, size_t pad, tg__stream *s
     void *p;
     size_t cap;
     if (tg__stream_take(st, seq, want, &p, &cap, err) != TG_OK) return NULL;
+    /* On failure both release the buffer themselves. */
     if (type == TG_BYTES) {
       tg__region *reg = tg__region_new(p, bigbuf_release, (void *)(uintptr_t)cap);
       v = reg ? tg__blob_borrow(TG_BYTES, p, want, reg) : NULL;
       if (reg) tg__region_unref(reg);
-      else tg__bigbuf_free(p, cap);
     } else {
       v = tg_ndarray_wrap((tg_dtype)dt, ndim, shape, p, bigbuf_release,
                           (void *)(uintptr_t)cap);
-      if (!v) tg__bigbuf_free(p, cap);
     }
     if (!v) tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
     return v;
@@ -426,8 +425,7 @@ static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, size_t pad, tg__stream *s
     zpart *z = adopt(m, 0);
     tg__region *reg = z ? tg__region_new(data, zpart_release, z) : NULL;
     v = reg ? tg__blob_borrow(TG_BYTES, (const char *)data, len, reg) : NULL;
-    if (reg) tg__region_unref(reg);
-    else if (z) zpart_release(z, data);
+    if (reg) tg__region_unref(reg); /* a failed region_new released z */
     if (!v) tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
     return v;
   }

@@ -239,6 +239,20 @@ static bool ping(tg__worker *wk, wsess *s, tg__rbuf *r) {
   return true;
 }
 
+/* A chunk of a streamed value. A value over the limit or out of memory
+ * drops the client saying so (not banned: it may retry with less);
+ * anything malformed is false (dropped and banned by the caller). */
+static bool bulk(tg__worker *wk, wsess *s) {
+  tg_error e;
+  tg_error_clear(&e);
+  if (tg__stream_recv(&s->stream, wk->parts + 1, wk->nparts - 1, &e) == TG_OK) return true;
+  if (e.code == TG_EFORMAT) return false;
+  char m[TG__MAX_MSG];
+  snprintf(m, sizeof m, "%s: dropped", e.msg);
+  tg__wk_drop(wk, s, m, false);
+  return true;
+}
+
 static void handle(tg__worker *wk) {
   zmq_msg_t *p = wk->parts;
   const void *rid = zmq_msg_data(&p[0]);
@@ -269,9 +283,7 @@ static void handle(tg__worker *wk) {
       case TG__M_FREE: ok = tg__wk_free(wk, s, &r); break;
       case TG__M_CANCEL: ok = tg__wk_cancel(wk, s, &r); break;
       case TG__M_PING: ok = ping(wk, s, &r); break;
-      case TG__M_BULK:
-        ok = tg__stream_recv(&s->stream, p + 1, wk->nparts - 1, NULL) == TG_OK;
-        break;
+      case TG__M_BULK: ok = bulk(wk, s); break;
       case TG__M_BYE:
         tg__wk_drop(wk, s, NULL, false);
         ok = true;

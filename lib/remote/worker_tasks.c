@@ -115,24 +115,35 @@ static void send_value_reply(tg__worker *wk, wsess *s, wobj *o) {
 }
 
 /* Object o is ready or failed: hand it to whoever waits. Tasks whose last
- * wait this was go to *ready (or, failed, to the done list). */
+ * wait this was go to *ready (or, failed, to the done list). Tasks come
+ * first, FETCH replies last: a failed send drops s, which frees o, so
+ * once s is dead nothing touches o (callers check s->dead too). */
 static void wake(tg__worker *wk, wsess *s, wobj *o, wtask **ready) {
-  wwait *w = o->waiters;
+  wwait *w = o->waiters, *fetches = NULL;
   o->waiters = NULL;
   while (w) {
     wwait *next = w->next;
     if (!w->t) {
-      if (!s->dead) send_value_reply(wk, s, o);
-    } else {
-      fill_arg(w->t, w->arg, o, w->sel, w->index, w->key);
-      if (--w->t->waits == 0) {
-        w->t->next = *ready;
-        *ready = w->t;
-      }
+      w->next = fetches;
+      fetches = w;
+      w = next;
+      continue;
+    }
+    fill_arg(w->t, w->arg, o, w->sel, w->index, w->key);
+    if (--w->t->waits == 0) {
+      w->t->next = *ready;
+      *ready = w->t;
     }
     tg__free(w->key);
     tg__free(w);
     w = next;
+  }
+  while (fetches) {
+    wwait *next = fetches->next;
+    if (!s->dead) send_value_reply(wk, s, o);
+    tg__free(fetches->key);
+    tg__free(fetches);
+    fetches = next;
   }
 }
 
@@ -319,7 +330,7 @@ bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r) {
   o->v = v;
   o->state = O_READY;
   wtask *ready = NULL;
-  wake(wk, s, o, &ready);
+  wake(wk, s, o, &ready); /* may drop s (and free o) */
   start_tasks(wk, ready);
   return true;
 }
@@ -413,6 +424,7 @@ static void keep(tg__worker *wk, wsess *s, wtask *t, wtask **ready) {
   o->msg = NULL;
   if (t->rc != TG_OK && (o->msg = tg__malloc(strlen(t->msg) + 1))) strcpy(o->msg, t->msg);
   wake(wk, s, o, ready);
+  if (s->dead) return; /* dropped meanwhile: o went with the session */
   if (o->freed) { /* nobody wants it any more */
     tg__idmap_del(&s->objs, o->id);
     obj_free(o);
@@ -423,11 +435,20 @@ static void keep(tg__worker *wk, wsess *s, wtask *t, wtask **ready) {
 static void finish(tg__worker *wk, wtask *t, wtask **ready) {
   wsess *s = t->s;
   tg__wbuf *b = &s->res;
+  /* The client gave its run up: nobody would free a result kept for it
+   * (a recomputation's, which others may wait for, is kept as usual). */
+  if (t->rc == TG_OK && !(t->flags & TG__RF_KEEP) && atomic_load(&t->run->token->cancel)) {
+    tg_value_unref(t->out);
+    t->out = NULL;
+    t->rc = TG_ECANCELED;
+    snprintf(t->msg, sizeof t->msg, "its run was cancelled");
+  }
   bool ok = t->rc == TG_OK;
   bool back = ok && ((t->flags & TG__RF_RETURN) ||
                      (t->flags & TG__RF_TIMED && t->secs * 1e6 >= (double)t->min_us));
-  bool too_long = ok && (t->flags & TG__RF_SHAPE) && tg_value_type(t->out) == TG_LIST &&
-                  tg_list_len(t->out) > TG__MAX_SHAPE_LIST;
+  bool too_long = ok && (t->flags & TG__RF_SHAPE) &&
+                  ((tg_value_type(t->out) == TG_LIST && tg_list_len(t->out) > TG__MAX_SHAPE) ||
+                   (tg_value_type(t->out) == TG_MAP && tg_map_len(t->out) > TG__MAX_SHAPE));
   bool kept = ok && !back && t->store && !too_long &&
               ((t->flags & TG__RF_KEEP) || tg__wire_estimate(t->out, s->keep_min) >= s->keep_min);
   bool both = back && t->store && (t->flags & TG__RF_ALSO_KEEP) &&

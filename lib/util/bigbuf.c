@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +35,17 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void lock_all(void) { pthread_mutex_lock(&lock); }
 static void unlock_all(void) { pthread_mutex_unlock(&lock); }
 
+/* A forked child (a worker process) starts with no kept buffers: it
+ * would otherwise hold on to the parent's idle pages for good. */
+static void child_after_fork(void) {
+  for (int i = 0; i < TG__BIGBUF_SLOTS; i++)
+    if (slots[i].p) munmap(slots[i].p, slots[i].cap);
+  memset(slots, 0, sizeof slots);
+  kept_bytes = 0;
+  atomic_store(&kept_count, 0);
+  pthread_mutex_unlock(&lock);
+}
+
 static void init(void) {
   long v = sysconf(_SC_PAGESIZE);
   page = v > 0 ? (size_t)v : 4096;
@@ -42,7 +54,7 @@ static void init(void) {
   limit = phys / 16 < ((size_t)1 << 30) ? phys / 16 : (size_t)1 << 30;
   /* A child forked while another thread held the lock would block on it
    * forever: hold it across fork. */
-  pthread_atfork(lock_all, unlock_all, unlock_all);
+  pthread_atfork(lock_all, unlock_all, child_after_fork);
 }
 
 static size_t page_size(void) {
