@@ -1644,6 +1644,71 @@ static void fetch_object_7(void *s, const uint8_t *data, size_t len, uint64_t se
   cr_assert_eq(tg__rbuf_varint(&r), len);
 }
 
+/* A client that asked for an object still being made and then vanished:
+ * answering it fails and drops the session while the object is being
+ * stored (a use after free, before). The worker serves on. */
+Test(tcp, fetch_of_a_pending_object_by_a_vanished_client) {
+  int w = start();
+  replies = malloc(4 * sizeof *replies);
+  void *ctx = zmq_ctx_new(), *s = greeted(ctx, eps[w]);
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_FUNCS); /* fn 0: slow, version 1, no digest */
+  tg__wbuf_varint(&h, 1);
+  tg__wbuf_varint(&h, 0);
+  tg__wbuf_cstr(&h, "slow");
+  tg__wbuf_cstr(&h, "1");
+  tg__wbuf_u8(&h, 0);
+  cr_assert_eq(zmq_send(s, h.p, h.len, 0), (int)h.len);
+  size_t lens[4];
+  cr_assert_eq(recv_msg(s, replies, lens, 4), 1, "FUNCS reply");
+  cr_assert_eq(replies[0][0], TG__M_FUNCS_OK);
+  tg__wbuf_reset(&h); /* TASKS of run 1: slow(1, 300) kept as object 7 */
+  tg__wbuf_u8(&h, TG__M_TASKS);
+  tg__wbuf_varint(&h, 1);
+  tg__wbuf_varint(&h, 1);
+  const uint64_t rec[] = {1 /* id */, 0 /* fn */};
+  for (size_t i = 0; i < 2; i++) tg__wbuf_varint(&h, rec[i]);
+  tg__wbuf_u8(&h, 0); /* a call */
+  tg__wbuf_varint(&h, 0); /* aux */
+  tg__wbuf_varint(&h, 1); /* attempts */
+  tg__wbuf_varint(&h, 0); /* no timeout */
+  tg__wbuf_u8(&h, TG__RF_KEEP);
+  tg__wbuf_varint(&h, 7); /* store id */
+  tg__wbuf_varint(&h, 0); /* min_us */
+  tg__wbuf_cstr(&h, "pending");
+  tg__wbuf_varint(&h, 2);
+  for (uint64_t i = 0; i < 2; i++) {
+    tg__wbuf_u8(&h, TG__ARG_INLINE);
+    tg__wbuf_varint(&h, i);
+  }
+  tg_value *args = tg_list_of(2, tg_int(1), tg_int(300));
+  void *enc = NULL;
+  size_t el = 0;
+  cr_assert_eq(tg_encode(args, NULL, &enc, &el, NULL), TG_OK);
+  tg_value_unref(args);
+  const uint8_t desc[2] = {1, 0}; /* no large leaves */
+  const void *parts[3] = {h.p, desc, enc};
+  size_t plens[3] = {h.len, 2, el};
+  send_parts(s, parts, plens, 3);
+  free(enc);
+  tg__wbuf_free(&h);
+  uint8_t fetch[2] = {TG__M_FETCH, 7};
+  cr_assert_eq(zmq_send(s, fetch, 2, 0), 2);
+  expect_pong(s, 5, "the FETCH was read");
+  zmq_close(s); /* gone before the object is made */
+  zmq_ctx_term(ctx);
+  free(replies);
+  tgt_sleep_ms(500);
+  cr_assert(alive(w), "the worker died: status %d", last_status);
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node t = g_tree(g);
+  same_as_sync(g, &t, 1, ex);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
 /* Streamed values breaking stream.h's rules drop their client only. */
 Test(tcp, hostile_stream_messages_drop_only_that_client) {
   wspec sp = {.max_message = 5 << 20}; /* per part, and streamed bytes held */

@@ -18,8 +18,8 @@
  *           list of inline arguments the records index.
  *     task: varint id, varint fn, u8 kind (0 call, 1 chunk, 2 concat),
  *           varint aux, varint attempts, varint timeout_ms, u8 flags
- *           (TG__RF_*), varint store id (0: none), varint min_us (with
- *           TG__RF_TIMED), str key, varint nargs, nargs x arg:
+ *           (TG__RF_*), varint store id (0: none), varint min_us (read
+ *           with TG__RF_TIMED, always present), str key, varint nargs, nargs x arg:
  *             u8 0 inline: varint index into the argument list
  *             u8 1 object: varint id
  *             u8 2 element: varint id, svarint index (of a list object)
