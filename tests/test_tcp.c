@@ -669,6 +669,23 @@ static tg_node big_node(tg_graph *g, int64_t n, int64_t v) {
   return tg_call(g, "big", 2, V(tg_int(n)), V(tg_int(v)));
 }
 
+/* After hostile peers: worker w is alive and gives sync's results for a
+ * tree of small tasks, chained 400 KB arrays kept there, and a streamed
+ * output that a task there also uses. */
+static void still_serves(int w) {
+  cr_assert(alive(w), "the worker died: status %d", last_status);
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node last, a = big_node(g, NS, 3);
+  tg_node outs[4] = {g_tree(g), g_arrays(g, &last), a,
+                     tg_call(g, "big_sum", 2, N(a), V(tg_int(1)))};
+  same_as_sync(g, outs, 4, ex);
+  cr_expect_eq(stats_of(ex).workers_lost, 0);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
 /* Results and arguments on both sides of the 4 MiB line, in every shape:
  * outputs of every size, lists and maps of streamed arrays whose items
  * and entries other tasks select, sums of arrays made on different
@@ -1461,15 +1478,7 @@ Test(tcp, hostile_bytes_do_not_hurt) {
   cr_expect_lt(zmq_recv(s, reply, sizeof reply, 0), 0);
   zmq_close(s);
   zmq_ctx_term(ctx);
-  /* the worker lives and serves */
-  cr_assert(alive(w));
-  tg_executor *ex = tcp_ex(&w, 1, NULL);
-  tg_graph *g;
-  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  tg_node last, outs[2] = {g_tree(g), g_arrays(g, &last)};
-  same_as_sync(g, outs, 2, ex);
-  tg_graph_free(g);
-  tg_executor_free(ex);
+  still_serves(w);
 }
 
 /* ---- hostile streams ------------------------------------------------------------------- */
@@ -1699,14 +1708,7 @@ Test(tcp, fetch_of_a_pending_object_by_a_vanished_client) {
   zmq_ctx_term(ctx);
   free(replies);
   tgt_sleep_ms(500);
-  cr_assert(alive(w), "the worker died: status %d", last_status);
-  tg_executor *ex = tcp_ex(&w, 1, NULL);
-  tg_graph *g;
-  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  tg_node t = g_tree(g);
-  same_as_sync(g, &t, 1, ex);
-  tg_graph_free(g);
-  tg_executor_free(ex);
+  still_serves(w);
 }
 
 /* Streamed values breaking stream.h's rules drop their client only. */
@@ -1784,18 +1786,7 @@ Test(tcp, hostile_stream_messages_drop_only_that_client) {
   free(data);
   free(replies);
 
-  /* the worker serves on: streamed results from it, same as sync, one
-   * of them an output that a task there also uses */
-  cr_assert(alive(w));
-  tg_executor *ex = tcp_ex(&w, 1, NULL);
-  tg_graph *g;
-  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  tg_node a = big_node(g, NS, 3);
-  tg_node outs[3] = {a, tg_call(g, "big_sum", 2, N(a), V(tg_int(1))), g_tree(g)};
-  same_as_sync(g, outs, 3, ex);
-  cr_expect_eq(stats_of(ex).workers_lost, 0);
-  tg_graph_free(g);
-  tg_executor_free(ex);
+  still_serves(w);
 }
 
 /* ---- a worker in a thread of this process ---------------------------------------------- */
