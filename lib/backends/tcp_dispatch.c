@@ -28,6 +28,12 @@ static tcp_rec *rec_new(tcp_run *rs, tg__task *t, uint32_t nargs) {
   return rec;
 }
 
+/* What rec's kind of task is expected to take (tcp_task_secs). */
+static void expect(tcp *b, tcp_rec *rec, const tg__gnode *nd) {
+  rec->kind_key = (uint64_t)(uintptr_t)nd->fn + nd->kind;
+  rec->est = tcp_task_secs(b, rec->kind_key);
+}
+
 static void release_args(tcp *b, tcp_rec *rec) {
   for (uint32_t j = 0; j < rec->nargs; j++) {
     tcp_handle_unref(b, rec->hargs[j]);
@@ -140,7 +146,7 @@ static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min
   }
   /* A result that comes back (an output, or one the cache may store) and
    * that other tasks use stays there too: they need not send it back. */
-  if (r->plan.dep_off[rec->task + 1] > r->plan.dep_off[rec->task]) {
+  if (tcp_run_dependents(rec->rs, rec->task)) {
     if (!rec->store) rec->store = b->next_id++;
     f |= TG__RF_ALSO_KEEP;
   }
@@ -345,8 +351,7 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
   if (!rec) return;
   rec->task = x->task;
   rec->node = node;
-  rec->kind_key = (uint64_t)(uintptr_t)nd->fn + nd->kind;
-  rec->est = tcp_task_secs(b, rec->kind_key);
+  expect(b, rec, nd);
   tcp_handle_ref(x);
   rec->out = x;
   for (uint32_t j = 0; j < nd->nargs; j++) {
@@ -530,9 +535,7 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
       memcpy(rec->args, args, n * sizeof *args);
       rec->task = (uint32_t)(t - rs->r->plan.tasks);
       rec->node = t->node;
-      const tg__gnode *nd = &rs->r->g->nodes[t->node];
-      rec->kind_key = (uint64_t)(uintptr_t)nd->fn + nd->kind;
-      rec->est = tcp_task_secs(b, rec->kind_key);
+      expect(b, rec, &rs->r->g->nodes[t->node]);
     } else {
       tg__task_end(&b->w, t, TG_ENOMEM, NULL, "out of memory");
     }

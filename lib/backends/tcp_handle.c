@@ -219,8 +219,7 @@ tcp_handle *tcp_run_const_find(tcp_run *rs, const tg_value *v) {
   return tg__idmap_get(&rs->consts, (uint64_t)(uintptr_t)v);
 }
 
-/* Dependents of ti that will run (not served from the cache). */
-static uint32_t runnable_dependents(const tcp_run *rs, uint32_t ti) {
+uint32_t tcp_run_dependents(const tcp_run *rs, uint32_t ti) {
   const tg__runplan *p = &rs->r->plan;
   uint32_t n = 0;
   for (uint32_t k = p->dep_off[ti]; k < p->dep_off[ti + 1]; k++)
@@ -229,7 +228,7 @@ static uint32_t runnable_dependents(const tcp_run *rs, uint32_t ti) {
 }
 
 bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t id, int c) {
-  uint32_t uses = runnable_dependents(rs, ti);
+  uint32_t uses = tcp_run_dependents(rs, ti);
   if (!uses || rs->held[ti] || tcp_run_const_find(rs, v)) return false;
   tcp_handle *h = tcp_handle_new(b, H_CONST, id);
   if (!h) return false;

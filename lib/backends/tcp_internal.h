@@ -261,6 +261,8 @@ tcp_run *tcp_run_get(tcp *b, tg__run *r);
 void tcp_run_unuse(tcp *b, tcp_run *rs);
 /* The CONST handle for constant v of rs (interned), or NULL. */
 tcp_handle *tcp_run_const(tcp *b, tcp_run *rs, tg_value *v);
+/* Dependents of task ti of rs that will run (not served from the cache). */
+uint32_t tcp_run_dependents(const tcp_run *rs, uint32_t ti);
 /* The CONST handle interned for v in rs, or NULL. */
 tcp_handle *tcp_run_const_find(tcp_run *rs, const tg_value *v);
 /* Result v of task ti of rs came back and is also kept as object id on
