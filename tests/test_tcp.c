@@ -542,14 +542,20 @@ Test(tcp, output_used_by_others_is_not_sent_back) {
   tg_executor *ex = tcp_ex(&w, 1, NULL);
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  tg_node outs[7];
+  tg_node outs[12];
   outs[0] = tg_call(g, "big", 2, V(tg_int(100000)), V(tg_int(3))); /* 800 KB */
   for (int i = 1; i < 7; i++) outs[i] = tg_call(g, "big_sum", 2, N(outs[0]), V(tg_int(i)));
-  same_as_sync(g, outs, 7, ex);
+  /* items and entries of list and map outputs: named in the kept whole */
+  outs[7] = tg_call(g, "big_split", 2, V(tg_int(2)), V(tg_int(100000)));
+  outs[8] = tg_call(g, "big_sum", 2, tg_arg_item(outs[7], 0), V(tg_int(0)));
+  outs[9] = tg_call(g, "big_sum", 2, tg_arg_item(outs[7], -1), V(tg_int(0)));
+  outs[10] = tg_call(g, "big_dict", 1, V(tg_int(100000)));
+  outs[11] = tg_call(g, "big_sum", 2, tg_arg_key(outs[10], "two"), V(tg_int(0)));
+  same_as_sync(g, outs, 12, ex);
   tg_remote_stats st = stats_of(ex);
   cr_expect_lt(st.bytes_sent, 100000, "sent %llu bytes", (unsigned long long)st.bytes_sent);
-  cr_expect_geq(st.bytes_received, 800000, "the output came back");
-  cr_expect_lt(st.bytes_received, 2 * 800000, "once");
+  cr_expect_geq(st.bytes_received, 5 * 800000, "the outputs came back");
+  cr_expect_lt(st.bytes_received, 6 * 800000, "once");
   cr_expect_eq(st.values_moved, 0);
   tg_graph_free(g);
   tg_executor_free(ex);

@@ -498,7 +498,11 @@ static void find_handles(tcp *b, tcp_rec *rec) {
       h = tcp_run_const(b, rec->rs, rec->args[j]);
     else if (!h && a[j].kind != TG_ARG_VALUE)
       h = tcp_run_const_find(rec->rs, rec->args[j]);
-    if (h) tcp_handle_ref(h);
+    if (h) {
+      tcp_handle_ref(h);
+    } else if (a[j].kind == TG_ARG_ITEM || a[j].kind == TG_ARG_KEY) {
+      h = tcp_run_held_item(b, rec->rs, &a[j]); /* named in the held whole */
+    }
     rec->hargs[j] = h;
   }
 }

@@ -244,6 +244,24 @@ bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t 
   return true;
 }
 
+tcp_handle *tcp_run_held_item(tcp *b, tcp_run *rs, const tg__garg *a) {
+  uint32_t pi = rs->r->plan.task_of[a->node];
+  tcp_handle *p = pi != UINT32_MAX ? rs->held[pi] : NULL;
+  if (!p) return NULL;
+  tcp_handle *e = tcp_handle_new(b, H_ELEM, 0);
+  if (!e) return NULL;
+  const char *key = a->kind == TG_ARG_KEY ? rs->r->g->keys + a->u.key : NULL;
+  if (key && !(e->key = tg__malloc(strlen(key) + 1))) {
+    tcp_handle_unref(b, e);
+    return NULL;
+  }
+  if (key) strcpy(e->key, key);
+  else e->index = a->u.index;
+  tcp_handle_ref(p);
+  e->parent = p;
+  return e;
+}
+
 void tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti) {
   const tg__run *r = rs->r;
   const tg__gnode *nd = &r->g->nodes[r->plan.tasks[ti].node];

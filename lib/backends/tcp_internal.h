@@ -271,6 +271,10 @@ tcp_handle *tcp_run_const_find(tcp_run *rs, const tg_value *v);
  * memory, no dependent left to run, v already named): the caller frees
  * the object. */
 bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t id, int c);
+/* For argument a (an item or key of a node): a new ELEM handle (one
+ * reference, the caller's) naming it in its producer's result held on a
+ * worker, or NULL when that result is not held. */
+tcp_handle *tcp_run_held_item(tcp *b, tcp_run *rs, const tg__garg *a);
 /* Engine task ti of rs is done: its inputs held for it lose a user, the
  * last one frees them here and on workers. */
 void tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti);
