@@ -15,62 +15,10 @@ typedef struct pool_arg {
 
 /* ---- calling --------------------------------------------------------------- */
 
-/* A list of fn(in_i, extras...) over the first aux arguments. */
-static int call_chunk(tg_task_ctx *ctx, wtask *t, tg_value **out) {
-  size_t k = t->aux, nextra = t->nargs - k;
-  tg_value **ea = tg__malloc((nextra + 1) * sizeof *ea);
-  tg_value *list = ea ? tg_list_alloc(k) : NULL;
-  int rc = list ? TG_OK : tg_task_fail(ctx, TG_ENOMEM, "out of memory");
-  if (ea) memcpy(ea + 1, t->args + k, nextra * sizeof *ea);
-  for (size_t i = 0; i < k && rc == TG_OK; i++) {
-    tg_value *v = NULL;
-    ea[0] = t->args[i];
-    rc = t->fn->fn(ctx, ea, nextra + 1, &v);
-    if (rc == TG_OK && !v) rc = tg_task_fail(ctx, TG_EINVAL, "returned no value");
-    if (rc == TG_OK) rc = tg_list_init_item(list, i, v);
-    else tg_value_unref(v);
-    if (rc != TG_OK) { /* say which call of the chunk failed */
-      char m[sizeof ctx->msg + sizeof ctx->keybuf + 64];
-      snprintf(m, sizeof m, "%s (element %zu of chunk '%s')",
-               ctx->fail_code ? ctx->msg : tg_strerror(rc), i, tg_task_key(ctx));
-      tg_task_fail(ctx, rc, "%s", m);
-    }
-  }
-  tg__free(ea);
-  if (rc != TG_OK) tg_value_unref(list);
-  else *out = list;
-  return rc;
-}
-
-static int call_concat(tg_task_ctx *ctx, wtask *t, tg_value **out) {
-  size_t total = 0, at = 0;
-  for (size_t i = 0; i < t->nargs; i++) {
-    if (tg_value_type(t->args[i]) != TG_LIST)
-      return tg_task_fail(ctx, TG_ETYPE, "concatenating a %s, not a list",
-                          tg_type_name(tg_value_type(t->args[i])));
-    total += tg_list_len(t->args[i]);
-  }
-  if (t->nargs == 1) {
-    *out = tg_value_ref(t->args[0]);
-    return TG_OK;
-  }
-  tg_value *list = tg_list_alloc(total);
-  if (!list) return tg_task_fail(ctx, TG_ENOMEM, "out of memory");
-  for (size_t i = 0; i < t->nargs; i++) {
-    tg_value *const *it = tg_list_items(t->args[i]);
-    for (size_t j = 0, m = tg_list_len(t->args[i]); j < m; j++)
-      tg_list_init_item(list, at++, tg_value_ref(it[j]));
-  }
-  *out = list;
-  return TG_OK;
-}
-
+/* As the engine calls a node (a mapped chunk, a concatenation, a call). */
 static int invoke(tg_task_ctx *ctx, wtask *t, tg_value **out) {
-  switch (t->kind) {
-    case TG__NK_CHUNK: return call_chunk(ctx, t, out);
-    case TG__NK_CONCAT: return call_concat(ctx, t, out);
-    default: return t->fn->fn(ctx, t->args, t->nargs, out);
-  }
+  tg__gnode nd = {.fn = t->fn, .nargs = t->nargs, .aux = t->aux, .kind = t->kind};
+  return tg__task_invoke(ctx, &nd, t->args, out);
 }
 
 /* Call t's function with retries; the outcome goes into t. */

@@ -250,15 +250,22 @@ static int call_chunk(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
   return rc;
 }
 
-/* The concatenation of list arguments (one list is passed through). */
+/* The concatenation of list arguments (one list is passed through). The
+ * type check matters to remote workers, whose arguments come off the
+ * wire. */
 static int call_concat(tg_task_ctx *ctx, size_t n, tg_value **args,
                        tg_value **out) {
+  size_t total = 0, at = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (tg_value_type(args[i]) != TG_LIST)
+      return tg_task_fail(ctx, TG_ETYPE, "concatenating a %s, not a list",
+                          tg_type_name(tg_value_type(args[i])));
+    total += tg_list_len(args[i]);
+  }
   if (n == 1) {
     *out = tg_value_ref(args[0]);
     return TG_OK;
   }
-  size_t total = 0, at = 0;
-  for (size_t i = 0; i < n; i++) total += tg_list_len(args[i]);
   tg_value *list = tg_list_alloc(total);
   if (!list) return tg_task_fail(ctx, TG_ENOMEM, "out of memory");
   for (size_t i = 0; i < n; i++) {
