@@ -155,15 +155,10 @@ static int invoke(wk *k, const call *c, tg_task_ctx *ctx, tg_value **out) {
   k->node.kind = c->kind;
   k->node.aux = (uint32_t)c->aux;
   k->node.nargs = (uint32_t)c->nargs;
+  k->node.timeout = c->timeout;
   if (c->kind == TG__NK_CHUNK && (c->aux > c->nargs || c->aux == 0))
     return tg_task_fail(ctx, TG_EINVAL, "malformed chunk");
-  int rc = tg__task_invoke(ctx, &k->node, k->args, out);
-  if (rc == TG_OK && !*out) rc = tg_task_fail(ctx, TG_EINVAL, "returned no value");
-  if (rc == TG_OK && ctx->deadline > 0 && tg__now() > ctx->deadline)
-    rc = tg_task_fail(ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
-                      (double)c->timeout);
-  if (rc > 0) rc = tg_task_fail(ctx, TG_ETASK, "returned status %d", rc);
-  return rc;
+  return tg__task_invoke(ctx, &k->node, k->args, out);
 }
 
 static void put_failure(wk *k, int64_t dur, int rc, const char *msg) {

@@ -17,7 +17,8 @@ typedef struct pool_arg {
 
 /* As the engine calls a node (a mapped chunk, a concatenation, a call). */
 static int invoke(tg_task_ctx *ctx, wtask *t, tg_value **out) {
-  tg__gnode nd = {.fn = t->fn, .nargs = t->nargs, .aux = t->aux, .kind = t->kind};
+  tg__gnode nd = {.fn = t->fn, .nargs = t->nargs, .aux = t->aux, .kind = t->kind,
+                  .timeout = (float)t->timeout};
   return tg__task_invoke(ctx, &nd, t->args, out);
 }
 
@@ -33,17 +34,12 @@ static void run_task(wtask *t, int worker) {
     tg_value *out = NULL;
     int rc = invoke(&ctx, t, &out);
     t->calls++;
-    if (rc == TG_OK && !out) rc = tg_task_fail(&ctx, TG_EINVAL, "returned no value");
-    if (rc == TG_OK && ctx.deadline > 0 && tg__now() > ctx.deadline)
-      rc = tg_task_fail(&ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
-                        t->timeout);
     if (rc == TG_OK) {
       t->rc = TG_OK;
       t->out = out;
       break;
     }
     tg_value_unref(out);
-    if (rc > 0) rc = tg_task_fail(&ctx, TG_ETASK, "returned status %d", rc);
     t->fails++;
     if (at + 1 >= t->attempts || tg__run_cancelled(t->run->token)) {
       t->rc = rc;

@@ -230,9 +230,11 @@ void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
  * which includes queueing and transfer. */
 void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
                         const char *msg, double seconds);
-/* One call of node nd's function (or the list of calls of a map chunk)
- * on args, as task execution makes it: for worker processes, which run
- * calls outside any run (nd needs fn, kind, nargs and aux). */
+/* One attempt at node nd's call (or the list of calls of a map chunk) on
+ * args, as task execution makes it, for workers that run calls outside
+ * any run (processes, tcp; nd needs fn, kind, nargs, aux and timeout):
+ * no result, a positive status and passing ctx->deadline are failures
+ * with a message in ctx, as in the engine. */
 int tg__task_invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
                     tg_value **out);
 

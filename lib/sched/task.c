@@ -288,7 +288,13 @@ static int invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
 
 int tg__task_invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
                     tg_value **out) {
-  return invoke(ctx, nd, args, out);
+  int rc = invoke(ctx, nd, args, out);
+  if (rc == TG_OK && !*out) rc = tg_task_fail(ctx, TG_EINVAL, "returned no value");
+  if (rc == TG_OK && ctx->deadline > 0 && tg__now() > ctx->deadline)
+    rc = tg_task_fail(ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
+                      (double)nd->timeout);
+  if (rc > 0) rc = tg_task_fail(ctx, TG_ETASK, "returned status %d", rc);
+  return rc;
 }
 
 static int attempts_of(const tg__run *r, const tg__gnode *nd) {
