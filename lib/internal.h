@@ -43,6 +43,11 @@ void tg__free(void *p);
  * Free with tg__free(). Never NULL for size 0 unless out of memory. */
 void *tg__aligned_alloc(size_t align, size_t size);
 
+/* Read fd to its end into a new buffer with a NUL after the data (*len
+ * bytes; tg__free it); hint: the size expected. fd is left open.
+ * TG_ENOMEM, or -errno of a failed read. */
+int tg__read_fd(int fd, size_t hint, char **out, size_t *len);
+
 static inline size_t tg__align_up(size_t n, size_t align) {
   return (n + align - 1) & ~(align - 1);
 }

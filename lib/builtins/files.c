@@ -25,37 +25,13 @@ int tg__bi_read_file(tg_task_ctx *ctx, const char *fn, const char *path,
     return tg_task_fail(ctx, TG_EINVAL, "%s: '%s' is not a regular file", fn,
                         path);
   }
-  size_t cap = (size_t)st.st_size + 1, n = 0;
-  char *buf = tg__malloc(cap);
-  while (buf != NULL) {
-    if (n + 1 >= cap) { /* the file grew while we read it */
-      char *nb = tg__realloc(buf, cap * 2);
-      if (nb == NULL) break;
-      buf = nb;
-      cap *= 2;
-    }
-    ssize_t r = read(fd, buf + n, cap - n - 1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      int e = errno;
-      tg__free(buf);
-      close(fd);
-      return tg_task_fail(ctx, -e, "%s: cannot read '%s': %s", fn, path,
-                          strerror(e));
-    }
-    if (r == 0) {
-      close(fd);
-      buf[n] = '\0';
-      *data = buf;
-      *len = n;
-      return TG_OK;
-    }
-    n += (size_t)r;
-  }
-  tg__free(buf);
+  int rc = tg__read_fd(fd, (size_t)st.st_size, data, len);
   close(fd);
-  return tg_task_fail(ctx, TG_ENOMEM, "%s: out of memory reading '%s'", fn,
-                      path);
+  if (rc == TG_ENOMEM)
+    return tg_task_fail(ctx, rc, "%s: out of memory reading '%s'", fn, path);
+  if (rc != TG_OK)
+    return tg_task_fail(ctx, rc, "%s: cannot read '%s': %s", fn, path, strerror(-rc));
+  return TG_OK;
 }
 
 TG__BI(file) {

@@ -286,34 +286,11 @@ static int read_all(const char *path, char **out, size_t *len, bool *mapped,
     return TG_OK;
   }
   *mapped = false;
-  size_t n = 0, cap = (size_t)st.st_size + 1;
-  char *buf = tg__malloc(cap);
-  while (buf != NULL) {
-    if (n + 1 == cap) {
-      char *b = tg__realloc(buf, cap *= 2);
-      if (b == NULL) break;
-      buf = b;
-    }
-    ssize_t r = read(fd, buf + n, cap - n - 1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      int e = errno;
-      tg__free(buf);
-      close(fd);
-      return tg__error_set(err, -e, "%s: %s", path, strerror(e));
-    }
-    if (r == 0) {
-      buf[n] = '\0';
-      close(fd);
-      *out = buf;
-      *len = n;
-      return TG_OK;
-    }
-    n += (size_t)r;
-  }
-  tg__free(buf);
+  int rc = tg__read_fd(fd, (size_t)st.st_size, out, len);
   close(fd);
-  return tg__error_set(err, TG_ENOMEM, "%s: out of memory", path);
+  if (rc == TG_ENOMEM) return tg__error_set(err, rc, "%s: out of memory", path);
+  if (rc != TG_OK) return tg__error_set(err, rc, "%s: %s", path, strerror(-rc));
+  return TG_OK;
 }
 
 int tg_graphjson_load(const char *path, tg_registry *reg,
