@@ -25,6 +25,7 @@
 #include <xxhash.h>
 
 #include "cache/key.h"
+#include "workloads.h"
 #include "tgraph/cache.h"
 
 #define REPS 7
@@ -40,16 +41,6 @@ static void check(bool ok, const char *what) {
     fprintf(stderr, "bench_cache: %s\n", what);
     exit(1);
   }
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v) {
-  qsort(v, REPS, sizeof *v, cmp_double);
-  return v[REPS / 2];
 }
 
 static volatile uint64_t sink;
@@ -219,18 +210,18 @@ int main(int argc, char **argv) {
   }
   printf("| figure (median of %d)                | value        | unit  | target   |\n", REPS);
   printf("|--------------------------------------|--------------|-------|----------|\n");
-  row("baseline: raw XXH3-128", median(r[0]), "GB/s", "");
-  row("baseline: bare LMDB read txn + get", median(r[1]), "us", "");
-  row("baseline: LMDB commit, full sync", median(r[2]), "us", "");
-  row("baseline: LMDB commit, NOMETASYNC", median(r[3]), "us", "");
-  row("baseline: LMDB commit, NOSYNC", median(r[4]), "us", "");
-  row("tg_cache_get hit, small int", median(r[5]), "us", "<= 5");
-  row("put batch + flush, per put", median(r[6]), "us", "");
-  row("one put + flush (one commit)", median(r[7]), "us", "");
-  row("key (hash 1 MB arg) + hit", median(r[8]), "us", "<= 100");
+  row("baseline: raw XXH3-128", bench_median(r[0], REPS), "GB/s", "");
+  row("baseline: bare LMDB read txn + get", bench_median(r[1], REPS), "us", "");
+  row("baseline: LMDB commit, full sync", bench_median(r[2], REPS), "us", "");
+  row("baseline: LMDB commit, NOMETASYNC", bench_median(r[3], REPS), "us", "");
+  row("baseline: LMDB commit, NOSYNC", bench_median(r[4], REPS), "us", "");
+  row("tg_cache_get hit, small int", bench_median(r[5], REPS), "us", "<= 5");
+  row("put batch + flush, per put", bench_median(r[6], REPS), "us", "");
+  row("one put + flush (one commit)", bench_median(r[7], REPS), "us", "");
+  row("key (hash 1 MB arg) + hit", bench_median(r[8], REPS), "us", "<= 100");
   char what[64];
-  snprintf(what, sizeof what, "key (hash %.0f MB arg) + hit", median(r[10]));
-  row(what, median(r[9]), "ms", "<= 10");
+  snprintf(what, sizeof what, "key (hash %.0f MB arg) + hit", bench_median(r[10], REPS));
+  row(what, bench_median(r[9], REPS), "ms", "<= 10");
 
   tg_value_unref(mb1);
   tg_value_unref(mb100);

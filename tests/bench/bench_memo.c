@@ -36,6 +36,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "workloads.h"
 #include "tgraph/cache.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
@@ -65,16 +66,6 @@ static void check(bool ok, const char *what) {
     fprintf(stderr, "bench_memo: wrong: %s\n", what);
     failed = 1;
   }
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* ---- task functions --------------------------------------------------------- */
@@ -224,15 +215,16 @@ static void w5(tg_registry *reg, const sizes *sz, tg_executor *pool, tg_executor
     get[r] = (now() - t0) * 1e6 / n;
   }
   char base_txt[96];
-  snprintf(base_txt, sizeof base_txt, "bare tg_cache_get hit: %.2f us", median(get, sz->reps));
+  snprintf(base_txt, sizeof base_txt, "bare tg_cache_get hit: %.2f us",
+           bench_median(get, sz->reps));
   char cold_txt[96];
   snprintf(cold_txt, sizeof cold_txt, "the sleeps alone, 50 at a time: %.3f ms per call",
            sz->w5_sleep_ms / 50.0);
-  row("W5 cold: first run, per call", "threads:50", median(cold, sz->reps), "ms",
+  row("W5 cold: first run, per call", "threads:50", bench_median(cold, sz->reps), "ms",
       "", cold_txt);
-  row("W5 hit: second run / calls", "sync", median(hit_sync, sz->reps), "us", "<= 5",
+  row("W5 hit: second run / calls", "sync", bench_median(hit_sync, sz->reps), "us", "<= 5",
       base_txt);
-  row("W5 hit: second run / calls", "threads:2", median(hit_thr, sz->reps), "us", "<= 5",
+  row("W5 hit: second run / calls", "threads:2", bench_median(hit_thr, sz->reps), "us", "<= 5",
       "");
   free(outs);
   free(res);
@@ -276,12 +268,12 @@ static void big_hit(tg_registry *reg, size_t mb, tg_executor *sync, int reps,
     check(h.low64 != 0 || vd.lo != 1, "hash");
   }
   char fig[64], base[128];
-  double rm = median(raw, reps);
+  double rm = bench_median(raw, reps);
   snprintf(fig, sizeof fig, "hit, %zu MB constant array argument", mb);
   snprintf(base, sizeof base, "raw XXH3-128 %.3f ms (%.1f GB/s), tg_value_hash %.3f ms",
-           rm * 1e3, (double)bytes / rm / 1e9, median(vh, reps) * 1e3);
+           rm * 1e3, (double)bytes / rm / 1e9, bench_median(vh, reps) * 1e3);
   bool small = mb < 10;
-  row(fig, "sync", median(t, reps) * (small ? 1e6 : 1e3), small ? "us" : "ms", target, base);
+  row(fig, "sync", bench_median(t, reps) * (small ? 1e6 : 1e3), small ? "us" : "ms", target, base);
   tg_value_unref(arr);
   tg_cache_close(c);
 }
@@ -338,13 +330,13 @@ static void w9(tg_registry *reg, const sizes *sz, tg_executor *sync, tg_executor
   char fig[64], base[128];
   snprintf(fig, sizeof fig, "W9 %zu-node pipeline, fully cached re-run", nodes);
   for (int k = 0; k < 2; k++) {
-    snprintf(base, sizeof base, "uncached: %.2f ms%s", median(plain[k], sz->reps),
+    snprintf(base, sizeof base, "uncached: %.2f ms%s", bench_median(plain[k], sz->reps),
              k ? "" : "");
     if (k == 0) {
       size_t l = strlen(base);
       snprintf(base + l, sizeof base - l, "; first run storing all: %.1f ms", first * 1e3);
     }
-    row(fig, k ? "threads:2" : "sync", median(cached[k], sz->reps), "ms", "<= 20", base);
+    row(fig, k ? "threads:2" : "sync", bench_median(cached[k], sz->reps), "ms", "<= 20", base);
   }
   tg_cache_close(c);
 }
@@ -399,9 +391,10 @@ static void w1(tg_registry *reg, const sizes *sz, tg_executor *sync, tg_executor
     }
     double ratio[W1_REPS]; /* per pair: on / off, measured side by side */
     for (int r = 0; r < reps; r++) ratio[r] = dflt[r] / off[r];
-    double over = (median(ratio, reps) - 1) * 100;
-    double mo = median(off, reps), md = median(dflt, reps), ms = median(store, sz->reps),
-           mr = median(rerun, sz->reps);
+    double over = (bench_median(ratio, reps) - 1) * 100;
+    double mo = bench_median(off, reps), md = bench_median(dflt, reps),
+           ms = bench_median(store, sz->reps),
+           mr = bench_median(rerun, sz->reps);
     const char *b = k ? "threads:2" : "sync";
     char base[96];
     snprintf(base, sizeof base, "no cache: %.3f us/task", mo);

@@ -18,6 +18,7 @@
 #include <xxhash.h>
 
 #include "serial/serial_config.h"
+#include "workloads.h"
 #include "tgraph/serial.h"
 #if TG_HAVE_XXH_DISPATCH && (defined(__x86_64__) || defined(__i386__))
 #include <xxh_x86dispatch.h> /* the baseline is the fastest XXH3 here */
@@ -50,16 +51,6 @@ static void check(bool ok, const char *what) {
     fprintf(stderr, "bench_serial: %s\n", what);
     exit(1);
   }
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v) {
-  qsort(v, REPS, sizeof *v, cmp_double);
-  return v[REPS / 2];
 }
 
 /* Keeps the compiler from dropping work whose result is unused. */
@@ -371,7 +362,7 @@ int main(int argc, char **argv) {
       t[f][r] = run(&c, f);
     }
   double m[F_COUNT];
-  for (int f = 0; f < F_COUNT; f++) m[f] = median(t[f]);
+  for (int f = 0; f < F_COUNT; f++) m[f] = bench_median(t[f], REPS);
 
   double gb = (double)c.nbytes / 1e9;
 #define GBS(f) (gb / m[f])
