@@ -133,9 +133,7 @@ int cli_cache(int argc, char **argv) {
     } else if (strncmp(argv[i], "--cache-dir=", 12) == 0) {
       dir = argv[i] + 12;
     } else {
-      fprintf(stderr, "tgraph cache: unexpected '%s'\n(see tgraph cache --help)\n",
-              argv[i]);
-      return CLI_USAGE;
+      return cli_bad_usage("cache", "unexpected '%s'", argv[i]);
     }
   }
   const char *sub = i < argc ? argv[i] : NULL;

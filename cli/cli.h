@@ -31,6 +31,9 @@ extern int cli_verbosity; /* -1 quiet, 0 normal, 1 verbose */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "tgraph CMD: <message>\n(see tgraph CMD --help)" on stderr; CLI_USAGE. */
+int cli_bad_usage(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Colour on stderr: it is a terminal, NO_COLOR is unset, TERM is not dumb. */
 bool cli_color(void);
 /* "123", "10K", "1.5M", "2G", "3GiB" (1024-based) into bytes. */

@@ -53,16 +53,13 @@ int cli_inspect(int argc, char **argv) {
                cli_parse_uint(argv[i + 1], 1u << 30, &preview)) {
       i++;
     } else if (argv[i][0] == '-' || path != NULL) {
-      fprintf(stderr, "tgraph inspect: unexpected '%s'\n(see tgraph inspect "
-              "--help)\n", argv[i]);
-      return CLI_USAGE;
+      return cli_bad_usage("inspect", "unexpected '%s'", argv[i]);
     } else {
       path = argv[i];
     }
   }
   if (path == NULL) {
-    fprintf(stderr, "tgraph inspect: missing FILE\n(see tgraph inspect --help)\n");
-    return CLI_USAGE;
+    return cli_bad_usage("inspect", "missing FILE");
   }
   tg_value *v;
   tg_error err;

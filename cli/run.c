@@ -83,12 +83,6 @@ static const struct option longopts[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
-static int bad_usage(const char *fmt, const char *arg) {
-  fprintf(stderr, "tgraph run: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n(see tgraph run --help)\n");
-  return CLI_USAGE;
-}
 
 static const char *bad_arg; /* the argument getopt stopped at */
 
@@ -99,7 +93,7 @@ static int option(run_opts *o, int c) {
     case O_SCHED: o->scheduler = optarg; break;
     case O_WORKERS:
       if (!cli_parse_uint(optarg, 4096, &n))
-        return bad_usage("--workers needs a count from 0 to 4096, not '%s'",
+        return cli_bad_usage("run", "--workers needs a count from 0 to 4096, not '%s'",
                          optarg);
       o->workers = (unsigned)n;
       break;
@@ -112,12 +106,12 @@ static int option(run_opts *o, int c) {
     case O_TRACE: o->trace = optarg; break;
     case O_TIMEOUT:
       if (!cli_parse_seconds(optarg, &o->timeout))
-        return bad_usage("--timeout needs seconds (e.g. 30, 1.5, 500ms, 2m), "
+        return cli_bad_usage("run", "--timeout needs seconds (e.g. 30, 1.5, 500ms, 2m), "
                          "not '%s'", optarg);
       break;
     case O_RETRIES:
       if (!cli_parse_uint(optarg, 1000, &n))
-        return bad_usage("--retries needs a count from 0 to 1000, not '%s'",
+        return cli_bad_usage("run", "--retries needs a count from 0 to 1000, not '%s'",
                          optarg);
       o->retries = (int)n;
       break;
@@ -133,8 +127,8 @@ static int option(run_opts *o, int c) {
     case 'q': cli_verbosity = -1; break;
     case 'v': cli_verbosity = 1; break;
     case 'h': fputs(usage, stdout); return CLI_OK;
-    case ':': return bad_usage("option '%s' needs a value", bad_arg);
-    default: return bad_usage("unknown option '%s'", bad_arg);
+    case ':': return cli_bad_usage("run", "option '%s' needs a value", bad_arg);
+    default: return cli_bad_usage("run", "unknown option '%s'", bad_arg);
   }
   return -1;
 }
@@ -151,9 +145,9 @@ static int parse_args(int argc, char **argv, run_opts *o) {
     int rc = option(o, c);
     if (rc >= 0) return rc;
   }
-  if (optind >= argc) return bad_usage("%s", "missing GRAPH.json");
+  if (optind >= argc) return cli_bad_usage("run", "%s", "missing GRAPH.json");
   if (optind + 1 < argc)
-    return bad_usage("one graph at a time ('%s' is extra)", argv[optind + 1]);
+    return cli_bad_usage("run", "one graph at a time ('%s' is extra)", argv[optind + 1]);
   o->graph = argv[optind];
   return -1;
 }

@@ -29,6 +29,16 @@ void cli_error(const char *fmt, ...) {
   va_end(ap);
 }
 
+int cli_bad_usage(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "tgraph %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n(see tgraph %s --help)\n", cmd);
+  va_end(ap);
+  return CLI_USAGE;
+}
+
 void cli_warn(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -62,12 +62,6 @@ static void on_signal(int sig) {
   stop_flag = 1;
 }
 
-static int bad_usage(const char *fmt, const char *arg) {
-  fprintf(stderr, "tgraph worker: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n(see tgraph worker --help)\n");
-  return CLI_USAGE;
-}
 
 static void on_ready(void *ctx, const char *endpoint) {
   if (*(bool *)ctx) return; /* quiet */
@@ -121,29 +115,30 @@ static int parse(int argc, char **argv, tg_worker_opts *o, const char **plugins,
       case O_LISTEN: o->listen = optarg; break;
       case O_NTHREADS:
         if (!cli_parse_uint(optarg, 4096, &n))
-          return bad_usage("--nthreads needs a count from 0 to 4096, not '%s'", optarg);
+          return cli_bad_usage("worker", "--nthreads needs a count from 0 to 4096, not '%s'",
+                               optarg);
         o->nthreads = (unsigned)n;
         break;
       case O_PLUGIN: plugins[(*nplugins)++] = optarg; break;
       case O_KEYS: o->keys_dir = optarg; break;
       case O_MAXMSG:
         if (!cli_parse_size(optarg, &size) || size == 0 || size > INT32_MAX)
-          return bad_usage("--max-message needs a size up to 2G, not '%s'", optarg);
+          return cli_bad_usage("worker", "--max-message needs a size up to 2G, not '%s'", optarg);
         o->max_message = (size_t)size;
         break;
       case O_TIMEOUT:
         if (!cli_parse_seconds(optarg, &secs) || secs <= 0)
-          return bad_usage("--session-timeout needs seconds, not '%s'", optarg);
+          return cli_bad_usage("worker", "--session-timeout needs seconds, not '%s'", optarg);
         o->session_timeout = secs;
         break;
       case 'v': o->verbose = 1; break;
       case 'q': *quiet = true; break;
       case 'h': fputs(usage, stdout); return CLI_OK;
-      case ':': return bad_usage("option '%s' needs a value", bad);
-      default: return bad_usage("unknown option '%s'", bad);
+      case ':': return cli_bad_usage("worker", "option '%s' needs a value", bad);
+      default: return cli_bad_usage("worker", "unknown option '%s'", bad);
     }
   }
-  if (optind < argc) return bad_usage("unexpected argument '%s'", argv[optind]);
+  if (optind < argc) return cli_bad_usage("worker", "unexpected argument '%s'", argv[optind]);
   return -1;
 }
 
