@@ -13,7 +13,6 @@
 typedef struct slot {
   void *p;
   size_t cap;
-  uint64_t age; /* tick of its release: the smallest goes first */
   double since; /* now_s() at its release */
 } slot;
 
@@ -27,7 +26,6 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static slot slots[TG__BIGBUF_SLOTS];
 static size_t kept_bytes;
 static _Atomic size_t kept_count; /* read without the lock by sweeps */
-static uint64_t tick;
 
 static size_t page, limit;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -112,10 +110,10 @@ void tg__bigbuf_free(void *p, size_t cap) {
     int free_slot = -1, oldest = -1;
     for (int i = 0; i < TG__BIGBUF_SLOTS; i++) {
       if (!slots[i].p) free_slot = free_slot < 0 ? i : free_slot;
-      else if (oldest < 0 || slots[i].age < slots[oldest].age) oldest = i;
+      else if (oldest < 0 || slots[i].since < slots[oldest].since) oldest = i;
     }
     if (free_slot >= 0 && kept_bytes + cap <= pool_limit()) {
-      slots[free_slot] = (slot){p, cap, ++tick, now_s()};
+      slots[free_slot] = (slot){p, cap, now_s()};
       kept_bytes += cap;
       atomic_fetch_add(&kept_count, 1);
       break;
