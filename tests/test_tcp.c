@@ -692,6 +692,51 @@ static void still_serves(int w) {
   tg_executor_free(ex);
 }
 
+/* Long tasks after many short ones go to whichever worker is free: each
+ * worker holds one beyond its thread and the rest wait in the client, so
+ * two workers share 8 tasks of 60 ms (expected times are per function:
+ * the short tasks' times do not make one worker look faster). */
+Test(tcp, long_tasks_after_short_ones_spread_over_workers) {
+  made_at m = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  xopt x = {.on_event = record_made, .event_ctx = &m};
+  int w[2] = {start(), start()};
+  tg_executor *ex = tcp_ex(w, 2, &x);
+  for (int i = 0; i < 1000 && stats_of(ex).workers_ready < 2; i++) tgt_sleep_ms(10);
+  cr_assert_eq(stats_of(ex).workers_ready, 2);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_arg in[500];
+  for (int i = 0; i < 500; i++) in[i] = V(tg_int(i));
+  tg_node short_ones;
+  cr_assert_eq(tg_graph_map(g, "inc", in, 500, NULL, 0, 1, NULL, &short_ones), TG_OK);
+  same_as_sync(g, &short_ones, 1, ex);
+  pthread_mutex_lock(&m.mu);
+  m.n = 0;
+  pthread_mutex_unlock(&m.mu);
+  tg_node outs[8];
+  for (int i = 0; i < 8; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "long-%d", i);
+    tg_node_opts no = {TG_NODE_OPTS_V1, key, -1, -1, 0};
+    tg_arg a[2] = {V(tg_int(i)), V(tg_int(60))};
+    cr_assert_eq(tg_graph_add(g, "slow", a, 2, &no, &outs[i]), TG_OK);
+  }
+  tg_value *r[8] = {0};
+  cr_assert_eq(run(g, outs, 8, ex, r, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  int per[2] = {0, 0};
+  for (size_t i = 0; i < m.n && i < MADE_MAX; i++)
+    if (strncmp(m.e[i].key, "long-", 5) == 0 && m.e[i].worker >= 0 && m.e[i].worker < 2)
+      per[m.e[i].worker]++;
+  for (int i = 0; i < 8; i++) {
+    cr_expect_eq(tg_value_int(r[i]), i + 1);
+    tg_value_unref(r[i]);
+  }
+  cr_expect_eq(per[0] + per[1], 8);
+  cr_expect(per[0] >= 3 && per[1] >= 3, "worker 0 ran %d, worker 1 ran %d", per[0], per[1]);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
 /* Results and arguments on both sides of the 4 MiB line, in every shape:
  * outputs of every size, lists and maps of streamed arrays whose items
  * and entries other tasks select, sums of arrays made on different
