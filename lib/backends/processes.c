@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "procs_internal.h"
+#include "util/thread.h"
 
 #define START_TIMEOUT 60.0 /* seconds create waits for the workers' hellos */
 #define SPIN_WORK 100e-6   /* work in flight below which results are awaited */
@@ -385,16 +386,20 @@ static int procs_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error 
   tg__ppool *p = NULL;
   int rc = pool_new(cfg, &p, err);
   if (rc == TG_OK) rc = tg__pout_start(&p->out, err);
-  if (rc == TG_OK) rc = tg__spawner_start(child_entry, on_spawned, p, &p->spawner, err);
   if (rc == TG_OK) {
+    uint32_t first = p->next_spawn;
     for (unsigned i = 0; i < p->nw; i++) { /* the IO thread adopts them */
       p->ws[i].spawn = p->next_spawn++;
       p->ws[i].state = TG__PW_SPAWNING;
-      tg__spawner_request(p->spawner, (int)i, p->ws[i].spawn);
     }
-    int e = pthread_create(&p->io, NULL, io_main, p);
+    int e = tg__thread_start(&p->io, io_main, p);
     if (e) rc = tg__error_set(err, -e, "cannot start the IO thread");
     p->io_started = e == 0;
+    /* Last, with every request queued: from here until the workers' hellos
+     * this thread only waits, so it cannot hold an allocator lock that a
+     * fork would copy into a child. */
+    if (rc == TG_OK)
+      rc = tg__spawner_start(child_entry, on_spawned, p, p->nw, first, &p->spawner, err);
   }
   if (rc == TG_OK) rc = wait_started(p, err);
   if (rc != TG_OK) {

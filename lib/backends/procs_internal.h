@@ -375,8 +375,13 @@ typedef void (*tg__spawned_fn)(void *ctx, int slot, uint32_t spawn, int rc,
 
 typedef struct tg__spawner tg__spawner;
 
+/* Start the spawner thread with the pool's first workers already asked
+ * for: slots 0..nfirst-1, spawn numbers first_spawn, first_spawn+1, ...
+ * Queued before the thread starts so that the caller allocates nothing
+ * while the first forks happen (see procs_spawn.c). */
 int tg__spawner_start(tg__child_fn child, tg__spawned_fn done, void *ctx,
-                      tg__spawner **out, tg_error *err);
+                      unsigned nfirst, uint32_t first_spawn, tg__spawner **out,
+                      tg_error *err);
 /* Ask for a worker in `slot` (asynchronous: `done` reports). */
 void tg__spawner_request(tg__spawner *s, int slot, uint32_t spawn);
 /* Stop and join the thread (children it forked get their death signal

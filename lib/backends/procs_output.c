@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "procs_internal.h"
+#include "util/thread.h"
 
 #define LINE_MAX_BYTES ((size_t)1 << 20)
 
@@ -176,7 +177,7 @@ int tg__pout_start(tg__pout **out, tg_error *err) {
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
   int rc = o->ep < 0 || o->wake < 0 || epoll_ctl(o->ep, EPOLL_CTL_ADD, o->wake, &ev) != 0
                ? -errno
-               : pthread_create(&o->th, NULL, out_main, o);
+               : tg__thread_start(&o->th, out_main, o);
   if (rc != 0) {
     if (rc > 0) rc = -rc;
     if (o->ep >= 0) close(o->ep);

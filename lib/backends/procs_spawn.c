@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "procs_internal.h"
+#include "util/thread.h"
 
 #define SOCK_BUF (4 << 20) /* socket buffer bytes: room for big batches */
 
@@ -231,23 +232,33 @@ static void *spawner_main(void *arg) {
 }
 
 int tg__spawner_start(tg__child_fn child, tg__spawned_fn done, void *ctx,
-                      tg__spawner **out, tg_error *err) {
+                      unsigned nfirst, uint32_t first_spawn, tg__spawner **out,
+                      tg_error *err) {
   tg__spawner *s = tg__calloc(1, sizeof *s);
   if (!s) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  s->cap = nfirst > 16 ? nfirst : 16;
+  s->q = tg__calloc(s->cap, sizeof *s->q);
+  if (!s->q) {
+    tg__free(s);
+    return tg__error_set(err, TG_ENOMEM, "out of memory");
+  }
+  for (unsigned i = 0; i < nfirst; i++) s->q[s->n++] = (request){(int)i, first_spawn + i};
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   s->child = child;
   s->done = done;
   s->ctx = ctx;
   s->parent = getpid();
-  int rc = pthread_create(&s->th, NULL, spawner_main, s);
+  *out = s; /* before the first callback can run */
+  int rc = tg__thread_start(&s->th, spawner_main, s);
   if (rc != 0) {
+    *out = NULL;
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    tg__free(s->q);
     tg__free(s);
     return tg__error_set(err, -rc, "cannot start the spawner thread");
   }
-  *out = s;
   return TG_OK;
 }
 

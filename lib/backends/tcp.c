@@ -9,6 +9,7 @@
 
 #include "backends/tcp_internal.h"
 #include "util/bigbuf.h"
+#include "util/thread.h"
 
 #define LOOP_MS 50 /* longest sleep: heartbeats, timeouts, cancellations */
 
@@ -319,7 +320,7 @@ static int tcp_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *e
   }
   if (rc == TG_OK) zmq_ctx_set(b->zctx, ZMQ_BLOCKY, 0);
   for (int i = 0; rc == TG_OK && i < b->nconns; i++) rc = tcp_conn_open(b, &b->conns[i], err);
-  if (rc == TG_OK && pthread_create(&b->io, NULL, io_main, b) != 0)
+  if (rc == TG_OK && tg__thread_start(&b->io, io_main, b) != 0)
     rc = tg__error_set(err, TG_ENOMEM, "cannot start the tcp backend's thread");
   if (rc != TG_OK) {
     tg__wctx_destroy(&b->w);

@@ -24,6 +24,7 @@
 #include "deque.h"
 #include "sched/backend.h"
 #include "sched/futex.h"
+#include "util/thread.h"
 
 #define SPIN_SECONDS 50e-6 /* about the cost of a futex wake-up round trip */
 
@@ -280,14 +281,17 @@ static int threads_create(const tg__backend_cfg *cfg, tg__backend **out,
     pool_free(p, i);
     return tg__error_set(err, TG_ENOMEM, "out of memory for %u workers", nw);
   }
+  tg__thread_group started = {0};
   for (i = 0; i < nw; i++) {
-    int rc = pthread_create(&p->ws[i].th, NULL, worker_main, &p->ws[i]);
+    int rc = tg__thread_start_in(&started, &p->ws[i].th, worker_main, &p->ws[i]);
     if (rc != 0) {
+      tg__thread_group_wait(&started);
       stop_workers(p, i);
       pool_free(p, nw);
       return tg__error_set(err, -rc, "cannot start worker thread %u of %u", i, nw);
     }
   }
+  tg__thread_group_wait(&started); /* see util/thread.h */
   *out = &p->base;
   return TG_OK;
 }

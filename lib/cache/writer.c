@@ -18,6 +18,7 @@
 #include "batch.h"
 #include "cache_internal.h"
 #include "cache_memo.h"
+#include "util/thread.h"
 
 #define TOUCH_DELAY 1.0
 #define TOUCH_MAX 65536
@@ -99,7 +100,7 @@ static void *writer_main(void *arg) {
 
 int tg__writer_start(tg_cache *c) {
   c->last_reader_check = tg__cache_now();
-  int rc = pthread_create(&c->thread, NULL, writer_main, c);
+  int rc = tg__thread_start(&c->thread, writer_main, c);
   if (rc) return tg__cache_fail(c, -rc, "cache: starting the writer thread failed");
   c->thread_started = true;
   return TG_OK;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "remote/worker.h"
+#include "util/thread.h"
 
 typedef struct pool_arg {
   tg__worker *wk;
@@ -80,7 +81,7 @@ int tg__wk_pool_start(tg__worker *wk, tg_error *err) {
   for (unsigned i = 0; i < wk->nthreads; i++) {
     pool_arg *pa = tg__malloc(sizeof *pa);
     if (pa) *pa = (pool_arg){wk, (int)i};
-    if (!pa || pthread_create(&wk->threads[i], NULL, pool_main, pa) != 0) {
+    if (!pa || tg__thread_start(&wk->threads[i], pool_main, pa) != 0) {
       tg__free(pa);
       wk->nthreads = i;
       tg__wk_pool_stop(wk);

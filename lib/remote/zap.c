@@ -10,6 +10,7 @@
 #include <zmq.h>
 
 #include "remote/zap.h"
+#include "util/thread.h"
 
 struct tg__zap {
   void *sock;           /* REP, used by the thread only once started */
@@ -105,7 +106,7 @@ int tg__zap_start(void *zctx, uint8_t (*keys)[32], size_t nkeys, int verbose,
     tg__free(z);
     return rc;
   }
-  if (pthread_create(&z->th, NULL, zap_main, z) != 0) {
+  if (tg__thread_start(&z->th, zap_main, z) != 0) {
     zmq_close(z->sock);
     tg__free(z->keys);
     tg__free(z);
