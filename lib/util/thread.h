@@ -19,7 +19,6 @@
 #define TG_UTIL_THREAD_H
 
 #include <pthread.h>
-
 #include <stdatomic.h>
 #include <stdint.h>
 
