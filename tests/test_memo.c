@@ -152,7 +152,8 @@ static void teardown(void) {
   nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-TestSuite(memo, .init = setup, .fini = teardown, .timeout = 60);
+/* No Criterion .timeout: as in test_cache.c. */
+TestSuite(memo, .init = setup, .fini = teardown);
 
 static tg_cache *open_cache(double min_seconds) {
   char path[300];
