@@ -51,10 +51,10 @@ scan_log() { # name testlog [tests whose sections to leave out...]
 # Each suite gets 150 s (a quarter of its meson timeout); they take seconds.
 # A suite that times out is run once more, alone: this toolchain's sanitizer
 # runtimes (GCC 12's libsanitizer) can deadlock in a process forked while
-# another thread holds their allocator lock. The library keeps its own
-# threads out of that window (lib/util/thread.h); Criterion's runner, the
-# tests' own threads and libzmq's are outside its reach. Failures other
-# than timeouts are never retried.
+# another thread holds their allocator lock. The library keeps its threads'
+# start-up out of that window (lib/util/thread.h), but not threads that
+# are busy allocating (its own running tasks, Criterion's runner, libzmq's).
+# Failures other than timeouts are never retried.
 run_suites() { # name dir [suites...]
   name=$1; dir=$2; shift 2
   echo "== $name"

@@ -10,7 +10,10 @@
  * tasks later (1 run in 12 of the cross-backend test did). Waiting makes
  * every fork the library orders after creating a thread (the processes
  * backend's spawner, any fork after an executor was created) happen once
- * that thread is in our code. Elsewhere a new thread allocates nothing
+ * that thread is in our code. This closes the start-up window only: a
+ * running thread that allocates outside the processes backend's fork lock
+ * (a threads pool's tasks, the cache writer) can still be copied
+ * mid-allocation by a fork under ASan. Elsewhere a new thread allocates nothing
  * before our code and glibc's malloc is fork-safe, so these are plain
  * pthread_create: waiting cost a temporary 8-thread executor 15%.
  *
