@@ -349,18 +349,13 @@ static double w1_once(tg_registry *reg, int n, tg_executor *ex, tg_cache *c,
   double t0 = now();
   tg_graph *g;
   tg_graph_new(reg, &g);
-  tg_arg *args = malloc((size_t)n * sizeof *args);
-  for (int i = 0; i < n; i++)
-    args[i] = tg_arg_node(tg_call(g, "inc", 1, tg_arg_value(tg_int(i))));
-  tg_node sum = TG_NODE_NONE;
-  tg_graph_add(g, "sum", args, (size_t)n, NULL, &sum);
+  tg_node sum = bench_w1_graph(g, n);
   tg_value *v = NULL;
   run(g, &sum, 1, ex, c, &v, st);
   double dt = now() - t0;
   check(tg_value_int(v) == (int64_t)n * (n + 1) / 2, "W1 sum");
   tg_value_unref(v);
   tg_graph_free(g);
-  free(args);
   return dt * 1e6 / (n + 1);
 }
 

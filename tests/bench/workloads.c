@@ -120,20 +120,24 @@ double bench_median_of(int reps, bench_workload fn, tg_registry *reg,
 
 /* ---- workloads -------------------------------------------------------------- */
 
-double bench_w1(tg_registry *reg, tg_executor *ex, int n) {
-  double t0 = tgt_now();
-  tg_graph *g = NULL;
-  tg_graph_new(reg, &g);
+tg_node bench_w1_graph(tg_graph *g, int n) {
   tg_arg *args = malloc((size_t)n * sizeof *args);
   for (int i = 0; i < n; i++)
     args[i] = tg_arg_node(tg_call(g, "inc", 1, tg_arg_value(tg_int(i))));
   tg_node sum = TG_NODE_NONE;
   tg_graph_add(g, "sum", args, (size_t)n, NULL, &sum);
-  int64_t r = bench_run_int(g, sum, ex);
+  free(args);
+  return sum;
+}
+
+double bench_w1(tg_registry *reg, tg_executor *ex, int n) {
+  double t0 = tgt_now();
+  tg_graph *g = NULL;
+  tg_graph_new(reg, &g);
+  int64_t r = bench_run_int(g, bench_w1_graph(g, n), ex);
   double dt = tgt_now() - t0;
   bench_check(r == (int64_t)n * (n + 1) / 2, "W1 sum");
   tg_graph_free(g);
-  free(args);
   return dt * 1e6 / (n + 1);
 }
 

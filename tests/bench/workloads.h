@@ -48,7 +48,11 @@ void bench_run(tg_graph *g, const tg_node *outs, size_t n, tg_executor *ex,
 /* Compute one int node; INT64_MIN after a failure. */
 int64_t bench_run_int(tg_graph *g, tg_node out, tg_executor *ex);
 
-/* W1: n independent inc(i) tasks and a sum of all; us per task. */
+/* W1's graph in g: n independent inc(i) tasks and a sum of all (n + 1
+ * tasks, result n(n+1)/2); returns the sum's node. */
+tg_node bench_w1_graph(tg_graph *g, int n);
+
+/* W1 (bench_w1_graph) built and computed; us per task. */
 double bench_w1(tg_registry *reg, tg_executor *ex, int n);
 
 /* W3: n leaves (a power of two) returning their index, summed pairwise
