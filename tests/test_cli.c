@@ -820,6 +820,17 @@ Test(cli, example_cached_pipeline) {
 
 /* ---- cache subcommands ---- */
 
+/* `cache list` and `cache prune` on the empty (or missing) cache "c". */
+static void expect_empty_list_and_prune(void) {
+  result r = run("cache", "--cache-dir", "c", "list");
+  expect(r, 0, "key                                    size  last used         "
+         "    compute  function\n", "");
+  result_free(&r);
+  r = run("cache", "--cache-dir", "c", "prune", "--max-size", "1M");
+  expect(r, 0, "removed 0 entries\n", "");
+  result_free(&r);
+}
+
 Test(cli, cache_commands) {
   /* looking at a cache that does not exist does not create it */
   result r = run("cache", "--cache-dir", "c", "info");
@@ -828,13 +839,7 @@ Test(cli, cache_commands) {
   result_free(&r);
   struct stat st;
   cr_expect_neq(stat("c", &st), 0, "info created the cache directory");
-  r = run("cache", "--cache-dir", "c", "list");
-  expect(r, 0, "key                                    size  last used         "
-         "    compute  function\n", "");
-  result_free(&r);
-  r = run("cache", "--cache-dir", "c", "prune", "--max-size", "1M");
-  expect(r, 0, "removed 0 entries\n", "");
-  result_free(&r);
+  expect_empty_list_and_prune();
   cr_expect_neq(stat("c", &st), 0, "list or prune created the cache directory");
   /* an existing cache */
   cr_assert_eq(mkdir("c", 0700), 0);
@@ -842,13 +847,7 @@ Test(cli, cache_commands) {
   expect(r, 0, "directory: c\nentries:   0\nsize:      0 B (0 B in blob "
          "files)\nlimit:     none\n", "");
   result_free(&r);
-  r = run("cache", "--cache-dir", "c", "list");
-  expect(r, 0, "key                                    size  last used         "
-         "    compute  function\n", "");
-  result_free(&r);
-  r = run("cache", "--cache-dir", "c", "prune", "--max-size", "1M");
-  expect(r, 0, "removed 0 entries\n", "");
-  result_free(&r);
+  expect_empty_list_and_prune();
   r = run("cache", "--cache-dir", "c", "prune");
   expect(r, 2, "", "tgraph cache prune: needs --max-size SIZE (e.g. 500M)\n");
   result_free(&r);
