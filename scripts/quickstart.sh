@@ -22,7 +22,9 @@ esac
 pkgs="meson ninja-build pkg-config gcc libc6-dev libxxhash-dev liblmdb-dev
       libjansson-dev libzstd-dev libzmq3-dev libcriterion-dev"
 if [ "$mode" = test ]; then
-  pkgs="$pkgs clang libclang-rt-14-dev valgrind"
+  # tmux drives Ctrl-C in a real terminal; setpriv (util-linux) runs a
+  # second local user; ps and pkill (procps) look for leftover processes.
+  pkgs="$pkgs clang libclang-rt-14-dev valgrind tmux util-linux procps"
 fi
 
 install_missing() {
