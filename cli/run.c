@@ -36,7 +36,9 @@ static const char usage[] =
     "  --trace FILE       write a Chrome trace-event JSON (Perfetto), one\n"
     "                     track per worker\n"
     "  --timeout SECONDS  give up on the whole run after this long\n"
-    "  --retries N        extra attempts for failing pure tasks\n"
+    "  --retries N        extra attempts for failing pure tasks (0 to 1000)\n"
+    "  --max-graph-size SIZE  read at most this much of GRAPH.json (default\n"
+    "                     1G); GRAPH.json may be a FIFO or pipe (-: stdin)\n"
     "  --progress         show progress when stderr is a terminal (default)\n"
     "  --no-progress      never show progress\n"
     "  -q, --quiet        no summary, only errors\n"
@@ -52,6 +54,7 @@ typedef struct run_opts {
   size_t nplugins;
   unsigned workers;
   int retries;
+  size_t max_graph; /* bytes of GRAPH.json read at most (0: the default) */
   double timeout;
   bool no_cache, explain;
   int progress; /* -1 auto, 0 off */
@@ -59,7 +62,8 @@ typedef struct run_opts {
 
 enum { O_SCHED = 256, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
-       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS };
+       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
+       O_MAX_GRAPH };
 
 static const struct option longopts[] = {
     {"scheduler", required_argument, NULL, O_SCHED},
@@ -78,6 +82,7 @@ static const struct option longopts[] = {
     {"connect", required_argument, NULL, O_CONNECT},
     {"workers-file", required_argument, NULL, O_WORKERS_FILE},
     {"keys", required_argument, NULL, O_KEYS},
+    {"max-graph-size", required_argument, NULL, O_MAX_GRAPH},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -85,6 +90,15 @@ static const struct option longopts[] = {
 
 
 static const char *bad_arg; /* the argument getopt stopped at */
+
+static int max_graph(run_opts *o, const char *arg) {
+  uint64_t n;
+  if (!cli_parse_size(arg, &n) || n == 0 || n > SIZE_MAX - 2)
+    return cli_bad_usage("run", "--max-graph-size needs a size such as 64M or "
+                         "4G, not '%s'", arg);
+  o->max_graph = (size_t)n;
+  return -1;
+}
 
 /* One option; returns -1 to go on, or an exit status. */
 static int option(run_opts *o, int c) {
@@ -124,6 +138,7 @@ static int option(run_opts *o, int c) {
       if (cli_workers_add_file(&o->connect, optarg) != 0) return CLI_USAGE;
       break;
     case O_KEYS: o->keys = optarg; break;
+    case O_MAX_GRAPH: return max_graph(o, optarg);
     case 'q': cli_verbosity = -1; break;
     case 'v': cli_verbosity = 1; break;
     case 'h': fputs(usage, stdout); return CLI_OK;
@@ -171,8 +186,8 @@ typedef struct run_state {
 static int load(run_state *s) {
   const char *dirs[4];
   size_t ndirs = cli_plugin_dirs(dirs, 4);
-  tg_graphjson_opts go = {TG_GRAPHJSON_OPTS_V1, dirs, ndirs,
-                          s->o.plugins, s->o.nplugins, false};
+  tg_graphjson_opts go = {TG_GRAPHJSON_OPTS_V1, dirs, ndirs, s->o.plugins,
+                          s->o.nplugins, false, s->o.max_graph};
   tg_error err;
   tg_error_clear(&err);
   if (tg_registry_new(&s->reg) != TG_OK || tg_registry_add_builtins(s->reg) != TG_OK) {

@@ -44,6 +44,15 @@
  * starts with the plugin instead), and -errno when the file cannot be
  * read.
  *
+ * Input: tg_graphjson_load reads a regular file, or a FIFO or pipe (e.g.
+ * /dev/stdin; the path "-" is standard input) until its writer closes it, as tg_read_file() does
+ * (tgraph/readfile.h): a directory or device is refused ("PATH: a
+ * character device, not a regular file or a pipe", TG_EINVAL), more than
+ * opts->max_bytes is TG_ELIMIT ("PATH: more than the limit of N bytes"),
+ * a FIFO nobody writes to is TG_ETIMEDOUT after 5 seconds. A UTF-8
+ * byte-order mark at the start is skipped (columns still count it as
+ * none: the first character after it is column 1).
+ *
  * Thread safety: a load registers plugins into the registry, so no other
  *   thread may use that registry during the call.
  */
@@ -101,7 +110,16 @@ typedef struct tg_graphjson_opts {
   size_t nplugins;
   bool no_plugins;                 /* load no plugin at all (the caller
                                       loaded what the graph needs) */
+  size_t max_bytes;                /* the most bytes tg_graphjson_load
+                                      reads (0: TG_GRAPHJSON_MAX_BYTES) */
 } tg_graphjson_opts;
+
+/* The default bound on a graph.json's size: 1 GiB holds about ten
+ * million tasks of ~100 bytes, more than a run's memory for the graph
+ * (a few hundred bytes per task) comfortably allows, while a FIFO or
+ * pipe that never ends fails in a second or two instead of exhausting
+ * memory. */
+#define TG_GRAPHJSON_MAX_BYTES ((size_t)1 << 30)
 
 /* Read the graph.json at path. On success *graph is a new graph over reg
  * (free with tg_graph_free; reg must outlive it) and *info (may be NULL
