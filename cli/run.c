@@ -183,6 +183,52 @@ typedef struct run_state {
   tg_value **results;
 } run_state;
 
+/* "name" with '/' and leading dots made safe for a file name. */
+static void file_name(const char *key, char *out, size_t size) {
+  size_t n = 0;
+  for (const char *p = key; *p && n + 1 < size; p++, n++)
+    out[n] = (*p == '/' || (n == 0 && *p == '.')) ? '_' : *p;
+  out[n] = '\0';
+}
+
+typedef struct out_name {
+  char *name; /* the file name under --output */
+  size_t i;   /* the output's index */
+} out_name;
+
+static int by_name(const void *a, const void *b) {
+  const out_name *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c != 0 ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* Two outputs whose file names under --output would be one file ("a/b"
+ * and "a_b"): an error naming both, before anything runs or is written.
+ * Sorted, not compared pairwise: a graph may have many outputs. */
+static int check_output_names(const run_state *s) {
+  size_t n = s->info->noutputs, k = 0;
+  out_name *v = calloc(n + 1, sizeof *v);
+  int rc = v == NULL ? CLI_USAGE : -1;
+  for (; rc < 0 && k < n; k++) {
+    size_t size = strlen(s->info->outputs[k]) + 1;
+    v[k].i = k;
+    if ((v[k].name = malloc(size < 512 ? size : 512)) == NULL) rc = CLI_USAGE;
+    else file_name(s->info->outputs[k], v[k].name, size < 512 ? size : 512);
+  }
+  if (rc >= 0) cli_error("out of memory");
+  if (rc < 0) qsort(v, n, sizeof *v, by_name);
+  for (size_t i = 1; rc < 0 && i < n; i++)
+    if (strcmp(v[i - 1].name, v[i].name) == 0) {
+      cli_error("outputs '%s' and '%s' would both be written to '%s/%s.tgv' "
+                "(--output): rename one", s->info->outputs[v[i - 1].i],
+                s->info->outputs[v[i].i], s->o.output, v[i].name);
+      rc = CLI_USAGE;
+    }
+  for (size_t i = 0; i < k; i++) free(v[i].name);
+  free(v);
+  return rc;
+}
+
 static int load(run_state *s) {
   const char *dirs[4];
   size_t ndirs = cli_plugin_dirs(dirs, 4);
@@ -209,7 +255,7 @@ static int load(run_state *s) {
   s->needed = calloc(s->info->ntasks + 1, sizeof *s->needed);
   if (s->needed == NULL) return CLI_USAGE;
   cli_mark_needed(s->info, s->needed);
-  return -1;
+  return s->o.output ? check_output_names(s) : -1;
 }
 
 static int open_cache(run_state *s) {
@@ -250,14 +296,6 @@ static int start_watch(run_state *s) {
   s->ev_ok = true;
   if (show) s->progress = cli_progress_start(&s->ev);
   return -1;
-}
-
-/* "name" with '/' and leading dots made safe for a file name. */
-static void file_name(const char *key, char *out, size_t size) {
-  size_t n = 0;
-  for (const char *p = key; *p && n + 1 < size; p++, n++)
-    out[n] = (*p == '/' || (n == 0 && *p == '.')) ? '_' : *p;
-  out[n] = '\0';
 }
 
 static int write_outputs(run_state *s) {
