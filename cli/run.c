@@ -124,9 +124,9 @@ static int option(run_opts *o, int c) {
                          "not '%s'", optarg);
       break;
     case O_RETRIES:
-      if (!cli_parse_uint(optarg, 1000, &n))
-        return cli_bad_usage("run", "--retries needs a count from 0 to 1000, not '%s'",
-                         optarg);
+      if (!cli_parse_uint(optarg, TG_GRAPHJSON_RETRIES_MAX, &n))
+        return cli_bad_usage("run", "--retries needs a count from 0 to %d, not '%s'",
+                         TG_GRAPHJSON_RETRIES_MAX, optarg);
       o->retries = (int)n;
       break;
     case O_PROGRESS: o->progress = -1; break;

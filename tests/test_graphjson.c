@@ -213,7 +213,7 @@ Test(graphjson, structure_errors) {
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"cache\": 1}}}",
       TG_EFORMAT, "g.json:1:53: \"cache\" must be true or false");
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"retries\": -1}}}",
-      TG_EFORMAT, "g.json:1:55: \"retries\" must be a non-negative int");
+      TG_EFORMAT, "g.json:1:55: \"retries\" must be an int from 0 to 1000");
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": 5}}", TG_EFORMAT,
       "g.json:1:30: task 'a' must be an object {\"fn\": ..., \"args\": [...]}");
   bad("{\"tgraph\": 1, \"tasks\": {}, \"outputs\": [1]}", TG_EFORMAT,

@@ -121,6 +121,9 @@ typedef struct tg_graphjson_opts {
  * memory. */
 #define TG_GRAPHJSON_MAX_BYTES ((size_t)1 << 30)
 
+/* The most "retries" a task may ask for (tgraph run --retries too). */
+#define TG_GRAPHJSON_RETRIES_MAX 1000
+
 /* Read the graph.json at path. On success *graph is a new graph over reg
  * (free with tg_graph_free; reg must outlive it) and *info (may be NULL
  * when not wanted) describes the file (free with tg_graphjson_info_free).
