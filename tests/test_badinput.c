@@ -179,6 +179,12 @@ Test(badinput, plugin_that_is_not_a_regular_file) {
   expect(r, 2, "", "plugin './p.so': a FIFO or pipe, not a regular file\n");
   cr_expect_lt(r.seconds, 20);
   result_free(&r);
+  /* The worker loads plugins the same way. */
+  r = run("worker", "--plugin", "/dev/zero");
+  expect(r, 2, "", "tgraph: error: plugin '/dev/zero': a character device, not a "
+                   "regular file\n");
+  cr_expect_lt(r.seconds, 20);
+  result_free(&r);
 }
 
 Test(badinput, workers_file_that_is_a_device_or_endless) {

@@ -13,16 +13,19 @@
  *     "outputs": ["KEY", ...]
  *   }
  *
- * Only "tgraph" and "tasks" are required; "args" defaults to []. An ARG is
+ * Only "tgraph" and "tasks" are required; "args" defaults to [];
+ * "retries" is 0 to TG_GRAPHJSON_RETRIES_MAX (1000). An ARG is
  * any JSON value, a constant, except that
  *   {"ref": KEY}                 is the result of task KEY,
  *   {"ref": KEY, "get": I}       element I of it (an int indexes a list,
  *                                negative from the end; a string is a
  *                                map key),
  *   {"const": ANY}               is ANY taken literally (no refs inside),
- * and refs may be nested anywhere inside lists and objects: such an
- * argument is assembled when the task runs (by the builtin "tg.build",
- * as a node keyed "KEY/args[I]"). Objects with a single "$"-key are read
+ * and refs may be nested anywhere inside lists and objects, at most 255
+ * levels deep (TG_EDEPTH "nesting deeper than 255 levels around a ref"
+ * past that; other values nest up to TG_DEPTH_MAX): such an argument is
+ * assembled when the task runs (by the builtin "tg.build", as a node
+ * keyed "KEY/args[I]"). Objects with a single "$"-key are read
  * as tg_value_from_json() reads them ({"$bytes": ...}, {"$float": "nan"},
  * {"$ndarray": ...}). Tasks may be listed in any order.
  *
