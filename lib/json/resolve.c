@@ -75,9 +75,10 @@ static int too_deep(gj_doc *d, const gj_arg *a, unsigned depth) {
                        REF_DEPTH_MAX, REF_DEPTH_MAX);
   return tg__gj_fail(d, a->off, TG_EDEPTH,
                      "nesting too deep: a constant %u levels deep inside %u "
-                     "levels of lists and maps that hold refs (twice those "
+                     "level%s of lists and maps that hold refs (twice those "
                      "levels plus the constant's may be at most %d)",
-                     tg__depth(a->u.value), depth, TG_DEPTH_MAX - 1);
+                     tg__depth(a->u.value), depth, depth == 1 ? "" : "s",
+                     TG_DEPTH_MAX - 1);
 }
 
 /* Collect the refs of one argument tree into the task's ref list. */
