@@ -165,6 +165,10 @@ Test(badinput, graph_that_is_a_device_or_directory) {
   r = run("run", "--no-cache", "d.json");
   expect(r, 2, "", "d.json: a directory, not a regular file or a pipe\n");
   result_free(&r);
+  r = run("run", "--no-cache", "-"); /* stdin is /dev/null here */
+  expect(r, 2, "", "standard input '/dev/stdin': a character device, not a regular "
+                   "file or a pipe\n");
+  result_free(&r);
 }
 
 Test(badinput, plugin_that_is_not_a_regular_file) {

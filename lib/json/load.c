@@ -271,10 +271,10 @@ static char *map_file(int fd, const struct stat *st) {
 /* The whole file with a NUL after it: mapped (*mapped = true; munmap it)
  * or read into a buffer (tg__free it). At most max bytes; a FIFO or pipe
  * is read as tg__read_fd reads it (see graphjson.h). */
-static int read_all(const char *path, size_t max, char **out, size_t *len,
-                    bool *mapped, tg_error *err) {
+static int read_all(const char *path, const char *what, size_t max,
+                    char **out, size_t *len, bool *mapped, tg_error *err) {
   struct stat st;
-  int fd = tg__input_open(path, NULL, max, 0, &st, err);
+  int fd = tg__input_open(path, what, max, 0, &st, err);
   if (fd < 0) return fd;
   if ((*out = map_file(fd, &st)) != NULL) {
     close(fd);
@@ -286,7 +286,7 @@ static int read_all(const char *path, size_t max, char **out, size_t *len,
   int rc = tg__read_fd(fd, S_ISREG(st.st_mode) ? (size_t)st.st_size : 1 << 16,
                        max, out, len);
   close(fd);
-  return rc == TG_OK ? TG_OK : tg__input_error(rc, path, NULL, max, err);
+  return rc == TG_OK ? TG_OK : tg__input_error(rc, path, what, max, err);
 }
 
 int tg_graphjson_load(const char *path, tg_registry *reg,
@@ -301,7 +301,8 @@ int tg_graphjson_load(const char *path, tg_registry *reg,
   size_t max = opts && opts->max_bytes ? opts->max_bytes : TG_GRAPHJSON_MAX_BYTES;
   /* "-" is standard input; relative plugin paths then start here. */
   bool std_in = strcmp(path, "-") == 0;
-  int rc = read_all(std_in ? "/dev/stdin" : path, max, &text, &len, &mapped, err);
+  int rc = read_all(std_in ? "/dev/stdin" : path, std_in ? "standard input" : NULL,
+                    max, &text, &len, &mapped, err);
   if (rc != TG_OK) return rc;
   char *dir = strdup(std_in ? "./-" : path), *slash = dir ? strrchr(dir, '/') : NULL;
   const char *base = dir == NULL ? NULL : slash == NULL ? "." : dir;
