@@ -37,21 +37,37 @@ int cli_workers_add_list(cli_workers *w, const char *list) {
   }
 }
 
+/* A workers file lists addresses, ~30 bytes a line: 1 MiB is tens of
+ * thousands of workers, and /dev/zero or an endless pipe fails fast. */
+#define WORKERS_FILE_MAX ((size_t)1 << 20)
+
 int cli_workers_add_file(cli_workers *w, const char *path) {
-  FILE *f = fopen(path, "re");
-  if (!f) {
-    cli_error("cannot read workers file '%s': %s", path, strerror(errno));
+  char *text;
+  size_t len;
+  tg_error err;
+  tg_error_clear(&err);
+  if (tg_read_file(path, "workers file", WORKERS_FILE_MAX, &text, &len, &err) !=
+      TG_OK) {
+    cli_error("%s", err.msg);
     return -1;
   }
-  char line[1024];
   int rc = 0;
-  while (rc == 0 && fgets(line, sizeof line, f)) {
-    char *hash = strchr(line, '#');
-    if (hash) *hash = '\0';
-    line[strcspn(line, "\n")] = '\0';
-    rc = add(w, line, strlen(line));
+  size_t lineno = 1;
+  for (char *line = text; rc == 0 && line < text + len; lineno++) {
+    char *end = memchr(line, '\n', (size_t)(text + len - line));
+    if (end == NULL) end = text + len;
+    char *hash = memchr(line, '#', (size_t)(end - line));
+    size_t n = (size_t)((hash ? hash : end) - line);
+    if (memchr(line, '\0', n) != NULL) {
+      cli_error("workers file '%s': line %zu has a NUL byte (not a text file)",
+                path, lineno);
+      rc = -1;
+    } else {
+      rc = add(w, line, n);
+    }
+    line = end + 1;
   }
-  fclose(f);
+  free(text);
   return rc;
 }
 

@@ -36,7 +36,9 @@ static const char usage[] =
     "  --trace FILE       write a Chrome trace-event JSON (Perfetto), one\n"
     "                     track per worker\n"
     "  --timeout SECONDS  give up on the whole run after this long\n"
-    "  --retries N        extra attempts for failing pure tasks\n"
+    "  --retries N        extra attempts for failing pure tasks (0 to 1000)\n"
+    "  --max-graph-size SIZE  read at most this much of GRAPH.json (default\n"
+    "                     1G); GRAPH.json may be a FIFO or pipe (-: stdin)\n"
     "  --progress         show progress when stderr is a terminal (default)\n"
     "  --no-progress      never show progress\n"
     "  -q, --quiet        no summary, only errors\n"
@@ -52,6 +54,7 @@ typedef struct run_opts {
   size_t nplugins;
   unsigned workers;
   int retries;
+  size_t max_graph; /* bytes of GRAPH.json read at most (0: the default) */
   double timeout;
   bool no_cache, explain;
   int progress; /* -1 auto, 0 off */
@@ -59,7 +62,8 @@ typedef struct run_opts {
 
 enum { O_SCHED = 256, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
-       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS };
+       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
+       O_MAX_GRAPH };
 
 static const struct option longopts[] = {
     {"scheduler", required_argument, NULL, O_SCHED},
@@ -78,6 +82,7 @@ static const struct option longopts[] = {
     {"connect", required_argument, NULL, O_CONNECT},
     {"workers-file", required_argument, NULL, O_WORKERS_FILE},
     {"keys", required_argument, NULL, O_KEYS},
+    {"max-graph-size", required_argument, NULL, O_MAX_GRAPH},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -85,6 +90,15 @@ static const struct option longopts[] = {
 
 
 static const char *bad_arg; /* the argument getopt stopped at */
+
+static int max_graph(run_opts *o, const char *arg) {
+  uint64_t n;
+  if (!cli_parse_size(arg, &n) || n == 0 || n > SIZE_MAX - 2)
+    return cli_bad_usage("run", "--max-graph-size needs a size such as 64M or "
+                         "4G, not '%s'", arg);
+  o->max_graph = (size_t)n;
+  return -1;
+}
 
 /* One option; returns -1 to go on, or an exit status. */
 static int option(run_opts *o, int c) {
@@ -110,9 +124,9 @@ static int option(run_opts *o, int c) {
                          "not '%s'", optarg);
       break;
     case O_RETRIES:
-      if (!cli_parse_uint(optarg, 1000, &n))
-        return cli_bad_usage("run", "--retries needs a count from 0 to 1000, not '%s'",
-                         optarg);
+      if (!cli_parse_uint(optarg, TG_GRAPHJSON_RETRIES_MAX, &n))
+        return cli_bad_usage("run", "--retries needs a count from 0 to %d, not '%s'",
+                         TG_GRAPHJSON_RETRIES_MAX, optarg);
       o->retries = (int)n;
       break;
     case O_PROGRESS: o->progress = -1; break;
@@ -124,6 +138,7 @@ static int option(run_opts *o, int c) {
       if (cli_workers_add_file(&o->connect, optarg) != 0) return CLI_USAGE;
       break;
     case O_KEYS: o->keys = optarg; break;
+    case O_MAX_GRAPH: return max_graph(o, optarg);
     case 'q': cli_verbosity = -1; break;
     case 'v': cli_verbosity = 1; break;
     case 'h': fputs(usage, stdout); return CLI_OK;
@@ -168,11 +183,57 @@ typedef struct run_state {
   tg_value **results;
 } run_state;
 
+/* "name" with '/' and leading dots made safe for a file name. */
+static void file_name(const char *key, char *out, size_t size) {
+  size_t n = 0;
+  for (const char *p = key; *p && n + 1 < size; p++, n++)
+    out[n] = (*p == '/' || (n == 0 && *p == '.')) ? '_' : *p;
+  out[n] = '\0';
+}
+
+typedef struct out_name {
+  char *name; /* the file name under --output */
+  size_t i;   /* the output's index */
+} out_name;
+
+static int by_name(const void *a, const void *b) {
+  const out_name *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c != 0 ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* Two outputs whose file names under --output would be one file ("a/b"
+ * and "a_b"): an error naming both, before anything runs or is written.
+ * Sorted, not compared pairwise: a graph may have many outputs. */
+static int check_output_names(const run_state *s) {
+  size_t n = s->info->noutputs, k = 0;
+  out_name *v = calloc(n + 1, sizeof *v);
+  int rc = v == NULL ? CLI_USAGE : -1;
+  for (; rc < 0 && k < n; k++) {
+    size_t size = strlen(s->info->outputs[k]) + 1;
+    v[k].i = k;
+    if ((v[k].name = malloc(size < 512 ? size : 512)) == NULL) rc = CLI_USAGE;
+    else file_name(s->info->outputs[k], v[k].name, size < 512 ? size : 512);
+  }
+  if (rc >= 0) cli_error("out of memory");
+  if (rc < 0) qsort(v, n, sizeof *v, by_name);
+  for (size_t i = 1; rc < 0 && i < n; i++)
+    if (strcmp(v[i - 1].name, v[i].name) == 0) {
+      cli_error("outputs '%s' and '%s' would both be written to '%s/%s.tgv' "
+                "(--output): rename one", s->info->outputs[v[i - 1].i],
+                s->info->outputs[v[i].i], s->o.output, v[i].name);
+      rc = CLI_USAGE;
+    }
+  for (size_t i = 0; i < k; i++) free(v[i].name);
+  free(v);
+  return rc;
+}
+
 static int load(run_state *s) {
   const char *dirs[4];
   size_t ndirs = cli_plugin_dirs(dirs, 4);
-  tg_graphjson_opts go = {TG_GRAPHJSON_OPTS_V1, dirs, ndirs,
-                          s->o.plugins, s->o.nplugins, false};
+  tg_graphjson_opts go = {TG_GRAPHJSON_OPTS_V1, dirs, ndirs, s->o.plugins,
+                          s->o.nplugins, false, s->o.max_graph};
   tg_error err;
   tg_error_clear(&err);
   if (tg_registry_new(&s->reg) != TG_OK || tg_registry_add_builtins(s->reg) != TG_OK) {
@@ -194,7 +255,7 @@ static int load(run_state *s) {
   s->needed = calloc(s->info->ntasks + 1, sizeof *s->needed);
   if (s->needed == NULL) return CLI_USAGE;
   cli_mark_needed(s->info, s->needed);
-  return -1;
+  return s->o.output ? check_output_names(s) : -1;
 }
 
 static int open_cache(run_state *s) {
@@ -235,14 +296,6 @@ static int start_watch(run_state *s) {
   s->ev_ok = true;
   if (show) s->progress = cli_progress_start(&s->ev);
   return -1;
-}
-
-/* "name" with '/' and leading dots made safe for a file name. */
-static void file_name(const char *key, char *out, size_t size) {
-  size_t n = 0;
-  for (const char *p = key; *p && n + 1 < size; p++, n++)
-    out[n] = (*p == '/' || (n == 0 && *p == '.')) ? '_' : *p;
-  out[n] = '\0';
 }
 
 static int write_outputs(run_state *s) {

@@ -94,7 +94,7 @@ static int load_plugins(tg_registry *reg, const char **plugins, size_t n) {
     tg_error err;
     tg_error_clear(&err);
     if (tg_registry_load_plugin(reg, plugin_path(plugins[i], buf, sizeof buf), &err) != TG_OK) {
-      cli_error("plugin %s: %s", plugins[i], err.msg);
+      cli_error("%s", err.msg); /* it names the plugin */
       return CLI_USAGE;
     }
   }

@@ -9,5 +9,6 @@
 #include "tgraph/graph.h"
 #include "tgraph/executor.h"
 #include "tgraph/cache.h"
+#include "tgraph/readfile.h"
 
 #endif /* TGRAPH_H */

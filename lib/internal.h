@@ -44,9 +44,31 @@ void tg__free(void *p);
 void *tg__aligned_alloc(size_t align, size_t size);
 
 /* Read fd to its end into a new buffer with a NUL after the data (*len
- * bytes; tg__free it); hint: the size expected. fd is left open.
+ * bytes; tg__free it); hint: the size expected; max: the most bytes
+ * accepted (0: no bound), more is TG_ELIMIT without reading further. fd
+ * is left open. A FIFO that reads as empty at first is given
+ * TG__FIFO_WAIT_MS for a writer to come (TG_ETIMEDOUT after); a non-
+ * blocking fd with a writer is waited on as long as the writer lives.
  * TG_ENOMEM, or -errno of a failed read. */
-int tg__read_fd(int fd, size_t hint, char **out, size_t *len);
+int tg__read_fd(int fd, size_t hint, size_t max, char **out, size_t *len);
+
+/* How long a FIFO may go without a writer before reading it fails. */
+#define TG__FIFO_WAIT_MS 5000
+/* tg__input_open flags: refuse FIFOs and pipes too (plugins). */
+#define TG__INPUT_REGULAR 1u
+
+struct stat;
+/* Open path to read it whole, non-blocking (a FIFO's open does not wait
+ * for a writer): a regular file, or a FIFO/pipe unless flags say
+ * TG__INPUT_REGULAR. Directories, devices and sockets are refused, and so
+ * is a regular file larger than max (0: no bound), with an error naming
+ * `what` (e.g. "plugin"; NULL: the path alone) and the path. Returns the
+ * fd (close it) and *st, or a negative error code. */
+int tg__input_open(const char *path, const char *what, size_t max,
+                   unsigned flags, struct stat *st, tg_error *err);
+/* The message for a tg__read_fd failure rc on that input; returns rc. */
+int tg__input_error(int rc, const char *path, const char *what, size_t max,
+                    tg_error *err);
 
 static inline size_t tg__align_up(size_t n, size_t align) {
   return (n + align - 1) & ~(align - 1);

@@ -213,7 +213,7 @@ Test(graphjson, structure_errors) {
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"cache\": 1}}}",
       TG_EFORMAT, "g.json:1:53: \"cache\" must be true or false");
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"retries\": -1}}}",
-      TG_EFORMAT, "g.json:1:55: \"retries\" must be a non-negative int");
+      TG_EFORMAT, "g.json:1:55: \"retries\" must be an int from 0 to 1000");
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": 5}}", TG_EFORMAT,
       "g.json:1:30: task 'a' must be an object {\"fn\": ..., \"args\": [...]}");
   bad("{\"tgraph\": 1, \"tasks\": {}, \"outputs\": [1]}", TG_EFORMAT,
@@ -325,4 +325,84 @@ Test(graphjson, load_reads_files) {
   tg_graphjson_info_free(info);
   tg_graph_free(g);
   unlink(path);
+}
+
+/* ---- inputs that are not ordinary files, and the limits ---- */
+
+Test(graphjson, load_refuses_devices_and_bounds_size) {
+  tg_graph *g;
+  tg_error e;
+  cr_assert_eq(tg_graphjson_load("/dev/zero", reg, NULL, &g, NULL, &e), TG_EINVAL);
+  cr_assert_str_eq(e.msg, "/dev/zero: a character device, not a regular file or a pipe");
+  char path[] = "/tmp/tg_gj_XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  const char *text = "{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", "
+                     "\"args\": [1, 2]}}}";
+  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+  tg_graphjson_opts o = {.version = TG_GRAPHJSON_OPTS_V1, .max_bytes = 10};
+  cr_assert_eq(tg_graphjson_load(path, reg, &o, &g, NULL, &e), TG_ELIMIT);
+  char want[128];
+  snprintf(want, sizeof want, "%s: %zu bytes, more than the limit of 10", path,
+           strlen(text));
+  cr_assert_str_eq(e.msg, want);
+  o.max_bytes = strlen(text); /* exactly the bound is fine */
+  tg_graphjson_info *info;
+  cr_assert_eq(tg_graphjson_load(path, reg, &o, &g, &info, &e), TG_OK, "%s", e.msg);
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  /* tg_read_file: the same reader, named in its messages. */
+  char *data;
+  size_t len;
+  cr_assert_eq(tg_read_file(path, "list", 0, &data, &len, &e), TG_OK, "%s", e.msg);
+  cr_assert_eq(len, strlen(text));
+  cr_assert_str_eq(data, text);
+  free(data);
+  cr_assert_eq(tg_read_file("/dev/null", "list", 0, &data, &len, &e), TG_EINVAL);
+  cr_assert_str_eq(e.msg, "list '/dev/null': a character device, not a regular file "
+                          "or a pipe");
+  unlink(path);
+  /* A pipe past the bound stops at the bound. */
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  cr_assert_eq(write(p[1], "0123456789", 10), 10);
+  close(p[1]);
+  char dev[64];
+  snprintf(dev, sizeof dev, "/proc/self/fd/%d", p[0]);
+  cr_assert_eq(tg_read_file(dev, NULL, 9, &data, &len, &e), TG_ELIMIT);
+  snprintf(want, sizeof want, "%s: more than the limit of 9 bytes", dev);
+  cr_assert_str_eq(e.msg, want);
+  close(p[0]);
+}
+
+Test(graphjson, byte_order_mark_is_skipped) {
+  tg_graph *g;
+  tg_graphjson_info *info;
+  cr_assert_eq(parse("\xEF\xBB\xBF{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": "
+                     "\"add\", \"args\": [1, 2]}}}", &g, &info), TG_OK, "%s", err.msg);
+  cr_assert_eq(info->tasks[0].column, 25); /* "a" as without the mark */
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  bad("\xEF\xBB\xBF{\"tgraph\": 2}", TG_EVERSION,
+      "g.json:1:12: graph.json version 2 is not supported (this tgraph reads "
+      "version 1)");
+  cr_assert_eq(err.offset, 14); /* offsets stay in bytes */
+}
+
+Test(graphjson, refs_nested_past_the_limit) {
+  /* A constant deep beside a ref: its tg.build template would be too deep. */
+  char text[4096];
+  int n = snprintf(text, sizeof text, "{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": "
+                   "\"add\", \"args\": [1, 2]}, \"b\": {\"fn\": \"identity\", "
+                   "\"args\": [[{\"ref\": \"a\"}, ");
+  int col = n + 1;
+  for (int i = 0; i < 510; i++) text[n++] = '[';
+  for (int i = 0; i < 510; i++) text[n++] = ']';
+  snprintf(text + n, sizeof text - (size_t)n, "]]}}}");
+  char want[256];
+  snprintf(want, sizeof want, "g.json:1:%d: nesting too deep: a constant 510 levels "
+           "deep inside 1 level of lists and maps that hold refs (twice those "
+           "levels plus the constant's may be at most 511)", col);
+  bad(text, TG_EDEPTH, want);
 }

@@ -13,16 +13,19 @@
  *     "outputs": ["KEY", ...]
  *   }
  *
- * Only "tgraph" and "tasks" are required; "args" defaults to []. An ARG is
+ * Only "tgraph" and "tasks" are required; "args" defaults to [];
+ * "retries" is 0 to TG_GRAPHJSON_RETRIES_MAX (1000). An ARG is
  * any JSON value, a constant, except that
  *   {"ref": KEY}                 is the result of task KEY,
  *   {"ref": KEY, "get": I}       element I of it (an int indexes a list,
  *                                negative from the end; a string is a
  *                                map key),
  *   {"const": ANY}               is ANY taken literally (no refs inside),
- * and refs may be nested anywhere inside lists and objects: such an
- * argument is assembled when the task runs (by the builtin "tg.build",
- * as a node keyed "KEY/args[I]"). Objects with a single "$"-key are read
+ * and refs may be nested anywhere inside lists and objects, at most 255
+ * levels deep (TG_EDEPTH "nesting deeper than 255 levels around a ref"
+ * past that; other values nest up to TG_DEPTH_MAX): such an argument is
+ * assembled when the task runs (by the builtin "tg.build", as a node
+ * keyed "KEY/args[I]"). Objects with a single "$"-key are read
  * as tg_value_from_json() reads them ({"$bytes": ...}, {"$float": "nan"},
  * {"$ndarray": ...}). Tasks may be listed in any order.
  *
@@ -43,6 +46,15 @@
  * plugin's error (its entry's position; for opts->plugins the message
  * starts with the plugin instead), and -errno when the file cannot be
  * read.
+ *
+ * Input: tg_graphjson_load reads a regular file, or a FIFO or pipe (e.g.
+ * /dev/stdin; the path "-" is standard input) until its writer closes it, as tg_read_file() does
+ * (tgraph/readfile.h): a directory or device is refused ("PATH: a
+ * character device, not a regular file or a pipe", TG_EINVAL), more than
+ * opts->max_bytes is TG_ELIMIT ("PATH: more than the limit of N bytes"),
+ * a FIFO nobody writes to is TG_ETIMEDOUT after 5 seconds. A UTF-8
+ * byte-order mark at the start is skipped (columns still count it as
+ * none: the first character after it is column 1).
  *
  * Thread safety: a load registers plugins into the registry, so no other
  *   thread may use that registry during the call.
@@ -101,7 +113,19 @@ typedef struct tg_graphjson_opts {
   size_t nplugins;
   bool no_plugins;                 /* load no plugin at all (the caller
                                       loaded what the graph needs) */
+  size_t max_bytes;                /* the most bytes tg_graphjson_load
+                                      reads (0: TG_GRAPHJSON_MAX_BYTES) */
 } tg_graphjson_opts;
+
+/* The default bound on a graph.json's size: 1 GiB holds about ten
+ * million tasks of ~100 bytes, more than a run's memory for the graph
+ * (a few hundred bytes per task) comfortably allows, while a FIFO or
+ * pipe that never ends fails in a second or two instead of exhausting
+ * memory. */
+#define TG_GRAPHJSON_MAX_BYTES ((size_t)1 << 30)
+
+/* The most "retries" a task may ask for (tgraph run --retries too). */
+#define TG_GRAPHJSON_RETRIES_MAX 1000
 
 /* Read the graph.json at path. On success *graph is a new graph over reg
  * (free with tg_graph_free; reg must outlive it) and *info (may be NULL

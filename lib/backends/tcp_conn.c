@@ -42,6 +42,7 @@ int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
   setopt(c->sock, ZMQ_HEARTBEAT_TTL, hb);
   setopt(c->sock, ZMQ_RECONNECT_IVL, 100);
   setopt(c->sock, ZMQ_RECONNECT_IVL_MAX, 1000);
+  if (tg__addr_ipv6(c->addr)) setopt(c->sock, ZMQ_IPV6, 1);
   if (b->keys_dir) {
     zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
     zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);

@@ -25,7 +25,7 @@ int tg__bi_read_file(tg_task_ctx *ctx, const char *fn, const char *path,
     return tg_task_fail(ctx, TG_EINVAL, "%s: '%s' is not a regular file", fn,
                         path);
   }
-  int rc = tg__read_fd(fd, (size_t)st.st_size, data, len);
+  int rc = tg__read_fd(fd, (size_t)st.st_size, 0, data, len);
   close(fd);
   if (rc == TG_ENOMEM)
     return tg_task_fail(ctx, rc, "%s: out of memory reading '%s'", fn, path);

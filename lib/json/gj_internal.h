@@ -129,7 +129,10 @@ void tg__gj_find_many(const gj_doc *d, gj_arg *const *refs, size_t n,
  * code. */
 int tg__gj_fail(gj_doc *d, size_t off, int code, const char *fmt, ...)
     TG__PRINTF(4, 5);
-/* 1-based line and column (in characters) of byte offset off. */
+/* The text starts with a UTF-8 byte-order mark (3 bytes). */
+bool tg__gj_bom(const char *text, size_t len);
+/* 1-based line and column (in characters) of byte offset off; a byte-
+ * order mark at the start of text is not a column. */
 void tg__gj_position(const char *text, size_t off, unsigned *line,
                      unsigned *col);
 

@@ -269,16 +269,13 @@ static char *map_file(int fd, const struct stat *st) {
 }
 
 /* The whole file with a NUL after it: mapped (*mapped = true; munmap it)
- * or read into a buffer (tg__free it). */
-static int read_all(const char *path, char **out, size_t *len, bool *mapped,
-                    tg_error *err) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+ * or read into a buffer (tg__free it). At most max bytes; a FIFO or pipe
+ * is read as tg__read_fd reads it (see graphjson.h). */
+static int read_all(const char *path, const char *what, size_t max,
+                    char **out, size_t *len, bool *mapped, tg_error *err) {
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0) {
-    int e = errno;
-    if (fd >= 0) close(fd);
-    return tg__error_set(err, -e, "%s: %s", path, strerror(e));
-  }
+  int fd = tg__input_open(path, what, max, 0, &st, err);
+  if (fd < 0) return fd;
   if ((*out = map_file(fd, &st)) != NULL) {
     close(fd);
     *len = (size_t)st.st_size;
@@ -286,11 +283,10 @@ static int read_all(const char *path, char **out, size_t *len, bool *mapped,
     return TG_OK;
   }
   *mapped = false;
-  int rc = tg__read_fd(fd, (size_t)st.st_size, out, len);
+  int rc = tg__read_fd(fd, S_ISREG(st.st_mode) ? (size_t)st.st_size : 1 << 16,
+                       max, out, len);
   close(fd);
-  if (rc == TG_ENOMEM) return tg__error_set(err, rc, "%s: out of memory", path);
-  if (rc != TG_OK) return tg__error_set(err, rc, "%s: %s", path, strerror(-rc));
-  return TG_OK;
+  return rc == TG_OK ? TG_OK : tg__input_error(rc, path, what, max, err);
 }
 
 int tg_graphjson_load(const char *path, tg_registry *reg,
@@ -302,9 +298,13 @@ int tg_graphjson_load(const char *path, tg_registry *reg,
   char *text = NULL;
   size_t len = 0;
   bool mapped = false;
-  int rc = read_all(path, &text, &len, &mapped, err);
+  size_t max = opts && opts->max_bytes ? opts->max_bytes : TG_GRAPHJSON_MAX_BYTES;
+  /* "-" is standard input; relative plugin paths then start here. */
+  bool std_in = strcmp(path, "-") == 0;
+  int rc = read_all(std_in ? "/dev/stdin" : path, std_in ? "standard input" : NULL,
+                    max, &text, &len, &mapped, err);
   if (rc != TG_OK) return rc;
-  char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
+  char *dir = strdup(std_in ? "./-" : path), *slash = dir ? strrchr(dir, '/') : NULL;
   const char *base = dir == NULL ? NULL : slash == NULL ? "." : dir;
   if (slash == dir && dir != NULL) slash[1] = '\0'; /* "/x.json" */
   else if (slash != NULL) *slash = '\0';

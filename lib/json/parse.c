@@ -653,17 +653,20 @@ static int task_option(P *p, gj_task *t, const char *field, size_t at) {
   if (strcmp(field, "cache") == 0 && ty == TG_BOOL) {
     t->cache = tg_value_bool(v);
   } else if (strcmp(field, "retries") == 0 && ty == TG_INT &&
-             tg_value_int(v) >= 0 && tg_value_int(v) <= 1000000) {
+             tg_value_int(v) >= 0 &&
+             tg_value_int(v) <= TG_GRAPHJSON_RETRIES_MAX) {
     t->retries = (int)tg_value_int(v);
   } else if (strcmp(field, "timeout") == 0 &&
              (ty == TG_INT || ty == TG_FLOAT) &&
              (ty == TG_INT ? tg_value_int(v) >= 0 : tg_value_float(v) >= 0)) {
     t->timeout = ty == TG_INT ? (double)tg_value_int(v) : tg_value_float(v);
+  } else if (field[0] == 'r') {
+    rc = tg__gj_fail(p->d, at, TG_EFORMAT, "\"retries\" must be an int from 0 "
+                     "to %d", TG_GRAPHJSON_RETRIES_MAX);
   } else {
     rc = tg__gj_fail(p->d, at, TG_EFORMAT, "\"%s\" must be %s", field,
-                     field[0] == 'c'   ? "true or false"
-                     : field[0] == 'r' ? "a non-negative int"
-                                       : "a non-negative number of seconds");
+                     field[0] == 'c' ? "true or false"
+                                     : "a non-negative number of seconds");
   }
   tg_value_unref(v);
   return rc;
@@ -864,6 +867,9 @@ static int document(P *p) {
 
 int tg__gj_parse(gj_doc *d) {
   P p = {.d = d, .s = d->text, .len = d->len};
+  /* A UTF-8 byte-order mark, as some Windows editors write, is not JSON
+   * but says nothing: skip it (tg__gj_position does not count it). */
+  if (tg__gj_bom(d->text, d->len)) p.pos = 3;
   int rc = document(&p);
   drop(&p, 0);
   tg__free(p.scratch);

@@ -6,6 +6,10 @@
 
 #include "json/gj_internal.h"
 
+bool tg__gj_bom(const char *text, size_t len) {
+  return len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0;
+}
+
 void tg__gj_position(const char *text, size_t off, unsigned *line,
                      unsigned *col) {
   unsigned l = 1;
@@ -16,6 +20,7 @@ void tg__gj_position(const char *text, size_t off, unsigned *line,
     start = (size_t)(p - text) + 1;
   }
   unsigned c = 1;
+  if (start == 0 && off >= 3 && tg__gj_bom(text, off)) start = 3;
   for (size_t i = start; i < off; i++) /* count characters, not bytes */
     c += ((unsigned char)text[i] & 0xC0) != 0x80;
   *line = l;

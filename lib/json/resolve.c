@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "json/gj_internal.h"
+#include "value/value_internal.h"
 
 typedef struct refvec {
   gj_arg **v;
@@ -59,14 +60,40 @@ static void suggest_key(const gj_doc *d, const char *key, char *out,
   if (hit != NULL) snprintf(out, size, " (did you mean '%.60s'?)", hit);
 }
 
+/* Lists and maps holding refs become a tg.build template (see emit.c)
+ * where each level is two, [tag, payload], and a leaf one more: a ref
+ * under depth levels takes 2 * depth + 1 of the TG_DEPTH_MAX a value may
+ * nest, a constant its own levels more. Deeper would fail to build, so
+ * say so here, where the position is known. */
+#define REF_DEPTH_MAX ((TG_DEPTH_MAX - 1) / 2)
+
+static int too_deep(gj_doc *d, const gj_arg *a, unsigned depth) {
+  if (a->kind == GJ_REF)
+    return tg__gj_fail(d, a->off, TG_EDEPTH,
+                       "nesting deeper than %d levels around a ref (lists "
+                       "and maps that hold refs nest at most %d levels)",
+                       REF_DEPTH_MAX, REF_DEPTH_MAX);
+  return tg__gj_fail(d, a->off, TG_EDEPTH,
+                     "nesting too deep: a constant %u levels deep inside %u "
+                     "level%s of lists and maps that hold refs (twice those "
+                     "levels plus the constant's may be at most %d)",
+                     tg__depth(a->u.value), depth, depth == 1 ? "" : "s",
+                     TG_DEPTH_MAX - 1);
+}
+
 /* Collect the refs of one argument tree into the task's ref list. */
 static int refs_of(gj_doc *d, gj_arg *a, refvec *rv, bool *nested,
                    unsigned depth) {
-  if (a->kind == GJ_CONST) return TG_OK;
-  if (a->kind == GJ_REF) /* resolved later, all at once */
+  if (a->kind == GJ_CONST)
+    return depth == 0 || 2 * depth + 1 + tg__depth(a->u.value) <= TG_DEPTH_MAX
+               ? TG_OK
+               : too_deep(d, a, depth);
+  if (a->kind == GJ_REF) { /* resolved later, all at once */
+    if (2 * depth + 1 > TG_DEPTH_MAX) return too_deep(d, a, depth);
     return refvec_push(rv, a) == TG_OK
                ? TG_OK
                : tg__gj_fail(d, a->off, TG_ENOMEM, "out of memory");
+  }
   if (depth == 0) *nested = true;
   for (size_t i = 0; i < a->u.seq.n; i++) {
     int rc = refs_of(d, a->u.seq.items[i], rv, nested, depth + 1);

@@ -2,7 +2,6 @@
  * tg_plugin_init, and hashing their files. */
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,10 +14,11 @@
 
 int tg_plugin_digest_of(const char *path, tg_digest *out, tg_error *err) {
   if (path == NULL || out == NULL) return TG_EINVAL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return tg__error_set(err, -errno, "plugin '%s': %s", path,
-                         strerror(errno));
+  /* Only a regular file: hashing /dev/zero or a FIFO would never end,
+   * and dlopen would then map something other than what was hashed. */
+  struct stat sb;
+  int fd = tg__input_open(path, "plugin", 0, TG__INPUT_REGULAR, &sb, err);
+  if (fd < 0) return fd;
   XXH3_state_t *st = XXH3_createState();
   if (st == NULL) {
     close(fd);

@@ -40,3 +40,7 @@ int tg__addr_check(const char *addr, bool for_bind, bool *loopback,
   *loopback = is_loopback(host, (size_t)(colon - host));
   return TG_OK;
 }
+
+bool tg__addr_ipv6(const char *addr) {
+  return addr != NULL && strncmp(addr, "tcp://[", 7) == 0;
+}

@@ -132,6 +132,9 @@ enum { /* function check results */
  * whether HOST is loopback. Fills err for anything else (TG_EINVAL). */
 int tg__addr_check(const char *addr, bool for_bind, bool *loopback /* OUT */,
                    tg_error *err);
+/* The address's host is an IPv6 one, "[...]": the ZeroMQ socket that
+ * binds or connects to it needs ZMQ_IPV6 (else "No such device"). */
+bool tg__addr_ipv6(const char *addr);
 
 /* ---- keys (keys.c) -------------------------------------------------------- */
 

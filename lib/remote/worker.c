@@ -351,6 +351,7 @@ static int bind_router(tg__worker *wk, const char *addr, tg_error *err) {
   setopt(wk->router, ZMQ_RCVHWM, 10000);
   setopt(wk->router, ZMQ_HEARTBEAT_IVL, 1000);
   setopt(wk->router, ZMQ_HEARTBEAT_TIMEOUT, 10000);
+  if (tg__addr_ipv6(addr)) setopt(wk->router, ZMQ_IPV6, 1);
   zmq_setsockopt(wk->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
   if (wk->o.keys_dir) {
     int rc = tg__key_read(wk->o.keys_dir, "server.key", secret, err);
