@@ -238,10 +238,14 @@ static void fake_worker(uint64_t claim, char ep[128]) {
 /* ---- a client in a child process ---------------------------------------------- */
 
 #define GROUPS 40
+#define BIG_GROUPS 12
+#define BIG_ITEMS ((int64_t)1 << 20)
 
 typedef struct outcome {
   int rc;
   int wrong;             /* outputs with a wrong value */
+  uint64_t received;     /* value bytes received (tg_remote_stats) */
+  uint64_t kept;         /* results kept on workers */
   uint64_t hwm;          /* peak resident bytes at the end */
   char msg[2048];        /* tg_graph_errmsg on failure */
   char log[2048];        /* the first log line, "[key] line" */
@@ -253,8 +257,10 @@ static void on_log(void *ctx, const char *key, const char *line) {
 }
 
 /* GROUPS lists range(0, 1000 + i), each kept on a worker (about 9 KB),
- * and as outputs item 7 of each plus i: 7 + i. */
-static void client(const char *const *addrs, size_t n, outcome *o) {
+ * and as outputs item 7 of each plus i: 7 + i. With `big`, BIG_GROUPS
+ * lists of BIG_ITEMS items and one output, the sum of their last items
+ * (so that all of them are needed at once). */
+static void client(const char *const *addrs, size_t n, bool big, outcome *o) {
   tg_registry *reg = NULL;
   tg_graph *g = NULL;
   tg_executor *ex = NULL;
@@ -262,11 +268,17 @@ static void client(const char *const *addrs, size_t n, outcome *o) {
   tg_error_clear(&err);
   if (tg_registry_new(&reg) || tg_registry_add_builtins(reg) || tg_graph_new(reg, &g)) _exit(4);
   tg_node outs[GROUPS];
-  for (int i = 0; i < GROUPS; i++) {
-    tg_node p = tg_call(g, "range", 2, tg_arg_value(tg_int(0)), tg_arg_value(tg_int(1000 + i)));
-    outs[i] = tg_call(g, "add", 2, tg_arg_item(p, 7), tg_arg_value(tg_int(i)));
-    if (outs[i] == TG_NODE_NONE) _exit(5);
+  tg_arg last[BIG_GROUPS];
+  int groups = big ? 1 : GROUPS;
+  for (int i = 0; i < (big ? BIG_GROUPS : GROUPS); i++) {
+    tg_node p = tg_call(g, "range", 2, tg_arg_value(tg_int(0)),
+                        tg_arg_value(tg_int(big ? BIG_ITEMS : 1000 + i)));
+    if (big) last[i] = tg_arg_item(p, -1);
+    else outs[i] = tg_call(g, "add", 2, tg_arg_item(p, 7), tg_arg_value(tg_int(i)));
   }
+  if (big && tg_graph_add(g, "add", last, BIG_GROUPS, NULL, &outs[0])) _exit(5);
+  for (int i = 0; i < groups; i++)
+    if (outs[i] == TG_NODE_NONE) _exit(5);
   tg_executor_opts xo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp", .connect = addrs,
                          .nconnect = n, .connect_timeout = 20, .log = on_log, .log_ctx = o};
   if (tg_executor_new(reg, &xo, &ex, &err)) _exit(6);
@@ -278,10 +290,14 @@ static void client(const char *const *addrs, size_t n, outcome *o) {
   }
   tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V1, .executor = ex};
   tg_value *res[GROUPS];
-  o->rc = tg_compute(g, outs, GROUPS, &co, res);
+  o->rc = tg_compute(g, outs, (size_t)groups, &co, res);
+  if (tg_remote_stats_get(ex, &st)) _exit(9);
+  o->received = st.bytes_received;
+  o->kept = st.results_kept;
   if (o->rc == TG_OK)
-    for (int i = 0; i < GROUPS; i++) {
-      o->wrong += tg_value_type(res[i]) != TG_INT || tg_value_int(res[i]) != 7 + i;
+    for (int i = 0; i < groups; i++) {
+      int64_t want = big ? BIG_GROUPS * (BIG_ITEMS - 1) : 7 + i;
+      o->wrong += tg_value_type(res[i]) != TG_INT || tg_value_int(res[i]) != want;
       tg_value_unref(res[i]);
     }
   else
@@ -294,7 +310,7 @@ static void client(const char *const *addrs, size_t n, outcome *o) {
 /* Run client() in a child limited to 2 GiB of address space (a client
  * that allocates per claimed item fails there instead of taking the
  * machine's memory) and return what it saw. */
-static outcome run_client(const char *const *addrs, size_t n) {
+static outcome run_client(const char *const *addrs, size_t n, bool big) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   pid_t pid = fork();
@@ -305,7 +321,7 @@ static outcome run_client(const char *const *addrs, size_t n) {
     struct rlimit rl = {(rlim_t)2 << 30, (rlim_t)2 << 30};
     setrlimit(RLIMIT_AS, &rl);
     static outcome o;
-    client(addrs, n, &o);
+    client(addrs, n, big, &o);
     o.hwm = vm_hwm(getpid());
     ssize_t w = write(p[1], &o, sizeof o);
     _exit(w == (ssize_t)sizeof o ? 0 : 7);
@@ -338,7 +354,7 @@ static void lie_with_honest_worker(uint64_t claim) {
   fake_worker(claim, fake);
   cli_worker(NULL, 0, honest);
   const char *addrs[2] = {fake, honest};
-  outcome o = run_client(addrs, 2);
+  outcome o = run_client(addrs, 2, false);
   cr_log_info("claim %llu with an honest worker: client VmHWM %.1f MiB; log: %s",
               (unsigned long long)claim, o.hwm / 1048576.0, o.log);
   cr_expect_eq(o.rc, TG_OK, "the run failed: %s", o.msg);
@@ -363,7 +379,7 @@ Test(remote_budget, lying_worker_alone_fails_the_run_naming_it) {
   char fake[128], want[512];
   fake_worker((uint64_t)1 << 40, fake);
   const char *addrs[1] = {fake};
-  outcome o = run_client(addrs, 1);
+  outcome o = run_client(addrs, 1, false);
   cr_log_info("claim 2^40, no other worker: client VmHWM %.1f MiB; error: %s",
               o.hwm / 1048576.0, o.msg);
   cr_expect_eq(o.rc, TG_EWORKER, "rc %d: %s", o.rc, o.msg);
@@ -384,7 +400,7 @@ Test(remote_budget, lying_worker_2e20_alone_fails_the_run_naming_it) {
   char fake[128], want[512];
   fake_worker((uint64_t)1 << 20, fake);
   const char *addrs[1] = {fake};
-  outcome o = run_client(addrs, 1);
+  outcome o = run_client(addrs, 1, false);
   cr_log_info("claim 2^20, no other worker: client VmHWM %.1f MiB; error: %s",
               o.hwm / 1048576.0, o.msg);
   cr_expect_eq(o.rc, TG_EWORKER, "rc %d: %s", o.rc, o.msg);
@@ -392,6 +408,29 @@ Test(remote_budget, lying_worker_2e20_alone_fails_the_run_naming_it) {
   cr_expect(strstr(o.msg, want), "error: %s", o.msg);
   cr_expect(!strstr(o.msg, "TG_ENOMEM"), "error: %s", o.msg);
   cr_expect_lt(o.hwm, CLIENT_BOUND);
+}
+
+/* An honest worker keeping lists of 2^20 items whose last items are
+ * all used by one task: the placeholders of the first few fit the run's
+ * budget, the others come back whole; the result is right and the client
+ * stays under the bound (a placeholder per item took about 400 MB a
+ * list). */
+Test(remote_budget, honest_long_lists_beyond_the_budget_come_back_whole) {
+  char honest[128];
+  const char *args[] = {"--nthreads", "2"};
+  cli_worker(args, 2, honest);
+  const char *addrs[1] = {honest};
+  outcome o = run_client(addrs, 1, true);
+  cr_log_info("%d lists of 2^20 items: client VmHWM %.1f MiB, %llu results kept, "
+              "%.1f MiB received", BIG_GROUPS, o.hwm / 1048576.0,
+              (unsigned long long)o.kept, o.received / 1048576.0);
+  cr_expect_eq(o.rc, TG_OK, "the run failed: %s", o.msg);
+  cr_expect_eq(o.wrong, 0);
+  cr_expect_lt(o.hwm, CLIENT_BOUND, "client VmHWM %llu bytes", (unsigned long long)o.hwm);
+  /* 64 MiB of placeholders hold 7 lists at most: 5 or more came back,
+   * a byte per item at least. */
+  cr_expect_geq(o.received, 5 * (uint64_t)BIG_ITEMS, "%llu bytes received",
+                (unsigned long long)o.received);
 }
 
 /* ---- a worker's budget for values streamed in ---------------------------------- */

@@ -85,6 +85,10 @@ void tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
 }
 
 void tcp_rec_resend(tcp *b, tcp_rec *rec) {
+  if (rec->abort) {
+    tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+    return;
+  }
   detach(b, rec);
   release_args(b, rec);
   rec->id = 0;
@@ -502,7 +506,9 @@ static void find_handles(tcp *b, tcp_rec *rec) {
   const tg__garg *a = tg__node_args(r->g, nd);
   for (uint32_t j = 0; j < rec->nargs; j++) {
     tcp_handle *h = tcp_handle_of_value(b, rec->args[j]);
-    if (h && h->kind == H_ITEMS) { /* an item the engine selected: the graph says which */
+    /* An item the engine selected (only item and key arguments lead to
+     * one): the graph says which. */
+    if (h && h->kind == H_ITEMS) {
       rec->hargs[j] = tcp_handle_item(b, rec->rs, h->parent, &a[j]);
       continue;
     }
