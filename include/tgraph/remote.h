@@ -83,9 +83,11 @@ typedef struct tg_worker_opts {
                               together may have streamed in and not yet
                               used; a value past it is refused (its
                               client dropped, told why) before any of it
-                              is buffered. 0: 8 x max_message (at least
-                              64 MiB) when max_message is set, else a
-                              quarter of the machine's memory */
+                              is buffered. 0: 8 x max_message, at least
+                              64 MiB and at most a quarter of the
+                              machine's memory (but not under
+                              max_message); without max_message a
+                              quarter of the memory */
 } tg_worker_opts;
 
 /* Serve reg's functions to runs that connect, until *opts->stop is set.

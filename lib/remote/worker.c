@@ -464,13 +464,16 @@ static void teardown(tg__worker *wk) {
 /* The budget of streamed values held for all clients (tg_worker_opts). */
 static uint64_t pending_limit(const tg_worker_opts *o) {
   if (o->max_pending) return o->max_pending;
-  if (o->max_message) {
-    uint64_t n = (uint64_t)o->max_message * 8;
-    return n > ((uint64_t)64 << 20) ? n : (uint64_t)64 << 20;
-  }
   long pages = sysconf(_SC_PHYS_PAGES), ps = sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || ps <= 0) return (uint64_t)1 << 30; /* unknown: 1 GiB */
-  return (uint64_t)pages * (uint64_t)ps / 4;
+  uint64_t quarter = pages > 0 && ps > 0 ? (uint64_t)pages * (uint64_t)ps / 4
+                                         : (uint64_t)1 << 30; /* unknown: 1 GiB */
+  if (!o->max_message) return quarter;
+  /* Room for several clients' largest values, within a quarter of the
+   * memory, but never less than one such value. */
+  uint64_t n = (uint64_t)o->max_message * 8, floor = (uint64_t)64 << 20;
+  if (n < floor) n = floor;
+  if (n > quarter) n = quarter;
+  return n > o->max_message ? n : o->max_message;
 }
 
 int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err) {
