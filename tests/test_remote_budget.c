@@ -131,7 +131,8 @@ static uint64_t vm_hwm(pid_t pid) {
 
 /* Serve the protocol on sock: accept every client, every function, and
  * answer every task with "kept here, a list of `claim` items" (in 16
- * bytes per item, so that sizes agree). Never returns. */
+ * bytes per item, so that sizes agree), or with claim 0 "a map whose keys
+ * are 'a' and 'a'". Never returns. */
 static void fake_serve(void *sock, uint64_t claim) {
   tg__stream st;
   tg__stream_init(&st, (uint64_t)1 << 62, NULL);
@@ -205,9 +206,17 @@ static void fake_serve(void *sock, uint64_t claim) {
         tg__wbuf_varint(&h, 0); /* failed calls */
         tg__wbuf_varint(&h, 10);
         tg__wbuf_u8(&h, TG__RS_KEPT);
-        tg__wbuf_varint(&h, claim * 16);
-        tg__wbuf_u8(&h, TG__SHAPE_LIST);
-        tg__wbuf_varint(&h, claim);
+        if (claim) {
+          tg__wbuf_varint(&h, claim * 16);
+          tg__wbuf_u8(&h, TG__SHAPE_LIST);
+          tg__wbuf_varint(&h, claim);
+        } else {
+          tg__wbuf_varint(&h, 64);
+          tg__wbuf_u8(&h, TG__SHAPE_MAP);
+          tg__wbuf_varint(&h, 2);
+          tg__wbuf_cstr(&h, "a");
+          tg__wbuf_cstr(&h, "a");
+        }
       }
       v = none;
     } else if (type == TG__M_PING) {
@@ -271,11 +280,15 @@ static void on_log(void *ctx, const char *key, const char *line) {
   if (!o->log[0]) snprintf(o->log, sizeof o->log, "[%s] %s", key, line);
 }
 
-/* GROUPS lists range(0, 1000 + i), each kept on a worker (about 9 KB),
- * and as outputs item 7 of each plus i: 7 + i. With `big`, BIG_GROUPS
+enum { SMALL, BIG, MAPS };
+
+/* SMALL: GROUPS lists range(0, 1000 + i), each kept on a worker (about
+ * 9 KB), and as outputs item 7 of each plus i: 7 + i. BIG: BIG_GROUPS
  * lists of BIG_ITEMS items and one output, the sum of their last items
- * (so that all of them are needed at once). */
-static void client(const char *const *addrs, size_t n, bool big, outcome *o) {
+ * (so that all of them are needed at once). MAPS: GROUPS maps parsed from
+ * JSON (about 5 KB) and as outputs their key "a" (7) plus i. */
+static void client(const char *const *addrs, size_t n, int mode, outcome *o) {
+  bool big = mode == BIG;
   tg_registry *reg = NULL;
   tg_graph *g = NULL;
   tg_executor *ex = NULL;
@@ -285,9 +298,17 @@ static void client(const char *const *addrs, size_t n, bool big, outcome *o) {
   tg_node outs[GROUPS];
   tg_arg last[BIG_GROUPS];
   int groups = big ? 1 : GROUPS;
+  char text[5100];
   for (int i = 0; i < (big ? BIG_GROUPS : GROUPS); i++) {
-    tg_node p = tg_call(g, "range", 2, tg_arg_value(tg_int(0)),
-                        tg_arg_value(tg_int(big ? BIG_ITEMS : 1000 + i)));
+    tg_node p;
+    if (mode == MAPS) {
+      snprintf(text, sizeof text, "{\"a\": 7, \"i\": %d, \"pad\": \"%05000d\"}", i, 0);
+      p = tg_call(g, "json", 1, tg_arg_value(tg_str_c(text)));
+      outs[i] = tg_call(g, "add", 2, tg_arg_key(p, "a"), tg_arg_value(tg_int(i)));
+      continue;
+    }
+    p = tg_call(g, "range", 2, tg_arg_value(tg_int(0)),
+                tg_arg_value(tg_int(big ? BIG_ITEMS : 1000 + i)));
     if (big) last[i] = tg_arg_item(p, -1);
     else outs[i] = tg_call(g, "add", 2, tg_arg_item(p, 7), tg_arg_value(tg_int(i)));
   }
@@ -325,7 +346,7 @@ static void client(const char *const *addrs, size_t n, bool big, outcome *o) {
 /* Run client() in a child limited to 2 GiB of address space (a client
  * that allocates per claimed item fails there instead of taking the
  * machine's memory) and return what it saw. */
-static outcome run_client(const char *const *addrs, size_t n, bool big) {
+static outcome run_client(const char *const *addrs, size_t n, int mode) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   pid_t pid = fork();
@@ -338,7 +359,7 @@ static outcome run_client(const char *const *addrs, size_t n, bool big) {
     setrlimit(RLIMIT_AS, &rl);
 #endif
     static outcome o;
-    client(addrs, n, big, &o);
+    client(addrs, n, mode, &o);
     o.hwm = vm_hwm(getpid());
     ssize_t w = write(p[1], &o, sizeof o);
     _exit(w == (ssize_t)sizeof o ? 0 : 7);
@@ -371,7 +392,7 @@ static void lie_with_honest_worker(uint64_t claim) {
   fake_worker(claim, fake);
   cli_worker(NULL, 0, honest);
   const char *addrs[2] = {fake, honest};
-  outcome o = run_client(addrs, 2, false);
+  outcome o = run_client(addrs, 2, SMALL);
   cr_log_info("claim %llu with an honest worker: client VmHWM %.1f MiB; log: %s",
               (unsigned long long)claim, o.hwm / 1048576.0, o.log);
   cr_expect_eq(o.rc, TG_OK, "the run failed: %s", o.msg);
@@ -396,7 +417,7 @@ Test(remote_budget, lying_worker_alone_fails_the_run_naming_it) {
   char fake[128], want[512];
   fake_worker((uint64_t)1 << 40, fake);
   const char *addrs[1] = {fake};
-  outcome o = run_client(addrs, 1, false);
+  outcome o = run_client(addrs, 1, SMALL);
   cr_log_info("claim 2^40, no other worker: client VmHWM %.1f MiB; error: %s",
               o.hwm / 1048576.0, o.msg);
   cr_expect_eq(o.rc, TG_EWORKER, "rc %d: %s", o.rc, o.msg);
@@ -417,7 +438,7 @@ Test(remote_budget, lying_worker_2e20_alone_fails_the_run_naming_it) {
   char fake[128], want[512];
   fake_worker((uint64_t)1 << 20, fake);
   const char *addrs[1] = {fake};
-  outcome o = run_client(addrs, 1, false);
+  outcome o = run_client(addrs, 1, SMALL);
   cr_log_info("claim 2^20, no other worker: client VmHWM %.1f MiB; error: %s",
               o.hwm / 1048576.0, o.msg);
   cr_expect_eq(o.rc, TG_EWORKER, "rc %d: %s", o.rc, o.msg);
@@ -425,6 +446,31 @@ Test(remote_budget, lying_worker_2e20_alone_fails_the_run_naming_it) {
   cr_expect(strstr(o.msg, want), "error: %s", o.msg);
   cr_expect(!strstr(o.msg, "TG_ENOMEM"), "error: %s", o.msg);
   cr_expect_lt(o.hwm, CLIENT_BOUND);
+}
+
+/* A map claimed with a key twice, from a worker alone: the run fails
+ * naming it and its claim (a placeholder map could not be made: this was
+ * reported as the task's TG_ENOMEM). With an honest worker beside it the
+ * run completes. */
+Test(remote_budget, lying_worker_duplicate_map_keys_dropped) {
+  char fake[128], honest[128], want[512];
+  fake_worker(0, fake);
+  const char *addrs[2] = {fake, NULL};
+  outcome o = run_client(addrs, 1, MAPS);
+  cr_expect_eq(o.rc, TG_EWORKER, "rc %d: %s", o.rc, o.msg);
+  snprintf(want, sizeof want, "no worker accepts this run; %s: it claimed that the result "
+           "of task 'json#", fake);
+  cr_expect(strstr(o.msg, want), "error: %s", o.msg);
+  cr_expect(strstr(o.msg, "' kept there is a map of 2 keys, one of them twice"), "error: %s",
+            o.msg);
+  cli_worker(NULL, 0, honest);
+  addrs[1] = honest;
+  o = run_client(addrs, 2, MAPS);
+  cr_expect_eq(o.rc, TG_OK, "the run failed: %s", o.msg);
+  cr_expect_eq(o.wrong, 0);
+  snprintf(want, sizeof want, "[%s] worker dropped for the rest of this executor's life: it "
+           "claimed that the result of task 'json#", fake);
+  cr_expect(strncmp(o.log, want, strlen(want)) == 0, "log: %s", o.log);
 }
 
 /* An honest worker keeping lists of 2^20 items whose last items are
@@ -437,7 +483,7 @@ Test(remote_budget, honest_long_lists_beyond_the_budget_come_back_whole) {
   const char *args[] = {"--nthreads", "2"};
   cli_worker(args, 2, honest);
   const char *addrs[1] = {honest};
-  outcome o = run_client(addrs, 1, true);
+  outcome o = run_client(addrs, 1, BIG);
   cr_log_info("%d lists of 2^20 items: client VmHWM %.1f MiB, %llu results kept, "
               "%.1f MiB received", BIG_GROUPS, o.hwm / 1048576.0,
               (unsigned long long)o.kept, o.received / 1048576.0);

@@ -118,14 +118,18 @@ uint64_t tcp_shape_cost(uint8_t shape, uint64_t n, uint64_t keybytes) {
 }
 
 tg_value *tcp_placeholder(tcp *b, tcp_handle *h, uint8_t shape, size_t n,
-                          const char **keys, const size_t *keylen) {
+                          const char **keys, const size_t *keylen, bool *dup) {
+  *dup = false;
   if (shape == TG__SHAPE_NONE || n == 0) return marker(b, h);
   tg_value *x = items(b, h);
   tg_value *v = !x ? NULL : shape == TG__SHAPE_LIST ? tg_list_alloc(n) : tg_map_new(n);
   for (size_t i = 0; v && i < n; i++) {
     int rc = shape == TG__SHAPE_LIST ? tg_list_init_item(v, i, tg_value_ref(x))
                                      : tg_map_put(v, keys[i], keylen[i], tg_value_ref(x));
-    if (rc == TG_OK && shape == TG__SHAPE_MAP && tg_map_len(v) != i + 1) rc = TG_EINVAL;
+    if (rc == TG_OK && shape == TG__SHAPE_MAP && tg_map_len(v) != i + 1) {
+      rc = TG_EINVAL;
+      *dup = true;
+    }
     if (rc != TG_OK) {
       tg_value_unref(v);
       v = NULL;

@@ -274,9 +274,10 @@ void tcp_handle_unref(tcp *b, tcp_handle *h);
 /* Free the handles queued (I/O thread): FREE messages to their workers. */
 void tcp_handles_reap(tcp *b);
 /* The value standing for kept result h (taking a reference to h), with
- * its shape: n list items or n map keys (keys: n strings of keylen[i]). */
+ * its shape: n list items or n map keys (keys: n strings of keylen[i]).
+ * NULL when out of memory, or (*dup set) when a key came twice. */
 tg_value *tcp_placeholder(tcp *b, tcp_handle *h, uint8_t shape, size_t n,
-                          const char **keys, const size_t *keylen);
+                          const char **keys, const size_t *keylen, bool *dup);
 /* The handle an argument value stands for (the object, for an item), or
  * NULL for a real value. */
 tcp_handle *tcp_handle_of_value(tcp *b, const tg_value *v);

@@ -42,16 +42,24 @@ static bool read_shape(tg__rbuf *r, shape *s) {
   return !r->bad;
 }
 
+/* "task 'KEY'" for messages (rec NULL: an id not in flight). */
+static const char *task_name(tcp_rec *rec, uint64_t id, char task[TG__NAME_MAX + 64]) {
+  char kb[TG__NAME_MAX + 32];
+  if (rec && rec->rs->live)
+    snprintf(task, TG__NAME_MAX + 64, "task '%s'",
+             tg__run_key(rec->rs->r, rec->node, kb, sizeof kb));
+  else
+    snprintf(task, TG__NAME_MAX + 64, "task number %llu", (unsigned long long)id);
+  return task;
+}
+
 /* What a result record claims that cannot be true, in buf (naming the
  * task), or NULL. rec (NULL for an id not in flight) is the task it
  * answers. */
 static const char *lie(tcp_rec *rec, uint64_t id, uint8_t st, uint64_t bytes,
                        const shape *s, char *buf, size_t size) {
-  char kb[TG__NAME_MAX + 32], task[TG__NAME_MAX + 64];
-  if (rec && rec->rs->live)
-    snprintf(task, sizeof task, "task '%s'", tg__run_key(rec->rs->r, rec->node, kb, sizeof kb));
-  else
-    snprintf(task, sizeof task, "task number %llu", (unsigned long long)id);
+  char task[TG__NAME_MAX + 64];
+  task_name(rec, id, task);
   const char *what = s->kind == TG__SHAPE_MAP ? "map of" : "list of";
   if (st == TG__RS_KEPT && s->kind != TG__SHAPE_NONE && s->n > TG__MAX_SHAPE)
     snprintf(buf, size, "it claimed that the result of %s kept there is a %s %llu items "
@@ -91,7 +99,7 @@ static bool over_budget(tcp *b, tcp_conn *c, tcp_rec *rec, const shape *s) {
 
 /* The value of kept result `store` of rec's task, on conn c. */
 static tg_value *kept(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t bytes,
-                      const shape *s) {
+                      const shape *s, bool *dup) {
   tcp_handle *h = tcp_handle_new(b, H_OBJ, rec->store); /* the id it is stored as */
   if (!h) return NULL;
   h->locs = UINT64_C(1) << c->idx;
@@ -102,7 +110,7 @@ static tg_value *kept(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t bytes,
   rec->rs->shapes += h->shape_cost; /* until h is freed */
   rec->rs->users++;
   rec->rs->handle_of[rec->task] = h;
-  tg_value *v = tcp_placeholder(b, h, s->kind, (size_t)s->n, s->keys, s->keylen);
+  tg_value *v = tcp_placeholder(b, h, s->kind, (size_t)s->n, s->keys, s->keylen, dup);
   tcp_handle_unref(b, h); /* the placeholder holds it (or nothing does) */
   atomic_fetch_add(&b->st_kept, 1);
   return v;
@@ -162,7 +170,20 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   if (rec && st == TG__RS_KEPT && over_budget(b, c, rec, &s)) rec = NULL;
   if (rec) {
     tcp_task_measured(b, rec->kind_key, secs);
-    if (st == TG__RS_KEPT && rec->t) v = kept(b, c, rec, bytes, &s);
+    bool dup = false;
+    if (st == TG__RS_KEPT && rec->t) v = kept(b, c, rec, bytes, &s, &dup);
+    if (dup) { /* a map of an honest worker has each key once */
+      char task[TG__NAME_MAX + 64];
+      snprintf(why, sizeof why, "it claimed that the result of %s kept there is a map of "
+               "%llu keys, one of them twice", task_name(rec, id, task),
+               (unsigned long long)s.n);
+      tcp_rec_requeue(b, rec, why); /* off c's load before the loss resets it */
+      tcp_conn_ban(b, c, why);
+      rec = NULL;
+      ok = false;
+    }
+  }
+  if (rec) {
     if (!rec->t) {
       recomputed(c, rec, code, msg);
     } else {
