@@ -127,7 +127,17 @@ static void recomputed(tcp_conn *c, tcp_rec *rec, int code, const char *msg) {
                msg && *msg ? msg : tg_strerror(code));
 }
 
-/* One result record; false when malformed. */
+/* The kept map c reported for rec has a key twice, which no honest
+ * worker sends: rec goes elsewhere and c is dropped. */
+static void twice(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t id, const shape *s) {
+  char task[TG__NAME_MAX + 64], why[600];
+  snprintf(why, sizeof why, "it claimed that the result of %s kept there is a map of %llu "
+           "keys, one of them twice", task_name(rec, id, task), (unsigned long long)s->n);
+  tcp_rec_requeue(b, rec, why); /* off c's load before the loss resets it */
+  tcp_conn_ban(b, c, why);
+}
+
+/* One result record; false when malformed (or c dropped). */
 static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   uint64_t id = tg__rbuf_varint(r), calls = tg__rbuf_varint(r), fails = tg__rbuf_varint(r);
   double secs = (double)tg__rbuf_varint(r) * 1e-6;
@@ -172,13 +182,8 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
     tcp_task_measured(b, rec->kind_key, secs);
     bool dup = false;
     if (st == TG__RS_KEPT && rec->t) v = kept(b, c, rec, bytes, &s, &dup);
-    if (dup) { /* a map of an honest worker has each key once */
-      char task[TG__NAME_MAX + 64];
-      snprintf(why, sizeof why, "it claimed that the result of %s kept there is a map of "
-               "%llu keys, one of them twice", task_name(rec, id, task),
-               (unsigned long long)s.n);
-      tcp_rec_requeue(b, rec, why); /* off c's load before the loss resets it */
-      tcp_conn_ban(b, c, why);
+    if (dup) {
+      twice(b, c, rec, id, &s);
       rec = NULL;
       ok = false;
     }
