@@ -1,10 +1,12 @@
 /* tests/test_remote_budget.c: memory that workers and clients of the tcp
  * backend let a peer make them use. A fake worker speaking the protocol
  * over ZeroMQ answers tasks with kept results claiming lists of 2^20 and
- * 2^40 items: the client (a child process, so that its peak resident
- * memory is its own) stays under a bound, and its run either completes on
- * an honest `tgraph worker` or fails naming the fake worker and its
- * claim. A `tgraph worker --max-message 8M` sent 8 MiB values on 100
+ * 2^40 items, or a map with a key twice: the client (a child process, so
+ * that its peak resident memory is its own) stays under a bound, and its
+ * run either completes on an honest `tgraph worker` or fails naming the
+ * fake worker and its claim. An honest worker's kept lists of 2^20 items
+ * past the run's budget for placeholders come back whole, with the right
+ * result. A `tgraph worker --max-message 8M` sent 8 MiB values on 100
  * connections refuses what is past its budget for all clients together,
  * stays under a bound, and still serves a run afterwards. Every process
  * started is killed and reaped by the test. */
