@@ -33,6 +33,12 @@ static const char usage[] =
     "                     large values a client may have streamed in and not\n"
     "                     yet used (default: parts up to 2G, streams as memory\n"
     "                     allows)\n"
+    "  --max-pending SIZE most bytes of large values all clients together may\n"
+    "                     have streamed in and not yet used; past it a\n"
+    "                     client's value is refused and the client dropped\n"
+    "                     (default: 8 x --max-message, at least 64M and at\n"
+    "                     most a quarter of the memory; without\n"
+    "                     --max-message a quarter of the memory)\n"
     "  --session-timeout SECONDS\n"
     "                     drop a silent client's state after this long (20)\n"
     "  -v, --verbose      a line per client, refusal and drop on stderr\n"
@@ -41,7 +47,7 @@ static const char usage[] =
     "\n"
     "exit status: 0 stopped by a signal, 2 bad options or cannot listen\n";
 
-enum { O_LISTEN = 256, O_NTHREADS, O_PLUGIN, O_KEYS, O_MAXMSG, O_TIMEOUT };
+enum { O_LISTEN = 256, O_NTHREADS, O_PLUGIN, O_KEYS, O_MAXMSG, O_MAXPEND, O_TIMEOUT };
 
 static const struct option longopts[] = {
     {"listen", required_argument, NULL, O_LISTEN},
@@ -49,6 +55,7 @@ static const struct option longopts[] = {
     {"plugin", required_argument, NULL, O_PLUGIN},
     {"keys", required_argument, NULL, O_KEYS},
     {"max-message", required_argument, NULL, O_MAXMSG},
+    {"max-pending", required_argument, NULL, O_MAXPEND},
     {"session-timeout", required_argument, NULL, O_TIMEOUT},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
@@ -125,6 +132,12 @@ static int parse(int argc, char **argv, tg_worker_opts *o, const char **plugins,
         if (!cli_parse_size(optarg, &size) || size == 0 || size > INT32_MAX)
           return cli_bad_usage("worker", "--max-message needs a size up to 2G, not '%s'", optarg);
         o->max_message = (size_t)size;
+        break;
+      case O_MAXPEND:
+        if (!cli_parse_size(optarg, &size) || size == 0)
+          return cli_bad_usage("worker", "--max-pending needs a size above 0, not '%s'",
+                               optarg);
+        o->max_pending = size;
         break;
       case O_TIMEOUT:
         if (!cli_parse_seconds(optarg, &secs) || secs <= 0)

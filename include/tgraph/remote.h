@@ -79,6 +79,15 @@ typedef struct tg_worker_opts {
   void (*on_ready)(void *ctx, const char *endpoint);
   void *ctx;
   int verbose;             /* 1: a line on stderr per client and refusal */
+  uint64_t max_pending;    /* most bytes of large values all clients
+                              together may have streamed in and not yet
+                              used; a value past it is refused (its
+                              client dropped, told why) before any of it
+                              is buffered. 0: 8 x max_message, at least
+                              64 MiB and at most a quarter of the
+                              machine's memory (but not under
+                              max_message); without max_message a
+                              quarter of the memory */
 } tg_worker_opts;
 
 /* Serve reg's functions to runs that connect, until *opts->stop is set.

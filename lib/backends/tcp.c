@@ -266,7 +266,7 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
     snprintf(b->conns[i].addr, sizeof b->conns[i].addr, "%s", o->connect[i]);
     b->conns[i].idx = (int)i;
     /* Workers are the run's own machines: values as large as memory. */
-    tg__stream_init(&b->conns[i].stream, (uint64_t)1 << 62);
+    tg__stream_init(&b->conns[i].stream, (uint64_t)1 << 62, NULL);
     b->nconns++;
   }
   return TG_OK;

@@ -3,6 +3,7 @@
  * disconnections and refused handshakes), HELLO and WELCOME, pings, the
  * function definitions a worker has been sent, flushing pending messages,
  * and what happens when a worker is lost. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -256,6 +257,15 @@ void tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
    * background by ZeroMQ; a refusal is not retried at once. */
   c->retry_at = tg__now() + (fatal ? 2.0 : 0);
   c->state = CS_FAILED;
+}
+
+void tcp_conn_ban(tcp *b, tcp_conn *c, const char *why) {
+  char line[700];
+  snprintf(line, sizeof line, "worker dropped for the rest of this executor's life: %s", why);
+  if (b->ex->log) b->ex->log(b->ex->log_ctx, c->addr, line);
+  else fprintf(stderr, "[%s] %s\n", c->addr, line);
+  tcp_conn_lost(b, c, why, true);
+  c->retry_at = HUGE_VAL; /* never connected again */
 }
 
 /* ---- receiving ----------------------------------------------------------------- */

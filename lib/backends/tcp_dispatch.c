@@ -84,6 +84,20 @@ void tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
   tcp_retry_push(b, rec);
 }
 
+void tcp_rec_resend(tcp *b, tcp_rec *rec) {
+  if (rec->abort) {
+    tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+    return;
+  }
+  detach(b, rec);
+  release_args(b, rec);
+  rec->id = 0;
+  rec->waits = 0;
+  rec->replan = false;
+  rec->store = 0;
+  tcp_retry_push(b, rec);
+}
+
 /* ---- the batch record ---------------------------------------------------- */
 
 static int attempts_of(const tg__run *r, const tg__gnode *nd) {
@@ -138,7 +152,7 @@ static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min
   }
   const tg__run *r = rec->rs->r;
   uint8_t f = 0;
-  if (rec->t->flags & TG__T_OUTPUT) {
+  if ((rec->t->flags & TG__T_OUTPUT) || rec->whole) {
     f |= TG__RF_RETURN;
   } else {
     rec->store = b->next_id++;
@@ -208,6 +222,7 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   }
   c->batch_run = rec->rs->seq;
   uint8_t flags = flags_of(b, rec, nd, &min_us);
+  rec->flags = flags; /* what its reply may be */
   char kb[TG__NAME_MAX + 32];
   tg__wbuf *w = &c->batch;
   tg__wbuf_varint(w, rec->id);
@@ -491,6 +506,12 @@ static void find_handles(tcp *b, tcp_rec *rec) {
   const tg__garg *a = tg__node_args(r->g, nd);
   for (uint32_t j = 0; j < rec->nargs; j++) {
     tcp_handle *h = tcp_handle_of_value(b, rec->args[j]);
+    /* An item the engine selected (only item and key arguments lead to
+     * one): the graph says which. */
+    if (h && h->kind == H_ITEMS) {
+      rec->hargs[j] = tcp_handle_item(b, rec->rs, h->parent, &a[j]);
+      continue;
+    }
     /* A large constant is sent to a worker once, then named; a result
      * that came back is named where it is still kept (tcp_run_const_held). */
     if (!h && a[j].kind == TG_ARG_VALUE &&

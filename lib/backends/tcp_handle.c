@@ -56,8 +56,9 @@ static void free_remote(tcp *b, tcp_handle *h) {
 
 static void handle_free(tcp *b, tcp_handle *h) {
   tg__idmap_del(&b->handles, h->id);
-  if (h->kind != H_ELEM) free_remote(b, h);
+  if (h->kind == H_OBJ || h->kind == H_CONST) free_remote(b, h);
   if (h->run) {
+    h->run->shapes -= h->shape_cost;
     if (h->run->handle_of && h->run->handle_of[h->task] == h) h->run->handle_of[h->task] = NULL;
     tcp_run_unuse(b, h->run);
   }
@@ -95,39 +96,46 @@ static tg_value *marker(tcp *b, tcp_handle *h) {
   return tg_ndarray_wrap(TG_DT_U8, 3, shape, h, ph_release, b);
 }
 
-/* ELEM handle of parent for item i (key NULL) or map key. */
-static tg_value *elem(tcp *b, tcp_handle *parent, int64_t i, const char *key,
-                      size_t keylen) {
-  tcp_handle *e = tcp_handle_new(b, H_ELEM, 0);
+/* The placeholder all items of parent's list/map share (an ITEMS
+ * handle): which item a dependent selects is in the graph, so a handle
+ * per item is made only for the items sent (tcp_handle_item), not one
+ * per item the worker reported. */
+static tg_value *items(tcp *b, tcp_handle *parent) {
+  tcp_handle *e = tcp_handle_new(b, H_ITEMS, 0);
   if (!e) return NULL;
   tcp_handle_ref(parent);
   e->parent = parent;
-  e->index = i;
-  if (key && (e->key = tg__malloc(keylen + 1))) {
-    memcpy(e->key, key, keylen);
-    e->key[keylen] = '\0';
-  }
-  tg_value *v = (!key || e->key) ? marker(b, e) : NULL;
+  tg_value *v = marker(b, e);
   tcp_handle_unref(b, e); /* the marker holds it now */
   return v;
 }
 
+uint64_t tcp_shape_cost(uint8_t shape, uint64_t n, uint64_t keybytes) {
+  /* An item pointer per list item; a map entry (key copy, value, hash
+   * slots) per key. */
+  return shape == TG__SHAPE_LIST ? 64 + 8 * n
+         : shape == TG__SHAPE_MAP ? 64 + 64 * n + keybytes : 0;
+}
+
 tg_value *tcp_placeholder(tcp *b, tcp_handle *h, uint8_t shape, size_t n,
-                          const char **keys, const size_t *keylen) {
+                          const char **keys, const size_t *keylen, bool *dup) {
+  *dup = false;
   if (shape == TG__SHAPE_NONE || n == 0) return marker(b, h);
-  tg_value *v = shape == TG__SHAPE_LIST ? tg_list_alloc(n) : tg_map_new(n);
+  tg_value *x = items(b, h);
+  tg_value *v = !x ? NULL : shape == TG__SHAPE_LIST ? tg_list_alloc(n) : tg_map_new(n);
   for (size_t i = 0; v && i < n; i++) {
-    tg_value *x = shape == TG__SHAPE_LIST ? elem(b, h, (int64_t)i, NULL, 0)
-                                          : elem(b, h, 0, keys[i], keylen[i]);
-    int rc = !x ? TG_ENOMEM
-             : shape == TG__SHAPE_LIST ? tg_list_init_item(v, i, x)
-                                       : tg_map_put(v, keys[i], keylen[i], x);
-    if (rc == TG_OK && shape == TG__SHAPE_MAP && tg_map_len(v) != i + 1) rc = TG_EINVAL;
+    int rc = shape == TG__SHAPE_LIST ? tg_list_init_item(v, i, tg_value_ref(x))
+                                     : tg_map_put(v, keys[i], keylen[i], tg_value_ref(x));
+    if (rc == TG_OK && shape == TG__SHAPE_MAP && tg_map_len(v) != i + 1) {
+      rc = TG_EINVAL;
+      *dup = true;
+    }
     if (rc != TG_OK) {
       tg_value_unref(v);
       v = NULL;
     }
   }
+  tg_value_unref(x);
   h->container = v;
   return v;
 }
@@ -148,7 +156,7 @@ tcp_handle *tcp_handle_of_value(tcp *b, const tg_value *v) {
                           : t == TG_MAP && tg_map_len(v) ? tg_map_value_at(v, 0)
                                                          : NULL;
   tcp_handle *e = first ? marker_handle(b, first) : NULL;
-  return e && e->kind == H_ELEM && e->parent->container == v ? e->parent : NULL;
+  return e && e->kind == H_ITEMS && e->parent->container == v ? e->parent : NULL;
 }
 
 /* ---- runs --------------------------------------------------------------------- */
@@ -247,7 +255,10 @@ bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t 
 tcp_handle *tcp_run_held_item(tcp *b, tcp_run *rs, const tg__garg *a) {
   uint32_t pi = rs->r->plan.task_of[a->node];
   tcp_handle *p = pi != UINT32_MAX ? rs->held[pi] : NULL;
-  if (!p) return NULL;
+  return p ? tcp_handle_item(b, rs, p, a) : NULL;
+}
+
+tcp_handle *tcp_handle_item(tcp *b, tcp_run *rs, tcp_handle *p, const tg__garg *a) {
   tcp_handle *e = tcp_handle_new(b, H_ELEM, 0);
   if (!e) return NULL;
   const char *key = a->kind == TG_ARG_KEY ? rs->r->g->keys + a->u.key : NULL;

@@ -16,8 +16,18 @@
  * task's value is then a placeholder, an empty array tagged with the
  * handle id (an array's release callback tells us when the engine drops
  * it), or, when some dependent selects an item or key of it, a real
- * list/map of such placeholders made from the shape the worker reported.
- * Outputs, and results the cache may store, always come back.
+ * list/map made from the shape the worker reported, whose items are all
+ * one shared placeholder (an ITEMS handle): a dependent's own item handle
+ * is made from the graph when it is sent. Outputs, and results the cache
+ * may store, always come back.
+ *
+ * What a worker reports is not trusted: a shape it was not asked for, of
+ * more than TG__MAX_SHAPE items or more items than bytes, or a result
+ * kept that was to come back, drops that worker for good (tcp_conn_ban:
+ * its work goes to the others). The placeholders of a run's kept
+ * results cost at most TCP_RUN_SHAPES bytes at once; a shape past that
+ * has its task sent again, to come back whole (memory then follows the
+ * bytes received).
  *
  * Thread safety: as above; the statistics are atomics.
  */
@@ -39,6 +49,7 @@
 #define TCP_MAX_REBUILDS 4    /* times a result may be computed again */
 #define TCP_BATCH_MAX 512     /* tasks per message */
 #define TCP_MAX_PARTS 4096    /* parts of a worker's message */
+#define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
 
 typedef struct tcp tcp;
 typedef struct tcp_conn tcp_conn;
@@ -46,10 +57,12 @@ typedef struct tcp_rec tcp_rec;
 typedef struct tcp_handle tcp_handle;
 typedef struct tcp_run tcp_run;
 
-enum { H_OBJ = 0, H_ELEM = 1, H_CONST = 2 };
+enum { H_OBJ = 0, H_ELEM = 1, H_CONST = 2, H_ITEMS = 3 };
 
 /* Something a worker may hold: a kept result (OBJ), an item or entry of
- * one (ELEM), or a large constant sent once per worker (CONST). */
+ * one (ELEM), or a large constant sent once per worker (CONST). ITEMS is
+ * the placeholder every item of a kept result's list/map shares (parent:
+ * the OBJ); it names nothing on workers. */
 struct tcp_handle {
   _Atomic uint32_t refs;   /* placeholders, records using it, children */
   _Atomic uint8_t queued;  /* on the free queue */
@@ -61,6 +74,8 @@ struct tcp_handle {
   char *key;               /* ELEM: map key */
   uint64_t locs;           /* OBJ, CONST: workers holding it (bit = conn) */
   uint64_t bytes;          /* its size, about */
+  uint64_t shape_cost;     /* OBJ: bytes its list/map of placeholders
+                              takes (counted in run->shapes) */
   tcp_run *run;            /* OBJ: the run and task that made it */
   uint32_t task;
   const tg_value *container; /* OBJ with a shape: the list/map standing for
@@ -92,6 +107,8 @@ struct tcp_run {
                               CONST handle while dependents remain (weak:
                               consts owns it) */
   bool cancelled;          /* its in-flight tasks were given up */
+  uint64_t shapes;         /* bytes of its kept results' placeholder
+                              lists/maps alive (TCP_RUN_SHAPES) */
 };
 
 /* A task on its way to a worker: begun in the engine (t), or the
@@ -113,6 +130,9 @@ struct tcp_rec {
   uint64_t kind_key;       /* its function and node kind (tcp_task_secs) */
   double est;              /* seconds it is expected to take on a worker */
   uint8_t losses;
+  uint8_t flags;           /* TG__RF_* it was last sent with */
+  bool whole;              /* send it back whole: its shape was over the
+                              run's budget */
   bool replan;             /* its worker or a fetch was lost meanwhile */
   bool abort;              /* its run was cancelled meanwhile */
 };
@@ -213,6 +233,10 @@ void tcp_conn_close(tcp *b, tcp_conn *c, bool bye);
 void tcp_conn_free(tcp_conn *c);
 /* c was lost (why is kept for messages): give its work back. */
 void tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal);
+/* c broke the protocol's promises (why says how, naming no address): it
+ * is lost and never connected again by this backend; the executor's log
+ * says so, naming its address. */
+void tcp_conn_ban(tcp *b, tcp_conn *c, const char *why);
 /* Read what c and its monitor have for us. */
 void tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready);
 /* Pings, heartbeat deadlines, retries of failed connections. */
@@ -250,9 +274,10 @@ void tcp_handle_unref(tcp *b, tcp_handle *h);
 /* Free the handles queued (I/O thread): FREE messages to their workers. */
 void tcp_handles_reap(tcp *b);
 /* The value standing for kept result h (taking a reference to h), with
- * its shape: n list items or n map keys (keys: n strings of keylen[i]). */
+ * its shape: n list items or n map keys (keys: n strings of keylen[i]).
+ * NULL when out of memory, or (*dup set) when a key came twice. */
 tg_value *tcp_placeholder(tcp *b, tcp_handle *h, uint8_t shape, size_t n,
-                          const char **keys, const size_t *keylen);
+                          const char **keys, const size_t *keylen, bool *dup);
 /* The handle an argument value stands for (the object, for an item), or
  * NULL for a real value. */
 tcp_handle *tcp_handle_of_value(tcp *b, const tg_value *v);
@@ -275,6 +300,12 @@ bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t 
  * reference, the caller's) naming it in its producer's result held on a
  * worker, or NULL when that result is not held. */
 tcp_handle *tcp_run_held_item(tcp *b, tcp_run *rs, const tg__garg *a);
+/* A new ELEM handle (one reference, the caller's) naming the item or key
+ * argument a selects in object p, or NULL (out of memory). */
+tcp_handle *tcp_handle_item(tcp *b, tcp_run *rs, tcp_handle *p, const tg__garg *a);
+/* Bytes the placeholders of a shape of n items (maps: keys of keybytes
+ * bytes in all) take. */
+uint64_t tcp_shape_cost(uint8_t shape, uint64_t n, uint64_t keybytes);
 /* Engine task ti of rs is done: its inputs held for it lose a user, the
  * last one frees them here and on workers. */
 void tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti);
@@ -288,6 +319,9 @@ void tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v);
 void tcp_rec_free(tcp *b, tcp_rec *rec);
 /* rec lost its worker or a fetch: send it again, or give up. */
 void tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why);
+/* Send rec (an engine task whose reply was set aside, no longer in its
+ * worker's records) again, not counted as a loss. */
+void tcp_rec_resend(tcp *b, tcp_rec *rec);
 /* Finish rec's engine task with a failure. */
 void tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg);
 /* Give up the in-flight work of cancelled runs. */

@@ -13,42 +13,104 @@
 
 typedef struct shape {
   uint8_t kind;
-  size_t n;
+  uint64_t n;        /* as the worker says */
   const char **keys; /* borrowed from the message */
   size_t *keylen;
+  uint64_t keybytes;
 } shape;
 
+/* A kept result's shape; false when malformed. A count no honest worker
+ * sends (past TG__MAX_SHAPE, or more keys than the message has bytes
+ * left) is read but not its keys: the caller drops the worker. */
 static bool read_shape(tg__rbuf *r, shape *s) {
   s->kind = tg__rbuf_u8(r);
   s->n = 0;
   if (s->kind == TG__SHAPE_NONE) return !r->bad;
-  /* Bounded: a placeholder is made per item (a map's keys must also be in
-   * the message itself). */
-  uint64_t max = s->kind == TG__SHAPE_MAP && r->len - r->pos < TG__MAX_SHAPE
-                     ? r->len - r->pos : TG__MAX_SHAPE;
-  s->n = (size_t)tg__rbuf_count(r, max);
-  if (s->kind == TG__SHAPE_LIST) return !r->bad;
-  if (s->kind != TG__SHAPE_MAP || r->bad) return false;
+  if (s->kind != TG__SHAPE_LIST && s->kind != TG__SHAPE_MAP) return false;
+  s->n = tg__rbuf_varint(r);
+  if (r->bad) return false;
+  if (s->kind == TG__SHAPE_LIST || s->n > TG__MAX_SHAPE || s->n > r->len - r->pos)
+    return true;
+  /* Bounded by the bytes received: a key takes one at least. */
   s->keys = tg__malloc((s->n ? s->n : 1) * sizeof *s->keys);
   s->keylen = tg__malloc((s->n ? s->n : 1) * sizeof *s->keylen);
   if (!s->keys || !s->keylen) return false;
-  for (size_t i = 0; i < s->n && !r->bad; i++)
+  for (size_t i = 0; i < s->n && !r->bad; i++) {
     s->keys[i] = tg__rbuf_str(r, TG__MAX_KEY, &s->keylen[i]);
+    s->keybytes += s->keylen[i];
+  }
   return !r->bad;
+}
+
+/* "task 'KEY'" for messages (rec NULL: an id not in flight). */
+static const char *task_name(tcp_rec *rec, uint64_t id, char task[TG__NAME_MAX + 64]) {
+  char kb[TG__NAME_MAX + 32];
+  if (rec && rec->rs->live)
+    snprintf(task, TG__NAME_MAX + 64, "task '%s'",
+             tg__run_key(rec->rs->r, rec->node, kb, sizeof kb));
+  else
+    snprintf(task, TG__NAME_MAX + 64, "task number %llu", (unsigned long long)id);
+  return task;
+}
+
+/* What a result record claims that cannot be true, in buf (naming the
+ * task), or NULL. rec (NULL for an id not in flight) is the task it
+ * answers. */
+static const char *lie(tcp_rec *rec, uint64_t id, uint8_t st, uint64_t bytes,
+                       const shape *s, char *buf, size_t size) {
+  char task[TG__NAME_MAX + 64];
+  task_name(rec, id, task);
+  const char *what = s->kind == TG__SHAPE_MAP ? "map of" : "list of";
+  if (st == TG__RS_KEPT && s->kind != TG__SHAPE_NONE && s->n > TG__MAX_SHAPE)
+    snprintf(buf, size, "it claimed that the result of %s kept there is a %s %llu items "
+             "(a worker sends one of more than %llu back whole)", task, what,
+             (unsigned long long)s->n, (unsigned long long)TG__MAX_SHAPE);
+  else if (st == TG__RS_KEPT && s->kind == TG__SHAPE_MAP && !s->keys)
+    snprintf(buf, size, "it claimed that the result of %s kept there is a map of %llu "
+             "keys, in a message too short to hold them", task, (unsigned long long)s->n);
+  else if (st == TG__RS_KEPT && s->n > bytes)
+    snprintf(buf, size, "it claimed that the result of %s kept there is a %s %llu items "
+             "in %llu bytes", task, what, (unsigned long long)s->n,
+             (unsigned long long)bytes);
+  else if (!rec)
+    return NULL; /* a late reply, ignored */
+  else if (st == TG__RS_KEPT && s->kind != TG__SHAPE_NONE && !(rec->flags & TG__RF_SHAPE))
+    snprintf(buf, size, "it claimed that the result of %s kept there is a %s %llu items, "
+             "which was not asked for", task, what, (unsigned long long)s->n);
+  else if (st == TG__RS_KEPT && (rec->flags & TG__RF_RETURN))
+    snprintf(buf, size, "it kept the result of %s, which was to be sent back", task);
+  else
+    return NULL;
+  return buf;
+}
+
+/* The placeholders of a kept result with shape s would take rec's run
+ * past its budget: free the result there and have the task sent again, to
+ * come back whole (its bytes then have to be received). */
+static bool over_budget(tcp *b, tcp_conn *c, tcp_rec *rec, const shape *s) {
+  uint64_t cost = tcp_shape_cost(s->kind, s->n, s->keybytes);
+  if (!rec->t || !cost || cost <= TCP_RUN_SHAPES - rec->rs->shapes) return false;
+  tg__wbuf_varint(&c->frees, rec->store);
+  c->nfrees++;
+  rec->whole = true;
+  tcp_rec_resend(b, rec);
+  return true;
 }
 
 /* The value of kept result `store` of rec's task, on conn c. */
 static tg_value *kept(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t bytes,
-                      const shape *s) {
+                      const shape *s, bool *dup) {
   tcp_handle *h = tcp_handle_new(b, H_OBJ, rec->store); /* the id it is stored as */
   if (!h) return NULL;
   h->locs = UINT64_C(1) << c->idx;
   h->bytes = bytes;
   h->run = rec->rs;
   h->task = rec->task;
+  h->shape_cost = tcp_shape_cost(s->kind, s->n, s->keybytes);
+  rec->rs->shapes += h->shape_cost; /* until h is freed */
   rec->rs->users++;
   rec->rs->handle_of[rec->task] = h;
-  tg_value *v = tcp_placeholder(b, h, s->kind, s->n, s->keys, s->keylen);
+  tg_value *v = tcp_placeholder(b, h, s->kind, (size_t)s->n, s->keys, s->keylen, dup);
   tcp_handle_unref(b, h); /* the placeholder holds it (or nothing does) */
   atomic_fetch_add(&b->st_kept, 1);
   return v;
@@ -65,7 +127,17 @@ static void recomputed(tcp_conn *c, tcp_rec *rec, int code, const char *msg) {
                msg && *msg ? msg : tg_strerror(code));
 }
 
-/* One result record; false when malformed. */
+/* The kept map c reported for rec has a key twice, which no honest
+ * worker sends: rec goes elsewhere and c is dropped. */
+static void twice(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t id, const shape *s) {
+  char task[TG__NAME_MAX + 64], why[600];
+  snprintf(why, sizeof why, "it claimed that the result of %s kept there is a map of %llu "
+           "keys, one of them twice", task_name(rec, id, task), (unsigned long long)s->n);
+  tcp_rec_requeue(b, rec, why); /* off c's load before the loss resets it */
+  tcp_conn_ban(b, c, why);
+}
+
+/* One result record; false when malformed (or c dropped). */
 static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   uint64_t id = tg__rbuf_varint(r), calls = tg__rbuf_varint(r), fails = tg__rbuf_varint(r);
   double secs = (double)tg__rbuf_varint(r) * 1e-6;
@@ -92,6 +164,12 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
     ok = false;
   }
   tcp_rec *rec = ok ? tg__idmap_get(&c->recs, id) : NULL;
+  char why[600];
+  if (ok && lie(rec, id, st, bytes, &s, why, sizeof why)) {
+    tcp_conn_ban(b, c, why); /* rec goes elsewhere with c's other work */
+    rec = NULL;
+    ok = false;
+  }
   /* What was asked: an output comes back, a recomputation stays there. */
   if (rec && ((st == TG__RS_KEPT && (!rec->store || (rec->t && rec->t->flags & TG__T_OUTPUT))) ||
               (st == TG__RS_INLINE && !rec->t) ||
@@ -99,9 +177,18 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
     ok = false;
   if (ok && rec) tg__idmap_del(&c->recs, id);
   else rec = NULL;
+  if (rec && st == TG__RS_KEPT && over_budget(b, c, rec, &s)) rec = NULL;
   if (rec) {
     tcp_task_measured(b, rec->kind_key, secs);
-    if (st == TG__RS_KEPT && rec->t) v = kept(b, c, rec, bytes, &s);
+    bool dup = false;
+    if (st == TG__RS_KEPT && rec->t) v = kept(b, c, rec, bytes, &s, &dup);
+    if (dup) {
+      twice(b, c, rec, id, &s);
+      rec = NULL;
+      ok = false;
+    }
+  }
+  if (rec) {
     if (!rec->t) {
       recomputed(c, rec, code, msg);
     } else {

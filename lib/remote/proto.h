@@ -104,8 +104,9 @@ enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3 
 enum { TG__RS_INLINE = 0, TG__RS_KEPT = 1, TG__RS_FAILED = 2,
        TG__RS_BOTH = 3 /* inline, and kept as the store id */ };
 enum { TG__SHAPE_NONE = 0, TG__SHAPE_LIST = 1, TG__SHAPE_MAP = 2 };
-/* Most items (list) or entries (map) of a shape: the client makes a
- * placeholder per item, so a longer one is sent back whole, not kept. */
+/* Most items (list) or entries (map) of a shape: the client holds a
+ * pointer (an entry) per item, so a longer one is sent back whole, not
+ * kept. A worker claiming more is dropped by the client. */
 #define TG__MAX_SHAPE ((uint64_t)1 << 20)
 enum { /* function check results */
   TG__FN_OK = 0,

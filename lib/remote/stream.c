@@ -9,15 +9,23 @@
 #include "util/bigbuf.h"
 #include "util/tsan.h"
 
-void tg__stream_init(tg__stream *s, uint64_t limit) {
+void tg__stream_init(tg__stream *s, uint64_t limit, tg__stream_pool *pool) {
   memset(s, 0, sizeof *s);
   s->limit = limit;
+  s->pool = pool;
+}
+
+/* Count n more (or fewer) bytes held for the peer, here and in the pool. */
+static void held(tg__stream *s, uint64_t n, bool add) {
+  s->in_bytes = add ? s->in_bytes + n : s->in_bytes - n;
+  if (s->pool) s->pool->used = add ? s->pool->used + n : s->pool->used - n;
 }
 
 void tg__stream_reset(tg__stream *s) {
   for (size_t i = 0; i < s->nin; i++) tg__bigbuf_free(s->in[i].p, s->in[i].cap);
+  held(s, s->in_bytes, false);
   tg__free(s->in);
-  tg__stream_init(s, s->limit);
+  tg__stream_init(s, s->limit, s->pool);
 }
 
 void tg__zmq_unref_hint(void *data, void *hint) {
@@ -75,11 +83,23 @@ int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err) {
     /* Only large values are streamed: a small one would cost a page or
      * more here for a few bytes on the wire. */
     if (total < TG__STREAM_MIN) return bad(err, "too small to be streamed");
-    if (total > s->limit - s->in_bytes)
+    /* Buffers may be larger than asked (recycled ones): held can pass
+     * a limit by that much, hence the first tests. */
+    if (s->in_bytes >= s->limit || total > s->limit - s->in_bytes)
       return tg__error_set(err, TG_ELIMIT, "a streamed value of %llu bytes is over the "
                            "limit of %llu bytes held at once (--max-message)",
                            (unsigned long long)total,
-                           (unsigned long long)(s->limit - s->in_bytes));
+                           (unsigned long long)(s->in_bytes >= s->limit ? 0
+                                                : s->limit - s->in_bytes));
+    /* What the buffer will cost (page-rounded), against what all peers
+     * hold: refused here, before any of it is buffered. */
+    uint64_t cost = (total + 4095) & ~(uint64_t)4095;
+    if (s->pool && (s->pool->used >= s->pool->limit || cost > s->pool->limit - s->pool->used))
+      return tg__error_set(err, TG_ELIMIT, "a streamed value of %llu bytes would take the "
+                           "worker's values received and not yet used to more than its "
+                           "limit of %llu bytes for all clients (%llu held; --max-pending)",
+                           (unsigned long long)total, (unsigned long long)s->pool->limit,
+                           (unsigned long long)s->pool->used);
     if (s->nin == s->cap_in) {
       size_t c = s->cap_in ? s->cap_in * 2 : 4;
       tg__bulk *nb = tg__realloc(s->in, c * sizeof *nb);
@@ -94,7 +114,7 @@ int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err) {
     b = &s->in[s->nin++];
     *b = (tg__bulk){seq, p, cap, (size_t)total, 0};
     s->in_seq++;
-    s->in_bytes += cap; /* what it costs here, not what it says */
+    held(s, cap, true); /* what it costs here, not what it says */
   } else if (seq != b->seq || off != b->got || total != b->total) {
     return bad(err, "out of sequence");
   }
@@ -113,7 +133,7 @@ int tg__stream_take(tg__stream *s, uint64_t seq, size_t len, void **p, size_t *c
     return bad(err, "no such value");
   *p = s->in[0].p;
   *cap = s->in[0].cap;
-  s->in_bytes -= s->in[0].cap;
+  held(s, s->in[0].cap, false);
   memmove(s->in, s->in + 1, --s->nin * sizeof *s->in);
   return TG_OK;
 }

@@ -20,8 +20,14 @@
  * what the receiver's limit has left is TG_ELIMIT (the limit counts the
  * page-rounded buffers held). Either way the caller drops the peer.
  *
- * Thread safety: a tg__stream belongs to the thread that owns its
- * connection; buffers taken from it may be released from any thread.
+ * A receiver serving many peers (a worker) also gives their streams one
+ * shared budget (tg__stream_pool): a value is refused (TG_ELIMIT) when the
+ * buffers held for all peers together would go over it, so that limits
+ * hold per process and not per connection.
+ *
+ * Thread safety: a tg__stream (and its pool) belongs to the thread that
+ * owns its connection; buffers taken from it may be released from any
+ * thread.
  */
 #ifndef TG_REMOTE_STREAM_H
 #define TG_REMOTE_STREAM_H
@@ -41,6 +47,12 @@ typedef struct tg__bulk {
   size_t cap, total, got;
 } tg__bulk;
 
+/* Bytes held for the peers of several streams together, and their most. */
+typedef struct tg__stream_pool {
+  uint64_t used;
+  uint64_t limit;
+} tg__stream_pool;
+
 typedef struct tg__stream {
   uint64_t out_seq; /* next number this end sends */
   uint64_t in_seq;  /* next number expected from the peer */
@@ -48,10 +60,13 @@ typedef struct tg__stream {
   size_t nin, cap_in;
   uint64_t in_bytes; /* their total size */
   uint64_t limit;    /* most bytes held for the peer at once */
+  tg__stream_pool *pool; /* shared budget (borrowed), or NULL */
 } tg__stream;
 
-/* An empty stream state allowing `limit` bytes of pending values. */
-void tg__stream_init(tg__stream *s, uint64_t limit);
+/* An empty stream state allowing `limit` bytes of pending values, and
+ * (when pool is not NULL) no more than what the pool has left. pool is
+ * borrowed: it must outlive the stream's buffers (tg__stream_reset). */
+void tg__stream_init(tg__stream *s, uint64_t limit, tg__stream_pool *pool);
 /* Forget everything (a new session): buffers are released. */
 void tg__stream_reset(tg__stream *s);
 

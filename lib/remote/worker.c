@@ -148,7 +148,8 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   s->refs = 1;
   s->keep_min = keep ? (size_t)keep : 4096;
   s->peer_mis = (int)mis;
-  tg__stream_init(&s->stream, wk->o.max_message ? wk->o.max_message : (uint64_t)1 << 62);
+  tg__stream_init(&s->stream, wk->o.max_message ? wk->o.max_message : (uint64_t)1 << 62,
+                  &wk->pending);
   s->last_seen = tg__now();
   snprintf(s->name, sizeof s->name, "%s", name);
   s->next = wk->sessions;
@@ -461,6 +462,21 @@ static void teardown(tg__worker *wk) {
   pthread_cond_destroy(&wk->cv);
 }
 
+/* The budget of streamed values held for all clients (tg_worker_opts). */
+static uint64_t pending_limit(const tg_worker_opts *o) {
+  if (o->max_pending) return o->max_pending;
+  long pages = sysconf(_SC_PHYS_PAGES), ps = sysconf(_SC_PAGESIZE);
+  uint64_t quarter = pages > 0 && ps > 0 ? (uint64_t)pages * (uint64_t)ps / 4
+                                         : (uint64_t)1 << 30; /* unknown: 1 GiB */
+  if (!o->max_message) return quarter;
+  /* Room for several clients' largest values, within a quarter of the
+   * memory, but never less than one such value. */
+  uint64_t n = (uint64_t)o->max_message * 8, floor = (uint64_t)64 << 20;
+  if (n < floor) n = floor;
+  if (n > quarter) n = quarter;
+  return n > o->max_message ? n : o->max_message;
+}
+
 int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err) {
   char addr[512];
   if (!reg) return tg__error_set(err, TG_EINVAL, "tg_worker_serve: no registry");
@@ -471,6 +487,7 @@ int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err)
   wk->reg = reg;
   wk->o = *opts;
   wk->nthreads = opts->nthreads ? opts->nthreads : tg__ncpus();
+  wk->pending.limit = pending_limit(opts);
   wk->wake_fd = -1;
   pthread_mutex_init(&wk->mu, NULL);
   pthread_cond_init(&wk->cv, NULL);
