@@ -16,8 +16,10 @@
  * concerns one op (its value cannot be encoded, its blob cannot be
  * written) fails that op only.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/statvfs.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -27,6 +29,7 @@
 
 #define FUNCTION_MAX 255
 #define ATTEMPTS 48
+#define FULL_BYTES ((uint64_t)1 << 20) /* "full" below this much free space */
 
 /* Per-op state: a PUT's encoded value, and every op's result. */
 typedef struct slot {
@@ -35,6 +38,7 @@ typedef struct slot {
   uint64_t checksum;
   tg_digest blob;
   bool in_blob;
+  bool unencodable; /* res is tg_encode's: the value, not the disk */
   int res;
   uint64_t removed;
 } slot;
@@ -347,6 +351,7 @@ static void encode_puts(tg_cache *c, const tg__cache_op *ops, size_t n, slot *sl
     tg_error err;
     s->res = tg_encode(ops[i].value, &eo, &s->buf, &s->len, &err);
     if (s->res) {
+      s->unencodable = true;
       char hex[33];
       tg_digest_hex(ops[i].key, hex);
       tg__cache_fail(c, s->res, "cache: encoding the value for key %s: %s", hex,
@@ -407,7 +412,10 @@ static int commit_batch(tg_cache *c, const tg__cache_op *ops, size_t n, slot *sl
       break;
     }
   }
-  if (!rc) delete_doomed(c, &after);
+  if (!rc) {
+    tg__env_note_write(c);
+    delete_doomed(c, &after);
+  }
   tg__free(after.d);
   return rc;
 }
@@ -421,6 +429,10 @@ static int finish(tg_cache *c, tg__cache_op *ops, size_t n, slot *slots, int fat
     if (ops[i].removed) *ops[i].removed = slots[i].removed;
     if (ops[i].type != TG__OP_PUT) continue;
     if (res && !first) first = res;
+    /* A value that cannot be encoded is the value's problem; anything
+     * else (no space, quota, a read-only file system, a full map) stops
+     * results from being stored, which the user is told once. */
+    if (res && !slots[i].unencodable) tg__cache_store_failed(c, res);
     if (!res) {
       atomic_fetch_add(&c->stores, 1);
       atomic_fetch_add(&c->bytes_written, slots[i].len);
@@ -443,7 +455,15 @@ int tg__batch_apply(tg_cache *c, tg__cache_op *ops, size_t n) {
   encode_puts(c, ops, n, slots);
   int rc = commit_batch(c, ops, n, slots);
   int fatal = TG_OK;
-  if (rc) {
+  struct statvfs fs;
+  /* LMDB reports a short write as EIO: on a full file system say so. */
+  if (rc == EIO && statvfs(c->dir, &fs) == 0 &&
+      (uint64_t)fs.f_bavail * fs.f_frsize < FULL_BYTES) {
+    fatal = TG_ENOSPC;
+    tg__cache_fail(c, fatal, "cache %s: committing %zu writes: short write with %llu "
+                   "bytes free on its file system", c->dir, n,
+                   (unsigned long long)fs.f_bavail * fs.f_frsize);
+  } else if (rc) {
     fatal = tg__mdb_code(rc);
     tg__cache_fail(c, fatal, "cache %s: committing %zu writes: %s", c->dir, n,
                    mdb_strerror(rc));
