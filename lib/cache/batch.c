@@ -19,6 +19,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <string.h>
 #include <xxhash.h>
@@ -30,6 +32,7 @@
 #define FUNCTION_MAX 255
 #define ATTEMPTS 48
 #define FULL_BYTES ((uint64_t)1 << 20) /* "full" below this much free space */
+#define LIMIT_SLACK ((uint64_t)1 << 16) /* a short write stops this near a limit */
 
 /* Per-op state: a PUT's encoded value, and every op's result. */
 typedef struct slot {
@@ -420,6 +423,27 @@ static int commit_batch(tg_cache *c, const tg__cache_op *ops, size_t n, slot *sl
   return rc;
 }
 
+/* LMDB reports a short write as EIO. When data.mdb reached the process's
+ * file size limit, or its file system is (nearly) full, say that instead
+ * (as c's message) and return the code; else 0. */
+static int short_write_cause(tg_cache *c, size_t n) {
+  char data[4200];
+  struct stat st;
+  struct statvfs fs;
+  struct rlimit lim;
+  snprintf(data, sizeof data, "%s/data.mdb", c->dir);
+  if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+      stat(data, &st) == 0 && (uint64_t)st.st_size + LIMIT_SLACK >= lim.rlim_cur)
+    return tg__cache_fail(c, -EFBIG, "cache %s: committing %zu writes: data.mdb "
+                          "reached the file size limit (%llu bytes)", c->dir, n,
+                          (unsigned long long)lim.rlim_cur);
+  if (statvfs(c->dir, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < FULL_BYTES)
+    return tg__cache_fail(c, TG_ENOSPC, "cache %s: committing %zu writes: short write "
+                          "with %llu bytes free on its file system", c->dir, n,
+                          (unsigned long long)fs.f_bavail * fs.f_frsize);
+  return TG_OK;
+}
+
 /* Publish results and counters; returns the first failure. */
 static int finish(tg_cache *c, tg__cache_op *ops, size_t n, slot *slots, int fatal) {
   int first = fatal;
@@ -455,15 +479,8 @@ int tg__batch_apply(tg_cache *c, tg__cache_op *ops, size_t n) {
   encode_puts(c, ops, n, slots);
   int rc = commit_batch(c, ops, n, slots);
   int fatal = TG_OK;
-  struct statvfs fs;
-  /* LMDB reports a short write as EIO: on a full file system say so. */
-  if (rc == EIO && statvfs(c->dir, &fs) == 0 &&
-      (uint64_t)fs.f_bavail * fs.f_frsize < FULL_BYTES) {
-    fatal = TG_ENOSPC;
-    tg__cache_fail(c, fatal, "cache %s: committing %zu writes: short write with %llu "
-                   "bytes free on its file system", c->dir, n,
-                   (unsigned long long)fs.f_bavail * fs.f_frsize);
-  } else if (rc) {
+  if (rc == EIO) fatal = short_write_cause(c, n);
+  if (rc && !fatal) {
     fatal = tg__mdb_code(rc);
     tg__cache_fail(c, fatal, "cache %s: committing %zu writes: %s", c->dir, n,
                    mdb_strerror(rc));
