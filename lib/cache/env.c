@@ -195,6 +195,10 @@ static int walk_snapshot(tg_cache *c, int fd, bool rw, char *why, size_t n) {
   for (int attempt = 0; attempt < 4 && rc == -EAGAIN; attempt++) {
     MDB_txn *txn;
     int mrc = mdb_txn_begin(c->env, NULL, rw ? 0 : MDB_RDONLY, &txn);
+    if (mrc == MDB_MAP_RESIZED) { /* grown by another process: adopt, retry */
+      mdb_env_set_mapsize(c->env, 0);
+      mrc = mdb_txn_begin(c->env, NULL, rw ? 0 : MDB_RDONLY, &txn);
+    }
     if (mrc) return TG_OK; /* LMDB says why when the cache is used */
     uint64_t txnid = mdb_txn_id(txn) - (rw ? 1 : 0);
     tg__mdb_head h;
