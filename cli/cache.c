@@ -167,7 +167,7 @@ int cli_cache(int argc, char **argv) {
   /* Only a damaged cache warns here: that it was moved aside is news to
    * the user whatever the command (read-only is not: info works anyway). */
   const char *warning = c ? tg_cache_warning(c) : NULL;
-  if (warning && strstr(warning, " damaged ")) cli_warn("%s", warning);
+  if (warning && strstr(warning, " damaged (data.mdb: ")) cli_warn("%s", warning);
   int rc;
   if (strcmp(sub, "info") == 0) rc = info(c, dir);
   else if (strcmp(sub, "list") == 0) rc = list(c);

@@ -21,6 +21,21 @@
  * are then not coordinated with a writer in another process, so a read
  * racing a commit may see garbage, which the entry checksums turn into a
  * miss. The warning says so.
+ *
+ * Damage: LMDB maps data.mdb and trusts it, so a short or garbled file
+ * kills the process (SIGBUS past the end, wild pointers from bad page
+ * numbers). Before mdb_env_open the meta pages are checked with pread
+ * (validate.c); after it, before any tree is read through the map, every
+ * reachable page is walked with pread inside a transaction that keeps
+ * the snapshot still. The walk is skipped when DIR/data.mdb.checked says
+ * the file is exactly as this library left it: written at close when
+ * data.mdb's inode, size and mtime are still those after our last
+ * commit, so anything else writing the file (which moves the mtime)
+ * forces the next walk. A damaged environment (also one LMDB itself calls
+ * corrupt or invalid) is moved to DIR/damaged-<UTC time>/ and an empty
+ * one opened, all under an exclusive flock of DIR, so two processes that
+ * find the same damage do not both move files. Read-only, it is left in
+ * place and not used. Either way the warning says what and where.
  */
 #include <errno.h>
 #include <fcntl.h>
