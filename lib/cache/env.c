@@ -246,7 +246,7 @@ static int check_head(tg_cache *c, const char *data, bool *walk, char *why, size
 
 static bool lmdb_damage(int rc) {
   return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
-         rc == MDB_VERSION_MISMATCH;
+         rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE;
 }
 
 /* Create and open the environment with flags; on failure c->env is NULL

@@ -53,6 +53,7 @@
 enum { P_BRANCH = 0x01, P_LEAF = 0x02, P_OVERFLOW = 0x04, P_META = 0x08,
        P_DIRTY = 0x10, P_KEEP = 0x8000 };
 enum { F_BIGDATA = 0x01, F_SUBDATA = 0x02 };
+enum { DUP_FLAGS = 0x04 | 0x10 | 0x20 | 0x40 }; /* MDB_DUPSORT, DUPFIXED, INTEGERDUP, REVERSEDUP */
 
 static uint16_t u16(const unsigned char *p) {
   uint16_t v;
@@ -99,8 +100,11 @@ static void db_parse(const unsigned char *p, tg__mdb_db *d) {
   d->root = u64(p + 40);
 }
 
-/* A database record's root and depth fit a file of last_pg + 1 pages. */
+/* A database record's root and depth fit a file of last_pg + 1 pages,
+ * and its flags are free of the duplicate-data kinds, whose pages this
+ * walk (and the cache) never uses. */
 static bool db_sane(const tg__mdb_db *d, uint64_t last_pg) {
+  if (d->flags & DUP_FLAGS) return false;
   if (d->root == NO_PAGE) return d->depth == 0;
   return d->root >= 2 && d->root <= last_pg && d->depth >= 1 && d->depth <= MAX_DEPTH;
 }
@@ -138,7 +142,8 @@ static int meta_check(const unsigned char *pg, int i, uint64_t size, tg__mdb_hea
   if (mt->txnid > TXNID_MAX || (mt->txnid && (mt->txnid & 1) != (uint64_t)i))
     return bad(why, n, "meta page %d has transaction id %" PRIu64, i, mt->txnid);
   if (!db_sane(&mt->free, mt->last_pg) || !db_sane(&mt->main, mt->last_pg))
-    return bad(why, n, "meta page %d has a root page or depth outside the file", i);
+    return bad(why, n, "meta page %d has a root page, depth or flags outside the file's",
+               i);
   return TG_OK;
 }
 
@@ -273,7 +278,7 @@ static int leaf_node(walk *w, const unsigned char *p, unsigned off, int kind,
     db_parse(data, &db);
     if (!db_sane(&db, w->last_pg))
       return bad(w->why, w->n, "a database record of page %" PRIu64 " has a root "
-                 "page or depth outside the file", u64(p));
+                 "page, depth or flags outside the file's", u64(p));
     return tree(w, &db, TREE_SUB);
   }
   return kind == TREE_FREE ? free_list(w, data, dsize) : TG_OK;
