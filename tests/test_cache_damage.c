@@ -472,3 +472,16 @@ Test(cache_damage, file_size_limit_says_once_results_are_not_stored) {
   fsize_limit = 256 << 10;
   expect_not_stored("lim", "File too large");
 }
+
+/* ---- the stamp ------------------------------------------------------------------- */
+
+/* A clean close leaves DIR/data.mdb.checked so the next open may skip the
+ * walk; a file changed in place afterwards (same inode, new mtime) is
+ * walked again and its damage found. */
+Test(cache_damage, damage_after_a_clean_close_is_found) {
+  prepare();
+  cr_assert_eq(access("good/data.mdb.checked", F_OK), 0, "the stamp is written");
+  off_t pages = file_size("good/data.mdb") / 4096;
+  zero_at("good", (pages - 1) * 4096, 4096);
+  run_damaged("good", 1, "the last page zeroed in place");
+}
