@@ -164,6 +164,10 @@ int cli_cache(int argc, char **argv) {
     cli_error("cannot open the cache: %s", err.msg);
     return CLI_TASK_FAILED;
   }
+  /* Only a damaged cache warns here: that it was moved aside is news to
+   * the user whatever the command (read-only is not: info works anyway). */
+  const char *warning = c ? tg_cache_warning(c) : NULL;
+  if (warning && strstr(warning, " damaged (data.mdb: ")) cli_warn("%s", warning);
   int rc;
   if (strcmp(sub, "info") == 0) rc = info(c, dir);
   else if (strcmp(sub, "list") == 0) rc = list(c);

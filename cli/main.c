@@ -34,6 +34,9 @@ static const command commands[] = {
 int main(int argc, char **argv) {
   /* A closed stdout must be an error we report, not a silent death. */
   signal(SIGPIPE, SIG_IGN);
+  /* Likewise a file size limit (ulimit -f): writes past it fail with
+   * EFBIG, which the cache reports as results not being stored. */
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     fputs(usage, stderr);
     return CLI_USAGE;

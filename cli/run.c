@@ -175,6 +175,7 @@ typedef struct run_state {
   tg_graph *g;
   tg_graphjson_info *info;
   tg_cache *cache;
+  const char *cache_warned; /* the cache warning last shown */
   char cache_dir[4096];
   bool *needed;
   cli_events ev;
@@ -258,6 +259,15 @@ static int load(run_state *s) {
   return s->o.output ? check_output_names(s) : -1;
 }
 
+/* The cache's warning, unless it was shown already: once when opening
+ * (read-only, damaged) and once more if storing failed during the run. */
+static void show_cache_warning(run_state *s) {
+  const char *w = s->cache ? tg_cache_warning(s->cache) : NULL;
+  if (w == NULL || w == s->cache_warned) return;
+  cli_warn("%s", w);
+  s->cache_warned = w;
+}
+
 static int open_cache(run_state *s) {
   if (s->o.no_cache) return -1;
   bool given = s->o.cache_dir != NULL;
@@ -278,7 +288,7 @@ static int open_cache(run_state *s) {
     cli_warn("cannot open the cache, running without it: %s", err.msg);
     return -1;
   }
-  if (tg_cache_warning(s->cache) != NULL) cli_warn("%s", tg_cache_warning(s->cache));
+  show_cache_warning(s);
   if (cli_verbosity > 0) cli_info("cache: %s", s->cache_dir);
   return -1;
 }
@@ -402,6 +412,7 @@ static int compute(run_state *s) {
   cli_progress_stop(s->progress);
   s->progress = NULL;
   if (s->ev_ok) cli_events_finish(&s->ev);
+  show_cache_warning(s);
   if (rc == TG_EINVAL && st.tasks_run == 0 && st.failed_node == TG_NODE_NONE) {
     cli_error("%s", tg_graph_errmsg(s->g)); /* e.g. an unknown scheduler */
     return CLI_USAGE;

@@ -21,6 +21,16 @@
  * write still serves hits: the cache opens read-only, stores nothing and
  * says so in tg_cache_warning().
  *
+ * Damage: opening checks data.mdb before LMDB maps it (its meta pages and
+ * its size against the last used page, always; every reachable page,
+ * unless a stamp file, DIR/data.mdb.checked, shows the file is exactly as
+ * this library left it: same inode, size, mtime and last transaction).
+ * A damaged data.mdb (truncated, zeroed or flipped bytes) is moved with
+ * lock.mdb to DIR/damaged-<UTC time>/ and the cache starts empty; the
+ * warning says so. Disk full, quota or a read-only file system while
+ * storing: computes stay correct, stores are dropped and the warning
+ * says so once.
+ *
  * Durability: LMDB runs with MDB_NOMETASYNC: each batch commit syncs the
  *   data pages once but not the meta page, so an OS crash or power loss
  *   may undo the last committed batch and never corrupts the database;
@@ -89,8 +99,15 @@ int tg_cache_open(const char *dir, const tg_cache_opts *opts,
 void tg_cache_close(tg_cache *c);
 
 bool tg_cache_is_readonly(const tg_cache *c);
-/* A warning for the user ("cache directory X is read-only: results will
- * not be stored"), or NULL. Owned by c. */
+/* A warning for the user, or NULL. Owned by c, valid until
+ * tg_cache_close(). Set while opening ("cache directory X is read-only:
+ * results will not be stored"; "cache directory X was damaged (data.mdb:
+ * why): moved data.mdb and lock.mdb to X/damaged-<UTC time> and started
+ * an empty cache"), and replaced at most once later, from any thread,
+ * when a store fails for a reason other than the value itself (disk
+ * full, quota, file too large, read-only file system, map full): "cache
+ * directory X: results are not being stored: why (detail)". Show it after
+ * opening and again when the pointer returned changes. */
 const char *tg_cache_warning(const tg_cache *c);
 /* Detail of the last failed call on c (from any thread): a copy in a
  * buffer of the calling thread, valid until its next call here. */

@@ -16,8 +16,12 @@
  * concerns one op (its value cannot be encoded, its blob cannot be
  * written) fails that op only.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -27,6 +31,8 @@
 
 #define FUNCTION_MAX 255
 #define ATTEMPTS 48
+#define FULL_BYTES ((uint64_t)1 << 20) /* "full" below this much free space */
+#define LIMIT_SLACK ((uint64_t)1 << 16) /* a short write stops this near a limit */
 
 /* Per-op state: a PUT's encoded value, and every op's result. */
 typedef struct slot {
@@ -35,6 +41,7 @@ typedef struct slot {
   uint64_t checksum;
   tg_digest blob;
   bool in_blob;
+  bool unencodable; /* res is tg_encode's: the value, not the disk */
   int res;
   uint64_t removed;
 } slot;
@@ -347,6 +354,7 @@ static void encode_puts(tg_cache *c, const tg__cache_op *ops, size_t n, slot *sl
     tg_error err;
     s->res = tg_encode(ops[i].value, &eo, &s->buf, &s->len, &err);
     if (s->res) {
+      s->unencodable = true;
       char hex[33];
       tg_digest_hex(ops[i].key, hex);
       tg__cache_fail(c, s->res, "cache: encoding the value for key %s: %s", hex,
@@ -407,9 +415,33 @@ static int commit_batch(tg_cache *c, const tg__cache_op *ops, size_t n, slot *sl
       break;
     }
   }
-  if (!rc) delete_doomed(c, &after);
+  if (!rc) {
+    tg__env_note_write(c);
+    delete_doomed(c, &after);
+  }
   tg__free(after.d);
   return rc;
+}
+
+/* LMDB reports a short write as EIO. When data.mdb reached the process's
+ * file size limit, or its file system is (nearly) full, say that instead
+ * (as c's message) and return the code; else 0. */
+static int short_write_cause(tg_cache *c, size_t n) {
+  char data[4200];
+  struct stat st;
+  struct statvfs fs;
+  struct rlimit lim;
+  snprintf(data, sizeof data, "%s/data.mdb", c->dir);
+  if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+      stat(data, &st) == 0 && (uint64_t)st.st_size + LIMIT_SLACK >= lim.rlim_cur)
+    return tg__cache_fail(c, -EFBIG, "cache %s: committing %zu writes: data.mdb "
+                          "reached the file size limit (%llu bytes)", c->dir, n,
+                          (unsigned long long)lim.rlim_cur);
+  if (statvfs(c->dir, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < FULL_BYTES)
+    return tg__cache_fail(c, TG_ENOSPC, "cache %s: committing %zu writes: short write "
+                          "with %llu bytes free on its file system", c->dir, n,
+                          (unsigned long long)fs.f_bavail * fs.f_frsize);
+  return TG_OK;
 }
 
 /* Publish results and counters; returns the first failure. */
@@ -421,6 +453,10 @@ static int finish(tg_cache *c, tg__cache_op *ops, size_t n, slot *slots, int fat
     if (ops[i].removed) *ops[i].removed = slots[i].removed;
     if (ops[i].type != TG__OP_PUT) continue;
     if (res && !first) first = res;
+    /* A value that cannot be encoded is the value's problem; anything
+     * else (no space, quota, a read-only file system, a full map) stops
+     * results from being stored, which the user is told once. */
+    if (res && !slots[i].unencodable) tg__cache_store_failed(c, res);
     if (!res) {
       atomic_fetch_add(&c->stores, 1);
       atomic_fetch_add(&c->bytes_written, slots[i].len);
@@ -443,7 +479,8 @@ int tg__batch_apply(tg_cache *c, tg__cache_op *ops, size_t n) {
   encode_puts(c, ops, n, slots);
   int rc = commit_batch(c, ops, n, slots);
   int fatal = TG_OK;
-  if (rc) {
+  if (rc == EIO) fatal = short_write_cause(c, n);
+  if (rc && !fatal) {
     fatal = tg__mdb_code(rc);
     tg__cache_fail(c, fatal, "cache %s: committing %zu writes: %s", c->dir, n,
                    mdb_strerror(rc));

@@ -5,7 +5,8 @@
  * (blob files), writer.c (the writer thread and its queue), batch.c (a
  * batch in one write transaction), filehash.c (tg_cache_file_hash),
  * opened.c (directories open in this process), memo_meta.c (function
- * counts, lineage, tallies). key.h and cache_memo.h are the scheduler's.
+ * counts, lineage, tallies), validate.c (checking data.mdb before LMDB
+ * maps it). key.h and cache_memo.h are the scheduler's.
  *
  * On-disk layout of a cache directory DIR:
  *   DIR/data.mdb, DIR/lock.mdb   one LMDB environment, named databases:
@@ -20,6 +21,10 @@
  *     "nodes"    lineage id (16) -> Merkle key (16), function id (16)
  *   DIR/blobs/ab/cdef...         blob files, named by the XXH3-128 of their
  *                                bytes (32 hex digits, hi then lo)
+ *   DIR/data.mdb.checked         stamp: data.mdb as this library last left
+ *                                it (env.c), so opening may skip the walk
+ *   DIR/damaged-<UTC time>/      data.mdb and lock.mdb of an environment
+ *                                found damaged when opening (env.c)
  *
  * Locking: `maplock` is a writer-preferring rwlock. Every thread of this
  * process holds it shared while it has an LMDB transaction open (read or
@@ -81,7 +86,16 @@ struct tg_cache {
   bool registered;          /* listed in opened.c */
   pid_t pid;                /* opener; other processes get TG_ESTATE */
   bool readonly;
-  char *warning;            /* NULL or tg__malloc'ed */
+  char *warning;            /* NULL or tg__malloc'ed: set while opening */
+  _Atomic(char *) store_warning; /* NULL, or set once by the writer when
+                            a store fails (tg__cache_store_failed) */
+  /* data.mdb as this process last left it (env.c): written to the stamp
+   * file at close when the file is still exactly that. */
+  bool known;               /* the fields below are set */
+  dev_t data_dev;
+  ino_t data_ino;
+  uint64_t data_size;
+  int64_t data_mtime_ns;
   uint64_t max_size;
   size_t inline_max;
   int compress;
@@ -167,6 +181,10 @@ int tg__cache_open_mapsize(const char *dir, const tg_cache_opts *opts,
 /* Number of tg_cache_file_hash calls on c that read the file. */
 uint64_t tg__cache_file_reads(const tg_cache *c);
 
+/* A store failed with code (the message is in c's errmsg): the first
+ * time, set the warning that results are not being stored and why. */
+void tg__cache_store_failed(tg_cache *c, int code);
+
 /* ---- memo_meta.c --------------------------------------------------------- */
 /* Inside a write transaction: add delta to the entry count of function
  * name[0..len) (the record goes at zero). */
@@ -207,6 +225,10 @@ int tg__env_grow(tg_cache *c);
 int tg__env_adopt(tg_cache *c);
 /* mdb_reader_check: clear reader slots of dead processes. */
 void tg__env_reader_check(tg_cache *c);
+/* After a commit of this process: remember data.mdb's size and mtime, so
+ * that close can tell whether anything else changed it. Writer thread or
+ * opener only. */
+void tg__env_note_write(tg_cache *c);
 /* Map an LMDB status to a TG_* code. */
 int tg__mdb_code(int rc);
 int tg__stats_get(tg_cache *c, MDB_txn *txn, tg__cache_stats *s /* OUT */);

@@ -21,18 +21,39 @@
  * are then not coordinated with a writer in another process, so a read
  * racing a commit may see garbage, which the entry checksums turn into a
  * miss. The warning says so.
+ *
+ * Damage: LMDB maps data.mdb and trusts it, so a short or garbled file
+ * kills the process (SIGBUS past the end, wild pointers from bad page
+ * numbers). Before mdb_env_open the meta pages are checked with pread
+ * (validate.c); after it, before any tree is read through the map, every
+ * reachable page is walked with pread inside a transaction that keeps
+ * the snapshot still. The walk is skipped when DIR/data.mdb.checked says
+ * the file is exactly as this library left it: written at close when
+ * data.mdb's inode, size and mtime are still those after our last
+ * commit, so anything else writing the file (which moves the mtime)
+ * forces the next walk. A damaged environment (also one LMDB itself calls
+ * corrupt or invalid) is moved to DIR/damaged-<UTC time>/ and an empty
+ * one opened, all under an exclusive flock of DIR, so two processes that
+ * find the same damage do not both move files. Read-only, it is left in
+ * place and not used. Either way the warning says what and where.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache_internal.h"
+#include "validate.h"
 
 #define DEFAULT_MAP ((size_t)1 << 30)
 #define MAX_READERS 1024
 #define POOL_MAX 64
+#define STAMP "data.mdb.checked"
+#define STAMP_FORMAT "tgraph data.mdb checked: dev %llu ino %llu size %llu mtime_ns %lld txnid %llu"
 
 int tg__mdb_code(int rc) {
   switch (rc) {
@@ -112,12 +133,131 @@ static int open_dbis(tg_cache *c, bool rw) {
   return rc;
 }
 
+/* ---- damage ------------------------------------------------------------------ */
+
+/* data.mdb's identity and state, to compare with the stamp. */
+typedef struct fileid {
+  dev_t dev;
+  ino_t ino;
+  uint64_t size;
+  int64_t mtime_ns;
+} fileid;
+
+static void fileid_of(const struct stat *st, fileid *f) {
+  f->dev = st->st_dev;
+  f->ino = st->st_ino;
+  f->size = (uint64_t)st->st_size;
+  f->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+static bool same_file(const fileid *a, const fileid *b) {
+  return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+         a->mtime_ns == b->mtime_ns;
+}
+
+/* Does the stamp say this library left data.mdb exactly like this (same
+ * file, size, mtime, newest transaction)? Then the tree walk is skipped:
+ * only something else writing the file (which changes its mtime) or the
+ * disk itself can have damaged it since. */
+static bool stamp_matches(const tg_cache *c, const fileid *f, uint64_t txnid) {
+  char path[4200];
+  path_in(c, STAMP, path, sizeof path);
+  FILE *fp = fopen(path, "re");
+  if (!fp) return false;
+  unsigned long long dev, ino, size, tx;
+  long long mt;
+  int n = fscanf(fp, STAMP_FORMAT, &dev, &ino, &size, &mt, &tx);
+  fclose(fp);
+  return n == 5 && dev == (unsigned long long)f->dev &&
+         ino == (unsigned long long)f->ino && size == f->size && mt == f->mtime_ns &&
+         tx == txnid;
+}
+
+/* Record the stamp (temporary file + rename); failures only cost a walk. */
+static void stamp_write(const tg_cache *c, const fileid *f, uint64_t txnid) {
+  char path[4200], tmp[4300];
+  path_in(c, STAMP, path, sizeof path);
+  snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
+  FILE *fp = fopen(tmp, "we");
+  if (!fp) return;
+  fprintf(fp, STAMP_FORMAT "\n", (unsigned long long)f->dev, (unsigned long long)f->ino,
+          (unsigned long long)f->size, (long long)f->mtime_ns, (unsigned long long)txnid);
+  if (fclose(fp) || rename(tmp, path)) unlink(tmp);
+}
+
+static void note_file(tg_cache *c, const char *data) {
+  struct stat st;
+  fileid f;
+  c->known = stat(data, &st) == 0;
+  if (!c->known) return;
+  fileid_of(&st, &f);
+  c->data_dev = f.dev, c->data_ino = f.ino, c->data_size = f.size;
+  c->data_mtime_ns = f.mtime_ns;
+}
+
+void tg__env_note_write(tg_cache *c) {
+  char data[4200];
+  path_in(c, "data.mdb", data, sizeof data);
+  note_file(c, data);
+}
+
+/* Walk the tree of the snapshot LMDB serves now, inside a transaction
+ * that keeps it (a write transaction: no other process commits
+ * meanwhile; read-only: a read transaction, which keeps the snapshot's
+ * pages from reuse). The walk reads with pread, never through LMDB's map. */
+static int walk_snapshot(tg_cache *c, int fd, bool rw, char *why, size_t n) {
+  int rc = -EAGAIN;
+  for (int attempt = 0; attempt < 4 && rc == -EAGAIN; attempt++) {
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(c->env, NULL, rw ? 0 : MDB_RDONLY, &txn);
+    if (mrc == MDB_MAP_RESIZED) { /* grown by another process: adopt, retry */
+      mdb_env_set_mapsize(c->env, 0);
+      mrc = mdb_txn_begin(c->env, NULL, rw ? 0 : MDB_RDONLY, &txn);
+    }
+    if (mrc) return TG_OK; /* LMDB says why when the cache is used */
+    uint64_t txnid = mdb_txn_id(txn) - (rw ? 1 : 0);
+    tg__mdb_head h;
+    rc = tg__validate_head(fd, &h, why, n);
+    if (!rc) rc = tg__validate_tree(fd, &h, txnid, why, n);
+    mdb_txn_abort(txn);
+  }
+  /* Only damage counts: a failed read or no memory leaves it to LMDB. */
+  return rc == TG_EFORMAT ? rc : TG_OK;
+}
+
+/* TG_OK, or TG_EFORMAT with why[] when data.mdb is damaged. Before
+ * mdb_env_open: the meta pages and the file size (LMDB maps the file and
+ * would die of SIGBUS past its end). *walk: the tree needs a walk too. */
+static int check_head(tg_cache *c, const char *data, bool *walk, char *why, size_t n) {
+  *walk = false;
+  int fd = open(data, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return TG_OK; /* absent: LMDB creates it; else LMDB says why */
+  tg__mdb_head h;
+  struct stat st;
+  int rc = tg__validate_head(fd, &h, why, n);
+  if (!rc && !fstat(fd, &st)) {
+    fileid f;
+    fileid_of(&st, &f);
+    *walk = h.short_file || !stamp_matches(c, &f, h.meta[h.newest].txnid);
+  }
+  close(fd);
+  return rc == TG_EFORMAT ? rc : TG_OK;
+}
+
+static bool lmdb_damage(int rc) {
+  return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
+         rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE;
+}
+
 /* Create and open the environment with flags; on failure c->env is NULL
- * and the LMDB status is returned. */
-static int env_try(tg_cache *c, unsigned flags, size_t mapsize) {
+ * and the LMDB status is returned: MDB_CORRUPTED with why[] when data.mdb
+ * is damaged. */
+static int env_try(tg_cache *c, unsigned flags, size_t mapsize, char *why, size_t nwhy) {
   char data[4096];
+  bool rw = !(flags & MDB_RDONLY), walk;
   path_in(c, "data.mdb", data, sizeof data);
   bool fresh = !exists(data);
+  if (check_head(c, data, &walk, why, nwhy)) return MDB_CORRUPTED;
   MDB_env *env;
   int rc = mdb_env_create(&env);
   if (rc) return rc;
@@ -126,30 +266,103 @@ static int env_try(tg_cache *c, unsigned flags, size_t mapsize) {
   /* An existing file keeps the size its writers grew it to. */
   if (mapsize || fresh) mdb_env_set_mapsize(env, mapsize ? mapsize : DEFAULT_MAP);
   rc = mdb_env_open(env, c->dir, flags, 0644);
-  if (!rc && !mapsize && !(flags & MDB_RDONLY)) {
+  if (!rc && !mapsize && rw) {
     MDB_envinfo info;
     mdb_env_info(env, &info);
     if (info.me_mapsize < DEFAULT_MAP) rc = mdb_env_set_mapsize(env, DEFAULT_MAP);
   }
   if (rc) {
     mdb_env_close(env);
-    return rc;
+    if (lmdb_damage(rc)) snprintf(why, nwhy, "%s", mdb_strerror(rc));
+    return lmdb_damage(rc) ? MDB_CORRUPTED : rc;
   }
   c->env = env;
   c->nolock = (flags & MDB_NOLOCK) != 0;
   tg__env_reader_check(c);
-  rc = open_dbis(c, !(flags & MDB_RDONLY));
+  int fd = walk ? open(data, O_RDONLY | O_CLOEXEC) : -1;
+  if (fd >= 0) {
+    bool damaged = walk_snapshot(c, fd, rw, why, nwhy) == TG_EFORMAT;
+    close(fd);
+    if (damaged) {
+      mdb_env_close(env);
+      c->env = NULL;
+      return MDB_CORRUPTED;
+    }
+  }
+  rc = open_dbis(c, rw);
   if (rc) {
     mdb_env_close(env);
     c->env = NULL;
+    if (lmdb_damage(rc)) snprintf(why, nwhy, "%s", mdb_strerror(rc));
+    return lmdb_damage(rc) ? MDB_CORRUPTED : rc;
   }
+  if (rw) note_file(c, data);
+  return MDB_SUCCESS;
+}
+
+/* Move data.mdb and lock.mdb of a damaged environment into a new
+ * DIR/damaged-<UTC time>[-N]; its path goes to dest. */
+static int move_aside(tg_cache *c, char *dest, size_t n) {
+  char stamp[64], from[4200], to[4500];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "damaged-%Y%m%dT%H%M%SZ", &tm);
+  for (int k = 1;; k++) {
+    if (k == 1) snprintf(dest, n, "%s/%s", c->dir, stamp);
+    else snprintf(dest, n, "%s/%s-%d", c->dir, stamp, k);
+    if (mkdir(dest, 0755) == 0) break;
+    if (errno != EEXIST || k == 100) return -errno;
+  }
+  static const char *const names[] = {"data.mdb", "lock.mdb"};
+  for (int i = 0; i < 2; i++) {
+    path_in(c, names[i], from, sizeof from);
+    snprintf(to, sizeof to, "%s/%s", dest, names[i]);
+    if (rename(from, to) && (i == 0 || errno != ENOENT)) return -errno;
+  }
+  path_in(c, STAMP, from, sizeof from);
+  unlink(from);
+  return TG_OK;
+}
+
+static int set_warning(tg_cache *c, const char *why);
+
+/* Open with flags; a damaged data.mdb is moved aside (when rw) and an
+ * empty environment opened instead, or left alone and not used (read-only),
+ * with the warning saying which. Runs under an exclusive flock of the
+ * directory, so two processes finding the same damage do not both move
+ * files (the second would move the first one's new environment). */
+static int env_open_checked(tg_cache *c, unsigned flags, size_t mapsize) {
+  char why[512] = "", dest[4400], msg[5200];
+  int dfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) while (flock(dfd, LOCK_EX) && errno == EINTR) {}
+  int rc = env_try(c, flags, mapsize, why, sizeof why);
+  if (rc == MDB_CORRUPTED) {
+    int mv = flags & MDB_RDONLY ? TG_EACCES : move_aside(c, dest, sizeof dest);
+    if (mv == TG_OK) {
+      snprintf(msg, sizeof msg, "was damaged (data.mdb: %s): moved data.mdb and "
+               "lock.mdb to %s and started an empty cache", why, dest);
+      rc = env_try(c, flags, mapsize, why, sizeof why);
+    } else {
+      snprintf(msg, sizeof msg, "is damaged (data.mdb: %s) and %s: running without "
+               "the cache", why, flags & MDB_RDONLY ? "read-only, so it was left as "
+               "it is" : tg_strerror(mv));
+      c->readonly = true;
+      rc = MDB_SUCCESS;
+    }
+    tg__free(c->warning); /* "read-only" says less than this */
+    c->warning = NULL;
+    if (set_warning(c, msg)) rc = ENOMEM;
+  }
+  if (dfd >= 0) close(dfd); /* releases the flock */
   return rc;
 }
 
-static int set_warning(tg_cache *c, const char *why) {
-  char buf[4200];
-  snprintf(buf, sizeof buf, "cache directory %s %s: results will not be stored",
-           c->dir, why);
+/* "cache directory DIR <what>" as c's warning (the first one set wins). */
+static int set_warning(tg_cache *c, const char *what) {
+  char buf[9600];
+  if (c->warning) return TG_OK;
+  snprintf(buf, sizeof buf, "cache directory %s %s", c->dir, what);
   c->warning = tg__malloc(strlen(buf) + 1);
   if (!c->warning) return TG_ENOMEM;
   strcpy(c->warning, buf);
@@ -164,9 +377,9 @@ static int open_readonly(tg_cache *c, tg_error *err) {
   if (!exists(data)) return TG_OK; /* nothing stored: every get misses */
   bool lock_ok = exists(lock) ? access(lock, W_OK) == 0 : access(c->dir, W_OK) == 0;
   unsigned flags = MDB_RDONLY | MDB_NOTLS | (lock_ok ? 0 : MDB_NOLOCK);
-  int rc = env_try(c, flags, 0);
+  int rc = env_open_checked(c, flags, 0);
   if ((rc == EACCES || rc == EPERM) && lock_ok)
-    rc = env_try(c, flags | MDB_NOLOCK, 0);
+    rc = env_open_checked(c, flags | MDB_NOLOCK, 0);
   if (rc == MDB_NOTFOUND) return TG_OK; /* no tgraph databases in it yet */
   if (rc)
     return tg__error_set(err, tg__mdb_code(rc), "cache %s: opening read-only: %s",
@@ -179,26 +392,46 @@ int tg__env_open(tg_cache *c, size_t mapsize, tg_error *err) {
   path_in(c, "data.mdb", data, sizeof data);
   path_in(c, "lock.mdb", lock, sizeof lock);
   if (c->readonly) {
-    int rc = set_warning(c, "is opened read-only on request");
+    int rc = set_warning(c, "is opened read-only on request: results will not be stored");
     return rc ? rc : open_readonly(c, err);
   }
   if (access(c->dir, W_OK) == 0 && writable_or_absent(data) &&
       writable_or_absent(lock)) {
-    int rc = env_try(c, MDB_NOTLS | MDB_NOMETASYNC, mapsize);
+    int rc = env_open_checked(c, MDB_NOTLS | MDB_NOMETASYNC, mapsize);
     if (!rc) return TG_OK;
     if (rc != EACCES && rc != EPERM && rc != EROFS)
       return tg__error_set(err, tg__mdb_code(rc), "cache %s: opening: %s", c->dir,
                            mdb_strerror(rc));
   }
-  int rc = set_warning(c, "is read-only");
+  int rc = set_warning(c, "is read-only: results will not be stored");
   return rc ? rc : open_readonly(c, err);
+}
+
+/* After closing: when data.mdb is still exactly as this process's last
+ * commit (or its check at open) left it, stamp it, so that the next open
+ * can skip the walk. The transaction id is read with pread, not through
+ * a map: the file may have been cut short meanwhile. */
+static void stamp_at_close(tg_cache *c) {
+  char data[4200], why[256];
+  struct stat st;
+  fileid now, known = {c->data_dev, c->data_ino, c->data_size, c->data_mtime_ns};
+  path_in(c, "data.mdb", data, sizeof data);
+  int fd = open(data, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  tg__mdb_head h;
+  if (!fstat(fd, &st) && (fileid_of(&st, &now), same_file(&now, &known)) &&
+      tg__validate_head(fd, &h, why, sizeof why) == TG_OK)
+    stamp_write(c, &now, h.meta[h.newest].txnid);
+  close(fd);
 }
 
 void tg__env_close(tg_cache *c) {
   for (size_t i = 0; i < c->pool_n; i++) mdb_txn_abort(c->pool[i]);
   c->pool_n = 0;
+  bool stamp = c->env && !c->readonly && c->known;
   if (c->env) mdb_env_close(c->env);
   c->env = NULL;
+  if (stamp) stamp_at_close(c);
 }
 
 void tg__env_reader_check(tg_cache *c) {

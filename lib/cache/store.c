@@ -103,6 +103,7 @@ static void cache_free(tg_cache *c) {
   pthread_cond_destroy(&c->done_cv);
   tg__free(c->pool);
   tg__free(c->warning);
+  tg__free(atomic_load(&c->store_warning));
   tg__free(c->dir);
   tg__free(c);
 }
@@ -162,7 +163,26 @@ void tg_cache_close(tg_cache *c) {
 
 bool tg_cache_is_readonly(const tg_cache *c) { return c && c->readonly; }
 
-const char *tg_cache_warning(const tg_cache *c) { return c ? c->warning : NULL; }
+const char *tg_cache_warning(const tg_cache *c) {
+  if (!c) return NULL;
+  char *late = atomic_load(&((tg_cache *)c)->store_warning);
+  return late ? late : c->warning;
+}
+
+void tg__cache_store_failed(tg_cache *c, int code) {
+  char msg[sizeof c->errmsg], buf[sizeof msg + 4300];
+  if (atomic_load(&c->store_warning)) return;
+  pthread_mutex_lock(&c->err_mu);
+  memcpy(msg, c->errmsg, sizeof msg);
+  pthread_mutex_unlock(&c->err_mu);
+  snprintf(buf, sizeof buf, "cache directory %s: results are not being stored: %s (%s)",
+           c->dir, tg_strerror(code), msg);
+  char *w = tg__malloc(strlen(buf) + 1), *none = NULL;
+  if (!w) return;
+  strcpy(w, buf);
+  /* Set once; readers may hold the pointer until tg_cache_close(). */
+  if (!atomic_compare_exchange_strong(&c->store_warning, &none, w)) tg__free(w);
+}
 
 const char *tg_cache_errmsg(const tg_cache *c) {
   /* Copied under err_mu into this thread's buffer: a failure on another
