@@ -222,7 +222,7 @@ static void child(const wspec *sp, int fd) {
   }
   tg_registry *r = make_reg(sp->ver ? sp->ver : "1");
   if (sp->digest)
-    tg__func_set_origin(tg_registry_find(r, "versioned"), (tg_digest){sp->digest, 0});
+    tg__func_set_origin(tg_registry_find(r, "versioned"), (tg_digest){sp->digest, 0}, NULL);
   tg_worker_opts o = {.version = TG_WORKER_OPTS_V1,
                       .listen = sp->listen ? sp->listen : "tcp://127.0.0.1:*",
                       .nthreads = sp->nthreads ? sp->nthreads : 2,
@@ -1268,7 +1268,7 @@ Test(tcp, function_version_mismatch) {
 Test(tcp, plugin_digest_mismatch) {
   wspec sp = {.digest = 0x1111};
   int w = start_worker(&sp, NULL, 0);
-  tg__func_set_origin(tg_registry_find(reg, "versioned"), (tg_digest){0x2222, 0});
+  tg__func_set_origin(tg_registry_find(reg, "versioned"), (tg_digest){0x2222, 0}, NULL);
   tg_executor *ex = tcp_ex(&w, 1, NULL);
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
@@ -1276,9 +1276,9 @@ Test(tcp, plugin_digest_mismatch) {
   tg_value *r = NULL;
   cr_assert_eq(run(g, &n, 1, ex, &r, NULL), TG_EVERSION);
   char want[300];
-  snprintf(want, sizeof want, "function 'versioned' comes from a plugin with digest "
-           "00000000000000000000000000002222 in this program and "
-           "00000000000000000000000000001111 on worker %s", eps[w]);
+  snprintf(want, sizeof want, "function 'versioned' comes from a plugin (digest "
+           "00000000000000000000000000002222) in this program but comes from a plugin "
+           "(digest 00000000000000000000000000001111) on worker %s", eps[w]);
   cr_expect_str_eq(tg_graph_errmsg(g), want);
   tg_graph_free(g);
   tg_executor_free(ex);

@@ -129,10 +129,13 @@ uint64_t tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f) {
   tg__wbuf_varint(&c->funcs, id);
   tg__wbuf_cstr(&c->funcs, tg_func_name(f));
   tg__wbuf_cstr(&c->funcs, tg_func_version(f));
-  tg__wbuf_u8(&c->funcs, f->has_origin);
-  if (f->has_origin) {
+  tg__wbuf_u8(&c->funcs, f->kind);
+  if (f->kind == TG__ORIGIN_PLUGIN) {
     tg__wbuf_bytes(&c->funcs, &f->origin.lo, 8);
     tg__wbuf_bytes(&c->funcs, &f->origin.hi, 8);
+    tg__wbuf_cstr(&c->funcs, f->origin_file);
+  } else if (f->kind == TG__ORIGIN_BUILTIN) {
+    tg__wbuf_cstr(&c->funcs, tg__library_build());
   }
   c->nfuncs++;
   return id;

@@ -12,8 +12,10 @@
  *           varint misalignment of large parts received (remote/wire.h).
  *           Must come first; anything else before it drops the peer.
  *   FUNCS   varint n, n x (varint fn id, str name, str version,
- *           u8 has_digest, [16 bytes digest lo, hi LE]). Ids are the
- *           client's, dense from 0.
+ *           u8 origin (TG__ORIGIN_*: 0 program, 1 plugin, 2 builtin),
+ *           plugin: 16 bytes digest lo, hi LE, str file base name;
+ *           builtin: str library build (tg__library_build)). Ids are
+ *           the client's, dense from 0.
  *   TASKS   varint run, varint n, n task records; then one value: the
  *           list of inline arguments the records index.
  *     task: varint id, varint fn, u8 kind (0 call, 1 chunk, 2 concat),
@@ -34,7 +36,9 @@
  *   WELCOME "TGRW", varint protocol, u8 status (0 ok, 1 refused), varint
  *           nthreads, str worker name, str message (why refused), varint
  *           misalignment.
- *   FUNCS   varint n, n x (varint fn id, u8 status TG__FN_*, str msg).
+ *   FUNCS   varint n, n x (varint fn id, u8 status TG__FN_*, str detail:
+ *           the worker's version (TG__FN_VERSION) or where its code comes
+ *           from (TG__FN_ORIGIN, tg__func_origin_text)).
  *   RESULTS varint n, n result records; then one value: the list of
  *           inline results the records index.
  *     result: varint task id, varint calls, varint failed calls,
@@ -111,7 +115,8 @@ enum { /* function check results */
   TG__FN_OK = 0,
   TG__FN_MISSING = 1,
   TG__FN_VERSION = 2,
-  TG__FN_DIGEST = 3,
+  TG__FN_ORIGIN = 3, /* other code: another plugin build, a plugin against
+                        compiled-in code, another library build */
 };
 
 /* Limits a worker enforces on what a client sends. */

@@ -158,13 +158,30 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   return true;
 }
 
+/* Where the client's function's code comes from, as it said. */
+typedef struct fn_origin {
+  uint8_t kind; /* TG__ORIGIN_* */
+  tg_digest dg; /* plugin */
+  char file[64]; /* plugin: base name */
+  char build[TG__MAX_NAME + 1]; /* builtin: the client's library build */
+} fn_origin;
+
+/* Same code: same kind, and the same plugin file or library build. Two
+ * programs' compiled-in functions are trusted by name and version. */
+static bool same_origin(const tg_func *f, const fn_origin *o) {
+  if (f->kind != o->kind) return false;
+  if (f->kind == TG__ORIGIN_PLUGIN) return tg_digest_equal(f->origin, o->dg);
+  if (f->kind == TG__ORIGIN_BUILTIN) return strcmp(o->build, tg__library_build()) == 0;
+  return true;
+}
+
 /* Check one function definition of s against the registry. d->msg is
  * what tasks using it fail with; *detail what the client is told (the
- * worker's version or plugin digest). */
+ * worker's version, or where the worker's code comes from). */
 static void check_fn(tg__worker *wk, wfn *d, const char *name, const char *ver,
-                     bool has_digest, tg_digest dg, char detail[64]) {
+                     const fn_origin *o, char detail[TG__MAX_MSG]) {
   const tg_func *f = tg_registry_find(wk->reg, name);
-  char m[TG__MAX_MSG];
+  char m[3 * TG__MAX_MSG];
   d->status = TG__FN_OK;
   detail[0] = '\0';
   if (!f) {
@@ -172,16 +189,19 @@ static void check_fn(tg__worker *wk, wfn *d, const char *name, const char *ver,
     snprintf(m, sizeof m, "function '%s' is not registered on this worker", name);
   } else if (strcmp(tg_func_version(f), ver) != 0) {
     d->status = TG__FN_VERSION;
-    snprintf(detail, 64, "%s", tg_func_version(f));
+    snprintf(detail, TG__MAX_MSG, "%s", tg_func_version(f));
     snprintf(m, sizeof m, "function '%s' has version '%s' in the program and version "
              "'%s' on this worker", name, ver, tg_func_version(f));
-  } else if (has_digest && f->has_origin && !tg_digest_equal(dg, f->origin)) {
-    char a[33];
-    tg_digest_hex(f->origin, a);
-    d->status = TG__FN_DIGEST;
-    snprintf(detail, 64, "%s", a);
-    snprintf(m, sizeof m, "function '%s' comes from another build of its plugin on "
-             "this worker (digest %s)", name, a);
+  } else if (!same_origin(f, o)) {
+    /* Never run other code under the client's name: it would cache our
+     * results as its own. */
+    char theirs[TG__MAX_MSG];
+    d->status = TG__FN_ORIGIN;
+    tg__func_origin_text(f->kind, f->origin_file, f->origin, tg__library_build(),
+                         "the program", detail, TG__MAX_MSG);
+    tg__func_origin_text(o->kind, o->file, o->dg, o->build, "the client's program",
+                         theirs, sizeof theirs);
+    snprintf(m, sizeof m, "function '%s' %s but %s on this worker", name, theirs, detail);
   }
   d->f = d->status == TG__FN_OK ? f : NULL;
   if (d->status != TG__FN_OK && (d->msg = tg__malloc(strlen(m) + 1))) strcpy(d->msg, m);
@@ -197,12 +217,18 @@ static bool funcs(tg__worker *wk, wsess *s, tg__rbuf *r) {
     char name[TG__MAX_NAME + 1], ver[TG__MAX_NAME + 1];
     tg__rbuf_cstr(r, name, TG__MAX_NAME);
     tg__rbuf_cstr(r, ver, TG__MAX_NAME);
-    bool has = tg__rbuf_u8(r) != 0;
-    tg_digest dg = {0, 0};
-    const uint8_t *d = has ? tg__rbuf_bytes(r, 16) : NULL;
-    if (d) {
-      memcpy(&dg.lo, d, 8);
-      memcpy(&dg.hi, d + 8, 8);
+    fn_origin o = {.kind = tg__rbuf_u8(r)};
+    if (o.kind == TG__ORIGIN_PLUGIN) {
+      const uint8_t *d = tg__rbuf_bytes(r, 16);
+      if (d) {
+        memcpy(&o.dg.lo, d, 8);
+        memcpy(&o.dg.hi, d + 8, 8);
+      }
+      tg__rbuf_cstr(r, o.file, sizeof o.file - 1);
+    } else if (o.kind == TG__ORIGIN_BUILTIN) {
+      tg__rbuf_cstr(r, o.build, TG__MAX_NAME);
+    } else if (o.kind != TG__ORIGIN_PROGRAM) {
+      r->bad = true;
     }
     if (r->bad || id != s->nfns) break; /* ids are dense, in order */
     wfn *fns = tg__realloc(s->fns, (s->nfns + 1) * sizeof *fns);
@@ -213,8 +239,8 @@ static bool funcs(tg__worker *wk, wsess *s, tg__rbuf *r) {
     s->fns = fns;
     wfn *f = &s->fns[s->nfns++];
     memset(f, 0, sizeof *f);
-    char detail[64];
-    check_fn(wk, f, name, ver, has, dg, detail);
+    char detail[TG__MAX_MSG];
+    check_fn(wk, f, name, ver, &o, detail);
     tg__wbuf_varint(&h, id);
     tg__wbuf_u8(&h, f->status);
     tg__wbuf_cstr(&h, detail);
