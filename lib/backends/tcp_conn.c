@@ -10,6 +10,13 @@
 #include "remote/wire.h"
 
 
+/* A keyless run's handshake failed: the worker cannot prove it holds this
+ * user's key. */
+#define TCP_NOT_OURS                                                                    \
+  "the worker does not hold this user's key: it runs as another user (who may have "   \
+  "taken the port first), runs with --keys, or is not a tgraph worker; without --keys " \
+  "a run uses only workers of its own user"
+
 static int setopt(void *s, int opt, int v) { return zmq_setsockopt(s, opt, &v, sizeof v); }
 
 static void hello(tcp *b, tcp_conn *c) {
@@ -42,11 +49,9 @@ int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
   setopt(c->sock, ZMQ_HEARTBEAT_TTL, hb);
   setopt(c->sock, ZMQ_RECONNECT_IVL, 100);
   setopt(c->sock, ZMQ_RECONNECT_IVL_MAX, 1000);
-  if (b->keys_dir) {
-    zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
-    zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
-    zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, b->client_sec, 40);
-  }
+  zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
+  zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
+  zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, b->client_sec, 40);
   int events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                ZMQ_EVENT_CONNECT_RETRIED;
@@ -307,14 +312,14 @@ static void monitor_event(tcp *b, tcp_conn *c) {
       if (c->state == CS_READY) tcp_conn_lost(b, c, "disconnected", false);
       break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-      tcp_conn_lost(b, c, "the worker refused this client's key (it is not in the "
-                    "worker's authorized_clients)", true);
+      tcp_conn_lost(b, c, b->keys_dir ? "the worker refused this client's key (it is not "
+                    "in the worker's authorized_clients)" : "the worker refused this "
+                    "user's key (it runs with --keys, or as another user)", true);
       break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
     case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
       tcp_conn_lost(b, c, b->keys_dir ? "the secure handshake failed (wrong server key, "
-                    "or the worker runs without keys)" : "the handshake failed (the "
-                    "worker needs keys: pass the key directory)", true);
+                    "or the worker runs without keys)" : TCP_NOT_OURS, true);
       break;
     case ZMQ_EVENT_CONNECT_RETRIED:
       if (!c->why[0] || !c->fatal)

@@ -148,6 +148,24 @@ typedef struct tg__keypair {
 /* Read the 40-character Z85 key in file dir/name (trailing whitespace
  * allowed). */
 int tg__key_read(const char *dir, const char *name, char out[41], tg_error *err);
+/* The keys a worker serves with: from dir (a tg_keys_generate worker/
+ * set: worker.key, authorized_clients) or, dir NULL, this user's own
+ * (tg__keys_user; the only client key accepted is this user's). *keys
+ * gets n client keys (free with tg__free). A directory of the other set,
+ * of both or of the old layout is an error saying which to pass. */
+int tg__keys_worker(const char *dir, tg__keypair *kp, uint8_t (**keys)[32], size_t *n,
+                    tg_error *err);
+/* The keys a run connects with: from dir (a client/ set: client.key,
+ * worker.pub) or, dir NULL, this user's own (the worker must hold this
+ * user's key too). */
+int tg__keys_client(const char *dir, tg__keypair *kp, char worker_pub[41], tg_error *err);
+/* This user's key pair for workers and runs without keys, made on first
+ * use (userkeys.c) in $XDG_STATE_HOME/tgraph/keys (default
+ * ~/.local/state/tgraph/keys): a directory of mode 0700 and a file of mode
+ * 0600, both owned by this user; else an error saying what is wrong.
+ * Safe when several processes make it at once: all use the first one
+ * written. */
+int tg__keys_user(tg__keypair *kp, tg_error *err);
 /* Read dir/authorized_clients: *keys gets n decoded 32-byte keys (free
  * with tg__free). Blank lines and '#' comments are skipped; a bad line is
  * an error naming it. */

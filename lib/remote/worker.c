@@ -366,8 +366,10 @@ static int setopt(void *sock, int opt, int v) {
   return zmq_setsockopt(sock, opt, &v, sizeof v);
 }
 
-static int bind_router(tg__worker *wk, const char *addr, tg_error *err) {
-  char secret[41], pub[41];
+/* Always CURVE: with the keys of the worker set given, or else this
+ * user's own (only this user's runs get past the handshake). */
+static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
+                       tg_error *err) {
   int64_t maxmsg = wk->o.max_message ? (int64_t)wk->o.max_message : INT32_MAX;
   wk->router = zmq_socket(wk->zctx, ZMQ_ROUTER);
   if (!wk->router) return tg__error_set(err, TG_EIO, "zmq_socket: %s", zmq_strerror(errno));
@@ -378,16 +380,10 @@ static int bind_router(tg__worker *wk, const char *addr, tg_error *err) {
   setopt(wk->router, ZMQ_HEARTBEAT_IVL, 1000);
   setopt(wk->router, ZMQ_HEARTBEAT_TIMEOUT, 10000);
   zmq_setsockopt(wk->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-  if (wk->o.keys_dir) {
-    int rc = tg__key_read(wk->o.keys_dir, "server.key", secret, err);
-    if (rc == TG_OK) rc = tg__key_read(wk->o.keys_dir, "server.pub", pub, err);
-    if (rc != TG_OK) return rc;
-    setopt(wk->router, ZMQ_CURVE_SERVER, 1);
-    zmq_setsockopt(wk->router, ZMQ_CURVE_SECRETKEY, secret, 40);
-    zmq_setsockopt(wk->router, ZMQ_CURVE_PUBLICKEY, pub, 40);
-    zmq_setsockopt(wk->router, ZMQ_ZAP_DOMAIN, "tgraph", 6);
-    memset(secret, 0, sizeof secret);
-  }
+  setopt(wk->router, ZMQ_CURVE_SERVER, 1);
+  zmq_setsockopt(wk->router, ZMQ_CURVE_SECRETKEY, kp->sec, 40);
+  zmq_setsockopt(wk->router, ZMQ_CURVE_PUBLICKEY, kp->pub, 40);
+  zmq_setsockopt(wk->router, ZMQ_ZAP_DOMAIN, "tgraph", 6);
   if (zmq_bind(wk->router, addr) != 0)
     return tg__error_set(err, TG_EIO, "cannot listen on %s: %s", addr, zmq_strerror(errno));
   size_t len = sizeof wk->endpoint;
@@ -423,16 +419,16 @@ static int start(tg__worker *wk, const char *addr, tg_error *err) {
   if (!wk->zctx || wk->wake_fd < 0)
     return tg__error_set(err, TG_EIO, "cannot set up the worker: %s", strerror(errno));
   zmq_ctx_set(wk->zctx, ZMQ_BLOCKY, 0);
-  if (wk->o.keys_dir) {
-    uint8_t(*keys)[32];
-    size_t n;
-    if (!zmq_has("curve"))
-      return tg__error_set(err, TG_EINVAL, "this libzmq has no CURVE: keys cannot be used");
-    int rc = tg__keys_authorized(wk->o.keys_dir, &keys, &n, err);
-    if (rc == TG_OK) rc = tg__zap_start(wk->zctx, keys, n, wk->o.verbose, &wk->zap, err);
-    if (rc != TG_OK) return rc;
-  }
-  int rc = bind_router(wk, addr, err);
+  uint8_t(*keys)[32];
+  size_t n;
+  tg__keypair kp;
+  if (!zmq_has("curve"))
+    return tg__error_set(err, TG_EINVAL, "this libzmq has no CURVE: workers cannot tell "
+                         "their clients from others");
+  int rc = tg__keys_worker(wk->o.keys_dir, &kp, &keys, &n, err);
+  if (rc == TG_OK) rc = tg__zap_start(wk->zctx, keys, n, wk->o.verbose, &wk->zap, err);
+  if (rc == TG_OK) rc = bind_router(wk, addr, &kp, err);
+  memset(&kp, 0, sizeof kp);
   if (rc == TG_OK) rc = tg__wk_pool_start(wk, err);
   return rc;
 }
@@ -504,7 +500,7 @@ int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err)
     if (opts->on_ready) opts->on_ready(opts->ctx, wk->endpoint);
     if (opts->verbose)
       fprintf(stderr, "tgraph worker: listening on %s with %u threads%s\n", wk->endpoint,
-              wk->nthreads, opts->keys_dir ? ", CURVE keys" : "");
+              wk->nthreads, opts->keys_dir ? ", CURVE keys" : ", this user's key");
     loop(wk);
   }
   teardown(wk);
