@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "registry/registry_internal.h" /* tg__library_build */
 #include "tgraph/builtins.h"
@@ -213,4 +215,188 @@ Test(remote_trust, builtins_pair_by_library_build) {
            "program but is compiled into the program on worker %s", tg__library_build(),
            wep);
   cr_expect_str_eq(msg, want);
+}
+
+/* ---- key layout ----------------------------------------------------------------- */
+
+static void tmpdir(char *buf, size_t size) {
+  snprintf(buf, size, "/tmp/tg_trust_XXXXXX");
+  cr_assert_not_null(mkdtemp(buf));
+}
+
+static void rm_tree(const char *dir) {
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+/* Start a worker with keys_dir in a child; TG_OK and its endpoint in wep,
+ * or its error code and message in msg. */
+static int try_worker(const char *keys, char *msg, size_t size) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  wpid = fork();
+  cr_assert_geq(wpid, 0);
+  if (wpid == 0) {
+    close(p[0]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    signal(SIGTERM, child_term);
+    tg_registry *r = make_reg(BUILTINS);
+    tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
+                        .nthreads = 1, .keys_dir = keys, .stop = &child_stop,
+                        .on_ready = child_ready, .ctx = &p[1]};
+    tg_error err;
+    tg_error_clear(&err);
+    int rc = tg_worker_serve(r, &o, &err);
+    if (rc) dprintf(p[1], "ERROR %d %s\n", rc, err.msg);
+    _exit(rc ? 1 : 0);
+  }
+  close(p[1]);
+  char line[1024];
+  size_t n = 0;
+  struct pollfd pf = {p[0], POLLIN, 0};
+  while (n + 1 < sizeof line && poll(&pf, 1, 30000) > 0) {
+    ssize_t r = read(p[0], line + n, 1);
+    if (r <= 0 || line[n] == '\n') break;
+    n++;
+  }
+  line[n] = '\0';
+  close(p[0]);
+  if (strncmp(line, "tcp://", 6) == 0 && n < sizeof wep) {
+    memcpy(wep, line, n + 1);
+    return TG_OK;
+  }
+  int code = 0, off = 0;
+  cr_assert_eq(sscanf(line, "ERROR %d %n", &code, &off), 1, "worker said: %s", line);
+  snprintf(msg, size, "%s", line + off);
+  int st;
+  waitpid(wpid, &st, 0);
+  wpid = 0;
+  return code;
+}
+
+/* A tcp executor with keys_dir: its error (and message) or a run of
+ * identity(7) on the worker, whose message goes to msg. */
+static int keyed_call(const char *keys, char *msg, size_t size) {
+  tg_registry *r = make_reg(BUILTINS);
+  const char *addr[1] = {wep};
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp", .connect = addr,
+                         .nconnect = 1, .keys_dir = keys, .connect_timeout = 10};
+  tg_executor *ex = NULL;
+  tg_error err;
+  tg_error_clear(&err);
+  int rc = tg_executor_new(r, &eo, &ex, &err);
+  if (rc != TG_OK) {
+    snprintf(msg, size, "%s", err.msg);
+    tg_registry_free(r);
+    return rc;
+  }
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(r, &g), TG_OK);
+  tg_node n = tg_call(g, "identity", 1, tg_arg_value(tg_int(7)));
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync", .executor = ex};
+  tg_value *v = NULL;
+  rc = tg_compute(g, &n, 1, &o, &v);
+  snprintf(msg, size, "%s", tg_graph_errmsg(g));
+  if (rc == TG_OK) cr_expect_eq(tg_value_int(v), 7);
+  tg_value_unref(v);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+  tg_registry_free(r);
+  return rc;
+}
+
+static void write_file(const char *path, const char *text, mode_t mode) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f, "%s", path);
+  fputs(text, f);
+  fclose(f);
+  cr_assert_eq(chmod(path, mode), 0);
+}
+
+static void copy_file(const char *from, const char *to, mode_t mode) {
+  char buf[4096];
+  FILE *f = fopen(from, "r");
+  cr_assert_not_null(f, "%s", from);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  write_file(to, buf, mode);
+}
+
+Test(remote_trust, keys_each_end_takes_its_own_directory) {
+  char d[64], p[300], msg[1024], want[1024];
+  tmpdir(d, sizeof d);
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg_keys_generate(d, &err), TG_OK, "%s", err.msg);
+  /* a worker given the runs' directory, or both */
+  snprintf(p, sizeof p, "%s/client", d);
+  cr_assert_eq(try_worker(p, msg, sizeof msg), TG_EINVAL);
+  snprintf(want, sizeof want, "'%s/client' holds a run's (client) keys, not a worker's: "
+           "give the worker the worker/ directory that 'tgraph keys generate' made beside "
+           "it", d);
+  cr_expect_str_eq(msg, want);
+  cr_assert_eq(try_worker(d, msg, sizeof msg), TG_EINVAL);
+  snprintf(want, sizeof want, "'%s' holds both key sets: pass '%s/worker' (the worker's "
+           "part) instead", d, d);
+  cr_expect_str_eq(msg, want);
+  /* the right one serves; a run given the workers' directory is refused */
+  snprintf(p, sizeof p, "%s/worker", d);
+  cr_assert_eq(try_worker(p, msg, sizeof msg), TG_OK, "%s", msg);
+  cr_assert_eq(keyed_call(p, msg, sizeof msg), TG_EINVAL);
+  snprintf(want, sizeof want, "'%s/worker' holds a worker's keys, not a run's: give the "
+           "run the client/ directory that 'tgraph keys generate' made beside it", d);
+  cr_expect_str_eq(msg, want);
+  snprintf(p, sizeof p, "%s/client", d);
+  cr_assert_eq(keyed_call(p, msg, sizeof msg), TG_OK, "%s", msg);
+  rm_tree(d);
+}
+
+Test(remote_trust, keys_old_layout_is_refused_with_how_to_regenerate) {
+  char d[64], p[300], msg[1024], want[1024];
+  tmpdir(d, sizeof d);
+  char pub[41], sec[41], text[200];
+  static const char *const names[] = {"server.pub", "server.key", "client.pub", "client.key",
+                                      "authorized_clients"};
+  for (int i = 0; i < 5; i++) {
+    if (i % 2 == 0 && i < 4) cr_assert_eq(zmq_curve_keypair(pub, sec), 0);
+    snprintf(text, sizeof text, "%s\n", i == 4 || i % 2 == 0 ? pub : sec);
+    snprintf(p, sizeof p, "%s/%s", d, names[i]);
+    write_file(p, text, 0600);
+  }
+  snprintf(want, sizeof want, "'%s' has the old key layout (server.key and client.key in "
+           "one directory, so every host it was copied to could pose as a worker): make new "
+           "keys with 'tgraph keys generate NEWDIR', then give workers NEWDIR/worker and "
+           "runs NEWDIR/client", d);
+  cr_assert_eq(try_worker(d, msg, sizeof msg), TG_EINVAL);
+  cr_expect_str_eq(msg, want);
+  snprintf(wep, sizeof wep, "tcp://127.0.0.1:9");
+  cr_assert_eq(keyed_call(d, msg, sizeof msg), TG_EINVAL);
+  cr_expect_str_eq(msg, want);
+  rm_tree(d);
+}
+
+Test(remote_trust, client_material_cannot_serve) {
+  /* A host holding only client/ makes itself a worker directory from it:
+   * the runs refuse that worker, since it lacks the workers' key. */
+  char d[64], fake[100], p[300], q[300], msg[1024], want[1024];
+  tmpdir(d, sizeof d);
+  cr_assert_eq(tg_keys_generate(d, NULL), TG_OK);
+  snprintf(fake, sizeof fake, "%s/fake", d);
+  cr_assert_eq(mkdir(fake, 0700), 0);
+  snprintf(p, sizeof p, "%s/client/client.key", d);
+  snprintf(q, sizeof q, "%s/worker.key", fake);
+  copy_file(p, q, 0600);
+  snprintf(p, sizeof p, "%s/client/client.pub", d);
+  snprintf(q, sizeof q, "%s/authorized_clients", fake);
+  copy_file(p, q, 0644);
+  cr_assert_eq(try_worker(fake, msg, sizeof msg), TG_OK, "%s", msg);
+  snprintf(p, sizeof p, "%s/client", d);
+  cr_assert_eq(keyed_call(p, msg, sizeof msg), TG_EWORKER, "%s", msg);
+  snprintf(want, sizeof want, "no worker accepts this run; %s: the secure handshake failed "
+           "(wrong server key, or the worker runs without keys)", wep);
+  cr_expect_str_eq(msg, want);
+  stop_worker();
+  rm_tree(d);
 }
