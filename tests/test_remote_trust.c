@@ -5,7 +5,9 @@
  * of one library build pair up. Workers are real processes forked by the
  * test on loopback; the plugin is tests/trust_plugin.c (libtrustbug.so). */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -399,4 +401,189 @@ Test(remote_trust, client_material_cannot_serve) {
   cr_expect_str_eq(msg, want);
   stop_worker();
   rm_tree(d);
+}
+
+/* ---- other local users ------------------------------------------------------------- */
+/* The tgraph program as root (the test) and as user nobody (setpriv),
+ * each with a state directory of its own for its user key. */
+
+static pid_t procs[4];
+static int nprocs;
+static char udir[64]; /* the test's directory: graph, states, markers */
+
+static void users_fini(void) {
+  for (int i = 0; i < nprocs; i++) {
+    if (procs[i] <= 0) continue;
+    kill(procs[i], SIGTERM);
+    int st;
+    waitpid(procs[i], &st, 0);
+  }
+  nprocs = 0;
+  if (udir[0]) rm_tree(udir);
+  udir[0] = '\0';
+}
+
+/* Start tgraph args (as nobody if `nobody`), HOME and XDG_STATE_HOME the
+ * user's state directory; stdout on a pipe (*out), stderr into errpath. */
+static pid_t spawn(bool nobody, const char *const *args, int *out, const char *errpath) {
+  const char *bin = getenv("TGRAPH_BIN");
+  cr_assert_not_null(bin, "TGRAPH_BIN is not set (run through meson test)");
+  const char *argv[32];
+  int n = 0;
+  if (nobody) {
+    argv[n++] = "setpriv";
+    argv[n++] = "--reuid=nobody";
+    argv[n++] = "--regid=nogroup";
+    argv[n++] = "--clear-groups";
+  }
+  argv[n++] = bin;
+  while (*args && n < 31) argv[n++] = *args++;
+  argv[n] = NULL;
+  char home[200], state[200];
+  snprintf(home, sizeof home, "HOME=%s/%s", udir, nobody ? "nobody" : "root");
+  snprintf(state, sizeof state, "XDG_STATE_HOME=%s/%s", udir, nobody ? "nobody" : "root");
+  char *const envp[] = {home, state, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    dup2(p[1], 1);
+    int e = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(e, 2);
+    close(p[0]);
+    execve(nobody ? "/usr/bin/setpriv" : bin, (char *const *)argv, envp);
+    _exit(127);
+  }
+  close(p[1]);
+  *out = p[0];
+  return pid;
+}
+
+static void read_all(int fd, char *buf, size_t size) {
+  size_t n = 0;
+  ssize_t r;
+  while (n + 1 < size && (r = read(fd, buf + n, size - 1 - n)) > 0) n += (size_t)r;
+  buf[n] = '\0';
+}
+
+static void read_path(const char *path, char *buf, size_t size) {
+  int fd = open(path, O_RDONLY);
+  cr_assert_geq(fd, 0, "%s", path);
+  read_all(fd, buf, size);
+  close(fd);
+}
+
+/* Run tgraph args to its end: its exit status, stdout and stderr. */
+static int run_tgraph(bool nobody, const char *const *args, char *out, char *err,
+                      size_t size) {
+  char errpath[200];
+  snprintf(errpath, sizeof errpath, "%s/stderr.%d", udir, nobody);
+  int fd;
+  pid_t pid = spawn(nobody, args, &fd, errpath);
+  read_all(fd, out, size); /* until it exits */
+  close(fd);
+  int st;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  read_path(errpath, err, size);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Start a keyless worker on a free loopback port; its address in ep. */
+static void start_cli_worker(bool nobody, char *ep, size_t size) {
+  const char *args[] = {"worker", "--listen", "tcp://127.0.0.1:*", "--nthreads", "1", NULL};
+  char errpath[200], line[160];
+  snprintf(errpath, sizeof errpath, "%s/worker.%d", udir, nobody);
+  int fd;
+  cr_assert_lt(nprocs, 4);
+  procs[nprocs++] = spawn(nobody, args, &fd, errpath);
+  size_t n = 0;
+  struct pollfd pf = {fd, POLLIN, 0};
+  while (n + 1 < sizeof line && poll(&pf, 1, 30000) > 0) {
+    if (read(fd, line + n, 1) <= 0 || line[n] == '\n') break;
+    n++;
+  }
+  line[n] = '\0';
+  close(fd);
+  char err[1024] = "";
+  if (strncmp(line, "listening on tcp://", 19) != 0) read_path(errpath, err, sizeof err);
+  cr_assert(strncmp(line, "listening on tcp://", 19) == 0, "worker: %s %s", line, err);
+  snprintf(ep, size, "%s", line + 13);
+}
+
+static bool exists_in_udir(const char *name) {
+  char p[200];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/%s", udir, name);
+  return stat(p, &st) == 0;
+}
+
+/* The test's directory (0755, root's), nobody's state directory, and a
+ * graph whose one sh task leaves a marker naming the uid it ran as. */
+static void users_init(void) {
+  if (geteuid() != 0) cr_skip_test("needs root, to be a second user with setpriv");
+  if (access("/usr/bin/setpriv", X_OK) != 0) cr_skip_test("no /usr/bin/setpriv");
+  tmpdir(udir, sizeof udir);
+  cr_assert_eq(chmod(udir, 0755), 0);
+  struct passwd *pw = getpwnam("nobody");
+  cr_assert_not_null(pw, "no user nobody");
+  char p[200], text[400];
+  snprintf(p, sizeof p, "%s/nobody", udir);
+  cr_assert_eq(mkdir(p, 0700), 0);
+  cr_assert_eq(chown(p, pw->pw_uid, pw->pw_gid), 0);
+  snprintf(p, sizeof p, "%s/g.json", udir);
+  snprintf(text, sizeof text, "{\"tgraph\": 1, \"tasks\": {\"who\": {\"fn\": \"sh\", \"args\": "
+           "[\"touch %s/ran_as_$(id -u); id -u\"]}}, \"outputs\": [\"who\"]}\n", udir);
+  write_file(p, text, 0644);
+  /* nobody must be able to run the program under test */
+  char out[4096], err[4096];
+  const char *version[] = {"version", NULL};
+  cr_assert_eq(run_tgraph(true, version, out, err, sizeof out), 0,
+               "user nobody cannot run %s (make the build directory readable by all): %s",
+               getenv("TGRAPH_BIN"), err);
+}
+
+#define NOT_OURS                                                                      \
+  "the worker does not hold this user's key: it runs as another user (who may have "  \
+  "taken the port first), runs with --keys, or is not a tgraph worker; without --keys " \
+  "a run uses only workers of its own user"
+
+Test(remote_trust, keyless_worker_serves_only_its_user, .init = users_init,
+     .fini = users_fini) {
+  char ep[200], out[4096], err[4096], graph[200], want[1024];
+  snprintf(graph, sizeof graph, "%s/g.json", udir);
+  start_cli_worker(false, ep, sizeof ep);
+  const char *args[] = {"run", graph, "--scheduler=tcp", "--connect", ep, "--no-cache", "-q",
+                        NULL};
+  /* another user's run: refused before any task, so sh never runs */
+  cr_assert_eq(run_tgraph(true, args, out, err, sizeof out), 1, "out: %s err: %s", out, err);
+  snprintf(want, sizeof want, "tgraph: error: no worker accepts this run; %s: " NOT_OURS "\n",
+           ep);
+  cr_expect_str_eq(err, want);
+  cr_expect_str_eq(out, "");
+  cr_expect(!exists_in_udir("ran_as_0") && !exists_in_udir("ran_as_65534"),
+            "the sh task ran for another user");
+  /* the worker's own user is served */
+  cr_assert_eq(run_tgraph(false, args, out, err, sizeof out), 0, "err: %s", err);
+  cr_expect_str_eq(out, "{\"who\":{\"$bytes\":\"MAo=\"}}\n"); /* "0\n": run as root */
+  cr_expect(exists_in_udir("ran_as_0"));
+}
+
+Test(remote_trust, run_refuses_a_worker_of_another_user_on_its_port, .init = users_init,
+     .fini = users_fini) {
+  char ep[200], out[4096], err[4096], graph[200], want[1024];
+  snprintf(graph, sizeof graph, "%s/g.json", udir);
+  /* nobody takes a port first and serves there */
+  start_cli_worker(true, ep, sizeof ep);
+  const char *args[] = {"run", graph, "--scheduler=tcp", "--connect", ep, "--no-cache", "-q",
+                        NULL};
+  cr_assert_eq(run_tgraph(false, args, out, err, sizeof out), 1, "out: %s err: %s", out, err);
+  snprintf(want, sizeof want, "tgraph: error: no worker accepts this run; %s: " NOT_OURS "\n",
+           ep);
+  cr_expect_str_eq(err, want);
+  cr_expect_str_eq(out, "");
+  cr_expect(!exists_in_udir("ran_as_65534") && !exists_in_udir("ran_as_0"));
+  /* and nobody's own run is served by it */
+  cr_assert_eq(run_tgraph(true, args, out, err, sizeof out), 0, "err: %s", err);
+  cr_expect_str_eq(out, "{\"who\":{\"$bytes\":\"NjU1MzQK\"}}\n"); /* "65534\n" */
 }
