@@ -587,3 +587,88 @@ Test(remote_trust, run_refuses_a_worker_of_another_user_on_its_port, .init = use
   cr_assert_eq(run_tgraph(true, args, out, err, sizeof out), 0, "err: %s", err);
   cr_expect_str_eq(out, "{\"who\":{\"$bytes\":\"NjU1MzQK\"}}\n"); /* "65534\n" */
 }
+
+/* ---- this user's key ------------------------------------------------------------ */
+
+#include "remote/proto.h" /* tg__keys_user */
+
+/* Eight processes making the key at once all end up with one key, in a
+ * directory of mode 0700 and a file of mode 0600. */
+Test(remote_trust, user_key_made_once_by_racing_processes) {
+  char d[64], state[100], p[200];
+  tmpdir(d, sizeof d);
+  snprintf(state, sizeof state, "%s/state", d);
+  cr_assert_eq(setenv("XDG_STATE_HOME", state, 1), 0);
+  enum { N = 8 };
+  int fds[N];
+  int go[2];
+  cr_assert_eq(pipe(go), 0);
+  for (int i = 0; i < N; i++) {
+    int p2[2];
+    cr_assert_eq(pipe(p2), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+      close(go[1]);
+      char c;
+      (void)!read(go[0], &c, 1); /* all start together */
+      tg__keypair kp;
+      tg_error err;
+      tg_error_clear(&err);
+      int rc = tg__keys_user(&kp, &err);
+      dprintf(p2[1], "%s", rc == TG_OK ? kp.pub : err.msg);
+      _exit(rc == TG_OK ? 0 : 1);
+    }
+    close(p2[1]);
+    fds[i] = p2[0];
+  }
+  close(go[0]);
+  close(go[1]); /* EOF: go */
+  char first[1024] = "";
+  for (int i = 0; i < N; i++) {
+    char pub[1024];
+    read_all(fds[i], pub, sizeof pub);
+    close(fds[i]);
+    int st;
+    cr_assert_gt(wait(&st), 0);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", pub);
+    cr_expect_eq(strlen(pub), 40, "%s", pub);
+    if (i == 0) snprintf(first, sizeof first, "%s", pub);
+    else cr_expect_str_eq(pub, first, "two processes made different keys");
+  }
+  struct stat st;
+  snprintf(p, sizeof p, "%s/tgraph/keys", state);
+  cr_assert_eq(stat(p, &st), 0);
+  cr_expect_eq(st.st_mode & 0777, 0700);
+  snprintf(p, sizeof p, "%s/tgraph/keys/user.key", state);
+  cr_assert_eq(stat(p, &st), 0);
+  cr_expect_eq(st.st_mode & 0777, 0600);
+  rm_tree(d);
+}
+
+/* A key directory others can enter is refused, saying what to do; a run
+ * without keys stops there rather than trusting it. */
+Test(remote_trust, user_key_directory_open_to_others_is_refused) {
+  char d[64], state[100], p[200], want[600];
+  tmpdir(d, sizeof d);
+  snprintf(state, sizeof state, "%s/state", d);
+  cr_assert_eq(setenv("XDG_STATE_HOME", state, 1), 0);
+  tg__keypair kp;
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg__keys_user(&kp, &err), TG_OK, "%s", err.msg);
+  snprintf(p, sizeof p, "%s/tgraph/keys", state);
+  cr_assert_eq(chmod(p, 0755), 0);
+  tg_registry *r = make_reg(BUILTINS);
+  const char *addr[1] = {"tcp://127.0.0.1:9"};
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp", .connect = addr,
+                         .nconnect = 1};
+  tg_executor *ex = NULL;
+  cr_assert_eq(tg_executor_new(r, &eo, &ex, &err), TG_EACCES);
+  snprintf(want, sizeof want, "'%s' holds this user's worker key but is not a directory of "
+           "this user (uid %u) with mode 0700: fix it (chmod 700) or remove it", p,
+           (unsigned)geteuid());
+  cr_expect_str_eq(err.msg, want);
+  tg_registry_free(r);
+  rm_tree(d);
+}
