@@ -340,7 +340,7 @@ Test(remote_trust, keys_each_end_takes_its_own_directory) {
            "it", d);
   cr_expect_str_eq(msg, want);
   cr_assert_eq(try_worker(d, msg, sizeof msg), TG_EINVAL);
-  snprintf(want, sizeof want, "'%s' holds both key sets: pass '%s/worker' (the worker's "
+  snprintf(want, sizeof want, "'%s' holds both key sets: pass '%s/worker' (the workers' "
            "part) instead", d, d);
   cr_expect_str_eq(msg, want);
   /* the right one serves; a run given the workers' directory is refused */

@@ -229,8 +229,9 @@ static int wrong_dir(const char *dir, const char *want, tg_error *err) {
                          "generate NEWDIR', then give workers NEWDIR/worker and runs "
                          "NEWDIR/client", dir);
   if (exists(sub, strcmp(want, "worker") == 0 ? "worker.key" : "client.key"))
-    return tg__error_set(err, TG_EINVAL, "'%s' holds both key sets: pass '%s' (the %s's "
-                         "part) instead", dir, sub, want);
+    return tg__error_set(err, TG_EINVAL, "'%s' holds both key sets: pass '%s' (the "
+                         "%s part) instead", dir, sub,
+                         strcmp(want, "worker") == 0 ? "workers'" : "runs'");
   bool for_worker = strcmp(want, "worker") == 0;
   if (exists(dir, for_worker ? "client.key" : "worker.key"))
     return tg__error_set(err, TG_EINVAL, "'%s' holds %s, not %s: give the %s the %s/ "
