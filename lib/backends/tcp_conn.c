@@ -1,6 +1,7 @@
 /* lib/backends/tcp_conn.c: one connection per worker: the DEALER socket
- * (CURVE client when keys are set, heartbeats, a monitor that reports
- * disconnections and refused handshakes), HELLO and WELCOME, pings, the
+ * (a CURVE client with the client keys given or this user's own,
+ * heartbeats, a monitor that reports disconnections and refused
+ * handshakes), HELLO and WELCOME, pings, the
  * function definitions a worker has been sent, flushing pending messages,
  * and what happens when a worker is lost. */
 #include <stdio.h>

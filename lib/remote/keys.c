@@ -1,5 +1,6 @@
-/* lib/remote/keys.c: CURVE key files: generating a key directory, reading
- * one key, reading the list of authorized client keys. Keys are Z85 text
+/* lib/remote/keys.c: CURVE key files: generating the workers' and the
+ * runs' key directories, reading one key and the list of authorized client
+ * keys, and loading each end's set (refusing the other end's). Keys are Z85 text
  * (40 characters for 32 bytes), one per file or line. */
 #include <errno.h>
 #include <fcntl.h>

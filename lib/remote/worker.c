@@ -1,5 +1,5 @@
-/* lib/remote/worker.c: tg_worker_serve: binding the ROUTER (with CURVE
- * and the authentication handler when keys are given), the loop that
+/* lib/remote/worker.c: tg_worker_serve: binding the ROUTER (CURVE and
+ * the authentication handler, with the keys given or this user's), the loop that
  * reads clients' messages, sessions (HELLO, function checks, expiry,
  * dropping misbehaving peers) and replies. */
 #include <stdio.h>
