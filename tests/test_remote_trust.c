@@ -672,3 +672,77 @@ Test(remote_trust, user_key_directory_open_to_others_is_refused) {
   tg_registry_free(r);
   rm_tree(d);
 }
+
+/* ---- the worker's side of the check, on the wire -------------------------------- */
+
+#include "remote/buf.h"
+
+/* A DEALER speaking as this user's keyless runs do, past HELLO. */
+static void *hello_dealer(void *ctx) {
+  void *s = zmq_socket(ctx, ZMQ_DEALER);
+  tg__keypair kp;
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg__keys_user(&kp, &err), TG_OK, "%s", err.msg);
+  int linger = 0, tmo = 10000;
+  zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+  zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, kp.pub, 40);
+  zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, kp.pub, 40);
+  zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, kp.sec, 40);
+  cr_assert_eq(zmq_connect(s, wep), 0);
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_HELLO);
+  tg__wbuf_bytes(&h, TG__PROTO_MAGIC, 4);
+  tg__wbuf_varint(&h, TG_REMOTE_PROTOCOL);
+  tg__wbuf_varint(&h, 0);
+  tg__wbuf_cstr(&h, "raw");
+  tg__wbuf_varint(&h, 0);
+  cr_assert_eq(zmq_send(s, h.p, h.len, 0), (int)h.len);
+  tg__wbuf_free(&h);
+  uint8_t buf[512];
+  cr_assert_gt(zmq_recv(s, buf, sizeof buf, 0), 0, "no WELCOME");
+  cr_assert_eq(buf[0], TG__M_WELCOME);
+  return s;
+}
+
+/* Builtins of another library build are other code: the worker says so,
+ * naming its own build. */
+Test(remote_trust, worker_refuses_builtins_of_another_build) {
+  start_worker(BUILTINS);
+  void *ctx = zmq_ctx_new(), *s = hello_dealer(ctx);
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_FUNCS);
+  tg__wbuf_varint(&h, 2);
+  tg__wbuf_varint(&h, 0);
+  tg__wbuf_cstr(&h, "identity");
+  tg__wbuf_cstr(&h, "1");
+  tg__wbuf_u8(&h, TG__ORIGIN_BUILTIN);
+  tg__wbuf_cstr(&h, "0.0.1+0123456789abcdef");
+  tg__wbuf_varint(&h, 1);
+  tg__wbuf_cstr(&h, "sum");
+  tg__wbuf_cstr(&h, "1");
+  tg__wbuf_u8(&h, TG__ORIGIN_BUILTIN);
+  tg__wbuf_cstr(&h, tg__library_build());
+  cr_assert_eq(zmq_send(s, h.p, h.len, 0), (int)h.len);
+  tg__wbuf_free(&h);
+  uint8_t buf[2048];
+  int got = zmq_recv(s, buf, sizeof buf, 0);
+  cr_assert_gt(got, 0);
+  tg__rbuf r;
+  tg__rbuf_init(&r, buf, (size_t)got);
+  cr_assert_eq(tg__rbuf_u8(&r), TG__M_FUNCS_OK);
+  cr_assert_eq(tg__rbuf_varint(&r), 2);
+  char detail[TG__MAX_MSG + 1], want[300];
+  cr_expect_eq(tg__rbuf_varint(&r), 0);
+  cr_expect_eq(tg__rbuf_u8(&r), TG__FN_ORIGIN);
+  tg__rbuf_cstr(&r, detail, TG__MAX_MSG);
+  snprintf(want, sizeof want, "is a builtin of tgraph %s", tg__library_build());
+  cr_expect_str_eq(detail, want);
+  cr_expect_eq(tg__rbuf_varint(&r), 1);
+  cr_expect_eq(tg__rbuf_u8(&r), TG__FN_OK, "the same build pairs up");
+  tg__rbuf_cstr(&r, detail, TG__MAX_MSG);
+  cr_expect(!r.bad && tg__rbuf_end(&r));
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+}
