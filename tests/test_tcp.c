@@ -1293,7 +1293,7 @@ Test(tcp, plugin_digest_mismatch) {
   tg_node n = tg_call(g, "versioned", 1, V(tg_int(1)));
   tg_value *r = NULL;
   cr_assert_eq(run(g, &n, 1, ex, &r, NULL), TG_EVERSION);
-  char want[300];
+  char want[500];
   snprintf(want, sizeof want, "function 'versioned' comes from a plugin (digest "
            "00000000000000000000000000002222) in this program but comes from a plugin "
            "(digest 00000000000000000000000000001111) on worker %s", eps[w]);
