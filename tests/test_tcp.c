@@ -1182,14 +1182,15 @@ Test(tcp, keys_required_off_loopback) {
   cr_assert_eq(tg_worker_serve(reg, &o, &err), TG_EINVAL);
   cr_expect_str_eq(err.msg, "refusing to listen on tcp://0.0.0.0:* without keys: only "
                    "loopback addresses (127.0.0.1, ::1, localhost) may go without; make "
-                   "keys with 'tgraph keys generate DIR' and pass --keys DIR");
+                   "keys with 'tgraph keys generate DIR' and pass --keys DIR/worker");
   const char *addr[1] = {"tcp://192.0.2.1:7070"};
   tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp", .connect = addr,
                          .nconnect = 1};
   tg_executor *ex = NULL;
   cr_assert_eq(tg_executor_new(reg, &eo, &ex, &err), TG_EINVAL);
   cr_expect_str_eq(err.msg, "worker tcp://192.0.2.1:7070 is not on this machine: "
-                   "connecting to it needs keys (tg_executor_opts.keys_dir, or --keys DIR)");
+                   "connecting to it needs keys (tg_executor_opts.keys_dir, or --keys "
+                   "DIR/client)");
 }
 
 static int keyed_run(int w, const char *keys, char *msg, size_t size) {

@@ -265,7 +265,7 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
     if (rc != TG_OK) return rc;
     if (!loop && !o->keys_dir)
       return tg__error_set(err, TG_EINVAL, "worker %s is not on this machine: connecting "
-                           "to it needs keys (tg_executor_opts.keys_dir, or --keys DIR)",
+                           "to it needs keys (tg_executor_opts.keys_dir, or --keys DIR/client)",
                            o->connect[i]);
     if (strlen(o->connect[i]) >= sizeof b->conns[i].addr)
       return tg__error_set(err, TG_EINVAL, "address too long: %s", o->connect[i]);

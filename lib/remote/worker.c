@@ -403,7 +403,7 @@ static int check_opts(const tg_worker_opts *o, char *addr, size_t size, tg_error
   if (!loop && !o->keys_dir)
     return tg__error_set(err, TG_EINVAL, "refusing to listen on %s without keys: only "
                          "loopback addresses (127.0.0.1, ::1, localhost) may go without; "
-                         "make keys with 'tgraph keys generate DIR' and pass --keys DIR",
+                         "make keys with 'tgraph keys generate DIR' and pass --keys DIR/worker",
                          listen);
   snprintf(addr, size, "%s", listen);
   size_t n = strlen(addr);
