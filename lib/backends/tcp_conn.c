@@ -50,14 +50,24 @@ int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
   setopt(c->sock, ZMQ_HEARTBEAT_TTL, hb);
   setopt(c->sock, ZMQ_RECONNECT_IVL, 100);
   setopt(c->sock, ZMQ_RECONNECT_IVL_MAX, 1000);
-  zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
-  zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
-  zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, b->client_sec, 40);
+  /* Keyless: a live socket of this user's for the port is this user's
+   * worker (usersock.c); else tcp, where the user's key proves it. */
+  char path[4096], ipc[4200];
+  const char *to = c->addr;
+  if (!b->keys_dir && tg__user_socket(c->addr, path, sizeof path) == TG_OK &&
+      tg__user_socket_live(path)) {
+    snprintf(ipc, sizeof ipc, "ipc://%s", path);
+    to = ipc;
+  } else {
+    zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
+    zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
+    zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, b->client_sec, 40);
+  }
   int events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                ZMQ_EVENT_CONNECT_RETRIED;
   if (zmq_socket_monitor(c->sock, ep, events) != 0 || zmq_connect(c->mon, ep) != 0 ||
-      zmq_connect(c->sock, c->addr) != 0)
+      zmq_connect(c->sock, to) != 0)
     return tg__error_set(err, TG_EIO, "cannot connect to %s: %s", c->addr,
                          zmq_strerror(errno));
   c->state = CS_CONNECTING;

@@ -166,6 +166,18 @@ int tg__keys_client(const char *dir, tg__keypair *kp, char worker_pub[41], tg_er
  * Safe when several processes make it at once: all use the first one
  * written. */
 int tg__keys_user(tg__keypair *kp, tg_error *err);
+/* That private directory, made if missing and checked (err may be NULL). */
+int tg__user_key_dir(char *out, size_t size, tg_error *err);
+
+/* ---- this user's worker sockets (usersock.c) ------------------------------ */
+
+/* The path of the Unix socket a keyless worker of this user listening on
+ * loopback tcp_addr ("tcp://HOST:PORT") also listens on, in the private
+ * directory above. TG_EINVAL (no port, no directory), TG_ELIMIT (too long
+ * for a socket). */
+int tg__user_socket(const char *tcp_addr, char *out, size_t size);
+/* Whether a process listens on that socket now. */
+bool tg__user_socket_live(const char *path);
 /* Read dir/authorized_clients: *keys gets n decoded 32-byte keys (free
  * with tg__free). Blank lines and '#' comments are skipped; a bad line is
  * an error naming it. */

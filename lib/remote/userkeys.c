@@ -132,13 +132,17 @@ static int make_key(const char *dir, tg_error *err) {
   return TG_OK;
 }
 
+int tg__user_key_dir(char *out, size_t size, tg_error *err) {
+  int rc = key_dir(out, size, err);
+  return rc == TG_OK ? private_dir(out, err) : rc;
+}
+
 int tg__keys_user(tg__keypair *kp, tg_error *err) {
   char dir[4096];
   if (!zmq_has("curve"))
     return tg__error_set(err, TG_EINVAL, "this libzmq was built without CURVE: workers "
                          "cannot check that a client is of their user");
-  int rc = key_dir(dir, sizeof dir, err);
-  if (rc == TG_OK) rc = private_dir(dir, err);
+  int rc = tg__user_key_dir(dir, sizeof dir, err);
   if (rc != TG_OK) return rc;
   rc = read_key(dir, kp, err);
   if (rc != -ENOENT) return rc;

@@ -366,6 +366,24 @@ static int setopt(void *sock, int opt, int v) {
   return zmq_setsockopt(sock, opt, &v, sizeof v);
 }
 
+/* Keyless: also listen on this user's private Unix socket for the port
+ * (usersock.c), where only this user's runs can connect (and the
+ * authentication handler checks the peer's uid), without CURVE.
+ * ZeroMQ takes a bind's security options when it binds, so the tcp
+ * endpoint keeps CURVE. Without it, runs use tcp (slower, as safe). */
+static void bind_user_socket(tg__worker *wk) {
+  char path[4096], ep[4200];
+  if (tg__user_socket(wk->endpoint, path, sizeof path) != TG_OK) return;
+  snprintf(ep, sizeof ep, "ipc://%s", path);
+  setopt(wk->router, ZMQ_CURVE_SERVER, 0); /* the ZAP domain stays: peers'
+                                              uids are checked (zap.c) */
+  if (zmq_bind(wk->router, ep) == 0 && strlen(path) < sizeof wk->user_sock)
+    strcpy(wk->user_sock, path);
+  else if (wk->o.verbose)
+    fprintf(stderr, "tgraph worker: cannot listen on %s (runs use tcp): %s\n", ep,
+            zmq_strerror(errno));
+}
+
 /* Always CURVE: with the keys of the worker set given, or else this
  * user's own (only this user's runs get past the handshake). */
 static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
@@ -389,6 +407,7 @@ static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
   size_t len = sizeof wk->endpoint;
   if (zmq_getsockopt(wk->router, ZMQ_LAST_ENDPOINT, wk->endpoint, &len) != 0)
     snprintf(wk->endpoint, sizeof wk->endpoint, "%s", addr);
+  if (!wk->o.keys_dir) bind_user_socket(wk);
   return TG_OK;
 }
 
@@ -426,7 +445,9 @@ static int start(tg__worker *wk, const char *addr, tg_error *err) {
     return tg__error_set(err, TG_EINVAL, "this libzmq has no CURVE: workers cannot tell "
                          "their clients from others");
   int rc = tg__keys_worker(wk->o.keys_dir, &kp, &keys, &n, err);
-  if (rc == TG_OK) rc = tg__zap_start(wk->zctx, keys, n, wk->o.verbose, &wk->zap, err);
+  /* keyless: this user's processes may also come over its Unix socket */
+  long uid = wk->o.keys_dir ? -1 : (long)geteuid();
+  if (rc == TG_OK) rc = tg__zap_start(wk->zctx, keys, n, uid, wk->o.verbose, &wk->zap, err);
   if (rc == TG_OK) rc = bind_router(wk, addr, &kp, err);
   memset(&kp, 0, sizeof kp);
   if (rc == TG_OK) rc = tg__wk_pool_start(wk, err);
@@ -473,6 +494,7 @@ static void teardown(tg__worker *wk) {
   for (size_t i = 0; i < wk->nparts; i++) zmq_msg_close(&wk->parts[i]);
   tg__free(wk->parts);
   if (wk->router) zmq_close(wk->router);
+  if (wk->user_sock[0]) unlink(wk->user_sock); /* ZeroMQ leaves it */
   tg__zap_stop(wk->zap);
   if (wk->zctx) zmq_ctx_term(wk->zctx);
   if (wk->wake_fd >= 0) close(wk->wake_fd);
