@@ -491,7 +491,8 @@ static int run_tgraph(bool nobody, const char *const *args, char *out, char *err
 
 /* Start a keyless worker on a free loopback port; its address in ep. */
 static void start_cli_worker(bool nobody, char *ep, size_t size) {
-  const char *args[] = {"worker", "--listen", "tcp://127.0.0.1:*", "--nthreads", "1", NULL};
+  const char *args[] = {"worker", "--listen", "tcp://127.0.0.1:*", "--nthreads", "1", "-v",
+                        NULL};
   char errpath[200], line[160];
   snprintf(errpath, sizeof errpath, "%s/worker.%d", udir, nobody);
   int fd;
@@ -745,4 +746,100 @@ Test(remote_trust, worker_refuses_builtins_of_another_build) {
   cr_expect(!r.bad && tg__rbuf_end(&r));
   zmq_close(s);
   zmq_ctx_term(ctx);
+}
+
+/* ---- this user's Unix socket ---------------------------------------------------- */
+
+/* A keyless worker listens on a socket in its user's private directory
+ * too, and removes it when it stops; a run of the user uses it. */
+Test(remote_trust, keyless_worker_socket_is_private_and_removed) {
+  char sock[4096], msg[1024];
+  start_worker(BUILTINS);
+  cr_assert_eq(tg__user_socket(wep, sock, sizeof sock), TG_OK);
+  struct stat st;
+  cr_assert_eq(stat(sock, &st), 0, "no socket %s", sock);
+  cr_expect(S_ISSOCK(st.st_mode));
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", sock);
+  *strrchr(dir, '/') = '\0';
+  cr_assert_eq(stat(dir, &st), 0);
+  cr_expect_eq(st.st_mode & 0777, 0700);
+  cr_expect_eq(st.st_uid, geteuid());
+  cr_expect(tg__user_socket_live(sock));
+  tg_value *v;
+  cr_assert_eq(remote_call(BUILTINS, "identity", tg_int(3), &v, msg, sizeof msg), TG_OK,
+               "%s", msg);
+  cr_expect_eq(tg_value_int(v), 3);
+  tg_value_unref(v);
+  stop_worker();
+  cr_expect_neq(stat(sock, &st), 0, "the socket outlived its worker");
+}
+
+/* Even a process of another uid that reaches the socket (here: its
+ * directory opened on purpose) is refused by the worker: it checks the
+ * peer's uid, so the directory is not the only guard. */
+Test(remote_trust, keyless_worker_socket_refuses_other_uids, .init = users_init,
+     .fini = users_fini) {
+  char ep[200], sock[4096], dir[4096], state[200];
+  snprintf(state, sizeof state, "%s/root", udir);
+  cr_assert_eq(setenv("XDG_STATE_HOME", state, 1), 0);
+  start_cli_worker(false, ep, sizeof ep);
+  cr_assert_eq(tg__user_socket(ep, sock, sizeof sock), TG_OK);
+  cr_assert(tg__user_socket_live(sock), "no socket %s", sock);
+  snprintf(dir, sizeof dir, "%s", sock);
+  *strrchr(dir, '/') = '\0';
+  /* others may connect, as a mistake would allow: the socket, the key
+   * directory and its parents up to the test's */
+  cr_assert_eq(chmod(sock, 0777), 0);
+  char up[4096];
+  snprintf(up, sizeof up, "%s", dir);
+  while (strlen(up) > strlen(udir)) {
+    cr_assert_eq(chmod(up, 0711), 0, "%s", up);
+    *strrchr(up, '/') = '\0';
+  }
+  struct passwd *pw = getpwnam("nobody");
+  cr_assert_not_null(pw);
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    close(p[0]);
+    if (setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) _exit(2);
+    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, tmo = 3000;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    char ipc[4200];
+    snprintf(ipc, sizeof ipc, "ipc://%s", sock);
+    if (zmq_connect(s, ipc) != 0) _exit(3);
+    tg__wbuf h = {0};
+    tg__wbuf_u8(&h, TG__M_HELLO);
+    tg__wbuf_bytes(&h, TG__PROTO_MAGIC, 4);
+    tg__wbuf_varint(&h, TG_REMOTE_PROTOCOL);
+    tg__wbuf_varint(&h, 0);
+    tg__wbuf_cstr(&h, "intruder");
+    tg__wbuf_varint(&h, 0);
+    zmq_send(s, h.p, h.len, 0);
+    uint8_t buf[512];
+    int got = zmq_recv(s, buf, sizeof buf, 0);
+    dprintf(p[1], "%s", got > 0 && buf[0] == TG__M_WELCOME ? "welcomed" : "refused");
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    _exit(0);
+  }
+  close(p[1]);
+  char said[64];
+  read_all(p[0], said, sizeof said);
+  close(p[0]);
+  int st;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+  cr_expect_str_eq(said, "refused");
+  /* refused by its uid, not by the file system */
+  char log[4096], path[300], want[100];
+  snprintf(path, sizeof path, "%s/worker.0", udir);
+  read_path(path, log, sizeof log);
+  snprintf(want, sizeof want, "refused a client from localhost:%u:", (unsigned)pw->pw_uid);
+  cr_expect(strstr(log, want) != NULL, "worker log: %s", log);
 }
