@@ -1,9 +1,17 @@
 /* tests/test_remote_trust.c: remote workers compute the code a run asked
- * for and serve no one else. Function identity: a function compiled into
- * the program and a plugin's function of the same name and version are
- * different code, refused both ways with a message naming both; builtins
- * of one library build pair up. Workers are real processes forked by the
- * test on loopback; the plugin is tests/trust_plugin.c (libtrustbug.so). */
+ * for and serve no one else.
+ *   - function identity: a function compiled into the program and a
+ *     plugin's function of the same name and version are different code,
+ *     refused both ways with a message naming both; builtins pair up by
+ *     library build;
+ *   - keys: workers and runs each take their own directory of `tgraph keys
+ *     generate`, refuse the other's and the old layout, and a worker made
+ *     from client material is refused by runs;
+ *   - other local users (user nobody, through setpriv, when run as root):
+ *     a keyless worker serves only its user, a keyless run talks only to a
+ *     worker of its user, the user key is made once and kept private.
+ * Workers are real processes on loopback (forked, or the tgraph program);
+ * the plugin is tests/trust_plugin.c (libtrustbug.so). */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -19,6 +27,8 @@
 #include <zmq.h>
 
 #include "registry/registry_internal.h" /* tg__library_build */
+#include "remote/buf.h"
+#include "remote/proto.h" /* user keys and sockets, the wire */
 #include "tgraph/builtins.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
@@ -591,7 +601,6 @@ Test(remote_trust, run_refuses_a_worker_of_another_user_on_its_port, .init = use
 
 /* ---- this user's key ------------------------------------------------------------ */
 
-#include "remote/proto.h" /* tg__keys_user */
 
 /* Eight processes making the key at once all end up with one key, in a
  * directory of mode 0700 and a file of mode 0600. */
@@ -676,7 +685,6 @@ Test(remote_trust, user_key_directory_open_to_others_is_refused) {
 
 /* ---- the worker's side of the check, on the wire -------------------------------- */
 
-#include "remote/buf.h"
 
 /* A DEALER speaking as this user's keyless runs do, past HELLO. */
 static void *hello_dealer(void *ctx) {
