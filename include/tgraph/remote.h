@@ -19,7 +19,10 @@
  * ~/.local/state/tgraph/keys, mode 0700): it serves only runs of its user,
  * and a keyless run talks only to a worker of its user, so another local
  * user can neither use the worker nor answer in its place by taking the
- * port first. A peer sending malformed or
+ * port first. A keyless worker also listens on a Unix socket in that
+ * directory (worker-PORT.sock), accepting only peers of its own uid; a
+ * keyless run of the user uses it when it is live (no encryption cost),
+ * else tcp with the user's key. A peer sending malformed or
  * oversized messages is dropped; the worker goes on serving the others.
  *
  * Life-cycle of a worker:
