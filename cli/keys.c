@@ -8,14 +8,22 @@
 static const char usage[] =
     "usage: tgraph keys generate DIR\n"
     "\n"
-    "Write new keys into DIR (created with mode 0700):\n"
-    "  server.key, server.pub   the workers' pair\n"
-    "  client.key, client.pub   the runs' pair\n"
-    "  authorized_clients       client keys workers accept (client.pub)\n"
+    "Write new keys into two directories (mode 0700):\n"
+    "  DIR/worker/  for the workers only: copy it to each worker host\n"
+    "    worker.key            the workers' secret key\n"
+    "    authorized_clients    public keys of the runs they serve\n"
+    "  DIR/client/  for the hosts that run graphs\n"
+    "    client.key            the runs' secret key\n"
+    "    client.pub            its public key\n"
+    "    worker.pub            the workers' public key: runs accept only a\n"
+    "                          worker holding worker.key\n"
     "Secret keys get mode 0600; existing keys are never overwritten.\n"
-    "Workers take --keys DIR (server.*, authorized_clients); runs take\n"
-    "--keys DIR (client.*, server.pub). To admit another client, append its\n"
-    "client.pub line to the workers' authorized_clients.\n";
+    "Workers take --keys DIR/worker, runs take --keys DIR/client; a host\n"
+    "holding DIR/client cannot pose as a worker. To admit another set of\n"
+    "runs, append their client.pub line to the workers' authorized_clients.\n"
+    "Without --keys, workers and runs use a key of their user made on first\n"
+    "use ($XDG_STATE_HOME/tgraph/keys, default ~/.local/state/tgraph/keys):\n"
+    "a worker serves only its own user, a run uses only its own user's.\n";
 
 int cli_keys(int argc, char **argv) {
   if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
@@ -32,7 +40,7 @@ int cli_keys(int argc, char **argv) {
     cli_error("%s", err.msg);
     return CLI_USAGE;
   }
-  cli_info("wrote keys to %s (server.key, server.pub, client.key, client.pub, "
-           "authorized_clients)", argv[2]);
+  cli_info("wrote keys: %s/worker (worker.key, authorized_clients) for the workers, "
+           "%s/client (client.key, client.pub, worker.pub) for the runs", argv[2], argv[2]);
   return CLI_OK;
 }

@@ -360,7 +360,7 @@ Test(memo, keys_follow_function_identity) {
   key_hex(g2, n2[0], h2);
   cr_assert_str_neq(h1, h2, "version");
   /* A plugin's content digest joins the identity. */
-  tg__func_set_origin(tg_registry_find(r2, "g"), (tg_digest){1, 2});
+  tg__func_set_origin(tg_registry_find(r2, "g"), (tg_digest){1, 2}, NULL);
   tg_node a = ADD(g1, "g", NULL, INT(7)), b = ADD(g2, "g", NULL, INT(7));
   key_hex(g1, a, h1);
   key_hex(g2, b, h2);

@@ -222,7 +222,7 @@ static void child(const wspec *sp, int fd) {
   }
   tg_registry *r = make_reg(sp->ver ? sp->ver : "1");
   if (sp->digest)
-    tg__func_set_origin(tg_registry_find(r, "versioned"), (tg_digest){sp->digest, 0});
+    tg__func_set_origin(tg_registry_find(r, "versioned"), (tg_digest){sp->digest, 0}, NULL);
   tg_worker_opts o = {.version = TG_WORKER_OPTS_V1,
                       .listen = sp->listen ? sp->listen : "tcp://127.0.0.1:*",
                       .nthreads = sp->nthreads ? sp->nthreads : 2,
@@ -1124,14 +1124,24 @@ static void tmpdir(char *buf) {
 }
 
 static void rm_keys(const char *dir) {
-  const char *names[] = {"server.key", "server.pub", "client.key", "client.pub",
-                         "authorized_clients"};
+  const char *names[] = {"worker/worker.key", "worker/authorized_clients",
+                         "client/client.key", "client/client.pub", "client/worker.pub",
+                         "worker", "client"};
   char p[300];
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < 7; i++) {
     snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-    unlink(p);
+    i < 5 ? unlink(p) : rmdir(p);
   }
   rmdir(dir);
+}
+
+/* dir/sub in a static buffer (one of two, used in turn). */
+static const char *sub(const char *dir, const char *s) {
+  static char buf[2][300];
+  static int i;
+  i ^= 1;
+  snprintf(buf[i], sizeof buf[i], "%s/%s", dir, s);
+  return buf[i];
 }
 
 static mode_t mode_of(const char *dir, const char *name) {
@@ -1148,12 +1158,14 @@ Test(tcp, keys_generate_files) {
   tg_error err;
   tg_error_clear(&err);
   cr_assert_eq(tg_keys_generate(d, &err), TG_OK, "%s", err.msg);
-  cr_expect_eq(mode_of(d, "server.key"), 0600);
-  cr_expect_eq(mode_of(d, "client.key"), 0600);
-  cr_expect_eq(mode_of(d, "server.pub"), 0644);
+  cr_expect_eq(mode_of(d, "worker/worker.key"), 0600);
+  cr_expect_eq(mode_of(d, "client/client.key"), 0600);
+  cr_expect_eq(mode_of(d, "client/worker.pub"), 0644);
+  cr_expect_eq(mode_of(d, "worker"), 0700);
+  cr_expect_eq(mode_of(d, "client"), 0700);
   char pub[41], authorized[4096] = "", p[300];
-  cr_assert_eq(tg__key_read(d, "client.pub", pub, &err), TG_OK);
-  snprintf(p, sizeof p, "%s/authorized_clients", d);
+  cr_assert_eq(tg__key_read(sub(d, "client"), "client.pub", pub, &err), TG_OK);
+  snprintf(p, sizeof p, "%s/worker/authorized_clients", d);
   FILE *f = fopen(p, "r");
   size_t n = fread(authorized, 1, sizeof authorized - 1, f);
   authorized[n] = '\0';
@@ -1170,14 +1182,15 @@ Test(tcp, keys_required_off_loopback) {
   cr_assert_eq(tg_worker_serve(reg, &o, &err), TG_EINVAL);
   cr_expect_str_eq(err.msg, "refusing to listen on tcp://0.0.0.0:* without keys: only "
                    "loopback addresses (127.0.0.1, ::1, localhost) may go without; make "
-                   "keys with 'tgraph keys generate DIR' and pass --keys DIR");
+                   "keys with 'tgraph keys generate DIR' and pass --keys DIR/worker");
   const char *addr[1] = {"tcp://192.0.2.1:7070"};
   tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp", .connect = addr,
                          .nconnect = 1};
   tg_executor *ex = NULL;
   cr_assert_eq(tg_executor_new(reg, &eo, &ex, &err), TG_EINVAL);
   cr_expect_str_eq(err.msg, "worker tcp://192.0.2.1:7070 is not on this machine: "
-                   "connecting to it needs keys (tg_executor_opts.keys_dir, or --keys DIR)");
+                   "connecting to it needs keys (tg_executor_opts.keys_dir, or --keys "
+                   "DIR/client)");
 }
 
 static int keyed_run(int w, const char *keys, char *msg, size_t size) {
@@ -1201,39 +1214,45 @@ Test(tcp, keys_refuse_strangers) {
   tmpdir(other);
   cr_assert_eq(tg_keys_generate(good, NULL), TG_OK);
   cr_assert_eq(tg_keys_generate(other, NULL), TG_OK);
-  wspec sp = {.keys = good};
+  char gw[300], gc[300];
+  snprintf(gw, sizeof gw, "%s/worker", good);
+  snprintf(gc, sizeof gc, "%s/client", good);
+  wspec sp = {.keys = gw};
   int w = start_worker(&sp, NULL, 0);
   cr_assert_geq(w, 0);
-  cr_assert_eq(keyed_run(w, good, msg, sizeof msg), TG_OK, "%s", msg);
-  /* no keys at all */
+  cr_assert_eq(keyed_run(w, gc, msg, sizeof msg), TG_OK, "%s", msg);
+  /* no keys at all: this user's own key, which the worker does not hold */
   cr_assert_eq(keyed_run(w, NULL, msg, sizeof msg), TG_EWORKER);
-  snprintf(want, sizeof want, "no worker accepts this run; %s: the handshake failed (the "
-           "worker needs keys: pass the key directory)", eps[w]);
+  snprintf(want, sizeof want, "no worker accepts this run; %s: the worker does not hold "
+           "this user's key: it runs as another user (who may have taken the port first), "
+           "runs with --keys, or is not a tgraph worker; without --keys a run uses only "
+           "workers of its own user", eps[w]);
   cr_expect_str_eq(msg, want);
   /* keys of another set: the wrong server key and an unknown client */
-  cr_assert_eq(keyed_run(w, other, msg, sizeof msg), TG_EWORKER);
+  cr_assert_eq(keyed_run(w, sub(other, "client"), msg, sizeof msg), TG_EWORKER);
   snprintf(want, sizeof want, "no worker accepts this run; %s: the secure handshake failed "
            "(wrong server key, or the worker runs without keys)", eps[w]);
   cr_expect_str_eq(msg, want);
   /* the right server key, a client key the worker does not know */
   char mixed[64], p[300], q[300];
   tmpdir(mixed);
+  cr_assert_eq(mkdir(sub(mixed, "client"), 0700), 0);
   const char *names[] = {"client.key", "client.pub"};
   for (int i = 0; i < 2; i++) {
-    snprintf(p, sizeof p, "%s/%s", other, names[i]);
-    snprintf(q, sizeof q, "%s/%s", mixed, names[i]);
+    snprintf(p, sizeof p, "%s/client/%s", other, names[i]);
+    snprintf(q, sizeof q, "%s/client/%s", mixed, names[i]);
     cr_assert_eq(link(p, q), 0);
   }
-  snprintf(p, sizeof p, "%s/server.pub", good);
-  snprintf(q, sizeof q, "%s/server.pub", mixed);
+  snprintf(p, sizeof p, "%s/client/worker.pub", good);
+  snprintf(q, sizeof q, "%s/client/worker.pub", mixed);
   cr_assert_eq(link(p, q), 0);
-  cr_assert_eq(keyed_run(w, mixed, msg, sizeof msg), TG_EWORKER);
+  cr_assert_eq(keyed_run(w, sub(mixed, "client"), msg, sizeof msg), TG_EWORKER);
   snprintf(want, sizeof want, "no worker accepts this run; %s: the worker refused this "
            "client's key (it is not in the worker's authorized_clients)", eps[w]);
   cr_expect_str_eq(msg, want);
   /* and the worker serves its own clients still */
   cr_assert(alive(w));
-  cr_assert_eq(keyed_run(w, good, msg, sizeof msg), TG_OK, "%s", msg);
+  cr_assert_eq(keyed_run(w, gc, msg, sizeof msg), TG_OK, "%s", msg);
   rm_keys(good);
   rm_keys(other);
   rm_keys(mixed);
@@ -1268,17 +1287,17 @@ Test(tcp, function_version_mismatch) {
 Test(tcp, plugin_digest_mismatch) {
   wspec sp = {.digest = 0x1111};
   int w = start_worker(&sp, NULL, 0);
-  tg__func_set_origin(tg_registry_find(reg, "versioned"), (tg_digest){0x2222, 0});
+  tg__func_set_origin(tg_registry_find(reg, "versioned"), (tg_digest){0x2222, 0}, NULL);
   tg_executor *ex = tcp_ex(&w, 1, NULL);
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_node n = tg_call(g, "versioned", 1, V(tg_int(1)));
   tg_value *r = NULL;
   cr_assert_eq(run(g, &n, 1, ex, &r, NULL), TG_EVERSION);
-  char want[300];
-  snprintf(want, sizeof want, "function 'versioned' comes from a plugin with digest "
-           "00000000000000000000000000002222 in this program and "
-           "00000000000000000000000000001111 on worker %s", eps[w]);
+  char want[500];
+  snprintf(want, sizeof want, "function 'versioned' comes from a plugin (digest "
+           "00000000000000000000000000002222) in this program but comes from a plugin "
+           "(digest 00000000000000000000000000001111) on worker %s", eps[w]);
   cr_expect_str_eq(tg_graph_errmsg(g), want);
   tg_graph_free(g);
   tg_executor_free(ex);
@@ -1340,11 +1359,26 @@ static void *fake_main(void *arg) {
   return NULL;
 }
 
+/* Make a raw socket speak as this user's keyless workers and runs do
+ * (CURVE with the user's own key), so that it gets past the handshake. */
+static void *as_user(void *sock, bool server) {
+  tg__keypair kp;
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg__keys_user(&kp, &err), TG_OK, "%s", err.msg);
+  int one = 1;
+  if (server) zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+  else zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, kp.pub, 40);
+  zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, kp.pub, 40);
+  zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, kp.sec, 40);
+  return sock;
+}
+
 Test(tcp, protocol_version_mismatch) {
   /* the client side: a worker speaking another version */
   fake f = {0};
   f.ctx = zmq_ctx_new();
-  f.sock = zmq_socket(f.ctx, ZMQ_ROUTER);
+  f.sock = as_user(zmq_socket(f.ctx, ZMQ_ROUTER), true);
   cr_assert_eq(zmq_bind(f.sock, "tcp://127.0.0.1:*"), 0);
   size_t len = sizeof f.ep;
   zmq_getsockopt(f.sock, ZMQ_LAST_ENDPOINT, f.ep, &len);
@@ -1373,7 +1407,7 @@ Test(tcp, protocol_version_mismatch) {
 
   /* the worker side: a client speaking another version */
   int w = start();
-  void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+  void *ctx = zmq_ctx_new(), *s = as_user(zmq_socket(ctx, ZMQ_DEALER), false);
   int linger = 0, tmo = 5000;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
   zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
@@ -1442,7 +1476,7 @@ static size_t zmtp_hello(uint8_t *p) {
 /* Send parts as one message from a fresh DEALER; the worker's reply. */
 static int dealer_exchange(const char *ep, const char *const *parts, const size_t *lens,
                            size_t n, char *reply, size_t size, int tmo) {
-  void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+  void *ctx = zmq_ctx_new(), *s = as_user(zmq_socket(ctx, ZMQ_DEALER), false);
   int linger = 0;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
   zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
@@ -1510,7 +1544,7 @@ Test(tcp, hostile_bytes_do_not_hurt) {
   cr_assert_gt(dealer_exchange(eps[w], nohello, &l1, 1, reply, sizeof reply, 3000), 0);
   cr_expect_eq(reply[0], TG__M_ERROR);
   cr_expect(strstr(reply + 2, "no HELLO first") != NULL);
-  void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+  void *ctx = zmq_ctx_new(), *s = as_user(zmq_socket(ctx, ZMQ_DEALER), false);
   int linger = 0, tmo = 3000;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
   zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
@@ -1536,7 +1570,7 @@ Test(tcp, hostile_bytes_do_not_hurt) {
 
 /* A DEALER on ctx past its HELLO and an accepting WELCOME from ep. */
 static void *greeted(void *ctx, const char *ep) {
-  void *s = zmq_socket(ctx, ZMQ_DEALER);
+  void *s = as_user(zmq_socket(ctx, ZMQ_DEALER), false);
   int linger = 0, tmo = 3000;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
   zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);

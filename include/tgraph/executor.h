@@ -51,8 +51,10 @@ typedef struct tg_executor_opts {
   /* tcp backend (see remote.h); zero means the default: */
   const char *const *connect; /* worker addresses, "tcp://HOST:PORT"; copied */
   size_t nconnect;
-  const char *keys_dir;   /* client keys (tg_keys_generate); NULL: none,
-                             which allows loopback workers only */
+  const char *keys_dir;   /* the client/ directory of tg_keys_generate;
+                             NULL: this user's own key (tgraph/remote.h),
+                             which allows loopback workers of this user
+                             only */
   double connect_timeout; /* seconds a run waits while no worker is
                              connected before it fails; 0: 30 */
   double heartbeat;       /* seconds of silence after which a worker

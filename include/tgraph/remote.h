@@ -9,12 +9,20 @@
  * tasks and get results back. Results above a size stay on the worker
  * that made them until a task elsewhere, or the caller, needs them.
  *
- * Security: without keys a worker listens on loopback only (127.0.0.0/8,
- * ::1, localhost) and refuses any other address. With keys (a directory
- * made by tg_keys_generate), connections are CURVE-encrypted and only
- * clients whose public key is listed in the directory's
- * authorized_clients file get past the handshake; the others are refused
- * before any message of theirs is read. A peer sending malformed or
+ * Security: connections are always CURVE-encrypted and both ends are
+ * checked before any message is read. With keys (the worker/ and client/
+ * directories made by tg_keys_generate) a worker accepts only clients
+ * whose public key is in its authorized_clients, and a run only a worker
+ * holding the workers' secret key. Without keys a worker listens on
+ * loopback only (127.0.0.0/8, ::1, localhost) and uses its user's own key
+ * (made on first use in $XDG_STATE_HOME/tgraph/keys, default
+ * ~/.local/state/tgraph/keys, mode 0700): it serves only runs of its user,
+ * and a keyless run talks only to a worker of its user, so another local
+ * user can neither use the worker nor answer in its place by taking the
+ * port first. A keyless worker also listens on a Unix socket in that
+ * directory (worker-PORT.sock), accepting only peers of its own uid; a
+ * keyless run of the user uses it when it is live (no encryption cost),
+ * else tcp with the user's key. A peer sending malformed or
  * oversized messages is dropped; the worker goes on serving the others.
  *
  * Life-cycle of a worker:
@@ -45,7 +53,7 @@ extern "C" {
 
 /* Version of the worker protocol this library speaks. Both ends must
  * speak the same one (the handshake says which each has). */
-#define TG_REMOTE_PROTOCOL 2
+#define TG_REMOTE_PROTOCOL 3
 
 /* Default address of a worker, and its default port. */
 #define TG_WORKER_DEFAULT_LISTEN "tcp://127.0.0.1:7070"
@@ -58,9 +66,10 @@ typedef struct tg_worker_opts {
                               on_ready). HOST other than loopback needs
                               keys_dir. */
   unsigned nthreads;       /* threads running tasks; 0: one per CPU */
-  const char *keys_dir;    /* NULL: no keys; else a tg_keys_generate
-                              directory: server.key, server.pub,
-                              authorized_clients */
+  const char *keys_dir;    /* NULL: this user's own key (see above); else
+                              the worker/ directory of tg_keys_generate:
+                              worker.key, authorized_clients. A client/
+                              or old-layout directory is refused. */
   size_t max_message;      /* largest message part accepted, in bytes,
                               and most bytes of large values a client may
                               have streamed in and not yet used (more
@@ -98,14 +107,17 @@ typedef struct tg_worker_opts {
 int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts,
                     tg_error *err);
 
-/* Write a new set of keys into dir (created if missing, mode 0700):
- *   server.key, server.pub   the workers' key pair (Z85 text)
- *   client.key, client.pub   the runs' key pair
- *   authorized_clients       client public keys a worker accepts, one per
- *                            line ('#' comments); client.pub to begin with
+/* Write a new set of keys (Z85 text) into dir (created if missing), in
+ * two directories of mode 0700:
+ *   worker/worker.key          the workers' secret key (workers only)
+ *   worker/authorized_clients  client public keys a worker accepts, one
+ *                              per line ('#' comments); client.pub first
+ *   client/client.key          the runs' secret key
+ *   client/client.pub          its public key
+ *   client/worker.pub          the workers' public key
  * Secret keys are written with mode 0600. Existing files are not
- * overwritten (TG_EEXIST). Workers use server.* and authorized_clients,
- * runs use client.* and server.pub: copy the directory to both. */
+ * overwritten (TG_EEXIST). Workers take dir/worker, runs dir/client: a
+ * host given only client/ cannot pose as a worker. */
 int tg_keys_generate(const char *dir, tg_error *err);
 
 /* Traffic and recovery figures of a tcp executor, since it was created. */

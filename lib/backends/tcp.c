@@ -227,10 +227,16 @@ static void tcp_submit(tg__backend *be, tg__task *const *tasks, size_t n) {
   if (was_empty) tcp_wake(b);
 }
 
+/* The client set given, or this user's own key: a keyless run talks only
+ * to workers of its own user. */
 static int read_keys(tcp *b, tg_error *err) {
-  int rc = tg__key_read(b->keys_dir, "client.pub", b->client_pub, err);
-  if (rc == TG_OK) rc = tg__key_read(b->keys_dir, "client.key", b->client_sec, err);
-  if (rc == TG_OK) rc = tg__key_read(b->keys_dir, "server.pub", b->server_pub, err);
+  tg__keypair kp;
+  int rc = tg__keys_client(b->keys_dir, &kp, b->server_pub, err);
+  if (rc == TG_OK) {
+    memcpy(b->client_pub, kp.pub, sizeof kp.pub);
+    memcpy(b->client_sec, kp.sec, sizeof kp.sec);
+  }
+  memset(&kp, 0, sizeof kp);
   return rc;
 }
 
@@ -248,9 +254,9 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
     if (!(b->keys_dir = tg__malloc(strlen(o->keys_dir) + 1)))
       return tg__error_set(err, TG_ENOMEM, "out of memory");
     strcpy(b->keys_dir, o->keys_dir);
-    int rc = read_keys(b, err);
-    if (rc != TG_OK) return rc;
   }
+  int rc = read_keys(b, err);
+  if (rc != TG_OK) return rc;
   b->conns = tg__calloc(o->nconnect, sizeof *b->conns);
   if (!b->conns) return tg__error_set(err, TG_ENOMEM, "out of memory");
   for (size_t i = 0; i < o->nconnect; i++) {
@@ -259,7 +265,7 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
     if (rc != TG_OK) return rc;
     if (!loop && !o->keys_dir)
       return tg__error_set(err, TG_EINVAL, "worker %s is not on this machine: connecting "
-                           "to it needs keys (tg_executor_opts.keys_dir, or --keys DIR)",
+                           "to it needs keys (tg_executor_opts.keys_dir, or --keys DIR/client)",
                            o->connect[i]);
     if (strlen(o->connect[i]) >= sizeof b->conns[i].addr)
       return tg__error_set(err, TG_EINVAL, "address too long: %s", o->connect[i]);

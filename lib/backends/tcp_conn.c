@@ -1,6 +1,7 @@
 /* lib/backends/tcp_conn.c: one connection per worker: the DEALER socket
- * (CURVE client when keys are set, heartbeats, a monitor that reports
- * disconnections and refused handshakes), HELLO and WELCOME, pings, the
+ * (a CURVE client with the client keys given or this user's own,
+ * heartbeats, a monitor that reports disconnections and refused
+ * handshakes), HELLO and WELCOME, pings, the
  * function definitions a worker has been sent, flushing pending messages,
  * and what happens when a worker is lost. */
 #include <math.h>
@@ -10,6 +11,13 @@
 #include "backends/tcp_internal.h"
 #include "remote/wire.h"
 
+
+/* A keyless run's handshake failed: the worker cannot prove it holds this
+ * user's key. */
+#define TCP_NOT_OURS                                                                    \
+  "the worker does not hold this user's key: it runs as another user (who may have "   \
+  "taken the port first), runs with --keys, or is not a tgraph worker; without --keys " \
+  "a run uses only workers of its own user"
 
 static int setopt(void *s, int opt, int v) { return zmq_setsockopt(s, opt, &v, sizeof v); }
 
@@ -44,7 +52,15 @@ int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
   setopt(c->sock, ZMQ_RECONNECT_IVL, 100);
   setopt(c->sock, ZMQ_RECONNECT_IVL_MAX, 1000);
   if (tg__addr_ipv6(c->addr)) setopt(c->sock, ZMQ_IPV6, 1);
-  if (b->keys_dir) {
+  /* Keyless: a live socket of this user's for the port is this user's
+   * worker (usersock.c); else tcp, where the user's key proves it. */
+  char path[4096], ipc[4200];
+  const char *to = c->addr;
+  if (!b->keys_dir && tg__user_socket(c->addr, path, sizeof path) == TG_OK &&
+      tg__user_socket_live(path)) {
+    snprintf(ipc, sizeof ipc, "ipc://%s", path);
+    to = ipc;
+  } else {
     zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
     zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
     zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, b->client_sec, 40);
@@ -53,7 +69,7 @@ int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                ZMQ_EVENT_CONNECT_RETRIED;
   if (zmq_socket_monitor(c->sock, ep, events) != 0 || zmq_connect(c->mon, ep) != 0 ||
-      zmq_connect(c->sock, c->addr) != 0)
+      zmq_connect(c->sock, to) != 0)
     return tg__error_set(err, TG_EIO, "cannot connect to %s: %s", c->addr,
                          zmq_strerror(errno));
   c->state = CS_CONNECTING;
@@ -131,10 +147,13 @@ uint64_t tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f) {
   tg__wbuf_varint(&c->funcs, id);
   tg__wbuf_cstr(&c->funcs, tg_func_name(f));
   tg__wbuf_cstr(&c->funcs, tg_func_version(f));
-  tg__wbuf_u8(&c->funcs, f->has_origin);
-  if (f->has_origin) {
+  tg__wbuf_u8(&c->funcs, f->kind);
+  if (f->kind == TG__ORIGIN_PLUGIN) {
     tg__wbuf_bytes(&c->funcs, &f->origin.lo, 8);
     tg__wbuf_bytes(&c->funcs, &f->origin.hi, 8);
+    tg__wbuf_cstr(&c->funcs, f->origin_file);
+  } else if (f->kind == TG__ORIGIN_BUILTIN) {
+    tg__wbuf_cstr(&c->funcs, tg__library_build());
   }
   c->nfuncs++;
   return id;
@@ -315,14 +334,14 @@ static void monitor_event(tcp *b, tcp_conn *c) {
       if (c->state == CS_READY) tcp_conn_lost(b, c, "disconnected", false);
       break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-      tcp_conn_lost(b, c, "the worker refused this client's key (it is not in the "
-                    "worker's authorized_clients)", true);
+      tcp_conn_lost(b, c, b->keys_dir ? "the worker refused this client's key (it is not "
+                    "in the worker's authorized_clients)" : "the worker refused this "
+                    "user's key (it runs with --keys, or as another user)", true);
       break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
     case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
       tcp_conn_lost(b, c, b->keys_dir ? "the secure handshake failed (wrong server key, "
-                    "or the worker runs without keys)" : "the handshake failed (the "
-                    "worker needs keys: pass the key directory)", true);
+                    "or the worker runs without keys)" : TCP_NOT_OURS, true);
       break;
     case ZMQ_EVENT_CONNECT_RETRIED:
       if (!c->why[0] || !c->fatal)

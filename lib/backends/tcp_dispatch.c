@@ -557,7 +557,7 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
   if (tg__task_begin(&b->w, t, &args, &n)) {
     rec = rec_new(rs, t, (uint32_t)n);
     if (rec) {
-      memcpy(rec->args, args, n * sizeof *args);
+      if (n) memcpy(rec->args, args, n * sizeof *args); /* args: NULL when none */
       rec->task = (uint32_t)(t - rs->r->plan.tasks);
       rec->node = t->node;
       expect(b, rec, &rs->r->g->nodes[t->node]);

@@ -272,7 +272,7 @@ static bool funcs(tcp *b, tcp_conn *c, tg__rbuf *r) {
   for (uint64_t i = 0; i < n; i++) {
     uint64_t id = tg__rbuf_varint(r);
     uint8_t st = tg__rbuf_u8(r);
-    char detail[TG__MAX_MSG + 1], msg[2 * TG__MAX_MSG];
+    char detail[TG__MAX_MSG + 1], msg[4 * TG__MAX_MSG];
     tg__rbuf_cstr(r, detail, TG__MAX_MSG);
     if (r->bad || id >= c->nfns) return false;
     if (st == TG__FN_OK) continue;
@@ -286,10 +286,13 @@ static bool funcs(tcp *b, tcp_conn *c, tg__rbuf *r) {
                "version '%s' on worker %s", tg_func_name(f), tg_func_version(f), detail,
                c->addr);
     else {
-      char here[33] = "none";
-      if (f->has_origin) tg_digest_hex(f->origin, here);
-      snprintf(msg, sizeof msg, "function '%s' comes from a plugin with digest %s in this "
-               "program and %s on worker %s", tg_func_name(f), here, detail, c->addr);
+      char here[TG__MAX_MSG];
+      tg__func_origin_text(f->kind, f->origin_file, f->origin, tg__library_build(),
+                           "this program", here, sizeof here);
+      /* "in this program" unless the phrase says so itself */
+      snprintf(msg, sizeof msg, "function '%s' %s%s but %s on worker %s", tg_func_name(f),
+               here, f->kind == TG__ORIGIN_PROGRAM ? "" : " in this program", detail,
+               c->addr);
     }
     for (tcp_run *rs = b->runs; rs; rs = rs->next)
       if (rs->live && uses(rs->r, f)) tg__run_stop(rs->r, code, TG_NODE_NONE, "%s", msg);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "builtins/builtins_internal.h"
+#include "registry/registry_internal.h"
 #include "tgraph/builtins.h"
 
 typedef struct bi_entry {
@@ -45,8 +46,10 @@ int tg_registry_add_builtins(tg_registry *reg) {
     tg_func_def d = {TG_FUNC_DEF_V1, entries[i].name, "1", entries[i].fn,
                      entries[i].flags, entries[i].nargs, NULL,
                      entries[i].doc};
-    int rc = tg_registry_add(reg, &d, NULL);
+    const tg_func *f;
+    int rc = tg_registry_add(reg, &d, &f);
     if (rc != TG_OK) return rc;
+    tg__func_set_builtin(f);
   }
   return TG_OK;
 }

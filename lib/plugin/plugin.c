@@ -84,7 +84,7 @@ int tg_registry_load_plugin_info(tg_registry *reg, const char *path,
   /* What it registered is its: the file's digest joins those functions'
    * identity in cache keys, so a rebuilt plugin invalidates its results. */
   for (size_t i = before; i < tg_registry_count(reg); i++)
-    tg__func_set_origin(tg_registry_at(reg, i), d);
+    tg__func_set_origin(tg_registry_at(reg, i), d, path);
   if (rc != TG_OK) {
     /* Keep the object mapped: init may have registered functions. */
     return tg__error_set(err, rc < 0 ? rc : TG_EINVAL,

@@ -97,14 +97,11 @@ static tg_func *func_new(const tg_func_def *def) {
   f->hash = tg__map_key_hash(def->name, ln);
   f->has_origin = false;
   f->origin = (tg_digest){0, 0};
+  f->kind = TG__ORIGIN_PROGRAM;
+  f->origin_file[0] = '\0';
   return f;
 }
 
-void tg__func_set_origin(const tg_func *f, tg_digest d) {
-  tg_func *m = (tg_func *)f; /* registry-owned: written before any use */
-  m->origin = d;
-  m->has_origin = true;
-}
 
 int tg_registry_add(tg_registry *reg, const tg_func_def *def,
                     const tg_func **out) {

@@ -27,12 +27,37 @@ struct tg_func {
   bool has_origin;  /* origin is set (the function came from a plugin) */
   tg_digest origin; /* content digest of the plugin providing it: part of
                        the function's identity in cache keys */
+  uint8_t kind;     /* TG__ORIGIN_*: where its code comes from */
+  char origin_file[64]; /* plugin: its file's base name, for messages */
 };
 
-/* Record that f comes from a plugin whose file has content digest d (the
- * plugin loader calls this for each function the plugin registered, right
- * after its init and before any graph uses them). */
-void tg__func_set_origin(const tg_func *f, tg_digest d);
+/* Where a function's code comes from. Two functions of one name and
+ * version are the same code only if they come from the same place: the
+ * same program (trusted by name and version), the same plugin file
+ * (digest) or the same build of this library (its builtins). */
+enum {
+  TG__ORIGIN_PROGRAM = 0, /* compiled into the program that registered it */
+  TG__ORIGIN_PLUGIN = 1,  /* registered by a plugin's tg_plugin_init */
+  TG__ORIGIN_BUILTIN = 2, /* one of tg_registry_add_builtins' */
+};
+
+/* Record that f comes from a plugin whose file has content digest d and
+ * (file, may be NULL) the given path (the plugin loader calls this for each
+ * function the plugin registered, right after its init and before any
+ * graph uses them). */
+void tg__func_set_origin(const tg_func *f, tg_digest d, const char *file);
+/* Record that f is one of this library's builtins. */
+void tg__func_set_builtin(const tg_func *f);
+/* This library's build identity: "VERSION+SOURCEDIGEST" (static). Two
+ * libraries built from the same sources have the same one. */
+const char *tg__library_build(void);
+/* Say where f's code comes from, as a verb phrase for messages, e.g.
+ * "comes from plugin libbug.so (digest ...)", "is a builtin of tgraph
+ * 0.1.0+... ", "is compiled into this program" (program_what names the
+ * program). Returns buf. */
+char *tg__func_origin_text(uint8_t kind, const char *file, tg_digest d,
+                           const char *build, const char *program_what,
+                           char *buf, size_t size);
 
 struct tg__run; /* lib/sched: the compute a task belongs to */
 

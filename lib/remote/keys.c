@@ -1,5 +1,6 @@
-/* lib/remote/keys.c: CURVE key files: generating a key directory, reading
- * one key, reading the list of authorized client keys. Keys are Z85 text
+/* lib/remote/keys.c: CURVE key files: generating the workers' and the
+ * runs' key directories, reading one key and the list of authorized client
+ * keys, and loading each end's set (refusing the other end's). Keys are Z85 text
  * (40 characters for 32 bytes), one per file or line. */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,44 +37,80 @@ static int write_new(const char *dir, const char *name, const char *text,
   return TG_OK;
 }
 
+/* Whether dir/name exists (any kind of file). */
+static bool exists(const char *dir, const char *name) {
+  char path[4200];
+  struct stat st;
+  int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+  return n > 0 && (size_t)n < sizeof path && lstat(path, &st) == 0;
+}
+
+static int make_dir(const char *path, tg_error *err) {
+  if (mkdir(path, 0700) != 0 && errno != EEXIST)
+    return tg__error_set(err, -errno, "cannot create '%s': %s", path, strerror(errno));
+  return TG_OK;
+}
+
+/* Two sets: DIR/worker for the workers only, DIR/client for the hosts
+ * that run, so that a host holding client material cannot answer as a
+ * worker (it lacks worker.key, and clients check the worker's key). */
 int tg_keys_generate(const char *dir, tg_error *err) {
   if (!dir || !*dir) return tg__error_set(err, TG_EINVAL, "no key directory given");
   if (!zmq_has("curve"))
     return tg__error_set(err, TG_EINVAL, "this libzmq was built without CURVE");
-  if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-    return tg__error_set(err, -errno, "cannot create '%s': %s", dir, strerror(errno));
-  char files[4][41];
-  if (zmq_curve_keypair(files[0], files[1]) != 0 ||
-      zmq_curve_keypair(files[2], files[3]) != 0)
-    return tg__error_set(err, TG_EIO, "cannot make keys: %s", zmq_strerror(errno));
-  static const char *const names[4] = {"server.pub", "server.key", "client.pub",
-                                       "client.key"};
-  static const char *const notes[4] = {
-      "public key of the workers\n", "secret key of the workers: keep it private\n",
-      "public key of the runs\n", "secret key of the runs: keep it private\n"};
+  char wdir[4096], cdir[4096];
+  if (snprintf(wdir, sizeof wdir, "%s/worker", dir) >= (int)sizeof wdir - 32 ||
+      snprintf(cdir, sizeof cdir, "%s/client", dir) >= (int)sizeof cdir - 32)
+    return tg__error_set(err, TG_EINVAL, "key directory path too long");
   /* Refuse up front rather than half-write a set over an older one. */
-  const char *all[5] = {names[0], names[1], names[2], names[3], "authorized_clients"};
-  for (int i = 0; i < 5; i++) {
-    char path[4096];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/%s", dir, all[i]);
-    if (lstat(path, &st) == 0)
-      return tg__error_set(err, TG_EEXIST, "'%s' exists already: not overwriting keys",
-                           path);
-  }
-  int rc = TG_OK;
-  for (int i = 0; i < 4 && rc == TG_OK; i++) {
-    char text[200];
-    snprintf(text, sizeof text, "# %s%s\n", notes[i], files[i]);
-    rc = write_new(dir, names[i], text, i % 2 ? 0600 : 0644, err);
+  static const char *const olds[] = {"server.key", "server.pub", "client.key",
+                                     "authorized_clients"};
+  for (size_t i = 0; i < sizeof olds / sizeof *olds; i++)
+    if (exists(dir, olds[i]))
+      return tg__error_set(err, TG_EEXIST, "'%s/%s' exists already: not overwriting keys",
+                           dir, olds[i]);
+  static const char *const wnames[] = {"worker.key", "authorized_clients"};
+  static const char *const cnames[] = {"client.key", "client.pub", "worker.pub"};
+  for (size_t i = 0; i < 2; i++)
+    if (exists(wdir, wnames[i]))
+      return tg__error_set(err, TG_EEXIST, "'%s/%s' exists already: not overwriting keys",
+                           wdir, wnames[i]);
+  for (size_t i = 0; i < 3; i++)
+    if (exists(cdir, cnames[i]))
+      return tg__error_set(err, TG_EEXIST, "'%s/%s' exists already: not overwriting keys",
+                           cdir, cnames[i]);
+  int rc = make_dir(dir, err);
+  if (rc == TG_OK) rc = make_dir(wdir, err);
+  if (rc == TG_OK) rc = make_dir(cdir, err);
+  if (rc != TG_OK) return rc;
+  char wpub[41], wsec[41], cpub[41], csec[41], text[300];
+  if (zmq_curve_keypair(wpub, wsec) != 0 || zmq_curve_keypair(cpub, csec) != 0)
+    return tg__error_set(err, TG_EIO, "cannot make keys: %s", zmq_strerror(errno));
+  snprintf(text, sizeof text, "# secret key of the workers: keep it on the workers only\n"
+           "%s\n", wsec);
+  rc = write_new(wdir, "worker.key", text, 0600, err);
+  if (rc == TG_OK) {
+    snprintf(text, sizeof text, "# public keys of the runs this worker serves, one per "
+             "line (a client/client.pub)\n%s\n", cpub);
+    rc = write_new(wdir, "authorized_clients", text, 0644, err);
   }
   if (rc == TG_OK) {
-    char text[300];
-    snprintf(text, sizeof text, "# public keys of the runs this worker serves, "
-             "one per line\n%s\n", files[2]);
-    rc = write_new(dir, "authorized_clients", text, 0644, err);
+    snprintf(text, sizeof text, "# secret key of the runs: keep it private\n%s\n", csec);
+    rc = write_new(cdir, "client.key", text, 0600, err);
   }
-  memset(files, 0, sizeof files);
+  if (rc == TG_OK) {
+    snprintf(text, sizeof text, "# public key of the runs: a line of a worker's "
+             "authorized_clients\n%s\n", cpub);
+    rc = write_new(cdir, "client.pub", text, 0644, err);
+  }
+  if (rc == TG_OK) {
+    snprintf(text, sizeof text, "# public key of the workers: runs accept only a worker "
+             "proving it holds worker.key\n%s\n", wpub);
+    rc = write_new(cdir, "worker.pub", text, 0644, err);
+  }
+  memset(wsec, 0, sizeof wsec);
+  memset(csec, 0, sizeof csec);
+  memset(text, 0, sizeof text);
   return rc;
 }
 
@@ -167,5 +204,75 @@ int tg__keys_authorized(const char *dir, uint8_t (**keys)[32], size_t *n,
     *keys = NULL;
     *n = 0;
   }
+  return rc;
+}
+
+/* ---- loading a set for one end -------------------------------------------------- */
+
+/* The secret key in dir/name and its public key. */
+static int read_pair(const char *dir, const char *name, tg__keypair *kp, tg_error *err) {
+  int rc = tg__key_read(dir, name, kp->sec, err);
+  if (rc != TG_OK) return rc;
+  if (zmq_curve_public(kp->pub, kp->sec) != 0)
+    return tg__error_set(err, TG_EINVAL, "'%s/%s' holds no usable secret key", dir, name);
+  return TG_OK;
+}
+
+/* Why dir is not the set `want` ("worker" or "client") asks for. */
+static int wrong_dir(const char *dir, const char *want, tg_error *err) {
+  char sub[4096];
+  if (snprintf(sub, sizeof sub, "%s/%s", dir, want) >= (int)sizeof sub)
+    return tg__error_set(err, TG_EINVAL, "key directory path too long");
+  if (exists(dir, "server.key") || exists(dir, "server.pub"))
+    return tg__error_set(err, TG_EINVAL, "'%s' has the old key layout (server.key and "
+                         "client.key in one directory, so every host it was copied to "
+                         "could pose as a worker): make new keys with 'tgraph keys "
+                         "generate NEWDIR', then give workers NEWDIR/worker and runs "
+                         "NEWDIR/client", dir);
+  if (exists(sub, strcmp(want, "worker") == 0 ? "worker.key" : "client.key"))
+    return tg__error_set(err, TG_EINVAL, "'%s' holds both key sets: pass '%s' (the "
+                         "%s part) instead", dir, sub,
+                         strcmp(want, "worker") == 0 ? "workers'" : "runs'");
+  bool for_worker = strcmp(want, "worker") == 0;
+  if (exists(dir, for_worker ? "client.key" : "worker.key"))
+    return tg__error_set(err, TG_EINVAL, "'%s' holds %s, not %s: give the %s the %s/ "
+                         "directory that 'tgraph keys generate' made beside it", dir,
+                         for_worker ? "a run's (client) keys" : "a worker's keys",
+                         for_worker ? "a worker's" : "a run's", for_worker ? "worker" : "run",
+                         want);
+  return tg__error_set(err, TG_EINVAL, "'%s' holds no %s keys (%s.key): make keys with "
+                       "'tgraph keys generate DIR' and pass DIR/%s", dir, want, want, want);
+}
+
+int tg__keys_worker(const char *dir, tg__keypair *kp, uint8_t (**keys)[32], size_t *n,
+                    tg_error *err) {
+  *keys = NULL;
+  *n = 0;
+  if (!dir) { /* this user's own: only this user's runs get in */
+    int rc = tg__keys_user(kp, err);
+    if (rc != TG_OK) return rc;
+    if (!(*keys = tg__malloc(sizeof **keys)))
+      return tg__error_set(err, TG_ENOMEM, "out of memory");
+    zmq_z85_decode((*keys)[0], kp->pub);
+    *n = 1;
+    return TG_OK;
+  }
+  if (!exists(dir, "worker.key") || exists(dir, "server.key")) return wrong_dir(dir, "worker", err);
+  int rc = read_pair(dir, "worker.key", kp, err);
+  if (rc == TG_OK) rc = tg__keys_authorized(dir, keys, n, err);
+  if (rc != TG_OK) memset(kp, 0, sizeof *kp);
+  return rc;
+}
+
+int tg__keys_client(const char *dir, tg__keypair *kp, char worker_pub[41], tg_error *err) {
+  if (!dir) { /* this user's own: only a worker of this user answers */
+    int rc = tg__keys_user(kp, err);
+    if (rc == TG_OK) memcpy(worker_pub, kp->pub, 41);
+    return rc;
+  }
+  if (!exists(dir, "client.key") || exists(dir, "server.key")) return wrong_dir(dir, "client", err);
+  int rc = read_pair(dir, "client.key", kp, err);
+  if (rc == TG_OK) rc = tg__key_read(dir, "worker.pub", worker_pub, err);
+  if (rc != TG_OK) memset(kp, 0, sizeof *kp);
   return rc;
 }

@@ -12,8 +12,10 @@
  *           varint misalignment of large parts received (remote/wire.h).
  *           Must come first; anything else before it drops the peer.
  *   FUNCS   varint n, n x (varint fn id, str name, str version,
- *           u8 has_digest, [16 bytes digest lo, hi LE]). Ids are the
- *           client's, dense from 0.
+ *           u8 origin (TG__ORIGIN_*: 0 program, 1 plugin, 2 builtin),
+ *           plugin: 16 bytes digest lo, hi LE, str file base name;
+ *           builtin: str library build (tg__library_build)). Ids are
+ *           the client's, dense from 0.
  *   TASKS   varint run, varint n, n task records; then one value: the
  *           list of inline arguments the records index.
  *     task: varint id, varint fn, u8 kind (0 call, 1 chunk, 2 concat),
@@ -34,7 +36,9 @@
  *   WELCOME "TGRW", varint protocol, u8 status (0 ok, 1 refused), varint
  *           nthreads, str worker name, str message (why refused), varint
  *           misalignment.
- *   FUNCS   varint n, n x (varint fn id, u8 status TG__FN_*, str msg).
+ *   FUNCS   varint n, n x (varint fn id, u8 status TG__FN_*, str detail:
+ *           the worker's version (TG__FN_VERSION) or where its code comes
+ *           from (TG__FN_ORIGIN, tg__func_origin_text)).
  *   RESULTS varint n, n result records; then one value: the list of
  *           inline results the records index.
  *     result: varint task id, varint calls, varint failed calls,
@@ -112,7 +116,8 @@ enum { /* function check results */
   TG__FN_OK = 0,
   TG__FN_MISSING = 1,
   TG__FN_VERSION = 2,
-  TG__FN_DIGEST = 3,
+  TG__FN_ORIGIN = 3, /* other code: another plugin build, a plugin against
+                        compiled-in code, another library build */
 };
 
 /* Limits a worker enforces on what a client sends. */
@@ -147,6 +152,36 @@ typedef struct tg__keypair {
 /* Read the 40-character Z85 key in file dir/name (trailing whitespace
  * allowed). */
 int tg__key_read(const char *dir, const char *name, char out[41], tg_error *err);
+/* The keys a worker serves with: from dir (a tg_keys_generate worker/
+ * set: worker.key, authorized_clients) or, dir NULL, this user's own
+ * (tg__keys_user; the only client key accepted is this user's). *keys
+ * gets n client keys (free with tg__free). A directory of the other set,
+ * of both or of the old layout is an error saying which to pass. */
+int tg__keys_worker(const char *dir, tg__keypair *kp, uint8_t (**keys)[32], size_t *n,
+                    tg_error *err);
+/* The keys a run connects with: from dir (a client/ set: client.key,
+ * worker.pub) or, dir NULL, this user's own (the worker must hold this
+ * user's key too). */
+int tg__keys_client(const char *dir, tg__keypair *kp, char worker_pub[41], tg_error *err);
+/* This user's key pair for workers and runs without keys, made on first
+ * use (userkeys.c) in $XDG_STATE_HOME/tgraph/keys (default
+ * ~/.local/state/tgraph/keys): a directory of mode 0700 and a file of mode
+ * 0600, both owned by this user; else an error saying what is wrong.
+ * Safe when several processes make it at once: all use the first one
+ * written. */
+int tg__keys_user(tg__keypair *kp, tg_error *err);
+/* That private directory, made if missing and checked (err may be NULL). */
+int tg__user_key_dir(char *out, size_t size, tg_error *err);
+
+/* ---- this user's worker sockets (usersock.c) ------------------------------ */
+
+/* The path of the Unix socket a keyless worker of this user listening on
+ * loopback tcp_addr ("tcp://HOST:PORT") also listens on, in the private
+ * directory above. TG_EINVAL (no port, no directory), TG_ELIMIT (too long
+ * for a socket). */
+int tg__user_socket(const char *tcp_addr, char *out, size_t size);
+/* Whether a process listens on that socket now. */
+bool tg__user_socket_live(const char *path);
 /* Read dir/authorized_clients: *keys gets n decoded 32-byte keys (free
  * with tg__free). Blank lines and '#' comments are skipped; a bad line is
  * an error naming it. */

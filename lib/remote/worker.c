@@ -1,5 +1,5 @@
-/* lib/remote/worker.c: tg_worker_serve: binding the ROUTER (with CURVE
- * and the authentication handler when keys are given), the loop that
+/* lib/remote/worker.c: tg_worker_serve: binding the ROUTER (CURVE and
+ * the authentication handler, with the keys given or this user's), the loop that
  * reads clients' messages, sessions (HELLO, function checks, expiry,
  * dropping misbehaving peers) and replies. */
 #include <stdio.h>
@@ -159,13 +159,30 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   return true;
 }
 
+/* Where the client's function's code comes from, as it said. */
+typedef struct fn_origin {
+  uint8_t kind; /* TG__ORIGIN_* */
+  tg_digest dg; /* plugin */
+  char file[64]; /* plugin: base name */
+  char build[TG__MAX_NAME + 1]; /* builtin: the client's library build */
+} fn_origin;
+
+/* Same code: same kind, and the same plugin file or library build. Two
+ * programs' compiled-in functions are trusted by name and version. */
+static bool same_origin(const tg_func *f, const fn_origin *o) {
+  if (f->kind != o->kind) return false;
+  if (f->kind == TG__ORIGIN_PLUGIN) return tg_digest_equal(f->origin, o->dg);
+  if (f->kind == TG__ORIGIN_BUILTIN) return strcmp(o->build, tg__library_build()) == 0;
+  return true;
+}
+
 /* Check one function definition of s against the registry. d->msg is
  * what tasks using it fail with; *detail what the client is told (the
- * worker's version or plugin digest). */
+ * worker's version, or where the worker's code comes from). */
 static void check_fn(tg__worker *wk, wfn *d, const char *name, const char *ver,
-                     bool has_digest, tg_digest dg, char detail[64]) {
+                     const fn_origin *o, char detail[TG__MAX_MSG]) {
   const tg_func *f = tg_registry_find(wk->reg, name);
-  char m[TG__MAX_MSG];
+  char m[3 * TG__MAX_MSG];
   d->status = TG__FN_OK;
   detail[0] = '\0';
   if (!f) {
@@ -173,16 +190,19 @@ static void check_fn(tg__worker *wk, wfn *d, const char *name, const char *ver,
     snprintf(m, sizeof m, "function '%s' is not registered on this worker", name);
   } else if (strcmp(tg_func_version(f), ver) != 0) {
     d->status = TG__FN_VERSION;
-    snprintf(detail, 64, "%s", tg_func_version(f));
+    snprintf(detail, TG__MAX_MSG, "%s", tg_func_version(f));
     snprintf(m, sizeof m, "function '%s' has version '%s' in the program and version "
              "'%s' on this worker", name, ver, tg_func_version(f));
-  } else if (has_digest && f->has_origin && !tg_digest_equal(dg, f->origin)) {
-    char a[33];
-    tg_digest_hex(f->origin, a);
-    d->status = TG__FN_DIGEST;
-    snprintf(detail, 64, "%s", a);
-    snprintf(m, sizeof m, "function '%s' comes from another build of its plugin on "
-             "this worker (digest %s)", name, a);
+  } else if (!same_origin(f, o)) {
+    /* Never run other code under the client's name: it would cache our
+     * results as its own. */
+    char theirs[TG__MAX_MSG];
+    d->status = TG__FN_ORIGIN;
+    tg__func_origin_text(f->kind, f->origin_file, f->origin, tg__library_build(),
+                         "the program", detail, TG__MAX_MSG);
+    tg__func_origin_text(o->kind, o->file, o->dg, o->build, "the client's program",
+                         theirs, sizeof theirs);
+    snprintf(m, sizeof m, "function '%s' %s but %s on this worker", name, theirs, detail);
   }
   d->f = d->status == TG__FN_OK ? f : NULL;
   if (d->status != TG__FN_OK && (d->msg = tg__malloc(strlen(m) + 1))) strcpy(d->msg, m);
@@ -198,12 +218,18 @@ static bool funcs(tg__worker *wk, wsess *s, tg__rbuf *r) {
     char name[TG__MAX_NAME + 1], ver[TG__MAX_NAME + 1];
     tg__rbuf_cstr(r, name, TG__MAX_NAME);
     tg__rbuf_cstr(r, ver, TG__MAX_NAME);
-    bool has = tg__rbuf_u8(r) != 0;
-    tg_digest dg = {0, 0};
-    const uint8_t *d = has ? tg__rbuf_bytes(r, 16) : NULL;
-    if (d) {
-      memcpy(&dg.lo, d, 8);
-      memcpy(&dg.hi, d + 8, 8);
+    fn_origin o = {.kind = tg__rbuf_u8(r)};
+    if (o.kind == TG__ORIGIN_PLUGIN) {
+      const uint8_t *d = tg__rbuf_bytes(r, 16);
+      if (d) {
+        memcpy(&o.dg.lo, d, 8);
+        memcpy(&o.dg.hi, d + 8, 8);
+      }
+      tg__rbuf_cstr(r, o.file, sizeof o.file - 1);
+    } else if (o.kind == TG__ORIGIN_BUILTIN) {
+      tg__rbuf_cstr(r, o.build, TG__MAX_NAME);
+    } else if (o.kind != TG__ORIGIN_PROGRAM) {
+      r->bad = true;
     }
     if (r->bad || id != s->nfns) break; /* ids are dense, in order */
     wfn *fns = tg__realloc(s->fns, (s->nfns + 1) * sizeof *fns);
@@ -214,8 +240,8 @@ static bool funcs(tg__worker *wk, wsess *s, tg__rbuf *r) {
     s->fns = fns;
     wfn *f = &s->fns[s->nfns++];
     memset(f, 0, sizeof *f);
-    char detail[64];
-    check_fn(wk, f, name, ver, has, dg, detail);
+    char detail[TG__MAX_MSG];
+    check_fn(wk, f, name, ver, &o, detail);
     tg__wbuf_varint(&h, id);
     tg__wbuf_u8(&h, f->status);
     tg__wbuf_cstr(&h, detail);
@@ -341,8 +367,28 @@ static int setopt(void *sock, int opt, int v) {
   return zmq_setsockopt(sock, opt, &v, sizeof v);
 }
 
-static int bind_router(tg__worker *wk, const char *addr, tg_error *err) {
-  char secret[41], pub[41];
+/* Keyless: also listen on this user's private Unix socket for the port
+ * (usersock.c), where only this user's runs can connect (and the
+ * authentication handler checks the peer's uid), without CURVE.
+ * ZeroMQ takes a bind's security options when it binds, so the tcp
+ * endpoint keeps CURVE. Without it, runs use tcp (slower, as safe). */
+static void bind_user_socket(tg__worker *wk) {
+  char path[4096], ep[4200];
+  if (tg__user_socket(wk->endpoint, path, sizeof path) != TG_OK) return;
+  snprintf(ep, sizeof ep, "ipc://%s", path);
+  setopt(wk->router, ZMQ_CURVE_SERVER, 0); /* the ZAP domain stays: peers'
+                                              uids are checked (zap.c) */
+  if (zmq_bind(wk->router, ep) == 0 && strlen(path) < sizeof wk->user_sock)
+    strcpy(wk->user_sock, path);
+  else if (wk->o.verbose)
+    fprintf(stderr, "tgraph worker: cannot listen on %s (runs use tcp): %s\n", ep,
+            zmq_strerror(errno));
+}
+
+/* Always CURVE: with the keys of the worker set given, or else this
+ * user's own (only this user's runs get past the handshake). */
+static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
+                       tg_error *err) {
   int64_t maxmsg = wk->o.max_message ? (int64_t)wk->o.max_message : INT32_MAX;
   wk->router = zmq_socket(wk->zctx, ZMQ_ROUTER);
   if (!wk->router) return tg__error_set(err, TG_EIO, "zmq_socket: %s", zmq_strerror(errno));
@@ -354,21 +400,16 @@ static int bind_router(tg__worker *wk, const char *addr, tg_error *err) {
   setopt(wk->router, ZMQ_HEARTBEAT_TIMEOUT, 10000);
   if (tg__addr_ipv6(addr)) setopt(wk->router, ZMQ_IPV6, 1);
   zmq_setsockopt(wk->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-  if (wk->o.keys_dir) {
-    int rc = tg__key_read(wk->o.keys_dir, "server.key", secret, err);
-    if (rc == TG_OK) rc = tg__key_read(wk->o.keys_dir, "server.pub", pub, err);
-    if (rc != TG_OK) return rc;
-    setopt(wk->router, ZMQ_CURVE_SERVER, 1);
-    zmq_setsockopt(wk->router, ZMQ_CURVE_SECRETKEY, secret, 40);
-    zmq_setsockopt(wk->router, ZMQ_CURVE_PUBLICKEY, pub, 40);
-    zmq_setsockopt(wk->router, ZMQ_ZAP_DOMAIN, "tgraph", 6);
-    memset(secret, 0, sizeof secret);
-  }
+  setopt(wk->router, ZMQ_CURVE_SERVER, 1);
+  zmq_setsockopt(wk->router, ZMQ_CURVE_SECRETKEY, kp->sec, 40);
+  zmq_setsockopt(wk->router, ZMQ_CURVE_PUBLICKEY, kp->pub, 40);
+  zmq_setsockopt(wk->router, ZMQ_ZAP_DOMAIN, "tgraph", 6);
   if (zmq_bind(wk->router, addr) != 0)
     return tg__error_set(err, TG_EIO, "cannot listen on %s: %s", addr, zmq_strerror(errno));
   size_t len = sizeof wk->endpoint;
   if (zmq_getsockopt(wk->router, ZMQ_LAST_ENDPOINT, wk->endpoint, &len) != 0)
     snprintf(wk->endpoint, sizeof wk->endpoint, "%s", addr);
+  if (!wk->o.keys_dir) bind_user_socket(wk);
   return TG_OK;
 }
 
@@ -383,7 +424,7 @@ static int check_opts(const tg_worker_opts *o, char *addr, size_t size, tg_error
   if (!loop && !o->keys_dir)
     return tg__error_set(err, TG_EINVAL, "refusing to listen on %s without keys: only "
                          "loopback addresses (127.0.0.1, ::1, localhost) may go without; "
-                         "make keys with 'tgraph keys generate DIR' and pass --keys DIR",
+                         "make keys with 'tgraph keys generate DIR' and pass --keys DIR/worker",
                          listen);
   snprintf(addr, size, "%s", listen);
   size_t n = strlen(addr);
@@ -399,16 +440,18 @@ static int start(tg__worker *wk, const char *addr, tg_error *err) {
   if (!wk->zctx || wk->wake_fd < 0)
     return tg__error_set(err, TG_EIO, "cannot set up the worker: %s", strerror(errno));
   zmq_ctx_set(wk->zctx, ZMQ_BLOCKY, 0);
-  if (wk->o.keys_dir) {
-    uint8_t(*keys)[32];
-    size_t n;
-    if (!zmq_has("curve"))
-      return tg__error_set(err, TG_EINVAL, "this libzmq has no CURVE: keys cannot be used");
-    int rc = tg__keys_authorized(wk->o.keys_dir, &keys, &n, err);
-    if (rc == TG_OK) rc = tg__zap_start(wk->zctx, keys, n, wk->o.verbose, &wk->zap, err);
-    if (rc != TG_OK) return rc;
-  }
-  int rc = bind_router(wk, addr, err);
+  uint8_t(*keys)[32];
+  size_t n;
+  tg__keypair kp;
+  if (!zmq_has("curve"))
+    return tg__error_set(err, TG_EINVAL, "this libzmq has no CURVE: workers cannot tell "
+                         "their clients from others");
+  int rc = tg__keys_worker(wk->o.keys_dir, &kp, &keys, &n, err);
+  /* keyless: this user's processes may also come over its Unix socket */
+  long uid = wk->o.keys_dir ? -1 : (long)geteuid();
+  if (rc == TG_OK) rc = tg__zap_start(wk->zctx, keys, n, uid, wk->o.verbose, &wk->zap, err);
+  if (rc == TG_OK) rc = bind_router(wk, addr, &kp, err);
+  memset(&kp, 0, sizeof kp);
   if (rc == TG_OK) rc = tg__wk_pool_start(wk, err);
   return rc;
 }
@@ -453,6 +496,7 @@ static void teardown(tg__worker *wk) {
   for (size_t i = 0; i < wk->nparts; i++) zmq_msg_close(&wk->parts[i]);
   tg__free(wk->parts);
   if (wk->router) zmq_close(wk->router);
+  if (wk->user_sock[0]) unlink(wk->user_sock); /* ZeroMQ leaves it */
   tg__zap_stop(wk->zap);
   if (wk->zctx) zmq_ctx_term(wk->zctx);
   if (wk->wake_fd >= 0) close(wk->wake_fd);
@@ -496,7 +540,7 @@ int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err)
     if (opts->on_ready) opts->on_ready(opts->ctx, wk->endpoint);
     if (opts->verbose)
       fprintf(stderr, "tgraph worker: listening on %s with %u threads%s\n", wk->endpoint,
-              wk->nthreads, opts->keys_dir ? ", CURVE keys" : "");
+              wk->nthreads, opts->keys_dir ? ", CURVE keys" : ", this user's key");
     loop(wk);
   }
   teardown(wk);

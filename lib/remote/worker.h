@@ -150,6 +150,7 @@ typedef struct tg__worker {
   size_t nparts, cap_parts;
   uint64_t tasks_done;
   char endpoint[256];
+  char user_sock[108];    /* keyless: this user's Unix socket, removed at the end */
 } tg__worker;
 
 /* ---- worker.c ---- */

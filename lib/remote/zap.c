@@ -19,6 +19,7 @@ struct tg__zap {
   _Atomic uint64_t refused, accepted;
   uint8_t (*keys)[32];
   size_t nkeys;
+  long local_uid; /* -1: no peer without CURVE */
   int verbose;
 };
 
@@ -43,6 +44,15 @@ static bool frame_is(zmq_msg_t *m, const char *s) {
   return zmq_msg_size(m) == strlen(s) && memcmp(zmq_msg_data(m), s, strlen(s)) == 0;
 }
 
+/* A peer over a Unix socket: ZeroMQ gives its address as
+ * "localhost:UID:GID:PID" from SO_PEERCRED. Whether UID is z's. */
+static bool local_user(const tg__zap *z, zmq_msg_t *addr) {
+  char want[40];
+  int n = snprintf(want, sizeof want, "localhost:%ld:", z->local_uid);
+  return z->local_uid >= 0 && zmq_msg_size(addr) > (size_t)n &&
+         memcmp(zmq_msg_data(addr), want, (size_t)n) == 0;
+}
+
 /* Answer one request (all its frames are read, however many). */
 static void handle(tg__zap *z) {
   zmq_msg_t f[ZAP_FRAMES];
@@ -60,8 +70,10 @@ static void handle(tg__zap *z) {
     else zmq_msg_close(&m);
   }
   /* version, request id, domain, address, routing id, mechanism, key */
-  bool ok = n == 7 && frame_is(&f[0], "1.0") && frame_is(&f[5], "CURVE") &&
-            zmq_msg_size(&f[6]) == 32 && authorized(z, zmq_msg_data(&f[6]));
+  bool ok = (n == 7 && frame_is(&f[0], "1.0") && frame_is(&f[5], "CURVE") &&
+             zmq_msg_size(&f[6]) == 32 && authorized(z, zmq_msg_data(&f[6]))) ||
+            (n == 6 && frame_is(&f[0], "1.0") && frame_is(&f[5], "NULL") &&
+             local_user(z, &f[3]));
   if (n >= 2) reply(z, f, ok ? "200" : "400", ok ? "OK" : "client key not authorized");
   if (ok) {
     atomic_fetch_add(&z->accepted, 1);
@@ -84,8 +96,8 @@ static void *zap_main(void *arg) {
   return NULL;
 }
 
-int tg__zap_start(void *zctx, uint8_t (*keys)[32], size_t nkeys, int verbose,
-                  tg__zap **out, tg_error *err) {
+int tg__zap_start(void *zctx, uint8_t (*keys)[32], size_t nkeys, long local_uid,
+                  int verbose, tg__zap **out, tg_error *err) {
   *out = NULL;
   tg__zap *z = tg__calloc(1, sizeof *z);
   if (!z) {
@@ -94,6 +106,7 @@ int tg__zap_start(void *zctx, uint8_t (*keys)[32], size_t nkeys, int verbose,
   }
   z->keys = keys;
   z->nkeys = nkeys;
+  z->local_uid = local_uid;
   z->verbose = verbose;
   int linger = 0;
   z->sock = zmq_socket(zctx, ZMQ_REP);

@@ -74,8 +74,10 @@ static pid_t start_worker(char ep[128], const char *keys) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     signal(SIGTERM, child_term);
     tg_registry *reg = bench_registry();
+    char wdir[128];
+    snprintf(wdir, sizeof wdir, "%s/worker", keys ? keys : "");
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
-                        .nthreads = 1, .keys_dir = keys, .stop = &child_stop,
+                        .nthreads = 1, .keys_dir = keys ? wdir : NULL, .stop = &child_stop,
                         .on_ready = child_ready, .ctx = &p[1]};
     int rc = tg_worker_serve(reg, &o, NULL);
     tg_registry_free(reg);
@@ -113,8 +115,10 @@ static int pool_start(pool *p, const char *keys) {
 
 static int pool_connect(pool *p, tg_registry *reg) {
   const char *addr[2] = {p->ep[0], p->ep[1]};
+  char cdir[128];
+  snprintf(cdir, sizeof cdir, "%s/client", p->keys ? p->keys : "");
   tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp",
-                         .connect = addr, .nconnect = 2, .keys_dir = p->keys};
+                         .connect = addr, .nconnect = 2, .keys_dir = p->keys ? cdir : NULL};
   tg_error err;
   tg_error_clear(&err);
   if (tg_executor_new(reg, &eo, &p->ex, &err) == TG_OK) return 0;
@@ -149,13 +153,18 @@ static int keys_make(char dir[64]) {
   return -1;
 }
 
-/* Remove what keys_make made (dir "" does nothing). */
+/* Remove what keys_make made (dir "" does nothing): its files and
+ * worker/ and client/ with theirs. */
 static void keys_remove(const char *dir) {
   DIR *d = dir[0] ? opendir(dir) : NULL;
   if (!d) return;
-  for (struct dirent *e; (e = readdir(d));)
-    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-      unlinkat(dirfd(d), e->d_name, 0);
+  for (struct dirent *e; (e = readdir(d));) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    if (unlinkat(dirfd(d), e->d_name, 0) == 0) continue;
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+    keys_remove(sub);
+  }
   closedir(d);
   rmdir(dir);
 }
