@@ -20,6 +20,8 @@
  *     "nodes"    lineage id (16) -> Merkle key (16), function id (16)
  *   DIR/blobs/ab/cdef...         blob files, named by the XXH3-128 of their
  *                                bytes (32 hex digits, hi then lo)
+ *   DIR/blobs/tmp/<hex>.tmp.XXXXXX  blobs being written, locked by their
+ *                                writer (blob.c)
  *
  * Locking: `maplock` is a writer-preferring rwlock. Every thread of this
  * process holds it shared while it has an LMDB transaction open (read or
@@ -217,13 +219,24 @@ void tg__blob_path(const tg_cache *c, tg_digest d, char *path, size_t size);
 /* Write len bytes as blob d unless a file of that size is already there
  * (temporary file + rename). Call inside a write transaction. */
 int tg__blob_write(tg_cache *c, tg_digest d, const void *buf, size_t len);
-/* Load blob d (mmap, verified); TG_ENOTFOUND when missing, TG_ECHECKSUM
- * (or the serializer's code) when its size or content is wrong. */
-int tg__blob_read(tg_cache *c, tg_digest d, uint64_t size, tg_value **out);
+/* Load blob d (mmap), whose entry recorded `size` bytes hashing (XXH3-64)
+ * to `checksum`; TG_ENOTFOUND when missing, TG_ECHECKSUM (or the
+ * serializer's code) when its size or any byte differs. */
+int tg__blob_read(tg_cache *c, tg_digest d, uint64_t size, uint64_t checksum,
+                  tg_value **out);
 void tg__blob_unlink(tg_cache *c, tg_digest d);
-/* Delete blob files not listed in "blobs" and stale temporary files
- * (older than an hour). all: delete every file. Inside a write txn. */
+/* Delete blob files not listed in "blobs" and abandoned temporary files
+ * (and, beside the blobs, where older versions wrote them without a lock,
+ * those older than an hour). all: delete every blob file. Inside a write
+ * txn. */
 int tg__blob_sweep(tg_cache *c, MDB_txn *txn, bool all);
+/* Temporary blob files have this in their names. */
+#define TG__BLOB_TMP_MARK ".tmp."
+/* True when the temporary file at path has no writer (its lock is free). */
+bool tg__blob_tmp_abandoned(const char *path);
+/* Delete the abandoned temporary files in DIR/blobs/tmp; needs no
+ * transaction. *removed (may be NULL) is increased by their number. */
+int tg__blob_tmp_sweep(tg_cache *c, uint64_t *removed);
 
 /* ---- writer.c ---------------------------------------------------------------- */
 int tg__writer_start(tg_cache *c);

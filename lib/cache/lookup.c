@@ -87,7 +87,7 @@ int tg__cache_get_sized(tg_cache *c, tg_digest key, tg_value **out, uint64_t *st
   } else {
     tg_digest blob = e.blob;
     tg__read_end(c, txn);
-    rc = tg__blob_read(c, blob, size, &val);
+    rc = tg__blob_read(c, blob, size, checksum, &val);
   }
   if (rc && is_bad_data(rc)) return corrupt(c, key, checksum);
   if (rc) {
