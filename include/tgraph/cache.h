@@ -152,6 +152,51 @@ typedef struct tg_cache_counters {
 } tg_cache_counters;
 void tg_cache_get_counters(const tg_cache *c, tg_cache_counters *out /* OUT */);
 
+/* ---- checking ------------------------------------------------------------ */
+
+/* What tg_cache_check found wrong. */
+typedef enum tg_cache_fault {
+  TG_CACHE_FAULT_ENTRY = 1, /* an entry that cannot be served: its record is
+                               malformed, or its value's bytes (inline, or
+                               the blob file: missing, another size, other
+                               content) are not the ones it recorded */
+  TG_CACHE_FAULT_ORPHAN,    /* a blob file no entry refers to */
+  TG_CACHE_FAULT_TMP,       /* a temporary blob file whose writer is gone */
+} tg_cache_fault;
+
+typedef struct tg_cache_problem {
+  tg_cache_fault fault;
+  tg_digest key;           /* TG_CACHE_FAULT_ENTRY: the entry's key */
+  const char *path;        /* the file concerned, or NULL */
+  const char *what;        /* what is wrong, one line */
+  bool repaired;           /* removed (TG_CACHE_CHECK_REPAIR) */
+} tg_cache_problem;
+
+typedef struct tg_cache_check_report {
+  uint64_t entries;        /* entries checked */
+  uint64_t blob_files;     /* blob files looked at */
+  uint64_t bad_entries, orphan_blobs, stale_tmp;
+  uint64_t repaired;       /* problems removed */
+} tg_cache_check_report;
+
+#define TG_CACHE_CHECK_REPAIR 1u /* remove what is bad */
+
+/* Verify the whole cache as tg_cache_get would, without using any entry:
+ * every entry (its record, its value's bytes against the size and
+ * checksum it recorded, that they decode), every blob file (an entry
+ * refers to it) and temporary file (its writer is alive). cb (may be
+ * NULL) is called once per problem, on this thread; the problem's strings
+ * live until cb returns. With TG_CACHE_CHECK_REPAIR, bad entries, orphan
+ * blobs and abandoned temporary files are removed (TG_EACCES on a
+ * read-only cache). out (may be NULL) gets the counts. Returns TG_OK when
+ * the walk completed, whatever it found; a read failure otherwise.
+ * Reading every blob, it takes as long as reading the cache once; other
+ * users of the cache go on meanwhile, except that writers wait during the
+ * final walk over the blob directory. */
+int tg_cache_check(tg_cache *c, unsigned flags,
+                   void (*cb)(void *ctx, const tg_cache_problem *p), void *ctx,
+                   tg_cache_check_report *out /* OUT */);
+
 /* XXH3-128 of a file's content. With a cache, a file whose (path, size,
  * mtime_ns, inode) match the recorded ones is not read again. c may be
  * NULL (always reads). */

@@ -152,12 +152,12 @@ int tg__blob_tmp_sweep(tg_cache *c, uint64_t *removed) {
 }
 
 int tg__blob_read(tg_cache *c, tg_digest d, uint64_t size, uint64_t checksum,
-                  tg_value **out) {
+                  tg_value **out, tg_error *err) {
   char path[4200];
-  tg_error err;
   tg__blob_path(c, d, path, sizeof path);
-  int rc = tg__load_hashed(path, TG_LOAD_MMAP, size, checksum, out, &err);
-  return rc == TG_ENOENT ? TG_ENOTFOUND : rc;
+  int rc = tg__load_hashed(path, TG_LOAD_MMAP, size, checksum, out, err);
+  if (rc == TG_ENOENT) rc = tg__error_set(err, TG_ENOTFOUND, "blob file %s is missing", path);
+  return rc;
 }
 
 void tg__blob_unlink(tg_cache *c, tg_digest d) {
@@ -166,8 +166,7 @@ void tg__blob_unlink(tg_cache *c, tg_digest d) {
   unlink(path);
 }
 
-/* Parse "ab" + "cdef..." (30 hex digits) back into a digest. */
-static bool name_digest(const char *sub, const char *name, tg_digest *d) {
+bool tg__blob_name_digest(const char *sub, const char *name, tg_digest *d) {
   char hex[33];
   if (strlen(sub) != 2 || strlen(name) != 30) return false;
   memcpy(hex, sub, 2);
@@ -190,7 +189,7 @@ static bool doomed(tg_cache *c, MDB_txn *txn, const char *sub, const char *name,
                    const char *path, bool all) {
   tg_digest d;
   if (all) return true;
-  if (name_digest(sub, name, &d)) {
+  if (tg__blob_name_digest(sub, name, &d)) {
     unsigned char k[16];
     tg__digest_pack(d, k);
     MDB_val key = {16, k}, val;
