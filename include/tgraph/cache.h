@@ -10,9 +10,17 @@
  * Keys are 128-bit digests (see tg_value_hash and the Merkle keys of
  * graph nodes). Entries hold a value in the tgraph serial format: small
  * ones inline in LMDB, large ones in blob files written atomically and
- * read back with mmap (arrays are zero-copy). Every entry is checksummed
- * and verified when read: a corrupt or missing entry is a miss (it is
- * removed), never a wrong value.
+ * read back with mmap (arrays are zero-copy). Every entry records the
+ * size and XXH3-64 of its value's bytes, and every read checks all of
+ * them, inline or in a blob file, mapped or decompressed: a missing,
+ * changed, truncated or swapped file, or a corrupt record, is a miss (the
+ * entry is removed), never a wrong value. tg_cache_check verifies the
+ * whole cache at once.
+ *
+ * Temporary files: a blob is written under DIR/blobs/tmp and renamed into
+ * place; its writer holds an flock on it meanwhile. Every read-write
+ * open deletes the temporary files whose lock is free (their writer died,
+ * e.g. by kill -9), so none outlives the next open.
  *
  * Writes are queued to one writer thread that commits them in batches.
  * Several processes may use one directory at once, and kill -9 at any
