@@ -439,3 +439,47 @@ Test(cache_trust, check_repair_needs_a_writable_cache) {
   cr_assert_eq(tg_cache_check(c, 4, NULL, NULL, &r), TG_EINVAL, "unknown flag");
   tg_cache_close(c);
 }
+
+/* Another process stores, replaces and removes blobs all along: the check
+ * never takes its work in progress (a blob renamed into place whose entry
+ * is not committed yet, a temporary file being written, an entry removed
+ * between its record and its file) for a problem. */
+Test(cache_trust, check_beside_a_busy_writer_reports_nothing) {
+  tg_cache *c = open_with(0, false);
+  int pipefd[2];
+  cr_assert_eq(pipe(pipefd), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    tg_cache *w = NULL;
+    if (tg_cache_open(dir, NULL, &w, NULL)) _exit(1);
+    tg_value *a = filled(0.0, 20000); /* 160 KB: a blob */
+    double *d = tg_ndarray_data_mut(a);
+    for (uint64_t i = 0;; i++) {
+      d[0] = (double)i;
+      tg_cache_put(w, key_of(i % 40), a, NULL); /* replaces after 40 */
+      if (i % 3 == 0) tg_cache_remove(w, key_of((i + 20) % 40));
+      if (i % 5 == 0) tg_cache_flush(w);
+      if (i == 50 && write(pipefd[1], "x", 1) != 1) _exit(1);
+    }
+  }
+  close(pipefd[1]);
+  char x;
+  cr_assert_eq(read(pipefd[0], &x, 1), 1, "the writer is at work");
+  close(pipefd[0]);
+  uint64_t seen_entries = 0;
+  for (int round = 0; round < 30; round++) {
+    seen s = {0};
+    tg_cache_check_report r;
+    cr_assert_eq(tg_cache_check(c, 0, on_problem, &s, &r), TG_OK, "%s", tg_cache_errmsg(c));
+    cr_assert_eq(s.n, 0, "round %d: %s %s", round,
+                 s.what[TG_CACHE_FAULT_ENTRY][0] ? s.what[TG_CACHE_FAULT_ENTRY]
+                                                 : s.path[TG_CACHE_FAULT_ORPHAN],
+                 s.path[TG_CACHE_FAULT_TMP]);
+    seen_entries += r.entries;
+  }
+  kill_wait(pid);
+  cr_assert_gt(seen_entries, 0, "the checks saw the writer's entries");
+  tg_cache_close(c);
+}
