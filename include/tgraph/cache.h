@@ -200,7 +200,11 @@ typedef struct tg_cache_check_report {
  * the walk completed, whatever it found; a read failure otherwise.
  * Reading every blob, it takes as long as reading the cache once; other
  * users of the cache go on meanwhile, except that writers wait during the
- * final walk over the blob directory. */
+ * walk over the blob directory. Work in progress elsewhere is not a
+ * problem: a temporary file counts only when no writer holds its lock, an
+ * unreferenced blob file only when it stays so for about a second (a
+ * writer deletes the files its commit unreferenced just after it), a bad
+ * entry only when a second look confirms it. */
 int tg_cache_check(tg_cache *c, unsigned flags,
                    void (*cb)(void *ctx, const tg_cache_problem *p), void *ctx,
                    tg_cache_check_report *out /* OUT */);
