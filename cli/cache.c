@@ -1,5 +1,5 @@
-/* cli/cache.c: `tgraph cache info|list|clear|prune`: look after the
- * result cache. */
+/* cli/cache.c: `tgraph cache info|list|check|clear|prune`: look after
+ * the result cache. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +9,13 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: tgraph cache [--cache-dir DIR] info|list|clear|prune [options]\n"
+    "usage: tgraph cache [--cache-dir DIR] info|list|check|clear|prune [options]\n"
     "\n"
     "  info                   entries, sizes and the size limit\n"
     "  list                   one line per entry, most recently used first\n"
+    "  check [--repair]       verify every entry and blob file; report each\n"
+    "                         bad entry, orphan blob and abandoned temporary\n"
+    "                         file (--repair: remove them); exit 1 if any\n"
     "  clear                  remove every entry\n"
     "  prune --max-size SIZE  remove least recently used entries until the\n"
     "                         cache holds at most SIZE (e.g. 500M, 2G)\n"
@@ -121,6 +124,51 @@ static int prune(tg_cache *c, int argc, char **argv) {
   return CLI_OK;
 }
 
+static void problem(void *ctx, const tg_cache_problem *p) {
+  (void)ctx;
+  char hex[33];
+  const char *done = p->repaired ? " (removed)" : "";
+  if (p->fault == TG_CACHE_FAULT_ENTRY) {
+    tg_digest_hex(p->key, hex);
+    printf("bad entry %s: %s%s\n", hex, p->what, done);
+  } else {
+    printf("%s %s%s\n",
+           p->fault == TG_CACHE_FAULT_ORPHAN ? "orphan blob (no entry refers to it):"
+                                             : "abandoned temporary file (its writer is gone):",
+           p->path, done);
+  }
+}
+
+/* c is NULL for a cache directory that does not exist (yet). */
+static int check(tg_cache *c, int argc, char **argv) {
+  unsigned flags = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--repair") == 0) {
+      flags |= TG_CACHE_CHECK_REPAIR;
+    } else {
+      fprintf(stderr, "tgraph cache check: unexpected '%s'\n", argv[i]);
+      return CLI_USAGE;
+    }
+  }
+  tg_cache_check_report r = {0};
+  if (c && tg_cache_check(c, flags, problem, NULL, &r) != TG_OK) {
+    cli_error("cannot check the cache: %s", tg_cache_errmsg(c));
+    return CLI_TASK_FAILED;
+  }
+  uint64_t bad = r.bad_entries + r.orphan_blobs + r.stale_tmp;
+  printf("checked %llu entr%s and %llu blob file%s: ", (unsigned long long)r.entries,
+         r.entries == 1 ? "y" : "ies", (unsigned long long)r.blob_files,
+         r.blob_files == 1 ? "" : "s");
+  if (!bad) {
+    printf("no problems\n");
+    return CLI_OK;
+  }
+  printf("%llu problem%s", (unsigned long long)bad, bad == 1 ? "" : "s");
+  if (flags & TG_CACHE_CHECK_REPAIR) printf(", %llu removed", (unsigned long long)r.repaired);
+  printf("\n");
+  return CLI_TASK_FAILED;
+}
+
 int cli_cache(int argc, char **argv) {
   const char *dir = NULL;
   int i = 1;
@@ -137,13 +185,13 @@ int cli_cache(int argc, char **argv) {
     }
   }
   const char *sub = i < argc ? argv[i] : NULL;
-  if (sub == NULL || (strcmp(sub, "info") && strcmp(sub, "list") &&
+  if (sub == NULL || (strcmp(sub, "info") && strcmp(sub, "list") && strcmp(sub, "check") &&
                       strcmp(sub, "clear") && strcmp(sub, "prune"))) {
     fprintf(stderr, "tgraph cache: %s%s%s\n%s", sub ? "unknown command '" : "",
             sub ? sub : "missing command", sub ? "'" : "", usage);
     return CLI_USAGE;
   }
-  if (strcmp(sub, "prune") != 0 && i + 1 < argc) {
+  if (strcmp(sub, "prune") != 0 && strcmp(sub, "check") != 0 && i + 1 < argc) {
     fprintf(stderr, "tgraph cache %s: unexpected '%s'\n", sub, argv[i + 1]);
     return CLI_USAGE;
   }
@@ -172,6 +220,7 @@ int cli_cache(int argc, char **argv) {
   if (strcmp(sub, "info") == 0) rc = info(c, dir);
   else if (strcmp(sub, "list") == 0) rc = list(c);
   else if (strcmp(sub, "prune") == 0) rc = prune(c, argc - i, argv + i);
+  else if (strcmp(sub, "check") == 0) rc = check(c, argc - i, argv + i);
   else if (!c || tg_cache_clear(c) == TG_OK) rc = (printf("cleared %s\n", dir), CLI_OK);
   else {
     cli_error("cannot clear the cache: %s", tg_cache_errmsg(c));

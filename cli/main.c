@@ -10,7 +10,7 @@ static const char usage[] =
     "commands:\n"
     "  run GRAPH.json     compute a graph's outputs (tgraph run --help)\n"
     "  inspect FILE       show what a dump file holds\n"
-    "  cache info|list|clear|prune   look after the result cache\n"
+    "  cache info|list|check|clear|prune  look after the result cache\n"
     "  worker             serve task functions to remote runs\n"
     "  keys generate DIR  make keys for workers and runs\n"
     "  version            versions of tgraph and its formats\n"

@@ -2,6 +2,7 @@
  * built binary (TGRAPH_BIN) with fork/exec and checks its exit status,
  * stdout and stderr exactly. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
@@ -860,5 +861,125 @@ Test(cli, cache_commands) {
   r = run("cache", "--cache-dir", "c", "fly");
   cr_expect_eq(r.status, 2);
   cr_expect(strncmp(r.err, "tgraph cache: unknown command 'fly'\n", 36) == 0);
+  result_free(&r);
+}
+
+/* Two cached results whose blob files have one size (range(0, 30000) and
+ * range(1, 30001)), and sums of them that are never cached. */
+static const char swap_graph[] =
+    "{\"tgraph\": 1, \"tasks\": {\n"
+    "  \"a\": {\"fn\": \"range\", \"args\": [0, 30000], \"cache\": true},\n"
+    "  \"b\": {\"fn\": \"range\", \"args\": [1, 30001], \"cache\": true},\n"
+    "  \"sa\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": false},\n"
+    "  \"sb\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"b\"}], \"cache\": false}},\n"
+    " \"outputs\": [\"sa\", \"sb\"]}\n";
+static const char swap_sums[] = "{\"sa\":449985000,\"sb\":450015000}\n";
+
+/* Swap the two blob files under cache/blobs (there must be exactly two). */
+static void swap_the_two_blobs(void) {
+  char found[2][600], sub[300], tmp[700];
+  int n = 0;
+  DIR *d = opendir("cache/blobs");
+  cr_assert_not_null(d);
+  struct dirent *e, *f;
+  while ((e = readdir(d))) {
+    if (strlen(e->d_name) != 2 || e->d_name[0] == '.') continue;
+    snprintf(sub, sizeof sub, "cache/blobs/%s", e->d_name);
+    DIR *d2 = opendir(sub);
+    while (d2 && (f = readdir(d2))) {
+      if (f->d_name[0] == '.') continue;
+      cr_assert_lt(n, 2, "more than two blob files");
+      snprintf(found[n++], sizeof found[0], "%s/%.255s", sub, f->d_name);
+    }
+    if (d2) closedir(d2);
+  }
+  closedir(d);
+  cr_assert_eq(n, 2);
+  struct stat s0, s1;
+  cr_assert(stat(found[0], &s0) == 0 && stat(found[1], &s1) == 0);
+  cr_assert_eq(s0.st_size, s1.st_size, "the blobs must have one size");
+  snprintf(tmp, sizeof tmp, "%s.x", found[0]);
+  cr_assert(rename(found[0], tmp) == 0 && rename(found[1], found[0]) == 0 &&
+            rename(tmp, found[1]) == 0);
+}
+
+Test(cli, swapped_blob_files_are_recomputed_not_served) {
+  write_file("g.json", swap_graph);
+  result r = run("run", "g.json");
+  expect(r, 0, swap_sums, NULL);
+  expect_summary(r.err, "4 tasks: 4 run, 0 cached, 0 failed");
+  result_free(&r);
+  swap_the_two_blobs();
+  r = run("run", "g.json");
+  expect(r, 0, swap_sums, NULL); /* not {"sa":450015000,"sb":449985000} */
+  expect_summary(r.err, "4 tasks: 4 run, 0 cached, 0 failed");
+  result_free(&r);
+  r = run("run", "g.json"); /* stored again, good */
+  expect(r, 0, swap_sums, NULL);
+  expect_summary(r.err, "4 tasks: 2 run, 2 cached, 0 failed");
+  result_free(&r);
+  r = run("cache", "check");
+  expect(r, 0, "checked 2 entries and 2 blob files: no problems\n", "");
+  result_free(&r);
+}
+
+static int count_of(const char *text, const char *what) {
+  int n = 0;
+  for (const char *p = text; (p = strstr(p, what)); p += strlen(what)) n++;
+  return n;
+}
+
+Test(cli, cache_check_and_repair) {
+  result r = run("cache", "--help");
+  cr_expect_neq(strstr(r.out, "  check [--repair]       verify every entry and blob file;"),
+                NULL, "%s", r.out);
+  result_free(&r);
+  r = run("cache", "check"); /* no cache yet: nothing wrong, nothing made */
+  expect(r, 0, "checked 0 entries and 0 blob files: no problems\n", "");
+  result_free(&r);
+  struct stat st;
+  cr_expect_neq(stat("cache", &st), 0, "check created the cache directory");
+
+  write_file("g.json", swap_graph);
+  r = run("run", "-q", "g.json");
+  expect(r, 0, swap_sums, "");
+  result_free(&r);
+  r = run("cache", "check");
+  expect(r, 0, "checked 2 entries and 2 blob files: no problems\n", "");
+  result_free(&r);
+
+  swap_the_two_blobs();
+  cr_assert_eq(mkdir("cache/blobs/ee", 0755), 0);
+  write_file("cache/blobs/ee/000000000000000000000000000007", "junk");
+  write_file("cache/blobs/ee/0007.tmp.abcdef", "part"); /* no writer holds it */
+  r = run("cache", "check");
+  cr_expect_eq(r.status, 1, "%s", r.err);
+  cr_expect_eq(count_of(r.out, "\n"), 5, "%s", r.out);
+  cr_expect_eq(count_of(r.out, "bad entry "), 2, "%s", r.out);
+  cr_expect_eq(count_of(r.out, ": content checksum "), 2, "%s", r.out);
+  cr_expect_neq(strstr(r.out, "orphan blob (no entry refers to it): "
+                              "cache/blobs/ee/000000000000000000000000000007\n"),
+                NULL, "%s", r.out);
+  cr_expect_neq(strstr(r.out, "abandoned temporary file (its writer is gone): "
+                              "cache/blobs/ee/0007.tmp.abcdef\n"),
+                NULL, "%s", r.out);
+  const char *sum = "checked 2 entries and 3 blob files: 4 problems\n";
+  cr_expect_str_eq(r.out + strlen(r.out) - strlen(sum), sum);
+  cr_expect_str_eq(r.err, "");
+  result_free(&r);
+  cr_expect_eq(stat("cache/blobs/ee/0007.tmp.abcdef", &st), 0, "check alone removes nothing");
+
+  r = run("cache", "check", "--repair");
+  cr_expect_eq(r.status, 1, "%s", r.err);
+  cr_expect_eq(count_of(r.out, " (removed)\n"), 4, "%s", r.out);
+  sum = "checked 2 entries and 1 blob file: 4 problems, 4 removed\n";
+  cr_expect_str_eq(r.out + strlen(r.out) - strlen(sum), sum);
+  result_free(&r);
+  r = run("cache", "check");
+  expect(r, 0, "checked 0 entries and 0 blob files: no problems\n", "");
+  result_free(&r);
+
+  r = run("cache", "check", "--fix");
+  expect(r, 2, "", "tgraph cache check: unexpected '--fix'\n");
   result_free(&r);
 }

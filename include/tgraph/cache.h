@@ -10,9 +10,17 @@
  * Keys are 128-bit digests (see tg_value_hash and the Merkle keys of
  * graph nodes). Entries hold a value in the tgraph serial format: small
  * ones inline in LMDB, large ones in blob files written atomically and
- * read back with mmap (arrays are zero-copy). Every entry is checksummed
- * and verified when read: a corrupt or missing entry is a miss (it is
- * removed), never a wrong value.
+ * read back with mmap (arrays are zero-copy). Every entry records the
+ * size and XXH3-64 of its value's bytes, and every read checks all of
+ * them, inline or in a blob file, mapped or decompressed: a missing,
+ * changed, truncated or swapped file, or a corrupt record, is a miss (the
+ * entry is removed), never a wrong value. tg_cache_check verifies the
+ * whole cache at once.
+ *
+ * Temporary files: a blob is written under DIR/blobs/tmp and renamed into
+ * place; its writer holds an flock on it meanwhile. Every read-write
+ * open deletes the temporary files whose lock is free (their writer died,
+ * e.g. by kill -9), so none outlives the next open.
  *
  * Writes are queued to one writer thread that commits them in batches.
  * Several processes may use one directory at once, and kill -9 at any
@@ -168,6 +176,55 @@ typedef struct tg_cache_counters {
   uint64_t bytes_read, bytes_written;
 } tg_cache_counters;
 void tg_cache_get_counters(const tg_cache *c, tg_cache_counters *out /* OUT */);
+
+/* ---- checking ------------------------------------------------------------ */
+
+/* What tg_cache_check found wrong. */
+typedef enum tg_cache_fault {
+  TG_CACHE_FAULT_ENTRY = 1, /* an entry that cannot be served: its record is
+                               malformed, or its value's bytes (inline, or
+                               the blob file: missing, another size, other
+                               content) are not the ones it recorded */
+  TG_CACHE_FAULT_ORPHAN,    /* a blob file no entry refers to */
+  TG_CACHE_FAULT_TMP,       /* a temporary blob file whose writer is gone */
+} tg_cache_fault;
+
+typedef struct tg_cache_problem {
+  tg_cache_fault fault;
+  tg_digest key;           /* TG_CACHE_FAULT_ENTRY: the entry's key */
+  const char *path;        /* the file concerned, or NULL */
+  const char *what;        /* what is wrong, one line */
+  bool repaired;           /* removed (TG_CACHE_CHECK_REPAIR) */
+} tg_cache_problem;
+
+typedef struct tg_cache_check_report {
+  uint64_t entries;        /* entries checked */
+  uint64_t blob_files;     /* blob files looked at */
+  uint64_t bad_entries, orphan_blobs, stale_tmp;
+  uint64_t repaired;       /* problems removed */
+} tg_cache_check_report;
+
+#define TG_CACHE_CHECK_REPAIR 1u /* remove what is bad */
+
+/* Verify the whole cache as tg_cache_get would, without using any entry:
+ * every entry (its record, its value's bytes against the size and
+ * checksum it recorded, that they decode), every blob file (an entry
+ * refers to it) and temporary file (its writer is alive). cb (may be
+ * NULL) is called once per problem, on this thread; the problem's strings
+ * live until cb returns. With TG_CACHE_CHECK_REPAIR, bad entries, orphan
+ * blobs and abandoned temporary files are removed (TG_EACCES on a
+ * read-only cache). out (may be NULL) gets the counts. Returns TG_OK when
+ * the walk completed, whatever it found; a read failure otherwise.
+ * Reading every blob, it takes as long as reading the cache once; other
+ * users of the cache go on meanwhile, except that writers wait during the
+ * walk over the blob directory. Work in progress elsewhere is not a
+ * problem: a temporary file counts only when no writer holds its lock, an
+ * unreferenced blob file only when it stays so for about a second (a
+ * writer deletes the files its commit unreferenced just after it), a bad
+ * entry only when a second look confirms it. */
+int tg_cache_check(tg_cache *c, unsigned flags,
+                   void (*cb)(void *ctx, const tg_cache_problem *p), void *ctx,
+                   tg_cache_check_report *out /* OUT */);
 
 /* XXH3-128 of a file's content. With a cache, a file whose (path, size,
  * mtime_ns, inode) match the recorded ones is not read again. c may be

@@ -3,7 +3,8 @@
  * lookup.c (get, contains, list, info), env.c (LMDB environment, read
  * transactions, map growth), record.c (stored record layouts), blob.c
  * (blob files), writer.c (the writer thread and its queue), batch.c (a
- * batch in one write transaction), filehash.c (tg_cache_file_hash),
+ * batch in one write transaction), check.c (tg_cache_check), filehash.c
+ * (tg_cache_file_hash),
  * opened.c (directories open in this process), memo_meta.c (function
  * counts, lineage, tallies), validate.c (checking data.mdb before LMDB
  * maps it). key.h and cache_memo.h are the scheduler's.
@@ -21,6 +22,8 @@
  *     "nodes"    lineage id (16) -> Merkle key (16), function id (16)
  *   DIR/blobs/ab/cdef...         blob files, named by the XXH3-128 of their
  *                                bytes (32 hex digits, hi then lo)
+ *   DIR/blobs/tmp/<hex>.tmp.XXXXXX  blobs being written, locked by their
+ *                                writer (blob.c)
  *   DIR/data.mdb.checked         stamp: data.mdb as this library last left
  *                                it (env.c), so opening may skip the walk
  *   DIR/damaged-<UTC time>/      data.mdb and lock.mdb of an environment
@@ -169,6 +172,25 @@ bool tg__stats_parse(const void *p, size_t len, tg__cache_stats *s /* OUT */);
 void tg__digest_pack(tg_digest d, unsigned char out[16]);
 tg_digest tg__digest_unpack(const void *p);
 
+/* ---- lookup.c ------------------------------------------------------------- */
+/* What tg__entry_load found besides the value. */
+typedef struct tg__loaded {
+  bool found;              /* there is an entry (perhaps a bad one) */
+  bool in_blob;            /* its value is in blob file `blob` */
+  uint64_t size, checksum; /* as its record says (0 when malformed) */
+  tg_digest blob;
+} tg__loaded;
+/* Load and verify the entry under key, in its own read transaction (none
+ * may be held): TG_OK and *out a new reference; TG_ENOTFOUND with
+ * !got->found when there is none; when got->found, a code for which
+ * tg__cache_bad_data() holds means the stored bytes are bad (err says
+ * how; it may be NULL). Counts nothing, changes nothing. */
+int tg__entry_load(tg_cache *c, tg_digest key, tg_value **out /* OUT */,
+                   tg__loaded *got /* OUT */, tg_error *err);
+/* Does failure rc mean the stored bytes are bad (rather than, say, memory
+ * or descriptors running out, which must not cost the entry)? */
+bool tg__cache_bad_data(int rc);
+
 /* ---- store.c --------------------------------------------------------------- */
 /* Set c's last error message (thread-safe) and return code. */
 int tg__cache_fail(tg_cache *c, int code, const char *fmt, ...) TG__PRINTF(3, 4);
@@ -239,13 +261,27 @@ void tg__blob_path(const tg_cache *c, tg_digest d, char *path, size_t size);
 /* Write len bytes as blob d unless a file of that size is already there
  * (temporary file + rename). Call inside a write transaction. */
 int tg__blob_write(tg_cache *c, tg_digest d, const void *buf, size_t len);
-/* Load blob d (mmap, verified); TG_ENOTFOUND when missing, TG_ECHECKSUM
- * (or the serializer's code) when its size or content is wrong. */
-int tg__blob_read(tg_cache *c, tg_digest d, uint64_t size, tg_value **out);
+/* Load blob d (mmap), whose entry recorded `size` bytes hashing (XXH3-64)
+ * to `checksum`; TG_ENOTFOUND when missing, TG_ECHECKSUM (or the
+ * serializer's code) when its size or any byte differs. */
+int tg__blob_read(tg_cache *c, tg_digest d, uint64_t size, uint64_t checksum,
+                  tg_value **out, tg_error *err /* may be NULL */);
 void tg__blob_unlink(tg_cache *c, tg_digest d);
-/* Delete blob files not listed in "blobs" and stale temporary files
- * (older than an hour). all: delete every file. Inside a write txn. */
+/* Delete blob files not listed in "blobs" and abandoned temporary files
+ * (and, beside the blobs, where older versions wrote them without a lock,
+ * those older than an hour). all: delete every blob file. Inside a write
+ * txn. */
 int tg__blob_sweep(tg_cache *c, MDB_txn *txn, bool all);
+/* The digest a blob file DIR/blobs/sub/name is named by; false when the
+ * name is not a blob's. */
+bool tg__blob_name_digest(const char *sub, const char *name, tg_digest *d /* OUT */);
+/* Temporary blob files have this in their names. */
+#define TG__BLOB_TMP_MARK ".tmp."
+/* True when the temporary file at path has no writer (its lock is free). */
+bool tg__blob_tmp_abandoned(const char *path);
+/* Delete the abandoned temporary files in DIR/blobs/tmp; needs no
+ * transaction. *removed (may be NULL) is increased by their number. */
+int tg__blob_tmp_sweep(tg_cache *c, uint64_t *removed);
 
 /* ---- writer.c ---------------------------------------------------------------- */
 int tg__writer_start(tg_cache *c);

@@ -37,17 +37,51 @@ static int read_fail(tg_cache *c, int rc) {
 }
 
 /* Verify and decode an inline entry while the transaction is open. */
-static int decode_inline(const tg__entry *e, tg_value **out) {
-  if (XXH3_64bits(e->payload, e->size) != e->checksum) return TG_ECHECKSUM;
-  return tg_decode(e->payload, e->size, out, NULL);
+static int decode_inline(const tg__entry *e, tg_value **out, tg_error *err) {
+  if (XXH3_64bits(e->payload, e->size) != e->checksum)
+    return tg__error_set(err, TG_ECHECKSUM, "inline value: checksum mismatch");
+  return tg_decode(e->payload, e->size, out, err);
 }
 
-/* Does failure rc mean the stored bytes are bad (rather than, say, memory
- * or descriptors running out, which must not cost the entry)? */
-static bool is_bad_data(int rc) {
+bool tg__cache_bad_data(int rc) {
   return rc == TG_ECHECKSUM || rc == TG_EFORMAT || rc == TG_EVERSION ||
          rc == TG_ECOMPRESS || rc == TG_EDEPTH || rc == TG_ELIMIT ||
          rc == TG_ENOTFOUND || rc == TG_ENOENT;
+}
+
+int tg__entry_load(tg_cache *c, tg_digest key, tg_value **out, tg__loaded *got,
+                   tg_error *err) {
+  MDB_txn *txn;
+  int rc = tg__read_begin(c, &txn);
+  memset(got, 0, sizeof *got);
+  if (rc) return rc;
+  unsigned char k[16];
+  tg__digest_pack(key, k);
+  MDB_val kv = {16, k}, v;
+  int mrc = mdb_get(txn, c->db_entries, &kv, &v);
+  if (mrc) {
+    tg__read_end(c, txn);
+    if (mrc == MDB_NOTFOUND) return TG_ENOTFOUND;
+    rc = tg__mdb_code(mrc);
+    if (rc != TG_EFORMAT) return rc;
+    got->found = true;
+    return tg__error_set(err, TG_EFORMAT, "entry record: %s", mdb_strerror(mrc));
+  }
+  tg__entry e;
+  got->found = true;
+  if (!tg__entry_parse(v.mv_data, v.mv_size, &e)) {
+    tg__read_end(c, txn);
+    return tg__error_set(err, TG_EFORMAT, "entry record is malformed");
+  }
+  got->size = e.size, got->checksum = e.checksum;
+  if (!e.in_blob) {
+    rc = decode_inline(&e, out, err);
+    tg__read_end(c, txn);
+    return rc;
+  }
+  got->in_blob = true, got->blob = e.blob;
+  tg__read_end(c, txn);
+  return tg__blob_read(c, got->blob, got->size, got->checksum, out, err);
 }
 
 int tg_cache_get(tg_cache *c, tg_digest key, tg_value **out) {
@@ -62,42 +96,19 @@ int tg__cache_get_sized(tg_cache *c, tg_digest key, tg_value **out, uint64_t *st
   if (rc) return rc;
   if (!out) return tg__cache_fail(c, TG_EINVAL, "cache: get without an output");
   if (!c->env) return miss(c);
-  MDB_txn *txn;
-  if ((rc = tg__read_begin(c, &txn))) return read_fail(c, rc);
-  unsigned char k[16];
-  tg__digest_pack(key, k);
-  MDB_val kv = {16, k}, v;
-  int mrc = mdb_get(txn, c->db_entries, &kv, &v);
-  if (mrc) {
-    tg__read_end(c, txn);
-    if (mrc == MDB_NOTFOUND) return miss(c);
-    if (tg__mdb_code(mrc) == TG_EFORMAT) return corrupt(c, key, 0);
-    return read_fail(c, tg__mdb_code(mrc));
-  }
-  tg__entry e;
+  tg__loaded got;
   tg_value *val = NULL;
-  bool parsed = tg__entry_parse(v.mv_data, v.mv_size, &e);
-  uint64_t checksum = parsed ? e.checksum : 0, size = parsed ? e.size : 0;
-  if (!parsed) {
-    tg__read_end(c, txn);
-    rc = TG_EFORMAT;
-  } else if (!e.in_blob) {
-    rc = decode_inline(&e, &val);
-    tg__read_end(c, txn);
-  } else {
-    tg_digest blob = e.blob;
-    tg__read_end(c, txn);
-    rc = tg__blob_read(c, blob, size, &val);
-  }
-  if (rc && is_bad_data(rc)) return corrupt(c, key, checksum);
+  rc = tg__entry_load(c, key, &val, &got, NULL);
+  if (!got.found) return rc == TG_ENOTFOUND ? miss(c) : read_fail(c, rc);
+  if (rc && tg__cache_bad_data(rc)) return corrupt(c, key, got.checksum);
   if (rc) {
     miss(c);
     return tg__cache_fail(c, TG_ENOTFOUND, "cache %s: reading an entry: %s (kept)",
                           c->dir, tg_strerror(rc));
   }
   atomic_fetch_add(&c->hits, 1);
-  atomic_fetch_add(&c->bytes_read, size);
-  *stored = size;
+  atomic_fetch_add(&c->bytes_read, got.size);
+  *stored = got.size;
   if (!c->readonly) {
     tg__cache_op op = {.type = TG__OP_TOUCH, .key = key, .time = tg__cache_now()};
     tg__writer_queue(c, &op);

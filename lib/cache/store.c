@@ -142,6 +142,9 @@ int tg__cache_open_mapsize(const char *dir, const tg_cache_opts *opts,
     cache_free(c);
     return rc;
   }
+  /* Temporary blob files of writers that died go now, not at the next
+   * clear (their locks tell, blob.c); one readdir. */
+  if (!c->readonly) tg__blob_tmp_sweep(c, NULL);
   *out = c;
   return TG_OK;
 }

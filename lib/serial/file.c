@@ -245,19 +245,33 @@ static int pread_all(int fd, void *buf, size_t len) {
   return TG_OK;
 }
 
+/* With an expected checksum (tg__load_hashed): compare it with the XXH3-64
+ * of all size bytes at buf. That one pass covers the payload too, so the
+ * decoder need not hash it again (a verified read costs no more). */
+static int check_whole(const uint8_t *buf, size_t size, const uint64_t *hash,
+                       tg_error *err) {
+  if (!hash) return TG_OK;
+  uint64_t got = tg__xxh3_bulk(buf, size);
+  if (got == *hash) return TG_OK;
+  return tg__error_set(err, TG_ECHECKSUM,
+                       "content checksum %016" PRIx64 " is not the expected %016" PRIx64,
+                       got, *hash);
+}
+
 /* Arrays point into a read-only mapping that lives as long as they do. */
-static int load_mapped(int fd, size_t size, unsigned flags, const char *path,
-                       tg_value **out, tg_error *err) {
+static int load_mapped(int fd, size_t size, unsigned flags, const uint64_t *hash,
+                       const char *path, tg_value **out, tg_error *err) {
+  bool verify = (flags & TG_LOAD_VERIFY) || hash;
   /* Without VERIFY nothing reads the payload here: map it lazily, O(1). */
-  int populate = (flags & TG_LOAD_VERIFY) ? MAP_POPULATE : 0;
-  void *map = mmap(NULL, size, PROT_READ, MAP_SHARED | populate, fd, 0);
+  void *map = mmap(NULL, size, PROT_READ, MAP_SHARED | (verify ? MAP_POPULATE : 0), fd, 0);
   if (map == MAP_FAILED) return sys_fail(err, "cannot map", path);
   tg__region *r = tg__region_new(map, unmap_release, (void *)(uintptr_t)size);
   if (!r) return tg__error_set(err, TG_ENOMEM, "out of memory");
   tg__header h;
-  int rc = tg__header_read(map, size, &h, err);
+  int rc = check_whole(map, size, hash, err);
+  if (rc == TG_OK) rc = tg__header_read(map, size, &h, err);
   if (rc == TG_OK)
-    rc = tg__decode_checked(map, &h, r, (flags & TG_LOAD_VERIFY) ? 0 : TG__DEC_SKIP_PAYLOAD_HASH,
+    rc = tg__decode_checked(map, &h, r, (verify && !hash) ? 0 : TG__DEC_SKIP_PAYLOAD_HASH,
                             out, err);
   tg__region_unref(r); /* unmaps now unless a value borrowed from it */
   return with_path(err, rc, path);
@@ -278,8 +292,8 @@ static int read_file(int fd, uint8_t *buf, size_t size, const char *path, tg_err
 }
 
 /* Copy the file into one 64-aligned buffer that arrays then borrow. */
-static int load_copied(int fd, size_t size, const char *path, tg_value **out,
-                       tg_error *err) {
+static int load_copied(int fd, size_t size, const uint64_t *hash, const char *path,
+                       tg_value **out, tg_error *err) {
   uint8_t *buf = tg__big_alloc(size);
   if (!buf) return tg__error_set(err, TG_ENOMEM, "out of memory for %zu bytes", size);
   int rc = read_file(fd, buf, size, path, err);
@@ -290,13 +304,21 @@ static int load_copied(int fd, size_t size, const char *path, tg_value **out,
   tg__region *r = tg__region_new(buf, tg__release_free, NULL);
   if (!r) return tg__error_set(err, TG_ENOMEM, "out of memory");
   tg__header h;
-  if ((rc = tg__header_read(buf, size, &h, err)) == TG_OK)
-    rc = tg__decode_checked(buf, &h, r, 0, out, err);
+  if ((rc = check_whole(buf, size, hash, err)) == TG_OK &&
+      (rc = tg__header_read(buf, size, &h, err)) == TG_OK)
+    rc = tg__decode_checked(buf, &h, r, hash ? TG__DEC_SKIP_PAYLOAD_HASH : 0, out, err);
   tg__region_unref(r); /* frees buf now unless a value borrowed from it */
   return with_path(err, rc, path);
 }
 
-int tg_load(const char *path, unsigned flags, tg_value **out, tg_error *err) {
+/* tg_load, and with want: the file must hold exactly want->size bytes
+ * whose XXH3-64 is want->hash. */
+typedef struct expect {
+  uint64_t size, hash;
+} expect;
+
+static int load(const char *path, unsigned flags, const expect *want, tg_value **out,
+                tg_error *err) {
   if (out) *out = NULL;
   if (!path || !out || (flags & ~(unsigned)(TG_LOAD_MMAP | TG_LOAD_VERIFY)))
     return tg__error_set(err, TG_EINVAL, "a path, out and known flags are required");
@@ -310,15 +332,31 @@ int tg_load(const char *path, unsigned flags, tg_value **out, tg_error *err) {
     rc = sys_fail(err, "cannot stat", path);
   else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > SIZE_MAX / 2)
     rc = tg__error_set(err, TG_EINVAL, "'%.120s' is not a regular file", path);
+  else if (want && (uint64_t)st.st_size != want->size)
+    rc = with_path(err, tg__error_set(err, TG_ECHECKSUM,
+                                      "file of %zu bytes is not the expected %" PRIu64,
+                                      (size_t)st.st_size, want->size),
+                   path);
   else if ((size_t)st.st_size < TG_HEADER_SIZE)
     rc = with_path(err, tg__error_set(err, TG_EFORMAT,
                                       "file of %zu bytes is shorter than the %d-byte header",
                                       (size_t)st.st_size, TG_HEADER_SIZE),
                    path);
   else if (flags & TG_LOAD_MMAP)
-    rc = load_mapped(fd, (size_t)st.st_size, flags, path, out, err);
+    rc = load_mapped(fd, (size_t)st.st_size, flags, want ? &want->hash : NULL, path, out,
+                     err);
   else
-    rc = load_copied(fd, (size_t)st.st_size, path, out, err);
+    rc = load_copied(fd, (size_t)st.st_size, want ? &want->hash : NULL, path, out, err);
   close(fd);
   return rc;
+}
+
+int tg_load(const char *path, unsigned flags, tg_value **out, tg_error *err) {
+  return load(path, flags, NULL, out, err);
+}
+
+int tg__load_hashed(const char *path, unsigned flags, uint64_t size, uint64_t hash,
+                    tg_value **out, tg_error *err) {
+  expect want = {size, hash};
+  return load(path, flags, &want, out, err);
 }

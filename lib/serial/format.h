@@ -147,6 +147,16 @@ int tg__encode_opts_level(const tg_encode_opts *opts, int *level, tg_error *err)
 /* Fill the 64-byte header. */
 void tg__header_write(uint8_t out[TG_HEADER_SIZE], const tg__header *h);
 
+/* ---- file.c ---------------------------------------------------------------- */
+
+/* tg_load of a file whose content is known: it must be exactly `size`
+ * bytes whose XXH3-64 (seed 0) is `hash`, else TG_ECHECKSUM. Every byte
+ * is checked on both paths (mapped or copied, flags as tg_load's; VERIFY
+ * is implied), in one pass: the content hash replaces the payload hash.
+ * For stores that name or record their files by content (the cache). */
+int tg__load_hashed(const char *path, unsigned flags, uint64_t size, uint64_t hash,
+                    tg_value **out /* OUT */, tg_error *err);
+
 /* ---- decoder (decode.c) -------------------------------------------------- */
 
 /* Parse and check the 64-byte header at buf (total input `len` bytes,

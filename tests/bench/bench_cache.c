@@ -12,6 +12,9 @@
  *   key+hit 1MB   tg_value_hash of a 1 MB array argument + tg__merkle_key
  *                 + tg_cache_get, us (target <= 100)
  *   key+hit 100MB the same with a 100 MB argument, ms (target <= 10)
+ *   blob hit 1MB  tg_cache_get of a 1 MB array stored in a blob file
+ *                 (mapped, every byte checked against its entry), us
+ *   blob hit 100MB the same with a 100 MB array, ms
  *
  * Usage: bench_cache [scale]   scale 1 (default); 0.01 is a quick smoke
  *                              run (1 MB instead of 100 MB, fewer calls). */
@@ -170,6 +173,21 @@ static void store_keyed(tg_cache *c, tg_value *arg) {
   tg_value_unref(v);
 }
 
+/* Store arr under key k, then time `calls` hits on it. Seconds per hit. */
+static double blob_hit(tg_cache *c, tg_value *arr, uint64_t k, long calls) {
+  tg_value *got;
+  check(!tg_cache_put(c, key_of(k), arr, NULL) && !tg_cache_flush(c), "blob put");
+  double t = now();
+  for (long i = 0; i < calls; i++) {
+    check(tg_cache_get(c, key_of(k), &got) == TG_OK &&
+              tg_ndarray_nbytes(got) == tg_ndarray_nbytes(arr),
+          "blob hit");
+    sink += (uint64_t)((const double *)tg_ndarray_data(got))[1];
+    tg_value_unref(got);
+  }
+  return (now() - t) / (double)calls;
+}
+
 static void row(const char *what, double v, const char *unit, const char *target) {
   printf("| %-36s | %12.3f | %-5s | %-8s |\n", what, v, unit, target);
 }
@@ -183,7 +201,7 @@ int main(int argc, char **argv) {
   check(mkdtemp(dir) != NULL, "mkdtemp");
   tg_value *mb1 = array_of(1000000), *mb100 = array_of(big);
 
-  double r[11][REPS];
+  double r[13][REPS];
   for (int i = 0; i < REPS; i++) {
     snprintf(sub, sizeof sub, "%s/raw%d", dir, i);
     mkdir(sub, 0755);
@@ -206,6 +224,8 @@ int main(int argc, char **argv) {
     r[8][i] = keyed_hit(c, mb1) * 1e6;
     r[9][i] = keyed_hit(c, mb100) * 1e3;
     r[10][i] = (double)tg_ndarray_nbytes(mb100) / 1e6;
+    r[11][i] = blob_hit(c, mb1, 11, 200) * 1e6;
+    r[12][i] = blob_hit(c, mb100, 12, 5) * 1e3;
     tg_cache_close(c);
   }
   printf("| figure (median of %d)                | value        | unit  | target   |\n", REPS);
@@ -222,6 +242,9 @@ int main(int argc, char **argv) {
   char what[64];
   snprintf(what, sizeof what, "key (hash %.0f MB arg) + hit", bench_median(r[10], REPS));
   row(what, bench_median(r[9], REPS), "ms", "<= 10");
+  row("blob hit, 1 MB array", bench_median(r[11], REPS), "us", "");
+  snprintf(what, sizeof what, "blob hit, %.0f MB array", bench_median(r[10], REPS));
+  row(what, bench_median(r[12], REPS), "ms", "");
 
   tg_value_unref(mb1);
   tg_value_unref(mb100);
