@@ -1,0 +1,288 @@
+/* tests/test_deadline.c: a compute that ends early (its deadline passes,
+ * a task fails, its client is killed) ends at once, even when a task
+ * ignores cancellation, and leaves no process running its tasks.
+ *
+ * On processes: tasks that call pause(), spin, or whose worker is
+ * stopped with SIGSTOP; the compute returns TG_ETIMEDOUT a little after
+ * its deadline, the worker that ran the task is gone (/proc), and the
+ * executor serves the next compute with a replacement. On tcp: an `sh`
+ * command on a worker is gone soon after the compute's deadline, and
+ * after its client was killed with SIGKILL; the worker still serves. On
+ * threads: tg_compute returns at the deadline while the task's thread
+ * still runs.
+ *
+ * Tasks report their process (or their command's) pid through a file,
+ * since they run in other processes. Time bounds are upper bounds with
+ * wide margins: the machine running the tests may be loaded. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tgraph/builtins.h"
+#include "tgraph/executor.h"
+#include "tgraph/graph.h"
+#include "tgraph/remote.h"
+#include "test_funcs.h"
+
+#define MARGIN 5.0 /* seconds allowed past a deadline on a loaded machine */
+
+/* ---- task functions ------------------------------------------------------------ */
+
+/* Write this process's pid to path (atomically: a reader never sees a
+ * partial number). */
+static void write_pid(const char *path) {
+  char tmp[512], num[32];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return;
+  snprintf(num, sizeof num, "%d\n", (int)getpid());
+  fputs(num, f);
+  fclose(f);
+  rename(tmp, path);
+}
+
+/* pause_forever(path): records its pid, then waits for a signal forever,
+ * never looking at tg_task_cancelled(). */
+static int fn_pause(tg_task_ctx *ctx, tg_value *const *args, size_t n, tg_value **out) {
+  (void)ctx, (void)n, (void)out;
+  write_pid(tg_str_data(args[0], NULL));
+  for (;;) pause();
+  return TG_OK; /* not reached */
+}
+
+/* spin(path): records its pid, then burns CPU forever, ignoring
+ * cancellation. */
+static int fn_spin(tg_task_ctx *ctx, tg_value *const *args, size_t n, tg_value **out) {
+  (void)ctx, (void)n, (void)out;
+  write_pid(tg_str_data(args[0], NULL));
+  for (volatile unsigned long x = 0;; x++) {
+  }
+  return TG_OK; /* not reached */
+}
+
+/* polite(path): records its pid, then waits until cancelled (so only a
+ * stopped process keeps it from ending). */
+static int fn_polite(tg_task_ctx *ctx, tg_value *const *args, size_t n, tg_value **out) {
+  (void)n, (void)out;
+  write_pid(tg_str_data(args[0], NULL));
+  while (!tg_task_cancelled(ctx)) tgt_sleep_ms(5);
+  return tg_task_fail(ctx, TG_ECANCELED, "cancelled");
+}
+
+/* fail_after(ms): fails after ms milliseconds. */
+static int fn_fail_after(tg_task_ctx *ctx, tg_value *const *args, size_t n, tg_value **out) {
+  (void)n, (void)out;
+  tgt_sleep_ms((long)tg_value_int(args[0]));
+  return tg_task_fail(ctx, TG_EINVAL, "failed on purpose");
+}
+
+static tg_registry *make_reg(void) {
+  tg_registry *r = NULL;
+  cr_assert_eq(tg_registry_new(&r), TG_OK);
+  cr_assert_eq(tg_registry_add_builtins(r), TG_OK);
+  struct {
+    const char *name;
+    tg_task_fn fn;
+  } defs[] = {{"pause_forever", fn_pause}, {"spin", fn_spin}, {"polite", fn_polite},
+              {"fail_after", fn_fail_after}, {"inc", tgt_fn_inc}, {"both", tgt_fn_add}};
+  for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+    int nargs = strcmp(defs[i].name, "both") == 0 ? 2 : 1;
+    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn, 0, nargs, NULL, NULL};
+    cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
+  }
+  return r;
+}
+
+/* ---- helpers --------------------------------------------------------------------- */
+
+static tg_registry *reg;
+static char dir[64];
+
+static void setup(void) {
+  reg = make_reg();
+  snprintf(dir, sizeof dir, "/tmp/tg_deadline.XXXXXX");
+  cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  cr_expect_eq(system(cmd), 0);
+  tg_registry_free(reg);
+}
+
+static double now(void) { return tgt_now(); }
+
+/* dir/name, in a static buffer per slot. */
+static const char *path_of(const char *name) {
+  static char buf[4][256];
+  static int k;
+  char *p = buf[k++ % 4];
+  snprintf(p, 256, "%s/%s", dir, name);
+  return p;
+}
+
+/* The pid written to path, waiting up to `secs` for it; 0 if none. */
+static pid_t wait_pid(const char *path, double secs) {
+  double end = now() + secs;
+  do {
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f) {
+      if (fscanf(f, "%d", &pid) != 1) pid = 0;
+      fclose(f);
+    }
+    if (pid > 0) return pid;
+    tgt_sleep_ms(10);
+  } while (now() < end);
+  return 0;
+}
+
+/* Whether pid is a live process (not gone, not a zombie). */
+static bool running(pid_t pid) {
+  char p[64], buf[512];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(p, "r");
+  if (!f) return false;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *rp = strrchr(buf, ')'); /* the name may hold anything */
+  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+/* Seconds until pid stops running, at most `secs` (then -1). */
+static double gone_within(pid_t pid, double secs) {
+  double t0 = now();
+  while (running(pid)) {
+    if (now() - t0 > secs) return -1;
+    tgt_sleep_ms(5);
+  }
+  return now() - t0;
+}
+
+static tg_executor *executor(const char *backend, unsigned workers) {
+  tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = backend,
+                        .workers = workers};
+  tg_executor *ex = NULL;
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg_executor_new(reg, &o, &ex, &err), TG_OK, "%s", err.msg);
+  return ex;
+}
+
+/* Compute node `out` of g on ex with a timeout: rc, seconds in *secs. */
+static int compute(tg_graph *g, tg_node out, tg_executor *ex, double timeout,
+                   tg_value **res, double *secs) {
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .executor = ex, .timeout = timeout};
+  double t0 = now();
+  int rc = tg_compute(g, &out, 1, &o, res);
+  *secs = now() - t0;
+  return rc;
+}
+
+/* ex still computes: inc(41) is 42. */
+static void still_serves(tg_executor *ex) {
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "inc", 1, tg_arg_value(tg_int(41)));
+  tg_value *v = NULL;
+  double secs;
+  cr_assert_eq(compute(g, n, ex, 60, &v, &secs), TG_OK, "%s", tg_graph_errmsg(g));
+  cr_assert_eq(tg_value_int(v), 42);
+  tg_value_unref(v);
+  tg_graph_free(g);
+}
+
+/* fn(dir/name) with a 1.5 s timeout on ex: returns at about the deadline
+ * with TG_ETIMEDOUT, and the pid the task recorded is no longer running
+ * right after. */
+static pid_t times_out(tg_executor *ex, const char *fn, const char *name) {
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, fn, 1, tg_arg_value(tg_str_c(path_of(name))));
+  tg_value *v = NULL;
+  double secs;
+  int rc = compute(g, n, ex, 1.5, &v, &secs);
+  cr_assert_eq(rc, TG_ETIMEDOUT, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
+  cr_assert_null(v);
+  cr_expect(strstr(tg_graph_errmsg(g), "timed out after 1.5 s") != NULL, "%s",
+            tg_graph_errmsg(g));
+  cr_expect_geq(secs, 1.4);
+  cr_expect_leq(secs, 1.5 + MARGIN, "%s returned after %.2f s", fn, secs);
+  tg_graph_free(g);
+  pid_t pid = wait_pid(path_of(name), 0);
+  cr_assert_gt(pid, 0, "the task did not record its pid");
+  return pid;
+}
+
+/* ---- processes ------------------------------------------------------------------- */
+
+TestSuite(deadline, .init = setup, .fini = teardown); /* hangs: the suite timeout */
+
+Test(deadline, processes_pause) {
+  tg_executor *ex = executor("processes", 1);
+  pid_t pid = times_out(ex, "pause_forever", "pause");
+  cr_expect_geq(gone_within(pid, 1.0), 0, "worker %d still runs the task", (int)pid);
+  still_serves(ex);
+  tg_executor_free(ex);
+}
+
+Test(deadline, processes_spin) {
+  tg_executor *ex = executor("processes", 1);
+  pid_t pid = times_out(ex, "spin", "spin");
+  cr_expect_geq(gone_within(pid, 1.0), 0, "worker %d still runs the task", (int)pid);
+  still_serves(ex);
+  tg_executor_free(ex);
+}
+
+/* Stops the worker that records its pid in dir/stopped. */
+static void *stopper(void *arg) {
+  (void)arg;
+  pid_t pid = wait_pid(path_of("stopped"), 30);
+  if (pid > 0) kill(pid, SIGSTOP);
+  return NULL;
+}
+
+Test(deadline, processes_stopped_worker) {
+  tg_executor *ex = executor("processes", 1);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, stopper, NULL), 0);
+  pid_t pid = times_out(ex, "polite", "stopped");
+  pthread_join(th, NULL);
+  cr_expect_geq(gone_within(pid, 1.0), 0, "stopped worker %d is still there", (int)pid);
+  still_serves(ex);
+  tg_executor_free(ex);
+}
+
+/* A failure ends the compute without a timeout: the other worker's
+ * spinning task does not hold it up, and its worker is replaced. */
+Test(deadline, processes_failure_ends_spinning_task) {
+  tg_executor *ex = executor("processes", 2);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node s = tg_call(g, "spin", 1, tg_arg_value(tg_str_c(path_of("spin"))));
+  tg_node f = tg_call(g, "fail_after", 1, tg_arg_value(tg_int(300)));
+  tg_node both = tg_call(g, "both", 2, tg_arg_node(s), tg_arg_node(f));
+  tg_value *v = NULL;
+  double secs;
+  int rc = compute(g, both, ex, 0, &v, &secs);
+  cr_assert_eq(rc, TG_ETASK, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
+  cr_expect(strstr(tg_graph_errmsg(g), "failed on purpose") != NULL, "%s",
+            tg_graph_errmsg(g));
+  cr_expect_leq(secs, 0.3 + MARGIN, "returned after %.2f s", secs);
+  pid_t pid = wait_pid(path_of("spin"), 0);
+  cr_assert_gt(pid, 0);
+  cr_expect_geq(gone_within(pid, 1.0), 0, "worker %d still spins", (int)pid);
+  still_serves(ex);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
