@@ -206,6 +206,7 @@ static void still_serves(tg_executor *ex) {
  * with TG_ETIMEDOUT, and the pid the task recorded is no longer running
  * right after. */
 static pid_t times_out(tg_executor *ex, const char *fn, const char *name) {
+  still_serves(ex); /* workers up: the task starts well before its deadline */
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_node n = tg_call(g, fn, 1, tg_arg_value(tg_str_c(path_of(name))));
@@ -285,4 +286,122 @@ Test(deadline, processes_failure_ends_spinning_task) {
   still_serves(ex);
   tg_graph_free(g);
   tg_executor_free(ex);
+}
+
+/* ---- tcp ------------------------------------------------------------------------- */
+
+static pid_t worker_pid;
+static char worker_ep[128];
+
+static void on_ready(void *ctx, const char *ep) { dprintf(*(int *)ctx, "%s\n", ep); }
+
+/* Fork a worker serving reg (builtins and the functions above) on a free
+ * loopback port; its address in worker_ep. */
+static void start_worker(void) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  worker_pid = fork();
+  cr_assert_geq(worker_pid, 0);
+  if (worker_pid == 0) {
+    close(p[0]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+    tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
+                        .nthreads = 2, .on_ready = on_ready, .ctx = &p[1]};
+    _exit(tg_worker_serve(reg, &o, NULL) ? 1 : 0);
+  }
+  close(p[1]);
+  size_t n = 0;
+  struct pollfd pf = {p[0], POLLIN, 0};
+  while (n + 1 < sizeof worker_ep && poll(&pf, 1, 20000) > 0) {
+    if (read(p[0], worker_ep + n, 1) <= 0 || worker_ep[n] == '\n') break;
+    n++;
+  }
+  worker_ep[n] = '\0';
+  close(p[0]);
+  cr_assert(strncmp(worker_ep, "tcp://", 6) == 0, "the worker did not start: '%s'", worker_ep);
+}
+
+static void stop_worker(void) {
+  cr_expect_eq(waitpid(worker_pid, NULL, WNOHANG), 0, "the worker died");
+  kill(worker_pid, SIGKILL);
+  waitpid(worker_pid, NULL, 0);
+}
+
+static tg_executor *tcp_executor(void) {
+  const char *addr[1] = {worker_ep};
+  tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp", .connect = addr,
+                        .nconnect = 1};
+  tg_executor *ex = NULL;
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg_executor_new(reg, &o, &ex, &err), TG_OK, "%s", err.msg);
+  return ex;
+}
+
+/* A graph of one sh task that records the pid of its command (a `sleep
+ * 300`, which exec keeps) in dir/name. */
+static tg_graph *sh_sleep(const char *name, tg_node *out) {
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "echo $$ > '%s'; exec sleep 300", path_of(name));
+  *out = tg_call(g, "sh", 1, tg_arg_value(tg_str_c(cmd)));
+  return g;
+}
+
+/* The compute's deadline reaches the worker: the sh command it started
+ * is signalled, and the worker serves the next compute. */
+Test(deadline, tcp_timeout_signals_sh) {
+  start_worker();
+  tg_executor *ex = tcp_executor();
+  still_serves(ex); /* connected: the command starts well before the deadline */
+  tg_node n;
+  tg_graph *g = sh_sleep("sh", &n);
+  tg_value *v = NULL;
+  double secs;
+  int rc = compute(g, n, ex, 2, &v, &secs);
+  cr_assert_eq(rc, TG_ETIMEDOUT, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
+  cr_expect(strstr(tg_graph_errmsg(g), "timed out after 2 s") != NULL, "%s",
+            tg_graph_errmsg(g));
+  cr_expect_leq(secs, 2 + MARGIN, "returned after %.2f s", secs);
+  pid_t pid = wait_pid(path_of("sh"), 0);
+  cr_assert_gt(pid, 0, "the command did not record its pid");
+  double gone = gone_within(pid, 3.0);
+  cr_expect_geq(gone, 0, "the command %d outlived the compute by 3 s", (int)pid);
+  still_serves(ex);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+  stop_worker();
+}
+
+/* A client killed with SIGKILL while its sh command runs on a worker: the
+ * worker sees the connection close and cancels the client's tasks, so
+ * the command is signalled within about a second; the worker serves the
+ * next client. */
+Test(deadline, tcp_killed_client_cancels_its_tasks) {
+  start_worker();
+  pid_t client = fork();
+  cr_assert_geq(client, 0);
+  if (client == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    tg_executor *ex = tcp_executor();
+    tg_node n;
+    tg_graph *g = sh_sleep("sh", &n);
+    tg_value *v = NULL;
+    double secs;
+    compute(g, n, ex, 0, &v, &secs);
+    _exit(3); /* not reached: the test kills it first */
+  }
+  pid_t pid = wait_pid(path_of("sh"), 30);
+  cr_assert_gt(pid, 0, "the command did not start");
+  cr_assert(running(pid));
+  kill(client, SIGKILL);
+  cr_assert_eq(waitpid(client, NULL, 0), client);
+  double gone = gone_within(pid, 10.0);
+  cr_expect_geq(gone, 0, "the command %d outlived its killed client by 10 s", (int)pid);
+  cr_expect_leq(gone, 3.0, "the command outlived its killed client by %.2f s", gone);
+  tg_executor *ex = tcp_executor();
+  still_serves(ex);
+  tg_executor_free(ex);
+  stop_worker();
 }
