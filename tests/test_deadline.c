@@ -84,6 +84,14 @@ static int fn_fail_after(tg_task_ctx *ctx, tg_value *const *args, size_t n, tg_v
   return tg_task_fail(ctx, TG_EINVAL, "failed on purpose");
 }
 
+/* nap(ms): sleeps ms milliseconds without looking at tg_task_cancelled(),
+ * then returns ms. */
+static int fn_nap(tg_task_ctx *ctx, tg_value *const *args, size_t n, tg_value **out) {
+  (void)ctx, (void)n;
+  tgt_sleep_ms((long)tg_value_int(args[0]));
+  return tgt_result(tg_int(tg_value_int(args[0])), out);
+}
+
 static tg_registry *make_reg(void) {
   tg_registry *r = NULL;
   cr_assert_eq(tg_registry_new(&r), TG_OK);
@@ -92,7 +100,7 @@ static tg_registry *make_reg(void) {
     const char *name;
     tg_task_fn fn;
   } defs[] = {{"pause_forever", fn_pause}, {"spin", fn_spin}, {"polite", fn_polite},
-              {"fail_after", fn_fail_after}, {"inc", tgt_fn_inc}, {"both", tgt_fn_add}};
+              {"fail_after", fn_fail_after}, {"inc", tgt_fn_inc}, {"both", tgt_fn_add}, {"nap", fn_nap}};
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     int nargs = strcmp(defs[i].name, "both") == 0 ? 2 : 1;
     tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn, 0, nargs, NULL, NULL};
@@ -404,4 +412,67 @@ Test(deadline, tcp_killed_client_cancels_its_tasks) {
   still_serves(ex);
   tg_executor_free(ex);
   stop_worker();
+}
+
+/* ---- threads --------------------------------------------------------------------- */
+
+/* A thread cannot be stopped: tg_compute returns at the deadline while
+ * the task still runs (in a temporary executor, freed once it returns).
+ * The graph cannot change meanwhile, and tg_graph_free does not wait. */
+Test(deadline, threads_pause_returns_at_deadline) {
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "pause_forever", 1, tg_arg_value(tg_str_c(path_of("pause"))));
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "threads", .workers = 2,
+                       .timeout = 1.5};
+  tg_value *v = NULL;
+  double t0 = now();
+  int rc = tg_compute(g, &n, 1, &o, &v);
+  double secs = now() - t0;
+  cr_assert_eq(rc, TG_ETIMEDOUT, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
+  cr_assert_null(v);
+  cr_expect(strstr(tg_graph_errmsg(g), "timed out after 1.5 s") != NULL, "%s",
+            tg_graph_errmsg(g));
+  cr_expect_geq(secs, 1.4);
+  cr_expect_leq(secs, 1.5 + MARGIN, "returned after %.2f s", secs);
+  cr_assert_eq(wait_pid(path_of("pause"), 0), getpid(), "the task did not run here");
+  tg_node m = tg_call(g, "inc", 1, tg_arg_value(tg_int(1)));
+  cr_expect_eq(m, TG_NODE_NONE);
+  cr_expect(strstr(tg_graph_errmsg(g), "cannot change while a task of a compute that "
+                                        "timed out still runs") != NULL,
+            "%s", tg_graph_errmsg(g));
+  t0 = now();
+  tg_graph_free(g); /* the stuck task keeps it until it returns */
+  cr_expect_leq(now() - t0, 1.0);
+}
+
+static atomic_int nevents;
+static void count_event(void *ctx, const tg_event *ev) {
+  (void)ctx, (void)ev;
+  atomic_fetch_add(&nevents, 1);
+}
+
+/* A task that returns after the compute did: its result is discarded,
+ * no event reaches the caller any more, the graph is freed by the run
+ * once the task is done, and the executor serves on and frees cleanly. */
+Test(deadline, threads_late_task_is_discarded) {
+  tg_executor *ex = executor("threads", 2);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "nap", 1, tg_arg_value(tg_int(2500)));
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .executor = ex, .timeout = 1,
+                       .on_event = count_event};
+  tg_value *v = NULL;
+  double t0 = now();
+  int rc = tg_compute(g, &n, 1, &o, &v);
+  double secs = now() - t0;
+  cr_assert_eq(rc, TG_ETIMEDOUT, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
+  cr_expect_leq(secs, 2.0, "returned after %.2f s, not at the deadline", secs);
+  int seen = atomic_load(&nevents);
+  cr_expect_eq(seen, 1, "events before returning: %d (STARTED)", seen);
+  tg_graph_free(g);
+  tgt_sleep_ms(2500); /* the task returns meanwhile */
+  cr_expect_eq(atomic_load(&nevents), seen, "an event came after tg_compute returned");
+  still_serves(ex);
+  tg_executor_free(ex);
 }

@@ -3,6 +3,7 @@
  * finish that releases everything and wakes the waiters. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "futex.h"
@@ -353,8 +354,23 @@ bool tg__run_cancel_slot_unstarted(tg__run *r, size_t slot) {
   return release_edge(r, r->plan.out_task[slot]) != LOST_TO_START;
 }
 
+bool tg__run_abandon(tg__run *r) {
+  tg_graph *g = (tg_graph *)r->g;
+  atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+  int st = 0;
+  if (!atomic_compare_exchange_strong(&r->abandoned, &st, 1)) {
+    atomic_fetch_sub_explicit(&g->refs, 1, memory_order_relaxed); /* the caller's is left */
+    return false;
+  }
+  while (atomic_load(&r->callouts)) /* short: an event or a cache store */
+    nanosleep(&(struct timespec){0, 100000}, NULL);
+  return true;
+}
+
 /* Every task retired: release what is left, wake waiters, unlink. */
 static void run_finish(tg__run *r) {
+  /* After this, a compute that has not returned yet waits for r. */
+  tg_graph *held = atomic_exchange(&r->abandoned, 2) == 1 ? (tg_graph *)r->g : NULL;
   for (size_t s = 0; s < r->nout; s++) tg__run_cancel_slot(r, s);
   r->wall = tg__now() - r->t0;
   for (size_t s = 0; r->futures && s < r->nout; s++) {
@@ -370,6 +386,7 @@ static void run_finish(tg__run *r) {
   tg_graph_free(r->owned);
   r->owned = NULL;
   r->g = NULL;
+  tg_graph_free(held); /* the abandoning compute's hold */
   atomic_store_explicit(&r->done, 1, memory_order_release);
   tg__futex_wake(&r->done, INT_MAX);
   tg__executor_remove_run(r->ex, r);

@@ -96,10 +96,13 @@ static void finish(tg__wctx *w, tg__task *t, tg_value *res, bool release) {
 static __attribute__((cold, noinline)) void emit(const tg__run *r, const tg__task *t,
                                                  tg_event_kind kind, int worker, int status,
                                                  double start, double end) {
+  tg__run *mr = (tg__run *)r; /* the count is not part of the run's value */
+  if (!tg__run_callout_begin(mr)) return; /* the compute returned */
   char kb[TG__NAME_MAX + 32];
   tg_event ev = {kind, t->node, tg__run_key(r, t->node, kb, sizeof kb), worker, status,
                  start, end, r->plan.ntasks};
   r->on_event(r->event_ctx, &ev);
+  tg__run_callout_end(mr);
 }
 
 /* An event without a call: at one instant. */
@@ -336,7 +339,10 @@ static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t, bool obs, double *st
       rc = tg_task_fail(&ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
                         (double)nd->timeout);
     if (rc == TG_OK) {
-      if (timed) tg__memo_done(r->memo, r, t->node, out, t1 - t0);
+      if (timed && tg__run_callout_begin(r)) {
+        tg__memo_done(r->memo, r, t->node, out, t1 - t0);
+        tg__run_callout_end(r);
+      }
       return out;
     }
     tg_value_unref(out);
