@@ -301,15 +301,26 @@ static bool holds_ended(const tg__pworker *w) {
   return false;
 }
 
+/* Whether the task w runs now (shared cur) belongs to a live run. */
+static bool runs_live(const tg__pworker *w, uint64_t cur) {
+  if (!(cur & 1)) return false;
+  uint32_t seq = (uint32_t)(cur >> 32), idx = (uint32_t)(cur >> 1) & 0x7fffffff;
+  for (const tg__pbatch *b = w->head; b; b = b->next)
+    if (b->seq == seq)
+      return idx < b->n && b->t[idx].t && !tg__run_cancelled(b->t[idx].t->run);
+  return false;
+}
+
 /* Kill w when it holds tasks of an ended run and has not moved on from
  * the task it runs (or waits for) for ENDED_GRACE: the run would
- * otherwise wait for it forever. Seconds until the next look. */
+ * otherwise wait for it forever. A long task of a live run is left
+ * alone (its own timeout applies). Seconds until the next look. */
 static double watch_ended(tg__ppool *p, tg__pworker *w, double now, double next) {
-  if (!holds_ended(w)) {
+  uint64_t cur = atomic_load(&p->shared[w->slot].cur);
+  if (!holds_ended(w) || runs_live(w, cur)) {
     w->ended_since = 0;
     return next;
   }
-  uint64_t cur = atomic_load(&p->shared[w->slot].cur);
   if (w->ended_since <= 0 || cur != w->ended_cur) { /* it made progress */
     w->ended_since = now;
     w->ended_cur = cur;
