@@ -414,6 +414,89 @@ Test(deadline, tcp_killed_client_cancels_its_tasks) {
   stop_worker();
 }
 
+/* A task that ignores cancellation on a worker: the client still returns
+ * at the deadline (the worker's thread stays busy until the function
+ * returns: its other thread serves on). */
+Test(deadline, tcp_pause_returns_at_deadline) {
+  start_worker();
+  tg_executor *ex = tcp_executor();
+  pid_t pid = times_out(ex, "pause_forever", "pause");
+  cr_expect_eq(pid, worker_pid, "the task ran in %d, not in the worker", (int)pid);
+  still_serves(ex);
+  tg_executor_free(ex);
+  stop_worker();
+}
+
+/* ---- the tgraph program ------------------------------------------------------------ */
+
+/* Ppid of pid (0 if unknown). */
+static pid_t parent_of(pid_t pid) {
+  char p[64], buf[512];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(p, "r");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *rp = strrchr(buf, ')');
+  char st;
+  int ppid = 0;
+  if (!rp || sscanf(rp + 1, " %c %d", &st, &ppid) != 2) return 0;
+  return ppid;
+}
+
+static char *slurp(const char *path) {
+  static char buf[8192];
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f) fclose(f);
+  buf[n] = '\0';
+  return buf;
+}
+
+/* `tgraph run --timeout 3` on processes whose only worker was stopped
+ * with SIGSTOP while its sh command ran: the run ends at about 3 s with
+ * exit status 1 and says it timed out; the worker is gone. */
+Test(deadline, cli_processes_stopped_worker_times_out) {
+  const char *bin = getenv("TGRAPH_BIN");
+  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  char gpath[256], epath[256];
+  snprintf(gpath, sizeof gpath, "%s", path_of("graph.json"));
+  snprintf(epath, sizeof epath, "%s", path_of("stderr"));
+  FILE *f = fopen(gpath, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "{\"tgraph\": 1, \"tasks\": {\"p1\": {\"fn\": \"sh\", \"args\": "
+             "[\"echo $$ > %s; exec sleep 300\"]}}, \"outputs\": [\"p1\"]}\n",
+          path_of("sh"));
+  fclose(f);
+  double t0 = now();
+  pid_t run = fork();
+  cr_assert_geq(run, 0);
+  if (run == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    freopen(epath, "w", stderr);
+    freopen("/dev/null", "w", stdout);
+    execl(bin, bin, "run", gpath, "--scheduler", "processes", "--workers", "1", "--timeout",
+          "3", "--no-cache", (char *)NULL);
+    _exit(127);
+  }
+  pid_t sh = wait_pid(path_of("sh"), 30);
+  cr_assert_gt(sh, 0, "the command did not start: %s", slurp(epath));
+  pid_t worker = parent_of(sh);
+  cr_assert_gt(worker, 1);
+  cr_assert_eq(kill(worker, SIGSTOP), 0);
+  int st = 0;
+  cr_assert_eq(waitpid(run, &st, 0), run);
+  double secs = now() - t0;
+  kill(sh, SIGKILL); /* the stopped worker could not kill its command */
+  cr_assert(WIFEXITED(st), "tgraph did not exit normally (status %d)", st);
+  cr_expect_eq(WEXITSTATUS(st), 1, "exit status %d: %s", WEXITSTATUS(st), slurp(epath));
+  cr_expect(strstr(slurp(epath), "error: the compute timed out after 3 s") != NULL, "%s",
+            slurp(epath));
+  cr_expect_leq(secs, 3 + MARGIN, "tgraph ran %.2f s", secs);
+  cr_expect(!running(worker), "the stopped worker %d is still there", (int)worker);
+}
+
 /* ---- threads --------------------------------------------------------------------- */
 
 /* A thread cannot be stopped: tg_compute returns at the deadline while
