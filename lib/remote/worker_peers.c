@@ -48,6 +48,7 @@ void tg__wk_peer_note(wsess *s, zmq_msg_t *part) {
 
 /* Drop the sessions that came in on descriptor fd. */
 static void closed(tg__worker *wk, int fd) {
+  if (fd < 0) return;
   for (wsess *s = wk->sessions, *next; s; s = next) {
     next = s->next;
     if (s->fd == fd) tg__wk_drop(wk, s, NULL, false);
