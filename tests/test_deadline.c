@@ -497,6 +497,93 @@ Test(deadline, cli_processes_stopped_worker_times_out) {
   cr_expect(!running(worker), "the stopped worker %d is still there", (int)worker);
 }
 
+/* Start `tgraph worker` on a free loopback port; its address in ep. */
+static pid_t cli_worker(const char *bin, char *ep, size_t size) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    dup2(p[1], 1);
+    close(p[0]);
+    execl(bin, bin, "worker", "--listen", "tcp://127.0.0.1:*", "--nthreads", "2",
+          (char *)NULL);
+    _exit(127);
+  }
+  close(p[1]);
+  char line[256];
+  size_t n = 0;
+  struct pollfd pf = {p[0], POLLIN, 0};
+  while (n + 1 < sizeof line && poll(&pf, 1, 20000) > 0) {
+    if (read(p[0], line + n, 1) <= 0 || line[n] == '\n') break;
+    n++;
+  }
+  line[n] = '\0';
+  close(p[0]);
+  const char *a = strstr(line, "tcp://");
+  cr_assert_not_null(a, "tgraph worker said '%s'", line);
+  snprintf(ep, size, "%s", a);
+  return pid;
+}
+
+/* tgraph run of graph on tcp worker ep, in the background (stderr to
+ * dir/stderr). */
+static pid_t cli_run_tcp(const char *bin, const char *graph, const char *ep) {
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    freopen(path_of("stderr"), "w", stderr);
+    freopen("/dev/null", "w", stdout);
+    execl(bin, bin, "run", graph, "--scheduler", "tcp", "--connect", ep, "--no-cache",
+          (char *)NULL);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* `tgraph run` killed with SIGKILL while its sh command runs on a
+ * `tgraph worker`: the command is gone about a second later, and the
+ * worker serves the next run. */
+Test(deadline, cli_killed_run_stops_its_command_on_worker) {
+  const char *bin = getenv("TGRAPH_BIN");
+  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  char ep[160], g1[256], g2[256];
+  pid_t worker = cli_worker(bin, ep, sizeof ep);
+  snprintf(g1, sizeof g1, "%s", path_of("sleep.json"));
+  snprintf(g2, sizeof g2, "%s", path_of("echo.json"));
+  FILE *f = fopen(g1, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "{\"tgraph\": 1, \"tasks\": {\"p1\": {\"fn\": \"sh\", \"args\": "
+             "[\"echo $$ > %s; exec sleep 300\"]}}, \"outputs\": [\"p1\"]}\n",
+          path_of("sh"));
+  fclose(f);
+  f = fopen(g2, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "{\"tgraph\": 1, \"tasks\": {\"e\": {\"fn\": \"sh\", \"args\": "
+             "[\"echo served\"]}}, \"outputs\": [\"e\"]}\n");
+  fclose(f);
+  pid_t run = cli_run_tcp(bin, g1, ep);
+  pid_t sh = wait_pid(path_of("sh"), 30);
+  cr_assert_gt(sh, 0, "the command did not start: %s", slurp(path_of("stderr")));
+  cr_assert_eq(parent_of(sh), worker, "the command is not the worker's");
+  kill(run, SIGKILL);
+  cr_assert_eq(waitpid(run, NULL, 0), run);
+  double gone = gone_within(sh, 10.0);
+  if (gone < 0) kill(sh, SIGKILL);
+  cr_expect_geq(gone, 0, "the command %d outlived its killed run by 10 s", (int)sh);
+  cr_expect_leq(gone, 3.0, "the command outlived its killed run by %.2f s", gone);
+  run = cli_run_tcp(bin, g2, ep);
+  int st = 0;
+  cr_assert_eq(waitpid(run, &st, 0), run);
+  cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the next run failed (%d): %s", st,
+            slurp(path_of("stderr")));
+  kill(worker, SIGTERM);
+  cr_assert_eq(waitpid(worker, &st, 0), worker);
+  cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tgraph worker ended with %d", st);
+}
+
 /* ---- threads --------------------------------------------------------------------- */
 
 /* A thread cannot be stopped: tg_compute returns at the deadline while
