@@ -120,6 +120,9 @@ struct tg__run {
   tg_event_fn on_event;       /* NULL: no task events (tested once per task
                                  on the hot path) */
   void *event_ctx;
+  _Atomic uint8_t *running;   /* per task: its call is under way (set for
+                                 runs with a deadline, to name them when
+                                 it passes); else NULL */
   double *ev_start;           /* per task: when tg__task_begin sent it, for
                                  events on remote backends; else NULL */
   tg_executor *ex;
