@@ -49,14 +49,14 @@ static void fill_cache_stats(tg_compute_stats *st, tg__memo *m) {
 }
 
 static void fill_stats(tg_compute_stats *st, const tg__run *r, size_t ntasks,
-                       size_t ncached) {
+                       size_t ncached, double wall) {
   st->tasks_total = ntasks;
   st->tasks_run = atomic_load(&r->ran);
   st->tasks_cached = ncached;
   st->tasks_failed = atomic_load(&r->failed);
   st->tasks_skipped = atomic_load(&r->skipped);
   st->peak_live = (size_t)atomic_load(&r->peak);
-  st->wall_seconds = r->wall;
+  st->wall_seconds = wall;
   st->failed_node = r->err_code == TG_ETASK ? r->err_node : TG_NODE_NONE;
   if (r->memo) fill_cache_stats(st, r->memo);
 }
@@ -81,7 +81,7 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
      * cannot be stopped: after a grace period to notice cancellation,
      * the compute returns without it (graph.h says what follows). */
     if (ex->ops == &tg__backend_threads && tg__run_wait(r, ABANDON_GRACE) == TG_ETIMEDOUT)
-      *abandoned = tg__run_abandon(r);
+      *abandoned = tg__run_abandon(r, g);
     if (!*abandoned) tg__run_wait(r, -1);
   }
   /* What the compute stored is committed before it returns: another
@@ -91,8 +91,8 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   rc = r->err_code;
   if (rc) tg__graph_fail(g, rc, "%s", r->err_msg);
   for (size_t i = 0; i < n && rc == TG_OK; i++) results[i] = tg_value_ref(r->out[i]);
-  if (opts && opts->stats) fill_stats(opts->stats, r, ntasks, ncached);
-  if (*abandoned && opts && opts->stats) opts->stats->wall_seconds = tg__now() - r->t0;
+  if (opts && opts->stats) /* an abandoned run is not finished: time so far */
+    fill_stats(opts->stats, r, ntasks, ncached, *abandoned ? tg__now() - r->t0 : r->wall);
   tg__run_unref(r);
   return rc;
 }

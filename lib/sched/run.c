@@ -391,8 +391,7 @@ bool tg__run_cancel_slot_unstarted(tg__run *r, size_t slot) {
   return release_edge(r, r->plan.out_task[slot]) != LOST_TO_START;
 }
 
-bool tg__run_abandon(tg__run *r) {
-  tg_graph *g = (tg_graph *)r->g;
+bool tg__run_abandon(tg__run *r, tg_graph *g) {
   atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
   int st = 0;
   if (!atomic_compare_exchange_strong(&r->abandoned, &st, 1)) {

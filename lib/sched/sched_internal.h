@@ -210,10 +210,11 @@ static inline void tg__run_callout_end(tg__run *r) {
   if (r->deadline > 0) atomic_fetch_sub(&r->callouts, 1);
 }
 /* Let the compute return without waiting for r to finish: r holds its
- * graph (freed by whoever lets go last), and calls out to the caller
- * stop (waiting for those under way). False when r finished first (wait
- * for it, it is about to be done). */
-bool tg__run_abandon(tg__run *r);
+ * graph g (the caller's: r->g may be cleared by a finishing run; freed
+ * by whoever lets go last), and calls out to the caller stop (waiting
+ * for those under way). False when r finished first (wait for it, it is
+ * about to be done). */
+bool tg__run_abandon(tg__run *r, tg_graph *g);
 /* Key of node n (see tg__graph_key). */
 const char *tg__run_key(const tg__run *r, uint32_t node, char *buf,
                         size_t size);
