@@ -264,7 +264,9 @@ typedef struct tg_compute_opts {
  *              opts->executor waits for the function to return (a
  *              temporary executor is freed then on a thread of its
  *              own); the registry must outlive it, as it outlives any
- *              executor. The worker thread is not available to later
+ *              executor (so pass an executor when the registry is to
+ *              be freed: its tg_executor_free() says when that is
+ *              safe). The worker thread is not available to later
  *              computes meanwhile.
  *   sync       tasks run in the calling thread: the deadline is checked
  *              between tasks.
