@@ -1940,7 +1940,8 @@ Test(tcp, timeout_gives_up_remote_tasks) {
   double t0 = tgt_now();
   cr_assert_eq(tg_compute(g, &n, 1, &o, &r), TG_ETIMEDOUT);
   cr_expect_lt(tgt_now() - t0, 1.5);
-  cr_expect_str_eq(tg_graph_errmsg(g), "the compute timed out after 0.3 s");
+  const char *want = "the compute timed out after 0.3 s"; /* + the task if it was sent */
+  cr_expect(strncmp(tg_graph_errmsg(g), want, strlen(want)) == 0, "%s", tg_graph_errmsg(g));
   /* the executor still works */
   tg_node t = g_tree(g);
   same_as_sync(g, &t, 1, ex);

@@ -240,7 +240,37 @@ typedef struct tg_compute_opts {
  * tg_graph_errmsg() names the failing task's key and its message
  * ("task 'parse#3' failed: TG_EINVAL: bad header"). Errors: TG_ETASK (a
  * task failed after its retries), TG_ETIMEDOUT, TG_ECANCELED, TG_EINVAL,
- * TG_ENOMEM, and the backend's own (TG_EWORKER). */
+ * TG_ENOMEM, and the backend's own (TG_EWORKER).
+ *
+ * Deadline (opts->timeout): the compute returns TG_ETIMEDOUT about when
+ * it passes, also when a task ignores tg_task_cancelled(), blocks or
+ * loops. Running tasks first get a short grace period to notice the
+ * cancellation; then, by backend:
+ *   processes  a worker still running (or stopped in) a task of a compute
+ *              that ended early (deadline, failed task, cancellation) is
+ *              killed with SIGKILL and replaced; its other tasks run
+ *              again elsewhere;
+ *   tcp        the compute returns and tells the workers to cancel its
+ *              tasks (an sh command is then killed); a worker's thread
+ *              stuck in a task stays busy until the function returns;
+ *   threads    a thread cannot be stopped: the compute returns without
+ *              it. That thread keeps running the function until it
+ *              returns; its result is discarded (no event is reported,
+ *              nothing is stored in the cache). Until then the task
+ *              still uses g, the registry and the executor: g cannot
+ *              change (adding nodes fails with TG_ESTATE) and
+ *              tg_graph_free(g) returns at once and leaves the freeing
+ *              to the task's end; tg_executor_free() of the executor in
+ *              opts->executor waits for the function to return (a
+ *              temporary executor is freed then on a thread of its
+ *              own); the registry must outlive it, as it outlives any
+ *              executor (so pass an executor when the registry is to
+ *              be freed: its tg_executor_free() says when that is
+ *              safe). The worker thread is not available to later
+ *              computes meanwhile.
+ *   sync       tasks run in the calling thread: the deadline is checked
+ *              between tasks.
+ */
 int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
                const tg_compute_opts *opts, tg_value **results /* OUT */);
 

@@ -13,6 +13,13 @@
  * blame, is given up after QUICK_DEATHS in a row; when every slot is given
  * up, queued tasks fail rather than wait forever.
  *
+ * A run that ended early (its deadline passed, a task failed, it was
+ * cancelled) must not wait for tasks that ignore tg_task_cancelled(),
+ * loop, block in a system call or whose worker was stopped: a worker
+ * holding tasks of such a run that makes no progress for ENDED_GRACE is
+ * killed and replaced, like one past a task's timeout. Its tasks of other
+ * runs go back to the queue.
+ *
  * Thread safety: the IO thread only. */
 #include <errno.h>
 #include <signal.h>
@@ -29,6 +36,8 @@
 #define TIMEOUT_POLL 0.005 /* while a task with a timeout waits its turn */
 #define SHUTDOWN_GRACE 1.0 /* seconds workers get to exit when told */
 #define TRIM_AFTER 2.0     /* seconds a free parent segment is kept */
+#define ENDED_GRACE 0.5    /* seconds a worker gets to notice that its
+                              run ended before it is killed */
 
 static void reset_shared(tg__ppool *p, int slot) {
   tg__pshared *sh = &p->shared[slot];
@@ -210,6 +219,7 @@ void tg__pf_dead(tg__ppool *p, tg__pworker *w, int status) {
   w->state = TG__PW_DOWN;
   w->kill_code = TG_OK;
   w->kill_at = 0;
+  w->ended_since = 0;
   tg__psegs_forget_slot(&p->segs, w->slot);
   w->nforget = w->nrelease = 0;
   size_t n = w->naffine; /* its own queue goes to the others */
@@ -278,6 +288,55 @@ static void watch_cancel(tg__ppool *p, tg__pworker *w) {
     atomic_store_explicit(c, all, memory_order_release);
 }
 
+/* Does w hold unfinished tasks of a run that ended early? */
+static bool holds_ended(const tg__pworker *w) {
+  for (const tg__pbatch *b = w->head; b; b = b->next) {
+    if (b->run) {
+      if (tg__run_cancelled(b->run)) return true;
+      continue;
+    }
+    for (uint32_t i = 0; i < b->n; i++)
+      if (b->t[i].t && tg__run_cancelled(b->t[i].t->run)) return true;
+  }
+  return false;
+}
+
+/* Whether the task w runs now (shared cur) belongs to a live run. */
+static bool runs_live(const tg__pworker *w, uint64_t cur) {
+  if (!(cur & 1)) return false;
+  uint32_t seq = (uint32_t)(cur >> 32), idx = (uint32_t)(cur >> 1) & 0x7fffffff;
+  for (const tg__pbatch *b = w->head; b; b = b->next)
+    if (b->seq == seq)
+      return idx < b->n && b->t[idx].t && !tg__run_cancelled(b->t[idx].t->run);
+  return false;
+}
+
+/* Kill w when it holds tasks of an ended run and has not moved on from
+ * the task it runs (or waits for) for ENDED_GRACE: the run would
+ * otherwise wait for it forever. A long task of a live run is left
+ * alone (its own timeout applies). Seconds until the next look. */
+static double watch_ended(tg__ppool *p, tg__pworker *w, double now, double next) {
+  uint64_t cur = atomic_load(&p->shared[w->slot].cur);
+  if (!holds_ended(w) || runs_live(w, cur)) {
+    w->ended_since = 0;
+    return next;
+  }
+  if (w->ended_since <= 0 || cur != w->ended_cur) { /* it made progress */
+    w->ended_since = now;
+    w->ended_cur = cur;
+    return earlier(next, ENDED_GRACE);
+  }
+  if (now - w->ended_since < ENDED_GRACE) return earlier(next, w->ended_since + ENDED_GRACE - now);
+  char why[256];
+  snprintf(why, sizeof why,
+           "was still busy %.1f s after its run ended (timed out, failed or cancelled)",
+           now - w->ended_since);
+  tg__pf_kill(p, w, TG_ECANCELED, why);
+  w->kill_cur = cur;
+  w->ended_since = 0;
+  return next;
+}
+
 double tg__pf_poll(tg__ppool *p, double now) {
   double next = -1;
   for (unsigned i = 0; i < p->nw; i++) {
@@ -301,6 +360,7 @@ double tg__pf_poll(tg__ppool *p, double now) {
     watch_cancel(p, w);
     next = earlier(next, CANCEL_POLL);
     if (w->timeouts_out) next = watch_timeouts(p, w, next);
+    if (w->state == TG__PW_UP) next = watch_ended(p, w, now, next);
   }
   if (p->segs.pool.n) {
     tg__segpool_trim(&p->segs.pool, now - TRIM_AFTER);

@@ -499,9 +499,12 @@ typedef struct tg__pworker {
   double respawn_at;      /* 0, or when to ask for a new worker */
   int quick_deaths;       /* deaths soon after start, in a row */
   int kill_code;          /* TG_OK, or why we killed it: TG_ETIMEDOUT,
-                             TG_EPROTO */
+                             TG_EPROTO, TG_ECANCELED (its run ended) */
   char kill_why[256];     /* ... in words */
   uint64_t kill_cur;      /* shared->cur when we killed it */
+  uint64_t ended_cur;     /* shared->cur when it was first seen holding
+                             tasks of an ended run ... */
+  double ended_since;     /* ... and when (0: not seen) */
 } tg__pworker;
 
 /* Per-function running estimates of task durations. */
@@ -597,7 +600,8 @@ void tg__pd_free_batch(tg__ppool *p, tg__pbatch *b);
 void tg__pf_dead(tg__ppool *p, tg__pworker *w, int status);
 /* The socket of w hit EOF or an error. */
 void tg__pf_eof(tg__ppool *p, tg__pworker *w);
-/* Kill workers running tasks past their timeout; flag cancelled runs.
+/* Kill workers running tasks past their timeout; flag cancelled runs,
+ * and kill workers still stuck in their tasks a grace period later.
  * Returns seconds until the next check is due (< 0: none needed). */
 double tg__pf_poll(tg__ppool *p, double now);
 /* Reap w if its process ended; true when it did. */

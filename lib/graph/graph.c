@@ -14,12 +14,15 @@ int tg_graph_new(tg_registry *reg, tg_graph **out) {
   tg_graph *g = tg__calloc(1, sizeof *g);
   if (!g) return TG_ENOMEM;
   g->reg = reg;
+  atomic_init(&g->refs, 1);
   *out = g;
   return TG_OK;
 }
 
 void tg_graph_free(tg_graph *g) {
   if (!g) return;
+  if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+    return; /* a task of a timed-out compute still uses it: it frees it */
   for (size_t i = 0; i < g->nargs; i++) {
     if (g->args[i].kind == TG_ARG_VALUE) tg_value_unref(g->args[i].u.value);
     if (g->args[i].kind == TG_ARG_FUTURE) tg_future_free(g->args[i].u.future);
@@ -150,6 +153,9 @@ int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
 
 int tg__graph_reserve(tg_graph *g, size_t nodes, size_t nargs, size_t keybytes,
                       size_t nkeys) {
+  if (atomic_load_explicit(&g->refs, memory_order_acquire) > 1)
+    return tg__graph_fail(g, TG_ESTATE, "the graph cannot change while a task of a compute "
+                          "that timed out still runs (it did not stop when cancelled)");
   if (nodes > UINT32_MAX - 1 - g->n || nargs > UINT32_MAX - g->nargs)
     return tg__graph_fail(g, TG_ELIMIT, "graph is full (%zu nodes, %zu arguments)",
                           g->n, g->nargs);

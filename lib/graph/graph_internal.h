@@ -16,6 +16,8 @@
 #ifndef TG_GRAPH_INTERNAL_H
 #define TG_GRAPH_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include "internal.h"
 #include "registry/registry_internal.h"
 #include "tgraph/graph.h"
@@ -54,6 +56,11 @@ typedef struct tg__garg {
 
 struct tg_graph {
   tg_registry *reg;         /* borrowed */
+  _Atomic uint32_t refs;    /* 1 for its owner, + 1 per compute that
+                               returned at its deadline while one of its
+                               tasks still runs (sched/compute.c): the
+                               last one frees it; it cannot change
+                               while there are such computes */
   tg__gnode *nodes;
   size_t n, cap;
   tg__garg *args;

@@ -151,6 +151,7 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   tg__stream_init(&s->stream, wk->o.max_message ? wk->o.max_message : (uint64_t)1 << 62,
                   &wk->pending);
   s->last_seen = tg__now();
+  tg__wk_peer_note(s, &wk->parts[1]);
   snprintf(s->name, sizeof s->name, "%s", name);
   s->next = wk->sessions;
   wk->sessions = s;
@@ -286,6 +287,8 @@ static void handle(tg__worker *wk) {
   size_t n = zmq_msg_size(&p[0]);
   uint64_t h = rid_hash(rid, n);
   if (tg__idmap_get(&wk->banned, h) || n > sizeof ((wsess *)0)->rid) return;
+  if (wk->nparts > 1 && zmq_msg_size(&p[1]) && *(uint8_t *)zmq_msg_data(&p[1]) == TG__M_HELLO)
+    tg__wk_peers_read(wk); /* see worker_peers.c */
   wsess *s = sess_find(wk, rid, n, h);
   tg__rbuf r;
   tg__rbuf_init(&r, wk->nparts > 1 ? zmq_msg_data(&p[1]) : "", wk->nparts > 1 ? zmq_msg_size(&p[1]) : 0);
@@ -400,6 +403,8 @@ static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
   setopt(wk->router, ZMQ_HEARTBEAT_TIMEOUT, 10000);
   if (tg__addr_ipv6(addr)) setopt(wk->router, ZMQ_IPV6, 1);
   zmq_setsockopt(wk->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+  int rc = tg__wk_peers_start(wk, err);
+  if (rc != TG_OK) return rc;
   setopt(wk->router, ZMQ_CURVE_SERVER, 1);
   zmq_setsockopt(wk->router, ZMQ_CURVE_SECRETKEY, kp->sec, 40);
   zmq_setsockopt(wk->router, ZMQ_CURVE_PUBLICKEY, kp->pub, 40);
@@ -470,12 +475,14 @@ static void expire(tg__worker *wk, double now) {
 }
 
 static void loop(tg__worker *wk) {
-  zmq_pollitem_t it[2] = {{wk->router, 0, ZMQ_POLLIN, 0}, {NULL, wk->wake_fd, ZMQ_POLLIN, 0}};
+  zmq_pollitem_t it[3] = {{wk->router, 0, ZMQ_POLLIN, 0}, {NULL, wk->wake_fd, ZMQ_POLLIN, 0},
+                          {wk->peers, 0, ZMQ_POLLIN, 0}};
   double last_expiry = tg__now();
   /* An atomic read: the flag may be set from another thread as well as
    * from a signal handler (see remote.h). */
   while (!(wk->o.stop && __atomic_load_n(wk->o.stop, __ATOMIC_RELAXED))) {
-    if (zmq_poll(it, 2, LOOP_MS) < 0 && errno != EINTR) break;
+    if (zmq_poll(it, 3, LOOP_MS) < 0 && errno != EINTR) break;
+    tg__wk_peers_read(wk);
     /* A bounded number of messages per turn keeps results flowing. */
     for (int i = 0, got; i < 256 && (got = recv_message(wk)) != 0; i++)
       if (got > 0) handle(wk);
@@ -495,6 +502,7 @@ static void teardown(tg__worker *wk) {
   tg__wk_collect(wk); /* tasks that were running: release them */
   for (size_t i = 0; i < wk->nparts; i++) zmq_msg_close(&wk->parts[i]);
   tg__free(wk->parts);
+  tg__wk_peers_stop(wk);
   if (wk->router) zmq_close(wk->router);
   if (wk->user_sock[0]) unlink(wk->user_sock); /* ZeroMQ leaves it */
   tg__zap_stop(wk->zap);

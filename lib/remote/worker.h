@@ -82,6 +82,8 @@ struct wsess {
   bool dead;            /* dropped: tasks still running for it finish
                            into the void */
   uint32_t refs;        /* the worker's list + tasks not yet done */
+  int fd;               /* the connection's descriptor, -1: unknown
+                           (worker_peers.c) */
   double last_seen;
   size_t keep_min;
   int peer_mis;         /* the client's misalignment (remote/wire.h) */
@@ -131,6 +133,7 @@ typedef struct tg__worker {
   tg_registry *reg;
   tg_worker_opts o;
   void *zctx, *router;
+  void *peers;          /* PAIR reading the ROUTER's monitor events */
   tg__zap *zap;
   int wake_fd;          /* eventfd: tasks are done */
   pthread_t *threads;
@@ -161,6 +164,16 @@ void tg__wk_drop(tg__worker *wk, wsess *s, const char *msg, bool ban);
  * false when the peer is gone (s is then dropped). */
 bool tg__wk_send(tg__worker *wk, wsess *s, const tg__wbuf *h, const tg_value *v);
 void tg__wk_sess_unref(tg__worker *wk, wsess *s);
+
+/* ---- worker_peers.c ---- */
+/* Watch the ROUTER's connections (call before binding it). */
+int tg__wk_peers_start(tg__worker *wk, tg_error *err);
+void tg__wk_peers_stop(tg__worker *wk);
+/* Remember which connection s's HELLO (a part of it) came in on. */
+void tg__wk_peer_note(wsess *s, zmq_msg_t *part);
+/* Drop the sessions whose connection closed. Call before handling a
+ * HELLO (its descriptor may be a closed connection's). */
+void tg__wk_peers_read(tg__worker *wk);
 
 /* ---- worker_tasks.c ---- */
 /* Handle a TASKS / PUT / FETCH / FREE / CANCEL message of s (header at r,

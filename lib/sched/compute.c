@@ -4,8 +4,11 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend.h"
 #include "memo.h"
 #include "sched_internal.h"
+
+#define ABANDON_GRACE 0.2 /* seconds running tasks get to notice a deadline */
 
 static int check_opts(tg_graph *g, const tg_compute_opts *o) {
   if (!o) return TG_OK;
@@ -20,6 +23,22 @@ static int check_opts(tg_graph *g, const tg_compute_opts *o) {
   return TG_OK;
 }
 
+static void *free_executor(void *ex) {
+  tg_executor_free(ex); /* waits for the abandoned task to return */
+  return NULL;
+}
+
+/* Free tmp once its abandoned run is over, on a thread of its own; if
+ * none can be started, tmp is left (a leak rather than a wait). */
+static void free_later(tg_executor *tmp) {
+  pthread_t th;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  pthread_create(&th, &a, free_executor, tmp);
+  pthread_attr_destroy(&a);
+}
+
 /* The cache's counts of r's lookups and committed stores. */
 static void fill_cache_stats(tg_compute_stats *st, tg__memo *m) {
   st->cache_hits = atomic_load(&m->hits);
@@ -30,21 +49,21 @@ static void fill_cache_stats(tg_compute_stats *st, tg__memo *m) {
 }
 
 static void fill_stats(tg_compute_stats *st, const tg__run *r, size_t ntasks,
-                       size_t ncached) {
+                       size_t ncached, double wall) {
   st->tasks_total = ntasks;
   st->tasks_run = atomic_load(&r->ran);
   st->tasks_cached = ncached;
   st->tasks_failed = atomic_load(&r->failed);
   st->tasks_skipped = atomic_load(&r->skipped);
   st->peak_live = (size_t)atomic_load(&r->peak);
-  st->wall_seconds = r->wall;
+  st->wall_seconds = wall;
   st->failed_node = r->err_code == TG_ETASK ? r->err_node : TG_NODE_NONE;
   if (r->memo) fill_cache_stats(st, r->memo);
 }
 
 /* Run outputs on ex and wait; results or the run's failure. */
 static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n,
-                  const tg_compute_opts *opts, tg_value **results) {
+                  const tg_compute_opts *opts, tg_value **results, bool *abandoned) {
   tg__run *r;
   char msg[256];
   tg_cache *cache = opts && opts->cache ? opts->cache : ex->cache;
@@ -58,7 +77,12 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   tg__run_start(r); /* tasks check the deadline too (the sync backend) */
   if (tg__run_wait(r, timeout) == TG_ETIMEDOUT) {
     tg__run_expired(r);
-    tg__run_wait(r, -1);
+    /* Out-of-process backends stop or replace what still runs; a thread
+     * cannot be stopped: after a grace period to notice cancellation,
+     * the compute returns without it (graph.h says what follows). */
+    if (ex->ops == &tg__backend_threads && tg__run_wait(r, ABANDON_GRACE) == TG_ETIMEDOUT)
+      *abandoned = tg__run_abandon(r, g);
+    if (!*abandoned) tg__run_wait(r, -1);
   }
   /* What the compute stored is committed before it returns: another
    * process (or a crash) then finds it. Cache failures are not the
@@ -67,7 +91,8 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   rc = r->err_code;
   if (rc) tg__graph_fail(g, rc, "%s", r->err_msg);
   for (size_t i = 0; i < n && rc == TG_OK; i++) results[i] = tg_value_ref(r->out[i]);
-  if (opts && opts->stats) fill_stats(opts->stats, r, ntasks, ncached);
+  if (opts && opts->stats) /* an abandoned run is not finished: time so far */
+    fill_stats(opts->stats, r, ntasks, ncached, *abandoned ? tg__now() - r->t0 : r->wall);
   tg__run_unref(r);
   return rc;
 }
@@ -97,7 +122,9 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
       return tg__graph_fail(g, rc, "%s", err.msg);
     ex = tmp;
   }
-  rc = run_on(ex, g, outputs, n, opts, results);
-  tg_executor_free(tmp);
+  bool abandoned = false;
+  rc = run_on(ex, g, outputs, n, opts, results, &abandoned);
+  if (abandoned && tmp) free_later(tmp);
+  else tg_executor_free(tmp);
   return rc;
 }

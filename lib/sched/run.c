@@ -3,6 +3,7 @@
  * finish that releases everything and wakes the waiters. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "futex.h"
@@ -13,6 +14,7 @@ static void run_free(tg__run *r) {
   tg__runplan_free(&r->plan);
   tg__memo_free(r->memo);
   tg__free(r->ev_start);
+  tg__free((void *)r->running);
   tg_graph_free(r->owned);
   for (size_t s = 0; r->out && s < r->nout; s++) tg_value_unref(r->out[s]);
   for (size_t s = 0; r->futures && s < r->nout; s++) tg_future_free(r->futures[s]);
@@ -168,6 +170,8 @@ void tg__run_start(tg__run *r) {
   tg__executor_add_run(r->ex, r);
   r->t0 = tg__now();
   if (r->timeout > 0) r->deadline = r->t0 + r->timeout;
+  if (r->timeout > 0 && p->ntasks) /* NULL when out of memory: no names */
+    r->running = tg__calloc(p->ntasks, sizeof *r->running);
   if (p->ncached) finish_hits(r);
   tg__task *local[256];
   tg__task **ready = p->nready <= 256 ? local : tg__malloc(p->nready * sizeof *ready);
@@ -223,11 +227,45 @@ static void halt(tg__run *r, int code, const char *fmt, ...) {
 
 void tg__run_halt(tg__run *r, int code, const char *msg) { halt(r, code, "%s", msg); }
 
+/* ": 2 tasks still running (p1, p2)" for the tasks marked under way
+ * (a few named), or "" when none; r is held. */
+static void names(const tg__run *r, char *buf, size_t size) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < r->plan.ntasks; i++)
+    n += atomic_load_explicit(&r->running[i], memory_order_relaxed) != 0;
+  if (n == 0) return;
+  size_t len = (size_t)snprintf(buf, size, ": %u task%s still running (", n, n == 1 ? "" : "s");
+  uint32_t named = 0;
+  for (uint32_t i = 0; i < r->plan.ntasks && named < 3 && len < size; i++) {
+    if (!atomic_load_explicit(&r->running[i], memory_order_relaxed)) continue;
+    char kb[TG__NAME_MAX + 32];
+    const char *key = tg__run_key(r, r->plan.tasks[i].node, kb, sizeof kb);
+    len += (size_t)snprintf(buf + len, size - len, "%s%s", named++ ? ", " : "", key);
+  }
+  if (len < size) snprintf(buf + len, size - len, "%s)", n > named ? ", ..." : "");
+}
+
+/* names() of r, or "" when not known. */
+static void still_running(tg__run *r, char *buf, size_t size) {
+  buf[0] = '\0';
+  if (!r->running) return;
+  /* A temporary hold keeps the plan while it is read (the caller of
+   * tg_compute is not one of the run's tasks); none if it is finishing. */
+  uint32_t u = atomic_load(&r->unretired);
+  do {
+    if (u == 0) return;
+  } while (!atomic_compare_exchange_weak(&r->unretired, &u, u + 1));
+  names(r, buf, size);
+  tg__run_retire(r, 1);
+}
+
 bool tg__run_expired(tg__run *r) {
   if (tg__run_cancelled(r)) return true;
   if (r->deadline <= 0 || tg__now() <= r->deadline) return false;
-  tg__run_stop(r, TG_ETIMEDOUT, TG_NODE_NONE, "the compute timed out after %g s",
-               r->timeout);
+  char tasks[200];
+  still_running(r, tasks, sizeof tasks);
+  tg__run_stop(r, TG_ETIMEDOUT, TG_NODE_NONE, "the compute timed out after %g s%s",
+               r->timeout, tasks);
   return true;
 }
 
@@ -353,8 +391,22 @@ bool tg__run_cancel_slot_unstarted(tg__run *r, size_t slot) {
   return release_edge(r, r->plan.out_task[slot]) != LOST_TO_START;
 }
 
+bool tg__run_abandon(tg__run *r, tg_graph *g) {
+  atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+  int st = 0;
+  if (!atomic_compare_exchange_strong(&r->abandoned, &st, 1)) {
+    atomic_fetch_sub_explicit(&g->refs, 1, memory_order_relaxed); /* the caller's is left */
+    return false;
+  }
+  while (atomic_load(&r->callouts)) /* short: an event or a cache store */
+    nanosleep(&(struct timespec){0, 100000}, NULL);
+  return true;
+}
+
 /* Every task retired: release what is left, wake waiters, unlink. */
 static void run_finish(tg__run *r) {
+  /* After this, a compute that has not returned yet waits for r. */
+  tg_graph *held = atomic_exchange(&r->abandoned, 2) == 1 ? (tg_graph *)r->g : NULL;
   for (size_t s = 0; s < r->nout; s++) tg__run_cancel_slot(r, s);
   r->wall = tg__now() - r->t0;
   for (size_t s = 0; r->futures && s < r->nout; s++) {
@@ -370,6 +422,7 @@ static void run_finish(tg__run *r) {
   tg_graph_free(r->owned);
   r->owned = NULL;
   r->g = NULL;
+  tg_graph_free(held); /* the abandoning compute's hold */
   atomic_store_explicit(&r->done, 1, memory_order_release);
   tg__futex_wake(&r->done, INT_MAX);
   tg__executor_remove_run(r->ex, r);

@@ -102,6 +102,13 @@ struct tg__run {
   _Atomic int cancel;         /* running tasks should give up (failure,
                                  timeout); not set by a shutdown */
   _Atomic int started;        /* a task function was called */
+  _Atomic int abandoned;      /* 1: the compute returned at its deadline
+                                 without waiting for tasks that ignore
+                                 cancellation (compute.c); 2: the run
+                                 finished first */
+  _Atomic uint32_t callouts;  /* threads calling out of a run with a
+                                 deadline (events, cache stores): see
+                                 tg__run_callout_begin */
   _Atomic uint32_t done;      /* 0 -> 1 when finished (a futex word) */
   _Atomic int64_t live;       /* intermediate results alive */
   _Atomic int64_t peak;
@@ -113,6 +120,9 @@ struct tg__run {
   tg_event_fn on_event;       /* NULL: no task events (tested once per task
                                  on the hot path) */
   void *event_ctx;
+  _Atomic uint8_t *running;   /* per task: its call is under way (set for
+                                 runs with a deadline, to name them when
+                                 it passes); else NULL */
   double *ev_start;           /* per task: when tg__task_begin sent it, for
                                  events on remote backends; else NULL */
   tg_executor *ex;
@@ -184,6 +194,27 @@ static inline bool tg__run_cancelled(const tg__run *r) {
 /* Stop r with TG_ETIMEDOUT if its deadline has passed; true if r is
  * cancelled (timed out or failed). */
 bool tg__run_expired(tg__run *r);
+/* Around every call a run makes into its caller's objects (event
+ * callbacks, cache stores): false when the compute has returned without
+ * waiting for the run (abandoned), and the call must be skipped. Only a
+ * run with a deadline can be abandoned, so only those pay for the count.
+ * The caller abandons r with tg__run_abandon. */
+static inline bool tg__run_callout_begin(tg__run *r) {
+  if (!(r->deadline > 0)) return true;
+  atomic_fetch_add(&r->callouts, 1); /* sequentially consistent, as is */
+  if (atomic_load(&r->abandoned) != 1) return true; /* the abandoner's store */
+  atomic_fetch_sub(&r->callouts, 1);
+  return false;
+}
+static inline void tg__run_callout_end(tg__run *r) {
+  if (r->deadline > 0) atomic_fetch_sub(&r->callouts, 1);
+}
+/* Let the compute return without waiting for r to finish: r holds its
+ * graph g (the caller's: r->g may be cleared by a finishing run; freed
+ * by whoever lets go last), and calls out to the caller stop (waiting
+ * for those under way). False when r finished first (wait for it, it is
+ * about to be done). */
+bool tg__run_abandon(tg__run *r, tg_graph *g);
 /* Key of node n (see tg__graph_key). */
 const char *tg__run_key(const tg__run *r, uint32_t node, char *buf,
                         size_t size);

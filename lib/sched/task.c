@@ -96,10 +96,13 @@ static void finish(tg__wctx *w, tg__task *t, tg_value *res, bool release) {
 static __attribute__((cold, noinline)) void emit(const tg__run *r, const tg__task *t,
                                                  tg_event_kind kind, int worker, int status,
                                                  double start, double end) {
+  tg__run *mr = (tg__run *)r; /* the count is not part of the run's value */
+  if (!tg__run_callout_begin(mr)) return; /* the compute returned */
   char kb[TG__NAME_MAX + 32];
   tg_event ev = {kind, t->node, tg__run_key(r, t->node, kb, sizeof kb), worker, status,
                  start, end, r->plan.ntasks};
   r->on_event(r->event_ctx, &ev);
+  tg__run_callout_end(mr);
 }
 
 /* An event without a call: at one instant. */
@@ -306,7 +309,7 @@ static int attempts_of(const tg__run *r, const tg__gnode *nd) {
 /* Call t's function with retries; its result, or NULL with *code the
  * failure (recorded) or 1 (an input is missing: the run stopped). With
  * events (obs), STARTED is reported before the first attempt, at *start. */
-static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t, bool obs, double *start,
+static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, bool obs, double *start,
                       int *code) {
   const tg__gnode *nd = &r->g->nodes[t->node];
   tg_task_ctx ctx;
@@ -336,7 +339,10 @@ static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t, bool obs, double *st
       rc = tg_task_fail(&ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
                         (double)nd->timeout);
     if (rc == TG_OK) {
-      if (timed) tg__memo_done(r->memo, r, t->node, out, t1 - t0);
+      if (timed && tg__run_callout_begin(r)) {
+        tg__memo_done(r->memo, r, t->node, out, t1 - t0);
+        tg__run_callout_end(r);
+      }
       return out;
     }
     tg_value_unref(out);
@@ -348,6 +354,18 @@ static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t, bool obs, double *st
       return NULL;
     }
   }
+}
+
+/* call_attempts, marked as under way for a run with a deadline (which
+ * names such tasks when it passes). */
+static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t, bool obs, double *start,
+                      int *code) {
+  if (TG__LIKELY(!r->running)) return call_attempts(w, r, t, obs, start, code);
+  _Atomic uint8_t *mark = &r->running[t - r->plan.tasks];
+  atomic_store_explicit(mark, 1, memory_order_relaxed);
+  tg_value *res = call_attempts(w, r, t, obs, start, code);
+  atomic_store_explicit(mark, 0, memory_order_relaxed);
+  return res;
 }
 
 /* ---- entry points --------------------------------------------------------------- */
@@ -441,6 +459,7 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
       if (r->ev_start) r->ev_start[t - r->plan.tasks] = now;
       emit(r, t, TG_EVENT_STARTED, w->worker, TG_OK, now, now);
     }
+    if (r->running) atomic_store_explicit(&r->running[t - r->plan.tasks], 1, memory_order_relaxed);
     *args = w->scratch;
     *nargs = nd->nargs;
     return true;
@@ -471,6 +490,7 @@ void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
   tg__run *r = t->run;
   switch_run(w, r);
   w->ran++;
+  if (r->running) atomic_store_explicit(&r->running[t - r->plan.tasks], 0, memory_order_relaxed);
   if (rc == TG_OK && result) {
     double *t0 = r->memo && r->memo->t0 ? &r->memo->t0[t - r->plan.tasks] : NULL;
     if (t0 && *t0 > 0) /* timed: tg__memo_timed said so at the begin */
