@@ -224,7 +224,7 @@ static void halt(tg__run *r, int code, const char *fmt, ...) {
 void tg__run_halt(tg__run *r, int code, const char *msg) { halt(r, code, "%s", msg); }
 
 bool tg__run_expired(tg__run *r) {
-  if (tg__run_cancelled(r)) return true;
+  if (tg__run_cancelled(r) || tg__run_cancel_requested(r)) return true;
   if (r->deadline <= 0 || tg__now() <= r->deadline) return false;
   tg__run_stop(r, TG_ETIMEDOUT, TG_NODE_NONE, "the compute timed out after %g s",
                r->timeout);
