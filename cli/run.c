@@ -328,7 +328,7 @@ static int compute(run_state *s) {
   if (s->results == NULL) return CLI_USAGE;
   tg_compute_stats st;
   memset(&st, 0, sizeof st);
-  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V1,
+  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V2,
                         .scheduler = s->o.scheduler,
                         .workers = s->o.workers,
                         .timeout = s->o.timeout,
@@ -343,7 +343,9 @@ static int compute(run_state *s) {
     if (urc >= 0) return urc;
     co.executor = remote;
   }
+  if (cli_interrupt_start(&co.cancel) != TG_OK) return CLI_USAGE;
   int rc = tg_compute(s->g, s->info->output_nodes, n, &co, s->results);
+  int sig = cli_interrupt_stop();
   if (remote) cli_workers_report(remote);
   tg_executor_free(remote);
   cli_progress_stop(s->progress);
@@ -352,6 +354,10 @@ static int compute(run_state *s) {
   if (rc == TG_EINVAL && st.tasks_run == 0 && st.failed_node == TG_NODE_NONE) {
     cli_error("%s", tg_graph_errmsg(s->g)); /* e.g. an unknown scheduler */
     return CLI_USAGE;
+  }
+  if (rc == TG_ECANCELED && sig) {
+    cli_interrupt_report(&st, s->cache != NULL);
+    return 128 + sig;
   }
   summary(s, &st);
   if (rc != TG_OK) {
