@@ -3,7 +3,8 @@
  * tasks and their commands, and keeps what the cache committed; the run
  * then says how far it got and exits 128 + the signal's number. A second
  * one exits at once: what the run started dies with it (workers and sh
- * commands are tied to this process's life). */
+ * commands are tied to this process's life). A signal ignored when the
+ * run starts is left ignored. */
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,8 +34,12 @@ int cli_interrupt_start(tg_cancel **out) {
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &sa, &saved_int);
-  sigaction(SIGTERM, &sa, &saved_term);
+  /* A signal ignored at start stays so: a shell without job control
+   * starts background commands with SIGINT ignored, out of Ctrl-C's way. */
+  sigaction(SIGINT, NULL, &saved_int);
+  sigaction(SIGTERM, NULL, &saved_term);
+  if (saved_int.sa_handler != SIG_IGN) sigaction(SIGINT, &sa, NULL);
+  if (saved_term.sa_handler != SIG_IGN) sigaction(SIGTERM, &sa, NULL);
   *out = token;
   return TG_OK;
 }

@@ -43,7 +43,11 @@ static const char usage[] =
     "  -v, --verbose      more detail (plugins, cache, per-task timings)\n"
     "  -h, --help         this help\n"
     "\n"
-    "exit status: 0 success, 1 a task failed, 2 usage or graph error\n";
+    "SIGINT (Ctrl-C) or SIGTERM stops the run, keeping what the cache stored;\n"
+    "a second one stops at once.\n"
+    "\n"
+    "exit status: 0 success, 1 a task failed, 2 usage or graph error,\n"
+    "130 interrupted by SIGINT, 143 by SIGTERM\n";
 
 typedef struct run_opts {
   const char *graph, *scheduler, *cache_dir, *output, *dot, *trace, *keys;
