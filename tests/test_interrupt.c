@@ -116,7 +116,7 @@ static void write_file(const char *path, const char *text) {
 /* ---- processes ---------------------------------------------------------------- */
 
 /* Whether /proc/PID's command line holds `needle` (zombies have none). */
-static bool cmdline_has(const char *pid, const char *needle) {
+static bool cmdline_has(const char *pid, const char *needle, bool at_start) {
   char path[300], buf[4096];
   snprintf(path, sizeof path, "/proc/%s/cmdline", pid);
   int fd = open(path, O_RDONLY);
@@ -127,20 +127,26 @@ static bool cmdline_has(const char *pid, const char *needle) {
   for (ssize_t i = 0; i < n; i++)
     if (buf[i] == '\0') buf[i] = ' ';
   buf[n] = '\0';
-  return strstr(buf, needle) != NULL;
+  char *at = strstr(buf, needle);
+  return at != NULL && (!at_start || at == buf);
 }
 
-/* Processes alive whose command line holds `needle`. */
-static int count_alive(const char *needle) {
+/* Processes alive whose command line holds `needle` (at its start when
+ * `at_start`). */
+static int count_where(const char *needle, bool at_start) {
   DIR *d = opendir("/proc");
   cr_assert_not_null(d);
   int n = 0;
   struct dirent *e;
   while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && cmdline_has(e->d_name, needle)) n++;
+    if (e->d_name[0] >= '1' && e->d_name[0] <= '9' &&
+        cmdline_has(e->d_name, needle, at_start))
+      n++;
   closedir(d);
   return n;
 }
+
+static int count_alive(const char *needle) { return count_where(needle, false); }
 
 /* Our children that are not zombies, other than `except`. */
 static int live_children(pid_t except) {
@@ -180,10 +186,10 @@ static void reap_adopted(pid_t keep) {
   if (d) closedir(d);
 }
 
-/* Wait until `want` processes hold marker `m` (the commands are running). */
+/* Wait until `want` processes are command `m` (the sleeps run). */
 static void wait_running(const char *m, int want) {
   double end = now() + 60;
-  while (count_alive(m) < want) {
+  while (count_where(m, true) < want) {
     cr_assert_lt(now(), end, "the commands holding %s did not start", m);
     pause_ms(20);
   }
@@ -347,6 +353,51 @@ Test(interrupt, second_sigint_stops_at_once) {
   cr_expect_str_eq(err, "tgraph: interrupted again: stopping at once\n");
   cr_expect_lt(took, 1.0, "the second SIGINT took %.1f s", took);
   expect_all_gone(1.5, -1);
+  free(err);
+}
+
+/* A run started with SIGINT ignored (a background command of a shell
+ * without job control) leaves it ignored; SIGTERM still stops it. */
+Test(interrupt, ignored_sigint_stays_ignored) {
+  write_graph("g.json", "\"s1\", \"s2\"");
+  struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+  sigaction(SIGINT, &ign, &old); /* inherited through fork and exec */
+  pid_t pid = start("run", "--scheduler", "threads", "--workers", "2", "g.json");
+  sigaction(SIGINT, &old, NULL);
+  for (int k = 1; k <= 4; k++) wait_running(marker(k), 1);
+  char sleeps[48];
+  snprintf(sleeps, sizeof sleeps, "sleep %s", base);
+  cr_assert_eq(kill(pid, SIGINT), 0);
+  pause_ms(500);
+  cr_expect_eq(waitpid(pid, NULL, WNOHANG), 0, "SIGINT stopped the run");
+  cr_expect_eq(count_where(sleeps, true), 4, "SIGINT reached the commands");
+  cr_assert_eq(kill(pid, SIGTERM), 0);
+  cr_expect_eq(wait_status(pid), 143);
+  expect_all_gone(2.0, -1);
+}
+
+/* A command's background processes end with its task: at once when they
+ * heed SIGTERM, after the grace period when they ignore it. */
+Test(interrupt, sh_leftovers_end_with_the_task) {
+  char text[1024];
+  snprintf(text, sizeof text,
+           "{\"tgraph\": 1, \"tasks\": {\n"
+           " \"a\": {\"fn\": \"sh\", \"args\": [\"sleep %s1 >/dev/null 2>&1 & echo a\"]},\n"
+           " \"b\": {\"fn\": \"sh\", \"args\": [\"(trap '' TERM; touch ignoring; "
+           "exec sleep %s2) >/dev/null 2>&1 & "
+           "until [ -e ignoring ]; do sleep 0.01; done; echo b\"]}}}\n", base, base);
+  write_file("g.json", text);
+  double t0 = now();
+  pid_t pid = start("run", "-q", "--scheduler", "threads", "--no-cache", "g.json");
+  int status = wait_status(pid);
+  double took = now() - t0;
+  char *out = slurp("out.txt"), *err = slurp("err.txt");
+  cr_expect_eq(status, 0, "stderr: %s", err);
+  cr_expect_str_eq(out, "{\"a\":{\"$bytes\":\"YQo=\"},\"b\":{\"$bytes\":\"Ygo=\"}}\n");
+  cr_expect_eq(count_alive(base), 0, "a command's background process outlived its task");
+  cr_expect_geq(took, 1.9, "the one ignoring SIGTERM was given %.1f s, not 2", took);
+  cr_expect_lt(took, 15.0);
+  free(out);
   free(err);
 }
 
