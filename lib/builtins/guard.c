@@ -1,10 +1,10 @@
 /* lib/builtins/guard.c: the guard process that leads a command's process
  * group and ends it (see guard.h).
  *
- * The guard and the command are made with _Fork(): no fork handlers run,
- * and between the forks and the command's execve only async-signal-safe
- * calls are made (no allocation, no stdio, no locks), as a child of a
- * multithreaded process requires.
+ * The guard is made with _Fork() (no fork handlers run) and the command
+ * with vfork() from it; from the first fork to the command's execve only
+ * async-signal-safe calls are made (no allocation, no stdio, no locks), as
+ * a child of a multithreaded process requires.
  *
  * Control socket (a stream socketpair): the guard sends one message when
  * the command exits (its wait status) or cannot be forked (an errno); the
@@ -116,7 +116,10 @@ static __attribute__((noreturn)) void guard_main(char *const *argv, const int in
   arrange_fds(in, ctl, maxfd);
   int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) _exit(127);
-  pid_t cmd = _Fork();
+  /* The guard is a copy of the task's process, possibly a big one: the
+   * command borrows its memory until execve instead of copying it. The
+   * child only changes its own signal state and fds (not shared). */
+  pid_t cmd = vfork();
   if (cmd == 0) exec_command(argv);
   close(0), close(1), close(2); /* the task reads to the end of the outputs */
   if (cmd < 0) {

@@ -23,7 +23,9 @@
  * Thread safety: a tg__guard is used by the thread that started it (the
  *   death signal is tied to that thread).
  * Fork: the guard is made with _Fork() and runs only async-signal-safe
- *   calls, so it is safe to start from a multithreaded process. */
+ *   calls, so it is safe to start from a multithreaded process. It is a
+ *   copy of that process (copy-on-write) for as long as the command runs;
+ *   the command itself is started with vfork() and copies nothing. */
 #ifndef TG_BUILTINS_GUARD_H
 #define TG_BUILTINS_GUARD_H
 
