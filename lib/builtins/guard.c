@@ -1,27 +1,31 @@
-/* lib/builtins/guard.c: the guard process that leads a command's process
- * group and ends it (see guard.h).
+/* lib/builtins/guard.c: starting a command under a guard process, and the
+ * task's side of the control socket (see guard.h).
  *
- * The guard is made with _Fork() (no fork handlers run) and the command
- * with vfork() from it; from the first fork to the command's execve only
- * async-signal-safe calls are made (no allocation, no stdio, no locks), as
- * a child of a multithreaded process requires.
+ * The guard is normally the small program guard_main.c, embedded in the
+ * library at build time and executed from a memfd: it is started with
+ * vfork, so the task's process, however big, is not copied. Where a
+ * memfd cannot be executed, the guard is a fork of the task's process
+ * running the same code (guard_run.c), made with _Fork() (no fork
+ * handlers) and making only async-signal-safe calls, as a child of a
+ * multithreaded process must.
  *
  * Control socket (a stream socketpair): the guard sends one message when
- * the command exits (its wait status) or cannot be forked (an errno); the
- * task's thread sends one byte to end the group. End of file on the
+ * the command exits (its wait status) or cannot be started (an errno);
+ * the task's thread sends one byte to end the group. End of file on the
  * guard's side means the task's process is gone: the group is killed at
  * once, as on the death signal. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
-#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "builtins/guard.h"
@@ -29,135 +33,93 @@
 
 extern char **environ;
 
-#define DEATH_SIG SIGUSR1 /* the guard's PR_SET_PDEATHSIG */
-#define CTL_FD 3          /* the control socket's number in the guard */
+/* The guard program's ELF image (guard_elf.c, generated). */
+extern const unsigned char tg__guard_elf[];
+extern const size_t tg__guard_elf_size;
 
-enum { MSG_STATUS = 1, MSG_FORK_FAILED = 2 };
+/* ---- the guard program in a memfd ------------------------------------------------ */
 
-typedef struct msg {
-  int32_t kind, value;
-} msg;
+static pthread_once_t elf_once = PTHREAD_ONCE_INIT;
+static int elf_fd = -1; /* executable memfd, or -1: fork the guard */
 
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+static void elf_load(void) {
+#ifdef MFD_EXEC
+  int fd = memfd_create("tgraph-sh-guard", MFD_CLOEXEC | MFD_EXEC);
+  if (fd < 0) fd = memfd_create("tgraph-sh-guard", MFD_CLOEXEC);
+#else
+  int fd = memfd_create("tgraph-sh-guard", MFD_CLOEXEC);
+#endif
+  if (fd < 0) return;
+  size_t off = 0;
+  while (off < tg__guard_elf_size) {
+    ssize_t n = write(fd, tg__guard_elf + off, tg__guard_elf_size - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      close(fd);
+      return;
+    }
+    off += (size_t)n;
+  }
+  elf_fd = fd;
 }
 
-static void send_msg(int kind, int value) {
-  msg m = {kind, value};
-  (void)send(CTL_FD, &m, sizeof m, MSG_NOSIGNAL);
-}
-
-/* ---- the guard (in the child: async-signal-safe calls only) ---------------------- */
-
-static __attribute__((noreturn)) void kill_group(void) {
-  kill(0, SIGKILL); /* the group, this guard included */
-  _exit(1);
-}
-
-/* Put in[0..2] and ctl on fds 0..3 and close the rest. The fds are first
- * moved above 3, so none is overwritten before it is copied. */
-static void arrange_fds(const int in[3], int ctl, int maxfd) {
+/* Put in[0..2] and ctl on fds 0..3 (the guard closes the others). The fds
+ * are first copied above 10, so none is overwritten before it is copied;
+ * *keep (the memfd) is moved up likewise. In a child: syscalls only. */
+static int arrange_fds(const int in[3], int ctl, int *keep) {
   int hi[4] = {in[0], in[1], in[2], ctl};
-  for (int i = 0; i < 4; i++) {
-    hi[i] = fcntl(hi[i], F_DUPFD_CLOEXEC, 10);
-    if (hi[i] < 0) _exit(127);
-  }
   for (int i = 0; i < 4; i++)
-    if (dup2(hi[i], i) < 0) _exit(127);
-  if (close_range(4, ~0U, 0) != 0)
-    for (int fd = 4; fd < maxfd; fd++) close(fd);
+    if ((hi[i] = fcntl(hi[i], F_DUPFD_CLOEXEC, 10)) < 0) return -1;
+  if (keep && *keep >= 0 && (*keep = fcntl(*keep, F_DUPFD_CLOEXEC, 10)) < 0) return -1;
+  for (int i = 0; i < 4; i++)
+    if (dup2(hi[i], i) < 0) return -1;
+  return 0;
 }
 
-static __attribute__((noreturn)) void exec_command(char *const *argv) {
-  sigset_t none;
-  sigemptyset(&none);
-  struct sigaction dfl = {.sa_handler = SIG_DFL};
-  sigaction(SIGPIPE, &dfl, NULL);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  close(CTL_FD);
-  execve(argv[0], argv, environ);
-  _exit(127);
+/* vfork and execute the guard program; the child shares our memory until
+ * execve and writes why it failed into *fail. All signals stay blocked
+ * around it, so no handler of ours runs in the child. */
+static pid_t spawn_program(char *const *gargv, const int in[3], int ctl) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  volatile int fail = 0;
+  pid_t pid = vfork();
+  if (pid == 0) {
+    int fd = elf_fd;
+    /* Armed before execve, which keeps it: the guard checks its parent. */
+    if (prctl(PR_SET_PDEATHSIG, TG__GUARD_DEATH_SIG) != 0 || arrange_fds(in, ctl, &fd) != 0) {
+      fail = errno ? errno : EBADF;
+      _exit(127);
+    }
+    fexecve(fd, gargv, environ);
+    fail = errno ? errno : ENOEXEC;
+    _exit(127);
+  }
+  int e = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid > 0 && fail) { /* execve failed: reap the child */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    errno = fail;
+    return -1;
+  }
+  errno = e;
+  return pid;
 }
 
-/* Reap what has exited; report the command's status. True when no
- * descendant is left (the command's orphans are our children too). */
-static bool reap(pid_t cmd, bool *cmd_alive) {
-  for (;;) {
-    int st;
-    pid_t p = waitpid(-1, &st, WNOHANG);
-    if (p > 0 && p == cmd) {
-      *cmd_alive = false;
-      send_msg(MSG_STATUS, st);
-    }
-    if (p > 0) continue;
-    if (p < 0 && errno == EINTR) continue;
-    return p < 0 && errno == ECHILD;
+/* _Fork a guard running tg__guard_run here. */
+static pid_t fork_guard(char *const *argv, const int in[3], int ctl) {
+  struct rlimit rl;
+  int maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
+                  ? (int)rl.rlim_cur : 65536; /* if close_range is missing */
+  pid_t parent = getpid();
+  pid_t pid = _Fork();
+  if (pid == 0) {
+    if (arrange_fds(in, ctl, NULL) != 0) _exit(127);
+    tg__guard_run(argv, parent, maxfd);
   }
-}
-
-static __attribute__((noreturn)) void guard_main(char *const *argv, const int in[3],
-                                                 int ctl, pid_t parent, int maxfd) {
-  sigset_t set;
-  sigemptyset(&set);
-  int sigs[] = {SIGCHLD, DEATH_SIG, SIGTERM, SIGINT, SIGHUP, SIGQUIT};
-  for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaddset(&set, sigs[i]);
-  sigprocmask(SIG_SETMASK, &set, NULL);
-  /* SIGCHLD stays queued while blocked, also at its default action; an
-   * inherited SIG_IGN would make the kernel reap the command unseen. */
-  struct sigaction dfl = {.sa_handler = SIG_DFL};
-  sigaction(SIGCHLD, &dfl, NULL);
-  /* Without a group of its own, kill(0, ...) would signal the task's. */
-  if (setpgid(0, 0) != 0) _exit(127);
-  /* Armed, then checked: a parent gone before prctl sent no signal. */
-  if (prctl(PR_SET_PDEATHSIG, DEATH_SIG) != 0 || getppid() != parent) _exit(1);
-  prctl(PR_SET_CHILD_SUBREAPER, 1);
-  arrange_fds(in, ctl, maxfd);
-  int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sfd < 0) _exit(127);
-  /* The guard is a copy of the task's process, possibly a big one: the
-   * command borrows its memory until execve instead of copying it. The
-   * child only changes its own signal state and fds (not shared). */
-  pid_t cmd = vfork();
-  if (cmd == 0) exec_command(argv);
-  close(0), close(1), close(2); /* the task reads to the end of the outputs */
-  if (cmd < 0) {
-    send_msg(MSG_FORK_FAILED, errno);
-    _exit(1);
-  }
-  bool cmd_alive = true, ending = false;
-  double kill_at = 0;
-  for (;;) {
-    struct pollfd p[2] = {{sfd, POLLIN, 0}, {ending ? -1 : CTL_FD, POLLIN, 0}};
-    int wait_ms = -1;
-    if (ending) {
-      double left = kill_at - mono_now();
-      if (left <= 0) kill_group();
-      wait_ms = (int)(left * 1000) + 1;
-    }
-    if (poll(p, 2, wait_ms) < 0 && errno != EINTR) kill_group();
-    struct signalfd_siginfo si;
-    bool end = false;
-    while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
-      if (si.ssi_signo == DEATH_SIG) kill_group();
-      if (si.ssi_signo != SIGCHLD) end = true; /* asked to stop by a signal */
-    }
-    if (p[1].revents) {
-      char c;
-      ssize_t n = read(CTL_FD, &c, 1);
-      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
-        kill_group(); /* the task's process is gone */
-      if (n == 1) end = true;
-    }
-    bool none_left = reap(cmd, &cmd_alive);
-    if (none_left && !cmd_alive) _exit(0);
-    if (end && !ending) {
-      ending = true;
-      kill_at = mono_now() + TG__GUARD_GRACE;
-      kill(0, SIGTERM); /* reaches this guard too: read and ignored */
-    }
-  }
+  return pid;
 }
 
 /* ---- the task's side --------------------------------------------------------------- */
@@ -169,13 +131,22 @@ int tg__guard_start(tg__guard *g, char *const *argv, const int in[3]) {
   g->has_status = false;
   g->status = 0;
   g->fork_errno = 0;
+  pthread_once(&elf_once, elf_load);
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -errno;
-  struct rlimit rl;
-  int maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
-                  ? (int)rl.rlim_cur : 65536; /* if close_range is missing */
-  pid_t parent = getpid();
-  pid_t pid = _Fork();
-  if (pid == 0) guard_main(argv, in, sv[1], parent, maxfd);
+  pid_t pid = -1;
+  size_t n = 0;
+  while (argv[n]) n++;
+  char **gargv = elf_fd >= 0 ? tg__malloc((n + 3) * sizeof *gargv) : NULL;
+  if (gargv) {
+    char parent[24];
+    snprintf(parent, sizeof parent, "%d", (int)getpid());
+    gargv[0] = "tgraph-sh-guard";
+    gargv[1] = parent;
+    memcpy(gargv + 2, argv, (n + 1) * sizeof *gargv);
+    pid = spawn_program(gargv, in, sv[1]);
+    tg__free(gargv);
+  }
+  if (pid < 0) pid = fork_guard(argv, in, sv[1]);
   int e = errno;
   close(sv[1]);
   if (pid < 0) {
@@ -192,7 +163,7 @@ int tg__guard_wait(tg__guard *g, int timeout_ms) {
   struct pollfd p = {g->ctl, POLLIN, 0};
   int r = poll(&p, 1, timeout_ms);
   if (r == 0 || (r < 0 && errno == EINTR)) return TG_ETIMEDOUT;
-  msg m;
+  tg__guard_msg m;
   size_t got = 0;
   while (got < sizeof m) {
     ssize_t n = read(g->ctl, (char *)&m + got, sizeof m - got);
@@ -200,11 +171,11 @@ int tg__guard_wait(tg__guard *g, int timeout_ms) {
     if (n <= 0) break;
     got += (size_t)n;
   }
-  if (got == sizeof m && m.kind == MSG_FORK_FAILED) {
+  if (got == sizeof m && m.kind == TG__GUARD_MSG_FORK_FAILED) {
     g->fork_errno = m.value > 0 ? m.value : EAGAIN;
     return TG_EWORKER;
   }
-  if (got == sizeof m && m.kind == MSG_STATUS) {
+  if (got == sizeof m && m.kind == TG__GUARD_MSG_STATUS) {
     g->status = m.value;
     g->has_status = true;
     return TG_OK;

@@ -22,17 +22,36 @@
  *
  * Thread safety: a tg__guard is used by the thread that started it (the
  *   death signal is tied to that thread).
- * Fork: the guard is made with _Fork() and runs only async-signal-safe
- *   calls, so it is safe to start from a multithreaded process. It is a
- *   copy of that process (copy-on-write) for as long as the command runs;
- *   the command itself is started with vfork() and copies nothing. */
+ * Fork: the guard is a small program embedded in the library, executed
+ *   from a memfd after vfork(), so starting it copies nothing of the
+ *   task's process. Where a memfd cannot be executed, the guard is a fork
+ *   of the task's process (copy-on-write, for as long as the command
+ *   runs) that makes only async-signal-safe calls. The command is
+ *   started from the guard with vfork(). */
 #ifndef TG_BUILTINS_GUARD_H
 #define TG_BUILTINS_GUARD_H
 
+#include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define TG__GUARD_GRACE 2.0 /* seconds between SIGTERM and SIGKILL */
+
+/* Between the guard and the task's thread (guard_run.c, guard.c). */
+#define TG__GUARD_DEATH_SIG SIGUSR1 /* the guard's PR_SET_PDEATHSIG */
+#define TG__GUARD_CTL_FD 3          /* the control socket in the guard */
+enum { TG__GUARD_MSG_STATUS = 1, TG__GUARD_MSG_FORK_FAILED = 2 };
+typedef struct tg__guard_msg {
+  int32_t kind, value; /* a wait status, or an errno */
+} tg__guard_msg;
+
+/* The guard's body (guard_run.c), in a process whose fds 0..2 are the
+ * command's and 3 the control socket, child of the task's thread in
+ * process `parent`. Closes every other fd (up to maxfd if close_range is
+ * missing), starts argv (argv[0] a path) and never returns. */
+void tg__guard_run(char *const *argv, pid_t parent, int maxfd)
+    __attribute__((noreturn));
 
 typedef struct tg__guard {
   pid_t pid;        /* the guard: also the command's process group id */
