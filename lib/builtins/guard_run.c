@@ -83,9 +83,10 @@ void tg__guard_run(char *const *argv, pid_t parent, int maxfd) {
     for (int fd = 4; fd < maxfd; fd++) close(fd);
   int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) _exit(127);
-  /* The guard is a copy of the task's process, possibly a big one: the
-   * command borrows its memory until execve instead of copying it. The
-   * child only changes its own signal state and fds (not shared). */
+  /* The command borrows the guard's memory until execve instead of
+   * copying it (a forked guard is a copy of the task's process, possibly
+   * a big one). The child only changes its own signal state and fds,
+   * which it does not share. */
   pid_t cmd = vfork();
   if (cmd == 0) exec_command(argv);
   close(0), close(1), close(2); /* the task reads to the end of the outputs */
