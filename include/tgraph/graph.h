@@ -225,9 +225,13 @@ typedef void (*tg_event_fn)(void *ctx, const tg_event *ev);
  * skipped, running ones see tg_task_cancelled() (the sh builtin then
  * signals its command, see builtins.h; processes and tcp workers are
  * told), the cache commits the results already handed to it, and the
- * compute returns TG_ECANCELED with tg_compute_stats filled in. A compute
- * notices the flag within about 20 ms, also when it is raised before the
- * compute starts.
+ * compute returns TG_ECANCELED ("the compute was cancelled") with
+ * tg_compute_stats filled in. The thread waiting for a compute looks at
+ * the flag every 20 ms, tasks asking tg_task_cancelled() see it at once
+ * (on sync, the only way a compute notices it, between and during
+ * tasks), and a flag raised before the compute starts stops it before any
+ * task runs. The compute then returns once its running tasks have ended:
+ * promptly for tasks that heed cancellation.
  *
  * Life-cycle: tg_cancel_new(), give it to any number of computes (one
  * after another or at once), tg_cancel_set() to stop them,
