@@ -54,6 +54,17 @@ size_t cli_plugin_dirs(const char *dirs[], size_t max);
 /* Seconds on the monotonic clock. */
 double cli_now(void);
 
+/* ---- interrupt.c: SIGINT/SIGTERM during a compute ---- */
+/* Catch SIGINT and SIGTERM: the first raises *out (a new flag for
+ * tg_compute_opts.cancel), a second exits at once with 128 + its number.
+ * TG_OK or TG_ENOMEM. */
+int cli_interrupt_start(tg_cancel **out /* OUT */);
+/* Restore the signals' previous handling and free the flag; the signal
+ * caught meanwhile, or 0. */
+int cli_interrupt_stop(void);
+/* The one line that says how far an interrupted run got. */
+void cli_interrupt_report(const tg_compute_stats *st, bool cached);
+
 /* ---- events.c: what happened to each task during a run ---- */
 typedef enum cli_state {
   CLI_ST_UNNEEDED = 0, /* not needed by the outputs */

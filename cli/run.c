@@ -46,7 +46,11 @@ static const char usage[] =
     "  -v, --verbose      more detail (plugins, cache, per-task timings)\n"
     "  -h, --help         this help\n"
     "\n"
-    "exit status: 0 success, 1 a task failed, 2 usage or graph error\n";
+    "SIGINT (Ctrl-C) or SIGTERM stops the run, keeping what the cache stored;\n"
+    "a second one stops at once.\n"
+    "\n"
+    "exit status: 0 success, 1 a task failed, 2 usage or graph error,\n"
+    "130 interrupted by SIGINT, 143 by SIGTERM\n";
 
 typedef struct run_opts {
   const char *graph, *scheduler, *cache_dir, *output, *dot, *trace, *keys;
@@ -392,7 +396,7 @@ static int compute(run_state *s) {
   if (s->results == NULL) return CLI_USAGE;
   tg_compute_stats st;
   memset(&st, 0, sizeof st);
-  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V1,
+  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V2,
                         .scheduler = s->o.scheduler,
                         .workers = s->o.workers,
                         .timeout = s->o.timeout,
@@ -407,7 +411,9 @@ static int compute(run_state *s) {
     if (urc >= 0) return urc;
     co.executor = remote;
   }
+  if (cli_interrupt_start(&co.cancel) != TG_OK) return CLI_USAGE;
   int rc = tg_compute(s->g, s->info->output_nodes, n, &co, s->results);
+  int sig = cli_interrupt_stop();
   if (remote) cli_workers_report(remote);
   tg_executor_free(remote);
   cli_progress_stop(s->progress);
@@ -417,6 +423,10 @@ static int compute(run_state *s) {
   if (rc == TG_EINVAL && st.tasks_run == 0 && st.failed_node == TG_NODE_NONE) {
     cli_error("%s", tg_graph_errmsg(s->g)); /* e.g. an unknown scheduler */
     return CLI_USAGE;
+  }
+  if (rc == TG_ECANCELED && sig) {
+    cli_interrupt_report(&st, s->cache != NULL);
+    return 128 + sig;
   }
   summary(s, &st);
   if (rc != TG_OK) {

@@ -32,8 +32,12 @@
  *                  runs /bin/sh -c cmd with the arguments as $1, $2, ...
  *                  (str as is, numbers in decimal, others as JSON); a
  *                  non-zero exit or a signal fails the task with the
- *                  last lines of stderr. The command is killed when the
- *                  task is cancelled.
+ *                  last lines of stderr. The command runs in its own
+ *                  process group under a guard process: when the task
+ *                  ends (finished or cancelled) whatever is left of the
+ *                  group gets SIGTERM, then SIGKILL 2 s later; when the
+ *                  process running the task dies, even by SIGKILL, the
+ *                  group is killed at once.
  *   json        (text)                    the parsed value         pure
  *   sum         (list)                    sum of numbers: int when pure
  *                                         all are ints, else float

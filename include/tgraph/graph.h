@@ -217,9 +217,45 @@ typedef struct tg_event {
 /* ev and the strings in it are valid during the call only. */
 typedef void (*tg_event_fn)(void *ctx, const tg_event *ev);
 
+/* ---- cancelling a compute ----------------------------------------------------
+ *
+ * A tg_cancel is a flag that stops the computes watching it
+ * (tg_compute_opts.cancel). Raising it makes each of them stop as a
+ * failure or a timeout does: no task starts any more, queued ones are
+ * skipped, running ones see tg_task_cancelled() (the sh builtin then
+ * signals its command, see builtins.h; processes and tcp workers are
+ * told), the cache commits the results already handed to it, and the
+ * compute returns TG_ECANCELED ("the compute was cancelled") with
+ * tg_compute_stats filled in. The thread waiting for a compute looks at
+ * the flag every 20 ms, tasks asking tg_task_cancelled() see it at once
+ * (on sync, the only way a compute notices it, between and during
+ * tasks), and a flag raised before the compute starts stops it before any
+ * task runs. The compute then returns once its running tasks have ended:
+ * promptly for tasks that heed cancellation.
+ *
+ * Life-cycle: tg_cancel_new(), give it to any number of computes (one
+ * after another or at once), tg_cancel_set() to stop them,
+ * tg_cancel_reset() to use it again, tg_cancel_free() when no compute
+ * watches it any more.
+ *
+ * Thread safety: tg_cancel_set() and tg_cancel_is_set() may be called from
+ *   any thread and from a signal handler (they are async-signal-safe:
+ *   one lock-free atomic operation); the others from one thread, not
+ *   while a compute watches the flag.
+ */
+typedef struct tg_cancel tg_cancel;
+/* A new, lowered flag in *out: TG_OK or TG_ENOMEM (*out NULL). */
+int tg_cancel_new(tg_cancel **out /* OUT */);
+void tg_cancel_free(tg_cancel *c); /* c may be NULL */
+/* Raise c (again: no effect). c must not be NULL. */
+void tg_cancel_set(tg_cancel *c);
+bool tg_cancel_is_set(const tg_cancel *c); /* false for NULL */
+void tg_cancel_reset(tg_cancel *c);       /* lower it again */
+
 #define TG_COMPUTE_OPTS_V1 1
+#define TG_COMPUTE_OPTS_V2 2 /* adds cancel */
 typedef struct tg_compute_opts {
-  uint32_t version;       /* TG_COMPUTE_OPTS_V1 */
+  uint32_t version;       /* TG_COMPUTE_OPTS_V1 or TG_COMPUTE_OPTS_V2 */
   const char *scheduler;  /* "sync", "threads" (NULL), "processes", "tcp" */
   unsigned workers;       /* 0: one per CPU */
   tg_executor *executor;  /* borrowed; when set, run there (scheduler and
@@ -231,6 +267,9 @@ typedef struct tg_compute_opts {
   tg_event_fn on_event;   /* NULL: no events; else called per task (see
                              "task events"; replaces the executor's) */
   void *event_ctx;        /* handed to on_event */
+  /* ---- version 2 ---- */
+  tg_cancel *cancel;      /* borrowed, may be NULL: raising it stops the
+                             compute with TG_ECANCELED (see above) */
 } tg_compute_opts;
 
 /* Evaluate outputs[0..n-1] and store a new reference to each result in

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "builtins/builtins_internal.h"
+#include "builtins/guard.h"
 
 extern char **environ;
 
@@ -158,30 +159,6 @@ static int build_argv(const sh_job *job, buf *text, char ***argv) {
   return rc;
 }
 
-static int spawn(char **argv, int fds[3][2], pid_t *pid) {
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
-  sigset_t none, def;
-  sigemptyset(&none);
-  sigemptyset(&def);
-  sigaddset(&def, SIGPIPE);
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&at);
-  /* Own process group, so cancelling kills the command's children too. */
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                    POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&at, 0);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setsigdefault(&at, &def);
-  posix_spawn_file_actions_adddup2(&fa, fds[0][0], 0);
-  posix_spawn_file_actions_adddup2(&fa, fds[1][1], 1);
-  posix_spawn_file_actions_adddup2(&fa, fds[2][1], 2);
-  int rc = posix_spawn(pid, "/bin/sh", &fa, &at, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  return rc == 0 ? TG_OK : -rc;
-}
-
 /* Keep only the last ERR_KEEP bytes of stderr. */
 static int keep_tail(buf *err, const char *s, size_t n) {
   int rc = buf_add(err, s, n);
@@ -194,7 +171,7 @@ static int keep_tail(buf *err, const char *s, size_t n) {
 
 /* Pump stdin/stdout/stderr until both outputs close. fds: our ends. */
 static int pump(tg_task_ctx *ctx, const sh_job *job, int in, int outfd,
-                int errfd, buf *out, buf *err, pid_t pid) {
+                int errfd, buf *out, buf *err) {
   size_t sent = 0;
   if (job->inlen == 0) {
     close(in);
@@ -206,8 +183,7 @@ static int pump(tg_task_ctx *ctx, const sh_job *job, int in, int outfd,
     struct pollfd p[3] = {{outfd, POLLIN, 0}, {errfd, POLLIN, 0},
                           {in, POLLOUT, 0}};
     int r = poll(p, 3, 50);
-    if (tg_task_cancelled(ctx)) {
-      kill(-pid, SIGKILL);
+    if (tg_task_cancelled(ctx)) { /* tg__guard_end ends the command */
       rc = TG_ECANCELED;
       break;
     }
@@ -224,7 +200,6 @@ static int pump(tg_task_ctx *ctx, const sh_job *job, int in, int outfd,
         *(i == 0 ? &outfd : &errfd) = -1;
       } else if ((i == 0 ? buf_add(out, chunk, (size_t)n)
                          : keep_tail(err, chunk, (size_t)n)) != TG_OK) {
-        kill(-pid, SIGKILL);
         rc = TG_ENOMEM;
       }
     }
@@ -278,23 +253,12 @@ static void tail_line(const buf *err, char *msg, size_t size) {
 }
 
 /* Wait for the command to exit after its outputs closed (it may run on
- * without them: "exec >log 2>&1; ..."), still heeding cancellation. The
- * caller reaps it. */
-static int await_exit(tg_task_ctx *ctx, pid_t pid) {
-  long ns = 100000; /* most commands exit as their outputs close */
+ * without them: "exec >log 2>&1; ..."), still heeding cancellation. */
+static int await_exit(tg_task_ctx *ctx, tg__guard *gd) {
   for (;;) {
-    siginfo_t si;
-    si.si_pid = 0;
-    int w = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT);
-    if ((w == 0 && si.si_pid == pid) || (w < 0 && errno != EINTR))
-      return TG_OK; /* exited, or not ours to wait for: waitpid says */
-    if (tg_task_cancelled(ctx)) {
-      kill(-pid, SIGKILL);
-      return TG_ECANCELED;
-    }
-    struct timespec d = {0, ns};
-    nanosleep(&d, NULL);
-    if (ns < 10000000) ns *= 2;
+    int rc = tg__guard_wait(gd, 50);
+    if (rc != TG_ETIMEDOUT) return rc;
+    if (tg_task_cancelled(ctx)) return TG_ECANCELED;
   }
 }
 
@@ -307,8 +271,9 @@ static int run_job(tg_task_ctx *ctx, const sh_job *job, char **argv, buf *out,
       for (int j = 0; j < i; j++) close(fds[j][0]), close(fds[j][1]);
       return tg_task_fail(ctx, e, "sh: cannot make a pipe: %s", strerror(-e));
     }
-  pid_t pid;
-  int rc = spawn(argv, fds, &pid);
+  tg__guard gd;
+  int child[3] = {fds[0][0], fds[1][1], fds[2][1]};
+  int rc = tg__guard_start(&gd, argv, child);
   close(fds[0][0]);
   close(fds[1][1]);
   close(fds[2][1]);
@@ -327,15 +292,23 @@ static int run_job(tg_task_ctx *ctx, const sh_job *job, char **argv, buf *out,
   sigemptyset(&pipe_set);
   sigaddset(&pipe_set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-  rc = pump(ctx, job, fds[0][1], fds[1][0], fds[2][0], out, err, pid);
+  rc = pump(ctx, job, fds[0][1], fds[1][0], fds[2][0], out, err);
   struct timespec zero = {0, 0};
   while (sigtimedwait(&pipe_set, NULL, &zero) > 0) {
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc == TG_OK) rc = await_exit(ctx, pid);
-  while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
-  }
+  if (rc == TG_OK) rc = await_exit(ctx, &gd);
+  /* Whatever happened, the command's group ends here: left-over
+   * background processes as well as a cancelled command. */
+  tg__guard_end(&gd);
+  *status = gd.status;
   if (rc == TG_ECANCELED) return tg_task_fail(ctx, rc, "sh: cancelled");
+  if (rc == TG_EWORKER && gd.fork_errno)
+    return tg_task_fail(ctx, -gd.fork_errno, "sh: cannot start /bin/sh: %s",
+                        strerror(gd.fork_errno));
+  if (rc == TG_EWORKER)
+    return tg_task_fail(ctx, TG_EIO, "sh: the process guarding the command ended "
+                        "unexpectedly (wait status 0x%x)", (unsigned)gd.status);
   if (rc != TG_OK) return tg_task_fail(ctx, rc, "sh: %s", tg_strerror(rc));
   return TG_OK;
 }

@@ -22,7 +22,7 @@ int tg_task_fail(tg_task_ctx *ctx, int code, const char *fmt, ...) {
 bool tg_task_cancelled(const tg_task_ctx *ctx) {
   if (!ctx) return false;
   if (ctx->run && (tg__run_cancelled(ctx->run) ||
-                   (ctx->run->deadline > 0 && tg__run_expired(ctx->run))))
+                   (tg__run_limited(ctx->run) && tg__run_expired(ctx->run))))
     return true;
   return ctx->deadline > 0 && tg__now() > ctx->deadline;
 }

@@ -12,9 +12,9 @@
 
 static int check_opts(tg_graph *g, const tg_compute_opts *o) {
   if (!o) return TG_OK;
-  if (o->version != TG_COMPUTE_OPTS_V1)
-    return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.version is %u, expected %d",
-                          o->version, TG_COMPUTE_OPTS_V1);
+  if (o->version != TG_COMPUTE_OPTS_V1 && o->version != TG_COMPUTE_OPTS_V2)
+    return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.version is %u, expected %d or %d",
+                          o->version, TG_COMPUTE_OPTS_V1, TG_COMPUTE_OPTS_V2);
   if (!(o->timeout >= 0) || isinf(o->timeout))
     return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.timeout must be >= 0 and finite");
   if (o->retries < 0 || o->retries > INT16_MAX)
@@ -73,9 +73,12 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   size_t ntasks = r->plan.ntasks, ncached = r->plan.ncached; /* gone once finished */
   double timeout = opts && opts->timeout > 0 ? opts->timeout : -1;
   r->timeout = timeout;
+  if (opts && opts->version >= TG_COMPUTE_OPTS_V2) r->token = opts->cancel;
   if (opts && opts->on_event) tg__run_set_events(r, opts->on_event, opts->event_ctx);
-  tg__run_start(r); /* tasks check the deadline too (the sync backend) */
-  if (tg__run_wait(r, timeout) == TG_ETIMEDOUT) {
+  /* A flag raised already stops the run before any task starts. */
+  tg__run_cancel_requested(r);
+  tg__run_start(r); /* tasks check the deadline and flag too (sync) */
+  if (tg__run_wait_watched(r, timeout) != TG_OK) { /* timed out or cancelled */
     tg__run_expired(r);
     /* Out-of-process backends stop or replace what still runs; a thread
      * cannot be stopped: after a grace period to notice cancellation,

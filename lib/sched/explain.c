@@ -66,9 +66,9 @@ int tg_compute_explain(tg_graph *g, const tg_node *outputs, size_t n,
   if (!g) return TG_EINVAL;
   if ((n && !outputs) || !cb)
     return tg__graph_fail(g, TG_EINVAL, "tg_compute_explain: missing outputs or callback");
-  if (opts && opts->version != TG_COMPUTE_OPTS_V1)
-    return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.version is %u, expected %d",
-                          opts->version, TG_COMPUTE_OPTS_V1);
+  if (opts && opts->version != TG_COMPUTE_OPTS_V1 && opts->version != TG_COMPUTE_OPTS_V2)
+    return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.version is %u, expected %d or %d",
+                          opts->version, TG_COMPUTE_OPTS_V1, TG_COMPUTE_OPTS_V2);
   tg_cache *cache = !opts ? NULL : opts->cache ? opts->cache
                                : opts->executor ? opts->executor->cache : NULL;
   tg__memo *m = cache ? tg__memo_new(g, cache, true) : NULL;

@@ -260,7 +260,7 @@ static void still_running(tg__run *r, char *buf, size_t size) {
 }
 
 bool tg__run_expired(tg__run *r) {
-  if (tg__run_cancelled(r)) return true;
+  if (tg__run_cancelled(r) || tg__run_cancel_requested(r)) return true;
   if (r->deadline <= 0 || tg__now() <= r->deadline) return false;
   char tasks[200];
   still_running(r, tasks, sizeof tasks);

@@ -131,6 +131,7 @@ struct tg__run {
   int retries;                /* default extra attempts of pure tasks */
   double t0, wall;            /* start time; seconds from start to finish */
   double timeout, deadline;   /* the compute's limit; deadline 0 = none */
+  const tg_cancel *token;     /* borrowed, NULL: none (cancel.c) */
   size_t nout;                /* output slots */
   tg_value **out;             /* per output slot: a reference or NULL */
   _Atomic uint8_t *hold_gone; /* per output slot: its hold was released */
@@ -191,8 +192,9 @@ static inline bool tg__run_stopped(const tg__run *r) {
 static inline bool tg__run_cancelled(const tg__run *r) {
   return atomic_load_explicit(&r->cancel, memory_order_relaxed) != 0;
 }
-/* Stop r with TG_ETIMEDOUT if its deadline has passed; true if r is
- * cancelled (timed out or failed). */
+/* Stop r with TG_ETIMEDOUT if its deadline has passed, or TG_ECANCELED if
+ * its flag is raised; true if r is cancelled (timed out, failed or
+ * cancelled). */
 bool tg__run_expired(tg__run *r);
 /* Around every call a run makes into its caller's objects (event
  * callbacks, cache stores): false when the compute has returned without
@@ -215,6 +217,16 @@ static inline void tg__run_callout_end(tg__run *r) {
  * for those under way). False when r finished first (wait for it, it is
  * about to be done). */
 bool tg__run_abandon(tg__run *r, tg_graph *g);
+/* Whether tg__run_expired has anything to look at: a deadline or a
+ * cancellation flag. */
+static inline bool tg__run_limited(const tg__run *r) {
+  return r->deadline > 0 || r->token != NULL;
+}
+/* cancel.c: stop r with TG_ECANCELED if its flag is raised; true if so. */
+bool tg__run_cancel_requested(tg__run *r);
+/* tg__run_wait that also watches r's flag: TG_ECANCELED once it stopped r
+ * for it (the run may still be draining), TG_OK, or TG_ETIMEDOUT. */
+int tg__run_wait_watched(tg__run *r, double timeout);
 /* Key of node n (see tg__graph_key). */
 const char *tg__run_key(const tg__run *r, uint32_t node, char *buf,
                         size_t size);

@@ -405,7 +405,7 @@ static __attribute__((noinline)) void exec_observed(tg__wctx *w, tg__run *r, tg_
   tg_value *res = NULL;
   int code = 1;
   double start = 0;
-  if (tg__run_stopped(r) || (r->deadline > 0 && tg__run_expired(r)))
+  if (tg__run_stopped(r) || (tg__run_limited(r) && tg__run_expired(r)))
     w->skipped++;
   else
     res = call(w, r, t, true, &start, &code);
@@ -431,7 +431,7 @@ void tg__task_exec(tg__wctx *w, tg__task *t) {
   tg_value *res = NULL;
   double start;
   int code;
-  if (tg__run_stopped(r) || (r->deadline > 0 && tg__run_expired(r)))
+  if (tg__run_stopped(r) || (tg__run_limited(r) && tg__run_expired(r)))
     w->skipped++;
   else
     res = call(w, r, t, false, &start, &code);
