@@ -30,6 +30,7 @@
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
+#include "test_peer.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -244,7 +245,7 @@ static void fake_worker(uint64_t claim, char ep[128]) {
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(p[0]);
-    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_ROUTER);
+    void *ctx = zmq_ctx_new(), *s = as_user(zmq_socket(ctx, ZMQ_ROUTER), true);
     char addr[128];
     size_t len = sizeof addr;
     if (zmq_bind(s, "tcp://127.0.0.1:*") != 0 ||
@@ -502,7 +503,7 @@ Test(remote_budget, honest_long_lists_beyond_the_budget_come_back_whole) {
 
 /* A DEALER on ctx connected to ep, past HELLO and WELCOME. */
 static void *greeted(void *ctx, const char *ep) {
-  void *s = zmq_socket(ctx, ZMQ_DEALER);
+  void *s = as_user(zmq_socket(ctx, ZMQ_DEALER), false);
   int linger = 0, tmo = 60000;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
   zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);

@@ -34,6 +34,7 @@
 #include "tgraph/remote.h"
 #include "tgraph/serial.h"
 #include "test_funcs.h"
+#include "test_peer.h"
 
 /* ---- functions of the tests (besides test_funcs.h) ---------------------------- */
 
@@ -1357,21 +1358,6 @@ static void *fake_main(void *arg) {
     tg__wbuf_free(&h);
   }
   return NULL;
-}
-
-/* Make a raw socket speak as this user's keyless workers and runs do
- * (CURVE with the user's own key), so that it gets past the handshake. */
-static void *as_user(void *sock, bool server) {
-  tg__keypair kp;
-  tg_error err;
-  tg_error_clear(&err);
-  cr_assert_eq(tg__keys_user(&kp, &err), TG_OK, "%s", err.msg);
-  int one = 1;
-  if (server) zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
-  else zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, kp.pub, 40);
-  zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, kp.pub, 40);
-  zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, kp.sec, 40);
-  return sock;
 }
 
 Test(tcp, protocol_version_mismatch) {
