@@ -55,12 +55,12 @@ size_t cli_plugin_dirs(const char *dirs[], size_t max);
 double cli_now(void);
 
 /* ---- interrupt.c: SIGINT/SIGTERM during a compute ---- */
-/* Catch SIGINT and SIGTERM: the first raises *out (a new flag for
- * tg_compute_opts.cancel), a second exits at once with 128 + its number.
- * TG_OK or TG_ENOMEM. */
+/* Catch SIGINT and SIGTERM: the first raises *out (a flag for
+ * tg_compute_opts.cancel, lowered; it lives until exit), a second exits
+ * at once with 128 + its number. TG_OK or TG_ENOMEM. */
 int cli_interrupt_start(tg_cancel **out /* OUT */);
-/* Restore the signals' previous handling and free the flag; the signal
- * caught meanwhile, or 0. */
+/* Restore the signals' previous handling; the signal caught meanwhile,
+ * or 0. */
 int cli_interrupt_stop(void);
 /* The one line that says how far an interrupted run got. */
 void cli_interrupt_report(const tg_compute_stats *st, bool cached);

@@ -28,7 +28,8 @@ static void on_signal(int sig) {
 
 int cli_interrupt_start(tg_cancel **out) {
   caught = 0;
-  if (tg_cancel_new(&token) != TG_OK) return TG_ENOMEM;
+  if (token) tg_cancel_reset(token);
+  else if (tg_cancel_new(&token) != TG_OK) return TG_ENOMEM;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
@@ -44,11 +45,12 @@ int cli_interrupt_start(tg_cancel **out) {
   return TG_OK;
 }
 
+/* The flag is not freed: a handler already running on another thread
+ * (any thread may take the signal) may still raise it. One run per
+ * process, so it is one small allocation, reachable until exit. */
 int cli_interrupt_stop(void) {
   sigaction(SIGINT, &saved_int, NULL);
   sigaction(SIGTERM, &saved_term, NULL);
-  tg_cancel_free(token);
-  token = NULL;
   return caught;
 }
 

@@ -671,3 +671,48 @@ Test(interrupt, api_cancel_before_start_and_versions) {
   tg_graph_free(g);
   tg_registry_free(reg);
 }
+
+/* A cancelled compute on threads whose task ignores the cancellation (its
+ * command ignores SIGTERM and ends 1.5 s later) returns only once that
+ * task has ended: no event (and no cache store) reaches the caller after
+ * tg_compute returned. Only a deadline leaves a task behind. */
+static atomic_int late_returned, late_events;
+static void late_on_event(void *ctx, const tg_event *ev) {
+  (void)ctx;
+  (void)ev;
+  if (atomic_load(&late_returned)) atomic_fetch_add(&late_events, 1);
+}
+static void *cancel_after_300ms(void *flag) {
+  pause_ms(300);
+  tg_cancel_set(flag);
+  return NULL;
+}
+Test(interrupt, api_cancel_on_threads_waits_for_a_task_ignoring_it) {
+  tg_registry *reg;
+  tg_graph *g;
+  cr_assert_eq(tg_registry_new(&reg), TG_OK);
+  cr_assert_eq(tg_registry_add_builtins(reg), TG_OK);
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "sh", 1, tg_arg_value(tg_str_c("trap '' TERM; sleep 1.5")));
+  cr_assert_neq(n, TG_NODE_NONE);
+  tg_cancel *flag;
+  cr_assert_eq(tg_cancel_new(&flag), TG_OK);
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V2, .scheduler = "threads", .workers = 2,
+                       .on_event = late_on_event, .cancel = flag};
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, cancel_after_300ms, flag), 0);
+  tg_value *res;
+  double t0 = now();
+  cr_expect_eq(tg_compute(g, &n, 1, &o, &res), TG_ECANCELED);
+  atomic_store(&late_returned, 1);
+  double took = now() - t0;
+  pthread_join(th, NULL);
+  pause_ms(2500); /* the command would have ended and reported by now */
+  cr_expect_eq(atomic_load(&late_events), 0, "%d events after tg_compute returned",
+               atomic_load(&late_events));
+  cr_expect_geq(took, 1.2, "returned after %.2f s, before its task ended", took);
+  cr_expect_lt(took, 10.0);
+  tg_cancel_free(flag);
+  tg_graph_free(g);
+  tg_registry_free(reg);
+}

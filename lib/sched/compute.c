@@ -81,9 +81,13 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   if (tg__run_wait_watched(r, timeout) != TG_OK) { /* timed out or cancelled */
     tg__run_expired(r);
     /* Out-of-process backends stop or replace what still runs; a thread
-     * cannot be stopped: after a grace period to notice cancellation,
-     * the compute returns without it (graph.h says what follows). */
-    if (ex->ops == &tg__backend_threads && tg__run_wait(r, ABANDON_GRACE) == TG_ETIMEDOUT)
+     * cannot be stopped: at a deadline, after a grace period to notice
+     * cancellation, the compute returns without it (graph.h says what
+     * follows). Only a run with a deadline counts its calls out to the
+     * caller (tg__run_callout_begin), so only such a run may be left
+     * behind; a cancelled one waits for its tasks, as graph.h promises. */
+    if (ex->ops == &tg__backend_threads && r->deadline > 0 &&
+        tg__run_wait(r, ABANDON_GRACE) == TG_ETIMEDOUT)
       *abandoned = tg__run_abandon(r, g);
     if (!*abandoned) tg__run_wait(r, -1);
   }
