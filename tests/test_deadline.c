@@ -16,12 +16,10 @@
  * wide margins: the machine running the tests may be loaded. */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,7 +28,9 @@
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
+#include "test_cli_util.h"
 #include "test_funcs.h"
+#include "test_proc.h"
 
 #define MARGIN 5.0 /* seconds allowed past a deadline on a loaded machine */
 
@@ -310,23 +310,15 @@ static void on_ready(void *ctx, const char *ep) { dprintf(*(int *)ctx, "%s\n", e
 static void start_worker(void) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  worker_pid = fork();
-  cr_assert_geq(worker_pid, 0);
+  worker_pid = tproc_fork();
   if (worker_pid == 0) {
     close(p[0]);
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
                         .nthreads = 2, .on_ready = on_ready, .ctx = &p[1]};
     _exit(tg_worker_serve(reg, &o, NULL) ? 1 : 0);
   }
   close(p[1]);
-  size_t n = 0;
-  struct pollfd pf = {p[0], POLLIN, 0};
-  while (n + 1 < sizeof worker_ep && poll(&pf, 1, 20000) > 0) {
-    if (read(p[0], worker_ep + n, 1) <= 0 || worker_ep[n] == '\n') break;
-    n++;
-  }
-  worker_ep[n] = '\0';
+  tproc_read_line(p[0], worker_ep, sizeof worker_ep, 20);
   close(p[0]);
   cr_assert(strncmp(worker_ep, "tcp://", 6) == 0, "the worker did not start: '%s'", worker_ep);
 }
@@ -390,10 +382,8 @@ Test(deadline, tcp_timeout_signals_sh) {
  * next client. */
 Test(deadline, tcp_killed_client_cancels_its_tasks) {
   start_worker();
-  pid_t client = fork();
-  cr_assert_geq(client, 0);
+  pid_t client = tproc_fork();
   if (client == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     tg_executor *ex = tcp_executor();
     tg_node n;
     tg_graph *g = sh_sleep("sh", &n);
@@ -462,21 +452,14 @@ static pid_t runner_of(pid_t sh) {
   return strcmp(argv0, "tgraph-sh-guard") == 0 ? parent_of(p) : p;
 }
 
-static char *slurp(const char *path) {
-  static char buf[8192];
-  FILE *f = fopen(path, "r");
-  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-  if (f) fclose(f);
-  buf[n] = '\0';
-  return buf;
-}
+/* The text of file path ("" when there is none), in a static buffer. */
+static const char *slurp(const char *path) { return tcli_read_text(path, false); }
 
 /* `tgraph run --timeout 3` on processes whose only worker was stopped
  * with SIGSTOP while its sh command ran: the run ends at about 3 s with
  * exit status 1 and says it timed out; the worker is gone. */
 Test(deadline, cli_processes_stopped_worker_times_out) {
-  const char *bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  const char *bin = tcli_bin();
   char gpath[256], epath[256];
   snprintf(gpath, sizeof gpath, "%s", path_of("graph.json"));
   snprintf(epath, sizeof epath, "%s", path_of("stderr"));
@@ -487,10 +470,8 @@ Test(deadline, cli_processes_stopped_worker_times_out) {
           path_of("sh"));
   fclose(f);
   double t0 = now();
-  pid_t run = fork();
-  cr_assert_geq(run, 0);
+  pid_t run = tproc_fork();
   if (run == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     freopen(epath, "w", stderr);
     freopen("/dev/null", "w", stdout);
     execl(bin, bin, "run", gpath, "--scheduler", "processes", "--workers", "1", "--timeout",
@@ -518,10 +499,8 @@ Test(deadline, cli_processes_stopped_worker_times_out) {
 static pid_t cli_worker(const char *bin, char *ep, size_t size) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(p[1], 1);
     close(p[0]);
     execl(bin, bin, "worker", "--listen", "tcp://127.0.0.1:*", "--nthreads", "2",
@@ -530,13 +509,7 @@ static pid_t cli_worker(const char *bin, char *ep, size_t size) {
   }
   close(p[1]);
   char line[256];
-  size_t n = 0;
-  struct pollfd pf = {p[0], POLLIN, 0};
-  while (n + 1 < sizeof line && poll(&pf, 1, 20000) > 0) {
-    if (read(p[0], line + n, 1) <= 0 || line[n] == '\n') break;
-    n++;
-  }
-  line[n] = '\0';
+  tproc_read_line(p[0], line, sizeof line, 20);
   close(p[0]);
   const char *a = strstr(line, "tcp://");
   cr_assert_not_null(a, "tgraph worker said '%s'", line);
@@ -547,10 +520,8 @@ static pid_t cli_worker(const char *bin, char *ep, size_t size) {
 /* tgraph run of graph on tcp worker ep, in the background (stderr to
  * dir/stderr). */
 static pid_t cli_run_tcp(const char *bin, const char *graph, const char *ep) {
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     freopen(path_of("stderr"), "w", stderr);
     freopen("/dev/null", "w", stdout);
     execl(bin, bin, "run", graph, "--scheduler", "tcp", "--connect", ep, "--no-cache",
@@ -564,8 +535,7 @@ static pid_t cli_run_tcp(const char *bin, const char *graph, const char *ep) {
  * `tgraph worker`: the command is gone about a second later, and the
  * worker serves the next run. */
 Test(deadline, cli_killed_run_stops_its_command_on_worker) {
-  const char *bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  const char *bin = tcli_bin();
   char ep[160], g1[256], g2[256];
   pid_t worker = cli_worker(bin, ep, sizeof ep);
   snprintf(g1, sizeof g1, "%s", path_of("sleep.json"));

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,7 +29,9 @@
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
+#include "test_cli_util.h"
 #include "test_peer.h"
+#include "test_proc.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -72,33 +73,18 @@ static pid_t track(pid_t pid) {
   return pid;
 }
 
-/* Read a line (up to '\n', at most size - 1 bytes) from fd within secs. */
-static void read_line(int fd, char *buf, size_t size, int secs) {
-  size_t n = 0;
-  struct pollfd pf = {fd, POLLIN, 0};
-  while (n + 1 < size && poll(&pf, 1, secs * 1000) > 0) {
-    ssize_t r = read(fd, buf + n, 1);
-    if (r <= 0 || buf[n] == '\n') break;
-    n++;
-  }
-  buf[n] = '\0';
-}
-
 /* `tgraph worker` on a free loopback port with the extra arguments; its
  * address in ep. */
 static pid_t cli_worker(const char *const *extra, size_t nextra, char ep[128]) {
-  const char *bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  const char *bin = tcli_bin();
   const char *argv[16] = {bin, "worker", "--listen", "tcp://127.0.0.1:0"};
   size_t n = 4;
   for (size_t i = 0; i < nextra; i++) argv[n++] = extra[i];
   argv[n] = NULL;
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(p[1], 1);
     close(p[0]);
     close(p[1]);
@@ -108,7 +94,7 @@ static pid_t cli_worker(const char *const *extra, size_t nextra, char ep[128]) {
   track(pid);
   close(p[1]);
   char line[256];
-  read_line(p[0], line, sizeof line, 20);
+  tproc_read_line(p[0], line, sizeof line, 20);
   close(p[0]);
   cr_assert(strncmp(line, "listening on tcp://", 19) == 0, "worker said '%s'", line);
   cr_assert_lt(strlen(line + 13), 128);
@@ -240,10 +226,8 @@ static void fake_serve(void *sock, uint64_t claim) {
 static void fake_worker(uint64_t claim, char ep[128]) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(p[0]);
     void *ctx = zmq_ctx_new(), *s = as_user(zmq_socket(ctx, ZMQ_ROUTER), true);
     char addr[128];
@@ -257,7 +241,7 @@ static void fake_worker(uint64_t claim, char ep[128]) {
   }
   track(pid);
   close(p[1]);
-  read_line(p[0], ep, 128, 20);
+  tproc_read_line(p[0], ep, 128, 20);
   close(p[0]);
   cr_assert(strncmp(ep, "tcp://", 6) == 0, "fake worker said '%s'", ep);
 }
@@ -352,10 +336,8 @@ static void client(const char *const *addrs, size_t n, int mode, outcome *o) {
 static outcome run_client(const char *const *addrs, size_t n, int mode) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(p[0]);
 #ifndef UNDER_ASAN
     struct rlimit rl = {(rlim_t)2 << 30, (rlim_t)2 << 30};

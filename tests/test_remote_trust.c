@@ -14,13 +14,11 @@
  * the plugin is tests/trust_plugin.c (libtrustbug.so). */
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +32,8 @@
 #include "tgraph/graph.h"
 #include "tgraph/plugin.h"
 #include "tgraph/remote.h"
+#include "test_cli_util.h"
+#include "test_proc.h"
 
 /* ---- registries: bug.f compiled in, or from the plugin -------------------------- */
 
@@ -105,11 +105,9 @@ static void child_ready(void *ctx, const char *ep) { dprintf(*(int *)ctx, "%s\n"
 static void start_worker(int kind) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  wpid = fork();
-  cr_assert_geq(wpid, 0);
+  wpid = tproc_fork();
   if (wpid == 0) {
     close(p[0]);
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
     signal(SIGTERM, child_term);
     tg_registry *r = make_reg(kind);
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
@@ -122,14 +120,7 @@ static void start_worker(int kind) {
     _exit(rc ? 1 : 0);
   }
   close(p[1]);
-  size_t n = 0;
-  struct pollfd pf = {p[0], POLLIN, 0};
-  while (n + 1 < sizeof wep && poll(&pf, 1, 30000) > 0) {
-    ssize_t r = read(p[0], wep + n, 1);
-    if (r <= 0 || wep[n] == '\n') break;
-    n++;
-  }
-  wep[n] = '\0';
+  tproc_read_line(p[0], wep, sizeof wep, 30);
   close(p[0]);
   cr_assert(strncmp(wep, "tcp://", 6) == 0, "worker did not start: %s", wep);
 }
@@ -247,11 +238,9 @@ static void rm_tree(const char *dir) {
 static int try_worker(const char *keys, char *msg, size_t size) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  wpid = fork();
-  cr_assert_geq(wpid, 0);
+  wpid = tproc_fork();
   if (wpid == 0) {
     close(p[0]);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     signal(SIGTERM, child_term);
     tg_registry *r = make_reg(BUILTINS);
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
@@ -265,15 +254,9 @@ static int try_worker(const char *keys, char *msg, size_t size) {
   }
   close(p[1]);
   char line[1024];
-  size_t n = 0;
-  struct pollfd pf = {p[0], POLLIN, 0};
-  while (n + 1 < sizeof line && poll(&pf, 1, 30000) > 0) {
-    ssize_t r = read(p[0], line + n, 1);
-    if (r <= 0 || line[n] == '\n') break;
-    n++;
-  }
-  line[n] = '\0';
+  tproc_read_line(p[0], line, sizeof line, 30);
   close(p[0]);
+  size_t n = strlen(line);
   if (strncmp(line, "tcp://", 6) == 0 && n < sizeof wep) {
     memcpy(wep, line, n + 1);
     return TG_OK;
@@ -319,21 +302,12 @@ static int keyed_call(const char *keys, char *msg, size_t size) {
 }
 
 static void write_file(const char *path, const char *text, mode_t mode) {
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f, "%s", path);
-  fputs(text, f);
-  fclose(f);
+  tcli_write_file(path, text);
   cr_assert_eq(chmod(path, mode), 0);
 }
 
 static void copy_file(const char *from, const char *to, mode_t mode) {
-  char buf[4096];
-  FILE *f = fopen(from, "r");
-  cr_assert_not_null(f, "%s", from);
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  write_file(to, buf, mode);
+  write_file(to, tcli_read_text(from, true), mode);
 }
 
 Test(remote_trust, keys_each_end_takes_its_own_directory) {
@@ -436,8 +410,7 @@ static void users_fini(void) {
 /* Start tgraph args (as nobody if `nobody`), HOME and XDG_STATE_HOME the
  * user's state directory; stdout on a pipe (*out), stderr into errpath. */
 static pid_t spawn(bool nobody, const char *const *args, int *out, const char *errpath) {
-  const char *bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set (run through meson test)");
+  const char *bin = tcli_bin();
   const char *argv[32];
   int n = 0;
   if (nobody) {
@@ -477,13 +450,6 @@ static void read_all(int fd, char *buf, size_t size) {
   buf[n] = '\0';
 }
 
-static void read_path(const char *path, char *buf, size_t size) {
-  int fd = open(path, O_RDONLY);
-  cr_assert_geq(fd, 0, "%s", path);
-  read_all(fd, buf, size);
-  close(fd);
-}
-
 /* Run tgraph args to its end: its exit status, stdout and stderr. */
 static int run_tgraph(bool nobody, const char *const *args, char *out, char *err,
                       size_t size) {
@@ -495,7 +461,10 @@ static int run_tgraph(bool nobody, const char *const *args, char *out, char *err
   close(fd);
   int st;
   cr_assert_eq(waitpid(pid, &st, 0), pid);
-  read_path(errpath, err, size);
+  int efd = open(errpath, O_RDONLY);
+  cr_assert_geq(efd, 0, "%s", errpath);
+  read_all(efd, err, size);
+  close(efd);
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -508,17 +477,10 @@ static void start_cli_worker(bool nobody, char *ep, size_t size) {
   int fd;
   cr_assert_lt(nprocs, 4);
   procs[nprocs++] = spawn(nobody, args, &fd, errpath);
-  size_t n = 0;
-  struct pollfd pf = {fd, POLLIN, 0};
-  while (n + 1 < sizeof line && poll(&pf, 1, 30000) > 0) {
-    if (read(fd, line + n, 1) <= 0 || line[n] == '\n') break;
-    n++;
-  }
-  line[n] = '\0';
+  tproc_read_line(fd, line, sizeof line, 30);
   close(fd);
-  char err[1024] = "";
-  if (strncmp(line, "listening on tcp://", 19) != 0) read_path(errpath, err, sizeof err);
-  cr_assert(strncmp(line, "listening on tcp://", 19) == 0, "worker: %s %s", line, err);
+  cr_assert(strncmp(line, "listening on tcp://", 19) == 0, "worker: %s %s", line,
+            tcli_read_text(errpath, false));
   snprintf(ep, size, "%s", line + 13);
 }
 
@@ -845,9 +807,9 @@ Test(remote_trust, keyless_worker_socket_refuses_other_uids, .init = users_init,
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
   cr_expect_str_eq(said, "refused");
   /* refused by its uid, not by the file system */
-  char log[4096], path[300], want[100];
+  char path[300], want[100];
   snprintf(path, sizeof path, "%s/worker.0", udir);
-  read_path(path, log, sizeof log);
+  const char *log = tcli_read_text(path, true);
   snprintf(want, sizeof want, "refused a client from localhost:%u:", (unsigned)pw->pw_uid);
   cr_expect(strstr(log, want) != NULL, "worker log: %s", log);
 }

@@ -1,0 +1,36 @@
+/* tests/test_proc.h: the test's child processes, for the suites that start
+ * workers and programs and watch them (tcp, remote_trust, remote_budget,
+ * deadline, cache_trust). */
+#ifndef TG_TEST_PROC_H
+#define TG_TEST_PROC_H
+
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+/* fork(), failing the test when it cannot; the child is killed when the
+ * test's process ends, so it never outlives a failed test. */
+static inline pid_t tproc_fork(void) {
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);
+  return pid;
+}
+
+/* Read a line from fd into buf (at most size - 1 bytes, without its
+ * '\n'), waiting at most secs for each byte; what came so far when the
+ * wait ends or fd does. Workers say their address this way. */
+static inline void tproc_read_line(int fd, char *buf, size_t size, int secs) {
+  size_t n = 0;
+  struct pollfd pf = {fd, POLLIN, 0};
+  while (n + 1 < size && poll(&pf, 1, secs * 1000) > 0) {
+    if (read(fd, buf + n, 1) <= 0 || buf[n] == '\n') break;
+    n++;
+  }
+  buf[n] = '\0';
+}
+
+#endif
