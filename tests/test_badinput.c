@@ -214,10 +214,10 @@ Test(badinput, finite_pipes_still_work) {
 
 Test(badinput, output_names_that_collide) {
   tcli_write_file("g.json",
-             "{\"tgraph\": 1, \"tasks\": {\"a/b\": {\"fn\": \"identity\", \"args\": [1]},"
-             " \"c\": {\"fn\": \"identity\", \"args\": [2]},"
-             " \"a_b\": {\"fn\": \"identity\", \"args\": [3]}},"
-             " \"outputs\": [\"a/b\", \"c\", \"a_b\"]}");
+                  "{\"tgraph\": 1, \"tasks\": {\"a/b\": {\"fn\": \"identity\", \"args\": [1]},"
+                  " \"c\": {\"fn\": \"identity\", \"args\": [2]},"
+                  " \"a_b\": {\"fn\": \"identity\", \"args\": [3]}},"
+                  " \"outputs\": [\"a/b\", \"c\", \"a_b\"]}");
   result r = run("run", "--no-cache", "--output", "out", "g.json");
   tcli_expect(r, 2, "", "tgraph: error: outputs 'a/b' and 'a_b' would both be written "
                    "to 'out/a_b.tgv' (--output): rename one\n");
@@ -226,8 +226,8 @@ Test(badinput, output_names_that_collide) {
   cr_expect_eq(stat("out", &st), -1, "nothing is written, not even the directory");
   /* Distinct names still write one file each. */
   tcli_write_file("h.json",
-             "{\"tgraph\": 1, \"tasks\": {\"a/b\": {\"fn\": \"identity\", \"args\": [1]},"
-             " \"ab\": {\"fn\": \"identity\", \"args\": [3]}}}");
+                  "{\"tgraph\": 1, \"tasks\": {\"a/b\": {\"fn\": \"identity\", \"args\": [1]},"
+                  " \"ab\": {\"fn\": \"identity\", \"args\": [3]}}}");
   r = run("run", "-q", "--no-cache", "--output", "out", "h.json");
   tcli_expect(r, 0, "{\"a/b\":1,\"ab\":3}\n", "");
   tcli_result_free(&r);

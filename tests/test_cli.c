@@ -124,7 +124,7 @@ Test(cli, run_usage_errors) {
   tcli_result_free(&r);
   r = run("run", "g.json", "--dot");
   tcli_expect(r, 2, "", "tgraph run: option '--dot' needs a value\n(see tgraph run "
-         "--help)\n");
+              "--help)\n");
   tcli_result_free(&r);
 }
 
@@ -160,16 +160,16 @@ Test(cli, unknown_scheduler_is_a_usage_error) {
 
 Test(cli, task_failure_names_task_and_blocked_outputs) {
   tcli_write_file("fail.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"bad\": {\"fn\": \"sh\", \"args\": [\"echo boom >&2; exit 3\"]},\n"
-             "  \"mid\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"bad\"}]},\n"
-             "  \"out\": {\"fn\": \"identity\", \"args\": [[{\"ref\": \"mid\"}]]},\n"
-             "  \"other\": {\"fn\": \"identity\", \"args\": [1]}},\n"
-             " \"outputs\": [\"other\", \"out\"]}\n");
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"bad\": {\"fn\": \"sh\", \"args\": [\"echo boom >&2; exit 3\"]},\n"
+                  "  \"mid\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"bad\"}]},\n"
+                  "  \"out\": {\"fn\": \"identity\", \"args\": [[{\"ref\": \"mid\"}]]},\n"
+                  "  \"other\": {\"fn\": \"identity\", \"args\": [1]}},\n"
+                  " \"outputs\": [\"other\", \"out\"]}\n");
   result r = run("run", "--scheduler=sync", "-q", "fail.json", "--dot", "f.dot");
   tcli_expect(r, 1, "",
-         "tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3: boom\n"
-         "tgraph:   blocked output 'out' (bad -> mid -> out)\n");
+              "tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3: boom\n"
+              "tgraph:   blocked output 'out' (bad -> mid -> out)\n");
   tcli_result_free(&r);
   FILE *f = fopen("f.dot", "r");
   cr_assert_not_null(f);
@@ -187,7 +187,8 @@ Test(cli, timeout_stops_the_run) {
   tcli_write_file("slow.json", "{\"tgraph\": 1, \"tasks\": {\"s\": {\"fn\": "
                           "\"sleep_ms\", \"args\": [20000]}}}");
   result r = run("run", "-q", "--timeout", "1s", "slow.json"); /* s has started by then */
-  tcli_expect(r, 1, "", "tgraph: error: the compute timed out after 1 s: 1 task still running (s)\n");
+  tcli_expect(r, 1, "",
+              "tgraph: error: the compute timed out after 1 s: 1 task still running (s)\n");
   tcli_result_free(&r);
 }
 
@@ -253,7 +254,7 @@ Test(cli, plugin_failures_are_clear) {
   tcli_result_free(&r);
   r = run("run", "--plugin", "/lib/x86_64-linux-gnu/libm.so.6", "g.json");
   tcli_expect(r, 2, "", "plugin '/lib/x86_64-linux-gnu/libm.so.6' has no "
-         "tg_plugin_init function\n");
+              "tg_plugin_init function\n");
   tcli_result_free(&r);
   /* A second copy registers the same names: its init fails. */
   char lib[1024]; /* BUILD/cli/tgraph -> BUILD/examples/plugins/... */
@@ -262,7 +263,7 @@ Test(cli, plugin_failures_are_clear) {
   copy_file(lib, "libwc2.so");
   r = run("run", "--plugin", lib, "--plugin", "./libwc2.so", "g.json");
   tcli_expect(r, 2, "", "plugin './libwc2.so': tg_plugin_init failed: already "
-         "exists\n");
+              "exists\n");
   tcli_result_free(&r);
   /* The same file twice loads once. */
   r = run("run", "-q", "--plugin", lib, "--plugin", lib, "g.json");
@@ -381,11 +382,11 @@ Test(cli, trace_is_json_with_one_event_per_task) {
     cr_expect_eq(t.tracks, 3); /* worker 0, worker 1, cached or skipped */
   }
   tcli_write_file("g.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
-             "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true},\n"
-             "  \"c\": {\"fn\": \"identity\", \"args\": [7], \"cache\": false}},\n"
-             " \"outputs\": [\"b\", \"c\"]}\n");
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
+                  "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true},\n"
+                  "  \"c\": {\"fn\": \"identity\", \"args\": [7], \"cache\": false}},\n"
+                  " \"outputs\": [\"b\", \"c\"]}\n");
   result r = run("run", "-q", "--cache-dir", "c", "--workers", "1", "--trace", "t.json",
                  "g.json");
   tcli_expect(r, 0, "{\"b\":3,\"c\":7}\n", "");
@@ -413,22 +414,22 @@ static void expect_dot_node(const char *text, const char *key, const char *fn,
 
 Test(cli, dot_colours_each_task_by_state) {
   tcli_write_file("g1.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
-             "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true}},\n"
-             " \"outputs\": [\"b\"]}\n");
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
+                  "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true}},\n"
+                  " \"outputs\": [\"b\"]}\n");
   result r = run("run", "-q", "--cache-dir", "c", "g1.json");
   tcli_expect(r, 0, "{\"b\":3}\n", "");
   tcli_result_free(&r);
   tcli_write_file("g2.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
-             "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true},\n"
-             "  \"x\": {\"fn\": \"identity\", \"args\": [1]},\n"
-             "  \"f\": {\"fn\": \"sh\", \"args\": [\"exit 3\"]},\n"
-             "  \"s\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"f\"}]},\n"
-             "  \"u\": {\"fn\": \"identity\", \"args\": [2]}},\n"
-             " \"outputs\": [\"x\", \"b\", \"s\"]}\n");
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
+                  "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true},\n"
+                  "  \"x\": {\"fn\": \"identity\", \"args\": [1]},\n"
+                  "  \"f\": {\"fn\": \"sh\", \"args\": [\"exit 3\"]},\n"
+                  "  \"s\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"f\"}]},\n"
+                  "  \"u\": {\"fn\": \"identity\", \"args\": [2]}},\n"
+                  " \"outputs\": [\"x\", \"b\", \"s\"]}\n");
   r = run("run", "-q", "--scheduler=sync", "--cache-dir", "c", "--dot", "g.dot", "g2.json");
   cr_expect_eq(r.status, 1);
   tcli_result_free(&r);
@@ -448,45 +449,45 @@ Test(cli, dot_colours_each_task_by_state) {
 
 Test(cli, explain_runs_nothing) {
   tcli_write_file("g.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"w\": {\"fn\": \"write_file\", \"args\": [\"ran\", \"x\"]},\n"
-             "  \"s\": {\"fn\": \"range\", \"args\": [3], \"cache\": false},\n"
-             "  \"t\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"s\"}]},\n"
-             "  \"u\": {\"fn\": \"identity\", \"args\": [1]},\n"
-             "  \"z\": {\"fn\": \"sleep_ms\", \"args\": [1]},\n"
-             "  \"v\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"z\"}]}},\n"
-             " \"outputs\": [\"w\", \"t\", \"v\"]}\n");
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"w\": {\"fn\": \"write_file\", \"args\": [\"ran\", \"x\"]},\n"
+                  "  \"s\": {\"fn\": \"range\", \"args\": [3], \"cache\": false},\n"
+                  "  \"t\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"s\"}]},\n"
+                  "  \"u\": {\"fn\": \"identity\", \"args\": [1]},\n"
+                  "  \"z\": {\"fn\": \"sleep_ms\", \"args\": [1]},\n"
+                  "  \"v\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"z\"}]}},\n"
+                  " \"outputs\": [\"w\", \"t\", \"v\"]}\n");
   result r = run("run", "--explain", "--no-cache", "g.json");
   tcli_expect(r, 0,
-         "explain: no cache\n"
-         "  run     w                    write_file       a side effect: never "
-         "cached\n"
-         "  run     s                    range            the task says "
-         "\"cache\": false\n"
-         "  run     t                    sum              no cache\n"
-         "  run     z                    sleep_ms         impure function: "
-         "never cached (add \"cache\": true to allow)\n"
-         "  run     v                    identity         no cache\n"
-         "5 tasks would run, 0 cached; skipped: 0 below cached results, 1 not "
-         "needed by the outputs\n",
-         "");
+              "explain: no cache\n"
+              "  run     w                    write_file       a side effect: never "
+              "cached\n"
+              "  run     s                    range            the task says "
+              "\"cache\": false\n"
+              "  run     t                    sum              no cache\n"
+              "  run     z                    sleep_ms         impure function: "
+              "never cached (add \"cache\": true to allow)\n"
+              "  run     v                    identity         no cache\n"
+              "5 tasks would run, 0 cached; skipped: 0 below cached results, 1 not "
+              "needed by the outputs\n",
+              "");
   tcli_result_free(&r);
   /* With a cache, the scheduler's own reasons. */
   r = run("run", "--explain", "--cache-dir", "c", "g.json");
   tcli_expect(r, 0,
-         "explain: c\n"
-         "  run     w                    write_file       a side effect: never "
-         "cached\n"
-         "  run     s                    range            the task says "
-         "\"cache\": false\n"
-         "  run     t                    sum              not in the cache\n"
-         "  run     z                    sleep_ms         impure function: "
-         "never cached (add \"cache\": true to allow)\n"
-         "  run     v                    identity         depends on a task that "
-         "cannot be cached\n"
-         "5 tasks would run, 0 cached; skipped: 0 below cached results, 1 not "
-         "needed by the outputs\n",
-         "");
+              "explain: c\n"
+              "  run     w                    write_file       a side effect: never "
+              "cached\n"
+              "  run     s                    range            the task says "
+              "\"cache\": false\n"
+              "  run     t                    sum              not in the cache\n"
+              "  run     z                    sleep_ms         impure function: "
+              "never cached (add \"cache\": true to allow)\n"
+              "  run     v                    identity         depends on a task that "
+              "cannot be cached\n"
+              "5 tasks would run, 0 cached; skipped: 0 below cached results, 1 not "
+              "needed by the outputs\n",
+              "");
   tcli_result_free(&r);
   cr_expect_neq(access("ran", F_OK), 0);
 }
@@ -495,14 +496,14 @@ Test(cli, explain_uses_the_cache) {
   const char *graph = example("cached.json");
   result r = run("run", "--explain", "--cache-dir", "c", (char *)graph);
   tcli_expect(r, 0,
-         "explain: c\n"
-         "  run     load                 num.slow         not in the cache\n"
-         "  run     clean                num.slow         not in the cache\n"
-         "  run     model                num.slow         not in the cache\n"
-         "  run     report               add              not in the cache\n"
-         "4 tasks would run, 0 cached; skipped: 0 below cached results, 0 not "
-         "needed by the outputs\n",
-         "");
+              "explain: c\n"
+              "  run     load                 num.slow         not in the cache\n"
+              "  run     clean                num.slow         not in the cache\n"
+              "  run     model                num.slow         not in the cache\n"
+              "  run     report               add              not in the cache\n"
+              "4 tasks would run, 0 cached; skipped: 0 below cached results, 0 not "
+              "needed by the outputs\n",
+              "");
   tcli_result_free(&r);
   r = run("run", "-q", "--cache-dir", "c", (char *)graph);
   tcli_expect(r, 0, "{\"report\":6562}\n", "");
@@ -510,25 +511,25 @@ Test(cli, explain_uses_the_cache) {
   /* The output is served whole: nothing upstream of it is even looked at. */
   r = run("run", "--explain", "--cache-dir", "c", (char *)graph);
   tcli_expect(r, 0,
-         "explain: c\n"
-         "  cached  report               add              in the cache\n"
-         "0 tasks would run, 1 cached; skipped: 3 below cached results, 0 not "
-         "needed by the outputs\n",
-         "");
+              "explain: c\n"
+              "  cached  report               add              in the cache\n"
+              "0 tasks would run, 1 cached; skipped: 3 below cached results, 0 not "
+              "needed by the outputs\n",
+              "");
   tcli_result_free(&r);
   /* A changed constant: exactly the tasks downstream of it run. */
   write_edited("g.json", tcli_read_text(graph, true), "{\"ref\": \"load\"}, 400",
                "{\"ref\": \"load\"}, 401");
   r = run("run", "--explain", "--cache-dir", "c", "g.json");
   tcli_expect(r, 0,
-         "explain: c\n"
-         "  cached  load                 num.slow         in the cache\n"
-         "  run     clean                num.slow         an input changed\n"
-         "  run     model                num.slow         an input changed\n"
-         "  run     report               add              an input changed\n"
-         "3 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
-         "needed by the outputs\n",
-         "");
+              "explain: c\n"
+              "  cached  load                 num.slow         in the cache\n"
+              "  run     clean                num.slow         an input changed\n"
+              "  run     model                num.slow         an input changed\n"
+              "  run     report               add              an input changed\n"
+              "3 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
+              "needed by the outputs\n",
+              "");
   tcli_result_free(&r);
   r = run("run", "--cache-dir", "c", "g.json");
   cr_expect_eq(r.status, 0);
@@ -542,14 +543,14 @@ Test(cli, explain_uses_the_cache) {
 Test(cli, file_sources_are_keyed_by_content) {
   tcli_write_file("data.txt", "one\ntwo\n");
   tcli_write_file("g.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"text\": {\"fn\": \"read_text\", \"args\": [\"data.txt\"], \"cache\": true},\n"
-             "  \"ls\": {\"fn\": \"lines\", \"args\": [{\"ref\": \"text\"}], \"cache\": true},\n"
-             "  \"n\": {\"fn\": \"len\", \"args\": [{\"ref\": \"ls\"}], \"cache\": true},\n"
-             "  \"raw\": {\"fn\": \"file\", \"args\": [\"data.txt\"], \"cache\": true},\n"
-             "  \"size\": {\"fn\": \"len\", \"args\": [{\"ref\": \"raw\"}], \"cache\": true},\n"
-             "  \"other\": {\"fn\": \"range\", \"args\": [3], \"cache\": true}},\n"
-             " \"outputs\": [\"n\", \"size\", \"other\"]}\n");
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"text\": {\"fn\": \"read_text\", \"args\": [\"data.txt\"], \"cache\": true},\n"
+                  "  \"ls\": {\"fn\": \"lines\", \"args\": [{\"ref\": \"text\"}], \"cache\": true},\n"
+                  "  \"n\": {\"fn\": \"len\", \"args\": [{\"ref\": \"ls\"}], \"cache\": true},\n"
+                  "  \"raw\": {\"fn\": \"file\", \"args\": [\"data.txt\"], \"cache\": true},\n"
+                  "  \"size\": {\"fn\": \"len\", \"args\": [{\"ref\": \"raw\"}], \"cache\": true},\n"
+                  "  \"other\": {\"fn\": \"range\", \"args\": [3], \"cache\": true}},\n"
+                  " \"outputs\": [\"n\", \"size\", \"other\"]}\n");
   const char *first = "{\"n\":2,\"size\":8,\"other\":[0,1,2]}\n";
   result r = run("run", "--cache-dir", "c", "g.json");
   tcli_expect(r, 0, first, NULL);
@@ -567,16 +568,16 @@ Test(cli, file_sources_are_keyed_by_content) {
   tcli_write_file("data.txt", "one\ntwo\nthree\n"); /* edited: its readers rerun */
   r = run("run", "--explain", "--cache-dir", "c", "g.json");
   tcli_expect(r, 0,
-         "explain: c\n"
-         "  run     text                 read_text        an input changed\n"
-         "  run     ls                   lines            an input changed\n"
-         "  run     n                    len              an input changed\n"
-         "  run     raw                  file             an input changed\n"
-         "  run     size                 len              an input changed\n"
-         "  cached  other                range            in the cache\n"
-         "5 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
-         "needed by the outputs\n",
-         "");
+              "explain: c\n"
+              "  run     text                 read_text        an input changed\n"
+              "  run     ls                   lines            an input changed\n"
+              "  run     n                    len              an input changed\n"
+              "  run     raw                  file             an input changed\n"
+              "  run     size                 len              an input changed\n"
+              "  cached  other                range            in the cache\n"
+              "5 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
+              "needed by the outputs\n",
+              "");
   tcli_result_free(&r);
   r = run("run", "--cache-dir", "c", "g.json");
   tcli_expect(r, 0, "{\"n\":3,\"size\":14,\"other\":[0,1,2]}\n", NULL);
@@ -597,11 +598,11 @@ Test(cli, rebuilt_plugin_invalidates_its_results) {
            "cp p/orig.so p/rebuilt.so && printf 'rebuilt' >> p/rebuilt.so", bin);
   cr_assert_eq(system(cmd), 0);
   tcli_write_file("g.json",
-             "{\"tgraph\": 1, \"plugins\": [\"p/libnumeric.so\"], \"tasks\": {\n"
-             "  \"a\": {\"fn\": \"num.slow\", \"args\": [3, 1], \"cache\": true},\n"
-             "  \"b\": {\"fn\": \"add\", \"args\": [{\"ref\": \"a\"}, 1], \"cache\": true},\n"
-             "  \"c\": {\"fn\": \"range\", \"args\": [2], \"cache\": true}},\n"
-             " \"outputs\": [\"b\", \"c\"]}\n");
+                  "{\"tgraph\": 1, \"plugins\": [\"p/libnumeric.so\"], \"tasks\": {\n"
+                  "  \"a\": {\"fn\": \"num.slow\", \"args\": [3, 1], \"cache\": true},\n"
+                  "  \"b\": {\"fn\": \"add\", \"args\": [{\"ref\": \"a\"}, 1], \"cache\": true},\n"
+                  "  \"c\": {\"fn\": \"range\", \"args\": [2], \"cache\": true}},\n"
+                  " \"outputs\": [\"b\", \"c\"]}\n");
   const char *out = "{\"b\":10,\"c\":[0,1]}\n";
   result r = run("run", "--cache-dir", "c", "g.json");
   tcli_expect(r, 0, out, NULL);
@@ -613,14 +614,14 @@ Test(cli, rebuilt_plugin_invalidates_its_results) {
   cr_assert_eq(system("cp p/rebuilt.so p/libnumeric.so"), 0);
   r = run("run", "--explain", "--cache-dir", "c", "g.json");
   tcli_expect(r, 0,
-         "explain: c\n"
-         "  run     a                    num.slow         its function changed "
-         "(version or plugin)\n"
-         "  run     b                    add              an input changed\n"
-         "  cached  c                    range            in the cache\n"
-         "2 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
-         "needed by the outputs\n",
-         "");
+              "explain: c\n"
+              "  run     a                    num.slow         its function changed "
+              "(version or plugin)\n"
+              "  run     b                    add              an input changed\n"
+              "  cached  c                    range            in the cache\n"
+              "2 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
+              "needed by the outputs\n",
+              "");
   tcli_result_free(&r);
   r = run("run", "--cache-dir", "c", "g.json");
   tcli_expect(r, 0, out, NULL);
@@ -689,31 +690,31 @@ Test(cli, example_pi) {
 Test(cli, example_wordcount) {
   result r = run("run", "-q", (char *)example("wordcount.json"));
   tcli_expect(r, 0,
-         "{\"top\":[[\"the\",1897],[\"of\",1156],[\"to\",785],[\"or\",738],"
-         "[\"a\",697],[\"and\",602],[\"you\",551],[\"license\",516],"
-         "[\"this\",436],[\"in\",408]],\"words\":2075}\n",
-         "");
+              "{\"top\":[[\"the\",1897],[\"of\",1156],[\"to\",785],[\"or\",738],"
+              "[\"a\",697],[\"and\",602],[\"you\",551],[\"license\",516],"
+              "[\"this\",436],[\"in\",408]],\"words\":2075}\n",
+              "");
   tcli_result_free(&r);
 }
 
 Test(cli, example_distance) {
   result r = run("run", "-q", (char *)example("distance.json"));
   tcli_expect(r, 0,
-         "{\"stats\":{\"shape\":[2000,2000],\"min\":0.0,\"max\":"
-         "2.710558722781119,\"mean\":1.6092157480104639}}\n",
-         "");
+              "{\"stats\":{\"shape\":[2000,2000],\"min\":0.0,\"max\":"
+              "2.710558722781119,\"mean\":1.6092157480104639}}\n",
+              "");
   tcli_result_free(&r);
 }
 
 Test(cli, example_blur) {
   result r = run("run", "-q", (char *)example("blur.json"));
   tcli_expect(r, 0,
-         "{\"files\":[\"/tmp/tgraph-blur-out0.pgm\",\"/tmp/tgraph-blur-out1.pgm\","
-         "\"/tmp/tgraph-blur-out2.pgm\",\"/tmp/tgraph-blur-out3.pgm\"],"
-         "\"means\":{\"before\":[96.89723205566406,90.70747375488281,"
-         "79.51846694946289,89.24578857421875],\"after\":[96.89098739624023,"
-         "90.70209884643555,79.51021194458008,89.24139785766602]}}\n",
-         "");
+              "{\"files\":[\"/tmp/tgraph-blur-out0.pgm\",\"/tmp/tgraph-blur-out1.pgm\","
+              "\"/tmp/tgraph-blur-out2.pgm\",\"/tmp/tgraph-blur-out3.pgm\"],"
+              "\"means\":{\"before\":[96.89723205566406,90.70747375488281,"
+              "79.51846694946289,89.24578857421875],\"after\":[96.89098739624023,"
+              "90.70209884643555,79.51021194458008,89.24139785766602]}}\n",
+              "");
   tcli_result_free(&r);
   FILE *f = fopen("/tmp/tgraph-blur-out3.pgm", "rb");
   cr_assert_not_null(f);
@@ -735,7 +736,7 @@ Test(cli, example_cached_pipeline) {
 static void expect_empty_list_and_prune(void) {
   result r = run("cache", "--cache-dir", "c", "list");
   tcli_expect(r, 0, "key                                    size  last used         "
-         "    compute  function\n", "");
+              "    compute  function\n", "");
   tcli_result_free(&r);
   r = run("cache", "--cache-dir", "c", "prune", "--max-size", "1M");
   tcli_expect(r, 0, "removed 0 entries\n", "");
@@ -746,7 +747,7 @@ Test(cli, cache_commands) {
   /* looking at a cache that does not exist does not create it */
   result r = run("cache", "--cache-dir", "c", "info");
   tcli_expect(r, 0, "directory: c (does not exist yet)\nentries:   0\nsize:      0 B (0 B in "
-         "blob files)\nlimit:     none\n", "");
+              "blob files)\nlimit:     none\n", "");
   tcli_result_free(&r);
   struct stat st;
   cr_expect_neq(stat("c", &st), 0, "info created the cache directory");
@@ -756,7 +757,7 @@ Test(cli, cache_commands) {
   cr_assert_eq(mkdir("c", 0700), 0);
   r = run("cache", "--cache-dir", "c", "info");
   tcli_expect(r, 0, "directory: c\nentries:   0\nsize:      0 B (0 B in blob "
-         "files)\nlimit:     none\n", "");
+              "files)\nlimit:     none\n", "");
   tcli_result_free(&r);
   expect_empty_list_and_prune();
   r = run("cache", "--cache-dir", "c", "prune");

@@ -1,6 +1,7 @@
 /* tests/test_cli_util.h: running the tgraph program (TGRAPH_BIN) from a
  * test and the files around it, for the suites that test it end to end
- * (cli, cache_damage, badinput, interrupt, deadline, remote_trust): a
+ * (cli, cache_damage, badinput, interrupt, deadline, remote_trust,
+ * remote_budget): a
  * fresh directory per test, writing and reading small files, and a run
  * of the program with its stdout, stderr and exit status captured. */
 #ifndef TG_TEST_CLI_UTIL_H
@@ -17,6 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "test_proc.h"
 
 /* $TGRAPH_BIN, the program under test; fails the test when unset. */
 static inline const char *tcli_bin(void) {
@@ -157,6 +160,30 @@ static inline void tcli_expect(tcli_result r, int status, const char *out, const
   cr_expect_eq(r.status, status, "status %d, stderr: %s", r.status, r.err);
   if (out) cr_expect_str_eq(r.out, out);
   if (err) cr_expect_str_eq(r.err, err);
+}
+
+/* Start bin with args (NULL-terminated, args[0] its name, then "worker"
+ * and its options), its stdout on a pipe; wait up to 20 s for its
+ * "listening on ADDRESS" line and put ADDRESS in ep. */
+static inline pid_t tcli_worker(const char *bin, char *const *args, char *ep, size_t size) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  pid_t pid = tproc_fork();
+  if (pid == 0) {
+    dup2(p[1], 1);
+    close(p[0]);
+    close(p[1]);
+    execv(bin, args);
+    _exit(127);
+  }
+  close(p[1]);
+  char line[256];
+  tproc_read_line(p[0], line, sizeof line, 20);
+  close(p[0]);
+  cr_assert(strncmp(line, "listening on tcp://", 19) == 0, "tgraph worker said '%s'", line);
+  cr_assert_lt(strlen(line + 13), size);
+  snprintf(ep, size, "%s", line + 13);
+  return pid;
 }
 
 #endif

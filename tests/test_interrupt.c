@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "test_cli_util.h"
+#include "test_proc.h"
 #include "tgraph.h"
 #include "tgraph/builtins.h"
 
@@ -55,17 +56,9 @@ static void kill_leftovers(void) {
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
-      char path[300], buf[512];
-      snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-      FILE *f = fopen(path, "r");
-      if (!f) continue;
-      size_t len = fread(buf, 1, sizeof buf - 1, f);
-      fclose(f);
-      buf[len] = '\0';
-      char *paren = strrchr(buf, ')'), state;
-      int ppid;
-      if (paren && sscanf(paren + 1, " %c %d", &state, &ppid) == 2 && ppid == (int)getpid())
-        kill((pid_t)atoi(e->d_name), SIGKILL);
+      pid_t pid = (pid_t)atoi(e->d_name), ppid;
+      char state;
+      if (pid > 0 && tproc_stat(pid, &state, &ppid) && ppid == getpid()) kill(pid, SIGKILL);
     }
     if (d) closedir(d);
     usleep(100000);
@@ -131,19 +124,9 @@ static int live_children(pid_t except) {
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-    if (atoi(e->d_name) == (int)except) continue;
-    char path[300], buf[512];
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (!f) continue;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    char *close_paren = strrchr(buf, ')');
+    pid_t pid = (pid_t)atoi(e->d_name), ppid;
     char state;
-    int ppid;
-    if (close_paren && sscanf(close_paren + 1, " %c %d", &state, &ppid) == 2 &&
-        ppid == (int)getpid() && state != 'Z')
+    if (pid != except && tproc_stat(pid, &state, &ppid) && ppid == getpid() && state != 'Z')
       n++;
   }
   closedir(d);
@@ -285,17 +268,24 @@ Test(interrupt, sigterm_on_threads) { interrupt_case("threads", SIGTERM); }
 Test(interrupt, sigint_on_processes) { interrupt_case("processes", SIGINT); }
 Test(interrupt, sigterm_on_processes) { interrupt_case("processes", SIGTERM); }
 
-/* A command that ignores SIGTERM is killed after the grace period; the
- * run still ends with the one line. */
-Test(interrupt, command_ignoring_sigterm_is_killed) {
+/* Start a run on sched of one sh command that ignores SIGTERM, once its
+ * two sleeps run. */
+static pid_t start_stubborn(char *sched) {
   char text[512];
   snprintf(text, sizeof text,
            "{\"tgraph\": 1, \"tasks\": {\"t\": {\"fn\": \"sh\", \"args\": "
            "[\"trap '' TERM; sleep %s1 & sleep %s2; wait\"]}}}\n", base, base);
   tcli_write_file("g.json", text);
-  pid_t pid = start("run", "--scheduler", "threads", "--no-cache", "g.json");
+  pid_t pid = start("run", "--scheduler", sched, "--no-cache", "g.json");
   wait_running(marker(1), 1);
   wait_running(marker(2), 1);
+  return pid;
+}
+
+/* A command that ignores SIGTERM is killed after the grace period; the
+ * run still ends with the one line. */
+Test(interrupt, command_ignoring_sigterm_is_killed) {
+  pid_t pid = start_stubborn("threads");
   cr_assert_eq(kill(pid, SIGINT), 0);
   int status = wait_status(pid);
   char *err = slurp("err.txt");
@@ -309,14 +299,7 @@ Test(interrupt, command_ignoring_sigterm_is_killed) {
 /* While the first Ctrl-C waits for a command that ignores SIGTERM, a
  * second one stops at once, and the commands die with the run. */
 Test(interrupt, second_sigint_stops_at_once) {
-  char text[512];
-  snprintf(text, sizeof text,
-           "{\"tgraph\": 1, \"tasks\": {\"t\": {\"fn\": \"sh\", \"args\": "
-           "[\"trap '' TERM; sleep %s1 & sleep %s2; wait\"]}}}\n", base, base);
-  tcli_write_file("g.json", text);
-  pid_t pid = start("run", "--scheduler", "processes", "--no-cache", "g.json");
-  wait_running(marker(1), 1);
-  wait_running(marker(2), 1);
+  pid_t pid = start_stubborn("processes");
   cr_assert_eq(kill(pid, SIGINT), 0);
   pause_ms(300); /* within the 2 s the command is given */
   cr_assert_eq(kill(pid, SIGINT), 0);

@@ -1,13 +1,16 @@
 /* tests/test_proc.h: the test's child processes, for the suites that start
  * workers and programs and watch them (tcp, remote_trust, remote_budget,
- * deadline, cache_trust). */
+ * deadline, cache_trust, interrupt). */
 #ifndef TG_TEST_PROC_H
 #define TG_TEST_PROC_H
 
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -31,6 +34,23 @@ static inline void tproc_read_line(int fd, char *buf, size_t size, int secs) {
     n++;
   }
   buf[n] = '\0';
+}
+
+/* Process pid's state letter (R, S, Z...) and parent, from /proc/PID/stat;
+ * false when there is no such process. */
+static inline bool tproc_stat(pid_t pid, char *state, pid_t *ppid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return false;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *rp = strrchr(buf, ')'); /* the name may hold anything */
+  int pp;
+  if (!rp || sscanf(rp + 1, " %c %d", state, &pp) != 2) return false;
+  *ppid = (pid_t)pp;
+  return true;
 }
 
 #endif

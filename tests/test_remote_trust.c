@@ -33,6 +33,7 @@
 #include "tgraph/plugin.h"
 #include "tgraph/remote.h"
 #include "test_cli_util.h"
+#include "test_peer.h"
 #include "test_proc.h"
 
 /* ---- registries: bug.f compiled in, or from the plugin -------------------------- */
@@ -521,19 +522,26 @@ static void users_init(void) {
   "taken the port first), runs with --keys, or is not a tgraph worker; without --keys " \
   "a run uses only workers of its own user"
 
+/* tgraph args (as nobody if `nobody`) is refused by the worker at ep,
+ * which is not of its user: exit status 1 before any task runs. */
+static void expect_not_ours(bool nobody, const char *const *args, const char *ep) {
+  char out[4096], err[4096], want[1024];
+  cr_assert_eq(run_tgraph(nobody, args, out, err, sizeof out), 1, "out: %s err: %s", out, err);
+  snprintf(want, sizeof want, "tgraph: error: no worker accepts this run; %s: " NOT_OURS "\n",
+           ep);
+  cr_expect_str_eq(err, want);
+  cr_expect_str_eq(out, "");
+}
+
 Test(remote_trust, keyless_worker_serves_only_its_user, .init = users_init,
      .fini = users_fini) {
-  char ep[200], out[4096], err[4096], graph[200], want[1024];
+  char ep[200], out[4096], err[4096], graph[200];
   snprintf(graph, sizeof graph, "%s/g.json", udir);
   start_cli_worker(false, ep, sizeof ep);
   const char *args[] = {"run", graph, "--scheduler=tcp", "--connect", ep, "--no-cache", "-q",
                         NULL};
   /* another user's run: refused before any task, so sh never runs */
-  cr_assert_eq(run_tgraph(true, args, out, err, sizeof out), 1, "out: %s err: %s", out, err);
-  snprintf(want, sizeof want, "tgraph: error: no worker accepts this run; %s: " NOT_OURS "\n",
-           ep);
-  cr_expect_str_eq(err, want);
-  cr_expect_str_eq(out, "");
+  expect_not_ours(true, args, ep);
   cr_expect(!exists_in_udir("ran_as_0") && !exists_in_udir("ran_as_65534"),
             "the sh task ran for another user");
   /* the worker's own user is served */
@@ -544,17 +552,13 @@ Test(remote_trust, keyless_worker_serves_only_its_user, .init = users_init,
 
 Test(remote_trust, run_refuses_a_worker_of_another_user_on_its_port, .init = users_init,
      .fini = users_fini) {
-  char ep[200], out[4096], err[4096], graph[200], want[1024];
+  char ep[200], out[4096], err[4096], graph[200];
   snprintf(graph, sizeof graph, "%s/g.json", udir);
   /* nobody takes a port first and serves there */
   start_cli_worker(true, ep, sizeof ep);
   const char *args[] = {"run", graph, "--scheduler=tcp", "--connect", ep, "--no-cache", "-q",
                         NULL};
-  cr_assert_eq(run_tgraph(false, args, out, err, sizeof out), 1, "out: %s err: %s", out, err);
-  snprintf(want, sizeof want, "tgraph: error: no worker accepts this run; %s: " NOT_OURS "\n",
-           ep);
-  cr_expect_str_eq(err, want);
-  cr_expect_str_eq(out, "");
+  expect_not_ours(false, args, ep);
   cr_expect(!exists_in_udir("ran_as_65534") && !exists_in_udir("ran_as_0"));
   /* and nobody's own run is served by it */
   cr_assert_eq(run_tgraph(true, args, out, err, sizeof out), 0, "err: %s", err);
@@ -650,17 +654,10 @@ Test(remote_trust, user_key_directory_open_to_others_is_refused) {
 
 /* A DEALER speaking as this user's keyless runs do, past HELLO. */
 static void *hello_dealer(void *ctx) {
-  void *s = zmq_socket(ctx, ZMQ_DEALER);
-  tg__keypair kp;
-  tg_error err;
-  tg_error_clear(&err);
-  cr_assert_eq(tg__keys_user(&kp, &err), TG_OK, "%s", err.msg);
+  void *s = as_user(zmq_socket(ctx, ZMQ_DEALER), false);
   int linger = 0, tmo = 10000;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
   zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
-  zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, kp.pub, 40);
-  zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, kp.pub, 40);
-  zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, kp.sec, 40);
   cr_assert_eq(zmq_connect(s, wep), 0);
   tg__wbuf h = {0};
   tg__wbuf_u8(&h, TG__M_HELLO);
