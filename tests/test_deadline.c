@@ -295,8 +295,6 @@ Test(deadline, processes_failure_ends_spinning_task) {
 static pid_t worker_pid;
 static char worker_ep[128];
 
-static void on_ready(void *ctx, const char *ep) { dprintf(*(int *)ctx, "%s\n", ep); }
-
 /* Fork a worker serving reg (builtins and the functions above) on a free
  * loopback port; its address in worker_ep. */
 static void start_worker(void) {
@@ -306,7 +304,7 @@ static void start_worker(void) {
   if (worker_pid == 0) {
     close(p[0]);
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
-                        .nthreads = 2, .on_ready = on_ready, .ctx = &p[1]};
+                        .nthreads = 2, .on_ready = tproc_say_ready, .ctx = &p[1]};
     _exit(tg_worker_serve(reg, &o, NULL) ? 1 : 0);
   }
   close(p[1]);

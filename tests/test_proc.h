@@ -53,4 +53,25 @@ static inline bool tproc_stat(pid_t pid, char *state, pid_t *ppid) {
   return true;
 }
 
+/* A forked worker's stop flag (tg_worker_opts.stop), raised by SIGTERM
+ * once tproc_stop_on_term() was called. */
+static volatile sig_atomic_t tproc_stop;
+
+static inline void tproc_on_term(int s) {
+  (void)s;
+  tproc_stop = 1;
+}
+
+/* Make SIGTERM raise tproc_stop; returns the flag. */
+static inline const volatile sig_atomic_t *tproc_stop_on_term(void) {
+  signal(SIGTERM, tproc_on_term);
+  return &tproc_stop;
+}
+
+/* A worker's on_ready (tg_worker_opts): its endpoint and a newline on the
+ * pipe whose write end is *(int *)ctx, for tproc_read_line. */
+static inline void tproc_say_ready(void *ctx, const char *ep) {
+  dprintf(*(int *)ctx, "%s\n", ep);
+}
+
 #endif

@@ -93,13 +93,6 @@ static void digest_setup(void) {
 
 static pid_t wpid;
 static char wep[128];
-static volatile sig_atomic_t child_stop;
-
-static void child_term(int s) {
-  (void)s;
-  child_stop = 1;
-}
-static void child_ready(void *ctx, const char *ep) { dprintf(*(int *)ctx, "%s\n", ep); }
 
 /* Fork a worker serving a registry of `kind` on a free loopback port;
  * its endpoint in wep. */
@@ -109,11 +102,10 @@ static void start_worker(int kind) {
   wpid = tproc_fork();
   if (wpid == 0) {
     close(p[0]);
-    signal(SIGTERM, child_term);
     tg_registry *r = make_reg(kind);
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
-                        .nthreads = 1, .stop = &child_stop, .on_ready = child_ready,
-                        .ctx = &p[1]};
+                        .nthreads = 1, .stop = tproc_stop_on_term(),
+                        .on_ready = tproc_say_ready, .ctx = &p[1]};
     tg_error err;
     tg_error_clear(&err);
     int rc = tg_worker_serve(r, &o, &err);
@@ -242,11 +234,10 @@ static int try_worker(const char *keys, char *msg, size_t size) {
   wpid = tproc_fork();
   if (wpid == 0) {
     close(p[0]);
-    signal(SIGTERM, child_term);
     tg_registry *r = make_reg(BUILTINS);
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
-                        .nthreads = 1, .keys_dir = keys, .stop = &child_stop,
-                        .on_ready = child_ready, .ctx = &p[1]};
+                        .nthreads = 1, .keys_dir = keys, .stop = tproc_stop_on_term(),
+                        .on_ready = tproc_say_ready, .ctx = &p[1]};
     tg_error err;
     tg_error_clear(&err);
     int rc = tg_worker_serve(r, &o, &err);

@@ -207,15 +207,7 @@ typedef struct wspec {
   double session_timeout;
 } wspec;
 
-static volatile sig_atomic_t child_stop;
-static void child_term(int s) {
-  (void)s;
-  child_stop = 1;
-}
-static void child_ready(void *ctx, const char *ep) { dprintf(*(int *)ctx, "%s\n", ep); }
-
 static void child(const wspec *sp, int fd) {
-  signal(SIGTERM, child_term);
   if (sp->log) {
     int lf = open(sp->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(lf, 2);
@@ -229,8 +221,8 @@ static void child(const wspec *sp, int fd) {
                       .keys_dir = sp->keys,
                       .max_message = sp->max_message,
                       .session_timeout = sp->session_timeout,
-                      .stop = &child_stop,
-                      .on_ready = child_ready,
+                      .stop = tproc_stop_on_term(),
+                      .on_ready = tproc_say_ready,
                       .ctx = &fd,
                       .verbose = sp->log != NULL};
   tg_error err;
