@@ -14,123 +14,33 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "test_cli_util.h"
 
 static char dir[64]; /* a fresh directory per test, also the cwd */
 static const char *bin;
 
 static void setup(void) {
-  bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
-  strcpy(dir, "/tmp/tg_badinput_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-  cr_assert_eq(chdir(dir), 0);
+  bin = tcli_bin();
+  tcli_enter_tmpdir(dir, sizeof dir, "/tmp/tg_badinput_XXXXXX");
   setenv("TGRAPH_CACHE_DIR", "cache", 1);
   unsetenv("TGRAPH_PLUGIN_PATH");
   signal(SIGPIPE, SIG_IGN);
 }
 
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  cr_assert_eq(chdir("/"), 0);
-  cr_assert_eq(system(cmd), 0);
-}
+static void teardown(void) { tcli_leave_tmpdir(dir); }
 
 TestSuite(badinput, .init = setup, .fini = teardown, .timeout = 120);
 
-typedef struct result {
-  int status;
-  char *out, *err;
-  double seconds; /* how long the program ran */
-} result;
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static void append(char **buf, size_t *len, const char *s, size_t n) {
-  *buf = realloc(*buf, *len + n + 1);
-  memcpy(*buf + *len, s, n);
-  *len += n;
-  (*buf)[*len] = '\0';
-}
+typedef tcli_result result;
 
 /* Run tgraph with stdin from in_fd (-1: /dev/null). A run that has not
  * ended after 60 s is killed and fails the test: none of these may hang. */
-static result run_in(int in_fd, char *const *args) {
-  int o[2], e[2];
-  cr_assert_eq(pipe(o), 0);
-  cr_assert_eq(pipe(e), 0);
-  double t0 = now();
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    int in = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);
-    dup2(in, 0);
-    dup2(o[1], 1);
-    dup2(e[1], 2);
-    close(o[0]), close(e[0]), close(o[1]), close(e[1]);
-    execv(bin, args);
-    _exit(127);
-  }
-  close(o[1]);
-  close(e[1]);
-  result r = {0, calloc(1, 1), calloc(1, 1), 0};
-  size_t outlen = 0, errlen = 0;
-  struct pollfd p[2] = {{o[0], POLLIN, 0}, {e[0], POLLIN, 0}};
-  int open_fds = 2;
-  while (open_fds > 0) {
-    int left = (int)((t0 + 60 - now()) * 1000);
-    if (left <= 0 || poll(p, 2, left) == 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, NULL, 0);
-      cr_assert_fail("tgraph %s %s hung (killed after 60 s); stderr: %s", args[1],
-                     args[2] ? args[2] : "", r.err);
-    }
-    for (int i = 0; i < 2; i++) {
-      if (p[i].fd < 0 || p[i].revents == 0) continue;
-      char buf[4096];
-      ssize_t n = read(p[i].fd, buf, sizeof buf);
-      if (n <= 0) {
-        close(p[i].fd);
-        p[i].fd = -1;
-        open_fds--;
-      } else {
-        append(i == 0 ? &r.out : &r.err, i == 0 ? &outlen : &errlen, buf, (size_t)n);
-      }
-    }
-  }
-  int st;
-  waitpid(pid, &st, 0);
-  r.seconds = now() - t0;
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
-#define run(...) run_in(-1, (char *const[]){"tgraph", __VA_ARGS__, NULL})
-#define run_stdin(fd, ...) run_in(fd, (char *const[]){"tgraph", __VA_ARGS__, NULL})
-
-static void result_free(result *r) {
-  free(r->out);
-  free(r->err);
-}
-
-static void expect(result r, int status, const char *out, const char *err) {
-  cr_expect_eq(r.status, status, "status %d, stderr: %s", r.status, r.err);
-  if (out) cr_expect_str_eq(r.out, out);
-  if (err) cr_expect_str_eq(r.err, err);
-}
-
-static void write_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  fputs(text, f);
-  fclose(f);
-}
+#define run_stdin(fd, ...)                                                             \
+  tcli_run(bin, &(tcli_how){.in_fd = (fd), .timeout = 60},                            \
+           (char *const[]){"tgraph", __VA_ARGS__, NULL})
+#define run(...) run_stdin(-1, __VA_ARGS__)
 
 static const char ok_graph[] =
     "{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\", \"args\": [41]}}}\n";
@@ -158,72 +68,72 @@ static void reap(pid_t pid) {
 
 Test(badinput, graph_that_is_a_device_or_directory) {
   result r = run("run", "--no-cache", "/dev/zero");
-  expect(r, 2, "", "/dev/zero: a character device, not a regular file or a pipe\n");
+  tcli_expect(r, 2, "", "/dev/zero: a character device, not a regular file or a pipe\n");
   cr_expect_lt(r.seconds, 20);
-  result_free(&r);
+  tcli_result_free(&r);
   cr_assert_eq(mkdir("d.json", 0777), 0);
   r = run("run", "--no-cache", "d.json");
-  expect(r, 2, "", "d.json: a directory, not a regular file or a pipe\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "d.json: a directory, not a regular file or a pipe\n");
+  tcli_result_free(&r);
   r = run("run", "--no-cache", "-"); /* stdin is /dev/null here */
-  expect(r, 2, "", "standard input '/dev/stdin': a character device, not a regular "
+  tcli_expect(r, 2, "", "standard input '/dev/stdin': a character device, not a regular "
                    "file or a pipe\n");
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 Test(badinput, plugin_that_is_not_a_regular_file) {
-  write_file("g.json", ok_graph);
+  tcli_write_file("g.json", ok_graph);
   result r = run("run", "--no-cache", "--plugin", "/dev/zero", "g.json");
-  expect(r, 2, "", "plugin '/dev/zero': a character device, not a regular file\n");
+  tcli_expect(r, 2, "", "plugin '/dev/zero': a character device, not a regular file\n");
   cr_expect_lt(r.seconds, 20);
-  result_free(&r);
+  tcli_result_free(&r);
   /* A FIFO with no writer would block open() and then hashing forever. */
   cr_assert_eq(mkfifo("p.so", 0600), 0);
   r = run("run", "--no-cache", "--plugin", "./p.so", "g.json");
-  expect(r, 2, "", "plugin './p.so': a FIFO or pipe, not a regular file\n");
+  tcli_expect(r, 2, "", "plugin './p.so': a FIFO or pipe, not a regular file\n");
   cr_expect_lt(r.seconds, 20);
-  result_free(&r);
+  tcli_result_free(&r);
   /* The worker loads plugins the same way. */
   r = run("worker", "--plugin", "/dev/zero");
-  expect(r, 2, "", "tgraph: error: plugin '/dev/zero': a character device, not a "
+  tcli_expect(r, 2, "", "tgraph: error: plugin '/dev/zero': a character device, not a "
                    "regular file\n");
   cr_expect_lt(r.seconds, 20);
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 Test(badinput, workers_file_that_is_a_device_or_endless) {
-  write_file("g.json", ok_graph);
+  tcli_write_file("g.json", ok_graph);
   result r = run("run", "--no-cache", "--scheduler", "tcp", "--workers-file",
                  "/dev/zero", "g.json");
-  expect(r, 2, "", "tgraph: error: workers file '/dev/zero': a character device, "
+  tcli_expect(r, 2, "", "tgraph: error: workers file '/dev/zero': a character device, "
                    "not a regular file or a pipe\n");
   cr_expect_lt(r.seconds, 20);
-  result_free(&r);
+  tcli_result_free(&r);
   cr_assert_eq(mkfifo("w.txt", 0600), 0);
   pid_t yes = spawn_sh("exec yes tcp://127.0.0.1:1 2>/dev/null > w.txt");
   r = run("run", "--no-cache", "--scheduler", "tcp", "--workers-file", "w.txt",
           "g.json");
   reap(yes);
-  expect(r, 2, "", "tgraph: error: workers file 'w.txt': more than the limit of "
+  tcli_expect(r, 2, "", "tgraph: error: workers file 'w.txt': more than the limit of "
                    "1048576 bytes\n");
   cr_expect_lt(r.seconds, 30);
-  result_free(&r);
+  tcli_result_free(&r);
   /* Nobody writes: a bounded wait, then the reason. */
   r = run("run", "--no-cache", "--scheduler", "tcp", "--workers-file", "w.txt",
           "g.json");
-  expect(r, 2, "", "tgraph: error: workers file 'w.txt': a FIFO that no process "
+  tcli_expect(r, 2, "", "tgraph: error: workers file 'w.txt': a FIFO that no process "
                    "wrote to within 5 s\n");
   cr_expect_lt(r.seconds, 40);
-  result_free(&r);
+  tcli_result_free(&r);
   /* NUL bytes are not addresses (they read as empty lines before). */
   FILE *f = fopen("nul.txt", "w");
   fwrite("tcp://127.0.0.1:1\n\0\0\n", 1, 21, f);
   fclose(f);
   r = run("run", "--no-cache", "--scheduler", "tcp", "--workers-file", "nul.txt",
           "g.json");
-  expect(r, 2, "", "tgraph: error: workers file 'nul.txt': line 2 has a NUL byte "
+  tcli_expect(r, 2, "", "tgraph: error: workers file 'nul.txt': line 2 has a NUL byte "
                    "(not a text file)\n");
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 /* ---- FIFOs and pipes as graph.json ---- */
@@ -231,10 +141,10 @@ Test(badinput, workers_file_that_is_a_device_or_endless) {
 Test(badinput, graph_fifo_without_writer) {
   cr_assert_eq(mkfifo("f.json", 0600), 0);
   result r = run("run", "--no-cache", "f.json");
-  expect(r, 2, "", "f.json: a FIFO that no process wrote to within 5 s\n");
+  tcli_expect(r, 2, "", "f.json: a FIFO that no process wrote to within 5 s\n");
   cr_expect_gt(r.seconds, 4.5); /* it did wait for a writer */
   cr_expect_lt(r.seconds, 40);
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 Test(badinput, graph_fifo_endless_writer) {
@@ -242,23 +152,23 @@ Test(badinput, graph_fifo_endless_writer) {
   pid_t yes = spawn_sh("exec yes 2>/dev/null > f.json");
   result r = run("run", "--no-cache", "--max-graph-size", "1M", "f.json");
   reap(yes);
-  expect(r, 2, "", "f.json: more than the limit of 1048576 bytes\n");
+  tcli_expect(r, 2, "", "f.json: more than the limit of 1048576 bytes\n");
   cr_expect_lt(r.seconds, 30);
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 Test(badinput, graph_too_big_refused_before_reading) {
-  write_file("g.json", ok_graph);
+  tcli_write_file("g.json", ok_graph);
   result r = run("run", "--no-cache", "--max-graph-size", "16", "g.json");
   char want[128];
   snprintf(want, sizeof want, "g.json: %zu bytes, more than the limit of 16\n",
            strlen(ok_graph));
-  expect(r, 2, "", want);
-  result_free(&r);
+  tcli_expect(r, 2, "", want);
+  tcli_result_free(&r);
   r = run("run", "--no-cache", "--max-graph-size", "lots", "g.json");
-  expect(r, 2, "", "tgraph run: --max-graph-size needs a size such as 64M or 4G, "
+  tcli_expect(r, 2, "", "tgraph run: --max-graph-size needs a size such as 64M or 4G, "
                    "not 'lots'\n(see tgraph run --help)\n");
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 Test(badinput, finite_pipes_still_work) {
@@ -270,16 +180,16 @@ Test(badinput, finite_pipes_still_work) {
     close(p[1]);
     result r = run_stdin(p[0], "run", "-q", "--no-cache", (char *)paths[i]);
     close(p[0]);
-    expect(r, 0, "{\"a\":41}\n", "");
-    result_free(&r);
+    tcli_expect(r, 0, "{\"a\":41}\n", "");
+    tcli_result_free(&r);
   }
   /* A FIFO whose writer comes a moment later. */
   cr_assert_eq(mkfifo("f.json", 0600), 0);
-  write_file("src.json", ok_graph);
+  tcli_write_file("src.json", ok_graph);
   pid_t w = spawn_sh("sleep 1; exec cat src.json > f.json");
   result r = run("run", "-q", "--no-cache", "f.json");
-  expect(r, 0, "{\"a\":41}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{\"a\":41}\n", "");
+  tcli_result_free(&r);
   waitpid(w, NULL, 0);
   /* A writer that is there but slow (no data yet) is waited for. */
   int p[2];
@@ -296,31 +206,31 @@ Test(badinput, finite_pipes_still_work) {
   r = run_stdin(p[0], "run", "-q", "--no-cache", "-");
   close(p[0]);
   waitpid(slow, NULL, 0);
-  expect(r, 0, "{\"a\":41}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{\"a\":41}\n", "");
+  tcli_result_free(&r);
 }
 
 /* ---- --output ---- */
 
 Test(badinput, output_names_that_collide) {
-  write_file("g.json",
-             "{\"tgraph\": 1, \"tasks\": {\"a/b\": {\"fn\": \"identity\", \"args\": [1]},"
-             " \"c\": {\"fn\": \"identity\", \"args\": [2]},"
-             " \"a_b\": {\"fn\": \"identity\", \"args\": [3]}},"
-             " \"outputs\": [\"a/b\", \"c\", \"a_b\"]}");
+  tcli_write_file("g.json",
+                  "{\"tgraph\": 1, \"tasks\": {\"a/b\": {\"fn\": \"identity\", \"args\": [1]},"
+                  " \"c\": {\"fn\": \"identity\", \"args\": [2]},"
+                  " \"a_b\": {\"fn\": \"identity\", \"args\": [3]}},"
+                  " \"outputs\": [\"a/b\", \"c\", \"a_b\"]}");
   result r = run("run", "--no-cache", "--output", "out", "g.json");
-  expect(r, 2, "", "tgraph: error: outputs 'a/b' and 'a_b' would both be written "
+  tcli_expect(r, 2, "", "tgraph: error: outputs 'a/b' and 'a_b' would both be written "
                    "to 'out/a_b.tgv' (--output): rename one\n");
-  result_free(&r);
+  tcli_result_free(&r);
   struct stat st;
   cr_expect_eq(stat("out", &st), -1, "nothing is written, not even the directory");
   /* Distinct names still write one file each. */
-  write_file("h.json",
-             "{\"tgraph\": 1, \"tasks\": {\"a/b\": {\"fn\": \"identity\", \"args\": [1]},"
-             " \"ab\": {\"fn\": \"identity\", \"args\": [3]}}}");
+  tcli_write_file("h.json",
+                  "{\"tgraph\": 1, \"tasks\": {\"a/b\": {\"fn\": \"identity\", \"args\": [1]},"
+                  " \"ab\": {\"fn\": \"identity\", \"args\": [3]}}}");
   r = run("run", "-q", "--no-cache", "--output", "out", "h.json");
-  expect(r, 0, "{\"a/b\":1,\"ab\":3}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{\"a/b\":1,\"ab\":3}\n", "");
+  tcli_result_free(&r);
   cr_expect_eq(stat("out/a_b.tgv", &st), 0);
   cr_expect_eq(stat("out/ab.tgv", &st), 0);
 }
@@ -349,47 +259,47 @@ Test(badinput, ref_nested_too_deep) {
   result r = run("run", "-q", "--no-cache", "ok.json");
   cr_expect_eq(r.status, 0, "stderr: %s", r.err);
   cr_expect_str_eq(r.err, "");
-  result_free(&r);
+  tcli_result_free(&r);
   deep_ref_graph("deep.json", 256, &col);
   r = run("run", "--no-cache", "deep.json");
   char want[256];
   snprintf(want, sizeof want, "deep.json:1:%u: nesting deeper than 255 levels "
            "around a ref (lists and maps that hold refs nest at most 255 levels)\n",
            col);
-  expect(r, 2, "", want);
-  result_free(&r);
+  tcli_expect(r, 2, "", want);
+  tcli_result_free(&r);
 }
 
 Test(badinput, byte_order_mark) {
-  write_file("bom.json", "\xEF\xBB\xBF{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": "
+  tcli_write_file("bom.json", "\xEF\xBB\xBF{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": "
                          "\"identity\", \"args\": [7]}}}");
   result r = run("run", "-q", "--no-cache", "bom.json");
-  expect(r, 0, "{\"a\":7}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{\"a\":7}\n", "");
+  tcli_result_free(&r);
   /* The mark is not a column: 'idnetity' is at column 37 either way. */
-  write_file("bad.json", "\xEF\xBB\xBF{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": "
+  tcli_write_file("bad.json", "\xEF\xBB\xBF{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": "
                          "\"idnetity\", \"args\": [7]}}}");
   r = run("run", "--no-cache", "bad.json");
-  expect(r, 2, "", "bad.json:1:37: unknown function 'idnetity' (did you mean "
+  tcli_expect(r, 2, "", "bad.json:1:37: unknown function 'idnetity' (did you mean "
                    "'identity'?)\n");
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 Test(badinput, retries_out_of_range) {
   const char *text = "{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\", "
                      "\"args\": [1], \"retries\": 40000}}}";
-  write_file("r.json", text);
+  tcli_write_file("r.json", text);
   result r = run("run", "--no-cache", "r.json");
   char want[128];
   snprintf(want, sizeof want, "r.json:1:%d: \"retries\" must be an int from 0 to "
            "1000\n", (int)(strstr(text, "40000") - text) + 1);
-  expect(r, 2, "", want);
-  result_free(&r);
-  write_file("g.json", ok_graph);
+  tcli_expect(r, 2, "", want);
+  tcli_result_free(&r);
+  tcli_write_file("g.json", ok_graph);
   r = run("run", "--no-cache", "--retries", "1001", "g.json");
-  expect(r, 2, "", "tgraph run: --retries needs a count from 0 to 1000, not "
+  tcli_expect(r, 2, "", "tgraph run: --retries needs a count from 0 to 1000, not "
                    "'1001'\n(see tgraph run --help)\n");
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 /* ---- IPv6 ---- */
@@ -434,11 +344,11 @@ Test(badinput, worker_on_ipv6_loopback) {
   if (!listening) reap(w);
   cr_assert(listening, "worker said: '%s'", line);
   cr_expect(strncmp(addr, "tcp://[::1]:", 12) == 0, "%s", addr);
-  write_file("g.json", ok_graph);
+  tcli_write_file("g.json", ok_graph);
   result r = run("run", "-q", "--no-cache", "--scheduler", "tcp", "--connect", addr,
                  "g.json");
   kill(w, SIGTERM);
   waitpid(w, NULL, 0);
-  expect(r, 0, "{\"a\":41}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{\"a\":41}\n", "");
+  tcli_result_free(&r);
 }

@@ -8,7 +8,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_cli_util.h"
 #include "tgraph.h"
 
 static char dir[64];          /* a fresh directory per test, also the cwd */
@@ -27,11 +27,8 @@ static bool mounted;          /* "tmpfs" is a mount point to undo */
 static rlim_t fsize_limit;    /* RLIM_INFINITY, or the children's ulimit -f */
 
 static void setup(void) {
-  bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
-  strcpy(dir, "/tmp/tg_damage_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-  cr_assert_eq(chdir(dir), 0);
+  bin = tcli_bin();
+  tcli_enter_tmpdir(dir, sizeof dir, "/tmp/tg_damage_XXXXXX");
   unsetenv("TGRAPH_CACHE_DIR");
   unsetenv("NO_COLOR");
   mounted = false;
@@ -39,80 +36,19 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-  char cmd[128];
   if (mounted) cr_expect_eq(umount("tmpfs"), 0, "umount: %s", strerror(errno));
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  cr_assert_eq(chdir("/"), 0);
-  cr_assert_eq(system(cmd), 0);
+  tcli_leave_tmpdir(dir);
 }
 
 TestSuite(cache_damage, .init = setup, .fini = teardown, .timeout = 300);
 
-typedef struct result {
-  int status; /* exit status, or 128 + the signal that killed it */
-  char *out, *err;
-  size_t outlen, errlen;
-} result;
+typedef tcli_result result;
 
-static void append(char **buf, size_t *len, const char *s, size_t n) {
-  *buf = realloc(*buf, *len + n + 1);
-  memcpy(*buf + *len, s, n);
-  *len += n;
-  (*buf)[*len] = '\0';
-}
-
-/* Run tgraph with the NULL-terminated arguments; stdin is /dev/null. */
-static result run_argv(char *const *args) {
-  int o[2], e[2];
-  cr_assert_eq(pipe(o), 0);
-  cr_assert_eq(pipe(e), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    int in = open("/dev/null", O_RDONLY);
-    dup2(in, 0);
-    dup2(o[1], 1);
-    dup2(e[1], 2);
-    close(o[0]), close(e[0]), close(o[1]), close(e[1]);
-    struct rlimit rl = {fsize_limit, fsize_limit};
-    if (fsize_limit != RLIM_INFINITY && setrlimit(RLIMIT_FSIZE, &rl)) _exit(126);
-    execv(bin, args);
-    _exit(127);
-  }
-  close(o[1]);
-  close(e[1]);
-  result r = {0, calloc(1, 1), calloc(1, 1), 0, 0};
-  struct pollfd p[2] = {{o[0], POLLIN, 0}, {e[0], POLLIN, 0}};
-  int open_fds = 2;
-  while (open_fds > 0) {
-    poll(p, 2, -1);
-    for (int i = 0; i < 2; i++) {
-      if (p[i].fd < 0 || p[i].revents == 0) continue;
-      char buf[4096];
-      ssize_t n = read(p[i].fd, buf, sizeof buf);
-      if (n <= 0) {
-        close(p[i].fd);
-        p[i].fd = -1;
-        open_fds--;
-      } else if (i == 0) {
-        append(&r.out, &r.outlen, buf, (size_t)n);
-      } else {
-        append(&r.err, &r.errlen, buf, (size_t)n);
-      }
-    }
-  }
-  int st;
-  waitpid(pid, &st, 0);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
-#define run(...) run_argv((char *const[]){"tgraph", __VA_ARGS__, NULL})
-
-static void result_free(result *r) {
-  free(r->out);
-  free(r->err);
-}
+/* Run tgraph with the arguments; stdin is /dev/null, its file size
+ * limit fsize_limit. */
+#define run(...)                                                                       \
+  tcli_run(bin, &(tcli_how){.fsize_limit = fsize_limit == RLIM_INFINITY ? 0 : fsize_limit}, \
+           (char *const[]){"tgraph", __VA_ARGS__, NULL})
 
 static size_t count(const char *hay, const char *needle) {
   size_t n = 0;
@@ -168,7 +104,7 @@ static void prepare(void) {
   r = run("run", "--cache-dir", "good", "g.json");
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_assert_str_eq(r.out, reference);
-  result_free(&r);
+  tcli_result_free(&r);
   cr_assert_gt(file_size("good/data.mdb"), 20 * 4096, "data.mdb spans many pages");
 }
 
@@ -199,14 +135,14 @@ static bool run_damaged(const char *c, int want, const char *what) {
     snprintf(aside, sizeof aside, "%.*s/data.mdb", (int)(end - to), to);
     cr_assert_eq(access(aside, F_OK), 0, "%s: %s is missing", what, aside);
   }
-  result_free(&r);
+  tcli_result_free(&r);
   /* The next run is served from the new cache, without a word. */
   r = run("run", "--cache-dir", (char *)c, "g.json");
   cr_assert_eq(r.status, 0, "%s: second run: %s", what, r.err);
   cr_assert_str_eq(r.out, reference, "%s: second run", what);
   cr_assert_eq(count(r.err, "warning"), 0, "%s: second run: %s", what, r.err);
   cr_assert_not_null(strstr(r.err, " 0 run, 1 cached, 0 failed"), "%s: %s", what, r.err);
-  result_free(&r);
+  tcli_result_free(&r);
   return warned;
 }
 
@@ -276,7 +212,7 @@ Test(cache_damage, info_and_clear_work_on_a_damaged_cache) {
                        r.err);
     if (i == 0) cr_assert_not_null(strstr(r.out, "entries:   0\n"), "%s", r.out);
     if (i == 1) cr_assert_str_eq(r.out, "cleared d\n");
-    result_free(&r);
+    tcli_result_free(&r);
   }
 }
 
@@ -403,12 +339,12 @@ Test(cache_damage, a_busy_cache_is_not_damage) {
     result r = run("cache", "--cache-dir", "busy", "prune", "--max-size", "200K");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert_str_eq(r.err, "");
-    result_free(&r);
+    tcli_result_free(&r);
     unlink("busy/data.mdb.checked"); /* make the next open walk */
     r = run("cache", "--cache-dir", "busy", "info");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert_str_eq(r.err, "", "round %d", round);
-    result_free(&r);
+    tcli_result_free(&r);
   }
   DIR *d = opendir("busy");
   struct dirent *de;
@@ -452,7 +388,7 @@ static void expect_not_stored(const char *c, const char *why) {
     size_t n = count(r.err, "not being stored");
     cr_assert(i == 0 ? n == 1 : n <= 1, "run %d: %s", i, r.err);
     cr_assert_eq(count(r.err, want), n, "run %d: %s", i, r.err);
-    result_free(&r);
+    tcli_result_free(&r);
   }
 }
 

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,6 +21,7 @@
 #include "tgraph/cache.h"
 #include "tgraph/serial.h"
 #include "tgraph/value.h"
+#include "test_proc.h"
 
 static char dir[256];
 
@@ -235,10 +235,8 @@ static pid_t locking_child(const char *name) {
   mkdir(p, 0755);
   snprintf(p, sizeof p, "%s/blobs/tmp/%s", dir, name);
   cr_assert_eq(pipe(pipefd), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives a failed test */
     int fd = open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
     if (fd < 0 || flock(fd, LOCK_EX) || write(fd, "part", 4) != 4) _exit(1);
     if (write(pipefd[1], "x", 1) != 1) _exit(1);
@@ -291,10 +289,8 @@ Test(cache_trust, read_only_open_leaves_tmp_files) {
 Test(cache_trust, writer_killed_mid_blob_leaves_nothing_after_open) {
   tg_cache *c = open_with(0, false); /* makes the directory */
   tg_cache_close(c);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     tg_cache *w = NULL;
     if (tg_cache_open(dir, NULL, &w, NULL)) _exit(1);
     tg_value *big = filled(3.0, 16 << 20); /* 128 MB: a slow write */
@@ -448,10 +444,8 @@ Test(cache_trust, check_beside_a_busy_writer_reports_nothing) {
   tg_cache *c = open_with(0, false);
   int pipefd[2];
   cr_assert_eq(pipe(pipefd), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     tg_cache *w = NULL;
     if (tg_cache_open(dir, NULL, &w, NULL)) _exit(1);
     tg_value *a = filled(0.0, 20000); /* 160 KB: a blob */

@@ -5,9 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <poll.h>
 #include <pty.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,103 +13,32 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_cli_util.h"
 #include "tgraph.h"
 
 static char dir[64];  /* a fresh directory per test, also the cwd */
 static const char *bin, *root;
 
 static void setup(void) {
-  bin = getenv("TGRAPH_BIN");
+  bin = tcli_bin();
   root = getenv("TG_SOURCE_ROOT");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
   cr_assert_not_null(root, "TG_SOURCE_ROOT is not set");
-  strcpy(dir, "/tmp/tg_cli_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-  cr_assert_eq(chdir(dir), 0);
+  tcli_enter_tmpdir(dir, sizeof dir, "/tmp/tg_cli_XXXXXX");
   setenv("TGRAPH_CACHE_DIR", "cache", 1);
   unsetenv("TGRAPH_PLUGIN_PATH");
   unsetenv("NO_COLOR");
 }
 
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  cr_assert_eq(chdir("/"), 0);
-  cr_assert_eq(system(cmd), 0);
-}
+static void teardown(void) { tcli_leave_tmpdir(dir); }
 
 TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
 
-typedef struct result {
-  int status;
-  char *out, *err;
-  size_t outlen, errlen;
-} result;
-
-static void append(char **buf, size_t *len, const char *s, size_t n) {
-  *buf = realloc(*buf, *len + n + 1);
-  memcpy(*buf + *len, s, n);
-  *len += n;
-  (*buf)[*len] = '\0';
-}
+typedef tcli_result result;
 
 /* Run tgraph with the NULL-terminated arguments; stdin is /dev/null. */
-static result run_argv(char *const *args) {
-  int o[2], e[2];
-  cr_assert_eq(pipe(o), 0);
-  cr_assert_eq(pipe(e), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    int in = open("/dev/null", O_RDONLY);
-    dup2(in, 0);
-    dup2(o[1], 1);
-    dup2(e[1], 2);
-    close(o[0]), close(e[0]), close(o[1]), close(e[1]);
-    execv(bin, args);
-    _exit(127);
-  }
-  close(o[1]);
-  close(e[1]);
-  result r = {0, calloc(1, 1), calloc(1, 1), 0, 0};
-  struct pollfd p[2] = {{o[0], POLLIN, 0}, {e[0], POLLIN, 0}};
-  int open_fds = 2;
-  while (open_fds > 0) {
-    poll(p, 2, -1);
-    for (int i = 0; i < 2; i++) {
-      if (p[i].fd < 0 || p[i].revents == 0) continue;
-      char buf[4096];
-      ssize_t n = read(p[i].fd, buf, sizeof buf);
-      if (n <= 0) {
-        close(p[i].fd);
-        p[i].fd = -1;
-        open_fds--;
-      } else if (i == 0) {
-        append(&r.out, &r.outlen, buf, (size_t)n);
-      } else {
-        append(&r.err, &r.errlen, buf, (size_t)n);
-      }
-    }
-  }
-  int st;
-  waitpid(pid, &st, 0);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
+static result run_argv(char *const *args) { return tcli_run(bin, &(tcli_how){0}, args); }
 
 #define run(...) run_argv((char *const[]){"tgraph", __VA_ARGS__, NULL})
-
-static void result_free(result *r) {
-  free(r->out);
-  free(r->err);
-}
-
-static void write_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  fputs(text, f);
-  fclose(f);
-}
 
 /* The example's path in the source tree. */
 static const char *example(const char *name) {
@@ -120,12 +47,6 @@ static const char *example(const char *name) {
   char *p = buf[k++ % 4];
   snprintf(p, 512, "%s/examples/%s", root, name);
   return p;
-}
-
-static void expect(result r, int status, const char *out, const char *err) {
-  cr_expect_eq(r.status, status, "status %d, stderr: %s", r.status, r.err);
-  if (out) cr_expect_str_eq(r.out, out);
-  if (err) cr_expect_str_eq(r.err, err);
 }
 
 /* stderr is exactly the summary line for these counts (any wall time). */
@@ -145,14 +66,14 @@ Test(cli, version) {
   snprintf(want, sizeof want, "tgraph %s\ngraph.json format 1\ndump format 1\n",
            getenv("TGRAPH_VERSION"));
   result r = run("version");
-  expect(r, 0, want, "");
-  result_free(&r);
+  tcli_expect(r, 0, want, "");
+  tcli_result_free(&r);
   r = run("--version");
-  expect(r, 0, want, "");
-  result_free(&r);
+  tcli_expect(r, 0, want, "");
+  tcli_result_free(&r);
   r = run("version", "x");
-  expect(r, 2, "", "tgraph version: unexpected argument 'x'\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "tgraph version: unexpected argument 'x'\n");
+  tcli_result_free(&r);
 }
 
 Test(cli, help_for_every_command) {
@@ -164,20 +85,20 @@ Test(cli, help_for_every_command) {
     cr_expect_eq(r.status, 0, "%s", cmds[i]);
     cr_expect(strncmp(r.out, want, strlen(want)) == 0, "%s: %s", cmds[i], r.out);
     cr_expect_str_eq(r.err, "");
-    result_free(&r);
+    tcli_result_free(&r);
   }
   result r = run("--help");
   cr_expect_eq(r.status, 0);
   cr_expect(strncmp(r.out, "usage: tgraph COMMAND", 21) == 0);
-  result_free(&r);
+  tcli_result_free(&r);
   r = run_argv((char *const[]){"tgraph", NULL});
   cr_expect_eq(r.status, 2);
   cr_expect(strncmp(r.err, "usage: tgraph COMMAND", 21) == 0);
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("frobnicate");
   cr_expect_eq(r.status, 2);
   cr_expect(strncmp(r.err, "tgraph: unknown command 'frobnicate'\n", 37) == 0);
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 Test(cli, run_usage_errors) {
@@ -195,16 +116,16 @@ Test(cli, run_usage_errors) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     result r = run("run", cases[i].a, cases[i].b);
-    expect(r, 2, "", cases[i].err);
-    result_free(&r);
+    tcli_expect(r, 2, "", cases[i].err);
+    tcli_result_free(&r);
   }
   result r = run("run");
-  expect(r, 2, "", "tgraph run: missing GRAPH.json\n(see tgraph run --help)\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "tgraph run: missing GRAPH.json\n(see tgraph run --help)\n");
+  tcli_result_free(&r);
   r = run("run", "g.json", "--dot");
-  expect(r, 2, "", "tgraph run: option '--dot' needs a value\n(see tgraph run "
-         "--help)\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "tgraph run: option '--dot' needs a value\n(see tgraph run "
+              "--help)\n");
+  tcli_result_free(&r);
 }
 
 /* ---- running graphs ---- */
@@ -219,13 +140,13 @@ Test(cli, runs_builtins_on_every_local_scheduler) {
   for (size_t i = 0; i < 2; i++) {
     result r = run("run", (char *)scheds[i], "--workers", "2",
                    (char *)example("builtins.json"));
-    expect(r, 0, builtins_out, NULL);
+    tcli_expect(r, 0, builtins_out, NULL);
     expect_summary(r.err, "10 tasks: 10 run, 0 cached, 0 failed");
-    result_free(&r);
+    tcli_result_free(&r);
   }
   result r = run("run", "-q", "--no-cache", (char *)example("builtins.json"));
-  expect(r, 0, builtins_out, "");
-  result_free(&r);
+  tcli_expect(r, 0, builtins_out, "");
+  tcli_result_free(&r);
 }
 
 Test(cli, unknown_scheduler_is_a_usage_error) {
@@ -234,22 +155,22 @@ Test(cli, unknown_scheduler_is_a_usage_error) {
   cr_expect_str_eq(r.out, "");
   cr_expect(strncmp(r.err, "tgraph: error: unknown backend 'nope'", 37) == 0,
             "%s", r.err);
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 Test(cli, task_failure_names_task_and_blocked_outputs) {
-  write_file("fail.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"bad\": {\"fn\": \"sh\", \"args\": [\"echo boom >&2; exit 3\"]},\n"
-             "  \"mid\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"bad\"}]},\n"
-             "  \"out\": {\"fn\": \"identity\", \"args\": [[{\"ref\": \"mid\"}]]},\n"
-             "  \"other\": {\"fn\": \"identity\", \"args\": [1]}},\n"
-             " \"outputs\": [\"other\", \"out\"]}\n");
+  tcli_write_file("fail.json",
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"bad\": {\"fn\": \"sh\", \"args\": [\"echo boom >&2; exit 3\"]},\n"
+                  "  \"mid\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"bad\"}]},\n"
+                  "  \"out\": {\"fn\": \"identity\", \"args\": [[{\"ref\": \"mid\"}]]},\n"
+                  "  \"other\": {\"fn\": \"identity\", \"args\": [1]}},\n"
+                  " \"outputs\": [\"other\", \"out\"]}\n");
   result r = run("run", "--scheduler=sync", "-q", "fail.json", "--dot", "f.dot");
-  expect(r, 1, "",
-         "tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3: boom\n"
-         "tgraph:   blocked output 'out' (bad -> mid -> out)\n");
-  result_free(&r);
+  tcli_expect(r, 1, "",
+              "tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3: boom\n"
+              "tgraph:   blocked output 'out' (bad -> mid -> out)\n");
+  tcli_result_free(&r);
   FILE *f = fopen("f.dot", "r");
   cr_assert_not_null(f);
   char text[4096] = "";
@@ -263,11 +184,12 @@ Test(cli, task_failure_names_task_and_blocked_outputs) {
 }
 
 Test(cli, timeout_stops_the_run) {
-  write_file("slow.json", "{\"tgraph\": 1, \"tasks\": {\"s\": {\"fn\": "
+  tcli_write_file("slow.json", "{\"tgraph\": 1, \"tasks\": {\"s\": {\"fn\": "
                           "\"sleep_ms\", \"args\": [20000]}}}");
   result r = run("run", "-q", "--timeout", "1s", "slow.json"); /* s has started by then */
-  expect(r, 1, "", "tgraph: error: the compute timed out after 1 s: 1 task still running (s)\n");
-  result_free(&r);
+  tcli_expect(r, 1, "",
+              "tgraph: error: the compute timed out after 1 s: 1 task still running (s)\n");
+  tcli_result_free(&r);
 }
 
 /* ---- graph errors: FILE:LINE:COLUMN: what, exit 2, nothing runs ---- */
@@ -293,15 +215,15 @@ Test(cli, graph_errors_have_positions_and_run_nothing) {
        "g.json:2:14: output 'b' is not a task (did you mean 'a'?)\n"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    write_file("g.json", cases[i].text);
+    tcli_write_file("g.json", cases[i].text);
     result r = run("run", "g.json");
-    expect(r, 2, "", cases[i].err);
-    result_free(&r);
+    tcli_expect(r, 2, "", cases[i].err);
+    tcli_result_free(&r);
     cr_expect_neq(access("ran", F_OK), 0, "case %zu ran a task", i);
   }
   result r = run("run", "missing.json");
-  expect(r, 2, "", "missing.json: No such file or directory\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "missing.json: No such file or directory\n");
+  tcli_result_free(&r);
 }
 
 /* ---- plugins ---- */
@@ -313,54 +235,43 @@ static void copy_file(const char *from, const char *to) {
 }
 
 Test(cli, plugin_failures_are_clear) {
-  write_file("g.json", "{\"tgraph\": 1, \"plugins\": [\"nosuch\"], \"tasks\": {}}");
+  tcli_write_file("g.json", "{\"tgraph\": 1, \"plugins\": [\"nosuch\"], \"tasks\": {}}");
   result r = run("run", "g.json");
   cr_expect_eq(r.status, 2);
   cr_expect(strncmp(r.err, "g.json:1:27: plugin 'nosuch' not found: no "
                     "libnosuch.so in TGRAPH_PLUGIN_PATH (unset), ", 86) == 0,
             "%s", r.err);
-  result_free(&r);
-  write_file("g.json", "{\"tgraph\": 1, \"tasks\": {}}");
+  tcli_result_free(&r);
+  tcli_write_file("g.json", "{\"tgraph\": 1, \"tasks\": {}}");
   r = run("run", "--plugin", "./libnope.so", "g.json");
-  expect(r, 2, "", "plugin './libnope.so': No such file or directory\n");
-  result_free(&r);
-  write_file("libjunk.so", "not an ELF file");
+  tcli_expect(r, 2, "", "plugin './libnope.so': No such file or directory\n");
+  tcli_result_free(&r);
+  tcli_write_file("libjunk.so", "not an ELF file");
   r = run("run", "--plugin", "./libjunk.so", "g.json");
   cr_expect_eq(r.status, 2);
   cr_expect(strncmp(r.err, "plugin './libjunk.so' cannot be loaded: ", 40) == 0,
             "%s", r.err);
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("run", "--plugin", "/lib/x86_64-linux-gnu/libm.so.6", "g.json");
-  expect(r, 2, "", "plugin '/lib/x86_64-linux-gnu/libm.so.6' has no "
-         "tg_plugin_init function\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "plugin '/lib/x86_64-linux-gnu/libm.so.6' has no "
+              "tg_plugin_init function\n");
+  tcli_result_free(&r);
   /* A second copy registers the same names: its init fails. */
   char lib[1024]; /* BUILD/cli/tgraph -> BUILD/examples/plugins/... */
   snprintf(lib, sizeof lib, "%s", bin);
   strcpy(strrchr(lib, '/'), "/../examples/plugins/libwordcount.so");
   copy_file(lib, "libwc2.so");
   r = run("run", "--plugin", lib, "--plugin", "./libwc2.so", "g.json");
-  expect(r, 2, "", "plugin './libwc2.so': tg_plugin_init failed: already "
-         "exists\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "plugin './libwc2.so': tg_plugin_init failed: already "
+              "exists\n");
+  tcli_result_free(&r);
   /* The same file twice loads once. */
   r = run("run", "-q", "--plugin", lib, "--plugin", lib, "g.json");
-  expect(r, 0, "{}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{}\n", "");
+  tcli_result_free(&r);
 }
 
 /* ---- outputs, inspect, dot, trace, explain, progress ---- */
-
-/* The text of file `path` (static buffer). */
-static const char *slurp(const char *path) {
-  static char text[1 << 16];
-  FILE *f = fopen(path, "r");
-  cr_assert_not_null(f, "%s", path);
-  size_t n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[n] = '\0';
-  return text;
-}
 
 /* `text` with its one occurrence of `from` replaced by `to`, into path. */
 static void write_edited(const char *path, const char *text, const char *from,
@@ -376,8 +287,8 @@ static void write_edited(const char *path, const char *text, const char *from,
 
 Test(cli, output_dir_and_inspect) {
   result r = run("run", "-q", "--output", "out", (char *)example("builtins.json"));
-  expect(r, 0, builtins_out, "");
-  result_free(&r);
+  tcli_expect(r, 0, builtins_out, "");
+  tcli_result_free(&r);
   r = run("inspect", "out/report.tgv", "--preview", "20");
   cr_expect_eq(r.status, 0);
   struct stat st;
@@ -389,14 +300,14 @@ Test(cli, output_dir_and_inspect) {
   snprintf(want, sizeof want, "file:    out/report.tgv (%s)\ntype:    map of 6\n"
            "preview: {\"count\":2,\"total\":5 ...\n", size);
   cr_expect_str_eq(r.out, want);
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("inspect", "nothere.tgv");
   cr_expect_eq(r.status, 1);
   cr_expect_str_eq(r.err, "tgraph: error: cannot open 'nothere.tgv': No such file or directory\n");
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("inspect");
-  expect(r, 2, "", "tgraph inspect: missing FILE\n(see tgraph inspect --help)\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "tgraph inspect: missing FILE\n(see tgraph inspect --help)\n");
+  tcli_result_free(&r);
 }
 
 /* What a --trace file holds, checked event by event. */
@@ -463,28 +374,28 @@ Test(cli, trace_is_json_with_one_event_per_task) {
   for (int k = 0; k < 2; k++) {
     result r = run("run", "-q", "--no-cache", (char *)sched[k], "--workers", "2",
                    "--trace", "t.json", (char *)example("pi.json"));
-    expect(r, 0, "{\"pi\":3.14134125}\n", "");
-    result_free(&r);
+    tcli_expect(r, 0, "{\"pi\":3.14134125}\n", "");
+    tcli_result_free(&r);
     trace_seen t = check_trace("t.json", 2, names, "XXXXXXXXXXXXXXXXXX", 18);
     cr_expect_eq(t.complete, 18, "%s", sched[k]);
     cr_expect_eq(t.instant, 0);
     cr_expect_eq(t.tracks, 3); /* worker 0, worker 1, cached or skipped */
   }
-  write_file("g.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
-             "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true},\n"
-             "  \"c\": {\"fn\": \"identity\", \"args\": [7], \"cache\": false}},\n"
-             " \"outputs\": [\"b\", \"c\"]}\n");
+  tcli_write_file("g.json",
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
+                  "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true},\n"
+                  "  \"c\": {\"fn\": \"identity\", \"args\": [7], \"cache\": false}},\n"
+                  " \"outputs\": [\"b\", \"c\"]}\n");
   result r = run("run", "-q", "--cache-dir", "c", "--workers", "1", "--trace", "t.json",
                  "g.json");
-  expect(r, 0, "{\"b\":3,\"c\":7}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{\"b\":3,\"c\":7}\n", "");
+  tcli_result_free(&r);
   check_trace("t.json", 1, (const char *[]){"a", "b", "c"}, "XXX", 3);
   r = run("run", "-q", "--cache-dir", "c", "--workers", "1", "--scheduler=processes",
           "--trace", "t.json", "g.json");
-  expect(r, 0, "{\"b\":3,\"c\":7}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{\"b\":3,\"c\":7}\n", "");
+  tcli_result_free(&r);
   trace_seen t = check_trace("t.json", 1, (const char *[]){"b", "c"}, "iX", 2);
   cr_expect_eq(t.complete, 1);
   cr_expect_eq(t.instant, 1);
@@ -502,27 +413,27 @@ static void expect_dot_node(const char *text, const char *key, const char *fn,
 }
 
 Test(cli, dot_colours_each_task_by_state) {
-  write_file("g1.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
-             "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true}},\n"
-             " \"outputs\": [\"b\"]}\n");
+  tcli_write_file("g1.json",
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
+                  "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true}},\n"
+                  " \"outputs\": [\"b\"]}\n");
   result r = run("run", "-q", "--cache-dir", "c", "g1.json");
-  expect(r, 0, "{\"b\":3}\n", "");
-  result_free(&r);
-  write_file("g2.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
-             "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true},\n"
-             "  \"x\": {\"fn\": \"identity\", \"args\": [1]},\n"
-             "  \"f\": {\"fn\": \"sh\", \"args\": [\"exit 3\"]},\n"
-             "  \"s\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"f\"}]},\n"
-             "  \"u\": {\"fn\": \"identity\", \"args\": [2]}},\n"
-             " \"outputs\": [\"x\", \"b\", \"s\"]}\n");
+  tcli_expect(r, 0, "{\"b\":3}\n", "");
+  tcli_result_free(&r);
+  tcli_write_file("g2.json",
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"a\": {\"fn\": \"range\", \"args\": [3], \"cache\": true},\n"
+                  "  \"b\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"a\"}], \"cache\": true},\n"
+                  "  \"x\": {\"fn\": \"identity\", \"args\": [1]},\n"
+                  "  \"f\": {\"fn\": \"sh\", \"args\": [\"exit 3\"]},\n"
+                  "  \"s\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"f\"}]},\n"
+                  "  \"u\": {\"fn\": \"identity\", \"args\": [2]}},\n"
+                  " \"outputs\": [\"x\", \"b\", \"s\"]}\n");
   r = run("run", "-q", "--scheduler=sync", "--cache-dir", "c", "--dot", "g.dot", "g2.json");
   cr_expect_eq(r.status, 1);
-  result_free(&r);
-  const char *text = slurp("g.dot");
+  tcli_result_free(&r);
+  const char *text = tcli_read_text("g.dot", true);
   size_t nodes = 0;
   for (const char *p = text; (p = strstr(p, " [label=")) != NULL; p++) nodes++;
   cr_expect_eq(nodes, 6, "%s", text);
@@ -537,144 +448,144 @@ Test(cli, dot_colours_each_task_by_state) {
 }
 
 Test(cli, explain_runs_nothing) {
-  write_file("g.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"w\": {\"fn\": \"write_file\", \"args\": [\"ran\", \"x\"]},\n"
-             "  \"s\": {\"fn\": \"range\", \"args\": [3], \"cache\": false},\n"
-             "  \"t\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"s\"}]},\n"
-             "  \"u\": {\"fn\": \"identity\", \"args\": [1]},\n"
-             "  \"z\": {\"fn\": \"sleep_ms\", \"args\": [1]},\n"
-             "  \"v\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"z\"}]}},\n"
-             " \"outputs\": [\"w\", \"t\", \"v\"]}\n");
+  tcli_write_file("g.json",
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"w\": {\"fn\": \"write_file\", \"args\": [\"ran\", \"x\"]},\n"
+                  "  \"s\": {\"fn\": \"range\", \"args\": [3], \"cache\": false},\n"
+                  "  \"t\": {\"fn\": \"sum\", \"args\": [{\"ref\": \"s\"}]},\n"
+                  "  \"u\": {\"fn\": \"identity\", \"args\": [1]},\n"
+                  "  \"z\": {\"fn\": \"sleep_ms\", \"args\": [1]},\n"
+                  "  \"v\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"z\"}]}},\n"
+                  " \"outputs\": [\"w\", \"t\", \"v\"]}\n");
   result r = run("run", "--explain", "--no-cache", "g.json");
-  expect(r, 0,
-         "explain: no cache\n"
-         "  run     w                    write_file       a side effect: never "
-         "cached\n"
-         "  run     s                    range            the task says "
-         "\"cache\": false\n"
-         "  run     t                    sum              no cache\n"
-         "  run     z                    sleep_ms         impure function: "
-         "never cached (add \"cache\": true to allow)\n"
-         "  run     v                    identity         no cache\n"
-         "5 tasks would run, 0 cached; skipped: 0 below cached results, 1 not "
-         "needed by the outputs\n",
-         "");
-  result_free(&r);
+  tcli_expect(r, 0,
+              "explain: no cache\n"
+              "  run     w                    write_file       a side effect: never "
+              "cached\n"
+              "  run     s                    range            the task says "
+              "\"cache\": false\n"
+              "  run     t                    sum              no cache\n"
+              "  run     z                    sleep_ms         impure function: "
+              "never cached (add \"cache\": true to allow)\n"
+              "  run     v                    identity         no cache\n"
+              "5 tasks would run, 0 cached; skipped: 0 below cached results, 1 not "
+              "needed by the outputs\n",
+              "");
+  tcli_result_free(&r);
   /* With a cache, the scheduler's own reasons. */
   r = run("run", "--explain", "--cache-dir", "c", "g.json");
-  expect(r, 0,
-         "explain: c\n"
-         "  run     w                    write_file       a side effect: never "
-         "cached\n"
-         "  run     s                    range            the task says "
-         "\"cache\": false\n"
-         "  run     t                    sum              not in the cache\n"
-         "  run     z                    sleep_ms         impure function: "
-         "never cached (add \"cache\": true to allow)\n"
-         "  run     v                    identity         depends on a task that "
-         "cannot be cached\n"
-         "5 tasks would run, 0 cached; skipped: 0 below cached results, 1 not "
-         "needed by the outputs\n",
-         "");
-  result_free(&r);
+  tcli_expect(r, 0,
+              "explain: c\n"
+              "  run     w                    write_file       a side effect: never "
+              "cached\n"
+              "  run     s                    range            the task says "
+              "\"cache\": false\n"
+              "  run     t                    sum              not in the cache\n"
+              "  run     z                    sleep_ms         impure function: "
+              "never cached (add \"cache\": true to allow)\n"
+              "  run     v                    identity         depends on a task that "
+              "cannot be cached\n"
+              "5 tasks would run, 0 cached; skipped: 0 below cached results, 1 not "
+              "needed by the outputs\n",
+              "");
+  tcli_result_free(&r);
   cr_expect_neq(access("ran", F_OK), 0);
 }
 
 Test(cli, explain_uses_the_cache) {
   const char *graph = example("cached.json");
   result r = run("run", "--explain", "--cache-dir", "c", (char *)graph);
-  expect(r, 0,
-         "explain: c\n"
-         "  run     load                 num.slow         not in the cache\n"
-         "  run     clean                num.slow         not in the cache\n"
-         "  run     model                num.slow         not in the cache\n"
-         "  run     report               add              not in the cache\n"
-         "4 tasks would run, 0 cached; skipped: 0 below cached results, 0 not "
-         "needed by the outputs\n",
-         "");
-  result_free(&r);
+  tcli_expect(r, 0,
+              "explain: c\n"
+              "  run     load                 num.slow         not in the cache\n"
+              "  run     clean                num.slow         not in the cache\n"
+              "  run     model                num.slow         not in the cache\n"
+              "  run     report               add              not in the cache\n"
+              "4 tasks would run, 0 cached; skipped: 0 below cached results, 0 not "
+              "needed by the outputs\n",
+              "");
+  tcli_result_free(&r);
   r = run("run", "-q", "--cache-dir", "c", (char *)graph);
-  expect(r, 0, "{\"report\":6562}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{\"report\":6562}\n", "");
+  tcli_result_free(&r);
   /* The output is served whole: nothing upstream of it is even looked at. */
   r = run("run", "--explain", "--cache-dir", "c", (char *)graph);
-  expect(r, 0,
-         "explain: c\n"
-         "  cached  report               add              in the cache\n"
-         "0 tasks would run, 1 cached; skipped: 3 below cached results, 0 not "
-         "needed by the outputs\n",
-         "");
-  result_free(&r);
+  tcli_expect(r, 0,
+              "explain: c\n"
+              "  cached  report               add              in the cache\n"
+              "0 tasks would run, 1 cached; skipped: 3 below cached results, 0 not "
+              "needed by the outputs\n",
+              "");
+  tcli_result_free(&r);
   /* A changed constant: exactly the tasks downstream of it run. */
-  write_edited("g.json", slurp(graph), "{\"ref\": \"load\"}, 400",
+  write_edited("g.json", tcli_read_text(graph, true), "{\"ref\": \"load\"}, 400",
                "{\"ref\": \"load\"}, 401");
   r = run("run", "--explain", "--cache-dir", "c", "g.json");
-  expect(r, 0,
-         "explain: c\n"
-         "  cached  load                 num.slow         in the cache\n"
-         "  run     clean                num.slow         an input changed\n"
-         "  run     model                num.slow         an input changed\n"
-         "  run     report               add              an input changed\n"
-         "3 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
-         "needed by the outputs\n",
-         "");
-  result_free(&r);
+  tcli_expect(r, 0,
+              "explain: c\n"
+              "  cached  load                 num.slow         in the cache\n"
+              "  run     clean                num.slow         an input changed\n"
+              "  run     model                num.slow         an input changed\n"
+              "  run     report               add              an input changed\n"
+              "3 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
+              "needed by the outputs\n",
+              "");
+  tcli_result_free(&r);
   r = run("run", "--cache-dir", "c", "g.json");
   cr_expect_eq(r.status, 0);
   expect_summary(r.err, "4 tasks: 3 run, 1 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 /* file and read_text are keyed by the file's content: an edit reruns
  * exactly what was computed from the file, a rewrite with the same bytes
  * nothing. */
 Test(cli, file_sources_are_keyed_by_content) {
-  write_file("data.txt", "one\ntwo\n");
-  write_file("g.json",
-             "{\"tgraph\": 1, \"tasks\": {\n"
-             "  \"text\": {\"fn\": \"read_text\", \"args\": [\"data.txt\"], \"cache\": true},\n"
-             "  \"ls\": {\"fn\": \"lines\", \"args\": [{\"ref\": \"text\"}], \"cache\": true},\n"
-             "  \"n\": {\"fn\": \"len\", \"args\": [{\"ref\": \"ls\"}], \"cache\": true},\n"
-             "  \"raw\": {\"fn\": \"file\", \"args\": [\"data.txt\"], \"cache\": true},\n"
-             "  \"size\": {\"fn\": \"len\", \"args\": [{\"ref\": \"raw\"}], \"cache\": true},\n"
-             "  \"other\": {\"fn\": \"range\", \"args\": [3], \"cache\": true}},\n"
-             " \"outputs\": [\"n\", \"size\", \"other\"]}\n");
+  tcli_write_file("data.txt", "one\ntwo\n");
+  tcli_write_file("g.json",
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"text\": {\"fn\": \"read_text\", \"args\": [\"data.txt\"], \"cache\": true},\n"
+                  "  \"ls\": {\"fn\": \"lines\", \"args\": [{\"ref\": \"text\"}], \"cache\": true},\n"
+                  "  \"n\": {\"fn\": \"len\", \"args\": [{\"ref\": \"ls\"}], \"cache\": true},\n"
+                  "  \"raw\": {\"fn\": \"file\", \"args\": [\"data.txt\"], \"cache\": true},\n"
+                  "  \"size\": {\"fn\": \"len\", \"args\": [{\"ref\": \"raw\"}], \"cache\": true},\n"
+                  "  \"other\": {\"fn\": \"range\", \"args\": [3], \"cache\": true}},\n"
+                  " \"outputs\": [\"n\", \"size\", \"other\"]}\n");
   const char *first = "{\"n\":2,\"size\":8,\"other\":[0,1,2]}\n";
   result r = run("run", "--cache-dir", "c", "g.json");
-  expect(r, 0, first, NULL);
+  tcli_expect(r, 0, first, NULL);
   expect_summary(r.err, "6 tasks: 6 run, 0 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("run", "--cache-dir", "c", "g.json"); /* untouched: all cached */
-  expect(r, 0, first, NULL);
+  tcli_expect(r, 0, first, NULL);
   expect_summary(r.err, "3 tasks: 0 run, 3 cached, 0 failed");
-  result_free(&r);
-  write_file("data.txt", "one\ntwo\n"); /* the same bytes again */
+  tcli_result_free(&r);
+  tcli_write_file("data.txt", "one\ntwo\n"); /* the same bytes again */
   r = run("run", "--cache-dir", "c", "g.json");
-  expect(r, 0, first, NULL);
+  tcli_expect(r, 0, first, NULL);
   expect_summary(r.err, "3 tasks: 0 run, 3 cached, 0 failed");
-  result_free(&r);
-  write_file("data.txt", "one\ntwo\nthree\n"); /* edited: its readers rerun */
+  tcli_result_free(&r);
+  tcli_write_file("data.txt", "one\ntwo\nthree\n"); /* edited: its readers rerun */
   r = run("run", "--explain", "--cache-dir", "c", "g.json");
-  expect(r, 0,
-         "explain: c\n"
-         "  run     text                 read_text        an input changed\n"
-         "  run     ls                   lines            an input changed\n"
-         "  run     n                    len              an input changed\n"
-         "  run     raw                  file             an input changed\n"
-         "  run     size                 len              an input changed\n"
-         "  cached  other                range            in the cache\n"
-         "5 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
-         "needed by the outputs\n",
-         "");
-  result_free(&r);
+  tcli_expect(r, 0,
+              "explain: c\n"
+              "  run     text                 read_text        an input changed\n"
+              "  run     ls                   lines            an input changed\n"
+              "  run     n                    len              an input changed\n"
+              "  run     raw                  file             an input changed\n"
+              "  run     size                 len              an input changed\n"
+              "  cached  other                range            in the cache\n"
+              "5 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
+              "needed by the outputs\n",
+              "");
+  tcli_result_free(&r);
   r = run("run", "--cache-dir", "c", "g.json");
-  expect(r, 0, "{\"n\":3,\"size\":14,\"other\":[0,1,2]}\n", NULL);
+  tcli_expect(r, 0, "{\"n\":3,\"size\":14,\"other\":[0,1,2]}\n", NULL);
   expect_summary(r.err, "6 tasks: 5 run, 1 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("run", "--cache-dir", "c", "g.json");
   expect_summary(r.err, "3 tasks: 0 run, 3 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 /* A plugin's content digest is part of its functions' identity: a
@@ -686,44 +597,44 @@ Test(cli, rebuilt_plugin_invalidates_its_results) {
            "libnumeric.so\" p/orig.so && cp p/orig.so p/libnumeric.so && "
            "cp p/orig.so p/rebuilt.so && printf 'rebuilt' >> p/rebuilt.so", bin);
   cr_assert_eq(system(cmd), 0);
-  write_file("g.json",
-             "{\"tgraph\": 1, \"plugins\": [\"p/libnumeric.so\"], \"tasks\": {\n"
-             "  \"a\": {\"fn\": \"num.slow\", \"args\": [3, 1], \"cache\": true},\n"
-             "  \"b\": {\"fn\": \"add\", \"args\": [{\"ref\": \"a\"}, 1], \"cache\": true},\n"
-             "  \"c\": {\"fn\": \"range\", \"args\": [2], \"cache\": true}},\n"
-             " \"outputs\": [\"b\", \"c\"]}\n");
+  tcli_write_file("g.json",
+                  "{\"tgraph\": 1, \"plugins\": [\"p/libnumeric.so\"], \"tasks\": {\n"
+                  "  \"a\": {\"fn\": \"num.slow\", \"args\": [3, 1], \"cache\": true},\n"
+                  "  \"b\": {\"fn\": \"add\", \"args\": [{\"ref\": \"a\"}, 1], \"cache\": true},\n"
+                  "  \"c\": {\"fn\": \"range\", \"args\": [2], \"cache\": true}},\n"
+                  " \"outputs\": [\"b\", \"c\"]}\n");
   const char *out = "{\"b\":10,\"c\":[0,1]}\n";
   result r = run("run", "--cache-dir", "c", "g.json");
-  expect(r, 0, out, NULL);
+  tcli_expect(r, 0, out, NULL);
   expect_summary(r.err, "3 tasks: 3 run, 0 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("run", "--cache-dir", "c", "g.json");
   expect_summary(r.err, "2 tasks: 0 run, 2 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
   cr_assert_eq(system("cp p/rebuilt.so p/libnumeric.so"), 0);
   r = run("run", "--explain", "--cache-dir", "c", "g.json");
-  expect(r, 0,
-         "explain: c\n"
-         "  run     a                    num.slow         its function changed "
-         "(version or plugin)\n"
-         "  run     b                    add              an input changed\n"
-         "  cached  c                    range            in the cache\n"
-         "2 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
-         "needed by the outputs\n",
-         "");
-  result_free(&r);
+  tcli_expect(r, 0,
+              "explain: c\n"
+              "  run     a                    num.slow         its function changed "
+              "(version or plugin)\n"
+              "  run     b                    add              an input changed\n"
+              "  cached  c                    range            in the cache\n"
+              "2 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "
+              "needed by the outputs\n",
+              "");
+  tcli_result_free(&r);
   r = run("run", "--cache-dir", "c", "g.json");
-  expect(r, 0, out, NULL);
+  tcli_expect(r, 0, out, NULL);
   expect_summary(r.err, "3 tasks: 2 run, 1 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("run", "--cache-dir", "c", "g.json");
   expect_summary(r.err, "2 tasks: 0 run, 2 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
   /* The original build's entries are still there. */
   cr_assert_eq(system("cp p/orig.so p/libnumeric.so"), 0);
   r = run("run", "--cache-dir", "c", "g.json");
   expect_summary(r.err, "2 tasks: 0 run, 2 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 Test(cli, progress_only_on_a_terminal) {
@@ -731,7 +642,7 @@ Test(cli, progress_only_on_a_terminal) {
                  (char *)example("builtins.json"));
   cr_expect_eq(r.status, 0);
   cr_expect_null(strchr(r.err, '\r'), "progress on a pipe: %s", r.err);
-  result_free(&r);
+  tcli_result_free(&r);
   /* With stderr on a terminal the line is drawn (and cleared). */
   int master;
   pid_t pid = forkpty(&master, NULL, NULL, NULL);
@@ -746,7 +657,7 @@ Test(cli, progress_only_on_a_terminal) {
   size_t len = 0;
   char buf[1024];
   ssize_t n;
-  while ((n = read(master, buf, sizeof buf)) > 0) append(&tty, &len, buf, (size_t)n);
+  while ((n = read(master, buf, sizeof buf)) > 0) tcli_append(&tty, &len, buf, (size_t)n);
   int st;
   waitpid(pid, &st, 0);
   cr_expect_eq(WEXITSTATUS(st), 0);
@@ -759,52 +670,52 @@ Test(cli, progress_only_on_a_terminal) {
 Test(cli, verbose_names_plugins_and_task_timings) {
   result r = run("run", "-v", "--no-cache", "--scheduler=sync",
                  (char *)example("pi.json"));
-  expect(r, 0, "{\"pi\":3.14134125}\n", NULL);
+  tcli_expect(r, 0, "{\"pi\":3.14134125}\n", NULL);
   cr_expect(strncmp(r.err, "tgraph: plugin ", 15) == 0, "%s", r.err);
   cr_expect_not_null(strstr(r.err, "/libnumeric.so: 7 functions, digest "));
   cr_expect_not_null(strstr(r.err, "tgraph: 18 tasks: 18 run, 0 cached, 0 failed"));
   cr_expect_not_null(strstr(r.err, "\ntgraph:   hits0 "), "%s", r.err);
   cr_expect_not_null(strstr(r.err, "\ntgraph:   pi/args[0] "), "%s", r.err);
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 /* ---- the examples, as the README runs them ---- */
 
 Test(cli, example_pi) {
   result r = run("run", "-q", (char *)example("pi.json"));
-  expect(r, 0, "{\"pi\":3.14134125}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{\"pi\":3.14134125}\n", "");
+  tcli_result_free(&r);
 }
 
 Test(cli, example_wordcount) {
   result r = run("run", "-q", (char *)example("wordcount.json"));
-  expect(r, 0,
-         "{\"top\":[[\"the\",1897],[\"of\",1156],[\"to\",785],[\"or\",738],"
-         "[\"a\",697],[\"and\",602],[\"you\",551],[\"license\",516],"
-         "[\"this\",436],[\"in\",408]],\"words\":2075}\n",
-         "");
-  result_free(&r);
+  tcli_expect(r, 0,
+              "{\"top\":[[\"the\",1897],[\"of\",1156],[\"to\",785],[\"or\",738],"
+              "[\"a\",697],[\"and\",602],[\"you\",551],[\"license\",516],"
+              "[\"this\",436],[\"in\",408]],\"words\":2075}\n",
+              "");
+  tcli_result_free(&r);
 }
 
 Test(cli, example_distance) {
   result r = run("run", "-q", (char *)example("distance.json"));
-  expect(r, 0,
-         "{\"stats\":{\"shape\":[2000,2000],\"min\":0.0,\"max\":"
-         "2.710558722781119,\"mean\":1.6092157480104639}}\n",
-         "");
-  result_free(&r);
+  tcli_expect(r, 0,
+              "{\"stats\":{\"shape\":[2000,2000],\"min\":0.0,\"max\":"
+              "2.710558722781119,\"mean\":1.6092157480104639}}\n",
+              "");
+  tcli_result_free(&r);
 }
 
 Test(cli, example_blur) {
   result r = run("run", "-q", (char *)example("blur.json"));
-  expect(r, 0,
-         "{\"files\":[\"/tmp/tgraph-blur-out0.pgm\",\"/tmp/tgraph-blur-out1.pgm\","
-         "\"/tmp/tgraph-blur-out2.pgm\",\"/tmp/tgraph-blur-out3.pgm\"],"
-         "\"means\":{\"before\":[96.89723205566406,90.70747375488281,"
-         "79.51846694946289,89.24578857421875],\"after\":[96.89098739624023,"
-         "90.70209884643555,79.51021194458008,89.24139785766602]}}\n",
-         "");
-  result_free(&r);
+  tcli_expect(r, 0,
+              "{\"files\":[\"/tmp/tgraph-blur-out0.pgm\",\"/tmp/tgraph-blur-out1.pgm\","
+              "\"/tmp/tgraph-blur-out2.pgm\",\"/tmp/tgraph-blur-out3.pgm\"],"
+              "\"means\":{\"before\":[96.89723205566406,90.70747375488281,"
+              "79.51846694946289,89.24578857421875],\"after\":[96.89098739624023,"
+              "90.70209884643555,79.51021194458008,89.24139785766602]}}\n",
+              "");
+  tcli_result_free(&r);
   FILE *f = fopen("/tmp/tgraph-blur-out3.pgm", "rb");
   cr_assert_not_null(f);
   char head[16] = "";
@@ -815,8 +726,8 @@ Test(cli, example_blur) {
 
 Test(cli, example_cached_pipeline) {
   result r = run("run", "-q", (char *)example("cached.json"));
-  expect(r, 0, "{\"report\":6562}\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "{\"report\":6562}\n", "");
+  tcli_result_free(&r);
 }
 
 /* ---- cache subcommands ---- */
@@ -824,20 +735,20 @@ Test(cli, example_cached_pipeline) {
 /* `cache list` and `cache prune` on the empty (or missing) cache "c". */
 static void expect_empty_list_and_prune(void) {
   result r = run("cache", "--cache-dir", "c", "list");
-  expect(r, 0, "key                                    size  last used         "
-         "    compute  function\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "key                                    size  last used         "
+              "    compute  function\n", "");
+  tcli_result_free(&r);
   r = run("cache", "--cache-dir", "c", "prune", "--max-size", "1M");
-  expect(r, 0, "removed 0 entries\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "removed 0 entries\n", "");
+  tcli_result_free(&r);
 }
 
 Test(cli, cache_commands) {
   /* looking at a cache that does not exist does not create it */
   result r = run("cache", "--cache-dir", "c", "info");
-  expect(r, 0, "directory: c (does not exist yet)\nentries:   0\nsize:      0 B (0 B in "
-         "blob files)\nlimit:     none\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "directory: c (does not exist yet)\nentries:   0\nsize:      0 B (0 B in "
+              "blob files)\nlimit:     none\n", "");
+  tcli_result_free(&r);
   struct stat st;
   cr_expect_neq(stat("c", &st), 0, "info created the cache directory");
   expect_empty_list_and_prune();
@@ -845,23 +756,23 @@ Test(cli, cache_commands) {
   /* an existing cache */
   cr_assert_eq(mkdir("c", 0700), 0);
   r = run("cache", "--cache-dir", "c", "info");
-  expect(r, 0, "directory: c\nentries:   0\nsize:      0 B (0 B in blob "
-         "files)\nlimit:     none\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "directory: c\nentries:   0\nsize:      0 B (0 B in blob "
+              "files)\nlimit:     none\n", "");
+  tcli_result_free(&r);
   expect_empty_list_and_prune();
   r = run("cache", "--cache-dir", "c", "prune");
-  expect(r, 2, "", "tgraph cache prune: needs --max-size SIZE (e.g. 500M)\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "tgraph cache prune: needs --max-size SIZE (e.g. 500M)\n");
+  tcli_result_free(&r);
   r = run("cache", "--cache-dir", "c", "prune", "--max-size", "lots");
-  expect(r, 2, "", "tgraph cache prune: unexpected '--max-size'\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "tgraph cache prune: unexpected '--max-size'\n");
+  tcli_result_free(&r);
   r = run("cache", "--cache-dir", "c", "clear");
-  expect(r, 0, "cleared c\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "cleared c\n", "");
+  tcli_result_free(&r);
   r = run("cache", "--cache-dir", "c", "fly");
   cr_expect_eq(r.status, 2);
   cr_expect(strncmp(r.err, "tgraph cache: unknown command 'fly'\n", 36) == 0);
-  result_free(&r);
+  tcli_result_free(&r);
 }
 
 /* Two cached results whose blob files have one size (range(0, 30000) and
@@ -904,23 +815,23 @@ static void swap_the_two_blobs(void) {
 }
 
 Test(cli, swapped_blob_files_are_recomputed_not_served) {
-  write_file("g.json", swap_graph);
+  tcli_write_file("g.json", swap_graph);
   result r = run("run", "g.json");
-  expect(r, 0, swap_sums, NULL);
+  tcli_expect(r, 0, swap_sums, NULL);
   expect_summary(r.err, "4 tasks: 4 run, 0 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
   swap_the_two_blobs();
   r = run("run", "g.json");
-  expect(r, 0, swap_sums, NULL); /* not {"sa":450015000,"sb":449985000} */
+  tcli_expect(r, 0, swap_sums, NULL); /* not {"sa":450015000,"sb":449985000} */
   expect_summary(r.err, "4 tasks: 4 run, 0 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("run", "g.json"); /* stored again, good */
-  expect(r, 0, swap_sums, NULL);
+  tcli_expect(r, 0, swap_sums, NULL);
   expect_summary(r.err, "4 tasks: 2 run, 2 cached, 0 failed");
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("cache", "check");
-  expect(r, 0, "checked 2 entries and 2 blob files: no problems\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "checked 2 entries and 2 blob files: no problems\n", "");
+  tcli_result_free(&r);
 }
 
 static int count_of(const char *text, const char *what) {
@@ -933,25 +844,25 @@ Test(cli, cache_check_and_repair) {
   result r = run("cache", "--help");
   cr_expect_neq(strstr(r.out, "  check [--repair]       verify every entry and blob file;"),
                 NULL, "%s", r.out);
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("cache", "check"); /* no cache yet: nothing wrong, nothing made */
-  expect(r, 0, "checked 0 entries and 0 blob files: no problems\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "checked 0 entries and 0 blob files: no problems\n", "");
+  tcli_result_free(&r);
   struct stat st;
   cr_expect_neq(stat("cache", &st), 0, "check created the cache directory");
 
-  write_file("g.json", swap_graph);
+  tcli_write_file("g.json", swap_graph);
   r = run("run", "-q", "g.json");
-  expect(r, 0, swap_sums, "");
-  result_free(&r);
+  tcli_expect(r, 0, swap_sums, "");
+  tcli_result_free(&r);
   r = run("cache", "check");
-  expect(r, 0, "checked 2 entries and 2 blob files: no problems\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "checked 2 entries and 2 blob files: no problems\n", "");
+  tcli_result_free(&r);
 
   swap_the_two_blobs();
   cr_assert_eq(mkdir("cache/blobs/ee", 0755), 0);
-  write_file("cache/blobs/ee/000000000000000000000000000007", "junk");
-  write_file("cache/blobs/ee/0007.tmp.abcdef", "part"); /* no writer holds it */
+  tcli_write_file("cache/blobs/ee/000000000000000000000000000007", "junk");
+  tcli_write_file("cache/blobs/ee/0007.tmp.abcdef", "part"); /* no writer holds it */
   r = run("cache", "check");
   cr_expect_eq(r.status, 1, "%s", r.err);
   cr_expect_eq(count_of(r.out, "\n"), 5, "%s", r.out);
@@ -966,7 +877,7 @@ Test(cli, cache_check_and_repair) {
   const char *sum = "checked 2 entries and 3 blob files: 4 problems\n";
   cr_expect_str_eq(r.out + strlen(r.out) - strlen(sum), sum);
   cr_expect_str_eq(r.err, "");
-  result_free(&r);
+  tcli_result_free(&r);
   cr_expect_eq(stat("cache/blobs/ee/0007.tmp.abcdef", &st), 0, "check alone removes nothing");
 
   r = run("cache", "check", "--repair");
@@ -974,12 +885,12 @@ Test(cli, cache_check_and_repair) {
   cr_expect_eq(count_of(r.out, " (removed)\n"), 4, "%s", r.out);
   sum = "checked 2 entries and 1 blob file: 4 problems, 4 removed\n";
   cr_expect_str_eq(r.out + strlen(r.out) - strlen(sum), sum);
-  result_free(&r);
+  tcli_result_free(&r);
   r = run("cache", "check");
-  expect(r, 0, "checked 0 entries and 0 blob files: no problems\n", "");
-  result_free(&r);
+  tcli_expect(r, 0, "checked 0 entries and 0 blob files: no problems\n", "");
+  tcli_result_free(&r);
 
   r = run("cache", "check", "--fix");
-  expect(r, 2, "", "tgraph cache check: unexpected '--fix'\n");
-  result_free(&r);
+  tcli_expect(r, 2, "", "tgraph cache check: unexpected '--fix'\n");
+  tcli_result_free(&r);
 }

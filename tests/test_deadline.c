@@ -16,12 +16,10 @@
  * wide margins: the machine running the tests may be loaded. */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,7 +28,9 @@
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
+#include "test_cli_util.h"
 #include "test_funcs.h"
+#include "test_proc.h"
 
 #define MARGIN 5.0 /* seconds allowed past a deadline on a loaded machine */
 
@@ -156,15 +156,9 @@ static pid_t wait_pid(const char *path, double secs) {
 
 /* Whether pid is a live process (not gone, not a zombie). */
 static bool running(pid_t pid) {
-  char p[64], buf[512];
-  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(p, "r");
-  if (!f) return false;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  const char *rp = strrchr(buf, ')'); /* the name may hold anything */
-  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+  char state;
+  pid_t ppid;
+  return tproc_stat(pid, &state, &ppid) && state != 'Z' && state != 'X';
 }
 
 /* Seconds until pid stops running, at most `secs` (then -1). */
@@ -197,6 +191,20 @@ static int compute(tg_graph *g, tg_node out, tg_executor *ex, double timeout,
   return rc;
 }
 
+/* Compute node `out` of g on ex with a timeout: it fails with code `rc`
+ * and a message holding msg, within `bound` seconds; the seconds it took. */
+static double ends(tg_graph *g, tg_node out, tg_executor *ex, double timeout, int want,
+                   const char *msg, double bound) {
+  tg_value *v = NULL;
+  double secs;
+  int rc = compute(g, out, ex, timeout, &v, &secs);
+  cr_assert_eq(rc, want, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
+  cr_assert_null(v);
+  cr_expect(strstr(tg_graph_errmsg(g), msg) != NULL, "%s", tg_graph_errmsg(g));
+  cr_expect_leq(secs, bound, "returned after %.2f s", secs);
+  return secs;
+}
+
 /* ex still computes: inc(41) is 42. */
 static void still_serves(tg_executor *ex) {
   tg_graph *g;
@@ -218,17 +226,10 @@ static pid_t times_out(tg_executor *ex, const char *fn, const char *name) {
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_node n = tg_call(g, fn, 1, tg_arg_value(tg_str_c(path_of(name))));
-  tg_value *v = NULL;
-  double secs;
-  int rc = compute(g, n, ex, 1.5, &v, &secs);
-  cr_assert_eq(rc, TG_ETIMEDOUT, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
-  cr_assert_null(v);
   char want[128];
   snprintf(want, sizeof want, "the compute timed out after 1.5 s: 1 task still running (%s",
            fn);
-  cr_expect(strstr(tg_graph_errmsg(g), want) != NULL, "%s", tg_graph_errmsg(g));
-  cr_expect_geq(secs, 1.4);
-  cr_expect_leq(secs, 1.5 + MARGIN, "%s returned after %.2f s", fn, secs);
+  cr_expect_geq(ends(g, n, ex, 1.5, TG_ETIMEDOUT, want, 1.5 + MARGIN), 1.4, "%s", fn);
   tg_graph_free(g);
   pid_t pid = wait_pid(path_of(name), 0);
   cr_assert_gt(pid, 0, "the task did not record its pid");
@@ -239,21 +240,18 @@ static pid_t times_out(tg_executor *ex, const char *fn, const char *name) {
 
 TestSuite(deadline, .init = setup, .fini = teardown); /* hangs: the suite timeout */
 
-Test(deadline, processes_pause) {
+/* fn(dir/name) times out on one process worker, which is gone within a
+ * second; its replacement serves. */
+static void processes_case(const char *fn, const char *name) {
   tg_executor *ex = executor("processes", 1);
-  pid_t pid = times_out(ex, "pause_forever", "pause");
+  pid_t pid = times_out(ex, fn, name);
   cr_expect_geq(gone_within(pid, 1.0), 0, "worker %d still runs the task", (int)pid);
   still_serves(ex);
   tg_executor_free(ex);
 }
 
-Test(deadline, processes_spin) {
-  tg_executor *ex = executor("processes", 1);
-  pid_t pid = times_out(ex, "spin", "spin");
-  cr_expect_geq(gone_within(pid, 1.0), 0, "worker %d still runs the task", (int)pid);
-  still_serves(ex);
-  tg_executor_free(ex);
-}
+Test(deadline, processes_pause) { processes_case("pause_forever", "pause"); }
+Test(deadline, processes_spin) { processes_case("spin", "spin"); }
 
 /* Stops the worker that records its pid in dir/stopped. */
 static void *stopper(void *arg) {
@@ -283,13 +281,7 @@ Test(deadline, processes_failure_ends_spinning_task) {
   tg_node s = tg_call(g, "spin", 1, tg_arg_value(tg_str_c(path_of("spin"))));
   tg_node f = tg_call(g, "fail_after", 1, tg_arg_value(tg_int(300)));
   tg_node both = tg_call(g, "both", 2, tg_arg_node(s), tg_arg_node(f));
-  tg_value *v = NULL;
-  double secs;
-  int rc = compute(g, both, ex, 0, &v, &secs);
-  cr_assert_eq(rc, TG_ETASK, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
-  cr_expect(strstr(tg_graph_errmsg(g), "failed on purpose") != NULL, "%s",
-            tg_graph_errmsg(g));
-  cr_expect_leq(secs, 0.3 + MARGIN, "returned after %.2f s", secs);
+  ends(g, both, ex, 0, TG_ETASK, "failed on purpose", 0.3 + MARGIN);
   pid_t pid = wait_pid(path_of("spin"), 0);
   cr_assert_gt(pid, 0);
   cr_expect_geq(gone_within(pid, 1.0), 0, "worker %d still spins", (int)pid);
@@ -303,30 +295,20 @@ Test(deadline, processes_failure_ends_spinning_task) {
 static pid_t worker_pid;
 static char worker_ep[128];
 
-static void on_ready(void *ctx, const char *ep) { dprintf(*(int *)ctx, "%s\n", ep); }
-
 /* Fork a worker serving reg (builtins and the functions above) on a free
  * loopback port; its address in worker_ep. */
 static void start_worker(void) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  worker_pid = fork();
-  cr_assert_geq(worker_pid, 0);
+  worker_pid = tproc_fork();
   if (worker_pid == 0) {
     close(p[0]);
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
-                        .nthreads = 2, .on_ready = on_ready, .ctx = &p[1]};
+                        .nthreads = 2, .on_ready = tproc_say_ready, .ctx = &p[1]};
     _exit(tg_worker_serve(reg, &o, NULL) ? 1 : 0);
   }
   close(p[1]);
-  size_t n = 0;
-  struct pollfd pf = {p[0], POLLIN, 0};
-  while (n + 1 < sizeof worker_ep && poll(&pf, 1, 20000) > 0) {
-    if (read(p[0], worker_ep + n, 1) <= 0 || worker_ep[n] == '\n') break;
-    n++;
-  }
-  worker_ep[n] = '\0';
+  tproc_read_line(p[0], worker_ep, sizeof worker_ep, 20);
   close(p[0]);
   cr_assert(strncmp(worker_ep, "tcp://", 6) == 0, "the worker did not start: '%s'", worker_ep);
 }
@@ -367,13 +349,7 @@ Test(deadline, tcp_timeout_signals_sh) {
   still_serves(ex); /* connected: the command starts well before the deadline */
   tg_node n;
   tg_graph *g = sh_sleep("sh", &n);
-  tg_value *v = NULL;
-  double secs;
-  int rc = compute(g, n, ex, 2, &v, &secs);
-  cr_assert_eq(rc, TG_ETIMEDOUT, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
-  cr_expect(strstr(tg_graph_errmsg(g), "timed out after 2 s") != NULL, "%s",
-            tg_graph_errmsg(g));
-  cr_expect_leq(secs, 2 + MARGIN, "returned after %.2f s", secs);
+  ends(g, n, ex, 2, TG_ETIMEDOUT, "timed out after 2 s", 2 + MARGIN);
   pid_t pid = wait_pid(path_of("sh"), 0);
   cr_assert_gt(pid, 0, "the command did not record its pid");
   double gone = gone_within(pid, 3.0);
@@ -390,10 +366,8 @@ Test(deadline, tcp_timeout_signals_sh) {
  * next client. */
 Test(deadline, tcp_killed_client_cancels_its_tasks) {
   start_worker();
-  pid_t client = fork();
-  cr_assert_geq(client, 0);
+  pid_t client = tproc_fork();
   if (client == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     tg_executor *ex = tcp_executor();
     tg_node n;
     tg_graph *g = sh_sleep("sh", &n);
@@ -433,18 +407,9 @@ Test(deadline, tcp_pause_returns_at_deadline) {
 
 /* Ppid of pid (0 if unknown). */
 static pid_t parent_of(pid_t pid) {
-  char p[64], buf[512];
-  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(p, "r");
-  if (!f) return 0;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  const char *rp = strrchr(buf, ')');
-  char st;
-  int ppid = 0;
-  if (!rp || sscanf(rp + 1, " %c %d", &st, &ppid) != 2) return 0;
-  return ppid;
+  char state;
+  pid_t ppid;
+  return tproc_stat(pid, &state, &ppid) ? ppid : 0;
 }
 
 /* The process that ran sh's command: its parent, past the guard that
@@ -462,35 +427,30 @@ static pid_t runner_of(pid_t sh) {
   return strcmp(argv0, "tgraph-sh-guard") == 0 ? parent_of(p) : p;
 }
 
-static char *slurp(const char *path) {
-  static char buf[8192];
-  FILE *f = fopen(path, "r");
-  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-  if (f) fclose(f);
-  buf[n] = '\0';
-  return buf;
+/* The text of file path ("" when there is none), in a static buffer. */
+static const char *slurp(const char *path) { return tcli_read_text(path, false); }
+
+/* A graph file at path whose one sh task records its pid in dir/sh (the
+ * command's, which exec keeps) and sleeps 300 s. */
+static void write_sleep_graph(const char *path) {
+  char text[600];
+  snprintf(text, sizeof text, "{\"tgraph\": 1, \"tasks\": {\"p1\": {\"fn\": \"sh\", \"args\": "
+           "[\"echo $$ > %s; exec sleep 300\"]}}, \"outputs\": [\"p1\"]}\n", path_of("sh"));
+  tcli_write_file(path, text);
 }
 
 /* `tgraph run --timeout 3` on processes whose only worker was stopped
  * with SIGSTOP while its sh command ran: the run ends at about 3 s with
  * exit status 1 and says it timed out; the worker is gone. */
 Test(deadline, cli_processes_stopped_worker_times_out) {
-  const char *bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  const char *bin = tcli_bin();
   char gpath[256], epath[256];
   snprintf(gpath, sizeof gpath, "%s", path_of("graph.json"));
   snprintf(epath, sizeof epath, "%s", path_of("stderr"));
-  FILE *f = fopen(gpath, "w");
-  cr_assert_not_null(f);
-  fprintf(f, "{\"tgraph\": 1, \"tasks\": {\"p1\": {\"fn\": \"sh\", \"args\": "
-             "[\"echo $$ > %s; exec sleep 300\"]}}, \"outputs\": [\"p1\"]}\n",
-          path_of("sh"));
-  fclose(f);
+  write_sleep_graph(gpath);
   double t0 = now();
-  pid_t run = fork();
-  cr_assert_geq(run, 0);
+  pid_t run = tproc_fork();
   if (run == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     freopen(epath, "w", stderr);
     freopen("/dev/null", "w", stdout);
     execl(bin, bin, "run", gpath, "--scheduler", "processes", "--workers", "1", "--timeout",
@@ -516,41 +476,16 @@ Test(deadline, cli_processes_stopped_worker_times_out) {
 
 /* Start `tgraph worker` on a free loopback port; its address in ep. */
 static pid_t cli_worker(const char *bin, char *ep, size_t size) {
-  int p[2];
-  cr_assert_eq(pipe(p), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    dup2(p[1], 1);
-    close(p[0]);
-    execl(bin, bin, "worker", "--listen", "tcp://127.0.0.1:*", "--nthreads", "2",
-          (char *)NULL);
-    _exit(127);
-  }
-  close(p[1]);
-  char line[256];
-  size_t n = 0;
-  struct pollfd pf = {p[0], POLLIN, 0};
-  while (n + 1 < sizeof line && poll(&pf, 1, 20000) > 0) {
-    if (read(p[0], line + n, 1) <= 0 || line[n] == '\n') break;
-    n++;
-  }
-  line[n] = '\0';
-  close(p[0]);
-  const char *a = strstr(line, "tcp://");
-  cr_assert_not_null(a, "tgraph worker said '%s'", line);
-  snprintf(ep, size, "%s", a);
-  return pid;
+  char *const args[] = {(char *)bin, "worker", "--listen", "tcp://127.0.0.1:*", "--nthreads",
+                        "2", NULL};
+  return tcli_worker(bin, args, ep, size);
 }
 
 /* tgraph run of graph on tcp worker ep, in the background (stderr to
  * dir/stderr). */
 static pid_t cli_run_tcp(const char *bin, const char *graph, const char *ep) {
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     freopen(path_of("stderr"), "w", stderr);
     freopen("/dev/null", "w", stdout);
     execl(bin, bin, "run", graph, "--scheduler", "tcp", "--connect", ep, "--no-cache",
@@ -564,23 +499,14 @@ static pid_t cli_run_tcp(const char *bin, const char *graph, const char *ep) {
  * `tgraph worker`: the command is gone about a second later, and the
  * worker serves the next run. */
 Test(deadline, cli_killed_run_stops_its_command_on_worker) {
-  const char *bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  const char *bin = tcli_bin();
   char ep[160], g1[256], g2[256];
   pid_t worker = cli_worker(bin, ep, sizeof ep);
   snprintf(g1, sizeof g1, "%s", path_of("sleep.json"));
   snprintf(g2, sizeof g2, "%s", path_of("echo.json"));
-  FILE *f = fopen(g1, "w");
-  cr_assert_not_null(f);
-  fprintf(f, "{\"tgraph\": 1, \"tasks\": {\"p1\": {\"fn\": \"sh\", \"args\": "
-             "[\"echo $$ > %s; exec sleep 300\"]}}, \"outputs\": [\"p1\"]}\n",
-          path_of("sh"));
-  fclose(f);
-  f = fopen(g2, "w");
-  cr_assert_not_null(f);
-  fprintf(f, "{\"tgraph\": 1, \"tasks\": {\"e\": {\"fn\": \"sh\", \"args\": "
-             "[\"echo served\"]}}, \"outputs\": [\"e\"]}\n");
-  fclose(f);
+  write_sleep_graph(g1);
+  tcli_write_file(g2, "{\"tgraph\": 1, \"tasks\": {\"e\": {\"fn\": \"sh\", \"args\": "
+                      "[\"echo served\"]}}, \"outputs\": [\"e\"]}\n");
   pid_t run = cli_run_tcp(bin, g1, ep);
   pid_t sh = wait_pid(path_of("sh"), 30);
   cr_assert_gt(sh, 0, "the command did not start: %s", slurp(path_of("stderr")));

@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test_cli_util.h"
+#include "test_proc.h"
 #include "tgraph.h"
 #include "tgraph/builtins.h"
 
@@ -33,11 +35,8 @@ static char base[32]; /* this test's marker: a prefix of every sleep's argument 
 
 static void setup(void) {
   static int counter;
-  bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
-  strcpy(dir, "/tmp/tg_intr_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-  cr_assert_eq(chdir(dir), 0);
+  bin = tcli_bin();
+  tcli_enter_tmpdir(dir, sizeof dir, "/tmp/tg_intr_XXXXXX");
   setenv("TGRAPH_CACHE_DIR", "cache", 1);
   unsetenv("TGRAPH_PLUGIN_PATH");
   cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
@@ -57,17 +56,9 @@ static void kill_leftovers(void) {
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
-      char path[300], buf[512];
-      snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-      FILE *f = fopen(path, "r");
-      if (!f) continue;
-      size_t len = fread(buf, 1, sizeof buf - 1, f);
-      fclose(f);
-      buf[len] = '\0';
-      char *paren = strrchr(buf, ')'), state;
-      int ppid;
-      if (paren && sscanf(paren + 1, " %c %d", &state, &ppid) == 2 && ppid == (int)getpid())
-        kill((pid_t)atoi(e->d_name), SIGKILL);
+      pid_t pid = (pid_t)atoi(e->d_name), ppid;
+      char state;
+      if (pid > 0 && tproc_stat(pid, &state, &ppid) && ppid == getpid()) kill(pid, SIGKILL);
     }
     if (d) closedir(d);
     usleep(100000);
@@ -77,41 +68,18 @@ static void kill_leftovers(void) {
 
 static void teardown(void) {
   kill_leftovers();
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  cr_assert_eq(chdir("/"), 0);
-  cr_assert_eq(system(cmd), 0);
+  tcli_leave_tmpdir(dir);
 }
 
 TestSuite(interrupt, .init = setup, .fini = teardown);
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void pause_ms(int ms) {
   struct timespec d = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&d, NULL);
 }
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "r");
-  cr_assert_not_null(f, "cannot open %s", path);
-  char *buf = calloc(1, 1 << 16);
-  size_t n = fread(buf, 1, (1 << 16) - 1, f);
-  buf[n] = '\0';
-  fclose(f);
-  return buf;
-}
-
-static void write_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  fputs(text, f);
-  fclose(f);
-}
+/* The text of file path, malloc'd. */
+static char *slurp(const char *path) { return strdup(tcli_read_text(path, true)); }
 
 /* ---- processes ---------------------------------------------------------------- */
 
@@ -156,19 +124,9 @@ static int live_children(pid_t except) {
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-    if (atoi(e->d_name) == (int)except) continue;
-    char path[300], buf[512];
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (!f) continue;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    char *close_paren = strrchr(buf, ')');
+    pid_t pid = (pid_t)atoi(e->d_name), ppid;
     char state;
-    int ppid;
-    if (close_paren && sscanf(close_paren + 1, " %c %d", &state, &ppid) == 2 &&
-        ppid == (int)getpid() && state != 'Z')
+    if (pid != except && tproc_stat(pid, &state, &ppid) && ppid == getpid() && state != 'Z')
       n++;
   }
   closedir(d);
@@ -188,9 +146,9 @@ static void reap_adopted(pid_t keep) {
 
 /* Wait until `want` processes are command `m` (the sleeps run). */
 static void wait_running(const char *m, int want) {
-  double end = now() + 60;
+  double end = tcli_now() + 60;
   while (count_where(m, true) < want) {
-    cr_assert_lt(now(), end, "the commands holding %s did not start", m);
+    cr_assert_lt(tcli_now(), end, "the commands holding %s did not start", m);
     pause_ms(20);
   }
 }
@@ -198,13 +156,13 @@ static void wait_running(const char *m, int want) {
 /* Within `seconds`, nothing holding the marker and no child but `except`
  * is alive; fails naming what is left. */
 static void expect_all_gone(double seconds, pid_t except) {
-  double end = now() + seconds;
+  double end = tcli_now() + seconds;
   int left, kids;
   for (;;) {
     reap_adopted(except);
     left = count_alive(base);
     kids = live_children(except);
-    if ((left == 0 && kids == 0) || now() > end) break;
+    if ((left == 0 && kids == 0) || tcli_now() > end) break;
     pause_ms(20);
   }
   cr_expect_eq(left, 0, "%d processes of the run are alive %.1f s later", left, seconds);
@@ -254,7 +212,7 @@ static void write_graph(const char *path, const char *outputs) {
            "{\"ref\": \"q2\"}]}},\n"
            " \"outputs\": [%s]}\n",
            base, base, base, base, outputs);
-  write_file(path, text);
+  tcli_write_file(path, text);
 }
 
 /* The marker of sleep number k. */
@@ -275,9 +233,9 @@ static void interrupt_case(char *sched, int sig) {
   wait_running(marker(2), 1);
   if (!one) wait_running(marker(3), 1), wait_running(marker(4), 1);
   cr_assert_eq(kill(pid, sig), 0);
-  double t0 = now();
+  double t0 = tcli_now();
   int status = wait_status(pid);
-  double took = now() - t0;
+  double took = tcli_now() - t0;
   char *err = slurp("err.txt"), *out = slurp("out.txt");
   char want[256];
   snprintf(want, sizeof want,
@@ -310,17 +268,24 @@ Test(interrupt, sigterm_on_threads) { interrupt_case("threads", SIGTERM); }
 Test(interrupt, sigint_on_processes) { interrupt_case("processes", SIGINT); }
 Test(interrupt, sigterm_on_processes) { interrupt_case("processes", SIGTERM); }
 
-/* A command that ignores SIGTERM is killed after the grace period; the
- * run still ends with the one line. */
-Test(interrupt, command_ignoring_sigterm_is_killed) {
+/* Start a run on sched of one sh command that ignores SIGTERM, once its
+ * two sleeps run. */
+static pid_t start_stubborn(char *sched) {
   char text[512];
   snprintf(text, sizeof text,
            "{\"tgraph\": 1, \"tasks\": {\"t\": {\"fn\": \"sh\", \"args\": "
            "[\"trap '' TERM; sleep %s1 & sleep %s2; wait\"]}}}\n", base, base);
-  write_file("g.json", text);
-  pid_t pid = start("run", "--scheduler", "threads", "--no-cache", "g.json");
+  tcli_write_file("g.json", text);
+  pid_t pid = start("run", "--scheduler", sched, "--no-cache", "g.json");
   wait_running(marker(1), 1);
   wait_running(marker(2), 1);
+  return pid;
+}
+
+/* A command that ignores SIGTERM is killed after the grace period; the
+ * run still ends with the one line. */
+Test(interrupt, command_ignoring_sigterm_is_killed) {
+  pid_t pid = start_stubborn("threads");
   cr_assert_eq(kill(pid, SIGINT), 0);
   int status = wait_status(pid);
   char *err = slurp("err.txt");
@@ -334,20 +299,13 @@ Test(interrupt, command_ignoring_sigterm_is_killed) {
 /* While the first Ctrl-C waits for a command that ignores SIGTERM, a
  * second one stops at once, and the commands die with the run. */
 Test(interrupt, second_sigint_stops_at_once) {
-  char text[512];
-  snprintf(text, sizeof text,
-           "{\"tgraph\": 1, \"tasks\": {\"t\": {\"fn\": \"sh\", \"args\": "
-           "[\"trap '' TERM; sleep %s1 & sleep %s2; wait\"]}}}\n", base, base);
-  write_file("g.json", text);
-  pid_t pid = start("run", "--scheduler", "processes", "--no-cache", "g.json");
-  wait_running(marker(1), 1);
-  wait_running(marker(2), 1);
+  pid_t pid = start_stubborn("processes");
   cr_assert_eq(kill(pid, SIGINT), 0);
   pause_ms(300); /* within the 2 s the command is given */
   cr_assert_eq(kill(pid, SIGINT), 0);
-  double t0 = now();
+  double t0 = tcli_now();
   int status = wait_status(pid);
-  double took = now() - t0;
+  double took = tcli_now() - t0;
   char *err = slurp("err.txt");
   cr_expect_eq(status, 130, "stderr: %s", err);
   cr_expect_str_eq(err, "tgraph: interrupted again: stopping at once\n");
@@ -386,11 +344,11 @@ Test(interrupt, sh_leftovers_end_with_the_task) {
            " \"b\": {\"fn\": \"sh\", \"args\": [\"(trap '' TERM; touch ignoring; "
            "exec sleep %s2) >/dev/null 2>&1 & "
            "until [ -e ignoring ]; do sleep 0.01; done; echo b\"]}}}\n", base, base);
-  write_file("g.json", text);
-  double t0 = now();
+  tcli_write_file("g.json", text);
+  double t0 = tcli_now();
   pid_t pid = start("run", "-q", "--scheduler", "threads", "--no-cache", "g.json");
   int status = wait_status(pid);
-  double took = now() - t0;
+  double took = tcli_now() - t0;
   char *out = slurp("out.txt"), *err = slurp("err.txt");
   cr_expect_eq(status, 0, "stderr: %s", err);
   cr_expect_str_eq(out, "{\"a\":{\"$bytes\":\"YQo=\"},\"b\":{\"$bytes\":\"Ygo=\"}}\n");
@@ -419,10 +377,10 @@ Test(interrupt, kill9_of_run_on_processes) { kill9_case("processes"); }
 
 /* The address a worker printed ("listening on ADDRESS") to out.txt. */
 static void worker_address(char *addr, size_t size) {
-  double end = now() + 30;
+  double end = tcli_now() + 30;
   for (;;) {
     if (access("worker.txt", F_OK) != 0) { /* not made yet */
-      cr_assert_lt(now(), end, "the worker did not start");
+      cr_assert_lt(tcli_now(), end, "the worker did not start");
       pause_ms(20);
       continue;
     }
@@ -438,7 +396,7 @@ static void worker_address(char *addr, size_t size) {
       return;
     }
     free(out);
-    cr_assert_lt(now(), end, "the worker did not start");
+    cr_assert_lt(tcli_now(), end, "the worker did not start");
     pause_ms(20);
   }
 }
@@ -488,8 +446,8 @@ Test(interrupt, sigterm_on_tcp) {
   cr_expect_str_eq(err, "tgraph: interrupted: 2 of 4 tasks done, 2 stored in the "
                         "cache; run again to resume\n");
   free(err);
-  double end = now() + 5;
-  while (count_alive(base) > 0 && now() < end) pause_ms(20);
+  double end = tcli_now() + 5;
+  while (count_alive(base) > 0 && tcli_now() < end) pause_ms(20);
   cr_expect_eq(count_alive(base), 0, "the worker's commands ran on");
   kill(w, SIGTERM);
   wait_status(w);
@@ -512,11 +470,11 @@ static int tmux(const char *args, char *out, size_t size) {
 
 /* The pane's text once it holds `want` (within 30 s). */
 static void wait_pane(const char *want, char *buf, size_t size) {
-  double end = now() + 30;
+  double end = tcli_now() + 30;
   for (;;) {
     tmux("capture-pane -p -t intr", buf, size);
     if (strstr(buf, want) != NULL) return;
-    cr_assert_lt(now(), end, "the terminal never showed '%s': %s", want, buf);
+    cr_assert_lt(tcli_now(), end, "the terminal never showed '%s': %s", want, buf);
     pause_ms(50);
   }
 }
@@ -570,7 +528,7 @@ static void *cancel_when_started(void *arg) {
   canceller *c = arg;
   while (!atomic_load(&c->started)) pause_ms(5);
   wait_running(marker(1), 1); /* its command runs */
-  c->raised_at = now();
+  c->raised_at = tcli_now();
   tg_cancel_set(c->flag);
   return NULL;
 }
@@ -605,7 +563,7 @@ static void api_case(const char *sched) {
   cr_assert_eq(pthread_create(&th, NULL, cancel_when_started, &c), 0);
   tg_value *res = (tg_value *)1;
   int rc = tg_compute(g, &slow, 1, &o, &res);
-  double took = now() - c.raised_at;
+  double took = tcli_now() - c.raised_at;
   pthread_join(th, NULL);
   cr_expect_eq(rc, TG_ECANCELED, "%s: %s", sched, tg_strerror(rc));
   cr_expect_null(res);
@@ -652,9 +610,9 @@ Test(interrupt, api_cancel_before_start_and_versions) {
   tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V2, .scheduler = "threads",
                        .stats = &st, .cancel = flag};
   tg_value *res;
-  double t0 = now();
+  double t0 = tcli_now();
   cr_expect_eq(tg_compute(g, &n, 1, &o, &res), TG_ECANCELED);
-  cr_expect_lt(now() - t0, 5.0);
+  cr_expect_lt(tcli_now() - t0, 5.0);
   cr_expect_eq(st.tasks_run, 0);
   cr_expect_eq(st.tasks_skipped, 1);
   /* version 1 has no flag: the field is not read */

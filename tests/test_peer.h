@@ -1,5 +1,5 @@
 /* tests/test_peer.h: raw ZeroMQ peers of tgraph's workers and runs, for
- * the suites that play a hostile or fake peer (tcp, remote_budget). */
+ * the suites that play a hostile or fake peer (tcp, remote_budget, remote_trust). */
 #ifndef TG_TEST_PEER_H
 #define TG_TEST_PEER_H
 

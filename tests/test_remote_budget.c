@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,7 +29,9 @@
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
+#include "test_cli_util.h"
 #include "test_peer.h"
+#include "test_proc.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -72,48 +73,15 @@ static pid_t track(pid_t pid) {
   return pid;
 }
 
-/* Read a line (up to '\n', at most size - 1 bytes) from fd within secs. */
-static void read_line(int fd, char *buf, size_t size, int secs) {
-  size_t n = 0;
-  struct pollfd pf = {fd, POLLIN, 0};
-  while (n + 1 < size && poll(&pf, 1, secs * 1000) > 0) {
-    ssize_t r = read(fd, buf + n, 1);
-    if (r <= 0 || buf[n] == '\n') break;
-    n++;
-  }
-  buf[n] = '\0';
-}
-
 /* `tgraph worker` on a free loopback port with the extra arguments; its
  * address in ep. */
 static pid_t cli_worker(const char *const *extra, size_t nextra, char ep[128]) {
-  const char *bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  const char *bin = tcli_bin();
   const char *argv[16] = {bin, "worker", "--listen", "tcp://127.0.0.1:0"};
   size_t n = 4;
   for (size_t i = 0; i < nextra; i++) argv[n++] = extra[i];
   argv[n] = NULL;
-  int p[2];
-  cr_assert_eq(pipe(p), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    dup2(p[1], 1);
-    close(p[0]);
-    close(p[1]);
-    execv(bin, (char *const *)argv);
-    _exit(127);
-  }
-  track(pid);
-  close(p[1]);
-  char line[256];
-  read_line(p[0], line, sizeof line, 20);
-  close(p[0]);
-  cr_assert(strncmp(line, "listening on tcp://", 19) == 0, "worker said '%s'", line);
-  cr_assert_lt(strlen(line + 13), 128);
-  memcpy(ep, line + 13, strlen(line + 13) + 1);
-  return pid;
+  return track(tcli_worker(bin, (char *const *)argv, ep, 128));
 }
 
 /* A process's VmHWM (peak resident memory) in bytes, from /proc. */
@@ -240,10 +208,8 @@ static void fake_serve(void *sock, uint64_t claim) {
 static void fake_worker(uint64_t claim, char ep[128]) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(p[0]);
     void *ctx = zmq_ctx_new(), *s = as_user(zmq_socket(ctx, ZMQ_ROUTER), true);
     char addr[128];
@@ -257,7 +223,7 @@ static void fake_worker(uint64_t claim, char ep[128]) {
   }
   track(pid);
   close(p[1]);
-  read_line(p[0], ep, 128, 20);
+  tproc_read_line(p[0], ep, 128, 20);
   close(p[0]);
   cr_assert(strncmp(ep, "tcp://", 6) == 0, "fake worker said '%s'", ep);
 }
@@ -352,10 +318,8 @@ static void client(const char *const *addrs, size_t n, int mode, outcome *o) {
 static outcome run_client(const char *const *addrs, size_t n, int mode) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(p[0]);
 #ifndef UNDER_ASAN
     struct rlimit rl = {(rlim_t)2 << 30, (rlim_t)2 << 30};
@@ -415,41 +379,36 @@ Test(remote_budget, lying_worker_2e40_dropped_run_completes_elsewhere) {
   lie_with_honest_worker((uint64_t)1 << 40);
 }
 
-/* The fake worker alone: the run fails naming it and what it claimed. */
-Test(remote_budget, lying_worker_alone_fails_the_run_naming_it) {
+/* A run on a fake worker claiming `claim` items (2^log2) alone: it fails
+ * naming the worker ("...; ADDRESS: it " then `said`), never on a task's
+ * TG_ENOMEM. */
+static outcome alone(int log2, const char *said) {
   char fake[128], want[512];
-  fake_worker((uint64_t)1 << 40, fake);
+  fake_worker((uint64_t)1 << log2, fake);
   const char *addrs[1] = {fake};
   outcome o = run_client(addrs, 1, SMALL);
-  cr_log_info("claim 2^40, no other worker: client VmHWM %.1f MiB; error: %s",
+  cr_log_info("claim 2^%d, no other worker: client VmHWM %.1f MiB; error: %s", log2,
               o.hwm / 1048576.0, o.msg);
   cr_expect_eq(o.rc, TG_EWORKER, "rc %d: %s", o.rc, o.msg);
-  snprintf(want, sizeof want, "no worker accepts this run; %s: it claimed that the result "
-           "of task '", fake);
+  snprintf(want, sizeof want, "no worker accepts this run; %s: it %s", fake, said);
   cr_expect(strstr(o.msg, want), "error: %s", o.msg);
-  cr_expect(strstr(o.msg, "kept there is a list of 1099511627776 items (a worker sends "
-                   "one of more than 1048576 back whole)"), "error: %s", o.msg);
   cr_expect(!strstr(o.msg, "TG_ENOMEM"), "error: %s", o.msg);
   cr_expect_lt(o.hwm, CLIENT_BOUND);
+  return o;
+}
+
+/* The fake worker alone: the run fails naming it and what it claimed. */
+Test(remote_budget, lying_worker_alone_fails_the_run_naming_it) {
+  outcome o = alone(40, "claimed that the result of task '");
+  cr_expect(strstr(o.msg, "kept there is a list of 1099511627776 items (a worker sends "
+                   "one of more than 1048576 back whole)"), "error: %s", o.msg);
 }
 
 /* Claims of 2^20 items where shapes were asked for, from a worker alone:
  * a few fit the run's budget for placeholders, the next come back whole,
  * which the fake does not do: it is dropped and the run fails naming it,
  * never on a task's TG_ENOMEM. */
-Test(remote_budget, lying_worker_2e20_alone_fails_the_run_naming_it) {
-  char fake[128], want[512];
-  fake_worker((uint64_t)1 << 20, fake);
-  const char *addrs[1] = {fake};
-  outcome o = run_client(addrs, 1, SMALL);
-  cr_log_info("claim 2^20, no other worker: client VmHWM %.1f MiB; error: %s",
-              o.hwm / 1048576.0, o.msg);
-  cr_expect_eq(o.rc, TG_EWORKER, "rc %d: %s", o.rc, o.msg);
-  snprintf(want, sizeof want, "no worker accepts this run; %s: it ", fake);
-  cr_expect(strstr(o.msg, want), "error: %s", o.msg);
-  cr_expect(!strstr(o.msg, "TG_ENOMEM"), "error: %s", o.msg);
-  cr_expect_lt(o.hwm, CLIENT_BOUND);
-}
+Test(remote_budget, lying_worker_2e20_alone_fails_the_run_naming_it) { alone(20, ""); }
 
 /* A map claimed with a key twice, from a worker alone: the run fails
  * naming it and its claim (a placeholder map could not be made: this was

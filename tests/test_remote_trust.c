@@ -14,13 +14,11 @@
  * the plugin is tests/trust_plugin.c (libtrustbug.so). */
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +32,9 @@
 #include "tgraph/graph.h"
 #include "tgraph/plugin.h"
 #include "tgraph/remote.h"
+#include "test_cli_util.h"
+#include "test_peer.h"
+#include "test_proc.h"
 
 /* ---- registries: bug.f compiled in, or from the plugin -------------------------- */
 
@@ -92,29 +93,19 @@ static void digest_setup(void) {
 
 static pid_t wpid;
 static char wep[128];
-static volatile sig_atomic_t child_stop;
-
-static void child_term(int s) {
-  (void)s;
-  child_stop = 1;
-}
-static void child_ready(void *ctx, const char *ep) { dprintf(*(int *)ctx, "%s\n", ep); }
 
 /* Fork a worker serving a registry of `kind` on a free loopback port;
  * its endpoint in wep. */
 static void start_worker(int kind) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  wpid = fork();
-  cr_assert_geq(wpid, 0);
+  wpid = tproc_fork();
   if (wpid == 0) {
     close(p[0]);
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-    signal(SIGTERM, child_term);
     tg_registry *r = make_reg(kind);
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
-                        .nthreads = 1, .stop = &child_stop, .on_ready = child_ready,
-                        .ctx = &p[1]};
+                        .nthreads = 1, .stop = tproc_stop_on_term(),
+                        .on_ready = tproc_say_ready, .ctx = &p[1]};
     tg_error err;
     tg_error_clear(&err);
     int rc = tg_worker_serve(r, &o, &err);
@@ -122,14 +113,7 @@ static void start_worker(int kind) {
     _exit(rc ? 1 : 0);
   }
   close(p[1]);
-  size_t n = 0;
-  struct pollfd pf = {p[0], POLLIN, 0};
-  while (n + 1 < sizeof wep && poll(&pf, 1, 30000) > 0) {
-    ssize_t r = read(p[0], wep + n, 1);
-    if (r <= 0 || wep[n] == '\n') break;
-    n++;
-  }
-  wep[n] = '\0';
+  tproc_read_line(p[0], wep, sizeof wep, 30);
   close(p[0]);
   cr_assert(strncmp(wep, "tcp://", 6) == 0, "worker did not start: %s", wep);
 }
@@ -247,16 +231,13 @@ static void rm_tree(const char *dir) {
 static int try_worker(const char *keys, char *msg, size_t size) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  wpid = fork();
-  cr_assert_geq(wpid, 0);
+  wpid = tproc_fork();
   if (wpid == 0) {
     close(p[0]);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    signal(SIGTERM, child_term);
     tg_registry *r = make_reg(BUILTINS);
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
-                        .nthreads = 1, .keys_dir = keys, .stop = &child_stop,
-                        .on_ready = child_ready, .ctx = &p[1]};
+                        .nthreads = 1, .keys_dir = keys, .stop = tproc_stop_on_term(),
+                        .on_ready = tproc_say_ready, .ctx = &p[1]};
     tg_error err;
     tg_error_clear(&err);
     int rc = tg_worker_serve(r, &o, &err);
@@ -265,15 +246,9 @@ static int try_worker(const char *keys, char *msg, size_t size) {
   }
   close(p[1]);
   char line[1024];
-  size_t n = 0;
-  struct pollfd pf = {p[0], POLLIN, 0};
-  while (n + 1 < sizeof line && poll(&pf, 1, 30000) > 0) {
-    ssize_t r = read(p[0], line + n, 1);
-    if (r <= 0 || line[n] == '\n') break;
-    n++;
-  }
-  line[n] = '\0';
+  tproc_read_line(p[0], line, sizeof line, 30);
   close(p[0]);
+  size_t n = strlen(line);
   if (strncmp(line, "tcp://", 6) == 0 && n < sizeof wep) {
     memcpy(wep, line, n + 1);
     return TG_OK;
@@ -319,21 +294,12 @@ static int keyed_call(const char *keys, char *msg, size_t size) {
 }
 
 static void write_file(const char *path, const char *text, mode_t mode) {
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f, "%s", path);
-  fputs(text, f);
-  fclose(f);
+  tcli_write_file(path, text);
   cr_assert_eq(chmod(path, mode), 0);
 }
 
 static void copy_file(const char *from, const char *to, mode_t mode) {
-  char buf[4096];
-  FILE *f = fopen(from, "r");
-  cr_assert_not_null(f, "%s", from);
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  write_file(to, buf, mode);
+  write_file(to, tcli_read_text(from, true), mode);
 }
 
 Test(remote_trust, keys_each_end_takes_its_own_directory) {
@@ -436,8 +402,7 @@ static void users_fini(void) {
 /* Start tgraph args (as nobody if `nobody`), HOME and XDG_STATE_HOME the
  * user's state directory; stdout on a pipe (*out), stderr into errpath. */
 static pid_t spawn(bool nobody, const char *const *args, int *out, const char *errpath) {
-  const char *bin = getenv("TGRAPH_BIN");
-  cr_assert_not_null(bin, "TGRAPH_BIN is not set (run through meson test)");
+  const char *bin = tcli_bin();
   const char *argv[32];
   int n = 0;
   if (nobody) {
@@ -477,13 +442,6 @@ static void read_all(int fd, char *buf, size_t size) {
   buf[n] = '\0';
 }
 
-static void read_path(const char *path, char *buf, size_t size) {
-  int fd = open(path, O_RDONLY);
-  cr_assert_geq(fd, 0, "%s", path);
-  read_all(fd, buf, size);
-  close(fd);
-}
-
 /* Run tgraph args to its end: its exit status, stdout and stderr. */
 static int run_tgraph(bool nobody, const char *const *args, char *out, char *err,
                       size_t size) {
@@ -495,7 +453,10 @@ static int run_tgraph(bool nobody, const char *const *args, char *out, char *err
   close(fd);
   int st;
   cr_assert_eq(waitpid(pid, &st, 0), pid);
-  read_path(errpath, err, size);
+  int efd = open(errpath, O_RDONLY);
+  cr_assert_geq(efd, 0, "%s", errpath);
+  read_all(efd, err, size);
+  close(efd);
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -508,17 +469,10 @@ static void start_cli_worker(bool nobody, char *ep, size_t size) {
   int fd;
   cr_assert_lt(nprocs, 4);
   procs[nprocs++] = spawn(nobody, args, &fd, errpath);
-  size_t n = 0;
-  struct pollfd pf = {fd, POLLIN, 0};
-  while (n + 1 < sizeof line && poll(&pf, 1, 30000) > 0) {
-    if (read(fd, line + n, 1) <= 0 || line[n] == '\n') break;
-    n++;
-  }
-  line[n] = '\0';
+  tproc_read_line(fd, line, sizeof line, 30);
   close(fd);
-  char err[1024] = "";
-  if (strncmp(line, "listening on tcp://", 19) != 0) read_path(errpath, err, sizeof err);
-  cr_assert(strncmp(line, "listening on tcp://", 19) == 0, "worker: %s %s", line, err);
+  cr_assert(strncmp(line, "listening on tcp://", 19) == 0, "worker: %s %s", line,
+            tcli_read_text(errpath, false));
   snprintf(ep, size, "%s", line + 13);
 }
 
@@ -559,19 +513,26 @@ static void users_init(void) {
   "taken the port first), runs with --keys, or is not a tgraph worker; without --keys " \
   "a run uses only workers of its own user"
 
+/* tgraph args (as nobody if `nobody`) is refused by the worker at ep,
+ * which is not of its user: exit status 1 before any task runs. */
+static void expect_not_ours(bool nobody, const char *const *args, const char *ep) {
+  char out[4096], err[4096], want[1024];
+  cr_assert_eq(run_tgraph(nobody, args, out, err, sizeof out), 1, "out: %s err: %s", out, err);
+  snprintf(want, sizeof want, "tgraph: error: no worker accepts this run; %s: " NOT_OURS "\n",
+           ep);
+  cr_expect_str_eq(err, want);
+  cr_expect_str_eq(out, "");
+}
+
 Test(remote_trust, keyless_worker_serves_only_its_user, .init = users_init,
      .fini = users_fini) {
-  char ep[200], out[4096], err[4096], graph[200], want[1024];
+  char ep[200], out[4096], err[4096], graph[200];
   snprintf(graph, sizeof graph, "%s/g.json", udir);
   start_cli_worker(false, ep, sizeof ep);
   const char *args[] = {"run", graph, "--scheduler=tcp", "--connect", ep, "--no-cache", "-q",
                         NULL};
   /* another user's run: refused before any task, so sh never runs */
-  cr_assert_eq(run_tgraph(true, args, out, err, sizeof out), 1, "out: %s err: %s", out, err);
-  snprintf(want, sizeof want, "tgraph: error: no worker accepts this run; %s: " NOT_OURS "\n",
-           ep);
-  cr_expect_str_eq(err, want);
-  cr_expect_str_eq(out, "");
+  expect_not_ours(true, args, ep);
   cr_expect(!exists_in_udir("ran_as_0") && !exists_in_udir("ran_as_65534"),
             "the sh task ran for another user");
   /* the worker's own user is served */
@@ -582,17 +543,13 @@ Test(remote_trust, keyless_worker_serves_only_its_user, .init = users_init,
 
 Test(remote_trust, run_refuses_a_worker_of_another_user_on_its_port, .init = users_init,
      .fini = users_fini) {
-  char ep[200], out[4096], err[4096], graph[200], want[1024];
+  char ep[200], out[4096], err[4096], graph[200];
   snprintf(graph, sizeof graph, "%s/g.json", udir);
   /* nobody takes a port first and serves there */
   start_cli_worker(true, ep, sizeof ep);
   const char *args[] = {"run", graph, "--scheduler=tcp", "--connect", ep, "--no-cache", "-q",
                         NULL};
-  cr_assert_eq(run_tgraph(false, args, out, err, sizeof out), 1, "out: %s err: %s", out, err);
-  snprintf(want, sizeof want, "tgraph: error: no worker accepts this run; %s: " NOT_OURS "\n",
-           ep);
-  cr_expect_str_eq(err, want);
-  cr_expect_str_eq(out, "");
+  expect_not_ours(false, args, ep);
   cr_expect(!exists_in_udir("ran_as_65534") && !exists_in_udir("ran_as_0"));
   /* and nobody's own run is served by it */
   cr_assert_eq(run_tgraph(true, args, out, err, sizeof out), 0, "err: %s", err);
@@ -688,17 +645,10 @@ Test(remote_trust, user_key_directory_open_to_others_is_refused) {
 
 /* A DEALER speaking as this user's keyless runs do, past HELLO. */
 static void *hello_dealer(void *ctx) {
-  void *s = zmq_socket(ctx, ZMQ_DEALER);
-  tg__keypair kp;
-  tg_error err;
-  tg_error_clear(&err);
-  cr_assert_eq(tg__keys_user(&kp, &err), TG_OK, "%s", err.msg);
+  void *s = as_user(zmq_socket(ctx, ZMQ_DEALER), false);
   int linger = 0, tmo = 10000;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
   zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
-  zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, kp.pub, 40);
-  zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, kp.pub, 40);
-  zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, kp.sec, 40);
   cr_assert_eq(zmq_connect(s, wep), 0);
   tg__wbuf h = {0};
   tg__wbuf_u8(&h, TG__M_HELLO);
@@ -845,9 +795,9 @@ Test(remote_trust, keyless_worker_socket_refuses_other_uids, .init = users_init,
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
   cr_expect_str_eq(said, "refused");
   /* refused by its uid, not by the file system */
-  char log[4096], path[300], want[100];
+  char path[300], want[100];
   snprintf(path, sizeof path, "%s/worker.0", udir);
-  read_path(path, log, sizeof log);
+  const char *log = tcli_read_text(path, true);
   snprintf(want, sizeof want, "refused a client from localhost:%u:", (unsigned)pw->pw_uid);
   cr_expect(strstr(log, want) != NULL, "worker log: %s", log);
 }

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -35,6 +34,7 @@
 #include "tgraph/serial.h"
 #include "test_funcs.h"
 #include "test_peer.h"
+#include "test_proc.h"
 
 /* ---- functions of the tests (besides test_funcs.h) ---------------------------- */
 
@@ -207,16 +207,7 @@ typedef struct wspec {
   double session_timeout;
 } wspec;
 
-static volatile sig_atomic_t child_stop;
-static void child_term(int s) {
-  (void)s;
-  child_stop = 1;
-}
-static void child_ready(void *ctx, const char *ep) { dprintf(*(int *)ctx, "%s\n", ep); }
-
 static void child(const wspec *sp, int fd) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-  signal(SIGTERM, child_term);
   if (sp->log) {
     int lf = open(sp->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(lf, 2);
@@ -230,8 +221,8 @@ static void child(const wspec *sp, int fd) {
                       .keys_dir = sp->keys,
                       .max_message = sp->max_message,
                       .session_timeout = sp->session_timeout,
-                      .stop = &child_stop,
-                      .on_ready = child_ready,
+                      .stop = tproc_stop_on_term(),
+                      .on_ready = tproc_say_ready,
                       .ctx = &fd,
                       .verbose = sp->log != NULL};
   tg_error err;
@@ -246,8 +237,7 @@ static void child(const wspec *sp, int fd) {
 static int start_worker(const wspec *sp, char *msg, size_t msize) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
+  pid_t pid = tproc_fork();
   if (pid == 0) {
     close(p[0]);
     child(sp, p[1]);
@@ -256,16 +246,10 @@ static int start_worker(const wspec *sp, char *msg, size_t msize) {
   cr_assert_lt(npids, MAXW);
   int i = npids++;
   pids[i] = pid;
-  char line[512] = "";
-  size_t n = 0;
-  struct pollfd pf = {p[0], POLLIN, 0};
-  while (n + 1 < sizeof line && poll(&pf, 1, 10000) > 0) {
-    ssize_t r = read(p[0], line + n, 1);
-    if (r <= 0 || line[n] == '\n') break;
-    n++;
-  }
-  line[n] = '\0';
+  char line[512];
+  tproc_read_line(p[0], line, sizeof line, 10);
   close(p[0]);
+  size_t n = strlen(line);
   if (strncmp(line, "tcp://", 6) != 0) {
     if (msg) snprintf(msg, msize, "%s", line);
     return -1;

@@ -187,6 +187,11 @@ typedef struct tg__loaded {
  * how; it may be NULL). Counts nothing, changes nothing. */
 int tg__entry_load(tg_cache *c, tg_digest key, tg_value **out /* OUT */,
                    tg__loaded *got /* OUT */, tg_error *err);
+/* Call fn on each record of db_entries, in one read transaction (none may
+ * be held), until it returns other than TG_OK; returns that code, or
+ * TG_OK, or the code of a failed read. */
+int tg__entries_each(tg_cache *c, int (*fn)(void *ctx, MDB_txn *txn, MDB_val *k, MDB_val *v),
+                     void *ctx);
 /* Does failure rc mean the stored bytes are bad (rather than, say, memory
  * or descriptors running out, which must not cost the entry)? */
 bool tg__cache_bad_data(int rc);

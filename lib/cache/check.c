@@ -43,34 +43,32 @@ static void report(walk *w, tg_cache_problem *p) {
   if (w->cb) w->cb(w->ctx, p);
 }
 
+typedef struct keys {
+  tg_digest *all;
+  size_t n, cap;
+} keys;
+
+static int key_one(void *ctx, MDB_txn *txn, MDB_val *k, MDB_val *v) {
+  keys *ks = ctx;
+  (void)txn, (void)v;
+  if (k->mv_size != 16) return TG_OK; /* not a key this library writes */
+  if (ks->n == ks->cap) {
+    size_t cap = ks->cap ? 2 * ks->cap : 256;
+    tg_digest *p = tg__realloc(ks->all, cap * sizeof *p);
+    if (!p) return TG_ENOMEM;
+    ks->all = p;
+    ks->cap = cap;
+  }
+  ks->all[ks->n++] = tg__digest_unpack(k->mv_data);
+  return TG_OK;
+}
+
 /* Every entry's key (a snapshot). */
 static int entry_keys(tg_cache *c, tg_digest **out, size_t *n) {
-  MDB_txn *txn;
-  MDB_cursor *cur;
-  MDB_val k, v;
-  size_t cap = 0;
-  *out = NULL;
-  *n = 0;
-  int rc = tg__read_begin(c, &txn);
-  if (rc) return rc;
-  int mrc = mdb_cursor_open(txn, c->db_entries, &cur);
-  bool opened = mrc == MDB_SUCCESS;
-  while (!mrc && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == MDB_SUCCESS) {
-    if (k.mv_size != 16) continue; /* not a key this library writes */
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 256;
-      tg_digest *p = tg__realloc(*out, cap * sizeof *p);
-      if (!p) {
-        rc = TG_ENOMEM;
-        break;
-      }
-      *out = p;
-    }
-    (*out)[(*n)++] = tg__digest_unpack(k.mv_data);
-  }
-  if (!rc && mrc != MDB_NOTFOUND) rc = tg__mdb_code(mrc);
-  if (opened) mdb_cursor_close(cur);
-  tg__read_end(c, txn);
+  keys ks = {NULL, 0, 0};
+  int rc = tg__entries_each(c, key_one, &ks);
+  *out = ks.all;
+  *n = ks.n;
   return rc;
 }
 

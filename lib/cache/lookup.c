@@ -149,33 +149,48 @@ static bool entry_info(tg_cache *c, MDB_txn *txn, MDB_val *k, MDB_val *v,
   return true;
 }
 
-/* Every entry's info, collected so callbacks run with no transaction. */
-static int collect(tg_cache *c, tg_cache_entry_info **out, size_t *n) {
+int tg__entries_each(tg_cache *c, int (*fn)(void *ctx, MDB_txn *txn, MDB_val *k, MDB_val *v),
+                     void *ctx) {
   MDB_txn *txn;
   MDB_cursor *cur;
   MDB_val k, v;
-  size_t cap = 0;
-  *out = NULL;
-  *n = 0;
   int rc = tg__read_begin(c, &txn);
   if (rc) return rc;
   int mrc = mdb_cursor_open(txn, c->db_entries, &cur);
   bool opened = mrc == MDB_SUCCESS;
-  while (!mrc && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == MDB_SUCCESS) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 64;
-      tg_cache_entry_info *p = tg__realloc(*out, cap * sizeof *p);
-      if (!p) {
-        rc = TG_ENOMEM;
-        break;
-      }
-      *out = p;
-    }
-    if (entry_info(c, txn, &k, &v, &(*out)[*n])) (*n)++;
-  }
+  while (!mrc && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == MDB_SUCCESS)
+    if ((rc = fn(ctx, txn, &k, &v)) != TG_OK) break;
   if (!rc && mrc != MDB_NOTFOUND) rc = tg__mdb_code(mrc);
   if (opened) mdb_cursor_close(cur);
   tg__read_end(c, txn);
+  return rc;
+}
+
+typedef struct infos {
+  tg_cache *c;
+  tg_cache_entry_info *all;
+  size_t n, cap;
+} infos;
+
+static int collect_one(void *ctx, MDB_txn *txn, MDB_val *k, MDB_val *v) {
+  infos *in = ctx;
+  if (in->n == in->cap) {
+    size_t cap = in->cap ? 2 * in->cap : 64;
+    tg_cache_entry_info *p = tg__realloc(in->all, cap * sizeof *p);
+    if (!p) return TG_ENOMEM;
+    in->all = p;
+    in->cap = cap;
+  }
+  if (entry_info(in->c, txn, k, v, &in->all[in->n])) in->n++;
+  return TG_OK;
+}
+
+/* Every entry's info, collected so callbacks run with no transaction. */
+static int collect(tg_cache *c, tg_cache_entry_info **out, size_t *n) {
+  infos in = {c, NULL, 0, 0};
+  int rc = tg__entries_each(c, collect_one, &in);
+  *out = in.all;
+  *n = in.n;
   return rc;
 }
 
