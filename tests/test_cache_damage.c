@@ -8,7 +8,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,4 +423,80 @@ Test(cache_damage, damage_after_a_clean_close_is_found) {
   off_t pages = file_size("good/data.mdb") / 4096;
   zero_at("good", (pages - 1) * 4096, 4096);
   run_damaged("good", 1, "the last page zeroed in place");
+}
+
+/* ---- another program's lock file --------------------------------------------------- */
+
+/* A process that holds c/lock.mdb as LMDB's readers do (a shared fcntl lock
+ * on its first byte), so an open cannot take it alone and reinitialize it. */
+static pid_t hold_lock_file(const char *c) {
+  char path[128];
+  int ready[2];
+  snprintf(path, sizeof path, "%s/lock.mdb", c);
+  cr_assert_eq(pipe(ready), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    int fd = open(path, O_RDWR);
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    if (fd < 0 || fcntl(fd, F_SETLK, &fl)) _exit(1);
+    close(ready[0]);
+    if (write(ready[1], "y", 1) != 1) _exit(1);
+    for (;;) pause();
+  }
+  close(ready[1]);
+  char b;
+  cr_assert_eq(read(ready[0], &b, 1), 1, "the lock holder is ready");
+  close(ready[0]);
+  return pid;
+}
+
+/* lock.mdb whose format field (the u32 after the magic) is another LMDB
+ * build's, held by a process: LMDB says MDB_VERSION_MISMATCH. That is
+ * another program at work in the directory, not damage: nothing is moved,
+ * the run goes without the cache saying so once, and its answer is right.
+ * Once that program is gone the cache serves what it held. */
+Test(cache_damage, another_lmdb_builds_lock_file_is_left_in_place) {
+  prepare();
+  int fd = open("good/lock.mdb", O_RDWR);
+  cr_assert_geq(fd, 0);
+  uint32_t head[2];
+  cr_assert_eq(pread(fd, head, sizeof head, 0), (ssize_t)sizeof head);
+  cr_assert_eq(head[0], 0xBEEFC0DEu, "lock.mdb starts with LMDB's magic");
+  head[1] ^= 0x01000000u;
+  cr_assert_eq(pwrite(fd, &head[1], 4, 4), 4);
+  close(fd);
+  off_t data_size = file_size("good/data.mdb");
+  pid_t holder = hold_lock_file("good");
+
+  result r = run("run", "--cache-dir", "good", "g.json");
+  kill(holder, SIGKILL);
+  waitpid(holder, NULL, 0);
+  cr_assert_eq(r.status, 0, "status %d: %s", r.status, r.err);
+  cr_assert_str_eq(r.out, reference);
+  cr_assert_eq(count(r.err, "warning"), 1, "%s", r.err);
+  cr_assert_not_null(strstr(r.err, "tgraph: warning: cache directory good cannot be used "
+                                   "(MDB_VERSION_MISMATCH: "), "%s", r.err);
+  cr_assert_not_null(strstr(r.err, "): left as it is, running without the cache\n"), "%s",
+                     r.err);
+  cr_assert_eq(count(r.err, "damaged"), 0, "%s", r.err);
+  tcli_result_free(&r);
+  cr_assert_eq(file_size("good/data.mdb"), data_size, "data.mdb stays");
+  fd = open("good/lock.mdb", O_RDONLY);
+  cr_assert_geq(fd, 0, "lock.mdb stays");
+  uint32_t now[2];
+  cr_assert_eq(pread(fd, now, sizeof now, 0), (ssize_t)sizeof now);
+  close(fd);
+  cr_assert_eq(now[1], head[1], "lock.mdb is as the other program left it");
+  DIR *d = opendir("good");
+  struct dirent *de;
+  while ((de = readdir(d))) cr_assert(strncmp(de->d_name, "damaged-", 8), "%s", de->d_name);
+  closedir(d);
+
+  r = run("run", "--cache-dir", "good", "g.json");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_str_eq(r.out, reference);
+  cr_assert_eq(count(r.err, "warning"), 0, "%s", r.err);
+  cr_assert_not_null(strstr(r.err, " 0 run, 1 cached, 0 failed"), "%s", r.err);
+  tcli_result_free(&r);
 }

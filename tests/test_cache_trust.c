@@ -477,3 +477,40 @@ Test(cache_trust, check_beside_a_busy_writer_reports_nothing) {
   cr_assert_gt(seen_entries, 0, "the checks saw the writer's entries");
   tg_cache_close(c);
 }
+
+/* A check that cannot read DIR/blobs fails naming it, and ends the write
+ * transaction and the map lock it took: a store after it commits (a
+ * regression hangs, and the alarm fails the test). */
+Test(cache_trust, check_that_cannot_read_blobs_fails_and_releases_its_locks) {
+  tg_cache *c = open_with(0, false);
+  tg_value *small = tg_int(42);
+  put(c, 1, small);
+  char blobs[400];
+  snprintf(blobs, sizeof blobs, "%s/blobs", dir);
+  nftw(blobs, rm_one, 16, FTW_DEPTH | FTW_PHYS); /* made at open, or on demand */
+  cr_assert_neq(access(blobs, F_OK), 0);
+  FILE *f = fopen(blobs, "w");
+  cr_assert_not_null(f);
+  fputs("not a directory", f);
+  fclose(f);
+
+  alarm(60);
+  seen s = {0};
+  int rc = tg_cache_check(c, 0, on_problem, &s, NULL);
+  cr_assert_neq(rc, TG_OK, "an unreadable blobs directory is an error");
+  char want[600];
+  snprintf(want, sizeof want, "cannot read %s: ", blobs);
+  cr_assert_neq(strstr(tg_cache_errmsg(c), want), NULL, "%s", tg_cache_errmsg(c));
+  cr_assert_eq(s.n, 0);
+
+  tg_value *seven = tg_int(7);
+  put(c, 2, seven);
+  tg_value *got;
+  cr_assert_eq(tg_cache_get(c, key_of(2), &got), TG_OK, "%s", tg_cache_errmsg(c));
+  cr_assert(tg_value_equal(got, seven));
+  alarm(0);
+  tg_value_unref(got);
+  tg_value_unref(seven);
+  tg_value_unref(small);
+  tg_cache_close(c);
+}

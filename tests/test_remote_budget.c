@@ -7,8 +7,9 @@
  * fake worker and its claim. An honest worker's kept lists of 2^20 items
  * past the run's budget for placeholders come back whole, with the right
  * result. A `tgraph worker --max-message 8M` sent 8 MiB values on 100
- * connections refuses what is past its budget for all clients together,
- * stays under a bound, and still serves a run afterwards. Every process
+ * connections, or as the arguments of tasks queued behind a slow one,
+ * refuses what is past its budget for all clients together, stays under
+ * a bound, and still serves a run afterwards. Every process
  * started is killed and reaped by the test. */
 #include <criterion/criterion.h>
 #include <poll.h>
@@ -25,10 +26,12 @@
 #include "remote/proto.h"
 #include "remote/stream.h"
 #include "remote/wire.h"
+#include "registry/registry_internal.h" /* tg__library_build */
 #include "tgraph/builtins.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
+#include "tgraph/serial.h"
 #include "test_cli_util.h"
 #include "test_peer.h"
 #include "test_proc.h"
@@ -486,12 +489,12 @@ static void *greeted(void *ctx, const char *ep) {
 #define VALUE_BYTES ((size_t)8 << 20)
 static uint8_t chunk[TG__STREAM_CHUNK]; /* sent without copies */
 
-/* Stream one VALUE_BYTES value (number 0) on s, then a PING. */
-static void stream_8m(void *s) {
+/* Stream one VALUE_BYTES value, number seq, on s. */
+static void stream_value(void *s, uint64_t seq) {
   for (size_t off = 0; off < VALUE_BYTES; off += TG__STREAM_CHUNK) {
     tg__wbuf h = {0};
     tg__wbuf_u8(&h, TG__M_BULK);
-    tg__wbuf_varint(&h, 0);
+    tg__wbuf_varint(&h, seq);
     tg__wbuf_varint(&h, VALUE_BYTES);
     tg__wbuf_varint(&h, off);
     zmq_msg_t m;
@@ -500,6 +503,11 @@ static void stream_8m(void *s) {
     cr_assert_eq(zmq_msg_send(&m, s, 0), (int)sizeof chunk);
     tg__wbuf_free(&h);
   }
+}
+
+/* Stream one VALUE_BYTES value (number 0) on s, then a PING. */
+static void stream_8m(void *s) {
+  stream_value(s, 0);
   uint8_t ping[2] = {TG__M_PING, 5};
   cr_assert_eq(zmq_send(s, ping, 2, 0), 2);
 }
@@ -575,8 +583,9 @@ Test(remote_budget, worker_budget_holds_across_100_connections) {
   pid_t w = cli_worker(args, 2, ep);
   uint64_t before = vm_hwm(w);
   /* The default budget: 8 x --max-message = 64 MiB, 8 values. */
-  int kept = stream_on(ep, 100, "would take the worker's values received and not yet used "
-                       "to more than its limit of 67108864 bytes for all clients");
+  int kept = stream_on(ep, 100, "would take the large values the worker holds (received, "
+                       "in queued or running tasks, or stored) to more than its limit of "
+                       "67108864 bytes for all clients");
   uint64_t after = vm_hwm(w);
   cr_log_info("100 connections x 8 MiB: %d values kept; worker VmHWM %.1f MiB before, "
               "%.1f MiB after", kept, before / 1048576.0, after / 1048576.0);
@@ -590,10 +599,10 @@ Test(remote_budget, max_pending_option_sets_the_budget) {
   char ep[128];
   const char *args[] = {"--max-message", "8M", "--max-pending", "16M"};
   cli_worker(args, 4, ep);
-  int kept = stream_on(ep, 3, "a streamed value of 8388608 bytes would take the worker's "
-                       "values received and not yet used to more than its limit of "
-                       "16777216 bytes for all clients (16777216 held; --max-pending): "
-                       "dropped");
+  int kept = stream_on(ep, 3, "a streamed value of 8388608 bytes would take the large "
+                       "values the worker holds (received, in queued or running tasks, or "
+                       "stored) to more than its limit of 16777216 bytes for all clients "
+                       "(16777216 held; --max-pending): dropped");
   cr_expect_eq(kept, 2);
   honest_run(ep);
 }
@@ -611,4 +620,120 @@ Test(remote_budget, max_pending_option_checked) {
   int st = pclose(f);
   cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %#x", st);
   cr_expect(strstr(out, "--max-pending needs a size above 0, not '0'"), "output: %s", out);
+}
+
+/* ---- values held in queued tasks ------------------------------------------------ */
+
+/* FUNCS on s: the builtins sleep_ms (fn 0) and len (fn 1), both accepted. */
+static void declare_builtins(void *s) {
+  static const char *const names[2] = {"sleep_ms", "len"};
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_FUNCS);
+  tg__wbuf_varint(&h, 2);
+  for (uint64_t i = 0; i < 2; i++) {
+    tg__wbuf_varint(&h, i);
+    tg__wbuf_cstr(&h, names[i]);
+    tg__wbuf_cstr(&h, "1");
+    tg__wbuf_u8(&h, TG__ORIGIN_BUILTIN);
+    tg__wbuf_cstr(&h, tg__library_build());
+  }
+  cr_assert_eq(zmq_send(s, h.p, h.len, 0), (int)h.len);
+  tg__wbuf_free(&h);
+  uint8_t buf[512];
+  int got = zmq_recv(s, buf, sizeof buf, 0);
+  cr_assert_gt(got, 0, "no FUNCS reply");
+  cr_assert_eq(buf[0], TG__M_FUNCS_OK);
+  tg__rbuf r;
+  tg__rbuf_init(&r, buf, (size_t)got);
+  tg__rbuf_u8(&r);
+  cr_assert_eq(tg__rbuf_varint(&r), 2);
+  for (int i = 0; i < 2; i++) {
+    tg__rbuf_varint(&r);
+    cr_assert_eq(tg__rbuf_u8(&r), TG__FN_OK, "function %d refused", i);
+    char detail[256];
+    cr_assert(tg__rbuf_cstr(&r, detail, sizeof detail));
+  }
+}
+
+/* TASKS of run 1 on s: task `id` calls fn on one argument, the first item
+ * of the argument list: the int `n`, or (seq >= 0) streamed value seq as
+ * bytes. */
+static void send_task(void *s, uint64_t id, uint64_t fn, int64_t n, int64_t seq) {
+  tg__wbuf h = {0}, d = {0};
+  tg__wbuf_u8(&h, TG__M_TASKS);
+  tg__wbuf_varint(&h, 1); /* run */
+  tg__wbuf_varint(&h, 1); /* one task */
+  tg__wbuf_varint(&h, id);
+  tg__wbuf_varint(&h, fn);
+  tg__wbuf_u8(&h, 0);     /* a call */
+  tg__wbuf_varint(&h, 0); /* aux */
+  tg__wbuf_varint(&h, 1); /* attempts */
+  tg__wbuf_varint(&h, 0); /* no timeout */
+  tg__wbuf_u8(&h, TG__RF_RETURN);
+  tg__wbuf_varint(&h, 0); /* not kept */
+  tg__wbuf_varint(&h, 0); /* min_us */
+  char key[32];
+  snprintf(key, sizeof key, "t%llu", (unsigned long long)id);
+  tg__wbuf_cstr(&h, key);
+  tg__wbuf_varint(&h, 1);
+  tg__wbuf_u8(&h, TG__ARG_INLINE);
+  tg__wbuf_varint(&h, 0);
+  tg__wbuf_u8(&d, 1);
+  tg__wbuf_varint(&d, seq >= 0 ? 1 : 0);
+  if (seq >= 0) { /* leaf [0]: streamed value seq, bytes */
+    tg__wbuf_u8(&d, 1);
+    tg__wbuf_varint(&d, (uint64_t)seq);
+    tg__wbuf_varint(&d, 1);
+    tg__wbuf_varint(&d, 0);
+    tg__wbuf_u8(&d, TG_BYTES);
+    tg__wbuf_varint(&d, VALUE_BYTES);
+  }
+  tg_value *args = tg_list_of(1, seq >= 0 ? tg_null() : tg_int(n));
+  void *enc = NULL;
+  size_t el = 0;
+  cr_assert_eq(tg_encode(args, NULL, &enc, &el, NULL), TG_OK);
+  tg_value_unref(args);
+  cr_assert_eq(zmq_send(s, h.p, h.len, ZMQ_SNDMORE), (int)h.len);
+  cr_assert_eq(zmq_send(s, d.p, d.len, ZMQ_SNDMORE), (int)d.len);
+  cr_assert_eq(zmq_send(s, enc, el, 0), (int)el);
+  free(enc);
+  tg__wbuf_free(&h);
+  tg__wbuf_free(&d);
+}
+
+#define QUEUED 48 /* x 8 MiB: 384 MiB, past WORKER_BOUND if all were held */
+
+/* A client queues tasks carrying 8 MiB streamed arguments behind a task
+ * that sleeps, on a worker with one thread: the arguments are held until
+ * their tasks run, so they count against the budget for all clients
+ * (before, only a value still arriving did, and the queue could hold any
+ * number of them). The worker refuses the value past the budget, saying
+ * so, stays under the bound, and serves an honest client afterwards. */
+Test(remote_budget, values_in_queued_tasks_count_against_the_budget) {
+  char ep[128];
+  const char *args[] = {"--max-message", "8M", "--nthreads", "1"};
+  pid_t w = cli_worker(args, 4, ep);
+  void *ctx = zmq_ctx_new(), *s = greeted(ctx, ep);
+  declare_builtins(s);
+  send_task(s, 1, 0, 60000, -1); /* sleep_ms(60000): the only thread is busy */
+  for (int i = 0; i < QUEUED; i++) {
+    stream_value(s, (uint64_t)i);
+    send_task(s, (uint64_t)i + 2, 1, 0, i); /* len(8 MiB of bytes), queued */
+  }
+  uint8_t ping[2] = {TG__M_PING, 5};
+  cr_assert_eq(zmq_send(s, ping, 2, 0), 2);
+  char msg[2048] = "";
+  cr_assert_eq(verdict(s, msg, sizeof msg), 0, "all %d values were kept", QUEUED);
+  cr_expect(strstr(msg, "a streamed value of 8388608 bytes would take the large values the "
+                        "worker holds (received, in queued or running tasks, or stored) to "
+                        "more than its limit of 67108864 bytes for all clients ("),
+            "refused with: %s", msg);
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+  uint64_t hwm = vm_hwm(w);
+  cr_log_info("%d queued tasks x 8 MiB: worker VmHWM %.1f MiB", QUEUED, hwm / 1048576.0);
+  cr_expect_lt(hwm, WORKER_BOUND, "worker VmHWM %llu bytes", (unsigned long long)hwm);
+  honest_run(ep); /* on the one thread: the dropped client's tasks are gone */
+  /* Their values were given back to the budget when released. */
+  cr_expect_eq(stream_on(ep, 6, "(none refused)"), 6, "the budget was given back");
 }

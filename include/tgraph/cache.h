@@ -35,9 +35,12 @@
  * this library left it: same inode, size, mtime and last transaction).
  * A damaged data.mdb (truncated, zeroed or flipped bytes) is moved with
  * lock.mdb to DIR/damaged-<UTC time>/ and the cache starts empty; the
- * warning says so. Disk full, quota or a read-only file system while
- * storing: computes stay correct, stores are dropped and the warning
- * says so once.
+ * warning says so. A lock.mdb of another LMDB build, or databases made
+ * with other flags, is another program's, not damage: the files stay where
+ * they are and this tg_cache is opened read-only with nothing in it (every
+ * get misses; the warning says why). Disk full, quota or a read-only
+ * file system while storing: computes stay correct, stores are dropped
+ * and the warning says so once.
  *
  * Durability: LMDB runs with MDB_NOMETASYNC: each batch commit syncs the
  *   data pages once but not the meta page, so an OS crash or power loss
@@ -111,7 +114,9 @@ bool tg_cache_is_readonly(const tg_cache *c);
  * tg_cache_close(). Set while opening ("cache directory X is read-only:
  * results will not be stored"; "cache directory X was damaged (data.mdb:
  * why): moved data.mdb and lock.mdb to X/damaged-<UTC time> and started
- * an empty cache"), and replaced at most once later, from any thread,
+ * an empty cache"; "cache directory X cannot be used (MDB_...: why:
+ * another program's LMDB may be using it): left as it is, running
+ * without the cache"), and replaced at most once later, from any thread,
  * when a store fails for a reason other than the value itself (disk
  * full, quota, file too large, read-only file system, map full): "cache
  * directory X: results are not being stored: why (detail)". Show it after

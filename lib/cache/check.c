@@ -36,6 +36,7 @@ typedef struct walk {
   tg_cache_check_report r;
   struct suspect *suspects; /* unreferenced blob files (check_files) */
   size_t n_suspects, cap_suspects;
+  char unreadable[4200]; /* the directory the walk could not read, if any */
 } walk;
 
 static void report(walk *w, tg_cache_problem *p) {
@@ -241,24 +242,28 @@ static int check_files(walk *w) {
   snprintf(dir, sizeof dir, "%s/blobs", c->dir);
   DIR *dp = opendir(dir);
   rc = dp || errno == ENOENT ? TG_OK : -errno;
+  if (rc) snprintf(w->unreadable, sizeof w->unreadable, "%s", dir);
   struct dirent *de;
   while (!rc && dp && (de = readdir(dp))) {
     if (strcmp(de->d_name, "tmp") == 0 || strlen(de->d_name) == 2)
       rc = check_dir(w, txn, de->d_name);
   }
   if (dp) closedir(dp);
+  /* The write transaction and the map lock block every commit, in every
+   * process: whatever happens below, they end here. */
+  bool held = true;
   size_t n = sizeof recheck_ms / sizeof *recheck_ms;
   for (size_t i = 0; !rc && w->n_suspects && i < n; i++) {
     files_end(c, txn);
+    held = false;
     struct timespec ts = {0, (long)recheck_ms[i] * 1000000L};
     nanosleep(&ts, NULL);
     if ((rc = files_begin(c, &txn))) break;
+    held = true;
     recheck(w, txn);
   }
-  if (!rc) {
-    report_orphans(w);
-    files_end(c, txn);
-  }
+  if (!rc) report_orphans(w);
+  if (held) files_end(c, txn);
   for (size_t i = 0; i < w->n_suspects; i++) tg__free(w->suspects[i].path);
   tg__free(w->suspects);
   return rc;
@@ -267,7 +272,7 @@ static int check_files(walk *w) {
 int tg_cache_check(tg_cache *c, unsigned flags,
                    void (*cb)(void *ctx, const tg_cache_problem *p), void *ctx,
                    tg_cache_check_report *out) {
-  walk w = {c, (flags & TG_CACHE_CHECK_REPAIR) != 0, cb, ctx, {0}, NULL, 0, 0};
+  walk w = {c, (flags & TG_CACHE_CHECK_REPAIR) != 0, cb, ctx, {0}, NULL, 0, 0, ""};
   if (out) memset(out, 0, sizeof *out);
   int rc = tg__cache_usable(c);
   if (rc) return rc;
@@ -281,6 +286,9 @@ int tg_cache_check(tg_cache *c, unsigned flags,
   rc = check_entries(&w);
   if (!rc) rc = check_files(&w);
   if (out) *out = w.r;
+  if (rc && w.unreadable[0])
+    return tg__cache_fail(c, rc, "cache %s: checking: cannot read %s: %s", c->dir,
+                          w.unreadable, tg_strerror(rc));
   if (rc) return tg__cache_fail(c, rc, "cache %s: checking: %s", c->dir, tg_strerror(rc));
   return TG_OK;
 }

@@ -35,7 +35,9 @@
  * corrupt or invalid) is moved to DIR/damaged-<UTC time>/ and an empty
  * one opened, all under an exclusive flock of DIR, so two processes that
  * find the same damage do not both move files. Read-only, it is left in
- * place and not used. Either way the warning says what and where.
+ * place and not used. Either way the warning says what and where. A
+ * lock.mdb of another LMDB build, or databases made with other flags, is
+ * not damage but another program's directory: left in place and not used.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -244,9 +246,18 @@ static int check_head(tg_cache *c, const char *data, bool *walk, char *why, size
   return rc == TG_EFORMAT ? rc : TG_OK;
 }
 
+/* What LMDB itself finds wrong with data.mdb's pages. Not
+ * MDB_VERSION_MISMATCH (lock.mdb is held by another LMDB build),
+ * MDB_INVALID (data.mdb's head passed validate.c, so it is lock.mdb,
+ * held by someone, that is not LMDB's) nor MDB_INCOMPATIBLE (databases
+ * made with other flags): each means another program may be using the
+ * directory right now, and moving its files would break it. */
 static bool lmdb_damage(int rc) {
-  return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
-         rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE;
+  return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND;
+}
+
+static bool lmdb_foreign(int rc) {
+  return rc == MDB_VERSION_MISMATCH || rc == MDB_INVALID || rc == MDB_INCOMPATIBLE;
 }
 
 /* Create and open the environment with flags; on failure c->env is NULL
@@ -353,6 +364,15 @@ static int env_open_checked(tg_cache *c, unsigned flags, size_t mapsize) {
     tg__free(c->warning); /* "read-only" says less than this */
     c->warning = NULL;
     if (set_warning(c, msg)) rc = ENOMEM;
+  }
+  if (lmdb_foreign(rc)) {
+    /* Not ours to repair: left in place, and this run goes without it. */
+    snprintf(msg, sizeof msg, "cannot be used (%s: another program's LMDB may be "
+             "using it): left as it is, running without the cache", mdb_strerror(rc));
+    tg__free(c->warning);
+    c->warning = NULL;
+    c->readonly = true;
+    rc = set_warning(c, msg) ? ENOMEM : MDB_SUCCESS;
   }
   if (dfd >= 0) close(dfd); /* releases the flock */
   return rc;

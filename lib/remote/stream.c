@@ -15,10 +15,33 @@ void tg__stream_init(tg__stream *s, uint64_t limit, tg__stream_pool *pool) {
   s->pool = pool;
 }
 
+/* The pool's count moves on the owner's thread (arrivals) and on any
+ * thread (a taken buffer's last release): atomic. Only the owner adds,
+ * so a test against it followed by an add cannot overshoot. */
+static void pool_add(tg__stream_pool *pool, uint64_t n, bool add) {
+  if (!pool) return;
+  if (add) __atomic_add_fetch(&pool->used, n, __ATOMIC_RELAXED);
+  else __atomic_sub_fetch(&pool->used, n, __ATOMIC_RELAXED);
+}
+
+static uint64_t pool_used(const tg__stream_pool *pool) {
+  return __atomic_load_n(&pool->used, __ATOMIC_RELAXED);
+}
+
+tg__stream_pool *tg__stream_pool_new(uint64_t limit) {
+  tg__stream_pool *pool = tg__calloc(1, sizeof *pool);
+  if (pool) pool->limit = limit, pool->refs = 1;
+  return pool;
+}
+
+void tg__stream_pool_unref(tg__stream_pool *pool) {
+  if (pool && __atomic_sub_fetch(&pool->refs, 1, __ATOMIC_ACQ_REL) == 0) tg__free(pool);
+}
+
 /* Count n more (or fewer) bytes held for the peer, here and in the pool. */
 static void held(tg__stream *s, uint64_t n, bool add) {
   s->in_bytes = add ? s->in_bytes + n : s->in_bytes - n;
-  if (s->pool) s->pool->used = add ? s->pool->used + n : s->pool->used - n;
+  pool_add(s->pool, n, add);
 }
 
 void tg__stream_reset(tg__stream *s) {
@@ -26,6 +49,21 @@ void tg__stream_reset(tg__stream *s) {
   held(s, s->in_bytes, false);
   tg__free(s->in);
   tg__stream_init(s, s->limit, s->pool);
+}
+
+/* A taken buffer: what its release gives back, and to which pool (which
+ * it keeps alive: the buffer may outlive the streams and their owner). */
+typedef struct taken {
+  tg__stream_pool *pool;
+  size_t cap;
+} taken;
+
+void tg__stream_release(void *hint, void *p) {
+  taken *t = hint;
+  tg__bigbuf_free(p, t->cap);
+  pool_add(t->pool, t->cap, false);
+  tg__stream_pool_unref(t->pool);
+  tg__free(t);
 }
 
 void tg__zmq_unref_hint(void *data, void *hint) {
@@ -94,12 +132,14 @@ int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err) {
     /* What the buffer will cost (page-rounded), against what all peers
      * hold: refused here, before any of it is buffered. */
     uint64_t cost = (total + 4095) & ~(uint64_t)4095;
-    if (s->pool && (s->pool->used >= s->pool->limit || cost > s->pool->limit - s->pool->used))
+    uint64_t used = s->pool ? pool_used(s->pool) : 0;
+    if (s->pool && (used >= s->pool->limit || cost > s->pool->limit - used))
       return tg__error_set(err, TG_ELIMIT, "a streamed value of %llu bytes would take the "
-                           "worker's values received and not yet used to more than its "
-                           "limit of %llu bytes for all clients (%llu held; --max-pending)",
+                           "large values the worker holds (received, in queued or running "
+                           "tasks, or stored) to more than its limit of %llu bytes for all "
+                           "clients (%llu held; --max-pending)",
                            (unsigned long long)total, (unsigned long long)s->pool->limit,
-                           (unsigned long long)s->pool->used);
+                           (unsigned long long)used);
     if (s->nin == s->cap_in) {
       size_t c = s->cap_in ? s->cap_in * 2 : 4;
       tg__bulk *nb = tg__realloc(s->in, c * sizeof *nb);
@@ -125,15 +165,21 @@ int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err) {
   return TG_OK;
 }
 
-int tg__stream_take(tg__stream *s, uint64_t seq, size_t len, void **p, size_t *cap,
+int tg__stream_take(tg__stream *s, uint64_t seq, size_t len, void **p, void **hint,
                     tg_error *err) {
   /* Values are used in the order they were sent. */
   if (!s->nin || s->in[0].seq != seq || s->in[0].got != s->in[0].total ||
       s->in[0].total != len)
     return bad(err, "no such value");
+  taken *t = tg__malloc(sizeof *t);
+  if (!t) return tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
+  /* It leaves the peer's count, and stays in the pool's until released:
+   * a value in a queued task or a stored object is still memory held. */
+  *t = (taken){s->pool, s->in[0].cap};
+  if (s->pool) __atomic_add_fetch(&s->pool->refs, 1, __ATOMIC_RELAXED);
   *p = s->in[0].p;
-  *cap = s->in[0].cap;
-  held(s, s->in[0].cap, false);
+  *hint = t;
+  s->in_bytes -= s->in[0].cap;
   memmove(s->in, s->in + 1, --s->nin * sizeof *s->in);
   return TG_OK;
 }

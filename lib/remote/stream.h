@@ -23,11 +23,15 @@
  * A receiver serving many peers (a worker) also gives their streams one
  * shared budget (tg__stream_pool): a value is refused (TG_ELIMIT) when the
  * buffers held for all peers together would go over it, so that limits
- * hold per process and not per connection.
+ * hold per process and not per connection. A buffer counts in the pool
+ * from its first chunk until its last release (tg__stream_release), not
+ * only until it is taken: values in queued tasks and stored objects are
+ * memory held as much as those still arriving.
  *
- * Thread safety: a tg__stream (and its pool) belongs to the thread that
- * owns its connection; buffers taken from it may be released from any
- * thread.
+ * Thread safety: a tg__stream belongs to the thread that owns its
+ * connection, and so do the pool's checks; buffers taken from it may be
+ * released from any thread (the pool's count is atomic, and each taken
+ * buffer keeps the pool alive).
  */
 #ifndef TG_REMOTE_STREAM_H
 #define TG_REMOTE_STREAM_H
@@ -47,11 +51,18 @@ typedef struct tg__bulk {
   size_t cap, total, got;
 } tg__bulk;
 
-/* Bytes held for the peers of several streams together, and their most. */
+/* Bytes held for the peers of several streams together, and their most;
+ * refcounted (its owner, and each taken buffer not yet released). */
 typedef struct tg__stream_pool {
-  uint64_t used;
+  uint64_t used; /* atomic */
   uint64_t limit;
+  unsigned refs; /* atomic */
 } tg__stream_pool;
+
+/* A pool of `limit` bytes with one reference, or NULL (out of memory). */
+tg__stream_pool *tg__stream_pool_new(uint64_t limit);
+/* Drop a reference (pool may be NULL). */
+void tg__stream_pool_unref(tg__stream_pool *pool);
 
 typedef struct tg__stream {
   uint64_t out_seq; /* next number this end sends */
@@ -65,7 +76,8 @@ typedef struct tg__stream {
 
 /* An empty stream state allowing `limit` bytes of pending values, and
  * (when pool is not NULL) no more than what the pool has left. pool is
- * borrowed: it must outlive the stream's buffers (tg__stream_reset). */
+ * borrowed: it must outlive the stream (taken buffers hold their own
+ * reference). */
 void tg__stream_init(tg__stream *s, uint64_t limit, tg__stream_pool *pool);
 /* Forget everything (a new session): buffers are released. */
 void tg__stream_reset(tg__stream *s);
@@ -89,10 +101,14 @@ void tg__zmq_unref_hint(void *data, void *hint);
  * says which. */
 int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err);
 
-/* Take over the buffer of value `seq` (complete, exactly len bytes): *p
- * and *cap are for tg__bigbuf_free. TG_EFORMAT when there is no such
- * value. */
-int tg__stream_take(tg__stream *s, uint64_t seq, size_t len, void **p, size_t *cap,
+/* Take over the buffer of value `seq` (complete, exactly len bytes) at
+ * *p: free it with tg__stream_release(*hint, *p), from any thread, which
+ * also gives its bytes back to the pool. TG_EFORMAT when there is no such
+ * value, TG_ENOMEM (the buffer then stays in s). */
+int tg__stream_take(tg__stream *s, uint64_t seq, size_t len, void **p, void **hint,
                     tg_error *err);
+/* Free a taken buffer (the argument order of a region's or an array's
+ * release function: context, then data). */
+void tg__stream_release(void *hint, void *p);
 
 #endif /* TG_REMOTE_STREAM_H */

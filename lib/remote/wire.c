@@ -7,7 +7,6 @@
 #include "remote/buf.h"
 #include "remote/stream.h"
 #include "remote/wire.h"
-#include "util/bigbuf.h"
 #include "util/tsan.h"
 #include "tgraph/serial.h"
 #include "value/value_internal.h"
@@ -374,10 +373,6 @@ static tg_value *copy_array(tg_dtype dt, int ndim, const int64_t *shape,
   return tg_ndarray_wrap(dt, ndim, shape, mem + PBUF_PREFIX, pbuf_release, b);
 }
 
-static void bigbuf_release(void *ctx, void *data) {
-  tg__bigbuf_free(data, (size_t)(uintptr_t)ctx);
-}
-
 /* The leaf described at r: from part m, or (m NULL) streamed value seq of
  * st. NULL on error (err set). */
 static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, size_t pad, tg__stream *st,
@@ -402,17 +397,15 @@ static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, size_t pad, tg__stream *s
   if (type == TG_BYTES && blen != want) goto bad;
   tg_value *v;
   if (!m) {
-    void *p;
-    size_t cap;
-    if (tg__stream_take(st, seq, want, &p, &cap, err) != TG_OK) return NULL;
+    void *p, *hint;
+    if (tg__stream_take(st, seq, want, &p, &hint, err) != TG_OK) return NULL;
     /* On failure both release the buffer themselves. */
     if (type == TG_BYTES) {
-      tg__region *reg = tg__region_new(p, bigbuf_release, (void *)(uintptr_t)cap);
+      tg__region *reg = tg__region_new(p, tg__stream_release, hint);
       v = reg ? tg__blob_borrow(TG_BYTES, p, want, reg) : NULL;
       if (reg) tg__region_unref(reg);
     } else {
-      v = tg_ndarray_wrap((tg_dtype)dt, ndim, shape, p, bigbuf_release,
-                          (void *)(uintptr_t)cap);
+      v = tg_ndarray_wrap((tg_dtype)dt, ndim, shape, p, tg__stream_release, hint);
     }
     if (!v) tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
     return v;

@@ -149,7 +149,7 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   s->keep_min = keep ? (size_t)keep : 4096;
   s->peer_mis = (int)mis;
   tg__stream_init(&s->stream, wk->o.max_message ? wk->o.max_message : (uint64_t)1 << 62,
-                  &wk->pending);
+                  wk->pending);
   s->last_seen = tg__now();
   tg__wk_peer_note(s, &wk->parts[1]);
   snprintf(s->name, sizeof s->name, "%s", name);
@@ -510,6 +510,7 @@ static void teardown(tg__worker *wk) {
   if (wk->wake_fd >= 0) close(wk->wake_fd);
   tg__idmap_free(&wk->by_hash);
   tg__idmap_free(&wk->banned);
+  tg__stream_pool_unref(wk->pending);
   pthread_mutex_destroy(&wk->mu);
   pthread_cond_destroy(&wk->cv);
 }
@@ -539,7 +540,12 @@ int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err)
   wk->reg = reg;
   wk->o = *opts;
   wk->nthreads = opts->nthreads ? opts->nthreads : tg__ncpus();
-  wk->pending.limit = pending_limit(opts);
+  /* Values received stay charged to it until their last release, which
+   * may come after the worker is gone: it is refcounted. */
+  if (!(wk->pending = tg__stream_pool_new(pending_limit(opts)))) {
+    tg__free(wk);
+    return tg__error_set(err, TG_ENOMEM, "out of memory");
+  }
   wk->wake_fd = -1;
   pthread_mutex_init(&wk->mu, NULL);
   pthread_cond_init(&wk->cv, NULL);

@@ -148,7 +148,7 @@ typedef struct tg__worker {
   wsess *sessions;
   tg__idmap by_hash;    /* routing id hash -> first session of the chain */
   tg__idmap banned;     /* routing id hash -> (void *)1: dropped peers */
-  tg__stream_pool pending; /* streamed values held for all sessions */
+  tg__stream_pool *pending; /* streamed values held for all sessions (owned) */
   zmq_msg_t *parts;     /* the message being handled */
   size_t nparts, cap_parts;
   uint64_t tasks_done;
