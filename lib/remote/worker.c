@@ -2,6 +2,7 @@
  * the authentication handler, with the keys given or this user's), the loop that
  * reads clients' messages, sessions (HELLO, function checks, expiry,
  * dropping misbehaving peers) and replies. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -419,9 +420,10 @@ static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
 }
 
 static int check_opts(const tg_worker_opts *o, char *addr, size_t size, tg_error *err) {
-  if (!o || o->version != TG_WORKER_OPTS_V1)
-    return tg__error_set(err, TG_EINVAL, "tg_worker_opts.version must be %d",
-                         TG_WORKER_OPTS_V1);
+  if (!o) return tg__error_set(err, TG_EINVAL, "tg_worker_serve: no options");
+  if (o->version != TG_WORKER_OPTS_V1 && o->version != TG_WORKER_OPTS_V2)
+    return tg__error_set(err, TG_EINVAL, "tg_worker_opts.version is %u, expected %d or %d",
+                         o->version, TG_WORKER_OPTS_V1, TG_WORKER_OPTS_V2);
   const char *listen = o->listen ? o->listen : TG_WORKER_DEFAULT_LISTEN;
   bool loop;
   int rc = tg__addr_check(listen, true, &loop, err);
@@ -537,9 +539,12 @@ int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err)
   tg__worker *wk = tg__calloc(1, sizeof *wk);
   if (!wk) return tg__error_set(err, TG_ENOMEM, "out of memory");
   wk->reg = reg;
-  wk->o = *opts;
-  wk->nthreads = opts->nthreads ? opts->nthreads : tg__ncpus();
-  wk->pending.limit = pending_limit(opts);
+  /* A version 1 struct ends before max_pending: copy only what the
+   * caller has; the rest stays 0 (the defaults). */
+  memcpy(&wk->o, opts, opts->version >= TG_WORKER_OPTS_V2
+                           ? sizeof *opts : offsetof(tg_worker_opts, max_pending));
+  wk->nthreads = wk->o.nthreads ? wk->o.nthreads : tg__ncpus();
+  wk->pending.limit = pending_limit(&wk->o);
   wk->wake_fd = -1;
   pthread_mutex_init(&wk->mu, NULL);
   pthread_cond_init(&wk->cv, NULL);
