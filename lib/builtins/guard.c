@@ -171,6 +171,7 @@ int tg__guard_wait(tg__guard *g, int timeout_ms) {
   struct pollfd p = {g->ctl, POLLIN, 0};
   int r = poll(&p, 1, timeout_ms);
   if (r == 0 || (r < 0 && errno == EINTR)) return TG_ETIMEDOUT;
+  if (r < 0) return -errno; /* a read now could block past timeout_ms */
   tg__guard_msg m;
   size_t got = 0;
   while (got < sizeof m) {
