@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "remote/wire.h"
@@ -380,13 +381,35 @@ static void bind_user_socket(tg__worker *wk) {
   char path[4096], ep[4200];
   if (tg__user_socket(wk->endpoint, path, sizeof path) != TG_OK) return;
   snprintf(ep, sizeof ep, "ipc://%s", path);
+  /* ZeroMQ's bind replaces whatever is at the path: a live socket there
+   * is another worker's of this user, which keeps it (its runs would
+   * otherwise come here). */
+  if (tg__user_socket_live(path)) {
+    if (wk->o.verbose)
+      fprintf(stderr, "tgraph worker: %s is another worker's (runs use tcp)\n", path);
+    return;
+  }
   setopt(wk->router, ZMQ_CURVE_SERVER, 0); /* the ZAP domain stays: peers'
                                               uids are checked (zap.c) */
-  if (zmq_bind(wk->router, ep) == 0 && strlen(path) < sizeof wk->user_sock)
+  struct stat st;
+  if (zmq_bind(wk->router, ep) == 0 && strlen(path) < sizeof wk->user_sock &&
+      stat(path, &st) == 0) {
     strcpy(wk->user_sock, path);
-  else if (wk->o.verbose)
+    wk->user_sock_dev = st.st_dev;
+    wk->user_sock_ino = st.st_ino;
+  } else if (wk->o.verbose) {
     fprintf(stderr, "tgraph worker: cannot listen on %s (runs use tcp): %s\n", ep,
             zmq_strerror(errno));
+  }
+}
+
+/* Remove our socket, unless the path is no longer it (a worker that
+ * started after ours ended unexpectedly may have put its own there). */
+static void unlink_user_socket(tg__worker *wk) {
+  struct stat st;
+  if (wk->user_sock[0] && stat(wk->user_sock, &st) == 0 && st.st_dev == wk->user_sock_dev &&
+      st.st_ino == wk->user_sock_ino)
+    unlink(wk->user_sock);
 }
 
 /* Always CURVE: with the keys of the worker set given, or else this
@@ -506,7 +529,7 @@ static void teardown(tg__worker *wk) {
   tg__free(wk->parts);
   tg__wk_peers_stop(wk);
   if (wk->router) zmq_close(wk->router);
-  if (wk->user_sock[0]) unlink(wk->user_sock); /* ZeroMQ leaves it */
+  unlink_user_socket(wk); /* ZeroMQ leaves it */
   tg__zap_stop(wk->zap);
   if (wk->zctx) zmq_ctx_term(wk->zctx);
   if (wk->wake_fd >= 0) close(wk->wake_fd);
