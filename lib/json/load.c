@@ -315,8 +315,8 @@ int tg_graphjson_load(const char *path, tg_registry *reg,
                    ? opts->max_bytes : TG_GRAPHJSON_MAX_BYTES;
   /* "-" is standard input; relative plugin paths then start here. */
   bool std_in = strcmp(path, "-") == 0;
-  rc = read_all(std_in ? "/dev/stdin" : path, std_in ? "standard input" : NULL,
-                    max, &text, &len, &mapped, err);
+  rc = read_all(std_in ? "/dev/stdin" : path, std_in ? "standard input" : NULL, max, &text,
+                &len, &mapped, err);
   if (rc != TG_OK) return rc;
   char *dir = strdup(std_in ? "./-" : path), *slash = dir ? strrchr(dir, '/') : NULL;
   const char *base = dir == NULL ? NULL : slash == NULL ? "." : dir;
