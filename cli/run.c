@@ -238,7 +238,7 @@ static int check_output_names(const run_state *s) {
 static int load(run_state *s) {
   const char *dirs[4];
   size_t ndirs = cli_plugin_dirs(dirs, 4);
-  tg_graphjson_opts go = {TG_GRAPHJSON_OPTS_V1, dirs, ndirs, s->o.plugins,
+  tg_graphjson_opts go = {TG_GRAPHJSON_OPTS_V2, dirs, ndirs, s->o.plugins,
                           s->o.nplugins, false, s->o.max_graph};
   tg_error err;
   tg_error_clear(&err);

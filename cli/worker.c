@@ -158,7 +158,7 @@ static int parse(int argc, char **argv, tg_worker_opts *o, const char **plugins,
 }
 
 int cli_worker(int argc, char **argv) {
-  tg_worker_opts o = {.version = TG_WORKER_OPTS_V1};
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V2};
   const char **plugins = calloc((size_t)argc + 1, sizeof *plugins);
   size_t nplugins = 0;
   bool quiet = false;

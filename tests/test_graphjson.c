@@ -3,6 +3,7 @@
  * kind of mistake. */
 #include <criterion/criterion.h>
 #include <locale.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,7 +342,7 @@ Test(graphjson, load_refuses_devices_and_bounds_size) {
                      "\"args\": [1, 2]}}}";
   cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
   close(fd);
-  tg_graphjson_opts o = {.version = TG_GRAPHJSON_OPTS_V1, .max_bytes = 10};
+  tg_graphjson_opts o = {.version = TG_GRAPHJSON_OPTS_V2, .max_bytes = 10};
   cr_assert_eq(tg_graphjson_load(path, reg, &o, &g, NULL, &e), TG_ELIMIT);
   char want[128];
   snprintf(want, sizeof want, "%s: %zu bytes, more than the limit of 10", path,
@@ -374,6 +375,42 @@ Test(graphjson, load_refuses_devices_and_bounds_size) {
   snprintf(want, sizeof want, "%s: more than the limit of 9 bytes", dev);
   cr_assert_str_eq(e.msg, want);
   close(p[0]);
+}
+
+/* A version 1 struct ends before max_bytes: not read (ASan sees a read
+ * past the block), the default bound applies; other versions refused. */
+Test(graphjson, opts_versions) {
+  char path[] = "/tmp/tg_gj_XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  const char *text = "{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", "
+                     "\"args\": [1, 2]}}}";
+  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+  tg_graph *g;
+  tg_graphjson_info *info;
+  tg_error e;
+  size_t v1 = offsetof(tg_graphjson_opts, max_bytes);
+  tg_graphjson_opts full = {.version = TG_GRAPHJSON_OPTS_V1, .max_bytes = 10};
+  void *block = malloc(v1);
+  cr_assert_not_null(block);
+  memcpy(block, &full, v1);
+  cr_assert_eq(tg_graphjson_load(path, reg, block, &g, &info, &e), TG_OK, "%s", e.msg);
+  cr_expect_eq(info->ntasks, 1);
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  free(block);
+  /* max_bytes of a version 1 struct is not its: the default bound */
+  cr_assert_eq(tg_graphjson_load(path, reg, &full, &g, NULL, &e), TG_OK, "%s", e.msg);
+  tg_graph_free(g);
+  full.version = 3;
+  cr_assert_eq(tg_graphjson_load(path, reg, &full, &g, NULL, &e), TG_EINVAL);
+  cr_expect_str_eq(e.msg, "tg_graphjson_opts.version is 3, expected 1 or 2");
+  cr_expect_null(g);
+  cr_assert_eq(tg_graphjson_parse(text, strlen(text), "g.json", ".", reg, &full, &g, NULL,
+                                  &e), TG_EINVAL);
+  cr_expect_str_eq(e.msg, "tg_graphjson_opts.version is 3, expected 1 or 2");
+  unlink(path);
 }
 
 Test(graphjson, byte_order_mark_is_skipped) {

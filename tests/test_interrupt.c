@@ -12,6 +12,10 @@
  * becomes its child and can be seen (and reaped) here. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -673,4 +678,61 @@ Test(interrupt, api_cancel_on_threads_waits_for_a_task_ignoring_it) {
   tg_cancel_free(flag);
   tg_graph_free(g);
   tg_registry_free(reg);
+}
+
+/* ---- a forked guard runs no handler of the application ------------------------------- */
+
+static void usr2_handler(int s) {
+  (void)s;
+  int fd = open("handler-ran", O_WRONLY | O_CREAT, 0644); /* in the test's dir */
+  if (fd >= 0) close(fd);
+}
+
+/* Where the guard program cannot be put in a memfd (here memfd_create is
+ * refused by a seccomp filter), the guard is a fork of the task's
+ * process. A signal sent to it (here by its command: `kill -USR2 $PPID`)
+ * must meet the default action, not the handler the application set. */
+Test(interrupt, forked_guard_runs_no_application_handler) {
+  pid_t c = fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) {
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_memfd_create, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct sock_fprog prog = {sizeof f / sizeof *f, f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+      _exit(100);
+    struct sigaction sa = {.sa_handler = usr2_handler};
+    sigaction(SIGUSR2, &sa, NULL);
+    tg_registry *reg;
+    tg_graph *g;
+    if (tg_registry_new(&reg) != TG_OK || tg_registry_add_builtins(reg) != TG_OK ||
+        tg_graph_new(reg, &g) != TG_OK)
+      _exit(101);
+    tg_node n = tg_call(g, "sh", 1,
+                        tg_arg_value(tg_str_c("cat /proc/$PPID/comm > guard.txt; "
+                                              "kill -USR2 $PPID; sleep 1; echo on")));
+    tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync"};
+    tg_value *res = NULL;
+    int rc = tg_compute(g, &n, 1, &o, &res);
+    FILE *m = fopen("result.txt", "w");
+    if (m) fprintf(m, "%d %s\n", rc, rc ? tg_graph_errmsg(g) : "");
+    if (m) fclose(m);
+    _exit(0);
+  }
+  cr_assert_eq(wait_status(c), 0);
+  char *guard = slurp("guard.txt"), *self = slurp("/proc/self/comm");
+  cr_expect_str_eq(guard, self, "the guard was not a fork of the task's process");
+  char *result = slurp("result.txt");
+  cr_log_info("compute: %s", result);
+  cr_expect_neq(access("handler-ran", F_OK), 0, "the application's handler ran in the guard");
+  cr_expect(strstr(result, "task 'sh#0' failed: TG_EIO: sh: the process guarding the "
+                           "command ended unexpectedly"),
+            "the guard outlived a SIGUSR2 at its default action: %s", result);
+  free(guard);
+  free(self);
+  free(result);
 }

@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -736,4 +737,79 @@ Test(remote_budget, values_in_queued_tasks_count_against_the_budget) {
   honest_run(ep); /* on the one thread: the dropped client's tasks are gone */
   /* Their values were given back to the budget when released. */
   cr_expect_eq(stream_on(ep, 6, "(none refused)"), 6, "the budget was given back");
+}
+
+/* ---- tg_worker_opts versions --------------------------------------------------- */
+
+/* A process serving builtins with tg_worker_serve, passing it a block of
+ * exactly `size` bytes (from malloc, so ASan sees any read past it) that
+ * holds the start of o (on_ready and ctx are set here); its address in
+ * ep. */
+static void lib_worker(tg_worker_opts o, size_t size, char ep[128]) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  pid_t pid = tproc_fork();
+  if (pid == 0) {
+    close(p[0]);
+    tg_registry *r = NULL;
+    if (tg_registry_new(&r) != TG_OK || tg_registry_add_builtins(r) != TG_OK) _exit(2);
+    o.on_ready = tproc_say_ready;
+    o.ctx = &p[1];
+    void *block = malloc(size);
+    if (!block) _exit(2);
+    memcpy(block, &o, size);
+    tg_error err;
+    tg_error_clear(&err);
+    if (tg_worker_serve(r, block, &err) != TG_OK) dprintf(p[1], "ERROR %s\n", err.msg);
+    _exit(1);
+  }
+  track(pid);
+  close(p[1]);
+  char line[256];
+  tproc_read_line(p[0], line, sizeof line, 20);
+  close(p[0]);
+  cr_assert(strncmp(line, "tcp://", 6) == 0, "worker said '%s'", line);
+  cr_assert_lt(strlen(line), 128);
+  memcpy(ep, line, strlen(line) + 1);
+}
+
+/* A caller built against version 1 has a struct that ends before
+ * max_pending: the worker must read no further (ASan checks) and use the
+ * default budget (8 x max_message = 64 MiB: three 8 MiB values fit). */
+Test(remote_budget, worker_opts_v1_exact_size_gets_the_default_budget) {
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:0",
+                      .max_message = VALUE_BYTES};
+  char ep[128];
+  lib_worker(o, offsetof(tg_worker_opts, max_pending), ep);
+  cr_expect_eq(stream_on(ep, 3, "(none expected)"), 3);
+  honest_run(ep);
+}
+
+/* Whatever lies past a version 1 struct is not read as max_pending. */
+Test(remote_budget, worker_opts_v1_ignores_max_pending) {
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:0",
+                      .max_message = VALUE_BYTES, .max_pending = VALUE_BYTES};
+  char ep[128];
+  lib_worker(o, sizeof o, ep);
+  cr_expect_eq(stream_on(ep, 3, "(none expected)"), 3);
+}
+
+Test(remote_budget, worker_opts_v2_sets_max_pending) {
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V2, .listen = "tcp://127.0.0.1:0",
+                      .max_message = VALUE_BYTES, .max_pending = VALUE_BYTES};
+  char ep[128];
+  lib_worker(o, sizeof o, ep);
+  cr_expect_eq(stream_on(ep, 3, "to more than its limit of 8388608 bytes for all clients"),
+               1);
+}
+
+Test(remote_budget, worker_opts_version_3_refused) {
+  tg_registry *r = NULL;
+  cr_assert_eq(tg_registry_new(&r), TG_OK);
+  tg_worker_opts o = {.version = 3, .listen = "tcp://127.0.0.1:0"};
+  tg_error err;
+  tg_error_clear(&err);
+  cr_expect_eq(tg_worker_serve(r, &o, &err), TG_EINVAL);
+  cr_expect_str_eq(err.msg, "tg_worker_opts.version is 3, expected 1 or 2");
+  tg_registry_free(r);
 }

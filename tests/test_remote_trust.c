@@ -13,13 +13,19 @@
  * Workers are real processes on loopback (forked, or the tgraph program);
  * the plugin is tests/trust_plugin.c (libtrustbug.so). */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -38,7 +44,7 @@
 
 /* ---- registries: bug.f compiled in, or from the plugin -------------------------- */
 
-enum { COMPILED, PLUGIN, BUILTINS, COMPILED_IDENTITY };
+enum { COMPILED, PLUGIN, BUILTINS, COMPILED_IDENTITY, WHOAMI };
 
 static int bug_f(tg_task_ctx *ctx, tg_value *const *args, size_t nargs, tg_value **out) {
   (void)ctx, (void)args, (void)nargs;
@@ -50,6 +56,13 @@ static int my_identity(tg_task_ctx *ctx, tg_value *const *args, size_t nargs,
                        tg_value **out) {
   (void)ctx, (void)nargs;
   *out = tg_value_ref(args[0]);
+  return TG_OK;
+}
+
+/* The worker's pid: which worker ran the task. */
+static int whoami_f(tg_task_ctx *ctx, tg_value *const *args, size_t nargs, tg_value **out) {
+  (void)ctx, (void)args, (void)nargs;
+  *out = tg_int(getpid());
   return TG_OK;
 }
 
@@ -71,6 +84,9 @@ static tg_registry *make_reg(int kind) {
     cr_assert_eq(tg_registry_load_plugin(r, plugin_path(), &err), TG_OK, "%s", err.msg);
   } else if (kind == BUILTINS) {
     cr_assert_eq(tg_registry_add_builtins(r), TG_OK);
+  } else if (kind == WHOAMI) {
+    tg_func_def d = {TG_FUNC_DEF_V1, "whoami", "1", whoami_f, TG_FUNC_PURE, 0, NULL, NULL};
+    cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   } else {
     tg_func_def d = {TG_FUNC_DEF_V1, "identity", "1", my_identity, TG_FUNC_PURE, 1, NULL,
                      NULL};
@@ -94,16 +110,16 @@ static void digest_setup(void) {
 static pid_t wpid;
 static char wep[128];
 
-/* Fork a worker serving a registry of `kind` on a free loopback port;
- * its endpoint in wep. */
-static void start_worker(int kind) {
+/* Fork a worker serving a registry of `kind` on listen; its endpoint in
+ * wep. */
+static void start_worker_on(int kind, const char *listen) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   wpid = tproc_fork();
   if (wpid == 0) {
     close(p[0]);
     tg_registry *r = make_reg(kind);
-    tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
+    tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = listen,
                         .nthreads = 1, .stop = tproc_stop_on_term(),
                         .on_ready = tproc_say_ready, .ctx = &p[1]};
     tg_error err;
@@ -117,6 +133,9 @@ static void start_worker(int kind) {
   close(p[0]);
   cr_assert(strncmp(wep, "tcp://", 6) == 0, "worker did not start: %s", wep);
 }
+
+/* ... on a free loopback port. */
+static void start_worker(int kind) { start_worker_on(kind, "tcp://127.0.0.1:*"); }
 
 static void stop_worker(void) {
   if (wpid > 0) {
@@ -731,6 +750,87 @@ Test(remote_trust, keyless_worker_socket_is_private_and_removed) {
   tg_value_unref(v);
   stop_worker();
   cr_expect_neq(stat(sock, &st), 0, "the socket outlived its worker");
+}
+
+/* The pid of the worker that runs "whoami" for a run connecting to ep. */
+static int64_t run_whoami(const char *ep) {
+  char keep[sizeof wep], msg[1024];
+  memcpy(keep, wep, sizeof wep);
+  snprintf(wep, sizeof wep, "%s", ep);
+  tg_value *v;
+  int rc = remote_call(WHOAMI, "whoami", NULL, &v, msg, sizeof msg);
+  memcpy(wep, keep, sizeof wep);
+  cr_assert_eq(rc, TG_OK, "%s", msg);
+  int64_t pid = tg_value_int(v);
+  tg_value_unref(v);
+  return pid;
+}
+
+static bool inode_of(const char *path, struct stat *st) { return stat(path, st) == 0; }
+
+/* Keyless workers of one user on the same port of two loopback addresses
+ * each keep their own socket: each one's runs reach it, and the first
+ * one's end removes only its own. */
+Test(remote_trust, keyless_workers_same_port_other_hosts_keep_their_sockets) {
+  start_worker_on(WHOAMI, "tcp://127.0.0.1:*");
+  pid_t a = wpid;
+  char ea[128], eb[128], listen[128], sa[4096], sb[4096];
+  snprintf(ea, sizeof ea, "%s", wep);
+  snprintf(listen, sizeof listen, "tcp://127.0.0.2:%s", strrchr(ea, ':') + 1);
+  start_worker_on(WHOAMI, listen);
+  pid_t b = wpid;
+  snprintf(eb, sizeof eb, "%s", wep);
+  cr_assert_str_eq(eb, listen);
+  cr_assert_eq(tg__user_socket(ea, sa, sizeof sa), TG_OK);
+  cr_assert_eq(tg__user_socket(eb, sb, sizeof sb), TG_OK);
+  cr_expect_str_neq(sa, sb);
+  cr_expect(tg__user_socket_live(sa), "no socket %s", sa);
+  cr_expect(tg__user_socket_live(sb), "no socket %s", sb);
+  cr_expect_eq(run_whoami(ea), a, "a run for %s went to the other worker", ea);
+  cr_expect_eq(run_whoami(eb), b, "a run for %s went to the other worker", eb);
+  struct stat before, after;
+  cr_assert(inode_of(sb, &before));
+  wpid = a;
+  stop_worker();
+  wpid = b;
+  cr_expect(!inode_of(sa, &after), "%s outlived its worker", sa);
+  cr_assert(inode_of(sb, &after), "the other worker's socket %s was removed", sb);
+  cr_expect(after.st_ino == before.st_ino && after.st_dev == before.st_dev);
+  cr_expect(tg__user_socket_live(sb));
+  cr_expect_eq(run_whoami(eb), b);
+}
+
+/* A live socket already at a worker's path (here a bare listener of the
+ * test's) is left alone while the worker runs (it serves over tcp) and
+ * when it ends. */
+Test(remote_trust, keyless_worker_leaves_a_live_socket_alone) {
+  int t = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof in;
+  cr_assert_eq(bind(t, (struct sockaddr *)&in, sizeof in), 0);
+  cr_assert_eq(getsockname(t, (struct sockaddr *)&in, &len), 0);
+  close(t); /* a free port, for the worker */
+  char where[64], path[4096];
+  snprintf(where, sizeof where, "tcp://127.0.0.1:%d", ntohs(in.sin_port));
+  cr_assert_eq(tg__user_socket(where, path, sizeof path), TG_OK);
+  struct sockaddr_un un = {.sun_family = AF_UNIX};
+  cr_assert_lt(strlen(path), sizeof un.sun_path);
+  strcpy(un.sun_path, path);
+  unlink(path);
+  int u = socket(AF_UNIX, SOCK_STREAM, 0);
+  cr_assert_eq(bind(u, (struct sockaddr *)&un, sizeof un), 0);
+  cr_assert_eq(listen(u, 8), 0);
+  struct stat mine, st;
+  cr_assert(inode_of(path, &mine));
+  start_worker_on(WHOAMI, where);
+  cr_assert_str_eq(wep, where);
+  cr_assert(inode_of(path, &st));
+  cr_expect(st.st_ino == mine.st_ino, "the worker took over %s", path);
+  stop_worker();
+  cr_assert(inode_of(path, &st), "the worker removed %s", path);
+  cr_expect(st.st_ino == mine.st_ino, "the worker replaced %s", path);
+  close(u);
+  unlink(path);
 }
 
 /* Even a process of another uid that reaches the socket (here: its

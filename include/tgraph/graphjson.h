@@ -103,8 +103,9 @@ typedef struct tg_graphjson_info {
 } tg_graphjson_info;
 
 #define TG_GRAPHJSON_OPTS_V1 1
+#define TG_GRAPHJSON_OPTS_V2 2 /* adds max_bytes */
 typedef struct tg_graphjson_opts {
-  uint32_t version;                /* TG_GRAPHJSON_OPTS_V1 */
+  uint32_t version;                /* TG_GRAPHJSON_OPTS_V1 or _V2 */
   const char *const *plugin_dirs;  /* extra directories for plugin names */
   size_t nplugin_dirs;
   const char *const *plugins;      /* more plugins (paths or names, as in
@@ -113,6 +114,7 @@ typedef struct tg_graphjson_opts {
   size_t nplugins;
   bool no_plugins;                 /* load no plugin at all (the caller
                                       loaded what the graph needs) */
+  /* ---- version 2 (version 1 callers get the default) ---- */
   size_t max_bytes;                /* the most bytes tg_graphjson_load
                                       reads (0: TG_GRAPHJSON_MAX_BYTES) */
 } tg_graphjson_opts;

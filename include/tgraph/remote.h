@@ -59,8 +59,9 @@ extern "C" {
 #define TG_WORKER_DEFAULT_LISTEN "tcp://127.0.0.1:7070"
 
 #define TG_WORKER_OPTS_V1 1
+#define TG_WORKER_OPTS_V2 2 /* adds max_pending */
 typedef struct tg_worker_opts {
-  uint32_t version;        /* TG_WORKER_OPTS_V1 */
+  uint32_t version;        /* TG_WORKER_OPTS_V1 or TG_WORKER_OPTS_V2 */
   const char *listen;      /* "tcp://HOST:PORT"; NULL: the default above.
                               PORT "*" or 0 picks a free port (see
                               on_ready). HOST other than loopback needs
@@ -88,6 +89,7 @@ typedef struct tg_worker_opts {
   void (*on_ready)(void *ctx, const char *endpoint);
   void *ctx;
   int verbose;             /* 1: a line on stderr per client and refusal */
+  /* ---- version 2 (version 1 callers get the default below) ---- */
   uint64_t max_pending;    /* most bytes of large values all clients
                               together may have streamed in and not yet
                               used; a value past it is refused (its

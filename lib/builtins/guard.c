@@ -114,11 +114,19 @@ static pid_t fork_guard(char *const *argv, const int in[3], int ctl) {
   int maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
                   ? (int)rl.rlim_cur : 65536; /* if close_range is missing */
   pid_t parent = getpid();
+  /* Blocked until tg__guard_run has reset the handlers it inherits:
+   * the application's must not run in the guard. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t pid = _Fork();
   if (pid == 0) {
     if (arrange_fds(in, ctl, NULL) != 0) _exit(127);
     tg__guard_run(argv, parent, maxfd);
   }
+  int e = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = e;
   return pid;
 }
 
@@ -163,6 +171,7 @@ int tg__guard_wait(tg__guard *g, int timeout_ms) {
   struct pollfd p = {g->ctl, POLLIN, 0};
   int r = poll(&p, 1, timeout_ms);
   if (r == 0 || (r < 0 && errno == EINTR)) return TG_ETIMEDOUT;
+  if (r < 0) return -errno; /* a read now could block past timeout_ms */
   tg__guard_msg m;
   size_t got = 0;
   while (got < sizeof m) {

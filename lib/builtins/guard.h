@@ -72,7 +72,8 @@ int tg__guard_start(tg__guard *g, char *const *argv, const int in[3]);
  * TG_ETIMEDOUT (also when interrupted by a signal), or TG_EWORKER when
  * the command could not be forked (g->fork_errno) or the guard ended
  * without a word (it was killed: g->status is then its wait status, and
- * its group has been killed). */
+ * its group has been killed), or -errno when it cannot wait (poll
+ * failed). */
 int tg__guard_wait(tg__guard *g, int timeout_ms);
 
 /* End the command's group and reap the guard: SIGTERM to the group, and

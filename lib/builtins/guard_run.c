@@ -37,10 +37,27 @@ static __attribute__((noreturn)) void kill_group(void) {
   _exit(1);
 }
 
+/* Every caught signal back to its default action, ignored ones kept (as
+ * POSIX_SPAWN_SETSIGDEF would): a forked guard is a copy of the task's
+ * process, whose handlers are the application's and must not run here
+ * nor in the command's child before execve (which shares our memory).
+ * Called with every signal blocked. */
+static void default_handlers(void) {
+  struct sigaction dfl = {.sa_handler = SIG_DFL};
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction old;
+    if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &old) != 0) continue;
+    if ((old.sa_flags & SA_SIGINFO) || (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))
+      sigaction(sig, &dfl, NULL);
+  }
+}
+
 static __attribute__((noreturn)) void exec_command(char *const *argv) {
   sigset_t none;
   sigemptyset(&none);
   struct sigaction dfl = {.sa_handler = SIG_DFL};
+  default_handlers(); /* already so in the guard; cheap, and this child
+                         unblocks everything next */
   sigaction(SIGPIPE, &dfl, NULL);
   sigprocmask(SIG_SETMASK, &none, NULL);
   close(TG__GUARD_CTL_FD);
@@ -65,6 +82,9 @@ static bool reap(pid_t cmd, bool *cmd_alive) {
 }
 
 void tg__guard_run(char *const *argv, pid_t parent, int maxfd) {
+  /* The guard starts with every signal blocked (guard.c): no handler of
+   * the task's process can run before they are reset. */
+  default_handlers();
   sigset_t set;
   sigemptyset(&set);
   int sigs[] = {SIGCHLD, TG__GUARD_DEATH_SIG, SIGTERM, SIGINT, SIGHUP, SIGQUIT};

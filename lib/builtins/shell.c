@@ -309,7 +309,8 @@ static int run_job(tg_task_ctx *ctx, const sh_job *job, char **argv, buf *out,
   if (rc == TG_EWORKER)
     return tg_task_fail(ctx, TG_EIO, "sh: the process guarding the command ended "
                         "unexpectedly (wait status 0x%x)", (unsigned)gd.status);
-  if (rc != TG_OK) return tg_task_fail(ctx, rc, "sh: %s", tg_strerror(rc));
+  if (rc != TG_OK) return tg_task_fail(ctx, rc, "sh: cannot wait for the command: %s",
+                                       tg_strerror(rc));
   return TG_OK;
 }
 

@@ -236,6 +236,15 @@ static int run(gj_doc *d, tg_registry *reg, const tg_graphjson_opts *o,
   return rc;
 }
 
+/* Version 1 structs end before max_bytes: read only what the caller's
+ * version has. */
+static int check_opts(const tg_graphjson_opts *o, tg_error *err) {
+  if (o != NULL && o->version != TG_GRAPHJSON_OPTS_V1 && o->version != TG_GRAPHJSON_OPTS_V2)
+    return tg__error_set(err, TG_EINVAL, "tg_graphjson_opts.version is %u, expected %d or %d",
+                         o->version, TG_GRAPHJSON_OPTS_V1, TG_GRAPHJSON_OPTS_V2);
+  return TG_OK;
+}
+
 int tg_graphjson_parse(const char *text, size_t len, const char *name,
                        const char *base_dir, tg_registry *reg,
                        const tg_graphjson_opts *opts, tg_graph **graph,
@@ -244,13 +253,15 @@ int tg_graphjson_parse(const char *text, size_t len, const char *name,
   if (info) *info = NULL;
   if (text == NULL || reg == NULL || graph == NULL)
     return tg__error_set(err, TG_EINVAL, "graph.json: missing argument");
+  int rc = check_opts(opts, err);
+  if (rc != TG_OK) return rc;
   if (text[len] != '\0') /* the parser relies on a NUL after the text */
     return tg__error_set(err, TG_EINVAL,
                          "graph.json text must be followed by a NUL byte");
   gj_doc d = {.text = text, .len = len, .name = name ? name : "<graph>",
               .base_dir = base_dir, .err = err};
   plugins pl = {0};
-  int rc = run(&d, reg, opts, &pl, graph, info);
+  rc = run(&d, reg, opts, &pl, graph, info);
   doc_free(&d, &pl);
   return rc;
 }
@@ -298,11 +309,14 @@ int tg_graphjson_load(const char *path, tg_registry *reg,
   char *text = NULL;
   size_t len = 0;
   bool mapped = false;
-  size_t max = opts && opts->max_bytes ? opts->max_bytes : TG_GRAPHJSON_MAX_BYTES;
+  int rc = check_opts(opts, err);
+  if (rc != TG_OK) return rc;
+  size_t max = opts && opts->version >= TG_GRAPHJSON_OPTS_V2 && opts->max_bytes
+                   ? opts->max_bytes : TG_GRAPHJSON_MAX_BYTES;
   /* "-" is standard input; relative plugin paths then start here. */
   bool std_in = strcmp(path, "-") == 0;
-  int rc = read_all(std_in ? "/dev/stdin" : path, std_in ? "standard input" : NULL,
-                    max, &text, &len, &mapped, err);
+  rc = read_all(std_in ? "/dev/stdin" : path, std_in ? "standard input" : NULL, max, &text,
+                &len, &mapped, err);
   if (rc != TG_OK) return rc;
   char *dir = strdup(std_in ? "./-" : path), *slash = dir ? strrchr(dir, '/') : NULL;
   const char *base = dir == NULL ? NULL : slash == NULL ? "." : dir;

@@ -177,8 +177,9 @@ int tg__user_key_dir(char *out, size_t size, tg_error *err);
 
 /* The path of the Unix socket a keyless worker of this user listening on
  * loopback tcp_addr ("tcp://HOST:PORT") also listens on, in the private
- * directory above. TG_EINVAL (no port, no directory), TG_ELIMIT (too long
- * for a socket). */
+ * directory above, named after HOST (localhost as 127.0.0.1) and PORT.
+ * TG_EINVAL (no host or port, no directory), TG_ELIMIT (too long for a
+ * socket). */
 int tg__user_socket(const char *tcp_addr, char *out, size_t size);
 /* Whether a process listens on that socket now. */
 bool tg__user_socket_live(const char *path);

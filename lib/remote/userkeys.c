@@ -78,9 +78,17 @@ static int read_key(const char *dir, tg__keypair *kp, tg_error *err) {
     return tg__error_set(err, -errno, "cannot read '%s': %s", path, strerror(errno));
   }
   struct stat st;
-  ssize_t n = fstat(fd, &st) == 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  bool ours = false;
+  ssize_t n = -1;
+  if (fstat(fd, &st) == 0) {
+    ours = S_ISREG(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 077);
+    n = ours ? read(fd, buf, sizeof buf - 1) : 0;
+  }
+  int e = errno;
   close(fd);
-  if (n < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+  /* An I/O error is no reason to throw the key away: say what failed. */
+  if (n < 0) return tg__error_set(err, -e, "cannot read '%s': %s", path, strerror(e));
+  if (!ours)
     return tg__error_set(err, TG_EACCES, "'%s' is not a file of this user (uid %u) with "
                          "mode 0600: remove it (a new key is made)", path,
                          (unsigned)geteuid());

@@ -2,9 +2,11 @@
  * the authentication handler, with the keys given or this user's), the loop that
  * reads clients' messages, sessions (HELLO, function checks, expiry,
  * dropping misbehaving peers) and replies. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "remote/wire.h"
@@ -379,13 +381,35 @@ static void bind_user_socket(tg__worker *wk) {
   char path[4096], ep[4200];
   if (tg__user_socket(wk->endpoint, path, sizeof path) != TG_OK) return;
   snprintf(ep, sizeof ep, "ipc://%s", path);
+  /* ZeroMQ's bind replaces whatever is at the path: a live socket there
+   * is another worker's of this user, which keeps it (its runs would
+   * otherwise come here). */
+  if (tg__user_socket_live(path)) {
+    if (wk->o.verbose)
+      fprintf(stderr, "tgraph worker: %s is another worker's (runs use tcp)\n", path);
+    return;
+  }
   setopt(wk->router, ZMQ_CURVE_SERVER, 0); /* the ZAP domain stays: peers'
                                               uids are checked (zap.c) */
-  if (zmq_bind(wk->router, ep) == 0 && strlen(path) < sizeof wk->user_sock)
+  struct stat st;
+  if (zmq_bind(wk->router, ep) == 0 && strlen(path) < sizeof wk->user_sock &&
+      stat(path, &st) == 0) {
     strcpy(wk->user_sock, path);
-  else if (wk->o.verbose)
+    wk->user_sock_dev = st.st_dev;
+    wk->user_sock_ino = st.st_ino;
+  } else if (wk->o.verbose) {
     fprintf(stderr, "tgraph worker: cannot listen on %s (runs use tcp): %s\n", ep,
             zmq_strerror(errno));
+  }
+}
+
+/* Remove our socket, unless the path is no longer it (a worker that
+ * started after ours ended unexpectedly may have put its own there). */
+static void unlink_user_socket(tg__worker *wk) {
+  struct stat st;
+  if (wk->user_sock[0] && stat(wk->user_sock, &st) == 0 && st.st_dev == wk->user_sock_dev &&
+      st.st_ino == wk->user_sock_ino)
+    unlink(wk->user_sock);
 }
 
 /* Always CURVE: with the keys of the worker set given, or else this
@@ -419,9 +443,10 @@ static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
 }
 
 static int check_opts(const tg_worker_opts *o, char *addr, size_t size, tg_error *err) {
-  if (!o || o->version != TG_WORKER_OPTS_V1)
-    return tg__error_set(err, TG_EINVAL, "tg_worker_opts.version must be %d",
-                         TG_WORKER_OPTS_V1);
+  if (!o) return tg__error_set(err, TG_EINVAL, "tg_worker_serve: no options");
+  if (o->version != TG_WORKER_OPTS_V1 && o->version != TG_WORKER_OPTS_V2)
+    return tg__error_set(err, TG_EINVAL, "tg_worker_opts.version is %u, expected %d or %d",
+                         o->version, TG_WORKER_OPTS_V1, TG_WORKER_OPTS_V2);
   const char *listen = o->listen ? o->listen : TG_WORKER_DEFAULT_LISTEN;
   bool loop;
   int rc = tg__addr_check(listen, true, &loop, err);
@@ -504,7 +529,7 @@ static void teardown(tg__worker *wk) {
   tg__free(wk->parts);
   tg__wk_peers_stop(wk);
   if (wk->router) zmq_close(wk->router);
-  if (wk->user_sock[0]) unlink(wk->user_sock); /* ZeroMQ leaves it */
+  unlink_user_socket(wk); /* ZeroMQ leaves it */
   tg__zap_stop(wk->zap);
   if (wk->zctx) zmq_ctx_term(wk->zctx);
   if (wk->wake_fd >= 0) close(wk->wake_fd);
@@ -538,11 +563,14 @@ int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err)
   tg__worker *wk = tg__calloc(1, sizeof *wk);
   if (!wk) return tg__error_set(err, TG_ENOMEM, "out of memory");
   wk->reg = reg;
-  wk->o = *opts;
-  wk->nthreads = opts->nthreads ? opts->nthreads : tg__ncpus();
+  /* A version 1 struct ends before max_pending: copy only what the
+   * caller has; the rest stays 0 (the defaults). */
+  memcpy(&wk->o, opts, opts->version >= TG_WORKER_OPTS_V2
+                           ? sizeof *opts : offsetof(tg_worker_opts, max_pending));
+  wk->nthreads = wk->o.nthreads ? wk->o.nthreads : tg__ncpus();
   /* Values received stay charged to it until their last release, which
    * may come after the worker is gone: it is refcounted. */
-  if (!(wk->pending = tg__stream_pool_new(pending_limit(opts)))) {
+  if (!(wk->pending = tg__stream_pool_new(pending_limit(&wk->o)))) {
     tg__free(wk);
     return tg__error_set(err, TG_ENOMEM, "out of memory");
   }

@@ -20,6 +20,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 #include <zmq.h>
 
 #include "remote/buf.h"
@@ -154,6 +155,8 @@ typedef struct tg__worker {
   uint64_t tasks_done;
   char endpoint[256];
   char user_sock[108];    /* keyless: this user's Unix socket, removed at the end */
+  dev_t user_sock_dev;    /* its inode once bound: another worker's socket */
+  ino_t user_sock_ino;    /* put at the path later is not removed */
 } tg__worker;
 
 /* ---- worker.c ---- */
