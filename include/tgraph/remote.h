@@ -90,9 +90,11 @@ typedef struct tg_worker_opts {
   void *ctx;
   int verbose;             /* 1: a line on stderr per client and refusal */
   /* ---- version 2 (version 1 callers get the default below) ---- */
-  uint64_t max_pending;    /* most bytes of large values all clients
-                              together may have streamed in and not yet
-                              used; a value past it is refused (its
+  uint64_t max_pending;    /* most bytes of large values the worker
+                              holds for all clients together, from their
+                              first chunk until their last use (arriving,
+                              arguments of queued or running tasks,
+                              stored); a value past it is refused (its
                               client dropped, told why) before any of it
                               is buffered. 0: 8 x max_message, at least
                               64 MiB and at most a quarter of the
