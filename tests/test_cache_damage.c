@@ -197,7 +197,13 @@ Test(cache_damage, truncated_to_any_length) {
     snprintf(c, sizeof c, "t%zu", i);
     fresh_copy(c);
     truncate_to(c, cases[i].len);
-    run_damaged(c, 1, cases[i].name);
+    /* The last page may be one LMDB allocated and no longer uses (a
+     * freed page is never read): then nothing in use is lost and a
+     * warning-free, correct run is right. Every other cut loses pages in
+     * use. Either way the next run is correct and quiet. */
+    bool maybe_unused = cases[i].len == size - 4096;
+    run_damaged(c, maybe_unused ? -1 : 1, cases[i].name);
+    run_damaged(c, 0, cases[i].name);
   }
 }
 
