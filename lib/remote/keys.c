@@ -62,54 +62,49 @@ int tg_keys_generate(const char *dir, tg_error *err) {
   if (snprintf(wdir, sizeof wdir, "%s/worker", dir) >= (int)sizeof wdir - 32 ||
       snprintf(cdir, sizeof cdir, "%s/client", dir) >= (int)sizeof cdir - 32)
     return tg__error_set(err, TG_EINVAL, "key directory path too long");
+  /* What a set is: the old layout's files (only refused), then each new
+   * file, its directory (0 DIR, 1 DIR/worker, 2 DIR/client), its first
+   * line, the key it holds (0 worker public, 1 worker secret, 2 client
+   * public, 3 client secret) and its mode. */
+  static const struct {
+    int dir;
+    const char *name, *comment;
+    int key;
+    mode_t mode;
+  } files[] = {
+      {0, "server.key", NULL, 0, 0},
+      {0, "server.pub", NULL, 0, 0},
+      {0, "client.key", NULL, 0, 0},
+      {0, "authorized_clients", NULL, 0, 0},
+      {1, "worker.key", "secret key of the workers: keep it on the workers only", 1, 0600},
+      {1, "authorized_clients", "public keys of the runs this worker serves, one per line "
+                                "(a client/client.pub)", 2, 0644},
+      {2, "client.key", "secret key of the runs: keep it private", 3, 0600},
+      {2, "client.pub", "public key of the runs: a line of a worker's authorized_clients",
+       2, 0644},
+      {2, "worker.pub", "public key of the workers: runs accept only a worker proving it "
+                        "holds worker.key", 0, 0644},
+  };
+  const char *dirs[3] = {dir, wdir, cdir};
+  enum { NFILES = sizeof files / sizeof *files };
   /* Refuse up front rather than half-write a set over an older one. */
-  static const char *const olds[] = {"server.key", "server.pub", "client.key",
-                                     "authorized_clients"};
-  for (size_t i = 0; i < sizeof olds / sizeof *olds; i++)
-    if (exists(dir, olds[i]))
+  for (size_t i = 0; i < NFILES; i++)
+    if (exists(dirs[files[i].dir], files[i].name))
       return tg__error_set(err, TG_EEXIST, "'%s/%s' exists already: not overwriting keys",
-                           dir, olds[i]);
-  static const char *const wnames[] = {"worker.key", "authorized_clients"};
-  static const char *const cnames[] = {"client.key", "client.pub", "worker.pub"};
-  for (size_t i = 0; i < 2; i++)
-    if (exists(wdir, wnames[i]))
-      return tg__error_set(err, TG_EEXIST, "'%s/%s' exists already: not overwriting keys",
-                           wdir, wnames[i]);
-  for (size_t i = 0; i < 3; i++)
-    if (exists(cdir, cnames[i]))
-      return tg__error_set(err, TG_EEXIST, "'%s/%s' exists already: not overwriting keys",
-                           cdir, cnames[i]);
+                           dirs[files[i].dir], files[i].name);
   int rc = make_dir(dir, err);
   if (rc == TG_OK) rc = make_dir(wdir, err);
   if (rc == TG_OK) rc = make_dir(cdir, err);
   if (rc != TG_OK) return rc;
-  char wpub[41], wsec[41], cpub[41], csec[41], text[300];
-  if (zmq_curve_keypair(wpub, wsec) != 0 || zmq_curve_keypair(cpub, csec) != 0)
+  char keys[4][41], text[300];
+  if (zmq_curve_keypair(keys[0], keys[1]) != 0 || zmq_curve_keypair(keys[2], keys[3]) != 0)
     return tg__error_set(err, TG_EIO, "cannot make keys: %s", zmq_strerror(errno));
-  snprintf(text, sizeof text, "# secret key of the workers: keep it on the workers only\n"
-           "%s\n", wsec);
-  rc = write_new(wdir, "worker.key", text, 0600, err);
-  if (rc == TG_OK) {
-    snprintf(text, sizeof text, "# public keys of the runs this worker serves, one per "
-             "line (a client/client.pub)\n%s\n", cpub);
-    rc = write_new(wdir, "authorized_clients", text, 0644, err);
+  for (size_t i = 0; i < NFILES && rc == TG_OK; i++) {
+    if (!files[i].comment) continue; /* the old layout's */
+    snprintf(text, sizeof text, "# %s\n%s\n", files[i].comment, keys[files[i].key]);
+    rc = write_new(dirs[files[i].dir], files[i].name, text, files[i].mode, err);
   }
-  if (rc == TG_OK) {
-    snprintf(text, sizeof text, "# secret key of the runs: keep it private\n%s\n", csec);
-    rc = write_new(cdir, "client.key", text, 0600, err);
-  }
-  if (rc == TG_OK) {
-    snprintf(text, sizeof text, "# public key of the runs: a line of a worker's "
-             "authorized_clients\n%s\n", cpub);
-    rc = write_new(cdir, "client.pub", text, 0644, err);
-  }
-  if (rc == TG_OK) {
-    snprintf(text, sizeof text, "# public key of the workers: runs accept only a worker "
-             "proving it holds worker.key\n%s\n", wpub);
-    rc = write_new(cdir, "worker.pub", text, 0644, err);
-  }
-  memset(wsec, 0, sizeof wsec);
-  memset(csec, 0, sizeof csec);
+  memset(keys, 0, sizeof keys);
   memset(text, 0, sizeof text);
   return rc;
 }
