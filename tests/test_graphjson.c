@@ -304,6 +304,17 @@ Test(graphjson, missing_plugin_is_reported_at_its_entry) {
                    "or directory");
 }
 
+/* ONE_ADD, a one-task graph (a = add(1, 2)), written to a new temporary
+ * file whose name goes to path (a mkstemp template). */
+static const char ONE_ADD[] = "{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", "
+                              "\"args\": [1, 2]}}}";
+static void write_one_add(char *path) {
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, ONE_ADD, strlen(ONE_ADD)), (ssize_t)strlen(ONE_ADD));
+  close(fd);
+}
+
 Test(graphjson, load_reads_files) {
   tg_graph *g;
   tg_error e;
@@ -311,12 +322,7 @@ Test(graphjson, load_reads_files) {
                -ENOENT);
   cr_assert_str_eq(e.msg, "/nonexistent/g.json: No such file or directory");
   char path[] = "/tmp/tg_gj_XXXXXX";
-  int fd = mkstemp(path);
-  cr_assert_geq(fd, 0);
-  const char *text = "{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", "
-                     "\"args\": [1, 2]}}}";
-  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-  close(fd);
+  write_one_add(path);
   tg_graphjson_info *info;
   cr_assert_eq(tg_graphjson_load(path, reg, NULL, &g, &info, &e), TG_OK, "%s",
                e.msg);
@@ -336,12 +342,8 @@ Test(graphjson, load_refuses_devices_and_bounds_size) {
   cr_assert_eq(tg_graphjson_load("/dev/zero", reg, NULL, &g, NULL, &e), TG_EINVAL);
   cr_assert_str_eq(e.msg, "/dev/zero: a character device, not a regular file or a pipe");
   char path[] = "/tmp/tg_gj_XXXXXX";
-  int fd = mkstemp(path);
-  cr_assert_geq(fd, 0);
-  const char *text = "{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", "
-                     "\"args\": [1, 2]}}}";
-  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-  close(fd);
+  write_one_add(path);
+  const char *text = ONE_ADD;
   tg_graphjson_opts o = {.version = TG_GRAPHJSON_OPTS_V2, .max_bytes = 10};
   cr_assert_eq(tg_graphjson_load(path, reg, &o, &g, NULL, &e), TG_ELIMIT);
   char want[128];
@@ -381,12 +383,8 @@ Test(graphjson, load_refuses_devices_and_bounds_size) {
  * past the block), the default bound applies; other versions refused. */
 Test(graphjson, opts_versions) {
   char path[] = "/tmp/tg_gj_XXXXXX";
-  int fd = mkstemp(path);
-  cr_assert_geq(fd, 0);
-  const char *text = "{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", "
-                     "\"args\": [1, 2]}}}";
-  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-  close(fd);
+  write_one_add(path);
+  const char *text = ONE_ADD;
   tg_graph *g;
   tg_graphjson_info *info;
   tg_error e;
