@@ -212,6 +212,16 @@ typedef struct tg_event {
                        failure before the call */
   double end;       /* when the event happened (STARTED: == start) */
   size_t tasks;     /* tasks in the run: the same in each of its events */
+  /* ---- since 0.2: added at the end, so callbacks built before still read
+   * the fields above at the same offsets ---- */
+  const char *func; /* the task's function name (valid during the
+                       callback); NULL for nodes that call none */
+  int thread;       /* the worker's thread that ran the call, 0-based,
+                       one per concurrent slot of the worker; -1 when
+                       there was no call */
+  unsigned attempts; /* calls made: 1 + retries; 0 when never called */
+  const char *message; /* FAILED: the failure's message (valid during the
+                          callback); NULL otherwise */
 } tg_event;
 
 /* ev and the strings in it are valid during the call only. */

@@ -99,8 +99,10 @@ static __attribute__((cold, noinline)) void emit(const tg__run *r, const tg__tas
   tg__run *mr = (tg__run *)r; /* the count is not part of the run's value */
   if (!tg__run_callout_begin(mr)) return; /* the compute returned */
   char kb[TG__NAME_MAX + 32];
-  tg_event ev = {kind, t->node, tg__run_key(r, t->node, kb, sizeof kb), worker, status,
-                 start, end, r->plan.ntasks};
+  tg_event ev = {.kind = kind, .node = t->node,
+                 .key = tg__run_key(r, t->node, kb, sizeof kb), .worker = worker,
+                 .status = status, .start = start, .end = end,
+                 .tasks = r->plan.ntasks, .thread = -1};
   r->on_event(r->event_ctx, &ev);
   tg__run_callout_end(mr);
 }
