@@ -13,7 +13,7 @@
 
 #define LOOP_MS 50 /* longest sleep: heartbeats, timeouts, cancellations */
 
-void tcp_wake(tcp *b) {
+void tg__tcp_wake(tcp *b) {
   uint64_t one = 1;
   ssize_t w = write(b->wake_fd, &one, sizeof one);
   (void)w;
@@ -43,21 +43,21 @@ static bool heap_push(tcp *b, tg__task *t) {
   return true;
 }
 
-void tcp_heap_repush(tcp *b, tg__task *t) {
+void tg__tcp_heap_repush(tcp *b, tg__task *t) {
   if (!heap_push(b, t)) { /* no room: it was in the heap a moment ago */
     tg_value *const *args;
     size_t n;
     if (tg__task_begin(&b->w, t, &args, &n))
       tg__task_end(&b->w, t, TG_ENOMEM, NULL, "out of memory queueing a task");
-    tcp_take_ready(b);
-    tcp_run *rs = tcp_run_get(b, t->run);
+    tg__tcp_take_ready(b);
+    tcp_run *rs = tg__tcp_run_get(b, t->run);
     rs->live--;
-    tcp_run_unuse(b, rs);
+    tg__tcp_run_unuse(b, rs);
   }
 }
 
-void tcp_queue_task(tcp *b, tg__task *t) {
-  tcp_run *rs = tcp_run_get(b, t->run);
+void tg__tcp_queue_task(tcp *b, tg__task *t) {
+  tcp_run *rs = tg__tcp_run_get(b, t->run);
   if (rs && heap_push(b, t)) {
     rs->users++;
     rs->live++;
@@ -69,11 +69,11 @@ void tcp_queue_task(tcp *b, tg__task *t) {
     tg__task_end(&b->w, t, TG_ENOMEM, NULL, "out of memory queueing a task");
   if (rs && !rs->users) { /* made for nothing */
     rs->users = 1;
-    tcp_run_unuse(b, rs);
+    tg__tcp_run_unuse(b, rs);
   }
 }
 
-tg__task *tcp_heap_pop(tcp *b) {
+tg__task *tg__tcp_heap_pop(tcp *b) {
   if (!b->nheap) return NULL;
   tg__task *top = b->heap[0], *last = b->heap[--b->nheap];
   size_t i = 0;
@@ -90,21 +90,21 @@ tg__task *tcp_heap_pop(tcp *b) {
 }
 
 
-void tcp_take_ready(tcp *b) {
+void tg__tcp_take_ready(tcp *b) {
   /* Queueing may fail a task, which can make more ready: loop. */
   while (b->w.ready_first || b->w.ready_rest) {
     tg__task *t = b->w.ready_first, *rest = b->w.ready_rest;
     b->w.ready_first = b->w.ready_rest = NULL;
-    if (t) tcp_queue_task(b, t);
+    if (t) tg__tcp_queue_task(b, t);
     while (rest) {
       tg__task *x = rest;
       rest = rest->next;
-      tcp_queue_task(b, x);
+      tg__tcp_queue_task(b, x);
     }
   }
 }
 
-void tcp_retry_push(tcp *b, tcp_rec *rec) {
+void tg__tcp_retry_push(tcp *b, tcp_rec *rec) {
   rec->next = NULL;
   if (b->retry_tail) b->retry_tail->next = rec;
   else b->retry_head = rec;
@@ -119,7 +119,7 @@ static void take_inbox(tcp *b) {
   pthread_mutex_unlock(&b->mu);
   while (t) {
     tg__task *next = t->next;
-    tcp_queue_task(b, t);
+    tg__tcp_queue_task(b, t);
     t = next;
   }
 }
@@ -134,31 +134,31 @@ static void turn(tcp *b, zmq_pollitem_t *it) {
     (void)r;
   }
   take_inbox(b);
-  tcp_handles_reap(b);
+  tg__tcp_handles_reap(b);
   for (int i = 0; i < b->nconns; i++) {
     tcp_conn *c = &b->conns[i];
-    tcp_conn_poll(b, c, it[1 + 2 * i].revents & ZMQ_POLLIN,
+    tg__tcp_conn_poll(b, c, it[1 + 2 * i].revents & ZMQ_POLLIN,
                   it[2 + 2 * i].revents & ZMQ_POLLIN);
   }
   double now = tg__now();
   unsigned ready = 0;
   for (int i = 0; i < b->nconns; i++) {
-    tcp_conn_tick(b, &b->conns[i], now);
+    tg__tcp_conn_tick(b, &b->conns[i], now);
     ready += b->conns[i].state == CS_READY;
   }
   atomic_store(&b->st_ready, ready);
-  if (b->ntimed) tcp_expire_tasks(b, now);
-  tcp_cancel_runs(b);
-  tcp_dispatch(b);
+  if (b->ntimed) tg__tcp_expire_tasks(b, now);
+  tg__tcp_cancel_runs(b);
+  tg__tcp_dispatch(b);
   tg__bigbuf_sweep(); /* receive buffers kept idle too long */
-  for (int i = 0; i < b->nconns; i++) tcp_conn_flush(b, &b->conns[i]);
-  tcp_handles_reap(b);
+  for (int i = 0; i < b->nconns; i++) tg__tcp_conn_flush(b, &b->conns[i]);
+  tg__tcp_handles_reap(b);
 }
 
 /* No worker has been ready while work waits: give up after the timeout,
  * or at once when every worker refused us for good. */
 static void watch_workers(tcp *b) {
-  bool waiting = tcp_work_waiting(b), any = false, all_fatal = true;
+  bool waiting = tg__tcp_work_waiting(b), any = false, all_fatal = true;
   for (int i = 0; i < b->nconns; i++) {
     any |= b->conns[i].state == CS_READY;
     all_fatal &= b->conns[i].fatal;
@@ -167,8 +167,8 @@ static void watch_workers(tcp *b) {
     b->no_worker_since = 0;
     return;
   }
-  tcp_drop_stopped(b); /* a stopped run need not wait for workers */
-  if (!tcp_work_waiting(b)) return;
+  tg__tcp_drop_stopped(b); /* a stopped run need not wait for workers */
+  if (!tg__tcp_work_waiting(b)) return;
   double now = tg__now();
   if (b->no_worker_since == 0) b->no_worker_since = now;
   if (!all_fatal && now - b->no_worker_since < b->connect_timeout) return;
@@ -178,7 +178,7 @@ static void watch_workers(tcp *b) {
   for (int i = 0; i < b->nconns && n < sizeof why; i++)
     n += (size_t)snprintf(why + n, sizeof why - n, "; %s: %s", b->conns[i].addr,
                           b->conns[i].why[0] ? b->conns[i].why : "no answer");
-  tcp_fail_waiting(b, why);
+  tg__tcp_fail_waiting(b, why);
   b->no_worker_since = 0;
 }
 
@@ -199,13 +199,13 @@ static void *io_main(void *arg) {
     zmq_poll(it, 1 + 2 * b->nconns, LOOP_MS);
     turn(b, it);
     watch_workers(b);
-    tcp_take_ready(b);
+    tg__tcp_take_ready(b);
     /* Publishing counts may finish runs, whose callbacks may submit. */
     tg__wctx_flush(&b->w);
   }
   tg__free(it);
-  for (int i = 0; i < b->nconns; i++) tcp_conn_close(b, &b->conns[i], true);
-  tcp_handles_reap(b);
+  for (int i = 0; i < b->nconns; i++) tg__tcp_conn_close(b, &b->conns[i], true);
+  tg__tcp_handles_reap(b);
   tg__wctx_destroy(&b->w);
   return NULL;
 }
@@ -224,7 +224,7 @@ static void tcp_submit(tg__backend *be, tg__task *const *tasks, size_t n) {
     b->in_tail = tasks[i];
   }
   pthread_mutex_unlock(&b->mu);
-  if (was_empty) tcp_wake(b);
+  if (was_empty) tg__tcp_wake(b);
 }
 
 /* The client set given, or this user's own key: a keyless run talks only
@@ -279,18 +279,18 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
 }
 
 static void tcp_free(tcp *b) {
-  for (int i = 0; i < b->nconns; i++) tcp_conn_close(b, &b->conns[i], false);
+  for (int i = 0; i < b->nconns; i++) tg__tcp_conn_close(b, &b->conns[i], false);
   if (b->zctx) zmq_ctx_term(b->zctx);
-  for (int i = 0; b->conns && i < b->nconns; i++) tcp_conn_free(&b->conns[i]);
+  for (int i = 0; b->conns && i < b->nconns; i++) tg__tcp_conn_free(&b->conns[i]);
   tg__free(b->parts);
   tg__free(b->timed);
   if (b->wake_fd >= 0) close(b->wake_fd);
   for (tcp_run *rs = b->runs, *next; rs; rs = next) { /* none after a clean run */
     next = rs->next;
     rs->users = 1;
-    tcp_run_unuse(b, rs);
+    tg__tcp_run_unuse(b, rs);
   }
-  tcp_handles_reap(b);
+  tg__tcp_handles_reap(b);
   tg__idmap_free(&b->handles);
   tg__idmap_free(&b->task_secs);
   tg__idmap_free(&b->runs_by_seq);
@@ -325,7 +325,7 @@ static int tcp_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *e
       rc = tg__error_set(err, TG_EIO, "cannot set up ZeroMQ: %s", strerror(errno));
   }
   if (rc == TG_OK) zmq_ctx_set(b->zctx, ZMQ_BLOCKY, 0);
-  for (int i = 0; rc == TG_OK && i < b->nconns; i++) rc = tcp_conn_open(b, &b->conns[i], err);
+  for (int i = 0; rc == TG_OK && i < b->nconns; i++) rc = tg__tcp_conn_open(b, &b->conns[i], err);
   if (rc == TG_OK && tg__thread_start(&b->io, io_main, b) != 0)
     rc = tg__error_set(err, TG_ENOMEM, "cannot start the tcp backend's thread");
   if (rc != TG_OK) {
@@ -343,7 +343,7 @@ static void tcp_destroy(tg__backend *be) {
   pthread_mutex_lock(&b->mu);
   b->stopping = true;
   pthread_mutex_unlock(&b->mu);
-  tcp_wake(b);
+  tg__tcp_wake(b);
   pthread_join(b->io, NULL);
   tcp_free(b);
 }

@@ -29,11 +29,11 @@ static void hello(tcp *b, tcp_conn *c) {
   tg__wbuf_varint(&h, b->keep_min);
   tg__wbuf_cstr(&h, "tgraph");
   tg__wbuf_varint(&h, (uint64_t)tg__wire_misalign());
-  tcp_conn_send(b, c, &h, NULL);
+  tg__tcp_conn_send(b, c, &h, NULL);
   tg__wbuf_free(&h);
 }
 
-int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
+int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
   char ep[64];
   c->gen++;
   snprintf(ep, sizeof ep, "inproc://tcp-mon-%p-%d-%u", (void *)b, c->idx, c->gen);
@@ -78,7 +78,7 @@ int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
   return TG_OK;
 }
 
-void tcp_conn_close(tcp *b, tcp_conn *c, bool bye) {
+void tg__tcp_conn_close(tcp *b, tcp_conn *c, bool bye) {
   (void)b;
   if (c->sock && bye && c->state == CS_READY) {
     int linger = 200; /* time for the goodbye to leave */
@@ -105,7 +105,7 @@ static void reset_session(tcp_conn *c) {
   tg__stream_reset(&c->stream);
 }
 
-void tcp_conn_free(tcp_conn *c) {
+void tg__tcp_conn_free(tcp_conn *c) {
   reset_session(c);
   tg__free(c->bvals);
   tg__wbuf_free(&c->batch);
@@ -116,11 +116,11 @@ void tcp_conn_free(tcp_conn *c) {
   memset(c, 0, sizeof *c);
 }
 
-bool tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v) {
+bool tg__tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v) {
   uint64_t bytes = 0;
   if (!c->sock || h->oom) return false;
   if (tg__wire_send(c->sock, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL) != TG_OK) {
-    tcp_conn_lost(b, c, "sending to it failed", false);
+    tg__tcp_conn_lost(b, c, "sending to it failed", false);
     return false;
   }
   atomic_fetch_add(&b->st_sent, bytes);
@@ -129,7 +129,7 @@ bool tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v) {
 
 /* ---- functions ------------------------------------------------------------ */
 
-uint64_t tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f) {
+uint64_t tg__tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f) {
   (void)b;
   uint64_t id1 = (uint64_t)(uintptr_t)tg__idmap_get(&c->fns, (uint64_t)(uintptr_t)f);
   if (id1) return id1 - 1;
@@ -171,12 +171,12 @@ static void send_counted(tcp *b, tcp_conn *c, uint8_t type, tg__wbuf *body,
   if (body->oom) h.oom = true;
   tg__wbuf_reset(body);
   *n = 0;
-  if (h.oom) tcp_conn_lost(b, c, "out of memory", false);
-  else tcp_conn_send(b, c, &h, NULL);
+  if (h.oom) tg__tcp_conn_lost(b, c, "out of memory", false);
+  else tg__tcp_conn_send(b, c, &h, NULL);
   tg__wbuf_free(&h);
 }
 
-void tcp_conn_flush(tcp *b, tcp_conn *c) {
+void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
   if (c->state != CS_READY) return;
   send_counted(b, c, TG__M_FUNCS, &c->funcs, &c->nfuncs);
   send_counted(b, c, TG__M_FREE, &c->frees, &c->nfrees);
@@ -193,41 +193,41 @@ void tcp_conn_flush(tcp *b, tcp_conn *c) {
   atomic_fetch_add(&b->st_batches, 1);
   tg__wbuf_reset(&c->batch);
   c->nbatch = 0;
-  if (!vals || h.oom) tcp_conn_lost(b, c, "out of memory", false);
-  else tcp_conn_send(b, c, &h, vals);
+  if (!vals || h.oom) tg__tcp_conn_lost(b, c, "out of memory", false);
+  else tg__tcp_conn_send(b, c, &h, vals);
   tg_value_unref(vals);
   tg__wbuf_free(&h);
 }
 
-bool tcp_conn_has_room(const tcp_conn *c) {
+bool tg__tcp_conn_has_room(const tcp_conn *c) {
   if (c->state != CS_READY) return false;
   uint32_t n = c->nthreads ? c->nthreads : 1;
   return c->load < n + 1 || (c->queued < n * 0.004 && c->load < n + 2048);
 }
 
-void tcp_conn_add(tcp_conn *c, tcp_rec *rec) {
+void tg__tcp_conn_add(tcp_conn *c, tcp_rec *rec) {
   c->load++;
   c->queued += rec->est;
 }
 
-void tcp_conn_remove(tcp_conn *c, tcp_rec *rec) {
+void tg__tcp_conn_remove(tcp_conn *c, tcp_rec *rec) {
   c->load--;
   c->queued -= rec->est;
   if (c->load == 0 || c->queued < 0) c->queued = 0; /* no drift from rounding */
 }
 
 /* Estimates are stored in the map as the bits of the double. */
-double tcp_task_secs(const tcp *b, uint64_t kind_key) {
+double tg__tcp_task_secs(const tcp *b, uint64_t kind_key) {
   uint64_t bits = (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
   double s;
   memcpy(&s, &bits, sizeof s);
   return bits ? s : 1e-3;
 }
 
-void tcp_task_measured(tcp *b, uint64_t kind_key, double secs) {
+void tg__tcp_task_measured(tcp *b, uint64_t kind_key, double secs) {
   uint64_t old = (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
   double s = secs > 1e-9 ? secs : 1e-9;
-  if (old) s = 0.8 * tcp_task_secs(b, kind_key) + 0.2 * s;
+  if (old) s = 0.8 * tg__tcp_task_secs(b, kind_key) + 0.2 * s;
   uint64_t bits;
   memcpy(&bits, &s, sizeof bits);
   tg__idmap_put(&b->task_secs, kind_key, (void *)(uintptr_t)bits); /* a hint: OOM is fine */
@@ -242,13 +242,13 @@ static void give_back(tcp *b, tcp_conn *c, const char *why) {
   for (size_t i = 0; recs.s && i <= recs.mask; i++) {
     if (!recs.s[i].key) continue;
     tcp_rec *rec = recs.s[i].val;
-    tcp_rec_requeue(b, rec, why);
+    tg__tcp_rec_requeue(b, rec, why);
   }
   tg__idmap_free(&recs);
   for (tcp_rec *rec = c->staged; rec; rec = rec->next) rec->replan = true;
   c->load = 0;
   c->queued = 0;
-  for (tcp_rec *rec = c->staged; rec; rec = rec->next) tcp_conn_add(c, rec);
+  for (tcp_rec *rec = c->staged; rec; rec = rec->next) tg__tcp_conn_add(c, rec);
 }
 
 /* Handles lose c as a holder; fetches from c fail. */
@@ -258,15 +258,15 @@ static void forget_holder(tcp *b, tcp_conn *c) {
     if (!b->handles.s[i].key) continue;
     tcp_handle *h = b->handles.s[i].val;
     h->locs &= ~bit;
-    if (h->fetching == c->idx) tcp_fetch_done(b, h, NULL);
+    if (h->fetching == c->idx) tg__tcp_fetch_done(b, h, NULL);
   }
 }
 
-void tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
+void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   bool was_ready = c->state == CS_READY;
   snprintf(c->why, sizeof c->why, "%s", why);
   c->fatal = fatal;
-  tcp_conn_close(b, c, false);
+  tg__tcp_conn_close(b, c, false);
   c->state = CS_IDLE;
   reset_session(c);
   if (was_ready) atomic_fetch_add(&b->st_lost, 1);
@@ -278,12 +278,12 @@ void tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   c->state = CS_FAILED;
 }
 
-void tcp_conn_ban(tcp *b, tcp_conn *c, const char *why) {
+void tg__tcp_conn_ban(tcp *b, tcp_conn *c, const char *why) {
   char line[700];
   snprintf(line, sizeof line, "worker dropped for the rest of this executor's life: %s", why);
   if (b->ex->log) b->ex->log(b->ex->log_ctx, c->addr, line);
   else fprintf(stderr, "[%s] %s\n", c->addr, line);
-  tcp_conn_lost(b, c, why, true);
+  tg__tcp_conn_lost(b, c, why, true);
   c->retry_at = HUGE_VAL; /* never connected again */
 }
 
@@ -300,15 +300,15 @@ static void welcome(tcp *b, tcp_conn *c, tg__rbuf *r) {
   uint64_t mis = tg__rbuf_count(r, TG_ARRAY_ALIGN - 1);
   char why[300];
   if (r->bad || !magic || memcmp(magic, TG__PROTO_MAGIC, 4) != 0) {
-    tcp_conn_lost(b, c, "it does not speak the tgraph worker protocol", true);
+    tg__tcp_conn_lost(b, c, "it does not speak the tgraph worker protocol", true);
   } else if (proto != TG_REMOTE_PROTOCOL) {
     snprintf(why, sizeof why, "protocol version mismatch: the worker speaks version "
              "%llu, this program version %d", (unsigned long long)proto,
              TG_REMOTE_PROTOCOL);
-    tcp_conn_lost(b, c, why, true);
+    tg__tcp_conn_lost(b, c, why, true);
   } else if (status != 0) {
     snprintf(why, sizeof why, "the worker refused this client: %s", msg);
-    tcp_conn_lost(b, c, why, true);
+    tg__tcp_conn_lost(b, c, why, true);
   } else {
     c->state = CS_READY;
     c->nthreads = nthreads ? (unsigned)nthreads : 1;
@@ -331,16 +331,16 @@ static void monitor_event(tcp *b, tcp_conn *c) {
   memcpy(&val, (uint8_t *)zmq_msg_data(&m[0]) + 2, 4);
   switch (ev) {
     case ZMQ_EVENT_DISCONNECTED:
-      if (c->state == CS_READY) tcp_conn_lost(b, c, "disconnected", false);
+      if (c->state == CS_READY) tg__tcp_conn_lost(b, c, "disconnected", false);
       break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-      tcp_conn_lost(b, c, b->keys_dir ? "the worker refused this client's key (it is not "
+      tg__tcp_conn_lost(b, c, b->keys_dir ? "the worker refused this client's key (it is not "
                     "in the worker's authorized_clients)" : "the worker refused this "
                     "user's key (it runs with --keys, or as another user)", true);
       break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
     case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-      tcp_conn_lost(b, c, b->keys_dir ? "the secure handshake failed (wrong server key, "
+      tg__tcp_conn_lost(b, c, b->keys_dir ? "the secure handshake failed (wrong server key, "
                     "or the worker runs without keys)" : TCP_NOT_OURS, true);
       break;
     case ZMQ_EVENT_CONNECT_RETRIED:
@@ -375,7 +375,7 @@ static size_t recv_message(tcp_conn *c, zmq_msg_t *parts, bool *too_many) {
   return n;
 }
 
-void tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
+void tg__tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
   (void)sock_ready;
   (void)mon_ready;
   for (int i = 0; i < 64 && c->mon; i++) { /* events first: a loss resets c */
@@ -393,36 +393,36 @@ void tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
     tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
     uint8_t type = tg__rbuf_u8(&r);
     if (too_many) {
-      tcp_conn_lost(b, c, "it sent a malformed message", true);
+      tg__tcp_conn_lost(b, c, "it sent a malformed message", true);
     } else if (type == TG__M_WELCOME && c->state == CS_CONNECTING) {
       welcome(b, c, &r);
     } else if (type == TG__M_ERROR) {
       char msg[TG__MAX_MSG + 1], why[TG__MAX_MSG + 40];
       tg__rbuf_cstr(&r, msg, TG__MAX_MSG);
       snprintf(why, sizeof why, "the worker dropped this client: %s", msg);
-      tcp_conn_lost(b, c, why, false);
+      tg__tcp_conn_lost(b, c, why, false);
     } else if (type == TG__M_BULK && c->state == CS_READY) {
       tg_error e;
       tg_error_clear(&e);
       if (tg__stream_recv(&c->stream, parts, n, &e) != TG_OK) {
         char why[sizeof e.msg + 40];
         snprintf(why, sizeof why, "receiving a value from it: %s", e.msg);
-        tcp_conn_lost(b, c, e.code == TG_EFORMAT ? "it sent a malformed message" : why,
+        tg__tcp_conn_lost(b, c, e.code == TG_EFORMAT ? "it sent a malformed message" : why,
                       e.code == TG_EFORMAT);
       }
     } else if (c->state == CS_READY) {
-      tcp_results_handle(b, c, parts, n);
+      tg__tcp_results_handle(b, c, parts, n);
     }
     for (size_t k = 0; k < n; k++) zmq_msg_close(&parts[k]);
   }
 }
 
-void tcp_conn_tick(tcp *b, tcp_conn *c, double now) {
+void tg__tcp_conn_tick(tcp *b, tcp_conn *c, double now) {
   if (c->state == CS_FAILED && now >= c->retry_at) {
     tg_error err;
     tg_error_clear(&err);
-    if (tcp_conn_open(b, c, &err) != TG_OK) {
-      tcp_conn_close(b, c, false);
+    if (tg__tcp_conn_open(b, c, &err) != TG_OK) {
+      tg__tcp_conn_close(b, c, false);
       c->state = CS_FAILED;
       c->retry_at = now + 1;
       snprintf(c->why, sizeof c->why, "%s", err.msg);
@@ -433,7 +433,7 @@ void tcp_conn_tick(tcp *b, tcp_conn *c, double now) {
   if (now - c->last_rx > b->heartbeat) {
     char why[100];
     snprintf(why, sizeof why, "no sign of life for %.1f s (heartbeat)", now - c->last_rx);
-    tcp_conn_lost(b, c, why, false);
+    tg__tcp_conn_lost(b, c, why, false);
     return;
   }
   if (now - c->last_ping >= b->heartbeat / 4) {
@@ -441,7 +441,7 @@ void tcp_conn_tick(tcp *b, tcp_conn *c, double now) {
     tg__wbuf_u8(&h, TG__M_PING);
     tg__wbuf_varint(&h, (uint64_t)(now * 1000));
     c->last_ping = now;
-    tcp_conn_send(b, c, &h, NULL);
+    tg__tcp_conn_send(b, c, &h, NULL);
     tg__wbuf_free(&h);
   }
 }

@@ -1,4 +1,4 @@
-/* lib/backends/tcp_dispatch.c: sending tasks to workers. For each ready
+/* lib/backends/tg__tcp_dispatch.c: sending tasks to workers. For each ready
  * task: its arguments' handles (results kept on workers, large
  * constants), the worker where it costs least (bytes to move, then load),
  * moving what that worker lacks (a constant is sent, a result is fetched
@@ -28,65 +28,65 @@ static tcp_rec *rec_new(tcp_run *rs, tg__task *t, uint32_t nargs) {
   return rec;
 }
 
-/* What rec's kind of task is expected to take (tcp_task_secs). */
+/* What rec's kind of task is expected to take (tg__tcp_task_secs). */
 static void expect(tcp *b, tcp_rec *rec, const tg__gnode *nd) {
   rec->kind_key = (uint64_t)(uintptr_t)nd->fn + nd->kind;
-  rec->est = tcp_task_secs(b, rec->kind_key);
+  rec->est = tg__tcp_task_secs(b, rec->kind_key);
 }
 
 static void release_args(tcp *b, tcp_rec *rec) {
   for (uint32_t j = 0; j < rec->nargs; j++) {
-    tcp_handle_unref(b, rec->hargs[j]);
+    tg__tcp_handle_unref(b, rec->hargs[j]);
     rec->hargs[j] = NULL;
   }
 }
 
 static void detach(tcp *b, tcp_rec *rec) {
-  if (rec->conn >= 0) tcp_conn_remove(&b->conns[rec->conn], rec);
+  if (rec->conn >= 0) tg__tcp_conn_remove(&b->conns[rec->conn], rec);
   rec->conn = -1;
 }
 
-void tcp_rec_free(tcp *b, tcp_rec *rec) {
+void tg__tcp_rec_free(tcp *b, tcp_rec *rec) {
   release_args(b, rec);
-  tcp_handle_unref(b, rec->out);
+  tg__tcp_handle_unref(b, rec->out);
   if (rec->t) rec->rs->live--;
-  tcp_run_unuse(b, rec->rs);
+  tg__tcp_run_unuse(b, rec->rs);
   tg__free(rec);
 }
 
-void tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg) {
+void tg__tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg) {
   detach(b, rec);
   if (rec->t) {
     tg__task_end(&b->w, rec->t, code, NULL, msg);
-    tcp_take_ready(b);
+    tg__tcp_take_ready(b);
   }
-  tcp_rec_free(b, rec);
+  tg__tcp_rec_free(b, rec);
 }
 
-void tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
+void tg__tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
   detach(b, rec);
   release_args(b, rec);
   rec->id = 0;
   rec->waits = 0;
   rec->replan = false;
   if (!rec->t || rec->abort) { /* recomputations are made again on demand */
-    if (rec->t) tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
-    else tcp_rec_free(b, rec);
+    if (rec->t) tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+    else tg__tcp_rec_free(b, rec);
     return;
   }
   if (++rec->losses > TCP_MAX_LOSSES) {
     char msg[400];
     snprintf(msg, sizeof msg, "lost its worker %d times (last: %s)", rec->losses, why);
-    tcp_rec_fail(b, rec, TG_EWORKER, msg);
+    tg__tcp_rec_fail(b, rec, TG_EWORKER, msg);
     return;
   }
   atomic_fetch_add(&b->st_retried, 1);
-  tcp_retry_push(b, rec);
+  tg__tcp_retry_push(b, rec);
 }
 
-void tcp_rec_resend(tcp *b, tcp_rec *rec) {
+void tg__tcp_rec_resend(tcp *b, tcp_rec *rec) {
   if (rec->abort) {
-    tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+    tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
     return;
   }
   detach(b, rec);
@@ -95,7 +95,7 @@ void tcp_rec_resend(tcp *b, tcp_rec *rec) {
   rec->waits = 0;
   rec->replan = false;
   rec->store = 0;
-  tcp_retry_push(b, rec);
+  tg__tcp_retry_push(b, rec);
 }
 
 /* ---- the batch record ---------------------------------------------------- */
@@ -160,7 +160,7 @@ static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min
   }
   /* A result that comes back (an output, or one the cache may store) and
    * that other tasks use stays there too: they need not send it back. */
-  if (tcp_run_dependents(rec->rs, rec->task)) {
+  if (tg__tcp_run_dependents(rec->rs, rec->task)) {
     if (!rec->store) rec->store = b->next_id++;
     f |= TG__RF_ALSO_KEEP;
   }
@@ -184,7 +184,7 @@ static void watch(tcp *b, tcp_conn *c, tcp_rec *rec, double seconds) {
   b->timed[b->ntimed++] = (struct tcp_timed){c->idx, rec->id, tg__now() + seconds + 0.5};
 }
 
-void tcp_expire_tasks(tcp *b, double now) {
+void tg__tcp_expire_tasks(tcp *b, double now) {
   size_t k = 0;
   for (size_t i = 0; i < b->ntimed; i++) {
     struct tcp_timed x = b->timed[i];
@@ -199,25 +199,25 @@ void tcp_expire_tasks(tcp *b, double now) {
     char msg[100];
     snprintf(msg, sizeof msg, "took longer than its timeout of %g s", (double)nd->timeout);
     tg__idmap_del(&c->recs, x.id);
-    tcp_rec_fail(b, rec, TG_ETIMEDOUT, msg);
+    tg__tcp_rec_fail(b, rec, TG_ETIMEDOUT, msg);
   }
   b->ntimed = k;
 }
 
 static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   if (c->nbatch && (c->batch_run != rec->rs->seq || c->nbatch >= TCP_BATCH_MAX))
-    tcp_conn_flush(b, c); /* one run per message */
+    tg__tcp_conn_flush(b, c); /* one run per message */
   if (c->state != CS_READY) { /* the flush lost it */
-    tcp_rec_requeue(b, rec, c->why);
+    tg__tcp_rec_requeue(b, rec, c->why);
     return;
   }
   const tg__run *r = rec->rs->r;
   const tg__gnode *nd = &r->g->nodes[rec->node];
   const tg__garg *a = tg__node_args(r->g, nd);
-  uint64_t fn = tcp_conn_fn(b, c, nd->fn), min_us;
+  uint64_t fn = tg__tcp_conn_fn(b, c, nd->fn), min_us;
   rec->id = ++c->next_id;
   if (fn == UINT64_MAX || !tg__idmap_put(&c->recs, rec->id, rec)) {
-    tcp_rec_fail(b, rec, TG_ENOMEM, "out of memory sending a task");
+    tg__tcp_rec_fail(b, rec, TG_ENOMEM, "out of memory sending a task");
     return;
   }
   c->batch_run = rec->rs->seq;
@@ -247,7 +247,7 @@ static void put(tcp *b, tcp_conn *c, tcp_handle *h) {
   tg__wbuf w = {0};
   tg__wbuf_u8(&w, TG__M_PUT);
   tg__wbuf_varint(&w, h->id);
-  if (tcp_conn_send(b, c, &w, h->local)) {
+  if (tg__tcp_conn_send(b, c, &w, h->local)) {
     h->locs |= UINT64_C(1) << c->idx;
     if (h->kind == H_OBJ) { /* a result sent on to another worker */
       atomic_fetch_add(&b->st_moved_n, 1);
@@ -274,7 +274,7 @@ static void fetch(tcp *b, tcp_handle *h, tcp_rec *rec) {
       tg__wbuf w = {0};
       tg__wbuf_u8(&w, TG__M_FETCH);
       tg__wbuf_varint(&w, h->id);
-      if (tcp_conn_send(b, &b->conns[i], &w, NULL)) h->fetching = i;
+      if (tg__tcp_conn_send(b, &b->conns[i], &w, NULL)) h->fetching = i;
       tg__wbuf_free(&w);
     }
     if (h->fetching < 0) {
@@ -305,12 +305,12 @@ static void staged_done(tcp *b, tcp_rec *rec) {
       break;
     }
   rec->next = NULL;
-  if (rec->abort) tcp_rec_requeue(b, rec, "cancelled");
-  else if (rec->replan || c->state != CS_READY) tcp_rec_requeue(b, rec, c->why);
+  if (rec->abort) tg__tcp_rec_requeue(b, rec, "cancelled");
+  else if (rec->replan || c->state != CS_READY) tg__tcp_rec_requeue(b, rec, c->why);
   else append(b, c, rec);
 }
 
-void tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v) {
+void tg__tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v) {
   int from = h->fetching;
   h->fetching = -1;
   if (v) {
@@ -323,7 +323,7 @@ void tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v) {
   size_t n = h->nwait;
   h->waiters = NULL;
   h->nwait = h->cap_wait = 0;
-  tcp_handle_ref(h); /* the waiters may release the last reference */
+  tg__tcp_handle_ref(h); /* the waiters may release the last reference */
   for (size_t i = 0; i < n; i++) {
     tcp_rec *rec = w[i];
     rec->waits--;
@@ -337,7 +337,7 @@ void tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v) {
     tg_value_unref(h->local);
     h->local = NULL;
   }
-  tcp_handle_unref(b, h);
+  tg__tcp_handle_unref(b, h);
 }
 
 /* ---- recomputing lost results ---------------------------------------------- */
@@ -345,7 +345,7 @@ void tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v) {
 /* The live handle of task ti's result (a new reference), or NULL. */
 static tcp_handle *producer(tcp_run *rs, uint32_t ti) {
   tcp_handle *h = rs->handle_of[ti];
-  return h && tcp_handle_ref_alive(h) ? h : NULL;
+  return h && tg__tcp_handle_ref_alive(h) ? h : NULL;
 }
 
 /* A recomputation of x on c; its inputs are there already. */
@@ -367,7 +367,7 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
   rec->task = x->task;
   rec->node = node;
   expect(b, rec, nd);
-  tcp_handle_ref(x);
+  tg__tcp_handle_ref(x);
   rec->out = x;
   for (uint32_t j = 0; j < nd->nargs; j++) {
     int code;
@@ -375,8 +375,8 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
     if (a[j].kind == TG_ARG_VALUE) {
       rec->args[j] = a[j].u.value;
       if (tg__wire_estimate(rec->args[j], b->keep_min) >= b->keep_min &&
-          (rec->hargs[j] = tcp_run_const(b, rs, rec->args[j]))) {
-        tcp_handle_ref(rec->hargs[j]);
+          (rec->hargs[j] = tg__tcp_run_const(b, rs, rec->args[j]))) {
+        tg__tcp_handle_ref(rec->hargs[j]);
         ensure(b, c, rec, rec->hargs[j]);
       }
     } else if (a[j].kind == TG_ARG_FUTURE) {
@@ -389,7 +389,7 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
   x->locs |= UINT64_C(1) << c->idx;
   atomic_fetch_add(&b->st_recomputed, 1);
   rec->conn = c->idx;
-  tcp_conn_add(c, rec);
+  tg__tcp_conn_add(c, rec);
   append(b, c, rec);
 }
 
@@ -416,7 +416,7 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
   frame *st = tg__malloc(16 * sizeof *st);
   size_t n = 0, cap = 16;
   if (!st) return;
-  tcp_handle_ref(h);
+  tg__tcp_handle_ref(h);
   st[n++] = (frame){h, 0};
   while (n) {
     frame *f = &st[n - 1];
@@ -438,10 +438,10 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
       uint32_t pi = p->task_of[a[f->j].node];
       tcp_handle *ph = producer(rs, pi);
       if (ph && (ph->locs & bit)) {
-        tcp_handle_unref(b, ph);
+        tg__tcp_handle_unref(b, ph);
         continue;
       }
-      if (!ph && (ph = tcp_handle_new(b, H_OBJ, 0))) { /* released: make it again */
+      if (!ph && (ph = tg__tcp_handle_new(b, H_OBJ, 0))) { /* released: make it again */
         ph->run = rs;
         ph->task = pi;
         rs->users++;
@@ -453,7 +453,7 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
       if (n == cap) {
         frame *s = tg__realloc(st, 2 * cap * sizeof *st);
         if (!s) {
-          tcp_handle_unref(b, next);
+          tg__tcp_handle_unref(b, next);
           break;
         }
         st = s;
@@ -463,10 +463,10 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
       continue;
     }
     if (!tg__run_stopped(rs->r)) emit(b, c, f->h);
-    tcp_handle_unref(b, f->h);
+    tg__tcp_handle_unref(b, f->h);
     n--;
   }
-  while (n) tcp_handle_unref(b, st[--n].h);
+  while (n) tg__tcp_handle_unref(b, st[--n].h);
   tg__free(st);
 }
 
@@ -482,7 +482,7 @@ static int choose(tcp *b, const tcp_rec *rec) {
   double best_cost = 0;
   for (int i = 0; i < b->nconns; i++) {
     const tcp_conn *c = &b->conns[i];
-    if (!tcp_conn_has_room(c)) continue;
+    if (!tg__tcp_conn_has_room(c)) continue;
     double miss = 0;
     for (uint32_t j = 0; j < rec->nargs; j++) {
       const tcp_handle *h = rec->hargs[j];
@@ -505,24 +505,24 @@ static void find_handles(tcp *b, tcp_rec *rec) {
   const tg__gnode *nd = &r->g->nodes[rec->node];
   const tg__garg *a = tg__node_args(r->g, nd);
   for (uint32_t j = 0; j < rec->nargs; j++) {
-    tcp_handle *h = tcp_handle_of_value(b, rec->args[j]);
+    tcp_handle *h = tg__tcp_handle_of_value(b, rec->args[j]);
     /* An item the engine selected (only item and key arguments lead to
      * one): the graph says which. */
     if (h && h->kind == H_ITEMS) {
-      rec->hargs[j] = tcp_handle_item(b, rec->rs, h->parent, &a[j]);
+      rec->hargs[j] = tg__tcp_handle_item(b, rec->rs, h->parent, &a[j]);
       continue;
     }
     /* A large constant is sent to a worker once, then named; a result
-     * that came back is named where it is still kept (tcp_run_const_held). */
+     * that came back is named where it is still kept (tg__tcp_run_const_held). */
     if (!h && a[j].kind == TG_ARG_VALUE &&
         tg__wire_estimate(rec->args[j], b->keep_min) >= b->keep_min)
-      h = tcp_run_const(b, rec->rs, rec->args[j]);
+      h = tg__tcp_run_const(b, rec->rs, rec->args[j]);
     else if (!h && a[j].kind != TG_ARG_VALUE)
-      h = tcp_run_const_find(rec->rs, rec->args[j]);
+      h = tg__tcp_run_const_find(rec->rs, rec->args[j]);
     if (h) {
-      tcp_handle_ref(h);
+      tg__tcp_handle_ref(h);
     } else if (a[j].kind == TG_ARG_ITEM || a[j].kind == TG_ARG_KEY) {
-      h = tcp_run_held_item(b, rec->rs, &a[j]); /* named in the held whole */
+      h = tg__tcp_run_held_item(b, rec->rs, &a[j]); /* named in the held whole */
     }
     rec->hargs[j] = h;
   }
@@ -533,11 +533,11 @@ static void place(tcp *b, tcp_rec *rec) {
   int ci = choose(b, rec);
   tcp_conn *c = &b->conns[ci];
   rec->conn = ci;
-  tcp_conn_add(c, rec);
+  tg__tcp_conn_add(c, rec);
   for (uint32_t j = 0; j < rec->nargs && c->state == CS_READY; j++)
     if (rec->hargs[j]) ensure(b, c, rec, rec->hargs[j]);
   if (c->state != CS_READY || (rec->replan && rec->waits == 0)) {
-    tcp_rec_requeue(b, rec, c->why);
+    tg__tcp_rec_requeue(b, rec, c->why);
   } else if (rec->waits) {
     rec->next = c->staged;
     c->staged = rec;
@@ -549,7 +549,7 @@ static void place(tcp *b, tcp_rec *rec) {
 /* Begin ready task t in the engine: its record, or NULL when it finished
  * there (skipped, from the cache, failed). */
 static tcp_rec *begin(tcp *b, tg__task *t) {
-  tcp_run *rs = tcp_run_get(b, t->run); /* exists: the heap entry uses it */
+  tcp_run *rs = tg__tcp_run_get(b, t->run); /* exists: the heap entry uses it */
   tg_value *const *args;
   size_t n;
   tcp_rec *rec = NULL;
@@ -565,19 +565,19 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
       tg__task_end(&b->w, t, TG_ENOMEM, NULL, "out of memory");
     }
   }
-  tcp_take_ready(b);
+  tg__tcp_take_ready(b);
   rs->live--; /* the heap's use */
-  tcp_run_unuse(b, rs);
+  tg__tcp_run_unuse(b, rs);
   return rec;
 }
 
 static bool any_room(const tcp *b) {
   for (int i = 0; i < b->nconns; i++)
-    if (tcp_conn_has_room(&b->conns[i])) return true;
+    if (tg__tcp_conn_has_room(&b->conns[i])) return true;
   return false;
 }
 
-void tcp_dispatch(tcp *b) {
+void tg__tcp_dispatch(tcp *b) {
   while (any_room(b)) {
     tcp_rec *rec = b->retry_head;
     if (rec) {
@@ -585,11 +585,11 @@ void tcp_dispatch(tcp *b) {
       if (!b->retry_head) b->retry_tail = NULL;
       rec->next = NULL;
       if (rec->abort || tg__run_stopped(rec->rs->r)) {
-        tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+        tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
         continue;
       }
     } else {
-      tg__task *t = tcp_heap_pop(b);
+      tg__task *t = tg__tcp_heap_pop(b);
       if (!t) return;
       if (!(rec = begin(b, t))) continue;
     }
@@ -599,30 +599,30 @@ void tcp_dispatch(tcp *b) {
 
 /* ---- giving up ---------------------------------------------------------------- */
 
-bool tcp_work_waiting(const tcp *b) { return b->nheap || b->retry_head; }
+bool tg__tcp_work_waiting(const tcp *b) { return b->nheap || b->retry_head; }
 
 /* Finish every queued task (their runs are stopped: they are skipped). */
 static void drain(tcp *b) {
-  for (tg__task *t; (t = tcp_heap_pop(b));) {
+  for (tg__task *t; (t = tg__tcp_heap_pop(b));) {
     tcp_rec *rec = begin(b, t);
-    if (rec) tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+    if (rec) tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
   }
   while (b->retry_head) {
     tcp_rec *rec = b->retry_head;
     b->retry_head = rec->next;
     if (!b->retry_head) b->retry_tail = NULL;
-    tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+    tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
   }
 }
 
-void tcp_drop_stopped(tcp *b) {
+void tg__tcp_drop_stopped(tcp *b) {
   tcp_rec *keep = NULL, **tail = &keep;
   while (b->retry_head) {
     tcp_rec *rec = b->retry_head;
     b->retry_head = rec->next;
     rec->next = NULL;
     if (rec->abort || tg__run_stopped(rec->rs->r)) {
-      tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+      tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
     } else {
       *tail = rec;
       tail = &rec->next;
@@ -632,24 +632,24 @@ void tcp_drop_stopped(tcp *b) {
   b->retry_tail = NULL;
   for (tcp_rec *rec = keep, *next; rec; rec = next) {
     next = rec->next;
-    tcp_retry_push(b, rec);
+    tg__tcp_retry_push(b, rec);
   }
   size_t n = b->nheap, k = 0;
   tg__task **all = n ? tg__malloc(n * sizeof *all) : NULL;
   if (!all) return;
-  for (tg__task *t; (t = tcp_heap_pop(b));) all[k++] = t;
+  for (tg__task *t; (t = tg__tcp_heap_pop(b));) all[k++] = t;
   for (size_t i = 0; i < k; i++) {
     if (!tg__run_stopped(all[i]->run)) {
-      tcp_heap_repush(b, all[i]);
+      tg__tcp_heap_repush(b, all[i]);
       continue;
     }
     tcp_rec *rec = begin(b, all[i]); /* skipped in the engine */
-    if (rec) tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
+    if (rec) tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
   }
   tg__free(all);
 }
 
-void tcp_fail_waiting(tcp *b, const char *why) {
+void tg__tcp_fail_waiting(tcp *b, const char *why) {
   for (tcp_run *rs = b->runs; rs; rs = rs->next)
     if (rs->live) tg__run_stop(rs->r, TG_EWORKER, TG_NODE_NONE, "%s", why);
   drain(b);
@@ -664,8 +664,8 @@ static void cancel_run(tcp *b, tcp_run *rs) {
   for (int i = 0; i < b->nconns; i++) {
     tcp_conn *c = &b->conns[i];
     if (c->state != CS_READY) continue;
-    tcp_conn_flush(b, c);
-    tcp_conn_send(b, c, &w, NULL);
+    tg__tcp_conn_flush(b, c);
+    tg__tcp_conn_send(b, c, &w, NULL);
     for (tcp_rec *rec = c->staged; rec; rec = rec->next)
       if (rec->rs == rs) rec->abort = true;
     size_t n = 0;
@@ -676,20 +676,20 @@ static void cancel_run(tcp *b, tcp_run *rs) {
     }
     for (size_t k = 0; k < n; k++) {
       tg__idmap_del(&c->recs, mine[k]->id);
-      tcp_rec_fail(b, mine[k], TG_ECANCELED, "cancelled");
+      tg__tcp_rec_fail(b, mine[k], TG_ECANCELED, "cancelled");
     }
     tg__free(mine);
   }
   tg__wbuf_free(&w);
 }
 
-void tcp_cancel_runs(tcp *b) {
+void tg__tcp_cancel_runs(tcp *b) {
   for (tcp_run *rs = b->runs; rs; rs = rs->next) {
     if (rs->cancelled || !rs->live || !tg__run_cancelled(rs->r)) continue;
     rs->users++; /* the run state must outlive the loop over it */
     cancel_run(b, rs);
     bool last = rs->users == 1;
-    tcp_run_unuse(b, rs);
+    tg__tcp_run_unuse(b, rs);
     if (last) return; /* the list changed: next turn */
   }
 }

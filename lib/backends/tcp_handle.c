@@ -10,7 +10,7 @@
 
 /* ---- handles -------------------------------------------------------------- */
 
-tcp_handle *tcp_handle_new(tcp *b, uint8_t kind, uint64_t id) {
+tcp_handle *tg__tcp_handle_new(tcp *b, uint8_t kind, uint64_t id) {
   tcp_handle *h = tg__calloc(1, sizeof *h);
   if (!h) return NULL;
   atomic_init(&h->refs, 1);
@@ -24,16 +24,16 @@ tcp_handle *tcp_handle_new(tcp *b, uint8_t kind, uint64_t id) {
   return h;
 }
 
-void tcp_handle_ref(tcp_handle *h) { atomic_fetch_add(&h->refs, 1); }
+void tg__tcp_handle_ref(tcp_handle *h) { atomic_fetch_add(&h->refs, 1); }
 
-bool tcp_handle_ref_alive(tcp_handle *h) {
+bool tg__tcp_handle_ref_alive(tcp_handle *h) {
   uint32_t r = atomic_load(&h->refs);
   while (r > 0)
     if (atomic_compare_exchange_weak(&h->refs, &r, r + 1)) return true;
   return false;
 }
 
-void tcp_handle_unref(tcp *b, tcp_handle *h) {
+void tg__tcp_handle_unref(tcp *b, tcp_handle *h) {
   if (!h || atomic_fetch_sub(&h->refs, 1) != 1) return;
   if (atomic_exchange(&h->queued, 1)) return; /* already queued */
   pthread_mutex_lock(&b->mu);
@@ -41,7 +41,7 @@ void tcp_handle_unref(tcp *b, tcp_handle *h) {
   h->qnext = b->freeq;
   b->freeq = h;
   pthread_mutex_unlock(&b->mu);
-  if (first) tcp_wake(b);
+  if (first) tg__tcp_wake(b);
 }
 
 /* Tell the workers holding h to drop it. */
@@ -60,16 +60,16 @@ static void handle_free(tcp *b, tcp_handle *h) {
   if (h->run) {
     h->run->shapes -= h->shape_cost;
     if (h->run->handle_of && h->run->handle_of[h->task] == h) h->run->handle_of[h->task] = NULL;
-    tcp_run_unuse(b, h->run);
+    tg__tcp_run_unuse(b, h->run);
   }
-  if (h->parent) tcp_handle_unref(b, h->parent);
+  if (h->parent) tg__tcp_handle_unref(b, h->parent);
   tg_value_unref(h->local);
   tg__free(h->key);
   tg__free(h->waiters);
   tg__free(h);
 }
 
-void tcp_handles_reap(tcp *b) {
+void tg__tcp_handles_reap(tcp *b) {
   for (;;) {
     pthread_mutex_lock(&b->mu);
     tcp_handle *h = b->freeq;
@@ -87,37 +87,37 @@ void tcp_handles_reap(tcp *b) {
 
 /* ---- placeholders ------------------------------------------------------------ */
 
-static void ph_release(void *ctx, void *data) { tcp_handle_unref(ctx, data); }
+static void ph_release(void *ctx, void *data) { tg__tcp_handle_unref(ctx, data); }
 
 /* An empty u8 array of shape (0, TCP_MAGIC, id) whose data pointer is h. */
 static tg_value *marker(tcp *b, tcp_handle *h) {
   int64_t shape[3] = {0, TCP_MAGIC, (int64_t)h->id};
-  tcp_handle_ref(h); /* the marker's; released by wrap on failure too */
+  tg__tcp_handle_ref(h); /* the marker's; released by wrap on failure too */
   return tg_ndarray_wrap(TG_DT_U8, 3, shape, h, ph_release, b);
 }
 
 /* The placeholder all items of parent's list/map share (an ITEMS
  * handle): which item a dependent selects is in the graph, so a handle
- * per item is made only for the items sent (tcp_handle_item), not one
+ * per item is made only for the items sent (tg__tcp_handle_item), not one
  * per item the worker reported. */
 static tg_value *items(tcp *b, tcp_handle *parent) {
-  tcp_handle *e = tcp_handle_new(b, H_ITEMS, 0);
+  tcp_handle *e = tg__tcp_handle_new(b, H_ITEMS, 0);
   if (!e) return NULL;
-  tcp_handle_ref(parent);
+  tg__tcp_handle_ref(parent);
   e->parent = parent;
   tg_value *v = marker(b, e);
-  tcp_handle_unref(b, e); /* the marker holds it now */
+  tg__tcp_handle_unref(b, e); /* the marker holds it now */
   return v;
 }
 
-uint64_t tcp_shape_cost(uint8_t shape, uint64_t n, uint64_t keybytes) {
+uint64_t tg__tcp_shape_cost(uint8_t shape, uint64_t n, uint64_t keybytes) {
   /* An item pointer per list item; a map entry (key copy, value, hash
    * slots) per key. */
   return shape == TG__SHAPE_LIST ? 64 + 8 * n
          : shape == TG__SHAPE_MAP ? 64 + 64 * n + keybytes : 0;
 }
 
-tg_value *tcp_placeholder(tcp *b, tcp_handle *h, uint8_t shape, size_t n,
+tg_value *tg__tcp_placeholder(tcp *b, tcp_handle *h, uint8_t shape, size_t n,
                           const char **keys, const size_t *keylen, bool *dup) {
   *dup = false;
   if (shape == TG__SHAPE_NONE || n == 0) return marker(b, h);
@@ -148,7 +148,7 @@ static tcp_handle *marker_handle(tcp *b, const tg_value *v) {
   return h && (const void *)h == tg_ndarray_data(v) ? h : NULL;
 }
 
-tcp_handle *tcp_handle_of_value(tcp *b, const tg_value *v) {
+tcp_handle *tg__tcp_handle_of_value(tcp *b, const tg_value *v) {
   tcp_handle *h = marker_handle(b, v);
   if (h) return h;
   tg_type t = tg_value_type(v);
@@ -177,7 +177,7 @@ static void mark_selected(tcp_run *rs) {
   }
 }
 
-tcp_run *tcp_run_get(tcp *b, tg__run *r) {
+tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
   tcp_run *rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
   if (rs) return rs;
   rs = tg__calloc(1, sizeof *rs);
@@ -205,7 +205,7 @@ tcp_run *tcp_run_get(tcp *b, tg__run *r) {
   return rs;
 }
 
-void tcp_run_unuse(tcp *b, tcp_run *rs) {
+void tg__tcp_run_unuse(tcp *b, tcp_run *rs) {
   if (--rs->users) return;
   tg__idmap_del(&b->runs_by_seq, rs->seq + 1);
   for (tcp_run **p = &b->runs; *p; p = &(*p)->next)
@@ -214,7 +214,7 @@ void tcp_run_unuse(tcp *b, tcp_run *rs) {
       break;
     }
   for (size_t i = 0; rs->consts.s && i <= rs->consts.mask; i++)
-    if (rs->consts.s[i].key) tcp_handle_unref(b, rs->consts.s[i].val);
+    if (rs->consts.s[i].key) tg__tcp_handle_unref(b, rs->consts.s[i].val);
   tg__idmap_free(&rs->consts);
   tg__free(rs->flags);
   tg__free(rs->rebuilds);
@@ -223,11 +223,11 @@ void tcp_run_unuse(tcp *b, tcp_run *rs) {
   tg__free(rs);
 }
 
-tcp_handle *tcp_run_const_find(tcp_run *rs, const tg_value *v) {
+tcp_handle *tg__tcp_run_const_find(tcp_run *rs, const tg_value *v) {
   return tg__idmap_get(&rs->consts, (uint64_t)(uintptr_t)v);
 }
 
-uint32_t tcp_run_dependents(const tcp_run *rs, uint32_t ti) {
+uint32_t tg__tcp_run_dependents(const tcp_run *rs, uint32_t ti) {
   const tg__runplan *p = &rs->r->plan;
   uint32_t n = 0;
   for (uint32_t k = p->dep_off[ti]; k < p->dep_off[ti + 1]; k++)
@@ -235,45 +235,45 @@ uint32_t tcp_run_dependents(const tcp_run *rs, uint32_t ti) {
   return n;
 }
 
-bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t id, int c) {
-  uint32_t uses = tcp_run_dependents(rs, ti);
-  if (!uses || rs->held[ti] || tcp_run_const_find(rs, v)) return false;
-  tcp_handle *h = tcp_handle_new(b, H_CONST, id);
+bool tg__tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t id, int c) {
+  uint32_t uses = tg__tcp_run_dependents(rs, ti);
+  if (!uses || rs->held[ti] || tg__tcp_run_const_find(rs, v)) return false;
+  tcp_handle *h = tg__tcp_handle_new(b, H_CONST, id);
   if (!h) return false;
   h->local = tg_value_ref(v);
   h->bytes = tg__wire_estimate(v, SIZE_MAX);
   h->locs = UINT64_C(1) << c;
   h->uses_left = uses;
   if (!tg__idmap_put(&rs->consts, (uint64_t)(uintptr_t)v, h)) {
-    tcp_handle_unref(b, h); /* its FREE goes to c */
+    tg__tcp_handle_unref(b, h); /* its FREE goes to c */
     return true;
   }
   rs->held[ti] = h;
   return true;
 }
 
-tcp_handle *tcp_run_held_item(tcp *b, tcp_run *rs, const tg__garg *a) {
+tcp_handle *tg__tcp_run_held_item(tcp *b, tcp_run *rs, const tg__garg *a) {
   uint32_t pi = rs->r->plan.task_of[a->node];
   tcp_handle *p = pi != UINT32_MAX ? rs->held[pi] : NULL;
-  return p ? tcp_handle_item(b, rs, p, a) : NULL;
+  return p ? tg__tcp_handle_item(b, rs, p, a) : NULL;
 }
 
-tcp_handle *tcp_handle_item(tcp *b, tcp_run *rs, tcp_handle *p, const tg__garg *a) {
-  tcp_handle *e = tcp_handle_new(b, H_ELEM, 0);
+tcp_handle *tg__tcp_handle_item(tcp *b, tcp_run *rs, tcp_handle *p, const tg__garg *a) {
+  tcp_handle *e = tg__tcp_handle_new(b, H_ELEM, 0);
   if (!e) return NULL;
   const char *key = a->kind == TG_ARG_KEY ? rs->r->g->keys + a->u.key : NULL;
   if (key && !(e->key = tg__malloc(strlen(key) + 1))) {
-    tcp_handle_unref(b, e);
+    tg__tcp_handle_unref(b, e);
     return NULL;
   }
   if (key) strcpy(e->key, key);
   else e->index = a->u.index;
-  tcp_handle_ref(p);
+  tg__tcp_handle_ref(p);
   e->parent = p;
   return e;
 }
 
-void tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti) {
+void tg__tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti) {
   const tg__run *r = rs->r;
   const tg__gnode *nd = &r->g->nodes[r->plan.tasks[ti].node];
   const tg__garg *a = tg__node_args(r->g, nd);
@@ -284,18 +284,18 @@ void tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti) {
     if (!h || --h->uses_left) continue;
     rs->held[pi] = NULL;
     tg__idmap_del(&rs->consts, (uint64_t)(uintptr_t)h->local);
-    tcp_handle_unref(b, h); /* freed here and on workers once unused */
+    tg__tcp_handle_unref(b, h); /* freed here and on workers once unused */
   }
 }
 
-tcp_handle *tcp_run_const(tcp *b, tcp_run *rs, tg_value *v) {
+tcp_handle *tg__tcp_run_const(tcp *b, tcp_run *rs, tg_value *v) {
   tcp_handle *h = tg__idmap_get(&rs->consts, (uint64_t)(uintptr_t)v);
   if (h) return h;
-  if (!(h = tcp_handle_new(b, H_CONST, 0))) return NULL;
+  if (!(h = tg__tcp_handle_new(b, H_CONST, 0))) return NULL;
   h->local = tg_value_ref(v);
   h->bytes = tg__wire_estimate(v, SIZE_MAX);
   if (!tg__idmap_put(&rs->consts, (uint64_t)(uintptr_t)v, h)) {
-    tcp_handle_unref(b, h);
+    tg__tcp_handle_unref(b, h);
     return NULL;
   }
   return h;

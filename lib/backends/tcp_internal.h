@@ -2,7 +2,7 @@
  * files: tcp.c (life-cycle, the I/O thread's loop, statistics),
  * tcp_conn.c (one connection per worker: sockets, handshake, heartbeats,
  * loss), tcp_handle.c (results kept on workers and the placeholder values
- * standing for them), tcp_dispatch.c (choosing a worker per task, moving
+ * standing for them), tg__tcp_dispatch.c (choosing a worker per task, moving
  * and recomputing inputs, batches), tcp_results.c (replies).
  *
  * One I/O thread does everything but `submit`: it owns the sockets (a
@@ -23,7 +23,7 @@
  *
  * What a worker reports is not trusted: a shape it was not asked for, of
  * more than TG__MAX_SHAPE items or more items than bytes, or a result
- * kept that was to come back, drops that worker for good (tcp_conn_ban:
+ * kept that was to come back, drops that worker for good (tg__tcp_conn_ban:
  * its work goes to the others). The placeholders of a run's kept
  * results cost at most TCP_RUN_SHAPES bytes at once; a shape past that
  * has its task sent again, to come back whole (memory then follows the
@@ -127,7 +127,7 @@ struct tcp_rec {
   tcp_handle **hargs;      /* per argument: the handle it refers to (ref) */
   tcp_handle *out;         /* recomputation: what it makes (a ref) */
   uint32_t waits;          /* fetches it waits for */
-  uint64_t kind_key;       /* its function and node kind (tcp_task_secs) */
+  uint64_t kind_key;       /* its function and node kind (tg__tcp_task_secs) */
   double est;              /* seconds it is expected to take on a worker */
   uint8_t losses;
   uint8_t flags;           /* TG__RF_* it was last sent with */
@@ -195,7 +195,7 @@ struct tcp {
   size_t nheap, cap_heap;
   tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
   tg__idmap handles;       /* id -> handle */
-  tg__idmap task_secs;     /* kind key -> seconds (tcp_task_secs), bits */
+  tg__idmap task_secs;     /* kind key -> seconds (tg__tcp_task_secs), bits */
   uint64_t next_id;        /* handle / object ids */
   tg__idmap runs_by_seq;   /* run seq + 1 -> tcp_run */
   tcp_run *runs;
@@ -215,128 +215,128 @@ struct tcp {
 };
 
 /* ---- tcp.c ---- */
-void tcp_wake(tcp *b);
+void tg__tcp_wake(tcp *b);
 /* Queue ready tasks the engine left in b->w (after begin/end). */
-void tcp_take_ready(tcp *b);
+void tg__tcp_take_ready(tcp *b);
 /* Queue ready task t (its run state counts it). */
-void tcp_queue_task(tcp *b, tg__task *t);
-tg__task *tcp_heap_pop(tcp *b);
+void tg__tcp_queue_task(tcp *b, tg__task *t);
+tg__task *tg__tcp_heap_pop(tcp *b);
 /* Put back a task popped from the heap (its run state still counts it). */
-void tcp_heap_repush(tcp *b, tg__task *t);
-void tcp_retry_push(tcp *b, tcp_rec *rec);
+void tg__tcp_heap_repush(tcp *b, tg__task *t);
+void tg__tcp_retry_push(tcp *b, tcp_rec *rec);
 
 /* ---- tcp_conn.c ---- */
-int tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err);
+int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err);
 /* Close c's sockets (bye: say goodbye to a ready worker first). */
-void tcp_conn_close(tcp *b, tcp_conn *c, bool bye);
+void tg__tcp_conn_close(tcp *b, tcp_conn *c, bool bye);
 /* Free c's buffers and tables (the sockets are closed). */
-void tcp_conn_free(tcp_conn *c);
+void tg__tcp_conn_free(tcp_conn *c);
 /* c was lost (why is kept for messages): give its work back. */
-void tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal);
+void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal);
 /* c broke the protocol's promises (why says how, naming no address): it
  * is lost and never connected again by this backend; the executor's log
  * says so, naming its address. */
-void tcp_conn_ban(tcp *b, tcp_conn *c, const char *why);
+void tg__tcp_conn_ban(tcp *b, tcp_conn *c, const char *why);
 /* Read what c and its monitor have for us. */
-void tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready);
+void tg__tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready);
 /* Pings, heartbeat deadlines, retries of failed connections. */
-void tcp_conn_tick(tcp *b, tcp_conn *c, double now);
+void tg__tcp_conn_tick(tcp *b, tcp_conn *c, double now);
 /* Send a header frame (plus a value when v is set) on c; false when the
  * socket failed (c is then lost). */
-bool tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v);
+bool tg__tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v);
 /* Send what is pending on c: definitions, frees, the batch. */
-void tcp_conn_flush(tcp *b, tcp_conn *c);
+void tg__tcp_conn_flush(tcp *b, tcp_conn *c);
 /* Load c may take: tasks in flight it is given at most. */
 /* Whether c may take one more record: one beyond its threads (long tasks
  * then wait here, free to go to whichever worker is first done), more
  * while its queue holds under ~4 ms of work per thread (what it takes to
  * hide the network's latency behind short tasks). */
-bool tcp_conn_has_room(const tcp_conn *c);
+bool tg__tcp_conn_has_room(const tcp_conn *c);
 
 /* Seconds a record of this kind (function and node kind) took on workers,
  * a moving average of what they measured; 1 ms until one has run. */
-double tcp_task_secs(const tcp *b, uint64_t kind_key);
-void tcp_task_measured(tcp *b, uint64_t kind_key, double secs);
+double tg__tcp_task_secs(const tcp *b, uint64_t kind_key);
+void tg__tcp_task_measured(tcp *b, uint64_t kind_key, double secs);
 /* Put rec on / take it off conn c's load. */
-void tcp_conn_add(tcp_conn *c, tcp_rec *rec);
-void tcp_conn_remove(tcp_conn *c, tcp_rec *rec);
+void tg__tcp_conn_add(tcp_conn *c, tcp_rec *rec);
+void tg__tcp_conn_remove(tcp_conn *c, tcp_rec *rec);
 /* Make sure c knows function f; its id there. */
-uint64_t tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f);
+uint64_t tg__tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f);
 
 /* ---- tcp_handle.c ---- */
 /* A new handle (one reference) under id, or a fresh id when 0. */
-tcp_handle *tcp_handle_new(tcp *b, uint8_t kind, uint64_t id);
-void tcp_handle_ref(tcp_handle *h);
+tcp_handle *tg__tcp_handle_new(tcp *b, uint8_t kind, uint64_t id);
+void tg__tcp_handle_ref(tcp_handle *h);
 /* A reference when h is still alive (refs > 0), else false. */
-bool tcp_handle_ref_alive(tcp_handle *h);
+bool tg__tcp_handle_ref_alive(tcp_handle *h);
 /* Drop a reference from any thread; the last queues h for freeing. */
-void tcp_handle_unref(tcp *b, tcp_handle *h);
+void tg__tcp_handle_unref(tcp *b, tcp_handle *h);
 /* Free the handles queued (I/O thread): FREE messages to their workers. */
-void tcp_handles_reap(tcp *b);
+void tg__tcp_handles_reap(tcp *b);
 /* The value standing for kept result h (taking a reference to h), with
  * its shape: n list items or n map keys (keys: n strings of keylen[i]).
  * NULL when out of memory, or (*dup set) when a key came twice. */
-tg_value *tcp_placeholder(tcp *b, tcp_handle *h, uint8_t shape, size_t n,
+tg_value *tg__tcp_placeholder(tcp *b, tcp_handle *h, uint8_t shape, size_t n,
                           const char **keys, const size_t *keylen, bool *dup);
 /* The handle an argument value stands for (the object, for an item), or
  * NULL for a real value. */
-tcp_handle *tcp_handle_of_value(tcp *b, const tg_value *v);
+tcp_handle *tg__tcp_handle_of_value(tcp *b, const tg_value *v);
 /* The run state of r, created on first sight (NULL when out of memory). */
-tcp_run *tcp_run_get(tcp *b, tg__run *r);
-void tcp_run_unuse(tcp *b, tcp_run *rs);
+tcp_run *tg__tcp_run_get(tcp *b, tg__run *r);
+void tg__tcp_run_unuse(tcp *b, tcp_run *rs);
 /* The CONST handle for constant v of rs (interned), or NULL. */
-tcp_handle *tcp_run_const(tcp *b, tcp_run *rs, tg_value *v);
+tcp_handle *tg__tcp_run_const(tcp *b, tcp_run *rs, tg_value *v);
 /* Dependents of task ti of rs that will run (not served from the cache). */
-uint32_t tcp_run_dependents(const tcp_run *rs, uint32_t ti);
+uint32_t tg__tcp_run_dependents(const tcp_run *rs, uint32_t ti);
 /* The CONST handle interned for v in rs, or NULL. */
-tcp_handle *tcp_run_const_find(tcp_run *rs, const tg_value *v);
+tcp_handle *tg__tcp_run_const_find(tcp_run *rs, const tg_value *v);
 /* Result v of task ti of rs came back and is also kept as object id on
  * conn c: a CONST handle names it there until ti's dependents have
- * finished (tcp_run_task_done). False when nothing will name it (out of
+ * finished (tg__tcp_run_task_done). False when nothing will name it (out of
  * memory, no dependent left to run, v already named): the caller frees
  * the object. */
-bool tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t id, int c);
+bool tg__tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint64_t id, int c);
 /* For argument a (an item or key of a node): a new ELEM handle (one
  * reference, the caller's) naming it in its producer's result held on a
  * worker, or NULL when that result is not held. */
-tcp_handle *tcp_run_held_item(tcp *b, tcp_run *rs, const tg__garg *a);
+tcp_handle *tg__tcp_run_held_item(tcp *b, tcp_run *rs, const tg__garg *a);
 /* A new ELEM handle (one reference, the caller's) naming the item or key
  * argument a selects in object p, or NULL (out of memory). */
-tcp_handle *tcp_handle_item(tcp *b, tcp_run *rs, tcp_handle *p, const tg__garg *a);
+tcp_handle *tg__tcp_handle_item(tcp *b, tcp_run *rs, tcp_handle *p, const tg__garg *a);
 /* Bytes the placeholders of a shape of n items (maps: keys of keybytes
  * bytes in all) take. */
-uint64_t tcp_shape_cost(uint8_t shape, uint64_t n, uint64_t keybytes);
+uint64_t tg__tcp_shape_cost(uint8_t shape, uint64_t n, uint64_t keybytes);
 /* Engine task ti of rs is done: its inputs held for it lose a user, the
  * last one frees them here and on workers. */
-void tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti);
+void tg__tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti);
 
-/* ---- tcp_dispatch.c ---- */
+/* ---- tg__tcp_dispatch.c ---- */
 /* Send ready work to workers while they have room. */
-void tcp_dispatch(tcp *b);
+void tg__tcp_dispatch(tcp *b);
 /* A fetched value for h arrived (v taken, NULL when the worker lost it). */
-void tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v);
+void tg__tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v);
 /* Release what rec holds (not the engine task) and free it. */
-void tcp_rec_free(tcp *b, tcp_rec *rec);
+void tg__tcp_rec_free(tcp *b, tcp_rec *rec);
 /* rec lost its worker or a fetch: send it again, or give up. */
-void tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why);
+void tg__tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why);
 /* Send rec (an engine task whose reply was set aside, no longer in its
  * worker's records) again, not counted as a loss. */
-void tcp_rec_resend(tcp *b, tcp_rec *rec);
+void tg__tcp_rec_resend(tcp *b, tcp_rec *rec);
 /* Finish rec's engine task with a failure. */
-void tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg);
+void tg__tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg);
 /* Give up the in-flight work of cancelled runs. */
-void tcp_cancel_runs(tcp *b);
+void tg__tcp_cancel_runs(tcp *b);
 /* Fail sent tasks that overran their timeout (a worker cannot stop a
  * call; its late reply is ignored). */
-void tcp_expire_tasks(tcp *b, double now);
+void tg__tcp_expire_tasks(tcp *b, double now);
 /* No worker for too long: fail the waiting work with why. */
-void tcp_fail_waiting(tcp *b, const char *why);
-bool tcp_work_waiting(const tcp *b);
+void tg__tcp_fail_waiting(tcp *b, const char *why);
+bool tg__tcp_work_waiting(const tcp *b);
 /* Finish the waiting work of stopped runs (when no worker can take it). */
-void tcp_drop_stopped(tcp *b);
+void tg__tcp_drop_stopped(tcp *b);
 
 /* ---- tcp_results.c ---- */
 /* Handle a message of c (parts[0] is the header). */
-void tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n);
+void tg__tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n);
 
 #endif /* TG_BACKENDS_TCP_INTERNAL_H */

@@ -88,30 +88,30 @@ static const char *lie(tcp_rec *rec, uint64_t id, uint8_t st, uint64_t bytes,
  * past its budget: free the result there and have the task sent again, to
  * come back whole (its bytes then have to be received). */
 static bool over_budget(tcp *b, tcp_conn *c, tcp_rec *rec, const shape *s) {
-  uint64_t cost = tcp_shape_cost(s->kind, s->n, s->keybytes);
+  uint64_t cost = tg__tcp_shape_cost(s->kind, s->n, s->keybytes);
   if (!rec->t || !cost || cost <= TCP_RUN_SHAPES - rec->rs->shapes) return false;
   tg__wbuf_varint(&c->frees, rec->store);
   c->nfrees++;
   rec->whole = true;
-  tcp_rec_resend(b, rec);
+  tg__tcp_rec_resend(b, rec);
   return true;
 }
 
 /* The value of kept result `store` of rec's task, on conn c. */
 static tg_value *kept(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t bytes,
                       const shape *s, bool *dup) {
-  tcp_handle *h = tcp_handle_new(b, H_OBJ, rec->store); /* the id it is stored as */
+  tcp_handle *h = tg__tcp_handle_new(b, H_OBJ, rec->store); /* the id it is stored as */
   if (!h) return NULL;
   h->locs = UINT64_C(1) << c->idx;
   h->bytes = bytes;
   h->run = rec->rs;
   h->task = rec->task;
-  h->shape_cost = tcp_shape_cost(s->kind, s->n, s->keybytes);
+  h->shape_cost = tg__tcp_shape_cost(s->kind, s->n, s->keybytes);
   rec->rs->shapes += h->shape_cost; /* until h is freed */
   rec->rs->users++;
   rec->rs->handle_of[rec->task] = h;
-  tg_value *v = tcp_placeholder(b, h, s->kind, (size_t)s->n, s->keys, s->keylen, dup);
-  tcp_handle_unref(b, h); /* the placeholder holds it (or nothing does) */
+  tg_value *v = tg__tcp_placeholder(b, h, s->kind, (size_t)s->n, s->keys, s->keylen, dup);
+  tg__tcp_handle_unref(b, h); /* the placeholder holds it (or nothing does) */
   atomic_fetch_add(&b->st_kept, 1);
   return v;
 }
@@ -133,8 +133,8 @@ static void twice(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t id, const shape *s
   char task[TG__NAME_MAX + 64], why[600];
   snprintf(why, sizeof why, "it claimed that the result of %s kept there is a map of %llu "
            "keys, one of them twice", task_name(rec, id, task), (unsigned long long)s->n);
-  tcp_rec_requeue(b, rec, why); /* off c's load before the loss resets it */
-  tcp_conn_ban(b, c, why);
+  tg__tcp_rec_requeue(b, rec, why); /* off c's load before the loss resets it */
+  tg__tcp_conn_ban(b, c, why);
 }
 
 /* One result record; false when malformed (or c dropped). */
@@ -166,7 +166,7 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   tcp_rec *rec = ok ? tg__idmap_get(&c->recs, id) : NULL;
   char why[600];
   if (ok && lie(rec, id, st, bytes, &s, why, sizeof why)) {
-    tcp_conn_ban(b, c, why); /* rec goes elsewhere with c's other work */
+    tg__tcp_conn_ban(b, c, why); /* rec goes elsewhere with c's other work */
     rec = NULL;
     ok = false;
   }
@@ -179,7 +179,7 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   else rec = NULL;
   if (rec && st == TG__RS_KEPT && over_budget(b, c, rec, &s)) rec = NULL;
   if (rec) {
-    tcp_task_measured(b, rec->kind_key, secs);
+    tg__tcp_task_measured(b, rec->kind_key, secs);
     bool dup = false;
     if (st == TG__RS_KEPT && rec->t) v = kept(b, c, rec, bytes, &s, &dup);
     if (dup) {
@@ -198,10 +198,10 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
       if (st == TG__RS_KEPT && run->memo && run->memo->t0)
         run->memo->t0[rec->task] = 0; /* a placeholder is nothing to cache */
       if (st != TG__RS_FAILED && !v) code = TG_ENOMEM;
-      tcp_run_task_done(b, rec->rs, rec->task); /* before the run may end */
+      tg__tcp_run_task_done(b, rec->rs, rec->task); /* before the run may end */
       /* Kept there too: its dependents name it on that worker. */
       if (st == TG__RS_BOTH && v &&
-          !tcp_run_const_held(b, rec->rs, v, rec->task, rec->store, c->idx)) {
+          !tg__tcp_run_const_held(b, rec->rs, v, rec->task, rec->store, c->idx)) {
         tg__wbuf_varint(&c->frees, rec->store); /* not named: let it go there */
         c->nfrees++;
       }
@@ -209,11 +209,11 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
                    code == TG_ENOMEM && !*msg ? "out of memory" : msg[0] ? msg : NULL);
       if (code != TG_OK) tg_value_unref(v);
       v = NULL;
-      tcp_take_ready(b);
+      tg__tcp_take_ready(b);
     }
-    tcp_conn_remove(&b->conns[rec->conn], rec);
+    tg__tcp_conn_remove(&b->conns[rec->conn], rec);
     rec->conn = -1;
-    tcp_rec_free(b, rec);
+    tg__tcp_rec_free(b, rec);
   }
   tg_value_unref(v);
   tg__free(s.keys);
@@ -254,7 +254,7 @@ static bool value(tcp *b, tcp_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n) 
   }
   atomic_fetch_add(&b->st_recv, bytes);
   tcp_handle *h = tg__idmap_get(&b->handles, id);
-  if (h && h->fetching == c->idx) tcp_fetch_done(b, h, v);
+  if (h && h->fetching == c->idx) tg__tcp_fetch_done(b, h, v);
   else tg_value_unref(v);
   return true;
 }
@@ -316,7 +316,7 @@ static bool log_line(tcp *b, tg__rbuf *r) {
   return true;
 }
 
-void tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n) {
+void tg__tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n) {
   tg__rbuf r;
   tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
   uint8_t type = tg__rbuf_u8(&r);
@@ -331,5 +331,5 @@ void tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n) {
     default: ok = false;
   }
   if (!ok && c->state == CS_READY)
-    tcp_conn_lost(b, c, "it sent a malformed message", true);
+    tg__tcp_conn_lost(b, c, "it sent a malformed message", true);
 }
