@@ -25,6 +25,52 @@ int cli_version(int argc, char **argv);
 int cli_worker(int argc, char **argv);
 int cli_keys(int argc, char **argv);
 
+/* ---- opts.c: the option parser of every subcommand ---- */
+/* One option of a command. A table of them ends with an entry whose name
+ * is NULL. -h/--help is every command's own and is not listed. */
+typedef struct cli_opt {
+  int id;             /* handed to the command's set() (non-zero) */
+  const char *name;   /* the long name without "--": "workers" */
+  char letter;        /* the short name ('j' for -j), or 0 */
+  const char *value;  /* NULL: a flag; else the option takes a value,
+                         named so in the help ("N", "DIR") */
+  const char *help;   /* its help; '\n' starts another line */
+} cli_opt;
+
+typedef struct cli_cmd {
+  const char *name;     /* "run", "cache prune": messages start "tgraph NAME:" */
+  const char *synopsis; /* after "usage: tgraph NAME ": "[options] GRAPH.json" */
+  const char *about;    /* help text before the options, or NULL */
+  const cli_opt *opts;
+  const cli_opt *inherited; /* the parent command's options, accepted here
+                               too (cache's --cache-dir after its
+                               subcommand), or NULL */
+  const char *more;     /* help text after the options, or NULL */
+  /* One option given: -1 to go on, or an exit status (after a message,
+   * through cli_bad_usage(cmd name, ...) for a bad value). value is NULL
+   * for a flag; it points into argv. */
+  int (*set)(void *ctx, int id, const char *value);
+  bool stop_at_arg;     /* options end at the first argument: a parent
+                           command before its subcommand's name */
+} cli_cmd;
+
+/* Parse argv[1..argc-1] (argv[0] is the command) by cmd's tables, calling
+ * cmd->set(ctx, ...) per option, in order. Options may come anywhere among
+ * the arguments (unless stop_at_arg); "--" ends them; "-" is an argument.
+ * -1 on success: *args (free() it) holds the *nargs arguments left, in
+ * order. Else an exit status: CLI_OK after printing the help for
+ * -h/--help, CLI_USAGE after a message "tgraph NAME: unknown option
+ * '-x'", "option '--workers' needs a value", "option '--no-cache' takes no
+ * value", or set()'s status. Uses getopt_long's globals: one thread. */
+int cli_opts_parse(const cli_cmd *cmd, int argc, char **argv, void *ctx,
+                   char ***args /* OUT */, int *nargs /* OUT */);
+/* The help of cmd, made from its tables, to f. */
+void cli_opts_help(const cli_cmd *cmd, FILE *f);
+/* -1 when min <= nargs <= max (max -1: no bound); else CLI_USAGE after
+ * "missing WHAT" or "unexpected argument 'X'". */
+int cli_opts_count(const cli_cmd *cmd, char **args, int nargs, int min, int max,
+                   const char *missing);
+
 /* ---- util.c ---- */
 extern int cli_verbosity; /* -1 quiet, 0 normal, 1 verbose */
 /* "tgraph: error: ..." / "tgraph: warning: ..." / "tgraph: ..." on stderr. */

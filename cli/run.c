@@ -2,7 +2,6 @@
  * open the cache, compute the outputs, print them as one JSON object on
  * stdout and a summary on stderr. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -10,47 +9,6 @@
 
 #include "cli.h"
 #include "tgraph/builtins.h"
-
-static const char usage[] =
-    "usage: tgraph run [options] GRAPH.json\n"
-    "\n"
-    "Compute the outputs of a graph.json and print them as one JSON object\n"
-    "keyed by output name on stdout; a summary goes to stderr.\n"
-    "\n"
-    "options:\n"
-    "  --scheduler NAME   sync, threads (default), processes or tcp\n"
-    "  --workers N        worker count (default: one per CPU)\n"
-    "  --connect ADDRS    tcp: workers, tcp://HOST:PORT[,...] (repeatable)\n"
-    "  --workers-file FILE  tcp: workers, one address per line\n"
-    "  --keys DIR         tcp: the client/ keys of 'tgraph keys generate';\n"
-    "                     without it, only workers of this user are used\n"
-    "  --cache-dir DIR    cache directory (default: $TGRAPH_CACHE_DIR,\n"
-    "                     $XDG_CACHE_HOME/tgraph or ~/.cache/tgraph)\n"
-    "  --no-cache         neither read nor write the cache\n"
-    "  --plugin LIB.so    load a plugin (repeatable; also by name, see\n"
-    "                     TGRAPH_PLUGIN_PATH)\n"
-    "  --output DIR       also write each output to DIR/NAME.tgv (tg_dump)\n"
-    "  --explain          dry run: which tasks the cache serves, which would\n"
-    "                     run and why\n"
-    "  --dot FILE         write the graph for Graphviz, nodes coloured by\n"
-    "                     state (ran, cached, failed, skipped)\n"
-    "  --trace FILE       write a Chrome trace-event JSON (Perfetto), one\n"
-    "                     track per worker\n"
-    "  --timeout SECONDS  give up on the whole run after this long\n"
-    "  --retries N        extra attempts for failing pure tasks (0 to 1000)\n"
-    "  --max-graph-size SIZE  read at most this much of GRAPH.json (default\n"
-    "                     1G); GRAPH.json may be a FIFO or pipe (-: stdin)\n"
-    "  --progress         show progress when stderr is a terminal (default)\n"
-    "  --no-progress      never show progress\n"
-    "  -q, --quiet        no summary, only errors\n"
-    "  -v, --verbose      more detail (plugins, cache, per-task timings)\n"
-    "  -h, --help         this help\n"
-    "\n"
-    "SIGINT (Ctrl-C) or SIGTERM stops the run, keeping what the cache stored;\n"
-    "a second one stops at once.\n"
-    "\n"
-    "exit status: 0 success, 1 a task failed, 2 usage or graph error,\n"
-    "130 interrupted by SIGINT, 143 by SIGTERM\n";
 
 typedef struct run_opts {
   const char *graph, *scheduler, *cache_dir, *output, *dot, *trace, *keys;
@@ -65,36 +23,58 @@ typedef struct run_opts {
   int progress; /* -1 auto, 0 off */
 } run_opts;
 
-enum { O_SCHED = 256, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
+enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
-       O_MAX_GRAPH };
+       O_MAX_GRAPH, O_QUIET, O_VERBOSE };
 
-static const struct option longopts[] = {
-    {"scheduler", required_argument, NULL, O_SCHED},
-    {"workers", required_argument, NULL, O_WORKERS},
-    {"cache-dir", required_argument, NULL, O_CACHE_DIR},
-    {"no-cache", no_argument, NULL, O_NO_CACHE},
-    {"plugin", required_argument, NULL, O_PLUGIN},
-    {"output", required_argument, NULL, O_OUTPUT},
-    {"explain", no_argument, NULL, O_EXPLAIN},
-    {"dot", required_argument, NULL, O_DOT},
-    {"trace", required_argument, NULL, O_TRACE},
-    {"timeout", required_argument, NULL, O_TIMEOUT},
-    {"retries", required_argument, NULL, O_RETRIES},
-    {"progress", no_argument, NULL, O_PROGRESS},
-    {"no-progress", no_argument, NULL, O_NO_PROGRESS},
-    {"connect", required_argument, NULL, O_CONNECT},
-    {"workers-file", required_argument, NULL, O_WORKERS_FILE},
-    {"keys", required_argument, NULL, O_KEYS},
-    {"max-graph-size", required_argument, NULL, O_MAX_GRAPH},
-    {"quiet", no_argument, NULL, 'q'},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0}};
+/* One line per option: {id, long name, letter, value name, help}. */
+static const cli_opt options[] = {
+    {O_SCHED, "scheduler", 0, "NAME", "sync, threads (default), processes or tcp"},
+    {O_WORKERS, "workers", 'j', "N", "worker count (default: one per CPU)"},
+    {O_CONNECT, "connect", 0, "ADDRS",
+     "tcp: workers, tcp://HOST:PORT[,...] (repeatable)"},
+    {O_WORKERS_FILE, "workers-file", 0, "FILE", "tcp: workers, one address per line"},
+    {O_KEYS, "keys", 0, "DIR", "tcp: the client/ keys of 'tgraph keys generate';\n"
+                               "without it, only workers of this user are used"},
+    {O_CACHE_DIR, "cache-dir", 0, "DIR", "cache directory (default: $TGRAPH_CACHE_DIR,\n"
+                                         "$XDG_CACHE_HOME/tgraph or ~/.cache/tgraph)"},
+    {O_NO_CACHE, "no-cache", 0, NULL, "neither read nor write the cache"},
+    {O_PLUGIN, "plugin", 0, "LIB.so", "load a plugin (repeatable; also by name, see\n"
+                                      "TGRAPH_PLUGIN_PATH)"},
+    {O_OUTPUT, "output", 0, "DIR", "also write each output to DIR/NAME.tgv (tg_dump)"},
+    {O_EXPLAIN, "explain", 0, NULL, "dry run: which tasks the cache serves, which would\n"
+                                    "run and why"},
+    {O_DOT, "dot", 0, "FILE", "write the graph for Graphviz, nodes coloured by\n"
+                              "state (ran, cached, failed, skipped)"},
+    {O_TRACE, "trace", 0, "FILE", "write a Chrome trace-event JSON (Perfetto), one\n"
+                                  "track per worker"},
+    {O_TIMEOUT, "timeout", 0, "SECONDS", "give up on the whole run after this long"},
+    {O_RETRIES, "retries", 0, "N", "extra attempts for failing pure tasks (0 to 1000)"},
+    {O_MAX_GRAPH, "max-graph-size", 0, "SIZE",
+     "read at most this much of GRAPH.json (default 1G)"},
+    {O_PROGRESS, "progress", 0, NULL, "show progress when stderr is a terminal (default)"},
+    {O_NO_PROGRESS, "no-progress", 0, NULL, "never show progress"},
+    {O_QUIET, "quiet", 'q', NULL, "no summary, only errors"},
+    {O_VERBOSE, "verbose", 'v', NULL, "more detail (plugins, cache, per-task timings)"},
+    {0, NULL, 0, NULL, NULL}};
 
+static int option(void *ctx, int id, const char *value);
 
-static const char *bad_arg; /* the argument getopt stopped at */
+static const cli_cmd command = {
+    .name = "run",
+    .synopsis = "[options] GRAPH.json",
+    .about = "Compute the outputs of a graph.json and print them as one JSON object\n"
+             "keyed by output name on stdout; a summary goes to stderr. GRAPH.json\n"
+             "may be a FIFO or pipe; - is standard input.\n",
+    .opts = options,
+    .more = "SIGINT (Ctrl-C) or SIGTERM stops the run, keeping what the cache stored;\n"
+            "a second one stops at once.\n"
+            "\n"
+            "exit status: 0 success, 1 a task failed, 2 usage or graph error,\n"
+            "130 interrupted by SIGINT, 143 by SIGTERM\n",
+    .set = option,
+};
 
 static int max_graph(run_opts *o, const char *arg) {
   uint64_t n;
@@ -106,9 +86,10 @@ static int max_graph(run_opts *o, const char *arg) {
 }
 
 /* One option; returns -1 to go on, or an exit status. */
-static int option(run_opts *o, int c) {
+static int option(void *ctx, int id, const char *optarg) {
+  run_opts *o = ctx;
   unsigned long n;
-  switch (c) {
+  switch (id) {
     case O_SCHED: o->scheduler = optarg; break;
     case O_WORKERS:
       if (!cli_parse_uint(optarg, 4096, &n))
@@ -144,11 +125,8 @@ static int option(run_opts *o, int c) {
       break;
     case O_KEYS: o->keys = optarg; break;
     case O_MAX_GRAPH: return max_graph(o, optarg);
-    case 'q': cli_verbosity = -1; break;
-    case 'v': cli_verbosity = 1; break;
-    case 'h': fputs(usage, stdout); return CLI_OK;
-    case ':': return cli_bad_usage("run", "option '%s' needs a value", bad_arg);
-    default: return cli_bad_usage("run", "unknown option '%s'", bad_arg);
+    case O_QUIET: cli_verbosity = -1; break;
+    case O_VERBOSE: cli_verbosity = 1; break;
   }
   return -1;
 }
@@ -157,19 +135,16 @@ static int parse_args(int argc, char **argv, run_opts *o) {
   o->plugins = calloc((size_t)argc + 1, sizeof *o->plugins);
   o->progress = -1;
   o->scheduler = "threads";
-  int c;
-  optind = 1;
-  opterr = 0; /* our messages, not getopt's */
-  while ((c = getopt_long(argc, argv, ":qvh", longopts, NULL)) != -1) {
-    bad_arg = argv[optind - 1 < argc ? optind - 1 : argc - 1];
-    int rc = option(o, c);
-    if (rc >= 0) return rc;
-  }
-  if (optind >= argc) return cli_bad_usage("run", "%s", "missing GRAPH.json");
-  if (optind + 1 < argc)
-    return cli_bad_usage("run", "one graph at a time ('%s' is extra)", argv[optind + 1]);
-  o->graph = argv[optind];
-  return -1;
+  if (o->plugins == NULL) return CLI_USAGE;
+  char **args;
+  int nargs, rc = cli_opts_parse(&command, argc, argv, o, &args, &nargs);
+  if (rc >= 0) return rc;
+  if (nargs == 0) rc = cli_bad_usage("run", "%s", "missing GRAPH.json");
+  else if (nargs > 1)
+    rc = cli_bad_usage("run", "one graph at a time ('%s' is extra)", args[1]);
+  else o->graph = args[0];
+  free(args);
+  return rc;
 }
 
 /* ---- the run ---- */
