@@ -8,20 +8,90 @@
 
 #include "cli.h"
 
-static const char usage[] =
-    "usage: tgraph cache [--cache-dir DIR] info|list|check|clear|prune [options]\n"
-    "\n"
-    "  info                   entries, sizes and the size limit\n"
-    "  list                   one line per entry, most recently used first\n"
-    "  check [--repair]       verify every entry and blob file; report each\n"
-    "                         bad entry, orphan blob and abandoned temporary\n"
-    "                         file (--repair: remove them); exit 1 if any\n"
-    "  clear                  remove every entry\n"
-    "  prune --max-size SIZE  remove least recently used entries until the\n"
-    "                         cache holds at most SIZE (e.g. 500M, 2G)\n"
-    "\n"
-    "The directory is --cache-dir, else $TGRAPH_CACHE_DIR, else\n"
-    "$XDG_CACHE_HOME/tgraph, else ~/.cache/tgraph.\n";
+/* What the options of cache and its subcommands set. */
+typedef struct cache_args {
+  const char *dir;
+  uint64_t max_size;
+  bool have_max;
+  unsigned check_flags;
+} cache_args;
+
+enum { O_CACHE_DIR = 1, O_MAX_SIZE, O_REPAIR };
+
+static int option(void *ctx, int id, const char *value) {
+  cache_args *a = ctx;
+  switch (id) {
+    case O_CACHE_DIR: a->dir = value; break;
+    case O_MAX_SIZE:
+      if (!cli_parse_size(value, &a->max_size))
+        return cli_bad_usage("cache prune", "--max-size needs a size such as 500M or 2G, "
+                             "not '%s'", value);
+      a->have_max = true;
+      break;
+    case O_REPAIR: a->check_flags |= TG_CACHE_CHECK_REPAIR; break;
+  }
+  return -1;
+}
+
+/* Options of cache itself, also accepted after the subcommand. */
+static const cli_opt common[] = {
+    {O_CACHE_DIR, "cache-dir", 0, "DIR", "the cache directory (default: $TGRAPH_CACHE_DIR,\n"
+                                         "$XDG_CACHE_HOME/tgraph or ~/.cache/tgraph)"},
+    {0, NULL, 0, NULL, NULL}};
+
+static const cli_cmd command = {
+    .name = "cache",
+    .synopsis = "[options] info|list|check|clear|prune [options]",
+    .about = "  info                   entries, sizes and the size limit\n"
+             "  list                   one line per entry, most recently used first\n"
+             "  check [--repair]       verify every entry and blob file; report each\n"
+             "                         bad entry, orphan blob and abandoned temporary\n"
+             "                         file (--repair: remove them); exit 1 if any\n"
+             "  clear                  remove every entry\n"
+             "  prune --max-size SIZE  remove least recently used entries until the\n"
+             "                         cache holds at most SIZE (e.g. 500M, 2G)\n"
+             "\n"
+             "tgraph cache COMMAND --help shows a command's options; options may come\n"
+             "before or after COMMAND.\n",
+    .opts = common,
+    .set = option,
+    .stop_at_arg = true,
+};
+
+typedef struct subcommand {
+  cli_cmd cmd;
+  int (*fn)(tg_cache *c, const char *dir, const cache_args *a);
+} subcommand;
+
+static int info(tg_cache *c, const char *dir, const cache_args *a);
+static int list(tg_cache *c, const char *dir, const cache_args *a);
+static int check(tg_cache *c, const char *dir, const cache_args *a);
+static int clear(tg_cache *c, const char *dir, const cache_args *a);
+static int prune(tg_cache *c, const char *dir, const cache_args *a);
+
+static const subcommand subcommands[] = {
+    {{.name = "cache info", .synopsis = "[options]",
+      .about = "Entries, sizes and the size limit of the cache.\n",
+      .inherited = common, .set = option}, info},
+    {{.name = "cache list", .synopsis = "[options]",
+      .about = "One line per entry, most recently used first.\n",
+      .inherited = common, .set = option}, list},
+    {{.name = "cache check", .synopsis = "[options]",
+      .about = "Verify every entry and blob file; report each bad entry, orphan blob\n"
+               "and abandoned temporary file. Exit status 1 if there is any.\n",
+      .opts = (const cli_opt[]){{O_REPAIR, "repair", 0, NULL, "remove what is bad"},
+                                {0, NULL, 0, NULL, NULL}},
+      .inherited = common, .set = option}, check},
+    {{.name = "cache clear", .synopsis = "[options]",
+      .about = "Remove every entry.\n", .inherited = common, .set = option}, clear},
+    {{.name = "cache prune", .synopsis = "--max-size SIZE [options]",
+      .about = "Remove least recently used entries until the cache holds at most\n"
+               "SIZE.\n",
+      .opts = (const cli_opt[]){{O_MAX_SIZE, "max-size", 0, "SIZE",
+                                 "the most the cache may hold (e.g. 500M, 2G)"},
+                                {0, NULL, 0, NULL, NULL}},
+      .inherited = common, .set = option}, prune},
+};
 
 typedef struct entries {
   tg_cache_entry_info *v;
@@ -55,7 +125,8 @@ static void when(double t, char *buf, size_t size) {
 }
 
 /* c is NULL for a cache directory that does not exist (yet). */
-static int list(tg_cache *c) {
+static int list(tg_cache *c, const char *dir, const cache_args *a) {
+  (void)dir, (void)a;
   entries es = {0};
   int rc = c ? tg_cache_list(c, collect, &es) : TG_OK;
   if (rc != TG_OK) {
@@ -78,7 +149,8 @@ static int list(tg_cache *c) {
   return CLI_OK;
 }
 
-static int info(tg_cache *c, const char *dir) {
+static int info(tg_cache *c, const char *dir, const cache_args *ca) {
+  (void)ca;
   tg_cache_info in = {0};
   if (c && tg_cache_get_info(c, &in) != TG_OK) {
     cli_error("cannot read the cache: %s", tg_cache_errmsg(c));
@@ -94,26 +166,9 @@ static int info(tg_cache *c, const char *dir) {
   return CLI_OK;
 }
 
-static int prune(tg_cache *c, int argc, char **argv) {
-  uint64_t max = 0;
-  bool have = false;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--max-size") == 0 && i + 1 < argc &&
-        cli_parse_size(argv[i + 1], &max)) {
-      have = true;
-      i++;
-    } else if (strncmp(argv[i], "--max-size=", 11) == 0 &&
-               cli_parse_size(argv[i] + 11, &max)) {
-      have = true;
-    } else {
-      fprintf(stderr, "tgraph cache prune: unexpected '%s'\n", argv[i]);
-      return CLI_USAGE;
-    }
-  }
-  if (!have) {
-    fprintf(stderr, "tgraph cache prune: needs --max-size SIZE (e.g. 500M)\n");
-    return CLI_USAGE;
-  }
+static int prune(tg_cache *c, const char *dir, const cache_args *a) {
+  (void)dir;
+  uint64_t max = a->max_size;
   uint64_t removed = 0;
   if (c && tg_cache_prune(c, max, &removed) != TG_OK) {
     cli_error("cannot prune the cache: %s", tg_cache_errmsg(c));
@@ -140,16 +195,9 @@ static void problem(void *ctx, const tg_cache_problem *p) {
 }
 
 /* c is NULL for a cache directory that does not exist (yet). */
-static int check(tg_cache *c, int argc, char **argv) {
-  unsigned flags = 0;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--repair") == 0) {
-      flags |= TG_CACHE_CHECK_REPAIR;
-    } else {
-      fprintf(stderr, "tgraph cache check: unexpected '%s'\n", argv[i]);
-      return CLI_USAGE;
-    }
-  }
+static int check(tg_cache *c, const char *dir, const cache_args *a) {
+  (void)dir;
+  unsigned flags = a->check_flags;
   tg_cache_check_report r = {0};
   if (c && tg_cache_check(c, flags, problem, NULL, &r) != TG_OK) {
     cli_error("cannot check the cache: %s", tg_cache_errmsg(c));
@@ -169,32 +217,45 @@ static int check(tg_cache *c, int argc, char **argv) {
   return CLI_TASK_FAILED;
 }
 
+static int clear(tg_cache *c, const char *dir, const cache_args *a) {
+  (void)a;
+  if (c && tg_cache_clear(c) != TG_OK) {
+    cli_error("cannot clear the cache: %s", tg_cache_errmsg(c));
+    return CLI_TASK_FAILED;
+  }
+  printf("cleared %s\n", dir);
+  return CLI_OK;
+}
+
+/* The subcommand named args[0] and its options: sets *sub, or returns an
+ * exit status. */
+static int parse_sub(int argc, char **argv, char **args, int nargs, cache_args *a,
+                     const subcommand **sub) {
+  if (nargs == 0) return cli_bad_usage("cache", "missing command (info, list, check, "
+                                       "clear or prune)");
+  for (size_t k = 0; k < sizeof subcommands / sizeof subcommands[0]; k++)
+    if (strcmp(args[0], subcommands[k].cmd.name + strlen("cache ")) == 0) *sub = &subcommands[k];
+  if (*sub == NULL) return cli_bad_usage("cache", "unknown command '%s'", args[0]);
+  int at = 1;
+  while (at < argc && argv[at] != args[0]) at++; /* options before it are read */
+  char **rest = NULL;
+  int nrest = 0, rc = cli_opts_parse(&(*sub)->cmd, argc - at, argv + at, a, &rest, &nrest);
+  if (rc < 0) rc = cli_opts_count(&(*sub)->cmd, rest, nrest, 0, 0, "");
+  free(rest);
+  if (rc < 0 && (*sub)->fn == prune && !a->have_max)
+    rc = cli_bad_usage("cache prune", "needs --max-size SIZE (e.g. 500M)");
+  return rc;
+}
+
 int cli_cache(int argc, char **argv) {
-  const char *dir = NULL;
-  int i = 1;
-  for (; i < argc && argv[i][0] == '-'; i++) {
-    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-      fputs(usage, stdout);
-      return CLI_OK;
-    } else if (strcmp(argv[i], "--cache-dir") == 0 && i + 1 < argc) {
-      dir = argv[++i];
-    } else if (strncmp(argv[i], "--cache-dir=", 12) == 0) {
-      dir = argv[i] + 12;
-    } else {
-      return cli_bad_usage("cache", "unexpected '%s'", argv[i]);
-    }
-  }
-  const char *sub = i < argc ? argv[i] : NULL;
-  if (sub == NULL || (strcmp(sub, "info") && strcmp(sub, "list") && strcmp(sub, "check") &&
-                      strcmp(sub, "clear") && strcmp(sub, "prune"))) {
-    fprintf(stderr, "tgraph cache: %s%s%s\n%s", sub ? "unknown command '" : "",
-            sub ? sub : "missing command", sub ? "'" : "", usage);
-    return CLI_USAGE;
-  }
-  if (strcmp(sub, "prune") != 0 && strcmp(sub, "check") != 0 && i + 1 < argc) {
-    fprintf(stderr, "tgraph cache %s: unexpected '%s'\n", sub, argv[i + 1]);
-    return CLI_USAGE;
-  }
+  cache_args a = {0};
+  const subcommand *sub = NULL;
+  char **args = NULL;
+  int nargs = 0, rc = cli_opts_parse(&command, argc, argv, &a, &args, &nargs);
+  if (rc < 0) rc = parse_sub(argc, argv, args, nargs, &a, &sub);
+  free(args);
+  if (rc >= 0) return rc;
+  const char *dir = a.dir;
   char buf[4096];
   if (dir == NULL && !cli_default_cache_dir(buf, sizeof buf)) {
     cli_error("no cache directory: set TGRAPH_CACHE_DIR or pass --cache-dir");
@@ -216,16 +277,7 @@ int cli_cache(int argc, char **argv) {
    * the user whatever the command (read-only is not: info works anyway). */
   const char *warning = c ? tg_cache_warning(c) : NULL;
   if (warning && strstr(warning, " damaged (data.mdb: ")) cli_warn("%s", warning);
-  int rc;
-  if (strcmp(sub, "info") == 0) rc = info(c, dir);
-  else if (strcmp(sub, "list") == 0) rc = list(c);
-  else if (strcmp(sub, "prune") == 0) rc = prune(c, argc - i, argv + i);
-  else if (strcmp(sub, "check") == 0) rc = check(c, argc - i, argv + i);
-  else if (!c || tg_cache_clear(c) == TG_OK) rc = (printf("cleared %s\n", dir), CLI_OK);
-  else {
-    cli_error("cannot clear the cache: %s", tg_cache_errmsg(c));
-    rc = CLI_TASK_FAILED;
-  }
+  rc = sub->fn(c, dir, &a);
   if (c) tg_cache_close(c);
   return rc;
 }

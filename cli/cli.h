@@ -41,14 +41,14 @@ typedef struct cli_cmd {
   const char *name;     /* "run", "cache prune": messages start "tgraph NAME:" */
   const char *synopsis; /* after "usage: tgraph NAME ": "[options] GRAPH.json" */
   const char *about;    /* help text before the options, or NULL */
-  const cli_opt *opts;
+  const cli_opt *opts;      /* NULL: none but --help */
   const cli_opt *inherited; /* the parent command's options, accepted here
                                too (cache's --cache-dir after its
                                subcommand), or NULL */
   const char *more;     /* help text after the options, or NULL */
   /* One option given: -1 to go on, or an exit status (after a message,
    * through cli_bad_usage(cmd name, ...) for a bad value). value is NULL
-   * for a flag; it points into argv. */
+   * for a flag; it points into argv. NULL without options. */
   int (*set)(void *ctx, int id, const char *value);
   bool stop_at_arg;     /* options end at the first argument: a parent
                            command before its subcommand's name */

@@ -1,13 +1,12 @@
 /* cli/keys.c: `tgraph keys generate DIR`: the CURVE key pairs workers and
  * runs authenticate each other with. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "tgraph/remote.h"
 
-static const char usage[] =
-    "usage: tgraph keys generate DIR\n"
-    "\n"
+static const char about[] =
     "Write new keys into two directories (mode 0700):\n"
     "  DIR/worker/  for the workers only: copy it to each worker host\n"
     "    worker.key            the workers' secret key\n"
@@ -25,22 +24,37 @@ static const char usage[] =
     "use ($XDG_STATE_HOME/tgraph/keys, default ~/.local/state/tgraph/keys):\n"
     "a worker serves only its own user, a run uses only its own user's.\n";
 
+static const cli_cmd command = {
+    .name = "keys",
+    .synopsis = "generate DIR",
+    .about = about,
+};
+
+/* -1 when args are "generate DIR", else CLI_USAGE (said). */
+static int check_args(char **args, int nargs) {
+  if (nargs == 0) return cli_bad_usage("keys", "missing 'generate DIR'");
+  if (strcmp(args[0], "generate") != 0)
+    return cli_bad_usage("keys", "unknown command '%s' (expected 'generate DIR')", args[0]);
+  return cli_opts_count(&command, args, nargs, 2, 2, "DIR");
+}
+
 int cli_keys(int argc, char **argv) {
-  if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-    fputs(usage, stdout);
-    return CLI_OK;
+  char **args = NULL;
+  int nargs = 0, rc = cli_opts_parse(&command, argc, argv, NULL, &args, &nargs);
+  if (rc < 0) rc = check_args(args, nargs);
+  if (rc < 0) {
+    tg_error err;
+    tg_error_clear(&err);
+    if (tg_keys_generate(args[1], &err) != TG_OK) {
+      cli_error("%s", err.msg);
+      rc = CLI_USAGE;
+    } else {
+      cli_info("wrote keys: %s/worker (worker.key, authorized_clients) for the "
+               "workers, %s/client (client.key, client.pub, worker.pub) for the runs",
+               args[1], args[1]);
+      rc = CLI_OK;
+    }
   }
-  if (argc != 3 || strcmp(argv[1], "generate") != 0) {
-    fprintf(stderr, "tgraph keys: expected 'generate DIR'\n\n%s", usage);
-    return CLI_USAGE;
-  }
-  tg_error err;
-  tg_error_clear(&err);
-  if (tg_keys_generate(argv[2], &err) != TG_OK) {
-    cli_error("%s", err.msg);
-    return CLI_USAGE;
-  }
-  cli_info("wrote keys: %s/worker (worker.key, authorized_clients) for the workers, "
-           "%s/client (client.key, client.pub, worker.pub) for the runs", argv[2], argv[2]);
-  return CLI_OK;
+  free(args);
+  return rc;
 }

@@ -59,7 +59,8 @@ static void help_lines(FILE *f, const cli_opt *t, size_t col) {
 }
 
 void cli_opts_help(const cli_cmd *cmd, FILE *f) {
-  fprintf(f, "usage: tgraph %s %s\n", cmd->name, cmd->synopsis);
+  fprintf(f, "usage: tgraph %s%s%s\n", cmd->name, *cmd->synopsis ? " " : "",
+          cmd->synopsis);
   if (cmd->about) fprintf(f, "\n%s", cmd->about);
   size_t n = table_len(cmd->opts) + table_len(cmd->inherited), col = 0;
   for (size_t i = 0; i < n; i++) {

@@ -1,5 +1,5 @@
 /* cli/version.c: `tgraph version`. */
-#include <string.h>
+#include <stdlib.h>
 
 #include "cli.h"
 #include "tgraph/serial.h"
@@ -8,16 +8,18 @@
 #define TGRAPH_VERSION "unknown"
 #endif
 
+static const cli_cmd command = {
+    .name = "version",
+    .synopsis = "",
+    .about = "Print the versions of tgraph and of the formats it reads and writes.\n",
+};
+
 int cli_version(int argc, char **argv) {
-  if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-    fputs("usage: tgraph version\n\nPrint the versions of tgraph and of the "
-          "formats it reads and writes.\n", stdout);
-    return CLI_OK;
-  }
-  if (argc > 1) {
-    fprintf(stderr, "tgraph version: unexpected argument '%s'\n", argv[1]);
-    return CLI_USAGE;
-  }
+  char **args = NULL;
+  int nargs = 0, rc = cli_opts_parse(&command, argc, argv, NULL, &args, &nargs);
+  if (rc < 0) rc = cli_opts_count(&command, args, nargs, 0, 0, "");
+  free(args);
+  if (rc >= 0) return rc;
   printf("tgraph %s\n", TGRAPH_VERSION);
   printf("graph.json format 1\n");
   printf("dump format %d\n", TG_FORMAT_VERSION);

@@ -1,7 +1,6 @@
 /* cli/worker.c: `tgraph worker`: serve the builtins and the given plugins'
  * functions to runs that connect (tgraph run --scheduler=tcp), until
  * SIGINT or SIGTERM. */
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -13,56 +12,95 @@
 #include "tgraph/plugin.h"
 #include "tgraph/remote.h"
 
-static const char usage[] =
-    "usage: tgraph worker [options]\n"
-    "\n"
-    "Serve task functions to runs on other machines (tgraph run\n"
-    "--scheduler=tcp --connect ADDRESS). Prints 'listening on ADDRESS' on\n"
-    "stdout once ready; stops on SIGINT or SIGTERM.\n"
-    "\n"
-    "options:\n"
-    "  --listen tcp://HOST:PORT  address (default " TG_WORKER_DEFAULT_LISTEN ");\n"
-    "                     PORT * picks a free one. Any HOST but loopback\n"
-    "                     needs --keys\n"
-    "  --nthreads N       threads running tasks (default: one per CPU)\n"
-    "  --plugin LIB.so    load a plugin (repeatable; also by name, see\n"
-    "                     TGRAPH_PLUGIN_PATH)\n"
-    "  --keys DIR         the worker/ keys of 'tgraph keys generate': accept\n"
-    "                     only clients in DIR/authorized_clients. Without\n"
-    "                     it, only runs of this worker's user get in\n"
-    "  --max-message SIZE largest message part accepted, and most bytes of\n"
-    "                     large values a client may have streamed in and not\n"
-    "                     yet used (default: parts up to 2G, streams as memory\n"
-    "                     allows)\n"
-    "  --max-pending SIZE most bytes of large values all clients together may\n"
-    "                     have streamed in that the worker still holds (in\n"
-    "                     queued or running tasks, or stored); past it a\n"
-    "                     client's value is refused and the client dropped\n"
-    "                     (default: 8 x --max-message, at least 64M and at\n"
-    "                     most a quarter of the memory; without\n"
-    "                     --max-message a quarter of the memory)\n"
-    "  --session-timeout SECONDS\n"
-    "                     drop a silent client's state after this long (20)\n"
-    "  -v, --verbose      a line per client, refusal and drop on stderr\n"
-    "  -q, --quiet        nothing on stdout\n"
-    "  -h, --help         this help\n"
-    "\n"
-    "exit status: 0 stopped by a signal, 2 bad options or cannot listen\n";
+enum { O_LISTEN = 1, O_NTHREADS, O_PLUGIN, O_KEYS, O_MAXMSG, O_MAXPEND, O_TIMEOUT,
+       O_VERBOSE, O_QUIET };
 
-enum { O_LISTEN = 256, O_NTHREADS, O_PLUGIN, O_KEYS, O_MAXMSG, O_MAXPEND, O_TIMEOUT };
+static const cli_opt options[] = {
+    {O_LISTEN, "listen", 0, "tcp://HOST:PORT",
+     "address (default " TG_WORKER_DEFAULT_LISTEN ");\n"
+     "PORT * picks a free one. Any HOST but loopback\n"
+     "needs --keys"},
+    {O_NTHREADS, "nthreads", 'j', "N", "threads running tasks (default: one per CPU)"},
+    {O_PLUGIN, "plugin", 0, "LIB.so", "load a plugin (repeatable; also by name, see\n"
+                                      "TGRAPH_PLUGIN_PATH)"},
+    {O_KEYS, "keys", 0, "DIR", "the worker/ keys of 'tgraph keys generate': accept\n"
+                               "only clients in DIR/authorized_clients. Without\n"
+                               "it, only runs of this worker's user get in"},
+    {O_MAXMSG, "max-message", 0, "SIZE",
+     "largest message part accepted, and most bytes of\n"
+     "large values a client may have streamed in and not\n"
+     "yet used (default: parts up to 2G, streams as memory\n"
+     "allows)"},
+    {O_MAXPEND, "max-pending", 0, "SIZE",
+     "most bytes of large values all clients together may\n"
+     "have streamed in that the worker still holds (in\n"
+     "queued or running tasks, or stored); past it a\n"
+     "client's value is refused and the client dropped\n"
+     "(default: 8 x --max-message, at least 64M and at\n"
+     "most a quarter of the memory; without\n"
+     "--max-message a quarter of the memory)"},
+    {O_TIMEOUT, "session-timeout", 0, "SECONDS",
+     "drop a silent client's state after this long (20)"},
+    {O_VERBOSE, "verbose", 'v', NULL, "a line per client, refusal and drop on stderr"},
+    {O_QUIET, "quiet", 'q', NULL, "nothing on stdout"},
+    {0, NULL, 0, NULL, NULL}};
 
-static const struct option longopts[] = {
-    {"listen", required_argument, NULL, O_LISTEN},
-    {"nthreads", required_argument, NULL, O_NTHREADS},
-    {"plugin", required_argument, NULL, O_PLUGIN},
-    {"keys", required_argument, NULL, O_KEYS},
-    {"max-message", required_argument, NULL, O_MAXMSG},
-    {"max-pending", required_argument, NULL, O_MAXPEND},
-    {"session-timeout", required_argument, NULL, O_TIMEOUT},
-    {"verbose", no_argument, NULL, 'v'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0}};
+/* What the options set. */
+typedef struct worker_args {
+  tg_worker_opts *o;
+  const char **plugins;
+  size_t nplugins;
+  bool quiet;
+} worker_args;
+
+static int option(void *ctx, int id, const char *optarg) {
+  worker_args *a = ctx;
+  tg_worker_opts *o = a->o;
+  unsigned long n;
+  double secs;
+  uint64_t size;
+  switch (id) {
+    case O_LISTEN: o->listen = optarg; break;
+    case O_NTHREADS:
+      if (!cli_parse_uint(optarg, 4096, &n))
+        return cli_bad_usage("worker", "--nthreads needs a count from 0 to 4096, not '%s'",
+                             optarg);
+      o->nthreads = (unsigned)n;
+      break;
+    case O_PLUGIN: a->plugins[a->nplugins++] = optarg; break;
+    case O_KEYS: o->keys_dir = optarg; break;
+    case O_MAXMSG:
+      if (!cli_parse_size(optarg, &size) || size == 0 || size > INT32_MAX)
+        return cli_bad_usage("worker", "--max-message needs a size up to 2G, not '%s'", optarg);
+      o->max_message = (size_t)size;
+      break;
+    case O_MAXPEND:
+      if (!cli_parse_size(optarg, &size) || size == 0)
+        return cli_bad_usage("worker", "--max-pending needs a size above 0, not '%s'",
+                             optarg);
+      o->max_pending = size;
+      break;
+    case O_TIMEOUT:
+      if (!cli_parse_seconds(optarg, &secs) || secs <= 0)
+        return cli_bad_usage("worker", "--session-timeout needs seconds, not '%s'", optarg);
+      o->session_timeout = secs;
+      break;
+    case O_VERBOSE: o->verbose = 1; break;
+    case O_QUIET: a->quiet = true; break;
+  }
+  return -1;
+}
+
+static const cli_cmd command = {
+    .name = "worker",
+    .synopsis = "[options]",
+    .about = "Serve task functions to runs on other machines (tgraph run\n"
+             "--scheduler=tcp --connect ADDRESS). Prints 'listening on ADDRESS' on\n"
+             "stdout once ready; stops on SIGINT or SIGTERM.\n",
+    .opts = options,
+    .more = "exit status: 0 stopped by a signal, 2 bad options or cannot listen\n",
+    .set = option,
+};
 
 static volatile sig_atomic_t stop_flag;
 
@@ -110,66 +148,25 @@ static int load_plugins(tg_registry *reg, const char **plugins, size_t n) {
   return -1;
 }
 
-static int parse(int argc, char **argv, tg_worker_opts *o, const char **plugins,
-                 size_t *nplugins, bool *quiet) {
-  unsigned long n;
-  double secs;
-  uint64_t size;
-  int c;
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":vqh", longopts, NULL)) != -1) {
-    const char *bad = argv[optind - 1 < argc ? optind - 1 : argc - 1];
-    switch (c) {
-      case O_LISTEN: o->listen = optarg; break;
-      case O_NTHREADS:
-        if (!cli_parse_uint(optarg, 4096, &n))
-          return cli_bad_usage("worker", "--nthreads needs a count from 0 to 4096, not '%s'",
-                               optarg);
-        o->nthreads = (unsigned)n;
-        break;
-      case O_PLUGIN: plugins[(*nplugins)++] = optarg; break;
-      case O_KEYS: o->keys_dir = optarg; break;
-      case O_MAXMSG:
-        if (!cli_parse_size(optarg, &size) || size == 0 || size > INT32_MAX)
-          return cli_bad_usage("worker", "--max-message needs a size up to 2G, not '%s'", optarg);
-        o->max_message = (size_t)size;
-        break;
-      case O_MAXPEND:
-        if (!cli_parse_size(optarg, &size) || size == 0)
-          return cli_bad_usage("worker", "--max-pending needs a size above 0, not '%s'",
-                               optarg);
-        o->max_pending = size;
-        break;
-      case O_TIMEOUT:
-        if (!cli_parse_seconds(optarg, &secs) || secs <= 0)
-          return cli_bad_usage("worker", "--session-timeout needs seconds, not '%s'", optarg);
-        o->session_timeout = secs;
-        break;
-      case 'v': o->verbose = 1; break;
-      case 'q': *quiet = true; break;
-      case 'h': fputs(usage, stdout); return CLI_OK;
-      case ':': return cli_bad_usage("worker", "option '%s' needs a value", bad);
-      default: return cli_bad_usage("worker", "unknown option '%s'", bad);
-    }
-  }
-  if (optind < argc) return cli_bad_usage("worker", "unexpected argument '%s'", argv[optind]);
-  return -1;
+static int parse(int argc, char **argv, worker_args *a) {
+  char **args = NULL;
+  int nargs = 0, rc = cli_opts_parse(&command, argc, argv, a, &args, &nargs);
+  if (rc < 0) rc = cli_opts_count(&command, args, nargs, 0, 0, "");
+  free(args);
+  return rc;
 }
 
 int cli_worker(int argc, char **argv) {
   tg_worker_opts o = {.version = TG_WORKER_OPTS_V2};
-  const char **plugins = calloc((size_t)argc + 1, sizeof *plugins);
-  size_t nplugins = 0;
-  bool quiet = false;
+  worker_args a = {&o, calloc((size_t)argc + 1, sizeof *a.plugins), 0, false};
   tg_registry *reg = NULL;
-  if (!plugins) return CLI_USAGE;
-  int rc = parse(argc, argv, &o, plugins, &nplugins, &quiet);
+  if (!a.plugins) return CLI_USAGE;
+  int rc = parse(argc, argv, &a);
   if (rc < 0 && (tg_registry_new(&reg) != TG_OK || tg_registry_add_builtins(reg) != TG_OK)) {
     cli_error("out of memory");
     rc = CLI_USAGE;
   }
-  if (rc < 0) rc = load_plugins(reg, plugins, nplugins);
+  if (rc < 0) rc = load_plugins(reg, a.plugins, a.nplugins);
   if (rc < 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -178,7 +175,7 @@ int cli_worker(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     o.stop = &stop_flag;
     o.on_ready = on_ready;
-    o.ctx = &quiet;
+    o.ctx = &a.quiet;
     tg_error err;
     tg_error_clear(&err);
     if (tg_worker_serve(reg, &o, &err) != TG_OK) {
@@ -189,6 +186,6 @@ int cli_worker(int argc, char **argv) {
     }
   }
   tg_registry_free(reg);
-  free(plugins);
+  free(a.plugins);
   return rc;
 }

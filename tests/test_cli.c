@@ -72,7 +72,7 @@ Test(cli, version) {
   tcli_expect(r, 0, want, "");
   tcli_result_free(&r);
   r = run("version", "x");
-  tcli_expect(r, 2, "", "tgraph version: unexpected argument 'x'\n");
+  tcli_expect(r, 2, "", "tgraph version: unexpected argument 'x'\n(see tgraph version --help)\n");
   tcli_result_free(&r);
 }
 
@@ -761,10 +761,12 @@ Test(cli, cache_commands) {
   tcli_result_free(&r);
   expect_empty_list_and_prune();
   r = run("cache", "--cache-dir", "c", "prune");
-  tcli_expect(r, 2, "", "tgraph cache prune: needs --max-size SIZE (e.g. 500M)\n");
+  tcli_expect(r, 2, "", "tgraph cache prune: needs --max-size SIZE (e.g. 500M)\n"
+              "(see tgraph cache prune --help)\n");
   tcli_result_free(&r);
   r = run("cache", "--cache-dir", "c", "prune", "--max-size", "lots");
-  tcli_expect(r, 2, "", "tgraph cache prune: unexpected '--max-size'\n");
+  tcli_expect(r, 2, "", "tgraph cache prune: --max-size needs a size such as 500M or 2G, "
+              "not 'lots'\n(see tgraph cache prune --help)\n");
   tcli_result_free(&r);
   r = run("cache", "--cache-dir", "c", "clear");
   tcli_expect(r, 0, "cleared c\n", "");
@@ -891,6 +893,7 @@ Test(cli, cache_check_and_repair) {
   tcli_result_free(&r);
 
   r = run("cache", "check", "--fix");
-  tcli_expect(r, 2, "", "tgraph cache check: unexpected '--fix'\n");
+  tcli_expect(r, 2, "", "tgraph cache check: unknown option '--fix'\n"
+              "(see tgraph cache check --help)\n");
   tcli_result_free(&r);
 }
