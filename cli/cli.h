@@ -133,36 +133,36 @@ typedef struct cli_call {
   bool key_owned;
 } cli_call;
 
-/* Filled by cli_events_on from any thread; counters are read unlocked
- * by the progress line. */
+/* Filled by cli_events_on from any thread. */
 typedef struct cli_events {
   const tg_graphjson_info *info;
-  pthread_mutex_t mu;     /* guards calls and the state changes */
+  pthread_mutex_t mu;     /* guards calls, the state changes and the counts */
   double t0;
   _Atomic uint8_t *state; /* per graph node: cli_state */
   uint32_t *task_of;      /* graph node -> index in info->tasks or UINT32_MAX */
   size_t nnodes;
-  _Atomic size_t total;   /* tasks of the run (needed ones until its first
-                             event tells) */
-  _Atomic size_t running, done, cached, failed, skipped;
+  bool record;            /* keep the closing events in calls */
   cli_call *calls;        /* closing events, in the order they came */
   size_t ncalls, cap;
   int max_worker;
+  /* What the nodes the reader made (tg.build: parts of a task, not tasks
+   * of the file) add to tg_compute_stats: closing events, calls, failed
+   * calls, cache hits. */
+  size_t internal_tasks, internal_calls, internal_failed, internal_cached;
 } cli_events;
 
+/* record: keep every closing event (for -v, --dot, --trace), not only
+ * the counts. */
 int cli_events_init(cli_events *ev, const tg_graphjson_info *info,
-                    const bool *needed, const tg_graph *g);
+                    const bool *needed, const tg_graph *g, bool record);
 void cli_events_free(cli_events *ev);
 /* The tg_event_fn of a run: ctx is the cli_events. */
 void cli_events_on(void *ctx, const tg_event *e);
 /* After the run: needed tasks it did not report were below cached results. */
 void cli_events_finish(cli_events *ev);
 cli_state cli_events_state(const cli_events *ev, size_t task);
-
-/* ---- progress.c ---- */
-typedef struct cli_progress cli_progress;
-cli_progress *cli_progress_start(cli_events *ev);
-void cli_progress_stop(cli_progress *p); /* clears the line; p may be NULL */
+/* st counted as the graph.json's tasks: without the reader's nodes. */
+void cli_events_task_stats(const cli_events *ev, tg_compute_stats *st);
 
 /* ---- report.c ---- */
 /* Tasks each output needs: needed[i] for every task reachable from the

@@ -7,9 +7,10 @@
 #include "cli.h"
 
 int cli_events_init(cli_events *ev, const tg_graphjson_info *info,
-                    const bool *needed, const tg_graph *g) {
+                    const bool *needed, const tg_graph *g, bool record) {
   memset(ev, 0, sizeof *ev);
   ev->info = info;
+  ev->record = record;
   ev->t0 = cli_now();
   pthread_mutex_init(&ev->mu, NULL);
   ev->nnodes = tg_graph_size(g);
@@ -17,13 +18,10 @@ int cli_events_init(cli_events *ev, const tg_graphjson_info *info,
   ev->task_of = malloc((ev->nnodes + 1) * sizeof *ev->task_of);
   if (!ev->state || !ev->task_of) return TG_ENOMEM;
   for (size_t n = 0; n < ev->nnodes; n++) ev->task_of[n] = UINT32_MAX;
-  size_t total = 0;
   for (size_t i = 0; i < info->ntasks; i++) {
     ev->task_of[info->tasks[i].node] = (uint32_t)i;
     ev->state[info->tasks[i].node] = needed[i] ? CLI_ST_PENDING : CLI_ST_UNNEEDED;
-    total += needed[i];
   }
-  ev->total = total; /* until the run's events say how many it has */
   ev->max_worker = -1;
   return TG_OK;
 }
@@ -58,28 +56,46 @@ static void record_call(cli_events *ev, uint32_t task, const tg_event *e) {
   }
 }
 
+/* A closing event of a node the reader made (under mu). Calls: the
+ * attempts when the event says, else one per call. */
+static void count_internal(cli_events *ev, const tg_event *e) {
+  size_t calls = e->attempts ? e->attempts : 1;
+  ev->internal_tasks++;
+  if (e->kind == TG_EVENT_CACHED) ev->internal_cached++;
+  if (e->kind == TG_EVENT_FINISHED) ev->internal_calls += calls, ev->internal_failed += calls - 1;
+  if (e->kind == TG_EVENT_FAILED) ev->internal_calls += calls, ev->internal_failed += calls;
+}
+
 void cli_events_on(void *ctx, const tg_event *e) {
   cli_events *ev = ctx;
   bool known = e->node < ev->nnodes;
   uint32_t task = known ? ev->task_of[e->node] : UINT32_MAX;
-  ev->total = e->tasks;
   pthread_mutex_lock(&ev->mu);
   if (e->worker > ev->max_worker) ev->max_worker = e->worker;
-  bool was_running = known && ev->state[e->node] == CLI_ST_RUNNING;
   uint8_t st = CLI_ST_PENDING;
   switch (e->kind) {
-    case TG_EVENT_STARTED: st = CLI_ST_RUNNING, ev->running++; break;
-    case TG_EVENT_FINISHED: st = CLI_ST_RAN, ev->done++; break;
-    case TG_EVENT_FAILED: st = CLI_ST_FAILED, ev->failed++; break;
-    case TG_EVENT_CACHED: st = CLI_ST_CACHED, ev->cached++; break;
-    case TG_EVENT_SKIPPED: st = CLI_ST_SKIPPED, ev->skipped++; break;
+    case TG_EVENT_STARTED: st = CLI_ST_RUNNING; break;
+    case TG_EVENT_FINISHED: st = CLI_ST_RAN; break;
+    case TG_EVENT_FAILED: st = CLI_ST_FAILED; break;
+    case TG_EVENT_CACHED: st = CLI_ST_CACHED; break;
+    case TG_EVENT_SKIPPED: st = CLI_ST_SKIPPED; break;
   }
   if (e->kind != TG_EVENT_STARTED) {
-    if (was_running) ev->running--;
-    record_call(ev, task, e);
+    if (task == UINT32_MAX) count_internal(ev, e);
+    if (ev->record) record_call(ev, task, e);
   }
   if (known) ev->state[e->node] = st;
   pthread_mutex_unlock(&ev->mu);
+}
+
+void cli_events_task_stats(const cli_events *ev, tg_compute_stats *st) {
+  /* Guarded against underflow: the counts come from two sources. */
+  st->tasks_total -= ev->internal_tasks < st->tasks_total ? ev->internal_tasks : st->tasks_total;
+  st->tasks_run -= ev->internal_calls < st->tasks_run ? ev->internal_calls : st->tasks_run;
+  st->tasks_failed -= ev->internal_failed < st->tasks_failed ? ev->internal_failed
+                                                             : st->tasks_failed;
+  st->tasks_cached -= ev->internal_cached < st->tasks_cached ? ev->internal_cached
+                                                             : st->tasks_cached;
 }
 
 void cli_events_finish(cli_events *ev) {

@@ -47,11 +47,12 @@ static int on_task(void *arg, const tg_explain_task *t) {
   explain_ctx *c = arg;
   bool cached = t->state == TG_EXPLAIN_CACHED;
   uint32_t task = t->node < c->nodes ? c->task_of[t->node] : UINT32_MAX;
+  if (task == UINT32_MAX) return 0; /* a part of a task the reader made (tg.build) */
   printf("  %-7s %-20s %-16s %s\n", cached ? "cached" : "run", t->key, t->function,
          reason(c, t, task));
   if (cached) c->cached++;
   else c->run++;
-  if (task != UINT32_MAX) c->reported[task] = true;
+  c->reported[task] = true;
   return 0;
 }
 

@@ -160,7 +160,6 @@ typedef struct run_state {
   bool *needed;
   cli_events ev;
   bool ev_ok;   /* ev records the run's task events */
-  cli_progress *progress;
   tg_value **results;
 } run_state;
 
@@ -273,18 +272,18 @@ static int open_cache(run_state *s) {
   return -1;
 }
 
-/* Record task events when something shows or writes them. */
+/* Record task events when something shows or writes them, or when the
+ * summary must take the nodes the reader made out of the counts. */
 static int start_watch(run_state *s) {
-  bool show = s->o.progress != 0 && cli_verbosity >= 0 && isatty(2);
-  if (!show && s->o.dot == NULL && s->o.trace == NULL && cli_verbosity < 1)
-    return -1;
-  if (cli_events_init(&s->ev, s->info, s->needed, s->g) != TG_OK) {
+  bool record = s->o.dot != NULL || s->o.trace != NULL || cli_verbosity > 0;
+  bool reader_nodes = tg_graph_size(s->g) > s->info->ntasks;
+  if (!record && !(reader_nodes && cli_verbosity >= 0)) return -1;
+  if (cli_events_init(&s->ev, s->info, s->needed, s->g, record) != TG_OK) {
     cli_events_free(&s->ev);
     cli_error("out of memory");
     return CLI_USAGE;
   }
   s->ev_ok = true;
-  if (show) s->progress = cli_progress_start(&s->ev);
   return -1;
 }
 
@@ -357,6 +356,7 @@ static void summary(const run_state *s, const tg_compute_stats *st) {
   if (cli_verbosity < 1 || !s->ev_ok) return;
   for (size_t i = 0; i < s->ev.ncalls; i++) {
     const cli_call *c = &s->ev.calls[i];
+    if (c->task == UINT32_MAX) continue; /* part of a task (tg.build) */
     if (c->kind == TG_EVENT_CACHED || c->kind == TG_EVENT_SKIPPED)
       cli_info("  %-24s %s", c->key, c->kind == TG_EVENT_CACHED ? "cached" : "skipped");
     else
@@ -371,7 +371,7 @@ static int compute(run_state *s) {
   if (s->results == NULL) return CLI_USAGE;
   tg_compute_stats st;
   memset(&st, 0, sizeof st);
-  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V2,
+  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V3,
                         .scheduler = s->o.scheduler,
                         .workers = s->o.workers,
                         .timeout = s->o.timeout,
@@ -379,7 +379,8 @@ static int compute(run_state *s) {
                         .cache = s->cache,
                         .stats = &st,
                         .on_event = s->ev_ok ? cli_events_on : NULL,
-                        .event_ctx = &s->ev};
+                        .event_ctx = &s->ev,
+                        .progress = s->o.progress != 0 && cli_verbosity >= 0};
   tg_executor *remote = NULL;
   if (strcmp(s->o.scheduler, "tcp") == 0) {
     int urc = cli_workers_executor(&s->o.connect, s->o.keys, s->reg, &remote);
@@ -391,9 +392,10 @@ static int compute(run_state *s) {
   int sig = cli_interrupt_stop();
   if (remote) cli_workers_report(remote);
   tg_executor_free(remote);
-  cli_progress_stop(s->progress);
-  s->progress = NULL;
-  if (s->ev_ok) cli_events_finish(&s->ev);
+  if (s->ev_ok) {
+    cli_events_finish(&s->ev);
+    cli_events_task_stats(&s->ev, &st);
+  }
   show_cache_warning(s);
   if (rc == TG_EINVAL && st.tasks_run == 0 && st.failed_node == TG_NODE_NONE) {
     cli_error("%s", tg_graph_errmsg(s->g)); /* e.g. an unknown scheduler */
@@ -427,7 +429,6 @@ static void report_files(run_state *s, int *status) {
 }
 
 static void cleanup(run_state *s) {
-  cli_progress_stop(s->progress);
   if (s->ev_ok) cli_events_free(&s->ev);
   for (size_t i = 0; s->results && i < s->info->noutputs; i++)
     tg_value_unref(s->results[i]);

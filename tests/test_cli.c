@@ -141,7 +141,7 @@ Test(cli, runs_builtins_on_every_local_scheduler) {
     result r = run("run", (char *)scheds[i], "--workers", "2",
                    (char *)example("builtins.json"));
     tcli_expect(r, 0, builtins_out, NULL);
-    expect_summary(r.err, "10 tasks: 10 run, 0 cached, 0 failed");
+    expect_summary(r.err, "9 tasks: 9 run, 0 cached, 0 failed"); /* the file's 9 */
     tcli_result_free(&r);
   }
   result r = run("run", "-q", "--no-cache", (char *)example("builtins.json"));
@@ -661,7 +661,7 @@ Test(cli, progress_only_on_a_terminal) {
   int st;
   waitpid(pid, &st, 0);
   cr_expect_eq(WEXITSTATUS(st), 0);
-  cr_expect_not_null(strstr(tty, "\r\033[K[0/4] running 1, cached 0, failed 0"), "%s", tty);
+  cr_expect_not_null(strstr(tty, "\r[0/4] running 1, cached 0, failed 0"), "%s", tty);
   cr_expect_not_null(strstr(tty, "tgraph: 4 tasks: 4 run"), "%s", tty);
   free(tty);
   close(master);
@@ -673,9 +673,10 @@ Test(cli, verbose_names_plugins_and_task_timings) {
   tcli_expect(r, 0, "{\"pi\":3.14134125}\n", NULL);
   cr_expect(strncmp(r.err, "tgraph: plugin ", 15) == 0, "%s", r.err);
   cr_expect_not_null(strstr(r.err, "/libnumeric.so: 7 functions, digest "));
-  cr_expect_not_null(strstr(r.err, "tgraph: 18 tasks: 18 run, 0 cached, 0 failed"));
+  /* 17 tasks in the file; the tg.build node assembling pi's list is no task */
+  cr_expect_not_null(strstr(r.err, "tgraph: 17 tasks: 17 run, 0 cached, 0 failed"));
   cr_expect_not_null(strstr(r.err, "\ntgraph:   hits0 "), "%s", r.err);
-  cr_expect_not_null(strstr(r.err, "\ntgraph:   pi/args[0] "), "%s", r.err);
+  cr_expect_null(strstr(r.err, "pi/args[0]"), "%s", r.err);
   tcli_result_free(&r);
 }
 

@@ -262,10 +262,32 @@ void tg_cancel_set(tg_cancel *c);
 bool tg_cancel_is_set(const tg_cancel *c); /* false for NULL */
 void tg_cancel_reset(tg_cancel *c);       /* lower it again */
 
+/* ---- the progress line ------------------------------------------------------
+ *
+ * With tg_compute_opts.progress set (TG_COMPUTE_OPTS_V3), a compute whose
+ * stderr is a terminal (and TERM is not "dumb") draws one line there while
+ * it runs, as Dask's ProgressBar does:
+ *
+ *   [closed/total] running R, cached C, failed F, X tasks/s, ETA Ns
+ *
+ * total is the run's tasks after cache lookups and culling, fixed for the
+ * whole run; closed counts the tasks that finished, failed, were served
+ * from the cache or were skipped. Nodes of internal functions
+ * (TG_FUNC_INTERNAL, such as the tg.build nodes the graph.json reader
+ * adds) are not counted. The line is redrawn in place five times a second
+ * from the task events, cut to the terminal's width (shorter forms first:
+ * without rate and ETA, then "[closed/total] R running", then
+ * "[closed/total]") so that it never wraps, and erased before tg_compute()
+ * returns. On anything but a terminal nothing is written. The events
+ * still reach on_event (or the executor's callback). Output the tasks
+ * write to stderr meanwhile shares the line.
+ */
+
 #define TG_COMPUTE_OPTS_V1 1
 #define TG_COMPUTE_OPTS_V2 2 /* adds cancel */
+#define TG_COMPUTE_OPTS_V3 3 /* adds progress */
 typedef struct tg_compute_opts {
-  uint32_t version;       /* TG_COMPUTE_OPTS_V1 or TG_COMPUTE_OPTS_V2 */
+  uint32_t version;       /* TG_COMPUTE_OPTS_V1, _V2 or _V3 */
   const char *scheduler;  /* "sync", "threads" (NULL), "processes", "tcp" */
   unsigned workers;       /* 0: one per CPU */
   tg_executor *executor;  /* borrowed; when set, run there (scheduler and
@@ -280,6 +302,9 @@ typedef struct tg_compute_opts {
   /* ---- version 2 ---- */
   tg_cancel *cancel;      /* borrowed, may be NULL: raising it stops the
                              compute with TG_ECANCELED (see above) */
+  /* ---- version 3 ---- */
+  bool progress;          /* draw the progress line on stderr when it is a
+                             terminal (see "the progress line" above) */
 } tg_compute_opts;
 
 /* Evaluate outputs[0..n-1] and store a new reference to each result in

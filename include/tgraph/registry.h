@@ -54,6 +54,10 @@ enum {
                               string, so editing the file invalidates the
                               results. A path computed by another node
                               makes the call uncacheable. */
+  TG_FUNC_INTERNAL = 4, /* a helper node of a task rather than a task (the
+                           graph.json reader's tg.build): left out of the
+                           progress line's counts (tg_compute_opts.progress);
+                           tg_compute_stats still counts it */
 };
 
 #define TG_FUNC_DEF_V1 1

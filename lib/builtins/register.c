@@ -34,7 +34,7 @@ static const bi_entry entries[] = {
     {"concat", tg__bi_concat, P, -1, "concat(x, y, ...): join lists or strs"},
     {"sleep_ms", tg__bi_sleep_ms, 0, 1, "sleep_ms(ms): sleep, return ms"},
     {"identity", tg__bi_identity, P, 1, "identity(x): x"},
-    {"tg.build", tg__bi_build, P, -1,
+    {"tg.build", tg__bi_build, P | TG_FUNC_INTERNAL, -1,
      "tg.build(template, input...): nest task results in a value"},
 };
 #undef P

@@ -3,18 +3,20 @@
  * waited for with the compute's timeout. */
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "memo.h"
+#include "progress.h"
 #include "sched_internal.h"
 
 #define ABANDON_GRACE 0.2 /* seconds running tasks get to notice a deadline */
 
 static int check_opts(tg_graph *g, const tg_compute_opts *o) {
   if (!o) return TG_OK;
-  if (o->version != TG_COMPUTE_OPTS_V1 && o->version != TG_COMPUTE_OPTS_V2)
-    return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.version is %u, expected %d or %d",
-                          o->version, TG_COMPUTE_OPTS_V1, TG_COMPUTE_OPTS_V2);
+  if (o->version < TG_COMPUTE_OPTS_V1 || o->version > TG_COMPUTE_OPTS_V3)
+    return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.version is %u, expected %d to %d",
+                          o->version, TG_COMPUTE_OPTS_V1, TG_COMPUTE_OPTS_V3);
   if (!(o->timeout >= 0) || isinf(o->timeout))
     return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.timeout must be >= 0 and finite");
   if (o->retries < 0 || o->retries > INT16_MAX)
@@ -75,6 +77,13 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   r->timeout = timeout;
   if (opts && opts->version >= TG_COMPUTE_OPTS_V2) r->token = opts->cancel;
   if (opts && opts->on_event) tg__run_set_events(r, opts->on_event, opts->event_ctx);
+  /* The progress line sees every event first, then hands it on to the
+   * callback the run had. */
+  tg__progress *progress = NULL;
+  if (opts && opts->version >= TG_COMPUTE_OPTS_V3 && opts->progress &&
+      tg__progress_wanted(STDERR_FILENO) &&
+      (progress = tg__progress_start(r, STDERR_FILENO, r->on_event, r->event_ctx)))
+    tg__run_set_events(r, tg__progress_on_event, progress);
   /* A flag raised already stops the run before any task starts. */
   tg__run_cancel_requested(r);
   tg__run_start(r); /* tasks check the deadline and flag too (sync) */
@@ -95,6 +104,7 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
    * process (or a crash) then finds it. Cache failures are not the
    * compute's: they only cost entries. */
   if (r->memo && atomic_load(&r->memo->stores)) tg_cache_flush(cache);
+  tg__progress_stop(progress); /* no event comes any more */
   rc = r->err_code;
   if (rc) tg__graph_fail(g, rc, "%s", r->err_msg);
   for (size_t i = 0; i < n && rc == TG_OK; i++) results[i] = tg_value_ref(r->out[i]);
