@@ -1,5 +1,5 @@
-/* cli/cache.c: `tgraph cache info|list|check|clear|prune`: look after
- * the result cache. */
+/* cli/cache.c: `tgraph cache info|list|check|clear|prune|zero-stats`:
+ * look after the result cache. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,16 +9,20 @@
 #include "cli.h"
 
 static const char usage[] =
-    "usage: tgraph cache [--cache-dir DIR] info|list|check|clear|prune [options]\n"
+    "usage: tgraph cache [--cache-dir DIR] info|list|check|clear|prune|zero-stats\n"
+    "                    [options]\n"
     "\n"
-    "  info                   entries, sizes and the size limit\n"
-    "  list                   one line per entry, most recently used first\n"
+    "  info                   entries, sizes, the size limit, and hits, misses\n"
+    "                         and stores of the runs (in total and the last)\n"
+    "  list [--json]          one line per entry, most recently used first\n"
+    "                         (--json: one JSON object)\n"
     "  check [--repair]       verify every entry and blob file; report each\n"
     "                         bad entry, orphan blob and abandoned temporary\n"
     "                         file (--repair: remove them); exit 1 if any\n"
     "  clear                  remove every entry\n"
     "  prune --max-size SIZE  remove least recently used entries until the\n"
     "                         cache holds at most SIZE (e.g. 500M, 2G)\n"
+    "  zero-stats             start the run statistics of 'info' over\n"
     "\n"
     "The directory is --cache-dir, else $TGRAPH_CACHE_DIR, else\n"
     "$XDG_CACHE_HOME/tgraph, else ~/.cache/tgraph.\n";
@@ -54,8 +58,28 @@ static void when(double t, char *buf, size_t size) {
   strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+/* `cache list --json`: {"directory": DIR, "entries": [{"key", "function",
+ * "size", "in_blob", "created", "last_used", "compute_seconds"}, ...]},
+ * most recently used first; times are Unix seconds. */
+static void list_json(const entries *es, const char *dir) {
+  printf("{\"directory\": ");
+  cli_json_string(stdout, dir);
+  printf(", \"entries\": [");
+  for (size_t i = 0; i < es->n; i++) {
+    const tg_cache_entry_info *e = &es->v[i];
+    char hex[33];
+    tg_digest_hex(e->key, hex);
+    printf("%s\n  {\"key\": \"%s\", \"function\": ", i ? "," : "", hex);
+    cli_json_string(stdout, e->function);
+    printf(", \"size\": %llu, \"in_blob\": %s, \"created\": %.6f, \"last_used\": %.6f, "
+           "\"compute_seconds\": %.9g}", (unsigned long long)e->size,
+           e->in_blob ? "true" : "false", e->created, e->last_used, e->compute_seconds);
+  }
+  printf("%s]}\n", es->n ? "\n" : "");
+}
+
 /* c is NULL for a cache directory that does not exist (yet). */
-static int list(tg_cache *c) {
+static int list(tg_cache *c, const char *dir, bool json) {
   entries es = {0};
   int rc = c ? tg_cache_list(c, collect, &es) : TG_OK;
   if (rc != TG_OK) {
@@ -64,6 +88,11 @@ static int list(tg_cache *c) {
     return CLI_TASK_FAILED;
   }
   if (es.n > 1) qsort(es.v, es.n, sizeof *es.v, by_last_used);
+  if (json) {
+    list_json(&es, dir);
+    free(es.v);
+    return CLI_OK;
+  }
   printf("%-32s %10s  %-19s  %8s  %s\n", "key", "size", "last used",
          "compute", "function");
   for (size_t i = 0; i < es.n; i++) {
@@ -75,6 +104,49 @@ static int list(tg_cache *c) {
            es.v[i].compute_seconds, es.v[i].function);
   }
   free(es.v);
+  return CLI_OK;
+}
+
+/* "N (last run M)" of one counter. */
+static void counter(const char *name, uint64_t total, uint64_t last) {
+  printf("%-10s %llu (last run %llu)\n", name, (unsigned long long)total,
+         (unsigned long long)last);
+}
+
+static void bytes(const char *name, uint64_t total, uint64_t last) {
+  char a[32], b[32];
+  printf("%-10s %s (last run %s)\n", name, cli_format_size(total, a, sizeof a),
+         cli_format_size(last, b, sizeof b));
+}
+
+static void hit_rate(const tg_cache_run_counts *t, const tg_cache_run_counts *l) {
+  uint64_t n = t->hits + t->misses, m = l->hits + l->misses;
+  printf("hit rate:  ");
+  if (n) printf("%.1f%%", 100.0 * (double)t->hits / (double)n);
+  else printf("-");
+  if (m) printf(" (last run %.1f%%)\n", 100.0 * (double)l->hits / (double)m);
+  else printf(" (last run -)\n");
+}
+
+/* The statistics the runs left in the cache (ccache -s). */
+static int run_stats(tg_cache *c) {
+  tg_cache_stats st;
+  if (tg_cache_get_stats(c, &st) != TG_OK) {
+    cli_error("cannot read the cache's statistics: %s", tg_cache_errmsg(c));
+    return CLI_TASK_FAILED;
+  }
+  char since[32], last[32];
+  if (st.since > 0) when(st.since, since, sizeof since);
+  if (st.last_time > 0) when(st.last_time, last, sizeof last);
+  printf("runs:      %llu since %s\n", (unsigned long long)st.runs,
+         st.since > 0 ? since : "the cache was made");
+  printf("last run:  %s\n", st.last_time > 0 ? last : "none");
+  counter("hits:", st.total.hits, st.last.hits);
+  counter("misses:", st.total.misses, st.last.misses);
+  counter("stores:", st.total.stores, st.last.stores);
+  bytes("read:", st.total.bytes_read, st.last.bytes_read);
+  bytes("written:", st.total.bytes_written, st.last.bytes_written);
+  hit_rate(&st.total, &st.last);
   return CLI_OK;
 }
 
@@ -91,7 +163,7 @@ static int info(tg_cache *c, const char *dir) {
          cli_format_size(in.blob_bytes, b, sizeof b));
   printf("limit:     %s\n", in.max_size ? cli_format_size(in.max_size, m, sizeof m)
                                         : "none");
-  return CLI_OK;
+  return c ? run_stats(c) : CLI_OK;
 }
 
 static int prune(tg_cache *c, int argc, char **argv) {
@@ -169,6 +241,16 @@ static int check(tg_cache *c, int argc, char **argv) {
   return CLI_TASK_FAILED;
 }
 
+/* c is NULL for a cache directory that does not exist (yet). */
+static int zero_stats(tg_cache *c, const char *dir) {
+  if (c && tg_cache_zero_stats(c) != TG_OK) {
+    cli_error("cannot zero the statistics: %s", tg_cache_errmsg(c));
+    return CLI_TASK_FAILED;
+  }
+  printf("statistics of %s start over\n", dir);
+  return CLI_OK;
+}
+
 int cli_cache(int argc, char **argv) {
   const char *dir = NULL;
   int i = 1;
@@ -186,12 +268,14 @@ int cli_cache(int argc, char **argv) {
   }
   const char *sub = i < argc ? argv[i] : NULL;
   if (sub == NULL || (strcmp(sub, "info") && strcmp(sub, "list") && strcmp(sub, "check") &&
-                      strcmp(sub, "clear") && strcmp(sub, "prune"))) {
+                      strcmp(sub, "clear") && strcmp(sub, "prune") &&
+                      strcmp(sub, "zero-stats"))) {
     fprintf(stderr, "tgraph cache: %s%s%s\n%s", sub ? "unknown command '" : "",
             sub ? sub : "missing command", sub ? "'" : "", usage);
     return CLI_USAGE;
   }
-  if (strcmp(sub, "prune") != 0 && strcmp(sub, "check") != 0 && i + 1 < argc) {
+  bool json = strcmp(sub, "list") == 0 && i + 2 == argc && strcmp(argv[i + 1], "--json") == 0;
+  if (strcmp(sub, "prune") != 0 && strcmp(sub, "check") != 0 && i + 1 < argc && !json) {
     fprintf(stderr, "tgraph cache %s: unexpected '%s'\n", sub, argv[i + 1]);
     return CLI_USAGE;
   }
@@ -218,7 +302,8 @@ int cli_cache(int argc, char **argv) {
   if (warning && strstr(warning, " damaged (data.mdb: ")) cli_warn("%s", warning);
   int rc;
   if (strcmp(sub, "info") == 0) rc = info(c, dir);
-  else if (strcmp(sub, "list") == 0) rc = list(c);
+  else if (strcmp(sub, "list") == 0) rc = list(c, dir, json);
+  else if (strcmp(sub, "zero-stats") == 0) rc = zero_stats(c, dir);
   else if (strcmp(sub, "prune") == 0) rc = prune(c, argc - i, argv + i);
   else if (strcmp(sub, "check") == 0) rc = check(c, argc - i, argv + i);
   else if (!c || tg_cache_clear(c) == TG_OK) rc = (printf("cleared %s\n", dir), CLI_OK);

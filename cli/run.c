@@ -50,7 +50,8 @@ static const char usage[] =
     "a second one stops at once.\n"
     "\n"
     "exit status: 0 success, 1 a task failed, 2 usage or graph error,\n"
-    "130 interrupted by SIGINT, 143 by SIGTERM\n";
+    "130 interrupted by SIGINT, 143 by SIGTERM; with --check: 0 all cached,\n"
+    "1 something would run, 2 usage or graph error\n";
 
 typedef struct run_opts {
   const char *graph, *scheduler, *cache_dir, *output, *dot, *trace, *keys;
@@ -63,12 +64,13 @@ typedef struct run_opts {
   double timeout;
   bool no_cache, explain;
   int progress; /* -1 auto, 0 off */
+  cli_make make; /* --force, --min-compute, --cache-all, --check, --json */
 } run_opts;
 
 enum { O_SCHED = 256, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
-       O_MAX_GRAPH };
+       O_MAX_GRAPH, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON };
 
 static const struct option longopts[] = {
     {"scheduler", required_argument, NULL, O_SCHED},
@@ -88,6 +90,11 @@ static const struct option longopts[] = {
     {"workers-file", required_argument, NULL, O_WORKERS_FILE},
     {"keys", required_argument, NULL, O_KEYS},
     {"max-graph-size", required_argument, NULL, O_MAX_GRAPH},
+    {"check", no_argument, NULL, O_CHECK},
+    {"force", required_argument, NULL, O_FORCE},
+    {"min-compute", required_argument, NULL, O_MIN_COMPUTE},
+    {"cache-all", no_argument, NULL, O_CACHE_ALL},
+    {"json", no_argument, NULL, O_JSON},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -95,6 +102,7 @@ static const struct option longopts[] = {
 
 
 static const char *bad_arg; /* the argument getopt stopped at */
+static int argc_max;        /* the run's argc: the most repeats of an option */
 
 static int max_graph(run_opts *o, const char *arg) {
   uint64_t n;
@@ -144,6 +152,11 @@ static int option(run_opts *o, int c) {
       break;
     case O_KEYS: o->keys = optarg; break;
     case O_MAX_GRAPH: return max_graph(o, optarg);
+    case O_CHECK: o->make.check = true; break;
+    case O_FORCE: return cli_make_force(&o->make, optarg, argc_max);
+    case O_MIN_COMPUTE: return cli_make_min_compute(&o->make, optarg);
+    case O_CACHE_ALL: o->make.cache_all = true; break;
+    case O_JSON: o->make.json = true; break;
     case 'q': cli_verbosity = -1; break;
     case 'v': cli_verbosity = 1; break;
     case 'h': fputs(usage, stdout); return CLI_OK;
@@ -155,6 +168,7 @@ static int option(run_opts *o, int c) {
 
 static int parse_args(int argc, char **argv, run_opts *o) {
   o->plugins = calloc((size_t)argc + 1, sizeof *o->plugins);
+  argc_max = argc;
   o->progress = -1;
   o->scheduler = "threads";
   int c;
@@ -169,6 +183,10 @@ static int parse_args(int argc, char **argv, run_opts *o) {
   if (optind + 1 < argc)
     return cli_bad_usage("run", "one graph at a time ('%s' is extra)", argv[optind + 1]);
   o->graph = argv[optind];
+  if (o->make.json && !o->explain)
+    return cli_bad_usage("run", "%s", "--json goes with --explain");
+  if (o->make.check && o->explain)
+    return cli_bad_usage("run", "%s", "--check and --explain: one dry run at a time");
   return -1;
 }
 
@@ -261,6 +279,8 @@ static int load(run_state *s) {
   s->needed = calloc(s->info->ntasks + 1, sizeof *s->needed);
   if (s->needed == NULL) return CLI_USAGE;
   cli_mark_needed(s->info, s->needed);
+  rc = cli_make_resolve(&s->o.make, s->info);
+  if (rc >= 0) return rc;
   return s->o.output ? check_output_names(s) : -1;
 }
 
@@ -285,7 +305,9 @@ static int open_cache(run_state *s) {
   }
   tg_error err;
   tg_error_clear(&err);
-  if (tg_cache_open(s->cache_dir, NULL, &s->cache, &err) != TG_OK) {
+  tg_cache_opts co;
+  cli_make_cache_opts(&s->o.make, &co);
+  if (tg_cache_open(s->cache_dir, &co, &s->cache, &err) != TG_OK) {
     if (given) {
       cli_error("cannot open the cache: %s", err.msg);
       return CLI_USAGE;
@@ -405,6 +427,7 @@ static int compute(run_state *s) {
                         .stats = &st,
                         .on_event = s->ev_ok ? cli_events_on : NULL,
                         .event_ctx = &s->ev};
+  cli_make_compute_opts(&s->o.make, &co);
   tg_executor *remote = NULL;
   if (strcmp(s->o.scheduler, "tcp") == 0) {
     int urc = cli_workers_executor(&s->o.connect, s->o.keys, s->reg, &remote);
@@ -463,6 +486,7 @@ static void cleanup(run_state *s) {
   tg_cache_close(s->cache);
   tg_registry_free(s->reg);
   free(s->o.plugins);
+  cli_make_free(&s->o.make);
   cli_workers_free(&s->o.connect);
 }
 
@@ -472,8 +496,11 @@ int cli_run(int argc, char **argv) {
   int rc = parse_args(argc, argv, &s.o);
   if (rc < 0) rc = load(&s);
   if (rc < 0) rc = open_cache(&s);
-  if (rc < 0 && s.o.explain) {
-    rc = cli_explain(s.info, s.needed, s.g, s.cache, s.cache_dir);
+  if (rc < 0 && (s.o.explain || s.o.make.check)) {
+    rc = cli_explain(s.info, s.needed, s.g, s.cache, s.cache_dir, &s.o.make,
+                     s.o.make.check  ? CLI_EXPLAIN_CHECK
+                     : s.o.make.json ? CLI_EXPLAIN_JSON
+                                     : CLI_EXPLAIN_TEXT);
   } else if (rc < 0) {
     if ((rc = start_watch(&s)) < 0) rc = compute(&s);
     if (rc < 0 && s.o.output) rc = write_outputs(&s);
