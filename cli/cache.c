@@ -1,5 +1,5 @@
-/* cli/cache.c: `tgraph cache info|list|check|clear|prune`: look after
- * the result cache. */
+/* cli/cache.c: `tgraph cache info|list|check|clear|prune|zero-stats`:
+ * look after the result cache. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +12,11 @@
 typedef struct cache_args {
   const char *dir;
   uint64_t max_size;
-  bool have_max;
+  bool have_max, json;
   unsigned check_flags;
 } cache_args;
 
-enum { O_CACHE_DIR = 1, O_MAX_SIZE, O_REPAIR };
+enum { O_CACHE_DIR = 1, O_MAX_SIZE, O_REPAIR, O_JSON };
 
 static int option(void *ctx, int id, const char *value) {
   cache_args *a = ctx;
@@ -29,6 +29,7 @@ static int option(void *ctx, int id, const char *value) {
       a->have_max = true;
       break;
     case O_REPAIR: a->check_flags |= TG_CACHE_CHECK_REPAIR; break;
+    case O_JSON: a->json = true; break;
   }
   return -1;
 }
@@ -41,15 +42,18 @@ static const cli_opt common[] = {
 
 static const cli_cmd command = {
     .name = "cache",
-    .synopsis = "[options] info|list|check|clear|prune [options]",
-    .about = "  info                   entries, sizes and the size limit\n"
-             "  list                   one line per entry, most recently used first\n"
+    .synopsis = "[options] info|list|check|clear|prune|zero-stats [options]",
+    .about = "  info                   entries, sizes, the size limit, and hits, misses\n"
+             "                         and stores of the runs (in total and the last)\n"
+             "  list [--json]          one line per entry, most recently used first\n"
+             "                         (--json: one JSON object)\n"
              "  check [--repair]       verify every entry and blob file; report each\n"
              "                         bad entry, orphan blob and abandoned temporary\n"
              "                         file (--repair: remove them); exit 1 if any\n"
              "  clear                  remove every entry\n"
              "  prune --max-size SIZE  remove least recently used entries until the\n"
              "                         cache holds at most SIZE (e.g. 500M, 2G)\n"
+             "  zero-stats             start the run statistics of 'info' over\n"
              "\n"
              "tgraph cache COMMAND --help shows a command's options; options may come\n"
              "before or after COMMAND.\n",
@@ -68,13 +72,18 @@ static int list(tg_cache *c, const char *dir, const cache_args *a);
 static int check(tg_cache *c, const char *dir, const cache_args *a);
 static int clear(tg_cache *c, const char *dir, const cache_args *a);
 static int prune(tg_cache *c, const char *dir, const cache_args *a);
+static int zero_stats(tg_cache *c, const char *dir, const cache_args *a);
 
 static const subcommand subcommands[] = {
     {{.name = "cache info", .synopsis = "[options]",
-      .about = "Entries, sizes and the size limit of the cache.\n",
+      .about = "Entries, sizes and the size limit of the cache, and the hits, misses\n"
+               "and stores of the runs that used it (in total and the last run).\n",
       .inherited = common, .set = option}, info},
     {{.name = "cache list", .synopsis = "[options]",
       .about = "One line per entry, most recently used first.\n",
+      .opts = (const cli_opt[]){{O_JSON, "json", 0, NULL,
+                                 "one JSON object: {\"directory\", \"entries\": [...]}"},
+                                {0, NULL, 0, NULL, NULL}},
       .inherited = common, .set = option}, list},
     {{.name = "cache check", .synopsis = "[options]",
       .about = "Verify every entry and blob file; report each bad entry, orphan blob\n"
@@ -91,6 +100,9 @@ static const subcommand subcommands[] = {
                                  "the most the cache may hold (e.g. 500M, 2G)"},
                                 {0, NULL, 0, NULL, NULL}},
       .inherited = common, .set = option}, prune},
+    {{.name = "cache zero-stats", .synopsis = "[options]",
+      .about = "Start the run statistics that 'info' shows over.\n",
+      .inherited = common, .set = option}, zero_stats},
 };
 
 typedef struct entries {
@@ -124,9 +136,29 @@ static void when(double t, char *buf, size_t size) {
   strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+/* `cache list --json`: {"directory": DIR, "entries": [{"key", "function",
+ * "size", "in_blob", "created", "last_used", "compute_seconds"}, ...]},
+ * most recently used first; times are Unix seconds. */
+static void list_json(const entries *es, const char *dir) {
+  printf("{\"directory\": ");
+  cli_json_string(stdout, dir);
+  printf(", \"entries\": [");
+  for (size_t i = 0; i < es->n; i++) {
+    const tg_cache_entry_info *e = &es->v[i];
+    char hex[33];
+    tg_digest_hex(e->key, hex);
+    printf("%s\n  {\"key\": \"%s\", \"function\": ", i ? "," : "", hex);
+    cli_json_string(stdout, e->function);
+    printf(", \"size\": %llu, \"in_blob\": %s, \"created\": %.6f, \"last_used\": %.6f, "
+           "\"compute_seconds\": %.9g}", (unsigned long long)e->size,
+           e->in_blob ? "true" : "false", e->created, e->last_used, e->compute_seconds);
+  }
+  printf("%s]}\n", es->n ? "\n" : "");
+}
+
 /* c is NULL for a cache directory that does not exist (yet). */
 static int list(tg_cache *c, const char *dir, const cache_args *a) {
-  (void)dir, (void)a;
+  bool json = a->json;
   entries es = {0};
   int rc = c ? tg_cache_list(c, collect, &es) : TG_OK;
   if (rc != TG_OK) {
@@ -135,6 +167,11 @@ static int list(tg_cache *c, const char *dir, const cache_args *a) {
     return CLI_TASK_FAILED;
   }
   if (es.n > 1) qsort(es.v, es.n, sizeof *es.v, by_last_used);
+  if (json) {
+    list_json(&es, dir);
+    free(es.v);
+    return CLI_OK;
+  }
   printf("%-32s %10s  %-19s  %8s  %s\n", "key", "size", "last used",
          "compute", "function");
   for (size_t i = 0; i < es.n; i++) {
@@ -146,6 +183,49 @@ static int list(tg_cache *c, const char *dir, const cache_args *a) {
            es.v[i].compute_seconds, es.v[i].function);
   }
   free(es.v);
+  return CLI_OK;
+}
+
+/* "N (last run M)" of one counter. */
+static void counter(const char *name, uint64_t total, uint64_t last) {
+  printf("%-10s %llu (last run %llu)\n", name, (unsigned long long)total,
+         (unsigned long long)last);
+}
+
+static void bytes(const char *name, uint64_t total, uint64_t last) {
+  char a[32], b[32];
+  printf("%-10s %s (last run %s)\n", name, cli_format_size(total, a, sizeof a),
+         cli_format_size(last, b, sizeof b));
+}
+
+static void hit_rate(const tg_cache_run_counts *t, const tg_cache_run_counts *l) {
+  uint64_t n = t->hits + t->misses, m = l->hits + l->misses;
+  printf("hit rate:  ");
+  if (n) printf("%.1f%%", 100.0 * (double)t->hits / (double)n);
+  else printf("-");
+  if (m) printf(" (last run %.1f%%)\n", 100.0 * (double)l->hits / (double)m);
+  else printf(" (last run -)\n");
+}
+
+/* The statistics the runs left in the cache (ccache -s). */
+static int run_stats(tg_cache *c) {
+  tg_cache_stats st;
+  if (tg_cache_get_stats(c, &st) != TG_OK) {
+    cli_error("cannot read the cache's statistics: %s", tg_cache_errmsg(c));
+    return CLI_TASK_FAILED;
+  }
+  char since[32], last[32];
+  if (st.since > 0) when(st.since, since, sizeof since);
+  if (st.last_time > 0) when(st.last_time, last, sizeof last);
+  printf("runs:      %llu since %s\n", (unsigned long long)st.runs,
+         st.since > 0 ? since : "the cache was made");
+  printf("last run:  %s\n", st.last_time > 0 ? last : "none");
+  counter("hits:", st.total.hits, st.last.hits);
+  counter("misses:", st.total.misses, st.last.misses);
+  counter("stores:", st.total.stores, st.last.stores);
+  bytes("read:", st.total.bytes_read, st.last.bytes_read);
+  bytes("written:", st.total.bytes_written, st.last.bytes_written);
+  hit_rate(&st.total, &st.last);
   return CLI_OK;
 }
 
@@ -163,7 +243,7 @@ static int info(tg_cache *c, const char *dir, const cache_args *ca) {
          cli_format_size(in.blob_bytes, b, sizeof b));
   printf("limit:     %s\n", in.max_size ? cli_format_size(in.max_size, m, sizeof m)
                                         : "none");
-  return CLI_OK;
+  return c ? run_stats(c) : CLI_OK;
 }
 
 static int prune(tg_cache *c, const char *dir, const cache_args *a) {
@@ -217,6 +297,17 @@ static int check(tg_cache *c, const char *dir, const cache_args *a) {
   return CLI_TASK_FAILED;
 }
 
+/* c is NULL for a cache directory that does not exist (yet). */
+static int zero_stats(tg_cache *c, const char *dir, const cache_args *a) {
+  (void)a;
+  if (c && tg_cache_zero_stats(c) != TG_OK) {
+    cli_error("cannot zero the statistics: %s", tg_cache_errmsg(c));
+    return CLI_TASK_FAILED;
+  }
+  printf("statistics of %s start over\n", dir);
+  return CLI_OK;
+}
+
 static int clear(tg_cache *c, const char *dir, const cache_args *a) {
   (void)a;
   if (c && tg_cache_clear(c) != TG_OK) {
@@ -232,7 +323,7 @@ static int clear(tg_cache *c, const char *dir, const cache_args *a) {
 static int parse_sub(int argc, char **argv, char **args, int nargs, cache_args *a,
                      const subcommand **sub) {
   if (nargs == 0) return cli_bad_usage("cache", "missing command (info, list, check, "
-                                       "clear or prune)");
+                                       "clear, prune or zero-stats)");
   for (size_t k = 0; k < sizeof subcommands / sizeof subcommands[0]; k++)
     if (strcmp(args[0], subcommands[k].cmd.name + strlen("cache ")) == 0) *sub = &subcommands[k];
   if (*sub == NULL) return cli_bad_usage("cache", "unknown command '%s'", args[0]);

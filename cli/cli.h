@@ -190,9 +190,36 @@ int cli_workers_executor(const cli_workers *w, const char *keys, tg_registry *re
 /* With -v: traffic figures of a tcp executor. */
 void cli_workers_report(tg_executor *ex);
 
+/* ---- make.c: the make-like options of `tgraph run` ---- */
+typedef struct cli_make {
+  const char **keys;     /* --force KEY, in order */
+  size_t nkeys;
+  tg_node *force;        /* their nodes (cli_make_resolve) */
+  double min_compute;    /* --min-compute, when min_compute_set */
+  bool min_compute_set, cache_all, check, json;
+} cli_make;
+/* Option parsers: -1 to go on, else an exit status (said). max: the
+ * most --force options there can be (argc). */
+int cli_make_force(cli_make *m, const char *key, int max);
+int cli_make_min_compute(cli_make *m, const char *arg);
+/* After loading: the forced keys' nodes; -1, or CLI_USAGE for a key the
+ * graph has not (said). */
+int cli_make_resolve(cli_make *m, const tg_graphjson_info *info);
+/* The options for tg_cache_open / the force set for a compute. */
+void cli_make_cache_opts(const cli_make *m, tg_cache_opts *co /* OUT */);
+void cli_make_compute_opts(const cli_make *m, tg_compute_opts *co);
+void cli_make_free(cli_make *m);
+
 /* ---- explain.c ---- */
-/* Print the dry run of g's outputs with cache (may be NULL); exit status. */
+typedef enum cli_explain_mode {
+  CLI_EXPLAIN_TEXT,  /* --explain */
+  CLI_EXPLAIN_JSON,  /* --explain --json */
+  CLI_EXPLAIN_CHECK, /* --check: nothing on stdout (-v: what would run) */
+} cli_explain_mode;
+/* The dry run of g's outputs with cache (may be NULL) and make's force
+ * set; the exit status (CHECK: 0 all cached, 1 something would run). */
 int cli_explain(const tg_graphjson_info *info, const bool *needed, tg_graph *g,
-                tg_cache *cache, const char *cache_dir);
+                tg_cache *cache, const char *cache_dir, const cli_make *make,
+                cli_explain_mode mode);
 
 #endif /* TGRAPH_CLI_H */

@@ -21,12 +21,14 @@ typedef struct run_opts {
   double timeout;
   bool no_cache, explain;
   int progress; /* -1 auto, 0 off */
+  cli_make make; /* --force, --min-compute, --cache-all, --check, --json */
 } run_opts;
 
 enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
-       O_MAX_GRAPH, O_QUIET, O_VERBOSE };
+       O_MAX_GRAPH, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
+       O_QUIET, O_VERBOSE };
 
 /* One line per option: {id, long name, letter, value name, help}. */
 static const cli_opt options[] = {
@@ -53,6 +55,14 @@ static const cli_opt options[] = {
     {O_RETRIES, "retries", 0, "N", "extra attempts for failing pure tasks (0 to 1000)"},
     {O_MAX_GRAPH, "max-graph-size", 0, "SIZE",
      "read at most this much of GRAPH.json (default 1G)"},
+    {O_CHECK, "check", 0, NULL, "dry run for scripts: exit 0 when every output is\n"
+                                "cached, 1 when something would run (make -q)"},
+    {O_FORCE, "force", 0, "KEY", "recompute task KEY and everything after it, even\n"
+                                 "if cached (repeatable)"},
+    {O_MIN_COMPUTE, "min-compute", 0, "SECONDS",
+     "store results of pure tasks that ran at least this\nlong (overrides the graph's)"},
+    {O_CACHE_ALL, "cache-all", 0, NULL, "store every pure result, however fast"},
+    {O_JSON, "json", 0, NULL, "with --explain: one JSON object on stdout"},
     {O_PROGRESS, "progress", 0, NULL, "show progress when stderr is a terminal (default)"},
     {O_NO_PROGRESS, "no-progress", 0, NULL, "never show progress"},
     {O_QUIET, "quiet", 'q', NULL, "no summary, only errors"},
@@ -72,9 +82,12 @@ static const cli_cmd command = {
             "a second one stops at once.\n"
             "\n"
             "exit status: 0 success, 1 a task failed, 2 usage or graph error,\n"
-            "130 interrupted by SIGINT, 143 by SIGTERM\n",
+            "130 interrupted by SIGINT, 143 by SIGTERM; with --check: 0 all cached,\n"
+            "1 something would run, 2 usage or graph error\n",
     .set = option,
 };
+
+static int argc_max; /* the run's argc: the most repeats of an option */
 
 static int max_graph(run_opts *o, const char *arg) {
   uint64_t n;
@@ -127,12 +140,18 @@ static int option(void *ctx, int id, const char *optarg) {
     case O_MAX_GRAPH: return max_graph(o, optarg);
     case O_QUIET: cli_verbosity = -1; break;
     case O_VERBOSE: cli_verbosity = 1; break;
+    case O_CHECK: o->make.check = true; break;
+    case O_FORCE: return cli_make_force(&o->make, optarg, argc_max);
+    case O_MIN_COMPUTE: return cli_make_min_compute(&o->make, optarg);
+    case O_CACHE_ALL: o->make.cache_all = true; break;
+    case O_JSON: o->make.json = true; break;
   }
   return -1;
 }
 
 static int parse_args(int argc, char **argv, run_opts *o) {
   o->plugins = calloc((size_t)argc + 1, sizeof *o->plugins);
+  argc_max = argc;
   o->progress = -1;
   o->scheduler = "threads";
   if (o->plugins == NULL) return CLI_USAGE;
@@ -144,7 +163,12 @@ static int parse_args(int argc, char **argv, run_opts *o) {
     rc = cli_bad_usage("run", "one graph at a time ('%s' is extra)", args[1]);
   else o->graph = args[0];
   free(args);
-  return rc;
+  if (rc >= 0) return rc;
+  if (o->make.json && !o->explain)
+    return cli_bad_usage("run", "%s", "--json goes with --explain");
+  if (o->make.check && o->explain)
+    return cli_bad_usage("run", "%s", "--check and --explain: one dry run at a time");
+  return -1;
 }
 
 /* ---- the run ---- */
@@ -235,6 +259,8 @@ static int load(run_state *s) {
   s->needed = calloc(s->info->ntasks + 1, sizeof *s->needed);
   if (s->needed == NULL) return CLI_USAGE;
   cli_mark_needed(s->info, s->needed);
+  rc = cli_make_resolve(&s->o.make, s->info);
+  if (rc >= 0) return rc;
   return s->o.output ? check_output_names(s) : -1;
 }
 
@@ -259,7 +285,9 @@ static int open_cache(run_state *s) {
   }
   tg_error err;
   tg_error_clear(&err);
-  if (tg_cache_open(s->cache_dir, NULL, &s->cache, &err) != TG_OK) {
+  tg_cache_opts co;
+  cli_make_cache_opts(&s->o.make, &co);
+  if (tg_cache_open(s->cache_dir, &co, &s->cache, &err) != TG_OK) {
     if (given) {
       cli_error("cannot open the cache: %s", err.msg);
       return CLI_USAGE;
@@ -381,6 +409,7 @@ static int compute(run_state *s) {
                         .on_event = s->ev_ok ? cli_events_on : NULL,
                         .event_ctx = &s->ev,
                         .progress = s->o.progress != 0 && cli_verbosity >= 0};
+  cli_make_compute_opts(&s->o.make, &co);
   tg_executor *remote = NULL;
   if (strcmp(s->o.scheduler, "tcp") == 0) {
     int urc = cli_workers_executor(&s->o.connect, s->o.keys, s->reg, &remote);
@@ -439,6 +468,7 @@ static void cleanup(run_state *s) {
   tg_cache_close(s->cache);
   tg_registry_free(s->reg);
   free(s->o.plugins);
+  cli_make_free(&s->o.make);
   cli_workers_free(&s->o.connect);
 }
 
@@ -448,8 +478,11 @@ int cli_run(int argc, char **argv) {
   int rc = parse_args(argc, argv, &s.o);
   if (rc < 0) rc = load(&s);
   if (rc < 0) rc = open_cache(&s);
-  if (rc < 0 && s.o.explain) {
-    rc = cli_explain(s.info, s.needed, s.g, s.cache, s.cache_dir);
+  if (rc < 0 && (s.o.explain || s.o.make.check)) {
+    rc = cli_explain(s.info, s.needed, s.g, s.cache, s.cache_dir, &s.o.make,
+                     s.o.make.check  ? CLI_EXPLAIN_CHECK
+                     : s.o.make.json ? CLI_EXPLAIN_JSON
+                                     : CLI_EXPLAIN_TEXT);
   } else if (rc < 0) {
     if ((rc = start_watch(&s)) < 0) rc = compute(&s);
     if (rc < 0 && s.o.output) rc = write_outputs(&s);

@@ -758,7 +758,10 @@ Test(cli, cache_commands) {
   cr_assert_eq(mkdir("c", 0700), 0);
   r = run("cache", "--cache-dir", "c", "info");
   tcli_expect(r, 0, "directory: c\nentries:   0\nsize:      0 B (0 B in blob "
-              "files)\nlimit:     none\n", "");
+              "files)\nlimit:     none\nruns:      0 since the cache was made\n"
+              "last run:  none\nhits:      0 (last run 0)\nmisses:    0 (last run 0)\n"
+              "stores:    0 (last run 0)\nread:      0 B (last run 0 B)\n"
+              "written:   0 B (last run 0 B)\nhit rate:  - (last run -)\n", "");
   tcli_result_free(&r);
   expect_empty_list_and_prune();
   r = run("cache", "--cache-dir", "c", "prune");

@@ -182,6 +182,42 @@ typedef struct tg_cache_counters {
 } tg_cache_counters;
 void tg_cache_get_counters(const tg_cache *c, tg_cache_counters *out /* OUT */);
 
+/* ---- statistics over time ------------------------------------------------
+ *
+ * Each tg_compute() with this cache adds its counts to a record in the
+ * cache (one write per compute, on the writer thread after the compute's
+ * stores, in the same LMDB write transaction as whatever the writer
+ * commits next: exact with several processes at once). Computes with
+ * nothing to count (no task could be cached) write nothing. A read-only
+ * cache records nothing. tg_cache_clear keeps the statistics.
+ */
+typedef struct tg_cache_run_counts {
+  uint64_t hits;           /* tasks served from the cache */
+  uint64_t misses;         /* cacheable tasks not in the cache: computed
+                              (unless the compute stopped first) */
+  uint64_t stores;         /* results stored */
+  uint64_t bytes_read;     /* stored bytes of the hits */
+  uint64_t bytes_written;  /* stored bytes of the stores */
+} tg_cache_run_counts;
+
+typedef struct tg_cache_stats {
+  uint64_t runs;           /* computes counted since `since` */
+  tg_cache_run_counts total; /* their sum */
+  double since;            /* Unix time of the cache's first counted
+                              compute, or of tg_cache_zero_stats; 0: never */
+  tg_cache_run_counts last; /* the last counted compute (kept by
+                              tg_cache_zero_stats) */
+  double last_time;        /* Unix time it was recorded; 0: none yet */
+} tg_cache_stats;
+
+/* Read the statistics (what is committed: call tg_cache_flush() first to
+ * see this process's last compute). An empty or read-only cache without
+ * statistics gives zeros. */
+int tg_cache_get_stats(tg_cache *c, tg_cache_stats *out /* OUT */);
+/* Start the totals over (runs and total to zero, since to now); the last
+ * compute's counts stay. TG_EACCES on a read-only cache. */
+int tg_cache_zero_stats(tg_cache *c);
+
 /* ---- checking ------------------------------------------------------------ */
 
 /* What tg_cache_check found wrong. */

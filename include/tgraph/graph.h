@@ -285,7 +285,7 @@ void tg_cancel_reset(tg_cancel *c);       /* lower it again */
 
 #define TG_COMPUTE_OPTS_V1 1
 #define TG_COMPUTE_OPTS_V2 2 /* adds cancel */
-#define TG_COMPUTE_OPTS_V3 3 /* adds progress */
+#define TG_COMPUTE_OPTS_V3 3 /* adds progress, force, nforce */
 typedef struct tg_compute_opts {
   uint32_t version;       /* TG_COMPUTE_OPTS_V1, _V2 or _V3 */
   const char *scheduler;  /* "sync", "threads" (NULL), "processes", "tcp" */
@@ -305,6 +305,9 @@ typedef struct tg_compute_opts {
   /* ---- version 3 ---- */
   bool progress;          /* draw the progress line on stderr when it is a
                              terminal (see "the progress line" above) */
+  const tg_node *force;   /* borrowed, may be NULL: nodes to recompute
+                             (see "Memoization", forcing); nforce of them */
+  size_t nforce;
 } tg_compute_opts;
 
 /* Evaluate outputs[0..n-1] and store a new reference to each result in
@@ -383,6 +386,22 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
  * but it has the function's calls timed again.
  * tg_compute() waits for the commit of what it stored before returning.
  *
+ * Forcing (tg_compute_opts.force, version 3): the forced nodes and every
+ * node depending on one of them, directly or not, are neither looked up
+ * nor served from the cache: they run, and those that are cacheable have
+ * their results stored whatever their time, replacing the entries under
+ * their keys. A forced node the outputs do not need changes nothing. A
+ * node id out of range is TG_EINVAL.
+ *
+ * What a run leaves in the cache besides entries, for tg_compute_explain
+ * and tg_cache_get_stats: one record per compute, committed by the
+ * writer after the compute's stores (never waited for): the compute's
+ * counts, and for each cacheable task that ran without its result being
+ * stored, why (its call's time under the threshold, the store failing),
+ * for at most TG_EXPLAIN_NOTES_MAX tasks per compute. Tasks of a function
+ * whose calls are timed one in 64 (above) leave no note when their call
+ * was not timed.
+ *
  * A corrupt entry is a miss (and is removed): the task runs again. Cache
  * reads and writes happen in the calling process only (forked workers of
  * the processes backend never touch it). A failing cache never fails a
@@ -400,7 +419,26 @@ typedef enum tg_explain_state {
                                   with another version of its function */
   TG_EXPLAIN_UNCACHEABLE = 4,  /* runs, always: impure, opted out, an
                                   impure input, an unusable file path */
+  TG_EXPLAIN_FORCED = 5,       /* runs: forced (tg_compute_opts.force), or
+                                  depends on a forced node */
 } tg_explain_state;
+
+/* What the cache noted of a task's last call when it ran but its result
+ * was not stored (tg_explain_task.note). */
+typedef enum tg_explain_note {
+  TG_NOTE_NONE = 0,            /* nothing noted (with its current key) */
+  TG_NOTE_UNDER_THRESHOLD = 1, /* its call took `seconds`, under the store
+                                  threshold `threshold` */
+  TG_NOTE_FAST_FUNCTION = 2,   /* its call took `seconds`, but calls of its
+                                  function had been fast before: taken for
+                                  a preempted call, not stored */
+  TG_NOTE_STORE_FAILED = 3,    /* storing its result failed (code): disk
+                                  full, quota, file size limit, ... */
+  TG_NOTE_UNSTORABLE = 4,      /* its result cannot be stored (code):
+                                  encoding it failed, e.g. too big */
+} tg_explain_note;
+
+#define TG_EXPLAIN_NOTES_MAX 65536 /* noted tasks per compute, at most */
 
 typedef struct tg_explain_task {
   tg_node node;
@@ -408,9 +446,17 @@ typedef struct tg_explain_task {
   const char *function;   /* its function's name */
   tg_explain_state state;
   const char *why;        /* the state in words ("not in the cache",
-                             "impure function", ...); static */
+                             "impure function", "ran in 0.30 ms, under
+                             the 1 ms store threshold", ...); valid during
+                             the call */
   char cache_key[33];     /* its Merkle key in hex (also for tasks that
                              are not cacheable: what it would be) */
+  /* Since TG_COMPUTE_OPTS_V3 (read them whatever the opts' version): */
+  tg_explain_note note;   /* for a task that would run and last ran with
+                             this key: why its result was not stored */
+  double seconds;         /* note 1, 2: its last call's time, else -1 */
+  double threshold;       /* note 1: the threshold then, else -1 */
+  int code;               /* note 3, 4: the failure's TG_* code, else 0 */
 } tg_explain_task;
 
 /* Called per task; a non-zero return stops the walk. Pointers in t are
@@ -422,7 +468,12 @@ typedef int (*tg_explain_cb)(void *ctx, const tg_explain_task *t);
  * hit when present, without reading it). cb is called once per task the
  * outputs need, in the order a sync compute would start them (inputs
  * first); tasks below a hit are not needed and not reported. Without a
- * cache every task is TG_EXPLAIN_RUN ("no cache"). Returns TG_OK (also
+ * cache every task is TG_EXPLAIN_RUN ("no cache"). With opts->force
+ * (version 3) the forced nodes and their dependents are
+ * TG_EXPLAIN_FORCED. A task that would run and whose last call with its
+ * current key was noted by the cache (see "Memoization") says why in
+ * note, seconds, threshold and code, and in why ("ran in 0.30 ms, under
+ * the 1 ms store threshold"). Returns TG_OK (also
  * when cb stopped the walk), TG_EINVAL or TG_ENOMEM (see
  * tg_graph_errmsg). */
 int tg_compute_explain(tg_graph *g, const tg_node *outputs, size_t n,

@@ -192,7 +192,9 @@ static int put_op(txctx *t, const tg__cache_op *op, slot *s) {
   int rc;
   if (s->res) return MDB_SUCCESS; /* encoding failed */
   tg__digest_pack(op->key, k);
-  if (op->has_lineage && (rc = tg__lineage_put(t->c, t->txn, op))) return rc;
+  if (op->has_lineage && ((rc = tg__lineage_put(t->c, t->txn, op)) ||
+                          (rc = tg__note_forget(t->c, t->txn, op->lineage))))
+    return rc;
   if (same_entry(t, k, s)) {
     if (s->in_blob) s->res = tg__blob_write(t->c, s->blob, s->buf, s->len);
     /* Puts of one key from several threads may reach the writer out of
@@ -316,6 +318,10 @@ static int apply_op(txctx *t, const tg__cache_op *op, slot *s) {
     case TG__OP_PRUNE:
       if (t->after->sweep < SWEEP_ORPHANS) t->after->sweep = SWEEP_ORPHANS;
       return prune_to(t, op->max_size, &s->removed);
+    case TG__OP_RUN:
+      return tg__runlog_apply(t->c, t->txn, op);
+    case TG__OP_ZERO_STATS:
+      return tg__runlog_zero(t->c, t->txn);
     default:
       return EINVAL;
   }
@@ -457,6 +463,9 @@ static int finish(tg_cache *c, tg__cache_op *ops, size_t n, slot *slots, int fat
      * else (no space, quota, a read-only file system, a full map) stops
      * results from being stored, which the user is told once. */
     if (res && !slots[i].unencodable) tg__cache_store_failed(c, res);
+    if (res && ops[i].tally && ops[i].has_lineage)
+      tg__cache_tally_failed(ops[i].tally, ops[i].lineage, ops[i].key, res,
+                             slots[i].unencodable);
     if (!res) {
       atomic_fetch_add(&c->stores, 1);
       atomic_fetch_add(&c->bytes_written, slots[i].len);

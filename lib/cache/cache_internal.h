@@ -4,7 +4,7 @@
  * transactions, map growth), record.c (stored record layouts), blob.c
  * (blob files), writer.c (the writer thread and its queue), batch.c (a
  * batch in one write transaction), check.c (tg_cache_check), filehash.c
- * (tg_cache_file_hash),
+ * (tg_cache_file_hash), runlog.c (the computes' statistics and notes),
  * opened.c (directories open in this process), memo_meta.c (function
  * counts, lineage, tallies), validate.c (checking data.mdb before LMDB
  * maps it). key.h and cache_memo.h are the scheduler's.
@@ -17,9 +17,12 @@
  *     "blobs"    blob digest (16) -> blob record: references, size
  *     "files"    XXH3-128 of a path (16) -> file record (filehash.c)
  *     "meta"     "stats" -> entries, inline bytes, blob bytes;
- *                "funcs" -> u64 1 once "funcs" holds every entry's count
+ *                "funcs" -> u64 1 once "funcs" holds every entry's count;
+ *                "runs" -> statistics of the computes (runlog.c)
  *     "funcs"    function name -> u64 entries made by it (cache_memo.h)
- *     "nodes"    lineage id (16) -> Merkle key (16), function id (16)
+ *     "nodes"    lineage id (16) -> Merkle key (16), function id (16);
+ *                'n' + lineage id (17) -> note: why the node's last
+ *                result was not stored (runlog.c)
  *   DIR/blobs/ab/cdef...         blob files, named by the XXH3-128 of their
  *                                bytes (32 hex digits, hi then lo)
  *   DIR/blobs/tmp/<hex>.tmp.XXXXXX  blobs being written, locked by their
@@ -60,6 +63,8 @@ enum {
   TG__OP_FILEREC,   /* store a "files" record */
   TG__OP_CLEAR,     /* tg_cache_clear */
   TG__OP_PRUNE,     /* tg_cache_prune */
+  TG__OP_RUN,       /* one compute's record: rec is a tg__run_rec (runlog.c) */
+  TG__OP_ZERO_STATS,/* tg_cache_zero_stats */
 };
 
 /* One queued write. Synchronous ops (REMOVE, CLEAR, PRUNE) point into the
@@ -76,7 +81,8 @@ typedef struct tg__cache_op {
   struct tg__cache_tally *tally; /* PUT: NULL or a reference */
   uint64_t checksum;       /* DROP */
   uint64_t max_size;       /* PRUNE */
-  void *rec;               /* FILEREC: tg__malloc'ed record bytes */
+  void *rec;               /* FILEREC: tg__malloc'ed record bytes; RUN:
+                              a tg__malloc'ed tg__run_rec */
   size_t rec_len;
   int *result;             /* sync ops: status */
   uint64_t *removed;       /* PRUNE: entries removed */
@@ -229,6 +235,24 @@ void tg__funcs_free(tg_cache *c);
 void tg__funcs_note(tg_cache *c, const char *name);
 /* Forget the names (after tg_cache_clear). */
 void tg__funcs_forget(tg_cache *c);
+
+/* ---- record.c: run statistics and notes ---------------------------------- */
+#define TG__RUNSTATS_LEN 112
+#define TG__NOTE_LEN 40
+struct tg__cache_note;
+void tg__runstats_pack(const tg_cache_stats *s, unsigned char out[TG__RUNSTATS_LEN]);
+bool tg__runstats_parse(const void *rec, size_t len, tg_cache_stats *s /* OUT */);
+/* The note's lineage is its key in "nodes", not part of the record. */
+void tg__note_pack(const struct tg__cache_note *n, unsigned char out[TG__NOTE_LEN]);
+bool tg__note_parse(const void *rec, size_t len, struct tg__cache_note *n /* OUT */);
+
+/* ---- runlog.c ---------------------------------------------------------------- */
+/* Inside a write transaction: apply a RUN op (add its counts, write its
+ * notes) / start the totals over. LMDB statuses. */
+int tg__runlog_apply(tg_cache *c, MDB_txn *txn, const tg__cache_op *op);
+int tg__runlog_zero(tg_cache *c, MDB_txn *txn);
+/* A PUT with lineage: its node's note no longer applies. */
+int tg__note_forget(tg_cache *c, MDB_txn *txn, tg_digest lineage);
 
 /* ---- opened.c ------------------------------------------------------------ */
 /* Note that this process opened directory (dev, ino): TG_EEXIST if it

@@ -15,6 +15,10 @@
  * when it is first opened writable; read-only, every function is assumed
  * to have entries.
  *
+ * Notes ("nodes" database, 'n' + lineage id): why the last result of a
+ * node that ran was not stored, written with the compute's record and
+ * dropped when a result is stored for the node (runlog.c).
+ *
  * Lineage ("nodes" database): per node identity (function name and node
  * key, see tg__lineage_id) the Merkle key and function identity of the
  * last result stored for it, so a dry run can say why a node misses
@@ -26,23 +30,44 @@
 #ifndef TG_CACHE_MEMO_H
 #define TG_CACHE_MEMO_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "tgraph/cache.h"
+#include "tgraph/graph.h" /* tg_explain_note: the kinds of notes */
 
-/* Committed stores of one compute, counted by the writer. */
+/* Why a node's result was not stored (a tg_explain_note and its figures),
+ * kept per node identity for dry runs (runlog.c). */
+typedef struct tg__cache_note {
+  tg_digest lineage;        /* tg__lineage_id of the node */
+  tg_digest key;            /* its Merkle key in that compute */
+  double seconds, threshold;/* the call's time and the threshold, or -1 */
+  int kind;                 /* tg_explain_note, not TG_NOTE_NONE */
+  int code;                 /* a failed store's TG_* code, else 0 */
+} tg__cache_note;
+
+/* Committed stores of one compute, counted by the writer, which also
+ * notes the puts with lineage that failed. */
 typedef struct tg__cache_tally {
   _Atomic uint32_t refs;
   _Atomic uint64_t stores; /* committed puts */
   _Atomic uint64_t bytes;  /* their stored (encoded) bytes */
+  pthread_mutex_t mu;      /* guards failed */
+  tg__cache_note *failed;  /* puts that failed (kind STORE_FAILED or
+                              UNSTORABLE), at most TG_EXPLAIN_NOTES_MAX */
+  size_t nfailed, capfailed;
 } tg__cache_tally;
 
 /* A new tally with one reference; NULL when out of memory. */
 tg__cache_tally *tg__cache_tally_new(void);
 void tg__cache_tally_ref(tg__cache_tally *t);
 void tg__cache_tally_unref(tg__cache_tally *t); /* t may be NULL */
+/* The writer: a put with lineage of this tally failed (code; unstorable:
+ * its value could not be encoded). Out of memory: not noted. */
+void tg__cache_tally_failed(tg__cache_tally *t, tg_digest lineage, tg_digest key,
+                            int code, bool unstorable);
 
 /* What tg__cache_put_ex records besides the value. */
 typedef struct tg__cache_putx {
@@ -77,6 +102,15 @@ tg_digest tg__lineage_id(const char *function, const char *node_key);
  * TG_OK, or TG_ENOTFOUND. */
 int tg__cache_lineage_get(tg_cache *c, tg_digest id, tg_digest *key /* OUT */,
                           tg_digest *fnid /* OUT */);
+
+/* Queue the record of one compute (counts; notes[0..n) copied) for the
+ * writer, which commits it with its next batch; not waited for. Nothing
+ * on a read-only or unusable cache. TG_OK or TG_ENOMEM. */
+int tg__cache_record_run(tg_cache *c, const tg_cache_run_counts *counts,
+                         const tg__cache_note *notes, size_t n);
+/* The note kept for lineage id: TG_OK (out->lineage is id) or
+ * TG_ENOTFOUND. */
+int tg__cache_note_get(tg_cache *c, tg_digest id, tg__cache_note *out /* OUT */);
 
 /* The cache's store threshold in seconds (tg_cache_opts
  * .min_compute_seconds resolved: the default for 0; negative: store

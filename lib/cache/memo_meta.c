@@ -19,7 +19,9 @@
 
 tg__cache_tally *tg__cache_tally_new(void) {
   tg__cache_tally *t = tg__calloc(1, sizeof *t);
-  if (t) atomic_init(&t->refs, 1);
+  if (!t) return NULL;
+  atomic_init(&t->refs, 1);
+  pthread_mutex_init(&t->mu, NULL);
   return t;
 }
 
@@ -28,8 +30,25 @@ void tg__cache_tally_ref(tg__cache_tally *t) {
 }
 
 void tg__cache_tally_unref(tg__cache_tally *t) {
-  if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+  if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1) {
+    pthread_mutex_destroy(&t->mu);
+    tg__free(t->failed);
     tg__free(t);
+  }
+}
+
+void tg__cache_tally_failed(tg__cache_tally *t, tg_digest lineage, tg_digest key,
+                            int code, bool unstorable) {
+  pthread_mutex_lock(&t->mu);
+  if (t->nfailed == t->capfailed && t->capfailed < TG_EXPLAIN_NOTES_MAX) {
+    size_t cap = t->capfailed ? 2 * t->capfailed : 16;
+    tg__cache_note *p = tg__realloc(t->failed, cap * sizeof *p);
+    if (p) t->failed = p, t->capfailed = cap;
+  }
+  if (t->nfailed < t->capfailed)
+    t->failed[t->nfailed++] = (tg__cache_note){
+        lineage, key, -1, -1, unstorable ? TG_NOTE_UNSTORABLE : TG_NOTE_STORE_FAILED, code};
+  pthread_mutex_unlock(&t->mu);
 }
 
 /* ---- counts in LMDB ---------------------------------------------------------- */

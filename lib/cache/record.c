@@ -16,10 +16,20 @@
  *
  * Stats record ("meta"/"stats"): u64 version (1), entries, inline bytes,
  * blob bytes.
+ *
+ * Run statistics ("meta"/"runs", runlog.c), 112 bytes: u64 version (1),
+ * runs, then the totals (u64 hits, misses, stores, bytes read, bytes
+ * written), f64 since, the last compute's counts (the same five u64) and
+ * f64 its time.
+ *
+ * Note ("nodes", key 'n' + lineage id, runlog.c), 40 bytes: the Merkle
+ * key (16), f64 seconds, f64 threshold, i32 kind (tg_explain_note), i32
+ * code.
  */
 #include <string.h>
 
 #include "cache_internal.h"
+#include "cache_memo.h"
 
 #define REC_VERSION 1
 #define FLAG_BLOB 1u
@@ -112,5 +122,67 @@ bool tg__stats_parse(const void *p, size_t len, tg__cache_stats *s) {
   s->entries = get_u64(b + 8);
   s->inline_bytes = get_u64(b + 16);
   s->blob_bytes = get_u64(b + 24);
+  return true;
+}
+
+static unsigned char *put_counts(unsigned char *p, const tg_cache_run_counts *n) {
+  put_u64(p, n->hits);
+  put_u64(p + 8, n->misses);
+  put_u64(p + 16, n->stores);
+  put_u64(p + 24, n->bytes_read);
+  put_u64(p + 32, n->bytes_written);
+  return p + 40;
+}
+
+static const unsigned char *get_counts(const unsigned char *p, tg_cache_run_counts *n) {
+  n->hits = get_u64(p);
+  n->misses = get_u64(p + 8);
+  n->stores = get_u64(p + 16);
+  n->bytes_read = get_u64(p + 24);
+  n->bytes_written = get_u64(p + 32);
+  return p + 40;
+}
+
+void tg__runstats_pack(const tg_cache_stats *s, unsigned char out[TG__RUNSTATS_LEN]) {
+  put_u64(out, 1);
+  put_u64(out + 8, s->runs);
+  unsigned char *p = put_counts(out + 16, &s->total);
+  put_f64(p, s->since);
+  p = put_counts(p + 8, &s->last);
+  put_f64(p, s->last_time);
+}
+
+bool tg__runstats_parse(const void *rec, size_t len, tg_cache_stats *s) {
+  const unsigned char *b = rec;
+  if (len != TG__RUNSTATS_LEN || get_u64(b) != 1) return false;
+  s->runs = get_u64(b + 8);
+  const unsigned char *p = get_counts(b + 16, &s->total);
+  s->since = get_f64(p);
+  p = get_counts(p + 8, &s->last);
+  s->last_time = get_f64(p);
+  return true;
+}
+
+void tg__note_pack(const tg__cache_note *n, unsigned char out[TG__NOTE_LEN]) {
+  int32_t kind = n->kind, code = n->code;
+  tg__digest_pack(n->key, out);
+  put_f64(out + 16, n->seconds);
+  put_f64(out + 24, n->threshold);
+  memcpy(out + 32, &kind, 4);
+  memcpy(out + 36, &code, 4);
+}
+
+bool tg__note_parse(const void *rec, size_t len, tg__cache_note *n) {
+  const unsigned char *b = rec;
+  int32_t kind, code;
+  if (len != TG__NOTE_LEN) return false;
+  memcpy(&kind, b + 32, 4);
+  memcpy(&code, b + 36, 4);
+  if (kind < TG_NOTE_UNDER_THRESHOLD || kind > TG_NOTE_UNSTORABLE) return false;
+  n->key = tg__digest_unpack(b);
+  n->seconds = get_f64(b + 16);
+  n->threshold = get_f64(b + 24);
+  n->kind = kind;
+  n->code = code;
   return true;
 }

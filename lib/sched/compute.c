@@ -17,6 +17,9 @@ static int check_opts(tg_graph *g, const tg_compute_opts *o) {
   if (o->version < TG_COMPUTE_OPTS_V1 || o->version > TG_COMPUTE_OPTS_V3)
     return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.version is %u, expected %d to %d",
                           o->version, TG_COMPUTE_OPTS_V1, TG_COMPUTE_OPTS_V3);
+  if (o->version >= TG_COMPUTE_OPTS_V3 && o->nforce && !o->force)
+    return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.force is NULL with nforce %zu",
+                          o->nforce);
   if (!(o->timeout >= 0) || isinf(o->timeout))
     return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.timeout must be >= 0 and finite");
   if (o->retries < 0 || o->retries > INT16_MAX)
@@ -69,8 +72,9 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   tg__run *r;
   char msg[256];
   tg_cache *cache = opts && opts->cache ? opts->cache : ex->cache;
+  bool v3 = opts && opts->version >= TG_COMPUTE_OPTS_V3;
   int rc = tg__run_new(ex, g, NULL, outputs, n, false, opts ? opts->retries : 0, cache,
-                       &r, msg, sizeof msg);
+                       v3 ? opts->force : NULL, v3 ? opts->nforce : 0, &r, msg, sizeof msg);
   if (rc) return tg__graph_fail(g, rc, "%s", msg);
   size_t ntasks = r->plan.ntasks, ncached = r->plan.ncached; /* gone once finished */
   double timeout = opts && opts->timeout > 0 ? opts->timeout : -1;
@@ -105,6 +109,7 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
    * compute's: they only cost entries. */
   if (r->memo && atomic_load(&r->memo->stores)) tg_cache_flush(cache);
   tg__progress_stop(progress); /* no event comes any more */
+  if (r->memo && !*abandoned) tg__memo_record(r->memo);
   rc = r->err_code;
   if (rc) tg__graph_fail(g, rc, "%s", r->err_msg);
   for (size_t i = 0; i < n && rc == TG_OK; i++) results[i] = tg_value_ref(r->out[i]);

@@ -154,7 +154,7 @@ int tg_executor_submit_many(tg_executor *ex, tg_graph *g, const tg_node *nodes,
   char msg[256];
   int rc = copy_needed(ex, g, nodes, n, &copy, outs);
   if (rc == TG_OK) {
-    rc = tg__run_new(ex, copy, copy, outs, n, true, 0, ex->cache, &r, msg, sizeof msg);
+    rc = tg__run_new(ex, copy, copy, outs, n, true, 0, ex->cache, NULL, 0, &r, msg, sizeof msg);
     if (rc) ex_fail(ex, rc, "%s", msg);
     else launch(r, n, out);
   }
@@ -197,7 +197,7 @@ int tg_executor_call(tg_executor *ex, const char *fn, const tg_arg *args,
   }
   tg__run *r;
   char msg[256];
-  if ((rc = tg__run_new(ex, g, g, &node, 1, true, 0, ex->cache, &r, msg, sizeof msg)))
+  if ((rc = tg__run_new(ex, g, g, &node, 1, true, 0, ex->cache, NULL, 0, &r, msg, sizeof msg)))
     return ex_fail(ex, rc, "%s", msg);
   launch(r, 1, out);
   return TG_OK;

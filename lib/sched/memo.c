@@ -2,6 +2,7 @@
  * plan is compiled, stores after timed calls (policy in memo.h). A cache
  * that fails (I/O, a child of fork()) only costs hits: every failure
  * here is a miss or a result not stored, never a failed compute. */
+#include <stdio.h>
 #include <string.h>
 
 #include "memo.h"
@@ -28,12 +29,40 @@ void tg__memo_free(tg__memo *m) {
   pthread_mutex_destroy(&m->mu);
   tg__cache_tally_unref(m->tally);
   tg__free(m->t0);
+  tg__free(m->forced);
+  tg__free(m->notes);
   tg__free(m);
 }
 
 bool tg__memo_remote_timing(tg__memo *m, uint32_t ntasks) {
   m->t0 = tg__calloc(ntasks ? ntasks : 1, sizeof *m->t0);
   return m->t0 != NULL;
+}
+
+int tg__memo_force(tg__memo *m, const tg_graph *g, const tg_node *force, size_t n,
+                   char *msg, size_t msize) {
+  for (size_t i = 0; i < n; i++)
+    if (force[i] >= g->n) {
+      snprintf(msg, msize, "tg_compute_opts.force[%zu] is node %u, not a node of the "
+               "graph (%zu nodes)", i, (unsigned)force[i], g->n);
+      return TG_EINVAL;
+    }
+  if (!n) return TG_OK;
+  if (!(m->forced = tg__calloc(g->n, 1))) {
+    snprintf(msg, msize, "out of memory forcing %zu nodes", n);
+    return TG_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) m->forced[force[i]] = 2; /* 2: named, 1: a dependent */
+  /* A node's inputs come before it (nodes only refer to existing ones),
+   * so one pass in id order reaches every dependent. */
+  for (size_t id = 0; id < g->n; id++) {
+    const tg__gnode *nd = &g->nodes[id];
+    const tg__garg *a = tg__node_args(g, nd);
+    for (uint32_t j = 0; j < nd->nargs && !m->forced[id]; j++)
+      if (tg__arg_is_node(a[j].kind) && TG_ALWAYS(a[j].node < id))
+        m->forced[id] = m->forced[a[j].node] != 0;
+  }
+  return TG_OK;
 }
 
 /* The key of node n when it can serve the cache. For a store (tally
@@ -60,8 +89,8 @@ bool tg__memo_lookup(tg__memo *m, const tg_graph *g, uint32_t n, tg_value **out)
   const tg__gnode *nd = &g->nodes[n];
   tg_digest key;
   *out = NULL;
-  if (!tg__memo_cacheable(nd) || (nd->cache != 1 && !worth_lookup(m, nd->fn)) ||
-      !usable_key(m, n, &key, NULL))
+  if (!tg__memo_cacheable(nd) || tg__memo_forced(m, n) ||
+      (nd->cache != 1 && !worth_lookup(m, nd->fn)) || !usable_key(m, n, &key, NULL))
     return false;
   uint64_t size = 0;
   bool hit = m->probe ? tg_cache_contains(m->cache, key)
@@ -86,6 +115,27 @@ static bool learn(tg__memo *m, const tg_func *f, double seconds) {
   return now >= TG__MEMO_STREAK;
 }
 
+/* Note that node's result (key) was not stored, and why (under mu). */
+static void note(tg__memo *m, const tg_graph *g, uint32_t node, int kind, double seconds) {
+  tg_digest key;
+  int why = 0;
+  char kb[TG__NAME_MAX + 32];
+  pthread_mutex_lock(&m->mu);
+  if (m->nnotes == m->capnotes && m->capnotes < TG_EXPLAIN_NOTES_MAX) {
+    size_t cap = m->capnotes ? 2 * m->capnotes : 16;
+    tg__cache_note *p = tg__realloc(m->notes, cap * sizeof *p);
+    if (p) m->notes = p, m->capnotes = cap;
+  }
+  if (m->nnotes < m->capnotes && tg__keyer_get(&m->keyer, node, &key, &why) == TG_OK &&
+      why == TG__WHY_OK) {
+    const tg__gnode *nd = &g->nodes[node];
+    m->notes[m->nnotes++] = (tg__cache_note){
+        tg__lineage_id(nd->fn->name, tg__graph_key(g, node, kb, sizeof kb)), key, seconds,
+        kind == TG_NOTE_UNDER_THRESHOLD ? m->min_seconds : -1, kind, 0};
+  }
+  pthread_mutex_unlock(&m->mu);
+}
+
 void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
                    double seconds) {
   const tg__gnode *nd = &r->g->nodes[node];
@@ -93,18 +143,71 @@ void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
   tg_digest key;
   tg__cache_tally *tally = NULL;
   bool was_fast = learn(m, f, seconds);
-  bool always = nd->cache == 1 || m->min_seconds < 0;
+  bool always = nd->cache == 1 || m->min_seconds < 0 || tg__memo_forced(m, node);
+  if (m->probe) return;
   /* One slow call of a function known to be fast is most likely a
    * preempted one: it only ends the streak (the next slow call is
    * stored). Storing it would make every later compute look the
    * function's nodes up. */
-  if (m->probe || (!always && (seconds < m->min_seconds || was_fast)) ||
-      !usable_key(m, node, &key, &tally))
+  if (!always && (seconds < m->min_seconds || was_fast)) {
+    note(m, r->g, node, seconds < m->min_seconds ? TG_NOTE_UNDER_THRESHOLD
+                                                 : TG_NOTE_FAST_FUNCTION, seconds);
     return;
+  }
+  if (!usable_key(m, node, &key, &tally)) return;
   char kb[TG__NAME_MAX + 32];
   const char *nkey = tg__graph_key(r->g, node, kb, sizeof kb);
   tg__cache_putx x = {f->name,   seconds, true, tg__lineage_id(f->name, nkey),
                       tg__func_identity(f), tally};
   if (tg__cache_put_ex(m->cache, key, v, &x) == TG_OK)
     atomic_fetch_add_explicit(&m->stores, 1, memory_order_relaxed);
+}
+
+void tg__memo_count_plan(tg__memo *m, const tg_graph *g, const tg__runplan *p) {
+  /* A task is cacheable by policy and through all its inputs (an impure
+   * one makes its dependents uncacheable). Tasks come inputs first. */
+  uint8_t *bad = tg__calloc(p->ntasks ? p->ntasks : 1, 1);
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < p->ntasks; i++) {
+    const tg__task *t = &p->tasks[i];
+    if (t->flags & TG__T_CACHED) continue;
+    const tg__gnode *nd = &g->nodes[t->node];
+    bool ok = tg__memo_cacheable(nd);
+    const tg__garg *a = tg__node_args(g, nd);
+    for (uint32_t j = 0; bad && ok && j < nd->nargs; j++)
+      if (tg__arg_is_node(a[j].kind) && p->task_of[a[j].node] < p->ntasks)
+        ok = !bad[p->task_of[a[j].node]];
+    if (bad) bad[i] = !ok;
+    n += ok;
+  }
+  tg__free(bad);
+  m->computed = n;
+}
+
+void tg__memo_record(tg__memo *m) {
+  tg__cache_tally *t = m->tally;
+  tg_cache_run_counts counts = {atomic_load(&m->hits), m->computed,
+                                t ? atomic_load(&t->stores) : 0,
+                                atomic_load(&m->bytes_read), t ? atomic_load(&t->bytes) : 0};
+  size_t nfailed = 0;
+  if (t) {
+    pthread_mutex_lock(&t->mu);
+    nfailed = t->nfailed;
+    pthread_mutex_unlock(&t->mu);
+  }
+  if (!counts.hits && !counts.misses && !counts.stores && !m->nnotes && !nfailed) return;
+  tg__cache_note *all = m->notes;
+  size_t n = m->nnotes;
+  if (nfailed) { /* the writer is done with the run's puts: t->failed is still */
+    all = tg__malloc((n + nfailed) * sizeof *all);
+    if (all) {
+      if (n) memcpy(all, m->notes, n * sizeof *all);
+      memcpy(all + n, t->failed, nfailed * sizeof *all);
+      n += nfailed;
+    } else {
+      all = m->notes;
+    }
+  }
+  tg__cache_record_run(m->cache, &counts, all, n);
+  if (all != m->notes) tg__free(all);
 }

@@ -13,7 +13,11 @@
  *     of the plan, so nothing upstream of it runs or is loaded;
  *   - stores: a result is stored when its call took at least the cache's
  *     threshold (tg__cache_min_seconds; every result when negative;
- *     always for cache = 1).
+ *     always for cache = 1 and for forced nodes);
+ *   - forcing: forced nodes and their dependents are never looked up;
+ *   - a timed call whose result is not stored leaves a note (why), and
+ *     the run's counts and notes go to the cache once, at its end
+ *     (tg__memo_record).
  *
  * Timing every call would cost more than a trivial task (two clock reads
  * are ~40 ns here, a W1 task ~120 ns), so calls of a function that has
@@ -60,6 +64,14 @@ struct tg__memo {
                                first store (under mu) */
   double *t0;               /* per task: start of a timed remote call, or
                                0 (tg__task_begin/end); NULL until needed */
+  uint8_t *forced;          /* per graph node: 2 forced, 1 depending on a
+                               forced node, 0 neither; NULL: none forced */
+  tg__cache_note *notes;    /* timed calls not stored (under mu), at most
+                               TG_EXPLAIN_NOTES_MAX */
+  size_t nnotes, capnotes;
+  uint64_t computed;        /* cacheable tasks of the plan not served from
+                               the cache: the run's misses
+                               (tg__memo_count_plan) */
   _Atomic uint64_t hits, misses, stores, bytes_read;
 };
 
@@ -70,6 +82,16 @@ void tg__memo_free(tg__memo *m); /* m may be NULL */
 /* Make room to time remote calls of a plan of ntasks; false when out of
  * memory (they are then not timed: not stored). */
 bool tg__memo_remote_timing(tg__memo *m, uint32_t ntasks);
+
+/* Force nodes force[0..n) and everything depending on them (before the
+ * plan is compiled). TG_OK, TG_EINVAL (a node out of range: msg says
+ * which) or TG_ENOMEM. */
+int tg__memo_force(tg__memo *m, const tg_graph *g, const tg_node *force, size_t n,
+                   char *msg, size_t msize);
+
+static inline bool tg__memo_forced(const tg__memo *m, uint32_t node) {
+  return m->forced && m->forced[node];
+}
 
 /* Whether node nd may be cached by policy (before its key is known). */
 static inline bool tg__memo_cacheable(const tg__gnode *nd) {
@@ -88,10 +110,12 @@ static inline bool tg__memo_may_look_up(const tg__memo *m, const tg__gnode *nd) 
 bool tg__memo_lookup(tg__memo *m, const tg_graph *g, uint32_t n,
                      tg_value **out /* OUT */);
 
-/* Whether a call of nd is to be timed (and its result perhaps stored). */
-static inline bool tg__memo_timed(tg__memo *m, tg__wctx *w, const tg__gnode *nd) {
+/* Whether a call of node `node` (nd) is to be timed (and its result
+ * perhaps stored). */
+static inline bool tg__memo_timed(tg__memo *m, tg__wctx *w, uint32_t node,
+                                  const tg__gnode *nd) {
   if (!tg__memo_cacheable(nd)) return false;
-  if (nd->cache == 1 || m->min_seconds < 0) return true;
+  if (nd->cache == 1 || m->min_seconds < 0 || tg__memo_forced(m, node)) return true;
   if (atomic_load_explicit(&m->fns[nd->fn->index].fast, memory_order_relaxed) <
       TG__MEMO_STREAK)
     return true;
@@ -104,5 +128,13 @@ static inline bool tg__memo_timed(tg__memo *m, tg__wctx *w, const tg__gnode *nd)
  * learn, and store v if it is worth it. */
 void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
                    double seconds);
+
+/* Count the cacheable tasks of plan p that the cache does not serve
+ * (cacheable by policy, and no input not so; the file-source conditions
+ * of keys are not looked at, which would cost every task's key). */
+void tg__memo_count_plan(tg__memo *m, const tg_graph *g, const tg__runplan *p);
+/* After the run and the commit of its stores: queue the run's record
+ * (counts, notes, failed stores) for the cache. */
+void tg__memo_record(tg__memo *m);
 
 #endif /* TG_SCHED_MEMO_H */

@@ -42,8 +42,8 @@ static bool remote_backend(const tg_executor *ex) {
 
 int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
                 const tg_node *outputs, size_t nout, bool with_futures,
-                int retries, tg_cache *cache, tg__run **out, char *err,
-                size_t errsize) {
+                int retries, tg_cache *cache, const tg_node *force, size_t nforce,
+                tg__run **out, char *err, size_t errsize) {
   tg__run *r = tg__calloc(1, sizeof *r);
   if (!r) {
     tg_graph_free(owned);
@@ -60,8 +60,10 @@ int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
   r->err_node = TG_NODE_NONE;
   atomic_init(&r->refs, 2); /* execution + the caller */
   if (cache) r->memo = tg__memo_new(g, cache, false); /* NULL: no caching */
-  int rc = tg__runplan_compile(g, outputs, nout, r, r->memo, &r->plan, err, errsize);
+  int rc = r->memo ? tg__memo_force(r->memo, g, force, nforce, err, errsize) : TG_OK;
+  if (!rc) rc = tg__runplan_compile(g, outputs, nout, r, r->memo, &r->plan, err, errsize);
   if (rc) goto fail;
+  if (r->memo) tg__memo_count_plan(r->memo, g, &r->plan);
   if (r->memo && remote_backend(ex)) tg__memo_remote_timing(r->memo, r->plan.ntasks);
   tg__run_set_events(r, ex->on_event, ex->event_ctx);
   rc = TG_ENOMEM;

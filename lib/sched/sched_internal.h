@@ -151,8 +151,8 @@ struct tg__run {
  * freed. */
 int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
                 const tg_node *outputs, size_t nout, bool with_futures,
-                int retries, tg_cache *cache, tg__run **out, char *err,
-                size_t errsize);
+                int retries, tg_cache *cache, const tg_node *force, size_t nforce,
+                tg__run **out, char *err, size_t errsize);
 /* Report r's task events to fn(ctx, ...) (fn NULL: none). Call before
  * tg__run_start. */
 void tg__run_set_events(tg__run *r, tg_event_fn fn, void *ctx);

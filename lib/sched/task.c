@@ -327,7 +327,7 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, bool obs, d
     *start = tg__now();
     emit(r, t, TG_EVENT_STARTED, w->worker, TG_OK, *start, *start);
   }
-  bool timed = r->memo && tg__memo_timed(r->memo, w, nd);
+  bool timed = r->memo && tg__memo_timed(r->memo, w, t->node, nd);
   for (int at = 0, n = attempts_of(r, nd);; at++) {
     tg__task_ctx_init(&ctx, nd->fn, r, t->node, w->worker, at);
     double t0 = timed || nd->timeout > 0 ? tg__now() : 0;
@@ -454,7 +454,7 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
   int rc = tg__run_stopped(r) ? 1 : gather(w, r, nd, msg, sizeof msg);
   if (rc == TG_OK) {
     atomic_store_explicit(&r->started, 1, memory_order_relaxed);
-    if (r->memo && r->memo->t0 && tg__memo_timed(r->memo, w, nd))
+    if (r->memo && r->memo->t0 && tg__memo_timed(r->memo, w, t->node, nd))
       r->memo->t0[t - r->plan.tasks] = tg__now();
     if (TG__UNLIKELY(r->on_event != NULL)) {
       double now = tg__now();
