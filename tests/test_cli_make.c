@@ -386,5 +386,7 @@ Test(cli_make, cache_list_json_parses) {
   cr_expect_eq(muls, 2);
   json_decref(doc);
   tcli_result_free(&r);
-  expect_run(2, "", "tgraph cache list: unexpected '--jsn'\n", "cache", "list", "--jsn");
+  expect_run(2, "",
+             "tgraph cache list: unknown option '--jsn'\n(see tgraph cache list --help)\n",
+             "cache", "list", "--jsn");
 }

@@ -112,7 +112,7 @@ Test(cli_opts, each_mistake_named_exactly) {
   expect_usage(run("inspect", "a", "b"), "inspect", "unexpected argument 'b'");
   expect_usage(run("inspect", "--preview"), "inspect", "option '--preview' needs a value");
   expect_usage(run("cache", "-x", "info"), "cache", "unknown option '-x'");
-  expect_usage(run("cache"), "cache", "missing command (info, list, check, clear or prune)");
+  expect_usage(run("cache"), "cache", "missing command (info, list, check, clear, prune or zero-stats)");
   expect_usage(run("cache", "info", "-x"), "cache info", "unknown option '-x'");
   expect_usage(run("cache", "list", "extra"), "cache list", "unexpected argument 'extra'");
   expect_usage(run("cache", "clear", "--repair"), "cache clear", "unknown option '--repair'");
