@@ -136,7 +136,7 @@ typedef struct cli_call {
 /* Filled by cli_events_on from any thread. */
 typedef struct cli_events {
   const tg_graphjson_info *info;
-  pthread_mutex_t mu;     /* guards calls, the state changes and the counts */
+  pthread_mutex_t mu;     /* guards calls and max_worker */
   double t0;
   _Atomic uint8_t *state; /* per graph node: cli_state */
   uint32_t *task_of;      /* graph node -> index in info->tasks or UINT32_MAX */
@@ -148,7 +148,7 @@ typedef struct cli_events {
   /* What the nodes the reader made (tg.build: parts of a task, not tasks
    * of the file) add to tg_compute_stats: closing events, calls, failed
    * calls, cache hits. */
-  size_t internal_tasks, internal_calls, internal_failed, internal_cached;
+  _Atomic size_t internal_tasks, internal_calls, internal_failed, internal_cached;
 } cli_events;
 
 /* record: keep every closing event (for -v, --dot, --trace), not only

@@ -56,35 +56,37 @@ static void record_call(cli_events *ev, uint32_t task, const tg_event *e) {
   }
 }
 
-/* A closing event of a node the reader made (under mu). Calls: the
- * attempts when the event says, else one per call. */
+/* A closing event of a node the reader made. Calls: the attempts when
+ * the event says, else one per call. */
 static void count_internal(cli_events *ev, const tg_event *e) {
   size_t calls = e->attempts ? e->attempts : 1;
-  ev->internal_tasks++;
-  if (e->kind == TG_EVENT_CACHED) ev->internal_cached++;
-  if (e->kind == TG_EVENT_FINISHED) ev->internal_calls += calls, ev->internal_failed += calls - 1;
-  if (e->kind == TG_EVENT_FAILED) ev->internal_calls += calls, ev->internal_failed += calls;
+  atomic_fetch_add(&ev->internal_tasks, 1);
+  if (e->kind == TG_EVENT_CACHED) atomic_fetch_add(&ev->internal_cached, 1);
+  if (e->kind == TG_EVENT_FINISHED) {
+    atomic_fetch_add(&ev->internal_calls, calls);
+    atomic_fetch_add(&ev->internal_failed, calls - 1);
+  }
+  if (e->kind == TG_EVENT_FAILED) {
+    atomic_fetch_add(&ev->internal_calls, calls);
+    atomic_fetch_add(&ev->internal_failed, calls);
+  }
 }
+
+static const uint8_t state_of[] = {
+    [TG_EVENT_STARTED] = CLI_ST_RUNNING, [TG_EVENT_FINISHED] = CLI_ST_RAN,
+    [TG_EVENT_FAILED] = CLI_ST_FAILED,   [TG_EVENT_CACHED] = CLI_ST_CACHED,
+    [TG_EVENT_SKIPPED] = CLI_ST_SKIPPED};
 
 void cli_events_on(void *ctx, const tg_event *e) {
   cli_events *ev = ctx;
   bool known = e->node < ev->nnodes;
   uint32_t task = known ? ev->task_of[e->node] : UINT32_MAX;
+  if (known) ev->state[e->node] = state_of[e->kind];
+  if (e->kind != TG_EVENT_STARTED && task == UINT32_MAX) count_internal(ev, e);
+  if (!ev->record) return; /* counting only: no lock on the tasks' way */
   pthread_mutex_lock(&ev->mu);
   if (e->worker > ev->max_worker) ev->max_worker = e->worker;
-  uint8_t st = CLI_ST_PENDING;
-  switch (e->kind) {
-    case TG_EVENT_STARTED: st = CLI_ST_RUNNING; break;
-    case TG_EVENT_FINISHED: st = CLI_ST_RAN; break;
-    case TG_EVENT_FAILED: st = CLI_ST_FAILED; break;
-    case TG_EVENT_CACHED: st = CLI_ST_CACHED; break;
-    case TG_EVENT_SKIPPED: st = CLI_ST_SKIPPED; break;
-  }
-  if (e->kind != TG_EVENT_STARTED) {
-    if (task == UINT32_MAX) count_internal(ev, e);
-    if (ev->record) record_call(ev, task, e);
-  }
-  if (known) ev->state[e->node] = st;
+  if (e->kind != TG_EVENT_STARTED) record_call(ev, task, e);
   pthread_mutex_unlock(&ev->mu);
 }
 

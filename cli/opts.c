@@ -119,8 +119,20 @@ static int refused(const cli_cmd *cmd, size_t n, int c, char **argv) {
   if (o != NULL) return cli_bad_usage(cmd->name, "option '--%s' takes no value", o->name);
   if (optopt == HELP_VAL) return cli_bad_usage(cmd->name, "option '--help' takes no value");
   if (optopt > 0) return cli_bad_usage(cmd->name, "unknown option '-%c'", optopt);
-  /* An unknown long option (optopt 0): moved past it. */
-  return cli_bad_usage(cmd->name, "unknown option '%.*s'", (int)strcspn(last, "="), last);
+  /* An unknown long option (optopt 0): moved past it. getopt_long takes
+   * a unique abbreviation ("--verb"), so this may be one of several. */
+  int len = (int)strcspn(last, "=");
+  char also[256] = "";
+  size_t k = 0, matches = 0;
+  for (size_t i = 0; i < n && len > 2; i++)
+    if (strncmp(entry(cmd, i)->name, last + 2, (size_t)len - 2) == 0 && k < sizeof also) {
+      int w = snprintf(also + k, sizeof also - k, "%s--%s", matches++ ? ", " : "",
+                       entry(cmd, i)->name);
+      k += w > 0 ? (size_t)w : 0;
+    }
+  if (matches > 1)
+    return cli_bad_usage(cmd->name, "option '%.*s' is ambiguous (%s)", len, last, also);
+  return cli_bad_usage(cmd->name, "unknown option '%.*s'", len, last);
 }
 
 int cli_opts_parse(const cli_cmd *cmd, int argc, char **argv, void *ctx,

@@ -108,6 +108,12 @@ Test(cli_opts, each_mistake_named_exactly) {
   expect_usage(run("run", "-j", "many", "g.json"), "run",
                "--workers needs a count from 0 to 4096, not 'many'");
   expect_usage(run("run", "--help=1"), "run", "option '--help' takes no value");
+  expect_usage(run("run", "--work", "3", "g.json"), "run",
+               "option '--work' is ambiguous (--workers, --workers-file)");
+  r = run("run", "--verb", "--no-cache", "g.json"); /* a unique abbreviation */
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect(strncmp(r.err, "tgraph: 1 task: 1 run, 0 cached", 31) == 0, "%s", r.err);
+  tcli_result_free(&r);
   expect_usage(run("inspect", "-x", "f.tgv"), "inspect", "unknown option '-x'");
   expect_usage(run("inspect", "a", "b"), "inspect", "unexpected argument 'b'");
   expect_usage(run("inspect", "--preview"), "inspect", "option '--preview' needs a value");

@@ -58,7 +58,8 @@
  *   tg.build    (template, input...)      internal: a value built  pure
  *                                         from a template with
  *                                         task results slotted in
- *                                         (see below)
+ *                                         (see below); flagged
+ *                                         TG_FUNC_INTERNAL
  *
  * (*) file and read_text are sources (TG_FUNC_FILE_SOURCE): their cache
  *     keys hold the file's content digest (tg_cache_file_hash), not the

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../util/thread.h"
+#include "util/thread.h"
 #include "progress.h"
 #include "sched_internal.h"
 
