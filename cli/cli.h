@@ -53,6 +53,9 @@ void cli_json_string(FILE *f, const char *s);
 size_t cli_plugin_dirs(const char *dirs[], size_t max);
 /* Seconds on the monotonic clock. */
 double cli_now(void);
+/* What v is, on one line, into buf: "ndarray f64 [2, 3]", "list of 3",
+ * "map of 6", "str of 5 bytes", "bytes, 12", "int", ... */
+void cli_describe_value(const tg_value *v, char *buf, size_t size);
 
 /* ---- interrupt.c: SIGINT/SIGTERM during a compute ---- */
 /* Catch SIGINT and SIGTERM: the first raises *out (a flag for
@@ -143,6 +146,21 @@ int cli_workers_executor(const cli_workers *w, const char *keys, tg_registry *re
                          tg_executor **out);
 /* With -v: traffic figures of a tcp executor. */
 void cli_workers_report(tg_executor *ex);
+
+/* ---- output.c: run --output DIR ---- */
+/* The largest compact JSON, in bytes, of a value that the listing of
+ * --output shows in full ("value"); larger ones are only in their file. */
+#define CLI_OUTPUT_INLINE_MAX 1024
+/* The file name (without DIR/ and .tgv) output `key` is written to: '/'
+ * and a leading '.' become '_'; at most size - 1 bytes. */
+void cli_output_file_name(const char *key, char *out, size_t size);
+/* Write results[i] to DIR/NAME.tgv for each of info's outputs and print
+ * one line per output on stdout:
+ *   {"key":K,"file":"DIR/NAME.tgv","bytes":FILE_SIZE,"type":T,"value":V}
+ * with "value" only when its JSON is at most CLI_OUTPUT_INLINE_MAX bytes.
+ * -1 on success, else an exit status (said on stderr). */
+int cli_output_write(const char *dir, const tg_graphjson_info *info,
+                     tg_value *const *results);
 
 /* ---- explain.c ---- */
 /* Print the dry run of g's outputs with cache (may be NULL); exit status. */
