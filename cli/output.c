@@ -39,13 +39,13 @@ static size_t json_size_at_least(const tg_value *v, size_t limit) {
     case TG_STR: tg_str_data(v, &len); return len + 2;
     case TG_BYTES: tg_bytes_data(v, &len); return len / 3 * 4 + 12;
     case TG_NDARRAY: return tg_ndarray_size(v) + 30; /* a digit per item */
-    case TG_LIST:
-      n = 2 + tg_list_len(v);
+    case TG_LIST: /* brackets, and commas between the items */
+      n = tg_list_len(v) ? 1 + tg_list_len(v) : 2;
       for (size_t i = 0; i < tg_list_len(v) && n <= limit; i++)
         n += json_size_at_least(tg_list_items(v)[i], limit);
       return n;
-    case TG_MAP:
-      n = 2;
+    case TG_MAP: /* braces, and per entry "key": and a comma but one */
+      n = tg_map_len(v) ? 1 : 2;
       for (size_t i = 0; i < tg_map_len(v) && n <= limit; i++) {
         size_t klen;
         tg_map_key_at(v, i, &klen);

@@ -319,7 +319,25 @@ Test(cli, output_dir_and_inspect) {
  * bytes is left out of the listing (only in its file); one of exactly
  * 1024 bytes is shown; without --output everything is printed. */
 Test(cli, output_lists_large_values_without_printing_them) {
-  /* "x" * n as a str is n + 2 bytes of JSON. */
+  /* "x" * n as a str is n + 2 bytes of JSON; ["x" * 1020] and
+   * {"k": "x" * 1016} are 1024 bytes. */
+  char xs[1100], graph[8192];
+  memset(xs, 'x', 1022);
+  xs[1022] = '\0';
+  snprintf(graph, sizeof graph, "{\"tgraph\": 1, \"tasks\": {"
+           " \"list\": {\"fn\": \"identity\", \"args\": [[\"%.1020s\"]]},"
+           " \"map\": {\"fn\": \"identity\", \"args\": [{\"k\": \"%.1016s\"}]}},"
+           " \"outputs\": [\"list\", \"map\"]}", xs, xs);
+  tcli_write_file("edge.json", graph);
+  result r = run("run", "-q", "--no-cache", "--output", "e", "edge.json");
+  char want[4096];
+  snprintf(want, sizeof want,
+           "{\"key\":\"list\",\"file\":\"e/list.tgv\",\"bytes\":1152,"
+           "\"type\":\"list of 1\",\"value\":[\"%.1020s\"]}\n"
+           "{\"key\":\"map\",\"file\":\"e/map.tgv\",\"bytes\":1088,"
+           "\"type\":\"map of 1\",\"value\":{\"k\":\"%.1016s\"}}\n", xs, xs);
+  tcli_expect(r, 0, want, "");
+  tcli_result_free(&r);
   tcli_write_file("g.json",
                   "{\"tgraph\": 1, \"tasks\": {"
                   " \"fits\": {\"fn\": \"sh\", \"args\": [{\"cmd\": \"head -c 1022 "
@@ -329,10 +347,7 @@ Test(cli, output_lists_large_values_without_printing_them) {
                   " \"many\": {\"fn\": \"range\", \"args\": [100000]},"
                   " \".hidden/n\": {\"fn\": \"add\", \"args\": [1, 2]}},"
                   " \"outputs\": [\"fits\", \"over\", \"many\", \".hidden/n\"]}");
-  result r = run("run", "-q", "--no-cache", "--output", "o", "g.json");
-  char want[4096], xs[1100];
-  memset(xs, 'x', 1022);
-  xs[1022] = '\0';
+  r = run("run", "-q", "--no-cache", "--output", "o", "g.json");
   struct stat st[4];
   const char *files[4] = {"o/fits.tgv", "o/over.tgv", "o/many.tgv", "o/_hidden_n.tgv"};
   for (int i = 0; i < 4; i++) cr_assert_eq(stat(files[i], &st[i]), 0, "%s", files[i]);
