@@ -99,6 +99,9 @@ void cli_json_string(FILE *f, const char *s);
 size_t cli_plugin_dirs(const char *dirs[], size_t max);
 /* Seconds on the monotonic clock. */
 double cli_now(void);
+/* What v is, on one line, into buf: "ndarray f64 [2, 3]", "list of 3",
+ * "map of 6", "str of 5 bytes", "bytes, 12", "int", ... */
+void cli_describe_value(const tg_value *v, char *buf, size_t size);
 
 /* ---- interrupt.c: SIGINT/SIGTERM during a compute ---- */
 /* Catch SIGINT and SIGTERM: the first raises *out (a flag for
@@ -209,6 +212,21 @@ int cli_make_resolve(cli_make *m, const tg_graphjson_info *info);
 void cli_make_cache_opts(const cli_make *m, tg_cache_opts *co /* OUT */);
 void cli_make_compute_opts(const cli_make *m, tg_compute_opts *co);
 void cli_make_free(cli_make *m);
+
+/* ---- output.c: run --output DIR ---- */
+/* The largest compact JSON, in bytes, of a value that the listing of
+ * --output shows in full ("value"); larger ones are only in their file. */
+#define CLI_OUTPUT_INLINE_MAX 1024
+/* The file name (without DIR/ and .tgv) output `key` is written to: '/'
+ * and a leading '.' become '_'; at most size - 1 bytes. */
+void cli_output_file_name(const char *key, char *out, size_t size);
+/* Write results[i] to DIR/NAME.tgv for each of info's outputs and print
+ * one line per output on stdout:
+ *   {"key":K,"file":"DIR/NAME.tgv","bytes":FILE_SIZE,"type":T,"value":V}
+ * with "value" only when its JSON is at most CLI_OUTPUT_INLINE_MAX bytes.
+ * -1 on success, else an exit status (said on stderr). */
+int cli_output_write(const char *dir, const tg_graphjson_info *info,
+                     tg_value *const *results);
 
 /* ---- explain.c ---- */
 typedef enum cli_explain_mode {

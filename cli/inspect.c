@@ -71,28 +71,6 @@ static int load(const char *path, const inspect_opts *o, tg_value **v, uint64_t 
   return rc;
 }
 
-/* "ndarray f64 [2, 3]", "list of 3", ... */
-static void describe(const tg_value *v, char *buf, size_t size) {
-  tg_type t = tg_value_type(v);
-  size_t n = 0;
-  switch (t) {
-    case TG_NDARRAY: {
-      n = (size_t)snprintf(buf, size, "ndarray %s [",
-                           tg_dtype_name(tg_ndarray_dtype(v)));
-      for (int d = 0; d < tg_ndarray_ndim(v) && n < size; d++)
-        n += (size_t)snprintf(buf + n, size - n, "%s%lld", d ? ", " : "",
-                              (long long)tg_ndarray_shape(v)[d]);
-      if (n < size) snprintf(buf + n, size - n, "]");
-      return;
-    }
-    case TG_LIST: snprintf(buf, size, "list of %zu", tg_list_len(v)); return;
-    case TG_MAP: snprintf(buf, size, "map of %zu", tg_map_len(v)); return;
-    case TG_STR: tg_str_data(v, &n); snprintf(buf, size, "str of %zu bytes", n); return;
-    case TG_BYTES: tg_bytes_data(v, &n); snprintf(buf, size, "bytes, %zu", n); return;
-    default: snprintf(buf, size, "%s", tg_type_name(t)); return;
-  }
-}
-
 int cli_inspect(int argc, char **argv) {
   inspect_opts o = {false, 400, (size_t)1 << 30};
   char **args = NULL;
@@ -119,7 +97,7 @@ int cli_inspect(int argc, char **argv) {
     printf("%s\n", json);
   } else if (rc == TG_OK) {
     char what[256], fsize[32];
-    describe(v, what, sizeof what);
+    cli_describe_value(v, what, sizeof what);
     printf("file:    %s (%s)\n", path,
            cli_format_size(fsize_bytes, fsize, sizeof fsize));
     printf("type:    %s\n", what);

@@ -1,6 +1,7 @@
 /* cli/run.c: `tgraph run GRAPH.json`: load the graph and its plugins,
  * open the cache, compute the outputs, print them as one JSON object on
- * stdout and a summary on stderr. */
+ * stdout (or, with --output, write them to files and list those: see
+ * output.c) and a summary on stderr. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,10 @@ static const cli_opt options[] = {
     {O_NO_CACHE, "no-cache", 0, NULL, "neither read nor write the cache"},
     {O_PLUGIN, "plugin", 0, "LIB.so", "load a plugin (repeatable; also by name, see\n"
                                       "TGRAPH_PLUGIN_PATH)"},
-    {O_OUTPUT, "output", 0, "DIR", "also write each output to DIR/NAME.tgv (tg_dump)"},
+    {O_OUTPUT, "output", 0, "DIR", "write each output to DIR/NAME.tgv (tg_dump) and\n"
+                                   "list them on stdout instead, one JSON object a\n"
+                                   "line: key, file, bytes, type, and the value when\n"
+                                   "its JSON is at most 1024 bytes"},
     {O_EXPLAIN, "explain", 0, NULL, "dry run: which tasks the cache serves, which would\n"
                                     "run and why"},
     {O_DOT, "dot", 0, "FILE", "write the graph for Graphviz, nodes coloured by\n"
@@ -75,8 +79,9 @@ static const cli_cmd command = {
     .name = "run",
     .synopsis = "[options] GRAPH.json",
     .about = "Compute the outputs of a graph.json and print them as one JSON object\n"
-             "keyed by output name on stdout; a summary goes to stderr. GRAPH.json\n"
-             "may be a FIFO or pipe; - is standard input.\n",
+             "keyed by output name on stdout (with --output, a list of the files\n"
+             "written); a summary goes to stderr. GRAPH.json may be a FIFO or\n"
+             "pipe; - is standard input.\n",
     .opts = options,
     .more = "SIGINT (Ctrl-C) or SIGTERM stops the run, keeping what the cache stored;\n"
             "a second one stops at once.\n"
@@ -187,14 +192,6 @@ typedef struct run_state {
   tg_value **results;
 } run_state;
 
-/* "name" with '/' and leading dots made safe for a file name. */
-static void file_name(const char *key, char *out, size_t size) {
-  size_t n = 0;
-  for (const char *p = key; *p && n + 1 < size; p++, n++)
-    out[n] = (*p == '/' || (n == 0 && *p == '.')) ? '_' : *p;
-  out[n] = '\0';
-}
-
 typedef struct out_name {
   char *name; /* the file name under --output */
   size_t i;   /* the output's index */
@@ -217,7 +214,7 @@ static int check_output_names(const run_state *s) {
     size_t size = strlen(s->info->outputs[k]) + 1;
     v[k].i = k;
     if ((v[k].name = malloc(size < 512 ? size : 512)) == NULL) rc = CLI_USAGE;
-    else file_name(s->info->outputs[k], v[k].name, size < 512 ? size : 512);
+    else cli_output_file_name(s->info->outputs[k], v[k].name, size < 512 ? size : 512);
   }
   if (rc >= 0) cli_error("out of memory");
   if (rc < 0) qsort(v, n, sizeof *v, by_name);
@@ -312,26 +309,6 @@ static int start_watch(run_state *s) {
     return CLI_USAGE;
   }
   s->ev_ok = true;
-  return -1;
-}
-
-static int write_outputs(run_state *s) {
-  if (mkdir(s->o.output, 0777) != 0 && errno != EEXIST) {
-    cli_error("cannot create '%s': %s", s->o.output, strerror(errno));
-    return CLI_USAGE;
-  }
-  for (size_t i = 0; i < s->info->noutputs; i++) {
-    char name[512], path[4096 + 600];
-    file_name(s->info->outputs[i], name, sizeof name);
-    snprintf(path, sizeof path, "%s/%s.tgv", s->o.output, name);
-    tg_error err;
-    tg_error_clear(&err);
-    if (tg_dump(s->results[i], path, NULL, &err) != TG_OK) {
-      cli_error("cannot write '%s': %s", path, err.msg);
-      return CLI_USAGE;
-    }
-    if (cli_verbosity > 0) cli_info("wrote %s", path);
-  }
   return -1;
 }
 
@@ -485,8 +462,10 @@ int cli_run(int argc, char **argv) {
                                      : CLI_EXPLAIN_TEXT);
   } else if (rc < 0) {
     if ((rc = start_watch(&s)) < 0) rc = compute(&s);
-    if (rc < 0 && s.o.output) rc = write_outputs(&s);
-    if (rc < 0) rc = print_results(&s);
+    if (rc < 0 && s.o.output)
+      rc = cli_output_write(s.o.output, s.info, s.results);
+    else if (rc < 0)
+      rc = print_results(&s);
     if (rc < 0) rc = CLI_OK;
     if (s.info != NULL) report_files(&s, &rc);
   }

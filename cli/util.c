@@ -141,6 +141,27 @@ void cli_json_string(FILE *f, const char *s) {
   fputc('"', f);
 }
 
+void cli_describe_value(const tg_value *v, char *buf, size_t size) {
+  tg_type t = tg_value_type(v);
+  size_t n = 0;
+  switch (t) {
+    case TG_NDARRAY: {
+      n = (size_t)snprintf(buf, size, "ndarray %s [",
+                           tg_dtype_name(tg_ndarray_dtype(v)));
+      for (int d = 0; d < tg_ndarray_ndim(v) && n < size; d++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%lld", d ? ", " : "",
+                              (long long)tg_ndarray_shape(v)[d]);
+      if (n < size) snprintf(buf + n, size - n, "]");
+      return;
+    }
+    case TG_LIST: snprintf(buf, size, "list of %zu", tg_list_len(v)); return;
+    case TG_MAP: snprintf(buf, size, "map of %zu", tg_map_len(v)); return;
+    case TG_STR: tg_str_data(v, &n); snprintf(buf, size, "str of %zu bytes", n); return;
+    case TG_BYTES: tg_bytes_data(v, &n); snprintf(buf, size, "bytes, %zu", n); return;
+    default: snprintf(buf, size, "%s", tg_type_name(t)); return;
+  }
+}
+
 #ifndef TGRAPH_PLUGIN_DIR
 #define TGRAPH_PLUGIN_DIR "/usr/local/lib/tgraph/plugins"
 #endif

@@ -86,5 +86,8 @@ int tg__error_vset(tg_error *err, int code, const char *fmt, va_list ap);
 /* True when the len bytes at s are well-formed UTF-8 (no overlongs, no
  * surrogates, nothing above U+10FFFF). NUL bytes are allowed. */
 bool tg__utf8_valid(const char *s, size_t len);
+/* Bytes at s that are well-formed UTF-8 before the first that is not
+ * (len when all are): where a message can say the text goes wrong. */
+size_t tg__utf8_valid_prefix(const char *s, size_t len);
 
 #endif /* TG_INTERNAL_H */

@@ -229,7 +229,9 @@ Test(badinput, output_names_that_collide) {
                   "{\"tgraph\": 1, \"tasks\": {\"a/b\": {\"fn\": \"identity\", \"args\": [1]},"
                   " \"ab\": {\"fn\": \"identity\", \"args\": [3]}}}");
   r = run("run", "-q", "--no-cache", "--output", "out", "h.json");
-  tcli_expect(r, 0, "{\"a/b\":1,\"ab\":3}\n", "");
+  tcli_expect(r, 0, "{\"key\":\"a/b\",\"file\":\"out/a_b.tgv\",\"bytes\":128,"
+              "\"type\":\"int\",\"value\":1}\n{\"key\":\"ab\",\"file\":"
+              "\"out/ab.tgv\",\"bytes\":128,\"type\":\"int\",\"value\":3}\n", "");
   tcli_result_free(&r);
   cr_expect_eq(stat("out/a_b.tgv", &st), 0);
   cr_expect_eq(stat("out/ab.tgv", &st), 0);

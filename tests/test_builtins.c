@@ -318,6 +318,46 @@ Test(builtins, sh_failure_carries_stderr_tail) {
              "sh: argument 1 must be a str or a map, not int");
 }
 
+/* sh({"cmd": ..., "text": true}) returns stdout as a str; stdout that is
+ * not UTF-8 fails with the offset of the first bad byte. */
+static tg_value *sh_text(const char *cmd, tg_value *text) {
+  tg_value *m = tg_map_new(2);
+  tg_map_put_c(m, "cmd", tg_str_c(cmd));
+  tg_map_put_c(m, "text", text);
+  return call("sh", 1, m);
+}
+
+Test(builtins, sh_text_returns_a_str) {
+  tg_value *v = sh_text("printf 'caf\\303\\251 %s' \"$0\"", tg_bool(true));
+  cr_assert_not_null(v, "sh failed: %s", errmsg);
+  cr_expect_eq(tg_value_type(v), TG_STR);
+  size_t len;
+  const char *s = tg_str_data(v, &len);
+  cr_expect_eq(len, 8);
+  cr_expect_eq(memcmp(s, "caf\xc3\xa9 sh", 8), 0);
+  tg_value_unref(v);
+  cr_assert_str_eq(json(sh_text("printf ''", tg_bool(true))), "\"\"");
+  /* A NUL byte is valid UTF-8, and a str may hold it. */
+  cr_assert_str_eq(json(sh_text("printf 'a\\000b'", tg_bool(true))), "\"a\\u0000b\"");
+  /* "text": false is the default: bytes. */
+  cr_assert_str_eq(json(sh_text("printf '\\377'", tg_bool(false))), "{\"$bytes\":\"/w==\"}");
+}
+
+Test(builtins, sh_text_refuses_bad_utf8) {
+  fails_with(sh_text("printf 'ok\\377'", tg_bool(true)),
+             "sh: stdout is not valid UTF-8 at byte 2 (of 3); without \"text\": "
+             "true it is returned as bytes");
+  /* A sequence cut at the end, an overlong, a surrogate. */
+  fails_with(sh_text("printf 'abc\\303'", tg_bool(true)),
+             "not valid UTF-8 at byte 3 (of 4)");
+  fails_with(sh_text("printf '\\300\\257'", tg_bool(true)),
+             "not valid UTF-8 at byte 0 (of 2)");
+  fails_with(sh_text("printf 'xy\\355\\240\\200'", tg_bool(true)),
+             "not valid UTF-8 at byte 2 (of 5)");
+  fails_with(sh_text("printf x", tg_str_c("yes")),
+             "sh: \"text\" must be true or false");
+}
+
 Test(builtins, sum_add_mul) {
   cr_assert_str_eq(json(call("sum", 1, tg_list_of(3, tg_int(1), tg_int(2),
                                                   tg_int(3)))), "6");

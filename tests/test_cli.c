@@ -287,12 +287,17 @@ static void write_edited(const char *path, const char *text, const char *from,
 
 Test(cli, output_dir_and_inspect) {
   result r = run("run", "-q", "--output", "out", (char *)example("builtins.json"));
-  tcli_expect(r, 0, builtins_out, "");
+  struct stat st;
+  cr_assert_eq(stat("out/report.tgv", &st), 0);
+  /* The listing: the file, its size and type, and the small value. */
+  char line[1024];
+  snprintf(line, sizeof line, "{\"key\":\"report\",\"file\":\"out/report.tgv\","
+           "\"bytes\":%lld,\"type\":\"map of 6\",\"value\":%.*s}\n",
+           (long long)st.st_size, (int)(strlen(builtins_out) - 12), builtins_out + 10);
+  tcli_expect(r, 0, line, "");
   tcli_result_free(&r);
   r = run("inspect", "out/report.tgv", "--preview", "20");
   cr_expect_eq(r.status, 0);
-  struct stat st;
-  cr_assert_eq(stat("out/report.tgv", &st), 0);
   char want[512];
   char size[32];
   if (st.st_size < 1024) snprintf(size, sizeof size, "%lld B", (long long)st.st_size);
@@ -307,6 +312,76 @@ Test(cli, output_dir_and_inspect) {
   tcli_result_free(&r);
   r = run("inspect");
   tcli_expect(r, 2, "", "tgraph inspect: missing FILE\n(see tgraph inspect --help)\n");
+  tcli_result_free(&r);
+}
+
+/* With --output, stdout lists the files: a value whose JSON is over 1024
+ * bytes is left out of the listing (only in its file); one of exactly
+ * 1024 bytes is shown; without --output everything is printed. */
+Test(cli, output_lists_large_values_without_printing_them) {
+  /* "x" * n as a str is n + 2 bytes of JSON; ["x" * 1020] and
+   * {"k": "x" * 1016} are 1024 bytes. */
+  char xs[1100], graph[8192];
+  memset(xs, 'x', 1022);
+  xs[1022] = '\0';
+  snprintf(graph, sizeof graph, "{\"tgraph\": 1, \"tasks\": {"
+           " \"list\": {\"fn\": \"identity\", \"args\": [[\"%.1020s\"]]},"
+           " \"map\": {\"fn\": \"identity\", \"args\": [{\"k\": \"%.1016s\"}]}},"
+           " \"outputs\": [\"list\", \"map\"]}", xs, xs);
+  tcli_write_file("edge.json", graph);
+  result r = run("run", "-q", "--no-cache", "--output", "e", "edge.json");
+  char want[4096];
+  snprintf(want, sizeof want,
+           "{\"key\":\"list\",\"file\":\"e/list.tgv\",\"bytes\":1152,"
+           "\"type\":\"list of 1\",\"value\":[\"%.1020s\"]}\n"
+           "{\"key\":\"map\",\"file\":\"e/map.tgv\",\"bytes\":1088,"
+           "\"type\":\"map of 1\",\"value\":{\"k\":\"%.1016s\"}}\n", xs, xs);
+  tcli_expect(r, 0, want, "");
+  tcli_result_free(&r);
+  tcli_write_file("g.json",
+                  "{\"tgraph\": 1, \"tasks\": {"
+                  " \"fits\": {\"fn\": \"sh\", \"args\": [{\"cmd\": \"head -c 1022 "
+                  "/dev/zero | tr '\\\\0' x\", \"text\": true}]},"
+                  " \"over\": {\"fn\": \"sh\", \"args\": [{\"cmd\": \"head -c 1023 "
+                  "/dev/zero | tr '\\\\0' x\", \"text\": true}]},"
+                  " \"many\": {\"fn\": \"range\", \"args\": [100000]},"
+                  " \".hidden/n\": {\"fn\": \"add\", \"args\": [1, 2]}},"
+                  " \"outputs\": [\"fits\", \"over\", \"many\", \".hidden/n\"]}");
+  r = run("run", "-q", "--no-cache", "--output", "o", "g.json");
+  struct stat st[4];
+  const char *files[4] = {"o/fits.tgv", "o/over.tgv", "o/many.tgv", "o/_hidden_n.tgv"};
+  for (int i = 0; i < 4; i++) cr_assert_eq(stat(files[i], &st[i]), 0, "%s", files[i]);
+  snprintf(want, sizeof want,
+           "{\"key\":\"fits\",\"file\":\"o/fits.tgv\",\"bytes\":%lld,"
+           "\"type\":\"str of 1022 bytes\",\"value\":\"%s\"}\n"
+           "{\"key\":\"over\",\"file\":\"o/over.tgv\",\"bytes\":%lld,"
+           "\"type\":\"str of 1023 bytes\"}\n"
+           "{\"key\":\"many\",\"file\":\"o/many.tgv\",\"bytes\":%lld,"
+           "\"type\":\"list of 100000\"}\n"
+           "{\"key\":\".hidden/n\",\"file\":\"o/_hidden_n.tgv\",\"bytes\":128,"
+           "\"type\":\"int\",\"value\":3}\n",
+           (long long)st[0].st_size, xs, (long long)st[1].st_size,
+           (long long)st[2].st_size);
+  tcli_expect(r, 0, want, "");
+  tcli_result_free(&r);
+  /* The files hold the values themselves. */
+  tg_value *v = NULL;
+  tg_error err;
+  cr_assert_eq(tg_load("o/many.tgv", 0, &v, &err), TG_OK, "%s", err.msg);
+  cr_expect_eq(tg_list_len(v), 100000);
+  cr_expect_eq(tg_value_int(tg_list_get(v, 99999)), 99999);
+  tg_value_unref(v);
+  cr_assert_eq(tg_load("o/over.tgv", 0, &v, &err), TG_OK, "%s", err.msg);
+  size_t len;
+  cr_expect_eq(tg_value_type(v), TG_STR);
+  cr_expect_eq(tg_str_data(v, &len)[1022], 'x');
+  cr_expect_eq(len, 1023);
+  tg_value_unref(v);
+  /* Without --output: the whole of every value, as one object. */
+  r = run("run", "-q", "--no-cache", "g.json");
+  cr_expect_eq(r.status, 0);
+  cr_expect_gt(r.outlen, 100000 * 2, "only %zu bytes printed", r.outlen);
+  cr_expect(strstr(r.out, ",99998,99999],\".hidden/n\":3}") != NULL);
   tcli_result_free(&r);
 }
 

@@ -26,13 +26,18 @@
  *                                         temporary file renamed
  *                                         into place, mode 0644)
  *   sh          (cmd, arg...)             stdout bytes             impure
- *               or ({"cmd": str,
+ *               or ({"cmd": str,          (a str with "text": true)
  *                    "args": [...],
- *                    "stdin": str|bytes})
+ *                    "stdin": str|bytes,
+ *                    "text": bool})
  *                  runs /bin/sh -c cmd with the arguments as $1, $2, ...
  *                  (str as is, numbers in decimal, others as JSON); a
  *                  non-zero exit or a signal fails the task with the
- *                  last lines of stderr. The command runs in its own
+ *                  last lines of stderr. With "text": true, stdout that
+ *                  is not valid UTF-8 fails the task (TG_EINVAL, the
+ *                  message gives the first bad byte's offset): it is
+ *                  never guessed at or silently returned as bytes.
+ *                  The command runs in its own
  *                  process group under a guard process: when the task
  *                  ends (finished or cancelled) whatever is left of the
  *                  group gets SIGTERM, then SIGKILL 2 s later; when the

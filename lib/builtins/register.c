@@ -25,7 +25,9 @@ static const bi_entry entries[] = {
      "write_file(path, data): write data, return path"},
     {"lines", tg__bi_lines, P, 1, "lines(text): list of lines"},
     {"json", tg__bi_json, P, 1, "json(text): the parsed JSON value"},
-    {"sh", tg__bi_sh, 0, -1, "sh(cmd, arg...): stdout of /bin/sh -c cmd"},
+    {"sh", tg__bi_sh, 0, -1,
+     "sh(cmd, arg...) or sh({cmd, args, stdin, text}): stdout of "
+     "/bin/sh -c cmd, bytes (a UTF-8 str with \"text\": true)"},
     {"sum", tg__bi_sum, P, 1, "sum(list): sum of numbers"},
     {"add", tg__bi_add, P, -1, "add(x, y, ...): sum of the arguments"},
     {"mul", tg__bi_mul, P, -1, "mul(x, y, ...): product of the arguments"},

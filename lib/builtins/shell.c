@@ -1,6 +1,6 @@
 /* lib/builtins/shell.c: the sh builtin: run a command through /bin/sh -c,
- * feed it stdin, collect stdout (the result) and the tail of stderr (the
- * error message when it fails). */
+ * feed it stdin, collect stdout (the result: bytes, or a str with "text":
+ * true) and the tail of stderr (the error message when it fails). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -100,6 +100,7 @@ typedef struct sh_job {
   size_t nargs;
   const char *in;
   size_t inlen;
+  bool text; /* stdout is returned as a str (it must be valid UTF-8) */
 } sh_job;
 
 /* Split the two calling forms into a job. */
@@ -117,7 +118,7 @@ static int parse_job(tg_task_ctx *ctx, tg_value *const *args, size_t nargs,
   if (tg_value_type(args[0]) != TG_MAP || nargs != 1)
     return tg__bi_type_error(ctx, "sh", 0, "a str or a map", args[0]);
   const tg_value *m = args[0], *a = tg_map_get_c(m, "args"),
-                 *in = tg_map_get_c(m, "stdin");
+                 *in = tg_map_get_c(m, "stdin"), *text = tg_map_get_c(m, "text");
   job->cmd = tg_map_get_c(m, "cmd");
   if (job->cmd == NULL || tg_value_type(job->cmd) != TG_STR)
     return tg_task_fail(ctx, TG_EINVAL, "sh: \"cmd\" must be a str");
@@ -133,6 +134,9 @@ static int parse_job(tg_task_ctx *ctx, tg_value *const *args, size_t nargs,
     job->in = tg_bytes_data(in, &job->inlen);
   else if (in != NULL)
     return tg_task_fail(ctx, TG_EINVAL, "sh: \"stdin\" must be str or bytes");
+  if (text != NULL && tg_value_type(text) != TG_BOOL)
+    return tg_task_fail(ctx, TG_EINVAL, "sh: \"text\" must be true or false");
+  job->text = text != NULL && tg_value_bool(text);
   return TG_OK;
 }
 
@@ -314,6 +318,20 @@ static int run_job(tg_task_ctx *ctx, const sh_job *job, char **argv, buf *out,
   return TG_OK;
 }
 
+/* stdout as the task's result: bytes, or with "text" a str, which fails
+ * the task when stdout is not UTF-8 rather than guess an encoding. */
+static int result(tg_task_ctx *ctx, const sh_job *job, const buf *so,
+                  tg_value **out) {
+  size_t good = job->text ? tg__utf8_valid_prefix(so->p, so->len) : so->len;
+  if (good != so->len)
+    return tg_task_fail(ctx, TG_EINVAL, "sh: stdout is not valid UTF-8 at byte "
+                        "%zu (of %zu); without \"text\": true it is returned "
+                        "as bytes", good, so->len);
+  *out = job->text ? tg_str(so->p, so->len) : tg_bytes(so->p, so->len);
+  if (*out == NULL) return tg_task_fail(ctx, TG_ENOMEM, "sh: out of memory");
+  return TG_OK;
+}
+
 TG__BI(sh) {
   sh_job job;
   int rc = parse_job(ctx, args, nargs, &job);
@@ -336,10 +354,7 @@ TG__BI(sh) {
       rc = tg_task_fail(ctx, TG_EIO, "sh: exit status %d%s%s",
                         WEXITSTATUS(status), tail[0] ? ": " : "", tail);
   }
-  if (rc == TG_OK) {
-    *out = tg_bytes(so.p, so.len);
-    if (*out == NULL) rc = tg_task_fail(ctx, TG_ENOMEM, "sh: out of memory");
-  }
+  if (rc == TG_OK) rc = result(ctx, &job, &so, out);
   tg__free(argv);
   tg__free(text.p);
   tg__free(so.p);

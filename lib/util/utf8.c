@@ -4,7 +4,7 @@
 
 #include "internal.h"
 
-bool tg__utf8_valid(const char *str, size_t len) {
+size_t tg__utf8_valid_prefix(const char *str, size_t len) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < len) {
@@ -34,18 +34,22 @@ bool tg__utf8_valid(const char *str, size_t len) {
       n = 3;
       cp = c & 0x07;
     } else {
-      return false; /* continuation byte, overlong lead, or > U+10FFFF */
+      return i; /* continuation byte, overlong lead, or > U+10FFFF */
     }
-    if (len - i - 1 < n) return false;
+    if (len - i - 1 < n) return i;
     for (size_t k = 1; k <= n; k++) {
       unsigned cc = s[i + k];
-      if ((cc & 0xC0) != 0x80) return false;
+      if ((cc & 0xC0) != 0x80) return i;
       cp = (cp << 6) | (cc & 0x3F);
     }
     if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
         (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
+      return i;
     i += n + 1;
   }
-  return true;
+  return len;
+}
+
+bool tg__utf8_valid(const char *str, size_t len) {
+  return tg__utf8_valid_prefix(str, len) == len;
 }
