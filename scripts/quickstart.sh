@@ -24,7 +24,7 @@ pkgs="meson ninja-build pkg-config gcc libc6-dev libxxhash-dev liblmdb-dev
 if [ "$mode" = test ]; then
   # tmux drives Ctrl-C in a real terminal; setpriv (util-linux) runs a
   # second local user; ps and pkill (procps) look for leftover processes.
-  pkgs="$pkgs clang libclang-rt-14-dev valgrind tmux util-linux procps"
+  pkgs="$pkgs clang libclang-rt-14-dev valgrind tmux util-linux procps graphviz"
 fi
 
 install_missing() {
