@@ -238,11 +238,11 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   tg__wbuf_varint(w, rec->nargs);
   for (uint32_t j = 0; j < rec->nargs; j++) put_arg(c, rec, j, &a[j]);
   c->nbatch++;
-  rec->sent = tg__now();
   if (rec->t && !rec->started) { /* now that its worker is known */
     rec->started = true;
     tg__task_started(&b->w, rec->t, c->idx);
   }
+  rec->sent = tg__now(); /* after STARTED: its calls are placed after it */
   if (nd->timeout > 0 && rec->t) watch(b, c, rec, nd->timeout * attempts_of(r, nd));
 }
 

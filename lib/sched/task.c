@@ -336,7 +336,10 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
   tg_task_ctx ctx;
   int rc = gather(w, r, nd, ctx.msg, sizeof ctx.msg);
   if (rc) {
-    if (rc != 1) fail_task(r, t, rc, ctx.msg), outcome_failed(oc, rc, ctx.msg);
+    if (rc != 1) {
+      fail_task(r, t, rc, ctx.msg);
+      outcome_failed(oc, rc, ctx.msg);
+    }
     *code = rc;
     return NULL;
   }
