@@ -253,7 +253,9 @@ typedef struct tg_event {
  *                  sent) for each task, and the least such bound of the
  *                  connection is used. Each call therefore lies between
  *                  the task's sending and its result's arrival, is early
- *                  by at most the quickest one-way trip seen, keeps its
+ *                  by at most the quickest trip seen on the connection
+ *                  from sending a task to the worker handling it
+ *                  (microseconds on an idle network), keeps its
  *                  measured duration, and calls of one worker thread
  *                  never overlap. A failure the client decides (a
  *                  timeout it enforces, a lost worker) spans from the

@@ -148,8 +148,9 @@ static void twice(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t id, const shape *s
  * rec->sent and was handled there at `received`, so offset <= received -
  * rec->sent for every task, however long the network took. c->offset is
  * the least of these bounds over the session: the true offset plus the
- * quickest one-way trip seen, so slices come out early by that trip at
- * most (microseconds on a LAN), and only ever move later as the bound
+ * quickest trip seen from sending a task to the worker handling it, so
+ * slices come out early by that trip at most (microseconds on an idle
+ * LAN; more while the worker is busy), and only ever move later as the bound
  * tightens: slices of one worker thread, which never overlap there,
  * never overlap here either. A call placed this way starts after its
  * task was sent and ends before its result came; the clamp only guards
