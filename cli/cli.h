@@ -134,6 +134,9 @@ typedef struct cli_call {
   double start, end; /* seconds since the run's start */
   const char *key;   /* borrowed from the info, or an owned copy */
   bool key_owned;
+  int thread;        /* the worker's thread of the calls, -1: none known */
+  unsigned attempts; /* calls made */
+  char *message;     /* FAILED: the failure's message (owned), else NULL */
 } cli_call;
 
 /* Filled by cli_events_on from any thread. */

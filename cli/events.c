@@ -27,8 +27,10 @@ int cli_events_init(cli_events *ev, const tg_graphjson_info *info,
 }
 
 void cli_events_free(cli_events *ev) {
-  for (size_t i = 0; i < ev->ncalls; i++)
+  for (size_t i = 0; i < ev->ncalls; i++) {
     if (ev->calls[i].key_owned) free((char *)ev->calls[i].key);
+    free(ev->calls[i].message);
+  }
   free(ev->calls);
   free((void *)ev->state);
   free(ev->task_of);
@@ -46,7 +48,8 @@ static void record_call(cli_events *ev, uint32_t task, const tg_event *e) {
   }
   cli_call *c = &ev->calls[ev->ncalls++];
   *c = (cli_call){task, e->kind, e->worker, e->status, e->start - ev->t0,
-                  e->end - ev->t0, NULL, false};
+                  e->end - ev->t0, NULL, false, e->thread, e->attempts, NULL};
+  if (e->message) c->message = strdup(e->message); /* out of memory: none */
   if (task != UINT32_MAX) {
     c->key = ev->info->tasks[task].key;
   } else { /* a node the reader made (tg.build) */

@@ -155,14 +155,54 @@ static const char *const state_name[] = {
 static const char *const state_color[] = {"#ffffff", "#d9d9d9", "#d9d9d9", "#a6d96a",
                                           "#f46d43", "#abd9e9", "#fee08b", "#ffffff"};
 
+/* The legend's rows: a colour per outcome (state_color's), what it means. */
+static const struct {
+  cli_state st;
+  const char *text;
+} legend_rows[] = {
+    {CLI_ST_RAN, "ran"},
+    {CLI_ST_CACHED, "cached: served from the cache"},
+    {CLI_ST_FAILED, "failed"},
+    {CLI_ST_SKIPPED, "cancelled or skipped: the run stopped first"},
+    {CLI_ST_PENDING, "not run"},
+    {CLI_ST_UNNEEDED, "not needed (dashed), also below a cached result"},
+};
+
+/* A node id for the legend that no task has: "legend", "legend 2", ... */
+static void legend_id(const tg_graphjson_info *info, char *id, size_t size) {
+  for (unsigned n = 1;; n++) {
+    if (n == 1) snprintf(id, size, "legend");
+    else snprintf(id, size, "legend %u", n);
+    bool taken = false;
+    for (size_t i = 0; i < info->ntasks && !taken; i++)
+      taken = strcmp(info->tasks[i].key, id) == 0;
+    if (!taken) return;
+  }
+}
+
+/* A box of its own explaining the colours: one table node in a cluster. */
+static void dot_legend(FILE *f, const tg_graphjson_info *info) {
+  char id[32];
+  legend_id(info, id, sizeof id);
+  fprintf(f, "  subgraph cluster_legend {\n    label=\"legend\"; fontname=\"Helvetica\";\n"
+             "    ");
+  dot_string(f, id);
+  fprintf(f, " [shape=plain, style=\"\", label=<<table border=\"0\" cellborder=\"1\" "
+             "cellspacing=\"2\">");
+  for (size_t i = 0; i < sizeof legend_rows / sizeof legend_rows[0]; i++)
+    fprintf(f, "<tr><td bgcolor=\"%s\"%s>%s</td></tr>", state_color[legend_rows[i].st],
+            legend_rows[i].st == CLI_ST_UNNEEDED ? " style=\"dashed\"" : "",
+            legend_rows[i].text);
+  fprintf(f, "</table>>];\n  }\n");
+}
+
 int cli_write_dot(const char *path, const tg_graphjson_info *info,
                   const cli_events *ev) {
   FILE *f = fopen(path, "w");
   if (f == NULL) return -errno;
   fprintf(f, "digraph tgraph {\n  rankdir=LR;\n"
-             "  node [shape=box, style=filled, fontname=\"Helvetica\"];\n"
-             "  // colours: ran green, cached blue, failed red, skipped "
-             "yellow, not needed white (dashed)\n");
+             "  node [shape=box, style=filled, fontname=\"Helvetica\"];\n");
+  dot_legend(f, info);
   bool *is_out = output_flags(info);
   for (size_t i = 0; i < info->ntasks; i++) {
     const tg_graphjson_task *t = &info->tasks[i];
@@ -197,18 +237,57 @@ int cli_write_dot(const char *path, const tg_graphjson_info *info,
 
 /* ---- --trace ---- */
 
-/* One event per task of the run: a complete event ("X") on its worker's
- * track for a call, an instant ("i") on a track of their own for tasks
- * served from the cache or skipped. */
-static void trace_event(FILE *f, const cli_events *ev, const cli_call *c, int idle_tid) {
+/* A track of the trace: one per (worker, thread) that made calls. */
+typedef struct lane {
+  int worker, thread;
+} lane;
+
+static int lane_cmp(const void *a, const void *b) {
+  const lane *x = a, *y = b;
+  if (x->worker != y->worker) return x->worker < y->worker ? -1 : 1;
+  return x->thread < y->thread ? -1 : x->thread > y->thread;
+}
+
+static bool is_slice(const cli_call *c) {
+  return (c->kind == TG_EVENT_FINISHED || c->kind == TG_EVENT_FAILED) && c->worker >= 0 &&
+         c->thread >= 0;
+}
+
+/* The distinct lanes of ev's slices, sorted; *n of them. Caller frees. */
+static lane *trace_lanes(const cli_events *ev, size_t *n) {
+  lane *v = malloc((ev->ncalls + 1) * sizeof *v);
+  *n = 0;
+  if (v == NULL) return NULL;
+  for (size_t i = 0; i < ev->ncalls; i++)
+    if (is_slice(&ev->calls[i])) v[(*n)++] = (lane){ev->calls[i].worker, ev->calls[i].thread};
+  qsort(v, *n, sizeof *v, lane_cmp);
+  size_t k = 0;
+  for (size_t i = 0; i < *n; i++)
+    if (k == 0 || lane_cmp(&v[k - 1], &v[i]) != 0) v[k++] = v[i];
+  *n = k;
+  return v;
+}
+
+/* tid of c's lane: its index, or idle_tid. */
+static int lane_tid(const lane *lanes, size_t n, const cli_call *c, int idle_tid) {
+  if (!is_slice(c)) return idle_tid;
+  lane key = {c->worker, c->thread};
+  const lane *at = bsearch(&key, lanes, n, sizeof key, lane_cmp);
+  return at ? (int)(at - lanes) : idle_tid;
+}
+
+/* One event per task of the run: a complete event ("X") on the track of
+ * the worker thread that made its calls, over the span they took; an
+ * instant ("i") on a track of its own for a task without a call slice
+ * (served from the cache, skipped, or failed outside a call). */
+static void trace_event(FILE *f, const cli_events *ev, const cli_call *c, int tid) {
   static const char *const what[] = {"started", "ran", "failed", "cached", "skipped"};
   const char *fn = c->task != UINT32_MAX ? ev->info->tasks[c->task].fn : "tg.build";
-  bool called = c->kind == TG_EVENT_FINISHED || c->kind == TG_EVENT_FAILED;
   fprintf(f, ",\n{\"name\": ");
   cli_json_string(f, c->key);
   fprintf(f, ", \"cat\": ");
   cli_json_string(f, fn);
-  if (called) {
+  if (is_slice(c)) {
     double dur = (c->end - c->start) * 1e6;
     fprintf(f, ", \"ph\": \"X\", \"ts\": %.3f, \"dur\": %.3f", c->start * 1e6,
             dur < 0 ? 0 : dur);
@@ -216,25 +295,41 @@ static void trace_event(FILE *f, const cli_events *ev, const cli_call *c, int id
     fprintf(f, ", \"ph\": \"i\", \"s\": \"t\", \"ts\": %.3f", c->end * 1e6);
   }
   fprintf(f, ", \"pid\": 1, \"tid\": %d, \"args\": {\"state\": \"%s\", "
-             "\"status\": \"%s\"}}",
-          called && c->worker >= 0 ? c->worker : idle_tid, what[c->kind],
-          c->status == TG_OK ? "ok" : tg_err_name(c->status));
+             "\"status\": \"%s\", \"worker\": %d, \"thread\": %d, \"attempts\": %u",
+          tid, what[c->kind], c->status == TG_OK ? "ok" : tg_err_name(c->status),
+          c->worker, c->thread, c->attempts);
+  if (c->message) {
+    fprintf(f, ", \"message\": ");
+    cli_json_string(f, c->message);
+  }
+  fprintf(f, "}}");
 }
 
 int cli_write_trace(const char *path, const cli_events *ev) {
+  size_t nlanes = 0;
+  lane *lanes = trace_lanes(ev, &nlanes);
+  if (lanes == NULL) return TG_ENOMEM;
   FILE *f = fopen(path, "w");
-  if (f == NULL) return -errno;
-  int idle_tid = ev->max_worker + 1;
+  if (f == NULL) {
+    int e = -errno;
+    free(lanes);
+    return e;
+  }
+  int idle_tid = (int)nlanes;
   fprintf(f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
   fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, "
              "\"args\": {\"name\": \"tgraph run\"}}");
-  for (int w = 0; w <= ev->max_worker; w++)
+  for (size_t l = 0; l < nlanes; l++)
     fprintf(f, ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 1, "
-               "\"tid\": %d, \"args\": {\"name\": \"worker %d\"}}", w, w);
+               "\"tid\": %zu, \"args\": {\"name\": \"worker %d thread %d\"}}",
+            l, lanes[l].worker, lanes[l].thread);
   fprintf(f, ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 1, "
-             "\"tid\": %d, \"args\": {\"name\": \"cached or skipped\"}}", idle_tid);
-  for (size_t i = 0; i < ev->ncalls; i++) trace_event(f, ev, &ev->calls[i], idle_tid);
+             "\"tid\": %d, \"args\": {\"name\": \"no call: cached, skipped, "
+             "failed before a call\"}}", idle_tid);
+  for (size_t i = 0; i < ev->ncalls; i++)
+    trace_event(f, ev, &ev->calls[i], lane_tid(lanes, nlanes, &ev->calls[i], idle_tid));
   fprintf(f, "\n]}\n");
+  free(lanes);
   /* A failed write (disk full) sets the stream's error flag; fclose alone
    * would report success for it. */
   bool bad = ferror(f) != 0;

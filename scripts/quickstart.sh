@@ -25,6 +25,8 @@ if [ "$mode" = test ]; then
   # tmux drives Ctrl-C in a real terminal; setpriv (util-linux) runs a
   # second local user; ps and pkill (procps) look for leftover processes.
   pkgs="$pkgs clang libclang-rt-14-dev valgrind tmux util-linux procps"
+  # dot renders the --dot legend in the trace suite.
+  pkgs="$pkgs graphviz"
   # The Python reader's test: numpy, zstd-compressed files, checksums.
   pkgs="$pkgs python3-numpy python3-zstandard python3-xxhash"
 fi

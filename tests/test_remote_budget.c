@@ -180,6 +180,9 @@ static void fake_serve(void *sock, uint64_t claim) {
         tg__wbuf_varint(&h, 1); /* calls */
         tg__wbuf_varint(&h, 0); /* failed calls */
         tg__wbuf_varint(&h, 10);
+        tg__wbuf_varint(&h, 1); /* thread 0 */
+        tg__wbuf_varint(&h, 0); /* received */
+        tg__wbuf_varint(&h, 0); /* waited */
         tg__wbuf_u8(&h, TG__RS_KEPT);
         if (claim) {
           tg__wbuf_varint(&h, claim * 16);

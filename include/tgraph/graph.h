@@ -201,28 +201,67 @@ typedef struct tg_event {
                        caller's; executor submissions run a copy, whose
                        node ids differ: use the key) */
   const char *key;  /* the node's key; valid during the callback */
-  int worker;       /* 0-based worker running it (STARTED, FINISHED,
-                       FAILED); -1 for CACHED and SKIPPED, and for STARTED
-                       on tcp (sent before a worker is chosen) */
+  int worker;       /* 0-based worker that runs the calls (STARTED,
+                       FINISHED, FAILED); -1 for CACHED and SKIPPED. On
+                       tcp, the index of the worker's address in the
+                       executor's list; STARTED is reported when the task
+                       is sent to it. processes: a retry may run on another
+                       worker; STARTED names the first, the closing event
+                       the one that made the last call */
   int status;       /* FAILED: the error code; TG_OK otherwise */
-  double start;     /* CLOCK_MONOTONIC seconds when the call began: on
-                       processes and tcp, the worker's measured duration
-                       before the end when it reports one, else when the
-                       task was sent; == end for CACHED, SKIPPED and a
-                       failure before the call */
-  double end;       /* when the event happened (STARTED: == start) */
+  double start;     /* CLOCK_MONOTONIC seconds of this process when the
+                       calls began (see "Times" below); == end for
+                       CACHED, SKIPPED and a failure before any call */
+  double end;       /* when they ended, or when the event happened
+                       (STARTED: == start) */
   size_t tasks;     /* tasks in the run: the same in each of its events */
   /* ---- since 0.2: added at the end, so callbacks built before still read
    * the fields above at the same offsets ---- */
   const char *func; /* the task's function name (valid during the
                        callback); NULL for nodes that call none */
-  int thread;       /* the worker's thread that ran the call, 0-based,
-                       one per concurrent slot of the worker; -1 when
-                       there was no call */
-  unsigned attempts; /* calls made: 1 + retries; 0 when never called */
-  const char *message; /* FAILED: the failure's message (valid during the
-                          callback); NULL otherwise */
+  int thread;       /* the worker's thread that made the calls, 0-based,
+                       one per concurrent slot of the worker: 0 on sync,
+                       threads (a worker is one thread) and processes (a
+                       worker is one single-threaded process); on tcp the
+                       thread of the worker's pool (tgraph worker
+                       --threads). -1 when there was no call (CACHED,
+                       SKIPPED, a failure before the call) and for
+                       STARTED on tcp (the worker's pool picks the thread
+                       when the call begins there) */
+  unsigned attempts; /* calls made: 1 + retries; 0 when never called.
+                        STARTED: 1 (the first call). processes: a
+                        failure after a retry could not be sent counts
+                        the calls made before */
+  const char *message; /* FAILED: the failure's message (as in
+                          tg_graph_errmsg, without the key), never NULL;
+                          NULL for the other kinds. Valid during the
+                          callback */
 } tg_event;
+
+/* Times. start and end of FINISHED and FAILED are on the calling
+ * process's CLOCK_MONOTONIC (tg__now, as clock_gettime gives it), by
+ * backend:
+ *   sync, threads  measured around the calls, all attempts included;
+ *   processes      the last attempt, measured by the worker process (it
+ *                  reads the same clock); earlier attempts, perhaps on
+ *                  other workers, are counted in attempts only;
+ *   tcp            all attempts (the worker retries in place), measured
+ *                  by the worker on its clock and placed on ours: the
+ *                  worker says when it handled the message carrying the
+ *                  task and how long the task waited there; the offset
+ *                  between the clocks is bounded above by (handled -
+ *                  sent) for each task, and the least such bound of the
+ *                  connection is used. Each call therefore lies between
+ *                  the task's sending and its result's arrival, is early
+ *                  by at most the quickest trip seen on the connection
+ *                  from sending a task to the worker handling it
+ *                  (microseconds on an idle network), keeps its
+ *                  measured duration, and calls of one worker thread
+ *                  never overlap. A failure the client decides (a
+ *                  timeout it enforces, a lost worker) spans from the
+ *                  sending to the event, with thread -1 and attempts 0
+ *                  (what ran there is not known).
+ * Slices of one (worker, thread) never overlap on any backend. */
 
 /* ev and the strings in it are valid during the call only. */
 typedef void (*tg_event_fn)(void *ctx, const tg_event *ev);

@@ -355,7 +355,8 @@ static int add_one(tg__ppool *p, tg__pworker *w, tg__pbatch **bp, size_t msg_sta
     p->nretry--;
     args = pt.args;
     if (tg__run_stopped(pt.t->run)) { /* no point running it again */
-      tg__task_end(&p->w, pt.t, TG_ECANCELED, NULL, "the compute stopped");
+      tg__call_report rep = tg__pd_report(p, &pt, -1, -1); /* the calls before */
+      tg__task_end_report(&p->w, pt.t, TG_ECANCELED, NULL, "the compute stopped", &rep);
       tg__pd_take_made_ready(p);
       tg__free(pt.args);
       return 0;
@@ -494,8 +495,19 @@ void tg__pd_requeue(tg__ppool *p, const tg__ptask *pt, tg_value *const *args) {
   p->retry[p->nretry++] = r;
 }
 
+tg__call_report tg__pd_report(const tg__ppool *p, const tg__ptask *pt, int64_t start_ns,
+                              double seconds) {
+  /* Forked workers read the same CLOCK_MONOTONIC as tg__now(): their
+   * times need no conversion. */
+  double start = start_ns >= 0 ? (double)start_ns * 1e-9 : -1;
+  return (tg__call_report){.start = start, .end = start + (seconds > 0 ? seconds : 0),
+                           .seconds = seconds, .worker = p->w.worker,
+                           .thread = start_ns >= 0 ? 0 : -1,
+                           .attempts = (unsigned)pt->attempt + (start_ns >= 0)};
+}
+
 void tg__pd_task_failed(tg__ppool *p, const tg__ptask *pt, tg_value *const *args,
-                        int rc, const char *msg, double seconds) {
+                        int rc, const char *msg, int64_t start_ns, double seconds) {
   tg__run *r = pt->t->run;
   const tg__gnode *nd = &r->g->nodes[pt->t->node];
   if (pt->attempt + 1 < attempts_of(r, nd) && !tg__run_stopped(r)) {
@@ -506,7 +518,8 @@ void tg__pd_task_failed(tg__ppool *p, const tg__ptask *pt, tg_value *const *args
     tg__pd_requeue(p, &again, args);
     return;
   }
-  tg__task_end_timed(&p->w, pt->t, rc, NULL, msg && *msg ? msg : NULL, seconds);
+  tg__call_report rep = tg__pd_report(p, pt, start_ns, seconds);
+  tg__task_end_report(&p->w, pt->t, rc, NULL, msg && *msg ? msg : NULL, &rep);
   tg__pd_take_made_ready(p);
 }
 

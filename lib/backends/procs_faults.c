@@ -187,9 +187,10 @@ static bool settle_tasks(tg__ppool *p, tg__pworker *w, int status) {
         char kb[TG__NAME_MAX + 32], msg[512];
         const char *key = tg__run_key(pt.t->run, pt.t->node, kb, sizeof kb);
         int code = blame(w, status, key, msg, sizeof msg);
-        double ran = (double)(tg__pnow_ns() - atomic_load(&p->shared[w->slot].start_ns)) * 1e-9;
+        int64_t t0 = atomic_load(&p->shared[w->slot].start_ns);
+        double ran = (double)(tg__pnow_ns() - t0) * 1e-9;
         p->w.worker = w->slot;
-        tg__pd_task_failed(p, &pt, tg__pd_args(b, &pt), code, msg, ran);
+        tg__pd_task_failed(p, &pt, tg__pd_args(b, &pt), code, msg, t0, ran);
         blamed = true;
       } else {
         tg__pd_requeue(p, &pt, tg__pd_args(b, &pt));
@@ -238,7 +239,8 @@ void tg__pf_no_workers(tg__ppool *p, const char *why) {
   while (p->nretry || p->nready) {
     if (p->nretry) {
       tg__ptask pt = p->retry[--p->nretry];
-      tg__task_end(&p->w, pt.t, TG_EWORKER, NULL, why);
+      tg__call_report rep = tg__pd_report(p, &pt, -1, -1); /* the calls before */
+      tg__task_end_report(&p->w, pt.t, TG_EWORKER, NULL, why, &rep);
       tg__free(pt.args);
     } else {
       tg__task *t = p->ready[--p->nready];

@@ -87,7 +87,10 @@ enum {
   TG__PM_HELLO = 1,   /* worker -> parent: started (body: varint pid) */
   TG__PM_BATCH = 2,   /* parent -> worker: tasks to run */
   TG__PM_CONTROL = 3, /* parent -> worker: segments to forget / release */
-  TG__PM_RESULTS = 4, /* worker -> parent: the outcomes of one batch */
+  TG__PM_RESULTS = 4, /* worker -> parent: the outcomes of one batch (u32
+                         n; per task u8 status, varint start ns on
+                         CLOCK_MONOTONIC, varint duration ns, then the
+                         value or varint zigzag code + str message) */
   TG__PM_LOG = 6,     /* worker -> parent: a tg_task_log() line */
 };
 
@@ -571,10 +574,16 @@ void tg__pd_dispatch(tg__ppool *p);
 /* A message from worker w. TG_OK, or TG_EPROTO (the worker is broken). */
 int tg__pd_message(tg__ppool *p, tg__pworker *w, const tg__pmsg *m);
 /* Finish a begun task (arguments args) whose attempt failed with rc/msg
- * after `seconds` in its worker (negative: unknown), or queue it again
+ * in worker p->w.worker, having begun at start_ns (CLOCK_MONOTONIC, as
+ * tg__pnow_ns; negative: unknown) and run `seconds`, or queue it again
  * when it has attempts left. */
 void tg__pd_task_failed(tg__ppool *p, const tg__ptask *pt, tg_value *const *args,
-                        int rc, const char *msg, double seconds);
+                        int rc, const char *msg, int64_t start_ns, double seconds);
+/* The report of pt's last attempt, run by worker p->w.worker from
+ * start_ns for `seconds` (start_ns < 0: not run, or not measured). A
+ * worker process is one thread: its slot 0. */
+tg__call_report tg__pd_report(const tg__ppool *p, const tg__ptask *pt, int64_t start_ns,
+                              double seconds);
 /* Queue a begun task to run again as it is (a copy of args is kept). */
 void tg__pd_requeue(tg__ppool *p, const tg__ptask *pt, tg_value *const *args);
 /* A task of a batch in flight: its argument values. */

@@ -96,7 +96,10 @@ static int dec_seg(void *ctx, const tg__pref *ref, tg_value **out) {
 static int one_result(tg__ppool *p, tg__pbatch *b, tg__ptask *pt, tg__pdec *d,
                       uint64_t *dur) {
   uint8_t st;
-  if (tg__pdec_u8(d, &st) || tg__pdec_varint(d, dur)) return TG_EPROTO;
+  uint64_t t0;
+  if (tg__pdec_u8(d, &st) || tg__pdec_varint(d, &t0) || tg__pdec_varint(d, dur) ||
+      t0 > INT64_MAX)
+    return TG_EPROTO;
   tg__ptask done = *pt;
   double secs = (double)*dur * 1e-9;
   if (st == 0) {
@@ -104,8 +107,9 @@ static int one_result(tg__ppool *p, tg__pbatch *b, tg__ptask *pt, tg__pdec *d,
     int rc = tg__pdec_value(d, &v);
     if (rc == TG_EPROTO) return rc;
     pt->t = NULL;
-    tg__task_end_timed(&p->w, done.t, rc, v,
-                       rc ? "cannot take the result from the worker" : NULL, secs);
+    tg__call_report rep = tg__pd_report(p, &done, (int64_t)t0, secs);
+    tg__task_end_report(&p->w, done.t, rc, v,
+                        rc ? "cannot take the result from the worker" : NULL, &rep);
     tg__pd_take_made_ready(p);
     return TG_OK;
   }
@@ -117,7 +121,8 @@ static int one_result(tg__ppool *p, tg__pbatch *b, tg__ptask *pt, tg__pdec *d,
   snprintf(buf, sizeof buf, "%.*s", (int)(len < sizeof buf ? len : sizeof buf - 1), msg);
   int rc = (int)tg__unzigzag(code);
   pt->t = NULL;
-  tg__pd_task_failed(p, &done, tg__pd_args(b, &done), rc < 0 ? rc : TG_ETASK, buf, secs);
+  tg__pd_task_failed(p, &done, tg__pd_args(b, &done), rc < 0 ? rc : TG_ETASK, buf,
+                     (int64_t)t0, secs);
   return TG_OK;
 }
 

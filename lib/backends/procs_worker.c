@@ -161,10 +161,11 @@ static int invoke(wk *k, const call *c, tg_task_ctx *ctx, tg_value **out) {
   return tg__task_invoke(ctx, &k->node, k->args, out);
 }
 
-static void put_failure(wk *k, int64_t dur, int rc, const char *msg) {
+static void put_failure(wk *k, int64_t t0, int64_t dur, int rc, const char *msg) {
   tg__pbuf *b = &k->c.out;
-  if (tg__pbuf_reserve(b, 1 + 2 * TG__VARINT_MAX) != TG_OK) leave(TG__PWORKER_ENOMEM);
+  if (tg__pbuf_reserve(b, 1 + 3 * TG__VARINT_MAX) != TG_OK) leave(TG__PWORKER_ENOMEM);
   tg__pbuf_u8(b, 1);
+  tg__pbuf_varint(b, (uint64_t)t0);
   tg__pbuf_varint(b, (uint64_t)dur);
   tg__pbuf_varint(b, tg__zigzag(rc));
   if (tg__penc_str(b, msg, strlen(msg)) != TG_OK) leave(TG__PWORKER_ENOMEM);
@@ -187,9 +188,10 @@ static void run_task(wk *k, uint32_t seq, uint32_t i, tg__pdec *d) {
   for (size_t j = 0; j < c.nargs; j++) tg_value_unref(k->args[j]);
   if (rc == TG_OK) {
     tg__pbuf *b = &k->c.out;
-    int erc = tg__pbuf_reserve(b, 1 + TG__VARINT_MAX);
+    int erc = tg__pbuf_reserve(b, 1 + 2 * TG__VARINT_MAX);
     if (erc == TG_OK) {
       tg__pbuf_u8(b, 0);
+      tg__pbuf_varint(b, (uint64_t)t0);
       tg__pbuf_varint(b, (uint64_t)dur);
       erc = tg__penc_value(b, out, tg__wsegs_enc, k->segs);
     }
@@ -200,7 +202,7 @@ static void run_task(wk *k, uint32_t seq, uint32_t i, tg__pdec *d) {
     return;
   }
   tg_value_unref(out);
-  put_failure(k, dur, rc, ctx.fail_code ? ctx.msg : "");
+  put_failure(k, t0, dur, rc, ctx.fail_code ? ctx.msg : "");
 }
 
 /* ---- messages ---------------------------------------------------------------------- */

@@ -316,6 +316,8 @@ static int tcp_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *e
   }
   pthread_mutex_init(&b->mu, NULL);
   tg__wctx_init(&b->w, 0);
+  b->w.defer_started = true; /* reported when a worker is chosen (append) */
+  b->w.thread = -1;          /* the worker's pool picks the thread later */
   int rc = configure(b, cfg->opts, err);
   if (rc == TG_OK) {
     b->base.workers = (unsigned)b->nconns;

@@ -311,6 +311,7 @@ static void welcome(tcp *b, tcp_conn *c, tg__rbuf *r) {
     tg__tcp_conn_lost(b, c, why, true);
   } else {
     c->state = CS_READY;
+    c->offset = NAN; /* a new session: perhaps another worker's clock */
     c->nthreads = nthreads ? (unsigned)nthreads : 1;
     c->peer_mis = (int)mis;
     c->why[0] = '\0';

@@ -238,6 +238,11 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   tg__wbuf_varint(w, rec->nargs);
   for (uint32_t j = 0; j < rec->nargs; j++) put_arg(c, rec, j, &a[j]);
   c->nbatch++;
+  if (rec->t && !rec->started) { /* now that its worker is known */
+    rec->started = true;
+    tg__task_started(&b->w, rec->t, c->idx);
+  }
+  rec->sent = tg__now(); /* after STARTED: its calls are placed after it */
   if (nd->timeout > 0 && rec->t) watch(b, c, rec, nd->timeout * attempts_of(r, nd));
 }
 
@@ -553,7 +558,7 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
   tg_value *const *args;
   size_t n;
   tcp_rec *rec = NULL;
-  b->w.worker = -1; /* task events: no worker is chosen yet */
+  b->w.worker = -1; /* failures here: no worker is chosen yet */
   if (tg__task_begin(&b->w, t, &args, &n)) {
     rec = rec_new(rs, t, (uint32_t)n);
     if (rec) {

@@ -135,6 +135,8 @@ struct tcp_rec {
                               run's budget */
   bool replan;             /* its worker or a fetch was lost meanwhile */
   bool abort;              /* its run was cancelled meanwhile */
+  bool started;            /* its STARTED event was reported */
+  double sent;             /* when it was last put in a TASKS message */
 };
 
 enum { CS_IDLE = 0, CS_CONNECTING = 1, CS_READY = 2, CS_FAILED = 3 };
@@ -169,6 +171,8 @@ struct tcp_conn {
   size_t nbvals, cap_bvals;
   tg__wbuf frees;          /* object ids to free */
   uint32_t nfrees;
+  double offset;           /* the worker's clock minus ours, bounded from
+                              above (tcp_results.c); NAN: no result yet */
 };
 
 struct tcp {

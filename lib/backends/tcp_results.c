@@ -2,14 +2,14 @@
  * (inline values, results kept there with their shape, failures), fetched
  * values, and the verdicts on function definitions. A worker's replies
  * are checked like any input; a malformed one loses that worker. */
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "backends/tcp_internal.h"
 #include "remote/wire.h"
 #include "sched/memo.h"
-
-/* ---- task results ----------------------------------------------------------- */
 
 typedef struct shape {
   uint8_t kind;
@@ -137,10 +137,50 @@ static void twice(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t id, const shape *s
   tg__tcp_conn_ban(b, c, why);
 }
 
+/* ---- the worker's clock ------------------------------------------------------ */
+
+/* What the worker said of rec's calls (thread1: its thread + 1, 0 for
+ * none; received: its clock when the task's message came; wait: from
+ * then to the first call; secs: the calls' span) placed on our clock.
+ *
+ * The worker's clock runs at our rate but from another origin: offset =
+ * its reading minus ours at one instant. The task's message left here at
+ * rec->sent and was handled there at `received`, so offset <= received -
+ * rec->sent for every task, however long the network took. c->offset is
+ * the least of these bounds over the session: the true offset plus the
+ * quickest trip seen from sending a task to the worker handling it, so
+ * slices come out early by that trip at most (microseconds on an idle
+ * LAN; more while the worker is busy), and only ever move later as the bound
+ * tightens: slices of one worker thread, which never overlap there,
+ * never overlap here either. A call placed this way starts after its
+ * task was sent and ends before its result came; the clamp only guards
+ * against clocks that do not run at one rate. */
+static tg__call_report placed(tcp_conn *c, const tcp_rec *rec, uint64_t thread1,
+                              uint64_t received_us, uint64_t wait_us, double secs,
+                              uint64_t calls) {
+  tg__call_report rep = {.start = -1, .seconds = -1, .worker = c->idx, .thread = -1,
+                         .attempts = calls > UINT_MAX ? UINT_MAX : (unsigned)calls};
+  if (!thread1 || thread1 > c->nthreads) return rep; /* no call made */
+  double received = (double)received_us * 1e-6, now = tg__now();
+  double bound = received - rec->sent;
+  if (isnan(c->offset) || bound < c->offset) c->offset = bound;
+  double start = received + (double)wait_us * 1e-6 - c->offset;
+  if (start < rec->sent) start = rec->sent;
+  if (start > now) start = now;
+  rep.start = start;
+  rep.end = start + secs > now ? now : start + secs;
+  rep.thread = (int)(thread1 - 1);
+  return rep;
+}
+
+/* ---- task results ------------------------------------------------------------ */
+
 /* One result record; false when malformed (or c dropped). */
 static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   uint64_t id = tg__rbuf_varint(r), calls = tg__rbuf_varint(r), fails = tg__rbuf_varint(r);
   double secs = (double)tg__rbuf_varint(r) * 1e-6;
+  uint64_t thread1 = tg__rbuf_varint(r), received_us = tg__rbuf_varint(r),
+           wait_us = tg__rbuf_varint(r);
   uint8_t st = tg__rbuf_u8(r);
   tg_value *v = NULL;
   int code = TG_OK;
@@ -205,8 +245,10 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
         tg__wbuf_varint(&c->frees, rec->store); /* not named: let it go there */
         c->nfrees++;
       }
-      tg__task_end(&b->w, rec->t, code, code == TG_OK ? v : NULL,
-                   code == TG_ENOMEM && !*msg ? "out of memory" : msg[0] ? msg : NULL);
+      tg__call_report rep = placed(c, rec, thread1, received_us, wait_us, secs, calls);
+      tg__task_end_report(&b->w, rec->t, code, code == TG_OK ? v : NULL,
+                          code == TG_ENOMEM && !*msg ? "out of memory" : msg[0] ? msg : NULL,
+                          &rep);
       if (code != TG_OK) tg_value_unref(v);
       v = NULL;
       tg__tcp_take_ready(b);

@@ -42,7 +42,13 @@
  *   RESULTS varint n, n result records; then one value: the list of
  *           inline results the records index.
  *     result: varint task id, varint calls, varint failed calls,
- *           varint micro-seconds, u8 status:
+ *           varint micro-seconds from the first call's start to the last
+ *           call's end, varint thread + 1 of the worker's pool that made
+ *           the calls (0: none made), varint micro-seconds of the
+ *           worker's CLOCK_MONOTONIC when the TASKS message carrying the
+ *           task was handled, varint micro-seconds from then to the
+ *           first call's start (the client converts these to its clock:
+ *           lib/backends/tcp_results.c), u8 status:
  *             0 inline: varint index
  *             1 kept: varint bytes, u8 shape (0 none, 1 list: varint n,
  *               2 map: varint n, n x str key)

@@ -117,7 +117,9 @@ struct wtask {
   tg_value *out;
   char msg[256];
   uint32_t calls, fails;
-  double secs;
+  double secs;          /* from the first call's start to the last's end */
+  double received;      /* when its TASKS message was handled (tg__now) */
+  double started;       /* when its first call began; 0: never called */
 };
 
 /* A tg_task_log() line waiting to go to its client. */

@@ -28,6 +28,7 @@ static void run_task(wtask *t, int worker) {
   tg_task_ctx ctx;
   double t0 = tg__now();
   t->worker = worker;
+  t->started = t0;
   for (uint32_t at = 0;; at++) {
     tg__task_ctx_init(&ctx, t->fn, t->run->token, 0, worker, (int)at);
     ctx.key = t->key; /* already known: no run graph to format it from */

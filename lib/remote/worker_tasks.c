@@ -274,6 +274,7 @@ static bool parse_task(wsess *s, tg__rbuf *r, wrun *run, tg_value *vals,
 }
 
 bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
+  double received = tg__now();
   uint64_t seq = tg__rbuf_varint(r);
   uint64_t n = tg__rbuf_count(r, TG__MAX_BATCH);
   tg_value *vals = NULL;
@@ -295,6 +296,7 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
   for (uint64_t i = 0; ok && i < n; i++) {
     wtask *t;
     ok = parse_task(s, r, run, vals, &t);
+    if (t) t->received = received;
     if (!ok) break;
     if (t->flags & TG__RF_KEEP && t->store && !tg__idmap_get(&s->objs, t->store) &&
         !obj_new(s, t->store))
@@ -458,6 +460,13 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
   tg__wbuf_varint(b, t->calls);
   tg__wbuf_varint(b, t->fails);
   tg__wbuf_varint(b, (uint64_t)(t->secs * 1e6));
+  /* Where the calls ran and when, on this worker's clock: the client
+   * places them on its own (see proto.h). */
+  bool called = t->calls > 0 && t->started > 0;
+  double wait = called && t->started > t->received ? t->started - t->received : 0;
+  tg__wbuf_varint(b, called ? (uint64_t)t->worker + 1 : 0);
+  tg__wbuf_varint(b, (uint64_t)(t->received * 1e6));
+  tg__wbuf_varint(b, (uint64_t)(wait * 1e6));
   if (!ok) {
     tg__wbuf_u8(b, TG__RS_FAILED);
     tg__wbuf_svarint(b, t->rc);

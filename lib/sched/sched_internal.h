@@ -246,6 +246,12 @@ typedef struct tg__wctx {
   tg__task *ready_rest;  /* the others, linked, least urgent first */
   tg_value **scratch;    /* argument arrays */
   size_t scratch_cap;
+  int thread;            /* STARTED events of tg__task_begin: the worker's
+                            thread that will call, -1 not known yet (0
+                            after tg__wctx_init) */
+  bool defer_started;    /* tg__task_begin reports no STARTED: the backend
+                            calls tg__task_started once it has chosen the
+                            worker */
 } tg__wctx;
 
 void tg__wctx_init(tg__wctx *w, int worker);
@@ -263,8 +269,27 @@ void tg__task_exec(tg__wctx *w, tg__task *t);
  * was skipped or failed here, and is already finished. */
 bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
                     size_t *nargs);
+/* What a backend running functions elsewhere knows of a task's calls,
+ * for the task's closing event (tg_event) and the cache's timing. */
+typedef struct tg__call_report {
+  double start, end; /* the last call's span, on this process's monotonic
+                        clock (tg__now); start < 0: not measured (the
+                        event then spans from tg__task_begin to now) */
+  double seconds;    /* the call's measured duration, for the cache's
+                        timing; < 0: unknown */
+  int worker;        /* the worker that made the calls */
+  int thread;        /* its thread (0-based slot) that made them; -1: none */
+  unsigned attempts; /* calls made, retries included; 0: none */
+  const char *message; /* emit's own: the failure's message */
+} tg__call_report;
+
+/* Report the STARTED event of a task begun with tg__task_begin (with
+ * w->defer_started) on `worker`. Call once per task. */
+void tg__task_started(tg__wctx *w, tg__task *t, int worker);
+
 /* Finish a task begun with tg__task_begin: rc and result (taken) of the
- * call; msg (may be NULL) says why it failed. */
+ * call; msg (may be NULL) says why it failed. No call is reported: the
+ * closing event names no thread and counts no attempt. */
 void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
                   const char *msg);
 /* The same with the call's duration as the worker measured it (seconds;
@@ -273,6 +298,10 @@ void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
  * which includes queueing and transfer. */
 void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
                         const char *msg, double seconds);
+/* The same with what the backend measured of the calls (rep borrowed;
+ * rep->worker replaces w->worker in the event, rep->message is ignored). */
+void tg__task_end_report(tg__wctx *w, tg__task *t, int rc, tg_value *result,
+                         const char *msg, const tg__call_report *rep);
 /* One attempt at node nd's call (or the list of calls of a map chunk) on
  * args, as task execution makes it, for workers that run calls outside
  * any run (processes, tcp; nd needs fn, kind, nargs, aux and timeout):

@@ -92,26 +92,32 @@ static void finish(tg__wctx *w, tg__task *t, tg_value *res, bool release) {
 /* ---- events ---------------------------------------------------------------- */
 
 /* Report an event of t to the run's callback (set: callers test it).
- * Kept out of line: the hot path only tests whether a callback is set. */
+ * Kept out of line: the hot path only tests whether a callback is set.
+ * x (NULL: no call) says which thread made the calls, how many, and why
+ * the task failed. */
 static __attribute__((cold, noinline)) void emit(const tg__run *r, const tg__task *t,
                                                  tg_event_kind kind, int worker, int status,
-                                                 double start, double end) {
+                                                 double start, double end,
+                                                 const tg__call_report *x) {
   tg__run *mr = (tg__run *)r; /* the count is not part of the run's value */
   if (!tg__run_callout_begin(mr)) return; /* the compute returned */
   char kb[TG__NAME_MAX + 32];
+  const tg_func *fn = r->g->nodes[t->node].fn;
   tg_event ev = {.kind = kind, .node = t->node,
                  .key = tg__run_key(r, t->node, kb, sizeof kb), .worker = worker,
                  .status = status, .start = start, .end = end,
-                 .tasks = r->plan.ntasks, .thread = -1};
+                 .tasks = r->plan.ntasks, .func = fn ? tg_func_name(fn) : NULL,
+                 .thread = x ? x->thread : -1, .attempts = x ? x->attempts : 0,
+                 .message = x && kind == TG_EVENT_FAILED ? x->message : NULL};
   r->on_event(r->event_ctx, &ev);
   tg__run_callout_end(mr);
 }
 
 /* An event without a call: at one instant. */
 static void emit_now(const tg__run *r, const tg__task *t, tg_event_kind kind, int worker,
-                     int status) {
+                     int status, const tg__call_report *x) {
   double now = tg__now();
-  emit(r, t, kind, worker, status, now, now);
+  emit(r, t, kind, worker, status, now, now, x);
 }
 
 /* ---- failing --------------------------------------------------------------- */
@@ -308,24 +314,41 @@ static int attempts_of(const tg__run *r, const tg__gnode *nd) {
   return 1 + (nd->retries >= 0 ? nd->retries : r->retries);
 }
 
+/* What an observed call tells its closing event: the calls made and the
+ * failure's message. */
+typedef struct outcome {
+  unsigned attempts;
+  char msg[256];
+} outcome;
+
+/* The message a failure is reported with (as fail_task words it). */
+static void outcome_failed(outcome *oc, int code, const char *msg) {
+  if (oc) snprintf(oc->msg, sizeof oc->msg, "%s", msg && *msg ? msg : tg_strerror(code));
+}
+
 /* Call t's function with retries; its result, or NULL with *code the
  * failure (recorded) or 1 (an input is missing: the run stopped). With
- * events (obs), STARTED is reported before the first attempt, at *start. */
-static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, bool obs, double *start,
-                      int *code) {
+ * events (oc set), STARTED is reported before the first attempt, at
+ * *start, and oc gets the calls made and the failure's message. */
+static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc,
+                               double *start, int *code) {
   const tg__gnode *nd = &r->g->nodes[t->node];
   tg_task_ctx ctx;
   int rc = gather(w, r, nd, ctx.msg, sizeof ctx.msg);
   if (rc) {
-    if (rc != 1) fail_task(r, t, rc, ctx.msg);
+    if (rc != 1) {
+      fail_task(r, t, rc, ctx.msg);
+      outcome_failed(oc, rc, ctx.msg);
+    }
     *code = rc;
     return NULL;
   }
   if (!atomic_load_explicit(&r->started, memory_order_relaxed))
     atomic_store_explicit(&r->started, 1, memory_order_relaxed);
-  if (TG__UNLIKELY(obs)) {
+  if (TG__UNLIKELY(oc != NULL)) {
+    static const tg__call_report first = {.thread = 0, .attempts = 1};
     *start = tg__now();
-    emit(r, t, TG_EVENT_STARTED, w->worker, TG_OK, *start, *start);
+    emit(r, t, TG_EVENT_STARTED, w->worker, TG_OK, *start, *start, &first);
   }
   bool timed = r->memo && tg__memo_timed(r->memo, w, t->node, nd);
   for (int at = 0, n = attempts_of(r, nd);; at++) {
@@ -335,6 +358,7 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, bool obs, d
     tg_value *out = NULL;
     rc = invoke(&ctx, nd, w->scratch, &out);
     w->ran++;
+    if (oc) oc->attempts++;
     double t1 = timed || ctx.deadline > 0 ? tg__now() : 0;
     if (rc == TG_OK && !out) rc = tg_task_fail(&ctx, TG_EINVAL, "returned no value");
     if (rc == TG_OK && ctx.deadline > 0 && t1 > ctx.deadline)
@@ -352,6 +376,7 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, bool obs, d
     atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
     if (at + 1 >= n || tg__run_stopped(r)) {
       fail_task(r, t, rc, ctx.fail_code ? ctx.msg : NULL);
+      outcome_failed(oc, rc, ctx.fail_code ? ctx.msg : NULL);
       *code = rc;
       return NULL;
     }
@@ -360,12 +385,12 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, bool obs, d
 
 /* call_attempts, marked as under way for a run with a deadline (which
  * names such tasks when it passes). */
-static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t, bool obs, double *start,
+static tg_value *call(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc, double *start,
                       int *code) {
-  if (TG__LIKELY(!r->running)) return call_attempts(w, r, t, obs, start, code);
+  if (TG__LIKELY(!r->running)) return call_attempts(w, r, t, oc, start, code);
   _Atomic uint8_t *mark = &r->running[t - r->plan.tasks];
   atomic_store_explicit(mark, 1, memory_order_relaxed);
-  tg_value *res = call_attempts(w, r, t, obs, start, code);
+  tg_value *res = call_attempts(w, r, t, oc, start, code);
   atomic_store_explicit(mark, 0, memory_order_relaxed);
   return res;
 }
@@ -388,7 +413,7 @@ static inline bool claim(tg__wctx *w, tg__task *t) {
     return true;
   w->skipped++;
   tg_value *hit = t->flags & TG__T_CACHED ? t->result : NULL; /* not needed now */
-  if (t->run->on_event) emit_now(t->run, t, TG_EVENT_SKIPPED, -1, TG_OK);
+  if (t->run->on_event) emit_now(t->run, t, TG_EVENT_SKIPPED, -1, TG_OK, NULL);
   finish(w, t, NULL, false); /* the drop released its inputs already */
   tg_value_unref(hit);
   return false;
@@ -398,7 +423,7 @@ static inline bool claim(tg__wctx *w, tg__task *t) {
 static void finish_cached(tg__wctx *w, tg__task *t) {
   tg_value *res = t->result;
   t->result = NULL;
-  if (t->run->on_event) emit_now(t->run, t, TG_EVENT_CACHED, -1, TG_OK);
+  if (t->run->on_event) emit_now(t->run, t, TG_EVENT_CACHED, -1, TG_OK, NULL);
   finish(w, t, res, false);
 }
 
@@ -407,14 +432,18 @@ static __attribute__((noinline)) void exec_observed(tg__wctx *w, tg__run *r, tg_
   tg_value *res = NULL;
   int code = 1;
   double start = 0;
+  outcome oc = {0, ""};
   if (tg__run_stopped(r) || (tg__run_limited(r) && tg__run_expired(r)))
     w->skipped++;
   else
-    res = call(w, r, t, true, &start, &code);
+    res = call(w, r, t, &oc, &start, &code);
   double end = tg__now();
-  if (res) emit(r, t, TG_EVENT_FINISHED, w->worker, TG_OK, start, end);
-  else if (code == 1) emit(r, t, TG_EVENT_SKIPPED, -1, TG_OK, end, end);
-  else emit(r, t, TG_EVENT_FAILED, w->worker, code, start > 0 ? start : end, end);
+  /* In process, a worker is one thread: its slot 0. */
+  tg__call_report x = {.thread = oc.attempts ? 0 : -1, .attempts = oc.attempts,
+                       .message = oc.msg};
+  if (res) emit(r, t, TG_EVENT_FINISHED, w->worker, TG_OK, start, end, &x);
+  else if (code == 1) emit(r, t, TG_EVENT_SKIPPED, -1, TG_OK, end, end, NULL);
+  else emit(r, t, TG_EVENT_FAILED, w->worker, code, start > 0 ? start : end, end, &x);
   finish(w, t, res, true);
 }
 
@@ -436,7 +465,7 @@ void tg__task_exec(tg__wctx *w, tg__task *t) {
   if (tg__run_stopped(r) || (tg__run_limited(r) && tg__run_expired(r)))
     w->skipped++;
   else
-    res = call(w, r, t, false, &start, &code);
+    res = call(w, r, t, NULL, &start, &code);
   finish(w, t, res, true);
 }
 
@@ -456,11 +485,8 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
     atomic_store_explicit(&r->started, 1, memory_order_relaxed);
     if (r->memo && r->memo->t0 && tg__memo_timed(r->memo, w, t->node, nd))
       r->memo->t0[t - r->plan.tasks] = tg__now();
-    if (TG__UNLIKELY(r->on_event != NULL)) {
-      double now = tg__now();
-      if (r->ev_start) r->ev_start[t - r->plan.tasks] = now;
-      emit(r, t, TG_EVENT_STARTED, w->worker, TG_OK, now, now);
-    }
+    if (TG__UNLIKELY(r->on_event != NULL) && !w->defer_started)
+      tg__task_started(w, t, w->worker);
     if (r->running) atomic_store_explicit(&r->running[t - r->plan.tasks], 1, memory_order_relaxed);
     *args = w->scratch;
     *nargs = nd->nargs;
@@ -468,28 +494,48 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
   }
   if (rc == 1) w->skipped++;
   else fail_task(r, t, rc, msg);
-  if (r->on_event)
+  if (r->on_event) {
+    tg__call_report x = {.thread = -1, .message = msg};
     emit_now(r, t, rc == 1 ? TG_EVENT_SKIPPED : TG_EVENT_FAILED, rc == 1 ? -1 : w->worker,
-             rc == 1 ? TG_OK : rc);
+             rc == 1 ? TG_OK : rc, &x);
+  }
   finish(w, t, NULL, true);
   return false;
 }
 
-/* The closing event of a task begun with tg__task_begin: it started
- * `seconds` before now when the worker measured it, else when it was
- * sent. */
-static void end_event(tg__wctx *w, tg__run *r, tg__task *t, int status, double seconds) {
-  double end = tg__now(), start = end;
-  if (seconds >= 0) start = end - seconds;
-  else if (r->ev_start && r->ev_start[t - r->plan.tasks] > 0)
-    start = r->ev_start[t - r->plan.tasks];
-  emit(r, t, status == TG_OK ? TG_EVENT_FINISHED : TG_EVENT_FAILED, w->worker, status,
-       start, end);
+void tg__task_started(tg__wctx *w, tg__task *t, int worker) {
+  tg__run *r = t->run;
+  if (!r->on_event) return;
+  double now = tg__now();
+  if (r->ev_start) r->ev_start[t - r->plan.tasks] = now;
+  tg__call_report x = {.thread = w->thread, .attempts = 1};
+  emit(r, t, TG_EVENT_STARTED, worker, TG_OK, now, now, &x);
 }
 
-void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
-                        const char *msg, double seconds) {
+/* The closing event of a task begun with tg__task_begin: over the span
+ * the backend measured, else from when it was sent until now. */
+static void end_event(tg__wctx *w, tg__run *r, tg__task *t, int status, const char *msg,
+                      const tg__call_report *rep) {
+  double end = tg__now(), start = end;
+  if (rep && rep->start >= 0) {
+    start = rep->start;
+    end = rep->end;
+  } else if (r->ev_start && r->ev_start[t - r->plan.tasks] > 0) {
+    start = r->ev_start[t - r->plan.tasks];
+  }
+  tg__call_report x = {.thread = -1};
+  if (rep) x = *rep;
+  char m[256];
+  snprintf(m, sizeof m, "%s", msg && *msg ? msg : tg_strerror(status));
+  x.message = m;
+  emit(r, t, status == TG_OK ? TG_EVENT_FINISHED : TG_EVENT_FAILED,
+       rep ? rep->worker : w->worker, status, start, end, &x);
+}
+
+void tg__task_end_report(tg__wctx *w, tg__task *t, int rc, tg_value *result,
+                         const char *msg, const tg__call_report *rep) {
   tg__run *r = t->run;
+  double seconds = rep ? rep->seconds : -1;
   switch_run(w, r);
   w->ran++;
   if (r->running) atomic_store_explicit(&r->running[t - r->plan.tasks], 0, memory_order_relaxed);
@@ -497,18 +543,31 @@ void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
     double *t0 = r->memo && r->memo->t0 ? &r->memo->t0[t - r->plan.tasks] : NULL;
     if (t0 && *t0 > 0) /* timed: tg__memo_timed said so at the begin */
       tg__memo_done(r->memo, r, t->node, result, seconds >= 0 ? seconds : tg__now() - *t0);
-    if (TG__UNLIKELY(r->on_event != NULL)) end_event(w, r, t, TG_OK, seconds);
+    if (TG__UNLIKELY(r->on_event != NULL)) end_event(w, r, t, TG_OK, NULL, rep);
     finish(w, t, result, true);
     return;
   }
   tg_value_unref(result);
   atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
   fail_task(r, t, rc < 0 ? rc : TG_ETASK, msg);
-  if (r->on_event) end_event(w, r, t, rc < 0 ? rc : TG_ETASK, seconds);
+  if (r->on_event) end_event(w, r, t, rc < 0 ? rc : TG_ETASK, msg, rep);
   finish(w, t, NULL, true);
+}
+
+void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
+                        const char *msg, double seconds) {
+  if (seconds < 0) {
+    tg__task_end_report(w, t, rc, result, msg, NULL);
+    return;
+  }
+  /* Measured but not placed: it ended when its result came. */
+  double now = tg__now();
+  tg__call_report rep = {.start = now - seconds, .end = now, .seconds = seconds,
+                         .worker = w->worker, .thread = -1, .attempts = 1};
+  tg__task_end_report(w, t, rc, result, msg, &rep);
 }
 
 void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
                   const char *msg) {
-  tg__task_end_timed(w, t, rc, result, msg, -1);
+  tg__task_end_report(w, t, rc, result, msg, NULL);
 }
