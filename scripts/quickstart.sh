@@ -20,11 +20,11 @@ case "$mode" in
 esac
 
 pkgs="meson ninja-build pkg-config gcc libc6-dev libxxhash-dev liblmdb-dev
-      libjansson-dev libzstd-dev libzmq3-dev libcriterion-dev"
+      libjansson-dev libzstd-dev libzmq3-dev libcriterion-dev help2man"
 if [ "$mode" = test ]; then
   # tmux drives Ctrl-C in a real terminal; setpriv (util-linux) runs a
   # second local user; ps and pkill (procps) look for leftover processes.
-  pkgs="$pkgs clang libclang-rt-14-dev valgrind tmux util-linux procps"
+  pkgs="$pkgs clang libclang-rt-14-dev valgrind tmux util-linux procps g++ man-db"
 fi
 
 install_missing() {

@@ -156,19 +156,24 @@ done
 check "share/tgraph/graph.schema.json" cmp "$src/docs/graph.schema.json" "$share/tgraph/graph.schema.json"
 
 # ---- man pages -------------------------------------------------------------
+# render PAGE: the page as man shows it, or its source when man is missing.
+render() {
+  if command -v man >/dev/null 2>&1; then
+    MANWIDTH=200 man -l "$1" 2>/dev/null | sed 's/.\x08//g'
+  else
+    sed 's/\\-/-/g; s/\\f[BIRP]//g' "$1"
+  fi
+}
 if [ "${TG_MAN_PAGES:-0}" = 1 ]; then
   for page in tgraph tgraph-run tgraph-inspect tgraph-cache tgraph-worker tgraph-keys tgraph-version; do
     if [ ! -f "$man1/$page.1" ]; then bad "man page $page.1 installed"; continue; fi
-    if command -v man >/dev/null 2>&1; then
-      text=$(MANWIDTH=200 man -l "$man1/$page.1" 2>/dev/null | sed 's/\x08.//g')
-    else
-      text=$(sed -n '/^\.SH NAME/{n;p;}' "$man1/$page.1" | sed 's/\\-/-/g')
-    fi
     same "man page $page.1 names $page" "$page -" \
-      "$(printf '%s\n' "$text" | grep -o "^ *$page - " | head -1 | sed 's/^ *//; s/ $//')"
+      "$(render "$man1/$page.1" | grep -o "^ *$page - " | head -1 | sed 's/^ *//; s/ $//')"
   done
   same "tgraph-run(1) lists --scheduler" "--scheduler" \
-    "$(MANWIDTH=200 man -l "$man1/tgraph-run.1" 2>/dev/null | sed 's/\x08.//g' | grep -o -- '--scheduler' | head -1)"
+    "$(render "$man1/tgraph-run.1" | grep -o -- '--scheduler' | head -1)"
+  same "tgraph(1) points to tgraph-run(1)" "tgraph-run(1)" \
+    "$(render "$man1/tgraph.1" | grep -o 'tgraph-run(1)' | head -1)"
 else
   echo "(no man pages in this build: help2man was not found)"
 fi
