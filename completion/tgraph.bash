@@ -69,15 +69,15 @@ _tgraph() {
 
   if [[ -z $sub ]]; then
     if [[ $cur == -* ]]; then
-      COMPREPLY=($(compgen -W "--help" -- "$cur"))
+      mapfile -t COMPREPLY < <(compgen -W "--help" -- "$cur")
     else
-      COMPREPLY=($(compgen -W "$(_tgraph_commands "$prog")" -- "$cur"))
+      mapfile -t COMPREPLY < <(compgen -W "$(_tgraph_commands "$prog")" -- "$cur")
     fi
     return 0
   fi
 
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W "$(_tgraph_options "$prog" "$sub" | sort -u)" -- "$cur"))
+    mapfile -t COMPREPLY < <(compgen -W "$(_tgraph_options "$prog" "$sub" | sort -u)" -- "$cur")
     return 0
   fi
 
@@ -91,7 +91,7 @@ _tgraph() {
     [[ $action == -* ]] && continue
     [[ $'\n'$actions$'\n' == *$'\n'$action$'\n'* ]] && return 0
   done
-  COMPREPLY=($(compgen -W "$actions" -- "$cur"))
+  mapfile -t COMPREPLY < <(compgen -W "$actions" -- "$cur")
   return 0
 }
 

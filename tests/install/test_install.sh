@@ -71,10 +71,12 @@ same "tgraph run of examples/builtins.json" \
 mkdir -p "$work/pkgconfig"
 sed "s|^prefix=.*|prefix=$P|" "$lib/pkgconfig/tgraph.pc" >"$work/pkgconfig/tgraph.pc"
 export PKG_CONFIG_PATH=$work/pkgconfig
-pc() { echo $(pkg-config "$@" tgraph); }
+# pc ARGS...: pkg-config's answer on tgraph, without trailing blanks.
+pc() { pkg-config "$@" tgraph | sed 's/[[:space:]]*$//'; }
 # (--cflags also has the flags of the libraries tgraph uses.)
+read -ra cflags <<<"$(pc --cflags)"
 same "pkg-config --cflags: of the install, include/ alone" "-I$inc" \
-  "$(for f in $(pc --cflags); do case $f in *"$stage"*) echo "$f" ;; esac; done)"
+  "$(for f in "${cflags[@]}"; do case $f in *"$stage"*) echo "$f" ;; esac; done)"
 same "pkg-config --libs" "-L$lib -ltgraph" "$(pc --libs)"
 plugindir=$(pc --variable=plugindir)
 same "pkg-config plugindir" "$lib/tgraph/plugins" "$plugindir"
@@ -86,35 +88,32 @@ same "tgraph run of examples/pi.json with the installed plugin" '{"pi":3.1413412
 
 # ---- a C program against the installed library, shared and static -------
 expected=$(cat "$src/examples/graph_basic.expected")
-# shellcheck disable=SC2046
+read -ra flags <<<"$(pc --cflags --libs)"
 if check "C program builds with pkg-config (libtgraph.so)" \
     "$CC" "${san[@]}" -std=c11 -Wall -Wextra -Werror -o "$work/basic_shared" \
-    "$src/examples/graph_basic.c" "$here/user_names.c" $(pc --cflags --libs) \
+    "$src/examples/graph_basic.c" "$here/user_names.c" "${flags[@]}" \
     -Wl,-rpath,"$lib"; then
   same "C program runs (libtgraph.so)" "$expected" "$("$work/basic_shared" 2>&1)"
 fi
 # libtgraph.a with what it needs, as the .pc file says (Requires.private,
 # linked shared; Libs.private). pkg-config --static would also ask for the
 # static archives of those libraries' own dependencies.
-static_libs="$(pkg-config --libs $(pkg-config --print-requires-private tgraph | awk '{ print $1 }'))
-  $(sed -n 's/^Libs.private: //p' "$work/pkgconfig/tgraph.pc")"
-# shellcheck disable=SC2086
+read -ra requires <<<"$(pkg-config --print-requires-private tgraph | awk '{ print $1 }' | tr '\n' ' ')"
+read -ra static_libs <<<"$(pkg-config --libs "${requires[@]}") $(sed -n 's/^Libs.private: //p' "$work/pkgconfig/tgraph.pc")"
 if check "C program links libtgraph.a beside its own names" \
     "$CC" "${san[@]}" -std=c11 -Wall -Wextra -Werror -o "$work/basic_static" \
-    "$src/examples/graph_basic.c" "$here/user_names.c" $(pc --cflags) \
-    "$lib/libtgraph.a" $static_libs; then
+    "$src/examples/graph_basic.c" "$here/user_names.c" "${cflags[@]}" \
+    "$lib/libtgraph.a" "${static_libs[@]}"; then
   same "C program runs (libtgraph.a)" "$expected" "$("$work/basic_static" 2>&1)"
 fi
-# (Names with a leading __ belong to the compiler: ASan's __odr_asan.NAME.)
 same "libtgraph.a defines no global name outside tg_" "" \
   "$(nm -g --defined-only "$lib/libtgraph.a" 2>/dev/null |
      awk 'NF == 3 && $2 ~ /^[A-Z]$/ && $3 !~ /^(tg_|__)/ { print $3 }' | sort -u | tr '\n' ' ')"
 
 # ---- C++ -----------------------------------------------------------------
-# shellcheck disable=SC2046
 if check "C++ program builds with pkg-config" \
     "$CXX" "${san[@]}" -std=c++11 -Wall -Wextra -Werror -o "$work/user_cxx" \
-    "$here/user.cpp" $(pc --cflags --libs) -Wl,-rpath,"$lib"; then
+    "$here/user.cpp" "${flags[@]}" -Wl,-rpath,"$lib"; then
   same "C++ program runs" $'{"lang":"C++","n":[1,2.5]}\nmap' "$("$work/user_cxx" 2>&1)"
 fi
 
@@ -132,7 +131,9 @@ same "each header alone under -std=c99 -pedantic -Werror" "" "$c99_bad"
 same "each header alone as C++11 -pedantic -Werror" "" "$cxx_bad"
 [ -z "$c99_bad$cxx_bad" ] || head -30 "$work/headers.log"
 printf '#include <tgraph.h>\n' >"$work/all.c"
-"$CC" -M -I"$inc" "$work/all.c" | tr ' \\' '\n\n' >"$work/all.deps"
+# (one file a line: blanks and the backslashes that continue lines go)
+# shellcheck disable=SC1003
+"$CC" -M -I"$inc" "$work/all.c" | tr -s ' \\' '\n' >"$work/all.deps"
 same "tgraph.h includes every public header" "" \
   "$(for h in $headers; do
        [ "$h" = tgraph.h ] || grep -qx "$inc/$h" "$work/all.deps" || echo "$h"
