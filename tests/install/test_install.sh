@@ -177,7 +177,7 @@ if [ "${TG_MAN_PAGES:-0}" = 1 ]; then
   same "tgraph(1) points to tgraph-run(1)" "tgraph-run(1)" \
     "$(render "$man1/tgraph.1" | grep -o 'tgraph-run(1)' | head -1)"
 else
-  echo "(no man pages in this build: help2man was not found)"
+  echo "(no man pages in this build: -Dman=disabled, or help2man was not found)"
 fi
 
 # ---- bash completion -------------------------------------------------------
