@@ -30,7 +30,7 @@ cp "$src/tests/install/app/meson.build" "$src/tests/install/app/internal.c" \
 ln -s "$src" "$work/app/subprojects/tgraph"
 
 # The subproject even when a tgraph is installed on the system.
-if ! "$TG_MESON" setup "$work/build" "$work/app" --buildtype=debug \
+if ! "$TG_MESON" setup "$work/build" "$work/app" --buildtype=plain \
     --force-fallback-for=tgraph >"$work/setup.log" 2>&1; then
   bad "meson setup of a project using dependency('tgraph')"
   tail -30 "$work/setup.log"
