@@ -15,8 +15,10 @@ same() {
   if [ "$2" = "$3" ]; then ok "$1"
   else bad "$1"; printf 'expected: %s\n  actual: %s\n' "$2" "$3"; fi
 }
+# The project and its build stay for a look when something failed.
 finish() {
   echo "subproject: $pass passed, $fail failed"
+  [ "$fail" -eq 0 ] && rm -rf "$work"
   [ "$fail" -eq 0 ]
   exit
 }
@@ -66,5 +68,4 @@ else
     "$(grep -o 'cache/key.h: No such file or directory' "$work/internal.log" | head -1)"
 fi
 
-rm -rf "$work"
 finish
