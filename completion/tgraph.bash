@@ -6,9 +6,10 @@
 # completion follows the program's option parser as it changes.
 
 # Commands: the first word of each indented line under "commands:".
+# (Help text on stdout or stderr alike.)
 _tgraph_commands() {
-  "$1" --help 2>/dev/null | awk '
-    /^[A-Za-z ]*[Cc]ommands:/ { in_list = 1; next }
+  "$1" --help 2>&1 | awk '
+    tolower($0) ~ /^[a-z ]*commands:/ { in_list = 1; next }
     in_list && /^[ \t]*$/ { in_list = 0 }
     in_list && /^[ \t]+[a-z]/ { print $1 }'
 }
@@ -18,7 +19,7 @@ _tgraph_commands() {
 # an action's line names ("  check [--repair]  ...") and those of the
 # usage line ("usage: tgraph cache [--cache-dir DIR] ...").
 _tgraph_options() {
-  "$1" "$2" --help 2>/dev/null | awk '
+  "$1" "$2" --help 2>&1 | awk '
     tolower($1) == "usage:" {
       for (i = 2; i <= NF; i++)
         if ($i ~ /^\[?--[A-Za-z0-9]/) { w = $i; gsub(/[][]/, "", w); sub(/=.*/, "", w); print w }
@@ -38,7 +39,7 @@ _tgraph_options() {
 # Actions of SUB: the lowercase words of its usage line after "tgraph SUB"
 # ("usage: tgraph cache [--cache-dir DIR] info|list|check ...").
 _tgraph_actions() {
-  "$1" "$2" --help 2>/dev/null | awk -v cmd="$2" '
+  "$1" "$2" --help 2>&1 | awk -v cmd="$2" '
     tolower($1) == "usage:" {
       for (i = 3; i <= NF; i++) {
         if ($i == cmd) { seen = 1; continue }
