@@ -10,5 +10,9 @@
 #include "tgraph/executor.h"
 #include "tgraph/cache.h"
 #include "tgraph/readfile.h"
+#include "tgraph/graphjson.h"
+#include "tgraph/builtins.h"
+#include "tgraph/plugin.h"
+#include "tgraph/remote.h"
 
 #endif /* TGRAPH_H */

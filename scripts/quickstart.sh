@@ -20,7 +20,7 @@ case "$mode" in
 esac
 
 pkgs="meson ninja-build pkg-config gcc libc6-dev libxxhash-dev liblmdb-dev
-      libjansson-dev libzstd-dev libzmq3-dev libcriterion-dev"
+      libjansson-dev libzstd-dev libzmq3-dev libcriterion-dev help2man"
 if [ "$mode" = test ]; then
   # tmux drives Ctrl-C in a real terminal; setpriv (util-linux) runs a
   # second local user; ps and pkill (procps) look for leftover processes.
@@ -29,6 +29,8 @@ if [ "$mode" = test ]; then
   pkgs="$pkgs graphviz"
   # The Python reader's test: numpy, zstd-compressed files, checksums.
   pkgs="$pkgs python3-numpy python3-zstandard python3-xxhash"
+  # The install test builds C++ against the headers and renders man pages.
+  pkgs="$pkgs g++ man-db"
 fi
 
 install_missing() {

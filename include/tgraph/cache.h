@@ -77,7 +77,11 @@
 extern "C" {
 #endif
 
-typedef struct tg_cache tg_cache; /* opaque */
+/* opaque; graph.h declares it too, under the same guard */
+#ifndef TG_CACHE_TYPEDEF
+#define TG_CACHE_TYPEDEF
+typedef struct tg_cache tg_cache;
+#endif
 
 #define TG_CACHE_OPTS_V1 1
 typedef struct tg_cache_opts {

@@ -50,7 +50,12 @@ extern "C" {
 typedef struct tg_graph tg_graph;       /* opaque */
 typedef struct tg_executor tg_executor; /* see executor.h */
 typedef struct tg_future tg_future;     /* see executor.h */
-typedef struct tg_cache tg_cache;       /* see cache.h */
+/* see cache.h; declared in both headers, once (C99 forbids repeating a
+ * typedef) */
+#ifndef TG_CACHE_TYPEDEF
+#define TG_CACHE_TYPEDEF
+typedef struct tg_cache tg_cache;
+#endif
 typedef uint32_t tg_node;
 #define TG_NODE_NONE UINT32_MAX
 
