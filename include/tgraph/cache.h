@@ -187,7 +187,8 @@ void tg_cache_get_counters(const tg_cache *c, tg_cache_counters *out /* OUT */);
  * Each tg_compute() with this cache adds its counts to a record in the
  * cache (one write per compute, on the writer thread after the compute's
  * stores, in the same LMDB write transaction as whatever the writer
- * commits next: exact with several processes at once). Computes with
+ * commits next, within about a second or at tg_cache_flush/close: exact
+ * with several processes at once). Computes with
  * nothing to count (no task could be cached) write nothing. A read-only
  * cache records nothing. tg_cache_clear keeps the statistics.
  */
