@@ -19,10 +19,12 @@ static const char *why_text(int why) {
   }
 }
 
-/* Milliseconds or seconds, three digits, for a reason. */
+/* Milliseconds or seconds, three digits (whole seconds past 1000), for
+ * a reason. */
 static void fmt_time(double s, char *buf, size_t size) {
   if (s < 1) snprintf(buf, size, "%.3g ms", s * 1e3);
-  else snprintf(buf, size, "%.3g s", s);
+  else if (s < 1000) snprintf(buf, size, "%.3g s", s);
+  else snprintf(buf, size, "%.0f s", s);
 }
 
 /* Fill e from the note the cache keeps for a task that ran with key
