@@ -194,8 +194,10 @@ void tg_cache_get_counters(const tg_cache *c, tg_cache_counters *out /* OUT */);
  */
 typedef struct tg_cache_run_counts {
   uint64_t hits;           /* tasks served from the cache */
-  uint64_t misses;         /* cacheable tasks not in the cache: computed
-                              (unless the compute stopped first) */
+  uint64_t misses;         /* tasks cacheable by policy (pure, or opted
+                              in; see graph.h) not in the cache: computed
+                              unless the compute stopped first. A pure
+                              task depending on an impure one counts. */
   uint64_t stores;         /* results stored */
   uint64_t bytes_read;     /* stored bytes of the hits */
   uint64_t bytes_written;  /* stored bytes of the stores */

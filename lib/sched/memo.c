@@ -163,27 +163,6 @@ void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
     atomic_fetch_add_explicit(&m->stores, 1, memory_order_relaxed);
 }
 
-void tg__memo_count_plan(tg__memo *m, const tg_graph *g, const tg__runplan *p) {
-  /* A task is cacheable by policy and through all its inputs (an impure
-   * one makes its dependents uncacheable). Tasks come inputs first. */
-  uint8_t *bad = tg__calloc(p->ntasks ? p->ntasks : 1, 1);
-  uint64_t n = 0;
-  for (uint32_t i = 0; i < p->ntasks; i++) {
-    const tg__task *t = &p->tasks[i];
-    if (t->flags & TG__T_CACHED) continue;
-    const tg__gnode *nd = &g->nodes[t->node];
-    bool ok = tg__memo_cacheable(nd);
-    const tg__garg *a = tg__node_args(g, nd);
-    for (uint32_t j = 0; bad && ok && j < nd->nargs; j++)
-      if (tg__arg_is_node(a[j].kind) && p->task_of[a[j].node] < p->ntasks)
-        ok = !bad[p->task_of[a[j].node]];
-    if (bad) bad[i] = !ok;
-    n += ok;
-  }
-  tg__free(bad);
-  m->computed = n;
-}
-
 void tg__memo_record(tg__memo *m) {
   tg__cache_tally *t = m->tally;
   tg_cache_run_counts counts = {atomic_load(&m->hits), m->computed,
