@@ -191,14 +191,17 @@ void tg_cache_get_counters(const tg_cache *c, tg_cache_counters *out /* OUT */);
  * Each tg_compute() with this cache adds its counts to a record in the
  * cache (one write per compute, on the writer thread after the compute's
  * stores, in the same LMDB write transaction as whatever the writer
- * commits next: exact with several processes at once). Computes with
+ * commits next, within about a second or at tg_cache_flush/close: exact
+ * with several processes at once). Computes with
  * nothing to count (no task could be cached) write nothing. A read-only
  * cache records nothing. tg_cache_clear keeps the statistics.
  */
 typedef struct tg_cache_run_counts {
   uint64_t hits;           /* tasks served from the cache */
-  uint64_t misses;         /* cacheable tasks not in the cache: computed
-                              (unless the compute stopped first) */
+  uint64_t misses;         /* tasks cacheable by policy (pure, or opted
+                              in; see graph.h) not in the cache: computed
+                              unless the compute stopped first. A pure
+                              task depending on an impure one counts. */
   uint64_t stores;         /* results stored */
   uint64_t bytes_read;     /* stored bytes of the hits */
   uint64_t bytes_written;  /* stored bytes of the stores */

@@ -442,9 +442,10 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
  * writer after the compute's stores (never waited for): the compute's
  * counts, and for each cacheable task that ran without its result being
  * stored, why (its call's time under the threshold, the store failing),
- * for at most TG_EXPLAIN_NOTES_MAX tasks per compute. Tasks of a function
- * whose calls are timed one in 64 (above) leave no note when their call
- * was not timed.
+ * for at most TG_EXPLAIN_NOTES_MAX tasks per compute; a note is dropped
+ * when a result is stored for its node. Once a function is known to be
+ * fast (its calls timed one in 64, above), its calls under the threshold
+ * leave no note.
  *
  * A corrupt entry is a miss (and is removed): the task runs again. Cache
  * reads and writes happen in the calling process only (forked workers of
@@ -490,14 +491,16 @@ typedef struct tg_explain_task {
   const char *function;   /* its function's name */
   tg_explain_state state;
   const char *why;        /* the state in words ("not in the cache",
-                             "impure function", "ran in 0.30 ms, under
-                             the 1 ms store threshold", ...); valid during
-                             the call */
+                             "impure function", "last ran in 0.3 ms,
+                             under the 1 ms store threshold", ...); valid
+                             during the call */
   char cache_key[33];     /* its Merkle key in hex (also for tasks that
                              are not cacheable: what it would be) */
   /* Since TG_COMPUTE_OPTS_V3 (read them whatever the opts' version): */
-  tg_explain_note note;   /* for a task that would run and last ran with
-                             this key: why its result was not stored */
+  tg_explain_note note;   /* for a task that would run and whose last
+                             call (after its last stored result, with
+                             these inputs or others) was noted: why its
+                             result was not stored */
   double seconds;         /* note 1, 2: its last call's time, else -1 */
   double threshold;       /* note 1: the threshold then, else -1 */
   int code;               /* note 3, 4: the failure's TG_* code, else 0 */
@@ -514,10 +517,10 @@ typedef int (*tg_explain_cb)(void *ctx, const tg_explain_task *t);
  * first); tasks below a hit are not needed and not reported. Without a
  * cache every task is TG_EXPLAIN_RUN ("no cache"). With opts->force
  * (version 3) the forced nodes and their dependents are
- * TG_EXPLAIN_FORCED. A task that would run and whose last call with its
- * current key was noted by the cache (see "Memoization") says why in
- * note, seconds, threshold and code, and in why ("ran in 0.30 ms, under
- * the 1 ms store threshold"). Returns TG_OK (also
+ * TG_EXPLAIN_FORCED. A task that would run and whose last call was noted
+ * by the cache (see "Memoization") says why in note, seconds, threshold
+ * and code, and in why ("last ran in 0.3 ms, under the 1 ms store
+ * threshold"). Returns TG_OK (also
  * when cb stopped the walk), TG_EINVAL or TG_ENOMEM (see
  * tg_graph_errmsg). */
 int tg_compute_explain(tg_graph *g, const tg_node *outputs, size_t n,

@@ -464,8 +464,7 @@ static int finish(tg_cache *c, tg__cache_op *ops, size_t n, slot *slots, int fat
      * results from being stored, which the user is told once. */
     if (res && !slots[i].unencodable) tg__cache_store_failed(c, res);
     if (res && ops[i].tally && ops[i].has_lineage)
-      tg__cache_tally_failed(ops[i].tally, ops[i].lineage, ops[i].key, res,
-                             slots[i].unencodable);
+      tg__cache_tally_failed(ops[i].tally, ops[i].lineage, res, slots[i].unencodable);
     if (!res) {
       atomic_fetch_add(&c->stores, 1);
       atomic_fetch_add(&c->bytes_written, slots[i].len);

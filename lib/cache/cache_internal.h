@@ -238,7 +238,7 @@ void tg__funcs_forget(tg_cache *c);
 
 /* ---- record.c: run statistics and notes ---------------------------------- */
 #define TG__RUNSTATS_LEN 112
-#define TG__NOTE_LEN 40
+#define TG__NOTE_LEN 24
 struct tg__cache_note;
 void tg__runstats_pack(const tg_cache_stats *s, unsigned char out[TG__RUNSTATS_LEN]);
 bool tg__runstats_parse(const void *rec, size_t len, tg_cache_stats *s /* OUT */);

@@ -42,7 +42,6 @@
  * kept per node identity for dry runs (runlog.c). */
 typedef struct tg__cache_note {
   tg_digest lineage;        /* tg__lineage_id of the node */
-  tg_digest key;            /* its Merkle key in that compute */
   double seconds, threshold;/* the call's time and the threshold, or -1 */
   int kind;                 /* tg_explain_note, not TG_NOTE_NONE */
   int code;                 /* a failed store's TG_* code, else 0 */
@@ -66,8 +65,8 @@ void tg__cache_tally_ref(tg__cache_tally *t);
 void tg__cache_tally_unref(tg__cache_tally *t); /* t may be NULL */
 /* The writer: a put with lineage of this tally failed (code; unstorable:
  * its value could not be encoded). Out of memory: not noted. */
-void tg__cache_tally_failed(tg__cache_tally *t, tg_digest lineage, tg_digest key,
-                            int code, bool unstorable);
+void tg__cache_tally_failed(tg__cache_tally *t, tg_digest lineage, int code,
+                            bool unstorable);
 
 /* What tg__cache_put_ex records besides the value. */
 typedef struct tg__cache_putx {

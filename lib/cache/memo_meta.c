@@ -37,8 +37,8 @@ void tg__cache_tally_unref(tg__cache_tally *t) {
   }
 }
 
-void tg__cache_tally_failed(tg__cache_tally *t, tg_digest lineage, tg_digest key,
-                            int code, bool unstorable) {
+void tg__cache_tally_failed(tg__cache_tally *t, tg_digest lineage, int code,
+                            bool unstorable) {
   pthread_mutex_lock(&t->mu);
   if (t->nfailed == t->capfailed && t->capfailed < TG_EXPLAIN_NOTES_MAX) {
     size_t cap = t->capfailed ? 2 * t->capfailed : 16;
@@ -47,7 +47,7 @@ void tg__cache_tally_failed(tg__cache_tally *t, tg_digest lineage, tg_digest key
   }
   if (t->nfailed < t->capfailed)
     t->failed[t->nfailed++] = (tg__cache_note){
-        lineage, key, -1, -1, unstorable ? TG_NOTE_UNSTORABLE : TG_NOTE_STORE_FAILED, code};
+        lineage, -1, -1, unstorable ? TG_NOTE_UNSTORABLE : TG_NOTE_STORE_FAILED, code};
   pthread_mutex_unlock(&t->mu);
 }
 

@@ -22,9 +22,8 @@
  * written), f64 since, the last compute's counts (the same five u64) and
  * f64 its time.
  *
- * Note ("nodes", key 'n' + lineage id, runlog.c), 40 bytes: the Merkle
- * key (16), f64 seconds, f64 threshold, i32 kind (tg_explain_note), i32
- * code.
+ * Note ("nodes", key 'n' + lineage id, runlog.c), 24 bytes: f64 seconds,
+ * f64 threshold, i32 kind (tg_explain_note), i32 code.
  */
 #include <string.h>
 
@@ -165,23 +164,21 @@ bool tg__runstats_parse(const void *rec, size_t len, tg_cache_stats *s) {
 
 void tg__note_pack(const tg__cache_note *n, unsigned char out[TG__NOTE_LEN]) {
   int32_t kind = n->kind, code = n->code;
-  tg__digest_pack(n->key, out);
-  put_f64(out + 16, n->seconds);
-  put_f64(out + 24, n->threshold);
-  memcpy(out + 32, &kind, 4);
-  memcpy(out + 36, &code, 4);
+  put_f64(out, n->seconds);
+  put_f64(out + 8, n->threshold);
+  memcpy(out + 16, &kind, 4);
+  memcpy(out + 20, &code, 4);
 }
 
 bool tg__note_parse(const void *rec, size_t len, tg__cache_note *n) {
   const unsigned char *b = rec;
   int32_t kind, code;
   if (len != TG__NOTE_LEN) return false;
-  memcpy(&kind, b + 32, 4);
-  memcpy(&code, b + 36, 4);
+  memcpy(&kind, b + 16, 4);
+  memcpy(&code, b + 20, 4);
   if (kind < TG_NOTE_UNDER_THRESHOLD || kind > TG_NOTE_UNSTORABLE) return false;
-  n->key = tg__digest_unpack(b);
-  n->seconds = get_f64(b + 16);
-  n->threshold = get_f64(b + 24);
+  n->seconds = get_f64(b);
+  n->threshold = get_f64(b + 8);
   n->kind = kind;
   n->code = code;
   return true;

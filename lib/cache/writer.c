@@ -2,10 +2,11 @@
  *
  * Callers queue ops (puts, hits to record, removals...) and return at
  * once; the writer takes everything queued so far and commits it as one
- * batch (batch.c), so a burst of puts costs one LMDB commit. Hits alone
- * do not wake the writer: their last-used times ride along with the next
- * batch, or are committed after at most TOUCH_DELAY seconds, or when
- * TOUCH_MAX of them are waiting, or on a flush.
+ * batch (batch.c), so a burst of puts costs one LMDB commit. Hits and
+ * computes' records (RUN) alone do not wake the writer: they ride along
+ * with the next batch, or are committed after at most TOUCH_DELAY
+ * seconds, or when TOUCH_MAX of them are waiting, or on a flush, so a
+ * compute served from the cache costs no commit of its own.
  *
  * Sequence numbers: every queued op gets the next number; after a batch
  * the writer publishes seq_done = the last number it took, so a flush
@@ -137,8 +138,9 @@ uint64_t tg__writer_queue(tg_cache *c, tg__cache_op *op) {
   if (c->thread_started && !c->stop && reserve(c)) {
     c->ops[c->n_ops++] = *op;
     seq = ++c->seq_queued;
-    if (op->type != TG__OP_TOUCH) c->n_urgent++;
-    if (op->type != TG__OP_TOUCH || c->n_ops >= TOUCH_MAX)
+    bool lazy = op->type == TG__OP_TOUCH || op->type == TG__OP_RUN;
+    if (!lazy) c->n_urgent++;
+    if (!lazy || c->n_ops >= TOUCH_MAX)
       pthread_cond_signal(&c->q_cv);
   }
   pthread_mutex_unlock(&c->q_mu);

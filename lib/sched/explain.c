@@ -19,19 +19,20 @@ static const char *why_text(int why) {
   }
 }
 
-/* Milliseconds or seconds, three digits, for a reason. */
+/* Milliseconds or seconds, three digits (whole seconds past 1000), for
+ * a reason. */
 static void fmt_time(double s, char *buf, size_t size) {
   if (s < 1) snprintf(buf, size, "%.3g ms", s * 1e3);
-  else snprintf(buf, size, "%.3g s", s);
+  else if (s < 1000) snprintf(buf, size, "%.3g s", s);
+  else snprintf(buf, size, "%.0f s", s);
 }
 
-/* Fill e from the note the cache keeps for a task that ran with key
- * last time without its result being stored; false when none. */
-static bool noted(tg__memo *m, tg_digest lineage, tg_digest key, tg_explain_task *e,
-                  char *buf, size_t size) {
+/* Fill e from the note the cache keeps of the node's last call, when it
+ * ran after its last stored result and was not stored; false when none. */
+static bool noted(tg__memo *m, tg_digest lineage, tg_explain_task *e, char *buf,
+                  size_t size) {
   tg__cache_note n;
-  if (tg__cache_note_get(m->cache, lineage, &n) != TG_OK || !tg_digest_equal(n.key, key))
-    return false;
+  if (tg__cache_note_get(m->cache, lineage, &n) != TG_OK) return false;
   char t[32], th[32];
   e->note = (tg_explain_note)n.kind;
   fmt_time(n.seconds, t, sizeof t);
@@ -39,20 +40,20 @@ static bool noted(tg__memo *m, tg_digest lineage, tg_digest key, tg_explain_task
     case TG_NOTE_UNDER_THRESHOLD:
       e->seconds = n.seconds, e->threshold = n.threshold;
       fmt_time(n.threshold, th, sizeof th);
-      snprintf(buf, size, "ran in %s, under the %s store threshold", t, th);
+      snprintf(buf, size, "last ran in %s, under the %s store threshold", t, th);
       break;
     case TG_NOTE_FAST_FUNCTION:
       e->seconds = n.seconds;
-      snprintf(buf, size, "ran in %s, but its function's calls had been fast: "
+      snprintf(buf, size, "last ran in %s, but its function's calls had been fast: "
                "taken for a preempted call, not stored", t);
       break;
     case TG_NOTE_STORE_FAILED:
       e->code = n.code;
-      snprintf(buf, size, "storing its result failed: %s", tg_strerror(n.code));
+      snprintf(buf, size, "storing its last result failed: %s", tg_strerror(n.code));
       break;
     default:
       e->code = n.code;
-      snprintf(buf, size, "its result cannot be stored: %s", tg_strerror(n.code));
+      snprintf(buf, size, "its last result could not be stored: %s", tg_strerror(n.code));
   }
   e->why = buf;
   return true;
@@ -83,7 +84,7 @@ static void miss_state(tg__memo *m, uint32_t node, const tg__gnode *nd, tg_diges
   }
   tg_digest last, fnid, lineage = tg__lineage_id(nd->fn->name, e->key);
   e->state = TG_EXPLAIN_RUN;
-  if (noted(m, lineage, key, e, buf, size)) return;
+  if (noted(m, lineage, e, buf, size)) return;
   if (tg__cache_lineage_get(m->cache, lineage, &last, &fnid) != TG_OK) {
     e->why = "not in the cache";
   } else if (!tg_digest_equal(fnid, tg__func_identity(nd->fn))) {

@@ -115,24 +115,22 @@ static bool learn(tg__memo *m, const tg_func *f, double seconds) {
   return now >= TG__MEMO_STREAK;
 }
 
-/* Note that node's result (key) was not stored, and why (under mu). */
+/* Note that node's result was not stored, and why. By node identity
+ * only: its Merkle key would cost the keys of all its inputs, which a
+ * compute storing nothing never needs (a sum over 10,000 inputs). */
 static void note(tg__memo *m, const tg_graph *g, uint32_t node, int kind, double seconds) {
-  tg_digest key;
-  int why = 0;
   char kb[TG__NAME_MAX + 32];
+  const tg__gnode *nd = &g->nodes[node];
+  tg__cache_note n = {tg__lineage_id(nd->fn->name, tg__graph_key(g, node, kb, sizeof kb)),
+                      seconds, kind == TG_NOTE_UNDER_THRESHOLD ? m->min_seconds : -1, kind,
+                      0};
   pthread_mutex_lock(&m->mu);
   if (m->nnotes == m->capnotes && m->capnotes < TG_EXPLAIN_NOTES_MAX) {
     size_t cap = m->capnotes ? 2 * m->capnotes : 16;
     tg__cache_note *p = tg__realloc(m->notes, cap * sizeof *p);
     if (p) m->notes = p, m->capnotes = cap;
   }
-  if (m->nnotes < m->capnotes && tg__keyer_get(&m->keyer, node, &key, &why) == TG_OK &&
-      why == TG__WHY_OK) {
-    const tg__gnode *nd = &g->nodes[node];
-    m->notes[m->nnotes++] = (tg__cache_note){
-        tg__lineage_id(nd->fn->name, tg__graph_key(g, node, kb, sizeof kb)), key, seconds,
-        kind == TG_NOTE_UNDER_THRESHOLD ? m->min_seconds : -1, kind, 0};
-  }
+  if (m->nnotes < m->capnotes) m->notes[m->nnotes++] = n;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -150,8 +148,10 @@ void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
    * stored). Storing it would make every later compute look the
    * function's nodes up. */
   if (!always && (seconds < m->min_seconds || was_fast)) {
-    note(m, r->g, node, seconds < m->min_seconds ? TG_NOTE_UNDER_THRESHOLD
-                                                 : TG_NOTE_FAST_FUNCTION, seconds);
+    /* A function known to be fast has one call in 64 timed: noting
+     * those would cost its hot path and tell little more. */
+    if (!was_fast) note(m, r->g, node, TG_NOTE_UNDER_THRESHOLD, seconds);
+    else if (seconds >= m->min_seconds) note(m, r->g, node, TG_NOTE_FAST_FUNCTION, seconds);
     return;
   }
   if (!usable_key(m, node, &key, &tally)) return;
@@ -161,27 +161,6 @@ void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
                       tg__func_identity(f), tally};
   if (tg__cache_put_ex(m->cache, key, v, &x) == TG_OK)
     atomic_fetch_add_explicit(&m->stores, 1, memory_order_relaxed);
-}
-
-void tg__memo_count_plan(tg__memo *m, const tg_graph *g, const tg__runplan *p) {
-  /* A task is cacheable by policy and through all its inputs (an impure
-   * one makes its dependents uncacheable). Tasks come inputs first. */
-  uint8_t *bad = tg__calloc(p->ntasks ? p->ntasks : 1, 1);
-  uint64_t n = 0;
-  for (uint32_t i = 0; i < p->ntasks; i++) {
-    const tg__task *t = &p->tasks[i];
-    if (t->flags & TG__T_CACHED) continue;
-    const tg__gnode *nd = &g->nodes[t->node];
-    bool ok = tg__memo_cacheable(nd);
-    const tg__garg *a = tg__node_args(g, nd);
-    for (uint32_t j = 0; bad && ok && j < nd->nargs; j++)
-      if (tg__arg_is_node(a[j].kind) && p->task_of[a[j].node] < p->ntasks)
-        ok = !bad[p->task_of[a[j].node]];
-    if (bad) bad[i] = !ok;
-    n += ok;
-  }
-  tg__free(bad);
-  m->computed = n;
 }
 
 void tg__memo_record(tg__memo *m) {

@@ -69,9 +69,10 @@ struct tg__memo {
   tg__cache_note *notes;    /* timed calls not stored (under mu), at most
                                TG_EXPLAIN_NOTES_MAX */
   size_t nnotes, capnotes;
-  uint64_t computed;        /* cacheable tasks of the plan not served from
-                               the cache: the run's misses
-                               (tg__memo_count_plan) */
+  uint64_t computed;        /* tasks of the plan cacheable by policy
+                               (tg__memo_cacheable) and not served from
+                               the cache: the run's misses, counted while
+                               the plan is compiled (runplan.c) */
   _Atomic uint64_t hits, misses, stores, bytes_read;
 };
 
@@ -129,10 +130,6 @@ static inline bool tg__memo_timed(tg__memo *m, tg__wctx *w, uint32_t node,
 void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
                    double seconds);
 
-/* Count the cacheable tasks of plan p that the cache does not serve
- * (cacheable by policy, and no input not so; the file-source conditions
- * of keys are not looked at, which would cost every task's key). */
-void tg__memo_count_plan(tg__memo *m, const tg_graph *g, const tg__runplan *p);
 /* After the run and the commit of its stores: queue the run's record
  * (counts, notes, failed stores) for the cache. */
 void tg__memo_record(tg__memo *m);

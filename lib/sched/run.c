@@ -63,7 +63,6 @@ int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
   int rc = r->memo ? tg__memo_force(r->memo, g, force, nforce, err, errsize) : TG_OK;
   if (!rc) rc = tg__runplan_compile(g, outputs, nout, r, r->memo, &r->plan, err, errsize);
   if (rc) goto fail;
-  if (r->memo) tg__memo_count_plan(r->memo, g, &r->plan);
   if (r->memo && remote_backend(ex)) tg__memo_remote_timing(r->memo, r->plan.ntasks);
   tg__run_set_events(r, ex->on_event, ex->event_ctx);
   rc = TG_ENOMEM;

@@ -57,12 +57,18 @@ typedef struct hits {
 } hits;
 
 /* Look node up (memo set): a hit is placed at once, as a leaf. Returns
- * true when placed (or *rc set on failure). */
+ * true when placed (or *rc set on failure). Each node of the plan comes
+ * here once, before it is placed: a cacheable one that misses is counted
+ * (the run's misses, memo.h). */
 static inline bool placed_hit(const tg_graph *g, tg__memo *m, uint32_t node, uint32_t *task_of,
                        vec32 *order, hits *h, int *rc) {
   tg_value *v = NULL;
-  if (!m || !tg__memo_may_look_up(m, &g->nodes[node]) || !tg__memo_lookup(m, g, node, &v))
+  if (!m) return false;
+  const tg__gnode *nd = &g->nodes[node];
+  if (!tg__memo_may_look_up(m, nd) || !tg__memo_lookup(m, g, node, &v)) {
+    m->computed += tg__memo_cacheable(nd);
     return false;
+  }
   if (h->nodes.n == h->cap) {
     size_t c = h->cap ? 2 * h->cap : 16;
     tg_value **p = tg__realloc(h->vals, c * sizeof *p);
