@@ -27,6 +27,9 @@ typedef struct P {
   size_t last_fn_len;
   stack_item *stack; /* items of the containers being parsed */
   size_t top, cap;
+  size_t at;         /* where line and col were last counted up to */
+  unsigned line, col; /* of byte `at`, as tg__gj_position gives them */
+  size_t kept;       /* text before this offset is no longer read */
 } P;
 
 static int syntax(P *p, size_t off, const char *what) {
@@ -183,12 +186,13 @@ static int string(P *p, const char **out, size_t *outlen) {
   return rc;
 }
 
-/* A string copied into the arena with a NUL. */
-static int string_arena(P *p, const char **out, size_t *outlen) {
+/* A string copied into arena ar with a NUL. */
+static int string_arena(P *p, gj_arena *ar, const char **out,
+                        size_t *outlen) {
   const char *s;
   int rc = string(p, &s, outlen);
   if (rc != TG_OK) return rc;
-  *out = tg__gj_strdup(&p->d->arena, s, *outlen);
+  *out = tg__gj_strdup(ar, s, *outlen);
   return *out ? TG_OK : tg__gj_fail(p->d, p->pos, TG_ENOMEM, "out of memory");
 }
 
@@ -282,7 +286,7 @@ static int scalar(P *p, tg_value **out) {
 static int arg(P *p, unsigned depth, bool literal, gj_arg **out);
 
 static gj_arg *new_arg(P *p, uint8_t kind, size_t off) {
-  gj_arg *a = tg__gj_alloc(&p->d->arena, sizeof *a);
+  gj_arg *a = tg__gj_alloc(&p->d->work, sizeof *a);
   if (a != NULL) {
     memset(a, 0, sizeof *a);
     a->kind = kind;
@@ -344,7 +348,7 @@ static int close_list(P *p, size_t base, size_t off, gj_arg **out) {
     }
   } else {
     a->u.seq.n = n;
-    a->u.seq.items = tg__gj_alloc(&p->d->arena, (n ? n : 1) * sizeof(gj_arg *));
+    a->u.seq.items = tg__gj_alloc(&p->d->work, (n ? n : 1) * sizeof(gj_arg *));
     if (a->u.seq.items == NULL) return TG_ENOMEM;
     for (size_t i = 0; i < n; i++) a->u.seq.items[i] = p->stack[base + i].arg;
   }
@@ -407,7 +411,7 @@ static int close_const_map(P *p, size_t base, size_t off, gj_arg *a) {
 
 static int close_ref_map(P *p, size_t base, gj_arg *a) {
   size_t n = p->top - base;
-  gj_arena *ar = &p->d->arena;
+  gj_arena *ar = &p->d->work;
   a->u.seq.n = n;
   a->u.seq.items = tg__gj_alloc(ar, n * sizeof(gj_arg *));
   a->u.seq.keys = tg__gj_alloc(ar, n * sizeof(char *));
@@ -463,7 +467,7 @@ static int members(P *p, unsigned depth, bool literal, const char *key,
     if (!eat(p, ',')) break;
     ws(p);
     keyoff = p->pos;
-    rc = string_arena(p, &key, &keylen);
+    rc = string_arena(p, &p->d->work, &key, &keylen);
     if (rc != TG_OK) return rc;
   }
   if (!eat(p, '}')) return syntax(p, p->pos, "expected ',' or '}' in an object");
@@ -477,7 +481,7 @@ static int members(P *p, unsigned depth, bool literal, const char *key,
 static int ref_key(P *p, gj_arg *a) {
   ws(p);
   size_t at = p->pos, n;
-  int rc = string_arena(p, &a->u.ref.key, &n);
+  int rc = string_arena(p, &p->d->work, &a->u.ref.key, &n);
   if (rc == TG_OK && (n == 0 || n > UINT32_MAX || memchr(a->u.ref.key, 0, n)))
     return tg__gj_fail(p->d, at, TG_EFORMAT,
                        "\"ref\" must name a task (a non-empty key)");
@@ -491,7 +495,7 @@ static int ref_get(P *p, gj_arg *a) {
   size_t at = p->pos, n;
   if (at < p->len && p->s[at] == '"') {
     a->get = GJ_GET_KEY;
-    return string_arena(p, &a->u.ref.gkey, &n);
+    return string_arena(p, &p->d->work, &a->u.ref.gkey, &n);
   }
   tg_value *v;
   int rc = scalar(p, &v);
@@ -560,7 +564,7 @@ static int object(P *p, unsigned depth, bool literal, gj_arg **out) {
     return rc;
   }
   /* raw is still valid: no other string was read since. */
-  if ((key = tg__gj_strdup(&p->d->arena, raw, keylen)) == NULL)
+  if ((key = tg__gj_strdup(&p->d->work, raw, keylen)) == NULL)
     return tg__gj_fail(p->d, keyoff, TG_ENOMEM, "out of memory");
   rc = members(p, depth, literal, key, keylen, keyoff);
   if (rc == TG_OK) rc = close_map(p, base, off, out);
@@ -586,6 +590,32 @@ static int arg(P *p, unsigned depth, bool literal, gj_arg **out) {
 
 /* ---- the document ---- */
 
+/* Count lines and columns from p->at to off (off >= p->at): tasks come in
+ * file order, so every byte is counted once, whatever the layout. */
+static void advance(P *p, size_t off) {
+  const char *s = p->s, *end = s + off, *from = s + p->at, *nl;
+  while ((nl = memchr(from, '\n', (size_t)(end - from))) != NULL) {
+    p->line++;
+    p->col = 1;
+    from = nl + 1;
+  }
+  unsigned c = 0;
+  for (const char *q = from; q < end; q++) /* characters, not bytes */
+    c += ((unsigned char)*q & 0xC0) != 0x80;
+  p->col += c;
+  p->at = off;
+}
+
+/* Tell the document the text before the parser's position is done with
+ * (see tg__gj_text_done), every few megabytes. */
+static void release_text(P *p) {
+  size_t upto = p->at < p->pos ? p->at : p->pos;
+  if (upto - p->kept >= ((size_t)8 << 20)) {
+    tg__gj_text_done(p->d, upto);
+    p->kept = upto;
+  }
+}
+
 static int add_task(P *p, const char *key, size_t keylen, size_t off,
                     gj_task **out) {
   gj_doc *d = p->d;
@@ -603,9 +633,12 @@ static int add_task(P *p, const char *key, size_t keylen, size_t off,
                        "a task key must be non-empty and hold no NUL");
   gj_task *t = &d->tasks[d->ntasks];
   memset(t, 0, sizeof *t);
-  *t = (gj_task){.key = key, .keylen = keylen, .off = off, .cache = -1,
-                 .retries = -1, .node = TG_NODE_NONE};
+  advance(p, off);
+  *t = (gj_task){.key = key, .keylen = keylen, .off = off, .line = p->line,
+                 .col = p->col, .cache = -1, .retries = -1,
+                 .node = TG_NODE_NONE};
   d->ntasks++;
+  release_text(p);
   *out = t;
   return TG_OK;
 }
@@ -631,7 +664,7 @@ static int task_args(P *p, gj_task *t) {
   }
   size_t n = p->top - base;
   if (rc == TG_OK && n > 0) {
-    t->args = tg__gj_alloc(&p->d->arena, n * sizeof(gj_arg *));
+    t->args = tg__gj_alloc(&p->d->work, n * sizeof(gj_arg *));
     if (t->args == NULL)
       rc = tg__gj_fail(p->d, p->pos, TG_ENOMEM, "out of memory");
   }
@@ -715,7 +748,7 @@ static int task_field(P *p, gj_task *t, const char *field, size_t keyoff,
 static int task(P *p) {
   size_t off = p->pos, keylen;
   const char *key;
-  int rc = string_arena(p, &key, &keylen);
+  int rc = string_arena(p, &p->d->arena, &key, &keylen);
   if (rc != TG_OK) return rc;
   gj_task *t = NULL;
   if ((rc = add_task(p, key, keylen, off, &t)) != TG_OK) return rc;
@@ -760,7 +793,7 @@ static int string_list(P *p, const char *field, gj_str **out, size_t *n) {
     if (p->pos >= p->len || p->s[p->pos] != '"')
       return tg__gj_fail(p->d, p->pos, TG_EFORMAT,
                          "\"%s\" must be a list of strings", field);
-    int rc = string_arena(p, &g.s, &g.len);
+    int rc = string_arena(p, &p->d->arena, &g.s, &g.len);
     if (rc != TG_OK) return rc;
     if (*n == cap) {
       cap = cap ? cap * 2 : 16;
@@ -845,7 +878,7 @@ static int document(P *p) {
       ws(p);
       size_t keyoff = p->pos, n;
       const char *key;
-      int rc = string_arena(p, &key, &n);
+      int rc = string_arena(p, &p->d->work, &key, &n);
       /* A NUL (from \u0000) must not cut the key into a known field's
        * name; the arena copy is ours to change. */
       for (size_t i = 0; rc == TG_OK && i < n; i++)
@@ -866,10 +899,10 @@ static int document(P *p) {
 }
 
 int tg__gj_parse(gj_doc *d) {
-  P p = {.d = d, .s = d->text, .len = d->len};
+  P p = {.d = d, .s = d->text, .len = d->len, .line = 1, .col = 1};
   /* A UTF-8 byte-order mark, as some Windows editors write, is not JSON
    * but says nothing: skip it (tg__gj_position does not count it). */
-  if (tg__gj_bom(d->text, d->len)) p.pos = 3;
+  if (tg__gj_bom(d->text, d->len)) p.pos = p.at = 3;
   int rc = document(&p);
   drop(&p, 0);
   tg__free(p.scratch);
