@@ -30,6 +30,7 @@ typedef struct P {
   size_t at;         /* where line and col were last counted up to */
   unsigned line, col; /* of byte `at`, as tg__gj_position gives them */
   size_t kept;       /* text before this offset is no longer read */
+  unsigned in_form;  /* > 0 while checking the text of a "$" form */
 } P;
 
 static int syntax(P *p, size_t off, const char *what) {
@@ -405,7 +406,6 @@ static int close_const_map(P *p, size_t base, size_t off, gj_arg *a) {
     it->arg->u.value = NULL;
     if (rc != TG_OK) return tg__gj_fail(p->d, off, rc, "%s", tg_strerror(rc));
   }
-  if (n == 1 && p->stack[base].key[0] == '$') return dollar_form(p, off, a);
   return TG_OK;
 }
 
@@ -489,6 +489,19 @@ static int ref_key(P *p, gj_arg *a) {
   return rc;
 }
 
+/* v as an int: an int, or a float with an integral value in range (JSON
+ * Schema's "integer" counts 1.0 as one, so the reader does too). */
+static bool integral(const tg_value *v, int64_t *out) {
+  if (tg_value_type(v) == TG_INT) return *out = tg_value_int(v), true;
+  if (tg_value_type(v) != TG_FLOAT) return false;
+  double d = tg_value_float(v);
+  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) ||
+      d != floor(d))
+    return false;
+  *out = (int64_t)d;
+  return true;
+}
+
 /* The value of "get" in a ref object. */
 static int ref_get(P *p, gj_arg *a) {
   ws(p);
@@ -500,9 +513,8 @@ static int ref_get(P *p, gj_arg *a) {
   tg_value *v;
   int rc = scalar(p, &v);
   if (rc != TG_OK) return rc;
-  bool ok = tg_value_type(v) == TG_INT;
+  bool ok = integral(v, &a->u.ref.index);
   a->get = GJ_GET_INDEX;
-  a->u.ref.index = tg_value_int(v);
   tg_value_unref(v);
   if (!ok)
     return tg__gj_fail(p->d, at, TG_EFORMAT,
@@ -543,6 +555,29 @@ static int ref_object(P *p, size_t off, const char *key, size_t keylen,
   return TG_OK;
 }
 
+/* An object whose first key, just read, starts with '$'. When it is the
+ * only key, the object is a "$" form, a value whatever it holds
+ * ({"$map": {"r": {"ref": "x"}}} is the map {"r": {"ref": "x"}}):
+ * its text is checked as JSON here (positions exact) and then read as
+ * tg_value_from_json reads it; *only is true and *out the value. */
+static int dollar_object(P *p, unsigned depth, size_t off, bool *only,
+                         gj_arg **out) {
+  if (!eat(p, ':')) return syntax(p, p->pos, "expected ':' after a key");
+  gj_arg *inner;
+  p->in_form++; /* "$" objects inside are plain maps to the check */
+  int rc = arg(p, depth + 1, true, &inner);
+  p->in_form--;
+  if (rc != TG_OK) return rc;
+  tg__gj_release_arg(inner);
+  *only = eat(p, '}');
+  if (!*only) return TG_OK;
+  gj_arg *a = new_arg(p, GJ_CONST, off);
+  if (a == NULL) return tg__gj_fail(p->d, off, TG_ENOMEM, "out of memory");
+  rc = dollar_form(p, off, a);
+  if (rc == TG_OK) *out = a;
+  return rc;
+}
+
 static int object(P *p, unsigned depth, bool literal, gj_arg **out) {
   size_t off = p->pos++, base = p->top;
   if (eat(p, '}')) return close_map(p, base, off, out);
@@ -562,6 +597,14 @@ static int object(P *p, unsigned depth, bool literal, gj_arg **out) {
                        "\"const\" must be the only key of its object");
     }
     return rc;
+  }
+  if (raw[0] == '$' && p->in_form == 0) {
+    bool only = false;
+    rc = dollar_object(p, depth, off, &only, out);
+    if (rc != TG_OK || only) return rc;
+    /* Not a "$" form: read the object again as a map. */
+    p->pos = keyoff;
+    if ((rc = string(p, &raw, &keylen)) != TG_OK) return rc;
   }
   /* raw is still valid: no other string was read since. */
   if ((key = tg__gj_strdup(&p->d->work, raw, keylen)) == NULL)
@@ -683,12 +726,12 @@ static int task_option(P *p, gj_task *t, const char *field, size_t at) {
   int rc = scalar(p, &v);
   if (rc != TG_OK) return rc;
   tg_type ty = tg_value_type(v);
+  int64_t i;
   if (strcmp(field, "cache") == 0 && ty == TG_BOOL) {
     t->cache = tg_value_bool(v);
-  } else if (strcmp(field, "retries") == 0 && ty == TG_INT &&
-             tg_value_int(v) >= 0 &&
-             tg_value_int(v) <= TG_GRAPHJSON_RETRIES_MAX) {
-    t->retries = (int)tg_value_int(v);
+  } else if (strcmp(field, "retries") == 0 && integral(v, &i) && i >= 0 &&
+             i <= TG_GRAPHJSON_RETRIES_MAX) {
+    t->retries = (int)i;
   } else if (strcmp(field, "timeout") == 0 &&
              (ty == TG_INT || ty == TG_FLOAT) &&
              (ty == TG_INT ? tg_value_int(v) >= 0 : tg_value_float(v) >= 0)) {
@@ -828,9 +871,8 @@ static int version(P *p) {
   tg_value *v = NULL;
   int rc = scalar(p, &v);
   if (rc != TG_OK) return rc;
-  bool ok = tg_value_type(v) == TG_INT && tg_value_int(v) == 1;
-  bool is_int = tg_value_type(v) == TG_INT;
-  int64_t got = tg_value_int(v);
+  int64_t got = 0;
+  bool is_int = integral(v, &got), ok = is_int && got == 1;
   tg_value_unref(v);
   if (ok) return TG_OK;
   if (is_int)
@@ -840,12 +882,23 @@ static int version(P *p) {
   return tg__gj_fail(p->d, at, TG_EFORMAT, "\"tgraph\" must be 1");
 }
 
+/* "$schema": where an editor finds the file's JSON Schema; not read. */
+static int schema_uri(P *p) {
+  ws(p);
+  size_t at = p->pos, n;
+  const char *s;
+  if (at >= p->len || p->s[at] != '"')
+    return tg__gj_fail(p->d, at, TG_EFORMAT,
+                       "\"$schema\" must be a string (the schema's URI)");
+  return string(p, &s, &n);
+}
+
 static int top_field(P *p, const char *key, size_t keyoff, unsigned *seen) {
   static const char *const names[] = {"tgraph", "plugins", "tasks",
-                                      "outputs"};
+                                      "outputs", "$schema"};
   unsigned i = 0;
-  while (i < 4 && strcmp(key, names[i]) != 0) i++;
-  if (i == 4)
+  while (i < 5 && strcmp(key, names[i]) != 0) i++;
+  if (i == 5)
     return tg__gj_fail(p->d, keyoff, TG_EFORMAT,
                        "unknown field '%s' (a graph has tgraph, plugins, "
                        "tasks and outputs)", key);
@@ -857,6 +910,7 @@ static int top_field(P *p, const char *key, size_t keyoff, unsigned *seen) {
     case 0: return version(p);
     case 1: return string_list(p, "plugins", &d->plugins, &d->nplugins);
     case 2: return tasks(p);
+    case 4: return schema_uri(p);
     default:
       d->has_outputs = true;
       return string_list(p, "outputs", &d->outputs, &d->noutputs);
