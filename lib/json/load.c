@@ -163,30 +163,44 @@ static uint32_t *collect_deps(gj_doc *d) {
   return deps;
 }
 
+/* The document's tasks become the info's, in place: an info task is
+ * smaller than a document task, so task i is read before anything is
+ * written over it, and no second array of a million tasks is needed. */
+_Static_assert(sizeof(gj_task) >= sizeof(tg_graphjson_task),
+               "tasks are converted in place");
+static tg_graphjson_task *convert_tasks(gj_doc *d, const uint32_t *deps) {
+  char *base = (char *)d->tasks;
+  for (size_t i = 0; i < d->ntasks; i++) {
+    gj_task t;
+    memcpy(&t, base + i * sizeof t, sizeof t);
+    tg_graphjson_task o = {t.key, t.fn, t.node, t.line, t.col, t.cache,
+                           t.retries, t.timeout, deps, t.nrefs};
+    memcpy(base + i * sizeof o, &o, sizeof o);
+    deps += t.nrefs;
+  }
+  size_t n = d->ntasks ? d->ntasks : 1;
+  tg_graphjson_task *out = tg__realloc(base, n * sizeof *out);
+  d->tasks = NULL; /* converted: no longer the document's */
+  return out ? out : (tg_graphjson_task *)base;
+}
+
 static int make_info(gj_doc *d, plugins *pl, tg_graphjson_info **out) {
   uint32_t *deps = collect_deps(d);
   info_impl *im = deps ? tg__calloc(1, sizeof *im) : NULL;
   if (im == NULL) return TG_ENOMEM;
   tg_graphjson_info *in = &im->pub;
-  in->tasks = tg__malloc((d->ntasks ? d->ntasks : 1) * sizeof *in->tasks);
   in->outputs = tg__calloc(d->noutputs ? d->noutputs : 1, sizeof(char *));
   in->output_nodes = tg__calloc(d->noutputs ? d->noutputs : 1, sizeof(tg_node));
-  if (!in->tasks || !in->outputs || !in->output_nodes) {
+  if (!in->outputs || !in->output_nodes) {
     tg_graphjson_info_free(in);
     return TG_ENOMEM;
   }
-  for (size_t i = 0; i < d->ntasks; i++) {
-    const gj_task *t = &d->tasks[i];
-    in->tasks[i] = (tg_graphjson_task){t->key, t->fn, t->node, t->line,
-                                       t->col, t->cache, t->retries,
-                                       t->timeout, deps, t->nrefs};
-    deps += t->nrefs;
-  }
-  in->ntasks = d->ntasks;
   for (size_t i = 0; i < d->noutputs; i++) {
     in->outputs[i] = d->outputs[i].s;
     in->output_nodes[i] = d->tasks[d->output_tasks[i]].node;
   }
+  in->ntasks = d->ntasks;
+  in->tasks = convert_tasks(d, deps); /* the last use of d->tasks */
   in->noutputs = d->noutputs;
   in->plugins = pl->v;
   in->nplugins = pl->n;
