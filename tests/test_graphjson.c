@@ -591,6 +591,17 @@ Test(graphjson, dollar_forms_are_values) {
   cr_assert_str_eq(out, "{\"$x\":{\"r\":{\"ref\":\"a\"},\"$x\":1},\"y\":2}");
   tg_graphjson_info_free(info);
   tg_graph_free(g);
+  /* "$"-first objects with more keys, nested: maps holding refs and forms */
+  cr_assert_eq(parse("{\"tgraph\": 1, \"tasks\": {\"r\": {\"fn\": \"identity\", "
+                     "\"args\": [7]}, \"n\": {\"fn\": \"identity\", \"args\": "
+                     "[{\"$a\": {\"$b\": {\"$float\": \"inf\"}, \"c\": {\"ref\": \"r\"}}, "
+                     "\"d\": {\"$map\": {\"x\": {\"ref\": \"r\"}}}, \"e\": {\"ref\": \"r\"}}]}}, "
+                     "\"outputs\": [\"n\"]}", &g, &info), TG_OK, "%s", err.msg);
+  output_json(g, info, 0, out, sizeof out);
+  cr_assert_str_eq(out, "{\"$a\":{\"$b\":{\"$float\":\"inf\"},\"c\":7},"
+                   "\"d\":{\"x\":{\"ref\":\"r\"}},\"e\":7}");
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\", \"args\": "
       "[{\"$float\": \"banana\"}]}}}", TG_EFORMAT,
       "g.json:1:58: \"$float\" is not \"nan\", \"inf\" or \"-inf\" (at /$float)");

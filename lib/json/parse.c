@@ -31,7 +31,18 @@ typedef struct P {
   unsigned line, col; /* of byte `at`, as tg__gj_position gives them */
   size_t kept;       /* text before this offset is no longer read */
   unsigned in_form;  /* > 0 while checking the text of a "$" form */
+  struct form_note *notes; /* what that check saw (see dollar_object) */
+  size_t nnotes, notes_cap, next_note;
+  size_t noted_from, noted_to; /* the text the notes cover */
 } P;
+
+/* An object inside a checked "$" candidate whose first key starts with
+ * '$': whether it has one key, so reading the text again as arguments
+ * never checks it a second time. */
+typedef struct form_note {
+  size_t off, end; /* its '{', and just past its '}' */
+  bool single;     /* it has exactly one key: a "$" form */
+} form_note;
 
 static int syntax(P *p, size_t off, const char *what) {
   if (off >= p->len)
@@ -555,27 +566,62 @@ static int ref_object(P *p, size_t off, const char *key, size_t keylen,
   return TG_OK;
 }
 
+/* The object at off, whose text ends at p->pos, as a "$" form. */
+static int dollar_const(P *p, size_t off, gj_arg **out) {
+  gj_arg *a = new_arg(p, GJ_CONST, off);
+  if (a == NULL) return tg__gj_fail(p->d, off, TG_ENOMEM, "out of memory");
+  int rc = dollar_form(p, off, a);
+  if (rc == TG_OK) *out = a;
+  return rc;
+}
+
 /* An object whose first key, just read, starts with '$'. When it is the
  * only key, the object is a "$" form, a value whatever it holds
- * ({"$map": {"r": {"ref": "x"}}} is the map {"r": {"ref": "x"}}):
- * its text is checked as JSON here (positions exact) and then read as
- * tg_value_from_json reads it; *only is true and *out the value. */
+ * ({"$map": {"r": {"ref": "x"}}} is the map {"r": {"ref": "x"}}): its
+ * text is checked as JSON here (positions exact), then read as
+ * tg_value_from_json reads it; *only is true and *out the value. Else
+ * the caller reads the object again as a map: the objects inside that
+ * this check saw are noted, so that second reading finds them decided
+ * and the text is checked once, however deep such objects nest. */
 static int dollar_object(P *p, unsigned depth, size_t off, bool *only,
                          gj_arg **out) {
   if (!eat(p, ':')) return syntax(p, p->pos, "expected ':' after a key");
   gj_arg *inner;
+  p->nnotes = p->next_note = 0;
   p->in_form++; /* "$" objects inside are plain maps to the check */
   int rc = arg(p, depth + 1, true, &inner);
   p->in_form--;
   if (rc != TG_OK) return rc;
   tg__gj_release_arg(inner);
+  p->noted_from = off;
+  p->noted_to = p->pos;
   *only = eat(p, '}');
-  if (!*only) return TG_OK;
-  gj_arg *a = new_arg(p, GJ_CONST, off);
-  if (a == NULL) return tg__gj_fail(p->d, off, TG_ENOMEM, "out of memory");
-  rc = dollar_form(p, off, a);
-  if (rc == TG_OK) *out = a;
-  return rc;
+  return *only ? dollar_const(p, off, out) : TG_OK;
+}
+
+/* Start a note for the object at off (see form_note); its index, or
+ * SIZE_MAX when out of memory. */
+static size_t note_open(P *p, size_t off) {
+  if (p->nnotes == p->notes_cap) {
+    size_t cap = p->notes_cap ? p->notes_cap * 2 : 16;
+    form_note *n = tg__realloc(p->notes, cap * sizeof *n);
+    if (n == NULL) return SIZE_MAX;
+    p->notes = n;
+    p->notes_cap = cap;
+  }
+  p->notes[p->nnotes] = (form_note){off, 0, false};
+  return p->nnotes++;
+}
+
+/* The note on the object at off, or NULL. Objects are met in the order
+ * of their offsets, in the check as in the reading after it. */
+static const form_note *note_find(P *p, size_t off) {
+  if (off <= p->noted_from || off >= p->noted_to) return NULL;
+  while (p->next_note < p->nnotes && p->notes[p->next_note].off < off)
+    p->next_note++;
+  if (p->next_note < p->nnotes && p->notes[p->next_note].off == off)
+    return &p->notes[p->next_note];
+  return NULL;
 }
 
 static int object(P *p, unsigned depth, bool literal, gj_arg **out) {
@@ -598,19 +644,33 @@ static int object(P *p, unsigned depth, bool literal, gj_arg **out) {
     }
     return rc;
   }
-  if (raw[0] == '$' && p->in_form == 0) {
+  size_t note = SIZE_MAX;
+  if (raw[0] == '$' && p->in_form > 0) {
+    if ((note = note_open(p, off)) == SIZE_MAX)
+      return tg__gj_fail(p->d, off, TG_ENOMEM, "out of memory");
+  } else if (raw[0] == '$') {
+    const form_note *n = note_find(p, off);
     bool only = false;
-    rc = dollar_object(p, depth, off, &only, out);
-    if (rc != TG_OK || only) return rc;
-    /* Not a "$" form: read the object again as a map. */
-    p->pos = keyoff;
-    if ((rc = string(p, &raw, &keylen)) != TG_OK) return rc;
+    if (n != NULL && n->single) {
+      p->pos = n->end;
+      return dollar_const(p, off, out);
+    }
+    if (n == NULL) {
+      rc = dollar_object(p, depth, off, &only, out);
+      if (rc != TG_OK || only) return rc;
+      /* Not a "$" form: read the object again as a map. */
+      p->pos = keyoff;
+      if ((rc = string(p, &raw, &keylen)) != TG_OK) return rc;
+    }
   }
   /* raw is still valid: no other string was read since. */
   if ((key = tg__gj_strdup(&p->d->work, raw, keylen)) == NULL)
     return tg__gj_fail(p->d, keyoff, TG_ENOMEM, "out of memory");
   rc = members(p, depth, literal, key, keylen, keyoff);
+  size_t nkeys = p->top - base;
   if (rc == TG_OK) rc = close_map(p, base, off, out);
+  if (rc == TG_OK && note != SIZE_MAX)
+    p->notes[note] = (form_note){off, p->pos, nkeys == 1};
   drop(p, base);
   return rc;
 }
@@ -961,5 +1021,6 @@ int tg__gj_parse(gj_doc *d) {
   drop(&p, 0);
   tg__free(p.scratch);
   tg__free(p.stack);
+  tg__free(p.notes);
   return rc;
 }
