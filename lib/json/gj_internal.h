@@ -15,6 +15,7 @@ typedef struct gj_chunk gj_chunk;
 typedef struct gj_arena {
   gj_chunk *head;
   char *cur, *end;
+  size_t chunk; /* size of the next chunk */
 } gj_arena;
 
 void *tg__gj_alloc(gj_arena *a, size_t n);     /* 8-byte aligned; NULL OOM */
