@@ -11,8 +11,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 secs=${1:?usage: scripts/fuzz.sh SECONDS}
-targets="decode json"
-ntargets=2
+targets="decode json graphjson"
+ntargets=3
 dir=build-fuzz
 
 if [ ! -f "$dir/build.ninja" ]; then

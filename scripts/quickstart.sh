@@ -31,6 +31,8 @@ if [ "$mode" = test ]; then
   pkgs="$pkgs python3-numpy python3-zstandard python3-xxhash"
   # The install test builds C++ against the headers and renders man pages.
   pkgs="$pkgs g++ man-db"
+  # python3-jsonschema checks graph.json samples against the schema.
+  pkgs="$pkgs python3-jsonschema"
 fi
 
 install_missing() {

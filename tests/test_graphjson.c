@@ -441,3 +441,171 @@ Test(graphjson, refs_nested_past_the_limit) {
            "levels plus the constant's may be at most 511)", col);
   bad(text, TG_EDEPTH, want);
 }
+
+/* Task positions on one long line (as Python's json.dump writes a graph)
+ * count characters from the start of the line, for every task. */
+Test(graphjson, positions_on_one_line) {
+  size_t n = 3000, cap = n * 64 + 64, len = 0;
+  char *text = malloc(cap);
+  size_t *col = malloc(n * sizeof *col), chars = 0;
+  len += (size_t)snprintf(text, cap, "{\"tgraph\": 1, \"tasks\": {");
+  chars = len;
+  for (size_t i = 0; i < n; i++) {
+    if (i) len += (size_t)snprintf(text + len, cap - len, ", "), chars += 2;
+    col[i] = chars + 1;
+    /* every third key holds a two-byte character: one column */
+    int w = snprintf(text + len, cap - len,
+                     "\"%s%zu\": {\"fn\": \"identity\", \"args\": [%zu]}",
+                     i % 3 ? "t" : "\xc3\xa9", i, i);
+    len += (size_t)w;
+    chars += (size_t)w - (i % 3 ? 0 : 1);
+  }
+  snprintf(text + len, cap - len, "}}");
+  tg_graph *g;
+  tg_graphjson_info *info;
+  cr_assert_eq(parse(text, &g, &info), TG_OK, "%s", err.msg);
+  cr_assert_eq(info->ntasks, n);
+  for (size_t i = 0; i < n; i++) {
+    cr_assert_eq(info->tasks[i].line, 1);
+    cr_assert_eq(info->tasks[i].column, col[i], "task %zu: column %u, not %zu", i,
+                 info->tasks[i].column, col[i]);
+  }
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  free(text);
+  free(col);
+}
+
+/* Write text to a new file; its path in path. */
+static void write_graph_file(char *path, const char *text, size_t len) {
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, text, len), (ssize_t)len);
+  close(fd);
+}
+
+/* A file that fills its last page exactly still loads (the reader needs
+ * a NUL after the text), and an error past the first megabytes of a file
+ * (whose pages the reader lets go as it passes them) has its exact
+ * position. */
+Test(graphjson, load_whole_pages_and_big_files) {
+  long page = sysconf(_SC_PAGESIZE);
+  char *text = malloc((size_t)page + 1);
+  int n = snprintf(text, (size_t)page + 1, "{\"tgraph\": 1, \"tasks\": {\"a\": "
+                   "{\"fn\": \"identity\", \"args\": [1]}}");
+  memset(text + n, ' ', (size_t)page - (size_t)n - 1);
+  text[page - 1] = '}';
+  char path[] = "/tmp/tg_gj_page_XXXXXX";
+  write_graph_file(path, text, (size_t)page);
+  tg_graph *g;
+  tg_graphjson_info *info;
+  tg_error_clear(&err);
+  cr_assert_eq(tg_graphjson_load(path, reg, NULL, &g, &info, &err), TG_OK, "%s",
+               err.msg);
+  cr_assert_eq(info->ntasks, 1);
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  unlink(path);
+  free(text);
+
+  size_t ntasks = 400000, cap = ntasks * 64 + 64, len = 0;
+  char *big = malloc(cap);
+  len += (size_t)snprintf(big, cap, "{\"tgraph\": 1, \"tasks\": {");
+  for (size_t i = 0; i < ntasks; i++)
+    len += (size_t)snprintf(big + len, cap - len, "%s\"t%zu\": {\"fn\": \"identity\", "
+                            "\"args\": [%zu]}", i ? ",\n" : "", i, i);
+  len += (size_t)snprintf(big + len, cap - len, ",\n\"x\": {\"fn\": \"nope\"}}}");
+  cr_assert_gt(len, (size_t)16 << 20);
+  char path2[] = "/tmp/tg_gj_big_XXXXXX";
+  write_graph_file(path2, big, len);
+  tg_error_clear(&err);
+  cr_assert_eq(tg_graphjson_load(path2, reg, NULL, &g, &info, &err), TG_ENOFUNC);
+  char want[128];
+  snprintf(want, sizeof want, "%s:%zu:13: unknown function 'nope'", path2,
+           ntasks + 1);
+  cr_assert_eq(strncmp(err.msg, want, strlen(want)), 0, "%s", err.msg);
+  unlink(path2);
+  free(big);
+}
+
+/* "$schema" (for editors) is allowed at the top and not read. */
+Test(graphjson, schema_uri_is_allowed) {
+  tg_graph *g;
+  tg_graphjson_info *info;
+  cr_assert_eq(parse("{\"$schema\": \"https://tgraph.invalid/graph.schema.json\", "
+                     "\"tgraph\": 1, \"tasks\": {}}", &g, &info), TG_OK, "%s", err.msg);
+  cr_assert_eq(info->ntasks, 0);
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  bad("{\"$schema\": 5, \"tgraph\": 1, \"tasks\": {}}", TG_EFORMAT,
+      "g.json:1:13: \"$schema\" must be a string (the schema's URI)");
+  bad("{\"$schema\": \"a\", \"$schema\": \"b\", \"tgraph\": 1, \"tasks\": {}}",
+      TG_EFORMAT, "g.json:1:18: duplicate key '$schema'");
+}
+
+/* A number with an integral value is an integer where one is asked for,
+ * as JSON Schema has it. */
+Test(graphjson, integral_numbers_are_integers) {
+  tg_graph *g;
+  tg_graphjson_info *info;
+  cr_assert_eq(parse("{\"tgraph\": 1.0, \"tasks\": {\"r\": {\"fn\": \"range\", "
+                     "\"args\": [4], \"retries\": 2.0}, \"x\": {\"fn\": \"identity\", "
+                     "\"args\": [{\"ref\": \"r\", \"get\": 1e0}]}}, \"outputs\": [\"x\"]}",
+                     &g, &info), TG_OK, "%s", err.msg);
+  cr_assert_eq(info->tasks[0].retries, 2);
+  char out[32];
+  output_json(g, info, 0, out, sizeof out);
+  cr_assert_str_eq(out, "1");
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  bad("{\"tgraph\": 1, \"tasks\": {\"r\": {\"fn\": \"range\", \"args\": [4]}, "
+      "\"x\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"r\", \"get\": 1.5}]}}}",
+      TG_EFORMAT, "g.json:1:113: \"get\" must be an int (list index) or a string "
+      "(map key)");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"retries\": 2.5}}}",
+      TG_EFORMAT, "g.json:1:55: \"retries\" must be an int from 0 to 1000");
+  bad("{\"tgraph\": 1.5, \"tasks\": {}}", TG_EFORMAT,
+      "g.json:1:12: \"tgraph\" must be 1");
+}
+
+/* An object whose only key starts with '$' is a value form whatever it
+ * holds: refs inside are plain maps, "$" objects inside are what
+ * tg_value_from_json makes of them; a bad form is an error at the object,
+ * a syntax error inside it at its exact place. */
+Test(graphjson, dollar_forms_are_values) {
+  tg_graph *g;
+  tg_graphjson_info *info;
+  cr_assert_eq(parse("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\", "
+                     "\"args\": [{\"$map\": {\"r\": {\"ref\": \"a\"}, \"$x\": 1}}]}, "
+                     "\"b\": {\"fn\": \"identity\", \"args\": [{\"$map\": "
+                     "{\"$foo\": {\"$float\": \"inf\"}}}]}, \"c\": {\"fn\": \"identity\", "
+                     "\"args\": [{\"$x\": {\"ref\": \"a\"}, \"y\": 2}]}}, "
+                     "\"outputs\": [\"a\", \"b\", \"c\"]}", &g, &info),
+               TG_OK, "%s", err.msg);
+  char out[128];
+  output_json(g, info, 0, out, sizeof out);
+  cr_assert_str_eq(out, "{\"r\":{\"ref\":\"a\"},\"$x\":1}");
+  output_json(g, info, 1, out, sizeof out);
+  cr_assert_str_eq(out, "{\"$map\":{\"$foo\":{\"$float\":\"inf\"}}}");
+  output_json(g, info, 2, out, sizeof out); /* two keys: a map with a ref */
+  cr_assert_str_eq(out, "{\"$x\":{\"r\":{\"ref\":\"a\"},\"$x\":1},\"y\":2}");
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  /* "$"-first objects with more keys, nested: maps holding refs and forms */
+  cr_assert_eq(parse("{\"tgraph\": 1, \"tasks\": {\"r\": {\"fn\": \"identity\", "
+                     "\"args\": [7]}, \"n\": {\"fn\": \"identity\", \"args\": "
+                     "[{\"$a\": {\"$b\": {\"$float\": \"inf\"}, \"c\": {\"ref\": \"r\"}}, "
+                     "\"d\": {\"$map\": {\"x\": {\"ref\": \"r\"}}}, \"e\": {\"ref\": \"r\"}}]}}, "
+                     "\"outputs\": [\"n\"]}", &g, &info), TG_OK, "%s", err.msg);
+  output_json(g, info, 0, out, sizeof out);
+  cr_assert_str_eq(out, "{\"$a\":{\"$b\":{\"$float\":\"inf\"},\"c\":7},"
+                   "\"d\":{\"x\":{\"ref\":\"r\"}},\"e\":7}");
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\", \"args\": "
+      "[{\"$float\": \"banana\"}]}}}", TG_EFORMAT,
+      "g.json:1:58: \"$float\" is not \"nan\", \"inf\" or \"-inf\" (at /$float)");
+  bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"identity\", \"args\": "
+      "[{\"$map\": {\"k\": [1 2]}}]}}}", TG_EJSON,
+      "g.json:1:76: unexpected '2', expected ',' or ']' in a list");
+}

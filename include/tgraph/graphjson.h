@@ -27,7 +27,11 @@
  * assembled when the task runs (by the builtin "tg.build", as a node
  * keyed "KEY/args[I]"). Objects with a single "$"-key are read
  * as tg_value_from_json() reads them ({"$bytes": ...}, {"$float": "nan"},
- * {"$ndarray": ...}). Tasks may be listed in any order.
+ * {"$ndarray": ...}), literally even when refs appear inside them. Tasks
+ * may be listed in any order. "$schema" (a string, the schema's URI for
+ * editors) may stand beside "tgraph" and is not read. Wherever an integer
+ * is asked for ("tgraph", "retries", "get"), a number with an integral
+ * value such as 1.0 is one, as in JSON Schema.
  *
  * A plugin entry without '/' is a name: lib<name>.so is searched in the
  * directories of TGRAPH_PLUGIN_PATH (':'-separated), then in the options'

@@ -5,6 +5,7 @@
 #include "json/gj_internal.h"
 
 #define CHUNK (1u << 20)
+#define FIRST_CHUNK (1u << 12)
 
 struct gj_chunk {
   gj_chunk *next;
@@ -26,10 +27,14 @@ void *tg__gj_alloc(gj_arena *a, size_t n) {
     return c ? (void *)c->pad : NULL;
   }
   if ((size_t)(a->end - a->cur) < n) {
-    gj_chunk *c = chunk_new(a, CHUNK);
+    /* Chunks double from FIRST_CHUNK: a small graph stays small. */
+    size_t size = a->chunk < FIRST_CHUNK ? FIRST_CHUNK : a->chunk;
+    while (size < n) size *= 2;
+    gj_chunk *c = chunk_new(a, size);
     if (c == NULL) return NULL;
+    a->chunk = size < CHUNK ? size * 2 : CHUNK;
     a->cur = (char *)c->pad;
-    a->end = a->cur + CHUNK;
+    a->end = a->cur + size;
   }
   void *p = a->cur;
   a->cur += n;
@@ -51,4 +56,5 @@ void tg__gj_arena_free(gj_arena *a) {
   }
   a->head = NULL;
   a->cur = a->end = NULL;
+  a->chunk = 0;
 }

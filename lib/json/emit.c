@@ -38,9 +38,21 @@ static tg_value *tagged(const gj_doc *d, char tag, tg_value *payload) {
   return tg_list_of(2, tg_value_ref(d->tags[i]), payload);
 }
 
+/* ["s", i], the template of input i. Values are immutable, so the first
+ * GJ_SLOTS of them are made once and shared by every template: a list of
+ * a thousand refs then costs a thousand pointers, not a thousand lists. */
+static tg_value *slot(gj_doc *d, size_t i) {
+  if (i >= GJ_SLOTS) return tagged(d, 's', tg_int((int64_t)i));
+  if (d->slots == NULL &&
+      (d->slots = tg__calloc(GJ_SLOTS, sizeof *d->slots)) == NULL)
+    return NULL;
+  if (d->slots[i] == NULL) d->slots[i] = tagged(d, 's', tg_int((int64_t)i));
+  return d->slots[i] ? tg_value_ref(d->slots[i]) : NULL;
+}
+
 /* The tg.build template of a, its refs appended to inputs. The constants
  * are taken from the tree. NULL when memory runs out. */
-static tg_value *template_of(const gj_doc *d, gj_arg *a, argvec *inputs) {
+static tg_value *template_of(gj_doc *d, gj_arg *a, argvec *inputs) {
   if (a->kind == GJ_CONST) {
     tg_value *v = a->u.value;
     a->u.value = NULL;
@@ -48,7 +60,7 @@ static tg_value *template_of(const gj_doc *d, gj_arg *a, argvec *inputs) {
   }
   if (a->kind == GJ_REF) {
     if (argvec_push(inputs, ref_arg(d, a)) != TG_OK) return NULL;
-    return tagged(d, 's', tg_int((int64_t)inputs->n - 2)); /* 0: template */
+    return slot(d, inputs->n - 2); /* input 0 is the template */
   }
   tg_value *seq = a->kind == GJ_LIST ? tg_list_alloc(a->u.seq.n)
                                      : tg_map_new(a->u.seq.n);
@@ -178,6 +190,25 @@ static int walk(gj_doc *d, tg_graph *g, uint32_t root, frame *st) {
   }
 }
 
+/* Room in g for every node, argument and key the document adds, so the
+ * graph's arrays are allocated once at their final size. */
+static int reserve(gj_doc *d, tg_graph *g) {
+  size_t nodes = d->ntasks, nargs = 0, keybytes = 0;
+  for (size_t i = 0; i < d->ntasks; i++) {
+    const gj_task *t = &d->tasks[i];
+    size_t direct = 0, built = 0;
+    for (size_t j = 0; j < t->nargs; j++) {
+      direct += t->args[j]->kind == GJ_REF;
+      built += t->args[j]->kind == GJ_LIST || t->args[j]->kind == GJ_MAP;
+    }
+    nodes += built;
+    nargs += t->nargs + built + (t->nrefs - direct); /* tg.build inputs */
+    keybytes += (t->keylen + 1) * (1 + built) + 12 * built; /* "/args[I]" */
+  }
+  int rc = tg__graph_reserve(g, nodes, nargs, keybytes, nodes);
+  return rc == TG_OK ? TG_OK : tg__gj_fail(d, 0, rc, "%s", tg_graph_errmsg(g));
+}
+
 int tg__gj_emit(gj_doc *d, tg_graph *g) {
   /* The walk's stack is at most one frame per task. Marks and nodes live
    * in arrays of their own: the walk reads them at random, and small
@@ -190,11 +221,15 @@ int tg__gj_emit(gj_doc *d, tg_graph *g) {
   for (int i = 0; i < 4; i++) d->tags[i] = tg_str_c(names[i]);
   int rc = st && d->marks && d->nodes && d->tags[0] && d->tags[1] &&
                    d->tags[2] && d->tags[3]
-               ? TG_OK
+               ? reserve(d, g)
                : tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
   for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++)
     if (d->marks[i] == WHITE) rc = walk(d, g, (uint32_t)i, st);
   tg__free(st);
   for (int i = 0; i < 4; i++) tg_value_unref(d->tags[i]);
+  for (size_t i = 0; d->slots != NULL && i < GJ_SLOTS; i++)
+    tg_value_unref(d->slots[i]);
+  tg__free(d->slots);
+  d->slots = NULL;
   return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 
 #include "internal.h"
+#include "graph/graph_internal.h"
 #include "tgraph/graphjson.h"
 
 /* ---- arena: bump allocation, freed all at once (arena.c) ---- */
@@ -14,6 +15,7 @@ typedef struct gj_chunk gj_chunk;
 typedef struct gj_arena {
   gj_chunk *head;
   char *cur, *end;
+  size_t chunk; /* size of the next chunk */
 } gj_arena;
 
 void *tg__gj_alloc(gj_arena *a, size_t n);     /* 8-byte aligned; NULL OOM */
@@ -50,6 +52,7 @@ struct gj_arg {
 typedef struct gj_task {
   const char *key; /* arena */
   size_t keylen, off;
+  unsigned line, col; /* of off, counted while parsing */
   const char *fn;  /* arena */
   size_t fn_off;
   gj_arg **args;
@@ -67,6 +70,7 @@ typedef struct gj_str {
   size_t len, off;
 } gj_str;
 
+#define GJ_SLOTS 4096 /* tg.build slot templates shared per document */
 #define GJ_INLINE 16 /* keys up to this long are compared in the slot */
 typedef struct gj_slot {
   uint64_t hash;   /* of the key, so growing never reads keys again */
@@ -84,8 +88,11 @@ typedef struct gj_doc {
   size_t len;
   const char *name; /* file name for messages */
   const char *base_dir;
+  bool text_mapped; /* text is a private mapping of a file, ours to drop */
   tg_error *err;
-  gj_arena arena;
+  gj_arena arena; /* what the info keeps: task keys, function names,
+                     outputs, plugin paths, dependencies */
+  gj_arena work;  /* the rest of the parse, dropped after the load */
   gj_task *tasks;
   size_t ntasks, cap_tasks;
   gj_slot *table;    /* open addressing, see table.c */
@@ -100,6 +107,7 @@ typedef struct gj_doc {
   uint8_t *marks;         /* emit: per task, its colour in the walk */
   tg_node *nodes;         /* emit: per task, its node once added */
   tg_value *tags[4];      /* emit: "c", "s", "l", "m" for tg.build */
+  tg_value **slots;       /* emit: shared ["s", i] templates, GJ_SLOTS */
 } gj_doc;
 
 /* ---- steps ---- */
@@ -124,6 +132,10 @@ uint32_t tg__gj_find(const gj_doc *d, const char *key, size_t len);
  * together). */
 void tg__gj_find_many(const gj_doc *d, gj_arg *const *refs, size_t n,
                       uint32_t *out);
+
+/* The parser no longer reads text before byte offset upto (except to
+ * place an error): a mapped file may let those pages go. */
+void tg__gj_text_done(gj_doc *d, size_t upto);
 
 /* Fill d->err with "NAME:LINE:COL: message" for byte offset off; returns
  * code. */

@@ -149,45 +149,58 @@ static int load_plugins(gj_doc *d, tg_registry *reg,
 
 /* ---- info ---- */
 
+/* Each task's dependencies, all in one array of the arena the info keeps;
+ * the parse's work arena is dropped then, before the info is made. */
+static uint32_t *collect_deps(gj_doc *d) {
+  size_t n = 0;
+  for (size_t i = 0; i < d->ntasks; i++) n += d->tasks[i].nrefs;
+  uint32_t *deps = tg__gj_alloc(&d->arena, (n + 1) * sizeof *deps);
+  if (deps == NULL) return NULL;
+  for (size_t i = 0, k = 0; i < d->ntasks; i++)
+    for (uint32_t j = 0; j < d->tasks[i].nrefs; j++)
+      deps[k++] = d->tasks[i].refs[j]->u.ref.task;
+  tg__gj_arena_free(&d->work);
+  return deps;
+}
+
+/* The document's tasks become the info's, in place: an info task is
+ * smaller than a document task, so task i is read before anything is
+ * written over it, and no second array of a million tasks is needed. */
+_Static_assert(sizeof(gj_task) >= sizeof(tg_graphjson_task),
+               "tasks are converted in place");
+static tg_graphjson_task *convert_tasks(gj_doc *d, const uint32_t *deps) {
+  char *base = (char *)d->tasks;
+  for (size_t i = 0; i < d->ntasks; i++) {
+    gj_task t;
+    memcpy(&t, base + i * sizeof t, sizeof t);
+    tg_graphjson_task o = {t.key, t.fn, t.node, t.line, t.col, t.cache,
+                           t.retries, t.timeout, deps, t.nrefs};
+    memcpy(base + i * sizeof o, &o, sizeof o);
+    deps += t.nrefs;
+  }
+  size_t n = d->ntasks ? d->ntasks : 1;
+  tg_graphjson_task *out = tg__realloc(base, n * sizeof *out);
+  d->tasks = NULL; /* converted: no longer the document's */
+  return out ? out : (tg_graphjson_task *)base;
+}
+
 static int make_info(gj_doc *d, plugins *pl, tg_graphjson_info **out) {
-  info_impl *im = tg__calloc(1, sizeof *im);
+  uint32_t *deps = collect_deps(d);
+  info_impl *im = deps ? tg__calloc(1, sizeof *im) : NULL;
   if (im == NULL) return TG_ENOMEM;
   tg_graphjson_info *in = &im->pub;
-  in->tasks = tg__calloc(d->ntasks ? d->ntasks : 1, sizeof *in->tasks);
   in->outputs = tg__calloc(d->noutputs ? d->noutputs : 1, sizeof(char *));
   in->output_nodes = tg__calloc(d->noutputs ? d->noutputs : 1, sizeof(tg_node));
-  if (!in->tasks || !in->outputs || !in->output_nodes) {
+  if (!in->outputs || !in->output_nodes) {
     tg_graphjson_info_free(in);
     return TG_ENOMEM;
   }
-  /* Tasks are in file order: count lines in one pass over the text. */
-  size_t at = 0, line_start = 0;
-  unsigned line = 1;
-  for (size_t i = 0; i < d->ntasks; i++) {
-    const gj_task *t = &d->tasks[i];
-    tg_graphjson_task *o = &in->tasks[i];
-    for (const char *p = d->text + at, *end = d->text + t->off;
-         (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
-      line++;
-      line_start = (size_t)(p - d->text) + 1;
-    }
-    at = t->off;
-    unsigned dummy, col;
-    tg__gj_position(d->text + line_start, t->off - line_start, &dummy, &col);
-    uint32_t *deps = tg__gj_alloc(&d->arena, (t->nrefs + 1) * sizeof *deps);
-    if (deps == NULL) {
-      tg_graphjson_info_free(in);
-      return TG_ENOMEM;
-    }
-    for (uint32_t j = 0; j < t->nrefs; j++) deps[j] = t->refs[j]->u.ref.task;
-    *o = (tg_graphjson_task){t->key, t->fn, t->node, line, col, t->cache,
-                             t->retries, t->timeout, deps, t->nrefs};
-  }
-  in->ntasks = d->ntasks;
   for (size_t i = 0; i < d->noutputs; i++) {
     in->outputs[i] = d->outputs[i].s;
     in->output_nodes[i] = d->tasks[d->output_tasks[i]].node;
   }
+  in->ntasks = d->ntasks;
+  in->tasks = convert_tasks(d, deps); /* the last use of d->tasks */
   in->noutputs = d->noutputs;
   in->plugins = pl->v;
   in->nplugins = pl->n;
@@ -211,6 +224,7 @@ static void doc_free(gj_doc *d, plugins *pl) {
   tg__free(d->marks);
   tg__free(d->nodes);
   tg__gj_arena_free(&d->arena);
+  tg__gj_arena_free(&d->work);
   for (size_t i = 0; i < pl->n; i++) free(pl->real[i]);
   tg__free(pl->real);
   tg__free(pl->v);
@@ -223,10 +237,18 @@ static int run(gj_doc *d, tg_registry *reg, const tg_graphjson_opts *o,
   if (rc == TG_OK) rc = load_plugins(d, reg, o, pl);
   if (rc == TG_OK) rc = tg__gj_resolve(d, reg);
   if (rc != TG_OK) return rc;
+  if (!d->slash_keys) { /* the key index is needed only for build names */
+    tg__free(d->table);
+    d->table = NULL;
+  }
   if ((rc = tg_graph_new(reg, graph)) != TG_OK)
     return tg__gj_fail(d, 0, rc, "cannot create a graph: %s", tg_strerror(rc));
   rc = tg__gj_emit(d, *graph);
   d->handed_over = rc == TG_OK; /* every constant now belongs to the graph */
+  tg__free(d->marks); /* the emit's: not needed for the info */
+  tg__free(d->nodes);
+  tg__free(d->table);
+  d->marks = NULL, d->nodes = NULL, d->table = NULL;
   if (rc == TG_OK && info != NULL && make_info(d, pl, info) != TG_OK)
     rc = tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
   if (rc != TG_OK) {
@@ -245,10 +267,12 @@ static int check_opts(const tg_graphjson_opts *o, tg_error *err) {
   return TG_OK;
 }
 
-int tg_graphjson_parse(const char *text, size_t len, const char *name,
-                       const char *base_dir, tg_registry *reg,
-                       const tg_graphjson_opts *opts, tg_graph **graph,
-                       tg_graphjson_info **info, tg_error *err) {
+/* tg_graphjson_parse, told whether text is a private mapping of a file
+ * (whose passed pages the parser may drop). */
+static int parse_text(const char *text, size_t len, const char *name,
+                      const char *base_dir, bool mapped, tg_registry *reg,
+                      const tg_graphjson_opts *opts, tg_graph **graph,
+                      tg_graphjson_info **info, tg_error *err) {
   if (graph) *graph = NULL;
   if (info) *info = NULL;
   if (text == NULL || reg == NULL || graph == NULL)
@@ -259,41 +283,66 @@ int tg_graphjson_parse(const char *text, size_t len, const char *name,
     return tg__error_set(err, TG_EINVAL,
                          "graph.json text must be followed by a NUL byte");
   gj_doc d = {.text = text, .len = len, .name = name ? name : "<graph>",
-              .base_dir = base_dir, .err = err};
+              .base_dir = base_dir, .text_mapped = mapped, .err = err};
   plugins pl = {0};
   rc = run(&d, reg, opts, &pl, graph, info);
   doc_free(&d, &pl);
   return rc;
 }
 
-/* A mapping of the file when the zero fill of its last page gives the
- * NUL the parser wants after the text; NULL otherwise. */
-static char *map_file(int fd, const struct stat *st) {
+int tg_graphjson_parse(const char *text, size_t len, const char *name,
+                       const char *base_dir, tg_registry *reg,
+                       const tg_graphjson_opts *opts, tg_graph **graph,
+                       tg_graphjson_info **info, tg_error *err) {
+  return parse_text(text, len, name, base_dir, false, reg, opts, graph, info,
+                    err);
+}
+
+/* A mapping of the file followed by a NUL, as the parser wants: the zero
+ * fill of the file's last page, or when the file fills its last page, an
+ * extra page of zeros reserved with the mapping. NULL when it cannot be
+ * mapped (not a regular file, empty); *maplen is what to munmap. */
+static char *map_file(int fd, const struct stat *st, size_t *maplen) {
   long page = sysconf(_SC_PAGESIZE);
-  if (!S_ISREG(st->st_mode) || st->st_size == 0 || page <= 0 ||
-      st->st_size % page == 0)
-    return NULL;
-  void *p = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (!S_ISREG(st->st_mode) || st->st_size == 0 || page <= 0) return NULL;
+  size_t size = (size_t)st->st_size;
+  size_t whole = tg__align_up(size, (size_t)page) + (size_t)page;
+  char *p = mmap(NULL, whole, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return NULL;
-  madvise(p, (size_t)st->st_size, MADV_SEQUENTIAL);
+  if (mmap(p, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED) {
+    munmap(p, whole);
+    return NULL;
+  }
+  madvise(p, size, MADV_SEQUENTIAL);
+  *maplen = whole;
   return p;
 }
 
-/* The whole file with a NUL after it: mapped (*mapped = true; munmap it)
+/* Pages of a mapped file the parser has passed are dropped, so a big
+ * file costs its resident pages only around the parser (they come back
+ * from the page cache if an error message needs them). */
+void tg__gj_text_done(gj_doc *d, size_t upto) {
+  if (!d->text_mapped) return;
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) return;
+  size_t end = upto / (size_t)page * (size_t)page;
+  if (end > 0) madvise((void *)d->text, end, MADV_DONTNEED);
+}
+
+/* The whole file with a NUL after it: mapped (*mapped = bytes to munmap)
  * or read into a buffer (tg__free it). At most max bytes; a FIFO or pipe
  * is read as tg__read_fd reads it (see graphjson.h). */
 static int read_all(const char *path, const char *what, size_t max,
-                    char **out, size_t *len, bool *mapped, tg_error *err) {
+                    char **out, size_t *len, size_t *mapped, tg_error *err) {
   struct stat st;
   int fd = tg__input_open(path, what, max, 0, &st, err);
   if (fd < 0) return fd;
-  if ((*out = map_file(fd, &st)) != NULL) {
+  if ((*out = map_file(fd, &st, mapped)) != NULL) {
     close(fd);
     *len = (size_t)st.st_size;
-    *mapped = true;
     return TG_OK;
   }
-  *mapped = false;
+  *mapped = 0;
   int rc = tg__read_fd(fd, S_ISREG(st.st_mode) ? (size_t)st.st_size : 1 << 16,
                        max, out, len);
   close(fd);
@@ -308,7 +357,7 @@ int tg_graphjson_load(const char *path, tg_registry *reg,
   if (path == NULL) return tg__error_set(err, TG_EINVAL, "no graph.json path");
   char *text = NULL;
   size_t len = 0;
-  bool mapped = false;
+  size_t mapped = 0;
   int rc = check_opts(opts, err);
   if (rc != TG_OK) return rc;
   size_t max = opts && opts->version >= TG_GRAPHJSON_OPTS_V2 && opts->max_bytes
@@ -322,9 +371,10 @@ int tg_graphjson_load(const char *path, tg_registry *reg,
   const char *base = dir == NULL ? NULL : slash == NULL ? "." : dir;
   if (slash == dir && dir != NULL) slash[1] = '\0'; /* "/x.json" */
   else if (slash != NULL) *slash = '\0';
-  rc = tg_graphjson_parse(text, len, path, base, reg, opts, graph, info, err);
+  rc = parse_text(text, len, path, base, mapped != 0, reg, opts, graph, info,
+                  err);
   free(dir);
-  if (mapped) munmap(text, len);
+  if (mapped) munmap(text, mapped);
   else tg__free(text);
   return rc;
 }

@@ -27,7 +27,22 @@ typedef struct P {
   size_t last_fn_len;
   stack_item *stack; /* items of the containers being parsed */
   size_t top, cap;
+  size_t at;         /* where line and col were last counted up to */
+  unsigned line, col; /* of byte `at`, as tg__gj_position gives them */
+  size_t kept;       /* text before this offset is no longer read */
+  unsigned in_form;  /* > 0 while checking the text of a "$" form */
+  struct form_note *notes; /* what that check saw (see dollar_object) */
+  size_t nnotes, notes_cap, next_note;
+  size_t noted_from, noted_to; /* the text the notes cover */
 } P;
+
+/* An object inside a checked "$" candidate whose first key starts with
+ * '$': whether it has one key, so reading the text again as arguments
+ * never checks it a second time. */
+typedef struct form_note {
+  size_t off, end; /* its '{', and just past its '}' */
+  bool single;     /* it has exactly one key: a "$" form */
+} form_note;
 
 static int syntax(P *p, size_t off, const char *what) {
   if (off >= p->len)
@@ -183,12 +198,13 @@ static int string(P *p, const char **out, size_t *outlen) {
   return rc;
 }
 
-/* A string copied into the arena with a NUL. */
-static int string_arena(P *p, const char **out, size_t *outlen) {
+/* A string copied into arena ar with a NUL. */
+static int string_arena(P *p, gj_arena *ar, const char **out,
+                        size_t *outlen) {
   const char *s;
   int rc = string(p, &s, outlen);
   if (rc != TG_OK) return rc;
-  *out = tg__gj_strdup(&p->d->arena, s, *outlen);
+  *out = tg__gj_strdup(ar, s, *outlen);
   return *out ? TG_OK : tg__gj_fail(p->d, p->pos, TG_ENOMEM, "out of memory");
 }
 
@@ -282,7 +298,7 @@ static int scalar(P *p, tg_value **out) {
 static int arg(P *p, unsigned depth, bool literal, gj_arg **out);
 
 static gj_arg *new_arg(P *p, uint8_t kind, size_t off) {
-  gj_arg *a = tg__gj_alloc(&p->d->arena, sizeof *a);
+  gj_arg *a = tg__gj_alloc(&p->d->work, sizeof *a);
   if (a != NULL) {
     memset(a, 0, sizeof *a);
     a->kind = kind;
@@ -344,7 +360,7 @@ static int close_list(P *p, size_t base, size_t off, gj_arg **out) {
     }
   } else {
     a->u.seq.n = n;
-    a->u.seq.items = tg__gj_alloc(&p->d->arena, (n ? n : 1) * sizeof(gj_arg *));
+    a->u.seq.items = tg__gj_alloc(&p->d->work, (n ? n : 1) * sizeof(gj_arg *));
     if (a->u.seq.items == NULL) return TG_ENOMEM;
     for (size_t i = 0; i < n; i++) a->u.seq.items[i] = p->stack[base + i].arg;
   }
@@ -401,13 +417,12 @@ static int close_const_map(P *p, size_t base, size_t off, gj_arg *a) {
     it->arg->u.value = NULL;
     if (rc != TG_OK) return tg__gj_fail(p->d, off, rc, "%s", tg_strerror(rc));
   }
-  if (n == 1 && p->stack[base].key[0] == '$') return dollar_form(p, off, a);
   return TG_OK;
 }
 
 static int close_ref_map(P *p, size_t base, gj_arg *a) {
   size_t n = p->top - base;
-  gj_arena *ar = &p->d->arena;
+  gj_arena *ar = &p->d->work;
   a->u.seq.n = n;
   a->u.seq.items = tg__gj_alloc(ar, n * sizeof(gj_arg *));
   a->u.seq.keys = tg__gj_alloc(ar, n * sizeof(char *));
@@ -463,7 +478,7 @@ static int members(P *p, unsigned depth, bool literal, const char *key,
     if (!eat(p, ',')) break;
     ws(p);
     keyoff = p->pos;
-    rc = string_arena(p, &key, &keylen);
+    rc = string_arena(p, &p->d->work, &key, &keylen);
     if (rc != TG_OK) return rc;
   }
   if (!eat(p, '}')) return syntax(p, p->pos, "expected ',' or '}' in an object");
@@ -477,12 +492,25 @@ static int members(P *p, unsigned depth, bool literal, const char *key,
 static int ref_key(P *p, gj_arg *a) {
   ws(p);
   size_t at = p->pos, n;
-  int rc = string_arena(p, &a->u.ref.key, &n);
+  int rc = string_arena(p, &p->d->work, &a->u.ref.key, &n);
   if (rc == TG_OK && (n == 0 || n > UINT32_MAX || memchr(a->u.ref.key, 0, n)))
     return tg__gj_fail(p->d, at, TG_EFORMAT,
                        "\"ref\" must name a task (a non-empty key)");
   a->keylen = (uint32_t)n;
   return rc;
+}
+
+/* v as an int: an int, or a float with an integral value in range (JSON
+ * Schema's "integer" counts 1.0 as one, so the reader does too). */
+static bool integral(const tg_value *v, int64_t *out) {
+  if (tg_value_type(v) == TG_INT) return *out = tg_value_int(v), true;
+  if (tg_value_type(v) != TG_FLOAT) return false;
+  double d = tg_value_float(v);
+  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) ||
+      d != floor(d))
+    return false;
+  *out = (int64_t)d;
+  return true;
 }
 
 /* The value of "get" in a ref object. */
@@ -491,14 +519,13 @@ static int ref_get(P *p, gj_arg *a) {
   size_t at = p->pos, n;
   if (at < p->len && p->s[at] == '"') {
     a->get = GJ_GET_KEY;
-    return string_arena(p, &a->u.ref.gkey, &n);
+    return string_arena(p, &p->d->work, &a->u.ref.gkey, &n);
   }
   tg_value *v;
   int rc = scalar(p, &v);
   if (rc != TG_OK) return rc;
-  bool ok = tg_value_type(v) == TG_INT;
+  bool ok = integral(v, &a->u.ref.index);
   a->get = GJ_GET_INDEX;
-  a->u.ref.index = tg_value_int(v);
   tg_value_unref(v);
   if (!ok)
     return tg__gj_fail(p->d, at, TG_EFORMAT,
@@ -539,6 +566,64 @@ static int ref_object(P *p, size_t off, const char *key, size_t keylen,
   return TG_OK;
 }
 
+/* The object at off, whose text ends at p->pos, as a "$" form. */
+static int dollar_const(P *p, size_t off, gj_arg **out) {
+  gj_arg *a = new_arg(p, GJ_CONST, off);
+  if (a == NULL) return tg__gj_fail(p->d, off, TG_ENOMEM, "out of memory");
+  int rc = dollar_form(p, off, a);
+  if (rc == TG_OK) *out = a;
+  return rc;
+}
+
+/* An object whose first key, just read, starts with '$'. When it is the
+ * only key, the object is a "$" form, a value whatever it holds
+ * ({"$map": {"r": {"ref": "x"}}} is the map {"r": {"ref": "x"}}): its
+ * text is checked as JSON here (positions exact), then read as
+ * tg_value_from_json reads it; *only is true and *out the value. Else
+ * the caller reads the object again as a map: the objects inside that
+ * this check saw are noted, so that second reading finds them decided
+ * and the text is checked once, however deep such objects nest. */
+static int dollar_object(P *p, unsigned depth, size_t off, bool *only,
+                         gj_arg **out) {
+  if (!eat(p, ':')) return syntax(p, p->pos, "expected ':' after a key");
+  gj_arg *inner;
+  p->nnotes = p->next_note = 0;
+  p->in_form++; /* "$" objects inside are plain maps to the check */
+  int rc = arg(p, depth + 1, true, &inner);
+  p->in_form--;
+  if (rc != TG_OK) return rc;
+  tg__gj_release_arg(inner);
+  p->noted_from = off;
+  p->noted_to = p->pos;
+  *only = eat(p, '}');
+  return *only ? dollar_const(p, off, out) : TG_OK;
+}
+
+/* Start a note for the object at off (see form_note); its index, or
+ * SIZE_MAX when out of memory. */
+static size_t note_open(P *p, size_t off) {
+  if (p->nnotes == p->notes_cap) {
+    size_t cap = p->notes_cap ? p->notes_cap * 2 : 16;
+    form_note *n = tg__realloc(p->notes, cap * sizeof *n);
+    if (n == NULL) return SIZE_MAX;
+    p->notes = n;
+    p->notes_cap = cap;
+  }
+  p->notes[p->nnotes] = (form_note){off, 0, false};
+  return p->nnotes++;
+}
+
+/* The note on the object at off, or NULL. Objects are met in the order
+ * of their offsets, in the check as in the reading after it. */
+static const form_note *note_find(P *p, size_t off) {
+  if (off <= p->noted_from || off >= p->noted_to) return NULL;
+  while (p->next_note < p->nnotes && p->notes[p->next_note].off < off)
+    p->next_note++;
+  if (p->next_note < p->nnotes && p->notes[p->next_note].off == off)
+    return &p->notes[p->next_note];
+  return NULL;
+}
+
 static int object(P *p, unsigned depth, bool literal, gj_arg **out) {
   size_t off = p->pos++, base = p->top;
   if (eat(p, '}')) return close_map(p, base, off, out);
@@ -559,11 +644,33 @@ static int object(P *p, unsigned depth, bool literal, gj_arg **out) {
     }
     return rc;
   }
+  size_t note = SIZE_MAX;
+  if (raw[0] == '$' && p->in_form > 0) {
+    if ((note = note_open(p, off)) == SIZE_MAX)
+      return tg__gj_fail(p->d, off, TG_ENOMEM, "out of memory");
+  } else if (raw[0] == '$') {
+    const form_note *n = note_find(p, off);
+    bool only = false;
+    if (n != NULL && n->single) {
+      p->pos = n->end;
+      return dollar_const(p, off, out);
+    }
+    if (n == NULL) {
+      rc = dollar_object(p, depth, off, &only, out);
+      if (rc != TG_OK || only) return rc;
+      /* Not a "$" form: read the object again as a map. */
+      p->pos = keyoff;
+      if ((rc = string(p, &raw, &keylen)) != TG_OK) return rc;
+    }
+  }
   /* raw is still valid: no other string was read since. */
-  if ((key = tg__gj_strdup(&p->d->arena, raw, keylen)) == NULL)
+  if ((key = tg__gj_strdup(&p->d->work, raw, keylen)) == NULL)
     return tg__gj_fail(p->d, keyoff, TG_ENOMEM, "out of memory");
   rc = members(p, depth, literal, key, keylen, keyoff);
+  size_t nkeys = p->top - base;
   if (rc == TG_OK) rc = close_map(p, base, off, out);
+  if (rc == TG_OK && note != SIZE_MAX)
+    p->notes[note] = (form_note){off, p->pos, nkeys == 1};
   drop(p, base);
   return rc;
 }
@@ -586,6 +693,32 @@ static int arg(P *p, unsigned depth, bool literal, gj_arg **out) {
 
 /* ---- the document ---- */
 
+/* Count lines and columns from p->at to off (off >= p->at): tasks come in
+ * file order, so every byte is counted once, whatever the layout. */
+static void advance(P *p, size_t off) {
+  const char *s = p->s, *end = s + off, *from = s + p->at, *nl;
+  while ((nl = memchr(from, '\n', (size_t)(end - from))) != NULL) {
+    p->line++;
+    p->col = 1;
+    from = nl + 1;
+  }
+  unsigned c = 0;
+  for (const char *q = from; q < end; q++) /* characters, not bytes */
+    c += ((unsigned char)*q & 0xC0) != 0x80;
+  p->col += c;
+  p->at = off;
+}
+
+/* Tell the document the text before the parser's position is done with
+ * (see tg__gj_text_done), every few megabytes. */
+static void release_text(P *p) {
+  size_t upto = p->at < p->pos ? p->at : p->pos;
+  if (upto - p->kept >= ((size_t)8 << 20)) {
+    tg__gj_text_done(p->d, upto);
+    p->kept = upto;
+  }
+}
+
 static int add_task(P *p, const char *key, size_t keylen, size_t off,
                     gj_task **out) {
   gj_doc *d = p->d;
@@ -603,9 +736,12 @@ static int add_task(P *p, const char *key, size_t keylen, size_t off,
                        "a task key must be non-empty and hold no NUL");
   gj_task *t = &d->tasks[d->ntasks];
   memset(t, 0, sizeof *t);
-  *t = (gj_task){.key = key, .keylen = keylen, .off = off, .cache = -1,
-                 .retries = -1, .node = TG_NODE_NONE};
+  advance(p, off);
+  *t = (gj_task){.key = key, .keylen = keylen, .off = off, .line = p->line,
+                 .col = p->col, .cache = -1, .retries = -1,
+                 .node = TG_NODE_NONE};
   d->ntasks++;
+  release_text(p);
   *out = t;
   return TG_OK;
 }
@@ -631,7 +767,7 @@ static int task_args(P *p, gj_task *t) {
   }
   size_t n = p->top - base;
   if (rc == TG_OK && n > 0) {
-    t->args = tg__gj_alloc(&p->d->arena, n * sizeof(gj_arg *));
+    t->args = tg__gj_alloc(&p->d->work, n * sizeof(gj_arg *));
     if (t->args == NULL)
       rc = tg__gj_fail(p->d, p->pos, TG_ENOMEM, "out of memory");
   }
@@ -650,12 +786,12 @@ static int task_option(P *p, gj_task *t, const char *field, size_t at) {
   int rc = scalar(p, &v);
   if (rc != TG_OK) return rc;
   tg_type ty = tg_value_type(v);
+  int64_t i;
   if (strcmp(field, "cache") == 0 && ty == TG_BOOL) {
     t->cache = tg_value_bool(v);
-  } else if (strcmp(field, "retries") == 0 && ty == TG_INT &&
-             tg_value_int(v) >= 0 &&
-             tg_value_int(v) <= TG_GRAPHJSON_RETRIES_MAX) {
-    t->retries = (int)tg_value_int(v);
+  } else if (strcmp(field, "retries") == 0 && integral(v, &i) && i >= 0 &&
+             i <= TG_GRAPHJSON_RETRIES_MAX) {
+    t->retries = (int)i;
   } else if (strcmp(field, "timeout") == 0 &&
              (ty == TG_INT || ty == TG_FLOAT) &&
              (ty == TG_INT ? tg_value_int(v) >= 0 : tg_value_float(v) >= 0)) {
@@ -715,7 +851,7 @@ static int task_field(P *p, gj_task *t, const char *field, size_t keyoff,
 static int task(P *p) {
   size_t off = p->pos, keylen;
   const char *key;
-  int rc = string_arena(p, &key, &keylen);
+  int rc = string_arena(p, &p->d->arena, &key, &keylen);
   if (rc != TG_OK) return rc;
   gj_task *t = NULL;
   if ((rc = add_task(p, key, keylen, off, &t)) != TG_OK) return rc;
@@ -760,7 +896,7 @@ static int string_list(P *p, const char *field, gj_str **out, size_t *n) {
     if (p->pos >= p->len || p->s[p->pos] != '"')
       return tg__gj_fail(p->d, p->pos, TG_EFORMAT,
                          "\"%s\" must be a list of strings", field);
-    int rc = string_arena(p, &g.s, &g.len);
+    int rc = string_arena(p, &p->d->arena, &g.s, &g.len);
     if (rc != TG_OK) return rc;
     if (*n == cap) {
       cap = cap ? cap * 2 : 16;
@@ -795,9 +931,8 @@ static int version(P *p) {
   tg_value *v = NULL;
   int rc = scalar(p, &v);
   if (rc != TG_OK) return rc;
-  bool ok = tg_value_type(v) == TG_INT && tg_value_int(v) == 1;
-  bool is_int = tg_value_type(v) == TG_INT;
-  int64_t got = tg_value_int(v);
+  int64_t got = 0;
+  bool is_int = integral(v, &got), ok = is_int && got == 1;
   tg_value_unref(v);
   if (ok) return TG_OK;
   if (is_int)
@@ -807,12 +942,23 @@ static int version(P *p) {
   return tg__gj_fail(p->d, at, TG_EFORMAT, "\"tgraph\" must be 1");
 }
 
+/* "$schema": where an editor finds the file's JSON Schema; not read. */
+static int schema_uri(P *p) {
+  ws(p);
+  size_t at = p->pos, n;
+  const char *s;
+  if (at >= p->len || p->s[at] != '"')
+    return tg__gj_fail(p->d, at, TG_EFORMAT,
+                       "\"$schema\" must be a string (the schema's URI)");
+  return string(p, &s, &n);
+}
+
 static int top_field(P *p, const char *key, size_t keyoff, unsigned *seen) {
   static const char *const names[] = {"tgraph", "plugins", "tasks",
-                                      "outputs"};
+                                      "outputs", "$schema"};
   unsigned i = 0;
-  while (i < 4 && strcmp(key, names[i]) != 0) i++;
-  if (i == 4)
+  while (i < 5 && strcmp(key, names[i]) != 0) i++;
+  if (i == 5)
     return tg__gj_fail(p->d, keyoff, TG_EFORMAT,
                        "unknown field '%s' (a graph has tgraph, plugins, "
                        "tasks and outputs)", key);
@@ -824,6 +970,7 @@ static int top_field(P *p, const char *key, size_t keyoff, unsigned *seen) {
     case 0: return version(p);
     case 1: return string_list(p, "plugins", &d->plugins, &d->nplugins);
     case 2: return tasks(p);
+    case 4: return schema_uri(p);
     default:
       d->has_outputs = true;
       return string_list(p, "outputs", &d->outputs, &d->noutputs);
@@ -845,7 +992,7 @@ static int document(P *p) {
       ws(p);
       size_t keyoff = p->pos, n;
       const char *key;
-      int rc = string_arena(p, &key, &n);
+      int rc = string_arena(p, &p->d->work, &key, &n);
       /* A NUL (from \u0000) must not cut the key into a known field's
        * name; the arena copy is ours to change. */
       for (size_t i = 0; rc == TG_OK && i < n; i++)
@@ -866,13 +1013,14 @@ static int document(P *p) {
 }
 
 int tg__gj_parse(gj_doc *d) {
-  P p = {.d = d, .s = d->text, .len = d->len};
+  P p = {.d = d, .s = d->text, .len = d->len, .line = 1, .col = 1};
   /* A UTF-8 byte-order mark, as some Windows editors write, is not JSON
    * but says nothing: skip it (tg__gj_position does not count it). */
-  if (tg__gj_bom(d->text, d->len)) p.pos = 3;
+  if (tg__gj_bom(d->text, d->len)) p.pos = p.at = 3;
   int rc = document(&p);
   drop(&p, 0);
   tg__free(p.scratch);
   tg__free(p.stack);
+  tg__free(p.notes);
   return rc;
 }

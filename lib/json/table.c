@@ -27,7 +27,7 @@ uint32_t tg__gj_find(const gj_doc *d, const char *key, size_t len) {
 
 /* A table with at least twice as many slots as tasks. */
 static int alloc_table(gj_doc *d) {
-  size_t cap = 1024;
+  size_t cap = 16;
   while (cap / 2 < d->ntasks && cap < ((size_t)1 << 32)) cap *= 2;
   d->table = tg__calloc(cap, sizeof *d->table);
   if (d->table == NULL) return TG_ENOMEM;
