@@ -10,5 +10,6 @@
 #include "tgraph/executor.h"
 #include "tgraph/cache.h"
 #include "tgraph/readfile.h"
+#include "tgraph/report.h"
 
 #endif /* TGRAPH_H */
