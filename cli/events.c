@@ -1,6 +1,6 @@
 /* cli/events.c: recording what happens to each task of a run, from the
  * scheduler's task events (started, finished, failed, cached, skipped on
- * every backend), for progress, --dot, --trace and -v. */
+ * every backend), for progress, --dot, --trace, --report and -v. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +34,7 @@ void cli_events_free(cli_events *ev) {
   free(ev->calls);
   free((void *)ev->state);
   free(ev->task_of);
+  tg_report_free(ev->report);
   pthread_mutex_destroy(&ev->mu);
 }
 
@@ -80,6 +81,7 @@ void cli_events_on(void *ctx, const tg_event *e) {
   }
   if (known) ev->state[e->node] = st;
   pthread_mutex_unlock(&ev->mu);
+  if (ev->report) tg_report_on_event(ev->report, e); /* its own lock */
 }
 
 void cli_events_finish(cli_events *ev) {

@@ -36,6 +36,8 @@ static const char usage[] =
     "                     state (ran, cached, failed, skipped)\n"
     "  --trace FILE       write a Chrome trace-event JSON (Perfetto), one\n"
     "                     track per worker\n"
+    "  --report FILE      write an HTML report of the run (one file: summary,\n"
+    "                     task stream, critical path, failures, graph)\n"
     "  --timeout SECONDS  give up on the whole run after this long\n"
     "  --retries N        extra attempts for failing pure tasks (0 to 1000)\n"
     "  --max-graph-size SIZE  read at most this much of GRAPH.json (default\n"
@@ -54,6 +56,7 @@ static const char usage[] =
 
 typedef struct run_opts {
   const char *graph, *scheduler, *cache_dir, *output, *dot, *trace, *keys;
+  const char *report;
   cli_workers connect;
   const char **plugins;
   size_t nplugins;
@@ -68,7 +71,7 @@ typedef struct run_opts {
 enum { O_SCHED = 256, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
-       O_MAX_GRAPH };
+       O_MAX_GRAPH, O_REPORT };
 
 static const struct option longopts[] = {
     {"scheduler", required_argument, NULL, O_SCHED},
@@ -80,6 +83,7 @@ static const struct option longopts[] = {
     {"explain", no_argument, NULL, O_EXPLAIN},
     {"dot", required_argument, NULL, O_DOT},
     {"trace", required_argument, NULL, O_TRACE},
+    {"report", required_argument, NULL, O_REPORT},
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"retries", required_argument, NULL, O_RETRIES},
     {"progress", no_argument, NULL, O_PROGRESS},
@@ -123,6 +127,7 @@ static int option(run_opts *o, int c) {
     case O_EXPLAIN: o->explain = true; break;
     case O_DOT: o->dot = optarg; break;
     case O_TRACE: o->trace = optarg; break;
+    case O_REPORT: o->report = optarg; break;
     case O_TIMEOUT:
       if (!cli_parse_seconds(optarg, &o->timeout))
         return cli_bad_usage("run", "--timeout needs seconds (e.g. 30, 1.5, 500ms, 2m), "
@@ -301,9 +306,11 @@ static int open_cache(run_state *s) {
 /* Record task events when something shows or writes them. */
 static int start_watch(run_state *s) {
   bool show = s->o.progress != 0 && cli_verbosity >= 0 && isatty(2);
-  if (!show && s->o.dot == NULL && s->o.trace == NULL && cli_verbosity < 1)
+  if (!show && s->o.dot == NULL && s->o.trace == NULL && s->o.report == NULL &&
+      cli_verbosity < 1)
     return -1;
-  if (cli_events_init(&s->ev, s->info, s->needed, s->g) != TG_OK) {
+  if (cli_events_init(&s->ev, s->info, s->needed, s->g) != TG_OK ||
+      (s->o.report && cli_report_start(&s->ev, s->g) != TG_OK)) {
     cli_events_free(&s->ev);
     cli_error("out of memory");
     return CLI_USAGE;
@@ -419,6 +426,9 @@ static int compute(run_state *s) {
   cli_progress_stop(s->progress);
   s->progress = NULL;
   if (s->ev_ok) cli_events_finish(&s->ev);
+  if (s->ev.report)
+    cli_report_finish(&s->ev, &(cli_run_facts){s->o.graph, s->o.scheduler,
+                                                s->o.workers, rc, &st, s->g});
   show_cache_warning(s);
   if (rc == TG_EINVAL && st.tasks_run == 0 && st.failed_node == TG_NODE_NONE) {
     cli_error("%s", tg_graph_errmsg(s->g)); /* e.g. an unknown scheduler */
@@ -449,6 +459,9 @@ static void report_files(run_state *s, int *status) {
     cli_error("cannot write '%s': %s", s->o.trace, tg_strerror(rc));
     if (*status == CLI_OK) *status = CLI_USAGE;
   }
+  if (s->o.report && cli_write_report(s->o.report, &s->ev) != TG_OK &&
+      *status == CLI_OK)
+    *status = CLI_USAGE;
 }
 
 static void cleanup(run_state *s) {

@@ -2,8 +2,9 @@
  * (tg__report_json), built as a tg_value and written by the library's
  * JSON writer.
  *
- * The object (times are integer microseconds since the report was
- * created; task columns are parallel lists, index = task):
+ * The object (times are integer microseconds since the earliest start
+ * of a task, or since the report was created before any event; task
+ * columns are parallel lists, index = task):
  *   {"format": 1, "title": S, "ended": B, "now": US,
  *    "status": "ok" | "failed" | "cancelled" | "timed out" | "error" |
  *              "running", "error": S | null, "error_code": S | null,
@@ -62,9 +63,17 @@ static tg_value *str_or_null(vb *b, const char *s) {
   return s ? chk(b, tg_str_c(s)) : tg_null();
 }
 
-/* Seconds of the monotonic clock as microseconds since r->t0. */
-static int64_t us(const tg_report *r, double t) {
-  double d = (t - r->t0) * 1e6;
+/* Time zero of the data: the earliest start of a task (under mu). */
+static double origin(const tg_report *r) {
+  double o = INFINITY;
+  for (size_t i = 0; i < r->ntasks; i++)
+    if (r->tasks[i].state != TG__RS_NONE && r->tasks[i].start < o) o = r->tasks[i].start;
+  return isfinite(o) ? o : r->t0;
+}
+
+/* Seconds of the monotonic clock as microseconds since time zero. */
+static int64_t us(double zero, double t) {
+  double d = (t - zero) * 1e6;
   if (!isfinite(d)) return 0;
   return (int64_t)llround(d);
 }
@@ -133,7 +142,8 @@ static int64_t func_of(vb *b, const tg_report *r, size_t i, names *fns) {
 
 /* Column lists of the tasks (under mu). Functions only the graph names
  * are added to *funcs (a list value being grown by the caller). */
-static tg_value *tasks_value(vb *b, tg_report *r, tg_value **funcs_out) {
+static tg_value *tasks_value(vb *b, tg_report *r, double zero,
+                            tg_value **funcs_out) {
   size_t n = r->ntasks;
   static const char *const cols[] = {"key", "func", "state", "worker", "thread",
                                      "start", "end", "attempts", "ndeps"};
@@ -169,9 +179,9 @@ static tg_value *tasks_value(vb *b, tg_report *r, tg_value **funcs_out) {
     item(b, col[C_STATE], i, tg_str_c(state_names[t->state]));
     item(b, col[C_WORKER], i, tg_int(t->worker));
     item(b, col[C_THREAD], i, tg_int(t->thread));
-    item(b, col[C_START], i, tg_int(t->state ? us(r, t->start) : 0));
+    item(b, col[C_START], i, tg_int(t->state ? us(zero, t->start) : 0));
     item(b, col[C_END], i, tg_int(t->state == TG__RS_RUNNING ? -1
-                                  : t->state ? us(r, t->end) : 0));
+                                  : t->state ? us(zero, t->end) : 0));
     item(b, col[C_ATTEMPTS], i, tg_int(called && t->attempts == 0 ? 1 : t->attempts));
     item(b, col[C_NDEPS], i, tg_int(nd));
   }
@@ -214,12 +224,12 @@ static tg_value *outputs_value(vb *b, const tg_report *r) {
 
 /* The whole object (under mu). */
 static tg_value *report_value(vb *b, tg_report *r) {
-  double now = tg__now();
+  double now = tg__now(), zero = origin(r);
   tg_value *m = chk(b, tg_map_new(20));
   put(b, m, "format", tg_int(1));
   put(b, m, "title", chk(b, tg_str_c(r->run.title ? r->run.title : "tgraph run")));
   put(b, m, "ended", tg_bool(r->ended));
-  put(b, m, "now", tg_int(us(r, now)));
+  put(b, m, "now", tg_int(us(zero, now)));
   put(b, m, "status", tg_str_c(status_name(r)));
   put(b, m, "error", str_or_null(b, r->ended && r->run.status != TG_OK ? r->run.error : NULL));
   put(b, m, "error_code", r->ended && r->run.status != TG_OK
@@ -227,13 +237,13 @@ static tg_value *report_value(vb *b, tg_report *r) {
   put(b, m, "scheduler", str_or_null(b, r->run.scheduler));
   unsigned workers = r->run.workers ? r->run.workers : (unsigned)(r->max_worker + 1);
   put(b, m, "workers", tg_int(workers));
-  double wall = r->has_stats ? r->stats.wall_seconds : now - r->t0;
+  double wall = r->has_stats ? r->stats.wall_seconds : now - zero;
   put(b, m, "wall", tg_int((int64_t)llround(wall * 1e6)));
   put(b, m, "run_tasks", tg_int((int64_t)r->run_tasks));
   put(b, m, "stats", stats_value(b, r));
   put(b, m, "outputs", outputs_value(b, r));
   tg_value *funcs = NULL;
-  tg_value *tasks = tasks_value(b, r, &funcs);
+  tg_value *tasks = tasks_value(b, r, zero, &funcs);
   put(b, m, "funcs", funcs);
   put(b, m, "tasks", tasks);
   put(b, m, "messages", messages_value(b, r));
