@@ -23,8 +23,10 @@ pkgs="meson ninja-build pkg-config gcc libc6-dev libxxhash-dev liblmdb-dev
       libjansson-dev libzstd-dev libzmq3-dev libcriterion-dev"
 if [ "$mode" = test ]; then
   # tmux drives Ctrl-C in a real terminal; setpriv (util-linux) runs a
-  # second local user; ps and pkill (procps) look for leftover processes.
+  # second local user; ps and pkill (procps) look for leftover processes;
+  # chromium renders the run report, zlib reads its screenshots.
   pkgs="$pkgs clang libclang-rt-14-dev valgrind tmux util-linux procps"
+  pkgs="$pkgs chromium zlib1g-dev"
 fi
 
 install_missing() {
