@@ -4,6 +4,8 @@
  * tests read. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -576,4 +578,84 @@ Test(report, cli_writes_the_report_of_an_interrupted_run) {
   cr_expect(strstr(d.text, "<td class=\"key\">quick</td>") != NULL);
   cr_expect(strstr(d.text, "<td class=\"key\">slow</td>") != NULL);
   free(d.text);
+}
+
+/* tg__report_json from another thread while workers report events (what
+ * a live server does): every snapshot is whole JSON with every task. */
+typedef struct poller {
+  tg_report *r;
+  _Atomic bool stop;
+  size_t polls, bad;
+} poller;
+
+static void *poll_json(void *arg) {
+  poller *p = arg;
+  while (!p->stop) {
+    char *json;
+    size_t len;
+    tg_value *v = NULL;
+    if (tg__report_json(p->r, &json, &len) != TG_OK ||
+        tg_value_from_json(json, len, &v, NULL) != TG_OK ||
+        tg_list_len(tg_map_get_c(tg_map_get_c(v, "tasks"), "key")) != 2000)
+      p->bad++;
+    p->polls++;
+    tg_value_unref(v);
+    free(json);
+  }
+  return NULL;
+}
+
+static int quick_task(tg_task_ctx *ctx, tg_value *const *args, size_t nargs,
+                      tg_value **out) {
+  (void)ctx, (void)nargs;
+  *out = tg_value_ref(args[0]);
+  return TG_OK;
+}
+
+Test(report, json_while_events_arrive) {
+  tg_registry *reg;
+  tg_graph *g;
+  cr_assert_eq(tg_registry_new(&reg), TG_OK);
+  cr_assert_eq(tg_register(reg, "quick", quick_task, 0), TG_OK);
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node last = TG_NODE_NONE;
+  for (int i = 0; i < 2000; i++)
+    last = i % 10 ? tg_call(g, "quick", 1, tg_arg_value(tg_int(i)))
+                  : tg_call(g, "quick", 1, i ? tg_arg_node(last) : tg_arg_value(tg_int(0)));
+  cr_assert_neq(last, TG_NODE_NONE);
+  tg_node outs[2000];
+  for (tg_node i = 0; i < 2000; i++) outs[i] = i;
+  tg_report *r;
+  cr_assert_eq(tg_report_new(g, outs, 2000, &r), TG_OK);
+  poller p = {r, false, 0, 0};
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, poll_json, &p), 0);
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "threads",
+                       .workers = 2, .on_event = tg_report_on_event, .event_ctx = r};
+  static tg_value *res[2000];
+  for (int round = 0; round < 5; round++) {
+    cr_assert_eq(tg_compute(g, outs, 2000, &o, res), TG_OK);
+    for (int i = 0; i < 2000; i++) tg_value_unref(res[i]);
+  }
+  tg_report_run run = {TG_REPORT_RUN_V1, NULL, NULL, 2, TG_OK, NULL, NULL};
+  cr_assert_eq(tg_report_finish(r, &run), TG_OK);
+  p.stop = true;
+  pthread_join(th, NULL);
+  cr_expect_gt(p.polls, 0);
+  cr_expect_eq(p.bad, 0, "%zu of %zu snapshots were wrong", p.bad, p.polls);
+  char *json;
+  size_t len;
+  tg_value *v;
+  cr_assert_eq(tg__report_json(r, &json, &len), TG_OK);
+  cr_assert_eq(tg_value_from_json(json, len, &v, NULL), TG_OK);
+  tg_value *states = tg_map_get_c(tg_map_get_c(v, "tasks"), "state");
+  for (size_t i = 0; i < 2000; i++)
+    cr_assert_str_eq(tg_str_data(tg_list_get(states, i), NULL), "ran", "task %zu", i);
+  cr_expect(tg_value_bool(tg_map_get_c(v, "ended")));
+  cr_expect_str_eq(tg_str_data(tg_map_get_c(v, "title"), NULL), "tgraph run");
+  tg_value_unref(v);
+  free(json);
+  tg_report_free(r);
+  tg_graph_free(g);
+  tg_registry_free(reg);
 }

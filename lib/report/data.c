@@ -63,7 +63,7 @@ static tg_value *str_or_null(vb *b, const char *s) {
   return s ? chk(b, tg_str_c(s)) : tg_null();
 }
 
-/* Time zero of the data: the earliest start of a task (under mu). */
+/* Time zero of the data: the earliest start of a task. */
 static double origin(const tg_report *r) {
   double o = INFINITY;
   for (size_t i = 0; i < r->ntasks; i++)
@@ -140,8 +140,8 @@ static int64_t func_of(vb *b, const tg_report *r, size_t i, names *fns) {
   return (int64_t)fns->n++;
 }
 
-/* Column lists of the tasks (under mu). Functions only the graph names
- * are added to *funcs (a list value being grown by the caller). */
+/* Column lists of the tasks, and in *funcs_out the function names: the
+ * events' and then those only the graph names. */
 static tg_value *tasks_value(vb *b, tg_report *r, double zero,
                             tg_value **funcs_out) {
   size_t n = r->ntasks;
@@ -222,7 +222,7 @@ static tg_value *outputs_value(vb *b, const tg_report *r) {
   return l;
 }
 
-/* The whole object (under mu). */
+/* The whole object (of a snapshot). */
 static tg_value *report_value(vb *b, tg_report *r) {
   double now = tg__now(), zero = origin(r);
   tg_value *m = chk(b, tg_map_new(20));
@@ -250,13 +250,60 @@ static tg_value *report_value(vb *b, tg_report *r) {
   return m;
 }
 
+/* ---- a snapshot, so events wait only for a copy ---------------------------- */
+
+static void *dup_bytes(const void *p, size_t n, bool *oom) {
+  void *c = tg__malloc(n ? n : 1);
+  if (c == NULL) *oom = true;
+  else if (n) memcpy(c, p, n);
+  return c;
+}
+
+static char *dup_str(const char *s, bool *oom) {
+  return s ? dup_bytes(s, strlen(s) + 1, oom) : NULL;
+}
+
+static void snapshot_free(tg_report *c) {
+  for (size_t i = 0; c->msgs && i < c->nmsgs; i++) tg__free(c->msgs[i]);
+  tg__free(c->msgs);
+  tg__free(c->tasks);
+  tg__free(c->keys);
+  tg__free((void *)c->funcs);
+  tg__free((char *)c->run.title);
+  tg__free((char *)c->run.scheduler);
+  tg__free((char *)c->run.error);
+}
+
+/* A copy of r's state in *c (under mu): what events change (tasks, keys,
+ * the function and message tables, the run's facts), so that building
+ * the JSON, which takes a while for a big run, does not hold up the
+ * workers reporting events. Function names are shared: they live as
+ * long as r. c->mu is never used. */
+static bool snapshot(tg_report *r, tg_report *c) {
+  bool oom = false;
+  *c = *r;
+  c->tasks = dup_bytes(r->tasks, r->ntasks * sizeof *r->tasks, &oom);
+  c->keys = dup_bytes(r->keys, r->keys_len, &oom);
+  c->funcs = dup_bytes(r->funcs, r->nfuncs * sizeof *r->funcs, &oom);
+  c->msgs = tg__calloc(r->nmsgs + 1, sizeof *c->msgs);
+  if (c->msgs == NULL) oom = true;
+  for (size_t i = 0; c->msgs && i < r->nmsgs; i++) c->msgs[i] = dup_str(r->msgs[i], &oom);
+  c->run.title = dup_str(r->run.title, &oom);
+  c->run.scheduler = dup_str(r->run.scheduler, &oom);
+  c->run.error = dup_str(r->run.error, &oom);
+  return !oom;
+}
+
 int tg__report_json(tg_report *r, char **out, size_t *len) {
   if (r == NULL || out == NULL) return TG_EINVAL;
   *out = NULL;
-  vb b = {false};
+  tg_report copy;
   pthread_mutex_lock(&r->mu);
-  tg_value *v = report_value(&b, r);
+  bool ok = snapshot(r, &copy);
   pthread_mutex_unlock(&r->mu);
+  vb b = {!ok};
+  tg_value *v = ok ? report_value(&b, &copy) : NULL;
+  snapshot_free(&copy);
   int rc = TG_ENOMEM;
   if (!b.oom && v != NULL) rc = tg_value_to_json(v, 0, out, len, NULL);
   if (v) tg_value_unref(v);
