@@ -156,10 +156,12 @@ int main(int argc, char **argv) {
   stat(page, &sb);
   printf("bench_report: %zu tasks, report %.2f MB (%.0f bytes/task), written in %.3f s\n",
          n, (double)sb.st_size / 1e6, (double)sb.st_size / (double)n, write_s);
-  if (reps == 0) return 0;
+  char rm[200];
+  snprintf(rm, sizeof rm, "rm -rf %s", dir);
+  if (reps == 0) return system(rm) != 0;
   if (access("/usr/bin/chromium", X_OK) != 0) {
     fprintf(stderr, "bench_report: no chromium (scripts/quickstart.sh test installs it)\n");
-    return 1;
+    return system(rm) != 0 || 1;
   }
   double t_page[5], w_page[5], t_base[5], w_base[5];
   for (int i = 0; i < reps; i++) { /* interleaved: the same noise for both */
@@ -174,8 +176,6 @@ int main(int argc, char **argv) {
          "(empty report: %.0f ms, ratio %.1f)\n", reps, mp, mb, mp / (mb > 0 ? mb : 1));
   printf("bench_report: whole headless chromium run, median of %d: %.0f ms "
          "(empty report: %.0f ms)\n", reps, wp, wb);
-  char rm[200];
-  snprintf(rm, sizeof rm, "rm -rf %s", dir);
   if (system(rm) != 0) return 1;
   return bench_failed;
 }
