@@ -155,6 +155,7 @@ typedef struct cli_events {
    * of the file) add to tg_compute_stats: closing events, calls, failed
    * calls, cache hits. */
   _Atomic size_t internal_tasks, internal_calls, internal_failed, internal_cached;
+  tg_report *report;      /* --report: fed every event; NULL without */
 } cli_events;
 
 /* record: keep every closing event (for -v, --dot, --trace), not only
@@ -179,6 +180,20 @@ int cli_write_dot(const char *path, const tg_graphjson_info *info,
 int cli_write_trace(const char *path, const cli_events *ev);
 /* The outputs that depend on task `failed`, each with its chain. */
 void cli_print_blocked(const tg_graphjson_info *info, uint32_t failed);
+/* --report: ev->report, a recorder over g and the file's outputs, fed by
+ * cli_events_on. TG_OK or TG_ENOMEM. */
+int cli_report_start(cli_events *ev, const tg_graph *g);
+/* What the report says of the run once tg_compute returned. */
+typedef struct cli_run_facts {
+  const char *graph, *scheduler;   /* the graph file, the backend */
+  unsigned workers;                /* --workers (0: one per CPU) */
+  int status;                      /* tg_compute's return */
+  const tg_compute_stats *stats;
+  const tg_graph *g;               /* for its error message */
+} cli_run_facts;
+void cli_report_finish(cli_events *ev, const cli_run_facts *f);
+/* Write the page (also for a failed or interrupted run); says why not. */
+int cli_write_report(const char *path, cli_events *ev);
 
 /* ---- connect.c: the workers of --scheduler=tcp ---- */
 typedef struct cli_workers {

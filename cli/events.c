@@ -1,6 +1,6 @@
 /* cli/events.c: recording what happens to each task of a run, from the
  * scheduler's task events (started, finished, failed, cached, skipped on
- * every backend), for progress, --dot, --trace and -v. */
+ * every backend), for progress, --dot, --trace, --report and -v. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +34,7 @@ void cli_events_free(cli_events *ev) {
   free(ev->calls);
   free((void *)ev->state);
   free(ev->task_of);
+  tg_report_free(ev->report);
   pthread_mutex_destroy(&ev->mu);
 }
 
@@ -86,6 +87,7 @@ void cli_events_on(void *ctx, const tg_event *e) {
   uint32_t task = known ? ev->task_of[e->node] : UINT32_MAX;
   if (known) ev->state[e->node] = state_of[e->kind];
   if (e->kind != TG_EVENT_STARTED && task == UINT32_MAX) count_internal(ev, e);
+  if (ev->report) tg_report_on_event(ev->report, e); /* its own lock */
   if (!ev->record) return; /* counting only: no lock on the tasks' way */
   pthread_mutex_lock(&ev->mu);
   if (e->worker > ev->max_worker) ev->max_worker = e->worker;

@@ -1,9 +1,10 @@
 /* cli/report.c: what a run leaves behind besides its results: the tasks
  * the outputs need, the outputs a failure blocked, the Graphviz picture
- * (--dot) and the Chrome trace (--trace). */
+ * (--dot), the Chrome trace (--trace) and the HTML report (--report). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -335,4 +336,32 @@ int cli_write_trace(const char *path, const cli_events *ev) {
   bool bad = ferror(f) != 0;
   if (fclose(f) != 0 || bad) return errno ? -errno : TG_EIO;
   return TG_OK;
+}
+
+/* ---- --report ---- */
+
+int cli_report_start(cli_events *ev, const tg_graph *g) {
+  return tg_report_new(g, ev->info->output_nodes, ev->info->noutputs, &ev->report);
+}
+
+void cli_report_finish(cli_events *ev, const cli_run_facts *f) {
+  unsigned workers = f->workers;
+  if (workers == 0 && strcmp(f->scheduler, "tcp") != 0) { /* one per CPU */
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    workers = n > 0 ? (unsigned)n : 1;
+  }
+  tg_report_run run = {TG_REPORT_RUN_V1, f->graph, f->scheduler, workers,
+                       f->status, f->status != TG_OK ? tg_graph_errmsg(f->g) : NULL,
+                       f->stats};
+  if (tg_report_finish(ev->report, &run) != TG_OK)
+    cli_warn("out of memory: the report lacks the run's summary");
+}
+
+int cli_write_report(const char *path, cli_events *ev) {
+  tg_error err;
+  tg_error_clear(&err);
+  int rc = tg_report_write(ev->report, path, &err);
+  if (rc != TG_OK) cli_error("%s", err.msg);
+  else if (cli_verbosity > 0) cli_info("wrote %s", path);
+  return rc;
 }

@@ -13,6 +13,7 @@
 
 typedef struct run_opts {
   const char *graph, *scheduler, *cache_dir, *output, *dot, *trace, *keys;
+  const char *report;
   cli_workers connect;
   const char **plugins;
   size_t nplugins;
@@ -28,7 +29,7 @@ typedef struct run_opts {
 enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
-       O_MAX_GRAPH, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
+       O_MAX_GRAPH, O_REPORT, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
        O_QUIET, O_VERBOSE };
 
 /* One line per option: {id, long name, letter, value name, help}. */
@@ -55,6 +56,8 @@ static const cli_opt options[] = {
                               "state (ran, cached, failed, skipped)"},
     {O_TRACE, "trace", 0, "FILE", "write a Chrome trace-event JSON (Perfetto), one\n"
                                   "track per worker"},
+    {O_REPORT, "report", 0, "FILE", "write an HTML report of the run (one file: summary,\n"
+                                    "task stream, critical path, failures, graph)"},
     {O_TIMEOUT, "timeout", 0, "SECONDS", "give up on the whole run after this long"},
     {O_RETRIES, "retries", 0, "N", "extra attempts for failing pure tasks (0 to 1000)"},
     {O_MAX_GRAPH, "max-graph-size", 0, "SIZE",
@@ -122,6 +125,7 @@ static int option(void *ctx, int id, const char *optarg) {
     case O_EXPLAIN: o->explain = true; break;
     case O_DOT: o->dot = optarg; break;
     case O_TRACE: o->trace = optarg; break;
+    case O_REPORT: o->report = optarg; break;
     case O_TIMEOUT:
       if (!cli_parse_seconds(optarg, &o->timeout))
         return cli_bad_usage("run", "--timeout needs seconds (e.g. 30, 1.5, 500ms, 2m), "
@@ -302,8 +306,9 @@ static int open_cache(run_state *s) {
 static int start_watch(run_state *s) {
   bool record = s->o.dot != NULL || s->o.trace != NULL || cli_verbosity > 0;
   bool reader_nodes = tg_graph_size(s->g) > s->info->ntasks;
-  if (!record && !(reader_nodes && cli_verbosity >= 0)) return -1;
-  if (cli_events_init(&s->ev, s->info, s->needed, s->g, record) != TG_OK) {
+  if (!record && s->o.report == NULL && !(reader_nodes && cli_verbosity >= 0)) return -1;
+  if (cli_events_init(&s->ev, s->info, s->needed, s->g, record) != TG_OK ||
+      (s->o.report && cli_report_start(&s->ev, s->g) != TG_OK)) {
     cli_events_free(&s->ev);
     cli_error("out of memory");
     return CLI_USAGE;
@@ -402,6 +407,9 @@ static int compute(run_state *s) {
     cli_events_finish(&s->ev);
     cli_events_task_stats(&s->ev, &st);
   }
+  if (s->ev.report)
+    cli_report_finish(&s->ev, &(cli_run_facts){s->o.graph, s->o.scheduler,
+                                                s->o.workers, rc, &st, s->g});
   show_cache_warning(s);
   if (rc == TG_EINVAL && st.tasks_run == 0 && st.failed_node == TG_NODE_NONE) {
     cli_error("%s", tg_graph_errmsg(s->g)); /* e.g. an unknown scheduler */
@@ -432,6 +440,9 @@ static void report_files(run_state *s, int *status) {
     cli_error("cannot write '%s': %s", s->o.trace, tg_strerror(rc));
     if (*status == CLI_OK) *status = CLI_USAGE;
   }
+  if (s->o.report && cli_write_report(s->o.report, &s->ev) != TG_OK &&
+      *status == CLI_OK)
+    *status = CLI_USAGE;
 }
 
 static void cleanup(run_state *s) {

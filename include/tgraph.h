@@ -14,5 +14,6 @@
 #include "tgraph/builtins.h"
 #include "tgraph/plugin.h"
 #include "tgraph/remote.h"
+#include "tgraph/report.h"
 
 #endif /* TGRAPH_H */

@@ -33,6 +33,8 @@ if [ "$mode" = test ]; then
   pkgs="$pkgs g++ man-db"
   # python3-jsonschema checks graph.json samples against the schema.
   pkgs="$pkgs python3-jsonschema"
+  # chromium renders the run report, zlib reads its screenshots.
+  pkgs="$pkgs chromium zlib1g-dev"
 fi
 
 install_missing() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Write a C file defining the bytes of a file as an array (the guard
-program embedded in the library): embed.py INPUT OUTPUT SYMBOL."""
+"""Write a C file defining the bytes of a file as an array, for files the
+library carries inside it (the sh builtin's guard program, the report
+page's template): embed.py INPUT OUTPUT SYMBOL."""
 import sys
 
 data = open(sys.argv[1], 'rb').read()
