@@ -659,3 +659,49 @@ Test(report, json_while_events_arrive) {
   tg_graph_free(g);
   tg_registry_free(reg);
 }
+
+/* The nodes the graph.json reader makes for nested refs (tg.build) are
+ * parts of a task, not tasks: the report neither counts nor draws them
+ * as run, as the progress line and the summary leave them out. */
+Test(report, reader_nodes_are_not_tasks) {
+  static const char text[] =
+      "{\"tgraph\": 1, \"tasks\": {"
+      "\"a\": {\"fn\": \"identity\", \"args\": [1]},"
+      "\"b\": {\"fn\": \"identity\", \"args\": [2]},"
+      "\"both\": {\"fn\": \"identity\", \"args\": [[{\"ref\": \"a\"}, {\"ref\": \"b\"}]]}},"
+      "\"outputs\": [\"both\"]}";
+  tg_registry *reg;
+  cr_assert_eq(tg_registry_new(&reg), TG_OK);
+  cr_assert_eq(tg_registry_add_builtins(reg), TG_OK);
+  tg_graph *g;
+  tg_graphjson_info *info;
+  tg_error e;
+  cr_assert_eq(tg_graphjson_parse(text, sizeof text - 1, "g.json", NULL, reg, NULL, &g,
+                                  &info, &e), TG_OK, "%s", e.msg);
+  cr_assert_eq(info->ntasks, 3);
+  cr_assert_gt(tg_graph_size(g), 3, "the nested list is a node of its own");
+  tg_report *r;
+  cr_assert_eq(tg_report_new(g, info->output_nodes, 1, &r), TG_OK);
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync",
+                       .on_event = tg_report_on_event, .event_ctx = r};
+  tg_value *res;
+  cr_assert_eq(tg_compute(g, info->output_nodes, 1, &o, &res), TG_OK);
+  tg_value_unref(res);
+  char *json;
+  size_t len;
+  cr_assert_eq(tg__report_json(r, &json, &len), TG_OK);
+  tg_value *v;
+  cr_assert_eq(tg_value_from_json(json, len, &v, NULL), TG_OK, "%s", json);
+  cr_expect_eq(tg_value_int(tg_map_get_c(v, "run_tasks")), 3);
+  tg_value *states = tg_map_get_c(tg_map_get_c(v, "tasks"), "state");
+  size_t ran = 0;
+  for (size_t i = 0; i < tg_list_len(states); i++)
+    ran += strcmp(tg_str_data(tg_list_get(states, i), NULL), "ran") == 0;
+  cr_expect_eq(ran, 3, "the file's three tasks ran, and nothing else");
+  tg_value_unref(v);
+  free(json);
+  tg_report_free(r);
+  tg_graphjson_info_free(info);
+  tg_graph_free(g);
+  tg_registry_free(reg);
+}

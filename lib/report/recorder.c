@@ -169,7 +169,13 @@ void tg_report_on_event(void *ctx, const tg_event *ev) {
   if (r == NULL || ev == NULL) return;
   pthread_mutex_lock(&r->mu);
   tg__rtask *t = task_of(r, ev);
-  if (t != NULL) {
+  if (t != NULL && t < r->tasks + r->nnodes &&
+      (tg_func_flags(tg_node_func(r->g, (tg_node)(t - r->tasks))) & TG_FUNC_INTERNAL)) {
+    /* A node the graph.json reader made (tg.build): no task of its own,
+     * counted nowhere, as in the progress line and the summary. */
+    if (ev->kind != TG_EVENT_STARTED) r->internal_closed++;
+    t = NULL;
+  } else if (t != NULL) {
     t->state = state_of(ev->kind);
     t->start = ev->start;
     t->end = ev->end;
@@ -182,7 +188,7 @@ void tg_report_on_event(void *ctx, const tg_event *ev) {
     if (ev->kind == TG_EVENT_FAILED && ev->message != NULL) keep_message(r, t, ev->message);
     if (ev->worker > r->max_worker) r->max_worker = ev->worker;
   }
-  r->run_tasks = ev->tasks;
+  r->run_tasks = ev->tasks > r->internal_closed ? ev->tasks - r->internal_closed : 0;
   pthread_mutex_unlock(&r->mu);
 }
 

@@ -54,7 +54,10 @@ struct tg_report {
   char **msgs;           /* failure messages (copies) */
   size_t nmsgs, msgs_cap;
   int max_worker;        /* highest worker an event named */
-  size_t run_tasks;      /* tg_event.tasks of the latest event */
+  size_t run_tasks;      /* tg_event.tasks of the latest event, less the
+                            internal nodes closed so far */
+  size_t internal_closed; /* closing events of internal nodes (tg.build):
+                            parts of a task, not tasks; left out */
   bool ended;            /* tg_report_finish was called */
   tg_report_run run;     /* its facts; strings owned */
   tg_compute_stats stats;
