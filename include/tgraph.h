@@ -11,5 +11,6 @@
 #include "tgraph/cache.h"
 #include "tgraph/readfile.h"
 #include "tgraph/report.h"
+#include "tgraph/dashboard.h"
 
 #endif /* TGRAPH_H */
