@@ -42,6 +42,13 @@ static const char usage[] =
     "  --retries N        extra attempts for failing pure tasks (0 to 1000)\n"
     "  --max-graph-size SIZE  read at most this much of GRAPH.json (default\n"
     "                     1G); GRAPH.json may be a FIFO or pipe (-: stdin)\n"
+    "  --dashboard[=ADDR] serve the report page live while the run goes, on\n"
+    "                     127.0.0.1 and a free port; the URL (with its\n"
+    "                     token) goes to stderr. ADDR (note the '='): PORT,\n"
+    "                     HOST:PORT or [IPv6]:PORT; only an ADDR given here\n"
+    "                     may be other than loopback\n"
+    "  --dashboard-stay   keep serving after the run until Ctrl-C or SIGTERM\n"
+    "                     (implies --dashboard)\n"
     "  --progress         show progress when stderr is a terminal (default)\n"
     "  --no-progress      never show progress\n"
     "  -q, --quiet        no summary, only errors\n"
@@ -66,12 +73,13 @@ typedef struct run_opts {
   double timeout;
   bool no_cache, explain;
   int progress; /* -1 auto, 0 off */
+  cli_dashboard dash;
 } run_opts;
 
 enum { O_SCHED = 256, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
-       O_MAX_GRAPH, O_REPORT };
+       O_MAX_GRAPH, O_REPORT, O_DASHBOARD, O_DASHBOARD_STAY };
 
 static const struct option longopts[] = {
     {"scheduler", required_argument, NULL, O_SCHED},
@@ -92,6 +100,8 @@ static const struct option longopts[] = {
     {"workers-file", required_argument, NULL, O_WORKERS_FILE},
     {"keys", required_argument, NULL, O_KEYS},
     {"max-graph-size", required_argument, NULL, O_MAX_GRAPH},
+    {"dashboard", optional_argument, NULL, O_DASHBOARD},
+    {"dashboard-stay", no_argument, NULL, O_DASHBOARD_STAY},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -149,6 +159,8 @@ static int option(run_opts *o, int c) {
       break;
     case O_KEYS: o->keys = optarg; break;
     case O_MAX_GRAPH: return max_graph(o, optarg);
+    case O_DASHBOARD: return cli_dashboard_option(&o->dash, false, optarg);
+    case O_DASHBOARD_STAY: return cli_dashboard_option(&o->dash, true, NULL);
     case 'q': cli_verbosity = -1; break;
     case 'v': cli_verbosity = 1; break;
     case 'h': fputs(usage, stdout); return CLI_OK;
@@ -307,15 +319,17 @@ static int open_cache(run_state *s) {
 static int start_watch(run_state *s) {
   bool show = s->o.progress != 0 && cli_verbosity >= 0 && isatty(2);
   if (!show && s->o.dot == NULL && s->o.trace == NULL && s->o.report == NULL &&
-      cli_verbosity < 1)
+      !s->o.dash.on && cli_verbosity < 1)
     return -1;
   if (cli_events_init(&s->ev, s->info, s->needed, s->g) != TG_OK ||
-      (s->o.report && cli_report_start(&s->ev, s->g) != TG_OK)) {
+      ((s->o.report || s->o.dash.on) && cli_report_start(&s->ev, s->g) != TG_OK)) {
     cli_events_free(&s->ev);
     cli_error("out of memory");
     return CLI_USAGE;
   }
   s->ev_ok = true;
+  int rc = cli_dashboard_start(&s->o.dash, s->ev.report);
+  if (rc >= 0) return rc;
   if (show) s->progress = cli_progress_start(&s->ev);
   return -1;
 }
@@ -465,6 +479,7 @@ static void report_files(run_state *s, int *status) {
 }
 
 static void cleanup(run_state *s) {
+  cli_dashboard_stop(&s->o.dash);
   cli_progress_stop(s->progress);
   if (s->ev_ok) cli_events_free(&s->ev);
   for (size_t i = 0; s->results && i < s->info->noutputs; i++)
@@ -493,6 +508,7 @@ int cli_run(int argc, char **argv) {
     if (rc < 0) rc = print_results(&s);
     if (rc < 0) rc = CLI_OK;
     if (s.info != NULL) report_files(&s, &rc);
+    cli_dashboard_finish(&s.o.dash);
   }
   cleanup(&s);
   return rc;
