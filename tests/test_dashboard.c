@@ -8,6 +8,7 @@
  * The runs' tasks wait for gate files the test creates, so "mid-run" is
  * a state the test sets, not a moment it hopes to hit. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -732,5 +733,104 @@ Test(dashboard, api_errors) {
                             "this machine");
   tg_dashboard_stop(d1);
   tg_dashboard_stop(d2);
+  api_teardown(&a);
+}
+
+Test(dashboard, api_connection_limit_holds) {
+  api_run a = api_setup();
+  tg_dashboard_opts opts = {TG_DASHBOARD_OPTS_V1, "127.0.0.1:0", 2};
+  tg_dashboard *d = NULL;
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg_dashboard_start(a.rep, &opts, &d, &err), TG_OK, "%s", err.msg);
+  dash_run r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.line, sizeof r.line, "%s", tg_dashboard_url(d));
+  parse_url(&r);
+  /* Two silent clients take both places; a third client gets no page. */
+  int idle[2];
+  for (int i = 0; i < 2; i++) cr_assert_geq(idle[i] = http_connect(r.host, r.port), 0);
+  usleep(200000); /* the server has accepted them */
+  http_reply rep;
+  int rc = dash_get(&r, "/data", r.token, &rep);
+  cr_expect(rc != 0 || rep.status == 0, "a third connection was served: %d", rep.status);
+  if (rc == 0) http_reply_free(&rep);
+  /* One leaves: the next client is served. */
+  close(idle[0]);
+  usleep(200000);
+  cr_assert_eq(dash_get(&r, "/data", r.token, &rep), 0);
+  cr_expect_eq(rep.status, 200);
+  http_reply_free(&rep);
+  close(idle[1]);
+  tg_dashboard_stop(d);
+  api_teardown(&a);
+}
+
+/* The inode of the socket listening on 127.0.0.1:port (/proc/net/tcp). */
+static unsigned long listen_inode(unsigned port) {
+  FILE *f = fopen("/proc/net/tcp", "r");
+  cr_assert_not_null(f);
+  char line[512];
+  unsigned long inode = 0;
+  while (inode == 0 && fgets(line, sizeof line, f)) {
+    unsigned lport, st;
+    unsigned long ino;
+    if (sscanf(line, " %*d: 0100007F:%X %*X:%*X %X %*X:%*X %*X:%*X %*X %*u %*u %lu", &lport,
+               &st, &ino) == 3 && lport == port && st == 0x0A)
+      inode = ino;
+  }
+  fclose(f);
+  cr_assert_neq(inode, 0, "nothing listens on port %u", port);
+  return inode;
+}
+
+/* How many children of this process hold socket `inode` open. */
+static int children_holding(unsigned long inode) {
+  char want[64];
+  snprintf(want, sizeof want, "socket:[%lu]", inode);
+  int n = 0;
+  DIR *proc = opendir("/proc");
+  cr_assert_not_null(proc);
+  struct dirent *e;
+  while ((e = readdir(proc)) != NULL) {
+    char state;
+    pid_t pid = (pid_t)atoi(e->d_name), ppid;
+    if (pid <= 0 || !tproc_stat(pid, &state, &ppid) || ppid != getpid()) continue;
+    char fds[64];
+    snprintf(fds, sizeof fds, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(fds);
+    struct dirent *fe;
+    while (d != NULL && (fe = readdir(d)) != NULL) {
+      char link[384], target[128];
+      snprintf(link, sizeof link, "%s/%s", fds, fe->d_name);
+      ssize_t len = readlink(link, target, sizeof target - 1);
+      if (len > 0 && (target[len] = '\0', strcmp(target, want) == 0)) n++;
+    }
+    if (d != NULL) closedir(d);
+  }
+  closedir(proc);
+  return n;
+}
+
+/* Workers forked while a dashboard serves do not keep its socket (they
+ * would hold its port for as long as they live). */
+Test(dashboard, api_forked_workers_do_not_keep_the_socket) {
+  api_run a = api_setup();
+  tg_dashboard *d = NULL;
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg_dashboard_start(a.rep, NULL, &d, &err), TG_OK, "%s", err.msg);
+  unsigned long inode = listen_inode(tg_dashboard_port(d));
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "processes", .workers = 2};
+  tg_executor *ex = NULL;
+  cr_assert_eq(tg_executor_new(a.reg, &eo, &ex, &err), TG_OK, "%s", err.msg);
+  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V2, .executor = ex,
+                        .on_event = tg_report_on_event, .event_ctx = a.rep};
+  tg_value *res = NULL;
+  cr_assert_eq(tg_compute(a.g, &a.out, 1, &co, &res), TG_OK, "%s", tg_graph_errmsg(a.g));
+  tg_value_unref(res);
+  cr_expect_eq(children_holding(inode), 0, "forked workers hold the dashboard's socket");
+  tg_dashboard_stop(d);
+  tg_executor_free(ex);
   api_teardown(&a);
 }

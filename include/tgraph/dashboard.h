@@ -33,10 +33,9 @@
  *   the report concurrently with the run's events (tg_report's JSON is
  *   thread-safe against them). tg_dashboard_url() is safe from any thread
  *   while the dashboard lives.
- * Fork: the listening socket is closed in the workers the processes
- *   backend forks; a child of any other fork() keeps a copy of it (the
- *   port then stays bound until the child exits), so do not fork while a
- *   dashboard runs unless the child execs (the socket is close-on-exec).
+ * Fork: workers the processes backend forks close the listening socket
+ *   at once; a child of any other fork() keeps a copy until it exits or
+ *   execs (the socket is close-on-exec), though it never serves on it.
  */
 #ifndef TGRAPH_DASHBOARD_H
 #define TGRAPH_DASHBOARD_H

@@ -149,7 +149,6 @@ static int start_daemon(tg_dashboard *d, unsigned max_conn, bool v6, tg_error *e
   d->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, d,
                             MHD_OPTION_LISTEN_SOCKET, (MHD_socket)d->fd,
                             MHD_OPTION_CONNECTION_LIMIT, max_conn,
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, max_conn,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_SECONDS,
                             MHD_OPTION_END);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
