@@ -386,10 +386,10 @@ Test(dashboard, another_local_user_cannot_read_it_without_the_token) {
 
 /* ---- the server's life ---------------------------------------------------------- */
 
-Test(dashboard, stops_when_the_run_ends) {
+static void stops_case(const char *sched) {
   write_gated_graph(2);
   dash_run r;
-  const char *args[] = {"g.json", "--no-cache", "--dashboard", NULL};
+  const char *args[] = {"g.json", "--no-cache", sched, "--dashboard", NULL};
   cr_assert(dash_start(&r, args), "no dashboard line");
   http_reply rep;
   cr_assert_eq(dash_get(&r, "/data", r.token, &rep), 0);
@@ -405,6 +405,9 @@ Test(dashboard, stops_when_the_run_ends) {
   free(out);
   free(err);
 }
+
+Test(dashboard, stops_when_the_run_ends) { stops_case("--scheduler=threads"); }
+Test(dashboard, stops_when_the_run_ends_on_processes) { stops_case("--scheduler=processes"); }
 
 Test(dashboard, stays_after_the_run_until_sigterm) {
   write_quick_graph();
