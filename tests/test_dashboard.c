@@ -688,10 +688,10 @@ Test(dashboard, api_serves_a_programs_own_run) {
   tg_value *res = NULL;
   cr_assert_eq(tg_compute(a.g, &a.out, 1, &co, &res), TG_OK, "%s", tg_graph_errmsg(a.g));
   tg_value_unref(res);
+  wait_ran(&r, 1); /* a reply is reused for up to half a second */
   cr_assert_eq(dash_get(&r, "/data", r.token, &rep), 0);
   cr_expect_eq(rep.status, 200);
   cr_expect_neq(strstr(rep.body, "\"api_task\""), NULL, "%s", rep.body);
-  cr_expect_eq(count_of(rep.body, "\"ran\""), 1, "%s", rep.body);
   http_reply_free(&rep);
   tg_dashboard_stop(d);
   cr_expect_eq(http_connect(r.host, r.port), -ECONNREFUSED, "still served after stop");

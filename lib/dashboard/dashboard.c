@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backends/procs_internal.h"
@@ -19,6 +20,11 @@
 
 #define TOKEN_BYTES 16 /* 128 bits */
 #define TOKEN_HEX (2 * TOKEN_BYTES)
+/* A /data reply is reused for this long: however many pages and clients
+ * ask, the report (whose lock its events wait on while the data is
+ * gathered) is read at most twice a second. A page asks once a second,
+ * so one page always gets fresh data. */
+#define DATA_REUSE_SECONDS 0.5
 /* Seconds an idle connection is kept: the page asks every second, so a
  * live browser never reaches it; a silent client does not hold a slot. */
 #define IDLE_SECONDS 30
@@ -32,6 +38,9 @@ struct tg_dashboard {
   char token[TOKEN_HEX + 1];
   char data_url[8 + TOKEN_HEX]; /* "data?t=TOKEN", relative to the page */
   char url[128];
+  /* Used by the daemon's one thread only (no thread per connection): */
+  struct MHD_Response *data; /* the last /data reply, or NULL */
+  double data_at;            /* when it was made (CLOCK_MONOTONIC s) */
 };
 
 static const char forbidden[] =
@@ -61,6 +70,20 @@ static int new_token(char *hex) {
   return TG_OK;
 }
 
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void add_headers(struct MHD_Response *r, const char *type) {
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(r, "X-Frame-Options", "DENY");
+}
+
 /* Queue buf (len bytes, freed by MHD with tg__free when it is sent, or
  * static when `owned` is false) with status and type. */
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
@@ -72,11 +95,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
     if (owned) tg__free(buf);
     return MHD_NO;
   }
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-  MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
-  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-  MHD_add_response_header(r, "X-Frame-Options", "DENY");
+  add_headers(r, type);
   enum MHD_Result ok = MHD_queue_response(c, status, r);
   MHD_destroy_response(r);
   return ok;
@@ -84,6 +103,29 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 
 static enum MHD_Result text(struct MHD_Connection *c, unsigned status, const char *msg) {
   return reply(c, status, "text/plain; charset=utf-8", (char *)msg, strlen(msg), false);
+}
+
+/* The run's data: the last reply while it is recent, else a new one
+ * (kept; MHD counts its users, so replacing it never frees one in use). */
+static enum MHD_Result data_reply(tg_dashboard *d, struct MHD_Connection *c) {
+  double t = now();
+  if (d->data == NULL || t - d->data_at >= DATA_REUSE_SECONDS) {
+    char *buf = NULL;
+    size_t len = 0;
+    if (tg__report_json(d->report, &buf, &len) != TG_OK)
+      return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "500 the report could not be read\n");
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback(len, buf, tg__free);
+    if (r == NULL) {
+      tg__free(buf);
+      return MHD_NO;
+    }
+    add_headers(r, "application/json");
+    if (d->data != NULL) MHD_destroy_response(d->data);
+    d->data = r;
+    d->data_at = t;
+  }
+  return MHD_queue_response(c, MHD_HTTP_OK, d->data);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -95,22 +137,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return text(c, MHD_HTTP_METHOD_NOT_ALLOWED, not_allowed);
   if (!token_ok(d, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "t")))
     return text(c, MHD_HTTP_FORBIDDEN, forbidden);
+  if (strcmp(url, "/data") == 0) return data_reply(d, c);
+  if (strcmp(url, "/") != 0) return text(c, MHD_HTTP_NOT_FOUND, not_found);
   char *buf = NULL;
   size_t len = 0;
-  int rc;
-  const char *type;
-  if (strcmp(url, "/") == 0) {
-    rc = tg__report_page(d->report, true, d->data_url, &buf, &len);
-    type = "text/html; charset=utf-8";
-  } else if (strcmp(url, "/data") == 0) {
-    rc = tg__report_json(d->report, &buf, &len);
-    type = "application/json";
-  } else {
-    return text(c, MHD_HTTP_NOT_FOUND, not_found);
-  }
-  if (rc != TG_OK)
-    return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "500 the report could not be written\n");
-  return reply(c, MHD_HTTP_OK, type, buf, len, true);
+  if (tg__report_page(d->report, true, d->data_url, &buf, &len) != TG_OK)
+    return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "500 the page could not be made\n");
+  return reply(c, MHD_HTTP_OK, "text/html; charset=utf-8", buf, len, true);
 }
 
 /* A socket bound to addr and listening; -errno with err filled on failure. */
@@ -209,5 +242,6 @@ void tg_dashboard_stop(tg_dashboard *d) {
   /* Untracked while still open, so its number cannot be another fd's yet. */
   tg__procs_fd_untrack(d->fd);
   MHD_stop_daemon(d->mhd); /* closes d->fd and joins the thread */
+  if (d->data != NULL) MHD_destroy_response(d->data);
   tg__free(d);
 }
