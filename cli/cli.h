@@ -174,6 +174,9 @@ typedef struct cli_dashboard {
 /* --dashboard[=arg] (stay false) or --dashboard-stay (which implies
  * --dashboard); checks ADDR. -1 to go on, else an exit status (said). */
 int cli_dashboard_option(cli_dashboard *o, bool stay, const char *arg);
+/* When arg, taken for the graph, looks like the ADDR of a bare
+ * --dashboard: a hint to append to the error ("" otherwise). */
+const char *cli_dashboard_hint(const cli_dashboard *o, const char *arg);
 /* Serve r when asked to and print the URL: -1, or an exit status (said:
  * e.g. the port is in use). */
 int cli_dashboard_start(cli_dashboard *o, tg_report *r);

@@ -23,6 +23,12 @@ int cli_dashboard_option(cli_dashboard *o, bool stay, const char *arg) {
   return -1;
 }
 
+const char *cli_dashboard_hint(const cli_dashboard *o, const char *arg) {
+  if (!o->on || o->addr != NULL || arg[0] == '\0' || tg_dashboard_addr_check(arg, NULL) != TG_OK)
+    return "";
+  return "; an ADDR for --dashboard needs '=', as in --dashboard=8080";
+}
+
 int cli_dashboard_start(cli_dashboard *o, tg_report *r) {
   if (!o->on) return -1;
   tg_dashboard_opts opts = {TG_DASHBOARD_OPTS_V1, o->addr, 0};

@@ -184,7 +184,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
   }
   if (optind >= argc) return cli_bad_usage("run", "%s", "missing GRAPH.json");
   if (optind + 1 < argc)
-    return cli_bad_usage("run", "one graph at a time ('%s' is extra)", argv[optind + 1]);
+    return cli_bad_usage("run", "one graph at a time ('%s' is extra)%s", argv[optind + 1],
+                         cli_dashboard_hint(&o->dash, argv[optind]));
   o->graph = argv[optind];
   return -1;
 }

@@ -837,3 +837,20 @@ Test(dashboard, api_forked_workers_do_not_keep_the_socket) {
   tg_executor_free(ex);
   api_teardown(&a);
 }
+
+/* getopt's optional argument needs '=': a bare --dashboard followed by
+ * an address takes that address for the graph; the error says so. */
+Test(dashboard, addr_without_equals_is_explained) {
+  write_quick_graph();
+  char *args[] = {"tgraph", "run", "--dashboard", "8080", "g.json", NULL};
+  tcli_how how = {.timeout = 60};
+  tcli_result res = tcli_run(tcli_bin(), &how, args);
+  tcli_expect(res, 2, "", "tgraph run: one graph at a time ('g.json' is extra); an ADDR for "
+              "--dashboard needs '=', as in --dashboard=8080\n(see tgraph run --help)\n");
+  tcli_result_free(&res);
+  char *plain[] = {"tgraph", "run", "g.json", "other.json", NULL};
+  res = tcli_run(tcli_bin(), &how, plain);
+  tcli_expect(res, 2, "", "tgraph run: one graph at a time ('other.json' is extra)\n"
+              "(see tgraph run --help)\n");
+  tcli_result_free(&res);
+}
