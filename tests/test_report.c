@@ -543,3 +543,37 @@ Test(report, cli_refuses_an_unwritable_report) {
   cr_expect(strstr(r.err, "'--report' needs a value") != NULL, "stderr: %s", r.err);
   tcli_result_free(&r);
 }
+
+Test(report, cli_writes_the_report_of_an_interrupted_run) {
+  tcli_write_file("int.json",
+                  "{\"tgraph\": 1, \"tasks\": {\n"
+                  "  \"quick\": {\"fn\": \"range\", \"args\": [0, 3]},\n"
+                  "  \"slow\": {\"fn\": \"sh\", \"args\": [\"touch started; sleep 30\"]}\n"
+                  "}, \"outputs\": [\"quick\", \"slow\"]}\n");
+  pid_t pid = tproc_fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0), dup2(null, 1), dup2(null, 2);
+    execl(tcli_bin(), "tgraph", "run", "int.json", "--no-cache", "--report",
+          in_tmp("int.html"), (char *)NULL);
+    _exit(127);
+  }
+  for (int i = 0; i < 400 && access("started", F_OK) != 0; i++) usleep(50000);
+  cr_assert_eq(access("started", F_OK), 0, "the slow task never started");
+  cr_assert_eq(kill(pid, SIGINT), 0);
+  int st = 0;
+  bool ended = false;
+  for (int i = 0; i < 600 && !(ended = waitpid(pid, &st, WNOHANG) == pid); i++)
+    usleep(50000);
+  if (!ended) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    cr_assert_fail("tgraph run did not stop within 30 s of SIGINT");
+  }
+  cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status %d", st);
+  page_out d = dom_of(tmp, in_tmp("int.html"));
+  cr_expect(strstr(d.text, "class=\"badge st-cancelled\">cancelled<") != NULL);
+  cr_expect(strstr(d.text, "<td class=\"key\">quick</td>") != NULL);
+  cr_expect(strstr(d.text, "<td class=\"key\">slow</td>") != NULL);
+  free(d.text);
+}
