@@ -706,6 +706,7 @@ Test(dashboard, api_errors) {
   tg_error_clear(&err);
   cr_expect_eq(tg_dashboard_start(NULL, NULL, &d, &err), TG_EINVAL);
   cr_expect_null(d);
+  cr_expect_eq(tg_dashboard_start(a.rep, NULL, NULL, &err), TG_EINVAL);
   tg_dashboard_opts old = {99, NULL, 0};
   cr_expect_eq(tg_dashboard_start(a.rep, &old, &d, &err), TG_EINVAL);
   tg_dashboard_opts bad = {TG_DASHBOARD_OPTS_V1, "[::1", 0};

@@ -60,8 +60,8 @@ typedef struct tg_dashboard tg_dashboard; /* opaque */
 typedef struct tg_dashboard_opts {
   uint32_t version;         /* TG_DASHBOARD_OPTS_V1 */
   const char *addr;         /* see above; NULL: 127.0.0.1, a free port */
-  unsigned max_connections; /* 0: TG_DASHBOARD_MAX_CONNECTIONS; more wait
-                               in the listen queue */
+  unsigned max_connections; /* 0: TG_DASHBOARD_MAX_CONNECTIONS; one more
+                               is closed at once, unanswered */
 } tg_dashboard_opts;
 
 /* Check an address as tg_dashboard_start() reads it, without binding

@@ -191,6 +191,7 @@ static int start_daemon(tg_dashboard *d, unsigned max_conn, bool v6, tg_error *e
 
 int tg_dashboard_start(tg_report *r, const tg_dashboard_opts *opts, tg_dashboard **out,
                        tg_error *err) {
+  if (out == NULL) return tg__error_set(err, TG_EINVAL, "dashboard: no place for it (out)");
   *out = NULL;
   if (r == NULL || (opts != NULL && opts->version != TG_DASHBOARD_OPTS_V1))
     return tg__error_set(err, TG_EINVAL, "dashboard: no report, or unknown options version");
