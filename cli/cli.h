@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "tgraph.h"
+#include "tgraph/dashboard.h"
 #include "tgraph/graphjson.h"
 
 /* Exit statuses. */
@@ -33,7 +34,9 @@ typedef struct cli_opt {
   const char *name;   /* the long name without "--": "workers" */
   char letter;        /* the short name ('j' for -j), or 0 */
   const char *value;  /* NULL: a flag; else the option takes a value,
-                         named so in the help ("N", "DIR") */
+                         named so in the help ("N", "DIR"); "=ADDR": the
+                         value may be left out, and is then given only
+                         as --name=ADDR (set() gets NULL without one) */
   const char *help;   /* its help; '\n' starts another line */
 } cli_opt;
 
@@ -257,5 +260,26 @@ typedef enum cli_explain_mode {
 int cli_explain(const tg_graphjson_info *info, const bool *needed, tg_graph *g,
                 tg_cache *cache, const char *cache_dir, const cli_make *make,
                 cli_explain_mode mode);
+
+/* ---- dashboard.c: tgraph run --dashboard[=ADDR], --dashboard-stay ---- */
+typedef struct cli_dashboard {
+  bool on, stay;    /* asked for; serve on after the run */
+  const char *addr; /* ADDR, or NULL: 127.0.0.1 and a free port */
+  tg_dashboard *d;  /* while it serves */
+} cli_dashboard;
+/* --dashboard[=arg] (stay false) or --dashboard-stay (which implies
+ * --dashboard); checks ADDR. -1 to go on, else an exit status (said). */
+int cli_dashboard_option(cli_dashboard *o, bool stay, const char *arg);
+/* When arg, taken for the graph, looks like the ADDR of a bare
+ * --dashboard: a hint to append to the error ("" otherwise). */
+const char *cli_dashboard_hint(const cli_dashboard *o, const char *arg);
+/* Serve r when asked to and print the URL: -1, or an exit status (said:
+ * e.g. the port is in use). */
+int cli_dashboard_start(cli_dashboard *o, tg_report *r);
+/* After the run: with --dashboard-stay, serve until SIGINT or SIGTERM;
+ * then stop. */
+void cli_dashboard_finish(cli_dashboard *o);
+/* Stop at once (error paths); nothing when not serving. */
+void cli_dashboard_stop(cli_dashboard *o);
 
 #endif /* TGRAPH_CLI_H */

@@ -38,9 +38,11 @@ static const cli_opt *by_val(const cli_cmd *cmd, int val, size_t n) {
 
 /* "-j, --workers N" into buf; its length. */
 static size_t spelling(const cli_opt *o, char *buf, size_t size) {
-  int n = snprintf(buf, size, "%c%c%s--%s%s%s", o->letter ? '-' : ' ',
+  bool optional = o->value && o->value[0] == '=';
+  int n = snprintf(buf, size, "%c%c%s--%s%s%s%s", o->letter ? '-' : ' ',
                    o->letter ? o->letter : ' ', o->letter ? ", " : "  ", o->name,
-                   o->value ? " " : "", o->value ? o->value : "");
+                   !o->value ? "" : optional ? "[=" : " ",
+                   o->value ? o->value + optional : "", optional ? "]" : "");
   return n < 0 ? 0 : (size_t)n;
 }
 
@@ -90,11 +92,15 @@ static void getopt_tables(const cli_cmd *cmd, size_t n, struct option *longs,
   shorts[k++] = ':';
   for (size_t i = 0; i < n; i++) {
     const cli_opt *o = entry(cmd, i);
-    longs[i] = (struct option){o->name, o->value ? required_argument : no_argument,
-                               NULL, o->letter ? o->letter : LONG_ONLY_VAL + (int)i};
+    int has = !o->value ? no_argument
+              : o->value[0] == '=' ? optional_argument
+                                   : required_argument;
+    longs[i] = (struct option){o->name, has, NULL,
+                               o->letter ? o->letter : LONG_ONLY_VAL + (int)i};
     if (o->letter) {
       shorts[k++] = o->letter;
       if (o->value) shorts[k++] = ':';
+      if (o->value && o->value[0] == '=') shorts[k++] = ':'; /* "j::" */
     }
   }
   longs[n] = (struct option){"help", no_argument, NULL, HELP_VAL};

@@ -24,12 +24,13 @@ typedef struct run_opts {
   bool no_cache, explain;
   int progress; /* -1 auto, 0 off */
   cli_make make; /* --force, --min-compute, --cache-all, --check, --json */
+  cli_dashboard dash;
 } run_opts;
 
 enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
-       O_MAX_GRAPH, O_REPORT, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
+       O_MAX_GRAPH, O_REPORT, O_DASHBOARD, O_DASHBOARD_STAY, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
        O_QUIET, O_VERBOSE };
 
 /* One line per option: {id, long name, letter, value name, help}. */
@@ -58,6 +59,12 @@ static const cli_opt options[] = {
                                   "track per worker"},
     {O_REPORT, "report", 0, "FILE", "write an HTML report of the run (one file: summary,\n"
                                     "task stream, critical path, failures, graph)"},
+    {O_DASHBOARD, "dashboard", 0, "=ADDR",
+     "serve the report live while the run goes, on\n"
+     "127.0.0.1 and a free port unless ADDR (PORT,\n"
+     "HOST:PORT, [::1]:PORT) says; prints its URL"},
+    {O_DASHBOARD_STAY, "dashboard-stay", 0, NULL,
+     "with --dashboard: keep serving after the run\nuntil Ctrl-C or SIGTERM"},
     {O_TIMEOUT, "timeout", 0, "SECONDS", "give up on the whole run after this long"},
     {O_RETRIES, "retries", 0, "N", "extra attempts for failing pure tasks (0 to 1000)"},
     {O_MAX_GRAPH, "max-graph-size", 0, "SIZE",
@@ -154,6 +161,8 @@ static int option(void *ctx, int id, const char *optarg) {
     case O_MIN_COMPUTE: return cli_make_min_compute(&o->make, optarg);
     case O_CACHE_ALL: o->make.cache_all = true; break;
     case O_JSON: o->make.json = true; break;
+    case O_DASHBOARD: return cli_dashboard_option(&o->dash, false, optarg);
+    case O_DASHBOARD_STAY: return cli_dashboard_option(&o->dash, true, NULL);
   }
   return -1;
 }
@@ -169,7 +178,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
   if (rc >= 0) return rc;
   if (nargs == 0) rc = cli_bad_usage("run", "%s", "missing GRAPH.json");
   else if (nargs > 1)
-    rc = cli_bad_usage("run", "one graph at a time ('%s' is extra)", args[1]);
+    rc = cli_bad_usage("run", "one graph at a time ('%s' is extra)%s", args[1],
+                       cli_dashboard_hint(&o->dash, args[0]));
   else o->graph = args[0];
   free(args);
   if (rc >= 0) return rc;
@@ -306,14 +316,17 @@ static int open_cache(run_state *s) {
 static int start_watch(run_state *s) {
   bool record = s->o.dot != NULL || s->o.trace != NULL || cli_verbosity > 0;
   bool reader_nodes = tg_graph_size(s->g) > s->info->ntasks;
-  if (!record && s->o.report == NULL && !(reader_nodes && cli_verbosity >= 0)) return -1;
+  bool report = s->o.report != NULL || s->o.dash.on;
+  if (!record && !report && !(reader_nodes && cli_verbosity >= 0)) return -1;
   if (cli_events_init(&s->ev, s->info, s->needed, s->g, record) != TG_OK ||
-      (s->o.report && cli_report_start(&s->ev, s->g) != TG_OK)) {
+      (report && cli_report_start(&s->ev, s->g) != TG_OK)) {
     cli_events_free(&s->ev);
     cli_error("out of memory");
     return CLI_USAGE;
   }
   s->ev_ok = true;
+  int rc = cli_dashboard_start(&s->o.dash, s->ev.report);
+  if (rc >= 0) return rc;
   return -1;
 }
 
@@ -446,6 +459,7 @@ static void report_files(run_state *s, int *status) {
 }
 
 static void cleanup(run_state *s) {
+  cli_dashboard_stop(&s->o.dash);
   if (s->ev_ok) cli_events_free(&s->ev);
   for (size_t i = 0; s->results && i < s->info->noutputs; i++)
     tg_value_unref(s->results[i]);
@@ -479,6 +493,7 @@ int cli_run(int argc, char **argv) {
       rc = print_results(&s);
     if (rc < 0) rc = CLI_OK;
     if (s.info != NULL) report_files(&s, &rc);
+    cli_dashboard_finish(&s.o.dash);
   }
   cleanup(&s);
   return rc;

@@ -15,5 +15,6 @@
 #include "tgraph/plugin.h"
 #include "tgraph/remote.h"
 #include "tgraph/report.h"
+#include "tgraph/dashboard.h"
 
 #endif /* TGRAPH_H */

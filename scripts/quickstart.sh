@@ -20,7 +20,8 @@ case "$mode" in
 esac
 
 pkgs="meson ninja-build pkg-config gcc libc6-dev libxxhash-dev liblmdb-dev
-      libjansson-dev libzstd-dev libzmq3-dev libcriterion-dev help2man"
+      libjansson-dev libzstd-dev libzmq3-dev libcriterion-dev help2man
+      libmicrohttpd-dev"
 if [ "$mode" = test ]; then
   # tmux drives Ctrl-C in a real terminal; setpriv (util-linux) runs a
   # second local user; ps and pkill (procps) look for leftover processes.
