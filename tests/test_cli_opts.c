@@ -149,9 +149,10 @@ static void expect_help(char *const *args, const char *who, const char *const *w
 
 Test(cli_opts, help_of_every_command_and_subcommand) {
   expect_help((char *const[]){"tgraph", "run", "--help", NULL}, "run [options] GRAPH.json",
-              (const char *const[]){"\n  -j, --workers N        worker count",
-                                    "\n      --no-cache         neither read",
-                                    "\n  -h, --help             this help\n", NULL});
+              (const char *const[]){"\n  -j, --workers N         worker count",
+                                    "\n      --no-cache          neither read",
+                                    "\n      --dashboard[=ADDR]  serve the report",
+                                    "\n  -h, --help              this help\n", NULL});
   expect_help((char *const[]){"tgraph", "run", "g.json", "-h", NULL}, "run",
               (const char *const[]){"--max-graph-size SIZE\n", NULL});
   expect_help((char *const[]){"tgraph", "inspect", "--help", NULL}, "inspect [options] FILE",

@@ -49,7 +49,7 @@
 extern "C" {
 #endif
 
-typedef struct tg_report tg_report;       /* see report.h */
+#include "tgraph/report.h" /* tg_report */
 typedef struct tg_dashboard tg_dashboard; /* opaque */
 
 #define TG_DASHBOARD_OPTS_V1 1u
