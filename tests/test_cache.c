@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <lmdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -906,11 +907,13 @@ static int verify_cb(void *ctx, const tg_cache_entry_info *e) {
   return 0;
 }
 
-static void heavy_writer(void) {
+/* Puts and removes until killed; writes a byte to `flushed` after its
+ * first flush. */
+static void heavy_writer(int flushed) {
   tg_cache *c = NULL;
   if (tg_cache_open(dir, NULL, &c, NULL)) _exit(3);
   unsigned seed = (unsigned)getpid();
-  for (;;) {
+  for (bool told = false;; told = true) {
     for (int j = 0; j < 40; j++) {
       uint64_t i = (uint64_t)rand_r(&seed) % 600;
       tg_value *v = value_of(i);
@@ -919,6 +922,7 @@ static void heavy_writer(void) {
       if (rand_r(&seed) % 8 == 0) tg_cache_remove(c, key_of(i / 2));
     }
     tg_cache_flush(c);
+    if (!told && write(flushed, "f", 1) != 1) _exit(4);
   }
 }
 
@@ -927,13 +931,25 @@ Test(cache, kill_9_at_random_moments_never_corrupts) {
   unsigned seed = seed0;
   uint64_t max_seen = 0;
   for (int round = 0; round < 50; round++) {
+    int flushed[2];
+    cr_assert_eq(pipe(flushed), 0);
     pid_t pid = fork();
-    if (pid == 0) heavy_writer();
+    if (pid == 0) heavy_writer(flushed[1]);
+    close(flushed[1]);
+    /* Every other round the kill comes after the writer's first commit,
+     * so that however slow the machine, entries pile up to be checked;
+     * the other rounds kill it at any moment, opening included. */
+    if (round % 2) {
+      struct pollfd p = {flushed[0], POLLIN, 0};
+      cr_assert_eq(poll(&p, 1, 30000), 1, "round %d: no first flush in 30 s", round);
+    }
     usleep(5000 + (useconds_t)(rand_r(&seed) % 60000));
     kill(pid, SIGKILL);
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFSIGNALED(status), "round %d: writer exited by itself", round);
+    close(flushed[0]); /* open until now: the writer's byte never meets SIGPIPE */
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+              "round %d: writer ended by itself (status %#x)", round, status);
     tg_cache *c = open_cache(NULL);
     /* A kill is not damage: the environment is opened, not moved aside. */
     cr_assert_null(tg_cache_warning(c), "round %d: %s", round, tg_cache_warning(c));
