@@ -22,10 +22,14 @@ typedef struct tg__run_rec {
 
 static const MDB_val runs_key = {4, "runs"};
 
-/* "nodes" key of lineage id's note. */
-static void note_key(tg_digest lineage, unsigned char k[17]) {
-  k[0] = 'n';
-  tg__digest_pack(lineage, k + 1);
+/* "nodes" key of the note of id: 'n' for a node's, 'f' for a function's. */
+static void note_key(tg_digest id, bool function, unsigned char k[17]) {
+  k[0] = function ? 'f' : 'n';
+  tg__digest_pack(id, k + 1);
+}
+
+tg_digest tg__func_note_id(const char *function) {
+  return tg__lineage_id(function, "");
 }
 
 static int stats_read(tg_cache *c, MDB_txn *txn, tg_cache_stats *s) {
@@ -66,9 +70,14 @@ int tg__runlog_apply(tg_cache *c, MDB_txn *txn, const tg__cache_op *op) {
   if ((rc = stats_write(c, txn, &s))) return rc;
   for (size_t i = 0; i < r->n && !rc; i++) {
     unsigned char k[17], b[TG__NOTE_LEN];
-    note_key(r->notes[i].lineage, k);
-    tg__note_pack(&r->notes[i], b);
+    note_key(r->notes[i].lineage, tg__note_of_function(r->notes[i].kind), k);
     MDB_val key = {sizeof k, k}, v = {sizeof b, b};
+    if (r->notes[i].kind == TG_NOTE_NONE) {
+      rc = mdb_del(txn, c->db_nodes, &key, NULL);
+      if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
+      continue;
+    }
+    tg__note_pack(&r->notes[i], b);
     rc = mdb_put(txn, c->db_nodes, &key, &v, 0);
   }
   return rc;
@@ -86,7 +95,7 @@ int tg__runlog_zero(tg_cache *c, MDB_txn *txn) {
 
 int tg__note_forget(tg_cache *c, MDB_txn *txn, tg_digest lineage) {
   unsigned char k[17];
-  note_key(lineage, k);
+  note_key(lineage, false, k);
   MDB_val key = {sizeof k, k};
   int rc = mdb_del(txn, c->db_nodes, &key, NULL);
   return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
@@ -105,12 +114,12 @@ int tg__cache_record_run(tg_cache *c, const tg_cache_run_counts *counts,
   return tg__writer_queue(c, &op) ? TG_OK : TG_ENOMEM;
 }
 
-int tg__cache_note_get(tg_cache *c, tg_digest id, tg__cache_note *out) {
+int tg__cache_note_get(tg_cache *c, tg_digest id, bool function, tg__cache_note *out) {
   MDB_txn *txn;
   if (tg__cache_usable(c) || !c->env || c->funcs_unknown || tg__read_begin(c, &txn))
     return TG_ENOTFOUND;
   unsigned char k[17];
-  note_key(id, k);
+  note_key(id, function, k);
   MDB_val kv = {sizeof k, k}, v;
   int rc = mdb_get(txn, c->db_nodes, &kv, &v) == MDB_SUCCESS &&
                    tg__note_parse(v.mv_data, v.mv_size, out)
