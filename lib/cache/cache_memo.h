@@ -15,9 +15,10 @@
  * when it is first opened writable; read-only, every function is assumed
  * to have entries.
  *
- * Notes ("nodes" database, 'n' + lineage id): why the last result of a
- * node that ran was not stored, written with the compute's record and
- * dropped when a result is stored for the node (runlog.c).
+ * Notes ("nodes" database): why results that ran were not stored,
+ * written with the compute's record (runlog.c): per node ('n' + lineage
+ * id) a failed store, dropped when a result is stored for the node; per
+ * function ('f' + tg__func_note_id) calls under the threshold.
  *
  * Lineage ("nodes" database): per node identity (function name and node
  * key, see tg__lineage_id) the Merkle key and function identity of the

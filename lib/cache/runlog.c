@@ -2,10 +2,13 @@
  * besides entries: statistics over time ("meta"/"runs": hits, misses and
  * stores summed since creation or tg_cache_zero_stats, and the last
  * compute's) and notes of why a node's result was not stored ("nodes",
- * key 'n' + lineage id). Both arrive as one RUN op per compute, applied
- * by the writer inside its batch's write transaction, so several
- * processes adding their counts at once lose none (LMDB has one writer
- * at a time across processes). Layouts are in record.c.
+ * key 'n' + lineage id for a failed store, 'f' + tg__func_note_id for a
+ * function's calls under the threshold). Both arrive as one RUN op per
+ * compute; the computes queued while the writer is busy or waiting merge
+ * into one op (tg__runlog_merge). The writer applies it inside its
+ * batch's write transaction, so several processes adding their counts
+ * at once lose none (LMDB has one writer at a time across processes).
+ * Layouts are in record.c.
  */
 #include <string.h>
 
@@ -14,10 +17,12 @@
 
 /* The payload of a RUN op (op->rec). */
 typedef struct tg__run_rec {
-  tg_cache_run_counts counts;
-  double time;
+  uint64_t runs;               /* computes merged into it (>= 1) */
+  tg_cache_run_counts counts;  /* their sum */
+  tg_cache_run_counts last;    /* the last one's */
+  double time;                 /* the last one's end */
   size_t n;
-  tg__cache_note notes[];
+  tg__cache_note notes[];      /* later notes of an id replace earlier ones */
 } tg__run_rec;
 
 static const MDB_val runs_key = {4, "runs"};
@@ -63,9 +68,9 @@ int tg__runlog_apply(tg_cache *c, MDB_txn *txn, const tg__cache_op *op) {
   int rc = stats_read(c, txn, &s);
   if (rc) return rc;
   if (s.since == 0) s.since = r->time;
-  s.runs++;
+  s.runs += r->runs;
   add(&s.total, &r->counts);
-  s.last = r->counts;
+  s.last = r->last;
   s.last_time = r->time;
   if ((rc = stats_write(c, txn, &s))) return rc;
   for (size_t i = 0; i < r->n && !rc; i++) {
@@ -106,12 +111,47 @@ int tg__cache_record_run(tg_cache *c, const tg_cache_run_counts *counts,
   if (tg__cache_usable(c) || c->readonly || !c->env || c->funcs_unknown) return TG_OK;
   tg__run_rec *r = tg__malloc(sizeof *r + n * sizeof *notes);
   if (!r) return TG_ENOMEM;
-  r->counts = *counts;
+  r->runs = 1;
+  r->counts = r->last = *counts;
   r->time = tg__cache_now();
   r->n = n;
   if (n) memcpy(r->notes, notes, n * sizeof *notes);
   tg__cache_op op = {.type = TG__OP_RUN, .rec = r};
   return tg__writer_queue(c, &op) ? TG_OK : TG_ENOMEM;
+}
+
+bool tg__runlog_merge(tg__cache_op *queued, tg__cache_op *later) {
+  tg__run_rec *q = queued->rec;
+  const tg__run_rec *l = later->rec;
+  size_t extra = 0;
+  for (size_t i = 0; i < l->n; i++) {
+    if (!tg__note_of_function(l->notes[i].kind)) return false;
+    bool found = false;
+    for (size_t j = 0; j < q->n && !found; j++)
+      found = tg_digest_equal(q->notes[j].lineage, l->notes[i].lineage) &&
+              tg__note_of_function(q->notes[j].kind);
+    extra += !found;
+  }
+  if (extra) {
+    tg__run_rec *p = tg__realloc(q, sizeof *q + (q->n + extra) * sizeof *q->notes);
+    if (!p) return false;
+    queued->rec = q = p;
+  }
+  for (size_t i = 0; i < l->n; i++) {
+    size_t j = 0;
+    while (j < q->n && !(tg_digest_equal(q->notes[j].lineage, l->notes[i].lineage) &&
+                         tg__note_of_function(q->notes[j].kind)))
+      j++;
+    q->notes[j] = l->notes[i];
+    if (j == q->n) q->n++;
+  }
+  q->runs += l->runs;
+  add(&q->counts, &l->counts);
+  q->last = l->last;
+  q->time = l->time;
+  tg__free(later->rec);
+  later->rec = NULL;
+  return true;
 }
 
 int tg__cache_note_get(tg_cache *c, tg_digest id, bool function, tg__cache_note *out) {
