@@ -94,8 +94,10 @@ int tg__cache_get_sized(tg_cache *c, tg_digest key, tg_value **out /* OUT */,
                         uint64_t *size /* OUT */);
 
 /* Reload the names of functions with entries if another commit happened
- * since the last load. Call once before a series of tg__cache_fn_has. */
-void tg__cache_funcs_refresh(tg_cache *c);
+ * since the last load. Call once before a series of tg__cache_fn_has.
+ * Returns whether c is usable in this process (tg__cache_usable), which
+ * a compute checks once: getpid() is a system call. */
+bool tg__cache_funcs_refresh(tg_cache *c);
 /* Whether function `name` may have entries (see the file comment). */
 bool tg__cache_fn_has(tg_cache *c, const char *name);
 
@@ -108,8 +110,10 @@ int tg__cache_lineage_get(tg_cache *c, tg_digest id, tg_digest *key /* OUT */,
                           tg_digest *fnid /* OUT */);
 
 /* Queue the record of one compute (counts; notes[0..n) copied) for the
- * writer, which commits it with its next batch; not waited for. Nothing
- * on a read-only or unusable cache. TG_OK or TG_ENOMEM. */
+ * writer, which commits it with its next batch; not waited for. Only for
+ * a cache found usable in this process during the compute (the value of
+ * tg__cache_funcs_refresh). Nothing on a read-only cache. TG_OK or
+ * TG_ENOMEM. */
 int tg__cache_record_run(tg_cache *c, const tg_cache_run_counts *counts,
                          const tg__cache_note *notes, size_t n);
 /* Whether a note of this kind is kept per function (else per node). */

@@ -108,7 +108,7 @@ int tg__note_forget(tg_cache *c, MDB_txn *txn, tg_digest lineage) {
 
 int tg__cache_record_run(tg_cache *c, const tg_cache_run_counts *counts,
                          const tg__cache_note *notes, size_t n) {
-  if (tg__cache_usable(c) || c->readonly || !c->env || c->funcs_unknown) return TG_OK;
+  if (c->readonly || !c->env || c->funcs_unknown) return TG_OK;
   tg__run_rec *r = tg__malloc(sizeof *r + n * sizeof *notes);
   if (!r) return TG_ENOMEM;
   r->runs = 1;

@@ -19,7 +19,7 @@ tg__memo *tg__memo_new(const tg_graph *g, tg_cache *cache, bool probe) {
   m->fns = (tg__memo_fn *)(m + 1);
   pthread_mutex_init(&m->mu, NULL);
   tg__keyer_init(&m->keyer, g, cache);
-  tg__cache_funcs_refresh(cache);
+  m->usable = tg__cache_funcs_refresh(cache);
   return m;
 }
 
@@ -194,6 +194,7 @@ void tg__memo_record(tg__memo *m) {
   tg_cache_run_counts counts = {atomic_load(&m->hits), m->computed,
                                 t ? atomic_load(&t->stores) : 0,
                                 atomic_load(&m->bytes_read), t ? atomic_load(&t->bytes) : 0};
+  if (!m->usable) return;
   tg__cache_note *notes;
   size_t n = collect_notes(m, t, &notes);
   if (counts.hits || counts.misses || counts.stores || n)

@@ -64,6 +64,8 @@ struct tg__memo {
   tg_cache *cache;          /* borrowed */
   double min_seconds;       /* store threshold; < 0: store everything */
   bool probe;               /* dry run: lookups only test presence */
+  bool usable;              /* the cache is usable in this process (not
+                               a child of fork()), checked once */
   pthread_mutex_t mu;       /* guards keyer */
   tg__keyer keyer;
   tg__memo_fn *fns;         /* per registry function (tg_func.index);
