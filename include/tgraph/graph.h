@@ -439,13 +439,16 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
  *
  * What a run leaves in the cache besides entries, for tg_compute_explain
  * and tg_cache_get_stats: one record per compute, committed by the
- * writer after the compute's stores (never waited for): the compute's
- * counts, and for each cacheable task that ran without its result being
- * stored, why (its call's time under the threshold, the store failing),
- * for at most TG_EXPLAIN_NOTES_MAX tasks per compute; a note is dropped
- * when a result is stored for its node. Once a function is known to be
- * fast (its calls timed one in 64, above), its calls under the threshold
- * leave no note.
+ * writer after the compute's stores (never waited for; the records of
+ * computes waiting for the writer add up into one): the compute's
+ * counts, and why results that ran were not stored. A call under the
+ * threshold is noted on its function (the last such call's time), which
+ * the dry run gives for that function's tasks never stored; the note is
+ * dropped when a compute stores the function's results and leaves none
+ * out. A failed store is noted on its node, for at most
+ * TG_EXPLAIN_NOTES_MAX nodes per compute, and dropped when a result is
+ * stored for the node. Once a function is known to be fast (its calls
+ * timed one in 64, above), only its rare timed calls leave a note.
  *
  * A corrupt entry is a miss (and is removed): the task runs again. Cache
  * reads and writes happen in the calling process only (forked workers of
@@ -472,18 +475,20 @@ typedef enum tg_explain_state {
  * was not stored (tg_explain_task.note). */
 typedef enum tg_explain_note {
   TG_NOTE_NONE = 0,            /* nothing noted (with its current key) */
-  TG_NOTE_UNDER_THRESHOLD = 1, /* its call took `seconds`, under the store
+  TG_NOTE_UNDER_THRESHOLD = 1, /* its function's calls were not stored: the
+                                  last took `seconds`, under the store
                                   threshold `threshold` */
-  TG_NOTE_FAST_FUNCTION = 2,   /* its call took `seconds`, but calls of its
-                                  function had been fast before: taken for
-                                  a preempted call, not stored */
+  TG_NOTE_FAST_FUNCTION = 2,   /* a call of its function took `seconds`,
+                                  but its calls had been fast before: taken
+                                  for a preempted call, not stored */
   TG_NOTE_STORE_FAILED = 3,    /* storing its result failed (code): disk
                                   full, quota, file size limit, ... */
   TG_NOTE_UNSTORABLE = 4,      /* its result cannot be stored (code):
                                   encoding it failed, e.g. too big */
 } tg_explain_note;
 
-#define TG_EXPLAIN_NOTES_MAX 65536 /* noted tasks per compute, at most */
+#define TG_EXPLAIN_NOTES_MAX 65536 /* nodes with a failed store noted per
+                                      compute, at most */
 
 typedef struct tg_explain_task {
   tg_node node;
@@ -491,8 +496,9 @@ typedef struct tg_explain_task {
   const char *function;   /* its function's name */
   tg_explain_state state;
   const char *why;        /* the state in words ("not in the cache",
-                             "impure function", "last ran in 0.3 ms,
-                             under the 1 ms store threshold", ...); valid
+                             "impure function", "add's calls ran in
+                             about 0.3 ms, under the 1 ms store
+                             threshold", ...); valid
                              during the call */
   char cache_key[33];     /* its Merkle key in hex (also for tasks that
                              are not cacheable: what it would be) */
@@ -501,7 +507,7 @@ typedef struct tg_explain_task {
                              call (after its last stored result, with
                              these inputs or others) was noted: why its
                              result was not stored */
-  double seconds;         /* note 1, 2: its last call's time, else -1 */
+  double seconds;         /* note 1, 2: the noted call's time, else -1 */
   double threshold;       /* note 1: the threshold then, else -1 */
   int code;               /* note 3, 4: the failure's TG_* code, else 0 */
 } tg_explain_task;

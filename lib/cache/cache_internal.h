@@ -21,8 +21,9 @@
  *                "runs" -> statistics of the computes (runlog.c)
  *     "funcs"    function name -> u64 entries made by it (cache_memo.h)
  *     "nodes"    lineage id (16) -> Merkle key (16), function id (16);
- *                'n' + lineage id (17) -> note: why the node's last
- *                result was not stored (runlog.c)
+ *                'n' + lineage id (17) -> note: storing the node's
+ *                last result failed; 'f' + tg__func_note_id (17) ->
+ *                note: the function's calls were not stored (runlog.c)
  *   DIR/blobs/ab/cdef...         blob files, named by the XXH3-128 of their
  *                                bytes (32 hex digits, hi then lo)
  *   DIR/blobs/tmp/<hex>.tmp.XXXXXX  blobs being written, locked by their
@@ -140,6 +141,8 @@ struct tg_cache {
   pthread_cond_t done_cv;   /* wakes callers waiting for seq_done */
   tg__cache_op *ops;
   size_t n_ops, cap_ops;
+  size_t run_at;              /* 1 + index in ops of the queued RUN op
+                                 runs merge into (tg__runlog_merge), or 0 */
   size_t n_urgent;          /* queued ops other than TOUCH */
   bool flush_wanted;        /* a caller waits: commit even TOUCH-only */
   bool stop;
@@ -251,6 +254,12 @@ bool tg__note_parse(const void *rec, size_t len, struct tg__cache_note *n /* OUT
  * notes) / start the totals over. LMDB statuses. */
 int tg__runlog_apply(tg_cache *c, MDB_txn *txn, const tg__cache_op *op);
 int tg__runlog_zero(tg_cache *c, MDB_txn *txn);
+/* Under q_mu: fold the RUN op `later` into `queued`, queued earlier and
+ * not yet taken by the writer, so a stream of computes costs the writer
+ * one record per batch. True when merged (later's record is then freed);
+ * false when it must be queued on its own (it has notes of nodes, which
+ * must keep their place after the puts queued before it, or no memory). */
+bool tg__runlog_merge(tg__cache_op *queued, tg__cache_op *later);
 /* A PUT with lineage: its node's note no longer applies. */
 int tg__note_forget(tg_cache *c, MDB_txn *txn, tg_digest lineage);
 

@@ -15,9 +15,10 @@
  * when it is first opened writable; read-only, every function is assumed
  * to have entries.
  *
- * Notes ("nodes" database, 'n' + lineage id): why the last result of a
- * node that ran was not stored, written with the compute's record and
- * dropped when a result is stored for the node (runlog.c).
+ * Notes ("nodes" database): why results that ran were not stored,
+ * written with the compute's record (runlog.c): per node ('n' + lineage
+ * id) a failed store, dropped when a result is stored for the node; per
+ * function ('f' + tg__func_note_id) calls under the threshold.
  *
  * Lineage ("nodes" database): per node identity (function name and node
  * key, see tg__lineage_id) the Merkle key and function identity of the
@@ -38,12 +39,16 @@
 #include "tgraph/cache.h"
 #include "tgraph/graph.h" /* tg_explain_note: the kinds of notes */
 
-/* Why a node's result was not stored (a tg_explain_note and its figures),
- * kept per node identity for dry runs (runlog.c). */
+/* Why a result was not stored (a tg_explain_note and its figures), kept
+ * for dry runs (runlog.c): a failed store per node identity, a call
+ * under the threshold or of a fast function per function (the figures
+ * of its last such call). */
 typedef struct tg__cache_note {
-  tg_digest lineage;        /* tg__lineage_id of the node */
+  tg_digest lineage;        /* failed stores: tg__lineage_id of the node;
+                               else tg__func_note_id of the function */
   double seconds, threshold;/* the call's time and the threshold, or -1 */
-  int kind;                 /* tg_explain_note, not TG_NOTE_NONE */
+  int kind;                 /* tg_explain_note; TG_NOTE_NONE in a run's
+                               record: drop the function's note */
   int code;                 /* a failed store's TG_* code, else 0 */
 } tg__cache_note;
 
@@ -89,8 +94,10 @@ int tg__cache_get_sized(tg_cache *c, tg_digest key, tg_value **out /* OUT */,
                         uint64_t *size /* OUT */);
 
 /* Reload the names of functions with entries if another commit happened
- * since the last load. Call once before a series of tg__cache_fn_has. */
-void tg__cache_funcs_refresh(tg_cache *c);
+ * since the last load. Call once before a series of tg__cache_fn_has.
+ * Returns whether c is usable in this process (tg__cache_usable), which
+ * a compute checks once: getpid() is a system call. */
+bool tg__cache_funcs_refresh(tg_cache *c);
 /* Whether function `name` may have entries (see the file comment). */
 bool tg__cache_fn_has(tg_cache *c, const char *name);
 
@@ -103,13 +110,23 @@ int tg__cache_lineage_get(tg_cache *c, tg_digest id, tg_digest *key /* OUT */,
                           tg_digest *fnid /* OUT */);
 
 /* Queue the record of one compute (counts; notes[0..n) copied) for the
- * writer, which commits it with its next batch; not waited for. Nothing
- * on a read-only or unusable cache. TG_OK or TG_ENOMEM. */
+ * writer, which commits it with its next batch; not waited for. Only for
+ * a cache found usable in this process during the compute (the value of
+ * tg__cache_funcs_refresh). Nothing on a read-only cache. TG_OK or
+ * TG_ENOMEM. */
 int tg__cache_record_run(tg_cache *c, const tg_cache_run_counts *counts,
                          const tg__cache_note *notes, size_t n);
-/* The note kept for lineage id: TG_OK (out->lineage is id) or
- * TG_ENOTFOUND. */
-int tg__cache_note_get(tg_cache *c, tg_digest id, tg__cache_note *out /* OUT */);
+/* Whether a note of this kind is kept per function (else per node). */
+static inline bool tg__note_of_function(int kind) {
+  return kind == TG_NOTE_NONE || kind == TG_NOTE_UNDER_THRESHOLD ||
+         kind == TG_NOTE_FAST_FUNCTION;
+}
+/* The id of function's note. */
+tg_digest tg__func_note_id(const char *function);
+/* The note kept for id (a node's lineage id, or with function set a
+ * tg__func_note_id): TG_OK (out->lineage is id) or TG_ENOTFOUND. */
+int tg__cache_note_get(tg_cache *c, tg_digest id, bool function,
+                       tg__cache_note *out /* OUT */);
 
 /* The cache's store threshold in seconds (tg_cache_opts
  * .min_compute_seconds resolved: the default for 0; negative: store

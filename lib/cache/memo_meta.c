@@ -164,17 +164,18 @@ static size_t last_txnid(tg_cache *c) {
   return info.me_last_txnid;
 }
 
-void tg__cache_funcs_refresh(tg_cache *c) {
-  if (tg__cache_usable(c) || !c->env || c->funcs_unknown) return;
+bool tg__cache_funcs_refresh(tg_cache *c) {
+  if (tg__cache_usable(c)) return false;
+  if (!c->env || c->funcs_unknown) return true;
   size_t last = last_txnid(c);
   pthread_mutex_lock(&c->funcs_mu);
   bool fresh = c->funcs_loaded && c->funcs_txnid == last;
   pthread_mutex_unlock(&c->funcs_mu);
-  if (fresh) return;
+  if (fresh) return true;
   MDB_txn *txn;
   MDB_cursor *cur;
   MDB_val k, v;
-  if (tg__read_begin(c, &txn)) return;
+  if (tg__read_begin(c, &txn)) return true;
   size_t id = mdb_txn_id(txn);
   if (mdb_cursor_open(txn, c->db_funcs, &cur) == MDB_SUCCESS) {
     /* funcs_mu inside the read transaction: never the other way round */
@@ -187,6 +188,7 @@ void tg__cache_funcs_refresh(tg_cache *c) {
     mdb_cursor_close(cur);
   }
   tg__read_end(c, txn);
+  return true;
 }
 
 bool tg__cache_fn_has(tg_cache *c, const char *name) {

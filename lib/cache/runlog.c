@@ -2,10 +2,13 @@
  * besides entries: statistics over time ("meta"/"runs": hits, misses and
  * stores summed since creation or tg_cache_zero_stats, and the last
  * compute's) and notes of why a node's result was not stored ("nodes",
- * key 'n' + lineage id). Both arrive as one RUN op per compute, applied
- * by the writer inside its batch's write transaction, so several
- * processes adding their counts at once lose none (LMDB has one writer
- * at a time across processes). Layouts are in record.c.
+ * key 'n' + lineage id for a failed store, 'f' + tg__func_note_id for a
+ * function's calls under the threshold). Both arrive as one RUN op per
+ * compute; the computes queued while the writer is busy or waiting merge
+ * into one op (tg__runlog_merge). The writer applies it inside its
+ * batch's write transaction, so several processes adding their counts
+ * at once lose none (LMDB has one writer at a time across processes).
+ * Layouts are in record.c.
  */
 #include <string.h>
 
@@ -14,18 +17,24 @@
 
 /* The payload of a RUN op (op->rec). */
 typedef struct tg__run_rec {
-  tg_cache_run_counts counts;
-  double time;
+  uint64_t runs;               /* computes merged into it (>= 1) */
+  tg_cache_run_counts counts;  /* their sum */
+  tg_cache_run_counts last;    /* the last one's */
+  double time;                 /* the last one's end */
   size_t n;
-  tg__cache_note notes[];
+  tg__cache_note notes[];      /* later notes of an id replace earlier ones */
 } tg__run_rec;
 
 static const MDB_val runs_key = {4, "runs"};
 
-/* "nodes" key of lineage id's note. */
-static void note_key(tg_digest lineage, unsigned char k[17]) {
-  k[0] = 'n';
-  tg__digest_pack(lineage, k + 1);
+/* "nodes" key of the note of id: 'n' for a node's, 'f' for a function's. */
+static void note_key(tg_digest id, bool function, unsigned char k[17]) {
+  k[0] = function ? 'f' : 'n';
+  tg__digest_pack(id, k + 1);
+}
+
+tg_digest tg__func_note_id(const char *function) {
+  return tg__lineage_id(function, "");
 }
 
 static int stats_read(tg_cache *c, MDB_txn *txn, tg_cache_stats *s) {
@@ -59,16 +68,21 @@ int tg__runlog_apply(tg_cache *c, MDB_txn *txn, const tg__cache_op *op) {
   int rc = stats_read(c, txn, &s);
   if (rc) return rc;
   if (s.since == 0) s.since = r->time;
-  s.runs++;
+  s.runs += r->runs;
   add(&s.total, &r->counts);
-  s.last = r->counts;
+  s.last = r->last;
   s.last_time = r->time;
   if ((rc = stats_write(c, txn, &s))) return rc;
   for (size_t i = 0; i < r->n && !rc; i++) {
     unsigned char k[17], b[TG__NOTE_LEN];
-    note_key(r->notes[i].lineage, k);
-    tg__note_pack(&r->notes[i], b);
+    note_key(r->notes[i].lineage, tg__note_of_function(r->notes[i].kind), k);
     MDB_val key = {sizeof k, k}, v = {sizeof b, b};
+    if (r->notes[i].kind == TG_NOTE_NONE) {
+      rc = mdb_del(txn, c->db_nodes, &key, NULL);
+      if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
+      continue;
+    }
+    tg__note_pack(&r->notes[i], b);
     rc = mdb_put(txn, c->db_nodes, &key, &v, 0);
   }
   return rc;
@@ -86,7 +100,7 @@ int tg__runlog_zero(tg_cache *c, MDB_txn *txn) {
 
 int tg__note_forget(tg_cache *c, MDB_txn *txn, tg_digest lineage) {
   unsigned char k[17];
-  note_key(lineage, k);
+  note_key(lineage, false, k);
   MDB_val key = {sizeof k, k};
   int rc = mdb_del(txn, c->db_nodes, &key, NULL);
   return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
@@ -94,10 +108,11 @@ int tg__note_forget(tg_cache *c, MDB_txn *txn, tg_digest lineage) {
 
 int tg__cache_record_run(tg_cache *c, const tg_cache_run_counts *counts,
                          const tg__cache_note *notes, size_t n) {
-  if (tg__cache_usable(c) || c->readonly || !c->env || c->funcs_unknown) return TG_OK;
+  if (c->readonly || !c->env || c->funcs_unknown) return TG_OK;
   tg__run_rec *r = tg__malloc(sizeof *r + n * sizeof *notes);
   if (!r) return TG_ENOMEM;
-  r->counts = *counts;
+  r->runs = 1;
+  r->counts = r->last = *counts;
   r->time = tg__cache_now();
   r->n = n;
   if (n) memcpy(r->notes, notes, n * sizeof *notes);
@@ -105,12 +120,46 @@ int tg__cache_record_run(tg_cache *c, const tg_cache_run_counts *counts,
   return tg__writer_queue(c, &op) ? TG_OK : TG_ENOMEM;
 }
 
-int tg__cache_note_get(tg_cache *c, tg_digest id, tg__cache_note *out) {
+bool tg__runlog_merge(tg__cache_op *queued, tg__cache_op *later) {
+  tg__run_rec *q = queued->rec;
+  const tg__run_rec *l = later->rec;
+  size_t extra = 0;
+  for (size_t i = 0; i < l->n; i++) {
+    if (!tg__note_of_function(l->notes[i].kind)) return false;
+    bool found = false;
+    for (size_t j = 0; j < q->n && !found; j++)
+      found = tg_digest_equal(q->notes[j].lineage, l->notes[i].lineage) &&
+              tg__note_of_function(q->notes[j].kind);
+    extra += !found;
+  }
+  if (extra) {
+    tg__run_rec *p = tg__realloc(q, sizeof *q + (q->n + extra) * sizeof *q->notes);
+    if (!p) return false;
+    queued->rec = q = p;
+  }
+  for (size_t i = 0; i < l->n; i++) {
+    size_t j = 0;
+    while (j < q->n && !(tg_digest_equal(q->notes[j].lineage, l->notes[i].lineage) &&
+                         tg__note_of_function(q->notes[j].kind)))
+      j++;
+    q->notes[j] = l->notes[i];
+    if (j == q->n) q->n++;
+  }
+  q->runs += l->runs;
+  add(&q->counts, &l->counts);
+  q->last = l->last;
+  q->time = l->time;
+  tg__free(later->rec);
+  later->rec = NULL;
+  return true;
+}
+
+int tg__cache_note_get(tg_cache *c, tg_digest id, bool function, tg__cache_note *out) {
   MDB_txn *txn;
   if (tg__cache_usable(c) || !c->env || c->funcs_unknown || tg__read_begin(c, &txn))
     return TG_ENOTFOUND;
   unsigned char k[17];
-  note_key(id, k);
+  note_key(id, function, k);
   MDB_val kv = {sizeof k, k}, v;
   int rc = mdb_get(txn, c->db_nodes, &kv, &v) == MDB_SUCCESS &&
                    tg__note_parse(v.mv_data, v.mv_size, out)

@@ -6,7 +6,9 @@
  * computes' records (RUN) alone do not wake the writer: they ride along
  * with the next batch, or are committed after at most TOUCH_DELAY
  * seconds, or when TOUCH_MAX of them are waiting, or on a flush, so a
- * compute served from the cache costs no commit of its own.
+ * compute served from the cache costs no commit of its own. The records
+ * of computes queued before the writer takes them merge into one op
+ * (tg__runlog_merge), so the writer does not pay per compute either.
  *
  * Sequence numbers: every queued op gets the next number; after a batch
  * the writer publishes seq_done = the last number it took, so a flush
@@ -86,7 +88,7 @@ static void *writer_main(void *arg) {
     tg__cache_op *ops = c->ops;
     size_t n = c->n_ops, cap = c->cap_ops;
     uint64_t target = c->seq_queued;
-    c->ops = spare, c->cap_ops = spare_cap, c->n_ops = 0, c->n_urgent = 0;
+    c->ops = spare, c->cap_ops = spare_cap, c->n_ops = 0, c->n_urgent = 0, c->run_at = 0;
     pthread_mutex_unlock(&c->q_mu);
     run_batch(c, ops, n);
     spare = ops, spare_cap = cap;
@@ -118,7 +120,7 @@ void tg__writer_stop(tg_cache *c) {
   for (size_t i = 0; i < c->n_ops; i++) op_release(&c->ops[i]);
   tg__free(c->ops);
   c->ops = NULL;
-  c->n_ops = c->cap_ops = 0;
+  c->n_ops = c->cap_ops = c->run_at = 0;
 }
 
 /* Room for one more op (q_mu held). */
@@ -135,7 +137,15 @@ static bool reserve(tg_cache *c) {
 uint64_t tg__writer_queue(tg_cache *c, tg__cache_op *op) {
   uint64_t seq = 0;
   pthread_mutex_lock(&c->q_mu);
-  if (c->thread_started && !c->stop && reserve(c)) {
+  bool run = op->type == TG__OP_RUN;
+  if (c->thread_started && !c->stop && run && c->run_at &&
+      tg__runlog_merge(&c->ops[c->run_at - 1], op)) {
+    seq = ++c->seq_queued; /* committed with the op it joined */
+  } else if (c->thread_started && !c->stop && reserve(c)) {
+    /* Counts of a later compute must not move before a zeroing or a
+     * clear: no merge across one. */
+    if (run) c->run_at = c->n_ops + 1;
+    else if (op->type == TG__OP_ZERO_STATS || op->type == TG__OP_CLEAR) c->run_at = 0;
     c->ops[c->n_ops++] = *op;
     seq = ++c->seq_queued;
     bool lazy = op->type == TG__OP_TOUCH || op->type == TG__OP_RUN;

@@ -27,12 +27,14 @@ static void fmt_time(double s, char *buf, size_t size) {
   else snprintf(buf, size, "%.0f s", s);
 }
 
-/* Fill e from the note the cache keeps of the node's last call, when it
- * ran after its last stored result and was not stored; false when none. */
-static bool noted(tg__memo *m, tg_digest lineage, tg_explain_task *e, char *buf,
-                  size_t size) {
+/* Fill e from the note the cache keeps of id (a node's lineage, or with
+ * function set its function's note, func its name); false when none. */
+static bool noted(tg__memo *m, tg_digest id, bool function, const char *func,
+                  tg_explain_task *e, char *buf, size_t size) {
   tg__cache_note n;
-  if (tg__cache_note_get(m->cache, lineage, &n) != TG_OK) return false;
+  if (tg__cache_note_get(m->cache, id, function, &n) != TG_OK ||
+      tg__note_of_function(n.kind) != function)
+    return false;
   char t[32], th[32];
   e->note = (tg_explain_note)n.kind;
   fmt_time(n.seconds, t, sizeof t);
@@ -40,12 +42,13 @@ static bool noted(tg__memo *m, tg_digest lineage, tg_explain_task *e, char *buf,
     case TG_NOTE_UNDER_THRESHOLD:
       e->seconds = n.seconds, e->threshold = n.threshold;
       fmt_time(n.threshold, th, sizeof th);
-      snprintf(buf, size, "last ran in %s, under the %s store threshold", t, th);
+      snprintf(buf, size, "%s's calls ran in about %s, under the %s store threshold", func,
+               t, th);
       break;
     case TG_NOTE_FAST_FUNCTION:
       e->seconds = n.seconds;
-      snprintf(buf, size, "last ran in %s, but its function's calls had been fast: "
-               "taken for a preempted call, not stored", t);
+      snprintf(buf, size, "%s's calls had been fast, one took %s: taken for a preempted "
+               "call, not stored", func, t);
       break;
     case TG_NOTE_STORE_FAILED:
       e->code = n.code;
@@ -84,8 +87,10 @@ static void miss_state(tg__memo *m, uint32_t node, const tg__gnode *nd, tg_diges
   }
   tg_digest last, fnid, lineage = tg__lineage_id(nd->fn->name, e->key);
   e->state = TG_EXPLAIN_RUN;
-  if (noted(m, lineage, e, buf, size)) return;
+  if (noted(m, lineage, false, nd->fn->name, e, buf, size)) return;
   if (tg__cache_lineage_get(m->cache, lineage, &last, &fnid) != TG_OK) {
+    /* Never stored: its function's calls may have been left out. */
+    if (noted(m, tg__func_note_id(nd->fn->name), true, nd->fn->name, e, buf, size)) return;
     e->why = "not in the cache";
   } else if (!tg_digest_equal(fnid, tg__func_identity(nd->fn))) {
     e->state = TG_EXPLAIN_FUNC_CHANGED;

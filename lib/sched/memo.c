@@ -19,7 +19,7 @@ tg__memo *tg__memo_new(const tg_graph *g, tg_cache *cache, bool probe) {
   m->fns = (tg__memo_fn *)(m + 1);
   pthread_mutex_init(&m->mu, NULL);
   tg__keyer_init(&m->keyer, g, cache);
-  tg__cache_funcs_refresh(cache);
+  m->usable = tg__cache_funcs_refresh(cache);
   return m;
 }
 
@@ -30,7 +30,6 @@ void tg__memo_free(tg__memo *m) {
   tg__cache_tally_unref(m->tally);
   tg__free(m->t0);
   tg__free(m->forced);
-  tg__free(m->notes);
   tg__free(m);
 }
 
@@ -115,23 +114,14 @@ static bool learn(tg__memo *m, const tg_func *f, double seconds) {
   return now >= TG__MEMO_STREAK;
 }
 
-/* Note that node's result was not stored, and why. By node identity
- * only: its Merkle key would cost the keys of all its inputs, which a
- * compute storing nothing never needs (a sum over 10,000 inputs). */
-static void note(tg__memo *m, const tg_graph *g, uint32_t node, int kind, double seconds) {
-  char kb[TG__NAME_MAX + 32];
-  const tg__gnode *nd = &g->nodes[node];
-  tg__cache_note n = {tg__lineage_id(nd->fn->name, tg__graph_key(g, node, kb, sizeof kb)),
-                      seconds, kind == TG_NOTE_UNDER_THRESHOLD ? m->min_seconds : -1, kind,
-                      0};
-  pthread_mutex_lock(&m->mu);
-  if (m->nnotes == m->capnotes && m->capnotes < TG_EXPLAIN_NOTES_MAX) {
-    size_t cap = m->capnotes ? 2 * m->capnotes : 16;
-    tg__cache_note *p = tg__realloc(m->notes, cap * sizeof *p);
-    if (p) m->notes = p, m->capnotes = cap;
-  }
-  if (m->nnotes < m->capnotes) m->notes[m->nnotes++] = n;
-  pthread_mutex_unlock(&m->mu);
+/* Note that a call of f was not stored, and why: on f, for the run's
+ * record (memo.h). The last such call's figures win. */
+static void note(tg__memo *m, const tg_func *f, int kind, double seconds) {
+  if (!TG_ALWAYS(f->index < m->nfns)) return;
+  tg__memo_fn *mf = &m->fns[f->index];
+  atomic_store_explicit(&mf->note_seconds, seconds, memory_order_relaxed);
+  atomic_store_explicit(&mf->func, f, memory_order_relaxed);
+  atomic_store_explicit(&mf->note, (uint8_t)kind, memory_order_relaxed);
 }
 
 void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
@@ -150,8 +140,8 @@ void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
   if (!always && (seconds < m->min_seconds || was_fast)) {
     /* A function known to be fast has one call in 64 timed: noting
      * those would cost its hot path and tell little more. */
-    if (!was_fast) note(m, r->g, node, TG_NOTE_UNDER_THRESHOLD, seconds);
-    else if (seconds >= m->min_seconds) note(m, r->g, node, TG_NOTE_FAST_FUNCTION, seconds);
+    if (!was_fast) note(m, f, TG_NOTE_UNDER_THRESHOLD, seconds);
+    else if (seconds >= m->min_seconds) note(m, f, TG_NOTE_FAST_FUNCTION, seconds);
     return;
   }
   if (!usable_key(m, node, &key, &tally)) return;
@@ -159,8 +149,44 @@ void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
   const char *nkey = tg__graph_key(r->g, node, kb, sizeof kb);
   tg__cache_putx x = {f->name,   seconds, true, tg__lineage_id(f->name, nkey),
                       tg__func_identity(f), tally};
-  if (tg__cache_put_ex(m->cache, key, v, &x) == TG_OK)
+  if (tg__cache_put_ex(m->cache, key, v, &x) == TG_OK) {
     atomic_fetch_add_explicit(&m->stores, 1, memory_order_relaxed);
+    if (TG_ALWAYS(f->index < m->nfns)) {
+      atomic_store_explicit(&m->fns[f->index].func, f, memory_order_relaxed);
+      atomic_store_explicit(&m->fns[f->index].stored, 1, memory_order_relaxed);
+    }
+  }
+}
+
+/* The run's notes: one per function with a call not stored (kind
+ * TG_NOTE_NONE: the function's results were stored and none was left
+ * out, its old note is dropped), then the failed puts. */
+static size_t collect_notes(tg__memo *m, tg__cache_tally *t, tg__cache_note **out) {
+  size_t nf = 0, nfailed = 0, n = 0;
+  for (size_t i = 0; i < m->nfns; i++)
+    nf += atomic_load_explicit(&m->fns[i].func, memory_order_relaxed) != NULL;
+  if (t) {
+    pthread_mutex_lock(&t->mu);
+    nfailed = t->nfailed;
+    pthread_mutex_unlock(&t->mu);
+  }
+  *out = NULL;
+  if (!nf && !nfailed) return 0;
+  tg__cache_note *all = tg__malloc((nf + nfailed) * sizeof *all);
+  if (!all) return 0; /* notes are worth no failure */
+  for (size_t i = 0; i < m->nfns && nf; i++) {
+    tg__memo_fn *mf = &m->fns[i];
+    const tg_func *f = atomic_load_explicit(&mf->func, memory_order_relaxed);
+    if (!f) continue;
+    int kind = atomic_load_explicit(&mf->note, memory_order_relaxed);
+    all[n++] = (tg__cache_note){
+        tg__func_note_id(f->name), atomic_load_explicit(&mf->note_seconds, memory_order_relaxed),
+        kind == TG_NOTE_UNDER_THRESHOLD ? m->min_seconds : -1, kind, 0};
+  }
+  /* the writer is done with the run's puts: t->failed is still */
+  if (nfailed) memcpy(all + n, t->failed, nfailed * sizeof *all), n += nfailed;
+  *out = all;
+  return n;
 }
 
 void tg__memo_record(tg__memo *m) {
@@ -168,25 +194,10 @@ void tg__memo_record(tg__memo *m) {
   tg_cache_run_counts counts = {atomic_load(&m->hits), m->computed,
                                 t ? atomic_load(&t->stores) : 0,
                                 atomic_load(&m->bytes_read), t ? atomic_load(&t->bytes) : 0};
-  size_t nfailed = 0;
-  if (t) {
-    pthread_mutex_lock(&t->mu);
-    nfailed = t->nfailed;
-    pthread_mutex_unlock(&t->mu);
-  }
-  if (!counts.hits && !counts.misses && !counts.stores && !m->nnotes && !nfailed) return;
-  tg__cache_note *all = m->notes;
-  size_t n = m->nnotes;
-  if (nfailed) { /* the writer is done with the run's puts: t->failed is still */
-    all = tg__malloc((n + nfailed) * sizeof *all);
-    if (all) {
-      if (n) memcpy(all, m->notes, n * sizeof *all);
-      memcpy(all + n, t->failed, nfailed * sizeof *all);
-      n += nfailed;
-    } else {
-      all = m->notes;
-    }
-  }
-  tg__cache_record_run(m->cache, &counts, all, n);
-  if (all != m->notes) tg__free(all);
+  if (!m->usable) return;
+  tg__cache_note *notes;
+  size_t n = collect_notes(m, t, &notes);
+  if (counts.hits || counts.misses || counts.stores || n)
+    tg__cache_record_run(m->cache, &counts, notes, n);
+  tg__free(notes);
 }

@@ -15,9 +15,9 @@
  *     threshold (tg__cache_min_seconds; every result when negative;
  *     always for cache = 1 and for forced nodes);
  *   - forcing: forced nodes and their dependents are never looked up;
- *   - a timed call whose result is not stored leaves a note (why), and
- *     the run's counts and notes go to the cache once, at its end
- *     (tg__memo_record).
+ *   - a timed call whose result is not stored leaves a note (why) on its
+ *     function (tg__memo_fn), and the run's counts and notes go to the
+ *     cache as one record, at its end (tg__memo_record).
  *
  * Timing every call would cost more than a trivial task (two clock reads
  * are ~40 ns here, a W1 task ~120 ns), so calls of a function that has
@@ -46,15 +46,26 @@
 #define TG__MEMO_STREAK 16
 #define TG__MEMO_SAMPLE 64
 
+/* Per function of a run. The note is the function's, not each node's:
+ * noting a call is then two relaxed stores on the task's path (no
+ * hashing, lock or allocation), and the run queues one note per
+ * function at its end (tg__memo_record). */
 typedef struct tg__memo_fn {
   _Atomic uint32_t fast; /* timed calls in a row well under the threshold */
   uint8_t lookup;        /* 0 not decided, 1 look up, 2 no entries */
+  _Atomic uint8_t note;  /* tg_explain_note of its last timed call not
+                            stored, or TG_NOTE_NONE */
+  _Atomic uint8_t stored;/* 1: a result of it was stored in this run */
+  _Atomic double note_seconds; /* that call's time */
+  const tg_func *_Atomic func; /* set with note or stored */
 } tg__memo_fn;
 
 struct tg__memo {
   tg_cache *cache;          /* borrowed */
   double min_seconds;       /* store threshold; < 0: store everything */
   bool probe;               /* dry run: lookups only test presence */
+  bool usable;              /* the cache is usable in this process (not
+                               a child of fork()), checked once */
   pthread_mutex_t mu;       /* guards keyer */
   tg__keyer keyer;
   tg__memo_fn *fns;         /* per registry function (tg_func.index);
@@ -66,9 +77,6 @@ struct tg__memo {
                                0 (tg__task_begin/end); NULL until needed */
   uint8_t *forced;          /* per graph node: 2 forced, 1 depending on a
                                forced node, 0 neither; NULL: none forced */
-  tg__cache_note *notes;    /* timed calls not stored (under mu), at most
-                               TG_EXPLAIN_NOTES_MAX */
-  size_t nnotes, capnotes;
   uint64_t computed;        /* tasks of the plan cacheable by policy
                                (tg__memo_cacheable) and not served from
                                the cache: the run's misses, counted while
