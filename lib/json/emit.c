@@ -62,9 +62,9 @@ static tg_value *template_of(gj_doc *d, gj_arg *a, argvec *inputs) {
     if (argvec_push(inputs, ref_arg(d, a)) != TG_OK) return NULL;
     return slot(d, inputs->n - 2); /* input 0 is the template */
   }
-  tg_value *seq = a->kind == GJ_LIST ? tg_list_alloc(a->u.seq.n)
-                                     : tg_map_new(a->u.seq.n);
-  for (size_t i = 0; seq != NULL && i < a->u.seq.n; i++) {
+  tg_value *seq = a->kind == GJ_LIST ? tg_list_alloc(a->nitems)
+                                     : tg_map_new(a->nitems);
+  for (size_t i = 0; seq != NULL && i < a->nitems; i++) {
     tg_value *t = template_of(d, a->u.seq.items[i], inputs);
     int rc = t == NULL ? TG_ENOMEM
              : a->kind == GJ_LIST
@@ -83,10 +83,10 @@ static int build_node(gj_doc *d, tg_graph *g, gj_task *t, size_t i,
                       tg_arg *out) {
   argvec inputs = {0};
   int rc = argvec_push(&inputs, tg_arg_value(NULL)); /* the template */
-  tg_value *tmpl = rc == TG_OK ? template_of(d, t->args[i], &inputs) : NULL;
+  tg_value *tmpl = rc == TG_OK ? template_of(d, tg__gj_arg_of(t->args[i]), &inputs) : NULL;
   if (tmpl == NULL) {
     tg__free(inputs.v);
-    return tg__gj_fail(d, t->args[i]->off, TG_ENOMEM, "out of memory");
+    return tg__gj_fail(d, tg__gj_arg_of(t->args[i])->off, TG_ENOMEM, "out of memory");
   }
   inputs.v[0] = tg_arg_value(tmpl);
   char key[320];
@@ -99,7 +99,7 @@ static int build_node(gj_doc *d, tg_graph *g, gj_task *t, size_t i,
   rc = tg_graph_add_fn(g, d->build, inputs.v, inputs.n, &o, &n);
   tg__free(inputs.v);
   if (rc != TG_OK)
-    return tg__gj_fail(d, t->args[i]->off, rc, "%s", tg_graph_errmsg(g));
+    return tg__gj_fail(d, tg__gj_arg_of(t->args[i])->off, rc, "%s", tg_graph_errmsg(g));
   *out = tg_arg_node(n);
   return TG_OK;
 }
@@ -111,11 +111,13 @@ static int emit_task(gj_doc *d, tg_graph *g, gj_task *t) {
   int rc = TG_OK;
   size_t i = 0;
   for (; rc == TG_OK && i < t->nargs; i++) {
-    gj_arg *a = t->args[i];
-    if (a->kind == GJ_CONST) {
-      args[i] = tg_arg_value(a->u.value);
-      a->u.value = NULL; /* the graph takes it */
-    } else if (a->kind == GJ_REF) {
+    if (tg__gj_is_value(t->args[i])) {
+      args[i] = tg_arg_value(tg__gj_value_of(t->args[i]));
+      t->args[i] = tg__gj_of_value(NULL); /* the graph takes it */
+      continue;
+    }
+    gj_arg *a = tg__gj_arg_of(t->args[i]);
+    if (a->kind == GJ_REF) {
       args[i] = ref_arg(d, a);
     } else {
       rc = build_node(d, g, t, i, &args[i]);
@@ -198,8 +200,9 @@ static int reserve(gj_doc *d, tg_graph *g) {
     const gj_task *t = &d->tasks[i];
     size_t direct = 0, built = 0;
     for (size_t j = 0; j < t->nargs; j++) {
-      direct += t->args[j]->kind == GJ_REF;
-      built += t->args[j]->kind == GJ_LIST || t->args[j]->kind == GJ_MAP;
+      unsigned kind = tg__gj_kind(t->args[j]);
+      direct += kind == GJ_REF;
+      built += kind == GJ_LIST || kind == GJ_MAP;
     }
     nodes += built;
     nargs += t->nargs + built + (t->nrefs - direct); /* tg.build inputs */

@@ -30,40 +30,68 @@ typedef struct gj_arg gj_arg;
 struct gj_arg {
   uint8_t kind;   /* GJ_* */
   uint8_t get;    /* GJ_GET_*, for refs */
-  uint32_t keylen; /* for refs: bytes in u.ref.key */
+  union {
+    uint32_t keylen; /* GJ_REF: bytes in u.ref.key */
+    uint32_t nitems; /* GJ_LIST, GJ_MAP: items in u.seq */
+  };
   size_t off;     /* byte offset of the value */
   union {
     tg_value *value; /* GJ_CONST: owned until handed to the graph */
     struct {
       const char *key;   /* arena */
-      const char *gkey;  /* GJ_GET_KEY: arena */
-      int64_t index;     /* GJ_GET_INDEX */
+      union {
+        const char *gkey;  /* GJ_GET_KEY: arena */
+        int64_t index;     /* GJ_GET_INDEX */
+      };
       uint32_t task;     /* resolved task index */
     } ref;
     struct {
       gj_arg **items;
       const char **keys; /* GJ_MAP: arena, NUL-terminated */
       size_t *keylens;
-      size_t n;
     } seq;
   } u;
 };
 
+/* A task's argument in gj_task.args: a constant (the common case: a
+ * million leaves each take one) is its tg_value itself, so it costs a
+ * pointer instead of a pointer and a gj_arg; anything else is its gj_arg
+ * with bit 1 set. tg_values are immediates (bit 0 set) or aligned
+ * pointers, gj_args are 8-byte aligned, so the two never meet. NULL is a
+ * constant already handed to the graph. */
+typedef uintptr_t gj_targ;
+static inline bool tg__gj_is_value(gj_targ a) { return (a & 3u) != 2u; }
+static inline tg_value *tg__gj_value_of(gj_targ a) { return (tg_value *)a; }
+static inline gj_targ tg__gj_of_value(tg_value *v) { return (gj_targ)v; }
+static inline gj_arg *tg__gj_arg_of(gj_targ a) {
+  return (gj_arg *)(a & ~(uintptr_t)2u);
+}
+static inline gj_targ tg__gj_of_arg(gj_arg *a) { return (gj_targ)a | 2u; }
+/* The kind of a task's argument. */
+static inline unsigned tg__gj_kind(gj_targ a) {
+  return tg__gj_is_value(a) ? GJ_CONST : tg__gj_arg_of(a)->kind;
+}
+
+/* A million of these live at once: fields are ordered and sized so that
+ * one takes 96 bytes. */
 typedef struct gj_task {
   const char *key; /* arena */
-  size_t keylen, off;
-  unsigned line, col; /* of off, counted while parsing */
   const char *fn;  /* arena */
-  size_t fn_off;
-  gj_arg **args;
-  size_t nargs, args_off;
-  int cache, retries;
-  double timeout;
+  gj_targ *args;
   const tg_func *func;
   gj_arg **refs;   /* every ref in its arguments, in order */
-  uint32_t nrefs;
+  size_t off;      /* of the key */
+  double timeout;
+  uint32_t keylen, nargs, nrefs;
   tg_node node;
+  unsigned line, col; /* of off, counted while parsing */
+  uint32_t fn_at, args_at; /* offsets of "fn"'s and "args"' values from
+                              off (a task's text is under 4 GiB) */
+  int16_t retries;
+  int8_t cache;
 } gj_task;
+_Static_assert(sizeof(void *) != 8 || sizeof(gj_task) == 96,
+               "gj_task grew");
 
 typedef struct gj_str {
   const char *s; /* arena */

@@ -20,8 +20,11 @@ typedef struct info_impl {
 
 void tg__gj_release(gj_doc *d) {
   for (size_t i = 0; i < d->ntasks; i++)
-    for (size_t j = 0; j < d->tasks[i].nargs; j++)
-      tg__gj_release_arg(d->tasks[i].args[j]);
+    for (size_t j = 0; j < d->tasks[i].nargs; j++) {
+      gj_targ a = d->tasks[i].args[j];
+      if (tg__gj_is_value(a)) tg_value_unref(tg__gj_value_of(a));
+      else tg__gj_release_arg(tg__gj_arg_of(a));
+    }
 }
 
 void tg_graphjson_info_free(tg_graphjson_info *info) {

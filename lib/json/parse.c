@@ -34,6 +34,7 @@ typedef struct P {
   struct form_note *notes; /* what that check saw (see dollar_object) */
   size_t nnotes, notes_cap, next_note;
   size_t noted_from, noted_to; /* the text the notes cover */
+  gj_arg *spare; /* gj_args no longer used, linked by u.seq.items */
 } P;
 
 /* An object inside a checked "$" candidate whose first key starts with
@@ -297,8 +298,18 @@ static int scalar(P *p, tg_value **out) {
 
 static int arg(P *p, unsigned depth, bool literal, gj_arg **out);
 
+/* a is no longer used (its value, if any, moved on): the next new_arg
+ * takes it, so constants folded into a list or a task's arguments do not
+ * leave their gj_args behind in the arena. */
+static void recycle(P *p, gj_arg *a) {
+  a->u.seq.items = (gj_arg **)p->spare;
+  p->spare = a;
+}
+
 static gj_arg *new_arg(P *p, uint8_t kind, size_t off) {
-  gj_arg *a = tg__gj_alloc(&p->d->work, sizeof *a);
+  gj_arg *a = p->spare;
+  if (a != NULL) p->spare = (gj_arg *)a->u.seq.items;
+  else a = tg__gj_alloc(&p->d->work, sizeof *a);
   if (a != NULL) {
     memset(a, 0, sizeof *a);
     a->kind = kind;
@@ -326,7 +337,7 @@ void tg__gj_release_arg(gj_arg *a) {
     tg_value_unref(a->u.value);
     a->u.value = NULL;
   } else if (a->kind == GJ_LIST || a->kind == GJ_MAP) {
-    for (size_t i = 0; i < a->u.seq.n; i++)
+    for (size_t i = 0; i < a->nitems; i++)
       tg__gj_release_arg(a->u.seq.items[i]);
   }
 }
@@ -358,8 +369,10 @@ static int close_list(P *p, size_t base, size_t off, gj_arg **out) {
         return rc;
       }
     }
+    for (size_t i = 0; i < n; i++) recycle(p, p->stack[base + i].arg);
   } else {
-    a->u.seq.n = n;
+    if (n > UINT32_MAX) return TG_ELIMIT;
+    a->nitems = (uint32_t)n;
     a->u.seq.items = tg__gj_alloc(&p->d->work, (n ? n : 1) * sizeof(gj_arg *));
     if (a->u.seq.items == NULL) return TG_ENOMEM;
     for (size_t i = 0; i < n; i++) a->u.seq.items[i] = p->stack[base + i].arg;
@@ -423,7 +436,8 @@ static int close_const_map(P *p, size_t base, size_t off, gj_arg *a) {
 static int close_ref_map(P *p, size_t base, gj_arg *a) {
   size_t n = p->top - base;
   gj_arena *ar = &p->d->work;
-  a->u.seq.n = n;
+  if (n > UINT32_MAX) return TG_ELIMIT;
+  a->nitems = (uint32_t)n;
   a->u.seq.items = tg__gj_alloc(ar, n * sizeof(gj_arg *));
   a->u.seq.keys = tg__gj_alloc(ar, n * sizeof(char *));
   a->u.seq.keylens = tg__gj_alloc(ar, n * sizeof(size_t));
@@ -731,13 +745,13 @@ static int add_task(P *p, const char *key, size_t keylen, size_t off,
   }
   if (d->ntasks >= UINT32_MAX - 2)
     return tg__gj_fail(d, off, TG_ELIMIT, "too many tasks");
-  if (keylen == 0 || memchr(key, '\0', keylen) != NULL)
+  if (keylen == 0 || keylen > UINT32_MAX || memchr(key, '\0', keylen) != NULL)
     return tg__gj_fail(d, off, TG_EFORMAT,
                        "a task key must be non-empty and hold no NUL");
   gj_task *t = &d->tasks[d->ntasks];
   memset(t, 0, sizeof *t);
   advance(p, off);
-  *t = (gj_task){.key = key, .keylen = keylen, .off = off, .line = p->line,
+  *t = (gj_task){.key = key, .keylen = (uint32_t)keylen, .off = off, .line = p->line,
                  .col = p->col, .cache = -1, .retries = -1,
                  .node = TG_NODE_NONE};
   d->ntasks++;
@@ -746,12 +760,19 @@ static int add_task(P *p, const char *key, size_t keylen, size_t off,
   return TG_OK;
 }
 
+/* Positions inside a task are kept as 32-bit offsets from its key. */
+static int too_big(P *p, gj_task *t) {
+  return tg__gj_fail(p->d, t->off, TG_ELIMIT,
+                     "task '%s' is longer than 4 GiB", t->key);
+}
+
 /* "args": [...] of task t. */
 static int task_args(P *p, gj_task *t) {
   ws(p);
-  t->args_off = p->pos;
+  if (p->pos - t->off > UINT32_MAX) return too_big(p, t);
+  t->args_at = (uint32_t)(p->pos - t->off);
   if (!eat(p, '['))
-    return tg__gj_fail(p->d, t->args_off, TG_EFORMAT,
+    return tg__gj_fail(p->d, t->off + t->args_at, TG_EFORMAT,
                        "\"args\" must be a list");
   size_t base = p->top;
   int rc = TG_OK;
@@ -767,7 +788,7 @@ static int task_args(P *p, gj_task *t) {
   }
   size_t n = p->top - base;
   if (rc == TG_OK && n > 0) {
-    t->args = tg__gj_alloc(&p->d->work, n * sizeof(gj_arg *));
+    t->args = tg__gj_alloc(&p->d->work, n * sizeof(gj_targ));
     if (t->args == NULL)
       rc = tg__gj_fail(p->d, p->pos, TG_ENOMEM, "out of memory");
   }
@@ -775,8 +796,15 @@ static int task_args(P *p, gj_task *t) {
     drop(p, base);
     return rc;
   }
-  for (size_t i = 0; i < n; i++) t->args[i] = p->stack[base + i].arg;
-  t->nargs = n;
+  for (size_t i = 0; i < n; i++) {
+    gj_arg *a = p->stack[base + i].arg;
+    t->args[i] = tg__gj_of_arg(a);
+    if (a->kind == GJ_CONST) {
+      t->args[i] = tg__gj_of_value(a->u.value);
+      recycle(p, a);
+    }
+  }
+  t->nargs = (uint32_t)n; /* fewer than the bytes after args_at */
   p->top = base;
   return TG_OK;
 }
@@ -788,10 +816,10 @@ static int task_option(P *p, gj_task *t, const char *field, size_t at) {
   tg_type ty = tg_value_type(v);
   int64_t i;
   if (strcmp(field, "cache") == 0 && ty == TG_BOOL) {
-    t->cache = tg_value_bool(v);
+    t->cache = (int8_t)tg_value_bool(v);
   } else if (strcmp(field, "retries") == 0 && integral(v, &i) && i >= 0 &&
              i <= TG_GRAPHJSON_RETRIES_MAX) {
-    t->retries = (int)i;
+    t->retries = (int16_t)i;
   } else if (strcmp(field, "timeout") == 0 &&
              (ty == TG_INT || ty == TG_FLOAT) &&
              (ty == TG_INT ? tg_value_int(v) >= 0 : tg_value_float(v) >= 0)) {
@@ -830,7 +858,8 @@ static int task_field(P *p, gj_task *t, const char *field, size_t keyoff,
   if (at >= p->len || p->s[at] != '"')
     return tg__gj_fail(p->d, at, TG_EFORMAT,
                        "\"fn\" must be a function name (a string)");
-  t->fn_off = at;
+  if (at - t->off > UINT32_MAX) return too_big(p, t);
+  t->fn_at = (uint32_t)(at - t->off);
   const char *raw;
   int rc = string(p, &raw, &n);
   if (rc != TG_OK) return rc;

@@ -95,7 +95,7 @@ static int refs_of(gj_doc *d, gj_arg *a, refvec *rv, bool *nested,
                : tg__gj_fail(d, a->off, TG_ENOMEM, "out of memory");
   }
   if (depth == 0) *nested = true;
-  for (size_t i = 0; i < a->u.seq.n; i++) {
+  for (size_t i = 0; i < a->nitems; i++) {
     int rc = refs_of(d, a->u.seq.items[i], rv, nested, depth + 1);
     if (rc != TG_OK) return rc;
   }
@@ -107,7 +107,7 @@ static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
   t->func = tg_registry_find(reg, t->fn);
   if (t->func == NULL) {
     const char *s = tg_registry_suggest(reg, t->fn);
-    return tg__gj_fail(d, t->fn_off, TG_ENOFUNC,
+    return tg__gj_fail(d, t->off + t->fn_at, TG_ENOFUNC,
                        "unknown function '%s'%s%.80s%s", t->fn,
                        s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
   }
@@ -115,12 +115,13 @@ static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
   if (strcmp(t->fn, "write_file") == 0) t->cache = 0;
   int want = tg_func_nargs(t->func);
   if (want >= 0 && (size_t)want != t->nargs)
-    return tg__gj_fail(d, t->nargs ? t->args_off : t->fn_off, TG_EINVAL,
-                       "function '%s' takes %d argument%s, got %zu", t->fn,
-                       want, want == 1 ? "" : "s", t->nargs);
+    return tg__gj_fail(d, t->off + (t->nargs ? t->args_at : t->fn_at),
+                       TG_EINVAL, "function '%s' takes %d argument%s, got %u",
+                       t->fn, want, want == 1 ? "" : "s", (unsigned)t->nargs);
   rv->n = 0;
   for (size_t i = 0; i < t->nargs; i++) {
-    int rc = refs_of(d, t->args[i], rv, nested, 0);
+    if (tg__gj_is_value(t->args[i])) continue; /* a constant at the top */
+    int rc = refs_of(d, tg__gj_arg_of(t->args[i]), rv, nested, 0);
     if (rc != TG_OK) return rc;
   }
   t->nrefs = (uint32_t)rv->n;
@@ -206,7 +207,7 @@ int tg__gj_resolve(gj_doc *d, tg_registry *reg) {
     if (rc == TG_OK && nested && d->build == NULL) {
       d->build = tg_registry_find(reg, "tg.build");
       if (d->build == NULL)
-        rc = tg__gj_fail(d, d->tasks[i].args_off, TG_ENOFUNC,
+        rc = tg__gj_fail(d, d->tasks[i].off + d->tasks[i].args_at, TG_ENOFUNC,
                          "refs nested in an argument need the builtin "
                          "tg.build (tg_registry_add_builtins)");
     }
