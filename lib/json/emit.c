@@ -226,8 +226,26 @@ int tg__gj_emit(gj_doc *d, tg_graph *g) {
                    d->tags[2] && d->tags[3]
                ? reserve(d, g)
                : tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
-  for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++)
+  size_t nrefs = 0;
+  for (size_t i = 0; i < d->ntasks; i++) nrefs += d->tasks[i].nrefs;
+  d->deps = rc == TG_OK ? tg__gj_alloc(&d->arena, (nrefs + 1) * sizeof *d->deps)
+                        : NULL;
+  if (rc == TG_OK && d->deps == NULL)
+    rc = tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
+  /* Tasks 0..i are emitted once the walk from i is done: their refs go to
+   * the info's dependencies, and their parsed arguments (tagged with
+   * their index in the work arena) are dropped, so the parsed form
+   * shrinks while the graph grows. */
+  for (size_t i = 0, k = 0; rc == TG_OK && i < d->ntasks; i++) {
     if (d->marks[i] == WHITE) rc = walk(d, g, (uint32_t)i, st);
+    const gj_task *t = &d->tasks[i];
+    for (uint32_t j = 0; rc == TG_OK && j < t->nrefs; j++)
+      d->deps[k++] = t->refs[j]->u.ref.task;
+    if (rc == TG_OK && ((i + 1) % 4096 == 0 || i + 1 == d->ntasks)) {
+      tg__gj_arena_release_below(&d->work, (uint32_t)(i + 1));
+      d->work_done = i + 1;
+    }
+  }
   tg__free(st);
   for (int i = 0; i < 4; i++) tg_value_unref(d->tags[i]);
   for (size_t i = 0; d->slots != NULL && i < GJ_SLOTS; i++)

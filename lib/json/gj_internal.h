@@ -14,11 +14,19 @@
 typedef struct gj_chunk gj_chunk;
 typedef struct gj_arena {
   gj_chunk *head;
+  gj_chunk *bump; /* the chunk cur points into */
   char *cur, *end;
   size_t chunk; /* size of the next chunk */
+  uint32_t tag; /* whose the next allocations are (a task index): each
+                   chunk remembers the highest tag allocated in it */
 } gj_arena;
 
 void *tg__gj_alloc(gj_arena *a, size_t n);     /* 8-byte aligned; NULL OOM */
+/* Take p (n bytes) back when it was the last allocation; false if not. */
+bool tg__gj_unalloc(gj_arena *a, void *p, size_t n);
+/* Free every chunk that holds only allocations tagged below tag (except
+ * the one being filled). */
+void tg__gj_arena_release_below(gj_arena *a, uint32_t tag);
 char *tg__gj_strdup(gj_arena *a, const char *s, size_t n); /* NUL added */
 void tg__gj_arena_free(gj_arena *a);
 
@@ -120,7 +128,11 @@ typedef struct gj_doc {
   tg_error *err;
   gj_arena arena; /* what the info keeps: task keys, function names,
                      outputs, plugin paths, dependencies */
-  gj_arena work;  /* the rest of the parse, dropped after the load */
+  gj_arena work;  /* the rest of the parse, tagged with the task each
+                     allocation is for; the emit drops it behind itself */
+  size_t work_done; /* tasks below this have had their work memory freed */
+  uint32_t *deps;   /* arena: every task's ref targets, in task order,
+                       collected by the emit for the info */
   gj_task *tasks;
   size_t ntasks, cap_tasks;
   gj_slot *table;    /* open addressing, see table.c */

@@ -19,7 +19,9 @@ typedef struct info_impl {
 } info_impl;
 
 void tg__gj_release(gj_doc *d) {
-  for (size_t i = 0; i < d->ntasks; i++)
+  /* Tasks below work_done were emitted: the graph has their constants
+   * and their arguments are gone. */
+  for (size_t i = d->work_done; i < d->ntasks; i++)
     for (size_t j = 0; j < d->tasks[i].nargs; j++) {
       gj_targ a = d->tasks[i].args[j];
       if (tg__gj_is_value(a)) tg_value_unref(tg__gj_value_of(a));
@@ -152,18 +154,11 @@ static int load_plugins(gj_doc *d, tg_registry *reg,
 
 /* ---- info ---- */
 
-/* Each task's dependencies, all in one array of the arena the info keeps;
- * the parse's work arena is dropped then, before the info is made. */
+/* The parse's work arena is dropped before the info is made: the emit
+ * collected each task's dependencies into the arena the info keeps. */
 static uint32_t *collect_deps(gj_doc *d) {
-  size_t n = 0;
-  for (size_t i = 0; i < d->ntasks; i++) n += d->tasks[i].nrefs;
-  uint32_t *deps = tg__gj_alloc(&d->arena, (n + 1) * sizeof *deps);
-  if (deps == NULL) return NULL;
-  for (size_t i = 0, k = 0; i < d->ntasks; i++)
-    for (uint32_t j = 0; j < d->tasks[i].nrefs; j++)
-      deps[k++] = d->tasks[i].refs[j]->u.ref.task;
   tg__gj_arena_free(&d->work);
-  return deps;
+  return d->deps;
 }
 
 /* The document's tasks become the info's, in place: an info task is

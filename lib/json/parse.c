@@ -12,7 +12,8 @@
 #include "json/gj_internal.h"
 
 typedef struct stack_item {
-  gj_arg *arg;
+  gj_arg *arg;     /* NULL: a task's constant argument, in value */
+  tg_value *value;
   const char *key; /* arena; NULL in lists */
   size_t keylen, keyoff;
 } stack_item;
@@ -34,7 +35,8 @@ typedef struct P {
   struct form_note *notes; /* what that check saw (see dollar_object) */
   size_t nnotes, notes_cap, next_note;
   size_t noted_from, noted_to; /* the text the notes cover */
-  gj_arg *spare; /* gj_args no longer used, linked by u.seq.items */
+  gj_arg *spare; /* gj_args the current task no longer uses, linked by
+                    u.seq.items (only its own: see gj_arena.tag) */
 } P;
 
 /* An object inside a checked "$" candidate whose first key starts with
@@ -327,7 +329,7 @@ static int push(P *p, gj_arg *a, const char *key, size_t keylen,
     p->stack = st;
     p->cap = cap;
   }
-  p->stack[p->top++] = (stack_item){a, key, keylen, keyoff};
+  p->stack[p->top++] = (stack_item){a, NULL, key, keylen, keyoff};
   return TG_OK;
 }
 
@@ -344,7 +346,10 @@ void tg__gj_release_arg(gj_arg *a) {
 
 /* Release what the stack holds above base, after an error. */
 static void drop(P *p, size_t base) {
-  for (size_t i = base; i < p->top; i++) tg__gj_release_arg(p->stack[i].arg);
+  for (size_t i = base; i < p->top; i++) {
+    tg__gj_release_arg(p->stack[i].arg);
+    tg_value_unref(p->stack[i].value);
+  }
   p->top = base;
 }
 
@@ -750,6 +755,8 @@ static int add_task(P *p, const char *key, size_t keylen, size_t off,
                        "a task key must be non-empty and hold no NUL");
   gj_task *t = &d->tasks[d->ntasks];
   memset(t, 0, sizeof *t);
+  d->work.tag = (uint32_t)d->ntasks; /* what follows is this task's */
+  p->spare = NULL;
   advance(p, off);
   *t = (gj_task){.key = key, .keylen = (uint32_t)keylen, .off = off, .line = p->line,
                  .col = p->col, .cache = -1, .retries = -1,
@@ -782,6 +789,12 @@ static int task_args(P *p, gj_task *t) {
       rc = arg(p, 0, false, &a);
       if (rc == TG_OK && push(p, a, NULL, 0, 0) != TG_OK)
         rc = tg__gj_fail(p->d, p->pos, TG_ENOMEM, "out of memory");
+      if (rc == TG_OK && a->kind == GJ_CONST) {
+        /* A constant is kept as its value (see gj_targ): its gj_arg,
+         * usually the last allocation, goes back. */
+        p->stack[p->top - 1] = (stack_item){NULL, a->u.value, NULL, 0, 0};
+        if (!tg__gj_unalloc(&p->d->work, a, sizeof *a)) recycle(p, a);
+      }
     } while (rc == TG_OK && eat(p, ','));
     if (rc == TG_OK && !eat(p, ']'))
       rc = syntax(p, p->pos, "expected ',' or ']' in a list");
@@ -797,12 +810,8 @@ static int task_args(P *p, gj_task *t) {
     return rc;
   }
   for (size_t i = 0; i < n; i++) {
-    gj_arg *a = p->stack[base + i].arg;
-    t->args[i] = tg__gj_of_arg(a);
-    if (a->kind == GJ_CONST) {
-      t->args[i] = tg__gj_of_value(a->u.value);
-      recycle(p, a);
-    }
+    stack_item *it = &p->stack[base + i];
+    t->args[i] = it->arg ? tg__gj_of_arg(it->arg) : tg__gj_of_value(it->value);
   }
   t->nargs = (uint32_t)n; /* fewer than the bytes after args_at */
   p->top = base;

@@ -126,6 +126,7 @@ static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
   }
   t->nrefs = (uint32_t)rv->n;
   if (rv->n == 0) return TG_OK;
+  d->work.tag = (uint32_t)(t - d->tasks); /* freed once t is emitted */
   t->refs = tg__gj_alloc(&d->work, rv->n * sizeof(gj_arg *));
   if (t->refs == NULL) return tg__gj_fail(d, t->off, TG_ENOMEM, "out of memory");
   memcpy(t->refs, rv->v, rv->n * sizeof(gj_arg *));
