@@ -26,7 +26,7 @@ static int argvec_push(argvec *a, tg_arg x) {
 }
 
 static tg_arg ref_arg(const gj_doc *d, const gj_arg *a) {
-  tg_node n = d->nodes[a->u.ref.task];
+  tg_node n = d->tasks[a->u.ref.task].node;
   if (a->get == GJ_GET_INDEX) return tg_arg_item(n, a->u.ref.index);
   if (a->get == GJ_GET_KEY) return tg_arg_key(n, a->u.ref.gkey);
   return tg_arg_node(n);
@@ -127,7 +127,6 @@ static int emit_task(gj_doc *d, tg_graph *g, gj_task *t) {
     tg_node_opts o = {TG_NODE_OPTS_V1, t->key, t->retries, t->cache,
                       t->timeout};
     rc = tg_graph_add_fn(g, t->func, args, t->nargs, &o, &t->node);
-    d->nodes[t - d->tasks] = t->node;
     if (rc != TG_OK)
       rc = tg__gj_fail(d, t->off, rc, "%s", tg_graph_errmsg(g));
   } else {
@@ -213,16 +212,16 @@ static int reserve(gj_doc *d, tg_graph *g) {
 }
 
 int tg__gj_emit(gj_doc *d, tg_graph *g) {
-  /* The walk's stack is at most one frame per task. Marks and nodes live
-   * in arrays of their own: the walk reads them at random, and small
-   * arrays stay in cache where the tasks would not. */
+  /* The walk's stack is at most one frame per task. Marks live in an
+   * array of their own: the walk reads them at random, and a small array
+   * stays in cache where the tasks would not. A ref's node is read from
+   * its task (a second array of nodes would cost 4 bytes a task). */
   size_t n = d->ntasks ? d->ntasks : 1;
   frame *st = tg__malloc(n * sizeof *st);
   d->marks = tg__calloc(n, sizeof *d->marks);
-  d->nodes = tg__malloc(n * sizeof *d->nodes);
   static const char *const names[4] = {"c", "s", "l", "m"};
   for (int i = 0; i < 4; i++) d->tags[i] = tg_str_c(names[i]);
-  int rc = st && d->marks && d->nodes && d->tags[0] && d->tags[1] &&
+  int rc = st && d->marks && d->tags[0] && d->tags[1] &&
                    d->tags[2] && d->tags[3]
                ? reserve(d, g)
                : tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");

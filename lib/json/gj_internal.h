@@ -46,7 +46,7 @@ struct gj_arg {
   union {
     tg_value *value; /* GJ_CONST: owned until handed to the graph */
     struct {
-      const char *key;   /* arena */
+      const char *key;   /* ref_keys arena: gone after tg__gj_resolve */
       union {
         const char *gkey;  /* GJ_GET_KEY: arena */
         int64_t index;     /* GJ_GET_INDEX */
@@ -130,6 +130,7 @@ typedef struct gj_doc {
                      outputs, plugin paths, dependencies */
   gj_arena work;  /* the rest of the parse, tagged with the task each
                      allocation is for; the emit drops it behind itself */
+  gj_arena ref_keys; /* the keys refs name: read only to resolve them */
   size_t work_done; /* tasks below this have had their work memory freed */
   uint32_t *deps;   /* arena: every task's ref targets, in task order,
                        collected by the emit for the info */
@@ -145,7 +146,6 @@ typedef struct gj_doc {
   uint32_t *output_tasks; /* task index of each output */
   const tg_func *build;   /* tg.build, when an argument nests refs */
   uint8_t *marks;         /* emit: per task, its colour in the walk */
-  tg_node *nodes;         /* emit: per task, its node once added */
   tg_value *tags[4];      /* emit: "c", "s", "l", "m" for tg.build */
   tg_value **slots;       /* emit: shared ["s", i] templates, GJ_SLOTS */
 } gj_doc;

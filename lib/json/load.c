@@ -220,9 +220,9 @@ static void doc_free(gj_doc *d, plugins *pl) {
   tg__free(d->plugins);
   tg__free(d->output_tasks);
   tg__free(d->marks);
-  tg__free(d->nodes);
   tg__gj_arena_free(&d->arena);
   tg__gj_arena_free(&d->work);
+  tg__gj_arena_free(&d->ref_keys);
   for (size_t i = 0; i < pl->n; i++) free(pl->real[i]);
   tg__free(pl->real);
   tg__free(pl->v);
@@ -244,9 +244,8 @@ static int run(gj_doc *d, tg_registry *reg, const tg_graphjson_opts *o,
   rc = tg__gj_emit(d, *graph);
   d->handed_over = rc == TG_OK; /* every constant now belongs to the graph */
   tg__free(d->marks); /* the emit's: not needed for the info */
-  tg__free(d->nodes);
   tg__free(d->table);
-  d->marks = NULL, d->nodes = NULL, d->table = NULL;
+  d->marks = NULL, d->table = NULL;
   if (rc == TG_OK && info != NULL && make_info(d, pl, info) != TG_OK)
     rc = tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
   if (rc != TG_OK) {

@@ -511,7 +511,7 @@ static int members(P *p, unsigned depth, bool literal, const char *key,
 static int ref_key(P *p, gj_arg *a) {
   ws(p);
   size_t at = p->pos, n;
-  int rc = string_arena(p, &p->d->work, &a->u.ref.key, &n);
+  int rc = string_arena(p, &p->d->ref_keys, &a->u.ref.key, &n);
   if (rc == TG_OK && (n == 0 || n > UINT32_MAX || memchr(a->u.ref.key, 0, n)))
     return tg__gj_fail(p->d, at, TG_EFORMAT,
                        "\"ref\" must name a task (a non-empty key)");

@@ -215,5 +215,6 @@ int tg__gj_resolve(gj_doc *d, tg_registry *reg) {
   }
   tg__free(rv.v);
   if (rc == TG_OK) rc = resolve_refs(d);
+  if (rc == TG_OK) tg__gj_arena_free(&d->ref_keys); /* refs are task indexes now */
   return rc == TG_OK ? check_outputs(d) : rc;
 }
