@@ -175,28 +175,33 @@ static int check_outputs(gj_doc *d) {
   return TG_OK;
 }
 
-/* Every ref's task, looked up in batches; the first missing one (in file
- * order) is the error. */
+/* Every ref's task, looked up in blocks of REF_BLOCK (in file order, so
+ * the first missing one is the error): a block is enough for the lookups
+ * to overlap, and arrays of a million refs are not needed. */
+#define REF_BLOCK 1024
 static int resolve_refs(gj_doc *d) {
-  size_t n = 0;
-  for (size_t i = 0; i < d->ntasks; i++) n += d->tasks[i].nrefs;
-  gj_arg **all = tg__malloc((n + 1) * sizeof *all);
-  uint32_t *found = tg__malloc((n + 1) * sizeof *found);
-  int rc = all && found ? TG_OK : tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
-  for (size_t i = 0, k = 0; rc == TG_OK && i < d->ntasks; i++)
-    for (uint32_t j = 0; j < d->tasks[i].nrefs; j++) all[k++] = d->tasks[i].refs[j];
-  if (rc == TG_OK) tg__gj_find_many(d, all, n, found);
-  for (size_t k = 0; rc == TG_OK && k < n; k++) {
-    all[k]->u.ref.task = found[k];
-    if (found[k] != UINT32_MAX) continue;
-    char hint[96];
-    suggest_key(d, all[k]->u.ref.key, hint, sizeof hint);
-    rc = tg__gj_fail(d, all[k]->off, TG_EFORMAT, "ref to a missing task '%s'%s",
-                     all[k]->u.ref.key, hint);
+  gj_arg *block[REF_BLOCK];
+  uint32_t found[REF_BLOCK];
+  size_t i = 0, j = 0; /* the next ref: task i, its ref j */
+  for (;;) {
+    size_t n = 0;
+    for (; n < REF_BLOCK && i < d->ntasks; j = 0, i++) {
+      const gj_task *t = &d->tasks[i];
+      while (j < t->nrefs && n < REF_BLOCK) block[n++] = t->refs[j++];
+      if (j < t->nrefs) break; /* the block is full inside task i */
+    }
+    if (n == 0) return TG_OK;
+    tg__gj_find_many(d, block, n, found);
+    for (size_t k = 0; k < n; k++) {
+      block[k]->u.ref.task = found[k];
+      if (found[k] != UINT32_MAX) continue;
+      char hint[96];
+      suggest_key(d, block[k]->u.ref.key, hint, sizeof hint);
+      return tg__gj_fail(d, block[k]->off, TG_EFORMAT,
+                         "ref to a missing task '%s'%s", block[k]->u.ref.key,
+                         hint);
+    }
   }
-  tg__free(all);
-  tg__free(found);
-  return rc;
 }
 
 int tg__gj_resolve(gj_doc *d, tg_registry *reg) {
