@@ -107,15 +107,13 @@ typedef struct gj_str {
 } gj_str;
 
 #define GJ_SLOTS 4096 /* tg.build slot templates shared per document */
-#define GJ_INLINE 16 /* keys up to this long are compared in the slot */
-typedef struct gj_slot {
-  uint64_t hash;   /* of the key, so growing never reads keys again */
+#define GJ_INLINE 8 /* keys up to this long are compared in the slot */
+typedef struct gj_slot { /* 16 bytes: two million of them index a
+                            million tasks */
+  uint32_t tag;    /* 28 bits of the key's hash and its length code */
   uint32_t index;  /* task index + 1; 0 = empty */
-  uint32_t keylen;
-  union {
-    char bytes[GJ_INLINE]; /* short keys, zero-padded */
-    const char *ptr;       /* longer keys (arena) */
-  } key;
+  char bytes[GJ_INLINE]; /* short keys, zero-padded; a longer key is
+                            compared with its task's */
 } gj_slot;
 
 /* Everything known about one file while it is being read. */
