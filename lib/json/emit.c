@@ -160,6 +160,28 @@ static int cycle_error(gj_doc *d, const frame *st, size_t top, size_t from,
   return tg__gj_fail(d, closing->off, TG_ECYCLE, "%s", msg);
 }
 
+/* The ref k (counted from 0) of a's tree, in the order of gj_task.deps;
+ * NULL when a holds fewer (*k is then less by their number). */
+static const gj_arg *ref_in(const gj_arg *a, uint32_t *k) {
+  if (a->kind == GJ_REF) return (*k)-- == 0 ? a : NULL;
+  if (a->kind == GJ_CONST) return NULL;
+  for (size_t i = 0; i < a->nitems; i++) {
+    const gj_arg *r = ref_in(a->u.seq.items[i], k);
+    if (r != NULL) return r;
+  }
+  return NULL;
+}
+
+/* Ref k of task t (k < t->nrefs), for an error's position. */
+static const gj_arg *nth_ref(const gj_task *t, uint32_t k) {
+  for (size_t i = 0; i < t->nargs; i++) {
+    if (tg__gj_is_value(t->args[i])) continue;
+    const gj_arg *r = ref_in(tg__gj_arg_of(t->args[i]), &k);
+    if (r != NULL) return r;
+  }
+  return NULL;
+}
+
 /* Depth-first from root: every task after the tasks it refs. */
 static int walk(gj_doc *d, tg_graph *g, uint32_t root, frame *st) {
   size_t top = 0;
@@ -170,12 +192,11 @@ static int walk(gj_doc *d, tg_graph *g, uint32_t root, frame *st) {
     frame *f = &st[top];
     gj_task *t = &d->tasks[f->task];
     if (f->next < t->nrefs) {
-      gj_arg *ref = t->refs[f->next++];
-      uint32_t dep = ref->u.ref.task;
+      uint32_t dep = t->deps[f->next++];
       if (mark[dep] == GREY) {
         size_t from = top;
-        while (st[from].task != ref->u.ref.task) from--;
-        return cycle_error(d, st, top, from, ref);
+        while (st[from].task != dep) from--;
+        return cycle_error(d, st, top, from, nth_ref(t, f->next - 1));
       }
       if (mark[dep] == WHITE) {
         mark[dep] = GREY;
@@ -225,21 +246,11 @@ int tg__gj_emit(gj_doc *d, tg_graph *g) {
                    d->tags[2] && d->tags[3]
                ? reserve(d, g)
                : tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
-  size_t nrefs = 0;
-  for (size_t i = 0; i < d->ntasks; i++) nrefs += d->tasks[i].nrefs;
-  d->deps = rc == TG_OK ? tg__gj_alloc(&d->arena, (nrefs + 1) * sizeof *d->deps)
-                        : NULL;
-  if (rc == TG_OK && d->deps == NULL)
-    rc = tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
-  /* Tasks 0..i are emitted once the walk from i is done: their refs go to
-   * the info's dependencies, and their parsed arguments (tagged with
-   * their index in the work arena) are dropped, so the parsed form
-   * shrinks while the graph grows. */
-  for (size_t i = 0, k = 0; rc == TG_OK && i < d->ntasks; i++) {
+  /* Tasks 0..i are emitted once the walk from i is done: their parsed
+   * arguments (tagged with their index in the work arena) are dropped, so
+   * the parsed form shrinks while the graph grows. */
+  for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++) {
     if (d->marks[i] == WHITE) rc = walk(d, g, (uint32_t)i, st);
-    const gj_task *t = &d->tasks[i];
-    for (uint32_t j = 0; rc == TG_OK && j < t->nrefs; j++)
-      d->deps[k++] = t->refs[j]->u.ref.task;
     if (rc == TG_OK && ((i + 1) % 4096 == 0 || i + 1 == d->ntasks)) {
       tg__gj_arena_release_below(&d->work, (uint32_t)(i + 1));
       d->work_done = i + 1;

@@ -87,7 +87,8 @@ typedef struct gj_task {
   const char *fn;  /* arena */
   gj_targ *args;
   const tg_func *func;
-  gj_arg **refs;   /* every ref in its arguments, in order */
+  uint32_t *deps;  /* arena: the task each ref in its arguments names, in
+                      order (resolved; the info's deps) */
   size_t off;      /* of the key */
   double timeout;
   uint32_t keylen, nargs, nrefs;
@@ -130,8 +131,6 @@ typedef struct gj_doc {
                      allocation is for; the emit drops it behind itself */
   gj_arena ref_keys; /* the keys refs name: read only to resolve them */
   size_t work_done; /* tasks below this have had their work memory freed */
-  uint32_t *deps;   /* arena: every task's ref targets, in task order,
-                       collected by the emit for the info */
   gj_task *tasks;
   size_t ntasks, cap_tasks;
   gj_slot *table;    /* open addressing, see table.c */

@@ -154,27 +154,19 @@ static int load_plugins(gj_doc *d, tg_registry *reg,
 
 /* ---- info ---- */
 
-/* The parse's work arena is dropped before the info is made: the emit
- * collected each task's dependencies into the arena the info keeps. */
-static uint32_t *collect_deps(gj_doc *d) {
-  tg__gj_arena_free(&d->work);
-  return d->deps;
-}
-
 /* The document's tasks become the info's, in place: an info task is
  * smaller than a document task, so task i is read before anything is
  * written over it, and no second array of a million tasks is needed. */
 _Static_assert(sizeof(gj_task) >= sizeof(tg_graphjson_task),
                "tasks are converted in place");
-static tg_graphjson_task *convert_tasks(gj_doc *d, const uint32_t *deps) {
+static tg_graphjson_task *convert_tasks(gj_doc *d) {
   char *base = (char *)d->tasks;
   for (size_t i = 0; i < d->ntasks; i++) {
     gj_task t;
     memcpy(&t, base + i * sizeof t, sizeof t);
     tg_graphjson_task o = {t.key, t.fn, t.node, t.line, t.col, t.cache,
-                           t.retries, t.timeout, deps, t.nrefs};
+                           t.retries, t.timeout, t.deps, t.nrefs};
     memcpy(base + i * sizeof o, &o, sizeof o);
-    deps += t.nrefs;
   }
   size_t n = d->ntasks ? d->ntasks : 1;
   tg_graphjson_task *out = tg__realloc(base, n * sizeof *out);
@@ -183,8 +175,8 @@ static tg_graphjson_task *convert_tasks(gj_doc *d, const uint32_t *deps) {
 }
 
 static int make_info(gj_doc *d, plugins *pl, tg_graphjson_info **out) {
-  uint32_t *deps = collect_deps(d);
-  info_impl *im = deps ? tg__calloc(1, sizeof *im) : NULL;
+  tg__gj_arena_free(&d->work); /* the parse's: the info needs none of it */
+  info_impl *im = tg__calloc(1, sizeof *im);
   if (im == NULL) return TG_ENOMEM;
   tg_graphjson_info *in = &im->pub;
   in->outputs = tg__calloc(d->noutputs ? d->noutputs : 1, sizeof(char *));
@@ -198,7 +190,7 @@ static int make_info(gj_doc *d, plugins *pl, tg_graphjson_info **out) {
     in->output_nodes[i] = d->tasks[d->output_tasks[i]].node;
   }
   in->ntasks = d->ntasks;
-  in->tasks = convert_tasks(d, deps); /* the last use of d->tasks */
+  in->tasks = convert_tasks(d); /* the last use of d->tasks */
   in->noutputs = d->noutputs;
   in->plugins = pl->v;
   in->nplugins = pl->n;

@@ -102,8 +102,10 @@ static int refs_of(gj_doc *d, gj_arg *a, refvec *rv, bool *nested,
   return TG_OK;
 }
 
+/* *missing gets the first ref (in file order) to a task that does not
+ * exist: that error comes after every task's own. */
 static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
-                      bool *nested) {
+                      bool *nested, gj_arg **missing) {
   t->func = tg_registry_find(reg, t->fn);
   if (t->func == NULL) {
     const char *s = tg_registry_suggest(reg, t->fn);
@@ -126,10 +128,16 @@ static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
   }
   t->nrefs = (uint32_t)rv->n;
   if (rv->n == 0) return TG_OK;
-  d->work.tag = (uint32_t)(t - d->tasks); /* freed once t is emitted */
-  t->refs = tg__gj_alloc(&d->work, rv->n * sizeof(gj_arg *));
-  if (t->refs == NULL) return tg__gj_fail(d, t->off, TG_ENOMEM, "out of memory");
-  memcpy(t->refs, rv->v, rv->n * sizeof(gj_arg *));
+  /* Resolved here, a task's refs at a time (the key index exists): the
+   * answers are the info's dependencies, and no array of ref pointers
+   * outlives this. */
+  t->deps = tg__gj_alloc(&d->arena, rv->n * sizeof *t->deps);
+  if (t->deps == NULL) return tg__gj_fail(d, t->off, TG_ENOMEM, "out of memory");
+  tg__gj_find_many(d, rv->v, rv->n, t->deps);
+  for (size_t k = 0; k < rv->n; k++) {
+    rv->v[k]->u.ref.task = t->deps[k];
+    if (t->deps[k] == UINT32_MAX && *missing == NULL) *missing = rv->v[k];
+  }
   return TG_OK;
 }
 
@@ -139,7 +147,7 @@ static int default_outputs(gj_doc *d) {
   if (used == NULL) return tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
   for (size_t i = 0; i < d->ntasks; i++)
     for (uint32_t j = 0; j < d->tasks[i].nrefs; j++)
-      used[d->tasks[i].refs[j]->u.ref.task] = true;
+      used[d->tasks[i].deps[j]] = true;
   size_t n = 0;
   for (size_t i = 0; i < d->ntasks; i++) n += !used[i];
   d->outputs = tg__calloc(n ? n : 1, sizeof *d->outputs);
@@ -175,41 +183,21 @@ static int check_outputs(gj_doc *d) {
   return TG_OK;
 }
 
-/* Every ref's task, looked up in blocks of REF_BLOCK (in file order, so
- * the first missing one is the error): a block is enough for the lookups
- * to overlap, and arrays of a million refs are not needed. */
-#define REF_BLOCK 1024
-static int resolve_refs(gj_doc *d) {
-  gj_arg *block[REF_BLOCK];
-  uint32_t found[REF_BLOCK];
-  size_t i = 0, j = 0; /* the next ref: task i, its ref j */
-  for (;;) {
-    size_t n = 0;
-    for (; n < REF_BLOCK && i < d->ntasks; j = 0, i++) {
-      const gj_task *t = &d->tasks[i];
-      while (j < t->nrefs && n < REF_BLOCK) block[n++] = t->refs[j++];
-      if (j < t->nrefs) break; /* the block is full inside task i */
-    }
-    if (n == 0) return TG_OK;
-    tg__gj_find_many(d, block, n, found);
-    for (size_t k = 0; k < n; k++) {
-      block[k]->u.ref.task = found[k];
-      if (found[k] != UINT32_MAX) continue;
-      char hint[96];
-      suggest_key(d, block[k]->u.ref.key, hint, sizeof hint);
-      return tg__gj_fail(d, block[k]->off, TG_EFORMAT,
-                         "ref to a missing task '%s'%s", block[k]->u.ref.key,
-                         hint);
-    }
-  }
+/* The error for a ref to a missing task. */
+static int missing_ref(gj_doc *d, const gj_arg *a) {
+  char hint[96];
+  suggest_key(d, a->u.ref.key, hint, sizeof hint);
+  return tg__gj_fail(d, a->off, TG_EFORMAT, "ref to a missing task '%s'%s",
+                     a->u.ref.key, hint);
 }
 
 int tg__gj_resolve(gj_doc *d, tg_registry *reg) {
   refvec rv = {0};
+  gj_arg *missing = NULL;
   int rc = TG_OK;
   for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++) {
     bool nested = false;
-    rc = check_task(d, reg, &d->tasks[i], &rv, &nested);
+    rc = check_task(d, reg, &d->tasks[i], &rv, &nested, &missing);
     if (rc == TG_OK && nested && d->build == NULL) {
       d->build = tg_registry_find(reg, "tg.build");
       if (d->build == NULL)
@@ -219,7 +207,7 @@ int tg__gj_resolve(gj_doc *d, tg_registry *reg) {
     }
   }
   tg__free(rv.v);
-  if (rc == TG_OK) rc = resolve_refs(d);
+  if (rc == TG_OK && missing != NULL) rc = missing_ref(d, missing);
   if (rc == TG_OK) tg__gj_arena_free(&d->ref_keys); /* refs are task indexes now */
   return rc == TG_OK ? check_outputs(d) : rc;
 }
