@@ -1060,5 +1060,8 @@ int tg__gj_parse(gj_doc *d) {
   tg__free(p.scratch);
   tg__free(p.stack);
   tg__free(p.notes);
+  /* The rest of the text is read again only to place an error: its
+   * pages need not stay beside the graph being built. */
+  if (rc == TG_OK) tg__gj_text_done(d, d->len);
   return rc;
 }
