@@ -69,7 +69,7 @@ static tg_value *template_of(gj_doc *d, gj_arg *a, argvec *inputs) {
     int rc = t == NULL ? TG_ENOMEM
              : a->kind == GJ_LIST
                  ? tg_list_init_item(seq, i, t)
-                 : tg_map_put(seq, a->u.seq.keys[i], a->u.seq.keylens[i], t);
+                 : tg_map_put(seq, a->u.seq.keys[i], tg__gj_keylens(a)[i], t);
     if (rc != TG_OK) {
       tg_value_unref(seq);
       seq = NULL;

@@ -46,20 +46,30 @@ struct gj_arg {
   union {
     tg_value *value; /* GJ_CONST: owned until handed to the graph */
     struct {
-      const char *key;   /* ref_keys arena: gone after tg__gj_resolve */
+      union {
+        const char *key; /* ref_keys arena, until resolved */
+        uint32_t task;   /* the task, once resolved (a ref to a missing
+                            task keeps its key for the message) */
+      };
       union {
         const char *gkey;  /* GJ_GET_KEY: arena */
         int64_t index;     /* GJ_GET_INDEX */
       };
-      uint32_t task;     /* resolved task index */
     } ref;
     struct {
       gj_arg **items;
-      const char **keys; /* GJ_MAP: arena, NUL-terminated */
-      size_t *keylens;
+      const char **keys; /* GJ_MAP: arena, NUL-terminated; their lengths
+                            follow them (tg__gj_keylens) */
     } seq;
   } u;
 };
+
+_Static_assert(sizeof(void *) != 8 || sizeof(gj_arg) == 32, "gj_arg grew");
+
+/* The lengths of a GJ_MAP's keys, stored after its key pointers. */
+static inline size_t *tg__gj_keylens(const gj_arg *a) {
+  return (size_t *)(void *)(a->u.seq.keys + a->nitems);
+}
 
 /* A task's argument in gj_task.args: a constant (the common case: a
  * million leaves each take one) is its tg_value itself, so it costs a

@@ -444,18 +444,18 @@ static int close_ref_map(P *p, size_t base, gj_arg *a) {
   if (n > UINT32_MAX) return TG_ELIMIT;
   a->nitems = (uint32_t)n;
   a->u.seq.items = tg__gj_alloc(ar, n * sizeof(gj_arg *));
-  a->u.seq.keys = tg__gj_alloc(ar, n * sizeof(char *));
-  a->u.seq.keylens = tg__gj_alloc(ar, n * sizeof(size_t));
-  if (!a->u.seq.items || !a->u.seq.keys || !a->u.seq.keylens) return TG_ENOMEM;
+  a->u.seq.keys = tg__gj_alloc(ar, n * (sizeof(char *) + sizeof(size_t)));
+  if (!a->u.seq.items || !a->u.seq.keys) return TG_ENOMEM;
+  size_t *keylens = tg__gj_keylens(a);
   for (size_t i = 0; i < n; i++) {
     stack_item *it = &p->stack[base + i];
     for (size_t j = 0; j < i; j++) /* maps with refs are small */
-      if (a->u.seq.keylens[j] == it->keylen &&
+      if (keylens[j] == it->keylen &&
           memcmp(a->u.seq.keys[j], it->key, it->keylen) == 0)
         return duplicate(p, it->keyoff, it->key);
     a->u.seq.items[i] = it->arg;
     a->u.seq.keys[i] = it->key;
-    a->u.seq.keylens[i] = it->keylen;
+    keylens[i] = it->keylen;
   }
   return TG_OK;
 }

@@ -135,8 +135,8 @@ static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
   if (t->deps == NULL) return tg__gj_fail(d, t->off, TG_ENOMEM, "out of memory");
   tg__gj_find_many(d, rv->v, rv->n, t->deps);
   for (size_t k = 0; k < rv->n; k++) {
-    rv->v[k]->u.ref.task = t->deps[k];
-    if (t->deps[k] == UINT32_MAX && *missing == NULL) *missing = rv->v[k];
+    if (t->deps[k] != UINT32_MAX) rv->v[k]->u.ref.task = t->deps[k];
+    else if (*missing == NULL) *missing = rv->v[k]; /* keeps its key */
   }
   return TG_OK;
 }
