@@ -287,6 +287,14 @@ Test(graphjson, cycles_list_their_keys) {
   bad("{\"tgraph\": 1, \"tasks\": {\"s\": {\"fn\": \"identity\", \"args\": "
       "[{\"ref\": \"s\"}]}}}",
       TG_ECYCLE, "g.json:1:58: cycle: s -> s");
+  /* The ref that closes the cycle is found again inside its task's
+   * arguments, past a constant and an earlier ref. */
+  bad("{\"tgraph\": 1, \"tasks\": {\n"
+      "  \"x\": {\"fn\": \"identity\", \"args\": [1]},\n"
+      "  \"a\": {\"fn\": \"identity\", \"args\": [{\"ref\": \"b\"}]},\n"
+      "  \"b\": {\"fn\": \"add\", \"args\": [1, [{\"ref\": \"x\"}, "
+      "{\"k\": {\"ref\": \"a\"}}]]}}}",
+      TG_ECYCLE, "g.json:4:55: cycle: a -> b -> a");
 }
 
 Test(graphjson, missing_plugin_is_reported_at_its_entry) {

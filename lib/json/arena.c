@@ -9,6 +9,7 @@
 
 struct gj_chunk {
   gj_chunk *next;
+  uint32_t tag;      /* the highest tag allocated here */
   max_align_t pad[]; /* data follows, aligned */
 };
 
@@ -16,6 +17,7 @@ static gj_chunk *chunk_new(gj_arena *a, size_t size) {
   gj_chunk *c = tg__malloc(sizeof *c + size);
   if (c == NULL) return NULL;
   c->next = a->head;
+  c->tag = a->tag;
   a->head = c;
   return c;
 }
@@ -33,12 +35,33 @@ void *tg__gj_alloc(gj_arena *a, size_t n) {
     gj_chunk *c = chunk_new(a, size);
     if (c == NULL) return NULL;
     a->chunk = size < CHUNK ? size * 2 : CHUNK;
+    a->bump = c;
     a->cur = (char *)c->pad;
     a->end = a->cur + size;
   }
+  if (a->bump->tag < a->tag) a->bump->tag = a->tag;
   void *p = a->cur;
   a->cur += n;
   return p;
+}
+
+bool tg__gj_unalloc(gj_arena *a, void *p, size_t n) {
+  n = tg__align_up(n ? n : 1, 8);
+  if ((char *)p + n != a->cur) return false;
+  a->cur = p;
+  return true;
+}
+
+void tg__gj_arena_release_below(gj_arena *a, uint32_t tag) {
+  for (gj_chunk **pc = &a->head; *pc != NULL;) {
+    gj_chunk *c = *pc;
+    if (c->tag < tag && c != a->bump) {
+      *pc = c->next;
+      tg__free(c);
+    } else {
+      pc = &c->next;
+    }
+  }
 }
 
 char *tg__gj_strdup(gj_arena *a, const char *s, size_t n) {
@@ -54,7 +77,7 @@ void tg__gj_arena_free(gj_arena *a) {
     next = c->next;
     tg__free(c);
   }
-  a->head = NULL;
+  a->head = a->bump = NULL;
   a->cur = a->end = NULL;
   a->chunk = 0;
 }

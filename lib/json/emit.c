@@ -26,7 +26,7 @@ static int argvec_push(argvec *a, tg_arg x) {
 }
 
 static tg_arg ref_arg(const gj_doc *d, const gj_arg *a) {
-  tg_node n = d->nodes[a->u.ref.task];
+  tg_node n = d->tasks[a->u.ref.task].node;
   if (a->get == GJ_GET_INDEX) return tg_arg_item(n, a->u.ref.index);
   if (a->get == GJ_GET_KEY) return tg_arg_key(n, a->u.ref.gkey);
   return tg_arg_node(n);
@@ -62,14 +62,14 @@ static tg_value *template_of(gj_doc *d, gj_arg *a, argvec *inputs) {
     if (argvec_push(inputs, ref_arg(d, a)) != TG_OK) return NULL;
     return slot(d, inputs->n - 2); /* input 0 is the template */
   }
-  tg_value *seq = a->kind == GJ_LIST ? tg_list_alloc(a->u.seq.n)
-                                     : tg_map_new(a->u.seq.n);
-  for (size_t i = 0; seq != NULL && i < a->u.seq.n; i++) {
+  tg_value *seq = a->kind == GJ_LIST ? tg_list_alloc(a->nitems)
+                                     : tg_map_new(a->nitems);
+  for (size_t i = 0; seq != NULL && i < a->nitems; i++) {
     tg_value *t = template_of(d, a->u.seq.items[i], inputs);
     int rc = t == NULL ? TG_ENOMEM
              : a->kind == GJ_LIST
                  ? tg_list_init_item(seq, i, t)
-                 : tg_map_put(seq, a->u.seq.keys[i], a->u.seq.keylens[i], t);
+                 : tg_map_put(seq, a->u.seq.keys[i], tg__gj_keylens(a)[i], t);
     if (rc != TG_OK) {
       tg_value_unref(seq);
       seq = NULL;
@@ -83,10 +83,10 @@ static int build_node(gj_doc *d, tg_graph *g, gj_task *t, size_t i,
                       tg_arg *out) {
   argvec inputs = {0};
   int rc = argvec_push(&inputs, tg_arg_value(NULL)); /* the template */
-  tg_value *tmpl = rc == TG_OK ? template_of(d, t->args[i], &inputs) : NULL;
+  tg_value *tmpl = rc == TG_OK ? template_of(d, tg__gj_arg_of(t->args[i]), &inputs) : NULL;
   if (tmpl == NULL) {
     tg__free(inputs.v);
-    return tg__gj_fail(d, t->args[i]->off, TG_ENOMEM, "out of memory");
+    return tg__gj_fail(d, tg__gj_arg_of(t->args[i])->off, TG_ENOMEM, "out of memory");
   }
   inputs.v[0] = tg_arg_value(tmpl);
   char key[320];
@@ -99,7 +99,7 @@ static int build_node(gj_doc *d, tg_graph *g, gj_task *t, size_t i,
   rc = tg_graph_add_fn(g, d->build, inputs.v, inputs.n, &o, &n);
   tg__free(inputs.v);
   if (rc != TG_OK)
-    return tg__gj_fail(d, t->args[i]->off, rc, "%s", tg_graph_errmsg(g));
+    return tg__gj_fail(d, tg__gj_arg_of(t->args[i])->off, rc, "%s", tg_graph_errmsg(g));
   *out = tg_arg_node(n);
   return TG_OK;
 }
@@ -111,11 +111,13 @@ static int emit_task(gj_doc *d, tg_graph *g, gj_task *t) {
   int rc = TG_OK;
   size_t i = 0;
   for (; rc == TG_OK && i < t->nargs; i++) {
-    gj_arg *a = t->args[i];
-    if (a->kind == GJ_CONST) {
-      args[i] = tg_arg_value(a->u.value);
-      a->u.value = NULL; /* the graph takes it */
-    } else if (a->kind == GJ_REF) {
+    if (tg__gj_is_value(t->args[i])) {
+      args[i] = tg_arg_value(tg__gj_value_of(t->args[i]));
+      t->args[i] = tg__gj_of_value(NULL); /* the graph takes it */
+      continue;
+    }
+    gj_arg *a = tg__gj_arg_of(t->args[i]);
+    if (a->kind == GJ_REF) {
       args[i] = ref_arg(d, a);
     } else {
       rc = build_node(d, g, t, i, &args[i]);
@@ -125,7 +127,6 @@ static int emit_task(gj_doc *d, tg_graph *g, gj_task *t) {
     tg_node_opts o = {TG_NODE_OPTS_V1, t->key, t->retries, t->cache,
                       t->timeout};
     rc = tg_graph_add_fn(g, t->func, args, t->nargs, &o, &t->node);
-    d->nodes[t - d->tasks] = t->node;
     if (rc != TG_OK)
       rc = tg__gj_fail(d, t->off, rc, "%s", tg_graph_errmsg(g));
   } else {
@@ -159,6 +160,28 @@ static int cycle_error(gj_doc *d, const frame *st, size_t top, size_t from,
   return tg__gj_fail(d, closing->off, TG_ECYCLE, "%s", msg);
 }
 
+/* The ref k (counted from 0) of a's tree, in the order of gj_task.deps;
+ * NULL when a holds fewer (*k is then less by their number). */
+static const gj_arg *ref_in(const gj_arg *a, uint32_t *k) {
+  if (a->kind == GJ_REF) return (*k)-- == 0 ? a : NULL;
+  if (a->kind == GJ_CONST) return NULL;
+  for (size_t i = 0; i < a->nitems; i++) {
+    const gj_arg *r = ref_in(a->u.seq.items[i], k);
+    if (r != NULL) return r;
+  }
+  return NULL;
+}
+
+/* Ref k of task t (k < t->nrefs), for an error's position. */
+static const gj_arg *nth_ref(const gj_task *t, uint32_t k) {
+  for (size_t i = 0; i < t->nargs; i++) {
+    if (tg__gj_is_value(t->args[i])) continue;
+    const gj_arg *r = ref_in(tg__gj_arg_of(t->args[i]), &k);
+    if (r != NULL) return r;
+  }
+  return NULL;
+}
+
 /* Depth-first from root: every task after the tasks it refs. */
 static int walk(gj_doc *d, tg_graph *g, uint32_t root, frame *st) {
   size_t top = 0;
@@ -169,12 +192,11 @@ static int walk(gj_doc *d, tg_graph *g, uint32_t root, frame *st) {
     frame *f = &st[top];
     gj_task *t = &d->tasks[f->task];
     if (f->next < t->nrefs) {
-      gj_arg *ref = t->refs[f->next++];
-      uint32_t dep = ref->u.ref.task;
+      uint32_t dep = t->deps[f->next++];
       if (mark[dep] == GREY) {
         size_t from = top;
-        while (st[from].task != ref->u.ref.task) from--;
-        return cycle_error(d, st, top, from, ref);
+        while (st[from].task != dep) from--;
+        return cycle_error(d, st, top, from, nth_ref(t, f->next - 1));
       }
       if (mark[dep] == WHITE) {
         mark[dep] = GREY;
@@ -198,8 +220,9 @@ static int reserve(gj_doc *d, tg_graph *g) {
     const gj_task *t = &d->tasks[i];
     size_t direct = 0, built = 0;
     for (size_t j = 0; j < t->nargs; j++) {
-      direct += t->args[j]->kind == GJ_REF;
-      built += t->args[j]->kind == GJ_LIST || t->args[j]->kind == GJ_MAP;
+      unsigned kind = tg__gj_kind(t->args[j]);
+      direct += kind == GJ_REF;
+      built += kind == GJ_LIST || kind == GJ_MAP;
     }
     nodes += built;
     nargs += t->nargs + built + (t->nrefs - direct); /* tg.build inputs */
@@ -210,21 +233,29 @@ static int reserve(gj_doc *d, tg_graph *g) {
 }
 
 int tg__gj_emit(gj_doc *d, tg_graph *g) {
-  /* The walk's stack is at most one frame per task. Marks and nodes live
-   * in arrays of their own: the walk reads them at random, and small
-   * arrays stay in cache where the tasks would not. */
+  /* The walk's stack is at most one frame per task. Marks live in an
+   * array of their own: the walk reads them at random, and a small array
+   * stays in cache where the tasks would not. A ref's node is read from
+   * its task (a second array of nodes would cost 4 bytes a task). */
   size_t n = d->ntasks ? d->ntasks : 1;
   frame *st = tg__malloc(n * sizeof *st);
   d->marks = tg__calloc(n, sizeof *d->marks);
-  d->nodes = tg__malloc(n * sizeof *d->nodes);
   static const char *const names[4] = {"c", "s", "l", "m"};
   for (int i = 0; i < 4; i++) d->tags[i] = tg_str_c(names[i]);
-  int rc = st && d->marks && d->nodes && d->tags[0] && d->tags[1] &&
+  int rc = st && d->marks && d->tags[0] && d->tags[1] &&
                    d->tags[2] && d->tags[3]
                ? reserve(d, g)
                : tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
-  for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++)
+  /* Tasks 0..i are emitted once the walk from i is done: their parsed
+   * arguments (tagged with their index in the work arena) are dropped, so
+   * the parsed form shrinks while the graph grows. */
+  for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++) {
     if (d->marks[i] == WHITE) rc = walk(d, g, (uint32_t)i, st);
+    if (rc == TG_OK && ((i + 1) % 4096 == 0 || i + 1 == d->ntasks)) {
+      tg__gj_arena_release_below(&d->work, (uint32_t)(i + 1));
+      d->work_done = i + 1;
+    }
+  }
   tg__free(st);
   for (int i = 0; i < 4; i++) tg_value_unref(d->tags[i]);
   for (size_t i = 0; d->slots != NULL && i < GJ_SLOTS; i++)

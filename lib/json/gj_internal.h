@@ -14,11 +14,19 @@
 typedef struct gj_chunk gj_chunk;
 typedef struct gj_arena {
   gj_chunk *head;
+  gj_chunk *bump; /* the chunk cur points into */
   char *cur, *end;
   size_t chunk; /* size of the next chunk */
+  uint32_t tag; /* whose the next allocations are (a task index): each
+                   chunk remembers the highest tag allocated in it */
 } gj_arena;
 
 void *tg__gj_alloc(gj_arena *a, size_t n);     /* 8-byte aligned; NULL OOM */
+/* Take p (n bytes) back when it was the last allocation; false if not. */
+bool tg__gj_unalloc(gj_arena *a, void *p, size_t n);
+/* Free every chunk that holds only allocations tagged below tag (except
+ * the one being filled). */
+void tg__gj_arena_release_below(gj_arena *a, uint32_t tag);
 char *tg__gj_strdup(gj_arena *a, const char *s, size_t n); /* NUL added */
 void tg__gj_arena_free(gj_arena *a);
 
@@ -30,40 +38,79 @@ typedef struct gj_arg gj_arg;
 struct gj_arg {
   uint8_t kind;   /* GJ_* */
   uint8_t get;    /* GJ_GET_*, for refs */
-  uint32_t keylen; /* for refs: bytes in u.ref.key */
+  union {
+    uint32_t keylen; /* GJ_REF: bytes in u.ref.key */
+    uint32_t nitems; /* GJ_LIST, GJ_MAP: items in u.seq */
+  };
   size_t off;     /* byte offset of the value */
   union {
     tg_value *value; /* GJ_CONST: owned until handed to the graph */
     struct {
-      const char *key;   /* arena */
-      const char *gkey;  /* GJ_GET_KEY: arena */
-      int64_t index;     /* GJ_GET_INDEX */
-      uint32_t task;     /* resolved task index */
+      union {
+        const char *key; /* ref_keys arena, until resolved */
+        uint32_t task;   /* the task, once resolved (a ref to a missing
+                            task keeps its key for the message) */
+      };
+      union {
+        const char *gkey;  /* GJ_GET_KEY: arena */
+        int64_t index;     /* GJ_GET_INDEX */
+      };
     } ref;
     struct {
       gj_arg **items;
-      const char **keys; /* GJ_MAP: arena, NUL-terminated */
-      size_t *keylens;
-      size_t n;
+      const char **keys; /* GJ_MAP: arena, NUL-terminated; their lengths
+                            follow them (tg__gj_keylens) */
     } seq;
   } u;
 };
 
+_Static_assert(sizeof(void *) != 8 || sizeof(gj_arg) == 32, "gj_arg grew");
+
+/* The lengths of a GJ_MAP's keys, stored after its key pointers. */
+static inline size_t *tg__gj_keylens(const gj_arg *a) {
+  return (size_t *)(void *)(a->u.seq.keys + a->nitems);
+}
+
+/* A task's argument in gj_task.args: a constant (the common case: a
+ * million leaves each take one) is its tg_value itself, so it costs a
+ * pointer instead of a pointer and a gj_arg; anything else is its gj_arg
+ * with bit 1 set. tg_values are immediates (bit 0 set) or aligned
+ * pointers, gj_args are 8-byte aligned, so the two never meet. NULL is a
+ * constant already handed to the graph. */
+typedef uintptr_t gj_targ;
+static inline bool tg__gj_is_value(gj_targ a) { return (a & 3u) != 2u; }
+static inline tg_value *tg__gj_value_of(gj_targ a) { return (tg_value *)a; }
+static inline gj_targ tg__gj_of_value(tg_value *v) { return (gj_targ)v; }
+static inline gj_arg *tg__gj_arg_of(gj_targ a) {
+  return (gj_arg *)(a & ~(uintptr_t)2u);
+}
+static inline gj_targ tg__gj_of_arg(gj_arg *a) { return (gj_targ)a | 2u; }
+/* The kind of a task's argument. */
+static inline unsigned tg__gj_kind(gj_targ a) {
+  return tg__gj_is_value(a) ? GJ_CONST : tg__gj_arg_of(a)->kind;
+}
+
+/* A million of these live at once: fields are ordered and sized so that
+ * one takes 96 bytes. */
 typedef struct gj_task {
   const char *key; /* arena */
-  size_t keylen, off;
-  unsigned line, col; /* of off, counted while parsing */
   const char *fn;  /* arena */
-  size_t fn_off;
-  gj_arg **args;
-  size_t nargs, args_off;
-  int cache, retries;
-  double timeout;
+  gj_targ *args;
   const tg_func *func;
-  gj_arg **refs;   /* every ref in its arguments, in order */
-  uint32_t nrefs;
+  uint32_t *deps;  /* arena: the task each ref in its arguments names, in
+                      order (resolved; the info's deps) */
+  size_t off;      /* of the key */
+  double timeout;
+  uint32_t keylen, nargs, nrefs;
   tg_node node;
+  unsigned line, col; /* of off, counted while parsing */
+  uint32_t fn_at, args_at; /* offsets of "fn"'s and "args"' values from
+                              off (a task's text is under 4 GiB) */
+  int16_t retries;
+  int8_t cache;
 } gj_task;
+_Static_assert(sizeof(void *) != 8 || sizeof(gj_task) == 96,
+               "gj_task grew");
 
 typedef struct gj_str {
   const char *s; /* arena */
@@ -71,15 +118,13 @@ typedef struct gj_str {
 } gj_str;
 
 #define GJ_SLOTS 4096 /* tg.build slot templates shared per document */
-#define GJ_INLINE 16 /* keys up to this long are compared in the slot */
-typedef struct gj_slot {
-  uint64_t hash;   /* of the key, so growing never reads keys again */
+#define GJ_INLINE 8 /* keys up to this long are compared in the slot */
+typedef struct gj_slot { /* 16 bytes: two million of them index a
+                            million tasks */
+  uint32_t tag;    /* 28 bits of the key's hash and its length code */
   uint32_t index;  /* task index + 1; 0 = empty */
-  uint32_t keylen;
-  union {
-    char bytes[GJ_INLINE]; /* short keys, zero-padded */
-    const char *ptr;       /* longer keys (arena) */
-  } key;
+  char bytes[GJ_INLINE]; /* short keys, zero-padded; a longer key is
+                            compared with its task's */
 } gj_slot;
 
 /* Everything known about one file while it is being read. */
@@ -92,7 +137,10 @@ typedef struct gj_doc {
   tg_error *err;
   gj_arena arena; /* what the info keeps: task keys, function names,
                      outputs, plugin paths, dependencies */
-  gj_arena work;  /* the rest of the parse, dropped after the load */
+  gj_arena work;  /* the rest of the parse, tagged with the task each
+                     allocation is for; the emit drops it behind itself */
+  gj_arena ref_keys; /* the keys refs name: read only to resolve them */
+  size_t work_done; /* tasks below this have had their work memory freed */
   gj_task *tasks;
   size_t ntasks, cap_tasks;
   gj_slot *table;    /* open addressing, see table.c */
@@ -105,7 +153,6 @@ typedef struct gj_doc {
   uint32_t *output_tasks; /* task index of each output */
   const tg_func *build;   /* tg.build, when an argument nests refs */
   uint8_t *marks;         /* emit: per task, its colour in the walk */
-  tg_node *nodes;         /* emit: per task, its node once added */
   tg_value *tags[4];      /* emit: "c", "s", "l", "m" for tg.build */
   tg_value **slots;       /* emit: shared ["s", i] templates, GJ_SLOTS */
 } gj_doc;

@@ -19,9 +19,14 @@ typedef struct info_impl {
 } info_impl;
 
 void tg__gj_release(gj_doc *d) {
-  for (size_t i = 0; i < d->ntasks; i++)
-    for (size_t j = 0; j < d->tasks[i].nargs; j++)
-      tg__gj_release_arg(d->tasks[i].args[j]);
+  /* Tasks below work_done were emitted: the graph has their constants
+   * and their arguments are gone. */
+  for (size_t i = d->work_done; i < d->ntasks; i++)
+    for (size_t j = 0; j < d->tasks[i].nargs; j++) {
+      gj_targ a = d->tasks[i].args[j];
+      if (tg__gj_is_value(a)) tg_value_unref(tg__gj_value_of(a));
+      else tg__gj_release_arg(tg__gj_arg_of(a));
+    }
 }
 
 void tg_graphjson_info_free(tg_graphjson_info *info) {
@@ -149,34 +154,19 @@ static int load_plugins(gj_doc *d, tg_registry *reg,
 
 /* ---- info ---- */
 
-/* Each task's dependencies, all in one array of the arena the info keeps;
- * the parse's work arena is dropped then, before the info is made. */
-static uint32_t *collect_deps(gj_doc *d) {
-  size_t n = 0;
-  for (size_t i = 0; i < d->ntasks; i++) n += d->tasks[i].nrefs;
-  uint32_t *deps = tg__gj_alloc(&d->arena, (n + 1) * sizeof *deps);
-  if (deps == NULL) return NULL;
-  for (size_t i = 0, k = 0; i < d->ntasks; i++)
-    for (uint32_t j = 0; j < d->tasks[i].nrefs; j++)
-      deps[k++] = d->tasks[i].refs[j]->u.ref.task;
-  tg__gj_arena_free(&d->work);
-  return deps;
-}
-
 /* The document's tasks become the info's, in place: an info task is
  * smaller than a document task, so task i is read before anything is
  * written over it, and no second array of a million tasks is needed. */
 _Static_assert(sizeof(gj_task) >= sizeof(tg_graphjson_task),
                "tasks are converted in place");
-static tg_graphjson_task *convert_tasks(gj_doc *d, const uint32_t *deps) {
+static tg_graphjson_task *convert_tasks(gj_doc *d) {
   char *base = (char *)d->tasks;
   for (size_t i = 0; i < d->ntasks; i++) {
     gj_task t;
     memcpy(&t, base + i * sizeof t, sizeof t);
     tg_graphjson_task o = {t.key, t.fn, t.node, t.line, t.col, t.cache,
-                           t.retries, t.timeout, deps, t.nrefs};
+                           t.retries, t.timeout, t.deps, t.nrefs};
     memcpy(base + i * sizeof o, &o, sizeof o);
-    deps += t.nrefs;
   }
   size_t n = d->ntasks ? d->ntasks : 1;
   tg_graphjson_task *out = tg__realloc(base, n * sizeof *out);
@@ -185,8 +175,8 @@ static tg_graphjson_task *convert_tasks(gj_doc *d, const uint32_t *deps) {
 }
 
 static int make_info(gj_doc *d, plugins *pl, tg_graphjson_info **out) {
-  uint32_t *deps = collect_deps(d);
-  info_impl *im = deps ? tg__calloc(1, sizeof *im) : NULL;
+  tg__gj_arena_free(&d->work); /* the parse's: the info needs none of it */
+  info_impl *im = tg__calloc(1, sizeof *im);
   if (im == NULL) return TG_ENOMEM;
   tg_graphjson_info *in = &im->pub;
   in->outputs = tg__calloc(d->noutputs ? d->noutputs : 1, sizeof(char *));
@@ -200,7 +190,7 @@ static int make_info(gj_doc *d, plugins *pl, tg_graphjson_info **out) {
     in->output_nodes[i] = d->tasks[d->output_tasks[i]].node;
   }
   in->ntasks = d->ntasks;
-  in->tasks = convert_tasks(d, deps); /* the last use of d->tasks */
+  in->tasks = convert_tasks(d); /* the last use of d->tasks */
   in->noutputs = d->noutputs;
   in->plugins = pl->v;
   in->nplugins = pl->n;
@@ -222,9 +212,9 @@ static void doc_free(gj_doc *d, plugins *pl) {
   tg__free(d->plugins);
   tg__free(d->output_tasks);
   tg__free(d->marks);
-  tg__free(d->nodes);
   tg__gj_arena_free(&d->arena);
   tg__gj_arena_free(&d->work);
+  tg__gj_arena_free(&d->ref_keys);
   for (size_t i = 0; i < pl->n; i++) free(pl->real[i]);
   tg__free(pl->real);
   tg__free(pl->v);
@@ -246,9 +236,8 @@ static int run(gj_doc *d, tg_registry *reg, const tg_graphjson_opts *o,
   rc = tg__gj_emit(d, *graph);
   d->handed_over = rc == TG_OK; /* every constant now belongs to the graph */
   tg__free(d->marks); /* the emit's: not needed for the info */
-  tg__free(d->nodes);
   tg__free(d->table);
-  d->marks = NULL, d->nodes = NULL, d->table = NULL;
+  d->marks = NULL, d->table = NULL;
   if (rc == TG_OK && info != NULL && make_info(d, pl, info) != TG_OK)
     rc = tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
   if (rc != TG_OK) {

@@ -12,7 +12,8 @@
 #include "json/gj_internal.h"
 
 typedef struct stack_item {
-  gj_arg *arg;
+  gj_arg *arg;     /* NULL: a task's constant argument, in value */
+  tg_value *value;
   const char *key; /* arena; NULL in lists */
   size_t keylen, keyoff;
 } stack_item;
@@ -34,6 +35,8 @@ typedef struct P {
   struct form_note *notes; /* what that check saw (see dollar_object) */
   size_t nnotes, notes_cap, next_note;
   size_t noted_from, noted_to; /* the text the notes cover */
+  gj_arg *spare; /* gj_args the current task no longer uses, linked by
+                    u.seq.items (only its own: see gj_arena.tag) */
 } P;
 
 /* An object inside a checked "$" candidate whose first key starts with
@@ -297,8 +300,18 @@ static int scalar(P *p, tg_value **out) {
 
 static int arg(P *p, unsigned depth, bool literal, gj_arg **out);
 
+/* a is no longer used (its value, if any, moved on): the next new_arg
+ * takes it, so constants folded into a list or a task's arguments do not
+ * leave their gj_args behind in the arena. */
+static void recycle(P *p, gj_arg *a) {
+  a->u.seq.items = (gj_arg **)p->spare;
+  p->spare = a;
+}
+
 static gj_arg *new_arg(P *p, uint8_t kind, size_t off) {
-  gj_arg *a = tg__gj_alloc(&p->d->work, sizeof *a);
+  gj_arg *a = p->spare;
+  if (a != NULL) p->spare = (gj_arg *)a->u.seq.items;
+  else a = tg__gj_alloc(&p->d->work, sizeof *a);
   if (a != NULL) {
     memset(a, 0, sizeof *a);
     a->kind = kind;
@@ -316,7 +329,7 @@ static int push(P *p, gj_arg *a, const char *key, size_t keylen,
     p->stack = st;
     p->cap = cap;
   }
-  p->stack[p->top++] = (stack_item){a, key, keylen, keyoff};
+  p->stack[p->top++] = (stack_item){a, NULL, key, keylen, keyoff};
   return TG_OK;
 }
 
@@ -326,14 +339,17 @@ void tg__gj_release_arg(gj_arg *a) {
     tg_value_unref(a->u.value);
     a->u.value = NULL;
   } else if (a->kind == GJ_LIST || a->kind == GJ_MAP) {
-    for (size_t i = 0; i < a->u.seq.n; i++)
+    for (size_t i = 0; i < a->nitems; i++)
       tg__gj_release_arg(a->u.seq.items[i]);
   }
 }
 
 /* Release what the stack holds above base, after an error. */
 static void drop(P *p, size_t base) {
-  for (size_t i = base; i < p->top; i++) tg__gj_release_arg(p->stack[i].arg);
+  for (size_t i = base; i < p->top; i++) {
+    tg__gj_release_arg(p->stack[i].arg);
+    tg_value_unref(p->stack[i].value);
+  }
   p->top = base;
 }
 
@@ -358,8 +374,10 @@ static int close_list(P *p, size_t base, size_t off, gj_arg **out) {
         return rc;
       }
     }
+    for (size_t i = 0; i < n; i++) recycle(p, p->stack[base + i].arg);
   } else {
-    a->u.seq.n = n;
+    if (n > UINT32_MAX) return TG_ELIMIT;
+    a->nitems = (uint32_t)n;
     a->u.seq.items = tg__gj_alloc(&p->d->work, (n ? n : 1) * sizeof(gj_arg *));
     if (a->u.seq.items == NULL) return TG_ENOMEM;
     for (size_t i = 0; i < n; i++) a->u.seq.items[i] = p->stack[base + i].arg;
@@ -423,20 +441,21 @@ static int close_const_map(P *p, size_t base, size_t off, gj_arg *a) {
 static int close_ref_map(P *p, size_t base, gj_arg *a) {
   size_t n = p->top - base;
   gj_arena *ar = &p->d->work;
-  a->u.seq.n = n;
+  if (n > UINT32_MAX) return TG_ELIMIT;
+  a->nitems = (uint32_t)n;
   a->u.seq.items = tg__gj_alloc(ar, n * sizeof(gj_arg *));
-  a->u.seq.keys = tg__gj_alloc(ar, n * sizeof(char *));
-  a->u.seq.keylens = tg__gj_alloc(ar, n * sizeof(size_t));
-  if (!a->u.seq.items || !a->u.seq.keys || !a->u.seq.keylens) return TG_ENOMEM;
+  a->u.seq.keys = tg__gj_alloc(ar, n * (sizeof(char *) + sizeof(size_t)));
+  if (!a->u.seq.items || !a->u.seq.keys) return TG_ENOMEM;
+  size_t *keylens = tg__gj_keylens(a);
   for (size_t i = 0; i < n; i++) {
     stack_item *it = &p->stack[base + i];
     for (size_t j = 0; j < i; j++) /* maps with refs are small */
-      if (a->u.seq.keylens[j] == it->keylen &&
+      if (keylens[j] == it->keylen &&
           memcmp(a->u.seq.keys[j], it->key, it->keylen) == 0)
         return duplicate(p, it->keyoff, it->key);
     a->u.seq.items[i] = it->arg;
     a->u.seq.keys[i] = it->key;
-    a->u.seq.keylens[i] = it->keylen;
+    keylens[i] = it->keylen;
   }
   return TG_OK;
 }
@@ -492,7 +511,7 @@ static int members(P *p, unsigned depth, bool literal, const char *key,
 static int ref_key(P *p, gj_arg *a) {
   ws(p);
   size_t at = p->pos, n;
-  int rc = string_arena(p, &p->d->work, &a->u.ref.key, &n);
+  int rc = string_arena(p, &p->d->ref_keys, &a->u.ref.key, &n);
   if (rc == TG_OK && (n == 0 || n > UINT32_MAX || memchr(a->u.ref.key, 0, n)))
     return tg__gj_fail(p->d, at, TG_EFORMAT,
                        "\"ref\" must name a task (a non-empty key)");
@@ -731,13 +750,15 @@ static int add_task(P *p, const char *key, size_t keylen, size_t off,
   }
   if (d->ntasks >= UINT32_MAX - 2)
     return tg__gj_fail(d, off, TG_ELIMIT, "too many tasks");
-  if (keylen == 0 || memchr(key, '\0', keylen) != NULL)
+  if (keylen == 0 || keylen > UINT32_MAX || memchr(key, '\0', keylen) != NULL)
     return tg__gj_fail(d, off, TG_EFORMAT,
                        "a task key must be non-empty and hold no NUL");
   gj_task *t = &d->tasks[d->ntasks];
   memset(t, 0, sizeof *t);
+  d->work.tag = (uint32_t)d->ntasks; /* what follows is this task's */
+  p->spare = NULL;
   advance(p, off);
-  *t = (gj_task){.key = key, .keylen = keylen, .off = off, .line = p->line,
+  *t = (gj_task){.key = key, .keylen = (uint32_t)keylen, .off = off, .line = p->line,
                  .col = p->col, .cache = -1, .retries = -1,
                  .node = TG_NODE_NONE};
   d->ntasks++;
@@ -746,12 +767,19 @@ static int add_task(P *p, const char *key, size_t keylen, size_t off,
   return TG_OK;
 }
 
+/* Positions inside a task are kept as 32-bit offsets from its key. */
+static int too_big(P *p, gj_task *t) {
+  return tg__gj_fail(p->d, t->off, TG_ELIMIT,
+                     "task '%s' is longer than 4 GiB", t->key);
+}
+
 /* "args": [...] of task t. */
 static int task_args(P *p, gj_task *t) {
   ws(p);
-  t->args_off = p->pos;
+  if (p->pos - t->off > UINT32_MAX) return too_big(p, t);
+  t->args_at = (uint32_t)(p->pos - t->off);
   if (!eat(p, '['))
-    return tg__gj_fail(p->d, t->args_off, TG_EFORMAT,
+    return tg__gj_fail(p->d, t->off + t->args_at, TG_EFORMAT,
                        "\"args\" must be a list");
   size_t base = p->top;
   int rc = TG_OK;
@@ -761,13 +789,19 @@ static int task_args(P *p, gj_task *t) {
       rc = arg(p, 0, false, &a);
       if (rc == TG_OK && push(p, a, NULL, 0, 0) != TG_OK)
         rc = tg__gj_fail(p->d, p->pos, TG_ENOMEM, "out of memory");
+      if (rc == TG_OK && a->kind == GJ_CONST) {
+        /* A constant is kept as its value (see gj_targ): its gj_arg,
+         * usually the last allocation, goes back. */
+        p->stack[p->top - 1] = (stack_item){NULL, a->u.value, NULL, 0, 0};
+        if (!tg__gj_unalloc(&p->d->work, a, sizeof *a)) recycle(p, a);
+      }
     } while (rc == TG_OK && eat(p, ','));
     if (rc == TG_OK && !eat(p, ']'))
       rc = syntax(p, p->pos, "expected ',' or ']' in a list");
   }
   size_t n = p->top - base;
   if (rc == TG_OK && n > 0) {
-    t->args = tg__gj_alloc(&p->d->work, n * sizeof(gj_arg *));
+    t->args = tg__gj_alloc(&p->d->work, n * sizeof(gj_targ));
     if (t->args == NULL)
       rc = tg__gj_fail(p->d, p->pos, TG_ENOMEM, "out of memory");
   }
@@ -775,8 +809,11 @@ static int task_args(P *p, gj_task *t) {
     drop(p, base);
     return rc;
   }
-  for (size_t i = 0; i < n; i++) t->args[i] = p->stack[base + i].arg;
-  t->nargs = n;
+  for (size_t i = 0; i < n; i++) {
+    stack_item *it = &p->stack[base + i];
+    t->args[i] = it->arg ? tg__gj_of_arg(it->arg) : tg__gj_of_value(it->value);
+  }
+  t->nargs = (uint32_t)n; /* fewer than the bytes after args_at */
   p->top = base;
   return TG_OK;
 }
@@ -788,10 +825,10 @@ static int task_option(P *p, gj_task *t, const char *field, size_t at) {
   tg_type ty = tg_value_type(v);
   int64_t i;
   if (strcmp(field, "cache") == 0 && ty == TG_BOOL) {
-    t->cache = tg_value_bool(v);
+    t->cache = (int8_t)tg_value_bool(v);
   } else if (strcmp(field, "retries") == 0 && integral(v, &i) && i >= 0 &&
              i <= TG_GRAPHJSON_RETRIES_MAX) {
-    t->retries = (int)i;
+    t->retries = (int16_t)i;
   } else if (strcmp(field, "timeout") == 0 &&
              (ty == TG_INT || ty == TG_FLOAT) &&
              (ty == TG_INT ? tg_value_int(v) >= 0 : tg_value_float(v) >= 0)) {
@@ -830,7 +867,8 @@ static int task_field(P *p, gj_task *t, const char *field, size_t keyoff,
   if (at >= p->len || p->s[at] != '"')
     return tg__gj_fail(p->d, at, TG_EFORMAT,
                        "\"fn\" must be a function name (a string)");
-  t->fn_off = at;
+  if (at - t->off > UINT32_MAX) return too_big(p, t);
+  t->fn_at = (uint32_t)(at - t->off);
   const char *raw;
   int rc = string(p, &raw, &n);
   if (rc != TG_OK) return rc;
@@ -1022,5 +1060,8 @@ int tg__gj_parse(gj_doc *d) {
   tg__free(p.scratch);
   tg__free(p.stack);
   tg__free(p.notes);
+  /* The rest of the text is read again only to place an error: its
+   * pages need not stay beside the graph being built. */
+  if (rc == TG_OK) tg__gj_text_done(d, d->len);
   return rc;
 }

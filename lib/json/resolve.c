@@ -95,19 +95,21 @@ static int refs_of(gj_doc *d, gj_arg *a, refvec *rv, bool *nested,
                : tg__gj_fail(d, a->off, TG_ENOMEM, "out of memory");
   }
   if (depth == 0) *nested = true;
-  for (size_t i = 0; i < a->u.seq.n; i++) {
+  for (size_t i = 0; i < a->nitems; i++) {
     int rc = refs_of(d, a->u.seq.items[i], rv, nested, depth + 1);
     if (rc != TG_OK) return rc;
   }
   return TG_OK;
 }
 
+/* *missing gets the first ref (in file order) to a task that does not
+ * exist: that error comes after every task's own. */
 static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
-                      bool *nested) {
+                      bool *nested, gj_arg **missing) {
   t->func = tg_registry_find(reg, t->fn);
   if (t->func == NULL) {
     const char *s = tg_registry_suggest(reg, t->fn);
-    return tg__gj_fail(d, t->fn_off, TG_ENOFUNC,
+    return tg__gj_fail(d, t->off + t->fn_at, TG_ENOFUNC,
                        "unknown function '%s'%s%.80s%s", t->fn,
                        s ? " (did you mean '" : "", s ? s : "", s ? "'?)" : "");
   }
@@ -115,19 +117,27 @@ static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
   if (strcmp(t->fn, "write_file") == 0) t->cache = 0;
   int want = tg_func_nargs(t->func);
   if (want >= 0 && (size_t)want != t->nargs)
-    return tg__gj_fail(d, t->nargs ? t->args_off : t->fn_off, TG_EINVAL,
-                       "function '%s' takes %d argument%s, got %zu", t->fn,
-                       want, want == 1 ? "" : "s", t->nargs);
+    return tg__gj_fail(d, t->off + (t->nargs ? t->args_at : t->fn_at),
+                       TG_EINVAL, "function '%s' takes %d argument%s, got %u",
+                       t->fn, want, want == 1 ? "" : "s", (unsigned)t->nargs);
   rv->n = 0;
   for (size_t i = 0; i < t->nargs; i++) {
-    int rc = refs_of(d, t->args[i], rv, nested, 0);
+    if (tg__gj_is_value(t->args[i])) continue; /* a constant at the top */
+    int rc = refs_of(d, tg__gj_arg_of(t->args[i]), rv, nested, 0);
     if (rc != TG_OK) return rc;
   }
   t->nrefs = (uint32_t)rv->n;
   if (rv->n == 0) return TG_OK;
-  t->refs = tg__gj_alloc(&d->work, rv->n * sizeof(gj_arg *));
-  if (t->refs == NULL) return tg__gj_fail(d, t->off, TG_ENOMEM, "out of memory");
-  memcpy(t->refs, rv->v, rv->n * sizeof(gj_arg *));
+  /* Resolved here, a task's refs at a time (the key index exists): the
+   * answers are the info's dependencies, and no array of ref pointers
+   * outlives this. */
+  t->deps = tg__gj_alloc(&d->arena, rv->n * sizeof *t->deps);
+  if (t->deps == NULL) return tg__gj_fail(d, t->off, TG_ENOMEM, "out of memory");
+  tg__gj_find_many(d, rv->v, rv->n, t->deps);
+  for (size_t k = 0; k < rv->n; k++) {
+    if (t->deps[k] != UINT32_MAX) rv->v[k]->u.ref.task = t->deps[k];
+    else if (*missing == NULL) *missing = rv->v[k]; /* keeps its key */
+  }
   return TG_OK;
 }
 
@@ -137,7 +147,7 @@ static int default_outputs(gj_doc *d) {
   if (used == NULL) return tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
   for (size_t i = 0; i < d->ntasks; i++)
     for (uint32_t j = 0; j < d->tasks[i].nrefs; j++)
-      used[d->tasks[i].refs[j]->u.ref.task] = true;
+      used[d->tasks[i].deps[j]] = true;
   size_t n = 0;
   for (size_t i = 0; i < d->ntasks; i++) n += !used[i];
   d->outputs = tg__calloc(n ? n : 1, sizeof *d->outputs);
@@ -173,45 +183,31 @@ static int check_outputs(gj_doc *d) {
   return TG_OK;
 }
 
-/* Every ref's task, looked up in batches; the first missing one (in file
- * order) is the error. */
-static int resolve_refs(gj_doc *d) {
-  size_t n = 0;
-  for (size_t i = 0; i < d->ntasks; i++) n += d->tasks[i].nrefs;
-  gj_arg **all = tg__malloc((n + 1) * sizeof *all);
-  uint32_t *found = tg__malloc((n + 1) * sizeof *found);
-  int rc = all && found ? TG_OK : tg__gj_fail(d, 0, TG_ENOMEM, "out of memory");
-  for (size_t i = 0, k = 0; rc == TG_OK && i < d->ntasks; i++)
-    for (uint32_t j = 0; j < d->tasks[i].nrefs; j++) all[k++] = d->tasks[i].refs[j];
-  if (rc == TG_OK) tg__gj_find_many(d, all, n, found);
-  for (size_t k = 0; rc == TG_OK && k < n; k++) {
-    all[k]->u.ref.task = found[k];
-    if (found[k] != UINT32_MAX) continue;
-    char hint[96];
-    suggest_key(d, all[k]->u.ref.key, hint, sizeof hint);
-    rc = tg__gj_fail(d, all[k]->off, TG_EFORMAT, "ref to a missing task '%s'%s",
-                     all[k]->u.ref.key, hint);
-  }
-  tg__free(all);
-  tg__free(found);
-  return rc;
+/* The error for a ref to a missing task. */
+static int missing_ref(gj_doc *d, const gj_arg *a) {
+  char hint[96];
+  suggest_key(d, a->u.ref.key, hint, sizeof hint);
+  return tg__gj_fail(d, a->off, TG_EFORMAT, "ref to a missing task '%s'%s",
+                     a->u.ref.key, hint);
 }
 
 int tg__gj_resolve(gj_doc *d, tg_registry *reg) {
   refvec rv = {0};
+  gj_arg *missing = NULL;
   int rc = TG_OK;
   for (size_t i = 0; rc == TG_OK && i < d->ntasks; i++) {
     bool nested = false;
-    rc = check_task(d, reg, &d->tasks[i], &rv, &nested);
+    rc = check_task(d, reg, &d->tasks[i], &rv, &nested, &missing);
     if (rc == TG_OK && nested && d->build == NULL) {
       d->build = tg_registry_find(reg, "tg.build");
       if (d->build == NULL)
-        rc = tg__gj_fail(d, d->tasks[i].args_off, TG_ENOFUNC,
+        rc = tg__gj_fail(d, d->tasks[i].off + d->tasks[i].args_at, TG_ENOFUNC,
                          "refs nested in an argument need the builtin "
                          "tg.build (tg_registry_add_builtins)");
     }
   }
   tg__free(rv.v);
-  if (rc == TG_OK) rc = resolve_refs(d);
+  if (rc == TG_OK && missing != NULL) rc = missing_ref(d, missing);
+  if (rc == TG_OK) tg__gj_arena_free(&d->ref_keys); /* refs are task indexes now */
   return rc == TG_OK ? check_outputs(d) : rc;
 }

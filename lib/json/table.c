@@ -1,27 +1,38 @@
 /* lib/json/table.c: the task-key hash table of the graph.json reader:
- * open addressing over XXH3-64 of the key. A slot keeps the key's hash,
- * its length and, for short keys, the key itself, so a lookup costs one
- * cache line; lookups go in batches whose slots are prefetched together,
- * which is what makes a million of them fast. */
+ * open addressing over XXH3-64 of the key. A slot keeps bits of the
+ * key's hash with its length and, for short keys, the key itself, so a
+ * lookup of a short key costs one cache line; lookups go in batches
+ * whose slots are prefetched together, which is what makes a million of
+ * them fast. */
 #include <string.h>
 #include <xxhash.h>
 
 #include "json/gj_internal.h"
 
-static inline bool same(const gj_slot *e, uint64_t h, const char *key,
-                        size_t len) {
-  if (e->hash != h || e->keylen != len) return false;
-  const char *k = len <= GJ_INLINE ? e->key.bytes : e->key.ptr;
-  return memcmp(k, key, len) == 0;
+/* A slot's tag: the hash's top 28 bits, and the key's length in the
+ * low 4 bits' place (15 for keys too long to keep in the slot), so equal
+ * tags mean equal lengths for the keys kept in it. */
+static inline uint32_t tag_of(uint64_t h, size_t len) {
+  uint32_t code = len <= GJ_INLINE ? (uint32_t)len : 15u;
+  return ((uint32_t)(h >> 32) & 0x0FFFFFFFu) | code << 28;
+}
+
+static inline bool same(const gj_doc *d, const gj_slot *e, uint32_t tag,
+                        const char *key, size_t len) {
+  if (e->tag != tag) return false;
+  if (len <= GJ_INLINE) return memcmp(e->bytes, key, len) == 0;
+  const gj_task *t = &d->tasks[e->index - 1];
+  return t->keylen == len && memcmp(t->key, key, len) == 0;
 }
 
 uint32_t tg__gj_find(const gj_doc *d, const char *key, size_t len) {
   if (d->table == NULL) return UINT32_MAX;
   uint64_t h = XXH3_64bits(key, len);
+  uint32_t tag = tag_of(h, len);
   for (size_t s = (size_t)h & d->table_mask;; s = (s + 1) & d->table_mask) {
     const gj_slot *e = &d->table[s];
     if (e->index == 0) return UINT32_MAX;
-    if (same(e, h, key, len)) return e->index - 1;
+    if (same(d, e, tag, key, len)) return e->index - 1;
   }
 }
 
@@ -39,17 +50,16 @@ static int alloc_table(gj_doc *d) {
  * key, or UINT32_MAX when inserted. */
 static uint32_t insert(gj_doc *d, uint32_t i, uint64_t h) {
   const gj_task *k = &d->tasks[i];
+  uint32_t tag = tag_of(h, k->keylen);
   for (size_t s = (size_t)h & d->table_mask;; s = (s + 1) & d->table_mask) {
     gj_slot *e = &d->table[s];
     if (e->index == 0) {
-      e->hash = h;
+      e->tag = tag;
       e->index = i + 1;
-      e->keylen = (uint32_t)k->keylen;
-      if (k->keylen <= GJ_INLINE) memcpy(e->key.bytes, k->key, k->keylen);
-      else e->key.ptr = k->key;
+      if (k->keylen <= GJ_INLINE) memcpy(e->bytes, k->key, k->keylen);
       return UINT32_MAX;
     }
-    if (same(e, h, k->key, k->keylen)) return e->index - 1;
+    if (same(d, e, tag, k->key, k->keylen)) return e->index - 1;
   }
 }
 
@@ -99,7 +109,7 @@ void tg__gj_find_many(const gj_doc *d, gj_arg *const *refs, size_t n,
       for (size_t s = (size_t)h[j] & d->table_mask;; s = (s + 1) & d->table_mask) {
         const gj_slot *e = &d->table[s];
         if (e->index == 0) break;
-        if (same(e, h[j], a->u.ref.key, a->keylen)) {
+        if (same(d, e, tag_of(h[j], a->keylen), a->u.ref.key, a->keylen)) {
           r = e->index - 1;
           break;
         }
