@@ -170,6 +170,27 @@ static void zero_at(const char *c, off_t off, size_t len) {
   free(z);
 }
 
+/* The page of the main database's root in c/data.mdb, read from the
+ * newer of LMDB's two meta pages. Their layout (lmdb's mdb.c, 64-bit): a
+ * 16-byte page header, then magic and version (4 bytes each), address
+ * and map size (8 each), the free and the main database records (48
+ * bytes each, md_root the last 8), last page and transaction id (8 each). */
+static uint64_t main_root_page(const char *c) {
+  char path[128];
+  unsigned char meta[2][4096];
+  snprintf(path, sizeof path, "%s/data.mdb", c);
+  int fd = open(path, O_RDONLY);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(pread(fd, meta, sizeof meta, 0), (ssize_t)sizeof meta);
+  close(fd);
+  uint64_t txn[2], root[2];
+  for (int i = 0; i < 2; i++) {
+    memcpy(&root[i], meta[i] + 16 + 112, 8);
+    memcpy(&txn[i], meta[i] + 16 + 128, 8);
+  }
+  return txn[1] > txn[0] ? root[1] : root[0];
+}
+
 static void flip_at(const char *c, off_t off, int bit) {
   char path[128];
   unsigned char b;
@@ -243,10 +264,14 @@ Test(cache_damage, zeroed_meta_pages) {
 Test(cache_damage, zeroed_data_pages) {
   prepare();
   off_t pages = file_size("good/data.mdb") / 4096;
-  /* The last page holds the newest roots: zeroing it is always damage. */
-  fresh_copy("last");
-  zero_at("last", (pages - 1) * 4096, 4096);
-  run_damaged("last", 1, "the last page zeroed");
+  /* The main database's root page: zeroing it is always damage. (The
+   * last page of the file may be one LMDB has freed.) */
+  uint64_t root = main_root_page("good");
+  cr_assert(root >= 2 && root < (uint64_t)pages, "root page %llu of %lld",
+            (unsigned long long)root, (long long)pages);
+  fresh_copy("root");
+  zero_at("root", (off_t)root * 4096, 4096);
+  run_damaged("root", 1, "the main database's root page zeroed");
   /* Any other page: damage when the trees use it, else harmless. */
   int warned = 0;
   for (off_t pg = 2; pg < pages; pg += pages / 12 + 1) {
@@ -423,27 +448,6 @@ Test(cache_damage, file_size_limit_says_once_results_are_not_stored) {
 /* A clean close leaves DIR/data.mdb.checked so the next open may skip the
  * walk; a file changed in place afterwards (same inode, new mtime) is
  * walked again and its damage found. */
-/* The page of the main database's root in c/data.mdb, read from the
- * newer of LMDB's two meta pages. Their layout (lmdb's mdb.c, 64-bit): a
- * 16-byte page header, then magic and version (4 bytes each), address
- * and map size (8 each), the free and the main database records (48
- * bytes each, md_root the last 8), last page and transaction id (8 each). */
-static uint64_t main_root_page(const char *c) {
-  char path[128];
-  unsigned char meta[2][4096];
-  snprintf(path, sizeof path, "%s/data.mdb", c);
-  int fd = open(path, O_RDONLY);
-  cr_assert_geq(fd, 0);
-  cr_assert_eq(pread(fd, meta, sizeof meta, 0), (ssize_t)sizeof meta);
-  close(fd);
-  uint64_t txn[2], root[2];
-  for (int i = 0; i < 2; i++) {
-    memcpy(&root[i], meta[i] + 16 + 112, 8);
-    memcpy(&txn[i], meta[i] + 16 + 128, 8);
-  }
-  return txn[1] > txn[0] ? root[1] : root[0];
-}
-
 Test(cache_damage, damage_after_a_clean_close_is_found) {
   prepare();
   cr_assert_eq(access("good/data.mdb.checked", F_OK), 0, "the stamp is written");
