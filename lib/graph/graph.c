@@ -58,7 +58,9 @@ void tg__graph_drop_values(const tg_arg *args, size_t nargs) {
 
 /* Grow *arr (of *cap elements of `size` bytes) to hold `need`. */
 static int reserve(void **arr, size_t *cap, size_t need, size_t size) {
-  if (need <= *cap) return TG_OK;
+  /* Never left NULL: g->args + offset must be valid arithmetic even in a
+   * graph whose nodes all take no argument. */
+  if (need <= *cap && *arr != NULL) return TG_OK;
   size_t c = *cap ? *cap : 64;
   while (c < need) c *= 2;
   if (c > SIZE_MAX / size) return TG_ENOMEM;
