@@ -70,6 +70,15 @@ int tg__input_open(const char *path, const char *what, size_t max,
 int tg__input_error(int rc, const char *path, const char *what, size_t max,
                     tg_error *err);
 
+/* Write len bytes of data to path through a temporary file beside it
+ * renamed over path, so that readers see the old file or the new one,
+ * never a part; mode 0644. flags: TG__WRITE_SYNC also fsyncs before the
+ * rename. TG_OK, TG_ENOMEM or -errno; *step (may be NULL) names what
+ * failed: "create", "write" or "rename into place". */
+#define TG__WRITE_SYNC 1u
+int tg__write_file_atomic(const char *path, const void *data, size_t len, unsigned flags,
+                          const char **step);
+
 static inline size_t tg__align_up(size_t n, size_t align) {
   return (n + align - 1) & ~(align - 1);
 }

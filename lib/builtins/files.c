@@ -98,38 +98,6 @@ TG__BI(glob) {
   return TG_OK;
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return -errno;
-    p += w;
-    n -= (size_t)w;
-  }
-  return TG_OK;
-}
-
-/* Write into a temporary file beside path, then rename it over path, so
- * no reader (another task, another run) ever sees a partial file. */
-static int write_atomic(const char *path, const char *data, size_t len) {
-  size_t n = strlen(path);
-  char *tmp = tg__malloc(n + 16);
-  if (tmp == NULL) return TG_ENOMEM;
-  memcpy(tmp, path, n);
-  memcpy(tmp + n, ".tmp.XXXXXX", 12);
-  int rc = TG_OK, fd = mkostemp(tmp, O_CLOEXEC);
-  if (fd < 0) rc = -errno;
-  if (fd >= 0) {
-    rc = write_all(fd, data, len);
-    if (rc == TG_OK && fchmod(fd, 0644) != 0) rc = -errno;
-    if (close(fd) != 0 && rc == TG_OK) rc = -errno;
-    if (rc == TG_OK && rename(tmp, path) != 0) rc = -errno;
-    if (rc != TG_OK) unlink(tmp);
-  }
-  tg__free(tmp);
-  return rc;
-}
-
 TG__BI(write_file) {
   (void)nargs;
   char *path = tg__bi_cstr(ctx, "write_file", 0, args[0]);
@@ -151,7 +119,8 @@ TG__BI(write_file) {
     }
     data = json;
   }
-  int rc = write_atomic(path, data, len);
+  /* No reader (another task, another run) ever sees a partial file. */
+  int rc = tg__write_file_atomic(path, data, len, 0, NULL);
   free(json);
   if (rc != TG_OK) {
     rc = tg_task_fail(ctx, rc, "write_file: cannot write '%s': %s", path,

@@ -118,18 +118,6 @@ int tg__report_page(tg_report *r, bool live, const char *data_url, char **out,
 }
 
 /* Write all of buf to fd. */
-static int write_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t w = write(fd, buf, len);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    buf += w;
-    len -= (size_t)w;
-  }
-  return TG_OK;
-}
 
 int tg_report_write(tg_report *r, const char *path, tg_error *err) {
   if (r == NULL || path == NULL || *path == '\0')
@@ -140,33 +128,9 @@ int tg_report_write(tg_report *r, const char *path, tg_error *err) {
   int rc = tg__report_page(r, false, NULL, &page, &len);
   if (rc != TG_OK)
     return tg__error_set(err, rc, "cannot make the report page: %s", tg_strerror(rc));
-  /* A temporary file in the same directory, so the rename is atomic. */
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-  if (tmp == NULL) {
-    free(page);
-    return tg__error_set(err, TG_ENOMEM, "out of memory");
-  }
-  memcpy(tmp, path, plen);
-  memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-  int fd = mkostemp(tmp, O_CLOEXEC);
-  const char *what = "create";
-  if (fd < 0) {
-    rc = -errno;
-  } else {
-    rc = write_all(fd, page, len);
-    what = "write";
-    if (rc == TG_OK && fchmod(fd, 0644) != 0) rc = -errno;
-    if (rc == TG_OK && fsync(fd) != 0) rc = -errno;
-    if (close(fd) != 0 && rc == TG_OK) rc = -errno;
-    if (rc == TG_OK && rename(tmp, path) != 0) {
-      rc = -errno;
-      what = "rename into place";
-    }
-    if (rc != TG_OK) unlink(tmp);
-  }
+  const char *what;
+  rc = tg__write_file_atomic(path, page, len, TG__WRITE_SYNC, &what);
   free(page);
-  free(tmp);
   if (rc != TG_OK)
     return tg__error_set(err, rc, "cannot %s the report '%s': %s", what, path,
                          tg_strerror(rc));
