@@ -127,19 +127,21 @@ typedef enum cli_state {
   CLI_ST_CACHED,       /* served from the cache */
   CLI_ST_SKIPPED,      /* never called: the run stopped */
   CLI_ST_BELOW_CACHED, /* needed only by cached results: not part of the run */
+  CLI_ST_CANCELLED,    /* its call gave up when the run stopped */
 } cli_state;
 
 /* A task's closing event. */
 typedef struct cli_call {
   uint32_t task; /* index in info->tasks, or UINT32_MAX (an internal node) */
-  tg_event_kind kind; /* FINISHED, FAILED, CACHED or SKIPPED */
+  tg_event_kind kind; /* FINISHED, FAILED, CANCELLED, CACHED or SKIPPED */
   int worker, status; /* worker -1: not called */
   double start, end; /* seconds since the run's start */
   const char *key;   /* borrowed from the info, or an owned copy */
   bool key_owned;
   int thread;        /* the worker's thread of the calls, -1: none known */
   unsigned attempts; /* calls made */
-  char *message;     /* FAILED: the failure's message (owned), else NULL */
+  char *message;     /* FAILED, CANCELLED: the failure's message (owned),
+                        else NULL */
 } cli_call;
 
 /* Filled by cli_events_on from any thread. */
@@ -154,10 +156,6 @@ typedef struct cli_events {
   cli_call *calls;        /* closing events, in the order they came */
   size_t ncalls, cap;
   int max_worker;
-  /* What the nodes the reader made (tg.build: parts of a task, not tasks
-   * of the file) add to tg_compute_stats: closing events, calls, failed
-   * calls, cache hits. */
-  _Atomic size_t internal_tasks, internal_calls, internal_failed, internal_cached;
   tg_report *report;      /* --report: fed every event; NULL without */
 } cli_events;
 
@@ -171,8 +169,9 @@ void cli_events_on(void *ctx, const tg_event *e);
 /* After the run: needed tasks it did not report were below cached results. */
 void cli_events_finish(cli_events *ev);
 cli_state cli_events_state(const cli_events *ev, size_t task);
-/* st counted as the graph.json's tasks: without the reader's nodes. */
-void cli_events_task_stats(const cli_events *ev, tg_compute_stats *st);
+/* The closing event of failed task `task` (index in info->tasks), or
+ * NULL when not recorded. */
+const cli_call *cli_events_failure(const cli_events *ev, uint32_t task);
 
 /* ---- report.c ---- */
 /* Tasks each output needs: needed[i] for every task reachable from the

@@ -1,6 +1,8 @@
 /* cli/events.c: recording what happens to each task of a run, from the
- * scheduler's task events (started, finished, failed, cached, skipped on
- * every backend), for progress, --dot, --trace, --report and -v. */
+ * scheduler's task events (started, finished, failed, cancelled, cached,
+ * skipped on every backend), for --dot, --trace, --report, -v and the
+ * failed outputs of --keep-going. The scheduler reports no events for the
+ * nodes the reader makes (tg.build) and counts none of them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,33 +62,16 @@ static void record_call(cli_events *ev, uint32_t task, const tg_event *e) {
   }
 }
 
-/* A closing event of a node the reader made. Calls: the attempts when
- * the event says, else one per call. */
-static void count_internal(cli_events *ev, const tg_event *e) {
-  size_t calls = e->attempts ? e->attempts : 1;
-  atomic_fetch_add(&ev->internal_tasks, 1);
-  if (e->kind == TG_EVENT_CACHED) atomic_fetch_add(&ev->internal_cached, 1);
-  if (e->kind == TG_EVENT_FINISHED) {
-    atomic_fetch_add(&ev->internal_calls, calls);
-    atomic_fetch_add(&ev->internal_failed, calls - 1);
-  }
-  if (e->kind == TG_EVENT_FAILED) {
-    atomic_fetch_add(&ev->internal_calls, calls);
-    atomic_fetch_add(&ev->internal_failed, calls);
-  }
-}
-
 static const uint8_t state_of[] = {
     [TG_EVENT_STARTED] = CLI_ST_RUNNING, [TG_EVENT_FINISHED] = CLI_ST_RAN,
     [TG_EVENT_FAILED] = CLI_ST_FAILED,   [TG_EVENT_CACHED] = CLI_ST_CACHED,
-    [TG_EVENT_SKIPPED] = CLI_ST_SKIPPED};
+    [TG_EVENT_SKIPPED] = CLI_ST_SKIPPED, [TG_EVENT_CANCELLED] = CLI_ST_CANCELLED};
 
 void cli_events_on(void *ctx, const tg_event *e) {
   cli_events *ev = ctx;
   bool known = e->node < ev->nnodes;
   uint32_t task = known ? ev->task_of[e->node] : UINT32_MAX;
-  if (known) ev->state[e->node] = state_of[e->kind];
-  if (e->kind != TG_EVENT_STARTED && task == UINT32_MAX) count_internal(ev, e);
+  if (known && (size_t)e->kind < sizeof state_of) ev->state[e->node] = state_of[e->kind];
   if (ev->report) tg_report_on_event(ev->report, e); /* its own lock */
   if (!ev->record) return; /* counting only: no lock on the tasks' way */
   pthread_mutex_lock(&ev->mu);
@@ -95,14 +80,10 @@ void cli_events_on(void *ctx, const tg_event *e) {
   pthread_mutex_unlock(&ev->mu);
 }
 
-void cli_events_task_stats(const cli_events *ev, tg_compute_stats *st) {
-  /* Guarded against underflow: the counts come from two sources. */
-  st->tasks_total -= ev->internal_tasks < st->tasks_total ? ev->internal_tasks : st->tasks_total;
-  st->tasks_run -= ev->internal_calls < st->tasks_run ? ev->internal_calls : st->tasks_run;
-  st->tasks_failed -= ev->internal_failed < st->tasks_failed ? ev->internal_failed
-                                                             : st->tasks_failed;
-  st->tasks_cached -= ev->internal_cached < st->tasks_cached ? ev->internal_cached
-                                                             : st->tasks_cached;
+const cli_call *cli_events_failure(const cli_events *ev, uint32_t task) {
+  for (size_t i = 0; i < ev->ncalls; i++)
+    if (ev->calls[i].task == task && ev->calls[i].kind == TG_EVENT_FAILED) return &ev->calls[i];
+  return NULL;
 }
 
 void cli_events_finish(cli_events *ev) {

@@ -61,7 +61,7 @@ void cli_make_cache_opts(const cli_make *m, tg_cache_opts *co) {
 }
 
 void cli_make_compute_opts(const cli_make *m, tg_compute_opts *co) {
-  co->version = TG_COMPUTE_OPTS_V3;
+  if (co->version < TG_COMPUTE_OPTS_V3) co->version = TG_COMPUTE_OPTS_V3;
   co->force = m->force;
   co->nforce = m->nkeys;
 }

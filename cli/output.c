@@ -93,6 +93,7 @@ int cli_output_write(const char *dir, const tg_graphjson_info *info,
     return CLI_USAGE;
   }
   for (size_t i = 0; i < info->noutputs; i++) {
+    if (results[i] == NULL) continue; /* failed (--keep-going): no file */
     char name[512], path[4096 + 600];
     cli_output_file_name(info->outputs[i], name, sizeof name);
     snprintf(path, sizeof path, "%s/%s.tgv", dir, name);

@@ -152,9 +152,10 @@ static void dot_string(FILE *f, const char *s) {
 /* Per cli_state. */
 static const char *const state_name[] = {
     "not needed", "pending", "running", "ran", "failed", "cached", "skipped",
-    "not needed: below a cached result"};
+    "not needed: below a cached result", "cancelled"};
 static const char *const state_color[] = {"#ffffff", "#d9d9d9", "#d9d9d9", "#a6d96a",
-                                          "#f46d43", "#abd9e9", "#fee08b", "#ffffff"};
+                                          "#f46d43", "#abd9e9", "#fee08b", "#ffffff",
+                                          "#fdae61"};
 
 /* The legend's rows: a colour per outcome (state_color's), what it means. */
 static const struct {
@@ -164,7 +165,8 @@ static const struct {
     {CLI_ST_RAN, "ran"},
     {CLI_ST_CACHED, "cached: served from the cache"},
     {CLI_ST_FAILED, "failed"},
-    {CLI_ST_SKIPPED, "cancelled or skipped: the run stopped first"},
+    {CLI_ST_CANCELLED, "cancelled: stopped while running"},
+    {CLI_ST_SKIPPED, "skipped: the run stopped or an input failed"},
     {CLI_ST_PENDING, "not run"},
     {CLI_ST_UNNEEDED, "not needed (dashed), also below a cached result"},
 };
@@ -250,7 +252,8 @@ static int lane_cmp(const void *a, const void *b) {
 }
 
 static bool is_slice(const cli_call *c) {
-  return (c->kind == TG_EVENT_FINISHED || c->kind == TG_EVENT_FAILED) && c->worker >= 0 &&
+  return (c->kind == TG_EVENT_FINISHED || c->kind == TG_EVENT_FAILED ||
+          c->kind == TG_EVENT_CANCELLED) && c->worker >= 0 &&
          c->thread >= 0;
 }
 
@@ -282,7 +285,8 @@ static int lane_tid(const lane *lanes, size_t n, const cli_call *c, int idle_tid
  * instant ("i") on a track of its own for a task without a call slice
  * (served from the cache, skipped, or failed outside a call). */
 static void trace_event(FILE *f, const cli_events *ev, const cli_call *c, int tid) {
-  static const char *const what[] = {"started", "ran", "failed", "cached", "skipped"};
+  static const char *const what[] = {"started", "ran", "failed", "cached", "skipped",
+                                     "cancelled"};
   const char *fn = c->task != UINT32_MAX ? ev->info->tasks[c->task].fn : "tg.build";
   fprintf(f, ",\n{\"name\": ");
   cli_json_string(f, c->key);
@@ -350,7 +354,7 @@ void cli_report_finish(cli_events *ev, const cli_run_facts *f) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     workers = n > 0 ? (unsigned)n : 1;
   }
-  tg_report_run run = {TG_REPORT_RUN_V1, f->graph, f->scheduler, workers,
+  tg_report_run run = {TG_REPORT_RUN_V2, f->graph, f->scheduler, workers,
                        f->status, f->status != TG_OK ? tg_graph_errmsg(f->g) : NULL,
                        f->stats};
   if (tg_report_finish(ev->report, &run) != TG_OK)

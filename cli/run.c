@@ -21,7 +21,7 @@ typedef struct run_opts {
   int retries;
   size_t max_graph; /* bytes of GRAPH.json read at most (0: the default) */
   double timeout;
-  bool no_cache, explain;
+  bool no_cache, explain, keep_going;
   int progress; /* -1 auto, 0 off */
   cli_make make; /* --force, --min-compute, --cache-all, --check, --json */
   cli_dashboard dash;
@@ -31,7 +31,7 @@ enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
        O_MAX_GRAPH, O_REPORT, O_DASHBOARD, O_DASHBOARD_STAY, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
-       O_QUIET, O_VERBOSE };
+       O_QUIET, O_VERBOSE, O_KEEP_GOING };
 
 /* One line per option: {id, long name, letter, value name, help}. */
 static const cli_opt options[] = {
@@ -67,6 +67,9 @@ static const cli_opt options[] = {
      "with --dashboard: keep serving after the run\nuntil Ctrl-C or SIGTERM"},
     {O_TIMEOUT, "timeout", 0, "SECONDS", "give up on the whole run after this long"},
     {O_RETRIES, "retries", 0, "N", "extra attempts for failing pure tasks (0 to 1000)"},
+    {O_KEEP_GOING, "keep-going", 'k', NULL,
+     "after a task fails, compute all that does not\ndepend on it; print the outputs "
+     "computed and\nname the failed task of each other one"},
     {O_MAX_GRAPH, "max-graph-size", 0, "SIZE",
      "read at most this much of GRAPH.json (default 1G)"},
     {O_CHECK, "check", 0, NULL, "dry run for scripts: exit 0 when every output is\n"
@@ -96,7 +99,8 @@ static const cli_cmd command = {
     .more = "SIGINT (Ctrl-C) or SIGTERM stops the run, keeping what the cache stored;\n"
             "a second one stops at once.\n"
             "\n"
-            "exit status: 0 success, 1 a task failed, 2 usage or graph error,\n"
+            "exit status: 0 success, 1 a task failed (with -k: some outputs were\n"
+            "not computed), 2 usage or graph error,\n"
             "130 interrupted by SIGINT, 143 by SIGTERM; with --check: 0 all cached,\n"
             "1 something would run, 2 usage or graph error\n",
     .set = option,
@@ -138,6 +142,7 @@ static int option(void *ctx, int id, const char *optarg) {
         return cli_bad_usage("run", "--timeout needs seconds (e.g. 30, 1.5, 500ms, 2m), "
                          "not '%s'", optarg);
       break;
+    case O_KEEP_GOING: o->keep_going = true; break;
     case O_RETRIES:
       if (!cli_parse_uint(optarg, TG_GRAPHJSON_RETRIES_MAX, &n))
         return cli_bad_usage("run", "--retries needs a count from 0 to %d, not '%s'",
@@ -204,6 +209,8 @@ typedef struct run_state {
   cli_events ev;
   bool ev_ok;   /* ev records the run's task events */
   tg_value **results;
+  tg_node *failed; /* --keep-going: per output, the failed task it lacks */
+  bool kept_going; /* --keep-going: tasks failed, the other outputs printed */
 } run_state;
 
 typedef struct out_name {
@@ -311,13 +318,13 @@ static int open_cache(run_state *s) {
   return -1;
 }
 
-/* Record task events when something shows or writes them, or when the
- * summary must take the nodes the reader made out of the counts. */
+/* Record task events when something shows or writes them, or names the
+ * failed tasks of outputs (--keep-going). */
 static int start_watch(run_state *s) {
-  bool record = s->o.dot != NULL || s->o.trace != NULL || cli_verbosity > 0;
-  bool reader_nodes = tg_graph_size(s->g) > s->info->ntasks;
+  bool record = s->o.dot != NULL || s->o.trace != NULL || cli_verbosity > 0 ||
+                s->o.keep_going;
   bool report = s->o.report != NULL || s->o.dash.on;
-  if (!record && !report && !(reader_nodes && cli_verbosity >= 0)) return -1;
+  if (!record && !report) return -1;
   if (cli_events_init(&s->ev, s->info, s->needed, s->g, record) != TG_OK ||
       (report && cli_report_start(&s->ev, s->g) != TG_OK)) {
     cli_events_free(&s->ev);
@@ -333,7 +340,8 @@ static int start_watch(run_state *s) {
 static int print_results(run_state *s) {
   tg_value *all = tg_map_new(s->info->noutputs);
   for (size_t i = 0; all != NULL && i < s->info->noutputs; i++)
-    if (tg_map_put_c(all, s->info->outputs[i],
+    if (s->results[i] != NULL && /* NULL: failed (--keep-going) */
+        tg_map_put_c(all, s->info->outputs[i],
                      tg_value_ref(s->results[i])) != TG_OK) {
       tg_value_unref(all);
       all = NULL;
@@ -373,9 +381,12 @@ static uint32_t task_of_node(const run_state *s, tg_node n) {
 
 static void summary(const run_state *s, const tg_compute_stats *st) {
   if (cli_verbosity < 0) return;
-  cli_info("%zu task%s: %zu run, %zu cached, %zu failed in %.3f s",
+  char more[64] = ""; /* only when there are some: the usual line stays short */
+  if (st->tasks_cancelled)
+    snprintf(more, sizeof more, ", %zu cancelled", st->tasks_cancelled);
+  cli_info("%zu task%s: %zu run, %zu cached, %zu failed%s in %.3f s",
            st->tasks_total, st->tasks_total == 1 ? "" : "s", st->tasks_run,
-           st->tasks_cached, st->tasks_failed, st->wall_seconds);
+           st->tasks_cached, st->tasks_failed, more, st->wall_seconds);
   if (cli_verbosity < 1 || !s->ev_ok) return;
   for (size_t i = 0; i < s->ev.ncalls; i++) {
     const cli_call *c = &s->ev.calls[i];
@@ -384,17 +395,38 @@ static void summary(const run_state *s, const tg_compute_stats *st) {
       cli_info("  %-24s %s", c->key, c->kind == TG_EVENT_CACHED ? "cached" : "skipped");
     else
       cli_info("  %-24s worker %d  %.3f s%s", c->key, c->worker, c->end - c->start,
-               c->status == TG_OK ? "" : "  failed");
+               c->kind == TG_EVENT_CANCELLED ? "  cancelled"
+               : c->status == TG_OK          ? ""
+                                             : "  failed");
+  }
+}
+
+/* --keep-going: per output without a result, "OUTPUT: failed: TASK:
+ * message" (the task's key and failure), or the compute's error when no
+ * task is to blame (it stopped: a deadline, an interruption). */
+static void print_failed_outputs(const run_state *s) {
+  for (size_t i = 0; i < s->info->noutputs; i++) {
+    if (s->results[i] != NULL) continue;
+    uint32_t t = task_of_node(s, s->failed[i]);
+    const cli_call *c = t != UINT32_MAX ? cli_events_failure(&s->ev, t) : NULL;
+    if (c != NULL)
+      cli_error("%s: failed: %s: %s: %s", s->info->outputs[i], c->key,
+                tg_err_name(c->status), c->message ? c->message : tg_strerror(c->status));
+    else if (t != UINT32_MAX)
+      cli_error("%s: failed: %s", s->info->outputs[i], s->info->tasks[t].key);
+    else
+      cli_error("%s: failed: %s", s->info->outputs[i], tg_graph_errmsg(s->g));
   }
 }
 
 static int compute(run_state *s) {
   size_t n = s->info->noutputs;
   s->results = calloc(n + 1, sizeof *s->results);
-  if (s->results == NULL) return CLI_USAGE;
+  s->failed = calloc(n + 1, sizeof *s->failed);
+  if (s->results == NULL || s->failed == NULL) return CLI_USAGE;
   tg_compute_stats st;
   memset(&st, 0, sizeof st);
-  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V3,
+  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V4,
                         .scheduler = s->o.scheduler,
                         .workers = s->o.workers,
                         .timeout = s->o.timeout,
@@ -403,7 +435,9 @@ static int compute(run_state *s) {
                         .stats = &st,
                         .on_event = s->ev_ok ? cli_events_on : NULL,
                         .event_ctx = &s->ev,
-                        .progress = s->o.progress != 0 && cli_verbosity >= 0};
+                        .progress = s->o.progress != 0 && cli_verbosity >= 0,
+                        .keep_going = s->o.keep_going,
+                        .failed = s->failed};
   cli_make_compute_opts(&s->o.make, &co);
   tg_executor *remote = NULL;
   if (strcmp(s->o.scheduler, "tcp") == 0) {
@@ -416,10 +450,7 @@ static int compute(run_state *s) {
   int sig = cli_interrupt_stop();
   if (remote) cli_workers_report(remote);
   tg_executor_free(remote);
-  if (s->ev_ok) {
-    cli_events_finish(&s->ev);
-    cli_events_task_stats(&s->ev, &st);
-  }
+  if (s->ev_ok) cli_events_finish(&s->ev);
   if (s->ev.report)
     cli_report_finish(&s->ev, &(cli_run_facts){s->o.graph, s->o.scheduler,
                                                 s->o.workers, rc, &st, s->g});
@@ -433,6 +464,11 @@ static int compute(run_state *s) {
     return 128 + sig;
   }
   summary(s, &st);
+  if (rc == TG_ETASK && s->o.keep_going) { /* the outputs computed are printed */
+    print_failed_outputs(s);
+    s->kept_going = true;
+    return -1;
+  }
   if (rc != TG_OK) {
     cli_error("%s", tg_graph_errmsg(s->g));
     uint32_t t = task_of_node(s, st.failed_node);
@@ -464,6 +500,7 @@ static void cleanup(run_state *s) {
   for (size_t i = 0; s->results && i < s->info->noutputs; i++)
     tg_value_unref(s->results[i]);
   free(s->results);
+  free(s->failed);
   free(s->needed);
   tg_graphjson_info_free(s->info);
   tg_graph_free(s->g);
@@ -491,7 +528,7 @@ int cli_run(int argc, char **argv) {
       rc = cli_output_write(s.o.output, s.info, s.results);
     else if (rc < 0)
       rc = print_results(&s);
-    if (rc < 0) rc = CLI_OK;
+    if (rc < 0) rc = s.kept_going ? CLI_TASK_FAILED : CLI_OK;
     if (s.info != NULL) report_files(&s, &rc);
     cli_dashboard_finish(&s.o.dash);
   }

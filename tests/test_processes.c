@@ -452,8 +452,8 @@ Test(processes, timeout_kills_the_worker, .init = setup, .fini = teardown) {
   cr_assert_eq(compute_on(ex, n, &v, NULL), TG_ETASK);
   double dt = tgt_now() - t0;
   const char *msg = tg_graph_errmsg(g);
-  cr_assert(strncmp(msg, "task 'forever' failed: TG_ETIMEDOUT: took longer than its "
-                         "timeout of 0.2 s: its worker ",
+  cr_assert(strncmp(msg, "task 'forever' failed: TG_ETIMEDOUT: timed out after "
+                         "0.2 s: its worker ",
                     84) == 0,
             "%s", msg);
   cr_assert(strstr(msg, "was killed after"), "%s", msg);

@@ -1933,8 +1933,8 @@ Test(tcp, task_timeout_enforced) {
   double t0 = tgt_now();
   cr_assert_eq(run(g, &n, 1, ex, &r, NULL), TG_ETASK);
   cr_expect_lt(tgt_now() - t0, 2.0);
-  cr_expect_str_eq(tg_graph_errmsg(g), "task 'stuck' failed: TG_ETIMEDOUT: took longer than "
-                   "its timeout of 0.2 s");
+  cr_expect_str_eq(tg_graph_errmsg(g), "task 'stuck' failed: TG_ETIMEDOUT: timed out after "
+                   "0.2 s");
   tg_graph_free(g);
   tg_executor_free(ex);
 }

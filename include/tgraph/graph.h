@@ -110,7 +110,8 @@ typedef struct tg_node_opts {
                         1: always (trust an impure function) */
   double timeout;    /* seconds for one attempt, 0 = none (enforced by
                         backends that can stop a task: processes, tcp;
-                        the threads backend flags the task cancelled) */
+                        the threads backend flags the task cancelled);
+                        passing it fails the attempt with TG_ETIMEDOUT */
 } tg_node_opts;
 
 /* Create an empty graph over `reg` (borrowed: must outlive the graph). */
@@ -162,8 +163,10 @@ typedef struct tg_compute_stats {
   size_t tasks_total;   /* tasks the outputs needed (after culling) */
   size_t tasks_run;     /* function calls made (retries included) */
   size_t tasks_cached;  /* tasks served from the cache */
-  size_t tasks_failed;  /* attempts that failed */
-  size_t tasks_skipped; /* tasks not run because the compute stopped */
+  size_t tasks_failed;  /* tasks that failed after their retries (a task
+                           retried and then successful is not counted) */
+  size_t tasks_skipped; /* tasks never called: the compute stopped, or
+                           (keep_going) an input failed */
   size_t peak_live;     /* most intermediate results alive at once */
   double wall_seconds;
   tg_node failed_node;  /* first failing node, TG_NODE_NONE if none */
@@ -173,18 +176,32 @@ typedef struct tg_compute_stats {
   size_t cache_stores;  /* results stored (committed before the return) */
   uint64_t cache_bytes_read;    /* stored bytes of the hits */
   uint64_t cache_bytes_written; /* stored bytes of the stores */
+  /* ---- filled only when the compute's opts are TG_COMPUTE_OPTS_V4 or
+   * later (a caller built before may pass a shorter struct) ---- */
+  size_t tasks_cancelled; /* tasks whose call was under way when the
+                             compute stopped (another task failed, the
+                             deadline passed, tg_cancel_set) and that
+                             gave up: stopped, not failed */
+  size_t attempts_failed; /* failed calls, retried ones included */
 } tg_compute_stats;
+/* Every count leaves out the nodes of internal functions
+ * (TG_FUNC_INTERNAL, such as the tg.build nodes the graph.json reader
+ * adds): they are parts of a task, not tasks. tasks_total ==
+ * tasks_cached + tasks_skipped + (tasks that finished, failed or were
+ * cancelled). */
 
 /* ---- task events ------------------------------------------------------------
  *
  * With an event callback (tg_compute_opts.on_event, or
  * tg_executor_opts.on_event for every run of an executor) the scheduler
  * reports what happens to each task of a run, on every backend. Each task
- * the run needs gets exactly one closing event: FINISHED or FAILED
- * (preceded by one STARTED, unless it failed before its call could be
- * made), CACHED, or SKIPPED. Retries happen between STARTED and the
- * closing event. Tasks upstream of a cached result are not part of the
- * run and get no event.
+ * the run needs gets exactly one closing event: FINISHED, FAILED or
+ * CANCELLED (preceded by one STARTED, unless it failed before its call
+ * could be made), CACHED, or SKIPPED. Retries happen between STARTED and
+ * the closing event. Tasks upstream of a cached result are not part of
+ * the run and get no event, nor do nodes of internal functions
+ * (TG_FUNC_INTERNAL, such as tg.build): tg_event.tasks does not count
+ * them either.
  *
  * Thread safety: the callback is called from worker threads (several at
  *   once) and, for cached tasks, from the thread starting the run: it must
@@ -197,7 +214,14 @@ typedef enum tg_event_kind {
   TG_EVENT_FAILED = 2,   /* it failed (after its retries) */
   TG_EVENT_CACHED = 3,   /* served from the cache: never called */
   TG_EVENT_SKIPPED = 4,  /* never called: the compute stopped (a failure, a
-                            timeout, a shutdown) or nothing needs it any more */
+                            timeout, a shutdown), an input failed
+                            (keep_going) or nothing needs it any more */
+  /* since 0.3: */
+  TG_EVENT_CANCELLED = 5,/* its call was under way when the compute
+                            stopped (another task failed, the deadline
+                            passed, tg_cancel_set) and gave up
+                            (TG_ECANCELED, or its worker was stopped):
+                            status TG_ECANCELED, message says how */
 } tg_event_kind;
 
 typedef struct tg_event {
@@ -237,7 +261,7 @@ typedef struct tg_event {
                         STARTED: 1 (the first call). processes: a
                         failure after a retry could not be sent counts
                         the calls made before */
-  const char *message; /* FAILED: the failure's message (as in
+  const char *message; /* FAILED, CANCELLED: the failure's message (as in
                           tg_graph_errmsg, without the key), never NULL;
                           NULL for the other kinds. Valid during the
                           callback */
@@ -330,8 +354,10 @@ void tg_cancel_reset(tg_cancel *c);       /* lower it again */
 #define TG_COMPUTE_OPTS_V1 1
 #define TG_COMPUTE_OPTS_V2 2 /* adds cancel */
 #define TG_COMPUTE_OPTS_V3 3 /* adds progress, force, nforce */
+#define TG_COMPUTE_OPTS_V4 4 /* adds keep_going, failed; the stats'
+                                tasks_cancelled and attempts_failed */
 typedef struct tg_compute_opts {
-  uint32_t version;       /* TG_COMPUTE_OPTS_V1, _V2 or _V3 */
+  uint32_t version;       /* TG_COMPUTE_OPTS_V1 to _V4 */
   const char *scheduler;  /* "sync", "threads" (NULL), "processes", "tcp" */
   unsigned workers;       /* 0: one per CPU */
   tg_executor *executor;  /* borrowed; when set, run there (scheduler and
@@ -352,16 +378,45 @@ typedef struct tg_compute_opts {
   const tg_node *force;   /* borrowed, may be NULL: nodes to recompute
                              (see "Memoization", forcing); nforce of them */
   size_t nforce;
+  /* ---- version 4 ---- */
+  bool keep_going;        /* a failed task stops only what depends on it
+                             (see "Keep going" below) */
+  tg_node *failed;        /* OUT, may be NULL: n entries; per output, the
+                             node of the failed task it lacks, or
+                             TG_NODE_NONE (see "Keep going") */
 } tg_compute_opts;
+
+/* Keep going (tg_compute_opts.keep_going, as make -k): a task that fails
+ * (after its retries) does not stop the compute. Its dependents are
+ * skipped (TG_EVENT_SKIPPED, counted in tasks_skipped); everything else
+ * runs, and with a cache the results of the tasks that succeeded are
+ * stored. tg_compute() then returns the first failure's code (TG_ETASK,
+ * with tg_graph_errmsg() naming that task), but results[i] holds the
+ * result of every output that was computed and is NULL only for the
+ * outputs that depend on a failed task; failed[i] (when given) names
+ * that task: the one whose failure reached output i first (a map chunk is
+ * named by its map node), TG_NODE_NONE for outputs that have a result.
+ * A stop of the whole compute (its deadline, tg_cancel_set) still stops
+ * everything: the outputs finished before it keep their results, the
+ * others are NULL with failed[i] TG_NODE_NONE. Without keep_going, any
+ * error leaves every results[i] NULL (see tg_compute) and failed[i] is
+ * TG_NODE_NONE: the first failure is tg_compute_stats.failed_node. */
 
 /* Evaluate outputs[0..n-1] and store a new reference to each result in
  * results[i] (the caller unrefs them). opts may be NULL (threads, one
  * worker per CPU). On error every results[i] is NULL, no new task starts,
  * running ones finish (or see tg_task_cancelled()), nothing leaks, and
  * tg_graph_errmsg() names the failing task's key and its message
- * ("task 'parse#3' failed: TG_EINVAL: bad header"). Errors: TG_ETASK (a
- * task failed after its retries), TG_ETIMEDOUT, TG_ECANCELED, TG_EINVAL,
- * TG_ENOMEM, and the backend's own (TG_EWORKER).
+ * ("task 'parse#3' failed: TG_EINVAL: bad header"); with keep_going the
+ * outputs that were computed keep their results (see "Keep going").
+ * Errors: TG_ETASK (a task failed after its retries), TG_ETIMEDOUT,
+ * TG_ECANCELED, TG_EINVAL, TG_ENOMEM, and the backend's own (TG_EWORKER).
+ *
+ * A task that exceeds its own timeout (tg_node_opts.timeout) fails with
+ * TG_ETIMEDOUT and a message naming the limit ("timed out after 0.2 s"),
+ * on every backend, also when it noticed tg_task_cancelled() and gave up
+ * with TG_ECANCELED. Tasks that give up because the compute stopped are
+ * cancelled (TG_EVENT_CANCELLED, tasks_cancelled), not failed.
  *
  * Deadline (opts->timeout): the compute returns TG_ETIMEDOUT about when
  * it passes, also when a task ignores tg_task_cancelled(), blocks or

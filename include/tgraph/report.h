@@ -59,8 +59,10 @@ void tg_report_free(tg_report *r); /* r may be NULL */
 void tg_report_on_event(void *ctx, const tg_event *ev);
 
 #define TG_REPORT_RUN_V1 1
+#define TG_REPORT_RUN_V2 2 /* stats was filled by a TG_COMPUTE_OPTS_V4
+                              compute: tasks_cancelled is read too */
 typedef struct tg_report_run {
-  uint32_t version;          /* TG_REPORT_RUN_V1 */
+  uint32_t version;          /* TG_REPORT_RUN_V1 or _V2 */
   const char *title;         /* the page's title (e.g. the graph file);
                                 NULL: "tgraph run" */
   const char *scheduler;     /* backend name, may be NULL */

@@ -270,7 +270,7 @@ static double watch_timeouts(tg__ppool *p, tg__pworker *w, double next) {
     if (ran < tmo + grace) return earlier(next, tmo + grace - ran);
     char why[256];
     snprintf(why, sizeof why,
-             "took longer than its timeout of %g s: its worker %d (pid %d) was "
+             "timed out after %g s: its worker %d (pid %d) was "
              "killed after %.3f s and replaced",
              tmo, w->slot, (int)w->pid, ran);
     tg__pf_kill(p, w, TG_ETIMEDOUT, why);

@@ -197,7 +197,7 @@ void tg__tcp_expire_tasks(tcp *b, double now) {
     }
     const tg__gnode *nd = &rec->rs->r->g->nodes[rec->node];
     char msg[100];
-    snprintf(msg, sizeof msg, "took longer than its timeout of %g s", (double)nd->timeout);
+    snprintf(msg, sizeof msg, "timed out after %g s", (double)nd->timeout);
     tg__idmap_del(&c->recs, x.id);
     tg__tcp_rec_fail(b, rec, TG_ETIMEDOUT, msg);
   }

@@ -10,13 +10,13 @@
  *              "running", "error": S | null, "error_code": S | null,
  *    "scheduler": S | null, "workers": N, "wall": US,
  *    "stats": {"tasks": N, "run": N, "cached": N, "failed": N,
- *              "skipped": N, "cache_hits": N, "cache_misses": N,
+ *              "skipped": N, "cancelled": N, "cache_hits": N, "cache_misses": N,
  *              "cache_bytes_read": N, "cache_bytes_written": N,
  *              "peak_live": N} | null,
  *    "outputs": [TASK...], "funcs": [S...],
  *    "tasks": {"key": [S], "func": [FUNC or -1],
  *              "state": [S: "" (no event), "running", "ran", "failed",
- *                        "cached", "skipped"],
+ *                        "cached", "skipped", "cancelled"],
  *              "worker": [N], "thread": [N], "start": [US], "end": [US],
  *              "attempts": [N], "ndeps": [N], "deps": [TASK...] (the
  *              inputs of each task in turn, ndeps[i] of them)},
@@ -79,7 +79,7 @@ static int64_t us(double zero, double t) {
 }
 
 static const char *const state_names[] = {"", "running", "ran", "failed",
-                                          "cached", "skipped"};
+                                          "cached", "skipped", "cancelled"};
 
 static const char *status_name(const tg_report *r) {
   if (!r->ended) return "running";
@@ -101,6 +101,7 @@ static tg_value *stats_value(vb *b, const tg_report *r) {
   put(b, m, "cached", tg_int((int64_t)s->tasks_cached));
   put(b, m, "failed", tg_int((int64_t)s->tasks_failed));
   put(b, m, "skipped", tg_int((int64_t)s->tasks_skipped));
+  put(b, m, "cancelled", tg_int((int64_t)s->tasks_cancelled));
   put(b, m, "cache_hits", tg_int((int64_t)s->cache_hits));
   put(b, m, "cache_misses", tg_int((int64_t)s->cache_misses));
   put(b, m, "cache_bytes_read", tg_int((int64_t)s->cache_bytes_read));

@@ -1,5 +1,6 @@
 /* lib/report/recorder.c: recording a run's task events and facts for the
  * report (tg_report_new, tg_report_on_event, tg_report_finish). */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,6 +140,7 @@ static uint8_t state_of(tg_event_kind k) {
     case TG_EVENT_FAILED: return TG__RS_FAILED;
     case TG_EVENT_CACHED: return TG__RS_CACHED;
     case TG_EVENT_SKIPPED: return TG__RS_SKIPPED;
+    case TG_EVENT_CANCELLED: return TG__RS_CANCELLED;
   }
   return TG__RS_NONE;
 }
@@ -169,13 +171,7 @@ void tg_report_on_event(void *ctx, const tg_event *ev) {
   if (r == NULL || ev == NULL) return;
   pthread_mutex_lock(&r->mu);
   tg__rtask *t = task_of(r, ev);
-  if (t != NULL && t < r->tasks + r->nnodes &&
-      (tg_func_flags(tg_node_func(r->g, (tg_node)(t - r->tasks))) & TG_FUNC_INTERNAL)) {
-    /* A node the graph.json reader made (tg.build): no task of its own,
-     * counted nowhere, as in the progress line and the summary. */
-    if (ev->kind != TG_EVENT_STARTED) r->internal_closed++;
-    t = NULL;
-  } else if (t != NULL) {
+  if (t != NULL) {
     t->state = state_of(ev->kind);
     t->start = ev->start;
     t->end = ev->end;
@@ -185,15 +181,18 @@ void tg_report_on_event(void *ctx, const tg_event *ev) {
     t->attempts = ev->attempts > UINT16_MAX ? UINT16_MAX : (uint16_t)ev->attempts;
     uint16_t f = intern_func(r, ev->func);
     if (f != 0) t->func = f;
-    if (ev->kind == TG_EVENT_FAILED && ev->message != NULL) keep_message(r, t, ev->message);
+    if ((ev->kind == TG_EVENT_FAILED || ev->kind == TG_EVENT_CANCELLED) && ev->message != NULL)
+      keep_message(r, t, ev->message);
     if (ev->worker > r->max_worker) r->max_worker = ev->worker;
   }
-  r->run_tasks = ev->tasks > r->internal_closed ? ev->tasks - r->internal_closed : 0;
+  r->run_tasks = ev->tasks; /* internal nodes report no events and are not counted */
   pthread_mutex_unlock(&r->mu);
 }
 
 int tg_report_finish(tg_report *r, const tg_report_run *run) {
-  if (r == NULL || run == NULL || run->version != TG_REPORT_RUN_V1) return TG_EINVAL;
+  if (r == NULL || run == NULL || run->version < TG_REPORT_RUN_V1 ||
+      run->version > TG_REPORT_RUN_V2)
+    return TG_EINVAL;
   tg_report_run c = *run;
   c.title = run->title ? copy_str(run->title, 4096) : NULL;
   c.scheduler = run->scheduler ? copy_str(run->scheduler, 256) : NULL;
@@ -210,7 +209,11 @@ int tg_report_finish(tg_report *r, const tg_report_run *run) {
   free_run_strings(r);
   r->run = c;
   r->has_stats = run->stats != NULL;
-  if (run->stats) r->stats = *run->stats;
+  memset(&r->stats, 0, sizeof r->stats);
+  if (run->stats) /* before version 2 the struct may be a shorter one */
+    memcpy(&r->stats, run->stats, run->version >= TG_REPORT_RUN_V2
+                                      ? sizeof r->stats
+                                      : offsetof(tg_compute_stats, tasks_cancelled));
   r->ended = true;
   pthread_mutex_unlock(&r->mu);
   return TG_OK;

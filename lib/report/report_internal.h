@@ -21,6 +21,7 @@ enum {
   TG__RS_FAILED = 3,
   TG__RS_CACHED = 4,
   TG__RS_SKIPPED = 5,
+  TG__RS_CANCELLED = 6, /* its call gave up when the run stopped */
 };
 
 /* One task: 40 bytes, for every node of the graph and every event of a
@@ -54,10 +55,7 @@ struct tg_report {
   char **msgs;           /* failure messages (copies) */
   size_t nmsgs, msgs_cap;
   int max_worker;        /* highest worker an event named */
-  size_t run_tasks;      /* tg_event.tasks of the latest event, less the
-                            internal nodes closed so far */
-  size_t internal_closed; /* closing events of internal nodes (tg.build):
-                            parts of a task, not tasks; left out */
+  size_t run_tasks;      /* tg_event.tasks of the latest event */
   bool ended;            /* tg_report_finish was called */
   tg_report_run run;     /* its facts; strings owned */
   tg_compute_stats stats;

@@ -2,6 +2,7 @@
  * executor (the caller's, or a temporary one of the requested backend),
  * waited for with the compute's timeout. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,9 +15,9 @@
 
 static int check_opts(tg_graph *g, const tg_compute_opts *o) {
   if (!o) return TG_OK;
-  if (o->version < TG_COMPUTE_OPTS_V1 || o->version > TG_COMPUTE_OPTS_V3)
+  if (o->version < TG_COMPUTE_OPTS_V1 || o->version > TG_COMPUTE_OPTS_V4)
     return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.version is %u, expected %d to %d",
-                          o->version, TG_COMPUTE_OPTS_V1, TG_COMPUTE_OPTS_V3);
+                          o->version, TG_COMPUTE_OPTS_V1, TG_COMPUTE_OPTS_V4);
   if (o->version >= TG_COMPUTE_OPTS_V3 && o->nforce && !o->force)
     return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.force is NULL with nforce %zu",
                           o->nforce);
@@ -53,12 +54,17 @@ static void fill_cache_stats(tg_compute_stats *st, tg__memo *m) {
   st->cache_bytes_written = m->tally ? atomic_load(&m->tally->bytes) : 0;
 }
 
-static void fill_stats(tg_compute_stats *st, const tg__run *r, size_t ntasks,
-                       size_t ncached, double wall) {
+/* The stats of r; v4: the caller's struct has the fields of version 4. */
+static void fill_stats(tg_compute_stats *st, const tg__run *r, size_t ntasks, bool v4,
+                       double wall) {
   st->tasks_total = ntasks;
   st->tasks_run = atomic_load(&r->ran);
-  st->tasks_cached = ncached;
+  st->tasks_cached = atomic_load(&r->cached);
   st->tasks_failed = atomic_load(&r->failed);
+  if (v4) {
+    st->tasks_cancelled = atomic_load(&r->cancelled);
+    st->attempts_failed = atomic_load(&r->attempts_failed);
+  }
   st->tasks_skipped = atomic_load(&r->skipped);
   st->peak_live = (size_t)atomic_load(&r->peak);
   st->wall_seconds = wall;
@@ -76,7 +82,13 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   int rc = tg__run_new(ex, g, NULL, outputs, n, false, opts ? opts->retries : 0, cache,
                        v3 ? opts->force : NULL, v3 ? opts->nforce : 0, &r, msg, sizeof msg);
   if (rc) return tg__graph_fail(g, rc, "%s", msg);
-  size_t ntasks = r->plan.ntasks, ncached = r->plan.ncached; /* gone once finished */
+  size_t ntasks = r->plan.ntasks - r->plan.ninternal; /* gone once finished */
+  bool v4 = opts && opts->version >= TG_COMPUTE_OPTS_V4;
+  if (v4 && opts->keep_going && !tg__run_keep_going(r)) {
+    tg__run_unref(r); /* never started: its execution reference is the creator's */
+    tg__run_unref(r);
+    return tg__graph_fail(g, TG_ENOMEM, "out of memory creating a run");
+  }
   double timeout = opts && opts->timeout > 0 ? opts->timeout : -1;
   r->timeout = timeout;
   if (opts && opts->version >= TG_COMPUTE_OPTS_V2) r->token = opts->cancel;
@@ -112,9 +124,13 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   if (r->memo && !*abandoned) tg__memo_record(r->memo);
   rc = r->err_code;
   if (rc) tg__graph_fail(g, rc, "%s", r->err_msg);
-  for (size_t i = 0; i < n && rc == TG_OK; i++) results[i] = tg_value_ref(r->out[i]);
+  /* Keeping going, the outputs computed are returned with the failure. */
+  bool give = rc == TG_OK || (r->keep_going && !*abandoned);
+  for (size_t i = 0; i < n && give; i++) results[i] = tg_value_ref(r->out[i]);
+  for (size_t i = 0; v4 && opts->failed && i < n; i++)
+    opts->failed[i] = r->slot_cause && !*abandoned ? r->slot_cause[i] : TG_NODE_NONE;
   if (opts && opts->stats) /* an abandoned run is not finished: time so far */
-    fill_stats(opts->stats, r, ntasks, ncached, *abandoned ? tg__now() - r->t0 : r->wall);
+    fill_stats(opts->stats, r, ntasks, v4, *abandoned ? tg__now() - r->t0 : r->wall);
   tg__run_unref(r);
   return rc;
 }
@@ -127,10 +143,14 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
   for (size_t i = 0; i < n; i++) results[i] = NULL;
   int rc = check_opts(g, opts);
   if (rc) return rc;
-  if (opts && opts->stats) {
-    memset(opts->stats, 0, sizeof *opts->stats);
+  if (opts && opts->stats) { /* callers before version 4 have a shorter struct */
+    memset(opts->stats, 0, opts->version >= TG_COMPUTE_OPTS_V4
+                               ? sizeof *opts->stats
+                               : offsetof(tg_compute_stats, tasks_cancelled));
     opts->stats->failed_node = TG_NODE_NONE;
   }
+  for (size_t i = 0; opts && opts->version >= TG_COMPUTE_OPTS_V4 && opts->failed && i < n; i++)
+    opts->failed[i] = TG_NODE_NONE;
   if (n == 0) return TG_OK;
   tg_executor *ex = opts ? opts->executor : NULL, *tmp = NULL;
   if (!ex) {

@@ -130,9 +130,9 @@ int tg_compute_explain(tg_graph *g, const tg_node *outputs, size_t n,
   if (!g) return TG_EINVAL;
   if ((n && !outputs) || !cb)
     return tg__graph_fail(g, TG_EINVAL, "tg_compute_explain: missing outputs or callback");
-  if (opts && (opts->version < TG_COMPUTE_OPTS_V1 || opts->version > TG_COMPUTE_OPTS_V3))
+  if (opts && (opts->version < TG_COMPUTE_OPTS_V1 || opts->version > TG_COMPUTE_OPTS_V4))
     return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.version is %u, expected %d to %d",
-                          opts->version, TG_COMPUTE_OPTS_V1, TG_COMPUTE_OPTS_V3);
+                          opts->version, TG_COMPUTE_OPTS_V1, TG_COMPUTE_OPTS_V4);
   bool v3 = opts && opts->version >= TG_COMPUTE_OPTS_V3;
   if (v3 && opts->nforce && !opts->force)
     return tg__graph_fail(g, TG_EINVAL, "tg_compute_opts.force is NULL with nforce %zu",

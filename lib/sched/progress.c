@@ -25,7 +25,7 @@ struct tg__progress {
   size_t nnodes;
   _Atomic uint8_t *started; /* per graph node: STARTED seen, not closed */
   size_t total;             /* the run's tasks but internal ones: fixed */
-  _Atomic size_t running, done, cached, failed, skipped;
+  _Atomic size_t running, done, cached, failed, skipped, cancelled;
   double t0;
   pthread_t thread;
   pthread_mutex_t mu;
@@ -39,13 +39,9 @@ bool tg__progress_wanted(int fd) {
   return isatty(fd) == 1;
 }
 
-static bool internal(const tg_graph *g, tg_node n) {
-  return (tg_func_flags(tg_node_func(g, n)) & TG_FUNC_INTERNAL) != 0;
-}
-
 void tg__progress_on_event(void *ctx, const tg_event *e) {
   tg__progress *p = ctx;
-  if (e->node < p->nnodes && !internal(p->g, e->node)) {
+  if (e->node < p->nnodes) { /* internal nodes report no events */
     bool was_running = e->kind != TG_EVENT_STARTED && atomic_exchange(&p->started[e->node], 0);
     switch (e->kind) {
       case TG_EVENT_STARTED:
@@ -56,6 +52,7 @@ void tg__progress_on_event(void *ctx, const tg_event *e) {
       case TG_EVENT_FAILED: atomic_fetch_add(&p->failed, 1); break;
       case TG_EVENT_CACHED: atomic_fetch_add(&p->cached, 1); break;
       case TG_EVENT_SKIPPED: atomic_fetch_add(&p->skipped, 1); break;
+      case TG_EVENT_CANCELLED: atomic_fetch_add(&p->cancelled, 1); break;
     }
     if (was_running) atomic_fetch_sub(&p->running, 1);
   }
@@ -74,7 +71,7 @@ static size_t columns(int fd) {
  * cursor never reaches the last one (some terminals wrap there). */
 static size_t compose(const tg__progress *p, size_t width, char *buf, size_t size) {
   size_t done = p->done, cached = p->cached, failed = p->failed;
-  size_t closed = done + cached + failed + p->skipped, running = p->running;
+  size_t closed = done + cached + failed + p->skipped + p->cancelled, running = p->running;
   double el = tg__now() - p->t0, rate = el > 0 ? (double)done / el : 0;
   char eta[32] = "?";
   if (rate > 0 && p->total >= closed)
@@ -124,13 +121,6 @@ static void *loop(void *arg) {
   return NULL;
 }
 
-static size_t user_tasks(const tg__run *r) {
-  size_t n = 0;
-  for (uint32_t i = 0; i < r->plan.ntasks; i++)
-    n += !internal(r->g, r->plan.tasks[i].node);
-  return n;
-}
-
 tg__progress *tg__progress_start(const tg__run *r, int fd, tg_event_fn chain,
                                  void *chain_ctx) {
   tg__progress *p = tg__calloc(1, sizeof *p);
@@ -143,7 +133,7 @@ tg__progress *tg__progress_start(const tg__run *r, int fd, tg_event_fn chain,
   }
   *p = (tg__progress){.fd = fd, .chain = chain, .chain_ctx = chain_ctx, .g = r->g,
                       .nnodes = nnodes,
-                      .started = p->started, .total = user_tasks(r), .t0 = tg__now()};
+                      .started = p->started, .total = r->plan.ntasks - r->plan.ninternal, .t0 = tg__now()};
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -14,6 +14,8 @@ static void run_free(tg__run *r) {
   tg__runplan_free(&r->plan);
   tg__memo_free(r->memo);
   tg__free(r->ev_start);
+  tg__free(r->cause);
+  tg__free(r->slot_cause);
   tg__free((void *)r->running);
   tg_graph_free(r->owned);
   for (size_t s = 0; r->out && s < r->nout; s++) tg_value_unref(r->out[s]);
@@ -218,6 +220,41 @@ void tg__run_stop(tg__run *r, int code, uint32_t node, const char *fmt, ...) {
   atomic_store_explicit(&r->cancel, 1, memory_order_release);
 }
 
+void tg__run_fail(tg__run *r, int code, uint32_t node, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (!r->keep_going) {
+    record(r, code, node, fmt, ap);
+    atomic_store_explicit(&r->cancel, 1, memory_order_release);
+  } else { /* the first failure is the compute's error; nothing stops */
+    pthread_mutex_lock(&r->err_mu);
+    if (r->err_code == TG_OK) {
+      r->err_code = code;
+      r->err_node = node;
+      vsnprintf(r->err_msg, sizeof r->err_msg, fmt, ap);
+    }
+    pthread_mutex_unlock(&r->err_mu);
+  }
+  va_end(ap);
+}
+
+bool tg__run_keep_going(tg__run *r) {
+  uint32_t n = r->plan.ntasks;
+  uint32_t *cause = tg__malloc((n ? n : 1) * sizeof *cause);
+  tg_node *slot = tg__malloc((r->nout ? r->nout : 1) * sizeof *slot);
+  if (!cause || !slot) {
+    tg__free(cause);
+    tg__free(slot);
+    return false;
+  }
+  for (uint32_t i = 0; i < n; i++) cause[i] = TG_NODE_NONE;
+  for (size_t s = 0; s < r->nout; s++) slot[s] = TG_NODE_NONE;
+  r->cause = cause;
+  r->slot_cause = slot;
+  r->keep_going = true;
+  return true;
+}
+
 static void halt(tg__run *r, int code, const char *fmt, ...) TG__PRINTF(3, 4);
 static void halt(tg__run *r, int code, const char *fmt, ...) {
   va_list ap;
@@ -310,6 +347,7 @@ void tg__run_output_done(tg__run *r, tg__task *t) {
   for (size_t k = lo; k < hi; k++) {
     size_t s = p->out_order[k];
     if (t->result) r->out[s] = tg_value_ref(t->result);
+    else if (r->slot_cause) r->slot_cause[s] = r->cause[t - p->tasks];
     if (r->futures) tg__future_resolve(r->futures[s], t->result ? TG_OK : code,
                                        t->result, msg);
   }

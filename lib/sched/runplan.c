@@ -145,6 +145,10 @@ static int link_tasks(const tg_graph *g, tg__runplan *p, tg__run *r) {
         pend++;
       }
     }
+    if (nd->fn && (nd->fn->flags & TG_FUNC_INTERNAL)) {
+      t->flags |= TG__T_INTERNAL;
+      p->ninternal++;
+    }
     t->run = r;
     atomic_init(&t->pending, pend);
     edges += pend;

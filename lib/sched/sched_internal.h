@@ -51,8 +51,10 @@ typedef struct tg__memo tg__memo; /* memo.h */
 enum { TG__T_NEW = 0, TG__T_STARTED = 1, TG__T_DROPPED = 2 }; /* state */
 /* flags. A CACHED task was served from the cache while compiling: its
  * result is set and it has no input edges; tg__run_start finishes it on
- * the starting thread, so backends never see one. */
-enum { TG__T_OUTPUT = 1, TG__T_FUTURES = 2, TG__T_CACHED = 4 };
+ * the starting thread, so backends never see one. An INTERNAL task calls
+ * a TG_FUNC_INTERNAL function (tg.build): part of another task, so it is
+ * counted nowhere and reports no events. */
+enum { TG__T_OUTPUT = 1, TG__T_FUTURES = 2, TG__T_CACHED = 4, TG__T_INTERNAL = 8 };
 
 typedef struct tg__task {
   tg__run *run;
@@ -80,6 +82,7 @@ typedef struct tg__runplan {
   uint32_t *out_order; /* output slots sorted by task */
   size_t nout;
   uint32_t ncached;    /* tasks served from the cache */
+  uint32_t ninternal;  /* INTERNAL tasks */
   bool has_futures;    /* some task has TG_ARG_FUTURE arguments */
 } tg__runplan;
 
@@ -112,7 +115,14 @@ struct tg__run {
   _Atomic uint32_t done;      /* 0 -> 1 when finished (a futex word) */
   _Atomic int64_t live;       /* intermediate results alive */
   _Atomic int64_t peak;
-  _Atomic size_t ran, failed, skipped;
+  _Atomic size_t ran, failed, skipped; /* counts leave INTERNAL tasks out */
+  _Atomic size_t cancelled, cached, attempts_failed;
+  bool keep_going;            /* a failure stops only its dependents */
+  uint32_t *cause;            /* keep_going, per task: the node of the
+                                 failed task it lacks (TG_NODE_NONE); or
+                                 NULL */
+  tg_node *slot_cause;        /* per output slot, cause[] of its task when
+                                 it had no result; or NULL */
   const tg_graph *g;          /* borrowed, or == owned */
   tg_graph *owned;            /* copies made for submissions; NULL */
   tg__runplan plan;
@@ -167,6 +177,13 @@ int tg__run_wait(tg__run *r, double timeout);
  * tg_task_cancelled(). */
 void tg__run_stop(tg__run *r, int code, uint32_t node, const char *fmt, ...)
     TG__PRINTF(4, 5);
+/* A task's failure: tg__run_stop, or with r->keep_going only the record
+ * of the first failure (the run goes on; dependents are skipped). */
+void tg__run_fail(tg__run *r, int code, uint32_t node, const char *fmt, ...)
+    TG__PRINTF(4, 5);
+/* Let r keep going past failed tasks (before tg__run_start); false when
+ * out of memory (r is unchanged). */
+bool tg__run_keep_going(tg__run *r);
 /* The same for a shutdown: queued tasks are skipped with `code`, running
  * ones finish undisturbed (and their outputs still resolve). */
 void tg__run_halt(tg__run *r, int code, const char *msg);

@@ -100,13 +100,14 @@ static __attribute__((cold, noinline)) void emit(const tg__run *r, const tg__tas
                                                  double start, double end,
                                                  const tg__call_report *x) {
   tg__run *mr = (tg__run *)r; /* the count is not part of the run's value */
+  if (t->flags & TG__T_INTERNAL) return;  /* part of a task: no events */
   if (!tg__run_callout_begin(mr)) return; /* the compute returned */
   char kb[TG__NAME_MAX + 32];
   const tg_func *fn = r->g->nodes[t->node].fn;
   tg_event ev = {.kind = kind, .node = t->node,
                  .key = tg__run_key(r, t->node, kb, sizeof kb), .worker = worker,
                  .status = status, .start = start, .end = end,
-                 .tasks = r->plan.ntasks, .func = fn ? tg_func_name(fn) : NULL,
+                 .tasks = r->plan.ntasks - r->plan.ninternal, .func = fn ? tg_func_name(fn) : NULL,
                  .thread = x ? x->thread : -1, .attempts = x ? x->attempts : 0,
                  .message = x && kind == TG_EVENT_FAILED ? x->message : NULL};
   r->on_event(r->event_ctx, &ev);
@@ -135,12 +136,37 @@ static uint32_t reported_node(const tg__run *r, const tg__task *t) {
   return t->node;
 }
 
+/* t failed for good (after its retries): counted, recorded as the
+ * compute's failure when it is the first, and named as the cause of the
+ * outputs that lack it (keep_going). */
 static void fail_task(tg__run *r, const tg__task *t, int code, const char *msg) {
   char kb[TG__NAME_MAX + 32];
   uint32_t node = reported_node(r, t);
   const char *key = tg__run_key(r, node, kb, sizeof kb);
-  tg__run_stop(r, TG_ETASK, node, "task '%s' failed: %s: %s", key,
+  if (!(t->flags & TG__T_INTERNAL)) atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
+  if (r->cause) r->cause[t - r->plan.tasks] = node;
+  tg__run_fail(r, TG_ETASK, node, "task '%s' failed: %s: %s", key,
                tg_err_name(code), msg && *msg ? msg : tg_strerror(code));
+}
+
+/* Whether a call that failed with code gave up because the compute
+ * stopped (another task failed, the deadline, the cancel flag): then the
+ * task is cancelled, not failed. */
+static bool gave_up(const tg__run *r, int code) {
+  return code == TG_ECANCELED && tg__run_cancelled(r);
+}
+
+static void cancel_task(tg__run *r, const tg__task *t) {
+  if (!(t->flags & TG__T_INTERNAL))
+    atomic_fetch_add_explicit(&r->cancelled, 1, memory_order_relaxed);
+}
+
+/* A call that ended (code) after its own deadline passed timed out,
+ * also when it noticed (tg_task_cancelled) and gave up. */
+static int check_deadline(tg_task_ctx *ctx, const tg__gnode *nd, int code, double now) {
+  if (!(ctx->deadline > 0) || now <= ctx->deadline) return code;
+  if (code != TG_OK && code != TG_ECANCELED) return code;
+  return tg_task_fail(ctx, TG_ETIMEDOUT, "timed out after %g s", (double)nd->timeout);
 }
 
 /* ---- arguments --------------------------------------------------------------- */
@@ -195,7 +221,7 @@ static tg_value *getitem(const tg__run *r, const tg__garg *a, tg_value *v,
 
 /* Fill w->scratch with t's argument values (borrowed). TG_OK, a failure
  * (code + msg), or 1 when an input is missing because the run stopped. */
-static int gather(tg__wctx *w, const tg__run *r, const tg__gnode *nd,
+static int gather(tg__wctx *w, const tg__run *r, const tg__task *t, const tg__gnode *nd,
                   char *msg, size_t msize) {
   const tg__runplan *p = &r->plan;
   const tg__garg *a = tg__node_args(r->g, nd);
@@ -219,7 +245,10 @@ static int gather(tg__wctx *w, const tg__run *r, const tg__gnode *nd,
       }
       default:
         v = p->tasks[p->task_of[a[j].node]].result;
-        if (!v) return 1; /* its producer was skipped: the run stopped */
+        if (!v) { /* its producer was skipped (the run stopped) or failed */
+          if (r->cause) r->cause[t - p->tasks] = r->cause[p->task_of[a[j].node]];
+          return 1;
+        }
         if (a[j].kind != TG_ARG_NODE) {
           v = getitem(r, &a[j], v, j, &code, msg, msize);
           if (!v) return code;
@@ -301,9 +330,11 @@ int tg__task_invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
                     tg_value **out) {
   int rc = invoke(ctx, nd, args, out);
   if (rc == TG_OK && !*out) rc = tg_task_fail(ctx, TG_EINVAL, "returned no value");
-  if (rc == TG_OK && ctx->deadline > 0 && tg__now() > ctx->deadline)
-    rc = tg_task_fail(ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
-                      (double)nd->timeout);
+  if (ctx->deadline > 0) rc = check_deadline(ctx, nd, rc, tg__now());
+  if (rc != TG_OK) {
+    tg_value_unref(*out);
+    *out = NULL;
+  }
   if (rc > 0) rc = tg_task_fail(ctx, TG_ETASK, "returned status %d", rc);
   return rc;
 }
@@ -334,7 +365,7 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
                                double *start, int *code) {
   const tg__gnode *nd = &r->g->nodes[t->node];
   tg_task_ctx ctx;
-  int rc = gather(w, r, nd, ctx.msg, sizeof ctx.msg);
+  int rc = gather(w, r, t, nd, ctx.msg, sizeof ctx.msg);
   if (rc) {
     if (rc != 1) {
       fail_task(r, t, rc, ctx.msg);
@@ -357,13 +388,11 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
     if (nd->timeout > 0) ctx.deadline = t0 + nd->timeout;
     tg_value *out = NULL;
     rc = invoke(&ctx, nd, w->scratch, &out);
-    w->ran++;
+    w->ran += !(t->flags & TG__T_INTERNAL);
     if (oc) oc->attempts++;
     double t1 = timed || ctx.deadline > 0 ? tg__now() : 0;
     if (rc == TG_OK && !out) rc = tg_task_fail(&ctx, TG_EINVAL, "returned no value");
-    if (rc == TG_OK && ctx.deadline > 0 && t1 > ctx.deadline)
-      rc = tg_task_fail(&ctx, TG_ETIMEDOUT, "took longer than its timeout of %g s",
-                        (double)nd->timeout);
+    if (ctx.deadline > 0) rc = check_deadline(&ctx, nd, rc, t1);
     if (rc == TG_OK) {
       if (timed && tg__run_callout_begin(r)) {
         tg__memo_done(r->memo, r, t->node, out, t1 - t0);
@@ -373,9 +402,11 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
     }
     tg_value_unref(out);
     if (rc > 0) rc = tg_task_fail(&ctx, TG_ETASK, "returned status %d", rc);
-    atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
+    if (!(t->flags & TG__T_INTERNAL))
+      atomic_fetch_add_explicit(&r->attempts_failed, 1, memory_order_relaxed);
     if (at + 1 >= n || tg__run_stopped(r)) {
-      fail_task(r, t, rc, ctx.fail_code ? ctx.msg : NULL);
+      if (gave_up(r, rc)) cancel_task(r, t);
+      else fail_task(r, t, rc, ctx.fail_code ? ctx.msg : NULL);
       outcome_failed(oc, rc, ctx.fail_code ? ctx.msg : NULL);
       *code = rc;
       return NULL;
@@ -411,7 +442,7 @@ static inline bool claim(tg__wctx *w, tg__task *t) {
                                               memory_order_acq_rel,
                                               memory_order_acquire))
     return true;
-  w->skipped++;
+  w->skipped += !(t->flags & TG__T_INTERNAL);
   tg_value *hit = t->flags & TG__T_CACHED ? t->result : NULL; /* not needed now */
   if (t->run->on_event) emit_now(t->run, t, TG_EVENT_SKIPPED, -1, TG_OK, NULL);
   finish(w, t, NULL, false); /* the drop released its inputs already */
@@ -423,6 +454,8 @@ static inline bool claim(tg__wctx *w, tg__task *t) {
 static void finish_cached(tg__wctx *w, tg__task *t) {
   tg_value *res = t->result;
   t->result = NULL;
+  if (!(t->flags & TG__T_INTERNAL))
+    atomic_fetch_add_explicit(&t->run->cached, 1, memory_order_relaxed);
   if (t->run->on_event) emit_now(t->run, t, TG_EVENT_CACHED, -1, TG_OK, NULL);
   finish(w, t, res, false);
 }
@@ -434,7 +467,7 @@ static __attribute__((noinline)) void exec_observed(tg__wctx *w, tg__run *r, tg_
   double start = 0;
   outcome oc = {0, ""};
   if (tg__run_stopped(r) || (tg__run_limited(r) && tg__run_expired(r)))
-    w->skipped++;
+    w->skipped += !(t->flags & TG__T_INTERNAL);
   else
     res = call(w, r, t, &oc, &start, &code);
   double end = tg__now();
@@ -443,7 +476,8 @@ static __attribute__((noinline)) void exec_observed(tg__wctx *w, tg__run *r, tg_
                        .message = oc.msg};
   if (res) emit(r, t, TG_EVENT_FINISHED, w->worker, TG_OK, start, end, &x);
   else if (code == 1) emit(r, t, TG_EVENT_SKIPPED, -1, TG_OK, end, end, NULL);
-  else emit(r, t, TG_EVENT_FAILED, w->worker, code, start > 0 ? start : end, end, &x);
+  else emit(r, t, gave_up(r, code) ? TG_EVENT_CANCELLED : TG_EVENT_FAILED, w->worker, code,
+            start > 0 ? start : end, end, &x);
   finish(w, t, res, true);
 }
 
@@ -463,7 +497,7 @@ void tg__task_exec(tg__wctx *w, tg__task *t) {
   double start;
   int code;
   if (tg__run_stopped(r) || (tg__run_limited(r) && tg__run_expired(r)))
-    w->skipped++;
+    w->skipped += !(t->flags & TG__T_INTERNAL);
   else
     res = call(w, r, t, NULL, &start, &code);
   finish(w, t, res, true);
@@ -480,7 +514,7 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
   }
   const tg__gnode *nd = &r->g->nodes[t->node];
   char msg[256];
-  int rc = tg__run_stopped(r) ? 1 : gather(w, r, nd, msg, sizeof msg);
+  int rc = tg__run_stopped(r) ? 1 : gather(w, r, t, nd, msg, sizeof msg);
   if (rc == TG_OK) {
     atomic_store_explicit(&r->started, 1, memory_order_relaxed);
     if (r->memo && r->memo->t0 && tg__memo_timed(r->memo, w, t->node, nd))
@@ -492,7 +526,7 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
     *nargs = nd->nargs;
     return true;
   }
-  if (rc == 1) w->skipped++;
+  if (rc == 1) w->skipped += !(t->flags & TG__T_INTERNAL);
   else fail_task(r, t, rc, msg);
   if (r->on_event) {
     tg__call_report x = {.thread = -1, .message = msg};
@@ -528,8 +562,10 @@ static void end_event(tg__wctx *w, tg__run *r, tg__task *t, int status, const ch
   char m[256];
   snprintf(m, sizeof m, "%s", msg && *msg ? msg : tg_strerror(status));
   x.message = m;
-  emit(r, t, status == TG_OK ? TG_EVENT_FINISHED : TG_EVENT_FAILED,
-       rep ? rep->worker : w->worker, status, start, end, &x);
+  tg_event_kind kind = status == TG_OK       ? TG_EVENT_FINISHED
+                      : gave_up(r, status) ? TG_EVENT_CANCELLED
+                                           : TG_EVENT_FAILED;
+  emit(r, t, kind, rep ? rep->worker : w->worker, status, start, end, &x);
 }
 
 void tg__task_end_report(tg__wctx *w, tg__task *t, int rc, tg_value *result,
@@ -537,7 +573,12 @@ void tg__task_end_report(tg__wctx *w, tg__task *t, int rc, tg_value *result,
   tg__run *r = t->run;
   double seconds = rep ? rep->seconds : -1;
   switch_run(w, r);
-  w->ran++;
+  bool user = !(t->flags & TG__T_INTERNAL);
+  w->ran += user;
+  unsigned calls = rep && rep->attempts ? rep->attempts : 1;
+  if (user && calls > (rc == TG_OK && result ? 1u : 0u))
+    atomic_fetch_add_explicit(&r->attempts_failed, calls - (rc == TG_OK && result),
+                              memory_order_relaxed);
   if (r->running) atomic_store_explicit(&r->running[t - r->plan.tasks], 0, memory_order_relaxed);
   if (rc == TG_OK && result) {
     double *t0 = r->memo && r->memo->t0 ? &r->memo->t0[t - r->plan.tasks] : NULL;
@@ -548,9 +589,10 @@ void tg__task_end_report(tg__wctx *w, tg__task *t, int rc, tg_value *result,
     return;
   }
   tg_value_unref(result);
-  atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
-  fail_task(r, t, rc < 0 ? rc : TG_ETASK, msg);
-  if (r->on_event) end_event(w, r, t, rc < 0 ? rc : TG_ETASK, msg, rep);
+  int code = rc < 0 ? rc : TG_ETASK;
+  if (gave_up(r, code)) cancel_task(r, t);
+  else fail_task(r, t, code, msg);
+  if (r->on_event) end_event(w, r, t, code, msg, rep);
   finish(w, t, NULL, true);
 }
 
