@@ -55,7 +55,9 @@ int cli_interrupt_stop(void) {
 }
 
 void cli_interrupt_report(const tg_compute_stats *st, bool cached) {
-  size_t done = st->tasks_cached + st->tasks_run - st->tasks_failed;
+  /* every task is cached, skipped, failed, cancelled or done (graph.h) */
+  size_t left = st->tasks_skipped + st->tasks_failed + st->tasks_cancelled;
+  size_t done = st->tasks_total > left ? st->tasks_total - left : 0;
   if (cached)
     fprintf(stderr, "tgraph: interrupted: %zu of %zu tasks done, %zu stored in "
             "the cache; run again to resume\n", done, st->tasks_total, st->cache_stores);

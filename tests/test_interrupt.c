@@ -626,9 +626,9 @@ Test(interrupt, api_cancel_before_start_and_versions) {
   cr_expect_eq(tg_compute(g, &quick, 1, &o, &res), TG_OK, "%s", tg_graph_errmsg(g));
   cr_expect_eq(tg_value_int(res), 3);
   tg_value_unref(res);
-  o.version = TG_COMPUTE_OPTS_V3 + 1;
+  o.version = TG_COMPUTE_OPTS_V4 + 1;
   cr_expect_eq(tg_compute(g, &n, 1, &o, &res), TG_EINVAL);
-  cr_expect_str_eq(tg_graph_errmsg(g), "tg_compute_opts.version is 4, expected 1 to 3");
+  cr_expect_str_eq(tg_graph_errmsg(g), "tg_compute_opts.version is 5, expected 1 to 4");
   tg_cancel_free(flag);
   tg_cancel_free(NULL);
   tg_graph_free(g);

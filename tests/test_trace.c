@@ -278,7 +278,8 @@ Test(trace, dot_has_a_legend_graphviz_reads) {
       "<tr><td bgcolor=\"#a6d96a\">ran</td></tr>"
       "<tr><td bgcolor=\"#abd9e9\">cached: served from the cache</td></tr>"
       "<tr><td bgcolor=\"#f46d43\">failed</td></tr>"
-      "<tr><td bgcolor=\"#fee08b\">cancelled or skipped: the run stopped first</td></tr>"
+      "<tr><td bgcolor=\"#fdae61\">cancelled: stopped while running</td></tr>"
+      "<tr><td bgcolor=\"#fee08b\">skipped: the run stopped or an input failed</td></tr>"
       "<tr><td bgcolor=\"#d9d9d9\">not run</td></tr>"
       "<tr><td bgcolor=\"#ffffff\" style=\"dashed\">not needed (dashed), also below a "
       "cached result</td></tr></table>>];\n  }\n";

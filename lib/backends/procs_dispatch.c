@@ -511,8 +511,9 @@ void tg__pd_task_failed(tg__ppool *p, const tg__ptask *pt, tg_value *const *args
   tg__run *r = pt->t->run;
   const tg__gnode *nd = &r->g->nodes[pt->t->node];
   if (pt->attempt + 1 < attempts_of(r, nd) && !tg__run_stopped(r)) {
-    atomic_fetch_add_explicit(&r->ran, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&r->failed, 1, memory_order_relaxed);
+    bool user = !(pt->t->flags & TG__T_INTERNAL); /* counted nowhere */
+    atomic_fetch_add_explicit(&r->ran, user, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->attempts_failed, user, memory_order_relaxed);
     tg__ptask again = *pt;
     again.attempt++;
     tg__pd_requeue(p, &again, args);

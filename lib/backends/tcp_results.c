@@ -233,8 +233,10 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
       recomputed(c, rec, code, msg);
     } else {
       tg__run *run = rec->rs->r;
-      if (calls > 1) atomic_fetch_add(&run->ran, calls - 1); /* retries ran there */
-      if (fails > (code != TG_OK)) atomic_fetch_add(&run->failed, fails - (code != TG_OK));
+      bool user = !(rec->t->flags & TG__T_INTERNAL); /* counted nowhere */
+      if (calls > 1 && user) atomic_fetch_add(&run->ran, calls - 1); /* retries ran there */
+      if (fails > (code != TG_OK) && user) /* the last one is the task's end's */
+        atomic_fetch_add(&run->attempts_failed, fails - (code != TG_OK));
       if (st == TG__RS_KEPT && run->memo && run->memo->t0)
         run->memo->t0[rec->task] = 0; /* a placeholder is nothing to cache */
       if (st != TG__RS_FAILED && !v) code = TG_ENOMEM;

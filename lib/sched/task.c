@@ -575,10 +575,9 @@ void tg__task_end_report(tg__wctx *w, tg__task *t, int rc, tg_value *result,
   switch_run(w, r);
   bool user = !(t->flags & TG__T_INTERNAL);
   w->ran += user;
-  unsigned calls = rep && rep->attempts ? rep->attempts : 1;
-  if (user && calls > (rc == TG_OK && result ? 1u : 0u))
-    atomic_fetch_add_explicit(&r->attempts_failed, calls - (rc == TG_OK && result),
-                              memory_order_relaxed);
+  /* The backend counted the failed attempts it retried; this is the last. */
+  if (user && !(rc == TG_OK && result))
+    atomic_fetch_add_explicit(&r->attempts_failed, 1, memory_order_relaxed);
   if (r->running) atomic_store_explicit(&r->running[t - r->plan.tasks], 0, memory_order_relaxed);
   if (rc == TG_OK && result) {
     double *t0 = r->memo && r->memo->t0 ? &r->memo->t0[t - r->plan.tasks] : NULL;
