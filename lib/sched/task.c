@@ -370,6 +370,8 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
     if (rc != 1) {
       fail_task(r, t, rc, ctx.msg);
       outcome_failed(oc, rc, ctx.msg);
+    } else { /* an input failed (keep_going) */
+      w->skipped += !(t->flags & TG__T_INTERNAL);
     }
     *code = rc;
     return NULL;
