@@ -109,10 +109,10 @@ Test(memo_make, force_rejects_bad_nodes_and_versions) {
   o.force = NULL;
   cr_expect_eq(tg_compute(g, &c, 1, &o, out), TG_EINVAL);
   cr_expect_str_eq(tg_graph_errmsg(g), "tg_compute_opts.force is NULL with nforce 1");
-  o.version = 4;
+  o.version = TG_COMPUTE_OPTS_V4 + 1;
   o.nforce = 0;
   cr_expect_eq(tg_compute(g, &c, 1, &o, out), TG_EINVAL);
-  cr_expect_str_eq(tg_graph_errmsg(g), "tg_compute_opts.version is 4, expected 1 to 3");
+  cr_expect_str_eq(tg_graph_errmsg(g), "tg_compute_opts.version is 5, expected 1 to 4");
 }
 
 typedef struct seen {

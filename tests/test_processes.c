@@ -430,7 +430,7 @@ Test(processes, retry_after_crash, .init = setup, .fini = teardown) {
   cr_assert_eq(compute_on(ex, n, &v, &st), TG_OK, "%s", tg_graph_errmsg(g));
   cr_assert_eq(tg_value_int(v), 7);
   cr_assert_eq(st.tasks_run, 3);
-  cr_assert_eq(st.tasks_failed, 2);
+  cr_assert_eq(st.tasks_failed, 0); /* two crashed attempts, then a result */
   tg_value_unref(v);
   /* One retry is not enough for three crashes. */
   tg_arg b[] = {tg_arg_value(tg_int(3)), tg_arg_value(tg_int(7))};
@@ -454,7 +454,7 @@ Test(processes, timeout_kills_the_worker, .init = setup, .fini = teardown) {
   const char *msg = tg_graph_errmsg(g);
   cr_assert(strncmp(msg, "task 'forever' failed: TG_ETIMEDOUT: timed out after "
                          "0.2 s: its worker ",
-                    84) == 0,
+                    71) == 0,
             "%s", msg);
   cr_assert(strstr(msg, "was killed after"), "%s", msg);
   cr_assert(dt >= 0.2 && dt < 2.0, "%.3f s", dt);
