@@ -339,8 +339,8 @@ void tg_cancel_reset(tg_cancel *c);       /* lower it again */
  *   [closed/total] running R, cached C, failed F, X tasks/s, ETA Ns
  *
  * total is the run's tasks after cache lookups and culling, fixed for the
- * whole run; closed counts the tasks that finished, failed, were served
- * from the cache or were skipped. Nodes of internal functions
+ * whole run; closed counts the tasks that finished, failed, were
+ * cancelled, were served from the cache or were skipped. Nodes of internal functions
  * (TG_FUNC_INTERNAL, such as the tg.build nodes the graph.json reader
  * adds) are not counted. The line is redrawn in place five times a second
  * from the task events, cut to the terminal's width (shorter forms first:

@@ -7,7 +7,8 @@
  * returns (clears the line and frees).
  *
  * Counts leave out internal nodes (TG_FUNC_INTERNAL, such as tg.build):
- * they are parts of a task the user wrote, not tasks of their own.
+ * they are parts of a task the user wrote, not tasks of their own; the
+ * scheduler reports no events for them and its total leaves them out.
  *
  * Thread safety: tg__progress_on_event from any thread (atomic counters);
  *   start and stop from the thread running the compute.
