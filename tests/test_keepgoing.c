@@ -321,12 +321,16 @@ Test(keepgoing, the_cache_keeps_what_succeeded) {
 typedef struct seen {
   _Atomic int kind[8];
   _Atomic size_t tasks;
+  _Atomic int cancelled_right; /* CANCELLED events with TG_ECANCELED and a message */
 } seen;
 
 static void count_kinds(void *ctx, const tg_event *e) {
   seen *s = ctx;
   atomic_fetch_add(&s->kind[e->kind], 1);
   atomic_store(&s->tasks, e->tasks);
+  if (e->kind == TG_EVENT_CANCELLED && e->status == TG_ECANCELED && e->message != NULL &&
+      strcmp(e->key, "hold") == 0)
+    atomic_fetch_add(&s->cancelled_right, 1);
 }
 
 /* A task stopped because another failed is cancelled, not failed: in the
@@ -355,6 +359,7 @@ Test(keepgoing, a_task_stopped_by_a_failure_is_cancelled) {
     expect_stats(&st, be, 2, 2, 1, 1, 0, 0);
     cr_expect_eq(s.kind[TG_EVENT_FAILED], 1, "%s", be);
     cr_expect_eq(s.kind[TG_EVENT_CANCELLED], 1, "%s", be);
+    cr_expect_eq(s.cancelled_right, 1, "%s: hold's event: TG_ECANCELED and a message", be);
     cr_expect_eq(s.kind[TG_EVENT_STARTED], 2, "%s", be);
     tg_executor_free(ex);
   }

@@ -107,9 +107,12 @@ static __attribute__((cold, noinline)) void emit(const tg__run *r, const tg__tas
   tg_event ev = {.kind = kind, .node = t->node,
                  .key = tg__run_key(r, t->node, kb, sizeof kb), .worker = worker,
                  .status = status, .start = start, .end = end,
-                 .tasks = r->plan.ntasks - r->plan.ninternal, .func = fn ? tg_func_name(fn) : NULL,
+                 .tasks = r->plan.ntasks - r->plan.ninternal,
+                 .func = fn ? tg_func_name(fn) : NULL,
                  .thread = x ? x->thread : -1, .attempts = x ? x->attempts : 0,
-                 .message = x && kind == TG_EVENT_FAILED ? x->message : NULL};
+                 .message = x && (kind == TG_EVENT_FAILED || kind == TG_EVENT_CANCELLED)
+                                ? x->message
+                                : NULL};
   r->on_event(r->event_ctx, &ev);
   tg__run_callout_end(mr);
 }
@@ -220,7 +223,8 @@ static tg_value *getitem(const tg__run *r, const tg__garg *a, tg_value *v,
 }
 
 /* Fill w->scratch with t's argument values (borrowed). TG_OK, a failure
- * (code + msg), or 1 when an input is missing because the run stopped. */
+ * (code + msg), or 1 when an input is missing because the run stopped or
+ * (keep_going) its producer failed: t then takes the producer's cause. */
 static int gather(tg__wctx *w, const tg__run *r, const tg__task *t, const tg__gnode *nd,
                   char *msg, size_t msize) {
   const tg__runplan *p = &r->plan;
