@@ -125,7 +125,7 @@ static tg_registry *reg_new(const char *fver) {
   };
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, defs[i].ver, defs[i].fn,
-                     defs[i].flags, -1, NULL, NULL};
+                     defs[i].flags, -1, NULL, NULL, 0, NULL};
     cr_assert_eq(tg_registry_add(reg, &d, NULL), TG_OK);
   }
   return reg;
