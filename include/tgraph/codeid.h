@@ -9,13 +9,14 @@
  * the project) are left out, so installed headers do not change ids.
  *
  * Each file is normalized first, so that edits that cannot change the
- * compiled code keep its id: comments become a space, runs of blanks one
- * space, line ends and blank lines one line end, leading and trailing
- * blanks of lines go. String and character literals are kept byte for
- * byte. Anything else, even a reflowed line, changes the id (so does a
- * change of __LINE__ values by added lines, which is rarely what a
- * result depends on: keep such code out of cached functions). Paths are
- * not hashed: the same sources give the same id in any directory.
+ * compiled code keep its id: comments, blanks and line ends between
+ * tokens go where they separate nothing ("f ( x )" is "f(x)", a reflowed
+ * statement is the same) and become one space where they do ("int x",
+ * "- -"); preprocessor directives keep their lines and the spaces in
+ * them. String and character literals are kept byte for byte. Any other
+ * edit changes the id. Line numbers are not part of it: a function whose
+ * result depends on __LINE__ should not declare a code id. Paths are not
+ * hashed: the same sources give the same id in any directory.
  *
  * The id is the 32 lowercase hex digits of an XXH3-128 over the
  * normalized texts. `tgraph code-id` prints it for builds (a define, a

@@ -55,13 +55,47 @@ static size_t comment(const char *s, size_t n, size_t i) {
   return end ? (size_t)(end - s) : n;
 }
 
+static bool word_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '_' || (unsigned char)c >= 0x80;
+}
+
+/* True when punctuators p and c written together would lex otherwise
+ * than apart: they begin a longer punctuator ("- -" is not "--", "< <="
+ * not "<<="), a digraph or a comment. */
+static bool joins(char p, char c) {
+  static const char pairs[][3] = {"->", "++", "--", "<<", ">>", "<=", ">=", "==", "!=",
+                                  "&&", "||", "*=", "/=", "%=", "+=", "-=", "&=", "^=",
+                                  "|=", "##", "..", "<:", ":>", "<%", "%>", "%:", "//",
+                                  "/*"};
+  for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+    if (pairs[i][0] == p && pairs[i][1] == c) return true;
+  return false;
+}
+
+/* What separates the token starting with c from the text out[0..o)
+ * before it, when blanks, comments or line ends (gap 2) came between:
+ * a line end around preprocessor directives (they end at the line end);
+ * a space inside a directive (so "#define F (x)" stays an object-like
+ * macro), between two words ("int x"), between punctuators that would
+ * join ("- -") and before a literal ('L "s"' is not 'L"s"'); else
+ * nothing ("f ( x ) {" is "f(x){"). */
+static char separator(const char *out, size_t o, int gap, bool directive, char c) {
+  if (gap == 2 && (directive || c == '#')) return '\n';
+  if (directive) return ' ';
+  char p = out[o - 1];
+  bool pw = word_char(p), cw = word_char(c);
+  if ((pw && cw) || c == '"' || c == '\'' || (!pw && !cw && joins(p, c))) return ' ';
+  return 0;
+}
+
 /* The normalized text of s[0..n) into out (room for n + 1 bytes); its
- * length. Blanks and comments only set what separates the next token
- * from the last: nothing at the start, a line end if one was crossed,
- * else one space. */
+ * length: the tokens as they are, separated as separator() says, with a
+ * line end after each directive and at the end. */
 static size_t normalize(const char *s, size_t n, char *out) {
   size_t o = 0, i = 0;
-  int gap = 0; /* 0 none, 1 blank, 2 line end */
+  int gap = 0;            /* 0 none, 1 blank, 2 line end */
+  bool directive = false; /* the current output line is one */
   while (i < n) {
     char c = s[i];
     if (c == '\\' && i + 1 < n && s[i + 1] == '\n') { /* continued line */
@@ -77,7 +111,13 @@ static size_t normalize(const char *s, size_t n, char *out) {
       gap = gap ? gap : 1;
       i++;
     } else {
-      if (o && gap) out[o++] = gap == 2 ? '\n' : ' ';
+      if (o == 0) {
+        directive = c == '#';
+      } else if (gap) {
+        char sep = separator(out, o, gap, directive, c);
+        if (sep) out[o++] = sep;
+        if (sep == '\n') directive = c == '#';
+      }
       gap = 0;
       if (c == '"' || c == '\'') i = literal(s, n, i, out, &o);
       else out[o++] = s[i++];
