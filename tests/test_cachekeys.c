@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "test_cli_util.h"
 #include "tgraph.h"
@@ -733,4 +734,112 @@ Test(cachekeys, compiled_in_edit_misses) {
     cr_expect_str_eq(r.out, steps[i].out, "step %zu", i);
     tcli_result_free(&r);
   }
+}
+
+/* ---- remote workers compare code ids --------------------------------------------- */
+
+static pid_t wpid;
+static char wep[128];
+
+/* Fork a worker serving registry r (made in the child by make(arg)). */
+static void start_worker(tg_registry *(*make)(const char *), const char *arg) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  wpid = tproc_fork();
+  if (wpid == 0) {
+    close(p[0]);
+    tg_registry *r = make(arg);
+    tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
+                        .nthreads = 1, .stop = tproc_stop_on_term(),
+                        .on_ready = tproc_say_ready, .ctx = &p[1]};
+    tg_error err;
+    tg_error_clear(&err);
+    int rc = tg_worker_serve(r, &o, &err);
+    if (rc) dprintf(p[1], "ERROR %s\n", err.msg);
+    tg_registry_free(r);
+    _exit(rc ? 1 : 0);
+  }
+  close(p[1]);
+  tproc_read_line(p[0], wep, sizeof wep, 60);
+  close(p[0]);
+  cr_assert(strncmp(wep, "tcp://", 6) == 0, "worker did not start: %s", wep);
+}
+
+static void stop_worker(void) {
+  if (wpid > 0) {
+    kill(wpid, SIGTERM);
+    waitpid(wpid, NULL, 0);
+    wpid = 0;
+  }
+}
+
+/* Compute fn(4[, 0 when two arguments]) over reg on the worker; its
+ * value, or -1 with the message in msg. */
+static int64_t remote(tg_registry *reg, const char *fn, char *msg, size_t size) {
+  const char *addr[1] = {wep};
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp", .connect = addr,
+                         .nconnect = 1, .connect_timeout = 60};
+  tg_executor *ex = NULL;
+  tg_error err;
+  tg_error_clear(&err);
+  cr_assert_eq(tg_executor_new(reg, &eo, &ex, &err), TG_OK, "%s", err.msg);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_func_nargs(tg_registry_find(reg, fn)) == 2
+                  ? tg_call(g, fn, 2, tg_arg_value(tg_int(4)), tg_arg_value(tg_int(0)))
+                  : tg_call(g, fn, 1, tg_arg_value(tg_int(4)));
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync", .executor = ex};
+  tg_value *v = NULL;
+  int rc = tg_compute(g, &n, 1, &o, &v);
+  snprintf(msg, size, "%s", tg_graph_errmsg(g));
+  int64_t r = rc == TG_OK ? tg_value_int(v) : -1;
+  if (rc != TG_OK) cr_expect_eq(rc, TG_EVERSION, "%s: %s", tg_err_name(rc), msg);
+  tg_value_unref(v);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+  return r;
+}
+
+static tg_registry *worker_plugin(const char *path) { return reg_plugin(path); }
+static tg_registry *worker_twice(const char *code) { return reg_new(code); }
+
+/* Equal code ids are the same code whatever the plugin file; another
+ * code id is refused, naming both. */
+Test(cachekeys, workers_compare_code_ids, .fini = stop_worker, .timeout = 600) {
+  build_plugin("./libkp0.so", "-O0", 100, true);
+  build_plugin("./libkpe.so", "-O2", 500, true);
+  start_worker(worker_plugin, "./libkpe.so");
+  tg_registry *reg = reg_plugin("./libkp0.so");
+  char msg[1024], want[1024];
+  cr_expect_eq(remote(reg, "kp.f", msg, sizeof msg), 8, "%s", msg);
+  cr_expect_eq(remote(reg, "kp.g", msg, sizeof msg), -1);
+  char here[33], there[33];
+  snprintf(here, sizeof here, "%s", tg_func_code_id(tg_registry_find(reg, "kp.g")));
+  tg_registry *other = reg_plugin("./libkpe.so");
+  snprintf(there, sizeof there, "%s", tg_func_code_id(tg_registry_find(other, "kp.g")));
+  tg_registry_free(other);
+  snprintf(want, sizeof want, "function 'kp.g' has code id '%s' in this program and code id "
+           "'%s' on worker %s", here, there, wep);
+  cr_expect_str_eq(msg, want);
+  tg_registry_free(reg);
+  stop_worker();
+  /* Compiled in: a code id against none, and the same one. */
+  start_worker(worker_twice, NULL);
+  reg = reg_new("abcd");
+  cr_expect_eq(remote(reg, "twice", msg, sizeof msg), -1);
+  snprintf(want, sizeof want, "function 'twice' has code id 'abcd' in this program and no "
+           "code id on worker %s", wep);
+  cr_expect_str_eq(msg, want);
+  tg_registry_free(reg);
+  stop_worker();
+  start_worker(worker_twice, "abcd");
+  reg = reg_new("abcd");
+  cr_expect_eq(remote(reg, "twice", msg, sizeof msg), 8, "%s", msg);
+  tg_registry_free(reg);
+  reg = reg_new(NULL);
+  cr_expect_eq(remote(reg, "twice", msg, sizeof msg), -1);
+  snprintf(want, sizeof want, "function 'twice' has no code id in this program and code id "
+           "'abcd' on worker %s", wep);
+  cr_expect_str_eq(msg, want);
+  tg_registry_free(reg);
 }
