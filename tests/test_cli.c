@@ -265,7 +265,7 @@ Test(cli, plugin_failures_are_clear) {
   copy_file(lib, "libwc2.so");
   r = run("run", "--plugin", lib, "--plugin", "./libwc2.so", "g.json");
   tcli_expect(r, 2, "", "plugin './libwc2.so': tg_plugin_init failed: already "
-              "exists\n");
+              "exists: function 'wordcount.count' is already registered\n");
   tcli_result_free(&r);
   /* The same file twice loads once. */
   r = run("run", "-q", "--plugin", lib, "--plugin", lib, "g.json");

@@ -697,11 +697,13 @@ Test(remote_trust, worker_refuses_builtins_of_another_build) {
   tg__wbuf_cstr(&h, "1");
   tg__wbuf_u8(&h, TG__ORIGIN_BUILTIN);
   tg__wbuf_cstr(&h, "0.0.1+0123456789abcdef");
+  tg__wbuf_cstr(&h, ""); /* no code id */
   tg__wbuf_varint(&h, 1);
   tg__wbuf_cstr(&h, "sum");
   tg__wbuf_cstr(&h, "1");
   tg__wbuf_u8(&h, TG__ORIGIN_BUILTIN);
   tg__wbuf_cstr(&h, tg__library_build());
+  tg__wbuf_cstr(&h, "");
   cr_assert_eq(zmq_send(s, h.p, h.len, 0), (int)h.len);
   tg__wbuf_free(&h);
   uint8_t buf[2048];

@@ -1722,6 +1722,7 @@ Test(tcp, fetch_of_a_pending_object_by_a_vanished_client) {
   tg__wbuf_cstr(&h, "slow");
   tg__wbuf_cstr(&h, "1");
   tg__wbuf_u8(&h, 0);
+  tg__wbuf_cstr(&h, ""); /* no code id */
   cr_assert_eq(zmq_send(s, h.p, h.len, 0), (int)h.len);
   size_t lens[4];
   cr_assert_eq(recv_msg(s, replies, lens, 4), 1, "FUNCS reply");
