@@ -693,7 +693,7 @@ Test(cli, rebuilt_plugin_invalidates_its_results) {
   tcli_expect(r, 0,
               "explain: c\n"
               "  run     a                    num.slow         its function changed "
-              "(version or plugin)\n"
+              "(version, code id or plugin)\n"
               "  run     b                    add              an input changed\n"
               "  cached  c                    range            in the cache\n"
               "2 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "

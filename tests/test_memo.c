@@ -1016,7 +1016,7 @@ Test(memo, explain_before_and_after_runs) {
   explain_graph(r2, 0, &g, outs);
   cr_assert_str_eq(explain(g, outs, 2, c, false, &l),
                    "a g cached: in the cache\n"
-                   "b f func-changed: its function changed (version or plugin)\n"
+                   "b f func-changed: its function changed (version, code id or plugin)\n"
                    "out g input-changed: an input changed\n"
                    "x imp uncacheable: impure function\n"
                    "c g uncacheable: depends on a task that cannot be cached\n");
