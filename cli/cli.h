@@ -25,6 +25,7 @@ int cli_cache(int argc, char **argv);
 int cli_version(int argc, char **argv);
 int cli_worker(int argc, char **argv);
 int cli_keys(int argc, char **argv);
+int cli_code_id(int argc, char **argv);
 
 /* ---- opts.c: the option parser of every subcommand ---- */
 /* One option of a command. A table of them ends with an entry whose name

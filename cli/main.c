@@ -13,6 +13,7 @@ static const char usage[] =
     "  cache info|list|check|clear|prune  look after the result cache\n"
     "  worker             serve task functions to remote runs\n"
     "  keys generate DIR  make keys for workers and runs\n"
+    "  code-id FILE...    a source's code id, for tg_func_def.code_id\n"
     "  version            versions of tgraph and its formats\n"
     "\n"
     "tgraph COMMAND --help shows a command's options.\n";
@@ -28,6 +29,7 @@ static const command commands[] = {
     {"cache", cli_cache},
     {"worker", cli_worker},
     {"keys", cli_keys},
+    {"code-id", cli_code_id},
     {"version", cli_version},
 };
 

@@ -48,10 +48,10 @@ static int add(tg_task_ctx *ctx, tg_value *const *args, size_t nargs,
 static int register_all(tg_registry *reg) {
   const tg_func_def defs[] = {
       {TG_FUNC_DEF_V1, "square", "1", square, TG_FUNC_PURE, 1, NULL,
-       "x * x"},
+       "x * x", 0, NULL},
       {TG_FUNC_DEF_V1, "total", "1", total, TG_FUNC_PURE, 1, NULL,
-       "sum of a list of ints"},
-      {TG_FUNC_DEF_V1, "add", "1", add, TG_FUNC_PURE, 2, NULL, "a + b"},
+       "sum of a list of ints", 0, NULL},
+      {TG_FUNC_DEF_V1, "add", "1", add, TG_FUNC_PURE, 2, NULL, "a + b", 0, NULL},
   };
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     int rc = tg_registry_add(reg, &defs[i], NULL);

@@ -6,6 +6,7 @@
 #include "tgraph/value.h"
 #include "tgraph/serial.h"
 #include "tgraph/registry.h"
+#include "tgraph/codeid.h"
 #include "tgraph/graph.h"
 #include "tgraph/executor.h"
 #include "tgraph/cache.h"

@@ -265,7 +265,7 @@ Test(cli, plugin_failures_are_clear) {
   copy_file(lib, "libwc2.so");
   r = run("run", "--plugin", lib, "--plugin", "./libwc2.so", "g.json");
   tcli_expect(r, 2, "", "plugin './libwc2.so': tg_plugin_init failed: already "
-              "exists\n");
+              "exists: function 'wordcount.count' is already registered\n");
   tcli_result_free(&r);
   /* The same file twice loads once. */
   r = run("run", "-q", "--plugin", lib, "--plugin", lib, "g.json");
@@ -692,7 +692,7 @@ Test(cli, rebuilt_plugin_invalidates_its_results) {
   tcli_expect(r, 0,
               "explain: c\n"
               "  run     a                    num.slow         its function changed "
-              "(version or plugin)\n"
+              "(version, code id or plugin)\n"
               "  run     b                    add              an input changed\n"
               "  cached  c                    range            in the cache\n"
               "2 tasks would run, 1 cached; skipped: 0 below cached results, 0 not "

@@ -125,7 +125,7 @@ static tg_registry *reg_new(const char *fver) {
   };
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, defs[i].ver, defs[i].fn,
-                     defs[i].flags, -1, NULL, NULL};
+                     defs[i].flags, -1, NULL, NULL, 0, NULL};
     cr_assert_eq(tg_registry_add(reg, &d, NULL), TG_OK);
   }
   return reg;
@@ -1016,7 +1016,7 @@ Test(memo, explain_before_and_after_runs) {
   explain_graph(r2, 0, &g, outs);
   cr_assert_str_eq(explain(g, outs, 2, c, false, &l),
                    "a g cached: in the cache\n"
-                   "b f func-changed: its function changed (version or plugin)\n"
+                   "b f func-changed: its function changed (version, code id or plugin)\n"
                    "out g input-changed: an input changed\n"
                    "x imp uncacheable: impure function\n"
                    "c g uncacheable: depends on a task that cannot be cached\n");

@@ -148,6 +148,7 @@ static void fake_serve(void *sock, uint64_t claim) {
         tg__rbuf_str(&r, TG__MAX_NAME, &len);
         tg__rbuf_str(&r, TG__MAX_NAME, &len);
         if (tg__rbuf_u8(&r)) tg__rbuf_bytes(&r, 16);
+        tg__rbuf_str(&r, TG__MAX_NAME, &len); /* code id */
         tg__wbuf_varint(&h, id);
         tg__wbuf_u8(&h, TG__FN_OK);
         tg__wbuf_cstr(&h, "");
@@ -640,6 +641,7 @@ static void declare_builtins(void *s) {
     tg__wbuf_cstr(&h, "1");
     tg__wbuf_u8(&h, TG__ORIGIN_BUILTIN);
     tg__wbuf_cstr(&h, tg__library_build());
+    tg__wbuf_cstr(&h, ""); /* no code id */
   }
   cr_assert_eq(zmq_send(s, h.p, h.len, 0), (int)h.len);
   tg__wbuf_free(&h);

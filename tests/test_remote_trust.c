@@ -78,18 +78,18 @@ static tg_registry *make_reg(int kind) {
   tg_error_clear(&err);
   cr_assert_eq(tg_registry_new(&r), TG_OK);
   if (kind == COMPILED) {
-    tg_func_def d = {TG_FUNC_DEF_V1, "bug.f", "1", bug_f, TG_FUNC_PURE, 0, NULL, NULL};
+    tg_func_def d = {TG_FUNC_DEF_V1, "bug.f", "1", bug_f, TG_FUNC_PURE, 0, NULL, NULL, 0, NULL};
     cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   } else if (kind == PLUGIN) {
     cr_assert_eq(tg_registry_load_plugin(r, plugin_path(), &err), TG_OK, "%s", err.msg);
   } else if (kind == BUILTINS) {
     cr_assert_eq(tg_registry_add_builtins(r), TG_OK);
   } else if (kind == WHOAMI) {
-    tg_func_def d = {TG_FUNC_DEF_V1, "whoami", "1", whoami_f, TG_FUNC_PURE, 0, NULL, NULL};
+    tg_func_def d = {TG_FUNC_DEF_V1, "whoami", "1", whoami_f, TG_FUNC_PURE, 0, NULL, NULL, 0, NULL};
     cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   } else {
     tg_func_def d = {TG_FUNC_DEF_V1, "identity", "1", my_identity, TG_FUNC_PURE, 1, NULL,
-                     NULL};
+                     NULL, 0, NULL};
     cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   }
   return r;
@@ -697,11 +697,13 @@ Test(remote_trust, worker_refuses_builtins_of_another_build) {
   tg__wbuf_cstr(&h, "1");
   tg__wbuf_u8(&h, TG__ORIGIN_BUILTIN);
   tg__wbuf_cstr(&h, "0.0.1+0123456789abcdef");
+  tg__wbuf_cstr(&h, ""); /* no code id */
   tg__wbuf_varint(&h, 1);
   tg__wbuf_cstr(&h, "sum");
   tg__wbuf_cstr(&h, "1");
   tg__wbuf_u8(&h, TG__ORIGIN_BUILTIN);
   tg__wbuf_cstr(&h, tg__library_build());
+  tg__wbuf_cstr(&h, "");
   cr_assert_eq(zmq_send(s, h.p, h.len, 0), (int)h.len);
   tg__wbuf_free(&h);
   uint8_t buf[2048];

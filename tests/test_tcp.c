@@ -185,7 +185,7 @@ static tg_registry *make_reg(const char *ver) {
   for (size_t i = 0; r && i < sizeof defs / sizeof defs[0]; i++) {
     bool versioned = strcmp(defs[i].name, "versioned") == 0;
     tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, versioned ? ver : "1", defs[i].fn,
-                     TG_FUNC_PURE, defs[i].nargs, NULL, NULL};
+                     TG_FUNC_PURE, defs[i].nargs, NULL, NULL, 0, NULL};
     cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   }
   return r;
@@ -1290,7 +1290,7 @@ Test(tcp, plugin_digest_mismatch) {
 
 Test(tcp, function_missing_on_worker) {
   int w = start();
-  tg_func_def d = {TG_FUNC_DEF_V1, "only_here", "1", tgt_fn_inc, TG_FUNC_PURE, 1, NULL, NULL};
+  tg_func_def d = {TG_FUNC_DEF_V1, "only_here", "1", tgt_fn_inc, TG_FUNC_PURE, 1, NULL, NULL, 0, NULL};
   cr_assert_eq(tg_registry_add(reg, &d, NULL), TG_OK);
   tg_executor *ex = tcp_ex(&w, 1, NULL);
   tg_graph *g;
@@ -1722,6 +1722,7 @@ Test(tcp, fetch_of_a_pending_object_by_a_vanished_client) {
   tg__wbuf_cstr(&h, "slow");
   tg__wbuf_cstr(&h, "1");
   tg__wbuf_u8(&h, 0);
+  tg__wbuf_cstr(&h, ""); /* no code id */
   cr_assert_eq(zmq_send(s, h.p, h.len, 0), (int)h.len);
   size_t lens[4];
   cr_assert_eq(recv_msg(s, replies, lens, 4), 1, "FUNCS reply");

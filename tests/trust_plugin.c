@@ -11,6 +11,6 @@ static int bug_f(tg_task_ctx *ctx, tg_value *const *args, size_t nargs, tg_value
 
 int tg_plugin_init(tg_registry *reg);
 int tg_plugin_init(tg_registry *reg) {
-  tg_func_def d = {TG_FUNC_DEF_V1, "bug.f", "1", bug_f, TG_FUNC_PURE, 0, NULL, NULL};
+  tg_func_def d = {TG_FUNC_DEF_V1, "bug.f", "1", bug_f, TG_FUNC_PURE, 0, NULL, NULL, 0, NULL};
   return tg_registry_add(reg, &d, NULL);
 }

@@ -168,7 +168,7 @@ int tg_plugin_init(tg_registry *reg);
 
 int tg_plugin_init(tg_registry *reg) {
 #define DEF(name, fn, n, doc) \
-  {TG_FUNC_DEF_V1, name, "1", fn, TG_FUNC_PURE, n, NULL, doc}
+  {TG_FUNC_DEF_V1, name, "1", fn, TG_FUNC_PURE, n, NULL, doc, 0, NULL}
   static const tg_func_def defs[] = {
       DEF("img.synth", synth, 3, "img.synth(seed, w, h): a test image"),
       DEF("img.encode_pgm", encode_pgm, 1, "img.encode_pgm(a): PGM bytes"),

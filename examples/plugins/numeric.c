@@ -199,7 +199,7 @@ int tg_plugin_init(tg_registry *reg);
 
 int tg_plugin_init(tg_registry *reg) {
 #define DEF(name, fn, n, doc) \
-  {TG_FUNC_DEF_V1, name, "1", fn, TG_FUNC_PURE, n, NULL, doc}
+  {TG_FUNC_DEF_V1, name, "1", fn, TG_FUNC_PURE, n, NULL, doc, 0, NULL}
   static const tg_func_def defs[] = {
       DEF("num.pi_hits", pi_hits, 2, "num.pi_hits(seed, n): hits in the circle"),
       DEF("num.pi", pi, 2, "num.pi(hits, n): the estimate of pi"),

@@ -11,6 +11,10 @@
  *
  * All pure. The functions use only tgraph's public API and resolve it
  * against the program that loads the plugin.
+ *
+ * Their code id is this file's (the build passes TG_CODE_ID from `tgraph
+ * code-id`, see meson.build): cached counts survive a rebuild of the
+ * plugin with other compiler flags and go when this source changes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -131,12 +135,13 @@ int tg_plugin_init(tg_registry *reg);
 
 int tg_plugin_init(tg_registry *reg) {
   static const tg_func_def defs[] = {
-      {TG_FUNC_DEF_V1, "wordcount.count", "1", count, TG_FUNC_PURE, 1, NULL,
-       "wordcount.count(text): {word: count}"},
-      {TG_FUNC_DEF_V1, "wordcount.merge", "1", merge, TG_FUNC_PURE, -1, NULL,
-       "wordcount.merge(counts...): summed counts"},
-      {TG_FUNC_DEF_V1, "wordcount.top", "1", top, TG_FUNC_PURE, 2, NULL,
-       "wordcount.top(counts, k): the k most frequent [word, n]"},
+      {TG_FUNC_DEF_V2, "wordcount.count", "1", count, TG_FUNC_PURE, 1, NULL,
+       "wordcount.count(text): {word: count}", 0, TG_CODE_ID_OR_NULL},
+      {TG_FUNC_DEF_V2, "wordcount.merge", "1", merge, TG_FUNC_PURE, -1, NULL,
+       "wordcount.merge(counts...): summed counts", 0, TG_CODE_ID_OR_NULL},
+      {TG_FUNC_DEF_V2, "wordcount.top", "1", top, TG_FUNC_PURE, 2, NULL,
+       "wordcount.top(counts, k): the k most frequent [word, n]", 0,
+       TG_CODE_ID_OR_NULL},
   };
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     int rc = tg_registry_add(reg, &defs[i], NULL);

@@ -13,9 +13,13 @@
  * link it whole with -rdynamic).
  *
  * Identity: the XXH3-128 of the plugin file's bytes is its digest. It
- * joins the identity of every function the plugin registers in cache keys
- * (with the function's name and version), so that rebuilding a plugin
- * invalidates what it computed.
+ * joins the identity of every function the plugin registers without a
+ * code id (tg_func_def.code_id) in cache keys (with the function's name
+ * and version), so that rebuilding a plugin invalidates what they
+ * computed. A function declaring a code id (the digest of its source,
+ * `tgraph code-id`) is known by that instead: rebuilding the plugin with
+ * other flags keeps its results, editing its source drops them, and
+ * editing another function's source file leaves them alone.
  *
  * A loaded plugin stays loaded until the process ends: its functions live
  * in the registry, and nothing tracks which graphs still use them.
@@ -50,7 +54,8 @@ typedef struct tg_plugin_info {
  * same file twice into one registry fails (TG_EEXIST from init). Errors, with err saying which and why:
  * -ENOENT/-errno (the file cannot be read), TG_ENOTFOUND (dlopen failed,
  * e.g. an undefined symbol, or no tg_plugin_init symbol), the init's own
- * negative code, or TG_EINVAL when init returned a positive value. After
+ * negative code (with tg_registry_errmsg's reason when the registry
+ * refused a function), or TG_EINVAL when init returned a positive value. After
  * a failing init, functions it registered stay registered (a registry
  * cannot drop functions). info (may be NULL) gets what was loaded. */
 int tg_registry_load_plugin(tg_registry *reg, const char *path,

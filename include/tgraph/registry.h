@@ -61,8 +61,9 @@ enum {
 };
 
 #define TG_FUNC_DEF_V1 1
+#define TG_FUNC_DEF_V2 2 /* adds ignore_args and code_id */
 typedef struct tg_func_def {
-  uint32_t version;       /* TG_FUNC_DEF_V1 */
+  uint32_t version;       /* TG_FUNC_DEF_V1 or TG_FUNC_DEF_V2 */
   const char *name;       /* unique in the registry, e.g. "wordcount.count";
                              copied */
   const char *fn_version; /* part of the function's identity and of cache
@@ -73,7 +74,41 @@ typedef struct tg_func_def {
   int nargs;              /* exact argument count, or -1 for any */
   void *user;             /* handed to the function via tg_task_user() */
   const char *doc;        /* one line of help; copied; may be NULL */
+  /* ---- read only when version >= TG_FUNC_DEF_V2 ---- */
+  uint64_t ignore_args;   /* bit i set: argument i does not affect the
+                             result (a verbosity flag, a thread count) and
+                             is left out of cache keys, so calls differing
+                             only there share one entry. With nargs >= 0
+                             every bit must name an argument (i < nargs);
+                             with nargs = -1 bit i names argument i of any
+                             call that has one, and arguments from 64 on
+                             always count. TG_IGNORE_ARG(i) builds a bit. */
+  const char *code_id;    /* identity of the function's code, e.g. a digest
+                             of its source from `tgraph code-id` (see
+                             TG_CODE_ID below); joins cache keys, so editing
+                             the code invalidates its results. For a plugin
+                             it replaces the plugin file's digest: a rebuild
+                             with other flags keeps the results. NULL = none:
+                             a compiled-in function is known by name and
+                             fn_version alone (manual versioning), a plugin
+                             function by those and its file's digest.
+                             1..255 printable ASCII bytes, no spaces;
+                             copied */
 } tg_func_def;
+
+/* The ignore_args bit of argument i (0 <= i < 64). */
+#define TG_IGNORE_ARG(i) ((uint64_t)1 << (i))
+
+/* TG_CODE_ID: a build passes the code id of a source file as this macro,
+ * a string literal: `cc $(tgraph code-id --cflag f.c) -c f.c`, or
+ * `tgraph code-id --header OUT f.c` writing a header that defines it (for
+ * `cc -include OUT`, or a meson custom_target). TG_CODE_ID_OR_NULL is it
+ * where defined, else NULL, so one source builds with or without it. */
+#ifdef TG_CODE_ID
+#define TG_CODE_ID_OR_NULL TG_CODE_ID
+#else
+#define TG_CODE_ID_OR_NULL NULL
+#endif
 
 /* Create an empty registry. On error *out is NULL. */
 int tg_registry_new(tg_registry **out /* OUT */);
@@ -82,10 +117,17 @@ void tg_registry_free(tg_registry *reg);
 
 /* Register a function. TG_EEXIST when the name is taken, TG_EINVAL for a
  * missing name or fn, a name that is empty, longer than 255 bytes or not
- * printable ASCII/UTF-8. On success *out (may be NULL) is the handle. On
- * error the registry is unchanged. */
+ * printable ASCII/UTF-8, an unknown def->version, an ignore_args bit at or
+ * beyond nargs, or a code_id that is empty, longer than 255 bytes or not
+ * printable ASCII without spaces. On success *out (may be NULL) is the handle. On error
+ * the registry is unchanged and tg_registry_errmsg() says what is wrong. */
 int tg_registry_add(tg_registry *reg, const tg_func_def *def,
                     const tg_func **out /* OUT, may be NULL */);
+
+/* Why the last failing tg_registry_add() failed, naming the function
+ * ("function 'f': ignore_args names argument 3 but it takes 2"); "" when
+ * none failed. Valid until the next tg_registry_add(). */
+const char *tg_registry_errmsg(const tg_registry *reg);
 
 /* Short form: version "0", any number of arguments. */
 int tg_register(tg_registry *reg, const char *name, tg_task_fn fn,
@@ -105,6 +147,8 @@ const char *tg_func_version(const tg_func *f);
 unsigned tg_func_flags(const tg_func *f);
 int tg_func_nargs(const tg_func *f);
 const char *tg_func_doc(const tg_func *f);   /* "" when none */
+uint64_t tg_func_ignore_args(const tg_func *f); /* 0 when none */
+const char *tg_func_code_id(const tg_func *f);  /* NULL when none */
 
 /* ---- inside a task ---------------------------------------------------- */
 

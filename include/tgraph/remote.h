@@ -53,7 +53,7 @@ extern "C" {
 
 /* Version of the worker protocol this library speaks. Both ends must
  * speak the same one (the handshake says which each has). */
-#define TG_REMOTE_PROTOCOL 4 /* 4: results say where and when calls ran */
+#define TG_REMOTE_PROTOCOL 5 /* 5: functions carry their code id */
 
 /* Default address of a worker, and its default port. */
 #define TG_WORKER_DEFAULT_LISTEN "tcp://127.0.0.1:7070"

@@ -155,6 +155,7 @@ uint64_t tg__tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f) {
   } else if (f->kind == TG__ORIGIN_BUILTIN) {
     tg__wbuf_cstr(&c->funcs, tg__library_build());
   }
+  tg__wbuf_cstr(&c->funcs, f->code_id ? f->code_id : "");
   c->nfuncs++;
   return id;
 }

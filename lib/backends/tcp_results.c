@@ -329,7 +329,12 @@ static bool funcs(tcp *b, tcp_conn *c, tg__rbuf *r) {
       snprintf(msg, sizeof msg, "function '%s' has version '%s' in this program and "
                "version '%s' on worker %s", tg_func_name(f), tg_func_version(f), detail,
                c->addr);
-    else {
+    else if (st == TG__FN_CODE) {
+      char here[TG__MAX_NAME + 16], there[TG__MAX_MSG + 16];
+      snprintf(msg, sizeof msg, "function '%s' has %s in this program and %s on worker %s",
+               tg_func_name(f), tg__code_id_text(f->code_id, here, sizeof here),
+               tg__code_id_text(detail, there, sizeof there), c->addr);
+    } else {
       char here[TG__MAX_MSG];
       tg__func_origin_text(f->kind, f->origin_file, f->origin, tg__library_build(),
                            "this program", here, sizeof here);

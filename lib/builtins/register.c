@@ -47,7 +47,7 @@ int tg_registry_add_builtins(tg_registry *reg) {
   for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
     tg_func_def d = {TG_FUNC_DEF_V1, entries[i].name, "1", entries[i].fn,
                      entries[i].flags, entries[i].nargs, NULL,
-                     entries[i].doc};
+                     entries[i].doc, 0, NULL};
     const tg_func *f;
     int rc = tg_registry_add(reg, &d, &f);
     if (rc != TG_OK) return rc;

@@ -2,10 +2,13 @@
  * tg__merkle_key's, lib/cache/key.h), computed iteratively for what a
  * compute needs, and the per-graph digests of large constants.
  *
- * A node's key covers its function's identity (name, version, plugin
- * digest) and per argument the constant's value hash, the producing
- * node's key (with the item index or map key of a selector), or for the
- * path of a TG_FUNC_FILE_SOURCE function the file's content digest.
+ * A node's key covers its function's identity (name, version, and the
+ * digest of its code id or else of its plugin file) and per argument the
+ * constant's value hash, the producing node's key (with the item index
+ * or map key of a selector), for the path of a TG_FUNC_FILE_SOURCE
+ * function the file's content digest, or for an argument the function
+ * ignores (tg_func_def.ignore_args) a fixed marker: such an argument, and
+ * whatever computes it, neither change the key nor make it unknown.
  * Nodes made by tg_graph_map() hash as their function with a leading
  * marker argument (a constant digest no value has): "tgchunk1" + u64
  * number of mapped inputs for a chunk (so a chunk of k inputs and e
@@ -103,7 +106,7 @@ static tg_digest const_hash(const tg_graph *g, uint32_t arg) {
 /* ---- one node's key -------------------------------------------------------- */
 
 tg_digest tg__func_identity(const tg_func *f) {
-  tg__key_fn kf = {f->name, f->version, f->has_origin ? &f->origin : NULL};
+  tg__key_fn kf = {f->name, f->version, tg__func_key_digest(f)};
   return tg__merkle_key(&kf, NULL, 0);
 }
 
@@ -147,6 +150,17 @@ static bool reserve_args(tg__keyer *k, size_t n) {
   return true;
 }
 
+/* True when argument j of node nd stands for an argument its function
+ * ignores: a call's argument j; a map chunk's mapped inputs (its first
+ * aux arguments) are the function's argument 0, its extras arguments 1..;
+ * a map's concatenating node has none of the function's arguments. */
+static bool arg_ignored(const tg__gnode *nd, uint32_t j) {
+  const tg_func *f = nd->fn;
+  if (!f->ignore || nd->kind == TG__NK_CONCAT) return false;
+  if (nd->kind == TG__NK_CALL) return tg__func_ignores(f, j);
+  return tg__func_ignores(f, j < nd->aux ? 0 : (size_t)j - nd->aux + 1);
+}
+
 /* Compute the key of n, whose node arguments' keys are known. */
 static int compute(tg__keyer *k, uint32_t n) {
   const tg_graph *g = k->g;
@@ -164,6 +178,10 @@ static int compute(tg__keyer *k, uint32_t n) {
   for (uint32_t j = 0; j < nd->nargs; j++) {
     tg__key_arg *x = &ka[lead + j];
     *x = (tg__key_arg){TG__KEY_NODE, {0, 0}, 0, NULL, 0};
+    if (arg_ignored(nd, j)) {
+      x->kind = TG__KEY_IGNORED;
+      continue;
+    }
     switch (a[j].kind) {
       case TG_ARG_VALUE:
         x->kind = TG__KEY_CONST;
@@ -185,7 +203,7 @@ static int compute(tg__keyer *k, uint32_t n) {
     /* the path is argument 0 of a call, and every mapped input of a chunk */
     if (file && (nd->kind == TG__NK_CALL ? j == 0 : j < nd->aux)) file_arg(k, &a[j], x, &why);
   }
-  tg__key_fn kf = {f->name, f->version, f->has_origin ? &f->origin : NULL};
+  tg__key_fn kf = {f->name, f->version, tg__func_key_digest(f)};
   k->key[n] = tg__merkle_key(&kf, ka, nd->nargs + lead);
   k->st[n] = (uint8_t)(TG__KEYER_KNOWN | why);
   return TG_OK;

@@ -81,16 +81,20 @@ int tg_registry_load_plugin_info(tg_registry *reg, const char *path,
   }
   size_t before = tg_registry_count(reg);
   rc = init(reg);
-  /* What it registered is its: the file's digest joins those functions'
-   * identity in cache keys, so a rebuilt plugin invalidates its results. */
+  /* What it registered is its: the file's digest joins the identity of
+   * those functions that declare no code id, so a rebuilt plugin
+   * invalidates their results (those with one are known by it instead). */
   for (size_t i = before; i < tg_registry_count(reg); i++)
     tg__func_set_origin(tg_registry_at(reg, i), d, path);
   if (rc != TG_OK) {
-    /* Keep the object mapped: init may have registered functions. */
+    /* Keep the object mapped: init may have registered functions. The
+     * registry's last complaint is most often why init gave up. */
+    const char *why = tg_registry_errmsg(reg);
     return tg__error_set(err, rc < 0 ? rc : TG_EINVAL,
-                         "plugin '%s': tg_plugin_init failed: %s", path,
+                         "plugin '%s': tg_plugin_init failed: %s%s%s", path,
                          rc < 0 ? tg_strerror(rc) : "it returned a positive "
-                                                    "value");
+                                                    "value",
+                         *why ? ": " : "", why);
   }
   if (info != NULL) {
     info->digest = d;

@@ -25,6 +25,12 @@ const char *tg__library_build(void) {
   return TG__LIBRARY_VERSION "+" TG__SOURCE_DIGEST;
 }
 
+char *tg__code_id_text(const char *id, char *buf, size_t size) {
+  if (id && *id) snprintf(buf, size, "code id '%s'", id);
+  else snprintf(buf, size, "no code id");
+  return buf;
+}
+
 char *tg__func_origin_text(uint8_t kind, const char *file, tg_digest d,
                            const char *build, const char *program_what,
                            char *buf, size_t size) {

@@ -1,8 +1,10 @@
 /* lib/registry/registry.c: the function registry: functions in an array
  * (registration order) and an open-addressing index by name. */
+#include <stdio.h>
 #include <string.h>
 
 #include "registry_internal.h"
+#include "value/hash_internal.h" /* tg__hasher: the code digest */
 #include "value/value_internal.h" /* tg__map_key_hash */
 
 struct tg_registry {
@@ -11,6 +13,7 @@ struct tg_registry {
   size_t n, cap;
   uint32_t *index;  /* slots: function index + 1, 0 = empty */
   size_t index_cap; /* power of two, at least twice n */
+  char errmsg[320]; /* why the last tg_registry_add failed; "" if none */
 };
 
 int tg_registry_new(tg_registry **out) {
@@ -73,12 +76,40 @@ static bool name_ok(const char *name) {
   return true;
 }
 
-/* One allocation: the struct, then name, version and doc strings. */
-static tg_func *func_new(const tg_func_def *def) {
+/* 1..TG__NAME_MAX printable ASCII bytes without spaces: it travels to
+ * workers and appears in messages as it is. */
+static bool code_id_ok(const char *id) {
+  size_t len = strlen(id);
+  if (len == 0 || len > TG__NAME_MAX) return false;
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)id[i] <= 0x20 || (unsigned char)id[i] >= 0x7f) return false;
+  return true;
+}
+
+/* The fields of def this registry reads: V1's, and V2's from a V2 def
+ * only (a V1 caller's struct ends before them). */
+typedef struct def_view {
+  const tg_func_def *d;
+  uint64_t ignore;
+  const char *code_id;
+} def_view;
+
+static tg_digest code_digest(const char *id) {
+  tg__hasher h;
+  tg__hasher_init(&h);
+  tg__hasher_update(&h, "tgcode1", 7);
+  tg__hasher_update(&h, id, strlen(id));
+  return tg__hasher_final(&h);
+}
+
+/* One allocation: the struct, then name, version, doc and code id. */
+static tg_func *func_new(const def_view *v) {
+  const tg_func_def *def = v->d;
   const char *ver = def->fn_version ? def->fn_version : "0";
   const char *doc = def->doc ? def->doc : "";
   size_t ln = strlen(def->name), lv = strlen(ver), ld = strlen(doc);
-  tg_func *f = tg__malloc(sizeof *f + ln + lv + ld + 3);
+  size_t lc = v->code_id ? strlen(v->code_id) + 1 : 0;
+  tg_func *f = tg__malloc(sizeof *f + ln + lv + ld + 3 + lc);
   if (!f) return NULL;
   char *p = (char *)(f + 1);
   memcpy(p, def->name, ln + 1);
@@ -89,6 +120,15 @@ static tg_func *func_new(const tg_func_def *def) {
   p += lv + 1;
   memcpy(p, doc, ld + 1);
   f->doc = p;
+  p += ld + 1;
+  f->code_id = NULL;
+  f->code = (tg_digest){0, 0};
+  if (v->code_id) {
+    memcpy(p, v->code_id, lc);
+    f->code_id = p;
+    f->code = code_digest(p);
+  }
+  f->ignore = v->ignore;
   f->fn = def->fn;
   f->user = def->user;
   f->flags = def->flags;
@@ -102,13 +142,51 @@ static tg_func *func_new(const tg_func_def *def) {
   return f;
 }
 
+/* Check def; on a problem say it in reg->errmsg and return TG_EINVAL. */
+static int check_def(tg_registry *reg, const tg_func_def *def, def_view *v) {
+  char *m = reg->errmsg;
+  size_t ms = sizeof reg->errmsg;
+  if (!def) return snprintf(m, ms, "no function definition"), TG_EINVAL;
+  if (def->version != TG_FUNC_DEF_V1 && def->version != TG_FUNC_DEF_V2)
+    return snprintf(m, ms, "function definition version %u is unknown (expected "
+                    "TG_FUNC_DEF_V1 or TG_FUNC_DEF_V2)", def->version), TG_EINVAL;
+  if (!def->name || !name_ok(def->name))
+    return snprintf(m, ms, "function name is missing, empty, longer than %d bytes or "
+                    "not printable UTF-8", TG__NAME_MAX), TG_EINVAL;
+  const char *n = def->name;
+  if (!def->fn) return snprintf(m, ms, "function '%s': no fn", n), TG_EINVAL;
+  if (def->nargs < -1)
+    return snprintf(m, ms, "function '%s': nargs %d (expected -1 or a count)", n,
+                    def->nargs), TG_EINVAL;
+  *v = (def_view){def, 0, NULL};
+  if (def->version < TG_FUNC_DEF_V2) return TG_OK;
+  v->ignore = def->ignore_args;
+  v->code_id = def->code_id;
+  if (def->nargs >= 0 && def->nargs < 64 && (v->ignore >> def->nargs) != 0) {
+    int hi = 63;
+    while (!(v->ignore >> hi & 1)) hi--;
+    return snprintf(m, ms, "function '%s': ignore_args names argument %d but it takes "
+                    "%d argument%s (0-based indexes)", n, hi, def->nargs,
+                    def->nargs == 1 ? "" : "s"), TG_EINVAL;
+  }
+  if (v->code_id && !code_id_ok(v->code_id))
+    return snprintf(m, ms, "function '%s': code_id is empty, longer than %d bytes or "
+                    "not printable ASCII without spaces", n, TG__NAME_MAX), TG_EINVAL;
+  return TG_OK;
+}
 
 int tg_registry_add(tg_registry *reg, const tg_func_def *def,
                     const tg_func **out) {
-  if (!reg || !def || def->version != TG_FUNC_DEF_V1 || !def->fn ||
-      !def->name || !name_ok(def->name) || def->nargs < -1)
-    return TG_EINVAL;
-  if (tg_registry_find(reg, def->name)) return TG_EEXIST;
+  if (!reg) return TG_EINVAL;
+  reg->errmsg[0] = '\0';
+  def_view v;
+  int rc = check_def(reg, def, &v);
+  if (rc != TG_OK) return rc;
+  if (tg_registry_find(reg, def->name)) {
+    snprintf(reg->errmsg, sizeof reg->errmsg, "function '%s' is already registered",
+             def->name);
+    return TG_EEXIST;
+  }
   if (reg->n >= UINT32_MAX - 1) return TG_ELIMIT;
   if ((reg->n + 1) * 2 > reg->index_cap && grow_index(reg) != TG_OK)
     return TG_ENOMEM;
@@ -119,7 +197,7 @@ int tg_registry_add(tg_registry *reg, const tg_func_def *def,
     reg->funcs = fs;
     reg->cap = cap;
   }
-  tg_func *f = func_new(def);
+  tg_func *f = func_new(&v);
   if (!f) return TG_ENOMEM;
   f->index = (uint32_t)reg->n;
   reg->index[slot_of(reg, f->name, f->name_len, f->hash)] = (uint32_t)reg->n + 1;
@@ -128,9 +206,13 @@ int tg_registry_add(tg_registry *reg, const tg_func_def *def,
   return TG_OK;
 }
 
+const char *tg_registry_errmsg(const tg_registry *reg) {
+  return reg ? reg->errmsg : "";
+}
+
 int tg_register(tg_registry *reg, const char *name, tg_task_fn fn,
                 unsigned flags) {
-  tg_func_def def = {TG_FUNC_DEF_V1, name, NULL, fn, flags, -1, NULL, NULL};
+  tg_func_def def = {TG_FUNC_DEF_V1, name, NULL, fn, flags, -1, NULL, NULL, 0, NULL};
   return tg_registry_add(reg, &def, NULL);
 }
 
@@ -145,3 +227,5 @@ const char *tg_func_version(const tg_func *f) { return f ? f->version : NULL; }
 unsigned tg_func_flags(const tg_func *f) { return f ? f->flags : 0; }
 int tg_func_nargs(const tg_func *f) { return f ? f->nargs : -1; }
 const char *tg_func_doc(const tg_func *f) { return f ? f->doc : ""; }
+uint64_t tg_func_ignore_args(const tg_func *f) { return f ? f->ignore : 0; }
+const char *tg_func_code_id(const tg_func *f) { return f ? f->code_id : NULL; }

@@ -23,6 +23,9 @@ struct tg_func {
   const char *name; /* these three point into the same allocation */
   const char *version;
   const char *doc;
+  const char *code_id; /* NULL when none; else in the same allocation */
+  uint64_t ignore;  /* ignore_args of the definition */
+  tg_digest code;   /* XXH3-128 of "tgcode1" + code_id, when it has one */
   uint32_t index;   /* registration order: indexes per-run tables */
   bool has_origin;  /* origin is set (the function came from a plugin) */
   tg_digest origin; /* content digest of the plugin providing it: part of
@@ -41,6 +44,18 @@ enum {
   TG__ORIGIN_BUILTIN = 2, /* one of tg_registry_add_builtins' */
 };
 
+/* The digest joining f's identity in cache keys after its name and
+ * version: its code digest when it declares a code id (then the plugin
+ * file's bytes do not matter), else the digest of the plugin it comes
+ * from, else NULL (compiled in, or a builtin: name and version alone). */
+static inline const tg_digest *tg__func_key_digest(const tg_func *f) {
+  return f->code_id ? &f->code : f->has_origin ? &f->origin : NULL;
+}
+/* True when argument i of a call of f is left out of its cache key. */
+static inline bool tg__func_ignores(const tg_func *f, size_t i) {
+  return i < 64 && (f->ignore >> i & 1);
+}
+
 /* Record that f comes from a plugin whose file has content digest d and
  * (file, may be NULL) the given path (the plugin loader calls this for each
  * function the plugin registered, right after its init and before any
@@ -58,6 +73,9 @@ const char *tg__library_build(void);
 char *tg__func_origin_text(uint8_t kind, const char *file, tg_digest d,
                            const char *build, const char *program_what,
                            char *buf, size_t size);
+
+/* "code id 'ID'", or "no code id" when id is NULL or "", into buf. */
+char *tg__code_id_text(const char *id, char *buf, size_t size);
 
 struct tg__run; /* lib/sched: the compute a task belongs to */
 

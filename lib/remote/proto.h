@@ -14,8 +14,9 @@
  *   FUNCS   varint n, n x (varint fn id, str name, str version,
  *           u8 origin (TG__ORIGIN_*: 0 program, 1 plugin, 2 builtin),
  *           plugin: 16 bytes digest lo, hi LE, str file base name;
- *           builtin: str library build (tg__library_build)). Ids are
- *           the client's, dense from 0.
+ *           builtin: str library build (tg__library_build), str code id
+ *           ("" when the function declares none)). Ids are the client's,
+ *           dense from 0.
  *   TASKS   varint run, varint n, n task records; then one value: the
  *           list of inline arguments the records index.
  *     task: varint id, varint fn, u8 kind (0 call, 1 chunk, 2 concat),
@@ -37,8 +38,9 @@
  *           nthreads, str worker name, str message (why refused), varint
  *           misalignment.
  *   FUNCS   varint n, n x (varint fn id, u8 status TG__FN_*, str detail:
- *           the worker's version (TG__FN_VERSION) or where its code comes
- *           from (TG__FN_ORIGIN, tg__func_origin_text)).
+ *           the worker's version (TG__FN_VERSION), where its code comes
+ *           from (TG__FN_ORIGIN, tg__func_origin_text) or its code id
+ *           ("" when none, TG__FN_CODE)).
  *   RESULTS varint n, n result records; then one value: the list of
  *           inline results the records index.
  *     result: varint task id, varint calls, varint failed calls,
@@ -124,6 +126,8 @@ enum { /* function check results */
   TG__FN_VERSION = 2,
   TG__FN_ORIGIN = 3, /* other code: another plugin build, a plugin against
                         compiled-in code, another library build */
+  TG__FN_CODE = 4,   /* another code id (tg_func_def.code_id), or one side
+                        declares one and the other none */
 };
 
 /* Limits a worker enforces on what a client sends. */

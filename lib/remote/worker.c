@@ -168,6 +168,7 @@ typedef struct fn_origin {
   tg_digest dg; /* plugin */
   char file[64]; /* plugin: base name */
   char build[TG__MAX_NAME + 1]; /* builtin: the client's library build */
+  char code_id[TG__MAX_NAME + 1]; /* "" when the function declares none */
 } fn_origin;
 
 /* Same code: same kind, and the same plugin file or library build. Two
@@ -196,6 +197,18 @@ static void check_fn(tg__worker *wk, wfn *d, const char *name, const char *ver,
     snprintf(detail, TG__MAX_MSG, "%s", tg_func_version(f));
     snprintf(m, sizeof m, "function '%s' has version '%s' in the program and version "
              "'%s' on this worker", name, ver, tg_func_version(f));
+  } else if (f->code_id || o->code_id[0]) {
+    /* A declared code id is the code's identity, as in cache keys: equal
+     * ones are the same code whichever file brought it (a plugin rebuilt
+     * with other flags), different ones never are. */
+    if (!f->code_id || strcmp(f->code_id, o->code_id) != 0) {
+      d->status = TG__FN_CODE;
+      snprintf(detail, TG__MAX_MSG, "%s", f->code_id ? f->code_id : "");
+      char theirs[TG__MAX_NAME + 16], ours[TG__MAX_NAME + 16];
+      snprintf(m, sizeof m, "function '%s' has %s in the program and %s on this worker",
+               name, tg__code_id_text(o->code_id, theirs, sizeof theirs),
+               tg__code_id_text(f->code_id, ours, sizeof ours));
+    }
   } else if (!same_origin(f, o)) {
     /* Never run other code under the client's name: it would cache our
      * results as its own. */
@@ -234,6 +247,7 @@ static bool funcs(tg__worker *wk, wsess *s, tg__rbuf *r) {
     } else if (o.kind != TG__ORIGIN_PROGRAM) {
       r->bad = true;
     }
+    tg__rbuf_cstr(r, o.code_id, TG__MAX_NAME);
     if (r->bad || id != s->nfns) break; /* ids are dense, in order */
     wfn *fns = tg__realloc(s->fns, (s->nfns + 1) * sizeof *fns);
     if (!fns) {

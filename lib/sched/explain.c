@@ -94,7 +94,7 @@ static void miss_state(tg__memo *m, uint32_t node, const tg__gnode *nd, tg_diges
     e->why = "not in the cache";
   } else if (!tg_digest_equal(fnid, tg__func_identity(nd->fn))) {
     e->state = TG_EXPLAIN_FUNC_CHANGED;
-    e->why = "its function changed (version or plugin)";
+    e->why = "its function changed (version, code id or plugin)";
   } else if (!tg_digest_equal(last, key)) {
     e->state = TG_EXPLAIN_INPUT_CHANGED;
     e->why = "an input changed";

@@ -79,7 +79,7 @@ tg_registry *bench_registry(void) {
       {"sum", b_sum, -1}, {"mc_pi", b_pi, 2}};
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn,
-                     TG_FUNC_PURE, defs[i].nargs, NULL, NULL};
+                     TG_FUNC_PURE, defs[i].nargs, NULL, NULL, 0, NULL};
     if (tg_registry_add(reg, &d, NULL) != TG_OK) {
       tg_registry_free(reg);
       return NULL;

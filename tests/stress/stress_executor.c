@@ -544,7 +544,7 @@ int main(int argc, char **argv) {
   chk_init(argc, argv);
   reg = tgt_registry_new();
   if (!CHECK(reg != NULL)) return chk_finish("stress_executor");
-  tg_func_def def = {TG_FUNC_DEF_V1, "mark", "1", fn_mark, 0, 2, NULL, NULL};
+  tg_func_def def = {TG_FUNC_DEF_V1, "mark", "1", fn_mark, 0, 2, NULL, NULL, 0, NULL};
   CHECK_EQ_INT(tg_registry_add(reg, &def, NULL), TG_OK);
   CHK_RUN(concurrent_submitters);
   CHK_RUN(callbacks_exactly_once);

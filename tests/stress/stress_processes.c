@@ -68,7 +68,7 @@ static tg_registry *registry(void) {
       {"ramp", f_ramp, 2}, {"total", f_total, 1}, {"crash_once", f_crash_once, 1}};
   for (size_t i = 0; reg && i < 3; i++) {
     tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn, TG_FUNC_PURE,
-                     defs[i].nargs, NULL, NULL};
+                     defs[i].nargs, NULL, NULL, 0, NULL};
     if (tg_registry_add(reg, &d, NULL) != TG_OK) return NULL;
   }
   return reg;

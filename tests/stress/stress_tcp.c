@@ -139,7 +139,7 @@ static tg_registry *registry(void) {
       {"mark", fn_mark, 2, 0}};
   for (size_t i = 0; r && i < sizeof defs / sizeof defs[0]; i++) {
     tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn, defs[i].flags,
-                     defs[i].nargs, NULL, NULL};
+                     defs[i].nargs, NULL, NULL, 0, NULL};
     if (tg_registry_add(r, &d, NULL) != TG_OK) {
       tg_registry_free(r);
       return NULL;
