@@ -99,8 +99,9 @@ static inline tg_arg tg_arg_future(tg_future *f) {
 }
 
 #define TG_NODE_OPTS_V1 1
+#define TG_NODE_OPTS_V2 2 /* adds priority */
 typedef struct tg_node_opts {
-  uint32_t version;  /* TG_NODE_OPTS_V1 */
+  uint32_t version;  /* TG_NODE_OPTS_V1 or TG_NODE_OPTS_V2 */
   const char *key;   /* NULL: generated "FN#ID"; else unique, non-empty
                         UTF-8, and not of the form NAME#DIGITS, which is
                         reserved for generated keys (TG_EEXIST) */
@@ -111,6 +112,9 @@ typedef struct tg_node_opts {
   double timeout;    /* seconds for one attempt, 0 = none (enforced by
                         backends that can stop a task: processes, tcp;
                         the threads backend flags the task cancelled) */
+  /* ---- version 2 ---- */
+  int priority;      /* among ready tasks, higher starts first; default
+                        0 (see "Priorities" below) */
 } tg_node_opts;
 
 /* Create an empty graph over `reg` (borrowed: must outlive the graph). */
