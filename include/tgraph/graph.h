@@ -117,6 +117,32 @@ typedef struct tg_node_opts {
                         0 (see "Priorities" below) */
 } tg_node_opts;
 
+/* Priorities. Among the tasks ready to start (their inputs done), a
+ * higher tg_node_opts.priority starts first; equal priorities start in
+ * the scheduler's own order (depth-first, so a branch is finished before
+ * the next one starts). A task's priority is its node's, plus its
+ * submission's for executor submissions (tg_submit_opts; clamped to int),
+ * and it is the task's alone: it does not flow to the inputs a task
+ * waits for (as in dask and Taskflow), so a low-priority input of an
+ * urgent task still waits behind more urgent ready tasks; give the input
+ * a priority of its own when that matters. A tg_graph_map node's chunks
+ * take its priority; graph.json's "priority" sets it per task.
+ *
+ * By backend, with one worker the start order is exactly this; with
+ * several, each worker takes the most urgent ready task when it looks
+ * for one:
+ *   sync       one heap of ready tasks;
+ *   threads    tasks of computes with priorities wait in one heap shared
+ *              by the workers (a lock per task), beside the per-worker
+ *              deques of computes without (priority 0);
+ *   processes  batches to a worker are formed most urgent first, from the
+ *              tasks ready at that moment; a task ready later waits for
+ *              the batches already sent (a few milliseconds of work);
+ *   tcp        likewise, tasks are sent most urgent first and a worker
+ *              starts them in the order they arrive.
+ * Priority takes precedence over locality: the processes backend does not
+ * keep such tasks for the worker that holds their large inputs. */
+
 /* Create an empty graph over `reg` (borrowed: must outlive the graph). */
 int tg_graph_new(tg_registry *reg, tg_graph **out /* OUT */);
 void tg_graph_free(tg_graph *g); /* g may be NULL */
