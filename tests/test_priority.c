@@ -38,10 +38,15 @@ static int fn_plog(tg_task_ctx *ctx, tg_value *const *args, size_t nargs, tg_val
 }
 
 /* hold(path): impure; creates path.started, then waits until path exists
- * (or the task is cancelled, or 60 s pass), so a test can keep the only
- * worker busy while it submits more. */
+ * (or the task is cancelled, or 60 s pass), and returns no sooner than
+ * 10 ms after it started, so a test can keep the only worker busy while
+ * it submits more, and the backends learn that hold takes a while. */
 static int fn_hold(tg_task_ctx *ctx, tg_value *const *args, size_t nargs, tg_value **out) {
   (void)nargs;
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_nsec += 10000000;
+  if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
   char started[512];
   snprintf(started, sizeof started, "%s.started", tg_str_data(args[0], NULL));
   int fd = open(started, O_WRONLY | O_CREAT, 0600);
@@ -50,6 +55,8 @@ static int fn_hold(tg_task_ctx *ctx, tg_value *const *args, size_t nargs, tg_val
   for (int i = 0; i < 60000 && access(tg_str_data(args[0], NULL), F_OK) != 0; i++) {
     if (tg_task_cancelled(ctx)) return tg_task_fail(ctx, TG_ECANCELED, "cancelled");
     nanosleep(&ms, NULL);
+  }
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) != 0) {
   }
   *out = tg_int(1);
   return *out ? TG_OK : TG_ENOMEM;
@@ -264,7 +271,9 @@ static tg_future *submit(tg_executor *ex, tg_node n, const tg_submit_opts *so) {
 
 /* While the only worker is held, submissions with priorities queue; once
  * it is free they start by priority: the submission's plus the node's
- * (-10 + 5 = -5). */
+ * (-10 + 5 = -5). Backends that send work ahead to a busy worker
+ * (processes, tcp) send a second hold there first (they know hold is
+ * slow from a first one), so the submissions all wait in the client. */
 Test(priority, submissions_run_by_priority) {
   char gate[160];
   snprintf(gate, sizeof gate, "%s/open", dir);
@@ -277,18 +286,23 @@ Test(priority, submissions_run_by_priority) {
   snprintf(started, sizeof started, "%s.started", gate);
   for (size_t b = 1; b < 4; b++) { /* sync runs a submission at once */
     tg_executor *ex = executor(backends[b]);
+    tcli_write_file(gate, "");
+    tg_future *warm = submit(ex, hold, NULL);
+    cr_assert_eq(tg_future_wait(warm, 60), TG_OK);
+    tg_future_free(warm);
     unlink(gate);
     unlink(started);
-    tg_future *fs[5];
+    tg_future *fs[6];
     fs[0] = submit(ex, hold, NULL);
     wait_for_file(started); /* the worker is busy from here */
+    fs[5] = submit(ex, hold, NULL); /* sent ahead, or queued */
     tg_submit_opts m1 = {TG_SUBMIT_OPTS_V1, -1}, p5 = {TG_SUBMIT_OPTS_V1, 5};
     fs[1] = submit(ex, sm1, &m1);
     fs[2] = submit(ex, s0, NULL);
     fs[3] = submit(ex, sm5, &p5);
     fs[4] = submit(ex, s5, &p5);
     tcli_write_file(gate, "");
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
       tg_value *v = NULL;
       cr_expect_eq(tg_future_result(fs[i], 60, &v), TG_OK, "%s: %s", backends[b],
                    tg_future_errmsg(fs[i]));
