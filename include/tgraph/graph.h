@@ -549,9 +549,9 @@ typedef int (*tg_explain_cb)(void *ctx, const tg_explain_task *t);
 /* A dry run: which tasks computing outputs[0..n-1] with opts would run,
  * and why. Nothing runs and no value is loaded (an entry is taken as a
  * hit when present, without reading it). cb is called once per task the
- * outputs need, in the order a sync compute would start them (inputs
- * first); tasks below a hit are not needed and not reported. Without a
- * cache every task is TG_EXPLAIN_RUN ("no cache"). With opts->force
+ * outputs need, in the order a sync compute would start them without
+ * priorities (inputs first); tasks below a hit are not needed and not
+ * reported. Without a cache every task is TG_EXPLAIN_RUN ("no cache"). With opts->force
  * (version 3) the forced nodes and their dependents are
  * TG_EXPLAIN_FORCED. A task that would run and whose last call was noted
  * by the cache (see "Memoization") says why in note, seconds, threshold
