@@ -269,7 +269,8 @@ static tg__task *pq_choose(worker *me, tg__task *t) {
 }
 
 static tg__task *look(worker *me) {
-  if (atomic_load_explicit(&me->pool->pq_n, memory_order_acquire)) return pq_choose(me, NULL);
+  if (atomic_load_explicit(&me->pool->pq_n, memory_order_acquire))
+    return pq_choose(me, NULL);
   tg__task *t = take_injected(me);
   return t ? t : steal_any(me);
 }

@@ -207,7 +207,8 @@ int tg_executor_call(tg_executor *ex, const char *fn, const tg_arg *args,
   }
   tg__run *r;
   char msg[256];
-  if ((rc = tg__run_new(ex, g, g, &node, 1, true, 0, 0, ex->cache, NULL, 0, &r, msg, sizeof msg)))
+  if ((rc = tg__run_new(ex, g, g, &node, 1, true, 0, 0, ex->cache, NULL, 0, &r, msg,
+                        sizeof msg)))
     return ex_fail(ex, rc, "%s", msg);
   launch(r, 1, out);
   return TG_OK;
