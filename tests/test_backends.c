@@ -122,13 +122,13 @@ Test(backends, items_keys_and_map, .init = setup, .fini = teardown) {
 
 Test(backends, errors_and_retries, .init = setup, .fini = teardown) {
   tg_node a = tg_call(g, "inc", 1, tg_arg_value(tg_int(1)));
-  tg_node_opts o1 = {TG_NODE_OPTS_V1, "broken", -1, -1, 0};
+  tg_node_opts o1 = {TG_NODE_OPTS_V1, "broken", -1, -1, 0, 0};
   tg_node bad = TG_NODE_NONE;
   cr_assert_eq(tg_graph_add(g, "fail", (tg_arg[]){tg_arg_node(a)}, 1, &o1,
                             &bad),
                TG_OK);
   tg_node out = tg_call(g, "add", 2, tg_arg_node(a), tg_arg_node(bad));
-  tg_node_opts o2 = {TG_NODE_OPTS_V1, "flaky", 3, -1, 0};
+  tg_node_opts o2 = {TG_NODE_OPTS_V1, "flaky", 3, -1, 0, 0};
   tg_node flaky = TG_NODE_NONE;
   cr_assert_eq(tg_graph_add(g, "fail_first",
                             (tg_arg[]){tg_arg_value(tg_int(3)),

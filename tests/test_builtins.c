@@ -270,7 +270,7 @@ Test(builtins, sh_cancel_reaches_a_command_without_outputs) {
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_arg arg = tg_arg_value(tg_str_c("exec >/dev/null 2>&1; sleep 20"));
-  tg_node_opts no = {TG_NODE_OPTS_V1, "quiet", -1, -1, 0.2};
+  tg_node_opts no = {TG_NODE_OPTS_V1, "quiet", -1, -1, 0.2, 0};
   tg_node node;
   cr_assert_eq(tg_graph_add(g, "sh", &arg, 1, &no, &node), TG_OK);
   tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "threads",
@@ -443,7 +443,7 @@ Test(builtins, sleep_ms_huge_sleeps_until_cancelled) {
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_arg arg = tg_arg_value(tg_int(INT64_MAX));
-  tg_node_opts no = {TG_NODE_OPTS_V1, "nap", -1, -1, 0.2};
+  tg_node_opts no = {TG_NODE_OPTS_V1, "nap", -1, -1, 0.2, 0};
   tg_node node;
   cr_assert_eq(tg_graph_add(g, "sleep_ms", &arg, 1, &no, &node), TG_OK);
   tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "threads",

@@ -649,7 +649,7 @@ static api_run api_setup(void) {
   cr_assert_eq(tg_registry_new(&a.reg), TG_OK);
   cr_assert_eq(tg_registry_add_builtins(a.reg), TG_OK);
   cr_assert_eq(tg_graph_new(a.reg, &a.g), TG_OK);
-  tg_node_opts o = {TG_NODE_OPTS_V1, "api_task", -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, "api_task", -1, -1, 0, 0};
   tg_arg arg = tg_arg_value(tg_str_c("echo api"));
   cr_assert_eq(tg_graph_add(a.g, "sh", &arg, 1, &o, &a.out), TG_OK, "%s",
                tg_graph_errmsg(a.g));

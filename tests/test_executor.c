@@ -533,7 +533,7 @@ Test(executor, task_log_goes_to_callback) {
   cr_assert_eq(tg_executor_new(reg, &o, &e, NULL), TG_OK);
   tg_graph *g = NULL;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  tg_node_opts no = {TG_NODE_OPTS_V1, "talker", -1, -1, 0};
+  tg_node_opts no = {TG_NODE_OPTS_V1, "talker", -1, -1, 0, 0};
   tg_node n = TG_NODE_NONE;
   cr_assert_eq(tg_graph_add(g, "logline",
                             (tg_arg[]){tg_arg_value(tg_int(7))}, 1, &no, &n),

@@ -147,7 +147,7 @@ Test(graph, node_keys_generated_and_user, .init = setup, .fini = teardown) {
   cr_assert_eq(tg_graph_size(g), 0);
   tg_node a = tg_call(g, "inc", 1, tg_arg_value(tg_int(1)));
   tg_node b = tg_call(g, "add", 2, tg_arg_node(a), tg_arg_value(tg_int(2)));
-  tg_node_opts o = {TG_NODE_OPTS_V1, "total", -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, "total", -1, -1, 0, 0};
   tg_node c = TG_NODE_NONE;
   OK(g, tg_graph_add(g, "identity", (tg_arg[]){tg_arg_node(b)}, 1, &o, &c));
   cr_assert_eq(a, 0);
@@ -199,7 +199,7 @@ Test(graph, generated_keys_are_stable, .init = setup, .fini = teardown) {
 }
 
 Test(graph, duplicate_user_key_is_eexist, .init = setup, .fini = teardown) {
-  tg_node_opts o = {TG_NODE_OPTS_V1, "x", -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, "x", -1, -1, 0, 0};
   tg_node n = TG_NODE_NONE;
   OK(g, tg_graph_add(g, "inc", (tg_arg[]){tg_arg_value(tg_int(1))}, 1, &o, &n));
   tg_node n2 = 1234;
@@ -219,7 +219,7 @@ Test(graph, duplicate_user_key_is_eexist, .init = setup, .fini = teardown) {
 }
 
 Test(graph, empty_user_key_is_einval, .init = setup, .fini = teardown) {
-  tg_node_opts o = {TG_NODE_OPTS_V1, "", -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, "", -1, -1, 0, 0};
   cr_assert_eq(tg_graph_add(g, "inc", (tg_arg[]){tg_arg_value(tg_int(1))}, 1,
                             &o, NULL),
                TG_EINVAL);
@@ -627,7 +627,7 @@ Test(graph, map_errors, .init = setup, .fini = teardown) {
 Test(graph, map_failure_names_map_node, .init = setup, .fini = teardown) {
   tg_arg in[3] = {tg_arg_value(tg_int(1)), tg_arg_value(tg_str_c("x")),
                   tg_arg_value(tg_int(3))};
-  tg_node_opts o = {TG_NODE_OPTS_V1, "incs", -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, "incs", -1, -1, 0, 0};
   tg_node m = TG_NODE_NONE;
   OK(g, tg_graph_map(g, "inc", in, 3, NULL, 0, 1, &o, &m));
   char key[16];
@@ -660,7 +660,7 @@ Test(graph, task_context, .init = setup, .fini = teardown) {
   tg_func_def def = {TG_FUNC_DEF_V1, "user", "1", user_fn, TG_FUNC_PURE, 0,
                      &secret, NULL, 0, NULL};
   cr_assert_eq(tg_registry_add(reg, &def, NULL), TG_OK);
-  tg_node_opts o = {TG_NODE_OPTS_V1, "me", -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, "me", -1, -1, 0, 0};
   tg_node me = TG_NODE_NONE, u = TG_NODE_NONE;
   OK(g, tg_graph_add(g, "whoami", NULL, 0, &o, &me));
   OK(g, tg_graph_add(g, "user", NULL, 0, NULL, &u));

@@ -206,7 +206,7 @@ Test(graphjson, structure_errors) {
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"arg\": []}}}",
       TG_EFORMAT,
       "g.json:1:44: unknown field 'arg' in task 'a' (a task has fn, args, "
-      "cache, retries and timeout)");
+      "cache, retries, timeout and priority)");
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"args\": []}}}", TG_EFORMAT,
       "g.json:1:25: task 'a' has no \"fn\"");
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": 3}}}", TG_EFORMAT,
@@ -227,7 +227,7 @@ Test(graphjson, field_names_with_nul_are_unknown) {
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\\u0000x\": \"add\", \"args\": []}}}",
       TG_EFORMAT,
       "g.json:1:31: unknown field 'fn?x' in task 'a' (a task has fn, args, "
-      "cache, retries and timeout)");
+      "cache, retries, timeout and priority)");
   bad("{\"tgraph\\u0000\": 1, \"tasks\": {}}", TG_EFORMAT,
       "g.json:1:2: unknown field 'tgraph?' (a graph has tgraph, plugins, tasks "
       "and outputs)");

@@ -53,6 +53,18 @@ static const sample samples[] = {
     {false, T("\"a\": {\"fn\": \"identity\", \"args\": [1], \"cache\": 1}")},
     {false, T("\"a\": {\"fn\": \"identity\", \"args\": [1], \"timeout\": -1}")},
     {false, T("\"a\": {\"fn\": \"identity\", \"args\": [1], \"timeout\": \"1\"}")},
+    {true, T("\"a\": {\"fn\": \"identity\", \"args\": [1], \"priority\": -7}")},
+    {true, T("\"a\": {\"fn\": \"identity\", \"args\": [1], \"priority\": 2.0}")},
+    {true, T("\"a\": {\"fn\": \"identity\", \"args\": [1], "
+             "\"priority\": -2147483648}")},
+    {true, T("\"a\": {\"fn\": \"identity\", \"args\": [1], "
+             "\"priority\": 2147483647}")},
+    {false, T("\"a\": {\"fn\": \"identity\", \"args\": [1], \"priority\": 1.5}")},
+    {false, T("\"a\": {\"fn\": \"identity\", \"args\": [1], \"priority\": \"high\"}")},
+    {false, T("\"a\": {\"fn\": \"identity\", \"args\": [1], "
+              "\"priority\": 2147483648}")},
+    {false, T("\"a\": {\"fn\": \"identity\", \"args\": [1], "
+              "\"priority\": -2147483649}")},
     /* refs */
     {true, T("\"a\": {\"fn\": \"range\", \"args\": [3]}, \"b\": {\"fn\": "
              "\"identity\", \"args\": [{\"ref\": \"a\", \"get\": 1}]}")},

@@ -550,12 +550,12 @@ static void api_case(const char *sched) {
   cr_assert_eq(tg_cache_open("cache", NULL, &cache, NULL), TG_OK);
   tg_node fast, slow;
   tg_arg a = tg_arg_value(tg_str_c("echo fast"));
-  tg_node_opts fo = {TG_NODE_OPTS_V1, "fast", -1, 1, 0};
+  tg_node_opts fo = {TG_NODE_OPTS_V1, "fast", -1, 1, 0, 0};
   cr_assert_eq(tg_graph_add(g, "sh", &a, 1, &fo, &fast), TG_OK);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "sleep %s1 & sleep %s2; echo $1", base, base);
   tg_arg b[2] = {tg_arg_value(tg_str_c(cmd)), tg_arg_node(fast)};
-  tg_node_opts so = {TG_NODE_OPTS_V1, "slow", -1, -1, 0};
+  tg_node_opts so = {TG_NODE_OPTS_V1, "slow", -1, -1, 0, 0};
   cr_assert_eq(tg_graph_add(g, "sh", b, 2, &so, &slow), TG_OK);
   canceller c = {0};
   cr_assert_eq(tg_cancel_new(&c.flag), TG_OK);

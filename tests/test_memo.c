@@ -179,7 +179,7 @@ static tg_compute_opts copts(const char *sched, tg_cache *c, tg_compute_stats *s
 
 static tg_node add(tg_graph *g, const char *fn, const char *key, int cache, size_t n,
                    const tg_arg *args) {
-  tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, cache, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, cache, 0, 0};
   tg_node out = TG_NODE_NONE;
   int rc = tg_graph_add(g, fn, args, n, &o, &out);
   cr_assert_eq(rc, TG_OK, "%s", tg_graph_errmsg(g));

@@ -263,7 +263,7 @@ static int64_t compute_int_on(tg_executor *ex, tg_node out) {
 
 static tg_node add_opts(const char *fn, const tg_arg *args, size_t n, const char *key,
                         int retries, double timeout) {
-  tg_node_opts o = {TG_NODE_OPTS_V1, key, retries, -1, timeout};
+  tg_node_opts o = {TG_NODE_OPTS_V1, key, retries, -1, timeout, 0};
   tg_node id = TG_NODE_NONE;
   cr_assert_eq(tg_graph_add(g, fn, args, n, &o, &id), TG_OK, "%s", tg_graph_errmsg(g));
   return id;
@@ -319,7 +319,7 @@ Test(processes, results_equal_sync, .init = setup, .fini = teardown) {
 }
 
 Test(processes, keys_workers_and_logs, .init = setup, .fini = teardown) {
-  tg_node_opts o = {TG_NODE_OPTS_V1, "named", -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, "named", -1, -1, 0, 0};
   tg_node named = TG_NODE_NONE;
   cr_assert_eq(tg_graph_add(g, "whoami", NULL, 0, &o, &named), TG_OK);
   tg_node gen = tg_call(g, "whoami", 0);

@@ -201,7 +201,7 @@ typedef struct small_run {
 
 static tg_node add(tg_graph *g, const char *fn, const char *key, size_t n,
                    const tg_arg *args) {
-  tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, -1, 0, 0};
   tg_node id;
   cr_assert_eq(tg_graph_add(g, fn, args, n, &o, &id), TG_OK, "%s", tg_graph_errmsg(g));
   return id;

@@ -26,7 +26,7 @@ static void teardown(void) {
 
 static tg_node keyed(const char *fn, const char *key, tg_arg *args,
                      size_t nargs, int retries) {
-  tg_node_opts o = {TG_NODE_OPTS_V1, key, retries, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, key, retries, -1, 0, 0};
   tg_node n = TG_NODE_NONE;
   int rc = tg_graph_add(g, fn, args, nargs, &o, &n);
   cr_assert_eq(rc, TG_OK, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));

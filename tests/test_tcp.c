@@ -477,7 +477,7 @@ Test(tcp, failures_and_retries_same_as_sync) {
   same_as_sync(g, &after, 1, ex);
   cr_expect_eq(strcmp(tg_graph_errmsg(g), "task 'fail#1' failed: TG_EINVAL: always fails"), 0,
                "%s", tg_graph_errmsg(g));
-  tg_node_opts no = {TG_NODE_OPTS_V1, NULL, 2, -1, 0};
+  tg_node_opts no = {TG_NODE_OPTS_V1, NULL, 2, -1, 0, 0};
   tg_node flaky;
   tg_arg fa[2] = {V(tg_int(2)), V(tg_int(42))};
   cr_assert_eq(tg_graph_add(g, "fail_first", fa, 2, &no, &flaky), TG_OK);
@@ -702,7 +702,7 @@ Test(tcp, long_tasks_after_short_ones_spread_over_workers) {
   for (int i = 0; i < 8; i++) {
     char key[16];
     snprintf(key, sizeof key, "long-%d", i);
-    tg_node_opts no = {TG_NODE_OPTS_V1, key, -1, -1, 0};
+    tg_node_opts no = {TG_NODE_OPTS_V1, key, -1, -1, 0, 0};
     tg_arg a[2] = {V(tg_int(i)), V(tg_int(60))};
     cr_assert_eq(tg_graph_add(g, "slow", a, 2, &no, &outs[i]), TG_OK);
   }
@@ -895,7 +895,7 @@ Test(tcp, task_logs_reach_the_client) {
   for (int i = 0; i < NLOG; i++) {
     char key[32];
     snprintf(key, sizeof key, "log-%d", i);
-    tg_node_opts no = {TG_NODE_OPTS_V1, key, -1, -1, 0};
+    tg_node_opts no = {TG_NODE_OPTS_V1, key, -1, -1, 0, 0};
     tg_node n;
     tg_arg a = V(tg_int(1000 + i));
     cr_assert_eq(tg_graph_add(g, "logline", &a, 1, &no, &n), TG_OK, "%s", tg_graph_errmsg(g));
@@ -1926,7 +1926,7 @@ Test(tcp, task_timeout_enforced) {
   tg_executor *ex = tcp_ex(&w, 1, NULL);
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  tg_node_opts no = {TG_NODE_OPTS_V1, "stuck", 0, -1, 0.2};
+  tg_node_opts no = {TG_NODE_OPTS_V1, "stuck", 0, -1, 0.2, 0};
   tg_arg a[2] = {V(tg_int(1)), V(tg_int(5000))};
   tg_node n;
   cr_assert_eq(tg_graph_add(g, "slow", a, 2, &no, &n), TG_OK);

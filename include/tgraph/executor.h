@@ -92,6 +92,22 @@ int tg_executor_submit(tg_executor *ex, tg_graph *g, tg_node node,
 /* Submit several nodes as one run (shared inputs are computed once). */
 int tg_executor_submit_many(tg_executor *ex, tg_graph *g, const tg_node *nodes,
                             size_t n, tg_future **out /* OUT: n futures */);
+/* Options of one submission. */
+#define TG_SUBMIT_OPTS_V1 1
+typedef struct tg_submit_opts {
+  uint32_t version; /* TG_SUBMIT_OPTS_V1 */
+  int priority;     /* added to the priority of every task the submission
+                       runs (its nodes' tg_node_opts.priority; the sum is
+                       clamped to int): among ready tasks of all
+                       submissions, higher starts first (graph.h,
+                       "Priorities"). Tasks of earlier submissions that
+                       this one waits for (tg_arg_future) keep theirs. */
+} tg_submit_opts;
+/* tg_executor_submit_many with options (opts may be NULL: the defaults).
+ * TG_EINVAL for an unknown opts->version. */
+int tg_executor_submit_opts(tg_executor *ex, tg_graph *g, const tg_node *nodes,
+                            size_t n, const tg_submit_opts *opts,
+                            tg_future **out /* OUT: n futures */);
 /* Submit one call of `fn`; args are constants (taken) or futures
  * (TG_ARG_FUTURE). Node arguments are TG_EINVAL here. */
 int tg_executor_call(tg_executor *ex, const char *fn, const tg_arg *args,

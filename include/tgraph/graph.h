@@ -99,8 +99,9 @@ static inline tg_arg tg_arg_future(tg_future *f) {
 }
 
 #define TG_NODE_OPTS_V1 1
+#define TG_NODE_OPTS_V2 2 /* adds priority */
 typedef struct tg_node_opts {
-  uint32_t version;  /* TG_NODE_OPTS_V1 */
+  uint32_t version;  /* TG_NODE_OPTS_V1 or TG_NODE_OPTS_V2 */
   const char *key;   /* NULL: generated "FN#ID"; else unique, non-empty
                         UTF-8, and not of the form NAME#DIGITS, which is
                         reserved for generated keys (TG_EEXIST) */
@@ -112,7 +113,36 @@ typedef struct tg_node_opts {
                         backends that can stop a task: processes, tcp;
                         the threads backend flags the task cancelled);
                         passing it fails the attempt with TG_ETIMEDOUT */
+  /* ---- version 2 ---- */
+  int priority;      /* among ready tasks, higher starts first; default
+                        0 (see "Priorities" below) */
 } tg_node_opts;
+
+/* Priorities. Among the tasks ready to start (their inputs done), a
+ * higher tg_node_opts.priority starts first; equal priorities start in
+ * the scheduler's own order (depth-first, so a branch is finished before
+ * the next one starts). A task's priority is its node's, plus its
+ * submission's for executor submissions (tg_submit_opts; clamped to int),
+ * and it is the task's alone: it does not flow to the inputs a task
+ * waits for (as in dask and Taskflow), so a low-priority input of an
+ * urgent task still waits behind more urgent ready tasks; give the input
+ * a priority of its own when that matters. A tg_graph_map node's chunks
+ * take its priority; graph.json's "priority" sets it per task.
+ *
+ * By backend, with one worker the start order is exactly this; with
+ * several, each worker takes the most urgent ready task when it looks
+ * for one:
+ *   sync       one heap of ready tasks;
+ *   threads    tasks of computes with priorities wait in one heap shared
+ *              by the workers (a lock per task), beside the per-worker
+ *              deques of computes without (priority 0);
+ *   processes  batches to a worker are formed most urgent first, from the
+ *              tasks ready at that moment; a task ready later waits for
+ *              the batches already sent (a few milliseconds of work);
+ *   tcp        likewise, tasks are sent most urgent first and a worker
+ *              starts them in the order they arrive.
+ * Priority takes precedence over locality: the processes backend does not
+ * keep such tasks for the worker that holds their large inputs. */
 
 /* Create an empty graph over `reg` (borrowed: must outlive the graph). */
 int tg_graph_new(tg_registry *reg, tg_graph **out /* OUT */);
@@ -574,9 +604,9 @@ typedef int (*tg_explain_cb)(void *ctx, const tg_explain_task *t);
 /* A dry run: which tasks computing outputs[0..n-1] with opts would run,
  * and why. Nothing runs and no value is loaded (an entry is taken as a
  * hit when present, without reading it). cb is called once per task the
- * outputs need, in the order a sync compute would start them (inputs
- * first); tasks below a hit are not needed and not reported. Without a
- * cache every task is TG_EXPLAIN_RUN ("no cache"). With opts->force
+ * outputs need, in the order a sync compute would start them without
+ * priorities (inputs first); tasks below a hit are not needed and not
+ * reported. Without a cache every task is TG_EXPLAIN_RUN ("no cache"). With opts->force
  * (version 3) the forced nodes and their dependents are
  * TG_EXPLAIN_FORCED. A task that would run and whose last call was noted
  * by the cache (see "Memoization") says why in note, seconds, threshold

@@ -7,14 +7,15 @@
  *     "plugins": ["wordcount", "lib/libmine.so"],
  *     "tasks": {
  *       "KEY": {"fn": NAME, "args": [ARG...], "cache": BOOL,
- *               "retries": INT, "timeout": SECONDS},
+ *               "retries": INT, "timeout": SECONDS, "priority": INT},
  *       ...
  *     },
  *     "outputs": ["KEY", ...]
  *   }
  *
  * Only "tgraph" and "tasks" are required; "args" defaults to [];
- * "retries" is 0 to TG_GRAPHJSON_RETRIES_MAX (1000). An ARG is
+ * "retries" is 0 to TG_GRAPHJSON_RETRIES_MAX (1000); "priority" is an int
+ * (tg_node_opts.priority, graph.h "Priorities"). An ARG is
  * any JSON value, a constant, except that
  *   {"ref": KEY}                 is the result of task KEY,
  *   {"ref": KEY, "get": I}       element I of it (an int indexes a list,
@@ -30,8 +31,8 @@
  * {"$ndarray": ...}), literally even when refs appear inside them. Tasks
  * may be listed in any order. "$schema" (a string, the schema's URI for
  * editors) may stand beside "tgraph" and is not read. Wherever an integer
- * is asked for ("tgraph", "retries", "get"), a number with an integral
- * value such as 1.0 is one, as in JSON Schema.
+ * is asked for ("tgraph", "retries", "priority", "get"), a number with an
+ * integral value such as 1.0 is one, as in JSON Schema.
  *
  * A plugin entry without '/' is a name: lib<name>.so is searched in the
  * directories of TGRAPH_PLUGIN_PATH (':'-separated), then in the options'

@@ -16,6 +16,13 @@
  * in some worker goes to that worker's own queue (other idle workers may
  * still take it), so its inputs cross no socket and get no new mapping.
  *
+ * Priorities: tasks of runs with priorities wait in a heap ordered by
+ * tg__task_before (priority wins over locality for them); a batch takes,
+ * task by task, the heap's top when it goes before the task the stacks
+ * would give (whose priority is 0). A batch is thus formed most urgent
+ * first, and a worker runs it in order: no task in it is held back by a
+ * less urgent one that was ready when it was formed.
+ *
  * Thread safety: the IO thread only. */
 #include <stdio.h>
 #include <unistd.h>
@@ -128,8 +135,41 @@ static int preferred(tg__ppool *p, tg__task *t) {
   return best;
 }
 
+static bool pq_push(tg__ppool *p, tg__task *t) {
+  if (p->npq == p->pq_cap) {
+    size_t c = p->pq_cap ? p->pq_cap * 2 : 256;
+    tg__task **h = tg__realloc(p->pq, c * sizeof *h);
+    if (!h) return false;
+    p->pq = h;
+    p->pq_cap = c;
+  }
+  size_t i = p->npq++;
+  while (i > 0 && tg__task_before(t, p->pq[(i - 1) / 2])) {
+    p->pq[i] = p->pq[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  p->pq[i] = t;
+  return true;
+}
+
+tg__task *tg__pd_pq_pop(tg__ppool *p) {
+  tg__task *top = p->pq[0], *last = p->pq[--p->npq];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= p->npq) break;
+    if (c + 1 < p->npq && tg__task_before(p->pq[c + 1], p->pq[c])) c++;
+    if (!tg__task_before(p->pq[c], last)) break;
+    p->pq[i] = p->pq[c];
+    i = c;
+  }
+  if (p->npq) p->pq[i] = last;
+  return top;
+}
+
 void tg__pd_push_ready(tg__ppool *p, tg__task *t) {
-  int w = p->nw > 1 ? preferred(p, t) : -1;
+  if (tg__task_prioritized(t) && pq_push(p, t)) return;
+  int w = p->nw > 1 && !tg__task_prioritized(t) ? preferred(p, t) : -1;
   if (w >= 0) {
     tg__pworker *pw = &p->ws[w];
     if (push(&pw->affine, &pw->naffine, &pw->affine_cap, t)) return;
@@ -154,7 +194,7 @@ void tg__pd_take_made_ready(tg__ppool *p) {
 }
 
 bool tg__pd_idle(const tg__ppool *p) {
-  if (p->nready || p->nretry) return false;
+  if (p->nready || p->nretry || p->npq) return false;
   for (unsigned i = 0; i < p->nw; i++)
     if (p->ws[i].nbatches || p->ws[i].naffine) return false;
   return true;
@@ -293,10 +333,15 @@ static bool grow_batch(tg__pbatch **bp) {
 }
 
 /* The next task for w without beginning it: where it comes from. */
-enum { SRC_NONE, SRC_RETRY, SRC_AFFINE, SRC_READY, SRC_STEAL };
+enum { SRC_NONE, SRC_RETRY, SRC_AFFINE, SRC_READY, SRC_STEAL, SRC_PQ };
 
 static int next_source(tg__ppool *p, tg__pworker *w, tg__pworker **victim) {
   if (p->nretry) return SRC_RETRY;
+  if (p->npq) { /* the heap's top against what the stacks would give */
+    const tg__task *t = w->naffine ? w->affine[w->naffine - 1]
+                        : p->nready ? p->ready[p->nready - 1] : NULL;
+    if (!t || tg__task_before(p->pq[0], t)) return SRC_PQ;
+  }
   if (w->naffine) return SRC_AFFINE;
   if (p->nready) return SRC_READY;
   if (w->nbatches) return SRC_NONE; /* steal only when idle */
@@ -315,6 +360,7 @@ static tg__task *peek(tg__ppool *p, tg__pworker *w, int src, tg__pworker *victim
     case SRC_AFFINE: return w->affine[w->naffine - 1];
     case SRC_READY: return p->ready[p->nready - 1];
     case SRC_STEAL: return victim->affine[0]; /* its least urgent */
+    case SRC_PQ: return p->pq[0];
     default: return NULL;
   }
 }
@@ -323,6 +369,7 @@ static void pop(tg__ppool *p, tg__pworker *w, int src, tg__pworker *victim) {
   switch (src) {
     case SRC_AFFINE: w->naffine--; break;
     case SRC_READY: p->nready--; break;
+    case SRC_PQ: tg__pd_pq_pop(p); break;
     case SRC_STEAL:
       memmove(victim->affine, victim->affine + 1, --victim->naffine * sizeof *victim->affine);
       break;
@@ -437,7 +484,7 @@ static bool send_batch(tg__ppool *p, tg__pworker *w) {
 
 /* Tasks waiting to be sent. */
 static size_t queued(const tg__ppool *p) {
-  size_t n = p->nready + p->nretry;
+  size_t n = p->nready + p->nretry + p->npq;
   for (unsigned i = 0; i < p->nw; i++) n += p->ws[i].naffine;
   return n;
 }
@@ -533,5 +580,6 @@ void tg__pd_free(tg__ppool *p) {
     }
   tg__free(p->retry);
   tg__free(p->ready);
+  tg__free(p->pq);
   tg__free(p->est);
 }

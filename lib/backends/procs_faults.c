@@ -236,14 +236,14 @@ void tg__pf_dead(tg__ppool *p, tg__pworker *w, int status) {
 }
 
 void tg__pf_no_workers(tg__ppool *p, const char *why) {
-  while (p->nretry || p->nready) {
+  while (p->nretry || p->nready || p->npq) {
     if (p->nretry) {
       tg__ptask pt = p->retry[--p->nretry];
       tg__call_report rep = tg__pd_report(p, &pt, -1, -1); /* the calls before */
       tg__task_end_report(&p->w, pt.t, TG_EWORKER, NULL, why, &rep);
       tg__free(pt.args);
     } else {
-      tg__task *t = p->ready[--p->nready];
+      tg__task *t = p->nready ? p->ready[--p->nready] : tg__pd_pq_pop(p);
       tg_value *const *args;
       size_t nargs;
       if (tg__task_begin(&p->w, t, &args, &nargs))

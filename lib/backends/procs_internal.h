@@ -536,6 +536,9 @@ typedef struct tg__ppool {
   tg__wctx w;             /* the IO thread's */
   tg__task **ready;       /* ready tasks, most urgent last (LIFO) */
   size_t nready, ready_cap;
+  tg__task **pq;          /* ready tasks of runs with priorities, a heap
+                             by tg__task_before (procs_dispatch.c) */
+  size_t npq, pq_cap;
   tg__ptask *retry;       /* begun tasks to run again */
   size_t nretry, retry_cap;
   tg__pest *est;          /* open addressing by fn pointer */
@@ -568,6 +571,8 @@ static inline bool tg__seq_le(uint32_t a, uint32_t b) { return (int32_t)(a - b) 
 
 /* procs_dispatch.c */
 void tg__pd_push_ready(tg__ppool *p, tg__task *t);
+/* Pop the most urgent task of p->pq (not empty). */
+tg__task *tg__pd_pq_pop(tg__ppool *p);
 void tg__pd_take_made_ready(tg__ppool *p);
 /* Send batches to every worker that can take one. */
 void tg__pd_dispatch(tg__ppool *p);

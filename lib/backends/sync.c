@@ -1,6 +1,7 @@
 /* lib/backends/sync.c: the sync backend: tasks run in the thread that
- * submits them, one at a time, most urgent (lowest priority number) first,
- * so every compute runs in the same order: for debugging and for tests. */
+ * submits them, one at a time, most urgent (highest priority, then plan
+ * order) first, so every compute runs in the same order: for debugging
+ * and for tests. */
 #include <string.h>
 
 #include "sched/backend.h"
@@ -16,7 +17,7 @@ typedef struct batch {
 typedef struct sync_backend {
   tg__backend base;
   pthread_mutex_t mu;  /* guards everything below */
-  tg__task **heap;     /* ready tasks, a min-heap by (run, priority) */
+  tg__task **heap;     /* ready tasks, a heap by tg__task_before */
   size_t n, cap;
   batch *batches;      /* more ready tasks, each batch sorted */
   tg__task *overflow;  /* ready tasks the heap had no room for */
@@ -24,9 +25,9 @@ typedef struct sync_backend {
   tg__wctx w;          /* used by the draining thread */
 } sync_backend;
 
-static bool before(const tg__task *a, const tg__task *b) {
-  if (a->run != b->run) return a->run->seq < b->run->seq;
-  return a < b; /* tasks are stored in priority order */
+/* Priority, then submission, then plan order (sched_internal.h). */
+static inline bool before(const tg__task *a, const tg__task *b) {
+  return tg__task_before(a, b);
 }
 
 static void heap_push(sync_backend *s, tg__task *t) {

@@ -21,9 +21,9 @@ void tg__tcp_wake(tcp *b) {
 
 /* ---- queues ---------------------------------------------------------------- */
 
-static bool before(const tg__task *a, const tg__task *b) {
-  if (a->run != b->run) return a->run->seq < b->run->seq;
-  return a < b; /* tasks are stored in priority order */
+/* Priority, then submission, then plan order (sched_internal.h). */
+static inline bool before(const tg__task *a, const tg__task *b) {
+  return tg__task_before(a, b);
 }
 
 static bool heap_push(tcp *b, tg__task *t) {

@@ -195,7 +195,7 @@ struct tcp {
   tcp_conn *conns;
   int nconns;
   tg__wctx w;
-  tg__task **heap;         /* ready tasks, by (run, priority) */
+  tg__task **heap;         /* ready tasks, by tg__task_before */
   size_t nheap, cap_heap;
   tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
   tg__idmap handles;       /* id -> handle */

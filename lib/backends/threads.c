@@ -9,6 +9,15 @@
  * priorities, about 1/workers of what is queued), then steals from the
  * top of other workers' deques, spinning briefly, then sleeps.
  *
+ * Priorities: tasks of runs with priorities (tg__task_prioritized) never
+ * enter the deques, whose LIFO order knows nothing of them: they wait in
+ * one heap shared by the pool, ordered by tg__task_before, and a worker
+ * choosing its next task compares the heap's top with the task it would
+ * run otherwise (whose priority is 0). So with one worker, ready tasks
+ * start strictly by priority; with several, each start takes the most
+ * urgent task of the heap. The heap costs a lock per task of such runs;
+ * other runs pay one relaxed load of its count per task.
+ *
  * Sleeping is an event count on `epoch` (a futex word): a worker reads
  * epoch, counts itself in nsleep, looks for work once more, and only then
  * sleeps while epoch is unchanged. Whoever adds work publishes it, then
@@ -56,11 +65,19 @@ struct pool {
   tg__task *inj_head, *inj_tail; /* submitted from outside, most urgent
                                     first */
   _Alignas(64) _Atomic size_t inj_n; /* tasks in the injection queue */
+  _Alignas(64) _Atomic size_t pq_n;  /* tasks in pq (written under pq_mu) */
+  pthread_mutex_t pq_mu;        /* guards pq, pq_cap */
+  tg__task **pq;                /* ready tasks of runs with priorities, a
+                                   heap by tg__task_before */
+  size_t pq_cap;
   _Alignas(64) _Atomic uint32_t epoch;
   _Atomic int nsleep, nspin, shutdown;
 };
 
 static _Thread_local worker *tl_self; /* the worker this thread is */
+
+static void pq_add(pool *p, tg__task *t);
+static void inject(pool *p, tg__task *first, tg__task *last, size_t n);
 
 /* ---- waking ------------------------------------------------------------------- */
 
@@ -96,6 +113,12 @@ static tg__task *pop_local(worker *me) {
 static tg__task *queue_ready(worker *me) {
   tg__task *first = me->w.ready_first, *t = me->w.ready_rest;
   me->w.ready_first = me->w.ready_rest = NULL;
+  if (first && tg__task_prioritized(first)) { /* all of one run: its heap */
+    first->next = t;
+    pq_add(me->pool, first);
+    notify(me->pool);
+    return NULL;
+  }
   if (!t) return first;
   while (t) { /* least urgent first, so the most urgent is popped first */
     tg__task *nx = t->next;
@@ -104,6 +127,63 @@ static tg__task *queue_ready(worker *me) {
   }
   notify(me->pool);
   return first;
+}
+
+/* ---- the priority heap ------------------------------------------------------------ */
+
+/* Push t on the heap (pq_mu held); false when it cannot grow. */
+static bool pq_push_locked(pool *p, tg__task *t) {
+  size_t n = atomic_load_explicit(&p->pq_n, memory_order_relaxed);
+  if (n == p->pq_cap) {
+    size_t c = p->pq_cap ? p->pq_cap * 2 : 256;
+    tg__task **h = tg__realloc(p->pq, c * sizeof *h);
+    if (!h) return false;
+    p->pq = h;
+    p->pq_cap = c;
+  }
+  size_t i = n;
+  while (i > 0 && tg__task_before(t, p->pq[(i - 1) / 2])) {
+    p->pq[i] = p->pq[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  p->pq[i] = t;
+  atomic_store_explicit(&p->pq_n, n + 1, memory_order_release);
+  return true;
+}
+
+/* Pop the heap's top (pq_mu held, heap not empty). */
+static tg__task *pq_pop_locked(pool *p) {
+  size_t n = atomic_load_explicit(&p->pq_n, memory_order_relaxed) - 1;
+  tg__task *top = p->pq[0], *last = p->pq[n];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && tg__task_before(p->pq[c + 1], p->pq[c])) c++;
+    if (!tg__task_before(p->pq[c], last)) break;
+    p->pq[i] = p->pq[c];
+    i = c;
+  }
+  if (n) p->pq[i] = last;
+  atomic_store_explicit(&p->pq_n, n, memory_order_relaxed);
+  return top;
+}
+
+/* Put the linked tasks (t->next) on the heap; those it has no room for
+ * go to the injection queue (they still run). The caller notifies. */
+static void pq_add(pool *p, tg__task *t) {
+  pthread_mutex_lock(&p->pq_mu);
+  while (t) {
+    tg__task *nx = t->next;
+    if (!pq_push_locked(p, t)) {
+      t->next = NULL;
+      pthread_mutex_unlock(&p->pq_mu);
+      inject(p, t, t, 1);
+      pthread_mutex_lock(&p->pq_mu);
+    }
+    t = nx;
+  }
+  pthread_mutex_unlock(&p->pq_mu);
 }
 
 /* ---- finding work --------------------------------------------------------------- */
@@ -165,7 +245,32 @@ static tg__task *steal_any(worker *me) {
   return NULL;
 }
 
+/* The heap's top when it goes before t (a task this worker would run
+ * otherwise, or NULL), t being put back on our deque; else t. Without a
+ * t, the injection queue and other workers are looked at first unless the
+ * top's priority is above theirs (0). */
+static tg__task *pq_choose(worker *me, tg__task *t) {
+  pool *p = me->pool;
+  if (!t) {
+    pthread_mutex_lock(&p->pq_mu);
+    bool urgent = atomic_load_explicit(&p->pq_n, memory_order_relaxed) &&
+                  tg__task_priority(p->pq[0]) > 0;
+    pthread_mutex_unlock(&p->pq_mu);
+    if (!urgent && !(t = take_injected(me))) t = steal_any(me);
+  }
+  pthread_mutex_lock(&p->pq_mu);
+  if (atomic_load_explicit(&p->pq_n, memory_order_relaxed) &&
+      (!t || tg__task_before(p->pq[0], t))) {
+    if (t) push_local(me, t); /* next after the top, as before */
+    t = pq_pop_locked(p);
+  }
+  pthread_mutex_unlock(&p->pq_mu);
+  return t;
+}
+
 static tg__task *look(worker *me) {
+  if (atomic_load_explicit(&me->pool->pq_n, memory_order_acquire))
+    return pq_choose(me, NULL);
   tg__task *t = take_injected(me);
   return t ? t : steal_any(me);
 }
@@ -204,6 +309,7 @@ static void *worker_main(void *arg) {
   tg__task *t = NULL;
   for (;;) {
     if (!t) t = pop_local(me);
+    if (atomic_load_explicit(&me->pool->pq_n, memory_order_relaxed)) t = pq_choose(me, t);
     if (!t) t = find_work(me);
     if (!t) break;
     tg__task_exec(&me->w, t);
@@ -215,9 +321,54 @@ static void *worker_main(void *arg) {
 
 /* ---- the backend ------------------------------------------------------------------ */
 
+/* Append the linked tasks first..last (n of them) to the injection
+ * queue. The caller wakes workers. */
+static void inject(pool *p, tg__task *first, tg__task *last, size_t n) {
+  pthread_mutex_lock(&p->inj_mu);
+  if (p->inj_tail) p->inj_tail->next = first;
+  else p->inj_head = first;
+  p->inj_tail = last;
+  atomic_fetch_add_explicit(&p->inj_n, n, memory_order_release);
+  pthread_mutex_unlock(&p->inj_mu);
+}
+
+/* Submit the tasks of runs with priorities among tasks[0..n-1] to the
+ * heap; the others are compacted to the front of tasks. Returns their
+ * count. */
+static size_t submit_prioritized(pool *p, tg__task **tasks, size_t n) {
+  tg__task *head = NULL, **tail = &head;
+  size_t keep = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (tg__task_prioritized(tasks[i])) {
+      *tail = tasks[i];
+      tail = &tasks[i]->next;
+    } else {
+      tasks[keep++] = tasks[i];
+    }
+  }
+  *tail = NULL;
+  if (head) pq_add(p, head);
+  return keep;
+}
+
 static void threads_submit(tg__backend *b, tg__task *const *tasks, size_t n) {
   pool *p = (pool *)b;
   if (n == 0) return;
+  size_t k = 0;
+  while (k < n && !tg__task_prioritized(tasks[k])) k++;
+  if (k < n) { /* the array is the caller's: sort ours out of a copy */
+    tg__task *local[64], **v = n <= 64 ? local : tg__malloc(n * sizeof *v);
+    if (v) {
+      memcpy(v, tasks, n * sizeof *v);
+      size_t rest = submit_prioritized(p, v, n);
+      atomic_thread_fence(memory_order_seq_cst); /* as below */
+      if (atomic_load_explicit(&p->nsleep, memory_order_relaxed) > 0)
+        wake(p, n - rest < p->nw ? (int)(n - rest) : (int)p->nw);
+      if (rest) threads_submit(b, v, rest);
+      if (v != local) tg__free(v);
+      return;
+    }
+  }
   worker *me = tl_self;
   if (me && me->pool == p) { /* from one of our workers: its own deque */
     for (size_t i = n; i-- > 0;) push_local(me, tasks[i]);
@@ -226,12 +377,7 @@ static void threads_submit(tg__backend *b, tg__task *const *tasks, size_t n) {
   }
   for (size_t i = 0; i + 1 < n; i++) tasks[i]->next = tasks[i + 1];
   tasks[n - 1]->next = NULL;
-  pthread_mutex_lock(&p->inj_mu);
-  if (p->inj_tail) p->inj_tail->next = tasks[0];
-  else p->inj_head = tasks[0];
-  p->inj_tail = tasks[n - 1];
-  atomic_fetch_add_explicit(&p->inj_n, n, memory_order_release);
-  pthread_mutex_unlock(&p->inj_mu);
+  inject(p, tasks[0], tasks[n - 1], n);
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&p->nsleep, memory_order_relaxed) > 0)
     wake(p, n < p->nw ? (int)n : (int)p->nw);
@@ -249,6 +395,8 @@ static void pool_free(pool *p, unsigned ninit) {
     tg__deque_destroy(&p->ws[i].dq);
   }
   pthread_mutex_destroy(&p->inj_mu);
+  pthread_mutex_destroy(&p->pq_mu);
+  tg__free(p->pq);
   tg__free(p->ws);
   tg__free(p);
 }
@@ -263,6 +411,7 @@ static int threads_create(const tg__backend_cfg *cfg, tg__backend **out,
   p->base.workers = nw;
   p->nw = nw;
   pthread_mutex_init(&p->inj_mu, NULL);
+  pthread_mutex_init(&p->pq_mu, NULL);
   p->ws = tg__aligned_alloc(64, nw * sizeof *p->ws);
   if (!p->ws) {
     pool_free(p, 0);

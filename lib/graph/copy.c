@@ -48,6 +48,7 @@ static void copy_node(tg_graph *c, const tg_graph *g, uint32_t old,
     tg__graph_index_key(c, (tg_node)c->n);
   }
   c->orig[c->n] = g->orig ? g->orig[old] : old;
+  if (c->prio) c->prio[c->n] = g->prio[old];
   c->n++;
 }
 
@@ -59,7 +60,8 @@ int tg__graph_extract(const tg_graph *g, const uint32_t *order, size_t n,
   int rc = tg_graph_new(g->reg, &c);
   if (rc) return rc;
   c->orig = tg__malloc((n ? n : 1) * sizeof *c->orig);
-  if (!c->orig || tg__graph_reserve(c, n, nargs, bytes, nkeys)) {
+  if (!c->orig || (g->prio && tg__graph_reserve_prio(c)) ||
+      tg__graph_reserve(c, n, nargs, bytes, nkeys)) {
     tg_graph_free(c);
     return TG_ENOMEM;
   }

@@ -1,5 +1,6 @@
 /* lib/graph/graph.c: creating and freeing graphs, and adding nodes (with
  * every check an add makes, so that a failed add changes nothing). */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +33,7 @@ void tg_graph_free(tg_graph *g) {
   tg__free(g->keys);
   tg__free(g->kindex);
   tg__free(g->orig);
+  tg__free(g->prio);
   tg__graph_chash_free(g);
   tg__free(g);
 }
@@ -83,9 +85,9 @@ static bool key_reserved(const char *k) {
 int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen) {
   *keylen = 0;
   if (!o) return TG_OK;
-  if (o->version != TG_NODE_OPTS_V1)
-    return tg__graph_fail(g, TG_EINVAL, "tg_node_opts.version is %u, expected %d",
-                          o->version, TG_NODE_OPTS_V1);
+  if (o->version != TG_NODE_OPTS_V1 && o->version != TG_NODE_OPTS_V2)
+    return tg__graph_fail(g, TG_EINVAL, "tg_node_opts.version is %u, expected %d or %d",
+                          o->version, TG_NODE_OPTS_V1, TG_NODE_OPTS_V2);
   if (o->retries < -1 || o->retries > INT16_MAX)
     return tg__graph_fail(g, TG_EINVAL, "tg_node_opts.retries %d is out of range",
                           o->retries);
@@ -94,6 +96,8 @@ int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen) {
                           o->cache);
   if (!(o->timeout >= 0) || !isfinite(o->timeout))
     return tg__graph_fail(g, TG_EINVAL, "tg_node_opts.timeout must be >= 0");
+  if (tg__opts_priority(o) != 0 && !g->prio && tg__graph_reserve_prio(g) != TG_OK)
+    return TG_ENOMEM;
   if (!o->key) return TG_OK;
   size_t len = strlen(o->key);
   if (len == 0 || !tg__utf8_valid(o->key, len))
@@ -153,6 +157,24 @@ int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
   return TG_OK;
 }
 
+/* Grow g->prio to the node capacity, new slots 0. */
+static int grow_prio(tg_graph *g) {
+  size_t want = g->cap ? g->cap : 64;
+  if (g->prio && g->prio_cap >= want) return TG_OK;
+  int32_t *p = tg__realloc(g->prio, want * sizeof *p);
+  if (!p) return TG_ENOMEM;
+  memset(p + g->prio_cap, 0, (want - g->prio_cap) * sizeof *p);
+  g->prio = p;
+  g->prio_cap = want;
+  return TG_OK;
+}
+
+int tg__graph_reserve_prio(tg_graph *g) {
+  if (grow_prio(g) != TG_OK)
+    return tg__graph_fail(g, TG_ENOMEM, "out of memory for node priorities");
+  return TG_OK;
+}
+
 int tg__graph_reserve(tg_graph *g, size_t nodes, size_t nargs, size_t keybytes,
                       size_t nkeys) {
   if (atomic_load_explicit(&g->refs, memory_order_acquire) > 1)
@@ -163,7 +185,8 @@ int tg__graph_reserve(tg_graph *g, size_t nodes, size_t nargs, size_t keybytes,
                           g->n, g->nargs);
   if (reserve((void **)&g->nodes, &g->cap, g->n + nodes, sizeof *g->nodes) ||
       reserve((void **)&g->args, &g->args_cap, g->nargs + nargs, sizeof *g->args) ||
-      tg__graph_reserve_keys(g, keybytes) || tg__graph_reserve_index(g, nkeys))
+      tg__graph_reserve_keys(g, keybytes) || tg__graph_reserve_index(g, nkeys) ||
+      (g->prio && grow_prio(g)))
     return tg__graph_fail(g, TG_ENOMEM, "out of memory adding node %zu", g->n);
   return TG_OK;
 }
@@ -200,6 +223,8 @@ tg_node tg__graph_append(tg_graph *g, const tg_func *fn, const tg_arg *args,
   n->cache = opts ? (int8_t)opts->cache : -1;
   n->timeout = opts ? (float)opts->timeout : 0.0f;
   n->key = 0;
+  if (g->prio) g->prio[g->n] = tg__opts_priority(opts);
+  else assert(tg__opts_priority(opts) == 0); /* tg__graph_reserve_prio first */
   store_args(g, args, nargs);
   if (keylen) {
     n->key = (uint32_t)tg__graph_put_key(g, opts->key, keylen) + 1;

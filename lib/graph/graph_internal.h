@@ -71,6 +71,10 @@ struct tg_graph {
   size_t kindex_cap, nkeys; /* slots (power of two) / user keys */
   uint32_t *orig;           /* NULL, or for copies the original node ids,
                                which generated keys keep */
+  int32_t *prio;            /* NULL while every node has priority 0 (kept
+                               out of tg__gnode: most graphs have none);
+                               else one per node slot (prio_cap) */
+  size_t prio_cap;
   const tg_func *last_fn;   /* last function looked up by name */
   struct tg__chash *chash;  /* NULL, or digests of large constants
                                (keys_merkle.c): a cache of derived data,
@@ -81,6 +85,11 @@ struct tg_graph {
 static inline const tg__garg *tg__node_args(const tg_graph *g,
                                             const tg__gnode *n) {
   return g->args + n->arg_off;
+}
+
+/* Node n's priority (tg_node_opts.priority). */
+static inline int tg__node_priority(const tg_graph *g, uint32_t n) {
+  return g->prio ? g->prio[n] : 0;
 }
 
 /* True for argument kinds that reference another node. */
@@ -112,6 +121,14 @@ int tg__graph_add(tg_graph *g, const tg_func *fn, const tg_arg *args,
 int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
                          size_t nargs, bool allow_future, size_t *keybytes);
 int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen);
+/* The priority an add with opts o gives its node (0 for V1 options). */
+static inline int tg__opts_priority(const tg_node_opts *o) {
+  return o && o->version >= TG_NODE_OPTS_V2 ? o->priority : 0;
+}
+/* Make g hold per-node priorities (all 0 so far): before the reserve of
+ * an add whose priority is not 0. Changes nothing visible: on failure
+ * (TG_ENOMEM, message set) and on success the graph means the same. */
+int tg__graph_reserve_prio(tg_graph *g);
 int tg__graph_reserve(tg_graph *g, size_t nodes, size_t nargs,
                       size_t keybytes, size_t nkeys);
 tg_node tg__graph_append(tg_graph *g, const tg_func *fn, const tg_arg *args,

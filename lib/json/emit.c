@@ -91,7 +91,8 @@ static int build_node(gj_doc *d, tg_graph *g, gj_task *t, size_t i,
   inputs.v[0] = tg_arg_value(tmpl);
   char key[320];
   snprintf(key, sizeof key, "%.280s/args[%u]", t->key, (unsigned)i);
-  tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, -1, 0};
+  /* The task's priority: its argument is assembled when it is due */
+  tg_node_opts o = {TG_NODE_OPTS_V2, key, -1, -1, 0, t->priority};
   if (strlen(t->key) > 280 ||
       (d->slash_keys && tg__gj_find(d, key, strlen(key)) != UINT32_MAX))
     o.key = NULL; /* the name is taken: let the graph make one */
@@ -124,8 +125,8 @@ static int emit_task(gj_doc *d, tg_graph *g, gj_task *t) {
     }
   }
   if (rc == TG_OK) {
-    tg_node_opts o = {TG_NODE_OPTS_V1, t->key, t->retries, t->cache,
-                      t->timeout};
+    tg_node_opts o = {TG_NODE_OPTS_V2, t->key, t->retries, t->cache,
+                      t->timeout, t->priority};
     rc = tg_graph_add_fn(g, t->func, args, t->nargs, &o, &t->node);
     if (rc != TG_OK)
       rc = tg__gj_fail(d, t->off, rc, "%s", tg_graph_errmsg(g));

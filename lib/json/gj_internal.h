@@ -108,6 +108,7 @@ typedef struct gj_task {
                               off (a task's text is under 4 GiB) */
   int16_t retries;
   int8_t cache;
+  int32_t priority; /* "priority", 0 when not given */
 } gj_task;
 _Static_assert(sizeof(void *) != 8 || sizeof(gj_task) == 96,
                "gj_task grew");

@@ -3,6 +3,7 @@
  * tg_values at once) and the outputs and plugins, recording the byte
  * offset of everything a later error may point at. */
 #include <locale.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -833,9 +834,15 @@ static int task_option(P *p, gj_task *t, const char *field, size_t at) {
              (ty == TG_INT || ty == TG_FLOAT) &&
              (ty == TG_INT ? tg_value_int(v) >= 0 : tg_value_float(v) >= 0)) {
     t->timeout = ty == TG_INT ? (double)tg_value_int(v) : tg_value_float(v);
+  } else if (strcmp(field, "priority") == 0 && integral(v, &i) && i >= INT_MIN &&
+             i <= INT_MAX) {
+    t->priority = (int32_t)i;
   } else if (field[0] == 'r') {
     rc = tg__gj_fail(p->d, at, TG_EFORMAT, "\"retries\" must be an int from 0 "
                      "to %d", TG_GRAPHJSON_RETRIES_MAX);
+  } else if (field[0] == 'p') {
+    rc = tg__gj_fail(p->d, at, TG_EFORMAT, "\"priority\" must be an int from %d "
+                     "to %d", INT_MIN, INT_MAX);
   } else {
     rc = tg__gj_fail(p->d, at, TG_EFORMAT, "\"%s\" must be %s", field,
                      field[0] == 'c' ? "true or false"
@@ -849,13 +856,13 @@ static int task_option(P *p, gj_task *t, const char *field, size_t at) {
 static int task_field(P *p, gj_task *t, const char *field, size_t keyoff,
                       unsigned *seen) {
   static const char *const names[] = {"fn", "args", "cache", "retries",
-                                      "timeout"};
+                                      "timeout", "priority"};
   unsigned i = 0;
-  while (i < 5 && strcmp(field, names[i]) != 0) i++;
-  if (i == 5)
+  while (i < 6 && strcmp(field, names[i]) != 0) i++;
+  if (i == 6)
     return tg__gj_fail(p->d, keyoff, TG_EFORMAT,
                        "unknown field '%s' in task '%s' (a task has fn, "
-                       "args, cache, retries and timeout)", field, t->key);
+                       "args, cache, retries, timeout and priority)", field, t->key);
   if (*seen & (1u << i)) return duplicate(p, keyoff, field);
   *seen |= 1u << i;
   if (!eat(p, ':')) return syntax(p, p->pos, "expected ':' after a key");

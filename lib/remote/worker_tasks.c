@@ -291,7 +291,9 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
     return true;
   }
   run->refs++; /* held while parsing */
-  wtask *ready = NULL;
+  wtask *ready = NULL, **tail = &ready; /* in the message's order: the
+                                           client sends the most urgent
+                                           first */
   bool ok = true;
   for (uint64_t i = 0; ok && i < n; i++) {
     wtask *t;
@@ -302,8 +304,9 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
         !obj_new(s, t->store))
       prefail(t, TG_ENOMEM, "out of memory");
     if (t->waits == 0) {
-      t->next = ready;
-      ready = t;
+      t->next = NULL;
+      *tail = t;
+      tail = &t->next;
     }
   }
   tg_value_unref(vals);

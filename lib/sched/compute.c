@@ -79,7 +79,7 @@ static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n
   char msg[256];
   tg_cache *cache = opts && opts->cache ? opts->cache : ex->cache;
   bool v3 = opts && opts->version >= TG_COMPUTE_OPTS_V3;
-  int rc = tg__run_new(ex, g, NULL, outputs, n, false, opts ? opts->retries : 0, cache,
+  int rc = tg__run_new(ex, g, NULL, outputs, n, false, opts ? opts->retries : 0, 0, cache,
                        v3 ? opts->force : NULL, v3 ? opts->nforce : 0, &r, msg, sizeof msg);
   if (rc) return tg__graph_fail(g, rc, "%s", msg);
   size_t ntasks = r->plan.ntasks - r->plan.ninternal; /* gone once finished */

@@ -140,12 +140,16 @@ static int copy_needed(tg_executor *ex, const tg_graph *g, const tg_node *nodes,
   return rc ? ex_fail(ex, rc, "out of memory copying the graph") : TG_OK;
 }
 
-int tg_executor_submit_many(tg_executor *ex, tg_graph *g, const tg_node *nodes,
-                            size_t n, tg_future **out) {
+int tg_executor_submit_opts(tg_executor *ex, tg_graph *g, const tg_node *nodes,
+                            size_t n, const tg_submit_opts *opts, tg_future **out) {
   if (!ex) return TG_EINVAL;
   if (!g || !nodes || !out || n == 0)
     return ex_fail(ex, TG_EINVAL, "tg_executor_submit: missing graph, nodes or out");
   for (size_t s = 0; s < n; s++) out[s] = NULL;
+  if (opts && opts->version != TG_SUBMIT_OPTS_V1)
+    return ex_fail(ex, TG_EINVAL, "tg_submit_opts.version is %u, expected %d",
+                   opts->version, TG_SUBMIT_OPTS_V1);
+  int priority = opts ? opts->priority : 0;
   tg_node stack[16];
   tg_node *outs = n <= 16 ? stack : tg__malloc(n * sizeof *outs);
   if (!outs) return ex_fail(ex, TG_ENOMEM, "out of memory");
@@ -154,12 +158,18 @@ int tg_executor_submit_many(tg_executor *ex, tg_graph *g, const tg_node *nodes,
   char msg[256];
   int rc = copy_needed(ex, g, nodes, n, &copy, outs);
   if (rc == TG_OK) {
-    rc = tg__run_new(ex, copy, copy, outs, n, true, 0, ex->cache, NULL, 0, &r, msg, sizeof msg);
+    rc = tg__run_new(ex, copy, copy, outs, n, true, 0, priority, ex->cache, NULL, 0, &r,
+                     msg, sizeof msg);
     if (rc) ex_fail(ex, rc, "%s", msg);
     else launch(r, n, out);
   }
   if (outs != stack) tg__free(outs);
   return rc;
+}
+
+int tg_executor_submit_many(tg_executor *ex, tg_graph *g, const tg_node *nodes,
+                            size_t n, tg_future **out) {
+  return tg_executor_submit_opts(ex, g, nodes, n, NULL, out);
 }
 
 int tg_executor_submit(tg_executor *ex, tg_graph *g, tg_node node,
@@ -197,7 +207,8 @@ int tg_executor_call(tg_executor *ex, const char *fn, const tg_arg *args,
   }
   tg__run *r;
   char msg[256];
-  if ((rc = tg__run_new(ex, g, g, &node, 1, true, 0, ex->cache, NULL, 0, &r, msg, sizeof msg)))
+  if ((rc = tg__run_new(ex, g, g, &node, 1, true, 0, 0, ex->cache, NULL, 0, &r, msg,
+                        sizeof msg)))
     return ex_fail(ex, rc, "%s", msg);
   launch(r, 1, out);
   return TG_OK;

@@ -44,8 +44,8 @@ static bool remote_backend(const tg_executor *ex) {
 
 int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
                 const tg_node *outputs, size_t nout, bool with_futures,
-                int retries, tg_cache *cache, const tg_node *force, size_t nforce,
-                tg__run **out, char *err, size_t errsize) {
+                int retries, int priority, tg_cache *cache, const tg_node *force,
+                size_t nforce, tg__run **out, char *err, size_t errsize) {
   tg__run *r = tg__calloc(1, sizeof *r);
   if (!r) {
     tg_graph_free(owned);
@@ -64,6 +64,8 @@ int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
   if (cache) r->memo = tg__memo_new(g, cache, false); /* NULL: no caching */
   int rc = r->memo ? tg__memo_force(r->memo, g, force, nforce, err, errsize) : TG_OK;
   if (!rc) rc = tg__runplan_compile(g, outputs, nout, r, r->memo, &r->plan, err, errsize);
+  if (!rc && (rc = tg__runplan_prioritize(&r->plan, g, priority)))
+    snprintf(err, errsize, "out of memory for the priorities of %u tasks", r->plan.ntasks);
   if (rc) goto fail;
   if (r->memo && remote_backend(ex)) tg__memo_remote_timing(r->memo, r->plan.ntasks);
   tg__run_set_events(r, ex->on_event, ex->event_ctx);
@@ -164,7 +166,7 @@ static void finish_hits(tg__run *r) {
   tg__wctx_destroy(&w); /* retires them; the start's hold keeps r running */
   memcpy(p->ready + keep, made ? made : p->ready, nmade * sizeof *made);
   p->nready = keep + nmade;
-  qsort(p->ready, p->nready, sizeof *p->ready, cmp_u32); /* priority order */
+  qsort(p->ready, p->nready, sizeof *p->ready, cmp_u32); /* plan order */
   tg__free(made);
 }
 
@@ -176,6 +178,7 @@ void tg__run_start(tg__run *r) {
   if (r->timeout > 0 && p->ntasks) /* NULL when out of memory: no names */
     r->running = tg__calloc(p->ntasks, sizeof *r->running);
   if (p->ncached) finish_hits(r);
+  tg__runplan_sort_ready(&r->plan); /* most urgent first */
   tg__task *local[256];
   tg__task **ready = p->nready <= 256 ? local : tg__malloc(p->nready * sizeof *ready);
   size_t step = ready ? p->nready : 256; /* out of memory: in pieces */

@@ -3,6 +3,7 @@
  * the dependents in CSR arrays. Iterative throughout: a chain of any
  * length compiles without deep recursion. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "memo.h"
@@ -255,6 +256,45 @@ fail:
   return rc;
 }
 
+int tg__runplan_prioritize(tg__runplan *p, const tg_graph *g, int extra) {
+  int32_t *v = NULL;
+  bool any = false;
+  if (!g->prio && extra == 0) goto done;
+  v = tg__malloc((p->ntasks ? p->ntasks : 1) * sizeof *v);
+  if (!v) return TG_ENOMEM;
+  for (uint32_t i = 0; i < p->ntasks; i++) {
+    int64_t x = (int64_t)tg__node_priority(g, p->tasks[i].node) + extra;
+    v[i] = x > INT32_MAX ? INT32_MAX : x < INT32_MIN ? INT32_MIN : (int32_t)x;
+    any |= v[i] != 0;
+  }
+  if (!any) {
+    tg__free(v);
+    v = NULL;
+  }
+done:
+  tg__free(p->prio);
+  p->prio = v;
+  return TG_OK;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+void tg__runplan_sort_ready(tg__runplan *p) {
+  if (!p->prio || p->nready < 2) return; /* already in plan order */
+  uint64_t *k = tg__malloc(p->nready * sizeof *k);
+  if (!k) return;
+  /* (higher priority, lower index) first, as one ascending integer */
+  for (uint32_t i = 0; i < p->nready; i++)
+    k[i] = (uint64_t)(uint32_t)(INT32_MAX - (int64_t)p->prio[p->ready[i]]) << 32 |
+           p->ready[i];
+  qsort(k, p->nready, sizeof *k, cmp_u64);
+  for (uint32_t i = 0; i < p->nready; i++) p->ready[i] = (uint32_t)k[i];
+  tg__free(k);
+}
+
 void tg__runplan_free(tg__runplan *p) {
   /* Results left only when a run never started (cache hits) */
   for (uint32_t i = 0; p->tasks && i < p->ntasks; i++) tg_value_unref(p->tasks[i].result);
@@ -265,5 +305,6 @@ void tg__runplan_free(tg__runplan *p) {
   tg__free(p->ready);
   tg__free(p->out_task);
   tg__free(p->out_order);
+  tg__free(p->prio);
   memset(p, 0, sizeof *p);
 }

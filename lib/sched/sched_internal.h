@@ -84,6 +84,9 @@ typedef struct tg__runplan {
   uint32_t ncached;    /* tasks served from the cache */
   uint32_t ninternal;  /* INTERNAL tasks */
   bool has_futures;    /* some task has TG_ARG_FUTURE arguments */
+  int32_t *prio;       /* per task: its priority (its node's plus the
+                          submission's), or NULL when every one is 0:
+                          the ready queues' first key (tg__task_before) */
 } tg__runplan;
 
 /* Compile the plan for outputs[0..nout-1] of g; every task's run is set
@@ -94,6 +97,13 @@ int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
                         tg__run *r, tg__memo *memo, tg__runplan *p, char *err,
                         size_t errsize);
 void tg__runplan_free(tg__runplan *p);
+/* Set p->prio from the priorities of g's nodes plus `extra` (a
+ * submission's), each sum clamped to int; NULL when all are 0. Replaces
+ * an earlier call's. TG_OK or TG_ENOMEM (p unchanged). */
+int tg__runplan_prioritize(tg__runplan *p, const tg_graph *g, int extra);
+/* Order p->ready by tg__task_before (most urgent first); left in plan
+ * order when out of memory. */
+void tg__runplan_sort_ready(tg__runplan *p);
 
 /* ---- runs ---------------------------------------------------------------- */
 
@@ -153,16 +163,38 @@ struct tg__run {
   tg__run *prev, *next;       /* the executor's active runs (ex->mu) */
 };
 
+/* ---- priorities ------------------------------------------------------------
+ *
+ * Among ready tasks, the higher priority starts first; equal priorities
+ * keep the order of submissions (run seq), then the plan's order (index).
+ * Every backend's ready queue orders by tg__task_before; runs without
+ * priorities (plan.prio NULL) take the backends' fast paths. */
+static inline int tg__task_priority(const tg__task *t) {
+  const tg__runplan *p = &t->run->plan;
+  return p->prio ? p->prio[t - p->tasks] : 0;
+}
+static inline bool tg__task_before(const tg__task *a, const tg__task *b) {
+  int pa = tg__task_priority(a), pb = tg__task_priority(b);
+  if (pa != pb) return pa > pb;
+  if (a->run != b->run) return a->run->seq < b->run->seq;
+  return a < b; /* tasks are stored in plan order */
+}
+/* Whether t's run has priorities (its tasks take the ordered queues). */
+static inline bool tg__task_prioritized(const tg__task *t) {
+  return t->run->plan.prio != NULL;
+}
+
 /* Create a run of outputs of g (borrowed, or `owned`, which the run then
  * frees). with_futures: one future per output, in r->futures. cache
  * (borrowed, may be NULL) memoizes its tasks (memo.h); lookups happen
  * here. The run holds one reference for its execution and returns one to
  * the caller. On error: message in err (TG_EINVAL, TG_ENOMEM); `owned` is
- * freed. */
+ * freed. priority is the submission's, added to each task's
+ * (tg__runplan_prioritize). */
 int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,
                 const tg_node *outputs, size_t nout, bool with_futures,
-                int retries, tg_cache *cache, const tg_node *force, size_t nforce,
-                tg__run **out, char *err, size_t errsize);
+                int retries, int priority, tg_cache *cache, const tg_node *force,
+                size_t nforce, tg__run **out, char *err, size_t errsize);
 /* Report r's task events to fn(ctx, ...) (fn NULL: none). Call before
  * tg__run_start. */
 void tg__run_set_events(tg__run *r, tg_event_fn fn, void *ctx);

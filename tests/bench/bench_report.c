@@ -73,7 +73,7 @@ static bool make_report(size_t n, const char *path, double *write_s) {
     if (i > 1 && i % 3) a[na++] = tg_arg_node((tg_node)(i - 1 - next() % (i < 64 ? i : 64)));
     char key[32];
     snprintf(key, sizeof key, "t%zu", i);
-    tg_node_opts o = {TG_NODE_OPTS_V1, key, 1, -1, 0};
+    tg_node_opts o = {TG_NODE_OPTS_V1, key, 1, -1, 0, 0};
     tg_node id;
     if (tg_graph_add(g, fns[i % 4], a, na, &o, &id) != TG_OK) return false;
     if (i % 1000 == 999) outs[nouts++] = id;

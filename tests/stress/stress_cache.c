@@ -316,7 +316,7 @@ static void *compute_with_cache(void *arg) {
   tg_graph *g = NULL;
   if (!CHECK(tg_graph_new(cc->reg, &g) == TG_OK)) return NULL;
   /* cache = 1: stored however quick they are */
-  tg_node_opts no = {TG_NODE_OPTS_V1, NULL, -1, 1, 0};
+  tg_node_opts no = {TG_NODE_OPTS_V1, NULL, -1, 1, 0, 0};
   tg_node x = TG_NODE_NONE, outs[40];
   tg_arg a = tg_arg_value(tg_int(cc->t * 1000));
   CHECK_EQ_INT(tg_graph_add(g, "inc", &a, 1, &no, &x), TG_OK);

@@ -101,7 +101,7 @@ static void one_round(job *j, int r) {
   tg_node tot = tg_call(g, "total", 1, tg_arg_node(arr));
   tg_node x = tg_call(g, "inc", 1, tg_arg_value(tg_int(r)));
   for (int i = 0; i < 50; i++) x = tg_call(g, "inc", 1, tg_arg_node(x));
-  tg_node_opts o = {TG_NODE_OPTS_V1, NULL, 2, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, NULL, 2, -1, 0, 0};
   tg_node c = TG_NODE_NONE;
   tg_graph_add(g, "crash_once", (tg_arg[]){tg_arg_value(tg_int(7))}, 1, r % 5 ? NULL : &o, &c);
   tg_node slow = tg_call(g, "sleep_ms", 1, tg_arg_value(tg_int(200)));

@@ -37,7 +37,7 @@ static tg_graph *graph_new(void) {
 
 static tg_node keyed(tg_graph *g, const char *fn, const char *key,
                      const tg_arg *args, size_t nargs, double timeout) {
-  tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, -1, timeout};
+  tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, -1, timeout, 0};
   tg_node n = TG_NODE_NONE;
   int rc = tg_graph_add(g, fn, args, nargs, &o, &n);
   CHECK_MSG(rc == TG_OK, "add %s '%s': %s", fn, key, tg_graph_errmsg(g));
@@ -173,7 +173,7 @@ static bool rg_add(rgraph *r, uint64_t *s, int at, bool fail) {
   if ((kind == 5 && !lists) || (kind == 6 && at == 0)) kind = 0;
   size_t na = 0;
   const char *fn = rg_call(r, s, at, kind, args, keys, &na);
-  tg_node_opts o = {TG_NODE_OPTS_V1, fail ? "boom" : NULL, -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, fail ? "boom" : NULL, -1, -1, 0, 0};
   int rc = tg_graph_add(r->g, fn, args, na, &o, &r->id[at]);
   return CHECK_MSG(rc == TG_OK, "node %d (%s): %s", at, fn, tg_graph_errmsg(r->g));
 }
@@ -454,7 +454,7 @@ static void failure_in_map(void) {
   tg_arg *in = calloc(n, sizeof *in);
   for (size_t i = 0; i < n; i++)
     in[i] = i == 201 ? tg_arg_value(tg_str_c("x")) : tg_arg_value(tg_int((int64_t)i));
-  tg_node_opts mo = {TG_NODE_OPTS_V1, "incs", -1, -1, 0};
+  tg_node_opts mo = {TG_NODE_OPTS_V1, "incs", -1, -1, 0, 0};
   tg_node m = TG_NODE_NONE;
   CHECK_EQ_INT(tg_graph_map(g, "inc", in, n, NULL, 0, 10, &mo, &m), TG_OK);
   free(in);
