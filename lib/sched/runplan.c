@@ -1,11 +1,12 @@
 /* lib/sched/runplan.c: compiling the outputs of a graph into a run's plan:
- * culling, priorities (depth-first post-order), dependency counters and
- * the dependents in CSR arrays. Iterative throughout: a chain of any
+ * culling (a depth-first walk from the outputs), priorities (order.c),
+ * dependency counters and the dependents in CSR arrays. Iterative throughout: a chain of any
  * length compiles without deep recursion. */
 #include <stdio.h>
 #include <string.h>
 
 #include "memo.h"
+#include "order.h"
 #include "sched_internal.h"
 
 #define VISITING (UINT32_MAX - 1) /* task_of mark while on the DFS stack */
@@ -123,6 +124,19 @@ static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
   return rc;
 }
 
+/* Replace the culling post-order by the memory-aware order (order.h);
+ * cache hits are tasks without inputs. */
+static int rank_tasks(const tg_graph *g, const tg_node *outs, size_t nout, const hits *h,
+                      vec32 *order, uint32_t *task_of) {
+  if (order->n < 3) return TG_OK;
+  uint8_t *leaf = tg__calloc(order->n, 1);
+  if (!leaf) return TG_ENOMEM;
+  for (size_t i = 0; i < h->nodes.n; i++) leaf[task_of[h->nodes.v[i]]] = 1;
+  int rc = tg__order_tasks(g, outs, nout, leaf, order->v, (uint32_t)order->n, task_of);
+  tg__free(leaf);
+  return rc;
+}
+
 /* Counters, dependents (CSR) and the initial ready list. */
 static int link_tasks(const tg_graph *g, tg__runplan *p, tg__run *r) {
   uint32_t n = p->ntasks;
@@ -232,6 +246,7 @@ int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
   if (!p->task_of) goto fail;
   memset(p->task_of, 0xff, g->n * sizeof *p->task_of);
   if ((rc = order_nodes(g, outputs, nout, p->task_of, &order, memo, &h))) goto fail;
+  if ((rc = rank_tasks(g, outputs, nout, &h, &order, p->task_of))) goto fail;
   rc = TG_ENOMEM;
   p->ntasks = (uint32_t)order.n;
   p->tasks = tg__calloc(order.n ? order.n : 1, sizeof *p->tasks);
