@@ -597,6 +597,28 @@ Test(order, many_branches_use_ndependencies, .init = setup, .fini = teardown) {
   shape_free(s);
 }
 
+/* In a tree the input with more work behind it goes first (then fewer
+ * results wait for it): r = f(s, b), b = f(b.0, b.1). Argument order
+ * would hold s, b.0 and b.1 at once; with b first, two at most. A tree
+ * whose inputs already come biggest first keeps its argument order. */
+Test(order, tree_biggest_input_first, .init = setup, .fini = teardown) {
+  shape *s = shape_new("s:;b.0:;b.1:;b:b.0,b.1;r:s,b;");
+  cr_assert_eq(depth_first_pressure(s), 3);
+  check_bound("tree", s, 2);
+  run(s, "sync", 1, false);
+  static const char *const want[] = {"b.0", "b.1", "b", "s", "r"};
+  for (size_t i = 0; i < 5; i++) cr_assert_str_eq(s->key[s->seq[i]], want[i]);
+  shape_free(s);
+  tg_graph_free(g);
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  s = shape_new("b.0:;b.1:;b:b.0,b.1;s:;r:b,s;");
+  check_bound("sorted tree", s, 2);
+  run(s, "sync", 1, false);
+  static const char *const kept[] = {"b.0", "b.1", "b", "s", "r"};
+  for (size_t i = 0; i < 5; i++) cr_assert_str_eq(s->key[s->seq[i]], kept[i]);
+  shape_free(s);
+}
+
 /* ---- scale ---------------------------------------------------------------------- */
 
 /* A chain of a million tasks orders without deep recursion, and a wide

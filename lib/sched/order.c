@@ -48,39 +48,38 @@ static void scratch_free(scratch *s) {
 }
 
 /* Distinct inputs of each position (argument order), then the reverse. A
- * node named twice by one task is one edge: releasing it is one event. */
+ * node named twice by one task is one edge: releasing it is one event.
+ * Sets *fan_in when some task has two inputs or more. */
 static int build_edges(const tg_graph *g, const uint8_t *leaf, const uint32_t *nodes,
-                       uint32_t n, const uint32_t *task_of, scratch *s) {
-  uint32_t *stamp = s->count; /* the last (position, pass) that named it */
-  if (2 * (uint64_t)n + 2 > UINT32_MAX) return TG_ENOMEM;
+                       uint32_t n, const uint32_t *task_of, scratch *s, bool *fan_in) {
+  uint32_t *stamp = s->count; /* 1 + the last position that named it */
+  size_t cap = 0;
+  for (uint32_t i = 0; i < n; i++) cap += leaf[i] ? 0 : g->nodes[nodes[i]].nargs;
+  if (cap > UINT32_MAX) return TG_ENOMEM;
+  s->in.v = tg__malloc((cap ? cap : 1) * sizeof *s->in.v);
+  if (!s->in.v) return TG_ENOMEM;
   memset(stamp, 0, (size_t)n * sizeof *stamp);
-  size_t e = 0;
-  for (int pass = 0; pass < 2; pass++) {
-    e = 0;
-    for (uint32_t i = 0; i < n; i++) {
-      if (pass) s->in.off[i] = (uint32_t)e;
-      if (leaf[i]) continue;
-      const tg__gnode *nd = &g->nodes[nodes[i]];
-      const tg__garg *a = tg__node_args(g, nd);
-      for (uint32_t j = 0; j < nd->nargs; j++) {
-        if (!tg__arg_is_node(a[j].kind)) continue;
-        uint32_t x = task_of[a[j].node];
-        if (stamp[x] == 2 * i + 1 + (uint32_t)pass) continue;
-        stamp[x] = 2 * i + 1 + (uint32_t)pass;
-        if (pass) s->in.v[e] = x;
-        e++;
-      }
+  uint32_t e = 0;
+  *fan_in = false;
+  for (uint32_t i = 0; i < n; i++) {
+    s->in.off[i] = e;
+    if (leaf[i]) continue;
+    const tg__gnode *nd = &g->nodes[nodes[i]];
+    const tg__garg *a = tg__node_args(g, nd);
+    for (uint32_t j = 0; j < nd->nargs; j++) {
+      if (!tg__arg_is_node(a[j].kind)) continue;
+      uint32_t x = task_of[a[j].node];
+      if (stamp[x] == i + 1) continue;
+      stamp[x] = i + 1;
+      s->in.v[e++] = x;
     }
-    if (!pass) {
-      if (e > UINT32_MAX) return TG_ENOMEM;
-      s->in.v = tg__malloc((e ? e : 1) * sizeof *s->in.v);
-      s->dep.v = tg__malloc((e ? e : 1) * sizeof *s->dep.v);
-      if (!s->in.v || !s->dep.v) return TG_ENOMEM;
-    }
+    *fan_in |= e - s->in.off[i] > 1;
   }
-  s->in.off[n] = (uint32_t)e;
+  s->in.off[n] = e;
+  s->dep.v = tg__malloc((e ? e : 1) * sizeof *s->dep.v);
+  if (!s->dep.v) return TG_ENOMEM;
   memset(s->dep.off, 0, ((size_t)n + 1) * sizeof *s->dep.off);
-  for (size_t k = 0; k < e; k++) s->dep.off[s->in.v[k] + 1]++;
+  for (uint32_t k = 0; k < e; k++) s->dep.off[s->in.v[k] + 1]++;
   for (uint32_t i = 0; i < n; i++) s->dep.off[i + 1] += s->dep.off[i];
   uint32_t *fill = s->rem; /* next free slot per position */
   memcpy(fill, s->dep.off, (size_t)n * sizeof *fill);
@@ -282,14 +281,17 @@ int tg__order_tasks(const tg_graph *g, const tg_node *outs, size_t nout,
   s.rem = tg__malloc(m * sizeof *s.rem);
   s.flags = tg__calloc(m, sizeof *s.flags);
   if (!outpos || !s.in.off || !s.dep.off || !s.count || !s.rem || !s.flags) goto done;
-  if ((rc = build_edges(g, leaf, nodes, n, task_of, &s))) goto done;
+  bool fan_in;
+  if ((rc = build_edges(g, leaf, nodes, n, task_of, &s, &fan_in))) goto done;
   rc = TG_ENOMEM;
-  if (!(s.work = tg__malloc(m * sizeof *s.work))) goto done;
-  measure_work(n, &s);
-  if ((rc = sort_inputs(n, &s))) goto done;
-  rc = TG_ENOMEM;
-  tg__free(s.work);
-  s.work = NULL;
+  if (fan_in) { /* else there is nothing to sort */
+    if (!(s.work = tg__malloc(m * sizeof *s.work))) goto done;
+    measure_work(n, &s);
+    if ((rc = sort_inputs(n, &s))) goto done;
+    rc = TG_ENOMEM;
+    tg__free(s.work);
+    s.work = NULL;
+  }
   s.frees = tg__malloc(m * sizeof *s.frees);
   s.eager = tg__malloc(m * sizeof *s.eager);
   s.path = tg__malloc(m * sizeof *s.path);

@@ -14,6 +14,11 @@
  * task that a later pass may combine with another key. Linear in tasks
  * and edges apart from sorting each task's inputs; iterative throughout.
  *
+ * For a forest (no task shared by two others) whose inputs, in argument
+ * order, never have more tasks under them than the one before, this is
+ * the plain depth-first post-order from the outputs: the plan compiler
+ * then keeps its culling order and skips the call.
+ *
  * Not thread-safe on its arguments; it allocates only its own scratch.
  */
 #ifndef TG_SCHED_ORDER_H
