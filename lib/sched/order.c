@@ -17,15 +17,17 @@ typedef struct scratch {
   csr in, dep;       /* distinct inputs / dependents, by position */
   uint64_t *work;    /* tasks behind each one, saturating (dask's
                         ndependencies) */
-  uint32_t *count;   /* stamps, then unfinished inputs */
-  uint32_t *rem;     /* consumers not yet run */
-  uint32_t *frees;   /* inputs whose last consumer the task is */
+  /* Two arrays whose slots change meaning once their task has run (it
+   * needs the first only before, the second only after): */
+  uint32_t *count;   /* stamps; then unfinished inputs; once run, the next
+                        dependent to consider as a target */
+  uint32_t *rem;     /* fill cursors; then the inputs whose last consumer
+                        the task is; once run, its consumers not yet run */
   uint32_t *eager;   /* ready tasks that free memory (a stack) */
   uint32_t *path;    /* the walk to the current target (a stack) */
   uint32_t *frame;   /* walk frames: task and its next input */
   uint32_t *cursor;
   uint32_t *cand;    /* results made, latest on top (a stack) */
-  uint32_t *dcur;    /* per task: next dependent to consider */
   uint8_t *flags;
 } scratch;
 
@@ -37,13 +39,11 @@ static void scratch_free(scratch *s) {
   tg__free(s->work);
   tg__free(s->count);
   tg__free(s->rem);
-  tg__free(s->frees);
   tg__free(s->eager);
   tg__free(s->path);
   tg__free(s->frame);
   tg__free(s->cursor);
   tg__free(s->cand);
-  tg__free(s->dcur);
   tg__free(s->flags);
 }
 
@@ -152,7 +152,7 @@ static int sort_inputs(uint32_t n, scratch *s) {
 
 /* Would running ready task t now leave memory as it is or smaller? */
 static inline bool frees_memory(const scratch *s, uint32_t t) {
-  return s->frees[t] > 0 || (s->flags[t] & F_OUT);
+  return s->rem[t] > 0 || (s->flags[t] & F_OUT); /* frees an input */
 }
 
 static inline void queue_eager(scratch *s, uint32_t *sp, uint32_t t) {
@@ -204,10 +204,10 @@ static uint32_t next_target(scratch *s, uint32_t *ncand, const uint32_t *outpos,
                             size_t *onext) {
   while (*ncand) {
     uint32_t c = s->cand[*ncand - 1];
-    while (s->dcur[c] < s->dep.off[c + 1]) {
-      uint32_t d = s->dep.v[s->dcur[c]];
+    while (s->count[c] < s->dep.off[c + 1]) {
+      uint32_t d = s->dep.v[s->count[c]];
       if (!(s->flags[d] & (F_SEEN | F_DONE))) return d;
-      s->dcur[c]++;
+      s->count[c]++;
     }
     (*ncand)--;
   }
@@ -223,12 +223,10 @@ static void simulate(const uint32_t *outpos, uint32_t n, scratch *s,
                      uint32_t *out) {
   for (uint32_t i = 0; i < n; i++) {
     s->count[i] = s->in.off[i + 1] - s->in.off[i];
-    s->rem[i] = s->dep.off[i + 1] - s->dep.off[i];
-    s->dcur[i] = s->dep.off[i];
-    s->frees[i] = 0;
+    s->rem[i] = 0;
   }
   for (uint32_t i = 0; i < n; i++) /* sole consumers release at once */
-    if (s->rem[i] == 1) s->frees[s->dep.v[s->dep.off[i]]]++;
+    if (s->dep.off[i + 1] - s->dep.off[i] == 1) s->rem[s->dep.v[s->dep.off[i]]]++;
   uint32_t sp = 0, np = 0, ncand = 0;
   size_t onext = 0;
   for (uint32_t done = 0; done < n;) {
@@ -245,6 +243,8 @@ static void simulate(const uint32_t *outpos, uint32_t n, scratch *s,
     }
     out[done++] = t;
     s->flags[t] |= F_DONE;
+    s->count[t] = s->dep.off[t];                     /* target cursor */
+    s->rem[t] = s->dep.off[t + 1] - s->dep.off[t]; /* consumers left */
     if (s->dep.off[t + 1] > s->dep.off[t]) s->cand[ncand++] = t;
     for (uint32_t k = s->in.off[t]; k < s->in.off[t + 1]; k++) {
       uint32_t x = s->in.v[k];
@@ -254,7 +254,7 @@ static void simulate(const uint32_t *outpos, uint32_t n, scratch *s,
       for (uint32_t d = s->dep.off[x]; d < s->dep.off[x + 1]; d++) {
         uint32_t c = s->dep.v[d];
         if (s->flags[c] & F_DONE) continue;
-        s->frees[c]++;
+        s->rem[c]++; /* c frees one more */
         if (s->count[c] == 0) queue_eager(s, &sp, c);
         break;
       }
@@ -292,17 +292,13 @@ int tg__order_tasks(const tg_graph *g, const tg_node *outs, size_t nout,
     tg__free(s.work);
     s.work = NULL;
   }
-  s.frees = tg__malloc(m * sizeof *s.frees);
   s.eager = tg__malloc(m * sizeof *s.eager);
   s.path = tg__malloc(m * sizeof *s.path);
   s.frame = tg__malloc(m * sizeof *s.frame);
   s.cursor = tg__malloc(m * sizeof *s.cursor);
   s.cand = tg__malloc(m * sizeof *s.cand);
-  s.dcur = tg__malloc(m * sizeof *s.dcur);
   order = tg__malloc(m * sizeof *order);
-  if (!s.frees || !s.eager || !s.path || !s.frame || !s.cursor || !s.cand || !s.dcur ||
-      !order)
-    goto done;
+  if (!s.eager || !s.path || !s.frame || !s.cursor || !s.cand || !order) goto done;
   for (size_t o = 0; o < nout; o++) {
     outpos[o] = task_of[outs[o]];
     s.flags[outpos[o]] |= F_OUT;
