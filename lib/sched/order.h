@@ -4,12 +4,17 @@
  * The plan compiler (runplan.c) culls the graph first; this module then
  * ranks the surviving tasks. A task's rank is its position in a simulated
  * one-at-a-time execution:
- *   - the fallback is a depth-first post-order from the outputs that walks
- *     into the input with the most work behind it first (finish the big
- *     branch, then the small ones that join it);
  *   - whenever a ready task would not grow memory (it is the last consumer
  *     of one of its inputs, or it is an output), it runs at once, so
- *     shared inputs and partial results are released as early as possible.
+ *     shared inputs and partial results are released as early as possible
+ *     (dask's "eager to compute the dependent that frees a parent");
+ *   - otherwise the next task on the way to a target runs. The way is the
+ *     depth-first post-order of what the target still needs, walking into
+ *     the input with the most work behind it first (finish the big branch,
+ *     then the small ones that join it). The target is a consumer still to
+ *     run of the latest result in memory (finish what was started before
+ *     loading more, as dask's choice of the leaf nearest to what is
+ *     computed), else the next output in the caller's order.
  * The result is a topological order (inputs rank lower), a clean rank per
  * task that a later pass may combine with another key. Linear in tasks
  * and edges apart from sorting each task's inputs; iterative throughout.
