@@ -120,8 +120,8 @@ typedef struct tg_node_opts {
 
 /* Priorities. Among the tasks ready to start (their inputs done), a
  * higher tg_node_opts.priority starts first; equal priorities start in
- * the scheduler's own order (depth-first, so a branch is finished before
- * the next one starts). A task's priority is its node's, plus its
+ * the scheduler's own order (memory-aware: a branch is finished before
+ * the next one starts, and a task that frees an input runs first). A task's priority is its node's, plus its
  * submission's for executor submissions (tg_submit_opts; clamped to int),
  * and it is the task's alone: it does not flow to the inputs a task
  * waits for (as in dask and Taskflow), so a low-priority input of an

@@ -1,18 +1,22 @@
 /* lib/sched/runplan.c: compiling the outputs of a graph into a run's plan:
- * culling, priorities (depth-first post-order), dependency counters and
- * the dependents in CSR arrays. Iterative throughout: a chain of any
+ * culling (a depth-first walk from the outputs), priorities (order.c),
+ * dependency counters and the dependents in CSR arrays. Iterative throughout: a chain of any
  * length compiles without deep recursion. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "memo.h"
+#include "order.h"
 #include "sched_internal.h"
 
 #define VISITING (UINT32_MAX - 1) /* task_of mark while on the DFS stack */
 
 typedef struct frame {
   uint32_t node, arg; /* node, next argument to look at */
+  uint32_t first;     /* order's length when pushed: the subtree's start */
+  uint32_t last;      /* tasks under the input visited last (UINT32_MAX:
+                         none yet) */
 } frame;
 
 typedef struct vec32 {
@@ -45,7 +49,7 @@ static bool push_frame(stack *s, uint32_t node, uint32_t *task_of) {
     s->f = p;
     s->cap = c;
   }
-  s->f[s->n++] = (frame){node, 0};
+  s->f[s->n++] = (frame){node, 0, 0, UINT32_MAX};
   task_of[node] = VISITING;
   return true;
 }
@@ -86,17 +90,29 @@ static inline bool placed_hit(const tg_graph *g, tg__memo *m, uint32_t node, uin
   return true;
 }
 
+/* An input of f's node was visited and has `work` tasks under it: the
+ * post-order is the memory-aware one only if they never grow (order.h). */
+static inline void input_done(frame *f, uint32_t work, bool *reorder) {
+  if (work > f->last) *reorder = true; /* never for the first input */
+  f->last = work;
+}
+
 /* Post-order from outputs: order gets node ids, task_of their index.
  * Inputs are visited in argument order, so a branch is finished before
- * the next starts. With a memo, cache hits are leaves (in h). */
+ * the next starts. With a memo, cache hits are leaves (in h). *reorder
+ * is set unless the plan is a forest whose inputs come biggest first,
+ * for which this is already the order of order.h. */
 static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
-                       uint32_t *task_of, vec32 *order, tg__memo *m, hits *h) {
+                       uint32_t *task_of, vec32 *order, tg__memo *m, hits *h,
+                       bool *reorder) {
   stack st = {0};
   int rc = TG_OK;
+  *reorder = false;
   for (size_t o = 0; o < nout && rc == TG_OK; o++) {
     if (task_of[outs[o]] != UINT32_MAX) continue;
     if (placed_hit(g, m, outs[o], task_of, order, h, &rc)) continue;
     if (!push_frame(&st, outs[o], task_of)) rc = TG_ENOMEM;
+    else st.f[0].first = (uint32_t)order->n;
     while (st.n && rc == TG_OK) {
       frame *f = &st.f[st.n - 1];
       const tg__gnode *nd = &g->nodes[f->node];
@@ -104,8 +120,12 @@ static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
       uint32_t child = UINT32_MAX;
       while (f->arg < nd->nargs && rc == TG_OK) {
         const tg__garg *x = &a[f->arg++];
-        if (tg__arg_is_node(x->kind) && task_of[x->node] == UINT32_MAX &&
-            !placed_hit(g, m, x->node, task_of, order, h, &rc)) {
+        if (!tg__arg_is_node(x->kind)) continue;
+        if (task_of[x->node] != UINT32_MAX) {
+          *reorder = true; /* a shared input */
+        } else if (placed_hit(g, m, x->node, task_of, order, h, &rc)) {
+          input_done(f, 1, reorder);
+        } else {
           child = x->node;
           break;
         }
@@ -113,14 +133,29 @@ static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
       if (rc) break;
       if (child != UINT32_MAX) {
         if (!push_frame(&st, child, task_of)) rc = TG_ENOMEM;
+        else st.f[st.n - 1].first = (uint32_t)order->n;
         continue;
       }
       task_of[f->node] = (uint32_t)order->n; /* all inputs placed */
       if (!push32(order, f->node)) rc = TG_ENOMEM;
-      st.n--;
+      uint32_t work = (uint32_t)order->n - f->first;
+      if (--st.n) input_done(&st.f[st.n - 1], work, reorder);
     }
   }
   tg__free(st.f);
+  return rc;
+}
+
+/* Replace the culling post-order by the memory-aware order (order.h);
+ * cache hits are tasks without inputs. */
+static int rank_tasks(const tg_graph *g, const tg_node *outs, size_t nout, const hits *h,
+                      vec32 *order, uint32_t *task_of) {
+  if (order->n < 3) return TG_OK;
+  uint8_t *leaf = tg__calloc(order->n, 1);
+  if (!leaf) return TG_ENOMEM;
+  for (size_t i = 0; i < h->nodes.n; i++) leaf[task_of[h->nodes.v[i]]] = 1;
+  int rc = tg__order_tasks(g, outs, nout, leaf, order->v, (uint32_t)order->n, task_of);
+  tg__free(leaf);
   return rc;
 }
 
@@ -236,7 +271,10 @@ int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
   p->task_of = tg__malloc((g->n ? g->n : 1) * sizeof *p->task_of);
   if (!p->task_of) goto fail;
   memset(p->task_of, 0xff, g->n * sizeof *p->task_of);
-  if ((rc = order_nodes(g, outputs, nout, p->task_of, &order, memo, &h))) goto fail;
+  bool reorder;
+  if ((rc = order_nodes(g, outputs, nout, p->task_of, &order, memo, &h, &reorder)))
+    goto fail;
+  if (reorder && (rc = rank_tasks(g, outputs, nout, &h, &order, p->task_of))) goto fail;
   rc = TG_ENOMEM;
   p->ntasks = (uint32_t)order.n;
   p->tasks = tg__calloc(order.n ? order.n : 1, sizeof *p->tasks);

@@ -3,9 +3,10 @@
  *
  * A run is one evaluation of some outputs of a graph. Compiling it
  * (runplan.c) culls the graph to what the outputs need and numbers the tasks
- * in a depth-first post-order from the outputs, so a task's index is its
- * priority (lower runs first: finish a branch before starting the next)
- * and every task's inputs have lower indices.
+ * in a memory-aware order (order.h: finish a branch before starting the
+ * next, run a task at once when it releases an input), so a task's index
+ * is its priority (lower runs first) and every task's inputs have lower
+ * indices.
  *
  * Life of a task: pending counts its unfinished inputs; when it drops to
  * zero the task is ready and handed to the backend, which runs it with
