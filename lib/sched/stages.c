@@ -108,7 +108,7 @@ static int expand(tg_executor *ex, tg_graph *g, const uint32_t *ready, size_t n,
     if (tg_value_type(lists[i]) != TG_LIST) {
       char km[TG__NAME_MAX + 32], ko[TG__NAME_MAX + 32];
       rc = tg__graph_fail(g, TG_ETYPE, "task '%s' failed: TG_ETYPE: it maps over the result "
-                          "of '%s', which is a %s, not a list",
+                          "of '%s', of type %s, not a list",
                           tg__graph_key(g, ready[i], km, sizeof km),
                           tg__graph_key(g, over[i], ko, sizeof ko),
                           tg_type_name(tg_value_type(lists[i])));
