@@ -493,13 +493,13 @@ Test(fanout, bad_map_syntax_names_file_line_col) {
   cr_expect_str_eq(bad_json("{\"tgraph\": 1, \"tasks\": {\n"
                             "  \"a\": {\"map\": \"fo.sq\", \"over\": \"x\"}}}",
                             TG_EFORMAT),
-                   "g.json:2:32: \"over\" must be a list, {\"range\": [start, stop]} or "
+                   "g.json:2:33: \"over\" must be a list, {\"range\": [start, stop]} or "
                    "[start, stop, step] of ints (step not 0, at most 100000000 items), or "
                    "{\"ref\": KEY}");
   cr_expect_str_eq(bad_json("{\"tgraph\": 1, \"tasks\": {\n"
                             "  \"a\": {\"map\": \"fo.sq\", \"over\": {\"range\": [0, 9, 0]}}}}",
                             TG_EFORMAT),
-                   "g.json:2:32: \"over\" must be a list, {\"range\": [start, stop]} or "
+                   "g.json:2:33: \"over\" must be a list, {\"range\": [start, stop]} or "
                    "[start, stop, step] of ints (step not 0, at most 100000000 items), or "
                    "{\"ref\": KEY}");
   cr_expect_str_eq(bad_json("{\"tgraph\": 1, \"tasks\": {\n"
@@ -511,7 +511,7 @@ Test(fanout, bad_map_syntax_names_file_line_col) {
   cr_expect_str_eq(bad_json("{\"tgraph\": 1, \"tasks\": {\n"
                             "  \"a\": {\"map\": \"fo.sq\", \"over\": [1], \"chunksize\": -1}}}",
                             TG_EFORMAT),
-                   "g.json:2:47: \"chunksize\" must be an int from 0 (picked) to 16777215");
+                   "g.json:2:51: \"chunksize\" must be an int from 0 (picked) to 16777215");
   cr_expect_str_eq(bad_json("{\"tgraph\": 1, \"tasks\": {\n"
                             "  \"a\": {\"map\": \"fo.affine\", \"over\": [1],\n"
                             "         \"args\": [{\"item\": true}, {\"item\": true}, 1]}}}",
@@ -520,7 +520,7 @@ Test(fanout, bad_map_syntax_names_file_line_col) {
   cr_expect_str_eq(bad_json("{\"tgraph\": 1, \"tasks\": {\n"
                             "  \"a\": {\"map\": \"fo.affine\", \"over\": [1], \"args\": [1]}}}",
                             TG_EINVAL),
-                   "g.json:2:17: function 'fo.affine' takes 3 arguments, a map calls it "
+                   "g.json:2:16: function 'fo.affine' takes 3 arguments, a map calls it "
                    "with 2 (the item and 1 of \"args\")");
   cr_expect_str_eq(bad_json("{\"tgraph\": 1, \"tasks\": {\n"
                             "  \"k\": {\"fn\": \"fo.sq\", \"args\": [1]},\n"

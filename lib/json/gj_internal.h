@@ -116,7 +116,7 @@ typedef struct gj_task {
 
 /* gj_task.map bits. A map's "over" is kept as its last argument (always
  * a gj_arg, for its position), after the extras of "args". */
-enum { GJ_MAP_TASK = 1, GJ_MAP_OVER = 2 };
+enum { GJ_MAP_TASK = 1, GJ_MAP_OVER = 2, GJ_MAP_CHUNK = 4 /* "chunksize" seen */ };
 _Static_assert(sizeof(void *) != 8 || sizeof(gj_task) == 96,
                "gj_task grew");
 

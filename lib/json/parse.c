@@ -886,6 +886,7 @@ static int task_chunksize(P *p, gj_task *t, size_t at) {
   int rc = scalar(p, &v);
   if (rc != TG_OK) return rc;
   int64_t i;
+  t->map |= GJ_MAP_CHUNK;
   if (integral(v, &i) && i >= 0 && i <= (int64_t)TG__CHUNK_MAX_COUNT)
     t->chunk = (uint32_t)i;
   else
@@ -975,11 +976,11 @@ static int task(P *p) {
   }
   if (t->fn == NULL)
     return tg__gj_fail(p->d, off, TG_EFORMAT, "task '%s' has no \"fn\" (or \"map\")", key);
-  if (t->map == GJ_MAP_TASK)
-    return tg__gj_fail(p->d, off, TG_EFORMAT, "map task '%s' has no \"over\"", key);
-  if (t->map == GJ_MAP_OVER || (t->chunk && !t->map))
+  if (t->map && !(t->map & GJ_MAP_TASK))
     return tg__gj_fail(p->d, off, TG_EFORMAT, "task '%s' has %s but no \"map\"", key,
-                       t->map ? "\"over\"" : "\"chunksize\"");
+                       t->map & GJ_MAP_OVER ? "\"over\"" : "\"chunksize\"");
+  if (t->map && !(t->map & GJ_MAP_OVER))
+    return tg__gj_fail(p->d, off, TG_EFORMAT, "map task '%s' has no \"over\"", key);
   return TG_OK;
 }
 
