@@ -315,7 +315,7 @@ static int open_cache(run_state *s) {
  * summary must take the nodes the reader made out of the counts. */
 static int start_watch(run_state *s) {
   bool record = s->o.dot != NULL || s->o.trace != NULL || cli_verbosity > 0;
-  bool reader_nodes = tg_graph_size(s->g) > s->info->ntasks;
+  bool reader_nodes = tg_graph_size(s->g) > s->info->ntasks || s->info->nmaps;
   bool report = s->o.report != NULL || s->o.dash.on;
   if (!record && !report && !(reader_nodes && cli_verbosity >= 0)) return -1;
   if (cli_events_init(&s->ev, s->info, s->needed, s->g, record) != TG_OK ||

@@ -104,6 +104,11 @@ typedef struct tg_graphjson_info {
   tg_node *output_nodes;      /* their nodes */
   size_t nplugins;
   tg_graphjson_plugin *plugins; /* every plugin loaded, in load order */
+  /* ---- since 0.3: added at the end (the load allocates the info) ---- */
+  size_t nmaps;               /* map tasks ("map"): their chunk tasks are
+                                 nodes of the graph, or of each run for a
+                                 map over a task's result, not tasks of
+                                 the file */
 } tg_graphjson_info;
 
 #define TG_GRAPHJSON_OPTS_V1 1
