@@ -143,6 +143,11 @@ static int emit_map(gj_doc *d, tg_graph *g, gj_task *t, tg_arg *args, tg_node_op
                             chunksize, o, &t->node);
   } else {
     tg_arg *in = map_inputs(d, over, &n);
+    if (over->kind == GJ_CONST) { /* its items are referenced: the graph
+                                     takes nothing else of the document */
+      tg_value_unref(over->u.value);
+      over->u.value = NULL;
+    }
     if (in == NULL) {
       tg__graph_drop_values(args, nextra);
       return tg__gj_fail(d, over->off, TG_ENOMEM, "out of memory");
