@@ -6,7 +6,7 @@
  * ordinary run on the same executor with the compute's options: events,
  * cache and cancellation behave as in one run, the statistics add up,
  * and the deadline covers all the stages. */
-#include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "sched_internal.h"
@@ -80,16 +80,18 @@ static int stage(tg_executor *ex, tg_graph *g, const tg_node *outs, size_t n,
                  tg_compute_opts *o, double deadline, tg_compute_stats *sum,
                  tg_value **results, bool *abandoned) {
   tg_compute_stats st;
+  double timeout = o->timeout;
   o->stats = &st;
   if (deadline > 0) {
     double left = deadline - tg__now();
     if (left <= 0) {
       for (size_t i = 0; i < n; i++) results[i] = NULL;
-      return tg__graph_fail(g, TG_ETIMEDOUT, "the compute took longer than its timeout");
+      return tg__graph_fail(g, TG_ETIMEDOUT, "the compute timed out after %g s", timeout);
     }
     o->timeout = left;
   }
   int rc = tg__compute_run(ex, g, outs, n, o, results, abandoned);
+  o->timeout = timeout;
   add_stats(sum, &st);
   return rc;
 }
