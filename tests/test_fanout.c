@@ -597,3 +597,26 @@ Test(fanout, arg_nodes_is_one_list_argument) {
   tg_graph_free(g);
   tg_registry_free(bare);
 }
+
+/* A map over a map's result: the compute expands them in turn. */
+Test(fanout, chained_run_time_maps) {
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = tg_call(g, "fo.upto", 1, tg_arg_value(tg_int(5)));
+  tg_node a, b;
+  cr_assert_eq(tg_graph_map_node(g, "fo.sq", n, NULL, 0, 2, NULL, &a), TG_OK);
+  cr_assert_eq(tg_graph_map_node(g, "fo.sq", a, NULL, 0, 0, NULL, &b), TG_OK);
+  tg_node t = tg_call(g, "fo.total", 1, tg_arg_node(b));
+  tg_value *r = NULL;
+  tg_compute_stats st;
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "processes", .workers = 2,
+                       .stats = &st};
+  cr_assert_eq(tg_compute(g, &t, 1, &o, &r), TG_OK, "%s", tg_graph_errmsg(g));
+  cr_expect_eq(tg_value_int(r), 0 + 1 + 16 + 81 + 256);
+  /* three stages: upto; a's 3 chunks and gather (b's list); b's 5
+   * chunks, gather and total */
+  cr_expect_eq(st.tasks_total, 1 + 4 + 5 + 1 + 1, "%zu", st.tasks_total);
+  tg_value_unref(r);
+  cr_expect_eq(tg_graph_size(g), 4);
+  tg_graph_free(g);
+}
