@@ -205,10 +205,10 @@ Test(graphjson, structure_errors) {
       "and outputs)");
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"arg\": []}}}",
       TG_EFORMAT,
-      "g.json:1:44: unknown field 'arg' in task 'a' (a task has fn, args, "
-      "cache, retries, timeout and priority)");
+      "g.json:1:44: unknown field 'arg' in task 'a' (a task has fn or map, "
+      "args, over, chunksize, cache, retries, timeout and priority)");
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"args\": []}}}", TG_EFORMAT,
-      "g.json:1:25: task 'a' has no \"fn\"");
+      "g.json:1:25: task 'a' has no \"fn\" (or \"map\")");
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": 3}}}", TG_EFORMAT,
       "g.json:1:37: \"fn\" must be a function name (a string)");
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\": \"add\", \"cache\": 1}}}",
@@ -226,8 +226,8 @@ Test(graphjson, structure_errors) {
 Test(graphjson, field_names_with_nul_are_unknown) {
   bad("{\"tgraph\": 1, \"tasks\": {\"a\": {\"fn\\u0000x\": \"add\", \"args\": []}}}",
       TG_EFORMAT,
-      "g.json:1:31: unknown field 'fn?x' in task 'a' (a task has fn, args, "
-      "cache, retries, timeout and priority)");
+      "g.json:1:31: unknown field 'fn?x' in task 'a' (a task has fn or map, "
+      "args, over, chunksize, cache, retries, timeout and priority)");
   bad("{\"tgraph\\u0000\": 1, \"tasks\": {}}", TG_EFORMAT,
       "g.json:1:2: unknown field 'tgraph?' (a graph has tgraph, plugins, tasks "
       "and outputs)");

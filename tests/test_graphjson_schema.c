@@ -114,6 +114,24 @@ static const sample samples[] = {
               "{\"dtype\": \"f64\", \"shape\": [-1], \"data\": []}}]}")},
     {false, T("\"a\": {\"fn\": \"identity\", \"args\": [{\"$ndarray\": "
               "{\"dtype\": \"f64\", \"data\": []}}]}")},
+    /* maps */
+    {true, T("\"a\": {\"map\": \"identity\", \"over\": [1, 2, 3], \"chunksize\": 2}")},
+    {true, T("\"a\": {\"map\": \"mul\", \"over\": {\"range\": [0, 10, 3]}, "
+             "\"args\": [{\"item\": true}, 2]}")},
+    {true, T("\"a\": {\"fn\": \"range\", \"args\": [3]}, \"b\": {\"map\": \"add\", "
+             "\"over\": {\"ref\": \"a\"}, \"args\": [{\"ref\": \"a\", \"get\": 0}]}")},
+    {true, T("\"a\": {\"fn\": \"range\", \"args\": [3]}, \"b\": {\"map\": \"len\", "
+             "\"over\": [{\"ref\": \"a\"}, [1]]}")},
+    {false, T("\"a\": {\"map\": \"identity\"}")},
+    {false, T("\"a\": {\"map\": \"identity\", \"over\": 3}")},
+    {false, T("\"a\": {\"map\": \"identity\", \"over\": {\"range\": [1]}}")},
+    {false, T("\"a\": {\"map\": \"identity\", \"over\": {\"range\": [1, 2.5]}}")},
+    {false, T("\"a\": {\"map\": \"identity\", \"over\": [1], \"chunksize\": -1}")},
+    {false, T("\"a\": {\"map\": \"identity\", \"fn\": \"identity\", \"over\": [1]}")},
+    {false, T("\"a\": {\"fn\": \"identity\", \"args\": [1], \"over\": [1]}")},
+    {false, T("\"a\": {\"fn\": \"identity\", \"args\": [1], \"chunksize\": 0}")},
+    {false, T("\"a\": {\"fn\": \"range\", \"args\": [3]}, \"b\": {\"map\": \"len\", "
+              "\"over\": {\"ref\": \"a\", \"get\": 0}}")},
     /* not JSON at all, or not strict JSON */
     {false, T("\"a\": {\"fn\": \"identity\", \"args\": [1,]}")},
     {false, T("\"a\": {\"fn\": \"identity\", \"args\": [NaN]}")},

@@ -66,6 +66,8 @@ typedef enum tg_arg_kind {
                         counts from the end) */
   TG_ARG_KEY = 3,    /* the value under `key` in node's map result */
   TG_ARG_FUTURE = 4, /* the result of a future (executor submissions only) */
+  TG_ARG_NODES = 5,  /* one list of several nodes' results, in order:
+                        made by tg_arg_nodes(); tg_graph_add only */
 } tg_arg_kind;
 
 typedef struct tg_arg {
@@ -97,6 +99,16 @@ static inline tg_arg tg_arg_future(tg_future *f) {
   tg_arg a = {TG_ARG_FUTURE, TG_NODE_NONE, 0, NULL, NULL, f};
   return a;
 }
+
+/* One argument that is the list of the results of nodes[0..n-1] (each
+ * may repeat; n may be 0: an empty list), as graph.json's nested refs
+ * are: tg_graph_add adds a node of the builtin "tg.build" assembling it
+ * (the registry needs tg_registry_add_builtins: else TG_ENOFUNC), with a
+ * generated key ("tg.build#ID"). A failed add adds neither. The ids are copied
+ * into `value` (a list of ints, taken by the add like a constant; NULL
+ * when memory ran out, which the add reports as TG_EINVAL). Only
+ * tg_graph_add, tg_graph_add_fn and tg_call accept it. */
+tg_arg tg_arg_nodes(const tg_node *nodes, size_t n);
 
 #define TG_NODE_OPTS_V1 1
 #define TG_NODE_OPTS_V2 2 /* adds priority */
@@ -171,11 +183,31 @@ tg_node tg_call(tg_graph *g, const char *fn, size_t nargs, ...);
  * referenced), giving one node whose result is the list of fn(input_i),
  * in order. `extra` arguments (taken/referenced likewise) follow each
  * input in every call. Inputs are grouped into chunks of `chunksize`
- * calls per task; 0 picks a size that gives about 8 tasks per CPU, at
- * most 4096 calls each. */
+ * calls per task (at most 16777215: larger sizes are cut to that); 0
+ * picks a size that gives about 8 tasks per CPU, at most 4096 calls
+ * each. */
 int tg_graph_map(tg_graph *g, const char *fn, const tg_arg *inputs, size_t n,
                  const tg_arg *extra, size_t nextra, size_t chunksize,
                  const tg_node_opts *opts, tg_node *out /* OUT */);
+
+/* Map `fn` over the list result of node `over`, whose length is known only
+ * when it has run: one node whose result is the list of fn(item_i,
+ * extra...), in order (an empty list for an empty one). A compute that
+ * needs it first computes `over`, then adds the calls as chunk tasks of
+ * `chunksize` items (0: picked as by tg_graph_map) over the items, then
+ * runs the rest: the calls are tasks like any (run in parallel by the
+ * backend, cached per chunk, reported in events and statistics, the
+ * events of the two stages each carrying their own `tasks`). A chunk's
+ * cache key covers its own items and the extras only, so a changed item
+ * recomputes its chunk alone. The chunks exist during the compute only:
+ * the graph keeps one node. A result that is not a list fails the
+ * compute with TG_ETYPE naming the map's key and the type. `extra` are
+ * taken/referenced as by tg_graph_add. Executor submissions cannot hold
+ * such a node (the task fails with TG_EINVAL). Errors as tg_graph_map's,
+ * and TG_EINVAL for an `over` that does not exist. */
+int tg_graph_map_node(tg_graph *g, const char *fn, tg_node over, const tg_arg *extra,
+                      size_t nextra, size_t chunksize, const tg_node_opts *opts,
+                      tg_node *out /* OUT */);
 
 size_t tg_graph_size(const tg_graph *g);  /* number of nodes */
 /* The node with this key, or TG_NODE_NONE. */

@@ -8,6 +8,8 @@
  *     "tasks": {
  *       "KEY": {"fn": NAME, "args": [ARG...], "cache": BOOL,
  *               "retries": INT, "timeout": SECONDS, "priority": INT},
+ *       "KEY": {"map": NAME, "over": OVER, "args": [ARG...],
+ *               "chunksize": INT, ...the options above},
  *       ...
  *     },
  *     "outputs": ["KEY", ...]
@@ -33,6 +35,16 @@
  * editors) may stand beside "tgraph" and is not read. Wherever an integer
  * is asked for ("tgraph", "retries", "priority", "get"), a number with an
  * integral value such as 1.0 is one, as in JSON Schema.
+ *
+ * A map task's result is the list of NAME's results over the items of
+ * OVER, in order: a list (its items constants or refs), {"range": [START,
+ * STOP]} or [START, STOP, STEP] (ints as Python's range, STEP not 0, at
+ * most 100000000 items: tg_graph_map over constants), or {"ref": KEY},
+ * task KEY's list result (tg_graph_map_node: the calls become tasks when
+ * the list is known). Each call gets the item where "args" holds
+ * {"item": true} (at most once; first when absent) and the other ARGs.
+ * "chunksize" is the calls per chunk task, 0 to 16777215 (0 or absent:
+ * picked).
  *
  * A plugin entry without '/' is a name: lib<name>.so is searched in the
  * directories of TGRAPH_PLUGIN_PATH (':'-separated), then in the options'
@@ -105,6 +117,11 @@ typedef struct tg_graphjson_info {
   tg_node *output_nodes;      /* their nodes */
   size_t nplugins;
   tg_graphjson_plugin *plugins; /* every plugin loaded, in load order */
+  /* ---- since 0.3: added at the end (the load allocates the info) ---- */
+  size_t nmaps;               /* map tasks ("map"): their chunk tasks are
+                                 nodes of the graph, or of each run for a
+                                 map over a task's result, not tasks of
+                                 the file */
 } tg_graphjson_info;
 
 #define TG_GRAPHJSON_OPTS_V1 1

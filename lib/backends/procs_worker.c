@@ -156,7 +156,10 @@ static int invoke(wk *k, const call *c, tg_task_ctx *ctx, tg_value **out) {
   k->node.aux = (uint32_t)c->aux;
   k->node.nargs = (uint32_t)c->nargs;
   k->node.timeout = c->timeout;
-  if (c->kind == TG__NK_CHUNK && (c->aux > c->nargs || c->aux == 0))
+  if (c->kind == TG__NK_CHUNK &&
+      (c->aux > UINT32_MAX || tg__chunk_count((uint32_t)c->aux) > c->nargs ||
+       tg__chunk_count((uint32_t)c->aux) == 0 ||
+       tg__chunk_pos((uint32_t)c->aux) > c->nargs - tg__chunk_count((uint32_t)c->aux)))
     return tg_task_fail(ctx, TG_EINVAL, "malformed chunk");
   return tg__task_invoke(ctx, &k->node, k->args, out);
 }

@@ -24,6 +24,7 @@ void tg_graph_free(tg_graph *g) {
   if (!g) return;
   if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
     return; /* a task of a timed-out compute still uses it: it frees it */
+  tg__graph_expand_undo(g);
   for (size_t i = 0; i < g->nargs; i++) {
     if (g->args[i].kind == TG_ARG_VALUE) tg_value_unref(g->args[i].u.value);
     if (g->args[i].kind == TG_ARG_FUTURE) tg_future_free(g->args[i].u.future);
@@ -55,7 +56,8 @@ const tg_func *tg_node_func(const tg_graph *g, tg_node n) {
 
 void tg__graph_drop_values(const tg_arg *args, size_t nargs) {
   for (size_t i = 0; i < nargs; i++)
-    if (args[i].kind == TG_ARG_VALUE) tg_value_unref(args[i].value);
+    if (args[i].kind == TG_ARG_VALUE || args[i].kind == TG_ARG_NODES)
+      tg_value_unref(args[i].value);
 }
 
 /* Grow *arr (of *cap elements of `size` bytes) to hold `need`. */
@@ -116,6 +118,7 @@ int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen) {
 int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
                       size_t nargs, bool allow_future, size_t *keybytes) {
   *keybytes = 0;
+  if (tg__graph_expand_stale(g)) tg__graph_expand_undo(g); /* see expand.c */
   for (size_t i = 0; i < nargs; i++) {
     const tg_arg *a = &args[i];
     switch (a->kind) {
@@ -149,6 +152,9 @@ int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
                                 "call of '%s': argument %zu is a future; futures are "
                                 "arguments of tg_executor_call only", fn->name, i);
         break;
+      case TG_ARG_NODES:
+        return tg__graph_fail(g, TG_EINVAL, "call of '%s': argument %zu is a node list; "
+                              "node lists are arguments of tg_graph_add only", fn->name, i);
       default:
         return tg__graph_fail(g, TG_EINVAL, "call of '%s': argument %zu has unknown kind %d",
                               fn->name, i, (int)a->kind);
@@ -180,6 +186,7 @@ int tg__graph_reserve(tg_graph *g, size_t nodes, size_t nargs, size_t keybytes,
   if (atomic_load_explicit(&g->refs, memory_order_acquire) > 1)
     return tg__graph_fail(g, TG_ESTATE, "the graph cannot change while a task of a compute "
                           "that timed out still runs (it did not stop when cancelled)");
+  if (tg__graph_expand_stale(g)) tg__graph_expand_undo(g); /* see expand.c */
   if (nodes > UINT32_MAX - 1 - g->n || nargs > UINT32_MAX - g->nargs)
     return tg__graph_fail(g, TG_ELIMIT, "graph is full (%zu nodes, %zu arguments)",
                           g->n, g->nargs);
@@ -263,6 +270,8 @@ int tg_graph_add_fn(tg_graph *g, const tg_func *fn, const tg_arg *args,
     if (g) tg__graph_fail(g, TG_EINVAL, "tg_graph_add: missing function or arguments");
     return TG_EINVAL;
   }
+  for (size_t i = 0; i < nargs; i++)
+    if (args[i].kind == TG_ARG_NODES) return tg__graph_add_gathered(g, fn, args, nargs, opts, out);
   return tg__graph_add(g, fn, args, nargs, opts, TG__NK_CALL, 0, false, out);
 }
 

@@ -28,7 +28,23 @@ enum {
   TG__NK_CHUNK = 1,  /* a list of fn(in_i, extras...) for the first `aux`
                         arguments in_i; the rest are the extras */
   TG__NK_CONCAT = 2, /* the concatenation of its arguments (lists) */
+  TG__NK_MAPOVER = 3,/* fn mapped over the list result of its first
+                        argument (a node), the rest being the extras:
+                        expanded into CHUNK and CONCAT nodes once that
+                        list is known (lib/sched/expand.c), never run */
 };
+
+/* aux of a CHUNK (and of a MAPOVER): the number of mapped inputs (for a
+ * MAPOVER the chunk size, 0 = picked) in the low 24 bits, and where the
+ * input goes among the extras in the high 8 (0: first). Chunks with the
+ * input first thus keep aux == count. */
+#define TG__CHUNK_MAX_COUNT 0xFFFFFFu
+#define TG__CHUNK_MAX_POS 0xFFu
+static inline uint32_t tg__chunk_count(uint32_t aux) { return aux & TG__CHUNK_MAX_COUNT; }
+static inline uint32_t tg__chunk_pos(uint32_t aux) { return aux >> 24; }
+static inline uint32_t tg__chunk_aux(size_t count, size_t pos) {
+  return (uint32_t)count | (uint32_t)pos << 24;
+}
 
 typedef struct tg__gnode {
   const tg_func *fn; /* for CONCAT the mapped function (names the key) */
@@ -79,6 +95,11 @@ struct tg_graph {
   struct tg__chash *chash;  /* NULL, or digests of large constants
                                (keys_merkle.c): a cache of derived data,
                                filled while the graph is otherwise read */
+  uint32_t nmapover;        /* MAPOVER nodes added: computes look for
+                               them only when there are some */
+  struct tg__gexpand *exp;  /* NULL, or the maps over node results
+                               expanded for the compute under way (and
+                               what undoes that): see expand.c */
   char errmsg[512];
 };
 
@@ -157,6 +178,45 @@ void tg__graph_index_key(tg_graph *g, tg_node n);
 int tg__graph_reserve_index(tg_graph *g, size_t more);
 /* The node with user key s, or TG_NODE_NONE. */
 tg_node tg__graph_find_user(const tg_graph *g, const char *s, size_t len);
+
+/* Map fn over inputs[0..n-1] (as tg_graph_map, which it serves), each
+ * input placed at argument `pos` among the extras (0: first; at most
+ * nextra and TG__CHUNK_MAX_POS). */
+int tg__graph_map_at(tg_graph *g, const tg_func *f, const tg_arg *inputs, size_t n,
+                     const tg_arg *extra, size_t nextra, size_t pos, size_t chunksize,
+                     const tg_node_opts *opts, tg_node *out);
+/* A map of fn over the list result of node `over` (a TG__NK_MAPOVER
+ * node, see above), the input placed at `pos`. Extras are taken or
+ * referenced as by tg_graph_add. */
+int tg__graph_map_over(tg_graph *g, const tg_func *f, tg_node over, const tg_arg *extra,
+                       size_t nextra, size_t pos, size_t chunksize,
+                       const tg_node_opts *opts, tg_node *out);
+
+/* tg_graph_add of args holding TG_ARG_NODES (gather.c): a tg.build node
+ * per such argument, then the call; all or nothing. */
+int tg__graph_add_gathered(tg_graph *g, const tg_func *fn, const tg_arg *args, size_t nargs,
+                           const tg_node_opts *opts, tg_node *out);
+
+/* ---- maps over node results, expanded for one compute (expand.c) ----------
+ *
+ * A compute whose outputs need a MAPOVER node first computes the node it
+ * maps over, then appends chunk nodes over the items (constants, so that
+ * a chunk's key depends on its own items only) and turns the MAPOVER node
+ * into the CONCAT of them, then runs the outputs. What was appended and
+ * rewritten is undone when the compute ends, so the graph the caller sees
+ * never changes; a compute that returned while one of its tasks still
+ * runs (graph.h) leaves the undoing to the next change of the graph. */
+/* Turn MAPOVER node m into chunks over the items of list (borrowed). */
+int tg__graph_expand_map(tg_graph *g, tg_node m, const tg_value *list);
+/* Undo every expansion (no effect without one). Only when no compute
+ * runs on g. */
+void tg__graph_expand_undo(tg_graph *g);
+/* The compute that expanded g returned while a task of it still runs:
+ * the next change of g (or tg_graph_free) undoes the expansion. */
+void tg__graph_expand_close(tg_graph *g);
+bool tg__graph_expand_stale(const tg_graph *g);
+/* Drop the digests kept for arguments from index `from` on (undone). */
+void tg__graph_chash_drop_from(tg_graph *g, size_t from);
 
 /* ---- Merkle keys (keys_merkle.c) ------------------------------------------ */
 

@@ -13,7 +13,9 @@
  * marker argument (a constant digest no value has): "tgchunk1" + u64
  * number of mapped inputs for a chunk (so a chunk of k inputs and e
  * extras differs from one of k - 1 and e + 1), "tgconcat1" for the node
- * concatenating the chunks.
+ * concatenating the chunks, "tgmapover1" + u64 aux for a map over a
+ * node's result not yet expanded (once expanded, it is the concatenation
+ * of chunks over constant items).
  *
  * Large constants (arrays, strings and bytes of at least CHASH_MIN bytes,
  * lists, maps) are hashed once per graph: their digests stay in the graph
@@ -85,6 +87,25 @@ static void chash_put(tg_graph *g, uint32_t arg, tg_digest d) {
   size_t i = chash_find(h, arg);
   if (!h->s[i].arg1) h->n++;
   h->s[i] = (chash_slot){arg + 1, d};
+}
+
+void tg__graph_chash_drop_from(tg_graph *g, size_t from) {
+  struct tg__chash *h = g->chash;
+  if (!h || !h->n) return;
+  chash_slot *old = h->s;
+  size_t oldcap = h->cap;
+  if (!(h->s = tg__calloc(oldcap, sizeof *h->s))) { /* forget them all */
+    h->s = old;
+    tg__graph_chash_free(g);
+    return;
+  }
+  h->n = 0;
+  for (size_t i = 0; i < oldcap; i++)
+    if (old[i].arg1 && old[i].arg1 - 1 < from) {
+      h->s[chash_find(h, old[i].arg1 - 1)] = old[i];
+      h->n++;
+    }
+  tg__free(old);
 }
 
 /* tg_value_hash of constant argument `arg` of g, kept when large. The
@@ -173,8 +194,10 @@ static int compute(tg__keyer *k, uint32_t n) {
   int why = 0;
   if (nd->kind == TG__NK_CHUNK) ka[0] = (tg__key_arg){TG__KEY_CONST, marker("tgchunk1", nd->aux), 0, NULL, 0};
   if (nd->kind == TG__NK_CONCAT) ka[0] = (tg__key_arg){TG__KEY_CONST, marker("tgconcat1", 0), 0, NULL, 0};
+  if (nd->kind == TG__NK_MAPOVER) ka[0] = (tg__key_arg){TG__KEY_CONST, marker("tgmapover1", nd->aux), 0, NULL, 0};
   if (!(f->flags & TG_FUNC_PURE) && nd->cache != 1) why = TG__WHY_IMPURE;
-  bool file = (f->flags & TG_FUNC_FILE_SOURCE) && nd->kind != TG__NK_CONCAT;
+  bool file = (f->flags & TG_FUNC_FILE_SOURCE) && nd->kind != TG__NK_CONCAT &&
+              nd->kind != TG__NK_MAPOVER;
   for (uint32_t j = 0; j < nd->nargs; j++) {
     tg__key_arg *x = &ka[lead + j];
     *x = (tg__key_arg){TG__KEY_NODE, {0, 0}, 0, NULL, 0};
@@ -201,7 +224,7 @@ static int compute(tg__keyer *k, uint32_t n) {
         }
     }
     /* the path is argument 0 of a call, and every mapped input of a chunk */
-    if (file && (nd->kind == TG__NK_CALL ? j == 0 : j < nd->aux)) file_arg(k, &a[j], x, &why);
+    if (file && (nd->kind == TG__NK_CALL ? j == 0 : j < tg__chunk_count(nd->aux))) file_arg(k, &a[j], x, &why);
   }
   tg__key_fn kf = {f->name, f->version, tg__func_key_digest(f)};
   k->key[n] = tg__merkle_key(&kf, ka, nd->nargs + lead);

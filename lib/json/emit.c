@@ -105,13 +105,67 @@ static int build_node(gj_doc *d, tg_graph *g, gj_task *t, size_t i,
   return TG_OK;
 }
 
+/* The inputs a map's constant or literal "over" gives (constants taken
+ * from the tree); NULL when memory runs out. */
+static tg_arg *map_inputs(const gj_doc *d, gj_arg *over, size_t *n) {
+  int64_t start, step;
+  tg_value *v = over->kind == GJ_CONST ? over->u.value : NULL;
+  bool range = v && tg_value_type(v) != TG_LIST && tg__gj_range(v, &start, &step, n);
+  if (!range) *n = v ? tg_list_len(v) : over->nitems;
+  tg_arg *in = tg__malloc((*n ? *n : 1) * sizeof *in);
+  if (in == NULL) return NULL;
+  for (size_t i = 0; i < *n; i++) {
+    if (range) {
+      in[i] = tg_arg_value(tg_int(start + (int64_t)i * step));
+    } else if (v) {
+      in[i] = tg_arg_value(tg_value_ref(tg_list_get(v, i)));
+    } else {
+      gj_arg *x = over->u.seq.items[i];
+      if (x->kind == GJ_REF) {
+        in[i] = ref_arg(d, x);
+      } else {
+        in[i] = tg_arg_value(x->u.value);
+        x->u.value = NULL;
+      }
+    }
+  }
+  return in;
+}
+
+/* A map task: its extras are built as a call's arguments are; "over" is
+ * its last argument. */
+static int emit_map(gj_doc *d, tg_graph *g, gj_task *t, tg_arg *args, tg_node_opts *o) {
+  size_t nextra = t->nargs - 1, pos = tg__chunk_pos(t->chunk), n = 0;
+  size_t chunksize = tg__chunk_count(t->chunk);
+  gj_arg *over = tg__gj_arg_of(t->args[nextra]);
+  int rc;
+  if (over->kind == GJ_REF) {
+    rc = tg__graph_map_over(g, t->func, d->tasks[over->u.ref.task].node, args, nextra, pos,
+                            chunksize, o, &t->node);
+  } else {
+    tg_arg *in = map_inputs(d, over, &n);
+    if (over->kind == GJ_CONST) { /* its items are referenced: the graph
+                                     takes nothing else of the document */
+      tg_value_unref(over->u.value);
+      over->u.value = NULL;
+    }
+    if (in == NULL) {
+      tg__graph_drop_values(args, nextra);
+      return tg__gj_fail(d, over->off, TG_ENOMEM, "out of memory");
+    }
+    rc = tg__graph_map_at(g, t->func, in, n, args, nextra, pos, chunksize, o, &t->node);
+    tg__free(in);
+  }
+  return rc == TG_OK ? TG_OK : tg__gj_fail(d, t->off, rc, "%s", tg_graph_errmsg(g));
+}
+
 static int emit_task(gj_doc *d, tg_graph *g, gj_task *t) {
   tg_arg local[8], *args = local;
   if (t->nargs > 8 && (args = tg__malloc(t->nargs * sizeof *args)) == NULL)
     return tg__gj_fail(d, t->off, TG_ENOMEM, "out of memory");
   int rc = TG_OK;
-  size_t i = 0;
-  for (; rc == TG_OK && i < t->nargs; i++) {
+  size_t i = 0, nargs = t->map ? t->nargs - 1 : t->nargs; /* a map's over is last */
+  for (; rc == TG_OK && i < nargs; i++) {
     if (tg__gj_is_value(t->args[i])) {
       args[i] = tg_arg_value(tg__gj_value_of(t->args[i]));
       t->args[i] = tg__gj_of_value(NULL); /* the graph takes it */
@@ -127,8 +181,9 @@ static int emit_task(gj_doc *d, tg_graph *g, gj_task *t) {
   if (rc == TG_OK) {
     tg_node_opts o = {TG_NODE_OPTS_V2, t->key, t->retries, t->cache,
                       t->timeout, t->priority};
-    rc = tg_graph_add_fn(g, t->func, args, t->nargs, &o, &t->node);
-    if (rc != TG_OK)
+    if (t->map) rc = emit_map(d, g, t, args, &o);
+    else rc = tg_graph_add_fn(g, t->func, args, t->nargs, &o, &t->node);
+    if (rc != TG_OK && !t->map)
       rc = tg__gj_fail(d, t->off, rc, "%s", tg_graph_errmsg(g));
   } else {
     /* Constants already moved into args[] are ours to drop now. */

@@ -108,9 +108,17 @@ typedef struct gj_task {
                               off (a task's text is under 4 GiB) */
   int16_t retries;
   int8_t cache;
+  uint8_t map;       /* GJ_MAP_*: a task with "map" instead of "fn" */
+  uint32_t chunk;    /* a map's "chunksize" (0: picked) and, from
+                        resolve on, its item's position: as a chunk's aux
+                        (tg__chunk_aux) */
   int32_t priority; /* "priority", 0 when not given */
 } gj_task;
-_Static_assert(sizeof(void *) != 8 || sizeof(gj_task) == 96,
+
+/* gj_task.map bits. A map's "over" is kept as its last argument (always
+ * a gj_arg, for its position), after the extras of "args". */
+enum { GJ_MAP_TASK = 1, GJ_MAP_OVER = 2, GJ_MAP_CHUNK = 4 /* "chunksize" seen */ };
+_Static_assert(sizeof(void *) != 8 || sizeof(gj_task) == 104,
                "gj_task grew");
 
 typedef struct gj_str {
@@ -163,6 +171,10 @@ typedef struct gj_doc {
 int tg__gj_parse(gj_doc *d);
 /* Look functions up, check argument counts, resolve refs and outputs. */
 int tg__gj_resolve(gj_doc *d, tg_registry *reg);
+/* A map's {"range": [start, stop(, step)]}: ints, step not 0, at most
+ * GJ_RANGE_MAX items (*n of them). */
+#define GJ_RANGE_MAX 100000000
+bool tg__gj_range(const tg_value *v, int64_t *start, int64_t *step, size_t *n);
 /* Add every task to g in dependency order; finds cycles. */
 int tg__gj_emit(gj_doc *d, tg_graph *g);
 /* Drop the constant values an argument tree still owns. a may be NULL. */

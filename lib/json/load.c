@@ -190,6 +190,7 @@ static int make_info(gj_doc *d, plugins *pl, tg_graphjson_info **out) {
     in->output_nodes[i] = d->tasks[d->output_tasks[i]].node;
   }
   in->ntasks = d->ntasks;
+  for (size_t i = 0; i < d->ntasks; i++) in->nmaps += d->tasks[i].map != 0;
   in->tasks = convert_tasks(d); /* the last use of d->tasks */
   in->noutputs = d->noutputs;
   in->plugins = pl->v;

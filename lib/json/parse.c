@@ -852,35 +852,96 @@ static int task_option(P *p, gj_task *t, const char *field, size_t at) {
   return rc;
 }
 
+/* A map's "over" (any argument), kept as t's last argument. */
+static int task_over(P *p, gj_task *t) {
+  gj_arg *a;
+  int rc = arg(p, 0, false, &a);
+  if (rc != TG_OK) return rc;
+  gj_targ *args = tg__gj_alloc(&p->d->work, (t->nargs + 1) * sizeof *args);
+  if (args == NULL) {
+    tg__gj_release_arg(a);
+    return tg__gj_fail(p->d, p->pos, TG_ENOMEM, "out of memory");
+  }
+  if (t->nargs) memcpy(args, t->args, t->nargs * sizeof *args);
+  args[t->nargs++] = tg__gj_of_arg(a);
+  t->args = args;
+  t->map |= GJ_MAP_OVER;
+  return TG_OK;
+}
+
+/* "args" of t, after its "over" when that came first. */
+static int task_args_over(P *p, gj_task *t) {
+  if (!(t->map & GJ_MAP_OVER)) return task_args(p, t);
+  gj_targ over = t->args[0];
+  t->nargs = 0;
+  int rc = task_args(p, t);
+  gj_targ *args = rc == TG_OK ? tg__gj_alloc(&p->d->work, (t->nargs + 1) * sizeof *args)
+                              : NULL;
+  if (args == NULL) {
+    tg__gj_release_arg(tg__gj_arg_of(over));
+    return rc != TG_OK ? rc : tg__gj_fail(p->d, p->pos, TG_ENOMEM, "out of memory");
+  }
+  if (t->nargs) memcpy(args, t->args, t->nargs * sizeof *args);
+  args[t->nargs++] = over;
+  t->args = args;
+  return TG_OK;
+}
+
+/* "chunksize": an int from 0 (picked) to TG__CHUNK_MAX_COUNT. */
+static int task_chunksize(P *p, gj_task *t, size_t at) {
+  tg_value *v = NULL;
+  int rc = scalar(p, &v);
+  if (rc != TG_OK) return rc;
+  int64_t i;
+  t->map |= GJ_MAP_CHUNK;
+  if (integral(v, &i) && i >= 0 && i <= (int64_t)TG__CHUNK_MAX_COUNT)
+    t->chunk = (uint32_t)i;
+  else
+    rc = tg__gj_fail(p->d, at, TG_EFORMAT, "\"chunksize\" must be an int from 0 "
+                     "(picked) to %u", TG__CHUNK_MAX_COUNT);
+  tg_value_unref(v);
+  return rc;
+}
+
 /* One field of task t; p->pos is after its key, at keyoff. */
 static int task_field(P *p, gj_task *t, const char *field, size_t keyoff,
                       unsigned *seen) {
   static const char *const names[] = {"fn", "args", "cache", "retries",
-                                      "timeout", "priority"};
+                                      "timeout", "map", "over", "chunksize",
+                                      "priority"};
   unsigned i = 0;
-  while (i < 6 && strcmp(field, names[i]) != 0) i++;
-  if (i == 6)
+  while (i < 9 && strcmp(field, names[i]) != 0) i++;
+  if (i == 9)
     return tg__gj_fail(p->d, keyoff, TG_EFORMAT,
-                       "unknown field '%s' in task '%s' (a task has fn, "
-                       "args, cache, retries, timeout and priority)", field, t->key);
+                       "unknown field '%s' in task '%s' (a task has fn or map, "
+                       "args, over, chunksize, cache, retries, timeout and "
+                       "priority)",
+                       field, t->key);
   if (*seen & (1u << i)) return duplicate(p, keyoff, field);
+  if ((i == 0 && (*seen & (1u << 5))) || (i == 5 && (*seen & 1u)))
+    return tg__gj_fail(p->d, keyoff, TG_EFORMAT,
+                       "task '%s' has both \"fn\" and \"map\"", t->key);
   *seen |= 1u << i;
   if (!eat(p, ':')) return syntax(p, p->pos, "expected ':' after a key");
   ws(p);
   size_t at = p->pos;
-  if (i == 1) return task_args(p, t);
-  if (i > 1) return task_option(p, t, field, at);
+  if (i == 1) return task_args_over(p, t);
+  if (i == 6) return task_over(p, t);
+  if (i == 7) return task_chunksize(p, t, at);
+  if ((i > 1 && i < 5) || i == 8) return task_option(p, t, field, at);
+  if (i == 5) t->map |= GJ_MAP_TASK;
+  const char *fname = i == 5 ? "map" : "fn";
   size_t n;
   if (at >= p->len || p->s[at] != '"')
     return tg__gj_fail(p->d, at, TG_EFORMAT,
-                       "\"fn\" must be a function name (a string)");
+                       "\"%s\" must be a function name (a string)", fname);
   if (at - t->off > UINT32_MAX) return too_big(p, t);
   t->fn_at = (uint32_t)(at - t->off);
   const char *raw;
   int rc = string(p, &raw, &n);
   if (rc != TG_OK) return rc;
   if (memchr(raw, '\0', n) != NULL)
-    return tg__gj_fail(p->d, at, TG_EFORMAT, "\"fn\" holds a NUL byte");
+    return tg__gj_fail(p->d, at, TG_EFORMAT, "\"%s\" holds a NUL byte", fname);
   /* Most graphs call few functions many times: share the name. */
   if (p->last_fn != NULL && n == p->last_fn_len &&
       memcmp(raw, p->last_fn, n) == 0) {
@@ -923,7 +984,12 @@ static int task(P *p) {
     if (!eat(p, '}')) return syntax(p, p->pos, "expected ',' or '}' in a task");
   }
   if (t->fn == NULL)
-    return tg__gj_fail(p->d, off, TG_EFORMAT, "task '%s' has no \"fn\"", key);
+    return tg__gj_fail(p->d, off, TG_EFORMAT, "task '%s' has no \"fn\" (or \"map\")", key);
+  if (t->map && !(t->map & GJ_MAP_TASK))
+    return tg__gj_fail(p->d, off, TG_EFORMAT, "task '%s' has %s but no \"map\"", key,
+                       t->map & GJ_MAP_OVER ? "\"over\"" : "\"chunksize\"");
+  if (t->map && !(t->map & GJ_MAP_OVER))
+    return tg__gj_fail(p->d, off, TG_EFORMAT, "map task '%s' has no \"over\"", key);
   return TG_OK;
 }
 

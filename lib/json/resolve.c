@@ -102,6 +102,98 @@ static int refs_of(gj_doc *d, gj_arg *a, refvec *rv, bool *nested,
   return TG_OK;
 }
 
+/* {"item": true}, the place of a map's item among its "args". */
+static bool item_marker(gj_targ a) {
+  if (!tg__gj_is_value(a)) return false;
+  const tg_value *v = tg__gj_value_of(a);
+  if (v == NULL || tg_value_type(v) != TG_MAP || tg_map_len(v) != 1) return false;
+  size_t kl;
+  const char *k = tg_map_key_at(v, 0, &kl);
+  const tg_value *x = tg_map_value_at(v, 0);
+  return kl == 4 && memcmp(k, "item", 4) == 0 && tg_value_type(x) == TG_BOOL &&
+         tg_value_bool(x);
+}
+
+/* {"range": [start, stop]} or [start, stop, step] (ints, step not 0):
+ * its length in *n. */
+bool tg__gj_range(const tg_value *v, int64_t *start, int64_t *step, size_t *n) {
+  if (tg_value_type(v) != TG_MAP || tg_map_len(v) != 1) return false;
+  size_t kl;
+  const char *k = tg_map_key_at(v, 0, &kl);
+  const tg_value *r = tg_map_value_at(v, 0);
+  if (kl != 5 || memcmp(k, "range", 5) != 0 || tg_value_type(r) != TG_LIST ||
+      tg_list_len(r) < 2 || tg_list_len(r) > 3)
+    return false;
+  for (size_t i = 0; i < tg_list_len(r); i++)
+    if (tg_value_type(tg_list_get(r, i)) != TG_INT) return false;
+  int64_t a = tg_value_int(tg_list_get(r, 0)), b = tg_value_int(tg_list_get(r, 1));
+  int64_t c = tg_list_len(r) == 3 ? tg_value_int(tg_list_get(r, 2)) : 1;
+  if (c == 0) return false;
+  /* as Python's range: ceil((b - a) / c) items when positive */
+  bool empty = c > 0 ? b <= a : a <= b;
+  uint64_t span = c > 0 ? (uint64_t)b - (uint64_t)a : (uint64_t)a - (uint64_t)b;
+  uint64_t step_abs = c > 0 ? (uint64_t)c : -(uint64_t)c;
+  uint64_t len = empty ? 0 : (span - 1) / step_abs + 1;
+  if (len > GJ_RANGE_MAX) return false;
+  *start = a, *step = c, *n = (size_t)len;
+  return true;
+}
+
+/* A map task's own checks: where the item goes (taking the marker out of
+ * its args), the function's argument count, what it maps over. */
+static int check_map(gj_doc *d, gj_task *t, int want) {
+  size_t pos = 0, found = 0, last = t->nargs - 1;
+  for (size_t i = 0; i < last; i++)
+    if (item_marker(t->args[i])) {
+      if (found++) return tg__gj_fail(d, t->off + t->args_at, TG_EFORMAT,
+                                      "map task '%s' has more than one {\"item\": true} "
+                                      "in \"args\"", t->key);
+      pos = i;
+    }
+  if (found) {
+    tg_value_unref(tg__gj_value_of(t->args[pos]));
+    memmove(t->args + pos, t->args + pos + 1, (t->nargs - pos - 1) * sizeof *t->args);
+    t->nargs--;
+  }
+  size_t nextra = t->nargs - 1;
+  if (want >= 0 && (size_t)want != 1 + nextra)
+    return tg__gj_fail(d, t->off + t->fn_at, TG_EINVAL,
+                       "function '%s' takes %d argument%s, a map calls it with %zu (the "
+                       "item and %zu of \"args\")", t->fn, want, want == 1 ? "" : "s",
+                       1 + nextra, nextra);
+  if (pos > TG__CHUNK_MAX_POS)
+    return tg__gj_fail(d, t->off + t->args_at, TG_ELIMIT,
+                       "{\"item\": true} may follow at most %u arguments", TG__CHUNK_MAX_POS);
+  t->chunk = tg__chunk_aux(t->chunk, pos);
+  gj_arg *over = tg__gj_arg_of(t->args[last]);
+  int64_t a, c;
+  size_t n;
+  switch (over->kind) {
+    case GJ_CONST:
+      if (tg_value_type(over->u.value) == TG_LIST ||
+          tg__gj_range(over->u.value, &a, &c, &n))
+        return TG_OK;
+      break;
+    case GJ_REF:
+      if (over->get == GJ_GET_NONE) return TG_OK;
+      return tg__gj_fail(d, over->off, TG_EFORMAT, "\"over\" maps over a whole task's "
+                         "result: a ref with \"get\" is not supported");
+    case GJ_LIST:
+      for (size_t i = 0; i < over->nitems; i++) {
+        const gj_arg *x = over->u.seq.items[i];
+        if (x->kind != GJ_CONST && x->kind != GJ_REF)
+          return tg__gj_fail(d, x->off, TG_EFORMAT, "an item of \"over\" is a constant "
+                             "or a ref, not a list or map holding refs");
+      }
+      return TG_OK;
+    default: break;
+  }
+  return tg__gj_fail(d, over->off, TG_EFORMAT,
+                     "\"over\" must be a list, {\"range\": [start, stop]} or "
+                     "[start, stop, step] of ints (step not 0, at most %d items), or "
+                     "{\"ref\": KEY}", GJ_RANGE_MAX);
+}
+
 /* *missing gets the first ref (in file order) to a task that does not
  * exist: that error comes after every task's own. */
 static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
@@ -116,14 +208,25 @@ static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
   /* write_file is a side effect: a cached result would skip the write. */
   if (strcmp(t->fn, "write_file") == 0) t->cache = 0;
   int want = tg_func_nargs(t->func);
-  if (want >= 0 && (size_t)want != t->nargs)
+  if (t->map) {
+    int rc = check_map(d, t, want);
+    if (rc != TG_OK) return rc;
+  } else if (want >= 0 && (size_t)want != t->nargs)
     return tg__gj_fail(d, t->off + (t->nargs ? t->args_at : t->fn_at),
                        TG_EINVAL, "function '%s' takes %d argument%s, got %u",
                        t->fn, want, want == 1 ? "" : "s", (unsigned)t->nargs);
   rv->n = 0;
   for (size_t i = 0; i < t->nargs; i++) {
     if (tg__gj_is_value(t->args[i])) continue; /* a constant at the top */
-    int rc = refs_of(d, tg__gj_arg_of(t->args[i]), rv, nested, 0);
+    gj_arg *a = tg__gj_arg_of(t->args[i]);
+    if (t->map && i + 1 == t->nargs && a->kind == GJ_LIST) { /* items mapped, not built */
+      for (size_t j = 0; j < a->nitems; j++) {
+        int rc = refs_of(d, a->u.seq.items[j], rv, nested, 0);
+        if (rc != TG_OK) return rc;
+      }
+      continue;
+    }
+    int rc = refs_of(d, a, rv, nested, 0);
     if (rc != TG_OK) return rc;
   }
   t->nrefs = (uint32_t)rv->n;

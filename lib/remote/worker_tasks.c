@@ -235,7 +235,7 @@ static bool parse_task(wsess *s, tg__rbuf *r, wrun *run, tg_value *vals,
   t->id = tg__rbuf_varint(r);
   uint64_t fn = tg__rbuf_varint(r);
   t->kind = tg__rbuf_u8(r);
-  t->aux = (uint32_t)tg__rbuf_count(r, TG__MAX_TASK_ARGS);
+  t->aux = (uint32_t)tg__rbuf_count(r, UINT32_MAX); /* a chunk's count and position */
   t->attempts = (uint32_t)tg__rbuf_count(r, 1001);
   t->timeout = (double)tg__rbuf_count(r, UINT32_MAX) / 1000;
   t->flags = tg__rbuf_u8(r);
@@ -246,7 +246,9 @@ static bool parse_task(wsess *s, tg__rbuf *r, wrun *run, tg_value *vals,
   /* each argument takes 2 bytes at least: the count cannot outrun them */
   t->nargs = (uint32_t)tg__rbuf_count(r, (r->len - r->pos) / 2);
   bool ok = !r->bad && fn < s->nfns && t->kind <= TG__NK_CONCAT && t->attempts > 0 &&
-            !(t->kind == TG__NK_CHUNK && t->aux > t->nargs) &&
+            !(t->kind == TG__NK_CHUNK && (tg__chunk_count(t->aux) > t->nargs ||
+                                          tg__chunk_pos(t->aux) >
+                                              t->nargs - tg__chunk_count(t->aux))) &&
             (t->key = tg__malloc(kl + 1)) &&
             (t->args = tg__calloc(t->nargs ? t->nargs : 1, sizeof *t->args));
   if (ok) {

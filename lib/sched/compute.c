@@ -73,7 +73,7 @@ static void fill_stats(tg_compute_stats *st, const tg__run *r, size_t ntasks, bo
 }
 
 /* Run outputs on ex and wait; results or the run's failure. */
-static int run_on(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n,
+int tg__compute_run(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n,
                   const tg_compute_opts *opts, tg_value **results, bool *abandoned) {
   tg__run *r;
   char msg[256];
@@ -165,7 +165,8 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
     ex = tmp;
   }
   bool abandoned = false;
-  rc = run_on(ex, g, outputs, n, opts, results, &abandoned);
+  rc = g->nmapover ? tg__compute_stages(ex, g, outputs, n, opts, results, &abandoned)
+                   : tg__compute_run(ex, g, outputs, n, opts, results, &abandoned);
   if (abandoned && tmp) free_later(tmp);
   else tg_executor_free(tmp);
   return rc;

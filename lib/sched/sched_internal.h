@@ -386,6 +386,17 @@ unsigned tg__ncpus(void);
 double tg__now(void);
 
 /* tg_executor_new, with the reason for a failure in err (may be NULL). */
+/* ---- tg_compute (compute.c, stages.c) ------------------------------------ */
+
+/* One run of outputs on ex, waited for (compute.c); *abandoned: it
+ * returned while a task still runs (graph.h). */
+int tg__compute_run(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n,
+                    const tg_compute_opts *opts, tg_value **results, bool *abandoned);
+/* The same for a graph with maps over node results: runs in stages, the
+ * lists first, expanding the maps between them (stages.c). */
+int tg__compute_stages(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n,
+                       const tg_compute_opts *opts, tg_value **results, bool *abandoned);
+
 int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
                         tg_executor **out, tg_error *err);
 /* Link r into ex's active runs / unlink it (when finished). */

@@ -265,18 +265,24 @@ static int gather(tg__wctx *w, const tg__run *r, const tg__task *t, const tg__gn
 
 /* ---- calling ------------------------------------------------------------------ */
 
-/* A list of fn(in_i, extras...) over the first nd->aux arguments. */
+/* A list of fn(extras with in_i inserted at the chunk's position) over
+ * the first tg__chunk_count(nd->aux) arguments. */
 static int call_chunk(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
                       tg_value **out) {
-  size_t k = nd->aux, nextra = nd->nargs - k;
+  size_t k = tg__chunk_count(nd->aux), nextra = nd->nargs - k;
+  size_t pos = tg__chunk_pos(nd->aux);
+  if (pos > nextra) pos = nextra; /* checked when added and off the wire */
   tg_value *stack[16];
   tg_value **ea = nextra < 16 ? stack : tg__malloc((nextra + 1) * sizeof *ea);
   tg_value *list = ea ? tg_list_alloc(k) : NULL;
   int rc = list ? TG_OK : tg_task_fail(ctx, TG_ENOMEM, "out of memory");
-  if (ea) memcpy(ea + 1, args + k, nextra * sizeof *ea);
+  if (ea) {
+    memcpy(ea, args + k, pos * sizeof *ea);
+    memcpy(ea + pos + 1, args + k + pos, (nextra - pos) * sizeof *ea);
+  }
   for (size_t i = 0; i < k && rc == TG_OK; i++) {
     tg_value *v = NULL;
-    ea[0] = args[i];
+    ea[pos] = args[i];
     rc = nd->fn->fn(ctx, ea, nextra + 1, &v);
     if (rc == TG_OK && !v) rc = tg_task_fail(ctx, TG_EINVAL, "returned no value");
     if (rc == TG_OK) rc = tg_list_init_item(list, i, v);
@@ -326,6 +332,9 @@ static int invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
   switch (nd->kind) {
     case TG__NK_CHUNK: return call_chunk(ctx, nd, args, out);
     case TG__NK_CONCAT: return call_concat(ctx, nd->nargs, args, out);
+    case TG__NK_MAPOVER: /* tg_compute expands it first */
+      return tg_task_fail(ctx, TG_EINVAL, "a map over a task's result runs under "
+                          "tg_compute only (not as an executor submission)");
     default: return nd->fn->fn(ctx, args, nd->nargs, out);
   }
 }
