@@ -133,7 +133,8 @@ typedef enum cli_state {
 
 /* A task's closing event. */
 typedef struct cli_call {
-  uint32_t task; /* index in info->tasks, or UINT32_MAX (an internal node) */
+  uint32_t task; /* index in info->tasks, or UINT32_MAX (a node not in the
+                    file) */
   tg_event_kind kind; /* FINISHED, FAILED, CANCELLED, CACHED or SKIPPED */
   int worker, status; /* worker -1: not called */
   double start, end; /* seconds since the run's start */

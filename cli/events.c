@@ -55,7 +55,8 @@ static void record_call(cli_events *ev, uint32_t task, const tg_event *e) {
   if (e->message) c->message = strdup(e->message); /* out of memory: none */
   if (task != UINT32_MAX) {
     c->key = ev->info->tasks[task].key;
-  } else { /* a node the reader made (tg.build) */
+  } else { /* a node not in the file (the reader's tg.build nodes report
+              * no events: none today) */
     c->key = strdup(e->key);
     c->key_owned = c->key != NULL;
     if (c->key == NULL) c->key = "?";
