@@ -48,8 +48,8 @@ static int fn_fail_when_held(tg_task_ctx *ctx, tg_value *const *a, size_t n,
 static tg_registry *make_reg(void) {
   tg_registry *r = tgt_registry_new();
   cr_assert_not_null(r);
-  tg_func_def d1 = {TG_FUNC_DEF_V1, "hold", "1", fn_hold, 0, 0, NULL, NULL};
-  tg_func_def d2 = {TG_FUNC_DEF_V1, "fail_when_held", "1", fn_fail_when_held, 0, 0, NULL, NULL};
+  tg_func_def d1 = {TG_FUNC_DEF_V1, "hold", "1", fn_hold, 0, 0, NULL, NULL, 0, NULL};
+  tg_func_def d2 = {TG_FUNC_DEF_V1, "fail_when_held", "1", fn_fail_when_held, 0, 0, NULL, NULL, 0, NULL};
   cr_assert_eq(tg_registry_add(r, &d1, NULL), TG_OK);
   cr_assert_eq(tg_registry_add(r, &d2, NULL), TG_OK);
   return r;
@@ -146,7 +146,7 @@ static tg_compute_opts v4_opts(tg_executor *ex, tg_compute_stats *st, tg_node *f
 
 static tg_node keyed(tg_graph *g, const char *fn, const char *key, const tg_arg *args,
                      size_t n, int retries, double timeout) {
-  tg_node_opts o = {TG_NODE_OPTS_V1, key, retries, -1, timeout};
+  tg_node_opts o = {TG_NODE_OPTS_V1, key, retries, -1, timeout, 0};
   tg_node id = TG_NODE_NONE;
   cr_assert_eq(tg_graph_add(g, fn, args, n, &o, &id), TG_OK, "%s", tg_graph_errmsg(g));
   return id;

@@ -84,7 +84,9 @@ int tg__graph_expand_map(tg_graph *g, tg_node m, const tg_value *list) {
       extra[j].key = keys + at;
       at += l;
     }
-  tg_node_opts o = {TG_NODE_OPTS_V1, NULL, rec.retries, rec.cache, rec.timeout};
+  /* The chunks take the map node's priority, as tg_graph_map's do. */
+  tg_node_opts o = {TG_NODE_OPTS_V2, NULL, rec.retries, rec.cache, rec.timeout,
+                    tg__node_priority(g, m)};
   tg_node concat;
   int rc = tg__graph_map_at(g, rec.fn, in, n, extra, nextra, tg__chunk_pos(rec.aux),
                             tg__chunk_count(rec.aux), &o, &concat);
