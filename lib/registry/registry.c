@@ -1,5 +1,7 @@
 /* lib/registry/registry.c: the function registry: functions in an array
- * (registration order) and an open-addressing index by name. */
+ * (registration order) and an open-addressing index by name, and the
+ * per-worker states they may name (a short array: a program declares a
+ * few). */
 #include <string.h>
 
 #include "registry_internal.h"
@@ -11,6 +13,9 @@ struct tg_registry {
   size_t n, cap;
   uint32_t *index;  /* slots: function index + 1, 0 = empty */
   size_t index_cap; /* power of two, at least twice n */
+  tg__state **states; /* declaration order; each its own allocation, so
+                         functions keep pointers to them */
+  size_t nstates, cap_states;
 };
 
 int tg_registry_new(tg_registry **out) {
@@ -24,6 +29,8 @@ void tg_registry_free(tg_registry *reg) {
   for (size_t i = 0; i < reg->n; i++) tg__free(reg->funcs[i]);
   tg__free(reg->funcs);
   tg__free(reg->index);
+  for (size_t i = 0; i < reg->nstates; i++) tg__free(reg->states[i]);
+  tg__free(reg->states);
   tg__free(reg);
 }
 
@@ -73,6 +80,36 @@ static bool name_ok(const char *name) {
   return true;
 }
 
+static const tg__state *find_state(const tg_registry *reg, const char *name) {
+  for (size_t i = 0; i < reg->nstates; i++)
+    if (strcmp(reg->states[i]->name, name) == 0) return reg->states[i];
+  return NULL;
+}
+
+int tg_registry_add_state(tg_registry *reg, const tg_state_def *def) {
+  if (!reg || !def || def->version != TG_STATE_DEF_V1 || !def->init ||
+      !def->name || !name_ok(def->name))
+    return TG_EINVAL;
+  if (find_state(reg, def->name)) return TG_EEXIST;
+  if (reg->nstates == reg->cap_states) {
+    size_t cap = reg->cap_states ? reg->cap_states * 2 : 4;
+    tg__state **ss = tg__realloc(reg->states, cap * sizeof *ss);
+    if (!ss) return TG_ENOMEM;
+    reg->states = ss;
+    reg->cap_states = cap;
+  }
+  size_t ln = strlen(def->name);
+  tg__state *st = tg__malloc(sizeof *st + ln + 1);
+  if (!st) return TG_ENOMEM;
+  memcpy(st + 1, def->name, ln + 1);
+  st->name = (const char *)(st + 1);
+  st->init = def->init;
+  st->teardown = def->teardown;
+  st->user = def->user;
+  reg->states[reg->nstates++] = st;
+  return TG_OK;
+}
+
 /* One allocation: the struct, then name, version and doc strings. */
 static tg_func *func_new(const tg_func_def *def) {
   const char *ver = def->fn_version ? def->fn_version : "0";
@@ -90,6 +127,7 @@ static tg_func *func_new(const tg_func_def *def) {
   memcpy(p, doc, ld + 1);
   f->doc = p;
   f->fn = def->fn;
+  f->state = NULL;
   f->user = def->user;
   f->flags = def->flags;
   f->nargs = def->nargs;
@@ -105,10 +143,14 @@ static tg_func *func_new(const tg_func_def *def) {
 
 int tg_registry_add(tg_registry *reg, const tg_func_def *def,
                     const tg_func **out) {
-  if (!reg || !def || def->version != TG_FUNC_DEF_V1 || !def->fn ||
-      !def->name || !name_ok(def->name) || def->nargs < -1)
+  if (!reg || !def || def->version < TG_FUNC_DEF_V1 ||
+      def->version > TG_FUNC_DEF_V2 || !def->fn || !def->name ||
+      !name_ok(def->name) || def->nargs < -1)
     return TG_EINVAL;
   if (tg_registry_find(reg, def->name)) return TG_EEXIST;
+  const char *sname = def->version >= TG_FUNC_DEF_V2 ? def->state : NULL;
+  const tg__state *st = sname ? find_state(reg, sname) : NULL;
+  if (sname && !st) return TG_ENOTFOUND;
   if (reg->n >= UINT32_MAX - 1) return TG_ELIMIT;
   if ((reg->n + 1) * 2 > reg->index_cap && grow_index(reg) != TG_OK)
     return TG_ENOMEM;
@@ -121,6 +163,7 @@ int tg_registry_add(tg_registry *reg, const tg_func_def *def,
   }
   tg_func *f = func_new(def);
   if (!f) return TG_ENOMEM;
+  f->state = st;
   f->index = (uint32_t)reg->n;
   reg->index[slot_of(reg, f->name, f->name_len, f->hash)] = (uint32_t)reg->n + 1;
   reg->funcs[reg->n++] = f;
@@ -130,7 +173,8 @@ int tg_registry_add(tg_registry *reg, const tg_func_def *def,
 
 int tg_register(tg_registry *reg, const char *name, tg_task_fn fn,
                 unsigned flags) {
-  tg_func_def def = {TG_FUNC_DEF_V1, name, NULL, fn, flags, -1, NULL, NULL};
+  tg_func_def def = {.version = TG_FUNC_DEF_V1, .name = name, .fn = fn,
+                     .flags = flags, .nargs = -1};
   return tg_registry_add(reg, &def, NULL);
 }
 
@@ -145,3 +189,6 @@ const char *tg_func_version(const tg_func *f) { return f ? f->version : NULL; }
 unsigned tg_func_flags(const tg_func *f) { return f ? f->flags : 0; }
 int tg_func_nargs(const tg_func *f) { return f ? f->nargs : -1; }
 const char *tg_func_doc(const tg_func *f) { return f ? f->doc : ""; }
+const char *tg_func_state(const tg_func *f) {
+  return f && f->state ? f->state->name : NULL;
+}
