@@ -131,12 +131,15 @@ int tg_plugin_init(tg_registry *reg);
 
 int tg_plugin_init(tg_registry *reg) {
   static const tg_func_def defs[] = {
-      {TG_FUNC_DEF_V1, "wordcount.count", "1", count, TG_FUNC_PURE, 1, NULL,
-       "wordcount.count(text): {word: count}"},
-      {TG_FUNC_DEF_V1, "wordcount.merge", "1", merge, TG_FUNC_PURE, -1, NULL,
-       "wordcount.merge(counts...): summed counts"},
-      {TG_FUNC_DEF_V1, "wordcount.top", "1", top, TG_FUNC_PURE, 2, NULL,
-       "wordcount.top(counts, k): the k most frequent [word, n]"},
+      {.version = TG_FUNC_DEF_V1, .name = "wordcount.count", .fn_version = "1",
+       .fn = count, .flags = TG_FUNC_PURE, .nargs = 1,
+       .doc = "wordcount.count(text): {word: count}"},
+      {.version = TG_FUNC_DEF_V1, .name = "wordcount.merge", .fn_version = "1",
+       .fn = merge, .flags = TG_FUNC_PURE, .nargs = -1,
+       .doc = "wordcount.merge(counts...): summed counts"},
+      {.version = TG_FUNC_DEF_V1, .name = "wordcount.top", .fn_version = "1", .fn = top,
+       .flags = TG_FUNC_PURE, .nargs = 2,
+       .doc = "wordcount.top(counts, k): the k most frequent [word, n]"},
   };
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     int rc = tg_registry_add(reg, &defs[i], NULL);
