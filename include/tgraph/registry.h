@@ -71,7 +71,8 @@ enum {
  *
  * Life-cycle, on every worker separately:
  *   1. the first task there whose function names the state runs
- *      init(user, &state, err) before the function is called
+ *      init(user, &state, err) before the function is called (the init's
+ *      time counts in that task's time and timeout)
  *   2. every task there whose function names it gets the same pointer
  *      from tg_task_state()
  *   3. teardown(user, state) runs when the worker ends normally, on the
