@@ -47,11 +47,14 @@ static int add(tg_task_ctx *ctx, tg_value *const *args, size_t nargs,
 
 static int register_all(tg_registry *reg) {
   const tg_func_def defs[] = {
-      {TG_FUNC_DEF_V1, "square", "1", square, TG_FUNC_PURE, 1, NULL,
-       "x * x", 0, NULL},
-      {TG_FUNC_DEF_V1, "total", "1", total, TG_FUNC_PURE, 1, NULL,
-       "sum of a list of ints", 0, NULL},
-      {TG_FUNC_DEF_V1, "add", "1", add, TG_FUNC_PURE, 2, NULL, "a + b", 0, NULL},
+      {.version = TG_FUNC_DEF_V1, .name = "square", .fn_version = "1", .fn = square,
+       .flags = TG_FUNC_PURE, .nargs = 1,
+       .doc = "x * x"},
+      {.version = TG_FUNC_DEF_V1, .name = "total", .fn_version = "1", .fn = total,
+       .flags = TG_FUNC_PURE, .nargs = 1,
+       .doc = "sum of a list of ints"},
+      {.version = TG_FUNC_DEF_V1, .name = "add", .fn_version = "1", .fn = add,
+       .flags = TG_FUNC_PURE, .nargs = 2, .doc = "a + b"},
   };
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     int rc = tg_registry_add(reg, &defs[i], NULL);

@@ -103,7 +103,9 @@ static tg_registry *make_reg(void) {
               {"fail_after", fn_fail_after}, {"inc", tgt_fn_inc}, {"both", tgt_fn_add}, {"nap", fn_nap}};
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     int nargs = strcmp(defs[i].name, "both") == 0 ? 2 : 1;
-    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn, 0, nargs, NULL, NULL, 0, NULL};
+    tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = defs[i].name,
+                     .fn_version = "1", .fn = defs[i].fn,
+                     .flags = 0, .nargs = nargs};
     cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   }
   return r;

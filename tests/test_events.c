@@ -123,7 +123,8 @@ static int fn_timed_sleep(tg_task_ctx *ctx, tg_value *const *args, size_t nargs,
 /* The suite's functions: test_funcs.h's and timed_sleep. */
 static tg_registry *suite_registry(void) {
   tg_registry *r = tgt_registry_new();
-  tg_func_def d = {TG_FUNC_DEF_V1, "timed_sleep", "1", fn_timed_sleep, 0, 1, NULL, NULL, 0, NULL};
+  tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = "timed_sleep", .fn_version = "1",
+                   .fn = fn_timed_sleep, .flags = 0, .nargs = 1};
   if (r && tg_registry_add(r, &d, NULL) != TG_OK) {
     tg_registry_free(r);
     return NULL;

@@ -460,8 +460,9 @@ static inline tg_registry *tgt_registry_new(void) {
   tg_registry *reg = NULL;
   if (tg_registry_new(&reg) != TG_OK) return NULL;
   for (size_t i = 0; i < sizeof tgt_defs / sizeof tgt_defs[0]; i++) {
-    tg_func_def def = {TG_FUNC_DEF_V1, tgt_defs[i].name, "1", tgt_defs[i].fn,
-                       tgt_defs[i].flags, tgt_defs[i].nargs, NULL, NULL, 0, NULL};
+    tg_func_def def = {.version = TG_FUNC_DEF_V1, .name = tgt_defs[i].name,
+                       .fn_version = "1", .fn = tgt_defs[i].fn,
+                       .flags = tgt_defs[i].flags, .nargs = tgt_defs[i].nargs};
     if (tg_registry_add(reg, &def, NULL) != TG_OK) {
       tg_registry_free(reg);
       return NULL;

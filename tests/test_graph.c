@@ -47,8 +47,9 @@ Test(graph, registry_add_and_lookup) {
   cr_assert_eq(tg_registry_new(&r), TG_OK);
   cr_assert_eq(tg_registry_count(r), 0);
   cr_assert_null(tg_registry_find(r, "f"));
-  tg_func_def def = {TG_FUNC_DEF_V1, "ns.f", "2.1", dummy_fn, TG_FUNC_PURE,
-                     3, NULL, "does f", 0, NULL};
+  tg_func_def def = {.version = TG_FUNC_DEF_V1, .name = "ns.f", .fn_version = "2.1",
+                     .fn = dummy_fn, .flags = TG_FUNC_PURE,
+                     .nargs = 3, .doc = "does f"};
   const tg_func *f = NULL;
   cr_assert_eq(tg_registry_add(r, &def, &f), TG_OK);
   cr_assert_not_null(f);
@@ -76,7 +77,9 @@ Test(graph, registry_copies_strings) {
   tg_registry *r = NULL;
   cr_assert_eq(tg_registry_new(&r), TG_OK);
   char name[16] = "copied", ver[8] = "v9", doc[8] = "docs";
-  tg_func_def def = {TG_FUNC_DEF_V1, name, ver, dummy_fn, 0, -1, NULL, doc, 0, NULL};
+  tg_func_def def = {.version = TG_FUNC_DEF_V1, .name = name, .fn_version = ver,
+                     .fn = dummy_fn, .flags = 0, .nargs = -1,
+                     .doc = doc};
   const tg_func *f = NULL;
   cr_assert_eq(tg_registry_add(r, &def, &f), TG_OK);
   memset(name, 'x', sizeof name - 1);
@@ -92,7 +95,8 @@ Test(graph, registry_copies_strings) {
 Test(graph, registry_duplicate_is_eexist) {
   tg_registry *r = NULL;
   cr_assert_eq(tg_registry_new(&r), TG_OK);
-  tg_func_def def = {TG_FUNC_DEF_V1, "f", "1", dummy_fn, 0, 1, NULL, NULL, 0, NULL};
+  tg_func_def def = {.version = TG_FUNC_DEF_V1, .name = "f", .fn_version = "1",
+                     .fn = dummy_fn, .flags = 0, .nargs = 1};
   cr_assert_eq(tg_registry_add(r, &def, NULL), TG_OK);
   def.fn_version = "2";
   const tg_func *out = NULL;
@@ -112,11 +116,12 @@ Test(graph, registry_rejects_bad_definitions) {
   const char *bad[] = {NULL, "", long_name, "tab\there", "nl\n", "\xff\xfe",
                        "del\x7f"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    tg_func_def def = {TG_FUNC_DEF_V1, bad[i], NULL, dummy_fn, 0, -1, NULL,
-                       NULL, 0, NULL};
+    tg_func_def def = {.version = TG_FUNC_DEF_V1, .name = bad[i], .fn_version = NULL,
+                       .fn = dummy_fn, .flags = 0, .nargs = -1};
     cr_assert_eq(tg_registry_add(r, &def, NULL), TG_EINVAL, "name #%zu", i);
   }
-  tg_func_def nofn = {TG_FUNC_DEF_V1, "nofn", NULL, NULL, 0, -1, NULL, NULL, 0, NULL};
+  tg_func_def nofn = {.version = TG_FUNC_DEF_V1, .name = "nofn", .fn_version = NULL,
+                      .fn = NULL, .flags = 0, .nargs = -1};
   cr_assert_eq(tg_registry_add(r, &nofn, NULL), TG_EINVAL);
   cr_assert_eq(tg_register(r, "nofn", NULL, 0), TG_EINVAL);
   cr_assert_eq(tg_registry_count(r), 0);
@@ -657,8 +662,9 @@ static int user_fn(tg_task_ctx *ctx, tg_value *const *args, size_t nargs,
 
 Test(graph, task_context, .init = setup, .fini = teardown) {
   static int secret = 4242;
-  tg_func_def def = {TG_FUNC_DEF_V1, "user", "1", user_fn, TG_FUNC_PURE, 0,
-                     &secret, NULL, 0, NULL};
+  tg_func_def def = {.version = TG_FUNC_DEF_V1, .name = "user", .fn_version = "1",
+                     .fn = user_fn, .flags = TG_FUNC_PURE,
+                     .nargs = 0, .user = &secret};
   cr_assert_eq(tg_registry_add(reg, &def, NULL), TG_OK);
   tg_node_opts o = {TG_NODE_OPTS_V1, "me", -1, -1, 0, 0};
   tg_node me = TG_NODE_NONE, u = TG_NODE_NONE;

@@ -124,8 +124,9 @@ static tg_registry *reg_new(const char *fver) {
       {"broken", "1", fn_fail, TG_FUNC_PURE},
   };
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
-    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, defs[i].ver, defs[i].fn,
-                     defs[i].flags, -1, NULL, NULL, 0, NULL};
+    tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = defs[i].name,
+                     .fn_version = defs[i].ver, .fn = defs[i].fn,
+                     .flags = defs[i].flags, .nargs = -1};
     cr_assert_eq(tg_registry_add(reg, &d, NULL), TG_OK);
   }
   return reg;

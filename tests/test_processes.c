@@ -204,7 +204,8 @@ static int f_pid(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
 }
 
 static void add_fn(const char *name, tg_task_fn fn, int nargs, unsigned flags) {
-  tg_func_def d = {TG_FUNC_DEF_V1, name, "1", fn, flags, nargs, NULL, NULL, 0, NULL};
+  tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = name, .fn_version = "1",
+                   .fn = fn, .flags = flags, .nargs = nargs};
   cr_assert_eq(tg_registry_add(reg, &d, NULL), TG_OK, "%s", name);
 }
 

@@ -78,18 +78,20 @@ static tg_registry *make_reg(int kind) {
   tg_error_clear(&err);
   cr_assert_eq(tg_registry_new(&r), TG_OK);
   if (kind == COMPILED) {
-    tg_func_def d = {TG_FUNC_DEF_V1, "bug.f", "1", bug_f, TG_FUNC_PURE, 0, NULL, NULL, 0, NULL};
+    tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = "bug.f", .fn_version = "1",
+                     .fn = bug_f, .flags = TG_FUNC_PURE, .nargs = 0};
     cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   } else if (kind == PLUGIN) {
     cr_assert_eq(tg_registry_load_plugin(r, plugin_path(), &err), TG_OK, "%s", err.msg);
   } else if (kind == BUILTINS) {
     cr_assert_eq(tg_registry_add_builtins(r), TG_OK);
   } else if (kind == WHOAMI) {
-    tg_func_def d = {TG_FUNC_DEF_V1, "whoami", "1", whoami_f, TG_FUNC_PURE, 0, NULL, NULL, 0, NULL};
+    tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = "whoami", .fn_version = "1",
+                     .fn = whoami_f, .flags = TG_FUNC_PURE, .nargs = 0};
     cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   } else {
-    tg_func_def d = {TG_FUNC_DEF_V1, "identity", "1", my_identity, TG_FUNC_PURE, 1, NULL,
-                     NULL, 0, NULL};
+    tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = "identity", .fn_version = "1",
+                     .fn = my_identity, .flags = TG_FUNC_PURE, .nargs = 1};
     cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   }
   return r;

@@ -184,8 +184,9 @@ static tg_registry *make_reg(const char *ver) {
               {"blob", fn_blob, 1},         {"blob_sum", fn_blob_sum, 1}};
   for (size_t i = 0; r && i < sizeof defs / sizeof defs[0]; i++) {
     bool versioned = strcmp(defs[i].name, "versioned") == 0;
-    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, versioned ? ver : "1", defs[i].fn,
-                     TG_FUNC_PURE, defs[i].nargs, NULL, NULL, 0, NULL};
+    tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = defs[i].name,
+                     .fn_version = versioned ? ver : "1", .fn = defs[i].fn,
+                     .flags = TG_FUNC_PURE, .nargs = defs[i].nargs};
     cr_assert_eq(tg_registry_add(r, &d, NULL), TG_OK);
   }
   return r;
@@ -1290,7 +1291,8 @@ Test(tcp, plugin_digest_mismatch) {
 
 Test(tcp, function_missing_on_worker) {
   int w = start();
-  tg_func_def d = {TG_FUNC_DEF_V1, "only_here", "1", tgt_fn_inc, TG_FUNC_PURE, 1, NULL, NULL, 0, NULL};
+  tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = "only_here", .fn_version = "1",
+                   .fn = tgt_fn_inc, .flags = TG_FUNC_PURE, .nargs = 1};
   cr_assert_eq(tg_registry_add(reg, &d, NULL), TG_OK);
   tg_executor *ex = tcp_ex(&w, 1, NULL);
   tg_graph *g;

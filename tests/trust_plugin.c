@@ -11,6 +11,7 @@ static int bug_f(tg_task_ctx *ctx, tg_value *const *args, size_t nargs, tg_value
 
 int tg_plugin_init(tg_registry *reg);
 int tg_plugin_init(tg_registry *reg) {
-  tg_func_def d = {TG_FUNC_DEF_V1, "bug.f", "1", bug_f, TG_FUNC_PURE, 0, NULL, NULL, 0, NULL};
+  tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = "bug.f", .fn_version = "1",
+                   .fn = bug_f, .flags = TG_FUNC_PURE, .nargs = 0};
   return tg_registry_add(reg, &d, NULL);
 }

@@ -198,8 +198,9 @@ static int slow(tg_task_ctx *ctx, tg_value *const *args, size_t nargs,
 int tg_plugin_init(tg_registry *reg);
 
 int tg_plugin_init(tg_registry *reg) {
-#define DEF(name, fn, n, doc) \
-  {TG_FUNC_DEF_V1, name, "1", fn, TG_FUNC_PURE, n, NULL, doc, 0, NULL}
+#define DEF(NAME, FN, N, DOC)                                              \
+  {.version = TG_FUNC_DEF_V1, .name = NAME, .fn_version = "1", .fn = FN, \
+   .flags = TG_FUNC_PURE, .nargs = N, .doc = DOC}
   static const tg_func_def defs[] = {
       DEF("num.pi_hits", pi_hits, 2, "num.pi_hits(seed, n): hits in the circle"),
       DEF("num.pi", pi, 2, "num.pi(hits, n): the estimate of pi"),

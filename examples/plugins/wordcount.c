@@ -135,13 +135,16 @@ int tg_plugin_init(tg_registry *reg);
 
 int tg_plugin_init(tg_registry *reg) {
   static const tg_func_def defs[] = {
-      {TG_FUNC_DEF_V2, "wordcount.count", "1", count, TG_FUNC_PURE, 1, NULL,
-       "wordcount.count(text): {word: count}", 0, TG_CODE_ID_OR_NULL},
-      {TG_FUNC_DEF_V2, "wordcount.merge", "1", merge, TG_FUNC_PURE, -1, NULL,
-       "wordcount.merge(counts...): summed counts", 0, TG_CODE_ID_OR_NULL},
-      {TG_FUNC_DEF_V2, "wordcount.top", "1", top, TG_FUNC_PURE, 2, NULL,
-       "wordcount.top(counts, k): the k most frequent [word, n]", 0,
-       TG_CODE_ID_OR_NULL},
+      {.version = TG_FUNC_DEF_V2, .name = "wordcount.count", .fn_version = "1",
+       .fn = count, .flags = TG_FUNC_PURE, .nargs = 1,
+       .doc = "wordcount.count(text): {word: count}", .code_id = TG_CODE_ID_OR_NULL},
+      {.version = TG_FUNC_DEF_V2, .name = "wordcount.merge", .fn_version = "1",
+       .fn = merge, .flags = TG_FUNC_PURE, .nargs = -1,
+       .doc = "wordcount.merge(counts...): summed counts", .code_id = TG_CODE_ID_OR_NULL},
+      {.version = TG_FUNC_DEF_V2, .name = "wordcount.top", .fn_version = "1", .fn = top,
+       .flags = TG_FUNC_PURE, .nargs = 2,
+       .doc = "wordcount.top(counts, k): the k most frequent [word, n]",
+       .code_id = TG_CODE_ID_OR_NULL},
   };
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     int rc = tg_registry_add(reg, &defs[i], NULL);

@@ -5,7 +5,10 @@
  *     int tg_plugin_init(tg_registry *reg);
  * which registers its functions under a namespace ("wordcount.count")
  * with tg_registry_add() and returns TG_OK, or a negative code (then it
- * should have registered nothing).
+ * should have registered nothing). It declares per-worker state the same
+ * way, with tg_registry_add_state() before the functions naming it
+ * (registry.h): a `tgraph worker` loading the plugin then initializes it
+ * in each of its task threads.
  *
  * A plugin calls tgraph's functions (tg_int, tg_task_fail, ...) without
  * linking libtgraph itself: they resolve against the program that loads

@@ -60,8 +60,77 @@ enum {
                            tg_compute_stats still counts it */
 };
 
+/* ---- per-worker state --------------------------------------------------
+ *
+ * What a function needs set up once per worker rather than once per call
+ * (a vocabulary, a model, a database connection), as Python's
+ * Pool(initializer=) or a Dask worker plugin gives. A program or plugin
+ * declares a named state with tg_registry_add_state() and names it in
+ * the definitions of the functions that use it (tg_func_def.state); any
+ * number of functions may share one state.
+ *
+ * Life-cycle, on every worker separately:
+ *   1. the first task there whose function names the state runs
+ *      init(user, &state, err) before the function is called (the init's
+ *      time counts in that task's time and timeout)
+ *   2. every task there whose function names it gets the same pointer
+ *      from tg_task_state()
+ *   3. teardown(user, state) runs when the worker ends normally, on the
+ *      worker's own thread, in reverse order of the inits
+ *
+ * A worker is: for "sync" the executor (its tasks run in the thread that
+ * submits them; teardown in tg_executor_free); for "threads" each pool
+ * thread (teardown in tg_executor_free, on that thread); for "processes"
+ * each worker process (teardown when the pool shuts down, i.e. in
+ * tg_executor_free, which waits about one second for the workers to
+ * exit); for "tcp" each task thread of a `tgraph worker` or
+ * tg_worker_serve() (teardown when the worker stops). A task the
+ * driver of "processes" or "tcp" runs itself (rare: out of memory) uses
+ * the driver's own state, torn down in tg_executor_free.
+ * A worker that dies, is killed (a timeout, a crash, SIGKILL after the
+ * shutdown grace) or loses its parent runs no teardown: state that must
+ * always be cleaned up needs cleanup outside the process too.
+ *
+ * An init failure (a negative return) is remembered by that worker: init
+ * is not called there again, and every task there whose function needs
+ * the state fails with the init's code and the message
+ *   state 'NAME' failed to initialize on this worker: <init's message>
+ * while tasks of other functions run as usual. A retried attempt of such
+ * a task (pure functions) fails the same way on the same worker; on
+ * "processes" and "tcp" it may land on a worker whose init succeeds.
+ * A new executor (or a restarted worker) tries again.
+ *
+ * Thread safety: init and teardown run on the worker's thread; inits of
+ * one state run concurrently on different workers, so `user` must be
+ * safe to share (read-only, or guarded by the program). A state pointer
+ * is used only by the tasks of its worker, one at a time on "threads",
+ * "processes" and "sync"; on "tcp" one per task thread likewise.
+ * Fork: state made before a fork is NOT inherited as initialized: each
+ * worker process (and each process that creates an executor) runs its
+ * own init. Only the registry's declaration crosses the fork.
+ */
+#define TG_STATE_DEF_V1 1
+typedef struct tg_state_def {
+  uint32_t version;  /* TG_STATE_DEF_V1 */
+  const char *name;  /* unique among the registry's states, same rules as
+                        function names; copied */
+  /* Make the state: set *state (NULL is allowed) and return TG_OK, or
+   * return a negative code, ideally after writing why into err->msg
+   * (err is never NULL and starts cleared). */
+  int (*init)(void *user, void **state /* OUT */, tg_error *err);
+  /* Release what init made; may be NULL. Not called after a failed init. */
+  void (*teardown)(void *user, void *state);
+  void *user;        /* handed to init and teardown; borrowed: must outlive
+                        every executor and worker using the registry */
+} tg_state_def;
+
+/* Declare a state. TG_EEXIST when the name is taken, TG_EINVAL for a
+ * missing init or a bad name. On error the registry is unchanged.
+ * Declare it before the functions naming it. */
+int tg_registry_add_state(tg_registry *reg, const tg_state_def *def);
+
 #define TG_FUNC_DEF_V1 1
-#define TG_FUNC_DEF_V2 2 /* adds ignore_args and code_id */
+#define TG_FUNC_DEF_V2 2 /* adds ignore_args, code_id and state */
 typedef struct tg_func_def {
   uint32_t version;       /* TG_FUNC_DEF_V1 or TG_FUNC_DEF_V2 */
   const char *name;       /* unique in the registry, e.g. "wordcount.count";
@@ -94,6 +163,9 @@ typedef struct tg_func_def {
                              function by those and its file's digest.
                              1..255 printable ASCII bytes, no spaces;
                              copied */
+  const char *state;      /* name of a state declared with
+                             tg_registry_add_state() that this function's
+                             tasks get from tg_task_state(); NULL: none */
 } tg_func_def;
 
 /* The ignore_args bit of argument i (0 <= i < 64). */
@@ -119,8 +191,9 @@ void tg_registry_free(tg_registry *reg);
  * missing name or fn, a name that is empty, longer than 255 bytes or not
  * printable ASCII/UTF-8, an unknown def->version, an ignore_args bit at or
  * beyond nargs, or a code_id that is empty, longer than 255 bytes or not
- * printable ASCII without spaces. On success *out (may be NULL) is the handle. On error
- * the registry is unchanged and tg_registry_errmsg() says what is wrong. */
+ * printable ASCII without spaces; TG_ENOTFOUND for a state not declared
+ * yet. On success *out (may be NULL) is the handle. On error the registry
+ * is unchanged and tg_registry_errmsg() says what is wrong. */
 int tg_registry_add(tg_registry *reg, const tg_func_def *def,
                     const tg_func **out /* OUT, may be NULL */);
 
@@ -149,6 +222,8 @@ int tg_func_nargs(const tg_func *f);
 const char *tg_func_doc(const tg_func *f);   /* "" when none */
 uint64_t tg_func_ignore_args(const tg_func *f); /* 0 when none */
 const char *tg_func_code_id(const tg_func *f);  /* NULL when none */
+/* Name of the state f's tasks get (tg_func_def.state); NULL when none. */
+const char *tg_func_state(const tg_func *f);
 
 /* ---- inside a task ---------------------------------------------------- */
 
@@ -173,6 +248,11 @@ const char *tg_task_key(const tg_task_ctx *ctx);
 int tg_task_worker(const tg_task_ctx *ctx);
 /* Which attempt this is: 0 first, 1 first retry, ... */
 int tg_task_attempt(const tg_task_ctx *ctx);
+/* This worker's instance of the function's state (tg_func_def.state),
+ * initialized before the task was called; NULL when the function names
+ * no state (or its init made NULL). Owned by the worker: valid until the
+ * worker ends; never free it. */
+void *tg_task_state(const tg_task_ctx *ctx);
 
 #ifdef __cplusplus
 }

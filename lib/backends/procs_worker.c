@@ -39,6 +39,7 @@ typedef struct wk {
   tg_executor ex;          /* stand-in executor: logging */
   tg_value **args;
   size_t args_cap;
+  tg__wstates states;      /* this process's own: never the parent's */
 } wk;
 
 int64_t tg__pnow_ns(void) {
@@ -179,6 +180,7 @@ static void run_task(wk *k, uint32_t seq, uint32_t i, tg__pdec *d) {
   read_task(k, d, &c);
   tg_task_ctx ctx;
   tg__task_ctx_init(&ctx, c.fn, &k->sh->run, 0, k->cfg->slot, (int)c.attempt);
+  ctx.states = &k->states;
   int64_t t0 = tg__pnow_ns();
   if (c.timeout > 0) ctx.deadline = (double)t0 * 1e-9 + (double)c.timeout;
   atomic_store_explicit(&k->sh->start_ns, t0, memory_order_relaxed);
@@ -293,7 +295,10 @@ _Noreturn void tg__pworker_main(const tg__pworker_cfg *cfg) {
       wait_input(&k);
       ssize_t got = tg__pconn_fill(&k.c, true);
       if (got == TG_EPROTO) proto_fail("file descriptors lost (fd limit?)");
-      if (got <= 0) leave(0); /* the parent closed the socket: done */
+      if (got <= 0) { /* the parent closed the socket: done */
+        tg__wstates_teardown(&k.states); /* only on this normal end */
+        leave(0);
+      }
       continue;
     }
     if (m.type == TG__PM_BATCH) run_batch(&k, &m);

@@ -316,6 +316,7 @@ static void *worker_main(void *arg) {
     t = queue_ready(me);
   }
   tg__wctx_flush(&me->w);
+  tg__wstates_teardown(&me->w.states); /* here: teardown on the init's thread */
   return NULL;
 }
 

@@ -45,9 +45,10 @@ static const bi_entry entries[] = {
 int tg_registry_add_builtins(tg_registry *reg) {
   if (reg == NULL) return TG_EINVAL;
   for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
-    tg_func_def d = {TG_FUNC_DEF_V1, entries[i].name, "1", entries[i].fn,
-                     entries[i].flags, entries[i].nargs, NULL,
-                     entries[i].doc, 0, NULL};
+    tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = entries[i].name,
+                     .fn_version = "1", .fn = entries[i].fn,
+                     .flags = entries[i].flags, .nargs = entries[i].nargs,
+                     .doc = entries[i].doc};
     const tg_func *f;
     int rc = tg_registry_add(reg, &d, &f);
     if (rc != TG_OK) return rc;

@@ -1,5 +1,6 @@
 /* lib/registry/context.c: what a running task can ask of its context:
- * failing with a message, cancellation, progress, logging, its key. */
+ * failing with a message, cancellation, progress, logging, its key, its
+ * worker's state. */
 #include <stdio.h>
 
 #include "registry_internal.h"
@@ -63,3 +64,4 @@ void *tg_task_user(const tg_task_ctx *ctx) {
 }
 int tg_task_worker(const tg_task_ctx *ctx) { return ctx ? ctx->worker : 0; }
 int tg_task_attempt(const tg_task_ctx *ctx) { return ctx ? ctx->attempt : 0; }
+void *tg_task_state(const tg_task_ctx *ctx) { return ctx ? ctx->state : NULL; }

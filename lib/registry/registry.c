@@ -1,5 +1,7 @@
 /* lib/registry/registry.c: the function registry: functions in an array
- * (registration order) and an open-addressing index by name. */
+ * (registration order) and an open-addressing index by name, and the
+ * per-worker states they may name (a short array: a program declares a
+ * few). */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +16,9 @@ struct tg_registry {
   uint32_t *index;  /* slots: function index + 1, 0 = empty */
   size_t index_cap; /* power of two, at least twice n */
   char errmsg[320]; /* why the last tg_registry_add failed; "" if none */
+  tg__state **states; /* declaration order; each its own allocation, so
+                         functions keep pointers to them */
+  size_t nstates, cap_states;
 };
 
 int tg_registry_new(tg_registry **out) {
@@ -27,6 +32,8 @@ void tg_registry_free(tg_registry *reg) {
   for (size_t i = 0; i < reg->n; i++) tg__free(reg->funcs[i]);
   tg__free(reg->funcs);
   tg__free(reg->index);
+  for (size_t i = 0; i < reg->nstates; i++) tg__free(reg->states[i]);
+  tg__free(reg->states);
   tg__free(reg);
 }
 
@@ -74,6 +81,36 @@ static bool name_ok(const char *name) {
     if (c < 0x20 || c == 0x7f) return false;
   }
   return true;
+}
+
+static const tg__state *find_state(const tg_registry *reg, const char *name) {
+  for (size_t i = 0; i < reg->nstates; i++)
+    if (strcmp(reg->states[i]->name, name) == 0) return reg->states[i];
+  return NULL;
+}
+
+int tg_registry_add_state(tg_registry *reg, const tg_state_def *def) {
+  if (!reg || !def || def->version != TG_STATE_DEF_V1 || !def->init ||
+      !def->name || !name_ok(def->name))
+    return TG_EINVAL;
+  if (find_state(reg, def->name)) return TG_EEXIST;
+  if (reg->nstates == reg->cap_states) {
+    size_t cap = reg->cap_states ? reg->cap_states * 2 : 4;
+    tg__state **ss = tg__realloc(reg->states, cap * sizeof *ss);
+    if (!ss) return TG_ENOMEM;
+    reg->states = ss;
+    reg->cap_states = cap;
+  }
+  size_t ln = strlen(def->name);
+  tg__state *st = tg__malloc(sizeof *st + ln + 1);
+  if (!st) return TG_ENOMEM;
+  memcpy(st + 1, def->name, ln + 1);
+  st->name = (const char *)(st + 1);
+  st->init = def->init;
+  st->teardown = def->teardown;
+  st->user = def->user;
+  reg->states[reg->nstates++] = st;
+  return TG_OK;
 }
 
 /* 1..TG__NAME_MAX printable ASCII bytes without spaces: it travels to
@@ -130,6 +167,7 @@ static tg_func *func_new(const def_view *v) {
   }
   f->ignore = v->ignore;
   f->fn = def->fn;
+  f->state = NULL;
   f->user = def->user;
   f->flags = def->flags;
   f->nargs = def->nargs;
@@ -187,6 +225,14 @@ int tg_registry_add(tg_registry *reg, const tg_func_def *def,
              def->name);
     return TG_EEXIST;
   }
+  const char *sname = def->version >= TG_FUNC_DEF_V2 ? def->state : NULL;
+  const tg__state *st = sname ? find_state(reg, sname) : NULL;
+  if (sname && !st) {
+    snprintf(reg->errmsg, sizeof reg->errmsg,
+             "function '%s': state '%s' is not declared (tg_registry_add_state "
+             "comes first)", def->name, sname);
+    return TG_ENOTFOUND;
+  }
   if (reg->n >= UINT32_MAX - 1) return TG_ELIMIT;
   if ((reg->n + 1) * 2 > reg->index_cap && grow_index(reg) != TG_OK)
     return TG_ENOMEM;
@@ -199,6 +245,7 @@ int tg_registry_add(tg_registry *reg, const tg_func_def *def,
   }
   tg_func *f = func_new(&v);
   if (!f) return TG_ENOMEM;
+  f->state = st;
   f->index = (uint32_t)reg->n;
   reg->index[slot_of(reg, f->name, f->name_len, f->hash)] = (uint32_t)reg->n + 1;
   reg->funcs[reg->n++] = f;
@@ -212,7 +259,8 @@ const char *tg_registry_errmsg(const tg_registry *reg) {
 
 int tg_register(tg_registry *reg, const char *name, tg_task_fn fn,
                 unsigned flags) {
-  tg_func_def def = {TG_FUNC_DEF_V1, name, NULL, fn, flags, -1, NULL, NULL, 0, NULL};
+  tg_func_def def = {.version = TG_FUNC_DEF_V1, .name = name, .fn = fn,
+                     .flags = flags, .nargs = -1};
   return tg_registry_add(reg, &def, NULL);
 }
 
@@ -229,3 +277,6 @@ int tg_func_nargs(const tg_func *f) { return f ? f->nargs : -1; }
 const char *tg_func_doc(const tg_func *f) { return f ? f->doc : ""; }
 uint64_t tg_func_ignore_args(const tg_func *f) { return f ? f->ignore : 0; }
 const char *tg_func_code_id(const tg_func *f) { return f ? f->code_id : NULL; }
+const char *tg_func_state(const tg_func *f) {
+  return f && f->state ? f->state->name : NULL;
+}

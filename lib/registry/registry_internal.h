@@ -13,8 +13,19 @@
 
 #define TG__NAME_MAX 255 /* longest function name, in bytes */
 
+/* A declared per-worker state (tg_registry_add_state); lives as long as
+ * the registry. */
+typedef struct tg__state {
+  int (*init)(void *user, void **state, tg_error *err);
+  void (*teardown)(void *user, void *state);
+  void *user;
+  const char *name; /* points into the same allocation */
+} tg__state;
+
 struct tg_func {
   tg_task_fn fn;
+  const tg__state *state; /* what its tasks get from tg_task_state(), or
+                             NULL */
   void *user;       /* from the definition, for tg_task_user() */
   unsigned flags;   /* TG_FUNC_* */
   int nargs;        /* exact argument count or -1 */
@@ -79,6 +90,32 @@ char *tg__code_id_text(const char *id, char *buf, size_t size);
 
 struct tg__run; /* lib/sched: the compute a task belongs to */
 
+/* ---- per-worker state instances (lib/registry/state.c) ----
+ *
+ * One table per worker (a pool thread, a sync executor, a worker process,
+ * a remote worker's task thread), owned and used by that worker's thread
+ * alone: no locks. Zero-initialized is empty. */
+typedef struct tg__wstate {
+  const tg__state *st;
+  void *value;     /* what init made */
+  int code;        /* TG_OK, or init's failure (remembered) */
+  char msg[224];   /* init's message when it failed */
+} tg__wstate;
+
+typedef struct tg__wstates {
+  tg__wstate *v;   /* in the order of the inits */
+  uint32_t n, cap;
+} tg__wstates;
+
+struct tg_task_ctx;
+/* Make ctx's function's state ready in ws (init on first use; a failure
+ * is remembered) and point ctx at it. TG_OK, or the init's code after
+ * tg_task_fail on ctx naming the state. */
+int tg__wstates_prepare(tg__wstates *ws, struct tg_task_ctx *ctx);
+/* Tear down every state ws holds (reverse order of the inits) and empty
+ * it; on the worker's thread. ws may be NULL. */
+void tg__wstates_teardown(tg__wstates *ws);
+
 /* Filled by the scheduler on its stack for every call of a task function
  * (and again for every retry). `msg` is written only by tg_task_fail. */
 struct tg_task_ctx {
@@ -91,6 +128,10 @@ struct tg_task_ctx {
   double deadline;     /* monotonic seconds after which the attempt is over;
                           0 = none */
   double progress;     /* last tg_task_progress() value */
+  tg__wstates *states; /* the worker's state instances; NULL outside a
+                          worker (direct calls): a function naming a
+                          state then fails */
+  void *state;         /* tg_task_state(), set by tg__wstates_prepare */
   const char *key;     /* NULL until tg_task_key() formats it */
   char keybuf[TG__NAME_MAX + 32];
   char msg[256];       /* tg_task_fail message, valid when fail_code != 0 */
@@ -108,6 +149,8 @@ static inline void tg__task_ctx_init(tg_task_ctx *ctx, const tg_func *fn,
   ctx->fail_code = 0;
   ctx->deadline = 0;
   ctx->progress = 0;
+  ctx->states = NULL; /* callers running tasks set it after this */
+  ctx->state = NULL;
   ctx->key = NULL;
   ctx->msg[0] = '\0';
 }

@@ -24,7 +24,7 @@ static int invoke(tg_task_ctx *ctx, wtask *t, tg_value **out) {
 }
 
 /* Call t's function with retries; the outcome goes into t. */
-static void run_task(wtask *t, int worker) {
+static void run_task(wtask *t, int worker, tg__wstates *states) {
   tg_task_ctx ctx;
   double t0 = tg__now();
   t->worker = worker;
@@ -32,6 +32,7 @@ static void run_task(wtask *t, int worker) {
   for (uint32_t at = 0;; at++) {
     tg__task_ctx_init(&ctx, t->fn, t->run->token, 0, worker, (int)at);
     ctx.key = t->key; /* already known: no run graph to format it from */
+    ctx.states = states;
     if (t->timeout > 0) ctx.deadline = tg__now() + t->timeout;
     tg_value *out = NULL;
     int rc = invoke(&ctx, t, &out);
@@ -58,6 +59,7 @@ static void *pool_main(void *arg) {
   pool_arg pa = *(pool_arg *)arg;
   tg__free(arg);
   tg__worker *wk = pa.wk;
+  tg__wstates states = {0}; /* this thread's: the thread is the worker */
   pthread_mutex_lock(&wk->mu);
   for (;;) {
     while (!wk->q_head && !wk->stopping) pthread_cond_wait(&wk->cv, &wk->mu);
@@ -67,12 +69,13 @@ static void *pool_main(void *arg) {
     if (!wk->q_head) wk->q_tail = NULL;
     bool stopping = wk->stopping; /* read under mu, where it is written */
     pthread_mutex_unlock(&wk->mu);
-    if (!stopping) run_task(t, pa.index);
+    if (!stopping) run_task(t, pa.index, &states);
     else t->rc = TG_ECANCELED;
     tg__wk_pool_done(wk, t);
     pthread_mutex_lock(&wk->mu);
   }
   pthread_mutex_unlock(&wk->mu);
+  tg__wstates_teardown(&states); /* the worker stops */
   return NULL;
 }
 

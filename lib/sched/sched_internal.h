@@ -302,12 +302,16 @@ typedef struct tg__wctx {
   bool defer_started;    /* tg__task_begin reports no STARTED: the backend
                             calls tg__task_started once it has chosen the
                             worker */
+  tg__wstates states;    /* per-worker state instances of the tasks run
+                            here (registry.h); torn down by
+                            tg__wctx_destroy unless the worker's thread
+                            did it first */
 } tg__wctx;
 
 void tg__wctx_init(tg__wctx *w, int worker);
 /* Publish batched counts (may finish a run). Call before idling. */
 void tg__wctx_flush(tg__wctx *w);
-void tg__wctx_destroy(tg__wctx *w); /* flushes first */
+void tg__wctx_destroy(tg__wctx *w); /* flushes first; tears down states */
 
 /* Run ready task t here (or skip it), finish it and retire it. Newly
  * ready tasks are left in w->ready_first / ready_rest. */

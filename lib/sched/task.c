@@ -28,6 +28,7 @@ void tg__wctx_flush(tg__wctx *w) {
 
 void tg__wctx_destroy(tg__wctx *w) {
   tg__wctx_flush(w);
+  tg__wstates_teardown(&w->states);
   tg__free(w->scratch);
   w->scratch = NULL;
   w->scratch_cap = 0;
@@ -329,6 +330,10 @@ static int call_concat(tg_task_ctx *ctx, size_t n, tg_value **args,
 
 static int invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
                   tg_value **out) {
+  if (TG__UNLIKELY(nd->kind != TG__NK_CONCAT && nd->fn->state)) {
+    int rc = tg__wstates_prepare(ctx->states, ctx);
+    if (rc != TG_OK) return rc;
+  }
   switch (nd->kind) {
     case TG__NK_CHUNK: return call_chunk(ctx, nd, args, out);
     case TG__NK_CONCAT: return call_concat(ctx, nd->nargs, args, out);
@@ -399,6 +404,7 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
   bool timed = r->memo && tg__memo_timed(r->memo, w, t->node, nd);
   for (int at = 0, n = attempts_of(r, nd);; at++) {
     tg__task_ctx_init(&ctx, nd->fn, r, t->node, w->worker, at);
+    ctx.states = &w->states;
     double t0 = timed || nd->timeout > 0 ? tg__now() : 0;
     if (nd->timeout > 0) ctx.deadline = t0 + nd->timeout;
     tg_value *out = NULL;

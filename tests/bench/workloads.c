@@ -78,8 +78,9 @@ tg_registry *bench_registry(void) {
       {"inc", b_inc, 1}, {"ident", b_ident, 1}, {"add", b_add, 2},
       {"sum", b_sum, -1}, {"mc_pi", b_pi, 2}};
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
-    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn,
-                     TG_FUNC_PURE, defs[i].nargs, NULL, NULL, 0, NULL};
+    tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = defs[i].name,
+                     .fn_version = "1", .fn = defs[i].fn,
+                     .flags = TG_FUNC_PURE, .nargs = defs[i].nargs};
     if (tg_registry_add(reg, &d, NULL) != TG_OK) {
       tg_registry_free(reg);
       return NULL;

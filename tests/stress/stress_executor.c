@@ -544,7 +544,8 @@ int main(int argc, char **argv) {
   chk_init(argc, argv);
   reg = tgt_registry_new();
   if (!CHECK(reg != NULL)) return chk_finish("stress_executor");
-  tg_func_def def = {TG_FUNC_DEF_V1, "mark", "1", fn_mark, 0, 2, NULL, NULL, 0, NULL};
+  tg_func_def def = {.version = TG_FUNC_DEF_V1, .name = "mark", .fn_version = "1",
+                     .fn = fn_mark, .flags = 0, .nargs = 2};
   CHECK_EQ_INT(tg_registry_add(reg, &def, NULL), TG_OK);
   CHK_RUN(concurrent_submitters);
   CHK_RUN(callbacks_exactly_once);

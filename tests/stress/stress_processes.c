@@ -67,8 +67,9 @@ static tg_registry *registry(void) {
   struct { const char *name; tg_task_fn fn; int nargs; } defs[] = {
       {"ramp", f_ramp, 2}, {"total", f_total, 1}, {"crash_once", f_crash_once, 1}};
   for (size_t i = 0; reg && i < 3; i++) {
-    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn, TG_FUNC_PURE,
-                     defs[i].nargs, NULL, NULL, 0, NULL};
+    tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = defs[i].name,
+                     .fn_version = "1", .fn = defs[i].fn,
+                     .flags = TG_FUNC_PURE, .nargs = defs[i].nargs};
     if (tg_registry_add(reg, &d, NULL) != TG_OK) return NULL;
   }
   return reg;

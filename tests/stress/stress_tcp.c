@@ -138,8 +138,10 @@ static tg_registry *registry(void) {
       {"fsum", fn_fsum, 1, TG_FUNC_PURE},     {"fcheck", fn_fcheck, 2, TG_FUNC_PURE},
       {"mark", fn_mark, 2, 0}};
   for (size_t i = 0; r && i < sizeof defs / sizeof defs[0]; i++) {
-    tg_func_def d = {TG_FUNC_DEF_V1, defs[i].name, "1", defs[i].fn, defs[i].flags,
-                     defs[i].nargs, NULL, NULL, 0, NULL};
+    tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = defs[i].name,
+                     .fn_version = "1", .fn = defs[i].fn,
+                     .flags = defs[i].flags,
+                     .nargs = defs[i].nargs};
     if (tg_registry_add(r, &d, NULL) != TG_OK) {
       tg_registry_free(r);
       return NULL;
