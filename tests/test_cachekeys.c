@@ -56,11 +56,11 @@ static tg_registry *reg_new(const char *code) {
   cr_assert_eq(tg_registry_new(&reg), TG_OK);
   tg_func_def defs[] = {
       {TG_FUNC_DEF_V2, "scale", "1", fn_scale, TG_FUNC_PURE, 2, NULL, NULL,
-       TG_IGNORE_ARG(1), NULL},
-      {TG_FUNC_DEF_V2, "imp", "1", fn_imp, 0, 0, NULL, NULL, 0, NULL},
+       TG_IGNORE_ARG(1), NULL, NULL},
+      {TG_FUNC_DEF_V2, "imp", "1", fn_imp, 0, 0, NULL, NULL, 0, NULL, NULL},
       {TG_FUNC_DEF_V2, "vsum", "1", fn_vsum, TG_FUNC_PURE, -1, NULL, NULL,
-       TG_IGNORE_ARG(0), NULL},
-      {TG_FUNC_DEF_V2, "twice", "1", fn_scale, TG_FUNC_PURE, 1, NULL, NULL, 0, code},
+       TG_IGNORE_ARG(0), NULL, NULL},
+      {TG_FUNC_DEF_V2, "twice", "1", fn_scale, TG_FUNC_PURE, 1, NULL, NULL, 0, code, NULL},
   };
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++)
     cr_assert_eq(tg_registry_add(reg, &defs[i], NULL), TG_OK, "%s",
@@ -241,7 +241,7 @@ Test(cachekeys, bad_declarations) {
   cr_assert_eq(tg_registry_new(&reg), TG_OK);
   cr_expect_str_eq(tg_registry_errmsg(reg), "");
   tg_func_def d = {TG_FUNC_DEF_V2, "f", "1", fn_scale, TG_FUNC_PURE, 2, NULL, NULL,
-                   TG_IGNORE_ARG(2), NULL};
+                   TG_IGNORE_ARG(2), NULL, NULL};
   expect_refused(reg, d, "function 'f': ignore_args names argument 2 but it takes 2 "
                          "arguments (0-based indexes)");
   d.nargs = 1, d.ignore_args = TG_IGNORE_ARG(0) | TG_IGNORE_ARG(63);
@@ -270,7 +270,7 @@ Test(cachekeys, bad_declarations) {
   /* The limits themselves are accepted. */
   longid[255] = '\0';
   tg_func_def ok = {TG_FUNC_DEF_V2, "ok", "1", fn_scale, TG_FUNC_PURE, 64, NULL, NULL,
-                    ~(uint64_t)0, longid};
+                    ~(uint64_t)0, longid, NULL};
   const tg_func *f = NULL;
   cr_expect_eq(tg_registry_add(reg, &ok, &f), TG_OK, "%s", tg_registry_errmsg(reg));
   cr_expect_eq(tg_func_ignore_args(f), ~(uint64_t)0);
@@ -288,7 +288,7 @@ Test(cachekeys, v1_definitions_ignore_v2_fields) {
   tg_registry *reg;
   cr_assert_eq(tg_registry_new(&reg), TG_OK);
   tg_func_def d = {TG_FUNC_DEF_V1, "old", "1", fn_scale, TG_FUNC_PURE, 1, NULL, NULL,
-                   ~(uint64_t)0, "not read"};
+                   ~(uint64_t)0, "not read", "no such state"};
   const tg_func *f = NULL;
   cr_assert_eq(tg_registry_add(reg, &d, &f), TG_OK, "%s", tg_registry_errmsg(reg));
   cr_expect_eq(tg_func_ignore_args(f), 0);
@@ -513,7 +513,7 @@ static void build_plugin(const char *out, const char *opt, int g_add, bool with_
                   "int tg_plugin_init(tg_registry *reg);\n"
                   "int tg_plugin_init(tg_registry *reg) {\n"
                   "  tg_func_def d = {TG_FUNC_DEF_V2, \"kp.f\", \"1\", f, TG_FUNC_PURE, 2,\n"
-                  "                   NULL, NULL, TG_IGNORE_ARG(1), TG_CODE_ID_OR_NULL};\n"
+                  "                   NULL, NULL, TG_IGNORE_ARG(1), TG_CODE_ID_OR_NULL, NULL};\n"
                   "  int rc = tg_registry_add(reg, &d, NULL);\n"
                   "  return rc ? rc : tg_registry_add(reg, &kp_g_def, NULL);\n"
                   "}\n");
@@ -527,7 +527,7 @@ static void build_plugin(const char *out, const char *opt, int g_add, bool with_
            "  return *out ? TG_OK : TG_ENOMEM;\n"
            "}\n"
            "const tg_func_def kp_g_def = {TG_FUNC_DEF_V2, \"kp.g\", \"1\", g,\n"
-           "  TG_FUNC_PURE, 1, NULL, NULL, 0, TG_CODE_ID_OR_NULL};\n",
+           "  TG_FUNC_PURE, 1, NULL, NULL, 0, TG_CODE_ID_OR_NULL, NULL};\n",
            g_add);
   tcli_write_file("kp_g.c", text);
   const char *cc = env_or("TG_TEST_CC", "cc");
@@ -661,7 +661,7 @@ Test(cachekeys, plugin_bad_declaration_message) {
                   "int tg_plugin_init(tg_registry *reg);\n"
                   "int tg_plugin_init(tg_registry *reg) {\n"
                   "  tg_func_def d = {TG_FUNC_DEF_V2, \"bad.f\", \"1\", f, TG_FUNC_PURE, 2,\n"
-                  "                   NULL, NULL, TG_IGNORE_ARG(5), NULL};\n"
+                  "                   NULL, NULL, TG_IGNORE_ARG(5), NULL, NULL};\n"
                   "  return tg_registry_add(reg, &d, NULL);\n"
                   "}\n");
   sh("%s -fPIC -shared %s bad.c -o libbad.so", env_or("TG_TEST_CC", "cc"), inc());
@@ -693,7 +693,7 @@ Test(cachekeys, compiled_in_edit_misses) {
       "int main(void) {\n"
       "  tg_registry *reg; tg_graph *g; tg_cache *c; tg_error err;\n"
       "  tg_func_def d = {TG_FUNC_DEF_V2, \"twice\", \"1\", twice, TG_FUNC_PURE, 1,\n"
-      "                   NULL, NULL, 0, TG_CODE_ID_OR_NULL};\n"
+      "                   NULL, NULL, 0, TG_CODE_ID_OR_NULL, NULL};\n"
       "  tg_cache_opts co = {.version = TG_CACHE_OPTS_V1,\n"
       "                      .min_compute_seconds = TG_CACHE_STORE_ALL};\n"
       "  if (tg_registry_new(&reg) || tg_registry_add(reg, &d, NULL) ||\n"

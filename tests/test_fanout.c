@@ -73,7 +73,7 @@ static int fn_upto(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **ou
 static tg_registry *reg;
 
 static void add_fn(const char *name, tg_task_fn fn, unsigned flags, int nargs) {
-  tg_func_def d = {TG_FUNC_DEF_V1, name, "1", fn, flags, nargs, NULL, NULL, 0, NULL};
+  tg_func_def d = {TG_FUNC_DEF_V1, name, "1", fn, flags, nargs, NULL, NULL, 0, NULL, NULL};
   cr_assert_eq(tg_registry_add(reg, &d, NULL), TG_OK);
 }
 
@@ -585,7 +585,7 @@ Test(fanout, arg_nodes_is_one_list_argument) {
   /* without the builtins there is no tg.build */
   tg_registry *bare;
   cr_assert_eq(tg_registry_new(&bare), TG_OK);
-  tg_func_def d = {TG_FUNC_DEF_V1, "fo.total", "1", fn_total, TG_FUNC_PURE, 1, NULL, NULL, 0, NULL};
+  tg_func_def d = {TG_FUNC_DEF_V1, "fo.total", "1", fn_total, TG_FUNC_PURE, 1, NULL, NULL, 0, NULL, NULL};
   cr_assert_eq(tg_registry_add(bare, &d, NULL), TG_OK);
   cr_assert_eq(tg_graph_new(bare, &g), TG_OK);
   tg_node one = tg_call(g, "fo.total", 1, tg_arg_value(tg_list_of(0)));

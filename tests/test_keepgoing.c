@@ -48,8 +48,8 @@ static int fn_fail_when_held(tg_task_ctx *ctx, tg_value *const *a, size_t n,
 static tg_registry *make_reg(void) {
   tg_registry *r = tgt_registry_new();
   cr_assert_not_null(r);
-  tg_func_def d1 = {TG_FUNC_DEF_V1, "hold", "1", fn_hold, 0, 0, NULL, NULL, 0, NULL};
-  tg_func_def d2 = {TG_FUNC_DEF_V1, "fail_when_held", "1", fn_fail_when_held, 0, 0, NULL, NULL, 0, NULL};
+  tg_func_def d1 = {TG_FUNC_DEF_V1, "hold", "1", fn_hold, 0, 0, NULL, NULL, 0, NULL, NULL};
+  tg_func_def d2 = {TG_FUNC_DEF_V1, "fail_when_held", "1", fn_fail_when_held, 0, 0, NULL, NULL, 0, NULL, NULL};
   cr_assert_eq(tg_registry_add(r, &d1, NULL), TG_OK);
   cr_assert_eq(tg_registry_add(r, &d2, NULL), TG_OK);
   return r;

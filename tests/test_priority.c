@@ -66,8 +66,8 @@ static tg_registry *suite_registry(void) {
   tg_registry *r;
   if (tg_registry_new(&r) != TG_OK) return NULL;
   tg_func_def defs[] = {
-      {TG_FUNC_DEF_V1, "plog", "1", fn_plog, 0, -1, NULL, NULL, 0, NULL},
-      {TG_FUNC_DEF_V1, "hold", "1", fn_hold, 0, 1, NULL, NULL, 0, NULL},
+      {TG_FUNC_DEF_V1, "plog", "1", fn_plog, 0, -1, NULL, NULL, 0, NULL, NULL},
+      {TG_FUNC_DEF_V1, "hold", "1", fn_hold, 0, 1, NULL, NULL, 0, NULL, NULL},
   };
   for (size_t i = 0; i < 2; i++)
     if (tg_registry_add(r, &defs[i], NULL) != TG_OK) {
