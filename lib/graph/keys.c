@@ -68,6 +68,35 @@ void tg__graph_index_key(tg_graph *g, tg_node n) {
   g->nkeys++;
 }
 
+#define BATCH 16 /* insertions in flight: their slots are prefetched together */
+
+int tg__graph_index_since(tg_graph *g, size_t from) {
+  size_t more = 0;
+  for (size_t i = from; i < g->n; i++) more += g->nodes[i].key != 0;
+  int rc = tg__graph_reserve_index(g, more);
+  if (rc != TG_OK) return rc;
+  size_t mask = g->kindex_cap - 1, h[BATCH];
+  tg_node id[BATCH];
+  for (size_t i = from; i < g->n;) {
+    size_t m = 0;
+    for (; i < g->n && m < BATCH; i++) {
+      if (!g->nodes[i].key) continue;
+      const char *k = user_key(g, (tg_node)i);
+      h[m] = tg__map_key_hash(k, strlen(k)) & mask;
+      id[m++] = (tg_node)i;
+      __builtin_prefetch(&g->kindex[h[m - 1]], 1);
+    }
+    /* The keys are new: the first empty slot is theirs, no compare. */
+    for (size_t j = 0; j < m; j++) {
+      size_t s = h[j];
+      while (g->kindex[s] != 0) s = (s + 1) & mask;
+      g->kindex[s] = id[j] + 1;
+    }
+    g->nkeys += m;
+  }
+  return TG_OK;
+}
+
 tg_node tg__graph_find_user(const tg_graph *g, const char *s, size_t len) {
   if (g->nkeys == 0) return TG_NODE_NONE;
   uint32_t e = g->kindex[slot_of(g, s, len)];
