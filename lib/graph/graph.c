@@ -66,6 +66,7 @@ static int reserve(void **arr, size_t *cap, size_t need, size_t size) {
   if (c > SIZE_MAX / size) return TG_ENOMEM;
   void *p = tg__realloc(*arr, c * size);
   if (!p) return TG_ENOMEM;
+  tg__advise_huge(p, c * size);
   *arr = p;
   *cap = c;
   return TG_OK;

@@ -15,6 +15,7 @@ int tg__graph_reserve_keys(tg_graph *g, size_t more) {
   while (c < need) c *= 2;
   char *p = tg__realloc(g->keys, c);
   if (!p) return TG_ENOMEM;
+  tg__advise_huge(p, c);
   g->keys = p;
   g->keys_cap = c;
   return TG_OK;
@@ -49,6 +50,7 @@ int tg__graph_reserve_index(tg_graph *g, size_t more) {
   while ((g->nkeys + more) * 2 > c) c *= 2;
   uint32_t *idx = tg__calloc(c, sizeof *idx);
   if (!idx) return TG_ENOMEM;
+  tg__advise_huge(idx, c * sizeof *idx); /* read at random */
   uint32_t *old = g->kindex;
   size_t oldcap = g->kindex_cap;
   g->kindex = idx;

@@ -797,9 +797,14 @@ static int add_task(P *p, const char *key, size_t keylen, size_t off,
                     gj_task **out) {
   gj_doc *d = p->d;
   if (d->ntasks == d->cap_tasks) {
-    size_t cap = d->cap_tasks ? d->cap_tasks * 2 : 256;
+    /* First room for a task every 64 bytes of text (a plain task takes
+     * more): growing a big array copies it into pages touched anew, and
+     * room never used costs no memory. */
+    size_t cap = d->cap_tasks ? d->cap_tasks * 2
+                              : d->len / 64 > 256 ? d->len / 64 : 256;
     gj_task *t = tg__realloc(d->tasks, cap * sizeof *t);
     if (t == NULL) return tg__gj_fail(d, off, TG_ENOMEM, "out of memory");
+    tg__advise_huge(t, cap * sizeof *t);
     d->tasks = t;
     d->cap_tasks = cap;
   }
