@@ -42,6 +42,12 @@ void tg__free(void *p);
 /* `align` a power of two >= sizeof(void *); size rounded up internally.
  * Free with tg__free(). Never NULL for size 0 unless out of memory. */
 void *tg__aligned_alloc(size_t align, size_t size);
+/* Ask for transparent huge pages for the whole 2 MiB pages inside the
+ * block p of n bytes (from the functions above).
+ * For big arrays filled in one pass or read at random (a million nodes,
+ * a key index): each 4 KiB page costs a page fault and a TLB entry, a
+ * huge page one of each for 512 of them. A hint only. */
+void tg__advise_huge(void *p, size_t n);
 
 /* Read fd to its end into a new buffer with a NUL after the data (*len
  * bytes; tg__free it); hint: the size expected; max: the most bytes

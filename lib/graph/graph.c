@@ -70,6 +70,7 @@ static int reserve(void **arr, size_t *cap, size_t need, size_t size) {
   if (c > SIZE_MAX / size) return TG_ENOMEM;
   void *p = tg__realloc(*arr, c * size);
   if (!p) return TG_ENOMEM;
+  tg__advise_huge(p, c * size);
   *arr = p;
   *cap = c;
   return TG_OK;
@@ -84,7 +85,10 @@ static bool key_reserved(const char *k) {
   return true;
 }
 
-int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen) {
+/* tg__graph_check_opts; `known_new`: the caller vouches that o->key is
+ * used by no node (see tg__graph_add_new_key), so it is not looked up. */
+static int check_opts(tg_graph *g, const tg_node_opts *o, bool known_new,
+                      size_t *keylen) {
   *keylen = 0;
   if (!o) return TG_OK;
   if (o->version != TG_NODE_OPTS_V1 && o->version != TG_NODE_OPTS_V2)
@@ -104,7 +108,7 @@ int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen) {
   size_t len = strlen(o->key);
   if (len == 0 || !tg__utf8_valid(o->key, len))
     return tg__graph_fail(g, TG_EINVAL, "a node key must be non-empty UTF-8");
-  if (tg_graph_find(g, o->key) != TG_NODE_NONE) /* user or generated */
+  if (!known_new && tg_graph_find(g, o->key) != TG_NODE_NONE) /* user or generated */
     return tg__graph_fail(g, TG_EEXIST, "key '%s' is already used by another node",
                           o->key);
   if (key_reserved(o->key)) /* that namespace belongs to generated keys */
@@ -113,6 +117,10 @@ int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen) {
                           "generated keys", o->key);
   *keylen = len;
   return TG_OK;
+}
+
+int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen) {
+  return check_opts(g, o, false, keylen);
 }
 
 int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
@@ -217,9 +225,11 @@ static void store_args(tg_graph *g, const tg_arg *args, size_t nargs) {
   g->nargs += nargs;
 }
 
-tg_node tg__graph_append(tg_graph *g, const tg_func *fn, const tg_arg *args,
-                         size_t nargs, const tg_node_opts *opts, size_t keylen,
-                         unsigned kind, uint32_t aux) {
+/* tg__graph_append; an unindexed key is stored only (see
+ * tg__graph_add_new_key). */
+static tg_node append(tg_graph *g, const tg_func *fn, const tg_arg *args,
+                      size_t nargs, const tg_node_opts *opts, size_t keylen,
+                      unsigned kind, uint32_t aux, bool index) {
   tg__gnode *n = &g->nodes[g->n];
   n->fn = fn;
   n->arg_off = (uint32_t)g->nargs;
@@ -235,9 +245,15 @@ tg_node tg__graph_append(tg_graph *g, const tg_func *fn, const tg_arg *args,
   store_args(g, args, nargs);
   if (keylen) {
     n->key = (uint32_t)tg__graph_put_key(g, opts->key, keylen) + 1;
-    tg__graph_index_key(g, (tg_node)g->n);
+    if (index) tg__graph_index_key(g, (tg_node)g->n);
   }
   return (tg_node)g->n++;
+}
+
+tg_node tg__graph_append(tg_graph *g, const tg_func *fn, const tg_arg *args,
+                         size_t nargs, const tg_node_opts *opts, size_t keylen,
+                         unsigned kind, uint32_t aux) {
+  return append(g, fn, args, nargs, opts, keylen, kind, aux, true);
 }
 
 int tg__graph_add(tg_graph *g, const tg_func *fn, const tg_arg *args,
@@ -256,6 +272,29 @@ int tg__graph_add(tg_graph *g, const tg_func *fn, const tg_arg *args,
                               keylen ? 1 : 0)))
     goto fail;
   tg_node id = tg__graph_append(g, fn, args, nargs, opts, keylen, kind, aux);
+  if (out) *out = id;
+  return TG_OK;
+fail:
+  tg__graph_drop_values(args, nargs);
+  return rc;
+}
+
+int tg__graph_add_new_key(tg_graph *g, const tg_func *fn, const tg_arg *args,
+                          size_t nargs, const tg_node_opts *opts,
+                          tg_node *out) {
+  size_t keylen, keybytes;
+  int rc;
+  if (fn->nargs >= 0 && (size_t)fn->nargs != nargs) {
+    rc = tg__graph_fail(g, TG_EINVAL, "function '%s' takes %d argument%s, got %zu",
+                        fn->name, fn->nargs, fn->nargs == 1 ? "" : "s", nargs);
+    goto fail;
+  }
+  if ((rc = tg__graph_check_args(g, fn, args, nargs, false, &keybytes)) ||
+      (rc = check_opts(g, opts, true, &keylen)) ||
+      (rc = tg__graph_reserve(g, 1, nargs, keybytes + (keylen ? keylen + 1 : 0),
+                              0)))
+    goto fail;
+  tg_node id = append(g, fn, args, nargs, opts, keylen, TG__NK_CALL, 0, false);
   if (out) *out = id;
   return TG_OK;
 fail:

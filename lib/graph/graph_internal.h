@@ -155,6 +155,17 @@ int tg__graph_reserve(tg_graph *g, size_t nodes, size_t nargs,
 tg_node tg__graph_append(tg_graph *g, const tg_func *fn, const tg_arg *args,
                          size_t nargs, const tg_node_opts *opts, size_t keylen,
                          unsigned kind, uint32_t aux);
+/* Bulk building, for a caller that knows every key it gives is new
+ * (used by no node, not of the generated form): tg__graph_add_fn of a
+ * call without the lookup of opts->key, which is stored but not indexed
+ * (the index's random reads are the cost of a big build). Before the
+ * graph is read or changed otherwise, tg__graph_index_since(g, first)
+ * indexes the keys of nodes first..n-1 in one pass: TG_OK or TG_ENOMEM
+ * (then the graph must be freed). */
+int tg__graph_add_new_key(tg_graph *g, const tg_func *fn, const tg_arg *args,
+                          size_t nargs, const tg_node_opts *opts,
+                          tg_node *out);
+int tg__graph_index_since(tg_graph *g, size_t first);
 /* Release the constants of args (they are taken even by failed adds). */
 void tg__graph_drop_values(const tg_arg *args, size_t nargs);
 /* Function by name, caching the last hit; NULL when unknown. */

@@ -15,6 +15,7 @@ int tg__graph_reserve_keys(tg_graph *g, size_t more) {
   while (c < need) c *= 2;
   char *p = tg__realloc(g->keys, c);
   if (!p) return TG_ENOMEM;
+  tg__advise_huge(p, c);
   g->keys = p;
   g->keys_cap = c;
   return TG_OK;
@@ -49,6 +50,7 @@ int tg__graph_reserve_index(tg_graph *g, size_t more) {
   while ((g->nkeys + more) * 2 > c) c *= 2;
   uint32_t *idx = tg__calloc(c, sizeof *idx);
   if (!idx) return TG_ENOMEM;
+  tg__advise_huge(idx, c * sizeof *idx); /* read at random */
   uint32_t *old = g->kindex;
   size_t oldcap = g->kindex_cap;
   g->kindex = idx;
@@ -66,6 +68,38 @@ void tg__graph_index_key(tg_graph *g, tg_node n) {
   const char *k = user_key(g, n);
   g->kindex[slot_of(g, k, strlen(k))] = n + 1;
   g->nkeys++;
+}
+
+#define BATCH 16 /* insertions in flight: their slots are prefetched together */
+
+int tg__graph_index_since(tg_graph *g, size_t from) {
+  size_t more = 0;
+  for (size_t i = from; i < g->n; i++) more += g->nodes[i].key != 0;
+  int rc = tg__graph_reserve_index(g, more);
+  if (rc != TG_OK) return rc;
+  size_t mask = g->kindex_cap - 1, h[BATCH];
+  tg_node id[BATCH];
+  for (size_t i = from; i < g->n;) {
+    size_t m = 0;
+    for (; i < g->n && m < BATCH; i++) {
+      if (!g->nodes[i].key) continue;
+      const char *k = user_key(g, (tg_node)i);
+      h[m] = tg__map_key_hash(k, strlen(k)) & mask;
+      id[m++] = (tg_node)i;
+      __builtin_prefetch(&g->kindex[h[m - 1]], 1);
+    }
+    /* The keys are new: the first empty slot is theirs, no key compare.
+     * A node added by the plain path meanwhile (a graph.json map node) is
+     * indexed already: its id is met on the way and it is left. */
+    for (size_t j = 0; j < m; j++) {
+      size_t s = h[j];
+      while (g->kindex[s] != 0 && g->kindex[s] != id[j] + 1) s = (s + 1) & mask;
+      if (g->kindex[s] != 0) continue;
+      g->kindex[s] = id[j] + 1;
+      g->nkeys++;
+    }
+  }
+  return TG_OK;
 }
 
 tg_node tg__graph_find_user(const tg_graph *g, const char *s, size_t len) {

@@ -4,8 +4,8 @@
 
 #include "json/gj_internal.h"
 
-#define CHUNK (1u << 20)
 #define FIRST_CHUNK (1u << 12)
+#define HUGE_PAGE ((size_t)2 << 20)
 
 struct gj_chunk {
   gj_chunk *next;
@@ -13,8 +13,19 @@ struct gj_chunk {
   max_align_t pad[]; /* data follows, aligned */
 };
 
+/* Full-size chunks are one huge page each, header included: a big file
+ * fills hundreds of them, and a 4 KiB page fault each 4 KiB of keys and
+ * arguments was a large part of a load. */
+#define CHUNK (HUGE_PAGE - sizeof(gj_chunk))
+
 static gj_chunk *chunk_new(gj_arena *a, size_t size) {
-  gj_chunk *c = tg__malloc(sizeof *c + size);
+  gj_chunk *c;
+  if (size == CHUNK) {
+    c = tg__aligned_alloc(HUGE_PAGE, HUGE_PAGE);
+    tg__advise_huge(c, HUGE_PAGE);
+  } else {
+    c = tg__malloc(sizeof *c + size);
+  }
   if (c == NULL) return NULL;
   c->next = a->head;
   c->tag = a->tag;
@@ -34,7 +45,7 @@ void *tg__gj_alloc(gj_arena *a, size_t n) {
     while (size < n) size *= 2;
     gj_chunk *c = chunk_new(a, size);
     if (c == NULL) return NULL;
-    a->chunk = size < CHUNK ? size * 2 : CHUNK;
+    a->chunk = size * 2 < CHUNK ? size * 2 : CHUNK;
     a->bump = c;
     a->cur = (char *)c->pad;
     a->end = a->cur + size;

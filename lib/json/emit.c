@@ -97,7 +97,7 @@ static int build_node(gj_doc *d, tg_graph *g, gj_task *t, size_t i,
       (d->slash_keys && tg__gj_find(d, key, strlen(key)) != UINT32_MAX))
     o.key = NULL; /* the name is taken: let the graph make one */
   tg_node n;
-  rc = tg_graph_add_fn(g, d->build, inputs.v, inputs.n, &o, &n);
+  rc = tg__graph_add_new_key(g, d->build, inputs.v, inputs.n, &o, &n);
   tg__free(inputs.v);
   if (rc != TG_OK)
     return tg__gj_fail(d, tg__gj_arg_of(t->args[i])->off, rc, "%s", tg_graph_errmsg(g));
@@ -182,7 +182,7 @@ static int emit_task(gj_doc *d, tg_graph *g, gj_task *t) {
     tg_node_opts o = {TG_NODE_OPTS_V2, t->key, t->retries, t->cache,
                       t->timeout, t->priority};
     if (t->map) rc = emit_map(d, g, t, args, &o);
-    else rc = tg_graph_add_fn(g, t->func, args, t->nargs, &o, &t->node);
+    else rc = tg__graph_add_new_key(g, t->func, args, t->nargs, &o, &t->node);
     if (rc != TG_OK && !t->map)
       rc = tg__gj_fail(d, t->off, rc, "%s", tg_graph_errmsg(g));
   } else {
@@ -312,6 +312,12 @@ int tg__gj_emit(gj_doc *d, tg_graph *g) {
       d->work_done = i + 1;
     }
   }
+  /* Every key given above is new to the graph, which started empty:
+   * task keys are unique (tg__gj_index), a tg.build node's "KEY/args[I]"
+   * names its task and argument (its last '[' says which) and is not
+   * given when a task has that key. So they are indexed in one pass. */
+  if (rc == TG_OK && (rc = tg__graph_index_since(g, 0)) != TG_OK)
+    rc = tg__gj_fail(d, 0, rc, "out of memory");
   tg__free(st);
   for (int i = 0; i < 4; i++) tg_value_unref(d->tags[i]);
   for (size_t i = 0; d->slots != NULL && i < GJ_SLOTS; i++)

@@ -59,12 +59,57 @@ static int syntax(P *p, size_t off, const char *what) {
                      what);
 }
 
+/* ---- eight bytes at a time ----
+ * The text is read a word at a time where the work is per byte (strings,
+ * indentation, columns): a million tasks are a hundred million bytes. */
+#define ONES 0x0101010101010101u
+#define HIGHS 0x8080808080808080u
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WORDS 1 /* the first byte of a word is its lowest */
+#else
+#define WORDS 0
+#endif
+
+static inline uint64_t word8(const char *s) {
+  uint64_t w;
+  memcpy(&w, s, sizeof w);
+  return w;
+}
+
+/* The high bit of each byte of w below 0x20 or equal to a or b. Bits
+ * above the lowest one may be false (borrows), so only the lowest is
+ * used. */
+static inline uint64_t stops(uint64_t w, uint64_t a, uint64_t b) {
+  uint64_t x = w ^ (ONES * a), y = w ^ (ONES * b);
+  return ((w - ONES * 0x20) & ~w) | ((x - ONES) & ~x) | ((y - ONES) & ~y);
+}
+
+/* The first byte from i (before len) that ends a run of plain string
+ * text: '"', '\\', a control character or a non-ASCII byte. */
+static inline size_t plain_run(const char *s, size_t i, size_t len) {
+  for (; WORDS && i + 8 <= len; i += 8) {
+    uint64_t w = word8(s + i), m = (stops(w, '"', '\\') | w) & HIGHS;
+    if (m != 0) return i + (size_t)(__builtin_ctzll(m) >> 3);
+  }
+  while (i < len && s[i] != '"' && s[i] != '\\' &&
+         (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x80)
+    i++;
+  return i;
+}
+
 static inline void ws(P *p) {
   const char *s = p->s;
   size_t i = p->pos;
-  while (i < p->len && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' ||
-                        s[i] == '\t'))
+  if (i < p->len && (unsigned char)s[i] > ' ') return; /* mostly */
+  while (i < p->len) {
+    /* Indentation: runs of spaces, a word at a time. */
+    if (WORDS && i + 8 <= p->len && word8(s + i) == ONES * ' ') {
+      i += 8;
+      continue;
+    }
+    if (s[i] != ' ' && s[i] != '\n' && s[i] != '\r' && s[i] != '\t') break;
     i++;
+  }
   p->pos = i;
 }
 
@@ -184,7 +229,8 @@ static int string(P *p, const char **out, size_t *outlen) {
   if (start >= p->len || p->s[start] != '"')
     return syntax(p, start, "expected a string");
   const char *s = p->s;
-  size_t i = start + 1;
+  size_t i = plain_run(s, start + 1, p->len);
+  bool ascii = i >= p->len || (unsigned char)s[i] < 0x80;
   while (i < p->len && s[i] != '"' && s[i] != '\\' &&
          (unsigned char)s[i] >= 0x20)
     i++;
@@ -195,9 +241,11 @@ static int string(P *p, const char **out, size_t *outlen) {
     p->pos = i + 1;
   } else {
     p->pos = start + 1;
+    ascii = false;
     rc = decode_escaped(p, out, outlen);
   }
-  if (rc == TG_OK && !tg__utf8_valid(*out, *outlen))
+  /* ASCII text is UTF-8: only other strings are checked. */
+  if (rc == TG_OK && !ascii && !tg__utf8_valid(*out, *outlen))
     return tg__gj_fail(p->d, start, TG_EJSON, "string is not valid UTF-8");
   return rc;
 }
@@ -722,10 +770,17 @@ static void advance(P *p, size_t off) {
     p->col = 1;
     from = nl + 1;
   }
-  unsigned c = 0;
-  for (const char *q = from; q < end; q++) /* characters, not bytes */
-    c += ((unsigned char)*q & 0xC0) != 0x80;
-  p->col += c;
+  /* Characters, not bytes: every byte but UTF-8 continuations (10xxxxxx)
+   * counts. */
+  size_t c = 0;
+  const char *q = from;
+  for (; WORDS && end - q >= 8; q += 8) {
+    uint64_t w = word8(q);
+    uint64_t cont = (w & ~(w << 1) & HIGHS) >> 7; /* a 1 per byte */
+    c += 8 - (size_t)((cont * ONES) >> 56);
+  }
+  for (; q < end; q++) c += ((unsigned char)*q & 0xC0) != 0x80;
+  p->col += (unsigned)c;
   p->at = off;
 }
 
@@ -743,9 +798,14 @@ static int add_task(P *p, const char *key, size_t keylen, size_t off,
                     gj_task **out) {
   gj_doc *d = p->d;
   if (d->ntasks == d->cap_tasks) {
-    size_t cap = d->cap_tasks ? d->cap_tasks * 2 : 256;
+    /* First room for a task every 64 bytes of text (a plain task takes
+     * more): growing a big array copies it into pages touched anew, and
+     * room never used costs no memory. */
+    size_t cap = d->cap_tasks ? d->cap_tasks * 2
+                              : d->len / 64 > 256 ? d->len / 64 : 256;
     gj_task *t = tg__realloc(d->tasks, cap * sizeof *t);
     if (t == NULL) return tg__gj_fail(d, off, TG_ENOMEM, "out of memory");
+    tg__advise_huge(t, cap * sizeof *t);
     d->tasks = t;
     d->cap_tasks = cap;
   }
@@ -903,20 +963,28 @@ static int task_chunksize(P *p, gj_task *t, size_t at) {
   return rc;
 }
 
-/* One field of task t; p->pos is after its key, at keyoff. */
-static int task_field(P *p, gj_task *t, const char *field, size_t keyoff,
-                      unsigned *seen) {
+/* One field of task t, its key `fkey` (flen bytes, not NUL-terminated); p->pos
+ * is after the key, at keyoff. */
+static int task_field(P *p, gj_task *t, const char *fkey, size_t flen,
+                      size_t keyoff, unsigned *seen) {
   static const char *const names[] = {"fn", "args", "cache", "retries",
                                       "timeout", "map", "over", "chunksize",
                                       "priority"};
-  unsigned i = 0;
-  while (i < 9 && strcmp(field, names[i]) != 0) i++;
-  if (i == 9)
+  unsigned i = 0; /* "fn\u0000x" is not "fn": lengths count */
+  while (i < 9 && !(strlen(names[i]) == flen && memcmp(fkey, names[i], flen) == 0))
+    i++;
+  if (i == 9) {
+    char name[20]; /* cut for the message */
+    size_t k = flen < sizeof name - 4 ? flen : sizeof name - 4;
+    for (size_t j = 0; j < k; j++) name[j] = fkey[j] ? fkey[j] : '?';
+    strcpy(name + k, k < flen ? "..." : "");
     return tg__gj_fail(p->d, keyoff, TG_EFORMAT,
                        "unknown field '%s' in task '%s' (a task has fn or map, "
                        "args, over, chunksize, cache, retries, timeout and "
                        "priority)",
-                       field, t->key);
+                       name, t->key);
+  }
+  const char *field = names[i];
   if (*seen & (1u << i)) return duplicate(p, keyoff, field);
   if ((i == 0 && (*seen & (1u << 5))) || (i == 5 && (*seen & 1u)))
     return tg__gj_fail(p->d, keyoff, TG_EFORMAT,
@@ -973,13 +1041,7 @@ static int task(P *p) {
       size_t foff = p->pos, n;
       const char *field;
       if ((rc = string(p, &field, &n)) != TG_OK) return rc;
-      char name[20]; /* every known field fits; others are cut for the
-                        message */
-      size_t k = n < sizeof name - 4 ? n : sizeof name - 4;
-      for (size_t i = 0; i < k; i++) /* "fn\u0000x" is not "fn" */
-        name[i] = field[i] ? field[i] : '?';
-      strcpy(name + k, k < n ? "..." : "");
-      if ((rc = task_field(p, t, name, foff, &seen)) != TG_OK) return rc;
+      if ((rc = task_field(p, t, field, n, foff, &seen)) != TG_OK) return rc;
     } while (eat(p, ','));
     if (!eat(p, '}')) return syntax(p, p->pos, "expected ',' or '}' in a task");
   }

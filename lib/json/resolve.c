@@ -198,7 +198,11 @@ static int check_map(gj_doc *d, gj_task *t, int want) {
  * exist: that error comes after every task's own. */
 static int check_task(gj_doc *d, tg_registry *reg, gj_task *t, refvec *rv,
                       bool *nested, gj_arg **missing) {
-  t->func = tg_registry_find(reg, t->fn);
+  /* The parser shares a name among the tasks in a row that call it, so
+   * a name is looked up once per run of them. */
+  t->func = t > d->tasks && t[-1].fn == t->fn && t[-1].func != NULL
+                ? t[-1].func
+                : tg_registry_find(reg, t->fn);
   if (t->func == NULL) {
     const char *s = tg_registry_suggest(reg, t->fn);
     return tg__gj_fail(d, t->off + t->fn_at, TG_ENOFUNC,

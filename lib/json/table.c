@@ -42,6 +42,7 @@ static int alloc_table(gj_doc *d) {
   while (cap / 2 < d->ntasks && cap < ((size_t)1 << 32)) cap *= 2;
   d->table = tg__calloc(cap, sizeof *d->table);
   if (d->table == NULL) return TG_ENOMEM;
+  tg__advise_huge(d->table, cap * sizeof *d->table); /* read at random */
   d->table_mask = cap - 1;
   return TG_OK;
 }

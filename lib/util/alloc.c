@@ -1,6 +1,8 @@
 /* lib/util/alloc.c: the library's allocation entry points (one place to
  * add accounting or fault injection later). */
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -18,4 +20,18 @@ void *tg__aligned_alloc(size_t align, size_t size) {
   if (posix_memalign(&p, align, tg__align_up(size ? size : 1, align)) != 0)
     return NULL;
   return p;
+}
+
+void tg__advise_huge(void *p, size_t n) {
+#ifdef MADV_HUGEPAGE
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  if (p == NULL || n < huge) return;
+  uintptr_t from = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+  uintptr_t to = ((uintptr_t)p + n) & ~(huge - 1);
+  /* Only a hint: a kernel without transparent huge pages says no. */
+  if (to > from) (void)madvise((void *)from, to - from, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)n;
+#endif
 }
