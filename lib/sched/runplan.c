@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "memo.h"
+#include "merge.h"
 #include "sched_internal.h"
 
 #define VISITING (UINT32_MAX - 1) /* task_of mark while on the DFS stack */
@@ -85,12 +86,29 @@ static inline bool placed_hit(const tg_graph *g, tg__memo *m, uint32_t node, uin
   return true;
 }
 
+/* Node x, whose inputs are placed, becomes the next task, or points to
+ * an identical pure call placed before it (merge.h). */
+static int place(const tg_graph *g, uint32_t x, uint32_t *task_of, vec32 *order,
+                 tg__merge *mg) {
+  uint32_t same;
+  int rc = tg__merge_place(mg, g, x, task_of, order->v, (uint32_t)order->n, &same);
+  if (rc) return rc;
+  if (same != UINT32_MAX) {
+    task_of[x] = same;
+    return TG_OK;
+  }
+  task_of[x] = (uint32_t)order->n;
+  return push32(order, x) ? TG_OK : TG_ENOMEM;
+}
+
 /* Post-order from outputs: order gets node ids, task_of their index.
  * Inputs are visited in argument order, so a branch is finished before
  * the next starts. With a memo, cache hits are leaves (in h). */
 static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
                        uint32_t *task_of, vec32 *order, tg__memo *m, hits *h) {
   stack st = {0};
+  tg__merge mg;
+  tg__merge_init(&mg);
   int rc = TG_OK;
   for (size_t o = 0; o < nout && rc == TG_OK; o++) {
     if (task_of[outs[o]] != UINT32_MAX) continue;
@@ -114,11 +132,11 @@ static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
         if (!push_frame(&st, child, task_of)) rc = TG_ENOMEM;
         continue;
       }
-      task_of[f->node] = (uint32_t)order->n; /* all inputs placed */
-      if (!push32(order, f->node)) rc = TG_ENOMEM;
+      rc = place(g, f->node, task_of, order, &mg); /* all inputs placed */
       st.n--;
     }
   }
+  tg__merge_free(&mg);
   tg__free(st.f);
   return rc;
 }
