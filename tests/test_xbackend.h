@@ -32,7 +32,7 @@ static char tx_dir[64];      /* this test's scratch directory */
 static pid_t tx_worker;      /* the tcp worker, or 0 */
 static tg_registry *tx_reg;
 
-static void tx_touch(const char *path, const char *suffix) {
+static inline void tx_touch(const char *path, const char *suffix) {
   char p[256];
   snprintf(p, sizeof p, "%s%s", path, suffix);
   int fd = open(p, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -43,7 +43,7 @@ static void tx_touch(const char *path, const char *suffix) {
   }
 }
 
-static int tx_fn_tick(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+static inline int tx_fn_tick(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
   (void)n;
   if (tg_value_type(a[0]) != TG_STR || tg_value_type(a[1]) != TG_INT)
     return tg_task_fail(ctx, TG_ETYPE, "tick(path, int)");
@@ -52,7 +52,7 @@ static int tx_fn_tick(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value *
   return *out ? TG_OK : TG_ENOMEM;
 }
 
-static int tx_fn_hold(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+static inline int tx_fn_hold(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
   (void)n;
   if (tg_value_type(a[0]) != TG_STR) return tg_task_fail(ctx, TG_ETYPE, "hold(path)");
   const char *path = tg_str_data(a[0], NULL);
@@ -69,7 +69,7 @@ static int tx_fn_hold(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value *
   return *out ? TG_OK : TG_ENOMEM;
 }
 
-static tg_registry *tx_registry(void) {
+static inline tg_registry *tx_registry(void) {
   tg_registry *r = tgt_registry_new();
   cr_assert_not_null(r);
   tg_func_def d[] = {
@@ -84,12 +84,12 @@ static tg_registry *tx_registry(void) {
 
 /* Path of file `name` in the test's directory (a static buffer per
  * call site is the caller's: copy it). */
-static void tx_path(char *buf, size_t size, const char *name) {
+static inline void tx_path(char *buf, size_t size, const char *name) {
   snprintf(buf, size, "%s/%s", tx_dir, name);
 }
 
 /* Bytes in file `name` (the calls tick made on it); 0 when absent. */
-static long tx_count(const char *name) {
+static inline long tx_count(const char *name) {
   char p[256];
   struct stat st;
   tx_path(p, sizeof p, name);
@@ -98,7 +98,7 @@ static long tx_count(const char *name) {
 
 /* Wait until file `name` exists (an event, not a delay): false after a
  * generous 60 s. */
-static bool tx_wait_file(const char *name) {
+static inline bool tx_wait_file(const char *name) {
   char p[256];
   tx_path(p, sizeof p, name);
   for (int i = 0; i < 60000; i++) {
@@ -109,13 +109,13 @@ static bool tx_wait_file(const char *name) {
 }
 
 /* Let every hold(name) return. */
-static void tx_release(const char *name) {
+static inline void tx_release(const char *name) {
   char p[256];
   tx_path(p, sizeof p, name);
   tx_touch(p, "");
 }
 
-static void tx_worker_main(int fd) {
+static inline void tx_worker_main(int fd) {
   tg_registry *r = tx_registry();
   tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
                       .nthreads = 2, .stop = tproc_stop_on_term(),
@@ -127,14 +127,14 @@ static void tx_worker_main(int fd) {
   _exit(rc ? 1 : 0);
 }
 
-static void tx_setup(void) {
+static inline void tx_setup(void) {
   snprintf(tx_dir, sizeof tx_dir, "/tmp/tg_xb_XXXXXX");
   cr_assert_not_null(mkdtemp(tx_dir));
   tx_reg = tx_registry();
 }
 
 /* An executor on `backend` with 2 workers; tcp starts a worker process. */
-static tg_executor *tx_executor(const char *backend) {
+static inline tg_executor *tx_executor(const char *backend) {
   tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = backend, .workers = 2};
   char ep[128];
   const char *addr[1] = {ep};
@@ -163,7 +163,7 @@ static tg_executor *tx_executor(const char *backend) {
 
 /* Free ex (after releasing every hold of names g0..g7), stop the worker,
  * remove the directory. */
-static void tx_teardown(tg_executor *ex) {
+static inline void tx_teardown(tg_executor *ex) {
   for (int i = 0; i < 8; i++) {
     char name[8];
     snprintf(name, sizeof name, "g%d", i);
