@@ -3,6 +3,7 @@
  * threads, processes and tcp; impure calls, different arguments and
  * values that only look alike are not merged. tick() counts its calls in
  * a file, so the counts hold wherever tasks run. */
+#include "tgraph/cache.h"
 #include "test_xbackend.h"
 
 static tg_executor *ex;
@@ -162,3 +163,35 @@ Test(merge, constants, .init = tx_setup) {
   tg_graph_free(g);
   tg_registry_free(tx_reg);
 }
+
+/* With a cache: the merged call is stored once; the next compute serves
+ * both nodes from that one entry. */
+static void cached_once(void) {
+  char path[300];
+  tx_path(path, sizeof path, "cache");
+  tg_cache_opts co = {.version = TG_CACHE_OPTS_V1, .min_compute_seconds = TG_CACHE_STORE_ALL};
+  tg_cache *c = NULL;
+  tg_error err;
+  cr_assert_eq(tg_cache_open(path, &co, &c, &err), TG_OK, "%s", err.msg);
+  tg_node outs[2] = {tick_int("t", 5, "a"), tick_int("t", 5, "b")};
+  tg_compute_stats st;
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .executor = ex, .stats = &st, .cache = c};
+  tg_value *v[2];
+  for (int round = 0; round < 2; round++) {
+    cr_assert_eq(tg_compute(g, outs, 2, &o, v), TG_OK, "%s", tg_graph_errmsg(g));
+    cr_assert(tg_value_int(v[0]) == 50 && tg_value_int(v[1]) == 50);
+    tg_value_unref(v[0]);
+    tg_value_unref(v[1]);
+    if (round == 0)
+      cr_assert(st.cache_stores == 1 && st.tasks_run == 1, "stores %zu run %zu",
+                st.cache_stores, st.tasks_run);
+    else
+      cr_assert(st.cache_hits == 2 && st.tasks_run == 0, "hits %zu run %zu", st.cache_hits,
+                st.tasks_run);
+  }
+  cr_assert_eq(tx_count("t"), 1);
+  tg_cache_close(c);
+}
+ON(sync, cached_once)
+ON(threads, cached_once)
+ON(processes, cached_once)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "merge.h"
+#include "value/value_internal.h" /* immediates, the type tag */
 
 #define SMALL_BYTES 256 /* strings, bytes and arrays compared by value */
 #define SMALL_ITEMS 64  /* budget of list and map items compared by value */
@@ -41,8 +42,10 @@ static bool small(const tg_value *v, int *budget) {
 
 /* A hash of constant v consistent with const_same. Scalars inline (the
  * common case, and cheap); large values by identity. */
-static uint64_t const_hash(const tg_value *v) {
-  tg_type t = tg_value_type(v);
+static inline uint64_t const_hash(const tg_value *v) {
+  /* Small ints are immediates: one int, one pointer, never boxed. */
+  if (tg__is_imm(v)) return (uint64_t)(uintptr_t)v;
+  tg_type t = (tg_type)v->type;
   uint64_t bits = 0;
   switch (t) {
     case TG_NULL: break;
@@ -74,13 +77,10 @@ static uint64_t str_hash(const char *s) {
   return h;
 }
 
-static uint64_t node_hash(const tg_graph *g, const tg__gnode *nd, const uint32_t *task_of) {
-  uint32_t tbits;
-  memcpy(&tbits, &nd->timeout, sizeof tbits);
-  uint64_t h = mix((uint64_t)(uintptr_t)nd->fn, nd->nargs);
-  h = mix(h, (uint64_t)nd->kind | (uint64_t)nd->aux << 8);
-  h = mix(h, (uint64_t)(uint16_t)nd->retries | (uint64_t)(uint8_t)nd->cache << 16 |
-                 (uint64_t)tbits << 32);
+static inline uint64_t node_hash(const tg_graph *g, const tg__gnode *nd, const uint32_t *task_of) {
+  /* The options rarely differ: same_call compares them; the hash takes
+   * the function and the argument count only. */
+  uint64_t h = mix((uint64_t)(uintptr_t)nd->fn, (uint64_t)nd->nargs << 8 | nd->kind);
   const tg__garg *a = tg__node_args(g, nd);
   for (uint32_t j = 0; j < nd->nargs; j++) {
     switch (a[j].kind) {
@@ -128,9 +128,11 @@ void tg__merge_free(tg__merge *m) {
   tg__merge_init(m);
 }
 
-static bool grow(tg__merge *m, uint32_t next) {
+/* Room for task `next` and one more slot; the first table is sized for
+ * the whole graph (capped), so most plans never rehash. */
+static bool grow(tg__merge *m, const tg_graph *g, uint32_t next) {
   if (next >= m->hcap) {
-    size_t c = m->hcap ? 2 * m->hcap : 256;
+    size_t c = m->hcap ? 2 * m->hcap : (g->n < ((size_t)1 << 19) ? g->n + 1 : (size_t)1 << 19);
     while (c <= next) c *= 2;
     uint64_t *p = tg__realloc(m->hash, c * sizeof *p);
     if (!p) return false;
@@ -138,7 +140,10 @@ static bool grow(tg__merge *m, uint32_t next) {
     m->hcap = c;
   }
   if ((m->n + 1) * 2 <= m->cap) return true;
-  size_t cap = m->cap ? 2 * m->cap : 512;
+  size_t cap = 512;
+  if (m->cap) cap = 2 * m->cap;
+  else
+    while (cap < 2 * g->n && cap < ((size_t)1 << 20)) cap *= 2;
   uint32_t *s = tg__calloc(cap, sizeof *s);
   if (!s) return false;
   for (size_t i = 0; i < m->cap; i++) { /* rehash from the kept hashes */
@@ -159,7 +164,7 @@ int tg__merge_place(tg__merge *m, const tg_graph *g, uint32_t node,
   *same = UINT32_MAX;
   const tg__gnode *nd = &g->nodes[node];
   if (!(nd->fn->flags & TG_FUNC_PURE)) return TG_OK; /* impure calls may differ */
-  if (!grow(m, next)) return TG_ENOMEM;
+  if ((next >= m->hcap || (m->n + 1) * 2 > m->cap) && !grow(m, g, next)) return TG_ENOMEM;
   uint64_t h = node_hash(g, nd, task_of);
   size_t mask = m->cap - 1, i = h & mask;
   for (; m->slot[i]; i = (i + 1) & mask) {

@@ -87,14 +87,16 @@ static inline bool placed_hit(const tg_graph *g, tg__memo *m, uint32_t node, uin
 }
 
 /* Node x, whose inputs are placed, becomes the next task, or points to
- * an identical pure call placed before it (merge.h). */
+ * an identical pure call placed before it (merge.h): then it is no miss
+ * of the memo's either, its task's being the one computed. */
 static int place(const tg_graph *g, uint32_t x, uint32_t *task_of, vec32 *order,
-                 tg__merge *mg) {
+                 tg__merge *mg, tg__memo *m) {
   uint32_t same;
   int rc = tg__merge_place(mg, g, x, task_of, order->v, (uint32_t)order->n, &same);
   if (rc) return rc;
   if (same != UINT32_MAX) {
     task_of[x] = same;
+    if (m) m->computed -= tg__memo_cacheable(&g->nodes[x]);
     return TG_OK;
   }
   task_of[x] = (uint32_t)order->n;
@@ -132,7 +134,7 @@ static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
         if (!push_frame(&st, child, task_of)) rc = TG_ENOMEM;
         continue;
       }
-      rc = place(g, f->node, task_of, order, &mg); /* all inputs placed */
+      rc = place(g, f->node, task_of, order, &mg, m); /* all inputs placed */
       st.n--;
     }
   }
