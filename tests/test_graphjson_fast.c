@@ -71,7 +71,7 @@ Test(graphjson_fast, keys_found_after_load) {
   cr_assert_eq(compute_int(g, info->tasks[2].node), 3);
   cr_assert_eq(compute_int(g, info->tasks[3].node), 6);
   /* The index takes adds after the load as before. */
-  tg_node_opts o = {TG_NODE_OPTS_V1, "e", -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, "e", -1, -1, 0, 0};
   tg_node e;
   tg_arg arg = tg_arg_node(info->tasks[0].node);
   cr_assert_eq(tg_graph_add(g, "identity", &arg, 1, &o, &e), TG_OK);

@@ -261,7 +261,7 @@ enum { SMALL, BIG, MAPS };
 
 /* SMALL: GROUPS lists range(0, 1000 + i), each kept on a worker (about
  * 9 KB), and as outputs item 7 of each plus i: 7 + i. BIG: BIG_GROUPS
- * lists of BIG_ITEMS items and one output, the sum of their last items
+ * distinct lists of BIG_ITEMS items and one output, the sum of their last items
  * (so that all of them are needed at once). MAPS: GROUPS maps parsed from
  * JSON (about 5 KB) and as outputs their key "a" (7) plus i. */
 static void client(const char *const *addrs, size_t n, int mode, outcome *o) {
@@ -284,8 +284,10 @@ static void client(const char *const *addrs, size_t n, int mode, outcome *o) {
       outs[i] = tg_call(g, "add", 2, tg_arg_key(p, "a"), tg_arg_value(tg_int(i)));
       continue;
     }
-    p = tg_call(g, "range", 2, tg_arg_value(tg_int(0)),
-                tg_arg_value(tg_int(big ? BIG_ITEMS : 1000 + i)));
+    /* BIG: range(i, i + BIG_ITEMS), distinct calls (identical ones would
+     * be one task) */
+    p = tg_call(g, "range", 2, tg_arg_value(tg_int(big ? i : 0)),
+                tg_arg_value(tg_int(big ? i + BIG_ITEMS : 1000 + i)));
     if (big) last[i] = tg_arg_item(p, -1);
     else outs[i] = tg_call(g, "add", 2, tg_arg_item(p, 7), tg_arg_value(tg_int(i)));
   }
@@ -309,7 +311,8 @@ static void client(const char *const *addrs, size_t n, int mode, outcome *o) {
   o->kept = st.results_kept;
   if (o->rc == TG_OK)
     for (int i = 0; i < groups; i++) {
-      int64_t want = big ? BIG_GROUPS * (BIG_ITEMS - 1) : 7 + i;
+      int64_t want = big ? BIG_GROUPS * (BIG_ITEMS - 1) + BIG_GROUPS * (BIG_GROUPS - 1) / 2
+                         : 7 + i;
       o->wrong += tg_value_type(res[i]) != TG_INT || tg_value_int(res[i]) != want;
       tg_value_unref(res[i]);
     }

@@ -7,8 +7,9 @@
  *      tg_executor_call()      gives a future; a future may be an argument
  *                              of a later call (tg_arg_future)
  *   3. tg_future_result() /   wait for results, poll, cancel, get called
- *      tg_future_on_done() /   back, or iterate in completion order
- *      tg_as_completed_*()
+ *      tg_future_on_done() /   back, wait for the first or all of several
+ *      tg_futures_wait() /     (tg_executor_wait_all: everything), or
+ *      tg_as_completed_*()     iterate in completion order
  *   4. tg_future_free()        drop each future handle
  *   5. tg_executor_free()      cancel what is queued, wait for what runs,
  *                              stop the workers
@@ -113,6 +114,13 @@ int tg_executor_submit_opts(tg_executor *ex, tg_graph *g, const tg_node *nodes,
 int tg_executor_call(tg_executor *ex, const char *fn, const tg_arg *args,
                      size_t nargs, tg_future **out /* OUT */);
 
+/* Wait until everything submitted to ex so far, and anything submitted
+ * meanwhile, has finished (futures resolved, computes returned), as
+ * concurrent.futures' shutdown(wait=True) without shutting down. At most
+ * timeout seconds (< 0: forever; 0: just look). TG_OK, TG_ETIMEDOUT, or
+ * TG_EINVAL for a NULL ex. */
+int tg_executor_wait_all(tg_executor *ex, double timeout);
+
 /* ---- futures --------------------------------------------------------- */
 
 tg_future *tg_future_ref(tg_future *f);
@@ -122,11 +130,17 @@ bool tg_future_done(const tg_future *f);      /* finished in any way */
 /* Not done, and a task of its submission has started. */
 bool tg_future_running(const tg_future *f);
 bool tg_future_cancelled(const tg_future *f);
-/* Cancel: true when the future will not run (its own task had not
- * started, or it was already cancelled): it is then done and cancelled
- * (TG_ECANCELED). False when its task has started or it is done. Work
- * that only this future needed is dropped (tasks of it already running
- * finish; their results are released). */
+/* Cancel, as concurrent.futures does: true when the future will not run
+ * (its own task had not started, or it was already cancelled): it is
+ * then done and cancelled (TG_ECANCELED). False when its task has
+ * started (a running future is not cancelled: it resolves with its
+ * result) or it is done. Work that only this future needed is dropped.
+ * Once every future of a submission is cancelled, its tasks still
+ * running (inputs of the cancelled ones) see tg_task_cancelled() become
+ * true, on every backend: threads and sync read the flag directly; the
+ * processes and tcp backends tell the worker running such a task, whose
+ * tg_task_cancelled() then turns true (within about 0.05 s), and ignore
+ * what it returns. A task that ignores it runs to its end. */
 bool tg_future_cancel(tg_future *f);
 
 /* Wait until done, at most timeout seconds (< 0: forever). TG_OK or
@@ -144,13 +158,49 @@ typedef void (*tg_future_cb)(tg_future *f, void *ctx);
 /* Call cb(f, ctx) once when f is done (see Callbacks above). */
 int tg_future_on_done(tg_future *f, tg_future_cb cb, void *ctx);
 
-/* Iterate over futures in the order they finish; each is yielded exactly
- * once. The iterator borrows the futures: keep them until it is freed. */
+/* ---- waiting for several futures (concurrent.futures.wait) ----------- */
+
+typedef enum tg_wait_mode {
+  TG_FIRST_COMPLETED = 1, /* return when any future is done */
+  TG_FIRST_EXCEPTION = 2, /* when any fails (done, not OK and not
+                             cancelled); if none fails, when all are done */
+  TG_ALL_COMPLETED = 3,   /* when all are done */
+} tg_wait_mode;
+
+/* Wait for fs[0..n) as `mode` says, at most timeout seconds (< 0:
+ * forever; 0: just look). The futures form a set: a future given twice
+ * counts once, under the index of its first occurrence. On return the
+ * distinct futures are split by their state at that moment: done_idx
+ * gets the indices (into fs, ascending) of the done ones, *ndone their
+ * number; notdone_idx and *nnotdone the others. Each index array must
+ * hold n entries, or be NULL when not wanted; counts may be NULL.
+ * Returns TG_OK also when the timeout passed (as Python returns the two
+ * sets: *nnotdone tells); TG_EINVAL for a bad mode, fs NULL with n > 0
+ * or a NULL future; TG_ENOMEM (then nothing is written but the counts,
+ * 0). Allocates O(n) bytes while it runs, nothing that outlives it.
+ * Thread-safe; callbacks it registers are removed before it returns. */
+int tg_futures_wait(tg_future *const *fs, size_t n, tg_wait_mode mode,
+                    double timeout, size_t *done_idx /* OUT, n or NULL */,
+                    size_t *ndone /* OUT */,
+                    size_t *notdone_idx /* OUT, n or NULL */,
+                    size_t *nnotdone /* OUT */);
+
+/* Iterate over futures in the order they finish; each distinct future is
+ * yielded exactly once, also when fs names it twice. Futures already
+ * done come first. The iterator borrows the futures: keep them until it
+ * is freed. */
 typedef struct tg_as_completed tg_as_completed;
 int tg_as_completed_new(tg_future *const *fs, size_t n,
                         tg_as_completed **out /* OUT */);
+/* The same with a limit on the whole iteration, as CPython's
+ * as_completed(fs, timeout): `timeout` seconds from this call (< 0:
+ * none; 0: only what is done already). Once it has passed, next yields
+ * the futures that finished by then and then TG_ETIMEDOUT. */
+int tg_as_completed_new_timed(tg_future *const *fs, size_t n, double timeout,
+                              tg_as_completed **out /* OUT */);
 /* Next finished future (borrowed) in *out: TG_OK; TG_ENOTFOUND when all
- * were yielded; TG_ETIMEDOUT after `timeout` seconds (< 0: forever). */
+ * were yielded; TG_ETIMEDOUT after `timeout` seconds (< 0: forever), or
+ * sooner when the iteration's limit passes (tg_as_completed_new_timed). */
 int tg_as_completed_next(tg_as_completed *it, double timeout,
                          tg_future **out /* OUT */);
 void tg_as_completed_free(tg_as_completed *it);

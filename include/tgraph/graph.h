@@ -12,6 +12,16 @@
  * outputs need (culling), on a backend chosen by name ("sync", "threads",
  * "processes", "tcp"; the CLI's --scheduler takes the same names).
  *
+ * Identical pure calls are computed once: nodes calling the same pure
+ * function (same name, version and origin) with the same options on
+ * identical arguments (equal constants, the same input results; constants
+ * of 256 bytes or more, or lists and maps past a few small items, only
+ * when they are the same value object) become one task whose result
+ * every such node gets, whatever their keys. The task keeps the key of
+ * the first of them in the plan's order; events and statistics count it
+ * once (tasks_total, tasks_run). Impure calls are never merged, nor pure
+ * calls of the results of two impure calls.
+ *
  * Nodes only reference nodes that already exist, so a graph is acyclic by
  * construction. Node ids are dense (0, 1, 2, ... in order of creation)
  * and valid until tg_graph_free().

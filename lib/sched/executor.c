@@ -2,6 +2,7 @@
  * runs active on it, and the submission calls that create runs and hand
  * out futures. */
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 #include "backend.h"
@@ -45,7 +46,11 @@ int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
   ex->event_ctx = opts ? opts->event_ctx : NULL;
   ex->cache = opts ? opts->cache : NULL;
   pthread_mutex_init(&ex->mu, NULL);
-  pthread_cond_init(&ex->idle, NULL);
+  pthread_condattr_t ca; /* waits with a timeout use the monotonic clock */
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&ex->idle, &ca);
+  pthread_condattr_destroy(&ca);
   tg__backend_cfg cfg = {TG__BACKEND_OPS_V1, ex->workers, ex, opts};
   int rc = ops->create(&cfg, &ex->backend, err);
   if (rc) {
@@ -74,6 +79,29 @@ void tg_executor_free(tg_executor *ex) {
   pthread_cond_destroy(&ex->idle);
   pthread_mutex_destroy(&ex->mu);
   tg__free(ex);
+}
+
+int tg_executor_wait_all(tg_executor *ex, double timeout) {
+  if (!ex) return TG_EINVAL;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  if (timeout > 1e9) timeout = 1e9;
+  if (timeout > 0) {
+    double t = (double)ts.tv_nsec * 1e-9 + timeout;
+    ts.tv_sec += (time_t)t;
+    ts.tv_nsec = (long)((t - (double)(time_t)t) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+  }
+  int rc = TG_OK;
+  pthread_mutex_lock(&ex->mu);
+  while (ex->nactive && rc == TG_OK) {
+    if (timeout < 0) pthread_cond_wait(&ex->idle, &ex->mu);
+    else if (timeout == 0 ||
+             (pthread_cond_timedwait(&ex->idle, &ex->mu, &ts) != 0 && ex->nactive))
+      rc = TG_ETIMEDOUT;
+  }
+  pthread_mutex_unlock(&ex->mu);
+  return rc;
 }
 
 void tg__executor_add_run(tg_executor *ex, tg__run *r) {

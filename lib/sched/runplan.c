@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "memo.h"
+#include "merge.h"
 #include "order.h"
 #include "sched_internal.h"
 
@@ -97,6 +98,27 @@ static inline void input_done(frame *f, uint32_t work, bool *reorder) {
   f->last = work;
 }
 
+/* Node x, whose inputs are placed, becomes the next task, or points to
+ * an identical pure call placed before it (merge.h): then it is no miss
+ * of the memo's either, its task's being the one computed. The pair (x,
+ * that call's node) goes to `merged`, for task_of[x] to follow the call's
+ * task when the order changes; a merged call is a shared one, so the plan
+ * is no forest. */
+static int place(const tg_graph *g, uint32_t x, uint32_t *task_of, vec32 *order,
+                 tg__merge *mg, tg__memo *m, vec32 *merged, bool *reorder) {
+  uint32_t same;
+  int rc = tg__merge_place(mg, g, x, task_of, order->v, (uint32_t)order->n, &same);
+  if (rc) return rc;
+  if (same != UINT32_MAX) {
+    task_of[x] = same;
+    *reorder = true;
+    if (m) m->computed -= tg__memo_cacheable(&g->nodes[x]);
+    return push32(merged, x) && push32(merged, order->v[same]) ? TG_OK : TG_ENOMEM;
+  }
+  task_of[x] = (uint32_t)order->n;
+  return push32(order, x) ? TG_OK : TG_ENOMEM;
+}
+
 /* Post-order from outputs: order gets node ids, task_of their index.
  * Inputs are visited in argument order, so a branch is finished before
  * the next starts. With a memo, cache hits are leaves (in h). *reorder
@@ -104,8 +126,10 @@ static inline void input_done(frame *f, uint32_t work, bool *reorder) {
  * for which this is already the order of order.h. */
 static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
                        uint32_t *task_of, vec32 *order, tg__memo *m, hits *h,
-                       bool *reorder) {
+                       vec32 *merged, bool *reorder) {
   stack st = {0};
+  tg__merge mg;
+  tg__merge_init(&mg);
   int rc = TG_OK;
   *reorder = false;
   for (size_t o = 0; o < nout && rc == TG_OK; o++) {
@@ -136,12 +160,12 @@ static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
         else st.f[st.n - 1].first = (uint32_t)order->n;
         continue;
       }
-      task_of[f->node] = (uint32_t)order->n; /* all inputs placed */
-      if (!push32(order, f->node)) rc = TG_ENOMEM;
+      rc = place(g, f->node, task_of, order, &mg, m, merged, reorder); /* all inputs placed */
       uint32_t work = (uint32_t)order->n - f->first;
       if (--st.n) input_done(&st.f[st.n - 1], work, reorder);
     }
   }
+  tg__merge_free(&mg);
   tg__free(st.f);
   return rc;
 }
@@ -272,9 +296,15 @@ int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
   if (!p->task_of) goto fail;
   memset(p->task_of, 0xff, g->n * sizeof *p->task_of);
   bool reorder;
-  if ((rc = order_nodes(g, outputs, nout, p->task_of, &order, memo, &h, &reorder)))
-    goto fail;
-  if (reorder && (rc = rank_tasks(g, outputs, nout, &h, &order, p->task_of))) goto fail;
+  vec32 merged = {0};
+  if ((rc = order_nodes(g, outputs, nout, p->task_of, &order, memo, &h, &merged,
+                        &reorder)) == TG_OK &&
+      reorder)
+    rc = rank_tasks(g, outputs, nout, &h, &order, p->task_of);
+  for (size_t i = 0; rc == TG_OK && i < merged.n; i += 2) /* follow the order */
+    p->task_of[merged.v[i]] = p->task_of[merged.v[i + 1]];
+  tg__free(merged.v);
+  if (rc) goto fail;
   rc = TG_ENOMEM;
   p->ntasks = (uint32_t)order.n;
   p->tasks = tg__calloc(order.n ? order.n : 1, sizeof *p->tasks);

@@ -415,6 +415,10 @@ tg_future *tg__future_new(tg__run *r, size_t slot);
  * failure with msg. Later calls do nothing. Runs the callbacks. */
 void tg__future_resolve(tg_future *f, int code, tg_value *result,
                         const char *msg);
+/* Remove the callback (cb, ctx) registered on f if it has not been
+ * dispatched: true when removed (it will never run), false when it ran
+ * or is running. */
+bool tg__future_off_done(tg_future *f, tg_future_cb cb, void *ctx);
 /* Whether f is done; its code and result (borrowed) when it is. */
 bool tg__future_outcome(const tg_future *f, int *code, tg_value **result,
                         const char **msg);
