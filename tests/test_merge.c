@@ -14,7 +14,7 @@ static tg_node tick(const char *fn, const char *name, tg_arg x, const char *key)
   char p[256];
   tx_path(p, sizeof p, name);
   tg_arg a[2] = {tg_arg_value(tg_str_c(p)), x};
-  tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, -1, 0};
+  tg_node_opts o = {TG_NODE_OPTS_V1, key, -1, -1, 0, 0};
   tg_node n = TG_NODE_NONE;
   cr_assert_eq(tg_graph_add(g, fn, a, 2, &o, &n), TG_OK, "%s", tg_graph_errmsg(g));
   return n;

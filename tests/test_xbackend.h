@@ -73,9 +73,9 @@ static inline tg_registry *tx_registry(void) {
   tg_registry *r = tgt_registry_new();
   cr_assert_not_null(r);
   tg_func_def d[] = {
-      {TG_FUNC_DEF_V1, "tick", "1", tx_fn_tick, TG_FUNC_PURE, 2, NULL, NULL},
-      {TG_FUNC_DEF_V1, "tick_impure", "1", tx_fn_tick, 0, 2, NULL, NULL},
-      {TG_FUNC_DEF_V1, "hold", "1", tx_fn_hold, 0, 1, NULL, NULL},
+      {TG_FUNC_DEF_V1, "tick", "1", tx_fn_tick, TG_FUNC_PURE, 2, NULL, NULL, 0, NULL, NULL},
+      {TG_FUNC_DEF_V1, "tick_impure", "1", tx_fn_tick, 0, 2, NULL, NULL, 0, NULL, NULL},
+      {TG_FUNC_DEF_V1, "hold", "1", tx_fn_hold, 0, 1, NULL, NULL, 0, NULL, NULL},
   };
   for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
     cr_assert_eq(tg_registry_add(r, &d[i], NULL), TG_OK);
