@@ -89,8 +89,9 @@ static void parse(shape *s, const char *spec) {
     if (!s->used[k]) s->outs[s->nout++] = k;
 }
 
-/* Add every key to g once its inputs are there: sum_args(inputs...), or
- * sum_args(1) for a key without inputs. */
+/* Add every key to g once its inputs are there: sum_args(inputs..., i)
+ * for key i. The index keeps every key a call of its own, as dask's keys
+ * are: identical pure calls would be merged into one task. */
 static void build(shape *s) {
   bool made[MAXN] = {false};
   for (size_t left = s->n; left > 0;) {
@@ -103,7 +104,7 @@ static void build(shape *s) {
         if (!made[s->in[i][j]]) goto later;
         args[na++] = tg_arg_node(s->node[s->in[i][j]]);
       }
-      if (na == 0) args[na++] = tg_arg_value(tg_int(1));
+      args[na++] = tg_arg_value(tg_int((int64_t)i));
       tg_node_opts o = {.version = TG_NODE_OPTS_V1, .key = s->key[i], .retries = -1,
                         .cache = -1};
       cr_assert_eq(tg_graph_add(g, "sum_args", args, na, &o, &s->node[i]), TG_OK, "%s",

@@ -217,8 +217,9 @@ static small_run small_graph(bool failing, const char *odd_key) {
   tg_node load = add(s.g, "pass", "load", 1, one);
   tg_arg l1[] = {tg_arg_node(load)};
   tg_node left = add(s.g, "pass", odd_key ? odd_key : "left", 1, l1);
-  tg_arg r1[] = {tg_arg_node(load)};
-  tg_node right = add(s.g, "pass", "right", 1, r1);
+  /* right adds 0: not the same call as left, which would run once */
+  tg_arg r1[] = {tg_arg_node(load), tg_arg_value(tg_int(0))};
+  tg_node right = add(s.g, "pass", "right", 2, r1);
   tg_arg m[] = {tg_arg_node(left), tg_arg_node(right)};
   tg_node merge = add(s.g, failing ? "fail" : "pass", "merge", 2, m);
   tg_arg o1[] = {tg_arg_node(merge)};
