@@ -203,7 +203,9 @@ int tg__run_wait(tg__run *r, double timeout) {
   return TG_OK;
 }
 
-static void record(tg__run *r, int code, uint32_t node, const char *fmt,
+/* The first error is the compute's; `stop` also ends the run (no new
+ * task starts), which a keep-going failure does not. */
+static void record(tg__run *r, int code, uint32_t node, bool stop, const char *fmt,
                    va_list ap) {
   pthread_mutex_lock(&r->err_mu);
   if (r->err_code == TG_OK) {
@@ -212,13 +214,13 @@ static void record(tg__run *r, int code, uint32_t node, const char *fmt,
     vsnprintf(r->err_msg, sizeof r->err_msg, fmt, ap);
   }
   pthread_mutex_unlock(&r->err_mu);
-  atomic_store_explicit(&r->stop, 1, memory_order_release);
+  if (stop) atomic_store_explicit(&r->stop, 1, memory_order_release);
 }
 
 void tg__run_stop(tg__run *r, int code, uint32_t node, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  record(r, code, node, fmt, ap);
+  record(r, code, node, true, fmt, ap);
   va_end(ap);
   atomic_store_explicit(&r->cancel, 1, memory_order_release);
 }
@@ -226,19 +228,9 @@ void tg__run_stop(tg__run *r, int code, uint32_t node, const char *fmt, ...) {
 void tg__run_fail(tg__run *r, int code, uint32_t node, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  if (!r->keep_going) {
-    record(r, code, node, fmt, ap);
-    atomic_store_explicit(&r->cancel, 1, memory_order_release);
-  } else { /* the first failure is the compute's error; nothing stops */
-    pthread_mutex_lock(&r->err_mu);
-    if (r->err_code == TG_OK) {
-      r->err_code = code;
-      r->err_node = node;
-      vsnprintf(r->err_msg, sizeof r->err_msg, fmt, ap);
-    }
-    pthread_mutex_unlock(&r->err_mu);
-  }
+  record(r, code, node, !r->keep_going, fmt, ap);
   va_end(ap);
+  if (!r->keep_going) atomic_store_explicit(&r->cancel, 1, memory_order_release);
 }
 
 bool tg__run_keep_going(tg__run *r) {
@@ -262,7 +254,7 @@ static void halt(tg__run *r, int code, const char *fmt, ...) TG__PRINTF(3, 4);
 static void halt(tg__run *r, int code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  record(r, code, TG_NODE_NONE, fmt, ap);
+  record(r, code, TG_NODE_NONE, true, fmt, ap);
   va_end(ap);
 }
 
