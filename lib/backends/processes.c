@@ -180,7 +180,7 @@ static bool result_soon(const tg__ppool *p) {
 }
 
 static bool can_dispatch(const tg__ppool *p) {
-  if (!p->nready && !p->nretry && !p->npq) return false;
+  if (!p->nready && !p->nretry && !p->pq.n) return false;
   for (unsigned i = 0; i < p->nw; i++)
     if (p->ws[i].state == TG__PW_UP && p->ws[i].nbatches == 0) return true;
   return false;

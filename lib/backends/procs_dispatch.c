@@ -135,40 +135,10 @@ static int preferred(tg__ppool *p, tg__task *t) {
   return best;
 }
 
-static bool pq_push(tg__ppool *p, tg__task *t) {
-  if (p->npq == p->pq_cap) {
-    size_t c = p->pq_cap ? p->pq_cap * 2 : 256;
-    tg__task **h = tg__realloc(p->pq, c * sizeof *h);
-    if (!h) return false;
-    p->pq = h;
-    p->pq_cap = c;
-  }
-  size_t i = p->npq++;
-  while (i > 0 && tg__task_before(t, p->pq[(i - 1) / 2])) {
-    p->pq[i] = p->pq[(i - 1) / 2];
-    i = (i - 1) / 2;
-  }
-  p->pq[i] = t;
-  return true;
-}
-
-tg__task *tg__pd_pq_pop(tg__ppool *p) {
-  tg__task *top = p->pq[0], *last = p->pq[--p->npq];
-  size_t i = 0;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= p->npq) break;
-    if (c + 1 < p->npq && tg__task_before(p->pq[c + 1], p->pq[c])) c++;
-    if (!tg__task_before(p->pq[c], last)) break;
-    p->pq[i] = p->pq[c];
-    i = c;
-  }
-  if (p->npq) p->pq[i] = last;
-  return top;
-}
+tg__task *tg__pd_pq_pop(tg__ppool *p) { return tg__task_heap_pop(&p->pq); }
 
 void tg__pd_push_ready(tg__ppool *p, tg__task *t) {
-  if (tg__task_prioritized(t) && pq_push(p, t)) return;
+  if (tg__task_prioritized(t) && tg__task_heap_push(&p->pq, t)) return;
   int w = p->nw > 1 && !tg__task_prioritized(t) ? preferred(p, t) : -1;
   if (w >= 0) {
     tg__pworker *pw = &p->ws[w];
@@ -194,7 +164,7 @@ void tg__pd_take_made_ready(tg__ppool *p) {
 }
 
 bool tg__pd_idle(const tg__ppool *p) {
-  if (p->nready || p->nretry || p->npq) return false;
+  if (p->nready || p->nretry || p->pq.n) return false;
   for (unsigned i = 0; i < p->nw; i++)
     if (p->ws[i].nbatches || p->ws[i].naffine) return false;
   return true;
@@ -337,10 +307,10 @@ enum { SRC_NONE, SRC_RETRY, SRC_AFFINE, SRC_READY, SRC_STEAL, SRC_PQ };
 
 static int next_source(tg__ppool *p, tg__pworker *w, tg__pworker **victim) {
   if (p->nretry) return SRC_RETRY;
-  if (p->npq) { /* the heap's top against what the stacks would give */
+  if (p->pq.n) { /* the heap's top against what the stacks would give */
     const tg__task *t = w->naffine ? w->affine[w->naffine - 1]
                         : p->nready ? p->ready[p->nready - 1] : NULL;
-    if (!t || tg__task_before(p->pq[0], t)) return SRC_PQ;
+    if (!t || tg__task_before(tg__task_heap_top(&p->pq), t)) return SRC_PQ;
   }
   if (w->naffine) return SRC_AFFINE;
   if (p->nready) return SRC_READY;
@@ -360,7 +330,7 @@ static tg__task *peek(tg__ppool *p, tg__pworker *w, int src, tg__pworker *victim
     case SRC_AFFINE: return w->affine[w->naffine - 1];
     case SRC_READY: return p->ready[p->nready - 1];
     case SRC_STEAL: return victim->affine[0]; /* its least urgent */
-    case SRC_PQ: return p->pq[0];
+    case SRC_PQ: return tg__task_heap_top(&p->pq);
     default: return NULL;
   }
 }
@@ -484,7 +454,7 @@ static bool send_batch(tg__ppool *p, tg__pworker *w) {
 
 /* Tasks waiting to be sent. */
 static size_t queued(const tg__ppool *p) {
-  size_t n = p->nready + p->nretry + p->npq;
+  size_t n = p->nready + p->nretry + p->pq.n;
   for (unsigned i = 0; i < p->nw; i++) n += p->ws[i].naffine;
   return n;
 }
@@ -580,6 +550,6 @@ void tg__pd_free(tg__ppool *p) {
     }
   tg__free(p->retry);
   tg__free(p->ready);
-  tg__free(p->pq);
+  tg__task_heap_free(&p->pq);
   tg__free(p->est);
 }

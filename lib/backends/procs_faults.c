@@ -236,7 +236,7 @@ void tg__pf_dead(tg__ppool *p, tg__pworker *w, int status) {
 }
 
 void tg__pf_no_workers(tg__ppool *p, const char *why) {
-  while (p->nretry || p->nready || p->npq) {
+  while (p->nretry || p->nready || p->pq.n) {
     if (p->nretry) {
       tg__ptask pt = p->retry[--p->nretry];
       tg__call_report rep = tg__pd_report(p, &pt, -1, -1); /* the calls before */

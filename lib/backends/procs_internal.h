@@ -52,6 +52,7 @@
 
 #include "backends/processes.h"
 #include "sched/backend.h"
+#include "sched/taskheap.h"
 #include "serial/format.h"
 #include "value/value_internal.h"
 
@@ -536,9 +537,8 @@ typedef struct tg__ppool {
   tg__wctx w;             /* the IO thread's */
   tg__task **ready;       /* ready tasks, most urgent last (LIFO) */
   size_t nready, ready_cap;
-  tg__task **pq;          /* ready tasks of runs with priorities, a heap
-                             by tg__task_before (procs_dispatch.c) */
-  size_t npq, pq_cap;
+  tg__task_heap pq;       /* ready tasks of runs with priorities
+                             (procs_dispatch.c) */
   tg__ptask *retry;       /* begun tasks to run again */
   size_t nretry, retry_cap;
   tg__pest *est;          /* open addressing by fn pointer */

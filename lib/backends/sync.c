@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sched/backend.h"
+#include "sched/taskheap.h"
 
 /* A sorted array of submitted tasks, consumed from pos: a run's initial
  * tasks arrive sorted, and keeping them so spares a million heap sifts. */
@@ -17,8 +18,7 @@ typedef struct batch {
 typedef struct sync_backend {
   tg__backend base;
   pthread_mutex_t mu;  /* guards everything below */
-  tg__task **heap;     /* ready tasks, a heap by tg__task_before */
-  size_t n, cap;
+  tg__task_heap heap;  /* ready tasks */
   batch *batches;      /* more ready tasks, each batch sorted */
   tg__task *overflow;  /* ready tasks the heap had no room for */
   bool draining;       /* a thread is running tasks */
@@ -31,38 +31,10 @@ static inline bool before(const tg__task *a, const tg__task *b) {
 }
 
 static void heap_push(sync_backend *s, tg__task *t) {
-  if (s->n == s->cap) {
-    size_t c = s->cap ? s->cap * 2 : 256;
-    tg__task **h = tg__realloc(s->heap, c * sizeof *h);
-    if (!h) { /* no room: keep it aside, it still runs */
-      t->next = s->overflow;
-      s->overflow = t;
-      return;
-    }
-    s->heap = h;
-    s->cap = c;
+  if (!tg__task_heap_push(&s->heap, t)) { /* no room: keep it aside; it runs */
+    t->next = s->overflow;
+    s->overflow = t;
   }
-  size_t i = s->n++;
-  while (i > 0 && before(t, s->heap[(i - 1) / 2])) {
-    s->heap[i] = s->heap[(i - 1) / 2];
-    i = (i - 1) / 2;
-  }
-  s->heap[i] = t;
-}
-
-static tg__task *heap_pop(sync_backend *s) {
-  tg__task *top = s->heap[0], *last = s->heap[--s->n];
-  size_t i = 0;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= s->n) break;
-    if (c + 1 < s->n && before(s->heap[c + 1], s->heap[c])) c++;
-    if (!before(s->heap[c], last)) break;
-    s->heap[i] = s->heap[c];
-    i = c;
-  }
-  if (s->n) s->heap[i] = last;
-  return top;
 }
 
 /* The most urgent ready task (the same order as one heap would give). */
@@ -70,7 +42,8 @@ static tg__task *next_task(sync_backend *s) {
   batch **best = NULL;
   for (batch **b = &s->batches; *b; b = &(*b)->next)
     if (!best || before((*b)->t[(*b)->pos], (*best)->t[(*best)->pos])) best = b;
-  if (best && (s->n == 0 || before((*best)->t[(*best)->pos], s->heap[0]))) {
+  if (best && (s->heap.n == 0 ||
+               before((*best)->t[(*best)->pos], tg__task_heap_top(&s->heap)))) {
     batch *b = *best;
     tg__task *t = b->t[b->pos++];
     if (b->pos == b->n) {
@@ -79,7 +52,7 @@ static tg__task *next_task(sync_backend *s) {
     }
     return t;
   }
-  if (s->n) return heap_pop(s);
+  if (s->heap.n) return tg__task_heap_pop(&s->heap);
   tg__task *t = s->overflow;
   if (t) s->overflow = t->next;
   return t;
@@ -128,7 +101,7 @@ static void sync_submit(tg__backend *b, tg__task *const *tasks, size_t n) {
       pthread_mutex_unlock(&s->mu);
       tg__wctx_flush(&s->w);
       pthread_mutex_lock(&s->mu);
-      if (s->n || s->batches || s->overflow) continue;
+      if (s->heap.n || s->batches || s->overflow) continue;
       break;
     }
     pthread_mutex_unlock(&s->mu);
@@ -162,7 +135,7 @@ static void sync_destroy(tg__backend *b) {
     s->batches = b->next;
     tg__free(b);
   }
-  tg__free(s->heap);
+  tg__task_heap_free(&s->heap);
   pthread_mutex_destroy(&s->mu);
   tg__free(s);
 }

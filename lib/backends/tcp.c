@@ -21,30 +21,9 @@ void tg__tcp_wake(tcp *b) {
 
 /* ---- queues ---------------------------------------------------------------- */
 
-/* Priority, then submission, then plan order (sched_internal.h). */
-static inline bool before(const tg__task *a, const tg__task *b) {
-  return tg__task_before(a, b);
-}
-
-static bool heap_push(tcp *b, tg__task *t) {
-  if (b->nheap == b->cap_heap) {
-    size_t c = b->cap_heap ? b->cap_heap * 2 : 1024;
-    tg__task **h = tg__realloc(b->heap, c * sizeof *h);
-    if (!h) return false;
-    b->heap = h;
-    b->cap_heap = c;
-  }
-  size_t i = b->nheap++;
-  while (i > 0 && before(t, b->heap[(i - 1) / 2])) {
-    b->heap[i] = b->heap[(i - 1) / 2];
-    i = (i - 1) / 2;
-  }
-  b->heap[i] = t;
-  return true;
-}
-
 void tg__tcp_heap_repush(tcp *b, tg__task *t) {
-  if (!heap_push(b, t)) { /* no room: it was in the heap a moment ago */
+  /* No room: it was in the heap a moment ago; fail it. */
+  if (!tg__task_heap_push(&b->heap, t)) {
     tg_value *const *args;
     size_t n;
     if (tg__task_begin(&b->w, t, &args, &n))
@@ -58,7 +37,7 @@ void tg__tcp_heap_repush(tcp *b, tg__task *t) {
 
 void tg__tcp_queue_task(tcp *b, tg__task *t) {
   tcp_run *rs = tg__tcp_run_get(b, t->run);
-  if (rs && heap_push(b, t)) {
+  if (rs && tg__task_heap_push(&b->heap, t)) {
     rs->users++;
     rs->live++;
     return;
@@ -74,21 +53,8 @@ void tg__tcp_queue_task(tcp *b, tg__task *t) {
 }
 
 tg__task *tg__tcp_heap_pop(tcp *b) {
-  if (!b->nheap) return NULL;
-  tg__task *top = b->heap[0], *last = b->heap[--b->nheap];
-  size_t i = 0;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= b->nheap) break;
-    if (c + 1 < b->nheap && before(b->heap[c + 1], b->heap[c])) c++;
-    if (!before(b->heap[c], last)) break;
-    b->heap[i] = b->heap[c];
-    i = c;
-  }
-  if (b->nheap) b->heap[i] = last;
-  return top;
+  return b->heap.n ? tg__task_heap_pop(&b->heap) : NULL;
 }
-
 
 void tg__tcp_take_ready(tcp *b) {
   /* Queueing may fail a task, which can make more ready: loop. */
@@ -294,7 +260,7 @@ static void tcp_free(tcp *b) {
   tg__idmap_free(&b->handles);
   tg__idmap_free(&b->task_secs);
   tg__idmap_free(&b->runs_by_seq);
-  tg__free(b->heap);
+  tg__task_heap_free(&b->heap);
   tg__free(b->conns);
   tg__free(b->keys_dir);
   memset(b->client_sec, 0, sizeof b->client_sec);

@@ -604,7 +604,7 @@ void tg__tcp_dispatch(tcp *b) {
 
 /* ---- giving up ---------------------------------------------------------------- */
 
-bool tg__tcp_work_waiting(const tcp *b) { return b->nheap || b->retry_head; }
+bool tg__tcp_work_waiting(const tcp *b) { return b->heap.n || b->retry_head; }
 
 /* Finish every queued task (their runs are stopped: they are skipped). */
 static void drain(tcp *b) {
@@ -639,7 +639,7 @@ void tg__tcp_drop_stopped(tcp *b) {
     next = rec->next;
     tg__tcp_retry_push(b, rec);
   }
-  size_t n = b->nheap, k = 0;
+  size_t n = b->heap.n, k = 0;
   tg__task **all = n ? tg__malloc(n * sizeof *all) : NULL;
   if (!all) return;
   for (tg__task *t; (t = tg__tcp_heap_pop(b));) all[k++] = t;

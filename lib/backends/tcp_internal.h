@@ -41,6 +41,7 @@
 #include "remote/proto.h"
 #include "remote/stream.h"
 #include "sched/backend.h"
+#include "sched/taskheap.h"
 #include "tgraph/remote.h"
 
 #define TCP_MAX_CONNS 64      /* handles record holders in a 64-bit mask */
@@ -195,8 +196,7 @@ struct tcp {
   tcp_conn *conns;
   int nconns;
   tg__wctx w;
-  tg__task **heap;         /* ready tasks, by tg__task_before */
-  size_t nheap, cap_heap;
+  tg__task_heap heap;      /* ready tasks */
   tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
   tg__idmap handles;       /* id -> handle */
   tg__idmap task_secs;     /* kind key -> seconds (tg__tcp_task_secs), bits */

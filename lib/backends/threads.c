@@ -33,6 +33,7 @@
 #include "deque.h"
 #include "sched/backend.h"
 #include "sched/futex.h"
+#include "sched/taskheap.h"
 #include "util/thread.h"
 
 #define SPIN_SECONDS 50e-6 /* about the cost of a futex wake-up round trip */
@@ -65,11 +66,10 @@ struct pool {
   tg__task *inj_head, *inj_tail; /* submitted from outside, most urgent
                                     first */
   _Alignas(64) _Atomic size_t inj_n; /* tasks in the injection queue */
-  _Alignas(64) _Atomic size_t pq_n;  /* tasks in pq (written under pq_mu) */
-  pthread_mutex_t pq_mu;        /* guards pq, pq_cap */
-  tg__task **pq;                /* ready tasks of runs with priorities, a
-                                   heap by tg__task_before */
-  size_t pq_cap;
+  _Alignas(64) _Atomic size_t pq_n;  /* pq.n, for reading without pq_mu
+                                        (written under pq_mu) */
+  pthread_mutex_t pq_mu;        /* guards pq */
+  tg__task_heap pq;             /* ready tasks of runs with priorities */
   _Alignas(64) _Atomic uint32_t epoch;
   _Atomic int nsleep, nspin, shutdown;
 };
@@ -133,40 +133,16 @@ static tg__task *queue_ready(worker *me) {
 
 /* Push t on the heap (pq_mu held); false when it cannot grow. */
 static bool pq_push_locked(pool *p, tg__task *t) {
-  size_t n = atomic_load_explicit(&p->pq_n, memory_order_relaxed);
-  if (n == p->pq_cap) {
-    size_t c = p->pq_cap ? p->pq_cap * 2 : 256;
-    tg__task **h = tg__realloc(p->pq, c * sizeof *h);
-    if (!h) return false;
-    p->pq = h;
-    p->pq_cap = c;
-  }
-  size_t i = n;
-  while (i > 0 && tg__task_before(t, p->pq[(i - 1) / 2])) {
-    p->pq[i] = p->pq[(i - 1) / 2];
-    i = (i - 1) / 2;
-  }
-  p->pq[i] = t;
-  atomic_store_explicit(&p->pq_n, n + 1, memory_order_release);
+  if (!tg__task_heap_push(&p->pq, t)) return false;
+  atomic_store_explicit(&p->pq_n, p->pq.n, memory_order_release);
   return true;
 }
 
 /* Pop the heap's top (pq_mu held, heap not empty). */
 static tg__task *pq_pop_locked(pool *p) {
-  size_t n = atomic_load_explicit(&p->pq_n, memory_order_relaxed) - 1;
-  tg__task *top = p->pq[0], *last = p->pq[n];
-  size_t i = 0;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && tg__task_before(p->pq[c + 1], p->pq[c])) c++;
-    if (!tg__task_before(p->pq[c], last)) break;
-    p->pq[i] = p->pq[c];
-    i = c;
-  }
-  if (n) p->pq[i] = last;
-  atomic_store_explicit(&p->pq_n, n, memory_order_relaxed);
-  return top;
+  tg__task *t = tg__task_heap_pop(&p->pq);
+  atomic_store_explicit(&p->pq_n, p->pq.n, memory_order_relaxed);
+  return t;
 }
 
 /* Put the linked tasks (t->next) on the heap; those it has no room for
@@ -253,14 +229,12 @@ static tg__task *pq_choose(worker *me, tg__task *t) {
   pool *p = me->pool;
   if (!t) {
     pthread_mutex_lock(&p->pq_mu);
-    bool urgent = atomic_load_explicit(&p->pq_n, memory_order_relaxed) &&
-                  tg__task_priority(p->pq[0]) > 0;
+    bool urgent = p->pq.n && tg__task_priority(tg__task_heap_top(&p->pq)) > 0;
     pthread_mutex_unlock(&p->pq_mu);
     if (!urgent && !(t = take_injected(me))) t = steal_any(me);
   }
   pthread_mutex_lock(&p->pq_mu);
-  if (atomic_load_explicit(&p->pq_n, memory_order_relaxed) &&
-      (!t || tg__task_before(p->pq[0], t))) {
+  if (p->pq.n && (!t || tg__task_before(tg__task_heap_top(&p->pq), t))) {
     if (t) push_local(me, t); /* next after the top, as before */
     t = pq_pop_locked(p);
   }
@@ -397,7 +371,7 @@ static void pool_free(pool *p, unsigned ninit) {
   }
   pthread_mutex_destroy(&p->inj_mu);
   pthread_mutex_destroy(&p->pq_mu);
-  tg__free(p->pq);
+  tg__task_heap_free(&p->pq);
   tg__free(p->ws);
   tg__free(p);
 }
