@@ -158,20 +158,6 @@ static double base_spin_handoff(long n) {
 
 /* ---- workloads (the others are shared: workloads.h) ------------------------ */
 
-/* us per task of W2: a chain of n incs. */
-static double w2(tg_registry *reg, tg_executor *ex, int n) {
-  double t0 = tgt_now();
-  tg_graph *g = NULL;
-  tg_graph_new(reg, &g);
-  tg_node x = tg_call(g, "inc", 1, tg_arg_value(tg_int(0)));
-  for (int i = 1; i < n; i++) x = tg_call(g, "inc", 1, tg_arg_node(x));
-  int64_t r = bench_run_int(g, x, ex);
-  double dt = tgt_now() - t0;
-  bench_check(r == n, "W2 chain");
-  tg_graph_free(g);
-  return dt * 1e6 / n;
-}
-
 /* ---- WA: a large array through a task -------------------------------------------- */
 
 
@@ -440,7 +426,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < nb; i++) {
     snprintf(w, sizeof w, "W2 chain of %d", sz->w2_len);
     traffic_start(&bs[i], &st);
-    row_per_task(w, &bs[i], bench_median_of(sz->reps, w2, reg, bs[i].ex, sz->w2_len), &bl);
+    row_per_task(w, &bs[i], bench_median_of(sz->reps, bench_w2, reg, bs[i].ex, sz->w2_len), &bl);
     traffic_end(&bs[i], w, &st);
   }
   for (int i = 0; i < nb; i++) {

@@ -142,6 +142,19 @@ double bench_w1(tg_registry *reg, tg_executor *ex, int n) {
   return dt * 1e6 / (n + 1);
 }
 
+double bench_w2(tg_registry *reg, tg_executor *ex, int n) {
+  double t0 = tgt_now();
+  tg_graph *g = NULL;
+  tg_graph_new(reg, &g);
+  tg_node x = tg_call(g, "inc", 1, tg_arg_value(tg_int(0)));
+  for (int i = 1; i < n; i++) x = tg_call(g, "inc", 1, tg_arg_node(x));
+  int64_t r = bench_run_int(g, x, ex);
+  double dt = tgt_now() - t0;
+  bench_check(r == n, "W2 chain");
+  tg_graph_free(g);
+  return dt * 1e6 / n;
+}
+
 double bench_w3(tg_registry *reg, tg_executor *ex, int n) {
   double t0 = tgt_now();
   tg_graph *g = NULL;

@@ -55,6 +55,9 @@ tg_node bench_w1_graph(tg_graph *g, int n);
 /* W1 (bench_w1_graph) built and computed; us per task. */
 double bench_w1(tg_registry *reg, tg_executor *ex, int n);
 
+/* W2: a chain of n inc tasks; us per task. */
+double bench_w2(tg_registry *reg, tg_executor *ex, int n);
+
 /* W3: n leaves (a power of two) returning their index, summed pairwise
  * (2n - 1 tasks); us per task. */
 double bench_w3(tg_registry *reg, tg_executor *ex, int n);
