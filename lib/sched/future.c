@@ -457,6 +457,14 @@ int tg_as_completed_new(tg_future *const *fs, size_t n, tg_as_completed **out) {
   return tg_as_completed_new_timed(fs, n, -1, out);
 }
 
+/* Whether one of it's futures is done but not yet in its queue (it->mu
+ * held): its callback is under way and will queue it. */
+static bool done_unqueued(const tg_as_completed *it) {
+  size_t done = 0;
+  for (size_t i = 0; i < it->n; i++) done += tg_future_done(it->fs[i]);
+  return done > it->tail;
+}
+
 int tg_as_completed_next(tg_as_completed *it, double timeout, tg_future **out) {
   if (out) *out = NULL;
   if (!it || !out) return TG_EINVAL;
@@ -473,8 +481,12 @@ int tg_as_completed_next(tg_as_completed *it, double timeout, tg_future **out) {
   while (it->head == it->tail && rc == TG_OK) {
     if (it->head == it->n) rc = TG_ENOTFOUND;
     else if (left < 0) pthread_cond_wait(&it->cv, &it->mu);
-    else if (pthread_cond_timedwait(&it->cv, &it->mu, &ts) != 0 && it->head == it->tail)
-      rc = TG_ETIMEDOUT;
+    else if (pthread_cond_timedwait(&it->cv, &it->mu, &ts) != 0 && it->head == it->tail) {
+      /* Time is up, but a future already done is not late: a waiter of
+       * it can wake before its callbacks (this queue's) have run. */
+      if (done_unqueued(it)) pthread_cond_wait(&it->cv, &it->mu);
+      else rc = TG_ETIMEDOUT;
+    }
   }
   if (rc == TG_OK) *out = it->q[it->head++];
   pthread_mutex_unlock(&it->mu);
