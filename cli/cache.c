@@ -12,11 +12,11 @@
 typedef struct cache_args {
   const char *dir;
   uint64_t max_size;
-  bool have_max, json;
+  bool have_max, json, on_network_fs;
   unsigned check_flags;
 } cache_args;
 
-enum { O_CACHE_DIR = 1, O_MAX_SIZE, O_REPAIR, O_JSON };
+enum { O_CACHE_DIR = 1, O_MAX_SIZE, O_REPAIR, O_JSON, O_CACHE_NETWORK };
 
 static int option(void *ctx, int id, const char *value) {
   cache_args *a = ctx;
@@ -30,6 +30,7 @@ static int option(void *ctx, int id, const char *value) {
       break;
     case O_REPAIR: a->check_flags |= TG_CACHE_CHECK_REPAIR; break;
     case O_JSON: a->json = true; break;
+    case O_CACHE_NETWORK: a->on_network_fs = true; break;
   }
   return -1;
 }
@@ -38,6 +39,8 @@ static int option(void *ctx, int id, const char *value) {
 static const cli_opt common[] = {
     {O_CACHE_DIR, "cache-dir", 0, "DIR", "the cache directory (default: $TGRAPH_CACHE_DIR,\n"
                                          "$XDG_CACHE_HOME/tgraph or ~/.cache/tgraph)"},
+    {O_CACHE_NETWORK, "cache-on-network-fs", 0, NULL,
+     "open the cache even on a network or FUSE file\nsystem (also TGRAPH_CACHE_ON_NETWORK_FS=1)"},
     {0, NULL, 0, NULL, NULL}};
 
 static const cli_cmd command = {
@@ -360,7 +363,8 @@ int cli_cache(int argc, char **argv) {
   /* Looking at a cache must not create one: a missing directory is an
    * empty cache. */
   bool missing = stat(dir, &st) != 0 && errno == ENOENT;
-  if (!missing && tg_cache_open(dir, NULL, &c, &err) != TG_OK) {
+  tg_cache_opts co = {.version = TG_CACHE_OPTS_V2, .allow_network_fs = a.on_network_fs};
+  if (!missing && tg_cache_open(dir, &co, &c, &err) != TG_OK) {
     cli_error("cannot open the cache: %s", err.msg);
     return CLI_TASK_FAILED;
   }

@@ -53,7 +53,7 @@ int cli_make_resolve(cli_make *m, const tg_graphjson_info *info) {
 
 void cli_make_cache_opts(const cli_make *m, tg_cache_opts *co) {
   memset(co, 0, sizeof *co);
-  co->version = TG_CACHE_OPTS_V1;
+  co->version = TG_CACHE_OPTS_V2;
   /* 0 means "the default" to the library: --min-compute 0 stores all. */
   if (m->min_compute_set)
     co->min_compute_seconds = m->min_compute > 0 ? m->min_compute : TG_CACHE_STORE_ALL;

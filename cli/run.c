@@ -22,6 +22,7 @@ typedef struct run_opts {
   size_t max_graph; /* bytes of GRAPH.json read at most (0: the default) */
   double timeout;
   bool no_cache, explain, keep_going;
+  bool cache_on_network_fs; /* --cache-on-network-fs */
   int progress; /* -1 auto, 0 off */
   cli_make make; /* --force, --min-compute, --cache-all, --check, --json */
   cli_dashboard dash;
@@ -31,7 +32,7 @@ enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
        O_MAX_GRAPH, O_REPORT, O_DASHBOARD, O_DASHBOARD_STAY, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
-       O_QUIET, O_VERBOSE, O_KEEP_GOING };
+       O_QUIET, O_VERBOSE, O_KEEP_GOING, O_CACHE_NETWORK };
 
 /* One line per option: {id, long name, letter, value name, help}. */
 static const cli_opt options[] = {
@@ -45,6 +46,9 @@ static const cli_opt options[] = {
     {O_CACHE_DIR, "cache-dir", 0, "DIR", "cache directory (default: $TGRAPH_CACHE_DIR,\n"
                                          "$XDG_CACHE_HOME/tgraph or ~/.cache/tgraph)"},
     {O_NO_CACHE, "no-cache", 0, NULL, "neither read nor write the cache"},
+    {O_CACHE_NETWORK, "cache-on-network-fs", 0, NULL,
+     "open the cache even on a network or FUSE file\nsystem (NFS, Lustre, GPFS, SMB...), where it may\n"
+     "be corrupted (also TGRAPH_CACHE_ON_NETWORK_FS=1)"},
     {O_PLUGIN, "plugin", 0, "LIB.so", "load a plugin (repeatable; also by name, see\n"
                                       "TGRAPH_PLUGIN_PATH)"},
     {O_OUTPUT, "output", 0, "DIR", "write each output to DIR/NAME.tgv (tg_dump) and\n"
@@ -131,6 +135,7 @@ static int option(void *ctx, int id, const char *optarg) {
       break;
     case O_CACHE_DIR: o->cache_dir = optarg; break;
     case O_NO_CACHE: o->no_cache = true; break;
+    case O_CACHE_NETWORK: o->cache_on_network_fs = true; break;
     case O_PLUGIN: o->plugins[o->nplugins++] = optarg; break;
     case O_OUTPUT: o->output = optarg; break;
     case O_EXPLAIN: o->explain = true; break;
@@ -305,8 +310,13 @@ static int open_cache(run_state *s) {
   tg_error_clear(&err);
   tg_cache_opts co;
   cli_make_cache_opts(&s->o.make, &co);
-  if (tg_cache_open(s->cache_dir, &co, &s->cache, &err) != TG_OK) {
-    if (given) {
+  co.allow_network_fs = s->o.cache_on_network_fs;
+  int rc = tg_cache_open(s->cache_dir, &co, &s->cache, &err);
+  if (rc != TG_OK) {
+    /* A cache refused on a network file system, or a bad
+     * TGRAPH_CACHE_ON_NETWORK_FS, is the user's to fix even for the
+     * default directory: running without the cache would hide it. */
+    if (given || rc == -EREMOTE || rc == TG_EINVAL) {
       cli_error("cannot open the cache: %s", err.msg);
       return CLI_USAGE;
     }

@@ -561,7 +561,7 @@ static void check_readonly(tg_cache *c, uint64_t n) {
 
 Test(cache, readonly_on_request_serves_hits) {
   fill(0, 6);
-  tg_cache_opts o = {TG_CACHE_OPTS_V1, 0, 0, 0, true, 0};
+  tg_cache_opts o = {.version = TG_CACHE_OPTS_V1, .readonly = true};
   tg_cache *c = open_cache(&o);
   char want[512];
   snprintf(want, sizeof want,
@@ -682,7 +682,7 @@ Test(cache, max_size_prunes_after_each_batch) {
   tg_cache_flush(c);
   uint64_t s = entry_size(c);
   tg_cache_close(c);
-  tg_cache_opts o = {TG_CACHE_OPTS_V1, 3 * s + s / 2, 0, 0, false, 0};
+  tg_cache_opts o = {.version = TG_CACHE_OPTS_V1, .max_size = 3 * s + s / 2};
   c = open_cache(&o);
   for (uint64_t i = 1; i < 6; i++) {
     v = sized(i);
@@ -1121,7 +1121,7 @@ Test(cache, second_open_in_one_process_is_refused) {
 }
 
 Test(cache, compressed_values_round_trip) {
-  tg_cache_opts o = {TG_CACHE_OPTS_V1, 0, 0, 3, false, 0};
+  tg_cache_opts o = {.version = TG_CACHE_OPTS_V1, .compress = 3};
   tg_cache *c = open_cache(&o);
   tg_value *big = big_array(2, 1 << 17), *got;
   put_flush(c, 1);
@@ -1145,7 +1145,7 @@ Test(cache, open_rejects_bad_arguments) {
   tg_error err;
   cr_assert_eq(tg_cache_open("", NULL, &c, &err), TG_EINVAL);
   cr_assert_null(c);
-  tg_cache_opts o = {99, 0, 0, 0, false, 0};
+  tg_cache_opts o = {.version = 99};
   cr_assert_eq(tg_cache_open(dir, &o, &c, &err), TG_EINVAL);
   cr_assert_neq(strstr(err.msg, "version"), NULL);
   char file[512];

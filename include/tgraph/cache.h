@@ -84,8 +84,9 @@ typedef struct tg_cache tg_cache;
 #endif
 
 #define TG_CACHE_OPTS_V1 1
+#define TG_CACHE_OPTS_V2 2 /* adds allow_network_fs */
 typedef struct tg_cache_opts {
-  uint32_t version;     /* TG_CACHE_OPTS_V1 */
+  uint32_t version;     /* TG_CACHE_OPTS_V1 or TG_CACHE_OPTS_V2 */
   uint64_t max_size;    /* bytes (inline + blobs); 0 = no limit. Over the
                            limit, least recently used entries are pruned
                            after each batch of writes, down to 90% of it. */
@@ -101,13 +102,30 @@ typedef struct tg_cache_opts {
                            TG_CACHE_STORE_ALL) = store every result.
                            Nodes with tg_node_opts.cache = 1 are always
                            stored. See graph.h, "Memoization". */
+  /* ---- read only when version >= TG_CACHE_OPTS_V2 ---- */
+  bool allow_network_fs; /* open even on a network or FUSE file system
+                           (see "Network file systems" at tg_cache_open);
+                           at your own risk */
 } tg_cache_opts;
 
 #define TG_CACHE_MIN_SECONDS_DEFAULT 0.001
 #define TG_CACHE_STORE_ALL (-1.0)
 
 /* Open or create the cache in `dir` (created with parents if missing).
- * opts may be NULL. On error *out is NULL and err says why. */
+ * opts may be NULL. On error *out is NULL and err says why.
+ *
+ * Network file systems: LMDB's shared memory maps and POSIX locks are not
+ * coherent on NFS, CIFS/SMB, Lustre, GPFS, BeeGFS, CephFS, AFS, PanFS,
+ * OrangeFS or FUSE file systems (sshfs, GlusterFS, ...), so a cache there
+ * is corrupted by a second machine using it. Before creating anything,
+ * the file system of dir (or of its nearest existing parent) is looked
+ * up with statfs, and these types are refused with -EREMOTE and a
+ * message naming the directory, the type and the fix: a directory on a
+ * local disk (the CLI's --cache-dir or TGRAPH_CACHE_DIR). To use one
+ * anyway (a single machine mounting it, say), set allow_network_fs
+ * (TG_CACHE_OPTS_V2) or the environment variable
+ * TGRAPH_CACHE_ON_NETWORK_FS=1 (any other value than 0, 1 or empty is
+ * TG_EINVAL). */
 int tg_cache_open(const char *dir, const tg_cache_opts *opts,
                   tg_cache **out /* OUT */, tg_error *err);
 /* Flush queued writes, stop the writer, close. c may be NULL. */

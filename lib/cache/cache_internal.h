@@ -221,6 +221,14 @@ uint64_t tg__cache_file_reads(const tg_cache *c);
  * time, set the warning that results are not being stored and why. */
 void tg__cache_store_failed(tg_cache *c, int code);
 
+/* ---- fstype.c ------------------------------------------------------------ */
+/* Refuse a cache directory (or, when missing, its nearest existing
+ * parent) on a network or FUSE file system unless allowed, or forced by
+ * TGRAPH_CACHE_ON_NETWORK_FS=1: TG_OK, or -EREMOTE (TG_EINVAL for a bad
+ * environment variable) with err saying what, where and the fix. Creates
+ * nothing. */
+int tg__cache_fs_check(const char *dir, bool allow, tg_error *err);
+
 /* ---- memo_meta.c --------------------------------------------------------- */
 /* Inside a write transaction: add delta to the entry count of function
  * name[0..len) (the record goes at zero). */

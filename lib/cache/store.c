@@ -113,13 +113,17 @@ int tg__cache_open_mapsize(const char *dir, const tg_cache_opts *opts,
   if (out) *out = NULL;
   if (!dir || !*dir || !out)
     return tg__error_set(err, TG_EINVAL, "cache: no directory or output given");
-  if (opts && opts->version != TG_CACHE_OPTS_V1)
+  if (opts && (opts->version < TG_CACHE_OPTS_V1 || opts->version > TG_CACHE_OPTS_V2))
     return tg__error_set(err, TG_EINVAL, "cache: unknown options version %u",
                          (unsigned)opts->version);
   if (opts && !isfinite(opts->min_compute_seconds))
     return tg__error_set(err, TG_EINVAL, "cache: min_compute_seconds must be finite");
+  /* Before anything is created: a refused directory is left as it was. */
+  bool allow = opts && opts->version >= TG_CACHE_OPTS_V2 && opts->allow_network_fs;
+  int rc = tg__cache_fs_check(dir, allow, err);
+  if (rc) return rc;
   struct stat st;
-  int rc = make_path(dir);
+  rc = make_path(dir);
   if (stat(dir, &st)) {
     rc = rc ? rc : -errno;
     return tg__error_set(err, rc, "cache: creating directory %s: %s", dir,
