@@ -36,6 +36,8 @@ if [ "$mode" = test ]; then
   pkgs="$pkgs python3-jsonschema"
   # chromium renders the run report, zlib reads its screenshots.
   pkgs="$pkgs chromium zlib1g-dev"
+  # A single-machine Slurm cluster (scripts/slurm-cluster.sh) for the slurm suite.
+  pkgs="$pkgs slurm-wlm munge"
 fi
 
 install_missing() {
