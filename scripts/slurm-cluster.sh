@@ -81,7 +81,7 @@ alive() {
 
 pid_of() { # pid_of NAME: the pid recorded for daemon NAME, or ""
   f=$dir/run/$1.pid
-  [ -s "$f" ] && tr -dc 0-9 <"$f" || true
+  if [ -s "$f" ]; then tr -dc 0-9 <"$f"; fi
 }
 
 # wait_for SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds.
@@ -121,6 +121,7 @@ leftover_pids() {
 
 holders() {
   set -- -lname "$dir/log/*" -o -lname "$dir/spool/*"
+  # shellcheck disable=SC2013 # inode numbers, one word each
   for i in $(awk -v d="$dir/" 'NR > 1 && index($8, d) == 1 { print $7 }' /proc/net/unix); do
     set -- "$@" -o -lname "socket:\[$i\]"
   done
@@ -282,6 +283,7 @@ stop() {
     if [ -n "$jobs" ]; then
       # shellcheck disable=SC2086
       scancel $jobs 2>/dev/null || true
+      # shellcheck disable=SC2016 # expanded by that sh
       wait_for 15 sh -c '[ -z "$(squeue -h -o %A 2>/dev/null)" ]' ||
         say "jobs still in the queue after 15 s: $(squeue -h -o '%A %T' | tr '\n' ' ')"
     fi

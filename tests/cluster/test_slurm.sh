@@ -14,6 +14,8 @@
 # Skipped (exit 77) only when Slurm or munge is missing and this is not
 # root; as root the script installs them. Ends with "slurm_cluster: N
 # passed, M failed" (basic) or "slurm_timelimit: ...". Environment: TG_SOURCE_ROOT.
+# Job commands are in single quotes on purpose: the job expands them.
+# shellcheck disable=SC2016
 set -u
 mode=${1:-basic}
 case $mode in
@@ -121,7 +123,7 @@ slurmd-n3 running
 n1 idle
 n2 idle
 n3 idle" "$(printf '%s\n' "$status" | sed 's/ [0-9]* running$/ running/')"
-same "five daemons with their pids" 5 "$(echo $pids | wc -w)"
+same "five daemons with their pids" 5 "$(echo "$pids" | wc -w)"
 
 if out=$("$script" start "$dir" 2>&1); then bad "second start refused"; else
   same "second start refused" "slurm-cluster: $dir already has a running cluster (stop it first)" "$out"
