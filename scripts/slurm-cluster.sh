@@ -81,7 +81,10 @@ alive() {
 
 pid_of() { # pid_of NAME: the pid recorded for daemon NAME, or ""
   f=$dir/run/$1.pid
-  if [ -s "$f" ]; then tr -dc 0-9 <"$f"; fi
+  if [ -s "$f" ]; then
+    tr -dc 0-9 <"$f"
+    echo
+  fi
 }
 
 # wait_for SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds.
