@@ -161,7 +161,12 @@ got USR1" "$(cat usr1.out)"
   id=$(sbatch --parsable -o /dev/null --wrap 'sleep 300')
   srun -n1 sleep 300 2>/dev/null &
   srun_pid=$!
-  until [ "$(squeue -h -t R | wc -l)" -eq 2 ]; do sleep 0.1; done
+  n=200
+  until [ "$(squeue -h -t R | wc -l)" -eq 2 ] || [ $n -le 0 ]; do
+    sleep 0.1
+    n=$((n - 1))
+  done
+  same "a batch job and an srun running" 2 "$(squeue -h -t R | wc -l)"
   scancel "$id"
   same "scancel" "JobState=CANCELLED" "$(wait_job "$id" 20)"
   # The srun left running: stop cancels it.
