@@ -32,8 +32,8 @@
 
 #include "deque.h"
 #include "sched/backend.h"
-#include "sched/futex.h"
 #include "sched/taskheap.h"
+#include "util/futex.h"
 #include "util/thread.h"
 
 #define SPIN_SECONDS 50e-6 /* about the cost of a futex wake-up round trip */

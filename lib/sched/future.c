@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "futex.h"
 #include "sched_internal.h"
+#include "util/futex.h"
 
 typedef struct cb_entry {
   tg_future_cb cb;

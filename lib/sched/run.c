@@ -6,9 +6,9 @@
 #include <time.h>
 
 #include "backend.h"
-#include "futex.h"
 #include "memo.h"
 #include "sched_internal.h"
+#include "util/futex.h"
 
 static void run_free(tg__run *r) {
   tg__runplan_free(&r->plan);
