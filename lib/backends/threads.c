@@ -428,5 +428,6 @@ static void threads_destroy(tg__backend *b) {
 }
 
 const tg__backend_ops tg__backend_threads = {
-    TG__BACKEND_OPS_V1, "threads", threads_create, threads_submit, threads_destroy,
+    TG__BACKEND_OPS_V1, "threads", TG__CAP_IN_PROCESS | TG__CAP_LEAVE_AT_DEADLINE,
+    threads_create, threads_submit, threads_destroy,
 };

@@ -39,7 +39,7 @@ int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
   ex->reg = reg;
   ex->ops = ops;
   ex->workers = opts && opts->workers ? opts->workers : tg__ncpus();
-  if (ops == &tg__backend_sync) ex->workers = 1;
+  if (ops->caps & TG__CAP_ONE_WORKER) ex->workers = 1;
   ex->log = opts ? opts->log : NULL;
   ex->log_ctx = opts ? opts->log_ctx : NULL;
   ex->on_event = opts ? opts->on_event : NULL;
