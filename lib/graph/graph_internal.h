@@ -58,6 +58,16 @@ typedef struct tg__gnode {
   float timeout;     /* seconds per attempt, 0 = none */
 } tg__gnode;
 
+/* External inputs. An argument of kind TG_ARG_FUTURE is, to the graph, an
+ * opaque handle made by a layer above it (the executor's futures, in
+ * sched/) that holds the argument's value once it exists. The graph only
+ * owns the handle, through the ops its maker passes when adding it; how
+ * the value is read is the maker's business. */
+typedef struct tg__extern_ops {
+  void *(*ref)(void *h); /* take a reference to h; returns h */
+  void (*unref)(void *h);/* drop one */
+} tg__extern_ops;
+
 typedef struct tg__garg {
   uint8_t kind; /* tg_arg_kind */
   uint8_t pad[3];
@@ -66,12 +76,16 @@ typedef struct tg__garg {
     tg_value *value;   /* VALUE: an owned reference */
     int64_t index;     /* ITEM */
     uint64_t key;      /* KEY: arena offset of the key */
-    tg_future *future; /* FUTURE: an owned handle (executor graphs only) */
+    tg_future *future; /* FUTURE: an external input, the handle of
+                          tg_arg.future: one reference owned through
+                          g->ext, never read by the graph */
   } u;
 } tg__garg;
 
 struct tg_graph {
   tg_registry *reg;         /* borrowed */
+  const tg__extern_ops *ext;/* NULL, or the ops of the external inputs
+                               among its arguments (one maker per graph) */
   _Atomic uint32_t refs;    /* 1 for its owner, + 1 per compute that
                                returned at its deadline while one of its
                                tasks still runs (sched/compute.c): the
@@ -127,20 +141,21 @@ const char *tg__graph_key(const tg_graph *g, tg_node n, char *buf,
 int tg__graph_fail(tg_graph *g, int code, const char *fmt, ...)
     TG__PRINTF(3, 4);
 
-/* Add a node (all checks of tg_graph_add_fn). allow_future admits
- * TG_ARG_FUTURE arguments (executor calls); kind/aux as tg__gnode.
- * Constants are taken even on failure; futures are referenced on
- * success only. */
+/* Add a node (all checks of tg_graph_add_fn). ext admits TG_ARG_FUTURE
+ * arguments as external inputs owned through it (executor calls; NULL
+ * refuses them; a graph takes them from one ext only); kind/aux as
+ * tg__gnode. Constants are taken even on failure; external inputs are
+ * referenced on success only. */
 int tg__graph_add(tg_graph *g, const tg_func *fn, const tg_arg *args,
                   size_t nargs, const tg_node_opts *opts, unsigned kind,
-                  uint32_t aux, bool allow_future, tg_node *out);
+                  uint32_t aux, const tg__extern_ops *ext, tg_node *out);
 
 /* The pieces of an add, for callers adding several nodes atomically:
  * check arguments (*keybytes: arena bytes their KEY strings need) and
  * options (*keylen: length of opts->key, 0 when none), reserve room, then
  * append (which cannot fail). */
 int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
-                         size_t nargs, bool allow_future, size_t *keybytes);
+                         size_t nargs, const tg__extern_ops *ext, size_t *keybytes);
 int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen);
 /* The priority an add with opts o gives its node (0 for V1 options). */
 static inline int tg__opts_priority(const tg_node_opts *o) {
@@ -173,8 +188,8 @@ const tg_func *tg__graph_lookup(tg_graph *g, const char *fn);
 
 /* A new graph holding copies of the nodes order[0..n-1] of g, node i of
  * the copy being order[i]; remap[old] gives the new id of every node an
- * argument references. Constants and futures are referenced, strings
- * copied; generated keys keep the original ids. */
+ * argument references. Constants and external inputs are referenced,
+ * strings copied; generated keys keep the original ids. */
 int tg__graph_extract(const tg_graph *g, const uint32_t *order, size_t n,
                       const uint32_t *remap, tg_graph **out);
 

@@ -228,7 +228,9 @@ int tg_executor_call(tg_executor *ex, const char *fn, const tg_arg *args,
     goto fail;
   }
   tg_node node;
-  if ((rc = tg__graph_add(g, f, args, nargs, NULL, TG__NK_CALL, 0, true, &node))) {
+  /* the futures among args are the graph's external inputs */
+  if ((rc = tg__graph_add(g, f, args, nargs, NULL, TG__NK_CALL, 0, &tg__future_inputs,
+                          &node))) {
     ex_fail(ex, rc, "%s", g->errmsg);
     tg_graph_free(g);
     return rc;

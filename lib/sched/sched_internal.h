@@ -422,5 +422,8 @@ bool tg__future_off_done(tg_future *f, tg_future_cb cb, void *ctx);
 /* Whether f is done; its code and result (borrowed) when it is. */
 bool tg__future_outcome(const tg_future *f, int *code, tg_value **result,
                         const char **msg);
+/* Futures as a graph's external inputs (TG_ARG_FUTURE arguments of
+ * executor calls, graph_internal.h): ref and free of the handles. */
+extern const tg__extern_ops tg__future_inputs;
 
 #endif /* TG_SCHED_INTERNAL_H */
