@@ -1,5 +1,5 @@
 /* lib/graph/keys_merkle.c: Merkle keys of graph nodes (the byte stream is
- * tg__merkle_key's, lib/cache/key.h), computed iteratively for what a
+ * tg__merkle_key's, lib/memo/key.h), computed iteratively for what a
  * compute needs, and the per-graph digests of large constants.
  *
  * A node's key covers its function's identity (name, version, and the
@@ -23,8 +23,8 @@
  */
 #include <string.h>
 
-#include "cache/key.h"
 #include "graph_internal.h"
+#include "memo/key.h"
 #include "tgraph/cache.h"
 #include "value/hash_internal.h"
 
