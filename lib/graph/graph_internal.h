@@ -107,7 +107,7 @@ struct tg_graph {
   size_t prio_cap;
   const tg_func *last_fn;   /* last function looked up by name */
   struct tg__chash *chash;  /* NULL, or digests of large constants
-                               (keys_merkle.c): a cache of derived data,
+                               (chash.c): a cache of derived data,
                                filled while the graph is otherwise read */
   uint32_t nmapover;        /* MAPOVER nodes added: computes look for
                                them only when there are some */
@@ -244,42 +244,12 @@ bool tg__graph_expand_stale(const tg_graph *g);
 /* Drop the digests kept for arguments from index `from` on (undone). */
 void tg__graph_chash_drop_from(tg_graph *g, size_t from);
 
-/* ---- Merkle keys (keys_merkle.c) ------------------------------------------ */
+/* ---- digests of large constants (chash.c) -------------------------------- */
 
-/* Why a node's key cannot serve the cache (TG__WHY_OK: it can). */
-enum {
-  TG__WHY_OK = 0,
-  TG__WHY_IMPURE,    /* impure function, not opted in (cache = 1) */
-  TG__WHY_INPUT,     /* an argument's node has one of these reasons */
-  TG__WHY_FILE_PATH, /* file source whose path is not a constant string */
-  TG__WHY_FILE_READ, /* file source whose file cannot be read */
-  TG__WHY_FUTURE,    /* a future argument (executor calls) */
-};
-
-/* Node keys of one graph for one compute: computed on demand (a key needs
- * its upstream's keys), each once, iteratively. Not thread-safe: callers
- * serialize (the scheduler holds its memo lock). */
-typedef struct tg__keyer {
-  const tg_graph *g;
-  tg_cache *cache;       /* file digests through it; NULL: read files */
-  size_t n;              /* nodes covered by the arrays (0: none yet) */
-  tg_digest *key;        /* per node, valid when st[i] & TG__KEYER_KNOWN */
-  uint8_t *st;           /* per node: TG__KEYER_KNOWN | reason */
-  struct tg__key_arg *args; /* scratch */
-  size_t args_cap;
-  uint32_t *stack;       /* DFS scratch: node, next argument pairs */
-  size_t stack_cap;
-} tg__keyer;
-#define TG__KEYER_KNOWN 0x80
-
-void tg__keyer_init(tg__keyer *k, const tg_graph *g, tg_cache *cache);
-void tg__keyer_free(tg__keyer *k);
-/* The key of node n and why it cannot serve the cache (TG__WHY_*; the key
- * is still computed). TG_OK or TG_ENOMEM. */
-int tg__keyer_get(tg__keyer *k, tg_node n, tg_digest *key /* OUT */,
-                  int *why /* OUT */);
-/* A function's identity: the key of a call of it without arguments. */
-tg_digest tg__func_identity(const tg_func *f);
+/* tg_value_hash of constant argument `arg` (an index into g->args), kept
+ * in g when the constant is large (read-mostly: filled while the graph
+ * is otherwise only read; callers serialize, as node keys do). */
+tg_digest tg__graph_const_digest(const tg_graph *g, uint32_t arg);
 /* Free the constant digests of g (tg_graph_free). */
 void tg__graph_chash_free(tg_graph *g);
 /* Number of constant digests g keeps (for tests). */

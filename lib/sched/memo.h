@@ -41,6 +41,7 @@
 #define TG_SCHED_MEMO_H
 
 #include "cache/cache_memo.h"
+#include "memo/keyer.h"
 #include "sched_internal.h"
 
 #define TG__MEMO_STREAK 16
