@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "memo.h"
+#include "memo/memo.h"
 #include "progress.h"
 #include "sched_internal.h"
 

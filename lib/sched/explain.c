@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "memo.h"
+#include "memo/memo.h"
+#include "sched_internal.h"
 
 /* Texts for TG__WHY_* reasons that make a node uncacheable. */
 static const char *why_text(int why) {

@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "backend.h"
-#include "memo.h"
+#include "memo/memo.h"
 #include "sched_internal.h"
 #include "util/futex.h"
 
