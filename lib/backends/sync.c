@@ -4,6 +4,7 @@
  * and for tests. */
 #include <string.h>
 
+#include "backends.h"
 #include "sched/backend.h"
 #include "sched/taskheap.h"
 

@@ -30,6 +30,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "backends.h"
 #include "deque.h"
 #include "sched/backend.h"
 #include "sched/taskheap.h"

@@ -1,6 +1,5 @@
 /* lib/sched/backend.h: the internal interface every backend implements
- * (sync, threads; processes and tcp later), as a versioned table of
- * operations.
+ * (sync, threads, processes, tcp), as a versioned table of operations.
  *
  * A backend receives ready tasks and must finish each exactly once:
  *   - in-process backends call tg__task_exec(w, t) on one of their
@@ -83,14 +82,11 @@ static inline void tg__backend_submit(tg__backend *b, tg__task *const *tasks,
   b->ops->submit(b, tasks, n);
 }
 
+/* The list of backends, the one place that names them, is theirs
+ * (backends/backends.c): */
 /* The backend named `name` (NULL means "threads"), or NULL when unknown. */
 const tg__backend_ops *tg__backend_find(const char *name);
-/* "sync, threads": the known names, for error messages. */
+/* "sync, threads, ...": the known names, for error messages. */
 const char *tg__backend_names(void);
-
-extern const tg__backend_ops tg__backend_sync;
-extern const tg__backend_ops tg__backend_threads;
-extern const tg__backend_ops tg__backend_processes;
-extern const tg__backend_ops tg__backend_tcp;
 
 #endif /* TG_SCHED_BACKEND_H */
