@@ -158,7 +158,8 @@ int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
           return tg__graph_fail(g, TG_EINVAL,
                                 "call of '%s': argument %zu is a future; futures are "
                                 "arguments of tg_executor_call only", fn->name, i);
-        if (g->ext && g->ext != ext)
+        /* one maker (the executor) per graph: its graphs hold only its inputs */
+        if (TG_NEVER(g->ext && g->ext != ext))
           return tg__graph_fail(g, TG_EINVAL, "call of '%s': argument %zu is an external "
                                 "input of another kind than the graph's", fn->name, i);
         break;

@@ -31,7 +31,7 @@ enum {
   TG__NK_MAPOVER = 3,/* fn mapped over the list result of its first
                         argument (a node), the rest being the extras:
                         expanded into CHUNK and CONCAT nodes once that
-                        list is known (lib/sched/expand.c), never run */
+                        list is known (expand.c), never run */
 };
 
 /* aux of a CHUNK (and of a MAPOVER): the number of mapped inputs (for a
