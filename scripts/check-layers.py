@@ -6,7 +6,7 @@ listed for it in LAYERS, and of theirs (the arrows are followed). A
 public header include/tgraph/X.h belongs to the layer that implements it
 (PUBLIC). lib/internal.h is util's. Every other include found in
 lib/<folder>/*.c|h is reported as file:line with the arrow it breaks, and
-the exit status is 1.
+the exit status is 1; so is every use of a word FORBIDDEN to the folder.
 
 Usage:
   check-layers.py ROOT                 check ROOT/lib (ROOT: the source tree)
@@ -67,6 +67,16 @@ EXCEPTIONS = {
         'through a task host declared below the scheduler',
 }
 
+# Words a layer must not use -> why: the scheduler finds a backend by name
+# and reads its capabilities (sched/backend.h), it never tests which one
+# it runs.
+FORBIDDEN = {
+    'sched': [(re.compile(r'\btg__backend_(sync|threads|processes|tcp)\b|'
+                          r'ops->name\s*[!=]=|strcmp\([^;]*ops->name'),
+               'the scheduler tests which backend it runs: give the backend '
+               'a capability flag (TG__CAP_*, sched/backend.h) instead')],
+}
+
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 
@@ -116,6 +126,10 @@ def check(root):
             path = f'lib/{d}/{name}'
             with open(os.path.join(lib, d, name), encoding='utf-8') as f:
                 for no, line in enumerate(f, 1):
+                    for word, why in FORBIDDEN.get(d, []):
+                        w = word.search(line)
+                        if w:
+                            found.append((path, no, f'"{w.group(0)}": {why}'))
                     m = INCLUDE.match(line)
                     if not m:
                         continue
@@ -157,7 +171,7 @@ def main(argv):
     for p, n, msg in found:
         print(f'{p}:{n}: {msg}' if n else f'{p}: {msg}', file=sys.stderr)
     if found:
-        print(f'{len(found)} include(s) against the layering', file=sys.stderr)
+        print(f'{len(found)} violation(s) of the layering', file=sys.stderr)
         return 1
     print('layers: every include of lib/ points downward')
     return 0
