@@ -24,7 +24,7 @@
 #include <xxhash.h>
 
 #include "cache/cache_internal.h"
-#include "cache/key.h"
+#include "memo/key.h"
 #include "tgraph/cache.h"
 #include "tgraph/value.h"
 

@@ -76,6 +76,9 @@ Test(executor, new_and_free) {
   cr_assert_str_eq(tg_executor_backend(e), "sync");
   cr_assert_eq(tg_executor_workers(e), 1);
   tg_executor_free(e);
+  e = new_executor("sync", 4); /* one worker, whatever is asked */
+  cr_assert_eq(tg_executor_workers(e), 1);
+  tg_executor_free(e);
   e = new_executor("threads", 3);
   cr_assert_eq(tg_executor_workers(e), 3);
   tg_executor_free(e);

@@ -19,8 +19,8 @@
 #include <xxhash.h>
 
 #include "cache/cache_memo.h"
-#include "cache/key.h"
 #include "graph/graph_internal.h"
+#include "memo/key.h"
 #include "registry/registry_internal.h"
 #include "tgraph/cache.h"
 #include "tgraph/executor.h"

@@ -1,7 +1,7 @@
 /* lib/backends/backends.c: the table of backends by name. */
 #include <string.h>
 
-#include "sched/backend.h"
+#include "backends.h"
 
 static const tg__backend_ops *const known[] = {
     &tg__backend_sync,

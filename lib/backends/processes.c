@@ -420,5 +420,5 @@ int tg__processes_stats(const tg_executor *ex, tg__pstats *out) {
 }
 
 const tg__backend_ops tg__backend_processes = {
-    TG__BACKEND_OPS_V1, "processes", procs_create, procs_submit, procs_destroy,
+    TG__BACKEND_OPS_V1, "processes", 0, procs_create, procs_submit, procs_destroy,
 };

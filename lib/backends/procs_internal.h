@@ -50,6 +50,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "backends/backends.h"
 #include "backends/processes.h"
 #include "sched/backend.h"
 #include "sched/taskheap.h"

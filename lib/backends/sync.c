@@ -4,6 +4,7 @@
  * and for tests. */
 #include <string.h>
 
+#include "backends.h"
 #include "sched/backend.h"
 #include "sched/taskheap.h"
 
@@ -141,5 +142,6 @@ static void sync_destroy(tg__backend *b) {
 }
 
 const tg__backend_ops tg__backend_sync = {
-    TG__BACKEND_OPS_V1, "sync", sync_create, sync_submit, sync_destroy,
+    TG__BACKEND_OPS_V1, "sync", TG__CAP_IN_PROCESS | TG__CAP_ONE_WORKER,
+    sync_create, sync_submit, sync_destroy,
 };

@@ -317,7 +317,7 @@ static void tcp_destroy(tg__backend *be) {
 }
 
 const tg__backend_ops tg__backend_tcp = {
-    TG__BACKEND_OPS_V1, "tcp", tcp_create, tcp_submit, tcp_destroy,
+    TG__BACKEND_OPS_V1, "tcp", 0, tcp_create, tcp_submit, tcp_destroy,
 };
 
 int tg_remote_stats_get(tg_executor *ex, tg_remote_stats *out) {

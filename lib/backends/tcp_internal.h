@@ -36,6 +36,7 @@
 
 #include <zmq.h>
 
+#include "backends/backends.h"
 #include "remote/buf.h"
 #include "remote/idmap.h"
 #include "remote/proto.h"

@@ -9,7 +9,7 @@
 
 #include "backends/tcp_internal.h"
 #include "remote/wire.h"
-#include "sched/memo.h"
+#include "memo/memo.h"
 
 typedef struct shape {
   uint8_t kind;

@@ -30,10 +30,11 @@
 #include <limits.h>
 #include <string.h>
 
+#include "backends.h"
 #include "deque.h"
 #include "sched/backend.h"
-#include "sched/futex.h"
 #include "sched/taskheap.h"
+#include "util/futex.h"
 #include "util/thread.h"
 
 #define SPIN_SECONDS 50e-6 /* about the cost of a futex wake-up round trip */
@@ -428,5 +429,6 @@ static void threads_destroy(tg__backend *b) {
 }
 
 const tg__backend_ops tg__backend_threads = {
-    TG__BACKEND_OPS_V1, "threads", threads_create, threads_submit, threads_destroy,
+    TG__BACKEND_OPS_V1, "threads", TG__CAP_IN_PROCESS | TG__CAP_LEAVE_AT_DEADLINE,
+    threads_create, threads_submit, threads_destroy,
 };

@@ -7,7 +7,7 @@
  * (tg_cache_file_hash), runlog.c (the computes' statistics and notes),
  * opened.c (directories open in this process), memo_meta.c (function
  * counts, lineage, tallies), validate.c (checking data.mdb before LMDB
- * maps it). key.h and cache_memo.h are the scheduler's.
+ * maps it). cache_memo.h is what memoization (lib/memo/) uses.
  *
  * On-disk layout of a cache directory DIR:
  *   DIR/data.mdb, DIR/lock.mdb   one LMDB environment, named databases:

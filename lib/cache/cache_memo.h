@@ -1,4 +1,4 @@
-/* lib/cache/cache_memo.h: what the scheduler's memoization uses of the
+/* lib/cache/cache_memo.h: what memoization (lib/memo/) uses of the
  * cache beyond the public API: sized lookups, puts that record a node's
  * lineage and are tallied per compute, the per-function entry counts that
  * decide whether a lookup is worth making, and the store threshold.

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "graph_internal.h"
-#include "tgraph/executor.h"
 
 static size_t key_bytes(const tg_graph *g, const uint32_t *order, size_t n,
                         size_t *nargs, size_t *nkeys) {
@@ -35,7 +34,7 @@ static void copy_node(tg_graph *c, const tg_graph *g, uint32_t old,
     d[j] = a[j];
     if (tg__arg_is_node(a[j].kind)) d[j].node = remap[a[j].node];
     if (a[j].kind == TG_ARG_VALUE) tg_value_ref(a[j].u.value);
-    if (a[j].kind == TG_ARG_FUTURE) tg_future_ref(a[j].u.future);
+    if (a[j].kind == TG_ARG_FUTURE) g->ext->ref(a[j].u.future);
     if (a[j].kind == TG_ARG_KEY) {
       const char *k = g->keys + a[j].u.key;
       d[j].u.key = tg__graph_put_key(c, k, strlen(k));
@@ -59,6 +58,7 @@ int tg__graph_extract(const tg_graph *g, const uint32_t *order, size_t n,
   size_t bytes = key_bytes(g, order, n, &nargs, &nkeys);
   int rc = tg_graph_new(g->reg, &c);
   if (rc) return rc;
+  c->ext = g->ext;
   c->orig = tg__malloc((n ? n : 1) * sizeof *c->orig);
   if (!c->orig || (g->prio && tg__graph_reserve_prio(c)) ||
       tg__graph_reserve(c, n, nargs, bytes, nkeys)) {

@@ -53,7 +53,7 @@ static int add_build(tg_graph *g, const tg_func *fn, size_t i, const tg_value *i
     in[1 + j] = tg_arg_node((tg_node)id);
   }
   tg_node b;
-  int rc = tg__graph_add(g, build, in, n + 1, NULL, TG__NK_CALL, 0, false, &b);
+  int rc = tg__graph_add(g, build, in, n + 1, NULL, TG__NK_CALL, 0, NULL, &b);
   tg__free(in);
   if (rc == TG_OK) *out = tg_arg_node(b);
   return rc;
@@ -91,7 +91,7 @@ int tg__graph_add_gathered(tg_graph *g, const tg_func *fn, const tg_arg *args, s
     else a[i].kind = TG_ARG_VALUE; /* still ours: dropped below */
   }
   if (rc == TG_OK) {
-    rc = tg__graph_add(g, fn, a, nargs, opts, TG__NK_CALL, 0, false, out);
+    rc = tg__graph_add(g, fn, a, nargs, opts, TG__NK_CALL, 0, NULL, out);
   } else {
     for (size_t i = 0; i < nargs; i++)
       if (a[i].kind == TG_ARG_VALUE || a[i].kind == TG_ARG_NODES) tg_value_unref(a[i].value);

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "graph_internal.h"
-#include "tgraph/executor.h"
 
 int tg_graph_new(tg_registry *reg, tg_graph **out) {
   if (!out) return TG_EINVAL;
@@ -27,7 +26,7 @@ void tg_graph_free(tg_graph *g) {
   tg__graph_expand_undo(g);
   for (size_t i = 0; i < g->nargs; i++) {
     if (g->args[i].kind == TG_ARG_VALUE) tg_value_unref(g->args[i].u.value);
-    if (g->args[i].kind == TG_ARG_FUTURE) tg_future_free(g->args[i].u.future);
+    if (g->args[i].kind == TG_ARG_FUTURE) g->ext->unref(g->args[i].u.future);
   }
   tg__free(g->nodes);
   tg__free(g->args);
@@ -124,7 +123,7 @@ int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen) {
 }
 
 int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
-                      size_t nargs, bool allow_future, size_t *keybytes) {
+                      size_t nargs, const tg__extern_ops *ext, size_t *keybytes) {
   *keybytes = 0;
   if (tg__graph_expand_stale(g)) tg__graph_expand_undo(g); /* see expand.c */
   for (size_t i = 0; i < nargs; i++) {
@@ -155,10 +154,14 @@ int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
                                 "graph has %zu nodes", fn->name, i, a->node, g->n);
         break;
       case TG_ARG_FUTURE:
-        if (!allow_future || !a->future)
+        if (!ext || !a->future)
           return tg__graph_fail(g, TG_EINVAL,
                                 "call of '%s': argument %zu is a future; futures are "
                                 "arguments of tg_executor_call only", fn->name, i);
+        /* one maker (the executor) per graph: its graphs hold only its inputs */
+        if (TG_NEVER(g->ext && g->ext != ext))
+          return tg__graph_fail(g, TG_EINVAL, "call of '%s': argument %zu is an external "
+                                "input of another kind than the graph's", fn->name, i);
         break;
       case TG_ARG_NODES:
         return tg__graph_fail(g, TG_EINVAL, "call of '%s': argument %zu is a node list; "
@@ -206,7 +209,8 @@ int tg__graph_reserve(tg_graph *g, size_t nodes, size_t nargs, size_t keybytes,
   return TG_OK;
 }
 
-/* Append args (room reserved); constants are taken, futures referenced. */
+/* Append args (room reserved); constants are taken, external inputs
+ * referenced (g->ext set by the add). */
 static void store_args(tg_graph *g, const tg_arg *args, size_t nargs) {
   tg__garg *d = g->args + g->nargs;
   for (size_t i = 0; i < nargs; i++) {
@@ -218,7 +222,7 @@ static void store_args(tg_graph *g, const tg_arg *args, size_t nargs) {
       case TG_ARG_VALUE: d[i].u.value = a->value; break;
       case TG_ARG_ITEM: d[i].u.index = a->index; break;
       case TG_ARG_KEY: d[i].u.key = tg__graph_put_key(g, a->key, strlen(a->key)); break;
-      case TG_ARG_FUTURE: d[i].u.future = tg_future_ref(a->future); break;
+      case TG_ARG_FUTURE: d[i].u.future = g->ext->ref(a->future); break;
       default: d[i].u.value = NULL; break;
     }
   }
@@ -258,7 +262,7 @@ tg_node tg__graph_append(tg_graph *g, const tg_func *fn, const tg_arg *args,
 
 int tg__graph_add(tg_graph *g, const tg_func *fn, const tg_arg *args,
                   size_t nargs, const tg_node_opts *opts, unsigned kind,
-                  uint32_t aux, bool allow_future, tg_node *out) {
+                  uint32_t aux, const tg__extern_ops *ext, tg_node *out) {
   size_t keylen, keybytes;
   int rc;
   if (fn->nargs >= 0 && kind == TG__NK_CALL && (size_t)fn->nargs != nargs) {
@@ -266,11 +270,12 @@ int tg__graph_add(tg_graph *g, const tg_func *fn, const tg_arg *args,
                         fn->name, fn->nargs, fn->nargs == 1 ? "" : "s", nargs);
     goto fail;
   }
-  if ((rc = tg__graph_check_args(g, fn, args, nargs, allow_future, &keybytes)) ||
+  if ((rc = tg__graph_check_args(g, fn, args, nargs, ext, &keybytes)) ||
       (rc = tg__graph_check_opts(g, opts, &keylen)) ||
       (rc = tg__graph_reserve(g, 1, nargs, keybytes + (keylen ? keylen + 1 : 0),
                               keylen ? 1 : 0)))
     goto fail;
+  if (ext && !g->ext) g->ext = ext; /* its inputs checked: the same ext */
   tg_node id = tg__graph_append(g, fn, args, nargs, opts, keylen, kind, aux);
   if (out) *out = id;
   return TG_OK;
@@ -289,7 +294,7 @@ int tg__graph_add_new_key(tg_graph *g, const tg_func *fn, const tg_arg *args,
                         fn->name, fn->nargs, fn->nargs == 1 ? "" : "s", nargs);
     goto fail;
   }
-  if ((rc = tg__graph_check_args(g, fn, args, nargs, false, &keybytes)) ||
+  if ((rc = tg__graph_check_args(g, fn, args, nargs, NULL, &keybytes)) ||
       (rc = check_opts(g, opts, true, &keylen)) ||
       (rc = tg__graph_reserve(g, 1, nargs, keybytes + (keylen ? keylen + 1 : 0),
                               0)))
@@ -311,7 +316,7 @@ int tg_graph_add_fn(tg_graph *g, const tg_func *fn, const tg_arg *args,
   }
   for (size_t i = 0; i < nargs; i++)
     if (args[i].kind == TG_ARG_NODES) return tg__graph_add_gathered(g, fn, args, nargs, opts, out);
-  return tg__graph_add(g, fn, args, nargs, opts, TG__NK_CALL, 0, false, out);
+  return tg__graph_add(g, fn, args, nargs, opts, TG__NK_CALL, 0, NULL, out);
 }
 
 /* Find fn by name, remembering the last hit: graphs are usually built

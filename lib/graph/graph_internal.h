@@ -31,7 +31,7 @@ enum {
   TG__NK_MAPOVER = 3,/* fn mapped over the list result of its first
                         argument (a node), the rest being the extras:
                         expanded into CHUNK and CONCAT nodes once that
-                        list is known (lib/sched/expand.c), never run */
+                        list is known (expand.c), never run */
 };
 
 /* aux of a CHUNK (and of a MAPOVER): the number of mapped inputs (for a
@@ -58,6 +58,16 @@ typedef struct tg__gnode {
   float timeout;     /* seconds per attempt, 0 = none */
 } tg__gnode;
 
+/* External inputs. An argument of kind TG_ARG_FUTURE is, to the graph, an
+ * opaque handle made by a layer above it (the executor's futures, in
+ * sched/) that holds the argument's value once it exists. The graph only
+ * owns the handle, through the ops its maker passes when adding it; how
+ * the value is read is the maker's business. */
+typedef struct tg__extern_ops {
+  void *(*ref)(void *h); /* take a reference to h; returns h */
+  void (*unref)(void *h);/* drop one */
+} tg__extern_ops;
+
 typedef struct tg__garg {
   uint8_t kind; /* tg_arg_kind */
   uint8_t pad[3];
@@ -66,12 +76,16 @@ typedef struct tg__garg {
     tg_value *value;   /* VALUE: an owned reference */
     int64_t index;     /* ITEM */
     uint64_t key;      /* KEY: arena offset of the key */
-    tg_future *future; /* FUTURE: an owned handle (executor graphs only) */
+    tg_future *future; /* FUTURE: an external input, the handle of
+                          tg_arg.future: one reference owned through
+                          g->ext, never read by the graph */
   } u;
 } tg__garg;
 
 struct tg_graph {
   tg_registry *reg;         /* borrowed */
+  const tg__extern_ops *ext;/* NULL, or the ops of the external inputs
+                               among its arguments (one maker per graph) */
   _Atomic uint32_t refs;    /* 1 for its owner, + 1 per compute that
                                returned at its deadline while one of its
                                tasks still runs (sched/compute.c): the
@@ -93,7 +107,7 @@ struct tg_graph {
   size_t prio_cap;
   const tg_func *last_fn;   /* last function looked up by name */
   struct tg__chash *chash;  /* NULL, or digests of large constants
-                               (keys_merkle.c): a cache of derived data,
+                               (chash.c): a cache of derived data,
                                filled while the graph is otherwise read */
   uint32_t nmapover;        /* MAPOVER nodes added: computes look for
                                them only when there are some */
@@ -127,20 +141,21 @@ const char *tg__graph_key(const tg_graph *g, tg_node n, char *buf,
 int tg__graph_fail(tg_graph *g, int code, const char *fmt, ...)
     TG__PRINTF(3, 4);
 
-/* Add a node (all checks of tg_graph_add_fn). allow_future admits
- * TG_ARG_FUTURE arguments (executor calls); kind/aux as tg__gnode.
- * Constants are taken even on failure; futures are referenced on
- * success only. */
+/* Add a node (all checks of tg_graph_add_fn). ext admits TG_ARG_FUTURE
+ * arguments as external inputs owned through it (executor calls; NULL
+ * refuses them; a graph takes them from one ext only); kind/aux as
+ * tg__gnode. Constants are taken even on failure; external inputs are
+ * referenced on success only. */
 int tg__graph_add(tg_graph *g, const tg_func *fn, const tg_arg *args,
                   size_t nargs, const tg_node_opts *opts, unsigned kind,
-                  uint32_t aux, bool allow_future, tg_node *out);
+                  uint32_t aux, const tg__extern_ops *ext, tg_node *out);
 
 /* The pieces of an add, for callers adding several nodes atomically:
  * check arguments (*keybytes: arena bytes their KEY strings need) and
  * options (*keylen: length of opts->key, 0 when none), reserve room, then
  * append (which cannot fail). */
 int tg__graph_check_args(tg_graph *g, const tg_func *fn, const tg_arg *args,
-                         size_t nargs, bool allow_future, size_t *keybytes);
+                         size_t nargs, const tg__extern_ops *ext, size_t *keybytes);
 int tg__graph_check_opts(tg_graph *g, const tg_node_opts *o, size_t *keylen);
 /* The priority an add with opts o gives its node (0 for V1 options). */
 static inline int tg__opts_priority(const tg_node_opts *o) {
@@ -173,8 +188,8 @@ const tg_func *tg__graph_lookup(tg_graph *g, const char *fn);
 
 /* A new graph holding copies of the nodes order[0..n-1] of g, node i of
  * the copy being order[i]; remap[old] gives the new id of every node an
- * argument references. Constants and futures are referenced, strings
- * copied; generated keys keep the original ids. */
+ * argument references. Constants and external inputs are referenced,
+ * strings copied; generated keys keep the original ids. */
 int tg__graph_extract(const tg_graph *g, const uint32_t *order, size_t n,
                       const uint32_t *remap, tg_graph **out);
 
@@ -229,42 +244,12 @@ bool tg__graph_expand_stale(const tg_graph *g);
 /* Drop the digests kept for arguments from index `from` on (undone). */
 void tg__graph_chash_drop_from(tg_graph *g, size_t from);
 
-/* ---- Merkle keys (keys_merkle.c) ------------------------------------------ */
+/* ---- digests of large constants (chash.c) -------------------------------- */
 
-/* Why a node's key cannot serve the cache (TG__WHY_OK: it can). */
-enum {
-  TG__WHY_OK = 0,
-  TG__WHY_IMPURE,    /* impure function, not opted in (cache = 1) */
-  TG__WHY_INPUT,     /* an argument's node has one of these reasons */
-  TG__WHY_FILE_PATH, /* file source whose path is not a constant string */
-  TG__WHY_FILE_READ, /* file source whose file cannot be read */
-  TG__WHY_FUTURE,    /* a future argument (executor calls) */
-};
-
-/* Node keys of one graph for one compute: computed on demand (a key needs
- * its upstream's keys), each once, iteratively. Not thread-safe: callers
- * serialize (the scheduler holds its memo lock). */
-typedef struct tg__keyer {
-  const tg_graph *g;
-  tg_cache *cache;       /* file digests through it; NULL: read files */
-  size_t n;              /* nodes covered by the arrays (0: none yet) */
-  tg_digest *key;        /* per node, valid when st[i] & TG__KEYER_KNOWN */
-  uint8_t *st;           /* per node: TG__KEYER_KNOWN | reason */
-  struct tg__key_arg *args; /* scratch */
-  size_t args_cap;
-  uint32_t *stack;       /* DFS scratch: node, next argument pairs */
-  size_t stack_cap;
-} tg__keyer;
-#define TG__KEYER_KNOWN 0x80
-
-void tg__keyer_init(tg__keyer *k, const tg_graph *g, tg_cache *cache);
-void tg__keyer_free(tg__keyer *k);
-/* The key of node n and why it cannot serve the cache (TG__WHY_*; the key
- * is still computed). TG_OK or TG_ENOMEM. */
-int tg__keyer_get(tg__keyer *k, tg_node n, tg_digest *key /* OUT */,
-                  int *why /* OUT */);
-/* A function's identity: the key of a call of it without arguments. */
-tg_digest tg__func_identity(const tg_func *f);
+/* tg_value_hash of constant argument `arg` (an index into g->args), kept
+ * in g when the constant is large (read-mostly: filled while the graph
+ * is otherwise only read; callers serialize, as node keys do). */
+tg_digest tg__graph_const_digest(const tg_graph *g, uint32_t arg);
 /* Free the constant digests of g (tg_graph_free). */
 void tg__graph_chash_free(tg_graph *g);
 /* Number of constant digests g keeps (for tests). */

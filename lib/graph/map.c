@@ -87,8 +87,8 @@ int tg__graph_map_at(tg_graph *g, const tg_func *f, const tg_arg *inputs, size_t
   if (chunksize == 0) chunksize = pick_chunksize(n);
   size_t nchunks = (n + chunksize - 1) / chunksize;
   size_t kin, kex, keylen;
-  if ((rc = tg__graph_check_args(g, f, inputs, n, false, &kin)) ||
-      (rc = tg__graph_check_args(g, f, extra, nextra, false, &kex)) ||
+  if ((rc = tg__graph_check_args(g, f, inputs, n, NULL, &kin)) ||
+      (rc = tg__graph_check_args(g, f, extra, nextra, NULL, &kex)) ||
       (rc = tg__graph_check_opts(g, opts, &keylen)))
     return map_fail(inputs, n, extra, nextra, rc);
   if (nchunks > UINT32_MAX || nextra > UINT32_MAX / (nchunks ? nchunks : 1))
@@ -146,7 +146,7 @@ int tg__graph_map_over(tg_graph *g, const tg_func *f, tg_node over, const tg_arg
   args[0] = tg_arg_node(over);
   if (nextra) memcpy(args + 1, extra, nextra * sizeof *args);
   rc = tg__graph_add(g, f, args, na, opts, TG__NK_MAPOVER, tg__chunk_aux(chunksize, pos),
-                     false, out);
+                     NULL, out);
   if (rc == TG_OK) g->nmapover++;
   if (args != stack) tg__free(args);
   return rc;

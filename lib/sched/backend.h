@@ -1,6 +1,5 @@
 /* lib/sched/backend.h: the internal interface every backend implements
- * (sync, threads; processes and tcp later), as a versioned table of
- * operations.
+ * (sync, threads, processes, tcp), as a versioned table of operations.
  *
  * A backend receives ready tasks and must finish each exactly once:
  *   - in-process backends call tg__task_exec(w, t) on one of their
@@ -25,6 +24,8 @@
  *            fail: a backend that cannot queue a task runs it in the
  *            calling thread.
  *   destroy  called when no run is active: stop the workers and free.
+ *   caps     what the scheduler may assume of the backend (TG__CAP_*): the
+ *            scheduler tests these, never which backend it runs.
  *
  * Thread safety: submit is called concurrently from any thread; create
  * and destroy by the executor's owner.
@@ -35,6 +36,21 @@
 #include "sched/sched_internal.h"
 
 #define TG__BACKEND_OPS_V1 1
+
+/* Capabilities (tg__backend_ops.caps). */
+enum {
+  /* Calls run in this process through tg__task_exec, which times them;
+   * without it, calls run elsewhere (tg__task_begin/end) and the run keeps
+   * per-task start times to time them. */
+  TG__CAP_IN_PROCESS = 1u << 0,
+  /* One task at a time, whatever number of workers is asked for: the
+   * executor reports one worker. */
+  TG__CAP_ONE_WORKER = 1u << 1,
+  /* Calls run on the backend's own threads in this process and cannot
+   * be stopped: a compute at its deadline may return without them after
+   * a grace period, leaving them to finish (tg__run_abandon). */
+  TG__CAP_LEAVE_AT_DEADLINE = 1u << 2,
+};
 
 typedef struct tg__backend_cfg {
   uint32_t version;   /* TG__BACKEND_OPS_V1 */
@@ -48,6 +64,7 @@ typedef struct tg__backend_cfg {
 struct tg__backend_ops {
   int version;        /* TG__BACKEND_OPS_V1 */
   const char *name;   /* "sync", "threads", ... */
+  unsigned caps;      /* TG__CAP_* */
   /* ---- version 1 ---- */
   int (*create)(const tg__backend_cfg *cfg, tg__backend **out, tg_error *err);
   void (*submit)(tg__backend *b, tg__task *const *tasks, size_t n);
@@ -65,14 +82,11 @@ static inline void tg__backend_submit(tg__backend *b, tg__task *const *tasks,
   b->ops->submit(b, tasks, n);
 }
 
+/* The list of backends, the one place that names them, is theirs
+ * (backends/backends.c): */
 /* The backend named `name` (NULL means "threads"), or NULL when unknown. */
 const tg__backend_ops *tg__backend_find(const char *name);
-/* "sync, threads": the known names, for error messages. */
+/* "sync, threads, ...": the known names, for error messages. */
 const char *tg__backend_names(void);
-
-extern const tg__backend_ops tg__backend_sync;
-extern const tg__backend_ops tg__backend_threads;
-extern const tg__backend_ops tg__backend_processes;
-extern const tg__backend_ops tg__backend_tcp;
 
 #endif /* TG_SCHED_BACKEND_H */

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "memo.h"
+#include "memo/memo.h"
 #include "progress.h"
 #include "sched_internal.h"
 
@@ -111,7 +111,7 @@ int tg__compute_run(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t
      * follows). Only a run with a deadline counts its calls out to the
      * caller (tg__run_callout_begin), so only such a run may be left
      * behind; a cancelled one waits for its tasks, as graph.h promises. */
-    if (ex->ops == &tg__backend_threads && r->deadline > 0 &&
+    if ((ex->ops->caps & TG__CAP_LEAVE_AT_DEADLINE) && r->deadline > 0 &&
         tg__run_wait(r, ABANDON_GRACE) == TG_ETIMEDOUT)
       *abandoned = tg__run_abandon(r, g);
     if (!*abandoned) tg__run_wait(r, -1);

@@ -39,7 +39,7 @@ int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
   ex->reg = reg;
   ex->ops = ops;
   ex->workers = opts && opts->workers ? opts->workers : tg__ncpus();
-  if (ops == &tg__backend_sync) ex->workers = 1;
+  if (ops->caps & TG__CAP_ONE_WORKER) ex->workers = 1;
   ex->log = opts ? opts->log : NULL;
   ex->log_ctx = opts ? opts->log_ctx : NULL;
   ex->on_event = opts ? opts->on_event : NULL;
@@ -228,7 +228,9 @@ int tg_executor_call(tg_executor *ex, const char *fn, const tg_arg *args,
     goto fail;
   }
   tg_node node;
-  if ((rc = tg__graph_add(g, f, args, nargs, NULL, TG__NK_CALL, 0, true, &node))) {
+  /* the futures among args are the graph's external inputs */
+  if ((rc = tg__graph_add(g, f, args, nargs, NULL, TG__NK_CALL, 0, &tg__future_inputs,
+                          &node))) {
     ex_fail(ex, rc, "%s", g->errmsg);
     tg_graph_free(g);
     return rc;

@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "memo.h"
+#include "memo/memo.h"
+#include "sched_internal.h"
 
 /* Texts for TG__WHY_* reasons that make a node uncacheable. */
 static const char *why_text(int why) {
@@ -14,7 +15,7 @@ static const char *why_text(int why) {
     case TG__WHY_INPUT: return "depends on a task that cannot be cached";
     case TG__WHY_FILE_PATH: return "reads a file whose path is not a constant string";
     case TG__WHY_FILE_READ: return "reads a file that cannot be read";
-    case TG__WHY_FUTURE: return "has a future as an argument";
+    case TG__WHY_EXTERNAL: return "has a future as an argument";
     default: return "not cacheable";
   }
 }

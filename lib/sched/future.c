@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "futex.h"
 #include "sched_internal.h"
+#include "util/futex.h"
 
 typedef struct cb_entry {
   tg_future_cb cb;
@@ -55,6 +55,10 @@ void tg_future_free(tg_future *f) {
   tg__run_unref(f->run);
   tg__free(f);
 }
+
+static void *input_ref(void *h) { return tg_future_ref(h); }
+static void input_unref(void *h) { tg_future_free(h); }
+const tg__extern_ops tg__future_inputs = {input_ref, input_unref};
 
 /* Run the callbacks, including ones added meanwhile, in order. Entered
  * with f->mu held after the transition to done; returns with it released. */

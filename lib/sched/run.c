@@ -6,9 +6,9 @@
 #include <time.h>
 
 #include "backend.h"
-#include "futex.h"
-#include "memo.h"
+#include "memo/memo.h"
 #include "sched_internal.h"
+#include "util/futex.h"
 
 static void run_free(tg__run *r) {
   tg__runplan_free(&r->plan);
@@ -39,7 +39,7 @@ void tg__run_unref(tg__run *r) {
 /* Backends calling functions in this process time them in task.c; the
  * others need per-task start times (tg__task_begin/end). */
 static bool remote_backend(const tg_executor *ex) {
-  return ex->ops != &tg__backend_sync && ex->ops != &tg__backend_threads;
+  return !(ex->ops->caps & TG__CAP_IN_PROCESS);
 }
 
 int tg__run_new(tg_executor *ex, const tg_graph *g, tg_graph *owned,

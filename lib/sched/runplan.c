@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memo.h"
+#include "memo/memo.h"
 #include "merge.h"
 #include "order.h"
 #include "sched_internal.h"
@@ -65,7 +65,7 @@ typedef struct hits {
 /* Look node up (memo set): a hit is placed at once, as a leaf. Returns
  * true when placed (or *rc set on failure). Each node of the plan comes
  * here once, before it is placed: a cacheable one that misses is counted
- * (the run's misses, memo.h). */
+ * (the run's misses, memo/memo.h). */
 static inline bool placed_hit(const tg_graph *g, tg__memo *m, uint32_t node, uint32_t *task_of,
                        vec32 *order, hits *h, int *rc) {
   tg_value *v = NULL;

@@ -47,7 +47,7 @@
 typedef struct tg__run tg__run;
 typedef struct tg__backend tg__backend;
 typedef struct tg__backend_ops tg__backend_ops;
-typedef struct tg__memo tg__memo; /* memo.h */
+typedef struct tg__memo tg__memo; /* memo/memo.h */
 
 enum { TG__T_NEW = 0, TG__T_STARTED = 1, TG__T_DROPPED = 2 }; /* state */
 /* flags. A CACHED task was served from the cache while compiling: its
@@ -187,7 +187,7 @@ static inline bool tg__task_prioritized(const tg__task *t) {
 
 /* Create a run of outputs of g (borrowed, or `owned`, which the run then
  * frees). with_futures: one future per output, in r->futures. cache
- * (borrowed, may be NULL) memoizes its tasks (memo.h); lookups happen
+ * (borrowed, may be NULL) memoizes its tasks (memo/memo.h); lookups happen
  * here. The run holds one reference for its execution and returns one to
  * the caller. On error: message in err (TG_EINVAL, TG_ENOMEM); `owned` is
  * freed. priority is the submission's, added to each task's
@@ -291,7 +291,8 @@ typedef struct tg__wctx {
   int worker;            /* index reported by tg_task_worker() */
   tg__run *run;          /* run of the batched counts, or NULL */
   uint32_t retired, ran, skipped;
-  uint32_t memo_sample;  /* calls until the next sampled timing (memo.h) */
+  uint32_t memo_sample;  /* calls until the next sampled timing
+                            (memo/memo.h) */
   tg__task *ready_first; /* the most urgent newly ready task, or NULL */
   tg__task *ready_rest;  /* the others, linked, least urgent first */
   tg_value **scratch;    /* argument arrays */
@@ -422,5 +423,8 @@ bool tg__future_off_done(tg_future *f, tg_future_cb cb, void *ctx);
 /* Whether f is done; its code and result (borrowed) when it is. */
 bool tg__future_outcome(const tg_future *f, int *code, tg_value **result,
                         const char **msg);
+/* Futures as a graph's external inputs (TG_ARG_FUTURE arguments of
+ * executor calls, graph_internal.h): ref and free of the handles. */
+extern const tg__extern_ops tg__future_inputs;
 
 #endif /* TG_SCHED_INTERNAL_H */

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "memo.h"
+#include "memo/memo.h"
 #include "sched_internal.h"
 
 void tg__wctx_init(tg__wctx *w, int worker) {
@@ -401,7 +401,7 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
     *start = tg__now();
     emit(r, t, TG_EVENT_STARTED, w->worker, TG_OK, *start, *start, &first);
   }
-  bool timed = r->memo && tg__memo_timed(r->memo, w, t->node, nd);
+  bool timed = r->memo && tg__memo_timed(r->memo, &w->memo_sample, t->node, nd);
   for (int at = 0, n = attempts_of(r, nd);; at++) {
     tg__task_ctx_init(&ctx, nd->fn, r, t->node, w->worker, at);
     ctx.states = &w->states;
@@ -416,7 +416,7 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
     if (ctx.deadline > 0) rc = check_deadline(&ctx, nd, rc, t1);
     if (rc == TG_OK) {
       if (timed && tg__run_callout_begin(r)) {
-        tg__memo_done(r->memo, r, t->node, out, t1 - t0);
+        tg__memo_done(r->memo, r->g, t->node, out, t1 - t0);
         tg__run_callout_end(r);
       }
       return out;
@@ -538,7 +538,7 @@ bool tg__task_begin(tg__wctx *w, tg__task *t, tg_value *const **args,
   int rc = tg__run_stopped(r) ? 1 : gather(w, r, t, nd, msg, sizeof msg);
   if (rc == TG_OK) {
     atomic_store_explicit(&r->started, 1, memory_order_relaxed);
-    if (r->memo && r->memo->t0 && tg__memo_timed(r->memo, w, t->node, nd))
+    if (r->memo && r->memo->t0 && tg__memo_timed(r->memo, &w->memo_sample, t->node, nd))
       r->memo->t0[t - r->plan.tasks] = tg__now();
     if (TG__UNLIKELY(r->on_event != NULL) && !w->defer_started)
       tg__task_started(w, t, w->worker);
@@ -603,7 +603,8 @@ void tg__task_end_report(tg__wctx *w, tg__task *t, int rc, tg_value *result,
   if (rc == TG_OK && result) {
     double *t0 = r->memo && r->memo->t0 ? &r->memo->t0[t - r->plan.tasks] : NULL;
     if (t0 && *t0 > 0) /* timed: tg__memo_timed said so at the begin */
-      tg__memo_done(r->memo, r, t->node, result, seconds >= 0 ? seconds : tg__now() - *t0);
+      tg__memo_done(r->memo, r->g, t->node, result,
+                    seconds >= 0 ? seconds : tg__now() - *t0);
     if (TG__UNLIKELY(r->on_event != NULL)) end_event(w, r, t, TG_OK, NULL, rep);
     finish(w, t, result, true);
     return;

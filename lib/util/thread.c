@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 
-#include "../sched/futex.h"
+#include "futex.h"
 #include "internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -27,7 +27,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "cache/key.h"
+#include "memo/key.h"
 #include "workloads.h"
 #include "tgraph/cache.h"
 

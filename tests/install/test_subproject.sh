@@ -62,10 +62,10 @@ fi
 
 # Internal headers stay out of reach.
 if ninja -C "$work/build" internal >"$work/internal.log" 2>&1; then
-  bad "#include \"cache/key.h\" does not compile"
+  bad "#include \"memo/key.h\" does not compile"
 else
-  same "#include \"cache/key.h\" does not compile" "cache/key.h: No such file or directory" \
-    "$(grep -o 'cache/key.h: No such file or directory' "$work/internal.log" | head -1)"
+  same "#include \"memo/key.h\" does not compile" "memo/key.h: No such file or directory" \
+    "$(grep -o 'memo/key.h: No such file or directory' "$work/internal.log" | head -1)"
 fi
 
 finish

@@ -1,5 +1,5 @@
 /* A user of dependency('tgraph') reaching for an internal header: the
  * dependency gives include/ alone, so this must not compile. */
-#include "cache/key.h"
+#include "memo/key.h"
 
 int main(void) { return 0; }

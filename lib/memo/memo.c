@@ -1,4 +1,4 @@
-/* lib/sched/memo.c: a run's memoization in a tg_cache: lookups while the
+/* lib/memo/memo.c: a run's memoization in a tg_cache: lookups while the
  * plan is compiled, stores after timed calls (policy in memo.h). A cache
  * that fails (I/O, a child of fork()) only costs hits: every failure
  * here is a miss or a result not stored, never a failed compute. */
@@ -124,9 +124,9 @@ static void note(tg__memo *m, const tg_func *f, int kind, double seconds) {
   atomic_store_explicit(&mf->note, (uint8_t)kind, memory_order_relaxed);
 }
 
-void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
+void tg__memo_done(tg__memo *m, const tg_graph *g, uint32_t node, tg_value *v,
                    double seconds) {
-  const tg__gnode *nd = &r->g->nodes[node];
+  const tg__gnode *nd = &g->nodes[node];
   const tg_func *f = nd->fn;
   tg_digest key;
   tg__cache_tally *tally = NULL;
@@ -146,7 +146,7 @@ void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
   }
   if (!usable_key(m, node, &key, &tally)) return;
   char kb[TG__NAME_MAX + 32];
-  const char *nkey = tg__graph_key(r->g, node, kb, sizeof kb);
+  const char *nkey = tg__graph_key(g, node, kb, sizeof kb);
   tg__cache_putx x = {f->name,   seconds, true, tg__lineage_id(f->name, nkey),
                       tg__func_identity(f), tally};
   if (tg__cache_put_ex(m->cache, key, v, &x) == TG_OK) {

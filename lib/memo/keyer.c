@@ -1,6 +1,6 @@
-/* lib/graph/keys_merkle.c: Merkle keys of graph nodes (the byte stream is
- * tg__merkle_key's, lib/cache/key.h), computed iteratively for what a
- * compute needs, and the per-graph digests of large constants.
+/* lib/memo/keyer.c: Merkle keys of graph nodes (the byte stream is
+ * tg__merkle_key's, key.h), computed iteratively for what a compute
+ * needs.
  *
  * A node's key covers its function's identity (name, version, and the
  * digest of its code id or else of its plugin file) and per argument the
@@ -17,112 +17,16 @@
  * node's result not yet expanded (once expanded, it is the concatenation
  * of chunks over constant items).
  *
- * Large constants (arrays, strings and bytes of at least CHASH_MIN bytes,
- * lists, maps) are hashed once per graph: their digests stay in the graph
- * (g->chash, by argument index), since arguments never change once added.
+ * A constant's digest comes from the graph, which keeps those of large
+ * constants (graph/chash.c).
  */
 #include <string.h>
 
-#include "cache/key.h"
-#include "graph_internal.h"
+#include "graph/graph_internal.h"
+#include "key.h"
+#include "keyer.h"
 #include "tgraph/cache.h"
 #include "value/hash_internal.h"
-
-#define CHASH_MIN 4096 /* bytes from which a constant's digest is kept */
-
-/* ---- digests of large constants ------------------------------------------ */
-
-typedef struct chash_slot {
-  uint32_t arg1; /* argument index + 1; 0 = empty */
-  tg_digest d;
-} chash_slot;
-
-struct tg__chash {
-  chash_slot *s;
-  size_t cap, n; /* cap a power of two */
-};
-
-void tg__graph_chash_free(tg_graph *g) {
-  if (!g->chash) return;
-  tg__free(g->chash->s);
-  tg__free(g->chash);
-  g->chash = NULL;
-}
-
-size_t tg__graph_chash_count(const tg_graph *g) { return g->chash ? g->chash->n : 0; }
-
-static bool worth_keeping(const tg_value *v) {
-  size_t len = 0;
-  switch (tg_value_type(v)) {
-    case TG_NDARRAY: return tg_ndarray_nbytes(v) >= CHASH_MIN;
-    case TG_STR: tg_str_data(v, &len); return len >= CHASH_MIN;
-    case TG_BYTES: tg_bytes_data(v, &len); return len >= CHASH_MIN;
-    case TG_LIST:
-    case TG_MAP: return true;
-    default: return false;
-  }
-}
-
-static size_t chash_find(const struct tg__chash *h, uint32_t arg) {
-  size_t mask = h->cap - 1;
-  size_t i = (arg * UINT32_C(2654435761)) & mask;
-  while (h->s[i].arg1 && h->s[i].arg1 != arg + 1) i = (i + 1) & mask;
-  return i;
-}
-
-/* Keep d for argument `arg` (out of memory: not kept). */
-static void chash_put(tg_graph *g, uint32_t arg, tg_digest d) {
-  struct tg__chash *h = g->chash;
-  if (!h && !(h = g->chash = tg__calloc(1, sizeof *h))) return;
-  if ((h->n + 1) * 2 > h->cap) {
-    size_t cap = h->cap ? 2 * h->cap : 16;
-    chash_slot *old = h->s, *s = tg__calloc(cap, sizeof *s);
-    if (!s) return;
-    size_t oldcap = h->cap;
-    h->s = s, h->cap = cap;
-    for (size_t i = 0; i < oldcap; i++)
-      if (old[i].arg1) h->s[chash_find(h, old[i].arg1 - 1)] = old[i];
-    tg__free(old);
-  }
-  size_t i = chash_find(h, arg);
-  if (!h->s[i].arg1) h->n++;
-  h->s[i] = (chash_slot){arg + 1, d};
-}
-
-void tg__graph_chash_drop_from(tg_graph *g, size_t from) {
-  struct tg__chash *h = g->chash;
-  if (!h || !h->n) return;
-  chash_slot *old = h->s;
-  size_t oldcap = h->cap;
-  if (!(h->s = tg__calloc(oldcap, sizeof *h->s))) { /* forget them all */
-    h->s = old;
-    tg__graph_chash_free(g);
-    return;
-  }
-  h->n = 0;
-  for (size_t i = 0; i < oldcap; i++)
-    if (old[i].arg1 && old[i].arg1 - 1 < from) {
-      h->s[chash_find(h, old[i].arg1 - 1)] = old[i];
-      h->n++;
-    }
-  tg__free(old);
-}
-
-/* tg_value_hash of constant argument `arg` of g, kept when large. The
- * graph is written only through its digest cache, which is no part of
- * its meaning (hence the cast). */
-static tg_digest const_hash(const tg_graph *g, uint32_t arg) {
-  const tg_value *v = g->args[arg].u.value;
-  if (!worth_keeping(v)) return tg_value_hash(v);
-  const struct tg__chash *h = g->chash;
-  if (h && h->cap) {
-    size_t i = chash_find(h, arg);
-    if (h->s[i].arg1) return h->s[i].d;
-  }
-  tg_digest d = tg_value_hash(v);
-  chash_put((tg_graph *)g, arg, d);
-  return d;
-}
 
 /* ---- one node's key -------------------------------------------------------- */
 
@@ -208,10 +112,10 @@ static int compute(tg__keyer *k, uint32_t n) {
     switch (a[j].kind) {
       case TG_ARG_VALUE:
         x->kind = TG__KEY_CONST;
-        x->digest = const_hash(g, nd->arg_off + j);
+        x->digest = tg__graph_const_digest(g, nd->arg_off + j);
         break;
-      case TG_ARG_FUTURE:
-        if (!why) why = TG__WHY_FUTURE;
+      case TG_ARG_FUTURE: /* an external input: known only once it ran */
+        if (!why) why = TG__WHY_EXTERNAL;
         break;
       default:
         x->digest = k->key[a[j].node];

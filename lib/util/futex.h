@@ -1,7 +1,7 @@
-/* lib/sched/futex.h: waiting on and waking a 32-bit atomic word (Linux
+/* lib/util/futex.h: waiting on and waking a 32-bit atomic word (Linux
  * futexes), for threads that block until a state word changes. */
-#ifndef TG_SCHED_FUTEX_H
-#define TG_SCHED_FUTEX_H
+#ifndef TG_UTIL_FUTEX_H
+#define TG_UTIL_FUTEX_H
 
 #include <limits.h>
 #include <linux/futex.h>
@@ -29,4 +29,4 @@ static inline void tg__futex_wake(_Atomic uint32_t *addr, int n) {
   syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
-#endif /* TG_SCHED_FUTEX_H */
+#endif /* TG_UTIL_FUTEX_H */

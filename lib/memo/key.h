@@ -1,4 +1,4 @@
-/* lib/cache/key.h: Merkle keys of graph nodes, for the scheduler.
+/* lib/memo/key.h: Merkle keys of graph nodes, for memoization.
  *
  * A node's key is a pure function of its function's identity and of its
  * arguments' digests, so it is known before anything runs and a cached
@@ -31,8 +31,8 @@
  *
  * Thread safety: pure function, thread-safe.
  */
-#ifndef TG_CACHE_KEY_H
-#define TG_CACHE_KEY_H
+#ifndef TG_MEMO_KEY_H
+#define TG_MEMO_KEY_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -67,4 +67,4 @@ typedef struct tg__key_fn {
 tg_digest tg__merkle_key(const tg__key_fn *fn, const tg__key_arg *args,
                          size_t nargs);
 
-#endif /* TG_CACHE_KEY_H */
+#endif /* TG_MEMO_KEY_H */

@@ -1,4 +1,4 @@
-/* lib/cache/key.c: Merkle keys of graph nodes; the byte stream is
+/* lib/memo/key.c: Merkle keys of graph nodes; the byte stream is
  * documented in key.h. */
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* lib/sched/memo.h: memoization of a run's tasks in a tg_cache: which
+/* lib/memo/memo.h: memoization of a run's tasks in a tg_cache: which
  * tasks are looked up before the run (top-down), which results are
  * stored after their call, and the cheap test on the hot path that
  * decides whether a call is timed.
@@ -6,7 +6,7 @@
  * Policy (documented for users in graph.h, "Memoization"):
  *   - a node is cacheable when tg_node_opts.cache is 1, or -1 and its
  *     function is pure; its key must also be usable (no impure input, a
- *     file source's file readable: keys_merkle.c);
+ *     file source's file readable: keyer.c);
  *   - lookups: while compiling the plan, each cacheable node reached
  *     from the outputs through misses is looked up when its function has
  *     entries in the cache (or the node has cache = 1); a hit is a leaf
@@ -33,15 +33,23 @@
  * a streak) makes its later nodes cost a lookup each (~1 us); clearing
  * the cache forgets it.
  *
+ * The memo knows graphs, keys and the cache, not the scheduler: the
+ * scheduler (sched/) calls it while it compiles a plan and runs tasks.
+ *
  * Thread safety: lookups run on the compiling thread before the run
  * starts; tg__memo_timed and tg__memo_done on any worker; the keyer is
  * guarded by mu, counters are atomics.
  */
-#ifndef TG_SCHED_MEMO_H
-#define TG_SCHED_MEMO_H
+#ifndef TG_MEMO_MEMO_H
+#define TG_MEMO_MEMO_H
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "cache/cache_memo.h"
-#include "sched_internal.h"
+#include "keyer.h"
+
+typedef struct tg__memo tg__memo;
 
 #define TG__MEMO_STREAK 16
 #define TG__MEMO_SAMPLE 64
@@ -73,8 +81,10 @@ struct tg__memo {
   size_t nfns;
   tg__cache_tally *tally;   /* this run's committed stores; made by the
                                first store (under mu) */
-  double *t0;               /* per task: start of a timed remote call, or
-                               0 (tg__task_begin/end); NULL until needed */
+  double *t0;               /* per task of the plan: start of a timed
+                               call run out of process, or 0 (the
+                               scheduler's tg__task_begin/end); NULL
+                               until needed */
   uint8_t *forced;          /* per graph node: 2 forced, 1 depending on a
                                forced node, 0 neither; NULL: none forced */
   uint64_t computed;        /* tasks of the plan cacheable by policy
@@ -120,26 +130,27 @@ bool tg__memo_lookup(tg__memo *m, const tg_graph *g, uint32_t n,
                      tg_value **out /* OUT */);
 
 /* Whether a call of node `node` (nd) is to be timed (and its result
- * perhaps stored). */
-static inline bool tg__memo_timed(tg__memo *m, tg__wctx *w, uint32_t node,
+ * perhaps stored). *sample: the calling worker's countdown to its next
+ * sampled call, started at TG__MEMO_SAMPLE (one per worker: no sharing). */
+static inline bool tg__memo_timed(tg__memo *m, uint32_t *sample, uint32_t node,
                                   const tg__gnode *nd) {
   if (!tg__memo_cacheable(nd)) return false;
   if (nd->cache == 1 || m->min_seconds < 0 || tg__memo_forced(m, node)) return true;
   if (atomic_load_explicit(&m->fns[nd->fn->index].fast, memory_order_relaxed) <
       TG__MEMO_STREAK)
     return true;
-  if (--w->memo_sample) return false;
-  w->memo_sample = TG__MEMO_SAMPLE;
+  if (--*sample) return false;
+  *sample = TG__MEMO_SAMPLE;
   return true;
 }
 
-/* A timed call of node `node` returned v (borrowed) after `seconds`:
- * learn, and store v if it is worth it. */
-void tg__memo_done(tg__memo *m, const tg__run *r, uint32_t node, tg_value *v,
+/* A timed call of node `node` of g (the memo's graph) returned v
+ * (borrowed) after `seconds`: learn, and store v if it is worth it. */
+void tg__memo_done(tg__memo *m, const tg_graph *g, uint32_t node, tg_value *v,
                    double seconds);
 
 /* After the run and the commit of its stores: queue the run's record
  * (counts, notes, failed stores) for the cache. */
 void tg__memo_record(tg__memo *m);
 
-#endif /* TG_SCHED_MEMO_H */
+#endif /* TG_MEMO_MEMO_H */

@@ -1,0 +1,1 @@
+#include "tgraph/serial.h"

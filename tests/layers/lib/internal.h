@@ -1,0 +1,1 @@
+/* the library-wide helpers, util's */

@@ -1,0 +1,2 @@
+#include "cache/c.h"
+#include "sched/sched_internal.h" /* breaks: memo -> sched */

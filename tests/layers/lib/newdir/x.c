@@ -1,0 +1,1 @@
+/* a folder no layer names */

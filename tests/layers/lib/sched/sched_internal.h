@@ -1,0 +1,2 @@
+#include "graph/graph_internal.h"
+#include "memo/m.h"
