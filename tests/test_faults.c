@@ -149,6 +149,29 @@ static int fn_nested(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **
   return rc;
 }
 
+/* The executor nested_on_outer() computes on: the one running the task,
+ * or a copy of it inherited across fork by a worker process. */
+static tg_executor *outer_ex;
+
+/* nested_on_outer(n): like nested(), on outer_ex. */
+static int fn_nested_on_outer(tg_task_ctx *ctx, tg_value *const *a, size_t n,
+                              tg_value **out) {
+  (void)n;
+  int64_t k = tg_value_int(a[0]);
+  tg_graph *g = NULL;
+  int rc = tg_graph_new(reg, &g);
+  tg_arg args[64];
+  for (int64_t i = 0; rc == TG_OK && i < k && i < 64; i++)
+    args[i] = N(tg_call(g, "inc", 1, V(tg_int(i))));
+  tg_node s = TG_NODE_NONE;
+  if (rc == TG_OK) rc = tg_graph_add(g, "sum_args", args, (size_t)k, NULL, &s);
+  tg_compute_opts co = {.version = TG_COMPUTE_OPTS_V1, .executor = outer_ex};
+  if (rc == TG_OK) rc = tg_compute(g, &s, 1, &co, out);
+  if (rc) rc = tg_task_fail(ctx, rc, "%s", tg_graph_errmsg(g));
+  tg_graph_free(g);
+  return rc;
+}
+
 static tg_registry *faults_registry(void) {
   tg_registry *r = tgt_registry_new();
   cr_assert_not_null(r);
@@ -158,6 +181,8 @@ static tg_registry *faults_registry(void) {
       {TG_FUNC_DEF_V1, "mark", "1", fn_mark, 0, 2, NULL, NULL, 0, NULL, NULL},
       {TG_FUNC_DEF_V1, "after", "1", fn_after, TG_FUNC_PURE, 2, NULL, NULL, 0, NULL, NULL},
       {TG_FUNC_DEF_V1, "nested", "1", fn_nested, 0, 2, NULL, NULL, 0, NULL, NULL},
+      {TG_FUNC_DEF_V1, "nested_on_outer", "1", fn_nested_on_outer, 0, 1, NULL, NULL, 0,
+       NULL, NULL},
   };
   for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
     cr_assert_eq(tg_registry_add(r, &d[i], NULL), TG_OK);
@@ -523,6 +548,52 @@ Test(faults, nested_compute_in_tcp_workers) {
   tg_executor *ex = tcp_ex(w, 1, 0);
   nested_on(ex);
   tg_executor_free(ex);
+}
+
+/* Tasks computing on the executor that runs them, three on two workers:
+ * in process (sync, threads) the compute would wait for itself and is
+ * refused at once; a processes worker has its own stand-in executor. */
+static void nested_on_outer(const char *backend, bool works) {
+  outer_ex = local_ex(backend, 2);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node t[3];
+  for (int i = 0; i < 3; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "outer%d", i);
+    tg_node_opts no = {.version = TG_NODE_OPTS_V1, .key = key, .retries = -1, .cache = 0};
+    tg_arg a[1] = {V(tg_int(10 + i))};
+    cr_assert_eq(tg_graph_add(g, "nested_on_outer", a, 1, &no, &t[i]), TG_OK);
+  }
+  tg_node s = tg_call(g, "sum_args", 3, N(t[0]), N(t[1]), N(t[2]));
+  tg_value *r = NULL;
+  double t0 = tgt_now();
+  int rc = run(g, &s, 1, outer_ex, &r);
+  cr_expect_lt(tgt_now() - t0, 20.0);
+  if (works) {
+    cr_assert_eq(rc, TG_OK, "%s", tg_graph_errmsg(g));
+    cr_expect_eq(tg_value_int(r), 55 + 66 + 78);
+    tg_value_unref(r);
+  } else {
+    cr_assert_eq(rc, TG_ETASK, "%s", tg_graph_errmsg(g));
+    const char *m = tg_graph_errmsg(g);
+    char want[512], k = strlen(m) > 11 ? m[11] : '?'; /* whichever failed first */
+    snprintf(want, sizeof want, "task 'outer%c' failed: TG_ESTATE: tg_compute: task 'outer%c' "
+             "computes on the executor running it (\"%s\"), which would wait for itself; "
+             "compute on an executor of the task's own (tg_executor_new there, or no "
+             "executor and opts.scheduler)", k, k, backend);
+    cr_expect_str_eq(tg_graph_errmsg(g), want);
+  }
+  tg_graph_free(g);
+  tg_executor_free(outer_ex);
+}
+
+Test(faults, nested_compute_on_the_running_sync_executor) { nested_on_outer("sync", false); }
+Test(faults, nested_compute_on_the_running_threads_executor) {
+  nested_on_outer("threads", false);
+}
+Test(faults, nested_compute_on_the_running_processes_executor) {
+  nested_on_outer("processes", true);
 }
 
 /* ---- deadlines ------------------------------------------------------------------- */
