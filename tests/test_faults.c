@@ -9,7 +9,9 @@
  *     computed again;
  *   - a task that itself computes (nested executors) works on every
  *     backend, or fails at once; never hangs (each test has a timeout);
- *   - deadlines: a task's timeout and the compute's, with exact messages.
+ *   - deadlines: a task's timeout (the worker's own check, the client's
+ *     watch, and the kill hook a local transport sets) and the compute's,
+ *     with exact messages.
  * The "processes" tests of the first two points describe the engine in
  * which forked workers run the same dispatcher as tcp. */
 #include <criterion/criterion.h>
@@ -23,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backends/tcp_internal.h" /* the kill_worker hook of local transports */
+#include "sched/sched_internal.h"   /* an executor's backend */
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
@@ -121,6 +125,16 @@ static int fn_after(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **o
   return *out ? TG_OK : TG_ENOMEM;
 }
 
+/* nap(ms): impure; sleeps ms milliseconds, deaf to cancellation, returns
+ * ms. */
+static int fn_nap(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  (void)n;
+  if (tg_value_type(a[0]) != TG_INT) return tg_task_fail(ctx, TG_ETYPE, "nap(ms)");
+  tgt_sleep_ms(tg_value_int(a[0]));
+  *out = tg_int(tg_value_int(a[0]));
+  return *out ? TG_OK : TG_ENOMEM;
+}
+
 /* nested(backend, n): a new executor on `backend` with 2 workers computes
  * sum_args(inc(0), ..., inc(n - 1)) = n * (n + 1) / 2; its failure is
  * this task's. */
@@ -181,6 +195,7 @@ static tg_registry *faults_registry(void) {
       {TG_FUNC_DEF_V1, "mark", "1", fn_mark, 0, 2, NULL, NULL, 0, NULL, NULL},
       {TG_FUNC_DEF_V1, "after", "1", fn_after, TG_FUNC_PURE, 2, NULL, NULL, 0, NULL, NULL},
       {TG_FUNC_DEF_V1, "nested", "1", fn_nested, 0, 2, NULL, NULL, 0, NULL, NULL},
+      {TG_FUNC_DEF_V1, "nap", "1", fn_nap, 0, 1, NULL, NULL, 0, NULL, NULL},
       {TG_FUNC_DEF_V1, "nested_on_outer", "1", fn_nested_on_outer, 0, 1, NULL, NULL, 0,
        NULL, NULL},
   };
@@ -618,6 +633,17 @@ Test(faults, tcp_task_timeout) {
   cr_expect_lt(tgt_now() - t0, 2.0);
   cr_expect_str_eq(tg_graph_errmsg(g), "task 'stuck' failed: TG_ETIMEDOUT: timed out after "
                    "0.2 s");
+  /* deaf to cancellation: the client's own watch fails it, the worker's
+   * thread naps on (it cannot be stopped from here) */
+  tg_node_opts no2 = {.version = TG_NODE_OPTS_V1, .key = "deaf", .retries = -1,
+                      .timeout = 0.2};
+  tg_arg a2[1] = {V(tg_int(3000))};
+  cr_assert_eq(tg_graph_add(g, "nap", a2, 1, &no2, &n), TG_OK);
+  t0 = tgt_now();
+  cr_assert_eq(run(g, &n, 1, ex, &r), TG_ETASK);
+  cr_expect_lt(tgt_now() - t0, 2.0);
+  cr_expect_str_eq(tg_graph_errmsg(g), "task 'deaf' failed: TG_ETIMEDOUT: timed out after "
+                   "0.2 s");
   tg_remote_stats st;
   cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
   cr_expect_eq(st.workers_lost, 0, "a remote worker is not killed for a timeout");
@@ -643,6 +669,51 @@ Test(faults, tcp_compute_deadline) {
   cr_expect_lt(tgt_now() - t0, 1.5);
   cr_expect_str_eq(tg_graph_errmsg(g), "the compute timed out after 0.3 s: 1 task still "
                    "running (forever)");
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* The hook a local transport sets to stop a worker past a task's timeout:
+ * given here to a tcp executor, it kills the worker process; its loss
+ * follows as any other. */
+static char killed_why[256];
+static int nkills;
+
+static void kill_by_addr(tcp *b, tcp_conn *c, const char *why) {
+  (void)b;
+  for (int i = 0; i < npids && i < MAXW; i++)
+    if (strcmp(eps[i], c->addr) == 0) kill(pids[i], SIGKILL);
+  snprintf(killed_why, sizeof killed_why, "%s", why);
+  nkills++;
+}
+
+Test(faults, tcp_timeout_stops_a_worker_through_the_kill_hook) {
+  int w[1] = {start()};
+  tg_executor *ex = tcp_ex(w, 1, 0);
+  ((tcp *)ex->backend)->kill_worker = kill_by_addr; /* before any task is sent */
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node_opts no = {.version = TG_NODE_OPTS_V1, .key = "stuck", .retries = -1,
+                     .timeout = 0.3};
+  tg_arg a[1] = {V(tg_int(30000))}; /* deaf to the worker's own timeout */
+  tg_node n;
+  cr_assert_eq(tg_graph_add(g, "nap", a, 1, &no, &n), TG_OK);
+  tg_value *r = NULL;
+  cr_assert_eq(run(g, &n, 1, ex, &r), TG_ETASK);
+  cr_expect_str_eq(tg_graph_errmsg(g), "task 'stuck' failed: TG_ETIMEDOUT: timed out after "
+                   "0.3 s");
+  cr_expect_eq(nkills, 1);
+  cr_expect_str_eq(killed_why, "killed: task 'stuck' timed out after 0.3 s");
+  int st = 0;
+  cr_assert_eq(waitpid(pids[w[0]], &st, 0), pids[w[0]]);
+  pids[w[0]] = 0;
+  cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  tg_remote_stats rs = {0};
+  for (int i = 0; i < 5000 && rs.workers_lost == 0; i++) {
+    cr_assert_eq(tg_remote_stats_get(ex, &rs), TG_OK);
+    tgt_sleep_ms(1);
+  }
+  cr_expect_eq(rs.workers_lost, 1);
   tg_graph_free(g);
   tg_executor_free(ex);
 }

@@ -482,7 +482,9 @@ typedef struct tg_compute_opts {
  * ("task 'parse#3' failed: TG_EINVAL: bad header"); with keep_going the
  * outputs that were computed keep their results (see "Keep going").
  * Errors: TG_ETASK (a task failed after its retries), TG_ETIMEDOUT,
- * TG_ECANCELED, TG_EINVAL, TG_ENOMEM, and the backend's own (TG_EWORKER).
+ * TG_ECANCELED, TG_EINVAL, TG_ENOMEM, and the backend's own (TG_EWORKER),
+ * TG_ESTATE when called from a task running on opts->executor itself
+ * (sync, threads: it would wait for itself; see registry.h).
  *
  * A task that exceeds its own timeout (tg_node_opts.timeout) fails with
  * TG_ETIMEDOUT and a message naming the limit ("timed out after 0.2 s"),
