@@ -717,3 +717,39 @@ Test(faults, tcp_timeout_stops_a_worker_through_the_kill_hook) {
   tg_graph_free(g);
   tg_executor_free(ex);
 }
+
+/* A compute whose deadline passes gives its running task up; a stoppable
+ * worker still in it TCP_ENDED_GRACE later is killed through the hook. A
+ * task that notices the cancellation returns in time and its worker
+ * stays. */
+Test(faults, tcp_compute_deadline_stops_a_stuck_worker_through_the_kill_hook) {
+  int w[1] = {start()};
+  tg_executor *ex = tcp_ex(w, 1, 0);
+  ((tcp *)ex->backend)->kill_worker = kill_by_addr;
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node polite = add_hold(g, "hold", "polite", "h"); /* notices cancellation */
+  tg_value *r = NULL;
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .executor = ex, .timeout = 0.3};
+  cr_assert_eq(tg_compute(g, &polite, 1, &o, &r), TG_ETIMEDOUT);
+  tgt_sleep_ms(1500); /* past the grace: nothing to kill */
+  cr_expect_eq(nkills, 0);
+  tg_node_opts no = {.version = TG_NODE_OPTS_V1, .key = "deaf", .retries = -1};
+  tg_arg a[1] = {V(tg_int(30000))};
+  tg_node deaf;
+  cr_assert_eq(tg_graph_add(g, "nap", a, 1, &no, &deaf), TG_OK);
+  double t0 = tgt_now();
+  cr_assert_eq(tg_compute(g, &deaf, 1, &o, &r), TG_ETIMEDOUT);
+  cr_expect_lt(tgt_now() - t0, 1.5);
+  cr_expect_str_eq(tg_graph_errmsg(g), "the compute timed out after 0.3 s: 1 task still "
+                   "running (deaf)");
+  int st = 0;
+  cr_assert_eq(waitpid(pids[w[0]], &st, 0), pids[w[0]]); /* killed, not left napping */
+  pids[w[0]] = 0;
+  cr_expect(tgt_now() - t0 < 5.0);
+  cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  cr_expect_eq(nkills, 1);
+  cr_expect_str_eq(killed_why, "killed: a task of a compute that ended still ran 0.5 s later");
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}

@@ -112,6 +112,7 @@ void tg__tcp_conn_free(tcp_conn *c) {
   tg__wbuf_free(&c->funcs);
   tg__wbuf_free(&c->frees);
   tg__idmap_free(&c->recs);
+  tg__idmap_free(&c->ghosts);
   tg__free(c->fn_of);
   memset(c, 0, sizeof *c);
 }
@@ -273,6 +274,7 @@ void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   reset_session(c);
   if (was_ready) atomic_fetch_add(&b->st_lost, 1);
   give_back(b, c, why);
+  tg__idmap_free(&c->ghosts); /* nothing runs there any more */
   forget_holder(b, c);
   /* A fresh socket (a fresh session on the worker), retried in the
    * background by ZeroMQ; a refusal is not retried at once. */

@@ -195,16 +195,45 @@ static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min
   return f;
 }
 
-/* Remember when rec's attempts are over (plus a grace for the reply). */
-static void watch(tcp *b, tcp_conn *c, tcp_rec *rec, double seconds) {
+static bool watch_until(tcp *b, int conn, uint64_t id, double deadline, bool ghost) {
   if (b->ntimed == b->cap_timed) {
     size_t cap = b->cap_timed ? b->cap_timed * 2 : 16;
     struct tcp_timed *p = tg__realloc(b->timed, cap * sizeof *p);
-    if (!p) return; /* then only the worker's own check applies */
+    if (!p) return false;
     b->timed = p;
     b->cap_timed = cap;
   }
-  b->timed[b->ntimed++] = (struct tcp_timed){c->idx, rec->id, tg__now() + seconds + 0.5};
+  b->timed[b->ntimed++] = (struct tcp_timed){conn, id, deadline, ghost};
+  return true;
+}
+
+/* Remember when rec's attempts are over (plus a grace for the reply);
+ * out of memory, only the worker's own check applies. */
+static void watch(tcp *b, tcp_conn *c, tcp_rec *rec, double seconds) {
+  watch_until(b, c->idx, rec->id, tg__now() + seconds + 0.5, false);
+}
+
+/* Task id on c was given up (its run ended) while its call may still run
+ * there: a stoppable worker must reply within TCP_ENDED_GRACE. */
+static void haunt(tcp *b, tcp_conn *c, uint64_t id) {
+  if (!b->kill_worker) return; /* nothing to do about it */
+  if (tg__idmap_put(&c->ghosts, id, (void *)1) &&
+      !watch_until(b, c->idx, id, tg__now() + TCP_ENDED_GRACE, true))
+    tg__idmap_del(&c->ghosts, id);
+}
+
+/* Whether ghost entry x is overdue at now (its worker must be stopped);
+ * *keep: it is still to be watched. */
+static bool ghost_due(tcp *b, const struct tcp_timed *x, double now, bool *keep) {
+  tcp_conn *c = &b->conns[x->conn];
+  *keep = false;
+  if (!tg__idmap_get(&c->ghosts, x->id)) return false; /* it replied */
+  if (now < x->deadline) {
+    *keep = true;
+    return false;
+  }
+  tg__idmap_del(&c->ghosts, x->id);
+  return true;
 }
 
 void tg__tcp_expire_tasks(tcp *b, double now) {
@@ -215,6 +244,16 @@ void tg__tcp_expire_tasks(tcp *b, double now) {
   for (size_t i = 0; i < b->ntimed; i++) {
     struct tcp_timed x = b->timed[i];
     tcp_conn *c = &b->conns[x.conn];
+    if (x.ghost) {
+      bool keep;
+      if (ghost_due(b, &x, now, &keep) && !(stuck & (UINT64_C(1) << x.conn))) {
+        stuck |= UINT64_C(1) << x.conn;
+        snprintf(why[x.conn], sizeof why[x.conn], "killed: a task of a compute that ended "
+                 "still ran %g s later", TCP_ENDED_GRACE);
+      }
+      if (keep) b->timed[k++] = x;
+      continue;
+    }
     tcp_rec *rec = tg__idmap_get(&c->recs, x.id);
     if (!rec || !rec->t) continue; /* done, or sent again under a new id */
     if (now < x.deadline) {
@@ -733,6 +772,7 @@ static void cancel_run(tcp *b, tcp_run *rs) {
     }
     for (size_t k = 0; k < n; k++) {
       tg__idmap_del(&c->recs, mine[k]->id);
+      haunt(b, c, mine[k]->id);
       tg__tcp_rec_fail(b, mine[k], TG_ECANCELED, "cancelled");
     }
     tg__free(mine);

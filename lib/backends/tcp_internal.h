@@ -57,9 +57,12 @@
  *     "timed out after S s"; a worker that can be stopped (kill_worker
  *     set: local worker processes) is then killed, its other tasks
  *     following the loss rules above; a remote worker keeps running the
- *     call (its late reply is ignored). A compute's deadline cancels its
- *     run (tg__tcp_cancel_runs): its tasks are given up at once and the
- *     workers told to cancel them.
+ *     call (its late reply is ignored). A compute's deadline (or a
+ *     failure, a cancellation) cancels its run (tg__tcp_cancel_runs): its
+ *     tasks are given up at once and the workers told to cancel them; a
+ *     stoppable worker that has not replied for one of them
+ *     TCP_ENDED_GRACE later is killed (it would hold a task slot, perhaps
+ *     its only one, forever).
  *
  * Thread safety: as above; the statistics are atomics.
  */
@@ -83,6 +86,8 @@
 #define TCP_BATCH_MAX 512     /* tasks per message */
 #define TCP_MAX_PARTS 4096    /* parts of a worker's message */
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
+#define TCP_ENDED_GRACE 0.5   /* seconds a stoppable worker gets to return from
+                                 a task of a run that ended (kill_worker) */
 
 typedef struct tcp tcp;
 typedef struct tcp_conn tcp_conn;
@@ -190,6 +195,9 @@ struct tcp_conn {
   double last_rx, last_ping;
   unsigned gen;            /* socket generation (monitor endpoints) */
   tg__idmap recs;          /* wire id -> record sent */
+  tg__idmap ghosts;        /* kill_worker set: wire ids of tasks given up
+                              (their run ended) whose calls may still run
+                              there; a reply removes its id */
   uint64_t next_id;
   uint64_t sent_id;        /* records of ids up to this left in a TASKS
                               message: they may have started */
@@ -248,10 +256,11 @@ struct tcp {
   double no_worker_since;  /* work waiting and no worker ready, or 0 */
   zmq_msg_t *parts;        /* a message being read (TCP_MAX_PARTS) */
   struct tcp_timed {       /* sent tasks with a timeout (by id: the record
-                              may be gone) */
+                              may be gone), and ghosts (conn's) */
     int conn;
     uint64_t id;
     double deadline;
+    bool ghost;            /* a task given up, that must return by then */
   } *timed;
   size_t ntimed, cap_timed;
   /* statistics */
