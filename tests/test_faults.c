@@ -135,6 +135,20 @@ static int fn_nap(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out
   return *out ? TG_OK : TG_ENOMEM;
 }
 
+/* crash(path): appends this process's pid to path, then kills its own
+ * process (SIGKILL). Registered impure ("crash") and pure
+ * ("crash_pure"). */
+static int fn_crash(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  (void)n;
+  (void)out;
+  if (tg_value_type(a[0]) != TG_STR) return tg_task_fail(ctx, TG_ETYPE, "crash(path)");
+  char line[32];
+  snprintf(line, sizeof line, "%d\n", (int)getpid());
+  append_line(tg_str_data(a[0], NULL), line);
+  raise(SIGKILL);
+  return TG_EINVAL;
+}
+
 /* nested(backend, n): a new executor on `backend` with 2 workers computes
  * sum_args(inc(0), ..., inc(n - 1)) = n * (n + 1) / 2; its failure is
  * this task's. */
@@ -196,6 +210,9 @@ static tg_registry *faults_registry(void) {
       {TG_FUNC_DEF_V1, "after", "1", fn_after, TG_FUNC_PURE, 2, NULL, NULL, 0, NULL, NULL},
       {TG_FUNC_DEF_V1, "nested", "1", fn_nested, 0, 2, NULL, NULL, 0, NULL, NULL},
       {TG_FUNC_DEF_V1, "nap", "1", fn_nap, 0, 1, NULL, NULL, 0, NULL, NULL},
+      {TG_FUNC_DEF_V1, "crash", "1", fn_crash, 0, 1, NULL, NULL, 0, NULL, NULL},
+      {TG_FUNC_DEF_V1, "crash_pure", "1", fn_crash, TG_FUNC_PURE, 1, NULL, NULL, 0, NULL,
+       NULL},
       {TG_FUNC_DEF_V1, "nested_on_outer", "1", fn_nested_on_outer, 0, 1, NULL, NULL, 0,
        NULL, NULL},
   };
@@ -206,7 +223,7 @@ static tg_registry *faults_registry(void) {
 
 /* ---- worker processes --------------------------------------------------------- */
 
-#define MAXW 4
+#define MAXW 6
 static pid_t pids[MAXW];
 static char eps[MAXW][128];
 static int npids;
@@ -472,6 +489,35 @@ Test(faults, tcp_retries_count_failures_not_losses) {
   tg_executor_free(ex);
 }
 
+/* A task that kills its own worker: impure, it runs once and the compute
+ * fails at once; pure, it is sent again after each of TCP_MAX_LOSSES (3)
+ * losses and fails at the next, one worker process each. */
+Test(faults, tcp_task_killing_its_worker) {
+  int w[5] = {start(), start(), start(), start(), start()};
+  tg_executor *ex = tcp_ex(w, 5, 0);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = add_hold(g, "crash", "suicide", "once");
+  tg_value *r = NULL;
+  cr_assert_eq(run(g, &n, 1, ex, &r), TG_ETASK);
+  long pid = 0;
+  cr_expect_eq(lines_of("once", &pid), 1, "the impure task ran more than once");
+  int wi = worker_of((pid_t)pid);
+  cr_assert_geq(wi, 0);
+  char want[512];
+  snprintf(want, sizeof want, "task 'suicide' failed: TG_EWORKER: worker %s was lost while "
+           "running impure task 'suicide' (disconnected); it was not run again because it "
+           "is not pure", eps[wi]);
+  cr_expect_str_eq(tg_graph_errmsg(g), want);
+  tg_node p = add_hold(g, "crash_pure", "crash_pure", "pure");
+  cr_assert_eq(run(g, &p, 1, ex, &r), TG_ETASK);
+  cr_expect_eq(lines_of("pure", NULL), 4, "sent once and again 3 times");
+  cr_expect_str_eq(tg_graph_errmsg(g), "task 'crash_pure' failed: TG_EWORKER: lost its worker "
+                   "4 times (last: disconnected)");
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
 /* The same policy on processes (the forked workers run the tcp
  * dispatcher's code): the message names the worker process and how it
  * ended. */
@@ -494,6 +540,24 @@ Test(faults, processes_impure_task_of_a_killed_worker_is_not_run_again) {
   cr_expect(strstr(m, "SIGKILL") != NULL || strstr(m, "signal 9") != NULL, "%s", m);
   cr_expect(strstr(m, "); it was not run again because it is not pure") != NULL, "%s", m);
   cr_expect_eq(lines_of("h.started", NULL), 1, "the impure task started more than once");
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* The case of the issue this policy answers: an impure task that kills
+ * its own worker process ran again on each new worker. */
+Test(faults, processes_impure_task_killing_its_worker_runs_once) {
+  tg_executor *ex = local_ex("processes", 2);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node n = add_hold(g, "crash", "suicide", "once");
+  tg_value *r = NULL;
+  cr_assert_eq(run(g, &n, 1, ex, &r), TG_ETASK);
+  const char *m = tg_graph_errmsg(g);
+  cr_expect_eq(lines_of("once", NULL), 1, "the impure task ran more than once");
+  cr_expect(strstr(m, "task 'suicide' failed: TG_EWORKER: worker ") == m, "%s", m);
+  cr_expect(strstr(m, " was lost while running impure task 'suicide' (") != NULL, "%s", m);
+  cr_expect(strstr(m, "); it was not run again because it is not pure") != NULL, "%s", m);
   tg_graph_free(g);
   tg_executor_free(ex);
 }
