@@ -12,8 +12,9 @@
  *   - deadlines: a task's timeout (the worker's own check, the client's
  *     watch, and the kill hook a local transport sets) and the compute's,
  *     with exact messages.
- * The "processes" tests of the first two points describe the engine in
- * which forked workers run the same dispatcher as tcp. */
+ * The processes_*_killed_worker / processes_impure_task_killing_* tests
+ * describe the engine in which forked workers run the same dispatcher as
+ * tcp (its messages); the processes backend of before fails them. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <pthread.h>
