@@ -425,6 +425,38 @@ Test(faults, tcp_pure_task_of_a_killed_worker_is_retried) {
   tg_executor_free(ex);
 }
 
+/* With keep_going, the impure task lost with its worker fails alone: the
+ * other output is computed (on the worker left). */
+Test(faults, tcp_impure_task_lost_with_keep_going_fails_alone) {
+  int w[2] = {start(), start()};
+  tg_executor *ex = tcp_ex(w, 2, 0);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node outs[2] = {add_hold(g, "hold", "side_effect", "h"),
+                     tg_call(g, "inc", 1, V(tg_int(41)))};
+  killer k = {"h", 1, 0};
+  pthread_t th;
+  pthread_create(&th, NULL, kill_when_started, &k);
+  tg_value *r[2] = {NULL, NULL};
+  tg_node failed[2];
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V4, .executor = ex, .keep_going = true,
+                       .failed = failed};
+  int rc = tg_compute(g, outs, 2, &o, r);
+  pthread_join(th, NULL);
+  cr_assert_eq(rc, TG_ETASK, "%s", tg_graph_errmsg(g));
+  cr_expect_null(r[0]);
+  cr_expect_eq(failed[0], outs[0]);
+  cr_assert_not_null(r[1]);
+  cr_expect_eq(tg_value_int(r[1]), 42);
+  cr_expect_eq(failed[1], TG_NODE_NONE);
+  cr_expect_eq(lines_of("h.started", NULL), 1);
+  cr_expect(strstr(tg_graph_errmsg(g), "it was not run again because it is not pure"), "%s",
+            tg_graph_errmsg(g));
+  tg_value_unref(r[1]);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
 /* An impure result kept on its worker (keep_min 1: every result stays)
  * is lost with it while a dependent runs there: the dependent, pure, may
  * run again elsewhere, but its input cannot be made again. */
