@@ -195,6 +195,7 @@ static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min
   return f;
 }
 
+/* Watch task id on conn until deadline; false when out of memory. */
 static bool watch_until(tcp *b, int conn, uint64_t id, double deadline, bool ghost) {
   if (b->ntimed == b->cap_timed) {
     size_t cap = b->cap_timed ? b->cap_timed * 2 : 16;
