@@ -128,7 +128,10 @@ typedef struct tg_node_opts {
                         UTF-8, and not of the form NAME#DIGITS, which is
                         reserved for generated keys (TG_EEXIST) */
   int retries;       /* extra attempts after a failure (pure functions
-                        only); -1: the compute's default */
+                        only); -1: the compute's default. A lost worker
+                        is not a failure of the task: a pure task is sent
+                        again with all its attempts, an impure one is
+                        not run again (registry.h) */
   int cache;         /* -1: cache if the function is pure; 0: never;
                         1: always (trust an impure function) */
   double timeout;    /* seconds for one attempt, 0 = none (enforced by
@@ -482,7 +485,9 @@ typedef struct tg_compute_opts {
  * ("task 'parse#3' failed: TG_EINVAL: bad header"); with keep_going the
  * outputs that were computed keep their results (see "Keep going").
  * Errors: TG_ETASK (a task failed after its retries), TG_ETIMEDOUT,
- * TG_ECANCELED, TG_EINVAL, TG_ENOMEM, and the backend's own (TG_EWORKER).
+ * TG_ECANCELED, TG_EINVAL, TG_ENOMEM, and the backend's own (TG_EWORKER),
+ * TG_ESTATE when called from a task running on opts->executor itself
+ * (sync, threads: it would wait for itself; see registry.h).
  *
  * A task that exceeds its own timeout (tg_node_opts.timeout) fails with
  * TG_ETIMEDOUT and a message naming the limit ("timed out after 0.2 s"),

@@ -16,7 +16,17 @@
  *
  * Pure functions (TG_FUNC_PURE) are deterministic and side-effect free:
  * their results may be cached and they may be run again after a failure
- * (retries) or on another worker.
+ * (retries) or on another worker. An impure task is called once per
+ * compute: when the worker process or machine it was sent to is lost
+ * (it may have run, or may still run there), it fails with TG_EWORKER
+ * ("worker ADDR was lost while running impure task 'KEY' (WHY); it was
+ * not run again because it is not pure") rather than run again.
+ *
+ * A task may compute a graph of its own (tg_compute) on an executor it
+ * creates, on any backend (in a processes worker too, which then forks
+ * workers of its own). A tg_compute on the executor running the task
+ * fails at once with TG_ESTATE on sync and threads: it would wait for the
+ * workers it occupies.
  *
  * Thread safety: registering is not thread-safe; once graphs are built the
  *   registry is read-only and any number of threads may look functions up.

@@ -93,6 +93,16 @@ static void close_tracked(void) {
       close((int)(w * 64 + (size_t)__builtin_ctzll(b)));
 }
 
+/* In the child: the forking thread held fds_mu and busy_lock across fork
+ * and does not exist here. A task of this worker may start a pool of its
+ * own (a nested compute), whose forks take them: made anew, unlocked, and
+ * the fds closed above forgotten (their numbers will be reused). */
+static void forget_locks(void) {
+  fds_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+  if (fds_bits) memset(fds_bits, 0, fds_words * sizeof *fds_bits);
+  busy_init();
+}
+
 /* ---- exit statuses --------------------------------------------------------------- */
 
 void tg__describe_status(int status, char *buf, size_t size) {
@@ -138,6 +148,7 @@ static _Noreturn void child_main(tg__spawner *s, int slot, uint32_t spawn,
   __fpurge(stdout); /* the parent's unwritten output is not ours to write */
   __fpurge(stderr);
   close_tracked();
+  forget_locks();
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (devnull >= 0 && devnull != 0) {
     dup2(devnull, 0);

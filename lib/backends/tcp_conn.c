@@ -112,6 +112,7 @@ void tg__tcp_conn_free(tcp_conn *c) {
   tg__wbuf_free(&c->funcs);
   tg__wbuf_free(&c->frees);
   tg__idmap_free(&c->recs);
+  tg__idmap_free(&c->ghosts);
   tg__free(c->fn_of);
   memset(c, 0, sizeof *c);
 }
@@ -195,7 +196,7 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
   tg__wbuf_reset(&c->batch);
   c->nbatch = 0;
   if (!vals || h.oom) tg__tcp_conn_lost(b, c, "out of memory", false);
-  else tg__tcp_conn_send(b, c, &h, vals);
+  else if (tg__tcp_conn_send(b, c, &h, vals)) c->sent_id = c->next_id; /* all went */
   tg_value_unref(vals);
   tg__wbuf_free(&h);
 }
@@ -258,6 +259,7 @@ static void forget_holder(tcp *b, tcp_conn *c) {
   for (size_t i = 0; b->handles.s && i <= b->handles.mask; i++) {
     if (!b->handles.s[i].key) continue;
     tcp_handle *h = b->handles.s[i].val;
+    if (h->locs == bit) h->lost_with = (int8_t)(c->idx + 1); /* for messages */
     h->locs &= ~bit;
     if (h->fetching == c->idx) tg__tcp_fetch_done(b, h, NULL);
   }
@@ -272,6 +274,7 @@ void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   reset_session(c);
   if (was_ready) atomic_fetch_add(&b->st_lost, 1);
   give_back(b, c, why);
+  tg__idmap_free(&c->ghosts); /* nothing runs there any more */
   forget_holder(b, c);
   /* A fresh socket (a fresh session on the worker), retried in the
    * background by ZeroMQ; a refusal is not retried at once. */

@@ -63,7 +63,30 @@ void tg__tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg) {
   tg__tcp_rec_free(b, rec);
 }
 
+/* Whether nd's call may run again: its function is pure (a map's chunk
+ * calls the map's function; a concatenation is ours, without effects). */
+static bool rerunnable(const tg__gnode *nd) {
+  return nd->kind == TG__NK_CONCAT || (nd->fn->flags & TG_FUNC_PURE);
+}
+
+/* rec's impure task was sent to a worker that is gone (why): it may have
+ * run, perhaps it still runs there; running it again could repeat its
+ * effects. */
+static void fail_impure(tcp *b, tcp_rec *rec, const char *addr, const char *why) {
+  const tg__run *r = rec->rs->r;
+  char kb[TG__NAME_MAX + 32], msg[TG__NAME_MAX + 1024];
+  snprintf(msg, sizeof msg, "worker %s was lost while running impure task '%s' (%.400s); it "
+           "was not run again because it is not pure", addr,
+           tg__run_key(r, rec->node, kb, sizeof kb), why);
+  tg__tcp_rec_fail(b, rec, TG_EWORKER, msg);
+}
+
 void tg__tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
+  bool sent = rec->conn >= 0 && rec->id && rec->id <= b->conns[rec->conn].sent_id;
+  if (sent && rec->t && !rec->abort && !rerunnable(&rec->rs->r->g->nodes[rec->node])) {
+    fail_impure(b, rec, b->conns[rec->conn].addr, why);
+    return;
+  }
   detach(b, rec);
   release_args(b, rec);
   rec->id = 0;
@@ -101,7 +124,7 @@ void tg__tcp_rec_resend(tcp *b, tcp_rec *rec) {
 /* ---- the batch record ---------------------------------------------------- */
 
 static int attempts_of(const tg__run *r, const tg__gnode *nd) {
-  if (nd->kind == TG__NK_CONCAT || !(nd->fn->flags & TG_FUNC_PURE)) return 1;
+  if (nd->kind == TG__NK_CONCAT || !rerunnable(nd)) return 1;
   return 1 + (nd->retries >= 0 ? nd->retries : r->retries);
 }
 
@@ -172,23 +195,66 @@ static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min
   return f;
 }
 
-/* Remember when rec's attempts are over (plus a grace for the reply). */
-static void watch(tcp *b, tcp_conn *c, tcp_rec *rec, double seconds) {
+/* Watch task id on conn until deadline; false when out of memory. */
+static bool watch_until(tcp *b, int conn, uint64_t id, double deadline, bool ghost) {
   if (b->ntimed == b->cap_timed) {
     size_t cap = b->cap_timed ? b->cap_timed * 2 : 16;
     struct tcp_timed *p = tg__realloc(b->timed, cap * sizeof *p);
-    if (!p) return; /* then only the worker's own check applies */
+    if (!p) return false;
     b->timed = p;
     b->cap_timed = cap;
   }
-  b->timed[b->ntimed++] = (struct tcp_timed){c->idx, rec->id, tg__now() + seconds + 0.5};
+  b->timed[b->ntimed++] = (struct tcp_timed){conn, id, deadline, ghost};
+  return true;
+}
+
+/* Remember when rec's attempts are over (plus a grace for the reply);
+ * out of memory, only the worker's own check applies. */
+static void watch(tcp *b, tcp_conn *c, tcp_rec *rec, double seconds) {
+  watch_until(b, c->idx, rec->id, tg__now() + seconds + 0.5, false);
+}
+
+/* Task id on c was given up (its run ended) while its call may still run
+ * there: a stoppable worker must reply within TCP_ENDED_GRACE. */
+static void haunt(tcp *b, tcp_conn *c, uint64_t id) {
+  if (!b->kill_worker) return; /* nothing to do about it */
+  if (tg__idmap_put(&c->ghosts, id, (void *)1) &&
+      !watch_until(b, c->idx, id, tg__now() + TCP_ENDED_GRACE, true))
+    tg__idmap_del(&c->ghosts, id);
+}
+
+/* Whether ghost entry x is overdue at now (its worker must be stopped);
+ * *keep: it is still to be watched. */
+static bool ghost_due(tcp *b, const struct tcp_timed *x, double now, bool *keep) {
+  tcp_conn *c = &b->conns[x->conn];
+  *keep = false;
+  if (!tg__idmap_get(&c->ghosts, x->id)) return false; /* it replied */
+  if (now < x->deadline) {
+    *keep = true;
+    return false;
+  }
+  tg__idmap_del(&c->ghosts, x->id);
+  return true;
 }
 
 void tg__tcp_expire_tasks(tcp *b, double now) {
   size_t k = 0;
+  uint64_t stuck = 0; /* conns to stop: after the loop, which their loss
+                         would disturb (new tasks sent are watched) */
+  char why[TCP_MAX_CONNS][128];
   for (size_t i = 0; i < b->ntimed; i++) {
     struct tcp_timed x = b->timed[i];
     tcp_conn *c = &b->conns[x.conn];
+    if (x.ghost) {
+      bool keep;
+      if (ghost_due(b, &x, now, &keep) && !(stuck & (UINT64_C(1) << x.conn))) {
+        stuck |= UINT64_C(1) << x.conn;
+        snprintf(why[x.conn], sizeof why[x.conn], "killed: a task of a compute that ended "
+                 "still ran %g s later", TCP_ENDED_GRACE);
+      }
+      if (keep) b->timed[k++] = x;
+      continue;
+    }
     tcp_rec *rec = tg__idmap_get(&c->recs, x.id);
     if (!rec || !rec->t) continue; /* done, or sent again under a new id */
     if (now < x.deadline) {
@@ -198,10 +264,19 @@ void tg__tcp_expire_tasks(tcp *b, double now) {
     const tg__gnode *nd = &rec->rs->r->g->nodes[rec->node];
     char msg[100];
     snprintf(msg, sizeof msg, "timed out after %g s", (double)nd->timeout);
+    if (b->kill_worker && !(stuck & (UINT64_C(1) << x.conn))) {
+      char kb[TG__NAME_MAX + 32];
+      stuck |= UINT64_C(1) << x.conn;
+      snprintf(why[x.conn], sizeof why[x.conn], "killed: task '%.40s' %.50s",
+               tg__run_key(rec->rs->r, rec->node, kb, sizeof kb), msg);
+    }
     tg__idmap_del(&c->recs, x.id);
     tg__tcp_rec_fail(b, rec, TG_ETIMEDOUT, msg);
   }
   b->ntimed = k;
+  for (int i = 0; stuck && i < b->nconns; i++)
+    if ((stuck & (UINT64_C(1) << i)) && b->conns[i].state == CS_READY)
+      b->kill_worker(b, &b->conns[i], why[i]);
 }
 
 static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
@@ -398,15 +473,36 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
   append(b, c, rec);
 }
 
-/* Whether task ti of rs can be computed from the graph again. */
+/* Whether task ti of rs can be computed from the graph again (its
+ * function being pure: rerunnable). */
 static bool recomputable(const tcp_run *rs, uint32_t ti) {
   const tg__runplan *p = &rs->r->plan;
   if (p->tasks[ti].flags & TG__T_CACHED) return false; /* its inputs were never here */
   const tg__gnode *nd = &rs->r->g->nodes[p->tasks[ti].node];
+  if (!rerunnable(nd)) return false;
   const tg__garg *a = tg__node_args(rs->r->g, nd);
   for (uint32_t j = 0; j < nd->nargs; j++)
     if (tg__arg_is_node(a[j].kind) && p->task_of[a[j].node] == UINT32_MAX) return false;
   return true;
+}
+
+/* Lost result h cannot be made again: its run stops, naming why. */
+static void lost_for_good(tcp *b, const tcp_handle *h) {
+  tcp_run *rs = h->run;
+  uint32_t node = rs->r->plan.tasks[h->task].node;
+  char kb[TG__NAME_MAX + 32], with[400] = "its worker";
+  const char *key = tg__run_key(rs->r, node, kb, sizeof kb);
+  if (h->lost_with > 0) {
+    const tcp_conn *c = &b->conns[h->lost_with - 1];
+    snprintf(with, sizeof with, c->why[0] ? "worker %s (%.300s)" : "worker %s", c->addr,
+             c->why);
+  }
+  if (!rerunnable(&rs->r->g->nodes[node]))
+    tg__run_stop(rs->r, TG_EWORKER, node, "task '%s': its result was lost with %s and it "
+                 "was not run again because it is not pure", key, with);
+  else
+    tg__run_stop(rs->r, TG_EWORKER, node, "task '%s': its result was lost with %s and "
+                 "cannot be computed again here", key, with);
 }
 
 typedef struct frame {
@@ -431,11 +527,7 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
     const tg__garg *a = tg__node_args(rs->r->g, nd);
     tcp_handle *next = NULL;
     if (!recomputable(rs, f->h->task) || tg__run_stopped(rs->r)) {
-      char kb[TG__NAME_MAX + 32];
-      tg__run_stop(rs->r, TG_EWORKER, p->tasks[f->h->task].node,
-                   "task '%s': its result was lost with its worker and cannot be "
-                   "computed again here", tg__run_key(rs->r, p->tasks[f->h->task].node,
-                                                      kb, sizeof kb));
+      lost_for_good(b, f->h);
       f->j = nd->nargs;
     }
     for (; f->j < nd->nargs && !next; f->j++) {
@@ -681,6 +773,7 @@ static void cancel_run(tcp *b, tcp_run *rs) {
     }
     for (size_t k = 0; k < n; k++) {
       tg__idmap_del(&c->recs, mine[k]->id);
+      haunt(b, c, mine[k]->id);
       tg__tcp_rec_fail(b, mine[k], TG_ECANCELED, "cancelled");
     }
     tg__free(mine);

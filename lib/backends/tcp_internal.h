@@ -29,6 +29,41 @@
  * has its task sent again, to come back whole (memory then follows the
  * bytes received).
  *
+ * Faults (the policy of every out-of-process transport):
+ *   - A task "may have started" once the TASKS message carrying it left
+ *     for its worker (c->sent_id): the protocol has no per-task
+ *     acknowledgement, and a worker may run a task it received however
+ *     soon after it is lost (a heartbeat loss leaves it running). A task
+ *     still in an unsent batch, staged for fetches or queued has not.
+ *   - When its worker is lost, a task that may have started is sent again
+ *     (up to TCP_MAX_LOSSES times) if its function is pure (tg_func_def
+ *     flags TG_FUNC_PURE; map chunks follow their function, concatenations
+ *     are pure); an impure one fails with TG_EWORKER: "worker ADDR was lost
+ *     while running impure task 'KEY' (WHY); it was not run again because
+ *     it is not pure", WHY saying the worker's fate (a remote worker's
+ *     disconnection or silence; a local one's exit status or signal).
+ *   - The result of an impure task kept on a worker that is lost is not
+ *     computed again either: the run stops with TG_EWORKER ("task 'KEY':
+ *     its result was lost with worker ADDR (WHY) and it was not run again
+ *     because it is not pure").
+ *   - tg_node_opts.retries are attempts after failures of the task's own
+ *     (its function failed), made by the worker in place: pure tasks only,
+ *     1 + retries calls at most per sending. Losses are counted apart
+ *     (TCP_MAX_LOSSES): a pure task that lost its worker gets all its
+ *     attempts again on the next one.
+ *   - Deadlines: a sent task with a timeout is watched here
+ *     (tg__tcp_expire_tasks), for every transport. When it overruns (all
+ *     its attempts plus a grace for the reply) it fails with TG_ETIMEDOUT
+ *     "timed out after S s"; a worker that can be stopped (kill_worker
+ *     set: local worker processes) is then killed, its other tasks
+ *     following the loss rules above; a remote worker keeps running the
+ *     call (its late reply is ignored). A compute's deadline (or a
+ *     failure, a cancellation) cancels its run (tg__tcp_cancel_runs): its
+ *     tasks are given up at once and the workers told to cancel them; a
+ *     stoppable worker that has not replied for one of them
+ *     TCP_ENDED_GRACE later is killed (it would hold a task slot, perhaps
+ *     its only one, forever).
+ *
  * Thread safety: as above; the statistics are atomics.
  */
 #ifndef TG_BACKENDS_TCP_INTERNAL_H
@@ -52,6 +87,8 @@
 #define TCP_BATCH_MAX 512     /* tasks per message */
 #define TCP_MAX_PARTS 4096    /* parts of a worker's message */
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
+#define TCP_ENDED_GRACE 0.5   /* seconds a stoppable worker gets to return from
+                                 a task of a run that ended (kill_worker) */
 
 typedef struct tcp tcp;
 typedef struct tcp_conn tcp_conn;
@@ -69,6 +106,8 @@ struct tcp_handle {
   _Atomic uint32_t refs;   /* placeholders, records using it, children */
   _Atomic uint8_t queued;  /* on the free queue */
   uint8_t kind;
+  int8_t lost_with;        /* OBJ: 1 + the conn it was lost with (its last
+                              holder), 0 */
   uint64_t id;             /* also the object id on workers (OBJ, CONST) */
   tcp_handle *qnext;       /* free queue link */
   tcp_handle *parent;      /* ELEM: the object (a reference) */
@@ -157,7 +196,12 @@ struct tcp_conn {
   double last_rx, last_ping;
   unsigned gen;            /* socket generation (monitor endpoints) */
   tg__idmap recs;          /* wire id -> record sent */
+  tg__idmap ghosts;        /* kill_worker set: wire ids of tasks given up
+                              (their run ended) whose calls may still run
+                              there; a reply removes its id */
   uint64_t next_id;
+  uint64_t sent_id;        /* records of ids up to this left in a TASKS
+                              message: they may have started */
   uint32_t load;           /* records sent or staged here */
   double queued;           /* the sum of their `est` */
   tcp_rec *staged;         /* records waiting for fetches, to go here */
@@ -177,9 +221,15 @@ struct tcp_conn {
                               above (tcp_results.c); NAN: no result yet */
 };
 
+/* Stop worker c, stuck in a task past its timeout (why says which): a
+ * local transport kills the worker process, whose loss then comes as any
+ * other (tg__tcp_conn_lost, naming how it ended). */
+typedef void (*tcp_kill_fn)(tcp *b, tcp_conn *c, const char *why);
+
 struct tcp {
   tg__backend base;
   tg_executor *ex;
+  tcp_kill_fn kill_worker; /* NULL: workers cannot be stopped (remote) */
   /* settings */
   char *keys_dir;
   char client_pub[41], client_sec[41], server_pub[41];
@@ -207,10 +257,11 @@ struct tcp {
   double no_worker_since;  /* work waiting and no worker ready, or 0 */
   zmq_msg_t *parts;        /* a message being read (TCP_MAX_PARTS) */
   struct tcp_timed {       /* sent tasks with a timeout (by id: the record
-                              may be gone) */
+                              may be gone), and ghosts (conn's) */
     int conn;
     uint64_t id;
     double deadline;
+    bool ghost;            /* a task given up, that must return by then */
   } *timed;
   size_t ntimed, cap_timed;
   /* statistics */
@@ -322,7 +373,8 @@ void tg__tcp_dispatch(tcp *b);
 void tg__tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v);
 /* Release what rec holds (not the engine task) and free it. */
 void tg__tcp_rec_free(tcp *b, tcp_rec *rec);
-/* rec lost its worker or a fetch: send it again, or give up. */
+/* rec lost its worker or a fetch: send it again, or give up (an impure
+ * task that may have started fails: see "Faults" above). */
 void tg__tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why);
 /* Send rec (an engine task whose reply was set aside, no longer in its
  * worker's records) again, not counted as a loss. */
@@ -331,8 +383,8 @@ void tg__tcp_rec_resend(tcp *b, tcp_rec *rec);
 void tg__tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg);
 /* Give up the in-flight work of cancelled runs. */
 void tg__tcp_cancel_runs(tcp *b);
-/* Fail sent tasks that overran their timeout (a worker cannot stop a
- * call; its late reply is ignored). */
+/* Fail sent tasks that overran their timeout; kill their workers when
+ * kill_worker is set, else their late replies are ignored. */
 void tg__tcp_expire_tasks(tcp *b, double now);
 /* No worker for too long: fail the waiting work with why. */
 void tg__tcp_fail_waiting(tcp *b, const char *why);

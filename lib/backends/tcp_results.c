@@ -204,6 +204,7 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
     ok = false;
   }
   tcp_rec *rec = ok ? tg__idmap_get(&c->recs, id) : NULL;
+  if (!rec && c->ghosts.n) tg__idmap_del(&c->ghosts, id); /* it returned after all */
   char why[600];
   if (ok && lie(rec, id, st, bytes, &s, why, sizeof why)) {
     tg__tcp_conn_ban(b, c, why); /* rec goes elsewhere with c's other work */

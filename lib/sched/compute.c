@@ -153,6 +153,12 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
     opts->failed[i] = TG_NODE_NONE;
   if (n == 0) return TG_OK;
   tg_executor *ex = opts ? opts->executor : NULL, *tmp = NULL;
+  tg_task_ctx *task = tg__tls_task;
+  if (ex && task && task->run && task->run->ex == ex) /* it would never return */
+    return tg__graph_fail(g, TG_ESTATE, "tg_compute: task '%s' computes on the executor "
+                          "running it (\"%s\"), which would wait for itself; compute on an "
+                          "executor of the task's own (tg_executor_new there, or no "
+                          "executor and opts.scheduler)", tg_task_key(task), ex->ops->name);
   if (!ex) {
     tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1,
                            .backend = opts ? opts->scheduler : NULL,

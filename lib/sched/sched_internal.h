@@ -391,6 +391,10 @@ unsigned tg__ncpus(void);
 double tg__now(void);
 
 /* tg_executor_new, with the reason for a failure in err (may be NULL). */
+/* The task the calling thread is running in-process (task.c), or NULL: a
+ * tg_compute on that task's own executor would wait for itself. */
+extern _Thread_local tg_task_ctx *tg__tls_task;
+
 /* ---- tg_compute (compute.c, stages.c) ------------------------------------ */
 
 /* One run of outputs on ex, waited for (compute.c); *abandoned: it

@@ -408,7 +408,10 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
     double t0 = timed || nd->timeout > 0 ? tg__now() : 0;
     if (nd->timeout > 0) ctx.deadline = t0 + nd->timeout;
     tg_value *out = NULL;
+    tg_task_ctx *caller = tg__tls_task;
+    tg__tls_task = &ctx;
     rc = invoke(&ctx, nd, w->scratch, &out);
+    tg__tls_task = caller;
     w->ran += !(t->flags & TG__T_INTERNAL);
     if (oc) oc->attempts++;
     double t1 = timed || ctx.deadline > 0 ? tg__now() : 0;
@@ -480,6 +483,8 @@ static void finish_cached(tg__wctx *w, tg__task *t) {
   if (t->run->on_event) emit_now(t->run, t, TG_EVENT_CACHED, -1, TG_OK, NULL);
   finish(w, t, res, false);
 }
+
+_Thread_local tg_task_ctx *tg__tls_task;
 
 /* tg__task_exec of a run with events: the call and its closing event. */
 static __attribute__((noinline)) void exec_observed(tg__wctx *w, tg__run *r, tg__task *t) {
