@@ -386,8 +386,6 @@ struct tg_executor {
 
 /* Number of CPUs online (at least 1). */
 unsigned tg__ncpus(void);
-/* Monotonic clock, seconds. */
-double tg__now(void);
 
 /* tg_executor_new, with the reason for a failure in err (may be NULL). */
 /* ---- tg_compute (compute.c, stages.c) ------------------------------------ */
