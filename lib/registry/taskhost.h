@@ -5,18 +5,21 @@
  * processes worker.
  *
  * It sits below the scheduler so that a worker calls a task without
- * building a stand-in run, graph or executor: the context knows a host
- * only through these ops, and the host knows the context only through
- * tg__task_ctx_init and the fields it fills.
+ * building a stand-in run, graph or executor: the context knows its host
+ * only through these ops; the host fills the context before the call
+ * (tg__task_ctx_init, then the fields it names) and reads the outcome
+ * from it after (fail_code, msg).
  *
  * What comes from where:
  *   per host (the ops, on its object `self`): whether the task's compute
  *     was cancelled, the key of a task by the host's id for it, where log
  *     lines go;
- *   per call (tg__task_ctx_init and the fields after it): the function,
- *     the host's id of the task, the worker's index, the attempt number,
- *     the attempt's deadline, the worker's per-worker state table and
- *     (when the host knows it already) the key.
+ *   per call (fields, not ops: they change with every call, and a field
+ *     is a load where an op would be an indirect call): the function, the
+ *     host's id of the task, the worker's index, the attempt number, the
+ *     attempt's deadline, the worker's per-worker state table (from which
+ *     tg__wstates_prepare sets the state before the call) and, when the
+ *     host knows it already, the key.
  *
  * Cost: setting a context up is a few stores on the caller's stack (no
  * allocation per task); each tg_task_* call is one indirect call at most.
