@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "tgraph/error.h"
 
@@ -104,5 +105,13 @@ bool tg__utf8_valid(const char *s, size_t len);
 /* Bytes at s that are well-formed UTF-8 before the first that is not
  * (len when all are): where a message can say the text goes wrong. */
 size_t tg__utf8_valid_prefix(const char *s, size_t len);
+
+/* Monotonic clock, seconds: deadlines and durations everywhere (the
+ * scheduler's, a task's own through tg_task_cancelled, the workers'). */
+static inline double tg__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 #endif /* TG_INTERNAL_H */

@@ -235,7 +235,19 @@ const char *tg_func_code_id(const tg_func *f);  /* NULL when none */
 /* Name of the state f's tasks get (tg_func_def.state); NULL when none. */
 const char *tg_func_state(const tg_func *f);
 
-/* ---- inside a task ---------------------------------------------------- */
+/* ---- inside a task ----------------------------------------------------
+ *
+ * Every call below takes the context its task was called with; each also
+ * accepts ctx NULL (code shared by tasks and plain callers) and then
+ * answers: tg_task_fail returns its code (TG_ETASK for a code >= 0) and
+ * records nothing, tg_task_cancelled false, tg_task_key "", tg_task_user,
+ * tg_task_state NULL, tg_task_worker and tg_task_attempt 0;
+ * tg_task_progress and tg_task_log do nothing (no line on stderr).
+ * The answers are the same on every backend: in a forked worker process
+ * or a `tgraph worker` a task sees its own key, attempt, worker index
+ * (there: the worker process's slot, the worker thread's index), its
+ * compute's cancellation, and its log lines reach the executor's log
+ * callback in the calling process. */
 
 /* Record why the task failed and return `code`, so a task can end with
  *   return tg_task_fail(ctx, TG_EINVAL, "expected an int, got %s", ...); */

@@ -43,7 +43,7 @@ static void reset_shared(tg__ppool *p, int slot) {
   tg__pshared *sh = &p->shared[slot];
   atomic_store(&sh->cur, 0);
   atomic_store(&sh->start_ns, 0);
-  atomic_store(&sh->run.cancel, 0);
+  atomic_store(&sh->cancel, 0);
 }
 
 static void close_worker(tg__ppool *p, tg__pworker *w) {
@@ -285,7 +285,7 @@ static void watch_cancel(tg__ppool *p, tg__pworker *w) {
   bool all = w->head != NULL;
   for (tg__pbatch *b = w->head; b && all; b = b->next)
     all = b->run && tg__run_cancelled(b->run);
-  _Atomic int *c = &p->shared[w->slot].run.cancel;
+  _Atomic int *c = &p->shared[w->slot].cancel;
   if (atomic_load_explicit(c, memory_order_relaxed) != all)
     atomic_store_explicit(c, all, memory_order_release);
 }

@@ -409,13 +409,14 @@ void tg__pout_stop(tg__pout *o);
 /* ---- the worker side (procs_worker.c) -------------------------------------- */
 
 /* Shared between the parent and one worker slot (a MAP_SHARED mapping made
- * before any fork): where the worker is, and its stand-in run, whose
- * `cancel` the parent sets so that tg_task_cancelled() works in workers. */
+ * before any fork): where the worker is, and the flag the parent sets so
+ * that tg_task_cancelled() works in workers. */
 typedef struct tg__pshared {
   _Atomic uint64_t cur;      /* (batch seq << 32) | (task index << 1) |
                                 running */
   _Atomic int64_t start_ns;  /* CLOCK_MONOTONIC start of the running task */
-  tg__run run;               /* the worker's stand-in run */
+  _Atomic int cancel;        /* every run the worker's tasks belong to is
+                                cancelled */
 } tg__pshared;
 
 typedef struct tg__pworker_cfg {

@@ -2,11 +2,12 @@
  * of calls from the parent, run them one after the other, and send their
  * outcomes back as one message per batch.
  *
- * A task runs with a context like the one the threads backend gives it:
- * its key (rebuilt from the node id or the user key sent along, through a
- * one-node stand-in graph), worker index, attempt, timeout, cancellation
- * (the stand-in run lives in memory shared with the parent, which sets
- * its `cancel`) and logging (lines go to the parent as messages).
+ * A task runs with a context like the one the threads backend gives it,
+ * the worker being its task host (registry/taskhost.h): its key (rebuilt
+ * from the node id or the user key sent along, through a one-node graph),
+ * worker index, attempt, timeout, cancellation (a flag in memory shared
+ * with the parent, which sets it) and logging (lines go to the parent as
+ * messages).
  *
  * The shared slot also says which task is running and since when, so the
  * parent can name the task a dead worker was running and enforce
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "procs_internal.h"
+#include "registry/taskhost.h"
 
 #define TRIM_AFTER 2.0 /* seconds a free segment is kept */
 #define SPIN_NS 50000  /* looking for the next batch before sleeping */
@@ -31,12 +33,11 @@ typedef struct wk {
   tg__wsegs *segs;
   tg__pshared *sh;
   uint32_t last_seq;       /* last parent message handled */
-  tg_graph g;              /* stand-in graph of one node, for keys */
+  tg_graph g;              /* a graph of the one node, for keys */
   tg__gnode node;
   uint32_t orig;           /* the node's id in the parent's graph */
   char *key;               /* user key buffer */
   size_t key_cap;
-  tg_executor ex;          /* stand-in executor: logging */
   tg_value **args;
   size_t args_cap;
   tg__wstates states;      /* this process's own: never the parent's */
@@ -91,6 +92,19 @@ static void log_line(void *ctx, const char *key, const char *line) {
   send_all(k->c.fd, b.p, b.len);
   tg__pbuf_free(&b);
 }
+
+/* The worker hosts its tasks: the parent's flag, keys through the graph
+ * of the one node, lines to the parent. */
+static bool host_cancelled(void *self) {
+  return atomic_load_explicit(&((wk *)self)->sh->cancel, memory_order_acquire) != 0;
+}
+
+static const char *host_key(void *self, uint32_t node, char *buf, size_t size) {
+  return tg__graph_key(&((wk *)self)->g, node, buf, size);
+}
+
+static const tg__task_host_ops host = {
+    .cancelled = host_cancelled, .key = host_key, .log = log_line};
 
 /* ---- one task ----------------------------------------------------------------------- */
 
@@ -179,7 +193,7 @@ static void run_task(wk *k, uint32_t seq, uint32_t i, tg__pdec *d) {
   call c;
   read_task(k, d, &c);
   tg_task_ctx ctx;
-  tg__task_ctx_init(&ctx, c.fn, &k->sh->run, 0, k->cfg->slot, (int)c.attempt);
+  tg__task_ctx_init(&ctx, c.fn, (tg__task_host){&host, k}, 0, k->cfg->slot, (int)c.attempt);
   ctx.states = &k->states;
   int64_t t0 = tg__pnow_ns();
   if (c.timeout > 0) ctx.deadline = (double)t0 * 1e-9 + (double)c.timeout;
@@ -270,12 +284,6 @@ static void setup(wk *k, const tg__pworker_cfg *cfg) {
   k->g.n = 1;
   k->g.orig = &k->orig;
   k->g.reg = cfg->reg;
-  k->ex.log = log_line;
-  k->ex.log_ctx = k;
-  k->ex.reg = cfg->reg;
-  k->sh->run.g = &k->g;
-  k->sh->run.ex = &k->ex;
-  k->sh->run.deadline = 0;
 }
 
 _Noreturn void tg__pworker_main(const tg__pworker_cfg *cfg) {

@@ -1,10 +1,11 @@
 /* lib/registry/context.c: what a running task can ask of its context:
  * failing with a message, cancellation, progress, logging, its key, its
- * worker's state. */
+ * worker's state. What only the caller of the task knows (cancellation of
+ * its compute, keys, where logs go) comes through the context's task
+ * host (taskhost.h), whoever that is. */
 #include <stdio.h>
 
-#include "registry_internal.h"
-#include "sched/sched_internal.h"
+#include "taskhost.h"
 
 int tg_task_fail(tg_task_ctx *ctx, int code, const char *fmt, ...) {
   if (code >= 0) code = TG_ETASK; /* failing with "success" is a failure */
@@ -22,9 +23,8 @@ int tg_task_fail(tg_task_ctx *ctx, int code, const char *fmt, ...) {
 
 bool tg_task_cancelled(const tg_task_ctx *ctx) {
   if (!ctx) return false;
-  if (ctx->run && (tg__run_cancelled(ctx->run) ||
-                   (tg__run_limited(ctx->run) && tg__run_expired(ctx->run))))
-    return true;
+  const tg__task_host_ops *ops = ctx->host.ops;
+  if (ops && ops->cancelled && ops->cancelled(ctx->host.self)) return true;
   return ctx->deadline > 0 && tg__now() > ctx->deadline;
 }
 
@@ -37,8 +37,9 @@ const char *tg_task_key(const tg_task_ctx *ctx) {
   if (!ctx) return "";
   tg_task_ctx *c = (tg_task_ctx *)ctx; /* the key is formatted lazily */
   if (!c->key) {
-    if (c->run)
-      c->key = tg__run_key(c->run, c->node, c->keybuf, sizeof c->keybuf);
+    const tg__task_host_ops *ops = c->host.ops;
+    if (ops && ops->key)
+      c->key = ops->key(c->host.self, c->id, c->keybuf, sizeof c->keybuf);
     else
       c->key = c->fn ? c->fn->name : "";
   }
@@ -53,8 +54,9 @@ void tg_task_log(tg_task_ctx *ctx, const char *fmt, ...) {
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   const char *key = tg_task_key(ctx);
-  if (ctx->run)
-    tg__run_log(ctx->run, key, line);
+  const tg__task_host_ops *ops = ctx->host.ops;
+  if (ops && ops->log)
+    ops->log(ctx->host.self, key, line);
   else
     fprintf(stderr, "[%s] %s\n", key, line);
 }

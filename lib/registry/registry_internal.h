@@ -1,9 +1,9 @@
 /* lib/registry/registry_internal.h: the layout of registered functions and
- * of the context a task runs with, shared by the registry, graph and
- * scheduler modules.
+ * of a worker's per-worker state instances, shared by the registry, graph
+ * and scheduler modules. The context a task runs with is taskhost.h's.
  *
- * Thread safety: a tg_func is immutable once registered. A tg_task_ctx
- * belongs to the one thread running the task.
+ * Thread safety: a tg_func is immutable once registered. A state table
+ * belongs to the one thread of its worker.
  */
 #ifndef TG_REGISTRY_INTERNAL_H
 #define TG_REGISTRY_INTERNAL_H
@@ -88,8 +88,6 @@ char *tg__func_origin_text(uint8_t kind, const char *file, tg_digest d,
 /* "code id 'ID'", or "no code id" when id is NULL or "", into buf. */
 char *tg__code_id_text(const char *id, char *buf, size_t size);
 
-struct tg__run; /* lib/sched: the compute a task belongs to */
-
 /* ---- per-worker state instances (lib/registry/state.c) ----
  *
  * One table per worker (a pool thread, a sync executor, a worker process,
@@ -107,52 +105,12 @@ typedef struct tg__wstates {
   uint32_t n, cap;
 } tg__wstates;
 
-struct tg_task_ctx;
 /* Make ctx's function's state ready in ws (init on first use; a failure
  * is remembered) and point ctx at it. TG_OK, or the init's code after
  * tg_task_fail on ctx naming the state. */
-int tg__wstates_prepare(tg__wstates *ws, struct tg_task_ctx *ctx);
+int tg__wstates_prepare(tg__wstates *ws, tg_task_ctx *ctx);
 /* Tear down every state ws holds (reverse order of the inits) and empty
  * it; on the worker's thread. ws may be NULL. */
 void tg__wstates_teardown(tg__wstates *ws);
-
-/* Filled by the scheduler on its stack for every call of a task function
- * (and again for every retry). `msg` is written only by tg_task_fail. */
-struct tg_task_ctx {
-  const tg_func *fn;
-  struct tg__run *run; /* NULL outside a scheduler (direct calls in tests) */
-  uint32_t node;       /* node id in the run's graph */
-  int worker;          /* 0-based worker index */
-  int attempt;         /* 0 first, 1 first retry, ... */
-  int fail_code;       /* code given to tg_task_fail, 0 when not called */
-  double deadline;     /* monotonic seconds after which the attempt is over;
-                          0 = none */
-  double progress;     /* last tg_task_progress() value */
-  tg__wstates *states; /* the worker's state instances; NULL outside a
-                          worker (direct calls): a function naming a
-                          state then fails */
-  void *state;         /* tg_task_state(), set by tg__wstates_prepare */
-  const char *key;     /* NULL until tg_task_key() formats it */
-  char keybuf[TG__NAME_MAX + 32];
-  char msg[256];       /* tg_task_fail message, valid when fail_code != 0 */
-};
-
-/* Reset ctx for one attempt of a call of fn. */
-static inline void tg__task_ctx_init(tg_task_ctx *ctx, const tg_func *fn,
-                                     struct tg__run *run, uint32_t node,
-                                     int worker, int attempt) {
-  ctx->fn = fn;
-  ctx->run = run;
-  ctx->node = node;
-  ctx->worker = worker;
-  ctx->attempt = attempt;
-  ctx->fail_code = 0;
-  ctx->deadline = 0;
-  ctx->progress = 0;
-  ctx->states = NULL; /* callers running tasks set it after this */
-  ctx->state = NULL;
-  ctx->key = NULL;
-  ctx->msg[0] = '\0';
-}
 
 #endif /* TG_REGISTRY_INTERNAL_H */

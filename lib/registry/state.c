@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "registry_internal.h"
+#include "taskhost.h"
 
 static tg__wstate *find(tg__wstates *ws, const tg__state *st) {
   for (uint32_t i = 0; i < ws->n; i++)

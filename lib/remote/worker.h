@@ -6,9 +6,9 @@
  * One thread, the loop, owns the ROUTER socket, the sessions and their
  * objects. A session is one connected client (one executor's connection):
  * its function table, its objects (results kept here, values PUT here),
- * its runs' cancellation tokens and its pending replies. Pool threads see
- * only the tasks handed to them, and hand them back finished through the
- * `done` list, waking the loop with an eventfd.
+ * its runs (the hosts of their tasks) and its pending replies. Pool
+ * threads see only the tasks handed to them, and hand them back finished
+ * through the `done` list, waking the loop with an eventfd.
  *
  * Thread safety: sessions, objects and replies: loop thread only. The
  * queue and done lists: under mu. A task belongs to the loop until it is
@@ -33,13 +33,13 @@
 typedef struct wsess wsess;
 typedef struct wtask wtask;
 
-/* A client run seen here: its cancellation token. The token is a zeroed
- * tg__run whose `cancel` flag tg_task_cancelled() reads, and whose
- * executor `logex` takes tg_task_log() lines for the client. */
+/* A client run seen here, and the task host of its tasks here
+ * (worker_pool.c): its `cancel` flag is what tg_task_cancelled() reads,
+ * and its tg_task_log() lines go to its client (tg__wk_log_line). */
 typedef struct wrun {
   uint64_t seq;
-  tg__run *token;
-  struct tg_executor logex; /* only log and log_ctx (this run) are set */
+  _Atomic int cancel;   /* set by the loop (CANCEL, a dropped session),
+                           read by the pool threads running its tasks */
   struct tg__worker *wk;
   wsess *s;
   uint32_t refs;        /* tasks holding it */
@@ -192,8 +192,8 @@ bool tg__wk_cancel(tg__worker *wk, wsess *s, tg__rbuf *r);
 /* Take the finished tasks from the pool, record their results and send
  * the replies (log lines first). */
 void tg__wk_collect(tg__worker *wk);
-/* A tg_executor log callback (any thread): queue the line for the client
- * of run ctx (a wrun) and wake the loop. */
+/* The log op of a wrun's task host (any thread): queue the line for the
+ * client of run ctx (a wrun) and wake the loop. */
 void tg__wk_log_line(void *ctx, const char *key, const char *line);
 /* Free s's objects, runs and waiting tasks (on drop). */
 void tg__wk_sess_clear(tg__worker *wk, wsess *s);

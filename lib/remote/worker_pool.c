@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "registry/taskhost.h"
 #include "remote/worker.h"
 #include "util/thread.h"
 
@@ -15,6 +16,15 @@ typedef struct pool_arg {
 } pool_arg;
 
 /* ---- calling --------------------------------------------------------------- */
+
+/* A client's run hosts its tasks here: cancelled when the client cancels
+ * it or goes; lines go back to the client. The key comes with the task. */
+static bool run_cancelled(void *self) {
+  return atomic_load_explicit(&((wrun *)self)->cancel, memory_order_relaxed) != 0;
+}
+
+static const tg__task_host_ops run_host = {.cancelled = run_cancelled,
+                                           .log = tg__wk_log_line};
 
 /* As the engine calls a node (a mapped chunk, a concatenation, a call). */
 static int invoke(tg_task_ctx *ctx, wtask *t, tg_value **out) {
@@ -30,8 +40,8 @@ static void run_task(wtask *t, int worker, tg__wstates *states) {
   t->worker = worker;
   t->started = t0;
   for (uint32_t at = 0;; at++) {
-    tg__task_ctx_init(&ctx, t->fn, t->run->token, 0, worker, (int)at);
-    ctx.key = t->key; /* already known: no run graph to format it from */
+    tg__task_ctx_init(&ctx, t->fn, (tg__task_host){&run_host, t->run}, 0, worker, (int)at);
+    ctx.key = t->key; /* known: it came with the task */
     ctx.states = states;
     if (t->timeout > 0) ctx.deadline = tg__now() + t->timeout;
     tg_value *out = NULL;
@@ -44,7 +54,7 @@ static void run_task(wtask *t, int worker, tg__wstates *states) {
     }
     tg_value_unref(out);
     t->fails++;
-    if (at + 1 >= t->attempts || tg__run_cancelled(t->run->token)) {
+    if (at + 1 >= t->attempts || run_cancelled(t->run)) {
       t->rc = rc;
       snprintf(t->msg, sizeof t->msg, "%s", ctx.fail_code ? ctx.msg : "");
       break;

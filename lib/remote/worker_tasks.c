@@ -9,24 +9,16 @@
 #include "remote/wire.h"
 #include "remote/worker.h"
 
-/* ---- runs (cancellation tokens) ------------------------------------------- */
+/* ---- runs (their tasks' hosts) ------------------------------------------- */
 
 static wrun *run_get(tg__worker *wk, wsess *s, uint64_t seq) {
   for (wrun *r = s->runs; r; r = r->next)
     if (r->seq == seq) return r;
   wrun *r = tg__calloc(1, sizeof *r);
   if (!r) return NULL;
-  r->token = tg__calloc(1, sizeof *r->token);
-  if (!r->token) {
-    tg__free(r);
-    return NULL;
-  }
   r->seq = seq;
   r->s = s;
   r->wk = wk;
-  r->logex.log = tg__wk_log_line;
-  r->logex.log_ctx = r;
-  r->token->ex = &r->logex;
   r->next = s->runs;
   s->runs = r;
   return r;
@@ -39,7 +31,6 @@ static void run_unref(wsess *s, wrun *r) {
       *p = r->next;
       break;
     }
-  tg__free(r->token);
   tg__free(r);
 }
 
@@ -383,7 +374,7 @@ bool tg__wk_cancel(tg__worker *wk, wsess *s, tg__rbuf *r) {
   uint64_t seq = tg__rbuf_varint(r);
   if (r->bad || !tg__rbuf_end(r)) return false;
   for (wrun *x = s->runs; x; x = x->next)
-    if (x->seq == seq) atomic_store(&x->token->cancel, 1);
+    if (x->seq == seq) atomic_store(&x->cancel, 1);
   return true;
 }
 
@@ -444,7 +435,7 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
   tg__wbuf *b = &s->res;
   /* The client gave its run up: nobody would free a result kept for it
    * (a recomputation's, which others may wait for, is kept as usual). */
-  if (t->rc == TG_OK && !(t->flags & TG__RF_KEEP) && atomic_load(&t->run->token->cancel)) {
+  if (t->rc == TG_OK && !(t->flags & TG__RF_KEEP) && atomic_load(&t->run->cancel)) {
     tg_value_unref(t->out);
     t->out = NULL;
     t->rc = TG_ECANCELED;
@@ -612,7 +603,7 @@ static void drop_waiters(tg__worker *wk, wobj *o) {
 }
 
 void tg__wk_sess_clear(tg__worker *wk, wsess *s) {
-  for (wrun *r = s->runs; r; r = r->next) atomic_store(&r->token->cancel, 1);
+  for (wrun *r = s->runs; r; r = r->next) atomic_store(&r->cancel, 1);
   tg__idmap objs = s->objs;
   memset(&s->objs, 0, sizeof s->objs);
   for (size_t i = 0; objs.s && i <= objs.mask; i++) {

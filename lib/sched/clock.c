@@ -1,15 +1,9 @@
-/* lib/sched/clock.c: the monotonic clock and the CPU count the scheduler
- * uses for deadlines and default worker counts. */
-#include <time.h>
+/* lib/sched/clock.c: the CPU count the scheduler uses for default worker
+ * counts. (The monotonic clock, tg__now, is internal.h's: tasks' contexts
+ * below the scheduler use it too.) */
 #include <unistd.h>
 
 #include "sched_internal.h"
-
-double tg__now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 unsigned tg__ncpus(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);

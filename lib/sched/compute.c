@@ -154,7 +154,8 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
   if (n == 0) return TG_OK;
   tg_executor *ex = opts ? opts->executor : NULL, *tmp = NULL;
   tg_task_ctx *task = tg__tls_task;
-  if (ex && task && task->run && task->run->ex == ex) /* it would never return */
+  tg__run *caller = task ? tg__task_host_run(task) : NULL;
+  if (ex && caller && caller->ex == ex) /* it would never return */
     return tg__graph_fail(g, TG_ESTATE, "tg_compute: task '%s' computes on the executor "
                           "running it (\"%s\"), which would wait for itself; compute on an "
                           "executor of the task's own (tg_executor_new there, or no "

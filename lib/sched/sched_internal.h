@@ -387,13 +387,14 @@ struct tg_executor {
 
 /* Number of CPUs online (at least 1). */
 unsigned tg__ncpus(void);
-/* Monotonic clock, seconds. */
-double tg__now(void);
 
 /* tg_executor_new, with the reason for a failure in err (may be NULL). */
 /* The task the calling thread is running in-process (task.c), or NULL: a
  * tg_compute on that task's own executor would wait for itself. */
 extern _Thread_local tg_task_ctx *tg__tls_task;
+/* The run whose task ctx is (the scheduler's task host), or NULL when ctx
+ * belongs to another host (a worker's). */
+tg__run *tg__task_host_run(const tg_task_ctx *ctx);
 
 /* ---- tg_compute (compute.c, stages.c) ------------------------------------ */
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "memo/memo.h"
+#include "registry/taskhost.h"
 #include "sched_internal.h"
 
 void tg__wctx_init(tg__wctx *w, int worker) {
@@ -357,6 +358,29 @@ int tg__task_invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
   return rc;
 }
 
+/* ---- the run as its tasks' host ---------------------------------------------- */
+
+/* A task's compute is over for it once its run is cancelled (another
+ * task failed, tg_executor_cancel) or past its deadline or cancel flag,
+ * which tg__run_expired checks (and stops the run for). */
+static bool run_cancelled(void *self) {
+  tg__run *r = self;
+  return tg__run_cancelled(r) || (tg__run_limited(r) && tg__run_expired(r));
+}
+
+static const char *run_key(void *self, uint32_t node, char *buf, size_t size) {
+  return tg__run_key(self, node, buf, size);
+}
+
+static void run_log(void *self, const char *key, const char *line) {
+  tg__run_log(self, key, line);
+}
+
+/* Every run hosts its tasks the same way: the host's object is the run,
+ * a task's id its node. */
+static const tg__task_host_ops run_host = {
+    .cancelled = run_cancelled, .key = run_key, .log = run_log};
+
 static int attempts_of(const tg__run *r, const tg__gnode *nd) {
   if (nd->kind == TG__NK_CONCAT) return 1;
   if (!(nd->fn->flags & TG_FUNC_PURE)) return 1;
@@ -403,7 +427,7 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
   }
   bool timed = r->memo && tg__memo_timed(r->memo, &w->memo_sample, t->node, nd);
   for (int at = 0, n = attempts_of(r, nd);; at++) {
-    tg__task_ctx_init(&ctx, nd->fn, r, t->node, w->worker, at);
+    tg__task_ctx_init(&ctx, nd->fn, (tg__task_host){&run_host, r}, t->node, w->worker, at);
     ctx.states = &w->states;
     double t0 = timed || nd->timeout > 0 ? tg__now() : 0;
     if (nd->timeout > 0) ctx.deadline = t0 + nd->timeout;
@@ -485,6 +509,10 @@ static void finish_cached(tg__wctx *w, tg__task *t) {
 }
 
 _Thread_local tg_task_ctx *tg__tls_task;
+
+tg__run *tg__task_host_run(const tg_task_ctx *ctx) {
+  return ctx->host.ops == &run_host ? ctx->host.self : NULL;
+}
 
 /* tg__task_exec of a run with events: the call and its closing event. */
 static __attribute__((noinline)) void exec_observed(tg__wctx *w, tg__run *r, tg__task *t) {
