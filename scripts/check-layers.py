@@ -62,9 +62,6 @@ EXCEPTIONS = {
     ('lib/cache/cache_memo.h', 'tgraph/graph.h'):
         'the kinds of notes kept for dry runs are the public '
         'tg_explain_note (an enum only)',
-    ('lib/registry/context.c', 'sched/sched_internal.h'):
-        'the task context reads the running task until tasks run '
-        'through a task host declared below the scheduler',
 }
 
 # Words a layer must not use -> why: the scheduler finds a backend by name
