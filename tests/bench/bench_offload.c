@@ -26,16 +26,18 @@
  *   peak   tree reductions (W3's shape) of 4,096 and 65,536 leaves:
  *          tg_compute_stats.peak_live, median and most over the
  *          repetitions. Target: at most 64 on processes and tcp.
- *   cooc   a co-occurrence job: 24 text files, about 20 MB together, made
- *          at start from the system's plain-text files (the licenses in
- *          /usr/share/common-licenses and the packages' copyright files,
- *          as examples/wordcount.json reads them; repeated when the
- *          system has less) -> cooc.count per file (word pairs within a
- *          window of 4: a map of about 100k string keys) -> cooc.merge ->
- *          cooc.top(20) and cooc.size: seconds end to end, speedup over
- *          sync. Target: processes at least 1.3x faster than sync. The
- *          top 20 and the number of pairs must be sync's on every
- *          backend, and the sum of the counts what the text holds.
+ *   cooc   a co-occurrence job: 24 text files, 20 MiB together, made at
+ *          start from the system's plain-text files (the licenses in
+ *          /usr/share/common-licenses, as examples/wordcount.json reads
+ *          them, then the packages' copyright files and text documents
+ *          and vim's help, each content once; read again from the start
+ *          while short) -> cooc.count per file (word pairs within a
+ *          window of 4: a map of about 100k string keys) -> one
+ *          cooc.merge -> cooc.top(20) and cooc.size: seconds end to end,
+ *          speedup over sync. Target: processes at least 1.3x faster than
+ *          sync. The top 20 and the number of distinct pairs must be
+ *          sync's on every backend, and the sum of the counts what the
+ *          text holds (counted here without a map).
  *   json   2,000,000 inc leaves summed in groups of 1,000 (flat refs) and
  *          a total (2,002,001 tasks), written at start as one line as
  *          Python's json.dump writes it and loaded with
