@@ -296,6 +296,11 @@ static int cooc_corpus(cooc *c, int files, size_t bytes, int window) {
     return -1;
   }
   c->paths = calloc((size_t)files, sizeof *c->paths);
+  if (!c->paths) {
+    fprintf(stderr, "bench_offload: co-occurrence corpus: out of memory\n");
+    free(buf);
+    return -1;
+  }
   c->n = files;
   c->pairs = 0;
   size_t at = 0;
