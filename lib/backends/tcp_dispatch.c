@@ -242,7 +242,11 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
     rec->started = true;
     tg__task_started(&b->w, rec->t, c->idx);
   }
-  rec->sent = tg__now(); /* after STARTED: its calls are placed after it */
+  /* One clock reading per batch: `sent` need only come before the message
+   * leaves (tcp_results.c bounds the worker's clock with it). With events,
+   * each record reads it after its STARTED: its calls are placed after it. */
+  if (c->nbatch == 1 || r->on_event) c->batch_t = tg__now();
+  rec->sent = c->batch_t;
   if (nd->timeout > 0 && rec->t) watch(b, c, rec, nd->timeout * attempts_of(r, nd));
 }
 

@@ -167,6 +167,7 @@ struct tcp_conn {
   uint32_t nfuncs;
   tg__wbuf batch;          /* task records not yet sent */
   uint32_t nbatch;
+  double batch_t;          /* the clock at its first record (their `sent`) */
   uint64_t batch_run;
   tg_value **bvals;        /* their inline arguments (references) */
   size_t nbvals, cap_bvals;

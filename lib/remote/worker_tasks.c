@@ -225,36 +225,42 @@ static void task_release(tg__worker *wk, wtask *t) {
  * (prefailed); the session is dropped anyway. */
 static bool parse_task(wsess *s, tg__rbuf *r, wrun *run, tg_value *vals,
                        wtask **out) {
-  wtask *t = tg__calloc(1, sizeof *t);
+  wtask h = {0}; /* the fixed fields, read before the allocation */
   *out = NULL;
+  h.id = tg__rbuf_varint(r);
+  uint64_t fn = tg__rbuf_varint(r);
+  h.kind = tg__rbuf_u8(r);
+  h.aux = (uint32_t)tg__rbuf_count(r, UINT32_MAX); /* a chunk's count and position */
+  h.attempts = (uint32_t)tg__rbuf_count(r, 1001);
+  h.timeout = (double)tg__rbuf_count(r, UINT32_MAX) / 1000;
+  h.flags = tg__rbuf_u8(r);
+  h.store = tg__rbuf_varint(r);
+  h.min_us = tg__rbuf_varint(r);
+  size_t kl;
+  const char *key = tg__rbuf_str(r, TG__MAX_KEY, &kl);
+  /* each argument takes 2 bytes at least: the count cannot outrun them */
+  h.nargs = (uint32_t)tg__rbuf_count(r, (r->len - r->pos) / 2);
+  bool ok = !r->bad && fn < s->nfns && h.kind <= TG__NK_CONCAT && h.attempts > 0 &&
+            !(h.kind == TG__NK_CHUNK && (tg__chunk_count(h.aux) > h.nargs ||
+                                         tg__chunk_pos(h.aux) >
+                                             h.nargs - tg__chunk_count(h.aux)));
+  if (!ok) return false;
+  /* One allocation per task: the record, its argument slots, its key
+   * (tg__wk_task_free frees the block). The slots and the key are
+   * bounded by the message's bytes, as checked above. */
+  size_t nslots = h.nargs ? h.nargs : 1;
+  wtask *t = tg__malloc(sizeof *t + nslots * sizeof *t->args + kl + 1);
   if (!t) return false;
+  *t = h;
+  t->args = (tg_value **)(t + 1);
+  memset(t->args, 0, nslots * sizeof *t->args);
+  t->key = (char *)(t->args + nslots);
+  memcpy(t->key, key, kl);
+  t->key[kl] = '\0';
   t->s = s;
   t->run = run;
   run->refs++;
   s->refs++;
-  t->id = tg__rbuf_varint(r);
-  uint64_t fn = tg__rbuf_varint(r);
-  t->kind = tg__rbuf_u8(r);
-  t->aux = (uint32_t)tg__rbuf_count(r, UINT32_MAX); /* a chunk's count and position */
-  t->attempts = (uint32_t)tg__rbuf_count(r, 1001);
-  t->timeout = (double)tg__rbuf_count(r, UINT32_MAX) / 1000;
-  t->flags = tg__rbuf_u8(r);
-  t->store = tg__rbuf_varint(r);
-  t->min_us = tg__rbuf_varint(r);
-  size_t kl;
-  const char *key = tg__rbuf_str(r, TG__MAX_KEY, &kl);
-  /* each argument takes 2 bytes at least: the count cannot outrun them */
-  t->nargs = (uint32_t)tg__rbuf_count(r, (r->len - r->pos) / 2);
-  bool ok = !r->bad && fn < s->nfns && t->kind <= TG__NK_CONCAT && t->attempts > 0 &&
-            !(t->kind == TG__NK_CHUNK && (tg__chunk_count(t->aux) > t->nargs ||
-                                          tg__chunk_pos(t->aux) >
-                                              t->nargs - tg__chunk_count(t->aux))) &&
-            (t->key = tg__malloc(kl + 1)) &&
-            (t->args = tg__calloc(t->nargs ? t->nargs : 1, sizeof *t->args));
-  if (ok) {
-    memcpy(t->key, key, kl);
-    t->key[kl] = '\0';
-  }
   for (uint32_t j = 0; ok && j < t->nargs; j++) ok = parse_arg(s, r, t, j, vals);
   if (!ok) {
     if (t->waits == 0) {
