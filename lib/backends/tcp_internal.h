@@ -43,6 +43,7 @@
 #include "sched/backend.h"
 #include "sched/taskheap.h"
 #include "tgraph/remote.h"
+#include "util/recycle.h"
 
 #define TCP_MAX_CONNS 64      /* handles record holders in a 64-bit mask */
 #define TCP_MAGIC INT64_C(0x7467726d74637031) /* placeholder tag */
@@ -51,6 +52,7 @@
 #define TCP_BATCH_MAX 512     /* tasks per message */
 #define TCP_MAX_PARTS 4096    /* parts of a worker's message */
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
+#define TCP_REC_ARGS 4        /* records of up to this many arguments are recycled */
 
 typedef struct tcp tcp;
 typedef struct tcp_conn tcp_conn;
@@ -198,6 +200,7 @@ struct tcp {
   int nconns;
   tg__wctx w;
   tg__task_heap heap;      /* ready tasks */
+  tg__recycler rec_blocks; /* freed records of up to TCP_REC_ARGS arguments */
   tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
   tg__idmap handles;       /* id -> handle */
   tg__idmap task_secs;     /* kind key -> seconds (tg__tcp_task_secs), bits */

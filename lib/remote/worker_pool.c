@@ -162,10 +162,13 @@ void tg__wk_pool_done(tg__worker *wk, wtask *t) {
   if (first) wake_loop(wk);
 }
 
-void tg__wk_task_free(wtask *t) {
+void tg__wk_task_free(tg__worker *wk, wtask *t) {
   if (!t) return;
   for (uint32_t i = 0; t->args && i < t->nargs; i++) tg_value_unref(t->args[i]);
-  /* t->args and t->key live in t's block (worker_tasks.c, parse_task). */
   tg_value_unref(t->out);
-  tg__free(t);
+  /* t->args and t->key live in t's block (worker_tasks.c, parse_task). */
+  if (tg__recycle_fits(&wk->task_blocks, tg__wk_task_size(t->nargs, strlen(t->key))))
+    tg__recycle_put(&wk->task_blocks, t);
+  else
+    tg__free(t);
 }
