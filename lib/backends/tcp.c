@@ -216,6 +216,8 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
   b->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : 30;
   b->heartbeat = o->heartbeat > 0 ? o->heartbeat : 10;
   b->keep_min = o->keep_min ? o->keep_min : 4096;
+  b->rec_blocks.size = sizeof(tcp_rec) + TCP_REC_ARGS * (sizeof(tg_value *) + sizeof(tcp_handle *));
+  b->rec_blocks.max = 4096;
   if (o->keys_dir) {
     if (!(b->keys_dir = tg__malloc(strlen(o->keys_dir) + 1)))
       return tg__error_set(err, TG_ENOMEM, "out of memory");
@@ -261,6 +263,7 @@ static void tcp_free(tcp *b) {
   tg__idmap_free(&b->task_secs);
   tg__idmap_free(&b->runs_by_seq);
   tg__task_heap_free(&b->heap);
+  tg__recycle_drain(&b->rec_blocks);
   tg__free(b->conns);
   tg__free(b->keys_dir);
   memset(b->client_sec, 0, sizeof b->client_sec);

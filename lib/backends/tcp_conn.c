@@ -227,12 +227,16 @@ double tg__tcp_task_secs(const tcp *b, uint64_t kind_key) {
 }
 
 void tg__tcp_task_measured(tcp *b, uint64_t kind_key, double secs) {
-  uint64_t old = (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
-  double s = secs > 1e-9 ? secs : 1e-9;
-  if (old) s = 0.8 * tg__tcp_task_secs(b, kind_key) + 0.2 * s;
-  uint64_t bits;
+  void **slot = tg__idmap_slot_of(&b->task_secs, kind_key); /* one lookup per result */
+  double s = secs > 1e-9 ? secs : 1e-9, old;
+  uint64_t bits = slot ? (uint64_t)(uintptr_t)*slot : 0;
+  if (slot) {
+    memcpy(&old, &bits, sizeof old);
+    s = 0.8 * old + 0.2 * s;
+  }
   memcpy(&bits, &s, sizeof bits);
-  tg__idmap_put(&b->task_secs, kind_key, (void *)(uintptr_t)bits); /* a hint: OOM is fine */
+  if (slot) *slot = (void *)(uintptr_t)bits;
+  else tg__idmap_put(&b->task_secs, kind_key, (void *)(uintptr_t)bits); /* a hint: OOM is fine */
 }
 
 /* ---- losing a worker --------------------------------------------------------- */

@@ -13,10 +13,13 @@
 
 /* ---- records ------------------------------------------------------------- */
 
-static tcp_rec *rec_new(tcp_run *rs, tg__task *t, uint32_t nargs) {
+static tcp_rec *rec_new(tcp *b, tcp_run *rs, tg__task *t, uint32_t nargs) {
   size_t n = nargs ? nargs : 1;
-  tcp_rec *rec = tg__calloc(1, sizeof *rec + n * (sizeof(tg_value *) + sizeof(tcp_handle *)));
+  size_t size = sizeof(tcp_rec) + n * (sizeof(tg_value *) + sizeof(tcp_handle *));
+  tcp_rec *rec = tg__recycle_fits(&b->rec_blocks, size) ? tg__recycle_get(&b->rec_blocks)
+                                                       : tg__malloc(size);
   if (!rec) return NULL;
+  memset(rec, 0, size);
   rec->args = (tg_value **)(rec + 1);
   rec->hargs = (tcp_handle **)(rec->args + n);
   rec->t = t;
@@ -51,7 +54,12 @@ void tg__tcp_rec_free(tcp *b, tcp_rec *rec) {
   tg__tcp_handle_unref(b, rec->out);
   if (rec->t) rec->rs->live--;
   tg__tcp_run_unuse(b, rec->rs);
-  tg__free(rec);
+  size_t n = rec->nargs ? rec->nargs : 1;
+  if (tg__recycle_fits(&b->rec_blocks,
+                       sizeof(tcp_rec) + n * (sizeof(tg_value *) + sizeof(tcp_handle *))))
+    tg__recycle_put(&b->rec_blocks, rec);
+  else
+    tg__free(rec);
 }
 
 void tg__tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg) {
@@ -317,7 +325,11 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
     rec->started = true;
     tg__task_started(&b->w, rec->t, c->idx);
   }
-  rec->sent = tg__now(); /* after STARTED: its calls are placed after it */
+  /* One clock reading per batch: `sent` need only come before the message
+   * leaves (tcp_results.c bounds the worker's clock with it). With events,
+   * each record reads it after its STARTED: its calls are placed after it. */
+  if (c->nbatch == 1 || r->on_event) c->batch_t = tg__now();
+  rec->sent = c->batch_t;
   if (nd->timeout > 0 && rec->t) watch(b, c, rec, nd->timeout * attempts_of(r, nd));
 }
 
@@ -442,7 +454,7 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
                  "%d times", tg__run_key(r, node, kb, sizeof kb), TCP_MAX_REBUILDS);
     return;
   }
-  tcp_rec *rec = rec_new(rs, NULL, nd->nargs);
+  tcp_rec *rec = rec_new(b, rs, NULL, nd->nargs);
   if (!rec) return;
   rec->task = x->task;
   rec->node = node;
@@ -652,7 +664,7 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
   tcp_rec *rec = NULL;
   b->w.worker = -1; /* failures here: no worker is chosen yet */
   if (tg__task_begin(&b->w, t, &args, &n)) {
-    rec = rec_new(rs, t, (uint32_t)n);
+    rec = rec_new(b, rs, t, (uint32_t)n);
     if (rec) {
       if (n) memcpy(rec->args, args, n * sizeof *args); /* args: NULL when none */
       rec->task = (uint32_t)(t - rs->r->plan.tasks);

@@ -79,6 +79,7 @@
 #include "sched/backend.h"
 #include "sched/taskheap.h"
 #include "tgraph/remote.h"
+#include "util/recycle.h"
 
 #define TCP_MAX_CONNS 64      /* handles record holders in a 64-bit mask */
 #define TCP_MAGIC INT64_C(0x7467726d74637031) /* placeholder tag */
@@ -89,6 +90,7 @@
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
 #define TCP_ENDED_GRACE 0.5   /* seconds a stoppable worker gets to return from
                                  a task of a run that ended (kill_worker) */
+#define TCP_REC_ARGS 4        /* records of up to this many arguments are recycled */
 
 typedef struct tcp tcp;
 typedef struct tcp_conn tcp_conn;
@@ -212,6 +214,7 @@ struct tcp_conn {
   uint32_t nfuncs;
   tg__wbuf batch;          /* task records not yet sent */
   uint32_t nbatch;
+  double batch_t;          /* the clock at its first record (their `sent`) */
   uint64_t batch_run;
   tg_value **bvals;        /* their inline arguments (references) */
   size_t nbvals, cap_bvals;
@@ -248,6 +251,7 @@ struct tcp {
   int nconns;
   tg__wctx w;
   tg__task_heap heap;      /* ready tasks */
+  tg__recycler rec_blocks; /* freed records of up to TCP_REC_ARGS arguments */
   tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
   tg__idmap handles;       /* id -> handle */
   tg__idmap task_secs;     /* kind key -> seconds (tg__tcp_task_secs), bits */

@@ -55,32 +55,38 @@ static const char *task_name(tcp_rec *rec, uint64_t id, char task[TG__NAME_MAX +
 
 /* What a result record claims that cannot be true, in buf (naming the
  * task), or NULL. rec (NULL for an id not in flight) is the task it
- * answers. */
+ * answers. The task's name is made only for a claim found false: this
+ * runs for every result. */
 static const char *lie(tcp_rec *rec, uint64_t id, uint8_t st, uint64_t bytes,
                        const shape *s, char *buf, size_t size) {
+  enum { NONE, LONG, SHORT, DENSE, UNASKED, NOT_BACK } claim = NONE;
+  if (st != TG__RS_KEPT) return NULL; /* only kept results make claims */
+  if (s->kind != TG__SHAPE_NONE && s->n > TG__MAX_SHAPE) claim = LONG;
+  else if (s->kind == TG__SHAPE_MAP && !s->keys) claim = SHORT;
+  else if (s->n > bytes) claim = DENSE;
+  else if (!rec) return NULL; /* a late reply, ignored */
+  else if (s->kind != TG__SHAPE_NONE && !(rec->flags & TG__RF_SHAPE)) claim = UNASKED;
+  else if (rec->flags & TG__RF_RETURN) claim = NOT_BACK;
+  else return NULL;
   char task[TG__NAME_MAX + 64];
   task_name(rec, id, task);
   const char *what = s->kind == TG__SHAPE_MAP ? "map of" : "list of";
-  if (st == TG__RS_KEPT && s->kind != TG__SHAPE_NONE && s->n > TG__MAX_SHAPE)
+  if (claim == LONG)
     snprintf(buf, size, "it claimed that the result of %s kept there is a %s %llu items "
              "(a worker sends one of more than %llu back whole)", task, what,
              (unsigned long long)s->n, (unsigned long long)TG__MAX_SHAPE);
-  else if (st == TG__RS_KEPT && s->kind == TG__SHAPE_MAP && !s->keys)
+  else if (claim == SHORT)
     snprintf(buf, size, "it claimed that the result of %s kept there is a map of %llu "
              "keys, in a message too short to hold them", task, (unsigned long long)s->n);
-  else if (st == TG__RS_KEPT && s->n > bytes)
+  else if (claim == DENSE)
     snprintf(buf, size, "it claimed that the result of %s kept there is a %s %llu items "
              "in %llu bytes", task, what, (unsigned long long)s->n,
              (unsigned long long)bytes);
-  else if (!rec)
-    return NULL; /* a late reply, ignored */
-  else if (st == TG__RS_KEPT && s->kind != TG__SHAPE_NONE && !(rec->flags & TG__RF_SHAPE))
+  else if (claim == UNASKED)
     snprintf(buf, size, "it claimed that the result of %s kept there is a %s %llu items, "
              "which was not asked for", task, what, (unsigned long long)s->n);
-  else if (st == TG__RS_KEPT && (rec->flags & TG__RF_RETURN))
-    snprintf(buf, size, "it kept the result of %s, which was to be sent back", task);
   else
-    return NULL;
+    snprintf(buf, size, "it kept the result of %s, which was to be sent back", task);
   return buf;
 }
 
@@ -157,11 +163,11 @@ static void twice(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t id, const shape *s
  * against clocks that do not run at one rate. */
 static tg__call_report placed(tcp_conn *c, const tcp_rec *rec, uint64_t thread1,
                               uint64_t received_us, uint64_t wait_us, double secs,
-                              uint64_t calls) {
+                              uint64_t calls, double now) {
   tg__call_report rep = {.start = -1, .seconds = -1, .worker = c->idx, .thread = -1,
                          .attempts = calls > UINT_MAX ? UINT_MAX : (unsigned)calls};
   if (!thread1 || thread1 > c->nthreads) return rep; /* no call made */
-  double received = (double)received_us * 1e-6, now = tg__now();
+  double received = (double)received_us * 1e-6;
   double bound = received - rec->sent;
   if (isnan(c->offset) || bound < c->offset) c->offset = bound;
   double start = received + (double)wait_us * 1e-6 - c->offset;
@@ -175,8 +181,9 @@ static tg__call_report placed(tcp_conn *c, const tcp_rec *rec, uint64_t thread1,
 
 /* ---- task results ------------------------------------------------------------ */
 
-/* One result record; false when malformed (or c dropped). */
-static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
+/* One result record; false when malformed (or c dropped). now: our clock
+ * once the message had come, read once per message. */
+static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals, double now) {
   uint64_t id = tg__rbuf_varint(r), calls = tg__rbuf_varint(r), fails = tg__rbuf_varint(r);
   double secs = (double)tg__rbuf_varint(r) * 1e-6;
   uint64_t thread1 = tg__rbuf_varint(r), received_us = tg__rbuf_varint(r),
@@ -184,7 +191,8 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
   uint8_t st = tg__rbuf_u8(r);
   tg_value *v = NULL;
   int code = TG_OK;
-  char msg[TG__MAX_MSG + 1] = "";
+  char msg[TG__MAX_MSG + 1];
+  msg[0] = '\0'; /* not "= \"\"": that clears all of it, for every result */
   uint64_t bytes = 0;
   shape s = {0};
   bool ok = !r->bad;
@@ -248,7 +256,7 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
         tg__wbuf_varint(&c->frees, rec->store); /* not named: let it go there */
         c->nfrees++;
       }
-      tg__call_report rep = placed(c, rec, thread1, received_us, wait_us, secs, calls);
+      tg__call_report rep = placed(c, rec, thread1, received_us, wait_us, secs, calls, now);
       tg__task_end_report(&b->w, rec->t, code, code == TG_OK ? v : NULL,
                           code == TG_ENOMEM && !*msg ? "out of memory" : msg[0] ? msg : NULL,
                           &rep);
@@ -278,8 +286,9 @@ static bool results(tcp *b, tcp_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n
   }
   atomic_fetch_add(&b->st_recv, bytes);
   bool ok = true;
+  double now = tg__now();
   for (uint64_t i = 0; i < count && ok && c->state == CS_READY; i++)
-    ok = result(b, c, r, vals);
+    ok = result(b, c, r, vals, now);
   tg_value_unref(vals);
   return ok;
 }

@@ -24,7 +24,7 @@ bool tg__wbuf_grow(tg__wbuf *b, size_t n) {
   return true;
 }
 
-uint64_t tg__rbuf_varint(tg__rbuf *r) {
+uint64_t tg__rbuf_varint_slow(tg__rbuf *r) {
   uint64_t u = 0;
   for (unsigned shift = 0; shift < 64; shift += 7) {
     uint8_t c = tg__rbuf_u8(r);

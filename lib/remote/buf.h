@@ -91,7 +91,15 @@ static inline uint8_t tg__rbuf_u8(tg__rbuf *r) {
   return r->p[r->pos++];
 }
 
-uint64_t tg__rbuf_varint(tg__rbuf *r);
+/* The general case of tg__rbuf_varint (any length, every check). */
+uint64_t tg__rbuf_varint_slow(tg__rbuf *r);
+
+/* A varint. Most are one byte (ids, counts, flags of small messages):
+ * those are read inline, every other goes the checked way. */
+static inline uint64_t tg__rbuf_varint(tg__rbuf *r) {
+  if (r->pos < r->len && r->p[r->pos] < 0x80 && !r->bad) return r->p[r->pos++];
+  return tg__rbuf_varint_slow(r);
+}
 
 static inline int64_t tg__rbuf_svarint(tg__rbuf *r) {
   uint64_t u = tg__rbuf_varint(r);

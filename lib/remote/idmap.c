@@ -25,6 +25,14 @@ void *tg__idmap_get(const tg__idmap *m, uint64_t key) {
   }
 }
 
+void **tg__idmap_slot_of(tg__idmap *m, uint64_t key) {
+  if (!m->s) return NULL;
+  for (size_t i = slot_of(key, m->mask);; i = (i + 1) & m->mask) {
+    if (m->s[i].key == key) return &m->s[i].val;
+    if (m->s[i].key == 0) return NULL;
+  }
+}
+
 static bool rehash(tg__idmap *m, size_t slots) {
   tg__idmap_slot *s = tg__calloc(slots, sizeof *s);
   if (!s) return false;

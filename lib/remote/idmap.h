@@ -26,6 +26,9 @@ typedef struct tg__idmap {
 void tg__idmap_free(tg__idmap *m);
 /* The value under key (non-zero), or NULL. */
 void *tg__idmap_get(const tg__idmap *m, uint64_t key);
+/* The value slot of key, to read or overwrite in place (valid until the
+ * next put or del), or NULL when key is not there. */
+void **tg__idmap_slot_of(tg__idmap *m, uint64_t key);
 /* Store val under key (replacing any). False when out of memory (the map
  * is then unchanged). */
 bool tg__idmap_put(tg__idmap *m, uint64_t key, void *val);

@@ -539,6 +539,7 @@ static void teardown(tg__worker *wk) {
   while (wk->sessions) tg__wk_drop(wk, wk->sessions, NULL, false);
   if (wk->threads) tg__wk_pool_stop(wk);
   tg__wk_collect(wk); /* tasks that were running: release them */
+  tg__recycle_drain(&wk->task_blocks);
   for (size_t i = 0; i < wk->nparts; i++) zmq_msg_close(&wk->parts[i]);
   tg__free(wk->parts);
   tg__wk_peers_stop(wk);
@@ -589,6 +590,9 @@ int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err)
     return tg__error_set(err, TG_ENOMEM, "out of memory");
   }
   wk->wake_fd = -1;
+  /* Tasks of up to 4 arguments and 64-byte keys are recycled. */
+  wk->task_blocks.size = tg__wk_task_size(4, 63);
+  wk->task_blocks.max = 4096;
   pthread_mutex_init(&wk->mu, NULL);
   pthread_cond_init(&wk->cv, NULL);
   rc = start(wk, addr, err);

@@ -29,6 +29,7 @@
 #include "remote/stream.h"
 #include "remote/zap.h"
 #include "sched/sched_internal.h"
+#include "util/recycle.h"
 
 typedef struct wsess wsess;
 typedef struct wtask wtask;
@@ -155,6 +156,7 @@ typedef struct tg__worker {
   zmq_msg_t *parts;     /* the message being handled */
   size_t nparts, cap_parts;
   uint64_t tasks_done;
+  tg__recycler task_blocks; /* freed task blocks (loop thread only) */
   char endpoint[256];
   char user_sock[108];    /* keyless: this user's Unix socket, removed at the end */
   dev_t user_sock_dev;    /* its inode once bound: another worker's socket */
@@ -206,6 +208,12 @@ void tg__wk_pool_push(tg__worker *wk, wtask *head, wtask *tail);
 /* Hand a finished task back to the loop. */
 void tg__wk_pool_done(tg__worker *wk, wtask *t);
 /* Release what a task owns (its outcome included) and free it. */
-void tg__wk_task_free(wtask *t);
+void tg__wk_task_free(tg__worker *wk, wtask *t);
+/* Bytes of a task's block: the record, nargs argument slots, a key of kl
+ * bytes and its NUL (worker_tasks.c allocates it, tg__wk_task_free frees
+ * it, recycling the common sizes in wk->task_blocks). */
+static inline size_t tg__wk_task_size(uint32_t nargs, size_t kl) {
+  return sizeof(wtask) + (nargs ? nargs : 1) * sizeof(tg_value *) + kl + 1;
+}
 
 #endif /* TG_REMOTE_WORKER_H */

@@ -33,10 +33,11 @@ static int invoke(tg_task_ctx *ctx, wtask *t, tg_value **out) {
   return tg__task_invoke(ctx, &nd, t->args, out);
 }
 
-/* Call t's function with retries; the outcome goes into t. */
-static void run_task(wtask *t, int worker, tg__wstates *states) {
+/* Call t's function with retries; the outcome goes into t. t0: the clock
+ * now (the previous task's end, when this one was taken without waiting).
+ * Returns the clock at the end. */
+static double run_task(wtask *t, int worker, tg__wstates *states, double t0) {
   tg_task_ctx ctx;
-  double t0 = tg__now();
   t->worker = worker;
   t->started = t0;
   for (uint32_t at = 0;; at++) {
@@ -60,31 +61,68 @@ static void run_task(wtask *t, int worker, tg__wstates *states) {
       break;
     }
   }
-  t->secs = tg__now() - t0;
+  double end = tg__now();
+  t->secs = end - t0;
+  return end;
 }
 
 /* ---- the threads ------------------------------------------------------------- */
 
+/* Put finished t on the done list (under mu); whether the loop must be
+ * woken (the list was empty: the loop drains all of it per wake-up). */
+static bool done_locked(tg__worker *wk, wtask *t) {
+  bool first = wk->done == NULL;
+  t->next = wk->done;
+  wk->done = t;
+  return first;
+}
+
+static void wake_loop(tg__worker *wk) {
+  uint64_t one = 1;
+  ssize_t w = write(wk->wake_fd, &one, sizeof one);
+  (void)w;
+}
+
+/* Per task: one lock to hand the last task back and take the next, and
+ * one clock reading between two tasks taken back to back (one's end is
+ * the next one's start). */
 static void *pool_main(void *arg) {
   pool_arg pa = *(pool_arg *)arg;
   tg__free(arg);
   tg__worker *wk = pa.wk;
   tg__wstates states = {0}; /* this thread's: the thread is the worker */
+  wtask *prev = NULL;       /* run, not yet handed back */
+  double now = 0;           /* the clock when prev ended */
   pthread_mutex_lock(&wk->mu);
   for (;;) {
-    while (!wk->q_head && !wk->stopping) pthread_cond_wait(&wk->cv, &wk->mu);
-    if (!wk->q_head) break; /* stopping and nothing left */
+    bool wake = prev && done_locked(wk, prev);
+    prev = NULL;
+    if (!wk->q_head && !wk->stopping) {
+      if (wake) { /* before sleeping: the loop must not wait for us */
+        pthread_mutex_unlock(&wk->mu);
+        wake_loop(wk);
+        wake = false;
+        pthread_mutex_lock(&wk->mu);
+      }
+      while (!wk->q_head && !wk->stopping) pthread_cond_wait(&wk->cv, &wk->mu);
+      now = 0; /* waited: read the clock again */
+    }
+    if (!wk->q_head) { /* stopping and nothing left */
+      pthread_mutex_unlock(&wk->mu);
+      if (wake) wake_loop(wk);
+      break;
+    }
     wtask *t = wk->q_head;
     wk->q_head = t->next;
     if (!wk->q_head) wk->q_tail = NULL;
     bool stopping = wk->stopping; /* read under mu, where it is written */
     pthread_mutex_unlock(&wk->mu);
-    if (!stopping) run_task(t, pa.index, &states);
+    if (wake) wake_loop(wk);
+    if (!stopping) now = run_task(t, pa.index, &states, now > 0 ? now : tg__now());
     else t->rc = TG_ECANCELED;
-    tg__wk_pool_done(wk, t);
+    prev = t;
     pthread_mutex_lock(&wk->mu);
   }
-  pthread_mutex_unlock(&wk->mu);
   tg__wstates_teardown(&states); /* the worker stops */
   return NULL;
 }
@@ -129,22 +167,18 @@ void tg__wk_pool_push(tg__worker *wk, wtask *head, wtask *tail) {
 
 void tg__wk_pool_done(tg__worker *wk, wtask *t) {
   pthread_mutex_lock(&wk->mu);
-  bool first = wk->done == NULL;
-  t->next = wk->done;
-  wk->done = t;
+  bool first = done_locked(wk, t);
   pthread_mutex_unlock(&wk->mu);
-  if (first) { /* the loop drains the whole list per wake-up */
-    uint64_t one = 1;
-    ssize_t w = write(wk->wake_fd, &one, sizeof one);
-    (void)w;
-  }
+  if (first) wake_loop(wk);
 }
 
-void tg__wk_task_free(wtask *t) {
+void tg__wk_task_free(tg__worker *wk, wtask *t) {
   if (!t) return;
   for (uint32_t i = 0; t->args && i < t->nargs; i++) tg_value_unref(t->args[i]);
-  tg__free(t->args);
-  tg__free(t->key);
   tg_value_unref(t->out);
-  tg__free(t);
+  /* t->args and t->key live in t's block (worker_tasks.c, parse_task). */
+  if (tg__recycle_fits(&wk->task_blocks, tg__wk_task_size(t->nargs, strlen(t->key))))
+    tg__recycle_put(&wk->task_blocks, t);
+  else
+    tg__free(t);
 }

@@ -207,51 +207,57 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
 static void task_release(tg__worker *wk, wtask *t) {
   wsess *s = t->s;
   run_unref(s, t->run);
-  tg__wk_task_free(t);
+  tg__wk_task_free(wk, t);
   tg__wk_sess_unref(wk, s);
 }
 
 /* One task record into *out; false on a protocol error. A task that
  * failed to parse but already waits for objects is left to those waits
  * (prefailed); the session is dropped anyway. */
-static bool parse_task(wsess *s, tg__rbuf *r, wrun *run, tg_value *vals,
+static bool parse_task(tg__worker *wk, wsess *s, tg__rbuf *r, wrun *run, tg_value *vals,
                        wtask **out) {
-  wtask *t = tg__calloc(1, sizeof *t);
   *out = NULL;
+  uint64_t id = tg__rbuf_varint(r);
+  uint64_t fn = tg__rbuf_varint(r);
+  uint8_t kind = tg__rbuf_u8(r);
+  uint32_t aux = (uint32_t)tg__rbuf_count(r, UINT32_MAX); /* a chunk's count and position */
+  uint32_t attempts = (uint32_t)tg__rbuf_count(r, 1001);
+  double timeout = (double)tg__rbuf_count(r, UINT32_MAX) / 1000;
+  uint8_t flags = tg__rbuf_u8(r);
+  uint64_t store = tg__rbuf_varint(r);
+  uint64_t min_us = tg__rbuf_varint(r);
+  size_t kl;
+  const char *key = tg__rbuf_str(r, TG__MAX_KEY, &kl);
+  /* each argument takes 2 bytes at least: the count cannot outrun them */
+  uint32_t nargs = (uint32_t)tg__rbuf_count(r, (r->len - r->pos) / 2);
+  bool ok = !r->bad && fn < s->nfns && kind <= TG__NK_CONCAT && attempts > 0 &&
+            !(kind == TG__NK_CHUNK && (tg__chunk_count(aux) > nargs ||
+                                       tg__chunk_pos(aux) > nargs - tg__chunk_count(aux)));
+  if (!ok) return false;
+  /* One block per task: the record, its argument slots, its key
+   * (tg__wk_task_free frees it). The slots and the key are bounded by the
+   * message's bytes, as checked above. */
+  size_t size = tg__wk_task_size(nargs, kl), nslots = nargs ? nargs : 1;
+  wtask *t = tg__recycle_fits(&wk->task_blocks, size) ? tg__recycle_get(&wk->task_blocks)
+                                                      : tg__malloc(size);
   if (!t) return false;
+  *t = (wtask){.id = id, .kind = kind, .aux = aux, .attempts = attempts, .timeout = timeout,
+               .flags = flags, .store = store, .min_us = min_us, .nargs = nargs};
+  t->args = (tg_value **)(t + 1);
+  memset(t->args, 0, nslots * sizeof *t->args);
+  t->key = (char *)(t->args + nslots);
+  memcpy(t->key, key, kl);
+  t->key[kl] = '\0';
   t->s = s;
   t->run = run;
   run->refs++;
   s->refs++;
-  t->id = tg__rbuf_varint(r);
-  uint64_t fn = tg__rbuf_varint(r);
-  t->kind = tg__rbuf_u8(r);
-  t->aux = (uint32_t)tg__rbuf_count(r, UINT32_MAX); /* a chunk's count and position */
-  t->attempts = (uint32_t)tg__rbuf_count(r, 1001);
-  t->timeout = (double)tg__rbuf_count(r, UINT32_MAX) / 1000;
-  t->flags = tg__rbuf_u8(r);
-  t->store = tg__rbuf_varint(r);
-  t->min_us = tg__rbuf_varint(r);
-  size_t kl;
-  const char *key = tg__rbuf_str(r, TG__MAX_KEY, &kl);
-  /* each argument takes 2 bytes at least: the count cannot outrun them */
-  t->nargs = (uint32_t)tg__rbuf_count(r, (r->len - r->pos) / 2);
-  bool ok = !r->bad && fn < s->nfns && t->kind <= TG__NK_CONCAT && t->attempts > 0 &&
-            !(t->kind == TG__NK_CHUNK && (tg__chunk_count(t->aux) > t->nargs ||
-                                          tg__chunk_pos(t->aux) >
-                                              t->nargs - tg__chunk_count(t->aux))) &&
-            (t->key = tg__malloc(kl + 1)) &&
-            (t->args = tg__calloc(t->nargs ? t->nargs : 1, sizeof *t->args));
-  if (ok) {
-    memcpy(t->key, key, kl);
-    t->key[kl] = '\0';
-  }
   for (uint32_t j = 0; ok && j < t->nargs; j++) ok = parse_arg(s, r, t, j, vals);
   if (!ok) {
     if (t->waits == 0) {
       run->refs--; /* the caller still holds the run */
       s->refs--;   /* the worker's list still holds the session */
-      tg__wk_task_free(t);
+      tg__wk_task_free(wk, t);
       return false;
     }
     prefail(t, TG_EPROTO, "malformed task");
@@ -290,7 +296,7 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
   bool ok = true;
   for (uint64_t i = 0; ok && i < n; i++) {
     wtask *t;
-    ok = parse_task(s, r, run, vals, &t);
+    ok = parse_task(wk, s, r, run, vals, &t);
     if (t) t->received = received;
     if (!ok) break;
     if (t->flags & TG__RF_KEEP && t->store && !tg__idmap_get(&s->objs, t->store) &&
