@@ -12,7 +12,7 @@
  * pidfd, the eventfd or the next timeout/cancellation check.
  *
  * Future callbacks of tasks finished here run on the IO thread, which
- * holds the pool's share of the fork lock (tg__procs_busy): besides not
+ * holds the pool's share of the fork lock (tg__fork_busy): besides not
  * blocking (executor.h), they must not create or free a processes
  * executor (its forks would wait for this thread).
  *
@@ -194,7 +194,7 @@ static void *io_main(void *arg) {
   sigaddset(&pipe_only, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
   struct epoll_event evs[64];
-  tg__procs_busy();
+  tg__fork_busy();
   while (!atomic_load(&p->stopping)) {
     if (atomic_load(&p->born_any)) tg__pf_adopt(p);
     take_injected(p);
@@ -212,18 +212,18 @@ static void *io_main(void *arg) {
     tg__wctx_flush(&p->w); /* may finish runs, whose callbacks may submit */
     if (can_dispatch(p)) continue;
     int timeout = next < 0 ? -1 : (int)ceil(next * 1000);
-    tg__procs_idle();
+    tg__fork_idle();
     int k = 0;
     for (double until = result_soon(p) ? tg__now() + SPIN_SECS : 0; k == 0 && tg__now() < until;) {
       k = epoll_wait(p->ep, evs, 64, 0);
       if (k == 0) sched_yield();
     }
     if (k == 0) k = epoll_wait(p->ep, evs, 64, timeout);
-    tg__procs_busy();
+    tg__fork_busy();
     for (int i = 0; i < k; i++) on_event(p, &evs[i]);
   }
   tg__pf_adopt(p);
-  tg__procs_idle();
+  tg__fork_idle();
   tg__pf_shutdown(p);
   tg__wctx_flush(&p->w);
   return NULL;
@@ -261,10 +261,10 @@ static void reap_unadopted(tg__ppool *p) {
     kill(sp->pid, SIGKILL);
     while (waitpid(sp->pid, NULL, 0) < 0 && errno == EINTR) {
     }
-    tg__procs_fd_untrack(sp->sock);
+    tg__fd_untrack(sp->sock);
     close(sp->sock);
     if (sp->pidfd >= 0) {
-      tg__procs_fd_untrack(sp->pidfd);
+      tg__fd_untrack(sp->pidfd);
       close(sp->pidfd);
     }
     p->born_rc[i] = 0;
@@ -285,11 +285,11 @@ static void pool_free(tg__ppool *p) {
   tg__psegs_free(&p->segs);
   if (p->shared) munmap(p->shared, p->shared_len);
   if (p->ep >= 0) {
-    tg__procs_fd_untrack(p->ep);
+    tg__fd_untrack(p->ep);
     close(p->ep);
   }
   if (p->wake_fd >= 0) {
-    tg__procs_fd_untrack(p->wake_fd);
+    tg__fd_untrack(p->wake_fd);
     close(p->wake_fd);
   }
   tg__wctx_destroy(&p->w);
@@ -354,10 +354,10 @@ static int pool_new(const tg__backend_cfg *cfg, tg__ppool **out, tg_error *err) 
   p->shared = sh;
   p->ep = epoll_create1(EPOLL_CLOEXEC);
   if (p->ep < 0) return tg__error_set(err, -errno, "epoll_create1 failed");
-  tg__procs_fd_track(p->ep);
+  tg__fd_track(p->ep);
   p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (p->wake_fd < 0) return tg__error_set(err, -errno, "eventfd failed");
-  tg__procs_fd_track(p->wake_fd);
+  tg__fd_track(p->wake_fd);
   struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)EV_WAKE << 24};
   if (epoll_ctl(p->ep, EPOLL_CTL_ADD, p->wake_fd, &ev) != 0)
     return tg__error_set(err, -errno, "epoll_ctl failed");

@@ -48,10 +48,10 @@ static void reset_shared(tg__ppool *p, int slot) {
 
 static void close_worker(tg__ppool *p, tg__pworker *w) {
   tg__pp_unwatch(p, w);
-  if (w->c.fd >= 0) tg__procs_fd_untrack(w->c.fd);
+  if (w->c.fd >= 0) tg__fd_untrack(w->c.fd);
   tg__pconn_close(&w->c);
   if (w->pidfd >= 0) {
-    tg__procs_fd_untrack(w->pidfd);
+    tg__fd_untrack(w->pidfd);
     close(w->pidfd);
     w->pidfd = -1;
   }
@@ -378,7 +378,7 @@ void tg__pf_shutdown(tg__ppool *p) {
     tg__pworker *w = &p->ws[i];
     if (w->pid <= 0) continue;
     tg__pp_unwatch(p, w);
-    if (w->c.fd >= 0) tg__procs_fd_untrack(w->c.fd);
+    if (w->c.fd >= 0) tg__fd_untrack(w->c.fd);
     tg__pconn_close(&w->c);
   }
   double deadline = tg__now() + SHUTDOWN_GRACE;

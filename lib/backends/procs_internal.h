@@ -55,105 +55,11 @@
 #include "sched/taskheap.h"
 #include "serial/format.h"
 #include "value/value_internal.h"
+#include "remote/frame.h"
+#include "remote/seg.h"
+#include "util/fdtrack.h"
 
-/* Arrays and bytes at least this large cross in shared memory. */
-#define TG__PROCS_SHM_MIN ((size_t)64 << 10)
-
-/* ---- byte buffers (procs_wire.c) ---------------------------------------- */
-
-typedef struct tg__pbuf {
-  uint8_t *p;
-  size_t len, cap;
-} tg__pbuf;
-
-int tg__pbuf_grow(tg__pbuf *b, size_t more); /* TG_OK or TG_ENOMEM */
-void tg__pbuf_free(tg__pbuf *b);
-
-static inline int tg__pbuf_reserve(tg__pbuf *b, size_t more) {
-  return TG__LIKELY(b->cap - b->len >= more) ? TG_OK : tg__pbuf_grow(b, more);
-}
-/* Unchecked writes, after tg__pbuf_reserve. */
-static inline void tg__pbuf_u8(tg__pbuf *b, uint8_t x) { b->p[b->len++] = x; }
-static inline void tg__pbuf_varint(tg__pbuf *b, uint64_t u) {
-  b->len += tg__varint_put(b->p + b->len, u);
-}
-static inline void tg__pbuf_mem(tg__pbuf *b, const void *d, size_t n) {
-  if (n) memcpy(b->p + b->len, d, n);
-  b->len += n;
-}
-
-/* ---- framed messages (procs_wire.c) --------------------------------------- */
-
-enum {
-  TG__PM_HELLO = 1,   /* worker -> parent: started (body: varint pid) */
-  TG__PM_BATCH = 2,   /* parent -> worker: tasks to run */
-  TG__PM_CONTROL = 3, /* parent -> worker: segments to forget / release */
-  TG__PM_RESULTS = 4, /* worker -> parent: the outcomes of one batch (u32
-                         n; per task u8 status, varint start ns on
-                         CLOCK_MONOTONIC, varint duration ns, then the
-                         value or varint zigzag code + str message) */
-  TG__PM_LOG = 6,     /* worker -> parent: a tg_task_log() line */
-};
-
-/* Header: u32 body length, u8 type, u8 0, u16 fds passed with it, u32 seq
- * (the sender's message number; for results, the batch's), u32 ack (a
- * worker's last handled parent message, for diagnostics). */
-#define TG__PMSG_HDR 16
-#define TG__PMSG_MAX ((size_t)1 << 31) /* longest body accepted */
-
-typedef struct tg__pmsg {
-  uint8_t type;
-  uint16_t nfds;
-  uint32_t seq, ack;
-  const uint8_t *body; /* valid until the next tg__pconn_fill */
-  size_t len;
-} tg__pmsg;
-
-/* One end of a socket: queued output with the fds to pass along, and
- * received bytes with the fds that came with them.
- * Thread safety: one thread at a time. */
-typedef struct tg__pconn {
-  int fd;
-  tg__pbuf out;           /* framed messages not yet sent */
-  size_t out_pos;         /* bytes of out already sent */
-  int *ofd;               /* fds to pass (borrowed: kept open by the
-                             sender until sent) */
-  size_t nofd, ofd_cap, ofd_pos;
-  size_t msg_at;          /* offset of the message being written */
-  uint16_t msg_fds;       /* fds queued for it */
-  tg__pbuf in;            /* bytes received */
-  size_t in_pos;          /* start of the first unhandled message */
-  int *ifd;               /* fds received, not yet taken (owned) */
-  size_t nifd, ifd_cap, ifd_pos;
-  size_t msg_fd_end;      /* fds of the current message end here */
-  uint64_t sent, received; /* bytes, for statistics */
-} tg__pconn;
-
-void tg__pconn_init(tg__pconn *c, int fd);
-/* Close the socket and every received fd; free the buffers. */
-void tg__pconn_close(tg__pconn *c);
-/* Start a message; write its body to c->out, queue its fds with
- * tg__pconn_add_fd, then call tg__pconn_end. */
-int tg__pconn_begin(tg__pconn *c, uint8_t type, uint32_t seq, uint32_t ack);
-int tg__pconn_add_fd(tg__pconn *c, int fd);
-void tg__pconn_end(tg__pconn *c);
-/* Drop the message being written (its fds too). */
-void tg__pconn_abort(tg__pconn *c);
-/* Send what is queued. TG_OK when all went, 1 when a non-blocking socket
- * is full, a negative errno code when the peer is gone. */
-int tg__pconn_flush(tg__pconn *c, bool block);
-/* Receive what is there (block: wait for something). Returns the bytes
- * read (> 0), 0 at end of stream, 1 never; TG_EAGAIN-like: -EAGAIN when a
- * non-blocking socket has nothing; another negative errno on error. */
-ssize_t tg__pconn_fill(tg__pconn *c, bool block);
-/* The next complete message: 1 (in *m), 0 when none yet, TG_EPROTO when
- * the stream is malformed. */
-int tg__pconn_next(tg__pconn *c, tg__pmsg *m);
-/* The next fd of the current message (owned by the caller), or -1. */
-int tg__pconn_take_fd(tg__pconn *c);
-/* The current message is handled: close fds of it nobody took, and
- * compact the input now and then. */
-void tg__pconn_done(tg__pconn *c);
+#define TG__PROCS_SHM_MIN TG__SEG_MIN
 
 /* ---- values on the wire (procs_codec.c) ------------------------------------ */
 
@@ -204,61 +110,6 @@ int tg__pdec_u8(tg__pdec *d, uint8_t *x);
 int tg__pdec_str(tg__pdec *d, const char **s, size_t *len);
 /* Append a varint length and the bytes. */
 int tg__penc_str(tg__pbuf *b, const char *s, size_t len);
-
-/* ---- segments (procs_seg.c) ------------------------------------------------ */
-
-typedef struct tg__seg {
-  int fd;            /* memfd, or -1 once closed */
-  void *map;         /* the whole segment */
-  size_t size;       /* bytes, a multiple of the page size */
-  bool fresh;        /* never written: still all zero */
-  double idle_since; /* while in a pool */
-} tg__seg;
-
-/* The segment size used for nbytes of data (size classes make reuse
- * likely; at most 1/8 is wasted). */
-size_t tg__seg_class(size_t nbytes);
-/* A new memfd segment of `size` bytes mapped read-write and kept out of
- * forked children. track: register the fd so children close it. */
-int tg__seg_create(size_t size, bool track, tg__seg *s);
-/* Map a received segment fd (checked to hold `size` bytes). */
-int tg__seg_map(int fd, size_t size, bool writable, void **map);
-/* Unmap and close. */
-void tg__seg_destroy(tg__seg *s, bool tracked);
-
-/* Free segments kept for reuse (their pages stay allocated and mapped,
- * which is what makes reuse fast: fresh shared pages cost a fault each). */
-typedef struct tg__segpool {
-  tg__seg *v;
-  size_t n, cap;
-  size_t bytes, max_bytes;
-  bool tracked;
-} tg__segpool;
-
-/* A pooled segment of exactly `size` bytes, or false. */
-bool tg__segpool_take(tg__segpool *p, size_t size, tg__seg *out);
-/* Keep s for reuse, or destroy it when the pool is full. */
-void tg__segpool_put(tg__segpool *p, tg__seg *s, double now);
-/* Destroy segments idle since before `before`; returns how many remain. */
-size_t tg__segpool_trim(tg__segpool *p, double before);
-void tg__segpool_free(tg__segpool *p);
-
-/* ---- fds forked workers must not keep (procs_spawn.c) ---------------------- */
-
-/* The process's internal fds of every processes backend: a child closes
- * them all right after fork, so that a worker never keeps another
- * worker's socket (EOF detection) or a segment (memory) alive. Process-wide
- * by nature, as fork is. Thread-safe. */
-void tg__procs_fd_track(int fd);
-void tg__procs_fd_untrack(int fd);
-
-/* The pool's own threads hold this (shared) while they run and release it
- * when they block; fork takes it exclusively. So no thread of ours is in
- * the middle of an allocation when a worker is forked: an allocator that
- * is not fork-safe (the sanitizers' are not) cannot leave the child with
- * a lock held forever. Process-wide, as fork is. */
-void tg__procs_busy(void);
-void tg__procs_idle(void);
 
 /* ---- the parent's segment table (procs_pseg.c) ----------------------------- */
 

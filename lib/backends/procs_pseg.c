@@ -187,7 +187,7 @@ int tg__psegs_value(tg__psegs *ps, const tg__pref *ref, int fd, int slot,
       close(fd);
       return rc;
     }
-    tg__procs_fd_track(fd);
+    tg__fd_track(fd);
     uint32_t creator = (uint32_t)(ref->id >> 32);
     s = pseg_new(ps, ref->id, &seg, creator, creator == spawn ? slot : -1);
     if (!s) {

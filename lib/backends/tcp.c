@@ -158,8 +158,10 @@ static void *io_main(void *arg) {
     if (stop) break;
     it[0] = (zmq_pollitem_t){NULL, b->wake_fd, ZMQ_POLLIN, 0};
     for (int i = 0; i < b->nconns; i++) { /* no socket: no fd (not fd 0) */
-      void *s = b->conns[i].sock, *m = b->conns[i].mon;
-      it[1 + 2 * i] = (zmq_pollitem_t){s, s ? 0 : -1, s ? ZMQ_POLLIN : 0, 0};
+      tg__link *l = b->conns[i].link;
+      void *m = b->conns[i].mon;
+      it[1 + 2 * i] = (zmq_pollitem_t){NULL, -1, 0, 0};
+      if (l) tg__link_pollitem(l, &it[1 + 2 * i]);
       it[2 + 2 * i] = (zmq_pollitem_t){m, m ? 0 : -1, m ? ZMQ_POLLIN : 0, 0};
     }
     zmq_poll(it, 1 + 2 * b->nconns, LOOP_MS);

@@ -28,7 +28,7 @@ static void hello(tcp *b, tcp_conn *c) {
   tg__wbuf_varint(&h, TG_REMOTE_PROTOCOL);
   tg__wbuf_varint(&h, b->keep_min);
   tg__wbuf_cstr(&h, "tgraph");
-  tg__wbuf_varint(&h, (uint64_t)tg__wire_misalign());
+  tg__wbuf_varint(&h, (uint64_t)c->link->misalign);
   tg__tcp_conn_send(b, c, &h, NULL);
   tg__wbuf_free(&h);
 }
@@ -37,21 +37,23 @@ int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
   char ep[64];
   c->gen++;
   snprintf(ep, sizeof ep, "inproc://tcp-mon-%p-%d-%u", (void *)b, c->idx, c->gen);
-  c->sock = zmq_socket(b->zctx, ZMQ_DEALER);
-  c->mon = c->sock ? zmq_socket(b->zctx, ZMQ_PAIR) : NULL;
+  void *sock = zmq_socket(b->zctx, ZMQ_DEALER);
+  c->link = sock ? tg__link_zmq(sock) : NULL;
+  if (sock && !c->link) zmq_close(sock);
+  c->mon = c->link ? zmq_socket(b->zctx, ZMQ_PAIR) : NULL;
   if (!c->mon) return tg__error_set(err, TG_EIO, "zmq_socket: %s", zmq_strerror(errno));
   int hb = (int)(b->heartbeat * 1000);
   int64_t maxmsg = INT32_MAX; /* as a worker's: ZeroMQ cannot send more */
-  zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-  setopt(c->sock, ZMQ_LINGER, 0);
-  setopt(c->sock, ZMQ_SNDHWM, 0);
-  setopt(c->sock, ZMQ_RCVHWM, 0);
-  setopt(c->sock, ZMQ_HEARTBEAT_IVL, hb / 4 > 0 ? hb / 4 : 1);
-  setopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, hb);
-  setopt(c->sock, ZMQ_HEARTBEAT_TTL, hb);
-  setopt(c->sock, ZMQ_RECONNECT_IVL, 100);
-  setopt(c->sock, ZMQ_RECONNECT_IVL_MAX, 1000);
-  if (tg__addr_ipv6(c->addr)) setopt(c->sock, ZMQ_IPV6, 1);
+  zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+  setopt(sock, ZMQ_LINGER, 0);
+  setopt(sock, ZMQ_SNDHWM, 0);
+  setopt(sock, ZMQ_RCVHWM, 0);
+  setopt(sock, ZMQ_HEARTBEAT_IVL, hb / 4 > 0 ? hb / 4 : 1);
+  setopt(sock, ZMQ_HEARTBEAT_TIMEOUT, hb);
+  setopt(sock, ZMQ_HEARTBEAT_TTL, hb);
+  setopt(sock, ZMQ_RECONNECT_IVL, 100);
+  setopt(sock, ZMQ_RECONNECT_IVL_MAX, 1000);
+  if (tg__addr_ipv6(c->addr)) setopt(sock, ZMQ_IPV6, 1);
   /* Keyless: a live socket of this user's for the port is this user's
    * worker (usersock.c); else tcp, where the user's key proves it. */
   char path[4096], ipc[4200];
@@ -61,15 +63,15 @@ int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
     snprintf(ipc, sizeof ipc, "ipc://%s", path);
     to = ipc;
   } else {
-    zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
-    zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
-    zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, b->client_sec, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, b->client_sec, 40);
   }
   int events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                ZMQ_EVENT_CONNECT_RETRIED;
-  if (zmq_socket_monitor(c->sock, ep, events) != 0 || zmq_connect(c->mon, ep) != 0 ||
-      zmq_connect(c->sock, to) != 0)
+  if (zmq_socket_monitor(sock, ep, events) != 0 || zmq_connect(c->mon, ep) != 0 ||
+      zmq_connect(sock, to) != 0)
     return tg__error_set(err, TG_EIO, "cannot connect to %s: %s", c->addr,
                          zmq_strerror(errno));
   c->state = CS_CONNECTING;
@@ -80,17 +82,18 @@ int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
 
 void tg__tcp_conn_close(tcp *b, tcp_conn *c, bool bye) {
   (void)b;
-  if (c->sock && bye && c->state == CS_READY) {
+  void *sock = tg__link_zmq_socket(c->link);
+  if (c->link && bye && c->state == CS_READY) {
     int linger = 200; /* time for the goodbye to leave */
-    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_send(c->sock, (uint8_t[]){TG__M_BYE}, 1, ZMQ_DONTWAIT);
+    if (sock) zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (tg__link_send_copy(c->link, (uint8_t[]){TG__M_BYE}, 1, 0) == TG_OK)
+      tg__link_flush(c->link);
   }
-  if (c->sock) {
-    zmq_socket_monitor(c->sock, NULL, 0);
-    zmq_close(c->sock);
-  }
+  if (sock) zmq_socket_monitor(sock, NULL, 0);
+  tg__link_close(c->link);
   if (c->mon) zmq_close(c->mon);
-  c->sock = c->mon = NULL;
+  c->link = NULL;
+  c->mon = NULL;
 }
 
 /* Forget what the worker's session knew: definitions, pending messages. */
@@ -118,8 +121,8 @@ void tg__tcp_conn_free(tcp_conn *c) {
 
 bool tg__tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v) {
   uint64_t bytes = 0;
-  if (!c->sock || h->oom) return false;
-  if (tg__wire_send(c->sock, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL) != TG_OK) {
+  if (!c->link || h->oom) return false;
+  if (tg__wire_send(c->link, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL) != TG_OK) {
     tg__tcp_conn_lost(b, c, "sending to it failed", false);
     return false;
   }
@@ -177,11 +180,7 @@ static void send_counted(tcp *b, tcp_conn *c, uint8_t type, tg__wbuf *body,
   tg__wbuf_free(&h);
 }
 
-void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
-  if (c->state != CS_READY) return;
-  send_counted(b, c, TG__M_FUNCS, &c->funcs, &c->nfuncs);
-  send_counted(b, c, TG__M_FREE, &c->frees, &c->nfrees);
-  if (!c->nbatch || c->state != CS_READY) return;
+static void send_batch(tcp *b, tcp_conn *c) {
   tg__wbuf h = {0};
   tg__wbuf_u8(&h, TG__M_TASKS);
   tg__wbuf_varint(&h, c->batch_run);
@@ -198,6 +197,17 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
   else tg__tcp_conn_send(b, c, &h, vals);
   tg_value_unref(vals);
   tg__wbuf_free(&h);
+}
+
+void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
+  if (c->state == CS_READY) {
+    send_counted(b, c, TG__M_FUNCS, &c->funcs, &c->nfuncs);
+    send_counted(b, c, TG__M_FREE, &c->frees, &c->nfrees);
+    if (c->nbatch && c->state == CS_READY) send_batch(b, c);
+  }
+  /* What a local link's socket did not take goes on later turns. */
+  if (c->link && tg__link_flush(c->link) != TG_OK)
+    tg__tcp_conn_lost(b, c, "its connection closed", false);
 }
 
 bool tg__tcp_conn_has_room(const tcp_conn *c) {
@@ -356,27 +366,6 @@ out:
   zmq_msg_close(&m[1]);
 }
 
-/* Read one whole message of c into parts (at most TCP_MAX_PARTS). */
-static size_t recv_message(tcp_conn *c, zmq_msg_t *parts, bool *too_many) {
-  size_t n = 0;
-  *too_many = false;
-  for (int more = 1; more;) {
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, c->sock, n || *too_many ? 0 : ZMQ_DONTWAIT) < 0) {
-      zmq_msg_close(&m);
-      break;
-    }
-    more = zmq_msg_more(&m);
-    if (n < TCP_MAX_PARTS) parts[n++] = m;
-    else {
-      *too_many = true;
-      zmq_msg_close(&m);
-    }
-  }
-  return n;
-}
-
 void tg__tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
   (void)sock_ready;
   (void)mon_ready;
@@ -386,10 +375,15 @@ void tg__tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
     monitor_event(b, c);
   }
   zmq_msg_t *parts = b->parts;
-  for (int i = 0; i < 1024 && c->sock; i++) {
-    bool too_many;
-    size_t n = recv_message(c, parts, &too_many);
-    if (!n) break;
+  for (int i = 0; i < 1024 && c->link; i++) {
+    size_t n = 0;
+    int got = tg__link_recv(c->link, parts, TCP_MAX_PARTS, &n);
+    if (got == TG_EIO) { /* a local link: the worker is gone */
+      tg__tcp_conn_lost(b, c, "its connection closed", false);
+      break;
+    }
+    if (got == 0 || (got < 0 && got != TG_ELIMIT && got != TG_EPROTO)) break;
+    bool too_many = got < 0;
     c->last_rx = tg__now();
     tg__rbuf r;
     tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));

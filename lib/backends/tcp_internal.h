@@ -38,6 +38,7 @@
 
 #include "remote/buf.h"
 #include "remote/idmap.h"
+#include "remote/link.h"
 #include "remote/proto.h"
 #include "remote/stream.h"
 #include "sched/backend.h"
@@ -145,7 +146,8 @@ enum { CS_IDLE = 0, CS_CONNECTING = 1, CS_READY = 2, CS_FAILED = 3 };
 struct tcp_conn {
   int idx;
   char addr[256];
-  void *sock, *mon;        /* DEALER and its monitor's PAIR */
+  tg__link *link;          /* to the worker (zmq: a DEALER), NULL: none */
+  void *mon;               /* the DEALER's monitor's PAIR, or NULL */
   int state;
   char why[300];           /* the last problem, for messages */
   bool fatal;              /* why will not go away by waiting */
