@@ -40,9 +40,7 @@ void tg__describe_status(int status, char *buf, size_t size) {
   } else if (WIFEXITED(status)) {
     int code = WEXITSTATUS(status);
     snprintf(buf, size, "exited with status %d%s", code,
-             code == TG__PWORKER_EPROTO   ? " (it received a malformed message)"
-             : code == TG__PWORKER_ENOMEM ? " (it ran out of memory)"
-                                          : "");
+             code == TG__PWORKER_ENOMEM ? " (it ran out of memory)" : "");
   } else {
     snprintf(buf, size, "ended with wait status 0x%x", (unsigned)status);
   }

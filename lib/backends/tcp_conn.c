@@ -21,7 +21,7 @@
 
 static int setopt(void *s, int opt, int v) { return zmq_setsockopt(s, opt, &v, sizeof v); }
 
-static void hello(tcp *b, tcp_conn *c) {
+void tg__tcp_conn_hello(tcp *b, tcp_conn *c) {
   tg__wbuf h = {0};
   tg__wbuf_u8(&h, TG__M_HELLO);
   tg__wbuf_bytes(&h, TG__PROTO_MAGIC, 4);
@@ -34,6 +34,7 @@ static void hello(tcp *b, tcp_conn *c) {
 }
 
 int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
+  if (b->local) return tg__procs_conn_open(b, c, err);
   char ep[64];
   c->gen++;
   snprintf(ep, sizeof ep, "inproc://tcp-mon-%p-%d-%u", (void *)b, c->idx, c->gen);
@@ -76,12 +77,11 @@ int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
                          zmq_strerror(errno));
   c->state = CS_CONNECTING;
   c->last_rx = c->last_ping = tg__now();
-  hello(b, c); /* queued until the connection is up */
+  tg__tcp_conn_hello(b, c); /* queued until the connection is up */
   return TG_OK;
 }
 
 void tg__tcp_conn_close(tcp *b, tcp_conn *c, bool bye) {
-  (void)b;
   void *sock = tg__link_zmq_socket(c->link);
   if (c->link && bye && c->state == CS_READY) {
     int linger = 200; /* time for the goodbye to leave */
@@ -90,6 +90,7 @@ void tg__tcp_conn_close(tcp *b, tcp_conn *c, bool bye) {
       tg__link_flush(c->link);
   }
   if (sock) zmq_socket_monitor(sock, NULL, 0);
+  if (b->local) tg__procs_link_closing(b, c);
   tg__link_close(c->link);
   if (c->mon) zmq_close(c->mon);
   c->link = NULL;
@@ -278,6 +279,12 @@ void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   snprintf(c->why, sizeof c->why, "%s", why);
   c->fatal = fatal;
   tg__tcp_conn_close(b, c, false);
+  char fate[300];
+  if (b->local) { /* what became of the worker process says more */
+    tg__procs_conn_closed(b, c, fate, sizeof fate);
+    if (fate[0]) snprintf(c->why, sizeof c->why, "%s", fate);
+    why = c->why;
+  }
   c->state = CS_IDLE;
   reset_session(c);
   if (was_ready) atomic_fetch_add(&b->st_lost, 1);

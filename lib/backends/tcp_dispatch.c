@@ -196,10 +196,14 @@ void tg__tcp_expire_tasks(tcp *b, double now) {
       continue;
     }
     const tg__gnode *nd = &rec->rs->r->g->nodes[rec->node];
-    char msg[100];
-    snprintf(msg, sizeof msg, "timed out after %g s", (double)nd->timeout);
+    char msg[400], kill[300] = "";
+    /* A local worker can be stopped: it is killed (and replaced). */
+    if (b->local) tg__procs_conn_kill(b, c, now - rec->sent, kill, sizeof kill);
+    snprintf(msg, sizeof msg, "timed out after %g s%s%s", (double)nd->timeout,
+             kill[0] ? ": " : "", kill);
     tg__idmap_del(&c->recs, x.id);
     tg__tcp_rec_fail(b, rec, TG_ETIMEDOUT, msg);
+    if (kill[0]) tg__tcp_conn_lost(b, c, kill, false);
   }
   b->ntimed = k;
 }

@@ -58,6 +58,7 @@ typedef struct tcp_conn tcp_conn;
 typedef struct tcp_rec tcp_rec;
 typedef struct tcp_handle tcp_handle;
 typedef struct tcp_run tcp_run;
+typedef struct tg__plocal tg__plocal;
 
 enum { H_OBJ = 0, H_ELEM = 1, H_CONST = 2, H_ITEMS = 3 };
 
@@ -174,6 +175,9 @@ struct tcp_conn {
   size_t nbvals, cap_bvals;
   tg__wbuf frees;          /* object ids to free */
   uint32_t nfrees;
+  pid_t pid;               /* local: the worker process, or 0 */
+  int pidfd;               /* local: its pidfd, or -1 */
+  bool spawning;           /* local: asked the spawner for a worker */
   double offset;           /* the worker's clock minus ours, bounded from
                               above (tcp_results.c); NAN: no result yet */
 };
@@ -188,6 +192,9 @@ struct tcp {
   size_t keep_min;
   /* threads */
   pthread_t io;
+  bool io_started, io_ran;
+  tg__plocal *local; /* processes: the forked workers' side, else
+                               NULL (the conns are ZeroMQ's) */
   int wake_fd;
   pthread_mutex_t mu;      /* guards inbox, freeq, stopping */
   tg__task *in_head, *in_tail;
@@ -221,6 +228,17 @@ struct tcp {
 };
 
 /* ---- tcp.c ---- */
+/* A backend of this engine with table ops, not started: its queues,
+ * wake fd and I/O buffers. On error *out may be set: tg__tcp_free it. */
+int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, tcp **out,
+                tg_error *err);
+/* Open the conns set up in b->conns[0..nconns) and start the I/O thread. */
+int tg__tcp_start(tcp *b, tg_error *err);
+/* Stop the I/O thread (its conns are closed when it ends). */
+void tg__tcp_stop(tcp *b);
+void tg__tcp_free(tcp *b);
+/* The backend's submit (any thread). */
+void tg__tcp_submit(tg__backend *be, tg__task *const *tasks, size_t n);
 void tg__tcp_wake(tcp *b);
 /* Queue ready tasks the engine left in b->w (after begin/end). */
 void tg__tcp_take_ready(tcp *b);
@@ -233,6 +251,8 @@ void tg__tcp_retry_push(tcp *b, tcp_rec *rec);
 
 /* ---- tcp_conn.c ---- */
 int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err);
+/* Say HELLO on c's new link. */
+void tg__tcp_conn_hello(tcp *b, tcp_conn *c);
 /* Close c's sockets (bye: say goodbye to a ready worker first). */
 void tg__tcp_conn_close(tcp *b, tcp_conn *c, bool bye);
 /* Free c's buffers and tables (the sockets are closed). */
@@ -340,6 +360,23 @@ void tg__tcp_fail_waiting(tcp *b, const char *why);
 bool tg__tcp_work_waiting(const tcp *b);
 /* Finish the waiting work of stopped runs (when no worker can take it). */
 void tg__tcp_drop_stopped(tcp *b);
+
+/* ---- processes.c (the local transport; b->local is set) ---- */
+/* Start conn c's worker process (asynchronous: it is adopted later). */
+int tg__procs_conn_open(tcp *b, tcp_conn *c, tg_error *err);
+/* c's link is closed: its worker process is reaped (killed if it does
+ * not end); why (may be NULL) is set to what became of it. */
+void tg__procs_conn_closed(tcp *b, tcp_conn *c, char *why, size_t size);
+/* Kill c's worker (a task of it overran its timeout, after `secs`):
+ * the detail for the task's message in buf. */
+void tg__procs_conn_kill(tcp *b, tcp_conn *c, double secs, char *buf, size_t size);
+/* c's link is about to close: its traffic joins the totals. */
+void tg__procs_link_closing(tcp *b, tcp_conn *c);
+/* Each turn of the I/O thread: adopt workers the spawner made. */
+void tg__procs_turn(tcp *b);
+/* The I/O thread ends: every worker is told to go, then killed after a
+ * grace period, and reaped. */
+void tg__procs_shutdown(tcp *b);
 
 /* ---- tcp_results.c ---- */
 /* Handle a message of c (parts[0] is the header). */
