@@ -21,6 +21,7 @@
 #include "backends/processes.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
+#include "tgraph/remote.h"
 #include "test_funcs.h"
 
 /* Written by tasks in workers, read by the test: shared memory made
@@ -555,8 +556,12 @@ Test(processes, one_copy_for_many_tasks, .init = setup, .fini = teardown) {
   tg_value_unref(v);
   tg__pstats st;
   cr_assert_eq(tg__processes_stats(ex, &st), TG_OK);
-  cr_assert_eq(st.shm_copied, (uint64_t)len * 8, "copied more than once");
-  cr_assert_leq(st.fds_passed, 2, "an fd passed more than once per worker");
+  /* The constant goes to each worker that runs a probe once (one copy,
+   * one fd); each result comes back in a segment of the worker's. */
+  uint64_t copies = st.shm_copied / ((uint64_t)len * 8);
+  cr_assert_eq(st.shm_copied, copies * (uint64_t)len * 8);
+  cr_assert(copies == 1 || copies == 2, "copied %llu times", (unsigned long long)copies);
+  cr_assert_eq(st.fds_passed, copies + N, "an fd passed more than once per worker");
   cr_assert_lt(st.sock_in + st.sock_out, 65536, "array bytes went through a socket");
   tg_value_unref(a);
   tg_executor_free(ex);
@@ -577,9 +582,16 @@ Test(processes, chain_stays_local, .init = setup, .fini = teardown) {
   tg_value_unref(v);
   tg__pstats st;
   cr_assert_eq(tg__processes_stats(ex, &st), TG_OK);
-  cr_assert_eq(st.local_hits, 20, "tasks sent away from their input");
+  tg_remote_stats rs;
+  cr_assert_eq(tg_remote_stats_get(ex, &rs), TG_OK);
+  cr_assert_eq(rs.results_kept, 20, "a link of the chain came back to the parent");
+  cr_assert_eq(st.values_moved, 0, "tasks sent away from their input");
+  cr_assert_eq(rs.values_moved, 0);
   cr_assert_eq(st.shm_copied, 0, "an array was copied");
-  cr_assert_lt(st.sock_in + st.sock_out, 8192, "array bytes went through a socket");
+  /* The protocol's own bytes (handshakes, 21 task records and replies)
+   * come to ~8 KB; one array is 1 MB. */
+  cr_assert_lt(st.sock_in + st.sock_out, 65536, "array bytes went through a socket: %llu",
+               (unsigned long long)(st.sock_in + st.sock_out));
   tg_executor_free(ex);
   expect_clean();
 }
@@ -768,10 +780,11 @@ Test(processes, late_function_fails_clearly, .init = setup, .fini = teardown) {
   add_fn("late", f_pid, 0, 0);
   tg_node n = tg_call(g, "late", 0);
   tg_value *v = NULL;
-  cr_assert_eq(compute_on(ex, n, &v, NULL), TG_ETASK);
+  /* The workers' verdict on the function stops the run (as on tcp). */
+  cr_assert_eq(compute_on(ex, n, &v, NULL), TG_ENOFUNC, "%s", tg_graph_errmsg(g));
   cr_assert_str_eq(tg_graph_errmsg(g),
-                   "task 'late#0' failed: TG_ENOFUNC: function 'late' is not in the worker "
-                   "processes' registry (registered after the processes pool started)");
+                   "function 'late' is not in the worker processes' registry (registered "
+                   "after the processes pool started)");
   tg_executor_free(ex);
   expect_clean();
 }

@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,15 +60,17 @@ struct tg__plocal {
   _Atomic int start_failed; /* the spawner could not make one */
   tg__link_stats closed;    /* totals of closed links (I/O thread) */
   tg__link_stats pub;       /* totals published (under mu) */
+  tg__wk_running *running;  /* per slot, shared with the workers */
+  size_t running_len;
 };
 
 /* ---- the spawner's side ------------------------------------------------------------ */
 
 static void child_entry(void *ctx, int slot, uint32_t spawn, int sock) {
-  (void)slot, (void)spawn;
+  (void)spawn;
   tg__plocal *L = ctx;
   tg_worker_opts o = {.version = TG_WORKER_OPTS_V2, .nthreads = 1};
-  int rc = tg__worker_serve_fd(L->reg, sock, &o, NULL);
+  int rc = tg__worker_serve_fd(L->reg, sock, &o, &L->running[slot], NULL);
   fflush(stdout);
   fflush(stderr);
   _exit(rc == TG_OK ? 0 : TG__PWORKER_ENOMEM);
@@ -126,6 +129,7 @@ static void adopt(tcp *b, tcp_conn *c, const born *x) {
   }
   c->pid = x->sp.pid;
   c->pidfd = x->sp.pidfd;
+  atomic_store(&L->running[c->idx].id, 0);
   L->killed[c->idx] = false;
   c->link = tg__link_local(x->sp.sock, true);
   if (!c->link) {
@@ -143,6 +147,15 @@ static void add_stats(tg__link_stats *to, const tg__link_stats *s) {
   to->seg_copied += s->seg_copied;
   to->fds_out += s->fds_out;
   to->fds_in += s->fds_in;
+}
+
+uint64_t tg__procs_running(tcp *b, tcp_conn *c, uint32_t *attempt) {
+  tg__wk_running *r = &b->local->running[c->idx];
+  if (!c->pid) return 0;
+  /* The worker is gone or going: what it shows no longer changes once it
+   * has ended; a task it finished since is no longer in c's records. */
+  *attempt = atomic_load(&r->attempt);
+  return atomic_exchange(&r->id, 0);
 }
 
 void tg__procs_link_closing(tcp *b, tcp_conn *c) {
@@ -255,6 +268,7 @@ static void local_free(tg__plocal *L) {
     if (L->born[i].rc == 1) discard(&L->born[i].sp); /* born after the I/O thread ended */
   tg__pout_stop(L->out);
   pthread_mutex_destroy(&L->mu);
+  if (L->running) munmap(L->running, L->running_len);
   tg__free(L->born);
   tg__free(L->spawn_of);
   tg__free(L->killed);
@@ -291,6 +305,12 @@ static int configure(tcp *b, unsigned n, tg_error *err) {
   L->killed = tg__calloc(n, sizeof *L->killed);
   if (!L->born || !L->spawn_of || !L->killed)
     return tg__error_set(err, TG_ENOMEM, "out of memory");
+  /* Made before any fork: the workers write, we read. */
+  L->running_len = n * sizeof *L->running;
+  void *sh = mmap(NULL, L->running_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                  -1, 0);
+  if (sh == MAP_FAILED) return tg__error_set(err, -errno, "cannot map memory shared with workers");
+  L->running = sh;
   for (unsigned i = 0; i < n; i++) {
     tcp_conn *c = &b->conns[i];
     c->idx = (int)i;
@@ -355,7 +375,7 @@ int tg__processes_stats(const tg_executor *ex, tg__pstats *out) {
       .shm_copied = s.seg_copied,
       .shm_passed = s.seg_out + s.seg_in,
       .fds_passed = s.fds_out + s.fds_in,
-      .local_hits = 0,
+      .values_moved = atomic_load(&b->st_moved_n),
       .batches = atomic_load(&b->st_batches),
       .tasks = atomic_load(&b->st_tasks),
       .deaths = atomic_load(&L->deaths),

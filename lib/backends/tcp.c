@@ -356,7 +356,8 @@ const tg__backend_ops tg__backend_tcp = {
 };
 
 int tg_remote_stats_get(tg_executor *ex, tg_remote_stats *out) {
-  if (!ex || !out || ex->ops != &tg__backend_tcp) return TG_EINVAL;
+  if (!ex || !out || (ex->ops != &tg__backend_tcp && ex->ops != &tg__backend_processes))
+    return TG_EINVAL; /* one engine: the same figures */
   tcp *b = (tcp *)ex->backend;
   out->tasks_sent = atomic_load(&b->st_tasks);
   out->batches_sent = atomic_load(&b->st_batches);

@@ -247,14 +247,49 @@ void tg__tcp_task_measured(tcp *b, uint64_t kind_key, double secs) {
 
 /* ---- losing a worker --------------------------------------------------------- */
 
-/* Requeue the records sent to c (engine tasks) and drop recomputations. */
-static void give_back(tcp *b, tcp_conn *c, const char *why) {
+/* The task a local worker was calling when it died (running): it killed
+ * the worker. It runs again while it has attempts left (counted as a
+ * failed call, the next attempt numbered on), else fails saying how the
+ * worker ended. */
+static void crashed(tcp *b, tcp_rec *rec, uint32_t attempt, const char *why) {
+  tg__run *r = rec->rs->r;
+  const tg__gnode *nd = &r->g->nodes[rec->node];
+  int attempts = nd->kind == TG__NK_CONCAT || !(nd->fn->flags & TG_FUNC_PURE)
+                     ? 1 : 1 + (nd->retries >= 0 ? nd->retries : r->retries);
+  bool user = rec->t && !(rec->t->flags & TG__T_INTERNAL);
+  /* Earlier crashes were counted when it went again. */
+  if (rec->t && !rec->abort && attempt + 1 < (uint32_t)attempts && attempt < 250) {
+    rec->crashes = (uint8_t)(attempt + 1);
+    if (user) {
+      atomic_fetch_add(&r->ran, 1);
+      atomic_fetch_add(&r->attempts_failed, 1);
+    }
+    tg__tcp_rec_resend(b, rec);
+    return;
+  }
+  if (!rec->t) {
+    tg__tcp_rec_requeue(b, rec, why); /* a recomputation: made again on demand */
+    return;
+  }
+  char kb[TG__NAME_MAX + 32], msg[600];
+  snprintf(msg, sizeof msg, "%s while running task '%s'", why,
+           tg__run_key(r, rec->node, kb, sizeof kb));
+  tg__tcp_rec_fail(b, rec, TG_EWORKER, msg);
+}
+
+/* Requeue the records sent to c (engine tasks) and drop recomputations.
+ * A local worker's death is charged to the task it was calling alone:
+ * the others go again, not counted as losses. */
+static void give_back(tcp *b, tcp_conn *c, const char *why, uint64_t running,
+                      uint32_t attempt) {
   tg__idmap recs = c->recs;
   memset(&c->recs, 0, sizeof c->recs);
   for (size_t i = 0; recs.s && i <= recs.mask; i++) {
     if (!recs.s[i].key) continue;
     tcp_rec *rec = recs.s[i].val;
-    tg__tcp_rec_requeue(b, rec, why);
+    if (b->local && running && recs.s[i].key == running) crashed(b, rec, attempt, why);
+    else if (b->local && rec->t) tg__tcp_rec_resend(b, rec);
+    else tg__tcp_rec_requeue(b, rec, why);
   }
   tg__idmap_free(&recs);
   for (tcp_rec *rec = c->staged; rec; rec = rec->next) rec->replan = true;
@@ -280,7 +315,10 @@ void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   c->fatal = fatal;
   tg__tcp_conn_close(b, c, false);
   char fate[300];
+  uint64_t running = 0;
+  uint32_t attempt = 0;
   if (b->local) { /* what became of the worker process says more */
+    running = tg__procs_running(b, c, &attempt);
     tg__procs_conn_closed(b, c, fate, sizeof fate);
     if (fate[0]) snprintf(c->why, sizeof c->why, "%s", fate);
     why = c->why;
@@ -288,7 +326,7 @@ void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   c->state = CS_IDLE;
   reset_session(c);
   if (was_ready) atomic_fetch_add(&b->st_lost, 1);
-  give_back(b, c, why);
+  give_back(b, c, why, running, attempt);
   forget_holder(b, c);
   /* A fresh socket (a fresh session on the worker), retried in the
    * background by ZeroMQ; a refusal is not retried at once. */

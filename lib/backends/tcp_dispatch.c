@@ -226,6 +226,7 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   }
   c->batch_run = rec->rs->seq;
   uint8_t flags = flags_of(b, rec, nd, &min_us);
+  if (rec->crashes) flags |= TG__RF_RESUME; /* attempts lost with a worker */
   rec->flags = flags; /* what its reply may be */
   char kb[TG__NAME_MAX + 32];
   tg__wbuf *w = &c->batch;
@@ -238,6 +239,7 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   tg__wbuf_u8(w, flags);
   tg__wbuf_varint(w, rec->store);
   tg__wbuf_varint(w, min_us);
+  if (rec->crashes) tg__wbuf_varint(w, rec->crashes);
   tg__wbuf_cstr(w, tg__run_key(r, rec->node, kb, sizeof kb));
   tg__wbuf_varint(w, rec->nargs);
   for (uint32_t j = 0; j < rec->nargs; j++) put_arg(c, rec, j, &a[j]);

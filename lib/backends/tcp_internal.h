@@ -133,6 +133,7 @@ struct tcp_rec {
   uint64_t kind_key;       /* its function and node kind (tg__tcp_task_secs) */
   double est;              /* seconds it is expected to take on a worker */
   uint8_t losses;
+  uint8_t crashes;         /* attempts that killed their (local) worker */
   uint8_t flags;           /* TG__RF_* it was last sent with */
   bool whole;              /* send it back whole: its shape was over the
                               run's budget */
@@ -370,6 +371,9 @@ void tg__procs_conn_closed(tcp *b, tcp_conn *c, char *why, size_t size);
 /* Kill c's worker (a task of it overran its timeout, after `secs`):
  * the detail for the task's message in buf. */
 void tg__procs_conn_kill(tcp *b, tcp_conn *c, double secs, char *buf, size_t size);
+/* The wire id of the task c's worker was calling when it died (0: none),
+ * and its attempt number in *attempt. */
+uint64_t tg__procs_running(tcp *b, tcp_conn *c, uint32_t *attempt);
 /* c's link is about to close: its traffic joins the totals. */
 void tg__procs_link_closing(tcp *b, tcp_conn *c);
 /* Each turn of the I/O thread: adopt workers the spawner made. */

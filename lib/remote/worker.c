@@ -624,13 +624,14 @@ int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err)
 }
 
 int tg__worker_serve_fd(tg_registry *reg, int fd, const tg_worker_opts *opts,
-                        tg_error *err) {
+                        tg__wk_running *running, tg_error *err) {
   tg__worker *wk = reg ? worker_new(reg, opts) : NULL;
   if (!wk) {
     close(fd);
     return tg__error_set(err, reg ? TG_ENOMEM : TG_EINVAL, reg ? "out of memory" : "no registry");
   }
   wk->o.stop = NULL; /* the parent's end of the socket is the stop */
+  wk->running = running;
   wk->nthreads = wk->o.nthreads ? wk->o.nthreads : 1;
   int rc = TG_OK;
   wk->link = tg__link_local(fd, false);

@@ -109,6 +109,7 @@ struct wtask {
   const tg_func *fn;
   uint8_t kind, flags;
   uint32_t aux, attempts, nargs, waits;
+  uint32_t first;       /* attempt number of its first call here */
   double timeout;
   char *key;            /* owned */
   tg_value **args;      /* owned references (NULL while waited for) */
@@ -133,11 +134,21 @@ typedef struct wlog {
 
 #define TG__WK_MAX_LOGS 10000 /* lines queued at once; more are counted */
 
+/* Where a forked worker shows its parent what it runs (shared memory
+ * made before the fork): the wire id of the task in a call (0: none) and
+ * its attempt number. The parent reads it when the worker dies, to know
+ * which task killed it. */
+typedef struct tg__wk_running {
+  _Atomic uint64_t id;
+  _Atomic uint32_t attempt;
+} tg__wk_running;
+
 typedef struct tg__worker {
   tg_registry *reg;
   tg_worker_opts o;
   void *zctx, *router;    /* router: NULL on a local link */
   tg__link *link;       /* the ROUTER's, or the one to a local parent */
+  tg__wk_running *running; /* local: shown to the parent, or NULL */
   bool said_hello;      /* local: a session began (its end ends us) */
   void *peers;          /* PAIR reading the ROUTER's monitor events */
   tg__zap *zap;
@@ -171,12 +182,13 @@ typedef struct tg__worker {
  * (remote/link.h): no ZeroMQ context, no keys (the socketpair is
  * private), opts->nthreads (0: 1) threads; nothing else of opts but
  * verbose, max_message and max_pending is used (opts may be NULL).
+ * running (may be NULL): where the task in a call is shown.
  * Returns when the parent closes its end or says goodbye: TG_OK, or
  * TG_ENOMEM / TG_EIO when the worker could not start.
  * Fork: for a child forked from a program that uses ZeroMQ: it creates
  * nothing from the parent's context. */
 int tg__worker_serve_fd(tg_registry *reg, int fd, const tg_worker_opts *opts,
-                        tg_error *err);
+                        tg__wk_running *running, tg_error *err);
 
 /* Drop session s: error message to the peer (msg may be NULL), state
  * freed, routing id banned when `ban`. */

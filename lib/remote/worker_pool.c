@@ -24,12 +24,16 @@ static int invoke(tg_task_ctx *ctx, wtask *t, tg_value **out) {
 }
 
 /* Call t's function with retries; the outcome goes into t. */
-static void run_task(wtask *t, int worker, tg__wstates *states) {
+static void run_task(tg__worker *wk, wtask *t, int worker, tg__wstates *states) {
   tg_task_ctx ctx;
   double t0 = tg__now();
   t->worker = worker;
   t->started = t0;
-  for (uint32_t at = 0;; at++) {
+  for (uint32_t at = t->first;; at++) {
+    if (wk->running) { /* for the parent, should this call kill us */
+      atomic_store(&wk->running->attempt, at);
+      atomic_store(&wk->running->id, t->id);
+    }
     tg__task_ctx_init(&ctx, t->fn, t->run->token, 0, worker, (int)at);
     ctx.key = t->key; /* already known: no run graph to format it from */
     ctx.states = states;
@@ -50,6 +54,7 @@ static void run_task(wtask *t, int worker, tg__wstates *states) {
       break;
     }
   }
+  if (wk->running) atomic_store(&wk->running->id, 0);
   t->secs = tg__now() - t0;
 }
 
@@ -69,7 +74,7 @@ static void *pool_main(void *arg) {
     if (!wk->q_head) wk->q_tail = NULL;
     bool stopping = wk->stopping; /* read under mu, where it is written */
     pthread_mutex_unlock(&wk->mu);
-    if (!stopping) run_task(t, pa.index, &states);
+    if (!stopping) run_task(wk, t, pa.index, &states);
     else t->rc = TG_ECANCELED;
     tg__wk_pool_done(wk, t);
     pthread_mutex_lock(&wk->mu);

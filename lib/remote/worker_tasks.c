@@ -241,6 +241,7 @@ static bool parse_task(wsess *s, tg__rbuf *r, wrun *run, tg_value *vals,
   t->flags = tg__rbuf_u8(r);
   t->store = tg__rbuf_varint(r);
   t->min_us = tg__rbuf_varint(r);
+  if (t->flags & TG__RF_RESUME) t->first = (uint32_t)tg__rbuf_count(r, t->attempts - 1);
   size_t kl;
   const char *key = tg__rbuf_str(r, TG__MAX_KEY, &kl);
   /* each argument takes 2 bytes at least: the count cannot outrun them */
