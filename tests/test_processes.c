@@ -531,6 +531,37 @@ Test(processes, big_arrays_cross_without_copy, .init = setup, .fini = teardown) 
   expect_clean();
 }
 
+/* A 64 MiB array there and back: no array byte through a socket; the
+ * parent copies it once (going in), the result is the worker's segment
+ * mapped here. */
+Test(processes, array_of_64_mib_crosses_in_segments, .init = setup, .fini = teardown) {
+  tg_executor *ex = pool(2);
+  int64_t len = (int64_t)8 << 20; /* 64 MiB of f64 */
+  tg_value *a = tg_ndarray_new(TG_DT_F64, 1, &len);
+  double *d = tg_ndarray_data_mut(a);
+  for (int64_t i = 0; i < len; i++) d[i] = (double)(i * 3);
+  tg__pstats before, after;
+  cr_assert_eq(tg__processes_stats(ex, &before), TG_OK);
+  tg_node n = tg_call(g, "plus1", 1, tg_arg_value(tg_value_ref(a)));
+  tg_value *v = NULL;
+  cr_assert_eq(compute_on(ex, n, &v, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  const double *r = tg_ndarray_data(v);
+  cr_assert_eq(tg_ndarray_size(v), (size_t)len);
+  cr_assert(r[0] == 1 && r[12345] == 12345 * 3 + 1 && r[len - 1] == (double)((len - 1) * 3 + 1));
+  cr_assert(in_memfd(r), "the result is not the worker's segment");
+  tg_value_unref(v);
+  cr_assert_eq(tg__processes_stats(ex, &after), TG_OK);
+  uint64_t bytes = (uint64_t)len * 8;
+  cr_assert_lt(after.sock_out + after.sock_in - before.sock_out - before.sock_in, 1 << 20,
+               "array bytes went through a socket");
+  cr_assert_eq(after.shm_copied - before.shm_copied, bytes, "one copy, in");
+  cr_assert_eq(after.shm_passed - before.shm_passed, 2 * bytes, "in and out in segments");
+  cr_assert_eq(after.fds_passed - before.fds_passed, 2);
+  tg_value_unref(a);
+  tg_executor_free(ex);
+  expect_clean();
+}
+
 /* A large constant used by many tasks is copied to shared memory once and
  * each worker gets its fd once. */
 Test(processes, one_copy_for_many_tasks, .init = setup, .fini = teardown) {
