@@ -38,6 +38,8 @@
 #define START_TIMEOUT 60.0  /* seconds create waits for every worker */
 #define SHUTDOWN_GRACE 1.0  /* seconds a worker has to end when told */
 #define REAP_WAIT 2.0       /* seconds a lost worker has to end before a kill */
+#define GIVEN_UP_GRACE 0.3  /* seconds a worker may go on calling a task the
+                               engine gave up (its run was cancelled) */
 
 typedef struct born {
   int rc;                   /* 0: nothing; 1: sp is a new worker; < 0: why none */
@@ -61,6 +63,8 @@ struct tg__plocal {
   tg__link_stats closed;    /* totals of closed links (I/O thread) */
   tg__link_stats pub;       /* totals published (under mu) */
   tg__wk_running *running;  /* per slot, shared with the workers */
+  uint64_t *given_up;       /* per slot: a task given up it still calls */
+  double *given_up_at;      /* ... seen since */
   size_t running_len;
 };
 
@@ -172,8 +176,34 @@ static void publish(tcp *b) {
   pthread_mutex_unlock(&L->mu);
 }
 
+/* A worker still calling a task the engine gave up (its run was
+ * cancelled: a compute's deadline, a failure elsewhere) after the grace
+ * period is killed, and replaced: a worker cannot stop a call, and the
+ * run it is stuck in is over. */
+static void stop_given_up(tcp *b, double now) {
+  tg__plocal *L = b->local;
+  for (int i = 0; i < b->nconns; i++) {
+    tcp_conn *c = &b->conns[i];
+    uint64_t id = atomic_load(&L->running[i].id);
+    if (!c->pid || !id || c->state != CS_READY || tg__idmap_get(&c->recs, id)) {
+      L->given_up[i] = 0;
+      continue;
+    }
+    if (L->given_up[i] != id) {
+      L->given_up[i] = id;
+      L->given_up_at[i] = now;
+    } else if (now - L->given_up_at[i] > GIVEN_UP_GRACE) {
+      L->given_up[i] = 0;
+      L->killed[i] = true;
+      kill(c->pid, SIGKILL);
+      tg__tcp_conn_lost(b, c, "it went on calling a task of a cancelled run", false);
+    }
+  }
+}
+
 void tg__procs_turn(tcp *b) {
   tg__plocal *L = b->local;
+  stop_given_up(b, tg__now());
   if (atomic_exchange(&L->born_any, 0)) {
     for (int i = 0; i < b->nconns; i++) {
       pthread_mutex_lock(&L->mu);
@@ -272,6 +302,8 @@ static void local_free(tg__plocal *L) {
   tg__free(L->born);
   tg__free(L->spawn_of);
   tg__free(L->killed);
+  tg__free(L->given_up);
+  tg__free(L->given_up_at);
   tg__free(L);
 }
 
@@ -303,7 +335,9 @@ static int configure(tcp *b, unsigned n, tg_error *err) {
   L->born = tg__calloc(n, sizeof *L->born);
   L->spawn_of = tg__calloc(n, sizeof *L->spawn_of);
   L->killed = tg__calloc(n, sizeof *L->killed);
-  if (!L->born || !L->spawn_of || !L->killed)
+  L->given_up = tg__calloc(n, sizeof *L->given_up);
+  L->given_up_at = tg__calloc(n, sizeof *L->given_up_at);
+  if (!L->born || !L->spawn_of || !L->killed || !L->given_up || !L->given_up_at)
     return tg__error_set(err, TG_ENOMEM, "out of memory");
   /* Made before any fork: the workers write, we read. */
   L->running_len = n * sizeof *L->running;
