@@ -122,6 +122,50 @@ Test(link, big_parts_cross_in_segments, .init = setup, .fini = teardown) {
   free(src);
 }
 
+static void no_free(void *data, void *hint) { (void)data, (void)hint; }
+
+/* Bytes received in a segment and sent on to their sender go back as a
+ * reference: no copy, no fd, no new mapping; the segment is reused only
+ * once both the peer and that part let it go. */
+Test(link, received_bytes_go_back_without_a_copy, .init = setup, .fini = teardown) {
+  size_t len = (size_t)4 << 20;
+  uint8_t *src = malloc(len);
+  for (size_t i = 0; i < len; i++) src[i] = (uint8_t)(i * 13 + 1);
+  cr_assert_eq(tg__link_send_copy(a, src, len, 0), TG_OK);
+  zmq_msg_t in, back, got;
+  size_t n = 0;
+  cr_assert_eq(recv_wait(b, &in, 1, &n), 1);
+  cr_assert_eq(memfd_mappings(), 2);
+  /* b sends on a slice of what it received (the first 1 MiB is skipped) */
+  size_t off = (size_t)1 << 20;
+  zmq_msg_init_data(&back, (uint8_t *)zmq_msg_data(&in) + off, len - off, no_free, NULL);
+  cr_assert_eq(tg__link_send(b, &back, 0), TG_OK);
+  cr_assert_eq(b->st.seg_copied, 0, "copied");
+  cr_assert_eq(b->st.fds_out, 0);
+  cr_assert_eq(recv_wait(a, &got, 1, &n), 1);
+  cr_assert_eq(zmq_msg_size(&got), len - off);
+  cr_assert_eq(memcmp(zmq_msg_data(&got), src + off, len - off), 0);
+  cr_assert_eq(a->st.fds_in, 0);
+  cr_assert_eq(memfd_mappings(), 2, "a mapped its own segment again");
+  zmq_msg_close(&in); /* b lets go: a hears of it, but its part holds the segment */
+  cr_assert_eq(tg__link_flush(b), TG_OK);
+  cr_assert_eq(recv_wait(a, &in, 1, &n), 0);
+  cr_assert_eq(memcmp(zmq_msg_data(&got), src + off, len - off), 0);
+  src[off] ^= 0xff; /* a new part must not land in the segment still used */
+  cr_assert_eq(tg__link_send_copy(a, src, len, 0), TG_OK);
+  cr_assert_eq(memfd_mappings(), 2, "the segment in use was reused");
+  src[off] ^= 0xff;
+  cr_assert_eq(memcmp(zmq_msg_data(&got), src + off, len - off), 0);
+  zmq_msg_close(&got);
+  cr_assert_eq(recv_wait(b, &in, 1, &n), 1);
+  zmq_msg_close(&in);
+  tg__link_close(a);
+  tg__link_close(b);
+  a = b = NULL;
+  cr_assert_eq(memfd_mappings(), 0);
+  free(src);
+}
+
 Test(link, end_of_stream_is_eio, .init = setup, .fini = teardown) {
   tg__link_close(a);
   a = NULL;
@@ -220,6 +264,12 @@ Test(link, fd_the_frame_does_not_count, .init = setup_raw, .fini = teardown) {
   size_t n = 0;
   cr_assert_eq(recv_wait(b, p, 4, &n), 1, "the first frame is well formed");
   zmq_msg_close(&p[0]);
+  expect_eproto();
+}
+
+Test(link, back_reference_to_a_segment_never_sent, .init = setup_raw, .fini = teardown) {
+  uint8_t body[] = {1, 0, 0, 0, 2, 7, 0, 0x80, 0x80, 0x04};
+  frame(1, 0, body, sizeof body, -1);
   expect_eproto();
 }
 

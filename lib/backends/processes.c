@@ -166,7 +166,7 @@ void tg__procs_link_closing(tcp *b, tcp_conn *c) {
   if (c->link) add_stats(&b->local->closed, &c->link->st);
 }
 
-static void publish(tcp *b) {
+void tg__procs_publish(tcp *b) {
   tg__plocal *L = b->local;
   tg__link_stats t = L->closed;
   for (int i = 0; i < b->nconns; i++)
@@ -219,7 +219,6 @@ void tg__procs_turn(tcp *b) {
       adopt(b, c, &x);
     }
   }
-  publish(b);
 }
 
 /* Wait for pid to end, up to `secs`; its wait status, or -1 if it runs. */
@@ -286,7 +285,7 @@ void tg__procs_shutdown(tcp *b) {
     }
     forget_pid(c);
   }
-  publish(b);
+  tg__procs_publish(b);
 }
 
 /* ---- create and destroy ------------------------------------------------------------ */

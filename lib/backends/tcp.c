@@ -121,6 +121,7 @@ static void turn(tcp *b, zmq_pollitem_t *it) {
   tg__bigbuf_sweep(); /* receive buffers kept idle too long */
   for (int i = 0; i < b->nconns; i++) tg__tcp_conn_flush(b, &b->conns[i]);
   tg__tcp_handles_reap(b);
+  if (b->local) tg__procs_publish(b); /* before runs finish (wctx_flush) */
 }
 
 /* No worker has been ready while work waits: give up after the timeout,

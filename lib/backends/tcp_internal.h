@@ -376,6 +376,8 @@ void tg__procs_conn_kill(tcp *b, tcp_conn *c, double secs, char *buf, size_t siz
 uint64_t tg__procs_running(tcp *b, tcp_conn *c, uint32_t *attempt);
 /* c's link is about to close: its traffic joins the totals. */
 void tg__procs_link_closing(tcp *b, tcp_conn *c);
+/* Publish the traffic figures (tg__processes_stats). */
+void tg__procs_publish(tcp *b);
 /* Each turn of the I/O thread: adopt workers the spawner made. */
 void tg__procs_turn(tcp *b);
 /* The I/O thread ends: every worker is told to go, then killed after a

@@ -6,7 +6,9 @@
  *            (inline), or u8 1, varint segment id, varint len, varint
  *            segment size (the segment's fd comes with the frame, one per
  *            such part, in order; the part is the segment's first len
- *            bytes)
+ *            bytes), or u8 2, varint segment id, varint offset, varint
+ *            len: bytes of a segment of the receiver's that the sender
+ *            mapped (it received them and sends them on: no copy)
  *   RELEASE  varint n, n x varint segment id: segments of the receiver's
  *            it may write again (the peer let go of their mappings)
  *
@@ -19,7 +21,11 @@
  * Received segments are mapped and their fds closed at once: a mapping
  * is released by the part's free function (any thread), which queues the
  * release notice on `notices`, shared with the link and refcounted so
- * that a part outliving its link is still freed. */
+ * that a part outliving its link is still freed. A large part whose
+ * bytes lie in a mapping received on the same link goes back as a
+ * reference (kind 2): the peer's segment is then held by the peer's
+ * released-or-not state and by each such part it received (oseg.refs),
+ * and is reused only once all are gone. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -41,7 +47,19 @@
 #define LOCAL_MAX_PARTS (1u << 20)   /* parts of one message */
 
 enum { F_MSG = 1, F_RELEASE = 2 };
-enum { P_INLINE = 0, P_SEG = 1 };
+enum { P_INLINE = 0, P_SEG = 1, P_BACK = 2 };
+
+/* A segment of ours sent to the peer. refs: 1 while the peer holds it
+ * (until its release notice) + each part of ours wrapping it (sent back
+ * to us); the last one returns it to the pool (the link's thread) or,
+ * once the link is closed, destroys it (any thread). */
+typedef struct oseg {
+  tg__seg s;
+  uint64_t id;
+  _Atomic unsigned refs;
+  bool track;
+  struct oseg *next; /* notices' dead list */
+} oseg;
 
 typedef struct notices {
   pthread_mutex_t mu;    /* guards ids, n, cap, gone */
@@ -49,6 +67,9 @@ typedef struct notices {
   uint64_t *ids;
   size_t n, cap;
   bool gone;             /* the link is closed: nobody to tell */
+  struct rseg **live;    /* received segments mapped now */
+  size_t nlive, cap_live;
+  oseg *dead;            /* segments of ours whose last user went */
 } notices;
 
 typedef struct rseg {   /* a received segment: the part's free hint */
@@ -65,7 +86,7 @@ typedef struct llink {
   bool broken;
   notices *nt;
   tg__segpool pool;      /* free segments of ours */
-  tg__idmap busy;        /* id -> tg__seg* the peer holds */
+  tg__idmap busy;        /* id -> oseg the peer holds */
   uint64_t next_id;
   bool in_msg;           /* a message is being written */
   size_t count_at;       /* where its part count goes */
@@ -77,6 +98,7 @@ static void notices_unref(notices *nt) {
   if (atomic_fetch_sub(&nt->refs, 1) != 1) return;
   pthread_mutex_destroy(&nt->mu);
   tg__free(nt->ids);
+  tg__free(nt->live);
   tg__free(nt);
 }
 
@@ -86,6 +108,11 @@ static void rseg_free(void *data, void *hint) {
   munmap(r->map, r->size);
   notices *nt = r->nt;
   pthread_mutex_lock(&nt->mu);
+  for (size_t i = 0; i < nt->nlive; i++)
+    if (nt->live[i] == r) {
+      nt->live[i] = nt->live[--nt->nlive];
+      break;
+    }
   if (!nt->gone) {
     if (nt->n == nt->cap) {
       size_t c = nt->cap ? nt->cap * 2 : 16;
@@ -104,25 +131,99 @@ static void rseg_free(void *data, void *hint) {
 
 /* ---- sending ------------------------------------------------------------------ */
 
+static void oseg_destroy(oseg *o) {
+  tg__seg_destroy(&o->s, o->track);
+  tg__free(o);
+}
+
+/* Drop a reference to o on the link's thread: the last one pools it. */
+static void oseg_unref(llink *k, oseg *o) {
+  if (atomic_fetch_sub(&o->refs, 1) != 1) return;
+  tg__segpool_put(&k->pool, &o->s, tg__now());
+  tg__free(o);
+}
+
+typedef struct back {  /* a part of ours the peer sent back */
+  oseg *o;
+  notices *nt;
+} back;
+
+static void back_free(void *data, void *hint) {
+  (void)data;
+  back *bk = hint;
+  notices *nt = bk->nt;
+  oseg *o = bk->o;
+  bool destroy = false;
+  pthread_mutex_lock(&nt->mu);
+  if (atomic_fetch_sub(&o->refs, 1) == 1) {
+    if (nt->gone) {
+      destroy = true;
+    } else { /* pooled by the link's thread */
+      o->next = nt->dead;
+      nt->dead = o;
+    }
+  }
+  pthread_mutex_unlock(&nt->mu);
+  if (destroy) oseg_destroy(o);
+  notices_unref(nt);
+  tg__free(bk);
+}
+
+/* Our segments whose last part went on other threads: to the pool. */
+static void take_dead(llink *k) {
+  pthread_mutex_lock(&k->nt->mu);
+  oseg *o = k->nt->dead;
+  k->nt->dead = NULL;
+  pthread_mutex_unlock(&k->nt->mu);
+  while (o) {
+    oseg *next = o->next;
+    tg__segpool_put(&k->pool, &o->s, tg__now());
+    tg__free(o);
+    o = next;
+  }
+}
+
 /* A segment of ours holding a copy of len bytes at p, registered as busy
  * under a new id; NULL when out of memory or fds. */
-static tg__seg *seg_for(llink *k, const void *p, size_t len, uint64_t *id) {
+static oseg *seg_for(llink *k, const void *p, size_t len) {
   size_t size = tg__seg_class(len);
-  tg__seg *s = tg__malloc(sizeof *s);
-  if (!s || !size) goto fail;
-  if (!tg__segpool_take(&k->pool, size, s) && tg__seg_create(size, k->track, s) != TG_OK)
+  oseg *o = tg__calloc(1, sizeof *o);
+  if (!o || !size) goto fail;
+  if (!tg__segpool_take(&k->pool, size, &o->s) && tg__seg_create(size, k->track, &o->s) != TG_OK)
     goto fail;
-  memcpy(s->map, p, len);
-  *id = k->next_id++;
-  if (!tg__idmap_put(&k->busy, *id, s)) {
-    tg__seg_destroy(s, k->track);
-    goto fail;
+  o->track = k->track;
+  atomic_init(&o->refs, 1);
+  memcpy(o->s.map, p, len);
+  o->id = k->next_id++;
+  if (!tg__idmap_put(&k->busy, o->id, o)) {
+    oseg_destroy(o);
+    return NULL;
   }
   k->base.st.seg_copied += len;
-  return s;
+  return o;
 fail:
-  tg__free(s);
+  tg__free(o);
   return NULL;
+}
+
+/* Whether len bytes at p lie in a segment the peer sent us (still
+ * mapped: the caller's part holds it): its id and the offset. */
+static bool received(llink *k, const void *p, size_t len, uint64_t *id, uint64_t *off) {
+  notices *nt = k->nt;
+  bool found = false;
+  pthread_mutex_lock(&nt->mu);
+  for (size_t i = 0; i < nt->nlive && !found; i++) {
+    const struct rseg *r = nt->live[i];
+    const uint8_t *m = r->map;
+    if ((const uint8_t *)p >= m && (size_t)((const uint8_t *)p - m) <= r->size &&
+        len <= r->size - (size_t)((const uint8_t *)p - m)) {
+      *id = r->id;
+      *off = (uint64_t)((const uint8_t *)p - m);
+      found = true;
+    }
+  }
+  pthread_mutex_unlock(&nt->mu);
+  return found;
 }
 
 static int begin_msg(llink *k) {
@@ -139,23 +240,30 @@ static int begin_msg(llink *k) {
 static int put_part(llink *k, zmq_msg_t *m) {
   size_t len = zmq_msg_size(m);
   const void *p = zmq_msg_data(m);
+  uint64_t id, off;
   if (k->nparts == LOCAL_MAX_PARTS) return TG_ELIMIT;
   if (len < TG__SEG_MIN) {
     if (tg__pbuf_reserve(&k->c.out, 1 + TG__VARINT_MAX + len) != TG_OK) return TG_ENOMEM;
     tg__pbuf_u8(&k->c.out, P_INLINE);
     tg__pbuf_varint(&k->c.out, len);
     tg__pbuf_mem(&k->c.out, p, len);
+  } else if (received(k, p, len, &id, &off)) { /* the peer's own bytes */
+    if (tg__pbuf_reserve(&k->c.out, 1 + 3 * TG__VARINT_MAX) != TG_OK) return TG_ENOMEM;
+    tg__pbuf_u8(&k->c.out, P_BACK);
+    tg__pbuf_varint(&k->c.out, id);
+    tg__pbuf_varint(&k->c.out, off);
+    tg__pbuf_varint(&k->c.out, len);
+    k->base.st.seg_out += len;
   } else {
-    uint64_t id;
-    tg__seg *s = seg_for(k, p, len, &id);
-    if (!s) return TG_ENOMEM;
+    oseg *o = seg_for(k, p, len);
+    if (!o) return TG_ENOMEM;
     if (tg__pbuf_reserve(&k->c.out, 1 + 3 * TG__VARINT_MAX) != TG_OK ||
-        tg__pconn_add_fd(&k->c, s->fd) != TG_OK)
+        tg__pconn_add_fd(&k->c, o->s.fd) != TG_OK)
       return TG_ENOMEM; /* the segment stays busy until the link closes */
     tg__pbuf_u8(&k->c.out, P_SEG);
-    tg__pbuf_varint(&k->c.out, id);
+    tg__pbuf_varint(&k->c.out, o->id);
     tg__pbuf_varint(&k->c.out, len);
-    tg__pbuf_varint(&k->c.out, s->size);
+    tg__pbuf_varint(&k->c.out, o->s.size);
     k->base.st.seg_out += len;
     k->base.st.fds_out++;
   }
@@ -209,6 +317,7 @@ static int lflush(tg__link *l) {
   llink *k = (llink *)l;
   if (k->broken) return TG_EIO;
   if (!k->in_msg) send_releases(k);
+  take_dead(k);
   size_t before = k->c.sent;
   int rc = tg__pconn_flush(&k->c, false);
   l->st.sock_out += k->c.sent - before;
@@ -232,15 +341,31 @@ static int releases(llink *k, const tg__pmsg *m) {
   tg__rbuf_init(&r, m->body, m->len);
   uint64_t n = tg__rbuf_count(&r, m->len);
   if (m->nfds || r.bad) return TG_EPROTO;
-  double now = tg__now();
   for (uint64_t i = 0; i < n; i++) {
     uint64_t id = tg__rbuf_varint(&r);
-    tg__seg *s = r.bad ? NULL : tg__idmap_del(&k->busy, id);
-    if (!s) return TG_EPROTO; /* not ours, or released twice */
-    tg__segpool_put(&k->pool, s, now);
-    tg__free(s);
+    oseg *o = r.bad ? NULL : tg__idmap_del(&k->busy, id);
+    if (!o) return TG_EPROTO; /* not ours, or released twice */
+    oseg_unref(k, o);
   }
   return tg__rbuf_end(&r) ? TG_OK : TG_EPROTO;
+}
+
+/* A part of one of our segments, sent back by the peer. */
+static int back_part(llink *k, tg__rbuf *r, zmq_msg_t *out) {
+  uint64_t id = tg__rbuf_varint(r), off = tg__rbuf_varint(r), len = tg__rbuf_varint(r);
+  oseg *o = r->bad ? NULL : tg__idmap_get(&k->busy, id);
+  if (!o || len < TG__SEG_MIN || off > o->s.size || len > o->s.size - off) return TG_EPROTO;
+  back *bk = tg__malloc(sizeof *bk);
+  if (!bk) return TG_ENOMEM;
+  *bk = (back){o, k->nt};
+  atomic_fetch_add(&o->refs, 1);
+  atomic_fetch_add(&k->nt->refs, 1);
+  if (zmq_msg_init_data(out, (uint8_t *)o->s.map + off, (size_t)len, back_free, bk) != 0) {
+    back_free(NULL, bk);
+    return TG_ENOMEM;
+  }
+  k->base.st.seg_in += len;
+  return TG_OK;
 }
 
 /* The segment part at r, whose fd is the message's next. */
@@ -259,6 +384,18 @@ static int seg_part(llink *k, tg__rbuf *r, zmq_msg_t *out) {
     return TG_ENOMEM;
   }
   *g = (rseg){map, (size_t)size, id, k->nt};
+  notices *nt = k->nt;
+  pthread_mutex_lock(&nt->mu);
+  if (nt->nlive == nt->cap_live) {
+    size_t c = nt->cap_live ? nt->cap_live * 2 : 8;
+    struct rseg **l = tg__realloc(nt->live, c * sizeof *l);
+    if (l) { /* else it cannot be sent back without a copy: fine */
+      nt->live = l;
+      nt->cap_live = c;
+    }
+  }
+  if (nt->nlive < nt->cap_live) nt->live[nt->nlive++] = g;
+  pthread_mutex_unlock(&nt->mu);
   atomic_fetch_add(&k->nt->refs, 1);
   if (zmq_msg_init_data(out, map, (size_t)len, rseg_free, g) != 0) {
     rseg_free(map, g);
@@ -294,8 +431,8 @@ static int parse_msg(llink *k, const tg__pmsg *m, zmq_msg_t *parts, size_t max,
         if (len) memcpy(zmq_msg_data(&parts[*n]), p, (size_t)len);
         (*n)++;
       }
-    } else if (kind == P_SEG) {
-      rc = seg_part(k, &r, &parts[*n]);
+    } else if (kind == P_SEG || kind == P_BACK) {
+      rc = kind == P_SEG ? seg_part(k, &r, &parts[*n]) : back_part(k, &r, &parts[*n]);
       if (rc == TG_OK) (*n)++;
     } else {
       rc = TG_EPROTO;
@@ -358,18 +495,26 @@ static void lclose(tg__link *l) {
   llink *k = (llink *)l;
   pthread_mutex_lock(&k->nt->mu);
   k->nt->gone = true;
+  oseg *dead = k->nt->dead;
+  k->nt->dead = NULL;
   pthread_mutex_unlock(&k->nt->mu);
-  notices_unref(k->nt);
+  while (dead) {
+    oseg *next = dead->next;
+    oseg_destroy(dead);
+    dead = next;
+  }
   if (k->track) tg__fd_untrack(k->c.fd);
   tg__pconn_close(&k->c);
+  /* The peer's hold ends with the link; parts of ours sent back may
+   * still use a segment: the last of them destroys it. */
   for (size_t i = 0; k->busy.s && i <= k->busy.mask; i++) {
     if (!k->busy.s[i].key) continue;
-    tg__seg *s = k->busy.s[i].val;
-    tg__seg_destroy(s, k->track);
-    tg__free(s);
+    oseg *o = k->busy.s[i].val;
+    if (atomic_fetch_sub(&o->refs, 1) == 1) oseg_destroy(o);
   }
   tg__idmap_free(&k->busy);
   tg__segpool_free(&k->pool);
+  notices_unref(k->nt);
   tg__free(k);
 }
 
