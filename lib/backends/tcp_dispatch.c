@@ -588,6 +588,30 @@ static bool any_room(const tcp *b) {
   return false;
 }
 
+/* An internal task (a container built around nested references) whose
+ * inputs are all here is built here: sent to a worker it would cost a
+ * round trip before its dependent can even be queued, behind tasks of
+ * lower priority. True when rec was finished (and freed). */
+static bool built_here(tcp *b, tcp_rec *rec) {
+  if (!rec->t || !(rec->t->flags & TG__T_INTERNAL)) return false;
+  for (uint32_t j = 0; j < rec->nargs; j++)
+    if (tg__tcp_handle_of_value(b, rec->args[j])) return false; /* on a worker */
+  tg__run *r = rec->rs->r;
+  const tg__gnode *nd = &r->g->nodes[rec->node];
+  tg_task_ctx ctx;
+  tg__task_ctx_init(&ctx, nd->fn, r, rec->node, -1, 0);
+  tg_value *out = NULL;
+  int rc = tg__task_invoke(&ctx, nd, rec->args, &out);
+  if (rc != TG_OK) {
+    tg_value_unref(out);
+    out = NULL;
+  }
+  tg__task_end(&b->w, rec->t, rc, out, rc != TG_OK && ctx.fail_code ? ctx.msg : NULL);
+  tg__tcp_take_ready(b);
+  tg__tcp_rec_free(b, rec);
+  return true;
+}
+
 void tg__tcp_dispatch(tcp *b) {
   while (any_room(b)) {
     tcp_rec *rec = b->retry_head;
@@ -603,6 +627,7 @@ void tg__tcp_dispatch(tcp *b) {
       tg__task *t = tg__tcp_heap_pop(b);
       if (!t) return;
       if (!(rec = begin(b, t))) continue;
+      if (built_here(b, rec)) continue;
     }
     place(b, rec);
   }
