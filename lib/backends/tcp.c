@@ -1,5 +1,6 @@
 /* lib/backends/tcp.c: the tcp backend: tasks run on `tgraph worker`
- * processes (or any program in tg_worker_serve) reached over ZeroMQ.
+ * processes (or any program in tg_worker_serve) reached over ZeroMQ; and
+ * the engine under the processes backend (processes.c).
  * This file: options, the I/O thread's loop, the queues it keeps, submit,
  * shutdown and the traffic figures. See tcp_internal.h for the design. */
 #include <stdio.h>

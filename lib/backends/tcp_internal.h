@@ -5,6 +5,11 @@
  * standing for them), tg__tcp_dispatch.c (choosing a worker per task, moving
  * and recomputing inputs, batches), tcp_results.c (replies).
  *
+ * The same engine runs the processes backend (processes.c): its
+ * connections are then local links (remote/link.h) to forked workers and
+ * b->local holds what only they allow (respawning, killing, exit
+ * statuses); a conn's link is a ZeroMQ DEALER otherwise.
+ *
  * One I/O thread does everything but `submit`: it owns the sockets (a
  * ZeroMQ socket belongs to one thread), calls tg__task_begin and
  * tg__task_end, and holds the tables below without locks. Other threads
