@@ -331,6 +331,9 @@ void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   /* A fresh socket (a fresh session on the worker), retried in the
    * background by ZeroMQ; a refusal is not retried at once. */
   c->retry_at = tg__now() + (fatal ? 2.0 : 0);
+  /* A forked worker that died before its WELCOME would die again: its
+   * replacement waits a second (no fork storm). */
+  if (b->local && !was_ready && !fatal) c->retry_at += 1.0;
   c->state = CS_FAILED;
 }
 
