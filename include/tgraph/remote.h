@@ -124,7 +124,8 @@ int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts,
  * host given only client/ cannot pose as a worker. */
 int tg_keys_generate(const char *dir, tg_error *err);
 
-/* Traffic and recovery figures of a tcp executor, since it was created. */
+/* Traffic and recovery figures of a tcp or processes executor (one
+ * engine: its workers are remote or forked), since it was created. */
 typedef struct tg_remote_stats {
   uint64_t tasks_sent;       /* task messages sent (recomputations too) */
   uint64_t batches_sent;     /* messages carrying them */
@@ -145,7 +146,7 @@ typedef struct tg_remote_stats {
   unsigned workers_ready;    /* workers connected now */
 } tg_remote_stats;
 
-/* Fill *out for ex. TG_EINVAL when ex is not a tcp executor. */
+/* Fill *out for ex. TG_EINVAL when ex is not a tcp or processes executor. */
 int tg_remote_stats_get(tg_executor *ex, tg_remote_stats *out /* OUT */);
 
 #ifdef __cplusplus

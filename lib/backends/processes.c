@@ -1,424 +1,421 @@
-/* lib/backends/processes.c: the processes backend: a pool of forked worker
- * processes driven by one IO thread of the parent (see procs_internal.h
- * for the whole picture).
+/* lib/backends/processes.c: the processes backend: the out-of-process
+ * engine (tcp_internal.h) over local links to N forked worker processes
+ * (see procs_internal.h).
  *
- * The IO thread owns all scheduling state: it takes submitted tasks,
- * sends batches, reads results (finishing tasks with tg__task_end, which
- * leaves the tasks made ready to it directly), and handles deaths,
- * timeouts and segment bookkeeping. Other threads only append to the
- * injection list (submit) or the segment notices, and wake it through an
- * eventfd. Its loop: adopt new workers, take submissions, forget unused
- * segments, dispatch, flush, then sleep in epoll_wait until a socket, a
- * pidfd, the eventfd or the next timeout/cancellation check.
+ * Each connection of the engine is one worker slot. Opening it asks the
+ * spawner thread for a child, which serves its end of a socketpair with
+ * the worker runtime (tg__worker_serve_fd); the I/O thread adopts the
+ * parent's end as the connection's link and says HELLO, as it would to a
+ * `tgraph worker`. From there the engine does what it does for tcp:
+ * batches, placement, results kept on workers, fetches, retries.
  *
- * Future callbacks of tasks finished here run on the IO thread, which
- * holds the pool's share of the fork lock (tg__procs_busy): besides not
- * blocking (executor.h), they must not create or free a processes
- * executor (its forks would wait for this thread).
+ * What only local workers allow:
+ *   - a lost connection is a dead child: it is reaped and its exit status
+ *     described ("worker 1 (pid 42) was killed by signal 11 ..."); the
+ *     engine opens the connection again after its retry delay, which here
+ *     forks a replacement;
+ *   - a task past its timeout kills its worker (the engine fails the task
+ *     and gives the worker's other tasks to the others);
+ *   - at the end every worker is told to go (its link closes), and one
+ *     that has not ended after SHUTDOWN_GRACE seconds is killed.
+ * Workers die with the parent (the spawner arms PR_SET_PDEATHSIG).
  *
- * Thread safety: submit from any thread; create/destroy by the owner. */
+ * Thread safety: `born` under mu (the spawner thread fills it); the rest
+ * is the I/O thread's, but for stats (under mu) and deaths (atomic). */
 #include <errno.h>
-#include <math.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "backends/tcp_internal.h"
 #include "procs_internal.h"
-#include "util/thread.h"
+#include "remote/worker.h"
 
-#define START_TIMEOUT 60.0 /* seconds create waits for the workers' hellos */
-#define SPIN_WORK 100e-6   /* work in flight below which results are awaited */
-#define SPIN_SECS 50e-6    /*   by looking for them this long before sleeping */
+#define START_TIMEOUT 60.0  /* seconds create waits for every worker */
+#define SHUTDOWN_GRACE 1.0  /* seconds a worker has to end when told */
+#define REAP_WAIT 2.0       /* seconds a lost worker has to end before a kill */
+#define GIVEN_UP_GRACE 0.3  /* seconds a worker may go on calling a task the
+                               engine gave up (its run was cancelled) */
 
-enum { EV_WAKE = 0, EV_SOCK = 1, EV_PID = 2 };
+typedef struct born {
+  int rc;                   /* 0: nothing; 1: sp is a new worker; < 0: why none */
+  uint32_t spawn;
+  tg__spawned sp;
+} born;
 
-static _Thread_local tg__ppool *tl_io; /* set on the IO thread */
+struct tg__plocal {
+  tcp *b;
+  tg_registry *reg;
+  tg__spawner *spawner;
+  tg__pout *out;
+  pthread_mutex_t mu;       /* guards born, pub */
+  born *born;               /* per slot */
+  _Atomic int born_any;
+  uint32_t *spawn_of;       /* per slot: the spawn number wanted (I/O thread) */
+  uint32_t next_spawn;
+  bool *killed;             /* per slot: we killed its worker on purpose */
+  _Atomic uint64_t deaths;  /* workers that ended unasked */
+  _Atomic int start_failed; /* the spawner could not make one */
+  tg__link_stats closed;    /* totals of closed links (I/O thread) */
+  tg__link_stats pub;       /* totals published (under mu) */
+  tg__wk_running *running;  /* per slot, shared with the workers */
+  uint64_t *given_up;       /* per slot: a task given up it still calls */
+  double *given_up_at;      /* ... seen since */
+  size_t running_len;
+};
 
-static uint64_t ev_data(const tg__pworker *w, unsigned kind) {
-  return (uint64_t)w->spawn << 32 | (uint64_t)kind << 24 | (uint64_t)w->slot;
-}
-
-void tg__pp_wake(tg__ppool *p) {
-  uint64_t one = 1;
-  (void)!write(p->wake_fd, &one, sizeof one);
-}
-
-int tg__pp_watch(tg__ppool *p, tg__pworker *w) {
-  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ev_data(w, EV_SOCK)};
-  if (w->c.fd >= 0 && epoll_ctl(p->ep, EPOLL_CTL_ADD, w->c.fd, &ev) != 0) return -errno;
-  ev.data.u64 = ev_data(w, EV_PID);
-  if (w->pidfd >= 0 && epoll_ctl(p->ep, EPOLL_CTL_ADD, w->pidfd, &ev) != 0) return -errno;
-  w->want_out = false;
-  return TG_OK;
-}
-
-void tg__pp_unwatch_sock(tg__ppool *p, tg__pworker *w) {
-  if (w->c.fd >= 0) epoll_ctl(p->ep, EPOLL_CTL_DEL, w->c.fd, NULL);
-}
-
-void tg__pp_unwatch(tg__ppool *p, tg__pworker *w) {
-  tg__pp_unwatch_sock(p, w);
-  if (w->pidfd >= 0) epoll_ctl(p->ep, EPOLL_CTL_DEL, w->pidfd, NULL);
-}
-
-void tg__pp_want_out(tg__ppool *p, tg__pworker *w, bool on) {
-  if (w->want_out == on || w->c.fd < 0) return;
-  struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0u),
-                           .data.u64 = ev_data(w, EV_SOCK)};
-  if (epoll_ctl(p->ep, EPOLL_CTL_MOD, w->c.fd, &ev) == 0) w->want_out = on;
-}
-
-/* ---- submissions ---------------------------------------------------------------------- */
-
-static void procs_submit(tg__backend *b, tg__task *const *tasks, size_t n) {
-  tg__ppool *p = (tg__ppool *)b;
-  if (n == 0) return;
-  if (tl_io == p) { /* from a callback on the IO thread: queue directly */
-    for (size_t i = n; i-- > 0;) tg__pd_push_ready(p, tasks[i]);
-    return;
-  }
-  for (size_t i = 0; i + 1 < n; i++) tasks[i]->next = tasks[i + 1];
-  tasks[n - 1]->next = NULL;
-  pthread_mutex_lock(&p->mu);
-  if (p->inj_tail) p->inj_tail->next = tasks[0];
-  else p->inj_head = tasks[0];
-  p->inj_tail = tasks[n - 1];
-  pthread_mutex_unlock(&p->mu);
-  tg__pp_wake(p);
-}
-
-/* Move submitted tasks to the ready stack, the most urgent on top. */
-static void take_injected(tg__ppool *p) {
-  pthread_mutex_lock(&p->mu);
-  tg__task *t = p->inj_head;
-  p->inj_head = p->inj_tail = NULL;
-  pthread_mutex_unlock(&p->mu);
-  tg__task *rev = NULL;
-  while (t) {
-    tg__task *nx = t->next;
-    t->next = rev;
-    rev = t;
-    t = nx;
-  }
-  while (rev) {
-    tg__task *nx = rev->next;
-    tg__pd_push_ready(p, rev);
-    rev = nx;
-  }
-}
-
-/* ---- the IO thread --------------------------------------------------------------------- */
-
-int tg__pp_read(tg__ppool *p, tg__pworker *w) {
-  for (;;) {
-    ssize_t n = tg__pconn_fill(&w->c, false);
-    if (n == -EAGAIN) return TG_OK;
-    if (n <= 0) return n == 0 ? 1 : (int)n;
-    p->stats.sock_in += (uint64_t)n;
-    tg__pmsg m;
-    int r;
-    while ((r = tg__pconn_next(&w->c, &m)) == 1) {
-      r = tg__pd_message(p, w, &m);
-      tg__pconn_done(&w->c);
-      if (r != TG_OK) break;
-    }
-    if (r < 0) return TG_EPROTO;
-  }
-}
-
-static void on_socket(tg__ppool *p, tg__pworker *w, uint32_t events) {
-  if (events & EPOLLOUT) {
-    size_t before = w->c.sent;
-    int rc = tg__pconn_flush(&w->c, false);
-    p->stats.sock_out += w->c.sent - before;
-    if (rc < 0) {
-      tg__pf_eof(p, w);
-      return;
-    }
-    tg__pp_want_out(p, w, rc == 1);
-  }
-  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-  int rc = tg__pp_read(p, w);
-  if (rc == TG_EPROTO) tg__pf_kill(p, w, TG_EPROTO, "sent a malformed message");
-  else if (rc != TG_OK) tg__pf_eof(p, w);
-}
-
-static void on_event(tg__ppool *p, const struct epoll_event *ev) {
-  uint64_t d = ev->data.u64;
-  unsigned kind = (unsigned)(d >> 24) & 0xff, slot = (unsigned)d & 0xffffff;
-  if (kind == EV_WAKE) {
-    uint64_t x;
-    (void)!read(p->wake_fd, &x, sizeof x);
-    return;
-  }
-  if (slot >= p->nw) return;
-  tg__pworker *w = &p->ws[slot];
-  if (w->spawn != (uint32_t)(d >> 32) || w->pid <= 0) return; /* stale */
-  if (kind == EV_PID) tg__pf_reap(p, w, false);
-  else if (w->state != TG__PW_DYING) on_socket(p, w, ev->events);
-}
-
-/* Whether a result is due so soon that looking for it beats sleeping:
- * little known work in flight (a chain of short tasks, say). */
-static bool result_soon(const tg__ppool *p) {
-  double est = 0;
-  bool any = false;
-  for (unsigned i = 0; i < p->nw; i++) {
-    const tg__pworker *w = &p->ws[i];
-    if (!w->nbatches || w->state != TG__PW_UP) continue;
-    if (w->unknown_out) return false;
-    est += w->est_out;
-    any = true;
-  }
-  return any && est < SPIN_WORK;
-}
-
-static bool can_dispatch(const tg__ppool *p) {
-  if (!p->nready && !p->nretry && !p->pq.n) return false;
-  for (unsigned i = 0; i < p->nw; i++)
-    if (p->ws[i].state == TG__PW_UP && p->ws[i].nbatches == 0) return true;
-  return false;
-}
-
-static void *io_main(void *arg) {
-  tg__ppool *p = arg;
-  tl_io = p;
-  sigset_t pipe_only;
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
-  struct epoll_event evs[64];
-  tg__procs_busy();
-  while (!atomic_load(&p->stopping)) {
-    if (atomic_load(&p->born_any)) tg__pf_adopt(p);
-    take_injected(p);
-    tg__pd_segments(p);
-    tg__pd_dispatch(p);
-    if (p->segs.ncopies && tg__pd_idle(p)) {
-      tg__psegs_drop_copies(&p->segs);
-      tg__pd_segments(p);
-    }
-    tg__pd_flush(p);
-    double next = tg__pf_poll(p, tg__now());
-    pthread_mutex_lock(&p->mu); /* before runs can finish (next line) */
-    p->stats_pub = p->stats;
-    pthread_mutex_unlock(&p->mu);
-    tg__wctx_flush(&p->w); /* may finish runs, whose callbacks may submit */
-    if (can_dispatch(p)) continue;
-    int timeout = next < 0 ? -1 : (int)ceil(next * 1000);
-    tg__procs_idle();
-    int k = 0;
-    for (double until = result_soon(p) ? tg__now() + SPIN_SECS : 0; k == 0 && tg__now() < until;) {
-      k = epoll_wait(p->ep, evs, 64, 0);
-      if (k == 0) sched_yield();
-    }
-    if (k == 0) k = epoll_wait(p->ep, evs, 64, timeout);
-    tg__procs_busy();
-    for (int i = 0; i < k; i++) on_event(p, &evs[i]);
-  }
-  tg__pf_adopt(p);
-  tg__procs_idle();
-  tg__pf_shutdown(p);
-  tg__wctx_flush(&p->w);
-  return NULL;
-}
-
-/* ---- the spawner's side ------------------------------------------------------------------ */
+/* ---- the spawner's side ------------------------------------------------------------ */
 
 static void child_entry(void *ctx, int slot, uint32_t spawn, int sock) {
-  tg__ppool *p = ctx;
-  tg__pworker_cfg cfg = {p->reg, p->nfuncs, &p->shared[slot], slot, spawn, sock};
-  tg__pworker_main(&cfg);
+  (void)spawn;
+  tg__plocal *L = ctx;
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V2, .nthreads = 1};
+  int rc = tg__worker_serve_fd(L->reg, sock, &o, &L->running[slot], NULL);
+  fflush(stdout);
+  fflush(stderr);
+  _exit(rc == TG_OK ? 0 : TG__PWORKER_ENOMEM);
 }
 
-static void on_spawned(void *ctx, int slot, uint32_t spawn, int rc,
-                       const tg__spawned *sp) {
-  tg__ppool *p = ctx;
+static void on_spawned(void *ctx, int slot, uint32_t spawn, int rc, const tg__spawned *sp) {
+  tg__plocal *L = ctx;
   if (rc == TG_OK) {
-    tg__pout_add(p->out, sp->out_fd, 1);
-    tg__pout_add(p->out, sp->err_fd, 2);
+    tg__pout_add(L->out, sp->out_fd, 1);
+    tg__pout_add(L->out, sp->err_fd, 2);
   }
-  pthread_mutex_lock(&p->mu);
-  p->born_rc[slot] = rc == TG_OK ? 1 : rc;
-  if (rc == TG_OK) p->born[slot] = *sp;
-  p->born_spawn[slot] = spawn;
-  pthread_mutex_unlock(&p->mu);
-  atomic_store(&p->born_any, 1);
-  tg__pp_wake(p);
+  pthread_mutex_lock(&L->mu);
+  L->born[slot] = (born){rc == TG_OK ? 1 : rc, spawn, rc == TG_OK ? *sp : (tg__spawned){0}};
+  pthread_mutex_unlock(&L->mu);
+  atomic_store(&L->born_any, 1);
+  tg__tcp_wake(L->b);
 }
 
-/* Workers born after the IO thread stopped: kill and reap them. */
-static void reap_unadopted(tg__ppool *p) {
-  for (unsigned i = 0; p->born_rc && i < p->nw; i++) {
-    if (p->born_rc[i] != 1) continue;
-    tg__spawned *sp = &p->born[i];
-    kill(sp->pid, SIGKILL);
-    while (waitpid(sp->pid, NULL, 0) < 0 && errno == EINTR) {
-    }
-    tg__procs_fd_untrack(sp->sock);
-    close(sp->sock);
-    if (sp->pidfd >= 0) {
-      tg__procs_fd_untrack(sp->pidfd);
-      close(sp->pidfd);
-    }
-    p->born_rc[i] = 0;
+/* Kill and reap a worker nobody will use. */
+static void discard(const tg__spawned *sp) {
+  kill(sp->pid, SIGKILL);
+  while (waitpid(sp->pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  tg__fd_untrack(sp->sock);
+  close(sp->sock);
+  if (sp->pidfd >= 0) {
+    tg__fd_untrack(sp->pidfd);
+    close(sp->pidfd);
   }
 }
 
-/* ---- create and destroy -------------------------------------------------------------------- */
+/* ---- the engine's hooks (I/O thread) ---------------------------------------------- */
 
-static void pool_free(tg__ppool *p) {
-  tg__pd_free(p);
-  for (unsigned i = 0; p->ws && i < p->nw; i++) {
-    tg__pworker *w = &p->ws[i];
-    tg__pconn_close(&w->c);
-    tg__free(w->forget);
-    tg__free(w->release);
-    tg__free(w->affine);
-  }
-  tg__psegs_free(&p->segs);
-  if (p->shared) munmap(p->shared, p->shared_len);
-  if (p->ep >= 0) {
-    tg__procs_fd_untrack(p->ep);
-    close(p->ep);
-  }
-  if (p->wake_fd >= 0) {
-    tg__procs_fd_untrack(p->wake_fd);
-    close(p->wake_fd);
-  }
-  tg__wctx_destroy(&p->w);
-  pthread_cond_destroy(&p->cv);
-  pthread_mutex_destroy(&p->mu);
-  tg__free(p->ws);
-  tg__free(p->born);
-  tg__free(p->born_rc);
-  tg__free(p->born_spawn);
-  tg__free(p);
-}
-
-static void procs_destroy(tg__backend *b) {
-  tg__ppool *p = (tg__ppool *)b;
-  if (!p) return;
-  if (p->io_started) {
-    atomic_store(&p->stopping, 1);
-    tg__pp_wake(p);
-    pthread_join(p->io, NULL);
-  }
-  tg__spawner_stop(p->spawner); /* children it forks die with it */
-  reap_unadopted(p);
-  tg__pout_stop(p->out);
-  pool_free(p);
-}
-
-/* Allocations and fds of a new pool; workers not started yet. */
-static int pool_new(const tg__backend_cfg *cfg, tg__ppool **out, tg_error *err) {
-  unsigned nw = cfg->workers ? cfg->workers : 1;
-  tg__ppool *p = tg__calloc(1, sizeof *p);
-  if (!p) return tg__error_set(err, TG_ENOMEM, "out of memory");
-  p->base.ops = &tg__backend_processes;
-  p->base.workers = nw;
-  p->nw = nw;
-  p->ex = cfg->ex;
-  p->reg = cfg->ex->reg;
-  p->nfuncs = tg_registry_count(p->reg);
-  p->self = getpid();
-  p->ep = p->wake_fd = -1;
-  p->next_spawn = 1;
-  pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->cv, NULL);
-  tg__wctx_init(&p->w, 0);
-  *out = p;
-  p->ws = tg__calloc(nw, sizeof *p->ws);
-  p->born = tg__calloc(nw, sizeof *p->born);
-  p->born_rc = tg__calloc(nw, sizeof *p->born_rc);
-  p->born_spawn = tg__calloc(nw, sizeof *p->born_spawn);
-  if (!p->ws || !p->born || !p->born_rc || !p->born_spawn)
-    return tg__error_set(err, TG_ENOMEM, "out of memory for %u workers", nw);
-  for (unsigned i = 0; i < nw; i++) {
-    p->ws[i].slot = (int)i;
-    p->ws[i].pidfd = -1;
-    tg__pconn_init(&p->ws[i].c, -1);
-  }
-  p->shared_len = tg__align_up(nw * sizeof *p->shared, 4096);
-  void *sh = mmap(NULL, p->shared_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (sh == MAP_FAILED) {
-    p->shared = NULL;
-    return tg__error_set(err, -errno, "cannot map memory shared with the workers");
-  }
-  p->shared = sh;
-  p->ep = epoll_create1(EPOLL_CLOEXEC);
-  if (p->ep < 0) return tg__error_set(err, -errno, "epoll_create1 failed");
-  tg__procs_fd_track(p->ep);
-  p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (p->wake_fd < 0) return tg__error_set(err, -errno, "eventfd failed");
-  tg__procs_fd_track(p->wake_fd);
-  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)EV_WAKE << 24};
-  if (epoll_ctl(p->ep, EPOLL_CTL_ADD, p->wake_fd, &ev) != 0)
-    return tg__error_set(err, -errno, "epoll_ctl failed");
-  if (tg__psegs_init(&p->segs, p->wake_fd, &p->stats) != TG_OK)
-    return tg__error_set(err, TG_ENOMEM, "out of memory");
+int tg__procs_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
+  (void)err;
+  tg__plocal *L = b->local;
+  c->state = CS_CONNECTING;
+  c->last_rx = c->last_ping = tg__now();
+  if (c->spawning) return TG_OK; /* asked for already (the first ones) */
+  c->spawning = true;
+  L->spawn_of[c->idx] = L->next_spawn++;
+  tg__spawner_request(L->spawner, c->idx, L->spawn_of[c->idx]);
   return TG_OK;
 }
 
-/* Wait for every worker's hello (or a reason they cannot start). */
-static int wait_started(tg__ppool *p, tg_error *err) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += (time_t)START_TIMEOUT;
-  int rc = TG_OK;
-  pthread_mutex_lock(&p->mu);
-  while (p->nup < p->nw && !p->start_rc && rc == TG_OK)
-    if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) rc = TG_ETIMEDOUT;
-  if (p->start_rc) rc = tg__error_set(err, p->start_rc, "%s", p->start_msg);
-  else if (rc) rc = tg__error_set(err, rc, "worker processes did not start within %g s",
-                                  START_TIMEOUT);
-  pthread_mutex_unlock(&p->mu);
-  return rc;
+static void adopt(tcp *b, tcp_conn *c, const born *x) {
+  tg__plocal *L = b->local;
+  c->spawning = false;
+  if (x->rc < 0) {
+    char why[200];
+    snprintf(why, sizeof why, "cannot start a worker process: %s", tg_strerror(x->rc));
+    tg__tcp_conn_lost(b, c, why, true);
+    snprintf(b->conns[0].why, sizeof b->conns[0].why, "%s", why);
+    atomic_store(&L->start_failed, 1);
+    return;
+  }
+  c->pid = x->sp.pid;
+  c->pidfd = x->sp.pidfd;
+  atomic_store(&L->running[c->idx].id, 0);
+  L->killed[c->idx] = false;
+  c->link = tg__link_local(x->sp.sock, true);
+  if (!c->link) {
+    tg__tcp_conn_lost(b, c, "out of memory", false);
+    return;
+  }
+  tg__tcp_conn_hello(b, c);
+}
+
+static void add_stats(tg__link_stats *to, const tg__link_stats *s) {
+  to->sock_out += s->sock_out;
+  to->sock_in += s->sock_in;
+  to->seg_out += s->seg_out;
+  to->seg_in += s->seg_in;
+  to->seg_copied += s->seg_copied;
+  to->fds_out += s->fds_out;
+  to->fds_in += s->fds_in;
+}
+
+uint64_t tg__procs_running(tcp *b, tcp_conn *c, uint32_t *attempt) {
+  tg__wk_running *r = &b->local->running[c->idx];
+  if (!c->pid) return 0;
+  /* The worker is gone or going: what it shows no longer changes once it
+   * has ended; a task it finished since is no longer in c's records. */
+  *attempt = atomic_load(&r->attempt);
+  return atomic_exchange(&r->id, 0);
+}
+
+void tg__procs_link_closing(tcp *b, tcp_conn *c) {
+  if (c->link) add_stats(&b->local->closed, &c->link->st);
+}
+
+void tg__procs_publish(tcp *b) {
+  tg__plocal *L = b->local;
+  tg__link_stats t = L->closed;
+  for (int i = 0; i < b->nconns; i++)
+    if (b->conns[i].link) add_stats(&t, &b->conns[i].link->st);
+  pthread_mutex_lock(&L->mu);
+  L->pub = t;
+  pthread_mutex_unlock(&L->mu);
+}
+
+/* A worker still calling a task the engine gave up (its run was
+ * cancelled: a compute's deadline, a failure elsewhere) after the grace
+ * period is killed, and replaced: a worker cannot stop a call, and the
+ * run it is stuck in is over. */
+static void stop_given_up(tcp *b, double now) {
+  tg__plocal *L = b->local;
+  for (int i = 0; i < b->nconns; i++) {
+    tcp_conn *c = &b->conns[i];
+    uint64_t id = atomic_load(&L->running[i].id);
+    if (!c->pid || !id || c->state != CS_READY || tg__idmap_get(&c->recs, id)) {
+      L->given_up[i] = 0;
+      continue;
+    }
+    if (L->given_up[i] != id) {
+      L->given_up[i] = id;
+      L->given_up_at[i] = now;
+    } else if (now - L->given_up_at[i] > GIVEN_UP_GRACE) {
+      L->given_up[i] = 0;
+      L->killed[i] = true;
+      kill(c->pid, SIGKILL);
+      tg__tcp_conn_lost(b, c, "it went on calling a task of a cancelled run", false);
+    }
+  }
+}
+
+void tg__procs_turn(tcp *b) {
+  tg__plocal *L = b->local;
+  stop_given_up(b, tg__now());
+  if (atomic_exchange(&L->born_any, 0)) {
+    for (int i = 0; i < b->nconns; i++) {
+      pthread_mutex_lock(&L->mu);
+      born x = L->born[i];
+      L->born[i].rc = 0;
+      pthread_mutex_unlock(&L->mu);
+      if (!x.rc) continue;
+      tcp_conn *c = &b->conns[i];
+      if (x.spawn != L->spawn_of[i] || !c->spawning) {
+        if (x.rc == 1) discard(&x.sp); /* asked for by an earlier life of the slot */
+        continue;
+      }
+      adopt(b, c, &x);
+    }
+  }
+}
+
+/* Wait for pid to end, up to `secs`; its wait status, or -1 if it runs. */
+static int reap(pid_t pid, double secs) {
+  int st;
+  double until = tg__now() + secs;
+  for (;;) {
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) return st;
+    if (r < 0 && errno != EINTR) return 0;
+    if (tg__now() >= until) return -1;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static void forget_pid(tcp_conn *c) {
+  if (c->pidfd >= 0) {
+    tg__fd_untrack(c->pidfd);
+    close(c->pidfd);
+  }
+  c->pid = 0;
+  c->pidfd = -1;
+}
+
+void tg__procs_conn_closed(tcp *b, tcp_conn *c, char *why, size_t size) {
+  tg__plocal *L = b->local;
+  why[0] = '\0';
+  if (c->spawning) { /* its worker is still to come: it will be discarded */
+    c->spawning = false;
+    L->spawn_of[c->idx] = 0;
+  }
+  if (!c->pid) return;
+  int st = reap(c->pid, REAP_WAIT);
+  if (st == -1) { /* its socket closed and it lives on: no use to us */
+    kill(c->pid, SIGKILL);
+    st = reap(c->pid, 60);
+  }
+  char how[200];
+  tg__describe_status(st, how, sizeof how);
+  snprintf(why, size, "worker %d (pid %d) %s", c->idx, (int)c->pid, how);
+  if (!L->killed[c->idx]) atomic_fetch_add(&L->deaths, 1);
+  forget_pid(c);
+}
+
+void tg__procs_conn_kill(tcp *b, tcp_conn *c, double secs, char *buf, size_t size) {
+  buf[0] = '\0';
+  if (!c->pid) return;
+  b->local->killed[c->idx] = true;
+  kill(c->pid, SIGKILL);
+  snprintf(buf, size, "its worker %d (pid %d) was killed after %.1f s", c->idx, (int)c->pid,
+           secs);
+}
+
+void tg__procs_shutdown(tcp *b) {
+  double until = tg__now() + SHUTDOWN_GRACE;
+  for (int i = 0; i < b->nconns; i++) {
+    tcp_conn *c = &b->conns[i];
+    if (!c->pid) continue;
+    double left = until - tg__now();
+    if (reap(c->pid, left > 0 ? left : 0) == -1) { /* stuck: killed */
+      kill(c->pid, SIGKILL);
+      reap(c->pid, 60);
+    }
+    forget_pid(c);
+  }
+  tg__procs_publish(b);
+}
+
+/* ---- create and destroy ------------------------------------------------------------ */
+
+static void local_free(tg__plocal *L) {
+  if (!L) return;
+  tg__spawner_stop(L->spawner); /* children it forked die with it: reaped by now */
+  for (int i = 0; L->born && i < L->b->nconns; i++)
+    if (L->born[i].rc == 1) discard(&L->born[i].sp); /* born after the I/O thread ended */
+  tg__pout_stop(L->out);
+  pthread_mutex_destroy(&L->mu);
+  if (L->running) munmap(L->running, L->running_len);
+  tg__free(L->born);
+  tg__free(L->spawn_of);
+  tg__free(L->killed);
+  tg__free(L->given_up);
+  tg__free(L->given_up_at);
+  tg__free(L);
+}
+
+static void procs_destroy(tg__backend *be) {
+  tcp *b = (tcp *)be;
+  if (!b) return;
+  tg__tcp_stop(b);
+  local_free(b->local);
+  b->local = NULL;
+  tg__tcp_free(b);
+}
+
+static int configure(tcp *b, unsigned n, tg_error *err) {
+  if (n > TCP_MAX_CONNS)
+    return tg__error_set(err, TG_EINVAL, "%u worker processes: at most %d", n, TCP_MAX_CONNS);
+  b->connect_timeout = START_TIMEOUT;
+  b->heartbeat = 10;
+  b->keep_min = 4096;
+  tg__plocal *L = tg__calloc(1, sizeof *L);
+  b->conns = tg__calloc(n, sizeof *b->conns);
+  if (!L || !b->conns) {
+    tg__free(L);
+    return tg__error_set(err, TG_ENOMEM, "out of memory");
+  }
+  L->b = b;
+  pthread_mutex_init(&L->mu, NULL);
+  b->local = L;
+  L->reg = b->ex->reg;
+  L->born = tg__calloc(n, sizeof *L->born);
+  L->spawn_of = tg__calloc(n, sizeof *L->spawn_of);
+  L->killed = tg__calloc(n, sizeof *L->killed);
+  L->given_up = tg__calloc(n, sizeof *L->given_up);
+  L->given_up_at = tg__calloc(n, sizeof *L->given_up_at);
+  if (!L->born || !L->spawn_of || !L->killed || !L->given_up || !L->given_up_at)
+    return tg__error_set(err, TG_ENOMEM, "out of memory");
+  /* Made before any fork: the workers write, we read. */
+  L->running_len = n * sizeof *L->running;
+  void *sh = mmap(NULL, L->running_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                  -1, 0);
+  if (sh == MAP_FAILED) return tg__error_set(err, -errno, "cannot map memory shared with workers");
+  L->running = sh;
+  for (unsigned i = 0; i < n; i++) {
+    tcp_conn *c = &b->conns[i];
+    c->idx = (int)i;
+    c->pidfd = -1;
+    c->spawning = true; /* the spawner starts with these */
+    snprintf(c->addr, sizeof c->addr, "worker %u", i);
+    tg__stream_init(&c->stream, (uint64_t)1 << 62, NULL);
+    L->spawn_of[i] = i + 1;
+  }
+  L->next_spawn = n + 1;
+  b->nconns = (int)n;
+  return TG_OK;
+}
+
+/* Wait until every worker said WELCOME, or one cannot start. */
+static int wait_started(tcp *b, tg_error *err) {
+  double until = tg__now() + START_TIMEOUT;
+  while (atomic_load(&b->st_ready) < (unsigned)b->nconns) {
+    if (tg__now() > until)
+      return tg__error_set(err, TG_ETIMEDOUT, "worker processes did not start within %g s",
+                           START_TIMEOUT);
+    if (atomic_load(&b->local->start_failed))
+      return tg__error_set(err, TG_EWORKER, "cannot start the worker processes: %s",
+                           b->conns[0].why);
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  return TG_OK;
 }
 
 static int procs_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *err) {
-  tg__ppool *p = NULL;
-  int rc = pool_new(cfg, &p, err);
-  if (rc == TG_OK) rc = tg__pout_start(&p->out, err);
-  if (rc == TG_OK) {
-    uint32_t first = p->next_spawn;
-    for (unsigned i = 0; i < p->nw; i++) { /* the IO thread adopts them */
-      p->ws[i].spawn = p->next_spawn++;
-      p->ws[i].state = TG__PW_SPAWNING;
-    }
-    int e = tg__thread_start(&p->io, io_main, p);
-    if (e) rc = tg__error_set(err, -e, "cannot start the IO thread");
-    p->io_started = e == 0;
-    /* Last, with every request queued: from here until the workers' hellos
-     * this thread only waits, so it cannot hold an allocator lock that a
-     * fork would copy into a child. */
-    if (rc == TG_OK)
-      rc = tg__spawner_start(child_entry, on_spawned, p, p->nw, first, &p->spawner, err);
-  }
-  if (rc == TG_OK) rc = wait_started(p, err);
+  tcp *b = NULL;
+  unsigned n = cfg->workers ? cfg->workers : 1;
+  int rc = tg__tcp_new(cfg, &tg__backend_processes, &b, err);
+  if (rc == TG_OK) rc = configure(b, n, err);
+  if (rc == TG_OK) rc = tg__pout_start(&b->local->out, err);
+  if (rc == TG_OK) rc = tg__tcp_start(b, err);
+  /* Last, with every request queued: from here until the workers' hellos
+   * this thread only waits, so it cannot hold an allocator lock that a
+   * fork would copy into a child. */
+  if (rc == TG_OK)
+    rc = tg__spawner_start(child_entry, on_spawned, b->local, n, 1, &b->local->spawner, err);
+  if (rc == TG_OK) rc = wait_started(b, err);
   if (rc != TG_OK) {
-    procs_destroy(p ? &p->base : NULL);
+    if (b) procs_destroy(&b->base);
     return rc;
   }
-  *out = &p->base;
+  *out = &b->base;
   return TG_OK;
 }
 
 int tg__processes_stats(const tg_executor *ex, tg__pstats *out) {
   if (!ex || !out || ex->ops != &tg__backend_processes) return TG_EINVAL;
-  tg__ppool *p = (tg__ppool *)ex->backend;
-  pthread_mutex_lock(&p->mu);
-  *out = p->stats_pub;
-  pthread_mutex_unlock(&p->mu);
+  tcp *b = (tcp *)ex->backend;
+  tg__plocal *L = b->local;
+  pthread_mutex_lock(&L->mu);
+  tg__link_stats s = L->pub;
+  pthread_mutex_unlock(&L->mu);
+  *out = (tg__pstats){
+      .sock_out = s.sock_out,
+      .sock_in = s.sock_in,
+      .shm_copied = s.seg_copied,
+      .shm_passed = s.seg_out + s.seg_in,
+      .fds_passed = s.fds_out + s.fds_in,
+      .values_moved = atomic_load(&b->st_moved_n),
+      .batches = atomic_load(&b->st_batches),
+      .tasks = atomic_load(&b->st_tasks),
+      .deaths = atomic_load(&L->deaths),
+  };
   return TG_OK;
 }
 
 const tg__backend_ops tg__backend_processes = {
-    TG__BACKEND_OPS_V1, "processes", 0, procs_create, procs_submit, procs_destroy,
+    TG__BACKEND_OPS_V1, "processes", 0, procs_create, tg__tcp_submit, procs_destroy,
 };

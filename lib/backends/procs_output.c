@@ -72,9 +72,9 @@ static void emit(source *s, bool end) {
 
 /* Room to read into (allocating only while no fork can happen). */
 static int reserve(source *s) {
-  tg__procs_busy();
+  tg__fork_busy();
   int rc = tg__pbuf_reserve(&s->buf, 16 << 10);
-  tg__procs_idle();
+  tg__fork_idle();
   return rc;
 }
 
@@ -98,9 +98,9 @@ static bool drain(source *s) {
 
 static void close_source(tg__pout *o, source *s) {
   emit(s, true);
-  tg__procs_busy();
+  tg__fork_busy();
   epoll_ctl(o->ep, EPOLL_CTL_DEL, s->fd, NULL);
-  tg__procs_fd_untrack(s->fd);
+  tg__fd_untrack(s->fd);
   close(s->fd);
   tg__pbuf_free(&s->buf);
   for (size_t i = 0; i < o->n; i++)
@@ -109,13 +109,13 @@ static void close_source(tg__pout *o, source *s) {
       break;
     }
   tg__free(s);
-  tg__procs_idle();
+  tg__fork_idle();
 }
 
 static void adopt(tg__pout *o) {
   uint64_t x;
   (void)!read(o->wake, &x, sizeof x);
-  tg__procs_busy();
+  tg__fork_busy();
   pthread_mutex_lock(&o->mu);
   for (size_t i = 0; i < o->nadded; i++) {
     source *s = o->added[i];
@@ -129,7 +129,7 @@ static void adopt(tg__pout *o) {
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
     if (o->n == o->cap || epoll_ctl(o->ep, EPOLL_CTL_ADD, s->fd, &ev) != 0) {
-      tg__procs_fd_untrack(s->fd); /* cannot watch it: drop its output */
+      tg__fd_untrack(s->fd); /* cannot watch it: drop its output */
       close(s->fd);
       tg__free(s);
       continue;
@@ -138,7 +138,7 @@ static void adopt(tg__pout *o) {
   }
   o->nadded = 0;
   pthread_mutex_unlock(&o->mu);
-  tg__procs_idle();
+  tg__fork_idle();
 }
 
 static void *out_main(void *arg) {
@@ -186,8 +186,8 @@ int tg__pout_start(tg__pout **out, tg_error *err) {
     tg__free(o);
     return tg__error_set(err, rc, "cannot start the output thread");
   }
-  tg__procs_fd_track(o->ep);
-  tg__procs_fd_track(o->wake);
+  tg__fd_track(o->ep);
+  tg__fd_track(o->wake);
   *out = o;
   return TG_OK;
 }
@@ -206,7 +206,7 @@ void tg__pout_add(tg__pout *o, int fd, int dest) {
   if (!s || o->nadded == o->added_cap) {
     pthread_mutex_unlock(&o->mu);
     tg__free(s);
-    tg__procs_fd_untrack(fd);
+    tg__fd_untrack(fd);
     close(fd);
     return;
   }
@@ -225,8 +225,8 @@ void tg__pout_stop(tg__pout *o) {
   uint64_t one = 1;
   (void)!write(o->wake, &one, sizeof one);
   pthread_join(o->th, NULL);
-  tg__procs_fd_untrack(o->ep);
-  tg__procs_fd_untrack(o->wake);
+  tg__fd_untrack(o->ep);
+  tg__fd_untrack(o->wake);
   close(o->ep);
   close(o->wake);
   pthread_mutex_destroy(&o->mu);

@@ -30,79 +30,6 @@
 
 #define SOCK_BUF (4 << 20) /* socket buffer bytes: room for big batches */
 
-/* ---- internal fds ---------------------------------------------------------------- */
-
-/* Bit per fd number. Process-wide: every pool's children must close every
- * pool's fds. Held across fork so a child sees a consistent set. */
-static pthread_mutex_t fds_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t *fds_bits;
-static size_t fds_words;
-
-void tg__procs_fd_track(int fd) {
-  if (fd < 0) return;
-  size_t w = (size_t)fd / 64;
-  pthread_mutex_lock(&fds_mu);
-  if (w >= fds_words) {
-    size_t n = w + 1 > 2 * fds_words ? w + 1 : 2 * fds_words;
-    uint64_t *b = tg__realloc(fds_bits, n * sizeof *b);
-    if (!b) { /* a child may keep this one: only memory, never correctness */
-      pthread_mutex_unlock(&fds_mu);
-      return;
-    }
-    memset(b + fds_words, 0, (n - fds_words) * sizeof *b);
-    fds_bits = b;
-    fds_words = n;
-  }
-  fds_bits[w] |= UINT64_C(1) << (fd % 64);
-  pthread_mutex_unlock(&fds_mu);
-}
-
-void tg__procs_fd_untrack(int fd) {
-  if (fd < 0) return;
-  size_t w = (size_t)fd / 64;
-  pthread_mutex_lock(&fds_mu);
-  if (w < fds_words) fds_bits[w] &= ~(UINT64_C(1) << (fd % 64));
-  pthread_mutex_unlock(&fds_mu);
-}
-
-/* ---- quiet forks ----------------------------------------------------------------- */
-
-static pthread_rwlock_t busy_lock;
-static pthread_once_t busy_once = PTHREAD_ONCE_INIT;
-
-static void busy_init(void) {
-  pthread_rwlockattr_t a;
-  pthread_rwlockattr_init(&a);
-  /* A fork must not wait behind a stream of readers taking turns. */
-  pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-  pthread_rwlock_init(&busy_lock, &a);
-  pthread_rwlockattr_destroy(&a);
-}
-
-void tg__procs_busy(void) {
-  pthread_once(&busy_once, busy_init);
-  pthread_rwlock_rdlock(&busy_lock);
-}
-
-void tg__procs_idle(void) { pthread_rwlock_unlock(&busy_lock); }
-
-/* In the child: the lock was held across fork by the forking thread. */
-static void close_tracked(void) {
-  for (size_t w = 0; w < fds_words; w++)
-    for (uint64_t b = fds_bits[w]; b; b &= b - 1)
-      close((int)(w * 64 + (size_t)__builtin_ctzll(b)));
-}
-
-/* In the child: the forking thread held fds_mu and busy_lock across fork
- * and does not exist here. A task of this worker may start a pool of its
- * own (a nested compute), whose forks take them: made anew, unlocked, and
- * the fds closed above forgotten (their numbers will be reused). */
-static void forget_locks(void) {
-  fds_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
-  if (fds_bits) memset(fds_bits, 0, fds_words * sizeof *fds_bits);
-  busy_init();
-}
-
 /* ---- exit statuses --------------------------------------------------------------- */
 
 void tg__describe_status(int status, char *buf, size_t size) {
@@ -113,9 +40,7 @@ void tg__describe_status(int status, char *buf, size_t size) {
   } else if (WIFEXITED(status)) {
     int code = WEXITSTATUS(status);
     snprintf(buf, size, "exited with status %d%s", code,
-             code == TG__PWORKER_EPROTO   ? " (it received a malformed message)"
-             : code == TG__PWORKER_ENOMEM ? " (it ran out of memory)"
-                                          : "");
+             code == TG__PWORKER_ENOMEM ? " (it ran out of memory)" : "");
   } else {
     snprintf(buf, size, "ended with wait status 0x%x", (unsigned)status);
   }
@@ -147,8 +72,7 @@ static _Noreturn void child_main(tg__spawner *s, int slot, uint32_t spawn,
   if (getppid() != s->parent) _exit(0); /* the parent died before that */
   __fpurge(stdout); /* the parent's unwritten output is not ours to write */
   __fpurge(stderr);
-  close_tracked();
-  forget_locks();
+  tg__fd_close_tracked();
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (devnull >= 0 && devnull != 0) {
     dup2(devnull, 0);
@@ -190,31 +114,28 @@ static void spawn_one(tg__spawner *s, int slot, uint32_t spawn) {
   if (rc == TG_OK) {
     set_bufs(sv[0]);
     set_bufs(sv[1]);
-    tg__procs_fd_track(sv[0]);
-    tg__procs_fd_track(out[0]);
-    tg__procs_fd_track(err[0]);
-    pthread_once(&busy_once, busy_init);
-    pthread_rwlock_wrlock(&busy_lock);
-    pthread_mutex_lock(&fds_mu);
+    tg__fd_track(sv[0]);
+    tg__fd_track(out[0]);
+    tg__fd_track(err[0]);
+    tg__fork_begin();
     pid_t pid = fork();
     if (pid == 0) child_main(s, slot, spawn, sv[1], out[1], err[1]);
     int e = errno;
-    pthread_mutex_unlock(&fds_mu);
-    pthread_rwlock_unlock(&busy_lock);
+    tg__fork_end();
     close(sv[1]);
     close(out[1]);
     close(err[1]);
     if (pid > 0) {
       tg__spawned sp = {pid, pidfd_of(pid), sv[0], out[0], err[0]};
-      tg__procs_fd_track(sp.pidfd);
+      tg__fd_track(sp.pidfd);
       fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
       s->done(s->ctx, slot, spawn, TG_OK, &sp);
       return;
     }
     rc = -e;
-    tg__procs_fd_untrack(sv[0]);
-    tg__procs_fd_untrack(out[0]);
-    tg__procs_fd_untrack(err[0]);
+    tg__fd_untrack(sv[0]);
+    tg__fd_untrack(out[0]);
+    tg__fd_untrack(err[0]);
     sv[1] = out[1] = err[1] = -1;
   }
   int fds[] = {sv[0], sv[1], out[0], out[1], err[0], err[1]};

@@ -1,5 +1,6 @@
 /* lib/backends/tcp.c: the tcp backend: tasks run on `tgraph worker`
- * processes (or any program in tg_worker_serve) reached over ZeroMQ.
+ * processes (or any program in tg_worker_serve) reached over ZeroMQ; and
+ * the engine under the processes backend (processes.c).
  * This file: options, the I/O thread's loop, the queues it keeps, submit,
  * shutdown and the traffic figures. See tcp_internal.h for the design. */
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "backends/tcp_internal.h"
 #include "util/bigbuf.h"
+#include "util/fdtrack.h"
 #include "util/thread.h"
 
 #define LOOP_MS 50 /* longest sleep: heartbeats, timeouts, cancellations */
@@ -100,6 +102,7 @@ static void turn(tcp *b, zmq_pollitem_t *it) {
     (void)r;
   }
   take_inbox(b);
+  if (b->local) tg__procs_turn(b);
   tg__tcp_handles_reap(b);
   for (int i = 0; i < b->nconns; i++) {
     tcp_conn *c = &b->conns[i];
@@ -119,6 +122,7 @@ static void turn(tcp *b, zmq_pollitem_t *it) {
   tg__bigbuf_sweep(); /* receive buffers kept idle too long */
   for (int i = 0; i < b->nconns; i++) tg__tcp_conn_flush(b, &b->conns[i]);
   tg__tcp_handles_reap(b);
+  if (b->local) tg__procs_publish(b); /* before runs finish (wctx_flush) */
 }
 
 /* No worker has been ready while work waits: give up after the timeout,
@@ -150,6 +154,7 @@ static void watch_workers(tcp *b) {
 
 static void *io_main(void *arg) {
   tcp *b = arg;
+  if (b->local) tg__fork_busy();
   zmq_pollitem_t *it = tg__calloc(1 + 2 * (size_t)b->nconns, sizeof *it);
   for (;;) {
     pthread_mutex_lock(&b->mu);
@@ -158,11 +163,15 @@ static void *io_main(void *arg) {
     if (stop) break;
     it[0] = (zmq_pollitem_t){NULL, b->wake_fd, ZMQ_POLLIN, 0};
     for (int i = 0; i < b->nconns; i++) { /* no socket: no fd (not fd 0) */
-      void *s = b->conns[i].sock, *m = b->conns[i].mon;
-      it[1 + 2 * i] = (zmq_pollitem_t){s, s ? 0 : -1, s ? ZMQ_POLLIN : 0, 0};
+      tg__link *l = b->conns[i].link;
+      void *m = b->conns[i].mon;
+      it[1 + 2 * i] = (zmq_pollitem_t){NULL, -1, 0, 0};
+      if (l) tg__link_pollitem(l, &it[1 + 2 * i]);
       it[2 + 2 * i] = (zmq_pollitem_t){m, m ? 0 : -1, m ? ZMQ_POLLIN : 0, 0};
     }
+    if (b->local) tg__fork_idle(); /* a worker may be forked while we wait */
     zmq_poll(it, 1 + 2 * b->nconns, LOOP_MS);
+    if (b->local) tg__fork_busy();
     turn(b, it);
     watch_workers(b);
     tg__tcp_take_ready(b);
@@ -171,6 +180,10 @@ static void *io_main(void *arg) {
   }
   tg__free(it);
   for (int i = 0; i < b->nconns; i++) tg__tcp_conn_close(b, &b->conns[i], true);
+  if (b->local) {
+    tg__fork_idle();
+    tg__procs_shutdown(b);
+  }
   tg__tcp_handles_reap(b);
   tg__wctx_destroy(&b->w);
   return NULL;
@@ -178,7 +191,7 @@ static void *io_main(void *arg) {
 
 /* ---- the backend ------------------------------------------------------------- */
 
-static void tcp_submit(tg__backend *be, tg__task *const *tasks, size_t n) {
+void tg__tcp_submit(tg__backend *be, tg__task *const *tasks, size_t n) {
   tcp *b = (tcp *)be;
   if (!n) return;
   pthread_mutex_lock(&b->mu);
@@ -246,13 +259,16 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
   return TG_OK;
 }
 
-static void tcp_free(tcp *b) {
+void tg__tcp_free(tcp *b) {
   for (int i = 0; i < b->nconns; i++) tg__tcp_conn_close(b, &b->conns[i], false);
   if (b->zctx) zmq_ctx_term(b->zctx);
   for (int i = 0; b->conns && i < b->nconns; i++) tg__tcp_conn_free(&b->conns[i]);
   tg__free(b->parts);
   tg__free(b->timed);
-  if (b->wake_fd >= 0) close(b->wake_fd);
+  if (b->wake_fd >= 0) {
+    tg__fd_untrack(b->wake_fd);
+    close(b->wake_fd);
+  }
   for (tcp_run *rs = b->runs, *next; rs; rs = next) { /* none after a clean run */
     next = rs->next;
     rs->users = 1;
@@ -268,63 +284,85 @@ static void tcp_free(tcp *b) {
   tg__free(b->keys_dir);
   memset(b->client_sec, 0, sizeof b->client_sec);
   pthread_mutex_destroy(&b->mu);
+  if (!b->io_ran) tg__wctx_destroy(&b->w); /* else the I/O thread did */
   tg__free(b);
 }
 
-static int tcp_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *err) {
+int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, tcp **out,
+                tg_error *err) {
+  *out = NULL;
   tcp *b = tg__calloc(1, sizeof *b);
   if (!b) return tg__error_set(err, TG_ENOMEM, "out of memory");
-  b->base.ops = &tg__backend_tcp;
+  b->base.ops = ops;
   b->ex = cfg->ex;
   b->wake_fd = -1;
   b->next_id = 1;
-  b->parts = tg__malloc(TCP_MAX_PARTS * sizeof *b->parts);
-  if (!b->parts) {
-    tg__free(b);
-    return tg__error_set(err, TG_ENOMEM, "out of memory");
-  }
   pthread_mutex_init(&b->mu, NULL);
   tg__wctx_init(&b->w, 0);
   b->w.defer_started = true; /* reported when a worker is chosen (append) */
   b->w.thread = -1;          /* the worker's pool picks the thread later */
-  int rc = configure(b, cfg->opts, err);
-  if (rc == TG_OK) {
-    b->base.workers = (unsigned)b->nconns;
-    b->zctx = zmq_ctx_new();
-    b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!b->zctx || b->wake_fd < 0)
-      rc = tg__error_set(err, TG_EIO, "cannot set up ZeroMQ: %s", strerror(errno));
-  }
-  if (rc == TG_OK) zmq_ctx_set(b->zctx, ZMQ_BLOCKY, 0);
+  b->parts = tg__malloc(TCP_MAX_PARTS * sizeof *b->parts);
+  b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  tg__fd_track(b->wake_fd);
+  *out = b;
+  if (!b->parts) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  if (b->wake_fd < 0) return tg__error_set(err, TG_EIO, "eventfd: %s", strerror(errno));
+  return TG_OK;
+}
+
+int tg__tcp_start(tcp *b, tg_error *err) {
+  int rc = TG_OK;
+  b->base.workers = (unsigned)b->nconns;
   for (int i = 0; rc == TG_OK && i < b->nconns; i++) rc = tg__tcp_conn_open(b, &b->conns[i], err);
   if (rc == TG_OK && tg__thread_start(&b->io, io_main, b) != 0)
-    rc = tg__error_set(err, TG_ENOMEM, "cannot start the tcp backend's thread");
+    rc = tg__error_set(err, TG_ENOMEM, "cannot start the backend's I/O thread");
+  if (rc == TG_OK) b->io_started = b->io_ran = true;
+  return rc;
+}
+
+static int tcp_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *err) {
+  tcp *b = NULL;
+  int rc = tg__tcp_new(cfg, &tg__backend_tcp, &b, err);
+  if (rc == TG_OK) rc = configure(b, cfg->opts, err);
+  if (rc == TG_OK) {
+    b->zctx = zmq_ctx_new();
+    if (!b->zctx) rc = tg__error_set(err, TG_EIO, "cannot set up ZeroMQ: %s", strerror(errno));
+    else zmq_ctx_set(b->zctx, ZMQ_BLOCKY, 0);
+  }
+  if (rc == TG_OK) rc = tg__tcp_start(b, err);
   if (rc != TG_OK) {
-    tg__wctx_destroy(&b->w);
-    tcp_free(b);
+    if (b) tg__tcp_free(b);
     return rc;
   }
   *out = &b->base;
   return TG_OK;
 }
 
+void tg__tcp_stop(tcp *b) {
+  if (b->io_started) {
+    pthread_mutex_lock(&b->mu);
+    b->stopping = true;
+    pthread_mutex_unlock(&b->mu);
+    tg__tcp_wake(b);
+    pthread_join(b->io, NULL);
+    b->io_started = false;
+  }
+}
+
 static void tcp_destroy(tg__backend *be) {
   tcp *b = (tcp *)be;
   if (!b) return;
-  pthread_mutex_lock(&b->mu);
-  b->stopping = true;
-  pthread_mutex_unlock(&b->mu);
-  tg__tcp_wake(b);
-  pthread_join(b->io, NULL);
-  tcp_free(b);
+  tg__tcp_stop(b);
+  tg__tcp_free(b);
 }
 
 const tg__backend_ops tg__backend_tcp = {
-    TG__BACKEND_OPS_V1, "tcp", 0, tcp_create, tcp_submit, tcp_destroy,
+    TG__BACKEND_OPS_V1, "tcp", 0, tcp_create, tg__tcp_submit, tcp_destroy,
 };
 
 int tg_remote_stats_get(tg_executor *ex, tg_remote_stats *out) {
-  if (!ex || !out || ex->ops != &tg__backend_tcp) return TG_EINVAL;
+  if (!ex || !out || (ex->ops != &tg__backend_tcp && ex->ops != &tg__backend_processes))
+    return TG_EINVAL; /* one engine: the same figures */
   tcp *b = (tcp *)ex->backend;
   out->tasks_sent = atomic_load(&b->st_tasks);
   out->batches_sent = atomic_load(&b->st_batches);

@@ -21,37 +21,40 @@
 
 static int setopt(void *s, int opt, int v) { return zmq_setsockopt(s, opt, &v, sizeof v); }
 
-static void hello(tcp *b, tcp_conn *c) {
+void tg__tcp_conn_hello(tcp *b, tcp_conn *c) {
   tg__wbuf h = {0};
   tg__wbuf_u8(&h, TG__M_HELLO);
   tg__wbuf_bytes(&h, TG__PROTO_MAGIC, 4);
   tg__wbuf_varint(&h, TG_REMOTE_PROTOCOL);
   tg__wbuf_varint(&h, b->keep_min);
   tg__wbuf_cstr(&h, "tgraph");
-  tg__wbuf_varint(&h, (uint64_t)tg__wire_misalign());
+  tg__wbuf_varint(&h, (uint64_t)c->link->misalign);
   tg__tcp_conn_send(b, c, &h, NULL);
   tg__wbuf_free(&h);
 }
 
 int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
+  if (b->local) return tg__procs_conn_open(b, c, err);
   char ep[64];
   c->gen++;
   snprintf(ep, sizeof ep, "inproc://tcp-mon-%p-%d-%u", (void *)b, c->idx, c->gen);
-  c->sock = zmq_socket(b->zctx, ZMQ_DEALER);
-  c->mon = c->sock ? zmq_socket(b->zctx, ZMQ_PAIR) : NULL;
+  void *sock = zmq_socket(b->zctx, ZMQ_DEALER);
+  c->link = sock ? tg__link_zmq(sock) : NULL;
+  if (sock && !c->link) zmq_close(sock);
+  c->mon = c->link ? zmq_socket(b->zctx, ZMQ_PAIR) : NULL;
   if (!c->mon) return tg__error_set(err, TG_EIO, "zmq_socket: %s", zmq_strerror(errno));
   int hb = (int)(b->heartbeat * 1000);
   int64_t maxmsg = INT32_MAX; /* as a worker's: ZeroMQ cannot send more */
-  zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-  setopt(c->sock, ZMQ_LINGER, 0);
-  setopt(c->sock, ZMQ_SNDHWM, 0);
-  setopt(c->sock, ZMQ_RCVHWM, 0);
-  setopt(c->sock, ZMQ_HEARTBEAT_IVL, hb / 4 > 0 ? hb / 4 : 1);
-  setopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, hb);
-  setopt(c->sock, ZMQ_HEARTBEAT_TTL, hb);
-  setopt(c->sock, ZMQ_RECONNECT_IVL, 100);
-  setopt(c->sock, ZMQ_RECONNECT_IVL_MAX, 1000);
-  if (tg__addr_ipv6(c->addr)) setopt(c->sock, ZMQ_IPV6, 1);
+  zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+  setopt(sock, ZMQ_LINGER, 0);
+  setopt(sock, ZMQ_SNDHWM, 0);
+  setopt(sock, ZMQ_RCVHWM, 0);
+  setopt(sock, ZMQ_HEARTBEAT_IVL, hb / 4 > 0 ? hb / 4 : 1);
+  setopt(sock, ZMQ_HEARTBEAT_TIMEOUT, hb);
+  setopt(sock, ZMQ_HEARTBEAT_TTL, hb);
+  setopt(sock, ZMQ_RECONNECT_IVL, 100);
+  setopt(sock, ZMQ_RECONNECT_IVL_MAX, 1000);
+  if (tg__addr_ipv6(c->addr)) setopt(sock, ZMQ_IPV6, 1);
   /* Keyless: a live socket of this user's for the port is this user's
    * worker (usersock.c); else tcp, where the user's key proves it. */
   char path[4096], ipc[4200];
@@ -61,36 +64,37 @@ int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
     snprintf(ipc, sizeof ipc, "ipc://%s", path);
     to = ipc;
   } else {
-    zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
-    zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
-    zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, b->client_sec, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, b->client_sec, 40);
   }
   int events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                ZMQ_EVENT_CONNECT_RETRIED;
-  if (zmq_socket_monitor(c->sock, ep, events) != 0 || zmq_connect(c->mon, ep) != 0 ||
-      zmq_connect(c->sock, to) != 0)
+  if (zmq_socket_monitor(sock, ep, events) != 0 || zmq_connect(c->mon, ep) != 0 ||
+      zmq_connect(sock, to) != 0)
     return tg__error_set(err, TG_EIO, "cannot connect to %s: %s", c->addr,
                          zmq_strerror(errno));
   c->state = CS_CONNECTING;
   c->last_rx = c->last_ping = tg__now();
-  hello(b, c); /* queued until the connection is up */
+  tg__tcp_conn_hello(b, c); /* queued until the connection is up */
   return TG_OK;
 }
 
 void tg__tcp_conn_close(tcp *b, tcp_conn *c, bool bye) {
-  (void)b;
-  if (c->sock && bye && c->state == CS_READY) {
+  void *sock = tg__link_zmq_socket(c->link);
+  if (c->link && bye && c->state == CS_READY) {
     int linger = 200; /* time for the goodbye to leave */
-    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_send(c->sock, (uint8_t[]){TG__M_BYE}, 1, ZMQ_DONTWAIT);
+    if (sock) zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (tg__link_send_copy(c->link, (uint8_t[]){TG__M_BYE}, 1, 0) == TG_OK)
+      tg__link_flush(c->link);
   }
-  if (c->sock) {
-    zmq_socket_monitor(c->sock, NULL, 0);
-    zmq_close(c->sock);
-  }
+  if (sock) zmq_socket_monitor(sock, NULL, 0);
+  if (b->local) tg__procs_link_closing(b, c);
+  tg__link_close(c->link);
   if (c->mon) zmq_close(c->mon);
-  c->sock = c->mon = NULL;
+  c->link = NULL;
+  c->mon = NULL;
 }
 
 /* Forget what the worker's session knew: definitions, pending messages. */
@@ -112,15 +116,14 @@ void tg__tcp_conn_free(tcp_conn *c) {
   tg__wbuf_free(&c->funcs);
   tg__wbuf_free(&c->frees);
   tg__idmap_free(&c->recs);
-  tg__idmap_free(&c->ghosts);
   tg__free(c->fn_of);
   memset(c, 0, sizeof *c);
 }
 
 bool tg__tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v) {
   uint64_t bytes = 0;
-  if (!c->sock || h->oom) return false;
-  if (tg__wire_send(c->sock, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL) != TG_OK) {
+  if (!c->link || h->oom) return false;
+  if (tg__wire_send(c->link, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL) != TG_OK) {
     tg__tcp_conn_lost(b, c, "sending to it failed", false);
     return false;
   }
@@ -178,11 +181,7 @@ static void send_counted(tcp *b, tcp_conn *c, uint8_t type, tg__wbuf *body,
   tg__wbuf_free(&h);
 }
 
-void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
-  if (c->state != CS_READY) return;
-  send_counted(b, c, TG__M_FUNCS, &c->funcs, &c->nfuncs);
-  send_counted(b, c, TG__M_FREE, &c->frees, &c->nfrees);
-  if (!c->nbatch || c->state != CS_READY) return;
+static void send_batch(tcp *b, tcp_conn *c) {
   tg__wbuf h = {0};
   tg__wbuf_u8(&h, TG__M_TASKS);
   tg__wbuf_varint(&h, c->batch_run);
@@ -199,6 +198,17 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
   else if (tg__tcp_conn_send(b, c, &h, vals)) c->sent_id = c->next_id; /* all went */
   tg_value_unref(vals);
   tg__wbuf_free(&h);
+}
+
+void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
+  if (c->state == CS_READY) {
+    send_counted(b, c, TG__M_FUNCS, &c->funcs, &c->nfuncs);
+    send_counted(b, c, TG__M_FREE, &c->frees, &c->nfrees);
+    if (c->nbatch && c->state == CS_READY) send_batch(b, c);
+  }
+  /* What a local link's socket did not take goes on later turns. */
+  if (c->link && tg__link_flush(c->link) != TG_OK)
+    tg__tcp_conn_lost(b, c, "its connection closed", false);
 }
 
 bool tg__tcp_conn_has_room(const tcp_conn *c) {
@@ -241,14 +251,49 @@ void tg__tcp_task_measured(tcp *b, uint64_t kind_key, double secs) {
 
 /* ---- losing a worker --------------------------------------------------------- */
 
-/* Requeue the records sent to c (engine tasks) and drop recomputations. */
-static void give_back(tcp *b, tcp_conn *c, const char *why) {
+/* The task a local worker was calling when it died (running): it killed
+ * the worker. It runs again while it has attempts left (counted as a
+ * failed call, the next attempt numbered on), else fails saying how the
+ * worker ended. */
+static void crashed(tcp *b, tcp_rec *rec, uint32_t attempt, const char *why) {
+  tg__run *r = rec->rs->r;
+  const tg__gnode *nd = &r->g->nodes[rec->node];
+  int attempts = nd->kind == TG__NK_CONCAT || !(nd->fn->flags & TG_FUNC_PURE)
+                     ? 1 : 1 + (nd->retries >= 0 ? nd->retries : r->retries);
+  bool user = rec->t && !(rec->t->flags & TG__T_INTERNAL);
+  /* Earlier crashes were counted when it went again. */
+  if (rec->t && !rec->abort && attempt + 1 < (uint32_t)attempts && attempt < 250) {
+    rec->crashes = (uint8_t)(attempt + 1);
+    if (user) {
+      atomic_fetch_add(&r->ran, 1);
+      atomic_fetch_add(&r->attempts_failed, 1);
+    }
+    tg__tcp_rec_resend(b, rec);
+    return;
+  }
+  if (!rec->t) {
+    tg__tcp_rec_requeue(b, rec, why); /* a recomputation: made again on demand */
+    return;
+  }
+  char kb[TG__NAME_MAX + 32], msg[600];
+  snprintf(msg, sizeof msg, "%s while running task '%s'", why,
+           tg__run_key(r, rec->node, kb, sizeof kb));
+  tg__tcp_rec_fail(b, rec, TG_EWORKER, msg);
+}
+
+/* Requeue the records sent to c (engine tasks) and drop recomputations.
+ * A local worker's death is charged to the task it was calling alone:
+ * the others go again, not counted as losses. */
+static void give_back(tcp *b, tcp_conn *c, const char *why, uint64_t running,
+                      uint32_t attempt) {
   tg__idmap recs = c->recs;
   memset(&c->recs, 0, sizeof c->recs);
   for (size_t i = 0; recs.s && i <= recs.mask; i++) {
     if (!recs.s[i].key) continue;
     tcp_rec *rec = recs.s[i].val;
-    tg__tcp_rec_requeue(b, rec, why);
+    if (b->local && running && recs.s[i].key == running) crashed(b, rec, attempt, why);
+    else if (b->local && rec->t) tg__tcp_rec_resend(b, rec);
+    else tg__tcp_rec_requeue(b, rec, why);
   }
   tg__idmap_free(&recs);
   for (tcp_rec *rec = c->staged; rec; rec = rec->next) rec->replan = true;
@@ -274,15 +319,26 @@ void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   snprintf(c->why, sizeof c->why, "%s", why);
   c->fatal = fatal;
   tg__tcp_conn_close(b, c, false);
+  char fate[300];
+  uint64_t running = 0;
+  uint32_t attempt = 0;
+  if (b->local) { /* what became of the worker process says more */
+    running = tg__procs_running(b, c, &attempt);
+    tg__procs_conn_closed(b, c, fate, sizeof fate);
+    if (fate[0]) snprintf(c->why, sizeof c->why, "%s", fate);
+    why = c->why;
+  }
   c->state = CS_IDLE;
   reset_session(c);
   if (was_ready) atomic_fetch_add(&b->st_lost, 1);
-  give_back(b, c, why);
-  tg__idmap_free(&c->ghosts); /* nothing runs there any more */
+  give_back(b, c, why, running, attempt);
   forget_holder(b, c);
   /* A fresh socket (a fresh session on the worker), retried in the
    * background by ZeroMQ; a refusal is not retried at once. */
   c->retry_at = tg__now() + (fatal ? 2.0 : 0);
+  /* A forked worker that died before its WELCOME would die again: its
+   * replacement waits a second (no fork storm). */
+  if (b->local && !was_ready && !fatal) c->retry_at += 1.0;
   c->state = CS_FAILED;
 }
 
@@ -363,27 +419,6 @@ out:
   zmq_msg_close(&m[1]);
 }
 
-/* Read one whole message of c into parts (at most TCP_MAX_PARTS). */
-static size_t recv_message(tcp_conn *c, zmq_msg_t *parts, bool *too_many) {
-  size_t n = 0;
-  *too_many = false;
-  for (int more = 1; more;) {
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, c->sock, n || *too_many ? 0 : ZMQ_DONTWAIT) < 0) {
-      zmq_msg_close(&m);
-      break;
-    }
-    more = zmq_msg_more(&m);
-    if (n < TCP_MAX_PARTS) parts[n++] = m;
-    else {
-      *too_many = true;
-      zmq_msg_close(&m);
-    }
-  }
-  return n;
-}
-
 void tg__tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
   (void)sock_ready;
   (void)mon_ready;
@@ -393,10 +428,15 @@ void tg__tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
     monitor_event(b, c);
   }
   zmq_msg_t *parts = b->parts;
-  for (int i = 0; i < 1024 && c->sock; i++) {
-    bool too_many;
-    size_t n = recv_message(c, parts, &too_many);
-    if (!n) break;
+  for (int i = 0; i < 1024 && c->link; i++) {
+    size_t n = 0;
+    int got = tg__link_recv(c->link, parts, TCP_MAX_PARTS, &n);
+    if (got == TG_EIO) { /* a local link: the worker is gone */
+      tg__tcp_conn_lost(b, c, "its connection closed", false);
+      break;
+    }
+    if (got == 0 || (got < 0 && got != TG_ELIMIT && got != TG_EPROTO)) break;
+    bool too_many = got < 0;
     c->last_rx = tg__now();
     tg__rbuf r;
     tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));

@@ -10,6 +10,7 @@
 #include "backends/tcp_internal.h"
 #include "remote/wire.h"
 #include "memo/memo.h"
+#include "registry/taskhost.h"
 
 /* ---- records ------------------------------------------------------------- */
 
@@ -204,7 +205,7 @@ static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min
 }
 
 /* Watch task id on conn until deadline; false when out of memory. */
-static bool watch_until(tcp *b, int conn, uint64_t id, double deadline, bool ghost) {
+static bool watch_until(tcp *b, int conn, uint64_t id, double deadline) {
   if (b->ntimed == b->cap_timed) {
     size_t cap = b->cap_timed ? b->cap_timed * 2 : 16;
     struct tcp_timed *p = tg__realloc(b->timed, cap * sizeof *p);
@@ -212,57 +213,21 @@ static bool watch_until(tcp *b, int conn, uint64_t id, double deadline, bool gho
     b->timed = p;
     b->cap_timed = cap;
   }
-  b->timed[b->ntimed++] = (struct tcp_timed){conn, id, deadline, ghost};
+  b->timed[b->ntimed++] = (struct tcp_timed){conn, id, deadline};
   return true;
 }
 
 /* Remember when rec's attempts are over (plus a grace for the reply);
  * out of memory, only the worker's own check applies. */
 static void watch(tcp *b, tcp_conn *c, tcp_rec *rec, double seconds) {
-  watch_until(b, c->idx, rec->id, tg__now() + seconds + 0.5, false);
-}
-
-/* Task id on c was given up (its run ended) while its call may still run
- * there: a stoppable worker must reply within TCP_ENDED_GRACE. */
-static void haunt(tcp *b, tcp_conn *c, uint64_t id) {
-  if (!b->kill_worker) return; /* nothing to do about it */
-  if (tg__idmap_put(&c->ghosts, id, (void *)1) &&
-      !watch_until(b, c->idx, id, tg__now() + TCP_ENDED_GRACE, true))
-    tg__idmap_del(&c->ghosts, id);
-}
-
-/* Whether ghost entry x is overdue at now (its worker must be stopped);
- * *keep: it is still to be watched. */
-static bool ghost_due(tcp *b, const struct tcp_timed *x, double now, bool *keep) {
-  tcp_conn *c = &b->conns[x->conn];
-  *keep = false;
-  if (!tg__idmap_get(&c->ghosts, x->id)) return false; /* it replied */
-  if (now < x->deadline) {
-    *keep = true;
-    return false;
-  }
-  tg__idmap_del(&c->ghosts, x->id);
-  return true;
+  watch_until(b, c->idx, rec->id, tg__now() + seconds + 0.5);
 }
 
 void tg__tcp_expire_tasks(tcp *b, double now) {
   size_t k = 0;
-  uint64_t stuck = 0; /* conns to stop: after the loop, which their loss
-                         would disturb (new tasks sent are watched) */
-  char why[TCP_MAX_CONNS][128];
   for (size_t i = 0; i < b->ntimed; i++) {
     struct tcp_timed x = b->timed[i];
     tcp_conn *c = &b->conns[x.conn];
-    if (x.ghost) {
-      bool keep;
-      if (ghost_due(b, &x, now, &keep) && !(stuck & (UINT64_C(1) << x.conn))) {
-        stuck |= UINT64_C(1) << x.conn;
-        snprintf(why[x.conn], sizeof why[x.conn], "killed: a task of a compute that ended "
-                 "still ran %g s later", TCP_ENDED_GRACE);
-      }
-      if (keep) b->timed[k++] = x;
-      continue;
-    }
     tcp_rec *rec = tg__idmap_get(&c->recs, x.id);
     if (!rec || !rec->t) continue; /* done, or sent again under a new id */
     if (now < x.deadline) {
@@ -270,21 +235,16 @@ void tg__tcp_expire_tasks(tcp *b, double now) {
       continue;
     }
     const tg__gnode *nd = &rec->rs->r->g->nodes[rec->node];
-    char msg[100];
-    snprintf(msg, sizeof msg, "timed out after %g s", (double)nd->timeout);
-    if (b->kill_worker && !(stuck & (UINT64_C(1) << x.conn))) {
-      char kb[TG__NAME_MAX + 32];
-      stuck |= UINT64_C(1) << x.conn;
-      snprintf(why[x.conn], sizeof why[x.conn], "killed: task '%.40s' %.50s",
-               tg__run_key(rec->rs->r, rec->node, kb, sizeof kb), msg);
-    }
+    char msg[400], kill[300] = "";
+    /* A local worker can be stopped: it is killed (and replaced). */
+    if (b->local) tg__procs_conn_kill(b, c, now - rec->sent, kill, sizeof kill);
+    snprintf(msg, sizeof msg, "timed out after %g s%s%s", (double)nd->timeout,
+             kill[0] ? ": " : "", kill);
     tg__idmap_del(&c->recs, x.id);
     tg__tcp_rec_fail(b, rec, TG_ETIMEDOUT, msg);
+    if (kill[0]) tg__tcp_conn_lost(b, c, kill, false);
   }
   b->ntimed = k;
-  for (int i = 0; stuck && i < b->nconns; i++)
-    if ((stuck & (UINT64_C(1) << i)) && b->conns[i].state == CS_READY)
-      b->kill_worker(b, &b->conns[i], why[i]);
 }
 
 static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
@@ -305,6 +265,7 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   }
   c->batch_run = rec->rs->seq;
   uint8_t flags = flags_of(b, rec, nd, &min_us);
+  if (rec->crashes) flags |= TG__RF_RESUME; /* attempts lost with a worker */
   rec->flags = flags; /* what its reply may be */
   char kb[TG__NAME_MAX + 32];
   tg__wbuf *w = &c->batch;
@@ -317,6 +278,7 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   tg__wbuf_u8(w, flags);
   tg__wbuf_varint(w, rec->store);
   tg__wbuf_varint(w, min_us);
+  if (rec->crashes) tg__wbuf_varint(w, rec->crashes);
   tg__wbuf_cstr(w, tg__run_key(r, rec->node, kb, sizeof kb));
   tg__wbuf_varint(w, rec->nargs);
   for (uint32_t j = 0; j < rec->nargs; j++) put_arg(c, rec, j, &a[j]);
@@ -686,6 +648,30 @@ static bool any_room(const tcp *b) {
   return false;
 }
 
+/* An internal task (a container built around nested references) whose
+ * inputs are all here is built here: sent to a worker it would cost a
+ * round trip before its dependent can even be queued, behind tasks of
+ * lower priority. True when rec was finished (and freed). */
+static bool built_here(tcp *b, tcp_rec *rec) {
+  if (!rec->t || !(rec->t->flags & TG__T_INTERNAL)) return false;
+  for (uint32_t j = 0; j < rec->nargs; j++)
+    if (tg__tcp_handle_of_value(b, rec->args[j])) return false; /* on a worker */
+  tg__run *r = rec->rs->r;
+  const tg__gnode *nd = &r->g->nodes[rec->node];
+  tg_task_ctx ctx;
+  tg__task_ctx_for_run(&ctx, r, nd->fn, rec->node, -1, 0);
+  tg_value *out = NULL;
+  int rc = tg__task_invoke(&ctx, nd, rec->args, &out);
+  if (rc != TG_OK) {
+    tg_value_unref(out);
+    out = NULL;
+  }
+  tg__task_end(&b->w, rec->t, rc, out, rc != TG_OK && ctx.fail_code ? ctx.msg : NULL);
+  tg__tcp_take_ready(b);
+  tg__tcp_rec_free(b, rec);
+  return true;
+}
+
 void tg__tcp_dispatch(tcp *b) {
   while (any_room(b)) {
     tcp_rec *rec = b->retry_head;
@@ -701,6 +687,7 @@ void tg__tcp_dispatch(tcp *b) {
       tg__task *t = tg__tcp_heap_pop(b);
       if (!t) return;
       if (!(rec = begin(b, t))) continue;
+      if (built_here(b, rec)) continue;
     }
     place(b, rec);
   }
@@ -785,7 +772,6 @@ static void cancel_run(tcp *b, tcp_run *rs) {
     }
     for (size_t k = 0; k < n; k++) {
       tg__idmap_del(&c->recs, mine[k]->id);
-      haunt(b, c, mine[k]->id);
       tg__tcp_rec_fail(b, mine[k], TG_ECANCELED, "cancelled");
     }
     tg__free(mine);

@@ -5,6 +5,11 @@
  * standing for them), tg__tcp_dispatch.c (choosing a worker per task, moving
  * and recomputing inputs, batches), tcp_results.c (replies).
  *
+ * The same engine runs the processes backend (processes.c): its
+ * connections are then local links (remote/link.h) to forked workers and
+ * b->local holds what only they allow (respawning, killing, exit
+ * statuses); a conn's link is a ZeroMQ DEALER otherwise.
+ *
  * One I/O thread does everything but `submit`: it owns the sockets (a
  * ZeroMQ socket belongs to one thread), calls tg__task_begin and
  * tg__task_end, and holds the tables below without locks. Other threads
@@ -54,15 +59,14 @@
  *   - Deadlines: a sent task with a timeout is watched here
  *     (tg__tcp_expire_tasks), for every transport. When it overruns (all
  *     its attempts plus a grace for the reply) it fails with TG_ETIMEDOUT
- *     "timed out after S s"; a worker that can be stopped (kill_worker
- *     set: local worker processes) is then killed, its other tasks
- *     following the loss rules above; a remote worker keeps running the
- *     call (its late reply is ignored). A compute's deadline (or a
- *     failure, a cancellation) cancels its run (tg__tcp_cancel_runs): its
- *     tasks are given up at once and the workers told to cancel them; a
- *     stoppable worker that has not replied for one of them
- *     TCP_ENDED_GRACE later is killed (it would hold a task slot, perhaps
- *     its only one, forever).
+ *     "timed out after S s"; a local worker process is then killed
+ *     (processes.c), its other tasks following the loss rules above; a
+ *     remote worker keeps running the call (its late reply is ignored). A
+ *     compute's deadline (or a failure, a cancellation) cancels its run
+ *     (tg__tcp_cancel_runs): its tasks are given up at once and the workers
+ *     told to cancel them; a local worker still calling one of them a
+ *     grace later is killed (processes.c: it would hold a task slot,
+ *     perhaps its only one, forever).
  *
  * Thread safety: as above; the statistics are atomics.
  */
@@ -74,6 +78,7 @@
 #include "backends/backends.h"
 #include "remote/buf.h"
 #include "remote/idmap.h"
+#include "remote/link.h"
 #include "remote/proto.h"
 #include "remote/stream.h"
 #include "sched/backend.h"
@@ -88,8 +93,6 @@
 #define TCP_BATCH_MAX 512     /* tasks per message */
 #define TCP_MAX_PARTS 4096    /* parts of a worker's message */
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
-#define TCP_ENDED_GRACE 0.5   /* seconds a stoppable worker gets to return from
-                                 a task of a run that ended (kill_worker) */
 #define TCP_REC_ARGS 4        /* records of up to this many arguments are recycled */
 
 typedef struct tcp tcp;
@@ -97,6 +100,7 @@ typedef struct tcp_conn tcp_conn;
 typedef struct tcp_rec tcp_rec;
 typedef struct tcp_handle tcp_handle;
 typedef struct tcp_run tcp_run;
+typedef struct tg__plocal tg__plocal;
 
 enum { H_OBJ = 0, H_ELEM = 1, H_CONST = 2, H_ITEMS = 3 };
 
@@ -173,6 +177,7 @@ struct tcp_rec {
   uint64_t kind_key;       /* its function and node kind (tg__tcp_task_secs) */
   double est;              /* seconds it is expected to take on a worker */
   uint8_t losses;
+  uint8_t crashes;         /* attempts that killed their (local) worker */
   uint8_t flags;           /* TG__RF_* it was last sent with */
   bool whole;              /* send it back whole: its shape was over the
                               run's budget */
@@ -187,7 +192,8 @@ enum { CS_IDLE = 0, CS_CONNECTING = 1, CS_READY = 2, CS_FAILED = 3 };
 struct tcp_conn {
   int idx;
   char addr[256];
-  void *sock, *mon;        /* DEALER and its monitor's PAIR */
+  tg__link *link;          /* to the worker (zmq: a DEALER), NULL: none */
+  void *mon;               /* the DEALER's monitor's PAIR, or NULL */
   int state;
   char why[300];           /* the last problem, for messages */
   bool fatal;              /* why will not go away by waiting */
@@ -198,9 +204,6 @@ struct tcp_conn {
   double last_rx, last_ping;
   unsigned gen;            /* socket generation (monitor endpoints) */
   tg__idmap recs;          /* wire id -> record sent */
-  tg__idmap ghosts;        /* kill_worker set: wire ids of tasks given up
-                              (their run ended) whose calls may still run
-                              there; a reply removes its id */
   uint64_t next_id;
   uint64_t sent_id;        /* records of ids up to this left in a TASKS
                               message: they may have started */
@@ -220,19 +223,16 @@ struct tcp_conn {
   size_t nbvals, cap_bvals;
   tg__wbuf frees;          /* object ids to free */
   uint32_t nfrees;
+  pid_t pid;               /* local: the worker process, or 0 */
+  int pidfd;               /* local: its pidfd, or -1 */
+  bool spawning;           /* local: asked the spawner for a worker */
   double offset;           /* the worker's clock minus ours, bounded from
                               above (tcp_results.c); NAN: no result yet */
 };
 
-/* Stop worker c, stuck in a task past its timeout (why says which): a
- * local transport kills the worker process, whose loss then comes as any
- * other (tg__tcp_conn_lost, naming how it ended). */
-typedef void (*tcp_kill_fn)(tcp *b, tcp_conn *c, const char *why);
-
 struct tcp {
   tg__backend base;
   tg_executor *ex;
-  tcp_kill_fn kill_worker; /* NULL: workers cannot be stopped (remote) */
   /* settings */
   char *keys_dir;
   char client_pub[41], client_sec[41], server_pub[41];
@@ -240,6 +240,9 @@ struct tcp {
   size_t keep_min;
   /* threads */
   pthread_t io;
+  bool io_started, io_ran;
+  tg__plocal *local; /* processes: the forked workers' side, else
+                               NULL (the conns are ZeroMQ's) */
   int wake_fd;
   pthread_mutex_t mu;      /* guards inbox, freeq, stopping */
   tg__task *in_head, *in_tail;
@@ -261,11 +264,10 @@ struct tcp {
   double no_worker_since;  /* work waiting and no worker ready, or 0 */
   zmq_msg_t *parts;        /* a message being read (TCP_MAX_PARTS) */
   struct tcp_timed {       /* sent tasks with a timeout (by id: the record
-                              may be gone), and ghosts (conn's) */
+                              may be gone) */
     int conn;
     uint64_t id;
     double deadline;
-    bool ghost;            /* a task given up, that must return by then */
   } *timed;
   size_t ntimed, cap_timed;
   /* statistics */
@@ -275,6 +277,17 @@ struct tcp {
 };
 
 /* ---- tcp.c ---- */
+/* A backend of this engine with table ops, not started: its queues,
+ * wake fd and I/O buffers. On error *out may be set: tg__tcp_free it. */
+int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, tcp **out,
+                tg_error *err);
+/* Open the conns set up in b->conns[0..nconns) and start the I/O thread. */
+int tg__tcp_start(tcp *b, tg_error *err);
+/* Stop the I/O thread (its conns are closed when it ends). */
+void tg__tcp_stop(tcp *b);
+void tg__tcp_free(tcp *b);
+/* The backend's submit (any thread). */
+void tg__tcp_submit(tg__backend *be, tg__task *const *tasks, size_t n);
 void tg__tcp_wake(tcp *b);
 /* Queue ready tasks the engine left in b->w (after begin/end). */
 void tg__tcp_take_ready(tcp *b);
@@ -287,6 +300,8 @@ void tg__tcp_retry_push(tcp *b, tcp_rec *rec);
 
 /* ---- tcp_conn.c ---- */
 int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err);
+/* Say HELLO on c's new link. */
+void tg__tcp_conn_hello(tcp *b, tcp_conn *c);
 /* Close c's sockets (bye: say goodbye to a ready worker first). */
 void tg__tcp_conn_close(tcp *b, tcp_conn *c, bool bye);
 /* Free c's buffers and tables (the sockets are closed). */
@@ -388,13 +403,35 @@ void tg__tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg);
 /* Give up the in-flight work of cancelled runs. */
 void tg__tcp_cancel_runs(tcp *b);
 /* Fail sent tasks that overran their timeout; kill their workers when
- * kill_worker is set, else their late replies are ignored. */
+ * local, else their late replies are ignored. */
 void tg__tcp_expire_tasks(tcp *b, double now);
 /* No worker for too long: fail the waiting work with why. */
 void tg__tcp_fail_waiting(tcp *b, const char *why);
 bool tg__tcp_work_waiting(const tcp *b);
 /* Finish the waiting work of stopped runs (when no worker can take it). */
 void tg__tcp_drop_stopped(tcp *b);
+
+/* ---- processes.c (the local transport; b->local is set) ---- */
+/* Start conn c's worker process (asynchronous: it is adopted later). */
+int tg__procs_conn_open(tcp *b, tcp_conn *c, tg_error *err);
+/* c's link is closed: its worker process is reaped (killed if it does
+ * not end); why (may be NULL) is set to what became of it. */
+void tg__procs_conn_closed(tcp *b, tcp_conn *c, char *why, size_t size);
+/* Kill c's worker (a task of it overran its timeout, after `secs`):
+ * the detail for the task's message in buf. */
+void tg__procs_conn_kill(tcp *b, tcp_conn *c, double secs, char *buf, size_t size);
+/* The wire id of the task c's worker was calling when it died (0: none),
+ * and its attempt number in *attempt. */
+uint64_t tg__procs_running(tcp *b, tcp_conn *c, uint32_t *attempt);
+/* c's link is about to close: its traffic joins the totals. */
+void tg__procs_link_closing(tcp *b, tcp_conn *c);
+/* Publish the traffic figures (tg__processes_stats). */
+void tg__procs_publish(tcp *b);
+/* Each turn of the I/O thread: adopt workers the spawner made. */
+void tg__procs_turn(tcp *b);
+/* The I/O thread ends: every worker is told to go, then killed after a
+ * grace period, and reaped. */
+void tg__procs_shutdown(tcp *b);
 
 /* ---- tcp_results.c ---- */
 /* Handle a message of c (parts[0] is the header). */

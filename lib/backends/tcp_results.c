@@ -212,7 +212,6 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals, double now)
     ok = false;
   }
   tcp_rec *rec = ok ? tg__idmap_get(&c->recs, id) : NULL;
-  if (!rec && c->ghosts.n) tg__idmap_del(&c->ghosts, id); /* it returned after all */
   char why[600];
   if (ok && lie(rec, id, st, bytes, &s, why, sizeof why)) {
     tg__tcp_conn_ban(b, c, why); /* rec goes elsewhere with c's other work */
@@ -332,7 +331,10 @@ static bool funcs(tcp *b, tcp_conn *c, tg__rbuf *r) {
     if (st == TG__FN_OK) continue;
     const tg_func *f = c->fn_of[id];
     int code = st == TG__FN_MISSING ? TG_ENOFUNC : TG_EVERSION;
-    if (st == TG__FN_MISSING)
+    if (st == TG__FN_MISSING && b->local) /* forked workers have the registry of then */
+      snprintf(msg, sizeof msg, "function '%s' is not in the worker processes' registry "
+               "(registered after the processes pool started)", tg_func_name(f));
+    else if (st == TG__FN_MISSING)
       snprintf(msg, sizeof msg, "function '%s' is not registered on worker %s (load its "
                "plugin there)", tg_func_name(f), c->addr);
     else if (st == TG__FN_VERSION)

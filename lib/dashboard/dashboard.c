@@ -221,9 +221,9 @@ int tg_dashboard_start(tg_report *r, const tg_dashboard_opts *opts, tg_dashboard
   d->loopback = tg__dash_addr_loopback((const struct sockaddr *)&a.sa);
   d->port = a.sa.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a.sa)->sin6_port)
                                        : ntohs(((struct sockaddr_in *)&a.sa)->sin_port);
-  tg__procs_fd_track(d->fd); /* forked workers must not keep the port */
+  tg__fd_track(d->fd); /* forked workers must not keep the port */
   if ((rc = start_daemon(d, max_conn, a.sa.ss_family == AF_INET6, err)) != TG_OK) {
-    tg__procs_fd_untrack(d->fd);
+    tg__fd_untrack(d->fd);
     close(d->fd);
     tg__free(d);
     return rc;
@@ -241,7 +241,7 @@ bool tg_dashboard_loopback(const tg_dashboard *d) { return d->loopback; }
 void tg_dashboard_stop(tg_dashboard *d) {
   if (d == NULL) return;
   /* Untracked while still open, so its number cannot be another fd's yet. */
-  tg__procs_fd_untrack(d->fd);
+  tg__fd_untrack(d->fd);
   MHD_stop_daemon(d->mhd); /* closes d->fd and joins the thread */
   if (d->data != NULL) MHD_destroy_response(d->data);
   tg__free(d);

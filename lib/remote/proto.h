@@ -108,6 +108,8 @@ enum { /* task flags */
   TG__RF_SHAPE = 4,   /* when kept and a list or map: say its length/keys */
   TG__RF_TIMED = 8,   /* send the result back if the call took >= min_us
                          (the caller may cache it) */
+  TG__RF_RESUME = 32,  /* a varint first attempt follows min_us: earlier
+                          attempts were lost with their worker */
   TG__RF_ALSO_KEEP = 16, /* when sent back and of keep_min bytes or more,
                          keep it too as the store id (other tasks use it) */
 };

@@ -5,6 +5,7 @@
 #include <errno.h>
 
 #include "remote/buf.h"
+#include "remote/link.h"
 #include "remote/proto.h"
 #include "util/bigbuf.h"
 #include "util/tsan.h"
@@ -72,7 +73,7 @@ void tg__zmq_unref_hint(void *data, void *hint) {
   tg_value_unref(hint);
 }
 
-int tg__stream_send(void *sock, const void *rid, size_t rid_len, const void *data,
+int tg__stream_send(tg__link *sock, const void *rid, size_t rid_len, const void *data,
                     size_t len, tg_value *hold, tg__stream *s, uint64_t *seq,
                     uint64_t *bytes, tg_error *err) {
   *seq = s->out_seq++;
@@ -91,12 +92,11 @@ int tg__stream_send(void *sock, const void *rid, size_t rid_len, const void *dat
       tg_value_unref(hold);
       return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
     }
-    if ((rid_len && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE) < 0) ||
-        zmq_send(sock, h.p, h.len, ZMQ_SNDMORE) < 0 || zmq_msg_send(&m, sock, 0) < 0) {
-      int e = errno;
-      zmq_msg_close(&m);
-      return tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(e));
-    }
+    int rc = rid_len ? tg__link_send_copy(sock, rid, rid_len, TG__LINK_MORE) : TG_OK;
+    if (rc == TG_OK) rc = tg__link_send_copy(sock, h.p, h.len, TG__LINK_MORE);
+    if (rc != TG_OK) zmq_msg_close(&m);
+    else rc = tg__link_send(sock, &m, 0); /* takes m */
+    if (rc != TG_OK) return tg__error_set(err, rc, "sending a value: %s", tg_strerror(rc));
     if (bytes) *bytes += n;
   }
   return TG_OK;

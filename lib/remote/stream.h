@@ -42,6 +42,8 @@
 #include "internal.h"
 #include "tgraph/value.h"
 
+struct tg__link;
+
 #define TG__STREAM_MIN ((size_t)4 << 20)   /* leaves from here are streamed */
 #define TG__STREAM_CHUNK ((size_t)1 << 20) /* bytes per BULK message */
 
@@ -82,12 +84,12 @@ void tg__stream_init(tg__stream *s, uint64_t limit, tg__stream_pool *pool);
 /* Forget everything (a new session): buffers are released. */
 void tg__stream_reset(tg__stream *s);
 
-/* Send len bytes at data as the next streamed value on sock, each message
+/* Send len bytes at data as the next streamed value on link sock, each message
  * prefixed by the routing id rid (rid_len 0: none). `hold` is referenced
  * once per chunk until ZeroMQ has sent it (data must live in it). *seq
  * receives the value's number; *bytes (may be NULL) grows by len.
  * TG_ENOMEM, TG_EIO (errno says why). */
-int tg__stream_send(void *sock, const void *rid, size_t rid_len, const void *data,
+int tg__stream_send(struct tg__link *sock, const void *rid, size_t rid_len, const void *data,
                     size_t len, tg_value *hold, tg__stream *s, uint64_t *seq,
                     uint64_t *bytes, tg_error *err);
 

@@ -188,7 +188,7 @@ static const void *leaf_data(const tg_value *v, size_t *len) {
   return ((const tg__blob *)v)->data;
 }
 
-static int send_leaves(void *sock, const walker *w, uint64_t *bytes, tg_error *err) {
+static int send_leaves(tg__link *sock, const walker *w, uint64_t *bytes, tg_error *err) {
   size_t last = w->n;
   for (size_t i = 0; i < w->n; i++)
     if (!w->leaves[i].streamed) last = i;
@@ -206,17 +206,15 @@ static int send_leaves(void *sock, const walker *w, uint64_t *bytes, tg_error *e
       tg_value_unref(hold);
       return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
     }
-    if (zmq_msg_send(&m, sock, i == last ? 0 : ZMQ_SNDMORE) < 0) {
-      zmq_msg_close(&m);
-      return tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(errno));
-    }
+    int rc = tg__link_send(sock, &m, i == last ? 0 : TG__LINK_MORE);
+    if (rc != TG_OK) return tg__error_set(err, rc, "sending a value: %s", tg_strerror(rc));
     if (bytes) *bytes += len;
   }
   return TG_OK;
 }
 
 /* The message: [rid], head, descriptor, skeleton, leaf parts. */
-static int send_parts(void *sock, const void *rid, size_t rid_len,
+static int send_parts(tg__link *sock, const void *rid, size_t rid_len,
                       const tg__wbuf *head, walker *w, const tg_value *skel,
                       uint64_t *bytes, tg_error *err) {
   tg__wbuf d = {0};
@@ -227,10 +225,12 @@ static int send_parts(void *sock, const void *rid, size_t rid_len,
                  : tg_encode(skel, NULL, &enc, &elen, err);
   bool parts = false;
   for (size_t i = 0; i < w->n; i++) parts |= !w->leaves[i].streamed;
-  if (rc == TG_OK && ((rid_len && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE) < 0) ||
-                      zmq_send(sock, head->p, head->len, ZMQ_SNDMORE) < 0 ||
-                      zmq_send(sock, d.p, d.len, ZMQ_SNDMORE) < 0))
-    rc = tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(errno));
+  if (rc == TG_OK && d.oom) rc = TG_ENOMEM;
+  if (rc == TG_OK && rid_len) rc = tg__link_send_copy(sock, rid, rid_len, TG__LINK_MORE);
+  if (rc == TG_OK) rc = tg__link_send_copy(sock, head->p, head->len, TG__LINK_MORE);
+  if (rc == TG_OK) rc = tg__link_send_copy(sock, d.p, d.len, TG__LINK_MORE);
+  if (rc != TG_OK && (!err || err->code != rc))
+    rc = tg__error_set(err, rc, "sending a value: %s", tg_strerror(rc));
   tg__wbuf_free(&d);
   if (rc != TG_OK) {
     free(enc);
@@ -242,22 +242,20 @@ static int send_parts(void *sock, const void *rid, size_t rid_len,
     free(enc);
     return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
   }
-  if (zmq_msg_send(&m, sock, parts ? ZMQ_SNDMORE : 0) < 0) {
-    zmq_msg_close(&m);
-    return tg__error_set(err, TG_EIO, "sending a value: %s", zmq_strerror(errno));
-  }
+  rc = tg__link_send(sock, &m, parts ? TG__LINK_MORE : 0);
+  if (rc != TG_OK) return tg__error_set(err, rc, "sending a value: %s", tg_strerror(rc));
   if (bytes) *bytes += elen;
   return send_leaves(sock, w, bytes, err);
 }
 
-int tg__wire_send(void *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
+int tg__wire_send(tg__link *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
                   const tg_value *v, int peer_misalign, tg__stream *st,
                   uint64_t *bytes, tg_error *err) {
   if (head->oom) return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
   if (!v) {
-    if ((rid_len && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE) < 0) ||
-        zmq_send(sock, head->p, head->len, 0) < 0)
-      return tg__error_set(err, TG_EIO, "sending: %s", zmq_strerror(errno));
+    int rc = rid_len ? tg__link_send_copy(sock, rid, rid_len, TG__LINK_MORE) : TG_OK;
+    if (rc == TG_OK) rc = tg__link_send_copy(sock, head->p, head->len, 0);
+    if (rc != TG_OK) return tg__error_set(err, rc, "sending: %s", tg_strerror(rc));
     return TG_OK;
   }
   walker *w = tg__calloc(1, sizeof *w);
@@ -271,7 +269,7 @@ int tg__wire_send(void *sock, const void *rid, size_t rid_len, const tg__wbuf *h
     leaf *l = &w->leaves[i];
     size_t len;
     const void *data = leaf_data(l->v, &len);
-    if (len < TG__STREAM_MIN) {
+    if (len < TG__STREAM_MIN || !sock->streams) {
       if (peer_misalign > 0) l->pad = pad_for(l->v, peer_misalign);
       continue;
     }

@@ -14,7 +14,7 @@
  *   leaf parts  the raw data of the leaves that are not streamed, in
  *               descriptor order
  * A leaf is large from TG__WIRE_PART_MIN bytes. Leaves of TG__STREAM_MIN
- * bytes or more are streamed: sent just before the message as BULK
+ * bytes or more are streamed (on links that stream: ZeroMQ's): sent just before the message as BULK
  * messages (remote/stream.h), numbered per connection; the descriptor
  * names them by number.
  *
@@ -45,19 +45,20 @@
 
 #include "internal.h"
 #include "remote/buf.h"
+#include "remote/link.h"
 #include "remote/stream.h"
 #include "tgraph/value.h"
 
 #define TG__WIRE_PART_MIN ((size_t)64 << 10)
 
-/* Send one message on sock: the routing id rid (rid_len 0: none), then
+/* Send one message on link sock: the routing id rid (rid_len 0: none), then
  * head, then (when v is not NULL) value v, its streamed leaves sent ahead
  * through st. peer_misalign: the receiver's (0 when unknown). *bytes (may
  * be NULL) grows by the bytes of v. Large leaves are handed to ZeroMQ
  * without a copy (a reference to v is kept until it has sent them).
  * Errors: TG_ENOMEM, TG_EIO (the socket refused; errno says why): the
  * message may be half sent, so the caller drops the peer. */
-int tg__wire_send(void *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
+int tg__wire_send(tg__link *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
                   const tg_value *v, int peer_misalign, tg__stream *st,
                   uint64_t *bytes, tg_error *err);
 

@@ -64,12 +64,18 @@ static void ban(tg__worker *wk, uint64_t h) {
   tg__idmap_put(&wk->banned, h, (void *)1);
 }
 
+/* A header-only message to the peer with routing id rid (n 0: the one
+ * peer of a local link). */
+static void send_raw(tg__worker *wk, const void *rid, size_t n, const tg__wbuf *h) {
+  if (!h->oom && (!n || tg__link_send_copy(wk->link, rid, n, TG__LINK_MORE) == TG_OK))
+    tg__link_send_copy(wk->link, h->p, h->len, 0);
+}
+
 static void send_error(tg__worker *wk, const void *rid, size_t n, const char *msg) {
   tg__wbuf h = {0};
   tg__wbuf_u8(&h, TG__M_ERROR);
   tg__wbuf_cstr(&h, msg);
-  if (!h.oom && zmq_send(wk->router, rid, n, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
-    zmq_send(wk->router, h.p, h.len, ZMQ_DONTWAIT);
+  send_raw(wk, rid, n, &h);
   tg__wbuf_free(&h);
 }
 
@@ -90,7 +96,7 @@ void tg__wk_drop(tg__worker *wk, wsess *s, const char *msg, bool banned) {
 bool tg__wk_send(tg__worker *wk, wsess *s, const tg__wbuf *h, const tg_value *v) {
   if (s->dead) return false;
   /* A failure is also how ROUTER_MANDATORY says the peer is gone. */
-  if (tg__wire_send(wk->router, s->rid, s->rid_len, h, v, s->peer_mis, &s->stream,
+  if (tg__wire_send(wk->link, s->rid, s->rid_len, h, v, s->peer_mis, &s->stream,
                     NULL, NULL) != TG_OK) {
     tg__wk_drop(wk, s, NULL, false);
     return false;
@@ -110,9 +116,8 @@ static void welcome(tg__worker *wk, const void *rid, size_t n, bool ok,
   tg__wbuf_varint(&h, wk->nthreads);
   tg__wbuf_cstr(&h, "tgraph worker");
   tg__wbuf_cstr(&h, msg);
-  tg__wbuf_varint(&h, (uint64_t)tg__wire_misalign());
-  if (!h.oom && zmq_send(wk->router, rid, n, ZMQ_SNDMORE) >= 0)
-    zmq_send(wk->router, h.p, h.len, 0);
+  tg__wbuf_varint(&h, (uint64_t)wk->link->misalign);
+  send_raw(wk, rid, n, &h);
   tg__wbuf_free(&h);
 }
 
@@ -157,6 +162,7 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   snprintf(s->name, sizeof s->name, "%s", name);
   s->next = wk->sessions;
   wk->sessions = s;
+  wk->said_hello = true;
   if (wk->o.verbose) fprintf(stderr, "tgraph worker: client '%s' connected\n", s->name);
   welcome(wk, rid, n, true, "");
   return true;
@@ -341,40 +347,27 @@ static void handle(tg__worker *wk) {
   tg__wk_sess_unref(wk, s);
 }
 
-/* Read one whole message into wk->parts: 1, or 0 when there is none, or
- * -1 when it had too many parts (its sender is dropped, nothing is read). */
+/* Read one whole message into wk->parts (a ROUTER's: the routing id
+ * first; a local link's: an empty one put first): 1, or 0 when there is
+ * none, or -1 when it had too many parts (its sender is dropped, nothing
+ * is read), or -2 when a local link's parent is gone or broke the framing
+ * (the worker ends). */
 static int recv_message(tg__worker *wk) {
   for (size_t i = 0; i < wk->nparts; i++) zmq_msg_close(&wk->parts[i]);
   wk->nparts = 0;
-  bool too_many = false;
-  for (int more = 1; more;) {
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, wk->router, wk->nparts || too_many ? 0 : ZMQ_DONTWAIT) < 0) {
-      zmq_msg_close(&m);
-      return wk->nparts > 0 ? 1 : 0;
-    }
-    more = zmq_msg_more(&m);
-    if (wk->nparts == wk->cap_parts && wk->cap_parts <= TG__MAX_PARTS) {
-      size_t c = wk->cap_parts ? wk->cap_parts * 2 : 16;
-      zmq_msg_t *np = tg__realloc(wk->parts, c * sizeof *np);
-      if (np) {
-        wk->parts = np;
-        wk->cap_parts = c;
-      }
-    }
-    if (wk->nparts < wk->cap_parts && wk->nparts <= TG__MAX_PARTS) {
-      wk->parts[wk->nparts++] = m;
-    } else { /* read the rest, keep only the routing id */
-      too_many = true;
-      zmq_msg_close(&m);
-    }
-  }
-  if (!too_many) return 1;
+  bool local = !wk->router;
+  size_t n = 0;
+  int got = tg__link_recv(wk->link, wk->parts + local, TG__MAX_PARTS + !local, &n);
+  if (got == 0) return 0;
+  if (local && got < 0) return -2;
+  if (local) zmq_msg_init(&wk->parts[0]);
+  wk->nparts = n + local;
+  if (got > 0) return 1;
+  if (got != TG_ELIMIT) return 0; /* ZeroMQ: nothing else happens */
   const void *rid = zmq_msg_data(&wk->parts[0]);
-  size_t n = zmq_msg_size(&wk->parts[0]);
-  uint64_t h = rid_hash(rid, n);
-  wsess *s = sess_find(wk, rid, n, h);
+  size_t rn = zmq_msg_size(&wk->parts[0]);
+  uint64_t h = rid_hash(rid, rn);
+  wsess *s = sess_find(wk, rid, rn, h);
   if (s) tg__wk_drop(wk, s, "message with too many parts: dropped", true);
   else ban(wk, h);
   return -1;
@@ -433,6 +426,11 @@ static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
   int64_t maxmsg = wk->o.max_message ? (int64_t)wk->o.max_message : INT32_MAX;
   wk->router = zmq_socket(wk->zctx, ZMQ_ROUTER);
   if (!wk->router) return tg__error_set(err, TG_EIO, "zmq_socket: %s", zmq_strerror(errno));
+  if (!(wk->link = tg__link_zmq(wk->router))) {
+    zmq_close(wk->router);
+    wk->router = NULL;
+    return tg__error_set(err, TG_ENOMEM, "out of memory");
+  }
   setopt(wk->router, ZMQ_LINGER, 0);
   setopt(wk->router, ZMQ_ROUTER_MANDATORY, 1);
   setopt(wk->router, ZMQ_SNDHWM, 0);
@@ -514,21 +512,28 @@ static void expire(tg__worker *wk, double now) {
 }
 
 static void loop(tg__worker *wk) {
-  zmq_pollitem_t it[3] = {{wk->router, 0, ZMQ_POLLIN, 0}, {NULL, wk->wake_fd, ZMQ_POLLIN, 0},
+  zmq_pollitem_t it[3] = {{NULL, -1, 0, 0}, {NULL, wk->wake_fd, ZMQ_POLLIN, 0},
                           {wk->peers, 0, ZMQ_POLLIN, 0}};
   double last_expiry = tg__now();
+  bool local = !wk->router;
   /* An atomic read: the flag may be set from another thread as well as
    * from a signal handler (see remote.h). */
   while (!(wk->o.stop && __atomic_load_n(wk->o.stop, __ATOMIC_RELAXED))) {
-    if (zmq_poll(it, 3, LOOP_MS) < 0 && errno != EINTR) break;
+    tg__link_pollitem(wk->link, &it[0]);
+    if (zmq_poll(it, local ? 2 : 3, LOOP_MS) < 0 && errno != EINTR) break;
     tg__wk_peers_read(wk);
     /* A bounded number of messages per turn keeps results flowing. */
-    for (int i = 0, got; i < 256 && (got = recv_message(wk)) != 0; i++)
+    int got = 0;
+    for (int i = 0; i < 256 && (got = recv_message(wk)) != 0 && got != -2; i++)
       if (got > 0) handle(wk);
     tg__wk_collect(wk);
+    /* A local link's parent is gone (or its session): the worker's job
+     * is done. */
+    if (tg__link_flush(wk->link) != TG_OK || got == -2 || (local && !wk->sessions && wk->said_hello))
+      break;
     tg__bigbuf_sweep();
     double now = tg__now();
-    if (now - last_expiry > 0.5) {
+    if (!local && now - last_expiry > 0.5) {
       expire(wk, now);
       last_expiry = now;
     }
@@ -541,9 +546,10 @@ static void teardown(tg__worker *wk) {
   tg__wk_collect(wk); /* tasks that were running: release them */
   tg__recycle_drain(&wk->task_blocks);
   for (size_t i = 0; i < wk->nparts; i++) zmq_msg_close(&wk->parts[i]);
+  wk->nparts = 0;
   tg__free(wk->parts);
   tg__wk_peers_stop(wk);
-  if (wk->router) zmq_close(wk->router);
+  tg__link_close(wk->link); /* and the ROUTER */
   unlink_user_socket(wk); /* ZeroMQ leaves it */
   tg__zap_stop(wk->zap);
   if (wk->zctx) zmq_ctx_term(wk->zctx);
@@ -570,31 +576,44 @@ static uint64_t pending_limit(const tg_worker_opts *o) {
   return n > o->max_message ? n : o->max_message;
 }
 
-int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err) {
-  char addr[512];
-  if (!reg) return tg__error_set(err, TG_EINVAL, "tg_worker_serve: no registry");
-  int rc = check_opts(opts, addr, sizeof addr, err);
-  if (rc != TG_OK) return rc;
+/* What both entries set up first: options, the pending budget, the
+ * parts array, locks. NULL when out of memory. */
+static tg__worker *worker_new(tg_registry *reg, const tg_worker_opts *opts) {
   tg__worker *wk = tg__calloc(1, sizeof *wk);
-  if (!wk) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  if (!wk) return NULL;
   wk->reg = reg;
+  wk->wake_fd = -1;
   /* A version 1 struct ends before max_pending: copy only what the
    * caller has; the rest stays 0 (the defaults). */
-  memcpy(&wk->o, opts, opts->version >= TG_WORKER_OPTS_V2
-                           ? sizeof *opts : offsetof(tg_worker_opts, max_pending));
-  wk->nthreads = wk->o.nthreads ? wk->o.nthreads : tg__ncpus();
+  if (opts)
+    memcpy(&wk->o, opts, opts->version >= TG_WORKER_OPTS_V2
+                             ? sizeof *opts : offsetof(tg_worker_opts, max_pending));
   /* Values received stay charged to it until their last release, which
    * may come after the worker is gone: it is refcounted. */
-  if (!(wk->pending = tg__stream_pool_new(pending_limit(&wk->o)))) {
+  wk->pending = tg__stream_pool_new(pending_limit(&wk->o));
+  wk->parts = tg__malloc((TG__MAX_PARTS + 1) * sizeof *wk->parts);
+  if (!wk->pending || !wk->parts) {
+    tg__stream_pool_unref(wk->pending);
+    tg__free(wk->parts);
     tg__free(wk);
-    return tg__error_set(err, TG_ENOMEM, "out of memory");
+    return NULL;
   }
-  wk->wake_fd = -1;
   /* Tasks of up to 4 arguments and 64-byte keys are recycled. */
   wk->task_blocks.size = tg__wk_task_size(4, 63);
   wk->task_blocks.max = 4096;
   pthread_mutex_init(&wk->mu, NULL);
   pthread_cond_init(&wk->cv, NULL);
+  return wk;
+}
+
+int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err) {
+  char addr[512];
+  if (!reg) return tg__error_set(err, TG_EINVAL, "tg_worker_serve: no registry");
+  int rc = check_opts(opts, addr, sizeof addr, err);
+  if (rc != TG_OK) return rc;
+  tg__worker *wk = worker_new(reg, opts);
+  if (!wk) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  wk->nthreads = wk->o.nthreads ? wk->o.nthreads : tg__ncpus();
   rc = start(wk, addr, err);
   if (rc == TG_OK) {
     if (opts->on_ready) opts->on_ready(opts->ctx, wk->endpoint);
@@ -603,6 +622,28 @@ int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err)
               wk->nthreads, opts->keys_dir ? ", CURVE keys" : ", this user's key");
     loop(wk);
   }
+  teardown(wk);
+  tg__free(wk);
+  return rc;
+}
+
+int tg__worker_serve_fd(tg_registry *reg, int fd, const tg_worker_opts *opts,
+                        tg__wk_running *running, tg_error *err) {
+  tg__worker *wk = reg ? worker_new(reg, opts) : NULL;
+  if (!wk) {
+    close(fd);
+    return tg__error_set(err, reg ? TG_ENOMEM : TG_EINVAL, reg ? "out of memory" : "no registry");
+  }
+  wk->o.stop = NULL; /* the parent's end of the socket is the stop */
+  wk->running = running;
+  wk->nthreads = wk->o.nthreads ? wk->o.nthreads : 1;
+  int rc = TG_OK;
+  wk->link = tg__link_local(fd, false);
+  wk->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!wk->link || wk->wake_fd < 0)
+    rc = tg__error_set(err, TG_EIO, "cannot set up the worker: %s", strerror(errno));
+  if (rc == TG_OK) rc = tg__wk_pool_start(wk, err);
+  if (rc == TG_OK) loop(wk);
   teardown(wk);
   tg__free(wk);
   return rc;

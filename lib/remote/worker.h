@@ -25,6 +25,7 @@
 
 #include "remote/buf.h"
 #include "remote/idmap.h"
+#include "remote/link.h"
 #include "remote/proto.h"
 #include "remote/stream.h"
 #include "remote/zap.h"
@@ -109,6 +110,7 @@ struct wtask {
   const tg_func *fn;
   uint8_t kind, flags;
   uint32_t aux, attempts, nargs, waits;
+  uint32_t first;       /* attempt number of its first call here */
   double timeout;
   char *key;            /* owned */
   tg_value **args;      /* owned references (NULL while waited for) */
@@ -133,10 +135,22 @@ typedef struct wlog {
 
 #define TG__WK_MAX_LOGS 10000 /* lines queued at once; more are counted */
 
+/* Where a forked worker shows its parent what it runs (shared memory
+ * made before the fork): the wire id of the task in a call (0: none) and
+ * its attempt number. The parent reads it when the worker dies, to know
+ * which task killed it. */
+typedef struct tg__wk_running {
+  _Atomic uint64_t id;
+  _Atomic uint32_t attempt;
+} tg__wk_running;
+
 typedef struct tg__worker {
   tg_registry *reg;
   tg_worker_opts o;
-  void *zctx, *router;
+  void *zctx, *router;    /* router: NULL on a local link */
+  tg__link *link;       /* the ROUTER's, or the one to a local parent */
+  tg__wk_running *running; /* local: shown to the parent, or NULL */
+  bool said_hello;      /* local: a session began (its end ends us) */
   void *peers;          /* PAIR reading the ROUTER's monitor events */
   tg__zap *zap;
   int wake_fd;          /* eventfd: tasks are done */
@@ -154,7 +168,8 @@ typedef struct tg__worker {
   tg__idmap banned;     /* routing id hash -> (void *)1: dropped peers */
   tg__stream_pool *pending; /* streamed values held for all sessions (owned) */
   zmq_msg_t *parts;     /* the message being handled */
-  size_t nparts, cap_parts;
+  size_t nparts;        /* of TG__MAX_PARTS + 1 (untouched pages cost
+                           nothing) */
   uint64_t tasks_done;
   tg__recycler task_blocks; /* freed task blocks (loop thread only) */
   char endpoint[256];
@@ -164,6 +179,19 @@ typedef struct tg__worker {
 } tg__worker;
 
 /* ---- worker.c ---- */
+/* Serve one client, the parent process at the other end of fd (one end
+ * of an AF_UNIX stream socketpair, taken), over a local link
+ * (remote/link.h): no ZeroMQ context, no keys (the socketpair is
+ * private), opts->nthreads (0: 1) threads; nothing else of opts but
+ * verbose, max_message and max_pending is used (opts may be NULL).
+ * running (may be NULL): where the task in a call is shown.
+ * Returns when the parent closes its end or says goodbye: TG_OK, or
+ * TG_ENOMEM / TG_EIO when the worker could not start.
+ * Fork: for a child forked from a program that uses ZeroMQ: it creates
+ * nothing from the parent's context. */
+int tg__worker_serve_fd(tg_registry *reg, int fd, const tg_worker_opts *opts,
+                        tg__wk_running *running, tg_error *err);
+
 /* Drop session s: error message to the peer (msg may be NULL), state
  * freed, routing id banned when `ban`. */
 void tg__wk_drop(tg__worker *wk, wsess *s, const char *msg, bool ban);

@@ -36,11 +36,15 @@ static int invoke(tg_task_ctx *ctx, wtask *t, tg_value **out) {
 /* Call t's function with retries; the outcome goes into t. t0: the clock
  * now (the previous task's end, when this one was taken without waiting).
  * Returns the clock at the end. */
-static double run_task(wtask *t, int worker, tg__wstates *states, double t0) {
+static double run_task(tg__worker *wk, wtask *t, int worker, tg__wstates *states, double t0) {
   tg_task_ctx ctx;
   t->worker = worker;
   t->started = t0;
-  for (uint32_t at = 0;; at++) {
+  for (uint32_t at = t->first;; at++) {
+    if (wk->running) { /* for the parent, should this call kill us */
+      atomic_store(&wk->running->attempt, at);
+      atomic_store(&wk->running->id, t->id);
+    }
     tg__task_ctx_init(&ctx, t->fn, (tg__task_host){&run_host, t->run}, 0, worker, (int)at);
     ctx.key = t->key; /* known: it came with the task */
     ctx.states = states;
@@ -61,6 +65,7 @@ static double run_task(wtask *t, int worker, tg__wstates *states, double t0) {
       break;
     }
   }
+  if (wk->running) atomic_store(&wk->running->id, 0);
   double end = tg__now();
   t->secs = end - t0;
   return end;
@@ -118,7 +123,7 @@ static void *pool_main(void *arg) {
     bool stopping = wk->stopping; /* read under mu, where it is written */
     pthread_mutex_unlock(&wk->mu);
     if (wake) wake_loop(wk);
-    if (!stopping) now = run_task(t, pa.index, &states, now > 0 ? now : tg__now());
+    if (!stopping) now = run_task(wk, t, pa.index, &states, now > 0 ? now : tg__now());
     else t->rc = TG_ECANCELED;
     prev = t;
     pthread_mutex_lock(&wk->mu);

@@ -226,6 +226,8 @@ static bool parse_task(tg__worker *wk, wsess *s, tg__rbuf *r, wrun *run, tg_valu
   uint8_t flags = tg__rbuf_u8(r);
   uint64_t store = tg__rbuf_varint(r);
   uint64_t min_us = tg__rbuf_varint(r);
+  uint32_t first = flags & TG__RF_RESUME && attempts > 0
+                       ? (uint32_t)tg__rbuf_count(r, attempts - 1) : 0;
   size_t kl;
   const char *key = tg__rbuf_str(r, TG__MAX_KEY, &kl);
   /* each argument takes 2 bytes at least: the count cannot outrun them */
@@ -242,7 +244,8 @@ static bool parse_task(tg__worker *wk, wsess *s, tg__rbuf *r, wrun *run, tg_valu
                                                       : tg__malloc(size);
   if (!t) return false;
   *t = (wtask){.id = id, .kind = kind, .aux = aux, .attempts = attempts, .timeout = timeout,
-               .flags = flags, .store = store, .min_us = min_us, .nargs = nargs};
+               .flags = flags, .store = store, .min_us = min_us, .nargs = nargs,
+               .first = first};
   t->args = (tg_value **)(t + 1);
   memset(t->args, 0, nslots * sizeof *t->args);
   t->key = (char *)(t->args + nslots);

@@ -395,6 +395,11 @@ extern _Thread_local tg_task_ctx *tg__tls_task;
 /* The run whose task ctx is (the scheduler's task host), or NULL when ctx
  * belongs to another host (a worker's). */
 tg__run *tg__task_host_run(const tg_task_ctx *ctx);
+/* Fill ctx for a call of fn for node of run r made outside the scheduler's
+ * own attempt loop (a backend building an internal task in place), with
+ * the run as its host. */
+void tg__task_ctx_for_run(tg_task_ctx *ctx, tg__run *r, const tg_func *fn, uint32_t node,
+                          int worker, int attempt);
 
 /* ---- tg_compute (compute.c, stages.c) ------------------------------------ */
 

@@ -510,6 +510,11 @@ static void finish_cached(tg__wctx *w, tg__task *t) {
 
 _Thread_local tg_task_ctx *tg__tls_task;
 
+void tg__task_ctx_for_run(tg_task_ctx *ctx, tg__run *r, const tg_func *fn, uint32_t node,
+                          int worker, int attempt) {
+  tg__task_ctx_init(ctx, fn, (tg__task_host){&run_host, r}, node, worker, attempt);
+}
+
 tg__run *tg__task_host_run(const tg_task_ctx *ctx) {
   return ctx->host.ops == &run_host ? ctx->host.self : NULL;
 }

@@ -220,7 +220,7 @@ static void traffic_end(const backend *b, const char *what, const tg__pstats *st
   t->d.shm_copied = now.shm_copied - st->shm_copied;
   t->d.shm_passed = now.shm_passed - st->shm_passed;
   t->d.fds_passed = now.fds_passed - st->fds_passed;
-  t->d.local_hits = now.local_hits - st->local_hits;
+  t->d.values_moved = now.values_moved - st->values_moved;
   t->d.batches = now.batches - st->batches;
   t->d.tasks = now.tasks - st->tasks;
 }
@@ -229,17 +229,17 @@ static void print_traffic(void) {
   if (!ntraffic) return;
   printf("\nTraffic of the processes backend per workload (all repetitions): "
          "bytes through the worker sockets, bytes that crossed as shared memory "
-         "(of which copied into it by the parent), segment fds passed, tasks "
-         "sent to the worker already holding their large inputs, tasks per "
+         "(of which copied into it by the parent), segment fds passed, results "
+         "sent on from one worker to another, tasks per "
          "batch.\n\n| workload | backend | socket out / in | shared memory "
-         "(copied) | fds | local | tasks/batch |\n|---|---|---|---|---|---|---|\n");
+         "(copied) | fds | moved | tasks/batch |\n|---|---|---|---|---|---|---|\n");
   for (int i = 0; i < ntraffic; i++) {
     const traffic *t = &traffics[i];
     printf("| %s | %s:%u | %.2f / %.2f MB | %.1f MB (%.1f MB) | %llu | %llu | %.1f |\n",
            t->what, t->b->name, t->b->workers, (double)t->d.sock_out / 1e6,
            (double)t->d.sock_in / 1e6, (double)t->d.shm_passed / 1e6,
            (double)t->d.shm_copied / 1e6, (unsigned long long)t->d.fds_passed,
-           (unsigned long long)t->d.local_hits,
+           (unsigned long long)t->d.values_moved,
            t->d.batches ? (double)t->d.tasks / (double)t->d.batches : 0.0);
   }
 }

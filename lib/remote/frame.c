@@ -1,4 +1,4 @@
-/* lib/backends/procs_wire.c: growable byte buffers and framed messages over
+/* lib/remote/frame.c: growable byte buffers and framed messages over
  * an AF_UNIX stream socket, with file descriptors passed alongside.
  *
  * Fds queued for a message are attached to the first sendmsg() after they
@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "procs_internal.h"
+#include "remote/frame.h"
 
 #define FDS_PER_SEND 253 /* SCM_MAX_FD */
 

@@ -1,4 +1,4 @@
-/* lib/backends/procs_seg.c: memfd segments (shared memory passed between
+/* lib/remote/seg.c: memfd segments (shared memory passed between
  * the parent and workers by fd), their size classes and pools of free
  * segments kept for reuse.
  *
@@ -7,11 +7,14 @@
  * cost of copying it), while a segment that is already populated and
  * mapped can be rewritten at memcpy speed. */
 #include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "procs_internal.h"
+#include "remote/seg.h"
+#include "util/fdtrack.h"
 
 static size_t page_size(void) {
   static _Atomic size_t ps;
@@ -25,7 +28,7 @@ static size_t page_size(void) {
 }
 
 size_t tg__seg_class(size_t nbytes) {
-  size_t unit = TG__PROCS_SHM_MIN;
+  size_t unit = TG__SEG_MIN;
   if (nbytes > ((size_t)1 << 20)) { /* 1/8 of the power of two below */
     unsigned top = 63u - (unsigned)__builtin_clzll((unsigned long long)nbytes);
     unit = (size_t)1 << (top - 3);
@@ -54,7 +57,7 @@ int tg__seg_create(size_t size, bool track, tg__seg *s) {
   }
   /* A worker forked later must not keep the pages of a segment alive. */
   (void)madvise(m, size, MADV_DONTFORK);
-  if (track) tg__procs_fd_track(fd);
+  if (track) tg__fd_track(fd);
   s->fd = fd;
   s->map = m;
   s->size = size;
@@ -76,7 +79,7 @@ int tg__seg_map(int fd, size_t size, bool writable, void **map) {
 void tg__seg_destroy(tg__seg *s, bool tracked) {
   if (s->map) munmap(s->map, s->size);
   if (s->fd >= 0) {
-    if (tracked) tg__procs_fd_untrack(s->fd);
+    if (tracked) tg__fd_untrack(s->fd);
     close(s->fd);
   }
   s->map = NULL;
