@@ -128,10 +128,13 @@ typedef struct tg_node_opts {
                         UTF-8, and not of the form NAME#DIGITS, which is
                         reserved for generated keys (TG_EEXIST) */
   int retries;       /* extra attempts after a failure (pure functions
-                        only); -1: the compute's default. A lost worker
-                        is not a failure of the task: a pure task is sent
-                        again with all its attempts, an impure one is
-                        not run again (registry.h) */
+                        only); -1: the compute's default. A lost tcp
+                        worker is not a failure of the task: a pure task
+                        is sent again with all its attempts, an impure
+                        one is not run again (registry.h). A processes
+                        worker calls one task at a time, so its death is
+                        that task's failed attempt (the others it held go
+                        again uncounted) */
   int cache;         /* -1: cache if the function is pure; 0: never;
                         1: always (trust an impure function) */
   double timeout;    /* seconds for one attempt, 0 = none (enforced by

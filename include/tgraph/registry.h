@@ -20,7 +20,10 @@
  * compute: when the worker process or machine it was sent to is lost
  * (it may have run, or may still run there), it fails with TG_EWORKER
  * ("worker ADDR was lost while running impure task 'KEY' (WHY); it was
- * not run again because it is not pure") rather than run again.
+ * not run again because it is not pure"; on processes, which knows the
+ * task a worker process died in: "worker N (pid P) was killed by signal 9
+ * (Killed) while running impure task 'KEY'; it was not run again because
+ * it is not pure") rather than run again.
  *
  * A task may compute a graph of its own (tg_compute) on an executor it
  * creates, on any backend (in a processes worker too, which then forks

@@ -276,8 +276,12 @@ static void crashed(tcp *b, tcp_rec *rec, uint32_t attempt, const char *why) {
     return;
   }
   char kb[TG__NAME_MAX + 32], msg[600];
-  snprintf(msg, sizeof msg, "%s while running task '%s'", why,
-           tg__run_key(r, rec->node, kb, sizeof kb));
+  bool pure = nd->kind != TG__NK_CONCAT && (nd->fn->flags & TG_FUNC_PURE);
+  /* Said as tcp's loss rule says it (tg__tcp_rec_requeue): impure tasks
+   * are never called twice. */
+  snprintf(msg, sizeof msg, "%s while running %stask '%s'%s", why, pure ? "" : "impure ",
+           tg__run_key(r, rec->node, kb, sizeof kb),
+           pure ? "" : "; it was not run again because it is not pure");
   tg__tcp_rec_fail(b, rec, TG_EWORKER, msg);
 }
 
