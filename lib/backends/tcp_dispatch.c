@@ -24,7 +24,10 @@ static tcp_rec *rec_new(tcp_run *rs, tg__task *t, uint32_t nargs) {
   rec->nargs = nargs;
   rec->conn = -1;
   rs->users++;
-  if (t) rs->live++;
+  if (t) {
+    rs->live++;
+    rs->inflight++;
+  }
   return rec;
 }
 
@@ -47,16 +50,27 @@ static void detach(tcp *b, tcp_rec *rec) {
 }
 
 void tg__tcp_rec_free(tcp *b, tcp_rec *rec) {
+  tcp_run *rs = rec->rs;
   release_args(b, rec);
   tg__tcp_handle_unref(b, rec->out);
-  if (rec->t) rec->rs->live--;
-  tg__tcp_run_unuse(b, rec->rs);
+  if (rec->early) { /* the engine will send its task itself */
+    rs->early[rec->task] = NULL;
+    rs->nearly--;
+    if (rec->done && rec->dval) tg__run_live(rs->r, -1); /* counted while kept here */
+  }
+  tg_value_unref(rec->dval);
+  tg__free(rec->dmsg);
+  if (rec->t && !rec->orphan) {
+    rs->live--;
+    if (!rec->done) rs->inflight--;
+  }
+  tg__tcp_run_unuse(b, rs);
   tg__free(rec);
 }
 
 void tg__tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg) {
   detach(b, rec);
-  if (rec->t) {
+  if (rec->t && !rec->early && !rec->orphan) {
     tg__task_end(&b->w, rec->t, code, NULL, msg);
     tg__tcp_take_ready(b);
   }
@@ -64,6 +78,11 @@ void tg__tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg) {
 }
 
 void tg__tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
+  if (rec->early || rec->orphan) { /* pre-sent: the engine sends it when ready */
+    detach(b, rec);
+    tg__tcp_rec_free(b, rec);
+    return;
+  }
   detach(b, rec);
   release_args(b, rec);
   rec->id = 0;
@@ -85,6 +104,10 @@ void tg__tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
 }
 
 void tg__tcp_rec_resend(tcp *b, tcp_rec *rec) {
+  if (rec->early || rec->orphan) {
+    tg__tcp_rec_requeue(b, rec, "sent again");
+    return;
+  }
   if (rec->abort) {
     tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
     return;
@@ -143,11 +166,207 @@ static void put_arg(tcp_conn *c, tcp_rec *rec, uint32_t j, const tg__garg *a) {
   }
 }
 
-/* Flags, store id and time threshold of rec. */
-static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min_us) {
+/* ---- chains ------------------------------------------------------------------ */
+
+/* Where a result kept on c is: c's socket generation (a new socket is a
+ * new session there, without the objects of the last) and c. */
+static uint64_t tag_of(const tcp_conn *c) {
+  return ((uint64_t)c->gen << 8) | (uint64_t)(c->idx + 1);
+}
+
+/* Whether task di of rs can be sent to c ahead of the engine: nothing the
+ * engine must do first (a cache lookup, futures, a deadline), arguments
+ * small constants (sent inline) or whole results of tasks kept on c
+ * (self: one more task taken as kept there, UINT32_MAX for none). */
+static bool presendable(const tcp *b, const tcp_run *rs, uint32_t di, const tcp_conn *c,
+                        uint32_t self) {
+  const tg__run *r = rs->r;
+  const tg__runplan *p = &r->plan;
+  const tg__task *d = &p->tasks[di];
+  if (d->flags & (TG__T_CACHED | TG__T_FUTURES)) return false;
+  const tg__gnode *nd = &r->g->nodes[d->node];
+  if (nd->timeout > 0) return false;
+  const tg__garg *a = tg__node_args(r->g, nd);
+  uint64_t tag = tag_of(c);
+  for (uint32_t j = 0; j < nd->nargs; j++) {
+    if (a[j].kind == TG_ARG_VALUE) {
+      if (tg__wire_estimate(a[j].u.value, b->keep_min) >= b->keep_min) return false;
+      continue;
+    }
+    if (a[j].kind != TG_ARG_NODE) return false;
+    uint32_t pi = p->task_of[a[j].node];
+    if (pi == UINT32_MAX || (pi != self && rs->bound[pi] != tag)) return false;
+  }
+  return true;
+}
+
+/* Whether rec's result is to stay on c whatever its size: every dependent
+ * that will run can be sent there ahead of the engine (its other inputs
+ * are kept there already). Not an output, nothing the cache may store,
+ * no item of it selected. */
+static bool chain_keep(const tcp *b, const tcp_conn *c, const tcp_rec *rec) {
+  const tcp_run *rs = rec->rs;
+  const tg__run *r = rs->r;
+  if (!rec->t || rec->whole || (rec->t->flags & TG__T_OUTPUT) || r->memo ||
+      (rs->flags[rec->task] & RF_SELECTED))
+    return false;
+  const tg__runplan *p = &r->plan;
+  uint32_t n = 0;
+  for (uint32_t k = p->dep_off[rec->task]; k < p->dep_off[rec->task + 1]; k++) {
+    uint32_t di = p->deps[k];
+    if (p->tasks[di].flags & TG__T_CACHED) continue;
+    if (!presendable(b, rs, di, c, rec->task)) return false;
+    n++;
+  }
+  return n > 0;
+}
+
+static void defer(tcp_run *rs, uint32_t ti) {
+  if (rs->ndeferred == rs->cap_deferred) {
+    uint32_t cap = rs->cap_deferred ? rs->cap_deferred * 2 : 8;
+    uint32_t *d = tg__realloc(rs->deferred, cap * sizeof *d);
+    if (!d) return; /* then the engine sends them when ready */
+    rs->deferred = d;
+    rs->cap_deferred = cap;
+  }
+  rs->deferred[rs->ndeferred++] = ti;
+}
+
+static void append(tcp *b, tcp_conn *c, tcp_rec *rec);
+
+/* Send task di of rs to c ahead of the engine. */
+static void presend(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
+  const tg__run *r = rs->r;
+  tg__task *t = &r->plan.tasks[di];
+  const tg__gnode *nd = &r->g->nodes[t->node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  tcp_rec *rec = rec_new(rs, t, nd->nargs);
+  if (!rec) return;
+  rec->early = true;
+  rs->early[di] = rec;
+  rs->nearly++;
+  rec->task = di;
+  rec->node = t->node;
+  expect(b, rec, nd);
+  for (uint32_t j = 0; j < nd->nargs; j++)
+    if (a[j].kind == TG_ARG_VALUE) rec->args[j] = a[j].u.value; /* the graph's */
+  rec->conn = c->idx;
+  tg__tcp_conn_add(c, rec);
+  append(b, c, rec);
+}
+
+/* Task ti of rs was sent to c, its result to stay there: send its
+ * dependents whose inputs are all there now, ahead of the engine (which
+ * has not made them ready: some input of theirs is not finished there). */
+static void presend_deps(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t ti) {
+  const tg__runplan *p = &rs->r->plan;
+  for (uint32_t k = p->dep_off[ti]; k < p->dep_off[ti + 1]; k++) {
+    uint32_t di = p->deps[k];
+    tg__task *d = &p->tasks[di];
+    if ((k > p->dep_off[ti] && p->deps[k - 1] == di) || rs->early[di] ||
+        (d->flags & TG__T_CACHED) || atomic_load(&d->pending) == 0 ||
+        atomic_load(&d->state) != TG__T_NEW || !presendable(b, rs, di, c, UINT32_MAX))
+      continue;
+    if (rs->nearly >= TCP_AHEAD || c->state != CS_READY) {
+      defer(rs, ti);
+      return;
+    }
+    presend(b, c, rs, di);
+  }
+}
+
+/* Room under TCP_AHEAD again: send what was held back. */
+static void undefer(tcp *b, tcp_run *rs) {
+  while (rs->ndeferred && rs->nearly < TCP_AHEAD) {
+    uint32_t ti = rs->deferred[--rs->ndeferred];
+    uint64_t tag = rs->bound[ti];
+    int ci = (int)(tag & 0xff) - 1;
+    if (ci < 0 || ci >= b->nconns) continue;
+    tcp_conn *c = &b->conns[ci];
+    if (c->state == CS_READY && tag_of(c) == tag) presend_deps(b, c, rs, ti);
+  }
+}
+
+/* The engine began task ti, pre-sent as rec (args: its inputs, borrowed
+ * until its end): it waits for rec's reply, or ends with it now. */
+static void attach(tcp *b, tcp_run *rs, tcp_rec *rec, tg_value *const *args, size_t n) {
+  rs->early[rec->task] = NULL;
+  rs->nearly--;
+  rec->early = false;
+  if (n) memcpy(rec->args, args, n * sizeof *args);
+  rec->started = true;
+  tg__task_started(&b->w, rec->t, rec->done ? rec->drep.worker : rec->conn);
+  if (rec->done) {
+    tg_value *v = rec->dval;
+    rec->dval = NULL;
+    if (v) tg__run_live(rs->r, -1); /* the engine counts it from here */
+    tg__tcp_run_task_done(b, rs, rec->task);
+    tg__task_end_report(&b->w, rec->t, rec->dcode, v,
+                        rec->dcode == TG_ENOMEM && !rec->dmsg ? "out of memory" : rec->dmsg,
+                        &rec->drep);
+    tg__tcp_take_ready(b);
+    tg__tcp_rec_free(b, rec);
+  }
+  undefer(b, rs);
+}
+
+/* The engine finished task ti without calling it (skipped): rec's reply,
+ * if still to come, is dropped. */
+static void orphan(tcp *b, tcp_run *rs, tcp_rec *rec) {
+  if (rec->done) {
+    tg__tcp_rec_free(b, rec);
+  } else {
+    rs->early[rec->task] = NULL;
+    rs->nearly--;
+    rec->early = false;
+    rec->orphan = true;
+    rs->live--;
+    rs->inflight--;
+  }
+  undefer(b, rs);
+}
+
+void tg__tcp_early_done(tcp *b, tcp_rec *rec, int code, tg_value *v, const char *msg,
+                        const tg__call_report *rep, uint64_t calls, uint64_t fails) {
+  if (rec->orphan) {
+    tg_value_unref(v);
+    tg__tcp_rec_free(b, rec);
+    return;
+  }
+  tg__run *run = rec->rs->r;
+  bool user = !(rec->t->flags & TG__T_INTERNAL);
+  if (calls > 1 && user) atomic_fetch_add(&run->ran, calls - 1);
+  if (fails > (code != TG_OK) && user)
+    atomic_fetch_add(&run->attempts_failed, fails - (code != TG_OK));
+  if (code == TG_OK && !v) code = TG_ENOMEM;
+  if (code != TG_OK) {
+    tg_value_unref(v);
+    v = NULL;
+  }
+  rec->done = true;
+  rec->dcode = code;
+  rec->dval = v;
+  if (v) tg__run_live(run, 1); /* alive here, not yet in the engine */
+  if (msg && *msg && (rec->dmsg = tg__malloc(strlen(msg) + 1))) strcpy(rec->dmsg, msg);
+  rec->drep = *rep;
+  rec->drep.message = NULL;
+  rec->rs->inflight--; /* on no worker now */
+}
+
+/* ---- the batch record (continued) ------------------------------------------------ */
+
+/* Flags, store id and time threshold of rec on c. */
+static uint8_t flags_of(tcp *b, tcp_conn *c, tcp_rec *rec, const tg__gnode *nd,
+                        uint64_t *min_us) {
   *min_us = 0;
   if (!rec->t) {
     rec->store = rec->out->id;
+    return TG__RF_KEEP;
+  }
+  if (chain_keep(b, c, rec)) { /* its dependents follow it there */
+    rec->store = b->next_id++;
+    rec->rs->bound[rec->task] = tag_of(c);
+    rec->rs->bound_id[rec->task] = rec->store;
     return TG__RF_KEEP;
   }
   const tg__run *r = rec->rs->r;
@@ -221,7 +440,7 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
     return;
   }
   c->batch_run = rec->rs->seq;
-  uint8_t flags = flags_of(b, rec, nd, &min_us);
+  uint8_t flags = flags_of(b, c, rec, nd, &min_us);
   rec->flags = flags; /* what its reply may be */
   char kb[TG__NAME_MAX + 32];
   tg__wbuf *w = &c->batch;
@@ -236,14 +455,23 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   tg__wbuf_varint(w, min_us);
   tg__wbuf_cstr(w, tg__run_key(r, rec->node, kb, sizeof kb));
   tg__wbuf_varint(w, rec->nargs);
-  for (uint32_t j = 0; j < rec->nargs; j++) put_arg(c, rec, j, &a[j]);
+  const tg__runplan *p = &r->plan;
+  for (uint32_t j = 0; j < rec->nargs; j++) {
+    if (rec->early && a[j].kind == TG_ARG_NODE) { /* kept here, by its id */
+      tg__wbuf_u8(w, TG__ARG_OBJ);
+      tg__wbuf_varint(w, rec->rs->bound_id[p->task_of[a[j].node]]);
+    } else {
+      put_arg(c, rec, j, &a[j]);
+    }
+  }
   c->nbatch++;
-  if (rec->t && !rec->started) { /* now that its worker is known */
+  if (rec->t && !rec->started && !rec->early) { /* now that its worker is known */
     rec->started = true;
     tg__task_started(&b->w, rec->t, c->idx);
   }
   rec->sent = tg__now(); /* after STARTED: its calls are placed after it */
   if (nd->timeout > 0 && rec->t) watch(b, c, rec, nd->timeout * attempts_of(r, nd));
+  if (flags == TG__RF_KEEP && rec->t) presend_deps(b, c, rec->rs, rec->task);
 }
 
 /* ---- moving inputs --------------------------------------------------------- */
@@ -488,14 +716,16 @@ static int choose(tcp *b, const tcp_rec *rec) {
   for (int i = 0; i < b->nconns; i++) {
     const tcp_conn *c = &b->conns[i];
     if (!tg__tcp_conn_has_room(c)) continue;
-    double miss = 0;
+    double miss = 0, fetches = 0;
     for (uint32_t j = 0; j < rec->nargs; j++) {
       const tcp_handle *h = rec->hargs[j];
       if (h && h->kind == H_ELEM) h = h->parent;
-      if (h && !(h->locs & (UINT64_C(1) << i)) && (h->locs || h->kind == H_CONST))
+      if (h && !(h->locs & (UINT64_C(1) << i)) && (h->locs || h->kind == H_CONST)) {
         miss += (double)h->bytes;
+        fetches += h->locs && !h->local; /* a round trip through here first */
+      }
     }
-    double cost = miss * 1e-9 + (c->queued + rec->est) / c->nthreads;
+    double cost = miss * 1e-9 + fetches * 1e-4 + (c->queued + rec->est) / c->nthreads;
     if (best < 0 || cost < best_cost) {
       best = i;
       best_cost = cost;
@@ -559,21 +789,55 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
   size_t n;
   tcp_rec *rec = NULL;
   b->w.worker = -1; /* failures here: no worker is chosen yet */
+  tcp_rec *pre = rs->early[t - rs->r->plan.tasks];
   if (tg__task_begin(&b->w, t, &args, &n)) {
-    rec = rec_new(rs, t, (uint32_t)n);
+    if (pre) attach(b, rs, pre, args, n);
+    else rec = rec_new(rs, t, (uint32_t)n);
     if (rec) {
       if (n) memcpy(rec->args, args, n * sizeof *args); /* args: NULL when none */
       rec->task = (uint32_t)(t - rs->r->plan.tasks);
       rec->node = t->node;
       expect(b, rec, &rs->r->g->nodes[t->node]);
-    } else {
+    } else if (!pre) {
       tg__task_end(&b->w, t, TG_ENOMEM, NULL, "out of memory");
     }
+  } else if (pre) {
+    orphan(b, rs, pre);
   }
   tg__tcp_take_ready(b);
   rs->live--; /* the heap's use */
   tg__tcp_run_unuse(b, rs);
   return rec;
+}
+
+/* ---- memory order ------------------------------------------------------------ */
+
+/* Whether ready task t may be sent now. The heap gives tasks in the
+ * plan's order; what bounds how far workers run ahead of it is the
+ * number of results alive: in the engine (r->live: values, and
+ * placeholders of results kept on workers) plus the tasks on workers. A
+ * task that adds a result (one that frees none of its inputs: a leaf)
+ * waits while that number is past the run's sequential peak plus
+ * TCP_SLACK per worker thread. A run with nothing on workers always
+ * starts one: progress. */
+static bool may_start(tcp *b, tg__task *t) {
+  tcp_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
+  if (!rs || rs->inflight == 0 || (t->flags & TG__T_CACHED)) return true;
+  const tg__run *r = rs->r;
+  const tg__runplan *p = &r->plan;
+  uint32_t ti = (uint32_t)(t - p->tasks);
+  if (rs->early[ti]) return true; /* sent already */
+  const tg__gnode *nd = &r->g->nodes[t->node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  for (uint32_t j = 0; j < nd->nargs; j++) /* the last use of an input: frees one */
+    if (tg__arg_is_node(a[j].kind) && p->task_of[a[j].node] != UINT32_MAX &&
+        tg__tcp_run_dependents(rs, p->task_of[a[j].node]) == 1)
+      return true;
+  int64_t threads = 0;
+  for (int i = 0; i < b->nconns; i++)
+    if (b->conns[i].state == CS_READY) threads += b->conns[i].nthreads;
+  int64_t live = atomic_load_explicit(&t->run->live, memory_order_relaxed);
+  return live + rs->inflight < rs->seq_peak + TCP_SLACK * (threads ? threads : 1);
 }
 
 static bool any_room(const tcp *b) {
@@ -594,8 +858,8 @@ void tg__tcp_dispatch(tcp *b) {
         continue;
       }
     } else {
+      if (!b->heap.n || !may_start(b, b->heap.v[0])) return;
       tg__task *t = tg__tcp_heap_pop(b);
-      if (!t) return;
       if (!(rec = begin(b, t))) continue;
     }
     place(b, rec);

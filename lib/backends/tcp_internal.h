@@ -51,6 +51,10 @@
 #define TCP_BATCH_MAX 512     /* tasks per message */
 #define TCP_MAX_PARTS 4096    /* parts of a worker's message */
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
+#define TCP_AHEAD 128         /* pre-sent records of a run not yet reached by
+                                 the engine (tcp_dispatch.c, "chains") */
+#define TCP_SLACK 16          /* results per worker thread a run may hold
+                                 beyond its sequential peak (memory order) */
 
 typedef struct tcp tcp;
 typedef struct tcp_conn tcp_conn;
@@ -110,6 +114,22 @@ struct tcp_run {
   bool cancelled;          /* its in-flight tasks were given up */
   uint64_t shapes;         /* bytes of its kept results' placeholder
                               lists/maps alive (TCP_RUN_SHAPES) */
+  /* Chains and memory order (tcp_dispatch.c): */
+  tcp_rec **early;         /* per task: its pre-sent record while the
+                              engine has not begun it (weak) */
+  uint64_t *bound;         /* per task: where its result is kept for its
+                              pre-sent dependents: socket generation << 8
+                              | conn + 1; 0: nowhere */
+  uint64_t *bound_id;      /* per task: that object's id there */
+  uint32_t nearly;         /* records in early */
+  uint32_t inflight;       /* records of engine tasks (early ones too) */
+  int64_t seq_peak;        /* most results alive at once when its tasks
+                              run one at a time in plan order (the bound
+                              on run-ahead adds TCP_SLACK per worker
+                              thread to it) */
+  uint32_t *deferred;      /* tasks whose dependents were not pre-sent
+                              for want of room under TCP_AHEAD */
+  uint32_t ndeferred, cap_deferred;
 };
 
 /* A task on its way to a worker: begun in the engine (t), or the
@@ -138,6 +158,16 @@ struct tcp_rec {
   bool abort;              /* its run was cancelled meanwhile */
   bool started;            /* its STARTED event was reported */
   double sent;             /* when it was last put in a TASKS message */
+  /* Pre-sent (tcp_dispatch.c, "chains"): sent before the engine made its
+   * task ready; the engine's begin attaches it (args, started). */
+  bool early;              /* not begun in the engine yet */
+  bool orphan;             /* the engine finished its task without it (a
+                              skip): its reply is dropped */
+  bool done;               /* early and its reply came: kept below */
+  int dcode;               /* that reply: status, value (a reference), */
+  tg_value *dval;          /* message, call report */
+  char *dmsg;
+  tg__call_report drep;
 };
 
 enum { CS_IDLE = 0, CS_CONNECTING = 1, CS_READY = 2, CS_FAILED = 3 };
@@ -338,6 +368,10 @@ void tg__tcp_fail_waiting(tcp *b, const char *why);
 bool tg__tcp_work_waiting(const tcp *b);
 /* Finish the waiting work of stopped runs (when no worker can take it). */
 void tg__tcp_drop_stopped(tcp *b);
+/* The reply of pre-sent rec (early or orphan; off its conn already) came:
+ * keep it for the engine's begin (v, msg copied, taken: v), or drop it. */
+void tg__tcp_early_done(tcp *b, tcp_rec *rec, int code, tg_value *v, const char *msg,
+                        const tg__call_report *rep, uint64_t calls, uint64_t fails);
 
 /* ---- tcp_results.c ---- */
 /* Handle a message of c (parts[0] is the header). */

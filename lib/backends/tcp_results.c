@@ -228,6 +228,14 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
       ok = false;
     }
   }
+  if (rec && (rec->early || rec->orphan)) { /* pre-sent: the engine is not there yet */
+    tg__call_report rep = placed(c, rec, thread1, received_us, wait_us, secs, calls);
+    tg__tcp_conn_remove(&b->conns[rec->conn], rec);
+    rec->conn = -1;
+    tg__tcp_early_done(b, rec, code, v, msg, &rep, calls, fails);
+    v = NULL;
+    rec = NULL;
+  }
   if (rec) {
     if (!rec->t) {
       recomputed(c, rec, code, msg);
