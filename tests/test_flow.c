@@ -20,12 +20,31 @@
 
 #define NW 2
 
+/* len(list): its length. */
+static int fn_len(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  (void)n;
+  if (tg_value_type(a[0]) != TG_LIST) return tg_task_fail(ctx, TG_ETYPE, "len(list)");
+  *out = tg_int((int64_t)tg_list_len(a[0]));
+  return *out ? TG_OK : TG_ENOMEM;
+}
+
+static tg_registry *make_reg(void) {
+  tg_registry *r = tgt_registry_new();
+  tg_func_def d = {TG_FUNC_DEF_V1, "len", "1", fn_len, TG_FUNC_PURE, 1, NULL, NULL, 0,
+                   NULL, NULL};
+  if (r && tg_registry_add(r, &d, NULL) != TG_OK) {
+    tg_registry_free(r);
+    r = NULL;
+  }
+  return r;
+}
+
 static pid_t pids[NW];
 static char eps[NW][128];
 static tg_registry *reg;
 
 static void child(int fd) {
-  tg_registry *r = tgt_registry_new();
+  tg_registry *r = make_reg();
   tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
                       .nthreads = 1, .stop = tproc_stop_on_term(),
                       .on_ready = tproc_say_ready, .ctx = &fd};
@@ -53,7 +72,7 @@ static void start_workers(void) {
 }
 
 static void setup(void) {
-  reg = tgt_registry_new();
+  reg = make_reg();
   cr_assert_not_null(reg);
   start_workers();
 }
@@ -125,7 +144,6 @@ static void tree_peak(int n) {
   tg_node root = tree(g, n);
   tg_compute_stats st = {0};
   cr_assert_eq(run_int(g, root, ex, &st), (int64_t)n * (n - 1) / 2);
-  fprintf(stderr, "tree %d: peak live %zu\n", n, st.peak_live);
   cr_expect_leq(st.peak_live, 64, "tree of %d leaves: %zu results alive at once", n,
                 st.peak_live);
   tg_graph_free(g);
@@ -134,3 +152,139 @@ static void tree_peak(int n) {
 
 Test(flow, tree_4096_keeps_few_results_alive) { tree_peak(4096); }
 Test(flow, tree_65536_keeps_few_results_alive) { tree_peak(65536); }
+
+/* ---- data stays where it was made -------------------------------------------- */
+
+static tg_remote_stats stats(tg_executor *ex) {
+  tg_remote_stats st;
+  cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
+  return st;
+}
+
+/* A chain of n inc calls from 0; the parent's traffic of its compute. */
+static tg_remote_stats chain(tg_executor *ex, int n) {
+  tg_graph *g = NULL;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node x = tg_call(g, "inc", 1, tg_arg_value(tg_int(0)));
+  for (int i = 1; i < n; i++) x = tg_call(g, "inc", 1, tg_arg_node(x));
+  tg_remote_stats a = stats(ex);
+  cr_assert_eq(run_int(g, x, ex, NULL), n);
+  tg_remote_stats z = stats(ex);
+  tg_graph_free(g);
+  return (tg_remote_stats){.bytes_received = z.bytes_received - a.bytes_received,
+                           .bytes_sent = z.bytes_sent - a.bytes_sent,
+                           .tasks_sent = z.tasks_sent - a.tasks_sent,
+                           .batches_sent = z.batches_sent - a.batches_sent,
+                           .results_kept = z.results_kept - a.results_kept,
+                           .values_moved = z.values_moved - a.values_moved};
+}
+
+Test(flow, chain_traffic_does_not_grow_with_its_length) {
+  tg_executor *ex = executor();
+  tg_remote_stats s = chain(ex, 100), l = chain(ex, 10000);
+  /* Every link but the last stays where it was made; the parent hears
+   * of the chain once, from its last link. */
+  cr_expect_eq(s.results_kept, 99);
+  cr_expect_eq(l.results_kept, 9999);
+  cr_expect_eq(l.bytes_received, s.bytes_received, "chain of 10,000: %llu bytes received, "
+               "of 100: %llu", (unsigned long long)l.bytes_received,
+               (unsigned long long)s.bytes_received);
+  cr_expect_eq(l.values_moved, 0);
+  cr_expect_eq(l.tasks_sent, 10000);
+  /* Sent in full messages (TCP_BATCH_MAX tasks), not one per link. */
+  cr_expect_leq(l.batches_sent, 10000 / 512 + 2, "%llu batches",
+                (unsigned long long)l.batches_sent);
+  tg_executor_free(ex);
+}
+
+/* x = pack(0..299), used by sum(x) and len(x), whose results add(...)
+ * sums; x is an output too when x_out. The parent's traffic. */
+static tg_remote_stats diamond(tg_executor *ex, bool x_out) {
+  tg_graph *g = NULL;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_arg items[300];
+  for (int i = 0; i < 300; i++) items[i] = tg_arg_value(tg_int(i));
+  tg_node x = TG_NODE_NONE, y, z;
+  cr_assert_eq(tg_graph_add(g, "pack", items, 300, NULL, &x), TG_OK);
+  y = tg_call(g, "sum", 1, tg_arg_node(x));
+  z = tg_call(g, "len", 1, tg_arg_node(x));
+  tg_node outs[2] = {tg_call(g, "add", 2, tg_arg_node(y), tg_arg_node(z)), x};
+  tg_value *res[2] = {NULL, NULL};
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .executor = ex};
+  tg_remote_stats a = stats(ex);
+  int rc = tg_compute(g, outs, x_out ? 2 : 1, &o, res);
+  cr_assert_eq(rc, TG_OK, "%s: %s", tg_err_name(rc), tg_graph_errmsg(g));
+  tg_remote_stats e = stats(ex);
+  cr_assert_eq(tg_value_int(res[0]), 299 * 300 / 2 + 300);
+  if (x_out) cr_assert_eq(tg_list_len(res[1]), 300);
+  tg_value_unref(res[0]);
+  tg_value_unref(res[1]);
+  tg_graph_free(g);
+  return (tg_remote_stats){.bytes_received = e.bytes_received - a.bytes_received,
+                           .values_moved = e.values_moved - a.values_moved,
+                           .results_kept = e.results_kept - a.results_kept};
+}
+
+Test(flow, result_used_by_two_dependents_on_one_worker_stays_there) {
+  tg_executor *ex = executor();
+  /* 300 ints take 600 bytes at least (a tag and a byte each). */
+  tg_remote_stats back = diamond(ex, true), kept = diamond(ex, false);
+  cr_expect_geq(back.bytes_received, 600, "x, an output, came back: %llu bytes",
+                (unsigned long long)back.bytes_received);
+  cr_expect_lt(kept.bytes_received, 600, "x crossed the parent's socket: %llu bytes",
+               (unsigned long long)kept.bytes_received);
+  cr_expect_eq(kept.values_moved, 0);
+  cr_expect_eq(kept.results_kept, 1);
+  tg_executor_free(ex);
+}
+
+/* ---- results equal sync's ---------------------------------------------------- */
+
+/* A random DAG of n nodes over inc, add, identity, sum_args and
+ * constants, biased to the last few nodes (chains, diamonds, trees);
+ * outputs: nout random nodes. */
+static void random_dag(tg_graph *g, uint64_t *rng, int n, tg_node *outs, int nout) {
+  tg_node *v = malloc((size_t)n * sizeof *v);
+  cr_assert_not_null(v);
+  for (int i = 0; i < n; i++) {
+    int kind = i == 0 ? 0 : (int)tgt_below(rng, 5);
+#define PICK() tg_arg_node(v[i - 1 - (int)tgt_below(rng, i < 4 ? (uint64_t)i : 4)])
+    if (kind == 0) v[i] = tg_call(g, "identity", 1, tg_arg_value(tg_int((int64_t)tgt_below(rng, 100))));
+    else if (kind == 1) v[i] = tg_call(g, "inc", 1, PICK());
+    else if (kind == 2) v[i] = tg_call(g, "add", 2, PICK(), PICK());
+    else if (kind == 3) v[i] = tg_call(g, "add", 2, PICK(), tg_arg_value(tg_int(i)));
+    else {
+      tg_arg a[3] = {PICK(), PICK(), PICK()};
+      cr_assert_eq(tg_graph_add(g, "sum_args", a, 3, NULL, &v[i]), TG_OK);
+    }
+#undef PICK
+    cr_assert_neq(v[i], TG_NODE_NONE);
+  }
+  for (int k = 0; k < nout; k++) outs[k] = v[k == 0 ? n - 1 : (int)tgt_below(rng, (uint64_t)n)];
+  free(v);
+}
+
+Test(flow, random_dags_match_sync) {
+  tg_executor *ex = executor();
+  uint64_t rng = 12345;
+  for (int round = 0; round < 200; round++) {
+    tg_graph *g = NULL;
+    cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+    int n = 2 + (int)tgt_below(&rng, 60), nout = 1 + (int)tgt_below(&rng, 3);
+    tg_node outs[3];
+    random_dag(g, &rng, n, outs, nout);
+    tg_value *want[3] = {0}, *got[3] = {0};
+    tg_compute_opts so = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync"};
+    tg_compute_opts to = {.version = TG_COMPUTE_OPTS_V1, .executor = ex};
+    cr_assert_eq(tg_compute(g, outs, (size_t)nout, &so, want), TG_OK);
+    int rc = tg_compute(g, outs, (size_t)nout, &to, got);
+    cr_assert_eq(rc, TG_OK, "round %d: %s: %s", round, tg_err_name(rc), tg_graph_errmsg(g));
+    for (int k = 0; k < nout; k++) {
+      cr_assert_eq(tg_value_int(got[k]), tg_value_int(want[k]), "round %d, output %d", round, k);
+      tg_value_unref(want[k]);
+      tg_value_unref(got[k]);
+    }
+    tg_graph_free(g);
+  }
+  tg_executor_free(ex);
+}

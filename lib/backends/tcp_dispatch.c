@@ -53,6 +53,7 @@ void tg__tcp_rec_free(tcp *b, tcp_rec *rec) {
   tcp_run *rs = rec->rs;
   release_args(b, rec);
   tg__tcp_handle_unref(b, rec->out);
+  if (rec->quiet && rs->silent[rec->task] == rec) rs->silent[rec->task] = NULL;
   if (rec->early) { /* the engine will send its task itself */
     rs->early[rec->task] = NULL;
     rs->nearly--;
@@ -200,36 +201,38 @@ static bool presendable(const tcp *b, const tcp_run *rs, uint32_t di, const tcp_
   return true;
 }
 
-/* Whether rec's result is to stay on c whatever its size: every dependent
- * that will run can be sent there ahead of the engine (its other inputs
- * are kept there already). Not an output, nothing the cache may store,
- * no item of it selected. */
-static bool chain_keep(const tcp *b, const tcp_conn *c, const tcp_rec *rec) {
+/* Dependents of rec's task that will run, when every one of them can be
+ * sent to c ahead of the engine (its other inputs are kept there
+ * already), at most as many as c has threads (two at least): more go
+ * through the engine, to be spread over workers. 0 otherwise, or when
+ * rec's result must come back (an output, a result the cache may store,
+ * one whose items are selected). */
+static uint32_t chain_deps(const tcp *b, const tcp_conn *c, const tcp_rec *rec) {
   const tcp_run *rs = rec->rs;
   const tg__run *r = rs->r;
   if (!rec->t || rec->whole || (rec->t->flags & TG__T_OUTPUT) || r->memo ||
       (rs->flags[rec->task] & RF_SELECTED))
-    return false;
+    return 0;
   const tg__runplan *p = &r->plan;
-  uint32_t n = 0;
+  uint32_t n = 0, most = c->nthreads > 2 ? c->nthreads : 2;
   for (uint32_t k = p->dep_off[rec->task]; k < p->dep_off[rec->task + 1]; k++) {
     uint32_t di = p->deps[k];
-    if (p->tasks[di].flags & TG__T_CACHED) continue;
-    if (!presendable(b, rs, di, c, rec->task)) return false;
-    n++;
+    if ((p->tasks[di].flags & TG__T_CACHED) || (k > p->dep_off[rec->task] && p->deps[k - 1] == di))
+      continue;
+    if (++n > most || !presendable(b, rs, di, c, rec->task)) return 0;
   }
-  return n > 0;
+  return n;
 }
 
-static void defer(tcp_run *rs, uint32_t ti) {
-  if (rs->ndeferred == rs->cap_deferred) {
-    uint32_t cap = rs->cap_deferred ? rs->cap_deferred * 2 : 8;
-    uint32_t *d = tg__realloc(rs->deferred, cap * sizeof *d);
+static void push(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t ti) {
+  if (*n == *cap) {
+    uint32_t c = *cap ? *cap * 2 : 16;
+    uint32_t *d = tg__realloc(*v, c * sizeof *d);
     if (!d) return; /* then the engine sends them when ready */
-    rs->deferred = d;
-    rs->cap_deferred = cap;
+    *v = d;
+    *cap = c;
   }
-  rs->deferred[rs->ndeferred++] = ti;
+  (*v)[(*n)++] = ti;
 }
 
 static void append(tcp *b, tcp_conn *c, tcp_rec *rec);
@@ -257,9 +260,12 @@ static void presend(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
 
 /* Task ti of rs was sent to c, its result to stay there: send its
  * dependents whose inputs are all there now, ahead of the engine (which
- * has not made them ready: some input of theirs is not finished there). */
-static void presend_deps(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t ti) {
+ * has not made them ready: an input of theirs has not finished there).
+ * False when there was no room under TCP_AHEAD (a quiet task's always
+ * go: they are what tells that it is done). */
+static bool presend_deps(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t ti) {
   const tg__runplan *p = &rs->r->plan;
+  bool forced = rs->silent[ti] != NULL;
   for (uint32_t k = p->dep_off[ti]; k < p->dep_off[ti + 1]; k++) {
     uint32_t di = p->deps[k];
     tg__task *d = &p->tasks[di];
@@ -267,24 +273,123 @@ static void presend_deps(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t ti) {
         (d->flags & TG__T_CACHED) || atomic_load(&d->pending) == 0 ||
         atomic_load(&d->state) != TG__T_NEW || !presendable(b, rs, di, c, UINT32_MAX))
       continue;
-    if (rs->nearly >= TCP_AHEAD || c->state != CS_READY) {
-      defer(rs, ti);
-      return;
-    }
+    if (rs->nearly >= TCP_AHEAD && !forced) return false;
+    if (c->state != CS_READY) return true; /* lost: the engine sends them */
     presend(b, c, rs, di);
   }
+  return true;
 }
 
-/* Room under TCP_AHEAD again: send what was held back. */
-static void undefer(tcp *b, tcp_run *rs) {
-  while (rs->ndeferred && rs->nearly < TCP_AHEAD) {
-    uint32_t ti = rs->deferred[--rs->ndeferred];
+/* Pre-send the dependents of the tasks on rs's stack (depth first: a
+ * chain goes out link after link), holding back those without room. */
+static void presend_stacked(tcp *b, tcp_run *rs) {
+  if (rs->presending) return; /* the loop below takes what append pushes */
+  rs->presending = true;
+  while (rs->nstack) {
+    uint32_t ti = rs->stack[--rs->nstack];
     uint64_t tag = rs->bound[ti];
     int ci = (int)(tag & 0xff) - 1;
     if (ci < 0 || ci >= b->nconns) continue;
     tcp_conn *c = &b->conns[ci];
-    if (c->state == CS_READY && tag_of(c) == tag) presend_deps(b, c, rs, ti);
+    if (c->state != CS_READY || tag_of(c) != tag) continue;
+    if (!presend_deps(b, c, rs, ti))
+      push(&rs->deferred, &rs->ndeferred, &rs->cap_deferred, ti);
   }
+  rs->presending = false;
+}
+
+/* Room under TCP_AHEAD again: send what was held back. */
+static void undefer(tcp *b, tcp_run *rs) {
+  if (!rs->ndeferred || rs->nearly >= TCP_AHEAD / 2) return;
+  while (rs->ndeferred) /* oldest last on the stack: first out */
+    push(&rs->stack, &rs->nstack, &rs->cap_stack, rs->deferred[--rs->ndeferred]);
+  presend_stacked(b, rs);
+}
+
+/* The value of quiet rec's result: a placeholder for an object its last
+ * use dropped there (nothing holds it: a task that still needs it
+ * computes it again). */
+static tg_value *quiet_value(tcp *b, tcp_rec *rec) {
+  tcp_handle *h = tg__tcp_handle_new(b, H_OBJ, rec->store);
+  if (!h) return NULL;
+  h->run = rec->rs;
+  h->task = rec->task;
+  rec->rs->users++;
+  rec->rs->handle_of[rec->task] = h;
+  bool dup;
+  tg_value *v = tg__tcp_placeholder(b, h, TG__SHAPE_NONE, 0, NULL, NULL, &dup);
+  tg__tcp_handle_unref(b, h);
+  atomic_fetch_add(&b->st_kept, 1);
+  return v;
+}
+
+/* Quiet rec is done (a dependent's reply came). */
+static void quiet_done(tcp *b, tcp_rec *rec) {
+  tcp_run *rs = rec->rs;
+  tcp_conn *c = &b->conns[rec->conn];
+  rs->silent[rec->task] = NULL;
+  rec->quiet = false;
+  tg__idmap_del(&c->recs, rec->id);
+  tg__tcp_conn_remove(c, rec);
+  rec->conn = -1;
+  tg__call_report rep = {.start = -1, .seconds = -1, .worker = c->idx, .thread = -1,
+                         .attempts = 1};
+  if (rec->orphan) {
+    tg__tcp_rec_free(b, rec);
+  } else if (rec->early) { /* its value is made when the engine gets there */
+    rec->done = true;
+    rec->lazy = true;
+    rec->dcode = TG_OK;
+    rec->drep = rep;
+    rs->inflight--;
+  } else {
+    tg_value *v = quiet_value(b, rec);
+    tg__tcp_run_task_done(b, rs, rec->task);
+    tg__task_end_report(&b->w, rec->t, v ? TG_OK : TG_ENOMEM, v,
+                        v ? NULL : "out of memory", &rep);
+    tg__tcp_take_ready(b);
+    tg__tcp_rec_free(b, rec);
+  }
+}
+
+void tg__tcp_inputs_done(tcp *b, tcp_rec *rec) {
+  tcp_run *rs = rec->rs;
+  if (!rec->t || !rs->live) return;
+  const tg__run *r = rs->r;
+  /* What a quiet task took was made too: walk back along them (a chain
+   * pre-sent whole tells of all its links with its last reply). */
+  uint32_t *st = NULL, n = 0, cap = 0;
+  push(&st, &n, &cap, rec->task);
+  rs->users++; /* quiet_done may free the last record of rs */
+  while (n) {
+    uint32_t ti = st[--n];
+    const tg__gnode *nd = &r->g->nodes[r->plan.tasks[ti].node];
+    const tg__garg *a = tg__node_args(r->g, nd);
+    for (uint32_t j = 0; j < nd->nargs; j++) {
+      if (a[j].kind != TG_ARG_NODE) continue;
+      uint32_t pi = r->plan.task_of[a[j].node];
+      tcp_rec *q = pi != UINT32_MAX ? rs->silent[pi] : NULL;
+      if (!q || q->conn < 0 || q->done) continue;
+      quiet_done(b, q);
+      push(&st, &n, &cap, pi);
+    }
+  }
+  tg__free(st);
+  tg__tcp_run_unuse(b, rs);
+}
+
+/* Whether argument j of pre-sent rec is the last use of a quiet task's
+ * result: rec is that task's last dependent (all of them were pre-sent
+ * in order), and no later argument of rec names it. */
+static bool last_use(const tcp_run *rs, const tcp_rec *rec, const tg__garg *a, uint32_t j) {
+  const tg__runplan *p = &rs->r->plan;
+  uint32_t pi = p->task_of[a[j].node];
+  if (!rs->silent[pi]) return false;
+  for (uint32_t k = j + 1; k < rec->nargs; k++)
+    if (a[k].kind == TG_ARG_NODE && a[k].node == a[j].node) return false;
+  for (uint32_t k = p->dep_off[pi + 1]; k > p->dep_off[pi]; k--)
+    if (!(p->tasks[p->deps[k - 1]].flags & TG__T_CACHED)) return p->deps[k - 1] == rec->task;
+  return false;
 }
 
 /* The engine began task ti, pre-sent as rec (args: its inputs, borrowed
@@ -300,6 +405,7 @@ static void attach(tcp *b, tcp_run *rs, tcp_rec *rec, tg_value *const *args, siz
     tg_value *v = rec->dval;
     rec->dval = NULL;
     if (v) tg__run_live(rs->r, -1); /* the engine counts it from here */
+    if (rec->lazy && !(v = quiet_value(b, rec))) rec->dcode = TG_ENOMEM;
     tg__tcp_run_task_done(b, rs, rec->task);
     tg__task_end_report(&b->w, rec->t, rec->dcode, v,
                         rec->dcode == TG_ENOMEM && !rec->dmsg ? "out of memory" : rec->dmsg,
@@ -351,6 +457,8 @@ void tg__tcp_early_done(tcp *b, tcp_rec *rec, int code, tg_value *v, const char 
   rec->drep = *rep;
   rec->drep.message = NULL;
   rec->rs->inflight--; /* on no worker now */
+  if (rec->rs->silent[rec->task] == rec) rec->rs->silent[rec->task] = NULL;
+  rec->quiet = false;
 }
 
 /* ---- the batch record (continued) ------------------------------------------------ */
@@ -363,10 +471,21 @@ static uint8_t flags_of(tcp *b, tcp_conn *c, tcp_rec *rec, const tg__gnode *nd,
     rec->store = rec->out->id;
     return TG__RF_KEEP;
   }
-  if (chain_keep(b, c, rec)) { /* its dependents follow it there */
+  uint32_t deps = chain_deps(b, c, rec);
+  if (deps) { /* its dependents follow it there */
+    tcp_run *rs = rec->rs;
     rec->store = b->next_id++;
-    rec->rs->bound[rec->task] = tag_of(c);
-    rec->rs->bound_id[rec->task] = rec->store;
+    rs->bound[rec->task] = tag_of(c);
+    rs->bound_id[rec->task] = rec->store;
+    push(&rs->stack, &rs->nstack, &rs->cap_stack, rec->task);
+    /* Quiet when they all go now (room for them under TCP_AHEAD, and
+     * the stack took it): one of their replies tells it is done. */
+    if (rs->nstack && rs->stack[rs->nstack - 1] == rec->task &&
+        rs->nearly + deps <= TCP_AHEAD) {
+      rec->quiet = true;
+      rs->silent[rec->task] = rec;
+      return TG__RF_KEEP | TG__RF_QUIET;
+    }
     return TG__RF_KEEP;
   }
   const tg__run *r = rec->rs->r;
@@ -440,6 +559,8 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
     return;
   }
   c->batch_run = rec->rs->seq;
+  if (rec->quiet && rec->rs->silent[rec->task] == rec) rec->rs->silent[rec->task] = NULL;
+  rec->quiet = false; /* sent again: decided again */
   uint8_t flags = flags_of(b, c, rec, nd, &min_us);
   rec->flags = flags; /* what its reply may be */
   char kb[TG__NAME_MAX + 32];
@@ -458,7 +579,7 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   const tg__runplan *p = &r->plan;
   for (uint32_t j = 0; j < rec->nargs; j++) {
     if (rec->early && a[j].kind == TG_ARG_NODE) { /* kept here, by its id */
-      tg__wbuf_u8(w, TG__ARG_OBJ);
+      tg__wbuf_u8(w, last_use(rec->rs, rec, a, j) ? TG__ARG_OBJ_LAST : TG__ARG_OBJ);
       tg__wbuf_varint(w, rec->rs->bound_id[p->task_of[a[j].node]]);
     } else {
       put_arg(c, rec, j, &a[j]);
@@ -471,7 +592,7 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   }
   rec->sent = tg__now(); /* after STARTED: its calls are placed after it */
   if (nd->timeout > 0 && rec->t) watch(b, c, rec, nd->timeout * attempts_of(r, nd));
-  if (flags == TG__RF_KEEP && rec->t) presend_deps(b, c, rec->rs, rec->task);
+  if ((flags & TG__RF_KEEP) && rec->t) presend_stacked(b, rec->rs);
 }
 
 /* ---- moving inputs --------------------------------------------------------- */

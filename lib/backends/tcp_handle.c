@@ -221,7 +221,8 @@ tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
   rs->early = tg__calloc(n, sizeof *rs->early);
   rs->bound = tg__calloc(n, sizeof *rs->bound);
   rs->bound_id = tg__calloc(n, sizeof *rs->bound_id);
-  if (!rs->flags || !rs->rebuilds || !rs->handle_of || !rs->held || !rs->early ||
+  rs->silent = tg__calloc(n, sizeof *rs->silent);
+  if (!rs->silent || !rs->flags || !rs->rebuilds || !rs->handle_of || !rs->held || !rs->early ||
       !rs->bound || !rs->bound_id ||
       !tg__idmap_put(&b->runs_by_seq, r->seq + 1, rs)) {
     tg__free(rs->flags);
@@ -231,6 +232,7 @@ tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
     tg__free(rs->early);
     tg__free(rs->bound);
     tg__free(rs->bound_id);
+    tg__free(rs->silent);
     tg__free(rs);
     return NULL;
   }
@@ -260,6 +262,8 @@ void tg__tcp_run_unuse(tcp *b, tcp_run *rs) {
   tg__free(rs->bound);
   tg__free(rs->bound_id);
   tg__free(rs->deferred);
+  tg__free(rs->stack);
+  tg__free(rs->silent);
   tg__free(rs);
 }
 

@@ -51,7 +51,7 @@
 #define TCP_BATCH_MAX 512     /* tasks per message */
 #define TCP_MAX_PARTS 4096    /* parts of a worker's message */
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
-#define TCP_AHEAD 128         /* pre-sent records of a run not yet reached by
+#define TCP_AHEAD 65536       /* pre-sent records of a run not yet reached by
                                  the engine (tcp_dispatch.c, "chains") */
 #define TCP_SLACK 16          /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
@@ -127,9 +127,14 @@ struct tcp_run {
                               run one at a time in plan order (the bound
                               on run-ahead adds TCP_SLACK per worker
                               thread to it) */
-  uint32_t *deferred;      /* tasks whose dependents were not pre-sent
-                              for want of room under TCP_AHEAD */
+  tcp_rec **silent;        /* per task: its record sent TG__RF_QUIET,
+                              until a dependent's reply tells (weak) */
+  uint32_t *stack;         /* tasks kept on a worker whose dependents are
+                              to be pre-sent now */
+  uint32_t nstack, cap_stack;
+  uint32_t *deferred;      /* the same, waiting for room under TCP_AHEAD */
   uint32_t ndeferred, cap_deferred;
+  bool presending;         /* the stack is being worked through */
 };
 
 /* A task on its way to a worker: begun in the engine (t), or the
@@ -164,6 +169,10 @@ struct tcp_rec {
   bool orphan;             /* the engine finished its task without it (a
                               skip): its reply is dropped */
   bool done;               /* early and its reply came: kept below */
+  bool quiet;              /* sent TG__RF_QUIET */
+  bool lazy;               /* done quietly: its value (a placeholder for an
+                              object its last use dropped) is made when the
+                              engine begins it */
   int dcode;               /* that reply: status, value (a reference), */
   tg_value *dval;          /* message, call report */
   char *dmsg;
@@ -368,6 +377,9 @@ void tg__tcp_fail_waiting(tcp *b, const char *why);
 bool tg__tcp_work_waiting(const tcp *b);
 /* Finish the waiting work of stopped runs (when no worker can take it). */
 void tg__tcp_drop_stopped(tcp *b);
+/* A reply of rec came (its task ran there): the quiet tasks whose
+ * results it took are done. */
+void tg__tcp_inputs_done(tcp *b, tcp_rec *rec);
 /* The reply of pre-sent rec (early or orphan; off its conn already) came:
  * keep it for the engine's begin (v, msg copied, taken: v), or drop it. */
 void tg__tcp_early_done(tcp *b, tcp_rec *rec, int code, tg_value *v, const char *msg,

@@ -228,6 +228,9 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
       ok = false;
     }
   }
+  /* A reply (a failure too: a failed input reports before its users) says
+   * that rec's inputs were made. */
+  if (rec) tg__tcp_inputs_done(b, rec);
   if (rec && (rec->early || rec->orphan)) { /* pre-sent: the engine is not there yet */
     tg__call_report rep = placed(c, rec, thread1, received_us, wait_us, secs, calls);
     tg__tcp_conn_remove(&b->conns[rec->conn], rec);

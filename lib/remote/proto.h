@@ -27,6 +27,7 @@
  *             u8 1 object: varint id
  *             u8 2 element: varint id, svarint index (of a list object)
  *             u8 3 entry: varint id, str key (of a map object)
+ *             u8 4 object, its last use: varint id (dropped once taken)
  *   PUT     varint id; then one value: store it as object id.
  *   FETCH   varint id: send object id back (VALUE).
  *   FREE    varint n, n x varint id.
@@ -110,9 +111,14 @@ enum { /* task flags */
                          (the caller may cache it) */
   TG__RF_ALSO_KEEP = 16, /* when sent back and of keep_min bytes or more,
                          keep it too as the store id (other tasks use it) */
+  TG__RF_QUIET = 32,  /* kept (TG__RF_KEEP) and made: no result record; the
+                         client learns it from its dependents' (sent after
+                         it, on this worker) */
 };
 
-enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3 };
+enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3,
+       TG__ARG_OBJ_LAST = 4 /* an object, used for the last time: drop it once
+                               taken (made) */ };
 enum { TG__RS_INLINE = 0, TG__RS_KEPT = 1, TG__RS_FAILED = 2,
        TG__RS_BOTH = 3 /* inline, and kept as the store id */ };
 enum { TG__SHAPE_NONE = 0, TG__SHAPE_LIST = 1, TG__SHAPE_MAP = 2 };

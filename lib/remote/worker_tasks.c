@@ -167,6 +167,8 @@ static void start_tasks(tg__worker *wk, wtask *list) {
 
 /* ---- parsing tasks ----------------------------------------------------------- */
 
+static void obj_drop(wsess *s, wobj *o);
+
 /* Argument j of t from the record at r; false on a protocol error. */
 static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
                       tg_value *vals) {
@@ -180,6 +182,8 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   uint64_t id = tg__rbuf_varint(r);
   int64_t index = 0;
   char key[TG__MAX_KEY + 1] = "";
+  bool last = kind == TG__ARG_OBJ_LAST; /* the client's last use of it */
+  if (last) kind = TG__ARG_OBJ;
   if (kind == TG__ARG_ELEM) index = tg__rbuf_svarint(r);
   else if (kind == TG__ARG_ENTRY) tg__rbuf_cstr(r, key, TG__MAX_KEY);
   else if (kind != TG__ARG_OBJ) return false;
@@ -192,6 +196,7 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   }
   if (o->state != O_PENDING) {
     fill_arg(t, j, o, kind, index, key);
+    if (last) obj_drop(s, o);
     return true;
   }
   wwait *w = tg__calloc(1, sizeof *w);
@@ -208,6 +213,7 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   w->next = o->waiters;
   o->waiters = w;
   t->waits++;
+  if (last) obj_drop(s, o); /* once made and handed to its waiters */
   return true;
 }
 
@@ -461,6 +467,7 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
   bool both = back && t->store && (t->flags & TG__RF_ALSO_KEEP) &&
               tg__wire_estimate(t->out, s->keep_min) >= s->keep_min;
   if (((t->flags & TG__RF_KEEP || kept) && t->store) || both) keep(wk, s, t, ready);
+  if (kept && (t->flags & TG__RF_QUIET)) return; /* its dependents' replies tell */
   tg__wbuf_varint(b, t->id);
   tg__wbuf_varint(b, t->calls);
   tg__wbuf_varint(b, t->fails);
