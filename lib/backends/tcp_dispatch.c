@@ -1,9 +1,13 @@
-/* lib/backends/tg__tcp_dispatch.c: sending tasks to workers. For each ready
- * task: its arguments' handles (results kept on workers, large
- * constants), the worker where it costs least (bytes to move, then load),
- * moving what that worker lacks (a constant is sent, a result is fetched
- * from its holder and sent on, a lost result is computed again there from
- * the graph), and the task record in that worker's next batch. */
+/* lib/backends/tcp_dispatch.c: sending tasks to workers. For each ready
+ * task, released in the plan's order while the run's results alive stay
+ * under its bound (memory order): its arguments' handles (results kept on
+ * workers, large constants), the worker where it costs least (bytes and
+ * round trips to move, then load), moving what that worker lacks (a
+ * constant is sent, a result is fetched from its holder and sent on, a
+ * lost result is computed again there from the graph), and the task
+ * record in that worker's next batch; then its dependents that can run
+ * there too, sent ahead of the engine (chains). tcp_internal.h tells
+ * the design. */
 #include <stdio.h>
 #include <string.h>
 

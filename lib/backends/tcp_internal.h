@@ -21,6 +21,36 @@
  * is made from the graph when it is sent. Outputs, and results the cache
  * may store, always come back.
  *
+ * Chains (tcp_dispatch.c): when a task goes to worker W and every
+ * dependent of it that will run can run on W too (its other inputs are
+ * kept on W already, its constants are small, nothing the engine must do
+ * first: no cache lookup, futures or deadline; at most max(2, W's
+ * threads) of them, so that fan-outs are still spread), its result stays
+ * on W whatever its size (TG__RF_KEEP) and those dependents are sent to
+ * W at once, ahead of the engine, in the same stream: W's task waits for
+ * the object. When the engine later makes such a task ready, tcp's begin
+ * finds its record (run->early) and attaches the engine's task to it: it
+ * waits for its reply, or ends at once with the reply kept meanwhile. A
+ * task whose dependents all went with it is also quiet (TG__RF_QUIET):
+ * W sends no record when it is made; any reply of a task that took it
+ * tells it was made (a failure reports itself, before its users'), and
+ * its last user drops it on W (TG__ARG_OBJ_LAST). So a chain runs on one
+ * worker without a round trip per link, the parent hears of it once,
+ * from its last link, and W holds one link's result at a time. At most
+ * TCP_AHEAD records of a run go ahead of the engine (past it, the next
+ * ones wait until half are reached); quiet ones hold no value here.
+ *
+ * Memory order (tcp_dispatch.c, may_start): ready tasks leave the heap in
+ * the plan's order (priority, submission, plan order); a task that adds a
+ * result without freeing one of its inputs waits while the run's results
+ * alive pass its sequential peak (as sync would run it) plus TCP_SLACK
+ * per worker thread. Results alive out of process are counted as the
+ * engine counts them (tg_compute_stats.peak_live): values in this process
+ * and the placeholders standing for results kept on workers, plus results
+ * of pre-sent tasks that came back before the engine reached them; on
+ * top, tasks on workers count until their reply. A tree reduction of
+ * 65,536 leaves on two one-thread workers keeps about 50 alive.
+ *
  * What a worker reports is not trusted: a shape it was not asked for, of
  * more than TG__MAX_SHAPE items or more items than bytes, or a result
  * kept that was to come back, drops that worker for good (tg__tcp_conn_ban:
