@@ -288,3 +288,55 @@ Test(flow, random_dags_match_sync) {
   }
   tg_executor_free(ex);
 }
+
+/* ---- failures inside a chain --------------------------------------------------- */
+
+/* A chain of 60 links whose 30th is fail(x) (or, flaky, fail_first(2, x)
+ * with 2 retries): the compute's code and message, and stats. */
+static int broken_chain(tg_executor *ex, bool flaky, int64_t *out, tg_compute_stats *st,
+                        char *msg, size_t size) {
+  tg_graph *g = NULL;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node x = tg_call(g, "inc", 1, tg_arg_value(tg_int(0)));
+  for (int i = 1; i < 60; i++) {
+    if (i != 30) {
+      x = tg_call(g, "inc", 1, tg_arg_node(x));
+    } else if (!flaky) {
+      x = tg_call(g, "fail", 1, tg_arg_node(x));
+    } else {
+      tg_node_opts no = {TG_NODE_OPTS_V1, NULL, 2, -1, 0, 0};
+      tg_arg a[2] = {tg_arg_value(tg_int(2)), tg_arg_node(x)};
+      cr_assert_eq(tg_graph_add(g, "fail_first", a, 2, &no, &x), TG_OK);
+    }
+  }
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V4, .executor = ex, .stats = st};
+  tg_value *v = NULL;
+  int rc = tg_compute(g, &x, 1, &o, &v);
+  *out = v ? tg_value_int(v) : -1;
+  tg_value_unref(v);
+  snprintf(msg, size, "%s", tg_graph_errmsg(g));
+  tg_graph_free(g);
+  return rc;
+}
+
+Test(flow, a_failed_link_fails_the_chain_and_a_retried_one_does_not) {
+  tg_executor *ex = executor();
+  int64_t r;
+  char msg[300];
+  tg_compute_stats st = {0};
+  int rc = broken_chain(ex, false, &r, &st, msg, sizeof msg);
+  cr_expect_eq(rc, TG_ETASK, "%s", tg_err_name(rc));
+  cr_expect_str_eq(msg, "task 'fail#30' failed: TG_EINVAL: always fails");
+  cr_expect_eq(st.tasks_failed, 1);
+  cr_expect_eq(st.tasks_run, 31, "%zu", st.tasks_run); /* 30 inc, 1 fail */
+  /* The links after it ran on the worker (sent ahead) but were not
+   * called: their input failed. */
+  cr_expect_eq(st.tasks_skipped, 29, "%zu", st.tasks_skipped);
+  memset(&st, 0, sizeof st);
+  rc = broken_chain(ex, true, &r, &st, msg, sizeof msg);
+  cr_expect_eq(rc, TG_OK, "%s: %s", tg_err_name(rc), msg);
+  cr_expect_eq(r, 59, "%lld", (long long)r); /* fail_first returns x: one link adds nothing */
+  cr_expect_eq(st.tasks_run, 62, "%zu", st.tasks_run); /* 2 retries */
+  cr_expect_eq(st.attempts_failed, 2, "%zu", st.attempts_failed);
+  tg_executor_free(ex);
+}

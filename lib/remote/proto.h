@@ -111,9 +111,9 @@ enum { /* task flags */
                          (the caller may cache it) */
   TG__RF_ALSO_KEEP = 16, /* when sent back and of keep_min bytes or more,
                          keep it too as the store id (other tasks use it) */
-  TG__RF_QUIET = 32,  /* kept (TG__RF_KEEP) and made: no result record; the
-                         client learns it from its dependents' (sent after
-                         it, on this worker) */
+  TG__RF_QUIET = 32,  /* kept (TG__RF_KEEP) and made at the first call: no
+                         result record; the client learns it from its
+                         dependents' (sent after it, on this worker) */
 };
 
 enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3,

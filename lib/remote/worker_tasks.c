@@ -467,7 +467,9 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
   bool both = back && t->store && (t->flags & TG__RF_ALSO_KEEP) &&
               tg__wire_estimate(t->out, s->keep_min) >= s->keep_min;
   if (((t->flags & TG__RF_KEEP || kept) && t->store) || both) keep(wk, s, t, ready);
-  if (kept && (t->flags & TG__RF_QUIET)) return; /* its dependents' replies tell */
+  /* Made at the first call: its dependents' replies tell (retries are
+   * reported, to be counted). */
+  if (kept && (t->flags & TG__RF_QUIET) && t->calls == 1) return;
   tg__wbuf_varint(b, t->id);
   tg__wbuf_varint(b, t->calls);
   tg__wbuf_varint(b, t->fails);
