@@ -6,6 +6,7 @@
  * memory order holds out of process); results equal sync's on random
  * DAGs. Every worker is killed and reaped after each test. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,14 +29,42 @@ static int fn_len(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out
   return *out ? TG_OK : TG_ENOMEM;
 }
 
+static char pid_file[64]; /* where slow_inc writes its process id */
+
+/* slow_inc(x): x + 1 after 2 ms; the first call of a process writes the
+ * process id to pid_file (the test learns which worker runs a chain). */
+static int fn_slow_inc(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  (void)n;
+  static bool told;
+  if (tg_value_type(a[0]) != TG_INT) return tg_task_fail(ctx, TG_ETYPE, "slow_inc(int)");
+  if (!told && pid_file[0]) {
+    told = true;
+    char tmp[80];
+    snprintf(tmp, sizeof tmp, "%s.tmp", pid_file);
+    FILE *f = fopen(tmp, "w");
+    if (f) {
+      fprintf(f, "%d\n", (int)getpid());
+      fclose(f);
+      rename(tmp, pid_file);
+    }
+  }
+  tgt_sleep_ms(2);
+  *out = tg_int(tg_value_int(a[0]) + 1);
+  return *out ? TG_OK : TG_ENOMEM;
+}
+
 static tg_registry *make_reg(void) {
   tg_registry *r = tgt_registry_new();
-  tg_func_def d = {TG_FUNC_DEF_V1, "len", "1", fn_len, TG_FUNC_PURE, 1, NULL, NULL, 0,
-                   NULL, NULL};
-  if (r && tg_registry_add(r, &d, NULL) != TG_OK) {
-    tg_registry_free(r);
-    r = NULL;
-  }
+  tg_func_def d[] = {
+      {TG_FUNC_DEF_V1, "len", "1", fn_len, TG_FUNC_PURE, 1, NULL, NULL, 0, NULL, NULL},
+      {TG_FUNC_DEF_V1, "slow_inc", "1", fn_slow_inc, TG_FUNC_PURE, 1, NULL, NULL, 0, NULL,
+       NULL},
+  };
+  for (size_t i = 0; r && i < sizeof d / sizeof d[0]; i++)
+    if (tg_registry_add(r, &d[i], NULL) != TG_OK) {
+      tg_registry_free(r);
+      r = NULL;
+    }
   return r;
 }
 
@@ -72,6 +101,8 @@ static void start_workers(void) {
 }
 
 static void setup(void) {
+  snprintf(pid_file, sizeof pid_file, "/tmp/tg_flow_%d.pid", (int)getpid());
+  unlink(pid_file);
   reg = make_reg();
   cr_assert_not_null(reg);
   start_workers();
@@ -86,6 +117,7 @@ static void teardown(void) {
     pids[i] = 0;
   }
   cr_expect_eq(waitpid(-1, NULL, WNOHANG), -1, "a child process is left");
+  unlink(pid_file);
   tg_registry_free(reg);
 }
 
@@ -338,5 +370,59 @@ Test(flow, a_failed_link_fails_the_chain_and_a_retried_one_does_not) {
   cr_expect_eq(r, 59, "%lld", (long long)r); /* fail_first returns x: one link adds nothing */
   cr_expect_eq(st.tasks_run, 62, "%zu", st.tasks_run); /* 2 retries */
   cr_expect_eq(st.attempts_failed, 2, "%zu", st.attempts_failed);
+  tg_executor_free(ex);
+}
+
+/* ---- a worker lost under a chain ------------------------------------------------ */
+
+typedef struct bg_compute {
+  tg_graph *g;
+  tg_node out;
+  tg_executor *ex;
+  int rc;
+  int64_t v;
+} bg_compute;
+
+static void *bg_main(void *arg) {
+  bg_compute *c = arg;
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .executor = c->ex};
+  tg_value *v = NULL;
+  c->rc = tg_compute(c->g, &c->out, 1, &o, &v);
+  c->v = v ? tg_value_int(v) : -1;
+  tg_value_unref(v);
+  return NULL;
+}
+
+Test(flow, a_chain_survives_the_loss_of_its_worker) {
+  tg_executor *ex = executor();
+  tg_graph *g = NULL;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node x = tg_call(g, "slow_inc", 1, tg_arg_value(tg_int(0)));
+  for (int i = 1; i < 200; i++) x = tg_call(g, "slow_inc", 1, tg_arg_node(x));
+  bg_compute c = {g, x, ex, -1, -1};
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, bg_main, &c), 0);
+  /* The chain runs where its first link ran: kill that worker. */
+  int victim = -1;
+  for (int i = 0; i < 30000 && victim < 0; i++) {
+    FILE *f = fopen(pid_file, "r");
+    int pid = 0;
+    if (f && fscanf(f, "%d", &pid) == 1)
+      for (int k = 0; k < NW; k++)
+        if (pids[k] == pid) victim = k;
+    if (f) fclose(f);
+    if (victim < 0) tgt_sleep_ms(1);
+  }
+  cr_assert_geq(victim, 0, "no worker said it runs the chain");
+  tgt_sleep_ms(50); /* some links done there */
+  kill(pids[victim], SIGKILL);
+  cr_expect_eq(waitpid(pids[victim], NULL, 0), pids[victim]);
+  pids[victim] = 0;
+  pthread_join(th, NULL);
+  cr_expect_eq(c.rc, TG_OK, "%s: %s", tg_err_name(c.rc), tg_graph_errmsg(g));
+  cr_expect_eq(c.v, 200);
+  tg_remote_stats st = stats(ex);
+  cr_expect_eq(st.workers_lost, 1);
+  tg_graph_free(g);
   tg_executor_free(ex);
 }
