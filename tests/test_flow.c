@@ -2,9 +2,12 @@
  * one-thread workers forked by the test (tg_worker_serve on loopback):
  * a result whose dependents all run where it was made never crosses the
  * parent's socket; a chain's parent traffic does not grow with its
- * length; a tree reduction keeps few results alive at once (the plan's
- * memory order holds out of process); results equal sync's on random
- * DAGs. Every worker is killed and reaped after each test. */
+ * length (it is sent ahead whole and heard of once); a tree reduction
+ * keeps few results alive at once (the plan's memory order holds out of
+ * process); a failed link fails the chain with its own message, a
+ * retried one is counted; a chain survives the loss of the worker
+ * running it; results equal sync's on random DAGs. Every worker is
+ * killed and reaped after each test. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
