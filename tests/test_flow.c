@@ -128,11 +128,11 @@ TestSuite(flow, .init = setup, .fini = teardown, .timeout = 300);
 
 /* An executor on both workers, once both are connected (a run starts as
  * soon as one is, and the tests count where things went). */
-static tg_executor *executor(void) {
+static tg_executor *executor_keep(size_t keep_min) {
   const char *addr[NW];
   for (int i = 0; i < NW; i++) addr[i] = eps[i];
   tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp",
-                        .connect = addr, .nconnect = NW};
+                        .connect = addr, .nconnect = NW, .keep_min = keep_min};
   tg_executor *ex = NULL;
   tg_error err;
   tg_error_clear(&err);
@@ -146,6 +146,8 @@ static tg_executor *executor(void) {
   cr_assert_eq(st.workers_ready, NW, "the workers did not connect");
   return ex;
 }
+
+static tg_executor *executor(void) { return executor_keep(0); }
 
 /* Compute out on ex; its int result (fails the test otherwise). */
 static int64_t run_int(tg_graph *g, tg_node out, tg_executor *ex, tg_compute_stats *st) {
@@ -299,8 +301,8 @@ static void random_dag(tg_graph *g, uint64_t *rng, int n, tg_node *outs, int nou
   free(v);
 }
 
-Test(flow, random_dags_match_sync) {
-  tg_executor *ex = executor();
+static void random_dags(size_t keep_min) {
+  tg_executor *ex = executor_keep(keep_min);
   uint64_t rng = 12345;
   for (int round = 0; round < 200; round++) {
     tg_graph *g = NULL;
@@ -323,6 +325,10 @@ Test(flow, random_dags_match_sync) {
   }
   tg_executor_free(ex);
 }
+
+Test(flow, random_dags_match_sync) { random_dags(0); }
+/* Every result stays on its worker unless it must come back. */
+Test(flow, random_dags_match_sync_all_kept) { random_dags(1); }
 
 /* ---- failures inside a chain --------------------------------------------------- */
 
