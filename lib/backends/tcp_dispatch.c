@@ -971,7 +971,14 @@ static bool any_room(const tcp *b) {
   return false;
 }
 
+#define HELD_MAX 16 /* runs held back in one pass that others may pass */
+
 void tg__tcp_dispatch(tcp *b) {
+  /* The first task of a run held back (may_start) is set aside, so that
+   * other runs' tasks behind it in the heap may go; one of the same run
+   * behind it ends the pass (its replies will come). */
+  tg__task *held[HELD_MAX];
+  size_t nheld = 0;
   while (any_room(b)) {
     tcp_rec *rec = b->retry_head;
     if (rec) {
@@ -983,12 +990,22 @@ void tg__tcp_dispatch(tcp *b) {
         continue;
       }
     } else {
-      if (!b->heap.n || !may_start(b, b->heap.v[0])) return;
-      tg__task *t = tg__tcp_heap_pop(b);
+      if (!b->heap.n) break;
+      tg__task *t = b->heap.v[0];
+      bool seen = false;
+      for (size_t i = 0; i < nheld && !seen; i++) seen = held[i]->run == t->run;
+      if (seen) break;
+      if (!may_start(b, t)) {
+        if (nheld == HELD_MAX) break;
+        held[nheld++] = tg__tcp_heap_pop(b);
+        continue;
+      }
+      t = tg__tcp_heap_pop(b);
       if (!(rec = begin(b, t))) continue;
     }
     place(b, rec);
   }
+  while (nheld) tg__tcp_heap_repush(b, held[--nheld]);
 }
 
 /* ---- giving up ---------------------------------------------------------------- */
