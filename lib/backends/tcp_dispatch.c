@@ -961,8 +961,13 @@ static bool may_start(tcp *b, tg__task *t) {
   int64_t threads = 0;
   for (int i = 0; i < b->nconns; i++)
     if (b->conns[i].state == CS_READY) threads += b->conns[i].nthreads;
-  int64_t live = atomic_load_explicit(&t->run->live, memory_order_relaxed);
-  return live + rs->inflight < rs->seq_peak + TCP_SLACK * (threads ? threads : 1);
+  int64_t live = atomic_load_explicit(&t->run->live, memory_order_relaxed) + rs->inflight;
+  int64_t slack = TCP_SLACK * (threads ? threads : 1);
+  /* Once held back, released when half the slack is free: tasks then go
+   * in batches (and their replies too), not one per reply. */
+  if (rs->held_back && live >= rs->seq_peak + slack / 2) return false;
+  rs->held_back = live >= rs->seq_peak + slack;
+  return !rs->held_back;
 }
 
 static bool any_room(const tcp *b) {

@@ -162,6 +162,9 @@ struct tcp_run {
   uint32_t *stack;         /* tasks kept on a worker whose dependents are
                               to be pre-sent now */
   uint32_t nstack, cap_stack;
+  bool held_back;          /* its results alive reached its bound: no
+                              task adding one goes until half the slack
+                              is free again */
   uint32_t *deferred;      /* the same, waiting for room under TCP_AHEAD */
   uint32_t ndeferred, cap_deferred;
   bool presending;         /* the stack is being worked through */
