@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "remote/worker.h"
@@ -62,6 +63,13 @@ static void *pool_main(void *arg) {
   tg__wstates states = {0}; /* this thread's: the thread is the worker */
   pthread_mutex_lock(&wk->mu);
   for (;;) {
+    /* A chain's next link comes right after this one's result is taken:
+     * look again for a moment before sleeping (a wake-up costs more). */
+    for (int spin = 0; spin < 64 && !wk->q_head && !wk->stopping; spin++) {
+      pthread_mutex_unlock(&wk->mu);
+      sched_yield();
+      pthread_mutex_lock(&wk->mu);
+    }
     while (!wk->q_head && !wk->stopping) pthread_cond_wait(&wk->cv, &wk->mu);
     if (!wk->q_head) break; /* stopping and nothing left */
     wtask *t = wk->q_head;
