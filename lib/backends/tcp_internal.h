@@ -2,8 +2,9 @@
  * files: tcp.c (life-cycle, the I/O thread's loop, statistics),
  * tcp_conn.c (one connection per worker: sockets, handshake, heartbeats,
  * loss), tcp_handle.c (results kept on workers and the placeholder values
- * standing for them), tg__tcp_dispatch.c (choosing a worker per task, moving
- * and recomputing inputs, batches), tcp_results.c (replies).
+ * standing for them), tcp_dispatch.c (choosing a worker per task, moving
+ * and recomputing inputs, batches, memory order), tcp_chain.c (tasks sent
+ * ahead of the engine), tcp_results.c (replies).
  *
  * One I/O thread does everything but `submit`: it owns the sockets (a
  * ZeroMQ socket belongs to one thread), calls tg__task_begin and
@@ -21,7 +22,7 @@
  * is made from the graph when it is sent. Outputs, and results the cache
  * may store, always come back.
  *
- * Chains (tcp_dispatch.c): when a task goes to worker W and every
+ * Chains (tcp_chain.c): when a task goes to worker W and every
  * dependent of it that will run can run on W too (its other inputs are
  * kept on W already, its constants are small, nothing the engine must do
  * first: no cache lookup, futures or deadline; at most max(2, W's
@@ -82,7 +83,7 @@
 #define TCP_MAX_PARTS 4096    /* parts of a worker's message */
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
 #define TCP_AHEAD 65536       /* pre-sent records of a run not yet reached by
-                                 the engine (tcp_dispatch.c, "chains") */
+                                 the engine (tcp_chain.c) */
 #define TCP_SLACK 16          /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
 
@@ -144,7 +145,7 @@ struct tcp_run {
   bool cancelled;          /* its in-flight tasks were given up */
   uint64_t shapes;         /* bytes of its kept results' placeholder
                               lists/maps alive (TCP_RUN_SHAPES) */
-  /* Chains and memory order (tcp_dispatch.c): */
+  /* Chains (tcp_chain.c) and memory order (tcp_dispatch.c): */
   tcp_rec **early;         /* per task: its pre-sent record while the
                               engine has not begun it (weak) */
   uint64_t *bound;         /* per task: where its result is kept for its
@@ -196,7 +197,7 @@ struct tcp_rec {
   bool abort;              /* its run was cancelled meanwhile */
   bool started;            /* its STARTED event was reported */
   double sent;             /* when it was last put in a TASKS message */
-  /* Pre-sent (tcp_dispatch.c, "chains"): sent before the engine made its
+  /* Pre-sent (tcp_chain.c): sent before the engine made its
    * task ready; the engine's begin attaches it (args, started). */
   bool early;              /* not begun in the engine yet */
   bool orphan;             /* the engine finished its task without it (a
@@ -410,6 +411,30 @@ void tg__tcp_fail_waiting(tcp *b, const char *why);
 bool tg__tcp_work_waiting(const tcp *b);
 /* Finish the waiting work of stopped runs (when no worker can take it). */
 void tg__tcp_drop_stopped(tcp *b);
+
+
+/* A new record of run rs (t NULL: a recomputation) with room for nargs
+ * arguments; NULL when out of memory. */
+tcp_rec *tg__tcp_rec_new(tcp_run *rs, tg__task *t, uint32_t nargs);
+/* What rec's kind of task is expected to take (tg__tcp_task_secs). */
+void tg__tcp_expect(tcp *b, tcp_rec *rec, const tg__gnode *nd);
+/* Put rec (on c's load) in c's next batch. */
+void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec);
+
+/* ---- tcp_chain.c ---- */
+/* The flags of engine task rec sent to c when its result is to stay there
+ * for its dependents, pre-sent after it (its store id is then set); 0
+ * when not. */
+uint8_t tg__tcp_chain_flags(tcp *b, tcp_conn *c, tcp_rec *rec);
+/* Pre-send the dependents of the tasks kept for them (after an append). */
+void tg__tcp_presend_stacked(tcp *b, tcp_run *rs);
+/* Whether argument j (a[j], a whole result) of pre-sent rec is the last
+ * use of a quiet task's result on its worker. */
+bool tg__tcp_last_use(const tcp_run *rs, const tcp_rec *rec, const tg__garg *a, uint32_t j);
+/* The engine began pre-sent rec's task (args borrowed until its end). */
+void tg__tcp_attach(tcp *b, tcp_run *rs, tcp_rec *rec, tg_value *const *args, size_t n);
+/* The engine finished pre-sent rec's task without calling it. */
+void tg__tcp_orphan(tcp *b, tcp_run *rs, tcp_rec *rec);
 /* A reply of rec came (its task ran there): the quiet tasks whose
  * results it took are done. */
 void tg__tcp_inputs_done(tcp *b, tcp_rec *rec);
