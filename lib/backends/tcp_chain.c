@@ -235,17 +235,20 @@ void tg__tcp_inputs_done(tcp *b, tcp_rec *rec) {
 }
 
 /* Whether argument j of pre-sent rec is the last use of a quiet task's
- * result: rec is that task's last dependent (all of them were pre-sent
- * in order), and no later argument of rec names it. */
+ * result: every dependent of that task that will run has been sent
+ * (rec, being sent, too: they all go before any of them replies), and
+ * no later argument of rec names it. */
 bool tg__tcp_last_use(const tcp_run *rs, const tcp_rec *rec, const tg__garg *a, uint32_t j) {
   const tg__runplan *p = &rs->r->plan;
   uint32_t pi = p->task_of[a[j].node];
   if (!rs->silent[pi]) return false;
   for (uint32_t k = j + 1; k < rec->nargs; k++)
     if (a[k].kind == TG_ARG_NODE && a[k].node == a[j].node) return false;
-  for (uint32_t k = p->dep_off[pi + 1]; k > p->dep_off[pi]; k--)
-    if (!(p->tasks[p->deps[k - 1]].flags & TG__T_CACHED)) return p->deps[k - 1] == rec->task;
-  return false;
+  for (uint32_t k = p->dep_off[pi]; k < p->dep_off[pi + 1]; k++) {
+    uint32_t di = p->deps[k];
+    if (!(p->tasks[di].flags & TG__T_CACHED) && !rs->early[di]) return false;
+  }
+  return true;
 }
 
 /* The engine began task ti, pre-sent as rec (args: its inputs, borrowed
