@@ -585,8 +585,10 @@ void tg__wk_collect(tg__worker *wk) {
   for (;;) {
     pthread_mutex_lock(&wk->mu);
     /* A chain's next link takes about a wake-up to run: wait for it here
-     * a moment rather than in the poll (a wake-up costs more). */
-    for (int spin = 0; started && spin < 64 && !wk->done; spin++) {
+     * a moment rather than in the poll (a wake-up costs more), while the
+     * pool runs the last tasks it was given (not with more queued: the
+     * pool needs the processor then). */
+    for (int spin = 0; started && spin < 64 && !wk->done && !wk->q_head; spin++) {
       pthread_mutex_unlock(&wk->mu);
       sched_yield();
       pthread_mutex_lock(&wk->mu);
