@@ -14,12 +14,34 @@ static uint64_t tag_of(const tcp_conn *c) {
   return ((uint64_t)c->gen << 8) | (uint64_t)(c->idx + 1);
 }
 
+static bool presendable_in(const tcp *b, const tcp_run *rs, uint32_t di, const tcp_conn *c,
+                           uint32_t self, uint32_t *budget);
+
+/* Whether task pi of rs, an input of a task to be pre-sent to c, can be
+ * pulled there with it (pull_inputs): the engine has not begun it, it
+ * has no other dependent, and its own inputs are there or can be pulled
+ * too, at most *budget tasks in all. So siblings of a tree go to one
+ * worker and their parent follows them at once. */
+static bool pullable(const tcp *b, const tcp_run *rs, uint32_t pi, const tcp_conn *c,
+                     uint32_t *budget) {
+  const tg__runplan *p = &rs->r->plan;
+  const tg__task *t = &p->tasks[pi];
+  if (!*budget || rs->early[pi] || (t->flags & TG__T_OUTPUT) ||
+      atomic_load(&t->state) != TG__T_NEW || (rs->flags[pi] & RF_SELECTED))
+    return false;
+  for (uint32_t k = p->dep_off[pi] + 1; k < p->dep_off[pi + 1]; k++)
+    if (p->deps[k] != p->deps[p->dep_off[pi]]) return false;
+  --*budget;
+  return presendable_in(b, rs, pi, c, UINT32_MAX, budget);
+}
+
 /* Whether task di of rs can be sent to c ahead of the engine: nothing the
  * engine must do first (a cache lookup, futures, a deadline), arguments
- * small constants (sent inline) or whole results of tasks kept on c
- * (self: one more task taken as kept there, UINT32_MAX for none). */
-static bool presendable(const tcp *b, const tcp_run *rs, uint32_t di, const tcp_conn *c,
-                        uint32_t self) {
+ * small constants (sent inline), whole results of tasks kept on c (self:
+ * one more task taken as kept there, UINT32_MAX for none) or of tasks
+ * that can be pulled there with it (budget: how many; NULL: none). */
+static bool presendable_in(const tcp *b, const tcp_run *rs, uint32_t di, const tcp_conn *c,
+                           uint32_t self, uint32_t *budget) {
   const tg__run *r = rs->r;
   const tg__runplan *p = &r->plan;
   const tg__task *d = &p->tasks[di];
@@ -35,9 +57,17 @@ static bool presendable(const tcp *b, const tcp_run *rs, uint32_t di, const tcp_
     }
     if (a[j].kind != TG_ARG_NODE) return false;
     uint32_t pi = p->task_of[a[j].node];
-    if (pi == UINT32_MAX || (pi != self && rs->bound[pi] != tag)) return false;
+    if (pi == UINT32_MAX) return false;
+    if (pi == self || rs->bound[pi] == tag) continue;
+    if (!budget || !pullable(b, rs, pi, c, budget)) return false;
   }
   return true;
+}
+
+static bool presendable(const tcp *b, const tcp_run *rs, uint32_t di, const tcp_conn *c,
+                        uint32_t self) {
+  uint32_t budget = TCP_PULL;
+  return presendable_in(b, rs, di, c, self, &budget);
 }
 
 /* Dependents of rec's task that will run, when every one of them can be
@@ -87,7 +117,17 @@ uint8_t tg__tcp_chain_flags(tcp *b, tcp_conn *c, tcp_rec *rec) {
   if (rs->nstack && rs->stack[rs->nstack - 1] == rec->task &&
       rs->nearly + deps <= TCP_AHEAD) {
     rec->quiet = true;
+    rs->nquiet++;
     rs->silent[rec->task] = rec;
+    /* Durations are learnt from replies, and a quiet task sends none: one
+     * never measured counts as a microsecond on c, not the default
+     * millisecond that would fill c's queue with a few of them (a pulled
+     * tree is mostly quiet tasks). */
+    if (!tg__idmap_get(&b->task_secs, rec->kind_key)) {
+      tg__tcp_conn_remove(c, rec);
+      rec->est = 1e-6;
+      tg__tcp_conn_add(c, rec);
+    }
     return TG__RF_KEEP | TG__RF_QUIET;
   }
   return TG__RF_KEEP;
@@ -114,6 +154,26 @@ static void presend(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
   tg__tcp_append(b, c, rec);
 }
 
+/* Pre-send to c the inputs of task di that presendable found can be
+ * pulled there, each after its own (a tree's leaves, then its sums):
+ * each is kept there for di when it goes (tg__tcp_chain_flags). */
+static void pull_inputs(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
+  const tg__run *r = rs->r;
+  const tg__runplan *p = &r->plan;
+  const tg__gnode *nd = &r->g->nodes[p->tasks[di].node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  uint64_t tag = tag_of(c);
+  for (uint32_t j = 0; j < nd->nargs && c->state == CS_READY; j++) {
+    if (a[j].kind != TG_ARG_NODE) continue;
+    uint32_t pi = p->task_of[a[j].node];
+    if (pi == UINT32_MAX || rs->bound[pi] == tag || rs->early[pi]) continue;
+    uint32_t budget = TCP_PULL;
+    if (!pullable(b, rs, pi, c, &budget)) continue;
+    pull_inputs(b, c, rs, pi);
+    if (c->state == CS_READY && !rs->early[pi]) presend(b, c, rs, pi);
+  }
+}
+
 /* Task ti of rs was sent to c, its result to stay there: send its
  * dependents whose inputs are all there now, ahead of the engine (which
  * has not made them ready: an input of theirs has not finished there).
@@ -131,7 +191,11 @@ static bool presend_deps(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t ti) {
       continue;
     if (rs->nearly >= TCP_AHEAD && !forced) return false;
     if (c->state != CS_READY) return true; /* lost: the engine sends them */
-    presend(b, c, rs, di);
+    pull_inputs(b, c, rs, di);
+    if (c->state != CS_READY) return true;
+    uint32_t none = 0; /* what was pulled must be kept there now */
+    if (!rs->early[di] && presendable_in(b, rs, di, c, UINT32_MAX, &none))
+      presend(b, c, rs, di);
   }
   return true;
 }
@@ -185,6 +249,7 @@ static void quiet_done(tcp *b, tcp_rec *rec) {
   tcp_conn *c = &b->conns[rec->conn];
   rs->silent[rec->task] = NULL;
   rec->quiet = false;
+  rs->nquiet--;
   tg__idmap_del(&c->recs, rec->id);
   tg__tcp_conn_remove(c, rec);
   rec->conn = -1;
@@ -317,5 +382,6 @@ void tg__tcp_early_done(tcp *b, tcp_rec *rec, int code, tg_value *v, const char 
   rec->drep.message = NULL;
   rec->rs->inflight--; /* on no worker now */
   if (rec->rs->silent[rec->task] == rec) rec->rs->silent[rec->task] = NULL;
+  if (rec->quiet) rec->rs->nquiet--;
   rec->quiet = false;
 }

@@ -57,6 +57,7 @@ void tg__tcp_rec_free(tcp *b, tcp_rec *rec) {
   release_args(b, rec);
   tg__tcp_handle_unref(b, rec->out);
   if (rec->quiet && rs->silent[rec->task] == rec) rs->silent[rec->task] = NULL;
+  if (rec->quiet) rs->nquiet--;
   if (rec->early) { /* the engine will send its task itself */
     rs->early[rec->task] = NULL;
     rs->nearly--;
@@ -252,6 +253,7 @@ void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   }
   c->batch_run = rec->rs->seq;
   if (rec->quiet && rec->rs->silent[rec->task] == rec) rec->rs->silent[rec->task] = NULL;
+  if (rec->quiet) rec->rs->nquiet--;
   rec->quiet = false; /* sent again: decided again */
   uint8_t flags = flags_of(b, c, rec, nd, &min_us);
   rec->flags = flags; /* what its reply may be */
@@ -623,6 +625,28 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
   return rec;
 }
 
+void tg__tcp_begin_done(tcp *b) {
+  if (b->ending) return; /* the loop below takes what begin queues */
+  b->ending = true;
+  for (;;) {
+    if (b->done_head) {
+      tg__task *t = b->done_head;
+      b->done_head = t->next;
+      if (!b->done_head) b->done_tail = NULL;
+      t->next = NULL;
+      begin(b, t); /* ends it: NULL */
+      continue;
+    }
+    if (!b->heap.n) break;
+    tg__task *t = b->heap.v[0];
+    tcp_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
+    tcp_rec *pre = rs ? rs->early[t - rs->r->plan.tasks] : NULL;
+    if (!pre || !pre->done) break;
+    begin(b, tg__tcp_heap_pop(b));
+  }
+  b->ending = false;
+}
+
 /* ---- memory order ------------------------------------------------------------ */
 
 /* Whether ready task t may be sent now. The heap gives tasks in the
@@ -649,7 +673,10 @@ static bool may_start(tcp *b, tg__task *t) {
   int64_t threads = 0;
   for (int i = 0; i < b->nconns; i++)
     if (b->conns[i].state == CS_READY) threads += b->conns[i].nthreads;
-  int64_t live = atomic_load_explicit(&t->run->live, memory_order_relaxed) + rs->inflight;
+  /* Quiet tasks on workers count nothing: their results die there, used
+   * by tasks sent with them (a pulled subtree counts as its root). */
+  int64_t live = atomic_load_explicit(&t->run->live, memory_order_relaxed) +
+                 (int64_t)rs->inflight - (int64_t)rs->nquiet;
   int64_t slack = TCP_SLACK * (threads ? threads : 1);
   /* Once held back, released when half the slack is free: tasks then go
    * in batches (and their replies too), not one per reply. */
@@ -672,6 +699,7 @@ void tg__tcp_dispatch(tcp *b) {
    * behind it ends the pass (its replies will come). */
   tg__task *held[HELD_MAX];
   size_t nheld = 0;
+  tg__tcp_begin_done(b);
   while (any_room(b)) {
     tcp_rec *rec = b->retry_head;
     if (rec) {
@@ -703,10 +731,13 @@ void tg__tcp_dispatch(tcp *b) {
 
 /* ---- giving up ---------------------------------------------------------------- */
 
-bool tg__tcp_work_waiting(const tcp *b) { return b->heap.n || b->retry_head; }
+bool tg__tcp_work_waiting(const tcp *b) {
+  return b->heap.n || b->retry_head || b->done_head;
+}
 
 /* Finish every queued task (their runs are stopped: they are skipped). */
 static void drain(tcp *b) {
+  tg__tcp_begin_done(b);
   for (tg__task *t; (t = tg__tcp_heap_pop(b));) {
     tcp_rec *rec = begin(b, t);
     if (rec) tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");

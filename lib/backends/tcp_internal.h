@@ -84,6 +84,8 @@
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
 #define TCP_AHEAD 65536       /* pre-sent records of a run not yet reached by
                                  the engine (tcp_chain.c) */
+#define TCP_PULL 7            /* tasks a pre-sent task may pull along to its
+                                 worker (a subtree of 8 leaves) */
 #define TCP_SLACK 16          /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
 
@@ -154,6 +156,8 @@ struct tcp_run {
   uint64_t *bound_id;      /* per task: that object's id there */
   uint32_t nearly;         /* records in early */
   uint32_t inflight;       /* records of engine tasks (early ones too) */
+  uint32_t nquiet;         /* of those, sent TG__RF_QUIET: their results
+                              die on their worker (memory order) */
   int64_t seq_peak;        /* most results alive at once when its tasks
                               run one at a time in plan order (the bound
                               on run-ahead adds TCP_SLACK per worker
@@ -271,6 +275,9 @@ struct tcp {
   tg__wctx w;
   tg__task_heap heap;      /* ready tasks */
   tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
+  tg__task *done_head, *done_tail; /* ready tasks whose pre-sent records
+                                      are done: ended without the heap */
+  bool ending;             /* tg__tcp_begin_done is working through them */
   tg__idmap handles;       /* id -> handle */
   tg__idmap task_secs;     /* kind key -> seconds (tg__tcp_task_secs), bits */
   uint64_t next_id;        /* handle / object ids */
@@ -390,6 +397,11 @@ void tg__tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti);
 /* ---- tg__tcp_dispatch.c ---- */
 /* Send ready work to workers while they have room. */
 void tg__tcp_dispatch(tcp *b);
+/* End the ready tasks whose pre-sent records are done (queued aside by
+ * tg__tcp_queue_task, or first in the heap) at once, whatever the heap
+ * holds before them: no worker is needed, and a reply that tells of a
+ * pulled tree frees its leaves' placeholders before the next reply. */
+void tg__tcp_begin_done(tcp *b);
 /* A fetched value for h arrived (v taken, NULL when the worker lost it). */
 void tg__tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v);
 /* Release what rec holds (not the engine task) and free it. */

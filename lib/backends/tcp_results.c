@@ -236,6 +236,7 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals) {
     tg__tcp_conn_remove(&b->conns[rec->conn], rec);
     rec->conn = -1;
     tg__tcp_early_done(b, rec, code, v, msg, &rep, calls, fails);
+    tg__tcp_begin_done(b);
     v = NULL;
     rec = NULL;
   }
