@@ -84,9 +84,9 @@
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
 #define TCP_AHEAD 65536       /* pre-sent records of a run not yet reached by
                                  the engine (tcp_chain.c) */
-#define TCP_PULL 7            /* tasks a pre-sent task may pull along to its
-                                 worker (a subtree of 8 leaves) */
-#define TCP_SLACK 16          /* results per worker thread a run may hold
+#define TCP_PULL 15           /* tasks a pre-sent task may pull along to its
+                                 worker (a subtree of 16 leaves) */
+#define TCP_SLACK 12          /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
 
 typedef struct tcp tcp;
