@@ -40,6 +40,13 @@
  * from its last link, and W holds one link's result at a time. At most
  * TCP_AHEAD records of a run go ahead of the engine (past it, the next
  * ones wait until half are reached); quiet ones hold no value here.
+ * A dependent's other inputs that the engine has not begun may be pulled
+ * to W with it (pull_inputs): an input with no other dependent, whose own
+ * inputs are on W or pulled too, at most TCP_PULL of them. So a tree's
+ * siblings go to one worker with their parent behind them: a subtree of
+ * 16 leaves goes as one unit, and only its root replies. Records whose
+ * pre-sent reply is in end as soon as the engine makes their task ready
+ * (tg__tcp_begin_done), not when the heap reaches them.
  *
  * Memory order (tcp_dispatch.c, may_start): ready tasks leave the heap in
  * the plan's order (priority, submission, plan order); a task that adds a
@@ -49,8 +56,9 @@
  * engine counts them (tg_compute_stats.peak_live): values in this process
  * and the placeholders standing for results kept on workers, plus results
  * of pre-sent tasks that came back before the engine reached them; on
- * top, tasks on workers count until their reply. A tree reduction of
- * 65,536 leaves on two one-thread workers keeps about 50 alive.
+ * top, tasks on workers count until their reply, but quiet ones: their
+ * results die there (a pulled subtree counts as its root). A tree
+ * reduction of 65,536 leaves on two one-thread workers keeps 47-58 alive.
  *
  * What a worker reports is not trusted: a shape it was not asked for, of
  * more than TG__MAX_SHAPE items or more items than bytes, or a result
