@@ -19,9 +19,11 @@ static bool presendable_in(const tcp *b, const tcp_run *rs, uint32_t di, const t
 
 /* Whether task pi of rs, an input of a task to be pre-sent to c, can be
  * pulled there with it (pull_inputs): the engine has not begun it, it
- * has no other dependent, and its own inputs are there or can be pulled
- * too, at most *budget tasks in all. So siblings of a tree go to one
- * worker and their parent follows them at once. */
+ * has no other dependent, it is known to be quick (measured at most
+ * TCP_PULL_SECS: slower work is worth spreading over workers, and a
+ * fan-in of it is not to be queued on one), and its own inputs are there
+ * or can be pulled too, at most *budget tasks in all. So siblings of a
+ * tree go to one worker and their parent follows them at once. */
 static bool pullable(const tcp *b, const tcp_run *rs, uint32_t pi, const tcp_conn *c,
                      uint32_t *budget) {
   const tg__runplan *p = &rs->r->plan;
@@ -31,6 +33,11 @@ static bool pullable(const tcp *b, const tcp_run *rs, uint32_t pi, const tcp_con
     return false;
   for (uint32_t k = p->dep_off[pi] + 1; k < p->dep_off[pi + 1]; k++)
     if (p->deps[k] != p->deps[p->dep_off[pi]]) return false;
+  const tg__gnode *nd = &rs->r->g->nodes[t->node];
+  uint64_t kind_key = (uint64_t)(uintptr_t)nd->fn + nd->kind; /* as tg__tcp_expect */
+  if (!tg__idmap_get(&b->task_secs, kind_key) ||
+      tg__tcp_task_secs(b, kind_key) > TCP_PULL_SECS)
+    return false;
   --*budget;
   return presendable_in(b, rs, pi, c, UINT32_MAX, budget);
 }

@@ -94,6 +94,7 @@
                                  the engine (tcp_chain.c) */
 #define TCP_PULL 15           /* tasks a pre-sent task may pull along to its
                                  worker (a subtree of 16 leaves) */
+#define TCP_PULL_SECS 50e-6  /* the longest measured task that may be pulled */
 #define TCP_SLACK 12          /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
 
