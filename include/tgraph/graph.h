@@ -245,7 +245,8 @@ typedef struct tg_compute_stats {
                            retried and then successful is not counted) */
   size_t tasks_skipped; /* tasks never called: the compute stopped, or
                            (keep_going) an input failed */
-  size_t peak_live;     /* most intermediate results alive at once */
+  size_t peak_live;     /* most intermediate results alive at once
+                           (out of process: those kept on workers too) */
   double wall_seconds;
   tg_node failed_node;  /* first failing node, TG_NODE_NONE if none */
   /* With a cache (see Memoization below): */

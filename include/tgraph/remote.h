@@ -53,7 +53,8 @@ extern "C" {
 
 /* Version of the worker protocol this library speaks. Both ends must
  * speak the same one (the handshake says which each has). */
-#define TG_REMOTE_PROTOCOL 5 /* 5: functions carry their code id */
+#define TG_REMOTE_PROTOCOL 6 /* 5: functions carry their code id; 6: quiet
+                               tasks, last uses of objects */
 
 /* Default address of a worker, and its default port. */
 #define TG_WORKER_DEFAULT_LISTEN "tcp://127.0.0.1:7070"

@@ -39,6 +39,16 @@ void tg__tcp_heap_repush(tcp *b, tg__task *t) {
 
 void tg__tcp_queue_task(tcp *b, tg__task *t) {
   tcp_run *rs = tg__tcp_run_get(b, t->run);
+  tcp_rec *pre = rs ? rs->early[t - rs->r->plan.tasks] : NULL;
+  if (pre && pre->done) { /* nothing to send: tg__tcp_begin_done ends it */
+    t->next = NULL;
+    if (b->done_tail) b->done_tail->next = t;
+    else b->done_head = t;
+    b->done_tail = t;
+    rs->users++;
+    rs->live++;
+    return;
+  }
   if (rs && tg__task_heap_push(&b->heap, t)) {
     rs->users++;
     rs->live++;

@@ -1,9 +1,13 @@
-/* lib/backends/tg__tcp_dispatch.c: sending tasks to workers. For each ready
- * task: its arguments' handles (results kept on workers, large
- * constants), the worker where it costs least (bytes to move, then load),
- * moving what that worker lacks (a constant is sent, a result is fetched
- * from its holder and sent on, a lost result is computed again there from
- * the graph), and the task record in that worker's next batch. */
+/* lib/backends/tcp_dispatch.c: sending tasks to workers. For each ready
+ * task, released in the plan's order while the run's results alive stay
+ * under its bound (memory order): its arguments' handles (results kept on
+ * workers, large constants), the worker where it costs least (bytes and
+ * round trips to move, then load), moving what that worker lacks (a
+ * constant is sent, a result is fetched from its holder and sent on, a
+ * lost result is computed again there from the graph), and the task
+ * record in that worker's next batch; then its dependents that can run
+ * there too, sent ahead of the engine (tcp_chain.c). tcp_internal.h tells
+ * the design. */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,7 +18,7 @@
 
 /* ---- records ------------------------------------------------------------- */
 
-static tcp_rec *rec_new(tcp *b, tcp_run *rs, tg__task *t, uint32_t nargs) {
+tcp_rec *tg__tcp_rec_new(tcp *b, tcp_run *rs, tg__task *t, uint32_t nargs) {
   size_t n = nargs ? nargs : 1;
   size_t size = sizeof(tcp_rec) + n * (sizeof(tg_value *) + sizeof(tcp_handle *));
   tcp_rec *rec = tg__recycle_fits(&b->rec_blocks, size) ? tg__recycle_get(&b->rec_blocks)
@@ -28,12 +32,14 @@ static tcp_rec *rec_new(tcp *b, tcp_run *rs, tg__task *t, uint32_t nargs) {
   rec->nargs = nargs;
   rec->conn = -1;
   rs->users++;
-  if (t) rs->live++;
+  if (t) {
+    rs->live++;
+    rs->inflight++;
+  }
   return rec;
 }
 
-/* What rec's kind of task is expected to take (tg__tcp_task_secs). */
-static void expect(tcp *b, tcp_rec *rec, const tg__gnode *nd) {
+void tg__tcp_expect(tcp *b, tcp_rec *rec, const tg__gnode *nd) {
   rec->kind_key = (uint64_t)(uintptr_t)nd->fn + nd->kind;
   rec->est = tg__tcp_task_secs(b, rec->kind_key);
 }
@@ -51,10 +57,23 @@ static void detach(tcp *b, tcp_rec *rec) {
 }
 
 void tg__tcp_rec_free(tcp *b, tcp_rec *rec) {
+  tcp_run *rs = rec->rs;
   release_args(b, rec);
   tg__tcp_handle_unref(b, rec->out);
-  if (rec->t) rec->rs->live--;
-  tg__tcp_run_unuse(b, rec->rs);
+  if (rec->quiet && rs->silent[rec->task] == rec) rs->silent[rec->task] = NULL;
+  if (rec->quiet) rs->nquiet--;
+  if (rec->early) { /* the engine will send its task itself */
+    rs->early[rec->task] = NULL;
+    rs->nearly--;
+    if (rec->done && rec->dval) tg__run_live(rs->r, -1); /* counted while kept here */
+  }
+  tg_value_unref(rec->dval);
+  tg__free(rec->dmsg);
+  if (rec->t && !rec->orphan) {
+    rs->live--;
+    if (!rec->done) rs->inflight--;
+  }
+  tg__tcp_run_unuse(b, rs);
   size_t n = rec->nargs ? rec->nargs : 1;
   if (tg__recycle_fits(&b->rec_blocks,
                        sizeof(tcp_rec) + n * (sizeof(tg_value *) + sizeof(tcp_handle *))))
@@ -65,7 +84,7 @@ void tg__tcp_rec_free(tcp *b, tcp_rec *rec) {
 
 void tg__tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg) {
   detach(b, rec);
-  if (rec->t) {
+  if (rec->t && !rec->early && !rec->orphan) {
     tg__task_end(&b->w, rec->t, code, NULL, msg);
     tg__tcp_take_ready(b);
   }
@@ -91,6 +110,11 @@ static void fail_impure(tcp *b, tcp_rec *rec, const char *addr, const char *why)
 }
 
 void tg__tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
+  if (rec->early || rec->orphan) { /* pre-sent: the engine sends it when ready */
+    detach(b, rec);
+    tg__tcp_rec_free(b, rec);
+    return;
+  }
   bool sent = rec->conn >= 0 && rec->id && rec->id <= b->conns[rec->conn].sent_id;
   if (sent && rec->t && !rec->abort && !rerunnable(&rec->rs->r->g->nodes[rec->node])) {
     fail_impure(b, rec, b->conns[rec->conn].addr, why);
@@ -117,6 +141,10 @@ void tg__tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
 }
 
 void tg__tcp_rec_resend(tcp *b, tcp_rec *rec) {
+  if (rec->early || rec->orphan) {
+    tg__tcp_rec_requeue(b, rec, "sent again");
+    return;
+  }
   if (rec->abort) {
     tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");
     return;
@@ -175,13 +203,16 @@ static void put_arg(tcp_conn *c, tcp_rec *rec, uint32_t j, const tg__garg *a) {
   }
 }
 
-/* Flags, store id and time threshold of rec. */
-static uint8_t flags_of(tcp *b, tcp_rec *rec, const tg__gnode *nd, uint64_t *min_us) {
+/* Flags, store id and time threshold of rec on c. */
+static uint8_t flags_of(tcp *b, tcp_conn *c, tcp_rec *rec, const tg__gnode *nd,
+                        uint64_t *min_us) {
   *min_us = 0;
   if (!rec->t) {
     rec->store = rec->out->id;
     return TG__RF_KEEP;
   }
+  uint8_t chained = tg__tcp_chain_flags(b, c, rec);
+  if (chained) return chained; /* its dependents follow it there */
   const tg__run *r = rec->rs->r;
   uint8_t f = 0;
   if ((rec->t->flags & TG__T_OUTPUT) || rec->whole) {
@@ -247,7 +278,7 @@ void tg__tcp_expire_tasks(tcp *b, double now) {
   b->ntimed = k;
 }
 
-static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
+void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   if (c->nbatch && (c->batch_run != rec->rs->seq || c->nbatch >= TCP_BATCH_MAX))
     tg__tcp_conn_flush(b, c); /* one run per message */
   if (c->state != CS_READY) { /* the flush lost it */
@@ -264,7 +295,10 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
     return;
   }
   c->batch_run = rec->rs->seq;
-  uint8_t flags = flags_of(b, rec, nd, &min_us);
+  if (rec->quiet && rec->rs->silent[rec->task] == rec) rec->rs->silent[rec->task] = NULL;
+  if (rec->quiet) rec->rs->nquiet--;
+  rec->quiet = false; /* sent again: decided again */
+  uint8_t flags = flags_of(b, c, rec, nd, &min_us);
   if (rec->crashes) flags |= TG__RF_RESUME; /* attempts lost with a worker */
   rec->flags = flags; /* what its reply may be */
   char kb[TG__NAME_MAX + 32];
@@ -281,9 +315,17 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   if (rec->crashes) tg__wbuf_varint(w, rec->crashes);
   tg__wbuf_cstr(w, tg__run_key(r, rec->node, kb, sizeof kb));
   tg__wbuf_varint(w, rec->nargs);
-  for (uint32_t j = 0; j < rec->nargs; j++) put_arg(c, rec, j, &a[j]);
+  const tg__runplan *p = &r->plan;
+  for (uint32_t j = 0; j < rec->nargs; j++) {
+    if (rec->early && a[j].kind == TG_ARG_NODE) { /* kept here, by its id */
+      tg__wbuf_u8(w, tg__tcp_last_use(rec->rs, rec, a, j) ? TG__ARG_OBJ_LAST : TG__ARG_OBJ);
+      tg__wbuf_varint(w, rec->rs->bound_id[p->task_of[a[j].node]]);
+    } else {
+      put_arg(c, rec, j, &a[j]);
+    }
+  }
   c->nbatch++;
-  if (rec->t && !rec->started) { /* now that its worker is known */
+  if (rec->t && !rec->started && !rec->early) { /* now that its worker is known */
     rec->started = true;
     tg__task_started(&b->w, rec->t, c->idx);
   }
@@ -293,6 +335,7 @@ static void append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   if (c->nbatch == 1 || r->on_event) c->batch_t = tg__now();
   rec->sent = c->batch_t;
   if (nd->timeout > 0 && rec->t) watch(b, c, rec, nd->timeout * attempts_of(r, nd));
+  if ((flags & TG__RF_KEEP) && rec->t) tg__tcp_presend_stacked(b, rec->rs);
 }
 
 /* ---- moving inputs --------------------------------------------------------- */
@@ -361,7 +404,7 @@ static void staged_done(tcp *b, tcp_rec *rec) {
   rec->next = NULL;
   if (rec->abort) tg__tcp_rec_requeue(b, rec, "cancelled");
   else if (rec->replan || c->state != CS_READY) tg__tcp_rec_requeue(b, rec, c->why);
-  else append(b, c, rec);
+  else tg__tcp_append(b, c, rec);
 }
 
 void tg__tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v) {
@@ -416,11 +459,11 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
                  "%d times", tg__run_key(r, node, kb, sizeof kb), TCP_MAX_REBUILDS);
     return;
   }
-  tcp_rec *rec = rec_new(b, rs, NULL, nd->nargs);
+  tcp_rec *rec = tg__tcp_rec_new(b, rs, NULL, nd->nargs);
   if (!rec) return;
   rec->task = x->task;
   rec->node = node;
-  expect(b, rec, nd);
+  tg__tcp_expect(b, rec, nd);
   tg__tcp_handle_ref(x);
   rec->out = x;
   for (uint32_t j = 0; j < nd->nargs; j++) {
@@ -444,7 +487,7 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
   atomic_fetch_add(&b->st_recomputed, 1);
   rec->conn = c->idx;
   tg__tcp_conn_add(c, rec);
-  append(b, c, rec);
+  tg__tcp_append(b, c, rec);
 }
 
 /* Whether task ti of rs can be computed from the graph again (its
@@ -554,14 +597,16 @@ static int choose(tcp *b, const tcp_rec *rec) {
   for (int i = 0; i < b->nconns; i++) {
     const tcp_conn *c = &b->conns[i];
     if (!tg__tcp_conn_has_room(c)) continue;
-    double miss = 0;
+    double miss = 0, fetches = 0;
     for (uint32_t j = 0; j < rec->nargs; j++) {
       const tcp_handle *h = rec->hargs[j];
       if (h && h->kind == H_ELEM) h = h->parent;
-      if (h && !(h->locs & (UINT64_C(1) << i)) && (h->locs || h->kind == H_CONST))
+      if (h && !(h->locs & (UINT64_C(1) << i)) && (h->locs || h->kind == H_CONST)) {
         miss += (double)h->bytes;
+        fetches += h->locs && !h->local; /* a round trip through here first */
+      }
     }
-    double cost = miss * 1e-9 + (c->queued + rec->est) / c->nthreads;
+    double cost = miss * 1e-9 + fetches * 1e-4 + (c->queued + rec->est) / c->nthreads;
     if (best < 0 || cost < best_cost) {
       best = i;
       best_cost = cost;
@@ -613,7 +658,7 @@ static void place(tcp *b, tcp_rec *rec) {
     rec->next = c->staged;
     c->staged = rec;
   } else {
-    append(b, c, rec);
+    tg__tcp_append(b, c, rec);
   }
 }
 
@@ -625,21 +670,85 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
   size_t n;
   tcp_rec *rec = NULL;
   b->w.worker = -1; /* failures here: no worker is chosen yet */
+  tcp_rec *pre = rs->early[t - rs->r->plan.tasks];
   if (tg__task_begin(&b->w, t, &args, &n)) {
-    rec = rec_new(b, rs, t, (uint32_t)n);
+    if (pre) tg__tcp_attach(b, rs, pre, args, n);
+    else rec = tg__tcp_rec_new(b, rs, t, (uint32_t)n);
     if (rec) {
       if (n) memcpy(rec->args, args, n * sizeof *args); /* args: NULL when none */
       rec->task = (uint32_t)(t - rs->r->plan.tasks);
       rec->node = t->node;
-      expect(b, rec, &rs->r->g->nodes[t->node]);
-    } else {
+      tg__tcp_expect(b, rec, &rs->r->g->nodes[t->node]);
+    } else if (!pre) {
       tg__task_end(&b->w, t, TG_ENOMEM, NULL, "out of memory");
     }
+  } else if (pre) {
+    tg__tcp_orphan(b, rs, pre);
   }
   tg__tcp_take_ready(b);
   rs->live--; /* the heap's use */
   tg__tcp_run_unuse(b, rs);
   return rec;
+}
+
+void tg__tcp_begin_done(tcp *b) {
+  if (b->ending) return; /* the loop below takes what begin queues */
+  b->ending = true;
+  for (;;) {
+    if (b->done_head) {
+      tg__task *t = b->done_head;
+      b->done_head = t->next;
+      if (!b->done_head) b->done_tail = NULL;
+      t->next = NULL;
+      begin(b, t); /* ends it: NULL */
+      continue;
+    }
+    if (!b->heap.n) break;
+    tg__task *t = tg__task_heap_top(&b->heap);
+    tcp_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
+    tcp_rec *pre = rs ? rs->early[t - rs->r->plan.tasks] : NULL;
+    if (!pre || !pre->done) break;
+    begin(b, tg__tcp_heap_pop(b));
+  }
+  b->ending = false;
+}
+
+/* ---- memory order ------------------------------------------------------------ */
+
+/* Whether ready task t may be sent now. The heap gives tasks in the
+ * plan's order; what bounds how far workers run ahead of it is the
+ * number of results alive: in the engine (r->live: values, and
+ * placeholders of results kept on workers) plus the tasks on workers. A
+ * task that adds a result (one that frees none of its inputs: a leaf)
+ * waits while that number is past the run's sequential peak plus
+ * TCP_SLACK per worker thread. A run with nothing on workers always
+ * starts one: progress. */
+static bool may_start(tcp *b, tg__task *t) {
+  tcp_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
+  if (!rs || rs->inflight == 0 || (t->flags & TG__T_CACHED)) return true;
+  const tg__run *r = rs->r;
+  const tg__runplan *p = &r->plan;
+  uint32_t ti = (uint32_t)(t - p->tasks);
+  if (rs->early[ti]) return true; /* sent already */
+  const tg__gnode *nd = &r->g->nodes[t->node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  for (uint32_t j = 0; j < nd->nargs; j++) /* the last use of an input: frees one */
+    if (tg__arg_is_node(a[j].kind) && p->task_of[a[j].node] != UINT32_MAX &&
+        tg__tcp_run_dependents(rs, p->task_of[a[j].node]) == 1)
+      return true;
+  int64_t threads = 0;
+  for (int i = 0; i < b->nconns; i++)
+    if (b->conns[i].state == CS_READY) threads += b->conns[i].nthreads;
+  /* Quiet tasks on workers count nothing: their results die there, used
+   * by tasks sent with them (a pulled subtree counts as its root). */
+  int64_t live = atomic_load_explicit(&t->run->live, memory_order_relaxed) +
+                 (int64_t)rs->inflight - (int64_t)rs->nquiet;
+  int64_t slack = TCP_SLACK * (threads ? threads : 1);
+  /* Once held back, released when half the slack is free: tasks then go
+   * in batches (and their replies too), not one per reply. */
+  if (rs->held_back && live >= rs->seq_peak + slack / 2) return false;
+  rs->held_back = live >= rs->seq_peak + slack;
+  return !rs->held_back;
 }
 
 static bool any_room(const tcp *b) {
@@ -672,7 +781,15 @@ static bool built_here(tcp *b, tcp_rec *rec) {
   return true;
 }
 
+#define HELD_MAX 16 /* runs held back in one pass that others may pass */
+
 void tg__tcp_dispatch(tcp *b) {
+  /* The first task of a run held back (may_start) is set aside, so that
+   * other runs' tasks behind it in the heap may go; one of the same run
+   * behind it ends the pass (its replies will come). */
+  tg__task *held[HELD_MAX];
+  size_t nheld = 0;
+  tg__tcp_begin_done(b);
   while (any_room(b)) {
     tcp_rec *rec = b->retry_head;
     if (rec) {
@@ -684,21 +801,34 @@ void tg__tcp_dispatch(tcp *b) {
         continue;
       }
     } else {
-      tg__task *t = tg__tcp_heap_pop(b);
-      if (!t) return;
+      if (!b->heap.n) break;
+      tg__task *t = tg__task_heap_top(&b->heap);
+      bool seen = false;
+      for (size_t i = 0; i < nheld && !seen; i++) seen = held[i]->run == t->run;
+      if (seen) break;
+      if (!may_start(b, t)) {
+        if (nheld == HELD_MAX) break;
+        held[nheld++] = tg__tcp_heap_pop(b);
+        continue;
+      }
+      t = tg__tcp_heap_pop(b);
       if (!(rec = begin(b, t))) continue;
       if (built_here(b, rec)) continue;
     }
     place(b, rec);
   }
+  while (nheld) tg__tcp_heap_repush(b, held[--nheld]);
 }
 
 /* ---- giving up ---------------------------------------------------------------- */
 
-bool tg__tcp_work_waiting(const tcp *b) { return b->heap.n || b->retry_head; }
+bool tg__tcp_work_waiting(const tcp *b) {
+  return b->heap.n || b->retry_head || b->done_head;
+}
 
 /* Finish every queued task (their runs are stopped: they are skipped). */
 static void drain(tcp *b) {
+  tg__tcp_begin_done(b);
   for (tg__task *t; (t = tg__tcp_heap_pop(b));) {
     tcp_rec *rec = begin(b, t);
     if (rec) tg__tcp_rec_fail(b, rec, TG_ECANCELED, "cancelled");

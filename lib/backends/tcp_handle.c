@@ -177,6 +177,34 @@ static void mark_selected(tcp_run *rs) {
   }
 }
 
+/* Most intermediate results alive at once when rs's tasks run one at a
+ * time in plan order (as sync runs them): a result is born with its task
+ * (when a task that will run uses it; outputs are not counted, as the
+ * engine's peak_live does not count them) and dies after its last
+ * running dependent. */
+static int64_t seq_peak(const tcp_run *rs) {
+  const tg__runplan *p = &rs->r->plan;
+  uint32_t *die = tg__calloc(p->ntasks ? p->ntasks : 1, sizeof *die);
+  if (!die) return INT64_MAX / 4; /* out of memory: no bound */
+  int64_t live = 0, peak = 0;
+  for (uint32_t i = 0; i < p->ntasks; i++) {
+    uint32_t last = UINT32_MAX;
+    for (uint32_t k = p->dep_off[i + 1]; k > p->dep_off[i]; k--)
+      if (!(p->tasks[p->deps[k - 1]].flags & TG__T_CACHED)) {
+        last = p->deps[k - 1];
+        break;
+      }
+    if (last != UINT32_MAX && !(p->tasks[i].flags & TG__T_OUTPUT)) {
+      die[last]++;
+      live++;
+    }
+    if (live > peak) peak = live;
+    live -= die[i];
+  }
+  tg__free(die);
+  return peak;
+}
+
 tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
   tcp_run *rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
   if (rs) return rs;
@@ -190,16 +218,26 @@ tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
   rs->rebuilds = tg__calloc(n, 1);
   rs->handle_of = tg__calloc(n, sizeof *rs->handle_of);
   rs->held = tg__calloc(n, sizeof *rs->held);
-  if (!rs->flags || !rs->rebuilds || !rs->handle_of || !rs->held ||
+  rs->early = tg__calloc(n, sizeof *rs->early);
+  rs->bound = tg__calloc(n, sizeof *rs->bound);
+  rs->bound_id = tg__calloc(n, sizeof *rs->bound_id);
+  rs->silent = tg__calloc(n, sizeof *rs->silent);
+  if (!rs->silent || !rs->flags || !rs->rebuilds || !rs->handle_of || !rs->held || !rs->early ||
+      !rs->bound || !rs->bound_id ||
       !tg__idmap_put(&b->runs_by_seq, r->seq + 1, rs)) {
     tg__free(rs->flags);
     tg__free(rs->rebuilds);
     tg__free(rs->handle_of);
     tg__free(rs->held);
+    tg__free(rs->early);
+    tg__free(rs->bound);
+    tg__free(rs->bound_id);
+    tg__free(rs->silent);
     tg__free(rs);
     return NULL;
   }
   mark_selected(rs);
+  rs->seq_peak = seq_peak(rs);
   rs->next = b->runs;
   b->runs = rs;
   return rs;
@@ -220,6 +258,12 @@ void tg__tcp_run_unuse(tcp *b, tcp_run *rs) {
   tg__free(rs->rebuilds);
   tg__free(rs->handle_of);
   tg__free(rs->held);
+  tg__free(rs->early);
+  tg__free(rs->bound);
+  tg__free(rs->bound_id);
+  tg__free(rs->deferred);
+  tg__free(rs->stack);
+  tg__free(rs->silent);
   tg__free(rs);
 }
 

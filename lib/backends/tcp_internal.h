@@ -2,8 +2,9 @@
  * files: tcp.c (life-cycle, the I/O thread's loop, statistics),
  * tcp_conn.c (one connection per worker: sockets, handshake, heartbeats,
  * loss), tcp_handle.c (results kept on workers and the placeholder values
- * standing for them), tg__tcp_dispatch.c (choosing a worker per task, moving
- * and recomputing inputs, batches), tcp_results.c (replies).
+ * standing for them), tcp_dispatch.c (choosing a worker per task, moving
+ * and recomputing inputs, batches, memory order), tcp_chain.c (tasks sent
+ * ahead of the engine), tcp_results.c (replies).
  *
  * The same engine runs the processes backend (processes.c): its
  * connections are then local links (remote/link.h) to forked workers and
@@ -25,6 +26,44 @@
  * one shared placeholder (an ITEMS handle): a dependent's own item handle
  * is made from the graph when it is sent. Outputs, and results the cache
  * may store, always come back.
+ *
+ * Chains (tcp_chain.c): when a task goes to worker W and every
+ * dependent of it that will run can run on W too (its other inputs are
+ * kept on W already, its constants are small, nothing the engine must do
+ * first: no cache lookup, futures or deadline; at most max(2, W's
+ * threads) of them, so that fan-outs are still spread), its result stays
+ * on W whatever its size (TG__RF_KEEP) and those dependents are sent to
+ * W at once, ahead of the engine, in the same stream: W's task waits for
+ * the object. When the engine later makes such a task ready, tcp's begin
+ * finds its record (run->early) and attaches the engine's task to it: it
+ * waits for its reply, or ends at once with the reply kept meanwhile. A
+ * task whose dependents all went with it is also quiet (TG__RF_QUIET):
+ * W sends no record when it is made; any reply of a task that took it
+ * tells it was made (a failure reports itself, before its users'), and
+ * its last user drops it on W (TG__ARG_OBJ_LAST). So a chain runs on one
+ * worker without a round trip per link, the parent hears of it once,
+ * from its last link, and W holds one link's result at a time. At most
+ * TCP_AHEAD records of a run go ahead of the engine (past it, the next
+ * ones wait until half are reached); quiet ones hold no value here.
+ * A dependent's other inputs that the engine has not begun may be pulled
+ * to W with it (pull_inputs): an input with no other dependent, whose own
+ * inputs are on W or pulled too, at most TCP_PULL of them. So a tree's
+ * siblings go to one worker with their parent behind them: a subtree of
+ * 16 leaves goes as one unit, and only its root replies. Records whose
+ * pre-sent reply is in end as soon as the engine makes their task ready
+ * (tg__tcp_begin_done), not when the heap reaches them.
+ *
+ * Memory order (tcp_dispatch.c, may_start): ready tasks leave the heap in
+ * the plan's order (priority, submission, plan order); a task that adds a
+ * result without freeing one of its inputs waits while the run's results
+ * alive pass its sequential peak (as sync would run it) plus TCP_SLACK
+ * per worker thread. Results alive out of process are counted as the
+ * engine counts them (tg_compute_stats.peak_live): values in this process
+ * and the placeholders standing for results kept on workers, plus results
+ * of pre-sent tasks that came back before the engine reached them; on
+ * top, tasks on workers count until their reply, but quiet ones: their
+ * results die there (a pulled subtree counts as its root). A tree
+ * reduction of 65,536 leaves on two one-thread workers keeps 47-58 alive.
  *
  * What a worker reports is not trusted: a shape it was not asked for, of
  * more than TG__MAX_SHAPE items or more items than bytes, or a result
@@ -94,6 +133,13 @@
 #define TCP_MAX_PARTS 4096    /* parts of a worker's message */
 #define TCP_RUN_SHAPES ((uint64_t)64 << 20) /* bytes of a run's placeholders */
 #define TCP_REC_ARGS 4        /* records of up to this many arguments are recycled */
+#define TCP_AHEAD 65536       /* pre-sent records of a run not yet reached by
+                                 the engine (tcp_chain.c) */
+#define TCP_PULL 15           /* tasks a pre-sent task may pull along to its
+                                 worker (a subtree of 16 leaves) */
+#define TCP_PULL_SECS 50e-6  /* the longest measured task that may be pulled */
+#define TCP_SLACK 12          /* results per worker thread a run may hold
+                                 beyond its sequential peak (memory order) */
 
 typedef struct tcp tcp;
 typedef struct tcp_conn tcp_conn;
@@ -156,6 +202,32 @@ struct tcp_run {
   bool cancelled;          /* its in-flight tasks were given up */
   uint64_t shapes;         /* bytes of its kept results' placeholder
                               lists/maps alive (TCP_RUN_SHAPES) */
+  /* Chains (tcp_chain.c) and memory order (tcp_dispatch.c): */
+  tcp_rec **early;         /* per task: its pre-sent record while the
+                              engine has not begun it (weak) */
+  uint64_t *bound;         /* per task: where its result is kept for its
+                              pre-sent dependents: socket generation << 8
+                              | conn + 1; 0: nowhere */
+  uint64_t *bound_id;      /* per task: that object's id there */
+  uint32_t nearly;         /* records in early */
+  uint32_t inflight;       /* records of engine tasks (early ones too) */
+  uint32_t nquiet;         /* of those, sent TG__RF_QUIET: their results
+                              die on their worker (memory order) */
+  int64_t seq_peak;        /* most results alive at once when its tasks
+                              run one at a time in plan order (the bound
+                              on run-ahead adds TCP_SLACK per worker
+                              thread to it) */
+  tcp_rec **silent;        /* per task: its record sent TG__RF_QUIET,
+                              until a dependent's reply tells (weak) */
+  uint32_t *stack;         /* tasks kept on a worker whose dependents are
+                              to be pre-sent now */
+  uint32_t nstack, cap_stack;
+  bool held_back;          /* its results alive reached its bound: no
+                              task adding one goes until half the slack
+                              is free again */
+  uint32_t *deferred;      /* the same, waiting for room under TCP_AHEAD */
+  uint32_t ndeferred, cap_deferred;
+  bool presending;         /* the stack is being worked through */
 };
 
 /* A task on its way to a worker: begun in the engine (t), or the
@@ -185,6 +257,20 @@ struct tcp_rec {
   bool abort;              /* its run was cancelled meanwhile */
   bool started;            /* its STARTED event was reported */
   double sent;             /* when it was last put in a TASKS message */
+  /* Pre-sent (tcp_chain.c): sent before the engine made its
+   * task ready; the engine's begin attaches it (args, started). */
+  bool early;              /* not begun in the engine yet */
+  bool orphan;             /* the engine finished its task without it (a
+                              skip): its reply is dropped */
+  bool done;               /* early and its reply came: kept below */
+  bool quiet;              /* sent TG__RF_QUIET */
+  bool lazy;               /* done quietly: its value (a placeholder for an
+                              object its last use dropped) is made when the
+                              engine begins it */
+  int dcode;               /* that reply: status, value (a reference), */
+  tg_value *dval;          /* message, call report */
+  char *dmsg;
+  tg__call_report drep;
 };
 
 enum { CS_IDLE = 0, CS_CONNECTING = 1, CS_READY = 2, CS_FAILED = 3 };
@@ -256,6 +342,9 @@ struct tcp {
   tg__task_heap heap;      /* ready tasks */
   tg__recycler rec_blocks; /* freed records of up to TCP_REC_ARGS arguments */
   tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
+  tg__task *done_head, *done_tail; /* ready tasks whose pre-sent records
+                                      are done: ended without the heap */
+  bool ending;             /* tg__tcp_begin_done is working through them */
   tg__idmap handles;       /* id -> handle */
   tg__idmap task_secs;     /* kind key -> seconds (tg__tcp_task_secs), bits */
   uint64_t next_id;        /* handle / object ids */
@@ -388,6 +477,11 @@ void tg__tcp_run_task_done(tcp *b, tcp_run *rs, uint32_t ti);
 /* ---- tg__tcp_dispatch.c ---- */
 /* Send ready work to workers while they have room. */
 void tg__tcp_dispatch(tcp *b);
+/* End the ready tasks whose pre-sent records are done (queued aside by
+ * tg__tcp_queue_task, or first in the heap) at once, whatever the heap
+ * holds before them: no worker is needed, and a reply that tells of a
+ * pulled tree frees its leaves' placeholders before the next reply. */
+void tg__tcp_begin_done(tcp *b);
 /* A fetched value for h arrived (v taken, NULL when the worker lost it). */
 void tg__tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v);
 /* Release what rec holds (not the engine task) and free it. */
@@ -432,6 +526,36 @@ void tg__procs_turn(tcp *b);
 /* The I/O thread ends: every worker is told to go, then killed after a
  * grace period, and reaped. */
 void tg__procs_shutdown(tcp *b);
+
+/* A new record of run rs (t NULL: a recomputation) with room for nargs
+ * arguments; NULL when out of memory. */
+tcp_rec *tg__tcp_rec_new(tcp *b, tcp_run *rs, tg__task *t, uint32_t nargs);
+/* What rec's kind of task is expected to take (tg__tcp_task_secs). */
+void tg__tcp_expect(tcp *b, tcp_rec *rec, const tg__gnode *nd);
+/* Put rec (on c's load) in c's next batch. */
+void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec);
+
+/* ---- tcp_chain.c ---- */
+/* The flags of engine task rec sent to c when its result is to stay there
+ * for its dependents, pre-sent after it (its store id is then set); 0
+ * when not. */
+uint8_t tg__tcp_chain_flags(tcp *b, tcp_conn *c, tcp_rec *rec);
+/* Pre-send the dependents of the tasks kept for them (after an append). */
+void tg__tcp_presend_stacked(tcp *b, tcp_run *rs);
+/* Whether argument j (a[j], a whole result) of pre-sent rec is the last
+ * use of a quiet task's result on its worker. */
+bool tg__tcp_last_use(const tcp_run *rs, const tcp_rec *rec, const tg__garg *a, uint32_t j);
+/* The engine began pre-sent rec's task (args borrowed until its end). */
+void tg__tcp_attach(tcp *b, tcp_run *rs, tcp_rec *rec, tg_value *const *args, size_t n);
+/* The engine finished pre-sent rec's task without calling it. */
+void tg__tcp_orphan(tcp *b, tcp_run *rs, tcp_rec *rec);
+/* A reply of rec came (its task ran there): the quiet tasks whose
+ * results it took are done. */
+void tg__tcp_inputs_done(tcp *b, tcp_rec *rec);
+/* The reply of pre-sent rec (early or orphan; off its conn already) came:
+ * keep it for the engine's begin (v, msg copied, taken: v), or drop it. */
+void tg__tcp_early_done(tcp *b, tcp_rec *rec, int code, tg_value *v, const char *msg,
+                        const tg__call_report *rep, uint64_t calls, uint64_t fails);
 
 /* ---- tcp_results.c ---- */
 /* Handle a message of c (parts[0] is the header). */

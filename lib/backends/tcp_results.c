@@ -236,6 +236,18 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals, double now)
       ok = false;
     }
   }
+  /* A reply (a failure too: a failed input reports before its users) says
+   * that rec's inputs were made. */
+  if (rec) tg__tcp_inputs_done(b, rec);
+  if (rec && (rec->early || rec->orphan)) { /* pre-sent: the engine is not there yet */
+    tg__call_report rep = placed(c, rec, thread1, received_us, wait_us, secs, calls, now);
+    tg__tcp_conn_remove(&b->conns[rec->conn], rec);
+    rec->conn = -1;
+    tg__tcp_early_done(b, rec, code, v, msg, &rep, calls, fails);
+    tg__tcp_begin_done(b);
+    v = NULL;
+    rec = NULL;
+  }
   if (rec) {
     if (!rec->t) {
       recomputed(c, rec, code, msg);

@@ -22,11 +22,14 @@
  *     task: varint id, varint fn, u8 kind (0 call, 1 chunk, 2 concat),
  *           varint aux, varint attempts, varint timeout_ms, u8 flags
  *           (TG__RF_*), varint store id (0: none), varint min_us (read
- *           with TG__RF_TIMED, always present), str key, varint nargs, nargs x arg:
+ *           with TG__RF_TIMED, always present), with TG__RF_RESUME only:
+ *           varint first attempt (< attempts), then str key, varint nargs,
+ *           nargs x arg:
  *             u8 0 inline: varint index into the argument list
  *             u8 1 object: varint id
  *             u8 2 element: varint id, svarint index (of a list object)
  *             u8 3 entry: varint id, str key (of a map object)
+ *             u8 4 object, its last use: varint id (dropped once taken)
  *   PUT     varint id; then one value: store it as object id.
  *   FETCH   varint id: send object id back (VALUE).
  *   FREE    varint n, n x varint id.
@@ -108,13 +111,18 @@ enum { /* task flags */
   TG__RF_SHAPE = 4,   /* when kept and a list or map: say its length/keys */
   TG__RF_TIMED = 8,   /* send the result back if the call took >= min_us
                          (the caller may cache it) */
-  TG__RF_RESUME = 32,  /* a varint first attempt follows min_us: earlier
-                          attempts were lost with their worker */
   TG__RF_ALSO_KEEP = 16, /* when sent back and of keep_min bytes or more,
                          keep it too as the store id (other tasks use it) */
+  TG__RF_QUIET = 32,  /* kept (TG__RF_KEEP) and made at the first call: no
+                         result record; the client learns it from its
+                         dependents' (sent after it, on this worker) */
+  TG__RF_RESUME = 64, /* a varint first attempt follows min_us: earlier
+                         attempts were lost with their worker */
 };
 
-enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3 };
+enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3,
+       TG__ARG_OBJ_LAST = 4 /* an object, used for the last time: drop it once
+                               taken (made) */ };
 enum { TG__RS_INLINE = 0, TG__RS_KEPT = 1, TG__RS_FAILED = 2,
        TG__RS_BOTH = 3 /* inline, and kept as the store id */ };
 enum { TG__SHAPE_NONE = 0, TG__SHAPE_LIST = 1, TG__SHAPE_MAP = 2 };

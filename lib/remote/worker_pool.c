@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "registry/taskhost.h"
@@ -107,6 +108,14 @@ static void *pool_main(void *arg) {
         pthread_mutex_unlock(&wk->mu);
         wake_loop(wk);
         wake = false;
+        pthread_mutex_lock(&wk->mu);
+      }
+      /* A chain's next link comes right after this one's result is
+       * taken: look again for a moment before sleeping (a wake-up costs
+       * more). */
+      for (int spin = 0; spin < 64 && !wk->q_head && !wk->stopping; spin++) {
+        pthread_mutex_unlock(&wk->mu);
+        sched_yield();
         pthread_mutex_lock(&wk->mu);
       }
       while (!wk->q_head && !wk->stopping) pthread_cond_wait(&wk->cv, &wk->mu);

@@ -2,6 +2,7 @@
  * objects: parsing task records (hostile input: bounded, checked), tasks
  * waiting for objects still being made, finished tasks turned into kept
  * objects or inline results, and the replies. */
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -158,6 +159,8 @@ static void start_tasks(tg__worker *wk, wtask *list) {
 
 /* ---- parsing tasks ----------------------------------------------------------- */
 
+static void obj_drop(wsess *s, wobj *o);
+
 /* Argument j of t from the record at r; false on a protocol error. */
 static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
                       tg_value *vals) {
@@ -171,6 +174,8 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   uint64_t id = tg__rbuf_varint(r);
   int64_t index = 0;
   char key[TG__MAX_KEY + 1] = "";
+  bool last = kind == TG__ARG_OBJ_LAST; /* the client's last use of it */
+  if (last) kind = TG__ARG_OBJ;
   if (kind == TG__ARG_ELEM) index = tg__rbuf_svarint(r);
   else if (kind == TG__ARG_ENTRY) tg__rbuf_cstr(r, key, TG__MAX_KEY);
   else if (kind != TG__ARG_OBJ) return false;
@@ -183,6 +188,7 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   }
   if (o->state != O_PENDING) {
     fill_arg(t, j, o, kind, index, key);
+    if (last) obj_drop(s, o);
     return true;
   }
   wwait *w = tg__calloc(1, sizeof *w);
@@ -199,6 +205,7 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   w->next = o->waiters;
   o->waiters = w;
   t->waits++;
+  if (last) obj_drop(s, o); /* once made and handed to its waiters */
   return true;
 }
 
@@ -461,6 +468,9 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
   bool both = back && t->store && (t->flags & TG__RF_ALSO_KEEP) &&
               tg__wire_estimate(t->out, s->keep_min) >= s->keep_min;
   if (((t->flags & TG__RF_KEEP || kept) && t->store) || both) keep(wk, s, t, ready);
+  /* Made at the first call: its dependents' replies tell (retries are
+   * reported, to be counted). */
+  if (kept && (t->flags & TG__RF_QUIET) && t->calls == 1) return;
   tg__wbuf_varint(b, t->id);
   tg__wbuf_varint(b, t->calls);
   tg__wbuf_varint(b, t->fails);
@@ -571,8 +581,18 @@ void tg__wk_collect(tg__worker *wk) {
   uint64_t x;
   ssize_t rd = read(wk->wake_fd, &x, sizeof x);
   (void)rd;
+  bool started = false; /* tasks just made ready: maybe done in a moment */
   for (;;) {
     pthread_mutex_lock(&wk->mu);
+    /* A chain's next link takes about a wake-up to run: wait for it here
+     * a moment rather than in the poll (a wake-up costs more), while the
+     * pool runs the last tasks it was given (not with more queued: the
+     * pool needs the processor then). */
+    for (int spin = 0; started && spin < 64 && !wk->done && !wk->q_head; spin++) {
+      pthread_mutex_unlock(&wk->mu);
+      sched_yield();
+      pthread_mutex_lock(&wk->mu);
+    }
     wtask *list = wk->done;
     wk->done = NULL;
     wlog *logs = wk->logs;
@@ -590,6 +610,7 @@ void tg__wk_collect(tg__worker *wk) {
       if (!t->s->dead) finish(wk, t, &ready);
       task_release(wk, t);
     }
+    started = ready != NULL;
     start_tasks(wk, ready); /* failed ones come back on the done list */
   }
   for (wsess *s = wk->sessions, *next; s; s = next) {

@@ -352,6 +352,7 @@ static void run_table(tg_registry *reg, pool *plain, pool *keyed, const sizes *s
   us = bench_median_of(sz->reps, bench_w3, reg, ex, sz->w3_leaves);
   printf("| W3 tree of %d leaves (%d tasks) | %.2f us/task | <= 30 |\n", sz->w3_leaves,
          2 * sz->w3_leaves - 1, us);
+  if (getenv("BENCH_TCP_W3_ONLY")) return; /* W1 and W3 only: the quick comparison */
   row_w4(reg, ex, sz);
   int64_t n = sz->wa_elems;
   double wa_bytes = (double)n * 8;
@@ -391,7 +392,7 @@ int main(int argc, char **argv) {
     ok = 0;
   }
   if (ok && pool_connect(&plain, reg) == 0) {
-    print_baselines(sz, (size_t)sz->wa_elems * 8);
+    if (!getenv("BENCH_TCP_W3_ONLY")) print_baselines(sz, (size_t)sz->wa_elems * 8);
     run_table(reg, &plain, &keyed, sz);
   } else {
     bench_failed = 1;
