@@ -138,7 +138,7 @@
 #define TCP_PULL 15           /* tasks a pre-sent task may pull along to its
                                  worker (a subtree of 16 leaves) */
 #define TCP_PULL_SECS 50e-6  /* the longest measured task that may be pulled */
-#define TCP_SLACK 12          /* results per worker thread a run may hold
+#define TCP_SLACK 8           /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
 
 typedef struct tcp tcp;
