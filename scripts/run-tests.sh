@@ -100,11 +100,7 @@ LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0" \
 
 setup build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false \
   -Dbench=false
-# die_after_fork=0: a forked processes worker runs the worker runtime,
-# which starts its own threads (its loop and its pool) after the fork. TSan
-# only watches such a child loosely; the races it is here for are the
-# parent's, between the engine's threads and the callers'.
-TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:die_after_fork=0:suppressions=$(pwd)/tests/tsan.supp" \
+TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$(pwd)/tests/tsan.supp" \
   run_suites tsan build-tsan --suite stress
 
 if command -v clang >/dev/null 2>&1 && [ -x scripts/fuzz.sh ]; then
