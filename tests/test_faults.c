@@ -325,14 +325,19 @@ static int run(tg_graph *g, const tg_node *outs, size_t n, tg_executor *ex, tg_v
 }
 
 /* A node of fn on a path of the test's directory, under key `key`. */
-static tg_node add_hold(tg_graph *g, const char *fn, const char *key, const char *name) {
+static tg_node add_hold_retries(tg_graph *g, const char *fn, const char *key,
+                                const char *name, int retries) {
   char p[256];
   path_of(p, sizeof p, name);
-  tg_node_opts no = {.version = TG_NODE_OPTS_V1, .key = key, .retries = -1, .cache = 0};
+  tg_node_opts no = {.version = TG_NODE_OPTS_V1, .key = key, .retries = retries, .cache = 0};
   tg_arg a[1] = {V(tg_str_c(p))};
   tg_node n = TG_NODE_NONE;
   cr_assert_eq(tg_graph_add(g, fn, a, 1, &no, &n), TG_OK, "%s", tg_graph_errmsg(g));
   return n;
+}
+
+static tg_node add_hold(tg_graph *g, const char *fn, const char *key, const char *name) {
+  return add_hold_retries(g, fn, key, name, -1);
 }
 
 /* The killer: once the task holding on file `name` started (k lines in
@@ -361,6 +366,15 @@ static void *kill_when_started(void *arg) {
   return NULL;
 }
 
+/* Compute out on ex (run) while k kills the worker that starts its hold. */
+static int run_killing(tg_graph *g, tg_node *out, tg_executor *ex, tg_value **r, killer *k) {
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, kill_when_started, k), 0);
+  int rc = run(g, out, 1, ex, r);
+  pthread_join(th, NULL);
+  return rc;
+}
+
 /* ---- impure tasks are not run again ------------------------------------------- */
 
 Test(faults, tcp_impure_task_of_a_killed_worker_is_not_run_again) {
@@ -370,11 +384,8 @@ Test(faults, tcp_impure_task_of_a_killed_worker_is_not_run_again) {
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_node n = add_hold(g, "hold", "side_effect", "h");
   killer k = {"h", 1, 0}; /* a second start (there must be none) may return */
-  pthread_t th;
-  pthread_create(&th, NULL, kill_when_started, &k);
   tg_value *r = NULL;
-  int rc = run(g, &n, 1, ex, &r);
-  pthread_join(th, NULL);
+  int rc = run_killing(g, &n, ex, &r, &k);
   int wi = worker_of(k.killed);
   cr_assert_geq(wi, 0, "the task ran in pid %d, not in a worker", (int)k.killed);
   cr_assert_eq(rc, TG_ETASK, "%s", tg_graph_errmsg(g));
@@ -404,11 +415,8 @@ Test(faults, tcp_pure_task_of_a_killed_worker_is_retried) {
   tg_node n = add_hold(g, "hold_pure", "pure_side", "h");
   tg_node out = tg_call(g, "inc", 1, N(n));
   killer k = {"h", 1, 0}; /* released once it started again */
-  pthread_t th;
-  pthread_create(&th, NULL, kill_when_started, &k);
   tg_value *r = NULL;
-  int rc = run(g, &out, 1, ex, &r);
-  pthread_join(th, NULL);
+  int rc = run_killing(g, &out, ex, &r, &k);
   cr_assert_geq(worker_of(k.killed), 0);
   cr_assert_eq(rc, TG_OK, "%s", tg_graph_errmsg(g));
   cr_expect_eq(tg_value_int(r), 8);
@@ -476,11 +484,8 @@ Test(faults, tcp_lost_result_of_an_impure_task_is_not_computed_again) {
   tg_node y;
   cr_assert_eq(tg_graph_add(g, "after", aa, 2, &ao, &y), TG_OK);
   killer k = {"h", 1, 0};
-  pthread_t th;
-  pthread_create(&th, NULL, kill_when_started, &k);
   tg_value *r = NULL;
-  int rc = run(g, &y, 1, ex, &r);
-  pthread_join(th, NULL);
+  int rc = run_killing(g, &y, ex, &r, &k);
   int wi = worker_of(k.killed);
   cr_assert_geq(wi, 0);
   cr_assert_eq(rc, TG_EWORKER, "%s", tg_graph_errmsg(g));
@@ -508,11 +513,8 @@ Test(faults, tcp_retries_count_failures_not_losses) {
   tg_node n;
   cr_assert_eq(tg_graph_add(g, "hold", a, 1, &no, &n), TG_OK);
   killer k = {"h", 1, 0};
-  pthread_t th;
-  pthread_create(&th, NULL, kill_when_started, &k);
   tg_value *r = NULL;
-  int rc = run(g, &n, 1, ex, &r);
-  pthread_join(th, NULL);
+  int rc = run_killing(g, &n, ex, &r, &k);
   cr_assert_eq(rc, TG_ETASK);
   cr_expect(strstr(tg_graph_errmsg(g), "it was not run again because it is not pure"),
             "%s", tg_graph_errmsg(g));
@@ -559,11 +561,8 @@ Test(faults, processes_impure_task_of_a_killed_worker_is_not_run_again) {
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_node n = add_hold(g, "hold", "side_effect", "h");
   killer k = {"h", 1, 0};
-  pthread_t th;
-  pthread_create(&th, NULL, kill_when_started, &k);
   tg_value *r = NULL;
-  int rc = run(g, &n, 1, ex, &r);
-  pthread_join(th, NULL);
+  int rc = run_killing(g, &n, ex, &r, &k);
   cr_assert_gt(k.killed, 0);
   cr_assert_eq(rc, TG_ETASK, "%s", tg_graph_errmsg(g));
   const char *m = tg_graph_errmsg(g);
@@ -602,19 +601,11 @@ Test(faults, processes_pure_task_of_a_killed_worker_is_retried) {
   tg_executor *ex = local_ex("processes", 2);
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  char p[256];
-  path_of(p, sizeof p, "h");
-  tg_node_opts no = {.version = TG_NODE_OPTS_V1, .key = "pure_side", .retries = 1};
-  tg_arg ha[1] = {V(tg_str_c(p))};
-  tg_node n = TG_NODE_NONE;
-  cr_assert_eq(tg_graph_add(g, "hold_pure", ha, 1, &no, &n), TG_OK, "%s", tg_graph_errmsg(g));
+  tg_node n = add_hold_retries(g, "hold_pure", "pure_side", "h", 1);
   tg_node out = tg_call(g, "inc", 1, N(n));
   killer k = {"h", 1, 0};
-  pthread_t th;
-  pthread_create(&th, NULL, kill_when_started, &k);
   tg_value *r = NULL;
-  int rc = run(g, &out, 1, ex, &r);
-  pthread_join(th, NULL);
+  int rc = run_killing(g, &out, ex, &r, &k);
   cr_assert_eq(rc, TG_OK, "%s", tg_graph_errmsg(g));
   cr_expect_eq(tg_value_int(r), 8);
   cr_expect_eq(lines_of("h.started", NULL), 2);
