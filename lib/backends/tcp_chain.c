@@ -125,6 +125,7 @@ uint8_t tg__tcp_chain_flags(tcp *b, tcp_conn *c, tcp_rec *rec) {
       rs->nearly + deps <= TCP_AHEAD) {
     rec->quiet = true;
     rs->nquiet++;
+    if (!rec->early) rs->nquiet_begun++;
     rs->silent[rec->task] = rec;
     /* Durations are learnt from replies, and a quiet task sends none: one
      * never measured counts as a microsecond on c, not the default
@@ -184,8 +185,9 @@ static void pull_inputs(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
 /* Task ti of rs was sent to c, its result to stay there: send its
  * dependents whose inputs are all there now, ahead of the engine (which
  * has not made them ready: an input of theirs has not finished there).
- * False when there was no room under TCP_AHEAD (a quiet task's always
- * go: they are what tells that it is done). */
+ * False when there was no room under TCP_AHEAD or under the run's bound
+ * of results alive (a quiet task's always go: they are what tells that
+ * it is done). */
 static bool presend_deps(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t ti) {
   const tg__runplan *p = &rs->r->plan;
   bool forced = rs->silent[ti] != NULL;
@@ -196,7 +198,9 @@ static bool presend_deps(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t ti) {
         (d->flags & TG__T_CACHED) || atomic_load(&d->pending) == 0 ||
         atomic_load(&d->state) != TG__T_NEW || !presendable(b, rs, di, c, UINT32_MAX))
       continue;
-    if (rs->nearly >= TCP_AHEAD && !forced) return false;
+    /* Not forced, a dependent adds a result here (its pulled inputs die
+     * on the worker): it waits for room like the engine's leaves. */
+    if (!forced && (rs->nearly >= TCP_AHEAD || tg__tcp_run_room(b, rs) <= 0)) return false;
     if (c->state != CS_READY) return true; /* lost: the engine sends them */
     pull_inputs(b, c, rs, di);
     if (c->state != CS_READY) return true;
@@ -225,12 +229,22 @@ void tg__tcp_presend_stacked(tcp *b, tcp_run *rs) {
   rs->presending = false;
 }
 
-/* Room under TCP_AHEAD again: send what was held back. */
+/* Room under TCP_AHEAD and the run's bound again: send what was held
+ * back. */
 static void undefer(tcp *b, tcp_run *rs) {
-  if (!rs->ndeferred || rs->nearly >= TCP_AHEAD / 2) return;
+  if (!rs->ndeferred || rs->nearly >= TCP_AHEAD / 2 || tg__tcp_run_room(b, rs) <= 0) return;
   while (rs->ndeferred) /* oldest last on the stack: first out */
     push(&rs->stack, &rs->nstack, &rs->cap_stack, rs->deferred[--rs->ndeferred]);
   tg__tcp_presend_stacked(b, rs);
+}
+
+void tg__tcp_undefer_runs(tcp *b) {
+  for (tcp_run *rs = b->runs; rs; rs = rs->next)
+    if (rs->ndeferred) {
+      rs->users++; /* pre-sending may end the run's last record */
+      undefer(b, rs);
+      tg__tcp_run_unuse(b, rs);
+    }
 }
 
 /* The value of quiet rec's result: a placeholder for an object its last
@@ -255,8 +269,7 @@ static void quiet_done(tcp *b, tcp_rec *rec) {
   tcp_run *rs = rec->rs;
   tcp_conn *c = &b->conns[rec->conn];
   rs->silent[rec->task] = NULL;
-  rec->quiet = false;
-  rs->nquiet--;
+  tg__tcp_quiet_clear(rs, rec);
   tg__idmap_del(&c->recs, rec->id);
   tg__tcp_conn_remove(c, rec);
   rec->conn = -1;
@@ -329,6 +342,7 @@ void tg__tcp_attach(tcp *b, tcp_run *rs, tcp_rec *rec, tg_value *const *args, si
   rs->early[rec->task] = NULL;
   rs->nearly--;
   rec->early = false;
+  if (rec->quiet) rs->nquiet_begun++;
   if (n) memcpy(rec->args, args, n * sizeof *args);
   rec->started = true;
   tg__task_started(&b->w, rec->t, rec->done ? rec->drep.worker : rec->conn);
@@ -356,6 +370,7 @@ void tg__tcp_orphan(tcp *b, tcp_run *rs, tcp_rec *rec) {
     rs->early[rec->task] = NULL;
     rs->nearly--;
     rec->early = false;
+    if (rec->quiet) rs->nquiet_begun++;
     rec->orphan = true;
     rs->live--;
     rs->inflight--;
@@ -389,6 +404,5 @@ void tg__tcp_early_done(tcp *b, tcp_rec *rec, int code, tg_value *v, const char 
   rec->drep.message = NULL;
   rec->rs->inflight--; /* on no worker now */
   if (rec->rs->silent[rec->task] == rec) rec->rs->silent[rec->task] = NULL;
-  if (rec->quiet) rec->rs->nquiet--;
-  rec->quiet = false;
+  tg__tcp_quiet_clear(rec->rs, rec);
 }

@@ -61,7 +61,7 @@ void tg__tcp_rec_free(tcp *b, tcp_rec *rec) {
   release_args(b, rec);
   tg__tcp_handle_unref(b, rec->out);
   if (rec->quiet && rs->silent[rec->task] == rec) rs->silent[rec->task] = NULL;
-  if (rec->quiet) rs->nquiet--;
+  tg__tcp_quiet_clear(rs, rec);
   if (rec->early) { /* the engine will send its task itself */
     rs->early[rec->task] = NULL;
     rs->nearly--;
@@ -296,8 +296,7 @@ void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   }
   c->batch_run = rec->rs->seq;
   if (rec->quiet && rec->rs->silent[rec->task] == rec) rec->rs->silent[rec->task] = NULL;
-  if (rec->quiet) rec->rs->nquiet--;
-  rec->quiet = false; /* sent again: decided again */
+  tg__tcp_quiet_clear(rec->rs, rec); /* sent again: decided again */
   uint8_t flags = flags_of(b, c, rec, nd, &min_us);
   if (rec->crashes) flags |= TG__RF_RESUME; /* attempts lost with a worker */
   rec->flags = flags; /* what its reply may be */
@@ -723,6 +722,25 @@ void tg__tcp_begin_done(tcp *b) {
  * waits while that number is past the run's sequential peak plus
  * TCP_SLACK per worker thread. A run with nothing on workers always
  * starts one: progress. */
+/* The threads of the workers ready: each may run TCP_SLACK results ahead. */
+static int64_t slack_of(const tcp *b) {
+  int64_t threads = 0;
+  for (int i = 0; i < b->nconns; i++)
+    if (b->conns[i].state == CS_READY) threads += b->conns[i].nthreads;
+  return TCP_SLACK * (threads ? threads : 1);
+}
+
+int64_t tg__tcp_run_room(const tcp *b, const tcp_run *rs) {
+  /* Quiet tasks pre-sent count nothing: their results die on their
+   * worker, used by tasks sent with them (a pulled subtree counts as its
+   * root), and the engine ends them as it reaches them. A quiet task the
+   * engine began counts: told done, it is a placeholder here until the
+   * engine ends its dependent. */
+  int64_t live = atomic_load_explicit(&rs->r->live, memory_order_relaxed) +
+                 (int64_t)rs->inflight - (int64_t)(rs->nquiet - rs->nquiet_begun);
+  return rs->seq_peak + slack_of(b) - live;
+}
+
 static bool may_start(tcp *b, tg__task *t) {
   tcp_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
   if (!rs || rs->inflight == 0 || (t->flags & TG__T_CACHED)) return true;
@@ -736,18 +754,11 @@ static bool may_start(tcp *b, tg__task *t) {
     if (tg__arg_is_node(a[j].kind) && p->task_of[a[j].node] != UINT32_MAX &&
         tg__tcp_run_dependents(rs, p->task_of[a[j].node]) == 1)
       return true;
-  int64_t threads = 0;
-  for (int i = 0; i < b->nconns; i++)
-    if (b->conns[i].state == CS_READY) threads += b->conns[i].nthreads;
-  /* Quiet tasks on workers count nothing: their results die there, used
-   * by tasks sent with them (a pulled subtree counts as its root). */
-  int64_t live = atomic_load_explicit(&t->run->live, memory_order_relaxed) +
-                 (int64_t)rs->inflight - (int64_t)rs->nquiet;
-  int64_t slack = TCP_SLACK * (threads ? threads : 1);
+  int64_t room = tg__tcp_run_room(b, rs);
   /* Once held back, released when half the slack is free: tasks then go
    * in batches (and their replies too), not one per reply. */
-  if (rs->held_back && live >= rs->seq_peak + slack / 2) return false;
-  rs->held_back = live >= rs->seq_peak + slack;
+  if (rs->held_back && room <= slack_of(b) / 2) return false;
+  rs->held_back = room <= 0;
   return !rs->held_back;
 }
 
@@ -790,6 +801,7 @@ void tg__tcp_dispatch(tcp *b) {
   tg__task *held[HELD_MAX];
   size_t nheld = 0;
   tg__tcp_begin_done(b);
+  tg__tcp_undefer_runs(b);
   while (any_room(b)) {
     tcp_rec *rec = b->retry_head;
     if (rec) {

@@ -61,9 +61,14 @@
  * engine counts them (tg_compute_stats.peak_live): values in this process
  * and the placeholders standing for results kept on workers, plus results
  * of pre-sent tasks that came back before the engine reached them; on
- * top, tasks on workers count until their reply, but quiet ones: their
- * results die there (a pulled subtree counts as its root). A tree
- * reduction of 65,536 leaves on two one-thread workers keeps 47-58 alive.
+ * top, tasks on workers count until their reply, but quiet ones sent
+ * ahead of the engine: their results die there (a pulled subtree counts
+ * as its root). A quiet task the engine began counts: a reply that tells
+ * it was made turns it into a placeholder here until the engine ends its
+ * dependent (not counting it let a tree of 65,536 leaves reach 70). A
+ * dependent pre-sent to a worker waits for room like a leaf (its pulled
+ * inputs die there, its result comes here). A tree reduction of 65,536
+ * leaves on two one-thread workers keeps 29-48 alive.
  *
  * What a worker reports is not trusted: a shape it was not asked for, of
  * more than TG__MAX_SHAPE items or more items than bytes, or a result
@@ -138,7 +143,7 @@
 #define TCP_PULL 15           /* tasks a pre-sent task may pull along to its
                                  worker (a subtree of 16 leaves) */
 #define TCP_PULL_SECS 50e-6  /* the longest measured task that may be pulled */
-#define TCP_SLACK 8           /* results per worker thread a run may hold
+#define TCP_SLACK 16          /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
 
 typedef struct tcp tcp;
@@ -213,6 +218,11 @@ struct tcp_run {
   uint32_t inflight;       /* records of engine tasks (early ones too) */
   uint32_t nquiet;         /* of those, sent TG__RF_QUIET: their results
                               die on their worker (memory order) */
+  uint32_t nquiet_begun;   /* of those, begun by the engine: each becomes
+                              a placeholder here when a dependent's reply
+                              tells it was made, alive until the engine
+                              ends that dependent (memory order counts
+                              them) */
   int64_t seq_peak;        /* most results alive at once when its tasks
                               run one at a time in plan order (the bound
                               on run-ahead adds TCP_SLACK per worker
@@ -535,6 +545,20 @@ void tg__tcp_expect(tcp *b, tcp_rec *rec, const tg__gnode *nd);
 /* Put rec (on c's load) in c's next batch. */
 void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec);
 
+/* Quiet rec of rs stops being quiet (told done, re-sent, freed). */
+static inline void tg__tcp_quiet_clear(tcp_run *rs, tcp_rec *rec) {
+  if (!rec->quiet) return;
+  rs->nquiet--;
+  if (!rec->early) rs->nquiet_begun--;
+  rec->quiet = false;
+}
+
+/* How many more results run rs may hold alive (may be negative): its
+ * sequential peak plus TCP_SLACK per worker thread, less its values and
+ * placeholders here and its tasks on workers that will reply (the
+ * memory order, tcp_internal.h above). */
+int64_t tg__tcp_run_room(const tcp *b, const tcp_run *rs);
+
 /* ---- tcp_chain.c ---- */
 /* The flags of engine task rec sent to c when its result is to stay there
  * for its dependents, pre-sent after it (its store id is then set); 0
@@ -542,6 +566,9 @@ void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec);
 uint8_t tg__tcp_chain_flags(tcp *b, tcp_conn *c, tcp_rec *rec);
 /* Pre-send the dependents of the tasks kept for them (after an append). */
 void tg__tcp_presend_stacked(tcp *b, tcp_run *rs);
+/* Pre-send what waited for room (under TCP_AHEAD, under the run's bound
+ * of results alive) where there is room again. */
+void tg__tcp_undefer_runs(tcp *b);
 /* Whether argument j (a[j], a whole result) of pre-sent rec is the last
  * use of a quiet task's result on its worker. */
 bool tg__tcp_last_use(const tcp_run *rs, const tcp_rec *rec, const tg__garg *a, uint32_t j);
