@@ -286,12 +286,13 @@ bool cli_slurm_run_gave_up(cli_slurm_run *r) {
 void cli_slurm_run_finish(cli_slurm_run *r, bool ok) {
   if (!r->started) return;
   cli_slurm_run_gave_up(r);
+  bool submitted = r->jobs.id[0] != '\0'; /* else there are no logs to keep */
   cli_slurm_cancel(&r->jobs);
   if (cli_verbosity > 0 && r->jobs.njobs)
     cli_info("slurm: %u squeue call%s", r->jobs.npolls, r->jobs.npolls == 1 ? "" : "s");
   cli_slurm_free(&r->jobs);
   if (r->made_keys) remove_tree(r->keys);
-  if (r->made_dir && ok) remove_tree(r->dir);
+  if (r->made_dir && (ok || !submitted)) remove_tree(r->dir);
   else if (r->made_dir && r->dir[0]) cli_info("slurm: worker logs kept in %s", r->dir);
   r->started = false;
 }
