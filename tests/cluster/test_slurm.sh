@@ -265,8 +265,12 @@ job_state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | 
 start_run() {
   local name=$1
   shift
+  # Job control: without it bash starts background commands with SIGINT
+  # ignored, and tgraph leaves a signal ignored at start ignored.
+  set -m
   "$tg" run --no-cache "$@" >"$name.out" 2>"$name.err" &
   run_pid=$!
+  set +m
 }
 
 # finish_run NAME SECONDS: wait for the run started by start_run; its
