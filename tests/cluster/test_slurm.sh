@@ -260,6 +260,20 @@ no_run_process() { ! pgrep -f -- "$work/tgraph-slurm-" >/dev/null && ! pgrep -f 
 # job_state ID: JobState=... of a job the controller still knows.
 job_state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1; }
 
+# job_end ID SECONDS: its JobState=... once it is neither pending,
+# running nor completing (read at once: the controller forgets it 30 s
+# after its end).
+job_end() {
+  local n=$(($2 * 10)) st
+  st=$(job_state "$1")
+  while case $st in *=PENDING | *=RUNNING | *=COMPLETING) true ;; *) false ;; esac && [ $n -gt 0 ]; do
+    sleep 0.1
+    n=$((n - 1))
+    st=$(job_state "$1")
+  done
+  echo "$st"
+}
+
 # start_run NAME ARGS...: tgraph run ARGS in the background, stdout and
 # stderr into NAME.out and NAME.err; its pid in run_pid.
 start_run() {
@@ -338,8 +352,7 @@ sbatch: error: Batch job submission failed: Invalid partition name specified" "$
     sleep 2
     id=$(array_of drain.err)
     scancel --signal=USR1 "${id}_1"
-    same "the drained job ends on its own" "JobState=COMPLETED" \
-      "$(wait_for 30 sh -c "scontrol show job ${id}_1 | grep -q JobState=COMPLETED"; job_state "${id}_1")"
+    same "the drained job ends on its own" "JobState=COMPLETED" "$(job_end "${id}_1" 30)"
     finish_run drain 120
     same "drain: exit status" 0 "$run_rc"
     same "drain: the answer" "$want" "$(cat drain.out)"
