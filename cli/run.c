@@ -494,9 +494,10 @@ static int compute(run_state *s) {
   }
   int rc = tg_compute(s->g, s->info->output_nodes, n, &co, s->results);
   int sig = cli_interrupt_stop();
+  bool gave_up = cli_slurm_run_gave_up(&s->slurm); /* its watcher reads remote */
   if (remote) cli_workers_report(remote);
   tg_executor_free(remote);
-  if (cli_slurm_run_gave_up(&s->slurm)) {
+  if (gave_up) {
     cli_slurm_run_finish(&s->slurm, false);
     return CLI_TASK_FAILED;
   }
