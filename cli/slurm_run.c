@@ -169,8 +169,8 @@ static int wait_workers(cli_slurm_run *r, tg_cancel *cancel, char (*addr)[256],
       alive += !have[i] && r->jobs.state[i] != CLI_SLURM_ENDED;
     if (alive == 0 && got > 0) break;
     if (alive == 0) {
-      cli_error("slurm: all %u worker jobs ended before a worker started: see %s/worker-*.err",
-                n, r->dir);
+      cli_error("slurm: every worker job has ended and no worker is left (array %s): see "
+                "%s/worker-*.err", r->jobs.id, r->dir);
       rc = CLI_TASK_FAILED;
       break;
     }

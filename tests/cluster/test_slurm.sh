@@ -14,7 +14,8 @@
 #   run_answer     --jobs 3 gives sync's answers on examples/pi.json and
 #                  distance.json, removes its run directory and leaves no
 #                  job; the errors: no --jobs, sbatch refusing a bad
-#                  --job-opt, sbatch not in PATH, --jobs without slurm.
+#                  --job-opt, every job failing (the run stops, its logs
+#                  kept), sbatch not in PATH, --jobs without slurm.
 #   run_kill       kill -9 of a worker job's tgraph mid-run: same answer.
 #   run_drain      scancel --signal=USR1 of a worker job mid-run: it
 #                  drains (its job COMPLETED, no worker lost, no task sent
@@ -323,6 +324,15 @@ case $mode in
     same "sbatch refuses: its message" "tgraph: error: sbatch refused the worker jobs (exit status 1): sbatch: error: invalid partition specified: nosuch
 sbatch: error: Batch job submission failed: Invalid partition name specified" "$out"
     same "sbatch refuses: nothing left in the directory" "" "$(ls)"
+    out=$("$tg" run --no-cache "$src/examples/pi.json" --scheduler=slurm --jobs 2 \
+      --job-opt=--output=/nonexistent/w.out 2>&1)
+    same "every job failed: exit status" 1 $?
+    d=$(ls -d "$work"/tgraph-slurm-*)
+    id=$(array_of <(printf '%s\n' "$out"))
+    same "every job failed: said, the logs kept" "tgraph: slurm: submitted 2 worker jobs (array $id); run directory $d
+tgraph: error: slurm: every worker job has ended and no worker is left (array $id): see $d/worker-*.err
+tgraph: slurm: worker logs kept in $d" "$out"
+    rm -rf "$d"
     out=$(PATH=/nonexistent "$tg" run --no-cache "$src/examples/pi.json" --scheduler=slurm --jobs 2 2>&1)
     same "no sbatch: exit status" 2 $?
     same "no sbatch: message" "tgraph: error: --scheduler=slurm: 'sbatch' is not in PATH: run on a host where Slurm's commands (sbatch, squeue, scancel) are installed" "$out"
