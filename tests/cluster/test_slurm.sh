@@ -76,7 +76,8 @@ finish() {
   trap - EXIT
   if [ -f "$dir/slurm.conf" ]; then
     t0=$(date +%s%N)
-    if out=$("$script" stop "$dir" 2>&1); then ok "stop"; else bad "stop: $out"; fi
+    if out=$("$script" stop "$dir" 2>&1); then ok "stop"; else bad "stop"; fi
+    [ -z "$out" ] || printf '%s\n' "$out"
     echo "stop took $(since "$t0") s"
     left=""
     for p in $pids; do kill -0 "$p" 2>/dev/null &&
@@ -291,7 +292,8 @@ start_run() {
 # finish_run NAME SECONDS: wait for the run started by start_run; its
 # exit status in run_rc (124 after SECONDS: then it is killed).
 finish_run() {
-  local n=$(($2 * 10))
+  local n=$(($2 * 10)) t0
+  t0=$(date +%s%N)
   while kill -0 "$run_pid" 2>/dev/null && [ $n -gt 0 ]; do sleep 0.1; n=$((n - 1)); done
   if kill -0 "$run_pid" 2>/dev/null; then
     kill -KILL "$run_pid"
@@ -301,6 +303,7 @@ finish_run() {
     wait "$run_pid"
     run_rc=$?
   fi
+  echo "$1: the run ended $(since "$t0") s after finish_run"
   [ "$run_rc" -eq 0 ] || { echo "--- $1.err"; cat "$1.err"; }
 }
 
