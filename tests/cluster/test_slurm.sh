@@ -15,7 +15,8 @@
 #                  distance.json, removes its run directory and leaves no
 #                  job; the errors: no --jobs, sbatch refusing a bad
 #                  --job-opt, every job failing (the run stops, its logs
-#                  kept), sbatch not in PATH, --jobs without slurm.
+#                  kept), jobs pending (their reason said; SIGTERM cancels
+#                  them), sbatch not in PATH, --jobs without slurm.
 #   run_kill       kill -9 of a worker job's tgraph mid-run: same answer.
 #   run_drain      scancel --signal=USR1 of a worker job mid-run: it
 #                  drains (its job COMPLETED, no worker lost, no task sent
@@ -336,6 +337,18 @@ sbatch: error: Batch job submission failed: Invalid partition name specified" "$
 tgraph: error: slurm: every worker job has ended and no worker is left (array $id): see $d/worker-*.err
 tgraph: slurm: worker logs kept in $d" "$out"
     rm -rf "$d"
+    # Jobs that cannot start yet: their reason said once, SIGTERM ends the
+    # run and cancels them.
+    start_run later "$src/examples/pi.json" --scheduler=slurm --jobs 2 --job-opt=--begin=now+1hour
+    wait_for 30 grep -q "is pending" later.err
+    id=$(array_of later.err)
+    kill -TERM "$run_pid"
+    finish_run later 60
+    same "pending jobs: SIGTERM's exit status" 143 "$run_rc"
+    same "pending jobs: each reason said once" "tgraph: warning: slurm: worker job ${id}_0 is pending: BeginTime
+tgraph: warning: slurm: worker job ${id}_1 is pending: BeginTime" "$(grep "is pending" later.err | sort)"
+    if wait_for 15 no_jobs; then ok "pending jobs: cancelled"; else bad "pending jobs: left: $(squeue -h)"; fi
+    rm -rf later.out later.err "$work"/tgraph-slurm-*
     out=$(PATH=/nonexistent "$tg" run --no-cache "$src/examples/pi.json" --scheduler=slurm --jobs 2 2>&1)
     same "no sbatch: exit status" 2 $?
     same "no sbatch: message" "tgraph: error: --scheduler=slurm: 'sbatch' is not in PATH: run on a host where Slurm's commands (sbatch, squeue, scancel) are installed" "$out"
