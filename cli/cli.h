@@ -115,6 +115,10 @@ int cli_interrupt_start(tg_cancel **out /* OUT */);
 /* Restore the signals' previous handling; the signal caught meanwhile,
  * or 0. */
 int cli_interrupt_stop(void);
+/* fn (async-signal-safe; NULL: none) runs when a second signal exits at
+ * once: what the run started outside this process is stopped there
+ * (Slurm jobs: slurm.c). */
+void cli_interrupt_last_words(void (*fn)(void));
 /* The one line that says how far an interrupted run got. */
 void cli_interrupt_report(const tg_compute_stats *st, bool cached);
 

@@ -8,6 +8,7 @@
  * through pipes, bounded. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -272,8 +273,45 @@ void cli_slurm_poll(cli_slurm *s, double now, cli_slurm_counts *out) {
 
 /* ---- cancel ---- */
 
+/* What cancel_now needs, made before any signal can come: a signal
+ * handler may only call async-signal-safe functions (fork, execve). */
+static char scancel_path[PATH_MAX], scancel_id[32];
+static char *scancel_argv[3] = {"scancel", scancel_id, NULL};
+static volatile sig_atomic_t scancel_ready;
+
+static void cancel_now(void) {
+  if (!scancel_ready) return;
+  pid_t pid = fork();
+  if (pid == 0) {
+    execve(scancel_path, scancel_argv, environ);
+    _exit(127);
+  }
+}
+
+/* scancel in PATH, into scancel_path; false when not there. */
+static bool find_scancel(void) {
+  const char *path = getenv("PATH");
+  char dirs[4096];
+  snprintf(dirs, sizeof dirs, "%s", path ? path : "/usr/bin:/bin");
+  for (char *save, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+    int n = snprintf(scancel_path, sizeof scancel_path, "%s/scancel", *d ? d : ".");
+    if (n > 0 && (size_t)n < sizeof scancel_path && access(scancel_path, X_OK) == 0)
+      return true;
+  }
+  return false;
+}
+
+void cli_slurm_arm(cli_slurm *s) {
+  if (!s->id[0] || !find_scancel()) return;
+  snprintf(scancel_id, sizeof scancel_id, "%s", s->id);
+  scancel_ready = 1;
+  cli_interrupt_last_words(cancel_now);
+}
+
 void cli_slurm_cancel(cli_slurm *s) {
   if (!s->id[0]) return;
+  scancel_ready = 0; /* cancelled here, said if it fails */
+  cli_interrupt_last_words(NULL);
   char *argv[] = {"scancel", s->id, NULL};
   captured c;
   int rc = run_cmd(argv, &c);

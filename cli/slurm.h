@@ -76,6 +76,10 @@ int cli_slurm_submit(cli_slurm *s, const cli_slurm_submit_opts *o);
  * old (now: cli_now()), else from that call. Pending reasons other than
  * the queue's usual ones are said on stderr once per job and reason. */
 void cli_slurm_poll(cli_slurm *s, double now, cli_slurm_counts *out /* OUT */);
+/* After submit: a second SIGINT/SIGTERM, which ends the run at once
+ * (interrupt.c), cancels the array on its way out. One array per
+ * process. */
+void cli_slurm_arm(cli_slurm *s);
 /* scancel the array; a failure is said. */
 void cli_slurm_cancel(cli_slurm *s);
 void cli_slurm_free(cli_slurm *s);

@@ -230,6 +230,7 @@ int cli_slurm_run_start(cli_slurm_run *r, const cli_slurm_run_opts *o,
   cli_slurm_submit_opts so = {r->script, r->dir, o->jobs, o->job_opts, o->njob_opts,
                               CLI_SLURM_WARN_SECS};
   if ((rc = cli_slurm_submit(&r->jobs, &so)) >= 0) return rc;
+  cli_slurm_arm(&r->jobs);
   cli_info("slurm: submitted %u worker job%s (array %s); run directory %s", o->jobs,
            o->jobs == 1 ? "" : "s", r->jobs.id, r->dir);
   char(*addr)[256] = calloc(o->jobs, sizeof *addr);
