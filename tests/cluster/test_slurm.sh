@@ -249,7 +249,7 @@ listening() {
 # The tgraph worker process of array index I of run directory D.
 worker_pid() {
   local p
-  for p in $(pgrep -f -- "worker --keys $1/keys/worker"); do
+  for p in $(pgrep -f -- "--keys $1/keys/worker"); do
     [ "$(cat /proc/"$p"/comm 2>/dev/null)" = tgraph ] &&
       tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_ARRAY_TASK_ID=$2" &&
       echo "$p"
