@@ -30,7 +30,7 @@ typedef struct run_opts {
 
 enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
-       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
+       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS, O_JOIN_LISTEN,
        O_MAX_GRAPH, O_REPORT, O_DASHBOARD, O_DASHBOARD_STAY, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
        O_QUIET, O_VERBOSE, O_KEEP_GOING, O_CACHE_NETWORK };
 
@@ -41,6 +41,11 @@ static const cli_opt options[] = {
     {O_CONNECT, "connect", 0, "ADDRS",
      "tcp: workers, tcp://HOST:PORT[,...] (repeatable)"},
     {O_WORKERS_FILE, "workers-file", 0, "FILE", "tcp: workers, one address per line"},
+    {O_JOIN_LISTEN, "join-listen", 0, "tcp://HOST:PORT",
+     "tcp: let workers started with 'tgraph worker\n"
+     "--join ADDRESS' join the run while it goes (PORT\n"
+     "0 picks one); prints 'joining workers: ADDRESS'\n"
+     "on stderr. --connect is then optional"},
     {O_KEYS, "keys", 0, "DIR", "tcp: the client/ keys of 'tgraph keys generate';\n"
                                "without it, only workers of this user are used"},
     {O_CACHE_DIR, "cache-dir", 0, "DIR", "cache directory (default: $TGRAPH_CACHE_DIR,\n"
@@ -163,6 +168,7 @@ static int option(void *ctx, int id, const char *optarg) {
       if (cli_workers_add_file(&o->connect, optarg) != 0) return CLI_USAGE;
       break;
     case O_KEYS: o->keys = optarg; break;
+    case O_JOIN_LISTEN: o->connect.join = optarg; break;
     case O_MAX_GRAPH: return max_graph(o, optarg);
     case O_QUIET: cli_verbosity = -1; break;
     case O_VERBOSE: cli_verbosity = 1; break;
