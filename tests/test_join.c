@@ -533,3 +533,93 @@ Test(join, more_than_64_workers) {
   tg_executor_free(ex);
   tg_graph_free(g);
 }
+
+/* ---- the tgraph program ------------------------------------------------------------ */
+
+/* Start argv (the tgraph program) with stdout and stderr to files; its pid. */
+static pid_t spawn(char *const argv[], const char *out, const char *err) {
+  pid_t pid = tproc_fork();
+  if (pid == 0) {
+    int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(o, 1);
+    dup2(e, 2);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* The first line of file path starting with prefix, after it (waits up
+ * to secs for it to appear). */
+static bool file_line(const char *path, const char *prefix, char *out, size_t size, int secs) {
+  for (int i = 0; i < secs * 100; i++) {
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    while (f && fgets(line, sizeof line, f)) {
+      if (strncmp(line, prefix, strlen(prefix)) != 0) continue;
+      const char *rest = line + strlen(prefix);
+      size_t n = strcspn(rest, "\n");
+      if (n >= size) n = size - 1;
+      memcpy(out, rest, n);
+      out[n] = '\0';
+      fclose(f);
+      return true;
+    }
+    if (f) fclose(f);
+    sleep_ms(10);
+  }
+  return false;
+}
+
+static char *slurp(const char *path) {
+  static char buf[8192];
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f) fclose(f);
+  buf[n] = '\0';
+  return buf;
+}
+
+/* tgraph run --join-listen with no --connect; two `tgraph worker --join`;
+ * SIGTERM makes one leave mid-run: it exits 0, the run prints sync's
+ * answer and exits 0. */
+Test(join, cli_join_and_leave) {
+  const char *bin = getenv("TGRAPH_BIN");
+  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  char graph[128], p[8][160];
+  snprintf(graph, sizeof graph, "%s/g.json", tmp);
+  FILE *f = fopen(graph, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "{\"tgraph\": 1, \"tasks\": {");
+  for (int i = 0; i < 40; i++)
+    fprintf(f, "\"s%d\": {\"fn\": \"sh\", \"args\": [\"sleep 0.05; echo %d\"]}, ", i, i);
+  fprintf(f, "\"n\": {\"fn\": \"len\", \"args\": [[");
+  for (int i = 0; i < 40; i++) fprintf(f, "%s{\"ref\": \"s%d\"}", i ? ", " : "", i);
+  fprintf(f, "]]}}, \"outputs\": [\"n\"]}\n");
+  fclose(f);
+  for (int i = 0; i < 6; i++) snprintf(p[i], sizeof p[i], "%s/out%d", tmp, i);
+  char *run[] = {(char *)bin, "run", graph, "--scheduler=tcp", "--no-cache",
+                 "--join-listen", "tcp://127.0.0.1:0", NULL};
+  pid_t rp = spawn(run, p[0], p[1]);
+  char join[256];
+  cr_assert(file_line(p[1], "joining workers: ", join, sizeof join, 30), "%s", slurp(p[1]));
+  cr_assert_eq(strncmp(join, "tcp://127.0.0.1:", 16), 0, "%s", join);
+  char *w1[] = {(char *)bin, "worker", "--join", join, "-j", "1", NULL};
+  pid_t a = spawn(w1, p[2], p[3]);
+  pid_t b = spawn(w1, p[4], p[5]);
+  char ep[256];
+  cr_assert(file_line(p[2], "listening on ", ep, sizeof ep, 60), "%s", slurp(p[3]));
+  cr_assert(file_line(p[4], "listening on ", ep, sizeof ep, 60), "%s", slurp(p[5]));
+  sleep_ms(500); /* both have tasks */
+  cr_assert_eq(kill(a, SIGTERM), 0);
+  int st;
+  cr_assert_eq(waitpid(a, &st, 0), a);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the leaving worker: status %d: %s", st,
+            slurp(p[3]));
+  cr_assert_eq(waitpid(rp, &st, 0), rp);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "run: %s", slurp(p[1]));
+  cr_assert_str_eq(slurp(p[0]), "{\"n\":40}\n");
+  kill(b, SIGKILL);
+  cr_assert_eq(waitpid(b, &st, 0), b);
+}
