@@ -207,13 +207,15 @@ int cli_write_report(const char *path, cli_events *ev);
 typedef struct cli_workers {
   char **addr;
   size_t n, cap;
+  const char *join; /* --join-listen: where workers may join, or NULL */
 } cli_workers;
 /* Add a comma-separated list / the lines of a file ('#' comments). 0 or
  * -1 (out of memory, unreadable file: said on stderr). */
 int cli_workers_add_list(cli_workers *w, const char *list);
 int cli_workers_add_file(cli_workers *w, const char *path);
 void cli_workers_free(cli_workers *w);
-/* A tcp executor over them: -1 on success, else an exit status (said). */
+/* A tcp executor over them: -1 on success, else an exit status (said).
+ * With a join address, "joining workers: ADDRESS" goes to stderr. */
 int cli_workers_executor(const cli_workers *w, const char *keys, tg_registry *reg,
                          tg_executor **out);
 /* With -v: traffic figures of a tcp executor. */

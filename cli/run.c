@@ -33,7 +33,7 @@ typedef struct run_opts {
 
 enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
-       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
+       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS, O_JOIN_LISTEN,
        O_MAX_GRAPH, O_REPORT, O_DASHBOARD, O_DASHBOARD_STAY, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
        O_QUIET, O_VERBOSE, O_KEEP_GOING, O_CACHE_NETWORK, O_JOBS, O_JOB_OPT,
        O_RUN_DIR };
@@ -45,6 +45,11 @@ static const cli_opt options[] = {
     {O_CONNECT, "connect", 0, "ADDRS",
      "tcp: workers, tcp://HOST:PORT[,...] (repeatable)"},
     {O_WORKERS_FILE, "workers-file", 0, "FILE", "tcp: workers, one address per line"},
+    {O_JOIN_LISTEN, "join-listen", 0, "tcp://HOST:PORT",
+     "tcp: let workers started with 'tgraph worker\n"
+     "--join ADDRESS' join the run while it goes (PORT\n"
+     "0 picks one); prints 'joining workers: ADDRESS'\n"
+     "on stderr. --connect is then optional"},
     {O_KEYS, "keys", 0, "DIR", "tcp: the client/ keys of 'tgraph keys generate';\n"
                                "without it, only workers of this user are used"},
     {O_JOBS, "jobs", 0, "N", "slurm: worker jobs to submit (one job array)"},
@@ -181,6 +186,7 @@ static int option(void *ctx, int id, const char *optarg) {
       break;
     case O_JOB_OPT: o->job_opts[o->slurm.njob_opts++] = optarg; break;
     case O_RUN_DIR: o->slurm.run_dir = optarg; break;
+    case O_JOIN_LISTEN: o->connect.join = optarg; break;
     case O_MAX_GRAPH: return max_graph(o, optarg);
     case O_QUIET: cli_verbosity = -1; break;
     case O_VERBOSE: cli_verbosity = 1; break;
@@ -478,13 +484,14 @@ static int compute(run_state *s) {
   }
   if (cli_interrupt_start(&co.cancel) != TG_OK) return CLI_USAGE;
   if (strcmp(s->o.scheduler, "slurm") == 0) {
+    s->o.slurm.join_listen = s->o.connect.join;
     int urc = cli_slurm_run_start(&s->slurm, &s->o.slurm, s->info, s->reg, co.cancel,
                                   &remote);
-    if (urc >= 0 || remote == NULL) { /* failed, or interrupted while waiting */
-      int sig = cli_interrupt_stop();
+    if (urc >= 0) {
+      cli_interrupt_stop();
+      tg_executor_free(remote);
       cli_slurm_run_finish(&s->slurm, false);
-      if (urc < 0) cli_interrupt_report(&st, s->cache != NULL);
-      return urc >= 0 ? urc : 128 + sig;
+      return urc;
     }
     co.executor = remote;
     co.scheduler = "tcp";

@@ -92,6 +92,8 @@ typedef struct cli_slurm_run_opts {
   const char *const *job_opts; /* --job-opt OPT, in order */
   size_t njob_opts;
   const char *run_dir;        /* --run-dir DIR, or NULL: ./tgraph-slurm-PID */
+  const char *join_listen;    /* --join-listen ADDR, or NULL: this host's
+                                 first address, a free port */
 } cli_slurm_run_opts;
 
 typedef struct cli_slurm_run {
@@ -106,11 +108,11 @@ typedef struct cli_slurm_run {
   bool stop, gave_up;
 } cli_slurm_run;
 
-/* Make the run directory and its keys, write the job script, submit the
- * jobs and start the tcp executor over their workers (*out: the caller
- * frees it, before cli_slurm_run_finish). -1 to go on, else an exit
- * status (said). When cancel is raised before a worker is there, -1 with
- * *out NULL. Call cli_slurm_run_finish after either. */
+/* Make the run directory and its keys, start the tcp executor that the
+ * workers join (*out: the caller frees it, before cli_slurm_run_finish;
+ * it may be set on failure too), write the job script, submit the jobs.
+ * -1 to go on, else an exit status (said). Call cli_slurm_run_finish
+ * after either. */
 int cli_slurm_run_start(cli_slurm_run *r, const cli_slurm_run_opts *o,
                         const tg_graphjson_info *info, tg_registry *reg, tg_cancel *cancel,
                         tg_executor **out /* OUT */);

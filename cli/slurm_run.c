@@ -1,14 +1,19 @@
 /* cli/slurm_run.c: the run of `tgraph run --scheduler=slurm --jobs N`:
  * a run directory (on a filesystem the nodes share) holding per-run keys
  * (keys/, mode 0700, removed at the end), the job script and the jobs'
- * output; N worker jobs submitted as one array (slurm.c) whose script
- * starts `tgraph worker` with those keys; the tcp executor over the
- * workers; a watcher thread that polls the jobs gently and stops the run
- * when every job has ended with no worker left. At the end the array is
- * cancelled, whatever ended the run (success, failure, SIGINT/SIGTERM).
+ * output; a tcp executor that workers join (tg_executor_opts.join_listen);
+ * N worker jobs submitted as one array (slurm.c) whose script starts
+ * `tgraph worker --join ADDRESS` with those keys, each worker used as soon
+ * as it registers; a watcher thread that polls the jobs gently and stops
+ * the run when every job has ended with no worker left. At the end the
+ * array is cancelled, whatever ended the run (success, failure,
+ * SIGINT/SIGTERM).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +24,11 @@
 #include "cli.h"
 #include "slurm.h"
 #include "tgraph/remote.h"
+
+/* How long the run waits with no worker connected: the watcher, not a
+ * timeout, ends a run whose jobs are all gone; pending jobs may wait for
+ * hours. */
+#define NO_WORKER_SECS (365 * 86400.0)
 
 /* The watcher's rhythm: it looks at the workers every second; squeue
  * runs only once per CLI_SLURM_POLL_SECS of these (slurm.c). */
@@ -76,7 +86,8 @@ static int make_dir(cli_slurm_run *r, const cli_slurm_run_opts *o) {
  * signals for the job's steps reach it: sbatch --signal=USR1@SECS before
  * the time limit, `scancel --signal=USR1 JOB` by hand (and `scancel
  * --batch`: srun forwards it). It listens on the node's first address. */
-static int write_script(cli_slurm_run *r, const tg_graphjson_info *info) {
+static int write_script(cli_slurm_run *r, const tg_graphjson_info *info,
+                        const char *join) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0) {
@@ -97,7 +108,9 @@ static int write_script(cli_slurm_run *r, const tg_graphjson_info *info) {
              "host=$(hostname -I 2>/dev/null | cut -d' ' -f1)\n"
              "exec srun --ntasks=1 ");
   put_quoted(f, exe);
-  fputs(" worker --keys ", f);
+  fputs(" worker --join ", f);
+  put_quoted(f, join);
+  fputs(" --keys ", f);
   char kw[PATH_MAX + 16];
   snprintf(kw, sizeof kw, "%s/worker", r->keys);
   put_quoted(f, kw);
@@ -125,64 +138,28 @@ static void remove_tree(const char *path) {
   nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* ---- the workers' addresses ---- */
+/* ---- the join address ---- */
 
-/* Each worker prints "listening on ADDRESS" in its job's output file. */
-static bool read_address(const cli_slurm_run *r, unsigned i, char *addr, size_t size) {
-  char path[PATH_MAX + 64], line[512];
-  snprintf(path, sizeof path, "%s/worker-%u.out", r->dir, i);
-  FILE *f = fopen(path, "r");
-  bool found = false;
-  while (f && !found && fgets(line, sizeof line, f)) {
-    static const char tag[] = "listening on ";
-    if (strncmp(line, tag, sizeof tag - 1) != 0) continue;
-    line[strcspn(line, "\r\n")] = '\0';
-    const char *a = line + sizeof tag - 1;
-    if (strlen(a) >= size) continue;
-    memcpy(addr, a, strlen(a) + 1);
-    found = true;
+/* Where workers join: --join-listen, else this host's first address that
+ * is up and not loopback (the nodes' way back to it), or loopback when
+ * there is none; the port is picked when listening. */
+static void join_listen(const char *given, char *buf, size_t size) {
+  if (given) {
+    snprintf(buf, size, "%s", given);
+    return;
   }
-  if (f) fclose(f);
-  return found;
-}
-
-/* Wait for the workers' addresses: all N, or those there are once every
- * other job has ended. Read from the run directory every 0.2 s; the jobs'
- * states come from the rate-limited squeue. -1 to go on (*naddr >= 1),
- * else an exit status. */
-static int wait_workers(cli_slurm_run *r, tg_cancel *cancel, char (*addr)[256],
-                        size_t *naddr) {
-  unsigned n = r->jobs.njobs;
-  bool *have = calloc(n, sizeof *have);
-  if (!have) return CLI_USAGE;
-  size_t got = 0;
-  int rc = -1;
-  for (;;) {
-    for (unsigned i = 0; i < n; i++)
-      if (!have[i] && read_address(r, i, addr[got], sizeof addr[got])) have[i] = true, got++;
-    if (got == n) break;
-    cli_slurm_counts c;
-    cli_slurm_poll(&r->jobs, cli_now(), &c);
-    /* Jobs that ended without an address will not give one. */
-    unsigned alive = 0;
-    for (unsigned i = 0; i < n; i++)
-      alive += !have[i] && r->jobs.state[i] != CLI_SLURM_ENDED;
-    if (alive == 0 && got > 0) break;
-    if (alive == 0) {
-      cli_error("slurm: every worker job has ended and no worker is left (array %s): see "
-                "%s/worker-*.err", r->jobs.id, r->dir);
-      rc = CLI_TASK_FAILED;
-      break;
-    }
-    if (tg_cancel_is_set(cancel)) {
-      rc = 0; /* interrupted: the caller says so */
-      break;
-    }
-    nanosleep(&(struct timespec){0, 200000000}, NULL);
+  char host[INET_ADDRSTRLEN] = "127.0.0.1";
+  struct ifaddrs *all = NULL;
+  if (getifaddrs(&all) == 0) {
+    for (struct ifaddrs *i = all; i; i = i->ifa_next)
+      if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && (i->ifa_flags & IFF_UP) &&
+          !(i->ifa_flags & IFF_LOOPBACK)) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, host, sizeof host);
+        break;
+      }
+    freeifaddrs(all);
   }
-  free(have);
-  *naddr = got;
-  return rc;
+  snprintf(buf, size, "tcp://%s:0", host);
 }
 
 /* ---- the watcher ---- */
@@ -214,6 +191,30 @@ static void *watch(void *arg) {
 
 /* ---- start and finish ---- */
 
+/* The executor the workers join; its join address into join. */
+static int start_executor(cli_slurm_run *r, const cli_slurm_run_opts *o, tg_registry *reg,
+                          tg_executor **out, char *join, size_t size) {
+  char listen[300], kc[PATH_MAX + 16];
+  join_listen(o->join_listen, listen, sizeof listen);
+  snprintf(kc, sizeof kc, "%s/client", r->keys);
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V2, .backend = "tcp",
+                         .keys_dir = kc, .join_listen = listen,
+                         .connect_timeout = NO_WORKER_SECS};
+  tg_error err;
+  tg_error_clear(&err);
+  if (tg_executor_new(reg, &eo, out, &err) != TG_OK) {
+    cli_error("%s", err.msg);
+    return CLI_USAGE;
+  }
+  int rc = tg_remote_join_address(*out, join, size);
+  if (rc != TG_OK) {
+    cli_error("--scheduler=slurm: no join address: %s", tg_strerror(rc));
+    return CLI_USAGE;
+  }
+  if (cli_verbosity > 0) cli_info("slurm: workers join at %s", join);
+  return -1;
+}
+
 int cli_slurm_run_start(cli_slurm_run *r, const cli_slurm_run_opts *o,
                         const tg_graphjson_info *info, tg_registry *reg, tg_cancel *cancel,
                         tg_executor **out) {
@@ -224,8 +225,10 @@ int cli_slurm_run_start(cli_slurm_run *r, const cli_slurm_run_opts *o,
     cli_error("--scheduler=slurm needs --jobs N: the number of worker jobs to submit");
     return CLI_USAGE;
   }
+  char join[512];
   int rc = make_dir(r, o);
-  if (rc < 0) rc = write_script(r, info);
+  if (rc < 0) rc = start_executor(r, o, reg, out, join, sizeof join);
+  if (rc < 0) rc = write_script(r, info, join);
   if (rc >= 0) return rc;
   cli_slurm_submit_opts so = {r->script, r->dir, o->jobs, o->job_opts, o->njob_opts,
                               CLI_SLURM_WARN_SECS};
@@ -233,28 +236,6 @@ int cli_slurm_run_start(cli_slurm_run *r, const cli_slurm_run_opts *o,
   cli_slurm_arm(&r->jobs);
   cli_info("slurm: submitted %u worker job%s (array %s); run directory %s", o->jobs,
            o->jobs == 1 ? "" : "s", r->jobs.id, r->dir);
-  char(*addr)[256] = calloc(o->jobs, sizeof *addr);
-  const char **list = calloc(o->jobs, sizeof *list);
-  size_t naddr = 0;
-  rc = addr && list ? wait_workers(r, cancel, addr, &naddr) : CLI_USAGE;
-  if (rc == 0) { /* interrupted: an executor that has nothing to do */
-    rc = -1;
-    naddr = 0;
-  }
-  for (size_t i = 0; i < naddr; i++) list[i] = addr[i];
-  char kc[PATH_MAX + 16];
-  snprintf(kc, sizeof kc, "%s/client", r->keys);
-  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp",
-                         .connect = list, .nconnect = naddr, .keys_dir = kc};
-  tg_error err;
-  tg_error_clear(&err);
-  if (rc < 0 && naddr > 0 && tg_executor_new(reg, &eo, out, &err) != TG_OK) {
-    cli_error("%s", err.msg);
-    rc = CLI_USAGE;
-  }
-  free(addr);
-  free(list);
-  if (rc >= 0 || naddr == 0) return rc;
   r->ex = *out;
   pthread_mutex_init(&r->mu, NULL);
   pthread_cond_init(&r->cv, NULL);
