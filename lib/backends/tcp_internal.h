@@ -112,6 +112,18 @@
  *     grace later is killed (processes.c: it would hold a task slot,
  *     perhaps its only one, forever).
  *
+ * Workers joining and leaving (tcp_join.c): b->conns holds pointers to
+ * conns allocated one by one, so a conn never moves while workers join
+ * (tg__tcp_conn_new, I/O thread); a conn is never removed: its index
+ * stays valid in records (rec->conn), holder sets (tcp_holders.h, no cap
+ * on their size) and chain tags. A worker that left, or a joined one
+ * given up, is CS_GONE. The API: tg_executor_opts.join_listen (v2) and
+ * tg_remote_join_address; workers: tg_worker_opts.join, advertise and
+ * drain (v3); the CLI: tgraph run --scheduler=tcp --join-listen
+ * tcp://HOST:PORT (prints "joining workers: ADDRESS" on stderr), tgraph
+ * worker --join ADDRESS [--advertise tcp://HOST:PORT], SIGTERM or
+ * SIGUSR1 to leave. Protocol 7: JOIN, JOINED, LEAVE (remote/proto.h).
+ *
  * Thread safety: as above; the statistics are atomics.
  */
 #ifndef TG_BACKENDS_TCP_INTERNAL_H

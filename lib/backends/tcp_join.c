@@ -253,6 +253,13 @@ static void rescue(tcp *b, tcp_conn *c) {
 }
 
 void tg__tcp_leave_tick(tcp *b, tcp_conn *c) {
+  if (c->leaving && c->state != CS_READY && c->state != CS_GONE) {
+    /* lost while leaving (counted as a loss): not connected again */
+    tg__tcp_conn_close(b, c, false);
+    c->state = CS_GONE;
+    c->fatal = true;
+    return;
+  }
   if (!c->leaving || c->state != CS_READY || c->load || c->staged) return;
   if (c->rescues == 0) rescue(b, c);
   if (c->state != CS_READY || c->rescues) return;
