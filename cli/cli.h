@@ -115,6 +115,10 @@ int cli_interrupt_start(tg_cancel **out /* OUT */);
 /* Restore the signals' previous handling; the signal caught meanwhile,
  * or 0. */
 int cli_interrupt_stop(void);
+/* fn (async-signal-safe; NULL: none) runs when a second signal exits at
+ * once: what the run started outside this process is stopped there
+ * (Slurm jobs: slurm.c). */
+void cli_interrupt_last_words(void (*fn)(void));
 /* The one line that says how far an interrupted run got. */
 void cli_interrupt_report(const tg_compute_stats *st, bool cached);
 
@@ -203,13 +207,15 @@ int cli_write_report(const char *path, cli_events *ev);
 typedef struct cli_workers {
   char **addr;
   size_t n, cap;
+  const char *join; /* --join-listen: where workers may join, or NULL */
 } cli_workers;
 /* Add a comma-separated list / the lines of a file ('#' comments). 0 or
  * -1 (out of memory, unreadable file: said on stderr). */
 int cli_workers_add_list(cli_workers *w, const char *list);
 int cli_workers_add_file(cli_workers *w, const char *path);
 void cli_workers_free(cli_workers *w);
-/* A tcp executor over them: -1 on success, else an exit status (said). */
+/* A tcp executor over them: -1 on success, else an exit status (said).
+ * With a join address, "joining workers: ADDRESS" goes to stderr. */
 int cli_workers_executor(const cli_workers *w, const char *keys, tg_registry *reg,
                          tg_executor **out);
 /* With -v: traffic figures of a tcp executor. */

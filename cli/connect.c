@@ -79,19 +79,24 @@ void cli_workers_free(cli_workers *w) {
 
 int cli_workers_executor(const cli_workers *w, const char *keys, tg_registry *reg,
                          tg_executor **out) {
-  if (w->n == 0) {
-    cli_error("--scheduler=tcp needs workers: --connect tcp://HOST:PORT[,...] or "
-              "--workers-file FILE");
+  if (w->n == 0 && !w->join) {
+    cli_error("--scheduler=tcp needs workers: --connect tcp://HOST:PORT[,...], "
+              "--workers-file FILE or --join-listen tcp://HOST:PORT");
     return CLI_USAGE;
   }
-  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp",
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V2, .backend = "tcp",
                          .connect = (const char *const *)w->addr, .nconnect = w->n,
-                         .keys_dir = keys};
+                         .keys_dir = keys, .join_listen = w->join};
   tg_error err;
   tg_error_clear(&err);
   if (tg_executor_new(reg, &eo, out, &err) != TG_OK) {
     cli_error("%s", err.msg);
     return CLI_USAGE;
+  }
+  char addr[512];
+  if (w->join && tg_remote_join_address(*out, addr, sizeof addr) == TG_OK) {
+    fprintf(stderr, "joining workers: %s\n", addr); /* whatever the verbosity: scripts read it */
+    fflush(stderr);
   }
   return -1;
 }

@@ -12,6 +12,7 @@
 #include "cli.h"
 
 static tg_cancel *token;             /* raised by the first signal */
+static void (*last_words)(void);     /* called before a second one exits */
 static volatile sig_atomic_t caught; /* its number, 0 before */
 static struct sigaction saved_int, saved_term;
 
@@ -20,6 +21,7 @@ static void on_signal(int sig) {
     static const char msg[] = "tgraph: interrupted again: stopping at once\n";
     ssize_t n = write(2, msg, sizeof msg - 1);
     (void)n;
+    if (last_words) last_words();
     _exit(128 + sig);
   }
   caught = sig;
@@ -65,3 +67,5 @@ void cli_interrupt_report(const tg_compute_stats *st, bool cached) {
     fprintf(stderr, "tgraph: interrupted: %zu of %zu tasks done; without a cache "
             "a new run starts over\n", done, st->tasks_total);
 }
+
+void cli_interrupt_last_words(void (*fn)(void)) { last_words = fn; }

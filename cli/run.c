@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "slurm.h"
 #include "tgraph/builtins.h"
 
 typedef struct run_opts {
@@ -17,6 +18,7 @@ typedef struct run_opts {
   cli_workers connect;
   const char **plugins;
   size_t nplugins;
+  const char **job_opts; /* --job-opt, in order (slurm.job_opts) */
   unsigned workers;
   int retries;
   size_t max_graph; /* bytes of GRAPH.json read at most (0: the default) */
@@ -26,23 +28,37 @@ typedef struct run_opts {
   int progress; /* -1 auto, 0 off */
   cli_make make; /* --force, --min-compute, --cache-all, --check, --json */
   cli_dashboard dash;
+  cli_slurm_run_opts slurm; /* --jobs, --job-opt, --run-dir */
 } run_opts;
 
 enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
-       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
+       O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS, O_JOIN_LISTEN,
        O_MAX_GRAPH, O_REPORT, O_DASHBOARD, O_DASHBOARD_STAY, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
-       O_QUIET, O_VERBOSE, O_KEEP_GOING, O_CACHE_NETWORK };
+       O_QUIET, O_VERBOSE, O_KEEP_GOING, O_CACHE_NETWORK, O_JOBS, O_JOB_OPT,
+       O_RUN_DIR };
 
 /* One line per option: {id, long name, letter, value name, help}. */
 static const cli_opt options[] = {
-    {O_SCHED, "scheduler", 0, "NAME", "sync, threads (default), processes or tcp"},
+    {O_SCHED, "scheduler", 0, "NAME", "sync, threads (default), processes, tcp or\nslurm"},
     {O_WORKERS, "workers", 'j', "N", "worker count (default: one per CPU)"},
     {O_CONNECT, "connect", 0, "ADDRS",
      "tcp: workers, tcp://HOST:PORT[,...] (repeatable)"},
     {O_WORKERS_FILE, "workers-file", 0, "FILE", "tcp: workers, one address per line"},
+    {O_JOIN_LISTEN, "join-listen", 0, "tcp://HOST:PORT",
+     "tcp: let workers started with 'tgraph worker\n"
+     "--join ADDRESS' join the run while it goes (PORT\n"
+     "0 picks one); prints 'joining workers: ADDRESS'\n"
+     "on stderr. --connect is then optional"},
     {O_KEYS, "keys", 0, "DIR", "tcp: the client/ keys of 'tgraph keys generate';\n"
                                "without it, only workers of this user are used"},
+    {O_JOBS, "jobs", 0, "N", "slurm: worker jobs to submit (one job array)"},
+    {O_JOB_OPT, "job-opt", 0, "OPT", "slurm: an sbatch option for the worker jobs,\n"
+                                     "e.g. --job-opt=--time=30 (repeatable)"},
+    {O_RUN_DIR, "run-dir", 0, "DIR", "slurm: the run directory (job script, keys,\n"
+                                     "logs) on a filesystem the nodes share\n"
+                                     "(default: ./tgraph-slurm-PID, removed after a\n"
+                                     "successful run)"},
     {O_CACHE_DIR, "cache-dir", 0, "DIR", "cache directory (default: $TGRAPH_CACHE_DIR,\n"
                                          "$XDG_CACHE_HOME/tgraph or ~/.cache/tgraph)"},
     {O_NO_CACHE, "no-cache", 0, NULL, "neither read nor write the cache"},
@@ -163,6 +179,14 @@ static int option(void *ctx, int id, const char *optarg) {
       if (cli_workers_add_file(&o->connect, optarg) != 0) return CLI_USAGE;
       break;
     case O_KEYS: o->keys = optarg; break;
+    case O_JOBS:
+      if (!cli_parse_uint(optarg, 100000, &n) || n == 0)
+        return cli_bad_usage("run", "--jobs needs a count from 1 to 100000, not '%s'", optarg);
+      o->slurm.jobs = (unsigned)n;
+      break;
+    case O_JOB_OPT: o->job_opts[o->slurm.njob_opts++] = optarg; break;
+    case O_RUN_DIR: o->slurm.run_dir = optarg; break;
+    case O_JOIN_LISTEN: o->connect.join = optarg; break;
     case O_MAX_GRAPH: return max_graph(o, optarg);
     case O_QUIET: cli_verbosity = -1; break;
     case O_VERBOSE: cli_verbosity = 1; break;
@@ -179,10 +203,12 @@ static int option(void *ctx, int id, const char *optarg) {
 
 static int parse_args(int argc, char **argv, run_opts *o) {
   o->plugins = calloc((size_t)argc + 1, sizeof *o->plugins);
+  o->job_opts = calloc((size_t)argc + 1, sizeof *o->job_opts);
+  o->slurm.job_opts = o->job_opts;
   argc_max = argc;
   o->progress = -1;
   o->scheduler = "threads";
-  if (o->plugins == NULL) return CLI_USAGE;
+  if (o->plugins == NULL || o->job_opts == NULL) return CLI_USAGE;
   char **args;
   int nargs, rc = cli_opts_parse(&command, argc, argv, o, &args, &nargs);
   if (rc >= 0) return rc;
@@ -216,6 +242,7 @@ typedef struct run_state {
   tg_value **results;
   tg_node *failed; /* --keep-going: per output, the failed task it lacks */
   bool kept_going; /* --keep-going: tasks failed, the other outputs printed */
+  cli_slurm_run slurm; /* --scheduler=slurm */
 } run_state;
 
 typedef struct out_name {
@@ -456,10 +483,32 @@ static int compute(run_state *s) {
     co.executor = remote;
   }
   if (cli_interrupt_start(&co.cancel) != TG_OK) return CLI_USAGE;
+  if (strcmp(s->o.scheduler, "slurm") == 0) {
+    s->o.slurm.join_listen = s->o.connect.join;
+    int urc = cli_slurm_run_start(&s->slurm, &s->o.slurm, s->info, s->reg, co.cancel,
+                                  &remote);
+    if (urc >= 0) {
+      cli_interrupt_stop();
+      tg_executor_free(remote);
+      cli_slurm_run_finish(&s->slurm, false);
+      return urc;
+    }
+    co.executor = remote;
+    co.scheduler = "tcp";
+  } else if (s->o.slurm.jobs || s->o.slurm.njob_opts || s->o.slurm.run_dir) {
+    cli_interrupt_stop();
+    return cli_bad_usage("run", "--jobs, --job-opt and --run-dir go with --scheduler=slurm");
+  }
   int rc = tg_compute(s->g, s->info->output_nodes, n, &co, s->results);
   int sig = cli_interrupt_stop();
+  bool gave_up = cli_slurm_run_gave_up(&s->slurm); /* its watcher reads remote */
   if (remote) cli_workers_report(remote);
   tg_executor_free(remote);
+  if (gave_up) {
+    cli_slurm_run_finish(&s->slurm, false);
+    return CLI_TASK_FAILED;
+  }
+  cli_slurm_run_finish(&s->slurm, rc == TG_OK);
   if (s->ev_ok) cli_events_finish(&s->ev);
   if (s->ev.report)
     cli_report_finish(&s->ev, &(cli_run_facts){s->o.graph, s->o.scheduler,
@@ -516,7 +565,9 @@ static void cleanup(run_state *s) {
   tg_graph_free(s->g);
   tg_cache_close(s->cache);
   tg_registry_free(s->reg);
+  cli_slurm_run_finish(&s->slurm, false);
   free(s->o.plugins);
+  free(s->o.job_opts);
   cli_make_free(&s->o.make);
   cli_workers_free(&s->o.connect);
 }

@@ -1,6 +1,7 @@
 /* cli/worker.c: `tgraph worker`: serve the builtins and the given plugins'
- * functions to runs that connect (tgraph run --scheduler=tcp), until
- * SIGINT or SIGTERM. */
+ * functions to runs that connect (tgraph run --scheduler=tcp) or that it
+ * joins (--join), until SIGINT, or leave them (drain) on SIGTERM or
+ * SIGUSR1. */
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 #include "tgraph/remote.h"
 
 enum { O_LISTEN = 1, O_NTHREADS, O_PLUGIN, O_KEYS, O_MAXMSG, O_MAXPEND, O_TIMEOUT,
-       O_VERBOSE, O_QUIET };
+       O_VERBOSE, O_QUIET, O_JOIN, O_ADVERTISE };
 
 static const cli_opt options[] = {
     {O_LISTEN, "listen", 0, "tcp://HOST:PORT",
@@ -41,6 +42,14 @@ static const cli_opt options[] = {
      "--max-message a quarter of the memory)"},
     {O_TIMEOUT, "session-timeout", 0, "SECONDS",
      "drop a silent client's state after this long (20)"},
+    {O_JOIN, "join", 0, "ADDRESS",
+     "join the run listening there (tgraph run\n"
+     "--join-listen): register this worker's address\n"
+     "with it (--listen defaults to a free loopback\n"
+     "port)"},
+    {O_ADVERTISE, "advertise", 0, "tcp://HOST:PORT",
+     "with --join: the address the run is to connect\n"
+     "to (default: the one listened on)"},
     {O_VERBOSE, "verbose", 'v', NULL, "a line per client, refusal and drop on stderr"},
     {O_QUIET, "quiet", 'q', NULL, "nothing on stdout"},
     {0, NULL, 0, NULL, NULL}};
@@ -85,6 +94,8 @@ static int option(void *ctx, int id, const char *optarg) {
         return cli_bad_usage("worker", "--session-timeout needs seconds, not '%s'", optarg);
       o->session_timeout = secs;
       break;
+    case O_JOIN: o->join = optarg; break;
+    case O_ADVERTISE: o->advertise = optarg; break;
     case O_VERBOSE: o->verbose = 1; break;
     case O_QUIET: a->quiet = true; break;
   }
@@ -95,18 +106,21 @@ static const cli_cmd command = {
     .name = "worker",
     .synopsis = "[options]",
     .about = "Serve task functions to runs on other machines (tgraph run\n"
-             "--scheduler=tcp --connect ADDRESS). Prints 'listening on ADDRESS' on\n"
-             "stdout once ready; stops on SIGINT or SIGTERM.\n",
+             "--scheduler=tcp --connect ADDRESS), or join a run that is going\n"
+             "(--join ADDRESS). Prints 'listening on ADDRESS' on stdout once ready.\n"
+             "SIGINT stops at once; SIGTERM or SIGUSR1 leaves: no new task, those\n"
+             "running finish, runs fetch the results they need, then exit 0 (a\n"
+             "second SIGTERM stops at once).\n",
     .opts = options,
     .more = "exit status: 0 stopped by a signal, 2 bad options or cannot listen\n",
     .set = option,
 };
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, drain_flag;
 
 static void on_signal(int sig) {
-  (void)sig;
-  stop_flag = 1;
+  if (sig == SIGINT || (sig == SIGTERM && drain_flag)) stop_flag = 1;
+  else drain_flag = 1;
 }
 
 
@@ -157,7 +171,7 @@ static int parse(int argc, char **argv, worker_args *a) {
 }
 
 int cli_worker(int argc, char **argv) {
-  tg_worker_opts o = {.version = TG_WORKER_OPTS_V2};
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V3};
   worker_args a = {&o, calloc((size_t)argc + 1, sizeof *a.plugins), 0, false};
   tg_registry *reg = NULL;
   if (!a.plugins) return CLI_USAGE;
@@ -173,7 +187,10 @@ int cli_worker(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     o.stop = &stop_flag;
+    o.drain = &drain_flag;
+    if (o.join && !o.listen) o.listen = "tcp://127.0.0.1:*";
     o.on_ready = on_ready;
     o.ctx = &a.quiet;
     tg_error err;

@@ -42,8 +42,9 @@ extern "C" {
 typedef void (*tg_log_fn)(void *ctx, const char *key, const char *line);
 
 #define TG_EXECUTOR_OPTS_V1 1
+#define TG_EXECUTOR_OPTS_V2 2 /* adds join_listen */
 typedef struct tg_executor_opts {
-  uint32_t version;    /* TG_EXECUTOR_OPTS_V1 */
+  uint32_t version;    /* TG_EXECUTOR_OPTS_V1 or TG_EXECUTOR_OPTS_V2 */
   const char *backend; /* "sync", "threads" (NULL), "processes", "tcp" */
   unsigned workers;    /* 0: one per CPU */
   tg_log_fn log;       /* NULL: lines go to stderr as "[key] line" */
@@ -66,6 +67,14 @@ typedef struct tg_executor_opts {
                              (graph.h, "task events"), unless the compute
                              gives its own */
   void *event_ctx;        /* handed to on_event */
+  /* ---- version 2 ---- */
+  const char *join_listen; /* tcp backend: "tcp://HOST:PORT" where workers
+                              started with tg_worker_opts.join (tgraph
+                              worker --join) register while runs go
+                              (remote.h, "Joining and leaving"); PORT 0 or
+                              * picks a free one (tg_remote_join_address).
+                              connect may then be empty. HOST other than
+                              loopback needs keys_dir. NULL: none */
 } tg_executor_opts;
 
 /* Start an executor over `reg` (borrowed: must outlive it). opts may be

@@ -25,6 +25,27 @@
  * else tcp with the user's key. A peer sending malformed or
  * oversized messages is dropped; the worker goes on serving the others.
  *
+ * Joining and leaving: any number of workers may serve one executor, and
+ * they may come and go while it runs. An executor given a join address
+ * (tg_executor_opts.join_listen, `tgraph run --scheduler=tcp --join-listen
+ * tcp://HOST:PORT`, which prints "joining workers: ADDRESS" on stderr;
+ * --connect is then optional) accepts registrations there. A worker
+ * given that address (tg_worker_opts.join, `tgraph worker --join
+ * ADDRESS`) listens as usual on its own address (a free port by
+ * default), then registers it with the run (or its `advertise`
+ * address); the run connects to it as to a worker named by --connect,
+ * with the same checks, and gives it tasks at once. The registration
+ * channel is CURVE-authenticated with the same keys: the worker proves
+ * it holds the workers' key, the run its client key, and a refusal is
+ * logged on the run's side (the run goes on) and makes tg_worker_serve
+ * fail with the reason. A joined worker that the run cannot reach within
+ * its connect_timeout is given up. A worker told to leave
+ * (tg_worker_opts.drain, SIGUSR1 or SIGTERM to `tgraph worker`) drains:
+ * it tells its runs, which send it no new task, wait for those it has,
+ * fetch the results kept only there that are still needed, and say
+ * goodbye; then it returns TG_OK (exit status 0). None of that counts as
+ * a lost worker or a failed attempt.
+ *
  * Life-cycle of a worker:
  *   1. build a registry with the functions to serve (and plugins)
  *   2. tg_worker_serve(): listens and serves until *opts->stop is set
@@ -53,16 +74,18 @@ extern "C" {
 
 /* Version of the worker protocol this library speaks. Both ends must
  * speak the same one (the handshake says which each has). */
-#define TG_REMOTE_PROTOCOL 6 /* 5: functions carry their code id; 6: quiet
-                               tasks, last uses of objects */
+#define TG_REMOTE_PROTOCOL 7 /* 5: functions carry their code id; 6: quiet
+                               tasks, last uses of objects; 7: workers
+                               join (JOIN) and leave (LEAVE) */
 
 /* Default address of a worker, and its default port. */
 #define TG_WORKER_DEFAULT_LISTEN "tcp://127.0.0.1:7070"
 
 #define TG_WORKER_OPTS_V1 1
 #define TG_WORKER_OPTS_V2 2 /* adds max_pending */
+#define TG_WORKER_OPTS_V3 3 /* adds join, advertise, drain */
 typedef struct tg_worker_opts {
-  uint32_t version;        /* TG_WORKER_OPTS_V1 or TG_WORKER_OPTS_V2 */
+  uint32_t version;        /* TG_WORKER_OPTS_V1 to TG_WORKER_OPTS_V3 */
   const char *listen;      /* "tcp://HOST:PORT"; NULL: the default above.
                               PORT "*" or 0 picks a free port (see
                               on_ready). HOST other than loopback needs
@@ -102,6 +125,21 @@ typedef struct tg_worker_opts {
                               machine's memory (but not under
                               max_message); without max_message a
                               quarter of the memory */
+  /* ---- version 3 ---- */
+  const char *join;        /* a run's join address (tg_executor_opts.
+                              join_listen): register there once listening
+                              (fails after 60 s without an answer, or at
+                              once when refused). NULL: wait to be
+                              connected to */
+  const char *advertise;   /* the address the run is to connect to; NULL:
+                              the one bound (a wildcard host replaced by
+                              this machine's name) */
+  const volatile sig_atomic_t *drain; /* when *drain != 0 (looked at every
+                              50 ms; set it as *stop): leave: take no new
+                              task, finish those running, let clients
+                              fetch what they need, and return TG_OK once
+                              every client said goodbye or was dropped.
+                              NULL: none */
 } tg_worker_opts;
 
 /* Serve reg's functions to runs that connect, until *opts->stop is set.
@@ -111,6 +149,11 @@ typedef struct tg_worker_opts {
  * cannot be bound; err says which and why. */
 int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts,
                     tg_error *err);
+
+/* The address where workers join tcp executor ex (join_listen, the port
+ * filled in) into buf. TG_ENOENT when ex listens for none, TG_ELIMIT when
+ * size is too small, TG_EINVAL when ex is not a tcp executor. */
+int tg_remote_join_address(tg_executor *ex, char *buf, size_t size);
 
 /* Write a new set of keys (Z85 text) into dir (created if missing), in
  * two directories of mode 0700:

@@ -127,7 +127,7 @@ static void adopt(tcp *b, tcp_conn *c, const born *x) {
     char why[200];
     snprintf(why, sizeof why, "cannot start a worker process: %s", tg_strerror(x->rc));
     tg__tcp_conn_lost(b, c, why, true);
-    snprintf(b->conns[0].why, sizeof b->conns[0].why, "%s", why);
+    snprintf(b->conns[0]->why, sizeof b->conns[0]->why, "%s", why);
     atomic_store(&L->start_failed, 1);
     return;
   }
@@ -170,7 +170,7 @@ void tg__procs_publish(tcp *b) {
   tg__plocal *L = b->local;
   tg__link_stats t = L->closed;
   for (int i = 0; i < b->nconns; i++)
-    if (b->conns[i].link) add_stats(&t, &b->conns[i].link->st);
+    if (b->conns[i]->link) add_stats(&t, &b->conns[i]->link->st);
   pthread_mutex_lock(&L->mu);
   L->pub = t;
   pthread_mutex_unlock(&L->mu);
@@ -183,7 +183,7 @@ void tg__procs_publish(tcp *b) {
 static void stop_given_up(tcp *b, double now) {
   tg__plocal *L = b->local;
   for (int i = 0; i < b->nconns; i++) {
-    tcp_conn *c = &b->conns[i];
+    tcp_conn *c = b->conns[i];
     uint64_t id = atomic_load(&L->running[i].id);
     if (!c->pid || !id || c->state != CS_READY || tg__idmap_get(&c->recs, id)) {
       L->given_up[i] = 0;
@@ -211,7 +211,7 @@ void tg__procs_turn(tcp *b) {
       L->born[i].rc = 0;
       pthread_mutex_unlock(&L->mu);
       if (!x.rc) continue;
-      tcp_conn *c = &b->conns[i];
+      tcp_conn *c = b->conns[i];
       if (x.spawn != L->spawn_of[i] || !c->spawning) {
         if (x.rc == 1) discard(&x.sp); /* asked for by an earlier life of the slot */
         continue;
@@ -276,7 +276,7 @@ void tg__procs_conn_kill(tcp *b, tcp_conn *c, double secs, char *buf, size_t siz
 void tg__procs_shutdown(tcp *b) {
   double until = tg__now() + SHUTDOWN_GRACE;
   for (int i = 0; i < b->nconns; i++) {
-    tcp_conn *c = &b->conns[i];
+    tcp_conn *c = b->conns[i];
     if (!c->pid) continue;
     double left = until - tg__now();
     if (reap(c->pid, left > 0 ? left : 0) == -1) { /* stuck: killed */
@@ -316,14 +316,11 @@ static void procs_destroy(tg__backend *be) {
 }
 
 static int configure(tcp *b, unsigned n, tg_error *err) {
-  if (n > TCP_MAX_CONNS)
-    return tg__error_set(err, TG_EINVAL, "%u worker processes: at most %d", n, TCP_MAX_CONNS);
   b->connect_timeout = START_TIMEOUT;
   b->heartbeat = 10;
   b->keep_min = 4096;
   tg__plocal *L = tg__calloc(1, sizeof *L);
-  b->conns = tg__calloc(n, sizeof *b->conns);
-  if (!L || !b->conns) {
+  if (!L) {
     tg__free(L);
     return tg__error_set(err, TG_ENOMEM, "out of memory");
   }
@@ -345,16 +342,15 @@ static int configure(tcp *b, unsigned n, tg_error *err) {
   if (sh == MAP_FAILED) return tg__error_set(err, -errno, "cannot map memory shared with workers");
   L->running = sh;
   for (unsigned i = 0; i < n; i++) {
-    tcp_conn *c = &b->conns[i];
-    c->idx = (int)i;
-    c->pidfd = -1;
+    char name[32];
+    tcp_conn *c;
+    snprintf(name, sizeof name, "worker %u", i);
+    int rc = tg__tcp_conn_new(b, name, &c, err);
+    if (rc != TG_OK) return rc;
     c->spawning = true; /* the spawner starts with these */
-    snprintf(c->addr, sizeof c->addr, "worker %u", i);
-    tg__stream_init(&c->stream, (uint64_t)1 << 62, NULL);
     L->spawn_of[i] = i + 1;
   }
   L->next_spawn = n + 1;
-  b->nconns = (int)n;
   return TG_OK;
 }
 
@@ -367,7 +363,7 @@ static int wait_started(tcp *b, tg_error *err) {
                            START_TIMEOUT);
     if (atomic_load(&b->local->start_failed))
       return tg__error_set(err, TG_EWORKER, "cannot start the worker processes: %s",
-                           b->conns[0].why);
+                           b->conns[0]->why);
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
   }

@@ -114,23 +114,24 @@ static void turn(tcp *b, zmq_pollitem_t *it) {
   take_inbox(b);
   if (b->local) tg__procs_turn(b);
   tg__tcp_handles_reap(b);
-  for (int i = 0; i < b->nconns; i++) {
-    tcp_conn *c = &b->conns[i];
-    tg__tcp_conn_poll(b, c, it[1 + 2 * i].revents & ZMQ_POLLIN,
-                  it[2 + 2 * i].revents & ZMQ_POLLIN);
-  }
+  if (b->join) tg__tcp_join_poll(b); /* may add conns */
+  for (int i = 0; i < b->nconns; i++) /* every one: the poll may have left some out */
+    tg__tcp_conn_poll(b, b->conns[i]);
   double now = tg__now();
   unsigned ready = 0;
   for (int i = 0; i < b->nconns; i++) {
-    tg__tcp_conn_tick(b, &b->conns[i], now);
-    ready += b->conns[i].state == CS_READY;
+    tcp_conn *c = b->conns[i];
+    tg__tcp_conn_tick(b, c, now);
+    if (c->joined) tg__tcp_join_tick(b, c, now);
+    if (c->leaving) tg__tcp_leave_tick(b, c);
+    ready += c->state == CS_READY;
   }
   atomic_store(&b->st_ready, ready);
   if (b->ntimed) tg__tcp_expire_tasks(b, now);
   tg__tcp_cancel_runs(b);
   tg__tcp_dispatch(b);
   tg__bigbuf_sweep(); /* receive buffers kept idle too long */
-  for (int i = 0; i < b->nconns; i++) tg__tcp_conn_flush(b, &b->conns[i]);
+  for (int i = 0; i < b->nconns; i++) tg__tcp_conn_flush(b, b->conns[i]);
   tg__tcp_handles_reap(b);
   if (b->local) tg__procs_publish(b); /* before runs finish (wctx_flush) */
 }
@@ -140,9 +141,10 @@ static void turn(tcp *b, zmq_pollitem_t *it) {
 static void watch_workers(tcp *b) {
   bool waiting = tg__tcp_work_waiting(b), any = false, all_fatal = true;
   for (int i = 0; i < b->nconns; i++) {
-    any |= b->conns[i].state == CS_READY;
-    all_fatal &= b->conns[i].fatal;
+    any |= b->conns[i]->state == CS_READY;
+    all_fatal &= b->conns[i]->fatal;
   }
+  if (b->join) all_fatal = false; /* workers may still join */
   if (!waiting || any) {
     b->no_worker_since = 0;
     return;
@@ -156,8 +158,8 @@ static void watch_workers(tcp *b) {
   size_t n = (size_t)snprintf(why, sizeof why, all_fatal ? "no worker accepts this run"
                               : "no worker reachable for %g s", b->connect_timeout);
   for (int i = 0; i < b->nconns && n < sizeof why; i++)
-    n += (size_t)snprintf(why + n, sizeof why - n, "; %s: %s", b->conns[i].addr,
-                          b->conns[i].why[0] ? b->conns[i].why : "no answer");
+    n += (size_t)snprintf(why + n, sizeof why - n, "; %s: %s", b->conns[i]->addr,
+                          b->conns[i]->why[0] ? b->conns[i]->why : "no answer");
   tg__tcp_fail_waiting(b, why);
   b->no_worker_since = 0;
 }
@@ -165,22 +167,36 @@ static void watch_workers(tcp *b) {
 static void *io_main(void *arg) {
   tcp *b = arg;
   if (b->local) tg__fork_busy();
-  zmq_pollitem_t *it = tg__calloc(1 + 2 * (size_t)b->nconns, sizeof *it);
+  zmq_pollitem_t *it = NULL;
+  size_t cap_it = 0;
   for (;;) {
     pthread_mutex_lock(&b->mu);
     bool stop = b->stopping && !b->in_head;
     pthread_mutex_unlock(&b->mu);
     if (stop) break;
+    if (cap_it < 2 + 2 * (size_t)b->nconns) { /* workers joined */
+      size_t cap = 2 * (2 + 2 * (size_t)b->nconns);
+      zmq_pollitem_t *p = tg__realloc(it, cap * sizeof *p);
+      if (p) {
+        it = p;
+        cap_it = cap;
+      } else if (!it) {
+        break; /* no memory for the loop at all */
+      } /* else the newest conns are not polled, only looked at each turn */
+    }
+    int npoll = (int)((cap_it - 2) / 2);
+    if (npoll > b->nconns) npoll = b->nconns;
     it[0] = (zmq_pollitem_t){NULL, b->wake_fd, ZMQ_POLLIN, 0};
-    for (int i = 0; i < b->nconns; i++) { /* no socket: no fd (not fd 0) */
-      tg__link *l = b->conns[i].link;
-      void *m = b->conns[i].mon;
-      it[1 + 2 * i] = (zmq_pollitem_t){NULL, -1, 0, 0};
-      if (l) tg__link_pollitem(l, &it[1 + 2 * i]);
-      it[2 + 2 * i] = (zmq_pollitem_t){m, m ? 0 : -1, m ? ZMQ_POLLIN : 0, 0};
+    it[1] = (zmq_pollitem_t){b->join, b->join ? 0 : -1, b->join ? ZMQ_POLLIN : 0, 0};
+    for (int i = 0; i < npoll; i++) { /* no socket: no fd (not fd 0) */
+      tg__link *l = b->conns[i]->link;
+      void *m = b->conns[i]->mon;
+      it[2 + 2 * i] = (zmq_pollitem_t){NULL, -1, 0, 0};
+      if (l) tg__link_pollitem(l, &it[2 + 2 * i]);
+      it[3 + 2 * i] = (zmq_pollitem_t){m, m ? 0 : -1, m ? ZMQ_POLLIN : 0, 0};
     }
     if (b->local) tg__fork_idle(); /* a worker may be forked while we wait */
-    zmq_poll(it, 1 + 2 * b->nconns, LOOP_MS);
+    zmq_poll(it, 2 + 2 * npoll, LOOP_MS);
     if (b->local) tg__fork_busy();
     turn(b, it);
     watch_workers(b);
@@ -189,7 +205,8 @@ static void *io_main(void *arg) {
     tg__wctx_flush(&b->w);
   }
   tg__free(it);
-  for (int i = 0; i < b->nconns; i++) tg__tcp_conn_close(b, &b->conns[i], true);
+  tg__tcp_join_close(b);
+  for (int i = 0; i < b->nconns; i++) tg__tcp_conn_close(b, b->conns[i], true);
   if (b->local) {
     tg__fork_idle();
     tg__procs_shutdown(b);
@@ -230,12 +247,11 @@ static int read_keys(tcp *b, tg_error *err) {
 }
 
 static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
-  if (!o || !o->connect || o->nconnect == 0)
+  const char *join = o && o->version >= TG_EXECUTOR_OPTS_V2 ? o->join_listen : NULL;
+  if (!o || ((!o->connect || o->nconnect == 0) && !join))
     return tg__error_set(err, TG_EINVAL, "the tcp backend needs worker addresses "
-                         "(tg_executor_opts.connect, or tgraph run --connect)");
-  if (o->nconnect > TCP_MAX_CONNS)
-    return tg__error_set(err, TG_EINVAL, "%zu workers: at most %d", o->nconnect,
-                         TCP_MAX_CONNS);
+                         "(tg_executor_opts.connect, or tgraph run --connect) or a "
+                         "join address (join_listen, or --join-listen)");
   b->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : 30;
   b->heartbeat = o->heartbeat > 0 ? o->heartbeat : 10;
   b->keep_min = o->keep_min ? o->keep_min : 4096;
@@ -248,8 +264,6 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
   }
   int rc = read_keys(b, err);
   if (rc != TG_OK) return rc;
-  b->conns = tg__calloc(o->nconnect, sizeof *b->conns);
-  if (!b->conns) return tg__error_set(err, TG_ENOMEM, "out of memory");
   for (size_t i = 0; i < o->nconnect; i++) {
     bool loop;
     int rc = tg__addr_check(o->connect[i], false, &loop, err);
@@ -258,21 +272,21 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
       return tg__error_set(err, TG_EINVAL, "worker %s is not on this machine: connecting "
                            "to it needs keys (tg_executor_opts.keys_dir, or --keys DIR/client)",
                            o->connect[i]);
-    if (strlen(o->connect[i]) >= sizeof b->conns[i].addr)
-      return tg__error_set(err, TG_EINVAL, "address too long: %s", o->connect[i]);
-    snprintf(b->conns[i].addr, sizeof b->conns[i].addr, "%s", o->connect[i]);
-    b->conns[i].idx = (int)i;
-    /* Workers are the run's own machines: values as large as memory. */
-    tg__stream_init(&b->conns[i].stream, (uint64_t)1 << 62, NULL);
-    b->nconns++;
+    tcp_conn *c;
+    if ((rc = tg__tcp_conn_new(b, o->connect[i], &c, err)) != TG_OK) return rc;
   }
+  b->join_addr = join;
   return TG_OK;
 }
 
 void tg__tcp_free(tcp *b) {
-  for (int i = 0; i < b->nconns; i++) tg__tcp_conn_close(b, &b->conns[i], false);
+  for (int i = 0; i < b->nconns; i++) tg__tcp_conn_close(b, b->conns[i], false);
+  tg__tcp_join_close(b);
   if (b->zctx) zmq_ctx_term(b->zctx);
-  for (int i = 0; b->conns && i < b->nconns; i++) tg__tcp_conn_free(&b->conns[i]);
+  for (int i = 0; b->conns && i < b->nconns; i++) {
+    tg__tcp_conn_free(b->conns[i]);
+    tg__free(b->conns[i]);
+  }
   tg__free(b->parts);
   tg__free(b->timed);
   if (b->wake_fd >= 0) {
@@ -323,7 +337,7 @@ int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, tcp **ou
 int tg__tcp_start(tcp *b, tg_error *err) {
   int rc = TG_OK;
   b->base.workers = (unsigned)b->nconns;
-  for (int i = 0; rc == TG_OK && i < b->nconns; i++) rc = tg__tcp_conn_open(b, &b->conns[i], err);
+  for (int i = 0; rc == TG_OK && i < b->nconns; i++) rc = tg__tcp_conn_open(b, b->conns[i], err);
   if (rc == TG_OK && tg__thread_start(&b->io, io_main, b) != 0)
     rc = tg__error_set(err, TG_ENOMEM, "cannot start the backend's I/O thread");
   if (rc == TG_OK) b->io_started = b->io_ran = true;
@@ -338,7 +352,12 @@ static int tcp_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *e
     b->zctx = zmq_ctx_new();
     if (!b->zctx) rc = tg__error_set(err, TG_EIO, "cannot set up ZeroMQ: %s", strerror(errno));
     else zmq_ctx_set(b->zctx, ZMQ_BLOCKY, 0);
+    /* Two sockets a worker (its DEALER and monitor): ZeroMQ's default of
+     * 1023 would stop a run at about 500 workers. */
+    if (b->zctx) zmq_ctx_set(b->zctx, ZMQ_MAX_SOCKETS, zmq_ctx_get(b->zctx, ZMQ_SOCKET_LIMIT));
   }
+  if (rc == TG_OK && b->join_addr) rc = tg__tcp_join_listen(b, b->join_addr, err);
+  b->join_addr = NULL; /* the caller's */
   if (rc == TG_OK) rc = tg__tcp_start(b, err);
   if (rc != TG_OK) {
     if (b) tg__tcp_free(b);
@@ -369,6 +388,15 @@ static void tcp_destroy(tg__backend *be) {
 const tg__backend_ops tg__backend_tcp = {
     TG__BACKEND_OPS_V1, "tcp", 0, tcp_create, tg__tcp_submit, tcp_destroy,
 };
+
+int tg_remote_join_address(tg_executor *ex, char *buf, size_t size) {
+  if (!ex || !buf || !size || ex->ops != &tg__backend_tcp) return TG_EINVAL;
+  tcp *b = (tcp *)ex->backend;
+  if (!b->join_endpoint[0]) return TG_ENOENT;
+  if (strlen(b->join_endpoint) >= size) return TG_ELIMIT;
+  strcpy(buf, b->join_endpoint);
+  return TG_OK;
+}
 
 int tg_remote_stats_get(tg_executor *ex, tg_remote_stats *out) {
   if (!ex || !out || (ex->ops != &tg__backend_tcp && ex->ops != &tg__backend_processes))

@@ -11,7 +11,7 @@
 /* Where a result kept on c is: c's socket generation (a new socket is a
  * new session there, without the objects of the last) and c. */
 static uint64_t tag_of(const tcp_conn *c) {
-  return ((uint64_t)c->gen << 8) | (uint64_t)(c->idx + 1);
+  return ((uint64_t)c->gen << 32) | (uint64_t)(uint32_t)(c->idx + 1);
 }
 
 static bool presendable_in(const tcp *b, const tcp_run *rs, uint32_t di, const tcp_conn *c,
@@ -219,10 +219,10 @@ void tg__tcp_presend_stacked(tcp *b, tcp_run *rs) {
   while (rs->nstack) {
     uint32_t ti = rs->stack[--rs->nstack];
     uint64_t tag = rs->bound[ti];
-    int ci = (int)(tag & 0xff) - 1;
+    int ci = (int)(uint32_t)tag - 1;
     if (ci < 0 || ci >= b->nconns) continue;
-    tcp_conn *c = &b->conns[ci];
-    if (c->state != CS_READY || tag_of(c) != tag) continue;
+    tcp_conn *c = b->conns[ci];
+    if (c->state != CS_READY || c->leaving || tag_of(c) != tag) continue;
     if (!presend_deps(b, c, rs, ti))
       push(&rs->deferred, &rs->ndeferred, &rs->cap_deferred, ti);
   }
@@ -267,7 +267,7 @@ static tg_value *quiet_value(tcp *b, tcp_rec *rec) {
 /* Quiet rec is done (a dependent's reply came). */
 static void quiet_done(tcp *b, tcp_rec *rec) {
   tcp_run *rs = rec->rs;
-  tcp_conn *c = &b->conns[rec->conn];
+  tcp_conn *c = b->conns[rec->conn];
   rs->silent[rec->task] = NULL;
   tg__tcp_quiet_clear(rs, rec);
   tg__idmap_del(&c->recs, rec->id);

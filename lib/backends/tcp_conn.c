@@ -4,6 +4,7 @@
  * handshakes), HELLO and WELCOME, pings, the
  * function definitions a worker has been sent, flushing pending messages,
  * and what happens when a worker is lost. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,30 @@
   "a run uses only workers of its own user"
 
 static int setopt(void *s, int opt, int v) { return zmq_setsockopt(s, opt, &v, sizeof v); }
+
+int tg__tcp_conn_new(tcp *b, const char *addr, tcp_conn **out, tg_error *err) {
+  *out = NULL;
+  if (strlen(addr) >= sizeof ((tcp_conn *)0)->addr)
+    return tg__error_set(err, TG_EINVAL, "address too long: %s", addr);
+  if (b->nconns == INT_MAX / 2) return tg__error_set(err, TG_ELIMIT, "too many workers");
+  if (b->nconns == b->cap_conns) {
+    int cap = b->cap_conns ? b->cap_conns * 2 : 8;
+    tcp_conn **p = tg__realloc(b->conns, (size_t)cap * sizeof *p);
+    if (!p) return tg__error_set(err, TG_ENOMEM, "out of memory");
+    b->conns = p;
+    b->cap_conns = cap;
+  }
+  tcp_conn *c = tg__calloc(1, sizeof *c);
+  if (!c) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  snprintf(c->addr, sizeof c->addr, "%s", addr);
+  c->idx = b->nconns;
+  c->pidfd = -1;
+  /* Workers are the run's own machines: values as large as memory. */
+  tg__stream_init(&c->stream, (uint64_t)1 << 62, NULL);
+  b->conns[b->nconns++] = c;
+  *out = c;
+  return TG_OK;
+}
 
 void tg__tcp_conn_hello(tcp *b, tcp_conn *c) {
   tg__wbuf h = {0};
@@ -212,7 +237,7 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
 }
 
 bool tg__tcp_conn_has_room(const tcp_conn *c) {
-  if (c->state != CS_READY) return false;
+  if (c->state != CS_READY || c->leaving) return false;
   uint32_t n = c->nthreads ? c->nthreads : 1;
   return c->load < n + 1 || (c->queued < n * 0.004 && c->load < n + 2048);
 }
@@ -308,12 +333,11 @@ static void give_back(tcp *b, tcp_conn *c, const char *why, uint64_t running,
 
 /* Handles lose c as a holder; fetches from c fail. */
 static void forget_holder(tcp *b, tcp_conn *c) {
-  uint64_t bit = UINT64_C(1) << c->idx;
   for (size_t i = 0; b->handles.s && i <= b->handles.mask; i++) {
     if (!b->handles.s[i].key) continue;
     tcp_handle *h = b->handles.s[i].val;
-    if (h->locs == bit) h->lost_with = (int8_t)(c->idx + 1); /* for messages */
-    h->locs &= ~bit;
+    if (tg__holders_only(&h->locs, c->idx)) h->lost_with = c->idx + 1; /* for messages */
+    tg__holders_del(&h->locs, c->idx);
     if (h->fetching == c->idx) tg__tcp_fetch_done(b, h, NULL);
   }
 }
@@ -423,9 +447,7 @@ out:
   zmq_msg_close(&m[1]);
 }
 
-void tg__tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
-  (void)sock_ready;
-  (void)mon_ready;
+void tg__tcp_conn_poll(tcp *b, tcp_conn *c) {
   for (int i = 0; i < 64 && c->mon; i++) { /* events first: a loss resets c */
     zmq_pollitem_t it = {c->mon, 0, ZMQ_POLLIN, 0};
     if (zmq_poll(&it, 1, 0) <= 0) break;
@@ -449,6 +471,8 @@ void tg__tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready) {
       tg__tcp_conn_lost(b, c, "it sent a malformed message", true);
     } else if (type == TG__M_WELCOME && c->state == CS_CONNECTING) {
       welcome(b, c, &r);
+    } else if (type == TG__M_LEAVE && c->state == CS_READY) {
+      tg__tcp_leave_start(b, c);
     } else if (type == TG__M_ERROR) {
       char msg[TG__MAX_MSG + 1], why[TG__MAX_MSG + 40];
       tg__rbuf_cstr(&r, msg, TG__MAX_MSG);

@@ -52,7 +52,7 @@ static void release_args(tcp *b, tcp_rec *rec) {
 }
 
 static void detach(tcp *b, tcp_rec *rec) {
-  if (rec->conn >= 0) tg__tcp_conn_remove(&b->conns[rec->conn], rec);
+  if (rec->conn >= 0) tg__tcp_conn_remove(b->conns[rec->conn], rec);
   rec->conn = -1;
 }
 
@@ -115,9 +115,9 @@ void tg__tcp_rec_requeue(tcp *b, tcp_rec *rec, const char *why) {
     tg__tcp_rec_free(b, rec);
     return;
   }
-  bool sent = rec->conn >= 0 && rec->id && rec->id <= b->conns[rec->conn].sent_id;
+  bool sent = rec->conn >= 0 && rec->id && rec->id <= b->conns[rec->conn]->sent_id;
   if (sent && rec->t && !rec->abort && !rerunnable(&rec->rs->r->g->nodes[rec->node])) {
-    fail_impure(b, rec, b->conns[rec->conn].addr, why);
+    fail_impure(b, rec, b->conns[rec->conn]->addr, why);
     return;
   }
   detach(b, rec);
@@ -258,7 +258,7 @@ void tg__tcp_expire_tasks(tcp *b, double now) {
   size_t k = 0;
   for (size_t i = 0; i < b->ntimed; i++) {
     struct tcp_timed x = b->timed[i];
-    tcp_conn *c = &b->conns[x.conn];
+    tcp_conn *c = b->conns[x.conn];
     tcp_rec *rec = tg__idmap_get(&c->recs, x.id);
     if (!rec || !rec->t) continue; /* done, or sent again under a new id */
     if (now < x.deadline) {
@@ -344,7 +344,7 @@ static void put(tcp *b, tcp_conn *c, tcp_handle *h) {
   tg__wbuf_u8(&w, TG__M_PUT);
   tg__wbuf_varint(&w, h->id);
   if (tg__tcp_conn_send(b, c, &w, h->local)) {
-    h->locs |= UINT64_C(1) << c->idx;
+    tg__holders_add(&h->locs, c->idx); /* out of memory: put again later */
     if (h->kind == H_OBJ) { /* a result sent on to another worker */
       atomic_fetch_add(&b->st_moved_n, 1);
       atomic_fetch_add(&b->st_moved, h->bytes);
@@ -366,11 +366,11 @@ static void fetch(tcp *b, tcp_handle *h, tcp_rec *rec) {
   }
   if (h->fetching < 0) {
     for (int i = 0; i < b->nconns && h->fetching < 0; i++) {
-      if (!(h->locs & (UINT64_C(1) << i)) || b->conns[i].state != CS_READY) continue;
+      if (!tg__holders_has(&h->locs, i) || b->conns[i]->state != CS_READY) continue;
       tg__wbuf w = {0};
       tg__wbuf_u8(&w, TG__M_FETCH);
       tg__wbuf_varint(&w, h->id);
-      if (tg__tcp_conn_send(b, &b->conns[i], &w, NULL)) h->fetching = i;
+      if (tg__tcp_conn_send(b, b->conns[i], &w, NULL)) h->fetching = i;
       tg__wbuf_free(&w);
     }
     if (h->fetching < 0) {
@@ -387,14 +387,14 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h);
 /* Make h available on c for rec (now, or rec waits for a fetch). */
 static void ensure(tcp *b, tcp_conn *c, tcp_rec *rec, tcp_handle *h) {
   if (h->kind == H_ELEM) h = h->parent;
-  if (h->locs & (UINT64_C(1) << c->idx)) return;
+  if (tg__holders_has(&h->locs, c->idx)) return;
   if (h->local) put(b, c, h);
-  else if (h->locs) fetch(b, h, rec);
+  else if (tg__holders_any(&h->locs)) fetch(b, h, rec);
   else rebuild(b, c, h);
 }
 
 static void staged_done(tcp *b, tcp_rec *rec) {
-  tcp_conn *c = &b->conns[rec->conn];
+  tcp_conn *c = b->conns[rec->conn];
   for (tcp_rec **p = &c->staged; *p; p = &(*p)->next)
     if (*p == rec) {
       *p = rec->next;
@@ -408,12 +408,15 @@ static void staged_done(tcp *b, tcp_rec *rec) {
 
 void tg__tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v) {
   int from = h->fetching;
+  bool rescue = h->rescue;
   h->fetching = -1;
+  h->rescue = false;
+  if (rescue) tg__tcp_leave_fetched(b, from);
   if (v) {
     tg_value_unref(h->local);
     h->local = v;
   } else if (from >= 0) {
-    h->locs &= ~(UINT64_C(1) << from); /* it does not have it after all */
+    tg__holders_del(&h->locs, from); /* it does not have it after all */
   }
   tcp_rec **w = h->waiters;
   size_t n = h->nwait;
@@ -424,12 +427,12 @@ void tg__tcp_fetch_done(tcp *b, tcp_handle *h, tg_value *v) {
     tcp_rec *rec = w[i];
     rec->waits--;
     if (!v) rec->replan = true;
-    else if (!rec->replan && !rec->abort && b->conns[rec->conn].state == CS_READY)
-      ensure(b, &b->conns[rec->conn], rec, h);
+    else if (!rec->replan && !rec->abort && b->conns[rec->conn]->state == CS_READY)
+      ensure(b, b->conns[rec->conn], rec, h);
     if (rec->waits == 0) staged_done(b, rec);
   }
   tg__free(w);
-  if (h->kind == H_OBJ) { /* sent on: no need to keep a copy here */
+  if (h->kind == H_OBJ && !rescue) { /* sent on: no need to keep a copy here */
     tg_value_unref(h->local);
     h->local = NULL;
   }
@@ -482,7 +485,7 @@ static void emit(tcp *b, tcp_conn *c, tcp_handle *x) {
       rec->hargs[j] = producer(rs, p->task_of[a[j].node]); /* made on c before */
     }
   }
-  x->locs |= UINT64_C(1) << c->idx;
+  tg__holders_add(&x->locs, c->idx); /* out of memory: made again when needed */
   atomic_fetch_add(&b->st_recomputed, 1);
   rec->conn = c->idx;
   tg__tcp_conn_add(c, rec);
@@ -509,7 +512,7 @@ static void lost_for_good(tcp *b, const tcp_handle *h) {
   char kb[TG__NAME_MAX + 32], with[400] = "its worker";
   const char *key = tg__run_key(rs->r, node, kb, sizeof kb);
   if (h->lost_with > 0) {
-    const tcp_conn *c = &b->conns[h->lost_with - 1];
+    const tcp_conn *c = b->conns[h->lost_with - 1];
     snprintf(with, sizeof with, c->why[0] ? "worker %s (%.300s)" : "worker %s", c->addr,
              c->why);
   }
@@ -529,7 +532,6 @@ typedef struct frame {
 /* Compute lost result h again on c, with whatever of its upstream is not
  * on c (depth first, inputs before their consumers). */
 static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
-  uint64_t bit = UINT64_C(1) << c->idx;
   frame *st = tg__malloc(16 * sizeof *st);
   size_t n = 0, cap = 16;
   if (!st) return;
@@ -550,7 +552,7 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
       if (!tg__arg_is_node(a[f->j].kind)) continue;
       uint32_t pi = p->task_of[a[f->j].node];
       tcp_handle *ph = producer(rs, pi);
-      if (ph && (ph->locs & bit)) {
+      if (ph && tg__holders_has(&ph->locs, c->idx)) {
         tg__tcp_handle_unref(b, ph);
         continue;
       }
@@ -594,15 +596,16 @@ static int choose(tcp *b, const tcp_rec *rec) {
   int best = -1;
   double best_cost = 0;
   for (int i = 0; i < b->nconns; i++) {
-    const tcp_conn *c = &b->conns[i];
+    const tcp_conn *c = b->conns[i];
     if (!tg__tcp_conn_has_room(c)) continue;
     double miss = 0, fetches = 0;
     for (uint32_t j = 0; j < rec->nargs; j++) {
       const tcp_handle *h = rec->hargs[j];
       if (h && h->kind == H_ELEM) h = h->parent;
-      if (h && !(h->locs & (UINT64_C(1) << i)) && (h->locs || h->kind == H_CONST)) {
+      bool any = h && tg__holders_any(&h->locs);
+      if (h && !tg__holders_has(&h->locs, i) && (any || h->kind == H_CONST)) {
         miss += (double)h->bytes;
-        fetches += h->locs && !h->local; /* a round trip through here first */
+        fetches += any && !h->local; /* a round trip through here first */
       }
     }
     double cost = miss * 1e-9 + fetches * 1e-4 + (c->queued + rec->est) / c->nthreads;
@@ -646,7 +649,7 @@ static void find_handles(tcp *b, tcp_rec *rec) {
 static void place(tcp *b, tcp_rec *rec) {
   find_handles(b, rec);
   int ci = choose(b, rec);
-  tcp_conn *c = &b->conns[ci];
+  tcp_conn *c = b->conns[ci];
   rec->conn = ci;
   tg__tcp_conn_add(c, rec);
   for (uint32_t j = 0; j < rec->nargs && c->state == CS_READY; j++)
@@ -726,7 +729,7 @@ void tg__tcp_begin_done(tcp *b) {
 static int64_t slack_of(const tcp *b) {
   int64_t threads = 0;
   for (int i = 0; i < b->nconns; i++)
-    if (b->conns[i].state == CS_READY) threads += b->conns[i].nthreads;
+    if (b->conns[i]->state == CS_READY) threads += b->conns[i]->nthreads;
   return TCP_SLACK * (threads ? threads : 1);
 }
 
@@ -764,7 +767,7 @@ static bool may_start(tcp *b, tg__task *t) {
 
 static bool any_room(const tcp *b) {
   for (int i = 0; i < b->nconns; i++)
-    if (tg__tcp_conn_has_room(&b->conns[i])) return true;
+    if (tg__tcp_conn_has_room(b->conns[i])) return true;
   return false;
 }
 
@@ -900,7 +903,7 @@ static void cancel_run(tcp *b, tcp_run *rs) {
   tg__wbuf_u8(&w, TG__M_CANCEL);
   tg__wbuf_varint(&w, rs->seq);
   for (int i = 0; i < b->nconns; i++) {
-    tcp_conn *c = &b->conns[i];
+    tcp_conn *c = b->conns[i];
     if (c->state != CS_READY) continue;
     tg__tcp_conn_flush(b, c);
     tg__tcp_conn_send(b, c, &w, NULL);

@@ -46,9 +46,9 @@ void tg__tcp_handle_unref(tcp *b, tcp_handle *h) {
 
 /* Tell the workers holding h to drop it. */
 static void free_remote(tcp *b, tcp_handle *h) {
-  for (int i = 0; i < b->nconns && h->locs; i++) {
-    tcp_conn *c = &b->conns[i];
-    if (!(h->locs & (UINT64_C(1) << i)) || c->state != CS_READY) continue;
+  for (int i = 0; i < b->nconns && tg__holders_any(&h->locs); i++) {
+    tcp_conn *c = b->conns[i];
+    if (!tg__holders_has(&h->locs, i) || c->state != CS_READY) continue;
     tg__wbuf_varint(&c->frees, h->id);
     c->nfrees++;
   }
@@ -66,6 +66,7 @@ static void handle_free(tcp *b, tcp_handle *h) {
   tg_value_unref(h->local);
   tg__free(h->key);
   tg__free(h->waiters);
+  tg__holders_free(&h->locs);
   tg__free(h);
 }
 
@@ -286,7 +287,10 @@ bool tg__tcp_run_const_held(tcp *b, tcp_run *rs, tg_value *v, uint32_t ti, uint6
   if (!h) return false;
   h->local = tg_value_ref(v);
   h->bytes = tg__wire_estimate(v, SIZE_MAX);
-  h->locs = UINT64_C(1) << c;
+  if (!tg__holders_set_only(&h->locs, c)) {
+    tg__tcp_handle_unref(b, h);
+    return false;
+  }
   h->uses_left = uses;
   if (!tg__idmap_put(&rs->consts, (uint64_t)(uintptr_t)v, h)) {
     tg__tcp_handle_unref(b, h); /* its FREE goes to c */

@@ -112,6 +112,18 @@
  *     grace later is killed (processes.c: it would hold a task slot,
  *     perhaps its only one, forever).
  *
+ * Workers joining and leaving (tcp_join.c): b->conns holds pointers to
+ * conns allocated one by one, so a conn never moves while workers join
+ * (tg__tcp_conn_new, I/O thread); a conn is never removed: its index
+ * stays valid in records (rec->conn), holder sets (tcp_holders.h, no cap
+ * on their size) and chain tags. A worker that left, or a joined one
+ * given up, is CS_GONE. The API: tg_executor_opts.join_listen (v2) and
+ * tg_remote_join_address; workers: tg_worker_opts.join, advertise and
+ * drain (v3); the CLI: tgraph run --scheduler=tcp --join-listen
+ * tcp://HOST:PORT (prints "joining workers: ADDRESS" on stderr), tgraph
+ * worker --join ADDRESS [--advertise tcp://HOST:PORT], SIGTERM or
+ * SIGUSR1 to leave. Protocol 7: JOIN, JOINED, LEAVE (remote/proto.h).
+ *
  * Thread safety: as above; the statistics are atomics.
  */
 #ifndef TG_BACKENDS_TCP_INTERNAL_H
@@ -120,6 +132,7 @@
 #include <zmq.h>
 
 #include "backends/backends.h"
+#include "backends/tcp_holders.h"
 #include "remote/buf.h"
 #include "remote/idmap.h"
 #include "remote/link.h"
@@ -130,7 +143,6 @@
 #include "tgraph/remote.h"
 #include "util/recycle.h"
 
-#define TCP_MAX_CONNS 64      /* handles record holders in a 64-bit mask */
 #define TCP_MAGIC INT64_C(0x7467726d74637031) /* placeholder tag */
 #define TCP_MAX_LOSSES 3      /* times a task may lose its worker */
 #define TCP_MAX_REBUILDS 4    /* times a result may be computed again */
@@ -163,14 +175,14 @@ struct tcp_handle {
   _Atomic uint32_t refs;   /* placeholders, records using it, children */
   _Atomic uint8_t queued;  /* on the free queue */
   uint8_t kind;
-  int8_t lost_with;        /* OBJ: 1 + the conn it was lost with (its last
-                              holder), 0 */
   uint64_t id;             /* also the object id on workers (OBJ, CONST) */
   tcp_handle *qnext;       /* free queue link */
   tcp_handle *parent;      /* ELEM: the object (a reference) */
   int64_t index;           /* ELEM: list index, when key is NULL */
   char *key;               /* ELEM: map key */
-  uint64_t locs;           /* OBJ, CONST: workers holding it (bit = conn) */
+  int32_t lost_with;       /* OBJ: 1 + the conn it was lost with (its last
+                              holder), 0 */
+  tcp_holders locs;        /* OBJ, CONST: workers holding it (conn indexes) */
   uint64_t bytes;          /* its size, about */
   uint64_t shape_cost;     /* OBJ: bytes its list/map of placeholders
                               takes (counted in run->shapes) */
@@ -181,6 +193,8 @@ struct tcp_handle {
   tg_value *local;         /* CONST: the value; OBJ: a fetched copy while
                               records wait for it */
   int fetching;            /* conn fetching it, -1 */
+  bool rescue;             /* OBJ: fetched from a leaving worker (its only
+                              holder): the copy stays in `local` */
   tcp_rec **waiters;       /* records waiting for the fetch */
   uint32_t uses_left;      /* CONST held for a task: dependents to finish */
   size_t nwait, cap_wait;
@@ -211,7 +225,7 @@ struct tcp_run {
   tcp_rec **early;         /* per task: its pre-sent record while the
                               engine has not begun it (weak) */
   uint64_t *bound;         /* per task: where its result is kept for its
-                              pre-sent dependents: socket generation << 8
+                              pre-sent dependents: socket generation << 32
                               | conn + 1; 0: nowhere */
   uint64_t *bound_id;      /* per task: that object's id there */
   uint32_t nearly;         /* records in early */
@@ -283,7 +297,8 @@ struct tcp_rec {
   tg__call_report drep;
 };
 
-enum { CS_IDLE = 0, CS_CONNECTING = 1, CS_READY = 2, CS_FAILED = 3 };
+enum { CS_IDLE = 0, CS_CONNECTING = 1, CS_READY = 2, CS_FAILED = 3,
+       CS_GONE = 4 /* left, or a joined worker given up: never again */ };
 
 struct tcp_conn {
   int idx;
@@ -293,6 +308,12 @@ struct tcp_conn {
   int state;
   char why[300];           /* the last problem, for messages */
   bool fatal;              /* why will not go away by waiting */
+  bool joined;             /* registered through the join address: given
+                              up (CS_GONE) when not ready for
+                              connect_timeout */
+  bool leaving;            /* it drains (LEAVE): no new task goes there */
+  double down_since;       /* joined: when it was last not ready */
+  uint32_t rescues;        /* leaving: its kept results being fetched */
   double retry_at;         /* CS_FAILED: when to try again */
   unsigned nthreads;
   int peer_mis;            /* the worker's misalignment (remote/wire.h) */
@@ -346,8 +367,15 @@ struct tcp {
   bool stopping;
   /* I/O thread only */
   void *zctx;
-  tcp_conn *conns;
-  int nconns;
+  void *join;              /* ROUTER where workers register, or NULL
+                              (tcp_join.c) */
+  void *join_mon;          /* its monitor's PAIR: refused handshakes */
+  char join_endpoint[256]; /* where it listens (the port filled in; set
+                              before the I/O thread starts, then constant) */
+  const char *join_addr;   /* during creation: the option (borrowed) */
+  tcp_conn **conns;        /* each allocated apart: a tcp_conn never moves
+                              while the array grows (workers joining) */
+  int nconns, cap_conns;
   tg__wctx w;
   tg__task_heap heap;      /* ready tasks */
   tg__recycler rec_blocks; /* freed records of up to TCP_REC_ARGS arguments */
@@ -398,6 +426,11 @@ void tg__tcp_heap_repush(tcp *b, tg__task *t);
 void tg__tcp_retry_push(tcp *b, tcp_rec *rec);
 
 /* ---- tcp_conn.c ---- */
+/* A new conn for addr (copied) appended to b->conns, not opened, in
+ * *out; TG_ENOMEM, or TG_EINVAL when addr is too long. Conns are never
+ * removed: a conn's index (rec->conn, holder sets) stays valid for the
+ * backend's life. I/O thread, or before it starts. */
+int tg__tcp_conn_new(tcp *b, const char *addr, tcp_conn **out, tg_error *err);
 int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err);
 /* Say HELLO on c's new link. */
 void tg__tcp_conn_hello(tcp *b, tcp_conn *c);
@@ -412,7 +445,7 @@ void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal);
  * says so, naming its address. */
 void tg__tcp_conn_ban(tcp *b, tcp_conn *c, const char *why);
 /* Read what c and its monitor have for us. */
-void tg__tcp_conn_poll(tcp *b, tcp_conn *c, bool sock_ready, bool mon_ready);
+void tg__tcp_conn_poll(tcp *b, tcp_conn *c);
 /* Pings, heartbeat deadlines, retries of failed connections. */
 void tg__tcp_conn_tick(tcp *b, tcp_conn *c, double now);
 /* Send a header frame (plus a value when v is set) on c; false when the
@@ -558,6 +591,23 @@ static inline void tg__tcp_quiet_clear(tcp_run *rs, tcp_rec *rec) {
  * placeholders here and its tasks on workers that will reply (the
  * memory order, tcp_internal.h above). */
 int64_t tg__tcp_run_room(const tcp *b, const tcp_run *rs);
+
+/* ---- tcp_join.c ---- */
+/* Listen for workers joining on addr ("tcp://HOST:PORT", port 0 or *: a
+ * free one), before the I/O thread starts: b->join, b->join_endpoint. */
+int tg__tcp_join_listen(tcp *b, const char *addr, tg_error *err);
+/* Answer registrations: each accepted one adds a conn, opened at once. */
+void tg__tcp_join_poll(tcp *b);
+void tg__tcp_join_close(tcp *b);
+/* Joined conn c is not ready: give it up after connect_timeout. */
+void tg__tcp_join_tick(tcp *b, tcp_conn *c, double now);
+/* c said LEAVE: send it nothing new; once its tasks are back, fetch the
+ * kept results only it holds, then say BYE (no loss is counted). */
+void tg__tcp_leave_start(tcp *b, tcp_conn *c);
+/* Each turn, for a leaving c: the next step above. */
+void tg__tcp_leave_tick(tcp *b, tcp_conn *c);
+/* A fetch that was a rescue from leaving conn `from` ended. */
+void tg__tcp_leave_fetched(tcp *b, int from);
 
 /* ---- tcp_chain.c ---- */
 /* The flags of engine task rec sent to c when its result is to stay there

@@ -108,7 +108,10 @@ static tg_value *kept(tcp *b, tcp_conn *c, tcp_rec *rec, uint64_t bytes,
                       const shape *s, bool *dup) {
   tcp_handle *h = tg__tcp_handle_new(b, H_OBJ, rec->store); /* the id it is stored as */
   if (!h) return NULL;
-  h->locs = UINT64_C(1) << c->idx;
+  if (!tg__holders_set_only(&h->locs, c->idx)) {
+    tg__tcp_handle_unref(b, h);
+    return NULL;
+  }
   h->bytes = bytes;
   h->run = rec->rs;
   h->task = rec->task;
@@ -127,7 +130,7 @@ static void recomputed(tcp_conn *c, tcp_rec *rec, int code, const char *msg) {
   if (code == TG_OK || !rec->rs->live) return;
   tg__run *r = rec->rs->r;
   char kb[TG__NAME_MAX + 32];
-  rec->out->locs &= ~(UINT64_C(1) << c->idx);
+  tg__holders_del(&rec->out->locs, c->idx);
   tg__run_stop(r, TG_ETASK, rec->node, "task '%s' failed when computed again: %s: %s",
                tg__run_key(r, rec->node, kb, sizeof kb), tg_err_name(code),
                msg && *msg ? msg : tg_strerror(code));
@@ -241,7 +244,7 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals, double now)
   if (rec) tg__tcp_inputs_done(b, rec);
   if (rec && (rec->early || rec->orphan)) { /* pre-sent: the engine is not there yet */
     tg__call_report rep = placed(c, rec, thread1, received_us, wait_us, secs, calls, now);
-    tg__tcp_conn_remove(&b->conns[rec->conn], rec);
+    tg__tcp_conn_remove(b->conns[rec->conn], rec);
     rec->conn = -1;
     tg__tcp_early_done(b, rec, code, v, msg, &rep, calls, fails);
     tg__tcp_begin_done(b);
@@ -275,7 +278,7 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals, double now)
       v = NULL;
       tg__tcp_take_ready(b);
     }
-    tg__tcp_conn_remove(&b->conns[rec->conn], rec);
+    tg__tcp_conn_remove(b->conns[rec->conn], rec);
     rec->conn = -1;
     tg__tcp_rec_free(b, rec);
   }
@@ -394,7 +397,7 @@ void tg__tcp_results_handle(tcp *b, tcp_conn *c, zmq_msg_t *parts, size_t n) {
   tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
   uint8_t type = tg__rbuf_u8(&r);
   bool ok;
-  b->w.worker = (int)(c - b->conns); /* task events name the worker */
+  b->w.worker = c->idx; /* task events name the worker */
   switch (type) {
     case TG__M_RESULTS: ok = results(b, c, &r, parts, n); break;
     case TG__M_VALUE: ok = value(b, c, &r, parts, n); break;

@@ -64,6 +64,17 @@
  *   ERROR   str message: the worker dropped this client.
  *   LOG     varint run, str task key, str line: a tg_task_log() line of a
  *           task of that run, sent before the task's result.
+ *   LEAVE   (nothing): the worker drains (it was told to leave): send it
+ *           no new task; it finishes those it has, answers FETCHes and
+ *           PINGs, and ends once every client said BYE.
+ * Joining (lib/remote/join.c to lib/backends/tcp_join.c, on a socket of
+ * its own: the run binds a ROUTER, a CURVE client with the run's keys;
+ * the worker connects a DEALER, a CURVE server with the workers' key and
+ * its authentication handler, so each end proves its key as on a worker
+ * connection):
+ *   JOIN    "TGRW", varint protocol, str the worker's address
+ *           ("tcp://HOST:PORT"): connect to me as to any worker.
+ *   JOINED  u8 status (0 accepted, 1 refused), str message.
  * Either way:
  *   BULK    a chunk of a large value sent ahead of the message that
  *           carries it (remote/stream.h).
@@ -95,6 +106,9 @@ enum { /* message types */
   TG__M_PING = 8,
   TG__M_BYE = 9,
   TG__M_BULK = 10, /* either way: a chunk of a streamed value (remote/stream.h) */
+  TG__M_JOIN = 11, /* worker to a run's join address (not a session) */
+  TG__M_JOINED = 71, /* the run's answer to JOIN */
+  TG__M_LEAVE = 72, /* worker to client: it drains */
   TG__M_WELCOME = 64,
   TG__M_FUNCS_OK = 65,
   TG__M_RESULTS = 66,

@@ -456,9 +456,9 @@ static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
 
 static int check_opts(const tg_worker_opts *o, char *addr, size_t size, tg_error *err) {
   if (!o) return tg__error_set(err, TG_EINVAL, "tg_worker_serve: no options");
-  if (o->version != TG_WORKER_OPTS_V1 && o->version != TG_WORKER_OPTS_V2)
-    return tg__error_set(err, TG_EINVAL, "tg_worker_opts.version is %u, expected %d or %d",
-                         o->version, TG_WORKER_OPTS_V1, TG_WORKER_OPTS_V2);
+  if (o->version < TG_WORKER_OPTS_V1 || o->version > TG_WORKER_OPTS_V3)
+    return tg__error_set(err, TG_EINVAL, "tg_worker_opts.version is %u, expected %d to %d",
+                         o->version, TG_WORKER_OPTS_V1, TG_WORKER_OPTS_V3);
   const char *listen = o->listen ? o->listen : TG_WORKER_DEFAULT_LISTEN;
   bool loop;
   int rc = tg__addr_check(listen, true, &loop, err);
@@ -493,6 +493,7 @@ static int start(tg__worker *wk, const char *addr, tg_error *err) {
   long uid = wk->o.keys_dir ? -1 : (long)geteuid();
   if (rc == TG_OK) rc = tg__zap_start(wk->zctx, keys, n, uid, wk->o.verbose, &wk->zap, err);
   if (rc == TG_OK) rc = bind_router(wk, addr, &kp, err);
+  if (rc == TG_OK && wk->o.join) rc = tg__wk_join(wk, &kp, err);
   memset(&kp, 0, sizeof kp);
   if (rc == TG_OK) rc = tg__wk_pool_start(wk, err);
   return rc;
@@ -520,6 +521,8 @@ static void loop(tg__worker *wk) {
    * from a signal handler (see remote.h). */
   while (!(wk->o.stop && __atomic_load_n(wk->o.stop, __ATOMIC_RELAXED))) {
     tg__link_pollitem(wk->link, &it[0]);
+    if (wk->o.drain && __atomic_load_n(wk->o.drain, __ATOMIC_RELAXED) && tg__wk_drain(wk))
+      break;
     if (zmq_poll(it, local ? 2 : 3, LOOP_MS) < 0 && errno != EINTR) break;
     tg__wk_peers_read(wk);
     /* A bounded number of messages per turn keeps results flowing. */
@@ -586,8 +589,9 @@ static tg__worker *worker_new(tg_registry *reg, const tg_worker_opts *opts) {
   /* A version 1 struct ends before max_pending: copy only what the
    * caller has; the rest stays 0 (the defaults). */
   if (opts)
-    memcpy(&wk->o, opts, opts->version >= TG_WORKER_OPTS_V2
-                             ? sizeof *opts : offsetof(tg_worker_opts, max_pending));
+    memcpy(&wk->o, opts, opts->version >= TG_WORKER_OPTS_V3   ? sizeof *opts
+                         : opts->version == TG_WORKER_OPTS_V2 ? offsetof(tg_worker_opts, join)
+                                                              : offsetof(tg_worker_opts, max_pending));
   /* Values received stay charged to it until their last release, which
    * may come after the worker is gone: it is refcounted. */
   wk->pending = tg__stream_pool_new(pending_limit(&wk->o));

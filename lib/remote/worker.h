@@ -84,6 +84,7 @@ struct wsess {
   uint64_t hash;
   bool dead;            /* dropped: tasks still running for it finish
                            into the void */
+  bool told_leave;      /* the worker drains and said so (join.c) */
   uint32_t refs;        /* the worker's list + tasks not yet done */
   int fd;               /* the connection's descriptor, -1: unknown
                            (worker_peers.c) */
@@ -163,6 +164,7 @@ typedef struct tg__worker {
   wlog *logs, **logs_tail; /* guarded by mu */
   size_t nlogs, logs_dropped;
   bool stopping;
+  bool draining;        /* told to leave (join.c) */
   wsess *sessions;
   tg__idmap by_hash;    /* routing id hash -> first session of the chain */
   tg__idmap banned;     /* routing id hash -> (void *)1: dropped peers */
@@ -199,6 +201,14 @@ void tg__wk_drop(tg__worker *wk, wsess *s, const char *msg, bool ban);
  * false when the peer is gone (s is then dropped). */
 bool tg__wk_send(tg__worker *wk, wsess *s, const tg__wbuf *h, const tg_value *v);
 void tg__wk_sess_unref(tg__worker *wk, wsess *s);
+
+/* ---- join.c ---- */
+/* Register with the run at wk->o.join (kp: the worker's keys), the
+ * worker listening already; TG_OK once accepted (or stopped meanwhile). */
+int tg__wk_join(tg__worker *wk, const tg__keypair *kp, tg_error *err);
+/* The worker drains (tg_worker_opts.drain): tell clients not told yet;
+ * true when it may end (no client left). Loop thread. */
+bool tg__wk_drain(tg__worker *wk);
 
 /* ---- worker_peers.c ---- */
 /* Watch the ROUTER's connections (call before binding it). */

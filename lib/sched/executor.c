@@ -26,9 +26,9 @@ int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
   if (!out) return tg__error_set(err, TG_EINVAL, "tg_executor_new: out is NULL");
   *out = NULL;
   if (!reg) return tg__error_set(err, TG_EINVAL, "tg_executor_new: no registry");
-  if (opts && opts->version != TG_EXECUTOR_OPTS_V1)
-    return tg__error_set(err, TG_EINVAL, "tg_executor_opts.version is %u, expected %d",
-                         opts->version, TG_EXECUTOR_OPTS_V1);
+  if (opts && opts->version != TG_EXECUTOR_OPTS_V1 && opts->version != TG_EXECUTOR_OPTS_V2)
+    return tg__error_set(err, TG_EINVAL, "tg_executor_opts.version is %u, expected %d or %d",
+                         opts->version, TG_EXECUTOR_OPTS_V1, TG_EXECUTOR_OPTS_V2);
   const char *name = opts ? opts->backend : NULL;
   const tg__backend_ops *ops = tg__backend_find(name);
   if (!ops)
