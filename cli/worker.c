@@ -112,7 +112,8 @@ static const cli_cmd command = {
              "running finish, runs fetch the results they need, then exit 0 (a\n"
              "second SIGTERM stops at once).\n",
     .opts = options,
-    .more = "exit status: 0 stopped by a signal, 2 bad options or cannot listen\n",
+    .more = "exit status: 0 stopped or left on a signal, 2 bad options, cannot listen,\n"
+            "or the run given to --join refused this worker or did not answer\n",
     .set = option,
 };
 
