@@ -15,6 +15,7 @@ typedef struct run_opts {
   const char *graph, *scheduler, *cache_dir, *output, *dot, *trace, *keys;
   const char *report;
   cli_workers connect;
+  cli_mpi mpi; /* --scheduler=mpi */
   const char **plugins;
   size_t nplugins;
   unsigned workers;
@@ -32,17 +33,28 @@ enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_EXPLAIN, O_DOT, O_TRACE, O_TIMEOUT, O_RETRIES, O_PROGRESS,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS,
        O_MAX_GRAPH, O_REPORT, O_DASHBOARD, O_DASHBOARD_STAY, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
-       O_QUIET, O_VERBOSE, O_KEEP_GOING, O_CACHE_NETWORK };
+       O_QUIET, O_VERBOSE, O_KEEP_GOING, O_CACHE_NETWORK, O_RUN_DIR, O_RANK_ADDRESS,
+       O_RANK_TIMEOUT };
 
 /* One line per option: {id, long name, letter, value name, help}. */
 static const cli_opt options[] = {
-    {O_SCHED, "scheduler", 0, "NAME", "sync, threads (default), processes or tcp"},
-    {O_WORKERS, "workers", 'j', "N", "worker count (default: one per CPU)"},
+    {O_SCHED, "scheduler", 0, "NAME", "sync, threads (default), processes, tcp or mpi\n"
+                                      "(launched as N ranks by mpirun or srun: rank 0\n"
+                                      "drives, the others serve it)"},
+    {O_WORKERS, "workers", 'j', "N", "worker count (default: one per CPU; mpi: threads\n"
+                                     "per rank, default its CPU set)"},
     {O_CONNECT, "connect", 0, "ADDRS",
      "tcp: workers, tcp://HOST:PORT[,...] (repeatable)"},
     {O_WORKERS_FILE, "workers-file", 0, "FILE", "tcp: workers, one address per line"},
     {O_KEYS, "keys", 0, "DIR", "tcp: the client/ keys of 'tgraph keys generate';\n"
                                "without it, only workers of this user are used"},
+    {O_RUN_DIR, "run-dir", 0, "DIR", "mpi: a directory every rank sees, for launchers\n"
+                                     "without PMIx"},
+    {O_RANK_ADDRESS, "rank-address", 0, "ADDR",
+     "mpi: where ranks listen: an interface (eth0), host\nname or address (default: the "
+     "host name's address,\nloopback on rank 0's host)"},
+    {O_RANK_TIMEOUT, "rank-timeout", 0, "SECONDS",
+     "mpi: wait this long for every rank (default 60)"},
     {O_CACHE_DIR, "cache-dir", 0, "DIR", "cache directory (default: $TGRAPH_CACHE_DIR,\n"
                                          "$XDG_CACHE_HOME/tgraph or ~/.cache/tgraph)"},
     {O_NO_CACHE, "no-cache", 0, NULL, "neither read nor write the cache"},
@@ -163,6 +175,13 @@ static int option(void *ctx, int id, const char *optarg) {
       if (cli_workers_add_file(&o->connect, optarg) != 0) return CLI_USAGE;
       break;
     case O_KEYS: o->keys = optarg; break;
+    case O_RUN_DIR: o->mpi.run_dir = optarg; break;
+    case O_RANK_ADDRESS: o->mpi.address = optarg; break;
+    case O_RANK_TIMEOUT:
+      if (!cli_parse_seconds(optarg, &o->mpi.timeout) || o->mpi.timeout <= 0)
+        return cli_bad_usage("run", "--rank-timeout needs seconds (e.g. 30, 1.5, 2m), "
+                             "not '%s'", optarg);
+      break;
     case O_MAX_GRAPH: return max_graph(o, optarg);
     case O_QUIET: cli_verbosity = -1; break;
     case O_VERBOSE: cli_verbosity = 1; break;
@@ -454,6 +473,10 @@ static int compute(run_state *s) {
     int urc = cli_workers_executor(&s->o.connect, s->o.keys, s->reg, &remote);
     if (urc >= 0) return urc;
     co.executor = remote;
+  } else if (strcmp(s->o.scheduler, "mpi") == 0) {
+    int urc = cli_mpi_executor(&s->o.mpi, s->o.workers, s->reg, s->info, &remote);
+    if (urc >= 0) return urc;
+    co.executor = remote;
   }
   if (cli_interrupt_start(&co.cancel) != TG_OK) return CLI_USAGE;
   int rc = tg_compute(s->g, s->info->output_nodes, n, &co, s->results);
@@ -525,6 +548,13 @@ int cli_run(int argc, char **argv) {
   run_state s;
   memset(&s, 0, sizeof s);
   int rc = parse_args(argc, argv, &s.o);
+  unsigned rank = 0;
+  if (rc < 0 && strcmp(s.o.scheduler, "mpi") == 0 && (rc = cli_mpi_rank(&rank)) < 0 &&
+      rank != 0) {
+    rc = cli_mpi_serve(&s.o.mpi, s.o.workers, rank); /* returns only on errors */
+    cleanup(&s);
+    return rc;
+  }
   if (rc < 0) rc = load(&s);
   if (rc < 0) rc = open_cache(&s);
   if (rc < 0 && (s.o.explain || s.o.make.check)) {
