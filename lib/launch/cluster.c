@@ -149,16 +149,19 @@ static int read_workers(driver *d, tg_error *err) {
   d->addr = tg__calloc(d->r.size, sizeof *d->addr);
   if (d->addr == NULL) return tg__error_set(err, TG_ENOMEM, "out of memory");
   for (unsigned r = 1; r < d->r.size; r++) {
-    char *why = NULL;
-    tg_error e;
-    tg_error_clear(&e);
-    if (tg__kvx_get(d->x, r, "tg.err", &why, &e) == TG_OK) {
-      int rc = tg__error_set(err, TG_EWORKER, "rank %u could not start serving: %s", r, why);
-      free(why);
+    /* One key, "ok ADDRESS" or "error WHY": a PMIx_Get of a key a rank
+     * did not put waits for it (seconds), so none is asked for. */
+    char *v = NULL;
+    int rc = tg__kvx_get(d->x, r, "tg.ready", &v, err);
+    if (rc != TG_OK) return rc;
+    if (strncmp(v, "ok tcp://", 9) != 0) {
+      rc = tg__error_set(err, TG_EWORKER, "rank %u could not start serving: %s", r,
+                         strncmp(v, "error ", 6) == 0 ? v + 6 : v);
+      free(v);
       return rc;
     }
-    int rc = tg__kvx_get(d->x, r, "tg.ep", &d->addr[r - 1], err);
-    if (rc != TG_OK) return rc;
+    memmove(v, v + 3, strlen(v + 3) + 1);
+    d->addr[r - 1] = v;
     if (d->o->verbose) fprintf(stderr, "tgraph: rank %u serves on %s\n", r, d->addr[r - 1]);
   }
   return TG_OK;
@@ -203,11 +206,15 @@ typedef struct server {
 
 /* The second fence, with this rank's address or why it has none. Every
  * rank must get there, or rank 0 waits for it until its timeout. */
-static int second_fence(server *s, const char *key, const char *val) {
+static int second_fence(server *s, const char *what, const char *val) {
   if (s->fenced) return s->fence_rc;
   s->fenced = true;
   tg_error_clear(&s->fence_err);
-  s->fence_rc = tg__kvx_put(s->x, key, val, &s->fence_err);
+  char line[400];
+  snprintf(line, sizeof line, "%s %s", what, val);
+  for (char *p = line; *p; p++)
+    if (*p == '\n') *p = ' ';
+  s->fence_rc = tg__kvx_put(s->x, "tg.ready", line, &s->fence_err);
   if (s->fence_rc == TG_OK) s->fence_rc = tg__kvx_fence(s->x, &s->fence_err);
   tg__kvx_close(s->x);
   s->x = NULL;
@@ -219,7 +226,7 @@ static void on_ready(void *ctx, const char *endpoint) {
   rm_tree(s->tmp); /* the keys are read: no file of them is left */
   s->tmp[0] = '\0';
   if (s->o->verbose) fprintf(stderr, "tgraph: rank %u serving on %s\n", s->r.rank, endpoint);
-  if (second_fence(s, "tg.ep", endpoint) != TG_OK)
+  if (second_fence(s, "ok", endpoint) != TG_OK)
     __atomic_store_n(&s->stop, 1, __ATOMIC_RELAXED);
 }
 
@@ -296,7 +303,7 @@ static int serve(server *s, tg_registry *reg, tg_error *err) {
   }
   rm_tree(s->tmp);
   if (!s->fenced) { /* never ready: tell rank 0 why */
-    second_fence(s, "tg.err", err->msg);
+    second_fence(s, "error", err->msg);
     return rc;
   }
   if (rc == TG_OK && s->fence_rc != TG_OK) {
