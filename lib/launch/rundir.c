@@ -3,8 +3,12 @@
  * without PMIx. Each fence, a rank writes all its values to
  * DIR/tgraph-JOB-RANK.FENCE (atomically: a temporary name, then rename)
  * and waits until every rank's file of that fence is there. Files are
- * mode 0600: they may hold the run's keys. */
+ * mode 0600: they may hold the run's keys. A rank that leaves the
+ * exchange writes DIR/tgraph-JOB-RANK.done; once all ranks' are there
+ * nobody reads or waits any more, and rank 0 removes them all. */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +28,29 @@ typedef struct rd {
   size_t len;
 } rd;
 
+/* fence 0 names the file of a rank that left */
 static void path_of(const rd *d, unsigned r, unsigned fence, char *buf, size_t size) {
-  snprintf(buf, size, "%s/tgraph-%s-%u.%u", d->dir, d->job[0] ? d->job : "run", r, fence);
+  if (fence == 0)
+    snprintf(buf, size, "%s/tgraph-%s-%u.done", d->dir, d->job[0] ? d->job : "run", r);
+  else
+    snprintf(buf, size, "%s/tgraph-%s-%u.%u", d->dir, d->job[0] ? d->job : "run", r, fence);
+}
+
+static double now(void);
+
+/* Until rank r has written its file of `fence` (or of a later one, or
+ * left); false after `until`. */
+static bool wait_for(const rd *d, unsigned r, unsigned fence, double until) {
+  char path[1200], next[1200], done[1200];
+  path_of(d, r, fence, path, sizeof path);
+  path_of(d, r, fence + 1, next, sizeof next);
+  path_of(d, r, 0, done, sizeof done);
+  while (access(path, F_OK) != 0 && access(next, F_OK) != 0 && access(done, F_OK) != 0) {
+    if (now() > until) return false;
+    struct timespec ms = {0, 5000000};
+    nanosleep(&ms, NULL);
+  }
+  return true;
 }
 
 static int put(void *impl, const char *key, const char *val, tg_error *err) {
@@ -61,25 +86,14 @@ static int fence(void *impl, tg_error *err) {
     unlink(tmp);
     return tg__error_set(err, TG_EIO, "run directory '%s': cannot write '%s'", d->dir, path);
   }
-  if (d->fences > 1) { /* every rank passed the fence before: its file is read */
-    path_of(d, d->rank, d->fences - 1, path, sizeof path);
-    unlink(path);
-  }
   double until = now() + d->timeout;
-  for (unsigned r = 0; r < d->size; r++) {
-    path_of(d, r, d->fences, path, sizeof path);
-    /* A newer file of r also means it passed this fence. */
-    char next[1200];
-    path_of(d, r, d->fences + 1, next, sizeof next);
-    while (access(path, F_OK) != 0 && access(next, F_OK) != 0) {
-      if (now() > until)
-        return tg__error_set(err, TG_ETIMEDOUT, "rank %u of %u did not show up in run "
-                             "directory '%s' within %g s (no %s)", r, d->size, d->dir,
-                             d->timeout, path);
-      struct timespec ms = {0, 5000000};
-      nanosleep(&ms, NULL);
+  for (unsigned r = 0; r < d->size; r++)
+    if (!wait_for(d, r, d->fences, until)) {
+      path_of(d, r, d->fences, path, sizeof path);
+      return tg__error_set(err, TG_ETIMEDOUT, "rank %u of %u did not show up in run "
+                           "directory '%s' within %g s (no %s)", r, d->size, d->dir,
+                           d->timeout, path);
     }
-  }
   return TG_OK;
 }
 
@@ -117,10 +131,21 @@ static int get(void *impl, unsigned r, const char *key, char **out, tg_error *er
 static void close_rd(void *impl) {
   rd *d = impl;
   char path[1200];
-  if (d->fences > 0) {
-    path_of(d, d->rank, d->fences, path, sizeof path);
-    unlink(path);
-  }
+  path_of(d, d->rank, 0, path, sizeof path);
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) close(fd);
+  /* Rank 0 cleans up once all have left; a rank that never does leaves
+   * the files (the next run of the job id overwrites them). */
+  double until = now() + d->timeout;
+  for (unsigned r = 0; d->rank == 0 && r < d->size; r++)
+    if (!wait_for(d, r, UINT32_MAX - 1, until)) goto out; /* a fence no rank reaches:
+                                                           only leaving counts */
+  for (unsigned r = 0; d->rank == 0 && r < d->size; r++)
+    for (unsigned f = 0; f <= d->fences; f++) {
+      path_of(d, r, f, path, sizeof path);
+      unlink(path);
+    }
+out:
   tg__free(d->vals);
   tg__free(d);
 }
@@ -141,6 +166,12 @@ int tg__rundir_open(const tg__rank *r, const char *dir, double timeout, void **i
   d->rank = r->rank;
   d->size = r->size;
   d->timeout = timeout;
+  /* What a failed run of the same job id left of this rank. */
+  char path[1200];
+  for (unsigned f = 0; f <= 4; f++) {
+    path_of(d, d->rank, f, path, sizeof path);
+    unlink(path);
+  }
   *impl = d;
   *ops = &ops_rd;
   return TG_OK;
