@@ -20,7 +20,8 @@
 #
 # Skipped (exit 77) when mpirun (or, for slurm, Slurm) is missing. Ends
 # with "mpi_MODE: N passed, M failed". Environment: TG_SOURCE_ROOT,
-# TGRAPH_BIN, TGRAPH_PLUGIN_PATH (the example plugins' directory).
+# TGRAPH_BIN, TGRAPH_PLUGIN_PATH (the example plugins' directory),
+# TGRAPH_EXAMPLES (the built examples' directory).
 set -u
 mode=${1:-mpirun}
 pass=0 fail=0
@@ -95,6 +96,14 @@ if [ "$mode" = mpirun ]; then
     same "$g: mpirun -n 4 exit status" 0 $?
     outputs_same "$g" "$g" "$w/sync-$g" "$w/mpi-$g"
   done
+
+  # A program of tgraph/cluster.h: the same line from 4 ranks and from 1.
+  expected="below 1000000 the longest Collatz chain starts at 837799: 524 steps"
+  same "cluster_collatz, mpirun -n 4" "$expected" \
+    "$(timeout 60 "${mpirun[@]}" -n 4 "$TGRAPH_EXAMPLES/cluster_collatz")"
+  same "cluster_collatz, mpirun -n 1" "$expected" \
+    "$(timeout 60 "${mpirun[@]}" -n 1 "$TGRAPH_EXAMPLES/cluster_collatz")"
+  same "cluster_collatz: no process left" "" "$(left "$TGRAPH_EXAMPLES/cluster_collatz")"
 
   graph=$(slow_graph one 24 50)
   run_sync one "$graph"
