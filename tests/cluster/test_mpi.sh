@@ -13,7 +13,9 @@
 #           ranks started by hand with PMI_RANK/PMI_SIZE exchange through
 #           --run-dir.
 #   slurm   srun -n 4 --mpi=pmix on the cluster of scripts/slurm-cluster.sh
-#           (started here, stopped by PID): sync's outputs.
+#           (started here, stopped by PID), and srun -N 3 -n 4 through a run
+#           directory: sync's outputs; the driver's failure is srun's
+#           status; srun without PMIx or --run-dir fails clearly.
 #   bench   from the launcher's start to the first task running (mpirun
 #           -n 4), median of 5, beside the launcher's own start (mpirun
 #           -n 4 of a program that only reads the clock).
@@ -225,22 +227,33 @@ elif [ "$mode" = slurm ]; then
   fi
   daemons=$("$script" status "$cluster" | awk '$3 == "running" { printf " %s", $2 }')
   export SLURM_CONF=$cluster/slurm.conf
+  # Slurm's PMIx plugin makes one directory per step and host
+  # (/tmp/spmix_appdir_UID_JOB.STEP): the nodes of this one-machine
+  # cluster would share it, so PMIx steps run on one node (-N 1 -O), and
+  # the steps over three nodes exchange through a run directory.
+  srun_pmix=(srun -N 1 -n 4 -O --mpi=pmix)
   for g in pi distance; do
     run_sync "$g" "$src/examples/$g.json"
-    timeout 120 srun -n 4 --mpi=pmix "$tg" run "$src/examples/$g.json" --scheduler=mpi \
+    timeout 120 "${srun_pmix[@]}" "$tg" run "$src/examples/$g.json" --scheduler=mpi \
       --no-cache -q --output "$w/mpi-$g" >"$w/mpi-$g.list"
     same "$g: srun -n 4 --mpi=pmix exit status" 0 $?
     outputs_same "$g (srun)" "$g" "$w/sync-$g" "$w/mpi-$g"
   done
   graph=$(slow_graph srun 24 20)
   run_sync srun "$graph"
-  timeout 120 srun -N 3 -n 4 --mpi=pmix "$tg" run "$graph" --scheduler=mpi --no-cache -q \
-    --output "$w/mpi-srun" >"$w/mpi-srun.list"
-  same "srun -N 3 -n 4 exit status" 0 $?
-  outputs_same "srun -N 3 -n 4" srun "$w/sync-srun" "$w/mpi-srun"
+  mkdir "$w/rundir"
+  timeout 120 srun -N 3 -n 4 --mpi=none "$tg" run "$graph" --scheduler=mpi --no-cache -q \
+    --run-dir "$w/rundir" --output "$w/mpi-srun" >"$w/mpi-srun.list"
+  same "srun -N 3 -n 4 --run-dir exit status" 0 $?
+  outputs_same "srun -N 3 -n 4 --run-dir" srun "$w/sync-srun" "$w/mpi-srun"
+  same "srun -N 3 -n 4 --run-dir: no file left in it" "" "$(ls "$w/rundir")"
+  out=$(timeout 60 srun -n 2 --mpi=none "$tg" run "$graph" --scheduler=mpi --no-cache 2>&1)
+  same "srun without PMIx or --run-dir: exit status" 2 $?
+  same "srun without PMIx or --run-dir: each rank says why" 2 "$(printf '%s\n' "$out" |
+    grep -c "^tgraph: error: --scheduler=mpi: .*the ranks cannot find each other: the launcher runs no PMIx server (no PMIX_SERVER_URI\*; with srun use --mpi=pmix); name a directory every rank sees (--run-dir) instead$")"
   printf '{"tgraph": 1, "tasks": {"bad": {"fn": "sh", "args": ["exit 3"]}}, "outputs": ["bad"]}\n' \
     >"$w/tgmpi-fail.json"
-  timeout 60 srun -n 4 --mpi=pmix "$tg" run "$w/tgmpi-fail.json" --scheduler=mpi \
+  timeout 60 "${srun_pmix[@]}" "$tg" run "$w/tgmpi-fail.json" --scheduler=mpi \
     --no-cache >/dev/null 2>/dev/null
   same "a failed task: srun exits 1" 1 $?
   same "no process of the runs left" "" "$(left tgmpi-)"
