@@ -14,7 +14,8 @@
 #           --run-dir.
 #   slurm   srun -n 4 --mpi=pmix on the cluster of scripts/slurm-cluster.sh
 #           (started here, stopped by PID), and srun -N 3 -n 4 through a run
-#           directory: sync's outputs; the driver's failure is srun's
+#           directory: sync's outputs; kill -9 of a worker rank under
+#           --kill-on-bad-exit=0; the driver's failure is srun's
 #           status; srun without PMIx or --run-dir fails clearly.
 #   bench   from the launcher's start to the first task running (mpirun
 #           -n 4), median of 5, beside the launcher's own start (mpirun
@@ -251,6 +252,35 @@ elif [ "$mode" = slurm ]; then
   same "srun without PMIx or --run-dir: exit status" 2 $?
   same "srun without PMIx or --run-dir: each rank says why" 2 "$(printf '%s\n' "$out" |
     grep -c "^tgraph: error: --scheduler=mpi: .*the ranks cannot find each other: the launcher runs no PMIx server (no PMIX_SERVER_URI\*; with srun use --mpi=pmix); name a directory every rank sees (--run-dir) instead$")"
+  # kill -9 of a worker rank under --kill-on-bad-exit=0: the driver
+  # finishes with the same answer and exits 0 (srun's status is the worst
+  # of its tasks': each rank records its own).
+  graph=$(slow_graph skill 24 400)
+  run_sync skill "$graph"
+  timeout 120 "${srun_pmix[@]}" --kill-on-bad-exit=0 sh -c '"$0" "$@"; echo "rank $SLURM_PROCID exit $?" >>"'"$w"'/skill.status"' \
+    "$tg" run "$graph" --scheduler=mpi --no-cache -v --output "$w/mpi-skill" \
+    >"$w/mpi-skill.list" 2>"$w/skill.err" &
+  srun_pid=$!
+  victim=""
+  for ((i = 0; i < 400; i++)); do
+    grep -q "rank 3 serves on" "$w/skill.err" 2>/dev/null && break
+    sleep 0.05
+  done
+  sleep 0.3
+  for p in $(pgrep -f tgmpi-skill); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx SLURM_PROCID=2 &&
+      [ "$(cat /proc/"$p"/comm)" = tgraph ] && victim=$p
+  done
+  [ -n "$victim" ] && kill -9 "$victim"
+  same "srun: a worker rank found and killed" yes "$([ -n "$victim" ] && echo yes)"
+  wait "$srun_pid"
+  outputs_same "srun: kill -9 of a worker rank" skill "$w/sync-skill" "$w/mpi-skill"
+  same "srun: kill -9: the driver and the other workers exit 0" "rank 0 exit 0
+rank 1 exit 0
+rank 2 exit 137
+rank 3 exit 0" "$(sort "$w/skill.status")"
+  same "srun: kill -9: no process of the run left" "" "$(left tgmpi-skill)"
+
   printf '{"tgraph": 1, "tasks": {"bad": {"fn": "sh", "args": ["exit 3"]}}, "outputs": ["bad"]}\n' \
     >"$w/tgmpi-fail.json"
   timeout 60 "${srun_pmix[@]}" "$tg" run "$w/tgmpi-fail.json" --scheduler=mpi \
