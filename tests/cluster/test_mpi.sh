@@ -25,6 +25,8 @@
 # with "mpi_MODE: N passed, M failed". Environment: TG_SOURCE_ROOT,
 # TGRAPH_BIN, TGRAPH_PLUGIN_PATH (the example plugins' directory),
 # TGRAPH_EXAMPLES (the built examples' directory).
+# The ranks expand their own variables: commands in single quotes on purpose.
+# shellcheck disable=SC2016
 set -u
 mode=${1:-mpirun}
 pass=0 fail=0
@@ -279,6 +281,7 @@ elif [ "$mode" = slurm ]; then
 rank 1 exit 0
 rank 2 exit 137
 rank 3 exit 0" "$(sort "$w/skill.status")"
+  same "srun: kill -9: one worker lost" 1 "$(grep -c ' 1 workers lost' "$w/skill.err")"
   same "srun: kill -9: no process of the run left" "" "$(left tgmpi-skill)"
 
   printf '{"tgraph": 1, "tasks": {"bad": {"fn": "sh", "args": ["exit 3"]}}, "outputs": ["bad"]}\n' \
