@@ -24,6 +24,7 @@ typedef struct rd {
   char dir[1024], job[128];
   unsigned rank, size, fences;
   double timeout;
+  bool failed; /* a fence timed out: nobody to wait for at the end */
   char *vals;  /* "key\tvalue\n" lines put so far */
   size_t len;
 } rd;
@@ -89,6 +90,7 @@ static int fence(void *impl, tg_error *err) {
   double until = now() + d->timeout;
   for (unsigned r = 0; r < d->size; r++)
     if (!wait_for(d, r, d->fences, until)) {
+      d->failed = true;
       path_of(d, r, d->fences, path, sizeof path);
       return tg__error_set(err, TG_ETIMEDOUT, "rank %u of %u did not show up in run "
                            "directory '%s' within %g s (no %s)", r, d->size, d->dir,
@@ -131,6 +133,13 @@ static int get(void *impl, unsigned r, const char *key, char **out, tg_error *er
 static void close_rd(void *impl) {
   rd *d = impl;
   char path[1200];
+  if (d->failed) { /* the run is over: take this rank's files back */
+    for (unsigned f = 1; f <= d->fences; f++) {
+      path_of(d, d->rank, f, path, sizeof path);
+      unlink(path);
+    }
+    goto out;
+  }
   path_of(d, d->rank, 0, path, sizeof path);
   int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   if (fd >= 0) close(fd);
