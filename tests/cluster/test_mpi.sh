@@ -54,9 +54,10 @@ finish() {
   trap - EXIT
   [ -n "${cluster:-}" ] && stop_cluster
   echo "mpi_$mode: $pass passed, $fail failed"
-  [ "$fail" -eq 0 ] && rm -rf "$w"
-  [ "$fail" -eq 0 ]
-  exit
+  # (A bare exit in a trap would return the status from before the trap.)
+  [ "$fail" -eq 0 ] || exit 1
+  rm -rf "$w"
+  exit 0
 }
 trap finish EXIT
 
