@@ -133,7 +133,7 @@ if [ "$mode" = mpirun ]; then
     sleep 0.05
   done
   sleep 0.3
-  for p in $(pgrep -f tgmpi-kill); do
+  for p in $(pgrep -f "$w/tgmpi-kill"); do
     tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=2 &&
       [ "$(cat /proc/"$p"/comm)" = tgraph ] && victim=$p
   done
@@ -147,7 +147,7 @@ rank 1 exit 0
 rank 2 exit 137
 rank 3 exit 0" "$(sort "$w/kill.status")"
   same "kill -9: one worker lost" 1 "$(grep -c ' 1 workers lost' "$w/kill.err")"
-  same "kill -9: no process of the run left" "" "$(left tgmpi-kill)"
+  same "kill -9: no process of the run left" "" "$(left "$w/tgmpi-kill")"
 
   # The driver's exit status is mpirun's (without --enable-recovery).
   printf '{"tgraph": 1, "tasks": {"bad": {"fn": "sh", "args": ["exit 3"]}}, "outputs": ["bad"]}\n' \
@@ -157,7 +157,7 @@ rank 3 exit 0" "$(sort "$w/kill.status")"
   same "a failed task: mpirun exits 1" 1 $?
   same "a failed task: the driver says so once" 1 \
     "$(grep -c "^tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3$" "$w/fail.err")"
-  same "a failed task: no process of the run left" "" "$(left tgmpi-fail)"
+  same "a failed task: no process of the run left" "" "$(left "$w/tgmpi-fail")"
 
   # Bad cases.
   graph=$(slow_graph bad 2 1)
@@ -185,7 +185,7 @@ rank 3 exit 0" "$(sort "$w/kill.status")"
   same "a rank that never shows up (PMIx): mpirun's exit status" 2 $?
   same "a rank that never shows up (PMIx): the message" 1 "$(printf '%s\n' "$out" |
     grep -cx "tgraph: error: --scheduler=mpi: not every one of the 2 ranks showed up within 2 s (are they all tgraph with --scheduler=mpi?)")"
-  same "a rank that never shows up: no process left" "" "$(left tgmpi-bad)"
+  same "a rank that never shows up: no process left" "" "$(left "$w/tgmpi-bad")"
 
   # Ranks started by hand, meeting in a run directory.
   graph=$(slow_graph rundir 12 20)
@@ -270,7 +270,7 @@ elif [ "$mode" = slurm ]; then
     sleep 0.05
   done
   sleep 0.3
-  for p in $(pgrep -f tgmpi-skill); do
+  for p in $(pgrep -f "$w/tgmpi-skill"); do
     tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx SLURM_PROCID=2 &&
       [ "$(cat /proc/"$p"/comm)" = tgraph ] && victim=$p
   done
@@ -283,14 +283,14 @@ rank 1 exit 0
 rank 2 exit 137
 rank 3 exit 0" "$(sort "$w/skill.status")"
   same "srun: kill -9: one worker lost" 1 "$(grep -c ' 1 workers lost' "$w/skill.err")"
-  same "srun: kill -9: no process of the run left" "" "$(left tgmpi-skill)"
+  same "srun: kill -9: no process of the run left" "" "$(left "$w/tgmpi-skill")"
 
   printf '{"tgraph": 1, "tasks": {"bad": {"fn": "sh", "args": ["exit 3"]}}, "outputs": ["bad"]}\n' \
     >"$w/tgmpi-fail.json"
   timeout 60 "${srun_pmix[@]}" "$tg" run "$w/tgmpi-fail.json" --scheduler=mpi \
     --no-cache >/dev/null 2>/dev/null
   same "a failed task: srun exits 1" 1 $?
-  same "no process of the runs left" "" "$(left tgmpi-)"
+  same "no process of the runs left" "" "$(left "$w/tgmpi-")"
 elif [ "$mode" = bench ]; then
   # The first task writes the clock; t0 is read just before the launcher.
   printf '{"tgraph": 1, "tasks": {"first": {"fn": "sh", "args": ["date +%%s%%N >%s/first"]}}, "outputs": ["first"]}\n' \
