@@ -13,14 +13,16 @@ typedef struct source {
   const char *by, *rank, *size, *job, *step;
 } source;
 
-/* In order of trust: Open MPI's own names first (its PMIx variables are
- * set too), Slurm's before PMIx's (srun --mpi=pmix sets both). */
+/* The launcher's own variables before Slurm's: a launcher started inside
+ * a Slurm job (mpirun or MPICH's mpiexec in an sbatch script) leaves the
+ * batch step's SLURM_PROCID, the same on every rank. srun --mpi=pmix sets
+ * both PMIx's and Slurm's, which agree. Open MPI sets PMIx's too. */
 static const source sources[] = {
     {"Open MPI", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_MCA_ess_base_jobid",
      NULL},
-    {"Slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_STEP_ID"},
-    {"PMIx", "PMIX_RANK", "PMIX_SIZE", "PMIX_NAMESPACE", NULL},
     {"PMI", "PMI_RANK", "PMI_SIZE", "PMI_KVSNAME", NULL},
+    {"PMIx", "PMIX_RANK", "PMIX_SIZE", "PMIX_NAMESPACE", NULL},
+    {"Slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_STEP_ID"},
 };
 
 static int number(const char *name, const char *s, unsigned long max, unsigned *out,
@@ -41,7 +43,8 @@ int tg__launch_rank(tg__rank *out, tg_error *err) {
     const source *s = &sources[i];
     const char *rank = getenv(s->rank), *size = getenv(s->size);
     if (rank == NULL) continue;
-    if (size == NULL && strcmp(s->by, "PMIx") == 0) size = getenv("OMPI_COMM_WORLD_SIZE");
+    /* PMIx has no standard size variable: Slurm's then says it. */
+    if (size == NULL && strcmp(s->by, "PMIx") == 0 && getenv("SLURM_PROCID") != NULL) continue;
     if (size == NULL)
       return tg__error_set(err, TG_EINVAL, "%s is set but not %s: cannot tell the job's "
                            "size", s->rank, s->size);
