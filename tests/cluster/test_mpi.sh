@@ -6,7 +6,9 @@
 #           graph of slow pure tasks give sync's outputs byte for byte
 #           (--output files); -n 1 runs locally; kill -9 of a worker rank
 #           under --enable-recovery: same answer, the driver exits 0, no
-#           process of the run left; the exit status is the driver's; a
+#           process of the run left; the exit status is the driver's;
+#           --rank-address naming an interface, or an address the ranks
+#           cannot listen on (each says why); a
 #           rank that never shows up (an MPMD job whose second program is
 #           not tgraph) and the run started outside any launcher, or
 #           without PMIx and without --run-dir, fail with exact messages;
@@ -158,6 +160,20 @@ rank 3 exit 0" "$(sort "$w/kill.status")"
   same "a failed task: the driver says so once" 1 \
     "$(grep -c "^tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3$" "$w/fail.err")"
   same "a failed task: no process of the run left" "" "$(left "$w/tgmpi-fail")"
+
+  # Where ranks listen: an interface named; an address not of this host.
+  timeout 60 "${mpirun[@]}" -n 4 "$tg" run "$src/examples/pi.json" --scheduler=mpi \
+    --no-cache -v --rank-address lo --output "$w/mpi-lo" >"$w/mpi-lo.list" 2>"$w/lo.err"
+  same "--rank-address lo: exit status" 0 $?
+  same "--rank-address lo: the workers listen on its address" 3 \
+    "$(grep -c '^tgraph: rank [123] serves on tcp://127\.0\.0\.1:[0-9]*$' "$w/lo.err")"
+  outputs_same "--rank-address lo" pi "$w/sync-pi" "$w/mpi-lo"
+  timeout 60 "${mpirun[@]}" -n 3 "$tg" run "$src/examples/pi.json" --scheduler=mpi \
+    --no-cache --rank-address 192.0.2.1 >/dev/null 2>"$w/addr.err"
+  same "--rank-address of another host: exit status" 2 $?
+  same "--rank-address of another host: a worker rank says why" yes "$(grep -q \
+    "error: --scheduler=mpi: rank [12]: cannot listen on tcp://192\.0\.2\.1:\*: Cannot assign requested address" \
+    "$w/addr.err" && echo yes)"
 
   # Bad cases.
   graph=$(slow_graph bad 2 1)
