@@ -201,7 +201,11 @@ typedef struct server {
   bool fenced;  /* the second fence is done */
   int fence_rc; /* and its outcome */
   tg_error fence_err;
-  volatile sig_atomic_t stop;
+  /* Set by the lifeline's thread when the driver ends. Its own block: the
+   * thread holds it until the process ends, even when serving failed and
+   * this struct is gone. */
+  volatile sig_atomic_t *stop;
+  bool watched; /* the lifeline's thread has it: never freed */
 } server;
 
 /* The second fence, with this rank's address or why it has none. Every
@@ -227,7 +231,7 @@ static void on_ready(void *ctx, const char *endpoint) {
   s->tmp[0] = '\0';
   if (s->o->verbose) fprintf(stderr, "tgraph: rank %u serving on %s\n", s->r.rank, endpoint);
   if (second_fence(s, "ok", endpoint) != TG_OK)
-    __atomic_store_n(&s->stop, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(s->stop, 1, __ATOMIC_RELAXED);
 }
 
 static int get(server *s, const char *key, char **out, tg_error *err) {
@@ -260,7 +264,8 @@ static int prepare(server *s, tg_registry *reg, char *listen, size_t size, tg_er
   if (rc == TG_OK) rc = tg__launch_address(s->o->address, same, ip, sizeof ip, err);
   if (rc == TG_OK) snprintf(listen, size, "tcp://%s:*", ip);
   if (rc == TG_OK && (rc = get(s, "tg.life", &v, err)) == TG_OK)
-    rc = tg__lifeline_watch(same ? "127.0.0.1" : addr, (unsigned)atoi(v), &s->stop, err);
+    rc = tg__lifeline_watch(same ? "127.0.0.1" : addr, (unsigned)atoi(v), s->stop, err);
+  s->watched = rc == TG_OK;
   free(v);
   v = NULL;
   free(host);
@@ -297,7 +302,7 @@ static int serve(server *s, tg_registry *reg, tg_error *err) {
   if (rc == TG_OK) {
     tg_worker_opts wo = {.version = TG_WORKER_OPTS_V2, .listen = listen,
                          .nthreads = s->o->nthreads ? s->o->nthreads : cpus(),
-                         .keys_dir = keys, .stop = &s->stop, .on_ready = on_ready,
+                         .keys_dir = keys, .stop = s->stop, .on_ready = on_ready,
                          .ctx = s, .verbose = s->o->verbose > 1};
     rc = tg_worker_serve(reg, &wo, err);
   }
@@ -347,7 +352,8 @@ int tg_cluster_start(tg_registry *reg, const tg_cluster_opts *opts, tg_executor 
     return rc;
   }
   server *s = tg__calloc(1, sizeof *s);
-  if (s == NULL) {
+  if (s == NULL || (s->stop = tg__calloc(1, sizeof *s->stop)) == NULL) {
+    tg__free(s);
     tg__kvx_close(x);
     return tg__error_set(err, TG_ENOMEM, "out of memory");
   }
@@ -355,6 +361,7 @@ int tg_cluster_start(tg_registry *reg, const tg_cluster_opts *opts, tg_executor 
   s->x = x;
   s->r = r;
   rc = serve(s, reg, err);
+  if (!s->watched) tg__free((void *)s->stop);
   tg__free(s);
   if (rc != TG_OK) return rc;
   /* Served until the driver ended: this rank's work is done. */
