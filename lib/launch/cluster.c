@@ -361,7 +361,8 @@ int tg_cluster_start(tg_registry *reg, const tg_cluster_opts *opts, tg_executor 
   s->x = x;
   s->r = r;
   rc = serve(s, reg, err);
-  if (!s->watched) tg__free((void *)s->stop);
+  /* Served to the end: the lifeline's thread set the flag as its last act. */
+  if (!s->watched || rc == TG_OK) tg__free((void *)s->stop);
   tg__free(s);
   if (rc != TG_OK) return rc;
   /* Served until the driver ended: this rank's work is done. */
