@@ -221,6 +221,21 @@ int cli_workers_executor(const cli_workers *w, const char *keys, tg_registry *re
 /* With -v: traffic figures of a tcp executor. */
 void cli_workers_report(tg_executor *ex);
 
+/* --scheduler=mpi (mpi.c): ranks of mpirun/srun. */
+typedef struct cli_mpi {
+  const char *run_dir; /* --run-dir */
+  const char *address; /* --rank-address */
+  double timeout;      /* --rank-timeout; 0: the default */
+} cli_mpi;
+/* This process's rank; -1 to go on, or an exit status (not launched). */
+int cli_mpi_rank(unsigned *rank);
+/* A rank other than 0: serve until the driver ends, then exit 0; returns
+ * an exit status only when it could not serve. */
+int cli_mpi_serve(const cli_mpi *m, unsigned workers, unsigned rank);
+/* Rank 0: the executor over the other ranks; -1 or an exit status. */
+int cli_mpi_executor(const cli_mpi *m, unsigned workers, tg_registry *reg,
+                     const tg_graphjson_info *info, tg_executor **out);
+
 /* ---- make.c: the make-like options of `tgraph run` ---- */
 typedef struct cli_make {
   const char **keys;     /* --force KEY, in order */

@@ -16,6 +16,7 @@ typedef struct run_opts {
   const char *graph, *scheduler, *cache_dir, *output, *dot, *trace, *keys;
   const char *report;
   cli_workers connect;
+  cli_mpi mpi; /* --scheduler=mpi */
   const char **plugins;
   size_t nplugins;
   const char **job_opts; /* --job-opt, in order (slurm.job_opts) */
@@ -36,12 +37,16 @@ enum { O_SCHED = 1, O_WORKERS, O_CACHE_DIR, O_NO_CACHE, O_PLUGIN, O_OUTPUT,
        O_NO_PROGRESS, O_CONNECT, O_WORKERS_FILE, O_KEYS, O_JOIN_LISTEN,
        O_MAX_GRAPH, O_REPORT, O_DASHBOARD, O_DASHBOARD_STAY, O_CHECK, O_FORCE, O_MIN_COMPUTE, O_CACHE_ALL, O_JSON,
        O_QUIET, O_VERBOSE, O_KEEP_GOING, O_CACHE_NETWORK, O_JOBS, O_JOB_OPT,
-       O_RUN_DIR };
+       O_RUN_DIR, O_RANK_ADDRESS, O_RANK_TIMEOUT };
 
 /* One line per option: {id, long name, letter, value name, help}. */
 static const cli_opt options[] = {
-    {O_SCHED, "scheduler", 0, "NAME", "sync, threads (default), processes, tcp or\nslurm"},
-    {O_WORKERS, "workers", 'j', "N", "worker count (default: one per CPU)"},
+    {O_SCHED, "scheduler", 0, "NAME", "sync, threads (default), processes, tcp, slurm\n"
+                                      "(workers as batch jobs) or mpi (launched as N\n"
+                                      "ranks by mpirun or srun: rank 0 drives, the\n"
+                                      "others serve it)"},
+    {O_WORKERS, "workers", 'j', "N", "worker count (default: one per CPU; mpi: threads\n"
+                                     "per rank, default its CPU set)"},
     {O_CONNECT, "connect", 0, "ADDRS",
      "tcp: workers, tcp://HOST:PORT[,...] (repeatable)"},
     {O_WORKERS_FILE, "workers-file", 0, "FILE", "tcp: workers, one address per line"},
@@ -55,10 +60,16 @@ static const cli_opt options[] = {
     {O_JOBS, "jobs", 0, "N", "slurm: worker jobs to submit (one job array)"},
     {O_JOB_OPT, "job-opt", 0, "OPT", "slurm: an sbatch option for the worker jobs,\n"
                                      "e.g. --job-opt=--time=30 (repeatable)"},
-    {O_RUN_DIR, "run-dir", 0, "DIR", "slurm: the run directory (job script, keys,\n"
-                                     "logs) on a filesystem the nodes share\n"
+    {O_RUN_DIR, "run-dir", 0, "DIR", "slurm, mpi: a run directory on a filesystem the\n"
+                                     "nodes share. slurm: job script, keys, logs\n"
                                      "(default: ./tgraph-slurm-PID, removed after a\n"
-                                     "successful run)"},
+                                     "successful run); mpi: where ranks meet when the\n"
+                                     "launcher has no PMIx"},
+    {O_RANK_ADDRESS, "rank-address", 0, "ADDR",
+     "mpi: where ranks listen: an interface (eth0), host\nname or address (default: the "
+     "host name's address,\nloopback on rank 0's host)"},
+    {O_RANK_TIMEOUT, "rank-timeout", 0, "SECONDS",
+     "mpi: wait this long for every rank (default 60)"},
     {O_CACHE_DIR, "cache-dir", 0, "DIR", "cache directory (default: $TGRAPH_CACHE_DIR,\n"
                                          "$XDG_CACHE_HOME/tgraph or ~/.cache/tgraph)"},
     {O_NO_CACHE, "no-cache", 0, NULL, "neither read nor write the cache"},
@@ -185,8 +196,17 @@ static int option(void *ctx, int id, const char *optarg) {
       o->slurm.jobs = (unsigned)n;
       break;
     case O_JOB_OPT: o->job_opts[o->slurm.njob_opts++] = optarg; break;
-    case O_RUN_DIR: o->slurm.run_dir = optarg; break;
+    case O_RUN_DIR: /* one place the nodes share, whichever scheduler meets there */
+      o->slurm.run_dir = optarg;
+      o->mpi.run_dir = optarg;
+      break;
     case O_JOIN_LISTEN: o->connect.join = optarg; break;
+    case O_RANK_ADDRESS: o->mpi.address = optarg; break;
+    case O_RANK_TIMEOUT:
+      if (!cli_parse_seconds(optarg, &o->mpi.timeout) || o->mpi.timeout <= 0)
+        return cli_bad_usage("run", "--rank-timeout needs seconds (e.g. 30, 1.5, 2m), "
+                             "not '%s'", optarg);
+      break;
     case O_MAX_GRAPH: return max_graph(o, optarg);
     case O_QUIET: cli_verbosity = -1; break;
     case O_VERBOSE: cli_verbosity = 1; break;
@@ -481,6 +501,10 @@ static int compute(run_state *s) {
     int urc = cli_workers_executor(&s->o.connect, s->o.keys, s->reg, &remote);
     if (urc >= 0) return urc;
     co.executor = remote;
+  } else if (strcmp(s->o.scheduler, "mpi") == 0) {
+    int urc = cli_mpi_executor(&s->o.mpi, s->o.workers, s->reg, s->info, &remote);
+    if (urc >= 0) return urc;
+    co.executor = remote;
   }
   if (cli_interrupt_start(&co.cancel) != TG_OK) return CLI_USAGE;
   if (strcmp(s->o.scheduler, "slurm") == 0) {
@@ -495,9 +519,11 @@ static int compute(run_state *s) {
     }
     co.executor = remote;
     co.scheduler = "tcp";
-  } else if (s->o.slurm.jobs || s->o.slurm.njob_opts || s->o.slurm.run_dir) {
+  } else if (s->o.slurm.jobs || s->o.slurm.njob_opts ||
+             (s->o.slurm.run_dir && strcmp(s->o.scheduler, "mpi") != 0)) {
     cli_interrupt_stop();
-    return cli_bad_usage("run", "--jobs, --job-opt and --run-dir go with --scheduler=slurm");
+    return cli_bad_usage("run", "--jobs and --job-opt go with --scheduler=slurm, --run-dir "
+                                "with --scheduler=slurm or mpi");
   }
   int rc = tg_compute(s->g, s->info->output_nodes, n, &co, s->results);
   int sig = cli_interrupt_stop();
@@ -576,6 +602,13 @@ int cli_run(int argc, char **argv) {
   run_state s;
   memset(&s, 0, sizeof s);
   int rc = parse_args(argc, argv, &s.o);
+  unsigned rank = 0;
+  if (rc < 0 && strcmp(s.o.scheduler, "mpi") == 0 && (rc = cli_mpi_rank(&rank)) < 0 &&
+      rank != 0) {
+    rc = cli_mpi_serve(&s.o.mpi, s.o.workers, rank); /* returns only on errors */
+    cleanup(&s);
+    return rc;
+  }
   if (rc < 0) rc = load(&s);
   if (rc < 0) rc = open_cache(&s);
   if (rc < 0 && (s.o.explain || s.o.make.check)) {

@@ -17,5 +17,6 @@
 #include "tgraph/remote.h"
 #include "tgraph/report.h"
 #include "tgraph/dashboard.h"
+#include "tgraph/cluster.h"
 
 #endif /* TGRAPH_H */

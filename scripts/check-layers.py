@@ -35,6 +35,7 @@ LAYERS = {
     'backends': ['sched', 'remote'],
     'report': ['sched'],
     'dashboard': ['report', 'backends'],
+    'launch': ['backends', 'plugin'],      # ranks of mpirun/srun: tgraph/cluster.h
 }
 
 # Public headers (include/tgraph/) -> the layer implementing them.
@@ -52,6 +53,7 @@ PUBLIC = {
     'remote.h': 'remote',
     'report.h': 'report',
     'dashboard.h': 'dashboard',
+    'cluster.h': 'launch',
     'tgraph.h': 'dashboard',  # all of them
 }
 

@@ -38,6 +38,7 @@ if [ "$mode" = test ]; then
   pkgs="$pkgs chromium zlib1g-dev"
   # A single-machine Slurm cluster (scripts/slurm-cluster.sh) for the slurm suite.
   pkgs="$pkgs slurm-wlm munge"
+  pkgs="$pkgs openmpi-bin libpmix2" # mpirun and the PMIx client tgraph loads (suite mpi)
 fi
 
 install_missing() {

@@ -19,6 +19,12 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 check "$dir/examples/dump_load" "$tmp/record.tgv" 4
 [ -x "$dir/examples/graph_basic" ] && check "$dir/examples/graph_basic"
+# A program of tgraph/cluster.h as a job of one rank: it computes locally.
+if [ -x "$dir/examples/cluster_collatz" ]; then
+  export OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=1
+  check "$dir/examples/cluster_collatz"
+  unset OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE
+fi
 # The command on graph.json examples: plugins, builtins, and the cache
 # (cold, then warm) on the threads backend. Forked backends are checked by
 # their own suites under ASan.

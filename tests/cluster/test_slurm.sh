@@ -354,7 +354,11 @@ tgraph: warning: slurm: worker job ${id}_1 is pending: BeginTime" "$(grep "is pe
     same "no sbatch: message" "tgraph: error: --scheduler=slurm: 'sbatch' is not in PATH: run on a host where Slurm's commands (sbatch, squeue, scancel) are installed" "$out"
     out=$("$tg" run "$src/examples/pi.json" --jobs 2 2>&1)
     same "--jobs without slurm: exit status" 2 $?
-    same "--jobs without slurm: message" "tgraph run: --jobs, --job-opt and --run-dir go with --scheduler=slurm
+    same "--jobs without slurm: message" "tgraph run: --jobs and --job-opt go with --scheduler=slurm, --run-dir with --scheduler=slurm or mpi
+(see tgraph run --help)" "$out"
+    out=$("$tg" run "$src/examples/pi.json" --run-dir "$work/rd" 2>&1)
+    same "--run-dir without slurm or mpi: exit status" 2 $?
+    same "--run-dir without slurm or mpi: message" "tgraph run: --jobs and --job-opt go with --scheduler=slurm, --run-dir with --scheduler=slurm or mpi
 (see tgraph run --help)" "$out"
     ;;
   run_kill)
