@@ -91,9 +91,9 @@ finish() {
     same "no process holds a file of the cluster" "" "$held"
   fi
   echo "slurm_$name: $pass passed, $fail failed"
-  [ "$fail" -eq 0 ] && rm -rf "$dir"
-  [ "$fail" -eq 0 ]
-  exit
+  [ "$fail" -eq 0 ] || exit 1 # (a bare exit in a trap keeps the status before it)
+  rm -rf "$dir"
+  exit 0
 }
 trap finish EXIT
 
