@@ -542,7 +542,7 @@ static void loop(tg__worker *wk) {
 
 static void teardown(tg__worker *wk) {
   while (wk->sessions) tg__wk_drop(wk, wk->sessions, NULL, false);
-  if (wk->threads) tg__wk_pool_stop(wk);
+  if (wk->threads || wk->inline_calls) tg__wk_pool_stop(wk);
   tg__wk_collect(wk); /* tasks that were running: release them */
   tg__recycle_drain(&wk->task_blocks);
   for (size_t i = 0; i < wk->nparts; i++) zmq_msg_close(&wk->parts[i]);
@@ -637,6 +637,7 @@ int tg__worker_serve_fd(tg_registry *reg, int fd, const tg_worker_opts *opts,
   wk->o.stop = NULL; /* the parent's end of the socket is the stop */
   wk->running = running;
   wk->nthreads = wk->o.nthreads ? wk->o.nthreads : 1;
+  wk->inline_calls = running && wk->nthreads == 1; /* see worker.h */
   int rc = TG_OK;
   wk->link = tg__link_local(fd, false);
   wk->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
