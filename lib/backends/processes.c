@@ -134,7 +134,6 @@ static void adopt(tcp *b, tcp_conn *c, const born *x) {
   c->pid = x->sp.pid;
   c->pidfd = x->sp.pidfd;
   atomic_store(&L->running[c->idx].id, 0);
-  atomic_store(&L->running[c->idx].run, 0);
   atomic_store(&L->running[c->idx].cancel, 0);
   L->killed[c->idx] = false;
   c->link = tg__link_local(x->sp.sock, true);
@@ -216,10 +215,7 @@ static void note_busy(tcp *b, double now) {
 }
 
 void tg__procs_cancel(tcp *b, tcp_conn *c, uint64_t seq) {
-  tg__wk_running *r = &b->local->running[c->idx];
-  /* Only the run shown: another one's call would read a word it does not
-   * own (its CANCEL message is on its way anyway). */
-  if (c->pid && atomic_load(&r->run) == seq + 1) atomic_store(&r->cancel, seq + 1);
+  if (c->pid) atomic_store(&b->local->running[c->idx].cancel, seq + 1);
 }
 
 void tg__procs_turn(tcp *b) {

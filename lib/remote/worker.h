@@ -143,11 +143,10 @@ typedef struct tg__wk_running {
   _Atomic uint64_t id;
   _Atomic uint32_t attempt;
   /* A worker that calls tasks on its loop thread reads no CANCEL while
-   * one runs: the worker shows the run of the call (1 + its client's
-   * seq; 0: none yet), the parent writes here the same of a run it
-   * cancels when that is the run shown, and tg_task_cancelled() reads it
-   * (worker_pool.c). */
-  _Atomic uint64_t run;
+   * one runs: the parent writes here 1 + the seq of the last run it
+   * cancelled (0: none), which tg_task_cancelled() reads in the calls of
+   * that run (worker_pool.c). Runs cancelled closer together than a
+   * call are told by their CANCEL message, between calls. */
   _Atomic uint64_t cancel;
 } tg__wk_running;
 

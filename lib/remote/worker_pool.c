@@ -49,7 +49,6 @@ static double run_task(tg__worker *wk, wtask *t, int worker, tg__wstates *states
   for (uint32_t at = t->first;; at++) {
     if (wk->running) { /* for the parent, should this call kill us */
       atomic_store(&wk->running->attempt, at);
-      atomic_store(&wk->running->run, t->run->seq + 1);
       atomic_store(&wk->running->id, t->id);
     }
     tg__task_ctx_init(&ctx, t->fn, (tg__task_host){&run_host, t->run}, 0, worker, (int)at);
