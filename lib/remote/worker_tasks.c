@@ -646,8 +646,12 @@ void tg__wk_collect(tg__worker *wk) {
     }
     wtask *list = wk->done;
     wk->done = NULL;
+    wlog *logs = wk->logs; /* those of the tasks of the list among them */
+    size_t dropped = wk->logs_dropped;
+    wk->logs = NULL;
+    wk->nlogs = wk->logs_dropped = 0;
     pthread_mutex_unlock(&wk->mu);
-    flush_logs(wk); /* those of the tasks of the list among them */
+    send_logs(wk, logs, dropped);
     if (!list) break;
     wtask *ready = NULL;
     while (list) {
