@@ -1,5 +1,6 @@
-/* tests/test_procs_calls.c: a processes worker calls its tasks on the
- * thread that reads its parent's messages. What must still hold:
+/* tests/test_procs_calls.c: what a processes worker promises whichever
+ * of its threads calls its tasks (its pool's, or the one that reads its
+ * parent's messages, which then reads nothing during a call):
  *   - a task polling tg_task_cancelled() sees its run cancelled while it
  *     runs (no message can reach it then) and returns; its worker is not
  *     killed for it and serves on;

@@ -202,15 +202,18 @@ static void stop_given_up(tcp *b, double now) {
   }
 }
 
-/* A worker calls its tasks on its loop thread (remote/worker.h), which
- * answers no ping meanwhile: one shown calling a task is alive (were it
- * not, its socket would have closed). A call that must stop is the
- * task's timeout's or its cancelled run's business (both kill it). */
+/* A worker that calls its tasks on its loop thread (remote/worker.h; it
+ * says so before its WELCOME) answers no ping meanwhile: one shown
+ * calling a task is alive (were it not, its socket would have closed). A
+ * call that must stop is the task's timeout's or its cancelled run's
+ * business (both kill it). */
 static void note_busy(tcp *b, double now) {
   tg__plocal *L = b->local;
   for (int i = 0; i < b->nconns; i++) {
     tcp_conn *c = &b->conns[i];
-    if (c->pid && c->state == CS_READY && atomic_load(&L->running[i].id)) c->last_rx = now;
+    if (c->pid && c->state == CS_READY && atomic_load(&L->running[i].inline_calls) &&
+        atomic_load(&L->running[i].id))
+      c->last_rx = now;
   }
 }
 

@@ -148,6 +148,9 @@ typedef struct tg__wk_running {
    * that run (worker_pool.c). Runs cancelled closer together than a
    * call are told by their CANCEL message, between calls. */
   _Atomic uint64_t cancel;
+  /* Set by a worker that calls tasks on its loop thread: it answers no
+   * heartbeat ping during a call (the parent then watches `id`). */
+  _Atomic uint32_t inline_calls;
 } tg__wk_running;
 
 typedef struct tg__worker {
