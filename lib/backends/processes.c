@@ -134,6 +134,7 @@ static void adopt(tcp *b, tcp_conn *c, const born *x) {
   c->pid = x->sp.pid;
   c->pidfd = x->sp.pidfd;
   atomic_store(&L->running[c->idx].id, 0);
+  atomic_store(&L->running[c->idx].cancel, 0);
   L->killed[c->idx] = false;
   c->link = tg__link_local(x->sp.sock, true);
   if (!c->link) {
@@ -201,9 +202,30 @@ static void stop_given_up(tcp *b, double now) {
   }
 }
 
+/* A worker that calls its tasks on its loop thread (remote/worker.h; it
+ * says so before its WELCOME) answers no ping meanwhile: one shown
+ * calling a task is alive (were it not, its socket would have closed). A
+ * call that must stop is the task's timeout's or its cancelled run's
+ * business (both kill it). */
+static void note_busy(tcp *b, double now) {
+  tg__plocal *L = b->local;
+  for (int i = 0; i < b->nconns; i++) {
+    tcp_conn *c = &b->conns[i];
+    if (c->pid && c->state == CS_READY && atomic_load(&L->running[i].inline_calls) &&
+        atomic_load(&L->running[i].id))
+      c->last_rx = now;
+  }
+}
+
+void tg__procs_cancel(tcp *b, tcp_conn *c, uint64_t seq) {
+  if (c->pid) atomic_store(&b->local->running[c->idx].cancel, seq + 1);
+}
+
 void tg__procs_turn(tcp *b) {
   tg__plocal *L = b->local;
-  stop_given_up(b, tg__now());
+  double now = tg__now();
+  stop_given_up(b, now);
+  note_busy(b, now);
   if (atomic_exchange(&L->born_any, 0)) {
     for (int i = 0; i < b->nconns; i++) {
       pthread_mutex_lock(&L->mu);

@@ -905,6 +905,7 @@ static void cancel_run(tcp *b, tcp_run *rs) {
   for (int i = 0; i < b->nconns; i++) {
     tcp_conn *c = b->conns[i];
     if (c->state != CS_READY) continue;
+    if (b->local) tg__procs_cancel(b, c, rs->seq);
     tg__tcp_conn_flush(b, c);
     tg__tcp_conn_send(b, c, &w, NULL);
     for (tcp_rec *rec = c->staged; rec; rec = rec->next)

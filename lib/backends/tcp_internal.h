@@ -564,7 +564,11 @@ uint64_t tg__procs_running(tcp *b, tcp_conn *c, uint32_t *attempt);
 void tg__procs_link_closing(tcp *b, tcp_conn *c);
 /* Publish the traffic figures (tg__processes_stats). */
 void tg__procs_publish(tcp *b);
-/* Each turn of the I/O thread: adopt workers the spawner made. */
+/* Run seq of c's worker is cancelled: a call of it running there sees
+ * it at once (tg_task_cancelled), before the CANCEL message is read. */
+void tg__procs_cancel(tcp *b, tcp_conn *c, uint64_t seq);
+/* Each turn of the I/O thread: adopt workers the spawner made, and keep
+ * workers calling a task from looking silent (they answer no ping). */
 void tg__procs_turn(tcp *b);
 /* The I/O thread ends: every worker is told to go, then killed after a
  * grace period, and reaped. */

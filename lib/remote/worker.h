@@ -143,6 +143,15 @@ typedef struct wlog {
 typedef struct tg__wk_running {
   _Atomic uint64_t id;
   _Atomic uint32_t attempt;
+  /* A worker that calls tasks on its loop thread reads no CANCEL while
+   * one runs: the parent writes here 1 + the seq of the last run it
+   * cancelled (0: none), which tg_task_cancelled() reads in the calls of
+   * that run (worker_pool.c). Runs cancelled closer together than a
+   * call are told by their CANCEL message, between calls. */
+  _Atomic uint64_t cancel;
+  /* Set by a worker that calls tasks on its loop thread: it answers no
+   * heartbeat ping during a call (the parent then watches `id`). */
+  _Atomic uint32_t inline_calls;
 } tg__wk_running;
 
 typedef struct tg__worker {
@@ -157,6 +166,15 @@ typedef struct tg__worker {
   int wake_fd;          /* eventfd: tasks are done */
   pthread_t *threads;
   unsigned nthreads;
+  /* A forked worker of one thread (tg__worker_serve_fd with `running`)
+   * calls its tasks on the loop thread, between messages: no hand-off to
+   * a pool thread and back (two wake-ups per task), and a chain's next
+   * link runs as soon as its input is made. Its parent watches it through
+   * `running` (the task in a call, deadlines, cancelled runs) and kills it
+   * when a call must stop, which is what a free loop thread gave a remote
+   * worker. The queue is then the loop's own (no lock taken). */
+  bool inline_calls;
+  tg__wstates states;   /* inline_calls: the loop thread's worker state */
   pthread_mutex_t mu;   /* guards queue, done, stopping */
   pthread_cond_t cv;
   wtask *q_head, *q_tail;
@@ -243,6 +261,14 @@ int tg__wk_pool_start(tg__worker *wk, tg_error *err);
 void tg__wk_pool_stop(tg__worker *wk);
 /* Queue the tasks of the list (linked by next) to run. */
 void tg__wk_pool_push(tg__worker *wk, wtask *head, wtask *tail);
+/* inline_calls: take the next queued task, or NULL (loop thread). */
+wtask *tg__wk_pool_take(tg__worker *wk);
+/* inline_calls: call t on the loop thread; t0 the clock now (the last
+ * call's end when taken back to back). Returns the clock at the end. */
+double tg__wk_pool_call(tg__worker *wk, wtask *t, double t0);
+/* Whether run r was cancelled (a CANCEL, a dropped session, or the
+ * parent's word in `running`). Any thread. */
+bool tg__wk_run_cancelled(const wrun *r);
 /* Hand a finished task back to the loop. */
 void tg__wk_pool_done(tg__worker *wk, wtask *t);
 /* Release what a task owns (its outcome included) and free it. */

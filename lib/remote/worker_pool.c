@@ -20,9 +20,14 @@ typedef struct pool_arg {
 
 /* A client's run hosts its tasks here: cancelled when the client cancels
  * it or goes; lines go back to the client. The key comes with the task. */
-static bool run_cancelled(void *self) {
-  return atomic_load_explicit(&((wrun *)self)->cancel, memory_order_relaxed) != 0;
+bool tg__wk_run_cancelled(const wrun *r) {
+  if (atomic_load_explicit(&r->cancel, memory_order_relaxed)) return true;
+  tg__wk_running *sh = r->wk->running; /* see tg__wk_running */
+  return sh && r->wk->inline_calls &&
+         atomic_load_explicit(&sh->cancel, memory_order_relaxed) == r->seq + 1;
 }
+
+static bool run_cancelled(void *self) { return tg__wk_run_cancelled(self); }
 
 static const tg__task_host_ops run_host = {.cancelled = run_cancelled,
                                            .log = tg__wk_log_line};
@@ -142,6 +147,7 @@ static void *pool_main(void *arg) {
 }
 
 int tg__wk_pool_start(tg__worker *wk, tg_error *err) {
+  if (wk->inline_calls) return TG_OK; /* the loop calls them */
   wk->threads = tg__calloc(wk->nthreads, sizeof *wk->threads);
   if (!wk->threads) return tg__error_set(err, TG_ENOMEM, "out of memory");
   for (unsigned i = 0; i < wk->nthreads; i++) {
@@ -158,6 +164,14 @@ int tg__wk_pool_start(tg__worker *wk, tg_error *err) {
 }
 
 void tg__wk_pool_stop(tg__worker *wk) {
+  if (wk->inline_calls) { /* never called: they end cancelled */
+    for (wtask *t; (t = tg__wk_pool_take(wk));) {
+      t->rc = TG_ECANCELED;
+      tg__wk_pool_done(wk, t);
+    }
+    tg__wstates_teardown(&wk->states);
+    return;
+  }
   pthread_mutex_lock(&wk->mu);
   wk->stopping = true;
   pthread_cond_broadcast(&wk->cv);
@@ -170,6 +184,13 @@ void tg__wk_pool_stop(tg__worker *wk) {
 
 void tg__wk_pool_push(tg__worker *wk, wtask *head, wtask *tail) {
   if (!head) return;
+  if (wk->inline_calls) { /* the loop's own queue */
+    if (wk->q_tail) wk->q_tail->next = head;
+    else wk->q_head = head;
+    wk->q_tail = tail;
+    tail->next = NULL;
+    return;
+  }
   pthread_mutex_lock(&wk->mu);
   if (wk->q_tail) wk->q_tail->next = head;
   else wk->q_head = head;
@@ -179,7 +200,21 @@ void tg__wk_pool_push(tg__worker *wk, wtask *head, wtask *tail) {
   pthread_mutex_unlock(&wk->mu);
 }
 
+wtask *tg__wk_pool_take(tg__worker *wk) {
+  wtask *t = wk->q_head;
+  if (t && !(wk->q_head = t->next)) wk->q_tail = NULL;
+  return t;
+}
+
+double tg__wk_pool_call(tg__worker *wk, wtask *t, double t0) {
+  return run_task(wk, t, 0, &wk->states, t0);
+}
+
 void tg__wk_pool_done(tg__worker *wk, wtask *t) {
+  if (wk->inline_calls) { /* the loop's own list: it takes it next */
+    done_locked(wk, t);
+    return;
+  }
   pthread_mutex_lock(&wk->mu);
   bool first = done_locked(wk, t);
   pthread_mutex_unlock(&wk->mu);

@@ -451,7 +451,7 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
   tg__wbuf *b = &s->res;
   /* The client gave its run up: nobody would free a result kept for it
    * (a recomputation's, which others may wait for, is kept as usual). */
-  if (t->rc == TG_OK && !(t->flags & TG__RF_KEEP) && atomic_load(&t->run->cancel)) {
+  if (t->rc == TG_OK && !(t->flags & TG__RF_KEEP) && tg__wk_run_cancelled(t->run)) {
     tg_value_unref(t->out);
     t->out = NULL;
     t->rc = TG_ECANCELED;
@@ -548,6 +548,7 @@ void tg__wk_log_line(void *ctx, const char *key, const char *line) {
   }
   pthread_mutex_unlock(&wk->mu);
   if (l) tg__free(l->key), tg__free(l->line), tg__free(l);
+  if (wk->inline_calls) return; /* the loop logged it: it sends it next */
   uint64_t one = 1;
   ssize_t w = write(wk->wake_fd, &one, sizeof one);
   (void)w;
@@ -577,12 +578,62 @@ static void send_logs(tg__worker *wk, wlog *l, size_t dropped) {
             dropped, TG__WK_MAX_LOGS);
 }
 
+/* Send the log lines queued so far: before the tasks that logged them
+ * are released (they hold the sessions the lines go to). */
+static void flush_logs(tg__worker *wk) {
+  pthread_mutex_lock(&wk->mu);
+  wlog *logs = wk->logs;
+  size_t dropped = wk->logs_dropped;
+  wk->logs = NULL;
+  wk->nlogs = wk->logs_dropped = 0;
+  pthread_mutex_unlock(&wk->mu);
+  send_logs(wk, logs, dropped);
+}
+
+/* The results of every session. */
+static void send_replies(tg__worker *wk) {
+  for (wsess *s = wk->sessions, *next; s; s = next) {
+    next = s->next; /* a failed send drops s */
+    if (s->nres && !s->dead) flush(wk, s);
+  }
+}
+
+/* inline_calls: replies go out when the queue is empty, or once this
+ * long passed since the last ones while it lasts (the parent acts on
+ * them: more tasks, memory order), whichever comes first. */
+#define REPLY_SECS 100e-6
+
+/* inline_calls: call the queued tasks here, each finished at once: its
+ * dependents join the queue, so a chain sent ahead runs link after link
+ * with no message or wake-up between. */
+static void call_queued(tg__worker *wk) {
+  double now = 0, sent = 0;
+  for (wtask *t; (t = tg__wk_pool_take(wk));) {
+    if (now == 0) now = sent = tg__now();
+    now = tg__wk_pool_call(wk, t, now);
+    if (wk->logs) flush_logs(wk); /* only this thread writes it */
+    wk->tasks_done++;
+    wtask *ready = NULL;
+    if (!t->s->dead) finish(wk, t, &ready);
+    task_release(wk, t);
+    start_tasks(wk, ready); /* failed ones go to the done list */
+    if (wk->q_head && now - sent > REPLY_SECS) {
+      send_replies(wk);
+      tg__link_flush(wk->link); /* a lost parent is seen by the loop */
+      sent = now;
+    }
+  }
+}
+
 void tg__wk_collect(tg__worker *wk) {
-  uint64_t x;
-  ssize_t rd = read(wk->wake_fd, &x, sizeof x);
-  (void)rd;
+  if (!wk->inline_calls) { /* inline: nothing writes it */
+    uint64_t x;
+    ssize_t rd = read(wk->wake_fd, &x, sizeof x);
+    (void)rd;
+  }
   bool started = false; /* tasks just made ready: maybe done in a moment */
   for (;;) {
+    if (wk->inline_calls) call_queued(wk);
     pthread_mutex_lock(&wk->mu);
     /* A chain's next link takes about a wake-up to run: wait for it here
      * a moment rather than in the poll (a wake-up costs more), while the
@@ -595,7 +646,7 @@ void tg__wk_collect(tg__worker *wk) {
     }
     wtask *list = wk->done;
     wk->done = NULL;
-    wlog *logs = wk->logs;
+    wlog *logs = wk->logs; /* those of the tasks of the list among them */
     size_t dropped = wk->logs_dropped;
     wk->logs = NULL;
     wk->nlogs = wk->logs_dropped = 0;
@@ -610,13 +661,10 @@ void tg__wk_collect(tg__worker *wk) {
       if (!t->s->dead) finish(wk, t, &ready);
       task_release(wk, t);
     }
-    started = ready != NULL;
+    started = ready != NULL && !wk->inline_calls;
     start_tasks(wk, ready); /* failed ones come back on the done list */
   }
-  for (wsess *s = wk->sessions, *next; s; s = next) {
-    next = s->next; /* a failed send drops s */
-    if (s->nres && !s->dead) flush(wk, s);
-  }
+  send_replies(wk);
 }
 
 /* Tasks waiting on o's waiters lose that wait; the last frees them. */
