@@ -210,7 +210,7 @@ static void stop_given_up(tcp *b, double now) {
 static void note_busy(tcp *b, double now) {
   tg__plocal *L = b->local;
   for (int i = 0; i < b->nconns; i++) {
-    tcp_conn *c = &b->conns[i];
+    tcp_conn *c = b->conns[i];
     if (c->pid && c->state == CS_READY && atomic_load(&L->running[i].inline_calls) &&
         atomic_load(&L->running[i].id))
       c->last_rx = now;

@@ -282,6 +282,7 @@ void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   if (c->nbatch && (c->batch_run != rec->rs->seq || c->nbatch >= TCP_BATCH_MAX))
     tg__tcp_conn_flush(b, c); /* one run per message */
   if (c->state != CS_READY) { /* the flush lost it */
+    rec->conn = -1; /* its load went with c's (give_back) */
     tg__tcp_rec_requeue(b, rec, c->why);
     return;
   }
@@ -655,6 +656,7 @@ static void place(tcp *b, tcp_rec *rec) {
   for (uint32_t j = 0; j < rec->nargs && c->state == CS_READY; j++)
     if (rec->hargs[j]) ensure(b, c, rec, rec->hargs[j]);
   if (c->state != CS_READY || (rec->replan && rec->waits == 0)) {
+    if (c->state != CS_READY) rec->conn = -1; /* lost meanwhile: its load went with c's */
     tg__tcp_rec_requeue(b, rec, c->why);
   } else if (rec->waits) {
     rec->next = c->staged;

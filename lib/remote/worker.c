@@ -14,12 +14,6 @@
 #include "util/bigbuf.h"
 
 #define LOOP_MS 50 /* how often the stop flag and expiries are looked at */
-/* Forked workers calling their tasks on the loop thread (worker.h): off.
- * With it on, stress_processes stalls in about one run of four: after a
- * worker is killed by a crashing task, runs of the other threads wait
- * for results with both workers idle. Until that is understood the pool
- * thread calls them. */
-#define INLINE_CALLS 0
 
 /* ---- sessions ---------------------------------------------------------------- */
 
@@ -647,7 +641,7 @@ int tg__worker_serve_fd(tg_registry *reg, int fd, const tg_worker_opts *opts,
   wk->o.stop = NULL; /* the parent's end of the socket is the stop */
   wk->running = running;
   wk->nthreads = wk->o.nthreads ? wk->o.nthreads : 1;
-  wk->inline_calls = INLINE_CALLS && running && wk->nthreads == 1; /* see worker.h */
+  wk->inline_calls = running && wk->nthreads == 1; /* see worker.h */
   if (running) atomic_store(&running->inline_calls, wk->inline_calls);
   int rc = TG_OK;
   wk->link = tg__link_local(fd, false);
