@@ -74,8 +74,11 @@ int tg__tcp_join_listen(tcp *b, const char *addr, tg_error *err) {
     return tg__error_set(err, TG_EIO, "cannot listen for joining workers on %s: %s", addr,
                          zmq_strerror(errno));
   size_t len = sizeof b->join_endpoint;
-  if (zmq_getsockopt(b->join, ZMQ_LAST_ENDPOINT, b->join_endpoint, &len) != 0)
-    snprintf(b->join_endpoint, sizeof b->join_endpoint, "%s", a);
+  if (zmq_getsockopt(b->join, ZMQ_LAST_ENDPOINT, b->join_endpoint, &len) != 0) {
+    if (strlen(a) >= sizeof b->join_endpoint)
+      return tg__error_set(err, TG_EINVAL, "join address too long: %s", addr);
+    memcpy(b->join_endpoint, a, strlen(a) + 1);
+  }
   return TG_OK;
 }
 

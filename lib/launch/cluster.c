@@ -108,7 +108,7 @@ typedef struct driver {
 
 static int put_own(driver *d, tg_error *err) {
   char path[PATH_MAX], *hex = NULL, num[32], host[256];
-  unsigned port;
+  unsigned port = 0; /* set when rc says so; read only then */
   snprintf(path, sizeof path, "%s/keys", d->tmp);
   int rc = tg_keys_generate(path, err);
   if (rc == TG_OK) rc = tg__lifeline_listen(&port, err);
