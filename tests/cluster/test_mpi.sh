@@ -274,7 +274,10 @@ elif [ "$mode" = slurm ]; then
   # kill -9 of a worker rank under --kill-on-bad-exit=0: the driver
   # finishes with the same answer and exits 0 (srun's status is the worst
   # of its tasks': each rank records its own).
-  graph=$(slow_graph skill 24 400)
+  # 48 tasks of 0.4 s on three ranks of two threads: about 3 s, so the kill
+  # 1 s after the last rank listens falls after the driver has connected
+  # to every rank (slower under load) and well before the end.
+  graph=$(slow_graph skill 48 400)
   run_sync skill "$graph"
   timeout 120 "${srun_pmix[@]}" --kill-on-bad-exit=0 sh -c '"$0" "$@"; echo "rank $SLURM_PROCID exit $?" >>"'"$w"'/skill.status"' \
     "$tg" run "$graph" --scheduler=mpi --no-cache -v --output "$w/mpi-skill" \
@@ -285,7 +288,7 @@ elif [ "$mode" = slurm ]; then
     grep -q "rank 3 serves on" "$w/skill.err" 2>/dev/null && break
     sleep 0.05
   done
-  sleep 0.3
+  sleep 1
   for p in $(pgrep -f "$w/tgmpi-skill"); do
     tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx SLURM_PROCID=2 &&
       [ "$(cat /proc/"$p"/comm)" = tgraph ] && victim=$p
