@@ -265,11 +265,13 @@ job_state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | 
 
 # job_end ID SECONDS: its JobState=... once it is neither pending,
 # running nor completing (read at once: the controller forgets it 30 s
-# after its end).
+# after its end). SIGNALING, CONFIGURING and STAGE_OUT are a live job's
+# passing flags (scontrol shows SIGNALING while the --signal warning is
+# being delivered), not an end.
 job_end() {
   local n=$(($2 * 10)) st
   st=$(job_state "$1")
-  while case $st in *=PENDING | *=RUNNING | *=COMPLETING) true ;; *) false ;; esac && [ $n -gt 0 ]; do
+  while case $st in *=PENDING | *=RUNNING | *=COMPLETING | *=SIGNALING | *=CONFIGURING | *=STAGE_OUT) true ;; *) false ;; esac && [ $n -gt 0 ]; do
     sleep 0.1
     n=$((n - 1))
     st=$(job_state "$1")
