@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tgraph/graph.h"
 #include "tgraph/registry.h"
@@ -456,6 +457,25 @@ static const tgt_def tgt_defs[] TGT_UNUSED = {
 };
 
 /* A registry holding every function above. NULL on failure. */
+/* tgt_add(reg, name, fn, nargs, flags): one more function, version "1",
+ * for a test file's own functions; TG_OK or tg_registry_add's error. */
+static inline int tgt_add(tg_registry *reg, const char *name, tg_task_fn fn, int nargs,
+                          unsigned flags) {
+  tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = name, .fn_version = "1",
+                   .fn = fn, .flags = flags, .nargs = nargs};
+  return tg_registry_add(reg, &d, NULL);
+}
+
+/* A function (any arguments) returning the pid of the process calling it:
+ * which worker ran a task. Not in tgt_registry_new's set: a test of
+ * processes registers it with tgt_add. */
+static inline int tgt_fn_pid(tg_task_ctx *ctx, tg_value *const *args, size_t nargs,
+                             tg_value **out) {
+  (void)ctx, (void)args, (void)nargs;
+  *out = tg_int(getpid());
+  return *out ? TG_OK : TG_ENOMEM;
+}
+
 static inline tg_registry *tgt_registry_new(void) {
   tg_registry *reg = NULL;
   if (tg_registry_new(&reg) != TG_OK) return NULL;

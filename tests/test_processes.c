@@ -198,16 +198,8 @@ static int f_print(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
   return TG_OK;
 }
 
-static int f_pid(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
-  (void)c, (void)a, (void)n;
-  *o = tg_int(getpid());
-  return TG_OK;
-}
-
 static void add_fn(const char *name, tg_task_fn fn, int nargs, unsigned flags) {
-  tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = name, .fn_version = "1",
-                   .fn = fn, .flags = flags, .nargs = nargs};
-  cr_assert_eq(tg_registry_add(reg, &d, NULL), TG_OK, "%s", name);
+  cr_assert_eq(tgt_add(reg, name, fn, nargs, flags), TG_OK, "%s", name);
 }
 
 static void setup(void) {
@@ -226,7 +218,7 @@ static void setup(void) {
   add_fn("ramp", f_ramp, 2, TG_FUNC_PURE);
   add_fn("plus1", f_plus1, 1, TG_FUNC_PURE);
   add_fn("print", f_print, 3, 0);
-  add_fn("pid", f_pid, -1, 0);
+  add_fn("pid", tgt_fn_pid, -1, 0);
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   fds_before = count_fds();
 }
@@ -811,7 +803,7 @@ Test(processes, shutdown_kills_a_stuck_worker, .init = setup, .fini = teardown) 
 
 Test(processes, late_function_fails_clearly, .init = setup, .fini = teardown) {
   tg_executor *ex = pool(1);
-  add_fn("late", f_pid, 0, 0);
+  add_fn("late", tgt_fn_pid, 0, 0);
   tg_node n = tg_call(g, "late", 0);
   tg_value *v = NULL;
   /* The workers' verdict on the function stops the run (as on tcp). */

@@ -54,16 +54,8 @@ static int f_nap(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
   return TG_OK;
 }
 
-static int f_pid(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
-  (void)c, (void)a, (void)n;
-  *o = tg_int(getpid());
-  return TG_OK;
-}
-
 static void add_fn(const char *name, tg_task_fn fn, int nargs, unsigned flags) {
-  tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = name, .fn_version = "1",
-                   .fn = fn, .flags = flags, .nargs = nargs};
-  cr_assert_eq(tg_registry_add(reg, &d, NULL), TG_OK, "%s", name);
+  cr_assert_eq(tgt_add(reg, name, fn, nargs, flags), TG_OK, "%s", name);
 }
 
 static void setup(void) {
@@ -73,7 +65,7 @@ static void setup(void) {
   cr_assert_not_null(reg);
   add_fn("polite", f_polite, 0, 0);
   add_fn("nap", f_nap, 1, 0);
-  add_fn("pid", f_pid, -1, 0);
+  add_fn("pid", tgt_fn_pid, -1, 0);
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
 }
 
