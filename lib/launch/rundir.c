@@ -76,7 +76,10 @@ static int fence(void *impl, tg_error *err) {
   d->fences++;
   path_of(d, d->rank, d->fences, path, sizeof path);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  /* A new file, never one found there: a FIFO would block the open, a
+   * link would send the run's keys elsewhere. */
+  unlink(tmp);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0)
     return tg__error_set(err, -errno, "run directory '%s': cannot write '%s': %s", d->dir,
                          tmp, strerror(errno));
@@ -84,8 +87,10 @@ static int fence(void *impl, tg_error *err) {
   int bad = (w != (ssize_t)d->len) || fsync(fd) != 0;
   close(fd);
   if (bad || rename(tmp, path) != 0) {
+    int e = bad ? EIO : errno;
     unlink(tmp);
-    return tg__error_set(err, TG_EIO, "run directory '%s': cannot write '%s'", d->dir, path);
+    return tg__error_set(err, TG_EIO, "run directory '%s': cannot write '%s': %s", d->dir,
+                         path, strerror(e));
   }
   double until = now() + d->timeout;
   for (unsigned r = 0; r < d->size; r++)
@@ -99,15 +104,51 @@ static int fence(void *impl, tg_error *err) {
   return TG_OK;
 }
 
+/* Rank r's file at path, opened for reading only if it can be one a rank
+ * of this user wrote: a regular file (a FIFO would block the read), of this
+ * user (in a directory others can write to, another user's file would hand
+ * the driver their address and keys), mode 0600 as written. NULL with
+ * errno ENOENT when it is not there; NULL with err set when it is refused. */
+static FILE *open_rank_file(const rd *d, unsigned r, const char *path, tg_error *err) {
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return NULL;
+    int e = errno;
+    tg__error_set(err, TG_EACCES, "run directory '%s': rank %u's file '%s': %s", d->dir, r,
+                  path, e == ELOOP ? "a symbolic link, refused" : strerror(e));
+    errno = e == ENOENT ? EIO : e;
+    return NULL;
+  }
+  struct stat st;
+  const char *why = NULL;
+  char own[96];
+  if (fstat(fd, &st) != 0) why = "cannot be read";
+  else if (!S_ISREG(st.st_mode)) why = "not a regular file, refused";
+  else if (st.st_uid != geteuid()) {
+    snprintf(own, sizeof own, "belongs to user %lu, not to this one (%lu): refused",
+             (unsigned long)st.st_uid, (unsigned long)geteuid());
+    why = own;
+  } else if (st.st_mode & 077) why = "readable or writable by other users, refused";
+  FILE *f = why ? NULL : fdopen(fd, "r");
+  if (f == NULL) {
+    close(fd);
+    tg__error_set(err, TG_EACCES, "run directory '%s': rank %u's file '%s' %s", d->dir, r,
+                  path, why ? why : "cannot be read");
+    errno = EACCES;
+  }
+  return f;
+}
+
 static int get(void *impl, unsigned r, const char *key, char **out, tg_error *err) {
   rd *d = impl;
   char path[1200];
   path_of(d, r, d->fences, path, sizeof path);
-  FILE *f = fopen(path, "re");
-  if (f == NULL) {
+  FILE *f = open_rank_file(d, r, path, err);
+  if (f == NULL && errno == ENOENT) {
     path_of(d, r, d->fences + 1, path, sizeof path); /* r went on already */
-    f = fopen(path, "re");
+    f = open_rank_file(d, r, path, err);
   }
+  if (f == NULL && errno != ENOENT) return TG_EACCES;
   if (f == NULL)
     return tg__error_set(err, TG_ENOTFOUND, "run directory '%s': rank %u's file is gone",
                          d->dir, r);
@@ -141,14 +182,23 @@ static void close_rd(void *impl) {
     goto out;
   }
   path_of(d, d->rank, 0, path, sizeof path);
-  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  /* (O_NONBLOCK: a FIFO put there must not hold this rank forever.) */
+  int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
   if (fd >= 0) close(fd);
   /* Rank 0 cleans up once all have left; a rank that never does leaves
-   * the files (the next run of the job id overwrites them). */
+   * its own files (the next run of the job id overwrites them). */
   double until = now() + d->timeout;
   for (unsigned r = 0; d->rank == 0 && r < d->size; r++)
-    if (!wait_for(d, r, UINT32_MAX - 1, until)) goto out; /* a fence no rank reaches:
-                                                           only leaving counts */
+    if (!wait_for(d, r, UINT32_MAX - 1, until)) { /* a fence no rank reaches: only
+                                                    leaving counts */
+      /* Nobody reads after that long: rank 0's own files (they hold the
+       * run's keys) go; the missing ranks' stay theirs. */
+      for (unsigned f = 0; f <= d->fences; f++) {
+        path_of(d, 0, f, path, sizeof path);
+        unlink(path);
+      }
+      goto out;
+    }
   for (unsigned r = 0; d->rank == 0 && r < d->size; r++)
     for (unsigned f = 0; f <= d->fences; f++) {
       path_of(d, r, f, path, sizeof path);

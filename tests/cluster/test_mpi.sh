@@ -13,7 +13,8 @@
 #           not tgraph) and the run started outside any launcher, or
 #           without PMIx and without --run-dir, fail with exact messages;
 #           ranks started by hand with PMI_RANK/PMI_SIZE exchange through
-#           --run-dir.
+#           --run-dir; a FIFO, or another user's file (setpriv), where a
+#           rank's file goes is refused with its path and why, no hang.
 #   slurm   srun -n 4 --mpi=pmix on the cluster of scripts/slurm-cluster.sh
 #           (started here, stopped by PID), and srun -N 3 -n 4 through a run
 #           directory: sync's outputs; kill -9 of a worker rank under
@@ -220,6 +221,43 @@ rank 3 exit 0" "$(sort "$w/kill.status")"
   outputs_same "run directory" rundir "$w/sync-rundir" "$w/mpi-rundir"
   same "run directory: the workers print nothing" "" "$(cat "$w/rank1.out" "$w/rank2.out")"
   same "run directory: no file left in it" "" "$(ls "$w/rundir")"
+
+  # What others may leave in a run directory: a FIFO where a rank's file
+  # goes (reading it would block), and another user's file offering an
+  # address (in a directory all may write to, as /tmp): refused with the
+  # path and the reason, no hang (bounded by timeout 60), rank 1 exits 0,
+  # rank 0's files (the run's keys) removed.
+  hostile() { # NAME: ranks 0 and 1 of 3 by hand in $w/NAME; rank 0's stderr in $w/NAME.err
+    for r in 1 0; do
+      PMI_RANK=$r PMI_SIZE=3 PMI_KVSNAME=bad timeout 60 "$tg" run "$graph" --scheduler=mpi \
+        --no-cache -q --run-dir "$w/$1" --rank-timeout 3 >/dev/null 2>"$w/$1.$r" &
+    done
+    wait %2; echo $? >"$w/$1.rc0"
+    wait %1; echo $? >"$w/$1.rc1"
+  }
+  mkdir "$w/fifo" && mkfifo "$w/fifo/tgraph-bad-2.1" "$w/fifo/tgraph-bad-2.2"
+  hostile fifo
+  same "run directory with a FIFO: the driver's exit status" 2 "$(cat "$w/fifo.rc0")"
+  same "run directory with a FIFO: said" \
+    "tgraph: error: --scheduler=mpi: run directory '$w/fifo': rank 2's file '$w/fifo/tgraph-bad-2.2' not a regular file, refused" \
+    "$(cat "$w/fifo.0")"
+  same "run directory with a FIFO: rank 1 exits 0" 0 "$(cat "$w/fifo.rc1")"
+  same "run directory with a FIFO: rank 0's files removed" "" "$(ls "$w/fifo" | grep -- -0\\.)"
+  if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+    chmod 0711 "$w" # (others pass through to it, as they reach /tmp; they cannot list $w)
+    mkdir -m 1777 "$w/shared"
+    setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c \
+      'umask 077; : >"$0/tgraph-bad-2.1"; printf "addr\ttcp://127.0.0.1:9\n" >"$0/tgraph-bad-2.2"' \
+      "$w/shared"
+    hostile shared
+    same "another user's file in the run directory: the driver's exit status" 2 \
+      "$(cat "$w/shared.rc0")"
+    same "another user's file in the run directory: said" \
+      "tgraph: error: --scheduler=mpi: run directory '$w/shared': rank 2's file '$w/shared/tgraph-bad-2.2' belongs to user $(id -u nobody), not to this one (0): refused" \
+      "$(cat "$w/shared.0")"
+    same "another user's file: rank 0's files removed" "" "$(ls "$w/shared" | grep -- -0\\.)"
+  fi
+  same "hostile run directories: no process left" "" "$(left "$w/(fifo|shared)")"
 elif [ "$mode" = slurm ]; then
   for c in slurmctld slurmd munged srun; do
     if ! command -v $c >/dev/null; then
