@@ -37,7 +37,8 @@ typedef struct tg__rank {
 
 /* Fill *out from the launcher's variables (Open MPI OMPI_COMM_WORLD_*,
  * PMIx PMIX_RANK and PMIX_SIZE or OMPI's size, Slurm SLURM_PROCID and
- * SLURM_NTASKS, MPICH/Hydra PMI_RANK and PMI_SIZE). TG_ENOTFOUND when no
+ * SLURM_NTASKS, MPICH/Hydra PMI_RANK and PMI_SIZE, or the PMI-1 server of
+ * PMI_PORT and PMI_ID). TG_ENOTFOUND when no
  * launcher's variables are set (err says which were looked for),
  * TG_EINVAL when they are malformed (err names the variable). */
 int tg__launch_rank(tg__rank *out /* OUT */, tg_error *err);
@@ -80,6 +81,10 @@ int tg__pmix_open(const tg__rank *r, double timeout, void **impl,
  * any other failure names the server, the request and its reply. */
 int tg__pmi1_open(const tg__rank *r, double timeout, void **impl,
                   const tg__kvx_ops **ops, tg_error *err);
+/* With PMI_PORT and PMI_ID (Hydra's -pmi-port: no PMI_RANK or PMI_SIZE)
+ * the server tells the rank and size: connect and ask, once; the
+ * connection is kept for tg__pmi1_open. */
+int tg__pmi1_port_rank(unsigned *rank, unsigned *size, tg_error *err);
 int tg__rundir_open(const tg__rank *r, const char *dir, double timeout,
                     void **impl, const tg__kvx_ops **ops, tg_error *err);
 

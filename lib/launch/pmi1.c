@@ -334,9 +334,16 @@ static int from_fd(p1 *p, const char *s, tg_error *err) {
 }
 
 /* PMI_PORT host:port: connect, then the initack handshake that tells
- * the server which rank this is and answers with the size and rank. */
-static int from_port(p1 *p, const char *s, const tg__rank *r, tg_error *err) {
+ * the server which rank this is (PMI_ID) and answers with the job's size
+ * and this rank, into p->size and p->rank: with a port, Hydra sets no
+ * PMI_RANK or PMI_SIZE. */
+static int from_port(p1 *p, const char *s, tg_error *err) {
   snprintf(p->where, sizeof p->where, "PMI_PORT=%.80s", s);
+  const char *id = getenv("PMI_ID");
+  if (id == NULL || id[0] == '\0' || id[strspn(id, "0123456789")] != '\0' || strlen(id) > 9)
+    return tg__error_set(err, TG_EINVAL, "PMI_PORT is set but PMI_ID='%.20s' is not a rank "
+                         "number", id ? id : "");
+  p->rank = (unsigned)atoi(id); /* for messages, until the server says */
   const char *colon = strrchr(s, ':');
   if (colon == NULL || colon == s || colon[1] == '\0')
     return tg__error_set(err, TG_EINVAL, "PMI_PORT='%.80s' is not host:port", s);
@@ -358,36 +365,62 @@ static int from_port(p1 *p, const char *s, const tg__rank *r, tg_error *err) {
   freeaddrinfo(res);
   if (fd < 0)
     return tg__error_set(err, TG_EIO, "rank %u cannot reach the PMI server (%s): %s",
-                         r->rank, p->where, strerror(e));
+                         p->rank, p->where, strerror(e));
   p->fd = fd;
-  const char *id = getenv("PMI_ID");
-  char req[64], *line = NULL;
-  snprintf(req, sizeof req, "cmd=initack pmiid=%s\n", id ? id : "");
-  if (id == NULL || id[strspn(id, "0123456789")] != '\0' || id[0] == '\0')
-    return tg__error_set(err, TG_EINVAL, "PMI_PORT is set but PMI_ID='%s' is not a rank "
-                         "number", id ? id : "");
-  char *reply;
+  char req[64], *line = NULL, *reply = NULL;
+  snprintf(req, sizeof req, "cmd=initack pmiid=%s\n", id);
   int rc = ask(p, req, "initack", &reply, err);
   free(reply);
   /* Then three lines: cmd=set size=, rank=, debug=. */
   static const char *const sets[] = {"size", "rank", "debug"};
+  size_t v[3] = {0, 0, 0};
   for (int i = 0; rc == TG_OK && i < 3; i++) {
-    size_t v = 0;
     rc = read_line(p, "cmd=initack", now() + p->timeout, &line, err);
     char cmd[32];
     if (rc == TG_OK && (!field(line, "cmd", cmd, sizeof cmd) || strcmp(cmd, "set") != 0)) {
       p->broken = true;
       rc = tg__error_set(err, TG_EPROTO, "the PMI server (%s) answered cmd=initack of rank "
-                         "%u with '%.60s', not cmd=set %s=", p->where, r->rank, line, sets[i]);
+                         "%u with '%.60s', not cmd=set %s=", p->where, p->rank, line, sets[i]);
     }
-    if (rc == TG_OK) rc = number(p, line, "cmd=initack", sets[i], &v, err);
-    if (rc == TG_OK && i < 2 && v != (i == 0 ? r->size : r->rank))
-      rc = tg__error_set(err, TG_EINVAL, "%s says %s %u but the PMI server (%s) says %zu",
-                         r->by, sets[i], i == 0 ? r->size : r->rank, p->where, v);
+    if (rc == TG_OK) rc = number(p, line, "cmd=initack", sets[i], &v[i], err);
     free(line);
     line = NULL;
   }
+  if (rc == TG_OK && (v[0] == 0 || v[0] > (1u << 20) || v[1] >= v[0]))
+    rc = tg__error_set(err, TG_EPROTO, "the PMI server (%s) told rank %u size %zu and rank "
+                       "%zu", p->where, p->rank, v[0], v[1]);
+  p->size = (unsigned)v[0];
+  p->rank = (unsigned)v[1];
   return rc;
+}
+
+/* The connection the rank's handshake made, until the exchange takes it
+ * (or the process ends): tg__pmi1_port_rank and tg__pmi1_open run on one
+ * thread, once per process. */
+static p1 *port_conn;
+
+static void drop(p1 *p, bool own_fd) {
+  if (p->fd >= 0 && own_fd) close(p->fd);
+  tg__free(p->in);
+  tg__free(p);
+}
+
+int tg__pmi1_port_rank(unsigned *rank, unsigned *size, tg_error *err) {
+  if (port_conn == NULL) {
+    p1 *p = tg__calloc(1, sizeof *p);
+    if (p == NULL) return tg__error_set(err, TG_ENOMEM, "out of memory");
+    p->fd = -1;
+    p->timeout = 60; /* tg__pmi1_open sets the run's */
+    int rc = from_port(p, getenv("PMI_PORT"), err);
+    if (rc != TG_OK) {
+      drop(p, true);
+      return rc;
+    }
+    port_conn = p;
+  }
+  *rank = port_conn->rank;
+  *size = port_conn->size;
+  return TG_OK;
 }
 
 int tg__pmi1_open(const tg__rank *r, double timeout, void **impl, const tg__kvx_ops **ops,
@@ -395,13 +428,23 @@ int tg__pmi1_open(const tg__rank *r, double timeout, void **impl, const tg__kvx_
   const char *fd = getenv("PMI_FD"), *port = getenv("PMI_PORT");
   if ((fd == NULL || fd[0] == '\0') && (port == NULL || port[0] == '\0'))
     return tg__error_set(err, TG_ENOTFOUND, "nor a PMI-1 server (no PMI_FD or PMI_PORT)");
-  p1 *p = tg__calloc(1, sizeof *p);
-  if (p == NULL) return tg__error_set(err, TG_ENOMEM, "out of memory");
-  p->fd = -1;
-  p->rank = r->rank;
-  p->size = r->size;
+  bool by_fd = fd != NULL && fd[0] != '\0';
+  p1 *p = by_fd ? NULL : port_conn;
+  port_conn = NULL;
+  int rc = TG_OK;
+  if (p == NULL) {
+    if ((p = tg__calloc(1, sizeof *p)) == NULL)
+      return tg__error_set(err, TG_ENOMEM, "out of memory");
+    p->fd = -1;
+    p->rank = r->rank;
+    p->size = r->size;
+    p->timeout = timeout;
+    rc = by_fd ? from_fd(p, fd, err) : from_port(p, port, err);
+  }
   p->timeout = timeout;
-  int rc = fd && fd[0] ? from_fd(p, fd, err) : from_port(p, port, r, err);
+  if (rc == TG_OK && !by_fd && (p->rank != r->rank || p->size != r->size))
+    rc = tg__error_set(err, TG_EINVAL, "%s says rank %u of %u but the PMI server (%s) says "
+                       "rank %u of %u", r->by, r->rank, r->size, p->where, p->rank, p->size);
   char *reply = NULL;
   if (rc == TG_OK) rc = ask(p, "cmd=init pmi_version=1 pmi_subversion=1\n",
                             "response_to_init", &reply, err);
@@ -429,9 +472,7 @@ int tg__pmi1_open(const tg__rank *r, double timeout, void **impl, const tg__kvx_
   free(reply);
   if (rc != TG_OK) {
     /* Half open: no finalize, but a socket of ours is closed. */
-    if (p->fd >= 0 && !(fd && fd[0])) close(p->fd);
-    tg__free(p->in);
-    tg__free(p);
+    drop(p, !by_fd);
     return rc;
   }
   *impl = p;
