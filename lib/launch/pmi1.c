@@ -301,11 +301,16 @@ static void close_p1(void *impl) {
   char *reply = NULL;
   tg_error ignored;
   /* A server that stopped answering would make finalize wait its whole
-   * timeout: leave it at closing the socket. */
-  if (!p->broken) {
-    p->timeout = p->timeout < 5 ? p->timeout : 5;
-    ask(p, "cmd=finalize\n", "finalize_ack", &reply, &ignored);
+   * timeout. Nor is the socket closed then: Hydra takes a rank that
+   * closes it unfinalized for a dead one and kills the job at once, before
+   * this rank could say why it fails. The process's end closes it. */
+  if (p->broken) {
+    tg__free(p->in);
+    tg__free(p);
+    return;
   }
+  p->timeout = p->timeout < 5 ? p->timeout : 5;
+  ask(p, "cmd=finalize\n", "finalize_ack", &reply, &ignored);
   free(reply);
   close(p->fd);
   tg__free(p->in);
