@@ -15,8 +15,9 @@
 #           ranks started by hand with PMI_RANK/PMI_SIZE exchange through
 #           --run-dir.
 #   slurm   srun -n 4 --mpi=pmix on the cluster of scripts/slurm-cluster.sh
-#           (started here, stopped by PID), and srun -N 3 -n 4 through a run
-#           directory: sync's outputs; kill -9 of a worker rank under
+#           (started here, stopped by PID), srun -N 3 -n 4 --mpi=pmi2 (its
+#           PMI-1 answers), and srun -N 3 -n 4 through a run directory:
+#           sync's outputs; kill -9 of a worker rank under
 #           --kill-on-bad-exit=0; the driver's failure is srun's
 #           status; srun without PMIx or --run-dir fails clearly.
 #   hydra   MPICH's mpiexec.hydra -n 4, no --run-dir (the exchange goes
@@ -275,6 +276,15 @@ elif [ "$mode" = slurm ]; then
     same "$g: srun -n 4 --mpi=pmix exit status" 0 $?
     outputs_same "$g (srun)" "$g" "$w/sync-$g" "$w/mpi-$g"
   done
+  # --mpi=pmi2: Slurm's PMI-2 server answers PMI-1 clients too, on every
+  # node, so no run directory is needed across nodes.
+  timeout 120 srun -N 3 -n 4 --mpi=pmi2 "$tg" run "$src/examples/distance.json" \
+    --scheduler=mpi --no-cache -q -v --output "$w/mpi-pmi2" >"$w/mpi-pmi2.list" \
+    2>"$w/pmi2.err"
+  same "srun -N 3 -n 4 --mpi=pmi2 exit status" 0 $?
+  outputs_same "srun -N 3 -n 4 --mpi=pmi2" distance "$w/sync-distance" "$w/mpi-pmi2"
+  same "srun --mpi=pmi2: every rank exchanges through PMI-1" "0 1 2 3" "$(grep -ao \
+    'rank [0-3] of 4 (PMI), exchange through PMI-1' "$w/pmi2.err" | cut -d' ' -f2 | sort | xargs)"
   graph=$(slow_graph srun 24 20)
   run_sync srun "$graph"
   mkdir "$w/rundir"
