@@ -22,7 +22,8 @@
 #           status; srun without PMIx or --run-dir fails clearly.
 #   hydra   MPICH's mpiexec.hydra -n 4, no --run-dir (the exchange goes
 #           through its PMI-1 server, over PMI_FD, or PMI_PORT with
-#           -pmi-port): example graphs give sync's outputs byte for byte;
+#           -pmi-port): example graphs give sync's outputs byte for byte,
+#           also with TMPDIR missing (the run's keys are in memory);
 #           the exit status is the driver's; a rank that never shows up
 #           fails after --rank-timeout; a fake PMI server (fake_pmi.py)
 #           answering one request badly gets an exact message, and one
@@ -354,6 +355,12 @@ elif [ "$mode" = hydra ]; then
     --scheduler=mpi --no-cache -q --output "$w/mpi-port" >"$w/mpi-port.list"
   same "pi: mpiexec.hydra -pmi-port -n 4 exit status" 0 $?
   outputs_same "pi (hydra -pmi-port)" pi "$w/sync-pi" "$w/mpi-port"
+  # The run's keys are made in memory, written nowhere: a TMPDIR that does
+  # not exist is no matter.
+  TMPDIR=$w/no-such-dir timeout 120 "${hydra[@]}" -n 3 "$tg" run "$src/examples/pi.json" \
+    --scheduler=mpi --no-cache -q --output "$w/mpi-tmp" >"$w/mpi-tmp.list"
+  same "TMPDIR missing: exit status" 0 $?
+  outputs_same "TMPDIR missing" pi "$w/sync-pi" "$w/mpi-tmp"
   graph=$(slow_graph hone 12 20)
   run_sync hone "$graph"
   timeout 60 "${hydra[@]}" -n 1 "$tg" run "$graph" --scheduler=mpi --no-cache -q \
