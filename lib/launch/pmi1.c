@@ -113,8 +113,9 @@ static int read_line(p1 *p, const char *req, double until, char **line, tg_error
     }
     double left = until - now();
     struct pollfd pf = {.fd = p->fd, .events = POLLIN};
-    int rc = left > 0 ? poll(&pf, 1, (int)(left * 1000) + 1) : 0;
-    if (rc < 0 && errno == EINTR) continue;
+    /* (A long --rank-timeout waits in steps a poll's int can count.) */
+    int rc = left > 0 ? poll(&pf, 1, left > 1e6 ? 1000000000 : (int)(left * 1000) + 1) : 0;
+    if ((rc < 0 && errno == EINTR) || (rc == 0 && now() < until)) continue;
     if (rc == 0) {
       p->broken = true;
       return tg__error_set(err, TG_ETIMEDOUT, "the PMI server (%s) did not answer %s of "
