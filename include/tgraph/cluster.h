@@ -79,16 +79,20 @@ typedef struct tg_cluster_opts {
  * reg is borrowed; opts may be NULL. Errors (err says which and where):
  * TG_ENOTFOUND not started by a launcher, or no way to exchange (no PMIx,
  * no PMI-1 and no run_dir); TG_EPROTO / TG_EIO a PMI-1 server answered
- * badly or refused (the request and its reply); TG_ETIMEDOUT a rank did not show up in time; TG_EINVAL
- * bad options or environment; TG_EWORKER another rank could not start
- * serving (its message); -errno for system failures. */
+ * badly or refused (the request and its reply); TG_ETIMEDOUT a rank did
+ * not show up in time; TG_EINVAL bad options or environment; TG_EWORKER
+ * another rank could not start serving (its message); -errno for system
+ * failures. */
 int tg_cluster_start(tg_registry *reg, const tg_cluster_opts *opts,
                      tg_executor **out /* OUT */, tg_error *err);
 
 /* This process's rank and its job's size, from the launcher's
  * environment, without starting anything (e.g. to read input only on
  * rank 0 before tg_cluster_start). TG_ENOTFOUND when not started by a
- * launcher, TG_EINVAL for malformed variables; err says which. */
+ * launcher, TG_EINVAL for malformed variables; err says which. Under
+ * MPICH's mpiexec.hydra -pmi-port (PMI_PORT, no PMI_RANK) the PMI-1 server
+ * tells them: the first call connects to it (errors as tg_cluster_start's
+ * PMI-1 ones) and the connection is kept for tg_cluster_start. */
 int tg_cluster_rank(unsigned *rank /* OUT */, unsigned *size /* OUT */, tg_error *err);
 
 #ifdef __cplusplus

@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,10 +401,18 @@ static int from_port(p1 *p, const char *s, tg_error *err) {
   return rc;
 }
 
-/* The connection the rank's handshake made, until the exchange takes it
- * (or the process ends): tg__pmi1_port_rank and tg__pmi1_open run on one
- * thread, once per process. */
-static p1 *port_conn;
+/* The launcher's one PMI-1 slot of this process, under PMI_PORT: the
+ * connection the rank's handshake made (tg_cluster_rank may come first),
+ * until the exchange takes it, and the rank and size it told. The one
+ * piece of process-wide state here, because the launcher gives each
+ * process one such slot (PMI_ID): a second handshake would be a second
+ * process to it. The lock lets tg_cluster_rank be called from any thread. */
+static struct {
+  pthread_mutex_t mu;
+  p1 *conn;
+  bool known;
+  unsigned rank, size;
+} slot = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void drop(p1 *p, bool own_fd) {
   if (p->fd >= 0 && own_fd) close(p->fd);
@@ -412,21 +421,31 @@ static void drop(p1 *p, bool own_fd) {
 }
 
 int tg__pmi1_port_rank(unsigned *rank, unsigned *size, tg_error *err) {
-  if (port_conn == NULL) {
+  int rc = TG_OK;
+  pthread_mutex_lock(&slot.mu);
+  if (!slot.known) {
     p1 *p = tg__calloc(1, sizeof *p);
-    if (p == NULL) return tg__error_set(err, TG_ENOMEM, "out of memory");
-    p->fd = -1;
-    p->timeout = 60; /* tg__pmi1_open sets the run's */
-    int rc = from_port(p, getenv("PMI_PORT"), err);
-    if (rc != TG_OK) {
-      drop(p, true);
-      return rc;
+    if (p == NULL) {
+      rc = tg__error_set(err, TG_ENOMEM, "out of memory");
+    } else {
+      p->fd = -1;
+      /* Before any option is known: tg__pmi1_open sets the run's. */
+      p->timeout = 60;
+      rc = from_port(p, getenv("PMI_PORT"), err);
+      if (rc != TG_OK) {
+        drop(p, true);
+      } else {
+        slot.conn = p;
+        slot.known = true;
+        slot.rank = p->rank;
+        slot.size = p->size;
+      }
     }
-    port_conn = p;
   }
-  *rank = port_conn->rank;
-  *size = port_conn->size;
-  return TG_OK;
+  *rank = slot.rank;
+  *size = slot.size;
+  pthread_mutex_unlock(&slot.mu);
+  return rc;
 }
 
 int tg__pmi1_open(const tg__rank *r, double timeout, void **impl, const tg__kvx_ops **ops,
@@ -435,8 +454,14 @@ int tg__pmi1_open(const tg__rank *r, double timeout, void **impl, const tg__kvx_
   if ((fd == NULL || fd[0] == '\0') && (port == NULL || port[0] == '\0'))
     return tg__error_set(err, TG_ENOTFOUND, "nor a PMI-1 server (no PMI_FD or PMI_PORT)");
   bool by_fd = fd != NULL && fd[0] != '\0';
-  p1 *p = by_fd ? NULL : port_conn;
-  port_conn = NULL;
+  pthread_mutex_lock(&slot.mu);
+  p1 *p = by_fd ? NULL : slot.conn;
+  bool taken = !by_fd && p == NULL && slot.known;
+  if (!by_fd) slot.conn = NULL;
+  pthread_mutex_unlock(&slot.mu);
+  if (taken)
+    return tg__error_set(err, TG_ESTATE, "this process's PMI-1 connection (PMI_PORT) was "
+                         "used by an exchange already");
   int rc = TG_OK;
   if (p == NULL) {
     if ((p = tg__calloc(1, sizeof *p)) == NULL)
