@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """tests/cluster/fake_pmi.py SCENARIO COMMAND...: run COMMAND as rank 0 of
-2 under a small PMI-1 server (the simple PMI wire protocol) that answers
+2 (or 1) under a small PMI-1 server (the simple PMI wire protocol) that answers
 one request badly, as SCENARIO says; print COMMAND's exit status.
 
 The server is reached through PMI_FD=9 (one end of a socketpair), or for
@@ -10,9 +10,10 @@ PMI_RANK or PMI_SIZE: the initack handshake tells them).
 Scenarios: garbage (init answered with a line that is not PMI), version
 (init answered with PMI version 2), closed (the connection closed at
 get_maxes), refuse (put refused with rc=-1), mute (init never answered),
-silent (barrier_in never answered), port-badset (initack's size is not a
-number), port-size (initack says size 3 where rank 0 of 2 was expected
-by nobody: the run must use the server's size)."""
+silent (barrier_in never answered), badkey (rank 1 of 2 is told a value
+that is no key, a%20b encoded, for rank 0's keys), port-badset
+(initack's size is not a number), port-size (initack says size 3: the
+run must use the server's size)."""
 import os
 import socket
 import subprocess
@@ -37,6 +38,7 @@ BAD = {
     "refuse": {"put": "cmd=put_result rc=-1 msg=kvs_full"},
     "mute": {"init": None},
     "silent": {"barrier_in": None},
+    "badkey": {"get": "cmd=get_result rc=0 msg=success value=no%20key"},
     "port-badset": {},
     "port-size": {"barrier_in": None},
 }[scenario]
@@ -52,7 +54,7 @@ def serve(conn):
             conn.sendall(f"cmd=initack\ncmd=set size={size}\ncmd=set rank=0\n"
                          "cmd=set debug=0\n".encode())
             continue
-        reply = BAD.get(c, GOOD.get(c, f"cmd={c}_result rc=-1 msg=unknown"))
+        reply = BAD.get(c, GOOD.get(c, f"cmd={c}_result rc=-1 msg=no_{c}_here"))
         if reply == "close":
             conn.close()
             return
@@ -78,7 +80,7 @@ else:
     ours, theirs = socket.socketpair()
     os.dup2(theirs.fileno(), 9)
     theirs.close()
-    env.update(PMI_FD="9", PMI_RANK="0", PMI_SIZE="2")
+    env.update(PMI_FD="9", PMI_RANK="1" if scenario == "badkey" else "0", PMI_SIZE="2")
     child = subprocess.Popen(cmd, env=env, pass_fds=(9,))
     os.close(9)
     threading.Thread(target=serve, args=(ours,), daemon=True).start()

@@ -421,6 +421,10 @@ elif [ "$mode" = hydra ]; then
   same "fake PMI server, no barrier_out: the message and exit status" "${e}not every one of the 2 ranks showed up within 1 s (are they all tgraph with --scheduler=mpi?)
 2" "$out"
   same "fake PMI server, no barrier_out: no hang" yes "$([ "$secs" -lt 5 ] && echo yes)"
+  # A worker rank told a value that is no key for rank 0's keys.
+  fake badkey
+  same "fake PMI server, a malformed key: the worker's message and exit status" "${e}rank 1: rank 0 sent a malformed key (not a Z85 key of 40 characters)
+2" "$out"
   fake port-badset
   same "fake PMI server (port), a bad size: the message" yes "$(printf '%s\n' "$out" | grep -qx \
     "${e}the PMI server (PMI_PORT=127\.0\.0\.1:[0-9]*) answered cmd=initack of rank 0 with 'cmd=set size=x': no number size=" && echo yes)"
