@@ -64,7 +64,7 @@ static const cli_opt options[] = {
                                      "nodes share. slurm: job script, keys, logs\n"
                                      "(default: ./tgraph-slurm-PID, removed after a\n"
                                      "successful run); mpi: where ranks meet when the\n"
-                                     "launcher has no PMIx"},
+                                     "launcher has no PMIx or PMI-1"},
     {O_RANK_ADDRESS, "rank-address", 0, "ADDR",
      "mpi: where ranks listen: an interface (eth0), host\nname or address (default: the "
      "host name's address,\nloopback on rank 0's host)"},

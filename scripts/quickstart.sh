@@ -39,6 +39,9 @@ if [ "$mode" = test ]; then
   # A single-machine Slurm cluster (scripts/slurm-cluster.sh) for the slurm suite.
   pkgs="$pkgs slurm-wlm munge"
   pkgs="$pkgs openmpi-bin libpmix2" # mpirun and the PMIx client tgraph loads (suite mpi)
+  # MPICH's mpiexec.hydra, whose ranks meet through its PMI-1 server (suite
+  # mpi); Open MPI's mpirun stays the default mpirun (higher priority).
+  pkgs="$pkgs mpich"
 fi
 
 install_missing() {

@@ -15,8 +15,10 @@
  * environment (Open MPI, Slurm, PMIx, MPICH/Hydra PMI); addresses and the
  * run's keys are exchanged through the launcher's PMIx server, whose
  * client library (libpmix.so.2) is loaded at run time (no MPI needed to
- * build or run tgraph), or, where the launcher has no PMIx, through files
- * in a run directory every rank sees (opts.run_dir).
+ * build or run tgraph), else through its PMI-1 server (MPICH's Hydra,
+ * srun --mpi=pmi2: the socket of PMI_FD or PMI_PORT, spoken to directly),
+ * or, where the launcher has neither, through files in a run directory
+ * every rank sees (opts.run_dir).
  *
  * Security: rank 0 makes a new set of CURVE keys for the run and hands the
  * workers' part to the other ranks through that exchange: traffic is
@@ -49,8 +51,8 @@ extern "C" {
 #define TG_CLUSTER_OPTS_V1 1
 typedef struct tg_cluster_opts {
   uint32_t version;        /* TG_CLUSTER_OPTS_V1 */
-  const char *run_dir;     /* NULL: PMIx only; else a directory every rank
-                              sees, used when there is no PMIx */
+  const char *run_dir;     /* NULL: PMIx or PMI-1 only; else a directory
+                              every rank sees, used when there is neither */
   const char *address;     /* where worker ranks listen: an interface name
                               (eth0), a host name or an IPv4 address;
                               NULL: loopback on rank 0's host, else the
@@ -75,17 +77,22 @@ typedef struct tg_cluster_opts {
  * 0) until rank 0's process ends, then exits the process with status 0;
  * it returns only for an error before serving.
  * reg is borrowed; opts may be NULL. Errors (err says which and where):
- * TG_ENOTFOUND not started by a launcher, or no way to exchange (no PMIx
- * and no run_dir); TG_ETIMEDOUT a rank did not show up in time; TG_EINVAL
- * bad options or environment; TG_EWORKER another rank could not start
- * serving (its message); -errno for system failures. */
+ * TG_ENOTFOUND not started by a launcher, or no way to exchange (no PMIx,
+ * no PMI-1 and no run_dir); TG_EPROTO / TG_EIO a PMI-1 server answered
+ * badly or refused (the request and its reply); TG_ETIMEDOUT a rank did
+ * not show up in time; TG_EINVAL bad options or environment; TG_EWORKER
+ * another rank could not start serving (its message); -errno for system
+ * failures. */
 int tg_cluster_start(tg_registry *reg, const tg_cluster_opts *opts,
                      tg_executor **out /* OUT */, tg_error *err);
 
 /* This process's rank and its job's size, from the launcher's
  * environment, without starting anything (e.g. to read input only on
  * rank 0 before tg_cluster_start). TG_ENOTFOUND when not started by a
- * launcher, TG_EINVAL for malformed variables; err says which. */
+ * launcher, TG_EINVAL for malformed variables; err says which. Under
+ * MPICH's mpiexec.hydra -pmi-port (PMI_PORT, no PMI_RANK) the PMI-1 server
+ * tells them: the first call connects to it (errors as tg_cluster_start's
+ * PMI-1 ones) and the connection is kept for tg_cluster_start. */
 int tg_cluster_rank(unsigned *rank /* OUT */, unsigned *size /* OUT */, tg_error *err);
 
 #ifdef __cplusplus

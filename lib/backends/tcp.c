@@ -235,9 +235,9 @@ void tg__tcp_submit(tg__backend *be, tg__task *const *tasks, size_t n) {
 
 /* The client set given, or this user's own key: a keyless run talks only
  * to workers of its own user. */
-static int read_keys(tcp *b, tg_error *err) {
+static int read_keys(tcp *b, const tg__keyset *mem, tg_error *err) {
   tg__keypair kp;
-  int rc = tg__keys_client(b->keys_dir, &kp, b->server_pub, err);
+  int rc = tg__keys_client(b->keys_dir, mem, &kp, b->server_pub, err);
   if (rc == TG_OK) {
     memcpy(b->client_pub, kp.pub, sizeof kp.pub);
     memcpy(b->client_sec, kp.sec, sizeof kp.sec);
@@ -246,7 +246,8 @@ static int read_keys(tcp *b, tg_error *err) {
   return rc;
 }
 
-static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
+static int configure(tcp *b, const tg_executor_opts *o, const tg__keyset *mem,
+                     tg_error *err) {
   const char *join = o && o->version >= TG_EXECUTOR_OPTS_V2 ? o->join_listen : NULL;
   if (!o || ((!o->connect || o->nconnect == 0) && !join))
     return tg__error_set(err, TG_EINVAL, "the tcp backend needs worker addresses "
@@ -262,13 +263,14 @@ static int configure(tcp *b, const tg_executor_opts *o, tg_error *err) {
       return tg__error_set(err, TG_ENOMEM, "out of memory");
     strcpy(b->keys_dir, o->keys_dir);
   }
-  int rc = read_keys(b, err);
+  b->keyed = o->keys_dir || mem;
+  int rc = read_keys(b, mem, err);
   if (rc != TG_OK) return rc;
   for (size_t i = 0; i < o->nconnect; i++) {
     bool loop;
     int rc = tg__addr_check(o->connect[i], false, &loop, err);
     if (rc != TG_OK) return rc;
-    if (!loop && !o->keys_dir)
+    if (!loop && !b->keyed)
       return tg__error_set(err, TG_EINVAL, "worker %s is not on this machine: connecting "
                            "to it needs keys (tg_executor_opts.keys_dir, or --keys DIR/client)",
                            o->connect[i]);
@@ -347,7 +349,7 @@ int tg__tcp_start(tcp *b, tg_error *err) {
 static int tcp_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *err) {
   tcp *b = NULL;
   int rc = tg__tcp_new(cfg, &tg__backend_tcp, &b, err);
-  if (rc == TG_OK) rc = configure(b, cfg->opts, err);
+  if (rc == TG_OK) rc = configure(b, cfg->opts, cfg->keys, err);
   if (rc == TG_OK) {
     b->zctx = zmq_ctx_new();
     if (!b->zctx) rc = tg__error_set(err, TG_EIO, "cannot set up ZeroMQ: %s", strerror(errno));

@@ -84,7 +84,7 @@ int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
    * worker (usersock.c); else tcp, where the user's key proves it. */
   char path[4096], ipc[4200];
   const char *to = c->addr;
-  if (!b->keys_dir && tg__user_socket(c->addr, path, sizeof path) == TG_OK &&
+  if (!b->keyed && tg__user_socket(c->addr, path, sizeof path) == TG_OK &&
       tg__user_socket_live(path)) {
     snprintf(ipc, sizeof ipc, "ipc://%s", path);
     to = ipc;
@@ -427,13 +427,13 @@ static void monitor_event(tcp *b, tcp_conn *c) {
       if (c->state == CS_READY) tg__tcp_conn_lost(b, c, "disconnected", false);
       break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-      tg__tcp_conn_lost(b, c, b->keys_dir ? "the worker refused this client's key (it is not "
+      tg__tcp_conn_lost(b, c, b->keyed ? "the worker refused this client's key (it is not "
                     "in the worker's authorized_clients)" : "the worker refused this "
                     "user's key (it runs with --keys, or as another user)", true);
       break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
     case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-      tg__tcp_conn_lost(b, c, b->keys_dir ? "the secure handshake failed (wrong server key, "
+      tg__tcp_conn_lost(b, c, b->keyed ? "the secure handshake failed (wrong server key, "
                     "or the worker runs without keys)" : TCP_NOT_OURS, true);
       break;
     case ZMQ_EVENT_CONNECT_RETRIED:

@@ -352,6 +352,8 @@ struct tcp {
   tg_executor *ex;
   /* settings */
   char *keys_dir;
+  bool keyed; /* keys given (keys_dir, or the run's in memory): any address
+                 may be used, and no user socket */
   char client_pub[41], client_sec[41], server_pub[41];
   double connect_timeout, heartbeat;
   size_t keep_min;

@@ -41,7 +41,7 @@ int tg__tcp_join_listen(tcp *b, const char *addr, tg_error *err) {
   bool loop;
   int rc = tg__addr_check(addr, true, &loop, err);
   if (rc != TG_OK) return rc;
-  if (!loop && !b->keys_dir)
+  if (!loop && !b->keyed)
     return tg__error_set(err, TG_EINVAL, "refusing to let workers join on %s without keys: "
                          "only loopback addresses (127.0.0.1, ::1, localhost) may go "
                          "without; pass --keys DIR/client", addr);
@@ -126,7 +126,7 @@ static const char *registration(tcp *b, zmq_msg_t *body, char *buf, size_t size)
     snprintf(buf, size, "%s", e.msg);
     return buf;
   }
-  if (!loop && !b->keys_dir) {
+  if (!loop && !b->keyed) {
     snprintf(buf, size, "worker %s is not on this machine: a run without keys takes "
              "loopback workers only", addr);
     return buf;
@@ -162,7 +162,7 @@ static void join_refused_handshake(tcp *b) {
     uint16_t ev = 0;
     if (zmq_msg_size(&m[0]) >= 6) memcpy(&ev, zmq_msg_data(&m[0]), 2);
     if (ev)
-      note(b, b->join_endpoint, b->keys_dir
+      note(b, b->join_endpoint, b->keyed
            ? "a joining worker was refused: the secure handshake failed (it does not hold "
              "the workers' key, or does not accept this run's client key)"
            : "a joining worker was refused: the secure handshake failed (it does not hold "

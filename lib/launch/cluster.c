@@ -2,99 +2,27 @@
  * makes the run's keys and drives; the other ranks serve it.
  *
  * The exchange has two fences:
- *   1. rank 0 puts the workers' keys, its lifeline port and host, and the
- *      plugins to load; every rank waits for them
+ *   1. rank 0 puts the workers' keys (made in memory: no file of them is
+ *      written anywhere), its lifeline port and host, and the plugins to
+ *      load; every rank waits for them
  *   2. every other rank puts the address it listens on (or why it could
  *      not start); rank 0 reads them and connects a tcp executor
  * after which every rank leaves the exchange (PMIx_Finalize): the run
  * itself needs nothing more from the launcher. */
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../internal.h"
 #include "launch.h"
+#include "remote/proto.h"
+#include "remote/worker.h"
+#include "sched/sched_internal.h"
 #include "tgraph/cluster.h"
 #include "tgraph/plugin.h"
-#include "tgraph/readfile.h"
 #include "tgraph/remote.h"
-
-#define KEYS_MAX 65536 /* bytes of a key file: a few lines of Z85 */
-
-/* ---- a private temporary directory for the run's key files ---- */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f) {
-  (void)st, (void)f;
-  return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
-
-static void rm_tree(const char *dir) {
-  if (dir[0] != '\0') nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-/* mkdtemp makes it 0700: no other user can read the keys in it. */
-static int make_temp(char *buf, size_t size, tg_error *err) {
-  const char *t = getenv("TMPDIR");
-  snprintf(buf, size, "%s/tgraph-run.XXXXXX", t && t[0] ? t : "/tmp");
-  if (mkdtemp(buf) == NULL) {
-    int e = errno;
-    buf[0] = '\0';
-    return tg__error_set(err, -e, "cannot make a private directory for the run's keys "
-                         "in %s: %s", t && t[0] ? t : "/tmp", strerror(e));
-  }
-  return TG_OK;
-}
-
-/* ---- key files as one line of hex: the exchange carries lines ---- */
-
-static int file_hex(const char *path, char **out, tg_error *err) {
-  char *text;
-  size_t len;
-  int rc = tg_read_file(path, NULL, KEYS_MAX, &text, &len, err);
-  if (rc != TG_OK) return rc;
-  char *h = malloc(2 * len + 1);
-  if (h == NULL) {
-    free(text);
-    return tg__error_set(err, TG_ENOMEM, "out of memory");
-  }
-  for (size_t i = 0; i < len; i++) sprintf(h + 2 * i, "%02x", (unsigned char)text[i]);
-  h[2 * len] = '\0';
-  memset(text, 0, len);
-  free(text);
-  *out = h;
-  return TG_OK;
-}
-
-static int hex_file(const char *hex, const char *path, tg_error *err) {
-  size_t n = strlen(hex) / 2;
-  char *b = malloc(n + 1);
-  if (b == NULL) return tg__error_set(err, TG_ENOMEM, "out of memory");
-  for (size_t i = 0; i < n; i++) {
-    unsigned v;
-    if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
-      free(b);
-      return tg__error_set(err, TG_EPROTO, "rank 0 sent a malformed key");
-    }
-    b[i] = (char)v;
-  }
-  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  ssize_t w = fd >= 0 ? write(fd, b, n) : -1;
-  int e = errno;
-  memset(b, 0, n);
-  free(b);
-  if (fd >= 0) close(fd);
-  if (w != (ssize_t)n)
-    return tg__error_set(err, w < 0 ? -e : TG_EIO, "cannot write '%s': %s", path,
-                         strerror(e));
-  return TG_OK;
-}
 
 /* ---- rank 0 ---- */
 
@@ -102,27 +30,18 @@ typedef struct driver {
   const tg_cluster_opts *o;
   tg__kvx *x;
   tg__rank r;
-  char tmp[PATH_MAX - 64];
+  tg__keyset keys; /* the run's: wiped at the end */
   char **addr; /* the workers' addresses, size - 1 of them */
 } driver;
 
 static int put_own(driver *d, tg_error *err) {
-  char path[PATH_MAX], *hex = NULL, num[32], host[256];
+  char path[300], num[32], host[256];
   unsigned port = 0; /* set when rc says so; read only then */
-  snprintf(path, sizeof path, "%s/keys", d->tmp);
-  int rc = tg_keys_generate(path, err);
+  int rc = tg__keys_make(&d->keys, err);
   if (rc == TG_OK) rc = tg__lifeline_listen(&port, err);
-  snprintf(path, sizeof path, "%s/keys/worker/worker.key", d->tmp);
-  if (rc == TG_OK && (rc = file_hex(path, &hex, err)) == TG_OK) {
-    rc = tg__kvx_put(d->x, "tg.wkey", hex, err);
-    memset(hex, 0, strlen(hex));
-    free(hex);
-  }
-  snprintf(path, sizeof path, "%s/keys/worker/authorized_clients", d->tmp);
-  if (rc == TG_OK && (rc = file_hex(path, &hex, err)) == TG_OK) {
-    rc = tg__kvx_put(d->x, "tg.auth", hex, err);
-    free(hex);
-  }
+  /* The workers' secret key and the one client key they accept. */
+  if (rc == TG_OK) rc = tg__kvx_put(d->x, "tg.wkey", d->keys.worker.sec, err);
+  if (rc == TG_OK) rc = tg__kvx_put(d->x, "tg.cpub", d->keys.client.pub, err);
   snprintf(num, sizeof num, "%u", port);
   if (rc == TG_OK) rc = tg__kvx_put(d->x, "tg.life", num, err);
   if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
@@ -168,24 +87,21 @@ static int read_workers(driver *d, tg_error *err) {
 }
 
 static int drive(driver *d, tg_registry *reg, tg_executor **out, tg_error *err) {
-  int rc = make_temp(d->tmp, sizeof d->tmp, err);
-  if (rc == TG_OK) rc = put_own(d, err);
+  int rc = put_own(d, err);
   if (rc == TG_OK) rc = tg__kvx_fence(d->x, err);
   if (rc == TG_OK) rc = tg__kvx_fence(d->x, err);
   if (rc == TG_OK) rc = read_workers(d, err);
   if (rc == TG_OK) {
     tg__kvx_close(d->x);
     d->x = NULL;
-    char client[PATH_MAX];
-    snprintf(client, sizeof client, "%s/keys/client", d->tmp);
     tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "tcp",
                            .connect = (const char *const *)d->addr,
-                           .nconnect = d->r.size - 1, .keys_dir = client,
+                           .nconnect = d->r.size - 1,
                            .connect_timeout = d->o->timeout,
                            .heartbeat = d->o->heartbeat};
-    rc = tg_executor_new(reg, &eo, out, err);
+    rc = tg__executor_create(reg, &eo, &d->keys, out, err);
   }
-  rm_tree(d->tmp);
+  memset(&d->keys, 0, sizeof d->keys);
   for (unsigned i = 0; d->addr && i + 1 < d->r.size; i++) free(d->addr[i]);
   tg__free(d->addr);
   return rc;
@@ -197,7 +113,7 @@ typedef struct server {
   const tg_cluster_opts *o;
   tg__kvx *x;
   tg__rank r;
-  char tmp[PATH_MAX - 64];
+  tg__keyset keys; /* rank 0's for the workers: wiped when serving ends */
   bool fenced;  /* the second fence is done */
   int fence_rc; /* and its outcome */
   tg_error fence_err;
@@ -227,8 +143,6 @@ static int second_fence(server *s, const char *what, const char *val) {
 
 static void on_ready(void *ctx, const char *endpoint) {
   server *s = ctx;
-  rm_tree(s->tmp); /* the keys are read: no file of them is left */
-  s->tmp[0] = '\0';
   if (s->o->verbose) fprintf(stderr, "tgraph: rank %u serving on %s\n", s->r.rank, endpoint);
   if (second_fence(s, "ok", endpoint) != TG_OK)
     __atomic_store_n(s->stop, 1, __ATOMIC_RELAXED);
@@ -238,21 +152,17 @@ static int get(server *s, const char *key, char **out, tg_error *err) {
   return tg__kvx_get(s->x, 0, key, out, err);
 }
 
-/* Rank 0's keys into tmp/worker, its plugins into reg, the lifeline. */
+/* Rank 0's keys into s->keys, its plugins into reg, the lifeline. */
 static int prepare(server *s, tg_registry *reg, char *listen, size_t size, tg_error *err) {
-  char path[PATH_MAX], *v = NULL, *host = NULL, *addr = NULL;
-  int rc = make_temp(s->tmp, sizeof s->tmp, err);
-  snprintf(path, sizeof path, "%s/worker", s->tmp);
-  if (rc == TG_OK && mkdir(path, 0700) != 0)
-    rc = tg__error_set(err, -errno, "cannot make '%s': %s", path, strerror(errno));
-  snprintf(path, sizeof path, "%s/worker/worker.key", s->tmp);
-  if (rc == TG_OK && (rc = get(s, "tg.wkey", &v, err)) == TG_OK) rc = hex_file(v, path, err);
+  char *v = NULL, *cpub = NULL, *host = NULL, *addr = NULL;
+  int rc = get(s, "tg.wkey", &v, err);
+  if (rc == TG_OK) rc = get(s, "tg.cpub", &cpub, err);
+  tg_error why;
+  if (rc == TG_OK && tg__keys_for_worker(v, cpub, &s->keys, &why) != TG_OK)
+    rc = tg__error_set(err, TG_EPROTO, "rank 0 sent a malformed key (%s)", why.msg);
   if (v) memset(v, 0, strlen(v));
   free(v);
-  v = NULL;
-  snprintf(path, sizeof path, "%s/worker/authorized_clients", s->tmp);
-  if (rc == TG_OK && (rc = get(s, "tg.auth", &v, err)) == TG_OK) rc = hex_file(v, path, err);
-  free(v);
+  free(cpub);
   v = NULL;
   if (rc == TG_OK) rc = get(s, "tg.host", &host, err);
   if (rc == TG_OK) rc = get(s, "tg.addr", &addr, err);
@@ -297,16 +207,14 @@ static int serve(server *s, tg_registry *reg, tg_error *err) {
     return rc;
   }
   rc = prepare(s, reg, listen, sizeof listen, err);
-  char keys[PATH_MAX];
-  snprintf(keys, sizeof keys, "%s/worker", s->tmp);
   if (rc == TG_OK) {
     tg_worker_opts wo = {.version = TG_WORKER_OPTS_V2, .listen = listen,
                          .nthreads = s->o->nthreads ? s->o->nthreads : cpus(),
-                         .keys_dir = keys, .stop = s->stop, .on_ready = on_ready,
+                         .stop = s->stop, .on_ready = on_ready,
                          .ctx = s, .verbose = s->o->verbose > 1};
-    rc = tg_worker_serve(reg, &wo, err);
+    rc = tg__worker_serve_keys(reg, &wo, &s->keys, err);
   }
-  rm_tree(s->tmp);
+  memset(&s->keys, 0, sizeof s->keys);
   if (!s->fenced) { /* never ready: tell rank 0 why */
     second_fence(s, "error", err->msg);
     return rc;

@@ -1,5 +1,7 @@
 /* lib/launch/exchange.c: the rank exchange, over PMIx when the launcher
- * offers it, else over a run directory (see launch.h). */
+ * offers it, else over a PMI-1 server (MPICH's Hydra), else over a run
+ * directory (see launch.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include "../internal.h"
@@ -20,6 +22,21 @@ int tg__kvx_open(const tg__rank *r, const char *run_dir, double timeout, tg__kvx
   tg_error_clear(&why);
   int rc = tg__pmix_open(r, timeout, &x->impl, &x->ops, &why);
   x->kind = "PMIx";
+  if (rc == TG_ENOTFOUND) {
+    /* A launcher offers one or the other: a PMI-1 server that is there
+     * but fails is an error, not a reason to try the run directory. */
+    tg_error why1;
+    tg_error_clear(&why1);
+    rc = tg__pmi1_open(r, timeout, &x->impl, &x->ops, &why1);
+    x->kind = "PMI-1";
+    if (rc == TG_ENOTFOUND) {
+      char both[2 * sizeof why.msg];
+      snprintf(both, sizeof both, "%s %s", why.msg, why1.msg);
+      tg__error_set(&why, rc, "%.255s", both);
+    } else {
+      why = why1;
+    }
+  }
   if (rc == TG_ENOTFOUND && run_dir != NULL) {
     rc = tg__rundir_open(r, run_dir, timeout, &x->impl, &x->ops, err);
     x->kind = "run directory";

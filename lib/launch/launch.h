@@ -1,11 +1,13 @@
 /* lib/launch/launch.h: what a parallel launcher (mpirun, srun, mpiexec)
  * tells the processes it starts: their rank and the job's size, and a
- * key-value exchange among the ranks (PMIx loaded at run time, or files
- * in a run directory on a shared file system).
+ * key-value exchange among the ranks (PMIx loaded at run time, a PMI-1
+ * server spoken to over its socket, or files in a run directory on a
+ * shared file system).
  *
  * Life-cycle of an exchange:
  *   1. tg__launch_rank()     rank and size from the environment
- *   2. tg__kvx_open()        PMIx when reachable, else the run directory
+ *   2. tg__kvx_open()        PMIx when reachable, else PMI-1, else the run
+ *                            directory
  *   3. tg__kvx_put()...      this rank's values (copied)
  *   4. tg__kvx_fence()       publish them and wait for every rank's
  *   5. tg__kvx_get()         another rank's value, as of the last fence
@@ -35,7 +37,8 @@ typedef struct tg__rank {
 
 /* Fill *out from the launcher's variables (Open MPI OMPI_COMM_WORLD_*,
  * PMIx PMIX_RANK and PMIX_SIZE or OMPI's size, Slurm SLURM_PROCID and
- * SLURM_NTASKS, MPICH/Hydra PMI_RANK and PMI_SIZE). TG_ENOTFOUND when no
+ * SLURM_NTASKS, MPICH/Hydra PMI_RANK and PMI_SIZE, or the PMI-1 server of
+ * PMI_PORT and PMI_ID). TG_ENOTFOUND when no
  * launcher's variables are set (err says which were looked for),
  * TG_EINVAL when they are malformed (err names the variable). */
 int tg__launch_rank(tg__rank *out /* OUT */, tg_error *err);
@@ -43,12 +46,12 @@ int tg__launch_rank(tg__rank *out /* OUT */, tg_error *err);
 typedef struct tg__kvx tg__kvx;
 
 /* Open the exchange: PMIx through libpmix.so.2 when the launcher runs a
- * PMIx server, else files in run_dir (may be NULL: then no PMIx is an
- * error saying so). timeout: seconds a fence waits for the other ranks.
+ * PMIx server, else the PMI-1 server of PMI_FD or PMI_PORT, else files in
+ * run_dir (may be NULL: then neither is an error saying so). timeout: seconds a fence waits for the other ranks.
  * The rank is copied. */
 int tg__kvx_open(const tg__rank *r, const char *run_dir, double timeout,
                  tg__kvx **out /* OUT */, tg_error *err);
-/* "PMIx" or "run directory" (static). */
+/* "PMIx", "PMI-1" or "run directory" (static). */
 const char *tg__kvx_kind(const tg__kvx *x);
 /* key: up to 63 bytes of [a-z0-9.]; val: text without newlines, copied. */
 int tg__kvx_put(tg__kvx *x, const char *key, const char *val, tg_error *err);
@@ -63,7 +66,7 @@ int tg__kvx_get(tg__kvx *x, unsigned r, const char *key, char **out /* OUT */,
  * call it after the last fence whose values others read. x may be NULL. */
 void tg__kvx_close(tg__kvx *x);
 
-/* ---- the two transports (exchange.c dispatches) ---- */
+/* ---- the transports (exchange.c dispatches) ---- */
 typedef struct tg__kvx_ops {
   int (*put)(void *impl, const char *key, const char *val, tg_error *err);
   int (*fence)(void *impl, tg_error *err);
@@ -74,6 +77,14 @@ typedef struct tg__kvx_ops {
 /* TG_ENOTFOUND (err says why) when no PMIx library or server is there. */
 int tg__pmix_open(const tg__rank *r, double timeout, void **impl,
                   const tg__kvx_ops **ops, tg_error *err);
+/* TG_ENOTFOUND (err says why) when neither PMI_FD nor PMI_PORT is set;
+ * any other failure names the server, the request and its reply. */
+int tg__pmi1_open(const tg__rank *r, double timeout, void **impl,
+                  const tg__kvx_ops **ops, tg_error *err);
+/* With PMI_PORT and PMI_ID (Hydra's -pmi-port: no PMI_RANK or PMI_SIZE)
+ * the server tells the rank and size: connect and ask, once; the
+ * connection is kept for tg__pmi1_open. */
+int tg__pmi1_port_rank(unsigned *rank, unsigned *size, tg_error *err);
 int tg__rundir_open(const tg__rank *r, const char *dir, double timeout,
                     void **impl, const tg__kvx_ops **ops, tg_error *err);
 

@@ -42,6 +42,13 @@ int tg__launch_rank(tg__rank *out, tg_error *err) {
   for (size_t i = 0; i < sizeof sources / sizeof *sources; i++) {
     const source *s = &sources[i];
     const char *rank = getenv(s->rank), *size = getenv(s->size);
+    if (rank == NULL && strcmp(s->by, "PMI") == 0 && getenv("PMI_PORT") != NULL &&
+        getenv("PMI_ID") != NULL) {
+      int rc = tg__pmi1_port_rank(&out->rank, &out->size, err);
+      if (rc != TG_OK) return rc;
+      out->by = s->by;
+      return TG_OK;
+    }
     if (rank == NULL) continue;
     /* PMIx has no standard size variable: Slurm's then says it. */
     if (size == NULL && strcmp(s->by, "PMIx") == 0 && getenv("SLURM_PROCID") != NULL) continue;

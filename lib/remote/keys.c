@@ -96,17 +96,30 @@ int tg_keys_generate(const char *dir, tg_error *err) {
   if (rc == TG_OK) rc = make_dir(wdir, err);
   if (rc == TG_OK) rc = make_dir(cdir, err);
   if (rc != TG_OK) return rc;
-  char keys[4][41], text[300];
-  if (zmq_curve_keypair(keys[0], keys[1]) != 0 || zmq_curve_keypair(keys[2], keys[3]) != 0)
-    return tg__error_set(err, TG_EIO, "cannot make keys: %s", zmq_strerror(errno));
+  tg__keyset ks;
+  char text[300];
+  if ((rc = tg__keys_make(&ks, err)) != TG_OK) return rc;
+  const char *keys[4] = {ks.worker.pub, ks.worker.sec, ks.client.pub, ks.client.sec};
   for (size_t i = 0; i < NFILES && rc == TG_OK; i++) {
     if (!files[i].comment) continue; /* the old layout's */
     snprintf(text, sizeof text, "# %s\n%s\n", files[i].comment, keys[files[i].key]);
     rc = write_new(dirs[files[i].dir], files[i].name, text, files[i].mode, err);
   }
-  memset(keys, 0, sizeof keys);
+  memset(&ks, 0, sizeof ks);
   memset(text, 0, sizeof text);
   return rc;
+}
+
+int tg__keys_make(tg__keyset *ks, tg_error *err) {
+  memset(ks, 0, sizeof *ks);
+  if (!zmq_has("curve"))
+    return tg__error_set(err, TG_EINVAL, "this libzmq was built without CURVE");
+  if (zmq_curve_keypair(ks->worker.pub, ks->worker.sec) != 0 ||
+      zmq_curve_keypair(ks->client.pub, ks->client.sec) != 0) {
+    memset(ks, 0, sizeof *ks);
+    return tg__error_set(err, TG_EIO, "cannot make keys: %s", zmq_strerror(errno));
+  }
+  return TG_OK;
 }
 
 /* A Z85 key of 40 characters that decodes. */
@@ -116,6 +129,23 @@ static bool z85_key(const char *s, size_t n, uint8_t out[32]) {
   memcpy(buf, s, 40);
   buf[40] = '\0';
   return zmq_z85_decode(out, buf) != NULL;
+}
+
+int tg__keys_for_worker(const char *worker_sec, const char *client_pub, tg__keyset *ks,
+                        tg_error *err) {
+  uint8_t raw[32];
+  memset(ks, 0, sizeof *ks);
+  if (!z85_key(worker_sec, strlen(worker_sec), raw) ||
+      !z85_key(client_pub, strlen(client_pub), raw))
+    return tg__error_set(err, TG_EINVAL, "not a Z85 key of 40 characters");
+  memcpy(ks->worker.sec, worker_sec, 41);
+  memcpy(ks->client.pub, client_pub, 41);
+  memset(raw, 0, sizeof raw);
+  if (zmq_curve_public(ks->worker.pub, ks->worker.sec) != 0) {
+    memset(ks, 0, sizeof *ks);
+    return tg__error_set(err, TG_EINVAL, "not a usable secret key");
+  }
+  return TG_OK;
 }
 
 /* The next meaningful line of text: [*b, *e) trimmed; false at the end. */
@@ -239,10 +269,18 @@ static int wrong_dir(const char *dir, const char *want, tg_error *err) {
                        "'tgraph keys generate DIR' and pass DIR/%s", dir, want, want, want);
 }
 
-int tg__keys_worker(const char *dir, tg__keypair *kp, uint8_t (**keys)[32], size_t *n,
-                    tg_error *err) {
+int tg__keys_worker(const char *dir, const tg__keyset *mem, tg__keypair *kp,
+                    uint8_t (**keys)[32], size_t *n, tg_error *err) {
   *keys = NULL;
   *n = 0;
+  if (mem) { /* the run's own, handed over by the run */
+    if (!(*keys = tg__malloc(sizeof **keys)))
+      return tg__error_set(err, TG_ENOMEM, "out of memory");
+    *kp = mem->worker;
+    zmq_z85_decode((*keys)[0], mem->client.pub);
+    *n = 1;
+    return TG_OK;
+  }
   if (!dir) { /* this user's own: only this user's runs get in */
     int rc = tg__keys_user(kp, err);
     if (rc != TG_OK) return rc;
@@ -259,7 +297,13 @@ int tg__keys_worker(const char *dir, tg__keypair *kp, uint8_t (**keys)[32], size
   return rc;
 }
 
-int tg__keys_client(const char *dir, tg__keypair *kp, char worker_pub[41], tg_error *err) {
+int tg__keys_client(const char *dir, const tg__keyset *mem, tg__keypair *kp,
+                    char worker_pub[41], tg_error *err) {
+  if (mem) {
+    *kp = mem->client;
+    memcpy(worker_pub, mem->worker.pub, 41);
+    return TG_OK;
+  }
   if (!dir) { /* this user's own: only a worker of this user answers */
     int rc = tg__keys_user(kp, err);
     if (rc == TG_OK) memcpy(worker_pub, kp->pub, 41);

@@ -178,6 +178,7 @@ bool tg__addr_ipv6(const char *addr);
 
 /* ---- keys (keys.c) -------------------------------------------------------- */
 
+struct tg__keyset;
 /* Z85 keys as text: 40 characters and a NUL. */
 typedef struct tg__keypair {
   char pub[41], sec[41];
@@ -190,13 +191,29 @@ int tg__key_read(const char *dir, const char *name, char out[41], tg_error *err)
  * set: worker.key, authorized_clients) or, dir NULL, this user's own
  * (tg__keys_user; the only client key accepted is this user's). *keys
  * gets n client keys (free with tg__free). A directory of the other set,
- * of both or of the old layout is an error saying which to pass. */
-int tg__keys_worker(const char *dir, tg__keypair *kp, uint8_t (**keys)[32], size_t *n,
-                    tg_error *err);
+ * of both or of the old layout is an error saying which to pass. mem
+ * (when not NULL): a run's keys in memory instead (tg__keyset below). */
+int tg__keys_worker(const char *dir, const struct tg__keyset *mem, tg__keypair *kp,
+                    uint8_t (**keys)[32], size_t *n, tg_error *err);
 /* The keys a run connects with: from dir (a client/ set: client.key,
  * worker.pub) or, dir NULL, this user's own (the worker must hold this
  * user's key too). */
-int tg__keys_client(const char *dir, tg__keypair *kp, char worker_pub[41], tg_error *err);
+int tg__keys_client(const char *dir, const struct tg__keyset *mem, tg__keypair *kp,
+                    char worker_pub[41], tg_error *err);
+/* A run's keys in memory: the set tg_keys_generate writes as files (the
+ * workers' pair and the one client pair they accept), for a run that hands
+ * the workers their part itself (tg_cluster_start) and keeps no file of
+ * them. Passed as `mem` above (dir then NULL), it stands for the directory
+ * of its own part. Wipe it (memset) when done. */
+typedef struct tg__keyset {
+  tg__keypair worker, client; /* a worker's set has no client.sec ("") */
+} tg__keyset;
+/* Two new pairs. */
+int tg__keys_make(tg__keyset *ks, tg_error *err);
+/* A worker's set from the workers' secret key and the client's public
+ * key (Z85 text as received): TG_EINVAL when either is not a key. */
+int tg__keys_for_worker(const char *worker_sec, const char *client_pub, tg__keyset *ks,
+                        tg_error *err);
 /* This user's key pair for workers and runs without keys, made on first
  * use (userkeys.c) in $XDG_STATE_HOME/tgraph/keys (default
  * ~/.local/state/tgraph/keys): a directory of mode 0700 and a file of mode

@@ -450,11 +450,12 @@ static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
   size_t len = sizeof wk->endpoint;
   if (zmq_getsockopt(wk->router, ZMQ_LAST_ENDPOINT, wk->endpoint, &len) != 0)
     snprintf(wk->endpoint, sizeof wk->endpoint, "%s", addr);
-  if (!wk->o.keys_dir) bind_user_socket(wk);
+  if (!wk->o.keys_dir && !wk->mem_keys) bind_user_socket(wk);
   return TG_OK;
 }
 
-static int check_opts(const tg_worker_opts *o, char *addr, size_t size, tg_error *err) {
+static int check_opts(const tg_worker_opts *o, bool keyed, char *addr, size_t size,
+                      tg_error *err) {
   if (!o) return tg__error_set(err, TG_EINVAL, "tg_worker_serve: no options");
   if (o->version < TG_WORKER_OPTS_V1 || o->version > TG_WORKER_OPTS_V3)
     return tg__error_set(err, TG_EINVAL, "tg_worker_opts.version is %u, expected %d to %d",
@@ -463,7 +464,7 @@ static int check_opts(const tg_worker_opts *o, char *addr, size_t size, tg_error
   bool loop;
   int rc = tg__addr_check(listen, true, &loop, err);
   if (rc != TG_OK) return rc;
-  if (!loop && !o->keys_dir)
+  if (!loop && !o->keys_dir && !keyed)
     return tg__error_set(err, TG_EINVAL, "refusing to listen on %s without keys: only "
                          "loopback addresses (127.0.0.1, ::1, localhost) may go without; "
                          "make keys with 'tgraph keys generate DIR' and pass --keys DIR/worker",
@@ -488,9 +489,9 @@ static int start(tg__worker *wk, const char *addr, tg_error *err) {
   if (!zmq_has("curve"))
     return tg__error_set(err, TG_EINVAL, "this libzmq has no CURVE: workers cannot tell "
                          "their clients from others");
-  int rc = tg__keys_worker(wk->o.keys_dir, &kp, &keys, &n, err);
+  int rc = tg__keys_worker(wk->o.keys_dir, wk->mem_keys, &kp, &keys, &n, err);
   /* keyless: this user's processes may also come over its Unix socket */
-  long uid = wk->o.keys_dir ? -1 : (long)geteuid();
+  long uid = wk->o.keys_dir || wk->mem_keys ? -1 : (long)geteuid();
   if (rc == TG_OK) rc = tg__zap_start(wk->zctx, keys, n, uid, wk->o.verbose, &wk->zap, err);
   if (rc == TG_OK) rc = bind_router(wk, addr, &kp, err);
   if (rc == TG_OK && wk->o.join) rc = tg__wk_join(wk, &kp, err);
@@ -611,19 +612,28 @@ static tg__worker *worker_new(tg_registry *reg, const tg_worker_opts *opts) {
 }
 
 int tg_worker_serve(tg_registry *reg, const tg_worker_opts *opts, tg_error *err) {
+  return tg__worker_serve_keys(reg, opts, NULL, err);
+}
+
+int tg__worker_serve_keys(tg_registry *reg, const tg_worker_opts *opts,
+                          const tg__keyset *keys, tg_error *err) {
   char addr[512];
   if (!reg) return tg__error_set(err, TG_EINVAL, "tg_worker_serve: no registry");
-  int rc = check_opts(opts, addr, sizeof addr, err);
+  if (keys && opts && opts->keys_dir)
+    return tg__error_set(err, TG_EINVAL, "tg_worker_serve: keys both in memory and in '%s'",
+                         opts->keys_dir);
+  int rc = check_opts(opts, keys != NULL, addr, sizeof addr, err);
   if (rc != TG_OK) return rc;
   tg__worker *wk = worker_new(reg, opts);
   if (!wk) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  wk->mem_keys = keys;
   wk->nthreads = wk->o.nthreads ? wk->o.nthreads : tg__ncpus();
   rc = start(wk, addr, err);
   if (rc == TG_OK) {
     if (opts->on_ready) opts->on_ready(opts->ctx, wk->endpoint);
     if (opts->verbose)
       fprintf(stderr, "tgraph worker: listening on %s with %u threads%s\n", wk->endpoint,
-              wk->nthreads, opts->keys_dir ? ", CURVE keys" : ", this user's key");
+              wk->nthreads, opts->keys_dir || keys ? ", CURVE keys" : ", this user's key");
     loop(wk);
   }
   teardown(wk);

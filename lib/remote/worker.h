@@ -157,6 +157,8 @@ typedef struct tg__wk_running {
 typedef struct tg__worker {
   tg_registry *reg;
   tg_worker_opts o;
+  const tg__keyset *mem_keys; /* the run's keys in memory (borrowed), or NULL:
+                                 o.keys_dir's or this user's */
   void *zctx, *router;    /* router: NULL on a local link */
   tg__link *link;       /* the ROUTER's, or the one to a local parent */
   tg__wk_running *running; /* local: shown to the parent, or NULL */
@@ -211,6 +213,12 @@ typedef struct tg__worker {
  * nothing from the parent's context. */
 int tg__worker_serve_fd(tg_registry *reg, int fd, const tg_worker_opts *opts,
                         tg__wk_running *running, tg_error *err);
+/* tg_worker_serve with keys in memory instead of opts->keys_dir (which
+ * must be NULL): keys' worker pair, accepting only keys' client key, as a
+ * keys directory would (so any address may be listened on). keys is
+ * borrowed until the call returns. */
+int tg__worker_serve_keys(tg_registry *reg, const tg_worker_opts *opts,
+                          const tg__keyset *keys, tg_error *err);
 
 /* Drop session s: error message to the peer (msg may be NULL), state
  * freed, routing id banned when `ban`. */

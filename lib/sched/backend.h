@@ -59,6 +59,9 @@ typedef struct tg__backend_cfg {
   const tg_executor_opts *opts; /* the executor's options (may be NULL),
                                    for backend settings; borrowed during
                                    create only */
+  const struct tg__keyset *keys; /* a run's keys in memory for the tcp
+                                    backend instead of opts->keys_dir (NULL:
+                                    none); borrowed during create only */
 } tg__backend_cfg;
 
 struct tg__backend_ops {

@@ -167,7 +167,7 @@ int tg_compute(tg_graph *g, const tg_node *outputs, size_t n,
                            .cache = opts ? opts->cache : NULL};
     tg_error err;
     tg_error_clear(&err);
-    if ((rc = tg__executor_create(g->reg, &eo, &tmp, &err)))
+    if ((rc = tg__executor_create(g->reg, &eo, NULL, &tmp, &err)))
       return tg__graph_fail(g, rc, "%s", err.msg);
     ex = tmp;
   }

@@ -22,7 +22,7 @@ static int ex_fail(tg_executor *ex, int code, const char *fmt, ...) {
 
 /* tg_executor_new with the reason for a failure in err (may be NULL). */
 int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
-                        tg_executor **out, tg_error *err) {
+                        const struct tg__keyset *keys, tg_executor **out, tg_error *err) {
   if (!out) return tg__error_set(err, TG_EINVAL, "tg_executor_new: out is NULL");
   *out = NULL;
   if (!reg) return tg__error_set(err, TG_EINVAL, "tg_executor_new: no registry");
@@ -51,7 +51,7 @@ int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&ex->idle, &ca);
   pthread_condattr_destroy(&ca);
-  tg__backend_cfg cfg = {TG__BACKEND_OPS_V1, ex->workers, ex, opts};
+  tg__backend_cfg cfg = {TG__BACKEND_OPS_V1, ex->workers, ex, opts, keys};
   int rc = ops->create(&cfg, &ex->backend, err);
   if (rc) {
     pthread_mutex_destroy(&ex->mu);
@@ -65,7 +65,7 @@ int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
 
 int tg_executor_new(tg_registry *reg, const tg_executor_opts *opts,
                     tg_executor **out, tg_error *err) {
-  return tg__executor_create(reg, opts, out, err);
+  return tg__executor_create(reg, opts, NULL, out, err);
 }
 
 void tg_executor_free(tg_executor *ex) {

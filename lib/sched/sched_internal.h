@@ -412,8 +412,11 @@ int tg__compute_run(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t
 int tg__compute_stages(tg_executor *ex, tg_graph *g, const tg_node *outputs, size_t n,
                        const tg_compute_opts *opts, tg_value **results, bool *abandoned);
 
+struct tg__keyset;
+/* tg_executor_new; keys (may be NULL): the tcp backend's keys in memory
+ * (remote/proto.h's tg__keyset; opts->keys_dir then NULL). */
 int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
-                        tg_executor **out, tg_error *err);
+                        const struct tg__keyset *keys, tg_executor **out, tg_error *err);
 /* Link r into ex's active runs / unlink it (when finished). */
 void tg__executor_add_run(tg_executor *ex, tg__run *r);
 void tg__executor_remove_run(tg_executor *ex, tg__run *r);

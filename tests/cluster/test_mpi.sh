@@ -1,5 +1,5 @@
 #!/bin/bash
-# tests/cluster/test_mpi.sh mpirun|slurm|bench: `tgraph run --scheduler=mpi`
+# tests/cluster/test_mpi.sh mpirun|slurm|hydra|bench: `tgraph run --scheduler=mpi`
 # launched as ranks by a real launcher.
 #
 #   mpirun  Open MPI's mpirun --oversubscribe -n 4: example graphs and a
@@ -16,15 +16,26 @@
 #           --run-dir; a FIFO, or another user's file (setpriv), where a
 #           rank's file goes is refused with its path and why, no hang.
 #   slurm   srun -n 4 --mpi=pmix on the cluster of scripts/slurm-cluster.sh
-#           (started here, stopped by PID), and srun -N 3 -n 4 through a run
-#           directory: sync's outputs; kill -9 of a worker rank under
+#           (started here, stopped by PID), srun -N 3 -n 4 --mpi=pmi2 (its
+#           PMI-1 answers), and srun -N 3 -n 4 through a run directory:
+#           sync's outputs; kill -9 of a worker rank under
 #           --kill-on-bad-exit=0; the driver's failure is srun's
 #           status; srun without PMIx or --run-dir fails clearly.
+#   hydra   MPICH's mpiexec.hydra -n 4, no --run-dir (the exchange goes
+#           through its PMI-1 server, over PMI_FD, or PMI_PORT with
+#           -pmi-port): example graphs give sync's outputs byte for byte,
+#           also with TMPDIR missing (the run's keys are in memory);
+#           the exit status is the driver's; a rank that never shows up
+#           fails after --rank-timeout; a fake PMI server (fake_pmi.py)
+#           answering one request badly gets an exact message, and one
+#           never answering no hang.
 #   bench   from the launcher's start to the first task running (mpirun
-#           -n 4), median of 5, beside the launcher's own start (mpirun
-#           -n 4 of a program that only reads the clock).
+#           -n 4, and mpiexec.hydra -n 4 when installed), median of 5,
+#           beside the launcher's own start (the same launcher running a
+#           program that only reads the clock).
 #
-# Skipped (exit 77) when mpirun (or, for slurm, Slurm) is missing. Ends
+# Skipped (exit 77) when mpirun (for hydra, mpiexec.hydra; for slurm,
+# Slurm) is missing. Ends
 # with "mpi_MODE: N passed, M failed". Environment: TG_SOURCE_ROOT,
 # TGRAPH_BIN, TGRAPH_PLUGIN_PATH (the example plugins' directory),
 # TGRAPH_EXAMPLES (the built examples' directory).
@@ -45,7 +56,11 @@ export PATH=$PATH:/usr/sbin:/sbin
 tg=$TGRAPH_BIN
 src=$TG_SOURCE_ROOT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-if ! command -v mpirun >/dev/null; then
+if [ "$mode" = hydra ] && ! command -v mpiexec.hydra >/dev/null; then
+  echo "skipped: mpiexec.hydra is not installed (apt-get install mpich)"
+  exit 77
+fi
+if [ "$mode" != hydra ] && ! command -v mpirun >/dev/null; then
   echo "skipped: mpirun is not installed (apt-get install openmpi-bin libpmix2)"
   exit 77
 fi
@@ -98,6 +113,9 @@ run_sync() {
 left() { pgrep -f "$1" | grep -v "^$$\$" | tr '\n' ' '; }
 
 if [ "$mode" = mpirun ]; then
+  # MPICH installs its own mpirun beside Open MPI's: the alternatives
+  # must still choose Open MPI's (its options are used below).
+  same "mpirun is Open MPI's" yes "$(mpirun --version 2>&1 | grep -q 'Open MPI' && echo yes)"
   for g in builtins pi wordcount distance cached blur; do
     run_sync "$g" "$src/examples/$g.json"
     timeout 120 "${mpirun[@]}" -n 4 "$tg" run "$src/examples/$g.json" --scheduler=mpi \
@@ -185,7 +203,7 @@ rank 3 exit 0" "$(sort "$w/kill.status")"
 
   out=$(env PMI_RANK=0 PMI_SIZE=2 "$tg" run "$graph" --scheduler=mpi --no-cache 2>&1)
   same "no PMIx and no --run-dir: exit 2" 2 $?
-  same "no PMIx and no --run-dir: the message" "tgraph: error: --scheduler=mpi: the ranks cannot find each other: the launcher runs no PMIx server (no PMIX_SERVER_URI*; with srun use --mpi=pmix); name a directory every rank sees (--run-dir) instead" "$out"
+  same "no PMIx and no --run-dir: the message" "tgraph: error: --scheduler=mpi: the ranks cannot find each other: the launcher runs no PMIx server (no PMIX_SERVER_URI*; with srun use --mpi=pmix) nor a PMI-1 server (no PMI_FD or PMI_PORT); name a directory every rank sees (--run-dir) instead" "$out"
 
   out=$(env PMI_RANK=0 PMI_SIZE=x "$tg" run "$graph" --scheduler=mpi --no-cache 2>&1)
   same "a malformed size: the message" "tgraph: error: --scheduler=mpi: PMI_SIZE='x' is not a number from 0 to 1048576" "$out"
@@ -297,6 +315,15 @@ elif [ "$mode" = slurm ]; then
     same "$g: srun -n 4 --mpi=pmix exit status" 0 $?
     outputs_same "$g (srun)" "$g" "$w/sync-$g" "$w/mpi-$g"
   done
+  # --mpi=pmi2: Slurm's PMI-2 server answers PMI-1 clients too, on every
+  # node, so no run directory is needed across nodes.
+  timeout 120 srun -N 3 -n 4 --mpi=pmi2 "$tg" run "$src/examples/distance.json" \
+    --scheduler=mpi --no-cache -q -v --output "$w/mpi-pmi2" >"$w/mpi-pmi2.list" \
+    2>"$w/pmi2.err"
+  same "srun -N 3 -n 4 --mpi=pmi2 exit status" 0 $?
+  outputs_same "srun -N 3 -n 4 --mpi=pmi2" distance "$w/sync-distance" "$w/mpi-pmi2"
+  same "srun --mpi=pmi2: every rank exchanges through PMI-1" "0 1 2 3" "$(grep -ao \
+    'rank [0-3] of 4 (PMI), exchange through PMI-1' "$w/pmi2.err" | cut -d' ' -f2 | sort | xargs)"
   graph=$(slow_graph srun 24 20)
   run_sync srun "$graph"
   mkdir "$w/rundir"
@@ -308,7 +335,7 @@ elif [ "$mode" = slurm ]; then
   out=$(timeout 60 srun -n 2 --mpi=none "$tg" run "$graph" --scheduler=mpi --no-cache 2>&1)
   same "srun without PMIx or --run-dir: exit status" 2 $?
   same "srun without PMIx or --run-dir: each rank says why" 2 "$(printf '%s\n' "$out" |
-    grep -c "^tgraph: error: --scheduler=mpi: .*the ranks cannot find each other: the launcher runs no PMIx server (no PMIX_SERVER_URI\*; with srun use --mpi=pmix); name a directory every rank sees (--run-dir) instead$")"
+    grep -c "^tgraph: error: --scheduler=mpi: .*the ranks cannot find each other: the launcher runs no PMIx server (no PMIX_SERVER_URI\*; with srun use --mpi=pmix) nor a PMI-1 server (no PMI_FD or PMI_PORT); name a directory every rank sees (--run-dir) instead$")"
   # kill -9 of a worker rank under --kill-on-bad-exit=0: the driver
   # finishes with the same answer and exits 0 (srun's status is the worst
   # of its tasks': each rank records its own).
@@ -348,29 +375,134 @@ rank 3 exit 0" "$(sort "$w/skill.status")"
     --no-cache >/dev/null 2>/dev/null
   same "a failed task: srun exits 1" 1 $?
   same "no process of the runs left" "" "$(left "$w/tgmpi-")"
+elif [ "$mode" = hydra ]; then
+  hydra=(mpiexec.hydra)
+  for g in pi wordcount distance; do
+    run_sync "$g" "$src/examples/$g.json"
+    timeout 120 "${hydra[@]}" -n 4 "$tg" run "$src/examples/$g.json" --scheduler=mpi \
+      --no-cache -q -v --output "$w/mpi-$g" >"$w/mpi-$g.list" 2>"$w/$g.err"
+    same "$g: mpiexec.hydra -n 4 exit status" 0 $?
+    outputs_same "$g (hydra)" "$g" "$w/sync-$g" "$w/mpi-$g"
+    # (Hydra passes on what each rank writes as it comes: lines of several
+    # ranks may interleave, hence no anchors.)
+    same "$g: every rank exchanges through PMI-1" "0 1 2 3" "$(grep -ao \
+      'rank [0-3] of 4 (PMI), exchange through PMI-1' "$w/$g.err" | cut -d' ' -f2 | sort | xargs)"
+  done
+  # -pmi-port: a tcp port instead of a socket, and no PMI_RANK or PMI_SIZE.
+  timeout 120 "${hydra[@]}" -pmi-port -n 4 "$tg" run "$src/examples/pi.json" \
+    --scheduler=mpi --no-cache -q --output "$w/mpi-port" >"$w/mpi-port.list"
+  same "pi: mpiexec.hydra -pmi-port -n 4 exit status" 0 $?
+  outputs_same "pi (hydra -pmi-port)" pi "$w/sync-pi" "$w/mpi-port"
+  # The run's keys are made in memory, written nowhere: a TMPDIR that does
+  # not exist is no matter.
+  TMPDIR=$w/no-such-dir timeout 120 "${hydra[@]}" -n 3 "$tg" run "$src/examples/pi.json" \
+    --scheduler=mpi --no-cache -q --output "$w/mpi-tmp" >"$w/mpi-tmp.list"
+  same "TMPDIR missing: exit status" 0 $?
+  outputs_same "TMPDIR missing" pi "$w/sync-pi" "$w/mpi-tmp"
+  graph=$(slow_graph hone 12 20)
+  run_sync hone "$graph"
+  timeout 60 "${hydra[@]}" -n 1 "$tg" run "$graph" --scheduler=mpi --no-cache -q \
+    --output "$w/mpi-hone" >"$w/mpi-hone.list"
+  same "mpiexec.hydra -n 1 exit status" 0 $?
+  outputs_same "mpiexec.hydra -n 1" hone "$w/sync-hone" "$w/mpi-hone"
+
+  # The driver's exit status is mpiexec's.
+  printf '{"tgraph": 1, "tasks": {"bad": {"fn": "sh", "args": ["exit 3"]}}, "outputs": ["bad"]}\n' \
+    >"$w/tgmpi-fail.json"
+  timeout 60 "${hydra[@]}" -n 4 "$tg" run "$w/tgmpi-fail.json" --scheduler=mpi \
+    --no-cache >/dev/null 2>"$w/fail.err"
+  same "a failed task: mpiexec.hydra exits 1" 1 $?
+  same "a failed task: the driver says so once" 1 \
+    "$(grep -c "^tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3$" "$w/fail.err")"
+  same "a failed task: no process of the run left" "" "$(left "$w/tgmpi-fail")"
+
+  graph=$(slow_graph hbad 2 1)
+  out=$(timeout 60 "${hydra[@]}" -n 1 "$tg" run "$graph" --scheduler=mpi --no-cache \
+    --rank-timeout 2 : -n 1 sleep 30 2>&1)
+  # Hydra then kills the other program (SIGKILL) and reports either the
+  # driver's status or that one's, whichever it collects first.
+  rc=$?
+  same "a rank that never shows up (PMI-1): mpiexec's exit status" yes \
+    "$([ "$rc" = 2 ] || [ "$rc" = 9 ] && echo yes)"
+  same "a rank that never shows up (PMI-1): the message" 1 "$(printf '%s\n' "$out" |
+    grep -cF "error: --scheduler=mpi: not every one of the 2 ranks showed up within 2 s (are they all tgraph with --scheduler=mpi?)")"
+  same "a rank that never shows up (PMI-1): no process left" "" "$(left "$w/tgmpi-hbad")"
+
+  # A PMI server answering badly: rank 0 of 2 says what was wrong, within
+  # --rank-timeout when the server says nothing.
+  fake() {
+    local t0 t1
+    t0=$(date +%s%N)
+    out=$(timeout 30 python3 "$src/tests/cluster/fake_pmi.py" "$1" "$tg" run "$graph" \
+      --scheduler=mpi --no-cache --rank-timeout 1 2>&1)
+    t1=$(date +%s%N)
+    secs=$(((t1 - t0) / 1000000000))
+  }
+  e="tgraph: error: --scheduler=mpi: "
+  fake garbage
+  same "fake PMI server, not PMI: the message and exit status" "${e}the PMI server (PMI_FD=9) answered cmd=init of rank 0 with 'hello there', not cmd=response_to_init
+2" "$out"
+  fake version
+  same "fake PMI server, PMI version 2: the message and exit status" "${e}the PMI server (PMI_FD=9) answered cmd=init of rank 0 with 'cmd=response_to_init rc=0 pmi_version=2 pmi_subversion=0': not PMI version 1
+2" "$out"
+  fake closed
+  same "fake PMI server, closing: the message and exit status" "${e}the PMI server (PMI_FD=9) closed the connection before answering cmd=get_maxes of rank 0
+2" "$out"
+  fake refuse
+  same "fake PMI server, refusing a put: the message and exit status" "${e}the PMI server (PMI_FD=9) refused cmd=put key=0.tg.wkey of rank 0: rc=-1 msg=kvs_full
+2" "$out"
+  fake mute
+  same "fake PMI server, no answer to init: the message and exit status" "${e}the PMI server (PMI_FD=9) did not answer cmd=init of rank 0 within 1 s
+2" "$out"
+  same "fake PMI server, no answer to init: no hang" yes "$([ "$secs" -lt 5 ] && echo yes)"
+  fake silent
+  same "fake PMI server, no barrier_out: the message and exit status" "${e}not every one of the 2 ranks showed up within 1 s (are they all tgraph with --scheduler=mpi?)
+2" "$out"
+  same "fake PMI server, no barrier_out: no hang" yes "$([ "$secs" -lt 5 ] && echo yes)"
+  # A worker rank told a value that is no key for rank 0's keys.
+  fake badkey
+  same "fake PMI server, a malformed key: the worker's message and exit status" "${e}rank 1: rank 0 sent a malformed key (not a Z85 key of 40 characters)
+2" "$out"
+  fake port-badset
+  same "fake PMI server (port), a bad size: the message" yes "$(printf '%s\n' "$out" | grep -qx \
+    "${e}the PMI server (PMI_PORT=127\.0\.0\.1:[0-9]*) answered cmd=initack of rank 0 with 'cmd=set size=x': no number size=" && echo yes)"
+  same "fake PMI server (port), a bad size: exit status" 2 "$(printf '%s\n' "$out" | tail -1)"
+  # The size the server tells (3) is the run's: rank 0 waits for 3 ranks.
+  fake port-size
+  same "fake PMI server (port): the size it tells is the run's" "${e}not every one of the 3 ranks showed up within 1 s (are they all tgraph with --scheduler=mpi?)
+2" "$out"
+  out=$(env -u OMPI_COMM_WORLD_RANK -u SLURM_PROCID -u PMIX_RANK PMI_RANK=0 PMI_SIZE=2 \
+    PMI_FD=99 "$tg" run "$graph" --scheduler=mpi --no-cache 2>&1)
+  same "PMI_FD not open: the message" "${e}PMI_FD=99 is not an open socket of this process (Bad file descriptor)" "$out"
 elif [ "$mode" = bench ]; then
   # The first task writes the clock; t0 is read just before the launcher.
   printf '{"tgraph": 1, "tasks": {"first": {"fn": "sh", "args": ["date +%%s%%N >%s/first"]}}, "outputs": ["first"]}\n' \
     "$w" >"$w/tgmpi-bench.json"
   ms() { echo $((($1 - $2) / 1000000)); }
   median() { tr ' ' '\n' | grep . | sort -n | sed -n 3p; }
-  floor="" tg_ms=""
-  for i in 1 2 3 4 5; do
-    t0=$(date +%s%N)
-    first=$("${mpirun[@]}" -n 4 sh -c 'date +%s%N' | sort -n | head -1)
-    floor="$floor $(ms "$first" "$t0")"
-    rm -f "$w/first"
-    t0=$(date +%s%N)
-    "${mpirun[@]}" -n 4 "$tg" run "$w/tgmpi-bench.json" --scheduler=mpi --no-cache -q \
-      >/dev/null
-    same "bench run $i" 0 $?
-    tg_ms="$tg_ms $(ms "$(cat "$w/first")" "$t0")"
-  done
-  f=$(echo "$floor" | median) t=$(echo "$tg_ms" | median)
-  echo "mpirun -n 4, start to a rank's first instruction (ms):$floor; median $f"
-  echo "mpirun -n 4, start to tgraph's first task running (ms):$tg_ms; median $t"
-  same "first task within 1 s of the launcher's start" yes "$([ "$t" -le 1000 ] && echo yes)"
+  # bench NAME LAUNCHER...: five runs of each, alternating.
+  bench() {
+    local name=$1 floor="" tg_ms="" i first f t
+    shift
+    for i in 1 2 3 4 5; do
+      t0=$(date +%s%N)
+      first=$("$@" -n 4 sh -c 'date +%s%N' | sort -n | head -1)
+      floor="$floor $(ms "$first" "$t0")"
+      rm -f "$w/first"
+      t0=$(date +%s%N)
+      "$@" -n 4 "$tg" run "$w/tgmpi-bench.json" --scheduler=mpi --no-cache -q >/dev/null
+      same "bench run $i ($name)" 0 $?
+      tg_ms="$tg_ms $(ms "$(cat "$w/first")" "$t0")"
+    done
+    f=$(echo "$floor" | median) t=$(echo "$tg_ms" | median)
+    echo "$name -n 4, start to a rank's first instruction (ms):$floor; median $f"
+    echo "$name -n 4, start to tgraph's first task running (ms):$tg_ms; median $t"
+    same "first task within 1 s of the launcher's start ($name)" yes \
+      "$([ "$t" -le 1000 ] && echo yes)"
+  }
+  bench mpirun "${mpirun[@]}"
+  if command -v mpiexec.hydra >/dev/null; then bench mpiexec.hydra mpiexec.hydra; fi
 else
-  echo "usage: $0 mpirun|slurm|bench" >&2
+  echo "usage: $0 mpirun|slurm|hydra|bench" >&2
   exit 2
 fi
