@@ -22,8 +22,10 @@
 #                  drains (its job COMPLETED, no worker lost, no task sent
 #                  again) and the run goes on to the right answer.
 #   run_limit      a worker job's time limit (scontrol: 1 minute) reached
-#                  mid-run: warned by --signal, it drains, the answer is
-#                  right, no worker lost, no task sent again (~70 s).
+#                  mid-run: warned by --signal, it drains, reading its
+#                  time left from Slurm, goes on taking tasks that end in
+#                  it, and its job completes before the limit; the answer
+#                  is right, no worker lost, no task sent again (~110 s).
 #   run_interrupt  SIGINT to tgraph run mid-run: exit 130, its jobs
 #                  cancelled (squeue lists none) and no process left.
 #   run_polls      a run of 30 s or more calls squeue (wrapped through
@@ -394,7 +396,9 @@ tgraph: warning: slurm: worker job ${id}_1 is pending: BeginTime" "$(grep "is pe
       "$(cd rd && echo *)"
     ;;
   run_limit)
-    want=$(slow_graph slow.json 48 2500)
+    # Work for ~85 s on 6 threads: the run goes on past the drained job's
+    # limit, so that the job leaves mid-run, not with the run's end.
+    want=$(slow_graph slow.json 200 2500)
     start_run limit slow.json --scheduler=slurm --jobs 3 --run-dir rd -v --retries 0
     wait_for 30 listening limit.err 3 || bad "three workers listening"
     id=$(array_of limit.err)
@@ -411,6 +415,16 @@ tgraph: warning: slurm: worker job ${id}_1 is pending: BeginTime" "$(grep "is pe
     same "time limit: the answer" "$want" "$(cat limit.out)"
     same "time limit: no worker lost, no task sent again" 1 \
       "$(grep -c ' 0 workers lost, 0 tasks retried' limit.err)"
+    # Warned with less than --signal's lead left (the limit was lowered),
+    # the worker took the job's time left from Slurm as its window (not
+    # --drain-time's 180 s) and went on taking tasks in it (-v lines).
+    grep -E '^tgraph worker: (Slurm job|leaving|left|cannot read)' rd/worker-0.err
+    same "time limit: the worker read its time left from Slurm" 1 \
+      "$(grep -cE '^tgraph worker: Slurm job [0-9]+ has [0-9]+ s left$' rd/worker-0.err)"
+    same "time limit: its window is that time left" 1 \
+      "$(grep -cE '^tgraph worker: leaving: new tasks only for [1-5]?[0-9]\.[0-9] s; ' rd/worker-0.err)"
+    same "time limit: the drained worker took tasks after its warning" 1 \
+      "$(grep -cE '^tgraph worker: left: [1-9][0-9]* tasks? taken while leaving$' rd/worker-0.err)"
     ;;
   run_interrupt)
     slow_graph slow.json 60 1000 >/dev/null
