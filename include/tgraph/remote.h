@@ -139,7 +139,9 @@ typedef struct tg_worker_opts {
                               this machine's name) */
   const volatile sig_atomic_t *drain; /* when *drain != 0 (looked at every
                               50 ms; set it as *stop): leave: take no new
-                              task, finish those running, let clients
+                              task (but, from version 4, those clients
+                              expect to end within drain_time), finish
+                              those running, let clients
                               fetch what they need, and return TG_OK once
                               every client said goodbye or was dropped.
                               NULL: none */

@@ -119,10 +119,11 @@
  * on their size) and chain tags. A worker that left, or a joined one
  * given up, is CS_GONE. The API: tg_executor_opts.join_listen (v2) and
  * tg_remote_join_address; workers: tg_worker_opts.join, advertise and
- * drain (v3); the CLI: tgraph run --scheduler=tcp --join-listen
- * tcp://HOST:PORT (prints "joining workers: ADDRESS" on stderr), tgraph
- * worker --join ADDRESS [--advertise tcp://HOST:PORT], SIGTERM or
- * SIGUSR1 to leave. Protocol 7: JOIN, JOINED, LEAVE (remote/proto.h).
+ * drain (v3), drain_time and time_left (v4); the CLI: tgraph run
+ * --scheduler=tcp --join-listen tcp://HOST:PORT (prints "joining
+ * workers: ADDRESS" on stderr), tgraph worker --join ADDRESS [--advertise
+ * tcp://HOST:PORT] [--drain-time SECONDS], SIGTERM or SIGUSR1 to leave.
+ * Protocol 7: JOIN, JOINED, LEAVE with the time left (remote/proto.h).
  *
  * Thread safety: as above; the statistics are atomics.
  */

@@ -396,9 +396,10 @@ tgraph: warning: slurm: worker job ${id}_1 is pending: BeginTime" "$(grep "is pe
       "$(cd rd && echo *)"
     ;;
   run_limit)
-    # Work for ~85 s on 6 threads: the run goes on past the drained job's
-    # limit, so that the job leaves mid-run, not with the run's end.
-    want=$(slow_graph slow.json 200 2500)
+    # 250 s of work for three workers of one CPU (~100 s): the run goes on
+    # well past the drained job's limit, so that the job leaves mid-run,
+    # not with the run's end.
+    want=$(slow_graph slow.json 100 2500)
     start_run limit slow.json --scheduler=slurm --jobs 3 --run-dir rd -v --retries 0
     wait_for 30 listening limit.err 3 || bad "three workers listening"
     id=$(array_of limit.err)
