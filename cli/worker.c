@@ -52,11 +52,12 @@ static const cli_opt options[] = {
      "with --join: the address the run is to connect\n"
      "to (default: the one listened on)"},
     {O_DRAIN_TIME, "drain-time", 0, "SECONDS",
-     "when told to leave (SIGTERM, SIGUSR1), go on taking\n"
-     "the tasks a run expects to end within this time,\n"
-     "then leave (default 0: take nothing new). In a\n"
-     "Slurm job (SLURM_JOB_ID set), the job's time left\n"
-     "(squeue) when shorter"},
+     "when told to leave by SIGUSR1, go on taking the\n"
+     "tasks a run expects to end within this time, then\n"
+     "leave (default 0: take nothing new; SIGTERM takes\n"
+     "nothing new either way). In a Slurm job\n"
+     "(SLURM_JOB_ID set), the job's time left (squeue)\n"
+     "when shorter"},
     {O_VERBOSE, "verbose", 'v', NULL, "a line per client, refusal and drop on stderr"},
     {O_QUIET, "quiet", 'q', NULL, "nothing on stdout"},
     {0, NULL, 0, NULL, NULL}};
@@ -121,7 +122,7 @@ static const cli_cmd command = {
              "--scheduler=tcp --connect ADDRESS), or join a run that is going\n"
              "(--join ADDRESS). Prints 'listening on ADDRESS' on stdout once ready.\n"
              "SIGINT stops at once; SIGTERM or SIGUSR1 leaves: no new task (or,\n"
-             "with --drain-time, only those expected to end in time), those\n"
+             "on SIGUSR1 with --drain-time, only those expected to end in time), those\n"
              "running finish, runs fetch the results they need, then exit 0 (a\n"
              "second SIGTERM stops at once).\n",
     .opts = options,
@@ -130,11 +131,19 @@ static const cli_cmd command = {
     .set = option,
 };
 
-static volatile sig_atomic_t stop_flag, drain_flag;
+/* drain_now: the drain came with SIGTERM, which says the end is now (a
+ * batch system's cancel or time limit, SIGKILL a few seconds later):
+ * no new task whatever --drain-time says. SIGUSR1 is the early warning
+ * (sbatch --signal) that --drain-time is for. */
+static volatile sig_atomic_t stop_flag, drain_flag, drain_now;
 
 static void on_signal(int sig) {
-  if (sig == SIGINT || (sig == SIGTERM && drain_flag)) stop_flag = 1;
-  else drain_flag = 1;
+  if (sig == SIGINT || (sig == SIGTERM && drain_flag)) {
+    stop_flag = 1;
+  } else {
+    if (sig == SIGTERM) drain_now = 1;
+    drain_flag = 1;
+  }
 }
 
 
@@ -144,11 +153,13 @@ static void on_ready(void *ctx, const char *endpoint) {
   fflush(stdout);
 }
 
-/* In a Slurm job, its time left when the drain begins (a time limit
- * lowered mid-job warns with less than sbatch --signal's lead left), once;
- * -1 outside one or when Slurm does not say (then --drain-time holds). */
+/* When the drain begins (once): 0 after SIGTERM; in a Slurm job, its
+ * time left (a time limit lowered mid-job warns with less than sbatch
+ * --signal's lead left); -1 outside one or when Slurm does not say (then
+ * --drain-time holds). */
 static double time_left(void *ctx) {
   const worker_args *a = ctx;
+  if (drain_now) return 0;
   const char *job = getenv("SLURM_JOB_ID");
   if (!job || !*job) return -1;
   double secs;

@@ -212,14 +212,18 @@ bool tg__wk_drain(tg__worker *wk) {
   if (!wk->draining) {
     double w = window(wk);
     wk->drain_until = now + w;
-    if (wk->o.verbose)
+    if (wk->o.verbose && w > 0)
       fprintf(stderr, "tgraph worker: leaving: new tasks only for %.1f s; finishing %s\n", w,
+              wk->sessions ? "what clients sent" : "at once (no client)");
+    else if (wk->o.verbose)
+      fprintf(stderr, "tgraph worker: leaving: no new tasks; finishing %s\n",
               wk->sessions ? "what clients sent" : "at once (no client)");
   }
   wk->draining = true;
-  /* Milliseconds left, rounded down: the clients' margin counts from it. */
+  /* Milliseconds left, rounded down: the clients' margin counts from it
+   * (an endless drain_time: a thousand years). */
   double left = wk->drain_until - now;
-  uint64_t ms = left > 0 ? (uint64_t)(left * 1000) : 0;
+  uint64_t ms = left >= 1e9 ? (uint64_t)3e13 : left > 0 ? (uint64_t)(left * 1000) : 0;
   for (wsess *s = wk->sessions, *next; s; s = next) {
     next = s->next; /* a failed send drops s */
     if (s->told_leave) continue;

@@ -18,9 +18,10 @@
 #                  kept), jobs pending (their reason said; SIGTERM cancels
 #                  them), sbatch not in PATH, --jobs without slurm.
 #   run_kill       kill -9 of a worker job's tgraph mid-run: same answer.
-#   run_drain      scancel --signal=USR1 of a worker job mid-run: it
-#                  drains (its job COMPLETED, no worker lost, no task sent
-#                  again) and the run goes on to the right answer.
+#   run_drain      scancel --signal=TERM of a worker job mid-run: it
+#                  drains at once (its job COMPLETED, no worker lost, no
+#                  task sent again) and the run goes on to the right
+#                  answer. (SIGUSR1 drains within --drain-time: run_limit.)
 #   run_limit      a worker job's time limit (scontrol: 1 minute) reached
 #                  mid-run: warned by --signal, it drains, reading its
 #                  time left from Slurm, goes on taking tasks that end in
@@ -385,7 +386,7 @@ tgraph: warning: slurm: worker job ${id}_1 is pending: BeginTime" "$(grep "is pe
     wait_for 30 listening drain.err 3 || bad "three workers listening"
     sleep 2
     id=$(array_of drain.err)
-    scancel --signal=USR1 "${id}_1"
+    scancel --signal=TERM "${id}_1"
     same "the drained job ends on its own" "JobState=COMPLETED" "$(job_end "${id}_1" 30)"
     finish_run drain 120
     same "drain: exit status" 0 "$run_rc"
