@@ -324,7 +324,7 @@ bool cli_slurm_parse_left(const char *s, double *secs) {
 bool cli_slurm_time_left(const char *job, double *secs, char *why, size_t size) {
   /* Bounded: the worker serves no message while it waits (coreutils'
    * timeout, as Slurm's hosts have it). */
-  char *argv[] = {"timeout", "-k", "1", "5", "squeue", "--noheader", "--jobs", (char *)job,
+  char *argv[] = {"timeout", "-k", "1", "3", "squeue", "--noheader", "--jobs", (char *)job,
                   "--format=%L", NULL};
   captured c;
   int rc = run_cmd(argv, &c);
@@ -332,7 +332,7 @@ bool cli_slurm_time_left(const char *job, double *secs, char *why, size_t size) 
   if (rc != 0)
     snprintf(why, size, "cannot run 'timeout squeue': %s", strerror(-rc));
   else if (c.status == 124 || c.status == 128 + SIGKILL)
-    snprintf(why, size, "squeue did not answer within 5 s");
+    snprintf(why, size, "squeue did not answer within 3 s");
   else if (c.status != 0)
     snprintf(why, size, "squeue failed (exit status %d): %s", c.status, c.err);
   else if (!(ok = cli_slurm_parse_left(c.out, secs)))

@@ -89,7 +89,7 @@ void cli_slurm_free(cli_slurm *s);
  * days), or UNLIMITED (INFINITY); surrounding blanks allowed, nothing
  * else. False for anything else (NOT_SET, INVALID, ...). */
 bool cli_slurm_parse_left(const char *s, double *secs /* OUT */);
-/* Ask Slurm once for job's time left (squeue, at most ~6 s); false with
+/* Ask Slurm once for job's time left (squeue, at most ~4 s); false with
  * why when that fails. */
 bool cli_slurm_time_left(const char *job, double *secs /* OUT */, char *why, size_t size);
 

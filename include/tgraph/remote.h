@@ -157,7 +157,8 @@ typedef struct tg_worker_opts {
    * NULL; only with drain_time > 0): the seconds the worker's host gives
    * it (a batch job's time left, say), or < 0 when unknown. The window
    * is the smaller of it and drain_time. Given ctx. It should not block
-   * for long: the worker serves no message meanwhile. */
+   * for long: the worker answers no message meanwhile, and a run gives up
+   * a worker silent for its heartbeat (10 s by default). */
   double (*time_left)(void *ctx);
 } tg_worker_opts;
 
