@@ -5,9 +5,11 @@
  * no worker lost, its kept results fetched, it exits 0); registrations
  * refused (a worker with another key set; an address where no worker
  * listens) while the run goes on; 100 worker processes and 65 connected
- * workers, past the old cap of 64. Every worker is a forked process
- * serving the test's functions; each is killed and reaped after each
- * test. */
+ * workers, past the old cap of 64; a worker drained with a window
+ * (drain_time) going on taking the tasks that end in it, and none with
+ * no window; tgraph worker --drain-time on SIGUSR1 and SIGTERM. Every
+ * worker is a forked process serving the test's functions; each is
+ * killed and reaped after each test. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -719,4 +721,58 @@ Test(join, drain_window_0_takes_nothing) {
   double last_end;
   drain_run(0, &late, &last_end);
   cr_assert_eq(late, 0, "tasks sent to the leaving worker after the signal: %d", late);
+}
+
+/* tgraph worker --drain-time: SIGUSR1 (the batch system's early warning)
+ * drains within the window, the worker going on taking tasks; SIGTERM
+ * (the end is now) drains at once, taking nothing new. Both exit 0 and
+ * the run, finished by a third worker, gives the right answer. */
+Test(join, cli_drain_time_usr1_and_term) {
+  const char *bin = getenv("TGRAPH_BIN");
+  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  unsetenv("SLURM_JOB_ID"); /* no time left from Slurm: --drain-time holds */
+  char graph[128], p[8][160];
+  snprintf(graph, sizeof graph, "%s/g.json", tmp);
+  FILE *f = fopen(graph, "w");
+  cr_assert_not_null(f);
+  enum { NT = 60 };
+  fprintf(f, "{\"tgraph\": 1, \"tasks\": {");
+  for (int i = 0; i < NT; i++)
+    fprintf(f, "\"s%d\": {\"fn\": \"sh\", \"args\": [\"sleep 0.1; echo %d\"]}, ", i, i);
+  fprintf(f, "\"n\": {\"fn\": \"len\", \"args\": [[");
+  for (int i = 0; i < NT; i++) fprintf(f, "%s{\"ref\": \"s%d\"}", i ? ", " : "", i);
+  fprintf(f, "]]}}, \"outputs\": [\"n\"]}\n");
+  fclose(f);
+  for (int i = 0; i < 8; i++) snprintf(p[i], sizeof p[i], "%s/out%d", tmp, i);
+  char *run[] = {(char *)bin, "run", graph, "--scheduler=tcp", "--no-cache",
+                 "--join-listen", "tcp://127.0.0.1:0", NULL};
+  pid_t rp = spawn(run, p[0], p[1]);
+  char join[256];
+  cr_assert(file_line(p[1], "joining workers: ", join, sizeof join, 30), "%s", slurp(p[1]));
+  char *w[] = {(char *)bin, "worker", "--join", join, "-j", "1", "--drain-time", "30", "-v", NULL};
+  pid_t wu = spawn(w, p[2], p[3]), wt = spawn(w, p[4], p[5]), wc = spawn(w, p[6], p[7]);
+  char ep[256];
+  for (int i = 2; i <= 6; i += 2)
+    cr_assert(file_line(p[i], "listening on ", ep, sizeof ep, 60), "%s", slurp(p[i + 1]));
+  sleep_ms(1000); /* all three run tasks whose time is known */
+  cr_assert_eq(kill(wu, SIGUSR1), 0);
+  cr_assert_eq(kill(wt, SIGTERM), 0);
+  int st;
+  cr_assert_eq(waitpid(rp, &st, 0), rp);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "run: %s", slurp(p[1]));
+  cr_assert_str_eq(slurp(p[0]), "{\"n\":60}\n");
+  cr_assert_eq(waitpid(wt, &st, 0), wt);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM: status %d: %s", st, slurp(p[5]));
+  char line[256];
+  cr_assert(file_line(p[5], "tgraph worker: leaving: ", line, sizeof line, 1), "%s", slurp(p[5]));
+  cr_assert_str_eq(line, "no new tasks; finishing what clients sent");
+  cr_assert_eq(waitpid(wu, &st, 0), wu);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGUSR1: status %d: %s", st, slurp(p[3]));
+  cr_assert(file_line(p[3], "tgraph worker: leaving: ", line, sizeof line, 1), "%s", slurp(p[3]));
+  cr_assert_str_eq(line, "new tasks only for 30.0 s; finishing what clients sent");
+  cr_assert(file_line(p[3], "tgraph worker: left: ", line, sizeof line, 1), "%s", slurp(p[3]));
+  unsigned long taken = strtoul(line, NULL, 10);
+  cr_assert_geq(taken, 1, "SIGUSR1: %s", line);
+  kill(wc, SIGKILL);
+  cr_assert_eq(waitpid(wc, &st, 0), wc);
 }
