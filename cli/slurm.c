@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -269,6 +270,75 @@ void cli_slurm_poll(cli_slurm *s, double now, cli_slurm_counts *out) {
   }
   out->polls = s->npolls;
   pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- time left (a worker inside a job) ---- */
+
+/* A run of 1 to 9 digits at *p, and how many. */
+static int digits(const char *p, unsigned long *v) {
+  int n = 0;
+  *v = 0;
+  while (p[n] >= '0' && p[n] <= '9' && n < 9) *v = *v * 10 + (unsigned long)(p[n++] - '0');
+  return p[n] >= '0' && p[n] <= '9' ? 0 : n;
+}
+
+bool cli_slurm_parse_left(const char *s, double *secs) {
+  while (*s == ' ' || *s == '\t') s++;
+  size_t len = strcspn(s, " \t\r\n");
+  if (s[len + strspn(s + len, " \t\r\n")] != '\0') return false; /* one word only */
+  if (len == 9 && strncmp(s, "UNLIMITED", 9) == 0) {
+    *secs = INFINITY;
+    return true;
+  }
+  unsigned long f[4] = {0}, v;
+  int nf = 0, n;
+  bool days = false;
+  const char *p = s, *end = s + len;
+  if ((n = digits(p, &v)) == 0) return false;
+  p += n;
+  if (*p == '-') { /* D-HH:MM:SS */
+    days = true;
+    f[nf++] = v;
+    p++;
+    if ((n = digits(p, &v)) == 0) return false;
+    p += n;
+  }
+  f[nf++] = v;
+  while (p < end && *p == ':' && nf < 4) {
+    p++;
+    /* minutes and seconds after the first field: two digits, under 60 */
+    if ((n = digits(p, &v)) != 2 || v >= 60) return false;
+    f[nf++] = v;
+    p += n;
+  }
+  if (p != end || (days ? nf != 4 : nf < 2 || nf > 3)) return false;
+  double t = 0;
+  if (days) t = (double)f[0] * 86400 + (double)f[1] * 3600 + (double)f[2] * 60 + (double)f[3];
+  else if (nf == 3) t = (double)f[0] * 3600 + (double)f[1] * 60 + (double)f[2];
+  else t = (double)f[0] * 60 + (double)f[1];
+  if (days && f[1] >= 24) return false;
+  *secs = t;
+  return true;
+}
+
+bool cli_slurm_time_left(const char *job, double *secs, char *why, size_t size) {
+  /* Bounded: the worker serves no message while it waits (coreutils'
+   * timeout, as Slurm's hosts have it). */
+  char *argv[] = {"timeout", "-k", "1", "3", "squeue", "--noheader", "--jobs", (char *)job,
+                  "--format=%L", NULL};
+  captured c;
+  int rc = run_cmd(argv, &c);
+  bool ok = false;
+  if (rc != 0)
+    snprintf(why, size, "cannot run 'timeout squeue': %s", strerror(-rc));
+  else if (c.status == 124 || c.status == 128 + SIGKILL)
+    snprintf(why, size, "squeue did not answer within 3 s");
+  else if (c.status != 0)
+    snprintf(why, size, "squeue failed (exit status %d): %s", c.status, c.err);
+  else if (!(ok = cli_slurm_parse_left(c.out, secs)))
+    snprintf(why, size, "squeue said '%.60s', not a time left", c.out);
+  free(c.out);
+  return ok;
 }
 
 /* ---- cancel ---- */

@@ -84,6 +84,15 @@ void cli_slurm_arm(cli_slurm *s);
 void cli_slurm_cancel(cli_slurm *s);
 void cli_slurm_free(cli_slurm *s);
 
+/* A job's time left as squeue prints it (%L): [D-]HH:MM:SS, H:MM:SS or
+ * M:SS (minutes and seconds of two digits under 60, hours under 24 after
+ * days), or UNLIMITED (INFINITY); surrounding blanks allowed, nothing
+ * else. False for anything else (NOT_SET, INVALID, ...). */
+bool cli_slurm_parse_left(const char *s, double *secs /* OUT */);
+/* Ask Slurm once for job's time left (squeue, at most ~4 s); false with
+ * why when that fails. */
+bool cli_slurm_time_left(const char *job, double *secs /* OUT */, char *why, size_t size);
+
 /* ---- slurm_run.c ---- */
 
 /* What `tgraph run` was told. */

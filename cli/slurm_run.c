@@ -115,6 +115,10 @@ static int write_script(cli_slurm_run *r, const tg_graphjson_info *info,
   snprintf(kw, sizeof kw, "%s/worker", r->keys);
   put_quoted(f, kw);
   fputs(" --listen \"tcp://${host:-127.0.0.1}:*\" --nthreads \"${SLURM_CPUS_ON_NODE:-0}\"", f);
+  /* Warned (sbatch --signal) this long before its time limit, a worker
+   * may go on taking tasks that end by then: the same figure for both. */
+  fprintf(f, " --drain-time %u", CLI_SLURM_WARN_SECS);
+  if (cli_verbosity > 0) fputs(" -v", f);
   for (size_t i = 0; i < info->nplugins; i++) {
     fputs(" --plugin ", f);
     put_quoted(f, info->plugins[i].path);

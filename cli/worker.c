@@ -9,12 +9,13 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "slurm.h"
 #include "tgraph/builtins.h"
 #include "tgraph/plugin.h"
 #include "tgraph/remote.h"
 
 enum { O_LISTEN = 1, O_NTHREADS, O_PLUGIN, O_KEYS, O_MAXMSG, O_MAXPEND, O_TIMEOUT,
-       O_VERBOSE, O_QUIET, O_JOIN, O_ADVERTISE };
+       O_VERBOSE, O_QUIET, O_JOIN, O_ADVERTISE, O_DRAIN_TIME };
 
 static const cli_opt options[] = {
     {O_LISTEN, "listen", 0, "tcp://HOST:PORT",
@@ -50,6 +51,13 @@ static const cli_opt options[] = {
     {O_ADVERTISE, "advertise", 0, "tcp://HOST:PORT",
      "with --join: the address the run is to connect\n"
      "to (default: the one listened on)"},
+    {O_DRAIN_TIME, "drain-time", 0, "SECONDS",
+     "when told to leave by SIGUSR1, go on taking the\n"
+     "tasks a run expects to end within this time, then\n"
+     "leave (default 0: take nothing new; SIGTERM takes\n"
+     "nothing new either way). In a Slurm job\n"
+     "(SLURM_JOB_ID set), the job's time left (squeue)\n"
+     "when shorter"},
     {O_VERBOSE, "verbose", 'v', NULL, "a line per client, refusal and drop on stderr"},
     {O_QUIET, "quiet", 'q', NULL, "nothing on stdout"},
     {0, NULL, 0, NULL, NULL}};
@@ -96,6 +104,11 @@ static int option(void *ctx, int id, const char *optarg) {
       break;
     case O_JOIN: o->join = optarg; break;
     case O_ADVERTISE: o->advertise = optarg; break;
+    case O_DRAIN_TIME:
+      if (!cli_parse_seconds(optarg, &secs))
+        return cli_bad_usage("worker", "--drain-time needs seconds, not '%s'", optarg);
+      o->drain_time = secs;
+      break;
     case O_VERBOSE: o->verbose = 1; break;
     case O_QUIET: a->quiet = true; break;
   }
@@ -108,7 +121,8 @@ static const cli_cmd command = {
     .about = "Serve task functions to runs on other machines (tgraph run\n"
              "--scheduler=tcp --connect ADDRESS), or join a run that is going\n"
              "(--join ADDRESS). Prints 'listening on ADDRESS' on stdout once ready.\n"
-             "SIGINT stops at once; SIGTERM or SIGUSR1 leaves: no new task, those\n"
+             "SIGINT stops at once; SIGTERM or SIGUSR1 leaves: no new task (or,\n"
+             "on SIGUSR1 with --drain-time, only those expected to end in time), those\n"
              "running finish, runs fetch the results they need, then exit 0 (a\n"
              "second SIGTERM stops at once).\n",
     .opts = options,
@@ -117,18 +131,48 @@ static const cli_cmd command = {
     .set = option,
 };
 
-static volatile sig_atomic_t stop_flag, drain_flag;
+/* drain_now: the drain came with SIGTERM, which says the end is now (a
+ * batch system's cancel or time limit, SIGKILL a few seconds later):
+ * no new task whatever --drain-time says. SIGUSR1 is the early warning
+ * (sbatch --signal) that --drain-time is for. */
+static volatile sig_atomic_t stop_flag, drain_flag, drain_now;
 
 static void on_signal(int sig) {
-  if (sig == SIGINT || (sig == SIGTERM && drain_flag)) stop_flag = 1;
-  else drain_flag = 1;
+  if (sig == SIGINT || (sig == SIGTERM && drain_flag)) {
+    stop_flag = 1;
+  } else {
+    if (sig == SIGTERM) drain_now = 1;
+    drain_flag = 1;
+  }
 }
 
 
 static void on_ready(void *ctx, const char *endpoint) {
-  if (*(bool *)ctx) return; /* quiet */
+  if (((worker_args *)ctx)->quiet) return;
   printf("listening on %s\n", endpoint);
   fflush(stdout);
+}
+
+/* When the drain begins (once): 0 after SIGTERM; in a Slurm job, its
+ * time left (a time limit lowered mid-job warns with less than sbatch
+ * --signal's lead left); -1 outside one or when Slurm does not say (then
+ * --drain-time holds). */
+static double time_left(void *ctx) {
+  const worker_args *a = ctx;
+  if (drain_now) return 0;
+  const char *job = getenv("SLURM_JOB_ID");
+  if (!job || !*job) return -1;
+  double secs;
+  char why[512];
+  if (cli_slurm_time_left(job, &secs, why, sizeof why)) {
+    if (a->o->verbose)
+      fprintf(stderr, "tgraph worker: Slurm job %s has %.0f s left\n", job, secs);
+    return secs;
+  }
+  if (a->o->verbose)
+    fprintf(stderr, "tgraph worker: cannot read Slurm job %s's time left (%s): using "
+            "--drain-time %g s\n", job, why, a->o->drain_time);
+  return -1;
 }
 
 /* A plugin given by name: lib<name>.so in TGRAPH_PLUGIN_PATH or the
@@ -172,7 +216,7 @@ static int parse(int argc, char **argv, worker_args *a) {
 }
 
 int cli_worker(int argc, char **argv) {
-  tg_worker_opts o = {.version = TG_WORKER_OPTS_V3};
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V4};
   worker_args a = {&o, calloc((size_t)argc + 1, sizeof *a.plugins), 0, false};
   tg_registry *reg = NULL;
   if (!a.plugins) return CLI_USAGE;
@@ -193,7 +237,8 @@ int cli_worker(int argc, char **argv) {
     o.drain = &drain_flag;
     if (o.join && !o.listen) o.listen = "tcp://127.0.0.1:*";
     o.on_ready = on_ready;
-    o.ctx = &a.quiet;
+    o.time_left = time_left;
+    o.ctx = &a;
     tg_error err;
     tg_error_clear(&err);
     if (tg_worker_serve(reg, &o, &err) != TG_OK) {

@@ -5,9 +5,11 @@
  * no worker lost, its kept results fetched, it exits 0); registrations
  * refused (a worker with another key set; an address where no worker
  * listens) while the run goes on; 100 worker processes and 65 connected
- * workers, past the old cap of 64. Every worker is a forked process
- * serving the test's functions; each is killed and reaped after each
- * test. */
+ * workers, past the old cap of 64; a worker drained with a window
+ * (drain_time) going on taking the tasks that end in it, and none with
+ * no window; tgraph worker --drain-time on SIGUSR1 and SIGTERM. Every
+ * worker is a forked process serving the test's functions; each is
+ * killed and reaped after each test. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -47,6 +49,25 @@ static int fn_gate(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **ou
   int64_t i = tg_value_int(a[1]);
   tg_value *items[2] = {tg_int(i * i), tg_int((int64_t)getpid())};
   *out = tg_list_take(2, items);
+  return *out ? TG_OK : TG_ENOMEM;
+}
+
+static int64_t mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts); /* one clock for every process */
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* stamp(i, ms): sleep ms, then [i * i, the worker's pid, the call's start
+ * and end in micro-seconds of CLOCK_MONOTONIC]. */
+static int fn_stamp(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  (void)ctx;
+  (void)n;
+  int64_t t0 = mono_us();
+  sleep_ms((int)tg_value_int(a[1]));
+  int64_t i = tg_value_int(a[0]);
+  tg_value *items[4] = {tg_int(i * i), tg_int((int64_t)getpid()), tg_int(t0), tg_int(mono_us())};
+  *out = tg_list_take(4, items);
   return *out ? TG_OK : TG_ENOMEM;
 }
 
@@ -99,7 +120,7 @@ static tg_registry *make_reg(void) {
     tg_task_fn fn;
     int nargs;
   } defs[] = {{"gate", fn_gate, 3}, {"big", fn_big, 2}, {"bsum", fn_bsum, -1},
-              {"inc", fn_inc, 1},   {"total", fn_total, -1}};
+              {"inc", fn_inc, 1},   {"total", fn_total, -1}, {"stamp", fn_stamp, 2}};
   for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
     tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = defs[i].name, .fn_version = "1",
                      .fn = defs[i].fn, .flags = TG_FUNC_PURE, .nargs = defs[i].nargs};
@@ -119,6 +140,7 @@ static char tmp[64]; /* the test's directory: gates, keys */
 
 typedef struct wspec {
   const char *join, *advertise, *keys;
+  double drain_time; /* tg_worker_opts.drain_time */
 } wspec;
 
 static volatile sig_atomic_t drain_flag;
@@ -130,7 +152,7 @@ static void on_usr1(int s) {
 static void child(const wspec *sp, int fd) {
   signal(SIGUSR1, on_usr1);
   tg_registry *r = make_reg();
-  tg_worker_opts o = {.version = TG_WORKER_OPTS_V3,
+  tg_worker_opts o = {.version = TG_WORKER_OPTS_V4,
                       .listen = "tcp://127.0.0.1:*",
                       .nthreads = 1,
                       .keys_dir = sp->keys,
@@ -139,7 +161,8 @@ static void child(const wspec *sp, int fd) {
                       .ctx = &fd,
                       .join = sp->join,
                       .advertise = sp->advertise,
-                      .drain = &drain_flag};
+                      .drain = &drain_flag,
+                      .drain_time = sp->drain_time};
   tg_error err;
   tg_error_clear(&err);
   int rc = tg_worker_serve(r, &o, &err);
@@ -622,4 +645,134 @@ Test(join, cli_join_and_leave) {
   cr_assert_str_eq(slurp(p[0]), "{\"n\":40}\n");
   kill(b, SIGKILL);
   cr_assert_eq(waitpid(b, &st, 0), b);
+}
+
+/* Two workers of one thread run 40 tasks of 0.3 s; 2 s in, the second is
+ * told to leave with a window of `window` seconds. *late: its tasks that
+ * started more than 0.65 s after the signal (it then ran one and had at
+ * most one more: has_room's bound for long tasks), so sent after LEAVE;
+ * *last_end: the end of its last task, in seconds after the signal. The
+ * answer is sync's, no attempt failed, nothing was lost, retried or
+ * recomputed, and the leaving worker exits 0 by the run's end. */
+static void drain_run(double window, int *late, double *last_end) {
+  int w[2] = {start_worker(&(wspec){0}), start_worker(&(wspec){.drain_time = window})};
+  char join[256];
+  tg_executor *ex = join_ex(w, 2, NULL, NULL, 30, join, sizeof join);
+  cr_assert_eq(wait_ready(ex, 2, 30), 2);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  enum { NT = 40 };
+  tg_node nodes[NT];
+  for (int i = 0; i < NT; i++) nodes[i] = tg_call(g, "stamp", 2, V(tg_int(i)), V(tg_int(300)));
+  tg_value *res[NT] = {0};
+  bg run = {.g = g, .outs = nodes, .n = NT, .ex = ex, .res = res};
+  bg_start(&run);
+  sleep_ms(2000); /* both run tasks whose time is known */
+  int64_t sig = mono_us();
+  cr_assert_eq(kill(pids[w[1]], SIGUSR1), 0);
+  cr_assert_eq(bg_join(&run), TG_OK, "%s", tg_graph_errmsg(g));
+  int ran = 0;
+  *late = 0;
+  *last_end = -1e9;
+  for (int i = 0; i < NT; i++) {
+    cr_assert_eq(tg_value_int(tg_list_get(res[i], 0)), (int64_t)i * i);
+    if ((pid_t)tg_value_int(tg_list_get(res[i], 1)) == pids[w[1]]) {
+      ran++;
+      double start = (double)(tg_value_int(tg_list_get(res[i], 2)) - sig) / 1e6;
+      double end = (double)(tg_value_int(tg_list_get(res[i], 3)) - sig) / 1e6;
+      *late += start > 0.65;
+      if (end > *last_end) *last_end = end;
+    }
+    tg_value_unref(res[i]);
+  }
+  cr_assert_gt(ran, 0, "the leaving worker ran nothing before the signal");
+  int status = -1;
+  for (int i = 0; i < 500 && waitpid(pids[w[1]], &status, WNOHANG) == 0; i++) sleep_ms(10);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the leaving worker did not exit 0");
+  pids[w[1]] = 0;
+  tg_remote_stats st;
+  cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
+  cr_assert_eq(st.workers_lost, 0);
+  cr_assert_eq(st.tasks_retried, 0);
+  cr_assert_eq(st.tasks_recomputed, 0);
+  cr_assert_eq(st.workers_ready, 1);
+  cr_assert_eq(run.st.attempts_failed, 0);
+  cr_assert_eq(run.st.tasks_failed, 0);
+  tg_executor_free(ex);
+  tg_graph_free(g);
+}
+
+/* Drained with a window of 3 s, a worker goes on taking tasks that end
+ * in it (2 s of 0.3 s tasks less the margin: 4 or so), and none ends
+ * after it. */
+Test(join, drain_window_keeps_taking_tasks) {
+  int late;
+  double last_end;
+  drain_run(3.0, &late, &last_end);
+  cr_assert_geq(late, 2, "tasks sent to the leaving worker in its window: %d", late);
+  cr_assert_lt(last_end, 3.0, "a task of the leaving worker ended %.3f s after the signal",
+               last_end);
+}
+
+/* Drained with no window (drain_time 0, the default), a worker takes
+ * nothing more. */
+Test(join, drain_window_0_takes_nothing) {
+  int late;
+  double last_end;
+  drain_run(0, &late, &last_end);
+  cr_assert_eq(late, 0, "tasks sent to the leaving worker after the signal: %d", late);
+}
+
+/* tgraph worker --drain-time: SIGUSR1 (the batch system's early warning)
+ * drains within the window, the worker going on taking tasks; SIGTERM
+ * (the end is now) drains at once, taking nothing new. Both exit 0 and
+ * the run, finished by a third worker, gives the right answer. */
+Test(join, cli_drain_time_usr1_and_term) {
+  const char *bin = getenv("TGRAPH_BIN");
+  cr_assert_not_null(bin, "TGRAPH_BIN is not set");
+  unsetenv("SLURM_JOB_ID"); /* no time left from Slurm: --drain-time holds */
+  char graph[128], p[8][160];
+  snprintf(graph, sizeof graph, "%s/g.json", tmp);
+  FILE *f = fopen(graph, "w");
+  cr_assert_not_null(f);
+  enum { NT = 60 };
+  fprintf(f, "{\"tgraph\": 1, \"tasks\": {");
+  for (int i = 0; i < NT; i++)
+    fprintf(f, "\"s%d\": {\"fn\": \"sh\", \"args\": [\"sleep 0.1; echo %d\"]}, ", i, i);
+  fprintf(f, "\"n\": {\"fn\": \"len\", \"args\": [[");
+  for (int i = 0; i < NT; i++) fprintf(f, "%s{\"ref\": \"s%d\"}", i ? ", " : "", i);
+  fprintf(f, "]]}}, \"outputs\": [\"n\"]}\n");
+  fclose(f);
+  for (int i = 0; i < 8; i++) snprintf(p[i], sizeof p[i], "%s/out%d", tmp, i);
+  char *run[] = {(char *)bin, "run", graph, "--scheduler=tcp", "--no-cache",
+                 "--join-listen", "tcp://127.0.0.1:0", NULL};
+  pid_t rp = spawn(run, p[0], p[1]);
+  char join[256];
+  cr_assert(file_line(p[1], "joining workers: ", join, sizeof join, 30), "%s", slurp(p[1]));
+  char *w[] = {(char *)bin, "worker", "--join", join, "-j", "1", "--drain-time", "30", "-v", NULL};
+  pid_t wu = spawn(w, p[2], p[3]), wt = spawn(w, p[4], p[5]), wc = spawn(w, p[6], p[7]);
+  char ep[256];
+  for (int i = 2; i <= 6; i += 2)
+    cr_assert(file_line(p[i], "listening on ", ep, sizeof ep, 60), "%s", slurp(p[i + 1]));
+  sleep_ms(1000); /* all three run tasks whose time is known */
+  cr_assert_eq(kill(wu, SIGUSR1), 0);
+  cr_assert_eq(kill(wt, SIGTERM), 0);
+  int st;
+  cr_assert_eq(waitpid(rp, &st, 0), rp);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "run: %s", slurp(p[1]));
+  cr_assert_str_eq(slurp(p[0]), "{\"n\":60}\n");
+  cr_assert_eq(waitpid(wt, &st, 0), wt);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM: status %d: %s", st, slurp(p[5]));
+  char line[256];
+  cr_assert(file_line(p[5], "tgraph worker: leaving: ", line, sizeof line, 1), "%s", slurp(p[5]));
+  cr_assert_str_eq(line, "no new tasks; finishing what clients sent");
+  cr_assert_eq(waitpid(wu, &st, 0), wu);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGUSR1: status %d: %s", st, slurp(p[3]));
+  cr_assert(file_line(p[3], "tgraph worker: leaving: ", line, sizeof line, 1), "%s", slurp(p[3]));
+  cr_assert_str_eq(line, "new tasks only for 30.0 s; finishing what clients sent");
+  cr_assert(file_line(p[3], "tgraph worker: left: ", line, sizeof line, 1), "%s", slurp(p[3]));
+  unsigned long taken = strtoul(line, NULL, 10);
+  cr_assert_geq(taken, 1, "SIGUSR1: %s", line);
+  kill(wc, SIGKILL);
+  cr_assert_eq(waitpid(wc, &st, 0), wc);
 }

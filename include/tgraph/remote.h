@@ -41,10 +41,12 @@
  * fail with the reason. A joined worker that the run cannot reach within
  * its connect_timeout is given up. A worker told to leave
  * (tg_worker_opts.drain, SIGUSR1 or SIGTERM to `tgraph worker`) drains:
- * it tells its runs, which send it no new task, wait for those it has,
- * fetch the results kept only there that are still needed, and say
- * goodbye; then it returns TG_OK (exit status 0). None of that counts as
- * a lost worker or a failed attempt.
+ * it tells its runs how long it may go on (drain_time, 0 by default);
+ * they send it only the tasks they expect to end within that window
+ * (none when 0), wait for those it has, fetch the results kept only
+ * there that are still needed, and say goodbye; then it returns TG_OK
+ * (exit status 0). None of that counts as a lost worker or a failed
+ * attempt.
  *
  * Life-cycle of a worker:
  *   1. build a registry with the functions to serve (and plugins)
@@ -84,8 +86,9 @@ extern "C" {
 #define TG_WORKER_OPTS_V1 1
 #define TG_WORKER_OPTS_V2 2 /* adds max_pending */
 #define TG_WORKER_OPTS_V3 3 /* adds join, advertise, drain */
+#define TG_WORKER_OPTS_V4 4 /* adds drain_time, time_left */
 typedef struct tg_worker_opts {
-  uint32_t version;        /* TG_WORKER_OPTS_V1 to TG_WORKER_OPTS_V3 */
+  uint32_t version;        /* TG_WORKER_OPTS_V1 to TG_WORKER_OPTS_V4 */
   const char *listen;      /* "tcp://HOST:PORT"; NULL: the default above.
                               PORT "*" or 0 picks a free port (see
                               on_ready). HOST other than loopback needs
@@ -136,10 +139,27 @@ typedef struct tg_worker_opts {
                               this machine's name) */
   const volatile sig_atomic_t *drain; /* when *drain != 0 (looked at every
                               50 ms; set it as *stop): leave: take no new
-                              task, finish those running, let clients
+                              task (but, from version 4, those clients
+                              expect to end within drain_time), finish
+                              those running, let clients
                               fetch what they need, and return TG_OK once
                               every client said goodbye or was dropped.
                               NULL: none */
+  /* ---- version 4 (older callers get 0: a drained worker takes nothing
+   * new) ---- */
+  double drain_time;       /* seconds a drained worker may go on from the
+                              moment it sees *drain: its runs keep sending
+                              it the tasks they expect to end by then
+                              (with a margin, lib/backends/tcp_join.c),
+                              then fetch what they need and say goodbye.
+                              0: no new task at all */
+  /* Called once, on the serving thread, when the drain begins (may be
+   * NULL; only with drain_time > 0): the seconds the worker's host gives
+   * it (a batch job's time left, say), or < 0 when unknown. The window
+   * is the smaller of it and drain_time. Given ctx. It should not block
+   * for long: the worker answers no message meanwhile, and a run gives up
+   * a worker silent for its heartbeat (10 s by default). */
+  double (*time_left)(void *ctx);
 } tg_worker_opts;
 
 /* Serve reg's functions to runs that connect, until *opts->stop is set.

@@ -87,7 +87,8 @@ static uint32_t chain_deps(const tcp *b, const tcp_conn *c, const tcp_rec *rec) 
   const tcp_run *rs = rec->rs;
   const tg__run *r = rs->r;
   if (!rec->t || rec->whole || (rec->t->flags & TG__T_OUTPUT) || r->memo ||
-      (rs->flags[rec->task] & RF_SELECTED))
+      (rs->flags[rec->task] & RF_SELECTED) || c->leaving) /* a leaving worker gets no
+                                                             dependents ahead */
     return 0;
   const tg__runplan *p = &r->plan;
   uint32_t n = 0, most = c->nthreads > 2 ? c->nthreads : 2;

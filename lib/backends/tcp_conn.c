@@ -237,7 +237,7 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
 }
 
 bool tg__tcp_conn_has_room(const tcp_conn *c) {
-  if (c->state != CS_READY || c->leaving) return false;
+  if (c->state != CS_READY || (c->leaving && !tg__tcp_leave_open(c))) return false;
   uint32_t n = c->nthreads ? c->nthreads : 1;
   return c->load < n + 1 || (c->queued < n * 0.004 && c->load < n + 2048);
 }
@@ -472,7 +472,8 @@ void tg__tcp_conn_poll(tcp *b, tcp_conn *c) {
     } else if (type == TG__M_WELCOME && c->state == CS_CONNECTING) {
       welcome(b, c, &r);
     } else if (type == TG__M_LEAVE && c->state == CS_READY) {
-      tg__tcp_leave_start(b, c);
+      uint64_t ms = tg__rbuf_varint(&r); /* absent (an older worker): 0 */
+      tg__tcp_leave_start(b, c, r.bad ? 0 : (double)ms / 1000);
     } else if (type == TG__M_ERROR) {
       char msg[TG__MAX_MSG + 1], why[TG__MAX_MSG + 40];
       tg__rbuf_cstr(&r, msg, TG__MAX_MSG);

@@ -592,13 +592,15 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
  * (about 1 GB/s), plus when it would start and end there (the expected
  * seconds of what is queued, per thread, then its own). Expected times are
  * per function, so that a worker busy with long tasks is not taken for
- * one that runs short ones. */
+ * one that runs short ones. A leaving worker is one only if rec would end
+ * in its window. -1 when none has room for rec. */
 static int choose(tcp *b, const tcp_rec *rec) {
   int best = -1;
   double best_cost = 0;
   for (int i = 0; i < b->nconns; i++) {
     const tcp_conn *c = b->conns[i];
-    if (!tg__tcp_conn_has_room(c)) continue;
+    if (!tg__tcp_conn_has_room(c) || (c->leaving && !tg__tcp_leave_fits(b, b->conns[i], rec)))
+      continue;
     double miss = 0, fetches = 0;
     for (uint32_t j = 0; j < rec->nargs; j++) {
       const tcp_handle *h = rec->hargs[j];
@@ -647,9 +649,19 @@ static void find_handles(tcp *b, tcp_rec *rec) {
   }
 }
 
-static void place(tcp *b, tcp_rec *rec) {
+/* Place rec on a worker; false when none can take it (only leaving ones
+ * have room, and it would not end in their windows): rec is then the
+ * first to go next time. */
+static bool place(tcp *b, tcp_rec *rec) {
   find_handles(b, rec);
   int ci = choose(b, rec);
+  if (ci < 0) {
+    release_args(b, rec);
+    rec->next = b->retry_head;
+    b->retry_head = rec;
+    if (!b->retry_tail) b->retry_tail = rec;
+    return false;
+  }
   tcp_conn *c = b->conns[ci];
   rec->conn = ci;
   tg__tcp_conn_add(c, rec);
@@ -664,6 +676,7 @@ static void place(tcp *b, tcp_rec *rec) {
   } else {
     tg__tcp_append(b, c, rec);
   }
+  return true;
 }
 
 /* Begin ready task t in the engine: its record, or NULL when it finished
@@ -832,7 +845,7 @@ void tg__tcp_dispatch(tcp *b) {
       if (!(rec = begin(b, t))) continue;
       if (built_here(b, rec)) continue;
     }
-    place(b, rec);
+    if (!place(b, rec)) break;
   }
   while (nheld) tg__tcp_heap_repush(b, held[--nheld]);
 }

@@ -119,10 +119,11 @@
  * on their size) and chain tags. A worker that left, or a joined one
  * given up, is CS_GONE. The API: tg_executor_opts.join_listen (v2) and
  * tg_remote_join_address; workers: tg_worker_opts.join, advertise and
- * drain (v3); the CLI: tgraph run --scheduler=tcp --join-listen
- * tcp://HOST:PORT (prints "joining workers: ADDRESS" on stderr), tgraph
- * worker --join ADDRESS [--advertise tcp://HOST:PORT], SIGTERM or
- * SIGUSR1 to leave. Protocol 7: JOIN, JOINED, LEAVE (remote/proto.h).
+ * drain (v3), drain_time and time_left (v4); the CLI: tgraph run
+ * --scheduler=tcp --join-listen tcp://HOST:PORT (prints "joining
+ * workers: ADDRESS" on stderr), tgraph worker --join ADDRESS [--advertise
+ * tcp://HOST:PORT] [--drain-time SECONDS], SIGTERM or SIGUSR1 to leave.
+ * Protocol 7: JOIN, JOINED, LEAVE with the time left (remote/proto.h).
  *
  * Thread safety: as above; the statistics are atomics.
  */
@@ -311,7 +312,11 @@ struct tcp_conn {
   bool joined;             /* registered through the join address: given
                               up (CS_GONE) when not ready for
                               connect_timeout */
-  bool leaving;            /* it drains (LEAVE): no new task goes there */
+  bool leaving;            /* it drains (LEAVE): only tasks that fit its
+                              window go there (tg__tcp_leave_fits) */
+  bool leave_done;         /* leaving: nothing more is to go there */
+  double leave_by;         /* leaving: tasks sent there must be expected
+                              to end by then (tg__now() clock) */
   double down_since;       /* joined: when it was last not ready */
   uint32_t rescues;        /* leaving: its kept results being fetched */
   double retry_at;         /* CS_FAILED: when to try again */
@@ -607,9 +612,16 @@ void tg__tcp_join_poll(tcp *b);
 void tg__tcp_join_close(tcp *b);
 /* Joined conn c is not ready: give it up after connect_timeout. */
 void tg__tcp_join_tick(tcp *b, tcp_conn *c, double now);
-/* c said LEAVE: send it nothing new; once its tasks are back, fetch the
- * kept results only it holds, then say BYE (no loss is counted). */
-void tg__tcp_leave_start(tcp *b, tcp_conn *c);
+/* c said LEAVE, with `left` seconds it may go on: send it only the tasks
+ * that fit in them (tg__tcp_leave_fits; none when 0); once nothing more
+ * fits and its tasks are back, fetch the kept results only it holds,
+ * then say BYE (no loss is counted). */
+void tg__tcp_leave_start(tcp *b, tcp_conn *c, double left);
+/* Leaving c may still take tasks (its window is not over). */
+bool tg__tcp_leave_open(const tcp_conn *c);
+/* Whether rec may go to leaving c: expected to end within c's window
+ * (choose(), tcp_dispatch.c). */
+bool tg__tcp_leave_fits(const tcp *b, tcp_conn *c, const tcp_rec *rec);
 /* Each turn, for a leaving c: the next step above. */
 void tg__tcp_leave_tick(tcp *b, tcp_conn *c);
 /* A fetch that was a rescue from leaving conn `from` ended. */

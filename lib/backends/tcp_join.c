@@ -16,10 +16,15 @@
  * that is not ready within connect_timeout of joining or of being lost
  * is given up (CS_GONE) with a line in the log; the run goes on.
  *
- * Leaving: a worker told to drain sends LEAVE. No new task goes to it;
- * those it has finish there; then the results kept only on it that are
- * still alive are fetched here (they are handed to other workers from
- * here when needed), and the executor says BYE and forgets it (CS_GONE).
+ * Leaving: a worker told to drain sends LEAVE with the time it may go
+ * on. Until that time minus a margin, tasks go to it when they are
+ * expected to end by then (tg__tcp_leave_fits, from choose()), never a
+ * task whose time is unknown; those it has finish there. Once nothing
+ * more fits (its window is over, or it is idle and the most urgent ready
+ * task does not fit, or nothing is ready), the results kept only on it
+ * that are still alive are fetched here (they are handed to other
+ * workers from here when needed), and the executor says BYE and forgets
+ * it (CS_GONE).
  * Nothing of it counts as a loss. Should it die meanwhile, the usual loss
  * rules apply (tcp_internal.h, "Faults"). */
 #include <math.h>
@@ -229,9 +234,42 @@ void tg__tcp_join_tick(tcp *b, tcp_conn *c, double now) {
 
 /* ---- leaving ---------------------------------------------------------------- */
 
-void tg__tcp_leave_start(tcp *b, tcp_conn *c) {
+/* The margin a leaving worker's tasks are to end by, before the end of
+ * its window: the results still travel back, the kept results only it
+ * holds are fetched after its last task, and the worker exits, all
+ * before its host ends it (a batch job's time limit); a tenth of the
+ * window (18 s of Slurm's 180) covers moving them, at least half a
+ * second covers a loaded machine's scheduling on a short window. */
+#define LEAVE_MARGIN_PART 0.1
+#define LEAVE_MARGIN_MIN 0.5
+/* Expected durations are running averages: a task is taken as this much
+ * slower than its average, so that one a little slow still ends in time. */
+#define LEAVE_SLOWER 1.25
+
+void tg__tcp_leave_start(tcp *b, tcp_conn *c, double left) {
   (void)b;
-  c->leaving = true; /* tg__tcp_conn_has_room: no more */
+  c->leaving = true;
+  double margin = left * LEAVE_MARGIN_PART;
+  if (margin < LEAVE_MARGIN_MIN) margin = LEAVE_MARGIN_MIN;
+  c->leave_by = tg__now() + left - margin; /* left 0: at once */
+  c->leave_done = !(left > margin);
+}
+
+bool tg__tcp_leave_open(const tcp_conn *c) {
+  return !c->leave_done && tg__now() < c->leave_by;
+}
+
+bool tg__tcp_leave_fits(const tcp *b, tcp_conn *c, const tcp_rec *rec) {
+  /* Never measured: its time is unknown, it does not go there. */
+  if (!tg__idmap_get(&b->task_secs, rec->kind_key)) return false;
+  /* Its worker's threads take tasks in order: it starts once one of them
+   * is free, at the latest when what is queued there is done on average
+   * (running tasks counted whole), and ends its own time later. */
+  unsigned n = c->nthreads ? c->nthreads : 1;
+  if (tg__now() + c->queued / n + rec->est * LEAVE_SLOWER <= c->leave_by) return true;
+  /* Idle and the most urgent ready task cannot end in time: let it go. */
+  if (c->load == 0 && !c->staged) c->leave_done = true;
+  return false;
 }
 
 /* Fetch what only c holds among alive results: rescues. */
@@ -264,6 +302,10 @@ void tg__tcp_leave_tick(tcp *b, tcp_conn *c) {
     return;
   }
   if (!c->leaving || c->state != CS_READY || c->load || c->staged) return;
+  /* Idle: it waits while ready tasks may still fit in its window (the
+   * dispatch after this tells), else nothing more goes there. */
+  if (tg__tcp_leave_open(c) && tg__tcp_work_waiting(b)) return;
+  c->leave_done = true;
   if (c->rescues == 0) rescue(b, c);
   if (c->state != CS_READY || c->rescues) return;
   /* Nothing of the run's is there any more. */

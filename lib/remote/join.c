@@ -9,10 +9,13 @@
  * the address to reach it at and waits for JOINED; the socket is closed
  * then: the run connects to the worker's ROUTER like to any worker.
  *
- * Leaving: when tg_worker_opts.drain is set, every client is told LEAVE
- * (once; a client that says HELLO later is told too); the loop goes on
- * serving them (tasks they sent before hearing it, FETCHes of the
- * results kept here) until each has said BYE or was dropped. */
+ * Leaving: when tg_worker_opts.drain is set, the worker's window is
+ * fixed once (drain_time, or the host's time_left when smaller) and
+ * every client is told LEAVE with the time left of it (once; a client
+ * that says HELLO later is told too, with what is left then); the loop
+ * goes on serving them (tasks they sent before hearing it or that they
+ * expect to end in the window, FETCHes of the results kept here) until
+ * each has said BYE or was dropped. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -193,19 +196,47 @@ int tg__wk_join(tg__worker *wk, const tg__keypair *kp, tg_error *err) {
   return rc;
 }
 
+/* The window of a drain beginning now: drain_time, or less when the
+ * host says so (time_left). */
+static double window(tg__worker *wk) {
+  double w = wk->o.drain_time;
+  if (w > 0 && wk->o.time_left) {
+    double t = wk->o.time_left(wk->o.ctx);
+    if (t >= 0 && t < w) w = t;
+  }
+  return w;
+}
+
 bool tg__wk_drain(tg__worker *wk) {
-  if (!wk->draining && wk->o.verbose)
-    fprintf(stderr, "tgraph worker: leaving: no new tasks; finishing %s\n",
-            wk->sessions ? "what clients sent" : "at once (no client)");
+  double now = tg__now();
+  if (!wk->draining) {
+    double w = window(wk);
+    wk->drain_until = now + w;
+    if (wk->o.verbose && w > 0)
+      fprintf(stderr, "tgraph worker: leaving: new tasks only for %.1f s; finishing %s\n", w,
+              wk->sessions ? "what clients sent" : "at once (no client)");
+    else if (wk->o.verbose)
+      fprintf(stderr, "tgraph worker: leaving: no new tasks; finishing %s\n",
+              wk->sessions ? "what clients sent" : "at once (no client)");
+  }
   wk->draining = true;
+  /* Milliseconds left, rounded down: the clients' margin counts from it
+   * (an endless drain_time: a thousand years). */
+  double left = wk->drain_until - now;
+  uint64_t ms = left >= 1e9 ? (uint64_t)3e13 : left > 0 ? (uint64_t)(left * 1000) : 0;
   for (wsess *s = wk->sessions, *next; s; s = next) {
     next = s->next; /* a failed send drops s */
     if (s->told_leave) continue;
     s->told_leave = true;
     tg__wbuf h = {0};
     tg__wbuf_u8(&h, TG__M_LEAVE);
+    tg__wbuf_varint(&h, ms);
     tg__wk_send(wk, s, &h, NULL);
     tg__wbuf_free(&h);
   }
-  return wk->sessions == NULL;
+  if (wk->sessions) return false;
+  if (wk->o.verbose)
+    fprintf(stderr, "tgraph worker: left: %llu task%s taken while leaving\n",
+            (unsigned long long)wk->drain_taken, wk->drain_taken == 1 ? "" : "s");
+  return true;
 }

@@ -64,9 +64,12 @@
  *   ERROR   str message: the worker dropped this client.
  *   LOG     varint run, str task key, str line: a tg_task_log() line of a
  *           task of that run, sent before the task's result.
- *   LEAVE   (nothing): the worker drains (it was told to leave): send it
- *           no new task; it finishes those it has, answers FETCHes and
- *           PINGs, and ends once every client said BYE.
+ *   LEAVE   varint milliseconds it may go on: the worker drains (it was
+ *           told to leave): send it only tasks expected to end within
+ *           that time (none when 0; a LEAVE without the field, from a
+ *           worker of an older library, means 0); it finishes those it
+ *           has, answers FETCHes and PINGs, and ends once every client
+ *           said BYE.
  * Joining (lib/remote/join.c to lib/backends/tcp_join.c, on a socket of
  * its own: the run binds a ROUTER, a CURVE client with the run's keys;
  * the worker connects a DEALER, a CURVE server with the workers' key and

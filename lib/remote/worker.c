@@ -457,9 +457,11 @@ static int bind_router(tg__worker *wk, const char *addr, const tg__keypair *kp,
 static int check_opts(const tg_worker_opts *o, bool keyed, char *addr, size_t size,
                       tg_error *err) {
   if (!o) return tg__error_set(err, TG_EINVAL, "tg_worker_serve: no options");
-  if (o->version < TG_WORKER_OPTS_V1 || o->version > TG_WORKER_OPTS_V3)
+  if (o->version < TG_WORKER_OPTS_V1 || o->version > TG_WORKER_OPTS_V4)
     return tg__error_set(err, TG_EINVAL, "tg_worker_opts.version is %u, expected %d to %d",
-                         o->version, TG_WORKER_OPTS_V1, TG_WORKER_OPTS_V3);
+                         o->version, TG_WORKER_OPTS_V1, TG_WORKER_OPTS_V4);
+  if (o->version >= TG_WORKER_OPTS_V4 && !(o->drain_time >= 0))
+    return tg__error_set(err, TG_EINVAL, "tg_worker_opts.drain_time must be 0 or more");
   const char *listen = o->listen ? o->listen : TG_WORKER_DEFAULT_LISTEN;
   bool loop;
   int rc = tg__addr_check(listen, true, &loop, err);
@@ -590,7 +592,8 @@ static tg__worker *worker_new(tg_registry *reg, const tg_worker_opts *opts) {
   /* A version 1 struct ends before max_pending: copy only what the
    * caller has; the rest stays 0 (the defaults). */
   if (opts)
-    memcpy(&wk->o, opts, opts->version >= TG_WORKER_OPTS_V3   ? sizeof *opts
+    memcpy(&wk->o, opts, opts->version >= TG_WORKER_OPTS_V4   ? sizeof *opts
+                         : opts->version == TG_WORKER_OPTS_V3 ? offsetof(tg_worker_opts, drain_time)
                          : opts->version == TG_WORKER_OPTS_V2 ? offsetof(tg_worker_opts, join)
                                                               : offsetof(tg_worker_opts, max_pending));
   /* Values received stay charged to it until their last release, which

@@ -185,6 +185,10 @@ typedef struct tg__worker {
   size_t nlogs, logs_dropped;
   bool stopping;
   bool draining;        /* told to leave (join.c) */
+  double drain_until;   /* draining: the end of its window (tg__now()
+                           clock); LEAVE tells clients the time to it */
+  uint64_t drain_taken; /* tasks received while draining (said at the
+                           end, with verbose) */
   wsess *sessions;
   tg__idmap by_hash;    /* routing id hash -> first session of the chain */
   tg__idmap banned;     /* routing id hash -> (void *)1: dropped peers */

@@ -300,6 +300,7 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
     return true;
   }
   run->refs++; /* held while parsing */
+  if (wk->draining) wk->drain_taken += n;
   wtask *ready = NULL, **tail = &ready; /* in the message's order: the
                                            client sends the most urgent
                                            first */

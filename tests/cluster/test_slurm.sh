@@ -18,12 +18,15 @@
 #                  kept), jobs pending (their reason said; SIGTERM cancels
 #                  them), sbatch not in PATH, --jobs without slurm.
 #   run_kill       kill -9 of a worker job's tgraph mid-run: same answer.
-#   run_drain      scancel --signal=USR1 of a worker job mid-run: it
-#                  drains (its job COMPLETED, no worker lost, no task sent
-#                  again) and the run goes on to the right answer.
+#   run_drain      scancel --signal=TERM of a worker job mid-run: it
+#                  drains at once (its job COMPLETED, no worker lost, no
+#                  task sent again) and the run goes on to the right
+#                  answer. (SIGUSR1 drains within --drain-time: run_limit.)
 #   run_limit      a worker job's time limit (scontrol: 1 minute) reached
-#                  mid-run: warned by --signal, it drains, the answer is
-#                  right, no worker lost, no task sent again (~70 s).
+#                  mid-run: warned by --signal, it drains, reading its
+#                  time left from Slurm, goes on taking tasks that end in
+#                  it, and its job completes before the limit; the answer
+#                  is right, no worker lost, no task sent again (~110 s).
 #   run_interrupt  SIGINT to tgraph run mid-run: exit 130, its jobs
 #                  cancelled (squeue lists none) and no process left.
 #   run_polls      a run of 30 s or more calls squeue (wrapped through
@@ -383,7 +386,7 @@ tgraph: warning: slurm: worker job ${id}_1 is pending: BeginTime" "$(grep "is pe
     wait_for 30 listening drain.err 3 || bad "three workers listening"
     sleep 2
     id=$(array_of drain.err)
-    scancel --signal=USR1 "${id}_1"
+    scancel --signal=TERM "${id}_1"
     same "the drained job ends on its own" "JobState=COMPLETED" "$(job_end "${id}_1" 30)"
     finish_run drain 120
     same "drain: exit status" 0 "$run_rc"
@@ -394,7 +397,10 @@ tgraph: warning: slurm: worker job ${id}_1 is pending: BeginTime" "$(grep "is pe
       "$(cd rd && echo *)"
     ;;
   run_limit)
-    want=$(slow_graph slow.json 48 2500)
+    # 250 s of work for three workers of one CPU (~100 s): the run goes on
+    # well past the drained job's limit, so that the job leaves mid-run,
+    # not with the run's end.
+    want=$(slow_graph slow.json 100 2500)
     start_run limit slow.json --scheduler=slurm --jobs 3 --run-dir rd -v --retries 0
     wait_for 30 listening limit.err 3 || bad "three workers listening"
     id=$(array_of limit.err)
@@ -411,6 +417,16 @@ tgraph: warning: slurm: worker job ${id}_1 is pending: BeginTime" "$(grep "is pe
     same "time limit: the answer" "$want" "$(cat limit.out)"
     same "time limit: no worker lost, no task sent again" 1 \
       "$(grep -c ' 0 workers lost, 0 tasks retried' limit.err)"
+    # Warned with less than --signal's lead left (the limit was lowered),
+    # the worker took the job's time left from Slurm as its window (not
+    # --drain-time's 180 s) and went on taking tasks in it (-v lines).
+    grep -E '^tgraph worker: (Slurm job|leaving|left|cannot read)' rd/worker-0.err
+    same "time limit: the worker read its time left from Slurm" 1 \
+      "$(grep -cE '^tgraph worker: Slurm job [0-9]+ has [0-9]+ s left$' rd/worker-0.err)"
+    same "time limit: its window is that time left" 1 \
+      "$(grep -cE '^tgraph worker: leaving: new tasks only for [1-5]?[0-9]\.[0-9] s; ' rd/worker-0.err)"
+    same "time limit: the drained worker took tasks after its warning" 1 \
+      "$(grep -cE '^tgraph worker: left: [1-9][0-9]* tasks? taken while leaving$' rd/worker-0.err)"
     ;;
   run_interrupt)
     slow_graph slow.json 60 1000 >/dev/null
