@@ -264,6 +264,14 @@ static bool log_has(logbuf *l, const char *s) {
   return r;
 }
 
+static int log_count(logbuf *l, const char *s) {
+  pthread_mutex_lock(&l->mu);
+  int n = 0;
+  for (const char *p = strstr(l->text, s); p; p = strstr(p + 1, s)) n++;
+  pthread_mutex_unlock(&l->mu);
+  return n;
+}
+
 /* A tcp executor over workers w[0..n) that also lets workers join on a
  * free loopback port; its join address in join. */
 static tg_executor *join_ex(const int *w, int n, const char *keys, logbuf *log,
@@ -503,6 +511,9 @@ Test(join, bogus_registrations_refused) {
            join);
   for (int i = 0; i < 300 && !log_has(&log, want); i++) sleep_ms(10);
   cr_assert(log_has(&log, want), "log: %s", log.text);
+  /* The refused worker tried again for its second (ZeroMQ reconnects):
+   * one line said, not one per attempt. */
+  cr_assert_eq(log_count(&log, "a joining worker was refused"), 1, "log: %s", log.text);
   /* the right keys, but an address where no worker listens */
   dprintf(go_nowhere, "%s\n", join);
   close(go_nowhere);

@@ -377,6 +377,8 @@ struct tcp {
   void *join;              /* ROUTER where workers register, or NULL
                               (tcp_join.c) */
   void *join_mon;          /* its monitor's PAIR: refused handshakes */
+  unsigned join_refused;   /* refused handshakes not said yet (tcp_join.c) */
+  double join_refused_said; /* tg__now() when one was last said */
   char join_endpoint[256]; /* where it listens (the port filled in; set
                               before the I/O thread starts, then constant) */
   const char *join_addr;   /* during creation: the option (borrowed) */

@@ -158,6 +158,8 @@ static const char *registration(tcp *b, zmq_msg_t *body, char *buf, size_t size)
   return NULL;
 }
 
+#define JOIN_REFUSED_EVERY 10.0 /* seconds between two lines about refusals */
+
 static void join_refused_handshake(tcp *b) {
   zmq_msg_t m[2];
   zmq_msg_init(&m[0]);
@@ -166,12 +168,25 @@ static void join_refused_handshake(tcp *b) {
     if (zmq_msg_more(&m[0])) zmq_msg_recv(&m[1], b->join_mon, 0);
     uint16_t ev = 0;
     if (zmq_msg_size(&m[0]) >= 6) memcpy(&ev, zmq_msg_data(&m[0]), 2);
-    if (ev)
-      note(b, b->join_endpoint, b->keyed
-           ? "a joining worker was refused: the secure handshake failed (it does not hold "
-             "the workers' key, or does not accept this run's client key)"
-           : "a joining worker was refused: the secure handshake failed (it does not hold "
-             "this user's key: another user's worker, or one with --keys)");
+    /* A refused peer retries (ZeroMQ reconnects every 0.1 s or so), and a
+     * hostile one may never stop: one line at most every 10 s, telling
+     * how many were refused since (the last ones are told with the next). */
+    double now = tg__now();
+    if (ev) b->join_refused++;
+    if (b->join_refused && now - b->join_refused_said >= JOIN_REFUSED_EVERY) {
+      char more[64] = "";
+      if (b->join_refused > 1)
+        snprintf(more, sizeof more, " (%u attempts since the last line)", b->join_refused);
+      char line[320];
+      snprintf(line, sizeof line, "%s%s", b->keyed
+               ? "a joining worker was refused: the secure handshake failed (it does not hold "
+                 "the workers' key, or does not accept this run's client key)"
+               : "a joining worker was refused: the secure handshake failed (it does not hold "
+                 "this user's key: another user's worker, or one with --keys)", more);
+      note(b, b->join_endpoint, line);
+      b->join_refused = 0;
+      b->join_refused_said = now;
+    }
   }
   zmq_msg_close(&m[0]);
   zmq_msg_close(&m[1]);
