@@ -592,7 +592,12 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
  * (about 1 GB/s), plus when it would start and end there (the expected
  * seconds of what is queued, per thread, then its own). Expected times are
  * per function, so that a worker busy with long tasks is not taken for
- * one that runs short ones. */
+ * one that runs short ones. When the workers have more threads than
+ * this machine has processors (loopback workers sharing them, or many
+ * messages for this one thread to send), a worker with no message begun
+ * this pass costs one more (b->msg_secs): tiny tasks go in batches, each
+ * worker woken once for many, not one message per worker per pass. With
+ * few workers the cost is 0: spreading tasks at once adds processors. */
 static int choose(tcp *b, const tcp_rec *rec) {
   int best = -1;
   double best_cost = 0;
@@ -609,7 +614,8 @@ static int choose(tcp *b, const tcp_rec *rec) {
         fetches += any && !h->local; /* a round trip through here first */
       }
     }
-    double cost = miss * 1e-9 + fetches * 1e-4 + (c->queued + rec->est) / c->nthreads;
+    double cost = miss * 1e-9 + fetches * 1e-4 + (c->queued + rec->est) / c->nthreads +
+                  (c->nbatch ? 0 : b->msg_secs);
     if (best < 0 || cost < best_cost) {
       best = i;
       best_cost = cost;
@@ -807,6 +813,10 @@ void tg__tcp_dispatch(tcp *b) {
   size_t nheld = 0;
   tg__tcp_begin_done(b);
   tg__tcp_undefer_runs(b);
+  unsigned threads = 0;
+  for (int i = 0; i < b->nconns; i++)
+    if (b->conns[i]->state == CS_READY) threads += b->conns[i]->nthreads;
+  b->msg_secs = threads > b->ncpus ? TCP_MSG_SECS : 0;
   while (any_room(b)) {
     tcp_rec *rec = b->retry_head;
     if (rec) {
