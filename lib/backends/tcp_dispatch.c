@@ -741,7 +741,7 @@ static int64_t slack_of(const tcp *b) {
   return TCP_SLACK * (threads ? threads : 1);
 }
 
-int64_t tg__tcp_run_room(const tcp *b, const tcp_run *rs) {
+static int64_t room_of(const tcp_run *rs, int64_t slack) {
   /* Quiet tasks pre-sent count nothing: their results die on their
    * worker, used by tasks sent with them (a pulled subtree counts as its
    * root), and the engine ends them as it reaches them. A quiet task the
@@ -749,10 +749,14 @@ int64_t tg__tcp_run_room(const tcp *b, const tcp_run *rs) {
    * engine ends its dependent. */
   int64_t live = atomic_load_explicit(&rs->r->live, memory_order_relaxed) +
                  (int64_t)rs->inflight - (int64_t)(rs->nquiet - rs->nquiet_begun);
-  return rs->seq_peak + slack_of(b) - live;
+  return rs->seq_peak + slack - live;
 }
 
-static bool may_start(tcp *b, tg__task *t) {
+int64_t tg__tcp_run_room(const tcp *b, const tcp_run *rs) { return room_of(rs, slack_of(b)); }
+
+/* slack: slack_of(b) at the start of the dispatch pass (looking at every
+ * worker per task made placing tasks cost O(workers) more). */
+static bool may_start(tcp *b, tg__task *t, int64_t slack) {
   tcp_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
   if (!rs || rs->inflight == 0 || (t->flags & TG__T_CACHED)) return true;
   const tg__run *r = rs->r;
@@ -765,17 +769,24 @@ static bool may_start(tcp *b, tg__task *t) {
     if (tg__arg_is_node(a[j].kind) && p->task_of[a[j].node] != UINT32_MAX &&
         tg__tcp_run_dependents(rs, p->task_of[a[j].node]) == 1)
       return true;
-  int64_t room = tg__tcp_run_room(b, rs);
+  int64_t room = room_of(rs, slack);
   /* Once held back, released when half the slack is free: tasks then go
    * in batches (and their replies too), not one per reply. */
-  if (rs->held_back && room <= slack_of(b) / 2) return false;
+  if (rs->held_back && room <= slack / 2) return false;
   rs->held_back = room <= 0;
   return !rs->held_back;
 }
 
-static bool any_room(const tcp *b) {
-  for (int i = 0; i < b->nconns; i++)
-    if (tg__tcp_conn_has_room(b->conns[i])) return true;
+/* Whether a worker has room. The one found last is looked at first: it
+ * mostly still has some, and a pass places many tasks. */
+static bool any_room(tcp *b) {
+  for (int k = 0, n = b->nconns; k < n; k++) {
+    int i = b->room_at + k < n ? b->room_at + k : b->room_at + k - n;
+    if (tg__tcp_conn_has_room(b->conns[i])) {
+      b->room_at = i;
+      return true;
+    }
+  }
   return false;
 }
 
@@ -813,10 +824,10 @@ void tg__tcp_dispatch(tcp *b) {
   size_t nheld = 0;
   tg__tcp_begin_done(b);
   tg__tcp_undefer_runs(b);
-  unsigned threads = 0;
-  for (int i = 0; i < b->nconns; i++)
-    if (b->conns[i]->state == CS_READY) threads += b->conns[i]->nthreads;
-  b->msg_secs = threads > b->ncpus ? TCP_MSG_SECS : 0;
+  /* The workers ready as the pass begins: one lost during it takes its
+   * tasks with it, the next pass counts without it. */
+  int64_t slack = slack_of(b);
+  b->msg_secs = slack / TCP_SLACK > b->ncpus ? TCP_MSG_SECS : 0;
   while (any_room(b)) {
     tcp_rec *rec = b->retry_head;
     if (rec) {
@@ -833,7 +844,7 @@ void tg__tcp_dispatch(tcp *b) {
       bool seen = false;
       for (size_t i = 0; i < nheld && !seen; i++) seen = held[i]->run == t->run;
       if (seen) break;
-      if (!may_start(b, t)) {
+      if (!may_start(b, t, slack)) {
         if (nheld == HELD_MAX) break;
         held[nheld++] = tg__tcp_heap_pop(b);
         continue;

@@ -380,6 +380,7 @@ struct tcp {
                               while the array grows (workers joining) */
   int nconns, cap_conns;
   unsigned ncpus;          /* this machine's processors (set at creation) */
+  int room_at;             /* the conn any_room() found with room last */
   double msg_secs;         /* choose()'s cost of a message not yet begun:
                               TCP_MSG_SECS while the ready workers have
                               more threads than ncpus, else 0 (set per
