@@ -323,6 +323,7 @@ int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, tcp **ou
   b->ex = cfg->ex;
   b->wake_fd = -1;
   b->next_id = 1;
+  b->ncpus = tg__ncpus();
   pthread_mutex_init(&b->mu, NULL);
   tg__wctx_init(&b->w, 0);
   b->w.defer_started = true; /* reported when a worker is chosen (append) */

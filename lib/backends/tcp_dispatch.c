@@ -592,8 +592,14 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
  * (about 1 GB/s), plus when it would start and end there (the expected
  * seconds of what is queued, per thread, then its own). Expected times are
  * per function, so that a worker busy with long tasks is not taken for
- * one that runs short ones. A leaving worker is one only if rec would end
- * in its window. -1 when none has room for rec. */
+ * one that runs short ones. When the workers have more threads than
+ * this machine has processors (loopback workers sharing them, or many
+ * messages for this one thread to send), a worker with no message begun
+ * this pass costs one more (b->msg_secs): tiny tasks go in batches, each
+ * worker woken once for many, not one message per worker per pass. With
+ * few workers the cost is 0: spreading tasks at once adds processors. A
+ * leaving worker is one only if rec would end in its window. -1 when none
+ * has room for rec. */
 static int choose(tcp *b, const tcp_rec *rec) {
   int best = -1;
   double best_cost = 0;
@@ -611,7 +617,8 @@ static int choose(tcp *b, const tcp_rec *rec) {
         fetches += any && !h->local; /* a round trip through here first */
       }
     }
-    double cost = miss * 1e-9 + fetches * 1e-4 + (c->queued + rec->est) / c->nthreads;
+    double cost = miss * 1e-9 + fetches * 1e-4 + (c->queued + rec->est) / c->nthreads +
+                  (c->nbatch ? 0 : b->msg_secs);
     if (best < 0 || cost < best_cost) {
       best = i;
       best_cost = cost;
@@ -748,7 +755,7 @@ static int64_t slack_of(const tcp *b) {
   return TCP_SLACK * (threads ? threads : 1);
 }
 
-int64_t tg__tcp_run_room(const tcp *b, const tcp_run *rs) {
+static int64_t room_of(const tcp_run *rs, int64_t slack) {
   /* Quiet tasks pre-sent count nothing: their results die on their
    * worker, used by tasks sent with them (a pulled subtree counts as its
    * root), and the engine ends them as it reaches them. A quiet task the
@@ -756,10 +763,14 @@ int64_t tg__tcp_run_room(const tcp *b, const tcp_run *rs) {
    * engine ends its dependent. */
   int64_t live = atomic_load_explicit(&rs->r->live, memory_order_relaxed) +
                  (int64_t)rs->inflight - (int64_t)(rs->nquiet - rs->nquiet_begun);
-  return rs->seq_peak + slack_of(b) - live;
+  return rs->seq_peak + slack - live;
 }
 
-static bool may_start(tcp *b, tg__task *t) {
+int64_t tg__tcp_run_room(const tcp *b, const tcp_run *rs) { return room_of(rs, slack_of(b)); }
+
+/* slack: slack_of(b) at the start of the dispatch pass (looking at every
+ * worker per task made placing tasks cost O(workers) more). */
+static bool may_start(tcp *b, tg__task *t, int64_t slack) {
   tcp_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
   if (!rs || rs->inflight == 0 || (t->flags & TG__T_CACHED)) return true;
   const tg__run *r = rs->r;
@@ -772,17 +783,24 @@ static bool may_start(tcp *b, tg__task *t) {
     if (tg__arg_is_node(a[j].kind) && p->task_of[a[j].node] != UINT32_MAX &&
         tg__tcp_run_dependents(rs, p->task_of[a[j].node]) == 1)
       return true;
-  int64_t room = tg__tcp_run_room(b, rs);
+  int64_t room = room_of(rs, slack);
   /* Once held back, released when half the slack is free: tasks then go
    * in batches (and their replies too), not one per reply. */
-  if (rs->held_back && room <= slack_of(b) / 2) return false;
+  if (rs->held_back && room <= slack / 2) return false;
   rs->held_back = room <= 0;
   return !rs->held_back;
 }
 
-static bool any_room(const tcp *b) {
-  for (int i = 0; i < b->nconns; i++)
-    if (tg__tcp_conn_has_room(b->conns[i])) return true;
+/* Whether a worker has room. The one found last is looked at first: it
+ * mostly still has some, and a pass places many tasks. */
+static bool any_room(tcp *b) {
+  for (int k = 0, n = b->nconns; k < n; k++) {
+    int i = b->room_at + k < n ? b->room_at + k : b->room_at + k - n;
+    if (tg__tcp_conn_has_room(b->conns[i])) {
+      b->room_at = i;
+      return true;
+    }
+  }
   return false;
 }
 
@@ -820,6 +838,10 @@ void tg__tcp_dispatch(tcp *b) {
   size_t nheld = 0;
   tg__tcp_begin_done(b);
   tg__tcp_undefer_runs(b);
+  /* The workers ready as the pass begins: one lost during it takes its
+   * tasks with it, the next pass counts without it. */
+  int64_t slack = slack_of(b);
+  b->msg_secs = slack / TCP_SLACK > b->ncpus ? TCP_MSG_SECS : 0;
   while (any_room(b)) {
     tcp_rec *rec = b->retry_head;
     if (rec) {
@@ -836,7 +858,7 @@ void tg__tcp_dispatch(tcp *b) {
       bool seen = false;
       for (size_t i = 0; i < nheld && !seen; i++) seen = held[i]->run == t->run;
       if (seen) break;
-      if (!may_start(b, t)) {
+      if (!may_start(b, t, slack)) {
         if (nheld == HELD_MAX) break;
         held[nheld++] = tg__tcp_heap_pop(b);
         continue;

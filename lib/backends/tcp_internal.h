@@ -156,6 +156,9 @@
 #define TCP_PULL 15           /* tasks a pre-sent task may pull along to its
                                  worker (a subtree of 16 leaves) */
 #define TCP_PULL_SECS 50e-6  /* the longest measured task that may be pulled */
+#define TCP_MSG_SECS 50e-6   /* what a message to a worker costs beyond its
+                                 tasks (both ends, its wake-up) when workers
+                                 share processors: choose() */
 #define TCP_SLACK 16          /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
 
@@ -385,6 +388,12 @@ struct tcp {
   tcp_conn **conns;        /* each allocated apart: a tcp_conn never moves
                               while the array grows (workers joining) */
   int nconns, cap_conns;
+  unsigned ncpus;          /* this machine's processors (set at creation) */
+  int room_at;             /* the conn any_room() found with room last */
+  double msg_secs;         /* choose()'s cost of a message not yet begun:
+                              TCP_MSG_SECS while the ready workers have
+                              more threads than ncpus, else 0 (set per
+                              dispatch pass) */
   tg__wctx w;
   tg__task_heap heap;      /* ready tasks */
   tg__recycler rec_blocks; /* freed records of up to TCP_REC_ARGS arguments */

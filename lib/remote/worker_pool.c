@@ -118,7 +118,10 @@ static void *pool_main(void *arg) {
       /* A chain's next link comes right after this one's result is
        * taken: look again for a moment before sleeping (a wake-up costs
        * more). */
-      for (int spin = 0; spin < 64 && !wk->q_head && !wk->stopping; spin++) {
+      double until = tg__now() + TG__WK_SPIN_SECS;
+      for (int spin = 0; spin < TG__WK_SPINS && !wk->q_head && !wk->stopping &&
+                         (spin == 0 || tg__now() < until);
+           spin++) {
         pthread_mutex_unlock(&wk->mu);
         sched_yield();
         pthread_mutex_lock(&wk->mu);

@@ -640,7 +640,10 @@ void tg__wk_collect(tg__worker *wk) {
      * a moment rather than in the poll (a wake-up costs more), while the
      * pool runs the last tasks it was given (not with more queued: the
      * pool needs the processor then). */
-    for (int spin = 0; started && spin < 64 && !wk->done && !wk->q_head; spin++) {
+    double until = started ? tg__now() + TG__WK_SPIN_SECS : 0;
+    for (int spin = 0; started && spin < TG__WK_SPINS && !wk->done && !wk->q_head &&
+                       (spin == 0 || tg__now() < until);
+         spin++) {
       pthread_mutex_unlock(&wk->mu);
       sched_yield();
       pthread_mutex_lock(&wk->mu);
