@@ -812,13 +812,13 @@ Test(remote_budget, worker_opts_v2_sets_max_pending) {
                1);
 }
 
-Test(remote_budget, worker_opts_version_4_refused) {
+Test(remote_budget, worker_opts_version_5_refused) {
   tg_registry *r = NULL;
   cr_assert_eq(tg_registry_new(&r), TG_OK);
-  tg_worker_opts o = {.version = 4, .listen = "tcp://127.0.0.1:0"};
+  tg_worker_opts o = {.version = 5, .listen = "tcp://127.0.0.1:0"};
   tg_error err;
   tg_error_clear(&err);
   cr_expect_eq(tg_worker_serve(r, &o, &err), TG_EINVAL);
-  cr_expect_str_eq(err.msg, "tg_worker_opts.version is 4, expected 1 to 3");
+  cr_expect_str_eq(err.msg, "tg_worker_opts.version is 5, expected 1 to 4");
   tg_registry_free(r);
 }
