@@ -405,6 +405,24 @@ Test(join, workers_256_join_a_run_going) {
   tg_graph_free(g);
 }
 
+/* The leaving worker *pid exited 0 (within 5 s), and its leaving cost
+ * nothing: no worker lost, no task retried or recomputed, no attempt or
+ * task failed; one worker (the other) still ready. */
+static void left_cleanly(pid_t *pid, tg_executor *ex, const bg *run) {
+  int status = -1;
+  for (int i = 0; i < 500 && waitpid(*pid, &status, WNOHANG) == 0; i++) sleep_ms(10);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the leaving worker did not exit 0");
+  *pid = 0;
+  tg_remote_stats st;
+  cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
+  cr_assert_eq(st.workers_lost, 0);
+  cr_assert_eq(st.tasks_retried, 0);
+  cr_assert_eq(st.tasks_recomputed, 0);
+  cr_assert_eq(st.workers_ready, 1);
+  cr_assert_eq(run->st.attempts_failed, 0);
+  cr_assert_eq(run->st.tasks_failed, 0);
+}
+
 /* Two workers; one is told to leave (SIGUSR1) while it runs tasks and
  * holds kept results: the answer is sync's, no attempt failed, no worker
  * was lost, nothing was retried or recomputed, and it exits 0 before
@@ -447,18 +465,7 @@ Test(join, worker_leaves_mid_run) {
   cr_assert_eq(tg_value_int(res[1]), want_tot);
   tg_value_unref(res[0]);
   tg_value_unref(res[1]);
-  int status = -1;
-  for (int i = 0; i < 500 && waitpid(pids[w[1]], &status, WNOHANG) == 0; i++) sleep_ms(10);
-  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the leaving worker did not exit 0");
-  pids[w[1]] = 0;
-  tg_remote_stats st;
-  cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
-  cr_assert_eq(st.workers_lost, 0);
-  cr_assert_eq(st.tasks_retried, 0);
-  cr_assert_eq(st.tasks_recomputed, 0);
-  cr_assert_eq(st.workers_ready, 1);
-  cr_assert_eq(run.st.attempts_failed, 0);
-  cr_assert_eq(run.st.tasks_failed, 0);
+  left_cleanly(&pids[w[1]], ex, &run);
   tg_executor_free(ex);
   tg_graph_free(g);
 }
@@ -697,18 +704,7 @@ static void drain_run(double window, int *late, double *last_end) {
     tg_value_unref(res[i]);
   }
   cr_assert_gt(ran, 0, "the leaving worker ran nothing before the signal");
-  int status = -1;
-  for (int i = 0; i < 500 && waitpid(pids[w[1]], &status, WNOHANG) == 0; i++) sleep_ms(10);
-  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the leaving worker did not exit 0");
-  pids[w[1]] = 0;
-  tg_remote_stats st;
-  cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
-  cr_assert_eq(st.workers_lost, 0);
-  cr_assert_eq(st.tasks_retried, 0);
-  cr_assert_eq(st.tasks_recomputed, 0);
-  cr_assert_eq(st.workers_ready, 1);
-  cr_assert_eq(run.st.attempts_failed, 0);
-  cr_assert_eq(run.st.tasks_failed, 0);
+  left_cleanly(&pids[w[1]], ex, &run);
   tg_executor_free(ex);
   tg_graph_free(g);
 }

@@ -112,6 +112,22 @@ run_sync() {
 # left WORD: processes whose command line holds WORD (none of this shell).
 left() { pgrep -f "$1" | grep -v "^$$\$" | tr '\n' ' '; }
 
+# failed_task NAME LAUNCHER...: a graph whose one task fails, run as 4
+# ranks: the launcher exits 1 (the driver's status), the driver says so
+# once, no process of the run is left.
+failed_task() {
+  local name=$1
+  shift
+  printf '{"tgraph": 1, "tasks": {"bad": {"fn": "sh", "args": ["exit 3"]}}, "outputs": ["bad"]}\n' \
+    >"$w/tgmpi-fail.json"
+  timeout 60 "$@" -n 4 "$tg" run "$w/tgmpi-fail.json" --scheduler=mpi \
+    --no-cache >/dev/null 2>"$w/fail.err"
+  same "a failed task: $name exits 1" 1 $?
+  same "a failed task: the driver says so once" 1 \
+    "$(grep -c "^tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3$" "$w/fail.err")"
+  same "a failed task: no process of the run left" "" "$(left "$w/tgmpi-fail")"
+}
+
 if [ "$mode" = mpirun ]; then
   # MPICH installs its own mpirun beside Open MPI's: the alternatives
   # must still choose Open MPI's (its options are used below).
@@ -171,14 +187,7 @@ rank 3 exit 0" "$(sort "$w/kill.status")"
   same "kill -9: no process of the run left" "" "$(left "$w/tgmpi-kill")"
 
   # The driver's exit status is mpirun's (without --enable-recovery).
-  printf '{"tgraph": 1, "tasks": {"bad": {"fn": "sh", "args": ["exit 3"]}}, "outputs": ["bad"]}\n' \
-    >"$w/tgmpi-fail.json"
-  timeout 60 "${mpirun[@]}" -n 4 "$tg" run "$w/tgmpi-fail.json" --scheduler=mpi \
-    --no-cache >/dev/null 2>"$w/fail.err"
-  same "a failed task: mpirun exits 1" 1 $?
-  same "a failed task: the driver says so once" 1 \
-    "$(grep -c "^tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3$" "$w/fail.err")"
-  same "a failed task: no process of the run left" "" "$(left "$w/tgmpi-fail")"
+  failed_task mpirun "${mpirun[@]}"
 
   # Where ranks listen: an interface named; an address not of this host.
   timeout 60 "${mpirun[@]}" -n 4 "$tg" run "$src/examples/pi.json" --scheduler=mpi \
@@ -407,14 +416,7 @@ elif [ "$mode" = hydra ]; then
   outputs_same "mpiexec.hydra -n 1" hone "$w/sync-hone" "$w/mpi-hone"
 
   # The driver's exit status is mpiexec's.
-  printf '{"tgraph": 1, "tasks": {"bad": {"fn": "sh", "args": ["exit 3"]}}, "outputs": ["bad"]}\n' \
-    >"$w/tgmpi-fail.json"
-  timeout 60 "${hydra[@]}" -n 4 "$tg" run "$w/tgmpi-fail.json" --scheduler=mpi \
-    --no-cache >/dev/null 2>"$w/fail.err"
-  same "a failed task: mpiexec.hydra exits 1" 1 $?
-  same "a failed task: the driver says so once" 1 \
-    "$(grep -c "^tgraph: error: task 'bad' failed: TG_EIO: sh: exit status 3$" "$w/fail.err")"
-  same "a failed task: no process of the run left" "" "$(left "$w/tgmpi-fail")"
+  failed_task mpiexec.hydra "${hydra[@]}"
 
   graph=$(slow_graph hbad 2 1)
   out=$(timeout 60 "${hydra[@]}" -n 1 "$tg" run "$graph" --scheduler=mpi --no-cache \

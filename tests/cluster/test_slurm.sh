@@ -21,7 +21,9 @@
 #   run_drain      scancel --signal=TERM of a worker job mid-run: it
 #                  drains at once (its job COMPLETED, no worker lost, no
 #                  task sent again) and the run goes on to the right
-#                  answer. (SIGUSR1 drains within --drain-time: run_limit.)
+#                  answer; scancel --signal=USR1 of another: it drains
+#                  within a window (its log says so). (run_limit: the
+#                  window's tasks.)
 #   run_limit      a worker job's time limit (scontrol: 1 minute) reached
 #                  mid-run: warned by --signal, it drains, reading its
 #                  time left from Slurm, goes on taking tasks that end in
@@ -387,8 +389,13 @@ tgraph: warning: slurm: worker job ${id}_1 is pending: BeginTime" "$(grep "is pe
     sleep 2
     id=$(array_of drain.err)
     scancel --signal=TERM "${id}_1"
+    # USR1 (what sbatch --signal sends) drains within a window: the
+    # worker says so and goes on with the tasks that fit in it.
+    scancel --signal=USR1 "${id}_2"
     same "the drained job ends on its own" "JobState=COMPLETED" "$(job_end "${id}_1" 30)"
     finish_run drain 120
+    same "scancel --signal=USR1: the worker drains within a window" 1 \
+      "$(grep -c '^tgraph worker: leaving: new tasks only for [0-9.]* s' rd/worker-2.err)"
     same "drain: exit status" 0 "$run_rc"
     same "drain: the answer" "$want" "$(cat drain.out)"
     same "drain: no worker lost, no task sent again" 1 \
