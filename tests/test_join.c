@@ -783,3 +783,47 @@ Test(join, cli_drain_time_usr1_and_term) {
   kill(wc, SIGKILL);
   cr_assert_eq(waitpid(wc, &st, 0), wc);
 }
+
+/* A leaving worker whose only task is done and whose next ready task was
+ * never measured (its time unknown: it does not go there) leaves then,
+ * not at its window's end (8 s less the margin): the task ends about 1 s
+ * after the signal, the worker exits within 3 s of it. A worker joining
+ * later runs the rest; the answer is right. */
+Test(join, drain_window_leaves_when_nothing_known_fits, .timeout = 120) {
+  int w0 = start_worker(&(wspec){.drain_time = 8});
+  int go;
+  int afd = fork_worker_go(&(wspec){0}, &go);
+  char join[256];
+  tg_executor *ex = join_ex(&w0, 1, NULL, NULL, 60, join, sizeof join);
+  cr_assert_eq(wait_ready(ex, 1, 30), 1);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node s = tg_call(g, "stamp", 2, V(tg_int(7)), V(tg_int(1500)));
+  tg_node t = tg_call(g, "inc", 1, tg_arg_item(s, 0));
+  tg_value *res[1] = {0};
+  bg run = {.g = g, .outs = &t, .n = 1, .ex = ex, .res = res};
+  bg_start(&run);
+  sleep_ms(500);
+  int64_t sig = mono_us();
+  cr_assert_eq(kill(pids[w0], SIGUSR1), 0);
+  int status = -1;
+  pid_t r = 0;
+  for (int i = 0; i < 1000 && (r = waitpid(pids[w0], &status, WNOHANG)) == 0; i++) sleep_ms(10);
+  double took = (double)(mono_us() - sig) / 1e6;
+  cr_assert_eq(r, pids[w0], "the leaving worker has not exited 10 s after the signal");
+  pids[w0] = 0;
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the leaving worker did not exit 0");
+  cr_assert_lt(took, 3.0, "the idle leaving worker exited %.2f s after the signal", took);
+  dprintf(go, "%s\n", join);
+  close(go);
+  read_ready(npids - 1, afd);
+  cr_assert_eq(bg_join(&run), TG_OK, "%s", tg_graph_errmsg(g));
+  cr_assert_eq(tg_value_int(res[0]), 7 * 7 + 1);
+  tg_value_unref(res[0]);
+  tg_remote_stats st;
+  cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
+  cr_assert_eq(st.workers_lost, 0);
+  cr_assert_eq(st.tasks_retried, 0);
+  tg_executor_free(ex);
+  tg_graph_free(g);
+}

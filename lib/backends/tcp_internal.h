@@ -318,6 +318,8 @@ struct tcp_conn {
   bool leaving;            /* it drains (LEAVE): only tasks that fit its
                               window go there (tg__tcp_leave_fits) */
   bool leave_done;         /* leaving: nothing more is to go there */
+  bool leave_missed;       /* leaving and idle: a ready task was found not
+                              to fit its window (let it go at the next tick) */
   double leave_by;         /* leaving: tasks sent there must be expected
                               to end by then (tg__now() clock) */
   double down_since;       /* joined: when it was last not ready */

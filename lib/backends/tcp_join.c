@@ -88,6 +88,13 @@ int tg__tcp_join_listen(tcp *b, const char *addr, tg_error *err) {
 }
 
 void tg__tcp_join_close(tcp *b) {
+  if (b->join_refused) { /* refusals since the last line about them */
+    char line[128];
+    snprintf(line, sizeof line, "%u more joining workers' handshakes were refused",
+             b->join_refused);
+    note(b, b->join_endpoint, line);
+    b->join_refused = 0;
+  }
   if (b->join) {
     zmq_socket_monitor(b->join, NULL, 0);
     zmq_close(b->join);
@@ -170,7 +177,8 @@ static void join_refused_handshake(tcp *b) {
     if (zmq_msg_size(&m[0]) >= 6) memcpy(&ev, zmq_msg_data(&m[0]), 2);
     /* A refused peer retries (ZeroMQ reconnects every 0.1 s or so), and a
      * hostile one may never stop: one line at most every 10 s, telling
-     * how many were refused since (the last ones are told with the next). */
+     * how many were refused since (the last ones are told with the next, or
+     * when the run ends). */
     double now = tg__now();
     if (ev) b->join_refused++;
     if (b->join_refused && now - b->join_refused_said >= JOIN_REFUSED_EVERY) {
@@ -263,10 +271,18 @@ void tg__tcp_join_tick(tcp *b, tcp_conn *c, double now) {
 
 void tg__tcp_leave_start(tcp *b, tcp_conn *c, double left) {
   (void)b;
-  c->leaving = true;
   double margin = left * LEAVE_MARGIN_PART;
   if (margin < LEAVE_MARGIN_MIN) margin = LEAVE_MARGIN_MIN;
-  c->leave_by = tg__now() + left - margin; /* left 0: at once */
+  double by = tg__now() + left - margin; /* left 0: at once */
+  /* A second LEAVE may shorten the window, never reopen or lengthen it:
+   * the run may be fetching what the worker holds already. */
+  if (c->leaving) {
+    if (by < c->leave_by) c->leave_by = by;
+    if (!(left > margin)) c->leave_done = true;
+    return;
+  }
+  c->leaving = true;
+  c->leave_by = by;
   c->leave_done = !(left > margin);
 }
 
@@ -275,15 +291,19 @@ bool tg__tcp_leave_open(const tcp_conn *c) {
 }
 
 bool tg__tcp_leave_fits(const tcp *b, tcp_conn *c, const tcp_rec *rec) {
-  /* Never measured: its time is unknown, it does not go there. */
-  if (!tg__idmap_get(&b->task_secs, rec->kind_key)) return false;
-  /* Its worker's threads take tasks in order: it starts once one of them
-   * is free, at the latest when what is queued there is done on average
+  /* Never measured: its time is unknown, it does not go there. Its
+   * worker's threads take tasks in order: it starts once one of them is
+   * free, at the latest when what is queued there is done on average
    * (running tasks counted whole), and ends its own time later. */
   unsigned n = c->nthreads ? c->nthreads : 1;
-  if (tg__now() + c->queued / n + rec->est * LEAVE_SLOWER <= c->leave_by) return true;
-  /* Idle and the most urgent ready task cannot end in time: let it go. */
-  if (c->load == 0 && !c->staged) c->leave_done = true;
+  if (tg__idmap_get(&b->task_secs, rec->kind_key) &&
+      tg__now() + c->queued / n + rec->est * LEAVE_SLOWER <= c->leave_by)
+    return true;
+  /* Idle, and a ready task does not fit: the next tick lets it go (not
+   * here: another worker may take this one, and more may fit later in the
+   * same pass). An idle worker waiting for unmeasured work would wait out
+   * its whole window. */
+  if (c->load == 0 && !c->staged) c->leave_missed = true;
   return false;
 }
 
@@ -316,10 +336,16 @@ void tg__tcp_leave_tick(tcp *b, tcp_conn *c) {
     c->fatal = true;
     return;
   }
-  if (!c->leaving || c->state != CS_READY || c->load || c->staged) return;
+  if (!c->leaving || c->state != CS_READY) return;
+  if (c->load || c->staged) { /* what was found not to fit was before this */
+    c->leave_missed = false;
+    return;
+  }
   /* Idle: it waits while ready tasks may still fit in its window (the
-   * dispatch after this tells), else nothing more goes there. */
-  if (tg__tcp_leave_open(c) && tg__tcp_work_waiting(b)) return;
+   * dispatch after this tells), else nothing more goes there: the window
+   * is over, nothing is waiting, or a pass found waiting work that did not
+   * fit and sent it nothing. */
+  if (tg__tcp_leave_open(c) && tg__tcp_work_waiting(b) && !c->leave_missed) return;
   c->leave_done = true;
   if (c->rescues == 0) rescue(b, c);
   if (c->state != CS_READY || c->rescues) return;
