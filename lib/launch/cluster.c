@@ -101,7 +101,7 @@ static int drive(driver *d, tg_registry *reg, tg_executor **out, tg_error *err) 
                            .heartbeat = d->o->heartbeat};
     rc = tg__executor_create(reg, &eo, &d->keys, out, err);
   }
-  memset(&d->keys, 0, sizeof d->keys);
+  explicit_bzero(&d->keys, sizeof d->keys);
   for (unsigned i = 0; d->addr && i + 1 < d->r.size; i++) free(d->addr[i]);
   tg__free(d->addr);
   return rc;
@@ -160,7 +160,7 @@ static int prepare(server *s, tg_registry *reg, char *listen, size_t size, tg_er
   tg_error why;
   if (rc == TG_OK && tg__keys_for_worker(v, cpub, &s->keys, &why) != TG_OK)
     rc = tg__error_set(err, TG_EPROTO, "rank 0 sent a malformed key (%s)", why.msg);
-  if (v) memset(v, 0, strlen(v));
+  if (v) explicit_bzero(v, strlen(v));
   free(v);
   free(cpub);
   v = NULL;
@@ -214,7 +214,7 @@ static int serve(server *s, tg_registry *reg, tg_error *err) {
                          .ctx = s, .verbose = s->o->verbose > 1};
     rc = tg__worker_serve_keys(reg, &wo, &s->keys, err);
   }
-  memset(&s->keys, 0, sizeof s->keys);
+  explicit_bzero(&s->keys, sizeof s->keys);
   if (!s->fenced) { /* never ready: tell rank 0 why */
     second_fence(s, "error", err->msg);
     return rc;
@@ -236,7 +236,7 @@ int tg_cluster_start(tg_registry *reg, const tg_cluster_opts *opts, tg_executor 
   if (out != NULL) *out = NULL;
   tg_cluster_opts o = {.version = TG_CLUSTER_OPTS_V1};
   if (opts != NULL) o = *opts;
-  if (reg == NULL || out == NULL || o.version != TG_CLUSTER_OPTS_V1 || o.timeout < 0 ||
+  if (reg == NULL || out == NULL || o.version != TG_CLUSTER_OPTS_V1 || !(o.timeout >= 0) ||
       o.heartbeat < 0 || (o.nplugins && o.plugins == NULL))
     return tg__error_set(err, TG_EINVAL, "tg_cluster_start: bad arguments");
   if (o.timeout == 0) o.timeout = 60;

@@ -117,6 +117,12 @@ static int read_line(p1 *p, const char *req, double until, char **line, tg_error
     /* (A long --rank-timeout waits in steps a poll's int can count.) */
     int rc = left > 0 ? poll(&pf, 1, left > 1e6 ? 1000000000 : (int)(left * 1000) + 1) : 0;
     if ((rc < 0 && errno == EINTR) || (rc == 0 && now() < until)) continue;
+    if (rc < 0) {
+      int e = errno;
+      p->broken = true;
+      return tg__error_set(err, TG_EIO, "waiting for the PMI server (%s) to answer %s of "
+                           "rank %u: %s", p->where, what, p->rank, strerror(e));
+    }
     if (rc == 0) {
       p->broken = true;
       return tg__error_set(err, TG_ETIMEDOUT, "the PMI server (%s) did not answer %s of "
@@ -124,25 +130,28 @@ static int read_line(p1 *p, const char *req, double until, char **line, tg_error
     }
     if (p->in == NULL && (p->in = tg__malloc(LINE_MAX_)) == NULL)
       return tg__error_set(err, TG_ENOMEM, "out of memory");
-    ssize_t r = rc > 0 ? read(p->fd, p->in + p->have, LINE_MAX_ - p->have) : -1;
-    if (r < 0 && errno == EINTR) continue;
+    ssize_t r = read(p->fd, p->in + p->have, LINE_MAX_ - p->have);
+    int e = errno;
+    if (r < 0 && e == EINTR) continue;
     if (r <= 0) {
       p->broken = true;
       return tg__error_set(err, TG_EIO, "the PMI server (%s) closed the connection before "
                            "answering %s of rank %u%s%s", p->where, what, p->rank,
-                           r < 0 ? ": " : "", r < 0 ? strerror(errno) : "");
+                           r < 0 ? ": " : "", r < 0 ? strerror(e) : "");
     }
     p->have += (size_t)r;
   }
 }
 
-/* The value of word `key` in a reply line, in buf; false when absent. */
+/* The value of word `key` in a reply line, in buf; false when absent or
+ * longer than buf holds. */
 static bool field(const char *line, const char *key, char *buf, size_t size) {
   size_t k = strlen(key);
   for (const char *w = line; *w;) {
     while (*w == ' ') w++;
     size_t n = strcspn(w, " ");
     if (n > k && strncmp(w, key, k) == 0 && w[k] == '=') {
+      if (n - k - 1 >= size) return false; /* cut, it would name something else */
       snprintf(buf, size, "%.*s", (int)(n - k - 1), w + k + 1);
       return true;
     }
@@ -182,8 +191,9 @@ static int ask(p1 *p, const char *req, const char *want, char **reply, tg_error 
 static int number(p1 *p, const char *line, const char *what, const char *key, size_t *out,
                   tg_error *err) {
   char v[32], *end;
+  errno = 0;
   if (!field(line, key, v, sizeof v) || v[0] < '0' || v[0] > '9' ||
-      (*out = strtoul(v, &end, 10), *end != '\0')) {
+      (*out = strtoul(v, &end, 10), *end != '\0') || errno == ERANGE) {
     p->broken = true;
     return tg__error_set(err, TG_EPROTO, "the PMI server (%s) answered %s of rank %u with "
                          "'%.60s': no number %s=", p->where, what, p->rank, line, key);
@@ -214,7 +224,7 @@ static int put(void *impl, const char *key, const char *val, tg_error *err) {
   strcpy(w, "\n");
   char *reply;
   int rc = ask(p, req, "put_result", &reply, err);
-  memset(req, 0, strlen(req)); /* it may hold the run's keys */
+  explicit_bzero(req, strlen(req)); /* it may hold the run's keys */
   free(req);
   free(reply);
   return rc;
@@ -293,10 +303,12 @@ static int get(void *impl, unsigned r, const char *key, char **out, tg_error *er
     s[len] = '\0';
     *out = s;
   }
-  memset(reply, 0, strlen(reply));
+  explicit_bzero(reply, strlen(reply));
   free(reply);
   return rc;
 }
+
+static void drop(p1 *p);
 
 static void close_p1(void *impl) {
   p1 *p = impl;
@@ -307,16 +319,15 @@ static void close_p1(void *impl) {
    * closes it unfinalized for a dead one and kills the job at once, before
    * this rank could say why it fails. The process's end closes it. */
   if (p->broken) {
-    tg__free(p->in);
-    tg__free(p);
+    drop(p);
     return;
   }
   p->timeout = p->timeout < 5 ? p->timeout : 5;
   ask(p, "cmd=finalize\n", "finalize_ack", &reply, &ignored);
   free(reply);
   close(p->fd);
-  tg__free(p->in);
-  tg__free(p);
+  p->fd = -1;
+  drop(p);
 }
 
 static const tg__kvx_ops ops_pmi1 = {put, fence, get, close_p1};
@@ -412,18 +423,31 @@ static struct {
   p1 *conn;
   bool known;
   unsigned rank, size;
+  pid_t pid; /* the process that made it: a forked child must not use it */
 } slot = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static void drop(p1 *p, bool own_fd) {
-  if (p->fd >= 0 && own_fd) close(p->fd);
+/* Under slot.mu: an error when the slot was filled by the parent of this
+ * (forked) process: its replies would go to either. */
+static int not_forked(tg_error *err) {
+  if (!slot.known || slot.pid == getpid()) return TG_OK;
+  return tg__error_set(err, TG_ESTATE, "the PMI-1 connection (PMI_PORT) belongs to process "
+                       "%ld, which this one was forked from: a launcher's rank is one process",
+                       (long)slot.pid);
+}
+
+/* A connection that failed before its exchange began: its memory goes
+ * (what was read wiped: replies may hold keys), its socket stays open for
+ * the reason close_p1 gives; the process's end closes it. */
+static void drop(p1 *p) {
+  if (p->in) explicit_bzero(p->in, LINE_MAX_);
   tg__free(p->in);
   tg__free(p);
 }
 
 int tg__pmi1_port_rank(unsigned *rank, unsigned *size, tg_error *err) {
-  int rc = TG_OK;
   pthread_mutex_lock(&slot.mu);
-  if (!slot.known) {
+  int rc = not_forked(err);
+  if (rc == TG_OK && !slot.known) {
     p1 *p = tg__calloc(1, sizeof *p);
     if (p == NULL) {
       rc = tg__error_set(err, TG_ENOMEM, "out of memory");
@@ -433,10 +457,11 @@ int tg__pmi1_port_rank(unsigned *rank, unsigned *size, tg_error *err) {
       p->timeout = 60;
       rc = from_port(p, getenv("PMI_PORT"), err);
       if (rc != TG_OK) {
-        drop(p, true);
+        drop(p);
       } else {
         slot.conn = p;
         slot.known = true;
+        slot.pid = getpid();
         slot.rank = p->rank;
         slot.size = p->size;
       }
@@ -455,10 +480,12 @@ int tg__pmi1_open(const tg__rank *r, double timeout, void **impl, const tg__kvx_
     return tg__error_set(err, TG_ENOTFOUND, "nor a PMI-1 server (no PMI_FD or PMI_PORT)");
   bool by_fd = fd != NULL && fd[0] != '\0';
   pthread_mutex_lock(&slot.mu);
-  p1 *p = by_fd ? NULL : slot.conn;
-  bool taken = !by_fd && p == NULL && slot.known;
-  if (!by_fd) slot.conn = NULL;
+  int forked = by_fd ? TG_OK : not_forked(err);
+  p1 *p = by_fd || forked ? NULL : slot.conn;
+  bool taken = !by_fd && !forked && p == NULL && slot.known;
+  if (!by_fd && !forked) slot.conn = NULL;
   pthread_mutex_unlock(&slot.mu);
+  if (forked) return forked;
   if (taken)
     return tg__error_set(err, TG_ESTATE, "this process's PMI-1 connection (PMI_PORT) was "
                          "used by an exchange already");
@@ -498,12 +525,13 @@ int tg__pmi1_open(const tg__rank *r, double timeout, void **impl, const tg__kvx_
   if (rc == TG_OK && (!field(reply, "kvsname", p->kvs, sizeof p->kvs) || p->kvs[0] == '\0')) {
     p->broken = true;
     rc = tg__error_set(err, TG_EPROTO, "the PMI server (%s) answered cmd=get_my_kvsname of "
-                       "rank %u with '%.60s': no kvsname=", p->where, p->rank, reply);
+                       "rank %u with '%.60s': no kvsname= (or one over %zu bytes)", p->where, p->rank,
+                       reply, sizeof p->kvs - 1);
   }
   free(reply);
   if (rc != TG_OK) {
-    /* Half open: no finalize, but a socket of ours is closed. */
-    drop(p, !by_fd);
+    /* Half open: no finalize, and the socket left open. */
+    drop(p);
     return rc;
   }
   *impl = p;

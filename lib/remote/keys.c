@@ -105,8 +105,10 @@ int tg_keys_generate(const char *dir, tg_error *err) {
     snprintf(text, sizeof text, "# %s\n%s\n", files[i].comment, keys[files[i].key]);
     rc = write_new(dirs[files[i].dir], files[i].name, text, files[i].mode, err);
   }
-  memset(&ks, 0, sizeof ks);
-  memset(text, 0, sizeof text);
+  /* (explicit_bzero: a memset of memory about to go out of scope may be
+   * dropped as a dead store.) */
+  explicit_bzero(&ks, sizeof ks);
+  explicit_bzero(text, sizeof text);
   return rc;
 }
 
@@ -140,7 +142,7 @@ int tg__keys_for_worker(const char *worker_sec, const char *client_pub, tg__keys
     return tg__error_set(err, TG_EINVAL, "not a Z85 key of 40 characters");
   memcpy(ks->worker.sec, worker_sec, 41);
   memcpy(ks->client.pub, client_pub, 41);
-  memset(raw, 0, sizeof raw);
+  explicit_bzero(raw, sizeof raw);
   if (zmq_curve_public(ks->worker.pub, ks->worker.sec) != 0) {
     memset(ks, 0, sizeof *ks);
     return tg__error_set(err, TG_EINVAL, "not a usable secret key");
