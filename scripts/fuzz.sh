@@ -11,8 +11,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 secs=${1:?usage: scripts/fuzz.sh SECONDS}
-targets="decode json graphjson"
-ntargets=3
+targets="decode json graphjson pmi1"
+ntargets=4
 dir=build-fuzz
 
 if [ ! -f "$dir/build.ninja" ]; then
