@@ -256,8 +256,6 @@ static int configure(tcp *b, const tg_executor_opts *o, const tg__keyset *mem,
   b->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : 30;
   b->heartbeat = o->heartbeat > 0 ? o->heartbeat : 10;
   b->keep_min = o->keep_min ? o->keep_min : 4096;
-  b->rec_blocks.size = sizeof(tcp_rec) + TCP_REC_ARGS * (sizeof(tg_value *) + sizeof(tcp_handle *));
-  b->rec_blocks.max = 4096;
   if (o->keys_dir) {
     if (!(b->keys_dir = tg__malloc(strlen(o->keys_dir) + 1)))
       return tg__error_set(err, TG_ENOMEM, "out of memory");
@@ -328,6 +326,14 @@ int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, tcp **ou
   tg__wctx_init(&b->w, 0);
   b->w.defer_started = true; /* reported when a worker is chosen (append) */
   b->w.thread = -1;          /* the worker's pool picks the thread later */
+  /* Here, for every transport (the processes backend has no tcp options
+   * to configure: set there, its records all went through malloc). As
+   * many as a run may have in flight (W1's 10,000 leaves go at once):
+   * past the kept ones each record costs a malloc and a free of ~300
+   * bytes. Free blocks stay in this process either way (malloc keeps
+   * them in its bins). */
+  b->rec_blocks.size = sizeof(tcp_rec) + TCP_REC_ARGS * (sizeof(tg_value *) + sizeof(tcp_handle *));
+  b->rec_blocks.max = 16384;
   b->parts = tg__malloc(TCP_MAX_PARTS * sizeof *b->parts);
   b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   tg__fd_track(b->wake_fd);
