@@ -43,14 +43,8 @@
 # shellcheck disable=SC2016
 set -u
 mode=${1:-mpirun}
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
-# same NAME EXPECTED ACTUAL: exact equality.
-same() {
-  if [ "$2" = "$3" ]; then ok "$1"
-  else bad "$1"; printf 'expected: %s\n  actual: %s\n' "$2" "$3"; fi
-}
+# shellcheck source=checks.sh
+. "$(dirname "$0")/checks.sh"
 
 export PATH=$PATH:/usr/sbin:/sbin
 tg=$TGRAPH_BIN
@@ -112,6 +106,24 @@ run_sync() {
 # left WORD: processes whose command line holds WORD (none of this shell).
 left() { pgrep -f "$1" | grep -v "^$$\$" | tr '\n' ' '; }
 
+# kill_rank2 ERR GRAPH VAR WAIT AFTER: once the driver's stderr ERR says
+# rank 3 serves (at most WAIT s), AFTER s later, kill -9 the tgraph
+# process of the run of GRAPH whose environment has VAR=2; "yes" if one
+# was found and killed.
+kill_rank2() {
+  local i p victim=""
+  for ((i = 0; i < $4 * 20; i++)); do
+    grep -q "rank 3 serves on" "$1" 2>/dev/null && break
+    sleep 0.05
+  done
+  sleep "$5"
+  for p in $(pgrep -f "$2"); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "$3=2" &&
+      [ "$(cat /proc/"$p"/comm)" = tgraph ] && victim=$p
+  done
+  [ -n "$victim" ] && kill -9 "$victim" && echo yes
+}
+
 # failed_task NAME LAUNCHER...: a graph whose one task fails, run as 4
 # ranks: the launcher exits 1 (the driver's status), the driver says so
 # once, no process of the run is left.
@@ -164,18 +176,8 @@ if [ "$mode" = mpirun ]; then
     >"$w/mpi-kill.list" 2>"$w/kill.err" &
   mpirun_pid=$!
   # Kill rank 2 once the run is going (rank 0 listed the workers).
-  victim=""
-  for ((i = 0; i < 200; i++)); do
-    grep -q "rank 3 serves on" "$w/kill.err" 2>/dev/null && break
-    sleep 0.05
-  done
-  sleep 0.3
-  for p in $(pgrep -f "$w/tgmpi-kill"); do
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=2 &&
-      [ "$(cat /proc/"$p"/comm)" = tgraph ] && victim=$p
-  done
-  [ -n "$victim" ] && kill -9 "$victim"
-  same "a worker rank found and killed" yes "$([ -n "$victim" ] && echo yes)"
+  same "a worker rank found and killed" yes \
+    "$(kill_rank2 "$w/kill.err" "$w/tgmpi-kill" OMPI_COMM_WORLD_RANK 10 0.3)"
   wait "$mpirun_pid"
   same "kill -9 of a worker rank: mpirun's exit status" 0 $?
   outputs_same "kill -9 of a worker rank" kill "$w/sync-kill" "$w/mpi-kill"
@@ -357,18 +359,8 @@ elif [ "$mode" = slurm ]; then
     "$tg" run "$graph" --scheduler=mpi --no-cache -v --output "$w/mpi-skill" \
     >"$w/mpi-skill.list" 2>"$w/skill.err" &
   srun_pid=$!
-  victim=""
-  for ((i = 0; i < 400; i++)); do
-    grep -q "rank 3 serves on" "$w/skill.err" 2>/dev/null && break
-    sleep 0.05
-  done
-  sleep 1
-  for p in $(pgrep -f "$w/tgmpi-skill"); do
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx SLURM_PROCID=2 &&
-      [ "$(cat /proc/"$p"/comm)" = tgraph ] && victim=$p
-  done
-  [ -n "$victim" ] && kill -9 "$victim"
-  same "srun: a worker rank found and killed" yes "$([ -n "$victim" ] && echo yes)"
+  same "srun: a worker rank found and killed" yes \
+    "$(kill_rank2 "$w/skill.err" "$w/tgmpi-skill" SLURM_PROCID 20 1)"
   wait "$srun_pid"
   outputs_same "srun: kill -9 of a worker rank" skill "$w/sync-skill" "$w/mpi-skill"
   same "srun: kill -9: the driver and the other workers exit 0" "rank 0 exit 0

@@ -49,14 +49,8 @@ case $mode in
   *) echo "usage: $0 basic|timelimit|run_answer|run_kill|run_drain|run_limit|run_interrupt|run_polls" >&2
     exit 2 ;;
 esac
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
-# same NAME EXPECTED ACTUAL: exact equality.
-same() {
-  if [ "$2" = "$3" ]; then ok "$1"
-  else bad "$1"; printf 'expected: %s\n  actual: %s\n' "$2" "$3"; fi
-}
+# shellcheck source=checks.sh
+. "$(dirname "$0")/checks.sh"
 
 export PATH=$PATH:/usr/sbin:/sbin
 script=$TG_SOURCE_ROOT/scripts/slurm-cluster.sh
