@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "backends/processes.h"
+#include "backends/offload.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
@@ -355,8 +355,8 @@ static void expect_death(const char *fn, const char *how) {
   cr_assert(strstr(msg, "(pid "), "%s", msg);
   cr_assert_eq(st.failed_node, bad);
   cr_assert_eq(compute_int_on(ex, ok), 2, "the pool goes on");
-  tg__pstats ps;
-  cr_assert_eq(tg__processes_stats(ex, &ps), TG_OK);
+  tg__offload_traffic ps;
+  cr_assert_eq(tg__offload_traffic_get(ex, &ps), TG_OK);
   cr_assert_eq(ps.deaths, 1);
   tg_executor_free(ex);
   expect_clean();
@@ -408,8 +408,8 @@ Test(processes, crash_spares_other_runs, .init = setup, .fini = teardown) {
   /* A compute returns after the counters of all earlier work are out. */
   tg_node ok = tg_call(g, "inc", 1, tg_arg_value(tg_int(1)));
   cr_assert_eq(compute_int_on(ex, ok), 2, "the pool goes on");
-  tg__pstats st;
-  cr_assert_eq(tg__processes_stats(ex, &st), TG_OK);
+  tg__offload_traffic st;
+  cr_assert_eq(tg__offload_traffic_get(ex, &st), TG_OK);
   cr_assert_eq(st.deaths, 2);
   tg_executor_free(ex);
   expect_clean();
@@ -495,8 +495,8 @@ Test(processes, big_arrays_cross_without_copy, .init = setup, .fini = teardown) 
   tg_value *a = tg_ndarray_new(TG_DT_F64, 1, &len);
   double *d = tg_ndarray_data_mut(a);
   for (int64_t i = 0; i < len; i++) d[i] = (double)(i ^ 0x5555);
-  tg__pstats before, after;
-  cr_assert_eq(tg__processes_stats(ex, &before), TG_OK);
+  tg__offload_traffic before, after;
+  cr_assert_eq(tg__offload_traffic_get(ex, &before), TG_OK);
   /* In: the worker sees it in shared memory; out: the same pages come back. */
   tg_node probe = tg_call(g, "probe", 1, tg_arg_value(tg_value_ref(a)));
   tg_value *v = NULL;
@@ -514,7 +514,7 @@ Test(processes, big_arrays_cross_without_copy, .init = setup, .fini = teardown) 
   cr_assert_eq(tg_ndarray_size(v), (size_t)len);
   cr_assert(r[0] == 3 && r[12345] == 12348 && r[len - 1] == (double)(len + 2));
   tg_value_unref(v);
-  cr_assert_eq(tg__processes_stats(ex, &after), TG_OK);
+  cr_assert_eq(tg__offload_traffic_get(ex, &after), TG_OK);
   cr_assert_lt(after.sock_out + after.sock_in - before.sock_out - before.sock_in, 4096,
                "array bytes went through a socket");
   cr_assert_eq(after.shm_copied - before.shm_copied, (uint64_t)len * 8, "one copy, in");
@@ -532,8 +532,8 @@ Test(processes, array_of_64_mib_crosses_in_segments, .init = setup, .fini = tear
   tg_value *a = tg_ndarray_new(TG_DT_F64, 1, &len);
   double *d = tg_ndarray_data_mut(a);
   for (int64_t i = 0; i < len; i++) d[i] = (double)(i * 3);
-  tg__pstats before, after;
-  cr_assert_eq(tg__processes_stats(ex, &before), TG_OK);
+  tg__offload_traffic before, after;
+  cr_assert_eq(tg__offload_traffic_get(ex, &before), TG_OK);
   tg_node n = tg_call(g, "plus1", 1, tg_arg_value(tg_value_ref(a)));
   tg_value *v = NULL;
   cr_assert_eq(compute_on(ex, n, &v, NULL), TG_OK, "%s", tg_graph_errmsg(g));
@@ -542,7 +542,7 @@ Test(processes, array_of_64_mib_crosses_in_segments, .init = setup, .fini = tear
   cr_assert(r[0] == 1 && r[12345] == 12345 * 3 + 1 && r[len - 1] == (double)((len - 1) * 3 + 1));
   cr_assert(in_memfd(r), "the result is not the worker's segment");
   tg_value_unref(v);
-  cr_assert_eq(tg__processes_stats(ex, &after), TG_OK);
+  cr_assert_eq(tg__offload_traffic_get(ex, &after), TG_OK);
   uint64_t bytes = (uint64_t)len * 8;
   cr_assert_lt(after.sock_out + after.sock_in - before.sock_out - before.sock_in, 1 << 20,
                "array bytes went through a socket");
@@ -578,8 +578,8 @@ Test(processes, one_copy_for_many_tasks, .init = setup, .fini = teardown) {
     cr_assert(in_memfd(tg_ndarray_data(tg_list_get(r, 1))));
   }
   tg_value_unref(v);
-  tg__pstats st;
-  cr_assert_eq(tg__processes_stats(ex, &st), TG_OK);
+  tg__offload_traffic st;
+  cr_assert_eq(tg__offload_traffic_get(ex, &st), TG_OK);
   /* The constant goes to each worker that runs a probe once (one copy,
    * one fd); each result (the same bytes) comes back as a reference to
    * the parent's own segment: no copy, no fd. */
@@ -606,8 +606,8 @@ Test(processes, chain_stays_local, .init = setup, .fini = teardown) {
   cr_assert(d[0] == 20 && d[len - 1] == (double)(len - 1 + 20));
   cr_assert(in_memfd(d));
   tg_value_unref(v);
-  tg__pstats st;
-  cr_assert_eq(tg__processes_stats(ex, &st), TG_OK);
+  tg__offload_traffic st;
+  cr_assert_eq(tg__offload_traffic_get(ex, &st), TG_OK);
   tg_remote_stats rs;
   cr_assert_eq(tg_remote_stats_get(ex, &rs), TG_OK);
   cr_assert_eq(rs.results_kept, 20, "a link of the chain came back to the parent");
@@ -838,8 +838,8 @@ Test(processes, many_small_tasks, .init = setup, .fini = teardown) {
   cr_assert_eq(tg_graph_add(g, "sum_args", args, N, NULL, &sum), TG_OK);
   free(args);
   cr_assert_eq(compute_int_on(ex, sum), (int64_t)N * (N + 1) / 2);
-  tg__pstats st;
-  cr_assert_eq(tg__processes_stats(ex, &st), TG_OK);
+  tg__offload_traffic st;
+  cr_assert_eq(tg__offload_traffic_get(ex, &st), TG_OK);
   cr_assert_eq(st.tasks, N + 1);
   cr_assert_lt(st.batches, N / 4, "tasks were not batched");
   tg_executor_free(ex);

@@ -24,7 +24,7 @@
 #include <sys/types.h>
 
 #include "backends/backends.h"
-#include "backends/processes.h"
+#include "backends/offload.h"
 #include "remote/frame.h"
 #include "util/fdtrack.h"
 

@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "backends/offload.h"
 #include "backends/tcp_internal.h"
 #include "util/bigbuf.h"
 #include "util/fdtrack.h"
@@ -104,6 +105,31 @@ static void take_inbox(tcp *b) {
 
 /* ---- the loop ----------------------------------------------------------------- */
 
+static void add_traffic(tg__link_stats *to, const tg__link_stats *s) {
+  to->sock_out += s->sock_out;
+  to->sock_in += s->sock_in;
+  to->seg_out += s->seg_out;
+  to->seg_in += s->seg_in;
+  to->seg_copied += s->seg_copied;
+  to->fds_out += s->fds_out;
+  to->fds_in += s->fds_in;
+}
+
+void tg__tcp_link_closing(tcp *b, tcp_conn *c) {
+  if (c->link) add_traffic(&b->traffic_closed, &c->link->st);
+}
+
+/* The links' counters (each its owner's) as one figure for other threads
+ * (tg__offload_traffic_get). */
+static void publish_traffic(tcp *b) {
+  tg__link_stats t = b->traffic_closed;
+  for (int i = 0; i < b->nconns; i++)
+    if (b->conns[i]->link) add_traffic(&t, &b->conns[i]->link->st);
+  pthread_mutex_lock(&b->traffic_mu);
+  b->traffic = t;
+  pthread_mutex_unlock(&b->traffic_mu);
+}
+
 /* One pass over everything that may have happened. */
 static void turn(tcp *b, zmq_pollitem_t *it) {
   uint64_t x;
@@ -112,7 +138,7 @@ static void turn(tcp *b, zmq_pollitem_t *it) {
     (void)r;
   }
   take_inbox(b);
-  if (b->local) tg__procs_turn(b);
+  if (b->tr->turn) b->tr->turn(b);
   tg__tcp_handles_reap(b);
   if (b->join) tg__tcp_join_poll(b); /* may add conns */
   for (int i = 0; i < b->nconns; i++) /* every one: the poll may have left some out */
@@ -133,7 +159,7 @@ static void turn(tcp *b, zmq_pollitem_t *it) {
   tg__bigbuf_sweep(); /* receive buffers kept idle too long */
   for (int i = 0; i < b->nconns; i++) tg__tcp_conn_flush(b, b->conns[i]);
   tg__tcp_handles_reap(b);
-  if (b->local) tg__procs_publish(b); /* before runs finish (wctx_flush) */
+  publish_traffic(b); /* before runs finish (wctx_flush) */
 }
 
 /* No worker has been ready while work waits: give up after the timeout,
@@ -166,7 +192,8 @@ static void watch_workers(tcp *b) {
 
 static void *io_main(void *arg) {
   tcp *b = arg;
-  if (b->local) tg__fork_busy();
+  bool forks = b->tr->caps & TG__TR_CHILDREN; /* forked while we wait */
+  if (forks) tg__fork_busy();
   zmq_pollitem_t *it = NULL;
   size_t cap_it = 0;
   for (;;) {
@@ -195,9 +222,9 @@ static void *io_main(void *arg) {
       if (l) tg__link_pollitem(l, &it[2 + 2 * i]);
       it[3 + 2 * i] = (zmq_pollitem_t){m, m ? 0 : -1, m ? ZMQ_POLLIN : 0, 0};
     }
-    if (b->local) tg__fork_idle(); /* a worker may be forked while we wait */
+    if (forks) tg__fork_idle();
     zmq_poll(it, 2 + 2 * npoll, LOOP_MS);
-    if (b->local) tg__fork_busy();
+    if (forks) tg__fork_busy();
     turn(b, it);
     watch_workers(b);
     tg__tcp_take_ready(b);
@@ -207,10 +234,9 @@ static void *io_main(void *arg) {
   tg__free(it);
   tg__tcp_join_close(b);
   for (int i = 0; i < b->nconns; i++) tg__tcp_conn_close(b, b->conns[i], true);
-  if (b->local) {
-    tg__fork_idle();
-    tg__procs_shutdown(b);
-  }
+  if (forks) tg__fork_idle();
+  if (b->tr->shutdown) b->tr->shutdown(b);
+  publish_traffic(b);
   tg__tcp_handles_reap(b);
   tg__wctx_destroy(&b->w);
   return NULL;
@@ -282,6 +308,7 @@ static int configure(tcp *b, const tg_executor_opts *o, const tg__keyset *mem,
 void tg__tcp_free(tcp *b) {
   for (int i = 0; i < b->nconns; i++) tg__tcp_conn_close(b, b->conns[i], false);
   tg__tcp_join_close(b);
+  if (b->tr->free) b->tr->free(b);
   if (b->zctx) zmq_ctx_term(b->zctx);
   for (int i = 0; b->conns && i < b->nconns; i++) {
     tg__tcp_conn_free(b->conns[i]);
@@ -308,21 +335,24 @@ void tg__tcp_free(tcp *b) {
   tg__free(b->keys_dir);
   memset(b->client_sec, 0, sizeof b->client_sec);
   pthread_mutex_destroy(&b->mu);
+  pthread_mutex_destroy(&b->traffic_mu);
   if (!b->io_ran) tg__wctx_destroy(&b->w); /* else the I/O thread did */
   tg__free(b);
 }
 
-int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, tcp **out,
-                tg_error *err) {
+int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, const tg__transport *tr,
+                tcp **out, tg_error *err) {
   *out = NULL;
   tcp *b = tg__calloc(1, sizeof *b);
   if (!b) return tg__error_set(err, TG_ENOMEM, "out of memory");
   b->base.ops = ops;
+  b->tr = tr;
   b->ex = cfg->ex;
   b->wake_fd = -1;
   b->next_id = 1;
   b->ncpus = tg__ncpus();
   pthread_mutex_init(&b->mu, NULL);
+  pthread_mutex_init(&b->traffic_mu, NULL);
   tg__wctx_init(&b->w, 0);
   b->w.defer_started = true; /* reported when a worker is chosen (append) */
   b->w.thread = -1;          /* the worker's pool picks the thread later */
@@ -355,7 +385,7 @@ int tg__tcp_start(tcp *b, tg_error *err) {
 
 static int tcp_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *err) {
   tcp *b = NULL;
-  int rc = tg__tcp_new(cfg, &tg__backend_tcp, &b, err);
+  int rc = tg__tcp_new(cfg, &tg__backend_tcp, &tg__transport_zmq, &b, err);
   if (rc == TG_OK) rc = configure(b, cfg->opts, cfg->keys, err);
   if (rc == TG_OK) {
     b->zctx = zmq_ctx_new();
@@ -422,5 +452,26 @@ int tg_remote_stats_get(tg_executor *ex, tg_remote_stats *out) {
   out->tasks_retried = atomic_load(&b->st_retried);
   out->tasks_recomputed = atomic_load(&b->st_recomputed);
   out->workers_ready = atomic_load(&b->st_ready);
+  return TG_OK;
+}
+
+int tg__offload_traffic_get(const tg_executor *ex, tg__offload_traffic *out) {
+  if (!ex || !out || (ex->ops != &tg__backend_tcp && ex->ops != &tg__backend_processes))
+    return TG_EINVAL;
+  tcp *b = (tcp *)ex->backend;
+  pthread_mutex_lock(&b->traffic_mu);
+  tg__link_stats s = b->traffic;
+  pthread_mutex_unlock(&b->traffic_mu);
+  *out = (tg__offload_traffic){
+      .sock_out = s.sock_out,
+      .sock_in = s.sock_in,
+      .shm_copied = s.seg_copied,
+      .shm_passed = s.seg_out + s.seg_in,
+      .fds_passed = s.fds_out + s.fds_in,
+      .values_moved = atomic_load(&b->st_moved_n),
+      .batches = atomic_load(&b->st_batches),
+      .tasks = atomic_load(&b->st_tasks),
+      .deaths = atomic_load(&b->st_deaths),
+  };
   return TG_OK;
 }

@@ -38,7 +38,6 @@ int tg__tcp_conn_new(tcp *b, const char *addr, tcp_conn **out, tg_error *err) {
   if (!c) return tg__error_set(err, TG_ENOMEM, "out of memory");
   snprintf(c->addr, sizeof c->addr, "%s", addr);
   c->idx = b->nconns;
-  c->pidfd = -1;
   /* Workers are the run's own machines: values as large as memory. */
   tg__stream_init(&c->stream, (uint64_t)1 << 62, NULL);
   b->conns[b->nconns++] = c;
@@ -59,7 +58,12 @@ void tg__tcp_conn_hello(tcp *b, tcp_conn *c) {
 }
 
 int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err) {
-  if (b->local) return tg__procs_conn_open(b, c, err);
+  return b->tr->open(b, c, err);
+}
+
+/* The ZeroMQ transport's open: a DEALER to the worker's address (or to its
+ * user socket), and a monitor saying why a connection fails. */
+static int zmq_open(tcp *b, tcp_conn *c, tg_error *err) {
   char ep[64];
   c->gen++;
   snprintf(ep, sizeof ep, "inproc://tcp-mon-%p-%d-%u", (void *)b, c->idx, c->gen);
@@ -115,7 +119,7 @@ void tg__tcp_conn_close(tcp *b, tcp_conn *c, bool bye) {
       tg__link_flush(c->link);
   }
   if (sock) zmq_socket_monitor(sock, NULL, 0);
-  if (b->local) tg__procs_link_closing(b, c);
+  tg__tcp_link_closing(b, c);
   tg__link_close(c->link);
   if (c->mon) zmq_close(c->mon);
   c->link = NULL;
@@ -311,7 +315,7 @@ static void crashed(tcp *b, tcp_rec *rec, uint32_t attempt, const char *why) {
 }
 
 /* Requeue the records sent to c (engine tasks) and drop recomputations.
- * A local worker's death is charged to the task it was calling alone:
+ * A forked worker's death is charged to the task it was calling alone:
  * the others go again, not counted as losses. */
 static void give_back(tcp *b, tcp_conn *c, const char *why, uint64_t running,
                       uint32_t attempt) {
@@ -320,8 +324,8 @@ static void give_back(tcp *b, tcp_conn *c, const char *why, uint64_t running,
   for (size_t i = 0; recs.s && i <= recs.mask; i++) {
     if (!recs.s[i].key) continue;
     tcp_rec *rec = recs.s[i].val;
-    if (b->local && running && recs.s[i].key == running) crashed(b, rec, attempt, why);
-    else if (b->local && rec->t) tg__tcp_rec_resend(b, rec);
+    if (running && recs.s[i].key == running) crashed(b, rec, attempt, why);
+    else if ((b->tr->caps & TG__TR_CHILDREN) && rec->t) tg__tcp_rec_resend(b, rec);
     else tg__tcp_rec_requeue(b, rec, why);
   }
   tg__idmap_free(&recs);
@@ -350,9 +354,8 @@ void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   char fate[300];
   uint64_t running = 0;
   uint32_t attempt = 0;
-  if (b->local) { /* what became of the worker process says more */
-    running = tg__procs_running(b, c, &attempt);
-    tg__procs_conn_closed(b, c, fate, sizeof fate);
+  if (b->tr->lost) { /* what became of the worker says more */
+    running = b->tr->lost(b, c, &attempt, fate, sizeof fate);
     if (fate[0]) snprintf(c->why, sizeof c->why, "%s", fate);
     why = c->why;
   }
@@ -366,7 +369,7 @@ void tg__tcp_conn_lost(tcp *b, tcp_conn *c, const char *why, bool fatal) {
   c->retry_at = tg__now() + (fatal ? 2.0 : 0);
   /* A forked worker that died before its WELCOME would die again: its
    * replacement waits a second (no fork storm). */
-  if (b->local && !was_ready && !fatal) c->retry_at += 1.0;
+  if ((b->tr->caps & TG__TR_CHILDREN) && !was_ready && !fatal) c->retry_at += 1.0;
   c->state = CS_FAILED;
 }
 
@@ -523,3 +526,5 @@ void tg__tcp_conn_tick(tcp *b, tcp_conn *c, double now) {
     tg__wbuf_free(&h);
   }
 }
+
+const tg__transport tg__transport_zmq = {.caps = 0, .open = zmq_open};

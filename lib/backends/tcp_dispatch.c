@@ -267,8 +267,8 @@ void tg__tcp_expire_tasks(tcp *b, double now) {
     }
     const tg__gnode *nd = &rec->rs->r->g->nodes[rec->node];
     char msg[400], kill[300] = "";
-    /* A local worker can be stopped: it is killed (and replaced). */
-    if (b->local) tg__procs_conn_kill(b, c, now - rec->sent, kill, sizeof kill);
+    /* A worker the transport can stop is killed (and replaced). */
+    if (b->tr->kill) b->tr->kill(b, c, now - rec->sent, kill, sizeof kill);
     snprintf(msg, sizeof msg, "timed out after %g s%s%s", (double)nd->timeout,
              kill[0] ? ": " : "", kill);
     tg__idmap_del(&c->recs, x.id);
@@ -942,7 +942,7 @@ static void cancel_run(tcp *b, tcp_run *rs) {
   for (int i = 0; i < b->nconns; i++) {
     tcp_conn *c = b->conns[i];
     if (c->state != CS_READY) continue;
-    if (b->local) tg__procs_cancel(b, c, rs->seq);
+    if (b->tr->cancel) b->tr->cancel(b, c, rs->seq);
     tg__tcp_conn_flush(b, c);
     tg__tcp_conn_send(b, c, &w, NULL);
     for (tcp_rec *rec = c->staged; rec; rec = rec->next)

@@ -6,10 +6,13 @@
  * and recomputing inputs, batches, memory order), tcp_chain.c (tasks sent
  * ahead of the engine), tcp_results.c (replies).
  *
- * The same engine runs the processes backend (processes.c): its
- * connections are then local links (remote/link.h) to forked workers and
- * b->local holds what only they allow (respawning, killing, exit
- * statuses); a conn's link is a ZeroMQ DEALER otherwise.
+ * The engine sits on a transport (tg__transport below): how a conn's
+ * link is opened and what its workers allow beyond messages. tcp's
+ * (tcp_conn.c) opens a ZeroMQ DEALER to a `tgraph worker`; the processes
+ * backend's (processes.c) forks a worker and talks to it over a local
+ * link (remote/link.h), and can also kill, describe and respawn it. The
+ * engine never asks which transport it runs: it calls the hooks and reads
+ * the capability flags.
  *
  * One I/O thread does everything but `submit`: it owns the sockets (a
  * ZeroMQ socket belongs to one thread), calls tg__task_begin and
@@ -167,7 +170,46 @@ typedef struct tcp_conn tcp_conn;
 typedef struct tcp_rec tcp_rec;
 typedef struct tcp_handle tcp_handle;
 typedef struct tcp_run tcp_run;
-typedef struct tg__plocal tg__plocal;
+
+/* What a transport's workers allow beyond messages. */
+enum {
+  /* Workers are this process's children: they are forked while the I/O
+   * thread waits (it holds the fork guard, util/thread.h, otherwise), a
+   * lost one is replaced after a retry delay, and their tasks in flight
+   * are re-sent as they were rather than re-planned. */
+  TG__TR_CHILDREN = 1u << 0,
+  /* Workers hold the registry as it was when they started (functions
+   * registered later are missing there, not unknown). */
+  TG__TR_REGISTRY_THEN = 1u << 1,
+};
+
+/* A transport: hooks called on the I/O thread (NULL: nothing to do). */
+typedef struct tg__transport {
+  unsigned caps; /* TG__TR_* */
+  /* Start opening c's link (c->state CS_CONNECTING; the link may come
+   * later, then tg__tcp_conn_hello). */
+  int (*open)(tcp *b, tcp_conn *c, tg_error *err);
+  /* c is lost and its link closed: what became of its worker in fate
+   * ("" when nothing is known); the wire id of the task it was calling
+   * when it ended (0: none) and that call's attempt in *attempt. */
+  uint64_t (*lost)(tcp *b, tcp_conn *c, uint32_t *attempt, char *fate, size_t size);
+  /* A task of c overran its timeout after secs: stop c's worker if it
+   * can be, and say how in buf ("" when it cannot). */
+  void (*kill)(tcp *b, tcp_conn *c, double secs, char *buf, size_t size);
+  /* Run seq is cancelled: tell c's worker before the CANCEL message is
+   * read, if there is a faster way. */
+  void (*cancel)(tcp *b, tcp_conn *c, uint64_t seq);
+  /* Every turn of the I/O thread, before the conns are polled. */
+  void (*turn)(tcp *b);
+  /* The I/O thread ends, its conns closed: end the workers. */
+  void (*shutdown)(tcp *b);
+  /* Free what the transport keeps in b->tr_data (the I/O thread is
+   * stopped; b->tr_data may be NULL after a failed creation). */
+  void (*free)(tcp *b);
+} tg__transport;
+
+/* The ZeroMQ transport (tcp_conn.c) and the forked workers' (processes.c). */
+extern const tg__transport tg__transport_zmq, tg__transport_local;
 
 enum { H_OBJ = 0, H_ELEM = 1, H_CONST = 2, H_ITEMS = 3 };
 
@@ -350,9 +392,6 @@ struct tcp_conn {
   size_t nbvals, cap_bvals;
   tg__wbuf frees;          /* object ids to free */
   uint32_t nfrees;
-  pid_t pid;               /* local: the worker process, or 0 */
-  int pidfd;               /* local: its pidfd, or -1 */
-  bool spawning;           /* local: asked the spawner for a worker */
   double offset;           /* the worker's clock minus ours, bounded from
                               above (tcp_results.c); NAN: no result yet */
 };
@@ -370,8 +409,8 @@ struct tcp {
   /* threads */
   pthread_t io;
   bool io_started, io_ran;
-  tg__plocal *local; /* processes: the forked workers' side, else
-                               NULL (the conns are ZeroMQ's) */
+  const tg__transport *tr;  /* set at creation, then constant */
+  void *tr_data;            /* the transport's own state */
   int wake_fd;
   pthread_mutex_t mu;      /* guards inbox, freeq, stopping */
   tg__task *in_head, *in_tail;
@@ -420,14 +459,19 @@ struct tcp {
   /* statistics */
   _Atomic uint64_t st_tasks, st_batches, st_sent, st_recv, st_moved_n, st_moved,
       st_kept, st_lost, st_retried, st_recomputed;
+  _Atomic uint64_t st_deaths;   /* workers that ended unasked (the
+                                   transport counts them, if it can tell) */
+  tg__link_stats traffic_closed; /* closed links' counters (I/O thread) */
+  pthread_mutex_t traffic_mu;   /* guards traffic */
+  tg__link_stats traffic;       /* every link's, published each turn */
   _Atomic unsigned st_ready;
 };
 
 /* ---- tcp.c ---- */
-/* A backend of this engine with table ops, not started: its queues,
+/* A backend of this engine with table ops over transport tr, not started: its queues,
  * wake fd and I/O buffers. On error *out may be set: tg__tcp_free it. */
-int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, tcp **out,
-                tg_error *err);
+int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, const tg__transport *tr,
+                tcp **out, tg_error *err);
 /* Open the conns set up in b->conns[0..nconns) and start the I/O thread. */
 int tg__tcp_start(tcp *b, tg_error *err);
 /* Stop the I/O thread (its conns are closed when it ends). */
@@ -454,6 +498,8 @@ int tg__tcp_conn_new(tcp *b, const char *addr, tcp_conn **out, tg_error *err);
 int tg__tcp_conn_open(tcp *b, tcp_conn *c, tg_error *err);
 /* Say HELLO on c's new link. */
 void tg__tcp_conn_hello(tcp *b, tcp_conn *c);
+/* c's link is about to close: its counters join the closed ones. */
+void tg__tcp_link_closing(tcp *b, tcp_conn *c);
 /* Close c's sockets (bye: say goodbye to a ready worker first). */
 void tg__tcp_conn_close(tcp *b, tcp_conn *c, bool bye);
 /* Free c's buffers and tables (the sockets are closed). */
@@ -560,39 +606,13 @@ void tg__tcp_rec_fail(tcp *b, tcp_rec *rec, int code, const char *msg);
 /* Give up the in-flight work of cancelled runs. */
 void tg__tcp_cancel_runs(tcp *b);
 /* Fail sent tasks that overran their timeout; kill their workers when
- * local, else their late replies are ignored. */
+ * it can (tg__transport.kill), else their late replies are ignored. */
 void tg__tcp_expire_tasks(tcp *b, double now);
 /* No worker for too long: fail the waiting work with why. */
 void tg__tcp_fail_waiting(tcp *b, const char *why);
 bool tg__tcp_work_waiting(const tcp *b);
 /* Finish the waiting work of stopped runs (when no worker can take it). */
 void tg__tcp_drop_stopped(tcp *b);
-
-/* ---- processes.c (the local transport; b->local is set) ---- */
-/* Start conn c's worker process (asynchronous: it is adopted later). */
-int tg__procs_conn_open(tcp *b, tcp_conn *c, tg_error *err);
-/* c's link is closed: its worker process is reaped (killed if it does
- * not end); why (may be NULL) is set to what became of it. */
-void tg__procs_conn_closed(tcp *b, tcp_conn *c, char *why, size_t size);
-/* Kill c's worker (a task of it overran its timeout, after `secs`):
- * the detail for the task's message in buf. */
-void tg__procs_conn_kill(tcp *b, tcp_conn *c, double secs, char *buf, size_t size);
-/* The wire id of the task c's worker was calling when it died (0: none),
- * and its attempt number in *attempt. */
-uint64_t tg__procs_running(tcp *b, tcp_conn *c, uint32_t *attempt);
-/* c's link is about to close: its traffic joins the totals. */
-void tg__procs_link_closing(tcp *b, tcp_conn *c);
-/* Publish the traffic figures (tg__processes_stats). */
-void tg__procs_publish(tcp *b);
-/* Run seq of c's worker is cancelled: a call of it running there sees
- * it at once (tg_task_cancelled), before the CANCEL message is read. */
-void tg__procs_cancel(tcp *b, tcp_conn *c, uint64_t seq);
-/* Each turn of the I/O thread: adopt workers the spawner made, and keep
- * workers calling a task from looking silent (they answer no ping). */
-void tg__procs_turn(tcp *b);
-/* The I/O thread ends: every worker is told to go, then killed after a
- * grace period, and reaped. */
-void tg__procs_shutdown(tcp *b);
 
 /* A new record of run rs (t NULL: a recomputation) with room for nargs
  * arguments; NULL when out of memory. */

@@ -346,7 +346,7 @@ static bool funcs(tcp *b, tcp_conn *c, tg__rbuf *r) {
     if (st == TG__FN_OK) continue;
     const tg_func *f = c->fn_of[id];
     int code = st == TG__FN_MISSING ? TG_ENOFUNC : TG_EVERSION;
-    if (st == TG__FN_MISSING && b->local) /* forked workers have the registry of then */
+    if (st == TG__FN_MISSING && (b->tr->caps & TG__TR_REGISTRY_THEN))
       snprintf(msg, sizeof msg, "function '%s' is not in the worker processes' registry "
                "(registered after the processes pool started)", tg_func_name(f));
     else if (st == TG__FN_MISSING)

@@ -37,7 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "backends/processes.h" /* traffic counters of the processes backend */
+#include "backends/offload.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "../test_funcs.h"
@@ -198,20 +198,20 @@ static void row_array(const backend *b, tg_registry *reg, tg_value *a, int reps)
 typedef struct traffic {
   char what[64];
   const backend *b;
-  tg__pstats d; /* counters over the workload */
+  tg__offload_traffic d; /* counters over the workload */
 } traffic;
 
 static traffic traffics[64];
 static int ntraffic;
 
-static void traffic_start(const backend *b, tg__pstats *st) {
+static void traffic_start(const backend *b, tg__offload_traffic *st) {
   memset(st, 0, sizeof *st);
-  tg__processes_stats(b->ex, st);
+  tg__offload_traffic_get(b->ex, st);
 }
 
-static void traffic_end(const backend *b, const char *what, const tg__pstats *st) {
-  tg__pstats now;
-  if (tg__processes_stats(b->ex, &now) != TG_OK || ntraffic == 64) return;
+static void traffic_end(const backend *b, const char *what, const tg__offload_traffic *st) {
+  tg__offload_traffic now;
+  if (tg__offload_traffic_get(b->ex, &now) != TG_OK || ntraffic == 64) return;
   traffic *t = &traffics[ntraffic++];
   snprintf(t->what, sizeof t->what, "%s", what);
   t->b = b;
@@ -415,7 +415,7 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   char w[64];
-  tg__pstats st;
+  tg__offload_traffic st;
   for (int i = 0; i < nb; i++) {
     snprintf(w, sizeof w, "W1 %d independent + sum", sz->w1_tasks);
     traffic_start(&bs[i], &st);

@@ -17,7 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "backends/processes.h"
+#include "backends/offload.h"
 #include "check.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
@@ -136,8 +136,8 @@ static void one_round(job *j, int r) {
   if (v[3]) CHECK_EQ_INT(tg_value_int(v[3]), 7);
   for (int i = 0; i < 4; i++) tg_value_unref(v[i]); /* releases off the IO thread */
   for (int i = 0; i < 5; i++) tg_future_free(f[i]);
-  tg__pstats st;
-  CHECK(tg__processes_stats(j->ex, &st) == TG_OK);
+  tg__offload_traffic st;
+  CHECK(tg__offload_traffic_get(j->ex, &st) == TG_OK);
 }
 
 static void *submitter(void *arg) {
