@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "backends/offload.h" /* link traffic */
 #include "registry/registry_internal.h" /* plugin digests, set by hand */
 #include "remote/proto.h"
 #include "remote/stream.h" /* TG__STREAM_MIN, TG__STREAM_CHUNK */
@@ -544,6 +545,33 @@ Test(tcp, output_used_by_others_is_not_sent_back) {
   cr_expect_lt(st.bytes_received, 6 * 800000, "once");
   cr_expect_eq(st.values_moved, 0);
   tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* The engine counts its links' bytes on tcp as on processes (one view of
+ * both, tg__offload_traffic_get): an 800 KB constant goes out once, its
+ * sum comes back small; an in-process executor has no such counters. */
+Test(tcp, link_traffic_counted) {
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node sum = tg_call(g, "big_sum", 2, V(f64_array(100000, 1)), V(tg_int(0)));
+  same_as_sync(g, &sum, 1, ex);
+  tg__offload_traffic t;
+  cr_assert_eq(tg__offload_traffic_get(ex, &t), TG_OK);
+  cr_expect_geq(t.sock_out, 800000, "sent %llu bytes", (unsigned long long)t.sock_out);
+  cr_expect_lt(t.sock_out, 900000, "sent %llu bytes", (unsigned long long)t.sock_out);
+  cr_expect_gt(t.sock_in, 0);
+  cr_expect_lt(t.sock_in, 10000, "received %llu bytes", (unsigned long long)t.sock_in);
+  cr_expect_eq(t.tasks, 1);
+  cr_expect_eq(t.shm_passed, 0, "no shared segments over ZeroMQ");
+  cr_expect_eq(t.deaths, 0);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+  tg_executor_opts o = {.version = TG_EXECUTOR_OPTS_V1, .backend = "threads", .workers = 1};
+  cr_assert_eq(tg_executor_new(reg, &o, &ex, NULL), TG_OK);
+  cr_expect_eq(tg__offload_traffic_get(ex, &t), TG_EINVAL);
   tg_executor_free(ex);
 }
 
