@@ -14,6 +14,7 @@
 #include "backends/tcp_internal.h"
 #include "remote/wire.h"
 #include "memo/memo.h"
+#include "graph/call.h"
 #include "registry/taskhost.h"
 
 /* ---- records ------------------------------------------------------------- */
@@ -817,7 +818,7 @@ static bool built_here(tcp *b, tcp_rec *rec) {
   tg_task_ctx ctx;
   tg__task_ctx_for_run(&ctx, r, nd->fn, rec->node, -1, 0);
   tg_value *out = NULL;
-  int rc = tg__task_invoke(&ctx, nd, rec->args, &out);
+  int rc = tg__node_call(&ctx, nd, rec->args, &out);
   if (rc != TG_OK) {
     tg_value_unref(out);
     out = NULL;

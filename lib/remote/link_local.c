@@ -39,7 +39,7 @@
 #include "remote/idmap.h"
 #include "remote/link.h"
 #include "remote/seg.h"
-#include "sched/sched_internal.h"
+#include "internal.h"
 #include "util/fdtrack.h"
 
 #define LOCAL_POOL ((size_t)1 << 30) /* bytes of free segments kept */

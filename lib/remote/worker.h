@@ -29,7 +29,7 @@
 #include "remote/proto.h"
 #include "remote/stream.h"
 #include "remote/zap.h"
-#include "sched/sched_internal.h"
+#include "graph/call.h"
 #include "util/recycle.h"
 
 typedef struct wsess wsess;

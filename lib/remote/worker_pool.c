@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include "graph/call.h"
 #include "registry/taskhost.h"
 #include "remote/worker.h"
 #include "util/thread.h"
@@ -36,7 +37,7 @@ static const tg__task_host_ops run_host = {.cancelled = run_cancelled,
 static int invoke(tg_task_ctx *ctx, wtask *t, tg_value **out) {
   tg__gnode nd = {.fn = t->fn, .nargs = t->nargs, .aux = t->aux, .kind = t->kind,
                   .timeout = (float)t->timeout};
-  return tg__task_invoke(ctx, &nd, t->args, out);
+  return tg__node_call(ctx, &nd, t->args, out);
 }
 
 /* Call t's function with retries; the outcome goes into t. t0: the clock

@@ -357,13 +357,6 @@ void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
  * rep->worker replaces w->worker in the event, rep->message is ignored). */
 void tg__task_end_report(tg__wctx *w, tg__task *t, int rc, tg_value *result,
                          const char *msg, const tg__call_report *rep);
-/* One attempt at node nd's call (or the list of calls of a map chunk) on
- * args, as task execution makes it, for workers that run calls outside
- * any run (processes, tcp; nd needs fn, kind, nargs, aux and timeout):
- * no result, a positive status and passing ctx->deadline are failures
- * with a message in ctx, as in the engine. */
-int tg__task_invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
-                    tg_value **out);
 
 /* ---- executor ------------------------------------------------------------------- */
 
@@ -384,9 +377,6 @@ struct tg_executor {
   uint64_t seq;
   char errmsg[512];
 };
-
-/* Number of CPUs online (at least 1). */
-unsigned tg__ncpus(void);
 
 /* tg_executor_new, with the reason for a failure in err (may be NULL). */
 /* The task the calling thread is running in-process (task.c), or NULL: a

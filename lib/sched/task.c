@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "graph/call.h"
 #include "memo/memo.h"
 #include "registry/taskhost.h"
 #include "sched_internal.h"
@@ -166,14 +167,6 @@ static void cancel_task(tg__run *r, const tg__task *t) {
     atomic_fetch_add_explicit(&r->cancelled, 1, memory_order_relaxed);
 }
 
-/* A call that ended (code) after its own deadline passed timed out,
- * also when it noticed (tg_task_cancelled) and gave up. */
-static int check_deadline(tg_task_ctx *ctx, const tg__gnode *nd, int code, double now) {
-  if (!(ctx->deadline > 0) || now <= ctx->deadline) return code;
-  if (code != TG_OK && code != TG_ECANCELED) return code;
-  return tg_task_fail(ctx, TG_ETIMEDOUT, "timed out after %g s", (double)nd->timeout);
-}
-
 /* ---- arguments --------------------------------------------------------------- */
 
 static bool reserve_scratch(tg__wctx *w, size_t n) {
@@ -265,99 +258,6 @@ static int gather(tg__wctx *w, const tg__run *r, const tg__task *t, const tg__gn
   return TG_OK;
 }
 
-/* ---- calling ------------------------------------------------------------------ */
-
-/* A list of fn(extras with in_i inserted at the chunk's position) over
- * the first tg__chunk_count(nd->aux) arguments. */
-static int call_chunk(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
-                      tg_value **out) {
-  size_t k = tg__chunk_count(nd->aux), nextra = nd->nargs - k;
-  size_t pos = tg__chunk_pos(nd->aux);
-  if (pos > nextra) pos = nextra; /* checked when added and off the wire */
-  tg_value *stack[16];
-  tg_value **ea = nextra < 16 ? stack : tg__malloc((nextra + 1) * sizeof *ea);
-  tg_value *list = ea ? tg_list_alloc(k) : NULL;
-  int rc = list ? TG_OK : tg_task_fail(ctx, TG_ENOMEM, "out of memory");
-  if (ea) {
-    memcpy(ea, args + k, pos * sizeof *ea);
-    memcpy(ea + pos + 1, args + k + pos, (nextra - pos) * sizeof *ea);
-  }
-  for (size_t i = 0; i < k && rc == TG_OK; i++) {
-    tg_value *v = NULL;
-    ea[pos] = args[i];
-    rc = nd->fn->fn(ctx, ea, nextra + 1, &v);
-    if (rc == TG_OK && !v) rc = tg_task_fail(ctx, TG_EINVAL, "returned no value");
-    if (rc == TG_OK) rc = tg_list_init_item(list, i, v);
-    else tg_value_unref(v);
-    if (rc != TG_OK) { /* say which call of the chunk failed */
-      char m[sizeof ctx->msg + sizeof ctx->keybuf + 64];
-      snprintf(m, sizeof m, "%s (element %zu of chunk '%s')",
-               ctx->fail_code ? ctx->msg : tg_strerror(rc), i, tg_task_key(ctx));
-      tg_task_fail(ctx, rc, "%s", m);
-    }
-  }
-  if (ea != stack) tg__free(ea);
-  if (rc != TG_OK) tg_value_unref(list);
-  else *out = list;
-  return rc;
-}
-
-/* The concatenation of list arguments (one list is passed through). The
- * type check matters to remote workers, whose arguments come off the
- * wire. */
-static int call_concat(tg_task_ctx *ctx, size_t n, tg_value **args,
-                       tg_value **out) {
-  size_t total = 0, at = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (tg_value_type(args[i]) != TG_LIST)
-      return tg_task_fail(ctx, TG_ETYPE, "concatenating a %s, not a list",
-                          tg_type_name(tg_value_type(args[i])));
-    total += tg_list_len(args[i]);
-  }
-  if (n == 1) {
-    *out = tg_value_ref(args[0]);
-    return TG_OK;
-  }
-  tg_value *list = tg_list_alloc(total);
-  if (!list) return tg_task_fail(ctx, TG_ENOMEM, "out of memory");
-  for (size_t i = 0; i < n; i++) {
-    tg_value *const *it = tg_list_items(args[i]);
-    for (size_t j = 0, m = tg_list_len(args[i]); j < m; j++)
-      tg_list_init_item(list, at++, tg_value_ref(it[j]));
-  }
-  *out = list;
-  return TG_OK;
-}
-
-static int invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
-                  tg_value **out) {
-  if (TG__UNLIKELY(nd->kind != TG__NK_CONCAT && nd->fn->state)) {
-    int rc = tg__wstates_prepare(ctx->states, ctx);
-    if (rc != TG_OK) return rc;
-  }
-  switch (nd->kind) {
-    case TG__NK_CHUNK: return call_chunk(ctx, nd, args, out);
-    case TG__NK_CONCAT: return call_concat(ctx, nd->nargs, args, out);
-    case TG__NK_MAPOVER: /* tg_compute expands it first */
-      return tg_task_fail(ctx, TG_EINVAL, "a map over a task's result runs under "
-                          "tg_compute only (not as an executor submission)");
-    default: return nd->fn->fn(ctx, args, nd->nargs, out);
-  }
-}
-
-int tg__task_invoke(tg_task_ctx *ctx, const tg__gnode *nd, tg_value **args,
-                    tg_value **out) {
-  int rc = invoke(ctx, nd, args, out);
-  if (rc == TG_OK && !*out) rc = tg_task_fail(ctx, TG_EINVAL, "returned no value");
-  if (ctx->deadline > 0) rc = check_deadline(ctx, nd, rc, tg__now());
-  if (rc != TG_OK) {
-    tg_value_unref(*out);
-    *out = NULL;
-  }
-  if (rc > 0) rc = tg_task_fail(ctx, TG_ETASK, "returned status %d", rc);
-  return rc;
-}
-
 /* ---- the run as its tasks' host ---------------------------------------------- */
 
 /* A task's compute is over for it once its run is cancelled (another
@@ -434,13 +334,13 @@ static tg_value *call_attempts(tg__wctx *w, tg__run *r, tg__task *t, outcome *oc
     tg_value *out = NULL;
     tg_task_ctx *caller = tg__tls_task;
     tg__tls_task = &ctx;
-    rc = invoke(&ctx, nd, w->scratch, &out);
+    rc = tg__node_call_once(&ctx, nd, w->scratch, &out);
     tg__tls_task = caller;
     w->ran += !(t->flags & TG__T_INTERNAL);
     if (oc) oc->attempts++;
     double t1 = timed || ctx.deadline > 0 ? tg__now() : 0;
     if (rc == TG_OK && !out) rc = tg_task_fail(&ctx, TG_EINVAL, "returned no value");
-    if (ctx.deadline > 0) rc = check_deadline(&ctx, nd, rc, t1);
+    if (ctx.deadline > 0) rc = tg__node_check_deadline(&ctx, nd, rc, t1);
     if (rc == TG_OK) {
       if (timed && tg__run_callout_begin(r)) {
         tg__memo_done(r->memo, r->g, t->node, out, t1 - t0);
