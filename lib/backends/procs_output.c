@@ -21,7 +21,7 @@
 typedef struct source {
   int fd;
   int dest;
-  tg__pbuf buf; /* bytes of an unfinished line */
+  tg__wbuf buf; /* bytes of an unfinished line */
 } source;
 
 struct tg__pout {
@@ -73,7 +73,7 @@ static void emit(source *s, bool end) {
 /* Room to read into (allocating only while no fork can happen). */
 static int reserve(source *s) {
   tg__fork_busy();
-  int rc = tg__pbuf_reserve(&s->buf, 16 << 10);
+  int rc = tg__wbuf_reserve(&s->buf, 16 << 10) ? TG_OK : TG_ENOMEM;
   tg__fork_idle();
   return rc;
 }
@@ -102,7 +102,7 @@ static void close_source(tg__pout *o, source *s) {
   epoll_ctl(o->ep, EPOLL_CTL_DEL, s->fd, NULL);
   tg__fd_untrack(s->fd);
   close(s->fd);
-  tg__pbuf_free(&s->buf);
+  tg__wbuf_free(&s->buf);
   for (size_t i = 0; i < o->n; i++)
     if (o->all[i] == s) {
       o->all[i] = o->all[--o->n];

@@ -12,8 +12,12 @@ void tg__wbuf_free(tg__wbuf *b) {
 bool tg__wbuf_grow(tg__wbuf *b, size_t n) {
   if (b->oom) return false;
   if (b->cap - b->len >= n) return true;
+  if (n > SIZE_MAX / 2 - b->len) { /* a size off the wire: no overflow */
+    b->oom = true;
+    return false;
+  }
   size_t cap = b->cap ? b->cap * 2 : 256;
-  while (cap - b->len < n) cap *= 2;
+  if (cap < b->len + n) cap = b->len + n;
   uint8_t *p = tg__realloc(b->p, cap);
   if (!p) {
     b->oom = true;

@@ -30,6 +30,12 @@ void tg__wbuf_free(tg__wbuf *b);
 /* Make room for n more bytes; false (and oom set) when memory runs out. */
 bool tg__wbuf_grow(tg__wbuf *b, size_t n);
 
+/* Room for n more bytes (for writes of known size, or a read into
+ * p + len): false when memory runs out. */
+static inline bool tg__wbuf_reserve(tg__wbuf *b, size_t n) {
+  return TG__LIKELY(b->cap - b->len >= n) || tg__wbuf_grow(b, n);
+}
+
 static inline void tg__wbuf_reset(tg__wbuf *b) {
   b->len = 0;
   b->oom = false;

@@ -15,22 +15,6 @@
 
 #define FDS_PER_SEND 253 /* SCM_MAX_FD */
 
-int tg__pbuf_grow(tg__pbuf *b, size_t more) {
-  if (more > SIZE_MAX / 2 - b->len) return TG_ENOMEM;
-  size_t cap = b->cap ? b->cap * 2 : 4096;
-  if (cap < b->len + more) cap = b->len + more;
-  uint8_t *p = tg__realloc(b->p, cap);
-  if (!p) return TG_ENOMEM;
-  b->p = p;
-  b->cap = cap;
-  return TG_OK;
-}
-
-void tg__pbuf_free(tg__pbuf *b) {
-  tg__free(b->p);
-  memset(b, 0, sizeof *b);
-}
-
 static int push_fd(int **v, size_t *n, size_t *cap, int fd) {
   if (*n == *cap) {
     size_t c = *cap ? *cap * 2 : 16;
@@ -51,8 +35,8 @@ void tg__pconn_init(tg__pconn *c, int fd) {
 void tg__pconn_close(tg__pconn *c) {
   if (c->fd >= 0) close(c->fd);
   for (size_t i = c->ifd_pos; i < c->nifd; i++) close(c->ifd[i]);
-  tg__pbuf_free(&c->out);
-  tg__pbuf_free(&c->in);
+  tg__wbuf_free(&c->out);
+  tg__wbuf_free(&c->in);
   tg__free(c->ofd);
   tg__free(c->ifd);
   tg__pconn_init(c, -1);
@@ -61,7 +45,7 @@ void tg__pconn_close(tg__pconn *c) {
 /* ---- writing ---------------------------------------------------------------- */
 
 int tg__pconn_begin(tg__pconn *c, uint8_t type, uint32_t seq, uint32_t ack) {
-  if (tg__pbuf_reserve(&c->out, TG__PMSG_HDR) != TG_OK) return TG_ENOMEM;
+  if (!tg__wbuf_reserve(&c->out, TG__PMSG_HDR)) return TG_ENOMEM;
   c->msg_at = c->out.len;
   c->msg_fds = 0;
   uint8_t *h = c->out.p + c->out.len;
@@ -145,7 +129,7 @@ ssize_t tg__pconn_fill(tg__pconn *c, bool block) {
     size_t need = TG__PMSG_HDR + (size_t)len - pending_len(c);
     if (len <= TG__PMSG_MAX && need > want) want = need;
   }
-  if (tg__pbuf_reserve(&c->in, want) != TG_OK) return TG_ENOMEM;
+  if (!tg__wbuf_reserve(&c->in, want)) return TG_ENOMEM;
   struct iovec iov = {c->in.p + c->in.len, c->in.cap - c->in.len};
   union {
     char buf[CMSG_SPACE(FDS_PER_SEND * sizeof(int))];

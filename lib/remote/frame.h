@@ -1,4 +1,4 @@
-/* lib/remote/frame.h: growable byte buffers and framed messages over an
+/* lib/remote/frame.h: framed messages over an
  * AF_UNIX stream socket, with file descriptors passed alongside (the
  * local link's framing, remote/link_local.c).
  *
@@ -13,30 +13,8 @@
 #include <sys/types.h>
 
 #include "internal.h"
+#include "remote/buf.h"
 #include "serial/format.h"
-
-/* ---- byte buffers  ---------------------------------------- */
-
-typedef struct tg__pbuf {
-  uint8_t *p;
-  size_t len, cap;
-} tg__pbuf;
-
-int tg__pbuf_grow(tg__pbuf *b, size_t more); /* TG_OK or TG_ENOMEM */
-void tg__pbuf_free(tg__pbuf *b);
-
-static inline int tg__pbuf_reserve(tg__pbuf *b, size_t more) {
-  return TG__LIKELY(b->cap - b->len >= more) ? TG_OK : tg__pbuf_grow(b, more);
-}
-/* Unchecked writes, after tg__pbuf_reserve. */
-static inline void tg__pbuf_u8(tg__pbuf *b, uint8_t x) { b->p[b->len++] = x; }
-static inline void tg__pbuf_varint(tg__pbuf *b, uint64_t u) {
-  b->len += tg__varint_put(b->p + b->len, u);
-}
-static inline void tg__pbuf_mem(tg__pbuf *b, const void *d, size_t n) {
-  if (n) memcpy(b->p + b->len, d, n);
-  b->len += n;
-}
 
 /* ---- framed messages  --------------------------------------- */
 
@@ -70,14 +48,14 @@ typedef struct tg__pmsg {
  * Thread safety: one thread at a time. */
 typedef struct tg__pconn {
   int fd;
-  tg__pbuf out;           /* framed messages not yet sent */
+  tg__wbuf out;           /* framed messages not yet sent */
   size_t out_pos;         /* bytes of out already sent */
   int *ofd;               /* fds to pass (borrowed: kept open by the
                              sender until sent) */
   size_t nofd, ofd_cap, ofd_pos;
   size_t msg_at;          /* offset of the message being written */
   uint16_t msg_fds;       /* fds queued for it */
-  tg__pbuf in;            /* bytes received */
+  tg__wbuf in;            /* bytes received */
   size_t in_pos;          /* start of the first unhandled message */
   int *ifd;               /* fds received, not yet taken (owned) */
   size_t nifd, ifd_cap, ifd_pos;

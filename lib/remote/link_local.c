@@ -228,7 +228,7 @@ static bool received(llink *k, const void *p, size_t len, uint64_t *id, uint64_t
 
 static int begin_msg(llink *k) {
   if (tg__pconn_begin(&k->c, F_MSG, 0, 0) != TG_OK ||
-      tg__pbuf_reserve(&k->c.out, 4) != TG_OK)
+      !tg__wbuf_reserve(&k->c.out, 4))
     return TG_ENOMEM;
   k->count_at = k->c.out.len;
   k->c.out.len += 4;
@@ -243,27 +243,27 @@ static int put_part(llink *k, zmq_msg_t *m) {
   uint64_t id, off;
   if (k->nparts == LOCAL_MAX_PARTS) return TG_ELIMIT;
   if (len < TG__SEG_MIN) {
-    if (tg__pbuf_reserve(&k->c.out, 1 + TG__VARINT_MAX + len) != TG_OK) return TG_ENOMEM;
-    tg__pbuf_u8(&k->c.out, P_INLINE);
-    tg__pbuf_varint(&k->c.out, len);
-    tg__pbuf_mem(&k->c.out, p, len);
+    if (!tg__wbuf_reserve(&k->c.out, 1 + TG__VARINT_MAX + len)) return TG_ENOMEM;
+    tg__wbuf_u8(&k->c.out, P_INLINE);
+    tg__wbuf_varint(&k->c.out, len);
+    tg__wbuf_bytes(&k->c.out, p, len);
   } else if (received(k, p, len, &id, &off)) { /* the peer's own bytes */
-    if (tg__pbuf_reserve(&k->c.out, 1 + 3 * TG__VARINT_MAX) != TG_OK) return TG_ENOMEM;
-    tg__pbuf_u8(&k->c.out, P_BACK);
-    tg__pbuf_varint(&k->c.out, id);
-    tg__pbuf_varint(&k->c.out, off);
-    tg__pbuf_varint(&k->c.out, len);
+    if (!tg__wbuf_reserve(&k->c.out, 1 + 3 * TG__VARINT_MAX)) return TG_ENOMEM;
+    tg__wbuf_u8(&k->c.out, P_BACK);
+    tg__wbuf_varint(&k->c.out, id);
+    tg__wbuf_varint(&k->c.out, off);
+    tg__wbuf_varint(&k->c.out, len);
     k->base.st.seg_out += len;
   } else {
     oseg *o = seg_for(k, p, len);
     if (!o) return TG_ENOMEM;
-    if (tg__pbuf_reserve(&k->c.out, 1 + 3 * TG__VARINT_MAX) != TG_OK ||
+    if (!tg__wbuf_reserve(&k->c.out, 1 + 3 * TG__VARINT_MAX) ||
         tg__pconn_add_fd(&k->c, o->s.fd) != TG_OK)
       return TG_ENOMEM; /* the segment stays busy until the link closes */
-    tg__pbuf_u8(&k->c.out, P_SEG);
-    tg__pbuf_varint(&k->c.out, o->id);
-    tg__pbuf_varint(&k->c.out, len);
-    tg__pbuf_varint(&k->c.out, o->s.size);
+    tg__wbuf_u8(&k->c.out, P_SEG);
+    tg__wbuf_varint(&k->c.out, o->id);
+    tg__wbuf_varint(&k->c.out, len);
+    tg__wbuf_varint(&k->c.out, o->s.size);
     k->base.st.seg_out += len;
     k->base.st.fds_out++;
   }
@@ -302,11 +302,11 @@ static int send_releases(llink *k) {
   pthread_mutex_unlock(&nt->mu);
   int rc = TG_OK;
   if (n && (tg__pconn_begin(&k->c, F_RELEASE, 0, 0) != TG_OK ||
-            tg__pbuf_reserve(&k->c.out, (n + 1) * TG__VARINT_MAX) != TG_OK))
+            !tg__wbuf_reserve(&k->c.out, (n + 1) * TG__VARINT_MAX)))
     rc = TG_ENOMEM; /* the peer keeps them until the link closes */
   if (n && rc == TG_OK) {
-    tg__pbuf_varint(&k->c.out, n);
-    for (size_t i = 0; i < n; i++) tg__pbuf_varint(&k->c.out, ids[i]);
+    tg__wbuf_varint(&k->c.out, n);
+    for (size_t i = 0; i < n; i++) tg__wbuf_varint(&k->c.out, ids[i]);
     tg__pconn_end(&k->c);
   }
   tg__free(ids);
