@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "backends/tcp_internal.h"
+#include "backends/tcp_stats.h"
 #include "util/bigbuf.h"
 #include "util/fdtrack.h"
 #include "util/thread.h"
@@ -404,6 +405,14 @@ int tg_remote_join_address(tg_executor *ex, char *buf, size_t size) {
   if (!b->join_endpoint[0]) return TG_ENOENT;
   if (strlen(b->join_endpoint) >= size) return TG_ELIMIT;
   strcpy(buf, b->join_endpoint);
+  return TG_OK;
+}
+
+int tg__tcp_carried_get(const tg_executor *ex, tg__tcp_carried *out) {
+  if (!ex || !out || ex->ops != &tg__backend_tcp) return TG_EINVAL;
+  const tcp *b = (const tcp *)ex->backend;
+  out->shm = atomic_load(&b->st_shm);
+  out->streamed = atomic_load(&b->st_streamed);
   return TG_OK;
 }
 

@@ -328,6 +328,8 @@ struct tcp_conn {
   unsigned nthreads;
   int peer_mis;            /* the worker's misalignment (remote/wire.h) */
   tg__stream stream;       /* large values streamed either way */
+  bool ipc;                /* connected over the worker's Unix socket:
+                              shared memory may carry large values */
   double last_rx, last_ping;
   unsigned gen;            /* socket generation (monitor endpoints) */
   tg__idmap recs;          /* wire id -> record sent */
@@ -420,6 +422,8 @@ struct tcp {
   /* statistics */
   _Atomic uint64_t st_tasks, st_batches, st_sent, st_recv, st_moved_n, st_moved,
       st_kept, st_lost, st_retried, st_recomputed;
+  /* bytes of large values carried in shared memory / streamed, either way */
+  _Atomic uint64_t st_shm, st_streamed;
   _Atomic unsigned st_ready;
 };
 
