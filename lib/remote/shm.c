@@ -448,7 +448,7 @@ bool tg__shm_releases(tg__shm *m, tg__wbuf *h) {
   s->ids = NULL;
   s->n = s->cap = 0;
   pthread_mutex_unlock(&s->mu);
-  tg__wbuf_varint(h, n);
+  if (n) tg__wbuf_varint(h, n);
   for (size_t i = 0; i < n; i++) tg__wbuf_varint(h, ids[i]);
   tg__free(ids);
   return n > 0;

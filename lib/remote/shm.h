@@ -101,8 +101,8 @@ int tg__shm_get(tg__shm *sh, const void *desc, size_t dlen, size_t len, uint64_t
                 void **ctx, tg_error *err);
 
 /* Append to h the ids of the peer's segments we let go of (varint n, n x
- * varint id); false when there are none. Also pools our segments that
- * came free on other threads and drops idle ones. */
+ * varint id); false (h untouched) when there are none. Also pools our
+ * segments that came free on other threads and drops idle ones. */
 bool tg__shm_releases(tg__shm *sh, tg__wbuf *h);
 /* The peer let go of the ids at r (SEG_FREE). TG_EFORMAT: not ours. */
 int tg__shm_released(tg__shm *sh, tg__rbuf *r);

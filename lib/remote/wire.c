@@ -292,7 +292,7 @@ int tg__wire_send(tg__link *sock, const void *rid, size_t rid_len, const tg__wbu
       if (rc != TG_OK)
         rc = tg__error_set(err, rc == TG_ENOMEM ? TG_ENOMEM : TG_EIO,
                            "out of shared memory sending a value of %zu bytes", len);
-      st->shm_out += len;
+      else st->shm_out += len;
       continue;
     }
     if (len < TG__STREAM_MIN || !sock->streams) {
