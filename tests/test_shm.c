@@ -70,8 +70,9 @@ static char wep[128];
 static tg_registry *reg;
 
 /* Fork a keyless worker on a free loopback port (no_shm: with
- * TGRAPH_NO_SHM=1) and wait until it listens. */
-static void start_worker(bool no_shm) {
+ * TGRAPH_NO_SHM=1; max_pending: its budget for large values, 0: the
+ * default) and wait until it listens. */
+static void start_worker_with(bool no_shm, uint64_t max_pending) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   pid_t pid = tproc_fork();
@@ -80,9 +81,10 @@ static void start_worker(bool no_shm) {
     if (no_shm) setenv("TGRAPH_NO_SHM", "1", 1);
     tg_registry *r = make_reg();
     int fd = p[1];
-    tg_worker_opts o = {.version = TG_WORKER_OPTS_V1, .listen = "tcp://127.0.0.1:*",
+    tg_worker_opts o = {.version = TG_WORKER_OPTS_V2, .listen = "tcp://127.0.0.1:*",
                         .nthreads = 2, .stop = tproc_stop_on_term(),
-                        .on_ready = tproc_say_ready, .ctx = &fd};
+                        .on_ready = tproc_say_ready, .ctx = &fd,
+                        .max_pending = max_pending};
     int rc = tg_worker_serve(r, &o, NULL);
     _exit(rc ? 1 : 0);
   }
@@ -92,6 +94,8 @@ static void start_worker(bool no_shm) {
   close(p[0]);
   cr_assert(strncmp(wep, "tcp://", 6) == 0, "the worker did not start: %s", wep);
 }
+
+static void start_worker(bool no_shm) { start_worker_with(no_shm, 0); }
 
 static bool worker_alive(void) { return waitpid(wpid, NULL, WNOHANG) == 0; }
 
@@ -289,11 +293,11 @@ static void peer_close(peer *p) {
   tg__seg_destroy(&p->probe, false);
 }
 
-/* PUT object 7: `len` bytes in a segment, as descriptor desc. */
-static void put_desc(peer *p, const tg__wbuf *desc, size_t len) {
+/* PUT object id: `len` bytes in a segment, as descriptor desc. */
+static void put_desc_as(peer *p, uint64_t id, const tg__wbuf *desc, size_t len) {
   tg__wbuf h = {0}, d = {0};
   tg__wbuf_u8(&h, TG__M_PUT);
-  tg__wbuf_varint(&h, 7);
+  tg__wbuf_varint(&h, id);
   tg__wbuf_u8(&d, 1);     /* a descriptor */
   tg__wbuf_varint(&d, 1); /* of one large leaf: */
   tg__wbuf_u8(&d, 2);     /* in shared memory, */
@@ -311,6 +315,10 @@ static void put_desc(peer *p, const tg__wbuf *desc, size_t len) {
   free(skel);
   tg__wbuf_free(&h);
   tg__wbuf_free(&d);
+}
+
+static void put_desc(peer *p, const tg__wbuf *desc, size_t len) {
+  put_desc_as(p, 7, desc, len);
 }
 
 /* The worker's next message on p: its type, and its text when an ERROR. */
@@ -445,5 +453,38 @@ Test(shm, hostile_descriptors_refused) {
   tg_executor *ex = executor();
   round_trips(ex);
   tg_executor_free(ex);
+  cr_assert(worker_alive());
+}
+
+/* Mapped segments count against the worker's budget for large values
+ * held for all clients (--max-pending): past it a value is refused,
+ * saying so, and what a dropped client held is given back. */
+Test(shm, mapped_segments_count_against_the_budget) {
+  const size_t size = (size_t)8 << 20, len = size - 4096;
+  start_worker_with(false, 3 * size);
+  tg__seg s[4];
+  tg__wbuf d = {0};
+  for (int i = 0; i < 4; i++) s[i] = our_seg(size, TOKEN);
+  char msg[TG__MAX_MSG + 1];
+  for (int round = 0; round < 2; round++) {
+    peer p;
+    peer_open(&p);
+    for (int i = 0; i < 4; i++) { /* kept as objects 1..4 */
+      seg_desc(&d, (uint64_t)i + 1, s[i].fd, size, TOKEN);
+      put_desc_as(&p, (uint64_t)i + 1, &d, len);
+    }
+    int type = next_reply(&p, msg, sizeof msg);
+    cr_assert_eq(type, TG__M_ERROR, "round %d: got message type %d", round, type);
+    cr_expect(strstr(msg, "a value of 8388608 bytes would take the large values the worker "
+                          "holds to more than its limit of 25165824 bytes for all clients "
+                          "(25165824 held; --max-pending): dropped"),
+              "round %d: %s", round, msg);
+    peer_close(&p);
+    /* the worker lets the dropped client's objects go on its loop: give
+     * it a moment before the next round needs the budget back */
+    usleep(200 * 1000);
+  }
+  for (int i = 0; i < 4; i++) tg__seg_destroy(&s[i], false);
+  tg__wbuf_free(&d);
   cr_assert(worker_alive());
 }

@@ -90,7 +90,7 @@ pid_t tg__shm_peer_pid(zmq_msg_t *part) {
   char end;
   /* ZeroMQ gives a Unix socket peer as localhost:UID:GID:PID. */
   if (!a || sscanf(a, "localhost:%ld:%ld:%ld%c", &uid, &gid, &pid, &end) != 3) return 0;
-  return uid == (long)getuid() && pid > 0 && pid != (long)getpid() ? (pid_t)pid : 0;
+  return uid == (long)getuid() && pid > 0 ? (pid_t)pid : 0;
 }
 
 static void shared_unref(shared *s) {
@@ -400,10 +400,10 @@ int tg__shm_get(tg__shm *m, const void *desc, size_t dlen, size_t len, uint64_t 
   if (kind != D_SEG || r.bad || !token || !tg__rbuf_end(&r) || !m->recv_ok)
     return bad(err, "malformed descriptor");
   if (size < TG__SHM_TOKEN || len > size - TG__SHM_TOKEN) return bad(err, "too small");
-  if (size > limit)
-    return tg__error_set(err, TG_ELIMIT, "a value of %llu bytes in shared memory is over "
-                         "the limit of %llu bytes (--max-message)",
-                         (unsigned long long)size, (unsigned long long)limit);
+  if (len > limit) /* as a streamed value's; the pool counts the segment */
+    return tg__error_set(err, TG_ELIMIT, "a value of %zu bytes in shared memory is over "
+                         "the limit of %llu bytes (--max-message)", len,
+                         (unsigned long long)limit);
   int rc = tg__stream_pool_hold(pool, size, err);
   if (rc != TG_OK) return rc;
   rseg *g = tg__malloc(sizeof *g);

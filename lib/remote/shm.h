@@ -93,8 +93,8 @@ void tg__shm_set_recv(tg__shm *sh, bool ok);
 int tg__shm_put(tg__shm *sh, const void *p, size_t len, size_t *copied, tg__wbuf *d);
 
 /* The data of a received descriptor (desc, dlen) for a value of len
- * bytes: *p, to be let go with release(*ctx, *p) from any thread.
- * Counted in pool (may be NULL) until then. TG_EFORMAT (hostile or bad),
+ * bytes (at most limit): *p, to be let go with release(*ctx, *p) from any
+ * thread. Its segment's size counts in pool (may be NULL) until then. TG_EFORMAT (hostile or bad),
  * TG_ELIMIT (over the pool or `limit`), TG_ENOMEM; err says which. */
 int tg__shm_get(tg__shm *sh, const void *desc, size_t dlen, size_t len, uint64_t limit,
                 struct tg__stream_pool *pool, void **p, void (**release)(void *, void *),
