@@ -7,6 +7,7 @@
  * wrong size, no such descriptor, a reference to no segment) are refused
  * with a clear error and the worker goes on serving. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -172,6 +173,28 @@ static uint64_t round_trips(tg_executor *ex) {
   return total;
 }
 
+/* Open descriptors of process pid. */
+static int nfds(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
+  DIR *d = opendir(path);
+  cr_assert_not_null(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+/* Wait up to 3 s for process pid to have n descriptors open. */
+static int settle_fds(pid_t pid, int n) {
+  int now = nfds(pid);
+  for (int i = 0; i < 300 && now != n; i++) {
+    usleep(10 * 1000);
+    now = nfds(pid);
+  }
+  return now;
+}
+
 static tg__tcp_carried carried(tg_executor *ex) {
   tg__tcp_carried c;
   cr_assert_eq(tg__tcp_carried_get(ex, &c), TG_OK);
@@ -180,6 +203,7 @@ static tg__tcp_carried carried(tg_executor *ex) {
 
 Test(shm, same_user_round_trips_go_in_segments) {
   start_worker(false);
+  int ours = nfds(getpid()), theirs = nfds(wpid);
   tg_executor *ex = executor();
   uint64_t total = round_trips(ex);
   tg__tcp_carried c = carried(ex);
@@ -190,6 +214,9 @@ Test(shm, same_user_round_trips_go_in_segments) {
   cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
   cr_expect_eq(st.workers_lost, 0);
   tg_executor_free(ex);
+  /* every segment closed on both sides once the connection is gone */
+  cr_expect_eq(nfds(getpid()), ours, "descriptors left open here");
+  cr_expect_eq(settle_fds(wpid, theirs), theirs, "descriptors left open in the worker");
   cr_assert(worker_alive());
 }
 
