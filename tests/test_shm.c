@@ -23,6 +23,7 @@
 #include "remote/proto.h"
 #include "remote/seg.h"
 #include "remote/shm.h"
+#include "remote/stream.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
@@ -514,4 +515,83 @@ Test(shm, mapped_segments_count_against_the_budget) {
   for (int i = 0; i < 4; i++) tg__seg_destroy(&s[i], false);
   tg__wbuf_free(&d);
   cr_assert(worker_alive());
+}
+
+/* The receiving end's checks on their own (the run's end uses the same):
+ * every bad descriptor is TG_EFORMAT with a reason, nothing is mapped or
+ * counted, and a good one maps the bytes and is told back once released. */
+Test(shm, descriptors_checked_before_use) {
+  tg__shm *sh = tg__shm_new(getpid());
+  cr_assert_not_null(sh);
+  tg__stream_pool *pool = tg__stream_pool_new((uint64_t)1 << 30);
+  const size_t size = (size_t)4 << 20, len = 1000000;
+  tg__seg s = our_seg(size, TOKEN);
+  memset(s.map, 3, len);
+  tg__wbuf d = {0};
+  void *p, *ctx;
+  void (*release)(void *, void *);
+  tg_error err;
+
+  /* not proven yet: refused */
+  seg_desc(&d, 1, s.fd, size, TOKEN);
+  tg_error_clear(&err);
+  cr_expect_eq(tg__shm_get(sh, d.p, d.len, len, UINT64_MAX, pool, &p, &release, &ctx, &err),
+               TG_EFORMAT);
+  tg__shm_set_recv(sh, true);
+
+  struct { const char *what; int fd; size_t size, len; bool token; } bad[] = {
+      {"wrong token", s.fd, size, len, false},
+      {"wrong size", s.fd, size + 4096, len, true},
+      {"value past the segment", s.fd, size, size, true},
+      {"standard input", 0, size, len, true},
+      {"no such descriptor", 1 << 20, size, len, true},
+  };
+  uint8_t other[TG__SHM_TOKEN] = {1};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    seg_desc(&d, 1, bad[i].fd, bad[i].size, bad[i].token ? TOKEN : other);
+    tg_error_clear(&err);
+    cr_expect_eq(tg__shm_get(sh, d.p, d.len, bad[i].len, UINT64_MAX, pool, &p, &release,
+                             &ctx, &err), TG_EFORMAT, "%s", bad[i].what);
+    cr_expect(strstr(err.msg, "bad shared-memory segment: ") == err.msg, "%s: %s",
+              bad[i].what, err.msg);
+  }
+  /* truncated descriptors */
+  seg_desc(&d, 1, s.fd, size, TOKEN);
+  for (size_t cut = 0; cut < d.len; cut++) {
+    tg_error_clear(&err);
+    cr_expect_eq(tg__shm_get(sh, d.p, cut, len, UINT64_MAX, pool, &p, &release, &ctx, &err),
+                 TG_EFORMAT, "cut at %zu", cut);
+  }
+  cr_expect_eq(pool->used, 0, "nothing counted");
+
+  /* over --max-message */
+  tg_error_clear(&err);
+  cr_expect_eq(tg__shm_get(sh, d.p, d.len, len, len - 1, pool, &p, &release, &ctx, &err),
+               TG_ELIMIT);
+
+  /* the good one */
+  tg_error_clear(&err);
+  cr_assert_eq(tg__shm_get(sh, d.p, d.len, len, UINT64_MAX, pool, &p, &release, &ctx, &err),
+               TG_OK, "%s", err.msg);
+  cr_expect_neq(p, s.map, "mapped anew");
+  cr_expect_eq(((uint8_t *)p)[len - 1], 3);
+  cr_expect_eq(pool->used, size);
+  tg__wbuf ids = {0};
+  cr_expect(!tg__shm_releases(sh, &ids), "nothing let go of yet");
+  release(ctx, p);
+  cr_expect_eq(pool->used, 0);
+  cr_assert(tg__shm_releases(sh, &ids));
+  tg__rbuf r;
+  tg__rbuf_init(&r, ids.p, ids.len);
+  cr_expect_eq(tg__rbuf_varint(&r), 1);
+  cr_expect_eq(tg__rbuf_varint(&r), 1, "segment 1 let go of");
+
+  /* the peer letting go of segments we never sent */
+  tg__rbuf_init(&r, ids.p, ids.len);
+  cr_expect_eq(tg__shm_released(sh, &r), TG_EFORMAT);
+  tg__wbuf_free(&ids);
+  tg__wbuf_free(&d);
+  tg__seg_destroy(&s, false);
+  tg__shm_free(sh);
+  tg__stream_pool_unref(pool);
 }

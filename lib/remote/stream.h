@@ -28,6 +28,10 @@
  * only until it is taken: values in queued tasks and stored objects are
  * memory held as much as those still arriving.
  *
+ * Between a run and a worker of the same user on one host, large values
+ * go in shared memory instead once both ends proved it works
+ * (remote/shm.h, whose state the stream holds).
+ *
  * Thread safety: a tg__stream belongs to the thread that owns its
  * connection, and so do the pool's checks; buffers taken from it may be
  * released from any thread (the pool's count is atomic, and each taken
