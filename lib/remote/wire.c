@@ -284,16 +284,18 @@ int tg__wire_send(tg__link *sock, const void *rid, size_t rid_len, const tg__wbu
     size_t len;
     const void *data = leaf_data(l->v, &len);
     if (len >= TG__STREAM_MIN && tg__shm_can_send(st->shm)) {
-      size_t copied;
-      l->kind = L_SHM;
-      l->desc_off = w->descs.len;
-      rc = tg__shm_put(st->shm, data, len, &copied, &w->descs);
-      l->desc_len = w->descs.len - l->desc_off;
-      if (rc != TG_OK)
-        rc = tg__error_set(err, rc == TG_ENOMEM ? TG_ENOMEM : TG_EIO,
-                           "out of shared memory sending a value of %zu bytes", len);
-      else st->shm_out += len;
-      continue;
+      size_t copied, at = w->descs.len;
+      if (tg__shm_put(st->shm, data, len, &copied, &w->descs) == TG_OK && !w->descs.oom) {
+        l->kind = L_SHM;
+        l->desc_off = at;
+        l->desc_len = w->descs.len - at;
+        st->shm_out += len;
+        continue;
+      }
+      /* Out of memory or of descriptors for a segment: this one is
+       * streamed (or sent as a part) instead. */
+      w->descs.len = at;
+      w->descs.oom = false;
     }
     if (len < TG__STREAM_MIN || !sock->streams) {
       if (peer_misalign > 0) l->pad = pad_for(l->v, peer_misalign);
