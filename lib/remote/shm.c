@@ -293,7 +293,8 @@ static int open_peer(pid_t pid, uint64_t fd, uint64_t size, const uint8_t *token
       (uint64_t)st.st_size != size)
     return TG_EFORMAT;
   int f = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (f < 0) return TG_EFORMAT;
+  if (f < 0) /* out of descriptors or memory is ours, not the peer's fault */
+    return errno == EMFILE || errno == ENFILE || errno == ENOMEM ? -errno : TG_EFORMAT;
   int rc = TG_EFORMAT;
   if (fstat(f, &st2) == 0 && st2.st_dev == st.st_dev && st2.st_ino == st.st_ino &&
       (uint64_t)st2.st_size == size)
