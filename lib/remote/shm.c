@@ -245,9 +245,8 @@ static bool received(tg__shm *m, const void *p, size_t len, uint64_t *id, uint64
   return found;
 }
 
-int tg__shm_put(tg__shm *m, const void *p, size_t len, size_t *copied, tg__wbuf *d) {
+int tg__shm_put(tg__shm *m, const void *p, size_t len, tg__wbuf *d) {
   uint64_t id, off;
-  *copied = 0;
   take_dead(m);
   if (received(m, p, len, &id, &off)) { /* the peer's own bytes */
     tg__wbuf_u8(d, D_BACK);
@@ -262,7 +261,6 @@ int tg__shm_put(tg__shm *m, const void *p, size_t len, size_t *copied, tg__wbuf 
     return TG_ENOMEM;
   }
   memcpy(o->s.map, p, len);
-  *copied = len;
   tg__wbuf_u8(d, D_SEG);
   tg__wbuf_varint(d, o->id);
   tg__wbuf_varint(d, (uint64_t)o->s.fd);

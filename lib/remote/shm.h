@@ -90,7 +90,7 @@ void tg__shm_set_recv(tg__shm *sh, bool ok);
 
 /* Send len bytes at p: appends the descriptor to d (a copy into a
  * segment, or a reference to the peer's own). TG_ENOMEM (or -errno). */
-int tg__shm_put(tg__shm *sh, const void *p, size_t len, size_t *copied, tg__wbuf *d);
+int tg__shm_put(tg__shm *sh, const void *p, size_t len, tg__wbuf *d);
 
 /* The data of a received descriptor (desc, dlen) for a value of len
  * bytes (at most limit): *p, to be let go with release(*ctx, *p) from any

@@ -284,8 +284,8 @@ int tg__wire_send(tg__link *sock, const void *rid, size_t rid_len, const tg__wbu
     size_t len;
     const void *data = leaf_data(l->v, &len);
     if (len >= TG__STREAM_MIN && tg__shm_can_send(st->shm)) {
-      size_t copied, at = w->descs.len;
-      if (tg__shm_put(st->shm, data, len, &copied, &w->descs) == TG_OK && !w->descs.oom) {
+      size_t at = w->descs.len;
+      if (tg__shm_put(st->shm, data, len, &w->descs) == TG_OK && !w->descs.oom) {
         l->kind = L_SHM;
         l->desc_off = at;
         l->desc_len = w->descs.len - at;
