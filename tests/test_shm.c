@@ -399,6 +399,7 @@ static void refused(const tg__wbuf *desc, size_t len, const char *what) {
 Test(shm, hostile_descriptors_refused) {
   start_worker(false);
   const size_t size = (size_t)8 << 20, len = size - 4096;
+  cr_assert_eq(tg__seg_class(len + TG__SHM_TOKEN), size);
   tg__wbuf d = {0};
 
   /* the harness itself: a good segment is taken (PING answered after) */
@@ -524,7 +525,8 @@ Test(shm, descriptors_checked_before_use) {
   tg__shm *sh = tg__shm_new(getpid());
   cr_assert_not_null(sh);
   tg__stream_pool *pool = tg__stream_pool_new((uint64_t)1 << 30);
-  const size_t size = (size_t)4 << 20, len = 1000000;
+  const size_t size = (size_t)4 << 20, len = size - 4096;
+  cr_assert_eq(tg__seg_class(len + TG__SHM_TOKEN), size);
   tg__seg s = our_seg(size, TOKEN);
   memset(s.map, 3, len);
   tg__wbuf d = {0};
@@ -542,6 +544,8 @@ Test(shm, descriptors_checked_before_use) {
   struct { const char *what; int fd; size_t size, len; bool token; } bad[] = {
       {"wrong token", s.fd, size, len, false},
       {"wrong size", s.fd, size + 4096, len, true},
+      {"huge size", s.fd, (size_t)1 << 40, len, true},
+      {"small value in a large segment", s.fd, size, 4096, true},
       {"value past the segment", s.fd, size, size, true},
       {"standard input", 0, size, len, true},
       {"no such descriptor", 1 << 20, size, len, true},

@@ -398,7 +398,10 @@ int tg__shm_get(tg__shm *m, const void *desc, size_t dlen, size_t len, uint64_t 
   const uint8_t *token = tg__rbuf_bytes(&r, TG__SHM_TOKEN);
   if (kind != D_SEG || r.bad || !token || !tg__rbuf_end(&r) || !m->recv_ok)
     return bad(err, "malformed descriptor");
-  if (size < TG__SHM_TOKEN || len > size - TG__SHM_TOKEN) return bad(err, "too small");
+  /* The size a sender makes for len bytes, no other: a huge sparse file
+   * would cost nothing to announce. */
+  if (len > SIZE_MAX - TG__SHM_TOKEN || size != tg__seg_class(len + TG__SHM_TOKEN))
+    return bad(err, "wrong size for the value");
   if (len > limit) /* as a streamed value's; the pool counts the segment */
     return tg__error_set(err, TG_ELIMIT, "a value of %zu bytes in shared memory is over "
                          "the limit of %llu bytes (--max-message)", len,
