@@ -3,8 +3,9 @@
  *
  * Descriptors (the part that stands for a leaf's data, remote/wire.h):
  *   u8 0, varint id, varint fd, varint size, TOKEN bytes: segment id of
- *        the sender's, open as fd in the sender, of size bytes; the data
- *        is its first bytes, the token its last
+ *        the sender's, open as fd in the sender, of size bytes (exactly
+ *        tg__seg_class(value bytes + TOKEN)); the data is its first
+ *        bytes, the token its last
  *   u8 1, varint id, varint offset: bytes of a segment of the receiver's
  *        that the sender mapped (it received them and sends them on)
  */
