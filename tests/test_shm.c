@@ -5,7 +5,9 @@
  * either side they are streamed as before and still exact; a hostile
  * peer's segment descriptors (a plain file, a pipe, a wrong token, a
  * wrong size, no such descriptor, a reference to no segment) are refused
- * with a clear error and the worker goes on serving. */
+ * with a clear error and the worker goes on serving; mapped segments
+ * count against the worker's budget; values received stay whole when
+ * their worker is killed. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -598,4 +600,30 @@ Test(shm, descriptors_checked_before_use) {
   tg__seg_destroy(&s, false);
   tg__shm_free(sh);
   tg__stream_pool_unref(pool);
+}
+
+/* A worker killed with SIGKILL: the values it sent in its segments stay
+ * whole here (the mapping holds the pages, not the worker), and nothing
+ * of it stays open once they are released. */
+Test(shm, values_outlive_a_killed_worker) {
+  start_worker(false);
+  int ours = nfds(getpid());
+  tg_executor *ex = executor();
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node out = tg_call(g, "fill", 2, V(tg_int(NA)), V(tg_int(5)));
+  tg_value *got = NULL;
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync", .executor = ex};
+  cr_assert_eq(tg_compute(g, &out, 1, &o, &got), TG_OK, "%s", tg_graph_errmsg(g));
+  cr_expect_eq(carried(ex).shm, (uint64_t)NA * 8);
+  kill(wpid, SIGKILL);
+  cr_assert_eq(waitpid(wpid, NULL, 0), wpid);
+  wpid = 0;
+  tg_value *want = f64_array(NA, 5);
+  same_f64(got, want, "after the worker's death");
+  tg_value_unref(want);
+  tg_value_unref(got);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+  cr_expect_eq(nfds(getpid()), ours, "descriptors left open here");
 }
