@@ -23,6 +23,11 @@ typedef struct tg__offload_traffic {
   uint64_t values_moved;      /* results sent on from the worker that made
                                  them to another (through this process) */
   uint64_t batches, tasks;    /* batches sent and the tasks in them */
+  uint64_t large_shm;         /* bytes of large values (remote/wire.h) a
+                                 ZeroMQ link carried in shared-memory
+                                 segments (remote/shm.h), either way */
+  uint64_t large_streamed;    /* ... streamed as BULK chunks
+                                 (remote/stream.h) */
   uint64_t deaths;            /* worker processes that ended unasked
                                  (forked workers; a remote worker's end is
                                  a loss: tg_remote_stats.workers_lost) */

@@ -471,6 +471,8 @@ int tg__offload_traffic_get(const tg_executor *ex, tg__offload_traffic *out) {
       .values_moved = atomic_load(&b->st_moved_n),
       .batches = atomic_load(&b->st_batches),
       .tasks = atomic_load(&b->st_tasks),
+      .large_shm = atomic_load(&b->st_shm),
+      .large_streamed = atomic_load(&b->st_streamed),
       .deaths = atomic_load(&b->st_deaths),
   };
   return TG_OK;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backends/tcp_internal.h"
+#include "remote/shm.h"
 #include "remote/wire.h"
 
 
@@ -53,6 +54,12 @@ void tg__tcp_conn_hello(tcp *b, tcp_conn *c) {
   tg__wbuf_varint(&h, b->keep_min);
   tg__wbuf_cstr(&h, "tgraph");
   tg__wbuf_varint(&h, (uint64_t)c->link->misalign);
+  /* Over the worker's Unix socket, offer shared memory (remote/shm.h). */
+  if (c->ipc && tg__shm_allowed() && !c->stream.shm) c->stream.shm = tg__shm_new(0);
+  if (c->stream.shm) {
+    tg__wbuf_u8(&h, 1);
+    if (tg__shm_probe_offer(c->stream.shm, &h) != TG_OK) h.oom = true;
+  }
   tg__tcp_conn_send(b, c, &h, NULL);
   tg__wbuf_free(&h);
 }
@@ -88,10 +95,12 @@ static int zmq_open(tcp *b, tcp_conn *c, tg_error *err) {
    * worker (usersock.c); else tcp, where the user's key proves it. */
   char path[4096], ipc[4200];
   const char *to = c->addr;
+  c->ipc = false;
   if (!b->keyed && tg__user_socket(c->addr, path, sizeof path) == TG_OK &&
       tg__user_socket_live(path)) {
     snprintf(ipc, sizeof ipc, "ipc://%s", path);
     to = ipc;
+    c->ipc = true;
   } else {
     zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, b->server_pub, 40);
     zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, b->client_pub, 40);
@@ -149,13 +158,33 @@ void tg__tcp_conn_free(tcp_conn *c) {
   memset(c, 0, sizeof *c);
 }
 
+/* Count the large values carried since *was (the stream's counters then;
+ * updated), unless the session started over meanwhile. */
+static void count_carried(tcp *b, tcp_conn *c, uint64_t was[2]) {
+  uint64_t shm = c->stream.shm_out + c->stream.shm_in,
+           streamed = c->stream.streamed_out + c->stream.streamed_in;
+  if (shm >= was[0] && streamed >= was[1]) {
+    atomic_fetch_add(&b->st_shm, shm - was[0]);
+    atomic_fetch_add(&b->st_streamed, streamed - was[1]);
+  }
+  was[0] = shm;
+  was[1] = streamed;
+}
+
+static void carried_now(const tcp_conn *c, uint64_t was[2]) {
+  was[0] = c->stream.shm_out + c->stream.shm_in;
+  was[1] = c->stream.streamed_out + c->stream.streamed_in;
+}
+
 bool tg__tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v) {
-  uint64_t bytes = 0;
+  uint64_t bytes = 0, was[2];
   if (!c->link || h->oom) return false;
+  carried_now(c, was);
   if (tg__wire_send(c->link, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL) != TG_OK) {
     tg__tcp_conn_lost(b, c, "sending to it failed", false);
     return false;
   }
+  count_carried(b, c, was);
   atomic_fetch_add(&b->st_sent, bytes);
   return true;
 }
@@ -234,6 +263,16 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
     send_counted(b, c, TG__M_FUNCS, &c->funcs, &c->nfuncs);
     send_counted(b, c, TG__M_FREE, &c->frees, &c->nfrees);
     if (c->nbatch && c->state == CS_READY) send_batch(b, c);
+    /* Segments of the worker's that values here let go of. */
+    tg__wbuf ids = {0}, h = {0}; /* no allocation when there is nothing */
+    if (c->state == CS_READY && c->stream.shm && tg__shm_releases(c->stream.shm, &ids)) {
+      tg__wbuf_u8(&h, TG__M_SEG_FREE);
+      tg__wbuf_bytes(&h, ids.p, ids.len);
+      if (ids.oom) h.oom = true;
+      tg__tcp_conn_send(b, c, &h, NULL);
+    }
+    tg__wbuf_free(&ids);
+    tg__wbuf_free(&h);
   }
   /* What a local link's socket did not take goes on later turns. */
   if (c->link && tg__link_flush(c->link) != TG_OK)
@@ -384,7 +423,31 @@ void tg__tcp_conn_ban(tcp *b, tcp_conn *c, const char *why) {
 
 /* ---- receiving ----------------------------------------------------------------- */
 
-static void welcome(tcp *b, tcp_conn *c, tg__rbuf *r) {
+/* WELCOME's answer to our probe segment (proto.h), read from r; part:
+ * the message's first part (who sent it). Each way is used once proven;
+ * the worker hears whether its probe opened here (SEG_OK). */
+static void shm_welcome(tcp *b, tcp_conn *c, tg__rbuf *r, zmq_msg_t *part) {
+  tg__shm *sh = c->stream.shm;
+  uint8_t opened = tg__rbuf_u8(r), offered = tg__rbuf_u8(r);
+  if (r->bad) { /* a worker that does not know of segments */
+    tg__shm_free(sh);
+    c->stream.shm = NULL;
+    return;
+  }
+  tg__shm_probe_done(sh, opened == 1);
+  tg__shm_set_peer(sh, tg__shm_peer_pid(part));
+  bool ok = offered == 1 && tg__shm_probe_try(sh, r);
+  tg__shm_set_recv(sh, ok);
+  if (offered == 1) {
+    tg__wbuf h = {0};
+    tg__wbuf_u8(&h, TG__M_SEG_OK);
+    tg__wbuf_u8(&h, ok);
+    tg__tcp_conn_send(b, c, &h, NULL);
+    tg__wbuf_free(&h);
+  }
+}
+
+static void welcome(tcp *b, tcp_conn *c, tg__rbuf *r, zmq_msg_t *part) {
   const uint8_t *magic = tg__rbuf_bytes(r, 4);
   uint64_t proto = tg__rbuf_varint(r);
   uint8_t status = tg__rbuf_u8(r);
@@ -411,6 +474,7 @@ static void welcome(tcp *b, tcp_conn *c, tg__rbuf *r) {
     c->peer_mis = (int)mis;
     c->why[0] = '\0';
     c->fatal = false;
+    if (c->stream.shm) shm_welcome(b, c, r, part);
   }
 }
 
@@ -466,6 +530,8 @@ void tg__tcp_conn_poll(tcp *b, tcp_conn *c) {
     }
     if (got == 0 || (got < 0 && got != TG_ELIMIT && got != TG_EPROTO)) break;
     bool too_many = got < 0;
+    uint64_t was[2];
+    carried_now(c, was);
     c->last_rx = tg__now();
     tg__rbuf r;
     tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
@@ -473,7 +539,7 @@ void tg__tcp_conn_poll(tcp *b, tcp_conn *c) {
     if (too_many) {
       tg__tcp_conn_lost(b, c, "it sent a malformed message", true);
     } else if (type == TG__M_WELCOME && c->state == CS_CONNECTING) {
-      welcome(b, c, &r);
+      welcome(b, c, &r, &parts[0]);
     } else if (type == TG__M_LEAVE && c->state == CS_READY) {
       uint64_t ms = tg__rbuf_varint(&r); /* absent (an older worker): 0 */
       tg__tcp_leave_start(b, c, r.bad ? 0 : (double)ms / 1000);
@@ -482,6 +548,9 @@ void tg__tcp_conn_poll(tcp *b, tcp_conn *c) {
       tg__rbuf_cstr(&r, msg, TG__MAX_MSG);
       snprintf(why, sizeof why, "the worker dropped this client: %s", msg);
       tg__tcp_conn_lost(b, c, why, false);
+    } else if (type == TG__M_SEG_FREE && c->state == CS_READY) {
+      if (n != 1 || !c->stream.shm || tg__shm_released(c->stream.shm, &r) != TG_OK)
+        tg__tcp_conn_lost(b, c, "it sent a malformed message", true);
     } else if (type == TG__M_BULK && c->state == CS_READY) {
       tg_error e;
       tg_error_clear(&e);
@@ -494,6 +563,7 @@ void tg__tcp_conn_poll(tcp *b, tcp_conn *c) {
     } else if (c->state == CS_READY) {
       tg__tcp_results_handle(b, c, parts, n);
     }
+    count_carried(b, c, was);
     for (size_t k = 0; k < n; k++) zmq_msg_close(&parts[k]);
   }
 }

@@ -370,6 +370,8 @@ struct tcp_conn {
   unsigned nthreads;
   int peer_mis;            /* the worker's misalignment (remote/wire.h) */
   tg__stream stream;       /* large values streamed either way */
+  bool ipc;                /* connected over the worker's Unix socket:
+                              shared memory may carry large values */
   double last_rx, last_ping;
   unsigned gen;            /* socket generation (monitor endpoints) */
   tg__idmap recs;          /* wire id -> record sent */
@@ -464,6 +466,8 @@ struct tcp {
   tg__link_stats traffic_closed; /* closed links' counters (I/O thread) */
   pthread_mutex_t traffic_mu;   /* guards traffic */
   tg__link_stats traffic;       /* every link's, published each turn */
+  /* bytes of large values carried in shared memory / streamed, either way */
+  _Atomic uint64_t st_shm, st_streamed;
   _Atomic unsigned st_ready;
 };
 

@@ -9,7 +9,10 @@
  *
  * Client to worker:
  *   HELLO   "TGRW", varint protocol, varint keep_min, str client name,
- *           varint misalignment of large parts received (remote/wire.h).
+ *           varint misalignment of large parts received (remote/wire.h),
+ *           then, from a client connected over a worker's Unix socket
+ *           that offers shared memory (remote/shm.h), u8 1, varint fd,
+ *           varint size, 16 bytes token: its probe segment.
  *           Must come first; anything else before it drops the peer.
  *   FUNCS   varint n, n x (varint fn id, str name, str version,
  *           u8 origin (TG__ORIGIN_*: 0 program, 1 plugin, 2 builtin),
@@ -36,10 +39,15 @@
  *   CANCEL  varint run: tasks of that run see tg_task_cancelled().
  *   PING    varint token.
  *   BYE     (nothing): forget this client now.
+ *   SEG_OK  u8 1 when the client could open the worker's probe segment
+ *           (WELCOME), else 0: the worker may send values in segments.
  * Worker to client:
  *   WELCOME "TGRW", varint protocol, u8 status (0 ok, 1 refused), varint
  *           nthreads, str worker name, str message (why refused), varint
- *           misalignment.
+ *           misalignment; when the HELLO offered a probe: u8 1 when the
+ *           worker could open it (the client may send values in
+ *           segments), else 0, then u8 1, varint fd, varint size, 16 bytes
+ *           token (the worker's probe segment), or u8 0 (none).
  *   FUNCS   varint n, n x (varint fn id, u8 status TG__FN_*, str detail:
  *           the worker's version (TG__FN_VERSION), where its code comes
  *           from (TG__FN_ORIGIN, tg__func_origin_text) or its code id
@@ -81,6 +89,8 @@
  * Either way:
  *   BULK    a chunk of a large value sent ahead of the message that
  *           carries it (remote/stream.h).
+ *   SEG_FREE varint n, n x varint id: segments of the peer's it let go of
+ *           (remote/shm.h); only on a connection that uses them.
  *
  * Objects are results kept on the worker (or PUT there), named by ids the
  * client chooses; a task naming an object that a TASKS message earlier in
@@ -110,6 +120,8 @@ enum { /* message types */
   TG__M_BYE = 9,
   TG__M_BULK = 10, /* either way: a chunk of a streamed value (remote/stream.h) */
   TG__M_JOIN = 11, /* worker to a run's join address (not a session) */
+  TG__M_SEG_OK = 12,   /* client to worker: its probe segment opened */
+  TG__M_SEG_FREE = 13, /* either way: segments let go of (remote/shm.h) */
   TG__M_JOINED = 71, /* the run's answer to JOIN */
   TG__M_LEAVE = 72, /* worker to client: it drains */
   TG__M_WELCOME = 64,

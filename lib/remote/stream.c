@@ -7,6 +7,7 @@
 #include "remote/buf.h"
 #include "remote/link.h"
 #include "remote/proto.h"
+#include "remote/shm.h"
 #include "util/bigbuf.h"
 #include "util/tsan.h"
 
@@ -49,7 +50,28 @@ void tg__stream_reset(tg__stream *s) {
   for (size_t i = 0; i < s->nin; i++) tg__bigbuf_free(s->in[i].p, s->in[i].cap);
   held(s, s->in_bytes, false);
   tg__free(s->in);
+  tg__shm_free(s->shm);
   tg__stream_init(s, s->limit, s->pool);
+}
+
+int tg__stream_pool_hold(tg__stream_pool *pool, uint64_t n, tg_error *err) {
+  if (!pool) return TG_OK;
+  uint64_t used = pool_used(pool);
+  if (used >= pool->limit || n > pool->limit - used)
+    return tg__error_set(err, TG_ELIMIT, "a value of %llu bytes would take the large "
+                         "values the worker holds to more than its limit of %llu bytes "
+                         "for all clients (%llu held; --max-pending)",
+                         (unsigned long long)n, (unsigned long long)pool->limit,
+                         (unsigned long long)used);
+  pool_add(pool, n, true);
+  __atomic_add_fetch(&pool->refs, 1, __ATOMIC_RELAXED);
+  return TG_OK;
+}
+
+void tg__stream_pool_drop(tg__stream_pool *pool, uint64_t n) {
+  if (!pool) return;
+  pool_add(pool, n, false);
+  tg__stream_pool_unref(pool);
 }
 
 /* A taken buffer: what its release gives back, and to which pool (which
@@ -98,6 +120,7 @@ int tg__stream_send(tg__link *sock, const void *rid, size_t rid_len, const void 
     else rc = tg__link_send(sock, &m, 0); /* takes m */
     if (rc != TG_OK) return tg__error_set(err, rc, "sending a value: %s", tg_strerror(rc));
     if (bytes) *bytes += n;
+    s->streamed_out += n;
   }
   return TG_OK;
 }
@@ -162,6 +185,7 @@ int tg__stream_recv(tg__stream *s, zmq_msg_t *parts, size_t n, tg_error *err) {
     return bad(err, "bad chunk size");
   memcpy(b->p + b->got, zmq_msg_data(&parts[1]), len);
   b->got += len;
+  s->streamed_in += len;
   return TG_OK;
 }
 

@@ -28,6 +28,10 @@
  * only until it is taken: values in queued tasks and stored objects are
  * memory held as much as those still arriving.
  *
+ * Between a run and a worker of the same user on one host, large values
+ * go in shared memory instead once both ends proved it works
+ * (remote/shm.h, whose state the stream holds).
+ *
  * Thread safety: a tg__stream belongs to the thread that owns its
  * connection, and so do the pool's checks; buffers taken from it may be
  * released from any thread (the pool's count is atomic, and each taken
@@ -65,6 +69,14 @@ typedef struct tg__stream_pool {
 tg__stream_pool *tg__stream_pool_new(uint64_t limit);
 /* Drop a reference (pool may be NULL). */
 void tg__stream_pool_unref(tg__stream_pool *pool);
+/* Count n bytes of a value held outside the streams (a mapped segment,
+ * remote/shm.h) in pool, taking a reference to it: TG_ELIMIT (err says
+ * so) when the pool would go over its limit. pool may be NULL. */
+int tg__stream_pool_hold(tg__stream_pool *pool, uint64_t n, tg_error *err);
+/* Give back what tg__stream_pool_hold counted (any thread). */
+void tg__stream_pool_drop(tg__stream_pool *pool, uint64_t n);
+
+struct tg__shm;
 
 typedef struct tg__stream {
   uint64_t out_seq; /* next number this end sends */
@@ -74,6 +86,11 @@ typedef struct tg__stream {
   uint64_t in_bytes; /* their total size */
   uint64_t limit;    /* most bytes held for the peer at once */
   tg__stream_pool *pool; /* shared budget (borrowed), or NULL */
+  /* Large values in shared memory instead (remote/shm.h; owned), or
+   * NULL: the peer is on another host, another user's, or not proven. */
+  struct tg__shm *shm;
+  /* Bytes of large values carried either way, for tests and figures. */
+  uint64_t streamed_out, streamed_in, shm_out, shm_in;
 } tg__stream;
 
 /* An empty stream state allowing `limit` bytes of pending values, and
@@ -81,7 +98,8 @@ typedef struct tg__stream {
  * borrowed: it must outlive the stream (taken buffers hold their own
  * reference). */
 void tg__stream_init(tg__stream *s, uint64_t limit, tg__stream_pool *pool);
-/* Forget everything (a new session): buffers are released. */
+/* Forget everything (a new session): buffers are released, and the
+ * shared-memory state with them. */
 void tg__stream_reset(tg__stream *s);
 
 /* Send len bytes at data as the next streamed value on link sock, each message

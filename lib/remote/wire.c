@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include "remote/buf.h"
+#include "remote/shm.h"
 #include "remote/stream.h"
 #include "remote/wire.h"
 #include "util/tsan.h"
@@ -17,9 +18,14 @@ typedef struct leaf {
   const tg_value *v;
   size_t path_off, depth; /* path[path_off .. path_off + depth) */
   size_t pad;             /* bytes sent before the data (see wire.h) */
-  bool streamed;          /* sent ahead as BULK messages, number seq */
+  uint8_t kind;           /* how its data goes: L_PART, L_STREAMED (ahead
+                             as BULK messages, number seq), L_SHM (a
+                             segment descriptor as its part, desc) */
   uint64_t seq;
+  size_t desc_off, desc_len; /* in walker.descs */
 } leaf;
+
+enum { L_PART = 0, L_STREAMED = 1, L_SHM = 2 };
 
 typedef struct walker {
   leaf *leaves;
@@ -28,6 +34,7 @@ typedef struct walker {
   size_t npaths, cap_paths;
   size_t stack[TG_DEPTH_MAX + 1];
   size_t depth;
+  tg__wbuf descs; /* segment descriptors (remote/shm.h) */
   int err;
 } walker;
 
@@ -61,7 +68,7 @@ static void add_leaf(walker *w, const tg_value *v) {
     w->cap_paths = c;
   }
   if (w->depth) memcpy(w->paths + w->npaths, w->stack, w->depth * sizeof *w->paths);
-  w->leaves[w->n++] = (leaf){v, w->npaths, w->depth, 0, false, 0};
+  w->leaves[w->n++] = (leaf){v, w->npaths, w->depth, 0, L_PART, 0, 0, 0};
   w->npaths += w->depth;
 }
 
@@ -162,8 +169,8 @@ static void describe(tg__wbuf *d, const walker *w) {
   tg__wbuf_varint(d, w->n);
   for (size_t i = 0; i < w->n; i++) {
     const leaf *l = &w->leaves[i];
-    tg__wbuf_u8(d, l->streamed);
-    tg__wbuf_varint(d, l->streamed ? l->seq : l->pad);
+    tg__wbuf_u8(d, l->kind);
+    tg__wbuf_varint(d, l->kind == L_STREAMED ? l->seq : l->pad);
     tg__wbuf_varint(d, l->depth);
     for (size_t k = 0; k < l->depth; k++) tg__wbuf_varint(d, w->paths[l->path_off + k]);
     if (l->v->type == TG_NDARRAY) {
@@ -191,12 +198,19 @@ static const void *leaf_data(const tg_value *v, size_t *len) {
 static int send_leaves(tg__link *sock, const walker *w, uint64_t *bytes, tg_error *err) {
   size_t last = w->n;
   for (size_t i = 0; i < w->n; i++)
-    if (!w->leaves[i].streamed) last = i;
+    if (w->leaves[i].kind != L_STREAMED) last = i;
   for (size_t i = 0; i < w->n; i++) {
-    if (w->leaves[i].streamed) continue;
+    if (w->leaves[i].kind == L_STREAMED) continue;
     const tg_value *v = w->leaves[i].v;
     size_t len;
     const void *data = leaf_data(v, &len);
+    if (w->leaves[i].kind == L_SHM) { /* its descriptor stands for it */
+      int rc = tg__link_send_copy(sock, w->descs.p + w->leaves[i].desc_off,
+                                  w->leaves[i].desc_len, i == last ? 0 : TG__LINK_MORE);
+      if (rc != TG_OK) return tg__error_set(err, rc, "sending a value: %s", tg_strerror(rc));
+      if (bytes) *bytes += len;
+      continue;
+    }
     zmq_msg_t m;
     tg_value *hold = tg_value_ref((tg_value *)v);
     data = (const char *)data - w->leaves[i].pad; /* zero bytes of ours */
@@ -224,7 +238,7 @@ static int send_parts(tg__link *sock, const void *rid, size_t rid_len,
   int rc = d.oom ? tg__error_set(err, TG_ENOMEM, "out of memory sending a value")
                  : tg_encode(skel, NULL, &enc, &elen, err);
   bool parts = false;
-  for (size_t i = 0; i < w->n; i++) parts |= !w->leaves[i].streamed;
+  for (size_t i = 0; i < w->n; i++) parts |= w->leaves[i].kind != L_STREAMED;
   if (rc == TG_OK && d.oom) rc = TG_ENOMEM;
   if (rc == TG_OK && rid_len) rc = tg__link_send_copy(sock, rid, rid_len, TG__LINK_MORE);
   if (rc == TG_OK) rc = tg__link_send_copy(sock, head->p, head->len, TG__LINK_MORE);
@@ -269,16 +283,31 @@ int tg__wire_send(tg__link *sock, const void *rid, size_t rid_len, const tg__wbu
     leaf *l = &w->leaves[i];
     size_t len;
     const void *data = leaf_data(l->v, &len);
+    if (len >= TG__STREAM_MIN && tg__shm_can_send(st->shm)) {
+      size_t at = w->descs.len;
+      if (tg__shm_put(st->shm, data, len, &w->descs) == TG_OK && !w->descs.oom) {
+        l->kind = L_SHM;
+        l->desc_off = at;
+        l->desc_len = w->descs.len - at;
+        st->shm_out += len;
+        continue;
+      }
+      /* Out of memory or of descriptors for a segment: this one is
+       * streamed (or sent as a part) instead. */
+      w->descs.len = at;
+      w->descs.oom = false;
+    }
     if (len < TG__STREAM_MIN || !sock->streams) {
       if (peer_misalign > 0) l->pad = pad_for(l->v, peer_misalign);
       continue;
     }
-    l->streamed = true;
+    l->kind = L_STREAMED;
     rc = tg__stream_send(sock, rid, rid_len, data, len, (tg_value *)l->v, st, &l->seq,
                          bytes, err);
   }
   if (rc == TG_OK) rc = send_parts(sock, rid, rid_len, head, w, skel, bytes, err);
   tg_value_unref(skel);
+  tg__wbuf_free(&w->descs);
   tg__free(w->leaves);
   tg__free(w->paths);
   tg__free(w);
@@ -372,9 +401,9 @@ static tg_value *copy_array(tg_dtype dt, int ndim, const int64_t *shape,
 }
 
 /* The leaf described at r: from part m, or (m NULL) streamed value seq of
- * st. NULL on error (err set). */
+ * st, or (shm) the segment part m describes. NULL on error (err set). */
 static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, size_t pad, tg__stream *st,
-                            uint64_t seq, tg_error *err) {
+                            uint64_t seq, bool shm, tg_error *err) {
   uint8_t type = tg__rbuf_u8(r);
   uint64_t blen = 0;
   int64_t shape[TG_NDIM_MAX];
@@ -394,16 +423,21 @@ static tg_value *leaf_value(tg__rbuf *r, zmq_msg_t *m, size_t pad, tg__stream *s
   size_t want = type == TG_BYTES ? (size_t)blen : nbytes;
   if (type == TG_BYTES && blen != want) goto bad;
   tg_value *v;
-  if (!m) {
+  if (!m || shm) {
     void *p, *hint;
-    if (tg__stream_take(st, seq, want, &p, &hint, err) != TG_OK) return NULL;
+    void (*release)(void *, void *) = tg__stream_release;
+    if (shm ? tg__shm_get(st->shm, zmq_msg_data(m), zmq_msg_size(m), want, st->limit,
+                          st->pool, &p, &release, &hint, err) != TG_OK
+            : tg__stream_take(st, seq, want, &p, &hint, err) != TG_OK)
+      return NULL;
+    if (shm) st->shm_in += want;
     /* On failure both release the buffer themselves. */
     if (type == TG_BYTES) {
-      tg__region *reg = tg__region_new(p, tg__stream_release, hint);
+      tg__region *reg = tg__region_new(p, release, hint);
       v = reg ? tg__blob_borrow(TG_BYTES, p, want, reg) : NULL;
       if (reg) tg__region_unref(reg);
     } else {
-      v = tg_ndarray_wrap((tg_dtype)dt, ndim, shape, p, tg__stream_release, hint);
+      v = tg_ndarray_wrap((tg_dtype)dt, ndim, shape, p, release, hint);
     }
     if (!v) tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
     return v;
@@ -482,19 +516,22 @@ int tg__wire_recv(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
   tg_error *e = err ? err : &local;
   tg_error_clear(e);
   for (uint64_t i = 0; i < nl && rc == TG_OK; i++) {
-    bool streamed = tg__rbuf_u8(&r) != 0;
+    uint8_t kind = tg__rbuf_u8(&r);
+    bool streamed = kind == L_STREAMED, shm = kind == L_SHM;
+    if (kind > L_SHM || (shm && !st->shm)) r.bad = true;
     uint64_t pad_or_seq = tg__rbuf_varint(&r);
     size_t depth = (size_t)tg__rbuf_count(&r, TG_DEPTH_MAX);
     for (size_t k = 0; k < depth; k++) path[k] = (size_t)tg__rbuf_varint(&r);
     zmq_msg_t *m = streamed || next_part >= n ? NULL : &parts[next_part++];
     size_t len = m ? zmq_msg_size(m) : 0;
     if (!streamed && (!m || pad_or_seq >= TG_ARRAY_ALIGN)) r.bad = true;
-    tg_value *x = r.bad ? NULL : leaf_value(&r, m, (size_t)pad_or_seq, st, pad_or_seq, e);
+    if (shm && pad_or_seq) r.bad = true;
+    tg_value *x = r.bad ? NULL : leaf_value(&r, m, (size_t)pad_or_seq, st, pad_or_seq, shm, e);
     if (!x) {
       rc = r.bad ? tg__error_set(e, TG_EFORMAT, "bad value descriptor") : e->code;
       break;
     }
-    if (streamed) leaf_data(x, &len);
+    if (streamed || shm) leaf_data(x, &len);
     if (bytes) *bytes += len;
     rc = place(&v, path, depth, x, err);
   }

@@ -4,8 +4,9 @@
  * buffer on the way out.
  *
  * A message carrying a value is: [routing id], the header part, then
- *   descriptor  u8 1, varint n, then per large leaf: u8 streamed, varint
- *               (streamed ? seq : pad), varint depth, depth x varint
+ *   descriptor  u8 1, varint n, then per large leaf: u8 kind (0 a leaf
+ *               part, 1 streamed, 2 in shared memory), varint (streamed ?
+ *               seq : pad, 0 in shared memory), varint depth, depth x varint
  *               index (list position or map entry position, from the
  *               root), u8 type (6 ndarray: u8 dtype, u8 ndim, ndim x
  *               varint dim; 5 bytes: varint length)
@@ -28,6 +29,12 @@
  * go with no padding and the receiver copies them once, into a buffer
  * with zeros in front, so that they can travel on without a copy.
  * Streamed leaves land in page-aligned buffers (util/bigbuf.h).
+ *
+ * Between a run and a worker of the same user on one host, once both
+ * proved they can open each other's segments (remote/shm.h), leaves of
+ * TG__STREAM_MIN bytes or more go in shared memory instead of streamed:
+ * their leaf part is then a segment descriptor, and the value received
+ * wraps the mapped segment (page-aligned).
  *
  * Decoding treats everything as hostile: paths must lead through fresh
  * containers to a null, sizes must match the parts exactly, counts are

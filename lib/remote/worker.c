@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "remote/shm.h"
 #include "remote/wire.h"
 #include "remote/worker.h"
 #include "util/bigbuf.h"
@@ -107,7 +108,7 @@ bool tg__wk_send(tg__worker *wk, wsess *s, const tg__wbuf *h, const tg_value *v)
 /* ---- handshake ---------------------------------------------------------------- */
 
 static void welcome(tg__worker *wk, const void *rid, size_t n, bool ok,
-                    const char *msg) {
+                    const char *msg, const tg__wbuf *tail) {
   tg__wbuf h = {0};
   tg__wbuf_u8(&h, TG__M_WELCOME);
   tg__wbuf_bytes(&h, TG__PROTO_MAGIC, 4);
@@ -117,8 +118,31 @@ static void welcome(tg__worker *wk, const void *rid, size_t n, bool ok,
   tg__wbuf_cstr(&h, "tgraph worker");
   tg__wbuf_cstr(&h, msg);
   tg__wbuf_varint(&h, (uint64_t)wk->link->misalign);
+  if (tail) tg__wbuf_bytes(&h, tail->p, tail->len);
+  if (tail && tail->oom) h.oom = true;
   send_raw(wk, rid, n, &h);
   tg__wbuf_free(&h);
+}
+
+/* The client's HELLO at r offers a probe segment (remote/shm.h): when
+ * it came over a Unix socket from a process of this user, try it and
+ * offer ours; *tail gets WELCOME's answer (proto.h). */
+static void shm_hello(tg__worker *wk, wsess *s, tg__rbuf *r, tg__wbuf *tail) {
+  pid_t pid = tg__shm_allowed() ? tg__shm_peer_pid(&wk->parts[1]) : 0;
+  tg__shm *sh = pid ? tg__shm_new(pid) : NULL;
+  bool opened = sh && tg__shm_probe_try(sh, r);
+  tg__wbuf ours = {0};
+  bool offered = sh && tg__shm_probe_offer(sh, &ours) == TG_OK && !ours.oom;
+  tg__wbuf_u8(tail, opened);
+  tg__wbuf_u8(tail, offered);
+  if (offered) tg__wbuf_bytes(tail, ours.p, ours.len);
+  tg__wbuf_free(&ours);
+  if (sh && (opened || offered)) {
+    tg__shm_set_recv(sh, opened);
+    s->stream.shm = sh;
+  } else {
+    tg__shm_free(sh);
+  }
 }
 
 /* HELLO from a peer (an existing session of it starts over). */
@@ -129,13 +153,15 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   char name[TG__MAX_NAME + 1];
   tg__rbuf_cstr(r, name, TG__MAX_NAME);
   uint64_t mis = tg__rbuf_count(r, TG_ARRAY_ALIGN - 1);
+  /* The probe's fields are read by shm_hello. */
+  bool probe = !r->bad && !tg__rbuf_end(r) && tg__rbuf_u8(r) == 1;
   if (r->bad || memcmp(magic, TG__PROTO_MAGIC, 4) != 0) return false;
   if (old) tg__wk_drop(wk, old, NULL, false);
   if (proto != TG_REMOTE_PROTOCOL) {
     char m[200];
     snprintf(m, sizeof m, "the worker speaks protocol version %d, the client %llu",
              TG_REMOTE_PROTOCOL, (unsigned long long)proto);
-    welcome(wk, rid, n, false, m);
+    welcome(wk, rid, n, false, m, NULL);
     return true;
   }
   /* Sessions whose routing ids hash alike share a chain: the new one
@@ -145,7 +171,7 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   wsess *s = tg__calloc(1, sizeof *s);
   if (!s || !tg__idmap_put(&wk->by_hash, hash, s)) {
     tg__free(s);
-    welcome(wk, rid, n, false, "out of memory");
+    welcome(wk, rid, n, false, "out of memory", NULL);
     return true;
   }
   memcpy(s->rid, rid, n);
@@ -164,8 +190,38 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
   wk->sessions = s;
   wk->said_hello = true;
   if (wk->o.verbose) fprintf(stderr, "tgraph worker: client '%s' connected\n", s->name);
-  welcome(wk, rid, n, true, "");
+  tg__wbuf tail = {0};
+  if (probe) shm_hello(wk, s, r, &tail);
+  welcome(wk, rid, n, true, "", probe ? &tail : NULL);
+  tg__wbuf_free(&tail);
   return true;
+}
+
+/* A client whose ZeroMQ connection we share memory with may also send
+ * this: whether it could open our probe segment. */
+static bool seg_ok(wsess *s, tg__rbuf *r) {
+  uint8_t ok = tg__rbuf_u8(r);
+  if (r->bad || !tg__rbuf_end(r) || ok > 1 || !s->stream.shm) return false;
+  tg__shm_probe_done(s->stream.shm, ok == 1);
+  return true;
+}
+
+/* Tell clients which of their segments we let go of (values released
+ * since the last turn, on any thread). */
+static void send_seg_frees(tg__worker *wk) {
+  for (wsess *s = wk->sessions, *next; s; s = next) {
+    next = s->next;
+    if (!s->stream.shm || s->dead) continue;
+    tg__wbuf ids = {0}, h = {0}; /* no allocation when there is nothing */
+    if (tg__shm_releases(s->stream.shm, &ids)) {
+      tg__wbuf_u8(&h, TG__M_SEG_FREE);
+      tg__wbuf_bytes(&h, ids.p, ids.len);
+      if (ids.oom) h.oom = true;
+      tg__wk_send(wk, s, &h, NULL);
+    }
+    tg__wbuf_free(&ids);
+    tg__wbuf_free(&h);
+  }
 }
 
 /* Where the client's function's code comes from, as it said. */
@@ -336,6 +392,10 @@ static void handle(tg__worker *wk) {
       case TG__M_CANCEL: ok = tg__wk_cancel(wk, s, &r); break;
       case TG__M_PING: ok = ping(wk, s, &r); break;
       case TG__M_BULK: ok = bulk(wk, s); break;
+      case TG__M_SEG_OK: ok = seg_ok(s, &r); break;
+      case TG__M_SEG_FREE:
+        ok = s->stream.shm && tg__shm_released(s->stream.shm, &r) == TG_OK;
+        break;
       case TG__M_BYE:
         tg__wk_drop(wk, s, NULL, false);
         ok = true;
@@ -533,6 +593,7 @@ static void loop(tg__worker *wk) {
     for (int i = 0; i < 256 && (got = recv_message(wk)) != 0 && got != -2; i++)
       if (got > 0) handle(wk);
     tg__wk_collect(wk);
+    send_seg_frees(wk);
     /* A local link's parent is gone (or its session): the worker's job
      * is done. */
     if (tg__link_flush(wk->link) != TG_OK || got == -2 || (local && !wk->sessions && wk->said_hello))

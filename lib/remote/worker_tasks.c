@@ -282,14 +282,29 @@ static bool parse_task(tg__worker *wk, wsess *s, tg__rbuf *r, wrun *run, tg_valu
   return true;
 }
 
+/* A value of s's could not be read: with a reason (e), s is dropped
+ * saying it (banned when malformed) and true returned; else false (the
+ * caller drops it as malformed). */
+static bool refused(tg__worker *wk, wsess *s, const tg_error *e) {
+  if (!e->code) return false;
+  char m[TG__MAX_MSG];
+  if (e->code == TG_EFORMAT) snprintf(m, sizeof m, "malformed message (%s): dropped", e->msg);
+  else snprintf(m, sizeof m, "%s: dropped", e->msg);
+  tg__wk_drop(wk, s, m, e->code == TG_EFORMAT);
+  return true;
+}
+
 bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
   double received = tg__now();
   uint64_t seq = tg__rbuf_varint(r);
   uint64_t n = tg__rbuf_count(r, TG__MAX_BATCH);
   tg_value *vals = NULL;
   size_t used;
-  if (r->bad || tg__wire_recv(wk->parts + 2, wk->nparts - 2, &s->stream, &used, &vals, NULL, NULL) ||
-      tg_value_type(vals) != TG_LIST || 2 + used != wk->nparts) {
+  tg_error e;
+  tg_error_clear(&e);
+  if (!r->bad && tg__wire_recv(wk->parts + 2, wk->nparts - 2, &s->stream, &used, &vals, NULL, &e))
+    return refused(wk, s, &e);
+  if (r->bad || tg_value_type(vals) != TG_LIST || 2 + used != wk->nparts) {
     tg_value_unref(vals);
     return false;
   }
@@ -329,9 +344,12 @@ bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r) {
   uint64_t id = tg__rbuf_varint(r);
   tg_value *v = NULL;
   size_t used;
-  if (r->bad || !tg__rbuf_end(r) || id == 0 ||
-      tg__wire_recv(wk->parts + 2, wk->nparts - 2, &s->stream, &used, &v, NULL, NULL) ||
-      2 + used != wk->nparts) {
+  tg_error e;
+  tg_error_clear(&e);
+  if (r->bad || !tg__rbuf_end(r) || id == 0) return false;
+  if (tg__wire_recv(wk->parts + 2, wk->nparts - 2, &s->stream, &used, &v, NULL, &e))
+    return refused(wk, s, &e);
+  if (2 + used != wk->nparts) {
     tg_value_unref(v);
     return false;
   }
