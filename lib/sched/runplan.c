@@ -119,6 +119,20 @@ static int place(const tg_graph *g, uint32_t x, uint32_t *task_of, vec32 *order,
   return push32(order, x) ? TG_OK : TG_ENOMEM;
 }
 
+#define AHEAD 8 /* inputs between a leaf's slot prefetch and its placing */
+
+/* Input j of a node (of nargs, args a) is visited next: the merge slot of
+ * the one AHEAD inputs on is fetched meanwhile (a wide node's leaves,
+ * each probing a table larger than the caches, go without a stall). */
+static inline void prefetch_ahead(const tg_graph *g, const tg__merge *mg,
+                                  const uint32_t *task_of, const tg__garg *a, uint32_t nargs,
+                                  uint32_t j) {
+  if (j + AHEAD >= nargs) return;
+  const tg__garg *y = &a[j + AHEAD];
+  if (tg__arg_is_node(y->kind) && task_of[y->node] == UINT32_MAX)
+    tg__merge_prefetch(mg, g, y->node);
+}
+
 /* Post-order from outputs: order gets node ids, task_of their index.
  * Inputs are visited in argument order, so a branch is finished before
  * the next starts. With a memo, cache hits are leaves (in h). *reorder
@@ -151,6 +165,7 @@ static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
           input_done(f, 1, reorder);
         } else {
           child = x->node;
+          prefetch_ahead(g, &mg, task_of, a, nd->nargs, f->arg - 1);
           break;
         }
       }
