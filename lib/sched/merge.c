@@ -136,15 +136,9 @@ static inline uint64_t slot_of(uint64_t h, uint32_t task) {
   return (h >> 32) << 32 | ((uint64_t)task + 1);
 }
 
-/* Room for one more task; the first table is sized for the whole graph
- * (capped), so most plans never grow it. The table stops at 2^32 slots
- * (their halves hold the home slot). */
-static bool grow(tg__merge *m, const tg_graph *g) {
-  if ((m->n + 1) * 2 <= m->cap) return true;
-  size_t cap = 512;
-  if (m->cap) cap = 2 * m->cap;
-  else
-    while (cap < 2 * g->n && cap < ((size_t)1 << 20)) cap *= 2;
+/* A table of cap slots (a power of two) holding m's tasks. The table
+ * stops at 2^32 slots (their halves hold the home slot). */
+static bool resize(tg__merge *m, size_t cap) {
   if (cap > ((size_t)1 << 32)) return false;
   uint64_t *s = tg__calloc(cap, sizeof *s);
   if (!s) return false;
@@ -158,6 +152,12 @@ static bool grow(tg__merge *m, const tg_graph *g) {
   m->slot = s;
   m->cap = cap;
   return true;
+}
+
+int tg__merge_reserve(tg__merge *m, size_t n) {
+  size_t cap = 512;
+  while (cap < 2 * n) cap *= 2;
+  return cap <= m->cap || resize(m, cap) ? TG_OK : TG_ENOMEM;
 }
 
 /* Whether nd's hash depends on constants alone (no input tasks). */
@@ -181,7 +181,7 @@ int tg__merge_place(tg__merge *m, const tg_graph *g, uint32_t node,
   *same = UINT32_MAX;
   const tg__gnode *nd = &g->nodes[node];
   if (!(nd->fn->flags & TG_FUNC_PURE)) return TG_OK; /* impure calls may differ */
-  if ((m->n + 1) * 2 > m->cap && !grow(m, g)) return TG_ENOMEM;
+  if ((m->n + 1) * 2 > m->cap && !resize(m, m->cap ? 2 * m->cap : 512)) return TG_ENOMEM;
   uint64_t h = node_hash(g, nd, task_of), tag = h >> 32 << 32;
   size_t mask = m->cap - 1, i = home_of(h, mask);
   for (; m->slot[i]; i = (i + 1) & mask) {

@@ -12,15 +12,15 @@
  * stricter for inputs from impure calls: two calls of an impure
  * function stay two tasks, and so do pure calls of their two results.
  *
- * The plan compiler offers each node as it is placed (all its inputs
- * placed); the first of a kind becomes the task, later identical ones
- * point to it (task_of) and are never tasks: the merged node does not
- * run, has no events of its own, and is counted once.
+ * The plan compiler offers each node of its post-order in turn (all its
+ * inputs before it); the first of a kind becomes the task, later
+ * identical ones point to it (task_of) and are never tasks: the merged
+ * node does not run, has no events of its own, and is counted once.
  *
  * Cost: one 64-bit hash of the node's arguments and one probe of an open
  * addressing table (8 bytes a slot: a task index and half its hash, so
  * that a probe touches the table alone) per pure node; the compiler
- * prefetches the slots of leaves ahead of placing them.
+ * sizes the table once and prefetches the slots of leaves ahead.
  *
  * Thread safety: one per plan compile, on the compiling thread. */
 #ifndef TG_SCHED_MERGE_H
@@ -38,6 +38,10 @@ static inline void tg__merge_init(tg__merge *m) {
   *m = (tg__merge){NULL, 0, 0};
 }
 void tg__merge_free(tg__merge *m);
+
+/* Size m's table for n tasks at once (it grows past them as needed).
+ * TG_OK or TG_ENOMEM. */
+int tg__merge_reserve(tg__merge *m, size_t n);
 
 /* Node `node` of g is about to become task `next` (order[t] is the node
  * of task t < next; task_of holds its inputs' tasks). When an identical
