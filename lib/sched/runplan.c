@@ -215,6 +215,7 @@ static int link_tasks(const tg_graph *g, tg__runplan *p, tg__run *r) {
     for (uint32_t j = 0; j < nargs; j++) {
       if (tg__arg_is_node(a[j].kind)) {
         p->dep_off[p->task_of[a[j].node]]++;
+        p->has_selects |= a[j].kind != TG_ARG_NODE;
         pend++;
       } else if (a[j].kind == TG_ARG_FUTURE) {
         t->flags |= TG__T_FUTURES;
