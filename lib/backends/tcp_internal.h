@@ -57,15 +57,15 @@
  * the plan's order (priority, submission, plan order); a task that adds a
  * result without freeing one of its inputs waits while the run's results
  * alive pass its sequential peak (as sync would run it) plus TCP_SLACK
- * per worker thread. While the run is held back so and its workers would
- * idle (at most one task queued per thread: say the sum that will free a
- * group of inputs, on its round trip), such tasks go on in one burst up to
- * half the sequential peak more, so that the next group of leaves runs
- * meanwhile: alive stays within 1.5 times the sequential peak plus the
- * slack (a tree's peak being small, so is its allowance). Results alive
- * out of process are counted as the engine counts them
- * (tg_compute_stats.peak_live): values in this process
- * and the placeholders standing for results kept on workers, plus results
+ * per worker thread. When the run is held back so while its workers
+ * would idle (at most one task queued per thread: say the sum that will
+ * free a group of inputs, on its round trip), its bound stretches by half
+ * the sequential peak until the results alive are back under the first
+ * one, so that the next group of leaves runs meanwhile: alive stays
+ * within 1.5 times the sequential peak plus the slack (a tree's peak
+ * being small, so is its stretch). Results alive out of process are
+ * counted as the engine counts them (tg_compute_stats.peak_live): values
+ * in this process and the placeholders standing for results kept on workers, plus results
  * of pre-sent tasks that came back before the engine reached them; on
  * top, tasks on workers count until their reply, but quiet ones sent
  * ahead of the engine: their results die there (a pulled subtree counts
