@@ -65,8 +65,9 @@
  * within 1.5 times the sequential peak plus the slack (a tree's peak
  * being small, so is its stretch). Results alive out of process are
  * counted as the engine counts them (tg_compute_stats.peak_live): values
- * in this process and the placeholders standing for results kept on workers, plus results
- * of pre-sent tasks that came back before the engine reached them; on
+ * in this process and the placeholders standing for results kept on
+ * workers, plus results of pre-sent tasks that came back before the
+ * engine reached them; on
  * top, tasks on workers count until their reply, but quiet ones sent
  * ahead of the engine: their results die there (a pulled subtree counts
  * as its root). A quiet task the engine began counts: a reply that tells
