@@ -85,6 +85,8 @@ typedef struct tg__runplan {
   uint32_t ncached;    /* tasks served from the cache */
   uint32_t ninternal;  /* INTERNAL tasks */
   bool has_futures;    /* some task has TG_ARG_FUTURE arguments */
+  bool has_selects;    /* some task not cached has TG_ARG_ITEM or
+                          TG_ARG_KEY arguments */
   int32_t *prio;       /* per task: its priority (its node's plus the
                           submission's), or NULL when every one is 0:
                           the ready queues' first key (tg__task_before) */
