@@ -32,7 +32,6 @@
 
 #include "remote/buf.h"
 #include "remote/frame.h"
-#include "remote/idmap.h"
 #include "remote/link.h"
 #include "remote/seg.h"
 #include "remote/segbook.h"
