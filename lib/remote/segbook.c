@@ -208,9 +208,10 @@ void *tg__segbook_borrow(tg__segbook *b, void *map, size_t size, uint64_t id,
 void tg__segbook_unborrow(void *ctx, void *data) {
   (void)data;
   borrowed *g = ctx;
-  munmap(g->map, g->size);
-  tg__stream_pool_drop(g->pool, g->size);
   shared *s = g->sh;
+  /* Out of the live list before the memory goes: a new mapping at the same
+   * address (mmap reuses freed gaps) must not be taken for this segment
+   * by tg__segbook_find and sent back as a reference to it. */
   pthread_mutex_lock(&s->mu);
   for (size_t i = 0; i < s->nlive; i++)
     if (s->live[i] == g) {
@@ -229,6 +230,8 @@ void tg__segbook_unborrow(void *ctx, void *data) {
     if (s->n < s->cap) s->ids[s->n++] = g->id;
   }
   pthread_mutex_unlock(&s->mu);
+  munmap(g->map, g->size);
+  tg__stream_pool_drop(g->pool, g->size);
   shared_unref(s);
   tg__free(g);
 }

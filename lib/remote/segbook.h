@@ -92,6 +92,8 @@ tg__lent *tg__segbook_take(tg__segbook *b, size_t size);
  * tg__segbook_take gave is the peer's. False (nothing changed) when out
  * of memory. */
 bool tg__segbook_lend(tg__segbook *b, tg__lent *o);
+/* Segments lent now (each holds an fd of ours open). */
+static inline size_t tg__segbook_nlent(const tg__segbook *b) { return b->busy.n; }
 /* Back to the pool, a segment taken and not lent. */
 void tg__segbook_drop(tg__segbook *b, tg__lent *o);
 /* Destroy a segment taken and not lent (not to be reused). */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,7 +24,6 @@
 #include "remote/segbook.h"
 #include "remote/shm.h"
 #include "remote/stream.h"
-#include "sched/sched_internal.h"
 
 enum { D_SEG = 0, D_BACK = 1 };
 
@@ -34,6 +34,7 @@ struct tg__shm {
   bool send_ok, recv_ok;
   tg__segbook book;      /* segments ours lent and the peer's borrowed */
   tg__lent *probe;       /* offered, not yet answered */
+  size_t max_lent;       /* segments lent at once, at most */
 };
 
 bool tg__shm_allowed(void) {
@@ -58,6 +59,10 @@ tg__shm *tg__shm_new(pid_t peer) {
     return NULL;
   }
   m->peer = peer;
+  /* A sixteenth of the descriptors this process may open, at most 256. */
+  struct rlimit rl;
+  rlim_t nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+  m->max_lent = nofile / 16 < TG__SHM_MAX_LENT ? (size_t)(nofile / 16) : TG__SHM_MAX_LENT;
   return m;
 }
 
@@ -113,27 +118,31 @@ void tg__shm_probe_done(tg__shm *m, bool ok) {
 int tg__shm_put(tg__shm *m, const void *p, size_t len, tg__wbuf *d) {
   uint64_t id, off;
   tg__segbook_tidy(&m->book);
-  if (tg__segbook_find(&m->book, p, len, &id, &off)) { /* the peer's own bytes */
+  /* The peer's own bytes go back as a reference, where it can take one
+   * (an array's data is aligned: the receiver refuses any other). */
+  if (tg__segbook_find(&m->book, p, len, &id, &off) && off % TG_ARRAY_ALIGN == 0) {
     tg__wbuf_u8(d, D_BACK);
     tg__wbuf_varint(d, id);
     tg__wbuf_varint(d, off);
     return d->oom ? TG_ENOMEM : TG_OK;
   }
+  /* Each lent segment keeps an fd of ours open until the peer lets go:
+   * past the most, values are streamed (a peer holding many, or never
+   * answering, cannot use up this process's descriptors). */
+  if (tg__segbook_nlent(&m->book) >= m->max_lent) return TG_ELIMIT;
   tg__lent *o = seg_new(m, len);
   if (!o) return TG_ENOMEM;
-  if (!tg__segbook_lend(&m->book, o)) {
-    tg__segbook_drop(&m->book, o);
-    return TG_ENOMEM;
-  }
   memcpy(o->s.map, p, len);
   tg__wbuf_u8(d, D_SEG);
   tg__wbuf_varint(d, o->id);
   tg__wbuf_varint(d, (uint64_t)o->s.fd);
   tg__wbuf_varint(d, o->s.size);
   tg__wbuf_bytes(d, token_of(o), TG__SHM_TOKEN);
-  /* On failure the segment stays busy until the connection ends (the
-   * caller drops it). */
-  return d->oom ? TG_ENOMEM : TG_OK;
+  if (d->oom || !tg__segbook_lend(&m->book, o)) { /* the caller streams it */
+    tg__segbook_drop(&m->book, o);
+    return TG_ENOMEM;
+  }
+  return TG_OK;
 }
 
 /* ---- the peer's segments -------------------------------------------------- */

@@ -58,7 +58,8 @@
 
 struct tg__stream_pool;
 
-#define TG__SHM_TOKEN 16 /* bytes of a segment's token */
+#define TG__SHM_TOKEN 16     /* bytes of a segment's token */
+#define TG__SHM_MAX_LENT 256 /* segments a connection lends at once, at most */
 
 typedef struct tg__shm tg__shm;
 
