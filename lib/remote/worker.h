@@ -66,6 +66,9 @@ typedef struct wobj {
   tg_value *v;          /* O_READY */
   uint8_t state;
   bool freed;           /* FREE came while pending: drop it when done */
+  wtask *maker;         /* pending: the task received to make it, until
+                           it is kept (a chain's next link may follow it
+                           on its pool thread) */
   int code;             /* O_FAILED */
   char *msg;            /* O_FAILED, owned */
   wwait *waiters;
@@ -116,6 +119,19 @@ struct wtask {
   char *key;            /* owned */
   tg_value **args;      /* owned references (NULL while waited for) */
   bool prefailed;       /* failed before running (rc, msg set) */
+  /* Chains on pool threads (a worker whose loop does not call tasks):
+   * `then` is the task that waits for nothing but this one's kept result
+   * (whole), linked when it was received (under mu, while this one was
+   * not done). The pool thread that ends this one fills its argument
+   * `then_arg` (or fails it) and calls it next when nothing else is
+   * queued: a chain runs link after link on one thread, the loop woken
+   * for the finished links now and then, not once per link. */
+  wtask *then;          /* guarded by mu */
+  uint32_t then_arg;
+  bool done;            /* on the done list once (under mu): nothing is
+                           linked behind it any more */
+  wobj *wait_obj;       /* the object of its last wait while received */
+  wwait *wait_w;        /* that wait */
   int worker;           /* pool thread that ran it */
   int rc;
   tg_value *out;
@@ -291,6 +307,14 @@ double tg__wk_pool_call(tg__worker *wk, wtask *t, double t0);
 bool tg__wk_run_cancelled(const wrun *r);
 /* Hand a finished task back to the loop. */
 void tg__wk_pool_done(tg__worker *wk, wtask *t);
+/* Link t (just received, waiting for nothing but its wait_w on the
+ * object wait_obj, whole) behind that object's maker, to be called by
+ * the pool thread that ends it (wtask.then): true when linked (t no
+ * longer waits; the wait is freed). Loop thread, pool threads only. */
+bool tg__wk_pool_link(tg__worker *wk, wtask *t);
+/* t's input, argument j, failed with code and msg (it will not run):
+ * t fails as a task whose input object failed does. */
+void tg__wk_input_failed(wtask *t, uint32_t j, int code, const char *msg);
 /* Release what a task owns (its outcome included) and free it. */
 void tg__wk_task_free(tg__worker *wk, wtask *t);
 /* Bytes of a task's block: the record, nargs argument slots, a key of kl

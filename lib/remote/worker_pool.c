@@ -85,7 +85,57 @@ static bool done_locked(tg__worker *wk, wtask *t) {
   bool first = wk->done == NULL;
   t->next = wk->done;
   wk->done = t;
+  t->done = true;
   return first;
+}
+
+/* The task linked behind done t (under mu), its argument filled from t's
+ * result, or failed as t did; NULL when none. */
+static wtask *take_then(wtask *t) {
+  wtask *n = t->then;
+  if (!n) return NULL;
+  t->then = NULL;
+  if (t->rc == TG_OK && t->out) n->args[n->then_arg] = tg_value_ref(t->out);
+  else tg__wk_input_failed(n, n->then_arg, t->rc == TG_OK ? TG_ECANCELED : t->rc, t->msg);
+  return n;
+}
+
+/* Put done t on the done list (under mu) with the tasks linked behind it
+ * that fail with it; the first one that will run, or NULL. *wake is set
+ * when the loop must be woken. */
+static wtask *done_chain(tg__worker *wk, wtask *t, bool *wake) {
+  for (;;) {
+    if (done_locked(wk, t)) *wake = true;
+    wtask *n = take_then(t);
+    if (!n || !n->prefailed) return n;
+    t = n;
+  }
+}
+
+bool tg__wk_pool_link(tg__worker *wk, wtask *t) {
+  wobj *o = t->wait_obj;
+  wwait *w = t->wait_w;
+  wtask *m = o ? o->maker : NULL;
+  if (!m || !w || w->sel != TG__ARG_OBJ || m->s != t->s) return false;
+  pthread_mutex_lock(&wk->mu);
+  bool linked = !m->done && !m->then && !m->prefailed;
+  if (linked) {
+    m->then = t;
+    t->then_arg = w->arg;
+    t->waits = 0;
+  }
+  pthread_mutex_unlock(&wk->mu);
+  if (!linked) return false;
+  for (wwait **p = &o->waiters; *p; p = &(*p)->next)
+    if (*p == w) {
+      *p = w->next;
+      break;
+    }
+  tg__free(w->key);
+  tg__free(w);
+  t->wait_obj = NULL;
+  t->wait_w = NULL;
+  return true;
 }
 
 static void wake_loop(tg__worker *wk) {
@@ -93,6 +143,13 @@ static void wake_loop(tg__worker *wk) {
   ssize_t w = write(wk->wake_fd, &one, sizeof one);
   (void)w;
 }
+
+/* A pool thread calling a chain (wtask.then) wakes the loop for the
+ * links it finished once this many are waiting, or this long after the
+ * first of them: their results stay alive until the loop takes them,
+ * and a reply among them waits as long. */
+#define CHAIN_WAKE_TASKS 64
+#define CHAIN_WAKE_SECS 100e-6
 
 /* Per task: one lock to hand the last task back and take the next, and
  * one clock reading between two tasks taken back to back (one's end is
@@ -104,10 +161,43 @@ static void *pool_main(void *arg) {
   tg__wstates states = {0}; /* this thread's: the thread is the worker */
   wtask *prev = NULL;       /* run, not yet handed back */
   double now = 0;           /* the clock when prev ended */
+  bool wake = false;        /* the loop is owed a wake-up */
+  unsigned owed = 0;        /* links done since it is */
+  double owed_since = 0;
   pthread_mutex_lock(&wk->mu);
   for (;;) {
-    bool wake = prev && done_locked(wk, prev);
+    wtask *then = NULL; /* the next link of a chain */
+    if (prev) {
+      bool first = false;
+      then = done_chain(wk, prev, &first);
+      if (first && !wake) {
+        wake = true;
+        owed = 0;
+        owed_since = now;
+      }
+      owed++;
+    }
     prev = NULL;
+    if (then && (wk->q_head || wk->stopping)) { /* queued first: in turn */
+      then->next = NULL;
+      if (wk->q_tail) wk->q_tail->next = then;
+      else wk->q_head = then;
+      wk->q_tail = then;
+      then = NULL;
+    }
+    if (then) {
+      bool stopping = wk->stopping;
+      pthread_mutex_unlock(&wk->mu);
+      if (wake && (owed >= CHAIN_WAKE_TASKS || now - owed_since >= CHAIN_WAKE_SECS)) {
+        wake_loop(wk);
+        wake = false;
+      }
+      if (!stopping) now = run_task(wk, then, pa.index, &states, now > 0 ? now : tg__now());
+      else then->rc = TG_ECANCELED;
+      prev = then;
+      pthread_mutex_lock(&wk->mu);
+      continue;
+    }
     if (!wk->q_head && !wk->stopping) {
       if (wake) { /* before sleeping: the loop must not wait for us */
         pthread_mutex_unlock(&wk->mu);
@@ -140,6 +230,7 @@ static void *pool_main(void *arg) {
     bool stopping = wk->stopping; /* read under mu, where it is written */
     pthread_mutex_unlock(&wk->mu);
     if (wake) wake_loop(wk);
+    wake = false;
     if (!stopping) now = run_task(wk, t, pa.index, &states, now > 0 ? now : tg__now());
     else t->rc = TG_ECANCELED;
     prev = t;
@@ -219,8 +310,10 @@ void tg__wk_pool_done(tg__worker *wk, wtask *t) {
     return;
   }
   pthread_mutex_lock(&wk->mu);
-  bool first = done_locked(wk, t);
+  bool first = false;
+  wtask *then = done_chain(wk, t, &first); /* t did not run: none will */
   pthread_mutex_unlock(&wk->mu);
+  if (then) tg__wk_pool_push(wk, then, then);
   if (first) wake_loop(wk);
 }
 
