@@ -165,7 +165,10 @@ static void presend(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
 
 /* Pre-send to c the inputs of task di that presendable found can be
  * pulled there, each after its own (a tree's leaves, then its sums):
- * each is kept there for di when it goes (tg__tcp_chain_flags). */
+ * each is kept there for di when it goes (tg__tcp_chain_flags). di
+ * passed presendable_in with a budget, or pullable, just before: every
+ * input of it not kept on c can be pulled (nothing the checks read has
+ * changed since), so they are not checked again at each level. */
 static void pull_inputs(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
   const tg__run *r = rs->r;
   const tg__runplan *p = &r->plan;
@@ -176,8 +179,6 @@ static void pull_inputs(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
     if (a[j].kind != TG_ARG_NODE) continue;
     uint32_t pi = p->task_of[a[j].node];
     if (pi == UINT32_MAX || rs->bound[pi] == tag || rs->early[pi]) continue;
-    uint32_t budget = TCP_PULL;
-    if (!pullable(b, rs, pi, c, &budget)) continue;
     pull_inputs(b, c, rs, pi);
     if (c->state == CS_READY && !rs->early[pi]) presend(b, c, rs, pi);
   }
