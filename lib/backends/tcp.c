@@ -15,6 +15,11 @@
 
 #define LOOP_MS 50 /* longest sleep: heartbeats, timeouts, cancellations */
 
+/* The backend whose I/O thread this is (NULL on other threads). */
+static _Thread_local const tcp *io_of;
+
+bool tg__tcp_on_io(const tcp *b) { return io_of == b; }
+
 void tg__tcp_wake(tcp *b) {
   uint64_t one = 1;
   ssize_t w = write(b->wake_fd, &one, sizeof one);
@@ -166,12 +171,14 @@ static void watch_workers(tcp *b) {
 
 static void *io_main(void *arg) {
   tcp *b = arg;
+  io_of = b;
   if (b->local) tg__fork_busy();
   zmq_pollitem_t *it = NULL;
   size_t cap_it = 0;
   for (;;) {
     pthread_mutex_lock(&b->mu);
     bool stop = b->stopping && !b->in_head;
+    bool reap = b->freeq != NULL; /* dropped here since the last reap */
     pthread_mutex_unlock(&b->mu);
     if (stop) break;
     if (cap_it < 2 + 2 * (size_t)b->nconns) { /* workers joined */
@@ -196,7 +203,7 @@ static void *io_main(void *arg) {
       it[3 + 2 * i] = (zmq_pollitem_t){m, m ? 0 : -1, m ? ZMQ_POLLIN : 0, 0};
     }
     if (b->local) tg__fork_idle(); /* a worker may be forked while we wait */
-    zmq_poll(it, 2 + 2 * npoll, LOOP_MS);
+    zmq_poll(it, 2 + 2 * npoll, reap ? 0 : LOOP_MS);
     if (b->local) tg__fork_busy();
     turn(b, it);
     watch_workers(b);

@@ -41,7 +41,10 @@ void tg__tcp_handle_unref(tcp *b, tcp_handle *h) {
   h->qnext = b->freeq;
   b->freeq = h;
   pthread_mutex_unlock(&b->mu);
-  if (first) tg__tcp_wake(b);
+  /* The I/O thread reaps the queue at the end of its turn, and looks at
+   * it before it sleeps: waking itself would cost two system calls and a
+   * turn (once per reply that frees placeholders). */
+  if (first && !tg__tcp_on_io(b)) tg__tcp_wake(b);
 }
 
 /* Tell the workers holding h to drop it. */

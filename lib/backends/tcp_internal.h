@@ -436,6 +436,8 @@ void tg__tcp_free(tcp *b);
 /* The backend's submit (any thread). */
 void tg__tcp_submit(tg__backend *be, tg__task *const *tasks, size_t n);
 void tg__tcp_wake(tcp *b);
+/* Whether this thread is b's I/O thread. */
+bool tg__tcp_on_io(const tcp *b);
 /* Queue ready tasks the engine left in b->w (after begin/end). */
 void tg__tcp_take_ready(tcp *b);
 /* Queue ready task t (its run state counts it). */
