@@ -2026,3 +2026,34 @@ Test(tcp, chain_failures_and_cancels_as_sync) {
   tg_graph_free(g);
   tg_executor_free(ex);
 }
+
+/* A tree of 4,096 leaves on a worker of one thread: its subtrees (pulled
+ * there whole) run on the pool thread, a sum following the last of its
+ * two inputs, the worker's loop woken for their replies (not for each
+ * task: quiet ones tell nothing; about 8,400 sleeps before). */
+Test(tcp, tree_runs_on_pool_threads_without_a_wakeup_per_task) {
+  wspec sp = {.nthreads = 1};
+  int w = start_worker(&sp, NULL, 0);
+  cr_assert_geq(w, 0, "worker did not start");
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  enum { LEAVES = 4096 };
+  tg_node *lv = malloc(LEAVES * sizeof *lv);
+  for (int i = 0; i < LEAVES; i++) lv[i] = tg_call(g, "inc", 1, V(tg_int(i)));
+  for (int m = LEAVES; m > 1; m /= 2)
+    for (int i = 0; i < m / 2; i++) lv[i] = tg_call(g, "add", 2, N(lv[2 * i]), N(lv[2 * i + 1]));
+  tg_node root = lv[0];
+  free(lv);
+  tg_value *r = NULL; /* warm: durations measured, functions known */
+  cr_assert_eq(run(g, &root, 1, ex, &r, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  tg_value_unref(r);
+  long s0 = sleeps_of(pids[w]);
+  cr_assert_eq(run(g, &root, 1, ex, &r, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  long slept = sleeps_of(pids[w]) - s0;
+  cr_expect_eq(tg_value_int(r), (int64_t)LEAVES * (LEAVES + 1) / 2);
+  tg_value_unref(r);
+  cr_expect_lt(slept, LEAVES / 2, "the worker's threads slept %ld times", slept);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}

@@ -208,9 +208,11 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   w->index = index;
   w->next = o->waiters;
   o->waiters = w;
+  if (t->waits < 2) {
+    t->wait_obj[t->waits] = o;
+    t->wait_w[t->waits] = w;
+  }
   t->waits++;
-  t->wait_obj = o;
-  t->wait_w = w;
   if (last) obj_drop(s, o); /* once made and handed to its waiters */
   return true;
 }
@@ -219,7 +221,14 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
  * references too. */
 static void task_release(tg__worker *wk, wtask *t) {
   while (t) {
-    wtask *then = t->then; /* linked behind t, which never ran: nor will it */
+    wtask *then = NULL;
+    if (t->then) { /* linked behind t, which never ran: nor will it */
+      pthread_mutex_lock(&wk->mu);
+      tg__wk_input_failed(t->then, t->then_arg, TG_ECANCELED, "it was dropped");
+      if (--t->then->waits == 0) then = t->then; /* its other input is done */
+      t->then = NULL;
+      pthread_mutex_unlock(&wk->mu);
+    }
     wsess *s = t->s;
     run_unref(s, t->run);
     tg__wk_task_free(wk, t);
@@ -325,9 +334,10 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
       if (!o && !(o = obj_new(s, t->store))) prefail(t, TG_ENOMEM, "out of memory");
       else if (o->state == O_PENDING && !o->maker && !t->prefailed) o->maker = t;
     }
-    /* A chain's next link (one wait, on a whole result still being
-     * made) follows its maker on the pool thread that calls it. */
-    if (t->waits == 1 && !t->prefailed && !wk->inline_calls && tg__wk_pool_link(wk, t))
+    /* A chain's next link, a tree's sum (one or two waits, on whole
+     * results still being made) follows its makers on pool threads. */
+    if (t->waits && t->waits <= 2 && !t->prefailed && !wk->inline_calls &&
+        tg__wk_pool_link(wk, t))
       continue;
     if (t->waits == 0) {
       t->next = NULL;
