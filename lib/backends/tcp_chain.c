@@ -90,7 +90,12 @@ static uint32_t chain_deps(const tcp *b, const tcp_conn *c, const tcp_rec *rec) 
       (rs->flags[rec->task] & RF_SELECTED) || c->leaving) /* a leaving worker gets no
                                                              dependents ahead */
     return 0;
+  /* Pulled for its one dependent, which the puller found can follow it
+   * there with all its inputs (pullable: no other dependent). */
   const tg__runplan *p = &r->plan;
+  if (rs->pulled_for && rec->early && p->dep_off[rec->task] < p->dep_off[rec->task + 1] &&
+      p->deps[p->dep_off[rec->task]] == rs->pulled_for - 1)
+    return 1;
   uint32_t n = 0, most = c->nthreads > 2 ? c->nthreads : 2;
   for (uint32_t k = p->dep_off[rec->task]; k < p->dep_off[rec->task + 1]; k++) {
     uint32_t di = p->deps[k];
@@ -180,7 +185,11 @@ static void pull_inputs(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
     uint32_t pi = p->task_of[a[j].node];
     if (pi == UINT32_MAX || rs->bound[pi] == tag || rs->early[pi]) continue;
     pull_inputs(b, c, rs, pi);
-    if (c->state == CS_READY && !rs->early[pi]) presend(b, c, rs, pi);
+    if (c->state != CS_READY || rs->early[pi]) continue;
+    uint32_t was = rs->pulled_for;
+    rs->pulled_for = di + 1;
+    presend(b, c, rs, pi);
+    rs->pulled_for = was;
   }
 }
 

@@ -256,6 +256,9 @@ struct tcp_run {
   uint32_t *deferred;      /* the same, waiting for room under TCP_AHEAD */
   uint32_t ndeferred, cap_deferred;
   bool presending;         /* the stack is being worked through */
+  uint32_t pulled_for;     /* 1 + the task whose input is being pre-sent
+                              by pull_inputs (its dependent, checked
+                              already); 0: none */
 };
 
 /* A task on its way to a worker: begun in the engine (t), or the
