@@ -177,7 +177,8 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   }
   uint64_t id = tg__rbuf_varint(r);
   int64_t index = 0;
-  char key[TG__MAX_KEY + 1] = "";
+  char key[TG__MAX_KEY + 1]; /* not cleared: 4 KB per argument */
+  key[0] = '\0';
   bool last = kind == TG__ARG_OBJ_LAST; /* the client's last use of it */
   if (last) kind = TG__ARG_OBJ;
   if (kind == TG__ARG_ELEM) index = tg__rbuf_svarint(r);
