@@ -2027,10 +2027,12 @@ Test(tcp, chain_failures_and_cancels_as_sync) {
   tg_executor_free(ex);
 }
 
-/* A tree of 4,096 leaves on a worker of one thread: its subtrees (pulled
- * there whole) run on the pool thread, a sum following the last of its
- * two inputs, the worker's loop woken for their replies (not for each
- * task: quiet ones tell nothing; about 8,400 sleeps before). */
+/* A tree of 4,096 leaves (8,191 tasks) on a worker of one thread: its
+ * subtrees (pulled there whole) run on the pool thread, a sum following
+ * the last of its two inputs, the worker's loop woken for their replies,
+ * not for each task (quiet ones tell nothing): its threads sleep fewer
+ * times than there are leaves (a wake-up per task: about 8,400; now about
+ * 1,450, 2,400 in a sanitized build). */
 Test(tcp, tree_runs_on_pool_threads_without_a_wakeup_per_task) {
   wspec sp = {.nthreads = 1};
   int w = start_worker(&sp, NULL, 0);
@@ -2053,7 +2055,7 @@ Test(tcp, tree_runs_on_pool_threads_without_a_wakeup_per_task) {
   long slept = sleeps_of(pids[w]) - s0;
   cr_expect_eq(tg_value_int(r), (int64_t)LEAVES * (LEAVES + 1) / 2);
   tg_value_unref(r);
-  cr_expect_lt(slept, LEAVES / 2, "the worker's threads slept %ld times", slept);
+  cr_expect_lt(slept, LEAVES, "the worker's threads slept %ld times", slept);
   tg_graph_free(g);
   tg_executor_free(ex);
 }
