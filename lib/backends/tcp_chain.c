@@ -304,9 +304,24 @@ static void quiet_done(tcp *b, tcp_rec *rec) {
   }
 }
 
+/* Whether an input of task ti of rs is a quiet task not yet told done. */
+static bool quiet_input(const tcp_run *rs, uint32_t ti) {
+  const tg__run *r = rs->r;
+  const tg__gnode *nd = &r->g->nodes[r->plan.tasks[ti].node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  for (uint32_t j = 0; j < nd->nargs; j++) {
+    if (a[j].kind != TG_ARG_NODE) continue;
+    uint32_t pi = r->plan.task_of[a[j].node];
+    const tcp_rec *q = pi != UINT32_MAX ? rs->silent[pi] : NULL;
+    if (q && q->conn >= 0 && !q->done) return true;
+  }
+  return false;
+}
+
 void tg__tcp_inputs_done(tcp *b, tcp_rec *rec) {
   tcp_run *rs = rec->rs;
-  if (!rec->t || !rs->live) return;
+  /* Most replies took no quiet input: no walk (nor its stack) for them. */
+  if (!rec->t || !rs->live || !quiet_input(rs, rec->task)) return;
   const tg__run *r = rs->r;
   /* What a quiet task took was made too: walk back along them (a chain
    * pre-sent whole tells of all its links with its last reply). */
