@@ -210,8 +210,10 @@ static int64_t seq_peak(const tcp_run *rs) {
 }
 
 tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
-  tcp_run *rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
-  if (rs) return rs;
+  tcp_run *rs = b->last_run;
+  if (rs && rs->r == r && rs->seq == r->seq) return rs;
+  rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
+  if (rs) return b->last_run = rs;
   rs = tg__calloc(1, sizeof *rs);
   if (!rs) return NULL;
   rs->r = r;
@@ -244,11 +246,12 @@ tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
   rs->seq_peak = seq_peak(rs);
   rs->next = b->runs;
   b->runs = rs;
-  return rs;
+  return b->last_run = rs;
 }
 
 void tg__tcp_run_unuse(tcp *b, tcp_run *rs) {
   if (--rs->users) return;
+  if (b->last_run == rs) b->last_run = NULL;
   tg__idmap_del(&b->runs_by_seq, rs->seq + 1);
   for (tcp_run **p = &b->runs; *p; p = &(*p)->next)
     if (*p == rs) {

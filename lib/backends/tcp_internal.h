@@ -411,6 +411,8 @@ struct tcp {
   uint64_t next_id;        /* handle / object ids */
   tg__idmap runs_by_seq;   /* run seq + 1 -> tcp_run */
   tcp_run *runs;
+  tcp_run *last_run;       /* the one tg__tcp_run_get found last (its
+                              tasks come in runs), or NULL */
   double no_worker_since;  /* work waiting and no worker ready, or 0 */
   zmq_msg_t *parts;        /* a message being read (TCP_MAX_PARTS) */
   struct tcp_timed {       /* sent tasks with a timeout (by id: the record
