@@ -311,6 +311,7 @@ void tg__tcp_free(tcp *b) {
   tg__idmap_free(&b->runs_by_seq);
   tg__task_heap_free(&b->heap);
   tg__recycle_drain(&b->rec_blocks);
+  tg__recycle_drain(&b->handle_blocks);
   tg__free(b->conns);
   tg__free(b->keys_dir);
   memset(b->client_sec, 0, sizeof b->client_sec);
@@ -341,6 +342,8 @@ int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, tcp **ou
    * them in its bins). */
   b->rec_blocks.size = sizeof(tcp_rec) + TCP_REC_ARGS * (sizeof(tg_value *) + sizeof(tcp_handle *));
   b->rec_blocks.max = 16384;
+  b->handle_blocks.size = sizeof(tcp_handle);
+  b->handle_blocks.max = 16384;
   b->parts = tg__malloc(TCP_MAX_PARTS * sizeof *b->parts);
   b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   tg__fd_track(b->wake_fd);

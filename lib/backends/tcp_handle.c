@@ -11,14 +11,15 @@
 /* ---- handles -------------------------------------------------------------- */
 
 tcp_handle *tg__tcp_handle_new(tcp *b, uint8_t kind, uint64_t id) {
-  tcp_handle *h = tg__calloc(1, sizeof *h);
+  tcp_handle *h = tg__recycle_get(&b->handle_blocks); /* one per quiet task */
   if (!h) return NULL;
+  memset(h, 0, sizeof *h);
   atomic_init(&h->refs, 1);
   h->kind = kind;
   h->id = id ? id : b->next_id++;
   h->fetching = -1;
   if (!tg__idmap_put(&b->handles, h->id, h)) {
-    tg__free(h);
+    tg__recycle_put(&b->handle_blocks, h);
     return NULL;
   }
   return h;
@@ -70,7 +71,7 @@ static void handle_free(tcp *b, tcp_handle *h) {
   tg__free(h->key);
   tg__free(h->waiters);
   tg__holders_free(&h->locs);
-  tg__free(h);
+  tg__recycle_put(&b->handle_blocks, h);
 }
 
 void tg__tcp_handles_reap(tcp *b) {

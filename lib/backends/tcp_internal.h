@@ -402,6 +402,7 @@ struct tcp {
   tg__wctx w;
   tg__task_heap heap;      /* ready tasks */
   tg__recycler rec_blocks; /* freed records of up to TCP_REC_ARGS arguments */
+  tg__recycler handle_blocks; /* freed handles (I/O thread) */
   tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
   tg__task *done_head, *done_tail; /* ready tasks whose pre-sent records
                                       are done: ended without the heap */
