@@ -11,6 +11,7 @@
  * after each test. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -1966,6 +1967,123 @@ Test(tcp, task_timeout_enforced) {
   cr_expect_lt(tgt_now() - t0, 2.0);
   cr_expect_str_eq(tg_graph_errmsg(g), "task 'stuck' failed: TG_ETIMEDOUT: timed out after "
                    "0.2 s");
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* ---- chains ---------------------------------------------------------------------------- */
+
+/* Voluntary context switches of process pid's threads so far (a thread
+ * that sleeps waiting for another counts one per sleep). */
+static long sleeps_of(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+  DIR *d = opendir(path);
+  cr_assert_not_null(d);
+  long sum = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    char p[384], line[256];
+    snprintf(p, sizeof p, "%s/%s/status", path, e->d_name);
+    FILE *f = fopen(p, "r");
+    while (f && fgets(line, sizeof line, f))
+      if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0) sum += atol(line + 24);
+    if (f) fclose(f);
+  }
+  closedir(d);
+  return sum;
+}
+
+/* A chain of 4,000 inc tasks: sent ahead to its worker in 8 messages of
+ * 512, where it runs link after link on a pool thread, which wakes the
+ * worker's loop now and then (not for each link: two wake-ups per link
+ * cost a chain 5-25 us per link on a loaded machine). */
+Test(tcp, chain_runs_on_its_worker_without_a_wakeup_per_link) {
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  enum { LINKS = 4000 };
+  tg_node x = tg_call(g, "inc", 1, V(tg_int(0)));
+  for (int i = 1; i < LINKS; i++) x = tg_call(g, "inc", 1, N(x));
+  tg_value *warm = NULL; /* the worker connected and its functions known */
+  tg_node one = tg_call(g, "inc", 1, V(tg_int(1)));
+  cr_assert_eq(run(g, &one, 1, ex, &warm, NULL), TG_OK);
+  tg_value_unref(warm);
+  tg_remote_stats a = stats_of(ex);
+  long s0 = sleeps_of(pids[w]);
+  tg_value *r = NULL;
+  cr_assert_eq(run(g, &x, 1, ex, &r, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  long slept = sleeps_of(pids[w]) - s0;
+  tg_remote_stats b = stats_of(ex);
+  cr_expect_eq(tg_value_int(r), LINKS);
+  tg_value_unref(r);
+  cr_expect_eq(b.tasks_sent - a.tasks_sent, LINKS);
+  cr_expect_eq(b.batches_sent - a.batches_sent, LINKS / 512 + 1, "messages: %llu",
+               (unsigned long long)(b.batches_sent - a.batches_sent));
+  cr_expect_eq(b.values_moved, a.values_moved);
+  cr_expect_lt(slept, LINKS / 8, "the worker's threads slept %ld times", slept);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* A chain's link fails, or a run is cancelled, while links wait behind
+ * the one running on a pool thread: as on sync, and nothing is left. */
+Test(tcp, chain_failures_and_cancels_as_sync) {
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node x = tg_call(g, "inc", 1, V(tg_int(0)));
+  for (int i = 1; i < 1000; i++) x = tg_call(g, "inc", 1, N(x));
+  tg_node bad = tg_call(g, "fail", 1, N(x));
+  tg_node y = bad;
+  for (int i = 0; i < 1000; i++) y = tg_call(g, "inc", 1, N(y));
+  same_as_sync(g, &y, 1, ex); /* the failed link's message, as sync's */
+  cr_expect(strstr(tg_graph_errmsg(g), "TG_EINVAL: always fails"), "%s", tg_graph_errmsg(g));
+  /* slow links: the compute times out with most of them still queued */
+  tg_node s = tg_call(g, "slow", 2, V(tg_int(0)), V(tg_int(5)));
+  for (int i = 1; i < 200; i++) s = tg_call(g, "slow", 2, N(s), V(tg_int(5)));
+  tg_value *r = NULL;
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .executor = ex, .timeout = 0.2};
+  cr_assert_eq(tg_compute(g, &s, 1, &o, &r), TG_ETIMEDOUT);
+  /* the executor and its worker still work */
+  tg_node z = tg_call(g, "inc", 1, N(x));
+  for (int i = 0; i < 500; i++) z = tg_call(g, "inc", 1, N(z));
+  same_as_sync(g, &z, 1, ex);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* A tree of 4,096 leaves (8,191 tasks) on a worker of one thread: its
+ * subtrees (pulled there whole) run on the pool thread, a sum following
+ * the last of its two inputs, the worker's loop woken for their replies,
+ * not for each task (quiet ones tell nothing): its threads sleep fewer
+ * times than there are leaves (a wake-up per task: about 8,400; now about
+ * 1,450, 2,400 in a sanitized build). */
+Test(tcp, tree_runs_on_pool_threads_without_a_wakeup_per_task) {
+  wspec sp = {.nthreads = 1};
+  int w = start_worker(&sp, NULL, 0);
+  cr_assert_geq(w, 0, "worker did not start");
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  enum { LEAVES = 4096 };
+  tg_node *lv = malloc(LEAVES * sizeof *lv);
+  for (int i = 0; i < LEAVES; i++) lv[i] = tg_call(g, "inc", 1, V(tg_int(i)));
+  for (int m = LEAVES; m > 1; m /= 2)
+    for (int i = 0; i < m / 2; i++) lv[i] = tg_call(g, "add", 2, N(lv[2 * i]), N(lv[2 * i + 1]));
+  tg_node root = lv[0];
+  free(lv);
+  tg_value *r = NULL; /* warm: durations measured, functions known */
+  cr_assert_eq(run(g, &root, 1, ex, &r, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  tg_value_unref(r);
+  long s0 = sleeps_of(pids[w]);
+  cr_assert_eq(run(g, &root, 1, ex, &r, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  long slept = sleeps_of(pids[w]) - s0;
+  cr_expect_eq(tg_value_int(r), (int64_t)LEAVES * (LEAVES + 1) / 2);
+  tg_value_unref(r);
+  cr_expect_lt(slept, LEAVES, "the worker's threads slept %ld times", slept);
   tg_graph_free(g);
   tg_executor_free(ex);
 }

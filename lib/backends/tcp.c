@@ -16,6 +16,11 @@
 
 #define LOOP_MS 50 /* longest sleep: heartbeats, timeouts, cancellations */
 
+/* The backend whose I/O thread this is (NULL on other threads). */
+static _Thread_local const tcp *io_of;
+
+bool tg__tcp_on_io(const tcp *b) { return io_of == b; }
+
 void tg__tcp_wake(tcp *b) {
   uint64_t one = 1;
   ssize_t w = write(b->wake_fd, &one, sizeof one);
@@ -192,6 +197,7 @@ static void watch_workers(tcp *b) {
 
 static void *io_main(void *arg) {
   tcp *b = arg;
+  io_of = b;
   bool forks = b->tr->caps & TG__TR_CHILDREN; /* forked while we wait */
   if (forks) tg__fork_busy();
   zmq_pollitem_t *it = NULL;
@@ -199,6 +205,7 @@ static void *io_main(void *arg) {
   for (;;) {
     pthread_mutex_lock(&b->mu);
     bool stop = b->stopping && !b->in_head;
+    bool reap = b->freeq != NULL; /* dropped here since the last reap */
     pthread_mutex_unlock(&b->mu);
     if (stop) break;
     if (cap_it < 2 + 2 * (size_t)b->nconns) { /* workers joined */
@@ -223,7 +230,7 @@ static void *io_main(void *arg) {
       it[3 + 2 * i] = (zmq_pollitem_t){m, m ? 0 : -1, m ? ZMQ_POLLIN : 0, 0};
     }
     if (forks) tg__fork_idle();
-    zmq_poll(it, 2 + 2 * npoll, LOOP_MS);
+    zmq_poll(it, 2 + 2 * npoll, reap ? 0 : LOOP_MS);
     if (forks) tg__fork_busy();
     turn(b, it);
     watch_workers(b);
@@ -331,6 +338,7 @@ void tg__tcp_free(tcp *b) {
   tg__idmap_free(&b->runs_by_seq);
   tg__task_heap_free(&b->heap);
   tg__recycle_drain(&b->rec_blocks);
+  tg__recycle_drain(&b->handle_blocks);
   tg__free(b->conns);
   tg__free(b->keys_dir);
   memset(b->client_sec, 0, sizeof b->client_sec);
@@ -364,6 +372,8 @@ int tg__tcp_new(const tg__backend_cfg *cfg, const tg__backend_ops *ops, const tg
    * them in its bins). */
   b->rec_blocks.size = sizeof(tcp_rec) + TCP_REC_ARGS * (sizeof(tg_value *) + sizeof(tcp_handle *));
   b->rec_blocks.max = 16384;
+  b->handle_blocks.size = sizeof(tcp_handle);
+  b->handle_blocks.max = 16384;
   b->parts = tg__malloc(TCP_MAX_PARTS * sizeof *b->parts);
   b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   tg__fd_track(b->wake_fd);

@@ -90,7 +90,12 @@ static uint32_t chain_deps(const tcp *b, const tcp_conn *c, const tcp_rec *rec) 
       (rs->flags[rec->task] & RF_SELECTED) || c->leaving) /* a leaving worker gets no
                                                              dependents ahead */
     return 0;
+  /* Pulled for its one dependent, which the puller found can follow it
+   * there with all its inputs (pullable: no other dependent). */
   const tg__runplan *p = &r->plan;
+  if (rs->pulled_for && rec->early && p->dep_off[rec->task] < p->dep_off[rec->task + 1] &&
+      p->deps[p->dep_off[rec->task]] == rs->pulled_for - 1)
+    return 1;
   uint32_t n = 0, most = c->nthreads > 2 ? c->nthreads : 2;
   for (uint32_t k = p->dep_off[rec->task]; k < p->dep_off[rec->task + 1]; k++) {
     uint32_t di = p->deps[k];
@@ -165,7 +170,10 @@ static void presend(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
 
 /* Pre-send to c the inputs of task di that presendable found can be
  * pulled there, each after its own (a tree's leaves, then its sums):
- * each is kept there for di when it goes (tg__tcp_chain_flags). */
+ * each is kept there for di when it goes (tg__tcp_chain_flags). di
+ * passed presendable_in with a budget, or pullable, just before: every
+ * input of it not kept on c can be pulled (nothing the checks read has
+ * changed since), so they are not checked again at each level. */
 static void pull_inputs(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
   const tg__run *r = rs->r;
   const tg__runplan *p = &r->plan;
@@ -176,10 +184,12 @@ static void pull_inputs(tcp *b, tcp_conn *c, tcp_run *rs, uint32_t di) {
     if (a[j].kind != TG_ARG_NODE) continue;
     uint32_t pi = p->task_of[a[j].node];
     if (pi == UINT32_MAX || rs->bound[pi] == tag || rs->early[pi]) continue;
-    uint32_t budget = TCP_PULL;
-    if (!pullable(b, rs, pi, c, &budget)) continue;
     pull_inputs(b, c, rs, pi);
-    if (c->state == CS_READY && !rs->early[pi]) presend(b, c, rs, pi);
+    if (c->state != CS_READY || rs->early[pi]) continue;
+    uint32_t was = rs->pulled_for;
+    rs->pulled_for = di + 1;
+    presend(b, c, rs, pi);
+    rs->pulled_for = was;
   }
 }
 
@@ -294,9 +304,24 @@ static void quiet_done(tcp *b, tcp_rec *rec) {
   }
 }
 
+/* Whether an input of task ti of rs is a quiet task not yet told done. */
+static bool quiet_input(const tcp_run *rs, uint32_t ti) {
+  const tg__run *r = rs->r;
+  const tg__gnode *nd = &r->g->nodes[r->plan.tasks[ti].node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  for (uint32_t j = 0; j < nd->nargs; j++) {
+    if (a[j].kind != TG_ARG_NODE) continue;
+    uint32_t pi = r->plan.task_of[a[j].node];
+    const tcp_rec *q = pi != UINT32_MAX ? rs->silent[pi] : NULL;
+    if (q && q->conn >= 0 && !q->done) return true;
+  }
+  return false;
+}
+
 void tg__tcp_inputs_done(tcp *b, tcp_rec *rec) {
   tcp_run *rs = rec->rs;
-  if (!rec->t || !rs->live) return;
+  /* Most replies took no quiet input: no walk (nor its stack) for them. */
+  if (!rec->t || !rs->live || !quiet_input(rs, rec->task)) return;
   const tg__run *r = rs->r;
   /* What a quiet task took was made too: walk back along them (a chain
    * pre-sent whole tells of all its links with its last reply). */

@@ -11,14 +11,15 @@
 /* ---- handles -------------------------------------------------------------- */
 
 tcp_handle *tg__tcp_handle_new(tcp *b, uint8_t kind, uint64_t id) {
-  tcp_handle *h = tg__calloc(1, sizeof *h);
+  tcp_handle *h = tg__recycle_get(&b->handle_blocks); /* one per quiet task */
   if (!h) return NULL;
+  memset(h, 0, sizeof *h);
   atomic_init(&h->refs, 1);
   h->kind = kind;
   h->id = id ? id : b->next_id++;
   h->fetching = -1;
   if (!tg__idmap_put(&b->handles, h->id, h)) {
-    tg__free(h);
+    tg__recycle_put(&b->handle_blocks, h);
     return NULL;
   }
   return h;
@@ -41,7 +42,10 @@ void tg__tcp_handle_unref(tcp *b, tcp_handle *h) {
   h->qnext = b->freeq;
   b->freeq = h;
   pthread_mutex_unlock(&b->mu);
-  if (first) tg__tcp_wake(b);
+  /* The I/O thread reaps the queue at the end of its turn, and looks at
+   * it before it sleeps: waking itself would cost two system calls and a
+   * turn (once per reply that frees placeholders). */
+  if (first && !tg__tcp_on_io(b)) tg__tcp_wake(b);
 }
 
 /* Tell the workers holding h to drop it. */
@@ -67,7 +71,7 @@ static void handle_free(tcp *b, tcp_handle *h) {
   tg__free(h->key);
   tg__free(h->waiters);
   tg__holders_free(&h->locs);
-  tg__free(h);
+  tg__recycle_put(&b->handle_blocks, h);
 }
 
 void tg__tcp_handles_reap(tcp *b) {
@@ -216,8 +220,10 @@ static int64_t seq_peak(const tcp_run *rs) {
 }
 
 tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
-  tcp_run *rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
-  if (rs) return rs;
+  tcp_run *rs = b->last_run;
+  if (rs && rs->r == r && rs->seq == r->seq) return rs;
+  rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
+  if (rs) return b->last_run = rs;
   rs = tg__calloc(1, sizeof *rs);
   if (!rs) return NULL;
   rs->r = r;
@@ -250,11 +256,12 @@ tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
   rs->seq_peak = seq_peak(rs);
   rs->next = b->runs;
   b->runs = rs;
-  return rs;
+  return b->last_run = rs;
 }
 
 void tg__tcp_run_unuse(tcp *b, tcp_run *rs) {
   if (--rs->users) return;
+  if (b->last_run == rs) b->last_run = NULL;
   tg__idmap_del(&b->runs_by_seq, rs->seq + 1);
   for (tcp_run **p = &b->runs; *p; p = &(*p)->next)
     if (*p == rs) {

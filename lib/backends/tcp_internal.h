@@ -309,6 +309,9 @@ struct tcp_run {
   uint32_t *deferred;      /* the same, waiting for room under TCP_AHEAD */
   uint32_t ndeferred, cap_deferred;
   bool presending;         /* the stack is being worked through */
+  uint32_t pulled_for;     /* 1 + the task whose input is being pre-sent
+                              by pull_inputs (its dependent, checked
+                              already); 0: none */
 };
 
 /* A task on its way to a worker: begun in the engine (t), or the
@@ -451,6 +454,7 @@ struct tcp {
   tg__wctx w;
   tg__task_heap heap;      /* ready tasks */
   tg__recycler rec_blocks; /* freed records of up to TCP_REC_ARGS arguments */
+  tg__recycler handle_blocks; /* freed handles (I/O thread) */
   tcp_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
   tg__task *done_head, *done_tail; /* ready tasks whose pre-sent records
                                       are done: ended without the heap */
@@ -460,6 +464,8 @@ struct tcp {
   uint64_t next_id;        /* handle / object ids */
   tg__idmap runs_by_seq;   /* run seq + 1 -> tcp_run */
   tcp_run *runs;
+  tcp_run *last_run;       /* the one tg__tcp_run_get found last (its
+                              tasks come in runs), or NULL */
   double no_worker_since;  /* work waiting and no worker ready, or 0 */
   zmq_msg_t *parts;        /* a message being read (TCP_MAX_PARTS) */
   struct tcp_timed {       /* sent tasks with a timeout (by id: the record
@@ -495,6 +501,8 @@ void tg__tcp_free(tcp *b);
 /* The backend's submit (any thread). */
 void tg__tcp_submit(tg__backend *be, tg__task *const *tasks, size_t n);
 void tg__tcp_wake(tcp *b);
+/* Whether this thread is b's I/O thread. */
+bool tg__tcp_on_io(const tcp *b);
 /* Queue ready tasks the engine left in b->w (after begin/end). */
 void tg__tcp_take_ready(tcp *b);
 /* Queue ready task t (its run state counts it). */

@@ -66,6 +66,9 @@ typedef struct wobj {
   tg_value *v;          /* O_READY */
   uint8_t state;
   bool freed;           /* FREE came while pending: drop it when done */
+  wtask *maker;         /* pending: the task received to make it, until
+                           it is kept (a chain's next link may follow it
+                           on its pool thread) */
   int code;             /* O_FAILED */
   char *msg;            /* O_FAILED, owned */
   wwait *waiters;
@@ -116,6 +119,21 @@ struct wtask {
   char *key;            /* owned */
   tg_value **args;      /* owned references (NULL while waited for) */
   bool prefailed;       /* failed before running (rc, msg set) */
+  /* Chains on pool threads (a worker whose loop does not call tasks):
+   * `then` is a task that waits for nothing but the kept results (whole)
+   * of one or two tasks still to end, this one among them, linked when
+   * it was received (under mu, while they were not done): its argument
+   * `then_arg` is this one's result. The pool thread that ends this one
+   * fills that argument (or fails the task) under mu, and the one that
+   * fills its last (`waits` counts them) calls it next when nothing else
+   * is queued: a chain, or a small tree, runs on pool threads, the loop
+   * woken for the finished tasks now and then, not once per task. */
+  wtask *then;          /* guarded by mu */
+  uint32_t then_arg;
+  bool done;            /* on the done list once (under mu): nothing is
+                           linked behind it any more */
+  wobj *wait_obj[2];    /* while received: the objects of its first two */
+  wwait *wait_w[2];     /* waits */
   int worker;           /* pool thread that ran it */
   int rc;
   tg_value *out;
@@ -185,9 +203,10 @@ typedef struct tg__worker {
    * worker. The queue is then the loop's own (no lock taken). */
   bool inline_calls;
   tg__wstates states;   /* inline_calls: the loop thread's worker state */
-  pthread_mutex_t mu;   /* guards queue, done, stopping */
+  pthread_mutex_t mu;   /* guards queue, idle, done, stopping */
   pthread_cond_t cv;
   wtask *q_head, *q_tail;
+  unsigned idle;        /* pool threads waiting for tasks */
   wtask *done;
   wlog *logs, **logs_tail; /* guarded by mu */
   size_t nlogs, logs_dropped;
@@ -291,6 +310,15 @@ double tg__wk_pool_call(tg__worker *wk, wtask *t, double t0);
 bool tg__wk_run_cancelled(const wrun *r);
 /* Hand a finished task back to the loop. */
 void tg__wk_pool_done(tg__worker *wk, wtask *t);
+/* Link t (just received, waiting for nothing but its one or two waits
+ * wait_w on the objects wait_obj, whole) behind their makers, to be
+ * called by the pool thread that ends the last of them (wtask.then):
+ * true when linked (its waits are then on those tasks, not on the
+ * objects: they are freed). Loop thread, with pool threads only. */
+bool tg__wk_pool_link(tg__worker *wk, wtask *t);
+/* t's input, argument j, failed with code and msg (it will not run):
+ * t fails as a task whose input object failed does. */
+void tg__wk_input_failed(wtask *t, uint32_t j, int code, const char *msg);
 /* Release what a task owns (its outcome included) and free it. */
 void tg__wk_task_free(tg__worker *wk, wtask *t);
 /* Bytes of a task's block: the record, nargs argument slots, a key of kl

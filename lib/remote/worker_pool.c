@@ -86,7 +86,69 @@ static bool done_locked(tg__worker *wk, wtask *t) {
   bool first = wk->done == NULL;
   t->next = wk->done;
   wk->done = t;
+  t->done = true;
   return first;
+}
+
+/* The task linked behind done t (under mu), its argument filled from t's
+ * result, or failed as t did, once that was its last wait; else NULL. */
+static wtask *take_then(wtask *t) {
+  wtask *n = t->then;
+  if (!n) return NULL;
+  t->then = NULL;
+  if (t->rc == TG_OK && t->out) n->args[t->then_arg] = tg_value_ref(t->out);
+  else tg__wk_input_failed(n, t->then_arg, t->rc == TG_OK ? TG_ECANCELED : t->rc, t->msg);
+  return --n->waits == 0 ? n : NULL;
+}
+
+static bool silent(const wtask *t);
+
+/* Put done t on the done list (under mu) with the tasks linked behind it
+ * that fail with it; the first one that will run, or NULL. *wake is set
+ * when the loop must be woken, *loud when one of them is not quiet. */
+static wtask *done_chain(tg__worker *wk, wtask *t, bool *wake, bool *loud) {
+  for (;;) {
+    if (done_locked(wk, t)) *wake = true;
+    if (!silent(t)) *loud = true;
+    wtask *n = take_then(t);
+    if (!n || !n->prefailed) return n;
+    t = n;
+  }
+}
+
+bool tg__wk_pool_link(tg__worker *wk, wtask *t) {
+  uint32_t n = t->waits;
+  wtask *m[2] = {NULL, NULL};
+  for (uint32_t i = 0; i < n; i++) {
+    wobj *o = t->wait_obj[i];
+    wwait *w = t->wait_w[i];
+    if (!o || !w || w->sel != TG__ARG_OBJ || !(m[i] = o->maker) || m[i]->s != t->s)
+      return false;
+  }
+  if (n == 2 && m[0] == m[1]) return false; /* one result twice: one link a task */
+  pthread_mutex_lock(&wk->mu);
+  bool linked = true;
+  for (uint32_t i = 0; i < n; i++) linked &= !m[i]->done && !m[i]->then && !m[i]->prefailed;
+  for (uint32_t i = 0; linked && i < n; i++) {
+    m[i]->then = t; /* t->waits counts them now */
+    m[i]->then_arg = t->wait_w[i]->arg;
+  }
+  pthread_mutex_unlock(&wk->mu);
+  if (!linked) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    wobj *o = t->wait_obj[i];
+    wwait *w = t->wait_w[i];
+    for (wwait **p = &o->waiters; *p; p = &(*p)->next)
+      if (*p == w) {
+        *p = w->next;
+        break;
+      }
+    tg__free(w->key);
+    tg__free(w);
+    t->wait_obj[i] = NULL;
+    t->wait_w[i] = NULL;
+  }
+  return true;
 }
 
 static void wake_loop(tg__worker *wk) {
@@ -95,9 +157,32 @@ static void wake_loop(tg__worker *wk) {
   (void)w;
 }
 
+/* A pool thread calling a chain (wtask.then) wakes the loop for the
+ * links it finished once this many are waiting, or this long after the
+ * first of them: their results stay alive until the loop takes them,
+ * and a reply among them waits as long. */
+#define CHAIN_WAKE_TASKS 64
+#define CHAIN_WAKE_SECS 100e-6
+
+/* Whether t, done, is one the loop has nothing to tell of: a result
+ * kept quietly at the first call (worker_tasks.c, finish: no reply).
+ * Anything else may be awaited by the client. */
+static bool silent(const wtask *t) {
+  return t->rc == TG_OK && t->calls == 1 && t->store && (t->flags & TG__RF_QUIET) &&
+         (t->flags & TG__RF_KEEP) &&
+         !(t->flags & (TG__RF_RETURN | TG__RF_TIMED | TG__RF_SHAPE | TG__RF_ALSO_KEEP));
+}
+
 /* Per task: one lock to hand the last task back and take the next, and
  * one clock reading between two tasks taken back to back (one's end is
- * the next one's start). */
+ * the next one's start).
+ * The loop is woken when the done list becomes non-empty, before the
+ * next task is called, but for tasks done quietly (no reply), while no
+ * pool thread is idle (nothing the loop would make ready could run
+ * sooner): those wait for the next task that is not, for this thread's
+ * sleep, or CHAIN_WAKE_TASKS / CHAIN_WAKE_SECS (their results stay
+ * alive until the loop takes them). A chain's links or a tree's sums
+ * then run on pool threads without a wake-up each. */
 static void *pool_main(void *arg) {
   pool_arg pa = *(pool_arg *)arg;
   tg__free(arg);
@@ -105,15 +190,37 @@ static void *pool_main(void *arg) {
   tg__wstates states = {0}; /* this thread's: the thread is the worker */
   wtask *prev = NULL;       /* run, not yet handed back */
   double now = 0;           /* the clock when prev ended */
+  bool wake = false;        /* the loop is owed a wake-up */
+  bool urgent = false;      /* now: a task owed one is not quiet */
+  unsigned owed = 0;        /* tasks done since it is */
+  double owed_since = 0;
   pthread_mutex_lock(&wk->mu);
   for (;;) {
-    bool wake = prev && done_locked(wk, prev);
+    wtask *then = NULL; /* a task linked behind prev, ready */
+    if (prev) {
+      bool first = false, loud = false;
+      then = done_chain(wk, prev, &first, &loud);
+      if (first && !wake) {
+        wake = true;
+        owed = 0;
+        owed_since = now;
+      }
+      urgent |= wake && loud;
+      owed++;
+    }
     prev = NULL;
-    if (!wk->q_head && !wk->stopping) {
+    if (then && (wk->q_head || wk->stopping)) { /* queued first: in turn */
+      then->next = NULL;
+      if (wk->q_tail) wk->q_tail->next = then;
+      else wk->q_head = then;
+      wk->q_tail = then;
+      then = NULL;
+    }
+    if (!then && !wk->q_head && !wk->stopping) {
       if (wake) { /* before sleeping: the loop must not wait for us */
         pthread_mutex_unlock(&wk->mu);
         wake_loop(wk);
-        wake = false;
+        wake = urgent = false;
         pthread_mutex_lock(&wk->mu);
       }
       /* A chain's next link comes right after this one's result is
@@ -127,20 +234,30 @@ static void *pool_main(void *arg) {
         sched_yield();
         pthread_mutex_lock(&wk->mu);
       }
+      wk->idle++;
       while (!wk->q_head && !wk->stopping) pthread_cond_wait(&wk->cv, &wk->mu);
+      wk->idle--;
       now = 0; /* waited: read the clock again */
     }
-    if (!wk->q_head) { /* stopping and nothing left */
+    wtask *t = then;
+    if (!t && !wk->q_head) { /* stopping and nothing left */
       pthread_mutex_unlock(&wk->mu);
       if (wake) wake_loop(wk);
       break;
     }
-    wtask *t = wk->q_head;
-    wk->q_head = t->next;
-    if (!wk->q_head) wk->q_tail = NULL;
+    if (!t) {
+      t = wk->q_head;
+      wk->q_head = t->next;
+      if (!wk->q_head) wk->q_tail = NULL;
+    }
     bool stopping = wk->stopping; /* read under mu, where it is written */
+    bool idle = wk->idle > 0;
     pthread_mutex_unlock(&wk->mu);
-    if (wake) wake_loop(wk);
+    if (wake && (urgent || idle || owed >= CHAIN_WAKE_TASKS ||
+                 now - owed_since >= CHAIN_WAKE_SECS)) {
+      wake_loop(wk);
+      wake = urgent = false;
+    }
     if (!stopping) now = run_task(wk, t, pa.index, &states, now > 0 ? now : tg__now());
     else t->rc = TG_ECANCELED;
     prev = t;
@@ -220,8 +337,10 @@ void tg__wk_pool_done(tg__worker *wk, wtask *t) {
     return;
   }
   pthread_mutex_lock(&wk->mu);
-  bool first = done_locked(wk, t);
+  bool first = false, loud = false;
+  wtask *then = done_chain(wk, t, &first, &loud); /* t did not run: none will */
   pthread_mutex_unlock(&wk->mu);
+  if (then) tg__wk_pool_push(wk, then, then);
   if (first) wake_loop(wk);
 }
 

@@ -84,12 +84,16 @@ static void prefail(wtask *t, int code, const char *fmt, ...) {
   va_end(ap);
 }
 
+void tg__wk_input_failed(wtask *t, uint32_t j, int code, const char *msg) {
+  prefail(t, code, "argument %u: its input failed: %s", j, msg ? msg : "");
+}
+
 /* Fill argument j of t from the ready or failed object o. */
 static void fill_arg(wtask *t, uint32_t j, wobj *o, uint8_t sel, int64_t index,
                      const char *key) {
   char m[200];
   if (o->state == O_FAILED) {
-    prefail(t, o->code, "argument %u: its input failed: %s", j, o->msg ? o->msg : "");
+    tg__wk_input_failed(t, j, o->code, o->msg);
     return;
   }
   tg_value *x = select_of(o->v, sel, index, key, m, sizeof m);
@@ -173,7 +177,8 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   }
   uint64_t id = tg__rbuf_varint(r);
   int64_t index = 0;
-  char key[TG__MAX_KEY + 1] = "";
+  char key[TG__MAX_KEY + 1]; /* not cleared: 4 KB per argument */
+  key[0] = '\0';
   bool last = kind == TG__ARG_OBJ_LAST; /* the client's last use of it */
   if (last) kind = TG__ARG_OBJ;
   if (kind == TG__ARG_ELEM) index = tg__rbuf_svarint(r);
@@ -204,6 +209,10 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   w->index = index;
   w->next = o->waiters;
   o->waiters = w;
+  if (t->waits < 2) {
+    t->wait_obj[t->waits] = o;
+    t->wait_w[t->waits] = w;
+  }
   t->waits++;
   if (last) obj_drop(s, o); /* once made and handed to its waiters */
   return true;
@@ -212,10 +221,21 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
 /* Release a task that will not be run (or is done): its run and session
  * references too. */
 static void task_release(tg__worker *wk, wtask *t) {
-  wsess *s = t->s;
-  run_unref(s, t->run);
-  tg__wk_task_free(wk, t);
-  tg__wk_sess_unref(wk, s);
+  while (t) {
+    wtask *then = NULL;
+    if (t->then) { /* linked behind t, which never ran: nor will it */
+      pthread_mutex_lock(&wk->mu);
+      tg__wk_input_failed(t->then, t->then_arg, TG_ECANCELED, "it was dropped");
+      if (--t->then->waits == 0) then = t->then; /* its other input is done */
+      t->then = NULL;
+      pthread_mutex_unlock(&wk->mu);
+    }
+    wsess *s = t->s;
+    run_unref(s, t->run);
+    tg__wk_task_free(wk, t);
+    tg__wk_sess_unref(wk, s);
+    t = then;
+  }
 }
 
 /* One task record into *out; false on a protocol error. A task that
@@ -325,9 +345,16 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
     ok = parse_task(wk, s, r, run, vals, &t);
     if (t) t->received = received;
     if (!ok) break;
-    if (t->flags & TG__RF_KEEP && t->store && !tg__idmap_get(&s->objs, t->store) &&
-        !obj_new(s, t->store))
-      prefail(t, TG_ENOMEM, "out of memory");
+    if (t->flags & TG__RF_KEEP && t->store) {
+      wobj *o = tg__idmap_get(&s->objs, t->store);
+      if (!o && !(o = obj_new(s, t->store))) prefail(t, TG_ENOMEM, "out of memory");
+      else if (o->state == O_PENDING && !o->maker && !t->prefailed) o->maker = t;
+    }
+    /* A chain's next link, a tree's sum (one or two waits, on whole
+     * results still being made) follows its makers on pool threads. */
+    if (t->waits && t->waits <= 2 && !t->prefailed && !wk->inline_calls &&
+        tg__wk_pool_link(wk, t))
+      continue;
     if (t->waits == 0) {
       t->next = NULL;
       *tail = t;
@@ -449,6 +476,7 @@ static void put_shape(tg__wbuf *b, const tg_value *v, bool want) {
 static void keep(tg__worker *wk, wsess *s, wtask *t, wtask **ready) {
   wobj *o = tg__idmap_get(&s->objs, t->store);
   if (!o && !(o = obj_new(s, t->store))) return;
+  if (o->maker == t) o->maker = NULL;
   tg_value_unref(o->v);
   o->v = t->rc == TG_OK ? tg_value_ref(t->out) : NULL;
   o->state = t->rc == TG_OK ? O_READY : O_FAILED;
@@ -675,6 +703,17 @@ void tg__wk_collect(tg__worker *wk) {
     pthread_mutex_unlock(&wk->mu);
     send_logs(wk, logs, dropped);
     if (!list) break;
+    /* In the order they ended: a chain's links (wtask.then) after the
+     * link they follow, a failure before its users' (the list is a
+     * stack). */
+    wtask *rev = NULL;
+    while (list) {
+      wtask *t = list;
+      list = t->next;
+      t->next = rev;
+      rev = t;
+    }
+    list = rev;
     wtask *ready = NULL;
     while (list) {
       wtask *t = list;

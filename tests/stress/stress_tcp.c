@@ -275,7 +275,7 @@ static void check_float(const tg_value *v, double want, const char *what) {
 
 /* ---- 1. graphs from several threads ------------------------------------------------ */
 
-enum { O_ARR, O_ASUM, O_CSAME, O_CSUM, O_CHAIN, O_FAN, O_LOGS, NOUT };
+enum { O_ARR, O_ASUM, O_CSAME, O_CSUM, O_CHAIN, O_FAN, O_LOGS, O_TREE, NOUT };
 
 typedef struct round_graph {
   tg_node outs[NOUT];
@@ -285,7 +285,9 @@ typedef struct round_graph {
 
 /* One round's graph: arrays made on workers (ramp -> fadd, streamed back
  * and summed), a 5 MiB constant (streamed to the workers, checked and
- * summed there), a chain and a fan of small tasks, logline tasks. */
+ * summed there), a chain and a fan of small tasks, logline tasks, a tree
+ * of 128 leaves (its subtrees and the chain run on the workers' pool
+ * threads, a task following its inputs there). */
 static round_graph build_round(tg_graph *g, int64_t base, int log_first) {
   round_graph rg = {.base_a = base, .base_c = base + 3, .chain_from = base,
                     .log_first = log_first};
@@ -309,6 +311,11 @@ static round_graph build_round(tg_graph *g, int64_t base, int log_first) {
     rg.log_sum += log_first + i;
   }
   tg_graph_add(g, "sum_args", logs, LOGS_PER, NULL, &rg.outs[O_LOGS]);
+  tg_node lv[128];
+  for (int i = 0; i < 128; i++) lv[i] = tg_call(g, "inc", 1, V(tg_int(i)));
+  for (int m = 128; m > 1; m /= 2)
+    for (int i = 0; i < m / 2; i++) lv[i] = tg_call(g, "add", 2, N(lv[2 * i]), N(lv[2 * i + 1]));
+  rg.outs[O_TREE] = lv[0];
   return rg;
 }
 
@@ -327,6 +334,8 @@ static void check_round(const round_graph *rg, tg_value *const *res, const char 
   check_int(res[O_CHAIN], rg->chain_from + 30, what);
   snprintf(what, sizeof what, "%s: fan", who);
   check_int(res[O_FAN], 210, what);
+  snprintf(what, sizeof what, "%s: tree", who);
+  check_int(res[O_TREE], 128 * 129 / 2, what);
   snprintf(what, sizeof what, "%s: logline sum", who);
   check_int(res[O_LOGS], rg->log_sum, what);
   for (int i = 0; i < LOGS_PER; i++)
