@@ -82,8 +82,11 @@ void tg__shm_free(tg__shm *sh);
 int tg__shm_probe_offer(tg__shm *sh, tg__wbuf *h);
 /* Read the peer's probe offer at r and try it: true when it opened. */
 bool tg__shm_probe_try(tg__shm *sh, tg__rbuf *r);
-/* The peer answered our probe: drop it; ok: send it segments from now. */
+/* The peer answered our probe: drop it; ok: send it segments from now.
+ * Also how one that goes unanswered is dropped (ok false). */
 void tg__shm_probe_done(tg__shm *sh, bool ok);
+/* Whether our probe is offered and not answered yet (sh may be NULL). */
+bool tg__shm_probe_pending(const tg__shm *sh);
 /* Segments may go to the peer / come from it. */
 bool tg__shm_can_send(const tg__shm *sh);
 void tg__shm_set_recv(tg__shm *sh, bool ok);
