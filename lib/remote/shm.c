@@ -289,9 +289,9 @@ static int open_failed(void) {
  * for a file on a FUSE mount of its own, whose stat and open would wait
  * on it forever. So /proc/<pid>/fd/<n> is resolved once, with O_PATH
  * (which never calls into the file's filesystem), and everything after
- * looks at that descriptor of ours, which cannot be swapped: its name,
- * its type and size (from what the kernel already has: no sync), and
- * only then is it opened, through /proc/self. */
+ * looks at that descriptor of ours, which cannot be swapped: its name
+ * and type (from what the kernel already has: no sync), and only then is
+ * it opened, through /proc/self. */
 static int open_peer(pid_t pid, uint64_t fd, uint64_t size, const uint8_t *token,
                      void **map) {
   char path[64], link[64];
@@ -310,11 +310,11 @@ static int open_peer(pid_t pid, uint64_t fd, uint64_t size, const uint8_t *token
   if (n < (ssize_t)strlen(SEG_NAME)) goto out;
   link[n] = '\0';
   if (strncmp(link, SEG_NAME, strlen(SEG_NAME)) != 0) goto out;
-  if (statx(o, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC,
-            STATX_TYPE | STATX_NLINK | STATX_INO | STATX_SIZE, &sx) != 0 ||
-      (sx.stx_mask & (STATX_TYPE | STATX_NLINK | STATX_INO | STATX_SIZE)) !=
-          (STATX_TYPE | STATX_NLINK | STATX_INO | STATX_SIZE) ||
-      !S_ISREG(sx.stx_mode) || sx.stx_nlink != 0 || sx.stx_size != size)
+  if (statx(o, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_NLINK | STATX_INO,
+            &sx) != 0 ||
+      (sx.stx_mask & (STATX_TYPE | STATX_NLINK | STATX_INO)) !=
+          (STATX_TYPE | STATX_NLINK | STATX_INO) ||
+      !S_ISREG(sx.stx_mode) || sx.stx_nlink != 0)
     goto out;
   f = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (f < 0) {
@@ -322,7 +322,8 @@ static int open_peer(pid_t pid, uint64_t fd, uint64_t size, const uint8_t *token
     goto out;
   }
   /* Sealed against shrinking (only a memfd can be): a segment cut short
-   * under our mapping would fault here on the next access. */
+   * under our mapping would fault here on the next access. Its size is
+   * checked after that: sealed, it can no longer shrink. */
   int seals = fcntl(f, F_GET_SEALS);
   if (seals < 0 || !(seals & F_SEAL_SHRINK)) goto out;
   if (fstat(f, &st) != 0 || st.st_ino != sx.stx_ino ||
