@@ -3,15 +3,19 @@
  * the worker's Unix socket are byte-exact and go in segments (none
  * streamed), again and again through the pools; with TGRAPH_NO_SHM on
  * either side they are streamed as before and still exact; a hostile
- * peer's segment descriptors (a plain file, a pipe, a wrong token, a
- * wrong size, no such descriptor, a reference to no segment) are refused
- * with a clear error and the worker goes on serving; mapped segments
- * count against the worker's budget; values received stay whole when
- * their worker is killed. */
+ * peer's segment descriptors (a plain file, a pipe, a named pipe, an
+ * unsealed memfd, a wrong token, a wrong size, no such descriptor, a
+ * reference to no segment) are refused with a clear error and the worker
+ * goes on serving, and one swapped while it is opened never blocks;
+ * mapped segments count against the worker's budget; a probe left
+ * unanswered goes; no segment stays open while the run goes on; values
+ * received stay whole when their worker is killed. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -775,4 +779,72 @@ Test(shm, unanswered_probe_dropped) {
   peer_close(&q);
   peer_close(&p);
   cr_assert(worker_alive());
+}
+
+/* The peer swaps what its descriptor is (dup2) between a segment and a
+ * named pipe while it is opened here, again and again: every attempt
+ * maps the whole segment or is refused, and none blocks (the suite's
+ * timeout). */
+typedef struct swapper {
+  int target, a, b;
+  atomic_bool stop;
+} swapper;
+
+static void *swap_loop(void *p) {
+  swapper *w = p;
+  for (unsigned i = 0; !atomic_load(&w->stop); i++) dup2(i & 1 ? w->a : w->b, w->target);
+  return NULL;
+}
+
+Test(shm, swapped_descriptor_never_blocks) {
+  tg__shm *sh = tg__shm_new(getpid());
+  cr_assert_not_null(sh);
+  tg__shm_set_recv(sh, true);
+  tg__stream_pool *pool = tg__stream_pool_new((uint64_t)1 << 30);
+  const size_t size = (size_t)4 << 20, len = size - 4096;
+  tg__seg s = our_seg(size, TOKEN);
+  memset(s.map, 3, len);
+  char dir[] = "/tmp/tgraph-shm-fifo-XXXXXX", fpath[64];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(fpath, sizeof fpath, "%s/fifo", dir);
+  cr_assert_eq(mkfifo(fpath, 0600), 0);
+  int fifo = open(fpath, O_RDWR | O_NONBLOCK);
+  cr_assert_geq(fifo, 0);
+  swapper w = {.target = dup(s.fd), .a = s.fd, .b = fifo};
+  cr_assert_geq(w.target, 0);
+  atomic_init(&w.stop, false);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, swap_loop, &w), 0);
+  tg__wbuf d = {0};
+  int mapped = 0, refused = 0;
+  for (int i = 0; i < 2000; i++) {
+    void *p, *ctx;
+    void (*release)(void *, void *);
+    tg_error err;
+    tg_error_clear(&err);
+    seg_desc(&d, (uint64_t)i + 1, w.target, size, TOKEN);
+    int rc = tg__shm_get(sh, d.p, d.len, len, UINT64_MAX, pool, &p, &release, &ctx, &err);
+    if (rc == TG_OK) {
+      cr_assert(((uint8_t *)p)[0] == 3 && ((uint8_t *)p)[len - 1] == 3, "attempt %d", i);
+      release(ctx, p);
+      mapped++;
+    } else {
+      cr_assert_eq(rc, TG_EFORMAT, "attempt %d: %s", i, err.msg);
+      cr_assert(strstr(err.msg, "bad shared-memory segment: ") == err.msg, "%s", err.msg);
+      refused++;
+    }
+  }
+  atomic_store(&w.stop, true);
+  pthread_join(t, NULL);
+  cr_expect_eq(mapped + refused, 2000);
+  cr_log_info("mapped %d, refused %d", mapped, refused);
+  cr_expect_eq(pool->used, 0, "every mapping released");
+  close(w.target);
+  close(fifo);
+  unlink(fpath);
+  rmdir(dir);
+  tg__wbuf_free(&d);
+  tg__seg_destroy(&s, false);
+  tg__shm_free(sh);
+  tg__stream_pool_unref(pool);
 }
