@@ -56,11 +56,25 @@ static int fn_slow_inc(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value 
   return *out ? TG_OK : TG_ENOMEM;
 }
 
+/* slow_sum(...): the sum of its int arguments after 10 ms. */
+static int fn_slow_sum(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  int64_t s = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (tg_value_type(a[i]) != TG_INT) return tg_task_fail(ctx, TG_ETYPE, "slow_sum(int...)");
+    s += tg_value_int(a[i]);
+  }
+  tgt_sleep_ms(10);
+  *out = tg_int(s);
+  return *out ? TG_OK : TG_ENOMEM;
+}
+
 static tg_registry *make_reg(void) {
   tg_registry *r = tgt_registry_new();
   tg_func_def d[] = {
       {TG_FUNC_DEF_V1, "len", "1", fn_len, TG_FUNC_PURE, 1, NULL, NULL, 0, NULL, NULL},
       {TG_FUNC_DEF_V1, "slow_inc", "1", fn_slow_inc, TG_FUNC_PURE, 1, NULL, NULL, 0, NULL,
+       NULL},
+      {TG_FUNC_DEF_V1, "slow_sum", "1", fn_slow_sum, TG_FUNC_PURE, -1, NULL, NULL, 0, NULL,
        NULL},
   };
   for (size_t i = 0; r && i < sizeof d / sizeof d[0]; i++)
@@ -189,6 +203,50 @@ static void tree_peak(int n) {
 
 Test(flow, tree_4096_keeps_few_results_alive) { tree_peak(4096); }
 Test(flow, tree_65536_keeps_few_results_alive) { tree_peak(65536); }
+
+/* G groups of L leaves inc(i), each group summed by slow_sum, and a sum of
+ * the groups' sums: run one task at a time in plan order, G - 1 sums wait
+ * for the last while its L leaves are alive (sync's peak_live, SEQ); the
+ * bound counts a sum's result beside its inputs (PEAK, one more). Out of
+ * process, leaves are held back once PEAK plus 16 per worker thread are
+ * alive; while a group's sum is out (10 ms on one worker, the other idle,
+ * the leaves of the next group held back) the workers would idle, and the
+ * bound stretches by half of PEAK: the next leaves run meanwhile, and
+ * alive goes no further. */
+Test(flow, leaves_run_while_a_sum_is_out) {
+  enum { G = 24, L = 200, SEQ = G - 1 + L, PEAK = SEQ + 1, SLACK = 16 * NW };
+  tg_graph *g = NULL;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node sums[G], leaves[L];
+  for (int k = 0; k < G; k++) {
+    for (int i = 0; i < L; i++)
+      leaves[i] = tg_call(g, "inc", 1, tg_arg_value(tg_int(k * L + i)));
+    tg_arg args[L];
+    for (int i = 0; i < L; i++) args[i] = tg_arg_node(leaves[i]);
+    cr_assert_eq(tg_graph_add(g, "slow_sum", args, L, NULL, &sums[k]), TG_OK, "%s",
+                 tg_graph_errmsg(g));
+  }
+  tg_arg args[G];
+  for (int k = 0; k < G; k++) args[k] = tg_arg_node(sums[k]);
+  tg_node total;
+  cr_assert_eq(tg_graph_add(g, "sum_args", args, G, NULL, &total), TG_OK, "%s",
+               tg_graph_errmsg(g));
+  const int64_t want = (int64_t)G * L * (G * L + 1) / 2;
+  tg_compute_stats st = {0};
+  tg_compute_opts o = tgt_opts("sync", 1, &st);
+  int rc;
+  cr_assert_eq(tgt_compute_int(g, total, &o, &rc), want, "%s", tg_graph_errmsg(g));
+  cr_assert_eq(st.peak_live, SEQ, "sync: %zu alive at once", st.peak_live);
+  tg_executor *ex = executor();
+  st = (tg_compute_stats){0};
+  cr_assert_eq(run_int(g, total, ex, &st), want);
+  cr_expect_eq(st.tasks_run, (size_t)G * L + G + 1);
+  cr_expect_gt(st.peak_live, PEAK + SLACK, "%zu alive at once: the bound never stretched",
+               st.peak_live);
+  cr_expect_leq(st.peak_live, PEAK + PEAK / 2 + SLACK, "%zu alive at once", st.peak_live);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
 
 /* ---- data stays where it was made -------------------------------------------- */
 

@@ -7,9 +7,10 @@
  * unsealed memfd, a wrong token, a wrong size, no such descriptor, a
  * reference to no segment) are refused with a clear error and the worker
  * goes on serving, and one swapped while it is opened never blocks;
- * mapped segments count against the worker's budget; a probe left
- * unanswered goes; no segment stays open while the run goes on; values
- * received stay whole when their worker is killed. */
+ * mapped segments count against the worker's budget; a worker lends no
+ * more segments at once than its descriptor limit allows (the rest
+ * stream); a probe left unanswered goes; no segment stays open while the
+ * run goes on; values received stay whole when their worker is killed. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,13 +83,14 @@ static tg_registry *reg;
 /* Fork a keyless worker on a free loopback port (no_shm: with
  * TGRAPH_NO_SHM=1; max_pending: its budget for large values, 0: the
  * default) and wait until it listens. */
-static void start_worker_with(bool no_shm, uint64_t max_pending) {
+static void start_worker_fds(bool no_shm, uint64_t max_pending, rlim_t nofile) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   pid_t pid = tproc_fork();
   if (pid == 0) {
     close(p[0]);
     if (no_shm) setenv("TGRAPH_NO_SHM", "1", 1);
+    if (nofile && setrlimit(RLIMIT_NOFILE, &(struct rlimit){nofile, nofile}) != 0) _exit(3);
     tg_registry *r = make_reg();
     int fd = p[1];
     tg_worker_opts o = {.version = TG_WORKER_OPTS_V2, .listen = "tcp://127.0.0.1:*",
@@ -102,6 +105,10 @@ static void start_worker_with(bool no_shm, uint64_t max_pending) {
   tproc_read_line(p[0], wep, sizeof wep, 10);
   close(p[0]);
   cr_assert(strncmp(wep, "tcp://", 6) == 0, "the worker did not start: %s", wep);
+}
+
+static void start_worker_with(bool no_shm, uint64_t max_pending) {
+  start_worker_fds(no_shm, max_pending, 0);
 }
 
 static void start_worker(bool no_shm) { start_worker_with(no_shm, 0); }
@@ -748,6 +755,36 @@ Test(shm, values_outlive_a_killed_worker) {
   tg_graph_free(g);
   tg_executor_free(ex);
   cr_expect_eq(nfds(getpid()), ours, "descriptors left open here");
+}
+
+/* A worker may open 96 descriptors: it lends at most 96 / 16 = 6 segments
+ * at once. Ten results made there and all held by the run: six come in
+ * segments, the other four streamed, every one exact. */
+Test(shm, lent_segments_bounded_by_the_fd_limit) {
+  start_worker_fds(false, 0, 96);
+  tg_executor *ex = executor();
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  enum { K = 10 };
+  tg_node outs[K];
+  for (int i = 0; i < K; i++) outs[i] = tg_call(g, "fill", 2, V(tg_int(NB)), V(tg_int(i)));
+  tg_value *got[K] = {NULL};
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync", .executor = ex};
+  cr_assert_eq(tg_compute(g, outs, K, &o, got), TG_OK, "%s", tg_graph_errmsg(g));
+  for (int i = 0; i < K; i++) {
+    tg_value *want = f64_array(NB, i);
+    same_f64(got[i], want, "a result");
+    tg_value_unref(want);
+  }
+  tg__offload_traffic c = carried(ex);
+  cr_expect_eq(c.large_shm, 6 * (uint64_t)NB * 8, "%llu bytes in segments",
+               (unsigned long long)c.large_shm);
+  cr_expect_eq(c.large_streamed, 4 * (uint64_t)NB * 8, "%llu bytes streamed",
+               (unsigned long long)c.large_streamed);
+  for (int i = 0; i < K; i++) tg_value_unref(got[i]);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+  cr_assert(worker_alive());
 }
 
 /* A client that does not answer the worker's probe (SEG_OK) before its

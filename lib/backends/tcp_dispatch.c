@@ -746,8 +746,9 @@ void tg__tcp_begin_done(tcp *b) {
  * placeholders of results kept on workers) plus the tasks on workers. A
  * task that adds a result (one that frees none of its inputs: a leaf)
  * waits while that number is past the run's sequential peak plus
- * TCP_SLACK per worker thread. A run with nothing on workers always
- * starts one: progress. */
+ * TCP_SLACK per worker thread; when the workers would idle meanwhile, it
+ * may go on up to half the sequential peak past that. A run with nothing
+ * on workers always starts one: progress. */
 /* The threads of the workers ready: each may run TCP_SLACK results ahead. */
 static int64_t slack_of(const tcp *b) {
   int64_t threads = 0;
@@ -769,6 +770,19 @@ static int64_t room_of(const tcp_run *rs, int64_t slack) {
 
 int64_t tg__tcp_run_room(const tcp *b, const tcp_run *rs) { return room_of(rs, slack_of(b)); }
 
+/* Whether the workers would idle soon: at most one task queued per
+ * worker thread. Looked at only while a run is held back. */
+static bool workers_idle(const tcp *b) {
+  int64_t load = 0, threads = 0;
+  for (int i = 0; i < b->nconns; i++) {
+    const tcp_conn *c = b->conns[i];
+    if (c->state != CS_READY) continue;
+    load += c->load;
+    threads += c->nthreads ? c->nthreads : 1;
+  }
+  return load <= threads;
+}
+
 /* slack: slack_of(b) at the start of the dispatch pass (looking at every
  * worker per task made placing tasks cost O(workers) more). */
 static bool may_start(tcp *b, tg__task *t, int64_t slack) {
@@ -787,9 +801,22 @@ static bool may_start(tcp *b, tg__task *t, int64_t slack) {
   int64_t room = room_of(rs, slack);
   /* Once held back, released when half the slack is free: tasks then go
    * in batches (and their replies too), not one per reply. */
-  if (rs->held_back && room <= slack / 2) return false;
-  rs->held_back = room <= 0;
-  return !rs->held_back;
+  if (room > 0 && !(rs->held_back && room <= slack / 2)) {
+    rs->held_back = rs->stretched = false;
+    return true;
+  }
+  rs->held_back = true;
+  /* Held back while the workers would idle (what is out is, say, the
+   * one task that will free a group of inputs, on its round trip): the
+   * bound stretches by half the sequential peak until alive is back
+   * under the first one, so that the next group of leaves runs meanwhile,
+   * and alive stays within 1.5 times the sequential peak plus the slack.
+   * A tree's peak is small: so is its stretch. */
+  if (!rs->stretched && !(rs->stretched = workers_idle(b))) return false;
+  int64_t more = room + rs->seq_peak / 2;
+  if (rs->held_more && more <= slack / 2) return false;
+  rs->held_more = more <= 0;
+  return !rs->held_more;
 }
 
 /* Whether a worker has room. The one found last is looked at first: it

@@ -162,11 +162,13 @@ tcp_handle *tg__tcp_handle_of_value(tcp *b, const tg_value *v) {
 
 /* ---- runs --------------------------------------------------------------------- */
 
-/* Which tasks have dependents that select an item or key of them. */
+/* Which tasks have dependents that select an item or key of them (the
+ * plan tells whether any does: most plans need no pass over their
+ * tasks). */
 static void mark_selected(tcp_run *rs) {
   const tg__run *r = rs->r;
   const tg__runplan *p = &r->plan;
-  for (uint32_t i = 0; i < p->ntasks; i++) {
+  for (uint32_t i = 0; p->has_selects && i < p->ntasks; i++) {
     const tg__gnode *nd = &r->g->nodes[p->tasks[i].node];
     const tg__garg *a = tg__node_args(r->g, nd);
     if (p->tasks[i].flags & TG__T_CACHED) continue;
@@ -188,14 +190,21 @@ static int64_t seq_peak(const tcp_run *rs) {
   uint32_t *die = tg__calloc(p->ntasks ? p->ntasks : 1, sizeof *die);
   if (!die) return INT64_MAX / 4; /* out of memory: no bound */
   int64_t live = 0, peak = 0;
+  size_t o = 0; /* outputs by task (out_order): the next one's index */
   for (uint32_t i = 0; i < p->ntasks; i++) {
-    uint32_t last = UINT32_MAX;
-    for (uint32_t k = p->dep_off[i + 1]; k > p->dep_off[i]; k--)
+    uint32_t last = UINT32_MAX, end = p->dep_off[i + 1];
+    /* Without cache hits the last dependent runs: the pass reads the
+     * CSR arrays alone, not the tasks (a plan of millions). */
+    if (!p->ncached && end > p->dep_off[i]) last = p->deps[end - 1];
+    for (uint32_t k = end; p->ncached && k > p->dep_off[i]; k--)
       if (!(p->tasks[p->deps[k - 1]].flags & TG__T_CACHED)) {
         last = p->deps[k - 1];
         break;
       }
-    if (last != UINT32_MAX && !(p->tasks[i].flags & TG__T_OUTPUT)) {
+    bool output = false;
+    while (o < p->nout && p->out_task[p->out_order[o]] <= i)
+      output |= p->out_task[p->out_order[o++]] == i;
+    if (last != UINT32_MAX && !output) {
       die[last]++;
       live++;
     }

@@ -60,10 +60,17 @@
  * the plan's order (priority, submission, plan order); a task that adds a
  * result without freeing one of its inputs waits while the run's results
  * alive pass its sequential peak (as sync would run it) plus TCP_SLACK
- * per worker thread. Results alive out of process are counted as the
- * engine counts them (tg_compute_stats.peak_live): values in this process
- * and the placeholders standing for results kept on workers, plus results
- * of pre-sent tasks that came back before the engine reached them; on
+ * per worker thread. When the run is held back so while its workers
+ * would idle (at most one task queued per thread: say the sum that will
+ * free a group of inputs, on its round trip), its bound stretches by half
+ * the sequential peak until the results alive are back under the first
+ * one, so that the next group of leaves runs meanwhile: alive stays
+ * within 1.5 times the sequential peak plus the slack (a tree's peak
+ * being small, so is its stretch). Results alive out of process are
+ * counted as the engine counts them (tg_compute_stats.peak_live): values
+ * in this process and the placeholders standing for results kept on
+ * workers, plus results of pre-sent tasks that came back before the
+ * engine reached them; on
  * top, tasks on workers count until their reply, but quiet ones sent
  * ahead of the engine: their results die there (a pulled subtree counts
  * as its root). A quiet task the engine began counts: a reply that tells
@@ -295,6 +302,10 @@ struct tcp_run {
   bool held_back;          /* its results alive reached its bound: no
                               task adding one goes until half the slack
                               is free again */
+  bool stretched;          /* held back while its workers would idle:
+                              its bound is seq_peak / 2 more until alive
+                              is under the first one again */
+  bool held_more;          /* the same as held_back, for that bound */
   uint32_t *deferred;      /* the same, waiting for room under TCP_AHEAD */
   uint32_t ndeferred, cap_deferred;
   bool presending;         /* the stack is being worked through */

@@ -15,215 +15,63 @@
  * A sender's segments are pooled: a segment whose release came back is
  * reused for the next large part of a similar size, so its pages are
  * already populated (a fresh shared page costs a fault and a zeroed page
- * on first touch, ten times copying it). The pool keeps LOCAL_POOL bytes
- * at most and drops segments idle for LOCAL_IDLE seconds.
+ * on first touch, ten times copying it).
  *
  * Received segments are mapped and their fds closed at once: a mapping
  * is released by the part's free function (any thread), which queues the
- * release notice on `notices`, shared with the link and refcounted so
- * that a part outliving its link is still freed. A large part whose
- * bytes lie in a mapping received on the same link goes back as a
- * reference (kind 2): the peer's segment is then held by the peer's
- * released-or-not state and by each such part it received (oseg.refs),
- * and is reused only once all are gone. */
+ * release notice for the link's thread. A large part whose bytes lie in a
+ * mapping received on the same link goes back as a reference (kind 2):
+ * the peer's segment is then held by the peer's released-or-not state and
+ * by each such part it received, and is reused only once all are gone.
+ * What segments each end lent and borrowed is kept by remote/segbook.h. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "remote/buf.h"
 #include "remote/frame.h"
-#include "remote/idmap.h"
 #include "remote/link.h"
 #include "remote/seg.h"
+#include "remote/segbook.h"
 #include "internal.h"
 #include "util/fdtrack.h"
 
-#define LOCAL_POOL ((size_t)1 << 30) /* bytes of free segments kept */
-#define LOCAL_IDLE 2.0               /* seconds a free segment is kept */
 #define LOCAL_MAX_PARTS (1u << 20)   /* parts of one message */
 
 enum { F_MSG = 1, F_RELEASE = 2 };
 enum { P_INLINE = 0, P_SEG = 1, P_BACK = 2 };
-
-/* A segment of ours sent to the peer. refs: 1 while the peer holds it
- * (until its release notice) + each part of ours wrapping it (sent back
- * to us); the last one returns it to the pool (the link's thread) or,
- * once the link is closed, destroys it (any thread). */
-typedef struct oseg {
-  tg__seg s;
-  uint64_t id;
-  _Atomic unsigned refs;
-  bool track;
-  struct oseg *next; /* notices' dead list */
-} oseg;
-
-typedef struct notices {
-  pthread_mutex_t mu;    /* guards ids, n, cap, gone */
-  _Atomic unsigned refs; /* the link + each received segment part alive */
-  uint64_t *ids;
-  size_t n, cap;
-  bool gone;             /* the link is closed: nobody to tell */
-  struct rseg **live;    /* received segments mapped now */
-  size_t nlive, cap_live;
-  oseg *dead;            /* segments of ours whose last user went */
-} notices;
-
-typedef struct rseg {   /* a received segment: the part's free hint */
-  void *map;
-  size_t size;
-  uint64_t id;
-  notices *nt;
-} rseg;
 
 typedef struct llink {
   tg__link base;
   tg__pconn c;
   bool track;
   bool broken;
-  notices *nt;
-  tg__segpool pool;      /* free segments of ours */
-  tg__idmap busy;        /* id -> oseg the peer holds */
-  uint64_t next_id;
+  tg__segbook book;      /* segments ours lent and the peer's borrowed */
   bool in_msg;           /* a message is being written */
   size_t count_at;       /* where its part count goes */
   uint32_t nparts;
-  double last_trim;
 } llink;
 
-static void notices_unref(notices *nt) {
-  if (atomic_fetch_sub(&nt->refs, 1) != 1) return;
-  pthread_mutex_destroy(&nt->mu);
-  tg__free(nt->ids);
-  tg__free(nt->live);
-  tg__free(nt);
-}
-
-static void rseg_free(void *data, void *hint) {
-  (void)data;
-  rseg *r = hint;
-  munmap(r->map, r->size);
-  notices *nt = r->nt;
-  pthread_mutex_lock(&nt->mu);
-  for (size_t i = 0; i < nt->nlive; i++)
-    if (nt->live[i] == r) {
-      nt->live[i] = nt->live[--nt->nlive];
-      break;
-    }
-  if (!nt->gone) {
-    if (nt->n == nt->cap) {
-      size_t c = nt->cap ? nt->cap * 2 : 16;
-      uint64_t *p = tg__realloc(nt->ids, c * sizeof *p);
-      if (p) { /* else the peer keeps the segment until the link closes */
-        nt->ids = p;
-        nt->cap = c;
-      }
-    }
-    if (nt->n < nt->cap) nt->ids[nt->n++] = r->id;
-  }
-  pthread_mutex_unlock(&nt->mu);
-  notices_unref(nt);
-  tg__free(r);
-}
+/* The free functions of received parts (zmq_msg_init_data's order). */
+static void borrowed_free(void *data, void *hint) { tg__segbook_unborrow(hint, data); }
+static void held_free(void *data, void *hint) { tg__segbook_unhold(hint, data); }
 
 /* ---- sending ------------------------------------------------------------------ */
 
-static void oseg_destroy(oseg *o) {
-  tg__seg_destroy(&o->s, o->track);
-  tg__free(o);
-}
-
-/* Drop a reference to o on the link's thread: the last one pools it. */
-static void oseg_unref(llink *k, oseg *o) {
-  if (atomic_fetch_sub(&o->refs, 1) != 1) return;
-  tg__segpool_put(&k->pool, &o->s, tg__now());
-  tg__free(o);
-}
-
-typedef struct back {  /* a part of ours the peer sent back */
-  oseg *o;
-  notices *nt;
-} back;
-
-static void back_free(void *data, void *hint) {
-  (void)data;
-  back *bk = hint;
-  notices *nt = bk->nt;
-  oseg *o = bk->o;
-  bool destroy = false;
-  pthread_mutex_lock(&nt->mu);
-  if (atomic_fetch_sub(&o->refs, 1) == 1) {
-    if (nt->gone) {
-      destroy = true;
-    } else { /* pooled by the link's thread */
-      o->next = nt->dead;
-      nt->dead = o;
-    }
-  }
-  pthread_mutex_unlock(&nt->mu);
-  if (destroy) oseg_destroy(o);
-  notices_unref(nt);
-  tg__free(bk);
-}
-
-/* Our segments whose last part went on other threads: to the pool. */
-static void take_dead(llink *k) {
-  pthread_mutex_lock(&k->nt->mu);
-  oseg *o = k->nt->dead;
-  k->nt->dead = NULL;
-  pthread_mutex_unlock(&k->nt->mu);
-  while (o) {
-    oseg *next = o->next;
-    tg__segpool_put(&k->pool, &o->s, tg__now());
-    tg__free(o);
-    o = next;
-  }
-}
-
-/* A segment of ours holding a copy of len bytes at p, registered as busy
+/* A segment of ours holding a copy of len bytes at p, lent to the peer
  * under a new id; NULL when out of memory or fds. */
-static oseg *seg_for(llink *k, const void *p, size_t len) {
-  size_t size = tg__seg_class(len);
-  oseg *o = tg__calloc(1, sizeof *o);
-  if (!o || !size) goto fail;
-  if (!tg__segpool_take(&k->pool, size, &o->s) && tg__seg_create(size, k->track, &o->s) != TG_OK)
-    goto fail;
-  o->track = k->track;
-  atomic_init(&o->refs, 1);
+static tg__lent *seg_for(llink *k, const void *p, size_t len) {
+  tg__lent *o = tg__segbook_take(&k->book, tg__seg_class(len));
+  if (!o) return NULL;
   memcpy(o->s.map, p, len);
-  o->id = k->next_id++;
-  if (!tg__idmap_put(&k->busy, o->id, o)) {
-    oseg_destroy(o);
+  if (!tg__segbook_lend(&k->book, o)) {
+    tg__segbook_drop(&k->book, o);
     return NULL;
   }
   k->base.st.seg_copied += len;
   return o;
-fail:
-  tg__free(o);
-  return NULL;
-}
-
-/* Whether len bytes at p lie in a segment the peer sent us (still
- * mapped: the caller's part holds it): its id and the offset. */
-static bool received(llink *k, const void *p, size_t len, uint64_t *id, uint64_t *off) {
-  notices *nt = k->nt;
-  bool found = false;
-  pthread_mutex_lock(&nt->mu);
-  for (size_t i = 0; i < nt->nlive && !found; i++) {
-    const struct rseg *r = nt->live[i];
-    const uint8_t *m = r->map;
-    if ((const uint8_t *)p >= m && (size_t)((const uint8_t *)p - m) <= r->size &&
-        len <= r->size - (size_t)((const uint8_t *)p - m)) {
-      *id = r->id;
-      *off = (uint64_t)((const uint8_t *)p - m);
-      found = true;
-    }
-  }
-  pthread_mutex_unlock(&nt->mu);
-  return found;
 }
 
 static int begin_msg(llink *k) {
@@ -247,7 +95,7 @@ static int put_part(llink *k, zmq_msg_t *m) {
     tg__wbuf_u8(&k->c.out, P_INLINE);
     tg__wbuf_varint(&k->c.out, len);
     tg__wbuf_bytes(&k->c.out, p, len);
-  } else if (received(k, p, len, &id, &off)) { /* the peer's own bytes */
+  } else if (tg__segbook_find(&k->book, p, len, &id, &off)) { /* the peer's own bytes */
     if (!tg__wbuf_reserve(&k->c.out, 1 + 3 * TG__VARINT_MAX)) return TG_ENOMEM;
     tg__wbuf_u8(&k->c.out, P_BACK);
     tg__wbuf_varint(&k->c.out, id);
@@ -255,7 +103,7 @@ static int put_part(llink *k, zmq_msg_t *m) {
     tg__wbuf_varint(&k->c.out, len);
     k->base.st.seg_out += len;
   } else {
-    oseg *o = seg_for(k, p, len);
+    tg__lent *o = seg_for(k, p, len);
     if (!o) return TG_ENOMEM;
     if (!tg__wbuf_reserve(&k->c.out, 1 + 3 * TG__VARINT_MAX) ||
         tg__pconn_add_fd(&k->c, o->s.fd) != TG_OK)
@@ -293,20 +141,14 @@ static int lsend(tg__link *l, zmq_msg_t *m, int flags) {
 
 /* Tell the peer which of its segments we let go of. */
 static int send_releases(llink *k) {
-  notices *nt = k->nt;
-  pthread_mutex_lock(&nt->mu);
-  uint64_t *ids = nt->ids;
-  size_t n = nt->n;
-  nt->ids = NULL;
-  nt->n = nt->cap = 0;
-  pthread_mutex_unlock(&nt->mu);
+  size_t n;
+  uint64_t *ids = tg__segbook_let_go(&k->book, &n);
   int rc = TG_OK;
   if (n && (tg__pconn_begin(&k->c, F_RELEASE, 0, 0) != TG_OK ||
             !tg__wbuf_reserve(&k->c.out, (n + 1) * TG__VARINT_MAX)))
     rc = TG_ENOMEM; /* the peer keeps them until the link closes */
   if (n && rc == TG_OK) {
-    tg__wbuf_varint(&k->c.out, n);
-    for (size_t i = 0; i < n; i++) tg__wbuf_varint(&k->c.out, ids[i]);
+    tg__segbook_put_ids(&k->c.out, ids, n);
     tg__pconn_end(&k->c);
   }
   tg__free(ids);
@@ -317,18 +159,13 @@ static int lflush(tg__link *l) {
   llink *k = (llink *)l;
   if (k->broken) return TG_EIO;
   if (!k->in_msg) send_releases(k);
-  take_dead(k);
+  tg__segbook_tidy(&k->book);
   size_t before = k->c.sent;
   int rc = tg__pconn_flush(&k->c, false);
   l->st.sock_out += k->c.sent - before;
   if (rc < 0) {
     k->broken = true;
     return TG_EIO;
-  }
-  double now = tg__now();
-  if (k->pool.n && now - k->last_trim > LOCAL_IDLE) {
-    tg__segpool_trim(&k->pool, now - LOCAL_IDLE);
-    k->last_trim = now;
   }
   return TG_OK;
 }
@@ -339,29 +176,19 @@ static int lflush(tg__link *l) {
 static int releases(llink *k, const tg__pmsg *m) {
   tg__rbuf r;
   tg__rbuf_init(&r, m->body, m->len);
-  uint64_t n = tg__rbuf_count(&r, m->len);
-  if (m->nfds || r.bad) return TG_EPROTO;
-  for (uint64_t i = 0; i < n; i++) {
-    uint64_t id = tg__rbuf_varint(&r);
-    oseg *o = r.bad ? NULL : tg__idmap_del(&k->busy, id);
-    if (!o) return TG_EPROTO; /* not ours, or released twice */
-    oseg_unref(k, o);
-  }
-  return tg__rbuf_end(&r) ? TG_OK : TG_EPROTO;
+  if (m->nfds) return TG_EPROTO;
+  return tg__segbook_returned(&k->book, &r) ? TG_OK : TG_EPROTO;
 }
 
 /* A part of one of our segments, sent back by the peer. */
 static int back_part(llink *k, tg__rbuf *r, zmq_msg_t *out) {
   uint64_t id = tg__rbuf_varint(r), off = tg__rbuf_varint(r), len = tg__rbuf_varint(r);
-  oseg *o = r->bad ? NULL : tg__idmap_get(&k->busy, id);
-  if (!o || len < TG__SEG_MIN || off > o->s.size || len > o->s.size - off) return TG_EPROTO;
-  back *bk = tg__malloc(sizeof *bk);
+  tg__lent *o = r->bad ? NULL : tg__segbook_lent(&k->book, id, off, len);
+  if (!o || len < TG__SEG_MIN) return TG_EPROTO;
+  void *bk = tg__segbook_hold(&k->book, o);
   if (!bk) return TG_ENOMEM;
-  *bk = (back){o, k->nt};
-  atomic_fetch_add(&o->refs, 1);
-  atomic_fetch_add(&k->nt->refs, 1);
-  if (zmq_msg_init_data(out, (uint8_t *)o->s.map + off, (size_t)len, back_free, bk) != 0) {
-    back_free(NULL, bk);
+  if (zmq_msg_init_data(out, (uint8_t *)o->s.map + off, (size_t)len, held_free, bk) != 0) {
+    held_free(NULL, bk);
     return TG_ENOMEM;
   }
   k->base.st.seg_in += len;
@@ -378,27 +205,13 @@ static int seg_part(llink *k, tg__rbuf *r, zmq_msg_t *out) {
   int rc = tg__seg_map(fd, (size_t)size, true, &map);
   close(fd);
   if (rc != TG_OK) return rc == TG_EPROTO ? TG_EPROTO : TG_EIO;
-  rseg *g = tg__malloc(sizeof *g);
+  void *g = tg__segbook_borrow(&k->book, map, (size_t)size, id, NULL);
   if (!g) {
     munmap(map, (size_t)size);
     return TG_ENOMEM;
   }
-  *g = (rseg){map, (size_t)size, id, k->nt};
-  notices *nt = k->nt;
-  pthread_mutex_lock(&nt->mu);
-  if (nt->nlive == nt->cap_live) {
-    size_t c = nt->cap_live ? nt->cap_live * 2 : 8;
-    struct rseg **l = tg__realloc(nt->live, c * sizeof *l);
-    if (l) { /* else it cannot be sent back without a copy: fine */
-      nt->live = l;
-      nt->cap_live = c;
-    }
-  }
-  if (nt->nlive < nt->cap_live) nt->live[nt->nlive++] = g;
-  pthread_mutex_unlock(&nt->mu);
-  atomic_fetch_add(&k->nt->refs, 1);
-  if (zmq_msg_init_data(out, map, (size_t)len, rseg_free, g) != 0) {
-    rseg_free(map, g);
+  if (zmq_msg_init_data(out, map, (size_t)len, borrowed_free, g) != 0) {
+    borrowed_free(map, g);
     return TG_ENOMEM;
   }
   k->base.st.seg_in += len;
@@ -493,28 +306,10 @@ static void lpollitem(tg__link *l, zmq_pollitem_t *it) {
 
 static void lclose(tg__link *l) {
   llink *k = (llink *)l;
-  pthread_mutex_lock(&k->nt->mu);
-  k->nt->gone = true;
-  oseg *dead = k->nt->dead;
-  k->nt->dead = NULL;
-  pthread_mutex_unlock(&k->nt->mu);
-  while (dead) {
-    oseg *next = dead->next;
-    oseg_destroy(dead);
-    dead = next;
-  }
   if (k->track) tg__fd_untrack(k->c.fd);
   tg__pconn_close(&k->c);
-  /* The peer's hold ends with the link; parts of ours sent back may
-   * still use a segment: the last of them destroys it. */
-  for (size_t i = 0; k->busy.s && i <= k->busy.mask; i++) {
-    if (!k->busy.s[i].key) continue;
-    oseg *o = k->busy.s[i].val;
-    if (atomic_fetch_sub(&o->refs, 1) == 1) oseg_destroy(o);
-  }
-  tg__idmap_free(&k->busy);
-  tg__segpool_free(&k->pool);
-  notices_unref(k->nt);
+  /* Parts received keep their segments until they are freed. */
+  tg__segbook_fini(&k->book);
   tg__free(k);
 }
 
@@ -522,23 +317,15 @@ static const tg__link_ops lops = {lsend, lrecv, lflush, lpollitem, lclose};
 
 tg__link *tg__link_local(int fd, bool track) {
   llink *k = tg__calloc(1, sizeof *k);
-  notices *nt = k ? tg__calloc(1, sizeof *nt) : NULL;
-  if (!nt) {
+  if (!k || tg__segbook_init(&k->book, 0, track) != TG_OK) {
     tg__free(k);
     close(fd);
     return NULL;
   }
-  pthread_mutex_init(&nt->mu, NULL);
-  atomic_init(&nt->refs, 1);
-  k->nt = nt;
   k->base.ops = &lops;
   k->base.streams = false;
   k->base.misalign = 0; /* segments are mapped page-aligned */
   k->track = track;
-  k->next_id = 1;
-  k->pool.max_bytes = LOCAL_POOL;
-  k->pool.tracked = track;
-  k->last_trim = tg__now();
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   tg__pconn_init(&k->c, fd);
   return &k->base;

@@ -11,74 +11,31 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "remote/idmap.h"
 #include "remote/seg.h"
+#include "remote/segbook.h"
 #include "remote/shm.h"
 #include "remote/stream.h"
-#include "sched/sched_internal.h"
 
 enum { D_SEG = 0, D_BACK = 1 };
 
 #define SEG_NAME "/memfd:tgraph" /* what /proc shows for tg__seg_create's */
 
-/* A segment of ours. refs: 1 while the peer may map it (sent, until its
- * SEG_FREE) + each value of ours over it (sent back to us); the last
- * pools it (the connection's thread) or, once the connection is gone,
- * destroys it (any thread). */
-typedef struct oseg {
-  tg__seg s;
-  uint64_t id;
-  uint8_t token[TG__SHM_TOKEN];
-  _Atomic unsigned refs;
-  struct oseg *next; /* shared.dead */
-} oseg;
-
-/* What values released on other threads leave for the connection's
- * thread; refcounted by the connection and each value over a segment. */
-typedef struct shared {
-  pthread_mutex_t mu;    /* guards everything below */
-  _Atomic unsigned refs;
-  uint64_t *ids;         /* the peer's segments we let go of */
-  size_t n, cap;
-  struct rseg **live;    /* the peer's segments mapped now */
-  size_t nlive, cap_live;
-  oseg *dead;            /* ours whose last user went */
-  bool gone;             /* the connection ended */
-} shared;
-
-typedef struct rseg { /* a mapped segment of the peer's: a value's context */
-  void *map;
-  size_t size;
-  uint64_t id;
-  shared *sh;
-  struct tg__stream_pool *pool;
-} rseg;
-
-typedef struct back { /* a value of ours over our own segment */
-  oseg *o;
-  shared *sh;
-} back;
-
 struct tg__shm {
   pid_t peer;
   bool send_ok, recv_ok;
-  shared *sh;
-  tg__segpool pool;
-  tg__idmap busy;        /* id -> oseg the peer may map */
-  uint64_t next_id;
-  double last_trim;
-  oseg *probe;           /* offered, not yet answered */
+  tg__segbook book;      /* segments ours lent and the peer's borrowed */
+  tg__lent *probe;       /* offered, not yet answered */
+  size_t max_lent;       /* segments lent at once, at most */
 };
 
 bool tg__shm_allowed(void) {
@@ -95,70 +52,25 @@ pid_t tg__shm_peer_pid(zmq_msg_t *part) {
   return uid == (long)getuid() && pid > 0 ? (pid_t)pid : 0;
 }
 
-static void shared_unref(shared *s) {
-  if (atomic_fetch_sub(&s->refs, 1) != 1) return;
-  pthread_mutex_destroy(&s->mu);
-  tg__free(s->ids);
-  tg__free(s->live);
-  tg__free(s);
-}
-
 tg__shm *tg__shm_new(pid_t peer) {
   tg__shm *m = tg__calloc(1, sizeof *m);
-  shared *s = m ? tg__calloc(1, sizeof *s) : NULL;
-  if (!s) {
+  if (!m) return NULL;
+  if (tg__segbook_init(&m->book, TG__SHM_TOKEN, true) != TG_OK) {
     tg__free(m);
     return NULL;
   }
-  pthread_mutex_init(&s->mu, NULL);
-  atomic_init(&s->refs, 1);
-  m->sh = s;
   m->peer = peer;
-  m->next_id = 1;
-  m->pool.max_bytes = TG__SHM_POOL;
-  m->pool.tracked = true;
-  m->last_trim = tg__now();
+  /* A sixteenth of the descriptors this process may open, at most 256. */
+  struct rlimit rl;
+  rlim_t nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+  m->max_lent = nofile / 16 < TG__SHM_MAX_LENT ? (size_t)(nofile / 16) : TG__SHM_MAX_LENT;
   return m;
-}
-
-static void oseg_destroy(oseg *o) {
-  tg__seg_destroy(&o->s, true);
-  tg__free(o);
-}
-
-/* The last reference to o, on the connection's thread: to the pool. */
-static void oseg_pool(tg__shm *m, oseg *o) {
-  tg__segpool_put(&m->pool, &o->s, tg__now());
-  tg__free(o);
 }
 
 void tg__shm_free(tg__shm *m) {
   if (!m) return;
-  shared *s = m->sh;
-  pthread_mutex_lock(&s->mu);
-  s->gone = true;
-  oseg *dead = s->dead;
-  s->dead = NULL;
-  pthread_mutex_unlock(&s->mu);
-  while (dead) {
-    oseg *next = dead->next;
-    oseg_destroy(dead);
-    dead = next;
-  }
-  /* The peer's hold ends with the connection; values of ours over a
-   * segment keep it until the last goes. */
-  for (size_t i = 0; m->busy.s && i <= m->busy.mask; i++) {
-    if (!m->busy.s[i].key) continue;
-    oseg *o = m->busy.s[i].val;
-    pthread_mutex_lock(&s->mu);
-    bool last = atomic_fetch_sub(&o->refs, 1) == 1;
-    pthread_mutex_unlock(&s->mu);
-    if (last) oseg_destroy(o);
-  }
-  if (m->probe) oseg_destroy(m->probe);
-  tg__idmap_free(&m->busy);
-  tg__segpool_free(&m->pool);
-  shared_unref(s);
+  if (m->probe) tg__segbook_destroy(&m->book, m->probe);
+  tg__segbook_fini(&m->book);
   tg__free(m);
 }
 
@@ -169,110 +81,71 @@ void tg__shm_set_recv(tg__shm *m, bool ok) { m->recv_ok = ok; }
 
 /* ---- our segments ------------------------------------------------------------ */
 
+/* The token at the end of segment o. */
+static const uint8_t *token_of(const tg__lent *o) {
+  return (const uint8_t *)o->s.map + o->s.size - TG__SHM_TOKEN;
+}
+
 /* A segment of ours of at least len bytes and a token, taken from the
  * pool or new; NULL when out of memory or fds. */
-static oseg *seg_new(tg__shm *m, size_t len) {
+static tg__lent *seg_new(tg__shm *m, size_t len) {
   size_t size = len <= SIZE_MAX - TG__SHM_TOKEN ? tg__seg_class(len + TG__SHM_TOKEN) : 0;
-  oseg *o = size ? tg__calloc(1, sizeof *o) : NULL;
-  if (!o) return NULL;
-  if (!tg__segpool_take(&m->pool, size, &o->s)) {
-    if (tg__seg_create(size, true, &o->s) != TG_OK) {
-      tg__free(o);
-      return NULL;
-    }
-    /* A new token for a new segment; a pooled one keeps its own. */
-    if (getrandom(o->token, sizeof o->token, 0) != (ssize_t)sizeof o->token) {
-      tg__seg_destroy(&o->s, true);
-      tg__free(o);
-      return NULL;
-    }
-    memcpy((uint8_t *)o->s.map + size - TG__SHM_TOKEN, o->token, TG__SHM_TOKEN);
-  } else {
-    memcpy(o->token, (uint8_t *)o->s.map + size - TG__SHM_TOKEN, TG__SHM_TOKEN);
+  tg__lent *o = tg__segbook_take(&m->book, size);
+  /* A new token for a new segment; a pooled one keeps its own. */
+  uint8_t *token = o && o->s.fresh ? (uint8_t *)token_of(o) : NULL;
+  if (token && getrandom(token, TG__SHM_TOKEN, 0) != (ssize_t)TG__SHM_TOKEN) {
+    tg__segbook_destroy(&m->book, o);
+    return NULL;
   }
-  atomic_init(&o->refs, 1);
-  o->id = m->next_id++;
   return o;
 }
 
 int tg__shm_probe_offer(tg__shm *m, tg__wbuf *h) {
-  if (m->probe) oseg_destroy(m->probe);
+  if (m->probe) tg__segbook_destroy(&m->book, m->probe);
   m->probe = seg_new(m, 1);
   if (!m->probe) return TG_ENOMEM;
   tg__wbuf_varint(h, (uint64_t)m->probe->s.fd);
   tg__wbuf_varint(h, m->probe->s.size);
-  tg__wbuf_bytes(h, m->probe->token, TG__SHM_TOKEN);
+  tg__wbuf_bytes(h, token_of(m->probe), TG__SHM_TOKEN);
   return TG_OK;
 }
 
 bool tg__shm_probe_pending(const tg__shm *m) { return m && m->probe; }
 
 void tg__shm_probe_done(tg__shm *m, bool ok) {
-  if (m->probe) oseg_destroy(m->probe);
+  if (m->probe) tg__segbook_destroy(&m->book, m->probe);
   m->probe = NULL;
   m->send_ok = ok;
 }
 
-/* Pool ours that came free on other threads; drop idle ones. */
-static void take_dead(tg__shm *m) {
-  pthread_mutex_lock(&m->sh->mu);
-  oseg *o = m->sh->dead;
-  m->sh->dead = NULL;
-  pthread_mutex_unlock(&m->sh->mu);
-  while (o) {
-    oseg *next = o->next;
-    oseg_pool(m, o);
-    o = next;
-  }
-  double now = tg__now();
-  if (m->pool.n && now - m->last_trim > TG__SHM_IDLE) {
-    tg__segpool_trim(&m->pool, now - TG__SHM_IDLE);
-    m->last_trim = now;
-  }
-}
-
-/* Whether len bytes at p lie in a segment of the peer's mapped here. */
-static bool received(tg__shm *m, const void *p, size_t len, uint64_t *id, uint64_t *off) {
-  shared *s = m->sh;
-  bool found = false;
-  pthread_mutex_lock(&s->mu);
-  for (size_t i = 0; i < s->nlive && !found; i++) {
-    const uint8_t *b = s->live[i]->map, *q = p;
-    size_t data = s->live[i]->size - TG__SHM_TOKEN;
-    if (q >= b && (size_t)(q - b) <= data && len <= data - (size_t)(q - b)) {
-      *id = s->live[i]->id;
-      *off = (uint64_t)(q - b);
-      found = true;
-    }
-  }
-  pthread_mutex_unlock(&s->mu);
-  return found;
-}
-
 int tg__shm_put(tg__shm *m, const void *p, size_t len, tg__wbuf *d) {
   uint64_t id, off;
-  take_dead(m);
-  if (received(m, p, len, &id, &off)) { /* the peer's own bytes */
+  tg__segbook_tidy(&m->book);
+  /* The peer's own bytes go back as a reference, where it can take one
+   * (an array's data is aligned: the receiver refuses any other). */
+  if (tg__segbook_find(&m->book, p, len, &id, &off) && off % TG_ARRAY_ALIGN == 0) {
     tg__wbuf_u8(d, D_BACK);
     tg__wbuf_varint(d, id);
     tg__wbuf_varint(d, off);
     return d->oom ? TG_ENOMEM : TG_OK;
   }
-  oseg *o = seg_new(m, len);
+  /* Each lent segment keeps an fd of ours open until the peer lets go:
+   * past the most, values are streamed (a peer holding many, or never
+   * answering, cannot use up this process's descriptors). */
+  if (tg__segbook_nlent(&m->book) >= m->max_lent) return TG_ELIMIT;
+  tg__lent *o = seg_new(m, len);
   if (!o) return TG_ENOMEM;
-  if (!tg__idmap_put(&m->busy, o->id, o)) {
-    oseg_pool(m, o);
-    return TG_ENOMEM;
-  }
   memcpy(o->s.map, p, len);
   tg__wbuf_u8(d, D_SEG);
   tg__wbuf_varint(d, o->id);
   tg__wbuf_varint(d, (uint64_t)o->s.fd);
   tg__wbuf_varint(d, o->s.size);
-  tg__wbuf_bytes(d, o->token, TG__SHM_TOKEN);
-  /* On failure the segment stays busy until the connection ends (the
-   * caller drops it). */
-  return d->oom ? TG_ENOMEM : TG_OK;
+  tg__wbuf_bytes(d, token_of(o), TG__SHM_TOKEN);
+  if (d->oom || !tg__segbook_lend(&m->book, o)) { /* the caller streams it */
+    tg__segbook_drop(&m->book, o);
+    return TG_ENOMEM;
+  }
+  return TG_OK;
 }
 
 /* ---- the peer's segments -------------------------------------------------- */
@@ -356,55 +229,6 @@ bool tg__shm_probe_try(tg__shm *m, tg__rbuf *r) {
   return true;
 }
 
-static void rseg_release(void *ctx, void *data) {
-  (void)data;
-  rseg *g = ctx;
-  munmap(g->map, g->size);
-  tg__stream_pool_drop(g->pool, g->size);
-  shared *s = g->sh;
-  pthread_mutex_lock(&s->mu);
-  for (size_t i = 0; i < s->nlive; i++)
-    if (s->live[i] == g) {
-      s->live[i] = s->live[--s->nlive];
-      break;
-    }
-  if (!s->gone) {
-    if (s->n == s->cap) {
-      size_t c = s->cap ? s->cap * 2 : 16;
-      uint64_t *p = tg__realloc(s->ids, c * sizeof *p);
-      if (p) { /* else the peer keeps it until the connection ends */
-        s->ids = p;
-        s->cap = c;
-      }
-    }
-    if (s->n < s->cap) s->ids[s->n++] = g->id;
-  }
-  pthread_mutex_unlock(&s->mu);
-  shared_unref(s);
-  tg__free(g);
-}
-
-static void back_release(void *ctx, void *data) {
-  (void)data;
-  back *bk = ctx;
-  shared *s = bk->sh;
-  oseg *o = bk->o;
-  bool destroy = false;
-  pthread_mutex_lock(&s->mu);
-  if (atomic_fetch_sub(&o->refs, 1) == 1) {
-    if (s->gone) {
-      destroy = true;
-    } else { /* pooled by the connection's thread */
-      o->next = s->dead;
-      s->dead = o;
-    }
-  }
-  pthread_mutex_unlock(&s->mu);
-  if (destroy) oseg_destroy(o);
-  shared_unref(s);
-  tg__free(bk);
-}
-
 static int bad(tg_error *err, const char *what) {
   return tg__error_set(err, TG_EFORMAT, "bad shared-memory segment: %s", what);
 }
@@ -419,17 +243,12 @@ int tg__shm_get(tg__shm *m, const void *desc, size_t dlen, size_t len, uint64_t 
   if (!m || r.bad) return bad(err, "no segments on this connection");
   if (kind == D_BACK) {
     uint64_t off = tg__rbuf_varint(&r);
-    oseg *o = r.bad || !tg__rbuf_end(&r) ? NULL : tg__idmap_get(&m->busy, id);
-    size_t data = o ? o->s.size - TG__SHM_TOKEN : 0;
-    if (!o || off > data || len > data - off || off % TG_ARRAY_ALIGN)
-      return bad(err, "not one of ours");
-    back *bk = tg__malloc(sizeof *bk);
+    tg__lent *o = r.bad || !tg__rbuf_end(&r) ? NULL : tg__segbook_lent(&m->book, id, off, len);
+    if (!o || off % TG_ARRAY_ALIGN) return bad(err, "not one of ours");
+    void *bk = tg__segbook_hold(&m->book, o);
     if (!bk) return tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
-    *bk = (back){o, m->sh};
-    atomic_fetch_add(&o->refs, 1);
-    atomic_fetch_add(&m->sh->refs, 1);
     *p = (uint8_t *)o->s.map + off;
-    *release = back_release;
+    *release = tg__segbook_unhold;
     *ctx = bk;
     return TG_OK;
   }
@@ -447,33 +266,21 @@ int tg__shm_get(tg__shm *m, const void *desc, size_t dlen, size_t len, uint64_t 
                          (unsigned long long)limit);
   int rc = tg__stream_pool_hold(pool, size, err);
   if (rc != TG_OK) return rc;
-  rseg *g = tg__malloc(sizeof *g);
-  void *map = NULL;
-  rc = g ? open_peer(m->peer, fd, size, token, &map) : TG_ENOMEM;
+  void *map = NULL, *g = NULL;
+  rc = open_peer(m->peer, fd, size, token, &map);
+  if (rc == TG_OK && !(g = tg__segbook_borrow(&m->book, map, (size_t)size, id, pool))) {
+    munmap(map, (size_t)size);
+    rc = TG_ENOMEM;
+  }
   if (rc != TG_OK) {
-    tg__free(g);
     tg__stream_pool_drop(pool, size);
     if (rc == TG_EFORMAT) return bad(err, "not a segment of the peer's");
     return tg__error_set(err, rc == TG_ENOMEM ? TG_ENOMEM : TG_EIO,
                          "cannot map a value of %llu bytes: %s", (unsigned long long)size,
                          tg_strerror(rc));
   }
-  *g = (rseg){map, (size_t)size, id, m->sh, pool};
-  shared *s = m->sh;
-  pthread_mutex_lock(&s->mu);
-  if (s->nlive == s->cap_live) {
-    size_t c = s->cap_live ? s->cap_live * 2 : 8;
-    rseg **l = tg__realloc(s->live, c * sizeof *l);
-    if (l) { /* else it cannot be sent back without a copy: fine */
-      s->live = l;
-      s->cap_live = c;
-    }
-  }
-  if (s->nlive < s->cap_live) s->live[s->nlive++] = g;
-  pthread_mutex_unlock(&s->mu);
-  atomic_fetch_add(&s->refs, 1);
   *p = map;
-  *release = rseg_release;
+  *release = tg__segbook_unborrow;
   *ctx = g;
   return TG_OK;
 }
@@ -481,30 +288,16 @@ int tg__shm_get(tg__shm *m, const void *desc, size_t dlen, size_t len, uint64_t 
 /* ---- releases -------------------------------------------------------------- */
 
 bool tg__shm_releases(tg__shm *m, tg__wbuf *h) {
-  take_dead(m);
-  shared *s = m->sh;
-  pthread_mutex_lock(&s->mu);
-  uint64_t *ids = s->ids;
-  size_t n = s->n;
-  s->ids = NULL;
-  s->n = s->cap = 0;
-  pthread_mutex_unlock(&s->mu);
-  if (n) tg__wbuf_varint(h, n);
-  for (size_t i = 0; i < n; i++) tg__wbuf_varint(h, ids[i]);
+  tg__segbook_tidy(&m->book);
+  size_t n;
+  uint64_t *ids = tg__segbook_let_go(&m->book, &n);
+  if (n) tg__segbook_put_ids(h, ids, n);
   tg__free(ids);
   return n > 0;
 }
 
 int tg__shm_released(tg__shm *m, tg__rbuf *r) {
-  uint64_t n = tg__rbuf_count(r, r->len);
-  for (uint64_t i = 0; i < n && !r->bad; i++) {
-    uint64_t id = tg__rbuf_varint(r);
-    oseg *o = r->bad || !m ? NULL : tg__idmap_del(&m->busy, id);
-    if (!o) return TG_EFORMAT; /* not ours, or released twice */
-    pthread_mutex_lock(&m->sh->mu);
-    bool last = atomic_fetch_sub(&o->refs, 1) == 1;
-    pthread_mutex_unlock(&m->sh->mu);
-    if (last) oseg_pool(m, o);
-  }
-  return r->bad || !tg__rbuf_end(r) ? TG_EFORMAT : TG_OK;
+  if (m) return tg__segbook_returned(&m->book, r) ? TG_OK : TG_EFORMAT;
+  uint64_t n = tg__rbuf_count(r, r->len); /* no segments here: none can be ours */
+  return n || r->bad || !tg__rbuf_end(r) ? TG_EFORMAT : TG_OK;
 }

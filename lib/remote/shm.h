@@ -38,8 +38,8 @@
  * Lifetimes: a sender's segment stays open and unchanged while the peer
  * may map it (from sending until the peer's SEG_FREE naming it) and while
  * a value of the sender's own wraps it (sent back); then it returns to
- * the connection's pool (TG__SHM_POOL bytes, idle ones dropped after
- * TG__SHM_IDLE seconds). Segment fds are tracked and mapped
+ * the connection's pool (remote/segbook.h keeps that account for the
+ * connection). Segment fds are tracked and mapped
  * MADV_DONTFORK (remote/seg.h): forked children keep none, and memfds
  * have no name: nothing is left behind when either side is killed.
  * A mapping received counts in the stream's pool (tg__stream_pool) from
@@ -64,9 +64,8 @@
 
 struct tg__stream_pool;
 
-#define TG__SHM_TOKEN 16                   /* bytes of a segment's token */
-#define TG__SHM_POOL ((size_t)1 << 30)     /* free segments kept per connection */
-#define TG__SHM_IDLE 2.0                   /* seconds a free segment is kept */
+#define TG__SHM_TOKEN 16     /* bytes of a segment's token */
+#define TG__SHM_MAX_LENT 256 /* segments a connection lends at once, at most */
 
 typedef struct tg__shm tg__shm;
 

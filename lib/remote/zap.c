@@ -16,7 +16,6 @@ struct tg__zap {
   void *sock;           /* REP, used by the thread only once started */
   pthread_t th;
   _Atomic int stop;
-  _Atomic uint64_t refused, accepted;
   uint8_t (*keys)[32];
   size_t nkeys;
   long local_uid; /* -1: no peer without CURVE */
@@ -75,14 +74,9 @@ static void handle(tg__zap *z) {
             (n == 6 && frame_is(&f[0], "1.0") && frame_is(&f[5], "NULL") &&
              local_user(z, &f[3]));
   if (n >= 2) reply(z, f, ok ? "200" : "400", ok ? "OK" : "client key not authorized");
-  if (ok) {
-    atomic_fetch_add(&z->accepted, 1);
-  } else {
-    atomic_fetch_add(&z->refused, 1);
-    if (z->verbose && n >= 4)
-      fprintf(stderr, "tgraph worker: refused a client from %.*s (key not authorized)\n",
-              (int)zmq_msg_size(&f[3]), (const char *)zmq_msg_data(&f[3]));
-  }
+  if (!ok && z->verbose && n >= 4)
+    fprintf(stderr, "tgraph worker: refused a client from %.*s (key not authorized)\n",
+            (int)zmq_msg_size(&f[3]), (const char *)zmq_msg_data(&f[3]));
   for (size_t i = 0; i < n; i++) zmq_msg_close(&f[i]);
 }
 
@@ -137,6 +131,3 @@ void tg__zap_stop(tg__zap *z) {
   tg__free(z);
 }
 
-uint64_t tg__zap_refused(const tg__zap *z) {
-  return z ? atomic_load(&((tg__zap *)z)->refused) : 0;
-}

@@ -2,7 +2,7 @@
  * CURVE client only when its public key is authorized.
  *
  * Thread safety: start and stop by the worker's thread; the handler runs
- * on a thread of its own; tg__zap_refused from any thread.
+ * on a thread of its own.
  */
 #ifndef TG_REMOTE_ZAP_H
 #define TG_REMOTE_ZAP_H
@@ -24,7 +24,5 @@ int tg__zap_start(void *zctx, uint8_t (*keys)[32], size_t n, long local_uid, int
 /* Stop the thread (its socket is closed there) and free; z may be NULL.
  * Call before terminating the context. */
 void tg__zap_stop(tg__zap *z);
-/* Clients refused so far. */
-uint64_t tg__zap_refused(const tg__zap *z);
 
 #endif /* TG_REMOTE_ZAP_H */

@@ -124,31 +124,27 @@ static bool same_call(const tg_graph *g, const tg__gnode *x, const tg__gnode *y,
 
 void tg__merge_free(tg__merge *m) {
   tg__free(m->slot);
-  tg__free(m->hash);
   tg__merge_init(m);
 }
 
-/* Room for task `next` and one more slot; the first table is sized for
- * the whole graph (capped), so most plans never rehash. */
-static bool grow(tg__merge *m, const tg_graph *g, uint32_t next) {
-  if (next >= m->hcap) {
-    size_t c = m->hcap ? 2 * m->hcap : (g->n < ((size_t)1 << 19) ? g->n + 1 : (size_t)1 << 19);
-    while (c <= next) c *= 2;
-    uint64_t *p = tg__realloc(m->hash, c * sizeof *p);
-    if (!p) return false;
-    m->hash = p;
-    m->hcap = c;
-  }
-  if ((m->n + 1) * 2 <= m->cap) return true;
-  size_t cap = 512;
-  if (m->cap) cap = 2 * m->cap;
-  else
-    while (cap < 2 * g->n && cap < ((size_t)1 << 20)) cap *= 2;
-  uint32_t *s = tg__calloc(cap, sizeof *s);
+/* A slot holds the task index + 1 (low half; 0: empty) and the high half
+ * of its hash, from which its home slot is taken: a probe reads the slot
+ * alone (one cache miss per probe in a table too large for the caches),
+ * and growing needs nothing else. */
+static inline size_t home_of(uint64_t h, size_t mask) { return (size_t)(h >> 32) & mask; }
+static inline uint64_t slot_of(uint64_t h, uint32_t task) {
+  return (h >> 32) << 32 | ((uint64_t)task + 1);
+}
+
+/* A table of cap slots (a power of two) holding m's tasks. The table
+ * stops at 2^32 slots (their halves hold the home slot). */
+static bool resize(tg__merge *m, size_t cap) {
+  if (cap > ((size_t)1 << 32)) return false;
+  uint64_t *s = tg__calloc(cap, sizeof *s);
   if (!s) return false;
-  for (size_t i = 0; i < m->cap; i++) { /* rehash from the kept hashes */
+  for (size_t i = 0; i < m->cap; i++) { /* rehash from the slots' halves */
     if (!m->slot[i]) continue;
-    size_t k = m->hash[m->slot[i] - 1] & (cap - 1);
+    size_t k = home_of(m->slot[i], cap - 1);
     while (s[k]) k = (k + 1) & (cap - 1);
     s[k] = m->slot[i];
   }
@@ -158,24 +154,45 @@ static bool grow(tg__merge *m, const tg_graph *g, uint32_t next) {
   return true;
 }
 
+int tg__merge_reserve(tg__merge *m, size_t n) {
+  size_t cap = 512;
+  while (cap < 2 * n) cap *= 2;
+  return cap <= m->cap || resize(m, cap) ? TG_OK : TG_ENOMEM;
+}
+
+/* Whether nd's hash depends on constants alone (no input tasks). */
+static bool consts_only(const tg_graph *g, const tg__gnode *nd) {
+  const tg__garg *a = tg__node_args(g, nd);
+  for (uint32_t j = 0; j < nd->nargs; j++)
+    if (a[j].kind != TG_ARG_VALUE) return false;
+  return true;
+}
+
+void tg__merge_prefetch(const tg__merge *m, const tg_graph *g, uint32_t node) {
+  const tg__gnode *nd = &g->nodes[node];
+  if (!m->cap || !nd->fn || !(nd->fn->flags & TG_FUNC_PURE) || nd->nargs > 4 || !consts_only(g, nd))
+    return;
+  __builtin_prefetch(&m->slot[home_of(node_hash(g, nd, NULL), m->cap - 1)]);
+}
+
 int tg__merge_place(tg__merge *m, const tg_graph *g, uint32_t node,
                     const uint32_t *task_of, const uint32_t *order,
                     uint32_t next, uint32_t *same) {
   *same = UINT32_MAX;
   const tg__gnode *nd = &g->nodes[node];
   if (!(nd->fn->flags & TG_FUNC_PURE)) return TG_OK; /* impure calls may differ */
-  if ((next >= m->hcap || (m->n + 1) * 2 > m->cap) && !grow(m, g, next)) return TG_ENOMEM;
-  uint64_t h = node_hash(g, nd, task_of);
-  size_t mask = m->cap - 1, i = h & mask;
+  if ((m->n + 1) * 2 > m->cap && !resize(m, m->cap ? 2 * m->cap : 512)) return TG_ENOMEM;
+  uint64_t h = node_hash(g, nd, task_of), tag = h >> 32 << 32;
+  size_t mask = m->cap - 1, i = home_of(h, mask);
   for (; m->slot[i]; i = (i + 1) & mask) {
-    uint32_t t = m->slot[i] - 1;
-    if (m->hash[t] == h && same_call(g, nd, &g->nodes[order[t]], task_of)) {
+    if ((m->slot[i] >> 32 << 32) != tag) continue;
+    uint32_t t = (uint32_t)m->slot[i] - 1;
+    if (same_call(g, nd, &g->nodes[order[t]], task_of)) {
       *same = t;
       return TG_OK;
     }
   }
-  m->slot[i] = next + 1;
-  m->hash[next] = h;
+  m->slot[i] = slot_of(h, next);
   m->n++;
   return TG_OK;
 }

@@ -409,7 +409,6 @@ static int release_edge(tg__run *r, uint32_t ti) {
   return first;
 }
 
-void tg__run_release_edge(tg__run *r, uint32_t ti) { release_edge(r, ti); }
 
 void tg__run_cancel_slot(tg__run *r, size_t slot) {
   if (!atomic_exchange_explicit(&r->hold_gone[slot], 1, memory_order_acq_rel))

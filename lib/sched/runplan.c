@@ -98,38 +98,16 @@ static inline void input_done(frame *f, uint32_t work, bool *reorder) {
   f->last = work;
 }
 
-/* Node x, whose inputs are placed, becomes the next task, or points to
- * an identical pure call placed before it (merge.h): then it is no miss
- * of the memo's either, its task's being the one computed. The pair (x,
- * that call's node) goes to `merged`, for task_of[x] to follow the call's
- * task when the order changes; a merged call is a shared one, so the plan
- * is no forest. */
-static int place(const tg_graph *g, uint32_t x, uint32_t *task_of, vec32 *order,
-                 tg__merge *mg, tg__memo *m, vec32 *merged, bool *reorder) {
-  uint32_t same;
-  int rc = tg__merge_place(mg, g, x, task_of, order->v, (uint32_t)order->n, &same);
-  if (rc) return rc;
-  if (same != UINT32_MAX) {
-    task_of[x] = same;
-    *reorder = true;
-    if (m) m->computed -= tg__memo_cacheable(&g->nodes[x]);
-    return push32(merged, x) && push32(merged, order->v[same]) ? TG_OK : TG_ENOMEM;
-  }
-  task_of[x] = (uint32_t)order->n;
-  return push32(order, x) ? TG_OK : TG_ENOMEM;
-}
-
 /* Post-order from outputs: order gets node ids, task_of their index.
  * Inputs are visited in argument order, so a branch is finished before
  * the next starts. With a memo, cache hits are leaves (in h). *reorder
  * is set unless the plan is a forest whose inputs come biggest first,
- * for which this is already the order of order.h. */
+ * for which this is already the order of order.h. Identical calls are
+ * merged afterwards (merge_calls). */
 static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
                        uint32_t *task_of, vec32 *order, tg__memo *m, hits *h,
-                       vec32 *merged, bool *reorder) {
+                       bool *reorder) {
   stack st = {0};
-  tg__merge mg;
-  tg__merge_init(&mg);
   int rc = TG_OK;
   *reorder = false;
   for (size_t o = 0; o < nout && rc == TG_OK; o++) {
@@ -160,13 +138,52 @@ static int order_nodes(const tg_graph *g, const tg_node *outs, size_t nout,
         else st.f[st.n - 1].first = (uint32_t)order->n;
         continue;
       }
-      rc = place(g, f->node, task_of, order, &mg, m, merged, reorder); /* all inputs placed */
+      task_of[f->node] = (uint32_t)order->n; /* all inputs placed */
+      if (!push32(order, f->node)) rc = TG_ENOMEM;
       uint32_t work = (uint32_t)order->n - f->first;
       if (--st.n) input_done(&st.f[st.n - 1], work, reorder);
     }
   }
-  tg__merge_free(&mg);
   tg__free(st.f);
+  return rc;
+}
+
+#define AHEAD 16 /* places between a leaf's slot prefetch and its probe */
+
+/* Merge identical pure calls of the post-order (merge.h), in its order
+ * (inputs before their users, so that each call's inputs are final when
+ * it is hashed): the first of a kind stays a task, a later one points to
+ * it and leaves the order. Then it is no miss of the memo's either, its
+ * task's being the one computed; the pair (x, that call's node) goes to
+ * `merged`, for task_of[x] to follow the call's task when the order
+ * changes; a merged call is a shared one, so the plan is no forest.
+ * Done apart from the walk, the table is sized once for the plan, and
+ * the slots of leaves are fetched AHEAD places early. */
+static int merge_calls(const tg_graph *g, vec32 *order, uint32_t *task_of, const hits *h,
+                       tg__memo *m, vec32 *merged, bool *reorder) {
+  if (order->n < 2) return TG_OK;
+  tg__merge mg;
+  tg__merge_init(&mg);
+  if (tg__merge_reserve(&mg, order->n) != TG_OK) return TG_ENOMEM; /* all pure, at most */
+  int rc = TG_OK;
+  size_t k = 0, hit = 0; /* kept tasks; cache hits passed (in order) */
+  for (size_t i = 0; i < order->n && rc == TG_OK; i++) {
+    uint32_t x = order->v[i], same = UINT32_MAX;
+    if (i + AHEAD < order->n) tg__merge_prefetch(&mg, g, order->v[i + AHEAD]);
+    if (hit < h->nodes.n && h->nodes.v[hit] == x) hit++; /* a value: kept */
+    else rc = tg__merge_place(&mg, g, x, task_of, order->v, (uint32_t)k, &same);
+    if (rc == TG_OK && same != UINT32_MAX) {
+      task_of[x] = same;
+      *reorder = true;
+      if (m) m->computed -= tg__memo_cacheable(&g->nodes[x]);
+      if (!push32(merged, x) || !push32(merged, order->v[same])) rc = TG_ENOMEM;
+      continue;
+    }
+    task_of[x] = (uint32_t)k;
+    order->v[k++] = x;
+  }
+  if (rc == TG_OK) order->n = k;
+  tg__merge_free(&mg);
   return rc;
 }
 
@@ -198,6 +215,7 @@ static int link_tasks(const tg_graph *g, tg__runplan *p, tg__run *r) {
     for (uint32_t j = 0; j < nargs; j++) {
       if (tg__arg_is_node(a[j].kind)) {
         p->dep_off[p->task_of[a[j].node]]++;
+        p->has_selects |= a[j].kind != TG_ARG_NODE;
         pend++;
       } else if (a[j].kind == TG_ARG_FUTURE) {
         t->flags |= TG__T_FUTURES;
@@ -297,9 +315,9 @@ int tg__runplan_compile(const tg_graph *g, const tg_node *outputs, size_t nout,
   memset(p->task_of, 0xff, g->n * sizeof *p->task_of);
   bool reorder;
   vec32 merged = {0};
-  if ((rc = order_nodes(g, outputs, nout, p->task_of, &order, memo, &h, &merged,
-                        &reorder)) == TG_OK &&
-      reorder)
+  if ((rc = order_nodes(g, outputs, nout, p->task_of, &order, memo, &h, &reorder)) == TG_OK)
+    rc = merge_calls(g, &order, p->task_of, &h, memo, &merged, &reorder);
+  if (rc == TG_OK && reorder)
     rc = rank_tasks(g, outputs, nout, &h, &order, p->task_of);
   for (size_t i = 0; rc == TG_OK && i < merged.n; i += 2) /* follow the order */
     p->task_of[merged.v[i]] = p->task_of[merged.v[i + 1]];

@@ -85,6 +85,8 @@ typedef struct tg__runplan {
   uint32_t ncached;    /* tasks served from the cache */
   uint32_t ninternal;  /* INTERNAL tasks */
   bool has_futures;    /* some task has TG_ARG_FUTURE arguments */
+  bool has_selects;    /* some task not cached has TG_ARG_ITEM or
+                          TG_ARG_KEY arguments */
   int32_t *prio;       /* per task: its priority (its node's plus the
                           submission's), or NULL when every one is 0:
                           the ready queues' first key (tg__task_before) */
@@ -230,9 +232,6 @@ void tg__run_cancel_slot(tg__run *r, size_t slot);
 bool tg__run_cancel_slot_unstarted(tg__run *r, size_t slot);
 /* Called by task.c when an output task finishes (result may be NULL). */
 void tg__run_output_done(tg__run *r, tg__task *t);
-/* Release one consumer reference of task index ti (see header comment),
- * dropping tasks nobody needs any more; used by cancellation. */
-void tg__run_release_edge(tg__run *r, uint32_t ti);
 /* Account intermediate results becoming alive (+) or released (-). */
 void tg__run_live(tg__run *r, int64_t delta);
 
@@ -347,12 +346,6 @@ void tg__task_started(tg__wctx *w, tg__task *t, int worker);
  * closing event names no thread and counts no attempt. */
 void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
                   const char *msg);
-/* The same with the call's duration as the worker measured it (seconds;
- * negative: unknown). With a cache it decides whether the result is
- * worth storing; without one, the time from tg__task_begin is used,
- * which includes queueing and transfer. */
-void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
-                        const char *msg, double seconds);
 /* The same with what the backend measured of the calls (rep borrowed;
  * rep->worker replaces w->worker in the event, rep->message is ignored). */
 void tg__task_end_report(tg__wctx *w, tg__task *t, int rc, tg_value *result,

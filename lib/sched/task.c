@@ -555,19 +555,6 @@ void tg__task_end_report(tg__wctx *w, tg__task *t, int rc, tg_value *result,
   finish(w, t, NULL, true);
 }
 
-void tg__task_end_timed(tg__wctx *w, tg__task *t, int rc, tg_value *result,
-                        const char *msg, double seconds) {
-  if (seconds < 0) {
-    tg__task_end_report(w, t, rc, result, msg, NULL);
-    return;
-  }
-  /* Measured but not placed: it ended when its result came. */
-  double now = tg__now();
-  tg__call_report rep = {.start = now - seconds, .end = now, .seconds = seconds,
-                         .worker = w->worker, .thread = -1, .attempts = 1};
-  tg__task_end_report(w, t, rc, result, msg, &rep);
-}
-
 void tg__task_end(tg__wctx *w, tg__task *t, int rc, tg_value *result,
                   const char *msg) {
   tg__task_end_report(w, t, rc, result, msg, NULL);
