@@ -226,14 +226,15 @@ static segs segs_of(pid_t pid) {
     char p[600];
     snprintf(p, sizeof p, "%s/%s", path, e->d_name);
     ssize_t l = readlink(p, link, sizeof link - 1);
-    n.fds += l > 0 && strncmp(link, "/memfd:tgraph", 13) == 0;
+    link[l > 0 ? l : 0] = '\0';
+    n.fds += strncmp(link, "/memfd:tgraph (", 15) == 0;
   }
   closedir(d);
   snprintf(path, sizeof path, "/proc/%ld/maps", (long)pid);
   FILE *f = fopen(path, "r");
   cr_assert_not_null(f);
   char line[512];
-  while (fgets(line, sizeof line, f)) n.maps += strstr(line, "/memfd:tgraph") != NULL;
+  while (fgets(line, sizeof line, f)) n.maps += strstr(line, "/memfd:tgraph (") != NULL;
   fclose(f);
   return n;
 }
@@ -663,6 +664,13 @@ Test(shm, descriptors_checked_before_use) {
   cr_assert_eq(mkfifo(fpath, 0600), 0);
   int fifo = open(fpath, O_RDWR | O_NONBLOCK);
   cr_assert_geq(fifo, 0);
+  /* sealed, right size and token, but named otherwise */
+  int other_name = memfd_create("tgraph-other", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  cr_assert_geq(other_name, 0);
+  cr_assert_eq(ftruncate(other_name, (off_t)size), 0);
+  cr_assert_eq(pwrite(other_name, TOKEN, TG__SHM_TOKEN, (off_t)(size - TG__SHM_TOKEN)),
+               TG__SHM_TOKEN);
+  cr_assert_eq(fcntl(other_name, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
 
   struct { const char *what; int fd; size_t size, len; bool token; } bad[] = {
       {"wrong token", s.fd, size, len, false},
@@ -674,6 +682,7 @@ Test(shm, descriptors_checked_before_use) {
       {"unsealed memfd", unsealed, size, len, true},
       {"larger segment", big.fd, size, len, true},
       {"named pipe", fifo, size, len, true},
+      {"memfd of another name", other_name, size, len, true},
       {"no such descriptor", 1 << 20, size, len, true},
   };
   uint8_t other[TG__SHM_TOKEN] = {1};
@@ -686,6 +695,7 @@ Test(shm, descriptors_checked_before_use) {
               bad[i].what, err.msg);
   }
   close(unsealed);
+  close(other_name);
   tg__seg_destroy(&big, false);
   close(fifo);
   unlink(fpath);

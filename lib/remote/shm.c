@@ -180,9 +180,12 @@ static int open_peer(pid_t pid, uint64_t fd, uint64_t size, const uint8_t *token
   /* What it is, before opening it: a device, a fifo or a file of any
    * filesystem but memfd's is never opened. */
   ssize_t n = readlink(path, link, sizeof link - 1);
-  if (n < (ssize_t)strlen(SEG_NAME)) goto out;
+  size_t k = strlen(SEG_NAME);
+  if (n < (ssize_t)k) goto out;
   link[n] = '\0';
-  if (strncmp(link, SEG_NAME, strlen(SEG_NAME)) != 0) goto out;
+  /* That name exactly ("... (deleted)" follows), not another memfd's
+   * that starts with it. */
+  if (strncmp(link, SEG_NAME, k) != 0 || (link[k] != '\0' && link[k] != ' ')) goto out;
   if (statx(o, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_NLINK | STATX_INO,
             &sx) != 0 ||
       (sx.stx_mask & (STATX_TYPE | STATX_NLINK | STATX_INO)) !=
