@@ -3,21 +3,26 @@
  * the worker's Unix socket are byte-exact and go in segments (none
  * streamed), again and again through the pools; with TGRAPH_NO_SHM on
  * either side they are streamed as before and still exact; a hostile
- * peer's segment descriptors (a plain file, a pipe, a wrong token, a
- * wrong size, no such descriptor, a reference to no segment) are refused
- * with a clear error and the worker goes on serving; mapped segments
- * count against the worker's budget; a worker lends no more segments at
- * once than its descriptor limit allows (the rest stream); values received
- * stay whole when their worker is killed. */
+ * peer's segment descriptors (a plain file, a pipe, a named pipe, an
+ * unsealed memfd, a wrong token, a wrong size, no such descriptor, a
+ * reference to no segment) are refused with a clear error and the worker
+ * goes on serving, and one swapped while it is opened never blocks;
+ * mapped segments count against the worker's budget; a worker lends no
+ * more segments at once than its descriptor limit allows (the rest
+ * stream); a probe left unanswered goes; no segment stays open while the
+ * run goes on; values received stay whole when their worker is killed. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -205,6 +210,46 @@ static int settle_fds(pid_t pid, int n) {
   return now;
 }
 
+/* Segments of process pid: its memfd descriptors and mappings. */
+typedef struct segs {
+  int fds, maps;
+} segs;
+
+static segs segs_of(pid_t pid) {
+  char path[64], link[256];
+  segs n = {0, 0};
+  snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
+  DIR *d = opendir(path);
+  cr_assert_not_null(d);
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+    ssize_t l = readlink(p, link, sizeof link - 1);
+    link[l > 0 ? l : 0] = '\0';
+    n.fds += strncmp(link, "/memfd:tgraph (", 15) == 0;
+  }
+  closedir(d);
+  snprintf(path, sizeof path, "/proc/%ld/maps", (long)pid);
+  FILE *f = fopen(path, "r");
+  cr_assert_not_null(f);
+  char line[512];
+  while (fgets(line, sizeof line, f)) n.maps += strstr(line, "/memfd:tgraph (") != NULL;
+  fclose(f);
+  return n;
+}
+
+/* Wait up to `secs` seconds for process pid to hold at most fds memfd
+ * descriptors and maps such mappings. */
+static segs settle_segs(pid_t pid, int fds, int maps, double secs) {
+  segs now = segs_of(pid);
+  for (int i = 0; i < (int)(secs * 100) && (now.fds > fds || now.maps > maps); i++) {
+    usleep(10 * 1000);
+    now = segs_of(pid);
+  }
+  return now;
+}
+
 static tg__offload_traffic carried(tg_executor *ex) {
   tg__offload_traffic c;
   cr_assert_eq(tg__offload_traffic_get(ex, &c), TG_OK);
@@ -223,6 +268,20 @@ Test(shm, same_user_round_trips_go_in_segments) {
   tg_remote_stats st;
   cr_assert_eq(tg_remote_stats_get(ex, &st), TG_OK);
   cr_expect_eq(st.workers_lost, 0);
+  /* what crossed the connection: descriptors and skeletons, not the
+   * hundreds of megabytes carried */
+  cr_expect_lt(st.bytes_sent, 4096, "%llu bytes sent", (unsigned long long)st.bytes_sent);
+  cr_expect_lt(st.bytes_received, 4096, "%llu bytes received",
+               (unsigned long long)st.bytes_received);
+  /* with the executor still connected: every value released, each side
+   * told the other (SEG_FREE) and its idle pool emptied, so no segment
+   * stays open or mapped on either side */
+  segs w = settle_segs(wpid, 0, 0, 10), here = settle_segs(getpid(), 0, 0, 10);
+  cr_expect_eq(w.fds, 0, "the worker keeps %d segments open", w.fds);
+  cr_expect_eq(w.maps, 0, "the worker keeps %d segments mapped", w.maps);
+  cr_expect_eq(here.fds, 0, "%d segments open here", here.fds);
+  cr_expect_eq(here.maps, 0, "%d segments mapped here", here.maps);
+  cr_expect_eq(nfds(wpid), theirs + 1, "the worker's descriptors: its own and the connection");
   tg_executor_free(ex);
   /* every segment closed on both sides once the connection is gone */
   cr_expect_eq(nfds(getpid()), ours, "descriptors left open here");
@@ -452,6 +511,44 @@ Test(shm, hostile_descriptors_refused) {
   seg_desc(&d, 1, s.fd, size, TOKEN);
   refused(&d, len, "another token");
 
+  /* an unsealed memfd of the right name, size and token: it could be
+   * shrunk under the worker's mapping (SIGBUS there) */
+  {
+    int u = memfd_create("tgraph", MFD_CLOEXEC);
+    cr_assert_geq(u, 0);
+    cr_assert_eq(ftruncate(u, (off_t)size), 0);
+    cr_assert_eq(pwrite(u, TOKEN, TG__SHM_TOKEN, (off_t)(size - TG__SHM_TOKEN)),
+                 TG__SHM_TOKEN);
+    seg_desc(&d, 1, u, size, TOKEN);
+    refused(&d, len, "an unsealed memfd");
+    close(u);
+  }
+
+  /* a sealed segment larger than said (the size class fits the value),
+   * the token at the said end */
+  {
+    tg__seg big = our_seg(2 * size, TOKEN);
+    memcpy((uint8_t *)big.map + size - TG__SHM_TOKEN, TOKEN, TG__SHM_TOKEN);
+    seg_desc(&d, 1, big.fd, size, TOKEN);
+    refused(&d, len, "a larger segment");
+    tg__seg_destroy(&big, false);
+  }
+
+  /* a named pipe (must not block the worker) */
+  {
+    char dir[] = "/tmp/tgraph-shm-fifo-XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    int q = open(path, O_RDWR | O_NONBLOCK);
+    cr_assert_geq(q, 0);
+    seg_desc(&d, 1, q, size, TOKEN);
+    refused(&d, len, "a named pipe");
+    close(q);
+    unlink(path);
+    rmdir(dir);
+  }
+
   /* the right segment said larger than it is, or too small for the value */
   seg_desc(&d, 1, s.fd, 2 * size, other);
   refused(&d, len, "a wrong size");
@@ -518,9 +615,10 @@ Test(shm, mapped_segments_count_against_the_budget) {
                           "(25165824 held; --max-pending): dropped"),
               "round %d: %s", round, msg);
     peer_close(&p);
-    /* the worker lets the dropped client's objects go on its loop: give
-     * it a moment before the next round needs the budget back */
-    usleep(200 * 1000);
+    /* the worker lets the dropped client's objects go on its loop: the
+     * next round needs the budget back */
+    segs w = settle_segs(wpid, 0, 0, 10);
+    cr_assert_eq(w.maps, 0, "round %d: the worker still maps %d segments", round, w.maps);
   }
   for (int i = 0; i < 4; i++) tg__seg_destroy(&s[i], false);
   tg__wbuf_free(&d);
@@ -550,6 +648,30 @@ Test(shm, descriptors_checked_before_use) {
                TG_EFORMAT);
   tg__shm_set_recv(sh, true);
 
+  /* right name, size and token, but not sealed: it could shrink under
+   * the mapping */
+  int unsealed = memfd_create("tgraph", MFD_CLOEXEC);
+  cr_assert_geq(unsealed, 0);
+  cr_assert_eq(ftruncate(unsealed, (off_t)size), 0);
+  cr_assert_eq(pwrite(unsealed, TOKEN, TG__SHM_TOKEN, (off_t)(size - TG__SHM_TOKEN)),
+               TG__SHM_TOKEN);
+  /* sealed, the token where the descriptor says the end is, but larger */
+  tg__seg big = our_seg(2 * size, TOKEN);
+  memcpy((uint8_t *)big.map + size - TG__SHM_TOKEN, TOKEN, TG__SHM_TOKEN);
+  char dir[] = "/tmp/tgraph-shm-fifo-XXXXXX", fpath[64];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(fpath, sizeof fpath, "%s/fifo", dir);
+  cr_assert_eq(mkfifo(fpath, 0600), 0);
+  int fifo = open(fpath, O_RDWR | O_NONBLOCK);
+  cr_assert_geq(fifo, 0);
+  /* sealed, right size and token, but named otherwise */
+  int other_name = memfd_create("tgraph-other", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  cr_assert_geq(other_name, 0);
+  cr_assert_eq(ftruncate(other_name, (off_t)size), 0);
+  cr_assert_eq(pwrite(other_name, TOKEN, TG__SHM_TOKEN, (off_t)(size - TG__SHM_TOKEN)),
+               TG__SHM_TOKEN);
+  cr_assert_eq(fcntl(other_name, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+
   struct { const char *what; int fd; size_t size, len; bool token; } bad[] = {
       {"wrong token", s.fd, size, len, false},
       {"wrong size", s.fd, size + 4096, len, true},
@@ -557,6 +679,10 @@ Test(shm, descriptors_checked_before_use) {
       {"small value in a large segment", s.fd, size, 4096, true},
       {"value past the segment", s.fd, size, size, true},
       {"standard input", 0, size, len, true},
+      {"unsealed memfd", unsealed, size, len, true},
+      {"larger segment", big.fd, size, len, true},
+      {"named pipe", fifo, size, len, true},
+      {"memfd of another name", other_name, size, len, true},
       {"no such descriptor", 1 << 20, size, len, true},
   };
   uint8_t other[TG__SHM_TOKEN] = {1};
@@ -568,6 +694,12 @@ Test(shm, descriptors_checked_before_use) {
     cr_expect(strstr(err.msg, "bad shared-memory segment: ") == err.msg, "%s: %s",
               bad[i].what, err.msg);
   }
+  close(unsealed);
+  close(other_name);
+  tg__seg_destroy(&big, false);
+  close(fifo);
+  unlink(fpath);
+  rmdir(dir);
   /* truncated descriptors */
   seg_desc(&d, 1, s.fd, size, TOKEN);
   for (size_t cut = 0; cut < d.len; cut++) {
@@ -663,4 +795,103 @@ Test(shm, lent_segments_bounded_by_the_fd_limit) {
   tg_graph_free(g);
   tg_executor_free(ex);
   cr_assert(worker_alive());
+}
+
+/* A client that does not answer the worker's probe (SEG_OK) before its
+ * next message, or at all: the probe (a memfd there) goes, rather than
+ * living as long as the session. */
+Test(shm, unanswered_probe_dropped) {
+  start_worker(false);
+  peer p, q;
+  peer_open(&p);
+  segs w = segs_of(wpid);
+  cr_expect_eq(w.fds, 1, "the worker's probe");
+  uint8_t ping[2] = {TG__M_PING, 5};
+  cr_assert_eq(zmq_send(p.sock, ping, 2, 0), 2);
+  char msg[TG__MAX_MSG + 1];
+  cr_assert_eq(next_reply(&p, msg, sizeof msg), TG__M_PONG, "%s", msg);
+  w = segs_of(wpid); /* the PING was handled: no wait */
+  cr_expect_eq(w.fds, 0, "the probe is still open after another message");
+  cr_expect_eq(w.maps, 0, "the probe is still mapped after another message");
+  /* a late answer changes nothing, and is no error */
+  uint8_t ok[2] = {TG__M_SEG_OK, 1};
+  cr_assert_eq(zmq_send(p.sock, ok, 2, 0), 2);
+  cr_assert_eq(zmq_send(p.sock, ping, 2, 0), 2);
+  cr_assert_eq(next_reply(&p, msg, sizeof msg), TG__M_PONG, "%s", msg);
+
+  peer_open(&q); /* silent */
+  cr_expect_eq(segs_of(wpid).fds, 1, "the second client's probe");
+  w = settle_segs(wpid, 0, 0, 10);
+  cr_expect_eq(w.fds, 0, "the probe of a silent client is still open");
+  peer_close(&q);
+  peer_close(&p);
+  cr_assert(worker_alive());
+}
+
+/* The peer swaps what its descriptor is (dup2) between a segment and a
+ * named pipe while it is opened here, again and again: every attempt
+ * maps the whole segment or is refused, and none blocks (the suite's
+ * timeout). */
+typedef struct swapper {
+  int target, a, b;
+  atomic_bool stop;
+} swapper;
+
+static void *swap_loop(void *p) {
+  swapper *w = p;
+  for (unsigned i = 0; !atomic_load(&w->stop); i++) dup2(i & 1 ? w->a : w->b, w->target);
+  return NULL;
+}
+
+Test(shm, swapped_descriptor_never_blocks) {
+  tg__shm *sh = tg__shm_new(getpid());
+  cr_assert_not_null(sh);
+  tg__shm_set_recv(sh, true);
+  tg__stream_pool *pool = tg__stream_pool_new((uint64_t)1 << 30);
+  const size_t size = (size_t)4 << 20, len = size - 4096;
+  tg__seg s = our_seg(size, TOKEN);
+  memset(s.map, 3, len);
+  char dir[] = "/tmp/tgraph-shm-fifo-XXXXXX", fpath[64];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(fpath, sizeof fpath, "%s/fifo", dir);
+  cr_assert_eq(mkfifo(fpath, 0600), 0);
+  int fifo = open(fpath, O_RDWR | O_NONBLOCK);
+  cr_assert_geq(fifo, 0);
+  swapper w = {.target = dup(s.fd), .a = s.fd, .b = fifo};
+  cr_assert_geq(w.target, 0);
+  atomic_init(&w.stop, false);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, swap_loop, &w), 0);
+  tg__wbuf d = {0};
+  int mapped = 0, refused = 0;
+  for (int i = 0; i < 2000; i++) {
+    void *p, *ctx;
+    void (*release)(void *, void *);
+    tg_error err;
+    tg_error_clear(&err);
+    seg_desc(&d, (uint64_t)i + 1, w.target, size, TOKEN);
+    int rc = tg__shm_get(sh, d.p, d.len, len, UINT64_MAX, pool, &p, &release, &ctx, &err);
+    if (rc == TG_OK) {
+      cr_assert(((uint8_t *)p)[0] == 3 && ((uint8_t *)p)[len - 1] == 3, "attempt %d", i);
+      release(ctx, p);
+      mapped++;
+    } else {
+      cr_assert_eq(rc, TG_EFORMAT, "attempt %d: %s", i, err.msg);
+      cr_assert(strstr(err.msg, "bad shared-memory segment: ") == err.msg, "%s", err.msg);
+      refused++;
+    }
+  }
+  atomic_store(&w.stop, true);
+  pthread_join(t, NULL);
+  cr_expect_eq(mapped + refused, 2000);
+  cr_log_info("mapped %d, refused %d", mapped, refused);
+  cr_expect_eq(pool->used, 0, "every mapping released");
+  close(w.target);
+  close(fifo);
+  unlink(fpath);
+  rmdir(dir);
+  tg__wbuf_free(&d);
+  tg__seg_destroy(&s, false);
+  tg__shm_free(sh);
+  tg__stream_pool_unref(pool);
 }

@@ -757,6 +757,9 @@ Test(tcp, long_tasks_after_short_ones_spread_over_workers) {
  * and entries other tasks select, sums of arrays made on different
  * workers, streamed constants (an array and bytes) used by several tasks. */
 Test(tcp, large_values_streamed_same_as_sync) {
+  /* Streamed, as the name says: in shared memory (same host, same user)
+   * only descriptors would cross and count in bytes_sent (test_shm.c). */
+  setenv("TGRAPH_NO_SHM", "1", 1);
   made_at m = {.mu = PTHREAD_MUTEX_INITIALIZER};
   xopt x = {.on_event = record_made, .event_ctx = &m};
   tg_executor *ex = three(&x);
@@ -841,6 +844,7 @@ static void same_f64(const tg_value *v, const tg_value *want, int run) {
 /* 8 MiB arrays each way, five times on one executor: receive buffers are
  * recycled on both ends, and every byte must come through each time. */
 Test(tcp, streamed_round_trips_repeated) {
+  setenv("TGRAPH_NO_SHM", "1", 1); /* streamed, not in shared memory */
   int w = start();
   tg_executor *ex = tcp_ex(&w, 1, NULL);
   const int64_t n = 1 << 20; /* 8 MiB: 8 chunks */

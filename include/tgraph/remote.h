@@ -193,9 +193,14 @@ int tg_keys_generate(const char *dir, tg_error *err);
 typedef struct tg_remote_stats {
   uint64_t tasks_sent;       /* task messages sent (recomputations too) */
   uint64_t batches_sent;     /* messages carrying them */
-  uint64_t bytes_sent;       /* value bytes sent to workers (arguments,
-                                transfers) */
-  uint64_t bytes_received;   /* value bytes received (results, fetches) */
+  uint64_t bytes_sent;       /* value bytes sent to workers over their
+                                connections (arguments, transfers). A
+                                large array or bytes value a worker on
+                                this host maps from shared memory
+                                counts only the small descriptor sent
+                                for it, not its size */
+  uint64_t bytes_received;   /* value bytes received (results, fetches),
+                                counted the same way */
   uint64_t values_moved;     /* results kept on the worker that made them
                                 and sent on to another one (through this
                                 process; never to a worker that has them).

@@ -7,6 +7,7 @@
  * cost of copying it), while a segment that is already populated and
  * mapped can be rewritten at memcpy speed. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -42,9 +43,13 @@ int tg__seg_create(size_t size, bool track, tg__seg *s) {
   memset(s, 0, sizeof *s);
   s->fd = -1;
   if (!size) return TG_EINVAL;
-  int fd = memfd_create("tgraph", MFD_CLOEXEC);
+  int fd = memfd_create("tgraph", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return -errno;
-  if (ftruncate(fd, (off_t)size) != 0) {
+  /* Sealed at its size: a process that maps it (the receiver of a value
+   * in it) cannot be made to fault by the owner shrinking it, and checks
+   * the seal before mapping (remote/shm.c). */
+  if (ftruncate(fd, (off_t)size) != 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
     int e = errno;
     close(fd);
     return -e;

@@ -30,7 +30,9 @@ typedef struct tg__seg {
  * likely; at most 1/8 is wasted). */
 size_t tg__seg_class(size_t nbytes);
 /* A new memfd segment of `size` bytes mapped read-write and kept out of
- * forked children. track: register the fd so children close it. */
+ * forked children, sealed at that size (F_SEAL_SHRINK | F_SEAL_GROW |
+ * F_SEAL_SEAL: its contents stay writable). track: register the fd so
+ * children close it. */
 int tg__seg_create(size_t size, bool track, tg__seg *s);
 /* Map a received segment fd (checked to hold `size` bytes). */
 int tg__seg_map(int fd, size_t size, bool writable, void **map);

@@ -18,6 +18,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "remote/seg.h"
@@ -109,6 +110,8 @@ int tg__shm_probe_offer(tg__shm *m, tg__wbuf *h) {
   return TG_OK;
 }
 
+bool tg__shm_probe_pending(const tg__shm *m) { return m && m->probe; }
+
 void tg__shm_probe_done(tg__shm *m, bool ok) {
   if (m->probe) tg__segbook_destroy(&m->book, m->probe);
   m->probe = NULL;
@@ -147,37 +150,75 @@ int tg__shm_put(tg__shm *m, const void *p, size_t len, tg__wbuf *d) {
 
 /* ---- the peer's segments -------------------------------------------------- */
 
+/* Out of descriptors or memory is ours, not the peer's fault. */
+static int open_failed(void) {
+  return errno == EMFILE || errno == ENFILE || errno == ENOMEM ? -errno : TG_EFORMAT;
+}
+
 /* Open and map segment fd of the peer's, of `size` bytes with `token` at
- * its end, checking that it is one (see shm.h). TG_EFORMAT when not. */
+ * its end, checking that it is one (see shm.h). TG_EFORMAT when not.
+ *
+ * The peer can swap what its fd n is at any moment (dup2), for instance
+ * for a file on a FUSE mount of its own, whose stat and open would wait
+ * on it forever. So /proc/<pid>/fd/<n> is resolved once, with O_PATH
+ * (which never calls into the file's filesystem), and everything after
+ * looks at that descriptor of ours, which cannot be swapped: its name
+ * and type (from what the kernel already has: no sync), and only then is
+ * it opened, through /proc/self. */
 static int open_peer(pid_t pid, uint64_t fd, uint64_t size, const uint8_t *token,
                      void **map) {
   char path[64], link[64];
-  struct stat st, st2;
+  struct statx sx;
+  struct stat st;
   if (pid <= 0 || fd > INT32_MAX || size < TG__SHM_TOKEN || size > SIZE_MAX / 2)
     return TG_EFORMAT;
   snprintf(path, sizeof path, "/proc/%ld/fd/%llu", (long)pid, (unsigned long long)fd);
-  /* What it is, before opening it: a device or a fifo is never opened. */
+  int o = open(path, O_PATH | O_CLOEXEC);
+  if (o < 0) return open_failed();
+  snprintf(path, sizeof path, "/proc/self/fd/%d", o);
+  int rc = TG_EFORMAT, f = -1;
+  /* What it is, before opening it: a device, a fifo or a file of any
+   * filesystem but memfd's is never opened. */
   ssize_t n = readlink(path, link, sizeof link - 1);
-  if (n < (ssize_t)strlen(SEG_NAME)) return TG_EFORMAT;
+  size_t k = strlen(SEG_NAME);
+  if (n < (ssize_t)k) goto out;
   link[n] = '\0';
-  if (strncmp(link, SEG_NAME, strlen(SEG_NAME)) != 0) return TG_EFORMAT;
-  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0 ||
+  /* That name exactly ("... (deleted)" follows), not another memfd's
+   * that starts with it. */
+  if (strncmp(link, SEG_NAME, k) != 0 || (link[k] != '\0' && link[k] != ' ')) goto out;
+  if (statx(o, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_NLINK | STATX_INO,
+            &sx) != 0 ||
+      (sx.stx_mask & (STATX_TYPE | STATX_NLINK | STATX_INO)) !=
+          (STATX_TYPE | STATX_NLINK | STATX_INO) ||
+      !S_ISREG(sx.stx_mode) || sx.stx_nlink != 0)
+    goto out;
+  f = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (f < 0) {
+    rc = open_failed();
+    goto out;
+  }
+  /* Sealed against shrinking (only a memfd can be): a segment cut short
+   * under our mapping would fault here on the next access. Its size is
+   * checked after that: sealed, it can no longer shrink. */
+  int seals = fcntl(f, F_GET_SEALS);
+  if (seals < 0 || !(seals & F_SEAL_SHRINK)) goto out;
+  if (fstat(f, &st) != 0 || st.st_ino != sx.stx_ino ||
+      major(st.st_dev) != sx.stx_dev_major || minor(st.st_dev) != sx.stx_dev_minor ||
       (uint64_t)st.st_size != size)
-    return TG_EFORMAT;
-  int f = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (f < 0) /* out of descriptors or memory is ours, not the peer's fault */
-    return errno == EMFILE || errno == ENFILE || errno == ENOMEM ? -errno : TG_EFORMAT;
-  int rc = TG_EFORMAT;
-  if (fstat(f, &st2) == 0 && st2.st_dev == st.st_dev && st2.st_ino == st.st_ino &&
-      (uint64_t)st2.st_size == size)
-    rc = tg__seg_map(f, (size_t)size, true, map);
-  close(f);
-  if (rc != TG_OK) return rc == TG_EPROTO ? TG_EFORMAT : rc;
+    goto out;
+  rc = tg__seg_map(f, (size_t)size, true, map);
+  if (rc != TG_OK) {
+    if (rc == TG_EPROTO) rc = TG_EFORMAT;
+    goto out;
+  }
   if (memcmp((uint8_t *)*map + size - TG__SHM_TOKEN, token, TG__SHM_TOKEN) != 0) {
     munmap(*map, (size_t)size);
-    return TG_EFORMAT;
+    rc = TG_EFORMAT;
   }
-  return TG_OK;
+out:
+  if (f >= 0) close(f);
+  close(o);
+  return rc;
 }
 
 bool tg__shm_probe_try(tg__shm *m, tg__rbuf *r) {

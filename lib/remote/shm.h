@@ -15,19 +15,25 @@
  * (SO_PEERCRED, as ZeroMQ's "Peer-Address" of a Unix socket peer: never
  * from what it says). Only a peer of this user's is used.
  *
- * Hostile input: a descriptor names a file descriptor of the peer's. The
- * receiver opens it only when /proc says it is a memfd segment of ours
- * ("memfd:tgraph"), a regular file of exactly the size announced, checked
- * again on the open file (same inode), and the segment's last
- * TG__SHM_TOKEN bytes must hold the token the descriptor gives (against a
- * pid or descriptor reused since it was sent). Anything else is
+ * Hostile input: a descriptor names a file descriptor of the peer's,
+ * which the peer may swap (dup2) at any moment. The receiver resolves
+ * /proc/<pid>/fd/<fd> once, O_PATH (no call into the file's filesystem:
+ * a file on the peer's own FUSE mount cannot stall it), and checks its
+ * own descriptor of it from then on: a memfd segment of ours by name
+ * ("memfd:tgraph"), a regular file with no links; opened, it must be
+ * sealed against shrinking (segments are created sealed at their size,
+ * remote/seg.h: the peer cannot truncate it under our mapping to make us
+ * fault) and have exactly the size announced; and the segment's last
+ * TG__SHM_TOKEN bytes must hold the token the descriptor gives (against
+ * a pid or descriptor reused since it was sent). Anything else is
  * TG_EFORMAT: the caller drops the peer.
  *
  * Negotiation (remote/proto.h, HELLO and WELCOME): the client offers a
  * probe segment; the worker says whether it could open it and offers its
  * own; the client says (SEG_OK) whether it could open the worker's. Each
  * direction is used only once proven; otherwise values are streamed as
- * before. TGRAPH_NO_SHM=1 in either process's environment turns it off.
+ * before. A worker drops its probe, unproven, when the client sends
+ * anything else first or stays silent for a few seconds. TGRAPH_NO_SHM=1 in either process's environment turns it off.
  *
  * Lifetimes: a sender's segment stays open and unchanged while the peer
  * may map it (from sending until the peer's SEG_FREE naming it) and while
@@ -81,8 +87,11 @@ void tg__shm_free(tg__shm *sh);
 int tg__shm_probe_offer(tg__shm *sh, tg__wbuf *h);
 /* Read the peer's probe offer at r and try it: true when it opened. */
 bool tg__shm_probe_try(tg__shm *sh, tg__rbuf *r);
-/* The peer answered our probe: drop it; ok: send it segments from now. */
+/* The peer answered our probe: drop it; ok: send it segments from now.
+ * Also how one that goes unanswered is dropped (ok false). */
 void tg__shm_probe_done(tg__shm *sh, bool ok);
+/* Whether our probe is offered and not answered yet (sh may be NULL). */
+bool tg__shm_probe_pending(const tg__shm *sh);
 /* Segments may go to the peer / come from it. */
 bool tg__shm_can_send(const tg__shm *sh);
 void tg__shm_set_recv(tg__shm *sh, bool ok);

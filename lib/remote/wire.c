@@ -209,7 +209,8 @@ static int send_leaves(tg__link *sock, const walker *w, uint64_t *bytes, tg_erro
       int rc = tg__link_send_copy(sock, w->descs.p + w->leaves[i].desc_off,
                                   w->leaves[i].desc_len, i == last ? 0 : TG__LINK_MORE);
       if (rc != TG_OK) return tg__error_set(err, rc, "sending a value: %s", tg_strerror(rc));
-      if (bytes) *bytes += len;
+      /* What crossed the socket; the stream counts the carried bytes. */
+      if (bytes) *bytes += w->leaves[i].desc_len;
       continue;
     }
     zmq_msg_t m;
@@ -535,7 +536,7 @@ int tg__wire_recv(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
       rc = r.bad ? tg__error_set(e, TG_EFORMAT, "bad value descriptor") : e->code;
       break;
     }
-    if (streamed || shm) leaf_data(x, &len);
+    if (streamed) leaf_data(x, &len); /* a segment's: its descriptor's size */
     if (bytes) *bytes += len;
     rc = place(&v, path, depth, x, err);
   }

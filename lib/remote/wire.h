@@ -61,7 +61,9 @@
 /* Send one message on link sock: the routing id rid (rid_len 0: none), then
  * head, then (when v is not NULL) value v, its streamed leaves sent ahead
  * through st. peer_misalign: the receiver's (0 when unknown). *bytes (may
- * be NULL) grows by the bytes of v. Large leaves are handed to ZeroMQ
+ * be NULL) grows by the bytes of v that cross the link: a leaf carried in
+ * a shared segment counts its descriptor (st counts the bytes carried:
+ * shm_out). Large leaves are handed to ZeroMQ
  * without a copy (a reference to v is kept until it has sent them).
  * Errors: TG_ENOMEM, TG_EIO (the socket refused; errno says why): the
  * message may be half sent, so the caller drops the peer. */
@@ -75,7 +77,8 @@ int tg__wire_misalign(void);
 /* Decode a value from parts[0..n-1] (received parts; the value may take
  * over data parts, leaving them empty) and the streamed values of st it
  * names. *used is the number of parts it occupied. *bytes (may be NULL)
- * grows by the value's size. TG_EFORMAT, TG_ENOMEM, or the decoder's own
+ * grows by the value's bytes that crossed the link, as tg__wire_send
+ * counts them. TG_EFORMAT, TG_ENOMEM, or the decoder's own
  * codes. */
 int tg__wire_recv(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
                   tg_value **out /* OUT */, uint64_t *bytes, tg_error *err);

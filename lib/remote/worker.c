@@ -198,12 +198,23 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
 }
 
 /* A client whose ZeroMQ connection we share memory with may also send
- * this: whether it could open our probe segment. */
+ * this: whether it could open our probe segment. An answer to a probe
+ * already dropped (see probe_unanswered) changes nothing. */
 static bool seg_ok(wsess *s, tg__rbuf *r) {
   uint8_t ok = tg__rbuf_u8(r);
   if (r->bad || !tg__rbuf_end(r) || ok > 1 || !s->stream.shm) return false;
-  tg__shm_probe_done(s->stream.shm, ok == 1);
+  if (tg__shm_probe_pending(s->stream.shm)) tg__shm_probe_done(s->stream.shm, ok == 1);
   return true;
+}
+
+/* A client answers our probe before anything else (it sends SEG_OK as
+ * soon as WELCOME comes). One that does not, or not within PROBE_WAIT
+ * seconds, gets no segments: its probe, a memfd and a descriptor here,
+ * would otherwise live as long as the session. */
+#define PROBE_WAIT 5.0
+
+static void probe_unanswered(wsess *s) {
+  if (tg__shm_probe_pending(s->stream.shm)) tg__shm_probe_done(s->stream.shm, false);
 }
 
 /* Tell clients which of their segments we let go of (values released
@@ -379,6 +390,7 @@ static void handle(tg__worker *wk) {
     return;
   }
   s->last_seen = tg__now();
+  if (type != TG__M_SEG_OK) probe_unanswered(s);
   s->refs++; /* a failed send while handling drops s: keep it allocated */
   bool ok = false, values = type == TG__M_TASKS || type == TG__M_PUT ||
                             type == TG__M_BULK;
@@ -566,6 +578,9 @@ static void expire(tg__worker *wk, double now) {
   double limit = wk->o.session_timeout > 0 ? wk->o.session_timeout : 20;
   for (wsess *s = wk->sessions, *next; s; s = next) {
     next = s->next;
+    /* Silent since HELLO when its probe is still pending (any message
+     * ends that). */
+    if (now - s->last_seen > PROBE_WAIT) probe_unanswered(s);
     if (now - s->last_seen > limit) {
       if (wk->o.verbose)
         fprintf(stderr, "tgraph worker: client '%s' silent for %.1f s\n", s->name,
