@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -131,6 +133,16 @@ static int fn_slow(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **ou
   return TG_OK;
 }
 
+/* Calls of slow_counted, seen across the fork (memory shared with the
+ * workers the test starts after setting it). */
+static _Atomic uint64_t *slow_calls;
+
+/* slow_counted(x, ms): slow(x, ms), counted in *slow_calls. */
+static int fn_slow_counted(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  if (slow_calls) atomic_fetch_add(slow_calls, 1);
+  return fn_slow(ctx, a, n, out);
+}
+
 /* slow_big(n, ms): big(n, 7) after ms milliseconds. */
 static int fn_slow_big(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
   int rc = want_ints(ctx, a, n);
@@ -181,7 +193,7 @@ static tg_registry *make_reg(const char *ver) {
     int nargs;
   } defs[] = {{"big", fn_big, 2},           {"big_add", fn_big_add, 2},
               {"big_sum", fn_big_sum, 2},   {"big_split", fn_big_split, 2},
-              {"big_dict", fn_big_dict, 1}, {"slow", fn_slow, 2},
+              {"big_dict", fn_big_dict, 1}, {"slow", fn_slow, 2}, {"slow_counted", fn_slow_counted, 2},
               {"slow_big", fn_slow_big, 2}, {"versioned", tgt_fn_inc, 1},
               {"blob", fn_blob, 1},         {"blob_sum", fn_blob_sum, 1}};
   for (size_t i = 0; r && i < sizeof defs / sizeof defs[0]; i++) {
@@ -2057,6 +2069,36 @@ Test(tcp, chain_failures_and_cancels_as_sync) {
   same_as_sync(g, &z, 1, ex);
   tg_graph_free(g);
   tg_executor_free(ex);
+}
+
+/* A client that goes away while its chain's links wait behind the one
+ * running on a pool thread: the rest of the chain fails there unrun, it
+ * is not called link after link for nobody. */
+Test(tcp, chain_of_a_dropped_client_is_not_called_on) {
+  slow_calls = mmap(NULL, sizeof *slow_calls, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  cr_assert_neq(slow_calls, MAP_FAILED);
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_node s = tg_call(g, "slow_counted", 2, V(tg_int(0)), V(tg_int(20)));
+  for (int i = 1; i < 100; i++) s = tg_call(g, "slow_counted", 2, N(s), V(tg_int(20)));
+  tg_value *r = NULL;
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .executor = ex, .timeout = 0.3};
+  cr_assert_eq(tg_compute(g, &s, 1, &o, &r), TG_ETIMEDOUT);
+  tg_executor_free(ex); /* the client leaves: its session is dropped */
+  usleep(300 * 1000);
+  uint64_t then = atomic_load(slow_calls);
+  usleep(500 * 1000);
+  uint64_t now = atomic_load(slow_calls);
+  cr_expect_eq(now, then, "links still called after the client left: %llu, then %llu",
+               (unsigned long long)then, (unsigned long long)now);
+  cr_expect_lt(now, 60, "%llu of 100 links called", (unsigned long long)now);
+  cr_expect(alive(w), "the worker goes on");
+  tg_graph_free(g);
+  munmap((void *)slow_calls, sizeof *slow_calls);
+  slow_calls = NULL;
 }
 
 /* A tree of 4,096 leaves (8,191 tasks) on a worker of one thread: its

@@ -89,6 +89,7 @@ void tg__wk_drop(tg__worker *wk, wsess *s, const char *msg, bool banned) {
     fprintf(stderr, "tgraph worker: client '%s' gone: state dropped\n", s->name);
   if (banned) ban(wk, s->hash);
   s->dead = true;
+  atomic_store(&s->gone, true);
   sess_unlink(wk, s);
   tg__wk_sess_clear(wk, s);
   tg__wk_sess_unref(wk, s);

@@ -87,6 +87,8 @@ struct wsess {
   uint64_t hash;
   bool dead;            /* dropped: tasks still running for it finish
                            into the void */
+  _Atomic bool gone;    /* the same, for pool threads: a task linked
+                           behind another of it is not called any more */
   bool told_leave;      /* the worker drains and said so (join.c) */
   uint32_t refs;        /* the worker's list + tasks not yet done */
   int fd;               /* the connection's descriptor, -1: unknown
@@ -203,11 +205,17 @@ typedef struct tg__worker {
    * worker. The queue is then the loop's own (no lock taken). */
   bool inline_calls;
   tg__wstates states;   /* inline_calls: the loop thread's worker state */
-  pthread_mutex_t mu;   /* guards queue, idle, done, stopping */
+  pthread_mutex_t mu;   /* guards queue, idle, done, owed, stopping */
   pthread_cond_t cv;
   wtask *q_head, *q_tail;
   unsigned idle;        /* pool threads waiting for tasks */
   wtask *done;
+  /* The loop is owed a wake-up for `done` (tasks done quietly that no
+   * thread woke it for yet: worker_pool.c), since owed_since, for owed_n
+   * tasks; cleared by whoever wakes it and when it takes `done`. */
+  bool owed;
+  unsigned owed_n;
+  double owed_since;
   wlog *logs, **logs_tail; /* guarded by mu */
   size_t nlogs, logs_dropped;
   bool stopping;

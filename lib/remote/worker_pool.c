@@ -96,7 +96,10 @@ static wtask *take_then(wtask *t) {
   wtask *n = t->then;
   if (!n) return NULL;
   t->then = NULL;
-  if (t->rc == TG_OK && t->out) n->args[t->then_arg] = tg_value_ref(t->out);
+  /* A dropped client's chain is not called on: its links fail, unrun. */
+  if (atomic_load(&n->s->gone))
+    tg__wk_input_failed(n, t->then_arg, TG_ECANCELED, "its client is gone");
+  else if (t->rc == TG_OK && t->out) n->args[t->then_arg] = tg_value_ref(t->out);
   else tg__wk_input_failed(n, t->then_arg, t->rc == TG_OK ? TG_ECANCELED : t->rc, t->msg);
   return --n->waits == 0 ? n : NULL;
 }
@@ -176,37 +179,36 @@ static bool silent(const wtask *t) {
 /* Per task: one lock to hand the last task back and take the next, and
  * one clock reading between two tasks taken back to back (one's end is
  * the next one's start).
- * The loop is woken when the done list becomes non-empty, before the
- * next task is called, but for tasks done quietly (no reply), while no
- * pool thread is idle (nothing the loop would make ready could run
- * sooner): those wait for the next task that is not, for this thread's
- * sleep, or CHAIN_WAKE_TASKS / CHAIN_WAKE_SECS (their results stay
- * alive until the loop takes them). A chain's links or a tree's sums
- * then run on pool threads without a wake-up each. */
+ * The loop must be woken when the done list becomes non-empty (it drains
+ * all of it per wake-up). For tasks done quietly (no reply: a result kept
+ * at the first call) the wake-up is owed rather than made while no pool
+ * thread is idle, so that a chain's links or a tree's sums run on pool
+ * threads without a wake-up each. The debt is the worker's, not one
+ * thread's (wk->owed): any thread pays it at once when a task it ends is
+ * not quiet (a reply the client may wait for), before it spins or sleeps,
+ * when another thread is idle, or after CHAIN_WAKE_TASKS tasks /
+ * CHAIN_WAKE_SECS, checked before each task it calls. */
 static void *pool_main(void *arg) {
   pool_arg pa = *(pool_arg *)arg;
   tg__free(arg);
   tg__worker *wk = pa.wk;
   tg__wstates states = {0}; /* this thread's: the thread is the worker */
   wtask *prev = NULL;       /* run, not yet handed back */
-  double now = 0;           /* the clock when prev ended */
-  bool wake = false;        /* the loop is owed a wake-up */
-  bool urgent = false;      /* now: a task owed one is not quiet */
-  unsigned owed = 0;        /* tasks done since it is */
-  double owed_since = 0;
+  double now = 0;           /* the clock when prev ended (0: not read) */
   pthread_mutex_lock(&wk->mu);
   for (;;) {
     wtask *then = NULL; /* a task linked behind prev, ready */
+    bool pay = false;   /* wake the loop now */
     if (prev) {
       bool first = false, loud = false;
       then = done_chain(wk, prev, &first, &loud);
-      if (first && !wake) {
-        wake = true;
-        owed = 0;
-        owed_since = now;
+      if (first && !wk->owed) {
+        wk->owed = true;
+        wk->owed_n = 0;
+        wk->owed_since = now > 0 ? now : tg__now();
       }
-      urgent |= wake && loud;
-      owed++;
+      wk->owed_n++;
+      pay = wk->owed && loud;
     }
     prev = NULL;
     if (then && (wk->q_head || wk->stopping)) { /* queued first: in turn */
@@ -217,10 +219,11 @@ static void *pool_main(void *arg) {
       then = NULL;
     }
     if (!then && !wk->q_head && !wk->stopping) {
-      if (wake) { /* before sleeping: the loop must not wait for us */
+      if (wk->owed) { /* before sleeping: the loop must not wait for us */
+        wk->owed = false;
         pthread_mutex_unlock(&wk->mu);
         wake_loop(wk);
-        wake = urgent = false;
+        pay = false;
         pthread_mutex_lock(&wk->mu);
       }
       /* A chain's next link comes right after this one's result is
@@ -235,14 +238,25 @@ static void *pool_main(void *arg) {
         pthread_mutex_lock(&wk->mu);
       }
       wk->idle++;
-      while (!wk->q_head && !wk->stopping) pthread_cond_wait(&wk->cv, &wk->mu);
+      while (!wk->q_head && !wk->stopping) {
+        if (wk->owed) { /* owed by a thread that went on: paid here */
+          wk->owed = false;
+          pthread_mutex_unlock(&wk->mu);
+          wake_loop(wk);
+          pthread_mutex_lock(&wk->mu);
+          continue;
+        }
+        pthread_cond_wait(&wk->cv, &wk->mu);
+      }
       wk->idle--;
       now = 0; /* waited: read the clock again */
     }
     wtask *t = then;
     if (!t && !wk->q_head) { /* stopping and nothing left */
+      bool owed = wk->owed;
+      wk->owed = false;
       pthread_mutex_unlock(&wk->mu);
-      if (wake) wake_loop(wk);
+      if (owed || pay) wake_loop(wk);
       break;
     }
     if (!t) {
@@ -251,13 +265,13 @@ static void *pool_main(void *arg) {
       if (!wk->q_head) wk->q_tail = NULL;
     }
     bool stopping = wk->stopping; /* read under mu, where it is written */
-    bool idle = wk->idle > 0;
-    pthread_mutex_unlock(&wk->mu);
-    if (wake && (urgent || idle || owed >= CHAIN_WAKE_TASKS ||
-                 now - owed_since >= CHAIN_WAKE_SECS)) {
-      wake_loop(wk);
-      wake = urgent = false;
+    if (wk->owed && (pay || wk->idle > 0 || wk->owed_n >= CHAIN_WAKE_TASKS ||
+                     (now > 0 ? now : tg__now()) - wk->owed_since >= CHAIN_WAKE_SECS)) {
+      wk->owed = false;
+      pay = true;
     }
+    pthread_mutex_unlock(&wk->mu);
+    if (pay) wake_loop(wk);
     if (!stopping) now = run_task(wk, t, pa.index, &states, now > 0 ? now : tg__now());
     else t->rc = TG_ECANCELED;
     prev = t;

@@ -696,6 +696,7 @@ void tg__wk_collect(tg__worker *wk) {
     }
     wtask *list = wk->done;
     wk->done = NULL;
+    wk->owed = false; /* taken: nothing left to wake us for */
     wlog *logs = wk->logs; /* those of the tasks of the list among them */
     size_t dropped = wk->logs_dropped;
     wk->logs = NULL;
