@@ -193,8 +193,10 @@ bool tg__tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v
 
 uint64_t tg__tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f) {
   (void)b;
+  /* Tasks come in runs of one function: the last one answers most. */
+  if (c->fn_last < c->nfns && c->fn_of[c->fn_last] == f) return c->fn_last;
   uint64_t id1 = (uint64_t)(uintptr_t)tg__idmap_get(&c->fns, (uint64_t)(uintptr_t)f);
-  if (id1) return id1 - 1;
+  if (id1) return c->fn_last = id1 - 1;
   if (c->nfns == c->cap_fns) {
     size_t cap = c->cap_fns ? c->cap_fns * 2 : 32;
     const tg_func **p = tg__realloc(c->fn_of, cap * sizeof *p);
@@ -205,6 +207,7 @@ uint64_t tg__tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f) {
   uint64_t id = c->nfns;
   if (!tg__idmap_put(&c->fns, (uint64_t)(uintptr_t)f, (void *)(uintptr_t)(id + 1)))
     return UINT64_MAX;
+  c->fn_last = c->nfns;
   c->fn_of[c->nfns++] = f;
   tg__wbuf_varint(&c->funcs, id);
   tg__wbuf_cstr(&c->funcs, tg_func_name(f));

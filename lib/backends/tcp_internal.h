@@ -398,6 +398,8 @@ struct tcp_conn {
   tg__idmap fns;           /* tg_func* -> fn id + 1 */
   const tg_func **fn_of;   /* fn id -> function */
   size_t nfns, cap_fns;
+  size_t fn_last;          /* the id tg__tcp_conn_fn gave last (valid when
+                            * below nfns: a new session empties fn_of) */
   tg__wbuf funcs;          /* definitions not yet sent */
   uint32_t nfuncs;
   tg__wbuf batch;          /* task records not yet sent */
