@@ -604,12 +604,16 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
 static int choose(tcp *b, const tcp_rec *rec) {
   int best = -1;
   double best_cost = 0;
+  /* Without handles (inline arguments only) no worker has anything to
+   * fetch: the walk over them, per worker, is skipped. */
+  uint32_t nh = 0;
+  for (uint32_t j = 0; j < rec->nargs; j++) nh += rec->hargs[j] != NULL;
   for (int i = 0; i < b->nconns; i++) {
     const tcp_conn *c = b->conns[i];
     if (!tg__tcp_conn_has_room(c) || (c->leaving && !tg__tcp_leave_fits(b, b->conns[i], rec)))
       continue;
     double miss = 0, fetches = 0;
-    for (uint32_t j = 0; j < rec->nargs; j++) {
+    for (uint32_t j = 0; nh && j < rec->nargs; j++) {
       const tcp_handle *h = rec->hargs[j];
       if (h && h->kind == H_ELEM) h = h->parent;
       bool any = h && tg__holders_any(&h->locs);
