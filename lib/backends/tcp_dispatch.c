@@ -790,7 +790,9 @@ static bool workers_idle(const tcp *b) {
 /* slack: slack_of(b) at the start of the dispatch pass (looking at every
  * worker per task made placing tasks cost O(workers) more). */
 static bool may_start(tcp *b, tg__task *t, int64_t slack) {
-  tcp_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
+  tcp_run *rs = b->last_run; /* mostly the one, as in tg__tcp_run_get */
+  if (!rs || rs->r != t->run || rs->seq != t->run->seq)
+    rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
   if (!rs || rs->inflight == 0 || (t->flags & TG__T_CACHED)) return true;
   const tg__run *r = rs->r;
   const tg__runplan *p = &r->plan;
