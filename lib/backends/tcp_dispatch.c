@@ -704,7 +704,8 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
     if (pre) tg__tcp_attach(b, rs, pre, args, n);
     else rec = tg__tcp_rec_new(b, rs, t, (uint32_t)n);
     if (rec) {
-      if (n) memcpy(rec->args, args, n * sizeof *args); /* args: NULL when none */
+      /* args: NULL when none. A loop, not memcpy: one or two mostly. */
+      for (size_t j = 0; j < n; j++) rec->args[j] = args[j];
       rec->task = (uint32_t)(t - rs->r->plan.tasks);
       rec->node = t->node;
       tg__tcp_expect(b, rec, &rs->r->g->nodes[t->node]);
