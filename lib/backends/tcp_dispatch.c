@@ -314,7 +314,9 @@ void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   tg__wbuf_varint(w, rec->store);
   tg__wbuf_varint(w, min_us);
   if (rec->crashes) tg__wbuf_varint(w, rec->crashes);
-  tg__wbuf_cstr(w, tg__run_key(r, rec->node, kb, sizeof kb));
+  size_t kl;
+  const char *key = tg__graph_key_len(r->g, rec->node, kb, sizeof kb, &kl);
+  tg__wbuf_str(w, key, kl);
   tg__wbuf_varint(w, rec->nargs);
   const tg__runplan *p = &r->plan;
   for (uint32_t j = 0; j < rec->nargs; j++) {
