@@ -47,6 +47,7 @@ void tg__tcp_expect(tcp *b, tcp_rec *rec, const tg__gnode *nd) {
 
 static void release_args(tcp *b, tcp_rec *rec) {
   for (uint32_t j = 0; j < rec->nargs; j++) {
+    if (!rec->hargs[j]) continue; /* inline: no call per argument */
     tg__tcp_handle_unref(b, rec->hargs[j]);
     rec->hargs[j] = NULL;
   }
@@ -68,8 +69,8 @@ void tg__tcp_rec_free(tcp *b, tcp_rec *rec) {
     rs->nearly--;
     if (rec->done && rec->dval) tg__run_live(rs->r, -1); /* counted while kept here */
   }
-  tg_value_unref(rec->dval);
-  tg__free(rec->dmsg);
+  if (rec->dval) tg_value_unref(rec->dval); /* kept replies only: no call per record */
+  if (rec->dmsg) tg__free(rec->dmsg);
   if (rec->t && !rec->orphan) {
     rs->live--;
     if (!rec->done) rs->inflight--;
