@@ -282,12 +282,6 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
     tg__tcp_conn_lost(b, c, "its connection closed", false);
 }
 
-bool tg__tcp_conn_has_room(const tcp_conn *c) {
-  if (c->state != CS_READY || (c->leaving && !tg__tcp_leave_open(c))) return false;
-  uint32_t n = c->nthreads ? c->nthreads : 1;
-  return c->load < n + 1 || (c->queued < n * 0.004 && c->load < n + 2048);
-}
-
 void tg__tcp_conn_add(tcp_conn *c, tcp_rec *rec) {
   c->load++;
   c->queued += rec->est;

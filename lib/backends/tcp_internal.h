@@ -548,8 +548,14 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c);
 /* Whether c may take one more record: one beyond its threads (long tasks
  * then wait here, free to go to whichever worker is first done), more
  * while its queue holds under ~4 ms of work per thread (what it takes to
- * hide the network's latency behind short tasks). */
-bool tg__tcp_conn_has_room(const tcp_conn *c);
+ * hide the network's latency behind short tasks). Inline: asked of every
+ * worker for every task placed. */
+bool tg__tcp_leave_open(const tcp_conn *c); /* tcp_join.c, declared below too */
+static inline bool tg__tcp_conn_has_room(const tcp_conn *c) {
+  if (c->state != CS_READY || (c->leaving && !tg__tcp_leave_open(c))) return false;
+  uint32_t n = c->nthreads ? c->nthreads : 1;
+  return c->load < n + 1 || (c->queued < n * 0.004 && c->load < n + 2048);
+}
 
 /* Seconds a record of this kind (function and node kind) took on workers,
  * a moving average of what they measured; 1 ms until one has run. */
