@@ -295,7 +295,9 @@ void tg__tcp_conn_remove(tcp_conn *c, tcp_rec *rec) {
 
 /* Estimates are stored in the map as the bits of the double. */
 double tg__tcp_task_secs(const tcp *b, uint64_t kind_key) {
-  uint64_t bits = (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
+  uint64_t bits = kind_key == b->secs_key
+                      ? b->secs_bits
+                      : (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
   double s;
   memcpy(&s, &bits, sizeof s);
   return bits ? s : 1e-3;
@@ -311,7 +313,10 @@ void tg__tcp_task_measured(tcp *b, uint64_t kind_key, double secs) {
   }
   memcpy(&bits, &s, sizeof bits);
   if (slot) *slot = (void *)(uintptr_t)bits;
-  else tg__idmap_put(&b->task_secs, kind_key, (void *)(uintptr_t)bits); /* a hint: OOM is fine */
+  else if (!tg__idmap_put(&b->task_secs, kind_key, (void *)(uintptr_t)bits))
+    return; /* a hint: OOM is fine */
+  b->secs_key = kind_key; /* the map's entry, as it now is */
+  b->secs_bits = bits;
 }
 
 /* ---- losing a worker --------------------------------------------------------- */

@@ -463,6 +463,8 @@ struct tcp {
   bool ending;             /* tg__tcp_begin_done is working through them */
   tg__idmap handles;       /* id -> handle */
   tg__idmap task_secs;     /* kind key -> seconds (tg__tcp_task_secs), bits */
+  uint64_t secs_key, secs_bits; /* the entry measured last (0: none): asked
+                              of most in a run of one kind of task */
   uint64_t next_id;        /* handle / object ids */
   tg__idmap runs_by_seq;   /* run seq + 1 -> tcp_run */
   tcp_run *runs;
