@@ -305,20 +305,27 @@ void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   rec->flags = flags; /* what its reply may be */
   char kb[TG__NAME_MAX + 32];
   tg__wbuf *w = &c->batch;
-  tg__wbuf_varint(w, rec->id);
-  tg__wbuf_varint(w, fn);
-  tg__wbuf_u8(w, nd->kind);
-  tg__wbuf_varint(w, nd->aux);
-  tg__wbuf_varint(w, (uint64_t)attempts_of(r, nd));
-  tg__wbuf_varint(w, nd->timeout > 0 ? (uint64_t)(nd->timeout * 1000 + 0.999) : 0);
-  tg__wbuf_u8(w, flags);
-  tg__wbuf_varint(w, rec->store);
-  tg__wbuf_varint(w, min_us);
-  if (rec->crashes) tg__wbuf_varint(w, rec->crashes);
   size_t kl;
   const char *key = tg__graph_key_len(r->g, rec->node, kb, sizeof kb, &kl);
-  tg__wbuf_str(w, key, kl);
-  tg__wbuf_varint(w, rec->nargs);
+  /* The record's fixed fields and key, in room made once: at most 11
+   * varints of 10 bytes and two bytes. Out of memory, the batch is marked
+   * so (the flush then drops c) and nothing is written. */
+  if (tg__wbuf_reserve(w, 11 * 10 + 2 + kl)) {
+    tg__wbuf_varint_in(w, rec->id);
+    tg__wbuf_varint_in(w, fn);
+    w->p[w->len++] = nd->kind;
+    tg__wbuf_varint_in(w, nd->aux);
+    tg__wbuf_varint_in(w, (uint64_t)attempts_of(r, nd));
+    tg__wbuf_varint_in(w, nd->timeout > 0 ? (uint64_t)(nd->timeout * 1000 + 0.999) : 0);
+    w->p[w->len++] = flags;
+    tg__wbuf_varint_in(w, rec->store);
+    tg__wbuf_varint_in(w, min_us);
+    if (rec->crashes) tg__wbuf_varint_in(w, rec->crashes);
+    tg__wbuf_varint_in(w, kl);
+    memcpy(w->p + w->len, key, kl);
+    w->len += kl;
+    tg__wbuf_varint_in(w, rec->nargs);
+  }
   const tg__runplan *p = &r->plan;
   for (uint32_t j = 0; j < rec->nargs; j++) {
     if (rec->early && a[j].kind == TG_ARG_NODE) { /* kept here, by its id */
