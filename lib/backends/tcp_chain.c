@@ -35,9 +35,9 @@ static bool pullable(const tcp *b, const tcp_run *rs, uint32_t pi, const tcp_con
     if (p->deps[k] != p->deps[p->dep_off[pi]]) return false;
   const tg__gnode *nd = &rs->r->g->nodes[t->node];
   uint64_t kind_key = (uint64_t)(uintptr_t)nd->fn + nd->kind; /* as tg__tcp_expect */
-  if (!tg__idmap_get(&b->task_secs, kind_key) ||
-      tg__tcp_task_secs(b, kind_key) > TCP_PULL_SECS)
-    return false;
+  /* One never measured is taken for a millisecond (tg__tcp_task_secs),
+   * past TCP_PULL_SECS: one lookup tells both. */
+  if (tg__tcp_task_secs(b, kind_key) > TCP_PULL_SECS) return false;
   --*budget;
   return presendable_in(b, rs, pi, c, UINT32_MAX, budget);
 }

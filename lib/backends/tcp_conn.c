@@ -193,8 +193,10 @@ bool tg__tcp_conn_send(tcp *b, tcp_conn *c, const tg__wbuf *h, const tg_value *v
 
 uint64_t tg__tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f) {
   (void)b;
+  /* Tasks come in runs of one function: the last one answers most. */
+  if (c->fn_last < c->nfns && c->fn_of[c->fn_last] == f) return c->fn_last;
   uint64_t id1 = (uint64_t)(uintptr_t)tg__idmap_get(&c->fns, (uint64_t)(uintptr_t)f);
-  if (id1) return id1 - 1;
+  if (id1) return c->fn_last = id1 - 1;
   if (c->nfns == c->cap_fns) {
     size_t cap = c->cap_fns ? c->cap_fns * 2 : 32;
     const tg_func **p = tg__realloc(c->fn_of, cap * sizeof *p);
@@ -205,6 +207,7 @@ uint64_t tg__tcp_conn_fn(tcp *b, tcp_conn *c, const tg_func *f) {
   uint64_t id = c->nfns;
   if (!tg__idmap_put(&c->fns, (uint64_t)(uintptr_t)f, (void *)(uintptr_t)(id + 1)))
     return UINT64_MAX;
+  c->fn_last = c->nfns;
   c->fn_of[c->nfns++] = f;
   tg__wbuf_varint(&c->funcs, id);
   tg__wbuf_cstr(&c->funcs, tg_func_name(f));
@@ -279,12 +282,6 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c) {
     tg__tcp_conn_lost(b, c, "its connection closed", false);
 }
 
-bool tg__tcp_conn_has_room(const tcp_conn *c) {
-  if (c->state != CS_READY || (c->leaving && !tg__tcp_leave_open(c))) return false;
-  uint32_t n = c->nthreads ? c->nthreads : 1;
-  return c->load < n + 1 || (c->queued < n * 0.004 && c->load < n + 2048);
-}
-
 void tg__tcp_conn_add(tcp_conn *c, tcp_rec *rec) {
   c->load++;
   c->queued += rec->est;
@@ -298,7 +295,9 @@ void tg__tcp_conn_remove(tcp_conn *c, tcp_rec *rec) {
 
 /* Estimates are stored in the map as the bits of the double. */
 double tg__tcp_task_secs(const tcp *b, uint64_t kind_key) {
-  uint64_t bits = (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
+  uint64_t bits = kind_key == b->secs_key
+                      ? b->secs_bits
+                      : (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
   double s;
   memcpy(&s, &bits, sizeof s);
   return bits ? s : 1e-3;
@@ -314,7 +313,10 @@ void tg__tcp_task_measured(tcp *b, uint64_t kind_key, double secs) {
   }
   memcpy(&bits, &s, sizeof bits);
   if (slot) *slot = (void *)(uintptr_t)bits;
-  else tg__idmap_put(&b->task_secs, kind_key, (void *)(uintptr_t)bits); /* a hint: OOM is fine */
+  else if (!tg__idmap_put(&b->task_secs, kind_key, (void *)(uintptr_t)bits))
+    return; /* a hint: OOM is fine */
+  b->secs_key = kind_key; /* the map's entry, as it now is */
+  b->secs_bits = bits;
 }
 
 /* ---- losing a worker --------------------------------------------------------- */

@@ -47,6 +47,7 @@ void tg__tcp_expect(tcp *b, tcp_rec *rec, const tg__gnode *nd) {
 
 static void release_args(tcp *b, tcp_rec *rec) {
   for (uint32_t j = 0; j < rec->nargs; j++) {
+    if (!rec->hargs[j]) continue; /* inline: no call per argument */
     tg__tcp_handle_unref(b, rec->hargs[j]);
     rec->hargs[j] = NULL;
   }
@@ -68,8 +69,8 @@ void tg__tcp_rec_free(tcp *b, tcp_rec *rec) {
     rs->nearly--;
     if (rec->done && rec->dval) tg__run_live(rs->r, -1); /* counted while kept here */
   }
-  tg_value_unref(rec->dval);
-  tg__free(rec->dmsg);
+  if (rec->dval) tg_value_unref(rec->dval); /* kept replies only: no call per record */
+  if (rec->dmsg) tg__free(rec->dmsg);
   if (rec->t && !rec->orphan) {
     rs->live--;
     if (!rec->done) rs->inflight--;
@@ -304,18 +305,27 @@ void tg__tcp_append(tcp *b, tcp_conn *c, tcp_rec *rec) {
   rec->flags = flags; /* what its reply may be */
   char kb[TG__NAME_MAX + 32];
   tg__wbuf *w = &c->batch;
-  tg__wbuf_varint(w, rec->id);
-  tg__wbuf_varint(w, fn);
-  tg__wbuf_u8(w, nd->kind);
-  tg__wbuf_varint(w, nd->aux);
-  tg__wbuf_varint(w, (uint64_t)attempts_of(r, nd));
-  tg__wbuf_varint(w, nd->timeout > 0 ? (uint64_t)(nd->timeout * 1000 + 0.999) : 0);
-  tg__wbuf_u8(w, flags);
-  tg__wbuf_varint(w, rec->store);
-  tg__wbuf_varint(w, min_us);
-  if (rec->crashes) tg__wbuf_varint(w, rec->crashes);
-  tg__wbuf_cstr(w, tg__run_key(r, rec->node, kb, sizeof kb));
-  tg__wbuf_varint(w, rec->nargs);
+  size_t kl;
+  const char *key = tg__graph_key_len(r->g, rec->node, kb, sizeof kb, &kl);
+  /* The record's fixed fields and key, in room made once: at most 11
+   * varints of 10 bytes and two bytes. Out of memory, the batch is marked
+   * so (the flush then drops c) and nothing is written. */
+  if (tg__wbuf_reserve(w, 11 * 10 + 2 + kl)) {
+    tg__wbuf_varint_in(w, rec->id);
+    tg__wbuf_varint_in(w, fn);
+    w->p[w->len++] = nd->kind;
+    tg__wbuf_varint_in(w, nd->aux);
+    tg__wbuf_varint_in(w, (uint64_t)attempts_of(r, nd));
+    tg__wbuf_varint_in(w, nd->timeout > 0 ? (uint64_t)(nd->timeout * 1000 + 0.999) : 0);
+    w->p[w->len++] = flags;
+    tg__wbuf_varint_in(w, rec->store);
+    tg__wbuf_varint_in(w, min_us);
+    if (rec->crashes) tg__wbuf_varint_in(w, rec->crashes);
+    tg__wbuf_varint_in(w, kl);
+    memcpy(w->p + w->len, key, kl);
+    w->len += kl;
+    tg__wbuf_varint_in(w, rec->nargs);
+  }
   const tg__runplan *p = &r->plan;
   for (uint32_t j = 0; j < rec->nargs; j++) {
     if (rec->early && a[j].kind == TG_ARG_NODE) { /* kept here, by its id */
@@ -604,12 +614,16 @@ static void rebuild(tcp *b, tcp_conn *c, tcp_handle *h) {
 static int choose(tcp *b, const tcp_rec *rec) {
   int best = -1;
   double best_cost = 0;
+  /* Without handles (inline arguments only) no worker has anything to
+   * fetch: the walk over them, per worker, is skipped. */
+  uint32_t nh = 0;
+  for (uint32_t j = 0; j < rec->nargs; j++) nh += rec->hargs[j] != NULL;
   for (int i = 0; i < b->nconns; i++) {
     const tcp_conn *c = b->conns[i];
     if (!tg__tcp_conn_has_room(c) || (c->leaving && !tg__tcp_leave_fits(b, b->conns[i], rec)))
       continue;
     double miss = 0, fetches = 0;
-    for (uint32_t j = 0; j < rec->nargs; j++) {
+    for (uint32_t j = 0; nh && j < rec->nargs; j++) {
       const tcp_handle *h = rec->hargs[j];
       if (h && h->kind == H_ELEM) h = h->parent;
       bool any = h && tg__holders_any(&h->locs);
@@ -700,7 +714,8 @@ static tcp_rec *begin(tcp *b, tg__task *t) {
     if (pre) tg__tcp_attach(b, rs, pre, args, n);
     else rec = tg__tcp_rec_new(b, rs, t, (uint32_t)n);
     if (rec) {
-      if (n) memcpy(rec->args, args, n * sizeof *args); /* args: NULL when none */
+      /* args: NULL when none. A loop, not memcpy: one or two mostly. */
+      for (size_t j = 0; j < n; j++) rec->args[j] = args[j];
       rec->task = (uint32_t)(t - rs->r->plan.tasks);
       rec->node = t->node;
       tg__tcp_expect(b, rec, &rs->r->g->nodes[t->node]);
@@ -786,7 +801,9 @@ static bool workers_idle(const tcp *b) {
 /* slack: slack_of(b) at the start of the dispatch pass (looking at every
  * worker per task made placing tasks cost O(workers) more). */
 static bool may_start(tcp *b, tg__task *t, int64_t slack) {
-  tcp_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
+  tcp_run *rs = b->last_run; /* mostly the one, as in tg__tcp_run_get */
+  if (!rs || rs->r != t->run || rs->seq != t->run->seq)
+    rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
   if (!rs || rs->inflight == 0 || (t->flags & TG__T_CACHED)) return true;
   const tg__run *r = rs->r;
   const tg__runplan *p = &r->plan;

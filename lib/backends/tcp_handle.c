@@ -219,10 +219,11 @@ static int64_t seq_peak(const tcp_run *rs) {
   return peak;
 }
 
-tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
-  tcp_run *rs = b->last_run;
-  if (rs && rs->r == r && rs->seq == r->seq) return rs;
-  rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
+/* tg__tcp_run_get past its one-entry cache. Not inlined there: its
+ * registers would be saved and restored on every call, the cached ones
+ * (two per task) included. */
+static __attribute__((noinline)) tcp_run *run_find(tcp *b, tg__run *r) {
+  tcp_run *rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
   if (rs) return b->last_run = rs;
   rs = tg__calloc(1, sizeof *rs);
   if (!rs) return NULL;
@@ -257,6 +258,12 @@ tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
   rs->next = b->runs;
   b->runs = rs;
   return b->last_run = rs;
+}
+
+tcp_run *tg__tcp_run_get(tcp *b, tg__run *r) {
+  tcp_run *rs = b->last_run;
+  if (rs && rs->r == r && rs->seq == r->seq) return rs;
+  return run_find(b, r);
 }
 
 void tg__tcp_run_unuse(tcp *b, tcp_run *rs) {

@@ -398,6 +398,8 @@ struct tcp_conn {
   tg__idmap fns;           /* tg_func* -> fn id + 1 */
   const tg_func **fn_of;   /* fn id -> function */
   size_t nfns, cap_fns;
+  size_t fn_last;          /* the id tg__tcp_conn_fn gave last (valid when
+                            * below nfns: a new session empties fn_of) */
   tg__wbuf funcs;          /* definitions not yet sent */
   uint32_t nfuncs;
   tg__wbuf batch;          /* task records not yet sent */
@@ -461,6 +463,8 @@ struct tcp {
   bool ending;             /* tg__tcp_begin_done is working through them */
   tg__idmap handles;       /* id -> handle */
   tg__idmap task_secs;     /* kind key -> seconds (tg__tcp_task_secs), bits */
+  uint64_t secs_key, secs_bits; /* the entry measured last (0: none): asked
+                              of most in a run of one kind of task */
   uint64_t next_id;        /* handle / object ids */
   tg__idmap runs_by_seq;   /* run seq + 1 -> tcp_run */
   tcp_run *runs;
@@ -546,8 +550,14 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c);
 /* Whether c may take one more record: one beyond its threads (long tasks
  * then wait here, free to go to whichever worker is first done), more
  * while its queue holds under ~4 ms of work per thread (what it takes to
- * hide the network's latency behind short tasks). */
-bool tg__tcp_conn_has_room(const tcp_conn *c);
+ * hide the network's latency behind short tasks). Inline: asked of every
+ * worker for every task placed. */
+bool tg__tcp_leave_open(const tcp_conn *c); /* tcp_join.c, declared below too */
+static inline bool tg__tcp_conn_has_room(const tcp_conn *c) {
+  if (c->state != CS_READY || (c->leaving && !tg__tcp_leave_open(c))) return false;
+  uint32_t n = c->nthreads ? c->nthreads : 1;
+  return c->load < n + 1 || (c->queued < n * 0.004 && c->load < n + 2048);
+}
 
 /* Seconds a record of this kind (function and node kind) took on workers,
  * a moving average of what they measured; 1 ms until one has run. */

@@ -282,9 +282,11 @@ static bool result(tcp *b, tcp_conn *c, tg__rbuf *r, tg_value *vals, double now)
     rec->conn = -1;
     tg__tcp_rec_free(b, rec);
   }
-  tg_value_unref(v);
-  tg__free(s.keys);
-  tg__free(s.keylen);
+  if (v) tg_value_unref(v);
+  if (s.keys || s.keylen) { /* a kept map's only */
+    tg__free(s.keys);
+    tg__free(s.keylen);
+  }
   return ok;
 }
 

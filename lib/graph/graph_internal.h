@@ -136,6 +136,10 @@ static inline bool tg__arg_is_node(unsigned kind) {
  * generated key formatted into buf (truncated to size). Never NULL. */
 const char *tg__graph_key(const tg_graph *g, tg_node n, char *buf,
                           size_t size);
+/* The same, with its length in *len (size > 0): for writers that need
+ * both, without measuring it again. */
+const char *tg__graph_key_len(const tg_graph *g, tg_node n, char *buf, size_t size,
+                              size_t *len);
 
 /* Set g's error message and return code. */
 int tg__graph_fail(tg_graph *g, int code, const char *fmt, ...)

@@ -129,7 +129,7 @@ static int gen_key(const tg_graph *g, tg_node n, char *buf, size_t size) {
   do digits[sizeof digits - 1 - nd_len++] = (char)('0' + id % 10);
   while ((id /= 10) != 0);
   digits[sizeof digits - 1 - nd_len] = '#';
-  put_part(buf, size, &at, nd->fn->name, strlen(nd->fn->name));
+  put_part(buf, size, &at, nd->fn->name, nd->fn->name_len);
   put_part(buf, size, &at, suffix[nd->kind % 3], suffix_len[nd->kind % 3]);
   put_part(buf, size, &at, digits + sizeof digits - 1 - nd_len, nd_len + 1);
   if (size) buf[at < size ? at : size - 1] = '\0';
@@ -140,6 +140,18 @@ const char *tg__graph_key(const tg_graph *g, tg_node n, char *buf,
                           size_t size) {
   if (g->nodes[n].key) return user_key(g, n);
   gen_key(g, n, buf, size);
+  return buf;
+}
+
+const char *tg__graph_key_len(const tg_graph *g, tg_node n, char *buf, size_t size,
+                              size_t *len) {
+  if (g->nodes[n].key) {
+    const char *k = user_key(g, n);
+    *len = strlen(k);
+    return k;
+  }
+  size_t l = (size_t)gen_key(g, n, buf, size);
+  *len = l < size ? l : size - 1;
   return buf;
 }
 

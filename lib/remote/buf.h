@@ -61,6 +61,16 @@ static inline void tg__wbuf_varint(tg__wbuf *b, uint64_t u) {
   b->p[b->len++] = (uint8_t)u;
 }
 
+/* A varint into room reserved before (tg__wbuf_reserve, 10 bytes per
+ * varint): no check per field of a record of known fields. */
+static inline void tg__wbuf_varint_in(tg__wbuf *b, uint64_t u) {
+  while (u >= 0x80) {
+    b->p[b->len++] = (uint8_t)(u | 0x80);
+    u >>= 7;
+  }
+  b->p[b->len++] = (uint8_t)u;
+}
+
 static inline void tg__wbuf_svarint(tg__wbuf *b, int64_t i) {
   tg__wbuf_varint(b, ((uint64_t)i << 1) ^ (uint64_t)(i >> 63));
 }

@@ -144,6 +144,9 @@ static tg_value *strip(walker *w, tg_value *v) {
   size_t n = t == TG_LIST ? tg_list_len(v) : tg_map_len(v);
   for (size_t i = 0; i < n; i++) {
     tg_value *c = t == TG_LIST ? tg_list_get(v, i) : tg_map_value_at(v, i);
+    /* Kept as it is, without the reference strip would take and this loop
+     * drop: a batch's arguments are mostly such (scalars, small strings). */
+    if (tg__is_imm(c) || (c->type != TG_LIST && c->type != TG_MAP && !is_large(c))) continue;
     w->stack[w->depth++] = i;
     tg_value *x = strip(w, c);
     w->depth--;

@@ -189,9 +189,9 @@ bool tg__shape_size(tg_dtype dtype, int ndim, const int64_t *shape,
   return true;
 }
 
-static tg__array *tg__array_alloc(tg_dtype dtype, int ndim, const int64_t *shape) {
-  size_t size, nbytes;
-  if (!tg__shape_size(dtype, ndim, shape, &size, &nbytes)) return NULL;
+/* An array of a shape tg__shape_size checked (size, nbytes), no data. */
+static tg__array *array_sized(tg_dtype dtype, int ndim, const int64_t *shape, size_t size,
+                              size_t nbytes) {
   tg__array *a = tg__obj_new(sizeof *a + (size_t)ndim * sizeof(int64_t), TG_NDARRAY);
   if (!a) return NULL;
   a->dtype = (uint8_t)dtype;
@@ -202,6 +202,12 @@ static tg__array *tg__array_alloc(tg_dtype dtype, int ndim, const int64_t *shape
   a->region = NULL;
   if (ndim) memcpy(a->shape, shape, (size_t)ndim * sizeof(int64_t));
   return a;
+}
+
+static tg__array *tg__array_alloc(tg_dtype dtype, int ndim, const int64_t *shape) {
+  size_t size, nbytes;
+  if (!tg__shape_size(dtype, ndim, shape, &size, &nbytes)) return NULL;
+  return array_sized(dtype, ndim, shape, size, nbytes);
 }
 
 _Thread_local tg__array_alloc_fn tg__array_alloc_hook;
@@ -263,9 +269,16 @@ tg_value *tg_ndarray_wrap(tg_dtype dtype, int ndim, const int64_t *shape,
   }
   tg__region *r = tg__region_new(data, release, ctx);
   if (!r) return NULL;
-  tg_value *v = tg__array_borrow(dtype, ndim, shape, data, r);
-  tg__region_unref(r); /* the array holds its own reference, or none */
-  return v;
+  /* The shape checked once, and the region's first reference is the
+   * array's: wrapping is per task for some backends' placeholders. */
+  tg__array *a = array_sized(dtype, ndim, shape, size, nbytes);
+  if (!a) {
+    tg__region_unref(r); /* releases data */
+    return NULL;
+  }
+  a->data = data;
+  a->region = r;
+  return &a->h;
 }
 
 /* ---- lists --------------------------------------------------------------- */
