@@ -552,7 +552,8 @@ void tg__tcp_conn_flush(tcp *b, tcp_conn *c);
  * while its queue holds under ~4 ms of work per thread (what it takes to
  * hide the network's latency behind short tasks). Inline: asked of every
  * worker for every task placed. */
-bool tg__tcp_leave_open(const tcp_conn *c); /* tcp_join.c, declared below too */
+/* Leaving c may still take tasks (its window is not over: tcp_join.c). */
+bool tg__tcp_leave_open(const tcp_conn *c);
 static inline bool tg__tcp_conn_has_room(const tcp_conn *c) {
   if (c->state != CS_READY || (c->leaving && !tg__tcp_leave_open(c))) return false;
   uint32_t n = c->nthreads ? c->nthreads : 1;
@@ -683,8 +684,6 @@ void tg__tcp_join_tick(tcp *b, tcp_conn *c, double now);
  * fits and its tasks are back, fetch the kept results only it holds,
  * then say BYE (no loss is counted). */
 void tg__tcp_leave_start(tcp *b, tcp_conn *c, double left);
-/* Leaving c may still take tasks (its window is not over). */
-bool tg__tcp_leave_open(const tcp_conn *c);
 /* Whether rec may go to leaving c: expected to end within c's window
  * (choose(), tcp_dispatch.c). */
 bool tg__tcp_leave_fits(const tcp *b, tcp_conn *c, const tcp_rec *rec);
