@@ -31,11 +31,15 @@ LAYERS = {
     'cache': ['serial'],                   # storage: LMDB, blobs, records
     'memo': ['graph', 'cache'],            # node keys, store/lookup policy
     'sched': ['memo'],
-    'remote': ['sched', 'serial'],
-    'backends': ['sched', 'remote'],
+    'wire': ['serial'],                    # the worker protocol, links, keys
+    'worker': ['graph', 'wire'],           # the worker runtime: calls tasks
+                                           # over a task host, not a run
+    'backends': ['sched'],                 # in process: sync, threads
+    'offload': ['backends', 'worker'],     # the out-of-process engine and its
+                                           # transports (forked, ZeroMQ)
     'report': ['sched'],
-    'dashboard': ['report', 'backends'],
-    'launch': ['backends', 'plugin'],      # ranks of mpirun/srun: tgraph/cluster.h
+    'dashboard': ['report', 'offload'],
+    'launch': ['offload', 'plugin'],       # ranks of mpirun/srun: tgraph/cluster.h
 }
 
 # Public headers (include/tgraph/) -> the layer implementing them.
@@ -50,7 +54,7 @@ PUBLIC = {
     'graphjson.h': 'json',
     'cache.h': 'cache',
     'executor.h': 'sched',
-    'remote.h': 'remote',
+    'remote.h': 'wire',  # keys and stats of the layers above it
     'report.h': 'report',
     'dashboard.h': 'dashboard',
     'cluster.h': 'launch',
@@ -74,6 +78,10 @@ FORBIDDEN = {
                           r'ops->name\s*[!=]=|strcmp\([^;]*ops->name'),
                'the scheduler tests which backend it runs: give the backend '
                'a capability flag (TG__CAP_*, sched/backend.h) instead')],
+    'offload': [(re.compile(r'->tr\s*[!=]=|[!=]=\s*&tg__transport_'),
+                 'the engine tests which transport it runs: give the '
+                 'transport a hook or a capability flag (TG__TR_*, '
+                 'offload/engine.h) instead')],
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

@@ -524,7 +524,7 @@ Test(faults, tcp_retries_count_failures_not_losses) {
 }
 
 /* A task that kills its own worker: impure, it runs once and the compute
- * fails at once; pure, it is sent again after each of TCP_MAX_LOSSES (3)
+ * fails at once; pure, it is sent again after each of OFL_MAX_LOSSES (3)
  * losses and fails at the next, one worker process each. */
 Test(faults, tcp_task_killing_its_worker) {
   int w[5] = {start(), start(), start(), start(), start()};

@@ -286,7 +286,7 @@ Test(flow, chain_traffic_does_not_grow_with_its_length) {
                (unsigned long long)s.bytes_received);
   cr_expect_eq(l.values_moved, 0);
   cr_expect_eq(l.tasks_sent, 10000);
-  /* Sent in full messages (TCP_BATCH_MAX tasks), not one per link. */
+  /* Sent in full messages (OFL_BATCH_MAX tasks), not one per link. */
   cr_expect_leq(l.batches_sent, 10000 / 512 + 2, "%llu batches",
                 (unsigned long long)l.batches_sent);
   tg_executor_free(ex);

@@ -1,4 +1,4 @@
-/* tests/test_link.c: the local link (remote/link.h): parts cross a
+/* tests/test_link.c: the local link (wire/link.h): parts cross a
  * socketpair framed, large parts cross as memfd segments mapped by the
  * receiver (their bytes never on the socket) and are reused once
  * released, and malformed frames are rejected with TG_EPROTO. */
@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "remote/link.h"
+#include "wire/link.h"
 
 static tg__link *a, *b;
 static int raw; /* setup_raw: the writing end, b reads */

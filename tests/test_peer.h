@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <zmq.h>
 
-#include "remote/proto.h"
+#include "wire/proto.h"
 
 /* Make a raw socket speak as this user's keyless workers and runs do
  * (CURVE with the user's own key), so that it gets past the handshake.

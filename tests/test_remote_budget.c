@@ -24,9 +24,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "remote/proto.h"
-#include "remote/stream.h"
-#include "remote/wire.h"
+#include "wire/proto.h"
+#include "wire/stream.h"
+#include "wire/wire.h"
 #include "registry/registry_internal.h" /* tg__library_build */
 #include "tgraph/builtins.h"
 #include "tgraph/executor.h"

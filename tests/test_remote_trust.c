@@ -31,8 +31,8 @@
 #include <zmq.h>
 
 #include "registry/registry_internal.h" /* tg__library_build */
-#include "remote/buf.h"
-#include "remote/proto.h" /* user keys and sockets, the wire */
+#include "wire/buf.h"
+#include "wire/proto.h" /* user keys and sockets, the wire */
 #include "tgraph/builtins.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"

@@ -1,5 +1,5 @@
 /* tests/test_segbook.c: the book of segments a connection lends and
- * borrows (remote/segbook.h): a segment of ours is reused only once the
+ * borrows (wire/segbook.h): a segment of ours is reused only once the
  * peer gave it back and every value over it went, whichever comes last
  * and on whichever thread; a peer naming what it may not map is refused;
  * mappings of the peer's are found while they live, and their release
@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "remote/segbook.h"
+#include "wire/segbook.h"
 
 #define SIZE ((size_t)64 << 10)
 

@@ -1,5 +1,5 @@
 /* tests/test_shm.c: large values in shared memory between a tcp run and a
- * keyless worker of the same user (lib/remote/shm.h): round trips over
+ * keyless worker of the same user (lib/wire/shm.h): round trips over
  * the worker's Unix socket are byte-exact and go in segments (none
  * streamed), again and again through the pools; with TGRAPH_NO_SHM on
  * either side they are streamed as before and still exact; a hostile
@@ -27,12 +27,12 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "backends/offload.h"
-#include "remote/buf.h"
-#include "remote/proto.h"
-#include "remote/seg.h"
-#include "remote/shm.h"
-#include "remote/stream.h"
+#include "offload/traffic.h"
+#include "wire/buf.h"
+#include "wire/proto.h"
+#include "wire/seg.h"
+#include "wire/shm.h"
+#include "wire/stream.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"

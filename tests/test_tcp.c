@@ -28,10 +28,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "backends/offload.h" /* link traffic */
+#include "offload/traffic.h" /* link traffic */
 #include "registry/registry_internal.h" /* plugin digests, set by hand */
-#include "remote/proto.h"
-#include "remote/stream.h" /* TG__STREAM_MIN, TG__STREAM_CHUNK */
+#include "wire/proto.h"
+#include "wire/stream.h" /* TG__STREAM_MIN, TG__STREAM_CHUNK */
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
@@ -1814,7 +1814,7 @@ Test(tcp, fetch_of_a_pending_object_by_a_vanished_client) {
   still_serves(w);
 }
 
-/* Streamed values breaking stream.h's rules drop their client only. */
+/* Streamed values breaking wire/stream.h's rules drop their client only. */
 Test(tcp, hostile_stream_messages_drop_only_that_client) {
   wspec sp = {.max_message = 5 << 20}; /* per part, and streamed bytes held */
   int w = start_worker(&sp, NULL, 0);

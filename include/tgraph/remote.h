@@ -150,7 +150,7 @@ typedef struct tg_worker_opts {
   double drain_time;       /* seconds a drained worker may go on from the
                               moment it sees *drain: its runs keep sending
                               it the tasks they expect to end by then
-                              (with a margin, lib/backends/tcp_join.c),
+                              (with a margin, lib/offload/join.c),
                               then fetch what they need and say goodbye.
                               0: no new task at all */
   /* Called once, on the serving thread, when the drain begins (may be

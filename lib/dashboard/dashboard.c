@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backends/procs_internal.h"
+#include "offload/procs_internal.h"
 #include "dashboard/dashboard_internal.h"
 #include "report/report_internal.h"
 #include "tgraph/dashboard.h"

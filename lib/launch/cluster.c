@@ -17,8 +17,8 @@
 
 #include "../internal.h"
 #include "launch.h"
-#include "remote/proto.h"
-#include "remote/worker.h"
+#include "wire/proto.h"
+#include "worker/worker.h"
 #include "sched/sched_internal.h"
 #include "tgraph/cluster.h"
 #include "tgraph/plugin.h"

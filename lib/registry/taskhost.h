@@ -1,7 +1,7 @@
 /* lib/registry/taskhost.h: the task host, the narrow interface between a
  * running task's context (tg_task_*, lib/registry/context.c) and whatever
  * calls task functions: the scheduler's workers (lib/sched/task.c), the
- * remote worker runtime (lib/remote/worker_pool.c) and the forked
+ * remote worker runtime (lib/worker/pool.c) and the forked
  * processes worker.
  *
  * It sits below the scheduler so that a worker calls a task without

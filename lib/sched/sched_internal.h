@@ -397,7 +397,7 @@ int tg__compute_stages(tg_executor *ex, tg_graph *g, const tg_node *outputs, siz
 
 struct tg__keyset;
 /* tg_executor_new; keys (may be NULL): the tcp backend's keys in memory
- * (remote/proto.h's tg__keyset; opts->keys_dir then NULL). */
+ * (wire/proto.h's tg__keyset; opts->keys_dir then NULL). */
 int tg__executor_create(tg_registry *reg, const tg_executor_opts *opts,
                         const struct tg__keyset *keys, tg_executor **out, tg_error *err);
 /* Link r into ex's active runs / unlink it (when finished). */

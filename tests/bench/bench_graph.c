@@ -37,7 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "backends/offload.h"
+#include "offload/traffic.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
 #include "../test_funcs.h"

@@ -17,7 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "backends/offload.h"
+#include "offload/traffic.h"
 #include "check.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"

@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "../test_funcs.h"
-#include "backends/offload.h"
+#include "offload/traffic.h"
 #include "check.h"
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"

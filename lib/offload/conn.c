@@ -1,0 +1,548 @@
+/* lib/offload/conn.c: one connection per worker: the DEALER socket
+ * (a CURVE client with the client keys given or this user's own,
+ * heartbeats, a monitor that reports disconnections and refused
+ * handshakes), HELLO and WELCOME, pings, the
+ * function definitions a worker has been sent, flushing pending messages,
+ * and what happens when a worker is lost. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "offload/engine.h"
+#include "wire/shm.h"
+#include "wire/wire.h"
+
+
+/* A keyless run's handshake failed: the worker cannot prove it holds this
+ * user's key. */
+#define OFL_NOT_OURS                                                                    \
+  "the worker does not hold this user's key: it runs as another user (who may have "   \
+  "taken the port first), runs with --keys, or is not a tgraph worker; without --keys " \
+  "a run uses only workers of its own user"
+
+int tg__ofl_conn_new(ofl *b, const char *addr, ofl_conn **out, tg_error *err) {
+  *out = NULL;
+  if (strlen(addr) >= sizeof ((ofl_conn *)0)->addr)
+    return tg__error_set(err, TG_EINVAL, "address too long: %s", addr);
+  if (b->nconns == INT_MAX / 2) return tg__error_set(err, TG_ELIMIT, "too many workers");
+  if (b->nconns == b->cap_conns) {
+    int cap = b->cap_conns ? b->cap_conns * 2 : 8;
+    ofl_conn **p = tg__realloc(b->conns, (size_t)cap * sizeof *p);
+    if (!p) return tg__error_set(err, TG_ENOMEM, "out of memory");
+    b->conns = p;
+    b->cap_conns = cap;
+  }
+  ofl_conn *c = tg__calloc(1, sizeof *c);
+  if (!c) return tg__error_set(err, TG_ENOMEM, "out of memory");
+  snprintf(c->addr, sizeof c->addr, "%s", addr);
+  c->idx = b->nconns;
+  /* Workers are the run's own machines: values as large as memory. */
+  tg__stream_init(&c->stream, (uint64_t)1 << 62, NULL);
+  b->conns[b->nconns++] = c;
+  *out = c;
+  return TG_OK;
+}
+
+void tg__ofl_conn_hello(ofl *b, ofl_conn *c) {
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_HELLO);
+  tg__wbuf_bytes(&h, TG__PROTO_MAGIC, 4);
+  tg__wbuf_varint(&h, TG_REMOTE_PROTOCOL);
+  tg__wbuf_varint(&h, b->keep_min);
+  tg__wbuf_cstr(&h, "tgraph");
+  tg__wbuf_varint(&h, (uint64_t)c->link->misalign);
+  /* Over the worker's Unix socket, offer shared memory (wire/shm.h). */
+  if (c->ipc && tg__shm_allowed() && !c->stream.shm) c->stream.shm = tg__shm_new(0);
+  if (c->stream.shm) {
+    tg__wbuf_u8(&h, 1);
+    if (tg__shm_probe_offer(c->stream.shm, &h) != TG_OK) h.oom = true;
+  }
+  tg__ofl_conn_send(b, c, &h, NULL);
+  tg__wbuf_free(&h);
+}
+
+int tg__ofl_conn_open(ofl *b, ofl_conn *c, tg_error *err) {
+  return b->tr->open(b, c, err);
+}
+
+void tg__ofl_conn_close(ofl *b, ofl_conn *c, bool bye) {
+  void *sock = tg__link_zmq_socket(c->link);
+  if (c->link && bye && c->state == CS_READY) {
+    int linger = 200; /* time for the goodbye to leave */
+    if (sock) zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (tg__link_send_copy(c->link, (uint8_t[]){TG__M_BYE}, 1, 0) == TG_OK)
+      tg__link_flush(c->link);
+  }
+  if (sock) zmq_socket_monitor(sock, NULL, 0);
+  tg__ofl_link_closing(b, c);
+  tg__link_close(c->link);
+  if (c->mon) zmq_close(c->mon);
+  c->link = NULL;
+  c->mon = NULL;
+}
+
+/* Forget what the worker's session knew: definitions, pending messages. */
+static void reset_session(ofl_conn *c) {
+  for (size_t i = 0; i < c->nbvals; i++) tg_value_unref(c->bvals[i]);
+  c->nbvals = 0;
+  tg__idmap_free(&c->fns);
+  c->nfns = c->nfuncs = c->nfrees = c->nbatch = 0;
+  tg__wbuf_reset(&c->funcs);
+  tg__wbuf_reset(&c->frees);
+  tg__wbuf_reset(&c->batch);
+  tg__stream_reset(&c->stream);
+}
+
+void tg__ofl_conn_free(ofl_conn *c) {
+  reset_session(c);
+  tg__free(c->bvals);
+  tg__wbuf_free(&c->batch);
+  tg__wbuf_free(&c->funcs);
+  tg__wbuf_free(&c->frees);
+  tg__idmap_free(&c->recs);
+  tg__free(c->fn_of);
+  memset(c, 0, sizeof *c);
+}
+
+/* Count the large values carried since *was (the stream's counters then;
+ * updated), unless the session started over meanwhile. */
+static void count_carried(ofl *b, ofl_conn *c, uint64_t was[2]) {
+  uint64_t shm = c->stream.shm_out + c->stream.shm_in,
+           streamed = c->stream.streamed_out + c->stream.streamed_in;
+  if (shm >= was[0] && streamed >= was[1]) {
+    atomic_fetch_add(&b->st_shm, shm - was[0]);
+    atomic_fetch_add(&b->st_streamed, streamed - was[1]);
+  }
+  was[0] = shm;
+  was[1] = streamed;
+}
+
+static void carried_now(const ofl_conn *c, uint64_t was[2]) {
+  was[0] = c->stream.shm_out + c->stream.shm_in;
+  was[1] = c->stream.streamed_out + c->stream.streamed_in;
+}
+
+bool tg__ofl_conn_send(ofl *b, ofl_conn *c, const tg__wbuf *h, const tg_value *v) {
+  uint64_t bytes = 0, was[2];
+  if (!c->link || h->oom) return false;
+  carried_now(c, was);
+  if (tg__wire_send(c->link, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL) != TG_OK) {
+    tg__ofl_conn_lost(b, c, "sending to it failed", false);
+    return false;
+  }
+  count_carried(b, c, was);
+  atomic_fetch_add(&b->st_sent, bytes);
+  return true;
+}
+
+/* ---- functions ------------------------------------------------------------ */
+
+uint64_t tg__ofl_conn_fn(ofl *b, ofl_conn *c, const tg_func *f) {
+  (void)b;
+  /* Tasks come in runs of one function: the last one answers most. */
+  if (c->fn_last < c->nfns && c->fn_of[c->fn_last] == f) return c->fn_last;
+  uint64_t id1 = (uint64_t)(uintptr_t)tg__idmap_get(&c->fns, (uint64_t)(uintptr_t)f);
+  if (id1) return c->fn_last = id1 - 1;
+  if (c->nfns == c->cap_fns) {
+    size_t cap = c->cap_fns ? c->cap_fns * 2 : 32;
+    const tg_func **p = tg__realloc(c->fn_of, cap * sizeof *p);
+    if (!p) return UINT64_MAX;
+    c->fn_of = p;
+    c->cap_fns = cap;
+  }
+  uint64_t id = c->nfns;
+  if (!tg__idmap_put(&c->fns, (uint64_t)(uintptr_t)f, (void *)(uintptr_t)(id + 1)))
+    return UINT64_MAX;
+  c->fn_last = c->nfns;
+  c->fn_of[c->nfns++] = f;
+  tg__wbuf_varint(&c->funcs, id);
+  tg__wbuf_cstr(&c->funcs, tg_func_name(f));
+  tg__wbuf_cstr(&c->funcs, tg_func_version(f));
+  tg__wbuf_u8(&c->funcs, f->kind);
+  if (f->kind == TG__ORIGIN_PLUGIN) {
+    tg__wbuf_bytes(&c->funcs, &f->origin.lo, 8);
+    tg__wbuf_bytes(&c->funcs, &f->origin.hi, 8);
+    tg__wbuf_cstr(&c->funcs, f->origin_file);
+  } else if (f->kind == TG__ORIGIN_BUILTIN) {
+    tg__wbuf_cstr(&c->funcs, tg__library_build());
+  }
+  tg__wbuf_cstr(&c->funcs, f->code_id ? f->code_id : "");
+  c->nfuncs++;
+  return id;
+}
+
+/* ---- flushing ----------------------------------------------------------------- */
+
+static void send_counted(ofl *b, ofl_conn *c, uint8_t type, tg__wbuf *body,
+                         uint32_t *n) {
+  if (!*n) return;
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, type);
+  tg__wbuf_varint(&h, *n);
+  tg__wbuf_bytes(&h, body->p, body->len);
+  if (body->oom) h.oom = true;
+  tg__wbuf_reset(body);
+  *n = 0;
+  if (h.oom) tg__ofl_conn_lost(b, c, "out of memory", false);
+  else tg__ofl_conn_send(b, c, &h, NULL);
+  tg__wbuf_free(&h);
+}
+
+static void send_batch(ofl *b, ofl_conn *c) {
+  tg__wbuf h = {0};
+  tg__wbuf_u8(&h, TG__M_TASKS);
+  tg__wbuf_varint(&h, c->batch_run);
+  tg__wbuf_varint(&h, c->nbatch);
+  tg__wbuf_bytes(&h, c->batch.p, c->batch.len);
+  if (c->batch.oom) h.oom = true;
+  tg_value *vals = tg_list_take(c->nbvals, c->bvals); /* takes the references */
+  c->nbvals = 0;
+  atomic_fetch_add(&b->st_tasks, c->nbatch);
+  atomic_fetch_add(&b->st_batches, 1);
+  tg__wbuf_reset(&c->batch);
+  c->nbatch = 0;
+  if (!vals || h.oom) tg__ofl_conn_lost(b, c, "out of memory", false);
+  else if (tg__ofl_conn_send(b, c, &h, vals)) c->sent_id = c->next_id; /* all went */
+  tg_value_unref(vals);
+  tg__wbuf_free(&h);
+}
+
+void tg__ofl_conn_flush(ofl *b, ofl_conn *c) {
+  if (c->state == CS_READY) {
+    send_counted(b, c, TG__M_FUNCS, &c->funcs, &c->nfuncs);
+    send_counted(b, c, TG__M_FREE, &c->frees, &c->nfrees);
+    if (c->nbatch && c->state == CS_READY) send_batch(b, c);
+    /* Segments of the worker's that values here let go of. */
+    tg__wbuf ids = {0}, h = {0}; /* no allocation when there is nothing */
+    if (c->state == CS_READY && c->stream.shm && tg__shm_releases(c->stream.shm, &ids)) {
+      tg__wbuf_u8(&h, TG__M_SEG_FREE);
+      tg__wbuf_bytes(&h, ids.p, ids.len);
+      if (ids.oom) h.oom = true;
+      tg__ofl_conn_send(b, c, &h, NULL);
+    }
+    tg__wbuf_free(&ids);
+    tg__wbuf_free(&h);
+  }
+  /* What a local link's socket did not take goes on later turns. */
+  if (c->link && tg__link_flush(c->link) != TG_OK)
+    tg__ofl_conn_lost(b, c, "its connection closed", false);
+}
+
+void tg__ofl_conn_add(ofl_conn *c, ofl_rec *rec) {
+  c->load++;
+  c->queued += rec->est;
+}
+
+void tg__ofl_conn_remove(ofl_conn *c, ofl_rec *rec) {
+  c->load--;
+  c->queued -= rec->est;
+  if (c->load == 0 || c->queued < 0) c->queued = 0; /* no drift from rounding */
+}
+
+/* Estimates are stored in the map as the bits of the double. */
+double tg__ofl_task_secs(const ofl *b, uint64_t kind_key) {
+  uint64_t bits = kind_key == b->secs_key
+                      ? b->secs_bits
+                      : (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
+  double s;
+  memcpy(&s, &bits, sizeof s);
+  return bits ? s : 1e-3;
+}
+
+void tg__ofl_task_measured(ofl *b, uint64_t kind_key, double secs) {
+  void **slot = tg__idmap_slot_of(&b->task_secs, kind_key); /* one lookup per result */
+  double s = secs > 1e-9 ? secs : 1e-9, old;
+  uint64_t bits = slot ? (uint64_t)(uintptr_t)*slot : 0;
+  if (slot) {
+    memcpy(&old, &bits, sizeof old);
+    s = 0.8 * old + 0.2 * s;
+  }
+  memcpy(&bits, &s, sizeof bits);
+  if (slot) *slot = (void *)(uintptr_t)bits;
+  else if (!tg__idmap_put(&b->task_secs, kind_key, (void *)(uintptr_t)bits))
+    return; /* a hint: OOM is fine */
+  b->secs_key = kind_key; /* the map's entry, as it now is */
+  b->secs_bits = bits;
+}
+
+/* ---- losing a worker --------------------------------------------------------- */
+
+/* The task a local worker was calling when it died (running): it killed
+ * the worker. It runs again while it has attempts left (counted as a
+ * failed call, the next attempt numbered on), else fails saying how the
+ * worker ended. */
+static void crashed(ofl *b, ofl_rec *rec, uint32_t attempt, const char *why) {
+  tg__run *r = rec->rs->r;
+  const tg__gnode *nd = &r->g->nodes[rec->node];
+  int attempts = nd->kind == TG__NK_CONCAT || !(nd->fn->flags & TG_FUNC_PURE)
+                     ? 1 : 1 + (nd->retries >= 0 ? nd->retries : r->retries);
+  bool user = rec->t && !(rec->t->flags & TG__T_INTERNAL);
+  /* Earlier crashes were counted when it went again. */
+  if (rec->t && !rec->abort && attempt + 1 < (uint32_t)attempts && attempt < 250) {
+    rec->crashes = (uint8_t)(attempt + 1);
+    if (user) {
+      atomic_fetch_add(&r->ran, 1);
+      atomic_fetch_add(&r->attempts_failed, 1);
+    }
+    tg__ofl_rec_resend(b, rec);
+    return;
+  }
+  if (!rec->t) {
+    tg__ofl_rec_requeue(b, rec, why); /* a recomputation: made again on demand */
+    return;
+  }
+  char kb[TG__NAME_MAX + 32], msg[600];
+  bool pure = nd->kind != TG__NK_CONCAT && (nd->fn->flags & TG_FUNC_PURE);
+  /* Said as tcp's loss rule says it (tg__ofl_rec_requeue): impure tasks
+   * are never called twice. */
+  snprintf(msg, sizeof msg, "%s while running %stask '%s'%s", why, pure ? "" : "impure ",
+           tg__run_key(r, rec->node, kb, sizeof kb),
+           pure ? "" : "; it was not run again because it is not pure");
+  tg__ofl_rec_fail(b, rec, TG_EWORKER, msg);
+}
+
+/* Requeue the records sent to c (engine tasks) and drop recomputations.
+ * A forked worker's death is charged to the task it was calling alone:
+ * the others go again, not counted as losses. */
+static void give_back(ofl *b, ofl_conn *c, const char *why, uint64_t running,
+                      uint32_t attempt) {
+  tg__idmap recs = c->recs;
+  memset(&c->recs, 0, sizeof c->recs);
+  for (size_t i = 0; recs.s && i <= recs.mask; i++) {
+    if (!recs.s[i].key) continue;
+    ofl_rec *rec = recs.s[i].val;
+    if (running && recs.s[i].key == running) crashed(b, rec, attempt, why);
+    else if ((b->tr->caps & TG__TR_CHILDREN) && rec->t) tg__ofl_rec_resend(b, rec);
+    else tg__ofl_rec_requeue(b, rec, why);
+  }
+  tg__idmap_free(&recs);
+  for (ofl_rec *rec = c->staged; rec; rec = rec->next) rec->replan = true;
+  c->load = 0;
+  c->queued = 0;
+  for (ofl_rec *rec = c->staged; rec; rec = rec->next) tg__ofl_conn_add(c, rec);
+}
+
+/* Handles lose c as a holder; fetches from c fail. */
+static void forget_holder(ofl *b, ofl_conn *c) {
+  for (size_t i = 0; b->handles.s && i <= b->handles.mask; i++) {
+    if (!b->handles.s[i].key) continue;
+    ofl_handle *h = b->handles.s[i].val;
+    if (tg__holders_only(&h->locs, c->idx)) h->lost_with = c->idx + 1; /* for messages */
+    tg__holders_del(&h->locs, c->idx);
+    if (h->fetching == c->idx) tg__ofl_fetch_done(b, h, NULL);
+  }
+}
+
+void tg__ofl_conn_lost(ofl *b, ofl_conn *c, const char *why, bool fatal) {
+  bool was_ready = c->state == CS_READY;
+  snprintf(c->why, sizeof c->why, "%s", why);
+  c->fatal = fatal;
+  tg__ofl_conn_close(b, c, false);
+  char fate[300];
+  uint64_t running = 0;
+  uint32_t attempt = 0;
+  if (b->tr->lost) { /* what became of the worker says more */
+    running = b->tr->lost(b, c, &attempt, fate, sizeof fate);
+    if (fate[0]) snprintf(c->why, sizeof c->why, "%s", fate);
+    why = c->why;
+  }
+  c->state = CS_IDLE;
+  reset_session(c);
+  if (was_ready) atomic_fetch_add(&b->st_lost, 1);
+  give_back(b, c, why, running, attempt);
+  forget_holder(b, c);
+  /* A fresh socket (a fresh session on the worker), retried in the
+   * background by ZeroMQ; a refusal is not retried at once. */
+  c->retry_at = tg__now() + (fatal ? 2.0 : 0);
+  /* A forked worker that died before its WELCOME would die again: its
+   * replacement waits a second (no fork storm). */
+  if ((b->tr->caps & TG__TR_CHILDREN) && !was_ready && !fatal) c->retry_at += 1.0;
+  c->state = CS_FAILED;
+}
+
+void tg__ofl_conn_ban(ofl *b, ofl_conn *c, const char *why) {
+  char line[700];
+  snprintf(line, sizeof line, "worker dropped for the rest of this executor's life: %s", why);
+  if (b->ex->log) b->ex->log(b->ex->log_ctx, c->addr, line);
+  else fprintf(stderr, "[%s] %s\n", c->addr, line);
+  tg__ofl_conn_lost(b, c, why, true);
+  c->retry_at = HUGE_VAL; /* never connected again */
+}
+
+/* ---- receiving ----------------------------------------------------------------- */
+
+/* WELCOME's answer to our probe segment (wire/proto.h), read from r; part:
+ * the message's first part (who sent it). Each way is used once proven;
+ * the worker hears whether its probe opened here (SEG_OK). */
+static void shm_welcome(ofl *b, ofl_conn *c, tg__rbuf *r, zmq_msg_t *part) {
+  tg__shm *sh = c->stream.shm;
+  uint8_t opened = tg__rbuf_u8(r), offered = tg__rbuf_u8(r);
+  if (r->bad) { /* a worker that does not know of segments */
+    tg__shm_free(sh);
+    c->stream.shm = NULL;
+    return;
+  }
+  tg__shm_probe_done(sh, opened == 1);
+  tg__shm_set_peer(sh, tg__shm_peer_pid(part));
+  bool ok = offered == 1 && tg__shm_probe_try(sh, r);
+  tg__shm_set_recv(sh, ok);
+  if (offered == 1) {
+    tg__wbuf h = {0};
+    tg__wbuf_u8(&h, TG__M_SEG_OK);
+    tg__wbuf_u8(&h, ok);
+    tg__ofl_conn_send(b, c, &h, NULL);
+    tg__wbuf_free(&h);
+  }
+}
+
+static void welcome(ofl *b, ofl_conn *c, tg__rbuf *r, zmq_msg_t *part) {
+  const uint8_t *magic = tg__rbuf_bytes(r, 4);
+  uint64_t proto = tg__rbuf_varint(r);
+  uint8_t status = tg__rbuf_u8(r);
+  uint64_t nthreads = tg__rbuf_count(r, 1u << 20);
+  char name[TG__MAX_NAME + 1], msg[200];
+  tg__rbuf_cstr(r, name, TG__MAX_NAME);
+  tg__rbuf_cstr(r, msg, sizeof msg - 1);
+  uint64_t mis = tg__rbuf_count(r, TG_ARRAY_ALIGN - 1);
+  char why[300];
+  if (r->bad || !magic || memcmp(magic, TG__PROTO_MAGIC, 4) != 0) {
+    tg__ofl_conn_lost(b, c, "it does not speak the tgraph worker protocol", true);
+  } else if (proto != TG_REMOTE_PROTOCOL) {
+    snprintf(why, sizeof why, "protocol version mismatch: the worker speaks version "
+             "%llu, this program version %d", (unsigned long long)proto,
+             TG_REMOTE_PROTOCOL);
+    tg__ofl_conn_lost(b, c, why, true);
+  } else if (status != 0) {
+    snprintf(why, sizeof why, "the worker refused this client: %s", msg);
+    tg__ofl_conn_lost(b, c, why, true);
+  } else {
+    c->state = CS_READY;
+    c->offset = NAN; /* a new session: perhaps another worker's clock */
+    c->nthreads = nthreads ? (unsigned)nthreads : 1;
+    c->peer_mis = (int)mis;
+    c->why[0] = '\0';
+    c->fatal = false;
+    if (c->stream.shm) shm_welcome(b, c, r, part);
+  }
+}
+
+static void monitor_event(ofl *b, ofl_conn *c) {
+  zmq_msg_t m[2];
+  zmq_msg_init(&m[0]);
+  zmq_msg_init(&m[1]);
+  if (zmq_msg_recv(&m[0], c->mon, ZMQ_DONTWAIT) < 0) goto out;
+  if (zmq_msg_more(&m[0])) zmq_msg_recv(&m[1], c->mon, 0);
+  if (zmq_msg_size(&m[0]) < 6) goto out;
+  uint16_t ev;
+  uint32_t val;
+  memcpy(&ev, zmq_msg_data(&m[0]), 2);
+  memcpy(&val, (uint8_t *)zmq_msg_data(&m[0]) + 2, 4);
+  switch (ev) {
+    case ZMQ_EVENT_DISCONNECTED:
+      if (c->state == CS_READY) tg__ofl_conn_lost(b, c, "disconnected", false);
+      break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+      tg__ofl_conn_lost(b, c, b->keyed ? "the worker refused this client's key (it is not "
+                    "in the worker's authorized_clients)" : "the worker refused this "
+                    "user's key (it runs with --keys, or as another user)", true);
+      break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      tg__ofl_conn_lost(b, c, b->keyed ? "the secure handshake failed (wrong server key, "
+                    "or the worker runs without keys)" : OFL_NOT_OURS, true);
+      break;
+    case ZMQ_EVENT_CONNECT_RETRIED:
+      if (!c->why[0] || !c->fatal)
+        snprintf(c->why, sizeof c->why, "cannot connect (is a worker listening there?)");
+      break;
+    default: break;
+  }
+out:
+  zmq_msg_close(&m[0]);
+  zmq_msg_close(&m[1]);
+}
+
+void tg__ofl_conn_poll(ofl *b, ofl_conn *c) {
+  for (int i = 0; i < 64 && c->mon; i++) { /* events first: a loss resets c */
+    zmq_pollitem_t it = {c->mon, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 0) <= 0) break;
+    monitor_event(b, c);
+  }
+  zmq_msg_t *parts = b->parts;
+  for (int i = 0; i < 1024 && c->link; i++) {
+    size_t n = 0;
+    int got = tg__link_recv(c->link, parts, OFL_MAX_PARTS, &n);
+    if (got == TG_EIO) { /* a local link: the worker is gone */
+      tg__ofl_conn_lost(b, c, "its connection closed", false);
+      break;
+    }
+    if (got == 0 || (got < 0 && got != TG_ELIMIT && got != TG_EPROTO)) break;
+    bool too_many = got < 0;
+    uint64_t was[2];
+    carried_now(c, was);
+    c->last_rx = tg__now();
+    tg__rbuf r;
+    tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
+    uint8_t type = tg__rbuf_u8(&r);
+    if (too_many) {
+      tg__ofl_conn_lost(b, c, "it sent a malformed message", true);
+    } else if (type == TG__M_WELCOME && c->state == CS_CONNECTING) {
+      welcome(b, c, &r, &parts[0]);
+    } else if (type == TG__M_LEAVE && c->state == CS_READY) {
+      uint64_t ms = tg__rbuf_varint(&r); /* absent (an older worker): 0 */
+      tg__ofl_leave_start(b, c, r.bad ? 0 : (double)ms / 1000);
+    } else if (type == TG__M_ERROR) {
+      char msg[TG__MAX_MSG + 1], why[TG__MAX_MSG + 40];
+      tg__rbuf_cstr(&r, msg, TG__MAX_MSG);
+      snprintf(why, sizeof why, "the worker dropped this client: %s", msg);
+      tg__ofl_conn_lost(b, c, why, false);
+    } else if (type == TG__M_SEG_FREE && c->state == CS_READY) {
+      if (n != 1 || !c->stream.shm || tg__shm_released(c->stream.shm, &r) != TG_OK)
+        tg__ofl_conn_lost(b, c, "it sent a malformed message", true);
+    } else if (type == TG__M_BULK && c->state == CS_READY) {
+      tg_error e;
+      tg_error_clear(&e);
+      if (tg__stream_recv(&c->stream, parts, n, &e) != TG_OK) {
+        char why[sizeof e.msg + 40];
+        snprintf(why, sizeof why, "receiving a value from it: %s", e.msg);
+        tg__ofl_conn_lost(b, c, e.code == TG_EFORMAT ? "it sent a malformed message" : why,
+                      e.code == TG_EFORMAT);
+      }
+    } else if (c->state == CS_READY) {
+      tg__ofl_results_handle(b, c, parts, n);
+    }
+    count_carried(b, c, was);
+    for (size_t k = 0; k < n; k++) zmq_msg_close(&parts[k]);
+  }
+}
+
+void tg__ofl_conn_tick(ofl *b, ofl_conn *c, double now) {
+  if (c->state == CS_FAILED && now >= c->retry_at) {
+    tg_error err;
+    tg_error_clear(&err);
+    if (tg__ofl_conn_open(b, c, &err) != TG_OK) {
+      tg__ofl_conn_close(b, c, false);
+      c->state = CS_FAILED;
+      c->retry_at = now + 1;
+      snprintf(c->why, sizeof c->why, "%s", err.msg);
+    }
+    return;
+  }
+  if (c->state != CS_READY) return;
+  if (now - c->last_rx > b->heartbeat) {
+    char why[100];
+    snprintf(why, sizeof why, "no sign of life for %.1f s (heartbeat)", now - c->last_rx);
+    tg__ofl_conn_lost(b, c, why, false);
+    return;
+  }
+  if (now - c->last_ping >= b->heartbeat / 4) {
+    tg__wbuf h = {0};
+    tg__wbuf_u8(&h, TG__M_PING);
+    tg__wbuf_varint(&h, (uint64_t)(now * 1000));
+    c->last_ping = now;
+    tg__ofl_conn_send(b, c, &h, NULL);
+    tg__wbuf_free(&h);
+  }
+}
+
