@@ -1,4 +1,4 @@
-/* lib/util/idmap.c: the open-addressing map of remote/idmap.h. */
+/* lib/util/idmap.c: the open-addressing map of util/idmap.h. */
 #include "util/idmap.h"
 
 #include "internal.h"

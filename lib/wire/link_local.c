@@ -1,5 +1,5 @@
 /* lib/wire/link_local.c: a link over an AF_UNIX stream socketpair (see
- * wire/link.h), framed with remote/frame.h.
+ * wire/link.h), framed with wire/frame.h.
  *
  * Frames:
  *   MSG      u32 nparts, then per part: u8 0, varint len, len bytes
@@ -23,7 +23,7 @@
  * mapping received on the same link goes back as a reference (kind 2):
  * the peer's segment is then held by the peer's released-or-not state and
  * by each such part it received, and is reused only once all are gone.
- * What segments each end lent and borrowed is kept by remote/segbook.h. */
+ * What segments each end lent and borrowed is kept by wire/segbook.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
