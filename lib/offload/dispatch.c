@@ -58,6 +58,16 @@ static void detach(ofl *b, ofl_rec *rec) {
   rec->conn = -1;
 }
 
+/* rec is no longer on any worker: off its load, its argument handles let
+ * go, as before it was first placed (to be placed again or ended). */
+static void unsend(ofl *b, ofl_rec *rec) {
+  detach(b, rec);
+  release_args(b, rec);
+  rec->id = 0;
+  rec->waits = 0;
+  rec->replan = false;
+}
+
 void tg__ofl_rec_free(ofl *b, ofl_rec *rec) {
   ofl_run *rs = rec->rs;
   release_args(b, rec);
@@ -122,11 +132,7 @@ void tg__ofl_rec_requeue(ofl *b, ofl_rec *rec, const char *why) {
     fail_impure(b, rec, b->conns[rec->conn]->addr, why);
     return;
   }
-  detach(b, rec);
-  release_args(b, rec);
-  rec->id = 0;
-  rec->waits = 0;
-  rec->replan = false;
+  unsend(b, rec);
   if (!rec->t || rec->abort) { /* recomputations are made again on demand */
     if (rec->t) tg__ofl_rec_fail(b, rec, TG_ECANCELED, "cancelled");
     else tg__ofl_rec_free(b, rec);
@@ -151,11 +157,7 @@ void tg__ofl_rec_resend(ofl *b, ofl_rec *rec) {
     tg__ofl_rec_fail(b, rec, TG_ECANCELED, "cancelled");
     return;
   }
-  detach(b, rec);
-  release_args(b, rec);
-  rec->id = 0;
-  rec->waits = 0;
-  rec->replan = false;
+  unsend(b, rec);
   rec->store = 0;
   tg__ofl_retry_push(b, rec);
 }

@@ -222,6 +222,21 @@ static int64_t seq_peak(const ofl_run *rs) {
 /* tg__ofl_run_get past its one-entry cache. Not inlined there: its
  * registers would be saved and restored on every call, the cached ones
  * (two per task) included. */
+/* A run's state and its per-task arrays (any of them may be NULL). */
+static void run_free(ofl_run *rs) {
+  tg__free(rs->flags);
+  tg__free(rs->rebuilds);
+  tg__free(rs->handle_of);
+  tg__free(rs->held);
+  tg__free(rs->early);
+  tg__free(rs->bound);
+  tg__free(rs->bound_id);
+  tg__free(rs->deferred);
+  tg__free(rs->stack);
+  tg__free(rs->silent);
+  tg__free(rs);
+}
+
 static __attribute__((noinline)) ofl_run *run_find(ofl *b, tg__run *r) {
   ofl_run *rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
   if (rs) return b->last_run = rs;
@@ -242,15 +257,7 @@ static __attribute__((noinline)) ofl_run *run_find(ofl *b, tg__run *r) {
   if (!rs->silent || !rs->flags || !rs->rebuilds || !rs->handle_of || !rs->held || !rs->early ||
       !rs->bound || !rs->bound_id ||
       !tg__idmap_put(&b->runs_by_seq, r->seq + 1, rs)) {
-    tg__free(rs->flags);
-    tg__free(rs->rebuilds);
-    tg__free(rs->handle_of);
-    tg__free(rs->held);
-    tg__free(rs->early);
-    tg__free(rs->bound);
-    tg__free(rs->bound_id);
-    tg__free(rs->silent);
-    tg__free(rs);
+    run_free(rs);
     return NULL;
   }
   mark_selected(rs);
@@ -278,17 +285,7 @@ void tg__ofl_run_unuse(ofl *b, ofl_run *rs) {
   for (size_t i = 0; rs->consts.s && i <= rs->consts.mask; i++)
     if (rs->consts.s[i].key) tg__ofl_handle_unref(b, rs->consts.s[i].val);
   tg__idmap_free(&rs->consts);
-  tg__free(rs->flags);
-  tg__free(rs->rebuilds);
-  tg__free(rs->handle_of);
-  tg__free(rs->held);
-  tg__free(rs->early);
-  tg__free(rs->bound);
-  tg__free(rs->bound_id);
-  tg__free(rs->deferred);
-  tg__free(rs->stack);
-  tg__free(rs->silent);
-  tg__free(rs);
+  run_free(rs);
 }
 
 ofl_handle *tg__ofl_run_const_find(ofl_run *rs, const tg_value *v) {
