@@ -451,6 +451,21 @@ static void seg_desc(tg__wbuf *d, uint64_t id, int fd, size_t size, const uint8_
 }
 
 /* desc is refused: the worker drops the peer saying why, and lives. */
+/* A named pipe open for reading and writing (no writer to wait for), its
+ * name already gone: a descriptor a receiver must refuse without
+ * blocking. */
+static int named_pipe(void) {
+  char dir[] = "/tmp/tgraph-shm-fifo-XXXXXX", path[64];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/fifo", dir);
+  cr_assert_eq(mkfifo(path, 0600), 0);
+  int q = open(path, O_RDWR | O_NONBLOCK);
+  cr_assert_geq(q, 0);
+  unlink(path);
+  rmdir(dir);
+  return q;
+}
+
 static void refused(const tg__wbuf *desc, size_t len, const char *what) {
   peer p;
   peer_open(&p);
@@ -536,17 +551,10 @@ Test(shm, hostile_descriptors_refused) {
 
   /* a named pipe (must not block the worker) */
   {
-    char dir[] = "/tmp/tgraph-shm-fifo-XXXXXX", path[64];
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/fifo", dir);
-    cr_assert_eq(mkfifo(path, 0600), 0);
-    int q = open(path, O_RDWR | O_NONBLOCK);
-    cr_assert_geq(q, 0);
+    int q = named_pipe();
     seg_desc(&d, 1, q, size, TOKEN);
     refused(&d, len, "a named pipe");
     close(q);
-    unlink(path);
-    rmdir(dir);
   }
 
   /* the right segment said larger than it is, or too small for the value */
@@ -658,12 +666,7 @@ Test(shm, descriptors_checked_before_use) {
   /* sealed, the token where the descriptor says the end is, but larger */
   tg__seg big = our_seg(2 * size, TOKEN);
   memcpy((uint8_t *)big.map + size - TG__SHM_TOKEN, TOKEN, TG__SHM_TOKEN);
-  char dir[] = "/tmp/tgraph-shm-fifo-XXXXXX", fpath[64];
-  cr_assert_not_null(mkdtemp(dir));
-  snprintf(fpath, sizeof fpath, "%s/fifo", dir);
-  cr_assert_eq(mkfifo(fpath, 0600), 0);
-  int fifo = open(fpath, O_RDWR | O_NONBLOCK);
-  cr_assert_geq(fifo, 0);
+  int fifo = named_pipe();
   /* sealed, right size and token, but named otherwise */
   int other_name = memfd_create("tgraph-other", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   cr_assert_geq(other_name, 0);
@@ -698,8 +701,6 @@ Test(shm, descriptors_checked_before_use) {
   close(other_name);
   tg__seg_destroy(&big, false);
   close(fifo);
-  unlink(fpath);
-  rmdir(dir);
   /* truncated descriptors */
   seg_desc(&d, 1, s.fd, size, TOKEN);
   for (size_t cut = 0; cut < d.len; cut++) {
@@ -851,12 +852,7 @@ Test(shm, swapped_descriptor_never_blocks) {
   const size_t size = (size_t)4 << 20, len = size - 4096;
   tg__seg s = our_seg(size, TOKEN);
   memset(s.map, 3, len);
-  char dir[] = "/tmp/tgraph-shm-fifo-XXXXXX", fpath[64];
-  cr_assert_not_null(mkdtemp(dir));
-  snprintf(fpath, sizeof fpath, "%s/fifo", dir);
-  cr_assert_eq(mkfifo(fpath, 0600), 0);
-  int fifo = open(fpath, O_RDWR | O_NONBLOCK);
-  cr_assert_geq(fifo, 0);
+  int fifo = named_pipe();
   swapper w = {.target = dup(s.fd), .a = s.fd, .b = fifo};
   cr_assert_geq(w.target, 0);
   atomic_init(&w.stop, false);
@@ -888,8 +884,6 @@ Test(shm, swapped_descriptor_never_blocks) {
   cr_expect_eq(pool->used, 0, "every mapping released");
   close(w.target);
   close(fifo);
-  unlink(fpath);
-  rmdir(dir);
   tg__wbuf_free(&d);
   tg__seg_destroy(&s, false);
   tg__shm_free(sh);
