@@ -771,30 +771,67 @@ Test(shm, values_outlive_a_killed_worker) {
 /* A worker may open 96 descriptors: it lends at most 96 / 16 = 6 segments
  * at once. Ten results made there and all held by the run: six come in
  * segments, the other four streamed, every one exact. */
-Test(shm, lent_segments_bounded_by_the_fd_limit) {
-  start_worker_fds(false, 0, 96);
-  tg_executor *ex = executor();
-  tg_graph *g;
-  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  enum { K = 10 };
-  tg_node outs[K];
-  for (int i = 0; i < K; i++) outs[i] = tg_call(g, "fill", 2, V(tg_int(NB)), V(tg_int(i)));
-  tg_value *got[K] = {NULL};
+enum { HELD = 10 };
+
+/* HELD results of NB f64 made on the worker by ex, held by the caller in
+ * got (checked byte for byte); the bytes that came in segments and
+ * streamed in *shm and *streamed. */
+static void hold_results(tg_executor *ex, tg_graph *g, tg_value **got, uint64_t *shm,
+                         uint64_t *streamed) {
+  tg_node outs[HELD];
+  for (int i = 0; i < HELD; i++) outs[i] = tg_call(g, "fill", 2, V(tg_int(NB)), V(tg_int(i)));
   tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync", .executor = ex};
-  cr_assert_eq(tg_compute(g, outs, K, &o, got), TG_OK, "%s", tg_graph_errmsg(g));
-  for (int i = 0; i < K; i++) {
+  cr_assert_eq(tg_compute(g, outs, HELD, &o, got), TG_OK, "%s", tg_graph_errmsg(g));
+  for (int i = 0; i < HELD; i++) {
     tg_value *want = f64_array(NB, i);
     same_f64(got[i], want, "a result");
     tg_value_unref(want);
   }
   tg__offload_traffic c = carried(ex);
-  cr_expect_eq(c.large_shm, 6 * (uint64_t)NB * 8, "%llu bytes in segments",
-               (unsigned long long)c.large_shm);
-  cr_expect_eq(c.large_streamed, 4 * (uint64_t)NB * 8, "%llu bytes streamed",
-               (unsigned long long)c.large_streamed);
-  for (int i = 0; i < K; i++) tg_value_unref(got[i]);
+  *shm = c.large_shm;
+  *streamed = c.large_streamed;
+}
+
+Test(shm, lent_segments_bounded_by_the_fd_limit) {
+  start_worker_fds(false, 0, 96);
+  tg_executor *ex = executor();
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_value *got[HELD] = {NULL};
+  uint64_t shm, streamed;
+  hold_results(ex, g, got, &shm, &streamed);
+  cr_expect_eq(shm, 6 * (uint64_t)NB * 8, "%llu bytes in segments", (unsigned long long)shm);
+  cr_expect_eq(streamed, 4 * (uint64_t)NB * 8, "%llu bytes streamed",
+               (unsigned long long)streamed);
+  for (int i = 0; i < HELD; i++) tg_value_unref(got[i]);
   tg_graph_free(g);
   tg_executor_free(ex);
+  cr_assert(worker_alive());
+}
+
+/* The same worker (96 descriptors) holds at most 96 / 8 = 12 segments of
+ * its own over all its clients: two clients holding six each leave none
+ * for a third, whose results all stream. */
+Test(shm, segments_bounded_over_all_clients) {
+  start_worker_fds(false, 0, 96);
+  tg_executor *ex[3];
+  tg_graph *g[3];
+  tg_value *got[3][HELD] = {{NULL}};
+  uint64_t shm[3], streamed[3];
+  for (int k = 0; k < 3; k++) {
+    ex[k] = executor();
+    cr_assert_eq(tg_graph_new(reg, &g[k]), TG_OK);
+    hold_results(ex[k], g[k], got[k], &shm[k], &streamed[k]);
+  }
+  cr_expect_eq(shm[0], 6 * (uint64_t)NB * 8);
+  cr_expect_eq(shm[1], 6 * (uint64_t)NB * 8);
+  cr_expect_eq(shm[2], 0, "%llu bytes in segments", (unsigned long long)shm[2]);
+  cr_expect_eq(streamed[2], HELD * (uint64_t)NB * 8);
+  for (int k = 0; k < 3; k++) {
+    for (int i = 0; i < HELD; i++) tg_value_unref(got[k][i]);
+    tg_graph_free(g[k]);
+    tg_executor_free(ex[k]);
+  }
   cr_assert(worker_alive());
 }
 

@@ -39,6 +39,10 @@ size_t tg__seg_class(size_t nbytes) {
   return tg__align_up(nbytes ? nbytes : 1, unit);
 }
 
+static _Atomic size_t open_segs;
+
+size_t tg__seg_open(void) { return atomic_load_explicit(&open_segs, memory_order_relaxed); }
+
 int tg__seg_create(size_t size, bool track, tg__seg *s) {
   memset(s, 0, sizeof *s);
   s->fd = -1;
@@ -67,6 +71,8 @@ int tg__seg_create(size_t size, bool track, tg__seg *s) {
   s->map = m;
   s->size = size;
   s->fresh = true;
+  s->made = true;
+  atomic_fetch_add_explicit(&open_segs, 1, memory_order_relaxed);
   return TG_OK;
 }
 
@@ -86,9 +92,11 @@ void tg__seg_destroy(tg__seg *s, bool tracked) {
   if (s->fd >= 0) {
     if (tracked) tg__fd_untrack(s->fd);
     close(s->fd);
+    if (s->made) atomic_fetch_sub_explicit(&open_segs, 1, memory_order_relaxed);
   }
   s->map = NULL;
   s->fd = -1;
+  s->made = false;
 }
 
 /* ---- pools ------------------------------------------------------------------- */

@@ -23,8 +23,14 @@ typedef struct tg__seg {
   void *map;         /* the whole segment */
   size_t size;       /* bytes, a multiple of the page size */
   bool fresh;        /* never written: still all zero */
+  bool made;         /* created here (tg__seg_create): counted in
+                        tg__seg_open */
   double idle_since; /* while in a pool */
 } tg__seg;
+
+/* Segments this process created and has not destroyed (each holds a
+ * descriptor open, lent, pooled or mapped by a value): any thread. */
+size_t tg__seg_open(void);
 
 /* The segment size used for nbytes of data (size classes make reuse
  * likely; at most 1/8 is wasted). */

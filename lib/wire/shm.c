@@ -10,6 +10,7 @@
  *        that the sender mapped (it received them and sends them on)
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,23 @@ pid_t tg__shm_peer_pid(zmq_msg_t *part) {
   return uid == (long)getuid() && pid > 0 ? (pid_t)pid : 0;
 }
 
+static rlim_t fd_limit(void) {
+  struct rlimit rl;
+  return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+}
+
+/* Segments of ours this process may hold open over all its connections. */
+static size_t max_open(void) {
+  static _Atomic size_t most; /* read once: the limit rarely moves */
+  size_t n = atomic_load_explicit(&most, memory_order_relaxed);
+  if (!n) {
+    rlim_t nofile = fd_limit();
+    n = nofile / 8 > 0 ? (size_t)(nofile / 8) : 1;
+    atomic_store_explicit(&most, n, memory_order_relaxed);
+  }
+  return n;
+}
+
 tg__shm *tg__shm_new(pid_t peer) {
   tg__shm *m = tg__calloc(1, sizeof *m);
   if (!m) return NULL;
@@ -61,8 +79,7 @@ tg__shm *tg__shm_new(pid_t peer) {
   }
   m->peer = peer;
   /* A sixteenth of the descriptors this process may open, at most 256. */
-  struct rlimit rl;
-  rlim_t nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+  rlim_t nofile = fd_limit();
   m->max_lent = nofile / 16 < TG__SHM_MAX_LENT ? (size_t)(nofile / 16) : TG__SHM_MAX_LENT;
   return m;
 }
@@ -129,10 +146,13 @@ int tg__shm_put(tg__shm *m, const void *p, size_t len, tg__wbuf *d) {
     tg__wbuf_varint(d, off);
     return d->oom ? TG_ENOMEM : TG_OK;
   }
-  /* Each lent segment keeps an fd of ours open until the peer lets go:
-   * past the most, values are streamed (a peer holding many, or never
-   * answering, cannot use up this process's descriptors). */
-  if (tg__segbook_nlent(&m->book) >= m->max_lent) return TG_ELIMIT;
+  /* Each segment keeps an fd of ours open (lent until the peer lets go,
+   * then pooled, or held by a value): past the most a connection may lend
+   * (a peer holding many, or never answering) or this process may hold
+   * over all its connections (an eighth of its descriptors), values are
+   * streamed instead. */
+  if (tg__segbook_nlent(&m->book) >= m->max_lent || tg__seg_open() >= max_open())
+    return TG_ELIMIT;
   tg__lent *o = seg_new(m, len);
   if (!o) return TG_ENOMEM;
   memcpy(o->s.map, p, len);
