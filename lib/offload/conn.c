@@ -1,7 +1,6 @@
-/* lib/offload/conn.c: one connection per worker: the DEALER socket
- * (a CURVE client with the client keys given or this user's own,
- * heartbeats, a monitor that reports disconnections and refused
- * handshakes), HELLO and WELCOME, pings, the
+/* lib/offload/conn.c: one connection per worker, whatever its transport
+ * (the link is opened by the transport: offload/tcp.c, processes.c):
+ * HELLO and WELCOME, pings, a ZeroMQ link's monitor events, the
  * function definitions a worker has been sent, flushing pending messages,
  * and what happens when a worker is lost. */
 #include <limits.h>

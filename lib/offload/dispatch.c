@@ -821,7 +821,7 @@ static bool may_start(ofl *b, tg__task *t, int64_t slack) {
   /* Once held back, released when half the slack is free: tasks then go
    * in batches (and their replies too), not one per reply. */
   if (room > 0 && !(rs->held_back && room <= slack / 2)) {
-    rs->held_back = rs->stretched = false;
+    rs->held_back = rs->stretched = rs->held_more = false;
     return true;
   }
   rs->held_back = true;

@@ -40,7 +40,7 @@
  * threads) of them, so that fan-outs are still spread), its result stays
  * on W whatever its size (TG__RF_KEEP) and those dependents are sent to
  * W at once, ahead of the engine, in the same stream: W's task waits for
- * the object. When the engine later makes such a task ready, tcp's begin
+ * the object. When the engine later makes such a task ready, its begin
  * finds its record (run->early) and attaches the engine's task to it: it
  * waits for its reply, or ends at once with the reply kept meanwhile. A
  * task whose dependents all went with it is also quiet (TG__RF_QUIET):
@@ -138,7 +138,8 @@
  * tcp://HOST:PORT] [--drain-time SECONDS], SIGTERM or SIGUSR1 to leave.
  * Protocol 7: JOIN, JOINED, LEAVE with the time left (wire/proto.h).
  *
- * Thread safety: as above; the statistics are atomics.
+ * Thread safety: as above; the statistics are atomics, but the links'
+ * traffic, published each turn under traffic_mu.
  */
 #ifndef TG_OFFLOAD_ENGINE_H
 #define TG_OFFLOAD_ENGINE_H
@@ -193,7 +194,9 @@ enum {
   TG__TR_REGISTRY_THEN = 1u << 1,
 };
 
-/* A transport: hooks called on the I/O thread (NULL: nothing to do). */
+/* A transport: hooks called on the I/O thread (NULL: nothing to do), but
+ * `open` of the first conns (on the creating thread, before the I/O thread
+ * starts) and `free` (on the destroying thread, after it ended). */
 typedef struct tg__transport {
   unsigned caps; /* TG__TR_* */
   /* Start opening c's link (c->state CS_CONNECTING; the link may come
@@ -236,7 +239,7 @@ struct ofl_handle {
   char *key;               /* ELEM: map key */
   int32_t lost_with;       /* OBJ: 1 + the conn it was lost with (its last
                               holder), 0 */
-  tcp_holders locs;        /* OBJ, CONST: workers holding it (conn indexes) */
+  ofl_holders locs;        /* OBJ, CONST: workers holding it (conn indexes) */
   uint64_t bytes;          /* its size, about */
   uint64_t shape_cost;     /* OBJ: bytes its list/map of placeholders
                               takes (counted in run->shapes) */
@@ -526,7 +529,8 @@ int tg__ofl_conn_new(ofl *b, const char *addr, ofl_conn **out, tg_error *err);
 int tg__ofl_conn_open(ofl *b, ofl_conn *c, tg_error *err);
 /* Say HELLO on c's new link. */
 void tg__ofl_conn_hello(ofl *b, ofl_conn *c);
-/* c's link is about to close: its counters join the closed ones. */
+/* c's link is about to close: its counters join the closed ones
+ * (offload/engine.c). */
 void tg__ofl_link_closing(ofl *b, ofl_conn *c);
 /* Close c's sockets (bye: say goodbye to a ready worker first). */
 void tg__ofl_conn_close(ofl *b, ofl_conn *c, bool bye);
@@ -547,14 +551,13 @@ void tg__ofl_conn_tick(ofl *b, ofl_conn *c, double now);
 bool tg__ofl_conn_send(ofl *b, ofl_conn *c, const tg__wbuf *h, const tg_value *v);
 /* Send what is pending on c: definitions, frees, the batch. */
 void tg__ofl_conn_flush(ofl *b, ofl_conn *c);
-/* Load c may take: tasks in flight it is given at most. */
+/* Leaving c may still take tasks (its window is not over: offload/join.c). */
+bool tg__ofl_leave_open(const ofl_conn *c);
 /* Whether c may take one more record: one beyond its threads (long tasks
  * then wait here, free to go to whichever worker is first done), more
  * while its queue holds under ~4 ms of work per thread (what it takes to
  * hide the network's latency behind short tasks). Inline: asked of every
  * worker for every task placed. */
-/* Leaving c may still take tasks (its window is not over: offload/join.c). */
-bool tg__ofl_leave_open(const ofl_conn *c);
 static inline bool tg__ofl_conn_has_room(const ofl_conn *c) {
   if (c->state != CS_READY || (c->leaving && !tg__ofl_leave_open(c))) return false;
   uint32_t n = c->nthreads ? c->nthreads : 1;

@@ -219,9 +219,6 @@ static int64_t seq_peak(const ofl_run *rs) {
   return peak;
 }
 
-/* tg__ofl_run_get past its one-entry cache. Not inlined there: its
- * registers would be saved and restored on every call, the cached ones
- * (two per task) included. */
 /* A run's state and its per-task arrays (any of them may be NULL). */
 static void run_free(ofl_run *rs) {
   tg__free(rs->flags);
@@ -237,6 +234,9 @@ static void run_free(ofl_run *rs) {
   tg__free(rs);
 }
 
+/* tg__ofl_run_get past its one-entry cache. Not inlined there: its
+ * registers would be saved and restored on every call, the cached ones
+ * (two per task) included. */
 static __attribute__((noinline)) ofl_run *run_find(ofl *b, tg__run *r) {
   ofl_run *rs = tg__idmap_get(&b->runs_by_seq, r->seq + 1);
   if (rs) return b->last_run = rs;

@@ -207,7 +207,7 @@ static void *pool_main(void *arg) {
         wk->owed_n = 0;
         wk->owed_since = now > 0 ? now : tg__now();
       }
-      wk->owed_n++;
+      if (wk->owed) wk->owed_n++;
       pay = wk->owed && loud;
     }
     prev = NULL;
