@@ -13,7 +13,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "tgraph/error.h"
 
@@ -113,13 +112,6 @@ static inline double tg__now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Number of CPUs online (at least 1): default worker and thread counts
- * (executors, workers). */
-static inline unsigned tg__ncpus(void) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (unsigned)n : 1u;
 }
 
 #endif /* TG_INTERNAL_H */

@@ -729,11 +729,12 @@ Test(shm, descriptors_checked_before_use) {
   cr_assert(tg__shm_releases(sh, &ids));
   tg__rbuf r;
   tg__rbuf_init(&r, ids.p, ids.len);
+  cr_expect_eq(tg__rbuf_u8(&r), TG__M_SEG_FREE);
   cr_expect_eq(tg__rbuf_varint(&r), 1);
   cr_expect_eq(tg__rbuf_varint(&r), 1, "segment 1 let go of");
 
   /* the peer letting go of segments we never sent */
-  tg__rbuf_init(&r, ids.p, ids.len);
+  tg__rbuf_init(&r, ids.p + 1, ids.len - 1);
   cr_expect_eq(tg__shm_released(sh, &r), TG_EFORMAT);
   tg__wbuf_free(&ids);
   tg__wbuf_free(&d);

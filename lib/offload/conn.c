@@ -213,14 +213,9 @@ void tg__ofl_conn_flush(ofl *b, ofl_conn *c) {
     send_counted(b, c, TG__M_FREE, &c->frees, &c->nfrees);
     if (c->nbatch && c->state == CS_READY) send_batch(b, c);
     /* Segments of the worker's that values here let go of. */
-    tg__wbuf ids = {0}, h = {0}; /* no allocation when there is nothing */
-    if (c->state == CS_READY && c->stream.shm && tg__shm_releases(c->stream.shm, &ids)) {
-      tg__wbuf_u8(&h, TG__M_SEG_FREE);
-      tg__wbuf_bytes(&h, ids.p, ids.len);
-      if (ids.oom) h.oom = true;
+    tg__wbuf h = {0}; /* no allocation when there is nothing */
+    if (c->state == CS_READY && c->stream.shm && tg__shm_releases(c->stream.shm, &h))
       tg__ofl_conn_send(b, c, &h, NULL);
-    }
-    tg__wbuf_free(&ids);
     tg__wbuf_free(&h);
   }
   /* What a local link's socket did not take goes on later turns. */

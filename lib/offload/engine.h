@@ -191,7 +191,7 @@ enum {
   TG__TR_CHILDREN = 1u << 0,
   /* Workers hold the registry as it was when they started (functions
    * registered later are missing there, not unknown). */
-  TG__TR_REGISTRY_THEN = 1u << 1,
+  TG__TR_REGISTRY_SNAPSHOT = 1u << 1,
 };
 
 /* A transport: hooks called on the I/O thread (NULL: nothing to do), but

@@ -48,17 +48,18 @@ typedef struct born {
 } born;
 
 /* A worker slot's process (I/O thread). */
-typedef struct slot {
-  pid_t pid;        /* the worker process, or 0 */
-  int pidfd;        /* its pidfd, or -1 */
-  bool spawning;    /* asked the spawner for a worker */
-  bool killed;      /* we killed its worker on purpose */
-  uint32_t spawn;   /* the spawn number wanted */
-  uint64_t given_up; /* a task given up it still calls */
+typedef struct wslot {
+  pid_t pid;          /* the worker process, or 0 */
+  int pidfd;          /* its pidfd, or -1 */
+  bool spawning;      /* asked the spawner for a worker */
+  bool killed;        /* we killed its worker on purpose */
+  uint32_t spawn;     /* the spawn number wanted */
+  uint64_t given_up;  /* a task given up it still calls */
   double given_up_at; /* ... seen since */
-} slot;
+} wslot;
 
-typedef struct plocal {
+/* The transport's state (ofl.tr_data). */
+typedef struct procs_state {
   ofl *b;
   tg_registry *reg;
   tg__spawner *spawner;
@@ -70,14 +71,14 @@ typedef struct plocal {
   _Atomic int start_failed; /* the spawner could not make one */
   tg__wk_running *running;  /* per slot, shared with the workers */
   size_t running_len;
-  slot *slots;              /* per slot (I/O thread) */
-} plocal;
+  wslot *slots;             /* per slot (I/O thread) */
+} procs_state;
 
 /* ---- the spawner's side ------------------------------------------------------------ */
 
 static void child_entry(void *ctx, int slot, uint32_t spawn, int sock) {
   (void)spawn;
-  plocal *L = ctx;
+  procs_state *L = ctx;
   tg_worker_opts o = {.version = TG_WORKER_OPTS_V2, .nthreads = 1};
   int rc = tg__worker_serve_fd(L->reg, sock, &o, &L->running[slot], NULL);
   fflush(stdout);
@@ -86,7 +87,7 @@ static void child_entry(void *ctx, int slot, uint32_t spawn, int sock) {
 }
 
 static void on_spawned(void *ctx, int slot, uint32_t spawn, int rc, const tg__spawned *sp) {
-  plocal *L = ctx;
+  procs_state *L = ctx;
   if (rc == TG_OK) {
     tg__pout_add(L->out, sp->out_fd, 1);
     tg__pout_add(L->out, sp->err_fd, 2);
@@ -115,8 +116,8 @@ static void discard(const tg__spawned *sp) {
 
 static int local_open(ofl *b, ofl_conn *c, tg_error *err) {
   (void)err;
-  plocal *L = b->tr_data;
-  slot *s = &L->slots[c->idx];
+  procs_state *L = b->tr_data;
+  wslot *s = &L->slots[c->idx];
   c->state = CS_CONNECTING;
   c->last_rx = c->last_ping = tg__now();
   if (s->spawning) return TG_OK; /* asked for already (the first ones) */
@@ -127,8 +128,8 @@ static int local_open(ofl *b, ofl_conn *c, tg_error *err) {
 }
 
 static void adopt(ofl *b, ofl_conn *c, const born *x) {
-  plocal *L = b->tr_data;
-  slot *s = &L->slots[c->idx];
+  procs_state *L = b->tr_data;
+  wslot *s = &L->slots[c->idx];
   s->spawning = false;
   if (x->rc < 0) {
     char why[200];
@@ -156,10 +157,10 @@ static void adopt(ofl *b, ofl_conn *c, const born *x) {
  * period is killed, and replaced: a worker cannot stop a call, and the
  * run it is stuck in is over. */
 static void stop_given_up(ofl *b, double now) {
-  plocal *L = b->tr_data;
+  procs_state *L = b->tr_data;
   for (int i = 0; i < b->nconns; i++) {
     ofl_conn *c = b->conns[i];
-    slot *s = &L->slots[i];
+    wslot *s = &L->slots[i];
     uint64_t id = atomic_load(&L->running[i].id);
     if (!s->pid || !id || c->state != CS_READY || tg__idmap_get(&c->recs, id)) {
       s->given_up = 0;
@@ -183,7 +184,7 @@ static void stop_given_up(ofl *b, double now) {
  * call that must stop is the task's timeout's or its cancelled run's
  * business (both kill it). */
 static void note_busy(ofl *b, double now) {
-  plocal *L = b->tr_data;
+  procs_state *L = b->tr_data;
   for (int i = 0; i < b->nconns; i++) {
     ofl_conn *c = b->conns[i];
     if (L->slots[i].pid && c->state == CS_READY && atomic_load(&L->running[i].inline_calls) &&
@@ -193,14 +194,14 @@ static void note_busy(ofl *b, double now) {
 }
 
 static void local_cancel(ofl *b, ofl_conn *c, uint64_t seq) {
-  plocal *L = b->tr_data;
+  procs_state *L = b->tr_data;
   if (L->slots[c->idx].pid) atomic_store(&L->running[c->idx].cancel, seq + 1);
 }
 
 /* Adopt the workers the spawner made; keep workers calling a task from
  * looking silent (they answer no ping). */
 static void local_turn(ofl *b) {
-  plocal *L = b->tr_data;
+  procs_state *L = b->tr_data;
   double now = tg__now();
   stop_given_up(b, now);
   note_busy(b, now);
@@ -212,7 +213,7 @@ static void local_turn(ofl *b) {
     pthread_mutex_unlock(&L->mu);
     if (!x.rc) continue;
     if (x.spawn != L->slots[i].spawn || !L->slots[i].spawning) {
-      if (x.rc == 1) discard(&x.sp); /* asked for by an earlier life of the slot */
+      if (x.rc == 1) discard(&x.sp); /* asked for by an earlier life of the wslot */
       continue;
     }
     adopt(b, b->conns[i], &x);
@@ -233,7 +234,7 @@ static int reap(pid_t pid, double secs) {
   }
 }
 
-static void forget_pid(slot *s) {
+static void forget_pid(wslot *s) {
   if (s->pidfd >= 0) {
     tg__fd_untrack(s->pidfd);
     close(s->pidfd);
@@ -245,8 +246,8 @@ static void forget_pid(slot *s) {
 /* c's link closed: its worker process is reaped (killed if it does not
  * end); what became of it in why, and the task it was calling. */
 static uint64_t local_lost(ofl *b, ofl_conn *c, uint32_t *attempt, char *why, size_t size) {
-  plocal *L = b->tr_data;
-  slot *s = &L->slots[c->idx];
+  procs_state *L = b->tr_data;
+  wslot *s = &L->slots[c->idx];
   why[0] = '\0';
   if (s->spawning) { /* its worker is still to come: it will be discarded */
     s->spawning = false;
@@ -272,8 +273,8 @@ static uint64_t local_lost(ofl *b, ofl_conn *c, uint32_t *attempt, char *why, si
 }
 
 static void local_kill(ofl *b, ofl_conn *c, double secs, char *buf, size_t size) {
-  plocal *L = b->tr_data;
-  slot *s = &L->slots[c->idx];
+  procs_state *L = b->tr_data;
+  wslot *s = &L->slots[c->idx];
   buf[0] = '\0';
   if (!s->pid) return;
   s->killed = true;
@@ -285,10 +286,10 @@ static void local_kill(ofl *b, ofl_conn *c, double secs, char *buf, size_t size)
 /* Every worker was told to go (its link closed): those that have not
  * ended after a grace period are killed, and all are reaped. */
 static void local_shutdown(ofl *b) {
-  plocal *L = b->tr_data;
+  procs_state *L = b->tr_data;
   double until = tg__now() + SHUTDOWN_GRACE;
   for (int i = 0; i < b->nconns; i++) {
-    slot *s = &L->slots[i];
+    wslot *s = &L->slots[i];
     if (!s->pid) continue;
     double left = until - tg__now();
     if (reap(s->pid, left > 0 ? left : 0) == -1) { /* stuck: killed */
@@ -300,7 +301,7 @@ static void local_shutdown(ofl *b) {
 }
 
 static void local_free(ofl *b) {
-  plocal *L = b->tr_data;
+  procs_state *L = b->tr_data;
   if (!L) return;
   tg__spawner_stop(L->spawner); /* children it forked die with it: reaped by now */
   for (int i = 0; L->born && i < b->nconns; i++)
@@ -315,7 +316,7 @@ static void local_free(ofl *b) {
 }
 
 static const tg__transport tg__transport_local = {
-    .caps = TG__TR_CHILDREN | TG__TR_REGISTRY_THEN,
+    .caps = TG__TR_CHILDREN | TG__TR_REGISTRY_SNAPSHOT,
     .open = local_open,
     .lost = local_lost,
     .kill = local_kill,
@@ -338,7 +339,7 @@ static int configure(ofl *b, unsigned n, tg_error *err) {
   b->connect_timeout = START_TIMEOUT;
   b->heartbeat = 10;
   b->keep_min = 4096;
-  plocal *L = tg__calloc(1, sizeof *L);
+  procs_state *L = tg__calloc(1, sizeof *L);
   if (!L) return tg__error_set(err, TG_ENOMEM, "out of memory");
   L->b = b;
   pthread_mutex_init(&L->mu, NULL);
@@ -359,7 +360,7 @@ static int configure(ofl *b, unsigned n, tg_error *err) {
     snprintf(name, sizeof name, "worker %u", i);
     int rc = tg__ofl_conn_new(b, name, &c, err);
     if (rc != TG_OK) return rc;
-    L->slots[i] = (slot){.pidfd = -1, .spawning = true, .spawn = i + 1}; /* the spawner
+    L->slots[i] = (wslot){.pidfd = -1, .spawning = true, .spawn = i + 1}; /* the spawner
                                                                   starts with these */
   }
   L->next_spawn = n + 1;
@@ -368,7 +369,7 @@ static int configure(ofl *b, unsigned n, tg_error *err) {
 
 /* Wait until every worker said WELCOME, or one cannot start. */
 static int wait_started(ofl *b, tg_error *err) {
-  plocal *L = b->tr_data;
+  procs_state *L = b->tr_data;
   double until = tg__now() + START_TIMEOUT;
   while (atomic_load(&b->st_ready) < (unsigned)b->nconns) {
     if (tg__now() > until)
@@ -388,7 +389,7 @@ static int procs_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error 
   unsigned n = cfg->workers ? cfg->workers : 1;
   int rc = tg__ofl_new(cfg, &tg__backend_processes, &tg__transport_local, &b, err);
   if (rc == TG_OK) rc = configure(b, n, err);
-  plocal *L = b ? b->tr_data : NULL;
+  procs_state *L = b ? b->tr_data : NULL;
   if (rc == TG_OK) rc = tg__pout_start(&L->out, err);
   if (rc == TG_OK) rc = tg__ofl_start(b, err);
   /* Last, with every request queued: from here until the workers' hellos

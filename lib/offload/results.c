@@ -348,7 +348,7 @@ static bool funcs(ofl *b, ofl_conn *c, tg__rbuf *r) {
     if (st == TG__FN_OK) continue;
     const tg_func *f = c->fn_of[id];
     int code = st == TG__FN_MISSING ? TG_ENOFUNC : TG_EVERSION;
-    if (st == TG__FN_MISSING && (b->tr->caps & TG__TR_REGISTRY_THEN))
+    if (st == TG__FN_MISSING && (b->tr->caps & TG__TR_REGISTRY_SNAPSHOT))
       snprintf(msg, sizeof msg, "function '%s' is not in the worker processes' registry "
                "(registered after the processes pool started)", tg_func_name(f));
     else if (st == TG__FN_MISSING)

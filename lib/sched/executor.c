@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "sched_internal.h"
+#include "util/thread.h"
 
 static int ex_fail(tg_executor *ex, int code, const char *fmt, ...)
     TG__PRINTF(3, 4);

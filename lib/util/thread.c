@@ -2,6 +2,7 @@
 #include "thread.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <limits.h>
 
 #include "futex.h"
@@ -72,4 +73,9 @@ int tg__thread_start(pthread_t *th, void *(*fn)(void *), void *arg) {
   int rc = tg__thread_start_in(&g, th, fn, arg);
   if (rc == 0) tg__thread_group_wait(&g);
   return rc;
+}
+
+unsigned tg__ncpus(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (unsigned)n : 1u;
 }

@@ -29,6 +29,10 @@
  * been entered). Returns 0 or an error number (pthread_create's, ENOMEM). */
 int tg__thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 
+/* Number of CPUs online (at least 1): default worker and thread counts
+ * (executors, workers). */
+unsigned tg__ncpus(void);
+
 /* Several threads starting at once (a pool's workers): start each with
  * tg__thread_start_in, then wait for all with tg__thread_group_wait.
  * Zero-initialise; one creator thread uses a group. */

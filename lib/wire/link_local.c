@@ -319,6 +319,7 @@ tg__link *tg__link_local(int fd, bool track) {
   llink *k = tg__calloc(1, sizeof *k);
   if (!k || tg__segbook_init(&k->book, 0, track) != TG_OK) {
     tg__free(k);
+    if (track) tg__fd_untrack(fd);
     close(fd);
     return NULL;
   }

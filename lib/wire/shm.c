@@ -22,6 +22,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "wire/proto.h"
 #include "wire/seg.h"
 #include "wire/segbook.h"
 #include "wire/shm.h"
@@ -187,7 +188,7 @@ static int open_failed(void) {
  * it opened, through /proc/self. */
 static int open_peer(pid_t pid, uint64_t fd, uint64_t size, const uint8_t *token,
                      void **map) {
-  char path[64], link[64];
+  char path[64], target[64];
   struct statx sx;
   struct stat st;
   if (pid <= 0 || fd > INT32_MAX || size < TG__SHM_TOKEN || size > SIZE_MAX / 2)
@@ -199,13 +200,13 @@ static int open_peer(pid_t pid, uint64_t fd, uint64_t size, const uint8_t *token
   int rc = TG_EFORMAT, f = -1;
   /* What it is, before opening it: a device, a fifo or a file of any
    * filesystem but memfd's is never opened. */
-  ssize_t n = readlink(path, link, sizeof link - 1);
+  ssize_t n = readlink(path, target, sizeof target - 1);
   size_t k = strlen(SEG_NAME);
   if (n < (ssize_t)k) goto out;
-  link[n] = '\0';
+  target[n] = '\0';
   /* That name exactly ("... (deleted)" follows), not another memfd's
    * that starts with it. */
-  if (strncmp(link, SEG_NAME, k) != 0 || (link[k] != '\0' && link[k] != ' ')) goto out;
+  if (strncmp(target, SEG_NAME, k) != 0 || (target[k] != '\0' && target[k] != ' ')) goto out;
   if (statx(o, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_NLINK | STATX_INO,
             &sx) != 0 ||
       (sx.stx_mask & (STATX_TYPE | STATX_NLINK | STATX_INO)) !=
@@ -314,7 +315,10 @@ bool tg__shm_releases(tg__shm *m, tg__wbuf *h) {
   tg__segbook_tidy(&m->book);
   size_t n;
   uint64_t *ids = tg__segbook_let_go(&m->book, &n);
-  if (n) tg__segbook_put_ids(h, ids, n);
+  if (n) {
+    tg__wbuf_u8(h, TG__M_SEG_FREE);
+    tg__segbook_put_ids(h, ids, n);
+  }
   tg__free(ids);
   return n > 0;
 }

@@ -108,9 +108,10 @@ int tg__shm_get(tg__shm *sh, const void *desc, size_t dlen, size_t len, uint64_t
                 struct tg__stream_pool *pool, void **p, void (**release)(void *, void *),
                 void **ctx, tg_error *err);
 
-/* Append to h the ids of the peer's segments we let go of (varint n, n x
- * varint id); false (h untouched) when there are none. Also pools our
- * segments that came free on other threads and drops idle ones. */
+/* Append to h the SEG_FREE message naming the peer's segments we let go
+ * of (u8 TG__M_SEG_FREE, varint n, n x varint id); false (h untouched)
+ * when there are none. Also pools our segments that came free on other
+ * threads and drops idle ones. */
 bool tg__shm_releases(tg__shm *sh, tg__wbuf *h);
 /* The peer let go of the ids at r (SEG_FREE). TG_EFORMAT: not ours. */
 int tg__shm_released(tg__shm *sh, tg__rbuf *r);

@@ -13,6 +13,7 @@
 #include "wire/wire.h"
 #include "worker/worker.h"
 #include "util/bigbuf.h"
+#include "util/thread.h"
 
 #define LOOP_MS 50 /* how often the stop flag and expiries are looked at */
 
@@ -224,14 +225,8 @@ static void send_seg_frees(tg__worker *wk) {
   for (wsess *s = wk->sessions, *next; s; s = next) {
     next = s->next;
     if (!s->stream.shm || s->dead) continue;
-    tg__wbuf ids = {0}, h = {0}; /* no allocation when there is nothing */
-    if (tg__shm_releases(s->stream.shm, &ids)) {
-      tg__wbuf_u8(&h, TG__M_SEG_FREE);
-      tg__wbuf_bytes(&h, ids.p, ids.len);
-      if (ids.oom) h.oom = true;
-      tg__wk_send(wk, s, &h, NULL);
-    }
-    tg__wbuf_free(&ids);
+    tg__wbuf h = {0}; /* no allocation when there is nothing */
+    if (tg__shm_releases(s->stream.shm, &h)) tg__wk_send(wk, s, &h, NULL);
     tg__wbuf_free(&h);
   }
 }
