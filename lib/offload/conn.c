@@ -82,7 +82,7 @@ void tg__ofl_conn_close(ofl *b, ofl_conn *c, bool bye) {
 }
 
 /* Forget what the worker's session knew: definitions, pending messages. */
-static void reset_session(ofl_conn *c) {
+static void reset_session(ofl *b, ofl_conn *c) {
   for (size_t i = 0; i < c->nbvals; i++) tg_value_unref(c->bvals[i]);
   c->nbvals = 0;
   tg__idmap_free(&c->fns);
@@ -90,11 +90,12 @@ static void reset_session(ofl_conn *c) {
   tg__wbuf_reset(&c->funcs);
   tg__wbuf_reset(&c->frees);
   tg__wbuf_reset(&c->batch);
+  if (b) tg__ofl_stream_closing(b, c);
   tg__stream_reset(&c->stream);
 }
 
 void tg__ofl_conn_free(ofl_conn *c) {
-  reset_session(c);
+  reset_session(NULL, c); /* the figures were published */
   tg__free(c->bvals);
   tg__wbuf_free(&c->batch);
   tg__wbuf_free(&c->funcs);
@@ -104,33 +105,13 @@ void tg__ofl_conn_free(ofl_conn *c) {
   memset(c, 0, sizeof *c);
 }
 
-/* Count the large values carried since *was (the stream's counters then;
- * updated), unless the session started over meanwhile. */
-static void count_carried(ofl *b, ofl_conn *c, uint64_t was[2]) {
-  uint64_t shm = c->stream.shm_out + c->stream.shm_in,
-           streamed = c->stream.streamed_out + c->stream.streamed_in;
-  if (shm >= was[0] && streamed >= was[1]) {
-    atomic_fetch_add(&b->st_shm, shm - was[0]);
-    atomic_fetch_add(&b->st_streamed, streamed - was[1]);
-  }
-  was[0] = shm;
-  was[1] = streamed;
-}
-
-static void carried_now(const ofl_conn *c, uint64_t was[2]) {
-  was[0] = c->stream.shm_out + c->stream.shm_in;
-  was[1] = c->stream.streamed_out + c->stream.streamed_in;
-}
-
 bool tg__ofl_conn_send(ofl *b, ofl_conn *c, const tg__wbuf *h, const tg_value *v) {
-  uint64_t bytes = 0, was[2];
+  uint64_t bytes = 0;
   if (!c->link || h->oom) return false;
-  carried_now(c, was);
   if (tg__wire_send(c->link, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL) != TG_OK) {
     tg__ofl_conn_lost(b, c, "sending to it failed", false);
     return false;
   }
-  count_carried(b, c, was);
   atomic_fetch_add(&b->st_sent, bytes);
   return true;
 }
@@ -342,7 +323,7 @@ void tg__ofl_conn_lost(ofl *b, ofl_conn *c, const char *why, bool fatal) {
     why = c->why;
   }
   c->state = CS_IDLE;
-  reset_session(c);
+  reset_session(b, c);
   if (was_ready) atomic_fetch_add(&b->st_lost, 1);
   give_back(b, c, why, running, attempt);
   forget_holder(b, c);
@@ -473,8 +454,6 @@ void tg__ofl_conn_poll(ofl *b, ofl_conn *c) {
     }
     if (got == 0 || (got < 0 && got != TG_ELIMIT && got != TG_EPROTO)) break;
     bool too_many = got < 0;
-    uint64_t was[2];
-    carried_now(c, was);
     c->last_rx = tg__now();
     tg__rbuf r;
     tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
@@ -506,7 +485,6 @@ void tg__ofl_conn_poll(ofl *b, ofl_conn *c) {
     } else if (c->state == CS_READY) {
       tg__ofl_results_handle(b, c, parts, n);
     }
-    count_carried(b, c, was);
     for (size_t k = 0; k < n; k++) zmq_msg_close(&parts[k]);
   }
 }

@@ -120,15 +120,24 @@ static void add_traffic(tg__link_stats *to, const tg__link_stats *s) {
 }
 
 void tg__ofl_link_closing(ofl *b, ofl_conn *c) {
-  if (c->link) add_traffic(&b->traffic_closed, &c->link->st);
+  if (c->link) add_traffic(&b->traffic_closed.link, &c->link->st);
 }
+
+static void add_stream(ofl_traffic *to, const tg__stream *s) {
+  to->shm += s->shm_out + s->shm_in;
+  to->streamed += s->streamed_out + s->streamed_in;
+}
+
+void tg__ofl_stream_closing(ofl *b, ofl_conn *c) { add_stream(&b->traffic_closed, &c->stream); }
 
 /* The links' counters (each its owner's) as one figure for other threads
  * (tg__offload_traffic_get). */
 static void publish_traffic(ofl *b) {
-  tg__link_stats t = b->traffic_closed;
-  for (int i = 0; i < b->nconns; i++)
-    if (b->conns[i]->link) add_traffic(&t, &b->conns[i]->link->st);
+  ofl_traffic t = b->traffic_closed;
+  for (int i = 0; i < b->nconns; i++) {
+    if (b->conns[i]->link) add_traffic(&t.link, &b->conns[i]->link->st);
+    add_stream(&t, &b->conns[i]->stream);
+  }
   pthread_mutex_lock(&b->traffic_mu);
   b->traffic = t;
   pthread_mutex_unlock(&b->traffic_mu);
@@ -380,8 +389,9 @@ int tg__offload_traffic_get(const tg_executor *ex, tg__offload_traffic *out) {
     return TG_EINVAL;
   ofl *b = (ofl *)ex->backend;
   pthread_mutex_lock(&b->traffic_mu);
-  tg__link_stats s = b->traffic;
+  ofl_traffic t = b->traffic;
   pthread_mutex_unlock(&b->traffic_mu);
+  const tg__link_stats s = t.link;
   *out = (tg__offload_traffic){
       .sock_out = s.sock_out,
       .sock_in = s.sock_in,
@@ -391,8 +401,8 @@ int tg__offload_traffic_get(const tg_executor *ex, tg__offload_traffic *out) {
       .values_moved = atomic_load(&b->st_moved_n),
       .batches = atomic_load(&b->st_batches),
       .tasks = atomic_load(&b->st_tasks),
-      .large_shm = atomic_load(&b->st_shm),
-      .large_streamed = atomic_load(&b->st_streamed),
+      .large_shm = t.shm,
+      .large_streamed = t.streamed,
       .deaths = atomic_load(&b->st_deaths),
   };
   return TG_OK;

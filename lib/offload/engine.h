@@ -182,6 +182,14 @@ typedef struct ofl_rec ofl_rec;
 typedef struct ofl_handle ofl_handle;
 typedef struct ofl_run ofl_run;
 
+/* What crossed a backend's links (tg__offload_traffic): the links' own
+ * counters, and the large values of its conns' streams (wire/stream.h),
+ * either way, carried in shared-memory segments or streamed. */
+typedef struct ofl_traffic {
+  tg__link_stats link;
+  uint64_t shm, streamed;
+} ofl_traffic;
+
 /* What a transport's workers allow beyond messages. */
 enum {
   /* Workers are this process's children: they are forked while the I/O
@@ -488,11 +496,10 @@ struct ofl {
       st_kept, st_lost, st_retried, st_recomputed;
   _Atomic uint64_t st_deaths;   /* workers that ended unasked (the
                                    transport counts them, if it can tell) */
-  tg__link_stats traffic_closed; /* closed links' counters (I/O thread) */
+  ofl_traffic traffic_closed;   /* closed links' and reset streams'
+                                   counters (I/O thread) */
   pthread_mutex_t traffic_mu;   /* guards traffic */
-  tg__link_stats traffic;       /* every link's, published each turn */
-  /* bytes of large values carried in shared memory / streamed, either way */
-  _Atomic uint64_t st_shm, st_streamed;
+  ofl_traffic traffic;          /* all of them, published each turn */
   _Atomic unsigned st_ready;
 };
 
@@ -529,9 +536,10 @@ int tg__ofl_conn_new(ofl *b, const char *addr, ofl_conn **out, tg_error *err);
 int tg__ofl_conn_open(ofl *b, ofl_conn *c, tg_error *err);
 /* Say HELLO on c's new link. */
 void tg__ofl_conn_hello(ofl *b, ofl_conn *c);
-/* c's link is about to close: its counters join the closed ones
- * (offload/engine.c). */
+/* c's link is about to close, or its stream to start over: their
+ * counters join the closed ones (offload/engine.c). */
 void tg__ofl_link_closing(ofl *b, ofl_conn *c);
+void tg__ofl_stream_closing(ofl *b, ofl_conn *c);
 /* Close c's sockets (bye: say goodbye to a ready worker first). */
 void tg__ofl_conn_close(ofl *b, ofl_conn *c, bool bye);
 /* Free c's buffers and tables (the sockets are closed). */
