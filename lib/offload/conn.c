@@ -13,13 +13,6 @@
 #include "wire/wire.h"
 
 
-/* A keyless run's handshake failed: the worker cannot prove it holds this
- * user's key. */
-#define OFL_NOT_OURS                                                                    \
-  "the worker does not hold this user's key: it runs as another user (who may have "   \
-  "taken the port first), runs with --keys, or is not a tgraph worker; without --keys " \
-  "a run uses only workers of its own user"
-
 int tg__ofl_conn_new(ofl *b, const char *addr, ofl_conn **out, tg_error *err) {
   *out = NULL;
   if (strlen(addr) >= sizeof ((ofl_conn *)0)->addr)
@@ -66,19 +59,13 @@ int tg__ofl_conn_open(ofl *b, ofl_conn *c, tg_error *err) {
 }
 
 void tg__ofl_conn_close(ofl *b, ofl_conn *c, bool bye) {
-  void *sock = tg__link_zmq_socket(c->link);
-  if (c->link && bye && c->state == CS_READY) {
-    int linger = 200; /* time for the goodbye to leave */
-    if (sock) zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    if (tg__link_send_copy(c->link, (uint8_t[]){TG__M_BYE}, 1, 0) == TG_OK)
-      tg__link_flush(c->link);
-  }
-  if (sock) zmq_socket_monitor(sock, NULL, 0);
+  bye = bye && c->link && c->state == CS_READY;
+  if (b->tr->close) b->tr->close(b, c, bye);
+  if (bye && tg__link_send_copy(c->link, (uint8_t[]){TG__M_BYE}, 1, 0) == TG_OK)
+    tg__link_flush(c->link);
   tg__ofl_link_closing(b, c);
   tg__link_close(c->link);
-  if (c->mon) zmq_close(c->mon);
   c->link = NULL;
-  c->mon = NULL;
 }
 
 /* Forget what the worker's session knew: definitions, pending messages. */
@@ -402,48 +389,8 @@ static void welcome(ofl *b, ofl_conn *c, tg__rbuf *r, zmq_msg_t *part) {
   }
 }
 
-static void monitor_event(ofl *b, ofl_conn *c) {
-  zmq_msg_t m[2];
-  zmq_msg_init(&m[0]);
-  zmq_msg_init(&m[1]);
-  if (zmq_msg_recv(&m[0], c->mon, ZMQ_DONTWAIT) < 0) goto out;
-  if (zmq_msg_more(&m[0])) zmq_msg_recv(&m[1], c->mon, 0);
-  if (zmq_msg_size(&m[0]) < 6) goto out;
-  uint16_t ev;
-  uint32_t val;
-  memcpy(&ev, zmq_msg_data(&m[0]), 2);
-  memcpy(&val, (uint8_t *)zmq_msg_data(&m[0]) + 2, 4);
-  switch (ev) {
-    case ZMQ_EVENT_DISCONNECTED:
-      if (c->state == CS_READY) tg__ofl_conn_lost(b, c, "disconnected", false);
-      break;
-    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-      tg__ofl_conn_lost(b, c, b->keyed ? "the worker refused this client's key (it is not "
-                    "in the worker's authorized_clients)" : "the worker refused this "
-                    "user's key (it runs with --keys, or as another user)", true);
-      break;
-    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-      tg__ofl_conn_lost(b, c, b->keyed ? "the secure handshake failed (wrong server key, "
-                    "or the worker runs without keys)" : OFL_NOT_OURS, true);
-      break;
-    case ZMQ_EVENT_CONNECT_RETRIED:
-      if (!c->why[0] || !c->fatal)
-        snprintf(c->why, sizeof c->why, "cannot connect (is a worker listening there?)");
-      break;
-    default: break;
-  }
-out:
-  zmq_msg_close(&m[0]);
-  zmq_msg_close(&m[1]);
-}
-
 void tg__ofl_conn_poll(ofl *b, ofl_conn *c) {
-  for (int i = 0; i < 64 && c->mon; i++) { /* events first: a loss resets c */
-    zmq_pollitem_t it = {c->mon, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&it, 1, 0) <= 0) break;
-    monitor_event(b, c);
-  }
+  if (b->tr->poll) b->tr->poll(b, c); /* events first: a loss resets c */
   zmq_msg_t *parts = b->parts;
   for (int i = 0; i < 1024 && c->link; i++) {
     size_t n = 0;

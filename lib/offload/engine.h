@@ -220,6 +220,10 @@ typedef struct tg__transport {
   /* Run seq is cancelled: tell c's worker before the CANCEL message is
    * read, if there is a faster way. */
   void (*cancel)(ofl *b, ofl_conn *c, uint64_t seq);
+  /* c's own events, before its messages are read (ZeroMQ: its monitor). */
+  void (*poll)(ofl *b, ofl_conn *c);
+  /* c's link is about to close (bye: a goodbye will be sent on it first). */
+  void (*close)(ofl *b, ofl_conn *c, bool bye);
   /* Every turn of the I/O thread, before the conns are polled. */
   void (*turn)(ofl *b);
   /* The I/O thread ends, its conns closed: end the workers. */
@@ -376,7 +380,9 @@ struct ofl_conn {
   int idx;
   char addr[256];
   tg__link *link;          /* to the worker (zmq: a DEALER), NULL: none */
-  void *mon;               /* the DEALER's monitor's PAIR, or NULL */
+  void *mon;               /* a socket of the transport's events, polled
+                              with the link's (ZeroMQ: the DEALER's
+                              monitor's PAIR), or NULL */
   int state;
   char why[300];           /* the last problem, for messages */
   bool fatal;              /* why will not go away by waiting */

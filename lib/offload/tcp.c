@@ -10,6 +10,13 @@
 #include "offload/engine.h"
 #include "wire/proto.h"
 
+/* A keyless run's handshake failed: the worker cannot prove it holds this
+ * user's key. */
+#define NOT_OURS                                                                        \
+  "the worker does not hold this user's key: it runs as another user (who may have "   \
+  "taken the port first), runs with --keys, or is not a tgraph worker; without --keys " \
+  "a run uses only workers of its own user"
+
 static int setopt(void *s, int opt, int v) { return zmq_setsockopt(s, opt, &v, sizeof v); }
 
 /* The client set given, or this user's own key: a keyless run talks only
@@ -109,7 +116,66 @@ static int zmq_open(ofl *b, ofl_conn *c, tg_error *err) {
   return TG_OK;
 }
 
-static const tg__transport tg__transport_zmq = {.caps = 0, .open = zmq_open};
+/* One event of c's monitor: a disconnection, a refused handshake, a
+ * failed connection attempt. */
+static void monitor_event(ofl *b, ofl_conn *c) {
+  zmq_msg_t m[2];
+  zmq_msg_init(&m[0]);
+  zmq_msg_init(&m[1]);
+  if (zmq_msg_recv(&m[0], c->mon, ZMQ_DONTWAIT) < 0) goto out;
+  if (zmq_msg_more(&m[0])) zmq_msg_recv(&m[1], c->mon, 0);
+  if (zmq_msg_size(&m[0]) < 6) goto out;
+  uint16_t ev;
+  uint32_t val;
+  memcpy(&ev, zmq_msg_data(&m[0]), 2);
+  memcpy(&val, (uint8_t *)zmq_msg_data(&m[0]) + 2, 4);
+  switch (ev) {
+    case ZMQ_EVENT_DISCONNECTED:
+      if (c->state == CS_READY) tg__ofl_conn_lost(b, c, "disconnected", false);
+      break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+      tg__ofl_conn_lost(b, c, b->keyed ? "the worker refused this client's key (it is not "
+                    "in the worker's authorized_clients)" : "the worker refused this "
+                    "user's key (it runs with --keys, or as another user)", true);
+      break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      tg__ofl_conn_lost(b, c, b->keyed ? "the secure handshake failed (wrong server key, "
+                    "or the worker runs without keys)" : NOT_OURS, true);
+      break;
+    case ZMQ_EVENT_CONNECT_RETRIED:
+      if (!c->why[0] || !c->fatal)
+        snprintf(c->why, sizeof c->why, "cannot connect (is a worker listening there?)");
+      break;
+    default: break;
+  }
+out:
+  zmq_msg_close(&m[0]);
+  zmq_msg_close(&m[1]);
+}
+
+/* c's monitor's events, before its messages (a loss resets c). */
+static void zmq_poll_events(ofl *b, ofl_conn *c) {
+  for (int i = 0; i < 64 && c->mon; i++) {
+    zmq_pollitem_t it = {c->mon, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 0) <= 0) break;
+    monitor_event(b, c);
+  }
+}
+
+/* Before c's DEALER closes: time for a goodbye to leave, and the
+ * monitor gone with it. */
+static void zmq_closing(ofl *b, ofl_conn *c, bool bye) {
+  (void)b;
+  void *sock = tg__link_zmq_socket(c->link);
+  if (sock && bye) setopt(sock, ZMQ_LINGER, 200);
+  if (sock) zmq_socket_monitor(sock, NULL, 0);
+  if (c->mon) zmq_close(c->mon);
+  c->mon = NULL;
+}
+
+static const tg__transport tg__transport_zmq = {
+    .caps = 0, .open = zmq_open, .poll = zmq_poll_events, .close = zmq_closing};
 
 static int tcp_create(const tg__backend_cfg *cfg, tg__backend **out, tg_error *err) {
   ofl *b = NULL;
