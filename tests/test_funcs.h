@@ -124,6 +124,14 @@ static inline int64_t tgt_wrap_add(int64_t a, int64_t b) {
   return (int64_t)((uint64_t)a + (uint64_t)b);
 }
 
+/* n f64 values v, v + 0.5, v + 1, ... (NULL when memory runs out). */
+static inline tg_value *tgt_f64_array(int64_t n, double v) {
+  tg_value *a = tg_ndarray_new(TG_DT_F64, 1, &n);
+  double *d = a ? tg_ndarray_data_mut(a) : NULL;
+  for (int64_t i = 0; d && i < n; i++) d[i] = v + (double)i * 0.5;
+  return a;
+}
+
 static inline int tgt_result(tg_value *v, tg_value **out) {
   if (!v) return TG_ENOMEM;
   *out = v;

@@ -37,17 +37,11 @@
 #include "tgraph/graph.h"
 #include "tgraph/remote.h"
 #include "tgraph/serial.h"
+#include "test_funcs.h"
 #include "test_proc.h"
 
 #define V(x) tg_arg_value(x)
 #define N(x) tg_arg_node(x)
-
-static tg_value *f64_array(int64_t n, double v) {
-  tg_value *a = tg_ndarray_new(TG_DT_F64, 1, &n);
-  double *d = a ? tg_ndarray_data_mut(a) : NULL;
-  for (int64_t i = 0; d && i < n; i++) d[i] = v + (double)i * 0.5;
-  return a;
-}
 
 static int fn_identity(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
   (void)ctx, (void)n;
@@ -58,7 +52,7 @@ static int fn_identity(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value 
 /* fill(n, v): n f64 values v, v + 0.5, ... made on the worker */
 static int fn_fill(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
   (void)ctx, (void)n;
-  *out = f64_array(tg_value_int(a[0]), (double)tg_value_int(a[1]));
+  *out = tgt_f64_array(tg_value_int(a[0]), (double)tg_value_int(a[1]));
   return *out ? TG_OK : TG_ENOMEM;
 }
 
@@ -159,10 +153,10 @@ static uint64_t round_trips(tg_executor *ex) {
   for (int round = 0; round < 3; round++) {
     tg_graph *g;
     cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-    tg_value *a = f64_array(NA, round), *b = f64_array(NB, 10 + round),
-             *c = f64_array(NB, 20 + round);
+    tg_value *a = tgt_f64_array(NA, round), *b = tgt_f64_array(NB, 10 + round),
+             *c = tgt_f64_array(NB, 20 + round);
     tg_value *l = tg_list_of(2, tg_value_ref(b), tg_value_ref(c));
-    tg_value *made = f64_array(NB, 30 + round);
+    tg_value *made = tgt_f64_array(NB, 30 + round);
     cr_assert(a && l && made);
     tg_node outs[3] = {tg_call(g, "identity", 1, V(tg_value_ref(a))),
                        tg_call(g, "identity", 1, V(tg_value_ref(l))),
@@ -760,7 +754,7 @@ Test(shm, values_outlive_a_killed_worker) {
   kill(wpid, SIGKILL);
   cr_assert_eq(waitpid(wpid, NULL, 0), wpid);
   wpid = 0;
-  tg_value *want = f64_array(NA, 5);
+  tg_value *want = tgt_f64_array(NA, 5);
   same_f64(got, want, "after the worker's death");
   tg_value_unref(want);
   tg_value_unref(got);
@@ -784,7 +778,7 @@ static void hold_results(tg_executor *ex, tg_graph *g, tg_value **got, uint64_t 
   tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V1, .scheduler = "sync", .executor = ex};
   cr_assert_eq(tg_compute(g, outs, HELD, &o, got), TG_OK, "%s", tg_graph_errmsg(g));
   for (int i = 0; i < HELD; i++) {
-    tg_value *want = f64_array(NB, i);
+    tg_value *want = tgt_f64_array(NB, i);
     same_f64(got[i], want, "a result");
     tg_value_unref(want);
   }

@@ -49,18 +49,11 @@ static int want_ints(tg_task_ctx *ctx, tg_value *const *args, size_t n) {
   return TG_OK;
 }
 
-static tg_value *f64_array(int64_t n, double v) {
-  tg_value *a = tg_ndarray_new(TG_DT_F64, 1, &n);
-  double *d = a ? tg_ndarray_data_mut(a) : NULL;
-  for (int64_t i = 0; d && i < n; i++) d[i] = v + (double)i * 0.5;
-  return a;
-}
-
 /* big(n, v): n f64 values v, v + 0.5, v + 1, ... */
 static int fn_big(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
   int rc = want_ints(ctx, a, n);
   if (rc) return rc;
-  *out = f64_array(tg_value_int(a[0]), (double)tg_value_int(a[1]));
+  *out = tgt_f64_array(tg_value_int(a[0]), (double)tg_value_int(a[1]));
   return *out ? TG_OK : TG_ENOMEM;
 }
 
@@ -102,7 +95,7 @@ static int fn_big_split(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value
   size_t k = (size_t)tg_value_int(a[0]);
   tg_value *l = tg_list_alloc(k);
   for (size_t i = 0; l && i < k; i++)
-    if (tg_list_init_item(l, i, f64_array(tg_value_int(a[1]), (double)i)) != TG_OK) {
+    if (tg_list_init_item(l, i, tgt_f64_array(tg_value_int(a[1]), (double)i)) != TG_OK) {
       tg_value_unref(l);
       l = NULL;
     }
@@ -115,8 +108,8 @@ static int fn_big_dict(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value 
   int rc = want_ints(ctx, a, n);
   if (rc) return rc;
   tg_value *m = tg_map_new(2);
-  if (!m || tg_map_put_c(m, "one", f64_array(tg_value_int(a[0]), 1)) ||
-      tg_map_put_c(m, "two", f64_array(tg_value_int(a[0]), 2))) {
+  if (!m || tg_map_put_c(m, "one", tgt_f64_array(tg_value_int(a[0]), 1)) ||
+      tg_map_put_c(m, "two", tgt_f64_array(tg_value_int(a[0]), 2))) {
     tg_value_unref(m);
     return TG_ENOMEM;
   }
@@ -148,7 +141,7 @@ static int fn_slow_big(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value 
   int rc = want_ints(ctx, a, n);
   if (rc) return rc;
   tgt_sleep_ms(tg_value_int(a[1]));
-  *out = f64_array(tg_value_int(a[0]), 7);
+  *out = tgt_f64_array(tg_value_int(a[0]), 7);
   return TG_OK;
 }
 
@@ -569,7 +562,7 @@ Test(tcp, link_traffic_counted) {
   tg_executor *ex = tcp_ex(&w, 1, NULL);
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  tg_node sum = tg_call(g, "big_sum", 2, V(f64_array(100000, 1)), V(tg_int(0)));
+  tg_node sum = tg_call(g, "big_sum", 2, V(tgt_f64_array(100000, 1)), V(tg_int(0)));
   same_as_sync(g, &sum, 1, ex);
   tg__offload_traffic t;
   cr_assert_eq(tg__offload_traffic_get(ex, &t), TG_OK);
@@ -594,7 +587,7 @@ Test(tcp, large_constant_sent_once_per_worker) {
   tg_executor *ex = tcp_ex(&w, 1, NULL);
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  tg_value *big = f64_array(100000, 1);
+  tg_value *big = tgt_f64_array(100000, 1);
   tg_node sums[8];
   for (int i = 0; i < 8; i++)
     sums[i] = tg_call(g, "big_sum", 2, V(tg_value_ref(big)), V(tg_int(i)));
@@ -789,7 +782,7 @@ Test(tcp, large_values_streamed_same_as_sync) {
   tg_node s_l0 = tg_call(g, "big_sum", 2, tg_arg_item(l, 0), V(tg_int(0)));
   tg_node s_d2 = tg_call(g, "big_sum", 2, tg_arg_key(d, "two"), V(tg_int(2)));
   /* the constants: 5 MB of f64 (for 6 tasks) and 4 MiB + 1000 bytes */
-  tg_value *c = f64_array(625000, 0.25), *bc = blob_value(TG__STREAM_MIN + 1000);
+  tg_value *c = tgt_f64_array(625000, 0.25), *bc = blob_value(TG__STREAM_MIN + 1000);
   cr_assert(c && bc);
   tg_node cuse[6];
   for (int i = 0; i < 5; i++)
@@ -863,7 +856,7 @@ Test(tcp, streamed_round_trips_repeated) {
   for (int i = 0; i < 5; i++) {
     tg_graph *g;
     cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-    tg_value *want_c = f64_array(n, i), *want_b = f64_array(n, 100 + i);
+    tg_value *want_c = tgt_f64_array(n, i), *want_b = tgt_f64_array(n, 100 + i);
     tg_node outs[2] = {tg_call(g, "identity", 1, V(tg_value_ref(want_c))),
                        big_node(g, n, 100 + i)};
     tg_remote_stats before = stats_of(ex);
