@@ -63,7 +63,7 @@
  * the plan's order (priority, submission, plan order); a task that adds a
  * result without freeing one of its inputs waits while the run's results
  * alive pass its sequential peak (as sync would run it) plus OFL_SLACK
- * per worker thread. When the run is held back so while its workers
+ * per worker thread. When the run is held back while its workers
  * would idle (at most one task queued per thread: say the sum that will
  * free a group of inputs, on its round trip), its bound stretches by half
  * the sequential peak until the results alive are back under the first
