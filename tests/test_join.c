@@ -622,29 +622,40 @@ static char *slurp(const char *path) {
   return buf;
 }
 
+/* `tgraph run --scheduler=tcp --join-listen` on a graph.json of n shell
+ * tasks `sleep SECS; echo i` and their count (the answer is n), waiting for
+ * no worker: its pid; the address it said workers join at in join; the
+ * output files p[0..7] (p[0], p[1]: the run's stdout and stderr; the
+ * rest for the caller's workers). */
+static pid_t join_run(const char *bin, int n, const char *secs, char p[8][160], char *join,
+                      size_t jsize) {
+  char graph[128];
+  snprintf(graph, sizeof graph, "%s/g.json", tmp);
+  FILE *f = fopen(graph, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "{\"tgraph\": 1, \"tasks\": {");
+  for (int i = 0; i < n; i++)
+    fprintf(f, "\"s%d\": {\"fn\": \"sh\", \"args\": [\"sleep %s; echo %d\"]}, ", i, secs, i);
+  fprintf(f, "\"n\": {\"fn\": \"len\", \"args\": [[");
+  for (int i = 0; i < n; i++) fprintf(f, "%s{\"ref\": \"s%d\"}", i ? ", " : "", i);
+  fprintf(f, "]]}}, \"outputs\": [\"n\"]}\n");
+  fclose(f);
+  for (int i = 0; i < 8; i++) snprintf(p[i], sizeof p[i], "%s/out%d", tmp, i);
+  char *run[] = {(char *)bin, "run", graph, "--scheduler=tcp", "--no-cache",
+                 "--join-listen", "tcp://127.0.0.1:0", NULL};
+  pid_t rp = spawn(run, p[0], p[1]);
+  cr_assert(file_line(p[1], "joining workers: ", join, jsize, 30), "%s", slurp(p[1]));
+  return rp;
+}
+
 /* tgraph run --join-listen with no --connect; two `tgraph worker --join`;
  * SIGTERM makes one leave mid-run: it exits 0, the run prints sync's
  * answer and exits 0. */
 Test(join, cli_join_and_leave) {
   const char *bin = getenv("TGRAPH_BIN");
   cr_assert_not_null(bin, "TGRAPH_BIN is not set");
-  char graph[128], p[8][160];
-  snprintf(graph, sizeof graph, "%s/g.json", tmp);
-  FILE *f = fopen(graph, "w");
-  cr_assert_not_null(f);
-  fprintf(f, "{\"tgraph\": 1, \"tasks\": {");
-  for (int i = 0; i < 40; i++)
-    fprintf(f, "\"s%d\": {\"fn\": \"sh\", \"args\": [\"sleep 0.05; echo %d\"]}, ", i, i);
-  fprintf(f, "\"n\": {\"fn\": \"len\", \"args\": [[");
-  for (int i = 0; i < 40; i++) fprintf(f, "%s{\"ref\": \"s%d\"}", i ? ", " : "", i);
-  fprintf(f, "]]}}, \"outputs\": [\"n\"]}\n");
-  fclose(f);
-  for (int i = 0; i < 6; i++) snprintf(p[i], sizeof p[i], "%s/out%d", tmp, i);
-  char *run[] = {(char *)bin, "run", graph, "--scheduler=tcp", "--no-cache",
-                 "--join-listen", "tcp://127.0.0.1:0", NULL};
-  pid_t rp = spawn(run, p[0], p[1]);
-  char join[256];
-  cr_assert(file_line(p[1], "joining workers: ", join, sizeof join, 30), "%s", slurp(p[1]));
+  char p[8][160], join[256];
+  pid_t rp = join_run(bin, 40, "0.05", p, join, sizeof join);
   cr_assert_eq(strncmp(join, "tcp://127.0.0.1:", 16), 0, "%s", join);
   char *w1[] = {(char *)bin, "worker", "--join", join, "-j", "1", NULL};
   pid_t a = spawn(w1, p[2], p[3]);
@@ -738,24 +749,9 @@ Test(join, cli_drain_time_usr1_and_term) {
   const char *bin = getenv("TGRAPH_BIN");
   cr_assert_not_null(bin, "TGRAPH_BIN is not set");
   unsetenv("SLURM_JOB_ID"); /* no time left from Slurm: --drain-time holds */
-  char graph[128], p[8][160];
-  snprintf(graph, sizeof graph, "%s/g.json", tmp);
-  FILE *f = fopen(graph, "w");
-  cr_assert_not_null(f);
   enum { NT = 60 };
-  fprintf(f, "{\"tgraph\": 1, \"tasks\": {");
-  for (int i = 0; i < NT; i++)
-    fprintf(f, "\"s%d\": {\"fn\": \"sh\", \"args\": [\"sleep 0.1; echo %d\"]}, ", i, i);
-  fprintf(f, "\"n\": {\"fn\": \"len\", \"args\": [[");
-  for (int i = 0; i < NT; i++) fprintf(f, "%s{\"ref\": \"s%d\"}", i ? ", " : "", i);
-  fprintf(f, "]]}}, \"outputs\": [\"n\"]}\n");
-  fclose(f);
-  for (int i = 0; i < 8; i++) snprintf(p[i], sizeof p[i], "%s/out%d", tmp, i);
-  char *run[] = {(char *)bin, "run", graph, "--scheduler=tcp", "--no-cache",
-                 "--join-listen", "tcp://127.0.0.1:0", NULL};
-  pid_t rp = spawn(run, p[0], p[1]);
-  char join[256];
-  cr_assert(file_line(p[1], "joining workers: ", join, sizeof join, 30), "%s", slurp(p[1]));
+  char p[8][160], join[256];
+  pid_t rp = join_run(bin, NT, "0.1", p, join, sizeof join);
   char *w[] = {(char *)bin, "worker", "--join", join, "-j", "1", "--drain-time", "30", "-v", NULL};
   pid_t wu = spawn(w, p[2], p[3]), wt = spawn(w, p[4], p[5]), wc = spawn(w, p[6], p[7]);
   char ep[256];

@@ -43,8 +43,8 @@
 # shellcheck disable=SC2016
 set -u
 mode=${1:-mpirun}
-# shellcheck source=checks.sh
-. "$(dirname "$0")/checks.sh"
+# shellcheck source=../checks.sh
+. "$(dirname "$0")/../checks.sh"
 
 export PATH=$PATH:/usr/sbin:/sbin
 tg=$TGRAPH_BIN
@@ -106,6 +106,19 @@ run_sync() {
 # left WORD: processes whose command line holds WORD (none of this shell).
 left() { pgrep -f "$1" | grep -v "^$$\$" | tr '\n' ' '; }
 
+# one_rank NAME TASKS MS LABEL LAUNCHER...: a graph of TASKS tasks of MS
+# ms each run by one rank (it computes alone) gives sync's outputs.
+one_rank() {
+  local name=$1 n=$2 ms=$3 label=$4 graph
+  shift 4
+  graph=$(slow_graph "$name" "$n" "$ms")
+  run_sync "$name" "$graph"
+  timeout 60 "$@" -n 1 "$tg" run "$graph" --scheduler=mpi --no-cache -q \
+    --output "$w/mpi-$name" >"$w/mpi-$name.list"
+  same "$label exit status" 0 $?
+  outputs_same "$label" "$name" "$w/sync-$name" "$w/mpi-$name"
+}
+
 # kill_rank2 ERR GRAPH VAR WAIT AFTER: once the driver's stderr ERR says
 # rank 3 serves (at most WAIT s), AFTER s later, kill -9 the tgraph
 # process of the run of GRAPH whose environment has VAR=2; "yes" if one
@@ -160,12 +173,7 @@ if [ "$mode" = mpirun ]; then
     "$(timeout 60 "${mpirun[@]}" -n 1 "$TGRAPH_EXAMPLES/cluster_collatz")"
   same "cluster_collatz: no process left" "" "$(left "$TGRAPH_EXAMPLES/cluster_collatz")"
 
-  graph=$(slow_graph one 24 50)
-  run_sync one "$graph"
-  timeout 60 "${mpirun[@]}" -n 1 "$tg" run "$graph" --scheduler=mpi --no-cache -q \
-    --output "$w/mpi-one" >"$w/mpi-one.list"
-  same "mpirun -n 1 runs locally" 0 $?
-  outputs_same "-n 1" one "$w/sync-one" "$w/mpi-one"
+  one_rank one 24 50 "mpirun -n 1" "${mpirun[@]}"
 
   # Every rank reports its own exit status: under --enable-recovery
   # mpirun exits 0 whatever they were.
@@ -400,12 +408,7 @@ elif [ "$mode" = hydra ]; then
     --scheduler=mpi --no-cache -q --output "$w/mpi-tmp" >"$w/mpi-tmp.list"
   same "TMPDIR missing: exit status" 0 $?
   outputs_same "TMPDIR missing" pi "$w/sync-pi" "$w/mpi-tmp"
-  graph=$(slow_graph hone 12 20)
-  run_sync hone "$graph"
-  timeout 60 "${hydra[@]}" -n 1 "$tg" run "$graph" --scheduler=mpi --no-cache -q \
-    --output "$w/mpi-hone" >"$w/mpi-hone.list"
-  same "mpiexec.hydra -n 1 exit status" 0 $?
-  outputs_same "mpiexec.hydra -n 1" hone "$w/sync-hone" "$w/mpi-hone"
+  one_rank hone 12 20 "mpiexec.hydra -n 1" "${hydra[@]}"
 
   # The driver's exit status is mpiexec's.
   failed_task mpiexec.hydra "${hydra[@]}"

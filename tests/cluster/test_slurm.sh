@@ -49,8 +49,8 @@ case $mode in
   *) echo "usage: $0 basic|timelimit|run_answer|run_kill|run_drain|run_limit|run_interrupt|run_polls" >&2
     exit 2 ;;
 esac
-# shellcheck source=checks.sh
-. "$(dirname "$0")/checks.sh"
+# shellcheck source=../checks.sh
+. "$(dirname "$0")/../checks.sh"
 
 export PATH=$PATH:/usr/sbin:/sbin
 script=$TG_SOURCE_ROOT/scripts/slurm-cluster.sh

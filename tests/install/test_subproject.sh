@@ -8,13 +8,8 @@
 # Environment (set by tests/install/meson.build): TG_SOURCE_ROOT, TG_WORK,
 # TG_MESON.
 set -u
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
-same() {
-  if [ "$2" = "$3" ]; then ok "$1"
-  else bad "$1"; printf 'expected: %s\n  actual: %s\n' "$2" "$3"; fi
-}
+# shellcheck source=../checks.sh
+. "$(dirname "$0")/../checks.sh"
 # The project and its build stay for a look when something failed.
 finish() {
   echo "subproject: $pass passed, $fail failed"

@@ -1,6 +1,6 @@
-# tests/cluster/checks.sh: the checks of the cluster test scripts, sourced
-# by test_mpi.sh and test_slurm.sh. ok/bad count into pass and fail,
-# which each script reports at its end.
+# tests/checks.sh: the checks of the test scripts, sourced by
+# cluster/test_mpi.sh, cluster/test_slurm.sh and install/test_subproject.sh.
+# ok/bad count into pass and fail, which each script reports at its end.
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok: $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
