@@ -92,15 +92,27 @@ void tg__ofl_conn_free(ofl_conn *c) {
   memset(c, 0, sizeof *c);
 }
 
-bool tg__ofl_conn_send(ofl *b, ofl_conn *c, const tg__wbuf *h, const tg_value *v) {
-  uint64_t bytes = 0;
-  if (!c->link || h->oom) return false;
-  if (tg__wire_send(c->link, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL) != TG_OK) {
+static bool sent(ofl *b, ofl_conn *c, int rc, uint64_t bytes) {
+  if (rc != TG_OK) {
     tg__ofl_conn_lost(b, c, "sending to it failed", false);
     return false;
   }
   atomic_fetch_add(&b->st_sent, bytes);
   return true;
+}
+
+bool tg__ofl_conn_send(ofl *b, ofl_conn *c, const tg__wbuf *h, const tg_value *v) {
+  uint64_t bytes = 0;
+  if (!c->link || h->oom) return false;
+  int rc = tg__wire_send(c->link, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL);
+  return sent(b, c, rc, bytes);
+}
+
+bool tg__ofl_conn_send_held(ofl *b, ofl_conn *c, const tg__wbuf *h, tg__wire_held *v) {
+  uint64_t bytes = 0;
+  if (!c->link || h->oom) return false;
+  int rc = tg__wire_send_held(c->link, NULL, 0, h, v, c->peer_mis, &c->stream, &bytes, NULL);
+  return sent(b, c, rc, bytes);
 }
 
 /* ---- functions ------------------------------------------------------------ */

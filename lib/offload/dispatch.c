@@ -357,7 +357,7 @@ static void put(ofl *b, ofl_conn *c, ofl_handle *h) {
   tg__wbuf w = {0};
   tg__wbuf_u8(&w, TG__M_PUT);
   tg__wbuf_varint(&w, h->id);
-  if (tg__ofl_conn_send(b, c, &w, h->local)) {
+  if (h->held ? tg__ofl_conn_send_held(b, c, &w, h->held) : tg__ofl_conn_send(b, c, &w, h->local)) {
     tg__holders_add(&h->locs, c->idx); /* out of memory: put again later */
     if (h->kind == H_OBJ) { /* a result sent on to another worker */
       atomic_fetch_add(&b->st_moved_n, 1);
@@ -402,7 +402,7 @@ static void rebuild(ofl *b, ofl_conn *c, ofl_handle *h);
 static void ensure(ofl *b, ofl_conn *c, ofl_rec *rec, ofl_handle *h) {
   if (h->kind == H_ELEM) h = h->parent;
   if (tg__holders_has(&h->locs, c->idx)) return;
-  if (h->local) put(b, c, h);
+  if (h->local || h->held) put(b, c, h);
   else if (tg__holders_any(&h->locs)) fetch(b, h, rec);
   else rebuild(b, c, h);
 }
@@ -420,15 +420,15 @@ static void staged_done(ofl *b, ofl_rec *rec) {
   else tg__ofl_append(b, c, rec);
 }
 
-void tg__ofl_fetch_done(ofl *b, ofl_handle *h, tg_value *v) {
+void tg__ofl_fetch_done(ofl *b, ofl_handle *h, tg__wire_held *v) {
   int from = h->fetching;
   bool rescue = h->rescue;
   h->fetching = -1;
   h->rescue = false;
   if (rescue) tg__ofl_leave_fetched(b, from);
   if (v) {
-    tg_value_unref(h->local);
-    h->local = v;
+    tg__wire_held_free(h->held);
+    h->held = v;
   } else if (from >= 0) {
     tg__holders_del(&h->locs, from); /* it does not have it after all */
   }
@@ -447,8 +447,8 @@ void tg__ofl_fetch_done(ofl *b, ofl_handle *h, tg_value *v) {
   }
   tg__free(w);
   if (h->kind == H_OBJ && !rescue) { /* sent on: no need to keep a copy here */
-    tg_value_unref(h->local);
-    h->local = NULL;
+    tg__wire_held_free(h->held);
+    h->held = NULL;
   }
   tg__ofl_handle_unref(b, h);
 }
@@ -631,7 +631,7 @@ static int choose(ofl *b, const ofl_rec *rec) {
       bool any = h && tg__holders_any(&h->locs);
       if (h && !tg__holders_has(&h->locs, i) && (any || h->kind == H_CONST)) {
         miss += (double)h->bytes;
-        fetches += any && !h->local; /* a round trip through here first */
+        fetches += any && !h->local && !h->held; /* a round trip through here first */
       }
     }
     double cost = miss * 1e-9 + fetches * 1e-4 + (c->queued + rec->est) / c->nthreads +

@@ -153,6 +153,7 @@
 #include "wire/link.h"
 #include "wire/proto.h"
 #include "wire/stream.h"
+#include "wire/wire.h"
 #include "sched/backend.h"
 #include "sched/taskheap.h"
 #include "tgraph/remote.h"
@@ -259,11 +260,13 @@ struct ofl_handle {
   uint32_t task;
   const tg_value *container; /* OBJ with a shape: the list/map standing for
                                 it (weak; never dereferenced) */
-  tg_value *local;         /* CONST: the value; OBJ: a fetched copy while
-                              records wait for it */
+  tg_value *local;         /* CONST: the value */
+  tg__wire_held *held;     /* OBJ: a copy fetched from its holder while
+                              records wait for it, kept as it came: the
+                              run sends it on without decoding it */
   int fetching;            /* conn fetching it, -1 */
   bool rescue;             /* OBJ: fetched from a leaving worker (its only
-                              holder): the copy stays in `local` */
+                              holder): the copy stays in `held` */
   ofl_rec **waiters;       /* records waiting for the fetch */
   uint32_t uses_left;      /* CONST held for a task: dependents to finish */
   size_t nwait, cap_wait;
@@ -563,6 +566,8 @@ void tg__ofl_conn_tick(ofl *b, ofl_conn *c, double now);
 /* Send a header frame (plus a value when v is set) on c; false when the
  * socket failed (c is then lost). */
 bool tg__ofl_conn_send(ofl *b, ofl_conn *c, const tg__wbuf *h, const tg_value *v);
+/* The same with a value held as it came from another worker. */
+bool tg__ofl_conn_send_held(ofl *b, ofl_conn *c, const tg__wbuf *h, tg__wire_held *v);
 /* Send what is pending on c: definitions, frees, the batch. */
 void tg__ofl_conn_flush(ofl *b, ofl_conn *c);
 /* Leaving c may still take tasks (its window is not over: offload/join.c). */
@@ -644,7 +649,7 @@ void tg__ofl_dispatch(ofl *b);
  * pulled tree frees its leaves' placeholders before the next reply. */
 void tg__ofl_begin_done(ofl *b);
 /* A fetched value for h arrived (v taken, NULL when the worker lost it). */
-void tg__ofl_fetch_done(ofl *b, ofl_handle *h, tg_value *v);
+void tg__ofl_fetch_done(ofl *b, ofl_handle *h, tg__wire_held *v);
 /* Release what rec holds (not the engine task) and free it. */
 void tg__ofl_rec_free(ofl *b, ofl_rec *rec);
 /* rec lost its worker or a fetch: send it again, or give up (an impure

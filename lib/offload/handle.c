@@ -68,6 +68,7 @@ static void handle_free(ofl *b, ofl_handle *h) {
   }
   if (h->parent) tg__ofl_handle_unref(b, h->parent);
   tg_value_unref(h->local);
+  tg__wire_held_free(h->held);
   tg__free(h->key);
   tg__free(h->waiters);
   tg__holders_free(&h->locs);

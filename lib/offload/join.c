@@ -312,7 +312,7 @@ static void rescue(ofl *b, ofl_conn *c) {
   for (size_t i = 0; b->handles.s && i <= b->handles.mask; i++) {
     if (!b->handles.s[i].key) continue;
     ofl_handle *h = b->handles.s[i].val;
-    if (h->kind != H_OBJ || h->local || h->fetching >= 0 || !tg__holders_only(&h->locs, c->idx) ||
+    if (h->kind != H_OBJ || h->held || h->fetching >= 0 || !tg__holders_only(&h->locs, c->idx) ||
         atomic_load(&h->refs) == 0)
       continue;
     tg__wbuf w = {0};

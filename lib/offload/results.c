@@ -314,18 +314,18 @@ static bool results(ofl *b, ofl_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n
 static bool value(ofl *b, ofl_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n) {
   uint64_t id = tg__rbuf_varint(r);
   uint8_t st = tg__rbuf_u8(r);
-  tg_value *v = NULL;
+  tg__wire_held *v = NULL;
   size_t used = 0;
   uint64_t bytes = 0;
-  if (r->bad || (st == 0 && (tg__wire_recv(parts + 1, n - 1, &c->stream, &used, &v, &bytes, NULL) ||
+  if (r->bad || (st == 0 && (tg__wire_hold(parts + 1, n - 1, &c->stream, &used, &v, &bytes, NULL) ||
                              used + 1 != n))) {
-    tg_value_unref(v);
+    tg__wire_held_free(v);
     return false;
   }
   atomic_fetch_add(&b->st_recv, bytes);
   ofl_handle *h = tg__idmap_get(&b->handles, id);
   if (h && h->fetching == c->idx) tg__ofl_fetch_done(b, h, v);
-  else tg_value_unref(v);
+  else tg__wire_held_free(v);
   return true;
 }
 

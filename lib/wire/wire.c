@@ -10,6 +10,7 @@
 #include "wire/stream.h"
 #include "wire/wire.h"
 #include "util/tsan.h"
+#include "serial/format.h"
 #include "tgraph/serial.h"
 #include "value/value_internal.h"
 
@@ -232,19 +233,16 @@ static int send_leaves(tg__link *sock, const walker *w, uint64_t *bytes, tg_erro
   return TG_OK;
 }
 
-/* The message: [rid], head, descriptor, skeleton, leaf parts. */
+/* The message: [rid], head, descriptor, skeleton (the encoding in *skel,
+ * taken), leaf parts. */
 static int send_parts(tg__link *sock, const void *rid, size_t rid_len,
-                      const tg__wbuf *head, walker *w, const tg_value *skel,
+                      const tg__wbuf *head, walker *w, zmq_msg_t *skel,
                       uint64_t *bytes, tg_error *err) {
   tg__wbuf d = {0};
   describe(&d, w);
-  void *enc = NULL;
-  size_t elen = 0;
-  int rc = d.oom ? tg__error_set(err, TG_ENOMEM, "out of memory sending a value")
-                 : tg_encode(skel, NULL, &enc, &elen, err);
+  int rc = d.oom ? tg__error_set(err, TG_ENOMEM, "out of memory sending a value") : TG_OK;
   bool parts = false;
   for (size_t i = 0; i < w->n; i++) parts |= w->leaves[i].kind != L_STREAMED;
-  if (rc == TG_OK && d.oom) rc = TG_ENOMEM;
   if (rc == TG_OK && rid_len) rc = tg__link_send_copy(sock, rid, rid_len, TG__LINK_MORE);
   if (rc == TG_OK) rc = tg__link_send_copy(sock, head->p, head->len, TG__LINK_MORE);
   if (rc == TG_OK) rc = tg__link_send_copy(sock, d.p, d.len, TG__LINK_MORE);
@@ -252,41 +250,23 @@ static int send_parts(tg__link *sock, const void *rid, size_t rid_len,
     rc = tg__error_set(err, rc, "sending a value: %s", tg_strerror(rc));
   tg__wbuf_free(&d);
   if (rc != TG_OK) {
-    free(enc);
+    zmq_msg_close(skel);
     return rc;
   }
-  zmq_msg_t m;
-  tg__tsan_release(enc);
-  if (zmq_msg_init_data(&m, enc, elen, free_buf, NULL) != 0) {
-    free(enc);
-    return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
-  }
-  rc = tg__link_send(sock, &m, parts ? TG__LINK_MORE : 0);
+  size_t elen = zmq_msg_size(skel);
+  rc = tg__link_send(sock, skel, parts ? TG__LINK_MORE : 0);
   if (rc != TG_OK) return tg__error_set(err, rc, "sending a value: %s", tg_strerror(rc));
   if (bytes) *bytes += elen;
   return send_leaves(sock, w, bytes, err);
 }
 
-int tg__wire_send(tg__link *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
-                  const tg_value *v, int peer_misalign, tg__stream *st,
-                  uint64_t *bytes, tg_error *err) {
-  if (head->oom) return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
-  if (!v) {
-    int rc = rid_len ? tg__link_send_copy(sock, rid, rid_len, TG__LINK_MORE) : TG_OK;
-    if (rc == TG_OK) rc = tg__link_send_copy(sock, head->p, head->len, 0);
-    if (rc != TG_OK) return tg__error_set(err, rc, "sending: %s", tg_strerror(rc));
-    return TG_OK;
-  }
-  /* Once per message: clearing the path stack (some KB) cost more than
-   * the rest of a small message's walk. */
-  walker *w = tg__malloc(sizeof *w);
-  if (!w) return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
-  memset(w, 0, offsetof(walker, stack));
+/* Send the value whose large leaves w lists and whose skeleton is encoded
+ * in *skel (taken): streamed leaves first, as messages of their own, or
+ * leaves in shared segments, then the message. */
+static int send_walked(tg__link *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
+                       walker *w, zmq_msg_t *skel, int peer_misalign, tg__stream *st,
+                       uint64_t *bytes, tg_error *err) {
   int rc = TG_OK;
-  tg_value *skel = strip(w, (tg_value *)v);
-  if (!skel) rc = tg__error_set(err, w->err ? w->err : TG_ENOMEM,
-                                "out of memory sending a value");
-  /* Streamed leaves go first, as messages of their own. */
   for (size_t i = 0; rc == TG_OK && i < w->n; i++) {
     leaf *l = &w->leaves[i];
     size_t len;
@@ -313,12 +293,58 @@ int tg__wire_send(tg__link *sock, const void *rid, size_t rid_len, const tg__wbu
     rc = tg__stream_send(sock, rid, rid_len, data, len, (tg_value *)l->v, st, &l->seq,
                          bytes, err);
   }
-  if (rc == TG_OK) rc = send_parts(sock, rid, rid_len, head, w, skel, bytes, err);
-  tg_value_unref(skel);
+  if (rc != TG_OK) {
+    zmq_msg_close(skel);
+    return rc;
+  }
+  return send_parts(sock, rid, rid_len, head, w, skel, bytes, err);
+}
+
+static walker *walker_new(void) {
+  /* Once per message: clearing the path stack (some KB) cost more than
+   * the rest of a small message's walk. */
+  walker *w = tg__malloc(sizeof *w);
+  if (w) memset(w, 0, offsetof(walker, stack));
+  return w;
+}
+
+static void walker_free(walker *w) {
   tg__wbuf_free(&w->descs);
   tg__free(w->leaves);
   tg__free(w->paths);
   tg__free(w);
+}
+
+int tg__wire_send(tg__link *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
+                  const tg_value *v, int peer_misalign, tg__stream *st,
+                  uint64_t *bytes, tg_error *err) {
+  if (head->oom) return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
+  if (!v) {
+    int rc = rid_len ? tg__link_send_copy(sock, rid, rid_len, TG__LINK_MORE) : TG_OK;
+    if (rc == TG_OK) rc = tg__link_send_copy(sock, head->p, head->len, 0);
+    if (rc != TG_OK) return tg__error_set(err, rc, "sending: %s", tg_strerror(rc));
+    return TG_OK;
+  }
+  walker *w = walker_new();
+  if (!w) return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
+  int rc = TG_OK;
+  void *enc = NULL;
+  size_t elen = 0;
+  zmq_msg_t m;
+  tg_value *skel = strip(w, (tg_value *)v);
+  if (!skel) rc = tg__error_set(err, w->err ? w->err : TG_ENOMEM,
+                                "out of memory sending a value");
+  if (rc == TG_OK) rc = tg_encode(skel, NULL, &enc, &elen, err);
+  tg_value_unref(skel);
+  if (rc == TG_OK) {
+    tg__tsan_release(enc);
+    if (zmq_msg_init_data(&m, enc, elen, free_buf, NULL) != 0) {
+      free(enc);
+      rc = tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
+    }
+  }
+  if (rc == TG_OK) rc = send_walked(sock, rid, rid_len, head, w, &m, peer_misalign, st, bytes, err);
+  walker_free(w);
   return rc;
 }
 
@@ -505,44 +531,65 @@ static int place(tg_value **root, const size_t *path, size_t depth, tg_value *x,
   return tg__error_set(err, TG_EFORMAT, "large value placed at a bad path");
 }
 
+/* Each of the large leaves the descriptor at r lists (nl of them), from
+ * parts[*next_part..n) and the streamed values of st, handed to got with
+ * its path (got takes the leaf, and fails with err set). */
+typedef int (*got_leaf)(void *ctx, tg_value *x, const size_t *path, size_t depth,
+                        tg_error *err);
+
+static int each_leaf(tg__rbuf *r, uint64_t nl, zmq_msg_t *parts, size_t n, size_t *next_part,
+                     tg__stream *st, uint64_t *bytes, got_leaf got, void *ctx, tg_error *err) {
+  size_t path[TG_DEPTH_MAX];
+  int rc = TG_OK;
+  for (uint64_t i = 0; i < nl && rc == TG_OK; i++) {
+    uint8_t kind = tg__rbuf_u8(r);
+    bool streamed = kind == L_STREAMED, shm = kind == L_SHM;
+    if (kind > L_SHM || (shm && !st->shm)) r->bad = true;
+    uint64_t pad_or_seq = tg__rbuf_varint(r);
+    size_t depth = (size_t)tg__rbuf_count(r, TG_DEPTH_MAX);
+    for (size_t k = 0; k < depth; k++) path[k] = (size_t)tg__rbuf_varint(r);
+    zmq_msg_t *m = streamed || *next_part >= n ? NULL : &parts[(*next_part)++];
+    size_t len = m ? zmq_msg_size(m) : 0;
+    if (!streamed && (!m || pad_or_seq >= TG_ARRAY_ALIGN)) r->bad = true;
+    if (shm && pad_or_seq) r->bad = true;
+    tg_value *x = r->bad ? NULL : leaf_value(r, m, (size_t)pad_or_seq, st, pad_or_seq, shm, err);
+    if (!x) return r->bad ? tg__error_set(err, TG_EFORMAT, "bad value descriptor") : err->code;
+    if (streamed) leaf_data(x, &len); /* a segment's: its descriptor's size */
+    if (bytes) *bytes += len;
+    rc = got(ctx, x, path, depth, err);
+  }
+  return rc;
+}
+
+/* The descriptor's leaf count, bounded by the parts present and the
+ * values streamed. */
+static uint64_t leaf_count(tg__rbuf *r, zmq_msg_t *parts, size_t n, const tg__stream *st) {
+  tg__rbuf_init(r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
+  return tg__rbuf_u8(r) == 1 ? tg__rbuf_count(r, n - 2 + st->nin) : 0;
+}
+
+static int place_leaf(void *root, tg_value *x, const size_t *path, size_t depth,
+                      tg_error *err) {
+  return place(root, path, depth, x, err);
+}
+
 int tg__wire_recv(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
                   tg_value **out, uint64_t *bytes, tg_error *err) {
   *out = NULL;
   *used = 0;
   if (n < 2) return tg__error_set(err, TG_EFORMAT, "a value needs 2 message parts");
   tg__rbuf r;
-  tg__rbuf_init(&r, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]));
-  /* Every leaf is a part present or a streamed value received. */
-  uint64_t nl = tg__rbuf_u8(&r) == 1 ? tg__rbuf_count(&r, n - 2 + st->nin) : 0;
+  uint64_t nl = leaf_count(&r, parts, n, st);
   if (r.bad) return tg__error_set(err, TG_EFORMAT, "bad value descriptor");
   tg_value *v = NULL;
   int rc = tg_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &v, err);
   if (rc != TG_OK) return rc;
   if (bytes) *bytes += zmq_msg_size(&parts[1]);
-  size_t path[TG_DEPTH_MAX], next_part = 2;
+  size_t next_part = 2;
   tg_error local;
   tg_error *e = err ? err : &local;
   tg_error_clear(e);
-  for (uint64_t i = 0; i < nl && rc == TG_OK; i++) {
-    uint8_t kind = tg__rbuf_u8(&r);
-    bool streamed = kind == L_STREAMED, shm = kind == L_SHM;
-    if (kind > L_SHM || (shm && !st->shm)) r.bad = true;
-    uint64_t pad_or_seq = tg__rbuf_varint(&r);
-    size_t depth = (size_t)tg__rbuf_count(&r, TG_DEPTH_MAX);
-    for (size_t k = 0; k < depth; k++) path[k] = (size_t)tg__rbuf_varint(&r);
-    zmq_msg_t *m = streamed || next_part >= n ? NULL : &parts[next_part++];
-    size_t len = m ? zmq_msg_size(m) : 0;
-    if (!streamed && (!m || pad_or_seq >= TG_ARRAY_ALIGN)) r.bad = true;
-    if (shm && pad_or_seq) r.bad = true;
-    tg_value *x = r.bad ? NULL : leaf_value(&r, m, (size_t)pad_or_seq, st, pad_or_seq, shm, e);
-    if (!x) {
-      rc = r.bad ? tg__error_set(e, TG_EFORMAT, "bad value descriptor") : e->code;
-      break;
-    }
-    if (streamed) leaf_data(x, &len); /* a segment's: its descriptor's size */
-    if (bytes) *bytes += len;
-    rc = place(&v, path, depth, x, err);
-  }
+  rc = each_leaf(&r, nl, parts, n, &next_part, st, bytes, place_leaf, &v, e);
   if (rc != TG_OK) {
     tg_value_unref(v);
     return rc;
@@ -550,6 +597,85 @@ int tg__wire_recv(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
   *out = v;
   *used = next_part;
   return TG_OK;
+}
+
+/* ---- values held as they came --------------------------------------------- */
+
+struct tg__wire_held {
+  zmq_msg_t skel; /* the skeleton's encoding, as received */
+  walker *w;      /* the large leaves (a reference to each) and their paths */
+};
+
+static int hold_leaf(void *ctx, tg_value *x, const size_t *path, size_t depth,
+                     tg_error *err) {
+  walker *w = ctx;
+  memcpy(w->stack, path, depth * sizeof *path);
+  w->depth = depth;
+  add_leaf(w, x);
+  if (!w->err) return TG_OK;
+  tg_value_unref(x);
+  return tg__error_set(err, TG_ENOMEM, "out of memory receiving a value");
+}
+
+void tg__wire_held_free(tg__wire_held *h) {
+  if (!h) return;
+  for (size_t i = 0; i < h->w->n; i++) tg_value_unref((tg_value *)h->w->leaves[i].v);
+  walker_free(h->w);
+  zmq_msg_close(&h->skel);
+  tg__free(h);
+}
+
+int tg__wire_hold(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
+                  tg__wire_held **out, uint64_t *bytes, tg_error *err) {
+  *out = NULL;
+  *used = 0;
+  tg_error local;
+  tg_error *e = err ? err : &local;
+  tg_error_clear(e);
+  if (n < 2) return tg__error_set(e, TG_EFORMAT, "a value needs 2 message parts");
+  tg__rbuf r;
+  uint64_t nl = leaf_count(&r, parts, n, st);
+  if (r.bad) return tg__error_set(e, TG_EFORMAT, "bad value descriptor");
+  tg__header hd;
+  int rc = tg__header_read(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &hd, e);
+  if (rc != TG_OK) return rc;
+  tg__wire_held *h = tg__malloc(sizeof *h);
+  walker *w = h ? walker_new() : NULL;
+  if (!w) {
+    tg__free(h);
+    return tg__error_set(e, TG_ENOMEM, "out of memory receiving a value");
+  }
+  h->w = w;
+  zmq_msg_init(&h->skel);
+  zmq_msg_move(&h->skel, &parts[1]);
+  if (bytes) *bytes += zmq_msg_size(&h->skel);
+  size_t next_part = 2;
+  rc = each_leaf(&r, nl, parts, n, &next_part, st, bytes, hold_leaf, w, e);
+  if (rc != TG_OK) {
+    tg__wire_held_free(h);
+    return rc;
+  }
+  *out = h;
+  *used = next_part;
+  return TG_OK;
+}
+
+int tg__wire_send_held(tg__link *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
+                       tg__wire_held *h, int peer_misalign, tg__stream *st, uint64_t *bytes,
+                       tg_error *err) {
+  if (head->oom) return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
+  walker *w = h->w;
+  for (size_t i = 0; i < w->n; i++) { /* how each goes is this send's choice */
+    w->leaves[i].kind = L_PART;
+    w->leaves[i].pad = 0;
+  }
+  w->descs.len = 0;
+  w->descs.oom = false;
+  zmq_msg_t m;
+  zmq_msg_init(&m);
+  if (zmq_msg_copy(&m, &h->skel) != 0) /* shares the bytes */
+    return tg__error_set(err, TG_ENOMEM, "out of memory sending a value");
+  return send_walked(sock, rid, rid_len, head, w, &m, peer_misalign, st, bytes, err);
 }
 
 /* ---- size estimate -------------------------------------------------------- */

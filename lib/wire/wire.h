@@ -83,6 +83,28 @@ int tg__wire_misalign(void);
 int tg__wire_recv(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
                   tg_value **out /* OUT */, uint64_t *bytes, tg_error *err);
 
+/* A value received to be sent on as it came: a result moved from the
+ * worker that made it to another through the run, which has no use for
+ * it. Its skeleton stays encoded (a map of 100k string keys takes some
+ * ms to decode and encode again, on the path from one worker's task to
+ * the next's) and its large leaves are values as tg__wire_recv makes
+ * them. Only the skeleton's header is checked here (format, version,
+ * checksum, sizes): the receiving worker decodes it as hostile input, as
+ * it does every value. Used by one thread. */
+typedef struct tg__wire_held tg__wire_held;
+
+/* tg__wire_recv's work but the skeleton's decoding: *out holds the value
+ * (taking over parts[1]). */
+int tg__wire_hold(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
+                  tg__wire_held **out /* OUT */, uint64_t *bytes, tg_error *err);
+
+/* tg__wire_send of a held value (which may be sent any number of times). */
+int tg__wire_send_held(tg__link *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
+                       tg__wire_held *h, int peer_misalign, tg__stream *st, uint64_t *bytes,
+                       tg_error *err);
+
+void tg__wire_held_free(tg__wire_held *h);
+
 /* Roughly how many bytes v encodes to, counting only up to a little past
  * `limit` (a cheap test of "is v small"). */
 size_t tg__wire_estimate(const tg_value *v, size_t limit);
