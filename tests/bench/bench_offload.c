@@ -34,7 +34,9 @@
  *          and vim's help, each content once; read again from the start
  *          while short) -> cooc.count per file (word pairs within a
  *          window of 4: a map of about 100k string keys) -> one
- *          cooc.merge -> cooc.top(20) and cooc.size: seconds end to end,
+ *          cooc.merge -> cooc.top(20) (the 20 highest counts, found as
+ *          Counter.most_common(20) finds them: a heap of 20 over one
+ *          pass) and cooc.size: seconds end to end,
  *          speedup over sync. Target: processes at least 1.3x faster than
  *          sync. The top 20 and the number of distinct pairs must be
  *          sync's on every backend, and the sum of the counts what the

@@ -216,20 +216,53 @@ static int by_count(const void *a, const void *b) {
   return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
+/* Sift the heap's root down: a heap of the best k with the worst on top
+ * (by_count's last). */
+static void worst_down(cooc_entry *h, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, w = i;
+    if (l < n && by_count(&h[l], &h[w]) > 0) w = l;
+    if (r < n && by_count(&h[r], &h[w]) > 0) w = r;
+    if (w == i) return;
+    cooc_entry t = h[i];
+    h[i] = h[w];
+    h[w] = t;
+    i = w;
+  }
+}
+
+/* The k pairs with the highest counts (ties by key), as
+ * Counter.most_common(k) finds them: one pass keeping the best k in a
+ * heap, then a sort of those k, not a sort of the whole map. */
 static int b_cooc_top(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
   (void)n;
   if (tg_value_type(a[0]) != TG_MAP || tg_value_type(a[1]) != TG_INT ||
       tg_value_int(a[1]) < 0)
     return tg_task_fail(c, TG_ETYPE, "cooc.top: needs (map, k >= 0)");
   size_t len = tg_map_len(a[0]), k = (size_t)tg_value_int(a[1]);
-  cooc_entry *e = malloc((len + 1) * sizeof *e);
-  if (!e) return tg_task_fail(c, TG_ENOMEM, "cooc.top: out of memory");
-  for (size_t i = 0; i < len; i++) {
-    e[i].key = tg_map_key_at(a[0], i, &e[i].len);
-    e[i].n = tg_value_int(tg_map_value_at(a[0], i));
-  }
-  qsort(e, len, sizeof *e, by_count);
   if (k > len) k = len;
+  cooc_entry *e = malloc((k + 1) * sizeof *e);
+  if (!e) return tg_task_fail(c, TG_ENOMEM, "cooc.top: out of memory");
+  size_t held = 0;
+  for (size_t i = 0; i < len && k; i++) {
+    cooc_entry x;
+    x.key = tg_map_key_at(a[0], i, &x.len);
+    x.n = tg_value_int(tg_map_value_at(a[0], i));
+    if (held < k) { /* sift up */
+      size_t j = held++;
+      e[j] = x;
+      while (j && by_count(&e[j], &e[(j - 1) / 2]) > 0) {
+        cooc_entry t = e[j];
+        e[j] = e[(j - 1) / 2];
+        e[(j - 1) / 2] = t;
+        j = (j - 1) / 2;
+      }
+    } else if (by_count(&x, &e[0]) < 0) {
+      e[0] = x;
+      worst_down(e, held, 0);
+    }
+  }
+  qsort(e, held, sizeof *e, by_count);
   tg_value *list = tg_list_alloc(k);
   for (size_t i = 0; list && i < k; i++)
     if (tg_list_init_item(list, i, tg_list_of(2, tg_str(e[i].key, e[i].len),
