@@ -18,6 +18,7 @@
 
 #include "tgraph/executor.h"
 #include "tgraph/graph.h"
+#include "offload/engine.h" /* OFL_SLACK */
 #include "tgraph/remote.h"
 #include "test_funcs.h"
 #include "test_proc.h"
@@ -208,13 +209,13 @@ Test(flow, tree_65536_keeps_few_results_alive) { tree_peak(65536); }
  * the groups' sums: run one task at a time in plan order, G - 1 sums wait
  * for the last while its L leaves are alive (sync's peak_live, SEQ); the
  * bound counts a sum's result beside its inputs (PEAK, one more). Out of
- * process, leaves are held back once PEAK plus 16 per worker thread are
+ * process, leaves are held back once PEAK plus OFL_SLACK per worker thread are
  * alive; while a group's sum is out (10 ms on one worker, the other idle,
  * the leaves of the next group held back) the workers would idle, and the
  * bound stretches by half of PEAK: the next leaves run meanwhile, and
  * alive goes no further. */
 Test(flow, leaves_run_while_a_sum_is_out) {
-  enum { G = 24, L = 200, SEQ = G - 1 + L, PEAK = SEQ + 1, SLACK = 16 * NW };
+  enum { G = 24, L = 200, SEQ = G - 1 + L, PEAK = SEQ + 1, SLACK = OFL_SLACK * NW };
   tg_graph *g = NULL;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   tg_node sums[G], leaves[L];

@@ -81,7 +81,12 @@
  * dependent (not counting it let a tree of 65,536 leaves reach 70). A
  * dependent pre-sent to a worker waits for room like a leaf (its pulled
  * inputs die there, its result comes here). A tree reduction of 65,536
- * leaves on two one-thread workers keeps 29-48 alive.
+ * leaves on two one-thread workers keeps 34-52 alive (threads:2 28-29).
+ * The slack is 32 per thread: with 16, a tree's leaves begun by the
+ * engine for pre-sent subtrees (each counting until its dependent ends
+ * here) left room for about one subtree per worker, which then idled
+ * for every round trip (W3 on processes:2 1.17 -> 1.03 us per task, tcp
+ * 3.42 -> 2.56, side by side; at most 28-35 alive before).
  *
  * What a worker reports is not trusted: a shape it was not asked for, of
  * more than TG__MAX_SHAPE items or more items than bytes, or a result
@@ -174,7 +179,7 @@
 #define OFL_MSG_SECS 50e-6   /* what a message to a worker costs beyond its
                                  tasks (both ends, its wake-up) when workers
                                  share processors: choose() */
-#define OFL_SLACK 16          /* results per worker thread a run may hold
+#define OFL_SLACK 32          /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
 
 typedef struct ofl ofl;
