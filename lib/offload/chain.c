@@ -294,6 +294,7 @@ static void quiet_done(ofl *b, ofl_rec *rec) {
     rec->dcode = TG_OK;
     rec->drep = rep;
     rs->inflight--;
+    tg__ofl_unpark(b, rec);
   } else {
     tg_value *v = quiet_value(b, rec);
     tg__ofl_run_task_done(b, rs, rec->task);
@@ -431,4 +432,5 @@ void tg__ofl_early_done(ofl *b, ofl_rec *rec, int code, tg_value *v, const char 
   rec->rs->inflight--; /* on no worker now */
   if (rec->rs->silent[rec->task] == rec) rec->rs->silent[rec->task] = NULL;
   tg__ofl_quiet_clear(rec->rs, rec);
+  tg__ofl_unpark(b, rec);
 }

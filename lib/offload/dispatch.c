@@ -78,6 +78,8 @@ void tg__ofl_rec_free(ofl *b, ofl_rec *rec) {
     rs->early[rec->task] = NULL;
     rs->nearly--;
     if (rec->done && rec->dval) tg__run_live(rs->r, -1); /* counted while kept here */
+    if (rec->parked) tg__ofl_heap_repush(b, rec->parked);
+    rec->parked = NULL;
   }
   if (rec->dval) tg_value_unref(rec->dval); /* kept replies only: no call per record */
   if (rec->dmsg) tg__free(rec->dmsg);
@@ -740,7 +742,6 @@ void tg__ofl_begin_done(ofl *b) {
     if (b->done_head) {
       tg__task *t = b->done_head;
       b->done_head = t->next;
-      if (!b->done_head) b->done_tail = NULL;
       t->next = NULL;
       begin(b, t); /* ends it: NULL */
       continue;
@@ -877,6 +878,29 @@ static bool built_here(ofl *b, ofl_rec *rec) {
 
 #define HELD_MAX 16 /* runs held back in one pass that others may pass */
 
+/* Set ready task t aside on its quiet pre-sent record while that is out,
+ * unbegun: begun, it would count as a result alive here until its
+ * dependent ends (the leaves of a subtree pulled to a worker, each, where
+ * the subtree is one result), and hold back the next subtree. The
+ * record's end ends it (tg__ofl_unpark). */
+static bool park(ofl *b, tg__task *t) {
+  ofl_run *rs = tg__ofl_run_get(b, t->run); /* exists: the heap entry uses it */
+  ofl_rec *pre = rs->early[t - rs->r->plan.tasks];
+  if (!pre || !pre->quiet || pre->done || pre->parked) return false;
+  pre->parked = t;
+  return true;
+}
+
+void tg__ofl_unpark(ofl *b, ofl_rec *rec) {
+  tg__task *t = rec->parked;
+  if (!t) return;
+  rec->parked = NULL;
+  /* First of the done: a subtree ends depth first, each dependent as soon
+   * as its inputs did, not after every leaf of it (placeholders alive). */
+  t->next = b->done_head;
+  b->done_head = t;
+}
+
 void tg__ofl_dispatch(ofl *b) {
   /* The first task of a run held back (may_start) is set aside, so that
    * other runs' tasks behind it in the heap may go; one of the same run
@@ -911,6 +935,7 @@ void tg__ofl_dispatch(ofl *b) {
         continue;
       }
       t = tg__ofl_heap_pop(b);
+      if (park(b, t)) continue;
       if (!(rec = begin(b, t))) continue;
       if (built_here(b, rec)) continue;
     }

@@ -80,13 +80,17 @@
  * it was made turns it into a placeholder here until the engine ends its
  * dependent (not counting it let a tree of 65,536 leaves reach 70). A
  * dependent pre-sent to a worker waits for room like a leaf (its pulled
- * inputs die there, its result comes here). A tree reduction of 65,536
- * leaves on two one-thread workers keeps 34-52 alive (threads:2 28-29).
- * The slack is 32 per thread: with 16, a tree's leaves begun by the
- * engine for pre-sent subtrees (each counting until its dependent ends
- * here) left room for about one subtree per worker, which then idled
- * for every round trip (W3 on processes:2 1.17 -> 1.03 us per task, tcp
- * 3.42 -> 2.56, side by side; at most 28-35 alive before).
+ * inputs die there, its result comes here). A ready task whose quiet
+ * pre-sent record is still out is set aside on it unbegun (parked, offload/
+ * dispatch.c) and ended when the record is done: begun, each leaf of a
+ * subtree pulled to a worker counted alive until its dependent ended
+ * here, so a subtree out counted its 16 leaves rather than its root, and
+ * the bound let about one subtree per worker out at a time (each worker
+ * idled through every round trip: 214 messages for a tree of 4,096
+ * leaves, 55-61 now). Ended tasks' dependents whose records are done end
+ * next (depth first), so a subtree's placeholders do not pile up. A tree
+ * reduction of 65,536 leaves on two one-thread workers keeps 34-43 alive
+ * (threads:2 26-29).
  *
  * What a worker reports is not trusted: a shape it was not asked for, of
  * more than TG__MAX_SHAPE items or more items than bytes, or a result
@@ -179,7 +183,7 @@
 #define OFL_MSG_SECS 50e-6   /* what a message to a worker costs beyond its
                                  tasks (both ends, its wake-up) when workers
                                  share processors: choose() */
-#define OFL_SLACK 32          /* results per worker thread a run may hold
+#define OFL_SLACK 16          /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
 
 typedef struct ofl ofl;
@@ -375,6 +379,10 @@ struct ofl_rec {
   bool lazy;               /* done quietly: its value (a placeholder for an
                               object its last use dropped) is made when the
                               engine begins it */
+  tg__task *parked;        /* quiet and early: its engine task, made ready
+                              while rec was out and set aside unbegun (its
+                              heap use held) until rec is done (then ended
+                              at once) or given up (back to the heap) */
   int dcode;               /* that reply: status, value (a reference), */
   tg_value *dval;          /* message, call report */
   char *dmsg;
@@ -484,8 +492,8 @@ struct ofl {
   tg__recycler rec_blocks; /* freed records of up to OFL_REC_ARGS arguments */
   tg__recycler handle_blocks; /* freed handles (I/O thread) */
   ofl_rec *retry_head, *retry_tail; /* begun tasks to send (again) */
-  tg__task *done_head, *done_tail; /* ready tasks whose pre-sent records
-                                      are done: ended without the heap */
+  tg__task *done_head;     /* ready tasks whose pre-sent records are done:
+                              ended without the heap, last come first */
   bool ending;             /* tg__ofl_begin_done is working through them */
   tg__idmap handles;       /* id -> handle */
   tg__idmap task_secs;     /* kind key -> seconds (tg__ofl_task_secs), bits */
@@ -653,6 +661,9 @@ void tg__ofl_dispatch(ofl *b);
  * holds before them: no worker is needed, and a reply that tells of a
  * pulled tree frees its leaves' placeholders before the next reply. */
 void tg__ofl_begin_done(ofl *b);
+/* rec (early) is done: its parked engine task, if any, goes first to be
+ * ended by tg__ofl_begin_done. */
+void tg__ofl_unpark(ofl *b, ofl_rec *rec);
 /* A fetched value for h arrived (v taken, NULL when the worker lost it). */
 void tg__ofl_fetch_done(ofl *b, ofl_handle *h, tg__wire_held *v);
 /* Release what rec holds (not the engine task) and free it. */
