@@ -45,9 +45,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "tgraph/graph.h"
 #include "tgraph/registry.h"
+#include "tgraph/serial.h"
 #include "tgraph/value.h"
 
 #define TGT_UNUSED __attribute__((unused))
@@ -130,6 +132,35 @@ static inline tg_value *tgt_f64_array(int64_t n, double v) {
   double *d = a ? tg_ndarray_data_mut(a) : NULL;
   for (int64_t i = 0; d && i < n; i++) d[i] = v + (double)i * 0.5;
   return a;
+}
+
+/* The encoding (tg_encode's, malloc'ed, *len bytes) of the map {"k1": 1,
+ * "k2": 2, "k2": 3}: its third key made the same as its second, with its
+ * checksums made right again, so that only a decoder sees what is wrong
+ * ("duplicate map key"). NULL when memory runs out. */
+static inline void *tgt_duplicate_key_encoding(size_t *len) {
+  tg_value *m = tg_map_new(0);
+  tg_map_put_c(m, "k1", tg_int(1));
+  tg_map_put_c(m, "k2", tg_int(2));
+  tg_map_put_c(m, "k3", tg_int(3));
+  void *enc = NULL;
+  int rc = tg_encode(m, NULL, &enc, len, NULL);
+  tg_value_unref(m);
+  if (rc != TG_OK) return NULL;
+  uint8_t *p = enc;
+  uint64_t meta_len;
+  memcpy(&meta_len, p + 8, 8);
+  uint8_t *k3 = memmem(p + 64, meta_len, "k3", 2);
+  if (!k3) {
+    free(enc);
+    return NULL;
+  }
+  k3[1] = '2';
+  uint64_t mh = XXH3_64bits(p + 64, meta_len), hh; /* the header's fields */
+  memcpy(p + 32, &mh, 8);
+  hh = XXH3_64bits(p, 48);
+  memcpy(p + 48, &hh, 8);
+  return enc;
 }
 
 static inline int tgt_result(tg_value *v, tg_value **out) {

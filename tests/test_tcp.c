@@ -2126,3 +2126,182 @@ Test(tcp, tree_runs_on_pool_threads_without_a_wakeup_per_task) {
   tg_graph_free(g);
   tg_executor_free(ex);
 }
+
+/* ---- a moved value that does not decode --------------------------------------------- */
+
+/* A PUT whose value does not decode (a map with a key twice, its
+ * checksums right) is REFUSED by object: nothing is stored, the object
+ * waits to be sent again (tasks sent behind the PUT wait for it), and
+ * the client is not dropped (the run sends results of other workers on
+ * as they came: the fault is theirs). */
+Test(tcp, put_that_does_not_decode_is_refused_not_its_client) {
+  int w = start();
+  replies = malloc(4 * sizeof *replies);
+  void *ctx = zmq_ctx_new(), *s = greeted(ctx, eps[w]);
+  size_t len;
+  void *enc = tgt_duplicate_key_encoding(&len);
+  cr_assert_not_null(enc);
+  uint8_t head[2] = {TG__M_PUT, 5}, desc[2] = {1, 0}; /* no large leaf */
+  const void *parts[3] = {head, desc, enc};
+  size_t lens[3] = {2, 2, len};
+  send_parts(s, parts, lens, 3);
+  free(enc);
+  size_t rl[4];
+  cr_assert_eq(recv_msg(s, replies, rl, 4), 1, "no REFUSED");
+  tg__rbuf r;
+  tg__rbuf_init(&r, replies[0], rl[0]);
+  cr_assert_eq(tg__rbuf_u8(&r), TG__M_REFUSED, "message type %d", replies[0][0]);
+  cr_assert_eq(tg__rbuf_varint(&r), 5);
+  char why[TG__MAX_MSG + 1];
+  tg__rbuf_cstr(&r, why, TG__MAX_MSG);
+  cr_assert(!r.bad && tg__rbuf_end(&r));
+  cr_expect(strstr(why, "duplicate map key \"k2\""), "%s", why);
+  expect_pong(s, 11, "after the refusal"); /* the session goes on */
+  uint8_t fetch[2] = {TG__M_FETCH, 5};
+  cr_assert_eq(zmq_send(s, fetch, 2, 0), 2); /* waits: object 5 is to come */
+  cr_assert_eq(tg_encode(tg_int(42), NULL, &enc, &len, NULL), TG_OK);
+  parts[2] = enc;
+  lens[2] = len;
+  send_parts(s, parts, lens, 3); /* sent again, whole */
+  free(enc);
+  cr_assert_eq(recv_msg(s, replies, rl, 4), 3, "VALUE: header, descriptor, skeleton");
+  cr_expect_eq(memcmp(replies[0], (uint8_t[]){TG__M_VALUE, 5, 0}, 3), 0);
+  tg_value *v = NULL;
+  cr_assert_eq(tg_decode(replies[2], rl[2], &v, NULL), TG_OK);
+  cr_expect_eq(tg_value_int(v), 42);
+  tg_value_unref(v);
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+  free(replies);
+  still_serves(w);
+}
+
+/* A peer between the run and worker `target`, speaking valid ZeroMQ with
+ * the user's keys: it passes every message on, but the first VALUE the
+ * worker sends (a result the run fetches to send on to another worker)
+ * goes with a byte of its skeleton's meta section changed (its header
+ * still right: only a decoder sees it). Says its address on fd. */
+static void corrupting_proxy(const char *target, int fd) {
+  void *ctx = zmq_ctx_new();
+  void *front = as_user(zmq_socket(ctx, ZMQ_ROUTER), true);
+  void *back = as_user(zmq_socket(ctx, ZMQ_DEALER), false);
+  char ep[128];
+  size_t len = sizeof ep;
+  if (zmq_bind(front, "tcp://127.0.0.1:*") != 0 || zmq_connect(back, target) != 0 ||
+      zmq_getsockopt(front, ZMQ_LAST_ENDPOINT, ep, &len) != 0)
+    _exit(2);
+  dprintf(fd, "%s\n", ep);
+  close(fd);
+  uint8_t rid[256];
+  size_t rid_len = 0;
+  bool corrupted = false;
+  zmq_pollitem_t it[2] = {{front, 0, ZMQ_POLLIN, 0}, {back, 0, ZMQ_POLLIN, 0}};
+  for (;;) {
+    if (zmq_poll(it, 2, -1) < 0) _exit(3);
+    for (int k = 0; k < 2; k++) {
+      if (!(it[k].revents & ZMQ_POLLIN)) continue;
+      void *from = k ? back : front, *to = k ? front : back;
+      zmq_msg_t m;
+      int part = 0;
+      if (k) { /* to the run: its routing id first */
+        if (zmq_send(front, rid, rid_len, ZMQ_SNDMORE) < 0) _exit(4);
+      }
+      bool value = false;
+      for (int more = 1; more; part++) {
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, from, 0) < 0) _exit(5);
+        more = zmq_msg_more(&m);
+        uint8_t *d = zmq_msg_data(&m);
+        size_t n = zmq_msg_size(&m);
+        if (!k && part == 0) { /* the run's routing id */
+          memcpy(rid, d, n < sizeof rid ? n : sizeof rid);
+          rid_len = n < sizeof rid ? n : sizeof rid;
+          zmq_msg_close(&m);
+          continue;
+        }
+        if (k && part == 0) { /* VALUE, id, status 0: a value follows */
+          tg__rbuf r;
+          tg__rbuf_init(&r, d, n);
+          value = tg__rbuf_u8(&r) == TG__M_VALUE;
+          tg__rbuf_varint(&r);
+          value = value && tg__rbuf_u8(&r) == 0 && !r.bad && !corrupted;
+        }
+        if (value && part == 2 && n > 64) { /* the skeleton: its meta section */
+          d[64] ^= 0x5a;
+          corrupted = true;
+        }
+        if (zmq_msg_send(&m, to, more ? ZMQ_SNDMORE : 0) < 0) _exit(6);
+      }
+    }
+  }
+}
+
+static void collect_log(void *ctx, const char *key, const char *line) {
+  char *buf = ctx;
+  size_t at = strlen(buf);
+  snprintf(buf + at, 8192 - at, "[%s] %s\n", key, line);
+}
+
+/* A worker whose result, fetched to be sent on to another worker, does not
+ * decode there: the run drops the worker that made it, for good, naming
+ * the task and the receiver's reason, makes the result again on the
+ * receiver, and completes with sync's results; the receiver is not lost
+ * (before, the run sent on what it had decoded itself; sending bytes on
+ * as they came, a receiver that refused them was dropped in the maker's
+ * place). Moves go both ways here, and rounds go on until one left the
+ * proxied worker. */
+Test(tcp, moved_value_that_does_not_decode_drops_its_maker_not_its_receiver) {
+  int w0 = start(), w1 = start();
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  pid_t pid = tproc_fork();
+  if (pid == 0) {
+    close(p[0]);
+    corrupting_proxy(eps[w0], p[1]);
+  }
+  close(p[1]);
+  cr_assert_lt(npids, MAXW);
+  int px = npids++;
+  pids[px] = pid;
+  tproc_read_line(p[0], eps[px], sizeof eps[px], 10);
+  close(p[0]);
+  cr_assert(strncmp(eps[px], "tcp://", 6) == 0, "proxy said '%s'", eps[px]);
+  static char log[8192];
+  log[0] = '\0';
+  xopt x = {.log = collect_log, .log_ctx = log};
+  int via[2] = {px, w1};
+  tg_executor *ex = tcp_ex(via, 2, &x);
+  tg_remote_stats st = {0};
+  for (int i = 0; i < 1000 && st.workers_ready < 2; i++) {
+    st = stats_of(ex);
+    nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+  }
+  cr_assert_eq(st.workers_ready, 2);
+  for (int round = 0; round < 10 && st.workers_lost == 0; round++) {
+    tg_graph *g;
+    cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+    tg_node sums[8];
+    for (int k = 0; k < 8; k++) {
+      tg_node a = tg_call(g, "big", 2, V(tg_int(100000)), V(tg_int(round * 100 + k)));
+      tg_node b = tg_call(g, "big", 2, V(tg_int(100000)), V(tg_int(round * 100 + 50 + k)));
+      sums[k] = tg_call(g, "big_sum", 2, N(tg_call(g, "big_add", 2, N(a), N(b))), V(tg_int(0)));
+    }
+    tg_node all = tg_call(g, "pack", 8, N(sums[0]), N(sums[1]), N(sums[2]), N(sums[3]),
+                          N(sums[4]), N(sums[5]), N(sums[6]), N(sums[7]));
+    same_as_sync(g, &all, 1, ex);
+    tg_graph_free(g);
+    st = stats_of(ex);
+  }
+  cr_assert_eq(st.workers_lost, 1, "%llu workers lost; log:\n%s",
+               (unsigned long long)st.workers_lost, log);
+  cr_expect_eq(st.workers_ready, 1);
+  char want[512];
+  snprintf(want, sizeof want, "[%s] worker dropped for the rest of this executor's life: the "
+           "result of task 'big#", eps[px]);
+  cr_expect(strstr(log, want), "log:\n%s", log);
+  snprintf(want, sizeof want, "' it sent does not decode (worker %s refused it: ", eps[w1]);
+  cr_expect(strstr(log, want), "log:\n%s", log);
+  cr_expect(strstr(log, "meta section checksum"), "log:\n%s", log);
+  tg_executor_free(ex);
+  still_serves(w1);
+}

@@ -76,9 +76,10 @@ extern "C" {
 
 /* Version of the worker protocol this library speaks. Both ends must
  * speak the same one (the handshake says which each has). */
-#define TG_REMOTE_PROTOCOL 7 /* 5: functions carry their code id; 6: quiet
+#define TG_REMOTE_PROTOCOL 8 /* 5: functions carry their code id; 6: quiet
                                tasks, last uses of objects; 7: workers
-                               join (JOIN) and leave (LEAVE) */
+                               join (JOIN) and leave (LEAVE); 8: a PUT's
+                               value that does not decode is REFUSED */
 
 /* Default address of a worker, and its default port. */
 #define TG_WORKER_DEFAULT_LISTEN "tcp://127.0.0.1:7070"

@@ -431,6 +431,7 @@ void tg__ofl_fetch_done(ofl *b, ofl_handle *h, tg__wire_held *v) {
   if (v) {
     tg__wire_held_free(h->held);
     h->held = v;
+    h->moved_from = from;
   } else if (from >= 0) {
     tg__holders_del(&h->locs, from); /* it does not have it after all */
   }
@@ -452,6 +453,26 @@ void tg__ofl_fetch_done(ofl *b, ofl_handle *h, tg__wire_held *v) {
     tg__wire_held_free(h->held);
     h->held = NULL;
   }
+  tg__ofl_handle_unref(b, h);
+}
+
+void tg__ofl_value_refused(ofl *b, ofl_conn *c, ofl_handle *h, const char *why) {
+  tg__holders_del(&h->locs, c->idx); /* not stored there */
+  tg__wire_held_free(h->held); /* a copy of the same bytes */
+  h->held = NULL;
+  tg__ofl_handle_ref(h); /* the ban may let the run's hold of it go */
+  int from = h->moved_from;
+  if (from >= 0 && from < b->nconns && b->conns[from]->state == CS_READY) {
+    char kb[TG__NAME_MAX + 32], msg[TG__NAME_MAX + 1024];
+    const ofl_run *rs = h->run;
+    snprintf(msg, sizeof msg, "the result of task '%s' it sent does not decode (worker %s "
+             "refused it: %.400s)",
+             rs && rs->live ? tg__run_key(rs->r, rs->r->plan.tasks[h->task].node, kb, sizeof kb)
+                            : "?",
+             c->addr, why);
+    tg__ofl_conn_ban(b, b->conns[from], msg); /* what it holds is lost: made again */
+  }
+  if (c->state == CS_READY && !tg__holders_has(&h->locs, c->idx)) rebuild(b, c, h);
   tg__ofl_handle_unref(b, h);
 }
 

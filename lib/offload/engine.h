@@ -98,7 +98,11 @@
  * its work goes to the others). The placeholders of a run's kept
  * results cost at most OFL_RUN_SHAPES bytes at once; a shape past that
  * has its task sent again, to come back whole (memory then follows the
- * bytes received).
+ * bytes received). A result fetched to be sent on to another worker is
+ * held as it came (wire/wire.h, tg__wire_hold: its header checked, not
+ * decoded); a worker that cannot decode it answers REFUSED, and the one
+ * that made it is dropped for good (tg__ofl_value_refused), the result
+ * made again on the refusing worker.
  *
  * Faults (the policy of every out-of-process transport):
  *   - A task "may have started" once the TASKS message carrying it left
@@ -145,7 +149,8 @@
  * --scheduler=tcp --join-listen tcp://HOST:PORT (prints "joining
  * workers: ADDRESS" on stderr), tgraph worker --join ADDRESS [--advertise
  * tcp://HOST:PORT] [--drain-time SECONDS], SIGTERM or SIGUSR1 to leave.
- * Protocol 7: JOIN, JOINED, LEAVE with the time left (wire/proto.h).
+ * Protocol 7: JOIN, JOINED, LEAVE with the time left (wire/proto.h); 8:
+ * REFUSED, for a value the run sent on as it came (results.c, put_refused).
  *
  * Thread safety: as above; the statistics are atomics, but the links'
  * traffic, published each turn under traffic_mu.
@@ -274,6 +279,9 @@ struct ofl_handle {
                               records wait for it, kept as it came: the
                               run sends it on without decoding it */
   int fetching;            /* conn fetching it, -1 */
+  int moved_from;          /* OBJ: the conn it was last fetched from, to be
+                              sent on as it came (blamed when a worker
+                              refuses it), -1 */
   bool rescue;             /* OBJ: fetched from a leaving worker (its only
                               holder): the copy stays in `held` */
   ofl_rec **waiters;       /* records waiting for the fetch */
@@ -664,6 +672,10 @@ void tg__ofl_begin_done(ofl *b);
 /* rec (early) is done: its parked engine task, if any, goes first to be
  * ended by tg__ofl_begin_done. */
 void tg__ofl_unpark(ofl *b, ofl_rec *rec);
+/* Worker c refused the value of h that the run sent on as it came (why:
+ * its decoder's words): the worker it came from is dropped for good, and
+ * h is made again on c (for c's tasks waiting for it). */
+void tg__ofl_value_refused(ofl *b, ofl_conn *c, ofl_handle *h, const char *why);
 /* A fetched value for h arrived (v taken, NULL when the worker lost it). */
 void tg__ofl_fetch_done(ofl *b, ofl_handle *h, tg__wire_held *v);
 /* Release what rec holds (not the engine task) and free it. */

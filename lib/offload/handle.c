@@ -18,6 +18,7 @@ ofl_handle *tg__ofl_handle_new(ofl *b, uint8_t kind, uint64_t id) {
   h->kind = kind;
   h->id = id ? id : b->next_id++;
   h->fetching = -1;
+  h->moved_from = -1;
   if (!tg__idmap_put(&b->handles, h->id, h)) {
     tg__recycle_put(&b->handle_blocks, h);
     return NULL;

@@ -329,6 +329,20 @@ static bool value(ofl *b, ofl_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n) 
   return true;
 }
 
+/* Only a result the run sent on as it came (from another worker) can
+ * be refused: anything else, c made up. */
+static bool put_refused(ofl *b, ofl_conn *c, tg__rbuf *r) {
+  uint64_t id = tg__rbuf_varint(r);
+  char why[TG__MAX_MSG + 1];
+  tg__rbuf_cstr(r, why, TG__MAX_MSG);
+  if (r->bad || !tg__rbuf_end(r)) return false;
+  ofl_handle *h = tg__idmap_get(&b->handles, id);
+  if (!h) return true; /* let go of meanwhile */
+  if (h->kind != H_OBJ || h->moved_from < 0) return false;
+  tg__ofl_value_refused(b, c, h, why);
+  return true;
+}
+
 /* ---- function verdicts ------------------------------------------------------------ */
 
 static bool uses(const tg__run *r, const tg_func *f) {
@@ -403,6 +417,7 @@ void tg__ofl_results_handle(ofl *b, ofl_conn *c, zmq_msg_t *parts, size_t n) {
   switch (type) {
     case TG__M_RESULTS: ok = results(b, c, &r, parts, n); break;
     case TG__M_VALUE: ok = value(b, c, &r, parts, n); break;
+    case TG__M_REFUSED: ok = n == 1 && put_refused(b, c, &r); break;
     case TG__M_FUNCS_OK: ok = n == 1 && funcs(b, c, &r); break;
     case TG__M_PONG: ok = n == 1; break;
     case TG__M_LOG: ok = n == 1 && log_line(b, &r); break;

@@ -69,6 +69,11 @@
  *             3 inline and kept (TG__RF_ALSO_KEEP): varint index
  *   VALUE   varint id, u8 status (0 ok: one value follows; 1 unknown)
  *   PONG    varint token.
+ *   REFUSED varint id, str why: the value a PUT carried for object id
+ *           does not decode (its descriptor and leaves did): it is not
+ *           stored, and the client is not dropped for it. The client sends
+ *           on results of other workers as they came, without decoding
+ *           them: it blames the worker that made this one.
  *   ERROR   str message: the worker dropped this client.
  *   LOG     varint run, str task key, str line: a tg_task_log() line of a
  *           task of that run, sent before the task's result.
@@ -124,6 +129,7 @@ enum { /* message types */
   TG__M_SEG_FREE = 13, /* either way: segments let go of (wire/shm.h) */
   TG__M_JOINED = 71, /* the run's answer to JOIN */
   TG__M_LEAVE = 72, /* worker to client: it drains */
+  TG__M_REFUSED = 73, /* worker to client: a PUT's value does not decode */
   TG__M_WELCOME = 64,
   TG__M_FUNCS_OK = 65,
   TG__M_RESULTS = 66,

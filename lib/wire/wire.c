@@ -660,6 +660,26 @@ int tg__wire_hold(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
   return TG_OK;
 }
 
+int tg__wire_held_decode(const tg__wire_held *h, tg_value **out, tg_error *err) {
+  *out = NULL;
+  tg_error local;
+  tg_error *e = err ? err : &local;
+  tg_error_clear(e);
+  tg_value *v = NULL;
+  int rc = tg_decode(zmq_msg_data((zmq_msg_t *)&h->skel), zmq_msg_size((zmq_msg_t *)&h->skel),
+                     &v, e);
+  for (size_t i = 0; rc == TG_OK && i < h->w->n; i++) {
+    const leaf *l = &h->w->leaves[i];
+    rc = place(&v, h->w->paths + l->path_off, l->depth, tg_value_ref((tg_value *)l->v), e);
+  }
+  if (rc != TG_OK) {
+    tg_value_unref(v);
+    return rc;
+  }
+  *out = v;
+  return TG_OK;
+}
+
 int tg__wire_send_held(tg__link *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
                        tg__wire_held *h, int peer_misalign, tg__stream *st, uint64_t *bytes,
                        tg_error *err) {

@@ -98,6 +98,11 @@ typedef struct tg__wire_held tg__wire_held;
 int tg__wire_hold(zmq_msg_t *parts, size_t n, tg__stream *st, size_t *used,
                   tg__wire_held **out /* OUT */, uint64_t *bytes, tg_error *err);
 
+/* The value h holds, decoded as tg__wire_recv decodes (h is left as it
+ * is: its leaves are shared with *out). TG_EFORMAT and the decoder's
+ * codes: the skeleton or a leaf's place in it is bad; TG_ENOMEM. */
+int tg__wire_held_decode(const tg__wire_held *h, tg_value **out /* OUT */, tg_error *err);
+
 /* tg__wire_send of a held value (which may be sent any number of times). */
 int tg__wire_send_held(tg__link *sock, const void *rid, size_t rid_len, const tg__wbuf *head,
                        tg__wire_held *h, int peer_misalign, tg__stream *st, uint64_t *bytes,

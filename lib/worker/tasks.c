@@ -374,11 +374,30 @@ bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r) {
   tg_error e;
   tg_error_clear(&e);
   if (r->bad || !tg__rbuf_end(r) || id == 0) return false;
-  if (tg__wire_recv(wk->parts + 2, wk->nparts - 2, &s->stream, &used, &v, NULL, &e))
+  tg__wire_held *held = NULL;
+  if (tg__wire_hold(wk->parts + 2, wk->nparts - 2, &s->stream, &used, &held, NULL, &e))
     return refused(wk, s, &e);
   if (2 + used != wk->nparts) {
-    tg_value_unref(v);
+    tg__wire_held_free(held);
     return false;
+  }
+  /* The client sends results of other workers on as they came, without
+   * decoding them: one that does not decode is refused by itself (the
+   * client blames its maker), the client is not dropped for it. */
+  int rc = tg__wire_held_decode(held, &v, &e);
+  tg__wire_held_free(held);
+  if (rc == TG_ENOMEM) return refused(wk, s, &e);
+  if (rc != TG_OK) {
+    /* Pending: the tasks sent behind the PUT wait for the object, which
+     * the client makes again here (or lets go of). */
+    if (!tg__idmap_get(&s->objs, id)) (void)obj_new(s, id);
+    tg__wbuf h = {0};
+    tg__wbuf_u8(&h, TG__M_REFUSED);
+    tg__wbuf_varint(&h, id);
+    tg__wbuf_cstr(&h, e.msg);
+    tg__wk_send(wk, s, &h, NULL);
+    tg__wbuf_free(&h);
+    return true;
   }
   wobj *o = tg__idmap_get(&s->objs, id);
   if (!o && !(o = obj_new(s, id))) {
