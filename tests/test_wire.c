@@ -122,7 +122,11 @@ Test(wire, held_value_sent_on_twice_arrives_exact, .init = setup, .fini = teardo
     cr_assert_eq(used + 1, n);
     close_parts(parts, n);
   }
+  tg_value *here = NULL; /* decoded where it is held, as the worker it goes to does */
+  cr_assert_eq(tg__wire_held_decode(h, &here, &e), TG_OK, "%s", e.msg);
   tg__wire_held_free(h); /* what c received does not depend on it */
+  cr_assert(tg_value_equal(here, v), "decoded where held, it differs");
+  tg_value_unref(here);
   for (int i = 0; i < 2; i++) {
     cr_assert(tg_value_equal(got[i], v), "copy %d differs from what was sent", i);
     tg_value_unref(got[i]);
@@ -150,6 +154,10 @@ Test(wire, held_skeleton_is_decoded_by_its_receiver, .init = setup, .fini = tear
   tg__wire_held *h = NULL;
   cr_assert_eq(tg__wire_hold(parts + 1, n - 1, &sb_in, &used, &h, NULL, &e), TG_OK, "%s", e.msg);
   close_parts(parts, n);
+  tg_value *here = (tg_value *)1;
+  cr_assert_eq(tg__wire_held_decode(h, &here, &e), TG_EFORMAT);
+  cr_assert(strstr(e.msg, "duplicate map key \"k2\""), "%s", e.msg);
+  cr_assert_null(here);
   tg__wbuf head = {0};
   tg__wbuf_u8(&head, 7);
   cr_assert_eq(tg__wire_send_held(b_out, NULL, 0, &head, h, 0, &sb_out, NULL, &e), TG_OK);
