@@ -170,7 +170,7 @@ static void fake_serve(void *sock, uint64_t claim) {
         tg__rbuf_u8(&r);     /* flags */
         tg__rbuf_varint(&r); /* store */
         tg__rbuf_varint(&r); /* min_us */
-        tg__rbuf_str(&r, TG__MAX_KEY, &len);
+        if (tg__rbuf_varint(&r) == 0) tg__rbuf_str(&r, TG__MAX_KEY, &len); /* a user key */
         uint64_t nargs = tg__rbuf_varint(&r);
         for (uint64_t j = 0; j < nargs && !r.bad; j++) {
           uint8_t a = tg__rbuf_u8(&r);
@@ -684,6 +684,7 @@ static void send_task(void *s, uint64_t id, uint64_t fn, int64_t n, int64_t seq)
   tg__wbuf_varint(&h, 0); /* min_us */
   char key[32];
   snprintf(key, sizeof key, "t%llu", (unsigned long long)id);
+  tg__wbuf_varint(&h, 0); /* a user key: */
   tg__wbuf_cstr(&h, key);
   tg__wbuf_varint(&h, 1);
   tg__wbuf_u8(&h, TG__ARG_INLINE);

@@ -1780,6 +1780,7 @@ Test(tcp, fetch_of_a_pending_object_by_a_vanished_client) {
   tg__wbuf_u8(&h, TG__RF_KEEP);
   tg__wbuf_varint(&h, 7); /* store id */
   tg__wbuf_varint(&h, 0); /* min_us */
+  tg__wbuf_varint(&h, 0); /* a user key: */
   tg__wbuf_cstr(&h, "pending");
   tg__wbuf_varint(&h, 2);
   for (uint64_t i = 0; i < 2; i++) {

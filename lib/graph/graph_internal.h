@@ -132,6 +132,18 @@ static inline bool tg__arg_is_node(unsigned kind) {
   return kind == TG_ARG_NODE || kind == TG_ARG_ITEM || kind == TG_ARG_KEY;
 }
 
+/* A generated key into buf (truncated to size, its full length returned,
+ * as snprintf): "NAME#ID" for a call (kind TG__NK_CALL), "NAME.chunk#ID"
+ * for a map's chunk and "NAME.map#ID" for the node assembling its result.
+ * Formatted by hand: snprintf cost a fifth of the thread sending tasks to
+ * workers (which now make the keys of calls themselves, from the id). */
+int tg__key_generated(char *buf, size_t size, const char *name, size_t name_len,
+                      unsigned kind, uint32_t id);
+/* Node n's id in generated keys (a copy keeps its original's). */
+static inline uint32_t tg__graph_key_id(const tg_graph *g, uint32_t n) {
+  return g->orig ? g->orig[n] : n;
+}
+
 /* The key of node n: a pointer into the arena for a user key, else the
  * generated key formatted into buf (truncated to size). Never NULL. */
 const char *tg__graph_key(const tg_graph *g, tg_node n, char *buf,

@@ -114,26 +114,26 @@ static void put_part(char *buf, size_t size, size_t *at, const char *s, size_t l
   *at += len;
 }
 
-/* Generated keys: "FN#ID" for calls, "FN.chunk#ID" for the chunk tasks of
- * a map and "FN.map#ID" for the node assembling its result. Formatted by
- * hand: the out-of-process backends send every task's key, and snprintf
- * cost a fifth of their dispatching thread. Truncates and returns the
- * full length as snprintf does. */
-static int gen_key(const tg_graph *g, tg_node n, char *buf, size_t size) {
-  const tg__gnode *nd = &g->nodes[n];
+int tg__key_generated(char *buf, size_t size, const char *name, size_t name_len,
+                      unsigned kind, uint32_t id) {
   static const char *const suffix[] = {"", ".chunk", ".map"};
   static const uint8_t suffix_len[] = {0, 6, 4};
-  unsigned id = g->orig ? g->orig[n] : n;
   char digits[16];
   size_t nd_len = 0, at = 0;
   do digits[sizeof digits - 1 - nd_len++] = (char)('0' + id % 10);
   while ((id /= 10) != 0);
   digits[sizeof digits - 1 - nd_len] = '#';
-  put_part(buf, size, &at, nd->fn->name, nd->fn->name_len);
-  put_part(buf, size, &at, suffix[nd->kind % 3], suffix_len[nd->kind % 3]);
+  put_part(buf, size, &at, name, name_len);
+  put_part(buf, size, &at, suffix[kind % 3], suffix_len[kind % 3]);
   put_part(buf, size, &at, digits + sizeof digits - 1 - nd_len, nd_len + 1);
   if (size) buf[at < size ? at : size - 1] = '\0';
   return (int)at;
+}
+
+static int gen_key(const tg_graph *g, tg_node n, char *buf, size_t size) {
+  const tg__gnode *nd = &g->nodes[n];
+  return tg__key_generated(buf, size, nd->fn->name, nd->fn->name_len, nd->kind,
+                           tg__graph_key_id(g, n));
 }
 
 const char *tg__graph_key(const tg_graph *g, tg_node n, char *buf,

@@ -307,14 +307,15 @@ void tg__ofl_append(ofl *b, ofl_conn *c, ofl_rec *rec) {
   uint8_t flags = flags_of(b, c, rec, nd, &min_us);
   if (rec->crashes) flags |= TG__RF_RESUME; /* attempts lost with a worker */
   rec->flags = flags; /* what its reply may be */
-  char kb[TG__NAME_MAX + 32];
   tg__wbuf *w = &c->batch;
-  size_t kl;
-  const char *key = tg__graph_key_len(r->g, rec->node, kb, sizeof kb, &kl);
-  /* The record's fixed fields and key, in room made once: at most 11
+  /* A generated key goes as its node id (the worker formats it: it has
+   * the function's name and the kind), a user's as its text. */
+  const char *key = nd->key ? tg__graph_key(r->g, rec->node, NULL, 0) : NULL;
+  size_t kl = key ? strlen(key) : 0;
+  /* The record's fixed fields and key, in room made once: at most 12
    * varints of 10 bytes and two bytes. Out of memory, the batch is marked
    * so (the flush then drops c) and nothing is written. */
-  if (tg__wbuf_reserve(w, 11 * 10 + 2 + kl)) {
+  if (tg__wbuf_reserve(w, 12 * 10 + 2 + kl)) {
     tg__wbuf_varint_in(w, rec->id);
     tg__wbuf_varint_in(w, fn);
     w->p[w->len++] = nd->kind;
@@ -325,9 +326,12 @@ void tg__ofl_append(ofl *b, ofl_conn *c, ofl_rec *rec) {
     tg__wbuf_varint_in(w, rec->store);
     tg__wbuf_varint_in(w, min_us);
     if (rec->crashes) tg__wbuf_varint_in(w, rec->crashes);
-    tg__wbuf_varint_in(w, kl);
-    memcpy(w->p + w->len, key, kl);
-    w->len += kl;
+    tg__wbuf_varint_in(w, key ? 0 : (uint64_t)tg__graph_key_id(r->g, rec->node) + 1);
+    if (key) {
+      tg__wbuf_varint_in(w, kl);
+      memcpy(w->p + w->len, key, kl);
+      w->len += kl;
+    }
     tg__wbuf_varint_in(w, rec->nargs);
   }
   const tg__runplan *p = &r->plan;

@@ -26,7 +26,10 @@
  *           varint aux, varint attempts, varint timeout_ms, u8 flags
  *           (TG__RF_*), varint store id (0: none), varint min_us (read
  *           with TG__RF_TIMED, always present), with TG__RF_RESUME only:
- *           varint first attempt (< attempts), then str key, varint nargs,
+ *           varint first attempt (< attempts), then the key: varint
+ *           node id + 1 of a generated key (the worker formats it:
+ *           tg__key_generated, from the function's name and the kind), or
+ *           0 then str key (a user's), then varint nargs,
  *           nargs x arg:
  *             u8 0 inline: varint index into the argument list
  *             u8 1 object: varint id

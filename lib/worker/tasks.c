@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "graph/graph_internal.h" /* tg__key_generated */
+#include "registry/registry_internal.h" /* a function's name length */
 #include "wire/wire.h"
 #include "worker/worker.h"
 
@@ -255,8 +257,20 @@ static bool parse_task(tg__worker *wk, wsess *s, tg__rbuf *r, wrun *run, tg_valu
   uint64_t min_us = tg__rbuf_varint(r);
   uint32_t first = flags & TG__RF_RESUME && attempts > 0
                        ? (uint32_t)tg__rbuf_count(r, attempts - 1) : 0;
-  size_t kl;
-  const char *key = tg__rbuf_str(r, TG__MAX_KEY, &kl);
+  /* A generated key comes as its node id + 1 (0: the key's text follows),
+   * formatted here from the function's name and the kind. */
+  uint64_t key_id = tg__rbuf_varint(r);
+  size_t kl = 0;
+  const char *key = key_id ? NULL : tg__rbuf_str(r, TG__MAX_KEY, &kl);
+  char kb[TG__NAME_MAX + 32];
+  if (key_id) {
+    if (key_id > UINT32_MAX || fn >= s->nfns) return false;
+    const tg_func *f = s->fns[fn].f; /* NULL: not usable here, the task fails */
+    int n = tg__key_generated(kb, sizeof kb, f ? f->name : "", f ? f->name_len : 0, kind,
+                              (uint32_t)(key_id - 1));
+    kl = (size_t)n < sizeof kb ? (size_t)n : sizeof kb - 1;
+    key = kb;
+  }
   /* each argument takes 2 bytes at least: the count cannot outrun them */
   uint32_t nargs = (uint32_t)tg__rbuf_count(r, (r->len - r->pos) / 2);
   bool ok = !r->bad && fn < s->nfns && kind <= TG__NK_CONCAT && attempts > 0 &&
