@@ -961,7 +961,10 @@ void tg__ofl_dispatch(ofl *b) {
       }
       t = tg__ofl_heap_pop(b);
       if (park(b, t)) continue;
-      if (!(rec = begin(b, t))) continue;
+      if (!(rec = begin(b, t))) { /* ended here: what it made ready ends next */
+        tg__ofl_begin_done(b);
+        continue;
+      }
       if (built_here(b, rec)) continue;
     }
     if (!place(b, rec)) break;
