@@ -882,12 +882,12 @@ Test(processes, tree_wakes_the_io_thread_once, .init = setup, .fini = teardown) 
   expect_clean();
 }
 
-/* The same tree: a subtree of 16 leaves goes to a worker ahead of the
+/* The same tree: a subtree of 32 leaves goes to a worker ahead of the
  * engine and replies once. The engine sets each leaf it makes ready
  * aside on the subtree's record, unbegun, until the reply: begun, each
  * counted as a result alive here, so a subtree out held back the next
- * ones (one per worker per round trip: about 214 messages for this tree,
- * now about 60). */
+ * ones (one per worker per round trip: about 120 messages for this tree,
+ * now 33). */
 Test(processes, tree_subtrees_go_in_few_messages, .init = setup, .fini = teardown) {
   enum { LEAVES = 4096 };
   tg_executor *ex = pool(2);
@@ -905,7 +905,7 @@ Test(processes, tree_subtrees_go_in_few_messages, .init = setup, .fini = teardow
   cr_assert_eq(tg_remote_stats_get(ex, &b), TG_OK);
   cr_expect_eq(b.tasks_sent - a.tasks_sent, 2 * LEAVES - 1);
   uint64_t msgs = b.batches_sent - a.batches_sent;
-  cr_expect_leq(msgs, 128, "%llu messages", (unsigned long long)msgs);
+  cr_expect_leq(msgs, 64, "%llu messages", (unsigned long long)msgs);
   tg_executor_free(ex);
   expect_clean();
 }

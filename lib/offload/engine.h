@@ -55,7 +55,7 @@
  * to W with it (pull_inputs): an input with no other dependent, whose own
  * inputs are on W or pulled too, at most OFL_PULL of them. So a tree's
  * siblings go to one worker with their parent behind them: a subtree of
- * 16 leaves goes as one unit, and only its root replies. Records whose
+ * 32 leaves goes as one unit, and only its root replies. Records whose
  * pre-sent reply is in end as soon as the engine makes their task ready
  * (tg__ofl_begin_done), not when the heap reaches them.
  *
@@ -84,7 +84,7 @@
  * pre-sent record is still out is set aside on it unbegun (parked, offload/
  * dispatch.c) and ended when the record is done: begun, each leaf of a
  * subtree pulled to a worker counted alive until its dependent ended
- * here, so a subtree out counted its 16 leaves rather than its root, and
+ * here, so a subtree out counted its leaves rather than its root, and
  * the bound let about one subtree per worker out at a time (each worker
  * idled through every round trip: 214 messages for a tree of 4,096
  * leaves, 55-61 now). Ended tasks' dependents whose records are done end
@@ -182,8 +182,10 @@
 #define OFL_REC_ARGS 4        /* records of up to this many arguments are recycled */
 #define OFL_AHEAD 65536       /* pre-sent records of a run not yet reached by
                                  the engine (offload/chain.c) */
-#define OFL_PULL 15           /* tasks a pre-sent task may pull along to its
-                                 worker (a subtree of 16 leaves) */
+#define OFL_PULL 63           /* tasks a pre-sent task may pull along to its
+                                 worker (a subtree of 32 leaves: with 16,
+                                 W3 on tcp:2 took 1.55 us per task, 0.76
+                                 now, side by side) */
 #define OFL_PULL_SECS 50e-6  /* the longest measured task that may be pulled */
 #define OFL_MSG_SECS 50e-6   /* what a message to a worker costs beyond its
                                  tasks (both ends, its wake-up) when workers
