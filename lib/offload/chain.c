@@ -354,12 +354,16 @@ bool tg__ofl_last_use(const ofl_run *rs, const ofl_rec *rec, const tg__garg *a, 
   const tg__runplan *p = &rs->r->plan;
   uint32_t pi = p->task_of[a[j].node];
   if (!rs->silent[pi]) return false;
-  for (uint32_t k = j + 1; k < rec->nargs; k++)
-    if (a[k].kind == TG_ARG_NODE && a[k].node == a[j].node) return false;
+  uint32_t uses = 0; /* of pi by rec: the plan lists one per argument naming it */
   for (uint32_t k = p->dep_off[pi]; k < p->dep_off[pi + 1]; k++) {
     uint32_t di = p->deps[k];
+    uses += di == rec->task;
     if (!(p->tasks[di].flags & TG__T_CACHED) && !rs->early[di]) return false;
   }
+  /* Named once (argument j): no later argument to look through, which made
+   * a sum of n pulled inputs cost n * n / 2 steps. */
+  for (uint32_t k = j + 1; uses > 1 && k < rec->nargs; k++)
+    if (a[k].kind == TG_ARG_NODE && a[k].node == a[j].node) return false;
   return true;
 }
 
