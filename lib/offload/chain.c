@@ -321,8 +321,9 @@ static bool quiet_input(const ofl_run *rs, uint32_t ti) {
 
 void tg__ofl_inputs_done(ofl *b, ofl_rec *rec) {
   ofl_run *rs = rec->rs;
-  /* Most replies took no quiet input: no walk (nor its stack) for them. */
-  if (!rec->t || !rs->live || !quiet_input(rs, rec->task)) return;
+  /* Most replies took no quiet input: no walk (nor its stack) for them,
+   * nor a look at their inputs while the run has no quiet task out. */
+  if (!rec->t || !rs->live || !rs->nquiet || !quiet_input(rs, rec->task)) return;
   const tg__run *r = rs->r;
   /* What a quiet task took was made too: walk back along them (a chain
    * pre-sent whole tells of all its links with its last reply). */
