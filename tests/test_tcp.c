@@ -88,6 +88,17 @@ static int fn_big_sum(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value *
   return TG_OK;
 }
 
+/* ints(n): the list 0 .. n - 1. */
+static int fn_ints(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  int rc = want_ints(ctx, a, n);
+  if (rc) return rc;
+  int64_t k = tg_value_int(a[0]);
+  tg_value *l = k >= 0 ? tg_list_alloc((size_t)k) : NULL;
+  for (int64_t i = 0; l && i < k; i++) tg_list_init_item(l, (size_t)i, tg_int(i));
+  *out = l;
+  return l ? TG_OK : tg_task_fail(ctx, TG_EINVAL, "ints needs n >= 0 (or memory)");
+}
+
 /* big_split(k, n): a list of k arrays big(n, i). */
 static int fn_big_split(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
   int rc = want_ints(ctx, a, n);
@@ -188,7 +199,8 @@ static tg_registry *make_reg(const char *ver) {
               {"big_sum", fn_big_sum, 2},   {"big_split", fn_big_split, 2},
               {"big_dict", fn_big_dict, 1}, {"slow", fn_slow, 2}, {"slow_counted", fn_slow_counted, 2},
               {"slow_big", fn_slow_big, 2}, {"versioned", tgt_fn_inc, 1},
-              {"blob", fn_blob, 1},         {"blob_sum", fn_blob_sum, 1}};
+              {"blob", fn_blob, 1},         {"blob_sum", fn_blob_sum, 1},
+              {"ints", fn_ints, 1}};
   for (size_t i = 0; r && i < sizeof defs / sizeof defs[0]; i++) {
     bool versioned = strcmp(defs[i].name, "versioned") == 0;
     tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = defs[i].name,
@@ -2305,4 +2317,72 @@ Test(tcp, moved_value_that_does_not_decode_drops_its_maker_not_its_receiver) {
   cr_expect(strstr(log, "meta section checksum"), "log:\n%s", log);
   tg_executor_free(ex);
   still_serves(w1);
+}
+
+/* Lists of 2^20 items made behind a quiet input (a leaf kept quietly on
+ * the worker, the list sent ahead behind it), their last items selected:
+ * past the run's budget of placeholders a list's task is sent again to
+ * come back whole, and its reply must still tell that the leaf was made
+ * (it did not: the leaf's engine task waited for ever, "2 tasks still
+ * running"). */
+Test(tcp, list_over_the_shape_budget_behind_a_quiet_input) {
+  enum { GROUPS = 12, ITEMS = 1 << 20 };
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_arg last[GROUPS];
+  int64_t want = 0;
+  for (int i = 0; i < GROUPS; i++) {
+    tg_node leaf = tg_call(g, "inc", 1, V(tg_int(ITEMS - 1 - i))); /* ITEMS - i */
+    tg_node l = tg_call(g, "ints", 1, N(leaf));
+    last[i] = tg_arg_node(tg_call(g, "identity", 1, tg_arg_item(l, -1)));
+    want += ITEMS - i - 1;
+  }
+  tg_node all;
+  cr_assert_eq(tg_graph_add(g, "sum_args", last, GROUPS, NULL, &all), TG_OK);
+  for (int round = 0; round < 2; round++) {
+    tg_compute_opts o = tgt_opts(NULL, 0, NULL);
+    o.executor = ex;
+    o.timeout = 30;
+    tg_value *v = NULL;
+    cr_assert_eq(tg_compute(g, &all, 1, &o, &v), TG_OK, "round %d: %s", round,
+                 tg_graph_errmsg(g));
+    cr_expect_eq(tg_value_int(v), want);
+    tg_value_unref(v);
+  }
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* An object whose PUT was refused and that its client then lets go of:
+ * what waited for it is answered at once (a FETCH: unknown), not kept
+ * until the session ends. */
+Test(tcp, refused_object_let_go_of_is_gone) {
+  int w = start();
+  replies = malloc(4 * sizeof *replies);
+  void *ctx = zmq_ctx_new(), *s = greeted(ctx, eps[w]);
+  size_t len;
+  void *enc = tgt_duplicate_key_encoding(&len);
+  cr_assert_not_null(enc);
+  uint8_t head[2] = {TG__M_PUT, 5}, desc[2] = {1, 0};
+  const void *parts[3] = {head, desc, enc};
+  size_t lens[3] = {2, 2, len}, rl[4];
+  send_parts(s, parts, lens, 3);
+  free(enc);
+  cr_assert_eq(recv_msg(s, replies, rl, 4), 1);
+  cr_assert_eq(replies[0][0], TG__M_REFUSED);
+  uint8_t fetch[2] = {TG__M_FETCH, 5}, drop[3] = {TG__M_FREE, 1, 5};
+  cr_assert_eq(zmq_send(s, fetch, 2, 0), 2); /* waits for object 5 */
+  cr_assert_eq(zmq_send(s, drop, 3, 0), 3);
+  cr_assert_eq(recv_msg(s, replies, rl, 4), 1, "the FETCH was not answered");
+  cr_expect_eq(memcmp(replies[0], (uint8_t[]){TG__M_VALUE, 5, 1}, 3), 0);
+  cr_assert_eq(zmq_send(s, fetch, 2, 0), 2); /* gone: unknown at once */
+  cr_assert_eq(recv_msg(s, replies, rl, 4), 1);
+  cr_expect_eq(memcmp(replies[0], (uint8_t[]){TG__M_VALUE, 5, 1}, 3), 0);
+  expect_pong(s, 12, "after the FREE");
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+  free(replies);
+  still_serves(w);
 }

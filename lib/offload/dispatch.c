@@ -961,7 +961,7 @@ void tg__ofl_dispatch(ofl *b) {
       }
       t = tg__ofl_heap_pop(b);
       if (park(b, t)) continue;
-      if (!(rec = begin(b, t))) { /* ended here: what it made ready ends next */
+      if (!(rec = begin(b, t))) { /* ended or attached: what is done ends next */
         tg__ofl_begin_done(b);
         continue;
       }

@@ -99,6 +99,9 @@ static bool over_budget(ofl *b, ofl_conn *c, ofl_rec *rec, const shape *s) {
   tg__wbuf_varint(&c->frees, rec->store);
   c->nfrees++;
   rec->whole = true;
+  /* Its reply says its inputs were made: a quiet one is told by no other
+   * (its engine task would wait for ever). */
+  tg__ofl_inputs_done(b, rec);
   tg__ofl_rec_resend(b, rec);
   return true;
 }
@@ -329,7 +332,7 @@ static bool value(ofl *b, ofl_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n) 
   return true;
 }
 
-/* Only a result the run sent on as it came (from another worker) can
+/* Only a result the run sent on to c as it came (from another worker) can
  * be refused: anything else, c made up. */
 static bool put_refused(ofl *b, ofl_conn *c, tg__rbuf *r) {
   uint64_t id = tg__rbuf_varint(r);
@@ -337,10 +340,13 @@ static bool put_refused(ofl *b, ofl_conn *c, tg__rbuf *r) {
   tg__rbuf_cstr(r, why, TG__MAX_MSG);
   if (r->bad || !tg__rbuf_end(r)) return false;
   ofl_handle *h = tg__idmap_get(&b->handles, id);
-  if (!h) return true; /* let go of meanwhile */
-  if (h->kind != H_OBJ || h->moved_from < 0) return false;
-  tg__ofl_value_refused(b, c, h, why);
-  return true;
+  if (!h || !tg__ofl_handle_ref_alive(h)) return true; /* let go of meanwhile */
+  /* Only what was sent to c (put() counts c as a holder once sent): any
+   * other id would get an innocent worker dropped. */
+  bool ok = h->kind == H_OBJ && h->moved_from >= 0 && tg__holders_has(&h->locs, c->idx);
+  if (ok) tg__ofl_value_refused(b, c, h, why);
+  tg__ofl_handle_unref(b, h);
+  return ok;
 }
 
 /* ---- function verdicts ------------------------------------------------------------ */

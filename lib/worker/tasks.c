@@ -404,7 +404,9 @@ bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r) {
   if (rc != TG_OK) {
     /* Pending: the tasks sent behind the PUT wait for the object, which
      * the client makes again here (or lets go of). */
-    if (!tg__idmap_get(&s->objs, id)) (void)obj_new(s, id);
+    wobj *o = tg__idmap_get(&s->objs, id);
+    if (!o) o = obj_new(s, id);
+    if (o && o->state == O_PENDING) o->resend = true;
     tg__wbuf h = {0};
     tg__wbuf_u8(&h, TG__M_REFUSED);
     tg__wbuf_varint(&h, id);
@@ -422,6 +424,7 @@ bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r) {
   tg_value_unref(o->v);
   o->v = v;
   o->state = O_READY;
+  o->resend = false;
   wtask *ready = NULL;
   wake(wk, s, o, &ready); /* may drop s (and free o) */
   start_tasks(wk, ready);
@@ -454,14 +457,30 @@ static void obj_drop(wsess *s, wobj *o) {
   obj_free(o);
 }
 
+/* o waited to be sent again and its client let it go instead: what waits
+ * for it fails now rather than at the session's end. */
+static void resend_given_up(tg__worker *wk, wsess *s, wobj *o) {
+  static const char why[] = "its client let it go before sending it again";
+  o->state = O_FAILED;
+  o->code = TG_ECANCELED;
+  if ((o->msg = tg__malloc(sizeof why))) memcpy(o->msg, why, sizeof why);
+  wtask *ready = NULL;
+  wake(wk, s, o, &ready); /* may drop s (and free o) */
+  start_tasks(wk, ready);
+  if (s->dead) return;
+  tg__idmap_del(&s->objs, o->id);
+  obj_free(o);
+}
+
 bool tg__wk_free(tg__worker *wk, wsess *s, tg__rbuf *r) {
-  (void)wk;
   uint64_t n = tg__rbuf_count(r, r->len);
-  for (uint64_t i = 0; i < n && !r->bad; i++) {
+  for (uint64_t i = 0; i < n && !r->bad && !s->dead; i++) {
     wobj *o = tg__idmap_get(&s->objs, tg__rbuf_varint(r));
-    if (o && !r->bad) obj_drop(s, o);
+    if (!o || r->bad) continue;
+    if (o->state == O_PENDING && o->resend) resend_given_up(wk, s, o);
+    else obj_drop(s, o);
   }
-  return !r->bad && tg__rbuf_end(r);
+  return s->dead || (!r->bad && tg__rbuf_end(r)); /* dropped meanwhile: nothing to add */
 }
 
 bool tg__wk_cancel(tg__worker *wk, wsess *s, tg__rbuf *r) {

@@ -66,6 +66,8 @@ typedef struct wobj {
   tg_value *v;          /* O_READY */
   uint8_t state;
   bool freed;           /* FREE came while pending: drop it when done */
+  bool resend;          /* pending because its PUT was refused: the client
+                           sends it again or lets it go (FREE) */
   wtask *maker;         /* pending: the task received to make it, until
                            it is kept (a chain's next link may follow it
                            on its pool thread) */
