@@ -176,24 +176,11 @@ static int64_t run_int(tg_graph *g, tg_node out, tg_executor *ex, tg_compute_sta
   return x;
 }
 
-/* A binary tree reduction of n leaves identity(i); its root. */
-static tg_node tree(tg_graph *g, int n) {
-  tg_node *lv = malloc((size_t)n * sizeof *lv);
-  cr_assert_not_null(lv);
-  for (int i = 0; i < n; i++) lv[i] = tg_call(g, "identity", 1, tg_arg_value(tg_int(i)));
-  for (int m = n; m > 1; m /= 2)
-    for (int i = 0; i < m / 2; i++)
-      lv[i] = tg_call(g, "add", 2, tg_arg_node(lv[2 * i]), tg_arg_node(lv[2 * i + 1]));
-  tg_node root = lv[0];
-  free(lv);
-  return root;
-}
-
 static void tree_peak(int n) {
   tg_executor *ex = executor();
   tg_graph *g = NULL;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
-  tg_node root = tree(g, n);
+  tg_node root = tgt_add_tree(g, "identity", n);
   tg_compute_stats st = {0};
   cr_assert_eq(run_int(g, root, ex, &st), (int64_t)n * (n - 1) / 2);
   cr_expect_leq(st.peak_live, 64, "tree of %d leaves: %zu results alive at once", n,

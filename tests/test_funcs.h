@@ -163,6 +163,21 @@ static inline void *tgt_duplicate_key_encoding(size_t *len) {
   return enc;
 }
 
+/* A binary tree reduction: n leaves leaf(i) for i = 0 .. n - 1 (n a power
+ * of two), summed pairwise by add up to one root, returned (TG_NODE_NONE
+ * when memory runs out). */
+static inline tg_node tgt_add_tree(tg_graph *g, const char *leaf, int n) {
+  tg_node *lv = malloc((size_t)n * sizeof *lv);
+  if (!lv) return TG_NODE_NONE;
+  for (int i = 0; i < n; i++) lv[i] = tg_call(g, leaf, 1, tg_arg_value(tg_int(i)));
+  for (int m = n; m > 1; m /= 2)
+    for (int i = 0; i < m / 2; i++)
+      lv[i] = tg_call(g, "add", 2, tg_arg_node(lv[2 * i]), tg_arg_node(lv[2 * i + 1]));
+  tg_node root = lv[0];
+  free(lv);
+  return root;
+}
+
 static inline int tgt_result(tg_value *v, tg_value **out) {
   if (!v) return TG_ENOMEM;
   *out = v;

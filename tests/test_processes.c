@@ -866,13 +866,7 @@ static long writes_so_far(void) {
 Test(processes, tree_wakes_the_io_thread_once, .init = setup, .fini = teardown) {
   enum { LEAVES = 4096 };
   tg_executor *ex = pool(2);
-  tg_node *lv = malloc(LEAVES * sizeof *lv);
-  for (int i = 0; i < LEAVES; i++) lv[i] = tg_call(g, "inc", 1, tg_arg_value(tg_int(i)));
-  for (int m = LEAVES; m > 1; m /= 2)
-    for (int i = 0; i < m / 2; i++)
-      lv[i] = tg_call(g, "add", 2, tg_arg_node(lv[2 * i]), tg_arg_node(lv[2 * i + 1]));
-  tg_node root = lv[0];
-  free(lv);
+  tg_node root = tgt_add_tree(g, "inc", LEAVES);
   cr_assert_eq(compute_int_on(ex, root), (int64_t)LEAVES * (LEAVES + 1) / 2); /* warm */
   long w0 = writes_so_far();
   cr_assert_eq(compute_int_on(ex, root), (int64_t)LEAVES * (LEAVES + 1) / 2);
@@ -891,13 +885,7 @@ Test(processes, tree_wakes_the_io_thread_once, .init = setup, .fini = teardown) 
 Test(processes, tree_subtrees_go_in_few_messages, .init = setup, .fini = teardown) {
   enum { LEAVES = 4096 };
   tg_executor *ex = pool(2);
-  tg_node *lv = malloc(LEAVES * sizeof *lv);
-  for (int i = 0; i < LEAVES; i++) lv[i] = tg_call(g, "inc", 1, tg_arg_value(tg_int(i)));
-  for (int m = LEAVES; m > 1; m /= 2)
-    for (int i = 0; i < m / 2; i++)
-      lv[i] = tg_call(g, "add", 2, tg_arg_node(lv[2 * i]), tg_arg_node(lv[2 * i + 1]));
-  tg_node root = lv[0];
-  free(lv);
+  tg_node root = tgt_add_tree(g, "inc", LEAVES);
   cr_assert_eq(compute_int_on(ex, root), (int64_t)LEAVES * (LEAVES + 1) / 2); /* warm */
   tg_remote_stats a, b;
   cr_assert_eq(tg_remote_stats_get(ex, &a), TG_OK);

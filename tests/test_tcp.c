@@ -227,7 +227,8 @@ typedef struct wspec {
   double session_timeout;
 } wspec;
 
-static void child(const wspec *sp, int fd) {
+static void child(const void *arg, int fd) {
+  const wspec *sp = arg;
   if (sp->log) {
     int lf = open(sp->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(lf, 2);
@@ -252,15 +253,18 @@ static void child(const wspec *sp, int fd) {
   _exit(rc ? 1 : 0);
 }
 
-/* Fork a worker; its index in pids/eps. On failure to listen, *msg gets
- * the error (and -1 is returned). */
-static int start_worker(const wspec *sp, char *msg, size_t msize) {
+/* Fork a process running body(arg, fd), which says its address on fd
+ * (or what went wrong); its index in pids/eps. When it says anything but
+ * an address, *msg gets it (and -1 is returned). */
+static int spawn(void (*body)(const void *arg, int fd), const void *arg, char *msg,
+                 size_t msize) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   pid_t pid = tproc_fork();
   if (pid == 0) {
     close(p[0]);
-    child(sp, p[1]);
+    body(arg, p[1]);
+    _exit(0);
   }
   close(p[1]);
   cr_assert_lt(npids, MAXW);
@@ -277,6 +281,12 @@ static int start_worker(const wspec *sp, char *msg, size_t msize) {
   cr_assert_lt(n, sizeof eps[i]);
   memcpy(eps[i], line, n + 1);
   return i;
+}
+
+/* Fork a worker; its index in pids/eps. On failure to listen, *msg gets
+ * the error (and -1 is returned). */
+static int start_worker(const wspec *sp, char *msg, size_t msize) {
+  return spawn(child, sp, msg, msize);
 }
 
 static int start(void) {
@@ -2121,12 +2131,7 @@ Test(tcp, tree_runs_on_pool_threads_without_a_wakeup_per_task) {
   tg_graph *g;
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
   enum { LEAVES = 4096 };
-  tg_node *lv = malloc(LEAVES * sizeof *lv);
-  for (int i = 0; i < LEAVES; i++) lv[i] = tg_call(g, "inc", 1, V(tg_int(i)));
-  for (int m = LEAVES; m > 1; m /= 2)
-    for (int i = 0; i < m / 2; i++) lv[i] = tg_call(g, "add", 2, N(lv[2 * i]), N(lv[2 * i + 1]));
-  tg_node root = lv[0];
-  free(lv);
+  tg_node root = tgt_add_tree(g, "inc", LEAVES);
   tg_value *r = NULL; /* warm: durations measured, functions known */
   cr_assert_eq(run(g, &root, 1, ex, &r, NULL), TG_OK, "%s", tg_graph_errmsg(g));
   tg_value_unref(r);
@@ -2142,24 +2147,23 @@ Test(tcp, tree_runs_on_pool_threads_without_a_wakeup_per_task) {
 
 /* ---- a moved value that does not decode --------------------------------------------- */
 
-/* A PUT whose value does not decode (a map with a key twice, its
- * checksums right) is REFUSED by object: nothing is stored, the object
- * waits to be sent again (tasks sent behind the PUT wait for it), and
- * the client is not dropped (the run sends results of other workers on
- * as they came: the fault is theirs). */
-Test(tcp, put_that_does_not_decode_is_refused_not_its_client) {
-  int w = start();
-  replies = malloc(4 * sizeof *replies);
-  void *ctx = zmq_ctx_new(), *s = greeted(ctx, eps[w]);
-  size_t len;
-  void *enc = tgt_duplicate_key_encoding(&len);
-  cr_assert_not_null(enc);
-  uint8_t head[2] = {TG__M_PUT, 5}, desc[2] = {1, 0}; /* no large leaf */
+/* PUT object 5 on s: its value is the len bytes of encoding enc (no large
+ * leaf). */
+static void put_5(void *s, const void *enc, size_t len) {
+  uint8_t head[2] = {TG__M_PUT, 5}, desc[2] = {1, 0};
   const void *parts[3] = {head, desc, enc};
   size_t lens[3] = {2, 2, len};
   send_parts(s, parts, lens, 3);
+}
+
+/* PUT object 5 on s as a map with a key twice (its checksums right) and
+ * expect its REFUSED, naming the key. */
+static void put_refused_5(void *s) {
+  size_t len, rl[4];
+  void *enc = tgt_duplicate_key_encoding(&len);
+  cr_assert_not_null(enc);
+  put_5(s, enc, len);
   free(enc);
-  size_t rl[4];
   cr_assert_eq(recv_msg(s, replies, rl, 4), 1, "no REFUSED");
   tg__rbuf r;
   tg__rbuf_init(&r, replies[0], rl[0]);
@@ -2169,13 +2173,25 @@ Test(tcp, put_that_does_not_decode_is_refused_not_its_client) {
   tg__rbuf_cstr(&r, why, TG__MAX_MSG);
   cr_assert(!r.bad && tg__rbuf_end(&r));
   cr_expect(strstr(why, "duplicate map key \"k2\""), "%s", why);
+}
+
+/* A PUT whose value does not decode (a map with a key twice, its
+ * checksums right) is REFUSED by object: nothing is stored, the object
+ * waits to be sent again (tasks sent behind the PUT wait for it), and
+ * the client is not dropped (the run sends results of other workers on
+ * as they came: the fault is theirs). */
+Test(tcp, put_that_does_not_decode_is_refused_not_its_client) {
+  int w = start();
+  replies = malloc(4 * sizeof *replies);
+  void *ctx = zmq_ctx_new(), *s = greeted(ctx, eps[w]);
+  put_refused_5(s);
   expect_pong(s, 11, "after the refusal"); /* the session goes on */
   uint8_t fetch[2] = {TG__M_FETCH, 5};
   cr_assert_eq(zmq_send(s, fetch, 2, 0), 2); /* waits: object 5 is to come */
+  void *enc = NULL;
+  size_t len, rl[4];
   cr_assert_eq(tg_encode(tg_int(42), NULL, &enc, &len, NULL), TG_OK);
-  parts[2] = enc;
-  lens[2] = len;
-  send_parts(s, parts, lens, 3); /* sent again, whole */
+  put_5(s, enc, len); /* sent again, whole */
   free(enc);
   cr_assert_eq(recv_msg(s, replies, rl, 4), 3, "VALUE: header, descriptor, skeleton");
   cr_expect_eq(memcmp(replies[0], (uint8_t[]){TG__M_VALUE, 5, 0}, 3), 0);
@@ -2194,7 +2210,7 @@ Test(tcp, put_that_does_not_decode_is_refused_not_its_client) {
  * worker sends (a result the run fetches to send on to another worker)
  * goes with a byte of its skeleton's meta section changed (its header
  * still right: only a decoder sees it). Says its address on fd. */
-static void corrupting_proxy(const char *target, int fd) {
+static void corrupting_proxy(const void *target, int fd) {
   void *ctx = zmq_ctx_new();
   void *front = as_user(zmq_socket(ctx, ZMQ_ROUTER), true);
   void *back = as_user(zmq_socket(ctx, ZMQ_DEALER), false);
@@ -2265,20 +2281,9 @@ static void collect_log(void *ctx, const char *key, const char *line) {
  * proxied worker. */
 Test(tcp, moved_value_that_does_not_decode_drops_its_maker_not_its_receiver) {
   int w0 = start(), w1 = start();
-  int p[2];
-  cr_assert_eq(pipe(p), 0);
-  pid_t pid = tproc_fork();
-  if (pid == 0) {
-    close(p[0]);
-    corrupting_proxy(eps[w0], p[1]);
-  }
-  close(p[1]);
-  cr_assert_lt(npids, MAXW);
-  int px = npids++;
-  pids[px] = pid;
-  tproc_read_line(p[0], eps[px], sizeof eps[px], 10);
-  close(p[0]);
-  cr_assert(strncmp(eps[px], "tcp://", 6) == 0, "proxy said '%s'", eps[px]);
+  char said[512];
+  int px = spawn(corrupting_proxy, eps[w0], said, sizeof said);
+  cr_assert_geq(px, 0, "proxy said '%s'", said);
   static char log[8192];
   log[0] = '\0';
   xopt x = {.log = collect_log, .log_ctx = log};
@@ -2362,16 +2367,8 @@ Test(tcp, refused_object_let_go_of_is_gone) {
   int w = start();
   replies = malloc(4 * sizeof *replies);
   void *ctx = zmq_ctx_new(), *s = greeted(ctx, eps[w]);
-  size_t len;
-  void *enc = tgt_duplicate_key_encoding(&len);
-  cr_assert_not_null(enc);
-  uint8_t head[2] = {TG__M_PUT, 5}, desc[2] = {1, 0};
-  const void *parts[3] = {head, desc, enc};
-  size_t lens[3] = {2, 2, len}, rl[4];
-  send_parts(s, parts, lens, 3);
-  free(enc);
-  cr_assert_eq(recv_msg(s, replies, rl, 4), 1);
-  cr_assert_eq(replies[0][0], TG__M_REFUSED);
+  put_refused_5(s);
+  size_t rl[4];
   uint8_t fetch[2] = {TG__M_FETCH, 5}, drop[3] = {TG__M_FREE, 1, 5};
   cr_assert_eq(zmq_send(s, fetch, 2, 0), 2); /* waits for object 5 */
   cr_assert_eq(zmq_send(s, drop, 3, 0), 3);
