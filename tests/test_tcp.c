@@ -2383,3 +2383,30 @@ Test(tcp, refused_object_let_go_of_is_gone) {
   free(replies);
   still_serves(w);
 }
+
+/* Int arguments and int results travel in the task and result records
+ * themselves, not in the messages' value lists: exact at the ends of the
+ * range, negative, wrapped. */
+Test(tcp, ints_in_records_exact) {
+  int w = start();
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  const int64_t xs[] = {INT64_MIN, INT64_MIN + 1, -1, 0, 1, 63, 64, -64, -65, INT64_MAX};
+  enum { N = sizeof xs / sizeof xs[0] };
+  tg_node outs[N + 1]; /* each an output: each result comes back on its own */
+  for (int i = 0; i < N; i++) outs[i] = tg_call(g, "identity", 1, V(tg_int(xs[i])));
+  outs[N] = tg_call(g, "add", 2, V(tg_int(INT64_MAX)), V(tg_int(1))); /* wraps */
+  tg_value *r[N + 1] = {0};
+  cr_assert_eq(run(g, outs, N + 1, ex, r, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  for (int i = 0; i < N; i++) {
+    cr_expect_eq(tg_value_type(r[i]), TG_INT);
+    cr_expect_eq(tg_value_int(r[i]), xs[i], "item %d", i);
+    tg_value_unref(r[i]);
+  }
+  cr_expect_eq(tg_value_int(r[N]), INT64_MIN);
+  tg_value_unref(r[N]);
+  same_as_sync(g, outs, N + 1, ex);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}

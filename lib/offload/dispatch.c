@@ -174,6 +174,11 @@ static int attempts_of(const tg__run *r, const tg__gnode *nd) {
 static void put_arg(ofl_conn *c, ofl_rec *rec, uint32_t j, const tg__garg *a) {
   ofl_handle *h = rec->hargs[j];
   tg__wbuf *w = &c->batch;
+  if (!h && tg_value_type(rec->args[j]) == TG_INT) { /* in the record: no list entry */
+    tg__wbuf_u8(w, TG__ARG_INT);
+    tg__wbuf_svarint(w, tg_value_int(rec->args[j]));
+    return;
+  }
   if (!h) {
     tg__wbuf_u8(w, TG__ARG_INLINE);
     tg__wbuf_varint(w, c->nbvals);

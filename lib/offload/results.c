@@ -206,6 +206,10 @@ static bool result(ofl *b, ofl_conn *c, tg__rbuf *r, tg_value *vals, double now)
     uint64_t i = tg__rbuf_varint(r);
     ok = ok && !r->bad && i < tg_list_len(vals);
     if (ok) v = tg_value_ref(tg_list_get(vals, (size_t)i));
+  } else if (st == TG__RS_INT) {
+    int64_t x = tg__rbuf_svarint(r);
+    ok = ok && !r->bad;
+    if (ok) v = tg_int(x); /* NULL out of memory: TG_ENOMEM below */
   } else if (st == TG__RS_KEPT) {
     bytes = tg__rbuf_varint(r);
     ok = ok && read_shape(r, &s);
@@ -226,7 +230,7 @@ static bool result(ofl *b, ofl_conn *c, tg__rbuf *r, tg_value *vals, double now)
   }
   /* What was asked: an output comes back, a recomputation stays there. */
   if (rec && ((st == TG__RS_KEPT && (!rec->store || (rec->t && rec->t->flags & TG__T_OUTPUT))) ||
-              (st == TG__RS_INLINE && !rec->t) ||
+              ((st == TG__RS_INLINE || st == TG__RS_INT) && !rec->t) ||
               (st == TG__RS_BOTH && (!rec->t || !rec->store))))
     ok = false;
   if (ok && rec) tg__idmap_del(&c->recs, id);

@@ -36,6 +36,8 @@
  *             u8 2 element: varint id, svarint index (of a list object)
  *             u8 3 entry: varint id, str key (of a map object)
  *             u8 4 object, its last use: varint id (dropped once taken)
+ *             u8 5 int: svarint (an int constant, in the record: no
+ *               entry in the argument list to encode and decode)
  *   PUT     varint id; then one value: store it as object id.
  *   FETCH   varint id: send object id back (VALUE).
  *   FREE    varint n, n x varint id.
@@ -70,6 +72,7 @@
  *               2 map: varint n, n x str key)
  *             2 failed: svarint code, str message ("" when none)
  *             3 inline and kept (TG__RF_ALSO_KEEP): varint index
+ *             4 an int, inline: svarint (no entry in the result list)
  *   VALUE   varint id, u8 status (0 ok: one value follows; 1 unknown)
  *   PONG    varint token.
  *   REFUSED varint id, str why: the value a PUT carried for object id
@@ -159,10 +162,12 @@ enum { /* task flags */
 };
 
 enum { TG__ARG_INLINE = 0, TG__ARG_OBJ = 1, TG__ARG_ELEM = 2, TG__ARG_ENTRY = 3,
-       TG__ARG_OBJ_LAST = 4 /* an object, used for the last time: drop it once
-                               taken (made) */ };
+       TG__ARG_OBJ_LAST = 4, /* an object, used for the last time: drop it once
+                                taken (made) */
+       TG__ARG_INT = 5 /* an int, in the record */ };
 enum { TG__RS_INLINE = 0, TG__RS_KEPT = 1, TG__RS_FAILED = 2,
-       TG__RS_BOTH = 3 /* inline, and kept as the store id */ };
+       TG__RS_BOTH = 3, /* inline, and kept as the store id */
+       TG__RS_INT = 4 /* an int, in the record */ };
 enum { TG__SHAPE_NONE = 0, TG__SHAPE_LIST = 1, TG__SHAPE_MAP = 2 };
 /* Most items (list) or entries (map) of a shape: the client holds a
  * pointer (an entry) per item, so a longer one is sent back whole, not

@@ -177,6 +177,12 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
     t->args[j] = tg_value_ref(tg_list_get(vals, (size_t)i));
     return true;
   }
+  if (kind == TG__ARG_INT) {
+    int64_t x = tg__rbuf_svarint(r);
+    if (r->bad) return false;
+    if (!(t->args[j] = tg_int(x))) prefail(t, TG_ENOMEM, "argument %u: out of memory", j);
+    return true;
+  }
   uint64_t id = tg__rbuf_varint(r);
   int64_t index = 0;
   char key[TG__MAX_KEY + 1]; /* not cleared: 4 KB per argument */
@@ -589,6 +595,9 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
     tg__wbuf_u8(b, TG__RS_KEPT);
     tg__wbuf_varint(b, tg__wire_estimate(t->out, SIZE_MAX));
     put_shape(b, t->out, t->flags & TG__RF_SHAPE);
+  } else if (!both && tg_value_type(t->out) == TG_INT) { /* in the record */
+    tg__wbuf_u8(b, TG__RS_INT);
+    tg__wbuf_svarint(b, tg_value_int(t->out));
   } else {
     tg__wbuf_u8(b, both ? TG__RS_BOTH : TG__RS_INLINE);
     tg__wbuf_varint(b, s->nvals);
