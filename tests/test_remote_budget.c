@@ -159,6 +159,7 @@ static void fake_serve(void *sock, uint64_t claim) {
       uint64_t k = tg__rbuf_varint(&r);
       tg__wbuf_u8(&h, TG__M_RESULTS);
       tg__wbuf_varint(&h, k);
+      tg__wbuf_varint(&h, 0); /* clock base */
       for (uint64_t i = 0; i < k && !r.bad; i++) {
         size_t len;
         uint64_t id = tg__rbuf_varint(&r);
@@ -183,7 +184,7 @@ static void fake_serve(void *sock, uint64_t claim) {
         tg__wbuf_varint(&h, 0); /* failed calls */
         tg__wbuf_varint(&h, 10);
         tg__wbuf_varint(&h, 1); /* thread 0 */
-        tg__wbuf_varint(&h, 0); /* received */
+        tg__wbuf_svarint(&h, 0); /* received, from the base */
         tg__wbuf_varint(&h, 0); /* waited */
         tg__wbuf_u8(&h, TG__RS_KEPT);
         if (claim) {

@@ -189,10 +189,11 @@ static tg__call_report placed(ofl_conn *c, const ofl_rec *rec, uint64_t thread1,
 
 /* One result record; false when malformed (or c dropped). now: our clock
  * once the message had come, read once per message. */
-static bool result(ofl *b, ofl_conn *c, tg__rbuf *r, tg_value *vals, double now) {
+static bool result(ofl *b, ofl_conn *c, tg__rbuf *r, tg_value *vals, uint64_t base,
+                   double now) {
   uint64_t id = tg__rbuf_varint(r), calls = tg__rbuf_varint(r), fails = tg__rbuf_varint(r);
   double secs = (double)tg__rbuf_varint(r) * 1e-6;
-  uint64_t thread1 = tg__rbuf_varint(r), received_us = tg__rbuf_varint(r),
+  uint64_t thread1 = tg__rbuf_varint(r), received_us = base + (uint64_t)tg__rbuf_svarint(r),
            wait_us = tg__rbuf_varint(r);
   uint8_t st = tg__rbuf_u8(r);
   tg_value *v = NULL;
@@ -298,7 +299,7 @@ static bool result(ofl *b, ofl_conn *c, tg__rbuf *r, tg_value *vals, double now)
 }
 
 static bool results(ofl *b, ofl_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n) {
-  uint64_t count = tg__rbuf_count(r, TG__MAX_BATCH);
+  uint64_t count = tg__rbuf_count(r, TG__MAX_BATCH), base = tg__rbuf_varint(r);
   tg_value *vals = NULL;
   size_t used;
   uint64_t bytes = 0;
@@ -311,7 +312,7 @@ static bool results(ofl *b, ofl_conn *c, tg__rbuf *r, zmq_msg_t *parts, size_t n
   bool ok = true;
   double now = tg__now();
   for (uint64_t i = 0; i < count && ok && c->state == CS_READY; i++)
-    ok = result(b, c, r, vals, now);
+    ok = result(b, c, r, vals, base, now);
   tg_value_unref(vals);
   return ok;
 }

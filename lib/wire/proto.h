@@ -57,14 +57,16 @@
  *           the worker's version (TG__FN_VERSION), where its code comes
  *           from (TG__FN_ORIGIN, tg__func_origin_text) or its code id
  *           ("" when none, TG__FN_CODE)).
- *   RESULTS varint n, n result records; then one value: the list of
- *           inline results the records index.
+ *   RESULTS varint n, varint base (micro-seconds of the worker's
+ *           CLOCK_MONOTONIC), n result records; then one value: the list
+ *           of inline results the records index.
  *     result: varint task id, varint calls, varint failed calls,
  *           varint micro-seconds from the first call's start to the last
  *           call's end, varint thread + 1 of the worker's pool that made
- *           the calls (0: none made), varint micro-seconds of the
- *           worker's CLOCK_MONOTONIC when the TASKS message carrying the
- *           task was handled, varint micro-seconds from then to the
+ *           the calls (0: none made), svarint micro-seconds from base to
+ *           the worker's CLOCK_MONOTONIC when the TASKS message carrying
+ *           the task was handled (a few bytes, not the clock's eight),
+ *           varint micro-seconds from then to the
  *           first call's start (the client converts these to its clock:
  *           lib/offload/results.c), u8 status:
  *             0 inline: varint index

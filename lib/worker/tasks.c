@@ -585,7 +585,9 @@ static void finish(tg__worker *wk, wtask *t, wtask **ready) {
   bool called = t->calls > 0 && t->started > 0;
   double wait = called && t->started > t->received ? t->started - t->received : 0;
   tg__wbuf_varint(b, called ? (uint64_t)t->worker + 1 : 0);
-  tg__wbuf_varint(b, (uint64_t)(t->received * 1e6));
+  uint64_t received_us = (uint64_t)(t->received * 1e6);
+  if (s->nres == 0) s->res_base = received_us;
+  tg__wbuf_svarint(b, (int64_t)(received_us - s->res_base));
   tg__wbuf_varint(b, (uint64_t)(wait * 1e6));
   if (!ok) {
     tg__wbuf_u8(b, TG__RS_FAILED);
@@ -613,6 +615,7 @@ static void flush(tg__worker *wk, wsess *s) {
   if (!s->res.oom) {
     tg__wbuf_u8(&h, TG__M_RESULTS);
     tg__wbuf_varint(&h, s->nres);
+    tg__wbuf_varint(&h, s->res_base);
     tg__wbuf_bytes(&h, s->res.p, s->res.len);
     list = tg_list_take(s->nvals, s->vals); /* takes the references */
     s->nvals = 0;

@@ -106,6 +106,8 @@ struct wsess {
   wrun *runs;
   tg__wbuf res;         /* result records not yet sent */
   uint32_t nres;
+  uint64_t res_base;    /* their clock base (wire/proto.h RESULTS): the
+                           first one's time received, in micro-seconds */
   tg_value **vals;      /* inline results of those records */
   size_t nvals, cap_vals;
 };
