@@ -79,7 +79,10 @@ extern "C" {
 #define TG_REMOTE_PROTOCOL 8 /* 5: functions carry their code id; 6: quiet
                                tasks, last uses of objects; 7: workers
                                join (JOIN) and leave (LEAVE); 8: a PUT's
-                               value that does not decode is REFUSED */
+                               value that does not decode is REFUSED,
+                               generated task keys go as node ids, ints
+                               in the records, one clock base per
+                               RESULTS */
 
 /* Default address of a worker, and its default port. */
 #define TG_WORKER_DEFAULT_LISTEN "tcp://127.0.0.1:7070"

@@ -136,7 +136,7 @@ static inline bool tg__arg_is_node(unsigned kind) {
  * as snprintf): "NAME#ID" for a call (kind TG__NK_CALL), "NAME.chunk#ID"
  * for a map's chunk and "NAME.map#ID" for the node assembling its result.
  * Formatted by hand: snprintf cost a fifth of the thread sending tasks to
- * workers (which now make the keys of calls themselves, from the id). */
+ * workers (which now make the keys themselves, from the node id). */
 int tg__key_generated(char *buf, size_t size, const char *name, size_t name_len,
                       unsigned kind, uint32_t id);
 /* Node n's id in generated keys (a copy keeps its original's). */
