@@ -13,6 +13,7 @@
 
 #include "offload/engine.h"
 #include "wire/wire.h"
+#include "value/value_internal.h"
 #include "memo/memo.h"
 #include "graph/call.h"
 #include "registry/taskhost.h"
@@ -174,9 +175,10 @@ static int attempts_of(const tg__run *r, const tg__gnode *nd) {
 static void put_arg(ofl_conn *c, ofl_rec *rec, uint32_t j, const tg__garg *a) {
   ofl_handle *h = rec->hargs[j];
   tg__wbuf *w = &c->batch;
-  if (!h && tg_value_type(rec->args[j]) == TG_INT) { /* in the record: no list entry */
+  const tg_value *v = rec->args[j];
+  if (!h && (tg__is_imm(v) || tg_value_type(v) == TG_INT)) { /* in the record: no list entry */
     tg__wbuf_u8(w, TG__ARG_INT);
-    tg__wbuf_svarint(w, tg_value_int(rec->args[j]));
+    tg__wbuf_svarint(w, tg__is_imm(v) ? tg__imm_get(v) : tg_value_int(v));
     return;
   }
   if (!h) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "offload/engine.h"
+#include "value/value_internal.h"
 #include "wire/wire.h"
 
 /* ---- handles -------------------------------------------------------------- */
@@ -156,9 +157,11 @@ static ofl_handle *marker_handle(ofl *b, const tg_value *v) {
 }
 
 ofl_handle *tg__ofl_handle_of_value(ofl *b, const tg_value *v) {
-  ofl_handle *h = marker_handle(b, v);
-  if (h) return h;
+  if (tg__is_imm(v)) return NULL; /* asked of every argument sent */
   tg_type t = tg_value_type(v);
+  if (t != TG_NDARRAY && t != TG_LIST && t != TG_MAP) return NULL;
+  ofl_handle *h = t == TG_NDARRAY ? marker_handle(b, v) : NULL;
+  if (h) return h;
   const tg_value *first = t == TG_LIST && tg_list_len(v) ? tg_list_get(v, 0)
                           : t == TG_MAP && tg_map_len(v) ? tg_map_value_at(v, 0)
                                                          : NULL;

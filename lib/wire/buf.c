@@ -29,13 +29,22 @@ bool tg__wbuf_grow(tg__wbuf *b, size_t n) {
 }
 
 uint64_t tg__rbuf_varint_slow(tg__rbuf *r) {
+  if (r->bad || r->pos >= r->len) {
+    r->bad = true;
+    return 0;
+  }
+  /* One bounds check for the whole varint, not one per byte: two- and
+   * three-byte ones (wire ids, times in microseconds) are in every record. */
+  const uint8_t *p = r->p + r->pos;
+  size_t avail = r->len - r->pos < 10 ? r->len - r->pos : 10;
   uint64_t u = 0;
-  for (unsigned shift = 0; shift < 64; shift += 7) {
-    uint8_t c = tg__rbuf_u8(r);
-    if (r->bad) return 0;
-    if (shift == 63 && c > 1) break; /* more than 64 bits */
-    u |= (uint64_t)(c & 0x7f) << shift;
-    if (!(c & 0x80)) return u;
+  for (size_t i = 0; i < avail; i++) {
+    if (i == 9 && p[i] > 1) break; /* more than 64 bits */
+    u |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    if (!(p[i] & 0x80)) {
+      r->pos += i + 1;
+      return u;
+    }
   }
   r->bad = true;
   return 0;
