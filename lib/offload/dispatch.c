@@ -495,6 +495,20 @@ static ofl_handle *producer(ofl_run *rs, uint32_t ti) {
   return h && tg__ofl_handle_ref_alive(h) ? h : NULL;
 }
 
+/* The handle of task ti's result (a new reference): its live one, or a
+ * new one naming it nowhere when it was released or never made here (a
+ * quiet task's, tg__ofl_gone), to be computed again; NULL out of memory. */
+static ofl_handle *producer_or_new(ofl *b, ofl_run *rs, uint32_t ti) {
+  ofl_handle *h = producer(rs, ti);
+  if (!h && (h = tg__ofl_handle_new(b, H_OBJ, 0))) {
+    h->run = rs;
+    h->task = ti;
+    rs->users++;
+    rs->handle_of[ti] = h;
+  }
+  return h;
+}
+
 /* A recomputation of x on c; its inputs are there already. */
 static void emit(ofl *b, ofl_conn *c, ofl_handle *x) {
   ofl_run *rs = x->run;
@@ -604,13 +618,7 @@ static void rebuild(ofl *b, ofl_conn *c, ofl_handle *h) {
         tg__ofl_handle_unref(b, ph);
         continue;
       }
-      if (!ph && (ph = tg__ofl_handle_new(b, H_OBJ, 0))) { /* released: make it again */
-        ph->run = rs;
-        ph->task = pi;
-        rs->users++;
-        rs->handle_of[pi] = ph;
-      }
-      next = ph;
+      next = ph ? ph : producer_or_new(b, rs, pi); /* released: make it again */
     }
     if (next) {
       if (n == cap) {
@@ -684,6 +692,13 @@ static void find_handles(ofl *b, ofl_rec *rec) {
   const tg__gnode *nd = &r->g->nodes[rec->node];
   const tg__garg *a = tg__node_args(r->g, nd);
   for (uint32_t j = 0; j < rec->nargs; j++) {
+    /* A quiet task's result, dropped on its worker (its dependents went
+     * with it: rec is sent again): made again where rec goes. */
+    if (rec->args[j] == tg__ofl_gone() && a[j].kind == TG_ARG_NODE &&
+        r->plan.task_of[a[j].node] != UINT32_MAX) {
+      rec->hargs[j] = producer_or_new(b, rec->rs, r->plan.task_of[a[j].node]);
+      continue;
+    }
     ofl_handle *h = tg__ofl_handle_of_value(b, rec->args[j]);
     /* An item the engine selected (only item and key arguments lead to
      * one): the graph says which. */
@@ -811,7 +826,7 @@ static int64_t room_of(const ofl_run *rs, int64_t slack) {
   /* Quiet tasks pre-sent count nothing: their results die on their
    * worker, used by tasks sent with them (a pulled subtree counts as its
    * root), and the engine ends them as it reaches them. A quiet task the
-   * engine began counts: told done, it is a placeholder here until the
+   * engine began counts: told done, it is a value here until the
    * engine ends its dependent. */
   int64_t live = atomic_load_explicit(&rs->r->live, memory_order_relaxed) +
                  (int64_t)rs->inflight - (int64_t)(rs->nquiet - rs->nquiet_begun);
@@ -891,7 +906,8 @@ static bool any_room(ofl *b) {
 static bool built_here(ofl *b, ofl_rec *rec) {
   if (!rec->t || !(rec->t->flags & TG__T_INTERNAL)) return false;
   for (uint32_t j = 0; j < rec->nargs; j++)
-    if (tg__ofl_handle_of_value(b, rec->args[j])) return false; /* on a worker */
+    if (rec->args[j] == tg__ofl_gone() || tg__ofl_handle_of_value(b, rec->args[j]))
+      return false; /* on a worker, or to be made there again */
   tg__run *r = rec->rs->r;
   const tg__gnode *nd = &r->g->nodes[rec->node];
   tg_task_ctx ctx;

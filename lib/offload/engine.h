@@ -46,7 +46,10 @@
  * task whose dependents all went with it is also quiet (TG__RF_QUIET):
  * W sends no record when it is made; any reply of a task that took it
  * tells it was made (a failure reports itself, before its users'), and
- * its last user drops it on W (TG__ARG_OBJ_LAST). So a chain runs on one
+ * its last user drops it on W (TG__ARG_OBJ_LAST); its value here is the
+ * engine's one "gone" null (tg__ofl_gone), which names no handle: a
+ * dependent sent again finds it from the graph and has it made again
+ * (find_handles), as a lost result. So a chain runs on one
  * worker without a round trip per link, the parent hears of it once,
  * from its last link, and W holds one link's result at a time. At most
  * OFL_AHEAD records of a run go ahead of the engine (past it, the next
@@ -77,8 +80,9 @@
  * top, tasks on workers count until their reply, but quiet ones sent
  * ahead of the engine: their results die there (a pulled subtree counts
  * as its root). A quiet task the engine began counts: a reply that tells
- * it was made turns it into a placeholder here until the engine ends its
- * dependent (not counting it let a tree of 65,536 leaves reach 70). A
+ * it was made turns it into a value here (the gone one) until the engine
+ * ends its dependent (not counting it let a tree of 65,536 leaves reach
+ * 70). A
  * dependent pre-sent to a worker waits for room like a leaf (its pulled
  * inputs die there, its result comes here). A ready task whose quiet
  * pre-sent record is still out is set aside on it unbegun (parked, offload/
@@ -88,7 +92,7 @@
  * the bound let about one subtree per worker out at a time (each worker
  * idled through every round trip: 214 messages for a tree of 4,096
  * leaves, 55-61 now). Ended tasks' dependents whose records are done end
- * next (depth first), so a subtree's placeholders do not pile up. A tree
+ * next (depth first), so a subtree's values do not pile up. A tree
  * reduction of 65,536 leaves on two one-thread workers keeps 34-43 alive
  * (threads:2 26-29).
  *
@@ -631,8 +635,13 @@ void tg__ofl_handles_reap(ofl *b);
  * NULL when out of memory, or (*dup set) when a key came twice. */
 tg_value *tg__ofl_placeholder(ofl *b, ofl_handle *h, uint8_t shape, size_t n,
                           const char **keys, const size_t *keylen, bool *dup);
+/* The value standing for a result dropped on its worker after its last
+ * use there (a quiet task's, offload/chain.c): a null of its own, not
+ * tg_null(), that names no handle; a task that takes it finds its
+ * producer from the graph. Immortal. */
+tg_value *tg__ofl_gone(void);
 /* The handle an argument value stands for (the object, for an item), or
- * NULL for a real value. */
+ * NULL for a real value (tg__ofl_gone() too). */
 ofl_handle *tg__ofl_handle_of_value(ofl *b, const tg_value *v);
 /* The run state of r, created on first sight (NULL when out of memory). */
 ofl_run *tg__ofl_run_get(ofl *b, tg__run *r);

@@ -148,6 +148,11 @@ tg_value *tg__ofl_placeholder(ofl *b, ofl_handle *h, uint8_t shape, size_t n,
   return v;
 }
 
+/* Immortal (ref and unref do nothing): one for every engine, any thread. */
+static tg_value gone = {.refs = 1, .type = TG_NULL, .flags = TG__F_IMMORTAL};
+
+tg_value *tg__ofl_gone(void) { return &gone; }
+
 static ofl_handle *marker_handle(ofl *b, const tg_value *v) {
   if (tg_value_type(v) != TG_NDARRAY || tg_ndarray_ndim(v) != 3) return NULL;
   const int64_t *s = tg_ndarray_shape(v);

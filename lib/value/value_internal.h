@@ -4,7 +4,8 @@
  * A tg_value pointer is one of:
  *   - an immediate int: low bit 1, the int64 in the upper 63 bits
  *     (range TG__IMM_MIN..TG__IMM_MAX); no allocation, no refcount;
- *   - a pointer to a static immortal object (null, true, false);
+ *   - a pointer to a static immortal object (null, true, false; the
+ *     out-of-process engine's "gone" null, offload/handle.c);
  *   - a pointer to a heap object starting with struct tg_value.
  * Heap objects are allocated with tg__malloc and freed by tg_value_unref.
  *
