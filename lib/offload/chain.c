@@ -137,7 +137,7 @@ uint8_t tg__ofl_chain_flags(ofl *b, ofl_conn *c, ofl_rec *rec) {
      * never measured counts as a microsecond on c, not the default
      * millisecond that would fill c's queue with a few of them (a pulled
      * tree is mostly quiet tasks). */
-    if (!tg__idmap_get(&b->task_secs, rec->kind_key)) {
+    if (!tg__ofl_task_known(b, rec->kind_key)) {
       tg__ofl_conn_remove(c, rec);
       rec->est = 1e-6;
       tg__ofl_conn_add(c, rec);

@@ -119,7 +119,12 @@ bool tg__ofl_conn_send_held(ofl *b, ofl_conn *c, const tg__wbuf *h, tg__wire_hel
 
 uint64_t tg__ofl_conn_fn(ofl *b, ofl_conn *c, const tg_func *f) {
   (void)b;
-  /* Tasks come in runs of one function: the last one answers most. */
+  /* Tasks come in runs of one function or two alternating: the last two
+   * answer most. */
+  if (c->fn_last < c->nfns && c->fn_of[c->fn_last] == f) return c->fn_last;
+  c->fn_prev ^= c->fn_last; /* swapped: the one found is the last now */
+  c->fn_last ^= c->fn_prev;
+  c->fn_prev ^= c->fn_last;
   if (c->fn_last < c->nfns && c->fn_of[c->fn_last] == f) return c->fn_last;
   uint64_t id1 = (uint64_t)(uintptr_t)tg__idmap_get(&c->fns, (uint64_t)(uintptr_t)f);
   if (id1) return c->fn_last = id1 - 1;
@@ -215,10 +220,17 @@ void tg__ofl_conn_remove(ofl_conn *c, ofl_rec *rec) {
 }
 
 /* Estimates are stored in the map as the bits of the double. */
+/* The bits of kind_key's entry (0: none). */
+static uint64_t secs_bits(const ofl *b, uint64_t kind_key) {
+  if (kind_key == b->secs_key[0]) return b->secs_bits[0];
+  if (kind_key == b->secs_key[1]) return b->secs_bits[1];
+  return (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
+}
+
+bool tg__ofl_task_known(const ofl *b, uint64_t kind_key) { return secs_bits(b, kind_key) != 0; }
+
 double tg__ofl_task_secs(const ofl *b, uint64_t kind_key) {
-  uint64_t bits = kind_key == b->secs_key
-                      ? b->secs_bits
-                      : (uint64_t)(uintptr_t)tg__idmap_get(&b->task_secs, kind_key);
+  uint64_t bits = secs_bits(b, kind_key);
   double s;
   memcpy(&s, &bits, sizeof s);
   return bits ? s : 1e-3;
@@ -236,8 +248,14 @@ void tg__ofl_task_measured(ofl *b, uint64_t kind_key, double secs) {
   if (slot) *slot = (void *)(uintptr_t)bits;
   else if (!tg__idmap_put(&b->task_secs, kind_key, (void *)(uintptr_t)bits))
     return; /* a hint: OOM is fine */
-  b->secs_key = kind_key; /* the map's entry, as it now is */
-  b->secs_bits = bits;
+  int i = kind_key == b->secs_key[0] ? 0 : 1; /* the map's entry, as it now is */
+  if (i == 1 && kind_key != b->secs_key[1]) { /* the older one goes */
+    b->secs_key[1] = b->secs_key[0];
+    b->secs_bits[1] = b->secs_bits[0];
+    i = 0;
+  }
+  b->secs_key[i] = kind_key;
+  b->secs_bits[i] = bits;
 }
 
 /* ---- losing a worker --------------------------------------------------------- */

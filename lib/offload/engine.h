@@ -446,8 +446,11 @@ struct ofl_conn {
   tg__idmap fns;           /* tg_func* -> fn id + 1 */
   const tg_func **fn_of;   /* fn id -> function */
   size_t nfns, cap_fns;
-  size_t fn_last;          /* the id tg__ofl_conn_fn gave last (valid when
-                            * below nfns: a new session empties fn_of) */
+  size_t fn_last, fn_prev; /* the ids tg__ofl_conn_fn gave last and the
+                            * one before (valid when below nfns: a new
+                            * session empties fn_of): tasks come in runs
+                            * of one function or alternate between two (a
+                            * tree's leaves and sums) */
   tg__wbuf funcs;          /* definitions not yet sent */
   uint32_t nfuncs;
   tg__wbuf batch;          /* task records not yet sent */
@@ -511,8 +514,9 @@ struct ofl {
   bool ending;             /* tg__ofl_begin_done is working through them */
   tg__idmap handles;       /* id -> handle */
   tg__idmap task_secs;     /* kind key -> seconds (tg__ofl_task_secs), bits */
-  uint64_t secs_key, secs_bits; /* the entry measured last (0: none): asked
-                              of most in a run of one kind of task */
+  uint64_t secs_key[2], secs_bits[2]; /* the entries measured last and
+                              before (key 0: none): asked of most in a run
+                              of one or two kinds of task (a tree's) */
   uint64_t next_id;        /* handle / object ids */
   tg__idmap runs_by_seq;   /* run seq + 1 -> ofl_run */
   ofl_run *runs;
@@ -613,6 +617,8 @@ static inline bool tg__ofl_conn_has_room(const ofl_conn *c) {
 /* Seconds a record of this kind (function and node kind) took on workers,
  * a moving average of what they measured; 1 ms until one has run. */
 double tg__ofl_task_secs(const ofl *b, uint64_t kind_key);
+/* Whether a record of this kind has been measured. */
+bool tg__ofl_task_known(const ofl *b, uint64_t kind_key);
 void tg__ofl_task_measured(ofl *b, uint64_t kind_key, double secs);
 /* Put rec on / take it off conn c's load. */
 void tg__ofl_conn_add(ofl_conn *c, ofl_rec *rec);

@@ -296,7 +296,7 @@ bool tg__ofl_leave_fits(const ofl *b, ofl_conn *c, const ofl_rec *rec) {
    * free, at the latest when what is queued there is done on average
    * (running tasks counted whole), and ends its own time later. */
   unsigned n = c->nthreads ? c->nthreads : 1;
-  if (tg__idmap_get(&b->task_secs, rec->kind_key) &&
+  if (tg__ofl_task_known(b, rec->kind_key) &&
       tg__now() + c->queued / n + rec->est * LEAVE_SLOWER <= c->leave_by)
     return true;
   /* Idle, and a ready task does not fit: the next tick lets it go (not
