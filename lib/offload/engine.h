@@ -67,7 +67,8 @@
  * result without freeing one of its inputs waits while the run's results
  * alive pass its sequential peak (as sync would run it) plus OFL_SLACK
  * per worker thread. When the run is held back while its workers
- * would idle (at most one task queued per thread: say the sum that will
+ * would idle (at most one task, or OFL_IDLE_SECS of work, queued per
+ * thread: say the sum that will
  * free a group of inputs, on its round trip), its bound stretches by half
  * the sequential peak until the results alive are back under the first
  * one, so that the next group of leaves runs meanwhile: alive stays
@@ -196,6 +197,10 @@
                                  share processors: choose() */
 #define OFL_SLACK 16          /* results per worker thread a run may hold
                                  beyond its sequential peak (memory order) */
+#define OFL_IDLE_SECS 200e-6 /* work queued per worker thread under which
+                                 its workers would idle soon: about a
+                                 reply's round trip (a worker replies every
+                                 100 us while busy) */
 
 typedef struct ofl ofl;
 typedef struct ofl_conn ofl_conn;
