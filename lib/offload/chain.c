@@ -77,6 +77,43 @@ static bool presendable(const ofl *b, const ofl_run *rs, uint32_t di, const ofl_
   return presendable_in(b, rs, di, c, self, &budget);
 }
 
+/* Whether input pi of a task blocks sending it ahead to c for good: the
+ * engine began pi, and pi's result is kept for no pre-sent task (it comes
+ * back, or stays where it was made unnamed): it can be neither pulled
+ * nor named there. (A lost pi sent again may be kept after all: a chain
+ * missed then, never a wrong one: presendable decides.) */
+static bool hard_block(const ofl_run *rs, uint32_t pi, uint32_t self) {
+  return pi != self && pi != UINT32_MAX && rs->bound[pi] == 0 &&
+         atomic_load_explicit(&rs->r->plan.tasks[pi].state, memory_order_relaxed) !=
+             TG__T_NEW;
+}
+
+/* Whether dependent di of self cannot go ahead to c, by what blocked it
+ * last (rs->blocked_by): one look instead of its checks, for each of the
+ * many inputs of a sum whose first input was begun long ago (W1, the
+ * 2,000,000 tasks of graph.json: about 130 instructions a task). */
+static bool still_blocked(const ofl_run *rs, uint32_t di, uint32_t self) {
+  uint32_t j1 = rs->blocked_by[di];
+  if (!j1) return false;
+  const tg__run *r = rs->r;
+  const tg__garg *a = tg__node_args(r->g, &r->g->nodes[r->plan.tasks[di].node]);
+  return hard_block(rs, r->plan.task_of[a[j1 - 1].node], self);
+}
+
+/* di could not go ahead: remember an input of it that blocks it for good,
+ * if one of its first ones does (presendable gives up within about
+ * OFL_PULL of them too). */
+static void note_block(const ofl_run *rs, uint32_t di, uint32_t self) {
+  const tg__run *r = rs->r;
+  const tg__gnode *nd = &r->g->nodes[r->plan.tasks[di].node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  for (uint32_t j = 0; j < nd->nargs && j <= 2 * OFL_PULL; j++)
+    if (a[j].kind == TG_ARG_NODE && hard_block(rs, r->plan.task_of[a[j].node], self)) {
+      rs->blocked_by[di] = j + 1;
+      return;
+    }
+}
+
 /* Dependents of rec's task that will run, when every one of them can be
  * sent to c ahead of the engine (its other inputs are kept there
  * already), at most as many as c has threads (two at least): more go
@@ -101,7 +138,11 @@ static uint32_t chain_deps(const ofl *b, const ofl_conn *c, const ofl_rec *rec) 
     uint32_t di = p->deps[k];
     if ((p->tasks[di].flags & TG__T_CACHED) || (k > p->dep_off[rec->task] && p->deps[k - 1] == di))
       continue;
-    if (++n > most || !presendable(b, rs, di, c, rec->task)) return 0;
+    if (++n > most || still_blocked(rs, di, rec->task)) return 0;
+    if (!presendable(b, rs, di, c, rec->task)) {
+      note_block(rs, di, rec->task);
+      return 0;
+    }
   }
   return n;
 }

@@ -328,6 +328,8 @@ struct ofl_run {
                               pre-sent dependents: socket generation << 32
                               | conn + 1; 0: nowhere */
   uint64_t *bound_id;      /* per task: that object's id there */
+  uint32_t *blocked_by;    /* per task: 1 + an argument that kept it from
+                              being sent ahead (offload/chain.c), 0 */
   uint32_t nearly;         /* records in early */
   uint32_t inflight;       /* records of engine tasks (early ones too) */
   uint32_t nquiet;         /* of those, sent TG__RF_QUIET: their results

@@ -238,6 +238,7 @@ static void run_free(ofl_run *rs) {
   tg__free(rs->early);
   tg__free(rs->bound);
   tg__free(rs->bound_id);
+  tg__free(rs->blocked_by);
   tg__free(rs->deferred);
   tg__free(rs->stack);
   tg__free(rs->silent);
@@ -263,9 +264,10 @@ static __attribute__((noinline)) ofl_run *run_find(ofl *b, tg__run *r) {
   rs->early = tg__calloc(n, sizeof *rs->early);
   rs->bound = tg__calloc(n, sizeof *rs->bound);
   rs->bound_id = tg__calloc(n, sizeof *rs->bound_id);
+  rs->blocked_by = tg__calloc(n, sizeof *rs->blocked_by);
   rs->silent = tg__calloc(n, sizeof *rs->silent);
   if (!rs->silent || !rs->flags || !rs->rebuilds || !rs->handle_of || !rs->held || !rs->early ||
-      !rs->bound || !rs->bound_id ||
+      !rs->bound || !rs->bound_id || !rs->blocked_by ||
       !tg__idmap_put(&b->runs_by_seq, r->seq + 1, rs)) {
     run_free(rs);
     return NULL;
