@@ -176,6 +176,9 @@ static tg__call_report placed(ofl_conn *c, const ofl_rec *rec, uint64_t thread1,
   double received = (double)received_us * 1e-6;
   double bound = received - rec->sent;
   if (isnan(c->offset) || bound < c->offset) c->offset = bound;
+  /* The slice is for task events alone (an orphan's reply is dropped, its
+   * run perhaps over). */
+  if (rec->orphan || !rec->rs->r->on_event) return rep;
   double start = received + (double)wait_us * 1e-6 - c->offset;
   if (start < rec->sent) start = rec->sent;
   if (start > now) start = now;
