@@ -29,6 +29,7 @@ int tg__ofl_conn_new(ofl *b, const char *addr, ofl_conn **out, tg_error *err) {
   if (!c) return tg__error_set(err, TG_ENOMEM, "out of memory");
   snprintf(c->addr, sizeof c->addr, "%s", addr);
   c->idx = b->nconns;
+  c->recs = tg__idmap_seq(); /* wire ids are given in sequence */
   /* Workers are the run's own machines: values as large as memory. */
   tg__stream_init(&c->stream, (uint64_t)1 << 62, NULL);
   b->conns[b->nconns++] = c;
@@ -300,7 +301,7 @@ static void crashed(ofl *b, ofl_rec *rec, uint32_t attempt, const char *why) {
 static void give_back(ofl *b, ofl_conn *c, const char *why, uint64_t running,
                       uint32_t attempt) {
   tg__idmap recs = c->recs;
-  memset(&c->recs, 0, sizeof c->recs);
+  c->recs = tg__idmap_seq();
   for (size_t i = 0; recs.s && i <= recs.mask; i++) {
     if (!recs.s[i].key) continue;
     ofl_rec *rec = recs.s[i].val;

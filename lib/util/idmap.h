@@ -3,6 +3,14 @@
  * backward shift (no tombstones), for the tables both ends of the worker
  * protocol keep.
  *
+ * A map of keys given in sequence (tg__idmap_seq: the ids of the
+ * records sent on a connection, which mostly end in the order they were
+ * sent) keeps each key in slot key & mask: a lookup is one look, a
+ * deletion clears its slot. It grows while its live keys span more slots
+ * than it has, and works as a hash map once that span would need more
+ * than 8 times the slots its keys fill (one old key left among many
+ * newer ones), until it is empty again.
+ *
  * Thread safety: a map belongs to one thread (or to its owner's lock).
  */
 #ifndef TG_UTIL_IDMAP_H
@@ -21,8 +29,14 @@ typedef struct tg__idmap {
   tg__idmap_slot *s;
   size_t mask;  /* slots - 1; slots is a power of two, or 0 when empty */
   size_t n;     /* keys stored */
+  bool seq_asked; /* keys come in sequence (set while empty): */
+  bool seq;     /* each is in its own slot now (above) */
 } tg__idmap;
 
+/* An empty map for keys given in sequence (above). */
+static inline tg__idmap tg__idmap_seq(void) { return (tg__idmap){.seq_asked = true, .seq = true}; }
+
+/* Free m's slots; m is empty again (a sequence map still). */
 void tg__idmap_free(tg__idmap *m);
 /* The value under key (non-zero), or NULL. */
 void *tg__idmap_get(const tg__idmap *m, uint64_t key);
