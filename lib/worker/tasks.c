@@ -809,7 +809,7 @@ static void drop_waiters(tg__worker *wk, wobj *o) {
 void tg__wk_sess_clear(tg__worker *wk, wsess *s) {
   for (wrun *r = s->runs; r; r = r->next) atomic_store(&r->cancel, 1);
   tg__idmap objs = s->objs;
-  memset(&s->objs, 0, sizeof s->objs);
+  s->objs = tg__idmap_seq();
   for (size_t i = 0; objs.s && i <= objs.mask; i++) {
     if (!objs.s[i].key) continue;
     wobj *o = objs.s[i].val;

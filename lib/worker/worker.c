@@ -176,6 +176,7 @@ static bool hello(tg__worker *wk, wsess *old, const void *rid, size_t n,
     welcome(wk, rid, n, false, "out of memory", NULL);
     return true;
   }
+  s->objs = tg__idmap_seq(); /* the client's object ids */
   memcpy(s->rid, rid, n);
   s->rid_len = n;
   s->hash = hash;

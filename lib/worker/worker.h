@@ -102,7 +102,7 @@ struct wsess {
   char name[TG__MAX_NAME + 1];
   wfn *fns;
   size_t nfns;
-  tg__idmap objs;       /* id -> wobj */
+  tg__idmap objs;       /* id -> wobj (ids the client gives in sequence) */
   wrun *runs;
   tg__wbuf res;         /* result records not yet sent */
   uint32_t nres;
