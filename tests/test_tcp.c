@@ -99,6 +99,17 @@ static int fn_ints(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **ou
   return l ? TG_OK : tg_task_fail(ctx, TG_EINVAL, "ints needs n >= 0 (or memory)");
 }
 
+/* slow_ints(n, ms): ints(n), after ms milliseconds the first time this
+ * process is asked with that ms (a multiple of 100 below 3,200). */
+static int fn_slow_ints(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
+  static _Atomic uint32_t slept;
+  int rc = want_ints(ctx, a, n);
+  if (rc) return rc;
+  uint32_t bit = 1u << (tg_value_int(a[1]) / 100 % 32);
+  if (!(atomic_fetch_or(&slept, bit) & bit)) tgt_sleep_ms(tg_value_int(a[1]));
+  return fn_ints(ctx, a, 1, out);
+}
+
 /* big_split(k, n): a list of k arrays big(n, i). */
 static int fn_big_split(tg_task_ctx *ctx, tg_value *const *a, size_t n, tg_value **out) {
   int rc = want_ints(ctx, a, n);
@@ -200,7 +211,7 @@ static tg_registry *make_reg(const char *ver) {
               {"big_dict", fn_big_dict, 1}, {"slow", fn_slow, 2}, {"slow_counted", fn_slow_counted, 2},
               {"slow_big", fn_slow_big, 2}, {"versioned", tgt_fn_inc, 1},
               {"blob", fn_blob, 1},         {"blob_sum", fn_blob_sum, 1},
-              {"ints", fn_ints, 1}};
+              {"ints", fn_ints, 1}, {"slow_ints", fn_slow_ints, 2}};
   for (size_t i = 0; r && i < sizeof defs / sizeof defs[0]; i++) {
     bool versioned = strcmp(defs[i].name, "versioned") == 0;
     tg_func_def d = {.version = TG_FUNC_DEF_V1, .name = defs[i].name,
@@ -2410,6 +2421,50 @@ Test(tcp, ints_in_records_exact) {
   cr_expect_eq(tg_value_int(r[N]), INT64_MIN);
   tg_value_unref(r[N]);
   same_as_sync(g, outs, N + 1, ex);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* A quiet input with six dependents that each come back whole past the
+ * run's budget of placeholders, one after another: the input, dropped on
+ * the worker after its last use, is made again for the first one and then
+ * stays there for the others, not made again per dependent sent (that
+ * counted it lost more than OFL_MAX_REBUILDS times and stopped the run,
+ * no worker lost). */
+Test(tcp, quiet_input_of_dependents_sent_again_is_made_again_once) {
+  enum { FILL = 8, BIG = 1000000, SMALL = 500001, DEPS = 6 };
+  wspec sp = {.nthreads = DEPS};
+  int w = start_worker(&sp, NULL, 0);
+  cr_assert_geq(w, 0);
+  tg_executor *ex = tcp_ex(&w, 1, NULL);
+  tg_graph *g;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  /* The fillers' placeholders (kept for the sum) take the run's budget but
+   * for less than one dependent's list. */
+  tg_arg fills[FILL], last[FILL + DEPS];
+  for (int i = 0; i < FILL; i++) {
+    tg_node f = tg_call(g, "ints", 1, V(tg_int(BIG - i))); /* distinct nodes */
+    fills[i] = tg_arg_item(f, i ? 0 : SMALL - 1);
+    last[i] = tg_arg_item(f, 0);
+  }
+  tg_node q; /* SMALL - 1, once every filler is kept */
+  cr_assert_eq(tg_graph_add(g, "sum_args", fills, FILL, NULL, &q), TG_OK);
+  int64_t want = 0;
+  for (int i = 0; i < DEPS; i++) {
+    tg_node d = tg_call(g, "slow_ints", 2, N(q), V(tg_int(300 * i)));
+    last[FILL + i] = tg_arg_item(d, -1);
+    want += SMALL - 2;
+  }
+  tg_node all;
+  cr_assert_eq(tg_graph_add(g, "sum_args", last, FILL + DEPS, NULL, &all), TG_OK);
+  tg_compute_opts o = tgt_opts(NULL, 0, NULL);
+  o.executor = ex;
+  o.timeout = 60;
+  tg_value *v = NULL;
+  cr_assert_eq(tg_compute(g, &all, 1, &o, &v), TG_OK, "%s", tg_graph_errmsg(g));
+  cr_expect_eq(tg_value_int(v), want);
+  tg_value_unref(v);
+  cr_expect_leq(stats_of(ex).tasks_recomputed, 2);
   tg_graph_free(g);
   tg_executor_free(ex);
 }

@@ -300,15 +300,28 @@ void tg__ofl_undefer_runs(ofl *b) {
 }
 
 /* The value of quiet rec's result, an object its last use dropped on its
- * worker: the engine's one "gone" value (tg__ofl_gone), not a placeholder
- * of its own. Its dependents all went with it and replied; one sent again
- * finds its producer from the graph and computes it there again
- * (find_handles, offload/dispatch.c), as a lost result is. A placeholder
- * with a handle per quiet task was a third of what the I/O thread did for
- * a tree pulled to a worker. */
-static tg_value *quiet_value(ofl *b) {
+ * worker (nothing holds it: a task that still needs it computes it again).
+ * With one dependent (a chain's link, a tree's leaf or sum), the engine's
+ * one "gone" value (tg__ofl_gone): that dependent went with it and
+ * replied; sent again, it finds its producer from the graph and has it
+ * made again (find_handles, offload/dispatch.c), as a lost result. A
+ * placeholder with a handle per quiet task was a third of what the I/O
+ * thread did for a tree pulled to a worker. With more, a placeholder of
+ * its own: made again for one of them, its handle (held by the value)
+ * tells the others where it is (NULL out of memory). */
+static tg_value *quiet_value(ofl *b, ofl_rec *rec) {
   atomic_fetch_add(&b->st_kept, 1);
-  return tg__ofl_gone();
+  if (tg__ofl_run_dependents(rec->rs, rec->task) == 1) return tg__ofl_gone();
+  ofl_handle *h = tg__ofl_handle_new(b, H_OBJ, rec->store);
+  if (!h) return NULL;
+  h->run = rec->rs;
+  h->task = rec->task;
+  rec->rs->users++;
+  rec->rs->handle_of[rec->task] = h;
+  bool dup;
+  tg_value *v = tg__ofl_placeholder(b, h, TG__SHAPE_NONE, 0, NULL, NULL, &dup);
+  tg__ofl_handle_unref(b, h);
+  return v;
 }
 
 /* Quiet rec is done (a dependent's reply came). */
@@ -332,8 +345,10 @@ static void quiet_done(ofl *b, ofl_rec *rec) {
     rs->inflight--;
     tg__ofl_unpark(b, rec);
   } else {
+    tg_value *v = quiet_value(b, rec);
     tg__ofl_run_task_done(b, rs, rec->task);
-    tg__task_end_report(&b->w, rec->t, TG_OK, quiet_value(b), NULL, &rep);
+    tg__task_end_report(&b->w, rec->t, v ? TG_OK : TG_ENOMEM, v,
+                        v ? NULL : "out of memory", &rep);
     tg__ofl_take_ready(b);
     tg__ofl_rec_free(b, rec);
   }
@@ -416,7 +431,7 @@ void tg__ofl_attach(ofl *b, ofl_run *rs, ofl_rec *rec, tg_value *const *args, si
     tg_value *v = rec->dval;
     rec->dval = NULL;
     if (v) tg__run_live(rs->r, -1); /* the engine counts it from here */
-    if (rec->lazy) v = quiet_value(b);
+    if (rec->lazy && !(v = quiet_value(b, rec))) rec->dcode = TG_ENOMEM;
     tg__ofl_run_task_done(b, rs, rec->task);
     tg__task_end_report(&b->w, rec->t, rec->dcode, v,
                         rec->dcode == TG_ENOMEM && !rec->dmsg ? "out of memory" : rec->dmsg,

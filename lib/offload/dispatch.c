@@ -686,8 +686,9 @@ static int choose(ofl *b, const ofl_rec *rec) {
   return best;
 }
 
-/* The handles of rec's arguments (results on workers, large constants). */
-static void find_handles(ofl *b, ofl_rec *rec) {
+/* The handles of rec's arguments (results on workers, large constants);
+ * false when out of memory for one that must be made again here. */
+static bool find_handles(ofl *b, ofl_rec *rec) {
   const tg__run *r = rec->rs->r;
   const tg__gnode *nd = &r->g->nodes[rec->node];
   const tg__garg *a = tg__node_args(r->g, nd);
@@ -697,6 +698,7 @@ static void find_handles(ofl *b, ofl_rec *rec) {
     if (rec->args[j] == tg__ofl_gone() && a[j].kind == TG_ARG_NODE &&
         r->plan.task_of[a[j].node] != UINT32_MAX) {
       rec->hargs[j] = producer_or_new(b, rec->rs, r->plan.task_of[a[j].node]);
+      if (!rec->hargs[j]) return false; /* sent inline, it would be a null */
       continue;
     }
     ofl_handle *h = tg__ofl_handle_of_value(b, rec->args[j]);
@@ -720,13 +722,17 @@ static void find_handles(ofl *b, ofl_rec *rec) {
     }
     rec->hargs[j] = h;
   }
+  return true;
 }
 
 /* Place rec on a worker; false when none can take it (only leaving ones
  * have room, and it would not end in their windows): rec is then the
  * first to go next time. */
 static bool place(ofl *b, ofl_rec *rec) {
-  find_handles(b, rec);
+  if (!find_handles(b, rec)) {
+    tg__ofl_rec_fail(b, rec, TG_ENOMEM, "out of memory placing a task");
+    return true;
+  }
   int ci = choose(b, rec);
   if (ci < 0) {
     release_args(b, rec);
