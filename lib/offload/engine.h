@@ -46,10 +46,11 @@
  * task whose dependents all went with it is also quiet (TG__RF_QUIET):
  * W sends no record when it is made; any reply of a task that took it
  * tells it was made (a failure reports itself, before its users'), and
- * its last user drops it on W (TG__ARG_OBJ_LAST); its value here is the
- * engine's one "gone" null (tg__ofl_gone), which names no handle: a
- * dependent sent again finds it from the graph and has it made again
- * (find_handles), as a lost result. So a chain runs on one
+ * its last user drops it on W (TG__ARG_OBJ_LAST); its value here is,
+ * with one dependent, the engine's one "gone" null (tg__ofl_gone), which
+ * names no handle: that dependent sent again finds it from the graph and
+ * has it made again (find_handles), as a lost result; with several, a
+ * placeholder of its own. So a chain runs on one
  * worker without a round trip per link, the parent hears of it once,
  * from its last link, and W holds one link's result at a time. At most
  * OFL_AHEAD records of a run go ahead of the engine (past it, the next
@@ -649,9 +650,9 @@ void tg__ofl_handles_reap(ofl *b);
 tg_value *tg__ofl_placeholder(ofl *b, ofl_handle *h, uint8_t shape, size_t n,
                           const char **keys, const size_t *keylen, bool *dup);
 /* The value standing for a result dropped on its worker after its last
- * use there (a quiet task's, offload/chain.c): a null of its own, not
- * tg_null(), that names no handle; a task that takes it finds its
- * producer from the graph. Immortal. */
+ * use there (a quiet task's with one dependent, offload/chain.c): a null
+ * of its own, not tg_null(), that names no handle; a task that takes it
+ * finds its producer from the graph. Immortal. */
 tg_value *tg__ofl_gone(void);
 /* The handle an argument value stands for (the object, for an item), or
  * NULL for a real value (tg__ofl_gone() too). */
