@@ -110,10 +110,25 @@ static inline uint8_t tg__rbuf_u8(tg__rbuf *r) {
 /* The general case of tg__rbuf_varint (any length, every check). */
 uint64_t tg__rbuf_varint_slow(tg__rbuf *r);
 
-/* A varint. Most are one byte (ids, counts, flags of small messages):
- * those are read inline, every other goes the checked way. */
+/* A varint. Most are one to three bytes (counts and flags; wire ids,
+ * object ids and times in microseconds, several in every record): those
+ * are read inline, longer ones go the checked way. */
 static inline uint64_t tg__rbuf_varint(tg__rbuf *r) {
-  if (r->pos < r->len && r->p[r->pos] < 0x80 && !r->bad) return r->p[r->pos++];
+  if (TG__LIKELY(!r->bad && r->len - r->pos >= 3)) {
+    const uint8_t *p = r->p + r->pos;
+    if (p[0] < 0x80) {
+      r->pos += 1;
+      return p[0];
+    }
+    if (p[1] < 0x80) {
+      r->pos += 2;
+      return (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+    }
+    if (p[2] < 0x80) {
+      r->pos += 3;
+      return (uint64_t)(p[0] & 0x7f) | (uint64_t)(p[1] & 0x7f) << 7 | (uint64_t)p[2] << 14;
+    }
+  }
   return tg__rbuf_varint_slow(r);
 }
 
