@@ -319,6 +319,8 @@ struct ofl_run {
   ofl_handle **held;       /* per task: its result kept on a worker as a
                               CONST handle while dependents remain (weak:
                               consts owns it) */
+  uint32_t nheld;          /* tasks with one (none: a task's end need not
+                              look at its inputs) */
   bool cancelled;          /* its in-flight tasks were given up */
   uint64_t shapes;         /* bytes of its kept results' placeholder
                               lists/maps alive (OFL_RUN_SHAPES) */

@@ -329,6 +329,7 @@ bool tg__ofl_run_const_held(ofl *b, ofl_run *rs, tg_value *v, uint32_t ti, uint6
     return true;
   }
   rs->held[ti] = h;
+  rs->nheld++;
   return true;
 }
 
@@ -354,6 +355,7 @@ ofl_handle *tg__ofl_handle_item(ofl *b, ofl_run *rs, ofl_handle *p, const tg__ga
 }
 
 void tg__ofl_run_task_done(ofl *b, ofl_run *rs, uint32_t ti) {
+  if (!rs->nheld) return; /* most runs: every argument of a sum looked at, each */
   const tg__run *r = rs->r;
   const tg__gnode *nd = &r->g->nodes[r->plan.tasks[ti].node];
   const tg__garg *a = tg__node_args(r->g, nd);
@@ -363,6 +365,7 @@ void tg__ofl_run_task_done(ofl *b, ofl_run *rs, uint32_t ti) {
     ofl_handle *h = pi != UINT32_MAX ? rs->held[pi] : NULL;
     if (!h || --h->uses_left) continue;
     rs->held[pi] = NULL;
+    rs->nheld--;
     tg__idmap_del(&rs->consts, (uint64_t)(uintptr_t)h->local);
     tg__ofl_handle_unref(b, h); /* freed here and on workers once unused */
   }
