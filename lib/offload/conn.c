@@ -220,8 +220,8 @@ void tg__ofl_conn_remove(ofl_conn *c, ofl_rec *rec) {
   if (c->load == 0 || c->queued < 0) c->queued = 0; /* no drift from rounding */
 }
 
-/* Estimates are stored in the map as the bits of the double. */
-/* The bits of kind_key's entry (0: none). */
+/* The bits of kind_key's entry (0: none): estimates are stored in the
+ * map as the bits of the double. */
 static uint64_t secs_bits(const ofl *b, uint64_t kind_key) {
   if (kind_key == b->secs_key[0]) return b->secs_bits[0];
   if (kind_key == b->secs_key[1]) return b->secs_bits[1];

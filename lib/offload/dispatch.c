@@ -693,8 +693,8 @@ static bool find_handles(ofl *b, ofl_rec *rec) {
   const tg__gnode *nd = &r->g->nodes[rec->node];
   const tg__garg *a = tg__node_args(r->g, nd);
   for (uint32_t j = 0; j < rec->nargs; j++) {
-    /* A quiet task's result, dropped on its worker (its dependents went
-     * with it: rec is sent again): made again where rec goes. */
+    /* A quiet task's result, dropped on its worker after its one use (rec,
+     * sent again now): made again where rec goes. */
     if (rec->args[j] == tg__ofl_gone() && a[j].kind == TG_ARG_NODE &&
         r->plan.task_of[a[j].node] != UINT32_MAX) {
       rec->hargs[j] = producer_or_new(b, rec->rs, r->plan.task_of[a[j].node]);

@@ -355,7 +355,7 @@ ofl_handle *tg__ofl_handle_item(ofl *b, ofl_run *rs, ofl_handle *p, const tg__ga
 }
 
 void tg__ofl_run_task_done(ofl *b, ofl_run *rs, uint32_t ti) {
-  if (!rs->nheld) return; /* most runs: every argument of a sum looked at, each */
+  if (!rs->nheld) return; /* none held (most runs): no look at a sum's every input */
   const tg__run *r = rs->r;
   const tg__gnode *nd = &r->g->nodes[r->plan.tasks[ti].node];
   const tg__garg *a = tg__node_args(r->g, nd);
