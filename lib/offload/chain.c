@@ -305,7 +305,7 @@ void tg__ofl_undefer_runs(ofl *b) {
  * one "gone" value (tg__ofl_gone): that dependent went with it and
  * replied; sent again, it finds its producer from the graph and has it
  * made again (find_handles, offload/dispatch.c), as a lost result. A
- * placeholder with a handle per quiet task was a third of what the I/O
+ * placeholder with a handle per quiet task was a quarter of what the I/O
  * thread did for a tree pulled to a worker. With more, a placeholder of
  * its own: made again for one of them, its handle (held by the value)
  * tells the others where it is (NULL out of memory). */

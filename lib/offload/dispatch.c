@@ -955,10 +955,7 @@ void tg__ofl_unpark(ofl *b, ofl_rec *rec) {
   tg__task *t = rec->parked;
   if (!t) return;
   rec->parked = NULL;
-  /* First of the done: a subtree ends depth first, each dependent as soon
-   * as its inputs did, not after every leaf of it (placeholders alive). */
-  t->next = b->done_head;
-  b->done_head = t;
+  tg__ofl_done_push(b, t);
 }
 
 void tg__ofl_dispatch(ofl *b) {

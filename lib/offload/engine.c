@@ -46,10 +46,7 @@ void tg__ofl_queue_task(ofl *b, tg__task *t) {
   ofl_run *rs = tg__ofl_run_get(b, t->run);
   ofl_rec *pre = rs ? rs->early[t - rs->r->plan.tasks] : NULL;
   if (pre && pre->done) { /* nothing to send: tg__ofl_begin_done ends it */
-    /* First: what an ending task made ready ends next (a subtree pulled to
-     * a worker ends depth first, few of its placeholders alive at once). */
-    t->next = b->done_head;
-    b->done_head = t;
+    tg__ofl_done_push(b, t);
     rs->users++;
     rs->live++;
     return;

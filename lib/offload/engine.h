@@ -734,6 +734,15 @@ void tg__ofl_expect(ofl *b, ofl_rec *rec, const tg__gnode *nd);
 /* Put rec (on c's load) in c's next batch. */
 void tg__ofl_append(ofl *b, ofl_conn *c, ofl_rec *rec);
 
+/* Queue ready task t, whose record is done, to be ended by
+ * tg__ofl_begin_done: first, so that what an ending task made ready ends
+ * next (a subtree pulled to a worker ends depth first, few of its values
+ * alive at once). */
+static inline void tg__ofl_done_push(ofl *b, tg__task *t) {
+  t->next = b->done_head;
+  b->done_head = t;
+}
+
 /* Quiet rec of rs stops being quiet (told done, re-sent, freed). */
 static inline void tg__ofl_quiet_clear(ofl_run *rs, ofl_rec *rec) {
   if (!rec->quiet) return;

@@ -45,8 +45,12 @@ static void obj_free(wobj *o) {
   tg__free(o);
 }
 
-static wobj *obj_new(wsess *s, uint64_t id) {
-  wobj *o = tg__calloc(1, sizeof *o);
+/* Object id of s, made pending when it is not there yet; NULL out of
+ * memory. */
+static wobj *obj_of(wsess *s, uint64_t id) {
+  wobj *o = tg__idmap_get(&s->objs, id);
+  if (o) return o;
+  o = tg__calloc(1, sizeof *o);
   if (!o) return NULL;
   o->id = id;
   o->state = O_PENDING;
@@ -366,8 +370,8 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
     if (t) t->received = received;
     if (!ok) break;
     if (t->flags & TG__RF_KEEP && t->store) {
-      wobj *o = tg__idmap_get(&s->objs, t->store);
-      if (!o && !(o = obj_new(s, t->store))) prefail(t, TG_ENOMEM, "out of memory");
+      wobj *o = obj_of(s, t->store);
+      if (!o) prefail(t, TG_ENOMEM, "out of memory");
       else if (o->state == O_PENDING && !o->maker && !t->prefailed) o->maker = t;
     }
     /* A chain's next link, a tree's sum (one or two waits, on whole
@@ -410,8 +414,7 @@ bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r) {
   if (rc != TG_OK) {
     /* Pending: the tasks sent behind the PUT wait for the object, which
      * the client makes again here (or lets go of). */
-    wobj *o = tg__idmap_get(&s->objs, id);
-    if (!o) o = obj_new(s, id);
+    wobj *o = obj_of(s, id);
     if (o && o->state == O_PENDING) o->resend = true;
     tg__wbuf h = {0};
     tg__wbuf_u8(&h, TG__M_REFUSED);
@@ -421,8 +424,8 @@ bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r) {
     tg__wbuf_free(&h);
     return true;
   }
-  wobj *o = tg__idmap_get(&s->objs, id);
-  if (!o && !(o = obj_new(s, id))) {
+  wobj *o = obj_of(s, id);
+  if (!o) {
     tg_value_unref(v);
     tg__wk_drop(wk, s, "out of memory storing a value", false);
     return true;
@@ -532,8 +535,8 @@ static void put_shape(tg__wbuf *b, const tg_value *v, bool want) {
 
 /* Keep t's result as object t->store (waking its waiters). */
 static void keep(tg__worker *wk, wsess *s, wtask *t, wtask **ready) {
-  wobj *o = tg__idmap_get(&s->objs, t->store);
-  if (!o && !(o = obj_new(s, t->store))) return;
+  wobj *o = obj_of(s, t->store);
+  if (!o) return;
   if (o->maker == t) o->maker = NULL;
   tg_value_unref(o->v);
   o->v = t->rc == TG_OK ? tg_value_ref(t->out) : NULL;
