@@ -123,9 +123,9 @@ uint64_t tg__ofl_conn_fn(ofl *b, ofl_conn *c, const tg_func *f) {
   /* Tasks come in runs of one function or two alternating: the last two
    * answer most. */
   if (c->fn_last < c->nfns && c->fn_of[c->fn_last] == f) return c->fn_last;
-  c->fn_prev ^= c->fn_last; /* swapped: the one found is the last now */
-  c->fn_last ^= c->fn_prev;
-  c->fn_prev ^= c->fn_last;
+  size_t last = c->fn_last; /* swapped: the one found is the last now */
+  c->fn_last = c->fn_prev;
+  c->fn_prev = last;
   if (c->fn_last < c->nfns && c->fn_of[c->fn_last] == f) return c->fn_last;
   uint64_t id1 = (uint64_t)(uintptr_t)tg__idmap_get(&c->fns, (uint64_t)(uintptr_t)f);
   if (id1) return c->fn_last = id1 - 1;

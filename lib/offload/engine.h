@@ -93,7 +93,7 @@
  * here, so a subtree out counted its leaves rather than its root, and
  * the bound let about one subtree per worker out at a time (each worker
  * idled through every round trip: 214 messages for a tree of 4,096
- * leaves, 55-61 now). Ended tasks' dependents whose records are done end
+ * leaves, 33 now). Ended tasks' dependents whose records are done end
  * next (depth first), so a subtree's values do not pile up. A tree
  * reduction of 65,536 leaves on two one-thread workers keeps 34-43 alive
  * (threads:2 26-29).
