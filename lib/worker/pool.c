@@ -7,7 +7,7 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include "graph/call.h"
+#include "graph/call.h" /* tg__node_call; graph_internal.h: tg__key_generated */
 #include "registry/taskhost.h"
 #include "worker/worker.h"
 #include "util/thread.h"
@@ -28,10 +28,23 @@ bool tg__wk_run_cancelled(const wrun *r) {
          atomic_load_explicit(&sh->cancel, memory_order_relaxed) == r->seq + 1;
 }
 
-static bool run_cancelled(void *self) { return tg__wk_run_cancelled(self); }
+/* The task host of a task here is the task itself (its run says whether
+ * it is cancelled and takes its log lines). */
+static bool task_cancelled(void *self) { return tg__wk_run_cancelled(((wtask *)self)->run); }
 
-static const tg__task_host_ops run_host = {.cancelled = run_cancelled,
-                                           .log = tg__wk_log_line};
+/* A key generated from the node id, made only when a call asks for it. */
+static const char *task_key(void *self, uint32_t id, char *buf, size_t size) {
+  const wtask *t = self;
+  tg__key_generated(buf, size, t->fn->name, t->fn->name_len, t->kind, id);
+  return buf;
+}
+
+static void task_log(void *self, const char *key, const char *line) {
+  tg__wk_log_line(((wtask *)self)->run, key, line);
+}
+
+static const tg__task_host_ops task_host = {.cancelled = task_cancelled, .key = task_key,
+                                            .log = task_log};
 
 /* As the engine calls a node (a mapped chunk, a concatenation, a call). */
 static int invoke(tg_task_ctx *ctx, wtask *t, tg_value **out) {
@@ -52,8 +65,9 @@ static double run_task(tg__worker *wk, wtask *t, int worker, tg__wstates *states
       atomic_store(&wk->running->attempt, at);
       atomic_store(&wk->running->id, t->id);
     }
-    tg__task_ctx_init(&ctx, t->fn, (tg__task_host){&run_host, t->run}, 0, worker, (int)at);
-    ctx.key = t->key; /* known: it came with the task */
+    tg__task_ctx_init(&ctx, t->fn, (tg__task_host){&task_host, t},
+                      t->key_node ? t->key_node - 1 : 0, worker, (int)at);
+    if (!t->key_node) ctx.key = t->key; /* it came with the task */
     ctx.states = states;
     if (t->timeout > 0) ctx.deadline = tg__now() + t->timeout;
     tg_value *out = NULL;
@@ -66,7 +80,7 @@ static double run_task(tg__worker *wk, wtask *t, int worker, tg__wstates *states
     }
     tg_value_unref(out);
     t->fails++;
-    if (at + 1 >= t->attempts || run_cancelled(t->run)) {
+    if (at + 1 >= t->attempts || tg__wk_run_cancelled(t->run)) {
       t->rc = rc;
       snprintf(t->msg, sizeof t->msg, "%s", ctx.fail_code ? ctx.msg : "");
       break;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "graph/graph_internal.h" /* tg__key_generated */
+#include "graph/graph_internal.h" /* node kinds, chunks */
 #include "registry/registry_internal.h" /* a function's name length */
 #include "wire/wire.h"
 #include "worker/worker.h"
@@ -268,19 +268,12 @@ static bool parse_task(tg__worker *wk, wsess *s, tg__rbuf *r, wrun *run, tg_valu
   uint32_t first = flags & TG__RF_RESUME && attempts > 0
                        ? (uint32_t)tg__rbuf_count(r, attempts - 1) : 0;
   /* A generated key comes as its node id + 1 (0: the key's text follows),
-   * formatted here from the function's name and the kind. */
+   * formatted from the function's name and the kind when a call asks for
+   * it (worker/pool.c). */
   uint64_t key_id = tg__rbuf_varint(r);
   size_t kl = 0;
-  const char *key = key_id ? NULL : tg__rbuf_str(r, TG__MAX_KEY, &kl);
-  char kb[TG__NAME_MAX + 32];
-  if (key_id) {
-    if (key_id > UINT32_MAX || fn >= s->nfns) return false;
-    const tg_func *f = s->fns[fn].f; /* NULL: not usable here, the task fails */
-    int n = tg__key_generated(kb, sizeof kb, f ? f->name : "", f ? f->name_len : 0, kind,
-                              (uint32_t)(key_id - 1));
-    kl = (size_t)n < sizeof kb ? (size_t)n : sizeof kb - 1;
-    key = kb;
-  }
+  const char *key = key_id ? "" : tg__rbuf_str(r, TG__MAX_KEY, &kl);
+  if (key_id > UINT32_MAX) return false;
   /* each argument takes 2 bytes at least: the count cannot outrun them */
   uint32_t nargs = (uint32_t)tg__rbuf_count(r, (r->len - r->pos) / 2);
   bool ok = !r->bad && fn < s->nfns && kind <= TG__NK_CONCAT && attempts > 0 &&
@@ -296,7 +289,7 @@ static bool parse_task(tg__worker *wk, wsess *s, tg__rbuf *r, wrun *run, tg_valu
   if (!t) return false;
   *t = (wtask){.id = id, .kind = kind, .aux = aux, .attempts = attempts, .timeout = timeout,
                .flags = flags, .store = store, .min_us = min_us, .nargs = nargs,
-               .first = first};
+               .first = first, .key_node = (uint32_t)key_id};
   t->args = (tg_value **)(t + 1);
   memset(t->args, 0, nslots * sizeof *t->args);
   t->key = (char *)(t->args + nslots);

@@ -122,7 +122,12 @@ struct wtask {
   uint32_t aux, attempts, nargs, waits;
   uint32_t first;       /* attempt number of its first call here */
   double timeout;
-  char *key;            /* owned */
+  char *key;            /* in t's block: the key's text, or "" when it is
+                           generated (key_node) */
+  uint32_t key_node;    /* 1 + the node id a generated key is made of
+                           (tg__key_generated, only when a call asks for
+                           it: formatting it for every task cost a
+                           twelfth of the worker's instructions); 0: key */
   tg_value **args;      /* owned references (NULL while waited for) */
   bool prefailed;       /* failed before running (rc, msg set) */
   /* Chains on pool threads (a worker whose loop does not call tasks):
