@@ -4,6 +4,7 @@
  * objects or inline results, and the replies. */
 #include <sched.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -287,9 +288,19 @@ static bool parse_task(tg__worker *wk, wsess *s, tg__rbuf *r, wrun *run, tg_valu
   wtask *t = tg__recycle_fits(&wk->task_blocks, size) ? tg__recycle_get(&wk->task_blocks)
                                                       : tg__malloc(size);
   if (!t) return false;
-  *t = (wtask){.id = id, .kind = kind, .aux = aux, .attempts = attempts, .timeout = timeout,
-               .flags = flags, .store = store, .min_us = min_us, .nargs = nargs,
-               .first = first, .key_node = (uint32_t)key_id};
+  memset(t, 0, offsetof(wtask, msg));
+  t->msg[0] = '\0';
+  t->id = id;
+  t->kind = kind;
+  t->aux = aux;
+  t->attempts = attempts;
+  t->timeout = timeout;
+  t->flags = flags;
+  t->store = store;
+  t->min_us = min_us;
+  t->nargs = nargs;
+  t->first = first;
+  t->key_node = (uint32_t)key_id;
   t->args = (tg_value **)(t + 1);
   memset(t->args, 0, nslots * sizeof *t->args);
   t->key = (char *)(t->args + nslots);

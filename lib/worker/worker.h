@@ -148,11 +148,12 @@ struct wtask {
   int worker;           /* pool thread that ran it */
   int rc;
   tg_value *out;
-  char msg[256];
   uint32_t calls, fails;
   double secs;          /* from the first call's start to the last's end */
   double received;      /* when its TASKS message was handled (tg__now) */
   double started;       /* when its first call began; 0: never called */
+  char msg[256];        /* last: a new task clears what comes before it
+                           (tasks.c, parse_task), not its message */
 };
 
 /* A tg_task_log() line waiting to go to its client. */
