@@ -160,8 +160,7 @@ bool tg__wk_pool_link(tg__worker *wk, wtask *t) {
         *p = w->next;
         break;
       }
-    tg__free(w->key);
-    tg__free(w);
+    tg__wk_wait_free(wk, w);
     t->wait_obj[i] = NULL;
     t->wait_w[i] = NULL;
   }

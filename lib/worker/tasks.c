@@ -40,26 +40,36 @@ static void run_unref(wsess *s, wrun *r) {
 
 /* ---- objects ------------------------------------------------------------- */
 
-static void obj_free(wobj *o) {
+static void obj_free(tg__worker *wk, wobj *o) {
   tg_value_unref(o->v);
   tg__free(o->msg);
-  tg__free(o);
+  tg__recycle_put(&wk->obj_blocks, o);
 }
 
 /* Object id of s, made pending when it is not there yet; NULL out of
  * memory. */
-static wobj *obj_of(wsess *s, uint64_t id) {
+static wobj *obj_of(tg__worker *wk, wsess *s, uint64_t id) {
   wobj *o = tg__idmap_get(&s->objs, id);
   if (o) return o;
-  o = tg__calloc(1, sizeof *o);
-  if (!o) return NULL;
-  o->id = id;
-  o->state = O_PENDING;
+  if (!(o = tg__recycle_get(&wk->obj_blocks))) return NULL;
+  *o = (wobj){.id = id, .state = O_PENDING};
   if (!tg__idmap_put(&s->objs, id, o)) {
-    tg__free(o);
+    tg__recycle_put(&wk->obj_blocks, o);
     return NULL;
   }
   return o;
+}
+
+wwait *tg__wk_wait_new(tg__worker *wk) {
+  wwait *w = tg__recycle_get(&wk->wait_blocks);
+  if (w) *w = (wwait){0};
+  return w;
+}
+
+void tg__wk_wait_free(tg__worker *wk, wwait *w) {
+  if (!w) return;
+  tg__free(w->key);
+  tg__recycle_put(&wk->wait_blocks, w);
 }
 
 /* Element `sel` of v, borrowed; NULL with msg when it is not there. */
@@ -137,15 +147,13 @@ static void wake(tg__worker *wk, wsess *s, wobj *o, wtask **ready) {
       w->t->next = *ready;
       *ready = w->t;
     }
-    tg__free(w->key);
-    tg__free(w);
+    tg__wk_wait_free(wk, w);
     w = next;
   }
   while (fetches) {
     wwait *next = fetches->next;
     if (!s->dead) send_value_reply(wk, s, o);
-    tg__free(fetches->key);
-    tg__free(fetches);
+    tg__wk_wait_free(wk, fetches);
     fetches = next;
   }
 }
@@ -170,10 +178,10 @@ static void start_tasks(tg__worker *wk, wtask *list) {
 
 /* ---- parsing tasks ----------------------------------------------------------- */
 
-static void obj_drop(wsess *s, wobj *o);
+static void obj_drop(tg__worker *wk, wsess *s, wobj *o);
 
 /* Argument j of t from the record at r; false on a protocol error. */
-static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
+static bool parse_arg(tg__worker *wk, wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
                       tg_value *vals) {
   uint8_t kind = tg__rbuf_u8(r);
   if (kind == TG__ARG_INLINE) {
@@ -206,12 +214,12 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
   }
   if (o->state != O_PENDING) {
     fill_arg(t, j, o, kind, index, key);
-    if (last) obj_drop(s, o);
+    if (last) obj_drop(wk, s, o);
     return true;
   }
-  wwait *w = tg__calloc(1, sizeof *w);
+  wwait *w = tg__wk_wait_new(wk);
   if (!w || (kind == TG__ARG_ENTRY && !(w->key = tg__malloc(strlen(key) + 1)))) {
-    tg__free(w);
+    tg__wk_wait_free(wk, w);
     prefail(t, TG_ENOMEM, "out of memory");
     return true;
   }
@@ -227,7 +235,7 @@ static bool parse_arg(wsess *s, tg__rbuf *r, wtask *t, uint32_t j,
     t->wait_w[t->waits] = w;
   }
   t->waits++;
-  if (last) obj_drop(s, o); /* once made and handed to its waiters */
+  if (last) obj_drop(wk, s, o); /* once made and handed to its waiters */
   return true;
 }
 
@@ -310,7 +318,7 @@ static bool parse_task(tg__worker *wk, wsess *s, tg__rbuf *r, wrun *run, tg_valu
   t->run = run;
   run->refs++;
   s->refs++;
-  for (uint32_t j = 0; ok && j < t->nargs; j++) ok = parse_arg(s, r, t, j, vals);
+  for (uint32_t j = 0; ok && j < t->nargs; j++) ok = parse_arg(wk, s, r, t, j, vals);
   if (!ok) {
     if (t->waits == 0) {
       run->refs--; /* the caller still holds the run */
@@ -374,7 +382,7 @@ bool tg__wk_tasks(tg__worker *wk, wsess *s, tg__rbuf *r) {
     if (t) t->received = received;
     if (!ok) break;
     if (t->flags & TG__RF_KEEP && t->store) {
-      wobj *o = obj_of(s, t->store);
+      wobj *o = obj_of(wk, s, t->store);
       if (!o) prefail(t, TG_ENOMEM, "out of memory");
       else if (o->state == O_PENDING && !o->maker && !t->prefailed) o->maker = t;
     }
@@ -418,7 +426,7 @@ bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r) {
   if (rc != TG_OK) {
     /* Pending: the tasks sent behind the PUT wait for the object, which
      * the client makes again here (or lets go of). */
-    wobj *o = obj_of(s, id);
+    wobj *o = obj_of(wk, s, id);
     if (o && o->state == O_PENDING) o->resend = true;
     tg__wbuf h = {0};
     tg__wbuf_u8(&h, TG__M_REFUSED);
@@ -428,7 +436,7 @@ bool tg__wk_put(tg__worker *wk, wsess *s, tg__rbuf *r) {
     tg__wbuf_free(&h);
     return true;
   }
-  wobj *o = obj_of(s, id);
+  wobj *o = obj_of(wk, s, id);
   if (!o) {
     tg_value_unref(v);
     tg__wk_drop(wk, s, "out of memory storing a value", false);
@@ -449,7 +457,7 @@ bool tg__wk_fetch(tg__worker *wk, wsess *s, tg__rbuf *r) {
   if (r->bad || !tg__rbuf_end(r)) return false;
   wobj *o = tg__idmap_get(&s->objs, id);
   if (o && o->state == O_PENDING) {
-    wwait *w = tg__calloc(1, sizeof *w);
+    wwait *w = tg__wk_wait_new(wk);
     if (w) {
       w->next = o->waiters;
       o->waiters = w;
@@ -461,13 +469,13 @@ bool tg__wk_fetch(tg__worker *wk, wsess *s, tg__rbuf *r) {
   return true;
 }
 
-static void obj_drop(wsess *s, wobj *o) {
+static void obj_drop(tg__worker *wk, wsess *s, wobj *o) {
   if (o->state == O_PENDING) { /* its maker is running: forget it then */
     o->freed = true;
     return;
   }
   tg__idmap_del(&s->objs, o->id);
-  obj_free(o);
+  obj_free(wk, o);
 }
 
 /* o waited to be sent again and its client let it go instead: what waits
@@ -482,7 +490,7 @@ static void resend_given_up(tg__worker *wk, wsess *s, wobj *o) {
   start_tasks(wk, ready);
   if (s->dead) return;
   tg__idmap_del(&s->objs, o->id);
-  obj_free(o);
+  obj_free(wk, o);
 }
 
 bool tg__wk_free(tg__worker *wk, wsess *s, tg__rbuf *r) {
@@ -491,7 +499,7 @@ bool tg__wk_free(tg__worker *wk, wsess *s, tg__rbuf *r) {
     wobj *o = tg__idmap_get(&s->objs, tg__rbuf_varint(r));
     if (!o || r->bad) continue;
     if (o->state == O_PENDING && o->resend) resend_given_up(wk, s, o);
-    else obj_drop(s, o);
+    else obj_drop(wk, s, o);
   }
   return s->dead || (!r->bad && tg__rbuf_end(r)); /* dropped meanwhile: nothing to add */
 }
@@ -539,7 +547,7 @@ static void put_shape(tg__wbuf *b, const tg_value *v, bool want) {
 
 /* Keep t's result as object t->store (waking its waiters). */
 static void keep(tg__worker *wk, wsess *s, wtask *t, wtask **ready) {
-  wobj *o = obj_of(s, t->store);
+  wobj *o = obj_of(wk, s, t->store);
   if (!o) return;
   if (o->maker == t) o->maker = NULL;
   tg_value_unref(o->v);
@@ -553,7 +561,7 @@ static void keep(tg__worker *wk, wsess *s, wtask *t, wtask **ready) {
   if (s->dead) return; /* dropped meanwhile: o went with the session */
   if (o->freed) { /* nobody wants it any more */
     tg__idmap_del(&s->objs, o->id);
-    obj_free(o);
+    obj_free(wk, o);
   }
 }
 
@@ -807,8 +815,7 @@ static void drop_waiters(tg__worker *wk, wobj *o) {
   while (w) {
     wwait *next = w->next;
     if (w->t && --w->t->waits == 0) task_release(wk, w->t);
-    tg__free(w->key);
-    tg__free(w);
+    tg__wk_wait_free(wk, w);
     w = next;
   }
 }
@@ -821,7 +828,7 @@ void tg__wk_sess_clear(tg__worker *wk, wsess *s) {
     if (!objs.s[i].key) continue;
     wobj *o = objs.s[i].val;
     drop_waiters(wk, o);
-    obj_free(o);
+    obj_free(wk, o);
   }
   tg__idmap_free(&objs);
   for (size_t i = 0; i < s->nvals; i++) tg_value_unref(s->vals[i]);

@@ -624,6 +624,8 @@ static void teardown(tg__worker *wk) {
   if (wk->threads || wk->inline_calls) tg__wk_pool_stop(wk);
   tg__wk_collect(wk); /* tasks that were running: release them */
   tg__recycle_drain(&wk->task_blocks);
+  tg__recycle_drain(&wk->obj_blocks);
+  tg__recycle_drain(&wk->wait_blocks);
   for (size_t i = 0; i < wk->nparts; i++) zmq_msg_close(&wk->parts[i]);
   wk->nparts = 0;
   tg__free(wk->parts);
@@ -682,6 +684,8 @@ static tg__worker *worker_new(tg_registry *reg, const tg_worker_opts *opts) {
   /* Tasks of up to 4 arguments and 64-byte keys are recycled. */
   wk->task_blocks.size = tg__wk_task_size(4, 63);
   wk->task_blocks.max = 4096;
+  wk->obj_blocks = (tg__recycler){.size = sizeof(wobj), .max = 4096};
+  wk->wait_blocks = (tg__recycler){.size = sizeof(wwait), .max = 4096};
   pthread_mutex_init(&wk->mu, NULL);
   pthread_cond_init(&wk->cv, NULL);
   return wk;
