@@ -684,8 +684,8 @@ static tg__worker *worker_new(tg_registry *reg, const tg_worker_opts *opts) {
   /* Tasks of up to 4 arguments and 64-byte keys are recycled. */
   wk->task_blocks.size = tg__wk_task_size(4, 63);
   wk->task_blocks.max = 4096;
-  wk->obj_blocks = (tg__recycler){.size = sizeof(wobj), .max = 4096};
-  wk->wait_blocks = (tg__recycler){.size = sizeof(wwait), .max = 4096};
+  wk->obj_blocks = (tg__recycler){.size = sizeof(wobj), .max = 65536};
+  wk->wait_blocks = (tg__recycler){.size = sizeof(wwait), .max = 65536};
   pthread_mutex_init(&wk->mu, NULL);
   pthread_cond_init(&wk->cv, NULL);
   return wk;

@@ -246,7 +246,9 @@ typedef struct tg__worker {
   tg__recycler obj_blocks;  /* freed objects and waits (loop thread only): */
   tg__recycler wait_blocks; /* made and dropped per task on chains and trees,
                                they cost a third of a worker's instructions
-                               in malloc (W3) */
+                               in malloc (W3). Up to 65,536 of each are kept
+                               (OFL_AHEAD: a chain sent ahead whole waits
+                               with one of each per link), 6 MB at most */
   char endpoint[256];
   char user_sock[108];    /* keyless: this user's Unix socket, removed at the end */
   dev_t user_sock_dev;    /* its inode once bound: another worker's socket */
