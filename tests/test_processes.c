@@ -335,6 +335,55 @@ Test(processes, keys_workers_and_logs, .init = setup, .fini = teardown) {
   expect_clean();
 }
 
+/* The log lines a callback received (the executor's log option). */
+typedef struct log_lines {
+  pthread_mutex_t mu;
+  int n;
+  char key[4][64], line[4][64];
+} log_lines;
+
+static void keep_line(void *ctx, const char *key, const char *line) {
+  log_lines *l = ctx;
+  pthread_mutex_lock(&l->mu);
+  if (l->n < 4) {
+    snprintf(l->key[l->n], sizeof l->key[0], "%s", key);
+    snprintf(l->line[l->n], sizeof l->line[0], "%s", line);
+  }
+  l->n++;
+  pthread_mutex_unlock(&l->mu);
+}
+
+/* A worker makes a generated key only when a call asks for it (here
+ * tg_task_log, through the task's host): the line carries the key the
+ * graph gave the node, the same as a named node's line carries its name. */
+Test(processes, log_lines_carry_generated_and_named_keys, .init = setup, .fini = teardown) {
+  log_lines l = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  tg_executor_opts eo = {.version = TG_EXECUTOR_OPTS_V1, .backend = "processes",
+                         .workers = 1, .log = keep_line, .log_ctx = &l};
+  tg_executor *ex = NULL;
+  tg_error err;
+  cr_assert_eq(tg_executor_new(reg, &eo, &ex, &err), TG_OK, "%s", err.msg);
+  tg_node gen = tg_call(g, "logline", 1, tg_arg_value(tg_int(7)));
+  tg_node_opts o = {TG_NODE_OPTS_V1, "named-line", -1, -1, 0, 0};
+  tg_node named = TG_NODE_NONE;
+  tg_arg a = tg_arg_value(tg_int(8));
+  cr_assert_eq(tg_graph_add(g, "logline", &a, 1, &o, &named), TG_OK, "%s", tg_graph_errmsg(g));
+  tg_node out = tg_call(g, "pack", 2, tg_arg_node(gen), tg_arg_node(named));
+  tg_value *v = NULL;
+  cr_assert_eq(compute_on(ex, out, &v, NULL), TG_OK, "%s", tg_graph_errmsg(g));
+  tg_value_unref(v);
+  tg_executor_free(ex); /* every line delivered */
+  cr_assert_eq(l.n, 2);
+  char want[64];
+  snprintf(want, sizeof want, "logline#%u", gen);
+  int gi = strcmp(l.line[0], "value 7") == 0 ? 0 : 1;
+  cr_assert_str_eq(l.line[gi], "value 7");
+  cr_assert_str_eq(l.key[gi], want);
+  cr_assert_str_eq(l.line[1 - gi], "value 8");
+  cr_assert_str_eq(l.key[1 - gi], "named-line");
+  expect_clean();
+}
+
 /* ---- crashes ------------------------------------------------------------------------ */
 
 /* Compute a call of fn on a 2-worker pool: the error must say how the
