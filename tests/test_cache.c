@@ -837,7 +837,10 @@ static int worker(int id, uint64_t n) {
     tg_value *v = value_of(i), *got = NULL;
     if (tg_cache_put(c, key_of(i), v, NULL)) return 4;
     tg_value_unref(v);
-    if (j % 25 == 24 && tg_cache_flush(c)) return 5;
+    if (j % 25 == 24 && tg_cache_flush(c)) {
+      fprintf(stderr, "worker %d: flush: %s\n", id, tg_cache_errmsg(c));
+      return 5;
+    }
     uint64_t r = (uint64_t)rand_r(&seed) % n;
     int rc = tg_cache_get(c, key_of(r), &got);
     if (rc == TG_OK) {
@@ -850,11 +853,48 @@ static int worker(int id, uint64_t n) {
       return 7;
     }
   }
-  if (tg_cache_flush(c)) return 8;
+  if (tg_cache_flush(c)) {
+    fprintf(stderr, "worker %d: last flush: %s\n", id, tg_cache_errmsg(c));
+    return 8;
+  }
   tg_cache_counters k;
   tg_cache_get_counters(c, &k);
   tg_cache_close(c);
   return k.corrupt ? 9 : 0;
+}
+
+/* Every read-write open sweeps the temporary blob files whose writer is
+ * gone (their lock is free). A writer takes the lock just after creating
+ * its file: a sweeper that took the lock in that instant must unlink the
+ * file before letting the lock go, or the writer, taking the lock next,
+ * carries on with a file that is then unlinked under it, and its commit
+ * fails ("writing blob ...: No such file or directory"). Here one process
+ * opens the cache over and over while this one writes blobs. */
+Test(cache, blob_writes_survive_sweeping_opens) {
+  tg_cache *c = open_cache(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    for (int i = 0; i < 4000; i++) {
+      tg_cache *o = NULL;
+      tg_error err;
+      if (tg_cache_open(dir, NULL, &o, &err)) _exit(3);
+      tg_cache_close(o);
+    }
+    _exit(0);
+  }
+  int failed = 0, status = 0;
+  bool reaped = false;
+  for (uint64_t i = 0; i < 100000 && !failed && !reaped; i++) {
+    tg_value *v = big_array(i, 12000);
+    tg_cache_put(c, key_of(i), v, NULL);
+    tg_value_unref(v);
+    if (tg_cache_flush(c)) failed = 1;
+    reaped = waitpid(pid, &status, WNOHANG) == pid; /* the opener is done */
+  }
+  if (!reaped) cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert_eq(failed, 0, "%s", tg_cache_errmsg(c));
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "opener: status %d", status);
+  tg_cache_close(c);
 }
 
 Test(cache, four_processes_at_once) {

@@ -125,10 +125,17 @@ int tg__blob_write(tg_cache *c, tg_digest d, const void *buf, size_t len) {
   return TG_OK;
 }
 
-bool tg__blob_tmp_abandoned(const char *path) {
+bool tg__blob_tmp_abandoned(const char *path, bool remove, bool *removed) {
+  if (removed) *removed = false;
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return false;
   bool dead = flock(fd, LOCK_EX | LOCK_NB) == 0;
+  /* Unlinked before the lock goes: a writer that created the file and
+   * waits for its lock takes it next, and then must find the file gone
+   * (tmp_create looks at its link count) rather than carry on with a file
+   * unlinked under it (its rename would fail). By name: a writer done
+   * with it renamed it away first, and then there is nothing to unlink. */
+  if (dead && remove && unlink(path) == 0 && removed) *removed = true;
   close(fd);
   return dead;
 }
@@ -145,7 +152,8 @@ int tg__blob_tmp_sweep(tg_cache *c, uint64_t *removed) {
     /* The lock was free, so its writer is gone (the kernel drops a dead
      * process's locks) or has renamed the file away already (then the
      * unlink finds nothing). */
-    if (tg__blob_tmp_abandoned(path) && unlink(path) == 0 && removed) (*removed)++;
+    bool gone = false;
+    if (tg__blob_tmp_abandoned(path, true, &gone) && gone && removed) (*removed)++;
   }
   closedir(dp);
   return TG_OK;

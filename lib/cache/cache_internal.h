@@ -323,8 +323,10 @@ int tg__blob_sweep(tg_cache *c, MDB_txn *txn, bool all);
 bool tg__blob_name_digest(const char *sub, const char *name, tg_digest *d /* OUT */);
 /* Temporary blob files have this in their names. */
 #define TG__BLOB_TMP_MARK ".tmp."
-/* True when the temporary file at path has no writer (its lock is free). */
-bool tg__blob_tmp_abandoned(const char *path);
+/* True when the temporary file at path has no writer (its lock is free);
+ * then, with `remove`, it is unlinked while that lock is held (*removed,
+ * may be NULL: whether it was). */
+bool tg__blob_tmp_abandoned(const char *path, bool remove, bool *removed);
 /* Delete the abandoned temporary files in DIR/blobs/tmp; needs no
  * transaction. *removed (may be NULL) is increased by their number. */
 int tg__blob_tmp_sweep(tg_cache *c, uint64_t *removed);

@@ -119,11 +119,12 @@ static int check_entries(walk *w) {
 
 /* A temporary file (beside the blobs or in blobs/tmp). */
 static void check_tmp(walk *w, const char *path) {
-  if (!tg__blob_tmp_abandoned(path)) return; /* a writer is at work */
+  bool gone = false;
+  if (!tg__blob_tmp_abandoned(path, w->repair, &gone)) return; /* a writer is at work */
   w->r.stale_tmp++;
   tg_cache_problem p = {TG_CACHE_FAULT_TMP, {0, 0}, path,
                         "temporary file whose writer is gone", false};
-  p.repaired = w->repair && unlink(path) == 0;
+  p.repaired = gone;
   report(w, &p);
 }
 
