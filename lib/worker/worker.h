@@ -166,12 +166,12 @@ typedef struct wlog {
 } wlog;
 
 #define TG__WK_MAX_LOGS 10000 /* lines queued at once; more are counted */
-/* A loop or pool thread about to sleep for the other's hand-off yields
- * the processor up to TG__WK_SPINS times first (a wake-up costs more),
- * for at most TG__WK_SPIN_SECS: with more runnable threads than
+/* The loop, about to sleep while the pool runs tasks it just gave it,
+ * yields the processor up to TG__WK_SPINS times first (a wake-up costs
+ * more), for at most TG__WK_SPIN_SECS: with more runnable threads than
  * processors (many workers on one machine) a yield gives the processor
  * away for a while, and spinning on costs a switch per yield to wake no
- * sooner. */
+ * sooner. (Pool threads sleep at once: worker/pool.c.) */
 #define TG__WK_SPINS 64
 #define TG__WK_SPIN_SECS 50e-6
 
