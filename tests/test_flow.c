@@ -280,6 +280,58 @@ Test(flow, chain_traffic_does_not_grow_with_its_length) {
   tg_executor_free(ex);
 }
 
+/* G sums of L quick inc leaves each and their sum_args, computed twice
+ * (the first measures inc: an unmeasured task is not pulled); the
+ * parent's traffic of the second. */
+static tg_remote_stats groups(tg_executor *ex, int G, int L) {
+  tg_graph *g = NULL;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_arg *leaves = malloc((size_t)L * sizeof *leaves), *sums = malloc((size_t)G * sizeof *sums);
+  cr_assert(leaves && sums);
+  int64_t want = 0;
+  for (int k = 0; k < G; k++) {
+    for (int i = 0; i < L; i++) {
+      leaves[i] = tg_arg_node(tg_call(g, "inc", 1, tg_arg_value(tg_int(k * L + i))));
+      want += k * L + i + 1;
+    }
+    tg_node sk;
+    cr_assert_eq(tg_graph_add(g, "sum_args", leaves, (size_t)L, NULL, &sk), TG_OK);
+    sums[k] = tg_arg_node(sk);
+  }
+  tg_node total;
+  cr_assert_eq(tg_graph_add(g, "sum_args", sums, (size_t)G, NULL, &total), TG_OK);
+  cr_assert_eq(run_int(g, total, ex, NULL), want);
+  tg_remote_stats a = stats(ex);
+  cr_assert_eq(run_int(g, total, ex, NULL), want);
+  tg_remote_stats z = stats(ex);
+  free(leaves);
+  free(sums);
+  tg_graph_free(g);
+  return (tg_remote_stats){.bytes_received = z.bytes_received - a.bytes_received,
+                           .tasks_sent = z.tasks_sent - a.tasks_sent,
+                           .results_kept = z.results_kept - a.results_kept,
+                           .values_moved = z.values_moved - a.values_moved};
+}
+
+/* A sum's quick inputs go to the worker that makes the first of them,
+ * the sum behind them (pulled along with it: only the sum replies; or,
+ * while the run has no room for them all, each kept there for it): no
+ * leaf's result crosses the parent's socket, and none moves between
+ * workers. With at most 63 pulled (before), a sum of 200 had its leaves
+ * come back one by one. */
+Test(flow, sum_inputs_stay_where_they_were_made) {
+  tg_executor *ex = executor();
+  enum { G = 400 };
+  tg_remote_stats s = groups(ex, G, 40), l = groups(ex, G, 200);
+  cr_expect_eq(s.tasks_sent, G * 41 + 1);
+  cr_expect_eq(l.tasks_sent, G * 201 + 1);
+  cr_expect_eq(s.results_kept, G * 40, "%llu kept", (unsigned long long)s.results_kept);
+  cr_expect_eq(l.results_kept, G * 200, "%llu kept", (unsigned long long)l.results_kept);
+  cr_expect_eq(s.values_moved, 0);
+  cr_expect_eq(l.values_moved, 0);
+  tg_executor_free(ex);
+}
+
 /* x = pack(0..299), used by sum(x) and len(x), whose results add(...)
  * sums; x is an output too when x_out. The parent's traffic. */
 static tg_remote_stats diamond(tg_executor *ex, bool x_out) {

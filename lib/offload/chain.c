@@ -14,21 +14,29 @@ static uint64_t tag_of(const ofl_conn *c) {
   return ((uint64_t)c->gen << 32) | (uint64_t)(uint32_t)(c->idx + 1);
 }
 
+/* What a pre-sent task may still pull along to its worker: tasks, and
+ * seconds of their measured work. */
+typedef struct pull_budget {
+  uint32_t tasks;
+  double secs;
+} pull_budget;
+
 static bool presendable_in(const ofl *b, const ofl_run *rs, uint32_t di, const ofl_conn *c,
-                           uint32_t self, uint32_t *budget);
+                           uint32_t self, pull_budget *budget);
 
 /* Whether task pi of rs, an input of a task to be pre-sent to c, can be
  * pulled there with it (pull_inputs): the engine has not begun it, it
  * has no other dependent, it is known to be quick (measured at most
  * OFL_PULL_SECS: slower work is worth spreading over workers, and a
  * fan-in of it is not to be queued on one), and its own inputs are there
- * or can be pulled too, at most *budget tasks in all. So siblings of a
- * tree go to one worker and their parent follows them at once. */
+ * or can be pulled too, within *budget in all. So siblings of a tree go
+ * to one worker and their parent follows them at once, and so do a sum's
+ * quick inputs: the sum alone replies. */
 static bool pullable(const ofl *b, const ofl_run *rs, uint32_t pi, const ofl_conn *c,
-                     uint32_t *budget) {
+                     pull_budget *budget) {
   const tg__runplan *p = &rs->r->plan;
   const tg__task *t = &p->tasks[pi];
-  if (!*budget || rs->early[pi] || (t->flags & TG__T_OUTPUT) ||
+  if (!budget->tasks || rs->early[pi] || (t->flags & TG__T_OUTPUT) ||
       atomic_load(&t->state) != TG__T_NEW || (rs->flags[pi] & RF_SELECTED))
     return false;
   for (uint32_t k = p->dep_off[pi] + 1; k < p->dep_off[pi + 1]; k++)
@@ -37,8 +45,10 @@ static bool pullable(const ofl *b, const ofl_run *rs, uint32_t pi, const ofl_con
   uint64_t kind_key = (uint64_t)(uintptr_t)nd->fn + nd->kind; /* as tg__ofl_expect */
   /* One never measured is taken for a millisecond (tg__ofl_task_secs),
    * past OFL_PULL_SECS: one lookup tells both. */
-  if (tg__ofl_task_secs(b, kind_key) > OFL_PULL_SECS) return false;
-  --*budget;
+  double secs = tg__ofl_task_secs(b, kind_key);
+  if (secs > OFL_PULL_SECS || secs > budget->secs) return false;
+  budget->tasks--;
+  budget->secs -= secs;
   return presendable_in(b, rs, pi, c, UINT32_MAX, budget);
 }
 
@@ -48,7 +58,7 @@ static bool pullable(const ofl *b, const ofl_run *rs, uint32_t pi, const ofl_con
  * one more task taken as kept there, UINT32_MAX for none) or of tasks
  * that can be pulled there with it (budget: how many; NULL: none). */
 static bool presendable_in(const ofl *b, const ofl_run *rs, uint32_t di, const ofl_conn *c,
-                           uint32_t self, uint32_t *budget) {
+                           uint32_t self, pull_budget *budget) {
   const tg__run *r = rs->r;
   const tg__runplan *p = &r->plan;
   const tg__task *d = &p->tasks[di];
@@ -71,10 +81,20 @@ static bool presendable_in(const ofl *b, const ofl_run *rs, uint32_t di, const o
   return true;
 }
 
+static uint32_t pull_width(const ofl_run *rs, uint32_t di, const ofl_conn *c);
+
+/* presendable_in with the budget of a pull; and when inputs are to be
+ * pulled, at most half the run's sequential peak of them directly: the
+ * reply of di ends them here at once, each alive (a value that names
+ * nothing) until di ends, so alive stays within the run's bound plus that
+ * half (a subtree's sums pull two each). */
 static bool presendable(const ofl *b, const ofl_run *rs, uint32_t di, const ofl_conn *c,
                         uint32_t self) {
-  uint32_t budget = OFL_PULL;
-  return presendable_in(b, rs, di, c, self, &budget);
+  pull_budget budget = {OFL_PULL, OFL_PULL_WORK};
+  if (!presendable_in(b, rs, di, c, self, &budget)) return false;
+  if (budget.tasks == OFL_PULL) return true; /* nothing to pull */
+  uint32_t width = pull_width(rs, di, c);
+  return width <= 2 || width <= rs->seq_peak / 2;
 }
 
 /* Whether input pi of a task blocks sending it ahead to c for good: the
@@ -234,6 +254,23 @@ static void pull_inputs(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t di) {
   }
 }
 
+/* How many inputs of task di, presendable to c, are to be pulled there
+ * with it (not kept there, not sent ahead already). */
+static uint32_t pull_width(const ofl_run *rs, uint32_t di, const ofl_conn *c) {
+  const tg__run *r = rs->r;
+  const tg__runplan *p = &r->plan;
+  const tg__gnode *nd = &r->g->nodes[p->tasks[di].node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  uint64_t tag = tag_of(c);
+  uint32_t n = 0;
+  for (uint32_t j = 0; j < nd->nargs; j++) {
+    if (a[j].kind != TG_ARG_NODE) continue;
+    uint32_t pi = p->task_of[a[j].node];
+    n += pi != UINT32_MAX && rs->bound[pi] != tag && !rs->early[pi];
+  }
+  return n;
+}
+
 /* Task ti of rs was sent to c, its result to stay there: send its
  * dependents whose inputs are all there now, ahead of the engine (which
  * has not made them ready: an input of theirs has not finished there).
@@ -250,15 +287,24 @@ static bool presend_deps(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t ti) {
         (d->flags & TG__T_CACHED) || atomic_load(&d->pending) == 0 ||
         atomic_load(&d->state) != TG__T_NEW || !presendable(b, rs, di, c, UINT32_MAX))
       continue;
-    /* Not forced, a dependent adds a result here (its pulled inputs die
-     * on the worker): it waits for room like the engine's leaves. */
-    if (!forced && (rs->nearly >= OFL_AHEAD || tg__ofl_run_room(b, rs) <= 0)) return false;
+    /* Not forced, a dependent adds a result here, and its inputs pulled
+     * along are alive on the worker until it runs (a sum's 1,000 leaves:
+     * a subtree's pulled sums free theirs as they go): it waits for room
+     * for them all, like the engine's leaves. */
+    uint32_t width = pull_width(rs, di, c);
+    if (!forced && (rs->nearly >= OFL_AHEAD || tg__ofl_run_room(b, rs) <= (int64_t)width))
+      return false;
     if (c->state != CS_READY) return true; /* lost: the engine sends them */
     pull_inputs(b, c, rs, di);
     if (c->state != CS_READY) return true;
-    uint32_t none = 0; /* what was pulled must be kept there now */
-    if (!rs->early[di] && presendable_in(b, rs, di, c, UINT32_MAX, &none))
+    pull_budget none = {0, 0}; /* what was pulled must be kept there now */
+    if (!rs->early[di] && presendable_in(b, rs, di, c, UINT32_MAX, &none)) {
       presend(b, c, rs, di);
+      if (rs->early[di]) {
+        rs->early[di]->pulled = width;
+        rs->pulled_alive += width;
+      }
+    }
   }
   return true;
 }
@@ -342,7 +388,7 @@ static void quiet_done(ofl *b, ofl_rec *rec) {
     rec->lazy = true;
     rec->dcode = TG_OK;
     rec->drep = rep;
-    rs->inflight--;
+    tg__ofl_rec_off_worker(rs, rec);
     tg__ofl_unpark(b, rec);
   } else {
     tg_value *v = quiet_value(b, rec);
@@ -454,7 +500,7 @@ void tg__ofl_orphan(ofl *b, ofl_run *rs, ofl_rec *rec) {
     if (rec->quiet) rs->nquiet_begun++;
     rec->orphan = true;
     rs->live--;
-    rs->inflight--;
+    tg__ofl_rec_off_worker(rs, rec);
   }
   undefer(b, rs);
 }
@@ -483,7 +529,7 @@ void tg__ofl_early_done(ofl *b, ofl_rec *rec, int code, tg_value *v, const char 
   if (msg && *msg && (rec->dmsg = tg__malloc(strlen(msg) + 1))) strcpy(rec->dmsg, msg);
   rec->drep = *rep;
   rec->drep.message = NULL;
-  rec->rs->inflight--; /* on no worker now */
+  tg__ofl_rec_off_worker(rec->rs, rec); /* on no worker now */
   if (rec->rs->silent[rec->task] == rec) rec->rs->silent[rec->task] = NULL;
   tg__ofl_quiet_clear(rec->rs, rec);
   tg__ofl_unpark(b, rec);

@@ -86,7 +86,7 @@ void tg__ofl_rec_free(ofl *b, ofl_rec *rec) {
   if (rec->dmsg) tg__free(rec->dmsg);
   if (rec->t && !rec->orphan) {
     rs->live--;
-    if (!rec->done) rs->inflight--;
+    if (!rec->done) tg__ofl_rec_off_worker(rs, rec);
   }
   tg__ofl_run_unuse(b, rs);
   size_t n = rec->nargs ? rec->nargs : 1;
@@ -835,7 +835,8 @@ static int64_t room_of(const ofl_run *rs, int64_t slack) {
    * engine began counts: told done, it is a value here until the
    * engine ends its dependent. */
   int64_t live = atomic_load_explicit(&rs->r->live, memory_order_relaxed) +
-                 (int64_t)rs->inflight - (int64_t)(rs->nquiet - rs->nquiet_begun);
+                 (int64_t)rs->inflight - (int64_t)(rs->nquiet - rs->nquiet_begun) +
+                 rs->pulled_alive;
   return rs->seq_peak + slack - live;
 }
 

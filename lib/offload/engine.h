@@ -57,9 +57,11 @@
  * ones wait until half are reached); quiet ones hold no value here.
  * A dependent's other inputs that the engine has not begun may be pulled
  * to W with it (pull_inputs): an input with no other dependent, whose own
- * inputs are on W or pulled too, at most OFL_PULL of them. So a tree's
- * siblings go to one worker with their parent behind them: a subtree of
- * 32 leaves goes as one unit, and only its root replies. Records whose
+ * inputs are on W or pulled too, at most OFL_PULL of them and OFL_PULL_WORK
+ * of their measured work. So a tree's siblings go to one worker with
+ * their parent behind them (a subtree of 32 leaves goes as one unit, and
+ * only its root replies), and so do a sum's quick inputs (a group of
+ * 1,000 leaves of graph.json: one reply, not 1,001). Records whose
  * pre-sent reply is in end as soon as the engine makes their task ready
  * (tg__ofl_begin_done), not when the heap reaches them.
  *
@@ -85,8 +87,12 @@
  * it was made turns it into a value here (the gone one) until the engine
  * ends its dependent (not counting it let a tree of 65,536 leaves reach
  * 70). A
- * dependent pre-sent to a worker waits for room like a leaf (its pulled
- * inputs die there, its result comes here). A ready task whose quiet
+ * dependent pre-sent to a worker waits for room like a leaf, with room
+ * for the inputs it pulls there directly too: they are alive on the
+ * worker until it runs (a sum's 1,000 leaves; a subtree's sums pull two
+ * each), counted until its reply (ofl_rec.pulled, run->pulled_alive), and
+ * at most half the sequential peak of them (its reply ends them here at
+ * once, each alive until it ends). A ready task whose quiet
  * pre-sent record is still out is set aside on it unbegun (parked, offload/
  * dispatch.c) and ended when the record is done: begun, each leaf of a
  * subtree pulled to a worker counted alive until its dependent ended
@@ -95,8 +101,8 @@
  * idled through every round trip: 214 messages for a tree of 4,096
  * leaves, 33 now). Ended tasks' dependents whose records are done end
  * next (depth first), so a subtree's values do not pile up. A tree
- * reduction of 65,536 leaves on two one-thread workers keeps 34-43 alive
- * (threads:2 26-29).
+ * reduction of 65,536 leaves on two one-thread workers keeps 23-25 alive
+ * (threads:2 26-27).
  *
  * What a worker reports is not trusted: a shape it was not asked for, of
  * more than TG__MAX_SHAPE items or more items than bytes, or a result
@@ -188,11 +194,19 @@
 #define OFL_REC_ARGS 4        /* records of up to this many arguments are recycled */
 #define OFL_AHEAD 65536       /* pre-sent records of a run not yet reached by
                                  the engine (offload/chain.c) */
-#define OFL_PULL 63           /* tasks a pre-sent task may pull along to its
-                                 worker (a subtree of 32 leaves: with 16,
-                                 W3 on tcp:2 took 1.55 us per task, 0.76
-                                 now, side by side) */
+#define OFL_PULL 1023         /* tasks a pre-sent task may pull along to its
+                                 worker: a sum of 1,000 quick leaves goes as
+                                 one unit and only the sum replies (graph.json's
+                                 2,000,000 tasks on tcp:2 1.22 -> 1.03-1.06 s
+                                 side by side; processes:2 unchanged, its I/O
+                                 thread busy sending the leaves); a tree's
+                                 subtree of 32 leaves needed 63
+                                 (with 16, W3 on tcp:2 took 1.55 us per task,
+                                 0.76 with 63) */
 #define OFL_PULL_SECS 50e-6  /* the longest measured task that may be pulled */
+#define OFL_PULL_WORK 2e-3   /* the most measured work pulled along with one
+                                 task: more is worth spreading over workers
+                                 (63 tasks of OFL_PULL_SECS each made 3 ms) */
 #define OFL_MSG_SECS 50e-6   /* what a message to a worker costs beyond its
                                  tasks (both ends, its wake-up) when workers
                                  share processors: choose() */
@@ -361,6 +375,9 @@ struct ofl_run {
   uint32_t *deferred;      /* the same, waiting for room under OFL_AHEAD */
   uint32_t ndeferred, cap_deferred;
   bool presending;         /* the stack is being worked through */
+  uint32_t pulled_alive;   /* the `pulled` of its records on workers: the
+                              memory order counts them alive (a sum's
+                              pulled leaves wait for it there) */
   uint32_t pulled_for;     /* 1 + the task whose input is being pre-sent
                               by pull_inputs (its dependent, checked
                               already); 0: none */
@@ -392,6 +409,10 @@ struct ofl_rec {
   bool replan;             /* its worker or a fetch was lost meanwhile */
   bool abort;              /* its run was cancelled meanwhile */
   bool started;            /* its STARTED event was reported */
+  uint32_t pulled;         /* pre-sent with this many inputs pulled along
+                              (offload/chain.c): their results are alive
+                              on its worker until it runs, counted in
+                              rs->pulled_alive until it is off its worker */
   double sent;             /* when it was last put in a TASKS message */
   /* Pre-sent (offload/chain.c): sent before the engine made its
    * task ready; the engine's begin attaches it (args, started). */
@@ -749,6 +770,14 @@ static inline void tg__ofl_quiet_clear(ofl_run *rs, ofl_rec *rec) {
   rs->nquiet--;
   if (!rec->early) rs->nquiet_begun--;
   rec->quiet = false;
+}
+
+/* rec, a record of an engine task, is on no worker any more (its reply
+ * came, or it was given up): the inputs pulled along with it are gone. */
+static inline void tg__ofl_rec_off_worker(ofl_run *rs, ofl_rec *rec) {
+  rs->inflight--;
+  rs->pulled_alive -= rec->pulled;
+  rec->pulled = 0;
 }
 
 /* How many more results run rs may hold alive (may be negative): its
