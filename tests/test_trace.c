@@ -170,20 +170,28 @@ static size_t check_slices(trace *t, const char *how, int ms, int extra) {
   return tracks;
 }
 
-/* A one-thread worker runs 3 x 20 ms one after the other: three slices
- * of 20-40 ms on its one track, in a row. */
+/* The sleeps below: each slice lasts its sleep, up to SLEEP_LATE_MS more
+ * (a late wake-up on a loaded machine: with six busy loops beside it, a
+ * 20 ms sleep's slice lasted up to 88 ms, and a bound of 40 ms failed 4
+ * runs of 15). A slice that took in its queueing would overlap the one
+ * before it on its track, which check_slices sees. */
+#define SLEEP_MS 50
+#define SLEEP_LATE_MS 100
+
+/* A one-thread worker runs 3 sleeps one after the other: three slices on
+ * its one track, in a row. */
 Test(trace, tcp_one_thread_worker) {
   char ep[160];
   start_worker("1", ep, sizeof ep);
-  write_sleeps(3, 20);
+  write_sleeps(3, SLEEP_MS);
   tcli_result r = run("run", "-q", "--no-cache", "--scheduler", "tcp", "--connect", ep,
                       "--trace", "t.json", "g.json");
-  tcli_expect(r, 0, "{\"all\":60}\n", "");
+  tcli_expect(r, 0, "{\"all\":150}\n", "");
   tcli_result_free(&r);
   trace t;
   load_trace("t.json", &t);
   cr_expect_eq(sleeps(&t), 3);
-  cr_expect_eq(check_slices(&t, "tcp", 20, 20), 1);
+  cr_expect_eq(check_slices(&t, "tcp", SLEEP_MS, SLEEP_LATE_MS), 1);
   cr_expect_str_eq(t.track[0], "worker 0 thread 0");
   for (size_t i = 0; i < t.nx; i++) cr_expect_eq(t.x[i].attempts, 1);
 }
@@ -191,44 +199,44 @@ Test(trace, tcp_one_thread_worker) {
 Test(trace, tcp_two_thread_worker) {
   char ep[160];
   start_worker("2", ep, sizeof ep);
-  write_sleeps(8, 20);
+  write_sleeps(8, SLEEP_MS);
   tcli_result r = run("run", "-q", "--no-cache", "--scheduler", "tcp", "--connect", ep,
                       "--trace", "t.json", "g.json");
-  tcli_expect(r, 0, "{\"all\":160}\n", "");
+  tcli_expect(r, 0, "{\"all\":400}\n", "");
   tcli_result_free(&r);
   trace t;
   load_trace("t.json", &t);
   cr_expect_eq(sleeps(&t), 8);
-  size_t tracks = check_slices(&t, "tcp", 20, 20);
+  size_t tracks = check_slices(&t, "tcp", SLEEP_MS, SLEEP_LATE_MS);
   cr_expect(tracks >= 1 && tracks <= 2, "%zu tracks", tracks);
 }
 
 /* Two worker processes get batches of tasks whose results come back
  * together; each slice is still where its call ran. */
 Test(trace, processes_two_workers) {
-  write_sleeps(8, 20);
+  write_sleeps(8, SLEEP_MS);
   tcli_result r = run("run", "-q", "--no-cache", "--scheduler=processes", "--workers", "2",
                       "--trace", "t.json", "g.json");
-  tcli_expect(r, 0, "{\"all\":160}\n", "");
+  tcli_expect(r, 0, "{\"all\":400}\n", "");
   tcli_result_free(&r);
   trace t;
   load_trace("t.json", &t);
   cr_expect_eq(sleeps(&t), 8);
-  size_t tracks = check_slices(&t, "processes", 20, 20);
+  size_t tracks = check_slices(&t, "processes", SLEEP_MS, SLEEP_LATE_MS);
   cr_expect(tracks >= 1 && tracks <= 2, "%zu tracks", tracks);
   for (size_t i = 0; i < t.nx; i++) cr_expect_eq(t.x[i].thread, 0);
 }
 
 Test(trace, threads_two_workers) {
-  write_sleeps(8, 20);
+  write_sleeps(8, SLEEP_MS);
   tcli_result r = run("run", "-q", "--no-cache", "--scheduler=threads", "--workers", "2",
                       "--trace", "t.json", "g.json");
-  tcli_expect(r, 0, "{\"all\":160}\n", "");
+  tcli_expect(r, 0, "{\"all\":400}\n", "");
   tcli_result_free(&r);
   trace t;
   load_trace("t.json", &t);
   cr_expect_eq(sleeps(&t), 8);
-  size_t tracks = check_slices(&t, "threads", 20, 20);
+  size_t tracks = check_slices(&t, "threads", SLEEP_MS, SLEEP_LATE_MS);
   cr_expect(tracks >= 1 && tracks <= 2, "%zu tracks", tracks);
 }
 
