@@ -317,16 +317,16 @@ static tg_remote_stats groups(tg_executor *ex, int G, int L) {
  * the sum behind them (pulled along with it: only the sum replies; or,
  * while the run has no room for them all, each kept there for it): no
  * leaf's result crosses the parent's socket, and none moves between
- * workers. With at most 63 pulled (before), a sum of 200 had its leaves
+ * workers. With at most 63 pulled (before), a sum of 100 had its leaves
  * come back one by one. */
 Test(flow, sum_inputs_stay_where_they_were_made) {
   tg_executor *ex = executor();
   enum { G = 400 };
-  tg_remote_stats s = groups(ex, G, 40), l = groups(ex, G, 200);
+  tg_remote_stats s = groups(ex, G, 40), l = groups(ex, G, 100);
   cr_expect_eq(s.tasks_sent, G * 41 + 1);
-  cr_expect_eq(l.tasks_sent, G * 201 + 1);
+  cr_expect_eq(l.tasks_sent, G * 101 + 1);
   cr_expect_eq(s.results_kept, G * 40, "%llu kept", (unsigned long long)s.results_kept);
-  cr_expect_eq(l.results_kept, G * 200, "%llu kept", (unsigned long long)l.results_kept);
+  cr_expect_eq(l.results_kept, G * 100, "%llu kept", (unsigned long long)l.results_kept);
   cr_expect_eq(s.values_moved, 0);
   cr_expect_eq(l.values_moved, 0);
   tg_executor_free(ex);

@@ -204,9 +204,12 @@
                                  (with 16, W3 on tcp:2 took 1.55 us per task,
                                  0.76 with 63) */
 #define OFL_PULL_SECS 50e-6  /* the longest measured task that may be pulled */
-#define OFL_PULL_WORK 2e-3   /* the most measured work pulled along with one
+#define OFL_PULL_WORK 5e-3   /* the most measured work pulled along with one
                                  task: more is worth spreading over workers
-                                 (63 tasks of OFL_PULL_SECS each made 3 ms) */
+                                 (63 tasks of OFL_PULL_SECS each made 3 ms;
+                                 graph.json's 1,000 leaves measure about 1 ms
+                                 together, 5 ms on a machine five times as
+                                 slow or under a sanitizer) */
 #define OFL_MSG_SECS 50e-6   /* what a message to a worker costs beyond its
                                  tasks (both ends, its wake-up) when workers
                                  share processors: choose() */
