@@ -338,6 +338,7 @@ void tg__ofl_presend_stacked(ofl *b, ofl_run *rs) {
     if (!presend_deps(b, c, rs, ti, checked))
       push(&rs->deferred, &rs->ndeferred, &rs->cap_deferred, ti);
   }
+  rs->checked = 0; /* none popped (a push out of memory): stale */
   rs->presending = false;
 }
 
