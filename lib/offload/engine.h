@@ -101,8 +101,8 @@
  * idled through every round trip: 214 messages for a tree of 4,096
  * leaves, 33 now). Ended tasks' dependents whose records are done end
  * next (depth first), so a subtree's values do not pile up. A tree
- * reduction of 65,536 leaves on two one-thread workers keeps 21-24 alive
- * (threads:2 27-30).
+ * reduction of 65,536 leaves on two one-thread workers keeps 20-25 alive
+ * (threads:2 25-30).
  *
  * What a worker reports is not trusted: a shape it was not asked for, of
  * more than TG__MAX_SHAPE items or more items than bytes, or a result
