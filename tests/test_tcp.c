@@ -2133,8 +2133,8 @@ Test(tcp, chain_of_a_dropped_client_is_not_called_on) {
  * the last of its two inputs, the worker's loop woken for their replies,
  * not for each task (quiet ones tell nothing): its threads sleep fewer
  * times than there are leaves (a wake-up per task: about 8,400; now
- * 43-140 in a release build, up to about 320 in a sanitized one beside a
- * busy machine). */
+ * 43-140 in a release build, 101-151 in a sanitized one, beside two busy
+ * loops too). */
 Test(tcp, tree_runs_on_pool_threads_without_a_wakeup_per_task) {
   wspec sp = {.nthreads = 1};
   int w = start_worker(&sp, NULL, 0);
