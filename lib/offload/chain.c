@@ -87,14 +87,15 @@ static uint32_t pull_width(const ofl_run *rs, uint32_t di, const ofl_conn *c);
  * pulled, at most half the run's sequential peak of them directly: the
  * reply of di ends them here at once, each alive (a value that names
  * nothing) until di ends, so alive stays within the run's bound plus that
- * half (a subtree's sums pull two each). */
+ * half (a subtree's sums pull two each). *width: how many (pull_width). */
 static bool presendable(const ofl *b, const ofl_run *rs, uint32_t di, const ofl_conn *c,
-                        uint32_t self) {
+                        uint32_t self, uint32_t *width) {
   pull_budget budget = {OFL_PULL, OFL_PULL_WORK};
+  *width = 0;
   if (!presendable_in(b, rs, di, c, self, &budget)) return false;
   if (budget.tasks == OFL_PULL) return true; /* nothing to pull */
-  uint32_t width = pull_width(rs, di, c);
-  return width <= 2 || width <= rs->seq_peak / 2;
+  *width = pull_width(rs, di, c);
+  return *width <= 2 || *width <= rs->seq_peak / 2;
 }
 
 /* Whether input pi of a task blocks sending it ahead to c for good: the
@@ -161,7 +162,8 @@ static uint32_t chain_deps(const ofl *b, const ofl_conn *c, const ofl_rec *rec,
     if ((p->tasks[di].flags & TG__T_CACHED) || (k > p->dep_off[rec->task] && p->deps[k - 1] == di))
       continue;
     if (++n > most || still_blocked(rs, di, rec->task)) return 0;
-    if (!presendable(b, rs, di, c, rec->task)) {
+    uint32_t width;
+    if (!presendable(b, rs, di, c, rec->task, &width)) {
       note_block(rs, di, rec->task);
       return 0;
     }
@@ -290,14 +292,16 @@ static bool presend_deps(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t ti, bool che
     tg__task *d = &p->tasks[di];
     if ((k > p->dep_off[ti] && p->deps[k - 1] == di) || rs->early[di] ||
         (d->flags & TG__T_CACHED) || atomic_load(&d->pending) == 0 ||
-        atomic_load(&d->state) != TG__T_NEW ||
-        (!checked && !presendable(b, rs, di, c, UINT32_MAX)))
+        atomic_load(&d->state) != TG__T_NEW)
       continue;
     /* Not forced, a dependent adds a result here, and its inputs pulled
      * along are alive on the worker until it runs (a sum's 1,000 leaves:
      * a subtree's pulled sums free theirs as they go): it waits for room
-     * for them all, like the engine's leaves. */
-    uint32_t width = pull_width(rs, di, c);
+     * for them all, like the engine's leaves. Counted once: by the check
+     * when it is made here, else now. */
+    uint32_t width;
+    if (checked) width = pull_width(rs, di, c);
+    else if (!presendable(b, rs, di, c, UINT32_MAX, &width)) continue;
     if (!forced && (rs->nearly >= OFL_AHEAD || tg__ofl_run_room(b, rs) <= (int64_t)width))
       return false;
     if (c->state != CS_READY) return true; /* lost: the engine sends them */

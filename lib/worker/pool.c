@@ -242,9 +242,9 @@ static void *pool_main(void *arg) {
        * is linked behind this one (wtask.then) and runs here without
        * the loop, and what else comes, comes after the loop parsed a
        * message, which the yields only delayed on a busy machine (two
-       * one-thread tcp workers on two processors: 2,000,000 graph.json
-       * tasks 1.47-1.50 -> 1.29-1.37 s, W1 0.55-0.56 -> 0.50-0.52 us a
-       * task, W2 and W3 unchanged). */
+       * one-thread tcp workers on two processors, four alternated pairs:
+       * 2,000,000 graph.json tasks 1.48-1.55 -> 1.34-1.41 s, W1
+       * 0.55-0.56 -> 0.50-0.52 us a task, W2 and W3 unchanged). */
       wk->idle++;
       while (!wk->q_head && !wk->stopping) {
         if (wk->owed) { /* owed by a thread that went on: paid here */
