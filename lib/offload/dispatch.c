@@ -302,6 +302,7 @@ void tg__ofl_append(ofl *b, ofl_conn *c, ofl_rec *rec) {
   const tg__run *r = rec->rs->r;
   const tg__gnode *nd = &r->g->nodes[rec->node];
   const tg__garg *a = tg__node_args(r->g, nd);
+  rec->rs->checked = 0; /* what chain_deps found may change with this send */
   uint64_t fn = tg__ofl_conn_fn(b, c, nd->fn), min_us;
   rec->id = ++c->next_id;
   if (fn == UINT64_MAX || !tg__idmap_put(&c->recs, rec->id, rec)) {

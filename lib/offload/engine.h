@@ -380,9 +380,9 @@ struct ofl_run {
   bool presending;         /* the stack is being worked through */
   uint32_t checked;        /* 1 + the task whose dependents chain_deps
                               (offload/chain.c) just found can all go
-                              ahead: pushed last, popped next with nothing
-                              changed between, they are not looked at
-                              again; 0: none */
+                              ahead: pushed last, popped next with no
+                              record appended between (each append clears
+                              it), they are not looked at again; 0: none */
   uint32_t pulled_alive;   /* the `pulled` of its records on workers: the
                               memory order counts them alive (a sum's
                               pulled leaves wait for it there) */
