@@ -96,9 +96,27 @@ void tg__segbook_fini(tg__segbook *b) {
 
 /* ---- ours -------------------------------------------------------------------- */
 
+/* Ours whose last user went on another thread, into the pool. */
+static void pool_dead(tg__segbook *b) {
+  shared *s = b->sh;
+  pthread_mutex_lock(&s->mu);
+  tg__lent *o = s->dead;
+  s->dead = NULL;
+  pthread_mutex_unlock(&s->mu);
+  while (o) {
+    tg__lent *next = o->next;
+    lent_pool(b, o);
+    o = next;
+  }
+}
+
 tg__lent *tg__segbook_take(tg__segbook *b, size_t size) {
   tg__lent *o = size ? tg__calloc(1, sizeof *o) : NULL;
   if (!o) return NULL;
+  /* The segment of a value sent before is among the dead when its last
+   * user here went after the peer gave it back (a result over it, dropped
+   * a moment ago): pooled now, not at the next flush, it is reused. */
+  pool_dead(b);
   if (!tg__segpool_take(&b->pool, size, &o->s) &&
       tg__seg_create(size, b->sh->tracked, &o->s) != TG_OK) {
     tg__free(o);
@@ -165,16 +183,7 @@ bool tg__segbook_returned(tg__segbook *b, tg__rbuf *r) {
 }
 
 void tg__segbook_tidy(tg__segbook *b) {
-  shared *s = b->sh;
-  pthread_mutex_lock(&s->mu);
-  tg__lent *o = s->dead;
-  s->dead = NULL;
-  pthread_mutex_unlock(&s->mu);
-  while (o) {
-    tg__lent *next = o->next;
-    lent_pool(b, o);
-    o = next;
-  }
+  pool_dead(b);
   double now = tg__now();
   if (b->pool.n && now - b->last_trim > TG__SEGBOOK_IDLE) {
     tg__segpool_trim(&b->pool, now - TG__SEGBOOK_IDLE);
