@@ -332,6 +332,69 @@ Test(flow, sum_inputs_stay_where_they_were_made) {
   tg_executor_free(ex);
 }
 
+/* G sums (sum_fn) of L quick leaves fail_first(0, i) (which return i),
+ * the leaf `bad` (its index among them all, -1: none) fail_first(1, i)
+ * (which fails: "attempt 0 fails"), and their total; *leaf: bad's node. */
+static tg_graph *fold_groups(int G, int L, int bad, const char *sum_fn, int64_t *want,
+                             tg_node *total, tg_node *leaf) {
+  tg_graph *g = NULL;
+  cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
+  tg_arg *leaves = malloc((size_t)L * sizeof *leaves), *sums = malloc((size_t)G * sizeof *sums);
+  cr_assert(leaves && sums);
+  *want = 0;
+  for (int k = 0; k < G; k++) {
+    for (int i = 0; i < L; i++) {
+      int x = k * L + i;
+      tg_node n = tg_call(g, "fail_first", 2, tg_arg_value(tg_int(x == bad)),
+                          tg_arg_value(tg_int(x)));
+      if (x == bad) *leaf = n;
+      leaves[i] = tg_arg_node(n);
+      *want += x;
+    }
+    tg_node sk;
+    cr_assert_eq(tg_graph_add(g, sum_fn, leaves, (size_t)L, NULL, &sk), TG_OK);
+    sums[k] = tg_arg_node(sk);
+  }
+  cr_assert_eq(tg_graph_add(g, "sum_args", sums, (size_t)G, NULL, total), TG_OK);
+  free(leaves);
+  free(sums);
+  return g;
+}
+
+/* A sum's quick leaves go folded into its record (no record of their own
+ * here): one whose call fails there fails the compute with its own
+ * message, as the failing task (not the sum, whose input failed). */
+Test(flow, a_folded_leaf_fails_with_its_own_message) {
+  tg_executor *ex = executor();
+  enum { G = 200, L = 40 }; /* a sum pulls at most half the run's sequential peak */
+  int64_t want;
+  tg_node total, leaf = TG_NODE_NONE;
+  tg_graph *g = fold_groups(G, L, -1, "sum_args", &want, &total, &leaf);
+  cr_assert_eq(run_int(g, total, ex, NULL), want); /* the leaves measured quick */
+  tg_remote_stats a = stats(ex);
+  cr_assert_eq(run_int(g, total, ex, NULL), want);
+  tg_remote_stats z = stats(ex);
+  cr_expect_eq(z.results_kept - a.results_kept, G * L, "%llu kept",
+               (unsigned long long)(z.results_kept - a.results_kept));
+  tg_graph_free(g);
+  g = fold_groups(G, L, 17 * L + 23, "sum_args", &want, &total, &leaf);
+  tg_compute_stats st = {0};
+  tg_compute_opts o = {.version = TG_COMPUTE_OPTS_V4, .executor = ex, .stats = &st};
+  tg_value *v = NULL;
+  int rc = tg_compute(g, &total, 1, &o, &v);
+  cr_expect_eq(rc, TG_ETASK, "%s", tg_err_name(rc));
+  cr_expect_null(v);
+  cr_expect_eq(st.failed_node, leaf, "failed: node %u, not the leaf %u", st.failed_node, leaf);
+  char key[64];
+  cr_assert_gt(tg_node_key(g, leaf, key, sizeof key), 0);
+  char expect[200];
+  snprintf(expect, sizeof expect, "task '%s' failed: TG_EIO: attempt 0 fails", key);
+  cr_expect_str_eq(tg_graph_errmsg(g), expect);
+  cr_expect_eq(st.tasks_failed, 1, "%zu", st.tasks_failed);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
 /* x = pack(0..299), used by sum(x) and len(x), whose results add(...)
  * sums; x is an output too when x_out. The parent's traffic. */
 static tg_remote_stats diamond(tg_executor *ex, bool x_out) {
@@ -533,6 +596,34 @@ Test(flow, a_chain_survives_the_loss_of_its_worker) {
   cr_expect_eq(c.v, 200);
   tg_remote_stats st = stats(ex);
   cr_expect_eq(st.workers_lost, 1);
+  tg_graph_free(g);
+  tg_executor_free(ex);
+}
+
+/* Slow sums of quick leaves folded into their records, two workers: one
+ * is killed while some are out. Their leaves go again, on their own or
+ * folded again with their sum: the total is right. */
+Test(flow, folded_leaves_survive_the_loss_of_their_worker) {
+  tg_executor *ex = executor();
+  enum { G = 200, L = 20 };
+  int64_t want;
+  tg_node total, leaf = TG_NODE_NONE;
+  tg_graph *g = fold_groups(G, L, -1, "slow_sum", &want, &total, &leaf);
+  cr_assert_eq(run_int(g, total, ex, NULL), want); /* the leaves measured quick */
+  tg_remote_stats a = stats(ex);
+  bg_compute c = {g, total, ex, -1, -1};
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, bg_main, &c), 0);
+  tgt_sleep_ms(100); /* 2 s of sums over two workers: some done, some out */
+  kill(pids[0], SIGKILL);
+  cr_expect_eq(waitpid(pids[0], NULL, 0), pids[0]);
+  pids[0] = 0;
+  pthread_join(th, NULL);
+  cr_expect_eq(c.rc, TG_OK, "%s: %s", tg_err_name(c.rc), tg_graph_errmsg(g));
+  cr_expect_eq(c.v, want);
+  tg_remote_stats z = stats(ex);
+  cr_expect_eq(z.workers_lost, 1);
+  cr_expect_gt(z.results_kept - a.results_kept, 0, "no leaf went with its sum");
   tg_graph_free(g);
   tg_executor_free(ex);
 }

@@ -36,7 +36,7 @@ static bool pullable(const ofl *b, const ofl_run *rs, uint32_t pi, const ofl_con
                      pull_budget *budget) {
   const tg__runplan *p = &rs->r->plan;
   const tg__task *t = &p->tasks[pi];
-  if (!budget->tasks || rs->early[pi] || (t->flags & TG__T_OUTPUT) ||
+  if (!budget->tasks || rs->early[pi] || rs->fold_of[pi] || (t->flags & TG__T_OUTPUT) ||
       atomic_load(&t->state) != TG__T_NEW || (rs->flags[pi] & RF_SELECTED))
     return false;
   for (uint32_t k = p->dep_off[pi] + 1; k < p->dep_off[pi + 1]; k++)
@@ -81,20 +81,23 @@ static bool presendable_in(const ofl *b, const ofl_run *rs, uint32_t di, const o
   return true;
 }
 
-static uint32_t pull_width(const ofl_run *rs, uint32_t di, const ofl_conn *c);
+static uint32_t pull_width(const ofl_run *rs, uint32_t di, const ofl_conn *c, bool *fold);
+static void presend_folded(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t di, uint32_t n);
 
 /* presendable_in with the budget of a pull; and when inputs are to be
  * pulled, at most half the run's sequential peak of them directly: the
  * reply of di ends them here at once, each alive (a value that names
  * nothing) until di ends, so alive stays within the run's bound plus that
- * half (a subtree's sums pull two each). *width: how many (pull_width). */
+ * half (a subtree's sums pull two each). *width: how many, *fold:
+ * whether they fold (pull_width; fold may be NULL). */
 static bool presendable(const ofl *b, const ofl_run *rs, uint32_t di, const ofl_conn *c,
-                        uint32_t self, uint32_t *width) {
+                        uint32_t self, uint32_t *width, bool *fold) {
   pull_budget budget = {OFL_PULL, OFL_PULL_WORK};
   *width = 0;
+  if (fold) *fold = false;
   if (!presendable_in(b, rs, di, c, self, &budget)) return false;
   if (budget.tasks == OFL_PULL) return true; /* nothing to pull */
-  *width = pull_width(rs, di, c);
+  *width = pull_width(rs, di, c, fold);
   return *width <= 2 || *width <= rs->seq_peak / 2;
 }
 
@@ -163,7 +166,7 @@ static uint32_t chain_deps(const ofl *b, const ofl_conn *c, const ofl_rec *rec,
       continue;
     if (++n > most || still_blocked(rs, di, rec->task)) return 0;
     uint32_t width;
-    if (!presendable(b, rs, di, c, rec->task, &width)) {
+    if (!presendable(b, rs, di, c, rec->task, &width, NULL)) {
       note_block(rs, di, rec->task);
       return 0;
     }
@@ -215,14 +218,15 @@ uint8_t tg__ofl_chain_flags(ofl *b, ofl_conn *c, ofl_rec *rec) {
   return TG__RF_KEEP;
 }
 
-/* Send task di of rs to c ahead of the engine. */
-static void presend(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t di) {
+/* A record for task di of rs, to be sent ahead of the engine (NULL when
+ * out of memory). */
+static ofl_rec *early_rec(ofl *b, ofl_run *rs, uint32_t di) {
   const tg__run *r = rs->r;
   tg__task *t = &r->plan.tasks[di];
   const tg__gnode *nd = &r->g->nodes[t->node];
   const tg__garg *a = tg__node_args(r->g, nd);
   ofl_rec *rec = tg__ofl_rec_new(b, rs, t, nd->nargs);
-  if (!rec) return;
+  if (!rec) return NULL;
   rec->early = true;
   rs->early[di] = rec;
   rs->nearly++;
@@ -231,6 +235,13 @@ static void presend(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t di) {
   tg__ofl_expect(b, rec, nd);
   for (uint32_t j = 0; j < nd->nargs; j++)
     if (a[j].kind == TG_ARG_VALUE) rec->args[j] = a[j].u.value; /* the graph's */
+  return rec;
+}
+
+/* Send task di of rs to c ahead of the engine. */
+static void presend(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t di) {
+  ofl_rec *rec = early_rec(b, rs, di);
+  if (!rec) return;
   rec->conn = c->idx;
   tg__ofl_conn_add(c, rec);
   tg__ofl_append(b, c, rec);
@@ -252,30 +263,229 @@ static void pull_inputs(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t di) {
     if (a[j].kind != TG_ARG_NODE) continue;
     uint32_t pi = p->task_of[a[j].node];
     if (pi == UINT32_MAX || rs->bound[pi] == tag || rs->early[pi]) continue;
-    pull_inputs(b, c, rs, pi);
+    /* A subtree's lowest sums take their leaves folded into them. */
+    bool fold;
+    uint32_t width = pull_width(rs, pi, c, &fold), folded = fold ? width : 0;
+    if (!folded) pull_inputs(b, c, rs, pi);
     if (c->state != CS_READY || rs->early[pi]) continue;
     uint32_t was = rs->pulled_for;
     rs->pulled_for = di + 1;
-    presend(b, c, rs, pi);
+    if (folded) presend_folded(b, c, rs, pi, folded);
+    else presend(b, c, rs, pi);
     rs->pulled_for = was;
   }
 }
 
+static bool foldable(const ofl_run *rs, uint32_t pi);
+
 /* How many inputs of task di, presendable to c, are to be pulled there
- * with it (not kept there, not sent ahead already). */
-static uint32_t pull_width(const ofl_run *rs, uint32_t di, const ofl_conn *c) {
+ * with it (not kept there, not sent ahead already); *fold (unless NULL):
+ * whether there are some and they can all be folded into its record. */
+static uint32_t pull_width(const ofl_run *rs, uint32_t di, const ofl_conn *c, bool *fold) {
   const tg__run *r = rs->r;
   const tg__runplan *p = &r->plan;
   const tg__gnode *nd = &r->g->nodes[p->tasks[di].node];
   const tg__garg *a = tg__node_args(r->g, nd);
   uint64_t tag = tag_of(c);
   uint32_t n = 0;
+  bool all = fold != NULL;
   for (uint32_t j = 0; j < nd->nargs; j++) {
     if (a[j].kind != TG_ARG_NODE) continue;
     uint32_t pi = p->task_of[a[j].node];
-    n += pi != UINT32_MAX && rs->bound[pi] != tag && !rs->early[pi];
+    if (pi == UINT32_MAX || rs->bound[pi] == tag || rs->early[pi]) continue;
+    n++;
+    all = all && foldable(rs, pi);
   }
+  if (fold) *fold = all && n;
   return n;
+}
+
+/* ---- inputs folded into a pre-sent record -------------------------------------- */
+
+/* A folded task's call that failed on its worker. */
+struct ofl_fold_fail {
+  ofl_fold_fail *next;
+  uint32_t task;
+  int code;
+  char *msg;
+  tg__call_report rep;
+};
+
+static ofl_rec fold_done_mark; /* never a record */
+
+ofl_rec *tg__ofl_fold_done(void) { return &fold_done_mark; }
+
+/* Whether input pi of a task pre-sent to c, found pullable there, can be
+ * folded into that task's record: a leaf (its arguments all constants)
+ * of a plain call of a pure function (a worker lost with it, it is run
+ * again), not part of a task (those are built here), that its dependent
+ * names once (so its one use is its last). Such a task needs no record
+ * of its own here: its dependent's record keeps what there is to know. */
+static bool foldable(const ofl_run *rs, uint32_t pi) {
+  const tg__run *r = rs->r;
+  const tg__runplan *p = &r->plan;
+  if (p->dep_off[pi + 1] - p->dep_off[pi] != 1 || (p->tasks[pi].flags & TG__T_INTERNAL))
+    return false;
+  const tg__gnode *nd = &r->g->nodes[p->tasks[pi].node];
+  if (nd->kind != TG__NK_CALL || !(nd->fn->flags & TG_FUNC_PURE)) return false;
+  const tg__garg *a = tg__node_args(r->g, nd);
+  for (uint32_t j = 0; j < nd->nargs; j++)
+    if (a[j].kind != TG_ARG_VALUE) return false;
+  return true;
+}
+
+/* Pre-send task di of rs to c with its n inputs to be pulled there folded
+ * into its record: each goes as a quiet record of its own just before it
+ * (their wire ids follow each other, and its own follows theirs), but
+ * here they have none: no record to make, place, check, send and end for
+ * each of a sum's 1,000 leaves (graph.json). */
+static void presend_folded(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t di, uint32_t n) {
+  const tg__run *r = rs->r;
+  const tg__runplan *p = &r->plan;
+  const tg__gnode *nd = &r->g->nodes[p->tasks[di].node];
+  const tg__garg *a = tg__node_args(r->g, nd);
+  ofl_fold *f = tg__malloc(sizeof *f + n * sizeof f->tasks[0]);
+  ofl_rec *rec = f ? early_rec(b, rs, di) : NULL;
+  if (!rec) { /* then the engine sends them when they are ready */
+    tg__free(f);
+    return;
+  }
+  *f = (ofl_fold){.first = c->next_id + 1};
+  rec->fold = f;
+  uint64_t tag = tag_of(c);
+  for (uint32_t j = 0; j < nd->nargs; j++) {
+    if (a[j].kind != TG_ARG_NODE) continue;
+    uint32_t pi = p->task_of[a[j].node];
+    if (pi == UINT32_MAX || f->n == n || rs->bound[pi] == tag || rs->early[pi]) continue;
+    uint64_t store = b->next_id++;
+    if (!tg__ofl_append_folded(b, c, rs, pi, store)) break;
+    f->tasks[f->n++] = pi;
+    rs->fold_of[pi] = rec;
+    rs->bound[pi] = tag;
+    rs->bound_id[pi] = store;
+    const tg__gnode *pn = &r->g->nodes[p->tasks[pi].node];
+    rec->est += tg__ofl_task_secs(b, (uint64_t)(uintptr_t)pn->fn + pn->kind);
+  }
+  if (c->state != CS_READY || f->n < n) { /* c lost, or out of memory: what went is */
+    tg__ofl_rec_requeue(b, rec, c->why);  /* made again where needed */
+    return;
+  }
+  rec->conn = c->idx;
+  tg__ofl_conn_add(c, rec);
+  tg__ofl_append(b, c, rec);
+}
+
+static ofl_fold_fail *fold_failure(const ofl_fold *f, uint32_t task) {
+  ofl_fold_fail *x = f->failed;
+  while (x && x->task != task) x = x->next;
+  return x;
+}
+
+bool tg__ofl_fold_ready(const ofl_run *rs, uint32_t ti) {
+  const ofl_rec *rec = rs->fold_of[ti];
+  return rec == &fold_done_mark || (rec && (rec->done || fold_failure(rec->fold, ti)));
+}
+
+bool tg__ofl_fold_park(ofl_run *rs, tg__task *t) {
+  uint32_t ti = (uint32_t)(t - rs->r->plan.tasks);
+  ofl_rec *rec = rs->fold_of[ti];
+  if (!rec || tg__ofl_fold_ready(rs, ti)) return false;
+  t->next = rec->fold->parked;
+  rec->fold->parked = t;
+  return true;
+}
+
+void tg__ofl_fold_end(ofl *b, ofl_run *rs, tg__task *t) {
+  uint32_t ti = (uint32_t)(t - rs->r->plan.tasks);
+  ofl_rec *rec = rs->fold_of[ti];
+  rs->fold_of[ti] = NULL;
+  ofl_fold_fail *x = rec != &fold_done_mark ? fold_failure(rec->fold, ti) : NULL;
+  tg__call_report rep = {.start = -1, .seconds = -1, .thread = -1, .attempts = 1,
+                         .worker = rec == &fold_done_mark ? -1
+                                   : rec->done            ? rec->drep.worker
+                                                          : rec->conn};
+  if (x) rep = x->rep;
+  tg_value *const *args;
+  size_t n;
+  if (!tg__task_begin(&b->w, t, &args, &n)) return; /* the engine ended it */
+  tg__task_started(&b->w, t, rep.worker);
+  if (x) {
+    tg__task_end_report(&b->w, t, x->code, NULL, x->msg, &rep);
+    return;
+  }
+  atomic_fetch_add(&b->st_kept, 1); /* it was made there and used there */
+  tg__ofl_run_task_done(b, rs, ti);
+  tg__task_end_report(&b->w, t, TG_OK, tg__ofl_gone(), NULL, &rep);
+}
+
+void tg__ofl_fold_release(ofl *b, ofl_rec *rec) {
+  ofl_fold *f = rec->fold;
+  if (!f) return;
+  rec->fold = NULL;
+  ofl_run *rs = rec->rs;
+  /* Those the engine has not ended: made there (rec's reply came) they
+   * end with the gone value when it gets there, as quiet tasks do; else
+   * (rec lost, given up) they go their own way, sent again. */
+  for (uint32_t k = 0; k < f->n; k++) {
+    uint32_t pi = f->tasks[k];
+    if (rs->fold_of[pi] != rec) continue; /* ended, or gone its own way */
+    if (rec->done && !fold_failure(f, pi)) {
+      rs->fold_of[pi] = &fold_done_mark;
+    } else {
+      rs->fold_of[pi] = NULL;
+      rs->bound[pi] = 0; /* its object is not to be named there */
+    }
+  }
+  while (f->parked) { /* rec given up before its reply */
+    tg__task *t = f->parked;
+    f->parked = t->next;
+    t->next = NULL;
+    tg__ofl_heap_repush(b, t);
+  }
+  while (f->failed) {
+    ofl_fold_fail *x = f->failed;
+    f->failed = x->next;
+    tg__free(x->msg);
+    tg__free(x);
+  }
+  tg__free(f);
+}
+
+ofl_rec *tg__ofl_fold_owner(ofl_conn *c, uint64_t id, uint32_t *task) {
+  /* The ids after a folded one up to its record's are those of the
+   * record's other folded tasks, which have no entry: the first entry
+   * after it is its record's, if any. */
+  for (uint64_t k = 1; k <= (uint64_t)OFL_PULL + 1 && id + k > id; k++) {
+    ofl_rec *rec = tg__idmap_get(&c->recs, id + k);
+    if (!rec) continue;
+    const ofl_fold *f = rec->fold;
+    if (!f || id < f->first || id - f->first >= f->n) return NULL;
+    *task = f->tasks[id - f->first];
+    return rec->rs->fold_of[*task] == rec ? rec : NULL;
+  }
+  return NULL;
+}
+
+void tg__ofl_fold_fail(ofl *b, ofl_rec *rec, uint32_t task, int code, const char *msg,
+                       const tg__call_report *rep) {
+  ofl_fold *f = rec->fold;
+  if (fold_failure(f, task)) return; /* told twice */
+  ofl_fold_fail *x = tg__calloc(1, sizeof *x);
+  if (!x) return; /* its dependent's failure names it */
+  x->task = task;
+  x->code = code;
+  x->rep = *rep;
+  x->rep.message = NULL;
+  if (msg && *msg && (x->msg = tg__malloc(strlen(msg) + 1))) strcpy(x->msg, msg);
+  x->next = f->failed;
+  f->failed = x;
+  for (tg__task **pp = &f->parked; *pp; pp = &(*pp)->next) /* set aside: it ends next */
+    if (*pp - rec->rs->r->plan.tasks == (ptrdiff_t)task) {
+      tg__task *t = *pp;
+      *pp = t->next;
+      tg__ofl_done_push(b, t);
+      break;
+    }
 }
 
 /* Task ti of rs was sent to c, its result to stay there: send its
@@ -300,20 +510,24 @@ static bool presend_deps(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t ti, bool che
      * for them all, like the engine's leaves. Counted once: by the check
      * when it is made here, else now. */
     uint32_t width;
-    if (checked) width = pull_width(rs, di, c);
-    else if (!presendable(b, rs, di, c, UINT32_MAX, &width)) continue;
+    bool fold;
+    if (checked) width = pull_width(rs, di, c, &fold);
+    else if (!presendable(b, rs, di, c, UINT32_MAX, &width, &fold)) continue;
     if (!forced && (rs->nearly >= OFL_AHEAD || tg__ofl_run_room(b, rs) <= (int64_t)width))
       return false;
     if (c->state != CS_READY) return true; /* lost: the engine sends them */
-    pull_inputs(b, c, rs, di);
-    if (c->state != CS_READY) return true;
-    pull_budget none = {0, 0}; /* what was pulled must be kept there now */
-    if (!rs->early[di] && presendable_in(b, rs, di, c, UINT32_MAX, &none)) {
-      presend(b, c, rs, di);
-      if (rs->early[di]) {
-        rs->early[di]->pulled = width;
-        rs->pulled_alive += width;
-      }
+    if (fold) {
+      presend_folded(b, c, rs, di, width);
+    } else {
+      pull_inputs(b, c, rs, di);
+      if (c->state != CS_READY) return true;
+      pull_budget none = {0, 0}; /* what was pulled must be kept there now */
+      if (!rs->early[di] && presendable_in(b, rs, di, c, UINT32_MAX, &none))
+        presend(b, c, rs, di);
+    }
+    if (rs->early[di]) {
+      rs->early[di]->pulled = width;
+      rs->pulled_alive += width;
     }
   }
   return true;

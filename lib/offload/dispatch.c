@@ -71,6 +71,7 @@ static void unsend(ofl *b, ofl_rec *rec) {
 
 void tg__ofl_rec_free(ofl *b, ofl_rec *rec) {
   ofl_run *rs = rec->rs;
+  tg__ofl_fold_release(b, rec);
   release_args(b, rec);
   tg__ofl_handle_unref(b, rec->out);
   if (rec->quiet && rs->silent[rec->task] == rec) rs->silent[rec->task] = NULL;
@@ -172,29 +173,34 @@ static int attempts_of(const tg__run *r, const tg__gnode *nd) {
   return 1 + (nd->retries >= 0 ? nd->retries : r->retries);
 }
 
-static void put_arg(ofl_conn *c, ofl_rec *rec, uint32_t j, const tg__garg *a) {
-  ofl_handle *h = rec->hargs[j];
+/* A value sent in the record (an int) or in the batch's value list. */
+static void put_value(ofl_conn *c, tg_value *v) {
   tg__wbuf *w = &c->batch;
-  const tg_value *v = rec->args[j];
-  if (!h && (tg__is_imm(v) || tg_value_type(v) == TG_INT)) { /* in the record: no list entry */
+  if (tg__is_imm(v) || tg_value_type(v) == TG_INT) { /* in the record: no list entry */
     tg__wbuf_u8(w, TG__ARG_INT);
     tg__wbuf_svarint(w, tg__is_imm(v) ? tg__imm_get(v) : tg_value_int(v));
     return;
   }
-  if (!h) {
-    tg__wbuf_u8(w, TG__ARG_INLINE);
-    tg__wbuf_varint(w, c->nbvals);
-    if (c->nbvals == c->cap_bvals) {
-      size_t cap = c->cap_bvals ? c->cap_bvals * 2 : 256;
-      tg_value **p = tg__realloc(c->bvals, cap * sizeof *p);
-      if (!p) {
-        w->oom = true;
-        return;
-      }
-      c->bvals = p;
-      c->cap_bvals = cap;
+  tg__wbuf_u8(w, TG__ARG_INLINE);
+  tg__wbuf_varint(w, c->nbvals);
+  if (c->nbvals == c->cap_bvals) {
+    size_t cap = c->cap_bvals ? c->cap_bvals * 2 : 256;
+    tg_value **p = tg__realloc(c->bvals, cap * sizeof *p);
+    if (!p) {
+      w->oom = true;
+      return;
     }
-    c->bvals[c->nbvals++] = tg_value_ref(rec->args[j]);
+    c->bvals = p;
+    c->cap_bvals = cap;
+  }
+  c->bvals[c->nbvals++] = tg_value_ref(v);
+}
+
+static void put_arg(ofl_conn *c, ofl_rec *rec, uint32_t j, const tg__garg *a) {
+  ofl_handle *h = rec->hargs[j];
+  tg__wbuf *w = &c->batch;
+  if (!h) {
+    put_value(c, rec->args[j]);
     return;
   }
   if (h->kind == H_ELEM) { /* an item the engine selected */
@@ -291,10 +297,64 @@ void tg__ofl_expire_tasks(ofl *b, double now) {
   b->ntimed = k;
 }
 
+/* The fixed fields of a task's record and its key, into c's batch. */
+static void put_head(ofl_conn *c, const tg__run *r, const tg__gnode *nd, uint32_t node,
+                     uint64_t id, uint64_t fn, uint8_t flags, uint64_t store, uint64_t min_us,
+                     uint8_t crashes, uint32_t nargs) {
+  tg__wbuf *w = &c->batch;
+  /* A generated key goes as its node id (the worker formats it: it has
+   * the function's name and the kind), a user's as its text. */
+  const char *key = nd->key ? tg__graph_key(r->g, node, NULL, 0) : NULL;
+  size_t kl = key ? strlen(key) : 0;
+  /* The record's fixed fields and key, in room made once: at most 12
+   * varints of 10 bytes and two bytes. Out of memory, the batch is marked
+   * so (the flush then drops c) and nothing is written. */
+  if (!tg__wbuf_reserve(w, 12 * 10 + 2 + kl)) return;
+  tg__wbuf_varint_in(w, id);
+  tg__wbuf_varint_in(w, fn);
+  w->p[w->len++] = nd->kind;
+  tg__wbuf_varint_in(w, nd->aux);
+  tg__wbuf_varint_in(w, (uint64_t)attempts_of(r, nd));
+  tg__wbuf_varint_in(w, nd->timeout > 0 ? (uint64_t)(nd->timeout * 1000 + 0.999) : 0);
+  w->p[w->len++] = flags;
+  tg__wbuf_varint_in(w, store);
+  tg__wbuf_varint_in(w, min_us);
+  if (crashes) tg__wbuf_varint_in(w, crashes);
+  tg__wbuf_varint_in(w, key ? 0 : (uint64_t)tg__graph_key_id(r->g, node) + 1);
+  if (key) {
+    tg__wbuf_varint_in(w, kl);
+    memcpy(w->p + w->len, key, kl);
+    w->len += kl;
+  }
+  tg__wbuf_varint_in(w, nargs);
+}
+
+/* Room for a record of run rs in c's batch (one run per message): false
+ * when the flush that made it lost c. */
+static bool batch_room(ofl *b, ofl_conn *c, const ofl_run *rs) {
+  if (c->nbatch && (c->batch_run != rs->seq || c->nbatch >= OFL_BATCH_MAX))
+    tg__ofl_conn_flush(b, c);
+  return c->state == CS_READY;
+}
+
+uint64_t tg__ofl_append_folded(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t ti, uint64_t store) {
+  if (!batch_room(b, c, rs)) return 0;
+  const tg__run *r = rs->r;
+  const tg__task *t = &r->plan.tasks[ti];
+  const tg__gnode *nd = &r->g->nodes[t->node];
+  uint64_t fn = tg__ofl_conn_fn(b, c, nd->fn);
+  if (fn == UINT64_MAX) return 0;
+  uint64_t id = ++c->next_id;
+  c->batch_run = rs->seq;
+  put_head(c, r, nd, t->node, id, fn, TG__RF_KEEP | TG__RF_QUIET, store, 0, 0, nd->nargs);
+  const tg__garg *a = tg__node_args(r->g, nd);
+  for (uint32_t j = 0; j < nd->nargs; j++) put_value(c, a[j].u.value); /* constants only */
+  if (++c->nbatch == 1 || r->on_event) c->batch_t = tg__now();
+  return id;
+}
+
 void tg__ofl_append(ofl *b, ofl_conn *c, ofl_rec *rec) {
-  if (c->nbatch && (c->batch_run != rec->rs->seq || c->nbatch >= OFL_BATCH_MAX))
-    tg__ofl_conn_flush(b, c); /* one run per message */
-  if (c->state != CS_READY) { /* the flush lost it */
+  if (!batch_room(b, c, rec->rs)) { /* the flush lost c */
     rec->conn = -1; /* its load went with c's (give_back) */
     tg__ofl_rec_requeue(b, rec, c->why);
     return;
@@ -316,37 +376,17 @@ void tg__ofl_append(ofl *b, ofl_conn *c, ofl_rec *rec) {
   if (rec->crashes) flags |= TG__RF_RESUME; /* attempts lost with a worker */
   rec->flags = flags; /* what its reply may be */
   tg__wbuf *w = &c->batch;
-  /* A generated key goes as its node id (the worker formats it: it has
-   * the function's name and the kind), a user's as its text. */
-  const char *key = nd->key ? tg__graph_key(r->g, rec->node, NULL, 0) : NULL;
-  size_t kl = key ? strlen(key) : 0;
-  /* The record's fixed fields and key, in room made once: at most 12
-   * varints of 10 bytes and two bytes. Out of memory, the batch is marked
-   * so (the flush then drops c) and nothing is written. */
-  if (tg__wbuf_reserve(w, 12 * 10 + 2 + kl)) {
-    tg__wbuf_varint_in(w, rec->id);
-    tg__wbuf_varint_in(w, fn);
-    w->p[w->len++] = nd->kind;
-    tg__wbuf_varint_in(w, nd->aux);
-    tg__wbuf_varint_in(w, (uint64_t)attempts_of(r, nd));
-    tg__wbuf_varint_in(w, nd->timeout > 0 ? (uint64_t)(nd->timeout * 1000 + 0.999) : 0);
-    w->p[w->len++] = flags;
-    tg__wbuf_varint_in(w, rec->store);
-    tg__wbuf_varint_in(w, min_us);
-    if (rec->crashes) tg__wbuf_varint_in(w, rec->crashes);
-    tg__wbuf_varint_in(w, key ? 0 : (uint64_t)tg__graph_key_id(r->g, rec->node) + 1);
-    if (key) {
-      tg__wbuf_varint_in(w, kl);
-      memcpy(w->p + w->len, key, kl);
-      w->len += kl;
-    }
-    tg__wbuf_varint_in(w, rec->nargs);
-  }
+  put_head(c, r, nd, rec->node, rec->id, fn, flags, rec->store, min_us, rec->crashes,
+           rec->nargs);
   const tg__runplan *p = &r->plan;
+  ofl_rec *const *fold_of = rec->fold ? rec->rs->fold_of : NULL;
   for (uint32_t j = 0; j < rec->nargs; j++) {
     if (rec->early && a[j].kind == TG_ARG_NODE) { /* kept here, by its id */
-      tg__wbuf_u8(w, tg__ofl_last_use(rec->rs, rec, a, j) ? TG__ARG_OBJ_LAST : TG__ARG_OBJ);
-      tg__wbuf_varint(w, rec->rs->bound_id[p->task_of[a[j].node]]);
+      uint32_t pi = p->task_of[a[j].node];
+      /* A folded input is named once: this is its last use. */
+      bool last = (fold_of && fold_of[pi] == rec) || tg__ofl_last_use(rec->rs, rec, a, j);
+      tg__wbuf_u8(w, last ? TG__ARG_OBJ_LAST : TG__ARG_OBJ);
+      tg__wbuf_varint(w, rec->rs->bound_id[pi]);
     } else {
       put_arg(c, rec, j, &a[j]);
     }
@@ -767,14 +807,19 @@ static ofl_rec *begin(ofl *b, tg__task *t) {
   size_t n;
   ofl_rec *rec = NULL;
   b->w.worker = -1; /* failures here: no worker is chosen yet */
-  ofl_rec *pre = rs->early[t - rs->r->plan.tasks];
-  if (tg__task_begin(&b->w, t, &args, &n)) {
+  uint32_t ti = (uint32_t)(t - rs->r->plan.tasks);
+  ofl_rec *pre = rs->early[ti];
+  if (rs->fold_of[ti] && tg__ofl_fold_ready(rs, ti)) {
+    tg__ofl_fold_end(b, rs, t); /* made where its dependent went */
+  } else if (tg__task_begin(&b->w, t, &args, &n)) {
+    rs->fold_of[ti] = NULL; /* folded, given up waiting for its record (no worker
+                               for it): it goes its own way */
     if (pre) tg__ofl_attach(b, rs, pre, args, n);
     else rec = tg__ofl_rec_new(b, rs, t, (uint32_t)n);
     if (rec) {
       /* args: NULL when none. A loop, not memcpy: one or two mostly. */
       for (size_t j = 0; j < n; j++) rec->args[j] = args[j];
-      rec->task = (uint32_t)(t - rs->r->plan.tasks);
+      rec->task = ti;
       rec->node = t->node;
       tg__ofl_expect(b, rec, &rs->r->g->nodes[t->node]);
     } else if (!pre) {
@@ -782,6 +827,8 @@ static ofl_rec *begin(ofl *b, tg__task *t) {
     }
   } else if (pre) {
     tg__ofl_orphan(b, rs, pre);
+  } else {
+    rs->fold_of[ti] = NULL; /* ended by the engine (its run stopped) */
   }
   tg__ofl_take_ready(b);
   rs->live--; /* the heap's use */
@@ -803,8 +850,9 @@ void tg__ofl_begin_done(ofl *b) {
     if (!b->heap.n) break;
     tg__task *t = tg__task_heap_top(&b->heap);
     ofl_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
-    ofl_rec *pre = rs ? rs->early[t - rs->r->plan.tasks] : NULL;
-    if (!pre || !pre->done) break;
+    uint32_t ti = rs ? (uint32_t)(t - rs->r->plan.tasks) : 0;
+    ofl_rec *pre = rs ? rs->early[ti] : NULL;
+    if (!(pre && pre->done) && !(rs && rs->fold_of[ti] && tg__ofl_fold_ready(rs, ti))) break;
     begin(b, tg__ofl_heap_pop(b));
   }
   b->ending = false;
@@ -843,6 +891,7 @@ static int64_t room_of(const ofl_run *rs, int64_t slack) {
 
 int64_t tg__ofl_run_room(const ofl *b, const ofl_run *rs) { return room_of(rs, slack_of(b)); }
 
+
 /* Whether the workers would idle soon: at most one task queued per
  * worker thread, or less than OFL_IDLE_SECS of expected work each (a
  * held-back group's sum makes its round trip meanwhile: waiting for the
@@ -872,7 +921,7 @@ static bool may_start(ofl *b, tg__task *t, int64_t slack) {
   const tg__run *r = rs->r;
   const tg__runplan *p = &r->plan;
   uint32_t ti = (uint32_t)(t - p->tasks);
-  if (rs->early[ti]) return true; /* sent already */
+  if (rs->early[ti] || rs->fold_of[ti]) return true; /* sent already */
   const tg__gnode *nd = &r->g->nodes[t->node];
   const tg__garg *a = tg__node_args(r->g, nd);
   for (uint32_t j = 0; j < nd->nargs; j++) /* the last use of an input: frees one */
@@ -948,12 +997,18 @@ static bool built_here(ofl *b, ofl_rec *rec) {
 static bool park(ofl *b, tg__task *t) {
   ofl_run *rs = tg__ofl_run_get(b, t->run); /* exists: the heap entry uses it */
   ofl_rec *pre = rs->early[t - rs->r->plan.tasks];
-  if (!pre || !pre->quiet || pre->done || pre->parked) return false;
+  if (!pre) return tg__ofl_fold_park(rs, t);
+  if (!pre->quiet || pre->done || pre->parked) return false;
   pre->parked = t;
   return true;
 }
 
 void tg__ofl_unpark(ofl *b, ofl_rec *rec) {
+  while (rec->fold && rec->fold->parked) { /* its folded inputs were made */
+    tg__task *t = rec->fold->parked;
+    rec->fold->parked = t->next;
+    tg__ofl_done_push(b, t);
+  }
   tg__task *t = rec->parked;
   if (!t) return;
   rec->parked = NULL;

@@ -61,7 +61,18 @@
  * of their measured work. So a tree's siblings go to one worker with
  * their parent behind them (a subtree of 32 leaves goes as one unit, and
  * only its root replies), and so do a sum's quick inputs (a group of
- * 1,000 leaves of graph.json: one reply, not 1,001). Records whose
+ * 1,000 leaves of graph.json: one reply, not 1,001). When every input
+ * to pull is a leaf (constant arguments only) of a pure call that the
+ * dependent names once, they are folded into the dependent's record
+ * (presend_folded): each still goes as a quiet record of its own, just
+ * before the dependent's, but has no ofl_rec here. rs->fold_of names the
+ * dependent's record, whose ofl_fold keeps their tasks (their wire ids
+ * run from fold->first to the record's own), their engine tasks made
+ * ready meanwhile (parked there) and the failures their own replies tell
+ * (found by the ids that follow theirs: tg__ofl_fold_owner); the
+ * record's reply ends them with the gone value, and a record given up
+ * unfolds them (each goes its own way). A sum of 1,000 leaves costs one
+ * record here instead of 1,001. Records whose
  * pre-sent reply is in end as soon as the engine makes their task ready
  * (tg__ofl_begin_done), not when the heap reaches them.
  *
@@ -389,7 +400,29 @@ struct ofl_run {
   uint32_t pulled_for;     /* 1 + the task whose input is being pre-sent
                               by pull_inputs (its dependent, checked
                               already); 0: none */
+  ofl_rec **fold_of;       /* per task: the pre-sent record its result went
+                              to, folded (offload/chain.c: it has none of
+                              its own); tg__ofl_fold_done() once that
+                              record is gone with its reply; NULL: not
+                              folded (weak) */
 };
+
+/* The inputs folded into a pre-sent record (offload/chain.c): leaves of
+ * its task (constant arguments only, pure, quick, no other dependent)
+ * pulled along with it, each sent as a record of its own, quiet, but
+ * kept here without one: their wire ids run from `first`, one after the
+ * other, and the record's own id follows them. */
+typedef struct ofl_fold_fail ofl_fold_fail;
+typedef struct ofl_fold {
+  uint64_t first;          /* the first one's wire id */
+  uint32_t n;
+  tg__task *parked;        /* their engine tasks made ready while the
+                              record was out, set aside unbegun (linked by
+                              next) */
+  ofl_fold_fail *failed;   /* those whose call failed there (told by a
+                              reply of their own, before the record's) */
+  uint32_t tasks[];        /* n task indices, in wire id order */
+} ofl_fold;
 
 /* A task on its way to a worker: begun in the engine (t), or the
  * recomputation of a lost result (t NULL, out set). */
@@ -436,6 +469,7 @@ struct ofl_rec {
                               while rec was out and set aside unbegun (its
                               heap use held) until rec is done (then ended
                               at once) or given up (back to the heap) */
+  ofl_fold *fold;          /* early: the inputs folded into it, or NULL */
   int dcode;               /* that reply: status, value (a reference), */
   tg_value *dval;          /* message, call report */
   char *dmsg;
@@ -762,6 +796,11 @@ ofl_rec *tg__ofl_rec_new(ofl *b, ofl_run *rs, tg__task *t, uint32_t nargs);
 void tg__ofl_expect(ofl *b, ofl_rec *rec, const tg__gnode *nd);
 /* Put rec (on c's load) in c's next batch. */
 void tg__ofl_append(ofl *b, ofl_conn *c, ofl_rec *rec);
+/* Put the record of task ti of rs, to be folded into the pre-sent record
+ * that follows it (offload/chain.c), in c's next batch: quiet, its result
+ * kept as object `store`, its arguments constants. Its wire id, or 0 when
+ * c was lost (or out of memory). */
+uint64_t tg__ofl_append_folded(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t ti, uint64_t store);
 
 /* Queue ready task t, whose record is done, to be ended by
  * tg__ofl_begin_done: first, so that what an ending task made ready ends
@@ -829,6 +868,30 @@ void tg__ofl_undefer_runs(ofl *b);
 /* Whether argument j (a[j], a whole result) of pre-sent rec is the last
  * use of a quiet task's result on its worker. */
 bool tg__ofl_last_use(const ofl_run *rs, const ofl_rec *rec, const tg__garg *a, uint32_t j);
+/* Inputs folded into a pre-sent record (offload/chain.c): */
+/* rs->fold_of's mark of a folded task whose record is gone with its
+ * reply: it ends with the gone value when the engine gets there. */
+ofl_rec *tg__ofl_fold_done(void);
+/* Whether folded task ti of rs may end now: its record's reply came, its
+ * own call failed there, or its record is gone with its reply. */
+bool tg__ofl_fold_ready(const ofl_run *rs, uint32_t ti);
+/* Set ready folded task t aside on its record while that is out (ended
+ * when it is done, back to the heap when it is given up); false when t
+ * may end now. */
+bool tg__ofl_fold_park(ofl_run *rs, tg__task *t);
+/* Begin and end ready folded task t (tg__ofl_fold_ready): with the gone
+ * value, or the failure of its call. */
+void tg__ofl_fold_end(ofl *b, ofl_run *rs, tg__task *t);
+/* rec (early, with inputs folded into it) is freed: those not ended go
+ * their own way, or end with the gone value when rec's reply came. */
+void tg__ofl_fold_release(ofl *b, ofl_rec *rec);
+/* The record that wire id `id` of c was folded into, its task in *task;
+ * NULL when none. */
+ofl_rec *tg__ofl_fold_owner(ofl_conn *c, uint64_t id, uint32_t *task);
+/* The call of task `task`, folded into rec, failed there (msg copied):
+ * it ends with that failure. */
+void tg__ofl_fold_fail(ofl *b, ofl_rec *rec, uint32_t task, int code, const char *msg,
+                       const tg__call_report *rep);
 /* The engine began pre-sent rec's task (args borrowed until its end). */
 void tg__ofl_attach(ofl *b, ofl_run *rs, ofl_rec *rec, tg_value *const *args, size_t n);
 /* The engine finished pre-sent rec's task without calling it. */

@@ -242,6 +242,7 @@ static void run_free(ofl_run *rs) {
   tg__free(rs->deferred);
   tg__free(rs->stack);
   tg__free(rs->silent);
+  tg__free(rs->fold_of);
   tg__free(rs);
 }
 
@@ -266,8 +267,9 @@ static __attribute__((noinline)) ofl_run *run_find(ofl *b, tg__run *r) {
   rs->bound_id = tg__calloc(n, sizeof *rs->bound_id);
   rs->blocked_by = tg__calloc(n, sizeof *rs->blocked_by);
   rs->silent = tg__calloc(n, sizeof *rs->silent);
-  if (!rs->silent || !rs->flags || !rs->rebuilds || !rs->handle_of || !rs->held || !rs->early ||
-      !rs->bound || !rs->bound_id || !rs->blocked_by ||
+  rs->fold_of = tg__calloc(n, sizeof *rs->fold_of);
+  if (!rs->silent || !rs->fold_of || !rs->flags || !rs->rebuilds || !rs->handle_of ||
+      !rs->held || !rs->early || !rs->bound || !rs->bound_id || !rs->blocked_by ||
       !tg__idmap_put(&b->runs_by_seq, r->seq + 1, rs)) {
     run_free(rs);
     return NULL;

@@ -232,6 +232,20 @@ static bool result(ofl *b, ofl_conn *c, tg__rbuf *r, tg_value *vals, uint64_t ba
     rec = NULL;
     ok = false;
   }
+  /* A folded task (offload/chain.c) replies only when its call failed:
+   * before its dependent's record, whose id follows its own. */
+  if (ok && !rec && st == TG__RS_FAILED) {
+    uint32_t task;
+    ofl_rec *owner = tg__ofl_fold_owner(c, id, &task);
+    if (owner) {
+      tg__run *run = owner->rs->r;
+      if (calls > 1) atomic_fetch_add(&run->ran, calls - 1);
+      if (fails > 1) atomic_fetch_add(&run->attempts_failed, fails - 1);
+      tg__call_report rep = placed(c, owner, thread1, received_us, wait_us, secs, calls, now);
+      tg__ofl_fold_fail(b, owner, task, code, msg, &rep);
+      tg__ofl_begin_done(b);
+    }
+  }
   /* What was asked: an output comes back, a recomputation stays there. */
   if (rec && ((st == TG__RS_KEPT && (!rec->store || (rec->t && rec->t->flags & TG__T_OUTPUT))) ||
               ((st == TG__RS_INLINE || st == TG__RS_INT) && !rec->t) ||
