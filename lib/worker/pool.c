@@ -60,9 +60,11 @@ static double run_task(tg__worker *wk, wtask *t, int worker, tg__wstates *states
   t->worker = worker;
   t->started = t0;
   for (uint32_t at = t->first;; at++) {
-    if (wk->running) { /* for the parent, should this call kill us */
-      atomic_store(&wk->running->attempt, at);
-      atomic_store(&wk->running->id, t->id);
+    if (wk->running) { /* for the parent, should this call kill us (no fence:
+                            it reads them once we are gone, or to see a
+                            call go on for seconds) */
+      atomic_store_explicit(&wk->running->attempt, at, memory_order_relaxed);
+      atomic_store_explicit(&wk->running->id, t->id, memory_order_release);
     }
     tg__task_ctx_init(&ctx, t->fn, (tg__task_host){&task_host, t},
                       t->key_node ? t->key_node - 1 : 0, worker, (int)at);
@@ -85,7 +87,7 @@ static double run_task(tg__worker *wk, wtask *t, int worker, tg__wstates *states
       break;
     }
   }
-  if (wk->running) atomic_store(&wk->running->id, 0);
+  if (wk->running) atomic_store_explicit(&wk->running->id, 0, memory_order_release);
   double end = tg__now();
   t->secs = end - t0;
   return end;
