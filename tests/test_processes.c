@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -148,6 +149,14 @@ static int f_crash_first(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value 
   return TG_OK;
 }
 
+/* nap_at(x, k): x, after 600 ms when x == k (at once otherwise). */
+static int f_nap_at(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
+  (void)c, (void)n;
+  if (tg_value_int(a[0]) == tg_value_int(a[1])) tgt_sleep_ms(600);
+  *o = tg_value_ref(a[0]);
+  return TG_OK;
+}
+
 /* [whether args[0]'s data is in a shared mapping here, args[0]] */
 static int f_probe(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
   (void)c, (void)n;
@@ -214,6 +223,7 @@ static void setup(void) {
   add_fn("hang", f_hang, 1, TG_FUNC_PURE);
   add_fn("block", f_block, -1, 0);
   add_fn("crash_first", f_crash_first, 2, TG_FUNC_PURE);
+  add_fn("nap_at", f_nap_at, 2, TG_FUNC_PURE);
   add_fn("probe", f_probe, 1, TG_FUNC_PURE);
   add_fn("ramp", f_ramp, 2, TG_FUNC_PURE);
   add_fn("plus1", f_plus1, 1, TG_FUNC_PURE);
@@ -532,6 +542,87 @@ Test(processes, killed_from_outside, .init = setup, .fini = teardown) {
   cr_assert_eq(kill_hang(ex, r, &v), TG_OK);
   cr_assert_eq(tg_value_int(v), 6);
   tg_value_unref(v);
+  tg_executor_free(ex);
+  expect_clean();
+}
+
+/* ---- leaves folded into their sum's record -------------------------------------- */
+
+/* G sums of L leaves fn(a_i, b_i) (a_i = i, b_i = arg(i)) and their total,
+ * in g; *leaf: the node of leaf `mark`. */
+static tg_node leaf_groups(int G, int L, const char *fn, bool swap, int mark, int64_t arg_at,
+                           tg_node *leaf) {
+  tg_arg *leaves = malloc((size_t)L * sizeof *leaves), *sums = malloc((size_t)G * sizeof *sums);
+  cr_assert(leaves && sums);
+  for (int k = 0; k < G; k++) {
+    for (int i = 0; i < L; i++) {
+      int x = k * L + i;
+      int64_t other = x == mark ? arg_at : -1;
+      tg_arg a[2] = {tg_arg_value(tg_int(swap ? (other < 0 ? 0 : other) : x)),
+                     tg_arg_value(tg_int(swap ? x : other))};
+      tg_node n = tg_call(g, fn, 2, a[0], a[1]);
+      if (x == mark) *leaf = n;
+      leaves[i] = tg_arg_node(n);
+    }
+    tg_node sk;
+    cr_assert_eq(tg_graph_add(g, "sum_args", leaves, (size_t)L, NULL, &sk), TG_OK);
+    sums[k] = tg_arg_node(sk);
+  }
+  tg_node total;
+  cr_assert_eq(tg_graph_add(g, "sum_args", sums, (size_t)G, NULL, &total), TG_OK);
+  free(leaves);
+  free(sums);
+  return total;
+}
+
+/* A quick leaf folded into its sum's record (it has no record of its own
+ * in the parent) whose one call lasts 600 ms: its worker is busy, not
+ * calling a task of a cancelled run, and is not killed for it. */
+Test(processes, a_long_call_of_a_folded_leaf_keeps_its_worker, .init = setup,
+     .fini = teardown) {
+  enum { G = 200, L = 40 };
+  tg_executor *ex = pool(2);
+  tg_node leaf = TG_NODE_NONE;
+  tg_node quick = leaf_groups(G, L, "nap_at", false, -1, -1, &leaf);
+  int64_t want = (int64_t)G * L * (G * L - 1) / 2;
+  cr_assert_eq(compute_int_on(ex, quick), want); /* nap_at measured quick */
+  tg_remote_stats a;
+  cr_assert_eq(tg_remote_stats_get(ex, &a), TG_OK);
+  tg_node slow = leaf_groups(G, L, "nap_at", false, 17 * L + 5, 17 * L + 5, &leaf);
+  cr_assert_eq(compute_int_on(ex, slow), want);
+  tg_remote_stats z;
+  cr_assert_eq(tg_remote_stats_get(ex, &z), TG_OK);
+  cr_expect_gt(z.results_kept - a.results_kept, (uint64_t)(G * L) / 2, "not folded");
+  cr_expect_eq(z.workers_lost, 0, "a worker was lost");
+  tg_executor_free(ex);
+  expect_clean();
+}
+
+/* A folded leaf that kills its worker: its death is charged to nobody's
+ * record, so the leaf goes alone from then on, and its next crash fails
+ * the compute naming it (rather than killing workers for ever). */
+Test(processes, a_folded_leaf_that_crashes_fails_naming_itself, .init = setup,
+     .fini = teardown) {
+  enum { G = 200, L = 40 };
+  tg_executor *ex = pool(2);
+  tg_node leaf = TG_NODE_NONE;
+  tg_node quick = leaf_groups(G, L, "crash_first", true, -1, 0, &leaf);
+  int64_t want = (int64_t)G * L * (G * L - 1) / 2;
+  cr_assert_eq(compute_int_on(ex, quick), want); /* crash_first measured quick */
+  tg_node bad = leaf_groups(G, L, "crash_first", true, 23 * L + 7, 1000, &leaf);
+  tg_compute_stats st = {0};
+  tg_value *v = NULL;
+  int rc = compute_on(ex, bad, &v, &st);
+  cr_expect_eq(rc, TG_ETASK, "%s", tg_err_name(rc));
+  cr_expect_null(v);
+  cr_expect_eq(st.failed_node, leaf, "failed: node %u, not the leaf %u", st.failed_node, leaf);
+  char key[64], want_key[128];
+  cr_assert_gt(tg_node_key(g, leaf, key, sizeof key), 0);
+  snprintf(want_key, sizeof want_key, "while running task '%s'", key);
+  cr_expect(strstr(tg_graph_errmsg(g), want_key) != NULL, "%s", tg_graph_errmsg(g));
+  tg_remote_stats z;
+  cr_assert_eq(tg_remote_stats_get(ex, &z), TG_OK);
+  cr_expect_eq(z.workers_lost, 2, "%llu workers lost", (unsigned long long)z.workers_lost);
   tg_executor_free(ex);
   expect_clean();
 }

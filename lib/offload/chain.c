@@ -37,7 +37,7 @@ static bool pullable(const ofl *b, const ofl_run *rs, uint32_t pi, const ofl_con
   const tg__runplan *p = &rs->r->plan;
   const tg__task *t = &p->tasks[pi];
   if (!budget->tasks || rs->early[pi] || rs->fold_of[pi] || (t->flags & TG__T_OUTPUT) ||
-      atomic_load(&t->state) != TG__T_NEW || (rs->flags[pi] & RF_SELECTED))
+      atomic_load(&t->state) != TG__T_NEW || (rs->flags[pi] & (RF_SELECTED | RF_ALONE)))
     return false;
   for (uint32_t k = p->dep_off[pi] + 1; k < p->dep_off[pi + 1]; k++)
     if (p->deps[k] != p->deps[p->dep_off[pi]]) return false;
@@ -359,6 +359,7 @@ static void presend_folded(ofl *b, ofl_conn *c, ofl_run *rs, uint32_t di, uint32
     if (pi == UINT32_MAX || f->n == n || rs->bound[pi] == tag || rs->early[pi]) continue;
     uint64_t store = b->next_id++;
     if (!tg__ofl_append_folded(b, c, rs, pi, store)) break;
+    if (!f->n) f->sent = c->batch_t; /* its message's: the earliest of them */
     f->tasks[f->n++] = pi;
     rs->fold_of[pi] = rec;
     rs->bound[pi] = tag;

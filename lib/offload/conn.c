@@ -300,6 +300,14 @@ static void crashed(ofl *b, ofl_rec *rec, uint32_t attempt, const char *why) {
  * the others go again, not counted as losses. */
 static void give_back(ofl *b, ofl_conn *c, const char *why, uint64_t running,
                       uint32_t attempt) {
+  uint32_t task;
+  ofl_rec *owner = running && !tg__idmap_get(&c->recs, running)
+                       ? tg__ofl_fold_owner(c, running, &task)
+                       : NULL;
+  /* A leaf folded into a record (it has none of its own) was the call:
+   * it is not folded again, so that it goes with a record of its own,
+   * which counts what it does to its workers. */
+  if (owner) owner->rs->flags[task] |= RF_ALONE;
   tg__idmap recs = c->recs;
   c->recs = tg__idmap_seq();
   for (size_t i = 0; recs.s && i <= recs.mask; i++) {

@@ -812,8 +812,11 @@ static ofl_rec *begin(ofl *b, tg__task *t) {
   if (rs->fold_of[ti] && tg__ofl_fold_ready(rs, ti)) {
     tg__ofl_fold_end(b, rs, t); /* made where its dependent went */
   } else if (tg__task_begin(&b->w, t, &args, &n)) {
-    rs->fold_of[ti] = NULL; /* folded, given up waiting for its record (no worker
-                               for it): it goes its own way */
+    if (rs->fold_of[ti]) { /* folded, given up waiting for its record (no worker
+                              for it): it goes its own way */
+      rs->fold_of[ti] = NULL;
+      rs->bound[ti] = 0;
+    }
     if (pre) tg__ofl_attach(b, rs, pre, args, n);
     else rec = tg__ofl_rec_new(b, rs, t, (uint32_t)n);
     if (rec) {
@@ -844,7 +847,10 @@ void tg__ofl_begin_done(ofl *b) {
       tg__task *t = b->done_head;
       b->done_head = t->next;
       t->next = NULL;
-      begin(b, t); /* ends it: NULL */
+      /* Ends it; a folded one whose record was given up meanwhile is sent
+       * on its own. */
+      ofl_rec *rec = begin(b, t);
+      if (rec) tg__ofl_retry_push(b, rec);
       continue;
     }
     if (!b->heap.n) break;
@@ -853,7 +859,7 @@ void tg__ofl_begin_done(ofl *b) {
     uint32_t ti = rs ? (uint32_t)(t - rs->r->plan.tasks) : 0;
     ofl_rec *pre = rs ? rs->early[ti] : NULL;
     if (!(pre && pre->done) && !(rs && rs->fold_of[ti] && tg__ofl_fold_ready(rs, ti))) break;
-    begin(b, tg__ofl_heap_pop(b));
+    begin(b, tg__ofl_heap_pop(b)); /* ends it */
   }
   b->ending = false;
 }

@@ -329,7 +329,10 @@ struct ofl_handle {
   size_t nwait, cap_wait;
 };
 
-enum { RF_SELECTED = 1 }; /* per task of a run */
+/* Per task of a run: an item or key of its result is selected (its shape
+ * comes back); a call of it, folded into another task's record
+ * (offload/chain.c), was running when its worker died: it goes alone. */
+enum { RF_SELECTED = 1, RF_ALONE = 2 };
 
 /* What the backend knows of one run of the engine. */
 struct ofl_run {
@@ -421,6 +424,7 @@ typedef struct ofl_fold {
                               next) */
   ofl_fold_fail *failed;   /* those whose call failed there (told by a
                               reply of their own, before the record's) */
+  double sent;             /* when the first of them was put in a message */
   uint32_t tasks[];        /* n task indices, in wire id order */
 } ofl_fold;
 

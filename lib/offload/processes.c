@@ -156,6 +156,14 @@ static void adopt(ofl *b, ofl_conn *c, const born *x) {
  * cancelled: a compute's deadline, a failure elsewhere) after the grace
  * period is killed, and replaced: a worker cannot stop a call, and the
  * run it is stuck in is over. */
+/* Whether wire id `id` of c is a leaf folded into a record still out
+ * (offload/chain.c): such a call has no record of its own. Looked at only
+ * once a call looked given up for the grace period. */
+static bool folded_in_flight(ofl_conn *c, uint64_t id) {
+  uint32_t task;
+  return tg__ofl_fold_owner(c, id, &task) != NULL;
+}
+
 static void stop_given_up(ofl *b, double now) {
   procs_state *L = b->tr_data;
   for (int i = 0; i < b->nconns; i++) {
@@ -169,7 +177,7 @@ static void stop_given_up(ofl *b, double now) {
     if (s->given_up != id) {
       s->given_up = id;
       s->given_up_at = now;
-    } else if (now - s->given_up_at > GIVEN_UP_GRACE) {
+    } else if (now - s->given_up_at > GIVEN_UP_GRACE && !folded_in_flight(c, id)) {
       s->given_up = 0;
       s->killed = true;
       kill(s->pid, SIGKILL);

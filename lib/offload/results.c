@@ -151,14 +151,15 @@ static void twice(ofl *b, ofl_conn *c, ofl_rec *rec, uint64_t id, const shape *s
 
 /* ---- the worker's clock ------------------------------------------------------ */
 
-/* What the worker said of rec's calls (thread1: its thread + 1, 0 for
+/* What the worker said of rec's calls (sent: when their message left,
+ * rec's own or a leaf folded into it; thread1: its thread + 1, 0 for
  * none; received: its clock when the task's message came; wait: from
  * then to the first call; secs: the calls' span) placed on our clock.
  *
  * The worker's clock runs at our rate but from another origin: offset =
  * its reading minus ours at one instant. The task's message left here at
- * rec->sent and was handled there at `received`, so offset <= received -
- * rec->sent for every task, however long the network took. c->offset is
+ * `sent` and was handled there at `received`, so offset <= received -
+ * sent for every task, however long the network took. c->offset is
  * the least of these bounds over the session: the true offset plus the
  * quickest trip seen from sending a task to the worker handling it, so
  * slices come out early by that trip at most (microseconds on an idle
@@ -167,20 +168,20 @@ static void twice(ofl *b, ofl_conn *c, ofl_rec *rec, uint64_t id, const shape *s
  * never overlap here either. A call placed this way starts after its
  * task was sent and ends before its result came; the clamp only guards
  * against clocks that do not run at one rate. */
-static tg__call_report placed(ofl_conn *c, const ofl_rec *rec, uint64_t thread1,
+static tg__call_report placed(ofl_conn *c, const ofl_rec *rec, double sent, uint64_t thread1,
                               uint64_t received_us, uint64_t wait_us, double secs,
                               uint64_t calls, double now) {
   tg__call_report rep = {.start = -1, .seconds = -1, .worker = c->idx, .thread = -1,
                          .attempts = calls > UINT_MAX ? UINT_MAX : (unsigned)calls};
   if (!thread1 || thread1 > c->nthreads) return rep; /* no call made */
   double received = (double)received_us * 1e-6;
-  double bound = received - rec->sent;
+  double bound = received - sent;
   if (isnan(c->offset) || bound < c->offset) c->offset = bound;
   /* The slice is for task events alone (an orphan's reply is dropped, its
    * run perhaps over). */
   if (rec->orphan || !rec->rs->r->on_event) return rep;
   double start = received + (double)wait_us * 1e-6 - c->offset;
-  if (start < rec->sent) start = rec->sent;
+  if (start < sent) start = sent;
   if (start > now) start = now;
   rep.start = start;
   rep.end = start + secs > now ? now : start + secs;
@@ -241,7 +242,8 @@ static bool result(ofl *b, ofl_conn *c, tg__rbuf *r, tg_value *vals, uint64_t ba
       tg__run *run = owner->rs->r;
       if (calls > 1) atomic_fetch_add(&run->ran, calls - 1);
       if (fails > 1) atomic_fetch_add(&run->attempts_failed, fails - 1);
-      tg__call_report rep = placed(c, owner, thread1, received_us, wait_us, secs, calls, now);
+      tg__call_report rep = placed(c, owner, owner->fold->sent, thread1, received_us, wait_us, secs,
+                                   calls, now);
       tg__ofl_fold_fail(b, owner, task, code, msg, &rep);
       tg__ofl_begin_done(b);
     }
@@ -268,7 +270,8 @@ static bool result(ofl *b, ofl_conn *c, tg__rbuf *r, tg_value *vals, uint64_t ba
    * that rec's inputs were made. */
   if (rec) tg__ofl_inputs_done(b, rec);
   if (rec && (rec->early || rec->orphan)) { /* pre-sent: the engine is not there yet */
-    tg__call_report rep = placed(c, rec, thread1, received_us, wait_us, secs, calls, now);
+    tg__call_report rep =
+        placed(c, rec, rec->sent, thread1, received_us, wait_us, secs, calls, now);
     tg__ofl_conn_remove(b->conns[rec->conn], rec);
     rec->conn = -1;
     tg__ofl_early_done(b, rec, code, v, msg, &rep, calls, fails);
@@ -295,7 +298,8 @@ static bool result(ofl *b, ofl_conn *c, tg__rbuf *r, tg_value *vals, uint64_t ba
         tg__wbuf_varint(&c->frees, rec->store); /* not named: let it go there */
         c->nfrees++;
       }
-      tg__call_report rep = placed(c, rec, thread1, received_us, wait_us, secs, calls, now);
+      tg__call_report rep =
+        placed(c, rec, rec->sent, thread1, received_us, wait_us, secs, calls, now);
       tg__task_end_report(&b->w, rec->t, code, code == TG_OK ? v : NULL,
                           code == TG_ENOMEM && !*msg ? "out of memory" : msg[0] ? msg : NULL,
                           &rep);
