@@ -311,9 +311,10 @@ struct ofl_fold_fail {
   tg__call_report rep;
 };
 
-static ofl_rec fold_done_mark; /* never a record */
-
-ofl_rec *tg__ofl_fold_done(void) { return &fold_done_mark; }
+/* rs->fold_of's mark of a folded task whose record is gone with its
+ * reply: it ends with the gone value when the engine gets there. Never a
+ * record. */
+static ofl_rec fold_done_mark;
 
 /* Whether input pi of a task pre-sent to c, found pullable there, can be
  * folded into that task's record: a leaf (its arguments all constants)

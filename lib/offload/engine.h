@@ -405,7 +405,7 @@ struct ofl_run {
                               already); 0: none */
   ofl_rec **fold_of;       /* per task: the pre-sent record its result went
                               to, folded (offload/chain.c: it has none of
-                              its own); tg__ofl_fold_done() once that
+                              its own); a mark of chain.c's once that
                               record is gone with its reply; NULL: not
                               folded (weak) */
 };
@@ -873,9 +873,6 @@ void tg__ofl_undefer_runs(ofl *b);
  * use of a quiet task's result on its worker. */
 bool tg__ofl_last_use(const ofl_run *rs, const ofl_rec *rec, const tg__garg *a, uint32_t j);
 /* Inputs folded into a pre-sent record (offload/chain.c): */
-/* rs->fold_of's mark of a folded task whose record is gone with its
- * reply: it ends with the gone value when the engine gets there. */
-ofl_rec *tg__ofl_fold_done(void);
 /* Whether folded task ti of rs may end now: its record's reply came, its
  * own call failed there, or its record is gone with its reply. */
 bool tg__ofl_fold_ready(const ofl_run *rs, uint32_t ti);

@@ -242,8 +242,8 @@ static bool result(ofl *b, ofl_conn *c, tg__rbuf *r, tg_value *vals, uint64_t ba
       tg__run *run = owner->rs->r;
       if (calls > 1) atomic_fetch_add(&run->ran, calls - 1);
       if (fails > 1) atomic_fetch_add(&run->attempts_failed, fails - 1);
-      tg__call_report rep = placed(c, owner, owner->fold->sent, thread1, received_us, wait_us, secs,
-                                   calls, now);
+      tg__call_report rep = placed(c, owner, owner->fold->sent, thread1, received_us,
+                                   wait_us, secs, calls, now);
       tg__ofl_fold_fail(b, owner, task, code, msg, &rep);
       tg__ofl_begin_done(b);
     }

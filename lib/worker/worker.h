@@ -180,7 +180,7 @@ typedef struct wlog {
  * its attempt number. The parent reads it when the worker dies, to know
  * which task killed it. One cache line each: the workers write theirs
  * around every call, and two of them sharing a line made it move between
- * their processors at every task (a tenth of a worker's time on the
+ * their processors at every task (an eighth of the workers' CPU on the
  * 2,000,000 tasks of graph.json). */
 typedef struct tg__wk_running {
   _Alignas(64) _Atomic uint64_t id;
