@@ -856,9 +856,7 @@ void tg__ofl_begin_done(ofl *b) {
     if (!b->heap.n) break;
     tg__task *t = tg__task_heap_top(&b->heap);
     ofl_run *rs = tg__idmap_get(&b->runs_by_seq, t->run->seq + 1);
-    uint32_t ti = rs ? (uint32_t)(t - rs->r->plan.tasks) : 0;
-    ofl_rec *pre = rs ? rs->early[ti] : NULL;
-    if (!(pre && pre->done) && !(rs && rs->fold_of[ti] && tg__ofl_fold_ready(rs, ti))) break;
+    if (!rs || !tg__ofl_ends_at_once(rs, (uint32_t)(t - rs->r->plan.tasks))) break;
     begin(b, tg__ofl_heap_pop(b)); /* ends it */
   }
   b->ending = false;

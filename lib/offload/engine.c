@@ -44,9 +44,7 @@ void tg__ofl_heap_repush(ofl *b, tg__task *t) {
 
 void tg__ofl_queue_task(ofl *b, tg__task *t) {
   ofl_run *rs = tg__ofl_run_get(b, t->run);
-  uint32_t ti = rs ? (uint32_t)(t - rs->r->plan.tasks) : 0;
-  ofl_rec *pre = rs ? rs->early[ti] : NULL;
-  if ((pre && pre->done) || (rs && rs->fold_of[ti] && tg__ofl_fold_ready(rs, ti))) {
+  if (rs && tg__ofl_ends_at_once(rs, (uint32_t)(t - rs->r->plan.tasks))) {
     /* nothing to send: tg__ofl_begin_done ends it */
     tg__ofl_done_push(b, t);
     rs->users++;

@@ -876,6 +876,14 @@ bool tg__ofl_last_use(const ofl_run *rs, const ofl_rec *rec, const tg__garg *a, 
 /* Whether folded task ti of rs may end now: its record's reply came, its
  * own call failed there, or its record is gone with its reply. */
 bool tg__ofl_fold_ready(const ofl_run *rs, uint32_t ti);
+/* Whether ready task ti of rs can end at once, with nothing to send: its
+ * pre-sent record is done, or it was folded into one that is (or its
+ * own call failed there). */
+static inline bool tg__ofl_ends_at_once(const ofl_run *rs, uint32_t ti) {
+  const ofl_rec *pre = rs->early[ti];
+  return (pre && pre->done) || (rs->fold_of[ti] && tg__ofl_fold_ready(rs, ti));
+}
+
 /* Set ready folded task t aside on its record while that is out (ended
  * when it is done, back to the heap when it is given up); false when t
  * may end now. */
