@@ -12,14 +12,22 @@
 
 int cli_verbosity = 0;
 
+/* A message is one write(2): stderr is unbuffered, and a launcher (mpirun,
+ * srun) that forwards several ranks' stderr splices them at write
+ * boundaries, so a line written in pieces came out mixed with another
+ * rank's ("tgraph: tgraph: error: ..."). */
 static void say(const char *what, const char *color, const char *fmt,
                 va_list ap) {
   bool c = cli_color() && color != NULL;
-  fprintf(stderr, "tgraph: ");
+  char *msg = NULL;
+  if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+  const char *text = msg != NULL ? msg : fmt;
   if (what != NULL)
-    fprintf(stderr, "%s%s:%s ", c ? color : "", what, c ? "\033[0m" : "");
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+    fprintf(stderr, "tgraph: %s%s:%s %s\n", c ? color : "", what,
+            c ? "\033[0m" : "", text);
+  else
+    fprintf(stderr, "tgraph: %s\n", text);
+  free(msg);
 }
 
 void cli_error(const char *fmt, ...) {
@@ -32,10 +40,12 @@ void cli_error(const char *fmt, ...) {
 int cli_bad_usage(const char *cmd, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "tgraph %s: ", cmd);
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n(see tgraph %s --help)\n", cmd);
+  char *msg = NULL;
+  if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
   va_end(ap);
+  fprintf(stderr, "tgraph %s: %s\n(see tgraph %s --help)\n", cmd,
+          msg != NULL ? msg : fmt, cmd);
+  free(msg);
   return CLI_USAGE;
 }
 
