@@ -6,10 +6,13 @@
  *     killed for it and serves on;
  *   - a call longer than the heartbeat (10 s) does not lose its worker;
  *   - a long chain and a wide fan-out give sync's results, on workers
- *     that are never replaced.
+ *     that are never replaced;
+ *   - a task runs under SCHED_BATCH (a message waking its worker does not
+ *     preempt the parent's I/O thread), the parent as it was.
  * Tasks report through memory shared before the workers are forked. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -54,6 +57,13 @@ static int f_nap(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
   return TG_OK;
 }
 
+/* The scheduling policy of the thread calling it. */
+static int f_policy(tg_task_ctx *c, tg_value *const *a, size_t n, tg_value **o) {
+  (void)c, (void)a, (void)n;
+  *o = tg_int(sched_getscheduler(0));
+  return TG_OK;
+}
+
 static void add_fn(const char *name, tg_task_fn fn, int nargs, unsigned flags) {
   cr_assert_eq(tgt_add(reg, name, fn, nargs, flags), TG_OK, "%s", name);
 }
@@ -66,6 +76,7 @@ static void setup(void) {
   add_fn("polite", f_polite, 0, 0);
   add_fn("nap", f_nap, 1, 0);
   add_fn("pid", tgt_fn_pid, -1, 0);
+  add_fn("policy", f_policy, 1, 0);
   cr_assert_eq(tg_graph_new(reg, &g), TG_OK);
 }
 
@@ -190,5 +201,25 @@ Test(procs_calls, chain_and_fanout_equal_sync, .init = setup, .fini = teardown) 
   tg_value_unref(v);
   for (int i = 0; i < nb; i++) cr_assert(is_child(before[i]), "worker %d was replaced",
                                          (int)before[i]);
+  tg_executor_free(ex);
+}
+
+/* Each worker's calls run under SCHED_BATCH; the parent's threads keep
+ * their policy. */
+Test(procs_calls, workers_are_batch_processes, .init = setup, .fini = teardown) {
+  enum { N = 16 };
+  tg_executor *ex = pool(2);
+  tg_arg args[N];
+  for (int i = 0; i < N; i++)
+    args[i] = tg_arg_node(tg_call(g, "policy", 1, tg_arg_value(tg_int(i))));
+  tg_node all = TG_NODE_NONE;
+  cr_assert_eq(tg_graph_add(g, "pack", args, N, NULL, &all), TG_OK);
+  tg_value *v = NULL;
+  cr_assert_eq(compute_on(ex, all, &v), TG_OK, "%s", tg_graph_errmsg(g));
+  cr_assert_eq(tg_list_len(v), N);
+  for (size_t i = 0; i < N; i++)
+    cr_assert_eq(tg_value_int(tg_list_get(v, i)), SCHED_BATCH, "call %zu", i);
+  tg_value_unref(v);
+  cr_assert_eq(sched_getscheduler(0), SCHED_OTHER);
   tg_executor_free(ex);
 }
