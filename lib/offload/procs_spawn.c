@@ -16,7 +16,6 @@
  * there, unblocks signals, and runs the worker. */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdio_ext.h>
@@ -85,18 +84,11 @@ static _Noreturn void child_main(tg__spawner *s, int slot, uint32_t spawn,
   if (err_w > 2) close(err_w);
   setvbuf(stdout, NULL, _IOLBF, 0); /* a line reaches the parent when done */
   setpgid(0, 0);
-  /* A worker is a batch process: its share of the processors is a normal
-   * process's, but a message that wakes it does not preempt the thread
-   * that sent it (the parent's I/O thread, on the same processors by
-   * construction); it runs on a free processor or at the next tick. As a
-   * normal process it took the I/O thread's processor in the middle of
-   * its sends, about 2,400 times a compute of graph.json on processes:2,
-   * and held it while calling a sum's thousand leaves: the I/O thread,
-   * the run's bottleneck, waited (graph.json 10% slower, W1 13%; W2 and
-   * W3 the same either way). Where the policy cannot be set, the worker
-   * runs as a normal process. Its threads and children inherit it. */
-  struct sched_param no_priority = {0};
-  sched_setscheduler(0, SCHED_BATCH, &no_priority);
+  /* Batch (util/thread.h), before its threads start: a message from the
+   * I/O thread no longer preempts it, about 2,400 times a compute of
+   * graph.json on processes:2 (graph.json 10% faster, W1 13%; W2 and W3
+   * the same). */
+  tg__thread_batch();
   sigset_t none;
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, NULL);

@@ -2,6 +2,7 @@
 #include "thread.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <unistd.h>
 #include <limits.h>
 
@@ -73,6 +74,11 @@ int tg__thread_start(pthread_t *th, void *(*fn)(void *), void *arg) {
   int rc = tg__thread_start_in(&g, th, fn, arg);
   if (rc == 0) tg__thread_group_wait(&g);
   return rc;
+}
+
+void tg__thread_batch(void) {
+  struct sched_param no_priority = {0};
+  sched_setscheduler(0, SCHED_BATCH, &no_priority); /* this thread (Linux) */
 }
 
 unsigned tg__ncpus(void) {

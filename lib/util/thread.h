@@ -29,6 +29,18 @@
  * been entered). Returns 0 or an error number (pthread_create's, ENOMEM). */
 int tg__thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 
+/* Make the calling thread (and the threads and processes it starts
+ * afterwards) a batch thread, SCHED_BATCH: its share of the processors
+ * is a normal thread's, but waking it does not preempt the thread that
+ * woke it; it runs on a free processor or at the next tick. For a forked
+ * worker, whole (offload/procs_spawn.c): woken by a message as a normal
+ * process, it took the processor of the run's I/O thread in the middle
+ * of its sends and held it while calling a batch of quick tasks; the I/O
+ * thread, the run's bottleneck, waited. (The pool threads of a tcp
+ * worker made batch alone changed nothing measurable on tcp:2.) Without
+ * the right (a sandbox), the thread stays as it was. */
+void tg__thread_batch(void);
+
 /* Number of CPUs online (at least 1): default worker and thread counts
  * (executors, workers). */
 unsigned tg__ncpus(void);
