@@ -85,7 +85,7 @@ static _Noreturn void child_main(tg__spawner *s, int slot, uint32_t spawn,
   setvbuf(stdout, NULL, _IOLBF, 0); /* a line reaches the parent when done */
   setpgid(0, 0);
   /* Batch (util/thread.h), before its threads start: a message from the
-   * I/O thread no longer preempts it, about 2,400 times a compute of
+   * I/O thread no longer preempts it, about 600 times a compute of
    * graph.json on processes:2 (graph.json 10% faster, W1 13%; W2 and W3
    * the same). */
   tg__thread_batch();
