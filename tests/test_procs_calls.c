@@ -118,16 +118,23 @@ static bool is_child(pid_t pid) {
   return found;
 }
 
-/* The distinct pids among the results of n pid() tasks: the workers. */
-static int workers_seen(tg_executor *ex, pid_t *out, int max) {
-  enum { N = 64 };
-  tg_arg args[N];
-  for (int i = 0; i < N; i++)
-    args[i] = tg_arg_node(tg_call(g, "pid", 1, tg_arg_value(tg_int(i))));
+/* The list of the results of n calls fn(i), i = 0..n-1 (n <= 64), computed
+ * on ex. */
+static tg_value *calls_on(tg_executor *ex, const char *fn, int n) {
+  tg_arg args[64];
+  cr_assert_leq(n, 64);
+  for (int i = 0; i < n; i++) args[i] = tg_arg_node(tg_call(g, fn, 1, tg_arg_value(tg_int(i))));
   tg_node all = TG_NODE_NONE;
-  cr_assert_eq(tg_graph_add(g, "pack", args, N, NULL, &all), TG_OK);
+  cr_assert_eq(tg_graph_add(g, "pack", args, (size_t)n, NULL, &all), TG_OK);
   tg_value *v = NULL;
   cr_assert_eq(compute_on(ex, all, &v), TG_OK, "%s", tg_graph_errmsg(g));
+  cr_assert_eq(tg_list_len(v), (size_t)n);
+  return v;
+}
+
+/* The distinct pids among the results of 64 pid() tasks: the workers. */
+static int workers_seen(tg_executor *ex, pid_t *out, int max) {
+  tg_value *v = calls_on(ex, "pid", 64);
   int n = 0;
   for (size_t i = 0; i < tg_list_len(v); i++) {
     pid_t p = (pid_t)tg_value_int(tg_list_get(v, i));
@@ -209,14 +216,7 @@ Test(procs_calls, chain_and_fanout_equal_sync, .init = setup, .fini = teardown) 
 Test(procs_calls, workers_are_batch_processes, .init = setup, .fini = teardown) {
   enum { N = 16 };
   tg_executor *ex = pool(2);
-  tg_arg args[N];
-  for (int i = 0; i < N; i++)
-    args[i] = tg_arg_node(tg_call(g, "policy", 1, tg_arg_value(tg_int(i))));
-  tg_node all = TG_NODE_NONE;
-  cr_assert_eq(tg_graph_add(g, "pack", args, N, NULL, &all), TG_OK);
-  tg_value *v = NULL;
-  cr_assert_eq(compute_on(ex, all, &v), TG_OK, "%s", tg_graph_errmsg(g));
-  cr_assert_eq(tg_list_len(v), N);
+  tg_value *v = calls_on(ex, "policy", N);
   for (size_t i = 0; i < N; i++)
     cr_assert_eq(tg_value_int(tg_list_get(v, i)), SCHED_BATCH, "call %zu", i);
   tg_value_unref(v);
