@@ -90,9 +90,15 @@ static bool reverse_edges(const tg_graphjson_info *info, size_t **first,
   return true;
 }
 
+/* The line goes out in one write, as cli_error's (cli/util.c says why):
+ * it is built in memory first. */
 static void print_chain(const tg_graphjson_info *info, const uint32_t *from,
                         uint32_t failed, uint32_t o) {
-  fprintf(stderr, "tgraph:   blocked output '%s'", info->tasks[o].key);
+  char *line = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream(&line, &size);
+  if (f == NULL) f = stderr; /* out of memory: in pieces, but said */
+  fprintf(f, "tgraph:   blocked output '%s'", info->tasks[o].key);
   if (o != failed) {
     uint32_t chain[64]; /* from the failed task up to the output */
     size_t len = 0;
@@ -100,11 +106,13 @@ static void print_chain(const tg_graphjson_info *info, const uint32_t *from,
       chain[len++] = t;
       if (t == failed) break;
     }
-    fprintf(stderr, " (%s", len == 64 ? "... -> " : "");
+    fprintf(f, " (%s", len == 64 ? "... -> " : "");
     for (size_t j = len; j-- > 0;)
-      fprintf(stderr, "%s%s", info->tasks[chain[j]].key, j ? " -> " : ")");
+      fprintf(f, "%s%s", info->tasks[chain[j]].key, j ? " -> " : ")");
   }
-  fputc('\n', stderr);
+  fputc('\n', f);
+  if (f != stderr && fclose(f) == 0) fputs(line, stderr);
+  free(line);
 }
 
 void cli_print_blocked(const tg_graphjson_info *info, uint32_t failed) {

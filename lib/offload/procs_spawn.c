@@ -7,13 +7,13 @@
  * the process: tied to this thread, the death signal arrives exactly when
  * the pool (or the whole parent, killed by anything) goes.
  *
- * A child, right after fork: drops the parent's buffered stdio output,
- * closes the parent's internal fds, takes its pipes as stdout/stderr and
- * /dev/null as stdin, moves to its own process group (a terminal's Ctrl-C
- * reaches only the parent, whose death then takes the workers), becomes a
- * batch process (SCHED_BATCH: see child_main), arms
- * SIGKILL as its death signal and re-checks that the parent is still
- * there, unblocks signals, and runs the worker. */
+ * A child, right after fork: arms SIGKILL as its death signal and
+ * re-checks that the parent is still there, drops the parent's buffered
+ * stdio output, closes the parent's internal fds, takes its pipes as
+ * stdout/stderr and /dev/null as stdin, moves to its own process group
+ * (a terminal's Ctrl-C reaches only the parent, whose death then takes
+ * the workers), becomes a batch process (SCHED_BATCH: see child_main),
+ * unblocks signals, and runs the worker. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

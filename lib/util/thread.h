@@ -31,8 +31,9 @@ int tg__thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 
 /* Make the calling thread (and the threads and processes it starts
  * afterwards) a batch thread, SCHED_BATCH: its share of the processors
- * is a normal thread's, but waking it does not preempt the thread that
- * woke it; it runs on a free processor or at the next tick. For a forked
+ * is a normal thread's, but waking it preempts no running thread (the
+ * one that woke it included); it runs on a free processor, or when the
+ * tick ends the running thread's slice. For a forked
  * worker, whole (offload/procs_spawn.c): woken by a message as a normal
  * process, it took the processor of the run's I/O thread in the middle
  * of its sends and held it while calling a batch of quick tasks; the I/O

@@ -211,7 +211,7 @@ rank 3 exit 0" "$(sort "$w/kill.status")"
   same "--rank-address of another host: exit status" 2 $?
   # The rank's own line, or the driver's relay of it: mpirun may end a rank
   # before its stderr is forwarded once the driver has failed the run.
-  same "--rank-address of another host: a worker rank says why" yes "$(grep -Eq \
+  same "--rank-address of another host: why a rank could not listen is said" yes "$(grep -Eq \
     "error: --scheduler=mpi: rank [12]( could not start serving)?: cannot listen on tcp://192\.0\.2\.1:\*: Cannot assign requested address" \
     "$w/addr.err" && echo yes)"
   same "--rank-address of another host: each message on a line of its own" 0 \
