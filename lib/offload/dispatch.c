@@ -895,7 +895,6 @@ static int64_t room_of(const ofl_run *rs, int64_t slack) {
 
 int64_t tg__ofl_run_room(const ofl *b, const ofl_run *rs) { return room_of(rs, slack_of(b)); }
 
-
 /* Whether the workers would idle soon: at most one task queued per
  * worker thread, or less than OFL_IDLE_SECS of expected work each (a
  * held-back group's sum makes its round trip meanwhile: waiting for the

@@ -152,10 +152,6 @@ static void adopt(ofl *b, ofl_conn *c, const born *x) {
   tg__ofl_conn_hello(b, c);
 }
 
-/* A worker still calling a task the engine gave up (its run was
- * cancelled: a compute's deadline, a failure elsewhere) after the grace
- * period is killed, and replaced: a worker cannot stop a call, and the
- * run it is stuck in is over. */
 /* Whether wire id `id` of c is a leaf folded into a record still out
  * (offload/chain.c): such a call has no record of its own. Looked at only
  * once a call looked given up for the grace period. */
@@ -164,6 +160,10 @@ static bool folded_in_flight(ofl_conn *c, uint64_t id) {
   return tg__ofl_fold_owner(c, id, &task) != NULL;
 }
 
+/* A worker still calling a task the engine gave up (its run was
+ * cancelled: a compute's deadline, a failure elsewhere) after the grace
+ * period is killed, and replaced: a worker cannot stop a call, and the
+ * run it is stuck in is over. */
 static void stop_given_up(ofl *b, double now) {
   procs_state *L = b->tr_data;
   for (int i = 0; i < b->nconns; i++) {
